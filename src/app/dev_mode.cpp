@@ -1,0 +1,148 @@
+// dev_mode.cpp — see dev_mode.h.
+#include "app/dev_mode.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "delivery/maildir.h"
+#include "tls/dev_pki.h"
+
+namespace app {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Writes content to path atomically (temp file, fsync, rename) with the given mode.
+base::Expected<base::Ok, std::string> write_new_file(const std::string& path,
+                                                     const std::string& content, mode_t mode) {
+  std::string temp = path + ".tmp";
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return base::unexpected("cannot create " + temp + ": " + std::strerror(errno));
+  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ok = ok && ::fchmod(fd, mode) == 0 && ::fsync(fd) == 0;
+  ok = (::close(fd) == 0) && ok;
+  if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) {
+    std::string error = std::strerror(errno);
+    ::unlink(temp.c_str());
+    return base::unexpected("cannot write " + path + ": " + error);
+  }
+  return base::Ok{};
+}
+
+std::string random_password() {
+  unsigned char bytes[18];
+  randombytes_buf(bytes, sizeof bytes);
+  char out[sodium_base64_ENCODED_LEN(sizeof bytes, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+  sodium_bin2base64(out, sizeof out, bytes, sizeof bytes, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  return out;
+}
+
+std::string dev_config(int offset) {
+  return fmt::format(R"(# smtpsd development configuration, written by `smtpsd dev`.
+# Every key is documented in README.md ("Configuration"). Paths are relative to this file.
+
+[server]
+hostname = "localhost"
+data_dir = "."
+
+[tls]
+min_version = "TLSv1.2"
+
+[[tls.certificates]]
+certificate = "tls/server-ecdsa.pem"
+key = "tls/server-ecdsa.key"
+
+[[tls.certificates]]
+certificate = "tls/server-rsa.pem"
+key = "tls/server-rsa.key"
+
+[[domains]]
+name = "localhost"
+users = ["demo"]
+
+[[listeners]]
+role = "submissions"
+address = "127.0.0.1"
+port = {}
+
+[[listeners]]
+role = "submission"
+address = "127.0.0.1"
+port = {}
+
+[[listeners]]
+role = "smtp"
+address = "127.0.0.1"
+port = {}
+)",
+                     2465 + offset, 2587 + offset, 2525 + offset);
+}
+
+}  // namespace
+
+base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int port_offset) {
+  if (sodium_init() < 0) return base::unexpected(std::string("libsodium failed to initialise"));
+  if (port_offset < 0 || port_offset > 60000) {
+    return base::unexpected("--port-offset must be between 0 and 60000, not " +
+                            std::to_string(port_offset));
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return base::unexpected("cannot create " + dir + ": " + ec.message());
+  DevSetup setup;
+  setup.dir = fs::absolute(dir).lexically_normal().string();
+  setup.port_offset = port_offset;
+  setup.config_file = setup.dir + "/smtpsd.toml";
+
+  auto pki = tls::ensure_dev_pki(setup.dir + "/tls", {"localhost", "127.0.0.1", "::1"});
+  if (!pki) return base::unexpected(pki.error());
+
+  if (!fs::exists(setup.config_file)) {
+    auto written = write_new_file(setup.config_file, dev_config(port_offset), 0644);
+    if (!written) return base::unexpected(written.error());
+  }
+  std::string password_file = setup.dir + "/demo.password";
+  if (!fs::exists(password_file)) {
+    auto written = write_new_file(password_file, random_password() + "\n", 0600);
+    if (!written) return base::unexpected(written.error());
+  }
+  delivery::Maildir maildir(setup.dir + "/mail", "localhost");
+  auto mailbox = maildir.ensure_mailbox("demo@localhost");
+  if (!mailbox) return base::unexpected(mailbox.error());
+  return setup;
+}
+
+std::string dev_instructions(const DevSetup& s) {
+  int smtp = 2525 + s.port_offset;
+  int smtps = 2465 + s.port_offset;
+  return fmt::format(
+      R"TEXT(
+smtpsd development server is ready.
+  configuration  {dir}/smtpsd.toml
+  CA to trust    {dir}/tls/ca.pem
+  mailbox        demo@localhost → {dir}/mail/localhost/demo/new/
+  listeners      submissions 127.0.0.1:{smtps} (implicit TLS), submission 127.0.0.1:{sub}, smtp 127.0.0.1:{smtp}
+
+Send a test mail (STARTTLS on the smtp role, certificate verified against the dev CA):
+  swaks --server 127.0.0.1:{smtp} --tls --tls-ca-path {dir}/tls/ca.pem --tls-verify \
+        --from you@example.org --to demo@localhost
+  python3 -c "import smtplib,ssl; c=ssl.create_default_context(cafile='{dir}/tls/ca.pem'); \
+s=smtplib.SMTP('localhost',{smtp}); s.starttls(context=c); \
+s.sendmail('you@example.org',['demo@localhost'],'Subject: hi\r\n\r\nhello\r\n'); s.quit()"
+  openssl s_client -starttls smtp -connect 127.0.0.1:{smtp} -CAfile {dir}/tls/ca.pem -crlf
+  openssl s_client -connect 127.0.0.1:{smtps} -CAfile {dir}/tls/ca.pem -crlf
+
+Then look in {dir}/mail/localhost/demo/new/. Stop with Ctrl-C.
+)TEXT",
+      fmt::arg("dir", s.dir), fmt::arg("smtp", smtp), fmt::arg("smtps", smtps),
+      fmt::arg("sub", 2587 + s.port_offset));
+}
+
+}  // namespace app

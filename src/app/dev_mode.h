@@ -1,0 +1,29 @@
+// dev_mode.h — `smtpsd dev`: a ready development setup in one directory (the interface
+// other tools and tests rely on; keep it stable):
+//   DIR/tls/ca.pem            local CA (trust this in clients)
+//   DIR/tls/server-*.pem/key  ECDSA and RSA certificates for localhost, 127.0.0.1, ::1
+//   DIR/smtpsd.toml           configuration (kept if it exists)
+//   DIR/demo.password         random password of demo@localhost, mode 0600
+//   DIR/mail/localhost/demo/  Maildir of demo@localhost
+// Ports on 127.0.0.1: submissions 2465+N, submission 2587+N, smtp 2525+N.
+#pragma once
+
+#include <string>
+
+#include "base/expected.h"
+
+namespace app {
+
+struct DevSetup {
+  std::string dir;
+  std::string config_file;
+  int port_offset = 0;
+};
+
+// Creates what is missing in dir; returns where the configuration is.
+base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int port_offset);
+
+// The "how to send a test mail" text printed once the server is ready.
+std::string dev_instructions(const DevSetup& setup);
+
+}  // namespace app

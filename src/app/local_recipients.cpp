@@ -1,0 +1,53 @@
+// local_recipients.cpp — see local_recipients.h.
+#include "app/local_recipients.h"
+
+#include <cctype>
+
+namespace app {
+namespace {
+
+bool equal_ignoring_case(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::string> canonical_local_mailbox(const config::Config& config,
+                                                   std::string_view address) {
+  std::size_t at = address.rfind('@');
+  if (at == std::string_view::npos) {
+    if (equal_ignoring_case(address, "postmaster") && !config.domains.empty()) {
+      return "postmaster@" + config.domains.front().name;
+    }
+    return std::nullopt;
+  }
+  std::string_view local = address.substr(0, at);
+  const config::Domain* domain = config.find_domain(address.substr(at + 1));
+  if (!domain) return std::nullopt;
+  // Local parts are case-sensitive in theory (RFC 5321 §2.4) but every mail system in
+  // use matches mailboxes case-insensitively; so do we, and deliver under the spelling
+  // the configuration gives.
+  for (const std::string& user : domain->users) {
+    if (equal_ignoring_case(local, user)) return user + "@" + domain->name;
+  }
+  if (equal_ignoring_case(local, "postmaster")) return "postmaster@" + domain->name;
+  return std::nullopt;
+}
+
+smtp::RecipientVerdict verdict_for_inbound(const config::Config& config, std::string_view address) {
+  if (canonical_local_mailbox(config, address)) return smtp::RecipientVerdict::kAccept;
+  std::size_t at = address.rfind('@');
+  if (at != std::string_view::npos && config.find_domain(address.substr(at + 1))) {
+    return smtp::RecipientVerdict::kUnknownUser;  // 550 5.1.1
+  }
+  return smtp::RecipientVerdict::kRelayDenied;  // 550 5.7.1: the MX port never relays
+}
+
+}  // namespace app

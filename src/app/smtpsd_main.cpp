@@ -1,0 +1,77 @@
+// smtpsd_main.cpp — the server's command line: serve, check, dev.
+//
+//   smtpsd serve --config FILE     run the server
+//   smtpsd check --config FILE     validate and print the effective policy (exit 2 on error)
+//   smtpsd dev [--dir DIR] [--port-offset N] [--init-only]   development setup
+//                                  (see app/dev_mode.h)
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+
+#include "app/daemon.h"
+#include "app/dev_mode.h"
+#include "config/config.h"
+
+namespace {
+
+// Configuration errors name file, line and key and exit 2 (README "Configuration").
+int with_config(const std::string& path, int (*action)(const config::Config&)) {
+  auto loaded = config::load_file(path);
+  if (!loaded) {
+    std::fprintf(stderr, "smtpsd: %s\n", loaded.error().to_string().c_str());
+    return 2;
+  }
+  return action(loaded.value());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  CLI::App cli{"smtpsd — a secure-by-default SMTP server"};
+  cli.require_subcommand(1);
+
+  std::string serve_config;
+  auto* serve = cli.add_subcommand("serve", "Run the server");
+  serve->add_option("-c,--config", serve_config, "Configuration file (TOML)")->required();
+
+  std::string check_config;
+  auto* check = cli.add_subcommand("check", "Validate a configuration and print its policy");
+  check->add_option("-c,--config", check_config, "Configuration file (TOML)")->required();
+
+  std::string dev_dir = "var/dev";
+  int port_offset = 0;
+  auto* dev = cli.add_subcommand("dev", "Development server: self-signed CA, demo user, Maildir");
+  dev->add_option("--dir", dev_dir, "Directory for everything the dev server needs")
+      ->capture_default_str();
+  dev->add_option("--port-offset", port_offset, "Add N to the ports 2465, 2587 and 2525")
+      ->capture_default_str();
+  bool init_only = false;
+  dev->add_flag("--init-only", init_only, "Create the files, print where they are, and exit");
+
+  CLI11_PARSE(cli, argc, argv);
+
+  if (*serve) {
+    return with_config(serve_config, [](const config::Config& c) { return app::serve(c); });
+  }
+  if (*check) return with_config(check_config, app::check);
+  auto setup = app::prepare_dev(dev_dir, port_offset);
+  if (!setup) {
+    std::fprintf(stderr, "smtpsd dev: %s\n", setup.error().c_str());
+    return 1;
+  }
+  if (init_only) {
+    std::printf("%s\n", setup.value().config_file.c_str());
+    return 0;
+  }
+  auto loaded = config::load_file(setup.value().config_file);
+  if (!loaded) {
+    std::fprintf(stderr, "smtpsd dev: %s\n", loaded.error().to_string().c_str());
+    return 2;
+  }
+  std::string instructions = app::dev_instructions(setup.value());
+  return app::serve(loaded.value(), [&instructions] {
+    std::fputs(instructions.c_str(), stdout);
+    std::fflush(stdout);
+  });
+}

@@ -1,0 +1,412 @@
+// config.cpp — TOML → Config, strict: every key is known, typed and range-checked, and
+// every error names file, line and key (see config.h).
+#include "config/config.h"
+
+#include <fmt/format.h>
+
+#include <toml++/toml.h>
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace config {
+namespace {
+
+struct Failure {
+  ConfigError error;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  [[noreturn]] void fail(const toml::node* node, const std::string& key,
+                         const std::string& message) const {
+    long line = node ? static_cast<long>(node->source().begin.line) : 0;
+    throw Failure{ConfigError{file_, line, key, message}};
+  }
+
+  // Refuses keys of `table` that are not in `known`.
+  void only_keys(const toml::table& table, const std::string& prefix,
+                 std::initializer_list<std::string_view> known) const {
+    for (auto&& [key, node] : table) {
+      if (std::find(known.begin(), known.end(), key.str()) == known.end()) {
+        std::string known_list;
+        for (auto k : known) {
+          if (!known_list.empty()) known_list += ", ";
+          known_list += k;
+        }
+        fail(&node, join(prefix, key.str()), "unknown key (known here: " + known_list + ")");
+      }
+    }
+  }
+
+  static std::string join(const std::string& prefix, std::string_view key) {
+    return prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
+  }
+
+  std::string string_at(const toml::table& table, const std::string& prefix, std::string_view key,
+                        const std::string& fallback, bool required = false) const {
+    const toml::node* node = table.get(key);
+    if (!node) {
+      if (required) fail(&table, join(prefix, key), "missing (required)");
+      return fallback;
+    }
+    if (!node->is_string()) fail(node, join(prefix, key), "must be a string");
+    return std::string(node->as_string()->get());
+  }
+
+  bool bool_at(const toml::table& table, const std::string& prefix, std::string_view key,
+               bool fallback) const {
+    const toml::node* node = table.get(key);
+    if (!node) return fallback;
+    if (!node->is_boolean()) fail(node, join(prefix, key), "must be true or false");
+    return node->as_boolean()->get();
+  }
+
+  std::int64_t int_at(const toml::table& table, const std::string& prefix, std::string_view key,
+                      std::int64_t fallback, std::int64_t min, std::int64_t max) const {
+    const toml::node* node = table.get(key);
+    if (!node) return fallback;
+    if (!node->is_integer()) fail(node, join(prefix, key), "must be an integer");
+    std::int64_t value = node->as_integer()->get();
+    if (value < min || value > max) {
+      fail(node, join(prefix, key), fmt::format("must be between {} and {}", min, max));
+    }
+    return value;
+  }
+
+  const toml::table* table_at(const toml::table& table, const std::string& prefix,
+                              std::string_view key) const {
+    const toml::node* node = table.get(key);
+    if (!node) return nullptr;
+    if (!node->is_table()) fail(node, join(prefix, key), "must be a table");
+    return node->as_table();
+  }
+
+  const toml::array* array_at(const toml::table& table, const std::string& prefix,
+                              std::string_view key) const {
+    const toml::node* node = table.get(key);
+    if (!node) return nullptr;
+    if (!node->is_array()) fail(node, join(prefix, key), "must be an array");
+    return node->as_array();
+  }
+
+  std::string path_at(const toml::table& table, const std::string& prefix, std::string_view key,
+                      const std::string& base_dir, bool required) const {
+    std::string value = string_at(table, prefix, key, "", required);
+    if (value.empty()) {
+      if (required) fail(table.get(key), join(prefix, key), "must not be empty");
+      return value;
+    }
+    std::filesystem::path path(value);
+    if (path.is_relative()) path = std::filesystem::path(base_dir) / path;
+    std::string normal = path.lexically_normal().string();
+    while (normal.size() > 1 && normal.back() == '/')
+      normal.pop_back();
+    return normal;
+  }
+
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string file_;
+};
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+bool valid_domain_name(std::string_view name) {
+  if (name.empty() || name.size() > 255) return false;
+  std::size_t label = 0;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c == '.') {
+      if (label == 0 || name[i - 1] == '-') return false;
+      label = 0;
+      continue;
+    }
+    if (!(std::isalnum(c) || c == '-' || c >= 0x80)) return false;
+    if (label == 0 && c == '-') return false;
+    if (++label > 63) return false;
+  }
+  return label > 0 && name.back() != '-';
+}
+
+bool valid_local_part(std::string_view local) {
+  if (local.empty() || local.size() > 64 || local.front() == '.' || local.back() == '.') {
+    return false;
+  }
+  for (unsigned char c : local) {
+    if (c <= ' ' || c == '/' || c == '@' || c == '"' || c == '\\' || c == 0x7f) return false;
+  }
+  return local.find("..") == std::string_view::npos;
+}
+
+Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
+  Config config;
+  config.source_file = reader.file();
+  reader.only_keys(root, "", {"server", "tls", "domains", "listeners", "limits", "timeouts"});
+
+  // [server]
+  const toml::table* server = reader.table_at(root, "", "server");
+  if (!server) reader.fail(&root, "server", "missing table [server]");
+  reader.only_keys(*server, "server", {"hostname", "data_dir", "io_threads", "log_level"});
+  config.hostname = lower(reader.string_at(*server, "server", "hostname", "", true));
+  if (!valid_domain_name(config.hostname)) {
+    reader.fail(server->get("hostname"), "server.hostname",
+                "not a valid host name: '" + config.hostname + "'");
+  }
+  config.data_dir = reader.path_at(*server, "server", "data_dir", base_dir, true);
+  config.io_threads =
+      static_cast<unsigned>(reader.int_at(*server, "server", "io_threads", 0, 0, 256));
+  config.log_level = reader.string_at(*server, "server", "log_level", config.log_level);
+  if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warning" &&
+      config.log_level != "error") {
+    reader.fail(server->get("log_level"), "server.log_level",
+                "must be \"debug\", \"info\", \"warning\" or \"error\"");
+  }
+
+  // [tls]
+  if (const toml::table* tls = reader.table_at(root, "", "tls")) {
+    reader.only_keys(*tls, "tls",
+                     {"min_version", "ciphers", "ciphersuites", "groups",
+                      "allow_unsafe_tls_versions", "certificates"});
+    config.tls.min_version = reader.string_at(*tls, "tls", "min_version", config.tls.min_version);
+    config.tls.ciphers = reader.string_at(*tls, "tls", "ciphers", config.tls.ciphers);
+    config.tls.ciphersuites =
+        reader.string_at(*tls, "tls", "ciphersuites", config.tls.ciphersuites);
+    config.tls.groups = reader.string_at(*tls, "tls", "groups", config.tls.groups);
+    config.tls.allow_unsafe_tls_versions = reader.bool_at(*tls, "tls", "allow_unsafe_tls_versions",
+                                                          config.tls.allow_unsafe_tls_versions);
+    auto verdict = tls::validate(config.tls);
+    if (!verdict) reader.fail(tls, "tls", verdict.error());
+    if (const toml::array* certificates = reader.array_at(*tls, "tls", "certificates")) {
+      std::size_t index = 0;
+      for (const toml::node& node : *certificates) {
+        std::string prefix = fmt::format("tls.certificates[{}]", index++);
+        if (!node.is_table()) reader.fail(&node, prefix, "must be a table");
+        const toml::table& entry = *node.as_table();
+        reader.only_keys(entry, prefix, {"certificate", "key"});
+        config.certificates.push_back(
+            tls::CertificatePair{reader.path_at(entry, prefix, "certificate", base_dir, true),
+                                 reader.path_at(entry, prefix, "key", base_dir, true)});
+      }
+    }
+  }
+
+  // [[domains]]
+  if (const toml::array* domains = reader.array_at(root, "", "domains")) {
+    std::size_t index = 0;
+    std::set<std::string> seen;
+    for (const toml::node& node : *domains) {
+      std::string prefix = fmt::format("domains[{}]", index++);
+      if (!node.is_table()) reader.fail(&node, prefix, "must be a table");
+      const toml::table& entry = *node.as_table();
+      reader.only_keys(entry, prefix, {"name", "users"});
+      Domain domain;
+      domain.name = lower(reader.string_at(entry, prefix, "name", "", true));
+      if (!valid_domain_name(domain.name)) {
+        reader.fail(entry.get("name"), prefix + ".name",
+                    "not a valid domain: '" + domain.name + "'");
+      }
+      if (!seen.insert(domain.name).second) {
+        reader.fail(entry.get("name"), prefix + ".name", "domain listed twice: " + domain.name);
+      }
+      if (const toml::array* users = reader.array_at(entry, prefix, "users")) {
+        for (const toml::node& user : *users) {
+          if (!user.is_string()) reader.fail(&user, prefix + ".users", "must be strings");
+          std::string local(user.as_string()->get());
+          if (!valid_local_part(local)) {
+            reader.fail(&user, prefix + ".users",
+                        "not a usable mailbox name: '" + local +
+                            "' (no spaces, '/', '@', quotes, leading/trailing or double dots)");
+          }
+          domain.users.push_back(local);
+        }
+      }
+      config.domains.push_back(std::move(domain));
+    }
+  }
+
+  // [[listeners]]
+  const toml::array* listeners = reader.array_at(root, "", "listeners");
+  if (!listeners || listeners->empty()) {
+    reader.fail(&root, "listeners", "at least one [[listeners]] entry is required");
+  }
+  std::size_t index = 0;
+  for (const toml::node& node : *listeners) {
+    std::string prefix = fmt::format("listeners[{}]", index++);
+    if (!node.is_table()) reader.fail(&node, prefix, "must be a table");
+    const toml::table& entry = *node.as_table();
+    reader.only_keys(entry, prefix, {"role", "address", "port", "session_tickets", "require_tls"});
+    Listener listener;
+    std::string role = reader.string_at(entry, prefix, "role", "", true);
+    if (role == "submissions") {
+      listener.role = Role::kSubmissions;
+      listener.port = 465;
+    } else if (role == "submission") {
+      listener.role = Role::kSubmission;
+      listener.port = 587;
+    } else if (role == "smtp") {
+      listener.role = Role::kSmtp;
+      listener.port = 25;
+    } else {
+      reader.fail(entry.get("role"), prefix + ".role",
+                  "unknown role '" + role + "' (submissions, submission or smtp)");
+    }
+    listener.address = reader.string_at(entry, prefix, "address", listener.address);
+    listener.port =
+        static_cast<std::uint16_t>(reader.int_at(entry, prefix, "port", listener.port, 0, 65535));
+    listener.session_tickets =
+        reader.bool_at(entry, prefix, "session_tickets", listener.role != Role::kSmtp);
+    if (entry.get("require_tls") && listener.role != Role::kSmtp) {
+      reader.fail(entry.get("require_tls"), prefix + ".require_tls",
+                  "only for the smtp role (submission roles always require TLS)");
+    }
+    listener.require_tls = reader.bool_at(entry, prefix, "require_tls", false);
+    config.listeners.push_back(listener);
+  }
+  if (config.certificates.empty()) {
+    reader.fail(root.get("tls"), "tls.certificates",
+                "at least one certificate/key pair is required (every role uses TLS)");
+  }
+
+  // [limits]
+  if (const toml::table* limits = reader.table_at(root, "", "limits")) {
+    reader.only_keys(*limits, "limits",
+                     {"max_message_size", "max_recipients", "max_command_line", "max_text_line",
+                      "max_errors", "normalize_bare_line_endings"});
+    auto& l = config.limits;
+    l.max_message_size = static_cast<std::uint64_t>(
+        reader.int_at(*limits, "limits", "max_message_size",
+                      static_cast<std::int64_t>(l.max_message_size), 1024, std::int64_t{1} << 40));
+    l.max_recipients = static_cast<std::size_t>(
+        reader.int_at(*limits, "limits", "max_recipients",
+                      static_cast<std::int64_t>(l.max_recipients), 1, 100000));
+    // RFC 5321 §4.5.3.1.4: at least 512 octets; §4.5.3.1.6: text lines of 1000 octets.
+    l.max_command_line = static_cast<std::size_t>(
+        reader.int_at(*limits, "limits", "max_command_line",
+                      static_cast<std::int64_t>(l.max_command_line), 512, 65536));
+    l.max_text_line = static_cast<std::size_t>(
+        reader.int_at(*limits, "limits", "max_text_line",
+                      static_cast<std::int64_t>(l.max_text_line), 1000, 1 << 20));
+    l.max_errors = static_cast<unsigned>(
+        reader.int_at(*limits, "limits", "max_errors", l.max_errors, 1, 1000));
+    l.normalize_bare_line_endings = reader.bool_at(*limits, "limits", "normalize_bare_line_endings",
+                                                   l.normalize_bare_line_endings);
+  }
+
+  // [timeouts], in seconds
+  if (const toml::table* timeouts = reader.table_at(root, "", "timeouts")) {
+    reader.only_keys(*timeouts, "timeouts", {"command", "data", "handshake"});
+    config.command_timeout = std::chrono::seconds(
+        reader.int_at(*timeouts, "timeouts", "command", config.command_timeout.count(), 1, 3600));
+    config.data_timeout = std::chrono::seconds(
+        reader.int_at(*timeouts, "timeouts", "data", config.data_timeout.count(), 1, 3600));
+    config.handshake_timeout = std::chrono::seconds(reader.int_at(
+        *timeouts, "timeouts", "handshake", config.handshake_timeout.count(), 1, 600));
+  }
+  return config;
+}
+
+}  // namespace
+
+std::string_view role_name(Role role) {
+  switch (role) {
+    case Role::kSubmissions:
+      return "submissions";
+    case Role::kSubmission:
+      return "submission";
+    case Role::kSmtp:
+      return "smtp";
+  }
+  return "smtp";
+}
+
+const Domain* Config::find_domain(std::string_view domain) const {
+  for (const Domain& d : domains) {
+    if (d.name.size() != domain.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < domain.size() && same; ++i) {
+      same = std::tolower(static_cast<unsigned char>(domain[i])) == d.name[i];
+    }
+    if (same) return &d;
+  }
+  return nullptr;
+}
+
+std::string ConfigError::to_string() const {
+  std::string out = file;
+  if (line > 0) out += ":" + std::to_string(line);
+  out += ": ";
+  if (!key.empty()) out += key + ": ";
+  out += message;
+  return out;
+}
+
+base::Expected<Config, ConfigError> parse(std::string_view text, const std::string& file_name) {
+  std::string base_dir = std::filesystem::path(file_name).parent_path().string();
+  if (base_dir.empty()) base_dir = ".";
+  try {
+    toml::table root = toml::parse(text, file_name);
+    Reader reader(file_name);
+    return read(root, reader, base_dir);
+  } catch (const toml::parse_error& error) {
+    return base::unexpected(ConfigError{file_name, static_cast<long>(error.source().begin.line), "",
+                                        std::string(error.description())});
+  } catch (const Failure& failure) {
+    return base::unexpected(failure.error);
+  }
+}
+
+base::Expected<Config, ConfigError> load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return base::unexpected(
+        ConfigError{path, 0, "", "cannot read the file: " + std::string(std::strerror(errno))});
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return parse(buffer.str(), path);
+}
+
+std::string describe(const Config& config) {
+  std::string out;
+  out += fmt::format("configuration: {}\nhostname: {}\ndata_dir: {}\n", config.source_file,
+                     config.hostname, config.data_dir);
+  for (const Domain& d : config.domains) {
+    out += fmt::format("local domain: {} ({} mailboxes)\n", d.name, d.users.size());
+  }
+  for (const Listener& l : config.listeners) {
+    std::string_view tls_mode = l.role == Role::kSubmissions                   ? "implicit TLS"
+                                : l.role == Role::kSubmission || l.require_tls ? "STARTTLS required"
+                                                                               : "STARTTLS offered";
+    out += fmt::format("listener: {} on {} port {} — {}, session tickets {}\n", role_name(l.role),
+                       l.address, l.port, tls_mode, l.session_tickets ? "on" : "off");
+  }
+  for (const auto& c : config.certificates) {
+    out += fmt::format("certificate: {} (key {})\n", c.certificate_file, c.key_file);
+  }
+  out += tls::describe_policy(config.tls);
+  const auto& l = config.limits;
+  out += fmt::format(
+      "limits: message {} octets, {} recipients, command line {}, text line {}, {} errors, "
+      "bare CR/LF {}\n",
+      l.max_message_size, l.max_recipients, l.max_command_line, l.max_text_line, l.max_errors,
+      l.normalize_bare_line_endings ? "normalised (normalize_bare_line_endings)" : "refused");
+  out += fmt::format("timeouts: command {}s, data {}s, handshake {}s\n",
+                     config.command_timeout.count(), config.data_timeout.count(),
+                     config.handshake_timeout.count());
+  return out;
+}
+
+}  // namespace config

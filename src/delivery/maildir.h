@@ -1,0 +1,53 @@
+// maildir.h — local delivery into Maildir mailboxes (<mail_root>/<domain>/<localpart>/).
+//
+// Protocol of D. J. Bernstein's Maildir spec (https://cr.yp.to/proto/maildir.html): write
+// tmp/<name>, fsync, link into new/<name>, then fsync new/ so that the entry is durable
+// before the spool file is removed (RFC 5321 §4.5.4, §6.1: accepted mail MUST NOT be lost).
+// Invariants: deliver() is idempotent — <name> is deterministic per (message id, recipient
+// index), and a message already in new/<name> or cur/<name>:2,<flags> is not written
+// again, so a retry after a crash never delivers twice. Only complete, fsynced files ever
+// appear in new/. A recipient never reaches outside <mail_root>: unsafe local parts and
+// domains are refused.
+// File name: "<received_unix>.Q<id>R<index>.<hostname>,S=<size>" — the Maildir grammar
+// (no '/' or ':'; in the hostname '/' is \057 and ':' is \072, ',' is \054) with Dovecot's
+// ",S=<file size>" field (https://doc.dovecot.org/admin_manual/mailbox_formats/maildir/).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "base/expected.h"
+#include "queue/scheduler.h"
+#include "queue/spool.h"
+
+namespace delivery {
+
+class Maildir {
+ public:
+  // mail_root is <data>/mail; mailboxes are <mail_root>/<domain>/<localpart>/{tmp,new,cur}
+  // (created on first delivery, mode 0700).
+  Maildir(std::string mail_root, std::string hostname);
+
+  // Copies the content of message (from message.path at message.content_offset to EOF),
+  // after a "Return-Path: <reverse-path>" line (RFC 5321 §4.4), into the recipient's
+  // Maildir. kPermanent for an address that cannot name a mailbox; kTransient with the
+  // strerror text for a disk error (the tmp file is then removed).
+  queue::DeliveryResult deliver(const queue::StoredMessage& message, std::size_t recipient_index);
+
+  // <mail_root>/<lower-cased domain>/<local part>, or "" when the address is refused
+  // (local part empty, with '/', NUL or a control byte, or starting with '.').
+  static std::string mailbox_path(const std::string& mail_root, const std::string& address);
+  // Creates the mailbox of address (tmp/, new/, cur/) if missing; used by `smtpsd dev`.
+  base::Expected<base::Ok, std::string> ensure_mailbox(const std::string& address);
+  // The deterministic file name of one delivery (no ":2," info part).
+  static std::string file_name(std::int64_t received_unix, const std::string& id,
+                               std::size_t recipient_index, const std::string& hostname,
+                               std::uint64_t size);
+
+ private:
+  std::string mail_root_;
+  std::string hostname_;
+};
+
+}  // namespace delivery

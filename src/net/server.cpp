@@ -1,0 +1,562 @@
+// server.cpp — see server.h.
+#include "net/server.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <array>
+#include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/ssl.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "obs/log.h"
+#include "smtp/received_header.h"
+#include "tls/policy.h"
+
+namespace net {
+namespace {
+
+using asio::awaitable;
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+// Bound on writing a reply to a client that does not read (same as a command wait).
+constexpr std::chrono::seconds kShutdownGrace{10};
+
+std::string session_id_prefix() {
+  std::random_device device;
+  char buffer[16];
+  std::snprintf(buffer, sizeof buffer, "%06x", device() & 0xffffff);
+  return buffer;
+}
+
+std::string endpoint_address(const tcp::endpoint& endpoint) {
+  asio::ip::address address = endpoint.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+  }
+  return address.to_string();
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Completion for GroupCommitter: the result comes back on the connection's executor.
+template <typename Token>
+auto async_commit(queue::GroupCommitter& committer, queue::SpoolWriter& writer, Token&& token) {
+  using Result = base::Expected<base::Ok, queue::SpoolError>;
+  return asio::async_initiate<Token, void(Result)>(
+      [&committer, &writer](auto handler) {
+        auto work = asio::make_work_guard(handler);
+        auto shared = std::make_shared<std::pair<decltype(handler), decltype(work)>>(
+            std::move(handler), std::move(work));
+        committer.commit_async(writer, [shared](Result result) {
+          auto executor = shared->second.get_executor();
+          asio::post(executor, [shared, result = std::move(result)]() mutable {
+            shared->first(std::move(result));
+          });
+        });
+      },
+      token);
+}
+
+}  // namespace
+
+// One client connection. Owned by its coroutine (and the watchdog, through shared_ptr).
+struct Connection {
+  Connection(tcp::socket socket, asio::ssl::context& tls)
+      : stream(std::move(socket), tls), timer(stream.get_executor()) {}
+
+  asio::ssl::stream<tcp::socket> stream;
+  asio::steady_timer timer;
+  Clock::time_point deadline = Clock::time_point::max();
+  bool tls = false;
+  bool timed_out = false;
+  bool finished = false;
+  std::atomic<bool> shutting_down{false};
+  std::array<char, 16 * 1024> read_buffer;
+
+  void arm(std::chrono::seconds seconds) { deadline = Clock::now() + seconds; }
+
+  awaitable<std::size_t> read_some(std::error_code& error) {
+    auto buffer = asio::buffer(read_buffer);
+    if (tls) {
+      auto [ec, n] = co_await stream.async_read_some(buffer, use_nothrow);
+      error = ec;
+      co_return n;
+    }
+    auto [ec, n] = co_await stream.next_layer().async_read_some(buffer, use_nothrow);
+    error = ec;
+    co_return n;
+  }
+
+  awaitable<std::error_code> write_all(std::string_view data) {
+    auto buffer = asio::buffer(data.data(), data.size());
+    if (tls) {
+      auto [ec, n] = co_await asio::async_write(stream, buffer, use_nothrow);
+      co_return ec;
+    }
+    auto [ec, n] = co_await asio::async_write(stream.next_layer(), buffer, use_nothrow);
+    co_return ec;
+  }
+
+  void close() {
+    std::error_code ignored;
+    stream.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.next_layer().close(ignored);
+  }
+};
+
+struct Listener {
+  ListenerOptions options;
+  std::unique_ptr<asio::ssl::context> tls;
+  std::unique_ptr<tcp::acceptor> acceptor;
+};
+
+struct Server::Impl {
+  ServerServices services;
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::vector<std::unique_ptr<Listener>> listeners;
+  std::atomic<std::size_t> next_context{0};
+  std::atomic<std::uint64_t> session_counter{0};
+  std::string id_prefix = session_id_prefix();
+  std::atomic<bool> stopping{false};
+  asio::signal_set signals;
+
+  std::unique_ptr<asio::steady_timer> grace_timer;  // lives on the first context
+
+  std::mutex connections_mutex;
+  std::unordered_set<std::shared_ptr<Connection>> connections;
+
+  Impl(unsigned threads, ServerServices s)
+      : services(std::move(s)),
+        contexts(make_contexts(threads)),
+        signals(*contexts.front(), SIGINT, SIGTERM) {}
+
+  static std::vector<std::unique_ptr<asio::io_context>> make_contexts(unsigned threads) {
+    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::unique_ptr<asio::io_context>> out;
+    for (unsigned i = 0; i < threads; ++i)
+      out.push_back(std::make_unique<asio::io_context>(1));
+    return out;
+  }
+
+  asio::io_context& pick_context() {
+    return *contexts[next_context.fetch_add(1, std::memory_order_relaxed) % contexts.size()];
+  }
+
+  std::string new_session_id() {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%s%08llx", id_prefix.c_str(),
+                  static_cast<unsigned long long>(session_counter.fetch_add(1) + 1));
+    return buffer;
+  }
+
+  awaitable<void> accept_loop(Listener& listener) {
+    for (;;) {
+      asio::io_context& target = pick_context();
+      auto [ec, socket] = co_await listener.acceptor->async_accept(target, use_nothrow);
+      if (ec) {
+        if (ec == asio::error::operation_aborted || stopping) co_return;
+        obs::Log("accept_failed", obs::Level::kWarning)
+            .kv("role", listener.options.role)
+            .kv("error", ec.message());
+        // EMFILE and friends: back off a little instead of spinning.
+        asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+        co_await pause.async_wait(use_nothrow);
+        continue;
+      }
+      std::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      auto connection = std::make_shared<Connection>(std::move(socket), *listener.tls);
+      {
+        std::lock_guard lock(connections_mutex);
+        connections.insert(connection);
+      }
+      asio::co_spawn(target, serve(connection, listener), asio::detached);
+    }
+  }
+
+  static awaitable<void> watchdog(std::shared_ptr<Connection> connection) {
+    while (!connection->finished) {
+      connection->timer.expires_at(connection->deadline);
+      co_await connection->timer.async_wait(use_nothrow);
+      if (connection->finished) co_return;
+      if (connection->deadline <= Clock::now()) {
+        if (connection->timed_out) {  // the 421 could not be written in time either
+          connection->close();
+          co_return;
+        }
+        connection->timed_out = true;
+        connection->deadline = Clock::now() + kShutdownGrace;
+        std::error_code ignored;
+        connection->stream.next_layer().cancel(ignored);
+      }
+    }
+  }
+
+  awaitable<void> serve(std::shared_ptr<Connection> connection, Listener& listener) {
+    const ListenerOptions& options = listener.options;
+    std::string session_id = new_session_id();
+    std::error_code ec;
+    tcp::endpoint peer = connection->stream.next_layer().remote_endpoint(ec);
+    std::string client = ec ? "unknown" : endpoint_address(peer);
+    unsigned short client_port = ec ? 0 : peer.port();
+    auto started = Clock::now();
+    obs::Log("connect")
+        .kv("session", session_id)
+        .kv("role", options.role)
+        .kv("client", client)
+        .kv("client_port", client_port);
+
+    connection->arm(options.handshake_timeout);
+    asio::co_spawn(connection->stream.get_executor(), watchdog(connection), asio::detached);
+
+    smtp::ServerSession session(options.session);
+    std::unique_ptr<queue::SpoolWriter> writer;
+    std::uint64_t message_size = 0;
+    unsigned messages = 0;
+    std::string close_reason = "quit";
+
+    auto handshake = [&]() -> awaitable<bool> {
+      connection->arm(options.handshake_timeout);
+      auto [error] =
+          co_await connection->stream.async_handshake(asio::ssl::stream_base::server, use_nothrow);
+      if (error) {
+        std::string reason = error.category() == asio::error::get_ssl_category()
+                                 ? tls::last_error_reason()
+                                 : error.message();
+        if (connection->timed_out) reason = "handshake timeout";
+        obs::Log("tls_handshake_failed", obs::Level::kWarning)
+            .kv("session", session_id)
+            .kv("role", options.role)
+            .kv("client", client)
+            .kv("reason", reason);
+        ERR_clear_error();
+        co_return false;
+      }
+      connection->tls = true;
+      tls::SessionDescription d = tls::describe(connection->stream.native_handle());
+      session.tls_established(smtp::TlsInfo{d.version, d.cipher, d.sni});
+      obs::Log("tls")
+          .kv("session", session_id)
+          .kv("client", client)
+          .kv("version", d.version)
+          .kv("cipher", d.cipher)
+          .kv("sni", d.sni)
+          .kv("resumed", d.resumed);
+      co_return true;
+    };
+
+    bool alive = true;
+    if (options.implicit_tls) alive = co_await handshake();
+    if (alive) session.start();
+
+    auto flush = [&]() -> awaitable<bool> {
+      std::string_view out = session.pending_output();
+      if (out.empty()) co_return true;
+      connection->arm(options.command_timeout);
+      std::error_code error = co_await connection->write_all(out);
+      if (error) {
+        close_reason = "write failed: " + error.message();
+        co_return false;
+      }
+      session.consume_output(out.size());
+      co_return true;
+    };
+
+    while (alive) {
+      if (stopping && !connection->shutting_down.exchange(true)) session.shutdown();
+      smtp::Action action = session.next();
+      switch (action) {
+        case smtp::Action::kNeedInput: {
+          if (!co_await flush()) {
+            alive = false;
+            break;
+          }
+          connection->arm(session.waiting() == smtp::Waiting::kDataBlock ? options.data_timeout
+                                                                         : options.command_timeout);
+          std::error_code error;
+          std::size_t n = co_await connection->read_some(error);
+          if (n > 0) session.receive(std::string_view(connection->read_buffer.data(), n));
+          if (error) {
+            if (connection->timed_out) {
+              close_reason = "timeout";
+              session.timeout();
+            } else if (stopping) {
+              close_reason = "shutdown";
+              connection->shutting_down = true;
+              session.shutdown();
+            } else {
+              close_reason = error == asio::error::eof ? "client closed" : error.message();
+              session.receive_eof();
+            }
+          }
+          break;
+        }
+        case smtp::Action::kStartTls: {
+          if (!co_await flush()) {
+            alive = false;
+            break;
+          }
+          // RFC 3207 §4.2 / CVE-2011-0411: the session dropped whatever it had buffered;
+          // bytes still in flight are read by the handshake as TLS records, so plaintext
+          // pipelined after STARTTLS can never become a command.
+          if (!co_await handshake()) {
+            close_reason = "handshake failed";
+            alive = false;
+          }
+          break;
+        }
+        case smtp::Action::kMessageBegin: {
+          message_size = 0;
+          std::string id = services.spool->new_id();
+          auto begun = services.spool->begin_with_id(id, session.envelope(), unix_now());
+          if (!begun) {
+            obs::Log("spool_failed", obs::Level::kError)
+                .kv("session", session_id)
+                .kv("error", begun.error().message);
+            session.message_failed(
+                smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+            break;
+          }
+          writer = std::move(begun.value());
+          const smtp::Envelope& envelope = session.envelope();
+          const smtp::TlsInfo& info = session.tls_info();
+          smtp::ReceivedFields fields;
+          fields.helo = envelope.helo;
+          fields.client_address = client;
+          fields.by_hostname = services.hostname;
+          fields.with_protocol = session.with_protocol();
+          fields.queue_id = id;
+          if (session.tls_active()) {
+            fields.tls_version = info.version;
+            fields.tls_cipher = info.cipher;
+          }
+          if (envelope.recipients.size() == 1) {
+            fields.for_recipient = envelope.recipients.front().address;
+          }
+          fields.unix_time = unix_now();
+          auto appended = writer->append(smtp::received_header(fields));
+          if (!appended) {
+            obs::Log("spool_failed", obs::Level::kError)
+                .kv("session", session_id)
+                .kv("error", appended.error().message);
+            writer->abort();
+            writer.reset();
+            session.message_failed(
+                smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+          }
+          break;
+        }
+        case smtp::Action::kMessageData: {
+          if (!writer) break;
+          std::string_view data = session.message_data();
+          message_size += data.size();
+          auto appended = writer->append(data);
+          if (!appended) {
+            obs::Log("spool_failed", obs::Level::kError)
+                .kv("session", session_id)
+                .kv("error", appended.error().message);
+            writer->abort();
+            writer.reset();
+            session.message_failed(
+                smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+          }
+          break;
+        }
+        case smtp::Action::kMessageAbort: {
+          if (writer) writer->abort();
+          writer.reset();
+          break;
+        }
+        case smtp::Action::kMessageEnd: {
+          if (!writer) {
+            session.message_failed(
+                smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+            break;
+          }
+          auto committed = co_await async_commit(*services.committer, *writer, asio::use_awaitable);
+          std::string id = writer->id();
+          writer.reset();
+          if (!committed) {
+            obs::Log("spool_failed", obs::Level::kError)
+                .kv("session", session_id)
+                .kv("id", id)
+                .kv("error", committed.error().message);
+            session.message_failed(
+                smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+            break;
+          }
+          ++messages;
+          const smtp::Envelope& envelope = session.envelope();
+          obs::Log("accepted")
+              .kv("session", session_id)
+              .kv("id", id)
+              .kv("from", envelope.reverse_path)
+              .kv("recipients", static_cast<std::uint64_t>(envelope.recipients.size()))
+              .kv("size", message_size);
+          session.message_committed(id);
+          if (services.on_committed) services.on_committed(id);
+          break;
+        }
+        case smtp::Action::kClose: {
+          co_await flush();
+          alive = false;
+          break;
+        }
+      }
+    }
+
+    if (writer) writer->abort();
+    if (session.closed_as_http()) {
+      close_reason = "http request (cross-protocol)";
+      obs::Log("http_refused", obs::Level::kWarning).kv("session", session_id).kv("client", client);
+    }
+    connection->finished = true;
+    connection->timer.cancel();
+    if (connection->tls && !connection->timed_out) {
+      // A bounded, best-effort close_notify; the watchdog is gone, so do not wait on it.
+      SSL_set_quiet_shutdown(connection->stream.native_handle(), 1);
+    }
+    connection->close();
+    auto elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    const smtp::TlsInfo& info = session.tls_info();
+    obs::Log("session_end")
+        .kv("session", session_id)
+        .kv("role", options.role)
+        .kv("client", client)
+        .kv("tls", connection->tls ? info.version : std::string("none"))
+        .kv("cipher", connection->tls ? info.cipher : std::string("none"))
+        .kv("sni", info.sni)
+        .kv("messages", messages)
+        .kv("duration_ms", static_cast<std::int64_t>(elapsed))
+        .kv("reason", close_reason);
+    {
+      std::lock_guard lock(connections_mutex);
+      connections.erase(connection);
+    }
+    if (stopping) maybe_finish();
+  }
+
+  void maybe_finish() {
+    std::lock_guard lock(connections_mutex);
+    if (connections.empty()) {
+      for (auto& guard : guards)
+        guard.reset();
+      asio::post(*contexts.front(), [this] {
+        if (grace_timer) grace_timer->cancel();
+      });
+    }
+  }
+
+  void begin_stop() {
+    if (stopping.exchange(true)) return;
+    obs::Log("stopping");
+    for (auto& listener : listeners) {
+      std::error_code ignored;
+      listener->acceptor->close(ignored);
+    }
+    signals.cancel();
+    std::vector<std::shared_ptr<Connection>> open;
+    {
+      std::lock_guard lock(connections_mutex);
+      open.assign(connections.begin(), connections.end());
+    }
+    for (auto& connection : open) {
+      asio::post(connection->stream.get_executor(), [connection] {
+        std::error_code ignored;
+        connection->stream.next_layer().cancel(ignored);
+      });
+    }
+    // Sessions that do not finish within the grace period are cut.
+    grace_timer = std::make_unique<asio::steady_timer>(*contexts.front(), kShutdownGrace);
+    grace_timer->async_wait([this](std::error_code ec) {
+      if (ec) return;
+      for (auto& context : contexts)
+        context->stop();
+    });
+    maybe_finish();
+  }
+};
+
+Server::Server(unsigned io_threads, ServerServices services)
+    : impl_(std::make_unique<Impl>(io_threads, std::move(services))) {}
+
+Server::~Server() = default;
+
+base::Expected<std::uint16_t, std::string> Server::listen(const ListenerOptions& options) {
+  auto listener = std::make_unique<Listener>();
+  listener->options = options;
+  SSL_CTX_up_ref(options.tls_context);
+  listener->tls = std::make_unique<asio::ssl::context>(options.tls_context);
+  std::error_code ec;
+  asio::ip::address address = asio::ip::make_address(options.address, ec);
+  if (ec) {
+    return base::unexpected("listener " + options.role + ": bad address '" + options.address +
+                            "': " + ec.message());
+  }
+  auto acceptor = std::make_unique<tcp::acceptor>(*impl_->contexts.front());
+  tcp::endpoint endpoint(address, options.port);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec && address.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return base::unexpected("listener " + options.role + ": cannot listen on " + options.address +
+                            " port " + std::to_string(options.port) + ": " + ec.message());
+  }
+  std::uint16_t port = acceptor->local_endpoint().port();
+  listener->acceptor = std::move(acceptor);
+  obs::Log("listening")
+      .kv("role", options.role)
+      .kv("address", options.address)
+      .kv("port", static_cast<unsigned>(port))
+      .kv("tls", options.implicit_tls ? "implicit" : "starttls");
+  impl_->listeners.push_back(std::move(listener));
+  return port;
+}
+
+void Server::run() {
+  Impl& impl = *impl_;
+  for (auto& context : impl.contexts)
+    impl.guards.push_back(asio::make_work_guard(*context));
+  for (auto& listener : impl.listeners) {
+    asio::co_spawn(*impl.contexts.front(), impl.accept_loop(*listener), asio::detached);
+  }
+  impl.signals.async_wait([&impl](std::error_code ec, int signal) {
+    if (ec) return;
+    obs::Log("signal").kv("signal", signal);
+    impl.begin_stop();
+  });
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < impl.contexts.size(); ++i) {
+    threads.emplace_back([context = impl.contexts[i].get()] { context->run(); });
+  }
+  impl.contexts.front()->run();
+  for (auto& thread : threads)
+    thread.join();
+  obs::Log("stopped");
+}
+
+void Server::stop() {
+  asio::post(*impl_->contexts.front(), [impl = impl_.get()] { impl->begin_stop(); });
+}
+
+}  // namespace net

@@ -1,0 +1,68 @@
+// server.h — the network host: listeners, one coroutine per connection, TLS, deadlines.
+//
+// It carries out the actions of smtp::ServerSession (see server_session.h) and knows no
+// SMTP grammar itself. Threads: one asio::io_context per I/O thread; acceptors live on
+// the first and hand each new socket to the next context round-robin, so a connection
+// stays on one thread for life. Blocking work never runs here: fsync goes to the
+// queue::GroupCommitter and comes back as an event.
+//
+// Per connection: a watchdog timer enforces the RFC 5321 §4.5.3.2 timeouts (the session
+// says whether it waits for a command or for data), the TLS handshake has its own bound,
+// and a failure of one connection is logged and never touches another.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/expected.h"
+#include "queue/group_commit.h"
+#include "queue/spool.h"
+#include "smtp/server_session.h"
+
+typedef struct ssl_ctx_st SSL_CTX;
+
+namespace net {
+
+struct ListenerOptions {
+  std::string role;  // for logs: "submissions", "submission", "smtp"
+  std::string address;
+  std::uint16_t port = 0;  // 0: the kernel picks one
+  bool implicit_tls = false;
+  SSL_CTX* tls_context = nullptr;  // owned by the caller, outlives the server
+  smtp::SessionConfig session;     // copied into each new session
+  std::chrono::seconds command_timeout{300};
+  std::chrono::seconds data_timeout{180};
+  std::chrono::seconds handshake_timeout{30};
+};
+
+struct ServerServices {
+  std::string hostname;
+  queue::Spool* spool = nullptr;
+  queue::GroupCommitter* committer = nullptr;
+  // Called (from an I/O thread) once a message is durable, with its queue id.
+  std::function<void(const std::string& id)> on_committed;
+};
+
+class Server {
+ public:
+  Server(unsigned io_threads, ServerServices services);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens; returns the bound port (useful with port 0).
+  base::Expected<std::uint16_t, std::string> listen(const ListenerOptions& options);
+  // Runs the I/O threads until stop(); SIGINT and SIGTERM call stop().
+  void run();
+  // Stops accepting, tells open sessions 421 4.3.2 and ends the I/O threads.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace net

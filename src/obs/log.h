@@ -1,0 +1,66 @@
+// log.h — one line per event, key=value, to stderr (DESIGN.md §6, STYLE.md).
+//
+// A line is built in a stack-local buffer and written with one write(2), so lines from
+// different threads never interleave. Values with spaces, quotes, '=' or control bytes are
+// quoted and escaped so that a line can always be split back into its keys. Never pass a
+// password, an AUTH payload or a message body.
+//
+//   obs::Log("session_end").kv("session", id).kv("client", ip).kv("tls", "TLSv1.3");
+//   → 2026-11-24T03:43:30.123Z level=info event=session_end session=… client=… tls=TLSv1.3
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace obs {
+
+enum class Level { kDebug, kInfo, kWarning, kError };
+
+// Process-wide settings, set once at start-up before threads exist.
+void set_min_level(Level level);
+
+class Log {
+ public:
+  explicit Log(std::string_view event, Level level = Level::kInfo);
+  ~Log();  // writes the line
+  Log(const Log&) = delete;
+  Log& operator=(const Log&) = delete;
+
+  Log& kv(std::string_view key, std::string_view value);
+  Log& kv(std::string_view key, const char* value) { return kv(key, std::string_view(value)); }
+  Log& kv(std::string_view key, const std::string& value) {
+    return kv(key, std::string_view(value));
+  }
+  Log& kv(std::string_view key, std::int64_t value);
+  Log& kv(std::string_view key, std::uint64_t value);
+  Log& kv(std::string_view key, int value) { return kv(key, static_cast<std::int64_t>(value)); }
+  Log& kv(std::string_view key, unsigned value) {
+    return kv(key, static_cast<std::uint64_t>(value));
+  }
+  Log& kv(std::string_view key, long long value) {
+    return kv(key, static_cast<std::int64_t>(value));
+  }
+  Log& kv(std::string_view key, unsigned long long value) {
+    return kv(key, static_cast<std::uint64_t>(value));
+  }
+  Log& kv(std::string_view key, bool value) { return kv(key, value ? "yes" : "no"); }
+
+ private:
+  friend void write_preformatted(Level level, std::string_view key_values);
+  void replace_event(std::string_view key_values);
+  bool enabled_;
+  std::string line_;
+};
+
+// Writes a line that is already key=value formatted (from a layer that cannot depend on
+// obs, e.g. the queue's log sink), with the usual timestamp and level in front.
+void write_preformatted(Level level, std::string_view key_values);
+
+// Parses "debug", "info", "warning", "error" (anything else: info).
+Level parse_level(std::string_view name);
+
+// Appends value to out, quoted and escaped if it needs to be (exposed for tests).
+void append_value(std::string& out, std::string_view value);
+
+}  // namespace obs

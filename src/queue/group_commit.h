@@ -1,0 +1,56 @@
+// group_commit.h — batches the fsyncs of concurrent sessions' commits (DESIGN.md §5).
+//
+// A small pool of committer threads. Each thread takes ALL writers waiting at that moment,
+// fsyncs and closes each file, renames each into queue/, then fsyncs queue/ ONCE for the
+// batch, and only then reports success to every writer: the rename of each message is
+// durable before its done callback runs, so the session may answer 250 (RFC 5321 §4.5.4,
+// §6.1: a message MUST NOT be lost once 250 is sent). While one thread waits on the disk
+// the next batch gathers, so messages/s is not capped at one directory fsync each.
+// Invariants: done is called exactly once per commit_async(); a writer whose step failed
+// has its file removed (tmp/<id>, or queue/<id> if the directory fsync failed).
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "base/expected.h"
+#include "queue/spool.h"
+
+namespace queue {
+
+class GroupCommitter {
+ public:
+  using Done = std::function<void(base::Expected<base::Ok, SpoolError>)>;
+
+  explicit GroupCommitter(unsigned threads = 2);  // 0 means 1
+  ~GroupCommitter();                              // stop()
+  GroupCommitter(const GroupCommitter&) = delete;
+  GroupCommitter& operator=(const GroupCommitter&) = delete;
+
+  // Queues writer for a durable commit and returns at once. done runs on a committer thread
+  // (re-post to your own event loop from it); writer must stay alive until done has run.
+  // After stop(), done runs at once on the caller's thread with an error and the writer is
+  // left untouched.
+  void commit_async(SpoolWriter& writer, Done done);
+  // Commits everything already queued, then joins the threads. Idempotent.
+  void stop();
+
+ private:
+  struct Pending {
+    SpoolWriter* writer;
+    Done done;
+  };
+  void run();
+  static void commit_batch(std::vector<Pending>& batch);
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<Pending> pending_;  // guarded by mutex_
+  bool stopping_ = false;         // guarded by mutex_
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace queue

@@ -1,0 +1,772 @@
+// spool.cpp — the durable spool: tmp/<id> while receiving, queue/<id> once committed.
+//
+// Invariants: a file reaches queue/ only through publish() after its data was fsynced and
+// its descriptor closed without error; commit() reports success only after queue/ itself
+// was fsynced (RFC 5321 §4.5.4 / §6.1: no mail may be lost once 250 is sent). Any failed
+// write, fsync or close removes the file and fails the commit, like Postfix's
+// global/mail_stream.c (not OpenSMTPD's queue_fs.c, not chasquid's safeio).
+//
+// File format (version 1). A header of '\n'-terminated lines, a blank line, then the
+// content byte for byte (CRLF as received, Received header first):
+//
+//   smtpsd-spool 1                      always the first line; another version is refused
+//   id <id>                             must equal the file name
+//   received <unix seconds>
+//   helo <field>
+//   esmtp 0|1
+//   from <field>                        reverse-path; the null path <> is "-" (empty)
+//   body unspecified|7bit|8bitmime|binarymime
+//   smtputf8 0|1
+//   size <decimal>|-                    SIZE= (RFC 1870), "-" when absent
+//   ret unspecified|full|headers        RET= (RFC 3461 §4.3)
+//   envid <field>                       ENVID= (RFC 3461 §4.4), decoded
+//   recipients <count>
+//   rcpt <address> <notify> <orcpt>     <count> lines, in RCPT order (RFC 3461 §4.1, §4.2)
+//
+// A <field> is percent-encoded: every byte that is '%', a space, a control character, DEL
+// or not ASCII (UTF-8 of RFC 6531) is written as %XX, so a field never contains a space or
+// a newline; an empty field is "-" and a field that is exactly "-" is "%2D". Every key
+// appears exactly once (rcpt exactly <count> times); an unknown key, a missing key, a bad
+// escape or a header over 1 MiB makes load() refuse the file as corrupt.
+#include "queue/spool.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+namespace queue {
+namespace {
+
+constexpr std::size_t kWriteBufferSize = 64 * 1024;
+constexpr std::size_t kMaxHeaderSize = 1024 * 1024;
+constexpr std::string_view kVersionLine = "smtpsd-spool 1";
+
+std::string errno_text(int error_number) {
+  char buffer[256];
+  // GNU strerror_r (g++ defines _GNU_SOURCE): returns the text, thread-safe.
+  return strerror_r(error_number, buffer, sizeof buffer);
+}
+
+SpoolError system_error(std::string_view what, const std::string& path, int error_number) {
+  return SpoolError{std::string(what) + " " + path + ": " + errno_text(error_number),
+                    /*transient=*/true, error_number};
+}
+
+base::Unexpected<SpoolError> fail_with(std::string_view what, const std::string& path,
+                                       int error_number) {
+  return base::unexpected(system_error(what, path, error_number));
+}
+
+base::Expected<base::Ok, SpoolError> write_all(int fd, const char* data, std::size_t size,
+                                               const std::string& path) {
+  while (size > 0) {
+    ssize_t written = ::write(fd, data, size);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return fail_with("write", path, errno);
+    }
+    data += written;
+    size -= static_cast<std::size_t>(written);
+  }
+  return base::Ok{};
+}
+
+// mkdir -p with mode 0700; fsyncs the parent of every directory it creates so that the
+// new entry survives a crash.
+base::Expected<base::Ok, SpoolError> make_directories(const std::string& path) {
+  std::size_t position = 0;
+  while (position != std::string::npos) {
+    position = path.find('/', position + 1);
+    std::string prefix = path.substr(0, position);
+    if (prefix.empty()) continue;
+    if (::mkdir(prefix.c_str(), 0700) == 0) {
+      std::size_t slash = prefix.rfind('/');
+      std::string parent = slash == std::string::npos ? "." : prefix.substr(0, slash);
+      if (parent.empty()) parent = "/";
+      int parent_fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (parent_fd < 0) return fail_with("open", parent, errno);
+      int result = ::fsync(parent_fd);
+      int saved = errno;
+      ::close(parent_fd);
+      if (result != 0) return fail_with("fsync", parent, saved);
+    } else if (errno != EEXIST) {
+      return fail_with("mkdir", prefix, errno);
+    }
+  }
+  struct stat status {};
+  if (::stat(path.c_str(), &status) != 0) return fail_with("stat", path, errno);
+  if (!S_ISDIR(status.st_mode)) return fail_with("open", path, ENOTDIR);
+  return base::Ok{};
+}
+
+std::vector<std::string> read_directory(const std::string& path) {
+  std::vector<std::string> names;
+  DIR* directory = ::opendir(path.c_str());
+  if (directory == nullptr) return names;
+  while (const dirent* entry = ::readdir(directory)) {
+    std::string_view name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    names.emplace_back(name);
+  }
+  ::closedir(directory);
+  return names;
+}
+
+// --- the header's field encoding -------------------------------------------------------
+
+bool must_escape(unsigned char c) {
+  return c <= 0x20 || c >= 0x7F || c == '%';
+}
+
+void append_field(std::string& out, std::string_view value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  if (value.empty()) {
+    out += '-';
+    return;
+  }
+  if (value == "-") {
+    out += "%2D";
+    return;
+  }
+  for (char ch : value) {
+    auto c = static_cast<unsigned char>(ch);
+    if (must_escape(c)) {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+    } else {
+      out += ch;
+    }
+  }
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+std::optional<std::string> decode_field(std::string_view field) {
+  if (field == "-") return std::string();
+  if (field.empty()) return std::nullopt;
+  std::string out;
+  out.reserve(field.size());
+  for (std::size_t i = 0; i < field.size(); ++i) {
+    auto c = static_cast<unsigned char>(field[i]);
+    if (c == '%') {
+      if (i + 2 >= field.size()) return std::nullopt;
+      int high = hex_value(field[i + 1]);
+      int low = hex_value(field[i + 2]);
+      if (high < 0 || low < 0) return std::nullopt;
+      out += static_cast<char>(high * 16 + low);
+      i += 2;
+    } else if (must_escape(c)) {
+      return std::nullopt;  // a raw byte that the writer would have escaped
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+template <typename Integer>
+std::optional<Integer> parse_integer(std::string_view text) {
+  Integer value{};
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || text.empty()) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::string_view body_name(smtp::BodyType body) {
+  switch (body) {
+    case smtp::BodyType::kUnspecified:
+      return "unspecified";
+    case smtp::BodyType::k7Bit:
+      return "7bit";
+    case smtp::BodyType::k8BitMime:
+      return "8bitmime";
+    case smtp::BodyType::kBinaryMime:
+      return "binarymime";
+  }
+  return "unspecified";
+}
+
+std::optional<smtp::BodyType> parse_body(std::string_view name) {
+  for (auto body : {smtp::BodyType::kUnspecified, smtp::BodyType::k7Bit, smtp::BodyType::k8BitMime,
+                    smtp::BodyType::kBinaryMime}) {
+    if (body_name(body) == name) return body;
+  }
+  return std::nullopt;
+}
+
+std::string_view return_name(smtp::DsnReturn ret) {
+  switch (ret) {
+    case smtp::DsnReturn::kUnspecified:
+      return "unspecified";
+    case smtp::DsnReturn::kFull:
+      return "full";
+    case smtp::DsnReturn::kHeaders:
+      return "headers";
+  }
+  return "unspecified";
+}
+
+std::optional<smtp::DsnReturn> parse_return(std::string_view name) {
+  for (auto ret :
+       {smtp::DsnReturn::kUnspecified, smtp::DsnReturn::kFull, smtp::DsnReturn::kHeaders}) {
+    if (return_name(ret) == name) return ret;
+  }
+  return std::nullopt;
+}
+
+std::optional<bool> parse_flag(std::string_view text) {
+  if (text == "0") return false;
+  if (text == "1") return true;
+  return std::nullopt;
+}
+
+std::string format_header(const std::string& id, const smtp::Envelope& envelope,
+                          std::int64_t received_unix) {
+  std::string out;
+  out.reserve(256 + envelope.recipients.size() * 64);
+  out += kVersionLine;
+  out += "\nid ";
+  out += id;
+  out += "\nreceived ";
+  out += std::to_string(received_unix);
+  out += "\nhelo ";
+  append_field(out, envelope.helo);
+  out += "\nesmtp ";
+  out += envelope.esmtp ? '1' : '0';
+  out += "\nfrom ";
+  append_field(out, envelope.reverse_path);
+  out += "\nbody ";
+  out += body_name(envelope.body);
+  out += "\nsmtputf8 ";
+  out += envelope.smtputf8 ? '1' : '0';
+  out += "\nsize ";
+  out += envelope.declared_size ? std::to_string(*envelope.declared_size) : "-";
+  out += "\nret ";
+  out += return_name(envelope.dsn_return);
+  out += "\nenvid ";
+  append_field(out, envelope.envelope_id);
+  out += "\nrecipients ";
+  out += std::to_string(envelope.recipients.size());
+  for (const smtp::Recipient& recipient : envelope.recipients) {
+    out += "\nrcpt ";
+    append_field(out, recipient.address);
+    out += ' ';
+    append_field(out, recipient.notify);
+    out += ' ';
+    append_field(out, recipient.original_recipient);
+  }
+  out += "\n\n";
+  return out;
+}
+
+std::vector<std::string_view> split_spaces(std::string_view text) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t space = text.find(' ', start);
+    parts.push_back(text.substr(start, space - start));
+    if (space == std::string_view::npos) break;
+    start = space + 1;
+  }
+  return parts;
+}
+
+// Parses the header (without the blank line) into message. Returns an error text.
+std::optional<std::string> parse_header(std::string_view header, StoredMessage& message) {
+  enum Key {
+    kId,
+    kReceived,
+    kHelo,
+    kEsmtp,
+    kFrom,
+    kBody,
+    kSmtpUtf8,
+    kSize,
+    kRet,
+    kEnvid,
+    kRecipients,
+    kKeyCount
+  };
+  static constexpr std::array<std::string_view, kKeyCount> kKeys = {
+      "id",       "received", "helo", "esmtp", "from",      "body",
+      "smtputf8", "size",     "ret",  "envid", "recipients"};
+  std::array<bool, kKeyCount> seen{};
+  std::optional<std::size_t> expected_recipients;
+  smtp::Envelope& envelope = message.envelope;
+
+  std::size_t line_number = 0;
+  std::size_t start = 0;
+  while (start < header.size()) {
+    std::size_t end = header.find('\n', start);
+    if (end == std::string_view::npos) end = header.size();
+    std::string_view line = header.substr(start, end - start);
+    start = end + 1;
+    ++line_number;
+    auto error = [&](std::string_view what) {
+      return "line " + std::to_string(line_number) + ": " + std::string(what);
+    };
+    if (line_number == 1) {
+      if (line != kVersionLine) return error("not a version 1 spool file");
+      continue;
+    }
+    std::size_t space = line.find(' ');
+    if (space == std::string_view::npos) return error("no value");
+    std::string_view key = line.substr(0, space);
+    std::string_view value = line.substr(space + 1);
+
+    if (key == "rcpt") {
+      if (!expected_recipients) return error("rcpt before recipients");
+      std::vector<std::string_view> parts = split_spaces(value);
+      if (parts.size() != 3) return error("rcpt needs three fields");
+      auto address = decode_field(parts[0]);
+      auto notify = decode_field(parts[1]);
+      auto original = decode_field(parts[2]);
+      if (!address || !notify || !original) return error("bad escape in rcpt");
+      if (address->empty()) return error("empty recipient address");
+      envelope.recipients.push_back(smtp::Recipient{*address, *notify, *original});
+      if (envelope.recipients.size() > *expected_recipients) return error("too many rcpt");
+      continue;
+    }
+    auto found = std::find(kKeys.begin(), kKeys.end(), key);
+    if (found == kKeys.end()) return error("unknown key '" + std::string(key) + "'");
+    auto index = static_cast<std::size_t>(found - kKeys.begin());
+    if (seen[index]) return error("duplicate key '" + std::string(key) + "'");
+    seen[index] = true;
+
+    bool ok = true;
+    switch (static_cast<Key>(index)) {
+      case kId:
+        ok = value == message.id;
+        if (!ok) return error("id does not match the file name");
+        break;
+      case kReceived: {
+        auto received = parse_integer<std::int64_t>(value);
+        ok = received.has_value();
+        if (ok) message.received_unix = *received;
+        break;
+      }
+      case kHelo: {
+        auto helo = decode_field(value);
+        ok = helo.has_value();
+        if (ok) envelope.helo = std::move(*helo);
+        break;
+      }
+      case kEsmtp: {
+        auto flag = parse_flag(value);
+        ok = flag.has_value();
+        if (ok) envelope.esmtp = *flag;
+        break;
+      }
+      case kFrom: {
+        auto from = decode_field(value);
+        ok = from.has_value();
+        if (ok) envelope.reverse_path = std::move(*from);
+        break;
+      }
+      case kBody: {
+        auto body = parse_body(value);
+        ok = body.has_value();
+        if (ok) envelope.body = *body;
+        break;
+      }
+      case kSmtpUtf8: {
+        auto flag = parse_flag(value);
+        ok = flag.has_value();
+        if (ok) envelope.smtputf8 = *flag;
+        break;
+      }
+      case kSize:
+        if (value == "-") {
+          envelope.declared_size.reset();
+        } else {
+          envelope.declared_size = parse_integer<std::uint64_t>(value);
+          ok = envelope.declared_size.has_value();
+        }
+        break;
+      case kRet: {
+        auto ret = parse_return(value);
+        ok = ret.has_value();
+        if (ok) envelope.dsn_return = *ret;
+        break;
+      }
+      case kEnvid: {
+        auto envid = decode_field(value);
+        ok = envid.has_value();
+        if (ok) envelope.envelope_id = std::move(*envid);
+        break;
+      }
+      case kRecipients:
+        expected_recipients = parse_integer<std::size_t>(value);
+        ok = expected_recipients.has_value();
+        break;
+      case kKeyCount:
+        break;
+    }
+    if (!ok) return error("bad value for '" + std::string(key) + "'");
+  }
+  if (line_number == 0) return std::string("empty header");
+  for (std::size_t i = 0; i < kKeyCount; ++i) {
+    if (!seen[i]) return "missing key '" + std::string(kKeys[i]) + "'";
+  }
+  if (envelope.recipients.size() != *expected_recipients) {
+    return std::string("recipient count does not match");
+  }
+  if (envelope.recipients.empty()) return std::string("no recipients");
+  return std::nullopt;
+}
+
+SpoolError corrupt(const std::string& path, std::string_view why) {
+  return SpoolError{"corrupt spool file " + path + ": " + std::string(why),
+                    /*transient=*/false, 0};
+}
+
+// --- the writer --------------------------------------------------------------------------
+
+class FileSpoolWriter final : public SpoolWriter {
+ public:
+  FileSpoolWriter(Spool& spool, std::string id, int fd, int tmp_dir_fd, int queue_dir_fd)
+      : spool_(spool),
+        id_(std::move(id)),
+        tmp_path_(spool.tmp_path(id_)),
+        fd_(fd),
+        tmp_dir_fd_(tmp_dir_fd),
+        queue_dir_fd_(queue_dir_fd) {
+    buffer_.reserve(kWriteBufferSize);
+  }
+  ~FileSpoolWriter() override { abort(); }
+
+  const std::string& id() const override { return id_; }
+  Spool& spool() const override { return spool_; }
+
+  base::Expected<base::Ok, SpoolError> append(std::string_view bytes) override {
+    if (state_ != State::kOpen) return not_open("append");
+    if (bytes.size() <= kWriteBufferSize - buffer_.size()) {
+      buffer_.append(bytes);
+      return base::Ok{};
+    }
+    if (auto flushed = flush_buffer(); !flushed) return flushed;
+    if (bytes.size() >= kWriteBufferSize) {
+      // Large pieces go straight to the file; the buffer would only add a copy.
+      if (auto written = write_all(fd_, bytes.data(), bytes.size(), tmp_path_); !written) {
+        return fail(written.error());
+      }
+      return base::Ok{};
+    }
+    buffer_.append(bytes);
+    return base::Ok{};
+  }
+
+  base::Expected<base::Ok, SpoolError> flush_and_sync() override {
+    if (state_ != State::kOpen) return not_open("flush_and_sync");
+    if (auto flushed = flush_buffer(); !flushed) return flushed;
+    if (::fsync(fd_) != 0) return fail(system_error("fsync", tmp_path_, errno));
+    // A failed close can report a deferred write error (NFS): it fails the message too.
+    int result = ::close(fd_);
+    int saved = errno;
+    fd_ = -1;
+    if (result != 0 && saved != EINTR) return fail(system_error("close", tmp_path_, saved));
+    std::string().swap(buffer_);  // the session may stay open for long: give the memory back
+    state_ = State::kSynced;
+    return base::Ok{};
+  }
+
+  base::Expected<base::Ok, SpoolError> publish() override {
+    if (state_ != State::kSynced) return not_open("publish");
+    // RENAME_NOREPLACE: a duplicate id must never replace an acknowledged message.
+    int result =
+        ::renameat2(tmp_dir_fd_, id_.c_str(), queue_dir_fd_, id_.c_str(), RENAME_NOREPLACE);
+    if (result != 0 && (errno == EINVAL || errno == ENOSYS)) {
+      // A filesystem without RENAME_NOREPLACE: check, then rename (one process owns the spool).
+      struct stat status {};
+      if (::fstatat(queue_dir_fd_, id_.c_str(), &status, AT_SYMLINK_NOFOLLOW) == 0) {
+        errno = EEXIST;
+      } else {
+        result = ::renameat(tmp_dir_fd_, id_.c_str(), queue_dir_fd_, id_.c_str());
+      }
+    }
+    if (result != 0) return fail(system_error("rename", tmp_path_, errno));
+    state_ = State::kPublished;
+    return base::Ok{};
+  }
+
+  void mark_committed() override {
+    if (state_ == State::kPublished) state_ = State::kCommitted;
+  }
+
+  base::Expected<base::Ok, SpoolError> commit() override {
+    if (auto synced = flush_and_sync(); !synced) return synced;
+    if (auto published = publish(); !published) return published;
+    if (auto directory = spool_.sync_queue_dir(); !directory) {
+      abort();
+      return directory;
+    }
+    mark_committed();
+    return base::Ok{};
+  }
+
+  void abort() override {
+    switch (state_) {
+      case State::kOpen:
+        ::close(fd_);
+        fd_ = -1;
+        ::unlinkat(tmp_dir_fd_, id_.c_str(), 0);
+        break;
+      case State::kSynced:
+        ::unlinkat(tmp_dir_fd_, id_.c_str(), 0);
+        break;
+      case State::kPublished:
+        // XXX: queue/ was not fsynced, so after a crash the entry may come back; it would
+        // then be delivered although the client got 4xx (a duplicate, never a loss).
+        ::unlinkat(queue_dir_fd_, id_.c_str(), 0);
+        break;
+      case State::kCommitted:
+      case State::kFailed:
+      case State::kAborted:
+        return;
+    }
+    state_ = State::kAborted;
+  }
+
+ private:
+  enum class State { kOpen, kSynced, kPublished, kCommitted, kFailed, kAborted };
+
+  base::Expected<base::Ok, SpoolError> flush_buffer() {
+    if (buffer_.empty()) return base::Ok{};
+    if (auto written = write_all(fd_, buffer_.data(), buffer_.size(), tmp_path_); !written) {
+      return fail(written.error());
+    }
+    buffer_.clear();
+    return base::Ok{};
+  }
+
+  // Records the first error, removes the file; every later call returns the same error.
+  base::Unexpected<SpoolError> fail(SpoolError error) {
+    abort();
+    state_ = State::kFailed;
+    error_ = std::move(error);
+    return base::unexpected(error_);
+  }
+
+  base::Unexpected<SpoolError> not_open(std::string_view operation) const {
+    if (state_ == State::kFailed) return base::unexpected(error_);
+    return base::unexpected(SpoolError{std::string(operation) + " on spool file " + tmp_path_ +
+                                           " in the wrong state (already committed or aborted)",
+                                       /*transient=*/true, 0});
+  }
+
+  Spool& spool_;
+  std::string id_;
+  std::string tmp_path_;
+  int fd_;
+  int tmp_dir_fd_;
+  int queue_dir_fd_;
+  std::string buffer_;
+  State state_ = State::kOpen;
+  SpoolError error_;
+};
+
+}  // namespace
+
+Spool::Spool(std::string dir) : dir_(std::move(dir)) {}
+
+Spool::~Spool() {
+  if (tmp_dir_fd_ >= 0) ::close(tmp_dir_fd_);
+  if (queue_dir_fd_ >= 0) ::close(queue_dir_fd_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+bool Spool::is_valid_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+  });
+}
+
+base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string& dir) {
+  std::string root = dir;
+  while (root.size() > 1 && root.back() == '/')
+    root.pop_back();
+  if (auto made = make_directories(root + "/tmp"); !made) return base::unexpected(made.error());
+  if (auto made = make_directories(root + "/queue"); !made) {
+    return base::unexpected(made.error());
+  }
+  std::unique_ptr<Spool> spool(new Spool(root));
+
+  spool->lock_fd_ = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (spool->lock_fd_ < 0) return fail_with("open", root, errno);
+  if (::flock(spool->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return base::unexpected(SpoolError{"spool " + root + " is in use by another process",
+                                         /*transient=*/false, EWOULDBLOCK});
+    }
+    return fail_with("flock", root, errno);
+  }
+  std::string tmp = root + "/tmp";
+  std::string queue = root + "/queue";
+  spool->tmp_dir_fd_ = ::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (spool->tmp_dir_fd_ < 0) return fail_with("open", tmp, errno);
+  spool->queue_dir_fd_ = ::open(queue.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (spool->queue_dir_fd_ < 0) return fail_with("open", queue, errno);
+
+  // Whatever is in tmp/ was never acknowledged (commit renames before it reports success).
+  for (const std::string& name : read_directory(tmp)) {
+    if (::unlinkat(spool->tmp_dir_fd_, name.c_str(), 0) != 0 && errno != ENOENT) {
+      return fail_with("unlink", tmp + "/" + name, errno);
+    }
+  }
+
+  if (::getrandom(&spool->nonce_, sizeof spool->nonce_, 0) != sizeof spool->nonce_) {
+    // Without randomness, the pid and the clock still separate processes.
+    spool->nonce_ =
+        (static_cast<std::uint64_t>(::getpid()) << 32) ^
+        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+  return spool;
+}
+
+// <12 hex: microseconds since the epoch><4 hex: per-process counter><4 base62: random>.
+// Sorting ids sorts by acceptance time; the nonce keeps ids distinct across restarts even
+// if the clock steps back; O_EXCL and RENAME_NOREPLACE catch what remains.
+std::string Spool::new_id() {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  static constexpr char kBase62[] =
+      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  std::uint64_t count = counter_.fetch_add(1, std::memory_order_relaxed);
+  auto micros = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                               std::chrono::system_clock::now().time_since_epoch())
+                                               .count());
+  // splitmix64 of nonce + counter: distinct per call, unpredictable across processes.
+  std::uint64_t mixed = nonce_ + count * 0x9E3779B97F4A7C15ULL;
+  mixed = (mixed ^ (mixed >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  mixed = (mixed ^ (mixed >> 27)) * 0x94D049BB133111EBULL;
+  mixed ^= mixed >> 31;
+
+  std::string id(20, '0');
+  for (int i = 11; i >= 0; --i) {
+    id[static_cast<std::size_t>(i)] = kHex[micros & 0xF];
+    micros >>= 4;
+  }
+  for (int i = 15; i >= 12; --i) {
+    id[static_cast<std::size_t>(i)] = kHex[count & 0xF];
+    count >>= 4;
+  }
+  for (std::size_t i = 16; i < 20; ++i) {
+    id[i] = kBase62[mixed % 62];
+    mixed /= 62;
+  }
+  return id;
+}
+
+base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> Spool::begin(
+    const smtp::Envelope& envelope, std::int64_t received_unix) {
+  for (int attempt = 0;; ++attempt) {
+    auto writer = begin_with_id(new_id(), envelope, received_unix);
+    if (writer || writer.error().error_number != EEXIST || attempt == 2) return writer;
+  }
+}
+
+base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> Spool::begin_with_id(
+    const std::string& id, const smtp::Envelope& envelope, std::int64_t received_unix) {
+  if (!is_valid_id(id)) {
+    return base::unexpected(
+        SpoolError{"invalid queue id '" + id + "'", /*transient=*/false, EINVAL});
+  }
+  int fd = ::openat(tmp_dir_fd_, id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return fail_with("create", tmp_path(id), errno);
+  auto writer = std::make_unique<FileSpoolWriter>(*this, id, fd, tmp_dir_fd_, queue_dir_fd_);
+  if (auto header = writer->append(format_header(id, envelope, received_unix)); !header) {
+    return base::unexpected(header.error());
+  }
+  return std::unique_ptr<SpoolWriter>(std::move(writer));
+}
+
+std::vector<std::string> Spool::list() const {
+  std::vector<std::string> ids = read_directory(dir_ + "/queue");
+  std::erase_if(ids, [](const std::string& id) { return !is_valid_id(id); });
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) const {
+  std::string path = queue_path(id);
+  if (!is_valid_id(id)) {
+    return base::unexpected(
+        SpoolError{"invalid queue id '" + id + "'", /*transient=*/false, ENOENT});
+  }
+  int fd = ::openat(queue_dir_fd_, id.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    SpoolError error = system_error("open", path, errno);
+    if (error.error_number == ENOENT) error.transient = false;
+    return base::unexpected(std::move(error));
+  }
+  // Reads until the blank line; the content that came with the last read is ignored.
+  std::string header;
+  std::size_t end = std::string::npos;
+  std::array<char, 16 * 1024> chunk;
+  while (end == std::string::npos) {
+    ssize_t got = ::read(fd, chunk.data(), chunk.size());
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      int saved = errno;
+      ::close(fd);
+      return fail_with("read", path, saved);
+    }
+    if (got == 0) break;
+    std::size_t search_from = header.size() > 0 ? header.size() - 1 : 0;
+    header.append(chunk.data(), static_cast<std::size_t>(got));
+    end = header.find("\n\n", search_from);
+    if (end == std::string::npos && header.size() > kMaxHeaderSize) break;
+  }
+  ::close(fd);
+  if (end == std::string::npos || end > kMaxHeaderSize) {
+    return base::unexpected(corrupt(path, "no end of header (blank line) within 1 MiB"));
+  }
+  StoredMessage message;
+  message.id = id;
+  message.path = path;
+  message.content_offset = end + 2;
+  if (auto error = parse_header(std::string_view(header).substr(0, end), message)) {
+    return base::unexpected(corrupt(path, *error));
+  }
+  return message;
+}
+
+base::Expected<base::Ok, SpoolError> Spool::remove(const std::string& id) {
+  if (!is_valid_id(id)) {
+    return base::unexpected(
+        SpoolError{"invalid queue id '" + id + "'", /*transient=*/false, EINVAL});
+  }
+  if (::unlinkat(queue_dir_fd_, id.c_str(), 0) != 0 && errno != ENOENT) {
+    return fail_with("unlink", queue_path(id), errno);
+  }
+  return sync_queue_dir();
+}
+
+base::Expected<base::Ok, SpoolError> Spool::sync_queue_dir() {
+  if (::fsync(queue_dir_fd_) != 0) return fail_with("fsync", dir_ + "/queue", errno);
+  return base::Ok{};
+}
+
+}  // namespace queue

@@ -1,0 +1,115 @@
+// spool.h — the durable message store between acceptance and delivery.
+//
+// Layout under <data>/spool: tmp/<id> while a message is being received, queue/<id> once
+// committed. One file per message: a small envelope header, a blank line, then the
+// message exactly as it will be delivered (Received header first).
+// Invariant: a file in queue/ is complete and durable — commit() fsyncs the file, renames
+// it into queue/ and fsyncs queue/ before it returns success. Anything left in tmp/ after
+// a crash was never acknowledged and is removed at open.
+// RFC 5321 §4.5.4 and §6.1: once 250 is sent the server MUST NOT lose the message; so any
+// failed write, fsync or close fails the commit (as Postfix global/mail_stream.c does) and
+// the session answers 4xx instead. The file format is documented in spool.cpp.
+// One process owns a spool directory at a time: open() takes an exclusive flock(2) on it,
+// because it clears tmp/ (which would destroy another process's messages in progress).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/expected.h"
+#include "smtp/envelope.h"
+
+namespace queue {
+
+struct SpoolError {
+  std::string message;  // what failed, with the path and strerror
+  bool transient = true;
+  int error_number = 0;  // errno of the failed system call (ENOENT: no such message), or 0
+};
+
+// A committed message as read back from queue/.
+struct StoredMessage {
+  std::string id;
+  std::string path;  // full path of queue/<id>
+  smtp::Envelope envelope;
+  std::uint64_t content_offset = 0;  // where the message (Received header first) begins
+  std::int64_t received_unix = 0;    // when it was accepted
+};
+
+class Spool;
+
+// Writes one incoming message. Not thread-safe; owned by one session.
+// A failure removes the file: after any step failed, every later call returns that error.
+class SpoolWriter {
+ public:
+  virtual ~SpoolWriter() = default;
+  virtual const std::string& id() const = 0;
+  // Buffered append of message content. Fails (and keeps failing) on a write error.
+  virtual base::Expected<base::Ok, SpoolError> append(std::string_view bytes) = 0;
+  // Make durable: flush, fsync file, rename into queue/, fsync queue/. Blocks on the disk:
+  // call it off the I/O thread.
+  virtual base::Expected<base::Ok, SpoolError> commit() = 0;
+  // Give up: the tmp file is removed. Called by the destructor if neither was called.
+  // After publish() but before mark_committed() it removes queue/<id> instead. A no-op once
+  // committed.
+  virtual void abort() = 0;
+
+  // The steps of commit(), for GroupCommitter (group_commit.h), which batches the directory
+  // fsync of many writers. commit() == flush_and_sync(); publish(); spool().sync_queue_dir();
+  // mark_committed() — with abort() if the directory fsync fails.
+  // 1. Writes what is buffered, fsyncs and closes the file (still in tmp/).
+  virtual base::Expected<base::Ok, SpoolError> flush_and_sync() = 0;
+  // 2. Renames tmp/<id> to queue/<id> (never replacing an existing file). Not durable yet.
+  virtual base::Expected<base::Ok, SpoolError> publish() = 0;
+  // 3. After spool().sync_queue_dir() succeeded: the message is committed.
+  virtual void mark_committed() = 0;
+  // The spool this writer belongs to (whose queue/ must be fsynced after publish()).
+  virtual Spool& spool() const = 0;
+};
+
+class Spool {
+ public:
+  // Creates <dir>/tmp and <dir>/queue if missing and clears tmp/.
+  static base::Expected<std::unique_ptr<Spool>, SpoolError> open(const std::string& dir);
+  ~Spool();
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // Starts a message: a fresh unique id, the envelope written to tmp/<id>.
+  // received_unix is stored with the message.
+  base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> begin(const smtp::Envelope& envelope,
+                                                                 std::int64_t received_unix);
+  // A fresh queue id (also used for the Received header before begin()).
+  std::string new_id();
+  base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> begin_with_id(
+      const std::string& id, const smtp::Envelope& envelope, std::int64_t received_unix);
+
+  // Ids of committed messages, oldest first.
+  std::vector<std::string> list() const;
+  base::Expected<StoredMessage, SpoolError> load(const std::string& id) const;
+  // Removes queue/<id> and fsyncs queue/ (after every recipient is delivered).
+  base::Expected<base::Ok, SpoolError> remove(const std::string& id);
+  // fsync(2) of queue/: makes the renames of publish() durable (one call for a whole batch).
+  base::Expected<base::Ok, SpoolError> sync_queue_dir();
+
+  const std::string& directory() const { return dir_; }
+  std::string queue_path(const std::string& id) const { return dir_ + "/queue/" + id; }
+  std::string tmp_path(const std::string& id) const { return dir_ + "/tmp/" + id; }
+  // An id that is safe as a file name: 1 to 64 characters of [0-9A-Za-z].
+  static bool is_valid_id(std::string_view id);
+
+ private:
+  explicit Spool(std::string dir);
+  std::string dir_;
+  std::atomic<std::uint64_t> counter_{0};  // new_id() and begin() are thread-safe
+  std::uint64_t nonce_ = 0;                // random per process: ids stay unique across restarts
+  int lock_fd_ = -1;                       // <dir>, flock(LOCK_EX) while open
+  int tmp_dir_fd_ = -1;
+  int queue_dir_fd_ = -1;
+};
+
+}  // namespace queue

@@ -1,0 +1,141 @@
+// dot_stuffing.cpp — the DATA body decoder (RFC 5321 §4.1.1.4, §4.5.2).
+//
+// RFC 5321 §4.5.2: "When a line of mail text is received by the SMTP server, it checks the
+// line. If the line is composed of a single period, it is treated as the end of mail
+// indicator. If the first character is a period and there are other characters on the
+// line, the first character is deleted." Line ends here are CRLF only (§2.3.8: "Lines
+// consist of zero or more data characters terminated by the sequence ASCII character "CR"
+// followed immediately by ASCII character "LF""), so the "single period" line is "." CRLF
+// preceded by CRLF, nothing else.
+#include "smtp/dot_stuffing.h"
+
+namespace smtp {
+
+void DotUnstuffer::reset() {
+  state_ = State::kLineStart;
+  loose_dot_ = false;
+  saw_bare_cr_ = false;
+  saw_bare_lf_ = false;
+  line_too_long_ = false;
+  line_length_ = 0;
+}
+
+void DotUnstuffer::count(std::size_t octets) {
+  line_length_ += octets;
+  if (options_.max_line != 0 && line_length_ > options_.max_line) line_too_long_ = true;
+}
+
+void DotUnstuffer::bare_line_ending(char which, std::string& out) {
+  if (which == '\r') {
+    saw_bare_cr_ = true;
+  } else {
+    saw_bare_lf_ = true;
+  }
+  if (options_.normalize_bare_line_endings) {
+    out.append("\r\n");
+  } else {
+    out.push_back(which);
+  }
+  end_line();
+  state_ = State::kLooseLineStart;
+}
+
+std::size_t DotUnstuffer::decode(std::string_view input, std::string& out,
+                                 std::size_t out_limit) {
+  std::size_t pos = 0;
+  while (pos < input.size() && state_ != State::kFinished) {
+    // Worst case one octet appends 4 ("." + CRLF + reprocessed octet is done in two steps,
+    // each at most 3); keep room so a step never overshoots the bound.
+    if (out.size() + 4 > out_limit) break;
+    const char c = input[pos];
+    switch (state_) {
+      case State::kLineStart:
+      case State::kLooseLineStart:
+        if (c == '.') {
+          loose_dot_ = state_ == State::kLooseLineStart;
+          count(1);
+          state_ = State::kDot;
+          ++pos;
+        } else {
+          state_ = State::kInLine;  // same octet again, as line content
+        }
+        break;
+      case State::kDot:
+        if (c == '\r') {
+          count(1);
+          state_ = State::kDotCr;
+          ++pos;
+        } else if (c == '\n') {
+          // "." followed by a bare LF: no other characters on the line, keep the dot.
+          out.push_back('.');
+          count(1);
+          bare_line_ending('\n', out);
+          ++pos;
+        } else {
+          // Transparency dot: dropped; the octet is line content.
+          state_ = State::kInLine;
+        }
+        break;
+      case State::kDotCr:
+        if (c == '\n') {
+          ++pos;
+          if (!loose_dot_) {
+            state_ = State::kFinished;  // CRLF "." CRLF
+          } else {
+            // ".\r\n" after a bare line ending: a line holding one dot, not the end.
+            out.append(".\r\n");
+            end_line();
+            state_ = State::kLineStart;
+          }
+        } else {
+          // "." then a bare CR: keep the dot, the CR is a bare line ending, and the octet
+          // after it starts a loose line (reprocessed, not consumed).
+          out.push_back('.');
+          bare_line_ending('\r', out);
+        }
+        break;
+      case State::kInLine: {
+        // Fast path: copy the run up to the next CR or LF at once.
+        std::size_t end = pos;
+        const std::size_t room = out_limit - out.size() - 4;
+        const std::size_t stop = input.size() - pos > room ? pos + room : input.size();
+        while (end < stop && input[end] != '\r' && input[end] != '\n') ++end;
+        if (end > pos) {
+          out.append(input.data() + pos, end - pos);
+          count(end - pos);
+          pos = end;
+          break;
+        }
+        if (c == '\r') {
+          count(1);
+          state_ = State::kCr;
+          ++pos;
+        } else if (c == '\n') {
+          count(1);
+          bare_line_ending('\n', out);
+          ++pos;
+        } else {
+          // No room for content: the bound check at the top ends the loop next round.
+          return pos;
+        }
+        break;
+      }
+      case State::kCr:
+        if (c == '\n') {
+          count(1);
+          out.append("\r\n");
+          end_line();
+          state_ = State::kLineStart;
+          ++pos;
+        } else {
+          bare_line_ending('\r', out);  // the octet starts a loose line, reprocessed
+        }
+        break;
+      case State::kFinished:
+        break;
+    }
+  }
+  return pos;
+}
+
+}  // namespace smtp

@@ -1,0 +1,36 @@
+// envelope.h — what one mail transaction carries besides its content (RFC 5321 §2.3.1),
+// with the DSN parameters of RFC 3461 kept so that a later bounce can honour them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace smtp {
+
+// BODY= of RFC 6152 / RFC 3030.
+enum class BodyType { kUnspecified, k7Bit, k8BitMime, kBinaryMime };
+
+// RET= of RFC 3461 §4.3.
+enum class DsnReturn { kUnspecified, kFull, kHeaders };
+
+struct Recipient {
+  std::string address;  // "local@domain" as the client gave it (no angle brackets)
+  std::string notify;   // NOTIFY= value as given (e.g. "SUCCESS,FAILURE"), empty if absent
+  std::string original_recipient;  // ORCPT= value (decoded xtext), empty if absent
+};
+
+struct Envelope {
+  std::string helo;          // the name given in EHLO/HELO
+  bool esmtp = false;        // EHLO (true) or HELO (false)
+  std::string reverse_path;  // MAIL FROM address without brackets; "" for the null path <>
+  std::vector<Recipient> recipients;
+  BodyType body = BodyType::kUnspecified;
+  bool smtputf8 = false;                       // SMTPUTF8 declared on MAIL (RFC 6531)
+  std::optional<std::uint64_t> declared_size;  // SIZE= of RFC 1870
+  DsnReturn dsn_return = DsnReturn::kUnspecified;
+  std::string envelope_id;  // ENVID= (decoded xtext), empty if absent
+};
+
+}  // namespace smtp

@@ -1,0 +1,1091 @@
+// server_session.cpp — the receiving side of SMTP as a pure state machine.
+//
+// RFC 5321 (commands, sequencing, replies, limits), RFC 1870 (SIZE), RFC 6152 (8BITMIME),
+// RFC 2034 / RFC 3463 (enhanced status codes), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING,
+// BINARYMIME), RFC 3207 (STARTTLS), RFC 3461 (DSN parameters), RFC 6531 (SMTPUTF8),
+// RFC 3848 (with-protocol names).
+//
+// Invariants:
+// - One table (kVerbs) says where each verb is legal; dispatch() checks, handlers act.
+// - Output is only appended, always whole CRLF-terminated reply lines, in command order:
+//   pipelining (RFC 2920) falls out of processing the buffered commands one by one.
+// - Only CRLF "." CRLF ends DATA (dot_stuffing.h); a BDAT chunk is counted, never parsed.
+// - The input buffer holds at most what the host handed over since the last kNeedInput;
+//   a command line is never buffered past limits.max_command_line, a body is streamed in
+//   pieces of at most kDataPiece octets.
+// - A spool writer opened at kMessageBegin is always closed by exactly one of
+//   message_committed / message_failed / kMessageAbort.
+// - After kClose every call returns kClose and nothing more is output.
+#include "smtp/server_session.h"
+
+#include <charconv>
+#include <optional>
+
+#include "smtp/address_grammar.h"
+#include "smtp/dot_stuffing.h"
+#include "smtp/esmtp_parameters.h"
+
+namespace smtp {
+
+namespace {
+
+constexpr std::size_t kDataPiece = 64 * 1024;  // largest message_data() span
+
+// Where a verb may appear (a bit mask over the session's state).
+enum StateBit : unsigned {
+  kNoHelo = 1u << 0,    // before EHLO/HELO
+  kHelo = 1u << 1,      // greeted, no transaction
+  kMail = 1u << 2,      // MAIL accepted (RCPTs may follow), no BDAT yet
+  kChunking = 1u << 3,  // at least one BDAT chunk of this transaction received
+  kAnyState = kNoHelo | kHelo | kMail | kChunking,
+};
+
+// Why the message being received will not be stored.
+enum class Problem { kNone, kTooBig, kBareLineEnding, kLineTooLong, kHostFailed };
+
+bool starts_with_ignoring_case(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() &&
+         equals_ignoring_case(text.substr(0, prefix.size()), prefix);
+}
+
+void append_number(std::string& out, std::uint64_t value) {
+  char digits[24];
+  auto result = std::to_chars(digits, digits + sizeof digits, value);
+  out.append(digits, result.ptr);
+}
+
+// ALPACA (2021): an HTTP client pointed at our port must not get SMTP replies it could
+// reflect. The first line of a connection that is an HTTP request line, or any line that
+// is a header ("Name: value", Postfix's smtpd_forbidden_commands /^[^ ]+: /), closes.
+bool looks_like_http(std::string_view line, bool first_line) {
+  if (first_line) {
+    static constexpr std::string_view kMethods[] = {"GET ",    "POST ",    "HEAD ",
+                                                    "PUT ",    "DELETE ",  "OPTIONS ",
+                                                    "CONNECT ", "PATCH ", "TRACE "};
+    for (std::string_view method : kMethods) {
+      if (line.substr(0, method.size()) == method) return true;
+    }
+  }
+  std::size_t space = line.find(' ');
+  return space != std::string_view::npos && space > 0 && line[space - 1] == ':';
+}
+
+}  // namespace
+
+struct ServerSession::Impl {
+  using Handler = void (Impl::*)(std::string_view arguments);
+
+  // One row per verb (STYLE.md habit 2, after Postfix's smtpd_cmd_table).
+  struct VerbRow {
+    std::string_view verb;
+    unsigned legal_states;
+    // RFC 3207 §4: with TLS required, "the server SHOULD reply to every command other
+    // than NOOP, EHLO, STARTTLS, or QUIT with the 530 reply code" (we add HELO, RSET,
+    // HELP: harmless, and clients use them while negotiating).
+    bool allowed_before_tls;
+    // RFC 2920 §3.1: "The EHLO, DATA, VRFY, EXPN, TURN, QUIT, and NOOP commands can only
+    // appear as the last command in a group since their success or failure produces a
+    // change of state which the client SMTP must accommodate." (STARTTLS too, RFC 3207.)
+    bool ends_pipelined_group;
+    bool needs_mail_permission;  // refused with 530 when the role does not accept mail yet
+    bool carries_payload;        // BDAT: octets follow the line and must always be consumed
+    Handler handler;
+  };
+  static constexpr std::size_t kVerbCount = 13;
+  static const VerbRow kVerbs[kVerbCount];
+
+  enum class Phase {
+    kCommand,         // reading command lines
+    kBeginRequested,  // next() returns kMessageBegin
+    kBeginPending,    // host opened (or failed) the spool file
+    kData,            // DATA body
+    kChunk,           // BDAT chunk octets
+    kEndPending,      // kMessageEnd returned; waiting for committed/failed
+    kTlsPending,      // kStartTls returned; waiting for tls_established
+    kClosed,
+  };
+  enum class MessageKind { kData, kBdat };
+
+  explicit Impl(const SessionConfig& session_config) : config(session_config) {
+    input_.reserve(std::max<std::size_t>(config.limits.max_command_line, 4096));
+    data_out_.reserve(kDataPiece);
+    DotUnstuffer::Options options;
+    options.normalize_bare_line_endings = config.limits.normalize_bare_line_endings;
+    options.max_line = config.limits.max_text_line;
+    decoder_.set_options(options);
+  }
+
+  // ---- output helpers -----------------------------------------------------------------
+
+  void reply(int code, std::string_view enhanced, std::string_view text) {
+    append_reply(output_, code, enhanced, text);
+  }
+  // A reply caused by the peer's mistake: counts toward limits.max_errors.
+  void error_reply(int code, std::string_view enhanced, std::string_view text) {
+    reply(code, enhanced, text);
+    count_error();
+  }
+  void count_error() {
+    ++errors_;
+    if (config.limits.max_errors != 0 && errors_ >= config.limits.max_errors && !closing_) {
+      scratch_.assign(config.hostname).append(" Too many errors, closing connection");
+      reply(421, "4.7.0", scratch_);
+      begin_close();
+    }
+  }
+  void begin_close() {
+    if (writer_open_) abort_needed_ = true;
+    closing_ = true;
+  }
+
+  // ---- state ----------------------------------------------------------------------------
+
+  unsigned current_state() const {
+    if (!greeted_) return kNoHelo;
+    if (chunking_) return kChunking;
+    if (mail_given_) return kMail;
+    return kHelo;
+  }
+  bool tls_required_now() const {
+    return config.tls_mode == TlsMode::kStartTlsRequired && !tls_active_;
+  }
+
+  // RFC 5321 §4.1.1.5: RSET "any stored sender, recipients, and mail data MUST be
+  // discarded"; the same for EHLO/HELO (§4.1.4) and after each finished message.
+  void reset_transaction() {
+    if (writer_open_) abort_needed_ = true;
+    mail_given_ = false;
+    chunking_ = false;
+    problem_ = Problem::kNone;
+    message_size_ = 0;
+    bdat_previous_cr_ = false;
+    envelope_.reverse_path.clear();
+    envelope_.recipients.clear();
+    envelope_.body = BodyType::kUnspecified;
+    envelope_.smtputf8 = false;
+    envelope_.declared_size.reset();
+    envelope_.dsn_return = DsnReturn::kUnspecified;
+    envelope_.envelope_id.clear();
+  }
+
+  // ---- the driving step -----------------------------------------------------------------
+
+  Action next() {
+    for (;;) {
+      if (phase_ == Phase::kClosed) return Action::kClose;
+      if (abort_needed_) {
+        abort_needed_ = false;
+        if (writer_open_) {
+          writer_open_ = false;
+          return Action::kMessageAbort;
+        }
+      }
+      if (closing_) {
+        phase_ = Phase::kClosed;
+        input_.clear();
+        read_pos_ = 0;
+        data_out_.clear();
+        return Action::kClose;
+      }
+      std::optional<Action> action;
+      switch (phase_) {
+        case Phase::kCommand:
+          action = step_command();
+          break;
+        case Phase::kBeginRequested:
+          phase_ = Phase::kBeginPending;
+          writer_open_ = true;
+          return Action::kMessageBegin;
+        case Phase::kBeginPending:
+          // The host opened its spool file (a failure would have called message_failed).
+          if (message_kind_ == MessageKind::kData) {
+            // RFC 5321 §4.2: 354 is an intermediate reply; RFC 3463 classes are 2, 4 and
+            // 5 only, so it carries no enhanced code.
+            reply(354, "", "End data with <CR><LF>.<CR><LF>");
+            decoder_.reset();
+            phase_ = Phase::kData;
+          } else {
+            phase_ = Phase::kChunk;
+          }
+          break;
+        case Phase::kData:
+          action = step_data();
+          break;
+        case Phase::kChunk:
+          action = step_chunk();
+          break;
+        case Phase::kEndPending:
+          return Action::kMessageEnd;
+        case Phase::kTlsPending:
+          return Action::kStartTls;
+        case Phase::kClosed:
+          return Action::kClose;
+      }
+      if (action) return *action;
+    }
+  }
+
+  std::string_view buffered() const {
+    return std::string_view(input_).substr(read_pos_);
+  }
+
+  std::optional<Action> need_input_or_close() {
+    if (eof_) {
+      // The peer is gone: nothing to reply to; an open spool file is discarded.
+      begin_close();
+      return std::nullopt;
+    }
+    return Action::kNeedInput;
+  }
+
+  std::optional<Action> step_command() {
+    const std::size_t max_line = config.limits.max_command_line;
+    if (skipping_long_line_) {
+      // The rest of an over-long line is dropped as it arrives, never buffered.
+      std::size_t newline = buffered().find('\n');
+      if (newline == std::string_view::npos) {
+        read_pos_ = input_.size();
+        return need_input_or_close();
+      }
+      read_pos_ += newline + 1;
+      skipping_long_line_ = false;
+      return std::nullopt;
+    }
+    std::string_view pending = buffered();
+    std::size_t newline = pending.find('\n');
+    if (newline == std::string_view::npos) {
+      if (pending.size() >= max_line) {
+        // RFC 5321 §4.5.3.1.4 / §4.2.2 "500 Line too long".
+        line_too_long_reply();
+        skipping_long_line_ = true;
+        read_pos_ = input_.size();
+        return std::nullopt;
+      }
+      return need_input_or_close();
+    }
+    std::string_view line = pending.substr(0, newline);
+    read_pos_ += newline + 1;
+    if (newline + 1 > max_line) {
+      line_too_long_reply();
+      return std::nullopt;
+    }
+    // RFC 5321 §2.3.8: lines end with CRLF, and "a bare LF" must not be taken for one
+    // (strict by default: SMTP smuggling relies on lenient line ends).
+    if (line.empty() || line.back() != '\r') {
+      error_reply(500, "5.5.2", "Bare LF in command (CRLF required)");
+      return std::nullopt;
+    }
+    line.remove_suffix(1);
+    if (line.find('\r') != std::string_view::npos) {
+      error_reply(500, "5.5.2", "Bare CR in command (CRLF required)");
+      return std::nullopt;
+    }
+    const bool first_line = lines_seen_ == 0;
+    ++lines_seen_;
+    if (looks_like_http(line, first_line)) {
+      // Close at once without a reply: nothing of ours may be reflected to a browser.
+      closed_as_http_ = true;
+      begin_close();
+      return std::nullopt;
+    }
+    dispatch(line);
+    return std::nullopt;
+  }
+
+  void line_too_long_reply() {
+    scratch_.assign("Line too long (limit ");
+    append_number(scratch_, config.limits.max_command_line);
+    scratch_.append(" octets incl. CRLF)");
+    error_reply(500, "5.5.2", scratch_);
+  }
+
+  const VerbRow* find_verb(std::string_view verb) const {
+    for (const VerbRow& row : kVerbs) {
+      if (equals_ignoring_case(row.verb, verb)) return &row;
+    }
+    return nullptr;
+  }
+
+  std::string_view sequence_error_text(const VerbRow& row) const {
+    const unsigned state = current_state();
+    if (state == kNoHelo) return "Error: send HELO/EHLO first";
+    if (row.verb == "MAIL") return "Error: nested MAIL command";
+    if (row.verb == "STARTTLS") return "Error: MAIL transaction in progress";
+    if (state == kChunking) {
+      if (row.verb == "DATA") return "Error: DATA cannot follow BDAT in the same transaction";
+      return "Error: BDAT transfer in progress (send BDAT ... LAST or RSET)";
+    }
+    return "Error: need MAIL command";
+  }
+
+  // Check step: is the verb known, allowed before TLS, legal in this state? Then act.
+  void dispatch(std::string_view line) {
+    std::size_t space = line.find(' ');
+    std::string_view verb = line.substr(0, space);
+    std::string_view arguments =
+        space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
+    while (!arguments.empty() && arguments.front() == ' ') arguments.remove_prefix(1);
+    while (!arguments.empty() && arguments.back() == ' ') arguments.remove_suffix(1);
+
+    const VerbRow* row = find_verb(verb);
+    if (row == nullptr) {
+      error_reply(500, "5.5.1", "Command unrecognized");
+      return;
+    }
+    const bool more_buffered = read_pos_ < input_.size();
+    if (row->ends_pipelined_group && more_buffered) ++improper_pipelining_;
+
+    if (row->carries_payload && !parse_bdat_arguments(arguments)) {
+      // Without a size we cannot tell where the chunk ends; reading its octets as commands
+      // would let a payload inject commands, so the connection ends here.
+      scratch_.assign(config.hostname).append(" Syntax: BDAT <size> [LAST], closing connection");
+      reply(421, "4.5.2", scratch_);
+      ++errors_;
+      begin_close();
+      return;
+    }
+    if (tls_required_now() && !row->allowed_before_tls) {
+      error_reply(530, "5.7.0", "Must issue a STARTTLS command first");
+      discard_payload(*row);
+      return;
+    }
+    if ((row->legal_states & current_state()) == 0) {
+      error_reply(503, "5.5.1", sequence_error_text(*row));
+      discard_payload(*row);
+      return;
+    }
+    if (row->needs_mail_permission && !config.accepts_mail) {
+      error_reply(530, "5.7.0", "Authentication required");
+      discard_payload(*row);
+      return;
+    }
+    (this->*(row->handler))(arguments);
+  }
+
+  // RFC 3030 §2: bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CR LF;
+  // chunk-size = 1*DIGIT; end-marker = "LAST".
+  bool parse_bdat_arguments(std::string_view arguments) {
+    std::size_t space = arguments.find(' ');
+    auto size = parse_decimal(arguments.substr(0, space));
+    if (!size) return false;
+    bdat_size_ = *size;
+    bdat_last_ = false;
+    if (space != std::string_view::npos) {
+      std::string_view marker = arguments.substr(space + 1);
+      while (!marker.empty() && marker.front() == ' ') marker.remove_prefix(1);
+      if (!equals_ignoring_case(marker, "LAST")) return false;
+      bdat_last_ = true;
+    }
+    return true;
+  }
+
+  // A refused BDAT: its chunk is still read and thrown away (RFC 3030 §2: the server
+  // must read the chunk-size octets whatever its reply).
+  void discard_payload(const VerbRow& row) {
+    if (!row.carries_payload) return;
+    chunk_remaining_ = bdat_size_;
+    chunk_discard_ = true;
+    phase_ = Phase::kChunk;
+  }
+
+  // ---- handlers (act only; legality was checked by dispatch) ----------------------------
+
+  bool valid_helo_argument(std::string_view name) const {
+    if (name.empty()) return false;
+    for (char c : name) {
+      if (c <= ' ' || c > '~') return false;
+    }
+    return true;
+  }
+
+  void handle_ehlo(std::string_view arguments) {
+    // RFC 5321 §4.1.1.1: ehlo = "EHLO" SP ( Domain / address-literal ) CRLF
+    if (!valid_helo_argument(arguments)) {
+      error_reply(501, "5.5.4", "Syntax: EHLO hostname");
+      return;
+    }
+    reset_transaction();
+    greeted_ = true;
+    envelope_.helo.assign(arguments);
+    envelope_.esmtp = true;
+    scratch_.assign(config.hostname);
+    scratch_.append("\nPIPELINING\nSIZE ");
+    append_number(scratch_, config.limits.max_message_size);
+    scratch_.append("\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nCHUNKING\nBINARYMIME\nDSN");
+    // RFC 3207 §4.2: "The server MUST NOT return the STARTTLS extension in response to an
+    // EHLO command received after a TLS handshake has completed."
+    if (!tls_active_ && config.tls_mode != TlsMode::kImplicit) scratch_.append("\nSTARTTLS");
+    reply(250, "", scratch_);
+  }
+
+  void handle_helo(std::string_view arguments) {
+    if (!valid_helo_argument(arguments)) {
+      error_reply(501, "5.5.4", "Syntax: HELO hostname");
+      return;
+    }
+    reset_transaction();
+    greeted_ = true;
+    envelope_.helo.assign(arguments);
+    envelope_.esmtp = false;
+    reply(250, "", config.hostname);
+  }
+
+  // Splits "KEY=VALUE" parameters one at a time.
+  static bool next_parameter(std::string_view& parameters, std::string_view& key,
+                             std::string_view& value, bool& has_value) {
+    while (!parameters.empty() && parameters.front() == ' ') parameters.remove_prefix(1);
+    if (parameters.empty()) return false;
+    std::size_t space = parameters.find(' ');
+    std::string_view item = parameters.substr(0, space);
+    parameters.remove_prefix(space == std::string_view::npos ? parameters.size() : space);
+    std::size_t equals = item.find('=');
+    key = item.substr(0, equals);
+    has_value = equals != std::string_view::npos;
+    value = has_value ? item.substr(equals + 1) : std::string_view();
+    return true;
+  }
+
+  void unknown_parameter_reply() {
+    // RFC 5321 §4.1.1.11: "555 MAIL FROM/RCPT TO parameters not recognized or not
+    // implemented".
+    error_reply(555, "5.5.4", "MAIL FROM/RCPT TO parameters not recognized or not implemented");
+  }
+
+  void handle_mail(std::string_view arguments) {
+    if (!starts_with_ignoring_case(arguments, "FROM:")) {
+      error_reply(501, "5.5.2", "Syntax: MAIL FROM:<address>");
+      return;
+    }
+    arguments.remove_prefix(5);
+    // "MAIL FROM: <a@b>" (space after the colon) is common and harmless: accepted.
+    while (!arguments.empty() && arguments.front() == ' ') arguments.remove_prefix(1);
+    auto split = split_path(arguments);
+    if (!split) {
+      address_error_reply(split.error(), true);
+      return;
+    }
+    std::optional<std::uint64_t> size;
+    bool size_seen = false;
+    BodyType body = BodyType::kUnspecified;
+    bool smtputf8 = false;
+    DsnReturn dsn_return = DsnReturn::kUnspecified;
+    bool has_envid = false;
+    envid_scratch_.clear();
+    std::string_view parameters = split->parameters;
+    std::string_view key;
+    std::string_view value;
+    bool has_value = false;
+    while (next_parameter(parameters, key, value, has_value)) {
+      if (equals_ignoring_case(key, "SIZE")) {
+        // RFC 1870 §3: size-param = "SIZE=" size-value; size-value = 1*20DIGIT
+        if (size_seen) size.reset();
+        else size = has_value ? parse_decimal(value) : std::nullopt;
+        if (!size) {
+          error_reply(501, "5.5.4", "Invalid SIZE parameter");
+          return;
+        }
+        size_seen = true;
+      } else if (equals_ignoring_case(key, "BODY")) {
+        if (!has_value || body != BodyType::kUnspecified) {
+          error_reply(501, "5.5.4", "Invalid BODY parameter");
+          return;
+        }
+        if (equals_ignoring_case(value, "7BIT")) {
+          body = BodyType::k7Bit;
+        } else if (equals_ignoring_case(value, "8BITMIME")) {
+          body = BodyType::k8BitMime;
+        } else if (equals_ignoring_case(value, "BINARYMIME")) {
+          body = BodyType::kBinaryMime;
+        } else {
+          error_reply(504, "5.5.4", "Unsupported BODY type (7BIT, 8BITMIME, BINARYMIME)");
+          return;
+        }
+      } else if (equals_ignoring_case(key, "SMTPUTF8")) {
+        // RFC 6531 §3.4: "SMTPUTF8" has no value.
+        if (has_value || smtputf8) {
+          error_reply(501, "5.5.4", "Invalid SMTPUTF8 parameter");
+          return;
+        }
+        smtputf8 = true;
+      } else if (equals_ignoring_case(key, "RET")) {
+        // RFC 3461 §4.3: ret-value = "FULL" / "HDRS"
+        if (dsn_return != DsnReturn::kUnspecified || !has_value) {
+          error_reply(501, "5.5.4", "Invalid RET parameter");
+          return;
+        }
+        if (equals_ignoring_case(value, "FULL")) {
+          dsn_return = DsnReturn::kFull;
+        } else if (equals_ignoring_case(value, "HDRS")) {
+          dsn_return = DsnReturn::kHeaders;
+        } else {
+          error_reply(501, "5.5.4", "Invalid RET parameter (FULL or HDRS)");
+          return;
+        }
+      } else if (equals_ignoring_case(key, "ENVID")) {
+        // RFC 3461 §4.4: envid-value = xtext, at most 100 characters.
+        if (has_envid || !has_value || value.empty() || value.size() > 100 ||
+            !decode_xtext(value, envid_scratch_)) {
+          error_reply(501, "5.5.4", "Invalid ENVID parameter");
+          return;
+        }
+        has_envid = true;
+      } else {
+        unknown_parameter_reply();
+        return;
+      }
+    }
+    auto path = parse_path(split->path, PathKind::kReversePath, smtputf8);
+    if (!path) {
+      address_error_reply(path.error(), true);
+      return;
+    }
+    // RFC 1870 §6: "552 ... message size exceeds fixed maximum message size" when the
+    // declared size is over our limit.
+    if (size && *size > config.limits.max_message_size) {
+      reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+      return;
+    }
+    reset_transaction();
+    mail_given_ = true;
+    envelope_.reverse_path.assign(path->mailbox);
+    envelope_.body = body;
+    envelope_.smtputf8 = smtputf8;
+    envelope_.declared_size = size;
+    envelope_.dsn_return = dsn_return;
+    envelope_.envelope_id.assign(envid_scratch_);
+    reply(250, "2.1.0", "Ok");
+  }
+
+  void address_error_reply(const AddressError& error, bool sender) {
+    if (error.kind == AddressErrorKind::kUtf8NotDeclared) {
+      // RFC 6531 §3.5: "553 5.6.7 ... mailbox name not allowed" for UTF-8 without SMTPUTF8.
+      error_reply(553, "5.6.7",
+                  sender ? "Sender address contains UTF-8 but SMTPUTF8 not declared"
+                         : "Recipient address contains UTF-8 but SMTPUTF8 not declared");
+      return;
+    }
+    // RFC 3463: X.1.7 "Bad sender's mailbox address syntax", X.1.3 "Bad destination
+    // mailbox address syntax".
+    scratch_.assign(sender ? "Bad sender address syntax: " : "Bad recipient address syntax: ");
+    scratch_.append(error.reason);
+    error_reply(501, sender ? "5.1.7" : "5.1.3", scratch_);
+  }
+
+  void handle_rcpt(std::string_view arguments) {
+    if (!starts_with_ignoring_case(arguments, "TO:")) {
+      error_reply(501, "5.5.2", "Syntax: RCPT TO:<address>");
+      return;
+    }
+    arguments.remove_prefix(3);
+    while (!arguments.empty() && arguments.front() == ' ') arguments.remove_prefix(1);
+    auto split = split_path(arguments);
+    if (!split) {
+      address_error_reply(split.error(), false);
+      return;
+    }
+    bool has_notify = false;
+    bool has_orcpt = false;
+    std::string_view notify;
+    orcpt_scratch_.clear();
+    std::string_view parameters = split->parameters;
+    std::string_view key;
+    std::string_view value;
+    bool has_value = false;
+    while (next_parameter(parameters, key, value, has_value)) {
+      if (equals_ignoring_case(key, "NOTIFY")) {
+        // RFC 3461 §4.1: "NEVER" / 1#( "SUCCESS" / "FAILURE" / "DELAY" )
+        if (has_notify || !has_value || !valid_notify(value)) {
+          error_reply(501, "5.5.4", "Invalid NOTIFY parameter");
+          return;
+        }
+        has_notify = true;
+        notify = value;
+      } else if (equals_ignoring_case(key, "ORCPT")) {
+        // RFC 3461 §4.2: orcpt-parameter = "ORCPT=" original-recipient-address, which
+        // "MUST NOT exceed 500 characters".
+        if (has_orcpt || !has_value || value.size() > 500 ||
+            !decode_orcpt(value, orcpt_scratch_)) {
+          error_reply(501, "5.5.4", "Invalid ORCPT parameter");
+          return;
+        }
+        has_orcpt = true;
+      } else {
+        unknown_parameter_reply();
+        return;
+      }
+    }
+    auto path = parse_path(split->path, PathKind::kForwardPath, envelope_.smtputf8);
+    if (!path) {
+      address_error_reply(path.error(), false);
+      return;
+    }
+    // RFC 5321 §4.5.3.1.10: "452 too many recipients" — the client retries the rest later.
+    if (envelope_.recipients.size() >= config.limits.max_recipients) {
+      reply(452, "4.5.3", "Too many recipients");
+      return;
+    }
+    // RFC 5321 §4.5.1: "<Postmaster>" without a domain MUST be accepted.
+    std::string_view address = path->is_postmaster ? "postmaster" : path->mailbox;
+    RecipientVerdict verdict =
+        config.check_recipient ? config.check_recipient(address) : RecipientVerdict::kAccept;
+    switch (verdict) {
+      case RecipientVerdict::kAccept: {
+        Recipient& recipient = envelope_.recipients.emplace_back();
+        recipient.address.assign(address);
+        recipient.notify.assign(notify);
+        recipient.original_recipient.assign(orcpt_scratch_);
+        reply(250, "2.1.5", "Ok");
+        return;
+      }
+      case RecipientVerdict::kUnknownUser:
+        error_reply(550, "5.1.1", "Recipient address rejected: user unknown");
+        return;
+      case RecipientVerdict::kRelayDenied:
+        error_reply(550, "5.7.1", "Relay access denied");
+        return;
+      case RecipientVerdict::kTempFail:
+        reply(451, "4.3.0", "Temporary failure checking recipient, try again later");
+        return;
+    }
+  }
+
+  void handle_data(std::string_view arguments) {
+    if (!arguments.empty()) {
+      error_reply(501, "5.5.4", "Syntax: DATA");
+      return;
+    }
+    // RFC 2920 §3.1: with pipelining, when all RCPTs failed "the server MUST reject the
+    // DATA command with 554" (and "503" without pipelining is also correct; 554 is clearer).
+    if (envelope_.recipients.empty()) {
+      reply(554, "5.5.1", "No valid recipients");
+      return;
+    }
+    // RFC 3030 §3: "BINARYMIME ... requires that the message be sent with BDAT".
+    if (envelope_.body == BodyType::kBinaryMime) {
+      error_reply(503, "5.5.1", "BODY=BINARYMIME requires BDAT, not DATA");
+      return;
+    }
+    message_kind_ = MessageKind::kData;
+    problem_ = Problem::kNone;
+    message_size_ = 0;
+    phase_ = Phase::kBeginRequested;
+  }
+
+  void handle_bdat(std::string_view /*arguments: parsed by dispatch*/) {
+    if (envelope_.recipients.empty()) {
+      reply(554, "5.5.1", "No valid recipients");
+      chunk_remaining_ = bdat_size_;
+      chunk_discard_ = true;
+      phase_ = Phase::kChunk;
+      return;
+    }
+    chunk_remaining_ = bdat_size_;
+    chunk_discard_ = false;
+    chunk_size_ = bdat_size_;
+    chunk_last_ = bdat_last_;
+    // RFC 1870 applies to BDAT as well: refuse a chunk that would pass the limit before
+    // opening anything; its octets are still read.
+    if (problem_ == Problem::kNone && bdat_size_ > config.limits.max_message_size - message_size_) {
+      problem_ = Problem::kTooBig;
+      if (writer_open_) abort_needed_ = true;
+    }
+    if (!chunking_) {
+      chunking_ = true;
+      message_kind_ = MessageKind::kBdat;
+      if (problem_ == Problem::kNone) {
+        phase_ = Phase::kBeginRequested;
+        return;
+      }
+    }
+    phase_ = Phase::kChunk;
+  }
+
+  void handle_rset(std::string_view arguments) {
+    if (!arguments.empty()) {
+      error_reply(501, "5.5.4", "Syntax: RSET");
+      return;
+    }
+    reset_transaction();
+    reply(250, "2.0.0", "Ok");
+  }
+
+  void handle_noop(std::string_view) { reply(250, "2.0.0", "Ok"); }
+
+  void handle_quit(std::string_view) {
+    scratch_.assign(config.hostname).append(" closing connection");
+    reply(221, "2.0.0", scratch_);
+    begin_close();
+  }
+
+  void handle_vrfy(std::string_view arguments) {
+    if (arguments.empty()) {
+      error_reply(501, "5.5.4", "Syntax: VRFY address");
+      return;
+    }
+    // RFC 5321 §3.5.3: 252 when the server will not verify but will accept the message.
+    reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+  }
+
+  void handle_expn(std::string_view) {
+    // RFC 5321 §3.5.2: EXPN may be disabled; "502 Command not implemented".
+    error_reply(502, "5.5.1", "EXPN not implemented");
+  }
+
+  void handle_help(std::string_view) {
+    reply(214, "2.0.0",
+          "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
+  }
+
+  void handle_starttls(std::string_view arguments) {
+    if (tls_active_ || config.tls_mode == TlsMode::kImplicit) {
+      error_reply(503, "5.5.1", "TLS already active");
+      return;
+    }
+    // RFC 3207 §4: STARTTLS = "STARTTLS" CRLF — no parameters.
+    if (!arguments.empty()) {
+      error_reply(501, "5.5.4", "Syntax: STARTTLS (no parameters)");
+      return;
+    }
+    // RFC 3207 §4: the client issues EHLO and sees STARTTLS advertised before using it.
+    if (!envelope_.esmtp) {
+      error_reply(503, "5.5.1", "Error: send EHLO first");
+      return;
+    }
+    reply(220, "2.0.0", "Ready to start TLS");
+    // CVE-2011-0411: bytes that came after the STARTTLS line in plaintext must never be
+    // read as commands of the TLS session. Drop them now.
+    input_.clear();
+    read_pos_ = 0;
+    phase_ = Phase::kTlsPending;
+  }
+
+  // ---- message bodies -------------------------------------------------------------------
+
+  std::optional<Action> step_data() {
+    data_out_.clear();
+    if (decoder_.finished()) {
+      end_of_message();
+      return std::nullopt;
+    }
+    std::string_view pending = buffered();
+    if (pending.empty()) return need_input_or_close();
+    const bool storing = problem_ == Problem::kNone;
+    read_pos_ += decoder_.decode(pending, data_out_, kDataPiece);
+    if (!storing) {
+      data_out_.clear();  // the rest of a refused message is read and dropped
+      return std::nullopt;
+    }
+    if (!config.limits.normalize_bare_line_endings && decoder_.saw_bare_line_ending()) {
+      problem_ = Problem::kBareLineEnding;
+    } else if (decoder_.line_too_long()) {
+      problem_ = Problem::kLineTooLong;
+    } else if (data_out_.size() > config.limits.max_message_size - message_size_) {
+      // RFC 1870 §6: the limit holds whatever the client declared.
+      problem_ = Problem::kTooBig;
+    }
+    if (problem_ != Problem::kNone) {
+      abort_needed_ = true;  // free the spool file now, reply after the terminator
+      data_out_.clear();
+      return std::nullopt;
+    }
+    message_size_ += data_out_.size();
+    if (!data_out_.empty()) return Action::kMessageData;
+    return std::nullopt;
+  }
+
+  static bool has_bare_line_ending(std::string_view octets, bool& previous_cr) {
+    for (char c : octets) {
+      if (previous_cr && c != '\n') return true;
+      if (c == '\n' && !previous_cr) return true;
+      previous_cr = c == '\r';
+    }
+    return false;
+  }
+
+  bool check_bdat_line_endings() const {
+    // XXX: with normalize_bare_line_endings a BDAT body is stored as sent (converting
+    // across chunk boundaries is not worth it yet); the outbound client fixes line ends.
+    return envelope_.body != BodyType::kBinaryMime && !config.limits.normalize_bare_line_endings;
+  }
+
+  std::optional<Action> step_chunk() {
+    data_out_.clear();
+    if (chunk_remaining_ == 0) {
+      finish_chunk();
+      return std::nullopt;
+    }
+    std::string_view pending = buffered();
+    if (pending.empty()) return need_input_or_close();
+    std::size_t take = pending.size();
+    if (take > chunk_remaining_) take = static_cast<std::size_t>(chunk_remaining_);
+    if (take > kDataPiece) take = kDataPiece;
+    std::string_view piece = pending.substr(0, take);
+    read_pos_ += take;
+    chunk_remaining_ -= take;
+    if (chunk_discard_ || problem_ != Problem::kNone) return std::nullopt;
+    if (take > config.limits.max_message_size - message_size_) {
+      problem_ = Problem::kTooBig;
+    } else if (check_bdat_line_endings() && has_bare_line_ending(piece, bdat_previous_cr_)) {
+      problem_ = Problem::kBareLineEnding;
+    }
+    if (problem_ != Problem::kNone) {
+      abort_needed_ = true;
+      return std::nullopt;
+    }
+    data_out_.assign(piece);
+    message_size_ += take;
+    return Action::kMessageData;
+  }
+
+  void finish_chunk() {
+    phase_ = Phase::kCommand;
+    if (chunk_discard_) {
+      chunk_discard_ = false;  // the reply was sent when the BDAT was refused
+      return;
+    }
+    if (problem_ == Problem::kNone && chunk_last_ && check_bdat_line_endings() &&
+        bdat_previous_cr_) {
+      problem_ = Problem::kBareLineEnding;  // the body ends with a bare CR
+      abort_needed_ = true;
+    }
+    if (problem_ != Problem::kNone) {
+      problem_reply();
+      reset_transaction();
+      return;
+    }
+    if (chunk_last_) {
+      // RFC 3030 §2: the LAST chunk ends the message like the end of DATA.
+      phase_ = Phase::kEndPending;
+      return;
+    }
+    scratch_.clear();
+    append_number(scratch_, chunk_size_);
+    scratch_.append(" octets received");
+    reply(250, "2.0.0", scratch_);
+  }
+
+  void end_of_message() {
+    if (problem_ == Problem::kNone) {
+      phase_ = Phase::kEndPending;
+      return;
+    }
+    phase_ = Phase::kCommand;
+    problem_reply();
+    reset_transaction();
+  }
+
+  void problem_reply() {
+    switch (problem_) {
+      case Problem::kNone:
+        return;
+      case Problem::kTooBig:
+        // RFC 1870 §6 / RFC 5321 §4.5.3.1.10: 552 for an exceeded storage allocation.
+        error_reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+        return;
+      case Problem::kBareLineEnding:
+        error_reply(554, "5.6.0", "Bare CR or LF in message (only CRLF line endings allowed)");
+        return;
+      case Problem::kLineTooLong:
+        // RFC 5321 §4.5.3.1.6: "The maximum total length of a text line including the
+        // <CRLF> is 1000 octets".
+        scratch_.assign("Line too long in message (limit ");
+        append_number(scratch_, config.limits.max_text_line);
+        scratch_.append(" octets incl. CRLF)");
+        error_reply(550, "5.6.0", scratch_);
+        return;
+      case Problem::kHostFailed:
+        reply(host_reply_.code, host_reply_.enhanced, host_reply_.text);
+        return;
+    }
+  }
+
+  // ---- host results ---------------------------------------------------------------------
+
+  void message_failed(const Reply& failure) {
+    host_reply_ = failure;
+    // The host's reply ends a transaction: it must be a 4xx or 5xx.
+    if (host_reply_.code < 400 || host_reply_.code > 599) {
+      host_reply_.code = 451;
+      host_reply_.enhanced = "4.3.0";
+    }
+    switch (phase_) {
+      case Phase::kBeginPending:
+        writer_open_ = false;
+        reply(host_reply_.code, host_reply_.enhanced, host_reply_.text);
+        reset_transaction();
+        if (message_kind_ == MessageKind::kBdat) {
+          chunk_discard_ = true;  // the chunk of this BDAT is still read and dropped
+          phase_ = Phase::kChunk;
+        } else {
+          phase_ = Phase::kCommand;  // instead of 354: the client sends no body
+        }
+        return;
+      case Phase::kData:
+      case Phase::kChunk:
+        writer_open_ = false;
+        if (problem_ == Problem::kNone) problem_ = Problem::kHostFailed;  // reply at the end
+        return;
+      case Phase::kEndPending:
+        writer_open_ = false;
+        reply(host_reply_.code, host_reply_.enhanced, host_reply_.text);
+        reset_transaction();
+        phase_ = Phase::kCommand;
+        return;
+      default:
+        return;  // not waiting for a message result: ignored
+    }
+  }
+
+  void message_committed(std::string_view queue_id) {
+    if (phase_ != Phase::kEndPending) return;
+    writer_open_ = false;
+    // DESIGN.md §1: this 250 follows the durable commit.
+    scratch_.assign("Ok: queued as ");
+    scratch_.append(queue_id);
+    reply(250, "2.0.0", scratch_);
+    reset_transaction();
+    phase_ = Phase::kCommand;
+  }
+
+  void tls_established(const TlsInfo& info) {
+    if (phase_ == Phase::kClosed || closing_) return;
+    tls_active_ = true;
+    tls_info_ = info;
+    // RFC 3207 §4.2: "the server MUST discard any knowledge obtained from the client,
+    // such as the argument to the EHLO command, which was not obtained from the TLS
+    // negotiation itself."
+    input_.clear();
+    read_pos_ = 0;
+    skipping_long_line_ = false;
+    greeted_ = false;
+    envelope_.helo.clear();
+    envelope_.esmtp = false;
+    reset_transaction();
+    if (phase_ == Phase::kTlsPending) phase_ = Phase::kCommand;
+  }
+
+  void receive(std::string_view bytes) {
+    if (phase_ == Phase::kClosed || closing_ || eof_) return;
+    if (phase_ == Phase::kTlsPending) return;  // plaintext after STARTTLS: never read
+    if (read_pos_ > 0) {
+      input_.erase(0, read_pos_);
+      read_pos_ = 0;
+    }
+    input_.append(bytes);
+  }
+
+  void close_with(int code, std::string_view enhanced, std::string_view text) {
+    if (phase_ == Phase::kClosed || closing_) return;
+    scratch_.assign(config.hostname).append(text);
+    reply(code, enhanced, scratch_);
+    begin_close();
+  }
+
+  const SessionConfig config;
+  std::string input_;
+  std::size_t read_pos_ = 0;
+  std::string output_;
+  std::string data_out_;
+  std::string scratch_;
+  std::string envid_scratch_;
+  std::string orcpt_scratch_;
+  DotUnstuffer decoder_;
+  Envelope envelope_;
+  TlsInfo tls_info_;
+  Reply host_reply_;
+
+  Phase phase_ = Phase::kCommand;
+  MessageKind message_kind_ = MessageKind::kData;
+  Problem problem_ = Problem::kNone;
+  bool started_ = false;
+  bool greeted_ = false;
+  bool mail_given_ = false;
+  bool chunking_ = false;
+  bool tls_active_ = false;
+  bool eof_ = false;
+  bool closing_ = false;
+  bool closed_as_http_ = false;
+  bool writer_open_ = false;
+  bool abort_needed_ = false;
+  bool skipping_long_line_ = false;
+  bool chunk_discard_ = false;
+  bool chunk_last_ = false;
+  bool bdat_last_ = false;
+  bool bdat_previous_cr_ = false;
+  std::uint64_t bdat_size_ = 0;
+  std::uint64_t chunk_size_ = 0;
+  std::uint64_t chunk_remaining_ = 0;
+  std::uint64_t message_size_ = 0;
+  unsigned errors_ = 0;
+  unsigned improper_pipelining_ = 0;
+  std::uint64_t lines_seen_ = 0;
+};
+
+// clang-format off
+const ServerSession::Impl::VerbRow ServerSession::Impl::kVerbs[kVerbCount] = {
+  // verb        legal states          before TLS  ends group  needs mail  payload  handler
+  {"EHLO",     kAnyState,              true,       true,       false,      false,   &Impl::handle_ehlo},
+  {"HELO",     kAnyState,              true,       true,       false,      false,   &Impl::handle_helo},
+  {"MAIL",     kHelo,                  false,      false,      true,       false,   &Impl::handle_mail},
+  {"RCPT",     kMail,                  false,      false,      false,      false,   &Impl::handle_rcpt},
+  {"DATA",     kMail,                  false,      true,       false,      false,   &Impl::handle_data},
+  {"BDAT",     kMail | kChunking,      false,      false,      false,      true,    &Impl::handle_bdat},
+  {"RSET",     kAnyState,              true,       false,      false,      false,   &Impl::handle_rset},
+  {"NOOP",     kAnyState,              true,       true,       false,      false,   &Impl::handle_noop},
+  {"QUIT",     kAnyState,              true,       true,       false,      false,   &Impl::handle_quit},
+  {"VRFY",     kAnyState,              false,      true,       false,      false,   &Impl::handle_vrfy},
+  {"EXPN",     kAnyState,              false,      true,       false,      false,   &Impl::handle_expn},
+  {"HELP",     kAnyState,              true,       false,      false,      false,   &Impl::handle_help},
+  {"STARTTLS", kHelo,                  true,       true,       false,      false,   &Impl::handle_starttls},
+};
+// clang-format on
+
+ServerSession::ServerSession(const SessionConfig& config) : impl_(std::make_unique<Impl>(config)) {}
+ServerSession::~ServerSession() = default;
+
+void ServerSession::start() {
+  if (impl_->started_ || impl_->phase_ == Impl::Phase::kClosed) return;
+  impl_->started_ = true;
+  // RFC 5321 §4.2: greeting = "220 " Domain [ SP textstring ]; no enhanced code before
+  // EHLO (RFC 2034 §3 ties them to the ENHANCEDSTATUSCODES extension).
+  impl_->scratch_.assign(impl_->config.hostname).append(" ESMTP smtpsd");
+  impl_->reply(220, "", impl_->scratch_);
+}
+
+void ServerSession::receive(std::string_view bytes) { impl_->receive(bytes); }
+void ServerSession::receive_eof() { impl_->eof_ = true; }
+void ServerSession::timeout() { impl_->close_with(421, "4.4.2", " Timeout, closing"); }
+void ServerSession::shutdown() {
+  impl_->close_with(421, "4.3.2", " Service shutting down, closing connection");
+}
+Action ServerSession::next() { return impl_->next(); }
+std::string_view ServerSession::pending_output() const { return impl_->output_; }
+void ServerSession::consume_output(std::size_t n) {
+  impl_->output_.erase(0, std::min(n, impl_->output_.size()));
+}
+void ServerSession::tls_established(const TlsInfo& info) { impl_->tls_established(info); }
+const Envelope& ServerSession::envelope() const { return impl_->envelope_; }
+std::string_view ServerSession::message_data() const { return impl_->data_out_; }
+void ServerSession::message_committed(std::string_view queue_id) {
+  impl_->message_committed(queue_id);
+}
+void ServerSession::message_failed(const Reply& reply) { impl_->message_failed(reply); }
+bool ServerSession::tls_active() const { return impl_->tls_active_; }
+const TlsInfo& ServerSession::tls_info() const { return impl_->tls_info_; }
+Waiting ServerSession::waiting() const {
+  return impl_->phase_ == Impl::Phase::kData || impl_->phase_ == Impl::Phase::kChunk
+             ? Waiting::kDataBlock
+             : Waiting::kCommand;
+}
+std::string_view ServerSession::with_protocol() const {
+  // RFC 3848 §2: "SMTP" for HELO, "ESMTP" for EHLO, "ESMTPS" for EHLO over TLS.
+  if (!impl_->envelope_.esmtp) return "SMTP";
+  return impl_->tls_active_ ? "ESMTPS" : "ESMTP";
+}
+bool ServerSession::closed_as_http() const { return impl_->closed_as_http_; }
+unsigned ServerSession::error_count() const { return impl_->errors_; }
+unsigned ServerSession::improper_pipelining_count() const {
+  return impl_->improper_pipelining_;
+}
+
+}  // namespace smtp

@@ -1,0 +1,336 @@
+// policy.cpp — Policy → OpenSSL SSL_CTX (server and client), handshake descriptions and
+// error reasons. Invariants: every OpenSSL error queue entry we cause is drained into an error
+// text (never left for the next connection on this thread to misreport); no deprecated
+// OpenSSL 3 API; nothing here does I/O except reading certificate and key files.
+// RFC 8446 (TLS 1.3), RFC 7525 / RFC 9325 (BCP 195) for versions, ciphers and options,
+// RFC 8314 (implicit TLS for submission), RFC 8996 (TLS 1.0 and 1.1 deprecated).
+#include "tls/policy.h"
+
+#include "tls/openssl_error.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <set>
+#include <string_view>
+
+namespace tls {
+namespace {
+
+// Session id context: tickets and cached sessions made by one smtpsd are only resumed by
+// smtpsd (OpenSSL refuses to resume across contexts with different ids).
+constexpr unsigned char kSessionIdContext[] = "smtpsd";
+
+struct KeyDeleter {
+  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
+};
+struct BioDeleter {
+  void operator()(BIO* bio) const { BIO_free(bio); }
+};
+
+// Versions by name; the unsafe ones are only reachable with allow_unsafe_tls_versions.
+struct VersionName {
+  std::string_view name;
+  int version;
+  bool unsafe;
+};
+constexpr VersionName kVersions[] = {
+    {"TLSv1", TLS1_VERSION, true},
+    {"TLSv1.1", TLS1_1_VERSION, true},
+    {"TLSv1.2", TLS1_2_VERSION, false},
+    {"TLSv1.3", TLS1_3_VERSION, false},
+};
+
+const VersionName* find_version(std::string_view name) {
+  for (const VersionName& entry : kVersions) {
+    if (entry.name == name) return &entry;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> split_colons(const std::string& list) {
+  std::vector<std::string> items;
+  std::string::size_type start = 0;
+  while (start <= list.size()) {
+    std::string::size_type end = list.find(':', start);
+    if (end == std::string::npos) end = list.size();
+    if (end > start) items.push_back(list.substr(start, end - start));
+    start = end + 1;
+  }
+  return items;
+}
+
+// A scratch context to let OpenSSL parse the lists exactly as it will in production.
+SslCtxPtr scratch_context() {
+  return SslCtxPtr(SSL_CTX_new(TLS_server_method()));
+}
+
+std::string join_cipher_names(const STACK_OF(SSL_CIPHER) * ciphers) {
+  std::string names;
+  for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); ++i) {
+    if (!names.empty()) names += ':';
+    names += SSL_CIPHER_get_name(sk_SSL_CIPHER_value(ciphers, i));
+  }
+  return names;
+}
+
+// The TLS 1.2 ciphers `ciphers` selects (TLS 1.3 suites excluded), or an error.
+base::Expected<std::string, std::string> resolve_ciphers(const std::string& ciphers) {
+  SslCtxPtr ctx = scratch_context();
+  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
+  // With no TLS 1.3 suites configured, the list holds only what `ciphers` selected.
+  if (SSL_CTX_set_ciphersuites(ctx.get(), "") != 1 ||
+      SSL_CTX_set_cipher_list(ctx.get(), ciphers.c_str()) != 1) {
+    return base::unexpected("tls: ciphers \"" + ciphers +
+                            "\" selects no cipher: " + openssl_reason());
+  }
+  const STACK_OF(SSL_CIPHER)* selected = SSL_CTX_get_ciphers(ctx.get());
+  if (selected == nullptr || sk_SSL_CIPHER_num(selected) == 0) {
+    return base::unexpected("tls: ciphers \"" + ciphers + "\" selects no cipher");
+  }
+  // BCP 195 (RFC 9325 §4.2): forward secrecy and AEAD only. ECDHE rather than DHE: finite-field
+  // DHE parameters are negotiated badly by TLS 1.2 clients (RFC 7919) and cost more CPU.
+  for (int i = 0; i < sk_SSL_CIPHER_num(selected); ++i) {
+    const SSL_CIPHER* cipher = sk_SSL_CIPHER_value(selected, i);
+    const std::string name = SSL_CIPHER_get_name(cipher);
+    const int auth = SSL_CIPHER_get_auth_nid(cipher);
+    if (auth != NID_auth_ecdsa && auth != NID_auth_rsa) {
+      return base::unexpected("tls: cipher " + name +
+                              " in ciphers is not authenticated by an ECDSA or RSA certificate");
+    }
+    if (SSL_CIPHER_get_kx_nid(cipher) != NID_kx_ecdhe) {
+      return base::unexpected("tls: cipher " + name +
+                              " in ciphers has no forward secrecy (key exchange is not ECDHE)");
+    }
+    if (SSL_CIPHER_is_aead(cipher) != 1) {
+      return base::unexpected("tls: cipher " + name + " in ciphers is not AEAD (CBC or stream)");
+    }
+  }
+  return join_cipher_names(selected);
+}
+
+// The TLS 1.3 suites `ciphersuites` selects, or an error. OpenSSL silently skips unknown
+// names, so each name is checked on its own.
+base::Expected<std::string, std::string> resolve_ciphersuites(const std::string& ciphersuites) {
+  SslCtxPtr ctx = scratch_context();
+  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
+  const std::vector<std::string> names = split_colons(ciphersuites);
+  if (names.empty()) {
+    return base::unexpected("tls: ciphersuites \"" + ciphersuites +
+                            "\" selects no TLS 1.3 cipher suite");
+  }
+  for (const std::string& name : names) {
+    if (SSL_CTX_set_ciphersuites(ctx.get(), name.c_str()) != 1 ||
+        sk_SSL_CIPHER_num(SSL_CTX_get_ciphers(ctx.get())) == 0) {
+      drain_openssl_errors();
+      return base::unexpected("tls: unknown TLS 1.3 cipher suite " + name + " in ciphersuites");
+    }
+  }
+  if (SSL_CTX_set_ciphersuites(ctx.get(), ciphersuites.c_str()) != 1) {
+    return base::unexpected("tls: ciphersuites \"" + ciphersuites + "\": " + openssl_reason());
+  }
+  return ciphersuites;
+}
+
+base::Expected<base::Ok, std::string> check_groups(const std::string& groups) {
+  SslCtxPtr ctx = scratch_context();
+  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
+  if (groups.empty() || SSL_CTX_set1_groups_list(ctx.get(), groups.c_str()) != 1) {
+    drain_openssl_errors();
+    return base::unexpected("tls: groups \"" + groups + "\" names an unknown group or none");
+  }
+  return base::Ok{};
+}
+
+// A cipher list is only needed when a version below TLS 1.3 can be negotiated.
+bool needs_tls12_ciphers(const Policy& policy) {
+  return !(policy.min_version == "TLSv1.3" && policy.ciphers.empty());
+}
+
+// Applies versions, lists and options common to the policy; validate() ran before.
+base::Expected<base::Ok, std::string> apply_policy(SSL_CTX* ctx, const Policy& policy) {
+  const VersionName* min_version = find_version(policy.min_version);
+  // XXX: TLS 1.0 and 1.1 have no AEAD cipher, so with the AEAD-only rule of validate() they
+  // are never negotiated even when allow_unsafe_tls_versions admits them as min_version (and
+  // OpenSSL 3 at security level 1 and up refuses them too). The flag only widens what the
+  // configuration accepts; the wire stays at TLS 1.2+.
+  if (SSL_CTX_set_min_proto_version(ctx, min_version->version) != 1 ||
+      SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
+    return base::unexpected("tls: cannot set protocol versions: " + openssl_reason());
+  }
+  if (needs_tls12_ciphers(policy)) {
+    if (SSL_CTX_set_cipher_list(ctx, policy.ciphers.c_str()) != 1) {
+      return base::unexpected("tls: cannot set ciphers: " + openssl_reason());
+    }
+  }
+  if (SSL_CTX_set_ciphersuites(ctx, policy.ciphersuites.c_str()) != 1) {
+    return base::unexpected("tls: cannot set ciphersuites: " + openssl_reason());
+  }
+  if (SSL_CTX_set1_groups_list(ctx, policy.groups.c_str()) != 1) {
+    return base::unexpected("tls: cannot set groups: " + openssl_reason());
+  }
+  return base::Ok{};
+}
+
+base::Expected<base::Ok, std::string> load_pair(SSL_CTX* ctx, const CertificatePair& pair,
+                                                std::set<int>& key_types) {
+  const std::string& certificate = pair.certificate_file;
+  const std::string& key_file = pair.key_file;
+  // The chain file: leaf first, then intermediates, all sent in the Certificate message
+  // (RFC 8446 §4.4.2). OpenSSL keeps one chain per key type.
+  if (SSL_CTX_use_certificate_chain_file(ctx, certificate.c_str()) != 1) {
+    return base::unexpected("tls: cannot load certificate " + certificate + ": " +
+                            openssl_reason());
+  }
+  // The key is read separately so that "cannot read" and "does not match" are told apart.
+  std::unique_ptr<BIO, BioDeleter> bio(BIO_new_file(key_file.c_str(), "r"));
+  if (!bio) return base::unexpected("tls: cannot load key " + key_file + ": " + openssl_reason());
+  std::unique_ptr<EVP_PKEY, KeyDeleter> key(
+      PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  if (!key) return base::unexpected("tls: cannot load key " + key_file + ": " + openssl_reason());
+  // Two certificates of one key type would silently replace each other.
+  if (!key_types.insert(EVP_PKEY_get_base_id(key.get())).second) {
+    return base::unexpected("tls: certificate " + certificate +
+                            " has the same key type as an earlier certificate (one ECDSA and "
+                            "one RSA certificate at most)");
+  }
+  if (SSL_CTX_use_PrivateKey(ctx, key.get()) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+    return base::unexpected("tls: key " + key_file + " does not match certificate " + certificate +
+                            ": " + openssl_reason());
+  }
+  return base::Ok{};
+}
+
+}  // namespace
+
+void SslCtxDeleter::operator()(SSL_CTX* ctx) const {
+  SSL_CTX_free(ctx);
+}
+
+base::Expected<base::Ok, std::string> validate(const Policy& policy) {
+  const VersionName* version = find_version(policy.min_version);
+  if (version == nullptr) {
+    return base::unexpected("tls: unknown min_version \"" + policy.min_version +
+                            "\" (expected TLSv1.2 or TLSv1.3)");
+  }
+  if (version->unsafe && !policy.allow_unsafe_tls_versions) {
+    return base::unexpected("tls: min_version " + policy.min_version +
+                            " is deprecated (RFC 8996); set allow_unsafe_tls_versions to use it");
+  }
+  if (needs_tls12_ciphers(policy)) {
+    if (auto ciphers = resolve_ciphers(policy.ciphers); !ciphers) {
+      return base::unexpected(ciphers.error());
+    }
+  }
+  if (auto suites = resolve_ciphersuites(policy.ciphersuites); !suites) {
+    return base::unexpected(suites.error());
+  }
+  if (auto groups = check_groups(policy.groups); !groups) {
+    return base::unexpected(groups.error());
+  }
+  return base::Ok{};
+}
+
+base::Expected<SslCtxPtr, std::string> make_server_context(
+    const Policy& policy, const std::vector<CertificatePair>& certificates) {
+  if (auto valid = validate(policy); !valid) return base::unexpected(valid.error());
+  if (certificates.empty()) return base::unexpected(std::string("tls: no certificate configured"));
+
+  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
+  if (auto applied = apply_policy(ctx.get(), policy); !applied) {
+    return base::unexpected(applied.error());
+  }
+
+  // BCP 195 §3.3 (no compression: CRIME) and §3.5 (no renegotiation: TLS 1.3 has none).
+  uint64_t options = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
+  if (policy.prefer_server_ciphers) options |= SSL_OP_CIPHER_SERVER_PREFERENCE;
+  if (!policy.session_tickets) options |= SSL_OP_NO_TICKET;
+  SSL_CTX_set_options(ctx.get(), options);
+  // Idle connections give their read/write buffers back (DESIGN.md §5: ≤ 64 KiB each).
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
+
+  // Resumption is by stateless tickets only (RFC 8446 §4.6.1 in TLS 1.3, RFC 5077 in 1.2): the
+  // server keeps no per-session cache, so memory does not grow with the number of past
+  // clients and every io_context thread can resume any session without a shared lock.
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  if (!policy.session_tickets) {
+    // SSL_OP_NO_TICKET alone makes TLS 1.3 send stateful tickets; 0 tickets means none.
+    SSL_CTX_set_num_tickets(ctx.get(), 0);
+  }
+  if (SSL_CTX_set_session_id_context(ctx.get(), kSessionIdContext, sizeof kSessionIdContext - 1) !=
+      1) {
+    return base::unexpected("tls: cannot set session id context: " + openssl_reason());
+  }
+
+  std::set<int> key_types;
+  for (const CertificatePair& pair : certificates) {
+    if (auto loaded = load_pair(ctx.get(), pair, key_types); !loaded) {
+      return base::unexpected(loaded.error());
+    }
+  }
+  return ctx;
+}
+
+base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca_file) {
+  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
+  if (SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION) != 1) {
+    return base::unexpected("tls: cannot set protocol versions: " + openssl_reason());
+  }
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  if (ca_file.empty()) {
+    if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+      return base::unexpected("tls: cannot load the system trust store: " + openssl_reason());
+    }
+  } else if (SSL_CTX_load_verify_locations(ctx.get(), ca_file.c_str(), nullptr) != 1) {
+    return base::unexpected("tls: cannot load CA file " + ca_file + ": " + openssl_reason());
+  }
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  return ctx;
+}
+
+SessionDescription describe(const SSL* ssl) {
+  SessionDescription description;
+  description.version = SSL_get_version(ssl);
+  if (const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl); cipher != nullptr) {
+    description.cipher = SSL_CIPHER_get_name(cipher);
+  }
+  if (const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name); sni != nullptr) {
+    description.sni = sni;
+  }
+  description.resumed = SSL_session_reused(ssl) == 1;
+  return description;
+}
+
+std::string last_error_reason() {
+  std::string reason = drain_openssl_errors();
+  // XXX: an empty queue after a failed handshake means the peer closed the connection or the
+  // socket failed; OpenSSL 3 reports a clean EOF itself, so this is the I/O-error case.
+  return reason.empty() ? "connection closed or I/O error (no TLS alert)" : reason;
+}
+
+std::string describe_policy(const Policy& policy) {
+  std::string text;
+  if (auto valid = validate(policy); !valid) {
+    return "invalid: " + valid.error() + "\n";
+  }
+  text += "versions: " + policy.min_version + " .. TLSv1.3\n";
+  if (needs_tls12_ciphers(policy)) {
+    auto ciphers = resolve_ciphers(policy.ciphers);
+    text += "ciphers (TLS 1.2 and below): " + ciphers.value() + "\n";
+  } else {
+    text += "ciphers (TLS 1.2 and below): none (TLS 1.3 only)\n";
+  }
+  text += "ciphersuites (TLS 1.3): " + policy.ciphersuites + "\n";
+  text += "groups: " + policy.groups + "\n";
+  text += std::string("session tickets: ") + (policy.session_tickets ? "on" : "off") + "\n";
+  text += std::string("server cipher preference: ") +
+          (policy.prefer_server_ciphers ? "on" : "off") + "\n";
+  text += "compression: off\nrenegotiation: off\n";
+  return text;
+}
+
+}  // namespace tls

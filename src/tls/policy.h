@@ -1,0 +1,83 @@
+// policy.h — the TLS policy (versions, ciphers, groups, tickets) and the OpenSSL contexts
+// built from it, for every listener role (RFC 8314 names: submissions, submission, smtp).
+// Invariants: a context is only ever built from a policy that validate() accepted; TLS 1.2 is
+// the floor unless the administrator opts in with allow_unsafe_tls_versions; TLS 1.3 is the
+// ceiling and is preferred (RFC 8446); TLS 1.2 ciphers are AEAD with ECDHE key exchange only
+// (RFC 7525 / RFC 9325, BCP 195, §4.2); compression and renegotiation are off (BCP 195 §3.3,
+// §3.5); RFC 8314 §4.1 asks for the same strength on implicit TLS and STARTTLS.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/expected.h"
+
+namespace tls {
+
+// One certificate and its private key, both PEM. The certificate file holds the full chain,
+// leaf first, so that clients which only trust the root can build a path.
+struct CertificatePair {
+  std::string certificate_file;
+  std::string key_file;
+};
+
+struct Policy {
+  // "TLSv1.2" or "TLSv1.3"; "TLSv1"/"TLSv1.1" only if allow_unsafe_tls_versions (RFC 8996
+  // deprecates them).
+  std::string min_version = "TLSv1.2";
+  bool allow_unsafe_tls_versions = false;
+  // TLS 1.2 cipher list: only AEAD with ECDHE (forward secrecy), ECDSA and RSA auth.
+  std::string ciphers =
+      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
+      "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+  // TLS 1.3 cipher suites (RFC 8446 §B.4).
+  std::string ciphersuites =
+      "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256";
+  std::string groups = "X25519:P-256:P-384";
+  // TLS 1.3 tickets (and 1.2 tickets); the smtp role sets this false by default.
+  bool session_tickets = true;
+  bool prefer_server_ciphers = true;
+};
+
+// Checks a policy: returns an error text naming what is wrong (unknown version, cipher string
+// that selects nothing, a non-AEAD or non-ECDHE cipher in `ciphers`, unsafe version without
+// the allow flag, unknown group).
+base::Expected<base::Ok, std::string> validate(const Policy& policy);
+
+struct SslCtxDeleter {
+  void operator()(SSL_CTX* ctx) const;
+};
+using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
+
+// Builds a server SSL_CTX from a policy and every certificate pair (e.g. one ECDSA and one RSA
+// side by side; OpenSSL picks by the client's signature_algorithms, RFC 8446 §4.4.2.2). Errors
+// name the file and the OpenSSL reason.
+base::Expected<SslCtxPtr, std::string> make_server_context(
+    const Policy& policy, const std::vector<CertificatePair>& certificates);
+
+// Client context for tests and smtpsctl: verifies the peer against ca_file (or the system store
+// when empty), TLS 1.2 minimum. The caller names the expected peer per connection with
+// SSL_set1_host (a host name or an IP literal).
+base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca_file);
+
+// What the logs and the Received header (RFC 8314 §4.3) say about a finished handshake.
+struct SessionDescription {
+  std::string version;
+  std::string cipher;
+  std::string sni;
+  bool resumed = false;
+};
+SessionDescription describe(const SSL* ssl);
+
+// The reason of the last failed TLS operation for a log line. Drains the OpenSSL error queue of
+// this thread; never empty ("unexpected eof while reading", "wrong version number", ...).
+std::string last_error_reason();
+
+// Text summary of the effective policy for `smtpsd check`: versions, the ciphers OpenSSL
+// actually selects, groups, tickets. One "key: value" per line.
+std::string describe_policy(const Policy& policy);
+
+}  // namespace tls

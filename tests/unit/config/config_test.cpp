@@ -1,0 +1,180 @@
+// Tests for config/config.cpp: a valid file gives the snapshot it says, and every kind of
+// mistake names the file, the line and the key.
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace {
+
+const char* kMinimal = R"([server]
+hostname = "mx.example.org"
+data_dir = "/var/lib/smtpsd"
+
+[[tls.certificates]]
+certificate = "certs/ecdsa.pem"
+key = "certs/ecdsa.key"
+
+[[domains]]
+name = "Example.ORG"
+users = ["alice", "bob"]
+
+[[listeners]]
+role = "smtp"
+
+[[listeners]]
+role = "submissions"
+address = "::1"
+port = 10465
+)";
+
+config::ConfigError expect_error(const std::string& text) {
+  auto parsed = config::parse(text, "/etc/smtpsd/test.toml");
+  EXPECT_FALSE(parsed.has_value()) << "accepted:\n" << text;
+  if (parsed.has_value()) return {};
+  return parsed.error();
+}
+
+TEST(ConfigTest, MinimalFileGivesDefaults) {
+  auto parsed = config::parse(kMinimal, "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  const config::Config& c = parsed.value();
+  EXPECT_EQ(c.hostname, "mx.example.org");
+  EXPECT_EQ(c.data_dir, "/var/lib/smtpsd");
+  ASSERT_EQ(c.certificates.size(), 1u);
+  EXPECT_EQ(c.certificates[0].certificate_file, "/etc/smtpsd/certs/ecdsa.pem");
+  ASSERT_EQ(c.domains.size(), 1u);
+  EXPECT_EQ(c.domains[0].name, "example.org");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_EQ(c.listeners[0].role, config::Role::kSmtp);
+  EXPECT_EQ(c.listeners[0].port, 25);
+  EXPECT_FALSE(c.listeners[0].session_tickets) << "tickets must default off on the smtp role";
+  EXPECT_FALSE(c.listeners[0].require_tls);
+  EXPECT_EQ(c.listeners[1].role, config::Role::kSubmissions);
+  EXPECT_EQ(c.listeners[1].port, 10465);
+  EXPECT_EQ(c.listeners[1].address, "::1");
+  EXPECT_TRUE(c.listeners[1].session_tickets);
+  EXPECT_EQ(c.tls.min_version, "TLSv1.2");
+  EXPECT_EQ(c.limits.max_text_line, 1000u);
+  EXPECT_EQ(c.command_timeout.count(), 300);
+  EXPECT_NE(c.find_domain("EXAMPLE.org"), nullptr);
+  EXPECT_EQ(c.find_domain("example.net"), nullptr);
+}
+
+TEST(ConfigTest, LimitsAndTimeoutsAreRead) {
+  std::string text = std::string(kMinimal) + R"(
+[limits]
+max_message_size = 1048576
+max_recipients = 5
+max_command_line = 4096
+max_text_line = 2000
+max_errors = 3
+normalize_bare_line_endings = true
+
+[timeouts]
+command = 60
+data = 30
+handshake = 5
+)";
+  auto parsed = config::parse(text, "t.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  const auto& l = parsed.value().limits;
+  EXPECT_EQ(l.max_message_size, 1048576u);
+  EXPECT_EQ(l.max_recipients, 5u);
+  EXPECT_EQ(l.max_command_line, 4096u);
+  EXPECT_EQ(l.max_text_line, 2000u);
+  EXPECT_EQ(l.max_errors, 3u);
+  EXPECT_TRUE(l.normalize_bare_line_endings);
+  EXPECT_EQ(parsed.value().data_timeout.count(), 30);
+  EXPECT_EQ(parsed.value().handshake_timeout.count(), 5);
+}
+
+TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
+  std::string text = std::string(kMinimal) + "\n[limits]\nmax_mesage_size = 10\n";
+  config::ConfigError e = expect_error(text);
+  EXPECT_EQ(e.file, "/etc/smtpsd/test.toml");
+  EXPECT_EQ(e.key, "limits.max_mesage_size");
+  EXPECT_EQ(e.line, 22);
+  EXPECT_NE(e.to_string().find("/etc/smtpsd/test.toml:22: limits.max_mesage_size: unknown key"),
+            std::string::npos)
+      << e.to_string();
+}
+
+TEST(ConfigTest, TomlSyntaxErrorNamesLine) {
+  config::ConfigError e = expect_error("[server]\nhostname = \"x\nport = 1\n");
+  EXPECT_EQ(e.line, 2);
+}
+
+TEST(ConfigTest, WrongTypesAreRefused) {
+  std::string text = kMinimal;
+  text.replace(text.find("port = 10465"), 12, "port = \"465\"");
+  config::ConfigError e = expect_error(text);
+  EXPECT_EQ(e.key, "listeners[1].port");
+  EXPECT_NE(e.message.find("integer"), std::string::npos);
+}
+
+TEST(ConfigTest, OutOfRangeValuesAreRefused) {
+  config::ConfigError e =
+      expect_error(std::string(kMinimal) + "\n[limits]\nmax_command_line = 100\n");
+  EXPECT_EQ(e.key, "limits.max_command_line");
+  EXPECT_NE(e.message.find("512"), std::string::npos) << e.message;
+  e = expect_error(std::string(kMinimal) + "\n[[listeners]]\nrole = \"smtp\"\nport = 70000\n");
+  EXPECT_EQ(e.key, "listeners[2].port");
+}
+
+TEST(ConfigTest, UnknownRoleIsRefused) {
+  config::ConfigError e =
+      expect_error(std::string(kMinimal) + "\n[[listeners]]\nrole = \"smtps\"\n");
+  EXPECT_EQ(e.key, "listeners[2].role");
+  EXPECT_NE(e.message.find("submissions, submission or smtp"), std::string::npos);
+}
+
+TEST(ConfigTest, RequireTlsOnlyOnSmtpRole) {
+  config::ConfigError e = expect_error(
+      std::string(kMinimal) + "\n[[listeners]]\nrole = \"submission\"\nrequire_tls = false\n");
+  EXPECT_EQ(e.key, "listeners[2].require_tls");
+}
+
+TEST(ConfigTest, UnsafeTlsVersionNeedsTheUnsafeSetting) {
+  std::string text = kMinimal;
+  text.insert(text.find("[[tls.certificates]]"), "[tls]\nmin_version = \"TLSv1\"\n\n");
+  config::ConfigError e = expect_error(text);
+  EXPECT_EQ(e.key, "tls");
+  std::string allowed = kMinimal;
+  allowed.insert(allowed.find("[[tls.certificates]]"),
+                 "[tls]\nmin_version = \"TLSv1\"\nallow_unsafe_tls_versions = true\n\n");
+  auto parsed = config::parse(allowed, "t.toml");
+  EXPECT_TRUE(parsed.has_value()) << parsed.error().to_string();
+}
+
+TEST(ConfigTest, MissingPiecesAreNamed) {
+  EXPECT_EQ(expect_error("[server]\ndata_dir = \"/x\"\n").key, "server.hostname");
+  std::string no_listeners = kMinimal;
+  no_listeners = no_listeners.substr(0, no_listeners.find("[[listeners]]"));
+  EXPECT_EQ(expect_error(no_listeners).key, "listeners");
+  std::string no_certificates = kMinimal;
+  no_certificates.erase(no_certificates.find("[[tls.certificates]]"),
+                        no_certificates.find("[[domains]]") - no_certificates.find("[[tls"));
+  EXPECT_EQ(expect_error(no_certificates).key, "tls.certificates");
+}
+
+TEST(ConfigTest, BadNamesAreRefused) {
+  std::string text = kMinimal;
+  text.replace(text.find("\"bob\""), 5, "\"../etc\"");
+  EXPECT_EQ(expect_error(text).key, "domains[0].users");
+  text = kMinimal;
+  text.replace(text.find("Example.ORG"), 11, "-bad-.org");
+  EXPECT_EQ(expect_error(text).key, "domains[0].name");
+  text = std::string(kMinimal) + "\n[[domains]]\nname = \"example.org\"\n";
+  EXPECT_NE(expect_error(text).message.find("twice"), std::string::npos);
+}
+
+TEST(ConfigTest, MissingFileIsAClearError) {
+  auto loaded = config::load_file("/nonexistent/smtpsd.toml");
+  ASSERT_FALSE(loaded.has_value());
+  EXPECT_NE(loaded.error().to_string().find("/nonexistent/smtpsd.toml: cannot read the file"),
+            std::string::npos);
+}
+
+}  // namespace

@@ -1,0 +1,216 @@
+// group_commit_test.cpp — queue::GroupCommitter: many sessions' commits batched onto a few
+// committer threads; every done callback runs once, success only for durable messages.
+#include "queue/group_commit.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace queue {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::size_t count_entries(const std::string& path) {
+  std::size_t count = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(path))
+    ++count;
+  return count;
+}
+
+smtp::Envelope simple_envelope() {
+  smtp::Envelope envelope;
+  envelope.reverse_path = "sender@example.com";
+  envelope.recipients = {{"rcpt@example.com", "", ""}};
+  return envelope;
+}
+
+// Counts done callbacks; wait() returns once n arrived (or after 10 s).
+class Completions {
+ public:
+  void add(bool ok, std::thread::id thread) {
+    std::lock_guard lock(mutex_);
+    (ok ? succeeded_ : failed_) += 1;
+    threads_.insert(thread);
+    changed_.notify_all();
+  }
+  bool wait(std::size_t n) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, std::chrono::seconds(10),
+                             [&] { return succeeded_ + failed_ >= n; });
+  }
+  std::size_t succeeded() const {
+    std::lock_guard lock(mutex_);
+    return succeeded_;
+  }
+  std::size_t failed() const {
+    std::lock_guard lock(mutex_);
+    return failed_;
+  }
+  std::set<std::thread::id> threads() const {
+    std::lock_guard lock(mutex_);
+    return threads_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::size_t succeeded_ = 0;
+  std::size_t failed_ = 0;
+  std::set<std::thread::id> threads_;
+};
+
+class GroupCommitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/smtpsd-group-commit-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    root_ = pattern;
+    auto spool = Spool::open(root_ + "/spool");
+    ASSERT_TRUE(spool) << spool.error().message;
+    spool_ = std::move(*spool);
+  }
+  void TearDown() override {
+    spool_.reset();
+    fs::remove_all(root_);
+  }
+  std::string root_;
+  std::unique_ptr<Spool> spool_;
+};
+
+TEST_F(GroupCommitTest, FiftyWritersFromSeveralThreadsAllLandInQueue) {
+  GroupCommitter committer(2);
+  Completions completions;
+  constexpr int kThreads = 5;
+  constexpr int kPerThread = 10;
+  std::vector<std::unique_ptr<SpoolWriter>> writers(kThreads * kPerThread);
+  std::vector<std::thread> sessions;
+  for (int t = 0; t < kThreads; ++t) {
+    sessions.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto writer = spool_->begin(simple_envelope(), 1);
+        ASSERT_TRUE(writer);
+        std::string content = "message " + (*writer)->id() + "\r\n";
+        ASSERT_TRUE((*writer)->append(content));
+        auto& slot = writers[static_cast<std::size_t>(t * kPerThread + i)];
+        slot = std::move(*writer);
+        committer.commit_async(*slot, [&](base::Expected<base::Ok, SpoolError> result) {
+          completions.add(result.has_value(), std::this_thread::get_id());
+        });
+      }
+    });
+  }
+  for (auto& session : sessions)
+    session.join();
+  ASSERT_TRUE(completions.wait(kThreads * kPerThread));
+  EXPECT_EQ(completions.succeeded(), static_cast<std::size_t>(kThreads * kPerThread));
+  EXPECT_EQ(completions.threads().count(std::this_thread::get_id()), 0u);  // committer threads
+
+  EXPECT_EQ(count_entries(root_ + "/spool/queue"), static_cast<std::size_t>(kThreads * kPerThread));
+  EXPECT_EQ(count_entries(root_ + "/spool/tmp"), 0u);
+  for (const std::string& id : spool_->list()) {
+    auto loaded = spool_->load(id);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    std::ifstream in(loaded->path, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(loaded->content_offset));
+    std::ostringstream content;
+    content << in.rdbuf();
+    EXPECT_EQ(content.str(), "message " + id + "\r\n");
+  }
+  writers.clear();  // destroying committed writers keeps their files
+  EXPECT_EQ(count_entries(root_ + "/spool/queue"), static_cast<std::size_t>(kThreads * kPerThread));
+}
+
+TEST_F(GroupCommitTest, AFailedWriterFailsAloneAndIsRemoved) {
+  GroupCommitter committer(1);
+  Completions completions;
+  std::vector<std::unique_ptr<SpoolWriter>> writers;
+  for (int i = 0; i < 5; ++i) {
+    auto writer = spool_->begin(simple_envelope(), 1);
+    ASSERT_TRUE(writer);
+    writers.push_back(std::move(*writer));
+  }
+  writers[2]->abort();  // its flush_and_sync() will fail
+  std::vector<std::optional<bool>> results(writers.size());
+  std::mutex results_mutex;
+  for (std::size_t i = 0; i < writers.size(); ++i) {
+    committer.commit_async(*writers[i], [&, i](base::Expected<base::Ok, SpoolError> result) {
+      {
+        std::lock_guard lock(results_mutex);
+        results[i] = result.has_value();
+      }
+      completions.add(result.has_value(), std::this_thread::get_id());
+    });
+  }
+  ASSERT_TRUE(completions.wait(writers.size()));
+  EXPECT_EQ(completions.failed(), 1u);
+  std::lock_guard lock(results_mutex);
+  EXPECT_EQ(results[2], std::optional<bool>(false));
+  EXPECT_EQ(count_entries(root_ + "/spool/queue"), 4u);
+  EXPECT_EQ(count_entries(root_ + "/spool/tmp"), 0u);
+}
+
+TEST_F(GroupCommitTest, StopCommitsWhatIsQueuedThenRefuses) {
+  auto committer = std::make_unique<GroupCommitter>(2);
+  Completions completions;
+  std::vector<std::unique_ptr<SpoolWriter>> writers;
+  for (int i = 0; i < 20; ++i) {
+    auto writer = spool_->begin(simple_envelope(), 1);
+    ASSERT_TRUE(writer);
+    ASSERT_TRUE((*writer)->append(std::string(1000, 'x')));
+    writers.push_back(std::move(*writer));
+    committer->commit_async(*writers.back(), [&](base::Expected<base::Ok, SpoolError> result) {
+      completions.add(result.has_value(), std::this_thread::get_id());
+    });
+  }
+  committer->stop();  // drains: every queued commit completes before the threads exit
+  EXPECT_EQ(completions.succeeded(), 20u);
+  EXPECT_EQ(count_entries(root_ + "/spool/queue"), 20u);
+
+  auto late = spool_->begin(simple_envelope(), 1);
+  ASSERT_TRUE(late);
+  bool called = false;
+  committer->commit_async(**late, [&](base::Expected<base::Ok, SpoolError> result) {
+    called = true;
+    EXPECT_FALSE(result.has_value());
+  });
+  EXPECT_TRUE(called);                                 // at once, on this thread
+  EXPECT_EQ(count_entries(root_ + "/spool/tmp"), 1u);  // the writer is left to its owner
+  (*late)->abort();
+  committer.reset();  // a second stop() is harmless
+}
+
+TEST_F(GroupCommitTest, ADirectoryFailureFailsTheBatchAndRemovesItsFiles) {
+  // Without queue/ the renames fail: every message of the batch reports an error and no
+  // file is left behind in tmp/ (the session then answers 4xx).
+  GroupCommitter committer(1);
+  Completions completions;
+  std::vector<std::unique_ptr<SpoolWriter>> writers;
+  for (int i = 0; i < 3; ++i) {
+    auto writer = spool_->begin(simple_envelope(), 1);
+    ASSERT_TRUE(writer);
+    writers.push_back(std::move(*writer));
+  }
+  ASSERT_EQ(::rmdir((root_ + "/spool/queue").c_str()), 0);
+  for (auto& writer : writers) {
+    committer.commit_async(*writer, [&](base::Expected<base::Ok, SpoolError> result) {
+      completions.add(result.has_value(), std::this_thread::get_id());
+    });
+  }
+  ASSERT_TRUE(completions.wait(3));
+  EXPECT_EQ(completions.failed(), 3u);
+  EXPECT_EQ(count_entries(root_ + "/spool/tmp"), 0u);
+}
+
+}  // namespace
+}  // namespace queue

@@ -1,0 +1,269 @@
+// scheduler_test.cpp — queue::Scheduler with a scripted deliverer over a real spool:
+// every recipient delivered then the file removed, transient failures retried on the timer
+// queue, restart pickup, non-local recipients kept in the spool.
+#include "queue/scheduler.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace queue {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// Answers per recipient address from a script (the last answer repeats); records calls.
+class ScriptedDeliverer {
+ public:
+  void script(const std::string& address, std::vector<DeliveryStatus> answers) {
+    std::lock_guard lock(mutex_);
+    scripts_[address] = std::move(answers);
+  }
+  DeliveryResult deliver(const StoredMessage& message, std::size_t index) {
+    std::lock_guard lock(mutex_);
+    const std::string& address = message.envelope.recipients.at(index).address;
+    calls_.push_back(message.id + "/" + std::to_string(index));
+    std::size_t n = counts_[address]++;
+    auto it = scripts_.find(address);
+    DeliveryStatus status = DeliveryStatus::kDelivered;
+    if (it != scripts_.end() && !it->second.empty()) {
+      status = it->second[std::min(n, it->second.size() - 1)];
+    }
+    return DeliveryResult{status, "scripted answer " + std::to_string(n), "test"};
+  }
+  std::vector<std::string> calls() const {
+    std::lock_guard lock(mutex_);
+    return calls_;
+  }
+  std::size_t count(const std::string& address) const {
+    std::lock_guard lock(mutex_);
+    auto it = counts_.find(address);
+    return it == counts_.end() ? 0 : it->second;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::vector<DeliveryStatus>> scripts_;
+  std::map<std::string, std::size_t> counts_;
+  std::vector<std::string> calls_;
+};
+
+class LogLines {
+ public:
+  void add(std::string_view line) {
+    std::lock_guard lock(mutex_);
+    lines_.emplace_back(line);
+  }
+  std::size_t count(std::string_view needle) const {
+    std::lock_guard lock(mutex_);
+    return static_cast<std::size_t>(std::count_if(lines_.begin(), lines_.end(), [&](auto& l) {
+      return l.find(needle) != std::string::npos;
+    }));
+  }
+  std::string all() const {
+    std::lock_guard lock(mutex_);
+    std::string out;
+    for (const auto& line : lines_)
+      out += line + "\n";
+    return out;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> lines_;
+};
+
+template <typename Predicate>
+bool eventually(Predicate predicate, std::chrono::milliseconds limit = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (predicate()) return true;
+    std::this_thread::sleep_for(2ms);
+  }
+  return predicate();
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/smtpsd-scheduler-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    root_ = pattern;
+    reopen();
+  }
+  void TearDown() override {
+    spool_.reset();
+    fs::remove_all(root_);
+  }
+  void reopen() {
+    spool_.reset();
+    auto spool = Spool::open(root_ + "/spool");
+    ASSERT_TRUE(spool) << spool.error().message;
+    spool_ = std::move(*spool);
+  }
+  std::string commit(std::vector<std::string> recipients) {
+    smtp::Envelope envelope;
+    envelope.reverse_path = "sender@example.com";
+    for (auto& address : recipients)
+      envelope.recipients.push_back({address, "", ""});
+    auto writer = spool_->begin(envelope, 1700000000);
+    EXPECT_TRUE(writer);
+    EXPECT_TRUE((*writer)->append("Subject: test\r\n\r\nhello\r\n"));
+    EXPECT_TRUE((*writer)->commit());
+    return (*writer)->id();
+  }
+  std::unique_ptr<Scheduler> make_scheduler(SchedulerOptions options = {}) {
+    return std::make_unique<Scheduler>(
+        *spool_,
+        [this](const StoredMessage& message, std::size_t index) {
+          return deliverer_.deliver(message, index);
+        },
+        [this](std::string_view line) { log_.add(line); }, std::move(options));
+  }
+  static SchedulerOptions fast() {
+    SchedulerOptions options;
+    options.retry_schedule = {10ms};
+    return options;
+  }
+
+  std::string root_;
+  std::unique_ptr<Spool> spool_;
+  ScriptedDeliverer deliverer_;
+  LogLines log_;
+};
+
+TEST_F(SchedulerTest, DeliversEveryRecipientThenRemovesTheFile) {
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  std::string id = commit({"a@example.com", "b@example.com", "c@example.com"});
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_TRUE(eventually([&] { return scheduler->pending() == 0; }));
+  EXPECT_EQ(deliverer_.calls(), (std::vector<std::string>{id + "/0", id + "/1", id + "/2"}));
+  EXPECT_EQ(log_.count("event=delivered id=" + id), 3u) << log_.all();
+  EXPECT_EQ(log_.count("event=delivered id=" + id + " rcpt=a@example.com to=test detail="), 1u)
+      << log_.all();
+  EXPECT_TRUE(eventually([&] { return log_.count("event=removed id=" + id) == 1; }));
+}
+
+TEST_F(SchedulerTest, RetriesATransientFailureThenRemoves) {
+  deliverer_.script("flaky@example.com", {DeliveryStatus::kTransient, DeliveryStatus::kTransient,
+                                          DeliveryStatus::kDelivered});
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  std::string id = commit({"ok@example.com", "flaky@example.com"});
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.count("flaky@example.com"), 3u);
+  EXPECT_EQ(deliverer_.count("ok@example.com"), 1u);  // a done recipient is not redone
+  EXPECT_EQ(log_.count("event=deferred id=" + id + " rcpt=flaky@example.com retry_in=10ms"), 2u)
+      << log_.all();
+}
+
+TEST_F(SchedulerTest, APermanentFailureCountsAsDone) {
+  deliverer_.script("gone@example.com", {DeliveryStatus::kPermanent});
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  std::string id = commit({"gone@example.com", "ok@example.com"});
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.count("gone@example.com"), 1u);
+  EXPECT_EQ(log_.count("event=failed id=" + id + " rcpt=gone@example.com"), 1u) << log_.all();
+}
+
+TEST_F(SchedulerTest, PicksUpMessagesLeftInTheSpoolAtStart) {
+  std::string first = commit({"a@example.com"});
+  std::string second = commit({"b@example.com", "c@example.com"});
+  reopen();  // as after a crash: a new process, the same spool
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.calls(), (std::vector<std::string>{first + "/0", second + "/0",
+                                                          second + "/1"}));  // oldest first
+  EXPECT_EQ(log_.count("event=recovered count=2"), 1u) << log_.all();
+}
+
+TEST_F(SchedulerTest, EnqueueOfAMessageAlreadyPickedUpDoesNotDeliverTwice) {
+  std::string id = commit({"a@example.com"});
+  auto scheduler = make_scheduler(fast());
+  scheduler->enqueue(id);  // before start(), and start() finds it in the spool too
+  scheduler->start();
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  ASSERT_TRUE(eventually([&] { return scheduler->pending() == 0; }));
+  EXPECT_EQ(deliverer_.count("a@example.com"), 1u);
+}
+
+TEST_F(SchedulerTest, NotLocalRecipientsKeepTheFileAndAreLoggedOnce) {
+  deliverer_.script("remote@elsewhere.example", {DeliveryStatus::kNotLocal});
+  deliverer_.script("local@example.com", {DeliveryStatus::kTransient, DeliveryStatus::kDelivered});
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  std::string id = commit({"remote@elsewhere.example", "local@example.com"});
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return deliverer_.count("local@example.com") == 2; }));
+  ASSERT_TRUE(eventually([&] { return scheduler->pending() == 0; }));
+  EXPECT_EQ(spool_->list(), std::vector<std::string>{id});      // kept for the relay to come
+  EXPECT_EQ(deliverer_.count("remote@elsewhere.example"), 1u);  // not asked again on retry
+  EXPECT_EQ(log_.count("no route for remote recipients yet"), 1u) << log_.all();
+  EXPECT_EQ(log_.count("event=deferred id=" + id + " rcpt=remote@elsewhere.example"), 1u);
+}
+
+TEST_F(SchedulerTest, SeveralThreadsDeliverManyMessages) {
+  SchedulerOptions options = fast();
+  options.threads = 3;
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) {
+    ids.push_back(commit({"a" + std::to_string(i) + "@example.com", "b@example.com"}));
+    scheduler->enqueue(ids.back());
+  }
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.calls().size(), 60u);
+  EXPECT_TRUE(eventually([&] { return log_.count("event=removed") == 30; })) << log_.all();
+}
+
+TEST_F(SchedulerTest, StopDoesNotWaitForRetryTimersAndKeepsTheFile) {
+  deliverer_.script("slow@example.com", {DeliveryStatus::kTransient});
+  SchedulerOptions options;
+  options.retry_schedule = {std::chrono::hours(1)};
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  std::string id = commit({"slow@example.com"});
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return deliverer_.count("slow@example.com") == 1; }));
+  ASSERT_TRUE(eventually([&] { return log_.count("retry_in=3600s") == 1; })) << log_.all();
+  EXPECT_EQ(scheduler->pending(), 1u);  // waiting on its timer
+  auto before = std::chrono::steady_clock::now();
+  scheduler->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 5s);
+  EXPECT_EQ(spool_->list(), std::vector<std::string>{id});
+}
+
+TEST_F(SchedulerTest, ACorruptFileIsKeptAndNotRetried) {
+  std::string id = commit({"a@example.com"});
+  {
+    std::FILE* file = std::fopen((root_ + "/spool/queue/" + id).c_str(), "w");
+    ASSERT_NE(file, nullptr);
+    std::fputs("not a spool file\n\nbody", file);
+    std::fclose(file);
+  }
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  ASSERT_TRUE(eventually([&] { return log_.count("event=error id=" + id) == 1; })) << log_.all();
+  ASSERT_TRUE(eventually([&] { return scheduler->pending() == 0; }));
+  EXPECT_EQ(spool_->list(), std::vector<std::string>{id});
+  EXPECT_EQ(deliverer_.calls().size(), 0u);
+}
+
+}  // namespace
+}  // namespace queue

@@ -1,0 +1,199 @@
+// dot_stuffing_test.cpp — the DATA decoder: unstuffing, the only terminator CRLF.CRLF
+// (split at every position), smuggling sequences, bare CR/LF, line limits, bounded output.
+#include "smtp/dot_stuffing.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace smtp {
+namespace {
+
+struct Decoded {
+  std::string body;
+  bool finished = false;
+  std::size_t consumed = 0;
+  bool bare_cr = false;
+  bool bare_lf = false;
+  bool too_long = false;
+};
+
+// Feeds input in pieces of `piece` octets (0: whole), as a session would.
+Decoded decode(std::string_view input, std::size_t piece = 0,
+               DotUnstuffer::Options options = {}) {
+  DotUnstuffer decoder(options);
+  Decoded result;
+  std::size_t pos = 0;
+  while (pos < input.size() && !decoder.finished()) {
+    std::size_t size = piece == 0 ? input.size() - pos : std::min(piece, input.size() - pos);
+    std::string_view chunk = input.substr(pos, size);
+    std::size_t used = 0;
+    while (used < chunk.size() && !decoder.finished()) {
+      used += decoder.decode(chunk.substr(used), result.body, 1 << 20);
+    }
+    pos += used;
+  }
+  result.finished = decoder.finished();
+  result.consumed = pos;
+  result.bare_cr = decoder.saw_bare_cr();
+  result.bare_lf = decoder.saw_bare_lf();
+  result.too_long = decoder.line_too_long();
+  return result;
+}
+
+// Every input whole and byte by byte must decode the same.
+Decoded decode_both(std::string_view input, DotUnstuffer::Options options = {}) {
+  Decoded whole = decode(input, 0, options);
+  Decoded bytewise = decode(input, 1, options);
+  EXPECT_EQ(whole.body, bytewise.body);
+  EXPECT_EQ(whole.finished, bytewise.finished);
+  EXPECT_EQ(whole.consumed, bytewise.consumed);
+  EXPECT_EQ(whole.bare_cr, bytewise.bare_cr);
+  EXPECT_EQ(whole.bare_lf, bytewise.bare_lf);
+  EXPECT_EQ(whole.too_long, bytewise.too_long);
+  return whole;
+}
+
+TEST(DotUnstufferTest, PlainBodyEndsAtTerminator) {
+  Decoded d = decode_both("Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n");
+  EXPECT_TRUE(d.finished);
+  EXPECT_EQ(d.body, "Subject: x\r\n\r\nhello\r\n");
+  EXPECT_EQ(d.consumed, std::string("Subject: x\r\n\r\nhello\r\n.\r\n").size());
+}
+
+TEST(DotUnstufferTest, EmptyBodyIsJustTheDotLine) {
+  Decoded d = decode_both(".\r\n");
+  EXPECT_TRUE(d.finished);
+  EXPECT_EQ(d.body, "");
+  EXPECT_EQ(d.consumed, 3u);
+}
+
+TEST(DotUnstufferTest, LeadingDotIsRemoved) {
+  Decoded d = decode_both("..hidden\r\n...\r\n.x\r\n.\r\n");
+  EXPECT_TRUE(d.finished);
+  EXPECT_EQ(d.body, ".hidden\r\n..\r\nx\r\n");
+}
+
+TEST(DotUnstufferTest, DotInsideLineIsKept) {
+  Decoded d = decode_both("a.b\r\n a.\r\n.\r\n");
+  EXPECT_EQ(d.body, "a.b\r\n a.\r\n");
+}
+
+TEST(DotUnstufferTest, NoTerminatorMeansNotFinished) {
+  Decoded d = decode_both("line\r\n.");
+  EXPECT_FALSE(d.finished);
+  EXPECT_EQ(d.body, "line\r\n");
+}
+
+TEST(DotUnstufferTest, TerminatorSplitAtEveryPosition) {
+  const std::string input = "first\r\n..second\r\nthird\r\n.\r\nNEXT";
+  const std::string expected = "first\r\n.second\r\nthird\r\n";
+  for (std::size_t split = 0; split <= input.size(); ++split) {
+    DotUnstuffer decoder;
+    std::string body;
+    std::size_t used = decoder.decode(std::string_view(input).substr(0, split), body, 1 << 20);
+    ASSERT_EQ(used, std::min(split, input.size() - 4)) << split;
+    if (!decoder.finished()) {
+      used += decoder.decode(std::string_view(input).substr(split), body, 1 << 20);
+    }
+    EXPECT_TRUE(decoder.finished()) << split;
+    EXPECT_EQ(body, expected) << split;
+    EXPECT_EQ(used, input.size() - 4) << split;
+  }
+}
+
+TEST(DotUnstufferTest, EveryPieceSizeGivesTheSameResult) {
+  const std::string input = "a\r\n.\r\r\n..\r\n\r\n.\r\n";
+  Decoded reference = decode(input);
+  for (std::size_t piece = 1; piece <= input.size(); ++piece) {
+    Decoded d = decode(input, piece);
+    EXPECT_EQ(d.body, reference.body) << piece;
+    EXPECT_EQ(d.finished, reference.finished) << piece;
+    EXPECT_EQ(d.bare_cr, reference.bare_cr) << piece;
+  }
+}
+
+// SMTP smuggling (2023): only CRLF "." CRLF ends the data.
+TEST(DotUnstufferTest, SmugglingSequencesDoNotEndData) {
+  for (std::string_view sequence : {"a\n.\nb", "a\r.\rb", "a\n.\r\nb", "a\r\n.\nb", "a\r.\r\nb",
+                                    "a\r\n.\rb", "a\n.\r\n"}) {
+    Decoded d = decode_both(std::string(sequence) + "\r\n");
+    EXPECT_FALSE(d.finished) << sequence;
+    EXPECT_TRUE(d.bare_cr || d.bare_lf) << sequence;
+  }
+}
+
+TEST(DotUnstufferTest, SmugglingSequencesNormalizedStayInTheBody) {
+  DotUnstuffer::Options options;
+  options.normalize_bare_line_endings = true;
+  Decoded d = decode_both("a\n.\nMAIL FROM:<x@y>\r\n.\r\n", options);
+  EXPECT_TRUE(d.finished);
+  EXPECT_TRUE(d.bare_lf);
+  EXPECT_EQ(d.body, "a\r\n.\r\nMAIL FROM:<x@y>\r\n");
+  Decoded e = decode_both("a\r.\r\nb\r\n.\r\n", options);
+  EXPECT_TRUE(e.finished);
+  EXPECT_EQ(e.body, "a\r\n.\r\nb\r\n");
+}
+
+TEST(DotUnstufferTest, BareLineEndingsAreReported) {
+  Decoded lf = decode_both("a\nb\r\n.\r\n");
+  EXPECT_TRUE(lf.bare_lf);
+  EXPECT_FALSE(lf.bare_cr);
+  EXPECT_TRUE(lf.finished);
+  Decoded cr = decode_both("a\rb\r\n.\r\n");
+  EXPECT_TRUE(cr.bare_cr);
+  EXPECT_FALSE(cr.bare_lf);
+  Decoded clean = decode_both("a\r\nb\r\n.\r\n");
+  EXPECT_FALSE(clean.bare_cr || clean.bare_lf);
+}
+
+TEST(DotUnstufferTest, NormalizationTurnsBareEndingsIntoCrlf) {
+  DotUnstuffer::Options options;
+  options.normalize_bare_line_endings = true;
+  Decoded d = decode_both("a\nb\rc\r\r\n.\r\n", options);
+  EXPECT_TRUE(d.finished);
+  EXPECT_EQ(d.body, "a\r\nb\r\nc\r\n\r\n");
+}
+
+TEST(DotUnstufferTest, LineLengthCountsOctetsAsSent) {
+  DotUnstuffer::Options options;
+  options.max_line = 10;
+  EXPECT_FALSE(decode_both("12345678\r\n.\r\n", options).too_long);  // 10 with CRLF
+  EXPECT_TRUE(decode_both("123456789\r\n.\r\n", options).too_long);
+  EXPECT_TRUE(decode_both(".12345678\r\n.\r\n", options).too_long);  // the dot counts
+  Decoded d = decode_both("123456789012345\r\nok\r\n.\r\n", options);
+  EXPECT_TRUE(d.finished);  // still finds the end
+}
+
+TEST(DotUnstufferTest, OutputNeverPassesTheBound) {
+  std::string input(10000, 'x');
+  input += "\r\n.\r\n";
+  DotUnstuffer decoder;
+  std::string total;
+  std::size_t pos = 0;
+  while (!decoder.finished()) {
+    std::string out;
+    pos += decoder.decode(std::string_view(input).substr(pos), out, 100);
+    ASSERT_LE(out.size(), 100u);
+    total += out;
+  }
+  EXPECT_EQ(total, std::string(10000, 'x') + "\r\n");
+  EXPECT_EQ(pos, input.size());
+}
+
+TEST(DotUnstufferTest, ResetStartsANewBody) {
+  DotUnstuffer decoder;
+  std::string body;
+  decoder.decode("a\nb\r\n.\r\n", body, 1000);
+  EXPECT_TRUE(decoder.finished());
+  decoder.reset();
+  EXPECT_FALSE(decoder.finished());
+  EXPECT_FALSE(decoder.saw_bare_lf());
+  body.clear();
+  decoder.decode(".\r\n", body, 1000);
+  EXPECT_TRUE(decoder.finished());
+  EXPECT_EQ(body, "");
+}
+
+}  // namespace
+}  // namespace smtp
