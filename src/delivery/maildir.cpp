@@ -174,13 +174,14 @@ std::string escape_hostname(std::string_view hostname) {
 
 // new/<name> exists, or cur/<name> followed by ':' (the info "2,<flags>") or ',' (a field a
 // mail reader added, such as Dovecot's ",W=").
-// XXX: scanning cur/ costs O(messages in the mailbox) per delivery; a per-message record
-// of delivered recipients in the spool would let only recovered messages pay for it.
 base::Expected<bool, std::string> already_delivered(int new_fd, const std::string& cur_path,
-                                                    const std::string& name) {
+                                                    const std::string& name, bool scan_cur) {
   struct stat status {};
   if (::fstatat(new_fd, name.c_str(), &status, AT_SYMLINK_NOFOLLOW) == 0) return true;
   if (errno != ENOENT) return base::unexpected(system_error("stat", "new/" + name, errno));
+  // Only a message recovered after a crash can have been delivered and then moved to cur/
+  // by a mail reader; in the normal path skip the O(mailbox) scan.
+  if (!scan_cur) return false;
   DIR* cur = ::opendir(cur_path.c_str());
   if (cur == nullptr) return base::unexpected(system_error("opendir", cur_path, errno));
   bool found = false;
@@ -339,7 +340,7 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
     if (auto made = make_mailbox(mail_root_, *name); !made) return transient(made.error());
   }
 
-  auto delivered = already_delivered(new_dir.get(), cur_path, file);
+  auto delivered = already_delivered(new_dir.get(), cur_path, file, message.recovered);
   if (!delivered) return transient(delivered.error());
   if (*delivered) {
     return DeliveryResult{DeliveryStatus::kDelivered, mailbox + ": already delivered as " + file,

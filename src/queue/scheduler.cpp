@@ -73,7 +73,9 @@ void Scheduler::start() {
     started_ = true;
     for (const std::string& id : ids) {
       if (messages_.contains(id)) continue;
-      messages_.emplace(id, MessageState{});
+      MessageState state;
+      state.recovered = true;
+      messages_.emplace(id, std::move(state));
       ready_.push_back(id);
       ++recovered;
     }
@@ -162,7 +164,11 @@ void Scheduler::attempt(const std::string& id) {
     retry_later(id, state);
     return;
   }
-  const StoredMessage& message = *loaded;
+  StoredMessage& message = *loaded;
+  {
+    std::lock_guard lock(mutex_);
+    message.recovered = messages_[id].recovered;
+  }
   const std::size_t count = message.envelope.recipients.size();
 
   std::vector<RecipientState> recipients;

@@ -82,7 +82,8 @@ class Scheduler {
   struct MessageState {
     std::vector<RecipientState> recipients;  // empty until first loaded
     std::size_t failed_attempts = 0;
-    bool parked = false;  // only kNotLocal recipients left: no timer, stays in the spool
+    bool parked = false;     // only kNotLocal recipients left: no timer, stays in the spool
+    bool recovered = false;  // found at start(): may have been delivered before a crash
   };
   struct Timer {
     Clock::time_point due;

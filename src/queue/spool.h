@@ -38,6 +38,9 @@ struct StoredMessage {
   smtp::Envelope envelope;
   std::uint64_t content_offset = 0;  // where the message (Received header first) begins
   std::int64_t received_unix = 0;    // when it was accepted
+  // Found in the spool at start-up: a delivery may have completed before a crash, so a
+  // deliverer must look harder for an earlier copy (Maildir: also scan cur/).
+  bool recovered = false;
 };
 
 class Spool;

@@ -24,8 +24,12 @@ base::Unexpected<AddressError> utf8_error() {
                                        "address contains UTF-8 but SMTPUTF8 not declared"});
 }
 
-bool is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+bool is_alpha(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool is_digit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
 bool is_hex(unsigned char c) {
   return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
@@ -34,9 +38,25 @@ bool is_hex(unsigned char c) {
 bool is_atext(unsigned char c) {
   if (is_alpha(c) || is_digit(c)) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '/': case '=': case '?': case '^': case '_': case '`': case '{':
-    case '|': case '}': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '/':
+    case '=':
+    case '?':
+    case '^':
+    case '_':
+    case '`':
+    case '{':
+    case '|':
+    case '}':
+    case '~':
       return true;
     default:
       return false;
@@ -216,8 +236,7 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t pos) {
   return length;
 }
 
-base::Expected<base::Ok, AddressError> validate_domain(std::string_view domain,
-                                                       bool allow_utf8) {
+base::Expected<base::Ok, AddressError> validate_domain(std::string_view domain, bool allow_utf8) {
   if (domain.empty()) return syntax_error("empty domain");
   if (domain.size() > kMaxDomain) return syntax_error("domain longer than 255 octets");
   std::size_t label_start = 0;
@@ -268,8 +287,7 @@ base::Expected<base::Ok, AddressError> validate_address_literal(std::string_view
   return syntax_error("invalid IPv4 address literal");
 }
 
-base::Expected<base::Ok, AddressError> validate_mailbox(std::string_view mailbox,
-                                                        bool allow_utf8) {
+base::Expected<base::Ok, AddressError> validate_mailbox(std::string_view mailbox, bool allow_utf8) {
   if (mailbox.empty()) return syntax_error("empty address");
   std::size_t at = std::string_view::npos;
   if (mailbox.front() == '"') {
@@ -312,7 +330,8 @@ base::Expected<PathSplit, AddressError> split_path(std::string_view arguments) {
       if (!rest.empty() && rest.front() != ' ') {
         return syntax_error("garbage after '>'");
       }
-      while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+      while (!rest.empty() && rest.front() == ' ')
+        rest.remove_prefix(1);
       return PathSplit{arguments.substr(0, pos + 1), rest};
     }
   }
@@ -345,9 +364,8 @@ base::Expected<ParsedPath, AddressError> parse_path(std::string_view path, PathK
     while (!route.empty()) {
       if (route.front() != '@') return syntax_error("invalid source route");
       std::size_t comma = route.find(',');
-      std::string_view domain = route.substr(1, comma == std::string_view::npos
-                                                    ? std::string_view::npos
-                                                    : comma - 1);
+      std::string_view domain =
+          route.substr(1, comma == std::string_view::npos ? std::string_view::npos : comma - 1);
       auto domain_ok = validate_domain(domain, allow_utf8);
       if (!domain_ok) return base::unexpected(domain_ok.error());
       if (comma == std::string_view::npos) break;

@@ -31,8 +31,8 @@ struct PathSplit {
 enum class PathKind { kReversePath, kForwardPath };
 
 struct ParsedPath {
-  std::string_view mailbox;   // without brackets and source route; empty for "<>"
-  bool is_postmaster = false; // RCPT TO:<Postmaster> without a domain (RFC 5321 §4.5.1)
+  std::string_view mailbox;    // without brackets and source route; empty for "<>"
+  bool is_postmaster = false;  // RCPT TO:<Postmaster> without a domain (RFC 5321 §4.5.1)
 };
 
 // Finds the closing '>' of the path (a '>' inside a quoted local part does not count).
@@ -45,12 +45,10 @@ base::Expected<ParsedPath, AddressError> parse_path(std::string_view path, PathK
                                                     bool allow_utf8);
 
 // Mailbox = Local-part "@" ( Domain / address-literal ).
-base::Expected<base::Ok, AddressError> validate_mailbox(std::string_view mailbox,
-                                                        bool allow_utf8);
+base::Expected<base::Ok, AddressError> validate_mailbox(std::string_view mailbox, bool allow_utf8);
 // Domain = sub-domain *("." sub-domain), labels ≤ 63 octets, total ≤ 255 (RFC 5321
 // §4.5.3.1.2); U-labels only with allow_utf8.
-base::Expected<base::Ok, AddressError> validate_domain(std::string_view domain,
-                                                       bool allow_utf8);
+base::Expected<base::Ok, AddressError> validate_domain(std::string_view domain, bool allow_utf8);
 // address-literal = "[" ( IPv4-address-literal / IPv6-address-literal ) "]" (§4.1.3).
 base::Expected<base::Ok, AddressError> validate_address_literal(std::string_view literal);
 

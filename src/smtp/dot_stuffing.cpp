@@ -40,8 +40,7 @@ void DotUnstuffer::bare_line_ending(char which, std::string& out) {
   state_ = State::kLooseLineStart;
 }
 
-std::size_t DotUnstuffer::decode(std::string_view input, std::string& out,
-                                 std::size_t out_limit) {
+std::size_t DotUnstuffer::decode(std::string_view input, std::string& out, std::size_t out_limit) {
   std::size_t pos = 0;
   while (pos < input.size() && state_ != State::kFinished) {
     // Worst case one octet appends 4 ("." + CRLF + reprocessed octet is done in two steps,
@@ -99,7 +98,8 @@ std::size_t DotUnstuffer::decode(std::string_view input, std::string& out,
         std::size_t end = pos;
         const std::size_t room = out_limit - out.size() - 4;
         const std::size_t stop = input.size() - pos > room ? pos + room : input.size();
-        while (end < stop && input[end] != '\r' && input[end] != '\n') ++end;
+        while (end < stop && input[end] != '\r' && input[end] != '\n')
+          ++end;
         if (end > pos) {
           out.append(input.data() + pos, end - pos);
           count(end - pos);

@@ -49,6 +49,8 @@ void append_reply(std::string& out, int code, std::string_view enhanced, std::st
   }
 }
 
-void Reply::append_to(std::string& out) const { append_reply(out, code, enhanced, text); }
+void Reply::append_to(std::string& out) const {
+  append_reply(out, code, enhanced, text);
+}
 
 }  // namespace smtp

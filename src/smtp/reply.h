@@ -7,9 +7,9 @@
 namespace smtp {
 
 struct Reply {
-  int code = 0;            // 250, 451, 550, ...
-  std::string enhanced;    // "2.0.0"; every reply we send has one (RFC 2034)
-  std::string text;        // may contain '\n' for a multi-line reply
+  int code = 0;          // 250, 451, 550, ...
+  std::string enhanced;  // "2.0.0"; every reply we send has one (RFC 2034)
+  std::string text;      // may contain '\n' for a multi-line reply
 
   // Appends the wire form to out: "250-2.0.0 first\r\n250 2.0.0 last\r\n".
   void append_to(std::string& out) const;

@@ -59,9 +59,8 @@ void append_number(std::string& out, std::uint64_t value) {
 // is a header ("Name: value", Postfix's smtpd_forbidden_commands /^[^ ]+: /), closes.
 bool looks_like_http(std::string_view line, bool first_line) {
   if (first_line) {
-    static constexpr std::string_view kMethods[] = {"GET ",    "POST ",    "HEAD ",
-                                                    "PUT ",    "DELETE ",  "OPTIONS ",
-                                                    "CONNECT ", "PATCH ", "TRACE "};
+    static constexpr std::string_view kMethods[] = {
+        "GET ", "POST ", "HEAD ", "PUT ", "DELETE ", "OPTIONS ", "CONNECT ", "PATCH ", "TRACE "};
     for (std::string_view method : kMethods) {
       if (line.substr(0, method.size()) == method) return true;
     }
@@ -225,9 +224,7 @@ struct ServerSession::Impl {
     }
   }
 
-  std::string_view buffered() const {
-    return std::string_view(input_).substr(read_pos_);
-  }
+  std::string_view buffered() const { return std::string_view(input_).substr(read_pos_); }
 
   std::optional<Action> need_input_or_close() {
     if (eof_) {
@@ -324,8 +321,10 @@ struct ServerSession::Impl {
     std::string_view verb = line.substr(0, space);
     std::string_view arguments =
         space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
-    while (!arguments.empty() && arguments.front() == ' ') arguments.remove_prefix(1);
-    while (!arguments.empty() && arguments.back() == ' ') arguments.remove_suffix(1);
+    while (!arguments.empty() && arguments.front() == ' ')
+      arguments.remove_prefix(1);
+    while (!arguments.empty() && arguments.back() == ' ')
+      arguments.remove_suffix(1);
 
     const VerbRow* row = find_verb(verb);
     if (row == nullptr) {
@@ -372,7 +371,8 @@ struct ServerSession::Impl {
     bdat_last_ = false;
     if (space != std::string_view::npos) {
       std::string_view marker = arguments.substr(space + 1);
-      while (!marker.empty() && marker.front() == ' ') marker.remove_prefix(1);
+      while (!marker.empty() && marker.front() == ' ')
+        marker.remove_prefix(1);
       if (!equals_ignoring_case(marker, "LAST")) return false;
       bdat_last_ = true;
     }
@@ -433,7 +433,8 @@ struct ServerSession::Impl {
   // Splits "KEY=VALUE" parameters one at a time.
   static bool next_parameter(std::string_view& parameters, std::string_view& key,
                              std::string_view& value, bool& has_value) {
-    while (!parameters.empty() && parameters.front() == ' ') parameters.remove_prefix(1);
+    while (!parameters.empty() && parameters.front() == ' ')
+      parameters.remove_prefix(1);
     if (parameters.empty()) return false;
     std::size_t space = parameters.find(' ');
     std::string_view item = parameters.substr(0, space);
@@ -458,7 +459,8 @@ struct ServerSession::Impl {
     }
     arguments.remove_prefix(5);
     // "MAIL FROM: <a@b>" (space after the colon) is common and harmless: accepted.
-    while (!arguments.empty() && arguments.front() == ' ') arguments.remove_prefix(1);
+    while (!arguments.empty() && arguments.front() == ' ')
+      arguments.remove_prefix(1);
     auto split = split_path(arguments);
     if (!split) {
       address_error_reply(split.error(), true);
@@ -478,8 +480,10 @@ struct ServerSession::Impl {
     while (next_parameter(parameters, key, value, has_value)) {
       if (equals_ignoring_case(key, "SIZE")) {
         // RFC 1870 §3: size-param = "SIZE=" size-value; size-value = 1*20DIGIT
-        if (size_seen) size.reset();
-        else size = has_value ? parse_decimal(value) : std::nullopt;
+        if (size_seen)
+          size.reset();
+        else
+          size = has_value ? parse_decimal(value) : std::nullopt;
         if (!size) {
           error_reply(501, "5.5.4", "Invalid SIZE parameter");
           return;
@@ -577,7 +581,8 @@ struct ServerSession::Impl {
       return;
     }
     arguments.remove_prefix(3);
-    while (!arguments.empty() && arguments.front() == ' ') arguments.remove_prefix(1);
+    while (!arguments.empty() && arguments.front() == ' ')
+      arguments.remove_prefix(1);
     auto split = split_path(arguments);
     if (!split) {
       address_error_reply(split.error(), false);
@@ -603,8 +608,7 @@ struct ServerSession::Impl {
       } else if (equals_ignoring_case(key, "ORCPT")) {
         // RFC 3461 §4.2: orcpt-parameter = "ORCPT=" original-recipient-address, which
         // "MUST NOT exceed 500 characters".
-        if (has_orcpt || !has_value || value.size() > 500 ||
-            !decode_orcpt(value, orcpt_scratch_)) {
+        if (has_orcpt || !has_value || value.size() > 500 || !decode_orcpt(value, orcpt_scratch_)) {
           error_reply(501, "5.5.4", "Invalid ORCPT parameter");
           return;
         }
@@ -1052,26 +1056,48 @@ void ServerSession::start() {
   impl_->reply(220, "", impl_->scratch_);
 }
 
-void ServerSession::receive(std::string_view bytes) { impl_->receive(bytes); }
-void ServerSession::receive_eof() { impl_->eof_ = true; }
-void ServerSession::timeout() { impl_->close_with(421, "4.4.2", " Timeout, closing"); }
+void ServerSession::receive(std::string_view bytes) {
+  impl_->receive(bytes);
+}
+void ServerSession::receive_eof() {
+  impl_->eof_ = true;
+}
+void ServerSession::timeout() {
+  impl_->close_with(421, "4.4.2", " Timeout, closing");
+}
 void ServerSession::shutdown() {
   impl_->close_with(421, "4.3.2", " Service shutting down, closing connection");
 }
-Action ServerSession::next() { return impl_->next(); }
-std::string_view ServerSession::pending_output() const { return impl_->output_; }
+Action ServerSession::next() {
+  return impl_->next();
+}
+std::string_view ServerSession::pending_output() const {
+  return impl_->output_;
+}
 void ServerSession::consume_output(std::size_t n) {
   impl_->output_.erase(0, std::min(n, impl_->output_.size()));
 }
-void ServerSession::tls_established(const TlsInfo& info) { impl_->tls_established(info); }
-const Envelope& ServerSession::envelope() const { return impl_->envelope_; }
-std::string_view ServerSession::message_data() const { return impl_->data_out_; }
+void ServerSession::tls_established(const TlsInfo& info) {
+  impl_->tls_established(info);
+}
+const Envelope& ServerSession::envelope() const {
+  return impl_->envelope_;
+}
+std::string_view ServerSession::message_data() const {
+  return impl_->data_out_;
+}
 void ServerSession::message_committed(std::string_view queue_id) {
   impl_->message_committed(queue_id);
 }
-void ServerSession::message_failed(const Reply& reply) { impl_->message_failed(reply); }
-bool ServerSession::tls_active() const { return impl_->tls_active_; }
-const TlsInfo& ServerSession::tls_info() const { return impl_->tls_info_; }
+void ServerSession::message_failed(const Reply& reply) {
+  impl_->message_failed(reply);
+}
+bool ServerSession::tls_active() const {
+  return impl_->tls_active_;
+}
+const TlsInfo& ServerSession::tls_info() const {
+  return impl_->tls_info_;
+}
 Waiting ServerSession::waiting() const {
   return impl_->phase_ == Impl::Phase::kData || impl_->phase_ == Impl::Phase::kChunk
              ? Waiting::kDataBlock
@@ -1082,8 +1108,12 @@ std::string_view ServerSession::with_protocol() const {
   if (!impl_->envelope_.esmtp) return "SMTP";
   return impl_->tls_active_ ? "ESMTPS" : "ESMTP";
 }
-bool ServerSession::closed_as_http() const { return impl_->closed_as_http_; }
-unsigned ServerSession::error_count() const { return impl_->errors_; }
+bool ServerSession::closed_as_http() const {
+  return impl_->closed_as_http_;
+}
+unsigned ServerSession::error_count() const {
+  return impl_->errors_;
+}
 unsigned ServerSession::improper_pipelining_count() const {
   return impl_->improper_pipelining_;
 }

@@ -50,26 +50,26 @@ enum class TlsMode {
 // What the policy says about one recipient (checked at RCPT; pure, in-memory).
 enum class RecipientVerdict {
   kAccept,
-  kUnknownUser,   // 550 5.1.1
-  kRelayDenied,   // 550 5.7.1
-  kTempFail,      // 451 4.3.0
+  kUnknownUser,  // 550 5.1.1
+  kRelayDenied,  // 550 5.7.1
+  kTempFail,     // 451 4.3.0
 };
 
 struct SessionLimits {
-  std::size_t max_command_line = 2048;      // octets incl. CRLF; RFC 5321 §4.5.3.1.4 says 512
-                                            // at least, plus room for ESMTP parameters
-  std::size_t max_text_line = 1000;         // octets incl. CRLF in DATA, §4.5.3.1.6
-  std::size_t max_recipients = 100;         // 452 4.5.3 past it, §4.5.3.1.8
+  std::size_t max_command_line = 2048;  // octets incl. CRLF; RFC 5321 §4.5.3.1.4 says 512
+                                        // at least, plus room for ESMTP parameters
+  std::size_t max_text_line = 1000;     // octets incl. CRLF in DATA, §4.5.3.1.6
+  std::size_t max_recipients = 100;     // 452 4.5.3 past it, §4.5.3.1.8
   std::uint64_t max_message_size = 35u * 1024 * 1024;  // 552 5.3.4, RFC 1870
-  unsigned max_errors = 10;                 // 421 4.7.0 and close after this many
-  bool normalize_bare_line_endings = false; // opt-in leniency: turn bare CR/LF in DATA into CRLF
-                                            // instead of refusing the message
+  unsigned max_errors = 10;                            // 421 4.7.0 and close after this many
+  bool normalize_bare_line_endings = false;  // opt-in leniency: turn bare CR/LF in DATA into CRLF
+                                             // instead of refusing the message
 };
 
 struct SessionConfig {
-  std::string hostname;            // our name, in the greeting and EHLO reply
+  std::string hostname;  // our name, in the greeting and EHLO reply
   TlsMode tls_mode = TlsMode::kStartTlsOptional;
-  bool accepts_mail = true;        // false: submission role before AUTH exists — MAIL gets 530
+  bool accepts_mail = true;  // false: submission role before AUTH exists — MAIL gets 530
   SessionLimits limits;
   // Decides each RCPT (pure; may be empty, then every recipient is accepted).
   std::function<RecipientVerdict(std::string_view address)> check_recipient;

@@ -131,13 +131,14 @@ TEST_F(MaildirTest, DeliveringTwiceDoesNotDuplicate) {
   EXPECT_EQ(entries(mail_root_ + "/example.com/bob/new").size(), 1u);
 }
 
-TEST_F(MaildirTest, AMessageAlreadyMovedToCurCountsAsDelivered) {
+TEST_F(MaildirTest, ARecoveredMessageAlreadyMovedToCurCountsAsDelivered) {
   Maildir maildir(mail_root_, "mx");
   auto stored = message({"alice@example.com"}, "read me\r\n");
   ASSERT_EQ(maildir.deliver(stored, 0).status, DeliveryStatus::kDelivered);
   const std::string mailbox = mail_root_ + "/example.com/alice";
   std::string name = entries(mailbox + "/new").at(0);
   fs::rename(mailbox + "/new/" + name, mailbox + "/cur/" + name + ":2,S");  // the reader saw it
+  stored.recovered = true;  // found in the spool after a crash: cur/ must be searched
   auto again = maildir.deliver(stored, 0);
   EXPECT_EQ(again.status, DeliveryStatus::kDelivered) << again.detail;
   EXPECT_TRUE(entries(mailbox + "/new").empty());

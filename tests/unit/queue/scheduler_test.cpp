@@ -31,6 +31,7 @@ class ScriptedDeliverer {
     std::lock_guard lock(mutex_);
     const std::string& address = message.envelope.recipients.at(index).address;
     calls_.push_back(message.id + "/" + std::to_string(index));
+    if (message.recovered) recovered_.push_back(message.id);
     std::size_t n = counts_[address]++;
     auto it = scripts_.find(address);
     DeliveryStatus status = DeliveryStatus::kDelivered;
@@ -43,6 +44,10 @@ class ScriptedDeliverer {
     std::lock_guard lock(mutex_);
     return calls_;
   }
+  std::vector<std::string> recovered() const {
+    std::lock_guard lock(mutex_);
+    return recovered_;
+  }
   std::size_t count(const std::string& address) const {
     std::lock_guard lock(mutex_);
     auto it = counts_.find(address);
@@ -54,6 +59,7 @@ class ScriptedDeliverer {
   std::map<std::string, std::vector<DeliveryStatus>> scripts_;
   std::map<std::string, std::size_t> counts_;
   std::vector<std::string> calls_;
+  std::vector<std::string> recovered_;  // ids seen with StoredMessage::recovered set
 };
 
 class LogLines {
@@ -189,6 +195,18 @@ TEST_F(SchedulerTest, PicksUpMessagesLeftInTheSpoolAtStart) {
   EXPECT_EQ(deliverer_.calls(), (std::vector<std::string>{first + "/0", second + "/0",
                                                           second + "/1"}));  // oldest first
   EXPECT_EQ(log_.count("event=recovered count=2"), 1u) << log_.all();
+  // The deliverer is told these may have been delivered before the crash.
+  EXPECT_EQ(deliverer_.recovered(), (std::vector<std::string>{first, second, second}));
+}
+
+TEST_F(SchedulerTest, AFreshMessageIsNotMarkedRecovered) {
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  std::string id = commit({"a@example.com"});
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.calls(), (std::vector<std::string>{id + "/0"}));
+  EXPECT_TRUE(deliverer_.recovered().empty());
 }
 
 TEST_F(SchedulerTest, EnqueueOfAMessageAlreadyPickedUpDoesNotDeliverTwice) {

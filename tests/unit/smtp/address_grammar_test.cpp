@@ -42,7 +42,8 @@ struct Invalid {
 TEST(AddressGrammarTest, InvalidMailboxesSayWhy) {
   const std::string long_label(64, 'a');
   std::string long_domain;
-  for (int i = 0; i < 64; ++i) long_domain += "abc.";
+  for (int i = 0; i < 64; ++i)
+    long_domain += "abc.";
   long_domain += "com";  // 259 octets
   const Invalid invalid[] = {
       {"", "empty address"},
@@ -155,8 +156,7 @@ TEST(AddressGrammarTest, PostmasterWithoutDomainOnlyAsForwardPath) {
 }
 
 TEST(AddressGrammarTest, SourceRouteIsAcceptedAndDropped) {
-  auto routed = parse_path("<@a.example,@b.example:user@c.example>", PathKind::kForwardPath,
-                           false);
+  auto routed = parse_path("<@a.example,@b.example:user@c.example>", PathKind::kForwardPath, false);
   ASSERT_TRUE(routed.has_value());
   EXPECT_EQ(routed->mailbox, "user@c.example");
   auto single = parse_path("<@a.example:user@c.example>", PathKind::kReversePath, false);
@@ -171,7 +171,8 @@ TEST(AddressGrammarTest, SourceRouteIsAcceptedAndDropped) {
 TEST(AddressGrammarTest, PathLengthLimit) {
   std::string local(64, 'l');
   std::string domain;
-  while (domain.size() < 200) domain += "abcdefghi.";
+  while (domain.size() < 200)
+    domain += "abcdefghi.";
   domain += "com";
   std::string path = "<" + local + "@" + domain + ">";
   ASSERT_GT(path.size(), 256u);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -31,16 +32,25 @@ std::string unescape(std::string_view text) {
     }
     char c = text[++i];
     switch (c) {
-      case 'r': out.push_back('\r'); break;
-      case 'n': out.push_back('\n'); break;
-      case 't': out.push_back('\t'); break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
       case 'x':
         if (i + 2 < text.size()) {
-          out.push_back(static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16)));
+          out.push_back(
+              static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16)));
           i += 2;
         }
         break;
-      default: out.push_back(c); break;
+      default:
+        out.push_back(c);
+        break;
     }
   }
   return out;
@@ -96,18 +106,26 @@ SessionConfig config_from(const std::vector<std::string>& lines) {
     std::string value;
     words >> key >> value;
     SessionLimits& limits = config.limits;
-    if (key == "hostname") config.hostname = value;
+    if (key == "hostname")
+      config.hostname = value;
     else if (key == "tls_mode")
       config.tls_mode = value == "required"   ? TlsMode::kStartTlsRequired
                         : value == "implicit" ? TlsMode::kImplicit
                                               : TlsMode::kStartTlsOptional;
-    else if (key == "accepts_mail") config.accepts_mail = value != "no";
-    else if (key == "max_command_line") limits.max_command_line = std::stoul(value);
-    else if (key == "max_text_line") limits.max_text_line = std::stoul(value);
-    else if (key == "max_recipients") limits.max_recipients = std::stoul(value);
-    else if (key == "max_message_size") limits.max_message_size = std::stoull(value);
-    else if (key == "max_errors") limits.max_errors = static_cast<unsigned>(std::stoul(value));
-    else if (key == "normalize_bare_line_endings") limits.normalize_bare_line_endings = value == "yes";
+    else if (key == "accepts_mail")
+      config.accepts_mail = value != "no";
+    else if (key == "max_command_line")
+      limits.max_command_line = std::stoul(value);
+    else if (key == "max_text_line")
+      limits.max_text_line = std::stoul(value);
+    else if (key == "max_recipients")
+      limits.max_recipients = std::stoul(value);
+    else if (key == "max_message_size")
+      limits.max_message_size = std::stoull(value);
+    else if (key == "max_errors")
+      limits.max_errors = static_cast<unsigned>(std::stoul(value));
+    else if (key == "normalize_bare_line_endings")
+      limits.normalize_bare_line_endings = value == "yes";
     else if (key == "reject") {
       std::string kind;
       words >> kind;
@@ -151,7 +169,7 @@ void run_dialog(const std::filesystem::path& path, bool bytewise) {
   host.start();
 
   std::size_t next_reply = 0;
-  const ReplyLines* last_reply = nullptr;
+  std::optional<ReplyLines> last_reply;
   std::vector<ReplyLines> replies;
   int number = 0;
   for (const std::string& line : lines) {
@@ -167,15 +185,11 @@ void run_dialog(const std::filesystem::path& path, bool bytewise) {
       host.send(unescape(line.substr(3)), false);
     } else if (line.starts_with("S: ")) {
       ASSERT_LT(next_reply, replies.size()) << "no reply left; output:\n" << host.output;
-      last_reply = &replies[next_reply++];
+      last_reply = replies[next_reply++];
       EXPECT_TRUE(last_reply->lines.back().starts_with(line.substr(3)))
           << "got: " << last_reply->lines.back();
-      // Keep the reply alive for S~ / S! after the vector is rebuilt.
-      static thread_local ReplyLines kept;
-      kept = *last_reply;
-      last_reply = &kept;
     } else if (line.starts_with("S~ ") || line.starts_with("S! ")) {
-      ASSERT_NE(last_reply, nullptr);
+      ASSERT_TRUE(last_reply.has_value());
       bool found = std::any_of(last_reply->lines.begin(), last_reply->lines.end(),
                                [&](const std::string& reply_line) {
                                  return reply_line.find(line.substr(3)) != std::string::npos;
@@ -220,8 +234,12 @@ std::vector<std::filesystem::path> dialog_files() {
 
 class DialogTest : public ::testing::TestWithParam<std::filesystem::path> {};
 
-TEST_P(DialogTest, Whole) { run_dialog(GetParam(), false); }
-TEST_P(DialogTest, ByteByByte) { run_dialog(GetParam(), true); }
+TEST_P(DialogTest, Whole) {
+  run_dialog(GetParam(), false);
+}
+TEST_P(DialogTest, ByteByByte) {
+  run_dialog(GetParam(), true);
+}
 
 std::string dialog_name(const ::testing::TestParamInfo<std::filesystem::path>& info) {
   std::string name = info.param.stem().string();
@@ -234,7 +252,9 @@ std::string dialog_name(const ::testing::TestParamInfo<std::filesystem::path>& i
 INSTANTIATE_TEST_SUITE_P(Dialogs, DialogTest, ::testing::ValuesIn(dialog_files()), dialog_name);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(DialogTest);
 
-TEST(DialogFilesTest, DirectoryHasDialogs) { EXPECT_GE(dialog_files().size(), 15u); }
+TEST(DialogFilesTest, DirectoryHasDialogs) {
+  EXPECT_GE(dialog_files().size(), 15u);
+}
 
 }  // namespace
 }  // namespace smtp

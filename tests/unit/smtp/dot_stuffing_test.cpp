@@ -19,8 +19,7 @@ struct Decoded {
 };
 
 // Feeds input in pieces of `piece` octets (0: whole), as a session would.
-Decoded decode(std::string_view input, std::size_t piece = 0,
-               DotUnstuffer::Options options = {}) {
+Decoded decode(std::string_view input, std::size_t piece = 0, DotUnstuffer::Options options = {}) {
   DotUnstuffer decoder(options);
   Decoded result;
   std::size_t pos = 0;
@@ -115,8 +114,8 @@ TEST(DotUnstufferTest, EveryPieceSizeGivesTheSameResult) {
 
 // SMTP smuggling (2023): only CRLF "." CRLF ends the data.
 TEST(DotUnstufferTest, SmugglingSequencesDoNotEndData) {
-  for (std::string_view sequence : {"a\n.\nb", "a\r.\rb", "a\n.\r\nb", "a\r\n.\nb", "a\r.\r\nb",
-                                    "a\r\n.\rb", "a\n.\r\n"}) {
+  for (std::string_view sequence :
+       {"a\n.\nb", "a\r.\rb", "a\n.\r\nb", "a\r\n.\nb", "a\r.\r\nb", "a\r\n.\rb", "a\n.\r\n"}) {
     Decoded d = decode_both(std::string(sequence) + "\r\n");
     EXPECT_FALSE(d.finished) << sequence;
     EXPECT_TRUE(d.bare_cr || d.bare_lf) << sequence;

@@ -24,12 +24,12 @@ struct FakeHost {
   int aborts = 0;
   int starttls = 0;
   bool closed = false;
-  bool establish_tls = true;           // answer kStartTls with a completed handshake
-  std::optional<Reply> fail_begin;     // spool open fails
-  std::optional<Reply> fail_data;      // spool append fails
-  std::optional<Reply> fail_commit;    // durable commit fails
+  bool establish_tls = true;         // answer kStartTls with a completed handshake
+  std::optional<Reply> fail_begin;   // spool open fails
+  std::optional<Reply> fail_data;    // spool append fails
+  std::optional<Reply> fail_commit;  // durable commit fails
   int next_id = 1;
-  std::size_t largest_piece = 0;      // longest message_data() span seen
+  std::size_t largest_piece = 0;  // longest message_data() span seen
 
   void flush() {
     output.append(session.pending_output());
@@ -140,7 +140,8 @@ struct FakeHost {
   // The three-digit code of every reply, in order.
   std::vector<int> codes() const {
     std::vector<int> result;
-    for (const std::string& line : replies()) result.push_back(std::stoi(line.substr(0, 3)));
+    for (const std::string& line : replies())
+      result.push_back(std::stoi(line.substr(0, 3)));
     return result;
   }
 };

@@ -166,8 +166,7 @@ TEST_P(SessionTest, TerminatorSplitAtEveryPosition) {
     split_host.start();
     split_host.send(std::string_view(stream).substr(0, split));
     split_host.send(std::string_view(stream).substr(split));
-    EXPECT_EQ(split_host.codes(), (std::vector<int>{220, 250, 250, 250, 354, 250, 221}))
-        << split;
+    EXPECT_EQ(split_host.codes(), (std::vector<int>{220, 250, 250, 250, 354, 250, 221})) << split;
     ASSERT_EQ(split_host.messages.size(), 1u) << split;
     EXPECT_EQ(split_host.messages[0], "x\r\n.y\r\n") << split;
   }
@@ -179,7 +178,8 @@ TEST_P(SessionTest, LargeBodyIsStreamedInBoundedPieces) {
   send("DATA\r\n");
   std::string line(998, 'a');
   std::string body;
-  for (int i = 0; i < (GetParam() ? 20 : 300); ++i) body += line + "\r\n";
+  for (int i = 0; i < (GetParam() ? 20 : 300); ++i)
+    body += line + "\r\n";
   send(body);
   send(".\r\n");
   ASSERT_EQ(host().messages.size(), 1u);
@@ -240,7 +240,8 @@ TEST_P(SessionTest, MailSyntax) {
   EXPECT_EQ(reply("MAIL TO:<a@b.example>\r\n"), "501 5.5.2 Syntax: MAIL FROM:<address>");
   EXPECT_EQ(reply("MAIL\r\n"), "501 5.5.2 Syntax: MAIL FROM:<address>");
   EXPECT_EQ(reply("MAIL FROM:a@b.example\r\n"), "501 5.1.7 Bad sender address syntax: missing '<'");
-  EXPECT_EQ(reply("MAIL FROM:<a@b.example\r\n"), "501 5.1.7 Bad sender address syntax: missing '>'");
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example\r\n"),
+            "501 5.1.7 Bad sender address syntax: missing '>'");
   EXPECT_EQ(reply("MAIL FROM:<a@b..example>\r\n"),
             "501 5.1.7 Bad sender address syntax: empty domain label (misplaced '.')");
   EXPECT_EQ(reply("MAIL FROM: <a@b.example>\r\n"), "250 2.1.0 Ok");  // common client habit
@@ -252,8 +253,7 @@ TEST_P(SessionTest, NullReversePathAndSourceRoute) {
   EXPECT_EQ(reply("MAIL FROM:<>\r\n"), "250 2.1.0 Ok");
   EXPECT_EQ(host().session.envelope().reverse_path, "");
   reply("RSET\r\n");
-  EXPECT_EQ(reply("MAIL FROM:<@relay.example,@other.example:user@c.example>\r\n"),
-            "250 2.1.0 Ok");
+  EXPECT_EQ(reply("MAIL FROM:<@relay.example,@other.example:user@c.example>\r\n"), "250 2.1.0 Ok");
   EXPECT_EQ(host().session.envelope().reverse_path, "user@c.example");
 }
 
@@ -287,7 +287,8 @@ TEST_P(SessionTest, SizeWhileStreaming) {
   start();
   ehlo_mail_rcpt();
   std::string body;
-  for (int i = 0; i < 10; ++i) body += "0123456789012345678\r\n";
+  for (int i = 0; i < 10; ++i)
+    body += "0123456789012345678\r\n";
   auto replies = exchange("DATA\r\n" + body + ".\r\n");
   ASSERT_EQ(replies.size(), 2u);
   EXPECT_EQ(replies[1], "552 5.3.4 Message size exceeds fixed maximum message size");
@@ -342,8 +343,9 @@ TEST_P(SessionTest, DsnParametersAreParsedIntoTheEnvelope) {
   EXPECT_EQ(reply("MAIL FROM:<a@b.example> RET=HDRS ENVID=QQ314+2B159\r\n"), "250 2.1.0 Ok");
   EXPECT_EQ(host().session.envelope().dsn_return, DsnReturn::kHeaders);
   EXPECT_EQ(host().session.envelope().envelope_id, "QQ314+159");
-  EXPECT_EQ(reply("RCPT TO:<b@mx.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+2Bx@mx.example\r\n"),
-            "250 2.1.5 Ok");
+  EXPECT_EQ(
+      reply("RCPT TO:<b@mx.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+2Bx@mx.example\r\n"),
+      "250 2.1.5 Ok");
   EXPECT_EQ(reply("RCPT TO:<c@mx.example> NOTIFY=NEVER\r\n"), "250 2.1.5 Ok");
   const auto& recipients = host().session.envelope().recipients;
   ASSERT_EQ(recipients.size(), 2u);
@@ -360,7 +362,8 @@ TEST_P(SessionTest, DsnParametersAreParsedIntoTheEnvelope) {
   EXPECT_EQ(reply("RCPT TO:<d@mx.example> ORCPT=rfc822;a+zz\r\n"),
             "501 5.5.4 Invalid ORCPT parameter");
   reply("RSET\r\n");
-  EXPECT_EQ(reply("MAIL FROM:<a@b.example> RET=ALL\r\n"), "501 5.5.4 Invalid RET parameter (FULL or HDRS)");
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> RET=ALL\r\n"),
+            "501 5.5.4 Invalid RET parameter (FULL or HDRS)");
   EXPECT_EQ(reply("MAIL FROM:<a@b.example> ENVID=a+2\r\n"), "501 5.5.4 Invalid ENVID parameter");
   EXPECT_EQ(reply("MAIL FROM:<a@b.example> ENVID=" + std::string(101, 'x') + "\r\n"),
             "501 5.5.4 Invalid ENVID parameter");
@@ -533,7 +536,8 @@ TEST_P(SessionTest, TimeoutAndShutdown) {
   start();
   host().session.shutdown();
   host().run();
-  EXPECT_EQ(host().replies().back(), "421 4.3.2 mx.example Service shutting down, closing connection");
+  EXPECT_EQ(host().replies().back(),
+            "421 4.3.2 mx.example Service shutting down, closing connection");
   EXPECT_TRUE(host().closed);
 }
 
@@ -657,8 +661,10 @@ TEST_P(SessionTest, BdatChunks) {
   ehlo_mail_rcpt();
   EXPECT_EQ(reply("BDAT 5\r\nhello"), "250 2.0.0 5 octets received");
   EXPECT_EQ(host().session.waiting(), Waiting::kCommand);
-  EXPECT_EQ(reply("BDAT 8\r\n\r\nQUIT\r\n"), "250 2.0.0 8 octets received");  // payload, not commands
-  EXPECT_EQ(reply("BDAT 7 LAST\r\n world\n"), "554 5.6.0 Bare CR or LF in message (only CRLF line endings allowed)");
+  EXPECT_EQ(reply("BDAT 8\r\n\r\nQUIT\r\n"),
+            "250 2.0.0 8 octets received");  // payload, not commands
+  EXPECT_EQ(reply("BDAT 7 LAST\r\n world\n"),
+            "554 5.6.0 Bare CR or LF in message (only CRLF line endings allowed)");
   EXPECT_EQ(host().aborts, 1);
   ehlo_mail_rcpt();
   EXPECT_EQ(reply("BDAT 5\r\nhello"), "250 2.0.0 5 octets received");
@@ -710,10 +716,12 @@ TEST_P(SessionTest, BdatSizeLimit) {
             "552 5.3.4 Message size exceeds fixed maximum message size");
   EXPECT_EQ(host().begins, 0);
   ehlo_mail_rcpt();
-  EXPECT_EQ(reply("BDAT 6\r\n01234\n"), "554 5.6.0 Bare CR or LF in message (only CRLF line endings allowed)");
+  EXPECT_EQ(reply("BDAT 6\r\n01234\n"),
+            "554 5.6.0 Bare CR or LF in message (only CRLF line endings allowed)");
   ehlo_mail_rcpt();
   EXPECT_EQ(reply("BDAT 6\r\n0123\r\n"), "250 2.0.0 6 octets received");
-  EXPECT_EQ(reply("BDAT 6 LAST\r\n0123\r\n"), "552 5.3.4 Message size exceeds fixed maximum message size");
+  EXPECT_EQ(reply("BDAT 6 LAST\r\n0123\r\n"),
+            "552 5.3.4 Message size exceeds fixed maximum message size");
   EXPECT_EQ(host().aborts, 2);
   EXPECT_EQ(reply("BDAT 2 LAST\r\nab"), "503 5.5.1 Error: need MAIL command");
   EXPECT_TRUE(host().messages.empty());
@@ -796,7 +804,8 @@ TEST(SessionLifecycleTest, EverythingAfterCloseIsClose) {
   session.message_committed("X");
   session.message_failed(Reply{451, "4.3.0", "x"});
   session.tls_established(TlsInfo{});
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(session.next(), Action::kClose);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(session.next(), Action::kClose);
   EXPECT_TRUE(session.pending_output().empty());
 }
 
