@@ -38,7 +38,7 @@ $(BUILD_FUZZ)/build.ninja: | deps
 	  -DCMAKE_CXX_COMPILER=clang++ -DSMTPSD_FUZZ=ON -DSMTPSD_TESTS=OFF
 
 fuzz: deps $(BUILD_FUZZ)/build.ninja
-	cmake --build $(BUILD_FUZZ) -j $(JOBS)
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzzers
 
 # A short libFuzzer run of every target, seeded from tests/dialogs.
 fuzz-smoke: fuzz

@@ -3,7 +3,7 @@
 # kept in tests/fuzz/corpus/<target>. A crash fails the run and leaves the input in the
 # work directory as evidence.
 set -euo pipefail
-build=${1:-build-fuzz}
+build=$(cd "${1:-build-fuzz}" && pwd)
 seconds=${2:-30}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work="$root/tests/fuzz/corpus-run"
@@ -25,7 +25,7 @@ for dialog in sorted(source.glob("*.dialog")):
     (target / (dialog.stem + ".bin")).write_bytes(bytes(out))
 PY
 status=0
-for target in "$build"/*_fuzz; do
+for target in $(find "$build" -type f -name '*_fuzz' -perm -u+x | sort); do
   [ -x "$target" ] || continue
   name=$(basename "$target")
   corpus="$work/$name"

@@ -133,24 +133,42 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
 }
 
 int check(const config::Config& config) {
+  // Each certificate pair on its own, so that an error names the entry it is about:
+  // "FILE:LINE: tls.certificates[N]: what is wrong".
   int status = 0;
-  auto context = tls::make_server_context(config.tls, config.certificates);
-  if (!context) {
-    std::fprintf(stderr, "%s: %s\n", config.source_file.c_str(), context.error().c_str());
-    status = 2;
-  }
-  for (const auto& pair : config.certificates) {
+  for (std::size_t i = 0; i < config.certificates.size(); ++i) {
+    const tls::CertificatePair& pair = config.certificates[i];
+    long line = i < config.certificate_lines.size() ? config.certificate_lines[i] : 0;
+    std::string where = config.source_file + (line > 0 ? ":" + std::to_string(line) : "") +
+                        ": tls.certificates[" + std::to_string(i) + "]: ";
+    auto context = tls::make_server_context(config.tls, {pair});
+    if (!context) {
+      std::string message = context.error();
+      if (message.rfind("tls: ", 0) == 0) message.erase(0, 5);
+      std::fprintf(stderr, "%s%s\n", where.c_str(), message.c_str());
+      status = 2;
+      continue;
+    }
     auto days = tls::days_until_expiry(pair.certificate_file);
     if (!days) {
-      std::fprintf(stderr, "%s: %s\n", config.source_file.c_str(), days.error().c_str());
+      std::fprintf(stderr, "%s%s\n", where.c_str(), days.error().c_str());
       status = 2;
     } else if (days.value() < 0) {
-      std::fprintf(stderr, "%s: certificate %s expired %ld days ago\n", config.source_file.c_str(),
+      std::fprintf(stderr, "%scertificate %s expired %ld days ago\n", where.c_str(),
                    pair.certificate_file.c_str(), -days.value());
       status = 2;
     } else {
       std::printf("certificate %s: expires in %ld days\n", pair.certificate_file.c_str(),
                   days.value());
+    }
+  }
+  if (status == 0) {
+    // Together (one ECDSA and one RSA at most, as the server loads them).
+    auto context = tls::make_server_context(config.tls, config.certificates);
+    if (!context) {
+      std::fprintf(stderr, "%s: tls.certificates: %s\n", config.source_file.c_str(),
+                   context.error().c_str());
+      status = 2;
     }
   }
   std::fputs(config::describe(config).c_str(), stdout);

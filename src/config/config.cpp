@@ -188,7 +188,21 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     config.tls.allow_unsafe_tls_versions = reader.bool_at(*tls, "tls", "allow_unsafe_tls_versions",
                                                           config.tls.allow_unsafe_tls_versions);
     auto verdict = tls::validate(config.tls);
-    if (!verdict) reader.fail(tls, "tls", verdict.error());
+    if (!verdict) {
+      // Point at the key the error is about (the validator names it), else at [tls].
+      std::string message = verdict.error();
+      if (message.rfind("tls: ", 0) == 0) message.erase(0, 5);
+      std::string_view key = "tls";
+      const toml::node* node = tls;
+      for (std::string_view candidate : {"min_version", "ciphersuites", "ciphers", "groups"}) {
+        if (message.find(candidate) != std::string::npos && tls->get(candidate)) {
+          key = candidate;
+          node = tls->get(candidate);
+          break;
+        }
+      }
+      reader.fail(node, key == "tls" ? "tls" : "tls." + std::string(key), message);
+    }
     if (const toml::array* certificates = reader.array_at(*tls, "tls", "certificates")) {
       std::size_t index = 0;
       for (const toml::node& node : *certificates) {
@@ -199,6 +213,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
         config.certificates.push_back(
             tls::CertificatePair{reader.path_at(entry, prefix, "certificate", base_dir, true),
                                  reader.path_at(entry, prefix, "key", base_dir, true)});
+        config.certificate_lines.push_back(static_cast<long>(node.source().begin.line));
       }
     }
   }

@@ -44,6 +44,7 @@ struct Config {
   std::vector<Domain> domains;
   tls::Policy tls;
   std::vector<tls::CertificatePair> certificates;
+  std::vector<long> certificate_lines;  // line of each [[tls.certificates]] entry, for errors
   std::vector<Listener> listeners;
   smtp::SessionLimits limits;
   std::chrono::seconds command_timeout{300};  // RFC 5321 §4.5.3.2.7: at least 5 minutes

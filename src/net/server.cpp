@@ -89,7 +89,16 @@ struct Connection {
   std::atomic<bool> shutting_down{false};
   std::array<char, 16 * 1024> read_buffer;
 
-  void arm(std::chrono::seconds seconds) { deadline = Clock::now() + seconds; }
+  // Sets the deadline of the next step. A later deadline is picked up when the watchdog's
+  // timer fires; an earlier one (data after a command, a command after the handshake) must
+  // wake the watchdog now so that it re-arms for it.
+  void arm(std::chrono::seconds seconds) {
+    if (timed_out) return;  // the watchdog's grace period for the 421 must stay short
+    Clock::time_point next = Clock::now() + seconds;
+    bool sooner = next < timer.expiry();
+    deadline = next;
+    if (sooner) timer.cancel();
+  }
 
   awaitable<std::size_t> read_some(std::error_code& error) {
     auto buffer = asio::buffer(read_buffer);
@@ -237,9 +246,12 @@ struct Server::Impl {
       auto [error] =
           co_await connection->stream.async_handshake(asio::ssl::stream_base::server, use_nothrow);
       if (error) {
-        std::string reason = error.category() == asio::error::get_ssl_category()
-                                 ? tls::last_error_reason()
-                                 : error.message();
+        // Asio has already taken OpenSSL's error off the queue: the error_code carries it, and
+        // its message is OpenSSL's reason ("unsupported protocol", "wrong version number").
+        std::string reason = error.message();
+        if (error == asio::error::eof || error == asio::ssl::error::stream_truncated) {
+          reason = "client closed the connection during the handshake";
+        }
         if (connection->timed_out) reason = "handshake timeout";
         obs::Log("tls_handshake_failed", obs::Level::kWarning)
             .kv("session", session_id)
@@ -264,6 +276,7 @@ struct Server::Impl {
 
     bool alive = true;
     if (options.implicit_tls) alive = co_await handshake();
+    if (!alive) close_reason = "handshake failed";
     if (alive) session.start();
 
     auto flush = [&]() -> awaitable<bool> {
@@ -427,12 +440,14 @@ struct Server::Impl {
       close_reason = "http request (cross-protocol)";
       obs::Log("http_refused", obs::Level::kWarning).kv("session", session_id).kv("client", client);
     }
+    if (connection->tls && !connection->timed_out) {
+      // RFC 8446 §6.1: end TLS with close_notify. Asio's shutdown also waits for the peer's
+      // close_notify (or its TCP close); the watchdog bounds that wait.
+      connection->arm(std::chrono::seconds(2));
+      co_await connection->stream.async_shutdown(use_nothrow);
+    }
     connection->finished = true;
     connection->timer.cancel();
-    if (connection->tls && !connection->timed_out) {
-      // A bounded, best-effort close_notify; the watchdog is gone, so do not wait on it.
-      SSL_set_quiet_shutdown(connection->stream.native_handle(), 1);
-    }
     connection->close();
     auto elapsed =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();

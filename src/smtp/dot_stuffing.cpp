@@ -71,7 +71,10 @@ std::size_t DotUnstuffer::decode(std::string_view input, std::string& out, std::
           bare_line_ending('\n', out);
           ++pos;
         } else {
-          // Transparency dot: dropped; the octet is line content.
+          // Transparency dot: dropped; the octet is line content. It does not count toward
+          // the line length either (§4.5.3.1.6: the limit applies to the text before
+          // transparency), so a legal 998-octet line starting with "." is accepted.
+          --line_length_;
           state_ = State::kInLine;
         }
         break;

@@ -106,8 +106,9 @@ struct ServerSession::Impl {
   enum class MessageKind { kData, kBdat };
 
   explicit Impl(const SessionConfig& session_config) : config(session_config) {
+    // data_out_ grows on the first message only: an idle connection must stay small
+    // (DESIGN.md §5: ≤ 64 KiB per open TLS connection).
     input_.reserve(std::max<std::size_t>(config.limits.max_command_line, 4096));
-    data_out_.reserve(kDataPiece);
     DotUnstuffer::Options options;
     options.normalize_bare_line_endings = config.limits.normalize_bare_line_endings;
     options.max_line = config.limits.max_text_line;

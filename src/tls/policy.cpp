@@ -76,7 +76,18 @@ std::string join_cipher_names(const STACK_OF(SSL_CIPHER) * ciphers) {
 }
 
 // The TLS 1.2 ciphers `ciphers` selects (TLS 1.3 suites excluded), or an error.
-base::Expected<std::string, std::string> resolve_ciphers(const std::string& ciphers) {
+// TLS 1.0 and 1.1 have no AEAD cipher: a policy that opted into them (allow_unsafe_tls_versions
+// with such a min_version) gets these ECDHE CBC ciphers after its own list, and only then.
+constexpr const char* kLegacyCiphers =
+    "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA";
+
+bool legacy_versions(const Policy& policy) {
+  return policy.allow_unsafe_tls_versions &&
+         (policy.min_version == "TLSv1" || policy.min_version == "TLSv1.1");
+}
+
+base::Expected<std::string, std::string> resolve_ciphers(const std::string& ciphers,
+                                                         bool allow_cbc = false) {
   SslCtxPtr ctx = scratch_context();
   if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
   // With no TLS 1.3 suites configured, the list holds only what `ciphers` selected.
@@ -103,7 +114,7 @@ base::Expected<std::string, std::string> resolve_ciphers(const std::string& ciph
       return base::unexpected("tls: cipher " + name +
                               " in ciphers has no forward secrecy (key exchange is not ECDHE)");
     }
-    if (SSL_CIPHER_is_aead(cipher) != 1) {
+    if (SSL_CIPHER_is_aead(cipher) != 1 && !allow_cbc) {
       return base::unexpected("tls: cipher " + name + " in ciphers is not AEAD (CBC or stream)");
     }
   }
@@ -151,16 +162,17 @@ bool needs_tls12_ciphers(const Policy& policy) {
 // Applies versions, lists and options common to the policy; validate() ran before.
 base::Expected<base::Ok, std::string> apply_policy(SSL_CTX* ctx, const Policy& policy) {
   const VersionName* min_version = find_version(policy.min_version);
-  // XXX: TLS 1.0 and 1.1 have no AEAD cipher, so with the AEAD-only rule of validate() they
-  // are never negotiated even when allow_unsafe_tls_versions admits them as min_version (and
-  // OpenSSL 3 at security level 1 and up refuses them too). The flag only widens what the
-  // configuration accepts; the wire stays at TLS 1.2+.
+  // TLS 1.0/1.1 (opted into): OpenSSL 3 refuses them above security level 0, and they need
+  // the CBC ciphers of kLegacyCiphers. Everything else keeps the strict policy.
+  if (legacy_versions(policy)) SSL_CTX_set_security_level(ctx, 0);
   if (SSL_CTX_set_min_proto_version(ctx, min_version->version) != 1 ||
       SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
     return base::unexpected("tls: cannot set protocol versions: " + openssl_reason());
   }
   if (needs_tls12_ciphers(policy)) {
-    if (SSL_CTX_set_cipher_list(ctx, policy.ciphers.c_str()) != 1) {
+    std::string ciphers = policy.ciphers;
+    if (legacy_versions(policy)) ciphers += std::string(":") + kLegacyCiphers;
+    if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
       return base::unexpected("tls: cannot set ciphers: " + openssl_reason());
     }
   }
@@ -219,7 +231,7 @@ base::Expected<base::Ok, std::string> validate(const Policy& policy) {
                             " is deprecated (RFC 8996); set allow_unsafe_tls_versions to use it");
   }
   if (needs_tls12_ciphers(policy)) {
-    if (auto ciphers = resolve_ciphers(policy.ciphers); !ciphers) {
+    if (auto ciphers = resolve_ciphers(policy.ciphers, legacy_versions(policy)); !ciphers) {
       return base::unexpected(ciphers.error());
     }
   }

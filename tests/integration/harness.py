@@ -96,15 +96,18 @@ class Server:
 
     def start(self, timeout=20):
         self.ports = {}
+        # Only the log written by this run counts: after kill9() there is no
+        # "event=stopped", so the previous run's "event=started" must not be matched.
+        offset = len(self.log())
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([SMTPSD, "serve", "--config", self.config_path],
                                         stdout=log, stderr=log)
         log.close()
         deadline = time.time() + timeout
         while time.time() < deadline:
-            text = self.log()
-            if "event=started" in text.split("event=stopped")[-1]:
-                for role, _address, port in LISTENING.findall(text.split("event=stopped")[-1]):
+            text = self.log()[offset:]
+            if "event=started" in text:
+                for role, _address, port in LISTENING.findall(text):
                     self.ports.setdefault(role, int(port))
                 return self
             if self.process.poll() is not None:
@@ -253,3 +256,145 @@ def read_reply(sock_file):
         lines.append(line)
         if len(line) < 4 or line[3] != "-":
             return int(line[:3]), lines
+
+
+# Helpers for raw dialogs and external clients -------------------------------------------
+
+class RawSession:
+    """A hand-driven SMTP connection (plain, then optionally TLS) for exact byte control.
+    Reads go through its own buffer, so a read that times out leaves the session usable."""
+
+    def __init__(self, port, timeout=10, implicit_tls_context=None):
+        self.timeout = timeout
+        self.sock = raw_connect(port, timeout=timeout)
+        if implicit_tls_context is not None:
+            self.sock = implicit_tls_context.wrap_socket(self.sock, server_hostname="localhost")
+        self.buffer = b""
+        self.eof = False
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            self.eof = True
+        self.buffer += chunk
+        return chunk
+
+    def readline(self):
+        while b"\n" not in self.buffer and not self.eof:
+            self._fill()
+        if b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            return line + b"\n"
+        line, self.buffer = self.buffer, b""
+        return line
+
+    def reply(self):
+        return read_reply(self)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def greeting(self):
+        code, lines = self.reply()
+        assert code == 220, lines
+        return code, lines
+
+    def starttls(self, context):
+        """STARTTLS, then the handshake; returns the 220 reply."""
+        code, lines = self.cmd("STARTTLS")
+        assert code == 220, lines
+        self.wrap(context)
+        return code, lines
+
+    def wrap(self, context):
+        assert self.buffer == b"", f"plaintext after the 220 to STARTTLS: {self.buffer!r}"
+        self.sock = context.wrap_socket(self.sock, server_hostname="localhost")
+
+    def read_some(self, timeout):
+        """Whatever arrives within timeout (b"" on EOF, None when nothing came)."""
+        if self.buffer:
+            data, self.buffer = self.buffer, b""
+            return data
+        if self.eof:
+            return b""
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self._fill()
+            self.buffer = b""
+            return chunk
+        except (socket.timeout, TimeoutError):
+            return None
+        except (ConnectionError, ssl.SSLError, OSError):
+            self.eof = True
+            return b""
+        finally:
+            try:
+                self.sock.settimeout(self.timeout)
+            except OSError:
+                pass
+
+    def wait_closed(self, timeout=10):
+        """True when the server closes the connection within timeout (data is drained)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            data = self.read_some(max(0.05, deadline - time.time()))
+            if data == b"":
+                return True
+            if data is None:
+                return False
+        return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def make_message(subject="test", message_id=None, body="Hello.\r\n", sender="you@example.org",
+                 to="demo@localhost"):
+    headers = [f"From: <{sender}>", f"To: <{to}>", f"Subject: {subject}"]
+    if message_id:
+        headers.append(f"Message-ID: <{message_id}>")
+    return ("\r\n".join(headers) + "\r\n\r\n" + body).encode()
+
+
+def strip_trace(delivered):
+    """The delivered message without the Return-Path and Received headers the server adds."""
+    lines = delivered.split(b"\r\n")
+    assert lines[0].startswith(b"Return-Path: <"), delivered[:300]
+    assert lines[1].startswith(b"Received: "), delivered[:300]
+    i = 2
+    while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+        i += 1
+    return b"\r\n".join(lines[i:])
+
+
+def s_client(args, stdin=b"", timeout=20):
+    """Runs openssl s_client with args; returns CompletedProcess (output in .stdout, bytes,
+    stderr merged)."""
+    return subprocess.run(["openssl", "s_client"] + list(args), input=stdin,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+
+
+def port_free(port, host="127.0.0.1"):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()

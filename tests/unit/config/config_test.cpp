@@ -140,7 +140,9 @@ TEST(ConfigTest, UnsafeTlsVersionNeedsTheUnsafeSetting) {
   std::string text = kMinimal;
   text.insert(text.find("[[tls.certificates]]"), "[tls]\nmin_version = \"TLSv1\"\n\n");
   config::ConfigError e = expect_error(text);
-  EXPECT_EQ(e.key, "tls");
+  EXPECT_EQ(e.key, "tls.min_version");
+  EXPECT_EQ(e.line, 6) << e.to_string();
+  EXPECT_EQ(e.message.rfind("tls:", 0), std::string::npos) << "no doubled prefix: " << e.message;
   std::string allowed = kMinimal;
   allowed.insert(allowed.find("[[tls.certificates]]"),
                  "[tls]\nmin_version = \"TLSv1\"\nallow_unsafe_tls_versions = true\n\n");

@@ -154,12 +154,15 @@ TEST(DotUnstufferTest, NormalizationTurnsBareEndingsIntoCrlf) {
   EXPECT_EQ(d.body, "a\r\nb\r\nc\r\n\r\n");
 }
 
-TEST(DotUnstufferTest, LineLengthCountsOctetsAsSent) {
+TEST(DotUnstufferTest, LineLengthCountsTheTextBeforeTransparency) {
   DotUnstuffer::Options options;
   options.max_line = 10;
   EXPECT_FALSE(decode_both("12345678\r\n.\r\n", options).too_long);  // 10 with CRLF
   EXPECT_TRUE(decode_both("123456789\r\n.\r\n", options).too_long);
-  EXPECT_TRUE(decode_both(".12345678\r\n.\r\n", options).too_long);  // the dot counts
+  // RFC 5321 §4.5.3.1.6: the transparency dot a client adds is not part of the line, so
+  // the 10-octet line ".2345678" CRLF, sent as "..2345678" CRLF, is within the limit.
+  EXPECT_FALSE(decode_both("..2345678\r\n.\r\n", options).too_long);
+  EXPECT_TRUE(decode_both("..23456789\r\n.\r\n", options).too_long);
   Decoded d = decode_both("123456789012345\r\nok\r\n.\r\n", options);
   EXPECT_TRUE(d.finished);  // still finds the end
 }

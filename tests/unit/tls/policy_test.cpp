@@ -120,6 +120,29 @@ TEST_F(PolicyTest, Tls11ClientIsRefused) {
   EXPECT_FALSE(handshake.client_error.empty());
 }
 
+TEST_F(PolicyTest, UnsafeVersionsWorkOnlyWhenOptedIn) {
+  // An administrator who sets allow_unsafe_tls_versions with min_version TLSv1 really gets
+  // TLS 1.0 (with ECDHE CBC ciphers), while modern clients still get TLS 1.3.
+  Policy policy;
+  policy.min_version = "TLSv1";
+  policy.allow_unsafe_tls_versions = true;
+  ASSERT_TRUE(validate(policy).has_value());
+  auto server_ctx = server(policy);
+  auto client_ctx = client();
+  Handshake old = run_handshake(server_ctx.get(), client_ctx.get(), [](SSL* ssl) {
+    SSL_set_security_level(ssl, 0);
+    SSL_set_cipher_list(ssl, "DEFAULT:@SECLEVEL=0");
+    SSL_set_min_proto_version(ssl, TLS1_VERSION);
+    SSL_set_max_proto_version(ssl, TLS1_VERSION);
+  });
+  ASSERT_TRUE(old.ok) << old.server_error << " / " << old.client_error;
+  EXPECT_EQ(describe(old.server.get()).version, "TLSv1");
+  EXPECT_NE(describe(old.server.get()).cipher.find("ECDHE"), std::string::npos);
+  Handshake modern = run_handshake(server_ctx.get(), client_ctx.get());
+  ASSERT_TRUE(modern.ok);
+  EXPECT_EQ(describe(modern.server.get()).version, "TLSv1.3");
+}
+
 TEST_F(PolicyTest, Tls13OnlyPolicyRefusesTls12Client) {
   Policy policy;
   policy.min_version = "TLSv1.3";

@@ -1,0 +1,157 @@
+"""`smtpsd check` and `smtpsd dev` as an administrator uses them."""
+
+import os
+import random
+import re
+import signal
+import smtplib
+import ssl
+import stat
+import subprocess
+import time
+import unittest
+
+from harness import SMTPSD, ServerTestCase, make_message, port_free
+
+
+def run(args, timeout=30):
+    return subprocess.run([SMTPSD] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout)
+
+
+class Check(ServerTestCase):
+    def dev_config(self):
+        directory = os.path.join(self.tmp, "cfg")
+        subprocess.run([SMTPSD, "dev", "--init-only", "--dir", directory], check=True,
+                       stdout=subprocess.DEVNULL, timeout=30)
+        path = os.path.join(directory, "smtpsd.toml")
+        with open(path) as f:
+            return path, f.read().split("\n")
+
+    def write_variant(self, lines, name):
+        path = os.path.join(self.tmp, "cfg", name)
+        with open(path, "w") as f:
+            f.write("\n".join(lines))
+        return path
+
+    def test_dev_config_is_ok(self):
+        path, _ = self.dev_config()
+        result = run(["check", "--config", path])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(b"configuration OK", result.stdout)
+
+    def test_unknown_key_names_file_line_and_key(self):
+        _, lines = self.dev_config()
+        index = lines.index('hostname = "localhost"') + 1
+        lines.insert(index, "hostnmae = \"typo.example\"")
+        path = self.write_variant(lines, "unknown.toml")
+        result = run(["check", "--config", path])
+        self.assertEqual(result.returncode, 2, result.stdout)
+        stderr = result.stderr.decode()
+        self.assertRegex(stderr, re.escape(path) + f":{index + 1}: " +
+                         r"(server\.)?hostnmae: unknown key")
+        self.assertNotIn("configuration OK", result.stdout.decode())
+
+    def test_tls1_min_version_refused(self):
+        _, lines = self.dev_config()
+        index = lines.index('min_version = "TLSv1.2"')
+        lines[index] = 'min_version = "TLSv1"'
+        path = self.write_variant(lines, "tls1.toml")
+        result = run(["check", "--config", path])
+        self.assertEqual(result.returncode, 2, result.stdout)
+        stderr = result.stderr.decode()
+        self.assertIn(path, stderr)
+        self.assertRegex(stderr, r"\btls\b")
+        self.assertIn("min_version", stderr)
+        self.assertNotIn("configuration OK", result.stdout.decode())
+
+    def test_missing_certificate_file_named(self):
+        _, lines = self.dev_config()
+        index = lines.index('certificate = "tls/server-rsa.pem"')
+        lines[index] = 'certificate = "tls/no-such-cert.pem"'
+        path = self.write_variant(lines, "nocert.toml")
+        result = run(["check", "--config", path])
+        self.assertEqual(result.returncode, 2, result.stdout)
+        self.assertIn("no-such-cert.pem", result.stderr.decode())
+        self.assertNotIn("configuration OK", result.stdout.decode())
+        # the server refuses to start with it, too
+        serve = run(["serve", "--config", path], timeout=30)
+        self.assertNotEqual(serve.returncode, 0)
+        self.assertIn("no-such-cert.pem", serve.stderr.decode())
+
+
+class DevMode(ServerTestCase):
+    def free_offset(self):
+        rng = random.Random()
+        for _ in range(200):
+            offset = rng.randrange(10000, 60000)
+            if all(port_free(base + offset) for base in (2465, 2587, 2525)):
+                return offset
+        self.skipTest("no free port offset found")
+
+    def test_dev_server_creates_files_and_receives_mail(self):
+        directory = os.path.join(self.tmp, "dev")
+        offset = self.free_offset()
+        out_path = os.path.join(self.tmp, "dev.out")
+        err_path = os.path.join(self.tmp, "dev.err")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            process = subprocess.Popen([SMTPSD, "dev", "--dir", directory, "--port-offset",
+                                        str(offset)], stdout=out, stderr=err)
+        try:
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                with open(err_path, "rb") as f:
+                    if b"event=started" in f.read():
+                        break
+                if process.poll() is not None:
+                    with open(err_path) as f:
+                        self.fail(f"dev server exited with {process.returncode}:\n{f.read()}")
+                time.sleep(0.05)
+            else:
+                with open(err_path) as f:
+                    self.fail("dev server did not start:\n" + f.read())
+            smtp_port = 2525 + offset
+            with open(out_path) as f:
+                instructions = f.read()
+            self.assertIn(os.path.join(directory, "tls", "ca.pem"), instructions)
+            self.assertIn(f"127.0.0.1:{smtp_port}", instructions)
+            self.assertIn(f"127.0.0.1:{2465 + offset}", instructions)
+            self.assertIn(f"127.0.0.1:{2587 + offset}", instructions)
+            self.assertIn("demo@localhost", instructions)
+
+            for name in ("tls/ca.pem", "smtpsd.toml", "demo.password"):
+                self.assertTrue(os.path.isfile(os.path.join(directory, name)), name)
+            mode = stat.S_IMODE(os.stat(os.path.join(directory, "demo.password")).st_mode)
+            self.assertEqual(mode, 0o600)
+            maildir = os.path.join(directory, "mail", "localhost", "demo")
+            for sub in ("tmp", "new", "cur"):
+                self.assertTrue(os.path.isdir(os.path.join(maildir, sub)), sub)
+
+            context = ssl.create_default_context(cafile=os.path.join(directory, "tls", "ca.pem"))
+            with smtplib.SMTP("localhost", smtp_port, timeout=10) as client:
+                client.starttls(context=context)
+                refused = client.sendmail("you@example.org", ["demo@localhost"],
+                                          make_message("dev mode", "dev@example.org"))
+                self.assertEqual(refused, {})
+            deadline = time.time() + 15
+            names = []
+            while time.time() < deadline and not names:
+                names = os.listdir(os.path.join(maildir, "new"))
+                time.sleep(0.05)
+            self.assertEqual(len(names), 1)
+            with open(os.path.join(maildir, "new", names[0]), "rb") as f:
+                self.assertIn(b"Message-ID: <dev@example.org>", f.read())
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                code = process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                code = None
+        self.assertEqual(code, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,299 @@
+"""Mail accepted over TLS ends up, intact and exactly once, in the recipient's Maildir."""
+
+import random
+import re
+import smtplib
+import time
+import unittest
+
+from harness import RawSession, ServerTestCase, make_message, strip_trace
+
+QUEUED = re.compile(r"queued as (\S+)")
+
+
+def message_ids(messages):
+    out = []
+    for message in messages:
+        match = re.search(rb"(?mi)^Message-ID: <([^>]+)>", message)
+        out.append(match.group(1).decode() if match else None)
+    return out
+
+
+class StartTlsDelivery(ServerTestCase):
+    def test_smtplib_starttls_verified_delivery_with_trace_headers(self):
+        server = self.new_server()
+        with server:
+            context = server.client_context()
+            self.assertTrue(context.check_hostname)
+            with smtplib.SMTP("localhost", server.ports["smtp"], timeout=10) as client:
+                client.ehlo("client.example")
+                self.assertTrue(client.has_extn("starttls"))
+                code, _ = client.starttls(context=context)
+                self.assertEqual(code, 220)
+                client.ehlo("client.example")
+                self.assertEqual(client.sock.version(), "TLSv1.3")
+                self.assertEqual(client.mail("you@example.org")[0], 250)
+                self.assertEqual(client.rcpt("demo@localhost")[0], 250)
+                body = make_message("first", "first@example.org")
+                code, text = client.data(body)
+                self.assertEqual(code, 250, text)
+                match = QUEUED.search(text.decode())
+                self.assertIsNotNone(match, text)
+                queue_id = match.group(1)
+            [message] = server.wait_delivered(1)
+            self.assertTrue(message.startswith(b"Return-Path: <you@example.org>\r\n"),
+                            message[:200])
+            headers = message.split(b"\r\n\r\n", 1)[0].decode()
+            received = re.search(r"(?m)^Received: [^\r\n]*(?:\r\n[ \t][^\r\n]*)*", headers)
+            self.assertIsNotNone(received, headers)
+            received = received.group(0)
+            self.assertIn("with ESMTPS", received)
+            self.assertIn("version=TLSv1.3", received)
+            self.assertIn(queue_id, received)
+            self.assertIn("for <demo@localhost>", received)
+            self.assertEqual(strip_trace(message), body)
+            self.assertIn(f"id={queue_id}", server.log())
+
+
+class BigMessage(ServerTestCase):
+    def test_20mib_dot_stuffed_8bit_message_arrives_byte_for_byte(self):
+        server = self.new_server(limits={"max_message_size": 64 * 1024 * 1024})
+        rng = random.Random(1234)
+        eight_bit = bytes(b for b in range(0x80, 0x100))
+        printable = bytes(range(0x20, 0x7f))
+        alphabet = printable + eight_bit
+        lines = [b"From: <you@example.org>", b"To: <demo@localhost>",
+                 b"Subject: big", b"Message-ID: <big@example.org>",
+                 b"MIME-Version: 1.0", b"Content-Type: text/plain; charset=latin1",
+                 b"Content-Transfer-Encoding: 8bit", b""]
+        size = sum(len(line) + 2 for line in lines)
+        specials = [b".", b"..", b".hidden", b"...", b". ", b"", b"\xe9t\xe9 \xff\xfe"]
+        target = 20 * 1024 * 1024
+        while size < target:
+            kind = rng.random()
+            if kind < 0.1:
+                line = rng.choice(specials)
+            elif kind < 0.4:
+                line = b"." + bytes(rng.choices(alphabet, k=rng.randrange(0, 997)))
+            elif kind < 0.45:
+                # the longest line RFC 5321 allows (a leading dot here is covered by
+                # test_998_octet_line_starting_with_dot_accepted)
+                line = b"x" + bytes(rng.choices(alphabet, k=997))
+            else:
+                line = bytes(rng.choices(alphabet, k=rng.randrange(0, 200)))
+            lines.append(line)
+            size += len(line) + 2
+        body = b"\r\n".join(lines) + b"\r\n"
+        self.assertGreaterEqual(len(body), target)
+        self.assertTrue(all(len(line) <= 998 for line in lines))
+        with server:
+            client = server.smtp(timeout=120)
+            self.assertTrue(client.has_extn("8bitmime"))
+            refused = client.sendmail("you@example.org", ["demo@localhost"], body,
+                                      mail_options=["BODY=8BITMIME"])
+            self.assertEqual(refused, {})
+            client.quit()
+            [message] = server.wait_delivered(1, timeout=60)
+            delivered = strip_trace(message)
+            self.assertEqual(len(delivered), len(body))
+            self.assertTrue(delivered == body, "delivered message differs from the one sent")
+
+    def test_998_octet_line_starting_with_dot_accepted(self):
+        # RFC 5321 4.5.3.1.6: 1000 octets including CRLF, "not counting the leading dot
+        # duplicated for transparency".
+        server = self.new_server()
+        line = b"." + b"d" * 997
+        body = make_message("dot line", "dotline@example.org", body="") + line + b"\r\n"
+        with server:
+            client = server.smtp()
+            self.assertEqual(client.mail("you@example.org")[0], 250)
+            self.assertEqual(client.rcpt("demo@localhost")[0], 250)
+            code, text = client.data(body)
+            self.assertEqual(code, 250, text)
+            client.quit()
+            [message] = server.wait_delivered(1)
+            self.assertEqual(strip_trace(message), body)
+
+
+class Recipients(ServerTestCase):
+    def test_relay_denied_for_foreign_domain(self):
+        server = self.new_server()
+        with server:
+            client = server.smtp()
+            self.assertEqual(client.mail("you@example.org")[0], 250)
+            code, text = client.rcpt("someone@example.com")
+            self.assertEqual(code, 550, text)
+            self.assertIn(b"5.7.1", text)
+            client.quit()
+
+    def test_unknown_local_user_refused(self):
+        server = self.new_server()
+        with server:
+            client = server.smtp()
+            self.assertEqual(client.mail("you@example.org")[0], 250)
+            code, text = client.rcpt("demo2@localhost")
+            self.assertEqual(code, 550, text)
+            self.assertIn(b"5.1.1", text)
+            client.quit()
+
+    def test_mixed_recipients_delivered_to_valid_one_only(self):
+        server = self.new_server()
+        with server:
+            client = server.smtp()
+            refused = client.sendmail("you@example.org",
+                                      ["demo@localhost", "demo2@localhost",
+                                       "someone@example.com"],
+                                      make_message("mixed", "mixed@example.org"))
+            self.assertEqual(set(refused), {"demo2@localhost", "someone@example.com"})
+            self.assertEqual(refused["demo2@localhost"][0], 550)
+            self.assertEqual(refused["someone@example.com"][0], 550)
+            client.quit()
+            [message] = server.wait_delivered(1)
+            self.assertIn(b"Subject: mixed", message)
+            server.wait_log(r"event=removed")
+            self.assertFalse(server.delivered("demo2@localhost"))
+            self.assertNotRegex(server.log(), r"rcpt=(demo2@localhost|someone@example\.com)")
+            self.assertEqual(len(re.findall(r"event=delivered ", server.log())), 1)
+
+
+class SizeLimit(ServerTestCase):
+    def test_size_parameter_above_limit_refused_at_mail(self):
+        server = self.new_server(limits={"max_message_size": 100000})
+        with server:
+            client = server.smtp()
+            self.assertEqual(client.esmtp_features.get("size"), "100000")
+            code, text = client.mail("you@example.org", ["SIZE=100001"])
+            self.assertEqual(code, 552, text)
+            self.assertIn(b"5.3.4", text)
+            code, text = client.mail("you@example.org", ["SIZE=99000"])
+            self.assertEqual(code, 250, text)
+            client.quit()
+
+    def test_oversized_body_without_size_refused_and_session_continues(self):
+        server = self.new_server(limits={"max_message_size": 100000})
+        with server:
+            client = server.smtp()
+            big = make_message("too big", "big@example.org", body="x" * 500 + "\r\n")
+            big = big + (b"y" * 900 + b"\r\n") * 200
+            self.assertEqual(client.mail("you@example.org")[0], 250)
+            self.assertEqual(client.rcpt("demo@localhost")[0], 250)
+            code, text = client.data(big)
+            self.assertEqual(code, 552, text)
+            self.assertIn(b"5.3.4", text)
+            # the same connection serves the next transaction
+            self.assertEqual(client.noop()[0], 250)
+            self.assertEqual(client.mail("you@example.org")[0], 250)
+            self.assertEqual(client.rcpt("demo@localhost")[0], 250)
+            code, text = client.data(make_message("small", "small@example.org"))
+            self.assertEqual(code, 250, text)
+            client.quit()
+            server.wait_delivered(1)
+            server.wait_log(r"event=removed")
+            time.sleep(0.3)
+            messages = server.delivered()
+            self.assertEqual(message_ids(messages), ["small@example.org"])
+            self.assertEqual(server.spool_ids(), [])
+
+
+class Pipelining(ServerTestCase):
+    def test_pipelined_transaction_in_one_write_after_starttls(self):
+        server = self.new_server()
+        server.start()  # stopped by tearDown, after the delivery checks
+        with RawSession(server.ports["smtp"]) as session:
+            session.greeting()
+            code, lines = session.cmd("EHLO client.example")
+            self.assertIn("PIPELINING", "\n".join(lines))
+            session.starttls(server.client_context())
+            code, lines = session.cmd("EHLO client.example")
+            self.assertEqual(code, 250)
+            self.assertIn("PIPELINING", "\n".join(lines))
+            body = make_message("pipelined", "pipe@example.org")
+            session.send(b"MAIL FROM:<you@example.org>\r\n"
+                         b"RCPT TO:<demo@localhost>\r\n"
+                         b"RCPT TO:<nobody@localhost>\r\n"
+                         b"DATA\r\n" + body + b".\r\nQUIT\r\n")
+            codes = [session.reply()[0] for _ in range(6)]
+            self.assertEqual(codes, [250, 250, 550, 354, 250, 221])
+            self.assertTrue(session.wait_closed(5))
+        [message] = server.wait_delivered(1)
+        self.assertEqual(strip_trace(message), body)
+
+
+class Chunking(ServerTestCase):
+    def test_bdat_two_chunks_delivered_verbatim(self):
+        server = self.new_server()
+        chunk1 = b"From: <you@example.org>\r\nSubject: chunked\r\n\r\nfirst part\r\n.\r\n.dot\r\n"
+        chunk2 = b"second part\r\n\xc3\xa9t\xc3\xa9\r\n"
+        server.start()  # stopped by tearDown, after the delivery checks
+        with RawSession(server.ports["smtp"]) as session:
+            session.greeting()
+            session.cmd("EHLO client.example")
+            session.starttls(server.client_context())
+            code, lines = session.cmd("EHLO client.example")
+            self.assertIn("CHUNKING", "\n".join(lines))
+            self.assertEqual(session.cmd("MAIL FROM:<you@example.org>")[0], 250)
+            self.assertEqual(session.cmd("RCPT TO:<demo@localhost>")[0], 250)
+            session.send(b"BDAT %d\r\n" % len(chunk1) + chunk1)
+            code, lines = session.reply()
+            self.assertEqual(code, 250, lines)
+            session.send(b"BDAT %d LAST\r\n" % len(chunk2) + chunk2)
+            code, lines = session.reply()
+            self.assertEqual(code, 250, lines)
+            self.assertRegex(lines[-1], r"queued as \S+")
+            self.assertEqual(session.cmd("QUIT")[0], 221)
+        [message] = server.wait_delivered(1)
+        self.assertEqual(strip_trace(message), chunk1 + chunk2)
+
+
+class CrashRecovery(ServerTestCase):
+    def test_kill9_right_after_250_delivers_exactly_once_after_restart(self):
+        server = self.new_server()
+        server.start()
+        body = make_message("crash", "crash@example.org")
+        with RawSession(server.ports["smtp"]) as session:
+            session.greeting()
+            session.cmd("EHLO client.example")
+            session.starttls(server.client_context())
+            session.cmd("EHLO client.example")
+            session.send(b"MAIL FROM:<you@example.org>\r\nRCPT TO:<demo@localhost>\r\nDATA\r\n")
+            self.assertEqual([session.reply()[0] for _ in range(3)], [250, 250, 354])
+            session.send(body + b".\r\n")
+            code, lines = session.reply()
+            server.kill9()
+        self.assertEqual(code, 250, lines)
+        server.start()
+        server.wait_delivered(1)
+        deadline = time.time() + 10
+        while server.spool_ids() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(server.spool_ids(), [])
+        time.sleep(0.3)
+        messages = server.delivered()
+        self.assertEqual(message_ids(messages), ["crash@example.org"])
+        self.assertEqual(strip_trace(messages[0]), body)
+        self.assertTrue(server.alive())
+
+    def test_messages_queued_before_restart_delivered_exactly_once(self):
+        server = self.new_server()
+        server.start()
+        client = server.smtp()
+        for i in range(20):
+            refused = client.sendmail("you@example.org", ["demo@localhost"],
+                                      make_message(f"n{i}", f"restart-{i}@example.org"))
+            self.assertEqual(refused, {})
+        client.quit()
+        self.assertEqual(server.stop(), 0)
+        server.start()
+        server.wait_delivered(20)
+        deadline = time.time() + 10
+        while server.spool_ids() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(server.spool_ids(), [])
+        time.sleep(0.3)
+        ids = message_ids(server.delivered())
+        self.assertEqual(len(ids), 20)
+        self.assertEqual(sorted(ids), sorted(f"restart-{i}@example.org" for i in range(20)))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,294 @@
+"""Misbehaving clients get clear errors, lose nothing and never disturb other clients."""
+
+import os
+import re
+import signal
+import socket
+import ssl
+import time
+import unittest
+
+from harness import RawSession, ServerTestCase, make_message, raw_connect, strip_trace
+
+
+def tls_session(server, role="smtp"):
+    session = RawSession(server.ports[role])
+    session.greeting()
+    session.cmd("EHLO client.example")
+    session.starttls(server.client_context())
+    code, lines = session.cmd("EHLO client.example")
+    assert code == 250, lines
+    return session
+
+
+def start_data(test, session, rcpt="demo@localhost"):
+    test.assertEqual(session.cmd("MAIL FROM:<you@example.org>")[0], 250)
+    test.assertEqual(session.cmd(f"RCPT TO:<{rcpt}>")[0], 250)
+    test.assertEqual(session.cmd("DATA")[0], 354)
+
+
+def send_message(test, session, body):
+    start_data(test, session)
+    session.send(body + b".\r\n")
+    return session.reply()
+
+
+def client_hello(server):
+    """The first flight of a real TLS handshake (a ClientHello record)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = server.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def subjects(messages):
+    return [m.group(1).decode() if (m := re.search(rb"(?m)^Subject: ([^\r\n]*)", msg))
+            else None for msg in messages]
+
+
+class LongLines(ServerTestCase):
+    def test_10000_byte_command_line_refused_and_session_continues(self):
+        server = self.new_server()
+        with server, RawSession(server.ports["smtp"]) as session:
+            session.greeting()
+            session.cmd("EHLO client.example")
+            line = "NOOP " + "a" * (10000 - 7)
+            self.assertEqual(len(line) + 2, 10000)
+            code, lines = session.cmd(line)
+            self.assertEqual(code, 500, lines)
+            self.assertRegex(lines[-1], r"^500 5\.5\.\d")
+            code, lines = session.cmd("NOOP")
+            self.assertEqual(code, 250, lines)
+            other = server.smtp()
+            self.assertEqual(other.noop()[0], 250)
+            other.quit()
+            self.assertEqual(session.cmd("QUIT")[0], 221)
+
+
+class Abuse(ServerTestCase):
+    def test_garbage_and_abrupt_disconnects_leave_server_serving(self):
+        server = self.new_server()
+        with server:
+            # binary garbage on every port
+            for role in ("smtp", "submission", "submissions", "smtp", "submissions"):
+                sock = raw_connect(server.ports[role])
+                try:
+                    sock.sendall(os.urandom(64 * 1024))
+                    sock.settimeout(2)
+                    while sock.recv(65536):
+                        pass
+                except OSError:
+                    pass
+                finally:
+                    sock.close()
+            # connect and close at once
+            for role in ("smtp", "submission", "submissions"):
+                for _ in range(3):
+                    raw_connect(server.ports[role]).close()
+            # close in the middle of DATA
+            session = tls_session(server)
+            start_data(self, session)
+            session.send(b"From: <you@example.org>\r\nSubject: middata\r\n\r\npartial body\r\n")
+            time.sleep(0.2)
+            session.close()
+            # close in the middle of a TLS handshake, implicit and after STARTTLS
+            hello = client_hello(server)
+            sock = raw_connect(server.ports["submissions"])
+            sock.sendall(hello[: len(hello) // 2])
+            sock.close()
+            sock = raw_connect(server.ports["submissions"])
+            sock.sendall(hello)
+            time.sleep(0.1)
+            sock.close()
+            with RawSession(server.ports["smtp"]) as half:
+                half.greeting()
+                half.cmd("EHLO client.example")
+                self.assertEqual(half.cmd("STARTTLS")[0], 220)
+                half.send(hello[:40])
+            # the server still serves
+            self.assertTrue(server.alive())
+            client = server.smtp()
+            refused = client.sendmail("you@example.org", ["demo@localhost"],
+                                      make_message("after abuse", "after@example.org"))
+            self.assertEqual(refused, {})
+            client.quit()
+            server.wait_delivered(1)
+            server.wait_log(r"event=removed")
+            time.sleep(0.3)
+            self.assertEqual(subjects(server.delivered()), ["after abuse"])
+            self.assertEqual(server.log().count("event=accepted "), 1)
+            self.assertEqual(server.spool_ids(), [])
+            self.assertTrue(server.alive())
+
+
+SMUGGLED = (b"From: <you@example.org>\r\nSubject: smuggle\r\n\r\nhello\n.\r\n"
+            b"MAIL FROM:<evil@example.com>\r\nRCPT TO:<demo@localhost>\r\nDATA\r\n"
+            b"From: <evil@example.com>\r\nSubject: smuggled\r\n\r\nevil\r\n")
+
+
+class BareLineEndings(ServerTestCase):
+    def test_bare_lf_in_data_refused_by_default(self):
+        server = self.new_server()
+        with server:
+            session = tls_session(server)
+            code, lines = send_message(
+                self, session, b"From: <you@example.org>\r\nSubject: bare\r\n\r\nline\nmore\r\n")
+            self.assertEqual(code // 100, 5, lines)
+            # nothing of it was queued; the session goes on
+            code, lines = send_message(self, session, make_message("sentinel"))
+            self.assertEqual(code, 250, lines)
+            self.assertEqual(session.cmd("QUIT")[0], 221)
+            session.close()
+            server.wait_delivered(1)
+            server.wait_log(r"event=removed")
+            time.sleep(0.3)
+            self.assertEqual(subjects(server.delivered()), ["sentinel"])
+
+    def test_bare_lf_normalized_when_configured(self):
+        server = self.new_server(limits={"normalize_bare_line_endings": True})
+        with server:
+            session = tls_session(server)
+            code, lines = send_message(
+                self, session, b"From: <you@example.org>\r\nSubject: bare\r\n\r\nline\nmore\r\n")
+            self.assertEqual(code, 250, lines)
+            session.cmd("QUIT")
+            session.close()
+            [message] = server.wait_delivered(1)
+            self.assertEqual(strip_trace(message),
+                             b"From: <you@example.org>\r\nSubject: bare\r\n\r\nline\r\nmore\r\n")
+
+    def test_smuggled_transaction_not_executed_strict(self):
+        server = self.new_server()
+        with server:
+            session = tls_session(server)
+            code, lines = send_message(self, session, SMUGGLED)
+            self.assertEqual(code // 100, 5, lines)
+            # the very next reply answers our NOOP: no hidden transaction was run
+            code, lines = session.cmd("NOOP")
+            self.assertEqual(code, 250, lines)
+            self.assertNotIn("queued", lines[-1])
+            code, lines = send_message(self, session, make_message("sentinel"))
+            self.assertEqual(code, 250, lines)
+            session.cmd("QUIT")
+            session.close()
+            server.wait_delivered(1)
+            server.wait_log(r"event=removed")
+            time.sleep(0.3)
+            self.assertEqual(subjects(server.delivered()), ["sentinel"])
+            self.assertEqual(server.log().count("event=accepted "), 1)
+            self.assertNotIn("evil@example.com", server.log())
+
+    def test_smuggled_transaction_not_executed_when_normalizing(self):
+        server = self.new_server(limits={"normalize_bare_line_endings": True})
+        with server:
+            session = tls_session(server)
+            code, lines = send_message(self, session, SMUGGLED)
+            self.assertEqual(code, 250, lines)
+            self.assertIn("queued as", lines[-1])
+            code, lines = session.cmd("NOOP")
+            self.assertEqual(code, 250, lines)
+            self.assertNotIn("queued", lines[-1])
+            session.cmd("QUIT")
+            session.close()
+            [message] = server.wait_delivered(1)
+            server.wait_log(r"event=removed")
+            time.sleep(0.3)
+            self.assertEqual(len(server.delivered()), 1)
+            self.assertIn(b"Subject: smuggle\r\n", message)
+            self.assertIn(b"\r\nMAIL FROM:<evil@example.com>\r\n", message)
+            self.assertEqual(server.log().count("event=accepted "), 1)
+            self.assertNotRegex(server.log(), r"event=accepted .*from=evil@example\.com")
+
+
+class ErrorLimit(ServerTestCase):
+    def test_too_many_errors_closes_session(self):
+        server = self.new_server(limits={"max_errors": 3})
+        with server, RawSession(server.ports["smtp"]) as session:
+            session.greeting()
+            session.cmd("EHLO client.example")
+            codes, last = [], None
+            for i in range(4):
+                session.send(f"BOGUS{i}\r\n")
+                try:
+                    code, lines = session.reply()
+                except ConnectionError:
+                    break
+                codes.append(code)
+                last = lines
+                if code == 421:
+                    break
+            self.assertEqual(codes[:3], [500, 500, 500])
+            self.assertEqual(codes[-1], 421, codes)
+            self.assertLessEqual(len(codes), 4)
+            self.assertIn("4.7.0", last[-1])
+            self.assertTrue(session.wait_closed(5))
+            other = server.smtp()
+            self.assertEqual(other.noop()[0], 250)
+            other.quit()
+
+
+class Timeouts(ServerTestCase):
+    def test_idle_command_timeout(self):
+        server = self.new_server(timeouts={"command": 2})
+        with server, RawSession(server.ports["smtp"]) as session:
+            session.greeting()
+            started = time.time()
+            session.sock.settimeout(6)
+            try:
+                code, lines = session.reply()
+            except TimeoutError:
+                self.fail("no reply 6 s into an idle session (timeouts.command = 2)")
+            elapsed = time.time() - started
+            self.assertEqual(code, 421, lines)
+            self.assertIn("4.4.2", lines[-1])
+            self.assertGreater(elapsed, 1.5)
+            self.assertLess(elapsed, 4)
+            self.assertTrue(session.wait_closed(3))
+
+    def test_slow_sender_in_data_times_out(self):
+        server = self.new_server(timeouts={"data": 2})
+        with server:
+            session = tls_session(server)
+            start_data(self, session)
+            session.send(b"From: <you@example.org>\r\nSubject: slow\r\n\r\nstarted\r\n")
+            started = time.time()
+            session.sock.settimeout(6)
+            try:
+                code, lines = session.reply()
+            except TimeoutError:
+                self.fail("no reply 6 s after the sender stalled in DATA (timeouts.data = 2)")
+            elapsed = time.time() - started
+            self.assertEqual(code, 421, lines)
+            self.assertIn("4.4.2", lines[-1])
+            self.assertGreater(elapsed, 1.5)
+            self.assertLess(elapsed, 4)
+            self.assertTrue(session.wait_closed(3))
+            session.close()
+            time.sleep(0.3)
+            self.assertEqual(server.delivered(), [])
+            self.assertNotIn("event=accepted ", server.log())
+
+
+class Shutdown(ServerTestCase):
+    def test_sigterm_during_idle_session(self):
+        server = self.new_server()
+        server.start()
+        session = tls_session(server)
+        self.assertEqual(session.cmd("NOOP")[0], 250)
+        server.process.send_signal(signal.SIGTERM)
+        server.wait_log(r"event=stopping")
+        code, lines = session.cmd("NOOP")
+        self.assertEqual(code, 421, lines)
+        self.assertIn("4.3.2", lines[-1])
+        self.assertTrue(session.wait_closed(5))
+        session.close()
+        self.assertEqual(server.process.wait(timeout=12), 0)
+        with self.assertRaises(OSError):
+            raw_connect(server.ports["smtp"], timeout=2).close()
+
+
+if __name__ == "__main__":
+    unittest.main()
