@@ -1,13 +1,15 @@
 // server.cpp — see server.h.
 #include "net/server.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
-#include <asio/ssl.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -76,18 +78,27 @@ auto async_commit(queue::GroupCommitter& committer, queue::SpoolWriter& writer, 
 }  // namespace
 
 // One client connection. Owned by its coroutine (and the watchdog, through shared_ptr).
+//
+// TLS is OpenSSL driven directly over the non-blocking socket (a socket BIO), with Asio
+// only waiting for readiness. Unlike asio::ssl::stream, which keeps two 17 KiB buffers per
+// connection for life, this lets SSL_MODE_RELEASE_BUFFERS free OpenSSL's record buffers
+// while a connection is idle (DESIGN.md §5: ≤ 64 KiB per open TLS connection).
 struct Connection {
-  Connection(tcp::socket socket, asio::ssl::context& tls)
-      : stream(std::move(socket), tls), timer(stream.get_executor()) {}
+  explicit Connection(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
 
-  asio::ssl::stream<tcp::socket> stream;
+  struct SslDeleter {
+    void operator()(SSL* ssl) const { SSL_free(ssl); }
+  };
+
+  tcp::socket socket;
+  std::unique_ptr<SSL, SslDeleter> ssl;  // set once the handshake starts
   asio::steady_timer timer;
   Clock::time_point deadline = Clock::time_point::max();
   bool tls = false;
   bool timed_out = false;
   bool finished = false;
   std::atomic<bool> shutting_down{false};
-  std::array<char, 16 * 1024> read_buffer;
+  std::array<char, 8 * 1024> read_buffer;
 
   // Sets the deadline of the next step. A later deadline is picked up when the watchdog's
   // timer fires; an earlier one (data after a command, a command after the handshake) must
@@ -100,38 +111,106 @@ struct Connection {
     if (sooner) timer.cancel();
   }
 
+  // Waits until OpenSSL can make progress after `ssl_error`; false (with `error` set) when
+  // it cannot (a real failure, or the wait was cancelled by the watchdog or shutdown).
+  awaitable<bool> wait_for_ssl(int ssl_error, std::error_code& error) {
+    if (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE) {
+      auto [ec] = co_await socket.async_wait(
+          ssl_error == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write,
+          use_nothrow);
+      error = ec;
+      co_return !ec;
+    }
+    if (ssl_error == SSL_ERROR_ZERO_RETURN ||
+        (ssl_error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+      error = asio::error::eof;  // close_notify, or the peer closed TCP
+    } else {
+      error = asio::error::connection_aborted;  // SSL_ERROR_SSL: reason is on the queue
+    }
+    co_return false;
+  }
+
+  // Server side handshake on the socket; on failure `reason` says why, for the log.
+  awaitable<bool> handshake(SSL_CTX* context, std::string& reason) {
+    ssl.reset(SSL_new(context));
+    if (!ssl || SSL_set_fd(ssl.get(), static_cast<int>(socket.native_handle())) != 1) {
+      reason = "cannot create TLS session: " + tls::last_error_reason();
+      co_return false;
+    }
+    SSL_set_accept_state(ssl.get());
+    for (;;) {
+      ERR_clear_error();
+      int result = SSL_do_handshake(ssl.get());
+      if (result == 1) co_return true;
+      int ssl_error = SSL_get_error(ssl.get(), result);
+      std::error_code error;
+      if (co_await wait_for_ssl(ssl_error, error)) continue;
+      if (timed_out) {
+        reason = "handshake timeout";
+      } else if (error == asio::error::eof) {
+        reason = "client closed the connection during the handshake";
+      } else if (ssl_error == SSL_ERROR_SSL) {
+        reason = tls::last_error_reason();  // "wrong version number", "no shared cipher"
+      } else {
+        reason = error.message();
+      }
+      ERR_clear_error();
+      co_return false;
+    }
+  }
+
   awaitable<std::size_t> read_some(std::error_code& error) {
-    auto buffer = asio::buffer(read_buffer);
-    if (tls) {
-      auto [ec, n] = co_await stream.async_read_some(buffer, use_nothrow);
+    if (!tls) {
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(read_buffer), use_nothrow);
       error = ec;
       co_return n;
     }
-    auto [ec, n] = co_await stream.next_layer().async_read_some(buffer, use_nothrow);
-    error = ec;
-    co_return n;
+    for (;;) {
+      ERR_clear_error();
+      std::size_t n = 0;
+      if (SSL_read_ex(ssl.get(), read_buffer.data(), read_buffer.size(), &n) == 1) co_return n;
+      int ssl_error = SSL_get_error(ssl.get(), 0);
+      if (!co_await wait_for_ssl(ssl_error, error)) co_return 0;
+    }
   }
 
   awaitable<std::error_code> write_all(std::string_view data) {
-    auto buffer = asio::buffer(data.data(), data.size());
-    if (tls) {
-      auto [ec, n] = co_await asio::async_write(stream, buffer, use_nothrow);
+    if (!tls) {
+      auto [ec, n] =
+          co_await asio::async_write(socket, asio::buffer(data.data(), data.size()), use_nothrow);
       co_return ec;
     }
-    auto [ec, n] = co_await asio::async_write(stream.next_layer(), buffer, use_nothrow);
-    co_return ec;
+    while (!data.empty()) {
+      ERR_clear_error();
+      std::size_t n = 0;
+      if (SSL_write_ex(ssl.get(), data.data(), data.size(), &n) == 1) {
+        data.remove_prefix(n);
+        continue;
+      }
+      std::error_code error;
+      if (!co_await wait_for_ssl(SSL_get_error(ssl.get(), 0), error)) co_return error;
+    }
+    co_return std::error_code{};
+  }
+
+  // RFC 8446 §6.1: send close_notify before closing. The peer's own close_notify is not
+  // waited for (the connection is done either way), so this never blocks.
+  void send_close_notify() {
+    if (!ssl || !tls) return;
+    ERR_clear_error();
+    SSL_shutdown(ssl.get());
+    ERR_clear_error();
   }
 
   void close() {
     std::error_code ignored;
-    stream.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
-    stream.next_layer().close(ignored);
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
   }
 };
 
 struct Listener {
   ListenerOptions options;
-  std::unique_ptr<asio::ssl::context> tls;
   std::unique_ptr<tcp::acceptor> acceptor;
 };
 
@@ -191,7 +270,8 @@ struct Server::Impl {
       }
       std::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      auto connection = std::make_shared<Connection>(std::move(socket), *listener.tls);
+      socket.non_blocking(true, ignored);
+      auto connection = std::make_shared<Connection>(std::move(socket));
       {
         std::lock_guard lock(connections_mutex);
         connections.insert(connection);
@@ -213,7 +293,7 @@ struct Server::Impl {
         connection->timed_out = true;
         connection->deadline = Clock::now() + kShutdownGrace;
         std::error_code ignored;
-        connection->stream.next_layer().cancel(ignored);
+        connection->socket.cancel(ignored);
       }
     }
   }
@@ -222,7 +302,7 @@ struct Server::Impl {
     const ListenerOptions& options = listener.options;
     std::string session_id = new_session_id();
     std::error_code ec;
-    tcp::endpoint peer = connection->stream.next_layer().remote_endpoint(ec);
+    tcp::endpoint peer = connection->socket.remote_endpoint(ec);
     std::string client = ec ? "unknown" : endpoint_address(peer);
     unsigned short client_port = ec ? 0 : peer.port();
     auto started = Clock::now();
@@ -233,7 +313,7 @@ struct Server::Impl {
         .kv("client_port", client_port);
 
     connection->arm(options.handshake_timeout);
-    asio::co_spawn(connection->stream.get_executor(), watchdog(connection), asio::detached);
+    asio::co_spawn(connection->socket.get_executor(), watchdog(connection), asio::detached);
 
     smtp::ServerSession session(options.session);
     std::unique_ptr<queue::SpoolWriter> writer;
@@ -243,26 +323,25 @@ struct Server::Impl {
 
     auto handshake = [&]() -> awaitable<bool> {
       connection->arm(options.handshake_timeout);
-      auto [error] =
-          co_await connection->stream.async_handshake(asio::ssl::stream_base::server, use_nothrow);
-      if (error) {
-        // Asio has already taken OpenSSL's error off the queue: the error_code carries it, and
-        // its message is OpenSSL's reason ("unsupported protocol", "wrong version number").
-        std::string reason = error.message();
-        if (error == asio::error::eof || error == asio::ssl::error::stream_truncated) {
-          reason = "client closed the connection during the handshake";
-        }
-        if (connection->timed_out) reason = "handshake timeout";
+      std::string reason;
+      if (!co_await connection->handshake(options.tls_context, reason)) {
         obs::Log("tls_handshake_failed", obs::Level::kWarning)
             .kv("session", session_id)
             .kv("role", options.role)
             .kv("client", client)
             .kv("reason", reason);
-        ERR_clear_error();
         co_return false;
       }
       connection->tls = true;
-      tls::SessionDescription d = tls::describe(connection->stream.native_handle());
+#ifdef TCP_QUICKACK
+      // After STARTTLS the client speaks next (EHLO), right behind its Finished message. A
+      // client without TCP_NODELAY (Python's smtplib, for one) holds that EHLO back until
+      // its Finished is acknowledged, and a delayed ACK costs it 40 ms: acknowledge now.
+      int quick_ack = 1;
+      ::setsockopt(connection->socket.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &quick_ack,
+                   sizeof quick_ack);
+#endif
+      tls::SessionDescription d = tls::describe(connection->ssl.get());
       session.tls_established(smtp::TlsInfo{d.version, d.cipher, d.sni});
       obs::Log("tls")
           .kv("session", session_id)
@@ -440,12 +519,7 @@ struct Server::Impl {
       close_reason = "http request (cross-protocol)";
       obs::Log("http_refused", obs::Level::kWarning).kv("session", session_id).kv("client", client);
     }
-    if (connection->tls && !connection->timed_out) {
-      // RFC 8446 §6.1: end TLS with close_notify. Asio's shutdown also waits for the peer's
-      // close_notify (or its TCP close); the watchdog bounds that wait.
-      connection->arm(std::chrono::seconds(2));
-      co_await connection->stream.async_shutdown(use_nothrow);
-    }
+    if (!connection->timed_out) connection->send_close_notify();
     connection->finished = true;
     connection->timer.cancel();
     connection->close();
@@ -494,9 +568,9 @@ struct Server::Impl {
       open.assign(connections.begin(), connections.end());
     }
     for (auto& connection : open) {
-      asio::post(connection->stream.get_executor(), [connection] {
+      asio::post(connection->socket.get_executor(), [connection] {
         std::error_code ignored;
-        connection->stream.next_layer().cancel(ignored);
+        connection->socket.cancel(ignored);
       });
     }
     // Sessions that do not finish within the grace period are cut.
@@ -518,8 +592,6 @@ Server::~Server() = default;
 base::Expected<std::uint16_t, std::string> Server::listen(const ListenerOptions& options) {
   auto listener = std::make_unique<Listener>();
   listener->options = options;
-  SSL_CTX_up_ref(options.tls_context);
-  listener->tls = std::make_unique<asio::ssl::context>(options.tls_context);
   std::error_code ec;
   asio::ip::address address = asio::ip::make_address(options.address, ec);
   if (ec) {
