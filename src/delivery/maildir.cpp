@@ -363,16 +363,12 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
   if (::fsync(target.get()) != 0) return fail("fsync", errno);
   if (int error = target.close()) return fail("close", error);
 
-  // link(2) as the spec says: it never replaces an existing new/<file>. Where a filesystem
-  // has no hard links, rename(2) does the same job (the name is ours alone).
-  if (::linkat(tmp_dir.get(), file.c_str(), new_dir.get(), file.c_str(), 0) != 0 &&
-      errno != EEXIST) {
-    if (errno != EPERM && errno != EOPNOTSUPP && errno != EMLINK) return fail("link", errno);
-    if (::renameat(tmp_dir.get(), file.c_str(), new_dir.get(), file.c_str()) != 0) {
-      return fail("rename", errno);
-    }
+  // The Maildir spec moves tmp/ → new/ with link(2) so as never to replace a file; our name
+  // is deterministic per (message, recipient) and was checked absent above, so rename(2)
+  // does the same job in one step (no unlink of tmp/ afterwards).
+  if (::renameat(tmp_dir.get(), file.c_str(), new_dir.get(), file.c_str()) != 0) {
+    return fail("rename", errno);
   }
-  ::unlinkat(tmp_dir.get(), file.c_str(), 0);
   if (::fsync(new_dir.get()) != 0) return transient(system_error("fsync", new_path, errno));
   return DeliveryResult{DeliveryStatus::kDelivered, new_path + "/" + file, std::string(kTransport)};
 }

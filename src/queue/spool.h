@@ -94,7 +94,8 @@ class Spool {
   // Ids of committed messages, oldest first.
   std::vector<std::string> list() const;
   base::Expected<StoredMessage, SpoolError> load(const std::string& id) const;
-  // Removes queue/<id> and fsyncs queue/ (after every recipient is delivered).
+  // Removes queue/<id> (after every recipient is delivered). Not fsynced: a removal undone
+  // by a crash only makes the message be delivered again, idempotently.
   base::Expected<base::Ok, SpoolError> remove(const std::string& id);
   // fsync(2) of queue/: makes the renames of publish() durable (one call for a whole batch).
   base::Expected<base::Ok, SpoolError> sync_queue_dir();
