@@ -128,6 +128,10 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
   if (on_ready) on_ready();
   server.run();
   committer.stop();
+  queue::GroupCommitter::Stats commits = committer.stats();
+  obs::Log("group_commit")
+      .kv("messages", commits.messages)
+      .kv("directory_syncs", commits.directory_syncs);
   scheduler.stop();
   return 0;
 }

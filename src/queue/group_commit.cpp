@@ -50,6 +50,11 @@ void GroupCommitter::stop() {
   threads_.clear();
 }
 
+GroupCommitter::Stats GroupCommitter::stats() const {
+  return Stats{messages_.load(std::memory_order_relaxed),
+               directory_syncs_.load(std::memory_order_relaxed)};
+}
+
 void GroupCommitter::run() {
   std::vector<Pending> batch;
   for (;;) {
@@ -84,10 +89,12 @@ void GroupCommitter::commit_batch(std::vector<Pending>& batch) {
     if (seen) continue;
     synced_spools.push_back(spool);
     auto directory = spool->sync_queue_dir();
+    directory_syncs_.fetch_add(1, std::memory_order_relaxed);
     for (std::size_t j = i; j < batch.size(); ++j) {
       if (errors[j] || &batch[j].writer->spool() != spool) continue;
       if (directory) {
         batch[j].writer->mark_committed();
+        messages_.fetch_add(1, std::memory_order_relaxed);
       } else {
         batch[j].writer->abort();
         errors[j] = directory.error();

@@ -10,7 +10,9 @@
 // has its file removed (tmp/<id>, or queue/<id> if the directory fsync failed).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -38,18 +40,28 @@ class GroupCommitter {
   // Commits everything already queued, then joins the threads. Idempotent.
   void stop();
 
+  // How well batching works: messages committed and queue/ directory fsyncs done for them
+  // (without batching the two are equal).
+  struct Stats {
+    std::uint64_t messages = 0;
+    std::uint64_t directory_syncs = 0;
+  };
+  Stats stats() const;
+
  private:
   struct Pending {
     SpoolWriter* writer;
     Done done;
   };
   void run();
-  static void commit_batch(std::vector<Pending>& batch);
+  void commit_batch(std::vector<Pending>& batch);
 
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<Pending> pending_;  // guarded by mutex_
   bool stopping_ = false;         // guarded by mutex_
+  std::atomic<std::uint64_t> messages_{0};
+  std::atomic<std::uint64_t> directory_syncs_{0};
   std::vector<std::thread> threads_;
 };
 

@@ -131,6 +131,33 @@ TEST_F(GroupCommitTest, FiftyWritersFromSeveralThreadsAllLandInQueue) {
   EXPECT_EQ(count_entries(root_ + "/spool/queue"), static_cast<std::size_t>(kThreads * kPerThread));
 }
 
+TEST_F(GroupCommitTest, ConcurrentCommitsShareDirectoryFsyncs) {
+  // 100 messages queued at once by one thread: the committer thread finds most of them
+  // pending together and syncs queue/ once per batch, not once per message.
+  GroupCommitter committer(1);
+  Completions completions;
+  constexpr std::size_t kMessages = 100;
+  std::vector<std::unique_ptr<SpoolWriter>> writers;
+  for (std::size_t i = 0; i < kMessages; ++i) {
+    auto writer = spool_->begin(simple_envelope(), 1);
+    ASSERT_TRUE(writer);
+    ASSERT_TRUE((*writer)->append("batched\r\n"));
+    writers.push_back(std::move(*writer));
+  }
+  for (auto& writer : writers) {
+    committer.commit_async(*writer, [&](base::Expected<base::Ok, SpoolError> result) {
+      completions.add(result.has_value(), std::this_thread::get_id());
+    });
+  }
+  ASSERT_TRUE(completions.wait(kMessages));
+  EXPECT_EQ(completions.succeeded(), kMessages);
+  GroupCommitter::Stats stats = committer.stats();
+  EXPECT_EQ(stats.messages, kMessages);
+  EXPECT_GE(stats.directory_syncs, 1u);
+  // The first batch may hold a single message; the rest arrive while it syncs.
+  EXPECT_LT(stats.directory_syncs, kMessages / 2) << "batching did not happen";
+}
+
 TEST_F(GroupCommitTest, AFailedWriterFailsAloneAndIsRemoved) {
   GroupCommitter committer(1);
   Completions completions;
