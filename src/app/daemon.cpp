@@ -2,6 +2,7 @@
 #include "app/daemon.h"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +10,9 @@
 #include <vector>
 
 #include "app/local_recipients.h"
+#include "auth/failure_limiter.h"
+#include "auth/sasl.h"
+#include "auth/user_store.h"
 #include "delivery/maildir.h"
 #include "net/server.h"
 #include "obs/log.h"
@@ -21,30 +25,66 @@
 namespace app {
 namespace {
 
-smtp::SessionConfig session_config(const config::Config& config, const config::Listener& l) {
+// The session policy of a listener (DESIGN.md §3): submission roles require AUTH, relay for
+// authenticated users and check that the sender belongs to them; the smtp role never
+// offers AUTH and accepts mail for the local domains only.
+smtp::SessionConfig session_config(const config::Config& config, const config::Listener& l,
+                                   auth::UserDirectory& users) {
   smtp::SessionConfig session;
   session.hostname = config.hostname;
   session.limits = config.limits;
+  const bool submission = l.role != config::Role::kSmtp;
   switch (l.role) {
     case config::Role::kSubmissions:
       session.tls_mode = smtp::TlsMode::kImplicit;
-      // XXX: no mail on submission roles until AUTH lands (issue "AUTH and submission").
-      session.accepts_mail = false;
       break;
     case config::Role::kSubmission:
       session.tls_mode = smtp::TlsMode::kStartTlsRequired;
-      session.accepts_mail = false;
       break;
     case config::Role::kSmtp:
       session.tls_mode =
           l.require_tls ? smtp::TlsMode::kStartTlsRequired : smtp::TlsMode::kStartTlsOptional;
-      session.accepts_mail = true;
       break;
   }
-  session.check_recipient = [&config](std::string_view address) {
-    return verdict_for_inbound(config, address);
+  if (submission) {
+    session.auth_mechanisms = auth::mechanisms_offered(/*have_tls_exporter=*/true);
+    session.require_auth = true;
+    session.allow_null_sender = false;  // bounces come from servers, not from users
+    session.may_send_as = [&users](std::string_view user, std::string_view sender) {
+      auto store = users.current();
+      return store && store->may_send_as(user, sender);
+    };
+  }
+  session.check_recipient = [&config, submission](std::string_view address, std::string_view user) {
+    smtp::RecipientVerdict verdict = verdict_for_inbound(config, address);
+    // An authenticated user may send anywhere: mail for other domains is queued for
+    // onward delivery (the queue issue delivers it; until then it waits in the spool).
+    if (submission && !user.empty() && verdict == smtp::RecipientVerdict::kRelayDenied) {
+      return smtp::RecipientVerdict::kAccept;
+    }
+    return verdict;
   };
   return session;
+}
+
+// Each connection is a descriptor, and so is each spool and Maildir file it touches:
+// raise the soft limit to the hard one (the default soft limit, 1024, would refuse
+// connections long before max_connections) and say so when even that is too low.
+void raise_open_file_limit(std::size_t max_connections) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  // One descriptor per connection, plus the spool and Maildir files of messages in flight.
+  rlim_t wanted = static_cast<rlim_t>(max_connections) + 1024;
+  if (limit.rlim_cur < wanted) {
+    obs::Log("open_file_limit_low", obs::Level::kWarning)
+        .kv("limit", static_cast<std::uint64_t>(limit.rlim_cur))
+        .kv("wanted", static_cast<std::uint64_t>(wanted))
+        .kv("hint", "raise LimitNOFILE or lower limits.max_connections");
+  }
 }
 
 }  // namespace
@@ -73,6 +113,15 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
     if (!mailbox) {
       return {queue::DeliveryStatus::kNotLocal, "no route for " + address + " yet", "none"};
     }
+    // One copy per mailbox: <demo@x>, <DEMO@x> and <postmaster> + <postmaster@x> in one
+    // envelope are the same mailbox twice; the first recipient that names it delivers.
+    for (std::size_t earlier = 0; earlier < index; ++earlier) {
+      if (canonical_local_mailbox(config, message.envelope.recipients[earlier].address) ==
+          mailbox) {
+        return {queue::DeliveryStatus::kDelivered,
+                "same mailbox as recipient " + std::to_string(earlier), "maildir"};
+      }
+    }
     if (*mailbox == address) return maildir.deliver(message, index);
     queue::StoredMessage canonical = message;
     canonical.envelope.recipients[index].address = *mailbox;
@@ -80,14 +129,36 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
   };
   auto log_line = [](std::string_view line) {
     obs::write_preformatted(
-        line.find("event=error") != std::string_view::npos ? obs::Level::kError : obs::Level::kInfo,
-        line);
+        line.rfind("event=error", 0) == 0 ? obs::Level::kError : obs::Level::kInfo, line);
   };
   queue::Scheduler scheduler(*spool.value(), deliver, log_line);
   queue::GroupCommitter committer;
 
+  raise_open_file_limit(config.max_connections);
+  auth::UserDirectory users(config.auth.users_file);
+  // The users file is read now (a broken one stops the start) and re-read when it changes.
+  if (users.current(); !users.last_error().empty()) {
+    std::fprintf(stderr, "smtpsd: %s\n", users.last_error().c_str());
+    return 1;
+  }
+  auth::FailureLimiterOptions limiter_options;
+  limiter_options.per_user_ip_max_failures = config.auth.max_failures_per_user;
+  limiter_options.per_ip_max_failures = config.auth.max_failures_per_ip;
+  limiter_options.window = config.auth.failure_window;
+  limiter_options.exempt = config.auth.exempt_networks;
+  auto limiter = auth::FailureLimiter::create(limiter_options);
+  if (!limiter) {
+    std::fprintf(stderr, "smtpsd: %s\n", limiter.error().c_str());
+    return 1;
+  }
+
   net::ServerServices services;
   services.hostname = config.hostname;
+  services.users = &users;
+  services.limiter = limiter.value().get();
+  services.received_names_user = config.auth.received_names_user;
+  services.max_connections = config.max_connections;
+  services.max_connections_per_ip = config.max_connections_per_ip;
   services.spool = spool.value().get();
   services.committer = &committer;
   services.on_committed = [&scheduler](const std::string& id) { scheduler.enqueue(id); };
@@ -108,7 +179,7 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
     options.port = l.port;
     options.implicit_tls = l.role == config::Role::kSubmissions;
     options.tls_context = context.value().get();
-    options.session = session_config(config, l);
+    options.session = session_config(config, l, users);
     options.command_timeout = config.command_timeout;
     options.data_timeout = config.data_timeout;
     options.handshake_timeout = config.handshake_timeout;

@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
+#include "auth/user_store.h"
 #include "delivery/maildir.h"
 #include "tls/dev_pki.h"
 
@@ -67,6 +69,9 @@ key = "tls/server-rsa.key"
 name = "localhost"
 users = ["demo"]
 
+[auth]
+users_file = "users"   # demo@localhost, password in demo.password; manage with smtpsctl user
+
 [[listeners]]
 role = "submissions"
 address = "127.0.0.1"
@@ -113,6 +118,24 @@ base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int po
     auto written = write_new_file(password_file, random_password() + "\n", 0600);
     if (!written) return base::unexpected(written.error());
   }
+  // demo@localhost in the users file (argon2id + SCRAM keys), with the password of
+  // demo.password; kept as it is when it is already there.
+  std::string users_file = setup.dir + "/users";
+  auto store = fs::exists(users_file) ? auth::UserStore::load(users_file)
+                                      : auth::UserStore::parse("", users_file);
+  if (!store) return base::unexpected(store.error());
+  if (store.value().find("demo@localhost") == nullptr) {
+    std::ifstream in(password_file);
+    std::string password;
+    std::getline(in, password);
+    if (password.empty()) return base::unexpected("cannot read the password in " + password_file);
+    auto set = store.value().set_password("demo@localhost", password, auth::default_argon2());
+    sodium_memzero(password.data(), password.size());
+    if (!set) return base::unexpected(set.error());
+    if (auto saved = store.value().save(users_file); !saved) {
+      return base::unexpected(saved.error());
+    }
+  }
   delivery::Maildir maildir(setup.dir + "/mail", "localhost");
   auto mailbox = maildir.ensure_mailbox("demo@localhost");
   if (!mailbox) return base::unexpected(mailbox.error());
@@ -129,6 +152,11 @@ smtpsd development server is ready.
   CA to trust    {dir}/tls/ca.pem
   mailbox        demo@localhost → {dir}/mail/localhost/demo/new/
   listeners      submissions 127.0.0.1:{smtps} (implicit TLS), submission 127.0.0.1:{sub}, smtp 127.0.0.1:{smtp}
+
+Submit a mail as demo@localhost (implicit TLS, AUTH PLAIN, password in {dir}/demo.password):
+  swaks --server 127.0.0.1:{smtps} --tls-on-connect --tls-verify --tls-ca-path {dir}/tls/ca.pem \
+        --auth PLAIN --auth-user demo@localhost --auth-password "$(cat {dir}/demo.password)" \
+        --from demo@localhost --to demo@localhost
 
 Send a test mail (STARTTLS on the smtp role, certificate verified against the dev CA):
   swaks --server 127.0.0.1:{smtp} --tls --tls-ca-path {dir}/tls/ca.pem --tls-verify \

@@ -2,7 +2,10 @@
 // every error names file, line and key (see config.h).
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <sys/socket.h>
 
 #include <toml++/toml.h>
 #include <algorithm>
@@ -151,10 +154,29 @@ bool valid_local_part(std::string_view local) {
   return local.find("..") == std::string_view::npos;
 }
 
+// "address/prefix" with an IPv4 or IPv6 address and a prefix length that fits it.
+bool valid_cidr(std::string_view text) {
+  std::size_t slash = text.find('/');
+  std::string address(text.substr(0, slash));
+  unsigned char buffer[16];
+  int family = address.find(':') == std::string::npos ? AF_INET : AF_INET6;
+  if (::inet_pton(family, address.c_str(), buffer) != 1) return false;
+  if (slash == std::string_view::npos) return true;
+  std::string_view prefix = text.substr(slash + 1);
+  if (prefix.empty() || prefix.size() > 3) return false;
+  int bits = 0;
+  for (char c : prefix) {
+    if (c < '0' || c > '9') return false;
+    bits = bits * 10 + (c - '0');
+  }
+  return bits <= (family == AF_INET ? 32 : 128);
+}
+
 Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
   Config config;
   config.source_file = reader.file();
-  reader.only_keys(root, "", {"server", "tls", "domains", "listeners", "limits", "timeouts"});
+  reader.only_keys(root, "",
+                   {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -278,7 +300,18 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
       reader.fail(entry.get("role"), prefix + ".role",
                   "unknown role '" + role + "' (submissions, submission or smtp)");
     }
-    listener.address = reader.string_at(entry, prefix, "address", listener.address);
+    // Required: a default would either expose a port the operator meant to keep private
+    // or hide an MX on loopback; neither should happen silently.
+    listener.address = reader.string_at(entry, prefix, "address", "", true);
+    {
+      unsigned char buffer[16];
+      int family = listener.address.find(':') == std::string::npos ? AF_INET : AF_INET6;
+      if (::inet_pton(family, listener.address.c_str(), buffer) != 1) {
+        reader.fail(entry.get("address"), prefix + ".address",
+                    "not an IP address: '" + listener.address +
+                        "' (use 0.0.0.0 or :: for every interface)");
+      }
+    }
     listener.port =
         static_cast<std::uint16_t>(reader.int_at(entry, prefix, "port", listener.port, 0, 65535));
     listener.session_tickets =
@@ -297,16 +330,22 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
 
   // [limits]
   if (const toml::table* limits = reader.table_at(root, "", "limits")) {
-    reader.only_keys(*limits, "limits",
-                     {"max_message_size", "max_recipients", "max_command_line", "max_text_line",
-                      "max_errors", "normalize_bare_line_endings"});
+    reader.only_keys(
+        *limits, "limits",
+        {"max_message_size", "max_recipients", "max_command_line", "max_text_line", "max_errors",
+         "normalize_bare_line_endings", "max_connections", "max_connections_per_ip"});
+    config.max_connections = static_cast<std::size_t>(
+        reader.int_at(*limits, "limits", "max_connections",
+                      static_cast<std::int64_t>(config.max_connections), 1, 1000000));
+    config.max_connections_per_ip = static_cast<std::size_t>(
+        reader.int_at(*limits, "limits", "max_connections_per_ip",
+                      static_cast<std::int64_t>(config.max_connections_per_ip), 1, 1000000));
     auto& l = config.limits;
     l.max_message_size = static_cast<std::uint64_t>(
         reader.int_at(*limits, "limits", "max_message_size",
                       static_cast<std::int64_t>(l.max_message_size), 1024, std::int64_t{1} << 40));
-    l.max_recipients = static_cast<std::size_t>(
-        reader.int_at(*limits, "limits", "max_recipients",
-                      static_cast<std::int64_t>(l.max_recipients), 1, 100000));
+    l.max_recipients = static_cast<std::size_t>(reader.int_at(
+        *limits, "limits", "max_recipients", static_cast<std::int64_t>(l.max_recipients), 1, 1000));
     // RFC 5321 §4.5.3.1.4: at least 512 octets; §4.5.3.1.6: text lines of 1000 octets.
     l.max_command_line = static_cast<std::size_t>(
         reader.int_at(*limits, "limits", "max_command_line",
@@ -318,6 +357,33 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
         reader.int_at(*limits, "limits", "max_errors", l.max_errors, 1, 1000));
     l.normalize_bare_line_endings = reader.bool_at(*limits, "limits", "normalize_bare_line_endings",
                                                    l.normalize_bare_line_endings);
+  }
+
+  // [auth]
+  config.auth.users_file = config.data_dir + "/users";
+  if (const toml::table* auth = reader.table_at(root, "", "auth")) {
+    reader.only_keys(*auth, "auth",
+                     {"users_file", "max_failures_per_user", "max_failures_per_ip",
+                      "failure_window", "exempt_networks", "received_names_user"});
+    if (auth->get("users_file")) {
+      config.auth.users_file = reader.path_at(*auth, "auth", "users_file", base_dir, true);
+    }
+    config.auth.max_failures_per_user =
+        static_cast<unsigned>(reader.int_at(*auth, "auth", "max_failures_per_user", 5, 1, 1000));
+    config.auth.max_failures_per_ip =
+        static_cast<unsigned>(reader.int_at(*auth, "auth", "max_failures_per_ip", 30, 1, 100000));
+    config.auth.failure_window =
+        std::chrono::seconds(reader.int_at(*auth, "auth", "failure_window", 900, 1, 86400 * 7));
+    config.auth.received_names_user = reader.bool_at(*auth, "auth", "received_names_user", false);
+    if (const toml::array* networks = reader.array_at(*auth, "auth", "exempt_networks")) {
+      for (const toml::node& network : *networks) {
+        if (!network.is_string() || !valid_cidr(network.as_string()->get())) {
+          reader.fail(&network, "auth.exempt_networks",
+                      "not a network in CIDR form (\"192.0.2.0/24\", \"2001:db8::/32\")");
+        }
+        config.auth.exempt_networks.emplace_back(network.as_string()->get());
+      }
+    }
   }
 
   // [timeouts], in seconds
@@ -418,6 +484,14 @@ std::string describe(const Config& config) {
       "bare CR/LF {}\n",
       l.max_message_size, l.max_recipients, l.max_command_line, l.max_text_line, l.max_errors,
       l.normalize_bare_line_endings ? "normalised (normalize_bare_line_endings)" : "refused");
+  out += fmt::format(
+      "auth: users file {}, lockout after {} failures per user and address or {} per address "
+      "within {}s{}\n",
+      config.auth.users_file, config.auth.max_failures_per_user, config.auth.max_failures_per_ip,
+      config.auth.failure_window.count(),
+      config.auth.exempt_networks.empty()
+          ? std::string()
+          : ", exempt: " + fmt::format("{}", fmt::join(config.auth.exempt_networks, " ")));
   out += fmt::format("timeouts: command {}s, data {}s, handshake {}s\n",
                      config.command_timeout.count(), config.data_timeout.count(),
                      config.handshake_timeout.count());

@@ -24,7 +24,7 @@ std::string_view role_name(Role role);
 
 struct Listener {
   Role role = Role::kSmtp;
-  std::string address = "127.0.0.1";
+  std::string address;          // required: where to listen (IPv4 or IPv6 literal)
   std::uint16_t port = 25;      // 0: the kernel picks one (logged at start)
   bool session_tickets = true;  // default false on the smtp role (Microsoft STARTTLS trouble)
   bool require_tls = false;     // smtp role only: 530 5.7.0 until STARTTLS
@@ -33,6 +33,16 @@ struct Listener {
 struct Domain {
   std::string name;                // lower-case
   std::vector<std::string> users;  // local parts that have a mailbox
+};
+
+// [auth]: the users file and the failure limiter (README "Configuration").
+struct AuthSettings {
+  std::string users_file;                    // default <data_dir>/users
+  unsigned max_failures_per_user = 5;        // per (client IP, user) in the window → 454 4.7.0
+  unsigned max_failures_per_ip = 30;         // per client IP, all users together
+  std::chrono::seconds failure_window{900};  // counting window and lockout length
+  std::vector<std::string> exempt_networks;  // CIDR ("192.0.2.0/24", "2001:db8::/32")
+  bool received_names_user = false;          // name the authenticated user in Received
 };
 
 struct Config {
@@ -46,6 +56,9 @@ struct Config {
   std::vector<tls::CertificatePair> certificates;
   std::vector<long> certificate_lines;  // line of each [[tls.certificates]] entry, for errors
   std::vector<Listener> listeners;
+  AuthSettings auth;
+  std::size_t max_connections = 10000;      // [limits]: open connections in total …
+  std::size_t max_connections_per_ip = 50;  // … and from one client address (421 4.7.0)
   smtp::SessionLimits limits;
   std::chrono::seconds command_timeout{300};  // RFC 5321 §4.5.3.2.7: at least 5 minutes
   std::chrono::seconds data_timeout{180};     // RFC 5321 §4.5.3.2.5: 3 minutes per data block

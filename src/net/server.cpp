@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sodium.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -17,9 +18,11 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "auth/sasl.h"
 #include "obs/log.h"
 #include "smtp/received_header.h"
 #include "tls/policy.h"
@@ -226,9 +229,16 @@ struct Server::Impl {
   asio::signal_set signals;
 
   std::unique_ptr<asio::steady_timer> grace_timer;  // lives on the first context
+  // Password verification (argon2id: ~100 ms and 64 MiB each): two at a time.
+  asio::thread_pool auth_pool{2};
 
   std::mutex connections_mutex;
-  std::unordered_set<std::shared_ptr<Connection>> connections;
+  std::unordered_set<std::shared_ptr<Connection>> connections;  // guarded by connections_mutex
+  std::unordered_map<std::string, std::size_t> per_ip;          // guarded by connections_mutex
+  // Accept loops run on the first context only: no lock needed for these.
+  Clock::time_point last_refusal_log{};
+  std::uint64_t refused_since_log = 0;
+  Clock::time_point last_accept_failure_log{};
 
   Impl(unsigned threads, ServerServices s)
       : services(std::move(s)),
@@ -260,9 +270,12 @@ struct Server::Impl {
       auto [ec, socket] = co_await listener.acceptor->async_accept(target, use_nothrow);
       if (ec) {
         if (ec == asio::error::operation_aborted || stopping) co_return;
-        obs::Log("accept_failed", obs::Level::kWarning)
-            .kv("role", listener.options.role)
-            .kv("error", ec.message());
+        if (Clock::now() - last_accept_failure_log >= std::chrono::seconds(1)) {
+          obs::Log("accept_failed", obs::Level::kWarning)
+              .kv("role", listener.options.role)
+              .kv("error", ec.message());
+          last_accept_failure_log = Clock::now();
+        }
         // EMFILE and friends: back off a little instead of spinning.
         asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
         co_await pause.async_wait(use_nothrow);
@@ -271,12 +284,61 @@ struct Server::Impl {
       std::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
       socket.non_blocking(true, ignored);
+      tcp::endpoint peer = socket.remote_endpoint(ignored);
+      std::string client = ignored ? "unknown" : endpoint_address(peer);
+      std::string_view refusal;
       auto connection = std::make_shared<Connection>(std::move(socket));
       {
         std::lock_guard lock(connections_mutex);
-        connections.insert(connection);
+        if (connections.size() >= services.max_connections) {
+          refusal = "Too many connections, try again later";
+        } else if (per_ip[client] >= services.max_connections_per_ip) {
+          refusal = "Too many connections from your address, try again later";
+        } else {
+          connections.insert(connection);
+          ++per_ip[client];
+        }
+        if (!refusal.empty() && per_ip[client] == 0) per_ip.erase(client);
       }
-      asio::co_spawn(target, serve(connection, listener), asio::detached);
+      if (!refusal.empty()) {
+        refuse(*connection, listener, client, refusal);
+        continue;
+      }
+      asio::co_spawn(target, serve(connection, listener, client),
+                     [client](std::exception_ptr failure) {
+                       if (!failure) return;
+                       try {
+                         std::rethrow_exception(failure);
+                       } catch (const std::exception& e) {
+                         obs::Log("session_crashed", obs::Level::kError)
+                             .kv("client", client)
+                             .kv("error", e.what());
+                       }
+                     });
+    }
+  }
+
+  // Over a connection limit: a 421 where the role speaks plaintext first (RFC 5321 §3.1
+  // allows 421 instead of the greeting), a plain close on implicit TLS. Logged at most once
+  // a second so that a flood cannot flood the log too.
+  void refuse(Connection& connection, const Listener& listener, const std::string& client,
+              std::string_view why) {
+    if (!listener.options.implicit_tls) {
+      std::string reply = "421 4.7.0 " + services.hostname + " " + std::string(why) + "\r\n";
+      std::error_code ignored;
+      connection.socket.write_some(asio::buffer(reply), ignored);  // best effort, non-blocking
+    }
+    connection.close();
+    ++refused_since_log;
+    auto now = Clock::now();
+    if (now - last_refusal_log >= std::chrono::seconds(1)) {
+      obs::Log("connection_refused", obs::Level::kWarning)
+          .kv("role", listener.options.role)
+          .kv("client", client)
+          .kv("reason", why)
+          .kv("refused_since_last_line", refused_since_log);
+      refused_since_log = 0;
+      last_refusal_log = now;
     }
   }
 
@@ -298,12 +360,32 @@ struct Server::Impl {
     }
   }
 
-  awaitable<void> serve(std::shared_ptr<Connection> connection, Listener& listener) {
+  // Runs when serve() ends, normally or by an exception: the connection leaves the tables.
+  struct ConnectionRelease {
+    Impl& impl;
+    std::shared_ptr<Connection> connection;
+    std::string client;
+    ~ConnectionRelease() {
+      connection->finished = true;
+      connection->timer.cancel();
+      connection->close();
+      {
+        std::lock_guard lock(impl.connections_mutex);
+        impl.connections.erase(connection);
+        auto it = impl.per_ip.find(client);
+        if (it != impl.per_ip.end() && --it->second == 0) impl.per_ip.erase(it);
+      }
+      if (impl.stopping) impl.maybe_finish();
+    }
+  };
+
+  awaitable<void> serve(std::shared_ptr<Connection> connection, Listener& listener,
+                        std::string client) {
+    ConnectionRelease release{*this, connection, client};
     const ListenerOptions& options = listener.options;
     std::string session_id = new_session_id();
     std::error_code ec;
     tcp::endpoint peer = connection->socket.remote_endpoint(ec);
-    std::string client = ec ? "unknown" : endpoint_address(peer);
     unsigned short client_port = ec ? 0 : peer.port();
     auto started = Clock::now();
     obs::Log("connect")
@@ -320,6 +402,9 @@ struct Server::Impl {
     std::uint64_t message_size = 0;
     unsigned messages = 0;
     std::string close_reason = "quit";
+    std::unique_ptr<auth::SaslServer> sasl;             // the AUTH exchange in progress
+    std::shared_ptr<const auth::UserStore> sasl_users;  // the snapshot it runs against
+    std::string sasl_mechanism;
 
     auto handshake = [&]() -> awaitable<bool> {
       connection->arm(options.handshake_timeout);
@@ -423,7 +508,10 @@ struct Server::Impl {
                 .kv("session", session_id)
                 .kv("error", begun.error().message);
             session.message_failed(
-                smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+                begun.error().transient
+                    ? smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"}
+                    : smtp::Reply{552, "5.3.4",
+                                  "Envelope too large (too many recipients or parameters)"});
             break;
           }
           writer = std::move(begun.value());
@@ -443,6 +531,8 @@ struct Server::Impl {
             fields.for_recipient = envelope.recipients.front().address;
           }
           fields.unix_time = unix_now();
+          if (services.received_names_user)
+            fields.authenticated_user = session.authenticated_user();
           auto appended = writer->append(smtp::received_header(fields));
           if (!appended) {
             obs::Log("spool_failed", obs::Level::kError)
@@ -506,6 +596,11 @@ struct Server::Impl {
           if (services.on_committed) services.on_committed(id);
           break;
         }
+        case smtp::Action::kAuthenticate: {
+          co_await authenticate(session, *connection, sasl, sasl_users, sasl_mechanism, session_id,
+                                client);
+          break;
+        }
         case smtp::Action::kClose: {
           co_await flush();
           alive = false;
@@ -522,7 +617,7 @@ struct Server::Impl {
     if (!connection->timed_out) connection->send_close_notify();
     connection->finished = true;
     connection->timer.cancel();
-    connection->close();
+    connection->close();  // before the log line: the client sees the end at once
     auto elapsed =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     const smtp::TlsInfo& info = session.tls_info();
@@ -536,11 +631,135 @@ struct Server::Impl {
         .kv("messages", messages)
         .kv("duration_ms", static_cast<std::int64_t>(elapsed))
         .kv("reason", close_reason);
-    {
-      std::lock_guard lock(connections_mutex);
-      connections.erase(connection);
+  }
+
+  // RFC 9266: the tls-exporter channel binding, defined for TLS 1.3 (and TLS 1.2 with the
+  // extended master secret); empty when unavailable, which refuses SCRAM-…-PLUS.
+  static std::string tls_exporter(SSL* ssl) {
+    if (ssl == nullptr) return {};
+    if (SSL_version(ssl) != TLS1_3_VERSION && SSL_get_extms_support(ssl) != 1) return {};
+    std::string value(32, '\0');
+    static constexpr char kLabel[] = "EXPORTER-Channel-Binding";
+    if (SSL_export_keying_material(ssl, reinterpret_cast<unsigned char*>(value.data()),
+                                   value.size(), kLabel, sizeof kLabel - 1, nullptr, 0, 0) != 1) {
+      ERR_clear_error();
+      return {};
     }
-    if (stopping) maybe_finish();
+    return value;
+  }
+
+  // One kAuthenticate step. Every failure is one stable log line (README "Logs"; the
+  // fail2ban filter in contrib/ matches it): client address, user as given, mechanism,
+  // reason — never the secret.
+  awaitable<void> authenticate(smtp::ServerSession& session, Connection& connection,
+                               std::unique_ptr<auth::SaslServer>& sasl,
+                               std::shared_ptr<const auth::UserStore>& users,
+                               std::string& mechanism, const std::string& session_id,
+                               const std::string& client) {
+    auto now = [] { return std::chrono::steady_clock::now(); };
+    auto log_failure = [&](std::string_view user, std::string_view reason) {
+      obs::Log("auth_failed", obs::Level::kWarning)
+          .kv("session", session_id)
+          .kv("client", client)
+          .kv("user", user)
+          .kv("mechanism", mechanism)
+          .kv("reason", reason);
+    };
+    auto locked_out = [&](std::string_view user) {
+      if (services.limiter == nullptr) return false;
+      return services.limiter->check(client, user, now()).locked;
+    };
+    const smtp::Reply kLocked{454, "4.7.0", "Too many authentication failures, try again later"};
+    if (session.auth_starting()) {
+      mechanism = std::string(session.auth_mechanism());
+      users = services.users != nullptr ? services.users->current() : nullptr;
+      auth::UserLookup lookup = [store = users](std::string_view name) -> const auth::User* {
+        return store ? store->find(name) : nullptr;
+      };
+      sasl =
+          auth::make_sasl_server(mechanism, std::move(lookup), tls_exporter(connection.ssl.get()));
+      if (!sasl) {
+        session.auth_failed(smtp::Reply{504, "5.5.4", "Unrecognized authentication type"});
+        co_return;
+      }
+      if (locked_out("")) {  // the whole address is locked out: do not even start
+        log_failure("", "locked out");
+        sasl.reset();
+        session.auth_failed(kLocked);
+        co_return;
+      }
+    }
+    if (!sasl) {  // cannot happen: the session starts every exchange with auth_starting()
+      session.auth_failed(smtp::Reply{454, "4.7.0", "Temporary authentication failure"});
+      co_return;
+    }
+    auth::SaslStep step = sasl->step(session.auth_response(), session.auth_has_response());
+    for (;;) {
+      switch (step.kind) {
+        case auth::SaslStep::Kind::kChallenge:
+          session.auth_challenge(step.challenge);
+          co_return;
+        case auth::SaslStep::Kind::kVerifyPassword: {
+          if (locked_out(step.user)) {
+            sodium_memzero(step.password.data(), step.password.size());
+            log_failure(step.user, "locked out");
+            sasl.reset();
+            session.auth_failed(kLocked);
+            co_return;
+          }
+          // argon2id off the I/O thread: hop to the pool, verify, hop back.
+          const auth::User* user = users ? users->find(step.user) : nullptr;
+          auto home = co_await asio::this_coro::executor;
+          co_await asio::post(auth_pool, asio::use_awaitable);
+          bool ok = auth::verify_password(user, step.password);
+          co_await asio::post(home, asio::use_awaitable);
+          sodium_memzero(step.password.data(), step.password.size());
+          std::string given = std::move(step.user);
+          step = sasl->password_verified(ok);
+          if (step.user.empty()) step.user = given;
+          continue;
+        }
+        case auth::SaslStep::Kind::kSuccess: {
+          // A lockout holds even against the right password until the window passes.
+          if (locked_out(step.user)) {
+            log_failure(step.user, "locked out");
+            sasl.reset();
+            session.auth_failed(kLocked);
+            co_return;
+          }
+          if (services.limiter != nullptr)
+            services.limiter->record_success(client, step.user, now());
+          obs::Log("auth")
+              .kv("session", session_id)
+              .kv("client", client)
+              .kv("user", step.user)
+              .kv("mechanism", mechanism);
+          sasl.reset();
+          session.auth_succeeded(step.user);
+          co_return;
+        }
+        case auth::SaslStep::Kind::kFailure: {
+          sasl.reset();
+          if (step.malformed) {
+            log_failure(step.user, step.failure);
+            session.auth_failed(smtp::Reply{501, "5.5.2", "Malformed authentication response"});
+            co_return;
+          }
+          std::chrono::milliseconds delay{0};
+          if (services.limiter != nullptr) {
+            delay = services.limiter->record_failure(client, step.user, now()).delay;
+          }
+          log_failure(step.user, step.failure.empty() ? "invalid credentials" : step.failure);
+          if (delay.count() > 0) {
+            asio::steady_timer pause(co_await asio::this_coro::executor, delay);
+            co_await pause.async_wait(use_nothrow);
+          }
+          // RFC 4954 §6: the same 535 for an unknown user and a wrong password.
+          session.auth_failed(smtp::Reply{535, "5.7.8", "Authentication credentials invalid"});
+          co_return;
+        }
+      }
+    }
   }
 
   void maybe_finish() {

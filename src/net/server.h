@@ -9,6 +9,10 @@
 // Per connection: a watchdog timer enforces the RFC 5321 §4.5.3.2 timeouts (the session
 // says whether it waits for a command or for data), the TLS handshake has its own bound,
 // and a failure of one connection is logged and never touches another.
+//
+// AUTH: the session frames the SASL exchange, an auth::SaslServer runs the mechanism, and
+// password verification (argon2id, ~100 ms by design) runs on a small worker pool; the
+// connection's coroutine waits for it without blocking its I/O thread.
 #pragma once
 
 #include <chrono>
@@ -17,6 +21,8 @@
 #include <memory>
 #include <string>
 
+#include "auth/failure_limiter.h"
+#include "auth/user_store.h"
 #include "base/expected.h"
 #include "queue/group_commit.h"
 #include "queue/spool.h"
@@ -40,8 +46,16 @@ struct ListenerOptions {
 
 struct ServerServices {
   std::string hostname;
+  // AUTH (submission roles): the users and the failure limiter; both outlive the server.
+  auth::UserDirectory* users = nullptr;
+  auth::FailureLimiter* limiter = nullptr;
+  bool received_names_user = false;  // "(authenticated as …)" in the Received header
   queue::Spool* spool = nullptr;
   queue::GroupCommitter* committer = nullptr;
+  // Open connections in total and from one client address; past them a new connection
+  // gets "421 4.7.0" (plaintext roles) or is closed (implicit TLS) at once.
+  std::size_t max_connections = 10000;
+  std::size_t max_connections_per_ip = 50;
   // Called (from an I/O thread) once a message is durable, with its queue id.
   std::function<void(const std::string& id)> on_committed;
 };

@@ -27,7 +27,8 @@
 // or not ASCII (UTF-8 of RFC 6531) is written as %XX, so a field never contains a space or
 // a newline; an empty field is "-" and a field that is exactly "-" is "%2D". Every key
 // appears exactly once (rcpt exactly <count> times); an unknown key, a missing key, a bad
-// escape or a header over 1 MiB makes load() refuse the file as corrupt.
+// escape or a header over 4 MiB makes load() refuse the file as corrupt (begin() refuses to
+// write one).
 #include "queue/spool.h"
 
 #include <dirent.h>
@@ -52,7 +53,7 @@ namespace queue {
 namespace {
 
 constexpr std::size_t kWriteBufferSize = 64 * 1024;
-constexpr std::size_t kMaxHeaderSize = 1024 * 1024;
+constexpr std::size_t kMaxHeaderSize = 4 * 1024 * 1024;
 constexpr std::string_view kVersionLine = "smtpsd-spool 1";
 
 std::string errno_text(int error_number) {
@@ -693,10 +694,19 @@ base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> Spool::begin_with_id(
     return base::unexpected(
         SpoolError{"invalid queue id '" + id + "'", /*transient=*/false, EINVAL});
   }
+  // What load() can read back is what may be written: an envelope too big for it (many
+  // recipients with long ORCPTs) is refused here, permanently, before anything is promised.
+  std::string header_text = format_header(id, envelope, received_unix);
+  if (header_text.size() > kMaxHeaderSize) {
+    return base::unexpected(SpoolError{"envelope too large (" + std::to_string(header_text.size()) +
+                                           " octets encoded, limit " +
+                                           std::to_string(kMaxHeaderSize) + ")",
+                                       /*transient=*/false, EFBIG});
+  }
   int fd = ::openat(tmp_dir_fd_, id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return fail_with("create", tmp_path(id), errno);
   auto writer = std::make_unique<FileSpoolWriter>(*this, id, fd, tmp_dir_fd_, queue_dir_fd_);
-  if (auto header = writer->append(format_header(id, envelope, received_unix)); !header) {
+  if (auto header = writer->append(header_text); !header) {
     return base::unexpected(header.error());
   }
   return std::unique_ptr<SpoolWriter>(std::move(writer));
@@ -741,7 +751,7 @@ base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) con
   }
   ::close(fd);
   if (end == std::string::npos || end > kMaxHeaderSize) {
-    return base::unexpected(corrupt(path, "no end of header (blank line) within 1 MiB"));
+    return base::unexpected(corrupt(path, "no end of header (blank line) within 4 MiB"));
   }
   StoredMessage message;
   message.id = id;

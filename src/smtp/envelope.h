@@ -1,5 +1,6 @@
 // envelope.h — what one mail transaction carries besides its content (RFC 5321 §2.3.1),
-// with the DSN parameters of RFC 3461 kept so that a later bounce can honour them.
+// with the DSN parameters of RFC 3461 kept so that a later bounce can honour them, and the
+// AUTH= parameter of RFC 4954 §5.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,10 @@ struct Envelope {
   std::optional<std::uint64_t> declared_size;  // SIZE= of RFC 1870
   DsnReturn dsn_return = DsnReturn::kUnspecified;
   std::string envelope_id;  // ENVID= (decoded xtext), empty if absent
+  // AUTH= of RFC 4954 §5: the decoded mailbox the client says submitted the message, or
+  // "<>"; empty if absent. "<>" whatever was given when the session is not authenticated
+  // (§5: the server "MUST behave as if the AUTH=<> parameter was supplied").
+  std::string auth;
 };
 
 }  // namespace smtp

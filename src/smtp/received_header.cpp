@@ -58,6 +58,11 @@ std::string received_header(const ReceivedFields& f) {
     append_clean(out, f.tls_cipher);
     out += ")";
   }
+  if (!f.authenticated_user.empty()) {
+    out += "\r\n\t(authenticated as ";
+    append_clean(out, f.authenticated_user);
+    out += ")";
+  }
   if (!f.for_recipient.empty()) {
     out += "\r\n\tfor <";
     append_clean(out, f.for_recipient);

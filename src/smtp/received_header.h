@@ -17,8 +17,9 @@ struct ReceivedFields {
   std::string_view queue_id;
   std::string_view tls_version;  // empty without TLS
   std::string_view tls_cipher;
-  std::string_view for_recipient;  // only when the message has exactly one recipient
-  std::int64_t unix_time = 0;      // the date-time of the trace (RFC 5322 §3.3)
+  std::string_view for_recipient;       // only when the message has exactly one recipient
+  std::string_view authenticated_user;  // named only when the operator asks for it
+  std::int64_t unix_time = 0;           // the date-time of the trace (RFC 5322 §3.3)
 };
 
 // "Received: from …\r\n\t…\r\n" — folded lines, each under 78 octets where possible,

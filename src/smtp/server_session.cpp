@@ -3,7 +3,8 @@
 // RFC 5321 (commands, sequencing, replies, limits), RFC 1870 (SIZE), RFC 6152 (8BITMIME),
 // RFC 2034 / RFC 3463 (enhanced status codes), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING,
 // BINARYMIME), RFC 3207 (STARTTLS), RFC 3461 (DSN parameters), RFC 6531 (SMTPUTF8),
-// RFC 3848 (with-protocol names).
+// RFC 3848 (with-protocol names), RFC 4954 (AUTH: the framing of the SASL exchange; the
+// mechanisms run in the host).
 //
 // Invariants:
 // - One table (kVerbs) says where each verb is legal; dispatch() checks, handlers act.
@@ -16,12 +17,17 @@
 // - A spool writer opened at kMessageBegin is always closed by exactly one of
 //   message_committed / message_failed / kMessageAbort.
 // - After kClose every call returns kClose and nothing more is output.
+// - AUTH only with TLS active. A SASL payload lives in auth_response_ only from its
+//   decoding to the host's answer, and its wire form in input_ only until it is consumed:
+//   both are overwritten with zeros, never just freed (DESIGN.md §6).
 #include "smtp/server_session.h"
 
+#include <algorithm>
 #include <charconv>
 #include <optional>
 
 #include "smtp/address_grammar.h"
+#include "smtp/base64.h"
 #include "smtp/dot_stuffing.h"
 #include "smtp/esmtp_parameters.h"
 
@@ -30,6 +36,21 @@ namespace smtp {
 namespace {
 
 constexpr std::size_t kDataPiece = 64 * 1024;  // largest message_data() span
+
+// RFC 4954 §4 lets a SASL message be longer than a command line: an AUTH command line or
+// a response line may have up to 12288 octets (incl. CRLF here); longer gets 500 5.5.6.
+constexpr std::size_t kAuthLineMax = 12288;
+// Room for the decoded form of the longest line, reserved once so that decoding never
+// reallocates (a reallocation would free a copy of the secret without wiping it).
+constexpr std::size_t kAuthResponseCapacity = kAuthLineMax / 4 * 3;
+
+// Overwrites octets that held a secret; through a volatile pointer so that the stores are
+// not removed as dead.
+void wipe(char* data, std::size_t size) {
+  volatile char* octets = data;
+  for (std::size_t i = 0; i < size; ++i)
+    octets[i] = 0;
+}
 
 // Where a verb may appear (a bit mask over the session's state).
 enum StateBit : unsigned {
@@ -86,11 +107,15 @@ struct ServerSession::Impl {
     // appear as the last command in a group since their success or failure produces a
     // change of state which the client SMTP must accommodate." (STARTTLS too, RFC 3207.)
     bool ends_pipelined_group;
-    bool needs_mail_permission;  // refused with 530 when the role does not accept mail yet
-    bool carries_payload;        // BDAT: octets follow the line and must always be consumed
+    // config.require_auth: refused with 530 5.7.0 until AUTH succeeded (RFC 4954 §6).
+    bool needs_authentication;
+    // Exists only where SASL mechanisms are configured; elsewhere 502 5.5.1 (RFC 4954 §3:
+    // without the extension the verb is simply not implemented).
+    bool needs_auth_mechanisms;
+    bool carries_payload;  // BDAT: octets follow the line and must always be consumed
     Handler handler;
   };
-  static constexpr std::size_t kVerbCount = 13;
+  static constexpr std::size_t kVerbCount = 14;
   static const VerbRow kVerbs[kVerbCount];
 
   enum class Phase {
@@ -101,6 +126,8 @@ struct ServerSession::Impl {
     kChunk,           // BDAT chunk octets
     kEndPending,      // kMessageEnd returned; waiting for committed/failed
     kTlsPending,      // kStartTls returned; waiting for tls_established
+    kAuthPending,     // kAuthenticate returned; waiting for the host's answer
+    kAuthResponse,    // 334 sent; reading the client's response line
     kClosed,
   };
   enum class MessageKind { kData, kBdat };
@@ -109,11 +136,24 @@ struct ServerSession::Impl {
     // data_out_ grows on the first message only: an idle connection must stay small
     // (DESIGN.md §5: ≤ 64 KiB per open TLS connection).
     input_.reserve(std::max<std::size_t>(config.limits.max_command_line, 4096));
+    for (const std::string& mechanism : config.auth_mechanisms) {
+      std::string& upper = mechanisms_.emplace_back(mechanism);
+      for (char& c : upper) {
+        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+      }
+    }
     DotUnstuffer::Options options;
     options.normalize_bare_line_endings = config.limits.normalize_bare_line_endings;
     options.max_line = config.limits.max_text_line;
     decoder_.set_options(options);
   }
+
+  ~Impl() {
+    wipe_response();
+    wipe(input_.data(), input_.size());
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   // ---- output helpers -----------------------------------------------------------------
 
@@ -129,6 +169,18 @@ struct ServerSession::Impl {
     ++errors_;
     if (config.limits.max_errors != 0 && errors_ >= config.limits.max_errors && !closing_) {
       scratch_.assign(config.hostname).append(" Too many errors, closing connection");
+      reply(421, "4.7.0", scratch_);
+      begin_close();
+    }
+  }
+  // A recipient the policy refused is not a protocol error: a mailing list with stale
+  // addresses must not lose its valid recipients to max_errors. Refusals have their own
+  // bound instead (max_recipients per session until a message is accepted), which still
+  // stops address harvesting.
+  void count_rejected_recipient() {
+    ++rejected_recipients_;
+    if (rejected_recipients_ > config.limits.max_recipients && !closing_) {
+      scratch_.assign(config.hostname).append(" Too many rejected recipients, closing connection");
       reply(421, "4.7.0", scratch_);
       begin_close();
     }
@@ -166,7 +218,10 @@ struct ServerSession::Impl {
     envelope_.declared_size.reset();
     envelope_.dsn_return = DsnReturn::kUnspecified;
     envelope_.envelope_id.clear();
+    envelope_.auth.clear();
   }
+
+  bool auth_offered() const { return tls_active_ && !mechanisms_.empty(); }
 
   // ---- the driving step -----------------------------------------------------------------
 
@@ -182,6 +237,8 @@ struct ServerSession::Impl {
       }
       if (closing_) {
         phase_ = Phase::kClosed;
+        wipe_response();
+        wipe(input_.data(), input_.size());
         input_.clear();
         read_pos_ = 0;
         data_out_.clear();
@@ -218,6 +275,11 @@ struct ServerSession::Impl {
           return Action::kMessageEnd;
         case Phase::kTlsPending:
           return Action::kStartTls;
+        case Phase::kAuthPending:
+          return Action::kAuthenticate;
+        case Phase::kAuthResponse:
+          action = step_auth_response();
+          break;
         case Phase::kClosed:
           return Action::kClose;
       }
@@ -236,15 +298,32 @@ struct ServerSession::Impl {
     return Action::kNeedInput;
   }
 
-  std::optional<Action> step_command() {
+  // An AUTH command line (SASL initial response) gets the longer limit of RFC 4954 §4,
+  // where AUTH exists at all.
+  bool is_auth_line(std::string_view line) const {
+    return !mechanisms_.empty() && starts_with_ignoring_case(line, "AUTH ");
+  }
+  std::size_t command_line_limit(bool auth_line) const {
     const std::size_t max_line = config.limits.max_command_line;
+    return auth_line ? std::max(max_line, kAuthLineMax) : max_line;
+  }
+
+  // Drops the rest of the buffered input (part of an over-long line), overwriting it: it
+  // may be a SASL payload.
+  void drop_buffered() {
+    wipe(input_.data() + read_pos_, input_.size() - read_pos_);
+    read_pos_ = input_.size();
+  }
+
+  std::optional<Action> step_command() {
     if (skipping_long_line_) {
       // The rest of an over-long line is dropped as it arrives, never buffered.
       std::size_t newline = buffered().find('\n');
       if (newline == std::string_view::npos) {
-        read_pos_ = input_.size();
+        drop_buffered();
         return need_input_or_close();
       }
+      wipe(input_.data() + read_pos_, newline + 1);
       read_pos_ += newline + 1;
       skipping_long_line_ = false;
       return std::nullopt;
@@ -252,31 +331,48 @@ struct ServerSession::Impl {
     std::string_view pending = buffered();
     std::size_t newline = pending.find('\n');
     if (newline == std::string_view::npos) {
-      if (pending.size() >= max_line) {
+      const bool auth_line = is_auth_line(pending);
+      if (pending.size() >= command_line_limit(auth_line)) {
         // RFC 5321 §4.5.3.1.4 / §4.2.2 "500 Line too long".
-        line_too_long_reply();
+        if (auth_line)
+          auth_line_too_long_reply();
+        else
+          line_too_long_reply();
         skipping_long_line_ = true;
-        read_pos_ = input_.size();
+        drop_buffered();
         return std::nullopt;
       }
+      if (auth_line) input_secret_ = true;  // a partial SASL payload waits in input_
       return need_input_or_close();
     }
+    const std::size_t line_start = read_pos_;
     std::string_view line = pending.substr(0, newline);
     read_pos_ += newline + 1;
-    if (newline + 1 > max_line) {
-      line_too_long_reply();
-      return std::nullopt;
+    const bool auth_line = is_auth_line(line);
+    command_line(line, newline + 1 > command_line_limit(auth_line), auth_line);
+    // The AUTH line was decoded (or refused): its wire form is a secret too.
+    if (auth_line && phase_ != Phase::kTlsPending) wipe(input_.data() + line_start, newline + 1);
+    return std::nullopt;
+  }
+
+  void command_line(std::string_view line, bool too_long, bool auth_line) {
+    if (too_long) {
+      if (auth_line)
+        auth_line_too_long_reply();
+      else
+        line_too_long_reply();
+      return;
     }
     // RFC 5321 §2.3.8: lines end with CRLF, and "a bare LF" must not be taken for one
     // (strict by default: SMTP smuggling relies on lenient line ends).
     if (line.empty() || line.back() != '\r') {
       error_reply(500, "5.5.2", "Bare LF in command (CRLF required)");
-      return std::nullopt;
+      return;
     }
     line.remove_suffix(1);
     if (line.find('\r') != std::string_view::npos) {
       error_reply(500, "5.5.2", "Bare CR in command (CRLF required)");
-      return std::nullopt;
+      return;
     }
     const bool first_line = lines_seen_ == 0;
     ++lines_seen_;
@@ -284,10 +380,14 @@ struct ServerSession::Impl {
       // Close at once without a reply: nothing of ours may be reflected to a browser.
       closed_as_http_ = true;
       begin_close();
-      return std::nullopt;
+      return;
     }
     dispatch(line);
-    return std::nullopt;
+  }
+
+  void auth_line_too_long_reply() {
+    // RFC 4954 §6: "500 5.5.6 Authentication Exchange line is too long".
+    error_reply(500, "5.5.6", "Authentication Exchange line is too long");
   }
 
   void line_too_long_reply() {
@@ -308,7 +408,9 @@ struct ServerSession::Impl {
     const unsigned state = current_state();
     if (state == kNoHelo) return "Error: send HELO/EHLO first";
     if (row.verb == "MAIL") return "Error: nested MAIL command";
-    if (row.verb == "STARTTLS") return "Error: MAIL transaction in progress";
+    // RFC 4954 §4: "An AUTH command issued during a mail transaction MUST be rejected
+    // with a 503 reply."
+    if (row.verb == "STARTTLS" || row.verb == "AUTH") return "Error: MAIL transaction in progress";
     if (state == kChunking) {
       if (row.verb == "DATA") return "Error: DATA cannot follow BDAT in the same transaction";
       return "Error: BDAT transfer in progress (send BDAT ... LAST or RSET)";
@@ -349,12 +451,16 @@ struct ServerSession::Impl {
       discard_payload(*row);
       return;
     }
+    if (row->needs_auth_mechanisms && mechanisms_.empty()) {
+      error_reply(502, "5.5.1", "AUTH not supported on this port");
+      return;
+    }
     if ((row->legal_states & current_state()) == 0) {
       error_reply(503, "5.5.1", sequence_error_text(*row));
       discard_payload(*row);
       return;
     }
-    if (row->needs_mail_permission && !config.accepts_mail) {
+    if (row->needs_authentication && config.require_auth && !authenticated_) {
       error_reply(530, "5.7.0", "Authentication required");
       discard_payload(*row);
       return;
@@ -416,6 +522,13 @@ struct ServerSession::Impl {
     // RFC 3207 §4.2: "The server MUST NOT return the STARTTLS extension in response to an
     // EHLO command received after a TLS handshake has completed."
     if (!tls_active_ && config.tls_mode != TlsMode::kImplicit) scratch_.append("\nSTARTTLS");
+    // RFC 4954 §3: "AUTH" SP mechanism list. DESIGN.md §1: never offered without TLS (the
+    // plaintext mechanisms would expose passwords, and an attacker could strip the list).
+    if (auth_offered()) {
+      scratch_.append("\nAUTH");
+      for (const std::string& mechanism : mechanisms_)
+        scratch_.append(" ").append(mechanism);
+    }
     reply(250, "", scratch_);
   }
 
@@ -473,7 +586,9 @@ struct ServerSession::Impl {
     bool smtputf8 = false;
     DsnReturn dsn_return = DsnReturn::kUnspecified;
     bool has_envid = false;
+    bool has_auth = false;
     envid_scratch_.clear();
+    auth_scratch_.clear();
     std::string_view parameters = split->parameters;
     std::string_view key;
     std::string_view value;
@@ -534,6 +649,15 @@ struct ServerSession::Impl {
           return;
         }
         has_envid = true;
+      } else if (equals_ignoring_case(key, "AUTH") && auth_offered()) {
+        // RFC 4954 §5: auth-param = "AUTH=" ( mailbox / "<>" ), the mailbox as xtext.
+        // Only where AUTH is advertised; elsewhere it is an unknown parameter (555).
+        if (has_auth || !has_value || value.empty() || value.size() > 500 ||
+            !decode_auth_parameter(value)) {
+          error_reply(501, "5.5.4", "Invalid AUTH parameter");
+          return;
+        }
+        has_auth = true;
       } else {
         unknown_parameter_reply();
         return;
@@ -542,6 +666,19 @@ struct ServerSession::Impl {
     auto path = parse_path(split->path, PathKind::kReversePath, smtputf8);
     if (!path) {
       address_error_reply(path.error(), true);
+      return;
+    }
+    // Submission policy (DESIGN.md §1, issue 3): no bounces are submitted, and an
+    // authenticated user sends only as the addresses it owns.
+    if (path->mailbox.empty() && !config.allow_null_sender) {
+      error_reply(553, "5.7.1", "Null sender not allowed for submission");
+      return;
+    }
+    if (!path->mailbox.empty() && authenticated_ && config.may_send_as &&
+        !config.may_send_as(authenticated_user_, path->mailbox)) {
+      scratch_.assign("Sender address <").append(path->mailbox);
+      scratch_.append("> not owned by user <").append(authenticated_user_).append(">");
+      error_reply(553, "5.7.1", scratch_);
       return;
     }
     // RFC 1870 §6: "552 ... message size exceeds fixed maximum message size" when the
@@ -558,7 +695,22 @@ struct ServerSession::Impl {
     envelope_.declared_size = size;
     envelope_.dsn_return = dsn_return;
     envelope_.envelope_id.assign(envid_scratch_);
+    // RFC 4954 §5: "if the client is not authenticated, [the server] MUST behave as if
+    // the AUTH=<> parameter was supplied."
+    if (has_auth) envelope_.auth.assign(authenticated_ ? std::string_view(auth_scratch_) : "<>");
     reply(250, "2.1.0", "Ok");
+  }
+
+  // AUTH= value into auth_scratch_: "<>" or an xtext mailbox, whose decoded form must be
+  // printable (it may go back on the wire when the message is relayed).
+  bool decode_auth_parameter(std::string_view value) {
+    if (value == "<>") {
+      auth_scratch_.assign(value);
+      return true;
+    }
+    if (!decode_xtext(value, auth_scratch_) || auth_scratch_.empty()) return false;
+    return std::all_of(auth_scratch_.begin(), auth_scratch_.end(),
+                       [](char c) { return static_cast<unsigned char>(c) > ' ' && c != 0x7F; });
   }
 
   void address_error_reply(const AddressError& error, bool sender) {
@@ -631,8 +783,9 @@ struct ServerSession::Impl {
     }
     // RFC 5321 §4.5.1: "<Postmaster>" without a domain MUST be accepted.
     std::string_view address = path->is_postmaster ? "postmaster" : path->mailbox;
-    RecipientVerdict verdict =
-        config.check_recipient ? config.check_recipient(address) : RecipientVerdict::kAccept;
+    RecipientVerdict verdict = config.check_recipient
+                                   ? config.check_recipient(address, authenticated_user_)
+                                   : RecipientVerdict::kAccept;
     switch (verdict) {
       case RecipientVerdict::kAccept: {
         Recipient& recipient = envelope_.recipients.emplace_back();
@@ -643,10 +796,12 @@ struct ServerSession::Impl {
         return;
       }
       case RecipientVerdict::kUnknownUser:
-        error_reply(550, "5.1.1", "Recipient address rejected: user unknown");
+        reply(550, "5.1.1", "Recipient address rejected: user unknown");
+        count_rejected_recipient();
         return;
       case RecipientVerdict::kRelayDenied:
-        error_reply(550, "5.7.1", "Relay access denied");
+        reply(550, "5.7.1", "Relay access denied");
+        count_rejected_recipient();
         return;
       case RecipientVerdict::kTempFail:
         reply(451, "4.3.0", "Temporary failure checking recipient, try again later");
@@ -738,7 +893,7 @@ struct ServerSession::Impl {
 
   void handle_help(std::string_view) {
     reply(214, "2.0.0",
-          "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
+          "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
   }
 
   void handle_starttls(std::string_view arguments) {
@@ -762,6 +917,165 @@ struct ServerSession::Impl {
     input_.clear();
     read_pos_ = 0;
     phase_ = Phase::kTlsPending;
+  }
+
+  // ---- AUTH (RFC 4954) ------------------------------------------------------------------
+
+  void handle_auth(std::string_view arguments) {
+    // DESIGN.md §1: AUTH is not accepted without TLS on any role. RFC 4954 §6 "530 5.7.0
+    // Authentication required" family; the text says what to do, as for MAIL before TLS.
+    if (!tls_active_) {
+      error_reply(530, "5.7.0", "Must issue a STARTTLS command first");
+      return;
+    }
+    // RFC 4954 §3: the client learns of AUTH from the EHLO reply.
+    if (!envelope_.esmtp) {
+      error_reply(503, "5.5.1", "Error: send EHLO first");
+      return;
+    }
+    // RFC 4954 §4: "After a successful AUTH command completes, a server MUST reject any
+    // further AUTH commands with a 503 reply."
+    if (authenticated_) {
+      error_reply(503, "5.5.1", "Already authenticated");
+      return;
+    }
+    // auth-command = "AUTH" SP sasl-mech [SP initial-response] (RFC 4954 §8).
+    const std::size_t space = arguments.find(' ');
+    const std::string_view name = arguments.substr(0, space);
+    const bool has_initial = space != std::string_view::npos;
+    const std::string_view initial = has_initial ? arguments.substr(space + 1) : std::string_view();
+    if (name.empty() || (has_initial && (initial.empty() || initial.find(' ') != initial.npos))) {
+      error_reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+      return;
+    }
+    const std::string* mechanism = nullptr;
+    for (const std::string& offered : mechanisms_) {
+      if (equals_ignoring_case(offered, name)) mechanism = &offered;
+    }
+    if (mechanism == nullptr) {
+      // RFC 4954 §4: "If the requested authentication mechanism is invalid (e.g., is not
+      // supported or requires an encryption layer), the server rejects the AUTH command
+      // with a 504 reply."
+      error_reply(504, "5.5.4", "Unrecognized authentication type");
+      return;
+    }
+    // RFC 4954 §4: AUTH "MUST be the last command in a pipelined group", except with an
+    // initial response for a mechanism that completes in one round trip (PLAIN,
+    // EXTERNAL). Either way the bytes after it wait: nothing is read while the host works.
+    const bool one_round_trip = *mechanism == "PLAIN" || *mechanism == "EXTERNAL";
+    if (read_pos_ < input_.size() && !(has_initial && one_round_trip)) ++improper_pipelining_;
+    if (auth_response_.capacity() < kAuthResponseCapacity)
+      auth_response_.reserve(kAuthResponseCapacity);
+    auth_mechanism_.assign(*mechanism);
+    auth_starting_ = true;
+    auth_has_response_ = has_initial;
+    // RFC 4954 §4: "=" is an initial response of zero length.
+    if (has_initial && initial != "=" && !decode_response(initial)) return;
+    phase_ = Phase::kAuthPending;
+  }
+
+  // Decodes a response into auth_response_; on bad base64 answers 501 and ends the
+  // exchange.
+  bool decode_response(std::string_view text) {
+    wipe_response();
+    if (decode_base64(text, auth_response_)) return true;
+    wipe_response();
+    // RFC 4954 §4: "If the client response is not a valid base64 ... the server MUST
+    // reject the AUTH command with a 501 reply"; §6 gives 5.5.2.
+    end_exchange();
+    error_reply(501, "5.5.2", "Cannot decode response");
+    return false;
+  }
+
+  std::optional<Action> step_auth_response() {
+    std::string_view pending = buffered();
+    std::size_t newline = pending.find('\n');
+    if (newline == std::string_view::npos) {
+      if (pending.size() >= kAuthLineMax) {
+        end_exchange();
+        auth_line_too_long_reply();
+        skipping_long_line_ = true;  // step_command drops the rest of the line
+        drop_buffered();
+        return std::nullopt;
+      }
+      input_secret_ = true;  // a partial response waits in input_
+      return need_input_or_close();
+    }
+    const std::size_t line_start = read_pos_;
+    std::string_view line = pending.substr(0, newline);
+    read_pos_ += newline + 1;
+    // A response the client sent together with more input did not wait for our reply.
+    if (read_pos_ < input_.size()) ++improper_pipelining_;
+    if (newline + 1 > kAuthLineMax) {
+      end_exchange();
+      auth_line_too_long_reply();
+    } else if (line.empty() || line.back() != '\r') {
+      end_exchange();
+      error_reply(500, "5.5.2", "Bare LF in command (CRLF required)");
+    } else if (line.remove_suffix(1); line == "*") {
+      // RFC 4954 §4: "If the client wishes to cancel the authentication exchange, it
+      // issues a line with a single "*". If the server receives such a response, it MUST
+      // reject the AUTH command by sending a 501 reply."
+      end_exchange();
+      error_reply(501, "5.0.0", "Authentication cancelled");
+    } else if (decode_response(line)) {
+      auth_starting_ = false;
+      auth_has_response_ = true;
+      phase_ = Phase::kAuthPending;
+    }
+    wipe(input_.data() + line_start, newline + 1);
+    return std::nullopt;
+  }
+
+  void wipe_response() {
+    wipe(auth_response_.data(), auth_response_.size());
+    auth_response_.clear();
+  }
+
+  void end_exchange() {
+    wipe_response();
+    auth_has_response_ = false;
+    auth_starting_ = false;
+    phase_ = Phase::kCommand;
+  }
+
+  // Host answers count only while the session waits for one.
+  bool waiting_for_auth_answer() {
+    if (phase_ == Phase::kAuthPending && !closing_) return true;
+    wipe_response();  // a late answer: nothing to do but forget the payload
+    return false;
+  }
+
+  // The host's arguments may point into auth_response_ (a user name parsed out of a PLAIN
+  // response): they are used before the response is wiped.
+  void auth_challenge(std::string_view raw) {
+    if (!waiting_for_auth_answer()) return;
+    // RFC 4954 §4: continue-req = "334" SP [base64] CRLF — no enhanced code (RFC 3463
+    // classes are 2, 4 and 5 only).
+    scratch_.clear();
+    append_base64(scratch_, raw);
+    reply(334, "", scratch_);
+    wipe_response();
+    auth_has_response_ = false;
+    phase_ = Phase::kAuthResponse;
+  }
+
+  void auth_succeeded(std::string_view user) {
+    if (!waiting_for_auth_answer()) return;
+    authenticated_user_.assign(user);
+    authenticated_ = true;
+    end_exchange();
+    // RFC 4954 §6: "235 2.7.0 Authentication Succeeded".
+    reply(235, "2.7.0", "Authentication successful");
+  }
+
+  void auth_failed(const Reply& failure) {
+    if (!waiting_for_auth_answer()) return;
+    end_exchange();
+    // The host's reply ends the exchange: it must be a 4xx or 5xx.
+    const bool valid = failure.code >= 400 && failure.code <= 599;
+    error_reply(valid ? failure.code : 454, valid ? std::string_view(failure.enhanced) : "4.7.0",
+                failure.text);
   }
 
   // ---- message bodies -------------------------------------------------------------------
@@ -948,6 +1262,11 @@ struct ServerSession::Impl {
     scratch_.assign("Ok: queued as ");
     scratch_.append(queue_id);
     reply(250, "2.0.0", scratch_);
+    // Errors count "without delivering mail" (as Postfix's smtpd_hard_error_limit does): a
+    // client that got a message through starts afresh, so a long-lived connection from a
+    // busy sender is not cut by errors spread over many messages.
+    errors_ = 0;
+    rejected_recipients_ = 0;
     reset_transaction();
     phase_ = Phase::kCommand;
   }
@@ -966,16 +1285,42 @@ struct ServerSession::Impl {
     envelope_.helo.clear();
     envelope_.esmtp = false;
     reset_transaction();
+    // An authentication from before the handshake (there can be none: AUTH needs TLS)
+    // is knowledge not obtained from TLS.
+    authenticated_ = false;
+    authenticated_user_.clear();
+    if (phase_ == Phase::kAuthPending || phase_ == Phase::kAuthResponse) end_exchange();
     if (phase_ == Phase::kTlsPending) phase_ = Phase::kCommand;
   }
 
   void receive(std::string_view bytes) {
     if (phase_ == Phase::kClosed || closing_ || eof_) return;
     if (phase_ == Phase::kTlsPending) return;  // plaintext after STARTTLS: never read
-    if (read_pos_ > 0) {
-      input_.erase(0, read_pos_);
-      read_pos_ = 0;
+    if (!input_secret_) {
+      if (read_pos_ > 0) {
+        input_.erase(0, read_pos_);
+        read_pos_ = 0;
+      }
+      input_.append(bytes);
+      return;
     }
+    // Part of a SASL payload is buffered: move it without leaving copies behind.
+    input_secret_ = false;
+    const std::size_t kept = input_.size() - read_pos_;
+    if (kept + bytes.size() > input_.capacity()) {
+      std::string larger;
+      larger.reserve(std::max(2 * input_.capacity(), kept + bytes.size()));
+      larger.append(buffered());
+      wipe(input_.data(), input_.size());
+      input_.swap(larger);
+    } else if (read_pos_ > 0) {
+      const std::size_t old_size = input_.size();
+      input_.erase(0, read_pos_);
+      input_.resize(old_size);  // the moved octets' old copies are now inside the string
+      wipe(input_.data() + kept, old_size - kept);
+      input_.resize(kept);
+    }
+    read_pos_ = 0;
     input_.append(bytes);
   }
 
@@ -994,6 +1339,11 @@ struct ServerSession::Impl {
   std::string scratch_;
   std::string envid_scratch_;
   std::string orcpt_scratch_;
+  std::string auth_scratch_;
+  std::vector<std::string> mechanisms_;  // config.auth_mechanisms, upper-case
+  std::string auth_mechanism_;
+  std::string auth_response_;  // decoded SASL payload; wiped when the step ends
+  std::string authenticated_user_;
   DotUnstuffer decoder_;
   Envelope envelope_;
   TlsInfo tls_info_;
@@ -1017,31 +1367,38 @@ struct ServerSession::Impl {
   bool chunk_last_ = false;
   bool bdat_last_ = false;
   bool bdat_previous_cr_ = false;
+  bool authenticated_ = false;
+  bool auth_starting_ = false;
+  bool auth_has_response_ = false;
+  bool input_secret_ = false;  // input_ holds part of an unconsumed AUTH line
   std::uint64_t bdat_size_ = 0;
   std::uint64_t chunk_size_ = 0;
   std::uint64_t chunk_remaining_ = 0;
   std::uint64_t message_size_ = 0;
   unsigned errors_ = 0;
+  std::size_t rejected_recipients_ = 0;  // RCPTs refused by policy since the last message
   unsigned improper_pipelining_ = 0;
   std::uint64_t lines_seen_ = 0;
 };
 
 // clang-format off
 const ServerSession::Impl::VerbRow ServerSession::Impl::kVerbs[kVerbCount] = {
-  // verb        legal states          before TLS  ends group  needs mail  payload  handler
-  {"EHLO",     kAnyState,              true,       true,       false,      false,   &Impl::handle_ehlo},
-  {"HELO",     kAnyState,              true,       true,       false,      false,   &Impl::handle_helo},
-  {"MAIL",     kHelo,                  false,      false,      true,       false,   &Impl::handle_mail},
-  {"RCPT",     kMail,                  false,      false,      false,      false,   &Impl::handle_rcpt},
-  {"DATA",     kMail,                  false,      true,       false,      false,   &Impl::handle_data},
-  {"BDAT",     kMail | kChunking,      false,      false,      false,      true,    &Impl::handle_bdat},
-  {"RSET",     kAnyState,              true,       false,      false,      false,   &Impl::handle_rset},
-  {"NOOP",     kAnyState,              true,       true,       false,      false,   &Impl::handle_noop},
-  {"QUIT",     kAnyState,              true,       true,       false,      false,   &Impl::handle_quit},
-  {"VRFY",     kAnyState,              false,      true,       false,      false,   &Impl::handle_vrfy},
-  {"EXPN",     kAnyState,              false,      true,       false,      false,   &Impl::handle_expn},
-  {"HELP",     kAnyState,              true,       false,      false,      false,   &Impl::handle_help},
-  {"STARTTLS", kHelo,                  true,       true,       false,      false,   &Impl::handle_starttls},
+  // verb        legal states        before TLS  ends group  needs auth  AUTH ext  payload  handler
+  {"EHLO",     kAnyState,            true,       true,       false,      false,    false,   &Impl::handle_ehlo},
+  {"HELO",     kAnyState,            true,       true,       false,      false,    false,   &Impl::handle_helo},
+  {"MAIL",     kHelo,                false,      false,      true,       false,    false,   &Impl::handle_mail},
+  {"RCPT",     kMail,                false,      false,      false,      false,    false,   &Impl::handle_rcpt},
+  {"DATA",     kMail,                false,      true,       false,      false,    false,   &Impl::handle_data},
+  {"BDAT",     kMail | kChunking,    false,      false,      false,      false,    true,    &Impl::handle_bdat},
+  {"RSET",     kAnyState,            true,       false,      false,      false,    false,   &Impl::handle_rset},
+  {"NOOP",     kAnyState,            true,       true,       false,      false,    false,   &Impl::handle_noop},
+  {"QUIT",     kAnyState,            true,       true,       false,      false,    false,   &Impl::handle_quit},
+  {"VRFY",     kAnyState,            false,      true,       false,      false,    false,   &Impl::handle_vrfy},
+  {"EXPN",     kAnyState,            false,      true,       false,      false,    false,   &Impl::handle_expn},
+  {"HELP",     kAnyState,            true,       false,      false,      false,    false,   &Impl::handle_help},
+  {"STARTTLS", kHelo,                true,       true,       false,      false,    false,   &Impl::handle_starttls},
+  // AUTH ends a pipelined group except in one case (RFC 4954 §4): handle_auth counts it.
+  {"AUTH",     kHelo,                false,      false,      false,      true,     false,   &Impl::handle_auth},
 };
 // clang-format on
 
@@ -1099,14 +1456,41 @@ bool ServerSession::tls_active() const {
 const TlsInfo& ServerSession::tls_info() const {
   return impl_->tls_info_;
 }
+const std::string& ServerSession::authenticated_user() const {
+  return impl_->authenticated_user_;
+}
+std::string_view ServerSession::auth_mechanism() const {
+  return impl_->auth_mechanism_;
+}
+bool ServerSession::auth_starting() const {
+  return impl_->auth_starting_;
+}
+bool ServerSession::auth_has_response() const {
+  return impl_->auth_has_response_;
+}
+std::string_view ServerSession::auth_response() const {
+  return impl_->auth_response_;
+}
+void ServerSession::auth_challenge(std::string_view raw) {
+  impl_->auth_challenge(raw);
+}
+void ServerSession::auth_succeeded(std::string_view user) {
+  impl_->auth_succeeded(user);
+}
+void ServerSession::auth_failed(const Reply& reply) {
+  impl_->auth_failed(reply);
+}
 Waiting ServerSession::waiting() const {
   return impl_->phase_ == Impl::Phase::kData || impl_->phase_ == Impl::Phase::kChunk
              ? Waiting::kDataBlock
              : Waiting::kCommand;
 }
 std::string_view ServerSession::with_protocol() const {
-  // RFC 3848 §2: "SMTP" for HELO, "ESMTP" for EHLO, "ESMTPS" for EHLO over TLS.
+  // RFC 3848 §2: "SMTP" for HELO, "ESMTP" for EHLO, "ESMTPS" for EHLO over TLS,
+  // "ESMTPA" / "ESMTPSA" when the client authenticated (without / with TLS; AUTH needs
+  // TLS here, so ESMTPA does not occur).
   if (!impl_->envelope_.esmtp) return "SMTP";
+  if (impl_->authenticated_) return impl_->tls_active_ ? "ESMTPSA" : "ESMTPA";
   return impl_->tls_active_ ? "ESMTPS" : "ESMTP";
 }
 bool ServerSession::closed_as_http() const {

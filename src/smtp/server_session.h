@@ -21,11 +21,44 @@
 //       case Action::kMessageAbort: discard the spool file opened at kMessageBegin (the
 //                                   session refused the message and replies itself;
 //                                   the host answers nothing).
+//       case Action::kAuthenticate: run the SASL step (see "AUTH" below), off the I/O thread
+//                                   if it is slow, then answer with exactly one of
+//                                   auth_challenge / auth_succeeded / auth_failed.
 //       case Action::kClose:        flush output, close the connection.
 //     }
 //   }
 // Invariants: output is only appended; message_data() stays valid until the next call
 // into the session; after kClose every call returns kClose.
+//
+// AUTH (RFC 4954) — the session frames the exchange, the host runs the mechanism:
+// - kAuthenticate means the client sent a SASL message: the AUTH command itself
+//   (auth_starting() true: the host drops any state of an earlier exchange and creates a
+//   new mechanism for auth_mechanism()) or a response line after a 334 (auth_starting()
+//   false: the same mechanism continues). auth_has_response() is false only for an AUTH
+//   command without an initial response; auth_response() is the decoded octets ("=" on
+//   the wire is an empty response).
+// - The host answers with exactly one call, then goes on calling next():
+//     auth_challenge(raw)  → "334 base64(raw)"; the client's next line comes back as
+//                            another kAuthenticate (auth_starting() false);
+//     auth_succeeded(user) → "235 2.7.0"; authenticated_user() is user from now on;
+//     auth_failed(reply)   → that reply (535 5.7.8, 454 4.7.0, 501 5.5.2, 534 5.7.9...);
+//                            the exchange is over and it counts toward limits.max_errors.
+//   Until it answers, next() keeps returning kAuthenticate and no input is consumed (bytes
+//   given to receive() meanwhile are kept, in order, and run after the answer: RFC 4954
+//   §4 lets a client pipeline MAIL behind "AUTH PLAIN <initial-response>"; a line sent
+//   before its 334 is read as the response, never as a command). After receive_eof() the
+//   host still answers; the session closes afterwards. Answers at any other time (also
+//   after timeout()/shutdown()/kClose) are ignored. The arguments of an answer may point
+//   into auth_response(). A failure reply that is not 4xx/5xx becomes 454 4.7.0.
+// - auth_response() is valid only until the host's answer: the session overwrites it
+//   with zeros then, and also overwrites the consumed wire form of every AUTH line. The
+//   host must copy nothing of it that outlives the step, and must never log it.
+// - The session ends an exchange itself, without calling the host, when the client
+//   cancels ("*" → 501 5.0.0), sends undecodable base64 (501 5.5.2) or a line over 12288
+//   octets incl. CRLF (500 5.5.6; AUTH command lines get that limit instead of
+//   limits.max_command_line where mechanisms are configured), or when the connection ends; the
+//   host's mechanism state for that exchange is then simply dropped at the next auth_starting() or
+//   with the session.
 #pragma once
 
 #include <cstddef>
@@ -34,6 +67,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "smtp/envelope.h"
 #include "smtp/reply.h"
@@ -69,10 +103,23 @@ struct SessionLimits {
 struct SessionConfig {
   std::string hostname;  // our name, in the greeting and EHLO reply
   TlsMode tls_mode = TlsMode::kStartTlsOptional;
-  bool accepts_mail = true;  // false: submission role before AUTH exists — MAIL gets 530
   SessionLimits limits;
+  // SASL mechanisms offered after TLS, upper-case, in order of preference (e.g.
+  // {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN"}). Empty: AUTH is never
+  // advertised and the command gets 502 5.5.1 (the smtp role). Never offered before TLS.
+  std::vector<std::string> auth_mechanisms;
+  // Submission roles: MAIL before a successful AUTH gets 530 5.7.0 (RFC 4954 §6).
+  bool require_auth = false;
+  // false (submission): MAIL FROM:<> gets 553 5.7.1.
+  bool allow_null_sender = true;
+  // When set and the session is authenticated: may this user use this envelope sender
+  // (own address or alias)? false → 553 5.7.1. Not asked for the null sender.
+  std::function<bool(std::string_view user, std::string_view sender)> may_send_as;
   // Decides each RCPT (pure; may be empty, then every recipient is accepted).
-  std::function<RecipientVerdict(std::string_view address)> check_recipient;
+  // authenticated_user is "" when the session has not authenticated, so the host can let
+  // authenticated users relay while the MX refuses to.
+  std::function<RecipientVerdict(std::string_view address, std::string_view authenticated_user)>
+      check_recipient;
 };
 
 // What the TLS layer tells the session after a handshake.
@@ -95,6 +142,9 @@ enum class Action {
   // The session refused the message being stored (size, bare CR/LF, line length, peer
   // gone, RSET during BDAT, timeout...): discard the spool file, call nothing back.
   kMessageAbort,
+  // The client sent a SASL message (AUTH command or a response to a 334): see "AUTH" at
+  // the top of this file.
+  kAuthenticate,
 };
 
 class ServerSession {
@@ -132,11 +182,24 @@ class ServerSession {
   void message_committed(std::string_view queue_id);  // 250 2.0.0 ... queued as <id>
   void message_failed(const Reply& reply);            // this reply ends the transaction
 
+  // For kAuthenticate: the client's latest SASL message.
+  std::string_view auth_mechanism() const;  // upper-case, one of config.auth_mechanisms
+  bool auth_starting() const;               // from the AUTH command: a new exchange
+  bool auth_has_response() const;           // false: AUTH without an initial response
+  std::string_view auth_response() const;   // decoded; valid until the host's answer
+  // The host's answer to kAuthenticate (exactly one of them).
+  void auth_challenge(std::string_view raw);   // 334 base64(raw); wait for the next line
+  void auth_succeeded(std::string_view user);  // 235 2.7.0; the session is authenticated
+  void auth_failed(const Reply& reply);        // that reply (a 4xx or 5xx); counts as an error
+
   // Facts for the host: logging, the Received header, timeouts.
   bool tls_active() const;
   const TlsInfo& tls_info() const;
+  // The user the host named in auth_succeeded(), or "" (STARTTLS resets it; RSET does not).
+  const std::string& authenticated_user() const;
   Waiting waiting() const;
-  // "SMTP", "ESMTP", "ESMTPS" (RFC 3848) for the Received header of the current message.
+  // "SMTP", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" (RFC 3848) for the Received header of
+  // the current message.
   std::string_view with_protocol() const;
   // The first command looked like HTTP (ALPACA); the session closed at once.
   bool closed_as_http() const;

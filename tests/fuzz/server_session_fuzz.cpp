@@ -1,6 +1,7 @@
 // server_session_fuzz.cpp — libFuzzer target: arbitrary bytes into smtp::ServerSession,
 // cut into pieces of varying size, with a host that answers every action (commits with a
-// fake id, sometimes fails) and completes STARTTLS handshakes.
+// fake id, sometimes fails), completes STARTTLS handshakes and plays a SASL mechanism at
+// random (a challenge, a success or a failure at each kAuthenticate).
 //
 // Input layout: byte 0 chooses the configuration, byte 1 seeds the piece sizes, byte 2
 // when (and whether) the host times out or shuts down; the rest is what the peer sends.
@@ -10,6 +11,8 @@
 // - message actions come in order: Begin, Data*, then End or Abort (or a host failure);
 //   message_data() is never larger than 64 KiB;
 // - next() makes progress (never loops without asking for input);
+// - kAuthenticate only with TLS active, for an offered mechanism, with a response no
+//   longer than a 12288-octet line can carry; the response is gone after the answer;
 // - after kClose, every call returns kClose and nothing is output.
 #include <cstddef>
 #include <cstdint>
@@ -58,6 +61,7 @@ struct Host {
   bool closed = false;
   bool handshake_failed = false;  // the host closed the connection itself
   bool writer_open = false;
+  bool authenticated = false;
   int ids = 0;
 
   std::uint32_t random() {
@@ -119,6 +123,27 @@ struct Host {
           check(writer_open);
           writer_open = false;
           break;
+        case smtp::Action::kAuthenticate: {
+          check(session.tls_active());
+          check(!writer_open);
+          check(!authenticated);
+          const std::string_view mechanism = session.auth_mechanism();
+          check(mechanism == "PLAIN" || mechanism == "LOGIN" || mechanism == "SCRAM-SHA-256");
+          check(session.auth_has_response() || session.auth_response().empty());
+          check(session.auth_response().size() <= 12288 / 4 * 3);
+          const std::uint32_t choice = random() % 4;
+          if (choice < 2) {
+            session.auth_challenge(choice == 0 ? std::string_view() : session.auth_response());
+          } else if (choice == 2) {
+            session.auth_succeeded("user@fuzz.example");
+            authenticated = true;
+            check(session.authenticated_user() == "user@fuzz.example");
+          } else {
+            session.auth_failed(smtp::Reply{535, "5.7.8", "Authentication credentials invalid"});
+          }
+          check(session.auth_response().empty());
+          break;
+        }
         case smtp::Action::kClose:
           flush();
           check(!writer_open);  // every spool file was committed, failed or aborted
@@ -162,10 +187,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     config.limits.max_recipients = 3;
     config.limits.max_errors = 5;
   }
-  config.accepts_mail = (flags & 0x10) == 0;
-  config.check_recipient = [](std::string_view address) {
+  if (flags & 0x10) {  // a submission role: AUTH offered and required
+    config.auth_mechanisms = {"SCRAM-SHA-256", "PLAIN", "login"};
+    config.require_auth = true;
+    config.allow_null_sender = false;
+    config.may_send_as = [](std::string_view user, std::string_view sender) {
+      check(!user.empty());
+      return !sender.starts_with("other");
+    };
+  }
+  config.check_recipient = [](std::string_view address, std::string_view user) {
     if (address.starts_with("unknown")) return smtp::RecipientVerdict::kUnknownUser;
-    if (address.starts_with("relay")) return smtp::RecipientVerdict::kRelayDenied;
+    if (address.starts_with("relay") && user.empty()) return smtp::RecipientVerdict::kRelayDenied;
     if (address.starts_with("later")) return smtp::RecipientVerdict::kTempFail;
     return smtp::RecipientVerdict::kAccept;
   };

@@ -22,6 +22,7 @@ users = ["alice", "bob"]
 
 [[listeners]]
 role = "smtp"
+address = "0.0.0.0"
 
 [[listeners]]
 role = "submissions"
@@ -95,8 +96,8 @@ TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
   config::ConfigError e = expect_error(text);
   EXPECT_EQ(e.file, "/etc/smtpsd/test.toml");
   EXPECT_EQ(e.key, "limits.max_mesage_size");
-  EXPECT_EQ(e.line, 22);
-  EXPECT_NE(e.to_string().find("/etc/smtpsd/test.toml:22: limits.max_mesage_size: unknown key"),
+  EXPECT_EQ(e.line, 23);
+  EXPECT_NE(e.to_string().find("/etc/smtpsd/test.toml:23: limits.max_mesage_size: unknown key"),
             std::string::npos)
       << e.to_string();
 }
@@ -119,8 +120,19 @@ TEST(ConfigTest, OutOfRangeValuesAreRefused) {
       expect_error(std::string(kMinimal) + "\n[limits]\nmax_command_line = 100\n");
   EXPECT_EQ(e.key, "limits.max_command_line");
   EXPECT_NE(e.message.find("512"), std::string::npos) << e.message;
-  e = expect_error(std::string(kMinimal) + "\n[[listeners]]\nrole = \"smtp\"\nport = 70000\n");
+  e = expect_error(std::string(kMinimal) +
+                   "\n[[listeners]]\nrole = \"smtp\"\naddress = \"::\"\nport = 70000\n");
   EXPECT_EQ(e.key, "listeners[2].port");
+}
+
+TEST(ConfigTest, ListenerAddressIsRequiredAndChecked) {
+  config::ConfigError e =
+      expect_error(std::string(kMinimal) + "\n[[listeners]]\nrole = \"smtp\"\n");
+  EXPECT_EQ(e.key, "listeners[2].address");
+  e = expect_error(std::string(kMinimal) +
+                   "\n[[listeners]]\nrole = \"smtp\"\naddress = \"mail.example.org\"\n");
+  EXPECT_EQ(e.key, "listeners[2].address");
+  EXPECT_NE(e.message.find("not an IP address"), std::string::npos);
 }
 
 TEST(ConfigTest, UnknownRoleIsRefused) {
@@ -132,7 +144,8 @@ TEST(ConfigTest, UnknownRoleIsRefused) {
 
 TEST(ConfigTest, RequireTlsOnlyOnSmtpRole) {
   config::ConfigError e = expect_error(
-      std::string(kMinimal) + "\n[[listeners]]\nrole = \"submission\"\nrequire_tls = false\n");
+      std::string(kMinimal) +
+      "\n[[listeners]]\nrole = \"submission\"\naddress = \"::\"\nrequire_tls = false\n");
   EXPECT_EQ(e.key, "listeners[2].require_tls");
 }
 
@@ -177,6 +190,44 @@ TEST(ConfigTest, MissingFileIsAClearError) {
   ASSERT_FALSE(loaded.has_value());
   EXPECT_NE(loaded.error().to_string().find("/nonexistent/smtpsd.toml: cannot read the file"),
             std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(ConfigAuthTest, DefaultsAndValues) {
+  auto parsed = config::parse(kMinimal, "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed.value().auth.users_file, "/var/lib/smtpsd/users");
+  EXPECT_EQ(parsed.value().auth.max_failures_per_user, 5u);
+  std::string text = std::string(kMinimal) + R"(
+[auth]
+users_file = "users.db"
+max_failures_per_user = 3
+max_failures_per_ip = 10
+failure_window = 60
+exempt_networks = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]
+received_names_user = true
+)";
+  parsed = config::parse(text, "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  const auto& a = parsed.value().auth;
+  EXPECT_EQ(a.users_file, "/etc/smtpsd/users.db");
+  EXPECT_EQ(a.max_failures_per_user, 3u);
+  EXPECT_EQ(a.max_failures_per_ip, 10u);
+  EXPECT_EQ(a.failure_window.count(), 60);
+  EXPECT_EQ(a.exempt_networks.size(), 3u);
+  EXPECT_TRUE(a.received_names_user);
+}
+
+TEST(ConfigAuthTest, BadNetworksAreNamed) {
+  for (const char* bad : {"10.0.0.0/33", "10.0.0/8", "2001:db8::/129", "office", "10.0.0.0/"}) {
+    std::string text = std::string(kMinimal) + "\n[auth]\nexempt_networks = [\"" + bad + "\"]\n";
+    auto parsed = config::parse(text, "t.toml");
+    ASSERT_FALSE(parsed.has_value()) << bad;
+    EXPECT_EQ(parsed.error().key, "auth.exempt_networks") << bad;
+  }
 }
 
 }  // namespace

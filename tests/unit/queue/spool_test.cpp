@@ -133,6 +133,32 @@ TEST_F(SpoolTest, EnvelopeRoundTripsEveryField) {
   EXPECT_EQ(read_file(loaded->path, loaded->content_offset), content);
 }
 
+TEST_F(SpoolTest, ALargeEnvelopeRoundTripsAndATooLargeOneIsRefusedUpFront) {
+  // 1,000 recipients (the configuration's maximum) with 500-octet ORCPTs of '%' (stored
+  // escaped, three octets each) still load; ten times that is refused by begin(), never
+  // written and then found unreadable.
+  smtp::Envelope envelope;
+  envelope.reverse_path = "sender@example.org";
+  for (int i = 0; i < 1000; ++i) {
+    envelope.recipients.push_back(smtp::Recipient{"user" + std::to_string(i) + "@example.com",
+                                                  "SUCCESS,FAILURE",
+                                                  "rfc822;" + std::string(492, '%')});
+  }
+  std::string id = commit_message(envelope, "body\r\n");
+  auto loaded = spool_->load(id);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(loaded->envelope.recipients.size(), 1000u);
+  EXPECT_EQ(loaded->envelope.recipients[999].original_recipient, "rfc822;" + std::string(492, '%'));
+
+  for (int i = 0; i < 9000; ++i)
+    envelope.recipients.push_back(envelope.recipients.front());
+  auto refused = spool_->begin(envelope, 1700000000);
+  ASSERT_FALSE(refused);
+  EXPECT_FALSE(refused.error().transient);
+  EXPECT_NE(refused.error().message.find("envelope too large"), std::string::npos);
+  EXPECT_TRUE(fs::is_empty(dir_ + "/tmp"));
+}
+
 TEST_F(SpoolTest, NullSenderAndDefaultsRoundTrip) {
   smtp::Envelope envelope;
   envelope.helo = "-";

@@ -21,6 +21,8 @@
 namespace smtp {
 namespace {
 
+using testing::AuthAnswer;
+using testing::AuthRequest;
 using testing::FakeHost;
 
 std::string unescape(std::string_view text) {
@@ -99,6 +101,12 @@ SessionConfig config_from(const std::vector<std::string>& lines) {
     RecipientVerdict verdict;
   };
   auto rules = std::make_shared<std::vector<Rule>>();
+  struct Owner {
+    std::string user;
+    std::string address;
+  };
+  auto owners = std::make_shared<std::vector<Owner>>();
+  bool relay_when_authenticated = false;
   for (const std::string& line : lines) {
     if (!line.starts_with("@ ")) continue;
     std::istringstream words(line.substr(2));
@@ -112,8 +120,21 @@ SessionConfig config_from(const std::vector<std::string>& lines) {
       config.tls_mode = value == "required"   ? TlsMode::kStartTlsRequired
                         : value == "implicit" ? TlsMode::kImplicit
                                               : TlsMode::kStartTlsOptional;
-    else if (key == "accepts_mail")
-      config.accepts_mail = value != "no";
+    else if (key == "require_auth")
+      config.require_auth = value == "yes";
+    else if (key == "allow_null_sender")
+      config.allow_null_sender = value != "no";
+    else if (key == "auth_mechanisms") {
+      config.auth_mechanisms.push_back(value);
+      std::string more;
+      while (words >> more)
+        config.auth_mechanisms.push_back(more);
+    } else if (key == "may_send_as") {
+      std::string address;
+      words >> address;
+      owners->push_back(Owner{value, address});
+    } else if (key == "relay_when_authenticated")
+      relay_when_authenticated = value == "yes";
     else if (key == "max_command_line")
       limits.max_command_line = std::stoul(value);
     else if (key == "max_text_line")
@@ -135,12 +156,24 @@ SessionConfig config_from(const std::vector<std::string>& lines) {
       rules->push_back(Rule{value, verdict});
     }
   }
-  config.check_recipient = [rules](std::string_view address) {
+  config.check_recipient = [rules, relay_when_authenticated](std::string_view address,
+                                                             std::string_view user) {
     for (const Rule& rule : *rules) {
-      if (rule.address == address) return rule.verdict;
+      if (rule.address != address) continue;
+      if (rule.verdict == RecipientVerdict::kRelayDenied && relay_when_authenticated &&
+          !user.empty())
+        return RecipientVerdict::kAccept;
+      return rule.verdict;
     }
     return RecipientVerdict::kAccept;
   };
+  if (!owners->empty()) {
+    config.may_send_as = [owners](std::string_view user, std::string_view sender) {
+      return std::any_of(owners->begin(), owners->end(), [&](const Owner& owner) {
+        return owner.user == user && owner.address == sender;
+      });
+    };
+  }
   return config;
 }
 
@@ -214,6 +247,34 @@ void run_dialog(const std::filesystem::path& path, bool bytewise) {
       EXPECT_EQ(host.session.next(), Action::kClose);
     } else if (line == "HTTP") {
       EXPECT_TRUE(host.session.closed_as_http());
+    } else if (line.starts_with("AUTH-GOT ")) {
+      ASSERT_TRUE(host.auth_waiting) << "the session is not waiting for an AUTH answer";
+      const AuthRequest& request = host.auth_requests.back();
+      std::string expected = line.substr(9);
+      std::size_t space = expected.find(' ');
+      EXPECT_EQ(request.mechanism, expected.substr(0, space));
+      if (space == std::string::npos) {
+        EXPECT_FALSE(request.has_response);
+      } else {
+        std::string response = expected.substr(space + 1);
+        EXPECT_TRUE(request.has_response);
+        EXPECT_EQ(request.response, response == "=" ? std::string() : unescape(response));
+      }
+    } else if (line == "AUTH-CHALLENGE" || line.starts_with("AUTH-CHALLENGE ")) {
+      ASSERT_TRUE(host.auth_waiting) << "the session is not waiting for an AUTH answer";
+      host.answer_and_run(AuthAnswer::challenge(line.size() > 15 ? unescape(line.substr(15)) : ""));
+    } else if (line.starts_with("AUTH-OK ")) {
+      ASSERT_TRUE(host.auth_waiting) << "the session is not waiting for an AUTH answer";
+      host.answer_and_run(AuthAnswer::success(line.substr(8)));
+    } else if (line.starts_with("AUTH-FAIL ")) {
+      ASSERT_TRUE(host.auth_waiting) << "the session is not waiting for an AUTH answer";
+      std::istringstream words(line.substr(10));
+      Reply reply;
+      words >> reply.code >> reply.enhanced;
+      std::getline(words >> std::ws, reply.text);
+      host.answer_and_run(AuthAnswer::failure(reply));
+    } else if (line == "AUTH-IDLE") {
+      EXPECT_FALSE(host.auth_waiting) << "the session waits for an AUTH answer";
     } else {
       ADD_FAILURE() << "unknown directive";
     }

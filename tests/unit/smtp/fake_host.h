@@ -3,6 +3,7 @@
 // and dialog tests.
 #pragma once
 
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,26 @@
 #include "smtp/server_session.h"
 
 namespace smtp::testing {
+
+// What the session handed over at one kAuthenticate.
+struct AuthRequest {
+  std::string mechanism;
+  bool starting = false;
+  bool has_response = false;
+  std::string response;
+};
+
+// A scripted answer to kAuthenticate.
+struct AuthAnswer {
+  enum class Kind { kChallenge, kSuccess, kFailure };
+  Kind kind = Kind::kChallenge;
+  std::string text;  // challenge octets, or the user name
+  Reply reply;       // for kFailure
+
+  static AuthAnswer challenge(std::string raw) { return {Kind::kChallenge, std::move(raw), {}}; }
+  static AuthAnswer success(std::string user) { return {Kind::kSuccess, std::move(user), {}}; }
+  static AuthAnswer failure(Reply reply) { return {Kind::kFailure, {}, std::move(reply)}; }
+};
 
 struct FakeHost {
   explicit FakeHost(const SessionConfig& config) : session(config) {}
@@ -30,6 +51,28 @@ struct FakeHost {
   std::optional<Reply> fail_commit;  // durable commit fails
   int next_id = 1;
   std::size_t largest_piece = 0;  // longest message_data() span seen
+  // AUTH: each kAuthenticate is recorded; a scripted answer is used if one is queued,
+  // otherwise run() returns with auth_waiting set until answer() is called.
+  std::vector<AuthRequest> auth_requests;
+  std::deque<AuthAnswer> auth_answers;
+  bool auth_waiting = false;
+  std::string_view last_auth_response;  // the session's own buffer, to check the wipe
+
+  // Gives the session the host's answer and runs on.
+  void answer(const AuthAnswer& answer) {
+    auth_waiting = false;
+    switch (answer.kind) {
+      case AuthAnswer::Kind::kChallenge:
+        session.auth_challenge(answer.text);
+        break;
+      case AuthAnswer::Kind::kSuccess:
+        session.auth_succeeded(answer.text);
+        break;
+      case AuthAnswer::Kind::kFailure:
+        session.auth_failed(answer.reply);
+        break;
+    }
+  }
 
   void flush() {
     output.append(session.pending_output());
@@ -79,6 +122,21 @@ struct FakeHost {
           ++aborts;
           current.clear();
           break;
+        case Action::kAuthenticate:
+          if (!auth_waiting) {
+            auth_waiting = true;
+            auth_requests.push_back(
+                AuthRequest{std::string(session.auth_mechanism()), session.auth_starting(),
+                            session.auth_has_response(), std::string(session.auth_response())});
+            last_auth_response = session.auth_response();
+          }
+          if (auth_answers.empty()) {
+            flush();
+            return;
+          }
+          answer(auth_answers.front());
+          auth_answers.pop_front();
+          break;
         case Action::kClose:
           flush();
           closed = true;
@@ -91,6 +149,12 @@ struct FakeHost {
 
   void start() {
     session.start();
+    run();
+  }
+
+  // Answers a kAuthenticate the session is waiting on, then runs.
+  void answer_and_run(const AuthAnswer& reply) {
+    answer(reply);
     run();
   }
 

@@ -375,7 +375,8 @@ TEST_P(SessionTest, DsnParametersAreParsedIntoTheEnvelope) {
 
 TEST_P(SessionTest, RecipientVerdicts) {
   std::vector<std::string> asked;
-  config_.check_recipient = [&asked](std::string_view address) {
+  config_.check_recipient = [&asked](std::string_view address, std::string_view user) {
+    EXPECT_EQ(user, "");
     asked.emplace_back(address);
     if (address.starts_with("unknown")) return RecipientVerdict::kUnknownUser;
     if (address.ends_with("@elsewhere.example")) return RecipientVerdict::kRelayDenied;
@@ -395,7 +396,60 @@ TEST_P(SessionTest, RecipientVerdicts) {
   EXPECT_EQ(asked.back(), "postmaster");
   EXPECT_EQ(host().session.envelope().recipients.size(), 2u);
   EXPECT_EQ(host().session.envelope().recipients[1].address, "postmaster");
-  EXPECT_EQ(host().session.error_count(), 2u);  // the two 550s
+  EXPECT_EQ(host().session.error_count(), 0u);  // policy refusals are not protocol errors
+}
+
+TEST_P(SessionTest, RefusedRecipientsDoNotUseUpTheErrorLimit) {
+  // A list message with more stale addresses than max_errors still reaches the valid ones.
+  config_.limits.max_errors = 3;
+  config_.check_recipient = [](std::string_view address, std::string_view) {
+    return address.starts_with("gone") ? RecipientVerdict::kUnknownUser : RecipientVerdict::kAccept;
+  };
+  start();
+  reply("EHLO c\r\n");
+  reply("MAIL FROM:<list@b.example>\r\n");
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(reply("RCPT TO:<gone" + std::to_string(i) + "@mx.example>\r\n").substr(0, 9),
+              "550 5.1.1");
+  }
+  EXPECT_EQ(reply("RCPT TO:<ok@mx.example>\r\n"), "250 2.1.5 Ok");
+  EXPECT_EQ(reply("DATA\r\n").substr(0, 3), "354");
+  EXPECT_EQ(reply("Subject: x\r\n\r\nbody\r\n.\r\n"), "250 2.0.0 Ok: queued as Q1");
+  EXPECT_FALSE(host().closed);
+}
+
+TEST_P(SessionTest, TooManyRefusedRecipientsCloses) {
+  // Address harvesting still ends: more refusals than max_recipients without a message.
+  config_.limits.max_recipients = 5;
+  config_.check_recipient = [](std::string_view, std::string_view) {
+    return RecipientVerdict::kUnknownUser;
+  };
+  start();
+  reply("EHLO c\r\n");
+  reply("MAIL FROM:<a@b.example>\r\n");
+  for (int i = 0; i < 5; ++i)
+    reply("RCPT TO:<u" + std::to_string(i) + "@mx.example>\r\n");
+  send("RCPT TO:<u5@mx.example>\r\n");
+  auto replies = host().replies();
+  EXPECT_EQ(replies.back(),
+            "421 4.7.0 mx.example Too many rejected recipients, closing connection");
+  EXPECT_TRUE(host().closed);
+}
+
+TEST_P(SessionTest, AnAcceptedMessageResetsTheErrorCount) {
+  config_.limits.max_errors = 3;
+  start();
+  reply("EHLO c\r\n");
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(reply("FOO\r\n"), "500 5.5.1 Command unrecognized");
+    EXPECT_EQ(reply("BAR\r\n"), "500 5.5.1 Command unrecognized");
+    reply("MAIL FROM:<a@b.example>\r\n");
+    reply("RCPT TO:<ok@mx.example>\r\n");
+    reply("DATA\r\n");
+    EXPECT_EQ(reply("body\r\n.\r\n").substr(0, 3), "250") << round;
+    EXPECT_EQ(host().session.error_count(), 0u);
+  }
+  EXPECT_FALSE(host().closed);
 }
 
 TEST_P(SessionTest, RecipientSyntax) {
@@ -424,7 +478,9 @@ TEST_P(SessionTest, TooManyRecipients) {
 }
 
 TEST_P(SessionTest, DataWithoutAcceptedRecipients) {
-  config_.check_recipient = [](std::string_view) { return RecipientVerdict::kUnknownUser; };
+  config_.check_recipient = [](std::string_view, std::string_view) {
+    return RecipientVerdict::kUnknownUser;
+  };
   start();
   send("EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@mx.example>\r\nDATA\r\n");
   EXPECT_EQ(host().replies().back(), "554 5.5.1 No valid recipients");
@@ -640,7 +696,7 @@ TEST_P(SessionTest, TlsRequiredBeforeMail) {
 }
 
 TEST_P(SessionTest, SubmissionWithoutAuthRefusesMail) {
-  config_.accepts_mail = false;
+  config_.require_auth = true;
   start();
   reply("EHLO c\r\n");
   EXPECT_EQ(reply("MAIL FROM:<a@b.example>\r\n"), "530 5.7.0 Authentication required");
@@ -786,6 +842,466 @@ TEST_P(SessionTest, ImproperPipeliningIsCounted) {
   start();
   send("EHLO c\r\nNOOP\r\nNOOP\r\n");
   EXPECT_EQ(host().session.improper_pipelining_count(), GetParam() ? 0u : 2u);
+}
+
+// ---- AUTH (RFC 4954) ---------------------------------------------------------------------
+
+using testing::AuthAnswer;
+
+std::string base64(std::string_view raw) {
+  static constexpr std::string_view kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 3 <= raw.size(); i += 3) {
+    unsigned group = static_cast<unsigned char>(raw[i]) << 16 |
+                     static_cast<unsigned char>(raw[i + 1]) << 8 |
+                     static_cast<unsigned char>(raw[i + 2]);
+    for (int shift : {18, 12, 6, 0})
+      out.push_back(kAlphabet[group >> shift & 63]);
+  }
+  if (raw.size() - i == 1) {
+    unsigned group = static_cast<unsigned char>(raw[i]) << 16;
+    out += std::string{kAlphabet[group >> 18 & 63], kAlphabet[group >> 12 & 63]} + "==";
+  } else if (raw.size() - i == 2) {
+    unsigned group =
+        static_cast<unsigned char>(raw[i]) << 16 | static_cast<unsigned char>(raw[i + 1]) << 8;
+    out += std::string{kAlphabet[group >> 18 & 63], kAlphabet[group >> 12 & 63],
+                       kAlphabet[group >> 6 & 63], '='};
+  }
+  return out;
+}
+
+const std::string kPlainDemo = "\0demo\0secret"s;
+
+class AuthTest : public SessionTest {
+ protected:
+  AuthTest() {
+    config_.tls_mode = TlsMode::kImplicit;
+    config_.auth_mechanisms = {"SCRAM-SHA-256", "PLAIN", "LOGIN"};
+  }
+  // Implicit TLS (submissions): the handshake completes before the greeting.
+  void start_tls() {
+    host_ = std::make_unique<FakeHost>(config_);
+    host().session.tls_established(TlsInfo{"TLSv1.3", "TLS_AES_256_GCM_SHA384", "mx.example"});
+    host().start();
+    ASSERT_TRUE(reply("EHLO client.example\r\n").starts_with("250 "));
+  }
+  // AUTH PLAIN with an initial response, answered with success.
+  void authenticate(std::string_view user = "demo") {
+    host().auth_answers.push_back(AuthAnswer::success(std::string(user)));
+    ASSERT_EQ(reply("AUTH PLAIN " + base64(kPlainDemo) + "\r\n"),
+              "235 2.7.0 Authentication successful");
+  }
+  const testing::AuthRequest& last_request() { return host().auth_requests.back(); }
+  // The replies produced since `before` replies had been seen.
+  std::vector<std::string> replies_since(std::size_t before) {
+    auto all = host().replies();
+    return std::vector<std::string>(all.begin() + static_cast<std::ptrdiff_t>(before), all.end());
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(WholeAndBytewise, AuthTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Bytewise" : "Whole";
+                         });
+
+TEST_P(AuthTest, AdvertisedOnlyAfterTls) {
+  config_.tls_mode = TlsMode::kStartTlsRequired;
+  start();
+  send("EHLO c\r\n");
+  EXPECT_FALSE(contains(host().output, "AUTH"));
+  EXPECT_EQ(reply("STARTTLS\r\n"), "220 2.0.0 Ready to start TLS");
+  std::size_t before = host().output.size();
+  send("EHLO c\r\n");
+  std::string ehlo = host().output.substr(before);
+  EXPECT_TRUE(contains(ehlo, "250 AUTH SCRAM-SHA-256 PLAIN LOGIN\r\n")) << ehlo;
+  EXPECT_FALSE(contains(ehlo, "STARTTLS"));
+}
+
+TEST_P(AuthTest, NeverAdvertisedWithoutMechanisms) {
+  config_.auth_mechanisms.clear();
+  start_tls();
+  EXPECT_FALSE(contains(host().output, "AUTH"));
+  // The smtp role: the verb does not exist there.
+  EXPECT_EQ(reply("AUTH PLAIN " + base64(kPlainDemo) + "\r\n"),
+            "502 5.5.1 AUTH not supported on this port");
+  EXPECT_TRUE(host().auth_requests.empty());
+  // Nor does the longer AUTH line limit.
+  EXPECT_EQ(reply("AUTH PLAIN " + std::string(3000, 'A') + "\r\n"),
+            "500 5.5.2 Line too long (limit 2048 octets incl. CRLF)");
+}
+
+TEST_P(AuthTest, RefusedBeforeTls) {
+  for (TlsMode mode : {TlsMode::kStartTlsOptional, TlsMode::kStartTlsRequired}) {
+    config_.tls_mode = mode;
+    start();
+    reply("EHLO c\r\n");
+    EXPECT_EQ(reply("AUTH PLAIN " + base64(kPlainDemo) + "\r\n"),
+              "530 5.7.0 Must issue a STARTTLS command first");
+    EXPECT_EQ(reply("AUTH LOGIN\r\n"), "530 5.7.0 Must issue a STARTTLS command first");
+    EXPECT_TRUE(host().auth_requests.empty());
+    EXPECT_EQ(host().session.error_count(), 2u);
+  }
+}
+
+TEST_P(AuthTest, PlainWithInitialResponseThenMail) {
+  config_.require_auth = true;
+  std::vector<std::string> users;
+  config_.check_recipient = [&users](std::string_view, std::string_view user) {
+    users.emplace_back(user);
+    return RecipientVerdict::kAccept;
+  };
+  start_tls();
+  EXPECT_EQ(reply("MAIL FROM:<demo@example.org>\r\n"), "530 5.7.0 Authentication required");
+  EXPECT_EQ(host().session.with_protocol(), "ESMTPS");
+  EXPECT_TRUE(exchange("AUTH plain " + base64(kPlainDemo) + "\r\n").empty());
+  ASSERT_TRUE(host().auth_waiting);
+  ASSERT_EQ(host().auth_requests.size(), 1u);
+  EXPECT_EQ(last_request().mechanism, "PLAIN");
+  EXPECT_TRUE(last_request().starting);
+  EXPECT_TRUE(last_request().has_response);
+  EXPECT_EQ(last_request().response, kPlainDemo);
+  EXPECT_EQ(host().session.next(), Action::kAuthenticate);  // still waiting for the host
+  host().answer_and_run(AuthAnswer::success("demo"));
+  EXPECT_EQ(host().replies().back(), "235 2.7.0 Authentication successful");
+  EXPECT_EQ(host().session.authenticated_user(), "demo");
+  EXPECT_EQ(host().session.with_protocol(), "ESMTPSA");
+  EXPECT_EQ(reply("MAIL FROM:<demo@example.org>\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(reply("RCPT TO:<friend@elsewhere.example>\r\n"), "250 2.1.5 Ok");
+  EXPECT_EQ(exchange("DATA\r\nhi\r\n.\r\n").back(), "250 2.0.0 Ok: queued as Q1");
+  ASSERT_EQ(users.size(), 1u);
+  EXPECT_EQ(users[0], "demo");
+  // RSET does not forget the authentication; a new EHLO neither.
+  EXPECT_EQ(reply("RSET\r\n"), "250 2.0.0 Ok");
+  reply("EHLO again\r\n");
+  EXPECT_EQ(reply("MAIL FROM:<demo@example.org>\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(host().session.authenticated_user(), "demo");
+  EXPECT_EQ(host().session.error_count(), 0u);  // the 530 was forgiven by the accepted message
+}
+
+TEST_P(AuthTest, EmptyInitialResponse) {
+  start_tls();
+  send("AUTH PLAIN =\r\n");
+  ASSERT_TRUE(host().auth_waiting);
+  EXPECT_TRUE(last_request().has_response);
+  EXPECT_EQ(last_request().response, "");
+  host().answer_and_run(
+      AuthAnswer::failure(Reply{535, "5.7.8", "Authentication credentials invalid"}));
+  EXPECT_EQ(host().replies().back(), "535 5.7.8 Authentication credentials invalid");
+}
+
+TEST_P(AuthTest, NoInitialResponseGetsAnEmptyChallenge) {
+  start_tls();
+  EXPECT_TRUE(exchange("AUTH PLAIN\r\n").empty());
+  ASSERT_TRUE(host().auth_waiting);
+  EXPECT_EQ(last_request().mechanism, "PLAIN");
+  EXPECT_TRUE(last_request().starting);
+  EXPECT_FALSE(last_request().has_response);
+  host().answer_and_run(AuthAnswer::challenge(""));
+  EXPECT_EQ(host().lines().back(), "334 ");
+  EXPECT_FALSE(host().auth_waiting);
+  EXPECT_TRUE(exchange(base64(kPlainDemo) + "\r\n").empty());
+  ASSERT_EQ(host().auth_requests.size(), 2u);
+  EXPECT_FALSE(last_request().starting);
+  EXPECT_TRUE(last_request().has_response);
+  EXPECT_EQ(last_request().mechanism, "PLAIN");
+  EXPECT_EQ(last_request().response, kPlainDemo);
+  host().answer_and_run(AuthAnswer::success("demo"));
+  EXPECT_EQ(host().replies().back(), "235 2.7.0 Authentication successful");
+}
+
+TEST_P(AuthTest, MultiStepChallenges) {
+  start_tls();
+  host().auth_answers = {AuthAnswer::challenge("Username:"), AuthAnswer::challenge("Password:")};
+  EXPECT_EQ(reply("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6");
+  EXPECT_EQ(reply("ZGVtbw==\r\n"), "334 UGFzc3dvcmQ6");
+  EXPECT_TRUE(exchange("c2VjcmV0\r\n").empty());
+  ASSERT_EQ(host().auth_requests.size(), 3u);
+  EXPECT_EQ(host().auth_requests[0].mechanism, "LOGIN");
+  EXPECT_FALSE(host().auth_requests[0].has_response);
+  EXPECT_EQ(host().auth_requests[1].response, "demo");
+  EXPECT_FALSE(host().auth_requests[1].starting);
+  EXPECT_EQ(host().auth_requests[2].response, "secret");
+  host().answer_and_run(AuthAnswer::success("demo"));
+  EXPECT_EQ(host().replies().back(), "235 2.7.0 Authentication successful");
+  // An empty line answers an (empty) challenge with an empty response.
+  start_tls();
+  host().auth_answers = {AuthAnswer::challenge("")};
+  EXPECT_EQ(reply("AUTH SCRAM-SHA-256\r\n"), "334 ");
+  send("\r\n");
+  EXPECT_TRUE(last_request().has_response);
+  EXPECT_EQ(last_request().response, "");
+  EXPECT_EQ(last_request().mechanism, "SCRAM-SHA-256");
+}
+
+TEST_P(AuthTest, StarCancels) {
+  start_tls();
+  host().auth_answers = {AuthAnswer::challenge("Username:")};
+  EXPECT_EQ(reply("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6");
+  EXPECT_EQ(reply("*\r\n"), "501 5.0.0 Authentication cancelled");
+  EXPECT_EQ(host().auth_requests.size(), 1u);
+  EXPECT_EQ(host().session.error_count(), 1u);
+  EXPECT_EQ(host().session.authenticated_user(), "");
+  EXPECT_EQ(reply("NOOP\r\n"), "250 2.0.0 Ok");  // a command again, not a response
+  // A new exchange can start.
+  send("AUTH LOGIN\r\n");
+  ASSERT_EQ(host().auth_requests.size(), 2u);
+  EXPECT_TRUE(last_request().starting);
+}
+
+TEST_P(AuthTest, BadBase64) {
+  start_tls();
+  EXPECT_EQ(reply("AUTH PLAIN abc\r\n"), "501 5.5.2 Cannot decode response");
+  EXPECT_EQ(reply("AUTH PLAIN AGE=AYg=\r\n"), "501 5.5.2 Cannot decode response");
+  EXPECT_EQ(reply("AUTH PLAIN *\r\n"), "501 5.5.2 Cannot decode response");
+  EXPECT_TRUE(host().auth_requests.empty());
+  host().auth_answers = {AuthAnswer::challenge("Username:")};
+  EXPECT_EQ(reply("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6");
+  EXPECT_EQ(reply("ZGVtbw\r\n"), "501 5.5.2 Cannot decode response");
+  EXPECT_EQ(reply("NOOP\r\n"), "250 2.0.0 Ok");
+  EXPECT_EQ(host().auth_requests.size(), 1u);
+  EXPECT_EQ(host().session.error_count(), 4u);
+}
+
+TEST_P(AuthTest, Syntax) {
+  start_tls();
+  EXPECT_EQ(reply("AUTH\r\n"), "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+  EXPECT_EQ(reply("AUTH PLAIN a b\r\n"), "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+  EXPECT_EQ(reply("AUTH PLAIN  AGE=\r\n"), "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+  EXPECT_EQ(reply("AUTH CRAM-MD5\r\n"), "504 5.5.4 Unrecognized authentication type");
+  EXPECT_EQ(reply("AUTH SCRAM-SHA-256-PLUS biws\r\n"),
+            "504 5.5.4 Unrecognized authentication type");
+  EXPECT_TRUE(host().auth_requests.empty());
+}
+
+TEST_P(AuthTest, LinesOverTheAuthLimit) {
+  start_tls();
+  // 12288 octets incl. CRLF is still a line (here undecodable: 12275 base64 characters)...
+  std::string at_limit = "AUTH PLAIN " + std::string(12288 - 13, 'A') + "\r\n";
+  ASSERT_EQ(at_limit.size(), 12288u);
+  EXPECT_EQ(reply(at_limit), "501 5.5.2 Cannot decode response");
+  // ... one more is too long, and is dropped without being buffered whole.
+  std::string over = "AUTH PLAIN " + std::string(12288 - 12, 'A') + "\r\n";
+  EXPECT_EQ(reply(over), "500 5.5.6 Authentication Exchange line is too long");
+  std::string far_over = "AUTH PLAIN " + std::string(100000, 'A') + "\r\n";
+  EXPECT_EQ(reply(far_over), "500 5.5.6 Authentication Exchange line is too long");
+  EXPECT_EQ(reply("NOOP\r\n"), "250 2.0.0 Ok");
+  EXPECT_TRUE(host().auth_requests.empty());
+  // A response line: the same limit.
+  host().auth_answers = {AuthAnswer::challenge(""), AuthAnswer::challenge("")};
+  EXPECT_EQ(reply("AUTH PLAIN\r\n"), "334 ");
+  EXPECT_EQ(reply(std::string(12287, 'A') + "\r\n"),
+            "500 5.5.6 Authentication Exchange line is too long");
+  EXPECT_EQ(reply("NOOP\r\n"), "250 2.0.0 Ok");
+  EXPECT_EQ(reply("AUTH PLAIN\r\n"), "334 ");
+  std::string response = base64(std::string(9000, 'x'));  // 12000 octets: fine
+  EXPECT_TRUE(exchange(response + "\r\n").empty());
+  EXPECT_EQ(last_request().response, std::string(9000, 'x'));
+  // Other command lines keep their own limit.
+  host().answer_and_run(AuthAnswer::failure(Reply{535, "5.7.8", "no"}));
+  EXPECT_EQ(reply("NOOP " + std::string(3000, 'x') + "\r\n"),
+            "500 5.5.2 Line too long (limit 2048 octets incl. CRLF)");
+}
+
+TEST_P(AuthTest, SequenceErrors) {
+  host_ = std::make_unique<FakeHost>(config_);
+  host().session.tls_established(TlsInfo{"TLSv1.3", "TLS_AES_256_GCM_SHA384", ""});
+  host().start();  // TLS, but no EHLO yet
+  EXPECT_EQ(reply("AUTH LOGIN\r\n"), "503 5.5.1 Error: send HELO/EHLO first");
+  reply("HELO c\r\n");
+  EXPECT_EQ(reply("AUTH LOGIN\r\n"), "503 5.5.1 Error: send EHLO first");
+  reply("EHLO c\r\n");
+  reply("MAIL FROM:<a@b.example>\r\n");
+  EXPECT_EQ(reply("AUTH LOGIN\r\n"), "503 5.5.1 Error: MAIL transaction in progress");
+  reply("RSET\r\n");
+  authenticate();
+  EXPECT_EQ(reply("AUTH LOGIN\r\n"), "503 5.5.1 Already authenticated");
+  EXPECT_EQ(reply("AUTH PLAIN " + base64(kPlainDemo) + "\r\n"), "503 5.5.1 Already authenticated");
+  EXPECT_EQ(host().auth_requests.size(), 1u);
+}
+
+TEST_P(AuthTest, SenderMustBeOwned) {
+  config_.require_auth = true;
+  config_.allow_null_sender = false;
+  config_.may_send_as = [](std::string_view user, std::string_view sender) {
+    return user == "demo" && (sender == "demo@example.org" || sender == "alias@example.org");
+  };
+  start_tls();
+  authenticate();
+  EXPECT_EQ(reply("MAIL FROM:<boss@example.org>\r\n"),
+            "553 5.7.1 Sender address <boss@example.org> not owned by user <demo>");
+  EXPECT_EQ(reply("MAIL FROM:<>\r\n"), "553 5.7.1 Null sender not allowed for submission");
+  EXPECT_EQ(reply("MAIL FROM:<alias@example.org>\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(host().session.envelope().reverse_path, "alias@example.org");
+  EXPECT_EQ(host().session.error_count(), 2u);
+}
+
+TEST_P(AuthTest, NullSenderRefusedWithoutAuthToo) {
+  config_.allow_null_sender = false;
+  start_tls();
+  EXPECT_EQ(reply("MAIL FROM:<>\r\n"), "553 5.7.1 Null sender not allowed for submission");
+  // may_send_as is only asked for an authenticated session.
+  EXPECT_EQ(reply("MAIL FROM:<x@y.example>\r\n"), "250 2.1.0 Ok");
+}
+
+TEST_P(AuthTest, FailureReplyIsPassedThroughAndCounted) {
+  config_.limits.max_errors = 3;
+  start_tls();
+  send("AUTH PLAIN " + base64(kPlainDemo) + "\r\n");
+  host().answer_and_run(
+      AuthAnswer::failure(Reply{535, "5.7.8", "Authentication credentials invalid"}));
+  EXPECT_EQ(host().replies().back(), "535 5.7.8 Authentication credentials invalid");
+  EXPECT_EQ(host().session.error_count(), 1u);
+  EXPECT_EQ(host().session.authenticated_user(), "");
+  EXPECT_EQ(host().session.with_protocol(), "ESMTPS");
+  send("AUTH PLAIN " + base64(kPlainDemo) + "\r\n");
+  host().answer_and_run(AuthAnswer::failure(Reply{250, "2.0.0", "not a failure"}));
+  EXPECT_EQ(host().replies().back(), "454 4.7.0 not a failure");  // coerced to a 4xx
+  send("AUTH PLAIN " + base64(kPlainDemo) + "\r\n");
+  host().answer_and_run(AuthAnswer::failure(Reply{454, "4.7.0", "Too many failures, try later"}));
+  auto replies = host().replies();
+  ASSERT_GE(replies.size(), 2u);
+  EXPECT_EQ(replies[replies.size() - 2], "454 4.7.0 Too many failures, try later");
+  EXPECT_EQ(replies.back(), "421 4.7.0 mx.example Too many errors, closing connection");
+  EXPECT_TRUE(host().closed);
+}
+
+TEST_P(AuthTest, MailAuthParameter) {
+  start_tls();
+  // Not authenticated: accepted, but recorded as AUTH=<> (RFC 4954 §5).
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> AUTH=a@b.example\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(host().session.envelope().auth, "<>");
+  reply("RSET\r\n");
+  authenticate();
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> AUTH=e+3Dmc2@example.org\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(host().session.envelope().auth, "e=mc2@example.org");
+  reply("RSET\r\n");
+  EXPECT_EQ(host().session.envelope().auth, "");
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> auth=<>\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(host().session.envelope().auth, "<>");
+  reply("RSET\r\n");
+  for (std::string_view bad : {"AUTH", "AUTH=", "AUTH=a+zz", "AUTH=a+0Ab", "AUTH=<> AUTH=<>"}) {
+    EXPECT_EQ(reply("MAIL FROM:<a@b.example> " + std::string(bad) + "\r\n"),
+              "501 5.5.4 Invalid AUTH parameter")
+        << bad;
+  }
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(host().session.envelope().auth, "");
+}
+
+TEST_P(AuthTest, MailAuthParameterOnlyWhereAuthIsOffered) {
+  config_.auth_mechanisms.clear();
+  start_tls();
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> AUTH=<>\r\n"),
+            "555 5.5.4 MAIL FROM/RCPT TO parameters not recognized or not implemented");
+}
+
+TEST_P(AuthTest, PipelinedCommandsWaitForTheExchange) {
+  config_.require_auth = true;
+  start_tls();
+  // The client does not wait for the 334: the MAIL line cannot run as a command; it is
+  // read, after the challenge, as the client's response.
+  EXPECT_TRUE(exchange("AUTH LOGIN\r\nMAIL FROM:<evil@x.example>\r\nNOOP\r\n").empty());
+  ASSERT_TRUE(host().auth_waiting);
+  EXPECT_EQ(host().session.next(), Action::kAuthenticate);
+  EXPECT_EQ(host().session.envelope().reverse_path, "");
+  std::size_t before = host().replies().size();
+  host().answer_and_run(AuthAnswer::challenge("Username:"));
+  EXPECT_EQ(replies_since(before),
+            (std::vector<std::string>{"334 VXNlcm5hbWU6", "501 5.5.2 Cannot decode response",
+                                      "250 2.0.0 Ok"}));
+  EXPECT_EQ(host().session.envelope().reverse_path, "");
+  EXPECT_EQ(host().auth_requests.size(), 1u);
+  if (!GetParam()) {
+    EXPECT_GE(host().session.improper_pipelining_count(), 1u);
+  }
+  // PLAIN with an initial response may be followed by MAIL (RFC 4954 §4): it is held
+  // until the host has answered, then runs as an authenticated command.
+  before = host().replies().size();
+  EXPECT_TRUE(exchange("AUTH PLAIN " + base64(kPlainDemo) + "\r\nMAIL FROM:<demo@example.org>\r\n")
+                  .empty());
+  ASSERT_TRUE(host().auth_waiting);
+  unsigned improper = host().session.improper_pipelining_count();
+  host().answer_and_run(AuthAnswer::success("demo"));
+  EXPECT_EQ(replies_since(before),
+            (std::vector<std::string>{"235 2.7.0 Authentication successful", "250 2.1.0 Ok"}));
+  EXPECT_EQ(host().session.improper_pipelining_count(), improper);
+}
+
+TEST_P(AuthTest, ResponseIsWipedWhenTheStepEnds) {
+  start_tls();
+  send("AUTH PLAIN " + base64(kPlainDemo) + "\r\n");
+  ASSERT_TRUE(host().auth_waiting);
+  std::string_view buffer = host().last_auth_response;
+  ASSERT_EQ(buffer, kPlainDemo);
+  EXPECT_EQ(host().session.auth_response(), kPlainDemo);
+  host().answer_and_run(AuthAnswer::failure(Reply{535, "5.7.8", "no"}));
+  EXPECT_EQ(host().session.auth_response(), "");
+  // The session reserved its buffer before decoding, so the octets are still its own.
+  EXPECT_EQ(buffer, std::string(kPlainDemo.size(), '\0'));
+  // The same after a challenge.
+  send("AUTH PLAIN " + base64(kPlainDemo) + "\r\n");
+  buffer = host().last_auth_response;
+  host().answer_and_run(AuthAnswer::challenge("more"));
+  EXPECT_EQ(buffer, std::string(kPlainDemo.size(), '\0'));
+  EXPECT_FALSE(host().session.auth_has_response());
+}
+
+TEST_P(AuthTest, HostMayAnswerWithViewsIntoTheResponse) {
+  start_tls();
+  send("AUTH PLAIN " + base64(kPlainDemo) + "\r\n");
+  ASSERT_TRUE(host().auth_waiting);
+  // A PLAIN host parses authcid out of the response and answers with it (no copy).
+  std::string_view response = host().session.auth_response();
+  host().session.auth_challenge(response.substr(1, 4));
+  EXPECT_EQ(host().session.pending_output(), "334 ZGVtbw==\r\n");
+  send(base64(kPlainDemo) + "\r\n");
+  host().auth_waiting = false;
+  response = host().session.auth_response();
+  host().session.auth_succeeded(response.substr(1, 4));
+  EXPECT_EQ(host().session.authenticated_user(), "demo");
+  host().run();
+  EXPECT_EQ(host().replies().back(), "235 2.7.0 Authentication successful");
+}
+
+TEST_P(AuthTest, EndOfConnectionDuringTheExchange) {
+  // EOF while the host works: its answer still goes out, then the session closes.
+  start_tls();
+  send("AUTH PLAIN " + base64(kPlainDemo) + "\r\n");
+  host().session.receive_eof();
+  EXPECT_EQ(host().session.next(), Action::kAuthenticate);
+  host().answer_and_run(AuthAnswer::success("demo"));
+  EXPECT_EQ(host().replies().back(), "235 2.7.0 Authentication successful");
+  EXPECT_TRUE(host().closed);
+  // A timeout while the host works: 421, and a late answer is ignored.
+  start_tls();
+  send("AUTH PLAIN " + base64(kPlainDemo) + "\r\n");
+  host().session.timeout();
+  host().session.auth_succeeded("demo");
+  host().run();
+  EXPECT_EQ(host().replies().back(), "421 4.4.2 mx.example Timeout, closing");
+  EXPECT_TRUE(host().closed);
+  EXPECT_EQ(host().session.authenticated_user(), "");
+  // EOF in the middle of a response line.
+  start_tls();
+  host().auth_answers = {AuthAnswer::challenge("")};
+  reply("AUTH LOGIN\r\n");
+  send("ZGVt");
+  host().eof();
+  EXPECT_TRUE(host().closed);
+  EXPECT_EQ(host().auth_requests.size(), 1u);
+}
+
+TEST_P(AuthTest, AnswersWhenNotAskedAreIgnored) {
+  start_tls();
+  host().session.auth_succeeded("mallory");
+  host().session.auth_challenge("x");
+  host().session.auth_failed(Reply{535, "5.7.8", "x"});
+  host().run();
+  EXPECT_EQ(host().session.authenticated_user(), "");
+  EXPECT_EQ(reply("NOOP\r\n"), "250 2.0.0 Ok");
+  EXPECT_EQ(host().session.error_count(), 0u);
 }
 
 TEST(SessionLifecycleTest, EverythingAfterCloseIsClose) {

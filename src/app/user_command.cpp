@@ -1,0 +1,295 @@
+// user_command.cpp — the logic of `smtpsctl user` (usage in user_command.h), testable with
+// streams and an injected password reader.
+//
+// Invariants: a password is held only in local strings that are wiped (sodium_memzero)
+// before they go out of scope, and it is never printed; `list` prints addresses and
+// aliases only. The file is written only after every check passed, in one atomic save.
+#include "app/user_command.h"
+
+#include <signal.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstring>
+
+namespace app {
+namespace {
+
+void wipe(std::string& secret) {
+  if (!secret.empty()) sodium_memzero(secret.data(), secret.size());
+  secret.clear();
+}
+
+// Loads the users file; a missing file is an empty store only when allow_missing (add).
+base::Expected<auth::UserStore, std::string> load_store(const std::string& path,
+                                                        bool allow_missing) {
+  struct stat status {};
+  if (::stat(path.c_str(), &status) != 0 && errno == ENOENT) {
+    if (allow_missing) return auth::UserStore{};
+    return base::unexpected(path + ": no such file");
+  }
+  return auth::UserStore::load(path);
+}
+
+// --- reading a password from the terminal ----------------------------------------------
+
+termios saved_terminal;
+volatile sig_atomic_t terminal_changed = 0;
+
+void restore_terminal_and_reraise(int signal_number) {
+  if (terminal_changed) ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_terminal);
+  ::signal(signal_number, SIG_DFL);
+  ::raise(signal_number);
+}
+
+// Reads one line from fd (without the '\n', and without a '\r' before it). Fails past
+// the password size bound so that a huge stdin is not read whole.
+base::Expected<std::string, std::string> read_line(int fd) {
+  std::string line;
+  char c = 0;
+  while (true) {
+    ssize_t got = ::read(fd, &c, 1);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      wipe(line);
+      return base::unexpected(std::string("cannot read the password: ") + std::strerror(errno));
+    }
+    if (got == 0 || c == '\n') break;
+    line += c;
+    if (line.size() > auth::kMaxPasswordSize + 1) {
+      wipe(line);
+      return base::unexpected(std::string("the password is longer than 1024 bytes"));
+    }
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  c = 0;
+  return line;
+}
+
+base::Expected<std::string, std::string> prompt_without_echo(const char* prompt) {
+  std::fputs(prompt, stderr);
+  std::fflush(stderr);
+  if (::tcgetattr(STDIN_FILENO, &saved_terminal) != 0) {
+    return base::unexpected(std::string("cannot read the terminal settings"));
+  }
+  struct sigaction action {
+  }, previous[4];
+  const int signals[4] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  action.sa_handler = restore_terminal_and_reraise;
+  sigemptyset(&action.sa_mask);
+  for (int i = 0; i < 4; ++i)
+    ::sigaction(signals[i], &action, &previous[i]);
+  termios quiet = saved_terminal;
+  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+  quiet.c_lflag |= ECHONL;
+  terminal_changed = 1;
+  ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+  auto line = read_line(STDIN_FILENO);
+  ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_terminal);
+  terminal_changed = 0;
+  for (int i = 0; i < 4; ++i)
+    ::sigaction(signals[i], &previous[i], nullptr);
+  return line;
+}
+
+// --- the commands -----------------------------------------------------------------------
+
+struct Arguments {
+  std::string users_file;
+  std::string address;
+  std::string alias;
+};
+
+int fail(std::ostream& err, const std::string& message) {
+  err << "smtpsctl user: " << message << "\n";
+  return 1;
+}
+
+int save(const auth::UserStore& store, const Arguments& args, std::ostream& err) {
+  auto saved = store.save(args.users_file);
+  if (!saved) return fail(err, saved.error());
+  return 0;
+}
+
+// Asks for the password and sets it; the password is wiped on every path.
+int set_password(auth::UserStore& store, const Arguments& args, std::ostream& err,
+                 const PasswordReader& read_password, const auth::Argon2Params& params) {
+  auto password = read_password();
+  if (!password) return fail(err, password.error());
+  auto set = store.set_password(args.address, password.value(), params);
+  wipe(password.value());
+  if (!set) return fail(err, set.error());
+  return save(store, args, err);
+}
+
+int add_user(const Arguments& args, std::ostream& out, std::ostream& err,
+             const PasswordReader& read_password, const auth::Argon2Params& params) {
+  if (auto valid = auth::validate_address(args.address); !valid) {
+    return fail(err, args.address + ": " + valid.error());
+  }
+  auto store = load_store(args.users_file, /*allow_missing=*/true);
+  if (!store) return fail(err, store.error());
+  if (store->find(args.address) != nullptr) {
+    return fail(err, "user " + args.address + " already exists in " + args.users_file +
+                         " (use passwd to change the password)");
+  }
+  if (int result = set_password(store.value(), args, err, read_password, params); result != 0) {
+    return result;
+  }
+  out << "added " << args.address << " to " << args.users_file << "\n";
+  return 0;
+}
+
+int change_password(const Arguments& args, std::ostream& out, std::ostream& err,
+                    const PasswordReader& read_password, const auth::Argon2Params& params) {
+  auto store = load_store(args.users_file, false);
+  if (!store) return fail(err, store.error());
+  const auth::User* user = store->find(args.address);
+  if (user == nullptr) return fail(err, "no user " + args.address + " in " + args.users_file);
+  Arguments canonical = args;
+  canonical.address = user->address;
+  if (int result = set_password(store.value(), canonical, err, read_password, params);
+      result != 0) {
+    return result;
+  }
+  out << "changed the password of " << canonical.address << "\n";
+  return 0;
+}
+
+int delete_user(const Arguments& args, std::ostream& out, std::ostream& err) {
+  auto store = load_store(args.users_file, false);
+  if (!store) return fail(err, store.error());
+  if (!store->remove(args.address)) {
+    return fail(err, "no user " + args.address + " in " + args.users_file);
+  }
+  if (int result = save(store.value(), args, err); result != 0) return result;
+  out << "deleted " << args.address << "\n";
+  return 0;
+}
+
+int list_users(const Arguments& args, std::ostream& out, std::ostream& err) {
+  auto store = load_store(args.users_file, false);
+  if (!store) return fail(err, store.error());
+  bool found = false;
+  for (const auth::User* user : store->users()) {
+    if (!args.address.empty() && !auth::same_address(user->address, args.address)) continue;
+    found = true;
+    out << user->address;
+    if (!user->aliases.empty()) {
+      out << " (aliases:";
+      for (const auto& alias : user->aliases)
+        out << " " << alias;
+      out << ")";
+    }
+    out << "\n";
+  }
+  if (!args.address.empty() && !found) {
+    return fail(err, "no user " + args.address + " in " + args.users_file);
+  }
+  return 0;
+}
+
+int add_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
+  auto store = load_store(args.users_file, false);
+  if (!store) return fail(err, store.error());
+  if (auto added = store->add_alias(args.address, args.alias); !added) {
+    return fail(err, added.error());
+  }
+  if (int result = save(store.value(), args, err); result != 0) return result;
+  out << args.address << " may now send as " << args.alias << "\n";
+  return 0;
+}
+
+int delete_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
+  auto store = load_store(args.users_file, false);
+  if (!store) return fail(err, store.error());
+  if (store->find(args.address) == nullptr) {
+    return fail(err, "no user " + args.address + " in " + args.users_file);
+  }
+  if (!store->remove_alias(args.address, args.alias)) {
+    return fail(err, args.alias + " is not an alias of " + args.address);
+  }
+  if (int result = save(store.value(), args, err); result != 0) return result;
+  out << args.address << " may no longer send as " << args.alias << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int run_user_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err,
+                     const PasswordReader& read_password, const auth::Argon2Params& params) {
+  CLI::App cli{"Manage the users file (passwords are asked for, never taken as arguments)",
+               "smtpsctl user"};
+  cli.require_subcommand(1);
+  Arguments args;
+  auto users_option = [&](CLI::App* command) {
+    command->add_option("--users", args.users_file, "The users file")->required();
+  };
+  auto* add = cli.add_subcommand("add", "Add a user; asks for the password");
+  auto* passwd = cli.add_subcommand("passwd", "Change a user's password; asks for it");
+  auto* del = cli.add_subcommand("del", "Delete a user");
+  auto* list = cli.add_subcommand("list", "List users and their aliases");
+  for (CLI::App* command : {add, passwd, del}) {
+    users_option(command);
+    command->add_option("address", args.address, "The user's address")->required();
+  }
+  users_option(list);
+  list->add_option("address", args.address, "Only this user");
+  auto* alias = cli.add_subcommand("alias", "Addresses a user may send as");
+  alias->require_subcommand(1);
+  auto* alias_add = alias->add_subcommand("add", "Let ADDRESS send as ALIAS");
+  auto* alias_del = alias->add_subcommand("del", "Stop ADDRESS sending as ALIAS");
+  for (CLI::App* command : {alias_add, alias_del}) {
+    users_option(command);
+    command->add_option("address", args.address, "The user's address")->required();
+    command->add_option("alias", args.alias, "The alias")->required();
+  }
+
+  try {
+    std::vector<std::string> reversed(argv.rbegin(), argv.rend());  // CLI11 pops from the back
+    cli.parse(reversed);
+  } catch (const CLI::ParseError& error) {
+    int code = cli.exit(error, out, err);
+    return code == 0 ? 0 : 2;
+  }
+
+  if (*add) return add_user(args, out, err, read_password, params);
+  if (*passwd) return change_password(args, out, err, read_password, params);
+  if (*del) return delete_user(args, out, err);
+  if (*list) return list_users(args, out, err);
+  if (*alias_add) return add_alias(args, out, err);
+  if (*alias_del) return delete_alias(args, out, err);
+  err << cli.help();
+  return 2;
+}
+
+base::Expected<std::string, std::string> read_new_password() {
+  if (!::isatty(STDIN_FILENO)) {
+    auto line = read_line(STDIN_FILENO);
+    if (line && line->empty()) {
+      return base::unexpected(std::string("no password on standard input (first line)"));
+    }
+    return line;
+  }
+  auto first = prompt_without_echo("New password: ");
+  if (!first) return first;
+  auto second = prompt_without_echo("Retype new password: ");
+  if (!second) {
+    wipe(first.value());
+    return second;
+  }
+  bool same = first.value() == second.value();
+  wipe(second.value());
+  if (!same) {
+    wipe(first.value());
+    return base::unexpected(std::string("the passwords do not match"));
+  }
+  if (first->empty()) return base::unexpected(std::string("the password is empty"));
+  return first;
+}
+
+}  // namespace app

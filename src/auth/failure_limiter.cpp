@@ -1,0 +1,256 @@
+// failure_limiter.cpp — counters of recent authentication failures with delays and
+// temporary lockouts (rules in failure_limiter.h).
+//
+// Invariants: an entry keeps at most its bound of failure times (the most recent), so
+// memory per entry is bounded; entries_ never exceeds max_entries (the least recently
+// failed entry goes first); exempt clients never create an entry. IPs are keyed in their
+// canonical text form (inet_ntop), users ASCII-lowercased and cut at 256 bytes, so
+// "Alice@X" and "alice@x" share a counter.
+#include "auth/failure_limiter.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <tuple>
+
+namespace auth {
+namespace {
+
+constexpr std::size_t kMaxUserKey = 256;
+
+std::string canonical_ip(std::string_view ip) {
+  auto parsed = parse_ip(ip);
+  if (!parsed) return std::string(ip.substr(0, 64));
+  const auto& bytes = *parsed;
+  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+  char text[INET6_ADDRSTRLEN];
+  if (std::memcmp(bytes.data(), kMapped, sizeof kMapped) == 0) {
+    ::inet_ntop(AF_INET, bytes.data() + 12, text, sizeof text);
+  } else {
+    ::inet_ntop(AF_INET6, bytes.data(), text, sizeof text);
+  }
+  return text;
+}
+
+std::string user_key(std::string_view user) {
+  std::string key(user.substr(0, kMaxUserKey));
+  for (char& c : key) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return key;
+}
+
+std::chrono::seconds ceil_seconds(FailureLimiter::Clock::duration duration) {
+  return std::chrono::ceil<std::chrono::seconds>(duration);
+}
+
+}  // namespace
+
+std::optional<std::array<unsigned char, 16>> parse_ip(std::string_view text) {
+  if (text.empty() || text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
+  char buffer[INET6_ADDRSTRLEN];
+  std::memcpy(buffer, text.data(), text.size());
+  buffer[text.size()] = '\0';
+  std::array<unsigned char, 16> bytes{};
+  if (::inet_pton(AF_INET, buffer, bytes.data() + 12) == 1) {
+    bytes[10] = 0xFF;
+    bytes[11] = 0xFF;
+    return bytes;
+  }
+  if (::inet_pton(AF_INET6, buffer, bytes.data()) == 1) return bytes;
+  return std::nullopt;
+}
+
+bool Network::contains(const std::array<unsigned char, 16>& ip) const {
+  unsigned full_bytes = prefix_length / 8;
+  if (std::memcmp(ip.data(), address.data(), full_bytes) != 0) return false;
+  unsigned bits = prefix_length % 8;
+  if (bits == 0) return true;
+  auto mask = static_cast<unsigned char>(0xFF << (8 - bits));
+  return (ip[full_bytes] & mask) == (address[full_bytes] & mask);
+}
+
+base::Expected<Network, std::string> parse_network(std::string_view text) {
+  auto bad = [&] { return base::unexpected("bad network \"" + std::string(text) + "\""); };
+  std::size_t slash = text.find('/');
+  auto ip = parse_ip(text.substr(0, slash));
+  if (!ip) return bad();
+  bool v4 = text.substr(0, slash).find(':') == std::string_view::npos;
+  unsigned max_prefix = v4 ? 32 : 128;
+  unsigned prefix = max_prefix;
+  if (slash != std::string_view::npos) {
+    std::string_view digits = text.substr(slash + 1);
+    auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), prefix);
+    if (digits.empty() || error != std::errc() || end != digits.data() + digits.size() ||
+        prefix > max_prefix) {
+      return bad();
+    }
+  }
+  Network network;
+  network.address = *ip;
+  network.prefix_length = v4 ? prefix + 96 : prefix;
+  return network;
+}
+
+base::Expected<std::unique_ptr<FailureLimiter>, std::string> FailureLimiter::create(
+    FailureLimiterOptions options) {
+  if (options.per_user_ip_max_failures == 0 || options.per_ip_max_failures == 0) {
+    return base::unexpected(std::string("failure bounds must be at least 1"));
+  }
+  if (options.window.count() <= 0) return base::unexpected(std::string("window must be > 0"));
+  if (options.max_entries == 0) return base::unexpected(std::string("max_entries must be > 0"));
+  std::vector<Network> networks;
+  for (const auto& text : options.exempt) {
+    auto network = parse_network(text);
+    if (!network) return base::unexpected(network.error());
+    networks.push_back(network.value());
+  }
+  return std::unique_ptr<FailureLimiter>(
+      new FailureLimiter(std::move(options), std::move(networks)));
+}
+
+FailureLimiter::FailureLimiter(FailureLimiterOptions options, std::vector<Network> exempt)
+    : options_(std::move(options)), exempt_(std::move(exempt)) {}
+
+bool FailureLimiter::exempt(std::string_view ip) const {
+  if (exempt_.empty()) return false;
+  auto parsed = parse_ip(ip);
+  if (!parsed) return false;
+  return std::any_of(exempt_.begin(), exempt_.end(),
+                     [&](const Network& network) { return network.contains(*parsed); });
+}
+
+FailureLimiter::Entry* FailureLimiter::find(const std::string& key) {
+  auto it = entries_.find(key);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+FailureLimiter::Entry& FailureLimiter::touch(const std::string& key, std::string_view ip,
+                                             std::string_view user) {
+  auto it = entries_.find(key);
+  if (it != entries_.end()) {
+    recency_.splice(recency_.begin(), recency_, it->second.recency);
+    return it->second;
+  }
+  while (entries_.size() >= options_.max_entries && !recency_.empty()) {
+    // XXX: evicting may forget a lockout under a flood of distinct addresses; the table
+    // bound is what keeps memory fixed, and the pair/IP being evicted failed least recently.
+    erase(recency_.back());
+  }
+  recency_.push_front(key);
+  Entry& entry = entries_[key];
+  entry.ip = std::string(ip);
+  entry.user = std::string(user);
+  entry.recency = recency_.begin();
+  return entry;
+}
+
+void FailureLimiter::erase(const std::string& key) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return;
+  recency_.erase(it->second.recency);
+  entries_.erase(it);
+}
+
+unsigned FailureLimiter::count_recent(Entry& entry, TimePoint now) const {
+  auto& times = entry.failures;
+  times.erase(std::remove_if(times.begin(), times.end(),
+                             [&](TimePoint t) { return t + options_.window <= now; }),
+              times.end());
+  return static_cast<unsigned>(times.size());
+}
+
+FailureLimiter::Check FailureLimiter::check(std::string_view ip, std::string_view user,
+                                            TimePoint now) {
+  Check result;
+  if (exempt(ip)) return result;
+  std::string ip_text = canonical_ip(ip);
+  std::lock_guard lock(mutex_);
+  for (const std::string& key : {ip_text + '\n', ip_text + '\n' + user_key(user)}) {
+    Entry* entry = find(key);
+    if (entry != nullptr && entry->locked_until > now) {
+      result.locked = true;
+      result.retry_after = std::max(result.retry_after, ceil_seconds(entry->locked_until - now));
+    }
+  }
+  return result;
+}
+
+FailureLimiter::Verdict FailureLimiter::record_failure(std::string_view ip, std::string_view user,
+                                                       TimePoint now) {
+  Verdict verdict;
+  if (exempt(ip)) return verdict;
+  std::string ip_text = canonical_ip(ip);
+  std::string user_text = user_key(user);
+  std::lock_guard lock(mutex_);
+  unsigned counts[2] = {0, 0};
+  const unsigned bounds[2] = {options_.per_user_ip_max_failures, options_.per_ip_max_failures};
+  const std::string keys[2] = {ip_text + '\n' + user_text, ip_text + '\n'};
+  for (int i = 0; i < 2; ++i) {
+    Entry& entry = touch(keys[i], ip_text, i == 0 ? std::string_view(user_text) : "");
+    count_recent(entry, now);
+    entry.failures.push_back(now);
+    if (entry.failures.size() > bounds[i]) entry.failures.erase(entry.failures.begin());
+    entry.last_failure = now;
+    counts[i] = static_cast<unsigned>(entry.failures.size());
+    if (counts[i] >= bounds[i] && entry.locked_until <= now) {
+      entry.locked_until = now + options_.window;
+      verdict.now_locked = true;
+    }
+  }
+  // The delay grows with the pair's failures, or with the IP's scaled to the pair's bound
+  // (so that spraying many user names from one address is slowed down too).
+  unsigned ip_scaled = (counts[1] * bounds[0] + bounds[1] - 1) / bounds[1];
+  unsigned steps = std::max(counts[0], ip_scaled);
+  if (steps >= 2) {
+    unsigned shift = std::min(steps - 2, 20u);
+    auto delay = std::chrono::milliseconds(1000LL << shift);
+    verdict.delay = std::min<std::chrono::milliseconds>(delay, options_.max_delay);
+  }
+  return verdict;
+}
+
+void FailureLimiter::record_success(std::string_view ip, std::string_view user, TimePoint) {
+  if (exempt(ip)) return;
+  std::string key = canonical_ip(ip) + '\n' + user_key(user);
+  std::lock_guard lock(mutex_);
+  erase(key);
+}
+
+std::vector<Lockout> FailureLimiter::lockouts(TimePoint now) {
+  std::lock_guard lock(mutex_);
+  std::vector<Lockout> out;
+  for (auto& [key, entry] : entries_) {
+    if (entry.locked_until <= now) continue;
+    out.push_back(Lockout{entry.ip, entry.user, static_cast<unsigned>(entry.failures.size()),
+                          ceil_seconds(entry.locked_until - now)});
+  }
+  std::sort(out.begin(), out.end(), [](const Lockout& a, const Lockout& b) {
+    return std::tie(a.ip, a.user) < std::tie(b.ip, b.user);
+  });
+  return out;
+}
+
+bool FailureLimiter::unlock(std::string_view ip_or_user) {
+  std::string ip_text = canonical_ip(ip_or_user);
+  std::string user_text = user_key(ip_or_user);
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> doomed;
+  for (const auto& [key, entry] : entries_) {
+    if (entry.ip == ip_text || (!entry.user.empty() && entry.user == user_text)) {
+      doomed.push_back(key);
+    }
+  }
+  for (const auto& key : doomed)
+    erase(key);
+  return !doomed.empty();
+}
+
+std::size_t FailureLimiter::entries() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+}  // namespace auth

@@ -1,0 +1,117 @@
+// failure_limiter.h — slows down and then temporarily locks out password guessing, per
+// (client IP, user) and per client IP (DESIGN.md §6, issue 3).
+//
+// Pure: the caller passes the time (steady_clock), so tests drive the clock. Thread-safe
+// (one mutex) so the I/O threads can share one limiter. Bounded: at most max_entries
+// counters; when full, the least recently failed one is evicted.
+//
+// Rules, within a sliding window (default 15 min):
+// - each failure counts for the pair (IP, user) and for the IP alone;
+// - after a failure the host waits delay() before answering 535 (0, 1, 2, 4 s, capped);
+// - when a pair reaches per_user_ip_max_failures, or an IP reaches per_ip_max_failures,
+//   that pair or IP is locked out for one window: attempts get 454 4.7.0 without a
+//   password check. The per-IP bound is higher so that one device with a stale password
+//   does not lock out a whole office behind one NAT address;
+// - a success clears the pair's counter (not the IP's);
+// - clients in exempt networks (CIDR, IPv4 or IPv6) are never counted, delayed or locked.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/expected.h"
+
+namespace auth {
+
+// An IPv4 or IPv6 network; IPv4 is held as IPv4-mapped IPv6 (::ffff:a.b.c.d/96+n).
+struct Network {
+  std::array<unsigned char, 16> address{};
+  unsigned prefix_length = 0;  // 0..128 over the 16 bytes
+  bool contains(const std::array<unsigned char, 16>& ip) const;
+};
+// "192.0.2.0/24", "2001:db8::/32", or a single address (a /32 or /128).
+base::Expected<Network, std::string> parse_network(std::string_view text);
+// A literal IPv4 or IPv6 address as 16 bytes (IPv4-mapped for IPv4); nullopt otherwise.
+std::optional<std::array<unsigned char, 16>> parse_ip(std::string_view text);
+
+struct FailureLimiterOptions {
+  unsigned per_user_ip_max_failures = 5;
+  unsigned per_ip_max_failures = 30;
+  std::chrono::seconds window{15 * 60};
+  std::chrono::seconds max_delay{4};
+  std::vector<std::string> exempt;  // CIDR networks
+  std::size_t max_entries = 65536;
+};
+
+struct Lockout {
+  std::string ip;
+  std::string user;  // empty: the whole IP is locked out
+  unsigned failures = 0;
+  std::chrono::seconds remaining{0};
+};
+
+class FailureLimiter {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using TimePoint = Clock::time_point;
+
+  // Refuses a bad exempt network or a zero bound.
+  static base::Expected<std::unique_ptr<FailureLimiter>, std::string> create(
+      FailureLimiterOptions options);
+
+  struct Check {
+    bool locked = false;  // answer 454 4.7.0 and do not verify
+    std::chrono::seconds retry_after{0};
+  };
+  // Before checking credentials for (ip, user as given).
+  Check check(std::string_view ip, std::string_view user, TimePoint now);
+
+  struct Verdict {
+    std::chrono::milliseconds delay{0};  // wait this long before answering 535
+    bool now_locked = false;             // this failure started a lockout
+  };
+  Verdict record_failure(std::string_view ip, std::string_view user, TimePoint now);
+  void record_success(std::string_view ip, std::string_view user, TimePoint now);
+
+  std::vector<Lockout> lockouts(TimePoint now);
+  // Lifts every lockout and counter of that IP, or of that user (on any IP).
+  bool unlock(std::string_view ip_or_user);
+
+  std::size_t entries() const;
+
+ private:
+  explicit FailureLimiter(FailureLimiterOptions options, std::vector<Network> exempt);
+
+  struct Entry {
+    std::string ip;
+    std::string user;                 // empty for the per-IP counter
+    std::vector<TimePoint> failures;  // the most recent ones, at most the bound
+    TimePoint locked_until{};
+    TimePoint last_failure{};
+    std::list<std::string>::iterator recency;
+  };
+
+  bool exempt(std::string_view ip) const;
+  Entry* find(const std::string& key);
+  Entry& touch(const std::string& key, std::string_view ip, std::string_view user);
+  void erase(const std::string& key);
+  unsigned count_recent(Entry& entry, TimePoint now) const;
+
+  const FailureLimiterOptions options_;
+  const std::vector<Network> exempt_;
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_;
+  std::list<std::string> recency_;  // front: most recently failed
+};
+
+}  // namespace auth

@@ -1,0 +1,158 @@
+// user_store.h — the users file: who may authenticate, with which secrets, and which
+// sender addresses each user owns (DESIGN.md §6; docs/users-file.md).
+//
+// Invariants: no plaintext or reversible secret is ever stored or kept in memory beyond
+// the call that receives it. A user has an argon2id hash (libsodium crypto_pwhash_str,
+// for PLAIN and LOGIN) and SCRAM-SHA-256 keys (RFC 5802 §3: salt, iteration count,
+// StoredKey = H(ClientKey), ServerKey), never the SaltedPassword. Addresses are compared
+// ASCII-case-insensitively, local part included: the store holds one user per mailbox.
+// save() replaces the file atomically (temp file O_EXCL 0600, fsync, rename, fsync of the
+// directory), so a reader never sees half a file and a crash leaves the old or the new one.
+//
+// File format (version 1), '\n'-terminated lines; '#' comments and blank lines allowed:
+//
+//   smtpsd-users 1                 the first line that is not a comment or blank
+//   <address> <argon2id> <scram> <aliases>
+//
+//   <address>   the login name and own sender address, e.g. alice@example.org
+//               (1..254 bytes, one '@' with a non-empty local part and domain, no space,
+//               control character or ',')
+//   <argon2id>  crypto_pwhash_str output: $argon2id$v=19$m=<KiB>,t=<ops>,p=1$<salt>$<hash>
+//   <scram>     scram-sha-256:<iterations>:<salt>:<StoredKey>:<ServerKey>, base64 (RFC 4648
+//               §4, padded); iterations >= 4096 (RFC 7677 §4); keys are 32 bytes
+//   <aliases>   "-" or a comma-separated list of further addresses the user may send as
+//
+// Fields are separated by spaces or tabs. Any other line is refused, and the error names
+// the file and the line ("users.txt:7: ...").
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/expected.h"
+
+namespace auth {
+
+// argon2id cost. default_argon2() is what `smtpsctl user add` uses; test_argon2() is the
+// libsodium minimum, for unit tests only.
+struct Argon2Params {
+  unsigned long long opslimit;
+  std::size_t memlimit;
+};
+Argon2Params default_argon2();
+Argon2Params test_argon2();
+
+// RFC 7677 §4: "the hash iteration-count announced by a server SHOULD be at least 4096".
+constexpr std::uint32_t kMinScramIterations = 4096;
+constexpr std::uint32_t kDefaultScramIterations = 10000;
+constexpr std::size_t kScramSaltSize = 16;
+constexpr std::size_t kMaxPasswordSize = 1024;
+
+// RFC 5802 §3: what the server keeps. SaltedPassword and ClientKey are never stored.
+struct ScramCredentials {
+  std::string salt;  // raw bytes
+  std::uint32_t iterations = kDefaultScramIterations;
+  std::array<unsigned char, 32> stored_key{};  // H(HMAC(SaltedPassword, "Client Key"))
+  std::array<unsigned char, 32> server_key{};  // HMAC(SaltedPassword, "Server Key")
+};
+
+// RFC 5802 §3 with SHA-256 (RFC 7677): SaltedPassword = Hi(password, salt, iterations).
+// XXX: the password is used as given (UTF-8 bytes), without SASLprep (RFC 4013); SASLprep
+// is the identity for printable ASCII, which is what every client here sends.
+ScramCredentials derive_scram_credentials(std::string_view password, std::string_view salt,
+                                          std::uint32_t iterations);
+
+struct User {
+  std::string address;
+  std::string password_hash;  // crypto_pwhash_str (argon2id) encoded string
+  ScramCredentials scram;
+  std::vector<std::string> aliases;
+};
+
+// Checks the syntax the users file allows for an address or alias (see above).
+base::Expected<base::Ok, std::string> validate_address(std::string_view address);
+// ASCII case-insensitive comparison of two addresses (local part and domain).
+bool same_address(std::string_view a, std::string_view b);
+
+// One immutable-once-published snapshot of the users file.
+class UserStore {
+ public:
+  UserStore() = default;
+
+  // A missing file is an error here; UserDirectory treats it as an empty store.
+  static base::Expected<UserStore, std::string> load(const std::string& path);
+  static base::Expected<UserStore, std::string> parse(std::string_view text,
+                                                      const std::string& path_for_errors);
+  std::string serialize() const;
+  // Atomic and durable replacement; the file ends with mode 0600 (and keeps the previous
+  // file's owner when run as root).
+  base::Expected<base::Ok, std::string> save(const std::string& path) const;
+
+  const User* find(std::string_view address) const;
+  std::vector<const User*> users() const;  // in file order
+  std::size_t size() const { return users_.size(); }
+
+  // Creates the user if it does not exist; replaces the argon2id hash and the SCRAM keys
+  // (with a fresh salt) otherwise.
+  base::Expected<base::Ok, std::string> set_password(std::string_view address,
+                                                     std::string_view password,
+                                                     const Argon2Params& params);
+  bool remove(std::string_view address);
+  base::Expected<base::Ok, std::string> add_alias(std::string_view address, std::string_view alias);
+  bool remove_alias(std::string_view address, std::string_view alias);
+  // The authenticated user may use `sender` as MAIL FROM: its own address or an alias.
+  bool may_send_as(std::string_view user, std::string_view sender) const;
+
+ private:
+  User* find_mutable(std::string_view address);
+  std::vector<User> users_;
+};
+
+// Constant-time check of a password (crypto_pwhash_str_verify). For user == nullptr it
+// verifies against a dummy hash made once with default_argon2(), so an unknown user costs
+// the same work as a wrong password, and returns false. Slow by design: call it from a
+// worker pool, never from an I/O thread.
+bool verify_password(const User* user, std::string_view password);
+
+// The current snapshot of a users file, reloaded when the file changes. Thread-safe.
+// current() checks the file's inode, size and mtime at most once per check interval; a
+// changed file is loaded, and if it is invalid the old snapshot stays in use and the error
+// is logged and kept in last_error(). A missing file is an empty store.
+class UserDirectory {
+ public:
+  explicit UserDirectory(std::string path);
+  UserDirectory(std::string path, std::chrono::milliseconds check_interval);
+
+  std::shared_ptr<const UserStore> current();
+  std::string last_error() const;
+  const std::string& path() const { return path_; }
+
+ private:
+  struct FileSignature {
+    bool exists = false;
+    std::uint64_t inode = 0;
+    std::uint64_t device = 0;
+    std::int64_t size = 0;
+    std::int64_t mtime_ns = 0;
+    bool operator==(const FileSignature&) const = default;
+  };
+  FileSignature stat_file() const;
+  void reload_locked(const FileSignature& signature);
+
+  const std::string path_;
+  const std::chrono::milliseconds check_interval_;
+  mutable std::mutex mutex_;
+  std::shared_ptr<const UserStore> snapshot_;
+  FileSignature seen_;  // the file last looked at (loaded or refused)
+  std::chrono::steady_clock::time_point last_check_;
+  std::string last_error_;
+};
+
+}  // namespace auth
