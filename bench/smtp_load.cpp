@@ -4,6 +4,7 @@
 //
 //   smtp_load --port P [--host 127.0.0.1] [--connections C] [--messages N]
 //             [--per-connection K] [--size BYTES] [--implicit] [--to demo@localhost]
+//             [--user ADDRESS --password-file FILE]   (AUTH PLAIN after TLS)
 // Each connection: TCP, STARTTLS (or implicit TLS), EHLO, K transactions, QUIT; repeated
 // until N messages in total were sent. Prints messages/s, connections/s and latency
 // percentiles (end of data → 250) as one key=value line.
@@ -40,7 +41,28 @@ struct Options {
   bool implicit_tls = false;
   std::string to = "demo@localhost";
   std::string ca_file;
+  std::string user;      // AUTH PLAIN as this user when set
+  std::string password;  // read from --password-file
 };
+
+std::string base64(const std::string& in) {
+  static const char* kTable = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  unsigned value = 0;
+  int bits = -6;
+  for (unsigned char c : in) {
+    value = (value << 8) + c;
+    bits += 8;
+    while (bits >= 0) {
+      out.push_back(kTable[(value >> bits) & 0x3f]);
+      bits -= 6;
+    }
+  }
+  if (bits > -6) out.push_back(kTable[((value << 8) >> (bits + 8)) & 0x3f]);
+  while (out.size() % 4)
+    out.push_back('=');
+  return out;
+}
 
 struct Totals {
   std::atomic<long> sent{0};
@@ -67,16 +89,23 @@ class Conn {
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
     int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    bool ready;
     if (o_.implicit_tls) {
-      if (!handshake()) return false;
-      return expect(220) && command("EHLO bench.example\r\n", 250);
+      ready = handshake() && expect(220) && command("EHLO bench.example\r\n", 250);
+    } else {
+      ready = expect(220) && command("EHLO bench.example\r\n", 250) &&
+              command("STARTTLS\r\n", 220) && handshake() && command("EHLO bench.example\r\n", 250);
     }
-    return expect(220) && command("EHLO bench.example\r\n", 250) && command("STARTTLS\r\n", 220) &&
-           handshake() && command("EHLO bench.example\r\n", 250);
+    if (ready && !o_.user.empty()) {
+      std::string plain = std::string(1, '\0') + o_.user + std::string(1, '\0') + o_.password;
+      ready = command("AUTH PLAIN " + base64(plain) + "\r\n", 235);
+    }
+    return ready;
   }
 
   bool send_message(const std::string& body, double& latency_ms) {
-    std::string head = "MAIL FROM:<bench@example.org>\r\nRCPT TO:<" + o_.to + ">\r\nDATA\r\n";
+    std::string from = o_.user.empty() ? "bench@example.org" : o_.user;
+    std::string head = "MAIL FROM:<" + from + ">\r\nRCPT TO:<" + o_.to + ">\r\nDATA\r\n";
     if (!write(head)) return false;
     if (!expect(250) || !expect(250) || !expect(354)) return false;
     if (!write(body)) return false;
@@ -162,7 +191,21 @@ int main(int argc, char** argv) {
       o.to = next();
     else if (a == "--cafile")
       o.ca_file = next();
-    else {
+    else if (a == "--user")
+      o.user = next();
+    else if (a == "--password-file") {
+      FILE* f = std::fopen(next().c_str(), "r");
+      char line[1024] = {0};
+      if (f == nullptr || std::fgets(line, sizeof line, f) == nullptr) {
+        std::fprintf(stderr, "smtp_load: cannot read --password-file\n");
+        return 2;
+      }
+      std::fclose(f);
+      o.password = line;
+      while (!o.password.empty() && (o.password.back() == '\n' || o.password.back() == '\r')) {
+        o.password.pop_back();
+      }
+    } else {
       std::fprintf(stderr, "smtp_load: unknown option %s\n", a.c_str());
       return 2;
     }

@@ -13,6 +13,7 @@
 #include "auth/failure_limiter.h"
 #include "auth/sasl.h"
 #include "auth/user_store.h"
+#include "auth/verified_cache.h"
 #include "delivery/maildir.h"
 #include "net/server.h"
 #include "obs/log.h"
@@ -156,6 +157,8 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
   services.hostname = config.hostname;
   services.users = &users;
   services.limiter = limiter.value().get();
+  auth::VerifiedCache verified_cache(config.auth.verified_cache);
+  services.verified_cache = &verified_cache;
   services.received_names_user = config.auth.received_names_user;
   services.max_connections = config.max_connections;
   services.max_connections_per_ip = config.max_connections_per_ip;

@@ -362,9 +362,12 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   // [auth]
   config.auth.users_file = config.data_dir + "/users";
   if (const toml::table* auth = reader.table_at(root, "", "auth")) {
-    reader.only_keys(*auth, "auth",
-                     {"users_file", "max_failures_per_user", "max_failures_per_ip",
-                      "failure_window", "exempt_networks", "received_names_user"});
+    reader.only_keys(
+        *auth, "auth",
+        {"users_file", "max_failures_per_user", "max_failures_per_ip", "failure_window",
+         "exempt_networks", "received_names_user", "verified_cache_seconds"});
+    config.auth.verified_cache =
+        std::chrono::seconds(reader.int_at(*auth, "auth", "verified_cache_seconds", 600, 0, 86400));
     if (auth->get("users_file")) {
       config.auth.users_file = reader.path_at(*auth, "auth", "users_file", base_dir, true);
     }

@@ -43,6 +43,7 @@ struct AuthSettings {
   std::chrono::seconds failure_window{900};  // counting window and lockout length
   std::vector<std::string> exempt_networks;  // CIDR ("192.0.2.0/24", "2001:db8::/32")
   bool received_names_user = false;          // name the authenticated user in Received
+  std::chrono::seconds verified_cache{600};  // remember a verified password (0: never)
 };
 
 struct Config {

@@ -707,12 +707,20 @@ struct Server::Impl {
             session.auth_failed(kLocked);
             co_return;
           }
-          // argon2id off the I/O thread: hop to the pool, verify, hop back.
           const auth::User* user = users ? users->find(step.user) : nullptr;
-          auto home = co_await asio::this_coro::executor;
-          co_await asio::post(auth_pool, asio::use_awaitable);
-          bool ok = auth::verify_password(user, step.password);
-          co_await asio::post(home, asio::use_awaitable);
+          auth::VerifiedCache* cache = services.verified_cache;
+          bool ok = user != nullptr && cache != nullptr &&
+                    cache->hit(user->address, user->password_hash, step.password, now());
+          if (!ok) {
+            // argon2id off the I/O thread: hop to the pool, verify, hop back.
+            auto home = co_await asio::this_coro::executor;
+            co_await asio::post(auth_pool, asio::use_awaitable);
+            ok = auth::verify_password(user, step.password);
+            co_await asio::post(home, asio::use_awaitable);
+            if (ok && cache != nullptr) {
+              cache->remember(user->address, user->password_hash, step.password, now());
+            }
+          }
           sodium_memzero(step.password.data(), step.password.size());
           std::string given = std::move(step.user);
           step = sasl->password_verified(ok);

@@ -23,6 +23,7 @@
 
 #include "auth/failure_limiter.h"
 #include "auth/user_store.h"
+#include "auth/verified_cache.h"
 #include "base/expected.h"
 #include "queue/group_commit.h"
 #include "queue/spool.h"
@@ -49,7 +50,8 @@ struct ServerServices {
   // AUTH (submission roles): the users and the failure limiter; both outlive the server.
   auth::UserDirectory* users = nullptr;
   auth::FailureLimiter* limiter = nullptr;
-  bool received_names_user = false;  // "(authenticated as …)" in the Received header
+  auth::VerifiedCache* verified_cache = nullptr;  // skips argon2id for a recent success
+  bool received_names_user = false;               // "(authenticated as …)" in the Received header
   queue::Spool* spool = nullptr;
   queue::GroupCommitter* committer = nullptr;
   // Open connections in total and from one client address; past them a new connection
