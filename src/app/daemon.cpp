@@ -9,6 +9,8 @@
 #include <memory>
 #include <vector>
 
+#include "app/control_commands.h"
+#include "app/control_socket.h"
 #include "app/local_recipients.h"
 #include "auth/failure_limiter.h"
 #include "auth/sasl.h"
@@ -194,6 +196,16 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
     contexts.push_back(std::move(context.value()));
   }
 
+  ControlSocket control;
+  auto controlling = control.start(
+      config.control_socket, [limiter = limiter.value().get()](const std::string& request) {
+        return handle_control_request(request, *limiter, std::chrono::steady_clock::now());
+      });
+  if (!controlling) {
+    std::fprintf(stderr, "smtpsd: %s\n", controlling.error().c_str());
+    return 1;
+  }
+
   scheduler.start();  // delivers whatever the spool already holds (crash recovery)
   obs::Log("started")
       .kv("hostname", config.hostname)
@@ -201,6 +213,7 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
       .kv("data_dir", config.data_dir);
   if (on_ready) on_ready();
   server.run();
+  control.stop();
   committer.stop();
   queue::GroupCommitter::Stats commits = committer.stats();
   obs::Log("group_commit")

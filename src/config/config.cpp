@@ -181,13 +181,17 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
   if (!server) reader.fail(&root, "server", "missing table [server]");
-  reader.only_keys(*server, "server", {"hostname", "data_dir", "io_threads", "log_level"});
+  reader.only_keys(*server, "server",
+                   {"hostname", "data_dir", "io_threads", "log_level", "control_socket"});
   config.hostname = lower(reader.string_at(*server, "server", "hostname", "", true));
   if (!valid_domain_name(config.hostname)) {
     reader.fail(server->get("hostname"), "server.hostname",
                 "not a valid host name: '" + config.hostname + "'");
   }
   config.data_dir = reader.path_at(*server, "server", "data_dir", base_dir, true);
+  config.control_socket = server->get("control_socket")
+                              ? reader.path_at(*server, "server", "control_socket", base_dir, true)
+                              : config.data_dir + "/control.sock";
   config.io_threads =
       static_cast<unsigned>(reader.int_at(*server, "server", "io_threads", 0, 0, 256));
   config.log_level = reader.string_at(*server, "server", "log_level", config.log_level);
@@ -284,7 +288,8 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     std::string prefix = fmt::format("listeners[{}]", index++);
     if (!node.is_table()) reader.fail(&node, prefix, "must be a table");
     const toml::table& entry = *node.as_table();
-    reader.only_keys(entry, prefix, {"role", "address", "port", "session_tickets", "require_tls"});
+    reader.only_keys(entry, prefix,
+                     {"role", "address", "port", "session_tickets", "require_tls", "client_ca"});
     Listener listener;
     std::string role = reader.string_at(entry, prefix, "role", "", true);
     if (role == "submissions") {
@@ -321,6 +326,14 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
                   "only for the smtp role (submission roles always require TLS)");
     }
     listener.require_tls = reader.bool_at(entry, prefix, "require_tls", false);
+    // Client certificates serve SASL EXTERNAL, and the smtp role never offers AUTH.
+    if (entry.get("client_ca") && listener.role == Role::kSmtp) {
+      reader.fail(entry.get("client_ca"), prefix + ".client_ca",
+                  "only for the submission roles (the smtp role never offers AUTH)");
+    }
+    if (entry.get("client_ca")) {
+      listener.client_ca = reader.path_at(entry, prefix, "client_ca", base_dir, true);
+    }
     config.listeners.push_back(listener);
   }
   if (config.certificates.empty()) {
@@ -474,8 +487,9 @@ std::string describe(const Config& config) {
     std::string_view tls_mode = l.role == Role::kSubmissions                   ? "implicit TLS"
                                 : l.role == Role::kSubmission || l.require_tls ? "STARTTLS required"
                                                                                : "STARTTLS offered";
-    out += fmt::format("listener: {} on {} port {} — {}, session tickets {}\n", role_name(l.role),
-                       l.address, l.port, tls_mode, l.session_tickets ? "on" : "off");
+    out += fmt::format("listener: {} on {} port {} — {}, session tickets {}{}\n", role_name(l.role),
+                       l.address, l.port, tls_mode, l.session_tickets ? "on" : "off",
+                       l.client_ca.empty() ? "" : ", client certificates from " + l.client_ca);
   }
   for (const auto& c : config.certificates) {
     out += fmt::format("certificate: {} (key {})\n", c.certificate_file, c.key_file);

@@ -28,6 +28,9 @@ struct Listener {
   std::uint16_t port = 25;      // 0: the kernel picks one (logged at start)
   bool session_tickets = true;  // default false on the smtp role (Microsoft STARTTLS trouble)
   bool require_tls = false;     // smtp role only: 530 5.7.0 until STARTTLS
+  // Submission roles only: PEM file of the CAs whose client certificates may authenticate
+  // with SASL EXTERNAL (mutual TLS); empty: no client certificates, no EXTERNAL.
+  std::string client_ca;
 };
 
 struct Domain {
@@ -52,6 +55,7 @@ struct Config {
   std::string data_dir;
   unsigned io_threads = 0;         // 0: one per core
   std::string log_level = "info";  // debug, info, warning, error
+  std::string control_socket;      // default <data_dir>/control.sock (smtpsctl auth …)
   std::vector<Domain> domains;
   tls::Policy tls;
   std::vector<tls::CertificatePair> certificates;
