@@ -50,7 +50,8 @@ smtp::SessionConfig session_config(const config::Config& config, const config::L
       break;
   }
   if (submission) {
-    session.auth_mechanisms = auth::mechanisms_offered(/*have_tls_exporter=*/true);
+    session.auth_mechanisms = auth::mechanisms_offered(/*have_tls_exporter=*/true,
+                                                       /*offer_external=*/!l.client_ca.empty());
     session.require_auth = true;
     session.allow_null_sender = false;  // bounces come from servers, not from users
     session.may_send_as = [&users](std::string_view user, std::string_view sender) {
@@ -173,7 +174,7 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
   for (const config::Listener& l : config.listeners) {
     tls::Policy policy = config.tls;
     policy.session_tickets = l.session_tickets;
-    auto context = tls::make_server_context(policy, config.certificates);
+    auto context = tls::make_server_context(policy, config.certificates, l.client_ca);
     if (!context) {
       std::fprintf(stderr, "smtpsd: %s\n", context.error().c_str());
       return 1;
@@ -258,6 +259,16 @@ int check(const config::Config& config) {
     auto context = tls::make_server_context(config.tls, config.certificates);
     if (!context) {
       std::fprintf(stderr, "%s: tls.certificates: %s\n", config.source_file.c_str(),
+                   context.error().c_str());
+      status = 2;
+    }
+  }
+  for (std::size_t i = 0; status == 0 && i < config.listeners.size(); ++i) {
+    const std::string& client_ca = config.listeners[i].client_ca;
+    if (client_ca.empty()) continue;
+    if (auto context = tls::make_server_context(config.tls, config.certificates, client_ca);
+        !context) {
+      std::fprintf(stderr, "%s: listeners[%zu].client_ca: %s\n", config.source_file.c_str(), i,
                    context.error().c_str());
       status = 2;
     }

@@ -168,7 +168,11 @@ FailureLimiter::Check FailureLimiter::check(std::string_view ip, std::string_vie
   if (exempt(ip)) return result;
   std::string ip_text = canonical_ip(ip);
   std::lock_guard lock(mutex_);
-  for (const std::string& key : {ip_text + '\n', ip_text + '\n' + user_key(user)}) {
+  std::string user_text = user_key(user);
+  for (const std::string& key : {ip_text + '\n', ip_text + '\n' + user_text}) {
+    // No user name (yet): only the address's own counter applies; the pair key would be
+    // the address key again, judged by the much lower per-user bound.
+    if (user_text.empty() && key.size() != ip_text.size() + 1) continue;
     Entry* entry = find(key);
     if (entry != nullptr && entry->locked_until > now) {
       result.locked = true;
@@ -189,6 +193,8 @@ FailureLimiter::Verdict FailureLimiter::record_failure(std::string_view ip, std:
   const unsigned bounds[2] = {options_.per_user_ip_max_failures, options_.per_ip_max_failures};
   const std::string keys[2] = {ip_text + '\n' + user_text, ip_text + '\n'};
   for (int i = 0; i < 2; ++i) {
+    // A failure without a user name counts for the address only (see check()).
+    if (i == 0 && user_text.empty()) continue;
     Entry& entry = touch(keys[i], ip_text, i == 0 ? std::string_view(user_text) : "");
     count_recent(entry, now);
     entry.failures.push_back(now);

@@ -1,4 +1,5 @@
-// sasl.cpp — PLAIN, LOGIN, SCRAM-SHA-256 and SCRAM-SHA-256-PLUS as state machines.
+// sasl.cpp — PLAIN, LOGIN, SCRAM-SHA-256, SCRAM-SHA-256-PLUS and EXTERNAL as state
+// machines.
 //
 // Invariants: each mechanism moves forward only (start → ... → done); any call after done,
 // and any response over kMaxSaslResponse octets, is a malformed failure. Parsers work on
@@ -171,6 +172,62 @@ class LoginServer final : public SaslServer {
   std::string user_;
 };
 
+// --- EXTERNAL (RFC 4422 Appendix A) ------------------------------------------------------
+
+// The authentication happened in the TLS handshake (a client certificate that verified
+// against the listener's client CA); the host passes the user it maps to. The one message
+// is the authorization identity: RFC 4422 §A.1 "external-authz-id = *( UTF8-char-no-nul )",
+// empty meaning "the identity the external channel gives" (sent as "=" in SMTP).
+class ExternalServer final : public SaslServer {
+ public:
+  explicit ExternalServer(std::string certificate_user)
+      : certificate_user_(std::move(certificate_user)) {}
+
+  SaslStep step(std::string_view response, bool has_response) override {
+    if (state_ == State::kDone) return finished();
+    if (response.size() > kMaxSaslResponse) return finish(too_long());
+    if (!has_response) {
+      if (state_ != State::kStart) return finish(failure("missing response", true));
+      // RFC 4422 §A.1: "The client sends the initial response"; without one (AUTH EXTERNAL
+      // alone) RFC 4954 §4 has the server send an empty challenge first.
+      state_ = State::kAwaitResponse;
+      return challenge("");
+    }
+    if (response.find('\0') != std::string_view::npos) {
+      return finish(failure("EXTERNAL authorization identity contains NUL", true));
+    }
+    state_ = State::kDone;
+    if (certificate_user_.empty()) {
+      SaslStep refused = failure("no verified client certificate that maps to a user", false);
+      refused.user = std::string(response);
+      return refused;
+    }
+    // RFC 4422 §A.1: "If the client provides an authorization identity, the server ...
+    // verifies that [the external credentials] are authorized to act as [it]." We permit
+    // only the certificate's own user.
+    if (!response.empty() && !same_address(response, certificate_user_)) {
+      SaslStep refused =
+          failure("authorization identity differs from the certificate's user", false);
+      refused.user = std::string(response);
+      return refused;
+    }
+    return success(certificate_user_);
+  }
+
+  SaslStep password_verified(bool) override {
+    return finish(failure("EXTERNAL does not verify passwords", true));
+  }
+
+ private:
+  enum class State { kStart, kAwaitResponse, kDone };
+  SaslStep finish(SaslStep step) {
+    state_ = State::kDone;
+    return step;
+  }
+  const std::string certificate_user_;
+  State state_ = State::kStart;
+};
+
 // --- SCRAM-SHA-256[-PLUS] (RFC 5802, RFC 7677, RFC 9266) --------------------------------
 
 // A secret drawn once per process; fake salts for unknown users are HMACs of it.
@@ -298,6 +355,9 @@ class ScramServer final : public SaslServer {
 
   SaslStep finish(SaslStep step) {
     state_ = State::kDone;
+    // Once the client named itself (n=), every failure carries that name: the log line
+    // names it and the limiter counts it per (address, user), not against the address.
+    if (step.kind == SaslStep::Kind::kFailure && step.user.empty()) step.user = username_;
     return step;
   }
 
@@ -484,7 +544,8 @@ std::unique_ptr<SaslServer> make_scram_server(bool plus, UserLookup lookup,
 }
 
 std::unique_ptr<SaslServer> make_sasl_server(std::string_view mechanism, UserLookup lookup,
-                                             std::string tls_exporter) {
+                                             std::string tls_exporter,
+                                             std::string certificate_user) {
   if (equal_ignoring_case(mechanism, "PLAIN")) {
     return std::make_unique<PlainServer>(std::move(lookup));
   }
@@ -497,15 +558,19 @@ std::unique_ptr<SaslServer> make_sasl_server(std::string_view mechanism, UserLoo
   if (equal_ignoring_case(mechanism, "SCRAM-SHA-256-PLUS")) {
     return make_scram_server(true, std::move(lookup), std::move(tls_exporter), random_nonce());
   }
+  if (equal_ignoring_case(mechanism, "EXTERNAL")) {
+    return std::make_unique<ExternalServer>(std::move(certificate_user));
+  }
   return nullptr;
 }
 
-std::vector<std::string> mechanisms_offered(bool have_tls_exporter) {
+std::vector<std::string> mechanisms_offered(bool have_tls_exporter, bool offer_external) {
   std::vector<std::string> names;
   if (have_tls_exporter) names.emplace_back("SCRAM-SHA-256-PLUS");
   names.emplace_back("SCRAM-SHA-256");
   names.emplace_back("PLAIN");
   names.emplace_back("LOGIN");
+  if (offer_external) names.emplace_back("EXTERNAL");
   return names;
 }
 

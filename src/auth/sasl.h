@@ -3,10 +3,11 @@
 // returned: send a challenge (334), verify a password on a worker pool, or finish.
 //
 // Mechanisms: PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login), SCRAM-SHA-256
-// (RFC 5802, RFC 7677) and SCRAM-SHA-256-PLUS with the tls-exporter channel binding
-// (RFC 9266). Invariants: every response is at most kMaxSaslResponse octets (RFC 4954 §4);
-// a mechanism never keeps a password past the step that returns it; an unknown user and a
-// wrong password end the same way (kFailure, malformed=false) after the same messages.
+// (RFC 5802, RFC 7677), SCRAM-SHA-256-PLUS with the tls-exporter channel binding
+// (RFC 9266) and EXTERNAL (RFC 4422 Appendix A) with a TLS client certificate. Invariants: every
+// response is at most kMaxSaslResponse octets (RFC 4954 §4); a mechanism never keeps a password
+// past the step that returns it; an unknown user and a wrong password end the same way (kFailure,
+// malformed=false) after the same messages.
 #pragma once
 
 #include <functional>
@@ -45,20 +46,25 @@ class SaslServer {
 
 using UserLookup = std::function<const User*(std::string_view)>;
 
-// mechanism: as advertised ("PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"),
-// compared case-insensitively. Returns nullptr for a mechanism we do not offer, and for
-// SCRAM-SHA-256-PLUS when tls_exporter is empty (the host answers 504 5.5.4).
+// mechanism: as advertised ("PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS",
+// "EXTERNAL"), compared case-insensitively. Returns nullptr for a mechanism we do not offer,
+// and for SCRAM-SHA-256-PLUS when tls_exporter is empty (the host answers 504 5.5.4).
 // lookup finds a user in the current snapshot; the returned pointer is only used during
 // the call. tls_exporter: the 32-byte "EXPORTER-Channel-Binding" value (RFC 9266).
+// certificate_user (EXTERNAL only): the user a verified client certificate maps to
+// (auth::certificate_user); empty when there is none, and EXTERNAL then fails (535).
 std::unique_ptr<SaslServer> make_sasl_server(std::string_view mechanism, UserLookup lookup,
-                                             std::string tls_exporter);
+                                             std::string tls_exporter,
+                                             std::string certificate_user = {});
 
 // The same for SCRAM with a given server nonce (printable, no ','), so that a known
 // exchange (RFC 7677 §3) can be replayed; make_sasl_server draws it from randombytes.
 std::unique_ptr<SaslServer> make_scram_server(bool plus, UserLookup lookup,
                                               std::string tls_exporter, std::string server_nonce);
 
-// In the order to advertise them (strongest first); -PLUS only with an exporter value.
-std::vector<std::string> mechanisms_offered(bool have_tls_exporter);
+// In the order to advertise them (strongest first); -PLUS only with an exporter value;
+// EXTERNAL (last: clients that pick the first mechanism they know should not try it
+// without a certificate) only on listeners with a client CA.
+std::vector<std::string> mechanisms_offered(bool have_tls_exporter, bool offer_external = false);
 
 }  // namespace auth

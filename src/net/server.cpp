@@ -22,9 +22,11 @@
 #include <unordered_set>
 #include <vector>
 
+#include "auth/certificate_user.h"
 #include "auth/sasl.h"
 #include "obs/log.h"
 #include "smtp/received_header.h"
+#include "tls/client_identity.h"
 #include "tls/policy.h"
 
 namespace net {
@@ -648,6 +650,21 @@ struct Server::Impl {
     return value;
   }
 
+  // SASL EXTERNAL: the user the client certificate of this connection maps to, or why there
+  // is none (no certificate, one that did not verify against the listener's client_ca, or
+  // one that names no user). Only a verified certificate is ever mapped.
+  static base::Expected<std::string, std::string> certificate_user(SSL* ssl,
+                                                                   const auth::UserLookup& lookup) {
+    tls::ClientIdentity identity = tls::client_identity(ssl);
+    if (!identity.verified) {
+      return base::unexpected(identity.presented
+                                  ? "client certificate not verified: " + identity.verify_error
+                                  : identity.verify_error);
+    }
+    return auth::certificate_user(auth::CertificateNames{identity.email_sans, identity.subject_cn},
+                                  lookup);
+  }
+
   // One kAuthenticate step. Every failure is one stable log line (README "Logs"; the
   // fail2ban filter in contrib/ matches it): client address, user as given, mechanism,
   // reason — never the secret.
@@ -676,8 +693,14 @@ struct Server::Impl {
       auth::UserLookup lookup = [store = users](std::string_view name) -> const auth::User* {
         return store ? store->find(name) : nullptr;
       };
-      sasl =
-          auth::make_sasl_server(mechanism, std::move(lookup), tls_exporter(connection.ssl.get()));
+      // EXTERNAL (offered only on listeners with a client_ca): the certificate is the
+      // credential, so no password and no argon2id; the mechanism checks the authzid.
+      std::string external_user;
+      if (mechanism == "EXTERNAL") {
+        if (auto mapped = certificate_user(connection.ssl.get(), lookup)) external_user = *mapped;
+      }
+      sasl = auth::make_sasl_server(mechanism, std::move(lookup),
+                                    tls_exporter(connection.ssl.get()), std::move(external_user));
       if (!sasl) {
         session.auth_failed(smtp::Reply{504, "5.5.4", "Unrecognized authentication type"});
         co_return;
@@ -757,7 +780,15 @@ struct Server::Impl {
           if (services.limiter != nullptr) {
             delay = services.limiter->record_failure(client, step.user, now()).delay;
           }
-          log_failure(step.user, step.failure.empty() ? "invalid credentials" : step.failure);
+          std::string reason = step.failure.empty() ? "invalid credentials" : step.failure;
+          if (mechanism == "EXTERNAL") {  // say why the certificate gave no user
+            auto mapped =
+                certificate_user(connection.ssl.get(), [store = users](std::string_view name) {
+                  return store ? store->find(name) : nullptr;
+                });
+            if (!mapped) reason = mapped.error();
+          }
+          log_failure(step.user, reason);
           if (delay.count() > 0) {
             asio::steady_timer pause(co_await asio::this_coro::executor, delay);
             co_await pause.async_wait(use_nothrow);

@@ -214,6 +214,33 @@ base::Expected<base::Ok, std::string> load_pair(SSL_CTX* ctx, const CertificateP
   return base::Ok{};
 }
 
+// Mutual TLS for SASL EXTERNAL. The verify callback accepts every certificate: OpenSSL still
+// records the verification error (SSL_get_verify_result is then not X509_V_OK), and a client
+// whose certificate does not verify is refused by EXTERNAL with 535 rather than losing the
+// connection, so it can still authenticate with a password on the same listener.
+int accept_and_record(int /*preverify_ok*/, X509_STORE_CTX* /*store*/) {
+  return 1;
+}
+
+base::Expected<base::Ok, std::string> request_client_certificates(SSL_CTX* ctx,
+                                                                  const std::string& ca_file) {
+  // Only these CAs vouch for clients: the context's store holds nothing else (no system
+  // store), so a certificate from a public CA does not verify here.
+  if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
+    return base::unexpected("tls: cannot load client CA file " + ca_file + ": " + openssl_reason());
+  }
+  STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca_file.c_str());
+  if (names == nullptr || sk_X509_NAME_num(names) == 0) {
+    if (names != nullptr) sk_X509_NAME_pop_free(names, X509_NAME_free);
+    drain_openssl_errors();
+    return base::unexpected("tls: client CA file " + ca_file + " holds no CA certificate");
+  }
+  SSL_CTX_set_client_CA_list(ctx, names);  // takes ownership
+  // SSL_VERIFY_PEER without SSL_VERIFY_FAIL_IF_NO_PEER_CERT: the certificate is optional.
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_and_record);
+  return base::Ok{};
+}
+
 }  // namespace
 
 void SslCtxDeleter::operator()(SSL_CTX* ctx) const {
@@ -245,7 +272,8 @@ base::Expected<base::Ok, std::string> validate(const Policy& policy) {
 }
 
 base::Expected<SslCtxPtr, std::string> make_server_context(
-    const Policy& policy, const std::vector<CertificatePair>& certificates) {
+    const Policy& policy, const std::vector<CertificatePair>& certificates,
+    const std::string& client_ca_file) {
   if (auto valid = validate(policy); !valid) return base::unexpected(valid.error());
   if (certificates.empty()) return base::unexpected(std::string("tls: no certificate configured"));
 
@@ -280,6 +308,11 @@ base::Expected<SslCtxPtr, std::string> make_server_context(
   for (const CertificatePair& pair : certificates) {
     if (auto loaded = load_pair(ctx.get(), pair, key_types); !loaded) {
       return base::unexpected(loaded.error());
+    }
+  }
+  if (!client_ca_file.empty()) {
+    if (auto requested = request_client_certificates(ctx.get(), client_ca_file); !requested) {
+      return base::unexpected(requested.error());
     }
   }
   return ctx;

@@ -55,8 +55,15 @@ using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 // Builds a server SSL_CTX from a policy and every certificate pair (e.g. one ECDSA and one RSA
 // side by side; OpenSSL picks by the client's signature_algorithms, RFC 8446 §4.4.2.2). Errors
 // name the file and the OpenSSL reason.
+//
+// client_ca_file (PEM, one or more CA certificates; empty: none) turns on client certificates
+// for SASL EXTERNAL: the server sends a CertificateRequest naming these CAs (RFC 8446 §4.3.2,
+// certificate_authorities), trusts only them for client certificates, and never fails the
+// handshake over one — no certificate, or one that does not verify, still connects (and may
+// use a password); tls::client_identity() tells afterwards whether it verified.
 base::Expected<SslCtxPtr, std::string> make_server_context(
-    const Policy& policy, const std::vector<CertificatePair>& certificates);
+    const Policy& policy, const std::vector<CertificatePair>& certificates,
+    const std::string& client_ca_file = {});
 
 // Client context for tests and smtpsctl: verifies the peer against ca_file (or the system store
 // when empty), TLS 1.2 minimum. The caller names the expected peer per connection with

@@ -72,6 +72,19 @@ TEST(FailureLimiterTest, OneStaleDeviceDoesNotLockOutTheOffice) {
   EXPECT_EQ(l->record_failure("198.51.100.7", "alice@example.org", kStart + 10s).delay, 0ms);
 }
 
+TEST(FailureLimiterTest, FailuresWithoutAUserNameCountForTheAddressOnly) {
+  // A failure before the client named a user (or a mechanism that did not say) must not
+  // be judged by the per-user bound: that would lock the whole NAT address out after 5.
+  auto l = limiter();
+  for (int i = 0; i < 10; ++i)
+    l->record_failure("198.51.100.7", "", kStart + i * 1s);
+  EXPECT_FALSE(l->check("198.51.100.7", "", kStart + 11s).locked);
+  EXPECT_FALSE(l->check("198.51.100.7", "alice@example.org", kStart + 11s).locked);
+  for (int i = 10; i < 30; ++i)
+    l->record_failure("198.51.100.7", "", kStart + i * 1s);
+  EXPECT_TRUE(l->check("198.51.100.7", "", kStart + 31s).locked);  // the per-IP bound (30)
+}
+
 TEST(FailureLimiterTest, PerIpBoundCatchesSprayingManyUsers) {
   auto l = limiter();
   bool locked = false;

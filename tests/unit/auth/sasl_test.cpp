@@ -176,6 +176,74 @@ TEST_F(SaslTest, UnknownMechanismsAndOffers) {
             (std::vector<std::string>{"SCRAM-SHA-256", "PLAIN", "LOGIN"}));
   EXPECT_EQ(mechanisms_offered(true),
             (std::vector<std::string>{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN"}));
+  EXPECT_EQ(mechanisms_offered(true, /*offer_external=*/true),
+            (std::vector<std::string>{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN",
+                                      "EXTERNAL"}));
+}
+
+// --- EXTERNAL (RFC 4422 Appendix A) -----------------------------------------------------
+
+TEST_F(SaslTest, ExternalEmptyAuthzidIsTheCertificateUser) {
+  // "AUTH EXTERNAL =": an initial response of zero length.
+  auto server = make_sasl_server("external", lookup(), "", "alice@example.org");
+  ASSERT_NE(server, nullptr);
+  SaslStep step = server->step("");
+  EXPECT_EQ(step.kind, Kind::kSuccess);
+  EXPECT_EQ(step.user, "alice@example.org");
+  EXPECT_EQ(server->step("").kind, Kind::kFailure) << "one exchange only";
+}
+
+TEST_F(SaslTest, ExternalAuthzidMustBeTheCertificateUser) {
+  auto same = make_sasl_server("EXTERNAL", lookup(), "", "alice@example.org");
+  SaslStep step = same->step("ALICE@Example.ORG");
+  EXPECT_EQ(step.kind, Kind::kSuccess);
+  EXPECT_EQ(step.user, "alice@example.org");
+
+  auto other = make_sasl_server("EXTERNAL", lookup(), "", "alice@example.org");
+  step = other->step("bob@example.org");
+  EXPECT_EQ(step.kind, Kind::kFailure);
+  EXPECT_FALSE(step.malformed) << "a refused identity is a 535, not a 501";
+  EXPECT_EQ(step.user, "bob@example.org") << "the user as given, for the log";
+}
+
+TEST_F(SaslTest, ExternalWithoutCertificateUserFails) {
+  auto server = make_sasl_server("EXTERNAL", lookup(), "");
+  ASSERT_NE(server, nullptr) << "offered or not is the session's business (504 there)";
+  SaslStep step = server->step("");
+  EXPECT_EQ(step.kind, Kind::kFailure);
+  EXPECT_FALSE(step.malformed);
+  auto named = make_sasl_server("EXTERNAL", lookup(), "");
+  step = named->step("alice@example.org");
+  EXPECT_EQ(step.kind, Kind::kFailure);
+  EXPECT_FALSE(step.malformed);
+}
+
+TEST_F(SaslTest, ExternalWithoutInitialResponseSendsEmptyChallenge) {
+  auto server = make_sasl_server("EXTERNAL", lookup(), "", "alice@example.org");
+  SaslStep step = server->step("", /*has_response=*/false);
+  EXPECT_EQ(step.kind, Kind::kChallenge);
+  EXPECT_EQ(step.challenge, "");
+  step = server->step("");
+  EXPECT_EQ(step.kind, Kind::kSuccess);
+  EXPECT_EQ(step.user, "alice@example.org");
+}
+
+TEST_F(SaslTest, ExternalMalformedResponses) {
+  auto nul = make_sasl_server("EXTERNAL", lookup(), "", "alice@example.org");
+  SaslStep step = nul->step(std::string("alice@example.org\0x", 19));
+  EXPECT_EQ(step.kind, Kind::kFailure);
+  EXPECT_TRUE(step.malformed);
+  auto long_one = make_sasl_server("EXTERNAL", lookup(), "", "alice@example.org");
+  step = long_one->step(std::string(kMaxSaslResponse + 1, 'a'));
+  EXPECT_EQ(step.kind, Kind::kFailure);
+  EXPECT_TRUE(step.malformed);
+  auto twice = make_sasl_server("EXTERNAL", lookup(), "", "alice@example.org");
+  twice->step("", false);
+  step = twice->step("", false);
+  EXPECT_EQ(step.kind, Kind::kFailure);
+  EXPECT_TRUE(step.malformed);
+  auto password = make_sasl_server("EXTERNAL", lookup(), "", "alice@example.org");
+  EXPECT_EQ(password->password_verified(true).kind, Kind::kFailure);
 }
 
 // --- SCRAM ------------------------------------------------------------------------------
@@ -297,6 +365,8 @@ TEST_F(SaslTest, ScramWrongPasswordFails) {
   SaslStep step = run_scram(*server, client);
   EXPECT_EQ(step.kind, Kind::kFailure);
   EXPECT_FALSE(step.malformed);
+  // The failure names the user, for the log line and the per-(address, user) limiter.
+  EXPECT_EQ(step.user, "alice@example.org");
 }
 
 TEST_F(SaslTest, ScramUnknownUserGetsStableFakeSaltAndFailsAtTheProof) {

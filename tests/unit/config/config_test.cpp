@@ -149,6 +149,33 @@ TEST(ConfigTest, RequireTlsOnlyOnSmtpRole) {
   EXPECT_EQ(e.key, "listeners[2].require_tls");
 }
 
+TEST(ConfigTest, ClientCaIsRelativeToTheConfigFile) {
+  auto parsed = config::parse(std::string(kMinimal) +
+                                  "\n[[listeners]]\nrole = \"submission\"\naddress = \"::\"\n"
+                                  "client_ca = \"certs/clients.pem\"\n",
+                              "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  ASSERT_EQ(parsed.value().listeners.size(), 3u);
+  EXPECT_EQ(parsed.value().listeners[1].client_ca, "") << "no client CA unless configured";
+  EXPECT_EQ(parsed.value().listeners[2].client_ca, "/etc/smtpsd/certs/clients.pem");
+  EXPECT_NE(config::describe(parsed.value()).find("client certificates from /etc/smtpsd/certs"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, ClientCaOnlyOnSubmissionRoles) {
+  std::string text = kMinimal;
+  text.insert(text.find("\n\n[[listeners]]\nrole = \"submissions\""), "\nclient_ca = \"ca.pem\"");
+  config::ConfigError e = expect_error(text);
+  EXPECT_EQ(e.key, "listeners[0].client_ca");
+  EXPECT_EQ(e.file, "/etc/smtpsd/test.toml");
+  EXPECT_EQ(e.line, 16) << e.to_string();
+  EXPECT_NE(e.message.find("submission roles"), std::string::npos);
+  EXPECT_EQ(expect_error(std::string(kMinimal) + "\n[[listeners]]\nrole = \"submissions\"\n"
+                                                 "address = \"::\"\nclient_ca = \"\"\n")
+                .key,
+            "listeners[2].client_ca");
+}
+
 TEST(ConfigTest, UnsafeTlsVersionNeedsTheUnsafeSetting) {
   std::string text = kMinimal;
   text.insert(text.find("[[tls.certificates]]"), "[tls]\nmin_version = \"TLSv1\"\n\n");
