@@ -110,7 +110,7 @@ struct ServerSession::Impl {
     // config.require_auth: refused with 530 5.7.0 until AUTH succeeded (RFC 4954 §6).
     bool needs_authentication;
     // Exists only where SASL mechanisms are configured; elsewhere 502 5.5.1 (RFC 4954 §3:
-    // without the extension the verb is simply not implemented).
+    // without the extension the server does not know the verb at all).
     bool needs_auth_mechanisms;
     bool carries_payload;  // BDAT: octets follow the line and must always be consumed
     Handler handler;
