@@ -18,32 +18,16 @@
 #include "auth/certificate_user.h"
 #include "auth/sasl.h"
 #include "auth/user_store.h"
+#include "fuzz_support.h"
 
-namespace {
-
-void check(bool condition) {
-  if (!condition) __builtin_trap();
-}
-
-const auth::User& test_user() {
-  static const auth::User* user = [] {
-    static auth::UserStore store;
-    if (!store.set_password("demo@localhost", "pencil", auth::test_argon2())) __builtin_trap();
-    return store.find("demo@localhost");
-  }();
-  return *user;
-}
-
-}  // namespace
+using fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
   const std::uint8_t control = data[0];
   std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
-  const auth::User& user = test_user();
-  auth::UserLookup lookup = [&user](std::string_view name) -> const auth::User* {
-    return auth::same_address(name, user.address) ? &user : nullptr;
-  };
+  const auth::User& user = fuzz::test_user("demo@localhost");
+  auth::UserLookup lookup = fuzz::lookup_of(user);
 
   // Certificate names from the input: up to 4 email SANs and a CN, split at NUL.
   auth::CertificateNames names;

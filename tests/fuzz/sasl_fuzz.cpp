@@ -19,23 +19,9 @@
 
 #include "auth/sasl.h"
 #include "auth/user_store.h"
+#include "fuzz_support.h"
 
-namespace {
-
-void check(bool condition) {
-  if (!condition) __builtin_trap();
-}
-
-const auth::User& test_user() {
-  static const auth::User* user = [] {
-    static auth::UserStore store;
-    if (!store.set_password("alice@example.org", "pencil", auth::test_argon2())) __builtin_trap();
-    return store.find("alice@example.org");
-  }();
-  return *user;
-}
-
-}  // namespace
+using fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
@@ -45,11 +31,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool no_initial_response = (control & 8) != 0;
   const std::string_view mechanism = kMechanisms[control & 3];
   const bool password_mechanism = (control & 3) < 2;
-  const auth::User& user = test_user();
+  const auth::User& user = fuzz::test_user("alice@example.org");
 
-  auth::UserLookup lookup = [&user](std::string_view name) -> const auth::User* {
-    return auth::same_address(name, user.address) ? &user : nullptr;
-  };
+  auth::UserLookup lookup = fuzz::lookup_of(user);
   auto server = auth::make_sasl_server(mechanism, lookup,
                                        have_exporter ? std::string(32, '\x5a') : std::string());
   if (server == nullptr) {
