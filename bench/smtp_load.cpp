@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/base64.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -44,25 +46,6 @@ struct Options {
   std::string user;      // AUTH PLAIN as this user when set
   std::string password;  // read from --password-file
 };
-
-std::string base64(const std::string& in) {
-  static const char* kTable = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  unsigned value = 0;
-  int bits = -6;
-  for (unsigned char c : in) {
-    value = (value << 8) + c;
-    bits += 8;
-    while (bits >= 0) {
-      out.push_back(kTable[(value >> bits) & 0x3f]);
-      bits -= 6;
-    }
-  }
-  if (bits > -6) out.push_back(kTable[((value << 8) >> (bits + 8)) & 0x3f]);
-  while (out.size() % 4)
-    out.push_back('=');
-  return out;
-}
 
 struct Totals {
   std::atomic<long> sent{0};
@@ -98,7 +81,9 @@ class Conn {
     }
     if (ready && !o_.user.empty()) {
       std::string plain = std::string(1, '\0') + o_.user + std::string(1, '\0') + o_.password;
-      ready = command("AUTH PLAIN " + base64(plain) + "\r\n", 235);
+      std::string line = "AUTH PLAIN ";
+      base::append_base64(line, plain);
+      ready = command(line + "\r\n", 235);
     }
     return ready;
   }

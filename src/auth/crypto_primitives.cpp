@@ -1,8 +1,10 @@
-// crypto_primitives.cpp — base64 through libsodium, hashes through OpenSSL 3.
+// crypto_primitives.cpp — base64 as values over base/base64.h, hashes through OpenSSL 3.
 //
 // Invariants: a primitive that cannot fail on valid input but does (allocation failure
 // inside OpenSSL) aborts: it is a broken invariant, not a peer's mistake (STYLE.md).
 #include "auth/crypto_primitives.h"
+
+#include "base/base64.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -31,27 +33,14 @@ void ensure_sodium() {
 }
 
 std::string base64_encode(std::string_view bytes) {
-  ensure_sodium();
-  constexpr int kVariant = sodium_base64_VARIANT_ORIGINAL;
-  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), kVariant), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
-                    bytes.size(), kVariant);
-  out.resize(out.size() - 1);  // the terminating NUL
+  std::string out;
+  base::append_base64(out, bytes);
   return out;
 }
 
 std::optional<std::string> base64_decode(std::string_view text) {
-  ensure_sodium();
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out(text.size() / 4 * 3, '\0');
-  std::size_t length = 0;
-  const char* end = nullptr;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
-                        text.size(), nullptr, &length, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-      end != text.data() + text.size()) {
-    return std::nullopt;
-  }
-  out.resize(length);
+  std::string out;
+  if (!base::decode_base64(text, out)) return std::nullopt;
   return out;
 }
 

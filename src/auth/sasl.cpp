@@ -60,19 +60,59 @@ std::string canonical_name(const UserLookup& lookup, std::string_view given) {
   return user != nullptr ? user->address : std::string(given);
 }
 
-// --- PLAIN (RFC 4616) -------------------------------------------------------------------
+// --- PLAIN and LOGIN: a name and a password, verified by the host ------------------------
 
-class PlainServer final : public SaslServer {
+// What PLAIN and LOGIN share: after the client gave a name and a password the host checks
+// the password (kVerifyPassword, off the I/O thread) and reports back. Every failure once
+// the client has named itself carries that name, for the log line and the limiter.
+class PasswordServer : public SaslServer {
  public:
-  explicit PlainServer(UserLookup lookup) : lookup_(std::move(lookup)) {}
+  SaslStep password_verified(bool ok) final {
+    if (!verifying_) return finish(failure("no password to verify", true));
+    verifying_ = false;
+    done_ = true;
+    if (!ok) return finish(failure("invalid credentials", false));
+    return success(canonical_name(lookup_, user_));
+  }
+
+ protected:
+  explicit PasswordServer(UserLookup lookup) : lookup_(std::move(lookup)) {}
+
+  // Common guards of step(): nothing after the end, nothing while verifying, bounded.
+  std::optional<SaslStep> refuse_step(std::string_view response) {
+    if (done_ || verifying_) return finish(finished());
+    if (response.size() > kMaxSaslResponse) return finish(too_long());
+    return std::nullopt;
+  }
+  SaslStep verify_password(std::string_view user, std::string_view password) {
+    user_ = std::string(user);
+    verifying_ = true;
+    return verify(user_, std::string(password));
+  }
+  SaslStep finish(SaslStep step) {
+    done_ = true;
+    if (step.kind == SaslStep::Kind::kFailure && step.user.empty()) step.user = user_;
+    return step;
+  }
+
+ private:
+  UserLookup lookup_;
+  std::string user_;
+  bool verifying_ = false;
+  bool done_ = false;
+};
+
+// PLAIN (RFC 4616).
+class PlainServer final : public PasswordServer {
+ public:
+  explicit PlainServer(UserLookup lookup) : PasswordServer(std::move(lookup)) {}
 
   SaslStep step(std::string_view response, bool has_response) override {
-    if (state_ == State::kDone || state_ == State::kVerifying) return finish(finished());
-    if (response.size() > kMaxSaslResponse) return finish(too_long());
+    if (auto refused = refuse_step(response)) return *refused;
     if (!has_response) {
-      if (state_ != State::kStart) return finish(failure("missing response", true));
+      if (awaiting_response_) return finish(failure("missing response", true));
       // RFC 4954 §4: without an initial response the server sends an empty challenge.
-      state_ = State::kAwaitResponse;
+      awaiting_response_ = true;
       return challenge("");
     }
     // RFC 4616 §2: message = [authzid] UTF8NUL authcid UTF8NUL passwd
@@ -92,84 +132,48 @@ class PlainServer final : public SaslServer {
     // RFC 4616 §2: "If the [authzid] is provided, the server ... verifies that the
     // authentication identity is permitted to act as [it]". We permit only itself.
     if (!authzid.empty() && !equal_ignoring_case(authzid, authcid)) {
-      return finish(failure("authorization identity differs from authentication identity", false));
+      SaslStep refused =
+          failure("authorization identity differs from authentication identity", false);
+      refused.user = std::string(authcid);
+      return finish(std::move(refused));
     }
-    user_ = std::string(authcid);
-    state_ = State::kVerifying;
-    return verify(user_, std::string(password));
-  }
-
-  SaslStep password_verified(bool ok) override {
-    if (state_ != State::kVerifying) return finish(failure("no password to verify", true));
-    state_ = State::kDone;
-    if (!ok) return failure("invalid credentials", false);
-    return success(canonical_name(lookup_, user_));
+    return verify_password(authcid, password);
   }
 
  private:
-  enum class State { kStart, kAwaitResponse, kVerifying, kDone };
-  SaslStep finish(SaslStep step) {
-    state_ = State::kDone;
-    return step;
-  }
-  UserLookup lookup_;
-  State state_ = State::kStart;
-  std::string user_;
+  bool awaiting_response_ = false;  // sent the empty challenge of an AUTH without response
 };
 
-// --- LOGIN (draft-murchison-sasl-login-00) ------------------------------------------------
-
-class LoginServer final : public SaslServer {
+// LOGIN (draft-murchison-sasl-login-00).
+class LoginServer final : public PasswordServer {
  public:
-  explicit LoginServer(UserLookup lookup) : lookup_(std::move(lookup)) {}
+  explicit LoginServer(UserLookup lookup) : PasswordServer(std::move(lookup)) {}
 
   SaslStep step(std::string_view response, bool has_response) override {
-    if (state_ == State::kDone || state_ == State::kVerifying) return finish(finished());
-    if (response.size() > kMaxSaslResponse) return finish(too_long());
-    switch (state_) {
-      case State::kStart:
-        if (!has_response) {
-          state_ = State::kAwaitUsername;
-          return challenge("Username:");
-        }
-        // Some clients send the user name as the initial response (AUTH LOGIN dXNlcg==).
-        [[fallthrough]];
-      case State::kAwaitUsername:
-        if (!has_response || response.empty() || response.find('\0') != std::string_view::npos) {
-          return finish(failure("LOGIN user name is empty or contains NUL", true));
-        }
-        user_ = std::string(response);
-        state_ = State::kAwaitPassword;
-        return challenge("Password:");
-      case State::kAwaitPassword:
-        if (!has_response || response.empty() || response.find('\0') != std::string_view::npos) {
-          return finish(failure("LOGIN password is empty or contains NUL", true));
-        }
-        state_ = State::kVerifying;
-        return verify(user_, std::string(response));
-      case State::kVerifying:
-      case State::kDone:
-        break;
+    if (auto refused = refuse_step(response)) return *refused;
+    if (!username_.has_value()) {
+      if (!has_response && !asked_username_) {
+        asked_username_ = true;
+        return challenge("Username:");
+      }
+      // Some clients send the user name as the initial response (AUTH LOGIN dXNlcg==).
+      if (!has_response || response.empty() || response.find('\0') != std::string_view::npos) {
+        return finish(failure("LOGIN user name is empty or contains NUL", true));
+      }
+      username_ = std::string(response);
+      return challenge("Password:");
     }
-    return finish(finished());
-  }
-
-  SaslStep password_verified(bool ok) override {
-    if (state_ != State::kVerifying) return finish(failure("no password to verify", true));
-    state_ = State::kDone;
-    if (!ok) return failure("invalid credentials", false);
-    return success(canonical_name(lookup_, user_));
+    if (!has_response || response.empty() || response.find('\0') != std::string_view::npos) {
+      SaslStep refused = failure("LOGIN password is empty or contains NUL", true);
+      refused.user = *username_;
+      return finish(std::move(refused));
+    }
+    return verify_password(*username_, response);
   }
 
  private:
-  enum class State { kStart, kAwaitUsername, kAwaitPassword, kVerifying, kDone };
-  SaslStep finish(SaslStep step) {
-    state_ = State::kDone;
-    return step;
-  }
-  UserLookup lookup_;
-  State state_ = State::kStart;
-  std::string user_;
+  bool asked_username_ = false;
+  std::optional<std::string> username_;
 };
 
 // --- EXTERNAL (RFC 4422 Appendix A) ------------------------------------------------------

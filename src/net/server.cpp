@@ -745,9 +745,7 @@ struct Server::Impl {
             }
           }
           sodium_memzero(step.password.data(), step.password.size());
-          std::string given = std::move(step.user);
-          step = sasl->password_verified(ok);
-          if (step.user.empty()) step.user = given;
+          step = sasl->password_verified(ok);  // a failure names the user itself
           continue;
         }
         case auth::SaslStep::Kind::kSuccess: {

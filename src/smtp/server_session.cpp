@@ -26,8 +26,8 @@
 #include <charconv>
 #include <optional>
 
+#include "base/base64.h"
 #include "smtp/address_grammar.h"
-#include "smtp/base64.h"
 #include "smtp/dot_stuffing.h"
 #include "smtp/esmtp_parameters.h"
 
@@ -978,7 +978,7 @@ struct ServerSession::Impl {
   // exchange.
   bool decode_response(std::string_view text) {
     wipe_response();
-    if (decode_base64(text, auth_response_)) return true;
+    if (base::decode_base64(text, auth_response_)) return true;
     wipe_response();
     // RFC 4954 §4: "If the client response is not a valid base64 ... the server MUST
     // reject the AUTH command with a 501 reply"; §6 gives 5.5.2.
@@ -1053,7 +1053,7 @@ struct ServerSession::Impl {
     // RFC 4954 §4: continue-req = "334" SP [base64] CRLF — no enhanced code (RFC 3463
     // classes are 2, 4 and 5 only).
     scratch_.clear();
-    append_base64(scratch_, raw);
+    base::append_base64(scratch_, raw);
     reply(334, "", scratch_);
     wipe_response();
     auth_has_response_ = false;

@@ -78,6 +78,7 @@ TEST_F(SaslTest, PlainWithoutInitialResponseSendsEmptyChallenge) {
   step = server->password_verified(false);
   EXPECT_EQ(step.kind, Kind::kFailure);
   EXPECT_FALSE(step.malformed);
+  EXPECT_EQ(step.user, "alice@example.org");  // named for the log line and the limiter
 }
 
 TEST_F(SaslTest, PlainMalformedAndForeignAuthzid) {
@@ -146,6 +147,7 @@ TEST_F(SaslTest, LoginWithInitialUsername) {
   step = server->password_verified(false);
   EXPECT_EQ(step.kind, Kind::kFailure);
   EXPECT_FALSE(step.malformed);
+  EXPECT_EQ(step.user, "alice@example.org");  // named for the log line and the limiter
 }
 
 TEST_F(SaslTest, LoginMalformed) {

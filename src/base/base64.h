@@ -1,14 +1,19 @@
-// base64.cpp — strict RFC 4648 §4 base64 (see base64.h). Decoding writes straight into the
-// caller's buffer: a SASL response is never copied into a temporary the session cannot
-// wipe.
-#include "smtp/base64.h"
+// base64.h — the base64 of RFC 4648 §4, the one codec of the project: SMTP AUTH (RFC 4954
+// §4: 334 challenges and client responses), SCRAM attributes and the users file use it.
+// Strict: the standard alphabet only, padding required, no line breaks or white space,
+// and the unused bits of the last group must be zero (RFC 4648 §3.5, canonical encoding),
+// so that one value has exactly one form. Decoding writes straight into the caller's
+// buffer: a SASL response is never copied into a temporary the session cannot wipe.
+#pragma once
 
 #include <array>
 #include <cstdint>
+#include <string>
+#include <string_view>
 
-namespace smtp {
+namespace base {
 
-namespace {
+namespace base64_detail {
 
 constexpr std::string_view kAlphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -24,31 +29,35 @@ constexpr std::array<std::int8_t, 256> make_decode_table() {
 
 constexpr std::array<std::int8_t, 256> kDecode = make_decode_table();
 
-}  // namespace
+}  // namespace base64_detail
 
-void append_base64(std::string& out, std::string_view raw) {
+// Appends the encoding of raw to out.
+inline void append_base64(std::string& out, std::string_view raw) {
   out.reserve(out.size() + (raw.size() + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 3 <= raw.size(); i += 3) {
     std::uint32_t group = static_cast<std::uint32_t>(static_cast<unsigned char>(raw[i])) << 16 |
                           static_cast<std::uint32_t>(static_cast<unsigned char>(raw[i + 1])) << 8 |
                           static_cast<unsigned char>(raw[i + 2]);
-    out.push_back(kAlphabet[group >> 18 & 63]);
-    out.push_back(kAlphabet[group >> 12 & 63]);
-    out.push_back(kAlphabet[group >> 6 & 63]);
-    out.push_back(kAlphabet[group & 63]);
+    out.push_back(base64_detail::kAlphabet[group >> 18 & 63]);
+    out.push_back(base64_detail::kAlphabet[group >> 12 & 63]);
+    out.push_back(base64_detail::kAlphabet[group >> 6 & 63]);
+    out.push_back(base64_detail::kAlphabet[group & 63]);
   }
   const std::size_t rest = raw.size() - i;
   if (rest == 0) return;
   std::uint32_t group = static_cast<std::uint32_t>(static_cast<unsigned char>(raw[i])) << 16;
   if (rest == 2) group |= static_cast<std::uint32_t>(static_cast<unsigned char>(raw[i + 1])) << 8;
-  out.push_back(kAlphabet[group >> 18 & 63]);
-  out.push_back(kAlphabet[group >> 12 & 63]);
-  out.push_back(rest == 2 ? kAlphabet[group >> 6 & 63] : '=');
+  out.push_back(base64_detail::kAlphabet[group >> 18 & 63]);
+  out.push_back(base64_detail::kAlphabet[group >> 12 & 63]);
+  out.push_back(rest == 2 ? base64_detail::kAlphabet[group >> 6 & 63] : '=');
   out.push_back('=');
 }
 
-bool decode_base64(std::string_view text, std::string& out) {
+// Appends the decoded octets of text to out; false (out left with a partial result the
+// caller must discard) when text is not canonical base64. The empty text decodes to
+// nothing and is valid.
+inline bool decode_base64(std::string_view text, std::string& out) {
   if (text.size() % 4 != 0) return false;
   for (std::size_t i = 0; i < text.size(); i += 4) {
     const bool last = i + 4 == text.size();
@@ -62,7 +71,7 @@ bool decode_base64(std::string_view text, std::string& out) {
         group <<= 6;
         continue;
       }
-      std::int8_t value = kDecode[static_cast<unsigned char>(text[i + j])];
+      std::int8_t value = base64_detail::kDecode[static_cast<unsigned char>(text[i + j])];
       if (value < 0) return false;  // also '=' anywhere but the end
       group = group << 6 | static_cast<std::uint32_t>(value);
     }
@@ -81,4 +90,4 @@ bool decode_base64(std::string_view text, std::string& out) {
   return true;
 }
 
-}  // namespace smtp
+}  // namespace base

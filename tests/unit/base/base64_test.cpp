@@ -1,12 +1,12 @@
-// base64_test.cpp — strict RFC 4648 base64 (src/smtp/base64.h): the test vectors of
+// base64_test.cpp — strict RFC 4648 base64 (src/base/base64.h): the test vectors of
 // RFC 4648 §10 both ways, and every non-canonical form refused.
-#include "smtp/base64.h"
+#include "base/base64.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace smtp {
+namespace base {
 namespace {
 
 using namespace std::string_literals;
@@ -72,4 +72,4 @@ TEST(Base64Test, NonCanonicalFormsAreRefused) {
 }
 
 }  // namespace
-}  // namespace smtp
+}  // namespace base
