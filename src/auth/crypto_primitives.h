@@ -1,6 +1,6 @@
 // crypto_primitives.h — the few primitives the auth layer needs, as values: base64
-// (RFC 4648 §4, strict; the codec of base/base64.h returning strings), SHA-256, HMAC-SHA-256 and PBKDF2-HMAC-SHA-256 (OpenSSL), and the
-// one-time libsodium initialisation.
+// (RFC 4648 §4, strict; the codec of base/base64.h returning strings), SHA-256, HMAC-SHA-256 and
+// PBKDF2-HMAC-SHA-256 (OpenSSL), and the one-time libsodium initialisation.
 //
 // Invariants: decoders refuse anything that is not canonical padded base64 (no spaces, no
 // missing padding) — SCRAM (RFC 5802 §7) and the users file both use that form.
