@@ -7,7 +7,8 @@ packages=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-dev clang-format
   libssl-dev openssl libasio-dev libtomlplusplus-dev libcli11-dev libsodium-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 swaks msmtp curl procps gsasl fail2ban
+  libc-ares-dev
+  python3 swaks msmtp curl procps gsasl fail2ban dnsmasq-base dovecot-core dovecot-lmtpd
 )
 
 missing=()
