@@ -6,8 +6,78 @@
 
 namespace app {
 
+namespace {
+
+std::string queue_request(const std::vector<std::string>& words, queue::Scheduler& scheduler,
+                          std::int64_t now_unix) {
+  const std::string& verb = words[1];
+  if (verb == "list" && words.size() == 2) {
+    std::string out;
+    for (const queue::QueueEntryView& entry : scheduler.list()) {
+      std::int64_t age = entry.received_unix > 0 ? now_unix - entry.received_unix : 0;
+      out += entry.id + " " + entry.state + " " + std::to_string(age) + " " +
+             std::to_string(entry.size) + " " + std::to_string(entry.attempts) + " <" +
+             entry.sender + ">\n";
+    }
+    return out;
+  }
+  if (verb == "flush" && words.size() == 2) {
+    return "flushed " + std::to_string(scheduler.flush()) + " deferred messages\n";
+  }
+  if (words.size() != 3) {
+    return "error: usage: queue list | queue show ID | queue flush | queue delete|hold|release "
+           "ID\n";
+  }
+  const std::string& id = words[2];
+  if (!queue::Spool::is_valid_id(id)) return "error: '" + id + "' is not a queue id\n";
+  if (verb == "show") {
+    auto entry = scheduler.show(id);
+    if (!entry) return "error: no message " + id + " in the queue\n";
+    std::string out = "id: " + entry->id + "\nstate: " + entry->state + "\nsender: <" +
+                      entry->sender + ">\nreceived: " + std::to_string(entry->received_unix) +
+                      " (" + std::to_string(now_unix - entry->received_unix) +
+                      "s ago)\nsize: " + std::to_string(entry->size) +
+                      "\nattempts: " + std::to_string(entry->attempts) + "\n";
+    if (entry->state == "deferred") {
+      out += "next attempt in: " + std::to_string(entry->next_attempt_unix - now_unix) + "s\n";
+    }
+    for (const queue::QueueRecipientView& r : entry->recipients) {
+      out += "recipient: <" + r.address + "> " + r.state +
+             (r.detail.empty() ? "" : ": " + r.detail) + "\n";
+    }
+    return out;
+  }
+  queue::Scheduler::Outcome outcome;
+  std::string done;
+  if (verb == "delete") {
+    outcome = scheduler.remove(id);
+    done = "deleted";
+  } else if (verb == "hold") {
+    outcome = scheduler.hold(id);
+    done = "held";
+  } else if (verb == "release") {
+    outcome = scheduler.release(id);
+    done = "released";
+  } else {
+    return "error: unknown queue command '" + verb + "'\n";
+  }
+  switch (outcome) {
+    case queue::Scheduler::Outcome::kDone:
+      return done + " " + id + "\n";
+    case queue::Scheduler::Outcome::kLater:
+      return done + " " + id + " (when its current delivery attempt ends)\n";
+    case queue::Scheduler::Outcome::kNotFound:
+      break;
+  }
+  return "error: no message " + id + " in the queue\n";
+}
+
+}  // namespace
+
 std::string handle_control_request(const std::string& request, auth::FailureLimiter& limiter,
-                                   std::chrono::steady_clock::time_point now) {
+                                   std::chrono::steady_clock::time_point now,
+                                   queue::Scheduler* scheduler, delivery::TlsMemory* tls_memory,
+                                   std::int64_t now_unix) {
   std::istringstream in(request);
   std::vector<std::string> words;
   for (std::string word; in >> word;)
@@ -25,7 +95,25 @@ std::string handle_control_request(const std::string& request, auth::FailureLimi
     if (limiter.unlock(words[2])) return "unlocked " + words[2] + "\n";
     return "error: nothing to unlock for " + words[2] + "\n";
   }
-  return "error: unknown request (auth lockouts | auth unlock IP_OR_USER)\n";
+  if (words.size() >= 2 && words[0] == "queue") {
+    if (scheduler == nullptr) return "error: this server has no queue to manage\n";
+    return queue_request(words, *scheduler, now_unix);
+  }
+  if (words.size() >= 2 && words[0] == "tls" && tls_memory != nullptr) {
+    if (words[1] == "memory" && words.size() == 2) {
+      std::string out;
+      for (const auto& [domain, level] : tls_memory->entries())
+        out += domain + " " + std::string(delivery::seen_tls_name(level)) + "\n";
+      return out;
+    }
+    if (words[1] == "forget" && words.size() == 3) {
+      if (tls_memory->forget(words[2])) return "forgot " + words[2] + "\n";
+      return "error: nothing remembered for " + words[2] + "\n";
+    }
+  }
+  return "error: unknown request (auth lockouts | auth unlock IP_OR_USER | queue list | queue "
+         "show ID | queue flush | queue delete|hold|release ID | tls memory | tls forget "
+         "DOMAIN)\n";
 }
 
 }  // namespace app

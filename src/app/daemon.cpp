@@ -4,9 +4,14 @@
 #include <fmt/format.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "app/control_commands.h"
@@ -17,6 +22,7 @@
 #include "auth/user_store.h"
 #include "auth/verified_cache.h"
 #include "delivery/maildir.h"
+#include "delivery/outbound.h"
 #include "net/server.h"
 #include "obs/log.h"
 #include "queue/group_commit.h"
@@ -62,7 +68,7 @@ smtp::SessionConfig session_config(const config::Config& config, const config::L
   session.check_recipient = [&config, submission](std::string_view address, std::string_view user) {
     smtp::RecipientVerdict verdict = verdict_for_inbound(config, address);
     // An authenticated user may send anywhere: mail for other domains is queued for
-    // onward delivery (the queue issue delivers it; until then it waits in the spool).
+    // onward delivery (relay or MX, delivery/outbound.h).
     if (submission && !user.empty() && verdict == smtp::RecipientVerdict::kRelayDenied) {
       return smtp::RecipientVerdict::kAccept;
     }
@@ -91,6 +97,110 @@ void raise_open_file_limit(std::size_t max_connections) {
   }
 }
 
+// The delivery options of [delivery] (README "Delivery"); the relay password is read from
+// its file here, once, at start.
+delivery::OutboundOptions outbound_options(const config::Config& config) {
+  const config::DeliverySettings& d = config.delivery;
+  delivery::OutboundOptions options;
+  options.helo_name = d.helo_name.empty() ? config.hostname : d.helo_name;
+  options.relay_host = d.relay_host;
+  options.relay_port = d.relay_port;
+  options.relay_implicit_tls = d.relay_implicit_tls;
+  options.relay_tls = d.relay_tls;
+  options.relay_user = d.relay_user;
+  if (!d.relay_password_file.empty()) {
+    std::ifstream in(d.relay_password_file);
+    std::getline(in, options.relay_password);
+  }
+  options.mx_port = d.mx_port;
+  options.default_tls = d.default_tls;
+  for (const config::DestinationTls& policy : d.tls_policy)
+    options.tls_policy.emplace_back(policy.domain, policy.level);
+  options.ca_file = d.ca_file;
+  options.resolver.servers = d.dns_servers;
+  options.lmtp = d.lmtp;
+  options.max_per_destination = d.max_per_destination;
+  options.connection_cache = d.connection_cache;
+  options.max_messages_per_connection = d.max_messages_per_connection;
+  options.connect_timeout = d.connect_timeout;
+  options.command_timeout = d.command_timeout;
+  options.tls_memory_file = config.data_dir + "/tls-memory";
+  return options;
+}
+
+// Sends each recipient where it belongs: local mailboxes to Maildir (or LMTP), other
+// domains through delivery::Outbound, one transaction per domain.
+class Router {
+ public:
+  Router(const config::Config& config, delivery::Maildir& maildir, delivery::Outbound& outbound)
+      : config_(config), maildir_(maildir), outbound_(outbound) {}
+
+  std::vector<queue::DeliveryResult> deliver(const queue::StoredMessage& message,
+                                             std::span<const std::size_t> recipients) {
+    std::vector<queue::DeliveryResult> results(recipients.size());
+    std::vector<std::size_t> lmtp_positions;
+    std::map<std::string, std::vector<std::size_t>> remote_positions;  // domain -> positions
+    queue::StoredMessage canonical = message;  // local recipients under their mailbox names
+    for (std::size_t k = 0; k < recipients.size(); ++k) {
+      const std::size_t index = recipients[k];
+      const std::string& address = message.envelope.recipients[index].address;
+      std::optional<std::string> mailbox = canonical_local_mailbox(config_, address);
+      if (!mailbox) {
+        std::size_t at = address.rfind('@');
+        std::string domain = at == std::string::npos ? std::string() : address.substr(at + 1);
+        std::transform(domain.begin(), domain.end(), domain.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        remote_positions[domain].push_back(k);
+        continue;
+      }
+      // One copy per mailbox: <demo@x>, <DEMO@x> and <postmaster> + <postmaster@x> in one
+      // envelope are the same mailbox twice; the first recipient that names it delivers.
+      bool duplicate = false;
+      for (std::size_t earlier = 0; earlier < index && !duplicate; ++earlier) {
+        if (canonical_local_mailbox(config_, message.envelope.recipients[earlier].address) ==
+            mailbox) {
+          results[k] = {queue::DeliveryStatus::kDelivered,
+                        "same mailbox as recipient " + std::to_string(earlier), "maildir"};
+          duplicate = true;
+        }
+      }
+      if (duplicate) continue;
+      canonical.envelope.recipients[index].address = *mailbox;
+      if (outbound_.has_lmtp()) {
+        lmtp_positions.push_back(k);
+      } else {
+        results[k] = maildir_.deliver(canonical, index);
+      }
+    }
+    if (!lmtp_positions.empty()) {
+      std::vector<std::size_t> indices;
+      for (std::size_t k : lmtp_positions)
+        indices.push_back(recipients[k]);
+      std::vector<queue::DeliveryResult> lmtp = outbound_.deliver_lmtp(canonical, indices);
+      for (std::size_t j = 0; j < lmtp_positions.size(); ++j)
+        results[lmtp_positions[j]] = std::move(lmtp[j]);
+    }
+    for (auto& [domain, positions] : remote_positions) {
+      std::vector<std::size_t> indices;
+      for (std::size_t k : positions)
+        indices.push_back(recipients[k]);
+      std::vector<queue::DeliveryResult> remote =
+          domain.empty() ? std::vector<queue::DeliveryResult>(
+                               indices.size(), {queue::DeliveryStatus::kPermanent,
+                                                "address without a domain", "", "5.1.3"})
+                         : outbound_.deliver_remote(message, indices, domain);
+      for (std::size_t j = 0; j < positions.size(); ++j)
+        results[positions[j]] = std::move(remote[j]);
+    }
+    return results;
+  }
+
+ private:
+  const config::Config& config_;
+  delivery::Maildir& maildir_;
+  delivery::Outbound& outbound_;
+};
+
 }  // namespace
 
 int serve(const config::Config& config, const std::function<void()>& on_ready) {
@@ -108,34 +218,29 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
     return 1;
   }
   delivery::Maildir maildir(config.data_dir + "/mail", config.hostname);
-
-  // Delivery: local mailboxes only for now; other recipients wait in the spool.
-  auto deliver = [&config, &maildir](const queue::StoredMessage& message,
-                                     std::size_t index) -> queue::DeliveryResult {
-    const std::string& address = message.envelope.recipients[index].address;
-    std::optional<std::string> mailbox = canonical_local_mailbox(config, address);
-    if (!mailbox) {
-      return {queue::DeliveryStatus::kNotLocal, "no route for " + address + " yet", "none"};
-    }
-    // One copy per mailbox: <demo@x>, <DEMO@x> and <postmaster> + <postmaster@x> in one
-    // envelope are the same mailbox twice; the first recipient that names it delivers.
-    for (std::size_t earlier = 0; earlier < index; ++earlier) {
-      if (canonical_local_mailbox(config, message.envelope.recipients[earlier].address) ==
-          mailbox) {
-        return {queue::DeliveryStatus::kDelivered,
-                "same mailbox as recipient " + std::to_string(earlier), "maildir"};
-      }
-    }
-    if (*mailbox == address) return maildir.deliver(message, index);
-    queue::StoredMessage canonical = message;
-    canonical.envelope.recipients[index].address = *mailbox;
-    return maildir.deliver(canonical, index);
-  };
   auto log_line = [](std::string_view line) {
     obs::write_preformatted(
         line.rfind("event=error", 0) == 0 ? obs::Level::kError : obs::Level::kInfo, line);
   };
-  queue::Scheduler scheduler(*spool.value(), deliver, log_line);
+  auto outbound = delivery::Outbound::create(outbound_options(config), log_line);
+  if (!outbound) {
+    std::fprintf(stderr, "smtpsd: %s\n", outbound.error().c_str());
+    return 1;
+  }
+  Router router(config, maildir, *outbound.value());
+  queue::SchedulerOptions scheduler_options;
+  scheduler_options.retry_schedule.assign(config.queue.retry_schedule.begin(),
+                                          config.queue.retry_schedule.end());
+  scheduler_options.max_lifetime = config.queue.max_lifetime;
+  scheduler_options.delay_warning = config.queue.delay_warning;
+  scheduler_options.threads = config.queue.delivery_threads;
+  scheduler_options.hostname = config.hostname;
+  queue::Scheduler scheduler(
+      *spool.value(),
+      [&router](const queue::StoredMessage& message, std::span<const std::size_t> recipients) {
+        return router.deliver(message, recipients);
+      },
+      log_line, scheduler_options);
   queue::GroupCommitter committer;
 
   raise_open_file_limit(config.max_connections);
@@ -199,8 +304,13 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
 
   ControlSocket control;
   auto controlling = control.start(
-      config.control_socket, [limiter = limiter.value().get()](const std::string& request) {
-        return handle_control_request(request, *limiter, std::chrono::steady_clock::now());
+      config.control_socket, [limiter = limiter.value().get(), &scheduler,
+                              memory = &outbound.value()->tls_memory()](const std::string& request) {
+        std::int64_t now_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count();
+        return handle_control_request(request, *limiter, std::chrono::steady_clock::now(),
+                                      &scheduler, memory, now_unix);
       });
   if (!controlling) {
     std::fprintf(stderr, "smtpsd: %s\n", controlling.error().c_str());

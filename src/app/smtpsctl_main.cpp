@@ -5,12 +5,17 @@
 //   smtpsctl user alias add|del --users FILE ADDRESS ALIAS
 //   smtpsctl auth lockouts (--config FILE | --socket PATH)        the running server's lockouts
 //   smtpsctl auth unlock (--config FILE | --socket PATH) IP_OR_USER
+//   smtpsctl queue list|flush (--config FILE | --socket PATH)      the running server's queue
+//   smtpsctl queue show|delete|hold|release (--config FILE | --socket PATH) ID
+//   smtpsctl tls memory (--config FILE | --socket PATH)           the no-downgrade memory
+//   smtpsctl tls forget (--config FILE | --socket PATH) DOMAIN
 //
 // Exit codes: 0 done, 1 error, 2 usage.
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "app/control_socket.h"
@@ -42,6 +47,37 @@ int main(int argc, char** argv) {
   auth_command->get_subcommand("unlock")
       ->add_option("target", target, "Client IP address or user address")
       ->required();
+  auto* queue_command = cli.add_subcommand("queue", "The running server's mail queue");
+  queue_command->require_subcommand(1);
+  std::string id;
+  for (auto [name, help, takes_id] :
+       {std::tuple{"list", "List the queued messages", false},
+        std::tuple{"show", "Show one message and its recipients", true},
+        std::tuple{"flush", "Try every deferred message now", false},
+        std::tuple{"delete", "Delete a message without a bounce", true},
+        std::tuple{"hold", "Keep a message from being delivered", true},
+        std::tuple{"release", "Let a held message be delivered", true}}) {
+    auto* command = queue_command->add_subcommand(name, help);
+    auto* config_option =
+        command->add_option("-c,--config", config_file, "The server's configuration file");
+    auto* socket_option =
+        command->add_option("--socket", socket_path, "The server's control socket");
+    config_option->excludes(socket_option);
+    if (takes_id) command->add_option("id", id, "Queue id (from smtpsctl queue list)")->required();
+  }
+  auto* tls_command = cli.add_subcommand("tls", "The delivery TLS memory (no downgrade)");
+  tls_command->require_subcommand(1);
+  for (auto [name, help, takes_domain] :
+       {std::tuple{"memory", "List the best TLS each domain was reached with", false},
+        std::tuple{"forget", "Forget a domain's TLS (after its servers changed)", true}}) {
+    auto* command = tls_command->add_subcommand(name, help);
+    auto* config_option =
+        command->add_option("-c,--config", config_file, "The server's configuration file");
+    auto* socket_option =
+        command->add_option("--socket", socket_path, "The server's control socket");
+    config_option->excludes(socket_option);
+    if (takes_domain) command->add_option("domain", target, "Domain name")->required();
+  }
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -50,10 +86,10 @@ int main(int argc, char** argv) {
   if (*user) {
     return app::run_user_command(user->remaining(), std::cout, std::cerr, app::read_new_password);
   }
-  if (*auth_command) {
+  if (*auth_command || *queue_command || *tls_command) {
     if (socket_path.empty()) {
       if (config_file.empty()) {
-        std::cerr << "smtpsctl auth: give --config FILE or --socket PATH\n";
+        std::cerr << "smtpsctl: give --config FILE or --socket PATH\n";
         return 2;
       }
       auto loaded = config::load_file(config_file);
@@ -63,6 +99,36 @@ int main(int argc, char** argv) {
       }
       socket_path = loaded.value().control_socket;
     }
+  }
+  if (*queue_command || *tls_command) {
+    CLI::App* command = *queue_command ? queue_command : tls_command;
+    std::string verb = command->get_subcommands().front()->get_name();
+    std::string request = std::string(*queue_command ? "queue " : "tls ") + verb;
+    if (!id.empty()) request += " " + id;
+    if (!target.empty()) request += " " + target;
+    auto reply = app::control_request(socket_path, request);
+    if (!reply) {
+      std::cerr << "smtpsctl: " << reply.error() << "\n";
+      return 1;
+    }
+    if (reply.value().rfind("error: ", 0) == 0) {
+      std::cerr << "smtpsctl: " << reply.value().substr(7);
+      return 1;
+    }
+    if (request == "queue list") {
+      if (reply.value().empty()) {
+        std::cout << "queue is empty\n";
+        return 0;
+      }
+      std::cout << "ID STATE AGE_SECONDS SIZE ATTEMPTS SENDER\n";
+    } else if (request == "tls memory" && reply.value().empty()) {
+      std::cout << "no domain remembered\n";
+      return 0;
+    }
+    std::cout << reply.value();
+    return 0;
+  }
+  if (*auth_command) {
     bool listing = auth_command->got_subcommand("lockouts");
     auto reply =
         app::control_request(socket_path, listing ? "auth lockouts" : "auth unlock " + target);

@@ -172,11 +172,181 @@ bool valid_cidr(std::string_view text) {
   return bits <= (family == AF_INET ? 32 : 128);
 }
 
+// "smtps://host[:port]" or "smtp://host[:port]" (host may be "[IPv6]").
+bool parse_relay(std::string_view url, DeliverySettings& out) {
+  std::string_view rest;
+  if (url.rfind("smtps://", 0) == 0) {
+    out.relay_implicit_tls = true;
+    out.relay_port = 465;
+    rest = url.substr(8);
+  } else if (url.rfind("smtp://", 0) == 0) {
+    out.relay_implicit_tls = false;
+    out.relay_port = 587;
+    rest = url.substr(7);
+  } else {
+    return false;
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  std::string_view host = rest;
+  std::string_view port;
+  if (!rest.empty() && rest.front() == '[') {
+    std::size_t close = rest.find(']');
+    if (close == std::string_view::npos) return false;
+    host = rest.substr(1, close - 1);
+    if (close + 1 < rest.size()) {
+      if (rest[close + 1] != ':') return false;
+      port = rest.substr(close + 2);
+    }
+  } else if (std::size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+  }
+  if (host.empty() || host.find_first_of("/@ ") != std::string_view::npos) return false;
+  if (!port.empty() || rest.find(':') != std::string_view::npos) {
+    if (port.empty() || port.size() > 5) return false;
+    unsigned value = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9') return false;
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (value == 0 || value > 65535) return false;
+    out.relay_port = static_cast<std::uint16_t>(value);
+  }
+  out.relay_host = lower(std::string(host));
+  return true;
+}
+
+tls::OutboundLevel level_at(const toml::table& table, const Reader& reader,
+                            const std::string& prefix, std::string_view key,
+                            tls::OutboundLevel fallback) {
+  if (!table.get(key)) return fallback;
+  std::string text = reader.string_at(table, prefix, key, "");
+  tls::OutboundLevel level = fallback;
+  if (!tls::parse_outbound_level(text, level)) {
+    reader.fail(table.get(key), prefix + "." + std::string(key),
+                "must be \"none\", \"may\", \"encrypt\" or \"verify\", not '" + text + "'");
+  }
+  return level;
+}
+
+// [queue]
+void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
+  const toml::table* table = reader.table_at(root, "", "queue");
+  if (!table) return;
+  reader.only_keys(*table, "queue",
+                   {"retry_schedule", "max_lifetime", "delay_warning", "delivery_threads"});
+  if (const toml::array* schedule = reader.array_at(*table, "queue", "retry_schedule")) {
+    queue.retry_schedule.clear();
+    for (const toml::node& step : *schedule) {
+      if (!step.is_integer() || step.as_integer()->get() < 1 ||
+          step.as_integer()->get() > 86400) {
+        reader.fail(&step, "queue.retry_schedule",
+                    "each delay is a number of seconds between 1 and 86400");
+      }
+      queue.retry_schedule.emplace_back(step.as_integer()->get());
+    }
+    if (queue.retry_schedule.empty()) {
+      reader.fail(table->get("retry_schedule"), "queue.retry_schedule",
+                  "must list at least one delay in seconds");
+    }
+  }
+  queue.max_lifetime = std::chrono::seconds(reader.int_at(
+      *table, "queue", "max_lifetime", queue.max_lifetime.count(), 1, 60 * 86400));
+  queue.delay_warning = std::chrono::seconds(reader.int_at(
+      *table, "queue", "delay_warning", queue.delay_warning.count(), 0, 60 * 86400));
+  queue.delivery_threads = static_cast<unsigned>(
+      reader.int_at(*table, "queue", "delivery_threads", queue.delivery_threads, 1, 256));
+}
+
+// [delivery] and [[delivery.tls_policy]]
+void read_delivery(const toml::table& root, Reader& reader, const std::string& base_dir,
+                   Config& config) {
+  DeliverySettings& d = config.delivery;
+  d.helo_name = config.hostname;
+  const toml::table* table = reader.table_at(root, "", "delivery");
+  if (!table) return;
+  const std::string p = "delivery";
+  reader.only_keys(*table, p,
+                   {"relay", "relay_tls", "relay_user", "relay_password_file", "ca_file", "lmtp",
+                    "dns_servers", "mx_port", "default_tls", "tls_policy", "max_per_destination",
+                    "connection_cache", "max_messages_per_connection", "connect_timeout",
+                    "command_timeout", "helo_name"});
+  d.relay = reader.string_at(*table, p, "relay", "");
+  if (!d.relay.empty() && !parse_relay(d.relay, d)) {
+    reader.fail(table->get("relay"), "delivery.relay",
+                "must be \"smtps://HOST[:PORT]\" (implicit TLS) or \"smtp://HOST[:PORT]\" "
+                "(STARTTLS), not '" + d.relay + "'");
+  }
+  d.relay_tls = level_at(*table, reader, p, "relay_tls", d.relay_tls);
+  d.relay_user = reader.string_at(*table, p, "relay_user", "");
+  if (table->get("relay_password_file")) {
+    d.relay_password_file = reader.path_at(*table, p, "relay_password_file", base_dir, true);
+  }
+  if (!d.relay_user.empty() && d.relay_password_file.empty()) {
+    reader.fail(table->get("relay_user"), "delivery.relay_user",
+                "needs delivery.relay_password_file (the password never goes in this file)");
+  }
+  if (!d.relay_user.empty() && !d.relay_implicit_tls &&
+      d.relay_tls < tls::OutboundLevel::kEncrypt) {
+    reader.fail(table->get("relay_tls"), "delivery.relay_tls",
+                "must be \"encrypt\" or \"verify\" when relay_user is set (a password is "
+                "never sent without TLS)");
+  }
+  if (d.relay_implicit_tls && d.relay_tls < tls::OutboundLevel::kEncrypt) {
+    d.relay_tls = tls::OutboundLevel::kEncrypt;  // smtps:// is always encrypted
+  }
+  if (table->get("ca_file")) d.ca_file = reader.path_at(*table, p, "ca_file", base_dir, true);
+  d.lmtp = reader.string_at(*table, p, "lmtp", "");
+  if (!d.lmtp.empty() && d.lmtp.rfind("unix:", 0) != 0 && d.lmtp.rfind(':') == std::string::npos) {
+    reader.fail(table->get("lmtp"), "delivery.lmtp",
+                "must be \"unix:/path/to/socket\" or \"HOST:PORT\", not '" + d.lmtp + "'");
+  }
+  d.dns_servers = reader.string_at(*table, p, "dns_servers", "");
+  d.mx_port = static_cast<std::uint16_t>(reader.int_at(*table, p, "mx_port", d.mx_port, 1, 65535));
+  d.default_tls = level_at(*table, reader, p, "default_tls", d.default_tls);
+  if (const toml::array* policies = reader.array_at(*table, p, "tls_policy")) {
+    for (std::size_t i = 0; i < policies->size(); ++i) {
+      const toml::node& node = (*policies)[i];
+      std::string prefix = "delivery.tls_policy[" + std::to_string(i) + "]";
+      if (!node.is_table()) reader.fail(&node, prefix, "must be a table (domain, level)");
+      const toml::table& entry = *node.as_table();
+      reader.only_keys(entry, prefix, {"domain", "level"});
+      DestinationTls policy;
+      policy.domain = lower(reader.string_at(entry, prefix, "domain", "", true));
+      if (!valid_domain_name(policy.domain)) {
+        reader.fail(entry.get("domain"), prefix + ".domain",
+                    "not a valid domain name: '" + policy.domain + "'");
+      }
+      if (!entry.get("level")) reader.fail(&entry, prefix + ".level", "missing (required)");
+      policy.level = level_at(entry, reader, prefix, "level", policy.level);
+      d.tls_policy.push_back(policy);
+    }
+  }
+  d.max_per_destination = static_cast<unsigned>(
+      reader.int_at(*table, p, "max_per_destination", d.max_per_destination, 1, 1000));
+  d.connection_cache = std::chrono::seconds(
+      reader.int_at(*table, p, "connection_cache", d.connection_cache.count(), 0, 300));
+  d.max_messages_per_connection = static_cast<unsigned>(reader.int_at(
+      *table, p, "max_messages_per_connection", d.max_messages_per_connection, 1, 100000));
+  d.connect_timeout = std::chrono::seconds(
+      reader.int_at(*table, p, "connect_timeout", d.connect_timeout.count(), 1, 600));
+  d.command_timeout = std::chrono::seconds(
+      reader.int_at(*table, p, "command_timeout", d.command_timeout.count(), 1, 3600));
+  if (table->get("helo_name")) {
+    d.helo_name = lower(reader.string_at(*table, p, "helo_name", "", true));
+    if (!valid_domain_name(d.helo_name)) {
+      reader.fail(table->get("helo_name"), "delivery.helo_name",
+                  "not a valid host name: '" + d.helo_name + "'");
+    }
+  }
+}
+
 Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
   Config config;
   config.source_file = reader.file();
   reader.only_keys(root, "",
-                   {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth"});
+                   {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
+                    "delivery"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -402,6 +572,9 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     }
   }
 
+  read_queue(root, reader, config.queue);
+  read_delivery(root, reader, base_dir, config);
+
   // [timeouts], in seconds
   if (const toml::table* timeouts = reader.table_at(root, "", "timeouts")) {
     reader.only_keys(*timeouts, "timeouts", {"command", "data", "handshake"});
@@ -509,6 +682,20 @@ std::string describe(const Config& config) {
       config.auth.exempt_networks.empty()
           ? std::string()
           : ", exempt: " + fmt::format("{}", fmt::join(config.auth.exempt_networks, " ")));
+  const DeliverySettings& d = config.delivery;
+  out += d.relay.empty()
+             ? fmt::format("delivery: direct to MX hosts (port {}), TLS {} by default\n",
+                           d.mx_port, tls::outbound_level_name(d.default_tls))
+             : fmt::format("delivery: through relay {} (TLS {}{})\n", d.relay,
+                           tls::outbound_level_name(d.relay_tls),
+                           d.relay_user.empty() ? "" : ", AUTH as " + d.relay_user);
+  for (const DestinationTls& policy : d.tls_policy) {
+    out += fmt::format("delivery: TLS {} for {}\n", tls::outbound_level_name(policy.level),
+                       policy.domain);
+  }
+  out += fmt::format("local mailboxes: {}\n", d.lmtp.empty() ? "Maildir" : "LMTP " + d.lmtp);
+  out += fmt::format("queue: lifetime {}s, {} delivery threads\n",
+                     config.queue.max_lifetime.count(), config.queue.delivery_threads);
   out += fmt::format("timeouts: command {}s, data {}s, handshake {}s\n",
                      config.command_timeout.count(), config.data_timeout.count(),
                      config.handshake_timeout.count());

@@ -49,6 +49,49 @@ struct AuthSettings {
   std::chrono::seconds verified_cache{600};  // remember a verified password (0: never)
 };
 
+// [queue]: how long and how often the queue tries before it gives up (RFC 5321 §4.5.4.1).
+struct QueueSettings {
+  // Delay before attempt n+1 after the n-th temporary failure; the last one repeats.
+  std::vector<std::chrono::seconds> retry_schedule{
+      std::chrono::seconds(60), std::chrono::seconds(300), std::chrono::seconds(900),
+      std::chrono::seconds(1800), std::chrono::seconds(3600)};
+  std::chrono::seconds max_lifetime{5 * 86400};  // then a DSN says "failed" (4.4.7)
+  std::chrono::seconds delay_warning{0};         // 0: no "delayed" DSN
+  unsigned delivery_threads = 8;                 // deliveries in parallel (blocking I/O)
+};
+
+// One entry of [[delivery.tls_policy]]: the TLS a remote domain must be reached with.
+struct DestinationTls {
+  std::string domain;  // lower-case
+  tls::OutboundLevel level = tls::OutboundLevel::kMay;
+};
+
+// [delivery]: where mail for other domains and for local mailboxes goes.
+struct DeliverySettings {
+  // "smtps://host[:465]" (implicit TLS) or "smtp://host[:587]" (STARTTLS); empty: deliver
+  // straight to each domain's MX hosts.
+  std::string relay;
+  std::string relay_host;  // parsed from relay
+  std::uint16_t relay_port = 0;
+  bool relay_implicit_tls = false;
+  tls::OutboundLevel relay_tls = tls::OutboundLevel::kVerify;
+  std::string relay_user;
+  std::string relay_password_file;  // first line is the password (never in this file)
+  std::string ca_file;              // CAs for verifying remote servers; empty: system store
+  // Local mailboxes go to this LMTP server instead of Maildir: "unix:/path" or "HOST:PORT".
+  std::string lmtp;
+  std::string dns_servers;  // "127.0.0.1:5353,[::1]:53"; empty: /etc/resolv.conf
+  std::uint16_t mx_port = 25;
+  tls::OutboundLevel default_tls = tls::OutboundLevel::kMay;  // MX delivery
+  std::vector<DestinationTls> tls_policy;
+  unsigned max_per_destination = 8;     // connections at once to one destination
+  std::chrono::seconds connection_cache{5};  // keep an idle connection this long for reuse
+  unsigned max_messages_per_connection = 100;
+  std::chrono::seconds connect_timeout{30};
+  std::chrono::seconds command_timeout{300};  // RFC 5321 §4.5.3.2: 5 min (10 min after DATA)
+  std::string helo_name;                      // default: server.hostname
+};
+
 struct Config {
   std::string source_file;
   std::string hostname;
@@ -62,6 +105,8 @@ struct Config {
   std::vector<long> certificate_lines;  // line of each [[tls.certificates]] entry, for errors
   std::vector<Listener> listeners;
   AuthSettings auth;
+  QueueSettings queue;
+  DeliverySettings delivery;
   std::size_t max_connections = 10000;      // [limits]: open connections in total …
   std::size_t max_connections_per_ip = 50;  // … and from one client address (421 4.7.0)
   smtp::SessionLimits limits;

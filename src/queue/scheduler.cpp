@@ -5,12 +5,17 @@
 // timer is due, never in a sleep per message. The spool file is removed only once every
 // recipient is final (RFC 5321 §4.5.4, §6.1); the deliverer is called outside the lock.
 // Log lines are key=value (DESIGN.md §2 src/obs), values quoted when they contain spaces.
+// DSNs (RFC 3464, queue/dsn.h) are built here from the deliverer's results and spooled as
+// new messages with the null reverse-path.
 #include "queue/scheduler.h"
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <fstream>
 #include <utility>
+
+#include "queue/dsn.h"
 
 namespace queue {
 namespace {
@@ -46,6 +51,42 @@ std::string format_delay(std::chrono::milliseconds delay) {
   return std::to_string(delay.count()) + "ms";
 }
 
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The RFC 3463 status a DSN reports for a result that has none of its own.
+std::string status_of(const DeliveryResult& result) {
+  if (!result.enhanced.empty()) return result.enhanced;
+  switch (result.status) {
+    case DeliveryStatus::kDelivered:
+      return "2.0.0";
+    case DeliveryStatus::kTransient:
+      return "4.0.0";
+    case DeliveryStatus::kPermanent:
+      return "5.0.0";
+  }
+  return "4.0.0";
+}
+
+// The start of the stored content, enough for a DSN: all of it when it is small, else a
+// prefix one octet longer than the DSN returns (so the DSN sees it is too large and returns
+// the header only).
+std::string read_content(const StoredMessage& message, std::size_t limit) {
+  std::ifstream in(message.path, std::ios::binary);
+  std::string content;
+  if (!in) return content;
+  in.seekg(static_cast<std::streamoff>(message.content_offset));
+  content.resize(limit + 1);
+  in.read(content.data(), static_cast<std::streamsize>(content.size()));
+  content.resize(static_cast<std::size_t>(in.gcount()));
+  return content;
+}
+
+constexpr std::size_t kDsnReturnLimit = 64 * 1024;
+
 }  // namespace
 
 Scheduler::Scheduler(Spool& spool, DeliverFn deliver, std::function<void(std::string_view)> log,
@@ -73,9 +114,19 @@ void Scheduler::start() {
     started_ = true;
     for (const std::string& id : ids) {
       if (messages_.contains(id)) continue;
-      MessageState state;
+      MessageState& state = messages_[id];
       state.recovered = true;
-      messages_.emplace(id, std::move(state));
+      // A hold outlives a restart: the message waits without being loaded.
+      std::vector<std::string> lines = spool_.read_state(id);
+      bool held = false;
+      for (const std::string& line : lines) {
+        if (line == "held") held = true;
+        if (line == "released") held = false;
+      }
+      if (held) {
+        state.phase = Phase::kHeld;
+        continue;
+      }
       ready_.push_back(id);
       ++recovered;
     }
@@ -88,13 +139,7 @@ void Scheduler::start() {
 void Scheduler::enqueue(const std::string& id) {
   std::lock_guard lock(mutex_);
   auto [it, inserted] = messages_.try_emplace(id);
-  if (!inserted) {
-    if (!it->second.parked) return;  // already ready, waiting for a retry, or in flight
-    // Asked again for a message kept for non-local recipients: try those again.
-    it->second.parked = false;
-    std::replace(it->second.recipients.begin(), it->second.recipients.end(),
-                 RecipientState::kNotLocal, RecipientState::kPending);
-  }
+  if (!inserted) return;  // already known: ready, waiting, in flight or held
   ready_.push_back(id);
   wake_.notify_one();
 }
@@ -113,7 +158,11 @@ void Scheduler::stop() {
 
 std::size_t Scheduler::pending() const {
   std::lock_guard lock(mutex_);
-  return ready_.size() + timers_.size() + in_flight_;
+  return static_cast<std::size_t>(
+      std::count_if(messages_.begin(), messages_.end(), [](const auto& entry) {
+        Phase phase = entry.second.phase;
+        return phase == Phase::kReady || phase == Phase::kWaiting || phase == Phase::kActive;
+      }));
 }
 
 void Scheduler::run() {
@@ -121,17 +170,25 @@ void Scheduler::run() {
   while (!stopping_) {
     Clock::time_point now = Clock::now();
     while (!timers_.empty() && timers_.top().due <= now) {
-      ready_.push_back(timers_.top().id);
+      Timer timer = timers_.top();
       timers_.pop();
+      auto it = messages_.find(timer.id);
+      if (it == messages_.end() || it->second.phase != Phase::kWaiting ||
+          it->second.generation != timer.generation) {
+        continue;  // flushed, held or removed since: a stale timer
+      }
+      it->second.phase = Phase::kReady;
+      ready_.push_back(timer.id);
     }
     if (!ready_.empty()) {
       std::string id = std::move(ready_.front());
       ready_.pop_front();
-      ++in_flight_;
+      auto it = messages_.find(id);
+      if (it == messages_.end() || it->second.phase != Phase::kReady) continue;  // stale entry
+      it->second.phase = Phase::kActive;
       lock.unlock();
       attempt(id);
       lock.lock();
-      --in_flight_;
       continue;
     }
     if (timers_.empty()) {
@@ -143,116 +200,428 @@ void Scheduler::run() {
   }
 }
 
+void Scheduler::load_state(const std::string& id, const StoredMessage& message,
+                           MessageState& state) {
+  const std::size_t count = message.envelope.recipients.size();
+  state.sender = message.envelope.reverse_path;
+  state.received_unix = message.received_unix;
+  state.size = spool_.file_size(id);
+  state.addresses.clear();
+  for (const smtp::Recipient& r : message.envelope.recipients)
+    state.addresses.push_back(r.address);
+  state.recipients.assign(count, RecipientState::kPending);
+  state.details.assign(count, std::string());
+  for (const std::string& line : spool_.read_state(id)) {
+    std::size_t space = line.find(' ');
+    std::string_view verb = std::string_view(line).substr(0, space);
+    if (verb == "warned") state.warned = true;
+    if (space == std::string::npos) continue;
+    std::size_t index = 0;
+    std::string_view number = std::string_view(line).substr(space + 1);
+    bool valid = !number.empty() && number.size() < 7;
+    for (char c : number) {
+      valid = valid && c >= '0' && c <= '9';
+      if (valid) index = index * 10 + static_cast<std::size_t>(c - '0');
+    }
+    if (!valid || index >= count) continue;
+    if (verb == "delivered") {
+      state.recipients[index] = RecipientState::kDelivered;
+      state.details[index] = "delivered before a restart";
+    } else if (verb == "failed") {
+      state.recipients[index] = RecipientState::kFailed;
+      state.details[index] = "failed before a restart (DSN sent)";
+    }
+  }
+  state.loaded = true;
+}
+
 void Scheduler::attempt(const std::string& id) {
   auto loaded = spool_.load(id);
   if (!loaded) {
     const SpoolError& error = loaded.error();
-    if (error.error_number == ENOENT) {
+    std::lock_guard lock(mutex_);
+    auto it = messages_.find(id);
+    if (error.error_number == ENOENT || it == messages_.end()) {
       log("event=gone id=" + log_value(id) + " detail=" + log_value(error.message));
-      forget(id);
+      if (it != messages_.end()) messages_.erase(it);
       return;
     }
-    std::lock_guard lock(mutex_);
-    MessageState& state = messages_[id];
     if (!error.transient) {
       // A corrupt file stays in the spool for the administrator; it is not retried.
       log("event=error id=" + log_value(id) + " action=kept detail=" + log_value(error.message));
-      state.parked = true;
+      it->second.phase = Phase::kBroken;
       return;
     }
     log("event=error id=" + log_value(id) + " action=retry detail=" + log_value(error.message));
-    retry_later(id, state);
+    retry_later(id, it->second);
     return;
   }
   StoredMessage& message = *loaded;
-  {
-    std::lock_guard lock(mutex_);
-    message.recovered = messages_[id].recovered;
-  }
   const std::size_t count = message.envelope.recipients.size();
 
-  std::vector<RecipientState> recipients;
-  std::chrono::milliseconds retry_delay{};
+  std::vector<std::size_t> pending;
   {
     std::lock_guard lock(mutex_);
     MessageState& state = messages_[id];
-    if (state.recipients.size() != count) state.recipients.assign(count, RecipientState::kPending);
-    recipients = state.recipients;
-    std::size_t index = std::min(state.failed_attempts, options_.retry_schedule.size() - 1);
-    retry_delay = options_.retry_schedule[index];
+    if (!state.loaded || state.recipients.size() != count) load_state(id, message, state);
+    message.recovered = state.recovered;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (state.recipients[i] == RecipientState::kPending) pending.push_back(i);
+    }
+    ++state.attempts;
   }
 
-  for (std::size_t i = 0; i < count; ++i) {
-    if (recipients[i] != RecipientState::kPending) continue;
-    if (stopping_) break;  // the rest waits for the next start()
-    DeliveryResult result = deliver_(message, i);
+  std::vector<DeliveryResult> results;
+  if (!pending.empty() && !stopping_) {
+    results = deliver_(message, pending);
+    results.resize(pending.size(), DeliveryResult{DeliveryStatus::kTransient,
+                                                  "deliverer gave no result", "", "", "", ""});
+  }
+
+  const std::int64_t now = unix_now();
+  const std::int64_t age = now - message.received_unix;
+  const bool expired =
+      std::chrono::seconds(age) >= std::chrono::duration_cast<std::chrono::seconds>(
+                                       options_.max_lifetime);
+  std::vector<std::size_t> delivered, failed, still_pending;
+  std::vector<DeliveryResult> delivered_results, failed_results, pending_results;
+  for (std::size_t k = 0; k < results.size(); ++k) {
+    std::size_t i = pending[k];
+    DeliveryResult& result = results[k];
     std::string prefix =
         " id=" + log_value(id) + " rcpt=" + log_value(message.envelope.recipients[i].address);
     switch (result.status) {
       case DeliveryStatus::kDelivered:
-        recipients[i] = RecipientState::kDone;
         log("event=delivered" + prefix +
             (result.transport.empty() ? "" : " to=" + log_value(result.transport)) +
             " detail=" + log_value(result.detail));
+        spool_.append_state(id, "delivered " + std::to_string(i));
+        delivered.push_back(i);
+        delivered_results.push_back(std::move(result));
         break;
       case DeliveryStatus::kPermanent:
-        // XXX: DSN — the queue issue generates the bounce (RFC 3461, RFC 3464) to the
-        // reverse-path here, unless it is null; until then the failure is only logged.
-        recipients[i] = RecipientState::kDone;
         log("event=failed" + prefix + " detail=" + log_value(result.detail));
+        failed.push_back(i);
+        failed_results.push_back(std::move(result));
         break;
       case DeliveryStatus::kTransient:
-        log("event=deferred" + prefix + " retry_in=" + format_delay(retry_delay) +
-            " detail=" + log_value(result.detail));
-        break;
-      case DeliveryStatus::kNotLocal:
-        // XXX: relay — the queue issue adds delivery to remote domains; until then the
-        // message stays in the spool and this is logged once per recipient and process.
-        recipients[i] = RecipientState::kNotLocal;
-        log("event=deferred" + prefix +
-            " reason=no_route detail=\"no route for remote recipients yet\"");
+        if (expired) {
+          log("event=expired" + prefix + " age=" + std::to_string(age) +
+              "s detail=" + log_value(result.detail));
+          if (result.enhanced.empty()) result.enhanced = "4.4.7";
+          result.detail = "gave up after " + std::to_string(age) + "s in the queue: " +
+                          result.detail;
+          failed.push_back(i);
+          failed_results.push_back(std::move(result));
+        } else {
+          log("event=deferred" + prefix + " detail=" + log_value(result.detail));
+          still_pending.push_back(i);
+          pending_results.push_back(std::move(result));
+        }
         break;
     }
   }
 
-  const bool all_done = std::all_of(recipients.begin(), recipients.end(),
-                                    [](RecipientState s) { return s == RecipientState::kDone; });
-  if (all_done) {
+  // Notices (RFC 3461 §4.1). A failure becomes final only once its DSN is durable.
+  bool dsn_ok = true;
+  if (!failed.empty()) dsn_ok = send_dsn(message, failed, failed_results, 0);
+  if (!delivered.empty()) send_dsn(message, delivered, delivered_results, 2);
+  bool warned_now = false;
+  if (!still_pending.empty() && options_.delay_warning.count() > 0 && !expired) {
+    std::lock_guard lock(mutex_);
+    warned_now = !messages_[id].warned &&
+                 std::chrono::seconds(age) >= std::chrono::duration_cast<std::chrono::seconds>(
+                                                  options_.delay_warning);
+  }
+  if (warned_now && send_dsn(message, still_pending, pending_results, 1)) {
+    spool_.append_state(id, "warned");
+  } else {
+    warned_now = false;
+  }
+  if (dsn_ok) {
+    for (std::size_t i : failed)
+      spool_.append_state(id, "failed " + std::to_string(i));
+  }
+
+  std::unique_lock lock(mutex_);
+  MessageState& state = messages_[id];
+  if (warned_now) state.warned = true;
+  for (std::size_t k = 0; k < delivered.size(); ++k) {
+    state.recipients[delivered[k]] = RecipientState::kDelivered;
+    state.details[delivered[k]] = delivered_results[k].detail;
+  }
+  for (std::size_t k = 0; k < failed.size(); ++k) {
+    if (dsn_ok) state.recipients[failed[k]] = RecipientState::kFailed;
+    state.details[failed[k]] = failed_results[k].detail;
+  }
+  for (std::size_t k = 0; k < still_pending.size(); ++k)
+    state.details[still_pending[k]] = pending_results[k].detail;
+
+  const bool all_final = std::none_of(state.recipients.begin(), state.recipients.end(),
+                                      [](RecipientState s) { return s == RecipientState::kPending; });
+  if (state.remove_requested || all_final) {
+    bool by_operator = state.remove_requested;
+    lock.unlock();
     auto removed = spool_.remove(id);
+    lock.lock();
     if (removed) {
-      log("event=removed id=" + log_value(id));
-      forget(id);
+      log(std::string(by_operator ? "event=deleted" : "event=removed") + " id=" + log_value(id));
+      messages_.erase(id);
       return;
     }
     // Every recipient is done; the next attempt only retries the removal.
     log("event=error id=" + log_value(id) +
         " action=retry detail=" + log_value(removed.error().message));
   }
-  const bool any_pending = std::any_of(recipients.begin(), recipients.end(), [](RecipientState s) {
-    return s == RecipientState::kPending;
-  });
-  std::lock_guard lock(mutex_);
-  MessageState& state = messages_[id];
-  state.recipients = std::move(recipients);
-  if (all_done || any_pending) {
-    if (!stopping_) retry_later(id, state);
-  } else {
-    state.parked = true;  // only non-local recipients left
+  MessageState& again = messages_[id];
+  if (again.hold_requested) {
+    again.hold_requested = false;
+    again.phase = Phase::kHeld;
+    return;
   }
+  if (stopping_) {
+    again.phase = Phase::kWaiting;  // the next start() picks it up
+    return;
+  }
+  retry_later(id, again);
 }
 
-void Scheduler::retry_later(const std::string& id, MessageState& state) {
-  std::size_t index = std::min(state.failed_attempts, options_.retry_schedule.size() - 1);
-  ++state.failed_attempts;
-  // XXX: expiry — the queue issue gives up (and bounces) after the queue lifetime; RFC 5321
-  // §4.5.4.1 says at least 4-5 days. Until then the last interval repeats.
-  timers_.push(Timer{Clock::now() + options_.retry_schedule[index], id});
+bool Scheduler::send_dsn(const StoredMessage& message, const std::vector<std::size_t>& indices,
+                         const std::vector<DeliveryResult>& results, int action_code) {
+  // action_code: 0 failed, 1 delayed, 2 delivered/relayed.
+  const smtp::Envelope& envelope = message.envelope;
+  if (envelope.reverse_path.empty()) return true;  // never a DSN to <> (RFC 3461 §6.2)
+  const std::int64_t now = unix_now();
+  DsnRequest request;
+  request.reporting_mta = options_.hostname;
+  request.sender = envelope.reverse_path;
+  request.envelope_id = envelope.envelope_id;
+  request.arrival_unix = message.received_unix;
+  request.now_unix = now;
+  request.ret = envelope.dsn_return;
+  request.max_returned = kDsnReturnLimit;
+  for (std::size_t k = 0; k < indices.size(); ++k) {
+    const smtp::Recipient& recipient = envelope.recipients[indices[k]];
+    const DeliveryResult& result = results[k];
+    DsnAction action = action_code == 0   ? DsnAction::kFailed
+                       : action_code == 1 ? DsnAction::kDelayed
+                       : result.remote    ? DsnAction::kRelayed
+                                          : DsnAction::kDelivered;
+    if (action_code == 2 && result.dsn_passed_on) continue;  // the next hop reports it
+    if (!wants_notification(recipient, action)) continue;
+    DsnRecipient entry;
+    entry.final_recipient = recipient.address;
+    entry.original_recipient = recipient.original_recipient;
+    entry.action = action;
+    entry.status = status_of(result);
+    entry.remote_mta = result.remote_mta;
+    entry.diagnostic = result.diagnostic;
+    entry.last_attempt_unix = now;
+    if (action == DsnAction::kDelayed) {
+      entry.will_retry_until_unix =
+          message.received_unix +
+          std::chrono::duration_cast<std::chrono::seconds>(options_.max_lifetime).count();
+    }
+    request.recipients.push_back(std::move(entry));
+  }
+  if (request.recipients.empty()) return true;
+  std::string content = read_content(message, kDsnReturnLimit);
+  request.original = content;
+  std::string dsn_id = spool_.new_id();
+  request.message_id = dsn_id + ".dsn@" + options_.hostname;
+  DsnMessage dsn = build_dsn(request);
+  auto writer = spool_.begin_with_id(dsn_id, dsn.envelope, now);
+  base::Expected<base::Ok, SpoolError> done =
+      writer ? writer.value()->append(dsn.content) : base::unexpected(writer.error());
+  if (done) done = writer.value()->commit();
+  const char* kind = action_code == 0 ? "failure" : action_code == 1 ? "delay" : "success";
+  if (!done) {
+    log("event=error id=" + log_value(message.id) + " action=retry detail=" +
+        log_value("cannot queue the " + std::string(kind) + " DSN: " + done.error().message));
+    return false;
+  }
+  log("event=dsn id=" + log_value(message.id) + " kind=" + kind + " dsn_id=" + log_value(dsn_id) +
+      " to=" + log_value(envelope.reverse_path) +
+      " recipients=" + std::to_string(request.recipients.size()));
+  enqueue(dsn_id);
+  return true;
+}
+
+void Scheduler::make_ready(const std::string& id, MessageState& state) {
+  ++state.generation;
+  state.phase = Phase::kReady;
+  ready_.push_back(id);
   wake_.notify_one();
 }
 
-void Scheduler::forget(const std::string& id) {
+void Scheduler::retry_later(const std::string& id, MessageState& state) {
+  std::size_t index = std::min(state.attempts > 0 ? state.attempts - 1 : 0,
+                               options_.retry_schedule.size() - 1);
+  std::chrono::milliseconds delay = options_.retry_schedule[index];
+  // Never wait past the lifetime: the last attempt is at the deadline, and then it expires.
+  if (state.loaded) {
+    std::int64_t left =
+        state.received_unix +
+        std::chrono::duration_cast<std::chrono::seconds>(options_.max_lifetime).count() -
+        unix_now();
+    if (left >= 0 && std::chrono::seconds(left) < delay) {
+      delay = std::chrono::seconds(left) + std::chrono::milliseconds(100);
+    }
+  }
+  ++state.generation;
+  state.phase = Phase::kWaiting;
+  state.next_attempt = Clock::now() + delay;
+  log("event=retry id=" + log_value(id) + " attempts=" + std::to_string(state.attempts) +
+      " retry_in=" + format_delay(delay));
+  timers_.push(Timer{state.next_attempt, id, state.generation});
+  wake_.notify_one();
+}
+
+QueueEntryView Scheduler::view(const std::string& id, const MessageState& state,
+                               bool details) const {
+  QueueEntryView entry;
+  entry.id = id;
+  entry.sender = state.sender;
+  entry.received_unix = state.received_unix;
+  entry.size = state.size;
+  entry.attempts = state.attempts;
+  switch (state.phase) {
+    case Phase::kReady:
+      entry.state = "ready";
+      break;
+    case Phase::kWaiting:
+      entry.state = "deferred";
+      entry.next_attempt_unix =
+          unix_now() +
+          std::chrono::duration_cast<std::chrono::seconds>(state.next_attempt - Clock::now())
+              .count();
+      break;
+    case Phase::kActive:
+      entry.state = "active";
+      break;
+    case Phase::kHeld:
+      entry.state = "held";
+      break;
+    case Phase::kBroken:
+      entry.state = "broken";
+      break;
+  }
+  if (details) {
+    for (std::size_t i = 0; i < state.addresses.size(); ++i) {
+      QueueRecipientView r;
+      r.address = state.addresses[i];
+      RecipientState s = i < state.recipients.size() ? state.recipients[i]
+                                                      : RecipientState::kPending;
+      r.state = s == RecipientState::kDelivered ? "delivered"
+                : s == RecipientState::kFailed  ? "failed"
+                                                : "pending";
+      if (i < state.details.size()) r.detail = state.details[i];
+      entry.recipients.push_back(std::move(r));
+    }
+  }
+  return entry;
+}
+
+std::vector<QueueEntryView> Scheduler::list() const {
+  std::vector<std::string> unloaded;
+  std::vector<QueueEntryView> entries;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, state] : messages_)
+      entries.push_back(view(id, state, /*details=*/false));
+  }
+  // Messages not attempted yet (held at start, or waiting in line) are read from the spool.
+  for (QueueEntryView& entry : entries) {
+    if (entry.received_unix != 0) continue;
+    if (auto message = spool_.load(entry.id)) {
+      entry.sender = message->envelope.reverse_path;
+      entry.received_unix = message->received_unix;
+      entry.size = spool_.file_size(entry.id);
+    }
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const QueueEntryView& a, const QueueEntryView& b) { return a.id < b.id; });
+  return entries;
+}
+
+std::optional<QueueEntryView> Scheduler::show(const std::string& id) const {
+  std::unique_lock lock(mutex_);
+  auto it = messages_.find(id);
+  if (it == messages_.end()) return std::nullopt;
+  if (it->second.loaded) return view(id, it->second, /*details=*/true);
+  MessageState copy = it->second;
+  lock.unlock();
+  auto message = spool_.load(id);
+  if (!message) return view(id, copy, /*details=*/true);
+  const_cast<Scheduler*>(this)->load_state(id, *message, copy);
+  return view(id, copy, /*details=*/true);
+}
+
+std::size_t Scheduler::flush() {
   std::lock_guard lock(mutex_);
-  messages_.erase(id);
+  std::size_t count = 0;
+  for (auto& [id, state] : messages_) {
+    if (state.phase != Phase::kWaiting) continue;
+    make_ready(id, state);
+    ++count;
+  }
+  if (count > 0) {
+    log("event=flush count=" + std::to_string(count));
+    wake_.notify_all();
+  }
+  return count;
+}
+
+Scheduler::Outcome Scheduler::hold(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  auto it = messages_.find(id);
+  if (it == messages_.end()) return Outcome::kNotFound;
+  MessageState& state = it->second;
+  if (state.phase == Phase::kHeld) return Outcome::kDone;
+  spool_.append_state(id, "held");
+  log("event=held id=" + log_value(id));
+  if (state.phase == Phase::kActive) {
+    state.hold_requested = true;
+    return Outcome::kLater;
+  }
+  ++state.generation;
+  state.phase = Phase::kHeld;
+  return Outcome::kDone;
+}
+
+Scheduler::Outcome Scheduler::release(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  auto it = messages_.find(id);
+  if (it == messages_.end()) return Outcome::kNotFound;
+  MessageState& state = it->second;
+  if (state.phase == Phase::kActive && state.hold_requested) {
+    state.hold_requested = false;
+    spool_.append_state(id, "released");
+    return Outcome::kDone;
+  }
+  if (state.phase != Phase::kHeld) return Outcome::kDone;
+  spool_.append_state(id, "released");
+  log("event=released id=" + log_value(id));
+  make_ready(id, state);
+  return Outcome::kDone;
+}
+
+Scheduler::Outcome Scheduler::remove(const std::string& id) {
+  std::unique_lock lock(mutex_);
+  auto it = messages_.find(id);
+  if (it == messages_.end()) return Outcome::kNotFound;
+  if (it->second.phase == Phase::kActive) {
+    it->second.remove_requested = true;
+    return Outcome::kLater;
+  }
+  messages_.erase(it);  // stale ready entries and timers find nothing and are skipped
+  lock.unlock();
+  if (auto removed = spool_.remove(id); !removed) {
+    log("event=error id=" + log_value(id) + " detail=" + log_value(removed.error().message));
+  } else {
+    log("event=deleted id=" + log_value(id));
+  }
+  return Outcome::kDone;
 }
 
 void Scheduler::log(const std::string& line) const {

@@ -1,24 +1,34 @@
-// scheduler.h — the delivery worker: takes committed messages from the spool, hands each
-// recipient to a deliverer, retries transient failures on a timer queue, and removes the
-// spool file once every recipient is delivered or has failed for good.
+// scheduler.h — the queue manager: takes committed messages from the spool, hands their
+// recipients to the deliverer, retries temporary failures on a timer queue with a backoff
+// schedule, gives up after the queue lifetime, sends delivery status notifications, and
+// removes the spool file once every recipient reached a final state.
 //
-// Invariants: a message is worked on by at most one thread at a time; its spool file is
-// removed only after every recipient reached a final state (RFC 5321 §4.5.4, §6.1: accepted
-// mail MUST NOT be lost), so a crash at any instant leaves the file and start() picks it up
-// again. Which recipients are done is kept in memory only; after a restart they are handed
-// to the deliverer again, which must be idempotent (delivery::Maildir is: its file names are
-// deterministic per message and recipient).
-// Retry schedule: RFC 5321 §4.5.4.1 (retry later; give up only after days).
+// Invariants:
+// - A message is worked on by at most one thread at a time.
+// - Its spool file is removed only after every recipient is final (RFC 5321 §4.5.4, §6.1:
+//   accepted mail MUST NOT be lost), so a crash at any instant leaves the file and start()
+//   picks it up again.
+// - Which recipients are final is appended to the spool's state file (Spool::append_state)
+//   as soon as it is known, so a restart does not deliver them again. A final failure is
+//   recorded only after its DSN is durably in the spool.
+// - Never a DSN to the null reverse-path (RFC 5321 §4.5.5, RFC 3461 §6.2), and a DSN's own
+//   envelope has the null reverse-path, so bounces cannot loop.
+// - A held message is not delivered until released, across restarts.
+// Retry schedule and lifetime: RFC 5321 §4.5.4.1 (retry later; give up only after days).
+// DSN content: queue/dsn.h (RFC 3464); which ones are sent: RFC 3461 §4.1 NOTIFY.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <queue>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -30,30 +40,58 @@
 namespace queue {
 
 enum class DeliveryStatus {
-  kDelivered,  // final: in the mailbox
-  kTransient,  // try again later (disk full, mailbox locked, remote 4xx)
-  kPermanent,  // final: cannot ever be delivered (will bounce)
-  kNotLocal,   // no local mailbox: needs relay, which does not exist yet
+  kDelivered,  // final: in the mailbox, or accepted by the next hop
+  kTransient,  // try again later (disk full, mailbox locked, remote 4xx, no connection)
+  kPermanent,  // final: cannot ever be delivered (a DSN goes back to the sender)
 };
 
 struct DeliveryResult {
-  DeliveryStatus status;
+  DeliveryStatus status = DeliveryStatus::kTransient;
   std::string detail;     // for the log: where it went, or why not
-  std::string transport;  // for the log ("maildir", "lmtp", ...), may be empty
+  std::string transport;  // for the log ("maildir", "lmtp", "smtp", "relay"), may be empty
+  std::string enhanced;   // RFC 3463 status for a DSN ("5.1.1"); empty: X.0.0 of the class
+  std::string remote_mta;  // the server that answered (DSN Remote-MTA), empty when local
+  std::string diagnostic;  // that server's reply, e.g. "550 5.1.1 no such user"
+  // The next hop took the recipient's NOTIFY= (RFC 3461 §5.2.2): it reports success itself.
+  bool dsn_passed_on = false;
+  bool remote = false;  // relayed to another server (a SUCCESS notice says "relayed")
 };
 
-// Delivers one recipient of a stored message; must be idempotent (called again after a crash).
-// Called from the scheduler's worker thread(s).
-using DeliverFn =
-    std::function<DeliveryResult(const StoredMessage& message, std::size_t recipient_index)>;
+// Delivers some recipients of a stored message: result i is for recipients[i]. Must be
+// idempotent (called again after a crash). Called from the scheduler's worker threads.
+using DeliverFn = std::function<std::vector<DeliveryResult>(
+    const StoredMessage& message, std::span<const std::size_t> recipients)>;
 
 struct SchedulerOptions {
-  // Delay before attempt n+1 after the n-th transient failure; the last one repeats.
+  // Delay before attempt n+1 after the n-th failed attempt; the last one repeats.
   // Milliseconds so that tests can use tiny schedules; seconds convert implicitly.
   std::vector<std::chrono::milliseconds> retry_schedule{
       std::chrono::seconds(60), std::chrono::seconds(300), std::chrono::seconds(900),
-      std::chrono::seconds(3600)};
-  unsigned threads = 1;  // 0 means 1
+      std::chrono::seconds(1800), std::chrono::seconds(3600)};
+  // Age (since acceptance) after which a temporary failure becomes final: a DSN with
+  // Action: failed, Status 4.4.7 unless the last attempt said something more precise.
+  std::chrono::milliseconds max_lifetime = std::chrono::hours(24 * 5);
+  // Age after which a "delayed" DSN is sent once, for recipients still pending; 0: never.
+  std::chrono::milliseconds delay_warning{0};
+  unsigned threads = 1;                // 0 means 1
+  std::string hostname = "localhost";  // Reporting-MTA and From: of DSNs
+};
+
+// What `smtpsctl queue list|show` prints.
+struct QueueRecipientView {
+  std::string address;
+  std::string state;   // "pending", "delivered", "failed"
+  std::string detail;  // the last attempt's outcome
+};
+struct QueueEntryView {
+  std::string id;
+  std::string sender;  // "" for the null reverse-path
+  std::int64_t received_unix = 0;
+  std::uint64_t size = 0;  // octets of the spool file
+  std::string state;       // "ready", "deferred", "active", "held", "broken"
+  std::size_t attempts = 0;
+  std::int64_t next_attempt_unix = 0;  // "deferred" only
+  std::vector<QueueRecipientView> recipients;
 };
 
 class Scheduler {
@@ -69,32 +107,59 @@ class Scheduler {
   void start();
   // A freshly committed message (thread-safe, never blocks the caller on the disk).
   void enqueue(const std::string& id);
-  // Finishes the current delivery (the recipient being delivered), joins. Messages not done
-  // stay in the spool for the next start().
+  // Finishes the current delivery attempts, joins. Messages not done stay in the spool.
   void stop();
-  // Messages with work left: ready, waiting for a retry, or being delivered. Messages kept
-  // only for recipients that are not local (kNotLocal) do not count.
+  // Messages with work left: ready, waiting for a retry, or being delivered (held and
+  // broken ones do not count).
   std::size_t pending() const;
+
+  // Operator commands (thread-safe). Ids are spool ids.
+  enum class Outcome { kDone, kNotFound, kLater /* in delivery now: done when it ends */ };
+  std::vector<QueueEntryView> list() const;  // oldest first, without recipient details
+  std::optional<QueueEntryView> show(const std::string& id) const;
+  std::size_t flush();  // every deferred message is tried now; returns how many
+  Outcome hold(const std::string& id);
+  Outcome release(const std::string& id);
+  Outcome remove(const std::string& id);  // deleted without a DSN (as postsuper -d)
 
  private:
   using Clock = std::chrono::steady_clock;
-  enum class RecipientState { kPending, kDone, kNotLocal };
+  enum class RecipientState { kPending, kDelivered, kFailed };
+  enum class Phase { kReady, kWaiting, kActive, kHeld, kBroken };
   struct MessageState {
-    std::vector<RecipientState> recipients;  // empty until first loaded
-    std::size_t failed_attempts = 0;
-    bool parked = false;     // only kNotLocal recipients left: no timer, stays in the spool
+    Phase phase = Phase::kReady;
+    std::uint64_t generation = 0;  // timers of an older generation are stale
+    bool loaded = false;           // the fields below were read from the spool
+    std::string sender;
+    std::int64_t received_unix = 0;
+    std::uint64_t size = 0;
+    std::vector<std::string> addresses;
+    std::vector<RecipientState> recipients;
+    std::vector<std::string> details;
+    std::size_t attempts = 0;
+    Clock::time_point next_attempt{};
     bool recovered = false;  // found at start(): may have been delivered before a crash
+    bool warned = false;     // the "delayed" DSN was sent
+    bool hold_requested = false;
+    bool remove_requested = false;
   };
   struct Timer {
     Clock::time_point due;
     std::string id;
+    std::uint64_t generation;
     bool operator>(const Timer& other) const { return due > other.due; }
   };
 
   void run();
   void attempt(const std::string& id);
-  void retry_later(const std::string& id, MessageState& state);  // with mutex_ held
-  void forget(const std::string& id);
+  void load_state(const std::string& id, const StoredMessage& message, MessageState& state);
+  // with mutex_ held:
+  void make_ready(const std::string& id, MessageState& state);
+  void retry_later(const std::string& id, MessageState& state);
+  QueueEntryView view(const std::string& id, const MessageState& state, bool details) const;
+  // Spools a DSN and enqueues it; false if it could not be made durable.
+  bool send_dsn(const StoredMessage& message, const std::vector<std::size_t>& indices,
+                const std::vector<DeliveryResult>& results, int action);
   void log(const std::string& line) const;
 
   Spool& spool_;
@@ -107,7 +172,6 @@ class Scheduler {
   std::deque<std::string> ready_;                                               // mutex_
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;  // mutex_
   std::unordered_map<std::string, MessageState> messages_;                      // mutex_
-  std::size_t in_flight_ = 0;                                                   // mutex_
   bool started_ = false;                                                        // mutex_
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> threads_;

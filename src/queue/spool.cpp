@@ -595,6 +595,7 @@ Spool::Spool(std::string dir) : dir_(std::move(dir)) {}
 Spool::~Spool() {
   if (tmp_dir_fd_ >= 0) ::close(tmp_dir_fd_);
   if (queue_dir_fd_ >= 0) ::close(queue_dir_fd_);
+  if (state_dir_fd_ >= 0) ::close(state_dir_fd_);
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
@@ -611,6 +612,9 @@ base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string
     root.pop_back();
   if (auto made = make_directories(root + "/tmp"); !made) return base::unexpected(made.error());
   if (auto made = make_directories(root + "/queue"); !made) {
+    return base::unexpected(made.error());
+  }
+  if (auto made = make_directories(root + "/state"); !made) {
     return base::unexpected(made.error());
   }
   std::unique_ptr<Spool> spool(new Spool(root));
@@ -630,6 +634,17 @@ base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string
   if (spool->tmp_dir_fd_ < 0) return fail_with("open", tmp, errno);
   spool->queue_dir_fd_ = ::open(queue.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (spool->queue_dir_fd_ < 0) return fail_with("open", queue, errno);
+  std::string state = root + "/state";
+  spool->state_dir_fd_ = ::open(state.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (spool->state_dir_fd_ < 0) return fail_with("open", state, errno);
+  // A state file whose message is gone was left by a crash inside remove().
+  for (const std::string& name : read_directory(state)) {
+    struct stat info {};
+    if (::fstatat(spool->queue_dir_fd_, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0 &&
+        errno == ENOENT) {
+      ::unlinkat(spool->state_dir_fd_, name.c_str(), 0);
+    }
+  }
 
   // Whatever is in tmp/ was never acknowledged (commit renames before it reports success).
   for (const std::string& name : read_directory(tmp)) {
@@ -771,10 +786,60 @@ base::Expected<base::Ok, SpoolError> Spool::remove(const std::string& id) {
   if (::unlinkat(queue_dir_fd_, id.c_str(), 0) != 0 && errno != ENOENT) {
     return fail_with("unlink", queue_path(id), errno);
   }
+  // After the message: a crash in between leaves a state file that open() clears.
+  ::unlinkat(state_dir_fd_, id.c_str(), 0);
   // No fsync of queue/ here: if a crash undoes this unlink, the message is found again at
   // start and handed to the deliverers as recovered, and they are idempotent (Maildir
   // recognises its own file name). Durability matters for adding messages, not removing.
   return base::Ok{};
+}
+
+base::Expected<base::Ok, SpoolError> Spool::append_state(const std::string& id,
+                                                         std::string_view line) {
+  if (!is_valid_id(id)) {
+    return base::unexpected(
+        SpoolError{"invalid queue id '" + id + "'", /*transient=*/false, EINVAL});
+  }
+  std::string path = dir_ + "/state/" + id;
+  int fd = ::openat(state_dir_fd_, id.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return fail_with("open", path, errno);
+  std::string text(line);
+  text += '\n';
+  auto written = write_all(fd, text.data(), text.size(), path);
+  ::close(fd);
+  return written;
+}
+
+std::vector<std::string> Spool::read_state(const std::string& id) const {
+  std::vector<std::string> lines;
+  if (!is_valid_id(id)) return lines;
+  int fd = ::openat(state_dir_fd_, id.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return lines;
+  std::string text;
+  std::array<char, 4096> chunk;
+  for (;;) {
+    ssize_t got = ::read(fd, chunk.data(), chunk.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0 || text.size() > (1u << 20)) break;
+    text.append(chunk.data(), static_cast<std::size_t>(got));
+  }
+  ::close(fd);
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) break;  // a torn last line (crash mid-write) is ignored
+    if (end > start) lines.emplace_back(text, start, end - start);
+    start = end + 1;
+  }
+  return lines;
+}
+
+std::uint64_t Spool::file_size(const std::string& id) const {
+  struct stat info {};
+  if (!is_valid_id(id) || ::fstatat(queue_dir_fd_, id.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
+    return 0;
+  }
+  return static_cast<std::uint64_t>(info.st_size);
 }
 
 base::Expected<base::Ok, SpoolError> Spool::sync_queue_dir() {

@@ -1,7 +1,7 @@
 // spool.h — the durable message store between acceptance and delivery.
 //
 // Layout under <data>/spool: tmp/<id> while a message is being received, queue/<id> once
-// committed. One file per message: a small envelope header, a blank line, then the
+// committed, state/<id> for what the scheduler has done with it (see append_state). One file per message: a small envelope header, a blank line, then the
 // message exactly as it will be delivered (Received header first).
 // Invariant: a file in queue/ is complete and durable — commit() fsyncs the file, renames
 // it into queue/ and fsyncs queue/ before it returns success. Anything left in tmp/ after
@@ -97,6 +97,15 @@ class Spool {
   // Removes queue/<id> (after every recipient is delivered). Not fsynced: a removal undone
   // by a crash only makes the message be delivered again, idempotently.
   base::Expected<base::Ok, SpoolError> remove(const std::string& id);
+  // The delivery state of a message: an append-only list of short lines in state/<id>
+  // ("delivered 2", "failed 0", "held", ...), written by the scheduler so that a restart
+  // neither delivers a finished recipient again nor forgets a hold. Not fsynced: it survives
+  // a crash of the process (the page cache does), and what a power cut loses only makes a
+  // recipient be tried again, which the deliverers tolerate.
+  base::Expected<base::Ok, SpoolError> append_state(const std::string& id, std::string_view line);
+  std::vector<std::string> read_state(const std::string& id) const;
+  // Octets of queue/<id> (envelope header included), 0 if it cannot be read.
+  std::uint64_t file_size(const std::string& id) const;
   // fsync(2) of queue/: makes the renames of publish() durable (one call for a whole batch).
   base::Expected<base::Ok, SpoolError> sync_queue_dir();
 
@@ -114,6 +123,7 @@ class Spool {
   int lock_fd_ = -1;                       // <dir>, flock(LOCK_EX) while open
   int tmp_dir_fd_ = -1;
   int queue_dir_fd_ = -1;
+  int state_dir_fd_ = -1;
 };
 
 }  // namespace queue

@@ -337,6 +337,31 @@ base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca
   return ctx;
 }
 
+std::string_view outbound_level_name(OutboundLevel level) {
+  switch (level) {
+    case OutboundLevel::kNone:
+      return "none";
+    case OutboundLevel::kMay:
+      return "may";
+    case OutboundLevel::kEncrypt:
+      return "encrypt";
+    case OutboundLevel::kVerify:
+      return "verify";
+  }
+  return "may";
+}
+
+bool parse_outbound_level(std::string_view text, OutboundLevel& level) {
+  for (OutboundLevel candidate : {OutboundLevel::kNone, OutboundLevel::kMay,
+                                  OutboundLevel::kEncrypt, OutboundLevel::kVerify}) {
+    if (text == outbound_level_name(candidate)) {
+      level = candidate;
+      return true;
+    }
+  }
+  return false;
+}
+
 SessionDescription describe(const SSL* ssl) {
   SessionDescription description;
   description.version = SSL_get_version(ssl);

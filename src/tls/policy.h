@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/expected.h"
@@ -46,6 +47,16 @@ struct Policy {
 // that selects nothing, a non-AEAD or non-ECDHE cipher in `ciphers`, unsafe version without
 // the allow flag, unknown group).
 base::Expected<base::Ok, std::string> validate(const Policy& policy);
+
+// Outbound TLS levels for one destination, weakest first (the names of Postfix's
+// smtp_tls_security_level, which administrators know): none never asks for STARTTLS; may uses
+// it when offered (opportunistic, RFC 3207 §4); encrypt requires it but accepts any
+// certificate; verify requires a certificate that chains to a trusted CA and names the host
+// (RFC 6125, RFC 7817).
+enum class OutboundLevel { kNone, kMay, kEncrypt, kVerify };
+std::string_view outbound_level_name(OutboundLevel level);
+// "none", "may", "encrypt", "verify"; false for anything else.
+bool parse_outbound_level(std::string_view text, OutboundLevel& level);
 
 struct SslCtxDeleter {
   void operator()(SSL_CTX* ctx) const;

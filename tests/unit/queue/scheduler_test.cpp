@@ -1,6 +1,7 @@
 // scheduler_test.cpp — queue::Scheduler with a scripted deliverer over a real spool:
 // every recipient delivered then the file removed, transient failures retried on the timer
-// queue, restart pickup, non-local recipients kept in the spool.
+// queue, restart pickup, DSNs for failures and expiry (never to <>), per-recipient state
+// kept across restarts, and the operator commands (hold, release, flush, delete, list).
 #include "queue/scheduler.h"
 
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <span>
 #include <mutex>
 #include <thread>
 
@@ -31,6 +33,7 @@ class ScriptedDeliverer {
     std::lock_guard lock(mutex_);
     const std::string& address = message.envelope.recipients.at(index).address;
     calls_.push_back(message.id + "/" + std::to_string(index));
+    senders_[address] = message.envelope.reverse_path;
     if (message.recovered) recovered_.push_back(message.id);
     std::size_t n = counts_[address]++;
     auto it = scripts_.find(address);
@@ -48,6 +51,11 @@ class ScriptedDeliverer {
     std::lock_guard lock(mutex_);
     return recovered_;
   }
+  std::string sender_seen_by(const std::string& address) const {
+    std::lock_guard lock(mutex_);
+    auto it = senders_.find(address);
+    return it == senders_.end() ? "(none)" : it->second;
+  }
   std::size_t count(const std::string& address) const {
     std::lock_guard lock(mutex_);
     auto it = counts_.find(address);
@@ -60,6 +68,7 @@ class ScriptedDeliverer {
   std::map<std::string, std::size_t> counts_;
   std::vector<std::string> calls_;
   std::vector<std::string> recovered_;  // ids seen with StoredMessage::recovered set
+  std::map<std::string, std::string> senders_;  // reverse-path of the last message per address
 };
 
 class LogLines {
@@ -115,12 +124,16 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_TRUE(spool) << spool.error().message;
     spool_ = std::move(*spool);
   }
-  std::string commit(std::vector<std::string> recipients) {
+  std::string commit(std::vector<std::string> recipients,
+                     std::string sender = "sender@example.com") {
     smtp::Envelope envelope;
-    envelope.reverse_path = "sender@example.com";
+    envelope.reverse_path = sender;
     for (auto& address : recipients)
       envelope.recipients.push_back({address, "", ""});
-    auto writer = spool_->begin(envelope, 1700000000);
+    auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    auto writer = spool_->begin(envelope, now);
     EXPECT_TRUE(writer);
     EXPECT_TRUE((*writer)->append("Subject: test\r\n\r\nhello\r\n"));
     EXPECT_TRUE((*writer)->commit());
@@ -129,8 +142,11 @@ class SchedulerTest : public ::testing::Test {
   std::unique_ptr<Scheduler> make_scheduler(SchedulerOptions options = {}) {
     return std::make_unique<Scheduler>(
         *spool_,
-        [this](const StoredMessage& message, std::size_t index) {
-          return deliverer_.deliver(message, index);
+        [this](const StoredMessage& message, std::span<const std::size_t> recipients) {
+          std::vector<DeliveryResult> results;
+          for (std::size_t index : recipients)
+            results.push_back(deliverer_.deliver(message, index));
+          return results;
         },
         [this](std::string_view line) { log_.add(line); }, std::move(options));
   }
@@ -220,19 +236,151 @@ TEST_F(SchedulerTest, EnqueueOfAMessageAlreadyPickedUpDoesNotDeliverTwice) {
   EXPECT_EQ(deliverer_.count("a@example.com"), 1u);
 }
 
-TEST_F(SchedulerTest, NotLocalRecipientsKeepTheFileAndAreLoggedOnce) {
-  deliverer_.script("remote@elsewhere.example", {DeliveryStatus::kNotLocal});
-  deliverer_.script("local@example.com", {DeliveryStatus::kTransient, DeliveryStatus::kDelivered});
+TEST_F(SchedulerTest, PermanentFailuresSendOneDsnToTheSenderFromTheNullPath) {
+  deliverer_.script("gone1@example.com", {DeliveryStatus::kPermanent});
+  deliverer_.script("gone2@example.com", {DeliveryStatus::kPermanent});
   auto scheduler = make_scheduler(fast());
   scheduler->start();
-  std::string id = commit({"remote@elsewhere.example", "local@example.com"});
+  std::string id = commit({"gone1@example.com", "ok@example.com", "gone2@example.com"});
   scheduler->enqueue(id);
-  ASSERT_TRUE(eventually([&] { return deliverer_.count("local@example.com") == 2; }));
-  ASSERT_TRUE(eventually([&] { return scheduler->pending() == 0; }));
-  EXPECT_EQ(spool_->list(), std::vector<std::string>{id});      // kept for the relay to come
-  EXPECT_EQ(deliverer_.count("remote@elsewhere.example"), 1u);  // not asked again on retry
-  EXPECT_EQ(log_.count("no route for remote recipients yet"), 1u) << log_.all();
-  EXPECT_EQ(log_.count("event=deferred id=" + id + " rcpt=remote@elsewhere.example"), 1u);
+  // The DSN is itself a queued message, delivered to the original sender.
+  ASSERT_TRUE(eventually([&] { return deliverer_.count("sender@example.com") == 1; }))
+      << log_.all();
+  EXPECT_EQ(deliverer_.sender_seen_by("sender@example.com"), "");  // null reverse-path
+  EXPECT_EQ(log_.count("event=dsn id=" + id + " kind=failure"), 1u) << log_.all();
+  EXPECT_EQ(log_.count("recipients=2"), 1u) << log_.all();
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.count("ok@example.com"), 1u);
+}
+
+TEST_F(SchedulerTest, NoDsnGoesToTheNullReversePath) {
+  deliverer_.script("gone@example.com", {DeliveryStatus::kPermanent});
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  std::string id = commit({"gone@example.com"}, "");
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(log_.count("event=dsn"), 0u) << log_.all();
+  EXPECT_EQ(log_.count("event=failed id=" + id), 1u) << log_.all();
+}
+
+TEST_F(SchedulerTest, GivesUpAfterTheLifetimeWithAnExpiryDsn) {
+  deliverer_.script("down@example.com", {DeliveryStatus::kTransient});
+  SchedulerOptions options = fast();
+  options.retry_schedule = {200ms};
+  options.max_lifetime = 1s;
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  std::string id = commit({"down@example.com"});
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return log_.count("event=expired id=" + id) == 1; }, 15s))
+      << log_.all();
+  ASSERT_TRUE(eventually([&] { return deliverer_.count("sender@example.com") == 1; }))
+      << log_.all();
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_GE(deliverer_.count("down@example.com"), 2u);  // retried before giving up
+  EXPECT_LE(deliverer_.count("down@example.com"), 8u);  // but on the schedule, not in a loop
+}
+
+TEST_F(SchedulerTest, ADelayWarningIsSentOnceWhileRetrying) {
+  deliverer_.script("slow@example.com",
+                    {DeliveryStatus::kTransient, DeliveryStatus::kTransient,
+                     DeliveryStatus::kTransient, DeliveryStatus::kDelivered});
+  SchedulerOptions options = fast();
+  options.delay_warning = 1ms;
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  std::string id = commit({"slow@example.com"});
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return log_.count("event=removed id=" + id) == 1; })) << log_.all();
+  EXPECT_EQ(log_.count("event=dsn id=" + id + " kind=delay"), 1u) << log_.all();
+  EXPECT_EQ(log_.count("kind=failure"), 0u) << log_.all();
+}
+
+TEST_F(SchedulerTest, FinishedRecipientsAreNotDeliveredAgainAfterARestart) {
+  deliverer_.script("later@example.com", {DeliveryStatus::kTransient});
+  SchedulerOptions options;
+  options.retry_schedule = {std::chrono::hours(1)};
+  std::string id = commit({"now@example.com", "later@example.com"});
+  {
+    auto scheduler = make_scheduler(options);
+    scheduler->start();
+    scheduler->enqueue(id);
+    ASSERT_TRUE(eventually([&] { return log_.count("event=retry id=" + id) == 1; }))
+        << log_.all();
+  }
+  reopen();
+  deliverer_.script("later@example.com", {DeliveryStatus::kDelivered});
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.count("now@example.com"), 1u);
+  EXPECT_EQ(deliverer_.count("later@example.com"), 2u);
+  EXPECT_TRUE(fs::is_empty(root_ + "/spool/state"));
+}
+
+TEST_F(SchedulerTest, AHoldOutlivesARestartUntilReleased) {
+  SchedulerOptions options;
+  options.retry_schedule = {std::chrono::hours(1)};
+  deliverer_.script("a@example.com", {DeliveryStatus::kTransient, DeliveryStatus::kDelivered});
+  std::string id = commit({"a@example.com"});
+  {
+    auto scheduler = make_scheduler(options);
+    scheduler->start();
+    scheduler->enqueue(id);
+    ASSERT_TRUE(eventually([&] { return log_.count("event=retry id=" + id) == 1; }));
+    EXPECT_EQ(scheduler->hold(id), Scheduler::Outcome::kDone);
+    EXPECT_EQ(scheduler->show(id)->state, "held");
+  }
+  reopen();
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(deliverer_.count("a@example.com"), 1u);  // not tried while held
+  auto listed = scheduler->list();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].state, "held");
+  EXPECT_EQ(listed[0].sender, "sender@example.com");
+  EXPECT_EQ(scheduler->pending(), 0u);
+  EXPECT_EQ(scheduler->release(id), Scheduler::Outcome::kDone);
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.count("a@example.com"), 2u);
+}
+
+TEST_F(SchedulerTest, FlushTriesDeferredMessagesNow) {
+  deliverer_.script("a@example.com", {DeliveryStatus::kTransient, DeliveryStatus::kDelivered});
+  SchedulerOptions options;
+  options.retry_schedule = {std::chrono::hours(1)};
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  std::string id = commit({"a@example.com"});
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return log_.count("event=retry id=" + id) == 1; }));
+  auto shown = scheduler->show(id);
+  ASSERT_TRUE(shown);
+  EXPECT_EQ(shown->state, "deferred");
+  ASSERT_EQ(shown->recipients.size(), 1u);
+  EXPECT_EQ(shown->recipients[0].state, "pending");
+  EXPECT_EQ(shown->recipients[0].detail, "scripted answer 0");
+  EXPECT_EQ(scheduler->flush(), 1u);
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); }, 2s)) << log_.all();
+}
+
+TEST_F(SchedulerTest, DeleteRemovesAMessageWithoutADsn) {
+  deliverer_.script("a@example.com", {DeliveryStatus::kTransient});
+  SchedulerOptions options;
+  options.retry_schedule = {std::chrono::hours(1)};
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  std::string id = commit({"a@example.com"});
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return log_.count("event=retry id=" + id) == 1; }));
+  EXPECT_EQ(scheduler->remove(id), Scheduler::Outcome::kDone);
+  EXPECT_TRUE(spool_->list().empty());
+  EXPECT_EQ(scheduler->remove(id), Scheduler::Outcome::kNotFound);
+  EXPECT_FALSE(scheduler->show(id));
+  EXPECT_EQ(log_.count("event=dsn"), 0u);
+  EXPECT_EQ(scheduler->pending(), 0u);
 }
 
 TEST_F(SchedulerTest, SeveralThreadsDeliverManyMessages) {

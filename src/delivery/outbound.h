@@ -1,0 +1,126 @@
+// outbound.h — delivery to other servers: through a smarthost (relay) or straight to each
+// domain's MX hosts, and to local mailboxes through an LMTP server; with per-destination
+// TLS levels, the no-downgrade memory, per-destination connection limits and connection
+// reuse.
+//
+// Invariants:
+// - A recipient's result says what the server said about it: 2xx delivered, 4xx
+//   temporary, 5xx permanent (RFC 5321 §4.2.1); a connection that failed before the server
+//   answered is always temporary.
+// - TLS: the level of the destination (none, may, encrypt, verify; tls/policy.h) is a floor;
+//   so is the best TLS the domain was reached with before (tls_memory.h). A host below the
+//   floor is skipped with a log line and the next MX is tried; nothing is sent to it.
+// - MX delivery follows RFC 5321 §5.1: MX hosts in preference order, each of their
+//   addresses, the domain's own address without MX records; a null MX (RFC 7505) is a
+//   permanent failure (5.1.10).
+// - At most max_per_destination connections are open to one destination at a time; an idle
+//   connection is reused for the next message to the same destination within
+//   connection_cache, for at most max_messages_per_connection messages.
+// Blocking; called from the queue's delivery threads.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "base/expected.h"
+#include "delivery/mx_resolver.h"
+#include "delivery/smtp_transport.h"
+#include "delivery/tls_memory.h"
+#include "queue/scheduler.h"
+#include "tls/policy.h"
+
+namespace delivery {
+
+struct OutboundOptions {
+  std::string helo_name = "localhost";
+  // Smarthost; empty relay_host: MX delivery.
+  std::string relay_host;
+  std::uint16_t relay_port = 587;
+  bool relay_implicit_tls = false;
+  tls::OutboundLevel relay_tls = tls::OutboundLevel::kVerify;
+  std::string relay_user;
+  std::string relay_password;
+  // MX delivery.
+  std::uint16_t mx_port = 25;
+  tls::OutboundLevel default_tls = tls::OutboundLevel::kMay;
+  std::vector<std::pair<std::string, tls::OutboundLevel>> tls_policy;  // lower-case domains
+  std::string ca_file;  // empty: the system trust store
+  ResolverOptions resolver;
+  // Local mailboxes: "unix:/path" or "HOST:PORT"; empty: no LMTP.
+  std::string lmtp;
+  unsigned max_per_destination = 8;
+  std::chrono::milliseconds connection_cache{5000};
+  unsigned max_messages_per_connection = 100;
+  std::chrono::milliseconds connect_timeout{30000};
+  std::chrono::milliseconds command_timeout{300000};
+  std::string tls_memory_file;  // where the no-downgrade memory lives
+};
+
+class Outbound {
+ public:
+  using LogFn = std::function<void(std::string_view)>;
+  static base::Expected<std::unique_ptr<Outbound>, std::string> create(OutboundOptions options,
+                                                                      LogFn log);
+  ~Outbound();  // closes the idle connections
+  Outbound(const Outbound&) = delete;
+  Outbound& operator=(const Outbound&) = delete;
+
+  // Recipients (indices into message.envelope.recipients) that all belong to domain.
+  std::vector<queue::DeliveryResult> deliver_remote(const queue::StoredMessage& message,
+                                                    std::span<const std::size_t> recipients,
+                                                    std::string_view domain);
+  // Recipients to hand to the LMTP server (their addresses as the LMTP server knows them).
+  std::vector<queue::DeliveryResult> deliver_lmtp(const queue::StoredMessage& message,
+                                                  std::span<const std::size_t> recipients);
+  bool has_lmtp() const { return !options_.lmtp.empty(); }
+  TlsMemory& tls_memory() { return memory_; }
+  // The level a domain must be reached with (policy table, else the default).
+  tls::OutboundLevel level_for(std::string_view domain) const;
+
+ private:
+  struct Destination {
+    unsigned active = 0;
+    std::vector<std::unique_ptr<Connection>> idle;
+  };
+  Outbound(OutboundOptions options, LogFn log);
+  // Waits for a free slot for key; returns an idle connection to reuse, if any.
+  std::unique_ptr<Connection> acquire(const std::string& key);
+  void release(const std::string& key, std::unique_ptr<Connection> connection);
+  void janitor();
+  // Sends over one connection and turns the replies into results; false (and a reason in
+  // failure) if the connection broke before the server answered for the recipients.
+  bool transact(Connection& connection, const queue::StoredMessage& message,
+                std::span<const std::size_t> recipients, const std::string& transport,
+                std::vector<queue::DeliveryResult>& results, std::string& failure);
+  // Why this connection must not be used for domain (TLS below the floor), or "".
+  std::string below_floor(const Connection& connection, tls::OutboundLevel level,
+                          SeenTls remembered) const;
+  void log(const std::string& line) const;
+
+  OutboundOptions options_;
+  LogFn log_;
+  tls::SslCtxPtr tls_context_;
+  std::unique_ptr<MxResolver> resolver_;
+  TlsMemory memory_;
+
+  std::mutex pool_mutex_;
+  std::condition_variable pool_changed_;
+  std::unordered_map<std::string, Destination> pool_;  // pool_mutex_
+  bool stopping_ = false;                              // pool_mutex_
+  std::thread janitor_;
+};
+
+}  // namespace delivery

@@ -1,0 +1,440 @@
+// smtp_transport.cpp — see smtp_transport.h.
+#include "delivery/smtp_transport.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "tls/openssl_error.h"
+
+namespace delivery {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string errno_text(int error_number) {
+  return std::strerror(error_number);
+}
+
+// Waits until fd is ready for events or the deadline passes; false on timeout.
+bool wait_for(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, events, 0};
+    int ready = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 60000)));
+    if (ready > 0) return true;
+    if (ready < 0 && errno != EINTR) return true;  // let the next call report the error
+  }
+}
+
+bool is_ip_literal(const std::string& host) {
+  unsigned char buffer[16];
+  return ::inet_pton(AF_INET, host.c_str(), buffer) == 1 ||
+         ::inet_pton(AF_INET6, host.c_str(), buffer) == 1;
+}
+
+// The DNS names a certificate claims (subjectAltName, else the common name), for messages
+// such as "the certificate names mx1.example.net, example.net".
+std::string certificate_names(X509* certificate) {
+  std::string names;
+  auto add = [&names](std::string_view name) {
+    if (!names.empty()) names += ", ";
+    names += name;
+  };
+  auto* sans = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(certificate, NID_subject_alt_name, nullptr, nullptr));
+  if (sans != nullptr) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(sans) && i < 20; ++i) {
+      const GENERAL_NAME* name = sk_GENERAL_NAME_value(sans, i);
+      if (name->type == GEN_DNS) {
+        const ASN1_IA5STRING* dns = name->d.dNSName;
+        add(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),
+                             static_cast<std::size_t>(ASN1_STRING_length(dns))));
+      } else if (name->type == GEN_IPADD) {
+        const ASN1_OCTET_STRING* ip = name->d.iPAddress;
+        char text[INET6_ADDRSTRLEN] = {};
+        int family = ASN1_STRING_length(ip) == 4 ? AF_INET : AF_INET6;
+        if (::inet_ntop(family, ASN1_STRING_get0_data(ip), text, sizeof text) != nullptr) add(text);
+      }
+    }
+    GENERAL_NAMES_free(sans);
+  }
+  if (names.empty()) {
+    char common_name[256] = {};
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(certificate), NID_commonName,
+                                  common_name, sizeof common_name) > 0) {
+      add(common_name);
+    }
+  }
+  return names.empty() ? "no names" : names;
+}
+
+}  // namespace
+
+std::string Endpoint::describe() const {
+  if (unix_socket) return "unix:" + address;
+  std::string text = host;
+  if (host != address) text += "[" + address + "]";
+  return text + ":" + std::to_string(port);
+}
+
+std::string TlsOutcome::describe() const {
+  if (!encrypted) return "none";
+  return version + " " + cipher + (verified ? " verified" : " unverified");
+}
+
+Connection::Connection(Endpoint endpoint, const TransportOptions& options)
+    : endpoint_(std::move(endpoint)), options_(options), session_(options.client) {}
+
+Connection::~Connection() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+TransportFailure Connection::failure(const char* stage, std::string detail) {
+  failed_ = true;
+  return TransportFailure{stage, std::move(detail), std::nullopt};
+}
+
+TransportFailure Connection::session_failure() {
+  failed_ = true;
+  const smtp::ClientFailure& f = session_.failure();
+  return TransportFailure{f.stage, f.detail, f.reply};
+}
+
+base::Expected<std::unique_ptr<Connection>, TransportFailure> Connection::open(
+    const Endpoint& endpoint, const TransportOptions& options) {
+  TransportOptions effective = options;
+  effective.client.tls_active = options.implicit_tls;
+  effective.client.starttls = options.starttls && options.tls_context != nullptr;
+  std::unique_ptr<Connection> connection(new Connection(endpoint, effective));
+  if (auto connected = connection->connect_socket(); !connected) {
+    return base::unexpected(connected.error());
+  }
+  if (options.implicit_tls) {
+    if (auto secured = connection->handshake(); !secured) {
+      return base::unexpected(secured.error());
+    }
+  }
+  for (;;) {
+    auto event = connection->pump("greeting");
+    if (!event) return base::unexpected(event.error());
+    switch (*event) {
+      case smtp::ClientEvent::kStartTls:
+        if (auto secured = connection->handshake(); !secured) {
+          return base::unexpected(secured.error());
+        }
+        connection->session_.tls_established();
+        continue;
+      case smtp::ClientEvent::kReady:
+        connection->last_used_ = Clock::now();
+        return connection;
+      case smtp::ClientEvent::kFailed:
+        return base::unexpected(connection->session_failure());
+      default:
+        return base::unexpected(
+            connection->failure("protocol", "unexpected state while opening the session"));
+    }
+  }
+}
+
+base::Expected<base::Ok, TransportFailure> Connection::connect_socket() {
+  const Clock::time_point deadline = Clock::now() + options_.connect_timeout;
+  if (endpoint_.unix_socket) {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (endpoint_.address.size() >= sizeof address.sun_path) {
+      return base::unexpected(failure("connect", "socket path too long: " + endpoint_.address));
+    }
+    std::memcpy(address.sun_path, endpoint_.address.c_str(), endpoint_.address.size() + 1);
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return base::unexpected(failure("connect", "socket: " + errno_text(errno)));
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 &&
+        errno != EINPROGRESS && errno != EAGAIN) {
+      return base::unexpected(
+          failure("connect", "cannot connect to " + endpoint_.describe() + ": " + errno_text(errno)));
+    }
+  } else {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+    if (::inet_pton(AF_INET, endpoint_.address.c_str(), &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+      v4->sin_port = htons(endpoint_.port);
+      length = sizeof *v4;
+    } else if (::inet_pton(AF_INET6, endpoint_.address.c_str(), &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      v6->sin6_port = htons(endpoint_.port);
+      length = sizeof *v6;
+    } else {
+      return base::unexpected(failure("connect", "not an IP address: " + endpoint_.address));
+    }
+    fd_ = ::socket(storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return base::unexpected(failure("connect", "socket: " + errno_text(errno)));
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&storage), length) != 0 &&
+        errno != EINPROGRESS) {
+      return base::unexpected(
+          failure("connect", "cannot connect to " + endpoint_.describe() + ": " + errno_text(errno)));
+    }
+  }
+  if (!wait_for(fd_, POLLOUT, deadline)) {
+    return base::unexpected(failure(
+        "connect", "no answer from " + endpoint_.describe() + " within " +
+                       std::to_string(options_.connect_timeout.count() / 1000) + "s"));
+  }
+  int error = 0;
+  socklen_t size = sizeof error;
+  ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &size);
+  if (error != 0) {
+    return base::unexpected(
+        failure("connect", "cannot connect to " + endpoint_.describe() + ": " + errno_text(error)));
+  }
+  return base::Ok{};
+}
+
+base::Expected<base::Ok, TransportFailure> Connection::handshake() {
+  if (options_.tls_context == nullptr) {
+    return base::unexpected(failure("tls", "no TLS context configured"));
+  }
+  ERR_clear_error();
+  ssl_ = SSL_new(options_.tls_context);
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) {
+    return base::unexpected(failure("tls", "cannot set up TLS: " + tls::openssl_reason()));
+  }
+  // The peer is always checked; the caller's level decides whether a failed check matters,
+  // so the handshake itself goes on (SSL_VERIFY_NONE still computes the verify result).
+  SSL_set_verify(ssl_, SSL_VERIFY_NONE, nullptr);
+  const std::string& name = endpoint_.host;
+  if (is_ip_literal(name)) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), name.c_str());
+  } else {
+    SSL_set_tlsext_host_name(ssl_, name.c_str());
+    SSL_set1_host(ssl_, name.c_str());
+  }
+  const Clock::time_point deadline = Clock::now() + options_.command_timeout;
+  for (;;) {
+    int result = SSL_connect(ssl_);
+    if (result == 1) break;
+    int error = SSL_get_error(ssl_, result);
+    short events = error == SSL_ERROR_WANT_READ    ? POLLIN
+                   : error == SSL_ERROR_WANT_WRITE ? POLLOUT
+                                                   : 0;
+    if (events == 0) {
+      return base::unexpected(failure(
+          "tls", "TLS handshake with " + endpoint_.describe() + " failed: " + tls::last_error_reason()));
+    }
+    if (!wait_for(fd_, events, deadline)) {
+      return base::unexpected(
+          failure("tls", "TLS handshake with " + endpoint_.describe() + " timed out"));
+    }
+  }
+  tls::SessionDescription description = tls::describe(ssl_);
+  tls_.encrypted = true;
+  tls_.version = description.version;
+  tls_.cipher = description.cipher;
+  X509* peer = SSL_get0_peer_certificate(ssl_);
+  long verify = SSL_get_verify_result(ssl_);
+  tls_.verified = peer != nullptr && verify == X509_V_OK;
+  if (!tls_.verified) {
+    tls_.verify_error = peer == nullptr ? "no certificate"
+                                        : std::string(X509_verify_cert_error_string(verify));
+    if (peer != nullptr) {
+      tls_.verify_error += " (expected " + name + "; the certificate names " +
+                           certificate_names(peer) + ")";
+    }
+  }
+  return base::Ok{};
+}
+
+base::Expected<base::Ok, TransportFailure> Connection::write_all(std::string_view bytes,
+                                                                 const char* stage) {
+  const Clock::time_point deadline = Clock::now() + options_.command_timeout;
+  while (!bytes.empty()) {
+    if (ssl_ != nullptr) {
+      std::size_t written = 0;
+      int result = SSL_write_ex(ssl_, bytes.data(), bytes.size(), &written);
+      if (result == 1) {
+        bytes.remove_prefix(written);
+        continue;
+      }
+      int error = SSL_get_error(ssl_, result);
+      short events = error == SSL_ERROR_WANT_READ    ? POLLIN
+                     : error == SSL_ERROR_WANT_WRITE ? POLLOUT
+                                                     : 0;
+      if (events == 0) {
+        return base::unexpected(failure(stage, "TLS write to " + endpoint_.describe() +
+                                                   " failed: " + tls::last_error_reason()));
+      }
+      if (!wait_for(fd_, events, deadline)) {
+        return base::unexpected(failure(stage, "write to " + endpoint_.describe() + " timed out"));
+      }
+      continue;
+    }
+    ssize_t written = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (written > 0) {
+      bytes.remove_prefix(static_cast<std::size_t>(written));
+      continue;
+    }
+    if (written < 0 && errno == EINTR) continue;
+    if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait_for(fd_, POLLOUT, deadline)) {
+        return base::unexpected(failure(stage, "write to " + endpoint_.describe() + " timed out"));
+      }
+      continue;
+    }
+    return base::unexpected(
+        failure(stage, "write to " + endpoint_.describe() + " failed: " + errno_text(errno)));
+  }
+  return base::Ok{};
+}
+
+base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(const char* stage) {
+  std::array<char, 16 * 1024> buffer;
+  for (;;) {
+    smtp::ClientEvent event = session_.next();
+    if (std::string& out = session_.output(); !out.empty()) {
+      auto written = write_all(out, stage);
+      out.clear();
+      if (!written) return base::unexpected(written.error());
+    }
+    if (event != smtp::ClientEvent::kNeedInput) return event;
+    const Clock::time_point deadline = Clock::now() + options_.command_timeout;
+    for (;;) {
+      if (ssl_ != nullptr) {
+        std::size_t got = 0;
+        int result = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &got);
+        if (result == 1) {
+          session_.receive(std::string_view(buffer.data(), got));
+          break;
+        }
+        int error = SSL_get_error(ssl_, result);
+        if (error == SSL_ERROR_ZERO_RETURN) {
+          session_.server_closed();
+          break;
+        }
+        short events = error == SSL_ERROR_WANT_READ    ? POLLIN
+                       : error == SSL_ERROR_WANT_WRITE ? POLLOUT
+                                                       : 0;
+        if (events == 0) {
+          ERR_clear_error();
+          session_.server_closed();  // an unclean close is still the end of the stream
+          break;
+        }
+        if (!wait_for(fd_, events, deadline)) {
+          return base::unexpected(failure(
+              stage, "no reply from " + endpoint_.describe() + " within " +
+                         std::to_string(options_.command_timeout.count() / 1000) + "s"));
+        }
+        continue;
+      }
+      ssize_t got = ::recv(fd_, buffer.data(), buffer.size(), 0);
+      if (got > 0) {
+        session_.receive(std::string_view(buffer.data(), static_cast<std::size_t>(got)));
+        break;
+      }
+      if (got == 0) {
+        session_.server_closed();
+        break;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (!wait_for(fd_, POLLIN, deadline)) {
+          return base::unexpected(failure(
+              stage, "no reply from " + endpoint_.describe() + " within " +
+                         std::to_string(options_.command_timeout.count() / 1000) + "s"));
+        }
+        continue;
+      }
+      session_.server_closed();
+      break;
+    }
+  }
+}
+
+base::Expected<std::vector<smtp::RecipientResult>, TransportFailure> Connection::send(
+    const queue::StoredMessage& message, std::span<const std::size_t> recipients) {
+  if (!usable()) return base::unexpected(failure("mail", "connection is not usable"));
+  std::ifstream in(message.path, std::ios::binary);
+  if (!in) {
+    return base::unexpected(
+        TransportFailure{"content", "cannot read " + message.path + ": " + errno_text(errno), {}});
+  }
+  in.seekg(0, std::ios::end);
+  auto end = static_cast<std::uint64_t>(in.tellg());
+  std::uint64_t size = end > message.content_offset ? end - message.content_offset : 0;
+  in.seekg(static_cast<std::streamoff>(message.content_offset));
+
+  session_.send_message(message.envelope, recipients, size);
+  std::array<char, 64 * 1024> chunk;
+  for (;;) {
+    auto event = pump("mail");
+    if (!event) return base::unexpected(event.error());
+    switch (*event) {
+      case smtp::ClientEvent::kSendContent: {
+        while (in) {
+          in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+          auto got = static_cast<std::size_t>(in.gcount());
+          if (got == 0) break;
+          session_.content(std::string_view(chunk.data(), got));
+          std::string& out = session_.output();
+          auto written = write_all(out, "content");
+          out.clear();
+          if (!written) return base::unexpected(written.error());
+        }
+        if (in.bad()) {
+          // The spool file could not be read: abandon the connection rather than end the
+          // data, so that the server never accepts a truncated message.
+          failed_ = true;
+          return base::unexpected(
+              TransportFailure{"content", "read error in " + message.path, {}});
+        }
+        session_.end_content();
+        continue;
+      }
+      case smtp::ClientEvent::kMessageDone: {
+        std::vector<smtp::RecipientResult> results = session_.results();
+        ++messages_sent_;
+        last_used_ = Clock::now();
+        session_.next();  // back to kReady
+        return results;
+      }
+      case smtp::ClientEvent::kFailed:
+        return base::unexpected(session_failure());
+      default:
+        return base::unexpected(failure("protocol", "unexpected state during a transaction"));
+    }
+  }
+}
+
+void Connection::quit() {
+  if (fd_ < 0) return;
+  if (!failed_) {
+    options_.command_timeout = std::chrono::seconds(2);
+    session_.quit();
+    (void)pump("quit");
+  }
+  if (ssl_ != nullptr) {
+    SSL_shutdown(ssl_);  // one close_notify, without waiting for the peer's
+    ERR_clear_error();
+  }
+  ::close(fd_);
+  fd_ = -1;
+}
+
+}  // namespace delivery

@@ -1,0 +1,112 @@
+// smtp_transport.h — one outbound SMTP or LMTP connection: a socket (TCP or unix), TLS
+// (implicit or STARTTLS) driven with OpenSSL directly, and smtp::ClientSession for the
+// protocol. Blocking with deadlines (poll(2)): it runs on the queue's delivery threads,
+// never on an event loop.
+//
+// Invariants:
+// - Every wait has a deadline (connect, TLS handshake, each reply: RFC 5321 §4.5.3.2).
+// - A password is only ever sent inside TLS (ClientSession refuses otherwise).
+// - Certificates are always checked against the trust store and the expected name
+//   (SSL_set1_host, RFC 6125 / RFC 7817 §3); whether that check must pass is the caller's
+//   TLS level: the outcome is reported in tls() either way, so "may" and "encrypt" still log
+//   whether the peer was verified.
+// - After STARTTLS, anything the server sent before the handshake is refused (RFC 3207 §4.2).
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/expected.h"
+#include "queue/spool.h"
+#include "smtp/client_session.h"
+#include "tls/policy.h"
+
+namespace delivery {
+
+struct Endpoint {
+  std::string host;     // the name we expect in the certificate (and send as SNI)
+  std::string address;  // IP literal, or the socket path when unix_socket
+  std::uint16_t port = 25;
+  bool unix_socket = false;
+  std::string describe() const;  // "mx.example.net[192.0.2.1]:25" or "unix:/path"
+};
+
+struct TransportOptions {
+  smtp::ClientConfig client;  // protocol, helo_name, AUTH credentials
+  bool implicit_tls = false;
+  bool starttls = true;               // ask for STARTTLS when offered (level may and above)
+  SSL_CTX* tls_context = nullptr;     // client context (verifies against a trust store)
+  std::chrono::milliseconds connect_timeout{30000};
+  std::chrono::milliseconds command_timeout{300000};
+};
+
+struct TlsOutcome {
+  bool encrypted = false;
+  bool verified = false;  // chain trusted and the name matched
+  std::string version;    // "TLSv1.3"
+  std::string cipher;
+  std::string verify_error;  // why not verified, with the names the certificate has
+  std::string describe() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "none"
+};
+
+struct TransportFailure {
+  std::string stage;  // "connect", "tls", "greeting", "ehlo", "starttls", "auth", "mail", ...
+  std::string detail;
+  std::optional<smtp::ServerReply> reply;  // the reply that failed it, if any
+  bool permanent() const { return reply && reply->code >= 500; }
+};
+
+class Connection {
+ public:
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Connects, reads the greeting, says EHLO/LHLO, does STARTTLS when offered and wanted and
+  // AUTH when credentials are set. The connection is then idle and ready for send().
+  static base::Expected<std::unique_ptr<Connection>, TransportFailure> open(
+      const Endpoint& endpoint, const TransportOptions& options);
+
+  // One transaction: the message content is streamed from its spool file. One result per
+  // recipient (in the order given) unless the connection failed.
+  base::Expected<std::vector<smtp::RecipientResult>, TransportFailure> send(
+      const queue::StoredMessage& message, std::span<const std::size_t> recipients);
+
+  void quit();  // QUIT (best effort, short deadline) and close
+  bool usable() const { return fd_ >= 0 && !failed_; }
+  const TlsOutcome& tls() const { return tls_; }
+  const Endpoint& endpoint() const { return endpoint_; }
+  const smtp::ServerCapabilities& capabilities() const { return session_.capabilities(); }
+  unsigned messages_sent() const { return messages_sent_; }
+  std::chrono::steady_clock::time_point last_used() const { return last_used_; }
+
+ private:
+  Connection(Endpoint endpoint, const TransportOptions& options);
+  base::Expected<base::Ok, TransportFailure> connect_socket();
+  base::Expected<base::Ok, TransportFailure> handshake();
+  // Writes the session's output, then reads until the session wants something other than
+  // input. Returns the event it stopped at.
+  base::Expected<smtp::ClientEvent, TransportFailure> pump(const char* stage);
+  base::Expected<base::Ok, TransportFailure> write_all(std::string_view bytes, const char* stage);
+  TransportFailure failure(const char* stage, std::string detail);
+  TransportFailure session_failure();
+
+  Endpoint endpoint_;
+  TransportOptions options_;
+  smtp::ClientSession session_;
+  int fd_ = -1;
+  SSL* ssl_ = nullptr;
+  bool failed_ = false;
+  TlsOutcome tls_;
+  unsigned messages_sent_ = 0;
+  std::chrono::steady_clock::time_point last_used_{};
+};
+
+}  // namespace delivery

@@ -1,0 +1,112 @@
+// tls_memory.cpp — see tls_memory.h.
+#include "delivery/tls_memory.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace delivery {
+namespace {
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+}  // namespace
+
+std::string_view seen_tls_name(SeenTls level) {
+  switch (level) {
+    case SeenTls::kNone:
+      return "none";
+    case SeenTls::kEncrypted:
+      return "encrypted";
+    case SeenTls::kVerified:
+      return "verified";
+  }
+  return "none";
+}
+
+TlsMemory::TlsMemory(std::string path) : path_(std::move(path)) {
+  std::ifstream in(path_);
+  std::string line;
+  long number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    std::istringstream fields(line);
+    std::string domain, level;
+    std::int64_t since = 0;
+    if (!(fields >> domain >> level >> since)) {
+      load_errors_ += path_ + ":" + std::to_string(number) + ": unreadable line ignored\n";
+      continue;
+    }
+    SeenTls seen = level == "verified"    ? SeenTls::kVerified
+                   : level == "encrypted" ? SeenTls::kEncrypted
+                                          : SeenTls::kNone;
+    domains_[lower(domain)] = {seen, since};
+  }
+}
+
+SeenTls TlsMemory::best(std::string_view domain) const {
+  std::lock_guard lock(mutex_);
+  auto it = domains_.find(lower(domain));
+  return it == domains_.end() ? SeenTls::kNone : it->second.first;
+}
+
+bool TlsMemory::record(std::string_view domain, SeenTls level, std::int64_t now_unix) {
+  if (level == SeenTls::kNone) return false;
+  std::lock_guard lock(mutex_);
+  auto& entry = domains_[lower(domain)];
+  if (entry.second != 0 && entry.first >= level) return false;
+  entry = {level, now_unix};
+  save();
+  return true;
+}
+
+bool TlsMemory::forget(std::string_view domain) {
+  std::lock_guard lock(mutex_);
+  if (domains_.erase(lower(domain)) == 0) return false;
+  save();
+  return true;
+}
+
+std::vector<std::pair<std::string, SeenTls>> TlsMemory::entries() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, SeenTls>> out;
+  for (const auto& [domain, entry] : domains_)
+    out.emplace_back(domain, entry.first);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void TlsMemory::save() const {
+  std::vector<std::string> lines;
+  for (const auto& [domain, entry] : domains_) {
+    lines.push_back(domain + " " + std::string(seen_tls_name(entry.first)) + " " +
+                    std::to_string(entry.second) + "\n");
+  }
+  std::sort(lines.begin(), lines.end());
+  std::string text;
+  for (const std::string& line : lines)
+    text += line;
+  std::string temporary = path_ + ".tmp";
+  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return;  // the memory still works for this process
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ok = ::fsync(fd) == 0 && ok;
+  ::close(fd);
+  if (ok) {
+    std::rename(temporary.c_str(), path_.c_str());
+  } else {
+    ::unlink(temporary.c_str());
+  }
+}
+
+}  // namespace delivery

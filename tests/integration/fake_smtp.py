@@ -1,0 +1,147 @@
+"""A scripted remote SMTP server on loopback, for the onward-delivery tests.
+
+It plays the next hop where a second smtpsd cannot: answering 4xx then 250, or 5xx, or
+offering no STARTTLS. Standard library only. Each RCPT address may have a script of
+replies (the last one repeats); everything received is recorded.
+
+    with FakeSmtp(cert=..., key=..., starttls=True, rcpt={"a@x": ["451 4.3.0 busy", "250 ok"]}) as remote:
+        remote.port, remote.messages, remote.connections
+"""
+
+import socket
+import ssl
+import threading
+
+
+class FakeSmtp:
+    def __init__(self, cert=None, key=None, starttls=True, rcpt=None, name="fake.test",
+                 dsn=False):
+        self.cert, self.key = cert, key
+        self.starttls = starttls and cert is not None
+        self.rcpt_script = dict(rcpt or {})
+        self.name = name
+        self.dsn = dsn
+        self.messages = []  # (mail_from, [rcpt accepted], data bytes, tls version or None)
+        self.connections = 0
+        self.rcpt_counts = {}
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running = False
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def set_starttls(self, offered):
+        with self.lock:
+            self.starttls = offered and self.cert is not None
+
+    def _accept(self):
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _reply_for(self, address):
+        with self.lock:
+            n = self.rcpt_counts.get(address, 0)
+            self.rcpt_counts[address] = n + 1
+            script = self.rcpt_script.get(address)
+        if not script:
+            return "250 2.1.5 ok"
+        return script[min(n, len(script) - 1)]
+
+    def _serve(self, conn):
+        conn.settimeout(30)
+        stream = conn
+        reader = stream.makefile("rb")
+        tls_version = None
+
+        def send(line):
+            stream.sendall(line.encode() + b"\r\n")
+
+        try:
+            send(f"220 {self.name} ESMTP fake")
+            mail_from, rcpts = None, []
+            while True:
+                line = reader.readline()
+                if not line:
+                    return
+                command = line.decode("utf-8", "replace").rstrip("\r\n")
+                verb = command.split(" ", 1)[0].upper()
+                if verb in ("EHLO", "LHLO"):
+                    with self.lock:
+                        offer = self.starttls and tls_version is None
+                    lines = [self.name, "PIPELINING", "8BITMIME", "SIZE 100000000",
+                             "ENHANCEDSTATUSCODES"]
+                    if self.dsn:
+                        lines.append("DSN")
+                    if offer:
+                        lines.append("STARTTLS")
+                    for i, text in enumerate(lines):
+                        send(("250 " if i == len(lines) - 1 else "250-") + text)
+                elif verb == "HELO":
+                    send(f"250 {self.name}")
+                elif verb == "STARTTLS" and self.starttls and tls_version is None:
+                    send("220 2.0.0 go ahead")
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                    context.load_cert_chain(self.cert, self.key)
+                    stream = context.wrap_socket(conn, server_side=True)
+                    reader = stream.makefile("rb")
+                    tls_version = stream.version()
+                elif verb == "MAIL":
+                    mail_from, rcpts = command[10:].split(">")[0].lstrip("<"), []
+                    send("250 2.1.0 ok")
+                elif verb == "RCPT":
+                    address = command[8:].split(">")[0].lstrip("<")
+                    reply = self._reply_for(address)
+                    if reply.startswith("2"):
+                        rcpts.append(address)
+                    send(reply)
+                elif verb == "DATA":
+                    if not rcpts:
+                        send("554 5.5.1 no valid recipients")
+                        continue
+                    send("354 go ahead")
+                    data = b""
+                    while not data.endswith(b"\r\n.\r\n") and data != b".\r\n":
+                        chunk = reader.readline()
+                        if not chunk:
+                            return
+                        data += chunk
+                    with self.lock:
+                        self.messages.append((mail_from, list(rcpts), data, tls_version))
+                    send("250 2.0.0 queued as FAKE%d" % len(self.messages))
+                elif verb == "RSET":
+                    mail_from, rcpts = None, []
+                    send("250 2.0.0 ok")
+                elif verb == "NOOP":
+                    send("250 2.0.0 ok")
+                elif verb == "QUIT":
+                    send("221 2.0.0 bye")
+                    return
+                else:
+                    send("502 5.5.2 not implemented")
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            try:
+                stream.close()
+            except OSError:
+                pass

@@ -1,0 +1,246 @@
+"""Onward delivery through a relay (smarthost): to a second smtpsd over verified TLS with
+connection reuse, retries after 4xx, DSNs after 5xx and after the queue lifetime, the TLS
+level of the relay, and the queue commands of smtpsctl against the running server.
+
+The remote is either a second smtpsd (harness.Server) or a scripted fake (fake_smtp.py)
+where a reply must be forced; both listen on loopback ports of their own.
+"""
+
+import email
+import os
+import subprocess
+import time
+import unittest
+
+from fake_smtp import FakeSmtp
+from harness import SMTPSD, ServerTestCase, make_message
+
+SMTPSCTL = os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
+
+
+def demo_password(server):
+    with open(os.path.join(server.dir, "demo.password")) as f:
+        return f.read().strip()
+
+
+def submit(server, recipients, subject="onward", message_id=None, body="Hello.\r\n"):
+    """Sends as demo@localhost through implicit TLS with AUTH; returns the queue id."""
+    client = server.smtps()
+    try:
+        client.login("demo@localhost", demo_password(server))
+        code, reply = client.mail("demo@localhost")
+        assert code == 250, reply
+        for rcpt in recipients:
+            code, reply = client.rcpt(rcpt)
+            assert code == 250, (rcpt, reply)
+        code, reply = client.data(make_message(subject=subject, message_id=message_id,
+                                               body=body, sender="demo@localhost",
+                                               to=recipients[0]))
+        assert code == 250, reply
+        return reply.decode().split()[-1]
+    finally:
+        client.quit()
+
+
+def delivery_toml(relay="", relay_tls="verify", ca_file="", retry=(1,), lifetime=None,
+                  extra=""):
+    lines = ["[queue]", "retry_schedule = [" + ", ".join(str(r) for r in retry) + "]"]
+    if lifetime is not None:
+        lines.append(f"max_lifetime = {lifetime}")
+    lines += ["", "[delivery]", "connect_timeout = 5", "command_timeout = 10"]
+    if relay:
+        lines += [f'relay = "{relay}"', f'relay_tls = "{relay_tls}"']
+    if ca_file:
+        lines.append(f'ca_file = "{ca_file}"')
+    return "\n".join(lines) + "\n" + extra + "\n"
+
+
+def dsn_parts(raw):
+    """(report fields text, whole message) of a DSN found in a Maildir file."""
+    message = email.message_from_bytes(raw)
+    assert message.get_content_type() == "multipart/report", message.get_content_type()
+    assert message.get_param("report-type") == "delivery-status"
+    status = [p for p in message.walk() if p.get_content_type() == "message/delivery-status"]
+    assert status, raw[:2000]
+    fields = "\n".join(str(block) for block in status[0].get_payload())
+    return fields, message
+
+
+class RelayToSecondServer(ServerTestCase):
+    def test_relayed_over_verified_starttls_on_reused_connections(self):
+        remote = self.new_server(domains=[("remote.test", ["bob"])])
+        remote.start()
+        local = self.new_server(extra_toml=delivery_toml(
+            relay=f"smtp://127.0.0.1:{remote.ports['smtp']}", ca_file=remote.ca))
+        local.start()
+        for i in range(6):
+            submit(local, ["bob@remote.test"], subject=f"relayed {i}",
+                   message_id=f"relay-{i}@test")
+        delivered = remote.wait_delivered(6, "bob@remote.test")
+        subjects = sorted(email.message_from_bytes(m)["Subject"] for m in delivered)
+        self.assertEqual(subjects, [f"relayed {i}" for i in range(6)])
+        # The hop's TLS is logged per recipient: version, cipher and a verified certificate.
+        local.wait_log(r"event=delivered id=\S+ rcpt=bob@remote.test to=relay "
+                       r"detail=\"relay=127.0.0.1:\d+ tls=TLSv1.3 \S+ verified")
+        # Connection reuse: fewer TLS sessions at the remote than messages.
+        sessions = remote.log().count("event=tls ")
+        self.assertLess(sessions, 6, remote.log()[-3000:])
+        # Nothing left in the local queue.
+        deadline = time.time() + 10
+        while local.spool_ids() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(local.spool_ids(), [])
+
+    def test_verify_refuses_a_relay_whose_certificate_the_ca_does_not_sign(self):
+        remote = self.new_server(domains=[("remote.test", ["bob"])])
+        remote.start()
+        # The local server trusts its own dev CA, which did not sign the remote's certificate.
+        local = self.new_server(extra_toml=delivery_toml(
+            relay=f"smtp://127.0.0.1:{remote.ports['smtp']}", ca_file="tls/ca.pem", retry=(60,)))
+        local.start()
+        submit(local, ["bob@remote.test"])
+        local.wait_log(r"event=deferred id=\S+ rcpt=bob@remote.test detail=.*does not verify")
+        self.assertEqual(remote.delivered("bob@remote.test"), [])
+        self.assertEqual(len(local.spool_ids()), 1)
+
+
+class RelayReplies(ServerTestCase):
+    def fake(self, server, **kwargs):
+        return FakeSmtp(cert=os.path.join(server.dir, "tls", "server-ecdsa.pem"),
+                        key=os.path.join(server.dir, "tls", "server-ecdsa.key"), **kwargs)
+
+    def test_4xx_is_retried_then_delivered(self):
+        local = self.new_server()
+        with self.fake(local, rcpt={"bob@remote.test": ["451 4.3.0 try later",
+                                                        "250 2.1.5 ok"]}) as remote:
+            local.extra_toml = delivery_toml(relay=f"smtp://127.0.0.1:{remote.port}",
+                                             ca_file="tls/ca.pem", retry=(1,))
+            local.write_config()
+            local.start()
+            submit(local, ["bob@remote.test"], message_id="retry@test")
+            local.wait_log(r"event=deferred id=\S+ rcpt=bob@remote.test .*451 4.3.0 try later")
+            local.wait_log(r"event=delivered id=\S+ rcpt=bob@remote.test", timeout=15)
+            self.assertEqual(len(remote.messages), 1)
+            self.assertIn(b"Message-ID: <retry@test>", remote.messages[0][2])
+            self.assertEqual(remote.messages[0][3], "TLSv1.3")
+            self.assertEqual(local.delivered("demo@localhost"), [])  # no DSN for a success
+
+    def test_5xx_sends_a_dsn_to_the_sender(self):
+        local = self.new_server()
+        with self.fake(local, rcpt={"gone@remote.test": ["550 5.1.1 no such user here"]}) as remote:
+            local.extra_toml = delivery_toml(relay=f"smtp://127.0.0.1:{remote.port}",
+                                             ca_file="tls/ca.pem")
+            local.write_config()
+            local.start()
+            submit(local, ["gone@remote.test", "fine@remote.test"], subject="bounce me",
+                   message_id="bounce@test")
+            dsn = local.wait_delivered(1, "demo@localhost")[0]
+            fields, message = dsn_parts(dsn)
+            self.assertIn("Action: failed", fields)
+            self.assertIn("Status: 5.1.1", fields)
+            self.assertIn("rfc822;gone@remote.test", fields.replace(" ", ""))
+            self.assertIn("550 5.1.1 no such user here", fields)
+            self.assertNotIn("fine@remote.test", fields)  # only the failed recipient
+            self.assertIn(b"Message-ID: <bounce@test>", dsn)  # the original comes back
+            self.assertEqual(message["Auto-Submitted"], "auto-replied")
+            self.assertTrue(dsn.startswith(b"Return-Path: <>"), dsn[:100])
+            # The good recipient was delivered in the same transaction.
+            self.assertEqual(len(remote.messages), 1)
+            self.assertEqual(remote.messages[0][1], ["fine@remote.test"])
+
+    def test_unreachable_past_the_lifetime_sends_a_failure_dsn(self):
+        local = self.new_server()
+        closed = FakeSmtp()  # bound, never accepting: then closed, so the port refuses
+        port = closed.port
+        closed.__exit__()
+        local.extra_toml = delivery_toml(relay=f"smtp://127.0.0.1:{port}", ca_file="tls/ca.pem",
+                                         retry=(1,), lifetime=3)
+        local.write_config()
+        local.start()
+        submit(local, ["bob@remote.test"], message_id="expire@test")
+        local.wait_log(r"event=deferred id=\S+ rcpt=bob@remote.test .*cannot connect")
+        dsn = local.wait_delivered(1, "demo@localhost", timeout=20)[0]
+        fields, _ = dsn_parts(dsn)
+        self.assertIn("Action: failed", fields)
+        self.assertRegex(fields, r"Status: 4\.\d\.\d")
+        local.wait_log(r"event=expired id=\S+ rcpt=bob@remote.test")
+
+    def test_encrypt_relay_without_starttls_is_deferred_not_sent(self):
+        local = self.new_server()
+        with self.fake(local, starttls=False) as remote:
+            local.extra_toml = delivery_toml(relay=f"smtp://127.0.0.1:{remote.port}",
+                                             relay_tls="encrypt", retry=(60,))
+            local.write_config()
+            local.start()
+            submit(local, ["bob@remote.test"])
+            local.wait_log(r"event=deferred id=\S+ rcpt=bob@remote.test detail=.*TLS is required "
+                           r"\(policy encrypt\) but 127.0.0.1:\d+ did not offer STARTTLS")
+            self.assertEqual(remote.messages, [])
+
+
+class QueueCommands(ServerTestCase):
+    def smtpsctl(self, server, *args):
+        return subprocess.run([SMTPSCTL, *args, "--config", server.config_path],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+
+    def test_list_show_hold_release_flush_delete(self):
+        local = self.new_server()
+        with FakeSmtp(rcpt={"bob@remote.test": ["451 4.3.0 later", "451 4.3.0 later",
+                                                "250 2.1.5 ok"]}) as remote:
+            local.extra_toml = delivery_toml(relay=f"smtp://127.0.0.1:{remote.port}",
+                                             relay_tls="may", retry=(3600,))
+            local.write_config()
+            local.start()
+            kept = submit(local, ["bob@remote.test"], subject="kept")
+            dropped = submit(local, ["carol@remote.test"], subject="dropped")
+            remote.rcpt_script["carol@remote.test"] = ["451 4.3.0 later"]
+            local.wait_log(r"event=retry id=" + kept)
+            local.wait_log(r"event=retry id=" + dropped)
+
+            listed = self.smtpsctl(local, "queue", "list")
+            self.assertEqual(listed.returncode, 0, listed.stderr)
+            out = listed.stdout.decode()
+            self.assertIn("ID STATE AGE_SECONDS SIZE ATTEMPTS SENDER", out)
+            self.assertRegex(out, kept + r" deferred \d+ \d+ 1 <demo@localhost>")
+
+            shown = self.smtpsctl(local, "queue", "show", kept).stdout.decode()
+            self.assertIn("recipient: <bob@remote.test> pending: ", shown)
+            self.assertIn("451 4.3.0 later", shown)
+
+            self.assertEqual(self.smtpsctl(local, "queue", "hold", kept).returncode, 0)
+            self.assertIn(f"{kept} held", self.smtpsctl(local, "queue", "list").stdout.decode())
+            flushed = self.smtpsctl(local, "queue", "flush").stdout.decode()
+            self.assertIn("flushed 1 ", flushed)  # the held one is not flushed
+
+            deleted = self.smtpsctl(local, "queue", "delete", dropped)
+            self.assertEqual(deleted.returncode, 0, deleted.stderr)
+            self.assertNotIn(dropped, local.spool_ids())
+
+            # A hold outlives a restart.
+            local.stop()
+            local.start()
+            self.assertIn(f"{kept} held", self.smtpsctl(local, "queue", "list").stdout.decode())
+            self.assertEqual(self.smtpsctl(local, "queue", "release", kept).returncode, 0)
+            local.wait_log(r"event=deferred id=" + kept + r".*451", timeout=10)
+            self.smtpsctl(local, "queue", "flush")
+            local.wait_log(r"event=delivered id=" + kept, timeout=10)
+            self.assertEqual(self.smtpsctl(local, "queue", "list").stdout.decode(),
+                             "queue is empty\n")
+            self.assertEqual(local.delivered("demo@localhost"), [])  # deleted: no DSN
+
+    def test_bad_queue_commands_say_what_is_wrong(self):
+        local = self.new_server()
+        local.start()
+        missing = self.smtpsctl(local, "queue", "show", "0123456789ABCDEF0000")
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn(b"no message 0123456789ABCDEF0000 in the queue", missing.stderr)
+        bad = self.smtpsctl(local, "queue", "delete", "../../etc/passwd")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn(b"is not a queue id", bad.stderr)
+        usage = subprocess.run([SMTPSCTL, "queue", "hold"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+        self.assertEqual(usage.returncode, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
