@@ -274,8 +274,7 @@ void Scheduler::attempt(const std::string& id) {
   std::vector<DeliveryResult> results;
   if (!pending.empty() && !stopping_) {
     results = deliver_(message, pending);
-    results.resize(pending.size(), DeliveryResult{DeliveryStatus::kTransient,
-                                                  "deliverer gave no result", "", "", "", ""});
+    results.resize(pending.size(), DeliveryResult{DeliveryStatus::kTransient, "deliverer gave no result"});
   }
 
   const std::int64_t now = unix_now();

@@ -33,6 +33,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "queue/spool.h"
@@ -46,6 +47,14 @@ enum class DeliveryStatus {
 };
 
 struct DeliveryResult {
+  DeliveryResult() = default;
+  DeliveryResult(DeliveryStatus status_in, std::string detail_in, std::string transport_in = {},
+                 std::string enhanced_in = {})
+      : status(status_in),
+        detail(std::move(detail_in)),
+        transport(std::move(transport_in)),
+        enhanced(std::move(enhanced_in)) {}
+
   DeliveryStatus status = DeliveryStatus::kTransient;
   std::string detail;     // for the log: where it went, or why not
   std::string transport;  // for the log ("maildir", "lmtp", "smtp", "relay"), may be empty
