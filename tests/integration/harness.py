@@ -215,7 +215,8 @@ class ServerTestCase(unittest.TestCase):
     """Gives each test a fresh directory (kept when the test fails)."""
 
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix=f"smtpsd-{self.id().split('.')[-1]}-")
+        # Short: the control socket path under it must fit sun_path (108 octets).
+        self.tmp = tempfile.mkdtemp(prefix=f"smtpsd-{self.id().split('.')[-1][:32]}-")
         self.servers = []
 
     def new_server(self, **kwargs):
