@@ -93,6 +93,16 @@ std::string lower(std::string_view text) {
   return result;
 }
 
+// text for a log line or DSN: at most 255 bytes, control and non-ASCII bytes as '?'.
+std::string printable(std::string_view text) {
+  std::string result(text.substr(0, 255));
+  for (char& ch : result) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c >= 0x7F) ch = '?';
+  }
+  return result;
+}
+
 // A host name as DNS can carry it in a query: LDH labels (and '_', seen in the wild), each
 // 1..63 octets, 253 in all. Non-ASCII (a U-label) is refused: IDNA is the caller's.
 bool is_valid_name(std::string_view name) {
@@ -284,13 +294,33 @@ struct MxResolver::Channel {
   }
 
   void query(const std::string& name, int type, QueryResult* result) {
+    in_flight.push_back(result);
     ares_query(channel, name.c_str(), ns_c_in, type, on_reply, result);
   }
 
   // Runs until every query has called back, or until deadline: then the rest are cancelled
   // (their callbacks see ARES_ECANCELLED) and false is returned.
   bool run(Clock::time_point deadline) {
-    for (;;) {
+    bool in_time = drive(deadline);
+    in_flight.clear();
+    return in_time;
+  }
+
+ private:
+  std::vector<QueryResult*> in_flight;  // of this round; every one is done when run() returns
+
+  bool all_done() const {
+    return std::all_of(in_flight.begin(), in_flight.end(),
+                       [](const QueryResult* result) { return result->done; });
+  }
+
+  bool drive(Clock::time_point deadline) {
+    while (!all_done()) {
+      auto now = Clock::now();
+      if (now >= deadline) {
+        ares_cancel(channel);
+        return false;
+      }
       std::array<ares_socket_t, ARES_GETSOCK_MAXNUM> sockets{};
       int bits = ares_getsock(channel, sockets.data(), ARES_GETSOCK_MAXNUM);
       std::array<pollfd, ARES_GETSOCK_MAXNUM> fds{};
@@ -303,17 +333,10 @@ struct MxResolver::Channel {
       }
       timeval limit{};
       timeval wait{};
-      timeval* next = ares_timeout(channel, nullptr, &wait);
-      if (count == 0 && next == nullptr) return true;  // nothing in flight
-      auto now = Clock::now();
-      if (now >= deadline) {
-        ares_cancel(channel);
-        return false;
-      }
       auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - now);
       limit.tv_sec = static_cast<time_t>(left.count() / 1000000);
       limit.tv_usec = static_cast<suseconds_t>(left.count() % 1000000);
-      next = ares_timeout(channel, &limit, &wait);
+      timeval* next = ares_timeout(channel, &limit, &wait);
       int milliseconds =
           static_cast<int>(next->tv_sec * 1000 + (next->tv_usec + 999) / 1000);  // round up
       int ready = ::poll(fds.data(), count, milliseconds);
@@ -335,6 +358,7 @@ struct MxResolver::Channel {
         ares_process_fd(channel, readable, writable);
       }
     }
+    return true;
   }
 };
 
@@ -429,7 +453,7 @@ MxAnswer MxResolver::resolve(std::string_view domain_text) {
     std::string address = domain_literal_address(domain_text);
     if (address.empty()) {
       answer.status = MxStatus::kNoDomain;
-      answer.detail = "invalid address literal " + std::string(domain_text) + " (RFC 5321 §4.1.3)";
+      answer.detail = "invalid address literal " + printable(domain_text) + " (RFC 5321 §4.1.3)";
       return answer;
     }
     return single_address(domain_text, address);
@@ -437,7 +461,7 @@ MxAnswer MxResolver::resolve(std::string_view domain_text) {
   std::string domain = lower(strip_final_dot(domain_text));
   if (!is_valid_name(domain)) {
     answer.status = MxStatus::kNoDomain;
-    answer.detail = "invalid domain name \"" + std::string(domain_text) + "\"";
+    answer.detail = "invalid domain name \"" + printable(domain_text) + "\"";
     return answer;
   }
 
@@ -494,7 +518,7 @@ MxAnswer MxResolver::resolve(std::string_view domain_text) {
         continue;
       }
       if (!is_valid_name(host)) {
-        notes.push_back("MX \"" + host + "\" is not a valid host name: skipped");
+        notes.push_back("MX \"" + printable(host) + "\" is not a valid host name: skipped");
         continue;
       }
       auto [where, inserted] = best.emplace(host, record.preference);
@@ -590,7 +614,7 @@ MxAnswer MxResolver::resolve_host(std::string_view host_text) {
     std::string address = domain_literal_address(host_text);
     if (address.empty()) {
       answer.status = MxStatus::kNoDomain;
-      answer.detail = "invalid address literal " + std::string(host_text) + " (RFC 5321 §4.1.3)";
+      answer.detail = "invalid address literal " + printable(host_text) + " (RFC 5321 §4.1.3)";
       return answer;
     }
     return single_address(host_text, address);
@@ -601,7 +625,7 @@ MxAnswer MxResolver::resolve_host(std::string_view host_text) {
   std::string host = lower(strip_final_dot(host_text));
   if (!is_valid_name(host)) {
     answer.status = MxStatus::kNoDomain;
-    answer.detail = "invalid host name \"" + std::string(host_text) + "\"";
+    answer.detail = "invalid host name \"" + printable(host_text) + "\"";
     return answer;
   }
   ChannelLease channel = lease();

@@ -520,6 +520,10 @@ TEST(MxResolverNoServer, InvalidNamesArePermanentWithoutAQuery) {
     EXPECT_EQ(answer.status, MxStatus::kNoDomain) << bad << ": " << answer.detail;
     EXPECT_EQ(resolver->resolve_host(bad).status, MxStatus::kNoDomain) << bad;
   }
+  // The detail goes into logs and DSNs: no line break from a peer's text gets there.
+  MxAnswer injected = resolver->resolve("a.test\r\nX-Injected: 1");
+  EXPECT_EQ(injected.status, MxStatus::kNoDomain);
+  EXPECT_EQ(injected.detail.find_first_of("\r\n"), std::string::npos) << injected.detail;
 }
 
 TEST(MxResolverNoServer, CreateRefusesBadOptions) {
