@@ -1,4 +1,4 @@
-// dot_stuffing.cpp — the DATA body decoder (RFC 5321 §4.1.1.4, §4.5.2).
+// dot_stuffing.cpp — the DATA body decoder and encoder (RFC 5321 §4.1.1.4, §4.5.2).
 //
 // RFC 5321 §4.5.2: "When a line of mail text is received by the SMTP server, it checks the
 // line. If the line is composed of a single period, it is treated as the end of mail
@@ -139,6 +139,78 @@ std::size_t DotUnstuffer::decode(std::string_view input, std::string& out, std::
     }
   }
   return pos;
+}
+
+// RFC 5321 §4.5.2: "Before sending a line of mail text, the SMTP client checks the first
+// character of the line. If it is a period, one additional period is inserted at the
+// beginning of the line."
+void DotStuffer::reset() {
+  state_ = State::kLineStart;
+  bare_line_endings_ = 0;
+}
+
+void DotStuffer::encode(std::string_view input, std::string& out) {
+  std::size_t pos = 0;
+  while (pos < input.size()) {
+    const char c = input[pos];
+    switch (state_) {
+      case State::kCr:
+        if (c == '\n') {
+          out.push_back('\n');
+          ++pos;
+        } else {
+          // A bare CR: complete it to CRLF; the octet starts a new line (reprocessed).
+          out.push_back('\n');
+          ++bare_line_endings_;
+        }
+        state_ = State::kLineStart;
+        break;
+      case State::kLineStart:
+        if (c == '.') {
+          out.append("..");
+          ++pos;
+          state_ = State::kInLine;
+          break;
+        }
+        state_ = State::kInLine;  // same octet again, as line content
+        break;
+      case State::kInLine: {
+        // Fast path: copy the run up to the next CR or LF at once.
+        std::size_t end = pos;
+        while (end < input.size() && input[end] != '\r' && input[end] != '\n')
+          ++end;
+        out.append(input.data() + pos, end - pos);
+        pos = end;
+        if (pos == input.size()) break;
+        if (input[pos] == '\r') {
+          out.push_back('\r');
+          state_ = State::kCr;
+        } else {
+          out.append("\r\n");  // a bare LF
+          ++bare_line_endings_;
+          state_ = State::kLineStart;
+        }
+        ++pos;
+        break;
+      }
+    }
+  }
+}
+
+void DotStuffer::finish(std::string& out) {
+  switch (state_) {
+    case State::kCr:
+      out.push_back('\n');  // the content ended with a bare CR
+      ++bare_line_endings_;
+      break;
+    case State::kInLine:
+      out.append("\r\n");  // the last line had no line ending
+      break;
+    case State::kLineStart:
+      break;
+  }
+  out.append(".\r\n");
+  state_ = State::kLineStart;
 }
 
 }  // namespace smtp

@@ -1,7 +1,8 @@
-// dot_stuffing.h — streaming decoder for the DATA body of RFC 5321 §4.1.1.4 / §4.5.2:
-// removes the transparency dot and finds the end-of-data indicator CRLF "." CRLF.
+// dot_stuffing.h — the DATA body of RFC 5321 §4.1.1.4 / §4.5.2 in both directions:
+// DotUnstuffer (server side) removes the transparency dot and finds the end-of-data
+// indicator CRLF "." CRLF; DotStuffer (client side) adds the dot and writes the indicator.
 //
-// Invariants:
+// DotUnstuffer invariants:
 // - Only the exact octets CR LF "." CR LF end the data (the CRLF before the dot may be the
 //   one that ended the DATA command). "\n.\n", "\r.\r", "\n.\r\n" and "\r\n.\n" never do:
 //   reading those as an end is the SMTP smuggling bug of 2023.
@@ -11,6 +12,18 @@
 //   normalize_bare_line_endings, written as CRLF. A line that starts after a bare line
 //   ending is never the start of a terminator.
 // Usable by the client side as well (e.g. to read a body back in tests).
+//
+// DotStuffer invariants:
+// - Its output never holds a bare CR or a bare LF: each one in the content is written as
+//   CRLF (counted in bare_line_endings()). Sending them as is would let a lenient next hop
+//   read "\n.\r\n" in a body as the end of data (SMTP smuggling, 2023); our spool holds
+//   CRLF text, so this only ever changes a damaged message.
+// - Every line that starts with "." gets one more "." (§4.5.2), wherever the content is
+//   split between encode() calls (a "." right after a CRLF that ended the previous piece
+//   is still doubled): decoding the output with DotUnstuffer gives back the content.
+// - finish() ends the last line with CRLF if the content did not, then writes "." CRLF,
+//   so the output ends with exactly one end-of-data indicator and holds no other.
+// - Line length is not limited here (§4.5.3.1.6's 1000 octets is the spool's concern).
 #pragma once
 
 #include <cstddef>
@@ -66,6 +79,30 @@ class DotUnstuffer {
   bool saw_bare_lf_ = false;
   bool line_too_long_ = false;
   std::size_t line_length_ = 0;
+};
+
+// Streaming encoder for the client side of DATA. The state starts at the beginning of a
+// line (just after the DATA command's 354 reply).
+class DotStuffer {
+ public:
+  // Back to the start of a body.
+  void reset();
+  // Appends the stuffed form of input to out (at most 2 * input.size() + 1 octets).
+  void encode(std::string_view input, std::string& out);
+  // Appends the end of the body: CRLF if the last line is open, then "." CRLF. The state
+  // is back at the start of a line; bare_line_endings() keeps its count until reset().
+  void finish(std::string& out);
+  // Bare CR or LF octets of the content written as CRLF since the last reset().
+  std::size_t bare_line_endings() const { return bare_line_endings_; }
+
+ private:
+  enum class State {
+    kLineStart,  // at the start of a line: a '.' is doubled
+    kInLine,     // inside a line
+    kCr,         // wrote a CR; an LF completes the pair, anything else makes it bare
+  };
+  State state_ = State::kLineStart;
+  std::size_t bare_line_endings_ = 0;
 };
 
 }  // namespace smtp

@@ -98,6 +98,11 @@ struct SessionLimits {
   unsigned max_errors = 10;                            // 421 4.7.0 and close after this many
   bool normalize_bare_line_endings = false;  // opt-in leniency: turn bare CR/LF in DATA into CRLF
                                              // instead of refusing the message
+  // RFC 5321 §6.3 loop detection: a message whose header section already has this many
+  // "Received:" fields (ours would be one more) gets 554 5.4.6 at the end of its data and
+  // is not stored; 0 turns the check off. XXX: §6.3 says a threshold "SHOULD" normally be
+  // "at least 100"; 50 follows Postfix's hopcount_limit, and real paths stay far below.
+  std::size_t max_received_headers = 50;
 };
 
 struct SessionConfig {
@@ -139,7 +144,7 @@ enum class Action {
   kMessageData,
   kMessageEnd,
   kClose,
-  // The session refused the message being stored (size, bare CR/LF, line length, peer
+  // The session refused the message being stored (size, bare CR/LF, line length, mail loop, peer
   // gone, RSET during BDAT, timeout...): discard the spool file, call nothing back.
   kMessageAbort,
   // The client sent a SASL message (AUTH command or a response to a 334): see "AUTH" at

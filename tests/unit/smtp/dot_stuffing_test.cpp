@@ -1,5 +1,7 @@
 // dot_stuffing_test.cpp — the DATA decoder: unstuffing, the only terminator CRLF.CRLF
-// (split at every position), smuggling sequences, bare CR/LF, line limits, bounded output.
+// (split at every position), smuggling sequences, bare CR/LF, line limits, bounded output;
+// and the encoder: stuffing at every split, bare CR/LF written as CRLF, the final dot line,
+// and decoding what it wrote gives the content back.
 #include "smtp/dot_stuffing.h"
 
 #include <gtest/gtest.h>
@@ -195,6 +197,96 @@ TEST(DotUnstufferTest, ResetStartsANewBody) {
   decoder.decode(".\r\n", body, 1000);
   EXPECT_TRUE(decoder.finished());
   EXPECT_EQ(body, "");
+}
+
+// ---- DotStuffer (the client side) -------------------------------------------------------
+
+// Encodes content in pieces of `piece` octets (0: whole) and finishes the body.
+std::string stuff(std::string_view content, std::size_t piece = 0, std::size_t* bare = nullptr) {
+  DotStuffer stuffer;
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < content.size()) {
+    std::size_t size = piece == 0 ? content.size() : std::min(piece, content.size() - pos);
+    stuffer.encode(content.substr(pos, size), out);
+    pos += size;
+  }
+  stuffer.finish(out);
+  if (bare != nullptr) *bare = stuffer.bare_line_endings();
+  return out;
+}
+
+TEST(DotStufferTest, LeadingDotsAreDoubled) {
+  EXPECT_EQ(stuff(".hidden\r\n..\r\na.b\r\n.\r\n"), "..hidden\r\n...\r\na.b\r\n..\r\n.\r\n");
+}
+
+TEST(DotStufferTest, EmptyContentIsTheDotLineOnly) {
+  EXPECT_EQ(stuff(""), ".\r\n");
+}
+
+TEST(DotStufferTest, FirstLineIsALineStart) {
+  EXPECT_EQ(stuff(".x"), "..x\r\n.\r\n");
+}
+
+TEST(DotStufferTest, OpenLastLineGetsCrlf) {
+  EXPECT_EQ(stuff("a\r\nb"), "a\r\nb\r\n.\r\n");
+  EXPECT_EQ(stuff("a\r\n"), "a\r\n.\r\n");
+}
+
+TEST(DotStufferTest, BareLineEndingsBecomeCrlf) {
+  std::size_t bare = 0;
+  // The smuggling sequence "\n.\r\n" must reach the wire as a stuffed line, never as an
+  // end of data a lenient server could see.
+  EXPECT_EQ(stuff("a\n.\r\nMAIL FROM:<x@y>\r\n", 0, &bare), "a\r\n..\r\nMAIL FROM:<x@y>\r\n.\r\n");
+  EXPECT_EQ(bare, 1u);
+  EXPECT_EQ(stuff("a\r.\rb\r", 0, &bare), "a\r\n..\r\nb\r\n.\r\n");
+  EXPECT_EQ(bare, 3u);
+  EXPECT_EQ(stuff("\n\r\r\n", 0, &bare), "\r\n\r\n\r\n.\r\n");
+  EXPECT_EQ(bare, 2u);
+}
+
+TEST(DotStufferTest, EverySplitGivesTheSameOutput) {
+  const std::string content = ".a\r\n.\r\n\r\n..b\rc\n.d\r\n.";
+  const std::string reference = stuff(content);
+  EXPECT_EQ(reference, "..a\r\n..\r\n\r\n...b\r\nc\r\n..d\r\n..\r\n.\r\n");
+  for (std::size_t piece = 1; piece <= content.size(); ++piece)
+    EXPECT_EQ(stuff(content, piece), reference) << piece;
+  // Two pieces split at every position.
+  for (std::size_t split = 0; split <= content.size(); ++split) {
+    DotStuffer stuffer;
+    std::string out;
+    stuffer.encode(std::string_view(content).substr(0, split), out);
+    stuffer.encode(std::string_view(content).substr(split), out);
+    stuffer.finish(out);
+    EXPECT_EQ(out, reference) << split;
+  }
+}
+
+TEST(DotStufferTest, DecodingTheOutputGivesTheContentBack) {
+  for (std::string_view content :
+       {"Subject: x\r\n\r\nbody\r\n", ".\r\n", "..\r\n.\r\n.", "\r\n.\r\n", "x"}) {
+    const std::string wire = stuff(content);
+    Decoded d = decode_both(wire);
+    EXPECT_TRUE(d.finished) << content;
+    EXPECT_EQ(d.consumed, wire.size()) << content;
+    std::string expected(content);
+    if (!expected.empty() && !expected.ends_with("\r\n")) expected += "\r\n";
+    EXPECT_EQ(d.body, expected) << content;
+    EXPECT_FALSE(d.bare_cr || d.bare_lf) << content;
+  }
+}
+
+TEST(DotStufferTest, ResetStartsANewBody) {
+  DotStuffer stuffer;
+  std::string out;
+  stuffer.encode("a\nb", out);
+  EXPECT_EQ(stuffer.bare_line_endings(), 1u);
+  stuffer.reset();
+  EXPECT_EQ(stuffer.bare_line_endings(), 0u);
+  out.clear();
+  stuffer.encode(".", out);
+  stuffer.finish(out);
+  EXPECT_EQ(out, "..\r\n.\r\n");
 }
 
 }  // namespace

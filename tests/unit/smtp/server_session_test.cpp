@@ -803,6 +803,131 @@ TEST_P(SessionTest, BdatPipelined) {
   EXPECT_EQ(host().messages[0], "\x00\x01\x02\r\r"s);
 }
 
+// ---- mail loops (RFC 5321 §6.3) ---------------------------------------------------------
+
+// A header section with `count` Received fields among others, in several spellings, a
+// folded field whose continuation line mentions Received, and Received lines in the body.
+std::string message_with_received(std::size_t count) {
+  static constexpr std::string_view kSpellings[] = {"Received: from a.example by b.example\r\n",
+                                                    "received:from c.example\r\n",
+                                                    "RECEIVED \t: by d.example\r\n"};
+  std::string message = "X-Received: not a trace field\r\nSubject: folded\r\n";
+  message += " Received: a continuation line\r\n\tReceived: another one\r\n";
+  for (std::size_t i = 0; i < count; ++i) {
+    message += kSpellings[i % 3];
+    message += "\tid Q";
+    message += std::to_string(i);
+    message += "; Tue, 14 Nov 2023 22:13:20 +0000\r\n";
+  }
+  message += "Receivedx: no colon\r\nReceive: too short\r\n\r\n";
+  for (int i = 0; i < 10; ++i)
+    message += "Received: in the body, which does not count\r\n";
+  return message;
+}
+
+TEST_P(SessionTest, ReceivedFieldsBelowTheLimitAreAccepted) {
+  config_.limits.max_received_headers = 3;
+  start();
+  ehlo_mail_rcpt();
+  const std::string message = message_with_received(2);
+  auto replies = exchange("DATA\r\n" + message + ".\r\n");
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(replies[1], "250 2.0.0 Ok: queued as Q1");
+  ASSERT_EQ(host().messages.size(), 1u);
+  EXPECT_EQ(host().messages[0], message);
+  // The count starts again with each message.
+  ehlo_mail_rcpt();
+  EXPECT_EQ(exchange("DATA\r\n" + message + ".\r\n").back(), "250 2.0.0 Ok: queued as Q2");
+}
+
+TEST_P(SessionTest, ReceivedFieldsAtTheLimitAreRefused) {
+  config_.limits.max_received_headers = 3;
+  start();
+  ehlo_mail_rcpt();
+  auto replies = exchange("DATA\r\n" + message_with_received(3) + ".\r\n");
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(replies[1], "554 5.4.6 Too many Received headers (3): mail loop?");
+  EXPECT_EQ(host().aborts, 1);
+  EXPECT_TRUE(host().messages.empty());
+  EXPECT_FALSE(host().closed);
+  // The reply names every Received field of the header section, not just the limit.
+  ehlo_mail_rcpt();
+  EXPECT_EQ(exchange("DATA\r\n" + message_with_received(7) + ".\r\n").back(),
+            "554 5.4.6 Too many Received headers (7): mail loop?");
+  // The transaction is over; the session goes on.
+  EXPECT_EQ(reply("RCPT TO:<b@mx.example>\r\n"), "503 5.5.1 Error: need MAIL command");
+  ehlo_mail_rcpt();
+  EXPECT_EQ(exchange("DATA\r\nReceived: x\r\n\r\nbody\r\n.\r\n").back(),
+            "250 2.0.0 Ok: queued as Q1");
+}
+
+TEST_P(SessionTest, ReceivedFieldsAreCountedAcrossEverySplit) {
+  config_.limits.max_received_headers = 3;
+  for (std::size_t count : {2u, 3u}) {
+    const std::string stream =
+        "EHLO c\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<b@mx.example>\r\nDATA\r\n" +
+        message_with_received(count) + ".\r\nQUIT\r\n";
+    const std::vector<int> expected = {220, 250, 250, 250, 354, count < 3 ? 250 : 554, 221};
+    for (std::size_t split = 0; split <= stream.size(); ++split) {
+      FakeHost split_host(config_);
+      split_host.start();
+      split_host.send(std::string_view(stream).substr(0, split));
+      split_host.send(std::string_view(stream).substr(split));
+      EXPECT_EQ(split_host.codes(), expected) << count << " split at " << split;
+    }
+  }
+}
+
+TEST_P(SessionTest, ReceivedFieldsInBdatChunks) {
+  config_.limits.max_received_headers = 2;
+  start();
+  ehlo_mail_rcpt();
+  // The field name is split across chunks; a Received line in the body does not count.
+  EXPECT_EQ(reply("BDAT 4\r\nRece"), "250 2.0.0 4 octets received");
+  EXPECT_EQ(reply("BDAT 27 LAST\r\nived: a\r\n\r\nReceived: body\r\n"),
+            "250 2.0.0 Ok: queued as Q1");
+  ehlo_mail_rcpt();
+  EXPECT_EQ(reply("BDAT 4\r\nRece"), "250 2.0.0 4 octets received");
+  EXPECT_EQ(reply("BDAT 20\r\nived: a\r\nreceived: b"),
+            "554 5.4.6 Too many Received headers (2): mail loop?");
+  EXPECT_EQ(host().aborts, 1);
+  EXPECT_EQ(reply("BDAT 2 LAST\r\n\r\n"), "503 5.5.1 Error: need MAIL command");
+  ASSERT_EQ(host().messages.size(), 1u);
+  EXPECT_FALSE(host().closed);
+}
+
+TEST_P(SessionTest, ReceivedLimitZeroDisablesTheCheck) {
+  config_.limits.max_received_headers = 0;
+  start();
+  ehlo_mail_rcpt();
+  EXPECT_EQ(exchange("DATA\r\n" + message_with_received(200) + ".\r\n").back(),
+            "250 2.0.0 Ok: queued as Q1");
+}
+
+TEST_P(SessionTest, ReceivedDefaultLimitIsFifty) {
+  EXPECT_EQ(config_.limits.max_received_headers, 50u);
+  start();
+  ehlo_mail_rcpt();
+  EXPECT_EQ(exchange("DATA\r\n" + message_with_received(49) + ".\r\n").back(),
+            "250 2.0.0 Ok: queued as Q1");
+  ehlo_mail_rcpt();
+  EXPECT_EQ(exchange("DATA\r\n" + message_with_received(50) + ".\r\n").back(),
+            "554 5.4.6 Too many Received headers (50): mail loop?");
+}
+
+TEST_P(SessionTest, ReceivedFieldsWithoutABody) {
+  config_.limits.max_received_headers = 2;
+  start();
+  ehlo_mail_rcpt();
+  // No empty line: the whole message is a header section.
+  EXPECT_EQ(exchange("DATA\r\nReceived: a\r\nReceived: b\r\n.\r\n").back(),
+            "554 5.4.6 Too many Received headers (2): mail loop?");
+  // A message that starts with the empty line has no header fields at all.
+  ehlo_mail_rcpt();
+  EXPECT_EQ(exchange("DATA\r\n\r\nReceived: a\r\nReceived: b\r\n.\r\n").back(),
+            "250 2.0.0 Ok: queued as Q1");
+}
+
 // ---- host failures ----------------------------------------------------------------------
 
 TEST_P(SessionTest, SpoolOpenFailureReplacesThe354) {

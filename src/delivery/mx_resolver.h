@@ -1,0 +1,99 @@
+// mx_resolver.h — where to deliver a domain's mail: MX lookup for direct delivery, with c-ares.
+//
+// RFC 5321 §5.1: look up the domain's MX records and try their hosts in order of preference,
+// hosts of equal preference in random order; with no MX record at all, the domain itself is
+// the one implicit MX (its A/AAAA). RFC 7505: a single MX "." with preference 0 (null MX)
+// says the domain accepts no mail, which is permanent (5.1.10). RFC 5321 §4.1.3: a domain
+// literal "[192.0.2.1]" / "[IPv6:2001:db8::1]" names its host directly, without DNS.
+// Invariants: only DNS is asked (not /etc/hosts, no search domains, no HOSTALIASES), every
+// call ends by its deadline, and the answer says whether to retry (kTemporary) or bounce
+// (kNullMx, kNoDomain). An MX exchange must be a host name: an IP address there is refused
+// (§5.1 "MUST NOT be an IP literal"). Targets and addresses are bounded (kMaxMxTargets,
+// kMaxAddressesPerTarget) so that a hostile zone cannot make one delivery try a thousand
+// hosts. Names must already be A-labels (IDNA conversion is the caller's).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/expected.h"
+
+namespace delivery {
+
+struct MxTarget {
+  std::string host;  // MX exchange name (or the domain itself for the implicit MX)
+  unsigned preference = 0;
+  std::vector<std::string> addresses;  // IP literals ("192.0.2.1", "::1"), IPv6 first; empty if
+                                       // the host has none
+  bool implicit = false;               // no MX record: the domain's own A/AAAA (RFC 5321 §5.1)
+};
+
+enum class MxStatus {
+  kOk,         // targets sorted by preference (equal preferences shuffled, §5.1)
+  kNullMx,     // a single MX "." (RFC 7505): the domain accepts no mail -> permanent 5.1.10
+  kNoDomain,   // NXDOMAIN, or no MX and no A/AAAA, or no usable MX: permanent
+  kTemporary,  // SERVFAIL, timeout, refused, resolver error: retry later
+};
+
+// "ok", "null-mx", "no-domain", "temporary" (for log lines).
+std::string_view to_string(MxStatus status);
+
+struct MxAnswer {
+  MxStatus status = MxStatus::kTemporary;
+  std::vector<MxTarget> targets;
+  std::string detail;  // in words for logs and DSNs: "no MX or A/AAAA record for example.net"
+};
+
+struct ResolverOptions {
+  std::string servers;  // c-ares CSV "127.0.0.1:5353,[::1]:53"; empty: /etc/resolv.conf
+  // Per attempt, as in resolv.conf; c-ares doubles it on each round of retries.
+  std::chrono::milliseconds timeout{5000};
+  unsigned tries = 2;
+};
+
+// At most this many MX targets (the best preferences) and addresses per target.
+inline constexpr std::size_t kMaxMxTargets = 10;
+inline constexpr std::size_t kMaxAddressesPerTarget = 8;
+
+class MxResolver {
+ public:
+  // Fails on options c-ares refuses (a malformed servers list, zero tries or timeout) or
+  // when the channel cannot be set up (no usable /etc/resolv.conf and no servers).
+  static base::Expected<std::unique_ptr<MxResolver>, std::string> create(
+      const ResolverOptions& options);
+  ~MxResolver();
+  MxResolver(const MxResolver&) = delete;
+  MxResolver& operator=(const MxResolver&) = delete;
+
+  // Blocking (drives c-ares with poll() until done or the deadline); safe to call from
+  // several delivery worker threads at once (each call takes its own c-ares channel). The
+  // whole call, MX and then address lookups, ends within deadline() even if the server
+  // never answers. A domain literal "[192.0.2.1]" / "[IPv6:::1]" (RFC 5321 §4.1.3) gives
+  // one target with that address and no DNS query. A trailing dot is accepted.
+  MxAnswer resolve(std::string_view domain);
+  // A/AAAA of one host name (used for a smarthost name too): one target, preference 0.
+  // An IP address, bare or as a domain literal, is returned as is without DNS.
+  MxAnswer resolve_host(std::string_view host);
+
+  // The bound on one resolve() / resolve_host(): 2 × tries × timeout (two rounds of
+  // queries, each allowed every try of c-ares).
+  std::chrono::milliseconds deadline() const;
+
+ private:
+  struct Channel;
+  class ChannelLease;
+  explicit MxResolver(ResolverOptions options);
+  base::Expected<std::unique_ptr<Channel>, std::string> make_channel() const;
+  ChannelLease lease();
+
+  ResolverOptions options_;
+  std::mutex mutex_;                                     // guards idle_channels_
+  std::vector<std::unique_ptr<Channel>> idle_channels_;  // a c-ares channel is single-threaded
+};
+
+}  // namespace delivery
