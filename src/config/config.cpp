@@ -516,7 +516,8 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     reader.only_keys(
         *limits, "limits",
         {"max_message_size", "max_recipients", "max_command_line", "max_text_line", "max_errors",
-         "normalize_bare_line_endings", "max_connections", "max_connections_per_ip"});
+         "normalize_bare_line_endings", "max_connections", "max_connections_per_ip",
+         "max_received_headers"});
     config.max_connections = static_cast<std::size_t>(
         reader.int_at(*limits, "limits", "max_connections",
                       static_cast<std::int64_t>(config.max_connections), 1, 1000000));
@@ -538,6 +539,10 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
                       static_cast<std::int64_t>(l.max_text_line), 1000, 1 << 20));
     l.max_errors = static_cast<unsigned>(
         reader.int_at(*limits, "limits", "max_errors", l.max_errors, 1, 1000));
+    // RFC 5321 §6.3: a loop is detected by counting Received fields; 0 turns the check off.
+    l.max_received_headers = static_cast<std::size_t>(
+        reader.int_at(*limits, "limits", "max_received_headers",
+                      static_cast<std::int64_t>(l.max_received_headers), 0, 1000));
     l.normalize_bare_line_endings = reader.bool_at(*limits, "limits", "normalize_bare_line_endings",
                                                    l.normalize_bare_line_endings);
   }
