@@ -304,8 +304,9 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
 
   ControlSocket control;
   auto controlling = control.start(
-      config.control_socket, [limiter = limiter.value().get(), &scheduler,
-                              memory = &outbound.value()->tls_memory()](const std::string& request) {
+      config.control_socket,
+      [limiter = limiter.value().get(), &scheduler,
+       memory = &outbound.value()->tls_memory()](const std::string& request) {
         std::int64_t now_unix = std::chrono::duration_cast<std::chrono::seconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
                                     .count();

@@ -238,8 +238,7 @@ void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
   if (const toml::array* schedule = reader.array_at(*table, "queue", "retry_schedule")) {
     queue.retry_schedule.clear();
     for (const toml::node& step : *schedule) {
-      if (!step.is_integer() || step.as_integer()->get() < 1 ||
-          step.as_integer()->get() > 86400) {
+      if (!step.is_integer() || step.as_integer()->get() < 1 || step.as_integer()->get() > 86400) {
         reader.fail(&step, "queue.retry_schedule",
                     "each delay is a number of seconds between 1 and 86400");
       }
@@ -250,10 +249,10 @@ void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
                   "must list at least one delay in seconds");
     }
   }
-  queue.max_lifetime = std::chrono::seconds(reader.int_at(
-      *table, "queue", "max_lifetime", queue.max_lifetime.count(), 1, 60 * 86400));
-  queue.delay_warning = std::chrono::seconds(reader.int_at(
-      *table, "queue", "delay_warning", queue.delay_warning.count(), 0, 60 * 86400));
+  queue.max_lifetime = std::chrono::seconds(
+      reader.int_at(*table, "queue", "max_lifetime", queue.max_lifetime.count(), 1, 60 * 86400));
+  queue.delay_warning = std::chrono::seconds(
+      reader.int_at(*table, "queue", "delay_warning", queue.delay_warning.count(), 0, 60 * 86400));
   queue.delivery_threads = static_cast<unsigned>(
       reader.int_at(*table, "queue", "delivery_threads", queue.delivery_threads, 1, 256));
 }
@@ -266,16 +265,17 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
   const toml::table* table = reader.table_at(root, "", "delivery");
   if (!table) return;
   const std::string p = "delivery";
-  reader.only_keys(*table, p,
-                   {"relay", "relay_tls", "relay_user", "relay_password_file", "ca_file", "lmtp",
-                    "dns_servers", "mx_port", "default_tls", "tls_policy", "max_per_destination",
-                    "connection_cache", "max_messages_per_connection", "connect_timeout",
-                    "command_timeout", "helo_name"});
+  reader.only_keys(
+      *table, p,
+      {"relay", "relay_tls", "relay_user", "relay_password_file", "ca_file", "lmtp", "dns_servers",
+       "mx_port", "default_tls", "tls_policy", "max_per_destination", "connection_cache",
+       "max_messages_per_connection", "connect_timeout", "command_timeout", "helo_name"});
   d.relay = reader.string_at(*table, p, "relay", "");
   if (!d.relay.empty() && !parse_relay(d.relay, d)) {
     reader.fail(table->get("relay"), "delivery.relay",
                 "must be \"smtps://HOST[:PORT]\" (implicit TLS) or \"smtp://HOST[:PORT]\" "
-                "(STARTTLS), not '" + d.relay + "'");
+                "(STARTTLS), not '" +
+                    d.relay + "'");
   }
   d.relay_tls = level_at(*table, reader, p, "relay_tls", d.relay_tls);
   d.relay_user = reader.string_at(*table, p, "relay_user", "");
@@ -344,9 +344,9 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
 Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
   Config config;
   config.source_file = reader.file();
-  reader.only_keys(root, "",
-                   {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
-                    "delivery"});
+  reader.only_keys(
+      root, "",
+      {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue", "delivery"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -513,11 +513,10 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
 
   // [limits]
   if (const toml::table* limits = reader.table_at(root, "", "limits")) {
-    reader.only_keys(
-        *limits, "limits",
-        {"max_message_size", "max_recipients", "max_command_line", "max_text_line", "max_errors",
-         "normalize_bare_line_endings", "max_connections", "max_connections_per_ip",
-         "max_received_headers"});
+    reader.only_keys(*limits, "limits",
+                     {"max_message_size", "max_recipients", "max_command_line", "max_text_line",
+                      "max_errors", "normalize_bare_line_endings", "max_connections",
+                      "max_connections_per_ip", "max_received_headers"});
     config.max_connections = static_cast<std::size_t>(
         reader.int_at(*limits, "limits", "max_connections",
                       static_cast<std::int64_t>(config.max_connections), 1, 1000000));
@@ -689,8 +688,8 @@ std::string describe(const Config& config) {
           : ", exempt: " + fmt::format("{}", fmt::join(config.auth.exempt_networks, " ")));
   const DeliverySettings& d = config.delivery;
   out += d.relay.empty()
-             ? fmt::format("delivery: direct to MX hosts (port {}), TLS {} by default\n",
-                           d.mx_port, tls::outbound_level_name(d.default_tls))
+             ? fmt::format("delivery: direct to MX hosts (port {}), TLS {} by default\n", d.mx_port,
+                           tls::outbound_level_name(d.default_tls))
              : fmt::format("delivery: through relay {} (TLS {}{})\n", d.relay,
                            tls::outbound_level_name(d.relay_tls),
                            d.relay_user.empty() ? "" : ", AUTH as " + d.relay_user);

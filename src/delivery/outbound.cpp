@@ -117,9 +117,8 @@ std::unique_ptr<Connection> Outbound::acquire(const std::string& key) {
   {
     std::unique_lock lock(pool_mutex_);
     Destination& destination = pool_[key];
-    pool_changed_.wait(lock, [&] {
-      return stopping_ || destination.active < options_.max_per_destination;
-    });
+    pool_changed_.wait(
+        lock, [&] { return stopping_ || destination.active < options_.max_per_destination; });
     ++destination.active;
     const Clock::time_point now = Clock::now();
     while (!destination.idle.empty() && !reuse) {
@@ -184,8 +183,8 @@ std::string Outbound::below_floor(const Connection& connection, tls::OutboundLev
            where + " did not offer STARTTLS";
   }
   if (level == tls::OutboundLevel::kVerify && !tls.verified) {
-    return "TLS policy verify: the certificate of " + where + " does not verify: " +
-           tls.verify_error;
+    return "TLS policy verify: the certificate of " + where +
+           " does not verify: " + tls.verify_error;
   }
   SeenTls now = achieved(tls);
   if (now < remembered) {
@@ -212,7 +211,8 @@ bool Outbound::transact(Connection& connection, const queue::StoredMessage& mess
     }
     // The server answered (MAIL refused, ...): that answer is every recipient's.
     for (DeliveryResult& result : results) {
-      result.status = f.reply->code >= 500 ? DeliveryStatus::kPermanent : DeliveryStatus::kTransient;
+      result.status =
+          f.reply->code >= 500 ? DeliveryStatus::kPermanent : DeliveryStatus::kTransient;
       result.detail = where + " tls=" + tls + " said at " + f.stage + ": " + f.reply->summary();
       result.transport = transport;
       result.enhanced = f.reply->enhanced;

@@ -73,7 +73,7 @@ class Outbound {
  public:
   using LogFn = std::function<void(std::string_view)>;
   static base::Expected<std::unique_ptr<Outbound>, std::string> create(OutboundOptions options,
-                                                                      LogFn log);
+                                                                       LogFn log);
   ~Outbound();  // closes the idle connections
   Outbound(const Outbound&) = delete;
   Outbound& operator=(const Outbound&) = delete;

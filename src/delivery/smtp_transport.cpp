@@ -74,8 +74,8 @@ std::string certificate_names(X509* certificate) {
   }
   if (names.empty()) {
     char common_name[256] = {};
-    if (X509_NAME_get_text_by_NID(X509_get_subject_name(certificate), NID_commonName,
-                                  common_name, sizeof common_name) > 0) {
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(certificate), NID_commonName, common_name,
+                                  sizeof common_name) > 0) {
       add(common_name);
     }
   }
@@ -164,8 +164,8 @@ base::Expected<base::Ok, TransportFailure> Connection::connect_socket() {
     if (fd_ < 0) return base::unexpected(failure("connect", "socket: " + errno_text(errno)));
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 &&
         errno != EINPROGRESS && errno != EAGAIN) {
-      return base::unexpected(
-          failure("connect", "cannot connect to " + endpoint_.describe() + ": " + errno_text(errno)));
+      return base::unexpected(failure(
+          "connect", "cannot connect to " + endpoint_.describe() + ": " + errno_text(errno)));
     }
   } else {
     sockaddr_storage storage{};
@@ -189,14 +189,14 @@ base::Expected<base::Ok, TransportFailure> Connection::connect_socket() {
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&storage), length) != 0 &&
         errno != EINPROGRESS) {
-      return base::unexpected(
-          failure("connect", "cannot connect to " + endpoint_.describe() + ": " + errno_text(errno)));
+      return base::unexpected(failure(
+          "connect", "cannot connect to " + endpoint_.describe() + ": " + errno_text(errno)));
     }
   }
   if (!wait_for(fd_, POLLOUT, deadline)) {
-    return base::unexpected(failure(
-        "connect", "no answer from " + endpoint_.describe() + " within " +
-                       std::to_string(options_.connect_timeout.count() / 1000) + "s"));
+    return base::unexpected(
+        failure("connect", "no answer from " + endpoint_.describe() + " within " +
+                               std::to_string(options_.connect_timeout.count() / 1000) + "s"));
   }
   int error = 0;
   socklen_t size = sizeof error;
@@ -236,8 +236,8 @@ base::Expected<base::Ok, TransportFailure> Connection::handshake() {
                    : error == SSL_ERROR_WANT_WRITE ? POLLOUT
                                                    : 0;
     if (events == 0) {
-      return base::unexpected(failure(
-          "tls", "TLS handshake with " + endpoint_.describe() + " failed: " + tls::last_error_reason()));
+      return base::unexpected(failure("tls", "TLS handshake with " + endpoint_.describe() +
+                                                 " failed: " + tls::last_error_reason()));
     }
     if (!wait_for(fd_, events, deadline)) {
       return base::unexpected(
@@ -252,11 +252,11 @@ base::Expected<base::Ok, TransportFailure> Connection::handshake() {
   long verify = SSL_get_verify_result(ssl_);
   tls_.verified = peer != nullptr && verify == X509_V_OK;
   if (!tls_.verified) {
-    tls_.verify_error = peer == nullptr ? "no certificate"
-                                        : std::string(X509_verify_cert_error_string(verify));
+    tls_.verify_error =
+        peer == nullptr ? "no certificate" : std::string(X509_verify_cert_error_string(verify));
     if (peer != nullptr) {
-      tls_.verify_error += " (expected " + name + "; the certificate names " +
-                           certificate_names(peer) + ")";
+      tls_.verify_error +=
+          " (expected " + name + "; the certificate names " + certificate_names(peer) + ")";
     }
   }
   return base::Ok{};
@@ -337,9 +337,9 @@ base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(const char*
           break;
         }
         if (!wait_for(fd_, events, deadline)) {
-          return base::unexpected(failure(
-              stage, "no reply from " + endpoint_.describe() + " within " +
-                         std::to_string(options_.command_timeout.count() / 1000) + "s"));
+          return base::unexpected(
+              failure(stage, "no reply from " + endpoint_.describe() + " within " +
+                                 std::to_string(options_.command_timeout.count() / 1000) + "s"));
         }
         continue;
       }
@@ -355,9 +355,9 @@ base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(const char*
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         if (!wait_for(fd_, POLLIN, deadline)) {
-          return base::unexpected(failure(
-              stage, "no reply from " + endpoint_.describe() + " within " +
-                         std::to_string(options_.command_timeout.count() / 1000) + "s"));
+          return base::unexpected(
+              failure(stage, "no reply from " + endpoint_.describe() + " within " +
+                                 std::to_string(options_.command_timeout.count() / 1000) + "s"));
         }
         continue;
       }
@@ -401,8 +401,7 @@ base::Expected<std::vector<smtp::RecipientResult>, TransportFailure> Connection:
           // The spool file could not be read: abandon the connection rather than end the
           // data, so that the server never accepts a truncated message.
           failed_ = true;
-          return base::unexpected(
-              TransportFailure{"content", "read error in " + message.path, {}});
+          return base::unexpected(TransportFailure{"content", "read error in " + message.path, {}});
         }
         session_.end_content();
         continue;

@@ -41,8 +41,8 @@ struct Endpoint {
 struct TransportOptions {
   smtp::ClientConfig client;  // protocol, helo_name, AUTH credentials
   bool implicit_tls = false;
-  bool starttls = true;               // ask for STARTTLS when offered (level may and above)
-  SSL_CTX* tls_context = nullptr;     // client context (verifies against a trust store)
+  bool starttls = true;            // ask for STARTTLS when offered (level may and above)
+  SSL_CTX* tls_context = nullptr;  // client context (verifies against a trust store)
   std::chrono::milliseconds connect_timeout{30000};
   std::chrono::milliseconds command_timeout{300000};
 };
@@ -52,7 +52,7 @@ struct TlsOutcome {
   bool verified = false;  // chain trusted and the name matched
   std::string version;    // "TLSv1.3"
   std::string cipher;
-  std::string verify_error;  // why not verified, with the names the certificate has
+  std::string verify_error;      // why not verified, with the names the certificate has
   std::string describe() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "none"
 };
 

@@ -32,7 +32,7 @@ class TlsMemory {
   SeenTls best(std::string_view domain) const;
   // Remembers level if it is better than what is known; returns true if it changed.
   bool record(std::string_view domain, SeenTls level, std::int64_t now_unix);
-  bool forget(std::string_view domain);  // false if nothing was remembered
+  bool forget(std::string_view domain);                          // false if nothing was remembered
   std::vector<std::pair<std::string, SeenTls>> entries() const;  // sorted by domain
   const std::string& load_errors() const { return load_errors_; }
 

@@ -274,14 +274,14 @@ void Scheduler::attempt(const std::string& id) {
   std::vector<DeliveryResult> results;
   if (!pending.empty() && !stopping_) {
     results = deliver_(message, pending);
-    results.resize(pending.size(), DeliveryResult{DeliveryStatus::kTransient, "deliverer gave no result"});
+    results.resize(pending.size(),
+                   DeliveryResult{DeliveryStatus::kTransient, "deliverer gave no result"});
   }
 
   const std::int64_t now = unix_now();
   const std::int64_t age = now - message.received_unix;
-  const bool expired =
-      std::chrono::seconds(age) >= std::chrono::duration_cast<std::chrono::seconds>(
-                                       options_.max_lifetime);
+  const bool expired = std::chrono::seconds(age) >=
+                       std::chrono::duration_cast<std::chrono::seconds>(options_.max_lifetime);
   std::vector<std::size_t> delivered, failed, still_pending;
   std::vector<DeliveryResult> delivered_results, failed_results, pending_results;
   for (std::size_t k = 0; k < results.size(); ++k) {
@@ -308,8 +308,8 @@ void Scheduler::attempt(const std::string& id) {
           log("event=expired" + prefix + " age=" + std::to_string(age) +
               "s detail=" + log_value(result.detail));
           if (result.enhanced.empty()) result.enhanced = "4.4.7";
-          result.detail = "gave up after " + std::to_string(age) + "s in the queue: " +
-                          result.detail;
+          result.detail =
+              "gave up after " + std::to_string(age) + "s in the queue: " + result.detail;
           failed.push_back(i);
           failed_results.push_back(std::move(result));
         } else {
@@ -329,8 +329,8 @@ void Scheduler::attempt(const std::string& id) {
   if (!still_pending.empty() && options_.delay_warning.count() > 0 && !expired) {
     std::lock_guard lock(mutex_);
     warned_now = !messages_[id].warned &&
-                 std::chrono::seconds(age) >= std::chrono::duration_cast<std::chrono::seconds>(
-                                                  options_.delay_warning);
+                 std::chrono::seconds(age) >=
+                     std::chrono::duration_cast<std::chrono::seconds>(options_.delay_warning);
   }
   if (warned_now && send_dsn(message, still_pending, pending_results, 1)) {
     spool_.append_state(id, "warned");
@@ -356,8 +356,9 @@ void Scheduler::attempt(const std::string& id) {
   for (std::size_t k = 0; k < still_pending.size(); ++k)
     state.details[still_pending[k]] = pending_results[k].detail;
 
-  const bool all_final = std::none_of(state.recipients.begin(), state.recipients.end(),
-                                      [](RecipientState s) { return s == RecipientState::kPending; });
+  const bool all_final =
+      std::none_of(state.recipients.begin(), state.recipients.end(),
+                   [](RecipientState s) { return s == RecipientState::kPending; });
   if (state.remove_requested || all_final) {
     bool by_operator = state.remove_requested;
     lock.unlock();
@@ -454,8 +455,8 @@ void Scheduler::make_ready(const std::string& id, MessageState& state) {
 }
 
 void Scheduler::retry_later(const std::string& id, MessageState& state) {
-  std::size_t index = std::min(state.attempts > 0 ? state.attempts - 1 : 0,
-                               options_.retry_schedule.size() - 1);
+  std::size_t index =
+      std::min(state.attempts > 0 ? state.attempts - 1 : 0, options_.retry_schedule.size() - 1);
   std::chrono::milliseconds delay = options_.retry_schedule[index];
   // Never wait past the lifetime: the last attempt is at the deadline, and then it expires.
   if (state.loaded) {
@@ -490,10 +491,9 @@ QueueEntryView Scheduler::view(const std::string& id, const MessageState& state,
       break;
     case Phase::kWaiting:
       entry.state = "deferred";
-      entry.next_attempt_unix =
-          unix_now() +
-          std::chrono::duration_cast<std::chrono::seconds>(state.next_attempt - Clock::now())
-              .count();
+      entry.next_attempt_unix = unix_now() + std::chrono::duration_cast<std::chrono::seconds>(
+                                                 state.next_attempt - Clock::now())
+                                                 .count();
       break;
     case Phase::kActive:
       entry.state = "active";
@@ -509,8 +509,8 @@ QueueEntryView Scheduler::view(const std::string& id, const MessageState& state,
     for (std::size_t i = 0; i < state.addresses.size(); ++i) {
       QueueRecipientView r;
       r.address = state.addresses[i];
-      RecipientState s = i < state.recipients.size() ? state.recipients[i]
-                                                      : RecipientState::kPending;
+      RecipientState s =
+          i < state.recipients.size() ? state.recipients[i] : RecipientState::kPending;
       r.state = s == RecipientState::kDelivered ? "delivered"
                 : s == RecipientState::kFailed  ? "failed"
                                                 : "pending";

@@ -56,9 +56,9 @@ struct DeliveryResult {
         enhanced(std::move(enhanced_in)) {}
 
   DeliveryStatus status = DeliveryStatus::kTransient;
-  std::string detail;     // for the log: where it went, or why not
-  std::string transport;  // for the log ("maildir", "lmtp", "smtp", "relay"), may be empty
-  std::string enhanced;   // RFC 3463 status for a DSN ("5.1.1"); empty: X.0.0 of the class
+  std::string detail;      // for the log: where it went, or why not
+  std::string transport;   // for the log ("maildir", "lmtp", "smtp", "relay"), may be empty
+  std::string enhanced;    // RFC 3463 status for a DSN ("5.1.1"); empty: X.0.0 of the class
   std::string remote_mta;  // the server that answered (DSN Remote-MTA), empty when local
   std::string diagnostic;  // that server's reply, e.g. "550 5.1.1 no such user"
   // The next hop took the recipient's NOTIFY= (RFC 3461 §5.2.2): it reports success itself.

@@ -1,16 +1,16 @@
 // spool.h — the durable message store between acceptance and delivery.
 //
 // Layout under <data>/spool: tmp/<id> while a message is being received, queue/<id> once
-// committed, state/<id> for what the scheduler has done with it (see append_state). One file per message: a small envelope header, a blank line, then the
-// message exactly as it will be delivered (Received header first).
-// Invariant: a file in queue/ is complete and durable — commit() fsyncs the file, renames
-// it into queue/ and fsyncs queue/ before it returns success. Anything left in tmp/ after
-// a crash was never acknowledged and is removed at open.
-// RFC 5321 §4.5.4 and §6.1: once 250 is sent the server MUST NOT lose the message; so any
-// failed write, fsync or close fails the commit (as Postfix global/mail_stream.c does) and
-// the session answers 4xx instead. The file format is documented in spool.cpp.
-// One process owns a spool directory at a time: open() takes an exclusive flock(2) on it,
-// because it clears tmp/ (which would destroy another process's messages in progress).
+// committed, state/<id> for what the scheduler has done with it (see append_state). One file per
+// message: a small envelope header, a blank line, then the message exactly as it will be delivered
+// (Received header first). Invariant: a file in queue/ is complete and durable — commit() fsyncs
+// the file, renames it into queue/ and fsyncs queue/ before it returns success. Anything left in
+// tmp/ after a crash was never acknowledged and is removed at open. RFC 5321 §4.5.4 and §6.1: once
+// 250 is sent the server MUST NOT lose the message; so any failed write, fsync or close fails the
+// commit (as Postfix global/mail_stream.c does) and the session answers 4xx instead. The file
+// format is documented in spool.cpp. One process owns a spool directory at a time: open() takes an
+// exclusive flock(2) on it, because it clears tmp/ (which would destroy another process's messages
+// in progress).
 #pragma once
 
 #include <atomic>

@@ -9,6 +9,7 @@ where a reply must be forced; both listen on loopback ports of their own.
 import email
 import os
 import re
+import smtplib
 import subprocess
 import time
 import unittest
@@ -189,6 +190,75 @@ class RelayReplies(ServerTestCase):
             local.wait_log(r"event=deferred id=\S+ rcpt=bob@remote.test detail=.*TLS is required "
                            r"\(policy encrypt\) but 127.0.0.1:\d+ did not offer STARTTLS")
             self.assertEqual(remote.messages, [])
+
+
+class Notifications(ServerTestCase):
+    def send_with(self, server, rcpt, notify, mail_options=()):
+        client = server.smtps()
+        client.login("demo@localhost", demo_password(server))
+        client.sendmail("demo@localhost", [rcpt], make_message(message_id="notify@test"),
+                        mail_options=list(mail_options), rcpt_options=[f"NOTIFY={notify}"])
+        client.quit()
+
+    def test_notify_success_gets_a_delivered_dsn_with_headers_only(self):
+        local = self.new_server(domains=[("localhost", ["demo", "alice"])])
+        local.start()
+        self.send_with(local, "alice@localhost", "SUCCESS", mail_options=["ENVID=track-42"])
+        local.wait_delivered(1, "alice@localhost")
+        dsn = local.wait_delivered(1, "demo@localhost")[0]
+        fields, message = dsn_parts(dsn)
+        self.assertIn("Action: delivered", fields)
+        self.assertIn("Original-Envelope-Id: track-42", fields)
+        types = [part.get_content_type() for part in message.walk()]
+        self.assertIn("text/rfc822-headers", types)  # RFC 3461 §4.3: no body on success
+
+    def test_notify_never_suppresses_the_failure_dsn(self):
+        local = self.new_server()
+        with FakeSmtp(rcpt={"gone@remote.test": ["550 5.1.1 no such user"]}) as remote:
+            local.extra_toml = delivery_toml(relay=f"smtp://127.0.0.1:{remote.port}",
+                                             relay_tls="may")
+            local.write_config()
+            local.start()
+            self.send_with(local, "gone@remote.test", "NEVER")
+            local.wait_log(r"event=failed id=\S+ rcpt=gone@remote.test")
+            local.wait_log(r"event=removed id=")
+            time.sleep(0.3)
+            self.assertEqual(local.delivered("demo@localhost"), [])
+            self.assertNotIn("event=dsn", local.log())
+
+    def test_dsn_parameters_are_passed_on_to_a_dsn_capable_relay(self):
+        local = self.new_server()
+        with FakeSmtp(dsn=True) as remote:
+            local.extra_toml = delivery_toml(relay=f"smtp://127.0.0.1:{remote.port}",
+                                             relay_tls="may")
+            local.write_config()
+            local.start()
+            self.send_with(local, "bob@remote.test", "SUCCESS,FAILURE", mail_options=["ENVID=e1"])
+            local.wait_log(r"event=delivered id=\S+ rcpt=bob@remote.test")
+            local.wait_log(r"event=removed id=")
+            # The next hop reports success itself (RFC 3461 §5.2.2): no "relayed" DSN here.
+            self.assertEqual(local.delivered("demo@localhost"), [])
+
+    def test_a_mail_loop_is_refused_with_554_5_4_6(self):
+        local = self.new_server()
+        local.start()
+        hops = "".join(f"Received: from hop{i}.example by hop{i + 1}.example; "
+                       f"Tue, 24 Nov 2026 06:00:00 +0000\r\n" for i in range(50))
+        client = local.smtp()
+        code = None
+        try:
+            client.sendmail("x@example.org", ["demo@localhost"],
+                            hops.encode() + make_message(message_id="loop@test"))
+        except smtplib.SMTPDataError as error:
+            code, text = error.smtp_code, error.smtp_error
+        self.assertEqual(code, 554)
+        self.assertIn(b"5.4.6", text)
+        self.assertEqual(local.spool_ids(), [])
+        # One hop fewer is accepted.
+        client.sendmail("x@example.org", ["demo@localhost"],
+                        hops.split("\r\n", 1)[1].encode() + make_message(message_id="ok@test"))
+        client.quit()
+        local.wait_delivered(1)
 
 
 class QueueCommands(ServerTestCase):

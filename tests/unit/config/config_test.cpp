@@ -258,3 +258,99 @@ TEST(ConfigAuthTest, BadNetworksAreNamed) {
 }
 
 }  // namespace
+
+TEST(ConfigDeliveryTest, DefaultsAreDirectMxWithOpportunisticTls) {
+  auto parsed = config::parse(kMinimal, "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  const config::Config& c = parsed.value();
+  EXPECT_TRUE(c.delivery.relay.empty());
+  EXPECT_EQ(c.delivery.default_tls, tls::OutboundLevel::kMay);
+  EXPECT_EQ(c.delivery.mx_port, 25);
+  EXPECT_EQ(c.delivery.helo_name, "mx.example.org");
+  EXPECT_EQ(c.queue.max_lifetime, std::chrono::seconds(5 * 86400));
+  EXPECT_EQ(c.queue.delay_warning, std::chrono::seconds(0));
+  EXPECT_EQ(c.limits.max_received_headers, 50u);
+}
+
+TEST(ConfigDeliveryTest, RelayQueueAndPolicyTableAreRead) {
+  auto parsed = config::parse(std::string(kMinimal) + R"(
+[queue]
+retry_schedule = [30, 600]
+max_lifetime = 86400
+delay_warning = 14400
+delivery_threads = 4
+
+[delivery]
+relay = "smtps://Smart.Example.NET"
+relay_user = "me@example.org"
+relay_password_file = "relay.password"
+ca_file = "ca.pem"
+lmtp = "unix:/run/dovecot/lmtp"
+
+[[delivery.tls_policy]]
+domain = "Bank.Example"
+level = "verify"
+
+[limits]
+max_received_headers = 0
+)",
+                              "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  const config::Config& c = parsed.value();
+  EXPECT_EQ(c.delivery.relay_host, "smart.example.net");
+  EXPECT_EQ(c.delivery.relay_port, 465);
+  EXPECT_TRUE(c.delivery.relay_implicit_tls);
+  EXPECT_EQ(c.delivery.relay_tls, tls::OutboundLevel::kVerify);
+  EXPECT_EQ(c.delivery.relay_password_file, "/etc/smtpsd/relay.password");
+  EXPECT_EQ(c.delivery.ca_file, "/etc/smtpsd/ca.pem");
+  ASSERT_EQ(c.delivery.tls_policy.size(), 1u);
+  EXPECT_EQ(c.delivery.tls_policy[0].domain, "bank.example");
+  EXPECT_EQ(c.delivery.tls_policy[0].level, tls::OutboundLevel::kVerify);
+  ASSERT_EQ(c.queue.retry_schedule.size(), 2u);
+  EXPECT_EQ(c.queue.retry_schedule[1], std::chrono::seconds(600));
+  EXPECT_EQ(c.queue.delivery_threads, 4u);
+  EXPECT_EQ(c.limits.max_received_headers, 0u);
+  auto ipv6 = config::parse(std::string(kMinimal) + "\n[delivery]\nrelay = \"smtp://[::1]:2525\"\n",
+                            "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(ipv6.has_value()) << ipv6.error().to_string();
+  EXPECT_EQ(ipv6.value().delivery.relay_host, "::1");
+  EXPECT_EQ(ipv6.value().delivery.relay_port, 2525);
+  EXPECT_FALSE(ipv6.value().delivery.relay_implicit_tls);
+}
+
+TEST(ConfigDeliveryTest, MistakesNameTheKey) {
+  struct Case {
+    const char* toml;
+    const char* key;
+    const char* says;
+  };
+  const Case cases[] = {
+      {"[delivery]\nrelay = \"https://x.example\"\n", "delivery.relay", "smtps://HOST"},
+      {"[delivery]\nrelay = \"smtp://x.example:99999\"\n", "delivery.relay", "smtps://HOST"},
+      {"[delivery]\nrelay = \"smtp://user@x.example\"\n", "delivery.relay", "smtps://HOST"},
+      {"[delivery]\nrelay_tls = \"strict\"\n", "delivery.relay_tls", "\"verify\""},
+      {"[delivery]\nrelay = \"smtp://x.example\"\nrelay_user = \"me\"\n", "delivery.relay_user",
+       "relay_password_file"},
+      {"[delivery]\nrelay = \"smtp://x.example\"\nrelay_user = \"me\"\nrelay_password_file = "
+       "\"p\"\nrelay_tls = \"may\"\n",
+       "delivery.relay_tls", "never sent without TLS"},
+      {"[delivery]\nlmtp = \"/run/dovecot/lmtp\"\n", "delivery.lmtp", "unix:"},
+      {"[delivery]\ndefault_tls = \"dane\"\n", "delivery.default_tls", "\"none\""},
+      {"[[delivery.tls_policy]]\ndomain = \"x.example\"\n", "delivery.tls_policy[0].level",
+       "missing"},
+      {"[[delivery.tls_policy]]\ndomain = \"-bad-\"\nlevel = \"verify\"\n",
+       "delivery.tls_policy[0].domain", "not a valid domain"},
+      {"[delivery]\nmx_port = 0\n", "delivery.mx_port", "between"},
+      {"[queue]\nretry_schedule = []\n", "queue.retry_schedule", "at least one"},
+      {"[queue]\nretry_schedule = [60, \"5m\"]\n", "queue.retry_schedule", "seconds"},
+      {"[queue]\nmax_lifetime = 0\n", "queue.max_lifetime", "between"},
+      {"[queue]\nbounce = true\n", "queue.bounce", "unknown key"},
+      {"[limits]\nmax_received_headers = -1\n", "limits.max_received_headers", "between"},
+  };
+  for (const Case& c : cases) {
+    config::ConfigError e = expect_error(std::string(kMinimal) + "\n" + c.toml);
+    EXPECT_EQ(e.key, c.key) << c.toml;
+    EXPECT_NE(e.message.find(c.says), std::string::npos) << c.toml << " -> " << e.message;
+    EXPECT_GT(e.line, 0) << c.toml;
+  }
+}

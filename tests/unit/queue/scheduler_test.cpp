@@ -10,8 +10,8 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
-#include <span>
 #include <mutex>
+#include <span>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -67,7 +67,7 @@ class ScriptedDeliverer {
   std::map<std::string, std::vector<DeliveryStatus>> scripts_;
   std::map<std::string, std::size_t> counts_;
   std::vector<std::string> calls_;
-  std::vector<std::string> recovered_;  // ids seen with StoredMessage::recovered set
+  std::vector<std::string> recovered_;          // ids seen with StoredMessage::recovered set
   std::map<std::string, std::string> senders_;  // reverse-path of the last message per address
 };
 
@@ -283,9 +283,8 @@ TEST_F(SchedulerTest, GivesUpAfterTheLifetimeWithAnExpiryDsn) {
 }
 
 TEST_F(SchedulerTest, ADelayWarningIsSentOnceWhileRetrying) {
-  deliverer_.script("slow@example.com",
-                    {DeliveryStatus::kTransient, DeliveryStatus::kTransient,
-                     DeliveryStatus::kTransient, DeliveryStatus::kDelivered});
+  deliverer_.script("slow@example.com", {DeliveryStatus::kTransient, DeliveryStatus::kTransient,
+                                         DeliveryStatus::kTransient, DeliveryStatus::kDelivered});
   SchedulerOptions options = fast();
   options.delay_warning = 1ms;
   auto scheduler = make_scheduler(options);
@@ -306,8 +305,7 @@ TEST_F(SchedulerTest, FinishedRecipientsAreNotDeliveredAgainAfterARestart) {
     auto scheduler = make_scheduler(options);
     scheduler->start();
     scheduler->enqueue(id);
-    ASSERT_TRUE(eventually([&] { return log_.count("event=retry id=" + id) == 1; }))
-        << log_.all();
+    ASSERT_TRUE(eventually([&] { return log_.count("event=retry id=" + id) == 1; })) << log_.all();
   }
   reopen();
   deliverer_.script("later@example.com", {DeliveryStatus::kDelivered});
