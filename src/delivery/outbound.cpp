@@ -327,6 +327,17 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       if (++tried > 10) break;  // bound the time one attempt can take
       Endpoint endpoint{target.host, address, port, false};
       auto opened = Connection::open(endpoint, transport_options);
+      if (!opened && opened.error().stage == "tls" && level == tls::OutboundLevel::kMay &&
+          remembered == SeenTls::kNone && !transport_options.implicit_tls) {
+        // Opportunistic TLS that fails in the handshake (an old server, a broken
+        // certificate chain) falls back to plain text, as RFC 3207 §4 allows and as other
+        // MTAs do; never where the policy or the memory says TLS is required.
+        log("event=tls_fallback domain=" + domain + " host=" + endpoint.describe() + " detail=\"" +
+            opened.error().detail + "\"");
+        TransportOptions plain = transport_options;
+        plain.starttls = false;
+        opened = Connection::open(endpoint, plain);
+      }
       if (!opened) {
         failure = endpoint.describe() + ": " + opened.error().detail;
         log("event=connect_failed domain=" + domain + " host=" + endpoint.describe() +

@@ -15,12 +15,13 @@ import threading
 
 class FakeSmtp:
     def __init__(self, cert=None, key=None, starttls=True, rcpt=None, name="fake.test",
-                 dsn=False):
+                 dsn=False, broken_tls=False):
         self.cert, self.key = cert, key
-        self.starttls = starttls and cert is not None
+        self.starttls = (starttls and cert is not None) or broken_tls
         self.rcpt_script = dict(rcpt or {})
         self.name = name
         self.dsn = dsn
+        self.broken_tls = broken_tls  # answers 220 to STARTTLS, then no TLS at all
         self.messages = []  # (mail_from, [rcpt accepted], data bytes, tls version or None)
         self.connections = 0
         self.rcpt_counts = {}
@@ -98,6 +99,10 @@ class FakeSmtp:
                         send(("250 " if i == len(lines) - 1 else "250-") + text)
                 elif verb == "HELO":
                     send(f"250 {self.name}")
+                elif verb == "STARTTLS" and self.broken_tls:
+                    send("220 2.0.0 go ahead")
+                    stream.sendall(b"this is not a TLS server hello\r\n")
+                    return
                 elif verb == "STARTTLS" and self.starttls and tls_version is None:
                     send("220 2.0.0 go ahead")
                     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -137,6 +137,17 @@ class MxDelivery(ServerTestCase):
                            r"STARTTLS")
             self.assertEqual([m[1] for m in remote.messages], [["b@relaxed.test"]])
 
+    def test_may_falls_back_to_plain_text_when_the_handshake_fails(self):
+        with FakeSmtp(broken_tls=True) as remote, DnsServer(
+                mx={"old.test": [(10, "mx.old.test")]}, a={"mx.old.test": "127.0.0.1"},
+                directory=self.tmp) as dns:
+            local = self.new_server(extra_toml=mx_toml(dns, remote.port, retry=(60,)))
+            local.start()
+            submit(local, ["a@old.test"])
+            local.wait_log(r"event=tls_fallback domain=old.test host=mx.old.test\[127.0.0.1\]")
+            local.wait_log(r"event=delivered id=\S+ rcpt=a@old.test .*tls=none")
+            self.assertEqual(len(remote.messages), 1)
+
     def test_no_silent_downgrade_after_verified_tls(self):
         local = self.new_server()
         tls_dir = os.path.join(local.dir, "tls")
