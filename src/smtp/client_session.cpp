@@ -168,7 +168,7 @@ struct ClientSession::Impl {
   enum class ReadResult { kIncomplete, kComplete, kMalformed };
 
   explicit Impl(ClientConfig client_config) : config(std::move(client_config)) {
-    tls = config.tls_active;
+    tls_active_ = config.tls_active;
     input_.reserve(4096);
     expect(Expect::kGreeting);
   }
@@ -468,6 +468,11 @@ struct ClientSession::Impl {
   }
 
   void send_hello() {
+    // Our own name is configuration, but a line break in it would forge commands.
+    if (config.helo_name.empty() || has_line_break_or_nul(config.helo_name)) {
+      fail("ehlo", std::nullopt, "helo_name is empty or contains CR, LF or NUL");
+      return;
+    }
     output_.append(config.protocol == ClientProtocol::kLmtp ? "LHLO " : "EHLO ");
     output_.append(config.helo_name).append("\r\n");
     expect(Expect::kEhlo);
@@ -538,11 +543,11 @@ struct ClientSession::Impl {
   }
 
   void after_hello() {
-    if (!tls && config.starttls && capabilities_.starttls) {
+    if (!tls_active_ && config.starttls && capabilities_.starttls) {
       send_line("STARTTLS", Expect::kStartTls);
       return;
     }
-    if (!tls && config.require_tls) {
+    if (!tls_active_ && config.require_tls) {
       fail("starttls", std::nullopt,
            config.starttls ? "server does not offer STARTTLS and TLS is required"
                            : "TLS is required but STARTTLS is disabled");
@@ -557,7 +562,7 @@ struct ClientSession::Impl {
 
   void start_auth() {
     // RFC 4954 §4 leaves it to policy; ours (DESIGN.md §1): never a password in clear.
-    if (!tls) {
+    if (!tls_active_) {
       fail("auth", std::nullopt, "refusing to send a password without TLS");
       return;
     }
@@ -592,7 +597,7 @@ struct ClientSession::Impl {
     // RFC 3207 §4.2: "The client MUST discard any knowledge obtained from the server, such
     // as the list of SMTP service extensions, which was not obtained from the TLS
     // negotiation itself. The client SHOULD send an EHLO command as the first command".
-    tls = true;
+    tls_active_ = true;
     tls_negotiated_ = true;
     capabilities_ = ServerCapabilities{};
     input_.clear();
@@ -884,7 +889,7 @@ struct ClientSession::Impl {
   }
 
   const ClientConfig config;
-  bool tls = false;
+  bool tls_active_ = false;
 
   State state_ = State::kWaiting;
   std::string input_;
@@ -959,7 +964,7 @@ const ServerReply& ClientSession::greeting() const {
   return impl_->greeting_;
 }
 bool ClientSession::tls_active() const {
-  return impl_->tls;
+  return impl_->tls_active_;
 }
 const ClientFailure& ClientSession::failure() const {
   return impl_->failure_;

@@ -37,6 +37,22 @@
 //   outside kSendContent, tls_established() outside kStartTls...) are ignored.
 // - After kFailed or kClosed every next() returns the same event and nothing more is output.
 //
+// Choices where the RFCs leave room:
+// - Replies may end lines with a bare LF (read, never forwarded); a CR elsewhere in a reply
+//   line, a missing code, codes that differ within one reply, an over-long line or reply
+//   are protocol failures. An enhanced code is taken only from the first line and only if
+//   its class is the reply's (RFC 3463 §2); matching ones are stripped from every line.
+// - Any 5xx to EHLO falls back to HELO (SMTP only, and not after STARTTLS).
+// - STARTTLS not offered: the session goes on in clear unless config.require_tls.
+// - A transaction that ended before its end of data (MAIL or DATA refused, no recipient
+//   accepted) makes the next one start with RSET; one that got its final reply does not.
+// - Without PIPELINING no DATA is sent when no RCPT was accepted; with it, a 354 that
+//   arrives anyway is answered with "." alone and its reply ignored (LMTP: kFailed, since
+//   RFC 2033 §4.2 leaves no reply to read there).
+// - An 8-bit body to a server without 8BITMIME goes as is without BODY= (XXX in the .cpp);
+//   a BINARYMIME body is refused locally (554 5.6.1): we do not send BDAT.
+// - kFailed writes nothing more, not even QUIT: the host just closes.
+//
 // RFCs: 5321 (SMTP), 2033 (LMTP), 2920 (PIPELINING), 3207 (STARTTLS), 4954 (AUTH; PLAIN of
 // RFC 4616, and LOGIN), 1870 (SIZE), 6152 (8BITMIME), 6531 (SMTPUTF8), 3461 (DSN
 // parameters), 2034 / 3463 (enhanced status codes).

@@ -31,6 +31,10 @@ void check(bool condition) {
 }
 
 struct Host {
+  Host(smtp::ClientSession& client, std::string_view server_bytes, std::uint32_t seed,
+       std::uint8_t config_flags)
+      : session(client), input(server_bytes), rng(seed), flags(config_flags) {}
+
   smtp::ClientSession& session;
   std::string_view input;
   std::uint32_t rng;
@@ -140,6 +144,7 @@ struct Host {
           }
           break;
         case smtp::ClientEvent::kSendContent:
+          flush_commands();  // e.g. the DATA that next() sent before reading its 354
           send_content();
           break;
         case smtp::ClientEvent::kMessageDone: {
@@ -190,8 +195,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
 
   smtp::ClientSession session(config);
-  Host host{session, std::string_view(reinterpret_cast<const char*>(data + 2), size - 2),
-            seed * 2654435761u + 1, flags};
+  Host host(session, std::string_view(reinterpret_cast<const char*>(data + 2), size - 2),
+            seed * 2654435761u + 1, flags);
   host.envelope.reverse_path = "sender@fuzz.example";
   host.envelope.recipients = {
       {"a@fuzz.example", "SUCCESS,FAILURE", "rfc822;A+x=@fuzz.example"},

@@ -270,6 +270,17 @@ TEST_P(ClientSessionTest, LmtpUsesLhloAndNeverHelo) {
   EXPECT_EQ(session().failure().stage, "ehlo");
 }
 
+TEST_P(ClientSessionTest, HeloNameWithLineBreakIsRefused) {
+  for (std::string name : {"client.example\r\nMAIL FROM:<x@y>"s, ""s}) {
+    ClientConfig config = smtp_config();
+    config.helo_name = name;
+    start(config);
+    EXPECT_EQ(feed(kGreeting), ClientEvent::kFailed);
+    EXPECT_EQ(session().failure().stage, "ehlo");
+    EXPECT_EQ(take(), "");
+  }
+}
+
 // ---- STARTTLS -------------------------------------------------------------------------
 
 TEST_P(ClientSessionTest, StartTlsThenEhloAgainWithNewCapabilities) {
