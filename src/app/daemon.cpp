@@ -150,6 +150,13 @@ class Router {
         std::string domain = at == std::string::npos ? std::string() : address.substr(at + 1);
         std::transform(domain.begin(), domain.end(), domain.begin(),
                        [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (config_.find_domain(domain) != nullptr) {
+          // One of our domains, but the mailbox is gone (removed from the configuration
+          // while the message waited): never send it out to our own MX.
+          results[k] = {queue::DeliveryStatus::kPermanent,
+                        "no mailbox " + address + " here any more", "maildir", "5.1.1"};
+          continue;
+        }
         remote_positions[domain].push_back(k);
         continue;
       }

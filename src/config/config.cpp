@@ -172,6 +172,28 @@ bool valid_cidr(std::string_view text) {
   return bits <= (family == AF_INET ? 32 : 128);
 }
 
+// "unix:/absolute/path", or an IP literal (IPv6 in brackets) or localhost, ':' and a port.
+bool valid_lmtp(std::string_view spec) {
+  if (spec.rfind("unix:", 0) == 0) return spec.size() > 6 && spec[5] == '/' && spec.size() < 100;
+  std::size_t colon = spec.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  std::string host(spec.substr(0, colon));
+  std::string_view port = spec.substr(colon + 1);
+  unsigned value = 0;
+  if (port.empty() || port.size() > 5) return false;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value == 0 || value > 65535) return false;
+  if (host == "localhost") return true;
+  unsigned char buffer[16];
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    return ::inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), buffer) == 1;
+  }
+  return ::inet_pton(AF_INET, host.c_str(), buffer) == 1;
+}
+
 // "smtps://host[:port]" or "smtp://host[:port]" (host may be "[IPv6]").
 bool parse_relay(std::string_view url, DeliverySettings& out) {
   std::string_view rest;
@@ -297,10 +319,13 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
   }
   if (table->get("ca_file")) d.ca_file = reader.path_at(*table, p, "ca_file", base_dir, true);
   d.lmtp = reader.string_at(*table, p, "lmtp", "");
-  if (!d.lmtp.empty() && d.lmtp.rfind("unix:", 0) != 0 && d.lmtp.rfind(':') == std::string::npos) {
+  if (!d.lmtp.empty() && !valid_lmtp(d.lmtp)) {
     reader.fail(table->get("lmtp"), "delivery.lmtp",
-                "must be \"unix:/path/to/socket\" or \"HOST:PORT\", not '" + d.lmtp + "'");
+                "must be \"unix:/absolute/path\" or \"IP:PORT\" (\"127.0.0.1:24\", "
+                "\"[::1]:24\", \"localhost:24\"), not '" +
+                    d.lmtp + "'");
   }
+
   d.dns_servers = reader.string_at(*table, p, "dns_servers", "");
   d.mx_port = static_cast<std::uint16_t>(reader.int_at(*table, p, "mx_port", d.mx_port, 1, 65535));
   d.default_tls = level_at(*table, reader, p, "default_tls", d.default_tls);

@@ -84,7 +84,9 @@ struct DeliverySettings {
   std::uint16_t mx_port = 25;
   tls::OutboundLevel default_tls = tls::OutboundLevel::kMay;  // MX delivery
   std::vector<DestinationTls> tls_policy;
-  unsigned max_per_destination = 8;          // connections at once to one destination
+  // Connections at once to one destination; below delivery_threads, so that one slow
+  // destination cannot hold every delivery thread.
+  unsigned max_per_destination = 4;
   std::chrono::seconds connection_cache{5};  // keep an idle connection this long for reuse
   unsigned max_messages_per_connection = 100;
   std::chrono::seconds connect_timeout{30};

@@ -4,8 +4,11 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <fstream>
+
+#include "obs/log.h"
 
 namespace delivery {
 namespace {
@@ -43,6 +46,16 @@ SeenTls achieved(const TlsOutcome& tls) {
 }
 
 // "unix:/path" or "HOST:PORT" / "[v6]:PORT".
+// " key=value" for a log line, quoted and escaped (a remote reply or certificate name can
+// never break the line or forge a key).
+std::string kv(std::string_view key, std::string_view value) {
+  std::string out = " ";
+  out += key;
+  out += '=';
+  obs::append_value(out, value);
+  return out;
+}
+
 Endpoint lmtp_endpoint(const std::string& spec) {
   Endpoint endpoint;
   if (spec.rfind("unix:", 0) == 0) {
@@ -58,7 +71,13 @@ Endpoint lmtp_endpoint(const std::string& spec) {
   }
   endpoint.host = host;
   endpoint.address = host == "localhost" ? "127.0.0.1" : host;
-  endpoint.port = static_cast<std::uint16_t>(std::stoi(spec.substr(colon + 1)));
+  unsigned port = 0;
+  std::string_view digits = std::string_view(spec).substr(colon + 1);
+  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  // The configuration checked the form; a bad port here just fails to connect.
+  endpoint.port = error == std::errc() && end == digits.data() + digits.size() && port <= 65535
+                      ? static_cast<std::uint16_t>(port)
+                      : 0;
   return endpoint;
 }
 
@@ -79,7 +98,10 @@ base::Expected<std::unique_ptr<Outbound>, std::string> Outbound::create(Outbound
 }
 
 Outbound::Outbound(OutboundOptions options, LogFn log)
-    : options_(std::move(options)), log_(std::move(log)), memory_(options_.tls_memory_file) {}
+    : options_(std::move(options)),
+      log_(std::move(log)),
+      memory_(options_.tls_memory_file),
+      lmtp_(lmtp_endpoint(options_.lmtp)) {}
 
 Outbound::~Outbound() {
   {
@@ -111,20 +133,27 @@ tls::OutboundLevel Outbound::level_for(std::string_view domain) const {
   return options_.default_tls;
 }
 
-std::unique_ptr<Connection> Outbound::acquire(const std::string& key) {
+std::unique_ptr<Connection> Outbound::acquire(const std::string& key, bool& got_slot) {
   std::vector<std::unique_ptr<Connection>> stale;
   std::unique_ptr<Connection> reuse;
   {
     std::unique_lock lock(pool_mutex_);
     Destination& destination = pool_[key];
-    pool_changed_.wait(
-        lock, [&] { return stopping_ || destination.active < options_.max_per_destination; });
+    // A bounded wait: a destination whose connections are all stuck must not take every
+    // delivery thread with it.
+    got_slot = pool_changed_.wait_for(lock, std::chrono::seconds(30), [&] {
+      return stopping_ || destination.active < options_.max_per_destination;
+    });
+    if (!got_slot || stopping_) {
+      got_slot = false;
+      return nullptr;
+    }
     ++destination.active;
     const Clock::time_point now = Clock::now();
     while (!destination.idle.empty() && !reuse) {
       std::unique_ptr<Connection> candidate = std::move(destination.idle.back());
       destination.idle.pop_back();
-      if (now - candidate->last_used() <= options_.connection_cache && candidate->usable()) {
+      if (now - candidate->last_used() <= options_.connection_cache && candidate->idle_ok()) {
         reuse = std::move(candidate);
       } else {
         stale.push_back(std::move(candidate));
@@ -174,10 +203,9 @@ void Outbound::janitor() {
   }
 }
 
-std::string Outbound::below_floor(const Connection& connection, tls::OutboundLevel level,
-                                  SeenTls remembered) const {
-  const TlsOutcome& tls = connection.tls();
-  const std::string where = connection.endpoint().describe();
+std::string Outbound::below_floor(const TlsOutcome& tls, const std::string& where,
+                                  tls::OutboundLevel level, SeenTls remembered) const {
+  if (level == tls::OutboundLevel::kNone) return {};  // the administrator chose plain text
   if (level >= tls::OutboundLevel::kEncrypt && !tls.encrypted) {
     return "TLS is required (policy " + std::string(tls::outbound_level_name(level)) + ") but " +
            where + " did not offer STARTTLS";
@@ -197,34 +225,18 @@ std::string Outbound::below_floor(const Connection& connection, tls::OutboundLev
   return {};
 }
 
-bool Outbound::transact(Connection& connection, const queue::StoredMessage& message,
-                        std::span<const std::size_t> recipients, const std::string& transport,
-                        std::vector<DeliveryResult>& results, std::string& failure) {
+Outbound::Outcome Outbound::transact(Connection& connection, const queue::StoredMessage& message,
+                                     std::span<const std::size_t> recipients,
+                                     const std::string& transport,
+                                     std::vector<DeliveryResult>& results, std::string& failure,
+                                     bool reused) {
   auto sent = connection.send(message, recipients);
   const std::string where = connection.endpoint().describe();
   const std::string tls = connection.tls().describe();
-  if (!sent) {
-    const TransportFailure& f = sent.error();
-    if (!f.reply) {
-      failure = where + ": " + f.detail;
-      return false;
-    }
-    // The server answered (MAIL refused, ...): that answer is every recipient's.
-    for (DeliveryResult& result : results) {
-      result.status =
-          f.reply->code >= 500 ? DeliveryStatus::kPermanent : DeliveryStatus::kTransient;
-      result.detail = where + " tls=" + tls + " said at " + f.stage + ": " + f.reply->summary();
-      result.transport = transport;
-      result.enhanced = f.reply->enhanced;
-      result.remote_mta = connection.endpoint().host;
-      result.diagnostic = f.reply->summary();
-    }
-    return true;
-  }
   const bool dsn = connection.capabilities().dsn;
-  for (const smtp::RecipientResult& r : *sent) {
+  auto apply = [&](const smtp::RecipientResult& r) {
     auto position = std::find(recipients.begin(), recipients.end(), r.index);
-    if (position == recipients.end()) continue;
+    if (position == recipients.end() || r.reply.code == 0) return;
     DeliveryResult& result = results[static_cast<std::size_t>(position - recipients.begin())];
     const int code = r.reply.code;
     result.status = code >= 200 && code < 300 ? DeliveryStatus::kDelivered
@@ -237,8 +249,40 @@ bool Outbound::transact(Connection& connection, const queue::StoredMessage& mess
     result.diagnostic = r.reply.summary();
     result.remote = transport != "lmtp";
     result.dsn_passed_on = dsn && result.remote;
+  };
+  if (sent) {
+    for (const smtp::RecipientResult& r : *sent)
+      apply(r);
+    return Outcome::kDone;
   }
-  return true;
+  const TransportFailure& f = sent.error();
+  const std::vector<smtp::RecipientResult>& partial = connection.partial_results();
+  const bool answered_some = std::any_of(
+      partial.begin(), partial.end(),
+      [](const smtp::RecipientResult& r) { return r.reply.code >= 200 && r.reply.code < 300; });
+  // After the end of data the message may have arrived even without a reply: sending it
+  // again elsewhere now would make a copy, so it waits for the next attempt instead.
+  const bool uncertain = f.stage == "content" || answered_some;
+  if (!uncertain && (!f.reply || (reused && (f.reply->code == 421 || f.stage == "mail" ||
+                                             f.stage == "protocol")))) {
+    failure = where + ": " + f.detail;
+    return Outcome::kTryElsewhere;
+  }
+  for (DeliveryResult& result : results) {
+    result = temporary(where + " tls=" + tls + ": " + f.detail, transport, "4.4.2");
+    if (f.reply && !uncertain) {
+      // The server refused the whole transaction (MAIL, DATA): its answer is everyone's.
+      result.status =
+          f.reply->code >= 500 ? DeliveryStatus::kPermanent : DeliveryStatus::kTransient;
+      result.detail = where + " tls=" + tls + " said at " + f.stage + ": " + f.reply->summary();
+      result.enhanced = f.reply->enhanced;
+      result.remote_mta = connection.endpoint().host;
+      result.diagnostic = f.reply->summary();
+    }
+  }
+  for (const smtp::RecipientResult& r : partial)
+    apply(r);  // an LMTP server's replies before it broke off still count
+  return Outcome::kUncertain;
 }
 
 std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage& message,
@@ -253,24 +297,39 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   const SeenTls remembered = memory_.best(memory_key);
   std::vector<DeliveryResult> results(recipients.size());
 
+  // Ends the attempt: the connection goes back to the pool (or is closed), and the TLS it
+  // had is remembered for the domain.
   auto finish = [&](std::unique_ptr<Connection> connection) {
     if (connection) {
-      if (memory_.record(memory_key, achieved(connection->tls()), unix_now())) {
-        log("event=tls_memory domain=" + memory_key +
-            " level=" + std::string(seen_tls_name(achieved(connection->tls()))));
+      SeenTls seen = achieved(connection->tls());
+      if (memory_.record(memory_key, seen, unix_now())) {
+        log("event=tls_memory" + kv("domain", memory_key) + kv("level", seen_tls_name(seen)));
       }
     }
     release(key, std::move(connection));
     return results;
   };
 
+  bool got_slot = false;
   std::string failure;
-  if (std::unique_ptr<Connection> reused = acquire(key)) {
-    std::string floor = below_floor(*reused, level, remembered);
-    if (floor.empty() && transact(*reused, message, recipients, transport, results, failure)) {
-      return finish(std::move(reused));
+  std::unique_ptr<Connection> reused = acquire(key, got_slot);
+  if (!got_slot) {
+    for (auto& r : results) {
+      r = temporary("all " + std::to_string(options_.max_per_destination) + " connections to " +
+                        memory_key + " are busy",
+                    transport, "4.4.5");
     }
-    reused->quit();  // broken while idle (the server timed it out): open a fresh one
+    return results;
+  }
+  if (reused) {
+    const std::string where = reused->endpoint().describe();
+    if (below_floor(reused->tls(), where, level, remembered).empty()) {
+      Outcome outcome =
+          transact(*reused, message, recipients, transport, results, failure, /*reused=*/true);
+      if (outcome == Outcome::kDone) return finish(std::move(reused));
+      if (outcome == Outcome::kUncertain) return finish(nullptr);
+    }
+    reused->quit();  // closed by the server while idle, or no longer good enough
   }
 
   // Where to connect: the smarthost, or the MX hosts of the domain.
@@ -326,42 +385,57 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     for (const std::string& address : target.addresses) {
       if (++tried > 10) break;  // bound the time one attempt can take
       Endpoint endpoint{target.host, address, port, false};
+      const std::string where = endpoint.describe();
+      // Checked right after the handshake, before EHLO and AUTH go inside the TLS.
+      transport_options.check_tls = [this, where, level, remembered](const TlsOutcome& tls) {
+        return below_floor(tls, where, level, remembered);
+      };
       auto opened = Connection::open(endpoint, transport_options);
-      if (!opened && opened.error().stage == "tls" && level == tls::OutboundLevel::kMay &&
-          remembered == SeenTls::kNone && !transport_options.implicit_tls) {
-        // Opportunistic TLS that fails in the handshake (an old server, a broken
-        // certificate chain) falls back to plain text, as RFC 3207 §4 allows and as other
-        // MTAs do; never where the policy or the memory says TLS is required.
-        log("event=tls_fallback domain=" + domain + " host=" + endpoint.describe() + " detail=\"" +
-            opened.error().detail + "\"");
+      const bool handshake_failed =
+          !opened && (opened.error().stage == "tls" ||
+                      (opened.error().stage == "starttls" && opened.error().reply));
+      if (handshake_failed && level == tls::OutboundLevel::kMay && remembered == SeenTls::kNone &&
+          !transport_options.implicit_tls) {
+        // Opportunistic TLS that fails (a broken handshake, STARTTLS refused with 454) falls
+        // back to plain text, as RFC 3207 §4 allows and as other MTAs do; never where the
+        // policy or the memory says TLS is required.
+        log("event=tls_fallback" + kv("domain", domain) + kv("host", where) +
+            kv("detail", opened.error().detail));
         TransportOptions plain = transport_options;
         plain.starttls = false;
         opened = Connection::open(endpoint, plain);
       }
       if (!opened) {
-        failure = endpoint.describe() + ": " + opened.error().detail;
-        log("event=connect_failed domain=" + domain + " host=" + endpoint.describe() +
-            " stage=" + opened.error().stage + " detail=\"" + opened.error().detail + "\"");
+        failure = where + ": " + opened.error().detail;
+        log(std::string(opened.error().stage == "tls-policy" ? "event=tls_refused"
+                                                             : "event=connect_failed") +
+            kv("domain", memory_key) + kv("host", where) + kv("stage", opened.error().stage) +
+            kv("level", tls::outbound_level_name(level)) +
+            kv("remembered", seen_tls_name(remembered)) + kv("detail", opened.error().detail));
+        if (opened.error().stage == "tls-policy") failure = opened.error().detail;
         continue;
       }
       std::unique_ptr<Connection> connection = std::move(opened.value());
-      if (std::string floor = below_floor(*connection, level, remembered); !floor.empty()) {
+      if (std::string floor = below_floor(connection->tls(), where, level, remembered);
+          !floor.empty()) {
         failure = floor;
-        log("event=tls_refused domain=" + memory_key + " host=" + endpoint.describe() +
-            " level=" + std::string(tls::outbound_level_name(level)) +
-            " remembered=" + std::string(seen_tls_name(remembered)) + " detail=\"" + floor + "\"");
+        log("event=tls_refused" + kv("domain", memory_key) + kv("host", where) +
+            kv("stage", "ehlo") + kv("level", tls::outbound_level_name(level)) +
+            kv("remembered", seen_tls_name(remembered)) + kv("detail", floor));
         connection->quit();
         continue;
       }
-      if (transact(*connection, message, recipients, transport, results, failure)) {
-        return finish(std::move(connection));
-      }
+      Outcome outcome = transact(*connection, message, recipients, transport, results, failure,
+                                 /*reused=*/false);
+      if (outcome == Outcome::kDone) return finish(std::move(connection));
       connection->quit();
+      if (outcome == Outcome::kUncertain) return finish(nullptr);
     }
   }
   if (targets.empty() || tried == 0) failure = "no address to connect to for " + domain;
-  for (auto& r : results)
+  for (auto& r : results) {
     r = temporary(failure, transport, failure.find("TLS") != std::string::npos ? "4.7.5" : "4.4.1");
+  }
   return finish(nullptr);
 }
 
@@ -370,12 +444,24 @@ std::vector<DeliveryResult> Outbound::deliver_lmtp(const queue::StoredMessage& m
   const std::string key = "lmtp";
   std::vector<DeliveryResult> results(recipients.size());
   std::string failure;
-  if (std::unique_ptr<Connection> reused = acquire(key)) {
-    if (transact(*reused, message, recipients, "lmtp", results, failure)) {
+  bool got_slot = false;
+  std::unique_ptr<Connection> reused = acquire(key, got_slot);
+  if (!got_slot) {
+    for (auto& r : results)
+      r = temporary("all LMTP connections are busy", "lmtp", "4.4.5");
+    return results;
+  }
+  if (reused) {
+    Outcome outcome = transact(*reused, message, recipients, "lmtp", results, failure, true);
+    if (outcome == Outcome::kDone) {
       release(key, std::move(reused));
       return results;
     }
     reused->quit();
+    if (outcome == Outcome::kUncertain) {
+      release(key, nullptr);
+      return results;
+    }
   }
   TransportOptions transport_options;
   transport_options.client.protocol = smtp::ClientProtocol::kLmtp;
@@ -383,17 +469,17 @@ std::vector<DeliveryResult> Outbound::deliver_lmtp(const queue::StoredMessage& m
   transport_options.starttls = false;  // a local socket (RFC 2033 §5: not on a public port)
   transport_options.connect_timeout = options_.connect_timeout;
   transport_options.command_timeout = options_.command_timeout;
-  Endpoint endpoint = lmtp_endpoint(options_.lmtp);
-  auto opened = Connection::open(endpoint, transport_options);
+  auto opened = Connection::open(lmtp_, transport_options);
   if (opened) {
     std::unique_ptr<Connection> connection = std::move(opened.value());
-    if (transact(*connection, message, recipients, "lmtp", results, failure)) {
-      release(key, std::move(connection));
+    Outcome outcome = transact(*connection, message, recipients, "lmtp", results, failure, false);
+    if (outcome != Outcome::kTryElsewhere) {
+      release(key, outcome == Outcome::kDone ? std::move(connection) : nullptr);
       return results;
     }
     connection->quit();
   } else {
-    failure = endpoint.describe() + ": " + opened.error().detail;
+    failure = lmtp_.describe() + ": " + opened.error().detail;
   }
   for (auto& r : results)
     r = temporary("LMTP server " + failure, "lmtp", "4.3.0");

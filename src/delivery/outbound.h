@@ -61,7 +61,7 @@ struct OutboundOptions {
   ResolverOptions resolver;
   // Local mailboxes: "unix:/path" or "HOST:PORT"; empty: no LMTP.
   std::string lmtp;
-  unsigned max_per_destination = 8;
+  unsigned max_per_destination = 4;
   std::chrono::milliseconds connection_cache{5000};
   unsigned max_messages_per_connection = 100;
   std::chrono::milliseconds connect_timeout{30000};
@@ -97,16 +97,23 @@ class Outbound {
   };
   Outbound(OutboundOptions options, LogFn log);
   // Waits for a free slot for key; returns an idle connection to reuse, if any.
-  std::unique_ptr<Connection> acquire(const std::string& key);
+  // got_slot is false when no slot freed up in time (all connections busy).
+  std::unique_ptr<Connection> acquire(const std::string& key, bool& got_slot);
   void release(const std::string& key, std::unique_ptr<Connection> connection);
   void janitor();
-  // Sends over one connection and turns the replies into results; false (and a reason in
-  // failure) if the connection broke before the server answered for the recipients.
-  bool transact(Connection& connection, const queue::StoredMessage& message,
-                std::span<const std::size_t> recipients, const std::string& transport,
-                std::vector<queue::DeliveryResult>& results, std::string& failure);
-  // Why this connection must not be used for domain (TLS below the floor), or "".
-  std::string below_floor(const Connection& connection, tls::OutboundLevel level,
+  enum class Outcome {
+    kDone,          // results hold the server's answers
+    kTryElsewhere,  // broke before anything could have been accepted: another host may do
+    kUncertain,     // broke after the end of data: results are temporary, try nothing else
+  };
+  // Sends over one connection and turns the replies into results (a reason in failure when
+  // it broke). On a reused connection, a 421 or a failed MAIL/RSET means "open a fresh one".
+  Outcome transact(Connection& connection, const queue::StoredMessage& message,
+                   std::span<const std::size_t> recipients, const std::string& transport,
+                   std::vector<queue::DeliveryResult>& results, std::string& failure, bool reused);
+  // Why this TLS (of the server at where) is not good enough for the level or for what the
+  // destination was reached with before, or "".
+  std::string below_floor(const TlsOutcome& tls, const std::string& where, tls::OutboundLevel level,
                           SeenTls remembered) const;
   void log(const std::string& line) const;
 
@@ -115,6 +122,7 @@ class Outbound {
   tls::SslCtxPtr tls_context_;
   std::unique_ptr<MxResolver> resolver_;
   TlsMemory memory_;
+  Endpoint lmtp_;
 
   std::mutex pool_mutex_;
   std::condition_variable pool_changed_;

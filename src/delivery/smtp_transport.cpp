@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -130,7 +131,7 @@ base::Expected<std::unique_ptr<Connection>, TransportFailure> Connection::open(
     }
   }
   for (;;) {
-    auto event = connection->pump("greeting");
+    auto event = connection->pump("greeting", effective.command_timeout);
     if (!event) return base::unexpected(event.error());
     switch (*event) {
       case smtp::ClientEvent::kStartTls:
@@ -259,7 +260,19 @@ base::Expected<base::Ok, TransportFailure> Connection::handshake() {
           " (expected " + name + "; the certificate names " + certificate_names(peer) + ")";
     }
   }
+  if (options_.check_tls) {
+    if (std::string refused = options_.check_tls(tls_); !refused.empty()) {
+      return base::unexpected(failure("tls-policy", std::move(refused)));
+    }
+  }
   return base::Ok{};
+}
+
+bool Connection::idle_ok() const {
+  if (fd_ < 0 || failed_) return false;
+  pollfd p{fd_, POLLIN, 0};
+  // Readable while idle means the server closed or said something unasked (421).
+  return ::poll(&p, 1, 0) == 0;
 }
 
 base::Expected<base::Ok, TransportFailure> Connection::write_all(std::string_view bytes,
@@ -304,8 +317,12 @@ base::Expected<base::Ok, TransportFailure> Connection::write_all(std::string_vie
   return base::Ok{};
 }
 
-base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(const char* stage) {
+base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(
+    const char* stage, std::chrono::milliseconds timeout) {
   std::array<char, 16 * 1024> buffer;
+  // One deadline for the whole exchange: a server that trickles a byte at a time cannot
+  // hold a delivery thread longer than this.
+  const Clock::time_point deadline = Clock::now() + timeout;
   for (;;) {
     smtp::ClientEvent event = session_.next();
     if (std::string& out = session_.output(); !out.empty()) {
@@ -314,7 +331,6 @@ base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(const char*
       if (!written) return base::unexpected(written.error());
     }
     if (event != smtp::ClientEvent::kNeedInput) return event;
-    const Clock::time_point deadline = Clock::now() + options_.command_timeout;
     for (;;) {
       if (ssl_ != nullptr) {
         std::size_t got = 0;
@@ -380,10 +396,15 @@ base::Expected<std::vector<smtp::RecipientResult>, TransportFailure> Connection:
   std::uint64_t size = end > message.content_offset ? end - message.content_offset : 0;
   in.seekg(static_cast<std::streamoff>(message.content_offset));
 
+  partial_.clear();
   session_.send_message(message.envelope, recipients, size);
   std::array<char, 64 * 1024> chunk;
+  bool data_ended = false;
   for (;;) {
-    auto event = pump("mail");
+    auto event = pump(data_ended ? "content" : "mail",
+                      data_ended ? std::max(options_.command_timeout, options_.data_end_timeout)
+                                 : options_.command_timeout);
+    if (!event) partial_ = session_.results();
     if (!event) return base::unexpected(event.error());
     switch (*event) {
       case smtp::ClientEvent::kSendContent: {
@@ -404,6 +425,7 @@ base::Expected<std::vector<smtp::RecipientResult>, TransportFailure> Connection:
           return base::unexpected(TransportFailure{"content", "read error in " + message.path, {}});
         }
         session_.end_content();
+        data_ended = true;
         continue;
       }
       case smtp::ClientEvent::kMessageDone: {
@@ -414,6 +436,7 @@ base::Expected<std::vector<smtp::RecipientResult>, TransportFailure> Connection:
         return results;
       }
       case smtp::ClientEvent::kFailed:
+        partial_ = session_.results();
         return base::unexpected(session_failure());
       default:
         return base::unexpected(failure("protocol", "unexpected state during a transaction"));
@@ -426,7 +449,7 @@ void Connection::quit() {
   if (!failed_) {
     options_.command_timeout = std::chrono::seconds(2);
     session_.quit();
-    (void)pump("quit");
+    (void)pump("quit", std::chrono::seconds(2));
   }
   if (ssl_ != nullptr) {
     SSL_shutdown(ssl_);  // one close_notify, without waiting for the peer's

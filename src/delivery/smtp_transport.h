@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -38,15 +39,6 @@ struct Endpoint {
   std::string describe() const;  // "mx.example.net[192.0.2.1]:25" or "unix:/path"
 };
 
-struct TransportOptions {
-  smtp::ClientConfig client;  // protocol, helo_name, AUTH credentials
-  bool implicit_tls = false;
-  bool starttls = true;            // ask for STARTTLS when offered (level may and above)
-  SSL_CTX* tls_context = nullptr;  // client context (verifies against a trust store)
-  std::chrono::milliseconds connect_timeout{30000};
-  std::chrono::milliseconds command_timeout{300000};
-};
-
 struct TlsOutcome {
   bool encrypted = false;
   bool verified = false;  // chain trusted and the name matched
@@ -54,6 +46,21 @@ struct TlsOutcome {
   std::string cipher;
   std::string verify_error;      // why not verified, with the names the certificate has
   std::string describe() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "none"
+};
+
+struct TransportOptions {
+  smtp::ClientConfig client;  // protocol, helo_name, AUTH credentials
+  bool implicit_tls = false;
+  bool starttls = true;            // ask for STARTTLS when offered (level may and above)
+  SSL_CTX* tls_context = nullptr;  // client context (verifies against a trust store)
+  std::chrono::milliseconds connect_timeout{30000};
+  std::chrono::milliseconds command_timeout{300000};
+  // RFC 5321 §4.5.3.2.6: the reply to the end of data may take 10 minutes.
+  std::chrono::milliseconds data_end_timeout{600000};
+  // Called right after a TLS handshake, before anything (EHLO, AUTH) is sent inside it: a
+  // non-empty answer (why the TLS is not good enough) ends the connection there, with
+  // stage "tls-policy". This is where a verify level keeps a password from an impostor.
+  std::function<std::string(const TlsOutcome&)> check_tls;
 };
 
 struct TransportFailure {
@@ -75,10 +82,16 @@ class Connection {
       const Endpoint& endpoint, const TransportOptions& options);
 
   // One transaction: the message content is streamed from its spool file. One result per
-  // recipient (in the order given) unless the connection failed.
+  // recipient (in the order given) unless the connection failed; then the error, with the
+  // replies that did arrive (an LMTP server's per-recipient 250s before it broke off) in
+  // partial_results().
   base::Expected<std::vector<smtp::RecipientResult>, TransportFailure> send(
       const queue::StoredMessage& message, std::span<const std::size_t> recipients);
 
+  const std::vector<smtp::RecipientResult>& partial_results() const { return partial_; }
+  // False when the server has closed or sent something while the connection was idle (a
+  // 421 after its idle timeout): such a connection must not be reused.
+  bool idle_ok() const;
   void quit();  // QUIT (best effort, short deadline) and close
   bool usable() const { return fd_ >= 0 && !failed_; }
   const TlsOutcome& tls() const { return tls_; }
@@ -93,7 +106,8 @@ class Connection {
   base::Expected<base::Ok, TransportFailure> handshake();
   // Writes the session's output, then reads until the session wants something other than
   // input. Returns the event it stopped at.
-  base::Expected<smtp::ClientEvent, TransportFailure> pump(const char* stage);
+  base::Expected<smtp::ClientEvent, TransportFailure> pump(const char* stage,
+                                                           std::chrono::milliseconds timeout);
   base::Expected<base::Ok, TransportFailure> write_all(std::string_view bytes, const char* stage);
   TransportFailure failure(const char* stage, std::string detail);
   TransportFailure session_failure();
@@ -106,6 +120,7 @@ class Connection {
   bool failed_ = false;
   TlsOutcome tls_;
   unsigned messages_sent_ = 0;
+  std::vector<smtp::RecipientResult> partial_;
   std::chrono::steady_clock::time_point last_used_{};
 };
 

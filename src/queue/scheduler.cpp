@@ -15,34 +15,17 @@
 #include <fstream>
 #include <utility>
 
+#include "obs/log.h"
 #include "queue/dsn.h"
 
 namespace queue {
 namespace {
 
-// A log value: bare when safe, else "quoted" with \" \\ and \xHH for control bytes, so a
-// recipient address or an error text can never break the line (or forge another one).
+// A log value, quoted and escaped when needed (obs::append_value), so a recipient address or
+// an error text can never break the line (or forge another one).
 std::string log_value(std::string_view value) {
-  bool bare = !value.empty() && std::none_of(value.begin(), value.end(), [](char ch) {
-    auto c = static_cast<unsigned char>(ch);
-    return c <= 0x20 || c == 0x7F || c == '"' || c == '\\' || c == '=';
-  });
-  if (bare) return std::string(value);
-  std::string out = "\"";
-  for (char ch : value) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20 || c == 0x7F) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\x%02X", c);
-      out += escaped;
-    } else {
-      out += ch;
-    }
-  }
-  out += '"';
+  std::string out;
+  obs::append_value(out, value);
   return out;
 }
 
@@ -324,7 +307,11 @@ void Scheduler::attempt(const std::string& id) {
   // Notices (RFC 3461 §4.1). A failure becomes final only once its DSN is durable.
   bool dsn_ok = true;
   if (!failed.empty()) dsn_ok = send_dsn(message, failed, failed_results, 0);
-  if (!delivered.empty()) send_dsn(message, delivered, delivered_results, 2);
+  if (!delivered.empty() && !send_dsn(message, delivered, delivered_results, 2)) {
+    log("event=error id=" + log_value(id) +
+        " action=dropped detail=\"the success DSN could not be "
+        "queued; the delivery itself is done\"");
+  }
   bool warned_now = false;
   if (!still_pending.empty() && options_.delay_warning.count() > 0 && !expired) {
     std::lock_guard lock(mutex_);

@@ -326,6 +326,12 @@ base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca
     return base::unexpected("tls: cannot set protocol versions: " + openssl_reason());
   }
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  // The same strength as our listeners (BCP 195): TLS 1.2 only with ECDHE and AEAD.
+  const Policy defaults;
+  if (SSL_CTX_set_cipher_list(ctx.get(), defaults.ciphers.c_str()) != 1 ||
+      SSL_CTX_set_ciphersuites(ctx.get(), defaults.ciphersuites.c_str()) != 1) {
+    return base::unexpected("tls: cannot set the client ciphers: " + openssl_reason());
+  }
   if (ca_file.empty()) {
     if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
       return base::unexpected("tls: cannot load the system trust store: " + openssl_reason());

@@ -119,6 +119,46 @@ class RelayToSecondServer(ServerTestCase):
         self.assertEqual(len(local.spool_ids()), 1)
 
 
+    def relay_with_auth(self, password=None, trust_remote=True, retry=(60,)):
+        """A local server relaying through the remote's implicit-TLS submission port with
+        AUTH as demo@localhost (the remote's own demo user, whose password is used unless
+        another one is given)."""
+        remote = self.new_server(domains=[("remote.test", ["bob"])])
+        remote.start()
+        local = self.new_server()
+        with open(os.path.join(local.dir, "relay.password"), "w") as f:
+            f.write((password or demo_password(remote)) + "\n")
+        local.extra_toml = delivery_toml(
+            relay=f"smtps://127.0.0.1:{remote.ports['submissions']}",
+            ca_file=remote.ca if trust_remote else "tls/ca.pem", retry=retry,
+            extra='relay_user = "demo@localhost"\nrelay_password_file = "relay.password"')
+        local.write_config()
+        local.start()
+        submit(local, ["bob@remote.test"], message_id="auth-relay@test")
+        return local, remote
+
+    def test_relay_with_auth_over_implicit_tls(self):
+        local, remote = self.relay_with_auth()
+        [message] = remote.wait_delivered(1, "bob@remote.test")
+        self.assertIn(b"Message-ID: <auth-relay@test>", message)
+        self.assertIn(b"with ESMTPSA", message)  # the remote saw an authenticated submission
+        remote.wait_log(r"event=auth session=\S+ client=127.0.0.1 user=demo@localhost")
+
+    def test_relay_auth_refused_is_deferred_with_the_reply(self):
+        local, remote = self.relay_with_auth(password="not-the-password")
+        local.wait_log(r"event=deferred id=\S+ rcpt=bob@remote.test detail=.*535 5.7.8", timeout=20)
+        self.assertEqual(remote.delivered("bob@remote.test"), [])
+
+    def test_no_password_goes_to_a_relay_whose_certificate_does_not_verify(self):
+        local, remote = self.relay_with_auth(trust_remote=False)
+        local.wait_log(r"event=tls_refused domain=127.0.0.1 .*stage=tls-policy")
+        local.wait_log(r"event=deferred id=\S+ rcpt=bob@remote.test detail=.*does not verify")
+        time.sleep(0.3)
+        log = remote.log()
+        self.assertNotIn("event=auth", log)  # neither success nor failure: AUTH never began
+        self.assertIn("event=tls ", log)     # the handshake itself happened
+
+
 class RelayReplies(ServerTestCase):
     def fake(self, server, **kwargs):
         return FakeSmtp(cert=os.path.join(server.dir, "tls", "server-ecdsa.pem"),

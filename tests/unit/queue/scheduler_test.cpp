@@ -314,7 +314,7 @@ TEST_F(SchedulerTest, FinishedRecipientsAreNotDeliveredAgainAfterARestart) {
   ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
   EXPECT_EQ(deliverer_.count("now@example.com"), 1u);
   EXPECT_EQ(deliverer_.count("later@example.com"), 2u);
-  EXPECT_TRUE(fs::is_empty(root_ + "/spool/state"));
+  EXPECT_TRUE(eventually([&] { return fs::is_empty(root_ + "/spool/state"); }));
 }
 
 TEST_F(SchedulerTest, AHoldOutlivesARestartUntilReleased) {
