@@ -16,6 +16,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 
 #include "tls/openssl_error.h"
@@ -81,6 +82,21 @@ std::string certificate_names(X509* certificate) {
     }
   }
   return names.empty() ? "no names" : names;
+}
+
+// "2026-11-24 07:47:03 UTC", or "" when the time cannot be read.
+std::string certificate_time(const ASN1_TIME* time) {
+  std::tm parts{};
+  if (time == nullptr || ASN1_TIME_to_tm(time, &parts) != 1) return "";
+  char text[32] = {};
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &parts);
+  return text;
+}
+
+std::string certificate_issuer(X509* certificate) {
+  char text[512] = {};
+  X509_NAME_oneline(X509_get_issuer_name(certificate), text, sizeof text);
+  return text;
 }
 
 }  // namespace
@@ -252,6 +268,13 @@ base::Expected<base::Ok, TransportFailure> Connection::handshake() {
   X509* peer = SSL_get0_peer_certificate(ssl_);
   long verify = SSL_get_verify_result(ssl_);
   tls_.verified = peer != nullptr && verify == X509_V_OK;
+  tls_.verify_code = peer == nullptr ? X509_V_ERR_UNSPECIFIED : verify;
+  if (peer != nullptr) {
+    tls_.peer_names = certificate_names(peer);
+    tls_.peer_not_before = certificate_time(X509_get0_notBefore(peer));
+    tls_.peer_not_after = certificate_time(X509_get0_notAfter(peer));
+    tls_.peer_issuer = certificate_issuer(peer);
+  }
   if (!tls_.verified) {
     tls_.verify_error =
         peer == nullptr ? "no certificate" : std::string(X509_verify_cert_error_string(verify));

@@ -44,7 +44,16 @@ struct TlsOutcome {
   bool verified = false;  // chain trusted and the name matched
   std::string version;    // "TLSv1.3"
   std::string cipher;
-  std::string verify_error;      // why not verified, with the names the certificate has
+  std::string verify_error;  // why not verified, with the names the certificate has
+  // The peer certificate's facts, so that a client (smtpsctl send) can explain a refusal in
+  // its own words: the X509_V_* code of the verification (X509_V_OK when verified), the
+  // names it claims ("mx.example.net, 192.0.2.1"), its validity dates ("2026-11-24 07:47:03
+  // UTC") and its issuer (one-line distinguished name). Empty without a certificate.
+  long verify_code = 0;
+  std::string peer_names;
+  std::string peer_not_before;
+  std::string peer_not_after;
+  std::string peer_issuer;
   std::string describe() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "none"
 };
 
