@@ -1,6 +1,8 @@
 // smtpsctl_main.cpp — the companion tool's command line (DESIGN.md §2: send, probe, bench,
 // user, queue). Implemented so far:
 //
+//   smtpsctl send --server URL ... / smtpsctl sendmail ...        (see app/send_command.h)
+//   sendmail ...  (argv[0] named sendmail, e.g. a symlink: the sendmail-compatible mode)
 //   smtpsctl user add|passwd|del|list --users FILE [ADDRESS]      (see app/user_command.h)
 //   smtpsctl user alias add|del --users FILE ADDRESS ALIAS
 //   smtpsctl auth lockouts (--config FILE | --socket PATH)        the running server's lockouts
@@ -15,21 +17,40 @@
 #include <csignal>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
 #include "app/control_socket.h"
+#include "app/send_command.h"
 #include "app/user_command.h"
 #include "config/config.h"
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
+  // Invoked as "sendmail" (a symlink, e.g. /usr/sbin/sendmail): local programs such as cron
+  // and PHP's mail() call it with sendmail's flags.
+  if (argc > 0) {
+    std::string_view name = argv[0];
+    if (auto slash = name.rfind('/'); slash != std::string_view::npos)
+      name.remove_prefix(slash + 1);
+    if (name == "sendmail") {
+      return app::run_sendmail_command(std::vector<std::string>(argv + 1, argv + argc),
+                                       app::process_send_environment());
+    }
+  }
   CLI::App cli{"smtpsctl — companion tool of smtpsd"};
   cli.require_subcommand(1);
   auto* user = cli.add_subcommand("user", "Manage the users file");
   // Everything after "user" (its own --help included) goes to run_user_command.
   user->prefix_command();
   user->set_help_flag();
+  auto* send = cli.add_subcommand("send", "Send one message over TLS (like msmtp or swaks)");
+  send->prefix_command();
+  send->set_help_flag();
+  auto* sendmail = cli.add_subcommand("sendmail", "The sendmail-compatible mode (-t, -i, -f, -F)");
+  sendmail->prefix_command();
+  sendmail->set_help_flag();
   auto* auth_command = cli.add_subcommand("auth", "Lockouts of the running server's AUTH");
   auth_command->require_subcommand(1);
   std::string config_file;
@@ -82,6 +103,10 @@ int main(int argc, char** argv) {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return cli.exit(error) == 0 ? 0 : 2;
+  }
+  if (*send) return app::run_send_command(send->remaining(), app::process_send_environment());
+  if (*sendmail) {
+    return app::run_sendmail_command(sendmail->remaining(), app::process_send_environment());
   }
   if (*user) {
     return app::run_user_command(user->remaining(), std::cout, std::cerr, app::read_new_password);

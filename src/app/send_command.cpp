@@ -1,0 +1,877 @@
+// send_command.cpp — `smtpsctl send` and `sendmail` (usage and invariants in send_command.h).
+//
+// The connection is delivery::Connection (the queue's own client: deadlines on every wait,
+// STARTTLS response-injection defence, AUTH only inside TLS); this file adds what a person at
+// a terminal or a cron job needs: a URL, a password from a safe place, a message built or
+// completed (message_builder.h), and failures explained in words.
+#include "app/send_command.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <openssl/x509_vfy.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <toml++/toml.h>
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "app/message_builder.h"
+#include "delivery/smtp_transport.h"
+#include "queue/spool.h"
+#include "tls/policy.h"
+
+namespace app {
+namespace {
+
+// sysexits.h values, spelled out: the sendmail interface's exit codes.
+constexpr int kExUsage = 64;
+constexpr int kExDataErr = 65;
+constexpr int kExUnavailable = 69;
+constexpr int kExTempFail = 75;
+constexpr int kExConfig = 78;
+
+void wipe(std::string& secret) {
+  if (!secret.empty()) sodium_memzero(secret.data(), secret.size());
+  secret.clear();
+}
+
+// A failure to tell the user: one sentence; temporary when trying later may help (4xx,
+// network), for sendmail's exit code.
+struct SendFailure {
+  std::string message;
+  bool temporary = false;
+};
+
+// Everything one submission needs.
+struct Submission {
+  ServerAddress server;
+  bool tls_none = false;
+  std::string user;
+  std::string password;
+  std::string cafile;
+  std::string sender;
+  std::vector<std::string> recipients;
+  std::chrono::seconds timeout{60};
+};
+
+// --- the terminal ---------------------------------------------------------------------
+
+int tty_fd = -1;
+termios saved_terminal;
+volatile sig_atomic_t terminal_changed = 0;
+
+void restore_terminal_and_reraise(int signal_number) {
+  if (terminal_changed) ::tcsetattr(tty_fd, TCSAFLUSH, &saved_terminal);
+  ::signal(signal_number, SIG_DFL);
+  ::raise(signal_number);
+}
+
+base::Expected<std::string, std::string> prompt_on_terminal(const std::string& prompt) {
+  tty_fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+  if (tty_fd < 0) {
+    return base::unexpected(
+        std::string("no password: give --password-file FILE or set SMTPSCTL_PASSWORD (there is no "
+                    "terminal to ask on)"));
+  }
+  (void)!::write(tty_fd, prompt.data(), prompt.size());
+  bool have_terminal = ::tcgetattr(tty_fd, &saved_terminal) == 0;
+  struct sigaction action {
+  }, previous[4];
+  const int signals[4] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  if (have_terminal) {
+    action.sa_handler = restore_terminal_and_reraise;
+    sigemptyset(&action.sa_mask);
+    for (int i = 0; i < 4; ++i)
+      ::sigaction(signals[i], &action, &previous[i]);
+    termios quiet = saved_terminal;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    quiet.c_lflag |= ECHONL;
+    terminal_changed = 1;
+    ::tcsetattr(tty_fd, TCSAFLUSH, &quiet);
+  }
+  std::string line;
+  char c = 0;
+  bool failed = false;
+  for (;;) {
+    ssize_t got = ::read(tty_fd, &c, 1);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) failed = true;
+    if (got <= 0 || c == '\n') break;
+    line += c;
+    if (line.size() > 4096) {
+      failed = true;
+      break;
+    }
+  }
+  c = 0;
+  if (have_terminal) {
+    ::tcsetattr(tty_fd, TCSAFLUSH, &saved_terminal);
+    terminal_changed = 0;
+    for (int i = 0; i < 4; ++i)
+      ::sigaction(signals[i], &previous[i], nullptr);
+  }
+  ::close(tty_fd);
+  tty_fd = -1;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (failed || line.empty()) {
+    wipe(line);
+    return base::unexpected(std::string("no password was typed"));
+  }
+  return line;
+}
+
+// The password: --password-file (first line), else SMTPSCTL_PASSWORD, else the terminal.
+base::Expected<std::string, std::string> find_password(const std::string& password_file,
+                                                       const Submission& submission,
+                                                       const SendEnvironment& env) {
+  if (!password_file.empty()) {
+    std::ifstream in(password_file, std::ios::binary);
+    if (!in) {
+      return base::unexpected("cannot read the password file " + password_file + ": " +
+                              std::strerror(errno));
+    }
+    std::string line;
+    std::getline(in, line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) {
+      return base::unexpected("the password file " + password_file +
+                              " has no password (first line)");
+    }
+    return line;
+  }
+  if (auto value = env.getenv("SMTPSCTL_PASSWORD"); value && !value->empty()) return *value;
+  return env.prompt_password("Password for " + submission.user + " at " + submission.server.host +
+                             ": ");
+}
+
+// --- explaining failures ----------------------------------------------------------------
+
+std::string describe_server(const ServerAddress& server) {
+  std::string host =
+      server.host.find(':') != std::string::npos ? "[" + server.host + "]" : server.host;
+  return host + ":" + std::to_string(server.port);
+}
+
+// Why a certificate is refused, in words, from the verification code of the handshake.
+std::string explain_certificate(const delivery::TlsOutcome& tls, const Submission& submission) {
+  const std::string subject = "the certificate of " + describe_server(submission.server);
+  const std::string tail = "; nothing was sent (no password, no message)";
+  switch (tls.verify_code) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      return subject + " expired on " + tls.peer_not_after + tail;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return subject + " is not valid before " + tls.peer_not_before + tail;
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+    case X509_V_ERR_EMAIL_MISMATCH:
+      return subject + " does not name " + submission.server.host + ": name mismatch, it names " +
+             tls.peer_names + tail;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_CERT_UNTRUSTED:
+      return subject + " is not trusted: it was issued by " + tls.peer_issuer +
+             ", which is not in " +
+             (submission.cafile.empty() ? std::string("the system trust store")
+                                        : "--cafile " + submission.cafile) +
+             " (give --cafile with that authority's certificate if you trust it)" + tail;
+    default:
+      return subject + " could not be verified: " + tls.verify_error + tail;
+  }
+}
+
+SendFailure explain_failure(const delivery::TransportFailure& failure,
+                            const Submission& submission) {
+  const std::string server = describe_server(submission.server);
+  const std::string reply = failure.reply ? failure.reply->summary() : "";
+  bool temporary = !failure.reply || failure.reply->transient();
+  auto with_reply = [&](const std::string& what) {
+    return what + (reply.empty() ? ": " + failure.detail : ": " + reply);
+  };
+  const std::string& stage = failure.stage;
+  if (stage == "connect") {
+    if (failure.detail.find("refused") != std::string::npos) {
+      return {"connection refused by " + server + " (no server listens on that port)", true};
+    }
+    if (failure.detail.find("within") != std::string::npos) {
+      return {"timed out connecting to " + server + ": " + failure.detail, true};
+    }
+    return {"cannot connect to " + server + ": " + failure.detail, true};
+  }
+  if (failure.detail.find(" within ") != std::string::npos && !failure.reply) {
+    return {"timed out: " + failure.detail, true};
+  }
+  if (stage == "tls-policy") return {failure.detail, false};
+  if (stage == "tls") {
+    std::string text = failure.detail;
+    if (submission.server.implicit_tls &&
+        (text.find("wrong version number") != std::string::npos ||
+         text.find("packet length too long") != std::string::npos)) {
+      text += " (the server does not speak TLS first on this port: for STARTTLS use smtp://)";
+    }
+    return {text, true};
+  }
+  if (stage == "starttls") {
+    if (failure.reply) return {with_reply("the server refused STARTTLS"), temporary};
+    return {server +
+                " does not offer STARTTLS, so the password and the message would travel in "
+                "clear; nothing was sent (give --tls none to send without TLS anyway)",
+            false};
+  }
+  if (stage == "auth") {
+    return {with_reply("authentication as " + submission.user + " refused by " + server),
+            failure.reply && failure.reply->transient()};
+  }
+  if (stage == "greeting") return {with_reply(server + " refused the connection"), temporary};
+  if (stage == "ehlo") return {with_reply(server + " refused EHLO"), temporary};
+  if (stage == "mail") return {with_reply("sender <" + submission.sender + "> refused"), temporary};
+  if (stage == "data") return {with_reply("message refused"), temporary};
+  if (stage == "content") {
+    return {with_reply("the message may not have been accepted (the end of data got no clear "
+                       "answer)"),
+            temporary};
+  }
+  return {with_reply(stage + " failed"), temporary};
+}
+
+// --- sending ----------------------------------------------------------------------------
+
+std::string helo_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
+  for (char* p = name; *p != '\0'; ++p) {
+    if (!std::isalnum(static_cast<unsigned char>(*p)) && *p != '-' && *p != '.') return "localhost";
+  }
+  return name;
+}
+
+// A temporary file (mode 0600 from mkstemp) removed when this goes out of scope.
+class TemporaryFile {
+ public:
+  TemporaryFile() {
+    const char* directory = std::getenv("TMPDIR");
+    path_ = std::string(directory != nullptr && *directory != '\0' ? directory : "/tmp") +
+            "/smtpsctl-XXXXXX";
+    int fd = ::mkstemp(path_.data());
+    if (fd < 0) {
+      path_.clear();
+      return;
+    }
+    ::close(fd);
+  }
+  ~TemporaryFile() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  TemporaryFile(const TemporaryFile&) = delete;
+  TemporaryFile& operator=(const TemporaryFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Connects to each address of the host in turn (connection refused or timed out: the next
+// one), then sends. Returns the server's final reply.
+base::Expected<std::string, SendFailure> submit(const Submission& submission,
+                                                const std::string& message_path,
+                                                const WrittenMessage& written) {
+  tls::SslCtxPtr context;
+  if (!submission.tls_none) {
+    auto made = tls::make_client_context(submission.cafile);
+    if (!made) return base::unexpected(SendFailure{made.error(), false});
+    context = std::move(made.value());
+  }
+  delivery::TransportOptions options;
+  options.client.helo_name = helo_name();
+  options.client.auth_user = submission.user;
+  options.client.auth_password = submission.password;
+  options.client.require_tls = !submission.tls_none;
+  options.implicit_tls = submission.server.implicit_tls;
+  options.starttls = !submission.tls_none;
+  options.tls_context = context.get();
+  options.connect_timeout = submission.timeout;
+  options.command_timeout = submission.timeout;
+  options.check_tls = [&submission](const delivery::TlsOutcome& tls) -> std::string {
+    return tls.verified ? "" : explain_certificate(tls, submission);
+  };
+
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  int status = ::getaddrinfo(submission.server.host.c_str(), nullptr, &hints, &found);
+  if (status != 0) {
+    return base::unexpected(SendFailure{
+        "host not found: " + submission.server.host + " (" + ::gai_strerror(status) + ")",
+        status == EAI_AGAIN});
+  }
+  std::vector<std::string> addresses;
+  for (addrinfo* entry = found; entry != nullptr; entry = entry->ai_next) {
+    char text[NI_MAXHOST] = {};
+    if (::getnameinfo(entry->ai_addr, entry->ai_addrlen, text, sizeof text, nullptr, 0,
+                      NI_NUMERICHOST) == 0 &&
+        std::find(addresses.begin(), addresses.end(), text) == addresses.end()) {
+      addresses.push_back(text);
+    }
+  }
+  ::freeaddrinfo(found);
+
+  std::unique_ptr<delivery::Connection> connection;
+  std::optional<delivery::TransportFailure> last_failure;
+  for (const std::string& address : addresses) {
+    delivery::Endpoint endpoint{submission.server.host, address, submission.server.port, false};
+    auto opened = delivery::Connection::open(endpoint, options);
+    if (opened) {
+      connection = std::move(opened.value());
+      break;
+    }
+    last_failure = opened.error();
+    if (opened.error().stage != "connect") break;
+  }
+  if (!connection) {
+    if (!last_failure) {
+      return base::unexpected(
+          SendFailure{"host not found: " + submission.server.host + " has no address", false});
+    }
+    return base::unexpected(explain_failure(*last_failure, submission));
+  }
+
+  queue::StoredMessage message;
+  message.path = message_path;
+  message.envelope.helo = options.client.helo_name;
+  message.envelope.esmtp = true;
+  message.envelope.reverse_path = submission.sender;
+  std::vector<std::size_t> indices;
+  bool utf8_address = !is_ascii(submission.sender);
+  for (const std::string& recipient : submission.recipients) {
+    indices.push_back(message.envelope.recipients.size());
+    message.envelope.recipients.push_back(smtp::Recipient{recipient, "", ""});
+    utf8_address = utf8_address || !is_ascii(recipient);
+  }
+  message.envelope.smtputf8 = utf8_address;
+  if (written.eight_bit) message.envelope.body = smtp::BodyType::k8BitMime;
+  auto sent = connection->send(message, indices);
+  if (!sent) {
+    auto failure = explain_failure(sent.error(), submission);
+    connection->quit();
+    return base::unexpected(failure);
+  }
+  connection->quit();
+  std::string refused, final_reply;
+  bool temporary = false;
+  std::size_t accepted = 0;
+  for (const smtp::RecipientResult& result : sent.value()) {
+    if (result.reply.positive()) {
+      ++accepted;
+      final_reply = result.reply.summary();
+      continue;
+    }
+    temporary = temporary || result.reply.transient();
+    if (!refused.empty()) refused += "; ";
+    refused += "recipient <" + submission.recipients[result.index] +
+               "> refused: " + result.reply.summary();
+  }
+  if (!refused.empty()) {
+    if (accepted > 0) {
+      refused +=
+          " (sent to the " + std::to_string(accepted) + " other recipient(s): " + final_reply + ")";
+    }
+    return base::unexpected(SendFailure{refused, temporary});
+  }
+  return final_reply;
+}
+
+// A message on the way to the temporary file: writes it, then submits.
+base::Expected<std::string, SendFailure> write_and_submit(Submission& submission,
+                                                          const MessageHead& head,
+                                                          LineReader& body) {
+  TemporaryFile file;
+  if (file.path().empty()) {
+    return base::unexpected(
+        SendFailure{std::string("cannot create a temporary file: ") + std::strerror(errno), true});
+  }
+  WrittenMessage written;
+  {
+    std::ofstream out(file.path(), std::ios::binary | std::ios::trunc);
+    auto result = write_message(head, body, out);
+    if (!result) return base::unexpected(SendFailure{result.error(), false});
+    written = result.value();
+  }
+  auto sent = submit(submission, file.path(), written);
+  wipe(submission.password);
+  return sent;
+}
+
+bool looks_like_address(std::string_view text) {
+  std::size_t at = text.rfind('@');
+  return at != std::string_view::npos && at > 0 && at + 1 < text.size() &&
+         text.find_first_of(" \t\r\n<>") == std::string_view::npos;
+}
+
+const char* kSendmailUsage =
+    "usage: sendmail [-t] [-i] [-f ADDRESS] [-F NAME] [--config FILE] [RECIPIENT...]\n"
+    "  reads a message on standard input and submits it over TLS to the server of the\n"
+    "  configuration file (--config, else $SMTPSCTL_CONFIG, else /etc/smtpsctl.toml)\n"
+    "  -t          recipients from the To, Cc and Bcc headers too (Bcc is removed)\n"
+    "  -i, -oi     a line with a single '.' does not end the message\n"
+    "  -f ADDRESS  envelope sender (else 'from' of the configuration)\n"
+    "  -F NAME     the sender's name, for a From header added when the message has none\n"
+    "  -v          print the server's final reply\n";
+
+}  // namespace
+
+base::Expected<ServerAddress, std::string> parse_server_url(std::string_view url) {
+  ServerAddress server;
+  std::string_view rest;
+  if (url.rfind("smtps://", 0) == 0) {
+    server.implicit_tls = true;
+    server.port = 465;
+    rest = url.substr(8);
+  } else if (url.rfind("smtp://", 0) == 0) {
+    server.port = 587;
+    rest = url.substr(7);
+  } else {
+    return base::unexpected("server " + std::string(url) +
+                            ": give smtps://HOST[:PORT] (implicit TLS, port 465) or "
+                            "smtp://HOST[:PORT] (STARTTLS, port 587)");
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  std::string_view port_text;
+  bool has_port = false;
+  if (!rest.empty() && rest.front() == '[') {
+    std::size_t close = rest.find(']');
+    if (close == std::string_view::npos) {
+      return base::unexpected("server " + std::string(url) +
+                              ": missing ']' after the IPv6 address");
+    }
+    server.host = std::string(rest.substr(1, close - 1));
+    rest.remove_prefix(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') {
+        return base::unexpected("server " + std::string(url) + ": unexpected text after ']'");
+      }
+      has_port = true;
+      port_text = rest.substr(1);
+    }
+  } else {
+    std::size_t colon = rest.find(':');
+    server.host = std::string(rest.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      has_port = true;
+      port_text = rest.substr(colon + 1);
+    }
+  }
+  if (server.host.empty() || server.host.find_first_of("/@?# \t[]") != std::string::npos) {
+    return base::unexpected("server " + std::string(url) + ": not a host name");
+  }
+  if (has_port) {
+    bool digits = !port_text.empty() && port_text.size() <= 5 &&
+                  std::all_of(port_text.begin(), port_text.end(),
+                              [](char c) { return c >= '0' && c <= '9'; });
+    unsigned long port = digits ? std::stoul(std::string(port_text)) : 0;
+    if (port == 0 || port > 65535) {
+      return base::unexpected("server " + std::string(url) + ": the port must be 1 to 65535");
+    }
+    server.port = static_cast<std::uint16_t>(port);
+  }
+  return server;
+}
+
+base::Expected<SendmailConfig, std::string> parse_sendmail_config(std::string_view text,
+                                                                  const std::string& file_name) {
+  auto error = [&file_name](const toml::node* node, std::string_view key, std::string message) {
+    std::string out = file_name;
+    if (node != nullptr) out += ":" + std::to_string(node->source().begin.line);
+    out += ": ";
+    if (!key.empty()) out += std::string(key) + ": ";
+    return base::unexpected(out + message);
+  };
+  toml::table root;
+  try {
+    root = toml::parse(text, file_name);
+  } catch (const toml::parse_error& failure) {
+    return base::unexpected(file_name + ":" + std::to_string(failure.source().begin.line) + ": " +
+                            std::string(failure.description()));
+  }
+  SendmailConfig config;
+  std::filesystem::path base = std::filesystem::path(file_name).parent_path();
+  struct Key {
+    std::string_view name;
+    std::string* value;
+    bool path;
+  };
+  const Key keys[] = {{"server", &config.server, false},
+                      {"user", &config.user, false},
+                      {"password_file", &config.password_file, true},
+                      {"cafile", &config.cafile, true},
+                      {"from", &config.from, false}};
+  for (auto&& [key, node] : root) {
+    auto known = std::find_if(std::begin(keys), std::end(keys),
+                              [&](const Key& k) { return k.name == key.str(); });
+    if (known == std::end(keys)) {
+      return error(&node, key.str(),
+                   "unknown key (known here: server, user, password_file, cafile, from)");
+    }
+    if (!node.is_string()) return error(&node, key.str(), "must be a string");
+    std::string value(node.as_string()->get());
+    if (value.empty()) return error(&node, key.str(), "must not be empty");
+    if (known->path && std::filesystem::path(value).is_relative()) {
+      value = (base / value).lexically_normal().string();
+    }
+    *known->value = value;
+  }
+  if (config.server.empty()) {
+    return error(nullptr, "server",
+                 "missing (required), e.g. server = \"smtps://mail.example.net\"");
+  }
+  if (auto server = parse_server_url(config.server); !server) {
+    return error(root.get("server"), "server", server.error());
+  }
+  if (!config.from.empty() && !looks_like_address(config.from)) {
+    return error(root.get("from"), "from", "not an address (local@domain)");
+  }
+  return config;
+}
+
+base::Expected<SendmailConfig, std::string> load_sendmail_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return base::unexpected(path + ": cannot read the file: " + std::strerror(errno));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return parse_sendmail_config(buffer.str(), path);
+}
+
+base::Expected<SendmailArguments, std::string> parse_sendmail_arguments(
+    const std::vector<std::string>& args) {
+  SendmailArguments parsed;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") {
+      parsed.recipients.insert(parsed.recipients.end(), args.begin() + static_cast<long>(i) + 1,
+                               args.end());
+      break;
+    }
+    if (arg == "--help" || arg == "-h") {
+      parsed.help = true;
+      continue;
+    }
+    if (arg == "--config" || arg.rfind("--config=", 0) == 0) {
+      if (arg.size() > 8) {
+        parsed.config_file = arg.substr(9);
+      } else if (i + 1 < args.size()) {
+        parsed.config_file = args[++i];
+      } else {
+        return base::unexpected(std::string("--config needs a file"));
+      }
+      continue;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      parsed.recipients.push_back(arg);
+      continue;
+    }
+    if (arg[1] == '-') return base::unexpected("unknown option " + arg);
+    // Single-letter options may be grouped ("-ti"); one that takes a value takes the rest
+    // of the word or the next argument ("-ffoo@example.org", "-f foo@example.org").
+    for (std::size_t j = 1; j < arg.size(); ++j) {
+      char letter = arg[j];
+      auto value = [&]() -> base::Expected<std::string, std::string> {
+        if (j + 1 < arg.size()) {
+          std::string rest = arg.substr(j + 1);
+          j = arg.size();
+          return rest;
+        }
+        if (i + 1 >= args.size()) {
+          return base::unexpected(std::string("-") + letter + " needs a value");
+        }
+        j = arg.size();
+        return args[++i];
+      };
+      switch (letter) {
+        case 't':
+          parsed.extract_recipients = true;
+          break;
+        case 'i':
+          parsed.dot_ends = false;
+          break;
+        case 'v':
+          parsed.verbose = true;
+          break;
+        case 'm':  // "me too": the sender gets a copy of an alias expansion — nothing here
+        case 'n':  // no alias expansion
+        case 'U':  // initial user submission
+          break;
+        case 'f':
+        case 'r': {
+          auto v = value();
+          if (!v) return base::unexpected(v.error());
+          parsed.sender = v.value();
+          break;
+        }
+        case 'F': {
+          auto v = value();
+          if (!v) return base::unexpected(v.error());
+          parsed.full_name = v.value();
+          break;
+        }
+        case 'C': {
+          auto v = value();
+          if (!v) return base::unexpected(v.error());
+          parsed.config_file = v.value();
+          break;
+        }
+        case 'o': {  // -oi means -i; other -o options (-odi, -oem, -oQ/dir ...) do not apply
+          std::string option = arg.substr(j + 1);
+          j = arg.size();
+          if (option == "i") parsed.dot_ends = false;
+          break;
+        }
+        case 'b': {  // -bm is the only mode: deliver a message
+          std::string mode = arg.substr(j + 1);
+          j = arg.size();
+          if (mode != "m") {
+            return base::unexpected("-b" + mode +
+                                    " is not supported: this sendmail only submits messages (-bm)");
+          }
+          break;
+        }
+        case 'B':  // body type, DSN options, logging: accepted and ignored
+        case 'N':
+        case 'R':
+        case 'V':
+        case 'L':
+        case 'O':
+        case 'X':
+        case 'h':
+        case 'q': {
+          if (letter == 'q') {
+            return base::unexpected(std::string("-q is not supported: there is no local queue"));
+          }
+          auto v = value();
+          if (!v) return base::unexpected(v.error());
+          break;
+        }
+        case 'd':  // debugging flags such as -d0.1: ignored
+          j = arg.size();
+          break;
+        default:
+          return base::unexpected(std::string("unknown option -") + letter);
+      }
+    }
+  }
+  return parsed;
+}
+
+SendEnvironment process_send_environment() {
+  return SendEnvironment{std::cin, std::cout, std::cerr,
+                         [](const char* name) -> std::optional<std::string> {
+                           const char* value = std::getenv(name);
+                           if (value == nullptr) return std::nullopt;
+                           return std::string(value);
+                         },
+                         prompt_on_terminal};
+}
+
+int run_send_command(const std::vector<std::string>& argv, const SendEnvironment& env) {
+  for (const std::string& arg : argv) {
+    if (arg == "--password" || arg.rfind("--password=", 0) == 0 || arg == "-p") {
+      env.err << "smtpsctl send: there is no " << arg.substr(0, arg.find('='))
+              << " option: a password on the command line shows in ps and in shell history; "
+                 "use --password-file FILE, the SMTPSCTL_PASSWORD environment variable, or "
+                 "type it when asked\n";
+      return 2;
+    }
+  }
+  CLI::App cli{
+      "Send one message over TLS (the message on standard input, or built from "
+      "--subject and --body)",
+      "smtpsctl send"};
+  std::string server_url, tls_mode = "required", password_file, subject, body;
+  Submission submission;
+  std::vector<std::string> recipients;
+  long timeout_seconds = 60;
+  cli.add_option("--server", server_url,
+                 "smtps://HOST[:465] (implicit TLS) or smtp://HOST[:587] (STARTTLS)")
+      ->required();
+  cli.add_option("--tls", tls_mode, "required (default), or none to allow plain text on smtp://")
+      ->check(CLI::IsMember({"required", "none"}));
+  cli.add_option("--user", submission.user, "AUTH as this user");
+  cli.add_option("--password-file", password_file,
+                 "Read the password from this file (first line); else SMTPSCTL_PASSWORD, else "
+                 "asked on the terminal");
+  cli.add_option("--cafile", submission.cafile,
+                 "Trust the CA certificates of this PEM file (default: the system trust store)");
+  cli.add_option("--from", submission.sender, "Envelope sender (default: --user if an address)");
+  cli.add_option("--to", recipients, "Recipient (repeat for several)")->required();
+  auto* subject_option = cli.add_option("--subject", subject, "Build the message: its subject");
+  auto* body_option =
+      cli.add_option("--body", body, "Build the message: its text (else standard input)");
+  cli.add_option("--timeout", timeout_seconds, "Seconds to wait for each step (default 60)")
+      ->check(CLI::Range(1, 3600));
+  try {
+    std::vector<std::string> reversed(argv.rbegin(), argv.rend());
+    cli.parse(reversed);
+  } catch (const CLI::ParseError& error) {
+    int code = cli.exit(error, env.out, env.err);
+    return code == 0 ? 0 : 2;
+  }
+  auto server = parse_server_url(server_url);
+  if (!server) {
+    env.err << "smtpsctl send: " << server.error() << "\n";
+    return 2;
+  }
+  submission.server = server.value();
+  submission.tls_none = tls_mode == "none";
+  submission.timeout = std::chrono::seconds(timeout_seconds);
+  if (submission.tls_none && submission.server.implicit_tls) {
+    env.err << "smtpsctl send: --tls none contradicts smtps:// (implicit TLS); use smtp://\n";
+    return 2;
+  }
+  if (submission.tls_none && !submission.user.empty()) {
+    env.err << "smtpsctl send: --user with --tls none: a password is never sent without TLS\n";
+    return 2;
+  }
+  if (submission.sender.empty() && looks_like_address(submission.user)) {
+    submission.sender = submission.user;
+  }
+  if (submission.sender.empty()) {
+    env.err << "smtpsctl send: give --from ADDRESS (the envelope sender)\n";
+    return 2;
+  }
+  submission.recipients = recipients;
+
+  MessageHead head;
+  std::istringstream body_stream;
+  std::unique_ptr<LineReader> reader;
+  const std::string date = format_date_now();
+  const std::string message_id = new_message_id(domain_of(submission.sender));
+  if (*subject_option || *body_option) {
+    if (!*body_option) {
+      std::ostringstream text;
+      text << env.in.rdbuf();
+      body = text.str();
+    }
+    Composition parts{submission.sender, "", recipients, subject, date, message_id};
+    auto composed = compose_head(parts, is_ascii(body));
+    if (!composed) {
+      env.err << "smtpsctl send: " << composed.error() << "\n";
+      return 2;
+    }
+    head = std::move(composed.value());
+    body_stream.str(body);
+    reader = std::make_unique<LineReader>(body_stream, false);
+  } else {
+    reader = std::make_unique<LineReader>(env.in, false);
+    auto read = read_head(*reader);
+    if (!read) {
+      env.err << "smtpsctl send: " << read.error() << "\n";
+      return 1;
+    }
+    head = std::move(read.value());
+    complete_head(head, submission.sender, "", date, message_id);
+  }
+
+  if (!submission.user.empty()) {
+    auto password = find_password(password_file, submission, env);
+    if (!password) {
+      env.err << "smtpsctl send: " << password.error() << "\n";
+      return 1;
+    }
+    submission.password = std::move(password.value());
+  }
+  auto sent = write_and_submit(submission, head, *reader);
+  if (!sent) {
+    env.err << "smtpsctl send: " << sent.error().message << "\n";
+    return 1;
+  }
+  env.out << sent.value() << "\n";
+  return 0;
+}
+
+int run_sendmail_command(const std::vector<std::string>& args, const SendEnvironment& env) {
+  auto parsed = parse_sendmail_arguments(args);
+  if (!parsed) {
+    env.err << "sendmail: " << parsed.error() << "\n" << kSendmailUsage;
+    return kExUsage;
+  }
+  const SendmailArguments& arguments = parsed.value();
+  if (arguments.help) {
+    env.out << kSendmailUsage;
+    return 0;
+  }
+  std::string config_path = arguments.config_file;
+  if (config_path.empty()) config_path = env.getenv("SMTPSCTL_CONFIG").value_or("");
+  if (config_path.empty()) config_path = "/etc/smtpsctl.toml";
+  auto config = load_sendmail_config(config_path);
+  if (!config) {
+    env.err << "sendmail: " << config.error() << "\n";
+    return kExConfig;
+  }
+  Submission submission;
+  submission.server = parse_server_url(config->server).value();
+  submission.user = config->user;
+  submission.cafile = config->cafile;
+  submission.sender = arguments.sender;
+  if (submission.sender.empty()) submission.sender = config->from;
+  if (submission.sender.empty() && looks_like_address(config->user)) {
+    submission.sender = config->user;
+  }
+  if (submission.sender.empty()) {
+    env.err << "sendmail: no sender: give -f ADDRESS, or set from in " << config_path << "\n";
+    return kExUsage;
+  }
+
+  LineReader reader(env.in, arguments.dot_ends);
+  auto read = read_head(reader);
+  if (!read) {
+    env.err << "sendmail: " << read.error() << "\n";
+    return kExDataErr;
+  }
+  MessageHead head = std::move(read.value());
+  submission.recipients = arguments.recipients;
+  if (arguments.extract_recipients) {
+    for (const char* name : {"To", "Cc", "Bcc"}) {
+      for (const std::string& value : head.values(name)) {
+        for (std::string& address : parse_address_list(value))
+          submission.recipients.push_back(std::move(address));
+      }
+    }
+    head.remove("Bcc");  // RFC 5322 §3.6.3: the Bcc recipients are not shown to the others
+  }
+  if (submission.recipients.empty()) {
+    env.err << "sendmail: no recipients (give them as arguments, or -t to read To, Cc and Bcc)\n";
+    return kExUsage;
+  }
+  complete_head(head, submission.sender, arguments.full_name, format_date_now(),
+                new_message_id(domain_of(submission.sender)));
+  if (!submission.user.empty()) {
+    auto password = find_password(config->password_file, submission, env);
+    if (!password) {
+      env.err << "sendmail: " << password.error() << "\n";
+      return kExConfig;
+    }
+    submission.password = std::move(password.value());
+  }
+  auto sent = write_and_submit(submission, head, reader);
+  if (!sent) {
+    env.err << "sendmail: " << sent.error().message << "\n";
+    return sent.error().temporary ? kExTempFail : kExUnavailable;
+  }
+  if (arguments.verbose) env.out << sent.value() << "\n";
+  return 0;
+}
+
+}  // namespace app
