@@ -52,6 +52,7 @@ void wipe(std::string& secret) {
 struct SendFailure {
   std::string message;
   bool temporary = false;
+  bool bad_input = false;  // the message itself is unusable (sendmail: EX_DATAERR)
 };
 
 // Everything one submission needs.
@@ -233,8 +234,13 @@ SendFailure explain_failure(const delivery::TransportFailure& failure,
             false};
   }
   if (stage == "auth") {
+    if (!failure.reply) {
+      return {"cannot authenticate as " + submission.user + " at " + server + ": " +
+                  failure.detail + " (for submission with AUTH use port 465 or 587)",
+              false};
+    }
     return {with_reply("authentication as " + submission.user + " refused by " + server),
-            failure.reply && failure.reply->transient()};
+            failure.reply->transient()};
   }
   if (stage == "greeting") return {with_reply(server + " refused the connection"), temporary};
   if (stage == "ehlo") return {with_reply(server + " refused EHLO"), temporary};
@@ -374,7 +380,23 @@ base::Expected<std::string, SendFailure> submit(const Submission& submission,
   std::string refused, final_reply;
   bool temporary = false;
   std::size_t accepted = 0;
-  for (const smtp::RecipientResult& result : sent.value()) {
+  const std::vector<smtp::RecipientResult>& results = sent.value();
+  // One reply for every recipient, none accepted: most likely MAIL (the sender) or the
+  // message itself was refused, so the reply is shown once, without blaming a recipient.
+  bool same_refusal =
+      !results.empty() && !results.front().reply.positive() &&
+      std::all_of(results.begin(), results.end(), [&](const smtp::RecipientResult& result) {
+        return result.reply.summary() == results.front().reply.summary();
+      });
+  if (same_refusal) {
+    const smtp::ServerReply& reply = results.front().reply;
+    std::string whom = results.size() == 1
+                           ? "<" + submission.recipients[results.front().index] + ">"
+                           : "all " + std::to_string(results.size()) + " recipients";
+    return base::unexpected(SendFailure{
+        "the server refused the message for " + whom + ": " + reply.summary(), reply.transient()});
+  }
+  for (const smtp::RecipientResult& result : results) {
     if (result.reply.positive()) {
       ++accepted;
       final_reply = result.reply.summary();
@@ -408,7 +430,7 @@ base::Expected<std::string, SendFailure> write_and_submit(Submission& submission
   {
     std::ofstream out(file.path(), std::ios::binary | std::ios::trunc);
     auto result = write_message(head, body, out);
-    if (!result) return base::unexpected(SendFailure{result.error(), false});
+    if (!result) return base::unexpected(SendFailure{result.error(), false, true});
     written = result.value();
   }
   auto sent = submit(submission, file.path(), written);
@@ -868,6 +890,7 @@ int run_sendmail_command(const std::vector<std::string>& args, const SendEnviron
   auto sent = write_and_submit(submission, head, reader);
   if (!sent) {
     env.err << "sendmail: " << sent.error().message << "\n";
+    if (sent.error().bad_input) return kExDataErr;
     return sent.error().temporary ? kExTempFail : kExUnavailable;
   }
   if (arguments.verbose) env.out << sent.value() << "\n";

@@ -147,7 +147,8 @@ class SendTest(ServerTestCase):
         self.assertEqual(message.get_content_type(), "text/plain")
         self.assertEqual(message.get_content_charset(), "utf-8")
         self.assertEqual(message["Content-Transfer-Encoding"], "8bit")
-        self.assertEqual(message.get_content().replace("\r\n", "\n"), "Schöne Grüße\nzweite Zeile\n")
+        self.assertEqual(message.get_content().replace("\r\n", "\n"),
+                         "Schöne Grüße\nzweite Zeile\n")
         self.assertIsNotNone(email.utils.parsedate_to_datetime(message["Date"]))
         self.assertTrue(message["Message-ID"].startswith("<"))
         self.assertNotIn(b"\n", raw.replace(b"\r\n", b""))  # CRLF only
@@ -243,8 +244,19 @@ class SendTest(ServerTestCase):
                           "--cafile", self.server.ca, "--from", "a@example.org",
                           "--to", "nobody@example.org", "--subject", "x", "--body", "x"])
             self.assertEqual(result.returncode, 1, output(result))
+            self.assertIn("refused the message for <nobody@example.org>: "
+                          "550 5.1.1 no such user here", result.stderr.decode())
+            # One refused among accepted ones: named, and the others said to be sent.
+            result = run(["send", "--server", f"smtp://127.0.0.1:{fake.port}",
+                          "--cafile", self.server.ca, "--from", "a@example.org",
+                          "--to", "nobody@example.org", "--to", "somebody@example.org",
+                          "--subject", "x", "--body", "x"])
+            self.assertEqual(result.returncode, 1, output(result))
+            text = result.stderr.decode()
             self.assertIn("recipient <nobody@example.org> refused: 550 5.1.1 no such user here",
-                          result.stderr.decode())
+                          text)
+            self.assertIn("sent to the 1 other recipient(s): 250 2.0.0 queued as FAKE1", text)
+            self.assertEqual(fake.messages[0][1], ["somebody@example.org"])
 
     def test_connection_refused(self):
         result = run(["send", "--server", f"smtps://127.0.0.1:{closed_port()}",
