@@ -774,6 +774,18 @@ int run_send_command(const std::vector<std::string>& argv, const SendEnvironment
     return 2;
   }
   submission.recipients = recipients;
+  for (const std::string& address : recipients) {
+    if (!looks_like_address(address)) {
+      env.err << "smtpsctl send: --to " << address
+              << ": not an address (give local@domain, without a name or brackets)\n";
+      return 2;
+    }
+  }
+  if (!looks_like_address(submission.sender)) {
+    env.err << "smtpsctl send: --from " << submission.sender
+            << ": not an address (give local@domain, without a name or brackets)\n";
+    return 2;
+  }
 
   MessageHead head;
   std::istringstream body_stream;
@@ -872,6 +884,18 @@ int run_sendmail_command(const std::vector<std::string>& args, const SendEnviron
       }
     }
     head.remove("Bcc");  // RFC 5322 §3.6.3: the Bcc recipients are not shown to the others
+  }
+  for (const std::string& address : submission.recipients) {
+    if (!looks_like_address(address)) {
+      env.err << "sendmail: recipient " << address
+              << " is not an address local@domain (a local user name has no meaning on a "
+                 "remote server; for cron, set MAILTO)\n";
+      return kExUsage;
+    }
+  }
+  if (!looks_like_address(submission.sender)) {
+    env.err << "sendmail: sender " << submission.sender << " is not an address local@domain\n";
+    return kExUsage;
   }
   if (submission.recipients.empty()) {
     env.err << "sendmail: no recipients (give them as arguments, or -t to read To, Cc and Bcc)\n";

@@ -10,6 +10,7 @@ import email
 import email.policy
 import email.utils
 import os
+import pty
 import re
 import socket
 import subprocess
@@ -289,6 +290,42 @@ class SendTest(ServerTestCase):
         self.assertEqual(result.returncode, 1, output(result))
         self.assertIn("SMTPSCTL_PASSWORD", result.stderr.decode())
 
+    def test_password_asked_on_the_terminal_without_echo(self):
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: the pty is its controlling terminal
+            os.execv(SMTPSCTL, [SMTPSCTL, "send", "--server", self.smtps(), "--cafile",
+                                self.server.ca, "--user", "demo@localhost", "--to",
+                                "demo@localhost", "--subject", "typed", "--body", "x"])
+        seen = b""
+        try:
+            deadline = time.time() + 20
+            while b"Password for demo@localhost at localhost: " not in seen:
+                self.assertLess(time.time(), deadline, seen)
+                seen += os.read(fd, 1024)
+            os.write(fd, self.password.encode() + b"\n")
+            while True:
+                try:
+                    chunk = os.read(fd, 1024)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            _, status = os.waitpid(pid, 0)
+            os.close(fd)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, seen)
+        self.assertIn(b"queued as", seen)
+        self.assertNotIn(self.password.encode(), seen)  # not echoed
+        _, message = self.delivered_message()
+        self.assertEqual(message["Subject"], "typed")
+
+    def test_addresses_are_checked_before_connecting(self):
+        result = self.send("--to", "Demo <demo@localhost>", "--subject", "x", "--body", "x",
+                           env={"SMTPSCTL_PASSWORD": self.password})
+        self.assertEqual(result.returncode, 2, output(result))
+        self.assertIn("not an address", result.stderr.decode())
+
     # --- sendmail mode ----------------------------------------------------------------
 
     def write_config(self, extra="", **keys):
@@ -350,6 +387,11 @@ class SendTest(ServerTestCase):
         self.assertIn("missing.toml: cannot read the file", result.stderr.decode())
         result = run(["sendmail", "--config", self.write_config(), "-bp"])
         self.assertEqual(result.returncode, 64, output(result))
+        # Debian cron's call, to a local user name: explained, not sent anywhere.
+        result = run(["sendmail", "--config", self.write_config(), "-FCronDaemon", "-i",
+                      "-B8BITMIME", "-oem", "root"], input=b"Subject: cron\n\nout\n")
+        self.assertEqual(result.returncode, 64, output(result))
+        self.assertIn("recipient root is not an address", result.stderr.decode())
         self.assertEqual(self.server.delivered(address="bob@localhost"), [])
 
     def test_sendmail_wrong_password_exit_status(self):
