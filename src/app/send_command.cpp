@@ -883,8 +883,10 @@ int run_sendmail_command(const std::vector<std::string>& args, const SendEnviron
           submission.recipients.push_back(std::move(address));
       }
     }
-    head.remove("Bcc");  // RFC 5322 §3.6.3: the Bcc recipients are not shown to the others
   }
+  // RFC 5322 §3.6.3: Bcc recipients are not shown to the others; removed with or without -t
+  // (as Postfix does), so that no blind copy is ever revealed.
+  head.remove("Bcc");
   for (const std::string& address : submission.recipients) {
     if (!looks_like_address(address)) {
       env.err << "sendmail: recipient " << address

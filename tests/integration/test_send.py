@@ -370,11 +370,12 @@ class SendTest(ServerTestCase):
     def test_sendmail_subcommand_recipients_as_arguments_and_dot_ends(self):
         config = self.write_config()
         result = run(["sendmail", "--config", config, "bob@localhost"],
-                     input=b"Subject: dot\n\nbefore\n.\nnot sent\n")
+                     input=b"Subject: dot\nBcc: secret@example.org\n\nbefore\n.\nnot sent\n")
         self.assertEqual(result.returncode, 0, output(result))
         raw = self.server.wait_delivered(1, address="bob@localhost")[0]
         self.assertIn(b"before\r\n", raw)
         self.assertNotIn(b"not sent", raw)
+        self.assertNotIn(b"secret@example.org", raw)  # Bcc removed even without -t
         self.assertIn(b"\r\nFrom: demo@localhost\r\n", raw)  # from the configuration
 
     def test_sendmail_configuration_errors(self):
