@@ -12,7 +12,6 @@
 #include <signal.h>
 #include <sodium.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 

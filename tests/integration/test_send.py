@@ -129,7 +129,8 @@ class SendTest(ServerTestCase):
         self.assertRegex(message["Message-ID"], r"^<[0-9a-f]{32}\.\d+@localhost>$")
 
     def test_utf8_subject_and_body_built_with_correct_headers(self):
-        subject = "Grüße aus Köln — ünïcödé ✓ and a fairly long subject line to force folding"
+        subject = ("Grüße aus Köln — ünïcödé ✓ and a fairly long subject line "
+                   "to force folding")
         result = self.send("--to", "demo@localhost", "--to", "bob@localhost",
                            "--subject", subject, "--body", "Schöne Grüße\nzweite Zeile\n",
                            env={"SMTPSCTL_PASSWORD": self.password})
