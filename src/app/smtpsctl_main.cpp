@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "app/control_socket.h"
+#include "app/probe_command.h"
 #include "app/send_command.h"
 #include "app/user_command.h"
 #include "config/config.h"
@@ -51,6 +52,12 @@ int main(int argc, char** argv) {
   auto* sendmail = cli.add_subcommand("sendmail", "The sendmail-compatible mode (-t, -i, -f, -F)");
   sendmail->prefix_command();
   sendmail->set_help_flag();
+  // smtpsctl probe HOST[:PORT] (app/probe_command.h) parses its own arguments.
+  cli.add_subcommand("probe", "TLS report of a mail server (exit 0 pass, 1 warn, 2 fail)")
+      ->prefix_command();
+  if (argc > 1 && std::string_view(argv[1]) == "probe") {
+    return app::run_probe_command({argv + 2, argv + argc}, std::cout, std::cerr);
+  }
   auto* auth_command = cli.add_subcommand("auth", "Lockouts of the running server's AUTH");
   auth_command->require_subcommand(1);
   std::string config_file;

@@ -1,0 +1,1012 @@
+// probe_command.cpp — `smtpsctl probe` (see probe_command.h for what it reports).
+//
+// Blocking in spirit, non-blocking underneath: each connection is a non-blocking socket
+// driven with poll() against one deadline, so a silent server costs at most --timeout.
+// OpenSSL runs directly on the socket (SSL_set_fd); WANT_READ/WANT_WRITE become polls.
+// The SMTP dialogue is a small line reader: the probe needs greeting, EHLO, STARTTLS and
+// QUIT only, and must be able to send a deliberately improper pipelined STARTTLS, which a
+// correct client state machine (smtp::ClientSession) would never produce.
+//
+// Ciphers: for each accepted version up to TLS 1.2 the client offers every cipher of
+// "ALL:@SECLEVEL=0" that applies to the version, records the one the server chose,
+// removes it and tries again until the server refuses: the accepted set, with one
+// connection per accepted cipher plus one instead of one per cipher OpenSSL knows.
+// TLS 1.3 does the same with its five suites.
+#include "app/probe_command.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <sstream>
+
+namespace app {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+enum class Severity { kInfo, kPass, kWarn, kFail };
+
+const char* severity_name(Severity severity) {
+  switch (severity) {
+    case Severity::kInfo:
+      return "INFO";
+    case Severity::kPass:
+      return "PASS";
+    case Severity::kWarn:
+      return "WARN";
+    case Severity::kFail:
+      return "FAIL";
+  }
+  return "?";
+}
+
+struct Finding {
+  Severity severity;
+  std::string check;  // a stable identifier for scripts: "tls_1.0", "auth_before_tls"...
+  std::string text;   // one line: what was seen and why it matters
+};
+
+struct Reply {
+  int code = 0;
+  std::vector<std::string> lines;  // text after "NNN-" / "NNN "
+  std::string first_line() const {
+    return std::to_string(code) + (lines.empty() ? "" : " " + lines.front());
+  }
+};
+
+struct VersionResult {
+  std::string name;  // "TLSv1.2"
+  bool accepted = false;
+  std::string detail;  // why refused
+  std::vector<std::string> ciphers;
+};
+
+struct CertificateEntry {
+  std::string subject;
+  std::string issuer;
+};
+
+struct PortReport {
+  std::uint16_t port = 0;
+  bool answered = false;
+  std::string error;
+  std::string mode;  // "starttls", "implicit", "plain" (no TLS at all)
+  std::string greeting;
+  std::vector<std::string> extensions_before_tls;
+  std::vector<std::string> extensions_after_tls;
+  std::vector<std::string> auth_before_tls;
+  std::vector<std::string> auth_after_tls;
+  std::optional<bool> injection_vulnerable;
+  std::string injection_detail;
+  std::vector<VersionResult> versions;
+  std::string negotiated_version;
+  std::string negotiated_cipher;
+  std::vector<CertificateEntry> chain;
+  std::string key_type;
+  int key_bits = 0;
+  std::string signature_algorithm;
+  std::optional<int> days_left;
+  bool expired = false;
+  std::optional<bool> name_matches;
+  std::optional<bool> chain_verified;
+  std::string verify_detail;
+  std::optional<bool> resumed;
+  std::vector<Finding> findings;
+};
+
+std::string openssl_error() {
+  unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "handshake refused";
+  char buffer[256];
+  ERR_error_string_n(code, buffer, sizeof buffer);
+  return buffer;
+}
+
+// One TCP connection, optionally with TLS on top; every wait bounded by deadline_.
+class Connection {
+ public:
+  Connection(int fd, Clock::time_point deadline) : fd_(fd), deadline_(deadline) {}
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  SSL* ssl() const { return ssl_; }
+  const std::string& buffered() const { return buffer_; }
+
+  // Waits for the socket; false on timeout (the deadline, or limit when sooner).
+  bool wait(short events, std::optional<Clock::time_point> limit = std::nullopt) {
+    auto until = limit ? std::min(*limit, deadline_) : deadline_;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+    if (left.count() <= 0) return false;
+    pollfd entry{fd_, events, 0};
+    int ready = ::poll(&entry, 1, static_cast<int>(left.count()));
+    return ready > 0;
+  }
+
+  bool write(std::string_view data) {
+    while (!data.empty()) {
+      if (ssl_ != nullptr) {
+        int written = SSL_write(ssl_, data.data(), static_cast<int>(data.size()));
+        if (written > 0) {
+          data.remove_prefix(static_cast<std::size_t>(written));
+          continue;
+        }
+        if (!wait_for_ssl(SSL_get_error(ssl_, written))) return false;
+        continue;
+      }
+      ssize_t written = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (written > 0) {
+        data.remove_prefix(static_cast<std::size_t>(written));
+      } else if (written < 0 && (errno == EAGAIN || errno == EINTR)) {
+        if (!wait(POLLOUT)) return false;
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Reads more bytes into the buffer; false on end of stream, error or timeout.
+  bool fill(std::optional<Clock::time_point> limit = std::nullopt) {
+    char chunk[4096];
+    for (;;) {
+      if (ssl_ != nullptr) {
+        int got = SSL_read(ssl_, chunk, sizeof chunk);
+        if (got > 0) {
+          buffer_.append(chunk, static_cast<std::size_t>(got));
+          return true;
+        }
+        int error = SSL_get_error(ssl_, got);
+        if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) return false;
+        if (!wait(error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, limit)) return false;
+        continue;
+      }
+      ssize_t got = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (got > 0) {
+        buffer_.append(chunk, static_cast<std::size_t>(got));
+        return true;
+      }
+      if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
+        if (!wait(POLLIN, limit)) return false;
+        continue;
+      }
+      return false;
+    }
+  }
+
+  // One SMTP reply, multi-line included (RFC 5321 §4.2.1).
+  std::optional<Reply> read_reply(std::optional<Clock::time_point> limit = std::nullopt) {
+    Reply reply;
+    for (;;) {
+      auto end = buffer_.find('\n');
+      if (end == std::string::npos) {
+        if (buffer_.size() > 65536 || !fill(limit)) return std::nullopt;
+        continue;
+      }
+      std::string line = buffer_.substr(0, end);
+      buffer_.erase(0, end + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.size() < 3 || !std::all_of(line.begin(), line.begin() + 3, ::isdigit)) {
+        return std::nullopt;
+      }
+      reply.code = std::stoi(line.substr(0, 3));
+      reply.lines.push_back(line.size() > 4 ? line.substr(4) : "");
+      if (line.size() == 3 || line[3] == ' ') return reply;
+    }
+  }
+
+  std::optional<Reply> command(std::string_view line) {
+    if (!write(std::string(line) + "\r\n")) return std::nullopt;
+    return read_reply();
+  }
+
+  // TLS client handshake on the socket; the error text when it fails.
+  std::optional<std::string> start_tls(SSL_CTX* context, const std::string& server_name,
+                                       SSL_SESSION* session) {
+    ssl_ = SSL_new(context);
+    if (ssl_ == nullptr) return openssl_error();
+    SSL_set_fd(ssl_, fd_);
+    // RFC 6066 §3: no IP literal in SNI.
+    in6_addr scratch;
+    if (!server_name.empty() && inet_pton(AF_INET, server_name.c_str(), &scratch) != 1 &&
+        inet_pton(AF_INET6, server_name.c_str(), &scratch) != 1) {
+      SSL_set_tlsext_host_name(ssl_, server_name.c_str());
+    }
+    if (session != nullptr) SSL_set_session(ssl_, session);
+    ERR_clear_error();
+    for (;;) {
+      int result = SSL_connect(ssl_);
+      if (result == 1) return std::nullopt;
+      int error = SSL_get_error(ssl_, result);
+      if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+        if (!wait(error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT)) return "timed out";
+        continue;
+      }
+      if (error == SSL_ERROR_SYSCALL || error == SSL_ERROR_ZERO_RETURN) {
+        std::string queued = openssl_error();
+        return queued == "handshake refused" ? "connection closed during the handshake" : queued;
+      }
+      return openssl_error();
+    }
+  }
+
+  void quit() {
+    if (write("QUIT\r\n")) read_reply(Clock::now() + std::chrono::milliseconds(500));
+    if (ssl_ != nullptr) SSL_shutdown(ssl_);
+  }
+
+ private:
+  bool wait_for_ssl(int error) {
+    if (error == SSL_ERROR_WANT_READ) return wait(POLLIN);
+    if (error == SSL_ERROR_WANT_WRITE) return wait(POLLOUT);
+    return false;
+  }
+
+  int fd_;
+  Clock::time_point deadline_;
+  SSL* ssl_ = nullptr;
+  std::string buffer_;
+};
+
+struct ContextDeleter {
+  void operator()(SSL_CTX* context) const { SSL_CTX_free(context); }
+};
+using Context = std::unique_ptr<SSL_CTX, ContextDeleter>;
+struct SessionDeleter {
+  void operator()(SSL_SESSION* session) const { SSL_SESSION_free(session); }
+};
+using Session = std::unique_ptr<SSL_SESSION, SessionDeleter>;
+
+const char* const kTls13Suites[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                    "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256",
+                                    "TLS_AES_128_CCM_8_SHA256"};
+
+struct Version {
+  int number;
+  const char* name;
+};
+const Version kVersions[] = {{TLS1_VERSION, "TLSv1"},
+                             {TLS1_1_VERSION, "TLSv1.1"},
+                             {TLS1_2_VERSION, "TLSv1.2"},
+                             {TLS1_3_VERSION, "TLSv1.3"}};
+
+std::string join(const std::vector<std::string>& items, const char* separator) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += separator;
+    out += item;
+  }
+  return out;
+}
+
+class Prober {
+ public:
+  explicit Prober(const ProbeOptions& options) : options_(options) {
+    char name[256] = {};
+    ehlo_name_ = ::gethostname(name, sizeof name - 1) == 0 && name[0] != '\0' ? name : "localhost";
+    if (ehlo_name_.find('.') == std::string::npos) ehlo_name_ = "localhost";
+  }
+
+  PortReport probe(std::uint16_t port) {
+    PortReport report;
+    report.port = port;
+    detect_mode(report);
+    if (!report.answered) return report;
+    if (report.mode == "plain") {
+      add(report, Severity::kFail, "tls",
+          "no TLS: no STARTTLS offered and no TLS handshake; everything crosses the network "
+          "in clear");
+      check_auth_before_tls(report);
+      return report;
+    }
+    if (report.mode == "starttls") injection_test(report);
+    main_session(report);
+    for (const auto& version : kVersions)
+      report.versions.push_back(try_version(report, version));
+    judge(report);
+    return report;
+  }
+
+ private:
+  Clock::time_point deadline() const {
+    return Clock::now() + std::chrono::seconds(options_.timeout_seconds);
+  }
+
+  static void add(PortReport& report, Severity severity, std::string check, std::string text) {
+    report.findings.push_back({severity, std::move(check), std::move(text)});
+  }
+
+  // Connects to each address of the host in turn until one answers.
+  std::unique_ptr<Connection> connect(std::uint16_t port, std::string& error) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    std::string service = std::to_string(port);
+    int status = ::getaddrinfo(options_.host.c_str(), service.c_str(), &hints, &found);
+    if (status != 0) {
+      error = std::string("cannot resolve ") + options_.host + ": " + gai_strerror(status);
+      return nullptr;
+    }
+    std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
+    error = "no address";
+    for (addrinfo* address = found; address != nullptr; address = address->ai_next) {
+      int fd = ::socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        address->ai_protocol);
+      if (fd < 0) continue;
+      auto connection = std::make_unique<Connection>(fd, deadline());
+      if (::connect(fd, address->ai_addr, address->ai_addrlen) == 0) return connection;
+      if (errno != EINPROGRESS) {
+        error = std::strerror(errno);
+        continue;
+      }
+      if (!connection->wait(POLLOUT)) {
+        error = "timed out";
+        continue;
+      }
+      int socket_error = 0;
+      socklen_t length = sizeof socket_error;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &socket_error, &length);
+      if (socket_error == 0) return connection;
+      error = std::strerror(socket_error);
+    }
+    return nullptr;
+  }
+
+  Context make_context(int version, const std::string& ciphers, const std::string& suites) {
+    Context context(SSL_CTX_new(TLS_client_method()));
+    if (version != 0) {
+      SSL_CTX_set_min_proto_version(context.get(), version);
+      SSL_CTX_set_max_proto_version(context.get(), version);
+    }
+    if (version != 0 && version < TLS1_2_VERSION) SSL_CTX_set_security_level(context.get(), 0);
+    if (!ciphers.empty()) SSL_CTX_set_cipher_list(context.get(), ciphers.c_str());
+    if (!suites.empty()) SSL_CTX_set_ciphersuites(context.get(), suites.c_str());
+    SSL_CTX_set_verify(context.get(), SSL_VERIFY_NONE, nullptr);
+    if (!options_.cafile.empty()) {
+      SSL_CTX_load_verify_locations(context.get(), options_.cafile.c_str(), nullptr);
+    } else {
+      SSL_CTX_set_default_verify_paths(context.get());
+    }
+    SSL_CTX_set_session_cache_mode(context.get(), SSL_SESS_CACHE_CLIENT);
+    ERR_clear_error();
+    return context;
+  }
+
+  // Opens a TLS session the way the port speaks (STARTTLS after EHLO, or at once).
+  std::unique_ptr<Connection> open_tls(const PortReport& report, SSL_CTX* context,
+                                       SSL_SESSION* session, std::string& error) {
+    auto connection = connect(report.port, error);
+    if (!connection) return nullptr;
+    if (report.mode == "starttls") {
+      auto greeting = connection->read_reply();
+      if (!greeting || greeting->code != 220) {
+        error = "no greeting";
+        return nullptr;
+      }
+      auto ehlo = connection->command("EHLO " + ehlo_name_);
+      if (!ehlo || ehlo->code != 250) {
+        error = "EHLO refused";
+        return nullptr;
+      }
+      auto starttls = connection->command("STARTTLS");
+      if (!starttls || starttls->code != 220) {
+        error = "STARTTLS refused: " + (starttls ? starttls->first_line() : "no reply");
+        return nullptr;
+      }
+    }
+    if (auto failed = connection->start_tls(context, options_.name, session)) {
+      error = *failed;
+      return nullptr;
+    }
+    return connection;
+  }
+
+  // A 220 greeting in clear means STARTTLS; silence, or port 465, means implicit TLS.
+  void detect_mode(PortReport& report) {
+    std::string error;
+    auto try_plain = [&]() -> bool {
+      auto connection = connect(report.port, error);
+      if (!connection) return false;
+      report.answered = true;
+      // Standard SMTP ports may greet late (a greet pause); others have two seconds.
+      auto limit = report.port == 25 || report.port == 587
+                       ? deadline()
+                       : Clock::now() + std::chrono::seconds(std::min(options_.timeout_seconds, 2));
+      auto greeting = connection->read_reply(limit);
+      if (!greeting || greeting->code != 220) return false;
+      report.greeting = greeting->first_line();
+      auto ehlo = connection->command("EHLO " + ehlo_name_);
+      if (ehlo && ehlo->code == 250) {
+        report.extensions_before_tls.assign(ehlo->lines.begin() + 1, ehlo->lines.end());
+      }
+      bool starttls = std::any_of(
+          report.extensions_before_tls.begin(), report.extensions_before_tls.end(),
+          [](const std::string& line) { return strcasecmp(line.c_str(), "STARTTLS") == 0; });
+      report.mode = starttls ? "starttls" : "plain";
+      connection->quit();
+      return true;
+    };
+    auto try_implicit = [&]() -> bool {
+      PortReport implicit = report;
+      implicit.mode = "implicit";
+      auto context = make_context(0, "", "");
+      auto connection = open_tls(implicit, context.get(), nullptr, error);
+      if (!connection) return false;
+      report.answered = true;
+      report.mode = "implicit";
+      return true;
+    };
+    bool found = report.port == 465 ? try_implicit() || try_plain() || try_implicit()
+                                    : try_plain() || try_implicit();
+    if (!found) {
+      report.error =
+          report.answered ? "answers, but neither SMTP in clear nor TLS (" + error + ")" : error;
+      report.answered = false;
+    }
+  }
+
+  void check_auth_before_tls(PortReport& report) {
+    for (const auto& line : report.extensions_before_tls) {
+      if (strncasecmp(line.c_str(), "AUTH ", 5) == 0 ||
+          strncasecmp(line.c_str(), "AUTH=", 5) == 0) {
+        std::istringstream words(line.substr(5));
+        for (std::string word; words >> word;)
+          report.auth_before_tls.push_back(word);
+      }
+    }
+    if (!report.auth_before_tls.empty()) {
+      add(report, Severity::kFail, "auth_before_tls",
+          "AUTH " + join(report.auth_before_tls, " ") +
+              " offered before TLS: clients may send passwords in clear");
+    } else {
+      add(report, Severity::kPass, "auth_before_tls", "no AUTH offered before TLS");
+    }
+  }
+
+  // CVE-2011-0411: "STARTTLS\r\nNOOP\r\n" in one write. A correct server discards the NOOP
+  // that came in clear (RFC 3207 §4.2 and Postfix's fix); a vulnerable one answers it
+  // inside TLS, as if the client had sent it there.
+  void injection_test(PortReport& report) {
+    std::string error;
+    auto connection = connect(report.port, error);
+    if (!connection) return;
+    auto greeting = connection->read_reply();
+    auto ehlo = greeting ? connection->command("EHLO " + ehlo_name_) : std::nullopt;
+    if (!ehlo || ehlo->code != 250 || !connection->write("STARTTLS\r\nNOOP\r\n")) return;
+    auto reply = connection->read_reply();
+    if (!reply || reply->code != 220) {
+      report.injection_vulnerable = false;
+      report.injection_detail = "STARTTLS followed by a command in the same packet was refused (" +
+                                (reply ? reply->first_line() : "connection closed") + ")";
+      return;
+    }
+    if (!connection->buffered().empty()) {
+      report.injection_vulnerable = true;
+      report.injection_detail = "the server answered the NOOP sent after STARTTLS in clear";
+      return;
+    }
+    auto context = make_context(0, "", "");
+    if (auto failed = connection->start_tls(context.get(), options_.name, nullptr)) {
+      report.injection_detail = "TLS handshake failed: " + *failed;
+      return;
+    }
+    // A vulnerable server has the NOOP in its buffer and answers it without being asked.
+    auto wait = std::min(options_.timeout_seconds * 1000, 1500);
+    auto answer = connection->read_reply(Clock::now() + std::chrono::milliseconds(wait));
+    report.injection_vulnerable = answer.has_value();
+    report.injection_detail =
+        answer ? "the NOOP sent in clear before the handshake was answered inside TLS (" +
+                     answer->first_line() + ")"
+               : "the NOOP sent in clear with STARTTLS was discarded";
+    connection->quit();
+  }
+
+  // The default handshake: certificate, extensions after TLS, session resumption.
+  void main_session(PortReport& report) {
+    auto context = make_context(0, "", "");
+    std::string error;
+    auto connection = open_tls(report, context.get(), nullptr, error);
+    if (!connection) {
+      add(report, Severity::kFail, "tls", "TLS handshake failed: " + error);
+      return;
+    }
+    SSL* ssl = connection->ssl();
+    report.negotiated_version = SSL_get_version(ssl);
+    report.negotiated_cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(ssl));
+    describe_certificate(report, ssl);
+    if (report.mode == "implicit") {
+      auto greeting = connection->read_reply();
+      if (greeting) report.greeting = greeting->first_line();
+    }
+    auto ehlo = connection->command("EHLO " + ehlo_name_);
+    if (ehlo && ehlo->code == 250) {
+      report.extensions_after_tls.assign(ehlo->lines.begin() + 1, ehlo->lines.end());
+    }
+    for (const auto& line : report.extensions_after_tls) {
+      if (strncasecmp(line.c_str(), "AUTH ", 5) == 0) {
+        std::istringstream words(line.substr(5));
+        for (std::string word; words >> word;)
+          report.auth_after_tls.push_back(word);
+      }
+    }
+    // TLS 1.3 tickets arrive after the handshake: the EHLO reply has carried them in.
+    Session session(SSL_get1_session(ssl));
+    connection->quit();
+    connection.reset();
+    if (!session || !SSL_SESSION_is_resumable(session.get())) {
+      report.resumed = false;
+    } else {
+      auto again = open_tls(report, context.get(), session.get(), error);
+      report.resumed = again && SSL_session_reused(again->ssl()) == 1;
+      if (again) again->quit();
+    }
+  }
+
+  void describe_certificate(PortReport& report, SSL* ssl) {
+    STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
+    for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
+      X509* certificate = sk_X509_value(chain, i);
+      report.chain.push_back({name_text(X509_get_subject_name(certificate)),
+                              name_text(X509_get_issuer_name(certificate))});
+    }
+    X509* leaf = SSL_get0_peer_certificate(ssl);
+    if (leaf == nullptr) return;
+    if (EVP_PKEY* key = X509_get0_pubkey(leaf)) {
+      const char* type = OBJ_nid2sn(EVP_PKEY_get_base_id(key));
+      report.key_type = type != nullptr ? type : "unknown";
+      report.key_bits = EVP_PKEY_get_bits(key);
+    }
+    const char* signature = OBJ_nid2ln(X509_get_signature_nid(leaf));
+    report.signature_algorithm = signature != nullptr ? signature : "unknown";
+    int days = 0;
+    int seconds = 0;
+    if (ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(leaf)) == 1) {
+      // Rounded: a certificate issued for 5 days a minute ago "expires in 5 days".
+      long long total = days * 86400LL + seconds;
+      report.expired = total < 0;
+      report.days_left = static_cast<int>((total + (total < 0 ? -43200 : 43200)) / 86400);
+    }
+    // RFC 6125 §6: DNS-ID match (wildcard only as the whole left-most label).
+    in6_addr scratch;
+    bool ip_literal = inet_pton(AF_INET, options_.name.c_str(), &scratch) == 1 ||
+                      inet_pton(AF_INET6, options_.name.c_str(), &scratch) == 1;
+    report.name_matches = ip_literal
+                              ? X509_check_ip_asc(leaf, options_.name.c_str(), 0) == 1
+                              : X509_check_host(leaf, options_.name.c_str(), options_.name.size(),
+                                                X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) == 1;
+    long verified = SSL_get_verify_result(ssl);
+    report.chain_verified = verified == X509_V_OK;
+    report.verify_detail = X509_verify_cert_error_string(verified);
+  }
+
+  static std::string name_text(X509_NAME* name) {
+    BIO* bio = BIO_new(BIO_s_mem());
+    X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    char* data = nullptr;
+    long length = BIO_get_mem_data(bio, &data);
+    std::string text(data, static_cast<std::size_t>(length));
+    BIO_free(bio);
+    return text;
+  }
+
+  VersionResult try_version(const PortReport& report, const Version& version) {
+    VersionResult result;
+    result.name = version.name;
+    bool tls13 = version.number == TLS1_3_VERSION;
+    const std::string all = "ALL:@SECLEVEL=0";
+    std::vector<std::string> remaining;
+    if (tls13) {
+      remaining.assign(std::begin(kTls13Suites), std::end(kTls13Suites));
+    } else {
+      auto context = make_context(version.number, all, "");
+      SSL* ssl = SSL_new(context.get());
+      STACK_OF(SSL_CIPHER)* ciphers = SSL_get1_supported_ciphers(ssl);
+      for (int i = 0; ciphers != nullptr && i < sk_SSL_CIPHER_num(ciphers); ++i) {
+        std::string name = SSL_CIPHER_get_name(sk_SSL_CIPHER_value(ciphers, i));
+        if (name.rfind("TLS_", 0) != 0) remaining.push_back(name);
+      }
+      sk_SSL_CIPHER_free(ciphers);
+      SSL_free(ssl);
+    }
+    std::string error;
+    while (!remaining.empty()) {
+      std::string offered = join(remaining, ":");
+      auto context = tls13 ? make_context(version.number, "", offered)
+                           : make_context(version.number, offered + ":@SECLEVEL=0", "");
+      auto connection = open_tls(report, context.get(), nullptr, error);
+      if (!connection) break;
+      std::string chosen = SSL_CIPHER_get_name(SSL_get_current_cipher(connection->ssl()));
+      connection->quit();
+      auto position = std::find(remaining.begin(), remaining.end(), chosen);
+      result.ciphers.push_back(chosen);
+      if (position == remaining.end()) break;  // the server chose what we did not offer
+      remaining.erase(position);
+    }
+    result.accepted = !result.ciphers.empty();
+    if (!result.accepted) result.detail = error;
+    return result;
+  }
+
+  void judge(PortReport& report) {
+    if (report.mode == "implicit") {
+      add(report, Severity::kPass, "tls_mode", "implicit TLS (RFC 8314): nothing is sent in clear");
+    } else {
+      add(report, Severity::kPass, "tls_mode", "STARTTLS offered (RFC 3207)");
+      check_auth_before_tls(report);
+      if (report.injection_vulnerable) {
+        add(report, *report.injection_vulnerable ? Severity::kFail : Severity::kPass,
+            "starttls_injection",
+            (*report.injection_vulnerable ? "vulnerable to STARTTLS command injection "
+                                            "(CVE-2011-0411): "
+                                          : "not vulnerable to STARTTLS command injection: ") +
+                report.injection_detail);
+      } else {
+        add(report, Severity::kWarn, "starttls_injection",
+            "STARTTLS injection test inconclusive: " + report.injection_detail);
+      }
+    }
+    bool modern = false;
+    for (const auto& version : report.versions) {
+      bool legacy = version.name == "TLSv1" || version.name == "TLSv1.1";
+      std::string label = version.name == "TLSv1" ? "TLS 1.0" : "TLS " + version.name.substr(4);
+      if (legacy) {
+        add(report, version.accepted ? Severity::kFail : Severity::kPass, "tls_" + version.name,
+            label + (version.accepted ? " accepted: deprecated by RFC 8996, must be refused"
+                                      : " refused (RFC 8996)"));
+      } else if (version.accepted) {
+        modern = true;
+        add(report, Severity::kPass, "tls_" + version.name, label + " accepted");
+      } else if (version.name == "TLSv1.3") {
+        add(report, Severity::kWarn, "tls_" + version.name,
+            "TLS 1.3 refused: the current version (RFC 8446) is not offered");
+      }
+      for (const auto& cipher : version.ciphers)
+        judge_cipher(report, version.name, cipher);
+    }
+    if (!modern) {
+      add(report, Severity::kFail, "tls_modern", "neither TLS 1.2 nor TLS 1.3 is accepted");
+    }
+    if (report.days_left) {
+      int days = *report.days_left;
+      if (report.expired) {
+        add(report, Severity::kFail, "certificate_expiry",
+            "certificate expired " + std::to_string(-days) + " days ago");
+      } else if (days < 14) {
+        add(report, Severity::kWarn, "certificate_expiry",
+            "certificate expires in " + std::to_string(days) + " days: renew it now");
+      } else {
+        add(report, Severity::kPass, "certificate_expiry",
+            "certificate valid for " + std::to_string(days) + " more days");
+      }
+    }
+    if (report.name_matches) {
+      // Mail submission clients check the name (RFC 8314 §4.1); MTAs on port 25 mostly do
+      // not (opportunistic TLS), so a mismatch there is a warning.
+      Severity mismatch = report.port == 25 ? Severity::kWarn : Severity::kFail;
+      add(report, *report.name_matches ? Severity::kPass : mismatch, "certificate_name",
+          *report.name_matches ? "certificate matches " + options_.name + " (RFC 6125)"
+                               : "certificate does not match " + options_.name + " (RFC 6125)");
+    }
+    if (report.chain_verified) {
+      std::string store = options_.cafile.empty() ? "the system trust store" : options_.cafile;
+      add(report, *report.chain_verified ? Severity::kPass : Severity::kFail, "certificate_chain",
+          *report.chain_verified
+              ? "certificate chain verifies against " + store
+              : "certificate chain does not verify against " + store + ": " + report.verify_detail);
+    }
+    if (!report.key_type.empty()) {
+      bool weak = (report.key_type == "rsaEncryption" || report.key_type == "RSA")
+                      ? report.key_bits < 2048
+                      : report.key_bits < 256 && report.key_type != "ED25519";
+      add(report, weak ? Severity::kFail : Severity::kPass, "certificate_key",
+          report.key_type + " key of " + std::to_string(report.key_bits) + " bits" +
+              (weak ? ": too weak" : ""));
+      std::string signature = report.signature_algorithm;
+      bool weak_signature = signature.find("sha1") != std::string::npos ||
+                            signature.find("SHA1") != std::string::npos ||
+                            signature.find("md5") != std::string::npos;
+      add(report, weak_signature ? Severity::kFail : Severity::kPass, "certificate_signature",
+          "signature " + signature + (weak_signature ? ": broken hash" : ""));
+    }
+    if (report.resumed) {
+      add(report, Severity::kInfo, "session_resumption",
+          *report.resumed ? "session resumption works (faster reconnections)"
+                          : "session resumption not offered");
+    }
+  }
+
+  static void judge_cipher(PortReport& report, const std::string& version,
+                           const std::string& cipher) {
+    static const char* const kBroken[] = {"NULL",  "RC4",  "DES-CBC3", "EXP",  "ADH",
+                                          "AECDH", "anon", "IDEA",     "SEED", "DES-CBC-"};
+    for (const char* broken : kBroken) {
+      if (cipher.find(broken) != std::string::npos) {
+        add(report, Severity::kFail, "cipher", version + " " + cipher + " accepted: broken cipher");
+        return;
+      }
+    }
+    bool forward_secret = cipher.rfind("TLS_", 0) == 0 || cipher.rfind("ECDHE", 0) == 0 ||
+                          cipher.rfind("DHE", 0) == 0;
+    if (!forward_secret) {
+      add(report, Severity::kWarn, "cipher",
+          version + " " + cipher + " accepted: no forward secrecy");
+    }
+  }
+
+  const ProbeOptions& options_;
+  std::string ehlo_name_;
+};
+
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+          out += escaped;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_list(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (const auto& item : items)
+    out += (out.size() > 1 ? "," : "") + json_string(item);
+  return out + "]";
+}
+
+template <typename T>
+std::string json_optional(const std::optional<T>& value) {
+  if (!value) return "null";
+  if constexpr (std::is_same_v<T, bool>) return *value ? "true" : "false";
+  return std::to_string(*value);
+}
+
+void print_json(std::ostream& out, const ProbeOptions& options,
+                const std::vector<PortReport>& reports, Severity verdict) {
+  out << "{\"host\":" << json_string(options.host) << ",\"name\":" << json_string(options.name)
+      << ",\"ports\":[";
+  bool first_port = true;
+  for (const auto& report : reports) {
+    out << (first_port ? "" : ",") << "{\"port\":" << report.port
+        << ",\"answered\":" << (report.answered ? "true" : "false")
+        << ",\"error\":" << json_string(report.error) << ",\"mode\":" << json_string(report.mode)
+        << ",\"greeting\":" << json_string(report.greeting)
+        << ",\"extensions_before_tls\":" << json_list(report.extensions_before_tls)
+        << ",\"extensions_after_tls\":" << json_list(report.extensions_after_tls)
+        << ",\"auth_before_tls\":" << json_list(report.auth_before_tls)
+        << ",\"auth_after_tls\":" << json_list(report.auth_after_tls)
+        << ",\"starttls_injection_vulnerable\":" << json_optional(report.injection_vulnerable)
+        << ",\"versions\":{";
+    bool first = true;
+    for (const auto& version : report.versions) {
+      out << (first ? "" : ",") << json_string(version.name)
+          << ":{\"accepted\":" << (version.accepted ? "true" : "false")
+          << ",\"ciphers\":" << json_list(version.ciphers) << "}";
+      first = false;
+    }
+    out << "},\"negotiated_version\":" << json_string(report.negotiated_version)
+        << ",\"negotiated_cipher\":" << json_string(report.negotiated_cipher)
+        << ",\"certificate\":{\"chain\":[";
+    first = true;
+    for (const auto& entry : report.chain) {
+      out << (first ? "" : ",") << "{\"subject\":" << json_string(entry.subject)
+          << ",\"issuer\":" << json_string(entry.issuer) << "}";
+      first = false;
+    }
+    out << "],\"key_type\":" << json_string(report.key_type) << ",\"key_bits\":" << report.key_bits
+        << ",\"signature_algorithm\":" << json_string(report.signature_algorithm)
+        << ",\"days_left\":" << json_optional(report.days_left)
+        << ",\"expired\":" << (report.expired ? "true" : "false")
+        << ",\"name_matches\":" << json_optional(report.name_matches)
+        << ",\"chain_verified\":" << json_optional(report.chain_verified)
+        << ",\"verify_detail\":" << json_string(report.verify_detail)
+        << "},\"session_resumed\":" << json_optional(report.resumed) << ",\"findings\":[";
+    first = true;
+    for (const auto& finding : report.findings) {
+      out << (first ? "" : ",") << "{\"severity\":" << json_string(severity_name(finding.severity))
+          << ",\"check\":" << json_string(finding.check)
+          << ",\"text\":" << json_string(finding.text) << "}";
+      first = false;
+    }
+    out << "]}";
+    first_port = false;
+  }
+  out << "],\"verdict\":" << json_string(severity_name(verdict)) << "}\n";
+}
+
+void print_text(std::ostream& out, const ProbeOptions& options,
+                const std::vector<PortReport>& reports, Severity verdict) {
+  out << "smtpsctl probe " << options.host << " (certificate name " << options.name << ")\n";
+  for (const auto& report : reports) {
+    out << "\nport " << report.port << ": ";
+    if (!report.answered) {
+      out << "no answer (" << report.error << ")\n";
+      continue;
+    }
+    out << (report.mode == "implicit"   ? "implicit TLS"
+            : report.mode == "starttls" ? "STARTTLS"
+                                        : "no TLS")
+        << "\n";
+    if (!report.greeting.empty()) out << "  greeting: " << report.greeting << "\n";
+    if (report.mode != "implicit") {
+      out << "  EHLO before TLS: " << join(report.extensions_before_tls, ", ") << "\n";
+    }
+    if (!report.extensions_after_tls.empty()) {
+      out << "  EHLO after TLS: " << join(report.extensions_after_tls, ", ") << "\n";
+    }
+    for (const auto& version : report.versions) {
+      out << "  " << version.name << ": "
+          << (version.accepted
+                  ? "accepted: " + join(version.ciphers, " ")
+                  : "refused" + (version.detail.empty() ? "" : " (" + version.detail + ")"))
+          << "\n";
+    }
+    if (!report.negotiated_version.empty()) {
+      out << "  default handshake: " << report.negotiated_version << " " << report.negotiated_cipher
+          << "\n";
+    }
+    for (std::size_t i = 0; i < report.chain.size(); ++i) {
+      out << "  certificate " << i << ": subject " << report.chain[i].subject << "\n"
+          << "                 issuer " << report.chain[i].issuer << "\n";
+    }
+    if (!report.key_type.empty()) {
+      out << "  key " << report.key_type << " " << report.key_bits << " bits, signature "
+          << report.signature_algorithm;
+      if (report.days_left) out << ", expires in " << *report.days_left << " days";
+      out << "\n";
+    }
+    if (report.resumed) out << "  session resumed: " << (*report.resumed ? "yes" : "no") << "\n";
+    out << "  findings:\n";
+    for (const auto& finding : report.findings) {
+      out << "    " << severity_name(finding.severity) << " " << finding.text << "\n";
+    }
+  }
+  out << "\nverdict: " << severity_name(verdict) << "\n";
+}
+
+}  // namespace
+
+base::Expected<ProbeOptions, std::string> parse_probe_arguments(
+    const std::vector<std::string>& args) {
+  ProbeOptions options;
+  std::string target;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    auto value = [&](const char* option) -> base::Expected<std::string, std::string> {
+      if (i + 1 >= args.size()) return base::unexpected(std::string(option) + " needs a value");
+      return args[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      options.help = true;
+    } else if (arg == "--json") {
+      options.json = true;
+    } else if (arg == "--cafile" || arg == "--name" || arg == "--timeout") {
+      auto given = value(arg.c_str());
+      if (!given) return base::unexpected(given.error());
+      if (arg == "--cafile") options.cafile = given.value();
+      if (arg == "--name") options.name = given.value();
+      if (arg == "--timeout") {
+        char* end = nullptr;
+        long seconds = std::strtol(given.value().c_str(), &end, 10);
+        if (end == given.value().c_str() || *end != '\0' || seconds < 1 || seconds > 600) {
+          return base::unexpected(std::string("--timeout: a number of seconds from 1 to 600"));
+        }
+        options.timeout_seconds = static_cast<int>(seconds);
+      }
+    } else if (!arg.empty() && arg[0] == '-') {
+      return base::unexpected("unknown option " + arg);
+    } else if (target.empty()) {
+      target = arg;
+    } else {
+      return base::unexpected("one HOST[:PORT] only (got " + target + " and " + arg + ")");
+    }
+  }
+  if (options.help) return options;
+  if (target.empty()) return base::unexpected(std::string("give HOST[:PORT]"));
+  std::string port_text;
+  if (target[0] == '[') {
+    auto close = target.find(']');
+    if (close == std::string::npos) return base::unexpected("unclosed [ in " + target);
+    options.host = target.substr(1, close - 1);
+    if (close + 1 < target.size()) {
+      if (target[close + 1] != ':') return base::unexpected("expected :PORT after ] in " + target);
+      port_text = target.substr(close + 2);
+    }
+  } else if (auto colon = target.find(':');
+             colon != std::string::npos && target.find(':', colon + 1) == std::string::npos) {
+    options.host = target.substr(0, colon);
+    port_text = target.substr(colon + 1);
+  } else {
+    options.host = target;  // a name, an IPv4 literal or a bare IPv6 literal
+  }
+  if (options.host.empty()) return base::unexpected("no host in " + target);
+  if (!port_text.empty() || target.back() == ':') {
+    char* end = nullptr;
+    long port = std::strtol(port_text.c_str(), &end, 10);
+    if (port_text.empty() || *end != '\0' || port < 1 || port > 65535) {
+      return base::unexpected("bad port in " + target);
+    }
+    options.port = static_cast<std::uint16_t>(port);
+  }
+  if (options.name.empty()) options.name = options.host;
+  return options;
+}
+
+int run_probe_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  auto parsed = parse_probe_arguments(args);
+  if (!parsed) {
+    err << "smtpsctl probe: " << parsed.error() << "\n"
+        << "usage: smtpsctl probe HOST[:PORT] [--name NAME] [--cafile FILE] [--timeout SECONDS] "
+           "[--json]\n";
+    return 3;
+  }
+  const ProbeOptions& options = parsed.value();
+  if (options.help) {
+    out << "usage: smtpsctl probe HOST[:PORT] [--name NAME] [--cafile FILE] [--timeout SECONDS] "
+           "[--json]\n"
+           "  Reports a mail server's TLS: versions, ciphers, certificate, STARTTLS, AUTH.\n"
+           "  Without PORT: 25, 465 and 587. Exit: 0 pass, 1 warn, 2 fail, 3 usage or no "
+           "answer.\n";
+    return 0;
+  }
+  std::vector<std::uint16_t> ports = options.port ? std::vector<std::uint16_t>{*options.port}
+                                                  : std::vector<std::uint16_t>{25, 465, 587};
+  Prober prober(options);
+  std::vector<PortReport> reports;
+  bool any_answered = false;
+  for (auto port : ports) {
+    reports.push_back(prober.probe(port));
+    any_answered = any_answered || reports.back().answered;
+  }
+  if (!any_answered) {
+    for (const auto& report : reports) {
+      err << "smtpsctl probe: " << options.host << " port " << report.port
+          << " does not answer: " << report.error << "\n";
+    }
+    return 3;
+  }
+  Severity verdict = Severity::kPass;
+  for (const auto& report : reports) {
+    for (const auto& finding : report.findings)
+      verdict = std::max(verdict, finding.severity);
+  }
+  if (options.json) {
+    print_json(out, options, reports, verdict);
+  } else {
+    print_text(out, options, reports, verdict);
+  }
+  return verdict == Severity::kFail ? 2 : verdict == Severity::kWarn ? 1 : 0;
+}
+
+}  // namespace app

@@ -1,0 +1,51 @@
+// probe_command.h — `smtpsctl probe HOST[:PORT]`: an SMTP-aware TLS report for any server
+// (issue 5), for administrators and for monitoring.
+//
+//   smtpsctl probe HOST[:PORT] [--name NAME] [--cafile FILE] [--timeout SECONDS] [--json]
+//
+// For the port given, or each of 25, 465 and 587: whether it answers; implicit TLS or
+// STARTTLS (a 220 greeting in clear means STARTTLS, else a TLS handshake is tried); ESMTP
+// extensions and AUTH mechanisms before and after TLS; the STARTTLS command injection test
+// (CVE-2011-0411); each protocol version from TLS 1.0 to 1.3 on its own; the ciphers each
+// accepted version takes; the certificate chain, key, signature algorithm, expiry, host
+// name match (RFC 6125) and chain verification (system store or --cafile); session
+// resumption. Every finding is one line: PASS, WARN, FAIL (or INFO) and why.
+//
+// Invariants:
+// - The probe only observes: it never sends MAIL, AUTH or a password, and ends each
+//   connection with QUIT when it can.
+// - Every wait (connect, read, handshake) is bounded by --timeout (default 10 seconds).
+//
+// Exit codes: 0 every finding passes, 1 a warning, 2 a failure, 3 usage error or no port
+// answered.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/expected.h"
+
+namespace app {
+
+struct ProbeOptions {
+  std::string host;
+  std::optional<std::uint16_t> port;  // none: 25, 465 and 587
+  std::string name;                   // checked against the certificate; default host
+  std::string cafile;                 // else the system trust store
+  int timeout_seconds = 10;
+  bool json = false;
+  bool help = false;
+};
+
+// HOST, HOST:PORT, [IPv6] or [IPv6]:PORT, and the options above.
+base::Expected<ProbeOptions, std::string> parse_probe_arguments(
+    const std::vector<std::string>& args);
+
+// args: what follows "probe".
+int run_probe_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+}  // namespace app

@@ -1,0 +1,255 @@
+"""smtpsctl probe: the TLS report, against smtpsd (well and weakly configured) and against a
+tiny fake server that offers AUTH before TLS or is open to STARTTLS command injection.
+
+Loopback only. The fake is standard library: it keeps its own input buffer so that it can
+reproduce CVE-2011-0411 on purpose (keeping the bytes that came in clear after STARTTLS).
+"""
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import unittest
+
+from harness import SMTPSD, ServerTestCase
+
+SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
+
+
+def probe(*args, timeout=120):
+    return subprocess.run([SMTPSCTL, "probe"] + list(args), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def findings(report, port_index=0):
+    """{check: [(severity, text), ...]} of one port."""
+    out = {}
+    for finding in report["ports"][port_index]["findings"]:
+        out.setdefault(finding["check"], []).append((finding["severity"], finding["text"]))
+    return out
+
+
+class FakeProbeTarget:
+    """SMTP with STARTTLS on loopback; optionally AUTH before TLS or injectable."""
+
+    def __init__(self, cert, key, auth_before_tls=False, injectable=False):
+        self.cert, self.key = cert, key
+        self.auth_before_tls = auth_before_tls
+        self.injectable = injectable
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(20)
+        stream, buffer, tls = conn, b"", False
+
+        def send(text):
+            stream.sendall(text.encode() + b"\r\n")
+
+        try:
+            send("220 fake.test ESMTP")
+            while True:
+                while b"\r\n" not in buffer:
+                    data = stream.recv(4096)
+                    if not data:
+                        return
+                    buffer += data
+                line, buffer = buffer.split(b"\r\n", 1)
+                verb = line.decode(errors="replace").split(" ")[0].upper()
+                if verb == "EHLO":
+                    lines = ["fake.test", "PIPELINING"]
+                    if not tls:
+                        lines.append("STARTTLS")
+                    if tls or self.auth_before_tls:
+                        lines.append("AUTH PLAIN LOGIN")
+                    for i, text in enumerate(lines):
+                        send(("250 " if i == len(lines) - 1 else "250-") + text)
+                elif verb == "STARTTLS" and not tls:
+                    send("220 2.0.0 go ahead")
+                    if not self.injectable:
+                        buffer = b""  # the fix for CVE-2011-0411
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                    context.load_cert_chain(self.cert, self.key)
+                    stream = context.wrap_socket(conn, server_side=True)
+                    tls = True
+                elif verb == "QUIT":
+                    send("221 bye")
+                    return
+                else:
+                    send("250 2.0.0 ok")
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+class ProbeSmtpsd(ServerTestCase):
+    def test_default_config_passes_on_each_role(self):
+        server = self.new_server().start()
+        for role in ("smtp", "submission", "submissions"):
+            with self.subTest(role=role):
+                result = probe(f"localhost:{server.ports[role]}", "--cafile", server.ca, "--json")
+                self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+                report = json.loads(result.stdout)
+                self.assertEqual(report["verdict"], "PASS")
+                port = report["ports"][0]
+                self.assertEqual(port["mode"], "implicit" if role == "submissions" else "starttls")
+                versions = port["versions"]
+                self.assertFalse(versions["TLSv1"]["accepted"])
+                self.assertFalse(versions["TLSv1.1"]["accepted"])
+                self.assertTrue(versions["TLSv1.2"]["accepted"])
+                self.assertTrue(versions["TLSv1.3"]["accepted"])
+                self.assertTrue(versions["TLSv1.2"]["ciphers"])
+                self.assertIn("TLS_AES_256_GCM_SHA384", versions["TLSv1.3"]["ciphers"])
+                self.assertEqual(port["auth_before_tls"], [])
+                if role != "submissions":
+                    self.assertIs(port["starttls_injection_vulnerable"], False)
+                    self.assertIn("STARTTLS", port["extensions_before_tls"])
+                self.assertTrue(port["extensions_after_tls"])
+                certificate = port["certificate"]
+                self.assertIs(certificate["name_matches"], True)
+                self.assertIs(certificate["chain_verified"], True)
+                self.assertGreater(certificate["days_left"], 14)
+                self.assertTrue(certificate["chain"])
+                self.assertIsNotNone(port["session_resumed"])
+                checks = findings(report)
+                self.assertEqual(checks["tls_TLSv1"][0][0], "PASS")
+                self.assertEqual(checks["certificate_name"][0][0], "PASS")
+
+    def test_text_report_and_untrusted_chain(self):
+        server = self.new_server().start()
+        # Without --cafile the development CA is unknown: the chain fails to verify.
+        result = probe(f"localhost:{server.ports['submission']}")
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertIn("FAIL certificate chain does not verify", result.stdout)
+        self.assertIn("PASS TLS 1.0 refused", result.stdout)
+        self.assertIn("verdict: FAIL", result.stdout)
+
+    def test_name_mismatch_fails(self):
+        server = self.new_server().start()
+        result = probe(f"127.0.0.1:{server.ports['submissions']}", "--cafile", server.ca,
+                       "--name", "mail.example.org", "--json")
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(findings(report)["certificate_name"][0][0], "FAIL")
+        self.assertIn("mail.example.org", findings(report)["certificate_name"][0][1])
+
+    def test_tls10_accepted_fails(self):
+        server = self.new_server(tls={"min_version": "TLSv1",
+                                      "allow_unsafe_tls_versions": True}).start()
+        result = probe(f"localhost:{server.ports['submissions']}", "--cafile", server.ca,
+                       "--json")
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertTrue(report["ports"][0]["versions"]["TLSv1"]["accepted"])
+        self.assertEqual(report["verdict"], "FAIL")
+        severity, text = findings(report)["tls_TLSv1"][0]
+        self.assertEqual(severity, "FAIL")
+        self.assertIn("TLS 1.0 accepted", text)
+
+    def test_certificate_expiring_in_five_days_warns(self):
+        server = self.new_server()
+        tls = os.path.join(server.dir, "tls")
+        key, csr, pem = (os.path.join(tls, name) for name in
+                         ("server-ecdsa.key", "short.csr", "server-ecdsa.pem"))
+        extensions = os.path.join(tls, "short.ext")
+        with open(extensions, "w") as f:
+            f.write("subjectAltName=DNS:localhost\n")
+        subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                        "-subj", "/CN=localhost", "-out", csr],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "x509", "-req", "-days", "5", "-in", csr,
+                        "-CA", os.path.join(tls, "ca.pem"), "-CAkey", os.path.join(tls, "ca.key"),
+                        "-CAcreateserial", "-extfile", extensions, "-out", pem],
+                       check=True, capture_output=True)
+        server.start()
+        result = probe(f"localhost:{server.ports['submissions']}", "--cafile", server.ca,
+                       "--json")
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(report["verdict"], "WARN")
+        self.assertEqual(report["ports"][0]["certificate"]["days_left"], 5)
+        severity, text = findings(report)["certificate_expiry"][0]
+        self.assertEqual(severity, "WARN")
+        self.assertIn("expires in 5 days", text)
+
+
+class ProbeFakeServer(ServerTestCase):
+    def pki(self):
+        server = self.new_server()  # only for its development PKI; never started
+        tls = os.path.join(server.dir, "tls")
+        return (os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key"),
+                server.ca)
+
+    def test_auth_before_tls_fails(self):
+        cert, key, ca = self.pki()
+        with FakeProbeTarget(cert, key, auth_before_tls=True) as fake:
+            result = probe(f"localhost:{fake.port}", "--cafile", ca, "--json")
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(report["ports"][0]["auth_before_tls"], ["PLAIN", "LOGIN"])
+        severity, text = findings(report)["auth_before_tls"][0]
+        self.assertEqual(severity, "FAIL")
+        self.assertIn("before TLS", text)
+        self.assertEqual(findings(report)["starttls_injection"][0][0], "PASS")
+
+    def test_starttls_injection_fails(self):
+        cert, key, ca = self.pki()
+        with FakeProbeTarget(cert, key, injectable=True) as fake:
+            result = probe(f"localhost:{fake.port}", "--cafile", ca, "--json")
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertIs(report["ports"][0]["starttls_injection_vulnerable"], True)
+        severity, text = findings(report)["starttls_injection"][0]
+        self.assertEqual(severity, "FAIL")
+        self.assertIn("CVE-2011-0411", text)
+        self.assertEqual(findings(report)["auth_before_tls"][0][0], "PASS")
+
+
+class ProbeUsage(unittest.TestCase):
+    def test_closed_port_exits_3(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        listener.close()
+        result = probe(f"127.0.0.1:{port}", "--timeout", "3")
+        self.assertEqual(result.returncode, 3, result.stdout + result.stderr)
+        self.assertIn(f"port {port} does not answer", result.stderr)
+        self.assertIn("refused", result.stderr.lower())
+
+    def test_usage_errors_exit_3(self):
+        for args in ([], ["localhost:notaport"], ["localhost", "--timeout", "0"],
+                     ["localhost", "--bogus"]):
+            with self.subTest(args=args):
+                result = probe(*args)
+                self.assertEqual(result.returncode, 3, result.stderr)
+                self.assertIn("usage: smtpsctl probe", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
