@@ -570,7 +570,7 @@ class Prober {
     X509* leaf = SSL_get0_peer_certificate(ssl);
     if (leaf == nullptr) return;
     if (EVP_PKEY* key = X509_get0_pubkey(leaf)) {
-      const char* type = OBJ_nid2sn(EVP_PKEY_get_base_id(key));
+      const char* type = EVP_PKEY_get0_type_name(key);  // "RSA", "EC", "ED25519"...
       report.key_type = type != nullptr ? type : "unknown";
       report.key_bits = EVP_PKEY_get_bits(key);
     }
@@ -713,9 +713,11 @@ class Prober {
               : "certificate chain does not verify against " + store + ": " + report.verify_detail);
     }
     if (!report.key_type.empty()) {
-      bool weak = (report.key_type == "rsaEncryption" || report.key_type == "RSA")
-                      ? report.key_bits < 2048
-                      : report.key_bits < 256 && report.key_type != "ED25519";
+      // RFC 8996-era floors: RSA and DSA 2048 bits, elliptic curves 256 (Ed25519 is 253).
+      bool weak =
+          report.key_type == "RSA" || report.key_type == "RSA-PSS" || report.key_type == "DSA"
+              ? report.key_bits < 2048
+              : report.key_type == "EC" && report.key_bits < 256;
       add(report, weak ? Severity::kFail : Severity::kPass, "certificate_key",
           report.key_type + " key of " + std::to_string(report.key_bits) + " bits" +
               (weak ? ": too weak" : ""));
@@ -729,7 +731,8 @@ class Prober {
     if (report.resumed) {
       add(report, Severity::kInfo, "session_resumption",
           *report.resumed ? "session resumption works (faster reconnections)"
-                          : "session resumption not offered");
+                          : "session resumption not offered (every connection pays a full "
+                            "handshake)");
     }
   }
 
