@@ -1,0 +1,71 @@
+// probe_command_test.cpp — the parts of `smtpsctl probe` that need no server: HOST[:PORT]
+// forms (names, IPv4, bracketed and bare IPv6), the options, and usage errors (exit 3).
+// The probing itself is tested against smtpsd and a fake server in
+// tests/integration/test_probe.py.
+#include "app/probe_command.h"
+
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+namespace app {
+namespace {
+
+TEST(ProbeCommand, Targets) {
+  auto plain = parse_probe_arguments({"mail.example.net"});
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->host, "mail.example.net");
+  EXPECT_FALSE(plain->port.has_value());
+  EXPECT_EQ(plain->name, "mail.example.net");
+  auto with_port = parse_probe_arguments({"mail.example.net:2525"});
+  ASSERT_TRUE(with_port);
+  EXPECT_EQ(with_port->port, 2525);
+  auto v6 = parse_probe_arguments({"[::1]:465"});
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 465);
+  auto bare_v6 = parse_probe_arguments({"2001:db8::25"});
+  ASSERT_TRUE(bare_v6);
+  EXPECT_EQ(bare_v6->host, "2001:db8::25");
+  EXPECT_FALSE(bare_v6->port.has_value());
+  auto ipv4 = parse_probe_arguments({"127.0.0.1:25"});
+  ASSERT_TRUE(ipv4);
+  EXPECT_EQ(ipv4->host, "127.0.0.1");
+  EXPECT_EQ(ipv4->port, 25);
+}
+
+TEST(ProbeCommand, Options) {
+  auto parsed = parse_probe_arguments({"--json", "127.0.0.1:587", "--name", "mail.example.net",
+                                       "--cafile", "ca.pem", "--timeout", "3"});
+  ASSERT_TRUE(parsed);
+  EXPECT_TRUE(parsed->json);
+  EXPECT_EQ(parsed->name, "mail.example.net");
+  EXPECT_EQ(parsed->cafile, "ca.pem");
+  EXPECT_EQ(parsed->timeout_seconds, 3);
+  EXPECT_TRUE(parse_probe_arguments({"--help"})->help);
+}
+
+TEST(ProbeCommand, UsageErrors) {
+  for (const std::vector<std::string>& bad :
+       std::vector<std::vector<std::string>>{{},
+                                             {"x:0"},
+                                             {"x:65536"},
+                                             {"x:"},
+                                             {"x:port"},
+                                             {"[::1"},
+                                             {"[::1]25"},
+                                             {":25"},
+                                             {"a", "b"},
+                                             {"x", "--timeout"},
+                                             {"x", "--timeout", "0"},
+                                             {"x", "--bogus"}}) {
+    EXPECT_FALSE(parse_probe_arguments(bad)) << (bad.empty() ? "(none)" : bad.front());
+  }
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(run_probe_command({}, out, err), 3);
+  EXPECT_NE(err.str().find("usage: smtpsctl probe"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace app
