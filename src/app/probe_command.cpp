@@ -422,6 +422,7 @@ class Prober {
   // A 220 greeting in clear means STARTTLS; silence, or port 465, means implicit TLS.
   void detect_mode(PortReport& report) {
     std::string error;
+    std::string plain_refusal;
     auto try_plain = [&]() -> bool {
       auto connection = connect(report.port, error);
       if (!connection) return false;
@@ -431,7 +432,11 @@ class Prober {
                        ? deadline()
                        : Clock::now() + std::chrono::seconds(std::min(options_.timeout_seconds, 2));
       auto greeting = connection->read_reply(limit);
-      if (!greeting || greeting->code != 220) return false;
+      if (greeting && greeting->code != 220) {
+        plain_refusal = "greeting " + greeting->first_line();
+        return false;
+      }
+      if (!greeting) return false;
       report.greeting = greeting->first_line();
       auto ehlo = connection->command("EHLO " + ehlo_name_);
       if (ehlo && ehlo->code == 250) {
@@ -454,11 +459,12 @@ class Prober {
       report.mode = "implicit";
       return true;
     };
-    bool found = report.port == 465 ? try_implicit() || try_plain() || try_implicit()
-                                    : try_plain() || try_implicit();
+    bool found = report.port == 465 ? try_implicit() || try_plain() : try_plain() || try_implicit();
     if (!found) {
-      report.error =
-          report.answered ? "answers, but neither SMTP in clear nor TLS (" + error + ")" : error;
+      report.error = !plain_refusal.empty() ? "the server refuses the connection: " + plain_refusal
+                     : report.answered
+                         ? "answers, but neither SMTP in clear nor TLS (" + error + ")"
+                         : error;
       report.answered = false;
     }
   }

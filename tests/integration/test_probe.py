@@ -34,8 +34,9 @@ def findings(report, port_index=0):
 class FakeProbeTarget:
     """SMTP with STARTTLS on loopback; optionally AUTH before TLS or injectable."""
 
-    def __init__(self, cert, key, auth_before_tls=False, injectable=False):
+    def __init__(self, cert, key, auth_before_tls=False, injectable=False, starttls=True):
         self.cert, self.key = cert, key
+        self.starttls = starttls
         self.auth_before_tls = auth_before_tls
         self.injectable = injectable
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -79,13 +80,13 @@ class FakeProbeTarget:
                 verb = line.decode(errors="replace").split(" ")[0].upper()
                 if verb == "EHLO":
                     lines = ["fake.test", "PIPELINING"]
-                    if not tls:
+                    if not tls and self.starttls:
                         lines.append("STARTTLS")
                     if tls or self.auth_before_tls:
                         lines.append("AUTH PLAIN LOGIN")
                     for i, text in enumerate(lines):
                         send(("250 " if i == len(lines) - 1 else "250-") + text)
-                elif verb == "STARTTLS" and not tls:
+                elif verb == "STARTTLS" and not tls and self.starttls:
                     send("220 2.0.0 go ahead")
                     if not self.injectable:
                         buffer = b""  # the fix for CVE-2011-0411
@@ -229,6 +230,15 @@ class ProbeFakeServer(ServerTestCase):
         self.assertEqual(severity, "FAIL")
         self.assertIn("CVE-2011-0411", text)
         self.assertEqual(findings(report)["auth_before_tls"][0][0], "PASS")
+
+    def test_no_tls_at_all_fails(self):
+        cert, key, ca = self.pki()
+        with FakeProbeTarget(cert, key, starttls=False, auth_before_tls=True) as fake:
+            result = probe(f"localhost:{fake.port}", "--cafile", ca, "--timeout", "3")
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertIn("port %d: no TLS" % fake.port, result.stdout)
+        self.assertIn("FAIL no TLS: no STARTTLS offered and no TLS handshake", result.stdout)
+        self.assertIn("FAIL AUTH PLAIN LOGIN offered before TLS", result.stdout)
 
 
 class ProbeUsage(unittest.TestCase):
