@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -203,7 +204,8 @@ class Connection {
       std::string line = buffer_.substr(0, end);
       buffer_.erase(0, end + 1);
       if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.size() < 3 || !std::all_of(line.begin(), line.begin() + 3, ::isdigit)) {
+      if (line.size() < 3 || !std::all_of(line.begin(), line.begin() + 3,
+                                          [](unsigned char c) { return std::isdigit(c) != 0; })) {
         return std::nullopt;
       }
       reply.code = std::stoi(line.substr(0, 3));
@@ -377,8 +379,15 @@ class Prober {
       SSL_CTX_set_max_proto_version(context.get(), version);
     }
     if (version != 0 && version < TLS1_2_VERSION) SSL_CTX_set_security_level(context.get(), 0);
-    if (!ciphers.empty()) SSL_CTX_set_cipher_list(context.get(), ciphers.c_str());
-    if (!suites.empty()) SSL_CTX_set_ciphersuites(context.get(), suites.c_str());
+    // A list OpenSSL cannot use would silently leave its defaults in place: refuse instead.
+    if (!ciphers.empty() && SSL_CTX_set_cipher_list(context.get(), ciphers.c_str()) != 1) {
+      ERR_clear_error();
+      return nullptr;
+    }
+    if (!suites.empty() && SSL_CTX_set_ciphersuites(context.get(), suites.c_str()) != 1) {
+      ERR_clear_error();
+      return nullptr;
+    }
     SSL_CTX_set_verify(context.get(), SSL_VERIFY_NONE, nullptr);
     if (!options_.cafile.empty()) {
       SSL_CTX_load_verify_locations(context.get(), options_.cafile.c_str(), nullptr);
@@ -637,13 +646,14 @@ class Prober {
       std::string offered = join(remaining, ":");
       auto context = tls13 ? make_context(version.number, "", offered)
                            : make_context(version.number, offered + ":@SECLEVEL=0", "");
+      if (!context) break;
       auto connection = open_tls(report, context.get(), nullptr, error);
       if (!connection) break;
       std::string chosen = SSL_CIPHER_get_name(SSL_get_current_cipher(connection->ssl()));
       connection->quit();
       auto position = std::find(remaining.begin(), remaining.end(), chosen);
+      if (position == remaining.end()) break;  // OpenSSL itself refuses that; cannot happen
       result.ciphers.push_back(chosen);
-      if (position == remaining.end()) break;  // the server chose what we did not offer
       remaining.erase(position);
     }
     result.accepted = !result.ciphers.empty();
