@@ -205,6 +205,22 @@ struct BenchConnection {
     }
   }
 
+  // --handshake-only --resume: TLS 1.3 tickets come after the handshake (RFC 8446 §4.6.1)
+  // and are only processed on a read. Takes what has arrived; waits for the first ticket of
+  // the thread, so that the later handshakes can resume.
+  awaitable<void> collect_ticket() {
+    for (;;) {
+      ERR_clear_error();
+      std::array<char, 1> byte;
+      std::size_t n = 0;
+      if (SSL_read_ex(ssl.get(), byte.data(), byte.size(), &n) == 1) break;
+      int ssl_error = SSL_get_error(ssl.get(), 0);
+      ERR_clear_error();
+      if (ssl_error != SSL_ERROR_WANT_READ || thread_session) break;
+      if (!co_await wait_for_ssl(ssl_error)) break;
+    }
+  }
+
   // 0 with `closed` set at EOF or error.
   awaitable<std::size_t> read_some(bool& closed) {
     if (!tls) {
@@ -296,6 +312,7 @@ awaitable<void> run_connection(Shared& shared, ThreadStats& stats) {
     }
     if (SSL_session_reused(connection->ssl.get())) ++stats.resumed;
     if (options.handshake_only) {
+      if (options.resume) co_await connection->collect_ticket();
       ++stats.connections;
       ++shared.established;
       connection->close();
