@@ -103,9 +103,11 @@ struct SessionDeleter {
   void operator()(SSL_SESSION* session) const { SSL_SESSION_free(session); }
 };
 thread_local std::unique_ptr<SSL_SESSION, SessionDeleter> thread_session;
+thread_local unsigned long long thread_tickets = 0;  // sessions received by this thread
 
 int remember_session(SSL*, SSL_SESSION* session) {
   thread_session.reset(session);
+  ++thread_tickets;
   return 1;  // we keep the reference
 }
 
@@ -206,9 +208,12 @@ struct BenchConnection {
   }
 
   // --handshake-only --resume: TLS 1.3 tickets come after the handshake (RFC 8446 §4.6.1)
-  // and are only processed on a read. Takes what has arrived; waits for the first ticket of
-  // the thread, so that the later handshakes can resume.
+  // and are only processed on a read. Waits (once) for this connection's ticket: a server
+  // may accept each ticket only once (OpenSSL's stateful tickets), so the next handshake
+  // must offer the newest. A server that sends nothing after the handshake costs --timeout.
   awaitable<void> collect_ticket() {
+    const unsigned long long before = thread_tickets;
+    bool waited = false;
     for (;;) {
       ERR_clear_error();
       std::array<char, 1> byte;
@@ -216,7 +221,8 @@ struct BenchConnection {
       if (SSL_read_ex(ssl.get(), byte.data(), byte.size(), &n) == 1) break;
       int ssl_error = SSL_get_error(ssl.get(), 0);
       ERR_clear_error();
-      if (ssl_error != SSL_ERROR_WANT_READ || thread_session) break;
+      if (ssl_error != SSL_ERROR_WANT_READ || thread_tickets != before || waited) break;
+      waited = true;
       if (!co_await wait_for_ssl(ssl_error)) break;
     }
   }
