@@ -21,6 +21,7 @@
 #include <tuple>
 #include <vector>
 
+#include "app/bench_command.h"
 #include "app/control_socket.h"
 #include "app/probe_command.h"
 #include "app/send_command.h"
@@ -42,6 +43,12 @@ int main(int argc, char** argv) {
   }
   CLI::App cli{"smtpsctl — companion tool of smtpsd"};
   cli.require_subcommand(1);
+  // bench parses its own options (app/bench_command.h); listed here for --help only.
+  cli.add_subcommand("bench", "Load generator: messages/s, TLS handshakes/s, latency");
+  if (argc > 1 && std::string_view(argv[1]) == "bench") {
+    return app::run_bench_command(std::vector<std::string>(argv + 2, argv + argc), std::cout,
+                                  std::cerr);
+  }
   auto* user = cli.add_subcommand("user", "Manage the users file");
   // Everything after "user" (its own --help included) goes to run_user_command.
   user->prefix_command();

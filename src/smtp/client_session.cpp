@@ -670,7 +670,7 @@ struct ClientSession::Impl {
     if (staged_.size() == mail_commands) return;  // every recipient refused locally
     stage(Expect::kData, 0, "DATA");
 
-    if (capabilities_.pipelining) {
+    if (capabilities_.pipelining && config.pipelining) {
       // RFC 2920 §3.1: RSET, MAIL and RCPT may be anywhere in a group; DATA ends it.
       while (staged_next_ < staged_.size())
         send_staged();

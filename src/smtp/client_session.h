@@ -94,7 +94,8 @@ struct ClientConfig {
   // (not offered, or starttls is false), kFailed with stage "starttls" before any
   // transaction. Off: opportunistic TLS, the host may still check tls_active() at kReady.
   bool require_tls = false;
-  std::string auth_user;  // non-empty: AUTH PLAIN (else LOGIN) after TLS; never without TLS
+  bool pipelining = true;  // use PIPELINING (RFC 2920) when offered; false: one command at a time
+  std::string auth_user;   // non-empty: AUTH PLAIN (else LOGIN) after TLS; never without TLS
   std::string auth_password;
   std::size_t max_reply_line = 4096;  // a longer reply line (CRLF excluded) is a protocol error
   std::size_t max_reply_lines = 256;  // a longer multi-line reply is a protocol error

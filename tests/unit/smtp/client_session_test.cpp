@@ -161,6 +161,21 @@ TEST_P(ClientSessionTest, PipelinedTransactionIsOneWrite) {
   EXPECT_EQ(summary_of(1), "250 2.0.0 queued");
 }
 
+TEST_P(ClientSessionTest, PipeliningOffIsOneCommandAtATimeEvenWhenOffered) {
+  ClientConfig config = smtp_config();
+  config.pipelining = false;  // smtpsctl bench without --pipelining
+  establish(kEhloPipelining, config);
+  Envelope envelope = envelope_for({"b@mx.example"});
+  std::vector<std::size_t> indices = all_of(envelope);
+  session().send_message(envelope, indices, 100);
+  EXPECT_EQ(take(), "MAIL FROM:<a@client.example> SIZE=100\r\n");
+  EXPECT_EQ(feed("250 2.1.0 Ok\r\n"), ClientEvent::kNeedInput);
+  EXPECT_EQ(take(), "RCPT TO:<b@mx.example>\r\n");
+  EXPECT_EQ(feed("250 2.1.5 Ok\r\n"), ClientEvent::kNeedInput);
+  EXPECT_EQ(take(), "DATA\r\n");
+  EXPECT_EQ(feed("354 go\r\n"), ClientEvent::kSendContent);
+}
+
 TEST_P(ClientSessionTest, NullSenderAndRecipientSubset) {
   establish(kEhloPipelining);
   Envelope envelope = envelope_for({"b@mx.example", "c@mx.example", "d@mx.example"}, "");
