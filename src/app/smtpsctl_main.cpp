@@ -70,14 +70,18 @@ int main(int argc, char** argv) {
   std::string config_file;
   std::string socket_path;
   std::string target;
-  for (auto* command :
-       {auth_command->add_subcommand("lockouts", "List the current lockouts"),
-        auth_command->add_subcommand("unlock", "Lift the lockouts of an address or user")}) {
+  // Commands that talk to the running server: its configuration file or its control socket.
+  auto add_server_options = [&config_file, &socket_path](CLI::App* command) {
     auto* config_option =
         command->add_option("-c,--config", config_file, "The server's configuration file");
     auto* socket_option =
         command->add_option("--socket", socket_path, "The server's control socket");
     config_option->excludes(socket_option);
+  };
+  for (auto* command :
+       {auth_command->add_subcommand("lockouts", "List the current lockouts"),
+        auth_command->add_subcommand("unlock", "Lift the lockouts of an address or user")}) {
+    add_server_options(command);
   }
   auth_command->get_subcommand("unlock")
       ->add_option("target", target, "Client IP address or user address")
@@ -93,11 +97,7 @@ int main(int argc, char** argv) {
         std::tuple{"hold", "Keep a message from being delivered", true},
         std::tuple{"release", "Let a held message be delivered", true}}) {
     auto* command = queue_command->add_subcommand(name, help);
-    auto* config_option =
-        command->add_option("-c,--config", config_file, "The server's configuration file");
-    auto* socket_option =
-        command->add_option("--socket", socket_path, "The server's control socket");
-    config_option->excludes(socket_option);
+    add_server_options(command);
     if (takes_id) command->add_option("id", id, "Queue id (from smtpsctl queue list)")->required();
   }
   auto* tls_command = cli.add_subcommand("tls", "The delivery TLS memory (no downgrade)");
@@ -106,11 +106,7 @@ int main(int argc, char** argv) {
        {std::tuple{"memory", "List the best TLS each domain was reached with", false},
         std::tuple{"forget", "Forget a domain's TLS (after its servers changed)", true}}) {
     auto* command = tls_command->add_subcommand(name, help);
-    auto* config_option =
-        command->add_option("-c,--config", config_file, "The server's configuration file");
-    auto* socket_option =
-        command->add_option("--socket", socket_path, "The server's control socket");
-    config_option->excludes(socket_option);
+    add_server_options(command);
     if (takes_domain) command->add_option("domain", target, "Domain name")->required();
   }
   try {
