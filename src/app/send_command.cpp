@@ -85,7 +85,6 @@ base::Expected<std::string, std::string> prompt_on_terminal(const std::string& p
         std::string("no password: give --password-file FILE or set SMTPSCTL_PASSWORD (there is no "
                     "terminal to ask on)"));
   }
-  (void)!::write(tty_fd, prompt.data(), prompt.size());
   bool have_terminal = ::tcgetattr(tty_fd, &saved_terminal) == 0;
   struct sigaction action {
   }, previous[4];
@@ -99,8 +98,12 @@ base::Expected<std::string, std::string> prompt_on_terminal(const std::string& p
     quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
     quiet.c_lflag |= ECHONL;
     terminal_changed = 1;
-    ::tcsetattr(tty_fd, TCSAFLUSH, &quiet);
+    // TCSANOW, not TCSAFLUSH: a password typed ahead (or written by a script as soon as
+    // the prompt appears) must not be thrown away, or the read below would wait forever.
+    ::tcsetattr(tty_fd, TCSANOW, &quiet);
   }
+  // The prompt only once echo is off: whatever answers it is never shown.
+  (void)!::write(tty_fd, prompt.data(), prompt.size());
   std::string line;
   char c = 0;
   bool failed = false;
