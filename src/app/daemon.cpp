@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -95,6 +97,27 @@ void raise_open_file_limit(std::size_t max_connections) {
         .kv("wanted", static_cast<std::uint64_t>(wanted))
         .kv("hint", "raise LimitNOFILE or lower limits.max_connections");
   }
+}
+
+// MAIL's storage check: the declared size plus the configured reserve must fit on the
+// spool's file system. A refusal is logged at most every 10 s (a full disk refuses every
+// transaction until space returns, and the log must not fill what is left).
+bool has_room(const queue::Spool& spool, std::uint64_t reserve, std::uint64_t declared_size) {
+  static std::atomic<std::int64_t> last_log{0};
+  const std::uint64_t free = spool.free_bytes();
+  if (free >= reserve && free - reserve >= declared_size) return true;
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+  std::int64_t last = last_log.load(std::memory_order_relaxed);
+  if (now - last >= 10 && last_log.compare_exchange_strong(last, now)) {
+    obs::Log("storage_low", obs::Level::kWarning)
+        .kv("spool", spool.directory())
+        .kv("free", free)
+        .kv("needed", reserve + declared_size)
+        .kv("hint", "new mail gets 452 4.3.1 until space returns");
+  }
+  return false;
 }
 
 // The delivery options of [delivery] (README "Delivery"); the relay password is read from
@@ -277,6 +300,7 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
   services.received_names_user = config.auth.received_names_user;
   services.max_connections = config.max_connections;
   services.max_connections_per_ip = config.max_connections_per_ip;
+  services.shutdown_grace = config.shutdown_grace;
   services.spool = spool.value().get();
   services.committer = &committer;
   services.on_committed = [&scheduler](const std::string& id) { scheduler.enqueue(id); };
@@ -298,6 +322,10 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
     options.implicit_tls = l.role == config::Role::kSubmissions;
     options.tls_context = context.value().get();
     options.session = session_config(config, l, users);
+    options.session.has_room_for = [spool = spool.value().get(),
+                                    reserve = config.min_free_space](std::uint64_t size) {
+      return has_room(*spool, reserve, size);
+    };
     options.command_timeout = config.command_timeout;
     options.data_timeout = config.data_timeout;
     options.handshake_timeout = config.handshake_timeout;

@@ -541,13 +541,18 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     reader.only_keys(*limits, "limits",
                      {"max_message_size", "max_recipients", "max_command_line", "max_text_line",
                       "max_errors", "normalize_bare_line_endings", "max_connections",
-                      "max_connections_per_ip", "max_received_headers"});
+                      "max_connections_per_ip", "max_received_headers", "min_free_space"});
     config.max_connections = static_cast<std::size_t>(
         reader.int_at(*limits, "limits", "max_connections",
                       static_cast<std::int64_t>(config.max_connections), 1, 1000000));
     config.max_connections_per_ip = static_cast<std::size_t>(
         reader.int_at(*limits, "limits", "max_connections_per_ip",
                       static_cast<std::int64_t>(config.max_connections_per_ip), 1, 1000000));
+    // Octets that must stay free on the spool's file system besides the declared SIZE;
+    // below that, MAIL gets 452 4.3.1 (0: only a failed write refuses a message).
+    config.min_free_space = static_cast<std::uint64_t>(
+        reader.int_at(*limits, "limits", "min_free_space",
+                      static_cast<std::int64_t>(config.min_free_space), 0, std::int64_t{1} << 50));
     auto& l = config.limits;
     l.max_message_size = static_cast<std::uint64_t>(
         reader.int_at(*limits, "limits", "max_message_size",
@@ -606,13 +611,15 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
 
   // [timeouts], in seconds
   if (const toml::table* timeouts = reader.table_at(root, "", "timeouts")) {
-    reader.only_keys(*timeouts, "timeouts", {"command", "data", "handshake"});
+    reader.only_keys(*timeouts, "timeouts", {"command", "data", "handshake", "shutdown_grace"});
     config.command_timeout = std::chrono::seconds(
         reader.int_at(*timeouts, "timeouts", "command", config.command_timeout.count(), 1, 3600));
     config.data_timeout = std::chrono::seconds(
         reader.int_at(*timeouts, "timeouts", "data", config.data_timeout.count(), 1, 3600));
     config.handshake_timeout = std::chrono::seconds(reader.int_at(
         *timeouts, "timeouts", "handshake", config.handshake_timeout.count(), 1, 600));
+    config.shutdown_grace = std::chrono::seconds(reader.int_at(
+        *timeouts, "timeouts", "shutdown_grace", config.shutdown_grace.count(), 0, 3600));
   }
   return config;
 }

@@ -109,12 +109,14 @@ struct Config {
   AuthSettings auth;
   QueueSettings queue;
   DeliverySettings delivery;
-  std::size_t max_connections = 10000;      // [limits]: open connections in total …
-  std::size_t max_connections_per_ip = 50;  // … and from one client address (421 4.7.0)
+  std::size_t max_connections = 10000;       // [limits]: open connections in total …
+  std::size_t max_connections_per_ip = 50;   // … and from one client address (421 4.7.0)
+  std::uint64_t min_free_space = 64u << 20;  // spool space kept free; below it MAIL gets 452
   smtp::SessionLimits limits;
   std::chrono::seconds command_timeout{300};  // RFC 5321 §4.5.3.2.7: at least 5 minutes
   std::chrono::seconds data_timeout{180};     // RFC 5321 §4.5.3.2.5: 3 minutes per data block
   std::chrono::seconds handshake_timeout{30};
+  std::chrono::seconds shutdown_grace{30};  // SIGTERM: open transactions may finish this long
 
   // Pure lookups used by the session policy.
   const Domain* find_domain(std::string_view domain) const;

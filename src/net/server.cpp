@@ -61,6 +61,16 @@ std::int64_t unix_now() {
       .count();
 }
 
+// A message that could not be stored: RFC 3463 X.3.1 "mail system full" when the disk is
+// full or the spool is not writable (both pass without the client's help), else a plain
+// temporary failure. Either way the client keeps the message and tries again.
+smtp::Reply spool_failure_reply(const queue::SpoolError& error) {
+  if (error.storage_unavailable()) {
+    return smtp::Reply{452, "4.3.1", "Insufficient system storage, try again later"};
+  }
+  return smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"};
+}
+
 // Completion for GroupCommitter: the result comes back on the connection's executor.
 template <typename Token>
 auto async_commit(queue::GroupCommitter& committer, queue::SpoolWriter& writer, Token&& token) {
@@ -103,6 +113,9 @@ struct Connection {
   bool timed_out = false;
   bool finished = false;
   std::atomic<bool> shutting_down{false};
+  // Waiting for a command outside a mail transaction: a shutdown may interrupt this read
+  // at once; any other wait is left to finish (set and read on the connection's thread).
+  bool idle_read = false;
   std::array<char, 8 * 1024> read_buffer;
 
   // Sets the deadline of the next step. A later deadline is picked up when the watchdog's
@@ -228,6 +241,7 @@ struct Server::Impl {
   std::atomic<std::uint64_t> session_counter{0};
   std::string id_prefix = session_id_prefix();
   std::atomic<bool> stopping{false};
+  std::atomic<bool> grace_over{false};  // the shutdown grace period has passed
   asio::signal_set signals;
 
   std::unique_ptr<asio::steady_timer> grace_timer;  // lives on the first context
@@ -445,9 +459,15 @@ struct Server::Impl {
     if (!alive) close_reason = "handshake failed";
     if (alive) session.start();
 
+    // RFC 5321 §4.5.3.2: the command timeout runs from the moment the server waits for a
+    // command until the whole line is in; bytes that trickle in (a slow-loris client, one
+    // byte every few seconds) do not restart it. It restarts after each reply, and the
+    // data-block timeout restarts with each read, as §4.5.3.2.5 says.
+    bool command_clock_running = false;
     auto flush = [&]() -> awaitable<bool> {
       std::string_view out = session.pending_output();
       if (out.empty()) co_return true;
+      command_clock_running = false;
       connection->arm(options.command_timeout);
       std::error_code error = co_await connection->write_all(out);
       if (error) {
@@ -459,7 +479,13 @@ struct Server::Impl {
     };
 
     while (alive) {
-      if (stopping && !connection->shutting_down.exchange(true)) session.shutdown();
+      // A graceful stop: a session ends (421 4.3.2) once no transaction is open, so a
+      // message being sent is finished and acknowledged first; past the grace period,
+      // every session ends.
+      if (stopping && (grace_over || !session.in_transaction()) &&
+          !connection->shutting_down.exchange(true)) {
+        session.shutdown();
+      }
       smtp::Action action = session.next();
       switch (action) {
         case smtp::Action::kNeedInput: {
@@ -467,10 +493,17 @@ struct Server::Impl {
             alive = false;
             break;
           }
-          connection->arm(session.waiting() == smtp::Waiting::kDataBlock ? options.data_timeout
-                                                                         : options.command_timeout);
+          if (session.waiting() == smtp::Waiting::kDataBlock) {
+            connection->arm(options.data_timeout);
+            command_clock_running = false;
+          } else if (!command_clock_running) {
+            connection->arm(options.command_timeout);
+            command_clock_running = true;
+          }
           std::error_code error;
+          connection->idle_read = !session.in_transaction();
           std::size_t n = co_await connection->read_some(error);
+          connection->idle_read = false;
           if (n > 0) session.receive(std::string_view(connection->read_buffer.data(), n));
           if (error) {
             if (connection->timed_out) {
@@ -499,6 +532,7 @@ struct Server::Impl {
             close_reason = "handshake failed";
             alive = false;
           }
+          command_clock_running = false;
           break;
         }
         case smtp::Action::kMessageBegin: {
@@ -511,7 +545,7 @@ struct Server::Impl {
                 .kv("error", begun.error().message);
             session.message_failed(
                 begun.error().transient
-                    ? smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"}
+                    ? spool_failure_reply(begun.error())
                     : smtp::Reply{552, "5.3.4",
                                   "Envelope too large (too many recipients or parameters)"});
             break;
@@ -542,8 +576,7 @@ struct Server::Impl {
                 .kv("error", appended.error().message);
             writer->abort();
             writer.reset();
-            session.message_failed(
-                smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+            session.message_failed(spool_failure_reply(appended.error()));
           }
           break;
         }
@@ -558,8 +591,7 @@ struct Server::Impl {
                 .kv("error", appended.error().message);
             writer->abort();
             writer.reset();
-            session.message_failed(
-                smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+            session.message_failed(spool_failure_reply(appended.error()));
           }
           break;
         }
@@ -582,8 +614,7 @@ struct Server::Impl {
                 .kv("session", session_id)
                 .kv("id", id)
                 .kv("error", committed.error().message);
-            session.message_failed(
-                smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+            session.message_failed(spool_failure_reply(committed.error()));
             break;
           }
           ++messages;
@@ -810,6 +841,19 @@ struct Server::Impl {
     }
   }
 
+  // Wakes sessions so that they see `stopping`: each blocked read is cancelled, or (with
+  // only_idle) only a read for a command outside a transaction.
+  static void interrupt(const std::vector<std::shared_ptr<Connection>>& connections,
+                        bool only_idle) {
+    for (auto& connection : connections) {
+      asio::post(connection->socket.get_executor(), [connection, only_idle] {
+        if (only_idle && !connection->idle_read) return;
+        std::error_code ignored;
+        connection->socket.cancel(ignored);
+      });
+    }
+  }
+
   void begin_stop() {
     if (stopping.exchange(true)) return;
     obs::Log("stopping");
@@ -823,18 +867,28 @@ struct Server::Impl {
       std::lock_guard lock(connections_mutex);
       open.assign(connections.begin(), connections.end());
     }
-    for (auto& connection : open) {
-      asio::post(connection->socket.get_executor(), [connection] {
-        std::error_code ignored;
-        connection->socket.cancel(ignored);
-      });
-    }
-    // Sessions that do not finish within the grace period are cut.
-    grace_timer = std::make_unique<asio::steady_timer>(*contexts.front(), kShutdownGrace);
+    // Idle sessions get their 421 4.3.2 now; sessions inside a transaction finish it.
+    interrupt(open, /*only_idle=*/true);
+    // Past the grace period every session is told 421 4.3.2 (its unfinished message was
+    // never acknowledged, so the client still has it); a session that cannot even take
+    // that within kShutdownGrace more is cut.
+    grace_timer = std::make_unique<asio::steady_timer>(*contexts.front(), services.shutdown_grace);
     grace_timer->async_wait([this](std::error_code ec) {
       if (ec) return;
-      for (auto& context : contexts)
-        context->stop();
+      grace_over = true;
+      std::vector<std::shared_ptr<Connection>> left;
+      {
+        std::lock_guard lock(connections_mutex);
+        left.assign(connections.begin(), connections.end());
+      }
+      obs::Log("shutdown_grace_over").kv("sessions", static_cast<std::uint64_t>(left.size()));
+      interrupt(left, /*only_idle=*/false);
+      grace_timer->expires_after(kShutdownGrace);
+      grace_timer->async_wait([this](std::error_code ec) {
+        if (ec) return;
+        for (auto& context : contexts)
+          context->stop();
+      });
     });
     maybe_finish();
   }

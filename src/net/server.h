@@ -58,6 +58,8 @@ struct ServerServices {
   // gets "421 4.7.0" (plaintext roles) or is closed (implicit TLS) at once.
   std::size_t max_connections = 10000;
   std::size_t max_connections_per_ip = 50;
+  // On SIGTERM/stop(): sessions inside a mail transaction get this long to finish it.
+  std::chrono::seconds shutdown_grace{30};
   // Called (from an I/O thread) once a message is durable, with its queue id.
   std::function<void(const std::string& id)> on_committed;
 };
@@ -73,7 +75,8 @@ class Server {
   base::Expected<std::uint16_t, std::string> listen(const ListenerOptions& options);
   // Runs the I/O threads until stop(); SIGINT and SIGTERM call stop().
   void run();
-  // Stops accepting, tells open sessions 421 4.3.2 and ends the I/O threads.
+  // Stops accepting; idle sessions get 421 4.3.2 at once, sessions inside a transaction
+  // after it (or when services.shutdown_grace has passed); then the I/O threads end.
   void stop();
 
  private:

@@ -37,6 +37,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -840,6 +841,25 @@ std::uint64_t Spool::file_size(const std::string& id) const {
     return 0;
   }
   return static_cast<std::uint64_t>(info.st_size);
+}
+
+bool SpoolError::storage_unavailable() const {
+  switch (error_number) {
+    case ENOSPC:
+    case EDQUOT:
+    case EROFS:
+    case EACCES:
+    case EPERM:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::uint64_t Spool::free_bytes() const {
+  struct statvfs info {};
+  if (::fstatvfs(queue_dir_fd_, &info) != 0) return UINT64_MAX;
+  return static_cast<std::uint64_t>(info.f_bavail) * info.f_frsize;
 }
 
 base::Expected<base::Ok, SpoolError> Spool::sync_queue_dir() {

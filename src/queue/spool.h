@@ -29,6 +29,11 @@ struct SpoolError {
   std::string message;  // what failed, with the path and strerror
   bool transient = true;
   int error_number = 0;  // errno of the failed system call (ENOENT: no such message), or 0
+
+  // Out of space or not writable (ENOSPC, EDQUOT, EROFS, EACCES, EPERM): the mail system
+  // is "full" in the sense of RFC 3463 X.3.1, which passes without anyone's help once
+  // space returns or the permissions are fixed.
+  bool storage_unavailable() const;
 };
 
 // A committed message as read back from queue/.
@@ -108,6 +113,9 @@ class Spool {
   std::uint64_t file_size(const std::string& id) const;
   // fsync(2) of queue/: makes the renames of publish() durable (one call for a whole batch).
   base::Expected<base::Ok, SpoolError> sync_queue_dir();
+  // Free space on the spool's file system (statvfs(3), for unprivileged users), or
+  // UINT64_MAX when it cannot be read (an error then shows on the first write instead).
+  std::uint64_t free_bytes() const;
 
   const std::string& directory() const { return dir_; }
   std::string queue_path(const std::string& id) const { return dir_ + "/queue/" + id; }

@@ -775,6 +775,10 @@ struct ServerSession::Impl {
       reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
       return;
     }
+    if (config.has_room_for && !config.has_room_for(size ? *size : 0)) {
+      reply(452, "4.3.1", "Insufficient system storage, try again later");
+      return;
+    }
     reset_transaction();
     mail_given_ = true;
     envelope_.reverse_path.assign(path->mailbox);
@@ -1602,6 +1606,10 @@ void ServerSession::auth_succeeded(std::string_view user) {
 }
 void ServerSession::auth_failed(const Reply& reply) {
   impl_->auth_failed(reply);
+}
+bool ServerSession::in_transaction() const {
+  return impl_->mail_given_ || impl_->chunking_ || impl_->phase_ == Impl::Phase::kData ||
+         impl_->phase_ == Impl::Phase::kChunk;
 }
 Waiting ServerSession::waiting() const {
   return impl_->phase_ == Impl::Phase::kData || impl_->phase_ == Impl::Phase::kChunk

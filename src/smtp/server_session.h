@@ -125,6 +125,10 @@ struct SessionConfig {
   // authenticated users relay while the MX refuses to.
   std::function<RecipientVerdict(std::string_view address, std::string_view authenticated_user)>
       check_recipient;
+  // Asked at each MAIL with the declared SIZE (0 without one): is there room to store the
+  // message? false → "452 4.3.1" (RFC 1870 §6.1, RFC 3463 X.3.1), and the client retries
+  // later. May be empty (always room).
+  std::function<bool(std::uint64_t declared_size)> has_room_for;
 };
 
 // What the TLS layer tells the session after a handshake.
@@ -203,6 +207,9 @@ class ServerSession {
   // The user the host named in auth_succeeded(), or "" (STARTTLS resets it; RSET does not).
   const std::string& authenticated_user() const;
   Waiting waiting() const;
+  // A mail transaction is open (MAIL accepted, not yet ended by the final reply to its
+  // data or by RSET): a graceful shutdown lets it finish before the 421.
+  bool in_transaction() const;
   // "SMTP", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" (RFC 3848) for the Received header of
   // the current message.
   std::string_view with_protocol() const;

@@ -289,6 +289,57 @@ class Shutdown(ServerTestCase):
         with self.assertRaises(OSError):
             raw_connect(server.ports["smtp"], timeout=2).close()
 
+    def test_sigterm_lets_a_message_in_progress_finish_then_421(self):
+        server = self.new_server()
+        server.start()
+        sending = tls_session(server)
+        idle = tls_session(server)
+        start_data(self, sending)
+        sending.send(b"From: <you@example.org>\r\nSubject: in flight\r\n\r\nfirst half\r\n")
+        server.process.send_signal(signal.SIGTERM)
+        server.wait_log(r"event=stopping")
+        # The idle session is told at once, without having to send anything.
+        code, lines = idle.reply()
+        self.assertEqual(code, 421, lines)
+        self.assertIn("4.3.2", lines[-1])
+        self.assertTrue(idle.wait_closed(5))
+        # The new connection is refused: the listeners are closed.
+        with self.assertRaises(OSError):
+            raw_connect(server.ports["smtp"], timeout=2).close()
+        # The message being sent is finished and acknowledged, then the session ends.
+        time.sleep(0.5)
+        sending.send(b"second half\r\n.\r\n")
+        code, lines = sending.reply()
+        self.assertEqual(code, 250, lines)
+        code, lines = sending.reply()
+        self.assertEqual(code, 421, lines)
+        self.assertIn("4.3.2", lines[-1])
+        self.assertTrue(sending.wait_closed(5))
+        self.assertEqual(server.process.wait(timeout=12), 0)
+        [message] = server.delivered()
+        self.assertIn(b"first half\r\nsecond half\r\n", message)
+
+    def test_sigterm_grace_period_ends_a_stalled_transaction(self):
+        server = self.new_server(timeouts={"shutdown_grace": 2})
+        server.start()
+        session = tls_session(server)
+        start_data(self, session)
+        session.send(b"Subject: never finished\r\n\r\n")
+        started = time.time()
+        server.process.send_signal(signal.SIGTERM)
+        session.sock.settimeout(8)
+        code, lines = session.reply()
+        elapsed = time.time() - started
+        self.assertEqual(code, 421, lines)
+        self.assertIn("4.3.2", lines[-1])
+        self.assertGreater(elapsed, 1.5)
+        self.assertLess(elapsed, 5)
+        self.assertEqual(server.process.wait(timeout=10), 0)
+        self.assertRegex(server.log(), r"event=shutdown_grace_over sessions=1")
+        # Never acknowledged, so never stored: the client still has it and will retry.
+        self.assertNotIn("event=accepted ", server.log())
+        self.assertEqual(server.spool_ids(), [])
+
 
 if __name__ == "__main__":
     unittest.main()

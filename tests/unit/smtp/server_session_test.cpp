@@ -282,6 +282,47 @@ TEST_P(SessionTest, SizeAtMail) {
   EXPECT_EQ(host().session.envelope().declared_size, 1000u);
 }
 
+TEST_P(SessionTest, NoRoomForTheMessageGets452AndPassesWhenSpaceReturns) {
+  std::uint64_t free_space = 500;
+  std::vector<std::uint64_t> asked;
+  config_.has_room_for = [&](std::uint64_t declared) {
+    asked.push_back(declared);
+    return declared + 100 <= free_space;
+  };
+  start();
+  reply("EHLO c\r\n");
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> SIZE=450\r\n"),
+            "452 4.3.1 Insufficient system storage, try again later");
+  // No transaction was started: RCPT is out of sequence.
+  EXPECT_EQ(reply("RCPT TO:<b@mx.example>\r\n"), "503 5.5.1 Error: need MAIL command");
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok");
+  free_space = 50;
+  EXPECT_EQ(reply("RSET\r\n"), "250 2.0.0 Ok");
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example>\r\n"),
+            "452 4.3.1 Insufficient system storage, try again later");
+  EXPECT_EQ(asked, (std::vector<std::uint64_t>{450, 0, 0}));
+  // A 452 is the server's condition, not the client's error: it never counts towards
+  // max_errors and the session stays open.
+  free_space = 10000;
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> SIZE=450\r\n"), "250 2.1.0 Ok");
+}
+
+TEST_P(SessionTest, InTransactionFromMailToTheFinalReply) {
+  start();
+  reply("EHLO c\r\n");
+  EXPECT_FALSE(host().session.in_transaction());
+  reply("MAIL FROM:<a@b.example>\r\n");
+  EXPECT_TRUE(host().session.in_transaction());
+  reply("RSET\r\n");
+  EXPECT_FALSE(host().session.in_transaction());
+  reply("MAIL FROM:<a@b.example>\r\n");
+  reply("RCPT TO:<b@mx.example>\r\n");
+  EXPECT_EQ(reply("DATA\r\n").substr(0, 3), "354");
+  EXPECT_TRUE(host().session.in_transaction());
+  EXPECT_EQ(exchange("body\r\n.\r\n").back(), "250 2.0.0 Ok: queued as Q1");
+  EXPECT_FALSE(host().session.in_transaction());
+}
+
 TEST_P(SessionTest, SizeWhileStreaming) {
   config_.limits.max_message_size = 100;
   start();

@@ -1,0 +1,184 @@
+"""Faults an administrator meets: a full disk, a spool that is not writable, a full
+mailbox file system, and slow clients.
+
+The disk tests mount a small tmpfs (they need root, as CI has; otherwise they are skipped
+with the reason) over the spool or the Maildir root of a fresh server, fill it with a
+file, and check what a client sees: 452 4.3.1 for new mail, nothing acknowledged lost,
+and mail flowing again by itself once the filler is removed.
+"""
+
+import os
+import smtplib
+import subprocess
+import time
+import unittest
+
+from harness import RawSession, ServerTestCase, make_message
+
+MiB = 1024 * 1024
+
+
+def mount_tmpfs(test, path, size_bytes):
+    os.makedirs(path, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755",
+                             "tmpfs", path], capture_output=True)
+    if result.returncode != 0:
+        test.skipTest("cannot mount a tmpfs here (needs root): " +
+                      result.stderr.decode(errors="replace").strip())
+    # Unmounted after the server stopped (cleanups run after tearDown).
+    test.addCleanup(subprocess.run, ["umount", "-l", path], capture_output=True)
+
+
+def free_bytes(path):
+    info = os.statvfs(path)
+    return info.f_bavail * info.f_frsize
+
+
+def fill(path, leave_bytes):
+    """Writes a filler file so that about leave_bytes stay free on path's file system."""
+    filler = os.path.join(path, "filler")
+    size = max(0, free_bytes(path) - leave_bytes)
+    with open(filler, "wb") as f:
+        chunk = b"\0" * MiB
+        while size > 0:
+            n = min(size, len(chunk))
+            try:
+                f.write(chunk[:n])
+                f.flush()
+            except OSError:
+                break
+            size -= n
+    return filler
+
+
+def send(server, body=b"Subject: t\r\n\r\nhello\r\n", to="demo@localhost", declare_size=True):
+    client = server.smtp()
+    if not declare_size:
+        client.esmtp_features.pop("size", None)  # MAIL without SIZE=: the disk fills in DATA
+    try:
+        return client.sendmail("you@example.org", [to], body)
+    finally:
+        try:
+            client.quit()
+        except smtplib.SMTPException:
+            pass
+
+
+class DiskFull(ServerTestCase):
+    def spool_on_tmpfs(self, size, min_free_space, extra_toml=""):
+        server = self.new_server(limits={"min_free_space": min_free_space},
+                                 extra_toml=extra_toml)
+        spool = os.path.join(server.dir, "spool")
+        mount_tmpfs(self, spool, size)
+        return server, spool
+
+    def test_low_space_refuses_mail_with_452_and_resumes_when_space_returns(self):
+        server, spool = self.spool_on_tmpfs(8 * MiB, 4 * MiB)
+        with server:
+            send(server, b"Subject: before\r\n\r\nfits\r\n")
+            filler = fill(spool, 3 * MiB)  # below the 4 MiB reserve
+            client = server.smtp()
+            with self.assertRaises(smtplib.SMTPSenderRefused) as refused:
+                client.sendmail("you@example.org", ["demo@localhost"], b"Subject: x\r\n\r\n.\r\n")
+            self.assertEqual(refused.exception.smtp_code, 452)
+            self.assertIn(b"4.3.1", refused.exception.smtp_error)
+            # A declared SIZE that does not fit is refused the same way.
+            client.ehlo("client.example")
+            self.assertEqual(client.mail("you@example.org", ["SIZE=1000"])[0], 452)
+            server.wait_log(r"level=warning event=storage_low spool=\S+ free=\d+ needed=\d+")
+            # Space returns: the same session, with no restart, may send again.
+            os.remove(filler)
+            client.rset()
+            client.sendmail("you@example.org", ["demo@localhost"],
+                            b"Subject: after\r\n\r\nback\r\n")
+            client.quit()
+            messages = server.wait_delivered(2)
+            self.assertIn(b"Subject: before", messages[0] + messages[1])
+            self.assertIn(b"Subject: after", messages[0] + messages[1])
+
+    def test_disk_full_during_data_gets_452_and_leaves_nothing_behind(self):
+        server, spool = self.spool_on_tmpfs(3 * MiB, 0)
+        with server:
+            filler = fill(spool, 256 * 1024)
+            big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1024  # 1 MiB
+            with self.assertRaises(smtplib.SMTPDataError) as refused:
+                send(server, big, declare_size=False)
+            self.assertEqual(refused.exception.smtp_code, 452)
+            self.assertIn(b"4.3.1 Insufficient system storage", refused.exception.smtp_error)
+            self.assertIn("event=spool_failed", server.log())
+            self.assertEqual(os.listdir(os.path.join(spool, "tmp")), [])
+            self.assertEqual(server.spool_ids(), [])
+            self.assertNotIn("event=accepted ", server.log())
+            os.remove(filler)
+            send(server, big)
+            [message] = server.wait_delivered(1)
+            self.assertIn(b"Subject: big", message)
+            self.assertGreater(len(message), 1000 * 1024)
+
+    def test_read_only_spool_gets_452_then_resumes(self):
+        server, spool = self.spool_on_tmpfs(8 * MiB, 0)
+        with server:
+            subprocess.run(["mount", "-o", "remount,ro", spool], check=True)
+            with self.assertRaises(smtplib.SMTPDataError) as refused:
+                send(server, b"Subject: ro\r\n\r\nnot yet\r\n")
+            self.assertEqual(refused.exception.smtp_code, 452)
+            self.assertIn(b"4.3.1", refused.exception.smtp_error)
+            self.assertRegex(server.log(), r"event=spool_failed .*Read-only file system")
+            subprocess.run(["mount", "-o", "remount,rw", spool], check=True)
+            send(server, b"Subject: rw\r\n\r\nnow\r\n")
+            [message] = server.wait_delivered(1)
+            self.assertIn(b"Subject: rw", message)
+
+    def test_full_mailbox_disk_defers_delivery_and_delivers_when_space_returns(self):
+        server = self.new_server(extra_toml="[queue]\nretry_schedule = [1]\n")
+        mail = os.path.join(server.dir, "mail")
+        mount_tmpfs(self, mail, 1 * MiB)
+        with server:
+            filler = fill(mail, 0)
+            body = b"Subject: waits\r\n\r\n" + (b"y" * 998 + b"\r\n") * 100
+            send(server, body)  # acknowledged: the spool has room
+            server.wait_log(r"event=deferred .*No space left on device")
+            self.assertEqual(server.delivered(), [])
+            self.assertEqual(len(server.spool_ids()), 1)
+            os.remove(filler)
+            [message] = server.wait_delivered(1, timeout=20)
+            self.assertIn(b"Subject: waits", message)
+
+
+class SlowClients(ServerTestCase):
+    def test_one_byte_every_second_is_cut_by_the_command_timeout(self):
+        server = self.new_server(timeouts={"command": 3})
+        with server, RawSession(server.ports["smtp"]) as session:
+            session.greeting()
+            started = time.time()
+            cut_after = None
+            for byte in b"EHLO slow.client.example.with.a.long.name\r\n":
+                try:
+                    session.send(bytes([byte]))
+                except OSError:
+                    cut_after = time.time() - started
+                    break
+                data = session.read_some(1.0)
+                if data:
+                    self.assertRegex(data, rb"^421 4\.4\.2 ")
+                    cut_after = time.time() - started
+                    break
+            self.assertIsNotNone(cut_after, "a client sending a byte a second was never cut")
+            # The 3 s command timeout runs from the greeting; trickling bytes do not extend it.
+            self.assertLess(cut_after, 6)
+            self.assertTrue(session.wait_closed(5))
+            self.assertRegex(server.log(), r"event=session_end .*reason=timeout")
+
+    def test_commands_that_arrive_whole_keep_a_slow_session_alive(self):
+        # The timeout is per command: a client that pauses between complete commands is
+        # fine as long as each pause is shorter than the timeout.
+        server = self.new_server(timeouts={"command": 2})
+        with server, RawSession(server.ports["smtp"]) as session:
+            session.greeting()
+            for _ in range(4):
+                time.sleep(1.2)
+                self.assertEqual(session.cmd("NOOP")[0], 250)
+
+
+if __name__ == "__main__":
+    unittest.main()
