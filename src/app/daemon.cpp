@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -19,6 +20,8 @@
 #include "app/control_commands.h"
 #include "app/control_socket.h"
 #include "app/local_recipients.h"
+#include "app/privileges.h"
+#include "app/systemd_notify.h"
 #include "auth/failure_limiter.h"
 #include "auth/sasl.h"
 #include "auth/user_store.h"
@@ -235,6 +238,16 @@ class Router {
 
 int serve(const config::Config& config, const std::function<void()>& on_ready) {
   obs::set_min_level(obs::parse_level(config.log_level));
+  SystemdNotifier notifier;  // before the switch of account: $NOTIFY_SOCKET may be root's
+  PrivilegeSettings privileges{config.user, config.group, config.run_as_root, config.data_dir,
+                               config.control_socket};
+  // Refused before anything is opened when the settings cannot work (root without
+  // server.user, an unknown account, ...).
+  if (auto planned = plan_privileges(privileges); !planned) {
+    std::fprintf(stderr, "smtpsd: %s: server.user: %s\n", config.source_file.c_str(),
+                 planned.error().c_str());
+    return 1;
+  }
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) {
@@ -301,6 +314,7 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
   services.max_connections = config.max_connections;
   services.max_connections_per_ip = config.max_connections_per_ip;
   services.shutdown_grace = config.shutdown_grace;
+  services.on_stopping = [&notifier] { notifier.stopping(); };
   services.spool = spool.value().get();
   services.committer = &committer;
   services.on_committed = [&scheduler](const std::string& id) { scheduler.enqueue(id); };
@@ -353,12 +367,24 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
     return 1;
   }
 
+  // Ports bound, keys read, spool and control socket open: root is not needed any more.
+  auto dropped = drop_privileges(privileges);
+  if (!dropped) {
+    std::fprintf(stderr, "smtpsd: %s\n", dropped.error().c_str());
+    return 1;
+  }
+  obs::Log("privileges", dropped.value().uid == 0 ? obs::Level::kWarning : obs::Level::kInfo)
+      .kv("uid", static_cast<std::uint64_t>(dropped.value().uid))
+      .kv("gid", static_cast<std::uint64_t>(dropped.value().gid))
+      .kv("note", dropped.value().note);
+
   scheduler.start();  // delivers whatever the spool already holds (crash recovery)
   obs::Log("started")
       .kv("hostname", config.hostname)
       .kv("config", config.source_file)
       .kv("data_dir", config.data_dir);
   if (on_ready) on_ready();
+  notifier.ready("accepting mail on " + std::to_string(config.listeners.size()) + " listeners");
   server.run();
   control.stop();
   committer.stop();
@@ -418,6 +444,19 @@ int check(const config::Config& config) {
                    context.error().c_str());
       status = 2;
     }
+  }
+  PrivilegeSettings privileges{config.user, config.group, config.run_as_root, config.data_dir,
+                               config.control_socket};
+  if (auto planned = plan_privileges(privileges); !planned) {
+    std::fprintf(stderr, "%s: server.user: %s\n", config.source_file.c_str(),
+                 planned.error().c_str());
+    status = 2;
+  } else if (!config.user.empty() && ::geteuid() == 0) {
+    std::printf("privileges: after start-up, runs as %s (uid %u, gid %u)\n", config.user.c_str(),
+                static_cast<unsigned>(planned.value().uid),
+                static_cast<unsigned>(planned.value().gid));
+  } else {
+    std::printf("privileges: %s\n", planned.value().note.c_str());
   }
   std::fputs(config::describe(config).c_str(), stdout);
   std::puts(status == 0 ? "configuration OK" : "configuration has errors");

@@ -53,6 +53,8 @@ std::string dev_config(int offset) {
 [server]
 hostname = "localhost"
 data_dir = "."
+# `smtpsd dev` runs as whoever starts it. A production server started as root switches to
+# an unprivileged account after binding its ports: user = "smtpsd" (README "Privileges").
 
 [tls]
 min_version = "TLSv1.2"

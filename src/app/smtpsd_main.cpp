@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "smtpsd dev: %s\n", loaded.error().to_string().c_str());
     return 2;
   }
+  // The development server runs as whoever starts it (its files are theirs); a production
+  // configuration started as root names an account in server.user instead.
+  if (loaded.value().user.empty()) loaded.value().run_as_root = true;
   std::string instructions = app::dev_instructions(setup.value());
   return app::serve(loaded.value(), [&instructions] {
     std::fputs(instructions.c_str(), stdout);

@@ -377,7 +377,8 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   const toml::table* server = reader.table_at(root, "", "server");
   if (!server) reader.fail(&root, "server", "missing table [server]");
   reader.only_keys(*server, "server",
-                   {"hostname", "data_dir", "io_threads", "log_level", "control_socket"});
+                   {"hostname", "data_dir", "io_threads", "log_level", "control_socket", "user",
+                    "group", "run_as_root"});
   config.hostname = lower(reader.string_at(*server, "server", "hostname", "", true));
   if (!valid_domain_name(config.hostname)) {
     reader.fail(server->get("hostname"), "server.hostname",
@@ -389,6 +390,22 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
                               : config.data_dir + "/control.sock";
   config.io_threads =
       static_cast<unsigned>(reader.int_at(*server, "server", "io_threads", 0, 0, 256));
+  // Privileges (README "Running in production"): started as root, the server binds its
+  // ports, reads its keys and then becomes `user`; staying root takes a setting that says so.
+  config.user = reader.string_at(*server, "server", "user", "");
+  config.group = reader.string_at(*server, "server", "group", "");
+  config.run_as_root = reader.bool_at(*server, "server", "run_as_root", false);
+  if (config.user == "root" || config.user == "0") {
+    reader.fail(server->get("user"), "server.user",
+                "must be an unprivileged account; to stay root say run_as_root = true instead");
+  }
+  if (config.run_as_root && !config.user.empty()) {
+    reader.fail(server->get("run_as_root"), "server.run_as_root",
+                "contradicts server.user = \"" + config.user + "\": set one of them");
+  }
+  if (!config.group.empty() && config.user.empty()) {
+    reader.fail(server->get("group"), "server.group", "needs server.user");
+  }
   config.log_level = reader.string_at(*server, "server", "log_level", config.log_level);
   if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warning" &&
       config.log_level != "error") {

@@ -101,6 +101,9 @@ struct Config {
   unsigned io_threads = 0;         // 0: one per core
   std::string log_level = "info";  // debug, info, warning, error
   std::string control_socket;      // default <data_dir>/control.sock (smtpsctl auth …)
+  std::string user;                // started as root: switch to this account after start-up
+  std::string group;               // default: the user's primary group
+  bool run_as_root = false;        // started as root without `user`: stay root (not advised)
   std::vector<Domain> domains;
   tls::Policy tls;
   std::vector<tls::CertificatePair> certificates;

@@ -857,6 +857,7 @@ struct Server::Impl {
   void begin_stop() {
     if (stopping.exchange(true)) return;
     obs::Log("stopping");
+    if (services.on_stopping) services.on_stopping();
     for (auto& listener : listeners) {
       std::error_code ignored;
       listener->acceptor->close(ignored);

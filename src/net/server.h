@@ -60,6 +60,7 @@ struct ServerServices {
   std::size_t max_connections_per_ip = 50;
   // On SIGTERM/stop(): sessions inside a mail transaction get this long to finish it.
   std::chrono::seconds shutdown_grace{30};
+  std::function<void()> on_stopping;  // called once when a stop begins (systemd STOPPING=1)
   // Called (from an I/O thread) once a message is durable, with its queue id.
   std::function<void(const std::string& id)> on_committed;
 };

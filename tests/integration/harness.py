@@ -39,7 +39,7 @@ class Server:
     """A running smtpsd. Use as a context manager or call stop()."""
 
     def __init__(self, directory, listeners=None, limits=None, timeouts=None, tls=None,
-                 domains=None, extra_toml=""):
+                 domains=None, extra_toml="", privileges=None):
         self.dir = directory
         self.listeners = listeners or default_listeners()
         self.limits = limits or {}
@@ -47,6 +47,9 @@ class Server:
         self.tls = tls or {}
         self.domains = domains or [("localhost", ["demo"])]
         self.extra_toml = extra_toml
+        # Tests run as root (CI does) in directories only root may enter, and write files
+        # the server reads later: they keep root, saying so; test_privileges.py switches.
+        self.privileges = {"run_as_root": True} if privileges is None else privileges
         self.ports = {}
         self.process = None
         self.log_path = os.path.join(directory, "smtpsd.log")
@@ -67,7 +70,9 @@ class Server:
         return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     def write_config(self):
-        lines = ['[server]', 'hostname = "localhost"', 'data_dir = "."', 'io_threads = 2', '']
+        lines = ['[server]', 'hostname = "localhost"', 'data_dir = "."', 'io_threads = 2']
+        lines += [f"{key} = {self.toml_value(value)}" for key, value in self.privileges.items()]
+        lines.append("")
         lines.append("[tls]")
         for key, value in self.tls.items():
             lines.append(f"{key} = {self.toml_value(value)}")

@@ -1,0 +1,174 @@
+// privileges.cpp — see privileges.h.
+#include "app/privileges.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+namespace app {
+namespace {
+
+std::string errno_text(int error_number) {
+  return std::error_code(error_number, std::generic_category()).message();
+}
+
+// getpwnam_r/getgrnam_r with a buffer that grows (NSS entries may be long).
+base::Expected<passwd, std::string> find_user(const std::string& name, std::vector<char>& buffer) {
+  passwd entry{};
+  passwd* found = nullptr;
+  buffer.resize(4096);
+  for (;;) {
+    int rc = ::getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+    if (rc == ERANGE && buffer.size() < (1u << 20)) {
+      buffer.resize(buffer.size() * 2);
+      continue;
+    }
+    if (rc != 0) return base::unexpected("cannot look up user '" + name + "': " + errno_text(rc));
+    if (found == nullptr) {
+      return base::unexpected("user '" + name +
+                              "' does not exist (create it, e.g. useradd --system "
+                              "--home-dir /var/lib/smtpsd --shell /usr/sbin/nologin " +
+                              name + ")");
+    }
+    return entry;
+  }
+}
+
+base::Expected<gid_t, std::string> find_group(const std::string& name) {
+  group entry{};
+  group* found = nullptr;
+  std::vector<char> buffer(4096);
+  for (;;) {
+    int rc = ::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+    if (rc == ERANGE && buffer.size() < (1u << 20)) {
+      buffer.resize(buffer.size() * 2);
+      continue;
+    }
+    if (rc != 0) return base::unexpected("cannot look up group '" + name + "': " + errno_text(rc));
+    if (found == nullptr) return base::unexpected("group '" + name + "' does not exist");
+    return entry.gr_gid;
+  }
+}
+
+// Gives the data directory to the account: the whole tree when its top belongs to someone
+// else (first start, or a directory prepared by root), else only what root created at
+// this start (the control socket). Symbolic links are changed, never followed.
+base::Expected<std::size_t, std::string> give_to(const PrivilegeSettings& settings, uid_t uid,
+                                                 gid_t gid) {
+  std::size_t changed = 0;
+  struct stat top {};
+  if (::lstat(settings.data_dir.c_str(), &top) != 0) {
+    return base::unexpected("data_dir " + settings.data_dir + ": " + errno_text(errno));
+  }
+  auto change = [&](const std::string& path) -> base::Expected<base::Ok, std::string> {
+    if (::lchown(path.c_str(), uid, gid) != 0) {
+      return base::unexpected("cannot give " + path +
+                              " to the server's account: " + errno_text(errno));
+    }
+    ++changed;
+    return base::Ok{};
+  };
+  if (top.st_uid != uid || top.st_gid != gid) {
+    if (auto done = change(settings.data_dir); !done) return base::unexpected(done.error());
+    std::error_code ec;
+    namespace fs = std::filesystem;
+    for (auto it = fs::recursive_directory_iterator(settings.data_dir, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (auto done = change(it->path().string()); !done) return base::unexpected(done.error());
+    }
+    if (ec) return base::unexpected("data_dir " + settings.data_dir + ": " + ec.message());
+  }
+  if (!settings.control_socket.empty()) {
+    struct stat socket_info {};
+    if (::lstat(settings.control_socket.c_str(), &socket_info) == 0 &&
+        (socket_info.st_uid != uid || socket_info.st_gid != gid)) {
+      if (auto done = change(settings.control_socket); !done) return base::unexpected(done.error());
+    }
+  }
+  return changed;
+}
+
+}  // namespace
+
+base::Expected<PrivilegeOutcome, std::string> plan_privileges(const PrivilegeSettings& settings) {
+  PrivilegeOutcome outcome;
+  outcome.uid = ::geteuid();
+  outcome.gid = ::getegid();
+  const bool root = outcome.uid == 0;
+  if (!root) {
+    outcome.note = "not started as root: nothing to drop";
+    if (!settings.user.empty()) {
+      std::vector<char> buffer;
+      auto user = find_user(settings.user, buffer);
+      if (user && user.value().pw_uid != outcome.uid) {
+        outcome.note = "not started as root, so server.user = " + settings.user +
+                       " cannot be switched to; running as uid " + std::to_string(outcome.uid);
+      }
+    }
+    return outcome;
+  }
+  if (settings.user.empty()) {
+    if (settings.run_as_root) {
+      outcome.note = "run_as_root = true: staying root (not advised)";
+      return outcome;
+    }
+    return base::unexpected(
+        "started as root, but [server] user is not set: name the unprivileged account to "
+        "switch to after start-up (user = \"smtpsd\"), or set run_as_root = true to stay root "
+        "(not advised)");
+  }
+  std::vector<char> buffer;
+  auto user = find_user(settings.user, buffer);
+  if (!user) return base::unexpected(user.error());
+  if (user.value().pw_uid == 0) {
+    return base::unexpected("server.user '" + settings.user +
+                            "' is root (uid 0): name an unprivileged account");
+  }
+  outcome.uid = user.value().pw_uid;
+  outcome.gid = user.value().pw_gid;
+  if (!settings.group.empty()) {
+    auto group = find_group(settings.group);
+    if (!group) return base::unexpected(group.error());
+    outcome.gid = group.value();
+  }
+  if (outcome.gid == 0) {
+    return base::unexpected("the group of server.user '" + settings.user +
+                            "' is root (gid 0): set server.group to an unprivileged group");
+  }
+  return outcome;
+}
+
+base::Expected<PrivilegeOutcome, std::string> drop_privileges(const PrivilegeSettings& settings) {
+  auto planned = plan_privileges(settings);
+  if (!planned) return planned;
+  PrivilegeOutcome outcome = planned.value();
+  if (::geteuid() != 0 || settings.user.empty()) return outcome;
+
+  auto given = give_to(settings, outcome.uid, outcome.gid);
+  if (!given) return base::unexpected(given.error());
+  // glibc applies setgroups/setgid/setuid to every thread of the process.
+  if (::setgroups(1, &outcome.gid) != 0) {
+    return base::unexpected("setgroups: " + errno_text(errno));
+  }
+  if (::setgid(outcome.gid) != 0) return base::unexpected("setgid: " + errno_text(errno));
+  if (::setuid(outcome.uid) != 0) return base::unexpected("setuid: " + errno_text(errno));
+  // For good: neither root nor the old groups may come back.
+  if (::setuid(0) == 0 || ::seteuid(0) == 0 || ::getuid() != outcome.uid ||
+      ::geteuid() != outcome.uid || ::getgid() != outcome.gid || ::getegid() != outcome.gid) {
+    return base::unexpected("privileges could not be dropped for good; refusing to run");
+  }
+  outcome.dropped = true;
+  outcome.note =
+      "switched to " + settings.user +
+      (given.value() > 0 ? " (gave " + std::to_string(given.value()) + " files in data_dir to it)"
+                         : std::string());
+  return outcome;
+}
+
+}  // namespace app

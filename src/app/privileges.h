@@ -1,0 +1,46 @@
+// privileges.h — least privilege after start-up (DESIGN.md §6): started as root, smtpsd
+// binds its ports and reads its keys, then becomes an unprivileged account for good.
+//
+//   [server]
+//   user = "smtpsd"       # switch to this account (and its primary group, or `group`)
+//   run_as_root = true    # the only way to keep root; refused together with `user`
+//
+// Started as root with neither: the start is refused with a message that says what to set.
+// Started as another user: nothing to drop; `user` naming a different account is a warning.
+#pragma once
+
+#include <sys/types.h>
+#include <string>
+#include <vector>
+
+#include "base/expected.h"
+
+namespace app {
+
+struct PrivilegeSettings {
+  std::string user;
+  std::string group;
+  bool run_as_root = false;
+  // Made owned by the account before the switch, so that it can write there: the data
+  // directory (recursively, when its top is owned by someone else) and the control socket.
+  std::string data_dir;
+  std::string control_socket;
+};
+
+struct PrivilegeOutcome {
+  bool dropped = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string note;  // for the log: what was done and why
+};
+
+// Checks the settings against the process's identity and switches for good (setgroups,
+// setgid, setuid, then a check that root cannot be regained). Call once, after the
+// listeners are bound and the keys are read, before the server runs.
+base::Expected<PrivilegeOutcome, std::string> drop_privileges(const PrivilegeSettings& settings);
+
+// The checks alone, without switching (for `smtpsd check` and for the start-up refusal
+// before anything is opened).
+base::Expected<PrivilegeOutcome, std::string> plan_privileges(const PrivilegeSettings& settings);
+
+}  // namespace app
