@@ -53,8 +53,9 @@ std::string dev_config(int offset) {
 [server]
 hostname = "localhost"
 data_dir = "."
-# `smtpsd dev` runs as whoever starts it. A production server started as root switches to
-# an unprivileged account after binding its ports: user = "smtpsd" (README "Privileges").
+# The development server runs as whoever starts it. A production server started as root
+# names an unprivileged account instead, e.g. user = "smtpsd" (README "Privileges").
+run_as_root = true
 
 [tls]
 min_version = "TLSv1.2"
