@@ -63,7 +63,7 @@ class DovecotSasl:
 
     One user, `user`, with the plain password `password` (a test secret, never real)."""
 
-    def __init__(self, directory, user="demo@example.test", password="bench-password"):
+    def __init__(self, directory, user, password):
         self.dir = directory
         self.user, self.password = user, password
         os.makedirs(self.dir, exist_ok=True)
@@ -142,12 +142,19 @@ class Postfix:
     protocols: smtpd_tls_protocols and smtpd_tls_mandatory_protocols (">=TLSv1.2").
     legacy_tls: OpenSSL security level 0 for smtpd, so that TLS 1.0/1.1 can be negotiated.
     auth_before_tls: the submission service offers AUTH in clear (smtpd_tls_auth_only = no).
+    exclude_ciphers: smtpd_tls_exclude_ciphers, e.g. "aNULL" (Postfix's smtpd otherwise
+        accepts anonymous ciphers, as its default does).
+    smtps_auth: the smtps service offers AUTH too (inside TLS, as smtpsd's submissions role).
+    sasl_user, sasl_password: the one SASL account (AUTH PLAIN or LOGIN).
+    domain: the local domain (mail to it is accepted and discarded).
     process_limit: how many smtpd processes a service may run (default_process_limit).
     """
 
     def __init__(self, directory, cert, key, starttls=True, smtps=False, submission=False,
                  protocols=">=TLSv1.2", legacy_tls=False, auth_before_tls=False,
-                 hostname="localhost", domain="example.test", process_limit=100):
+                 exclude_ciphers="", smtps_auth=False, sasl_user="demo@localhost",
+                 sasl_password="bench-password",
+                 hostname="localhost", domain="localhost", process_limit=100):
         if not os.access(POSTFIX, os.X_OK):
             raise RuntimeError(INSTALL_HINT)
         if os.geteuid() != 0:
@@ -163,6 +170,9 @@ class Postfix:
         self.protocols = protocols
         self.legacy_tls = legacy_tls
         self.auth_before_tls = auth_before_tls
+        self.smtps_auth = smtps_auth
+        self.exclude_ciphers = exclude_ciphers
+        self.sasl_user, self.sasl_password = sasl_user, sasl_password
         self.hostname, self.domain = hostname, domain
         self.process_limit = process_limit
         self.ports = {}
@@ -218,6 +228,7 @@ class Postfix:
             "smtpd_tls_received_header = no",
             "tls_preempt_cipherlist = yes",
             "smtpd_sasl_auth_enable = no",
+            f"smtpd_tls_exclude_ciphers = {self.exclude_ciphers}",
         ]
         if self.legacy_tls:
             # OpenSSL 3 allows TLS 1.0/1.1 only at security level 0; both cipher grades
@@ -235,6 +246,9 @@ class Postfix:
             if name == "smtps":
                 lines += ["  -o syslog_name=postfix/smtps", "  -o smtpd_tls_wrappermode=yes",
                           "  -o smtpd_tls_security_level=encrypt"]
+                if self.smtps_auth:
+                    lines += ["  -o smtpd_sasl_auth_enable=yes", "  -o smtpd_sasl_type=dovecot",
+                              f"  -o smtpd_sasl_path=unix:{self.sasl.socket}"]
             elif name == "submission":
                 lines += ["  -o syslog_name=postfix/submission",
                           "  -o smtpd_tls_security_level=may",
@@ -269,8 +283,9 @@ class Postfix:
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self, timeout=30):
-        if "submission" in self.services and self.sasl is None:
-            self.sasl = DovecotSasl(os.path.join(self.root, "sasl"))
+        if ("submission" in self.services or self.smtps_auth) and self.sasl is None:
+            self.sasl = DovecotSasl(os.path.join(self.root, "sasl"), self.sasl_user,
+                                    self.sasl_password)
         last_log = ""
         for _ in range(5):  # a free port may be taken by another test before we bind it
             self.ports = {name: free_tcp_port() for name in self.services}
