@@ -1,9 +1,10 @@
 """A private Postfix for tests and benchmarks, on loopback, in a directory of the test.
 
 `smtpsctl probe` and `bench/compare` need a real, widely deployed server to talk to. This
-helper writes a config_directory of its own (main.cf, master.cf; /etc/postfix is never
-read or written), creates the queue and data directories with `postfix check` (which creates what is missing),
-and runs `master -c DIR -d` in the foreground as a child, stopped by the pid it started
+helper writes a config_directory of its own (main.cf, master.cf; nothing in /etc/postfix
+is written, only its postfix-files list is read), creates the queue and data directories
+with `postfix -c DIR check` (which creates what is missing, owned as Postfix wants), and
+runs `master -c DIR -d` in the foreground as a child, stopped by the pid it started
 (SIGTERM: the master stops its children). Instances share nothing but the binaries, so
 tests run in parallel.
 
@@ -11,12 +12,12 @@ tests run in parallel.
     with Postfix(tmpdir, pki.cert, pki.key, smtps=True, submission=True) as postfix:
         postfix.ports["smtp"]        # STARTTLS offered (smtpd_tls_security_level = may)
         postfix.ports["smtps"]       # implicit TLS (smtpd_tls_wrappermode = yes)
-        postfix.ports["submission"]  # STARTTLS + AUTH (Dovecot SASL, user "demo")
+        postfix.ports["submission"]  # STARTTLS + AUTH (Dovecot SASL: sasl_user/_password)
 
-Mail is accepted from loopback for any recipient and thrown away by the discard transport
-(after cleanup has written and fsynced the queue file, as always before Postfix says 250),
-so a benchmark measures acceptance, not delivery. The log goes to <dir>/postfix/maillog
-(postlogd, `maillog_file`).
+Mail is accepted from loopback (mynetworks) for any recipient and thrown away by the
+discard transport after cleanup has written and fsynced the queue file (as always before
+Postfix says 250), so a benchmark measures acceptance, not delivery. The log goes to
+<dir>/postfix/maillog (postlogd, `maillog_file`).
 
 Weak on purpose (for the probe): `protocols=">=TLSv1"` with `legacy_tls=True` lowers
 OpenSSL's security level to 0 so that TLS 1.0 really is negotiated (Debian's OpenSSL 3 refuses

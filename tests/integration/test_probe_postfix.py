@@ -1,4 +1,4 @@
-"""smtpsctl probe against a real Postfix (Debian package) on loopback (tests/integration/postfix.py).
+"""smtpsctl probe against a real Postfix (Debian package) on loopback (postfix.py here).
 
 Well configured: TLS 1.2 and 1.3 only, AUTH only after STARTTLS, no anonymous ciphers
 (`smtpd_tls_exclude_ciphers = aNULL`: Postfix's smtpd accepts them by default, and the probe
