@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <map>
@@ -77,17 +78,40 @@ base::Expected<std::int64_t, std::string> unix_time(const ASN1_TIME* time) {
   return static_cast<std::int64_t>(timegm(&tm));
 }
 
-// A file that cannot be opened: the system's reason ("No such file or directory",
-// "Permission denied") rather than OpenSSL's wrapping of it.
-BioPtr open_file(const std::string& file, std::string& reason) {
-  errno = 0;
-  BioPtr bio(BIO_new_file(file.c_str(), "r"));
-  if (!bio) {
-    const int saved = errno;
-    drain_openssl_errors();
-    reason = "cannot read the file: " + std::string(saved != 0 ? std::strerror(saved) : "unknown");
+// The whole file (certificates and keys are small; a bound keeps a wrong path such as a
+// device or a huge file from eating memory). A file that cannot be read gives the system's
+// reason ("No such file or directory", "Permission denied").
+constexpr std::size_t kMaxPemFile = 1 << 20;
+
+bool read_file(const std::string& file, std::string& contents, std::string& reason) {
+  std::FILE* stream = std::fopen(file.c_str(), "rb");
+  if (stream == nullptr) {
+    reason = "cannot read the file: " + std::string(std::strerror(errno));
+    return false;
   }
-  return bio;
+  contents.clear();
+  char buffer[8192];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, stream)) > 0) {
+    contents.append(buffer, n);
+    if (contents.size() > kMaxPemFile) {
+      std::fclose(stream);
+      reason = "larger than 1 MiB: not a PEM certificate or key";
+      return false;
+    }
+  }
+  const bool failed = std::ferror(stream) != 0;
+  const int saved = errno;
+  std::fclose(stream);
+  if (failed) {
+    reason = "cannot read the file: " + std::string(std::strerror(saved));
+    return false;
+  }
+  return true;
+}
+
+BioPtr memory_bio(const std::string& contents) {
+  return BioPtr(BIO_new_mem_buf(contents.data(), static_cast<int>(contents.size())));
 }
 
 // A PEM read that stopped at the end of the input rather than at a broken block.
@@ -173,14 +197,18 @@ namespace {
 // Chain file: the leaf first, then the intermediates (RFC 8446 §4.4.2: "The sender's
 // certificate MUST come in the first CertificateEntry").
 bool read_chain(const std::string& file, CertificateStore::LoadedPair& pair, std::string& reason) {
-  BioPtr bio = open_file(file, reason);
-  if (!bio) return false;
+  std::string contents;
+  if (!read_file(file, contents, reason)) return false;
+  if (contents.find("-----BEGIN CERTIFICATE-----") == std::string::npos &&
+      contents.find("-----BEGIN TRUSTED CERTIFICATE-----") == std::string::npos) {
+    reason = contents.empty() ? "the file is empty" : "no PEM certificate in the file";
+    return false;
+  }
+  BioPtr bio = memory_bio(contents);
   ERR_clear_error();
   pair.leaf.reset(PEM_read_bio_X509_AUX(bio.get(), nullptr, no_passphrase, nullptr));
   if (!pair.leaf) {
-    reason = at_end_of_pem() ? "no PEM certificate in the file"
-                             : "not a valid PEM certificate: " + openssl_reason();
-    drain_openssl_errors();
+    reason = "not a valid PEM certificate: " + openssl_reason();
     return false;
   }
   pair.chain.reset(sk_X509_new_null());
@@ -204,15 +232,26 @@ bool read_chain(const std::string& file, CertificateStore::LoadedPair& pair, std
 }
 
 bool read_key(const std::string& file, CertificateStore::LoadedPair& pair, std::string& reason) {
-  BioPtr bio = open_file(file, reason);
-  if (!bio) return false;
+  std::string contents;
+  if (!read_file(file, contents, reason)) return false;
+  const bool has_key = contents.find("PRIVATE KEY-----") != std::string::npos;
+  const bool encrypted = contents.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") !=
+                             std::string::npos ||
+                         contents.find("Proc-Type: 4,ENCRYPTED") != std::string::npos;
+  if (!has_key) {
+    reason = contents.empty() ? "the file is empty" : "no PEM private key in the file";
+    return false;
+  }
+  if (encrypted) {
+    reason = "the private key is encrypted (a server cannot ask for a passphrase)";
+    return false;
+  }
+  BioPtr bio = memory_bio(contents);
   ERR_clear_error();
   pair.key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
+  OPENSSL_cleanse(contents.data(), contents.size());
   if (!pair.key) {
-    reason = at_end_of_pem() ? "no PEM private key in the file"
-                             : "not a usable PEM private key (encrypted keys are not supported): " +
-                                   openssl_reason();
-    drain_openssl_errors();
+    reason = "not a valid PEM private key: " + openssl_reason();
     return false;
   }
   return true;
