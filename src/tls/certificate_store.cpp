@@ -235,9 +235,9 @@ bool read_key(const std::string& file, CertificateStore::LoadedPair& pair, std::
   std::string contents;
   if (!read_file(file, contents, reason)) return false;
   const bool has_key = contents.find("PRIVATE KEY-----") != std::string::npos;
-  const bool encrypted = contents.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") !=
-                             std::string::npos ||
-                         contents.find("Proc-Type: 4,ENCRYPTED") != std::string::npos;
+  const bool encrypted =
+      contents.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") != std::string::npos ||
+      contents.find("Proc-Type: 4,ENCRYPTED") != std::string::npos;
   if (!has_key) {
     reason = contents.empty() ? "the file is empty" : "no PEM private key in the file";
     return false;
