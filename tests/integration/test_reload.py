@@ -657,6 +657,27 @@ class ConfigReload(ReloadTestCase):
             self.assertNotEqual(client.esmtp_features["size"], "4096")
             client.quit()
 
+    def test_users_file_moves_and_a_broken_one_is_refused(self):
+        server = self.new_server()
+        with server:
+            password = CertificateReload.password(server)
+            moved = os.path.join(server.dir, "users-moved")
+            shutil.copyfile(os.path.join(server.dir, "users"), moved)
+            broken = os.path.join(server.dir, "users-broken")
+            with open(broken, "w") as f:
+                f.write("not a users file\n")
+            for path, event in ((broken, "reload_refused"), (moved, "reloaded")):
+                server.extra_toml = f'[auth]\nusers_file = "{path}"\n'
+                server.write_config()
+                self.reload_and_wait(server, event)
+            self.assertRegex(server.log(), r"event=reload_refused error=\"\S+smtpsd\.toml: "
+                                           r"auth\.users_file: \S+users-broken:1")
+            server.wait_log(r"event=users_loaded file=\S+/users-moved users=1")
+            os.remove(os.path.join(server.dir, "users"))  # the old file is not used any more
+            client = server.smtps()
+            self.assertEqual(client.login("demo@localhost", password)[0], 235)
+            client.quit()
+
     def test_settings_that_need_a_restart_are_named(self):
         server = self.new_server()
         with server:
