@@ -8,12 +8,15 @@
 #include <sodium.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -227,16 +230,39 @@ struct Connection {
   }
 };
 
+// Touched only on the first context (accept loops, update_listeners) once the server runs.
 struct Listener {
-  ListenerOptions options;
+  std::shared_ptr<const ListenerOptions> options;  // swapped by a reload, for new connections
+  std::string key;                                 // identity across reloads (listener_key)
   std::unique_ptr<tcp::acceptor> acceptor;
 };
+
+// Which running listener a reloaded one is: address and port, or for port 0 (the kernel
+// picks) address, role and how many such listeners came before it.
+std::vector<std::string> listener_keys(const std::vector<ListenerOptions>& listeners) {
+  std::vector<std::string> keys;
+  std::unordered_map<std::string, unsigned> port_zero_seen;
+  for (const ListenerOptions& options : listeners) {
+    std::string key = options.address + " " + std::to_string(options.port);
+    if (options.port == 0) {
+      key += " " + options.role;
+      key += " " + std::to_string(port_zero_seen[key]++);
+    }
+    keys.push_back(std::move(key));
+  }
+  return keys;
+}
 
 struct Server::Impl {
   ServerServices services;
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::vector<std::unique_ptr<Listener>> listeners;
+  // Removed by a reload: closed, kept until the end because their accept loop may still be
+  // about to see the cancellation.
+  std::vector<std::unique_ptr<Listener>> retired_listeners;
+  std::atomic<bool> running{false};   // run() started the I/O threads
+  std::atomic<bool> finished{false};  // run() is over: nothing posted will run any more
   std::atomic<std::size_t> next_context{0};
   std::atomic<std::uint64_t> session_counter{0};
   std::string id_prefix = session_id_prefix();
@@ -259,7 +285,7 @@ struct Server::Impl {
   Impl(unsigned threads, ServerServices s)
       : services(std::move(s)),
         contexts(make_contexts(threads)),
-        signals(*contexts.front(), SIGINT, SIGTERM) {}
+        signals(*contexts.front(), SIGINT, SIGTERM, SIGHUP) {}
 
   static std::vector<std::unique_ptr<asio::io_context>> make_contexts(unsigned threads) {
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
@@ -288,7 +314,7 @@ struct Server::Impl {
         if (ec == asio::error::operation_aborted || stopping) co_return;
         if (Clock::now() - last_accept_failure_log >= std::chrono::seconds(1)) {
           obs::Log("accept_failed", obs::Level::kWarning)
-              .kv("role", listener.options.role)
+              .kv("role", listener.options->role)
               .kv("error", ec.message());
           last_accept_failure_log = Clock::now();
         }
@@ -320,7 +346,7 @@ struct Server::Impl {
         refuse(*connection, listener, client, refusal);
         continue;
       }
-      asio::co_spawn(target, serve(connection, listener, client),
+      asio::co_spawn(target, serve(connection, listener.options, client),
                      [client](std::exception_ptr failure) {
                        if (!failure) return;
                        try {
@@ -339,7 +365,7 @@ struct Server::Impl {
   // a second so that a flood cannot flood the log too.
   void refuse(Connection& connection, const Listener& listener, const std::string& client,
               std::string_view why) {
-    if (!listener.options.implicit_tls) {
+    if (!listener.options->implicit_tls) {
       std::string reply = "421 4.7.0 " + services.hostname + " " + std::string(why) + "\r\n";
       std::error_code ignored;
       connection.socket.write_some(asio::buffer(reply), ignored);  // best effort, non-blocking
@@ -349,7 +375,7 @@ struct Server::Impl {
     auto now = Clock::now();
     if (now - last_refusal_log >= std::chrono::seconds(1)) {
       obs::Log("connection_refused", obs::Level::kWarning)
-          .kv("role", listener.options.role)
+          .kv("role", listener.options->role)
           .kv("client", client)
           .kv("reason", why)
           .kv("refused_since_last_line", refused_since_log);
@@ -395,10 +421,11 @@ struct Server::Impl {
     }
   };
 
-  awaitable<void> serve(std::shared_ptr<Connection> connection, Listener& listener,
+  awaitable<void> serve(std::shared_ptr<Connection> connection,
+                        std::shared_ptr<const ListenerOptions> listener_options,
                         std::string client) {
     ConnectionRelease release{*this, connection, client};
-    const ListenerOptions& options = listener.options;
+    const ListenerOptions& options = *listener_options;  // this connection's, for its life
     std::string session_id = new_session_id();
     std::error_code ec;
     tcp::endpoint peer = connection->socket.remote_endpoint(ec);
@@ -425,7 +452,7 @@ struct Server::Impl {
     auto handshake = [&]() -> awaitable<bool> {
       connection->arm(options.handshake_timeout);
       std::string reason;
-      if (!co_await connection->handshake(options.tls_context, reason)) {
+      if (!co_await connection->handshake(options.tls_context.get(), reason)) {
         obs::Log("tls_handshake_failed", obs::Level::kWarning)
             .kv("session", session_id)
             .kv("role", options.role)
@@ -893,6 +920,117 @@ struct Server::Impl {
     });
     maybe_finish();
   }
+
+  void wait_for_signal() {
+    signals.async_wait([this](std::error_code ec, int signal) {
+      if (ec) return;
+      obs::Log("signal").kv("signal", signal);
+      if (signal != SIGHUP) {
+        begin_stop();
+        return;
+      }
+      if (services.on_hangup) {
+        services.on_hangup();
+      } else {
+        obs::Log("reload_unsupported", obs::Level::kWarning);
+      }
+      wait_for_signal();
+    });
+  }
+
+  // Opens, binds and listens; logs event=listening.
+  base::Expected<std::unique_ptr<Listener>, std::string> bind(const ListenerOptions& options) {
+    auto listener = std::make_unique<Listener>();
+    listener->options = std::make_shared<const ListenerOptions>(options);
+    std::error_code ec;
+    asio::ip::address address = asio::ip::make_address(options.address, ec);
+    if (ec) {
+      return base::unexpected("listener " + options.role + ": bad address '" + options.address +
+                              "': " + ec.message());
+    }
+    auto acceptor = std::make_unique<tcp::acceptor>(*contexts.front());
+    tcp::endpoint endpoint(address, options.port);
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec && address.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return base::unexpected("listener " + options.role + ": cannot listen on " + options.address +
+                              " port " + std::to_string(options.port) + ": " + ec.message());
+    }
+    std::uint16_t port = acceptor->local_endpoint().port();
+    listener->acceptor = std::move(acceptor);
+    obs::Log("listening")
+        .kv("role", options.role)
+        .kv("address", options.address)
+        .kv("port", static_cast<unsigned>(port))
+        .kv("tls", options.implicit_tls ? "implicit" : "starttls");
+    return listener;
+  }
+
+  // See Server::update_listeners; runs on the first context (or before run()).
+  base::Expected<std::vector<std::uint16_t>, ListenerError> update_listeners(
+      std::vector<ListenerOptions> wanted) {
+    if (stopping) return base::unexpected(ListenerError{0, "the server is stopping"});
+    const std::vector<std::string> keys = listener_keys(wanted);
+    std::unordered_map<std::string, Listener*> running_by_key;
+    for (auto& listener : listeners)
+      running_by_key[listener->key] = listener.get();
+    // 1. Bind what is new; on any failure close those again and change nothing.
+    std::vector<std::unique_ptr<Listener>> fresh(wanted.size());
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+      if (running_by_key.count(keys[i]) != 0) continue;
+      auto bound = bind(wanted[i]);
+      if (!bound) {
+        for (auto& listener : fresh) {
+          if (!listener) continue;
+          std::error_code ignored;
+          listener->acceptor->close(ignored);
+          obs::Log("listener_closed")
+              .kv("role", listener->options->role)
+              .kv("address", listener->options->address)
+              .kv("port", static_cast<unsigned>(listener->options->port))
+              .kv("reason", "reload refused");
+        }
+        return base::unexpected(ListenerError{i, bound.error()});
+      }
+      fresh[i] = std::move(bound.value());
+      fresh[i]->key = keys[i];
+    }
+    // 2. Kept listeners take their new options; 3. removed ones stop accepting.
+    std::vector<std::unique_ptr<Listener>> next(wanted.size());
+    std::vector<std::uint16_t> ports(wanted.size());
+    for (auto& listener : listeners) {
+      auto at = std::find(keys.begin(), keys.end(), listener->key);
+      if (at == keys.end()) {
+        std::error_code ignored;
+        auto endpoint = listener->acceptor->local_endpoint(ignored);
+        listener->acceptor->close(ignored);
+        obs::Log("listener_closed")
+            .kv("role", listener->options->role)
+            .kv("address", listener->options->address)
+            .kv("port", static_cast<unsigned>(endpoint.port()))
+            .kv("reason", "removed from the configuration");
+        retired_listeners.push_back(std::move(listener));
+        continue;
+      }
+      const std::size_t i = static_cast<std::size_t>(at - keys.begin());
+      listener->options = std::make_shared<const ListenerOptions>(std::move(wanted[i]));
+      next[i] = std::move(listener);
+    }
+    // 4. New ones start accepting.
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+      if (fresh[i]) {
+        next[i] = std::move(fresh[i]);
+        if (running) asio::co_spawn(*contexts.front(), accept_loop(*next[i]), asio::detached);
+      }
+      std::error_code ignored;
+      ports[i] = next[i]->acceptor->local_endpoint(ignored).port();
+    }
+    listeners = std::move(next);
+    return ports;
+  }
 };
 
 Server::Server(unsigned io_threads, ServerServices services)
@@ -901,34 +1039,47 @@ Server::Server(unsigned io_threads, ServerServices services)
 Server::~Server() = default;
 
 base::Expected<std::uint16_t, std::string> Server::listen(const ListenerOptions& options) {
-  auto listener = std::make_unique<Listener>();
-  listener->options = options;
-  std::error_code ec;
-  asio::ip::address address = asio::ip::make_address(options.address, ec);
-  if (ec) {
-    return base::unexpected("listener " + options.role + ": bad address '" + options.address +
-                            "': " + ec.message());
-  }
-  auto acceptor = std::make_unique<tcp::acceptor>(*impl_->contexts.front());
-  tcp::endpoint endpoint(address, options.port);
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec && address.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
-  if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return base::unexpected("listener " + options.role + ": cannot listen on " + options.address +
-                            " port " + std::to_string(options.port) + ": " + ec.message());
-  }
-  std::uint16_t port = acceptor->local_endpoint().port();
-  listener->acceptor = std::move(acceptor);
-  obs::Log("listening")
-      .kv("role", options.role)
-      .kv("address", options.address)
-      .kv("port", static_cast<unsigned>(port))
-      .kv("tls", options.implicit_tls ? "implicit" : "starttls");
-  impl_->listeners.push_back(std::move(listener));
+  auto listener = impl_->bind(options);
+  if (!listener) return base::unexpected(listener.error());
+  // Port-0 keys count earlier listeners of the same address and role.
+  std::vector<ListenerOptions> all;
+  for (const auto& running : impl_->listeners)
+    all.push_back(*running->options);
+  all.push_back(options);
+  listener.value()->key = listener_keys(all).back();
+  const std::uint16_t port = listener.value()->acceptor->local_endpoint().port();
+  impl_->listeners.push_back(std::move(listener.value()));
   return port;
+}
+
+base::Expected<std::vector<std::uint16_t>, ListenerError> Server::update_listeners(
+    std::vector<ListenerOptions> listeners) {
+  Impl& impl = *impl_;
+  using Result = base::Expected<std::vector<std::uint16_t>, ListenerError>;
+  asio::io_context& front = *impl.contexts.front();
+  if (!impl.running || front.get_executor().running_in_this_thread()) {
+    return impl.update_listeners(std::move(listeners));
+  }
+  // Acceptors belong to the first context: the change runs there, between two accepts.
+  auto promise = std::make_shared<std::promise<Result>>();
+  std::future<Result> future = promise->get_future();
+  asio::post(front, [&impl, promise, wanted = std::move(listeners)]() mutable {
+    promise->set_value(impl.update_listeners(std::move(wanted)));
+  });
+  while (future.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (impl.finished) return base::unexpected(ListenerError{0, "the server has stopped"});
+  }
+  return future.get();
+}
+
+void Server::set_connection_limits(std::size_t max_connections,
+                                   std::size_t max_connections_per_ip) {
+  // Read by the accept loops, which run on the first context: written there too.
+  asio::post(*impl_->contexts.front(),
+             [impl = impl_.get(), max_connections, max_connections_per_ip] {
+               impl->services.max_connections = max_connections;
+               impl->services.max_connections_per_ip = max_connections_per_ip;
+             });
 }
 
 void Server::run() {
@@ -938,11 +1089,8 @@ void Server::run() {
   for (auto& listener : impl.listeners) {
     asio::co_spawn(*impl.contexts.front(), impl.accept_loop(*listener), asio::detached);
   }
-  impl.signals.async_wait([&impl](std::error_code ec, int signal) {
-    if (ec) return;
-    obs::Log("signal").kv("signal", signal);
-    impl.begin_stop();
-  });
+  impl.wait_for_signal();
+  impl.running = true;
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < impl.contexts.size(); ++i) {
     threads.emplace_back([context = impl.contexts[i].get()] { context->run(); });
@@ -950,6 +1098,7 @@ void Server::run() {
   impl.contexts.front()->run();
   for (auto& thread : threads)
     thread.join();
+  impl.finished = true;
   obs::Log("stopped");
 }
 
