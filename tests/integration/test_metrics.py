@@ -14,6 +14,7 @@ import time
 import unittest
 import urllib.error
 import urllib.request
+import warnings
 
 from harness import SMTPSD, ServerTestCase, make_message
 
@@ -112,8 +113,10 @@ class Counters(MetricsTestCase):
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-            context.minimum_version = ssl.TLSVersion.TLSv1
-            context.maximum_version = ssl.TLSVersion.TLSv1_1
+            with warnings.catch_warnings():  # deprecated: that is the point
+                warnings.simplefilter("ignore", DeprecationWarning)
+                context.minimum_version = ssl.TLSVersion.TLSv1
+                context.maximum_version = ssl.TLSVersion.TLSv1_1
             try:
                 context.set_ciphers("ALL:@SECLEVEL=0")
             except ssl.SSLError:
@@ -129,7 +132,7 @@ class Counters(MetricsTestCase):
                 m, "smtpsd_tls_handshake_failures_total", role="submissions", reason="eof") >= 1
                 and value(m, "smtpsd_connections_open", role="submissions") == 0
                 and value(m, "smtpsd_delivery_attempts_total", result="delivered",
-                          transport="maildir") >= 4)
+                          transport="maildir") >= 3)
             self.assertEqual(value(after, "smtpsd_connections_accepted_total", role="smtp"), 1)
             self.assertEqual(value(after, "smtpsd_connections_accepted_total",
                                    role="submissions"), 4)
@@ -153,12 +156,13 @@ class Counters(MetricsTestCase):
             self.assertEqual(value(after, "smtpsd_messages_accepted_total"), 3)
             self.assertEqual(value(after, "smtpsd_recipients_accepted_total"), 3)
             self.assertEqual(value(after, "smtpsd_smtp_replies_total", code="550"), 1)
-            self.assertEqual(value(after, "smtpsd_smtp_replies_total", code="535"), 1)
+            # smtplib tries PLAIN, then LOGIN: one or two 535s
+            self.assertGreaterEqual(value(after, "smtpsd_smtp_replies_total", code="535"), 1)
             self.assertEqual(value(after, "smtpsd_accept_to_250_seconds_count"), 3)
             self.assertEqual(value(after, "smtpsd_accept_to_250_seconds_bucket", le="+Inf"), 3)
             self.assertGreater(value(after, "smtpsd_accept_to_250_seconds_sum"), 0)
             self.assertEqual(value(after, "smtpsd_delivery_attempts_total", result="delivered",
-                                   transport="maildir"), 4)
+                                   transport="maildir"), 3)
             self.assertGreaterEqual(value(after, "smtpsd_delivery_seconds_count",
                                           transport="maildir"), 3)
             self.assertEqual(value(after, "smtpsd_queue_messages"), 0)
