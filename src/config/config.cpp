@@ -798,6 +798,15 @@ std::string describe(const Config& config) {
     out += fmt::format("delivery: TLS {} for {}\n", tls::outbound_level_name(policy.level),
                        policy.domain);
   }
+  out += fmt::format(
+      "log: {} to {}{}\n", config.log.format == "json" ? "JSON" : "key=value", config.log.output,
+      config.log.output == "syslog"
+          ? " (" + config.log.syslog_socket + ", facility " + config.log.facility + ")"
+          : std::string());
+  out += config.metrics.address.empty()
+             ? std::string("metrics: off\n")
+             : fmt::format("metrics: http://{}/metrics{}\n", config.metrics.address,
+                           config.metrics.allow_non_loopback ? " (non-loopback allowed)" : "");
   out += fmt::format("local mailboxes: {}\n", d.lmtp.empty() ? "Maildir" : "LMTP " + d.lmtp);
   out += fmt::format("queue: lifetime {}s, {} delivery threads\n",
                      config.queue.max_lifetime.count(), config.queue.delivery_threads);
