@@ -33,6 +33,8 @@
 #include "delivery/outbound.h"
 #include "net/server.h"
 #include "obs/log.h"
+#include "obs/metrics_server.h"
+#include "obs/server_metrics.h"
 #include "queue/group_commit.h"
 #include "queue/scheduler.h"
 #include "queue/spool.h"
@@ -302,6 +304,45 @@ constexpr std::chrono::milliseconds kPollInterval{2000};
 constexpr std::chrono::milliseconds kSettle{200};
 constexpr std::chrono::milliseconds kSettleStep{50};
 constexpr std::chrono::hours kExpiryCheckInterval{1};
+
+// [log]: format and output, before the first line is written.
+bool configure_log(const config::Config& config) {
+  obs::set_format(config.log.format == "json" ? obs::Format::kJson : obs::Format::kKeyValue);
+  if (config.log.output != "syslog") return true;
+  if (obs::set_syslog_output(config.log.syslog_socket, obs::syslog_facility(config.log.facility)))
+    return true;
+  std::fprintf(stderr, "smtpsd: %s: log.syslog_socket: cannot use %s\n", config.source_file.c_str(),
+               config.log.syslog_socket.c_str());
+  return false;
+}
+
+// [metrics]: the endpoint, and the queue gauges computed from the scheduler at each scrape.
+bool start_metrics(const config::Config& config, const queue::Scheduler& scheduler,
+                   obs::MetricsServer& server) {
+  obs::server_metrics();  // registers every series, so a scrape shows them all from zero
+  if (config.metrics.address.empty()) return true;
+  obs::metrics().add_collector([&scheduler](std::string& out) {
+    queue::Scheduler::Stats stats = scheduler.stats();
+    std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    obs::append_family_header(out, "smtpsd_queue_messages",
+                              "Messages in the queue (waiting, in delivery, held).", "gauge");
+    obs::append_sample(out, "smtpsd_queue_messages", "", static_cast<double>(stats.messages));
+    obs::append_family_header(out, "smtpsd_queue_oldest_age_seconds",
+                              "Age of the oldest message in the queue (0: empty).", "gauge");
+    obs::append_sample(out, "smtpsd_queue_oldest_age_seconds", "",
+                       stats.oldest_unix == 0 ? 0.0 : static_cast<double>(now - stats.oldest_unix));
+  });
+  auto bound = server.start(config.metrics.host, config.metrics.port);
+  if (!bound) {
+    std::fprintf(stderr, "smtpsd: %s: metrics.address: %s\n", config.source_file.c_str(),
+                 bound.error().c_str());
+    return false;
+  }
+  obs::Log("metrics_listening").kv("address", config.metrics.host).kv("port", bound.value());
+  return true;
+}
 
 }  // namespace
 
@@ -698,6 +739,7 @@ int Daemon::run(const std::function<void()>& on_ready) {
   const std::shared_ptr<const config::Config> initial = impl.config();
   const config::Config& config = *initial;
   obs::set_min_level(obs::parse_level(config.log_level));
+  if (!configure_log(config)) return 1;
   SystemdNotifier notifier;  // before the switch of account: $NOTIFY_SOCKET may be root's
   PrivilegeSettings privileges{config.user, config.group, config.run_as_root, config.data_dir,
                                config.control_socket};
@@ -825,6 +867,19 @@ int Daemon::run(const std::function<void()>& on_ready) {
   if (!controlling) {
     std::fprintf(stderr, "smtpsd: %s\n", controlling.error().c_str());
     return 1;
+  }
+
+  obs::MetricsServer metrics_server(obs::metrics(), std::chrono::seconds(5));
+  if (!start_metrics(config, scheduler, metrics_server)) return 1;
+  if (!config.metrics.address.empty()) {
+    // smtpsd_certificate_expiry_seconds: the certificates in service at each scrape, so a
+    // renewal shows at once (the collector and the endpoint end before this Daemon).
+    obs::add_certificate_collector(obs::metrics(), [this] {
+      std::vector<obs::CertificateExpiry> out;
+      for (const CertificateExpiry& c : certificate_expiry())
+        out.push_back(obs::CertificateExpiry{c.file, joined(c.names), c.not_after});
+      return out;
+    });
   }
 
   // Ports bound, keys read, spool and control socket open: root is not needed any more.

@@ -18,6 +18,8 @@
 #include <sstream>
 #include <thread>
 
+#include "obs/metrics_server.h"
+
 namespace config {
 namespace {
 
@@ -253,6 +255,55 @@ tls::OutboundLevel level_at(const toml::table& table, const Reader& reader,
 }
 
 // [queue]
+// [metrics] and [log] (README "## Metrics", "## Logs").
+void read_observability(const toml::table& root, Reader& reader, Config& config) {
+  if (const toml::table* table = reader.table_at(root, "", "metrics")) {
+    MetricsSettings& m = config.metrics;
+    reader.only_keys(*table, "metrics", {"address", "allow_non_loopback"});
+    m.address = reader.string_at(*table, "metrics", "address", "", true);
+    if (!obs::split_host_port(m.address, m.host, m.port)) {
+      reader.fail(table->get("address"), "metrics.address",
+                  "must be a numeric address and a port (\"127.0.0.1:9464\", \"[::1]:9464\"), "
+                  "not '" +
+                      m.address + "'");
+    }
+    m.allow_non_loopback = reader.bool_at(*table, "metrics", "allow_non_loopback", false);
+    if (!m.allow_non_loopback && !obs::is_loopback_address(m.host)) {
+      reader.fail(table->get("address"), "metrics.address",
+                  "'" + m.host +
+                      "' is not a loopback address: metrics tell anyone who can reach them "
+                      "about your traffic; set metrics.allow_non_loopback = true to serve them "
+                      "there anyway");
+    }
+  }
+  if (const toml::table* table = reader.table_at(root, "", "log")) {
+    LogSettings& l = config.log;
+    reader.only_keys(*table, "log", {"format", "output", "facility", "syslog_socket"});
+    l.format = reader.string_at(*table, "log", "format", l.format);
+    if (l.format != "kv" && l.format != "json") {
+      reader.fail(table->get("format"), "log.format", "must be \"kv\" or \"json\"");
+    }
+    l.output = reader.string_at(*table, "log", "output", l.output);
+    if (l.output != "stderr" && l.output != "syslog") {
+      reader.fail(table->get("output"), "log.output", "must be \"stderr\" or \"syslog\"");
+    }
+    l.facility = reader.string_at(*table, "log", "facility", l.facility);
+    static constexpr std::string_view kFacilities[] = {"mail",   "daemon", "user",   "local0",
+                                                       "local1", "local2", "local3", "local4",
+                                                       "local5", "local6", "local7"};
+    if (std::find(std::begin(kFacilities), std::end(kFacilities), l.facility) ==
+        std::end(kFacilities)) {
+      reader.fail(table->get("facility"), "log.facility",
+                  "must be one of mail, daemon, user, local0 … local7");
+    }
+    l.syslog_socket = reader.string_at(*table, "log", "syslog_socket", l.syslog_socket);
+    if (l.syslog_socket.empty() || l.syslog_socket.front() != '/') {
+      reader.fail(table->get("syslog_socket"), "log.syslog_socket",
+                  "must be an absolute path to a datagram socket");
+    }
+  }
+}
+
 void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
   const toml::table* table = reader.table_at(root, "", "queue");
   if (!table) return;
@@ -428,9 +479,9 @@ void check_certificate_sets(const toml::array& nodes,
 Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
   Config config;
   config.source_file = reader.file();
-  reader.only_keys(
-      root, "",
-      {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue", "delivery"});
+  reader.only_keys(root, "",
+                   {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
+                    "delivery", "metrics", "log"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -687,6 +738,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
 
   read_queue(root, reader, config.queue);
   read_delivery(root, reader, base_dir, config);
+  read_observability(root, reader, config);
 
   // [timeouts], in seconds
   if (const toml::table* timeouts = reader.table_at(root, "", "timeouts")) {
@@ -810,6 +862,15 @@ std::string describe(const Config& config) {
     out += fmt::format("delivery: TLS {} for {}\n", tls::outbound_level_name(policy.level),
                        policy.domain);
   }
+  out += fmt::format(
+      "log: {} to {}{}\n", config.log.format == "json" ? "JSON" : "key=value", config.log.output,
+      config.log.output == "syslog"
+          ? " (" + config.log.syslog_socket + ", facility " + config.log.facility + ")"
+          : std::string());
+  out += config.metrics.address.empty()
+             ? std::string("metrics: off\n")
+             : fmt::format("metrics: http://{}/metrics{}\n", config.metrics.address,
+                           config.metrics.allow_non_loopback ? " (non-loopback allowed)" : "");
   out += fmt::format("local mailboxes: {}\n", d.lmtp.empty() ? "Maildir" : "LMTP " + d.lmtp);
   out += fmt::format("queue: lifetime {}s, {} delivery threads\n",
                      config.queue.max_lifetime.count(), config.queue.delivery_threads);

@@ -99,6 +99,22 @@ struct DeliverySettings {
   bool operator==(const DeliverySettings&) const = default;
 };
 
+// [metrics]: the Prometheus endpoint (off when the table is absent).
+struct MetricsSettings {
+  std::string address;              // "127.0.0.1:9464"; empty: no endpoint
+  std::string host;                 // parsed from address
+  std::uint16_t port = 0;           // parsed from address (0: the kernel picks one)
+  bool allow_non_loopback = false;  // serve on a non-loopback address too
+};
+
+// [log]: where and how log lines go.
+struct LogSettings {
+  std::string format = "kv";               // "kv" (key=value) or "json" (one object a line)
+  std::string output = "stderr";           // "stderr" or "syslog"
+  std::string facility = "mail";           // syslog facility (RFC 5424 §6.2.1)
+  std::string syslog_socket = "/dev/log";  // the local syslog daemon's datagram socket
+};
+
 struct Config {
   std::string source_file;
   std::string hostname;
@@ -119,6 +135,8 @@ struct Config {
   AuthSettings auth;
   QueueSettings queue;
   DeliverySettings delivery;
+  MetricsSettings metrics;
+  LogSettings log;
   std::size_t max_connections = 10000;       // [limits]: open connections in total …
   std::size_t max_connections_per_ip = 50;   // … and from one client address (421 4.7.0)
   std::uint64_t min_free_space = 64u << 20;  // spool space kept free; below it MAIL gets 452

@@ -28,6 +28,7 @@
 #include "auth/certificate_user.h"
 #include "auth/sasl.h"
 #include "obs/log.h"
+#include "obs/server_metrics.h"
 #include "smtp/received_header.h"
 #include "tls/client_identity.h"
 #include "tls/policy.h"
@@ -431,6 +432,7 @@ struct Server::Impl {
     tcp::endpoint peer = connection->socket.remote_endpoint(ec);
     unsigned short client_port = ec ? 0 : peer.port();
     auto started = Clock::now();
+    obs::ConnectionScope open_connection(options.role);  // metrics: accepted, open
     obs::Log("connect")
         .kv("session", session_id)
         .kv("role", options.role)
@@ -458,6 +460,7 @@ struct Server::Impl {
             .kv("role", options.role)
             .kv("client", client)
             .kv("reason", reason);
+        obs::server_metrics().tls_handshake_failed(options.role, reason);
         co_return false;
       }
       connection->tls = true;
@@ -471,6 +474,7 @@ struct Server::Impl {
 #endif
       tls::SessionDescription d = tls::describe(connection->ssl.get());
       session.tls_established(smtp::TlsInfo{d.version, d.cipher, d.sni});
+      obs::server_metrics().tls_established(options.role, d.version);
       obs::Log("tls")
           .kv("session", session_id)
           .kv("client", client)
@@ -494,6 +498,7 @@ struct Server::Impl {
     auto flush = [&]() -> awaitable<bool> {
       std::string_view out = session.pending_output();
       if (out.empty()) co_return true;
+      obs::server_metrics().replies_sent(out);
       command_clock_running = false;
       connection->arm(options.command_timeout);
       std::error_code error = co_await connection->write_all(out);
@@ -652,6 +657,8 @@ struct Server::Impl {
               .kv("from", envelope.reverse_path)
               .kv("recipients", static_cast<std::uint64_t>(envelope.recipients.size()))
               .kv("size", message_size);
+          obs::server_metrics().message_accepted(envelope.recipients.size(),
+                                                 Clock::now() - started);
           session.message_committed(id);
           if (services.on_committed) services.on_committed(id);
           break;
@@ -739,6 +746,7 @@ struct Server::Impl {
           .kv("user", user)
           .kv("mechanism", mechanism)
           .kv("reason", reason);
+      obs::server_metrics().auth_result(mechanism, false);
     };
     auto locked_out = [&](std::string_view user) {
       if (services.limiter == nullptr) return false;
@@ -821,6 +829,7 @@ struct Server::Impl {
               .kv("client", client)
               .kv("user", step.user)
               .kv("mechanism", mechanism);
+          obs::server_metrics().auth_result(mechanism, true);
           sasl.reset();
           session.auth_succeeded(step.user);
           co_return;

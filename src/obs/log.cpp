@@ -1,17 +1,28 @@
 // log.cpp — see log.h. Timestamps are UTC with milliseconds (RFC 3339).
 #include "obs/log.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <syslog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace obs {
 namespace {
 
 std::atomic<int> min_level{static_cast<int>(Level::kInfo)};
+std::atomic<bool> json_format{false};
+// Syslog: set once at start-up, before threads exist; read-only afterwards.
+int syslog_fd = -1;
+int syslog_facility_code = LOG_MAIL;
+sockaddr_un syslog_address{};
 
 std::string_view level_name(Level level) {
   switch (level) {
@@ -27,6 +38,20 @@ std::string_view level_name(Level level) {
   return "info";
 }
 
+int syslog_severity(Level level) {
+  switch (level) {
+    case Level::kDebug:
+      return LOG_DEBUG;
+    case Level::kInfo:
+      return LOG_INFO;
+    case Level::kWarning:
+      return LOG_WARNING;
+    case Level::kError:
+      return LOG_ERR;
+  }
+  return LOG_INFO;
+}
+
 bool needs_quotes(std::string_view value) {
   if (value.empty()) return true;
   for (unsigned char c : value) {
@@ -35,10 +60,68 @@ bool needs_quotes(std::string_view value) {
   return false;
 }
 
+void write_stderr(std::string_view line) {
+  const char* data = line.data();
+  std::size_t left = line.size();
+  while (left > 0) {
+    ssize_t written = ::write(STDERR_FILENO, data, left);
+    if (written <= 0) return;  // nowhere to report a failing log
+    data += written;
+    left -= static_cast<std::size_t>(written);
+  }
+}
+
+// Length of the valid UTF-8 sequence at s[0] (RFC 3629 §4), 0 if invalid.
+std::size_t utf8_sequence(std::string_view s) {
+  auto c = static_cast<unsigned char>(s[0]);
+  std::size_t n = c < 0x80           ? 1
+                  : (c >> 5) == 0x6  ? 2
+                  : (c >> 4) == 0xe  ? 3
+                  : (c >> 3) == 0x1e ? 4
+                                     : 0;
+  if (n == 0 || n > s.size()) return 0;
+  for (std::size_t i = 1; i < n; ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xc0) != 0x80) return 0;
+  }
+  unsigned char c1 = static_cast<unsigned char>(n > 1 ? s[1] : 0);
+  if (n == 2 && c < 0xc2) return 0;                 // overlong
+  if (n == 3 && c == 0xe0 && c1 < 0xa0) return 0;   // overlong
+  if (n == 3 && c == 0xed && c1 >= 0xa0) return 0;  // surrogates
+  if (n == 4 && ((c == 0xf0 && c1 < 0x90) || c > 0xf4 || (c == 0xf4 && c1 >= 0x90))) return 0;
+  return n;
+}
+
 }  // namespace
 
 void set_min_level(Level level) {
   min_level.store(static_cast<int>(level));
+}
+
+void set_format(Format format) {
+  json_format.store(format == Format::kJson);
+}
+
+int syslog_facility(std::string_view name) {
+  static constexpr std::pair<std::string_view, int> kFacilities[] = {
+      {"mail", LOG_MAIL},     {"daemon", LOG_DAEMON}, {"user", LOG_USER},
+      {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
+      {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
+      {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
+  for (const auto& [known, code] : kFacilities) {
+    if (known == name) return code;
+  }
+  return -1;
+}
+
+bool set_syslog_output(const std::string& socket_path, int facility) {
+  if (socket_path.size() >= sizeof syslog_address.sun_path) return false;
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  syslog_address.sun_family = AF_UNIX;
+  std::memcpy(syslog_address.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  syslog_facility_code = facility;
+  syslog_fd = fd;
+  return true;
 }
 
 void append_value(std::string& out, std::string_view value) {
@@ -63,8 +146,87 @@ void append_value(std::string& out, std::string_view value) {
   out.push_back('"');
 }
 
+void append_json_string(std::string& out, std::string_view value) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  while (!value.empty()) {
+    auto c = static_cast<unsigned char>(value[0]);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c == '\n') {
+      out.append("\\n");
+    } else if (c == '\r') {
+      out.append("\\r");
+    } else if (c == '\t') {
+      out.append("\\t");
+    } else if (c < 0x20 || c == 0x7f) {
+      out.append("\\u00");
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    } else if (c >= 0x80) {
+      std::size_t n = utf8_sequence(value);
+      if (n == 0) {
+        out.append("\\ufffd");  // not UTF-8: JSON text must be (RFC 8259 §8.1)
+        n = 1;
+      } else {
+        out.append(value.substr(0, n));
+      }
+      value.remove_prefix(n);
+      continue;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+    value.remove_prefix(1);
+  }
+  out.push_back('"');
+}
+
+void append_key_values_as_json(std::string& out, std::string_view line) {
+  std::string value;
+  while (!line.empty()) {
+    while (!line.empty() && line.front() == ' ')
+      line.remove_prefix(1);
+    std::size_t equals = line.find('=');
+    if (line.empty() || equals == std::string_view::npos) break;
+    std::string_view key = line.substr(0, equals);
+    line.remove_prefix(equals + 1);
+    value.clear();
+    if (!line.empty() && line.front() == '"') {  // quoted: \" \\ \xHH (append_value)
+      line.remove_prefix(1);
+      while (!line.empty() && line.front() != '"') {
+        if (line.front() == '\\' && line.size() >= 2) {
+          if (line[1] == 'x' && line.size() >= 4) {
+            unsigned byte = 0;
+            std::from_chars(line.data() + 2, line.data() + 4, byte, 16);
+            value.push_back(static_cast<char>(byte));
+            line.remove_prefix(4);
+            continue;
+          }
+          value.push_back(line[1]);
+          line.remove_prefix(2);
+          continue;
+        }
+        value.push_back(line.front());
+        line.remove_prefix(1);
+      }
+      if (!line.empty()) line.remove_prefix(1);
+    } else {
+      std::size_t end = line.find(' ');
+      value.assign(line.substr(0, end));
+      line.remove_prefix(end == std::string_view::npos ? line.size() : end);
+    }
+    out.push_back(',');
+    append_json_string(out, key);
+    out.push_back(':');
+    append_json_string(out, value);
+  }
+}
+
 Log::Log(std::string_view event, Level level)
-    : enabled_(static_cast<int>(level) >= min_level.load(std::memory_order_relaxed)) {
+    : enabled_(static_cast<int>(level) >= min_level.load(std::memory_order_relaxed)),
+      json_(json_format.load(std::memory_order_relaxed)),
+      level_(level) {
   if (!enabled_) return;
   line_.reserve(256);
   auto now = std::chrono::system_clock::now();
@@ -75,15 +237,20 @@ Log::Log(std::string_view event, Level level)
   gmtime_r(&seconds, &tm);
   char stamp[40];
   std::size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  char ms[5] = {'.', static_cast<char>('0' + millis / 100),
+                static_cast<char>('0' + millis / 10 % 10), static_cast<char>('0' + millis % 10),
+                'Z'};
+  if (json_) {
+    line_.append("{\"time\":\"");
+    line_.append(stamp, n);
+    line_.append(ms, 5);
+    line_.append("\",\"level\":\"");
+    line_.append(level_name(level));
+    line_.append("\",\"event\":");
+    append_json_string(line_, event);
+    return;
+  }
   line_.append(stamp, n);
-  char ms[8] = {'.',
-                static_cast<char>('0' + millis / 100),
-                static_cast<char>('0' + millis / 10 % 10),
-                static_cast<char>('0' + millis % 10),
-                'Z',
-                0,
-                0,
-                0};
   line_.append(ms, 5);
   line_.append(" level=");
   line_.append(level_name(level));
@@ -93,15 +260,34 @@ Log::Log(std::string_view event, Level level)
 
 Log::~Log() {
   if (!enabled_) return;
-  line_.push_back('\n');
-  const char* data = line_.data();
-  std::size_t left = line_.size();
-  while (left > 0) {
-    ssize_t written = ::write(STDERR_FILENO, data, left);
-    if (written <= 0) return;  // nowhere to report a failing log
-    data += written;
-    left -= static_cast<std::size_t>(written);
+  if (json_) line_.push_back('}');
+  if (syslog_fd >= 0) {
+    // RFC 3164 §4.1: <PRI>TIMESTAMP TAG: MSG — the daemon adds the host name. Our own
+    // timestamp is left out of MSG (the daemon's record has one); JSON keeps its "time".
+    std::string_view message = line_;
+    if (!json_) message.remove_prefix(std::min(message.find(' ') + 1, message.size()));
+    std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&now, &tm);
+    char header[64];
+    int pri = syslog_facility_code | syslog_severity(level_);
+    int n = std::snprintf(header, sizeof header, "<%d>", pri);
+    n += static_cast<int>(std::strftime(header + n, sizeof header - static_cast<std::size_t>(n),
+                                        "%b %e %H:%M:%S ", &tm));
+    n += std::snprintf(header + n, sizeof header - static_cast<std::size_t>(n),
+                       "smtpsd[%d]: ", static_cast<int>(::getpid()));
+    std::string datagram;
+    datagram.reserve(static_cast<std::size_t>(n) + message.size());
+    datagram.append(header, static_cast<std::size_t>(n));
+    datagram.append(message);
+    if (::sendto(syslog_fd, datagram.data(), datagram.size(), MSG_NOSIGNAL,
+                 reinterpret_cast<const sockaddr*>(&syslog_address),
+                 sizeof syslog_address) == static_cast<ssize_t>(datagram.size()))
+      return;
+    // The syslog daemon is away (restarting, not installed): keep the line on stderr.
   }
+  line_.push_back('\n');
+  write_stderr(line_);
 }
 
 void write_preformatted(Level level, std::string_view key_values) {
@@ -118,6 +304,12 @@ Level parse_level(std::string_view name) {
 
 void Log::replace_event(std::string_view key_values) {
   if (!enabled_) return;
+  if (json_) {
+    std::size_t at = line_.rfind(",\"event\":");
+    if (at != std::string::npos) line_.resize(at);
+    append_key_values_as_json(line_, key_values);
+    return;
+  }
   std::size_t at = line_.rfind(" event=");
   if (at != std::string::npos) line_.resize(at + 1);
   line_.append(key_values);
@@ -125,6 +317,13 @@ void Log::replace_event(std::string_view key_values) {
 
 Log& Log::kv(std::string_view key, std::string_view value) {
   if (!enabled_) return *this;
+  if (json_) {
+    line_.push_back(',');
+    append_json_string(line_, key);
+    line_.push_back(':');
+    append_json_string(line_, value);
+    return *this;
+  }
   line_.push_back(' ');
   line_.append(key);
   line_.push_back('=');
@@ -132,18 +331,28 @@ Log& Log::kv(std::string_view key, std::string_view value) {
   return *this;
 }
 
+Log& Log::raw(std::string_view key, std::string_view json_number) {
+  if (!enabled_) return *this;
+  if (!json_) return kv(key, json_number);
+  line_.push_back(',');
+  append_json_string(line_, key);
+  line_.push_back(':');
+  line_.append(json_number);
+  return *this;
+}
+
 Log& Log::kv(std::string_view key, std::int64_t value) {
   char buffer[24];
   auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
   (void)ec;
-  return kv(key, std::string_view(buffer, static_cast<std::size_t>(end - buffer)));
+  return raw(key, std::string_view(buffer, static_cast<std::size_t>(end - buffer)));
 }
 
 Log& Log::kv(std::string_view key, std::uint64_t value) {
   char buffer[24];
   auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
   (void)ec;
-  return kv(key, std::string_view(buffer, static_cast<std::size_t>(end - buffer)));
+  return raw(key, std::string_view(buffer, static_cast<std::size_t>(end - buffer)));
 }
 
 }  // namespace obs

@@ -1,12 +1,15 @@
-// log.h — one line per event, key=value, to stderr (DESIGN.md §6, STYLE.md).
+// log.h — one line per event, key=value or JSON, to stderr or syslog (DESIGN.md §6).
 //
-// A line is built in a stack-local buffer and written with one write(2), so lines from
-// different threads never interleave. Values with spaces, quotes, '=' or control bytes are
-// quoted and escaped so that a line can always be split back into its keys. Never pass a
-// password, an AUTH payload or a message body.
+// A line is built in a per-event buffer and written with one write(2) (or one datagram to
+// the syslog socket), so lines from different threads never interleave. Values with spaces, quotes,
+// '=' or control bytes are quoted and escaped so that a line can always be split back into its
+// keys. Never pass a password, an AUTH payload or a message body.
 //
 //   obs::Log("session_end").kv("session", id).kv("client", ip).kv("tls", "TLSv1.3");
 //   → 2026-11-24T03:43:30.123Z level=info event=session_end session=… client=… tls=TLSv1.3
+//   → {"time":"2026-11-24T03:43:30.123Z","level":"info","event":"session_end","session":"…",…}
+// In JSON, integers stay numbers and every other value is a string (RFC 8259 §7 escapes;
+// bytes that are not UTF-8 become U+FFFD). README "## Logs" lists every event and its keys.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +20,18 @@ namespace obs {
 
 enum class Level { kDebug, kInfo, kWarning, kError };
 
+enum class Format { kKeyValue, kJson };
+
 // Process-wide settings, set once at start-up before threads exist.
 void set_min_level(Level level);
+void set_format(Format format);
+// Sends every line as one datagram to a syslog daemon's socket (RFC 3164 framing:
+// "<PRI>Mmm dd hh:mm:ss smtpsd[pid]: line"), facility as in syslog(3) (LOG_MAIL, …).
+// A datagram that cannot be sent goes to stderr instead. Returns false (and keeps stderr)
+// if no socket can be made.
+bool set_syslog_output(const std::string& socket_path, int facility);
+// "mail", "daemon", "user", "local0".."local7" → LOG_MAIL …; -1 if unknown.
+int syslog_facility(std::string_view name);
 
 class Log {
  public:
@@ -49,7 +62,10 @@ class Log {
  private:
   friend void write_preformatted(Level level, std::string_view key_values);
   void replace_event(std::string_view key_values);
+  Log& raw(std::string_view key, std::string_view json_number);
   bool enabled_;
+  bool json_;
+  Level level_;
   std::string line_;
 };
 
@@ -62,5 +78,10 @@ Level parse_level(std::string_view name);
 
 // Appends value to out, quoted and escaped if it needs to be (exposed for tests).
 void append_value(std::string& out, std::string_view value);
+// Appends value as a JSON string, quotes included (exposed for tests).
+void append_json_string(std::string& out, std::string_view value);
+// Turns a key=value line (as append_value writes values) into JSON members
+// `,"key":"value"` appended to out (exposed for tests).
+void append_key_values_as_json(std::string& out, std::string_view key_values);
 
 }  // namespace obs

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "obs/log.h"
+#include "obs/server_metrics.h"
 #include "queue/dsn.h"
 
 namespace queue {
@@ -99,6 +100,7 @@ void Scheduler::start() {
       if (messages_.contains(id)) continue;
       MessageState& state = messages_[id];
       state.recovered = true;
+      state.queued_unix = unix_now();  // until loaded: the age counts from the restart
       // A hold outlives a restart: the message waits without being loaded.
       std::vector<std::string> lines = spool_.read_state(id);
       bool held = false;
@@ -123,6 +125,7 @@ void Scheduler::enqueue(const std::string& id) {
   std::lock_guard lock(mutex_);
   auto [it, inserted] = messages_.try_emplace(id);
   if (!inserted) return;  // already known: ready, waiting, in flight or held
+  it->second.queued_unix = unix_now();
   ready_.push_back(id);
   wake_.notify_one();
 }
@@ -137,6 +140,18 @@ void Scheduler::stop() {
     if (thread.joinable()) thread.join();
   }
   threads_.clear();
+}
+
+Scheduler::Stats Scheduler::stats() const {
+  Stats stats;
+  std::lock_guard lock(mutex_);
+  stats.messages = messages_.size();
+  for (const auto& [id, state] : messages_) {
+    std::int64_t since = state.received_unix != 0 ? state.received_unix : state.queued_unix;
+    if (since != 0 && (stats.oldest_unix == 0 || since < stats.oldest_unix))
+      stats.oldest_unix = since;
+  }
+  return stats;
 }
 
 std::size_t Scheduler::pending() const {
@@ -256,9 +271,12 @@ void Scheduler::attempt(const std::string& id) {
 
   std::vector<DeliveryResult> results;
   if (!pending.empty() && !stopping_) {
+    auto attempt_started = std::chrono::steady_clock::now();
     results = deliver_(message, pending);
     results.resize(pending.size(),
                    DeliveryResult{DeliveryStatus::kTransient, "deliverer gave no result"});
+    obs::server_metrics().delivery_duration(results.front().transport,
+                                            std::chrono::steady_clock::now() - attempt_started);
   }
 
   const std::int64_t now = unix_now();
@@ -278,11 +296,13 @@ void Scheduler::attempt(const std::string& id) {
             (result.transport.empty() ? "" : " to=" + log_value(result.transport)) +
             " detail=" + log_value(result.detail));
         spool_.append_state(id, "delivered " + std::to_string(i));
+        obs::server_metrics().delivery_attempt("delivered", result.transport);
         delivered.push_back(i);
         delivered_results.push_back(std::move(result));
         break;
       case DeliveryStatus::kPermanent:
         log("event=failed" + prefix + " detail=" + log_value(result.detail));
+        obs::server_metrics().delivery_attempt("bounced", result.transport);
         failed.push_back(i);
         failed_results.push_back(std::move(result));
         break;
@@ -291,12 +311,14 @@ void Scheduler::attempt(const std::string& id) {
           log("event=expired" + prefix + " age=" + std::to_string(age) +
               "s detail=" + log_value(result.detail));
           if (result.enhanced.empty()) result.enhanced = "4.4.7";
+          obs::server_metrics().delivery_attempt("bounced", result.transport);
           result.detail =
               "gave up after " + std::to_string(age) + "s in the queue: " + result.detail;
           failed.push_back(i);
           failed_results.push_back(std::move(result));
         } else {
           log("event=deferred" + prefix + " detail=" + log_value(result.detail));
+          obs::server_metrics().delivery_attempt("deferred", result.transport);
           still_pending.push_back(i);
           pending_results.push_back(std::move(result));
         }

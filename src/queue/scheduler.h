@@ -121,6 +121,13 @@ class Scheduler {
   // Messages with work left: ready, waiting for a retry, or being delivered (held and
   // broken ones do not count).
   std::size_t pending() const;
+  // For metrics: every message in the queue (held and broken too) and the Unix time the
+  // oldest of them was accepted (0: queue empty). One pass under the lock, no disk.
+  struct Stats {
+    std::size_t messages = 0;
+    std::int64_t oldest_unix = 0;
+  };
+  Stats stats() const;
 
   // Operator commands (thread-safe). Ids are spool ids.
   enum class Outcome { kDone, kNotFound, kLater /* in delivery now: done when it ends */ };
@@ -141,6 +148,7 @@ class Scheduler {
     bool loaded = false;           // the fields below were read from the spool
     std::string sender;
     std::int64_t received_unix = 0;
+    std::int64_t queued_unix = 0;  // when the scheduler learned of it (until loaded)
     std::uint64_t size = 0;
     std::vector<std::string> addresses;
     std::vector<RecipientState> recipients;

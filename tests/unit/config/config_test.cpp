@@ -427,3 +427,42 @@ TEST(ConfigCertificateNames, MistakesNameLineAndKey) {
     EXPECT_NE(error.message.find(c.message), std::string::npos) << error.message;
   }
 }
+
+namespace {
+
+TEST(ConfigObservabilityTest, MetricsAndLogAreReadWithDefaults) {
+  auto plain = config::parse(kMinimal, "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_TRUE(plain->metrics.address.empty());
+  EXPECT_EQ(plain->log.format, "kv");
+  EXPECT_EQ(plain->log.output, "stderr");
+  auto parsed = config::parse(std::string(kMinimal) +
+                                  "\n[metrics]\naddress = \"[::1]:9464\"\n"
+                                  "[log]\nformat = \"json\"\noutput = \"syslog\"\n"
+                                  "facility = \"local3\"\nsyslog_socket = \"/run/log.sock\"\n",
+                              "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed->metrics.host, "::1");
+  EXPECT_EQ(parsed->metrics.port, 9464);
+  EXPECT_EQ(parsed->log.format, "json");
+  EXPECT_EQ(parsed->log.facility, "local3");
+  EXPECT_EQ(parsed->log.syslog_socket, "/run/log.sock");
+}
+
+TEST(ConfigObservabilityTest, NonLoopbackMetricsNeedTheSettingThatSaysSo) {
+  config::ConfigError e =
+      expect_error(std::string(kMinimal) + "\n[metrics]\naddress = \"0.0.0.0:9464\"\n");
+  EXPECT_EQ(e.key, "metrics.address");
+  EXPECT_EQ(e.line, 23);
+  EXPECT_NE(e.message.find("allow_non_loopback"), std::string::npos) << e.message;
+  auto allowed = config::parse(std::string(kMinimal) +
+                                   "\n[metrics]\naddress = \"0.0.0.0:9464\"\n"
+                                   "allow_non_loopback = true\n",
+                               "/etc/smtpsd/test.toml");
+  EXPECT_TRUE(allowed.has_value());
+  EXPECT_EQ(expect_error(std::string(kMinimal) + "\n[metrics]\naddress = \"9464\"\n").key,
+            "metrics.address");
+  EXPECT_EQ(expect_error(std::string(kMinimal) + "\n[log]\nformat = \"xml\"\n").key, "log.format");
+}
+
+}  // namespace

@@ -1,0 +1,60 @@
+// Tests for obs/metrics_server.cpp: request handling and address checks.
+#include "obs/metrics_server.h"
+
+#include <gtest/gtest.h>
+
+namespace {
+
+std::string status_line(const std::string& response) {
+  return response.substr(0, response.find("\r\n"));
+}
+
+TEST(MetricsServerTest, AnswersGetMetricsAndRefusesTheRest) {
+  obs::Registry registry;
+  registry.counter("c_total", "C.").inc();
+  obs::MetricsServer server(registry, std::chrono::seconds(1));
+  std::string ok = server.respond("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status_line(ok), "HTTP/1.1 200 OK");
+  EXPECT_NE(ok.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
+  EXPECT_NE(ok.find("\r\n\r\n# HELP c_total C.\n"), std::string::npos);
+  EXPECT_EQ(status_line(server.respond("GET /metrics?x=1 HTTP/1.0\r\n\r\n")), "HTTP/1.1 200 OK");
+  EXPECT_EQ(status_line(server.respond("GET / HTTP/1.1\r\n\r\n")), "HTTP/1.1 404 Not Found");
+  EXPECT_EQ(status_line(server.respond("POST /metrics HTTP/1.1\r\n\r\n")),
+            "HTTP/1.1 405 Method Not Allowed");
+  EXPECT_EQ(status_line(server.respond("hello\r\n\r\n")), "HTTP/1.1 400 Bad Request");
+  EXPECT_EQ(status_line(server.respond("GET /metrics SMTP/1.1\r\n\r\n")),
+            "HTTP/1.1 400 Bad Request");
+  EXPECT_EQ(status_line(server.respond("get /metrics HTTP/1.1\r\n\r\n")),
+            "HTTP/1.1 400 Bad Request");
+}
+
+TEST(MetricsServerTest, HeadHasNoBody) {
+  obs::Registry registry;
+  registry.counter("c_total", "C.").inc();
+  obs::MetricsServer server(registry, std::chrono::seconds(1));
+  std::string head = server.respond("HEAD /metrics HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(status_line(head), "HTTP/1.1 200 OK");
+  EXPECT_EQ(head.substr(head.size() - 4), "\r\n\r\n");
+}
+
+TEST(MetricsServerTest, AddressesSplitAndLoopbackIsRecognised) {
+  std::string host;
+  std::uint16_t port = 0;
+  ASSERT_TRUE(obs::split_host_port("127.0.0.1:9464", host, port));
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 9464);
+  ASSERT_TRUE(obs::split_host_port("[::1]:0", host, port));
+  EXPECT_EQ(host, "::1");
+  EXPECT_FALSE(obs::split_host_port("localhost:9464", host, port));  // numeric only
+  EXPECT_FALSE(obs::split_host_port("::1:9464", host, port));
+  EXPECT_FALSE(obs::split_host_port("127.0.0.1:70000", host, port));
+  EXPECT_FALSE(obs::split_host_port("127.0.0.1", host, port));
+  EXPECT_TRUE(obs::is_loopback_address("127.0.0.1"));
+  EXPECT_TRUE(obs::is_loopback_address("127.8.9.10"));
+  EXPECT_TRUE(obs::is_loopback_address("::1"));
+  EXPECT_FALSE(obs::is_loopback_address("0.0.0.0"));
+  EXPECT_FALSE(obs::is_loopback_address("192.0.2.1"));
+  EXPECT_FALSE(obs::is_loopback_address("::"));
+}
+
+}  // namespace
