@@ -320,7 +320,11 @@ struct Server::Impl {
       socket.set_option(tcp::no_delay(true), ignored);
       socket.non_blocking(true, ignored);
       tcp::endpoint peer = socket.remote_endpoint(ignored);
-      std::string client = ignored ? "unknown" : endpoint_address(peer);
+      if (ignored) {  // the peer is gone already (reset before we got to it): nothing to serve
+        socket.close(ignored);
+        continue;
+      }
+      std::string client = endpoint_address(peer);
       const bool proxied = listener.options.proxy_protocol;
       auto connection = std::make_shared<Connection>(std::move(socket));
       if (proxied && !trusted_proxy(client, listener.options)) {
@@ -424,9 +428,16 @@ struct Server::Impl {
   // client's own stream (its ClientHello, read by OpenSSL straight from the socket, or its
   // first command). Each round peeks at what has arrived; bytes that only extend a header
   // still incomplete are consumed, and at the end exactly the rest of the header is.
-  static awaitable<base::Expected<proxy_protocol::Header, std::string>> read_proxy_header(
+  struct ProxyHeaderError {
+    std::string reason;
+    bool nothing_received = false;  // gone without one byte: a port probe or health check
+  };
+  static awaitable<base::Expected<proxy_protocol::Header, ProxyHeaderError>> read_proxy_header(
       Connection& connection) {
-    using Result = base::Expected<proxy_protocol::Header, std::string>;
+    using Result = base::Expected<proxy_protocol::Header, ProxyHeaderError>;
+    auto failure = [&](std::string reason, bool nothing = false) {
+      return Result(base::unexpected(ProxyHeaderError{std::move(reason), nothing}));
+    };
     static_assert(proxy_protocol::kMaxLength <= sizeof connection.read_buffer);
     char* buffer = connection.read_buffer.data();
     std::size_t have = 0;
@@ -438,18 +449,18 @@ struct Server::Impl {
             base::unexpected(connection.timed_out ? std::string("timeout") : ec.message()));
       ssize_t n = ::recv(fd, buffer + have, proxy_protocol::kMaxLength - have, MSG_PEEK);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
-      if (n < 0) co_return Result(base::unexpected(std::string(std::strerror(errno))));
-      if (n == 0) co_return Result(base::unexpected(std::string("closed before the header")));
+      if (n < 0) co_return failure(std::strerror(errno), have == 0 && errno == ECONNRESET);
+      if (n == 0) co_return failure("closed before the header", have == 0);
       proxy_protocol::Result parsed =
           proxy_protocol::parse(std::string_view(buffer, have + static_cast<std::size_t>(n)));
       if (parsed.status == proxy_protocol::Status::kInvalid) {
-        co_return Result(base::unexpected(std::string(parsed.error)));
+        co_return failure(std::string(parsed.error));
       }
       std::size_t take = parsed.status == proxy_protocol::Status::kDone
                              ? parsed.length - have
                              : static_cast<std::size_t>(n);
       if (::recv(fd, buffer + have, take, 0) != static_cast<ssize_t>(take)) {
-        co_return Result(base::unexpected(std::string("short read of a peeked header")));
+        co_return failure("short read of a peeked header");
       }
       have += take;
       if (parsed.status == proxy_protocol::Status::kDone) co_return Result(parsed.header);
@@ -514,11 +525,12 @@ struct Server::Impl {
       proxy = client;
       auto header = co_await read_proxy_header(*connection);
       if (!header) {
-        obs::Log("proxy_header_failed", obs::Level::kWarning)
+        const bool probe = header.error().nothing_received;
+        obs::Log("proxy_header_failed", probe ? obs::Level::kDebug : obs::Level::kWarning)
             .kv("session", session_id)
             .kv("role", options.role)
             .kv("proxy", proxy)
-            .kv("reason", header.error());
+            .kv("reason", header.error().reason);
         co_return;
       }
       if (!header->use_socket_address) {

@@ -9,6 +9,7 @@ its messages per hour gets "451 4.7.1" at MAIL (README "Replies and limits").
 import os
 import smtplib
 import socket
+import time
 import unittest
 
 from harness import ServerTestCase, make_message, read_reply
@@ -62,6 +63,40 @@ class ConnectionRate(ServerTestCase):
                 code, _ = greeting_from(server.ports["smtp"], "127.0.0.2")
                 self.assertEqual(code, 220)
             self.assertNotIn("limit=rate", server.log())
+
+
+class ConcurrentLimits(ServerTestCase):
+    def test_open_connections_per_ip_and_in_total(self):
+        server = self.new_server(limits={"max_connections_per_ip": 2, "max_connections": 3})
+        with server:
+            port = server.ports["smtp"]
+            held = []
+            try:
+                for _ in range(2):
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                                    source_address=("127.0.0.2", 0))
+                    f = sock.makefile("rb")
+                    self.assertEqual(read_reply(f)[0], 220)
+                    held.append((sock, f))
+                code, lines = greeting_from(port, "127.0.0.2")
+                self.assertEqual(code, 421)
+                self.assertIn("4.7.0", lines[0])
+                server.wait_log(r"event=connection_refused role=smtp client=127\.0\.0\.2 "
+                                r"limit=per_ip ")
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                                source_address=("127.0.0.3", 0))
+                f = sock.makefile("rb")
+                self.assertEqual(read_reply(f)[0], 220)
+                held.append((sock, f))
+                time.sleep(1.1)  # one refusal line a second at most
+                code, lines = greeting_from(port, "127.0.0.4")
+                self.assertEqual(code, 421)
+                server.wait_log(r"event=connection_refused role=smtp client=127\.0\.0\.4 "
+                                r"limit=total ")
+            finally:
+                for sock, f in held:
+                    f.close()
+                    sock.close()
 
 
 class UserMessageRate(ServerTestCase):

@@ -64,7 +64,8 @@ class HAProxy:
                  "    default_backend submission", "",
                  "backend smtps", "    balance roundrobin"]
         for i, server in enumerate(backends):
-            lines.append(f"    server s{i} 127.0.0.1:{server.ports['submissions']} send-proxy-v2")
+            lines.append(f"    server s{i} 127.0.0.1:{server.ports['submissions']} send-proxy-v2 "
+                         "check check-send-proxy inter 300ms")
         lines += ["", "backend submission", "    balance roundrobin"]
         for i, server in enumerate(backends):
             lines.append(f"    server s{i} 127.0.0.1:{server.ports['submission']} send-proxy")
@@ -153,6 +154,9 @@ class BehindHAProxy(ServerTestCase):
             received = message.split(b"\r\n\r\n")[0]
             self.assertIn(b"[127.0.0.2]", received, received)
         for server in (self.a, self.b):
+            # HAProxy's health checks (check-send-proxy: a v2 LOCAL header, then a reset)
+            # are no failed headers worth a warning.
+            self.assertNotIn("event=proxy_header_failed", server.log())
             for role in ("submissions", "submission"):
                 server.wait_log(rf"event=connect session=\S+ role={role} client=127\.0\.0\.2 "
                                 r"client_port=\d+ proxy=127\.0\.0\.1")
@@ -194,6 +198,15 @@ class BehindHAProxy(ServerTestCase):
         self.a.wait_log(r"event=proxy_header_failed session=\S+ role=submission "
                         r"proxy=127\.0\.0\.1 reason=\"not a PROXY protocol header\"")
         self.a.wait_log(r"event=proxy_header_failed .*reason=\"v1 header longer than 107")
+
+    def test_silent_peer_is_cut_after_the_header_timeout(self):
+        sock, f = raw(self.a.ports["submissions"])
+        started = time.time()
+        with sock, f:
+            self.assertEqual(f.read(), b"")  # nothing is sent, the server closes
+        self.assertLess(time.time() - started, 9)
+        self.a.wait_log(r"level=warning event=proxy_header_failed session=\S+ role=submissions "
+                        r"proxy=127\.0\.0\.1 reason=timeout")
 
 
 @unittest.skipUnless(shutil.which("haproxy"), "haproxy not installed (scripts/install-deps.sh)")
