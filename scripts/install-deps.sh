@@ -10,6 +10,7 @@ packages=(
   libc-ares-dev
   testssl.sh
   python3 swaks libnet-ssleay-perl msmtp curl procps gsasl fail2ban dnsmasq-base dovecot-core dovecot-lmtpd haproxy
+  postfix
 )
 
 missing=()
@@ -24,5 +25,16 @@ echo "install-deps: installing ${missing[*]}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# Postfix is only a comparison and probe target that the tests run privately on loopback
+# (tests/integration/postfix.py): answer its debconf question with "No configuration" so
+# the package neither asks nor writes a main.cf nor starts a system mail service on port 25.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Whatever debconf said, leave no system-wide Postfix running or enabled.
+if dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q "install ok installed"; then
+  $SUDO postfix stop >/dev/null 2>&1 || true
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now postfix.service >/dev/null 2>&1 || true
+  fi
+fi

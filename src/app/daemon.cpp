@@ -13,10 +13,13 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
+#include <thread>
 #include <vector>
 
+#include "app/config_reload.h"
 #include "app/control_commands.h"
 #include "app/control_socket.h"
 #include "app/local_recipients.h"
@@ -33,7 +36,9 @@
 #include "queue/group_commit.h"
 #include "queue/scheduler.h"
 #include "queue/spool.h"
-#include "tls/dev_pki.h"
+#include "tls/certificate_store.h"
+#include "tls/expiry_watch.h"
+#include "tls/file_watch.h"
 #include "tls/policy.h"
 
 namespace app {
@@ -42,8 +47,11 @@ namespace {
 // The session policy of a listener (DESIGN.md §3): submission roles require AUTH, relay for
 // authenticated users and check that the sender belongs to them; the smtp role never
 // offers AUTH and accepts mail for the local domains only.
-smtp::SessionConfig session_config(const config::Config& config, const config::Listener& l,
-                                   auth::UserDirectory& users) {
+// The lambdas hold the configuration snapshot they were made from: a session keeps it alive
+// after a reload has put another one in service.
+smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapshot,
+                                   const config::Listener& l, auth::UserDirectory& users) {
+  const config::Config& config = *snapshot;
   smtp::SessionConfig session;
   session.hostname = config.hostname;
   session.limits = config.limits;
@@ -70,8 +78,9 @@ smtp::SessionConfig session_config(const config::Config& config, const config::L
       return store && store->may_send_as(user, sender);
     };
   }
-  session.check_recipient = [&config, submission](std::string_view address, std::string_view user) {
-    smtp::RecipientVerdict verdict = verdict_for_inbound(config, address);
+  session.check_recipient = [snapshot, submission](std::string_view address,
+                                                   std::string_view user) {
+    smtp::RecipientVerdict verdict = verdict_for_inbound(*snapshot, address);
     // An authenticated user may send anywhere: mail for other domains is queued for
     // onward delivery (relay or MX, delivery/outbound.h).
     if (submission && !user.empty() && verdict == smtp::RecipientVerdict::kRelayDenied) {
@@ -156,13 +165,17 @@ delivery::OutboundOptions outbound_options(const config::Config& config) {
 
 // Sends each recipient where it belongs: local mailboxes to Maildir (or LMTP), other
 // domains through delivery::Outbound, one transaction per domain.
+// The local domains are those of the configuration in service when the delivery starts.
 class Router {
  public:
-  Router(const config::Config& config, delivery::Maildir& maildir, delivery::Outbound& outbound)
-      : config_(config), maildir_(maildir), outbound_(outbound) {}
+  Router(std::function<std::shared_ptr<const config::Config>()> config, delivery::Maildir& maildir,
+         delivery::Outbound& outbound)
+      : config_in_service_(std::move(config)), maildir_(maildir), outbound_(outbound) {}
 
   std::vector<queue::DeliveryResult> deliver(const queue::StoredMessage& message,
                                              std::span<const std::size_t> recipients) {
+    const std::shared_ptr<const config::Config> snapshot = config_in_service_();
+    const config::Config& config_ = *snapshot;
     std::vector<queue::DeliveryResult> results(recipients.size());
     std::vector<std::size_t> lmtp_positions;
     std::map<std::string, std::vector<std::size_t>> remote_positions;  // domain -> positions
@@ -229,14 +242,472 @@ class Router {
   }
 
  private:
-  const config::Config& config_;
+  std::function<std::shared_ptr<const config::Config>()> config_in_service_;
   delivery::Maildir& maildir_;
   delivery::Outbound& outbound_;
 };
 
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string joined(const std::vector<std::string>& items, std::string_view separator = ",") {
+  std::string out;
+  for (const std::string& item : items) {
+    if (!out.empty()) out += separator;
+    out += item;
+  }
+  return out;
+}
+
+// "FILE:LINE: KEY: " for messages about one entry of the configuration.
+std::string where(const config::Config& config, long line, const std::string& key) {
+  return config.source_file + (line > 0 ? ":" + std::to_string(line) : "") + ": " + key + ": ";
+}
+
+std::string without_tls_prefix(std::string message) {
+  if (message.rfind("tls: ", 0) == 0) message.erase(0, 5);
+  return message;
+}
+
+// The files whose change reloads the certificates: every certificate and key.
+std::vector<std::string> certificate_paths(const config::Config& config) {
+  std::vector<std::string> paths;
+  for (const tls::CertificatePair& pair : config.certificates) {
+    paths.push_back(pair.certificate_file);
+    paths.push_back(pair.key_file);
+  }
+  return paths;
+}
+
+bool same_certificates(const tls::CertificateStore& a, const tls::CertificateStore& b) {
+  std::vector<tls::CertificateDetails> left = a.certificates();
+  std::vector<tls::CertificateDetails> right = b.certificates();
+  if (left.size() != right.size()) return false;
+  for (std::size_t i = 0; i < left.size(); ++i) {
+    if (left[i].file != right[i].file || left[i].key_file != right[i].key_file ||
+        left[i].fingerprint != right[i].fingerprint || left[i].set_names != right[i].set_names) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Inotify wakes the watcher at once; the poll catches what it cannot see. A change is acted
+// on once the files have stayed the same for kSettle (certbot replaces four links in a row,
+// an administrator copies the certificate and then the key).
+constexpr std::chrono::milliseconds kPollInterval{2000};
+constexpr std::chrono::milliseconds kSettle{200};
+constexpr std::chrono::milliseconds kSettleStep{50};
+constexpr std::chrono::hours kExpiryCheckInterval{1};
+
 }  // namespace
 
-int serve(const config::Config& config, const std::function<void()>& on_ready) {
+// What serves new connections: one configuration snapshot, the certificates read for it and
+// each listener's TLS contexts (in the order of config->listeners).
+struct Generation {
+  std::shared_ptr<const config::Config> config;
+  std::shared_ptr<const tls::CertificateStore> certificates;
+  std::vector<std::shared_ptr<tls::ServerContexts>> contexts;
+  std::vector<net::ListenerOptions> listeners;
+};
+
+struct PrepareError {
+  std::string message;                        // "FILE:LINE: KEY: …"
+  std::optional<tls::LoadError> certificate;  // when a certificate or key file is at fault
+};
+
+struct Daemon::Impl {
+  explicit Impl(config::Config config) {
+    generation.config = std::make_shared<const config::Config>(std::move(config));
+  }
+
+  // Set by run() while the server runs, under reload_mutex (one reload at a time).
+  std::mutex reload_mutex;
+  net::Server* server = nullptr;
+  auth::UserDirectory* users = nullptr;
+  queue::Spool* spool = nullptr;
+
+  mutable std::mutex state_mutex;  // guards what follows
+  Generation generation;
+  std::vector<std::string> watched_paths;
+  std::vector<tls::FileSignature> watched_signatures;  // as of the last load attempt
+  std::uint64_t watched_version = 0;
+  tls::ExpiryWatch expiry;
+
+  tls::FileWatch file_watch;  // owned by the watch thread, except wake()
+  std::atomic<bool> hangup{false};
+  const SystemdNotifier* notifier = nullptr;  // set by run() before the watch thread starts
+  std::atomic<bool> watch_stop{false};
+
+  std::shared_ptr<const config::Config> config() const {
+    std::lock_guard lock(state_mutex);
+    return generation.config;
+  }
+
+  // Reads the certificates of `snapshot` and builds every listener's contexts and options.
+  // Nothing in service changes here.
+  base::Expected<Generation, PrepareError> prepare(std::shared_ptr<const config::Config> snapshot,
+                                                   const Generation* previous, bool strict_dates) {
+    const config::Config& config = *snapshot;
+    Generation next;
+    next.config = snapshot;
+    tls::LoadOptions load_options;
+    load_options.now_unix = unix_now();
+    load_options.refuse_out_of_date = strict_dates;
+    load_options.in_service = previous != nullptr ? previous->certificates.get() : nullptr;
+    auto store = tls::CertificateStore::load(config.certificates, load_options);
+    if (!store) {
+      const tls::LoadError& error = store.error();
+      const std::size_t index = error.pair_index;
+      const long line =
+          index < config.certificate_lines.size() ? config.certificate_lines[index] : 0;
+      return base::unexpected(
+          PrepareError{where(config, line, "tls.certificates[" + std::to_string(index) + "]") +
+                           error.to_string(),
+                       error});
+    }
+    next.certificates = std::move(store.value());
+    for (std::size_t i = 0; i < config.listeners.size(); ++i) {
+      const config::Listener& l = config.listeners[i];
+      tls::Policy policy = config.tls;
+      policy.session_tickets = l.session_tickets;
+      // Ticket keys carry over from the listener on the same address and port.
+      const tls::ServerContexts* before = nullptr;
+      if (previous != nullptr) {
+        const auto& old_listeners = previous->config->listeners;
+        for (std::size_t j = 0; j < old_listeners.size() && j < previous->contexts.size(); ++j) {
+          if (old_listeners[j].address == l.address && old_listeners[j].port == l.port &&
+              old_listeners[j].role == l.role) {
+            before = previous->contexts[j].get();
+            break;
+          }
+        }
+      }
+      auto contexts = tls::ServerContexts::create(policy, next.certificates, l.client_ca, before);
+      if (!contexts) {
+        return base::unexpected(
+            PrepareError{where(config, l.line, "listeners[" + std::to_string(i) + "]") +
+                             without_tls_prefix(contexts.error()),
+                         std::nullopt});
+      }
+      net::ListenerOptions options;
+      options.role = std::string(config::role_name(l.role));
+      options.address = l.address;
+      options.port = l.port;
+      options.implicit_tls = l.role == config::Role::kSubmissions;
+      options.tls_context = contexts.value()->initial_context();
+      options.session = session_config(snapshot, l, *users);
+      options.proxy_protocol = l.proxy_protocol;
+      for (const std::string& network : l.proxy_from) {
+        auto parsed = auth::parse_network(network);  // validated by the configuration loader
+        if (!parsed) {
+          return base::unexpected(PrepareError{
+              where(config, l.line, "listeners[" + std::to_string(i) + "].proxy_from") +
+                  parsed.error(),
+              std::nullopt});
+        }
+        options.proxy_from.push_back(parsed.value());
+      }
+      options.session.has_room_for = [spool = spool,
+                                      reserve = config.min_free_space](std::uint64_t size) {
+        return has_room(*spool, reserve, size);
+      };
+      options.command_timeout = config.command_timeout;
+      options.data_timeout = config.data_timeout;
+      options.handshake_timeout = config.handshake_timeout;
+      next.contexts.push_back(std::move(contexts.value()));
+      next.listeners.push_back(std::move(options));
+    }
+    return next;
+  }
+
+  // Puts a prepared generation in service and notes the files it was read from.
+  void publish(Generation next, std::vector<std::string> paths,
+               std::vector<tls::FileSignature> signatures) {
+    std::lock_guard lock(state_mutex);
+    generation = std::move(next);
+    watched_paths = std::move(paths);
+    watched_signatures = std::move(signatures);
+    ++watched_version;
+  }
+
+  // A refused load: the same files are not tried again until they change once more.
+  void remember_refused(std::vector<std::string> paths,
+                        std::vector<tls::FileSignature> signatures) {
+    std::lock_guard lock(state_mutex);
+    watched_paths = std::move(paths);
+    watched_signatures = std::move(signatures);
+    ++watched_version;
+  }
+
+  static void log_certificate(std::string_view event, const tls::CertificateDetails& c) {
+    obs::Log(event)
+        .kv("file", c.file)
+        .kv("names", joined(c.subject_names))
+        .kv("set", c.set_names.empty() ? std::string("default") : joined(c.set_names))
+        .kv("key", c.key_type)
+        .kv("not_after", c.not_after)
+        .kv("days_left", (c.not_after - unix_now()) / 86400);
+  }
+
+  // Warnings at 30, 14, 7, 3 and 1 days; an error once expired (expiry_watch.h).
+  void check_expiry() {
+    std::vector<tls::ExpiryNotice> notices;
+    {
+      std::lock_guard lock(state_mutex);
+      if (!generation.certificates) return;
+      notices = expiry.check(generation.certificates->certificates(), unix_now());
+    }
+    for (const tls::ExpiryNotice& notice : notices) {
+      const tls::CertificateDetails& c = notice.certificate;
+      if (notice.expired) {
+        obs::Log("certificate_expired", obs::Level::kError)
+            .kv("file", c.file)
+            .kv("names", joined(c.subject_names))
+            .kv("not_after", c.not_after)
+            .kv("expired_seconds_ago", -notice.seconds_left);
+      } else {
+        obs::Log("certificate_expiring", obs::Level::kWarning)
+            .kv("file", c.file)
+            .kv("names", joined(c.subject_names))
+            .kv("days_left", notice.days_left)
+            .kv("threshold_days", notice.threshold_days)
+            .kv("not_after", c.not_after);
+      }
+    }
+  }
+
+  // Applies `next` (whole_config: from SIGHUP; else the certificates of the configuration in
+  // service). Caller holds reload_mutex.
+  ReloadResult apply(config::Config next_config, bool whole_config) {
+    if (server == nullptr) return ReloadResult{false, "the server is not running"};
+    Generation running;
+    {
+      std::lock_guard lock(state_mutex);
+      running = generation;
+    }
+    std::vector<std::string> restart_keys;
+    if (whole_config) restart_keys = keep_restart_only_settings(next_config, *running.config);
+    auto snapshot = std::make_shared<const config::Config>(std::move(next_config));
+    // Signatures before reading: a change while we read is seen as a change afterwards.
+    std::vector<std::string> running_paths = certificate_paths(*running.config);
+    std::vector<std::string> next_paths = certificate_paths(*snapshot);
+    std::vector<tls::FileSignature> running_signatures = tls::file_signatures(running_paths);
+    std::vector<tls::FileSignature> next_signatures = tls::file_signatures(next_paths);
+
+    auto refuse = [&](const std::string& message, const std::optional<tls::LoadError>& file) {
+      remember_refused(running_paths, running_signatures);
+      if (file) {
+        obs::Log("tls_reload_refused", obs::Level::kError)
+            .kv("file", file->file)
+            .kv("reason", file->reason)
+            .kv("kept", "the certificates in service");
+      }
+      if (whole_config) {
+        obs::Log("reload_refused", obs::Level::kError)
+            .kv("error", message)
+            .kv("kept", "the configuration in service");
+      }
+      file_watch.wake();
+      return ReloadResult{false, message};
+    };
+
+    auto prepared = prepare(snapshot, &running, /*strict_dates=*/true);
+    if (!prepared) return refuse(prepared.error().message, prepared.error().certificate);
+    Generation next = std::move(prepared.value());
+    if (!whole_config && same_certificates(*next.certificates, *running.certificates)) {
+      // Touched, or rewritten with the same bytes: nothing to change.
+      remember_refused(next_paths, next_signatures);
+      obs::Log("tls_files_unchanged", obs::Level::kDebug);
+      return ReloadResult{true, {}};
+    }
+
+    const std::string old_users_file = running.config->auth.users_file;
+    const bool users_moved = snapshot->auth.users_file != old_users_file;
+    if (users_moved) {
+      if (auto switched = users->switch_to(snapshot->auth.users_file); !switched) {
+        return refuse(where(*snapshot, 0, "auth.users_file") + switched.error(), std::nullopt);
+      }
+    }
+    auto bound = server->update_listeners(next.listeners);
+    if (!bound) {
+      if (users_moved) users->switch_to(old_users_file);
+      const std::size_t index = bound.error().index;
+      const long line = index < snapshot->listeners.size() ? snapshot->listeners[index].line : 0;
+      return refuse(where(*snapshot, line, "listeners[" + std::to_string(index) + "]") +
+                        bound.error().message,
+                    std::nullopt);
+    }
+    server->set_connection_limits(snapshot->max_connections, snapshot->max_connections_per_ip);
+    obs::set_min_level(obs::parse_level(snapshot->log_level));
+
+    std::vector<tls::CertificateDetails> before = running.certificates->certificates();
+    std::vector<tls::CertificateDetails> after = next.certificates->certificates();
+    publish(std::move(next), next_paths, next_signatures);
+    file_watch.wake();  // the watcher looks at the (maybe new) files and directories
+
+    for (const tls::CertificateDetails& c : after) {
+      const bool known = std::any_of(before.begin(), before.end(), [&c](const auto& old) {
+        return old.file == c.file && old.fingerprint == c.fingerprint;
+      });
+      if (!known) log_certificate("tls_reloaded", c);
+    }
+    if (whole_config) {
+      if (!restart_keys.empty()) {
+        obs::Log("reload_needs_restart", obs::Level::kWarning)
+            .kv("keys", joined(restart_keys))
+            .kv("kept", "the values in service");
+      }
+      obs::Log("reloaded")
+          .kv("config", snapshot->source_file)
+          .kv("listeners", static_cast<std::uint64_t>(snapshot->listeners.size()))
+          .kv("certificates", static_cast<std::uint64_t>(after.size()));
+    }
+    check_expiry();
+    return ReloadResult{true, {}};
+  }
+
+  // The watch thread: SIGHUP requests, certificate file changes, the hourly expiry check.
+  void watch_loop(Daemon& daemon) {
+    using Clock = std::chrono::steady_clock;
+    std::uint64_t version_seen = ~std::uint64_t{0};
+    std::vector<std::string> paths;
+    bool pending = false;
+    std::vector<tls::FileSignature> pending_signatures;
+    Clock::time_point pending_since;
+    Clock::time_point next_poll = Clock::now() + kPollInterval;
+    Clock::time_point next_expiry_check = Clock::now() + kExpiryCheckInterval;
+    bool announced = false;
+    bool refresh_watches = true;
+    while (!watch_stop) {
+      {
+        std::lock_guard lock(state_mutex);
+        if (watched_version != version_seen) {
+          version_seen = watched_version;
+          paths = watched_paths;
+          refresh_watches = true;
+        }
+      }
+      if (refresh_watches) {
+        // Again after each load and each poll: a renewal may point the links elsewhere, and
+        // a directory may have been replaced.
+        refresh_watches = false;
+        std::vector<std::string> directories;
+        for (const std::string& path : paths) {
+          for (std::string& directory : tls::directories_to_watch(path))
+            directories.push_back(std::move(directory));
+        }
+        std::sort(directories.begin(), directories.end());
+        directories.erase(std::unique(directories.begin(), directories.end()), directories.end());
+        file_watch.watch_directories(directories);
+        if (!announced) {
+          announced = true;
+          obs::Log("certificate_watch")
+              .kv("files", static_cast<std::uint64_t>(paths.size()))
+              .kv("inotify", file_watch.notifying())
+              .kv("poll_ms", static_cast<std::int64_t>(kPollInterval.count()));
+        }
+      }
+      Clock::time_point now = Clock::now();
+      Clock::time_point deadline = std::min(next_poll, next_expiry_check);
+      if (pending) deadline = std::min(deadline, now + kSettleStep);
+      auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
+                     std::chrono::milliseconds(1);
+      tls::FileWatch::Woken woken = file_watch.wait(timeout);
+      if (watch_stop) break;
+      if (hangup.exchange(false)) {
+        // systemd (Type=notify): the manager shows "reloading" until READY=1 comes back.
+        if (notifier != nullptr) notifier->reloading();
+        ReloadResult result = daemon.reload();
+        if (notifier != nullptr) {
+          notifier->ready(result.ok ? "accepting mail; configuration reloaded"
+                                    : "accepting mail; reload refused: " + result.error);
+        }
+        pending = false;
+        continue;
+      }
+      now = Clock::now();
+      if (woken == tls::FileWatch::Woken::kFileEvent || pending || now >= next_poll) {
+        if (now >= next_poll) {
+          next_poll = now + kPollInterval;
+          refresh_watches = true;
+        }
+        std::vector<tls::FileSignature> current = tls::file_signatures(paths);
+        std::vector<tls::FileSignature> baseline;
+        {
+          std::lock_guard lock(state_mutex);
+          baseline = watched_signatures;
+        }
+        if (current == baseline) {
+          pending = false;
+        } else if (!pending || current != pending_signatures) {
+          pending = true;
+          pending_signatures = std::move(current);
+          pending_since = now;
+        } else if (now - pending_since >= kSettle) {
+          pending = false;
+          daemon.reload_certificates();
+        }
+      }
+      if (now >= next_expiry_check) {
+        check_expiry();
+        next_expiry_check = now + kExpiryCheckInterval;
+      }
+    }
+  }
+};
+
+Daemon::Daemon(config::Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+Daemon::~Daemon() = default;
+
+ReloadResult Daemon::reload() {
+  std::lock_guard lock(impl_->reload_mutex);
+  const std::string file = impl_->config()->source_file;
+  obs::Log("reloading").kv("config", file);
+  auto loaded = config::load_file(file);
+  if (!loaded) {
+    const std::string message = loaded.error().to_string();
+    obs::Log("reload_refused", obs::Level::kError)
+        .kv("error", message)
+        .kv("kept", "the configuration in service");
+    return ReloadResult{false, message};
+  }
+  return impl_->apply(std::move(loaded.value()), /*whole_config=*/true);
+}
+
+ReloadResult Daemon::reload_certificates() {
+  std::lock_guard lock(impl_->reload_mutex);
+  return impl_->apply(*impl_->config(), /*whole_config=*/false);
+}
+
+std::vector<CertificateExpiry> Daemon::certificate_expiry() const {
+  std::shared_ptr<const tls::CertificateStore> store;
+  {
+    std::lock_guard lock(impl_->state_mutex);
+    store = impl_->generation.certificates;
+  }
+  std::vector<CertificateExpiry> out;
+  if (!store) return out;
+  for (const tls::CertificateDetails& c : store->certificates()) {
+    out.push_back(
+        CertificateExpiry{c.file, c.subject_names, c.set_names, c.not_before, c.not_after});
+  }
+  return out;
+}
+
+void Daemon::stop() {
+  std::lock_guard lock(impl_->reload_mutex);
+  if (impl_->server != nullptr) impl_->server->stop();
+}
+
+int Daemon::run(const std::function<void()>& on_ready) {
+  Impl& impl = *impl_;
+  const std::shared_ptr<const config::Config> initial = impl.config();
+  const config::Config& config = *initial;
   obs::set_min_level(obs::parse_level(config.log_level));
   SystemdNotifier notifier;  // before the switch of account: $NOTIFY_SOCKET may be root's
   PrivilegeSettings privileges{config.user, config.group, config.run_as_root, config.data_dir,
@@ -270,7 +741,7 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
     std::fprintf(stderr, "smtpsd: %s\n", outbound.error().c_str());
     return 1;
   }
-  Router router(config, maildir, *outbound.value());
+  Router router([&impl] { return impl.config(); }, maildir, *outbound.value());
   queue::SchedulerOptions scheduler_options;
   scheduler_options.retry_schedule.assign(config.queue.retry_schedule.begin(),
                                           config.queue.retry_schedule.end());
@@ -320,47 +791,38 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
   services.spool = spool.value().get();
   services.committer = &committer;
   services.on_committed = [&scheduler](const std::string& id) { scheduler.enqueue(id); };
+  // SIGHUP arrives on an I/O thread: the watch thread does the reload.
+  services.on_hangup = [&impl] {
+    impl.hangup = true;
+    impl.file_watch.wake();
+  };
   net::Server server(config.io_threads, services);
 
-  std::vector<tls::SslCtxPtr> contexts;
-  for (const config::Listener& l : config.listeners) {
-    tls::Policy policy = config.tls;
-    policy.session_tickets = l.session_tickets;
-    auto context = tls::make_server_context(policy, config.certificates, l.client_ca);
-    if (!context) {
-      std::fprintf(stderr, "smtpsd: %s\n", context.error().c_str());
-      return 1;
-    }
-    net::ListenerOptions options;
-    options.role = std::string(config::role_name(l.role));
-    options.address = l.address;
-    options.port = l.port;
-    options.implicit_tls = l.role == config::Role::kSubmissions;
-    options.tls_context = context.value().get();
-    options.session = session_config(config, l, users);
-    options.proxy_protocol = l.proxy_protocol;
-    for (const std::string& network : l.proxy_from) {
-      auto parsed = auth::parse_network(network);  // validated by the configuration loader
-      if (!parsed) {
-        std::fprintf(stderr, "smtpsd: %s\n", parsed.error().c_str());
-        return 1;
-      }
-      options.proxy_from.push_back(parsed.value());
-    }
-    options.session.has_room_for = [spool = spool.value().get(),
-                                    reserve = config.min_free_space](std::uint64_t size) {
-      return has_room(*spool, reserve, size);
-    };
-    options.command_timeout = config.command_timeout;
-    options.data_timeout = config.data_timeout;
-    options.handshake_timeout = config.handshake_timeout;
-    auto bound = server.listen(options);
-    if (!bound) {
-      std::fprintf(stderr, "smtpsd: %s\n", bound.error().c_str());
-      return 1;
-    }
-    contexts.push_back(std::move(context.value()));
+  impl.users = &users;
+  impl.spool = spool.value().get();
+  // At start an expired certificate is served (with an error in the log, and `smtpsd check`
+  // failing): refusing to start would take every listener down for one certificate.
+  std::vector<std::string> paths = certificate_paths(config);
+  std::vector<tls::FileSignature> signatures = tls::file_signatures(paths);
+  auto prepared = impl.prepare(initial, nullptr, /*strict_dates=*/false);
+  if (!prepared) {
+    std::fprintf(stderr, "smtpsd: %s\n", prepared.error().message.c_str());
+    return 1;
   }
+  for (std::size_t i = 0; i < prepared.value().listeners.size(); ++i) {
+    auto bound = server.listen(prepared.value().listeners[i]);
+    if (!bound) {
+      std::fprintf(
+          stderr, "smtpsd: %s%s\n",
+          where(config, config.listeners[i].line, "listeners[" + std::to_string(i) + "]").c_str(),
+          bound.error().c_str());
+      return 1;
+    }
+  }
+  for (const tls::CertificateDetails& c : prepared.value().certificates->certificates())
+    Impl::log_certificate("certificate_loaded", c);
+  impl.publish(std::move(prepared.value()), std::move(paths), std::move(signatures));
+  impl.check_expiry();
 
   ControlSocket control;
   auto controlling = control.start(
@@ -389,6 +851,14 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
       .kv("gid", static_cast<std::uint64_t>(dropped.value().gid))
       .kv("note", dropped.value().note);
 
+  {
+    std::lock_guard lock(impl.reload_mutex);
+    impl.server = &server;
+  }
+  impl.watch_stop = false;
+  impl.notifier = &notifier;
+  std::thread watcher([&impl, this] { impl.watch_loop(*this); });
+
   scheduler.start();  // delivers whatever the spool already holds (crash recovery)
   obs::Log("started")
       .kv("hostname", config.hostname)
@@ -397,6 +867,15 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
   if (on_ready) on_ready();
   notifier.ready("accepting mail on " + std::to_string(config.listeners.size()) + " listeners");
   server.run();
+  impl.watch_stop = true;
+  impl.file_watch.wake();
+  watcher.join();
+  {
+    std::lock_guard lock(impl.reload_mutex);
+    impl.server = nullptr;
+    impl.users = nullptr;
+    impl.spool = nullptr;
+  }
   control.stop();
   committer.stop();
   queue::GroupCommitter::Stats commits = committer.stats();
@@ -407,53 +886,87 @@ int serve(const config::Config& config, const std::function<void()>& on_ready) {
   return 0;
 }
 
+int serve(const config::Config& config, const std::function<void()>& on_ready) {
+  Daemon daemon(config);
+  return daemon.run(on_ready);
+}
+
+namespace {
+
+// A configured name the certificate's own names do not cover: clients that check the name
+// (RFC 6125) will refuse it.
+bool covers(const std::vector<std::string>& subject_names, const std::string& name) {
+  for (const std::string& subject : subject_names) {
+    std::string lower = subject;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (lower == name || (lower.rfind("*.", 0) == 0 && tls::name_matches(lower, name))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 int check(const config::Config& config) {
   // Each certificate pair on its own, so that an error names the entry it is about:
   // "FILE:LINE: tls.certificates[N]: what is wrong".
   int status = 0;
+  tls::LoadOptions strict;
+  strict.now_unix = unix_now();
   for (std::size_t i = 0; i < config.certificates.size(); ++i) {
     const tls::CertificatePair& pair = config.certificates[i];
     long line = i < config.certificate_lines.size() ? config.certificate_lines[i] : 0;
-    std::string where = config.source_file + (line > 0 ? ":" + std::to_string(line) : "") +
-                        ": tls.certificates[" + std::to_string(i) + "]: ";
-    auto context = tls::make_server_context(config.tls, {pair});
-    if (!context) {
-      std::string message = context.error();
-      if (message.rfind("tls: ", 0) == 0) message.erase(0, 5);
-      std::fprintf(stderr, "%s%s\n", where.c_str(), message.c_str());
+    const std::string at = where(config, line, "tls.certificates[" + std::to_string(i) + "]");
+    auto store = tls::CertificateStore::load({pair}, strict);
+    if (!store) {
+      std::fprintf(stderr, "%s%s\n", at.c_str(), store.error().to_string().c_str());
       status = 2;
       continue;
     }
-    auto days = tls::days_until_expiry(pair.certificate_file);
-    if (!days) {
-      std::fprintf(stderr, "%s%s\n", where.c_str(), days.error().c_str());
-      status = 2;
-    } else if (days.value() < 0) {
-      std::fprintf(stderr, "%scertificate %s expired %ld days ago\n", where.c_str(),
-                   pair.certificate_file.c_str(), -days.value());
-      status = 2;
-    } else {
-      std::printf("certificate %s: expires in %ld days\n", pair.certificate_file.c_str(),
-                  days.value());
+    const tls::CertificateDetails c = store.value()->certificates().front();
+    std::printf("certificate %s: expires in %ld days (%s, %s; serves %s)\n", c.file.c_str(),
+                static_cast<long>((c.not_after - strict.now_unix) / 86400), c.key_type.c_str(),
+                joined(c.subject_names, " ").c_str(),
+                c.set_names.empty() ? "the default set" : joined(c.set_names, " ").c_str());
+    for (const std::string& name : c.set_names) {
+      if (!covers(c.subject_names, name)) {
+        std::printf("warning: %scertificate %s does not cover the name %s\n", at.c_str(),
+                    c.file.c_str(), name.c_str());
+      }
     }
   }
   if (status == 0) {
-    // Together (one ECDSA and one RSA at most, as the server loads them).
-    auto context = tls::make_server_context(config.tls, config.certificates);
-    if (!context) {
-      std::fprintf(stderr, "%s: tls.certificates: %s\n", config.source_file.c_str(),
-                   context.error().c_str());
+    // Together, as the server loads them: one ECDSA and one RSA per set at most, and each
+    // listener's client CA.
+    auto store = tls::CertificateStore::load(config.certificates, strict);
+    if (!store) {
+      const std::size_t index = store.error().pair_index;
+      long line = index < config.certificate_lines.size() ? config.certificate_lines[index] : 0;
+      std::fprintf(stderr, "%s%s\n",
+                   where(config, line, "tls.certificates[" + std::to_string(index) + "]").c_str(),
+                   store.error().to_string().c_str());
       status = 2;
     }
-  }
-  for (std::size_t i = 0; status == 0 && i < config.listeners.size(); ++i) {
-    const std::string& client_ca = config.listeners[i].client_ca;
-    if (client_ca.empty()) continue;
-    if (auto context = tls::make_server_context(config.tls, config.certificates, client_ca);
-        !context) {
-      std::fprintf(stderr, "%s: listeners[%zu].client_ca: %s\n", config.source_file.c_str(), i,
-                   context.error().c_str());
-      status = 2;
+    for (std::size_t i = 0; store && i < config.listeners.size(); ++i) {
+      const config::Listener& l = config.listeners[i];
+      tls::Policy policy = config.tls;
+      policy.session_tickets = l.session_tickets;
+      auto contexts = tls::ServerContexts::create(policy, store.value(), l.client_ca);
+      if (!contexts) {
+        const std::string key =
+            "listeners[" + std::to_string(i) + "]" + (l.client_ca.empty() ? "" : ".client_ca");
+        std::fprintf(stderr, "%s%s\n", where(config, l.line, key).c_str(),
+                     without_tls_prefix(contexts.error()).c_str());
+        status = 2;
+      }
+    }
+    if (store && store.value()->set_count() > 1) {
+      std::printf(
+          "certificate sets: %zu (chosen by SNI; default: %s)\n", store.value()->set_count(),
+          store.value()->set_names(0).empty() ? "the set without names"
+                                              : joined(store.value()->set_names(0), " ").c_str());
     }
   }
   PrivilegeSettings privileges{config.user, config.group, config.run_as_root, config.data_dir,

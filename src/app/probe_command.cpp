@@ -754,8 +754,22 @@ class Prober {
 
   static void judge_cipher(PortReport& report, const std::string& version,
                            const std::string& cipher) {
-    static const char* const kBroken[] = {"NULL",  "RC4",  "DES-CBC3", "EXP",  "ADH",
-                                          "AECDH", "anon", "IDEA",     "SEED", "DES-CBC-"};
+    // Anonymous key exchange (aNULL): encrypted, but the server is never authenticated, so
+    // anyone on the path can sit in the middle. Postfix's smtpd enables these by default
+    // for opportunistic TLS; a client that verifies certificates never offers them, but a
+    // server that takes them still fails (`smtpd_tls_exclude_ciphers = aNULL` fixes it).
+    static const char* const kAnonymous[] = {"ADH", "AECDH", "anon"};
+    for (const char* anonymous : kAnonymous) {
+      if (cipher.find(anonymous) != std::string::npos) {
+        add(report, Severity::kFail, "cipher",
+            version + " " + cipher +
+                " accepted: anonymous cipher (no server authentication, open to a man in the "
+                "middle)");
+        return;
+      }
+    }
+    static const char* const kBroken[] = {"NULL", "RC4",  "DES-CBC3", "EXP",
+                                          "IDEA", "SEED", "DES-CBC-"};
     for (const char* broken : kBroken) {
       if (cipher.find(broken) != std::string::npos) {
         add(report, Severity::kFail, "cipher", version + " " + cipher + " accepted: broken cipher");

@@ -28,6 +28,9 @@ int with_config(const std::string& path, int (*action)(const config::Config&)) {
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
+  // SIGHUP reloads once the server runs (net::Server catches it); until then, and for the
+  // other commands, it must not end the process.
+  std::signal(SIGHUP, SIG_IGN);
   CLI::App cli{"smtpsd — a secure-by-default SMTP server"};
   cli.require_subcommand(1);
 
@@ -52,7 +55,10 @@ int main(int argc, char** argv) {
   CLI11_PARSE(cli, argc, argv);
 
   if (*serve) {
-    return with_config(serve_config, [](const config::Config& c) { return app::serve(c); });
+    return with_config(serve_config, [](const config::Config& c) {
+      app::Daemon daemon(c);
+      return daemon.run();
+    });
   }
   if (*check) return with_config(check_config, app::check);
   auto setup = app::prepare_dev(dev_dir, port_offset);

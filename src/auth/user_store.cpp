@@ -550,6 +550,36 @@ std::shared_ptr<const UserStore> UserDirectory::current() {
   return snapshot_;
 }
 
+std::string UserDirectory::path() const {
+  std::lock_guard lock(mutex_);
+  return path_;
+}
+
+base::Expected<base::Ok, std::string> UserDirectory::switch_to(std::string path) {
+  std::lock_guard lock(mutex_);
+  if (path == path_) return base::Ok{};
+  const std::string previous = path_;
+  path_ = std::move(path);
+  const FileSignature signature = stat_file();
+  std::shared_ptr<const UserStore> snapshot = std::make_shared<const UserStore>();
+  if (signature.exists) {
+    auto loaded = UserStore::load(path_);
+    if (!loaded) {
+      path_ = previous;
+      return base::unexpected(loaded.error());
+    }
+    snapshot = std::make_shared<const UserStore>(std::move(loaded.value()));
+  }
+  snapshot_ = std::move(snapshot);
+  seen_ = signature;
+  last_check_ = std::chrono::steady_clock::now();
+  last_error_.clear();
+  obs::Log("users_loaded")
+      .kv("file", path_)
+      .kv("users", static_cast<std::uint64_t>(snapshot_->size()));
+  return base::Ok{};
+}
+
 std::string UserDirectory::last_error() const {
   std::lock_guard lock(mutex_);
   return last_error_;

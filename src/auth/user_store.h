@@ -132,7 +132,10 @@ class UserDirectory {
 
   std::shared_ptr<const UserStore> current();
   std::string last_error() const;
-  const std::string& path() const { return path_; }
+  std::string path() const;
+  // A configuration reload named another users file: it is loaded now (missing: an empty
+  // store) and used from here on. An invalid file changes nothing and gives its error.
+  base::Expected<base::Ok, std::string> switch_to(std::string path);
 
  private:
   struct FileSignature {
@@ -146,7 +149,7 @@ class UserDirectory {
   FileSignature stat_file() const;
   void reload_locked(const FileSignature& signature);
 
-  const std::string path_;
+  std::string path_;  // guarded by mutex_ (a reload may switch files)
   const std::chrono::milliseconds check_interval_;
   mutable std::mutex mutex_;
   std::shared_ptr<const UserStore> snapshot_;

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -366,6 +367,64 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
   }
 }
 
+// tls.certificates[N].names: host names or "*.example.com" wildcards (RFC 6125 §6.4.3: the
+// wildcard is the whole leftmost label), lower-case, each once.
+std::vector<std::string> read_server_names(const toml::table& entry, const std::string& prefix,
+                                           const Reader& reader) {
+  std::vector<std::string> names;
+  const toml::array* list = reader.array_at(entry, prefix, "names");
+  if (list == nullptr) return names;
+  if (list->empty()) {
+    reader.fail(entry.get("names"), prefix + ".names",
+                "must name at least one server name (leave it out for the default set)");
+  }
+  for (const toml::node& node : *list) {
+    if (!node.is_string()) reader.fail(&node, prefix + ".names", "must be strings");
+    std::string name = lower(std::string(node.as_string()->get()));
+    if (!name.empty() && name.back() == '.') name.pop_back();
+    std::string_view domain = name;
+    const bool wildcard = domain.rfind("*.", 0) == 0;
+    if (wildcard) domain.remove_prefix(2);
+    // A wildcard covers one label under a domain of at least two ("*.com" would be
+    // every name in a top-level domain).
+    if (!valid_domain_name(domain) || (wildcard && domain.find('.') == std::string_view::npos)) {
+      reader.fail(&node, prefix + ".names",
+                  "not a server name: '" + name +
+                      "' (a host name such as mail.example.org, or *.example.org)");
+    }
+    if (std::find(names.begin(), names.end(), name) != names.end()) {
+      reader.fail(&node, prefix + ".names", "'" + name + "' is listed twice");
+    }
+    names.push_back(std::move(name));
+  }
+  return names;
+}
+
+// Pairs with the same names form one set; a name in two different sets would make the choice
+// depend on the order of the file, so it is refused.
+void check_certificate_sets(const toml::array& nodes,
+                            const std::vector<tls::CertificatePair>& pairs, const Reader& reader) {
+  std::map<std::string, std::size_t> owner;  // name → first entry that has it
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    std::vector<std::string> set_i = pairs[i].names;
+    std::sort(set_i.begin(), set_i.end());
+    for (const std::string& name : pairs[i].names) {
+      auto [it, inserted] = owner.emplace(name, i);
+      if (inserted) continue;
+      std::vector<std::string> set_owner = pairs[it->second].names;
+      std::sort(set_owner.begin(), set_owner.end());
+      if (set_owner == set_i) continue;  // the same set (e.g. its RSA pair)
+      const toml::node* node = nodes.get(i);
+      const toml::node* where = node && node->is_table() ? node->as_table()->get("names") : node;
+      reader.fail(where, fmt::format("tls.certificates[{}].names", i),
+                  fmt::format("'{}' is already in tls.certificates[{}], whose names differ "
+                              "(entries with the same names form one set; a name belongs to "
+                              "one set only)",
+                              name, it->second));
+    }
+  }
+}
+
 Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
   Config config;
   config.source_file = reader.file();
@@ -447,12 +506,14 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
         std::string prefix = fmt::format("tls.certificates[{}]", index++);
         if (!node.is_table()) reader.fail(&node, prefix, "must be a table");
         const toml::table& entry = *node.as_table();
-        reader.only_keys(entry, prefix, {"certificate", "key"});
+        reader.only_keys(entry, prefix, {"certificate", "key", "names"});
         config.certificates.push_back(
             tls::CertificatePair{reader.path_at(entry, prefix, "certificate", base_dir, true),
-                                 reader.path_at(entry, prefix, "key", base_dir, true)});
+                                 reader.path_at(entry, prefix, "key", base_dir, true),
+                                 read_server_names(entry, prefix, reader)});
         config.certificate_lines.push_back(static_cast<long>(node.source().begin.line));
       }
+      check_certificate_sets(*certificates, config.certificates, reader);
     }
   }
 
@@ -567,6 +628,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
       reader.fail(entry.get("proxy_from"), prefix + ".proxy_from",
                   "only with proxy_protocol = true");
     }
+    listener.line = static_cast<long>(node.source().begin.line);
     config.listeners.push_back(listener);
   }
   if (config.certificates.empty()) {
@@ -750,7 +812,9 @@ std::string describe(const Config& config) {
                         : "");
   }
   for (const auto& c : config.certificates) {
-    out += fmt::format("certificate: {} (key {})\n", c.certificate_file, c.key_file);
+    out += fmt::format("certificate: {} (key {}) for {}\n", c.certificate_file, c.key_file,
+                       c.names.empty() ? std::string("the default set")
+                                       : fmt::format("{}", fmt::join(c.names, " ")));
   }
   out += tls::describe_policy(config.tls);
   const auto& l = config.limits;

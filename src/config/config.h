@@ -35,6 +35,7 @@ struct Listener {
   // client; accepted only from these networks (CIDR, required when on), others are refused.
   bool proxy_protocol = false;
   std::vector<std::string> proxy_from;
+  long line = 0;  // of its [[listeners]] entry, for errors
 };
 
 struct Domain {
@@ -51,6 +52,7 @@ struct AuthSettings {
   std::vector<std::string> exempt_networks;  // CIDR ("192.0.2.0/24", "2001:db8::/32")
   bool received_names_user = false;          // name the authenticated user in Received
   std::chrono::seconds verified_cache{600};  // remember a verified password (0: never)
+  bool operator==(const AuthSettings&) const = default;
 };
 
 // [queue]: how long and how often the queue tries before it gives up (RFC 5321 §4.5.4.1).
@@ -62,12 +64,14 @@ struct QueueSettings {
   std::chrono::seconds max_lifetime{5 * 86400};  // then a DSN says "failed" (4.4.7)
   std::chrono::seconds delay_warning{0};         // 0: no "delayed" DSN
   unsigned delivery_threads = 8;                 // deliveries in parallel (blocking I/O)
+  bool operator==(const QueueSettings&) const = default;
 };
 
 // One entry of [[delivery.tls_policy]]: the TLS a remote domain must be reached with.
 struct DestinationTls {
   std::string domain;  // lower-case
   tls::OutboundLevel level = tls::OutboundLevel::kMay;
+  bool operator==(const DestinationTls&) const = default;
 };
 
 // [delivery]: where mail for other domains and for local mailboxes goes.
@@ -96,6 +100,7 @@ struct DeliverySettings {
   std::chrono::seconds connect_timeout{30};
   std::chrono::seconds command_timeout{300};  // RFC 5321 §4.5.3.2: 5 min (10 min after DATA)
   std::string helo_name;                      // default: server.hostname
+  bool operator==(const DeliverySettings&) const = default;
 };
 
 struct Config {
@@ -110,6 +115,8 @@ struct Config {
   bool run_as_root = false;        // started as root without `user`: stay root (not advised)
   std::vector<Domain> domains;
   tls::Policy tls;
+  // Every pair; pairs with the same `names` form one certificate set (SNI), the set without
+  // names (or else the first) is the default (tls/certificate_store.h).
   std::vector<tls::CertificatePair> certificates;
   std::vector<long> certificate_lines;  // line of each [[tls.certificates]] entry, for errors
   std::vector<Listener> listeners;

@@ -15,8 +15,10 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -237,16 +239,39 @@ struct Connection {
   }
 };
 
+// Touched only on the first context (accept loops, update_listeners) once the server runs.
 struct Listener {
-  ListenerOptions options;
+  std::shared_ptr<const ListenerOptions> options;  // swapped by a reload, for new connections
+  std::string key;                                 // identity across reloads (listener_key)
   std::unique_ptr<tcp::acceptor> acceptor;
 };
+
+// Which running listener a reloaded one is: address and port, or for port 0 (the kernel
+// picks) address, role and how many such listeners came before it.
+std::vector<std::string> listener_keys(const std::vector<ListenerOptions>& listeners) {
+  std::vector<std::string> keys;
+  std::unordered_map<std::string, unsigned> port_zero_seen;
+  for (const ListenerOptions& options : listeners) {
+    std::string key = options.address + " " + std::to_string(options.port);
+    if (options.port == 0) {
+      key += " " + options.role;
+      key += " " + std::to_string(port_zero_seen[key]++);
+    }
+    keys.push_back(std::move(key));
+  }
+  return keys;
+}
 
 struct Server::Impl {
   ServerServices services;
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::vector<std::unique_ptr<Listener>> listeners;
+  // Removed by a reload: closed, kept until the end because their accept loop may still be
+  // about to see the cancellation.
+  std::vector<std::unique_ptr<Listener>> retired_listeners;
+  std::atomic<bool> running{false};   // run() started the I/O threads
+  std::atomic<bool> finished{false};  // run() is over: nothing posted will run any more
   std::atomic<std::size_t> next_context{0};
   std::atomic<std::uint64_t> session_counter{0};
   std::string id_prefix = session_id_prefix();
@@ -274,7 +299,7 @@ struct Server::Impl {
   Impl(unsigned threads, ServerServices s)
       : services(std::move(s)),
         contexts(make_contexts(threads)),
-        signals(*contexts.front(), SIGINT, SIGTERM),
+        signals(*contexts.front(), SIGINT, SIGTERM, SIGHUP),
         connection_rate(services.max_connections_per_minute_per_ip, std::chrono::minutes(1),
                         kMaxRateEntries),
         message_rate(services.max_messages_per_user_per_hour, std::chrono::hours(1),
@@ -307,7 +332,7 @@ struct Server::Impl {
         if (ec == asio::error::operation_aborted || stopping) co_return;
         if (Clock::now() - last_accept_failure_log >= std::chrono::seconds(1)) {
           obs::Log("accept_failed", obs::Level::kWarning)
-              .kv("role", listener.options.role)
+              .kv("role", listener.options->role)
               .kv("error", ec.message());
           last_accept_failure_log = Clock::now();
         }
@@ -325,20 +350,21 @@ struct Server::Impl {
         continue;
       }
       std::string client = endpoint_address(peer);
-      const bool proxied = listener.options.proxy_protocol;
+      std::shared_ptr<const ListenerOptions> options = listener.options;  // as of this accept
+      const bool proxied = options->proxy_protocol;
       auto connection = std::make_shared<Connection>(std::move(socket));
-      if (proxied && !trusted_proxy(client, listener.options)) {
-        refuse(*connection, listener, client,
+      if (proxied && !trusted_proxy(client, *options)) {
+        refuse(*connection, *options, client,
                Refusal{"Connection not from a configured proxy", "proxy_from"});
         continue;
       }
       // Behind a proxy, the per-client limits wait for the header that names the client.
       std::optional<Refusal> refusal = admit(connection, client, /*per_client=*/!proxied);
       if (refusal) {
-        refuse(*connection, listener, client, *refusal);
+        refuse(*connection, *options, client, *refusal);
         continue;
       }
-      asio::co_spawn(target, serve(connection, listener, client),
+      asio::co_spawn(target, serve(connection, std::move(options), client),
                      [client](std::exception_ptr failure) {
                        if (!failure) return;
                        try {
@@ -401,9 +427,9 @@ struct Server::Impl {
   // Over a connection limit: a 421 where the role speaks plaintext first (RFC 5321 §3.1
   // allows 421 instead of the greeting), a plain close on implicit TLS. Logged at most once
   // a second (with the count since the last line) so that a flood cannot flood the log too.
-  void refuse(Connection& connection, const Listener& listener, const std::string& client,
+  void refuse(Connection& connection, const ListenerOptions& options, const std::string& client,
               const Refusal& why) {
-    if (!listener.options.implicit_tls) {
+    if (!options.implicit_tls) {
       std::string reply = "421 4.7.0 " + services.hostname + " " + std::string(why.text) + "\r\n";
       std::error_code ignored;
       connection.socket.write_some(asio::buffer(reply), ignored);  // best effort, non-blocking
@@ -414,7 +440,7 @@ struct Server::Impl {
     auto now = Clock::now();
     if (now - last_refusal_log >= std::chrono::seconds(1)) {
       obs::Log("connection_refused", obs::Level::kWarning)
-          .kv("role", listener.options.role)
+          .kv("role", options.role)
           .kv("client", client)
           .kv("limit", why.limit)
           .kv("reason", why.text)
@@ -505,9 +531,10 @@ struct Server::Impl {
     }
   };
 
-  awaitable<void> serve(std::shared_ptr<Connection> connection, Listener& listener,
+  awaitable<void> serve(std::shared_ptr<Connection> connection,
+                        std::shared_ptr<const ListenerOptions> listener_options,
                         std::string client) {
-    const ListenerOptions& options = listener.options;
+    const ListenerOptions& options = *listener_options;  // this connection's, for its life
     ConnectionRelease release{*this, connection, client, !options.proxy_protocol};
     std::string session_id = new_session_id();
     std::error_code ec;
@@ -539,7 +566,7 @@ struct Server::Impl {
       }
       release.client = client;
       if (auto refusal = admit_client(client)) {
-        refuse(*connection, listener, client, *refusal);
+        refuse(*connection, options, client, *refusal);
         co_return;
       }
       release.counted_for_client = true;
@@ -585,7 +612,7 @@ struct Server::Impl {
     auto handshake = [&]() -> awaitable<bool> {
       connection->arm(options.handshake_timeout);
       std::string reason;
-      if (!co_await connection->handshake(options.tls_context, reason)) {
+      if (!co_await connection->handshake(options.tls_context.get(), reason)) {
         obs::Log("tls_handshake_failed", obs::Level::kWarning)
             .kv("session", session_id)
             .kv("role", options.role)
@@ -1056,6 +1083,117 @@ struct Server::Impl {
     });
     maybe_finish();
   }
+
+  void wait_for_signal() {
+    signals.async_wait([this](std::error_code ec, int signal) {
+      if (ec) return;
+      obs::Log("signal").kv("signal", signal);
+      if (signal != SIGHUP) {
+        begin_stop();
+        return;
+      }
+      if (services.on_hangup) {
+        services.on_hangup();
+      } else {
+        obs::Log("reload_unsupported", obs::Level::kWarning);
+      }
+      wait_for_signal();
+    });
+  }
+
+  // Opens, binds and listens; logs event=listening.
+  base::Expected<std::unique_ptr<Listener>, std::string> bind(const ListenerOptions& options) {
+    auto listener = std::make_unique<Listener>();
+    listener->options = std::make_shared<const ListenerOptions>(options);
+    std::error_code ec;
+    asio::ip::address address = asio::ip::make_address(options.address, ec);
+    if (ec) {
+      return base::unexpected("listener " + options.role + ": bad address '" + options.address +
+                              "': " + ec.message());
+    }
+    auto acceptor = std::make_unique<tcp::acceptor>(*contexts.front());
+    tcp::endpoint endpoint(address, options.port);
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec && address.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return base::unexpected("listener " + options.role + ": cannot listen on " + options.address +
+                              " port " + std::to_string(options.port) + ": " + ec.message());
+    }
+    std::uint16_t port = acceptor->local_endpoint().port();
+    listener->acceptor = std::move(acceptor);
+    obs::Log("listening")
+        .kv("role", options.role)
+        .kv("address", options.address)
+        .kv("port", static_cast<unsigned>(port))
+        .kv("tls", options.implicit_tls ? "implicit" : "starttls");
+    return listener;
+  }
+
+  // See Server::update_listeners; runs on the first context (or before run()).
+  base::Expected<std::vector<std::uint16_t>, ListenerError> update_listeners(
+      std::vector<ListenerOptions> wanted) {
+    if (stopping) return base::unexpected(ListenerError{0, "the server is stopping"});
+    const std::vector<std::string> keys = listener_keys(wanted);
+    std::unordered_map<std::string, Listener*> running_by_key;
+    for (auto& listener : listeners)
+      running_by_key[listener->key] = listener.get();
+    // 1. Bind what is new; on any failure close those again and change nothing.
+    std::vector<std::unique_ptr<Listener>> fresh(wanted.size());
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+      if (running_by_key.count(keys[i]) != 0) continue;
+      auto bound = bind(wanted[i]);
+      if (!bound) {
+        for (auto& listener : fresh) {
+          if (!listener) continue;
+          std::error_code ignored;
+          listener->acceptor->close(ignored);
+          obs::Log("listener_closed")
+              .kv("role", listener->options->role)
+              .kv("address", listener->options->address)
+              .kv("port", static_cast<unsigned>(listener->options->port))
+              .kv("reason", "reload refused");
+        }
+        return base::unexpected(ListenerError{i, bound.error()});
+      }
+      fresh[i] = std::move(bound.value());
+      fresh[i]->key = keys[i];
+    }
+    // 2. Kept listeners take their new options; 3. removed ones stop accepting.
+    std::vector<std::unique_ptr<Listener>> next(wanted.size());
+    std::vector<std::uint16_t> ports(wanted.size());
+    for (auto& listener : listeners) {
+      auto at = std::find(keys.begin(), keys.end(), listener->key);
+      if (at == keys.end()) {
+        std::error_code ignored;
+        auto endpoint = listener->acceptor->local_endpoint(ignored);
+        listener->acceptor->close(ignored);
+        obs::Log("listener_closed")
+            .kv("role", listener->options->role)
+            .kv("address", listener->options->address)
+            .kv("port", static_cast<unsigned>(endpoint.port()))
+            .kv("reason", "removed from the configuration");
+        retired_listeners.push_back(std::move(listener));
+        continue;
+      }
+      const std::size_t i = static_cast<std::size_t>(at - keys.begin());
+      listener->options = std::make_shared<const ListenerOptions>(std::move(wanted[i]));
+      next[i] = std::move(listener);
+    }
+    // 4. New ones start accepting.
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+      if (fresh[i]) {
+        next[i] = std::move(fresh[i]);
+        if (running) asio::co_spawn(*contexts.front(), accept_loop(*next[i]), asio::detached);
+      }
+      std::error_code ignored;
+      ports[i] = next[i]->acceptor->local_endpoint(ignored).port();
+    }
+    listeners = std::move(next);
+    return ports;
+  }
 };
 
 Server::Server(unsigned io_threads, ServerServices services)
@@ -1064,34 +1202,46 @@ Server::Server(unsigned io_threads, ServerServices services)
 Server::~Server() = default;
 
 base::Expected<std::uint16_t, std::string> Server::listen(const ListenerOptions& options) {
-  auto listener = std::make_unique<Listener>();
-  listener->options = options;
-  std::error_code ec;
-  asio::ip::address address = asio::ip::make_address(options.address, ec);
-  if (ec) {
-    return base::unexpected("listener " + options.role + ": bad address '" + options.address +
-                            "': " + ec.message());
-  }
-  auto acceptor = std::make_unique<tcp::acceptor>(*impl_->contexts.front());
-  tcp::endpoint endpoint(address, options.port);
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec && address.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
-  if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return base::unexpected("listener " + options.role + ": cannot listen on " + options.address +
-                            " port " + std::to_string(options.port) + ": " + ec.message());
-  }
-  std::uint16_t port = acceptor->local_endpoint().port();
-  listener->acceptor = std::move(acceptor);
-  obs::Log("listening")
-      .kv("role", options.role)
-      .kv("address", options.address)
-      .kv("port", static_cast<unsigned>(port))
-      .kv("tls", options.implicit_tls ? "implicit" : "starttls");
-  impl_->listeners.push_back(std::move(listener));
+  auto listener = impl_->bind(options);
+  if (!listener) return base::unexpected(listener.error());
+  // Port-0 keys count earlier listeners of the same address and role.
+  std::vector<ListenerOptions> all;
+  for (const auto& running : impl_->listeners)
+    all.push_back(*running->options);
+  all.push_back(options);
+  listener.value()->key = listener_keys(all).back();
+  const std::uint16_t port = listener.value()->acceptor->local_endpoint().port();
+  impl_->listeners.push_back(std::move(listener.value()));
   return port;
+}
+
+base::Expected<std::vector<std::uint16_t>, ListenerError> Server::update_listeners(
+    std::vector<ListenerOptions> listeners) {
+  Impl& impl = *impl_;
+  using Result = base::Expected<std::vector<std::uint16_t>, ListenerError>;
+  asio::io_context& front = *impl.contexts.front();
+  if (!impl.running || front.get_executor().running_in_this_thread()) {
+    return impl.update_listeners(std::move(listeners));
+  }
+  // Acceptors belong to the first context: the change runs there, between two accepts.
+  auto promise = std::make_shared<std::promise<Result>>();
+  std::future<Result> future = promise->get_future();
+  asio::post(front, [&impl, promise, wanted = std::move(listeners)]() mutable {
+    promise->set_value(impl.update_listeners(std::move(wanted)));
+  });
+  while (future.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (impl.finished) return base::unexpected(ListenerError{0, "the server has stopped"});
+  }
+  return future.get();
+}
+
+void Server::set_connection_limits(std::size_t max_connections,
+                                   std::size_t max_connections_per_ip) {
+  // Read under connections_mutex by the accept loops and, behind a PROXY listener, by
+  // serve() on any I/O thread once the header has named the client.
+  std::lock_guard lock(impl_->connections_mutex);
+  impl_->services.max_connections = max_connections;
+  impl_->services.max_connections_per_ip = max_connections_per_ip;
 }
 
 void Server::run() {
@@ -1101,11 +1251,8 @@ void Server::run() {
   for (auto& listener : impl.listeners) {
     asio::co_spawn(*impl.contexts.front(), impl.accept_loop(*listener), asio::detached);
   }
-  impl.signals.async_wait([&impl](std::error_code ec, int signal) {
-    if (ec) return;
-    obs::Log("signal").kv("signal", signal);
-    impl.begin_stop();
-  });
+  impl.wait_for_signal();
+  impl.running = true;
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < impl.contexts.size(); ++i) {
     threads.emplace_back([context = impl.contexts[i].get()] { context->run(); });
@@ -1113,6 +1260,7 @@ void Server::run() {
   impl.contexts.front()->run();
   for (auto& thread : threads)
     thread.join();
+  impl.finished = true;
   obs::Log("stopped");
 }
 

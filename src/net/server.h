@@ -39,8 +39,11 @@ struct ListenerOptions {
   std::string address;
   std::uint16_t port = 0;  // 0: the kernel picks one
   bool implicit_tls = false;
-  SSL_CTX* tls_context = nullptr;  // owned by the caller, outlives the server
-  smtp::SessionConfig session;     // copied into each new session
+  // The context each new connection starts its handshake on (tls::ServerContexts picks the
+  // certificate set by SNI from there). Each connection holds its own reference, so a reload
+  // that swaps it lets open connections finish on the old one.
+  std::shared_ptr<SSL_CTX> tls_context;
+  smtp::SessionConfig session;  // copied into each new session
   std::chrono::seconds command_timeout{300};
   std::chrono::seconds data_timeout{180};
   std::chrono::seconds handshake_timeout{30};
@@ -72,6 +75,14 @@ struct ServerServices {
   std::function<void()> on_stopping;  // called once when a stop begins (systemd STOPPING=1)
   // Called (from an I/O thread) once a message is durable, with its queue id.
   std::function<void(const std::string& id)> on_committed;
+  // SIGHUP (called on an I/O thread: hand the reload to another thread, never block here).
+  std::function<void()> on_hangup;
+};
+
+// A listener of update_listeners() that could not be bound: its position and why.
+struct ListenerError {
+  std::size_t index = 0;
+  std::string message;
 };
 
 class Server {
@@ -83,7 +94,16 @@ class Server {
 
   // Binds and listens; returns the bound port (useful with port 0).
   base::Expected<std::uint16_t, std::string> listen(const ListenerOptions& options);
-  // Runs the I/O threads until stop(); SIGINT and SIGTERM call stop().
+  // A reload: makes the listeners exactly `listeners`, matched to the running ones by address
+  // and port (listeners on port 0 by address, role and order). New ones are bound first — if
+  // one cannot be, nothing changes and the error says which; kept ones take their new options
+  // for new connections; removed ones stop accepting, while their open sessions run to the
+  // end. Returns the bound ports in order. Blocking; call it from any thread but an I/O one.
+  base::Expected<std::vector<std::uint16_t>, ListenerError> update_listeners(
+      std::vector<ListenerOptions> listeners);
+  // New values of services.max_connections and max_connections_per_ip (for new connections).
+  void set_connection_limits(std::size_t max_connections, std::size_t max_connections_per_ip);
+  // Runs the I/O threads until stop(); SIGINT and SIGTERM call stop(), SIGHUP on_hangup.
   void run();
   // Stops accepting; idle sessions get 421 4.3.2 at once, sessions inside a transaction
   // after it (or when services.shutdown_grace has passed); then the I/O threads end.

@@ -271,11 +271,9 @@ base::Expected<base::Ok, std::string> validate(const Policy& policy) {
   return base::Ok{};
 }
 
-base::Expected<SslCtxPtr, std::string> make_server_context(
-    const Policy& policy, const std::vector<CertificatePair>& certificates,
-    const std::string& client_ca_file) {
+base::Expected<SslCtxPtr, std::string> make_server_context_without_certificates(
+    const Policy& policy, const std::string& client_ca_file) {
   if (auto valid = validate(policy); !valid) return base::unexpected(valid.error());
-  if (certificates.empty()) return base::unexpected(std::string("tls: no certificate configured"));
 
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
@@ -303,19 +301,28 @@ base::Expected<SslCtxPtr, std::string> make_server_context(
       1) {
     return base::unexpected("tls: cannot set session id context: " + openssl_reason());
   }
-
-  std::set<int> key_types;
-  for (const CertificatePair& pair : certificates) {
-    if (auto loaded = load_pair(ctx.get(), pair, key_types); !loaded) {
-      return base::unexpected(loaded.error());
-    }
-  }
   if (!client_ca_file.empty()) {
     if (auto requested = request_client_certificates(ctx.get(), client_ca_file); !requested) {
       return base::unexpected(requested.error());
     }
   }
   return ctx;
+}
+
+base::Expected<SslCtxPtr, std::string> make_server_context(
+    const Policy& policy, const std::vector<CertificatePair>& certificates,
+    const std::string& client_ca_file) {
+  if (auto valid = validate(policy); !valid) return base::unexpected(valid.error());
+  if (certificates.empty()) return base::unexpected(std::string("tls: no certificate configured"));
+  auto ctx = make_server_context_without_certificates(policy, client_ca_file);
+  if (!ctx) return base::unexpected(ctx.error());
+  std::set<int> key_types;
+  for (const CertificatePair& pair : certificates) {
+    if (auto loaded = load_pair(ctx.value().get(), pair, key_types); !loaded) {
+      return base::unexpected(loaded.error());
+    }
+  }
+  return std::move(ctx.value());
 }
 
 base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca_file) {

@@ -23,6 +23,10 @@ namespace tls {
 struct CertificatePair {
   std::string certificate_file;
   std::string key_file;
+  // The server names this pair serves (SNI, see certificate_store.h): lower-case host names or
+  // "*.example.com" wildcards. Pairs with the same names form one certificate set; empty: the
+  // default set, for clients that send no name or one no set has.
+  std::vector<std::string> names = {};
 };
 
 struct Policy {
@@ -75,6 +79,11 @@ using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 base::Expected<SslCtxPtr, std::string> make_server_context(
     const Policy& policy, const std::vector<CertificatePair>& certificates,
     const std::string& client_ca_file = {});
+
+// The same context without any certificate: policy, options, resumption and client CAs. The
+// caller installs certificates (tls::CertificateStore::install does, from memory).
+base::Expected<SslCtxPtr, std::string> make_server_context_without_certificates(
+    const Policy& policy, const std::string& client_ca_file = {});
 
 // Client context for tests and smtpsctl: verifies the peer against ca_file (or the system store
 // when empty), TLS 1.2 minimum. The caller names the expected peer per connection with

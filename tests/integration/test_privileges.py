@@ -64,6 +64,10 @@ class AccountSwitch(ServerTestCase):
             maildir_new = os.path.join(server.maildir(), "new")
             [name] = os.listdir(maildir_new)
             self.assertEqual(os.stat(os.path.join(maildir_new, name)).st_uid, 65534)
+            # A reload after the switch reads the configuration and the keys as the account.
+            server.process.send_signal(signal.SIGHUP)
+            server.wait_log(r"event=reloaded")
+            self.assertNotIn("event=reload_refused", server.log())
             # The control socket still answers root's smtpsctl.
             listing = subprocess.run([os.path.join(os.path.dirname(SMTPSD), "smtpsctl"), "queue",
                                       "list", "--config", server.config_path],
@@ -116,6 +120,16 @@ class SystemdNotify(ServerTestCase):
         self.assertIn("READY=1", ready.split("\n"))
         self.assertRegex(ready, r"STATUS=accepting mail on 3 listeners")
         raw_connect(server.ports["smtp"]).close()  # READY=1 means the ports answer
+        # systemctl reload: RELOADING=1 (with the monotonic time systemd ≥ 253 asks for),
+        # then READY=1 once the new configuration is in service.
+        server.process.send_signal(signal.SIGHUP)
+        reloading = sock.recv(4096).decode().split("\n")
+        self.assertIn("RELOADING=1", reloading)
+        self.assertTrue(any(re.fullmatch(r"MONOTONIC_USEC=\d+", f) for f in reloading), reloading)
+        ready = sock.recv(4096).decode()
+        self.assertIn("READY=1", ready.split("\n"))
+        self.assertIn("STATUS=accepting mail; configuration reloaded", ready)
+        server.wait_log(r"event=reloaded")
         server.process.send_signal(signal.SIGTERM)
         stopping = sock.recv(4096).decode()
         self.assertIn("STOPPING=1", stopping.split("\n"))

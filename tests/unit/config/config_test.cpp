@@ -408,3 +408,71 @@ TEST(ConfigTest, RateLimitsHaveDefaultsAndZeroTurnsThemOff) {
 }
 
 }  // namespace
+// [[tls.certificates]] names: SNI certificate sets (tls/certificate_store.h).
+const char* kTwoSets = R"([server]
+hostname = "mx.example.org"
+data_dir = "/var/lib/smtpsd"
+
+[[tls.certificates]]
+certificate = "default.pem"
+key = "default.key"
+
+[[tls.certificates]]
+certificate = "mail.pem"
+key = "mail.key"
+names = ["Mail.Example.COM.", "*.example.net"]
+
+[[tls.certificates]]
+certificate = "mail-rsa.pem"
+key = "mail-rsa.key"
+names = ["*.example.net", "mail.example.com"]
+
+[[listeners]]
+role = "smtp"
+address = "0.0.0.0"
+)";
+
+TEST(ConfigCertificateNames, ParsedLowerCaseWithoutTrailingDot) {
+  auto parsed = config::parse(kTwoSets, "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  const auto& certificates = parsed.value().certificates;
+  ASSERT_EQ(certificates.size(), 3u);
+  EXPECT_TRUE(certificates[0].names.empty());
+  EXPECT_EQ(certificates[1].names, (std::vector<std::string>{"mail.example.com", "*.example.net"}));
+  EXPECT_EQ(certificates[2].certificate_file, "/etc/smtpsd/mail-rsa.pem");
+  EXPECT_EQ(parsed.value().listeners[0].line, 19);
+}
+
+TEST(ConfigCertificateNames, MistakesNameLineAndKey) {
+  const std::string base = std::string(kTwoSets);
+  const struct {
+    std::string from;
+    std::string to;
+    std::string key;
+    std::string message;
+  } cases[] = {
+      {R"(names = ["*.example.net", "mail.example.com"])", R"(names = [])",
+       "tls.certificates[2].names", "must name at least one server name"},
+      {R"(names = ["*.example.net", "mail.example.com"])", R"(names = ["mail..example.com"])",
+       "tls.certificates[2].names", "not a server name: 'mail..example.com'"},
+      {R"(names = ["*.example.net", "mail.example.com"])", R"(names = ["*.com"])",
+       "tls.certificates[2].names", "not a server name: '*.com'"},
+      {R"(names = ["*.example.net", "mail.example.com"])", R"(names = ["a.*.example.com"])",
+       "tls.certificates[2].names", "not a server name"},
+      {R"(names = ["*.example.net", "mail.example.com"])", R"(names = ["x.test", "X.test"])",
+       "tls.certificates[2].names", "'x.test' is listed twice"},
+      {R"(names = ["*.example.net", "mail.example.com"])", R"(names = [7])",
+       "tls.certificates[2].names", "must be strings"},
+      {R"(names = ["*.example.net", "mail.example.com"])", R"(names = ["mail.example.com"])",
+       "tls.certificates[2].names",
+       "'mail.example.com' is already in tls.certificates[1], whose names differ"},
+  };
+  for (const auto& c : cases) {
+    std::string text = base;
+    text.replace(text.find(c.from), c.from.size(), c.to);
+    config::ConfigError error = expect_error(text);
+    EXPECT_EQ(error.key, c.key) << c.to;
+    EXPECT_EQ(error.line, 17) << c.to;
+    EXPECT_NE(error.message.find(c.message), std::string::npos) << error.message;
+  }
+}

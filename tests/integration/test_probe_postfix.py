@@ -1,0 +1,130 @@
+"""smtpsctl probe against a real Postfix (Debian package) on loopback (postfix.py here).
+
+Well configured: TLS 1.2 and 1.3 only, AUTH only after STARTTLS, no anonymous ciphers
+(`smtpd_tls_exclude_ciphers = aNULL`: Postfix's smtpd accepts them by default, and the probe
+fails a server that does), a certificate for "localhost" from a test CA (--cafile): every
+finding passes.
+Deliberately weak: TLS 1.0 allowed (with OpenSSL security level 0 so that it really is
+negotiated), AUTH offered before STARTTLS, a certificate that expires in 5 days: the probe
+reports each weakness and fails.
+
+The test CA and the "localhost" certificate are smtpsd's development PKI
+(`smtpsd dev --init-only`, through the harness); Postfix only reads them.
+"""
+
+import json
+import os
+import subprocess
+import unittest
+
+from harness import ServerTestCase
+from postfix import POSTFIX, Postfix
+from test_probe import findings, probe
+
+
+def expiring_certificate(tls_dir, days):
+    """A new ECDSA key and certificate for localhost, signed by the test CA, valid `days`."""
+    key, csr, pem, extensions = (os.path.join(tls_dir, name) for name in
+                                 ("short.key", "short.csr", "short.pem", "short.ext"))
+    with open(extensions, "w") as f:
+        f.write("subjectAltName=DNS:localhost\n")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                    "-subj", "/CN=localhost", "-out", csr], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-days", str(days), "-in", csr,
+                    "-CA", os.path.join(tls_dir, "ca.pem"),
+                    "-CAkey", os.path.join(tls_dir, "ca.key"), "-CAcreateserial",
+                    "-extfile", extensions, "-out", pem], check=True, capture_output=True)
+    return pem, key
+
+
+@unittest.skipUnless(os.access(POSTFIX, os.X_OK) and os.geteuid() == 0,
+                     "needs the postfix package (scripts/install-deps.sh) and root")
+class ProbePostfix(ServerTestCase):
+    def pki(self):
+        server = self.new_server()  # only for its development PKI; never started
+        return os.path.join(server.dir, "tls"), server.ca
+
+    def start_postfix(self, **kwargs):
+        postfix = Postfix(self.tmp, **kwargs)
+        self.addCleanup(postfix.stop)
+        return postfix.start()
+
+    def test_well_configured_postfix_passes(self):
+        tls, ca = self.pki()
+        postfix = self.start_postfix(cert=os.path.join(tls, "server-ecdsa.pem"),
+                                     key=os.path.join(tls, "server-ecdsa.key"), smtps=True,
+                                     submission=True, protocols=">=TLSv1.2",
+                                     exclude_ciphers="aNULL")
+        for service, mode in (("submission", "starttls"), ("smtps", "implicit")):
+            with self.subTest(service=service):
+                result = probe(f"localhost:{postfix.ports[service]}", "--cafile", ca, "--json")
+                self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+                report = json.loads(result.stdout)
+                self.assertEqual(report["verdict"], "PASS")
+                port = report["ports"][0]
+                self.assertEqual(port["mode"], mode)
+                versions = port["versions"]
+                self.assertFalse(versions["TLSv1"]["accepted"])
+                self.assertFalse(versions["TLSv1.1"]["accepted"])
+                self.assertTrue(versions["TLSv1.2"]["accepted"])
+                self.assertTrue(versions["TLSv1.3"]["accepted"])
+                self.assertEqual(port["auth_before_tls"], [])
+                checks = findings(report)
+                for check in ("tls_TLSv1", "tls_TLSv1.1", "tls_TLSv1.2", "tls_TLSv1.3",
+                              "certificate_expiry", "certificate_name", "certificate_chain"):
+                    self.assertEqual(checks[check][0][0], "PASS", (check, checks[check]))
+                self.assertNotIn("cipher", checks)  # no anonymous, broken or non-PFS cipher
+                self.assertNotIn("FAIL", [s for found in checks.values() for s, _ in found])
+                self.assertNotIn("WARN", [s for found in checks.values() for s, _ in found])
+                if mode == "starttls":
+                    self.assertIs(port["starttls_injection_vulnerable"], False)
+                    self.assertEqual(checks["auth_before_tls"][0][0], "PASS")
+                    # AUTH is offered once TLS is up (smtpd_tls_auth_only = yes).
+                    self.assertTrue(any(e.startswith("AUTH")
+                                        for e in port["extensions_after_tls"]),
+                                    port["extensions_after_tls"])
+                    self.assertFalse(any(e.startswith("AUTH")
+                                         for e in port["extensions_before_tls"]))
+
+    def test_weak_postfix_fails_on_each_weakness(self):
+        tls, ca = self.pki()
+        cert, key = expiring_certificate(tls, 5)
+        postfix = self.start_postfix(cert=cert, key=key, submission=True,
+                                     protocols=">=TLSv1", legacy_tls=True,
+                                     auth_before_tls=True)
+        result = probe(f"localhost:{postfix.ports['submission']}", "--cafile", ca, "--json")
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(report["verdict"], "FAIL")
+        port = report["ports"][0]
+        checks = findings(report)
+        # TLS 1.0 (and 1.1, which Postfix allows with ">=TLSv1") is accepted.
+        self.assertTrue(port["versions"]["TLSv1"]["accepted"])
+        self.assertTrue(port["versions"]["TLSv1.1"]["accepted"])
+        self.assertEqual(checks["tls_TLSv1"][0][0], "FAIL")
+        self.assertIn("TLS 1.0 accepted", checks["tls_TLSv1"][0][1])
+        self.assertEqual(checks["tls_TLSv1.1"][0][0], "FAIL")
+        # AUTH offered in clear, before STARTTLS.
+        self.assertEqual(port["auth_before_tls"], ["PLAIN", "LOGIN"])
+        self.assertEqual(checks["auth_before_tls"][0][0], "FAIL")
+        self.assertIn("before TLS", checks["auth_before_tls"][0][1])
+        # The certificate expires in 5 days.
+        self.assertEqual(port["certificate"]["days_left"], 5)
+        self.assertEqual(checks["certificate_expiry"][0][0], "WARN")
+        self.assertIn("expires in 5 days", checks["certificate_expiry"][0][1])
+        # What is fine stays fine: chain, name, no STARTTLS injection (Postfix fixed it).
+        self.assertEqual(checks["certificate_chain"][0][0], "PASS")
+        self.assertEqual(checks["certificate_name"][0][0], "PASS")
+        self.assertIs(port["starttls_injection_vulnerable"], False)
+
+        text = probe(f"localhost:{postfix.ports['submission']}", "--cafile", ca)
+        self.assertEqual(text.returncode, 2, text.stdout + text.stderr)
+        self.assertIn("FAIL TLS 1.0 accepted", text.stdout)
+        self.assertIn("FAIL AUTH PLAIN LOGIN offered before TLS", text.stdout)
+        self.assertIn("WARN certificate expires in 5 days", text.stdout)
+        self.assertIn("verdict: FAIL", text.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
