@@ -41,6 +41,11 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
     next.auth.users_file = users_file;
   }
   keep(next.shutdown_grace, running.shutdown_grace, "timeouts.shutdown_grace", changed);
+  // The rate tables are sized and filled by the running server: they keep their counts.
+  keep(next.max_connections_per_minute_per_ip, running.max_connections_per_minute_per_ip,
+       "limits.max_connections_per_minute_per_ip", changed);
+  keep(next.max_messages_per_user_per_hour, running.max_messages_per_user_per_hour,
+       "limits.max_messages_per_user_per_hour", changed);
   return changed;
 }
 

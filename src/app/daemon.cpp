@@ -441,6 +441,17 @@ struct Daemon::Impl {
       options.implicit_tls = l.role == config::Role::kSubmissions;
       options.tls_context = contexts.value()->initial_context();
       options.session = session_config(snapshot, l, *users);
+      options.proxy_protocol = l.proxy_protocol;
+      for (const std::string& network : l.proxy_from) {
+        auto parsed = auth::parse_network(network);  // validated by the configuration loader
+        if (!parsed) {
+          return base::unexpected(PrepareError{
+              where(config, l.line, "listeners[" + std::to_string(i) + "].proxy_from") +
+                  parsed.error(),
+              std::nullopt});
+        }
+        options.proxy_from.push_back(parsed.value());
+      }
       options.session.has_room_for = [spool = spool,
                                       reserve = config.min_free_space](std::uint64_t size) {
         return has_room(*spool, reserve, size);
@@ -815,6 +826,8 @@ int Daemon::run(const std::function<void()>& on_ready) {
   services.received_names_user = config.auth.received_names_user;
   services.max_connections = config.max_connections;
   services.max_connections_per_ip = config.max_connections_per_ip;
+  services.max_connections_per_minute_per_ip = config.max_connections_per_minute_per_ip;
+  services.max_messages_per_user_per_hour = config.max_messages_per_user_per_hour;
   services.shutdown_grace = config.shutdown_grace;
   services.on_stopping = [&notifier] { notifier.stopping(); };
   services.spool = spool.value().get();

@@ -75,6 +75,12 @@ users = ["demo"]
 [auth]
 users_file = "users"   # demo@localhost, password in demo.password; manage with smtpsctl user
 
+[limits]
+# Load tests (smtpsctl bench) come from one address and one user: the rate limits are off
+# here. A production server keeps them (README "Replies and limits").
+max_connections_per_minute_per_ip = 0
+max_messages_per_user_per_hour = 0
+
 [[listeners]]
 role = "submissions"
 address = "127.0.0.1"

@@ -613,7 +613,8 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     if (!node.is_table()) reader.fail(&node, prefix, "must be a table");
     const toml::table& entry = *node.as_table();
     reader.only_keys(entry, prefix,
-                     {"role", "address", "port", "session_tickets", "require_tls", "client_ca"});
+                     {"role", "address", "port", "session_tickets", "require_tls", "client_ca",
+                      "proxy_protocol", "proxy_from"});
     Listener listener;
     std::string role = reader.string_at(entry, prefix, "role", "", true);
     if (role == "submissions") {
@@ -658,6 +659,26 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     if (entry.get("client_ca")) {
       listener.client_ca = reader.path_at(entry, prefix, "client_ca", base_dir, true);
     }
+    listener.proxy_protocol = reader.bool_at(entry, prefix, "proxy_protocol", false);
+    if (const toml::array* networks = reader.array_at(entry, prefix, "proxy_from")) {
+      for (const toml::node& network : *networks) {
+        if (!network.is_string() || !valid_cidr(network.as_string()->get())) {
+          reader.fail(&network, prefix + ".proxy_from",
+                      "not a network in CIDR form (\"127.0.0.1/32\", \"2001:db8::/64\")");
+        }
+        listener.proxy_from.emplace_back(network.as_string()->get());
+      }
+    }
+    // Whoever may send the header chooses the client address that is logged and limited:
+    // trusting every address would let any client pick its own.
+    if (listener.proxy_protocol && listener.proxy_from.empty()) {
+      reader.fail(entry.get("proxy_protocol"), prefix + ".proxy_from",
+                  "required when proxy_protocol = true: the addresses of the proxies");
+    }
+    if (!listener.proxy_protocol && entry.get("proxy_from")) {
+      reader.fail(entry.get("proxy_from"), prefix + ".proxy_from",
+                  "only with proxy_protocol = true");
+    }
     listener.line = static_cast<long>(node.source().begin.line);
     config.listeners.push_back(listener);
   }
@@ -671,13 +692,20 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     reader.only_keys(*limits, "limits",
                      {"max_message_size", "max_recipients", "max_command_line", "max_text_line",
                       "max_errors", "normalize_bare_line_endings", "max_connections",
-                      "max_connections_per_ip", "max_received_headers", "min_free_space"});
+                      "max_connections_per_ip", "max_received_headers", "min_free_space",
+                      "max_connections_per_minute_per_ip", "max_messages_per_user_per_hour"});
     config.max_connections = static_cast<std::size_t>(
         reader.int_at(*limits, "limits", "max_connections",
                       static_cast<std::int64_t>(config.max_connections), 1, 1000000));
     config.max_connections_per_ip = static_cast<std::size_t>(
         reader.int_at(*limits, "limits", "max_connections_per_ip",
                       static_cast<std::int64_t>(config.max_connections_per_ip), 1, 1000000));
+    config.max_connections_per_minute_per_ip =
+        static_cast<unsigned>(reader.int_at(*limits, "limits", "max_connections_per_minute_per_ip",
+                                            config.max_connections_per_minute_per_ip, 0, 1000000));
+    config.max_messages_per_user_per_hour =
+        static_cast<unsigned>(reader.int_at(*limits, "limits", "max_messages_per_user_per_hour",
+                                            config.max_messages_per_user_per_hour, 0, 10000000));
     // Octets that must stay free on the spool's file system besides the declared SIZE;
     // below that, MAIL gets 452 4.3.1 (0: only a failed write refuses a message).
     config.min_free_space = static_cast<std::uint64_t>(
@@ -827,9 +855,13 @@ std::string describe(const Config& config) {
     std::string_view tls_mode = l.role == Role::kSubmissions                   ? "implicit TLS"
                                 : l.role == Role::kSubmission || l.require_tls ? "STARTTLS required"
                                                                                : "STARTTLS offered";
-    out += fmt::format("listener: {} on {} port {} — {}, session tickets {}{}\n", role_name(l.role),
-                       l.address, l.port, tls_mode, l.session_tickets ? "on" : "off",
-                       l.client_ca.empty() ? "" : ", client certificates from " + l.client_ca);
+    out +=
+        fmt::format("listener: {} on {} port {} — {}, session tickets {}{}{}\n", role_name(l.role),
+                    l.address, l.port, tls_mode, l.session_tickets ? "on" : "off",
+                    l.client_ca.empty() ? "" : ", client certificates from " + l.client_ca,
+                    l.proxy_protocol
+                        ? ", PROXY protocol from " + fmt::format("{}", fmt::join(l.proxy_from, " "))
+                        : "");
   }
   for (const auto& c : config.certificates) {
     out += fmt::format("certificate: {} (key {}) for {}\n", c.certificate_file, c.key_file,

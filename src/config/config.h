@@ -31,6 +31,10 @@ struct Listener {
   // Submission roles only: PEM file of the CAs whose client certificates may authenticate
   // with SASL EXTERNAL (mutual TLS); empty: no client certificates, no EXTERNAL.
   std::string client_ca;
+  // PROXY protocol v1/v2 (HAProxy): each connection starts with a header naming the real
+  // client; accepted only from these networks (CIDR, required when on), others are refused.
+  bool proxy_protocol = false;
+  std::vector<std::string> proxy_from;
   long line = 0;  // of its [[listeners]] entry, for errors
 };
 
@@ -137,8 +141,10 @@ struct Config {
   DeliverySettings delivery;
   MetricsSettings metrics;
   LogSettings log;
-  std::size_t max_connections = 10000;       // [limits]: open connections in total …
-  std::size_t max_connections_per_ip = 50;   // … and from one client address (421 4.7.0)
+  std::size_t max_connections = 10000;               // [limits]: open connections in total …
+  std::size_t max_connections_per_ip = 50;           // … and from one client address (421 4.7.0)
+  unsigned max_connections_per_minute_per_ip = 120;  // new connections a minute (IPv6: /64); 0 off
+  unsigned max_messages_per_user_per_hour = 1000;    // per authenticated user (451 4.7.1); 0 off
   std::uint64_t min_free_space = 64u << 20;  // spool space kept free; below it MAIL gets 452
   smtp::SessionLimits limits;
   std::chrono::seconds command_timeout{300};  // RFC 5321 §4.5.3.2.7: at least 5 minutes

@@ -13,9 +13,11 @@
 #include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -27,6 +29,8 @@
 
 #include "auth/certificate_user.h"
 #include "auth/sasl.h"
+#include "net/proxy_protocol.h"
+#include "net/rate_limit.h"
 #include "obs/log.h"
 #include "obs/server_metrics.h"
 #include "smtp/received_header.h"
@@ -43,6 +47,11 @@ constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 // Bound on writing a reply to a client that does not read (same as a command wait).
 constexpr std::chrono::seconds kShutdownGrace{10};
+// A proxy sends its PROXY header at once, with its connect: a peer that has not within
+// this is not a working proxy, and holding its connection open only helps a flood.
+constexpr std::chrono::seconds kProxyHeaderTimeout{5};
+// Bounds on the rate tables (rate_limit.h): ~100 bytes an entry, so ~10 MiB at most each.
+constexpr std::size_t kMaxRateEntries = 100000;
 
 std::string session_id_prefix() {
   std::random_device device;
@@ -278,15 +287,24 @@ struct Server::Impl {
   std::mutex connections_mutex;
   std::unordered_set<std::shared_ptr<Connection>> connections;  // guarded by connections_mutex
   std::unordered_map<std::string, std::size_t> per_ip;          // guarded by connections_mutex
-  // Accept loops run on the first context only: no lock needed for these.
-  Clock::time_point last_refusal_log{};
-  std::uint64_t refused_since_log = 0;
+  // Connections per client per minute, messages per user per hour (thread-safe tables).
+  ConnectionRateTable connection_rate;
+  UserMessageTable message_rate;
+  // Refusals happen in the accept loops and, for PROXY listeners, in serve() on any thread.
+  std::mutex refusal_log_mutex;
+  Clock::time_point last_refusal_log{};  // guarded by refusal_log_mutex
+  std::uint64_t refused_since_log = 0;   // guarded by refusal_log_mutex
+  // Accept loops run on the first context only: no lock needed for this.
   Clock::time_point last_accept_failure_log{};
 
   Impl(unsigned threads, ServerServices s)
       : services(std::move(s)),
         contexts(make_contexts(threads)),
-        signals(*contexts.front(), SIGINT, SIGTERM, SIGHUP) {}
+        signals(*contexts.front(), SIGINT, SIGTERM, SIGHUP),
+        connection_rate(services.max_connections_per_minute_per_ip, std::chrono::minutes(1),
+                        kMaxRateEntries),
+        message_rate(services.max_messages_per_user_per_hour, std::chrono::hours(1),
+                     kMaxRateEntries) {}
 
   static std::vector<std::unique_ptr<asio::io_context>> make_contexts(unsigned threads) {
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
@@ -328,26 +346,26 @@ struct Server::Impl {
       socket.set_option(tcp::no_delay(true), ignored);
       socket.non_blocking(true, ignored);
       tcp::endpoint peer = socket.remote_endpoint(ignored);
-      std::string client = ignored ? "unknown" : endpoint_address(peer);
-      std::string_view refusal;
-      auto connection = std::make_shared<Connection>(std::move(socket));
-      {
-        std::lock_guard lock(connections_mutex);
-        if (connections.size() >= services.max_connections) {
-          refusal = "Too many connections, try again later";
-        } else if (per_ip[client] >= services.max_connections_per_ip) {
-          refusal = "Too many connections from your address, try again later";
-        } else {
-          connections.insert(connection);
-          ++per_ip[client];
-        }
-        if (!refusal.empty() && per_ip[client] == 0) per_ip.erase(client);
-      }
-      if (!refusal.empty()) {
-        refuse(*connection, listener, client, refusal);
+      if (ignored) {  // the peer is gone already (reset before we got to it): nothing to serve
+        socket.close(ignored);
         continue;
       }
-      asio::co_spawn(target, serve(connection, listener.options, client),
+      std::string client = endpoint_address(peer);
+      std::shared_ptr<const ListenerOptions> options = listener.options;  // as of this accept
+      const bool proxied = options->proxy_protocol;
+      auto connection = std::make_shared<Connection>(std::move(socket));
+      if (proxied && !trusted_proxy(client, *options)) {
+        refuse(*connection, *options, client,
+               Refusal{"Connection not from a configured proxy", "proxy_from"});
+        continue;
+      }
+      // Behind a proxy, the per-client limits wait for the header that names the client.
+      std::optional<Refusal> refusal = admit(connection, client, /*per_client=*/!proxied);
+      if (refusal) {
+        refuse(*connection, *options, client, *refusal);
+        continue;
+      }
+      asio::co_spawn(target, serve(connection, std::move(options), client),
                      [client](std::exception_ptr failure) {
                        if (!failure) return;
                        try {
@@ -361,27 +379,118 @@ struct Server::Impl {
     }
   }
 
+  struct Refusal {
+    std::string_view text;   // after "421 4.7.0 <hostname> "
+    std::string_view limit;  // for the log: total, per_ip, rate, proxy_from
+  };
+
+  bool trusted_proxy(const std::string& peer, const ListenerOptions& options) const {
+    auto ip = auth::parse_ip(peer);
+    return ip && std::any_of(options.proxy_from.begin(), options.proxy_from.end(),
+                             [&](const auth::Network& network) { return network.contains(*ip); });
+  }
+
+  // The connection limits. A new connection (not yet counted anywhere) enters the table of
+  // open connections unless the total is reached; with per_client it is also counted for
+  // its client against max_connections_per_ip and the per-minute rate (else admit_client()
+  // does that later, once a PROXY header has named the client).
+  std::optional<Refusal> admit(const std::shared_ptr<Connection>& connection,
+                               const std::string& client, bool per_client) {
+    std::lock_guard lock(connections_mutex);
+    if (connections.size() >= services.max_connections) {
+      return Refusal{"Too many connections, try again later", "total"};
+    }
+    if (per_client) {
+      if (auto refusal = admit_client_locked(client)) return refusal;
+    }
+    connections.insert(connection);
+    return std::nullopt;
+  }
+
+  std::optional<Refusal> admit_client(const std::string& client) {
+    std::lock_guard lock(connections_mutex);
+    return admit_client_locked(client);
+  }
+
+  std::optional<Refusal> admit_client_locked(const std::string& client) {
+    auto it = per_ip.find(client);
+    if (it != per_ip.end() && it->second >= services.max_connections_per_ip) {
+      return Refusal{"Too many connections from your address, try again later", "per_ip"};
+    }
+    // Counted only when admitted, so a refused client is back as soon as its rate drops.
+    if (!connection_rate.admit(address_key(client), Clock::now())) {
+      return Refusal{"Too many connections from your address per minute, try again later", "rate"};
+    }
+    ++per_ip[client];
+    return std::nullopt;
+  }
+
   // Over a connection limit: a 421 where the role speaks plaintext first (RFC 5321 §3.1
   // allows 421 instead of the greeting), a plain close on implicit TLS. Logged at most once
-  // a second so that a flood cannot flood the log too.
-  void refuse(Connection& connection, const Listener& listener, const std::string& client,
-              std::string_view why) {
-    if (!listener.options->implicit_tls) {
-      std::string reply = "421 4.7.0 " + services.hostname + " " + std::string(why) + "\r\n";
+  // a second (with the count since the last line) so that a flood cannot flood the log too.
+  void refuse(Connection& connection, const ListenerOptions& options, const std::string& client,
+              const Refusal& why) {
+    if (!options.implicit_tls) {
+      std::string reply = "421 4.7.0 " + services.hostname + " " + std::string(why.text) + "\r\n";
       std::error_code ignored;
       connection.socket.write_some(asio::buffer(reply), ignored);  // best effort, non-blocking
     }
     connection.close();
+    std::lock_guard lock(refusal_log_mutex);
     ++refused_since_log;
     auto now = Clock::now();
     if (now - last_refusal_log >= std::chrono::seconds(1)) {
       obs::Log("connection_refused", obs::Level::kWarning)
-          .kv("role", listener.options->role)
+          .kv("role", options.role)
           .kv("client", client)
-          .kv("reason", why)
+          .kv("limit", why.limit)
+          .kv("reason", why.text)
           .kv("refused_since_last_line", refused_since_log);
       refused_since_log = 0;
       last_refusal_log = now;
+    }
+  }
+
+  // Reads the PROXY protocol header without taking one byte past it: what follows is the
+  // client's own stream (its ClientHello, read by OpenSSL straight from the socket, or its
+  // first command). Each round peeks at what has arrived; bytes that only extend a header
+  // still incomplete are consumed, and at the end exactly the rest of the header is.
+  struct ProxyHeaderError {
+    std::string reason;
+    bool nothing_received = false;  // gone without one byte: a port probe or health check
+  };
+  static awaitable<base::Expected<proxy_protocol::Header, ProxyHeaderError>> read_proxy_header(
+      Connection& connection) {
+    using Result = base::Expected<proxy_protocol::Header, ProxyHeaderError>;
+    auto failure = [&](std::string reason, bool nothing = false) {
+      return Result(base::unexpected(ProxyHeaderError{std::move(reason), nothing}));
+    };
+    static_assert(proxy_protocol::kMaxLength <= sizeof connection.read_buffer);
+    char* buffer = connection.read_buffer.data();
+    std::size_t have = 0;
+    const int fd = connection.socket.native_handle();
+    for (;;) {
+      auto [ec] = co_await connection.socket.async_wait(tcp::socket::wait_read, use_nothrow);
+      if (ec)
+        co_return Result(
+            base::unexpected(connection.timed_out ? std::string("timeout") : ec.message()));
+      ssize_t n = ::recv(fd, buffer + have, proxy_protocol::kMaxLength - have, MSG_PEEK);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+      if (n < 0) co_return failure(std::strerror(errno), have == 0 && errno == ECONNRESET);
+      if (n == 0) co_return failure("closed before the header", have == 0);
+      proxy_protocol::Result parsed =
+          proxy_protocol::parse(std::string_view(buffer, have + static_cast<std::size_t>(n)));
+      if (parsed.status == proxy_protocol::Status::kInvalid) {
+        co_return failure(std::string(parsed.error));
+      }
+      std::size_t take = parsed.status == proxy_protocol::Status::kDone
+                             ? parsed.length - have
+                             : static_cast<std::size_t>(n);
+      if (::recv(fd, buffer + have, take, 0) != static_cast<ssize_t>(take)) {
+        co_return failure("short read of a peeked header");
+      }
+      have += take;
+      if (parsed.status == proxy_protocol::Status::kDone) co_return Result(parsed.header);
     }
   }
 
@@ -407,7 +516,8 @@ struct Server::Impl {
   struct ConnectionRelease {
     Impl& impl;
     std::shared_ptr<Connection> connection;
-    std::string client;
+    std::string client;              // the key in per_ip …
+    bool counted_for_client = true;  // … if the connection was counted there
     ~ConnectionRelease() {
       connection->finished = true;
       connection->timer.cancel();
@@ -415,7 +525,7 @@ struct Server::Impl {
       {
         std::lock_guard lock(impl.connections_mutex);
         impl.connections.erase(connection);
-        auto it = impl.per_ip.find(client);
+        auto it = counted_for_client ? impl.per_ip.find(client) : impl.per_ip.end();
         if (it != impl.per_ip.end() && --it->second == 0) impl.per_ip.erase(it);
       }
       if (impl.stopping) impl.maybe_finish();
@@ -425,24 +535,74 @@ struct Server::Impl {
   awaitable<void> serve(std::shared_ptr<Connection> connection,
                         std::shared_ptr<const ListenerOptions> listener_options,
                         std::string client) {
-    ConnectionRelease release{*this, connection, client};
     const ListenerOptions& options = *listener_options;  // this connection's, for its life
+    ConnectionRelease release{*this, connection, client, !options.proxy_protocol};
     std::string session_id = new_session_id();
     std::error_code ec;
     tcp::endpoint peer = connection->socket.remote_endpoint(ec);
     unsigned short client_port = ec ? 0 : peer.port();
     auto started = Clock::now();
     obs::ConnectionScope open_connection(options.role);  // metrics: accepted, open
-    obs::Log("connect")
-        .kv("session", session_id)
-        .kv("role", options.role)
-        .kv("client", client)
-        .kv("client_port", client_port);
 
-    connection->arm(options.handshake_timeout);
+    connection->arm(options.proxy_protocol ? kProxyHeaderTimeout : options.handshake_timeout);
     asio::co_spawn(connection->socket.get_executor(), watchdog(connection), asio::detached);
 
-    smtp::ServerSession session(options.session);
+    // Behind a proxy the header names the client: from here on it is the address that is
+    // logged, limited (connections, rate, AUTH failures) and written in Received.
+    std::string proxy;
+    if (options.proxy_protocol) {
+      proxy = client;
+      auto header = co_await read_proxy_header(*connection);
+      if (!header) {
+        const bool probe = header.error().nothing_received;
+        obs::Log("proxy_header_failed", probe ? obs::Level::kDebug : obs::Level::kWarning)
+            .kv("session", session_id)
+            .kv("role", options.role)
+            .kv("proxy", proxy)
+            .kv("reason", header.error().reason);
+        co_return;
+      }
+      if (!header->use_socket_address) {
+        client = header->source_address;
+        client_port = header->source_port;
+      }
+      release.client = client;
+      if (auto refusal = admit_client(client)) {
+        refuse(*connection, options, client, *refusal);
+        co_return;
+      }
+      release.counted_for_client = true;
+    }
+    {
+      obs::Log connect("connect");
+      connect.kv("session", session_id)
+          .kv("role", options.role)
+          .kv("client", client)
+          .kv("client_port", client_port);
+      if (!proxy.empty()) connect.kv("proxy", proxy);
+    }
+
+    connection->arm(options.handshake_timeout);
+
+    // The hourly message rate of authenticated users, asked at MAIL; a refusal is logged
+    // here, where the session and client are known. Only where AUTH is offered.
+    const smtp::SessionConfig* session_config = &options.session;
+    smtp::SessionConfig rated_config;
+    if (message_rate.limit() != 0 && !options.session.auth_mechanisms.empty()) {
+      rated_config = options.session;
+      rated_config.may_start_message = [this, &session_id, &client](std::string_view user) {
+        if (message_rate.below_limit(std::string(user), Clock::now())) return true;
+        obs::Log("user_rate_limited", obs::Level::kWarning)
+            .kv("session", session_id)
+            .kv("client", client)
+            .kv("user", user)
+            .kv("limit", static_cast<std::uint64_t>(message_rate.limit()))
+            .kv("window", "1h");
+        return false;
+      };
+      session_config = &rated_config;
+    }
+    smtp::ServerSession session(*session_config);
     std::unique_ptr<queue::SpoolWriter> writer;
     std::uint64_t message_size = 0;
     unsigned messages = 0;
@@ -659,6 +819,9 @@ struct Server::Impl {
               .kv("size", message_size);
           obs::server_metrics().message_accepted(envelope.recipients.size(),
                                                  Clock::now() - started);
+          if (!session.authenticated_user().empty()) {
+            message_rate.record(std::string(session.authenticated_user()), Clock::now());
+          }
           session.message_committed(id);
           if (services.on_committed) services.on_committed(id);
           break;
@@ -1083,12 +1246,11 @@ base::Expected<std::vector<std::uint16_t>, ListenerError> Server::update_listene
 
 void Server::set_connection_limits(std::size_t max_connections,
                                    std::size_t max_connections_per_ip) {
-  // Read by the accept loops, which run on the first context: written there too.
-  asio::post(*impl_->contexts.front(),
-             [impl = impl_.get(), max_connections, max_connections_per_ip] {
-               impl->services.max_connections = max_connections;
-               impl->services.max_connections_per_ip = max_connections_per_ip;
-             });
+  // Read under connections_mutex by the accept loops and, behind a PROXY listener, by
+  // serve() on any I/O thread once the header has named the client.
+  std::lock_guard lock(impl_->connections_mutex);
+  impl_->services.max_connections = max_connections;
+  impl_->services.max_connections_per_ip = max_connections_per_ip;
 }
 
 void Server::run() {

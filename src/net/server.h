@@ -47,6 +47,10 @@ struct ListenerOptions {
   std::chrono::seconds command_timeout{300};
   std::chrono::seconds data_timeout{180};
   std::chrono::seconds handshake_timeout{30};
+  // PROXY protocol v1/v2: each connection from one of proxy_from starts with a header naming
+  // the real client (logged, limited, put in Received); other peers are refused.
+  bool proxy_protocol = false;
+  std::vector<auth::Network> proxy_from;
 };
 
 struct ServerServices {
@@ -62,6 +66,10 @@ struct ServerServices {
   // gets "421 4.7.0" (plaintext roles) or is closed (implicit TLS) at once.
   std::size_t max_connections = 10000;
   std::size_t max_connections_per_ip = 50;
+  // New connections from one client (IPv6: its /64) in a sliding minute, and messages of one
+  // authenticated user in a sliding hour (MAIL then gets "451 4.7.1"); 0 turns either off.
+  unsigned max_connections_per_minute_per_ip = 120;
+  unsigned max_messages_per_user_per_hour = 1000;
   // On SIGTERM/stop(): sessions inside a mail transaction get this long to finish it.
   std::chrono::seconds shutdown_grace{30};
   std::function<void()> on_stopping;  // called once when a stop begins (systemd STOPPING=1)

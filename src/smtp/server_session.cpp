@@ -779,6 +779,14 @@ struct ServerSession::Impl {
       reply(452, "4.3.1", "Insufficient system storage, try again later");
       return;
     }
+    // A user over its message rate: 451 is one of the replies RFC 5321 §4.3.2 lists for
+    // MAIL, transient, so the client keeps the message and retries; RFC 3463 X.7.1
+    // "delivery not authorized" says why. Not a client mistake: no max_errors count.
+    if (authenticated_ && config.may_start_message &&
+        !config.may_start_message(authenticated_user_)) {
+      reply(451, "4.7.1", "Too many messages from this user, try again later");
+      return;
+    }
     reset_transaction();
     mail_given_ = true;
     envelope_.reverse_path.assign(path->mailbox);

@@ -120,6 +120,9 @@ struct SessionConfig {
   // When set and the session is authenticated: may this user use this envelope sender
   // (own address or alias)? false → 553 5.7.1. Not asked for the null sender.
   std::function<bool(std::string_view user, std::string_view sender)> may_send_as;
+  // When set and the session is authenticated: may this user start one more message now
+  // (its hourly message rate)? false → "451 4.7.1", and the client retries later.
+  std::function<bool(std::string_view user)> may_start_message;
   // Decides each RCPT (pure; may be empty, then every recipient is accepted).
   // authenticated_user is "" when the session has not authenticated, so the host can let
   // authenticated users relay while the MX refuses to.

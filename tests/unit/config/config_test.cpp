@@ -359,6 +359,55 @@ TEST(ConfigDeliveryTest, MistakesNameTheKey) {
   }
 }
 
+namespace {
+
+TEST(ConfigTest, ProxyProtocolNeedsProxyFromInCidrForm) {
+  const std::string listener = "\n[[listeners]]\nrole = \"submissions\"\naddress = \"::\"\n";
+  auto parsed = config::parse(std::string(kMinimal) + listener +
+                                  "proxy_protocol = true\n"
+                                  "proxy_from = [\"10.0.0.5/32\", \"2001:db8::/64\"]\n",
+                              "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  const config::Listener& l = parsed.value().listeners[2];
+  EXPECT_TRUE(l.proxy_protocol);
+  EXPECT_EQ(l.proxy_from, (std::vector<std::string>{"10.0.0.5/32", "2001:db8::/64"}));
+  EXPECT_FALSE(parsed.value().listeners[0].proxy_protocol) << "off unless configured";
+  EXPECT_NE(config::describe(parsed.value()).find("PROXY protocol from 10.0.0.5/32 2001:db8::/64"),
+            std::string::npos);
+
+  config::ConfigError e =
+      expect_error(std::string(kMinimal) + listener + "proxy_protocol = true\n");
+  EXPECT_EQ(e.key, "listeners[2].proxy_from");
+  EXPECT_EQ(e.line, 25) << e.to_string();  // the proxy_protocol line
+  EXPECT_NE(e.message.find("required"), std::string::npos);
+  e = expect_error(std::string(kMinimal) + listener +
+                   "proxy_protocol = true\nproxy_from = [\"10.0.0.5/33\"]\n");
+  EXPECT_EQ(e.key, "listeners[2].proxy_from");
+  EXPECT_NE(e.message.find("CIDR"), std::string::npos);
+  e = expect_error(std::string(kMinimal) + listener + "proxy_from = [\"10.0.0.5\"]\n");
+  EXPECT_EQ(e.key, "listeners[2].proxy_from");
+  EXPECT_NE(e.message.find("only with proxy_protocol"), std::string::npos);
+}
+
+TEST(ConfigTest, RateLimitsHaveDefaultsAndZeroTurnsThemOff) {
+  auto parsed = config::parse(kMinimal, "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed.value().max_connections_per_minute_per_ip, 120u);
+  EXPECT_EQ(parsed.value().max_messages_per_user_per_hour, 1000u);
+  parsed = config::parse(std::string(kMinimal) +
+                             "\n[limits]\nmax_connections_per_minute_per_ip = 0\n"
+                             "max_messages_per_user_per_hour = 0\n",
+                         "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed.value().max_connections_per_minute_per_ip, 0u);
+  EXPECT_EQ(parsed.value().max_messages_per_user_per_hour, 0u);
+  EXPECT_EQ(
+      expect_error(std::string(kMinimal) + "\n[limits]\nmax_connections_per_minute_per_ip = -1\n")
+          .key,
+      "limits.max_connections_per_minute_per_ip");
+}
+
+}  // namespace
 // [[tls.certificates]] names: SNI certificate sets (tls/certificate_store.h).
 const char* kTwoSets = R"([server]
 hostname = "mx.example.org"

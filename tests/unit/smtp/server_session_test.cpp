@@ -1303,6 +1303,25 @@ TEST_P(AuthTest, SenderMustBeOwned) {
   EXPECT_EQ(host().session.error_count(), 2u);
 }
 
+TEST_P(AuthTest, UserOverItsMessageRateGets451AtMail) {
+  config_.require_auth = true;
+  std::vector<std::string> asked;
+  bool allowed = false;
+  config_.may_start_message = [&](std::string_view user) {
+    asked.emplace_back(user);
+    return allowed;
+  };
+  start_tls();
+  authenticate();
+  EXPECT_EQ(reply("MAIL FROM:<demo@example.org>\r\n"),
+            "451 4.7.1 Too many messages from this user, try again later");
+  EXPECT_EQ(asked, std::vector<std::string>{"demo"});
+  EXPECT_FALSE(host().session.in_transaction());
+  EXPECT_EQ(host().session.error_count(), 0u) << "a policy refusal, not a client error";
+  allowed = true;
+  EXPECT_EQ(reply("MAIL FROM:<demo@example.org>\r\n"), "250 2.1.0 Ok");
+}
+
 TEST_P(AuthTest, NullSenderRefusedWithoutAuthToo) {
   config_.allow_null_sender = false;
   start_tls();
