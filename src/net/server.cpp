@@ -354,24 +354,26 @@ struct Server::Impl {
       std::shared_ptr<const ListenerOptions> options = listener.options;  // as of this accept
       const bool proxied = options->proxy_protocol;
       auto connection = std::make_shared<Connection>(std::move(socket));
+      std::string session_id = new_session_id();  // refused connections are named too
       if (proxied && !trusted_proxy(client, *options)) {
-        refuse(*connection, *options, client,
+        refuse(*connection, *options, session_id, client,
                Refusal{"Connection not from a configured proxy", "proxy_from"});
         continue;
       }
       // Behind a proxy, the per-client limits wait for the header that names the client.
       std::optional<Refusal> refusal = admit(connection, client, /*per_client=*/!proxied);
       if (refusal) {
-        refuse(*connection, *options, client, *refusal);
+        refuse(*connection, *options, session_id, client, *refusal);
         continue;
       }
-      asio::co_spawn(target, serve(connection, std::move(options), client),
-                     [client](std::exception_ptr failure) {
+      asio::co_spawn(target, serve(connection, std::move(options), session_id, client),
+                     [session_id, client](std::exception_ptr failure) {
                        if (!failure) return;
                        try {
                          std::rethrow_exception(failure);
                        } catch (const std::exception& e) {
                          obs::Log("session_crashed", obs::Level::kError)
+                             .kv("session", session_id)
                              .kv("client", client)
                              .kv("error", e.what());
                        }
@@ -428,8 +430,8 @@ struct Server::Impl {
   // Over a connection limit: a 421 where the role speaks plaintext first (RFC 5321 §3.1
   // allows 421 instead of the greeting), a plain close on implicit TLS. Logged at most once
   // a second (with the count since the last line) so that a flood cannot flood the log too.
-  void refuse(Connection& connection, const ListenerOptions& options, const std::string& client,
-              const Refusal& why) {
+  void refuse(Connection& connection, const ListenerOptions& options, const std::string& session_id,
+              const std::string& client, const Refusal& why) {
     if (!options.implicit_tls) {
       std::string reply = "421 4.7.0 " + services.hostname + " " + std::string(why.text) + "\r\n";
       std::error_code ignored;
@@ -441,6 +443,7 @@ struct Server::Impl {
     auto now = Clock::now();
     if (now - last_refusal_log >= std::chrono::seconds(1)) {
       obs::Log("connection_refused", obs::Level::kWarning)
+          .kv("session", session_id)
           .kv("role", options.role)
           .kv("client", client)
           .kv("limit", why.limit)
@@ -534,10 +537,9 @@ struct Server::Impl {
 
   awaitable<void> serve(std::shared_ptr<Connection> connection,
                         std::shared_ptr<const ListenerOptions> listener_options,
-                        std::string client) {
+                        std::string session_id, std::string client) {
     const ListenerOptions& options = *listener_options;  // this connection's, for its life
     ConnectionRelease release{*this, connection, client, !options.proxy_protocol};
-    std::string session_id = new_session_id();
     std::error_code ec;
     tcp::endpoint peer = connection->socket.remote_endpoint(ec);
     unsigned short client_port = ec ? 0 : peer.port();
@@ -568,7 +570,7 @@ struct Server::Impl {
       }
       release.client = client;
       if (auto refusal = admit_client(client)) {
-        refuse(*connection, options, client, *refusal);
+        refuse(*connection, options, session_id, client, *refusal);
         co_return;
       }
       release.counted_for_client = true;

@@ -14,6 +14,9 @@ import unittest
 
 from harness import ServerTestCase, make_message, read_reply
 
+# Refused connections are named too: the id ties the refusal to the connect attempt.
+REFUSED = r"event=connection_refused session=[0-9a-f]{14} "
+
 
 def demo_password(server):
     with open(os.path.join(server.dir, "demo.password")) as f:
@@ -41,7 +44,7 @@ class ConnectionRate(ServerTestCase):
             self.assertEqual(codes[5][0], 421)
             self.assertIn("4.7.0", codes[5][1])
             self.assertIn("per minute", codes[5][1])
-            server.wait_log(r"event=connection_refused role=smtp client=127\.0\.0\.2 limit=rate ")
+            server.wait_log(REFUSED + r"role=smtp client=127\.0\.0\.2 limit=rate ")
             # Another client still gets in: the rate is per client.
             code, _ = greeting_from(port, "127.0.0.3")
             self.assertEqual(code, 220)
@@ -53,7 +56,7 @@ class ConnectionRate(ServerTestCase):
                 server.smtps().quit()
             with self.assertRaises((OSError, smtplib.SMTPException)):
                 server.smtps()
-            server.wait_log(r"event=connection_refused role=submissions client=127\.0\.0\.1 "
+            server.wait_log(REFUSED + r"role=submissions client=127\.0\.0\.1 "
                             r"limit=rate ")
 
     def test_zero_turns_the_rate_off(self):
@@ -81,7 +84,7 @@ class ConcurrentLimits(ServerTestCase):
                 code, lines = greeting_from(port, "127.0.0.2")
                 self.assertEqual(code, 421)
                 self.assertIn("4.7.0", lines[0])
-                server.wait_log(r"event=connection_refused role=smtp client=127\.0\.0\.2 "
+                server.wait_log(REFUSED + r"role=smtp client=127\.0\.0\.2 "
                                 r"limit=per_ip ")
                 sock = socket.create_connection(("127.0.0.1", port), timeout=10,
                                                 source_address=("127.0.0.3", 0))
@@ -91,7 +94,7 @@ class ConcurrentLimits(ServerTestCase):
                 time.sleep(1.1)  # one refusal line a second at most
                 code, lines = greeting_from(port, "127.0.0.4")
                 self.assertEqual(code, 421)
-                server.wait_log(r"event=connection_refused role=smtp client=127\.0\.0\.4 "
+                server.wait_log(REFUSED + r"role=smtp client=127\.0\.0\.4 "
                                 r"limit=total ")
             finally:
                 for sock, f in held:

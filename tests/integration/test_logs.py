@@ -154,7 +154,8 @@ class SessionIds(ServerTestCase):
             exercise(self, server)
         log = server.log()
         connection_events = ("connect", "tls", "tls_handshake_failed", "auth", "auth_failed",
-                             "accepted", "spool_failed", "http_refused", "session_end")
+                             "accepted", "spool_failed", "http_refused", "session_end",
+                             "connection_refused", "session_crashed")
         seen = set()
         for line in log.splitlines():
             event = re.search(r" event=(\S+)", line).group(1)

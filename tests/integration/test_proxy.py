@@ -20,6 +20,9 @@ import unittest
 
 from harness import ServerTestCase, make_message, read_reply
 
+# Refused connections are named too: the id ties the refusal to the connect attempt.
+REFUSED = r"event=connection_refused session=[0-9a-f]{14} "
+
 CLIENT = "127.0.0.2"
 PROXY_FROM = ["127.0.0.1/32"]
 
@@ -173,7 +176,7 @@ class BehindHAProxy(ServerTestCase):
             self.assertEqual(code, 421)
             self.assertIn("4.7.0", lines[0])
             self.assertEqual(f.read(), b"")  # closed
-        self.a.wait_log(r"event=connection_refused role=submission client=127\.0\.0\.3 "
+        self.a.wait_log(REFUSED + r"role=submission client=127\.0\.0\.3 "
                         r"limit=proxy_from ")
         self.assertNotIn("192.0.2.7", self.a.log())
 
@@ -228,7 +231,7 @@ class ProxiedLimits(ServerTestCase):
                 code, lines = read_reply(f)
                 self.assertEqual(code, 421, lines)
                 self.assertIn("4.7.0", lines[0])
-            server.wait_log(r"event=connection_refused role=submission client=192\.0\.2\.7 "
+            server.wait_log(REFUSED + r"role=submission client=192\.0\.2\.7 "
                             r"limit=per_ip ")
             # Another client behind the same proxy is not affected (v2 header this time).
             sock, f = raw(port)
