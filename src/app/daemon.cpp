@@ -305,22 +305,46 @@ constexpr std::chrono::milliseconds kSettle{200};
 constexpr std::chrono::milliseconds kSettleStep{50};
 constexpr std::chrono::hours kExpiryCheckInterval{1};
 
-// [log]: format and output, before the first line is written.
-bool configure_log(const config::Config& config) {
-  obs::set_format(config.log.format == "json" ? obs::Format::kJson : obs::Format::kKeyValue);
-  if (config.log.output != "syslog") return true;
-  if (obs::set_syslog_output(config.log.syslog_socket, obs::syslog_facility(config.log.facility)))
-    return true;
-  std::fprintf(stderr, "smtpsd: %s: log.syslog_socket: cannot use %s\n", config.source_file.c_str(),
-               config.log.syslog_socket.c_str());
-  return false;
+// [log]: the format and the output, made ready (the syslog socket opened) before either is
+// put in service, so that a reload can refuse an output that cannot be made.
+struct LogOutput {
+  obs::Format format = obs::Format::kKeyValue;
+  std::shared_ptr<const obs::SyslogSink> sink;  // null: stderr
+};
+
+base::Expected<LogOutput, std::string> prepare_log(const config::Config& config) {
+  LogOutput out;
+  out.format = config.log.format == "json" ? obs::Format::kJson : obs::Format::kKeyValue;
+  if (config.log.output != "syslog") return out;
+  out.sink =
+      obs::make_syslog_sink(config.log.syslog_socket, obs::syslog_facility(config.log.facility));
+  if (out.sink == nullptr) {
+    return base::unexpected(where(config, 0, "log.syslog_socket") + "cannot use " +
+                            config.log.syslog_socket);
+  }
+  return out;
 }
 
-// [metrics]: the endpoint, and the queue gauges computed from the scheduler at each scrape.
-bool start_metrics(const config::Config& config, const queue::Scheduler& scheduler,
-                   obs::MetricsServer& server) {
+void apply_log(LogOutput output) {
+  obs::set_format(output.format);
+  obs::set_output(std::move(output.sink));
+}
+
+// [metrics]: the endpoint, bound and serving (null when the table is absent).
+base::Expected<std::unique_ptr<obs::MetricsServer>, std::string> open_metrics(
+    const config::Config& config) {
+  if (config.metrics.address.empty()) return std::unique_ptr<obs::MetricsServer>();
+  auto server = std::make_unique<obs::MetricsServer>(obs::metrics(), std::chrono::seconds(5));
+  auto bound = server->start(config.metrics.host, config.metrics.port);
+  if (!bound) return base::unexpected(where(config, 0, "metrics.address") + bound.error());
+  obs::Log("metrics_listening").kv("address", config.metrics.host).kv("port", bound.value());
+  return server;
+}
+
+// The gauges computed at each scrape: the queue, from the scheduler. Registered whether or
+// not an endpoint is configured, so that a reload can add one.
+void add_queue_collector(const queue::Scheduler& scheduler) {
   obs::server_metrics();  // registers every series, so a scrape shows them all from zero
-  if (config.metrics.address.empty()) return true;
   obs::metrics().add_collector([&scheduler](std::string& out) {
     queue::Scheduler::Stats stats = scheduler.stats();
     std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
@@ -334,14 +358,6 @@ bool start_metrics(const config::Config& config, const queue::Scheduler& schedul
     obs::append_sample(out, "smtpsd_queue_oldest_age_seconds", "",
                        stats.oldest_unix == 0 ? 0.0 : static_cast<double>(now - stats.oldest_unix));
   });
-  auto bound = server.start(config.metrics.host, config.metrics.port);
-  if (!bound) {
-    std::fprintf(stderr, "smtpsd: %s: metrics.address: %s\n", config.source_file.c_str(),
-                 bound.error().c_str());
-    return false;
-  }
-  obs::Log("metrics_listening").kv("address", config.metrics.host).kv("port", bound.value());
-  return true;
 }
 
 }  // namespace
@@ -370,6 +386,7 @@ struct Daemon::Impl {
   net::Server* server = nullptr;
   auth::UserDirectory* users = nullptr;
   queue::Spool* spool = nullptr;
+  std::unique_ptr<obs::MetricsServer> metrics_server;  // [metrics]; null when off
 
   mutable std::mutex state_mutex;  // guards what follows
   Generation generation;
@@ -566,6 +583,26 @@ struct Daemon::Impl {
       return ReloadResult{true, {}};
     }
 
+    // [log] and [metrics]: made ready here, put in service with the rest below.
+    std::optional<LogOutput> log_output;
+    if (whole_config && !(snapshot->log == running.config->log)) {
+      auto made = prepare_log(*snapshot);
+      if (!made) return refuse(made.error(), std::nullopt);
+      log_output = std::move(made.value());
+    }
+    // A new endpoint is bound before the old one closes: the same host and port stay bound.
+    const config::MetricsSettings& old_metrics = running.config->metrics;
+    const bool metrics_moved =
+        whole_config &&
+        (snapshot->metrics.host != old_metrics.host || snapshot->metrics.port != old_metrics.port ||
+         snapshot->metrics.address.empty() != old_metrics.address.empty());
+    std::unique_ptr<obs::MetricsServer> new_metrics;
+    if (metrics_moved) {
+      auto opened = open_metrics(*snapshot);
+      if (!opened) return refuse(opened.error(), std::nullopt);
+      new_metrics = std::move(opened.value());
+    }
+
     const std::string old_users_file = running.config->auth.users_file;
     const bool users_moved = snapshot->auth.users_file != old_users_file;
     if (users_moved) {
@@ -584,6 +621,13 @@ struct Daemon::Impl {
     }
     server->set_connection_limits(snapshot->max_connections, snapshot->max_connections_per_ip);
     obs::set_min_level(obs::parse_level(snapshot->log_level));
+    if (log_output) apply_log(std::move(*log_output));
+    if (metrics_moved) {
+      if (metrics_server != nullptr && !old_metrics.address.empty()) {
+        obs::Log("metrics_closed").kv("address", old_metrics.address);
+      }
+      std::swap(metrics_server, new_metrics);  // the old endpoint stops as new_metrics ends
+    }
 
     std::vector<tls::CertificateDetails> before = running.certificates->certificates();
     std::vector<tls::CertificateDetails> after = next.certificates->certificates();
@@ -750,7 +794,12 @@ int Daemon::run(const std::function<void()>& on_ready) {
   const std::shared_ptr<const config::Config> initial = impl.config();
   const config::Config& config = *initial;
   obs::set_min_level(obs::parse_level(config.log_level));
-  if (!configure_log(config)) return 1;
+  if (auto log_output = prepare_log(config); !log_output) {
+    std::fprintf(stderr, "smtpsd: %s\n", log_output.error().c_str());
+    return 1;
+  } else {
+    apply_log(std::move(log_output.value()));
+  }
   SystemdNotifier notifier;  // before the switch of account: $NOTIFY_SOCKET may be root's
   PrivilegeSettings privileges{config.user, config.group, config.run_as_root, config.data_dir,
                                config.control_socket};
@@ -882,17 +931,19 @@ int Daemon::run(const std::function<void()>& on_ready) {
     return 1;
   }
 
-  obs::MetricsServer metrics_server(obs::metrics(), std::chrono::seconds(5));
-  if (!start_metrics(config, scheduler, metrics_server)) return 1;
-  if (!config.metrics.address.empty()) {
-    // smtpsd_certificate_expiry_seconds: the certificates in service at each scrape, so a
-    // renewal shows at once (the collector and the endpoint end before this Daemon).
-    obs::add_certificate_collector(obs::metrics(), [this] {
-      std::vector<obs::CertificateExpiry> out;
-      for (const CertificateExpiry& c : certificate_expiry())
-        out.push_back(obs::CertificateExpiry{c.file, joined(c.names), c.not_after});
-      return out;
-    });
+  add_queue_collector(scheduler);
+  // smtpsd_certificate_expiry_seconds: the certificates in service at each scrape, so a
+  // renewal shows at once (the endpoint, the only caller, ends before this Daemon).
+  obs::add_certificate_collector(obs::metrics(), [this] {
+    std::vector<obs::CertificateExpiry> out;
+    for (const CertificateExpiry& c : certificate_expiry())
+      out.push_back(obs::CertificateExpiry{c.file, joined(c.names), c.not_after});
+    return out;
+  });
+  auto metrics_server = open_metrics(config);
+  if (!metrics_server) {
+    std::fprintf(stderr, "smtpsd: %s\n", metrics_server.error().c_str());
+    return 1;
   }
 
   // Ports bound, keys read, spool and control socket open: root is not needed any more.
@@ -909,6 +960,7 @@ int Daemon::run(const std::function<void()>& on_ready) {
   {
     std::lock_guard lock(impl.reload_mutex);
     impl.server = &server;
+    impl.metrics_server = std::move(metrics_server.value());
   }
   impl.watch_stop = false;
   impl.notifier = &notifier;
@@ -930,6 +982,7 @@ int Daemon::run(const std::function<void()>& on_ready) {
     impl.server = nullptr;
     impl.users = nullptr;
     impl.spool = nullptr;
+    impl.metrics_server.reset();  // stops the endpoint, the collectors' only caller
   }
   control.stop();
   committer.stop();

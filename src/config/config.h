@@ -109,6 +109,7 @@ struct MetricsSettings {
   std::string host;                 // parsed from address
   std::uint16_t port = 0;           // parsed from address (0: the kernel picks one)
   bool allow_non_loopback = false;  // serve on a non-loopback address too
+  bool operator==(const MetricsSettings&) const = default;
 };
 
 // [log]: where and how log lines go.
@@ -117,6 +118,7 @@ struct LogSettings {
   std::string output = "stderr";           // "stderr" or "syslog"
   std::string facility = "mail";           // syslog facility (RFC 5424 §6.2.1)
   std::string syslog_socket = "/dev/log";  // the local syslog daemon's datagram socket
+  bool operator==(const LogSettings&) const = default;
 };
 
 struct Config {

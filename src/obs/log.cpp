@@ -13,16 +13,39 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <mutex>
+#include <utility>
 
 namespace obs {
+
+class SyslogSink {
+ public:
+  SyslogSink(int fd, int facility, const sockaddr_un& address)
+      : fd(fd), facility(facility), address(address) {}
+  ~SyslogSink() { ::close(fd); }
+  SyslogSink(const SyslogSink&) = delete;
+  SyslogSink& operator=(const SyslogSink&) = delete;
+
+  const int fd;
+  const int facility;
+  const sockaddr_un address;
+};
+
 namespace {
 
 std::atomic<int> min_level{static_cast<int>(Level::kInfo)};
 std::atomic<bool> json_format{false};
-// Syslog: set once at start-up, before threads exist; read-only afterwards.
-int syslog_fd = -1;
-int syslog_facility_code = LOG_MAIL;
-sockaddr_un syslog_address{};
+// The syslog sink in service (null: stderr). A line holds its own reference while it is
+// sent, so a reload that replaces the sink never closes a socket under a writer.
+std::mutex output_mutex;
+std::shared_ptr<const SyslogSink> output;  // output_mutex
+std::atomic<bool> to_syslog{false};        // output != nullptr, read without the lock
+
+std::shared_ptr<const SyslogSink> current_output() {
+  if (!to_syslog.load(std::memory_order_acquire)) return nullptr;
+  std::lock_guard lock(output_mutex);
+  return output;
+}
 
 std::string_view level_name(Level level) {
   switch (level) {
@@ -113,15 +136,21 @@ int syslog_facility(std::string_view name) {
   return -1;
 }
 
-bool set_syslog_output(const std::string& socket_path, int facility) {
-  if (socket_path.size() >= sizeof syslog_address.sun_path) return false;
+std::shared_ptr<const SyslogSink> make_syslog_sink(const std::string& socket_path, int facility) {
+  sockaddr_un address{};
+  if (socket_path.size() >= sizeof address.sun_path) return nullptr;
   int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  syslog_address.sun_family = AF_UNIX;
-  std::memcpy(syslog_address.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  syslog_facility_code = facility;
-  syslog_fd = fd;
-  return true;
+  if (fd < 0) return nullptr;
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  return std::make_shared<const SyslogSink>(fd, facility, address);
+}
+
+void set_output(std::shared_ptr<const SyslogSink> sink) {
+  std::shared_ptr<const SyslogSink> replaced;  // closed after the lock is released
+  std::lock_guard lock(output_mutex);
+  replaced = std::exchange(output, std::move(sink));
+  to_syslog.store(output != nullptr, std::memory_order_release);
 }
 
 void append_value(std::string& out, std::string_view value) {
@@ -261,7 +290,7 @@ Log::Log(std::string_view event, Level level)
 Log::~Log() {
   if (!enabled_) return;
   if (json_) line_.push_back('}');
-  if (syslog_fd >= 0) {
+  if (std::shared_ptr<const SyslogSink> sink = current_output()) {
     // RFC 3164 §4.1: <PRI>TIMESTAMP TAG: MSG — the daemon adds the host name. Our own
     // timestamp is left out of MSG (the daemon's record has one); JSON keeps its "time".
     std::string_view message = line_;
@@ -270,7 +299,7 @@ Log::~Log() {
     std::tm tm{};
     localtime_r(&now, &tm);
     char header[64];
-    int pri = syslog_facility_code | syslog_severity(level_);
+    int pri = sink->facility | syslog_severity(level_);
     int n = std::snprintf(header, sizeof header, "<%d>", pri);
     n += static_cast<int>(std::strftime(header + n, sizeof header - static_cast<std::size_t>(n),
                                         "%b %e %H:%M:%S ", &tm));
@@ -280,9 +309,9 @@ Log::~Log() {
     datagram.reserve(static_cast<std::size_t>(n) + message.size());
     datagram.append(header, static_cast<std::size_t>(n));
     datagram.append(message);
-    if (::sendto(syslog_fd, datagram.data(), datagram.size(), MSG_NOSIGNAL,
-                 reinterpret_cast<const sockaddr*>(&syslog_address),
-                 sizeof syslog_address) == static_cast<ssize_t>(datagram.size()))
+    if (::sendto(sink->fd, datagram.data(), datagram.size(), MSG_NOSIGNAL,
+                 reinterpret_cast<const sockaddr*>(&sink->address),
+                 sizeof sink->address) == static_cast<ssize_t>(datagram.size()))
       return;
     // The syslog daemon is away (restarting, not installed): keep the line on stderr.
   }

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -22,14 +23,21 @@ enum class Level { kDebug, kInfo, kWarning, kError };
 
 enum class Format { kKeyValue, kJson };
 
-// Process-wide settings, set once at start-up before threads exist.
+// Process-wide settings, set at start-up and again by a reload (SIGHUP); any thread may
+// be writing a line meanwhile.
 void set_min_level(Level level);
 void set_format(Format format);
-// Sends every line as one datagram to a syslog daemon's socket (RFC 3164 framing:
+
+// A syslog daemon's socket: every line goes as one datagram (RFC 3164 framing:
 // "<PRI>Mmm dd hh:mm:ss smtpsd[pid]: line"), facility as in syslog(3) (LOG_MAIL, …).
-// A datagram that cannot be sent goes to stderr instead. Returns false (and keeps stderr)
-// if no socket can be made.
-bool set_syslog_output(const std::string& socket_path, int facility);
+// A datagram that cannot be sent goes to stderr instead.
+class SyslogSink;
+// nullptr if no socket can be made (or the path does not fit a socket address), so that a
+// reload can refuse it before changing anything.
+std::shared_ptr<const SyslogSink> make_syslog_sink(const std::string& socket_path, int facility);
+// Puts sink in service (nullptr: stderr). The sink it replaces is closed once the last
+// line being written to it is sent.
+void set_output(std::shared_ptr<const SyslogSink> sink);
 // "mail", "daemon", "user", "local0".."local7" → LOG_MAIL …; -1 if unknown.
 int syslog_facility(std::string_view name);
 

@@ -24,6 +24,7 @@ import subprocess
 import threading
 import time
 import unittest
+import urllib.request
 
 from harness import SMTPSD, ServerTestCase, make_message, s_client
 
@@ -690,6 +691,96 @@ class ConfigReload(ReloadTestCase):
             self.reload_and_wait(server)
             self.assertRegex(server.log(), r"level=warning event=reload_needs_restart "
                                            r"keys=server\.io_threads,queue ")
+
+
+    def test_log_format_and_output_follow_a_reload(self):
+        path = os.path.join(self.tmp, "log.sock")
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.bind(path)
+        receiver.settimeout(10)
+        self.addCleanup(receiver.close)
+        server = self.new_server()
+        with server:
+            # key=value to JSON: the reloaded line is already JSON, and so is a new session's
+            server.extra_toml = '[log]\nformat = "json"\n'
+            server.write_config()
+            self.hangup(server)
+            self.wait_count(server, r'"event":"reloaded"', 1)
+            server.smtp("smtp").quit()
+            self.wait_count(server, r'"event":"session_end"', 1)
+            tail = server.log()[server.log().index('"event":"reloaded"'):]
+            for line in tail.splitlines()[1:]:
+                self.assertIsInstance(json.loads(line), dict, line)  # raises if not JSON
+
+            # a syslog socket path too long for a socket address: refused, stderr stays
+            server.extra_toml = f'[log]\noutput = "syslog"\nsyslog_socket = "/{"x" * 200}"\n'
+            server.write_config()
+            self.hangup(server)
+            self.wait_count(server, r'"event":"reload_refused"', 1)
+            self.assertRegex(server.log(), r'"error":"\S+smtpsd\.toml: log\.syslog_socket: '
+                                           r'cannot use /x{200}"')
+
+            # stderr to syslog: from the reloaded line on, lines are datagrams
+            server.extra_toml = (f'[log]\noutput = "syslog"\nfacility = "local3"\n'
+                                 f'syslog_socket = "{path}"\n')
+            server.write_config()
+            self.hangup(server)
+            deadline = time.time() + 10
+            datagrams = []
+            while not any(" event=reloaded " in d for d in datagrams):
+                self.assertLess(time.time(), deadline, datagrams)
+                datagrams.append(receiver.recv(65536).decode())
+            stderr_before = server.log()
+            server.smtp("smtp").quit()
+            while not any(" event=session_end " in d for d in datagrams):
+                self.assertLess(time.time(), deadline, datagrams)
+                datagrams.append(receiver.recv(65536).decode())
+            for datagram in datagrams:
+                self.assertEqual(int(re.match(r"<(\d+)>", datagram).group(1)) >> 3, 19,
+                                 datagram)  # LOG_LOCAL3
+            self.assertEqual(server.log(), stderr_before)  # nothing more on stderr
+
+    def test_metrics_endpoint_added_moved_and_removed_by_reload(self):
+        def scrape(port):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                self.assertEqual(r.status, 200)
+                return r.read().decode()
+
+        first, second = free_port(), free_port()
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        self.addCleanup(busy.close)
+        server = self.new_server()
+        with server:
+            with self.assertRaises(OSError):  # no [metrics]: no endpoint
+                scrape(first)
+            server.extra_toml = f'[metrics]\naddress = "127.0.0.1:{first}"\n'
+            server.write_config()
+            self.reload_and_wait(server)
+            self.assertIn("smtpsd_connections_open", scrape(first))
+
+            server.extra_toml = f'[metrics]\naddress = "127.0.0.1:{second}"\n'
+            server.write_config()
+            self.reload_and_wait(server)
+            self.assertIn("smtpsd_queue_messages 0", scrape(second))
+            with self.assertRaises(OSError):
+                scrape(first)
+            server.wait_log(rf"event=metrics_closed address=127\.0\.0\.1:{first}")
+
+            # a port that cannot be bound refuses the reload; the endpoint in service stays
+            server.extra_toml = f'[metrics]\naddress = "127.0.0.1:{busy.getsockname()[1]}"\n'
+            server.write_config()
+            self.reload_and_wait(server, "reload_refused")
+            self.assertRegex(server.log(), r"event=reload_refused error=\"\S+smtpsd\.toml: "
+                                           r"metrics\.address: [^\"]*Address already in use")
+            self.assertIn("smtpsd_connections_open", scrape(second))
+
+            server.extra_toml = ""
+            server.write_config()
+            self.reload_and_wait(server)
+            with self.assertRaises(OSError):
+                scrape(second)
 
 
 class ReloadUnderLoad(ReloadTestCase):
