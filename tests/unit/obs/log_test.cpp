@@ -2,6 +2,16 @@
 #include "obs/log.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -69,6 +79,83 @@ TEST(LogJsonTest, KeyValueRoundTripsThroughAppendValue) {
     obs::append_key_values_as_json(out, line);
     EXPECT_EQ(out, ",\"k\":" + json(v)) << v;
   }
+}
+
+// A datagram socket at a path in a fresh directory, drained by its own thread.
+class Receiver {
+ public:
+  explicit Receiver(const std::string& path) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    path.copy(address.sun_path, sizeof address.sun_path - 1);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    timeval tv{0, 100000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    thread_ = std::thread([this] {
+      char buffer[4096];
+      for (;;) {
+        ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+        if (n > 0 &&
+            std::string_view(buffer, static_cast<std::size_t>(n)).find("event=swap_test") !=
+                std::string_view::npos)
+          ++received;
+        if (n < 0 && stop) return;
+      }
+    });
+  }
+  ~Receiver() {
+    stop = true;
+    thread_.join();
+    ::close(fd_);
+    ::unlink(path_.c_str());
+  }
+  std::atomic<int> received{0};
+  std::atomic<bool> stop{false};
+
+ private:
+  std::string path_;
+  int fd_;
+  std::thread thread_;
+};
+
+// A reload swaps the output while I/O threads write: every line reaches one of the two
+// sockets (a line written to a socket closed under it would go to stderr, or nowhere).
+TEST(LogOutputTest, SwappingSinksUnderConcurrentWritersLosesNoLine) {
+  char dir_template[] = "/tmp/smtpsd-log-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  constexpr int kWriters = 4, kLines = 400;
+  {
+    Receiver a(dir + "/a.sock"), b(dir + "/b.sock");
+    obs::set_output(obs::make_syslog_sink(dir + "/a.sock", LOG_LOCAL0));
+    std::atomic<int> done{0};
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+      writers.emplace_back([&done, w] {
+        for (int i = 0; i < kLines; ++i)
+          obs::Log("swap_test").kv("writer", w).kv("line", i);
+        ++done;
+      });
+    }
+    for (int swaps = 0; done < kWriters; ++swaps) {
+      auto sink = obs::make_syslog_sink(dir + (swaps % 2 ? "/a.sock" : "/b.sock"), LOG_LOCAL0);
+      ASSERT_NE(sink, nullptr);
+      obs::set_output(std::move(sink));
+      std::this_thread::yield();
+    }
+    for (std::thread& t : writers)
+      t.join();
+    obs::set_output(nullptr);
+    for (int waited = 0; a.received + b.received < kWriters * kLines && waited < 100; ++waited)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(a.received + b.received, kWriters * kLines);
+  }
+  ::rmdir(dir.c_str());
+}
+
+TEST(LogOutputTest, SocketPathTooLongForAnAddressIsRefused) {
+  EXPECT_EQ(obs::make_syslog_sink("/" + std::string(200, 'x'), LOG_MAIL), nullptr);
 }
 
 }  // namespace
