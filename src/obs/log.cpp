@@ -269,22 +269,18 @@ Log::Log(std::string_view event, Level level)
   char ms[5] = {'.', static_cast<char>('0' + millis / 100),
                 static_cast<char>('0' + millis / 10 % 10), static_cast<char>('0' + millis % 10),
                 'Z'};
-  if (json_) {
-    line_.append("{\"time\":\"");
-    line_.append(stamp, n);
-    line_.append(ms, 5);
-    line_.append("\",\"level\":\"");
-    line_.append(level_name(level));
-    line_.append("\",\"event\":");
-    append_json_string(line_, event);
-    return;
-  }
+  // {"time":"…","level":"…","event":"…"  or  … level=… event=…
+  line_.append(json_ ? "{\"time\":\"" : "");
   line_.append(stamp, n);
   line_.append(ms, 5);
-  line_.append(" level=");
+  line_.append(json_ ? "\",\"level\":\"" : " level=");
   line_.append(level_name(level));
-  line_.append(" event=");
-  append_value(line_, event);
+  line_.append(json_ ? "\",\"event\":" : " event=");
+  if (json_) {
+    append_json_string(line_, event);
+  } else {
+    append_value(line_, event);
+  }
 }
 
 Log::~Log() {

@@ -180,24 +180,24 @@ void add_certificate_collector(Registry& registry,
                                std::function<std::vector<CertificateExpiry>()> list) {
   registry.add_collector([list = std::move(list)](std::string& out) {
     std::vector<CertificateExpiry> certificates = list();
-    std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
-    append_family_header(out, "smtpsd_certificate_expiry_seconds",
-                         "Seconds until the certificate expires (negative: expired).", "gauge");
-    for (const CertificateExpiry& c : certificates) {
-      std::string labels;
-      append_label(labels, "file", c.file);
-      append_label(labels, "names", c.names);
-      append_sample(out, "smtpsd_certificate_expiry_seconds", labels,
-                    static_cast<double>(c.not_after - now));
-    }
-    append_family_header(out, "smtpsd_certificate_not_after_seconds",
-                         "The certificate's notAfter as a Unix time.", "gauge");
-    for (const CertificateExpiry& c : certificates) {
-      std::string labels;
-      append_label(labels, "file", c.file);
-      append_label(labels, "names", c.names);
-      append_sample(out, "smtpsd_certificate_not_after_seconds", labels,
-                    static_cast<double>(c.not_after));
+    const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+    // Two families with the same labels: the seconds left, and notAfter itself (offset 0).
+    struct Family {
+      std::string_view name, help;
+      std::int64_t minus;
+    };
+    for (const Family& family :
+         {Family{"smtpsd_certificate_expiry_seconds",
+                 "Seconds until the certificate expires (negative: expired).", now},
+          Family{"smtpsd_certificate_not_after_seconds",
+                 "The certificate's notAfter as a Unix time.", 0}}) {
+      append_family_header(out, family.name, family.help, "gauge");
+      for (const CertificateExpiry& c : certificates) {
+        std::string labels;
+        append_label(labels, "file", c.file);
+        append_label(labels, "names", c.names);
+        append_sample(out, family.name, labels, static_cast<double>(c.not_after - family.minus));
+      }
     }
   });
 }
