@@ -12,7 +12,6 @@
 #include <signal.h>
 #include <sodium.h>
 #include <sys/socket.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <toml++/toml.h>
@@ -27,6 +26,7 @@
 #include <sstream>
 
 #include "app/message_builder.h"
+#include "app/terminal.h"
 #include "delivery/smtp_transport.h"
 #include "queue/spool.h"
 #include "tls/policy.h"
@@ -68,70 +68,22 @@ struct Submission {
 
 // --- the terminal ---------------------------------------------------------------------
 
-int tty_fd = -1;
-termios saved_terminal;
-volatile sig_atomic_t terminal_changed = 0;
-
-void restore_terminal_and_reraise(int signal_number) {
-  if (terminal_changed) ::tcsetattr(tty_fd, TCSAFLUSH, &saved_terminal);
-  ::signal(signal_number, SIG_DFL);
-  ::raise(signal_number);
-}
-
 base::Expected<std::string, std::string> prompt_on_terminal(const std::string& prompt) {
-  tty_fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+  int tty_fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
   if (tty_fd < 0) {
     return base::unexpected(
         std::string("no password: give --password-file FILE or set SMTPSCTL_PASSWORD (there is no "
                     "terminal to ask on)"));
   }
-  bool have_terminal = ::tcgetattr(tty_fd, &saved_terminal) == 0;
-  struct sigaction action {
-  }, previous[4];
-  const int signals[4] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-  if (have_terminal) {
-    action.sa_handler = restore_terminal_and_reraise;
-    sigemptyset(&action.sa_mask);
-    for (int i = 0; i < 4; ++i)
-      ::sigaction(signals[i], &action, &previous[i]);
-    termios quiet = saved_terminal;
-    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-    quiet.c_lflag |= ECHONL;
-    terminal_changed = 1;
-    // TCSANOW, not TCSAFLUSH: a password typed ahead (or written by a script as soon as
-    // the prompt appears) must not be thrown away, or the read below would wait forever.
-    ::tcsetattr(tty_fd, TCSANOW, &quiet);
-  }
-  // The prompt only once echo is off: whatever answers it is never shown.
-  (void)!::write(tty_fd, prompt.data(), prompt.size());
-  std::string line;
-  char c = 0;
-  bool failed = false;
-  for (;;) {
-    ssize_t got = ::read(tty_fd, &c, 1);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) failed = true;
-    if (got <= 0 || c == '\n') break;
-    line += c;
-    if (line.size() > 4096) {
-      failed = true;
-      break;
-    }
-  }
-  c = 0;
-  if (have_terminal) {
-    ::tcsetattr(tty_fd, TCSAFLUSH, &saved_terminal);
-    terminal_changed = 0;
-    for (int i = 0; i < 4; ++i)
-      ::sigaction(signals[i], &previous[i], nullptr);
+  base::Expected<std::string, std::string> line = std::string();
+  {
+    EchoOff quiet(tty_fd);
+    // The prompt only once echo is off: whatever answers it is never shown.
+    (void)!::write(tty_fd, prompt.data(), prompt.size());
+    line = read_secret_line(tty_fd, 4096);
   }
   ::close(tty_fd);
-  tty_fd = -1;
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (failed || line.empty()) {
-    wipe(line);
-    return base::unexpected(std::string("no password was typed"));
-  }
+  if (!line || line.value().empty()) return base::unexpected(std::string("no password was typed"));
   return line;
 }
 

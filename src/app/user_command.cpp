@@ -6,15 +6,15 @@
 // aliases only. The file is written only after every check passed, in one atomic save.
 #include "app/user_command.h"
 
-#include <signal.h>
 #include <sodium.h>
 #include <sys/stat.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstring>
+
+#include "app/terminal.h"
 
 namespace app {
 namespace {
@@ -37,63 +37,16 @@ base::Expected<auth::UserStore, std::string> load_store(const std::string& path,
 
 // --- reading a password from the terminal ----------------------------------------------
 
-termios saved_terminal;
-volatile sig_atomic_t terminal_changed = 0;
-
-void restore_terminal_and_reraise(int signal_number) {
-  if (terminal_changed) ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_terminal);
-  ::signal(signal_number, SIG_DFL);
-  ::raise(signal_number);
-}
-
-// Reads one line from fd (without the '\n', and without a '\r' before it). Fails past
-// the password size bound so that a huge stdin is not read whole.
 base::Expected<std::string, std::string> read_line(int fd) {
-  std::string line;
-  char c = 0;
-  while (true) {
-    ssize_t got = ::read(fd, &c, 1);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      wipe(line);
-      return base::unexpected(std::string("cannot read the password: ") + std::strerror(errno));
-    }
-    if (got == 0 || c == '\n') break;
-    line += c;
-    if (line.size() > auth::kMaxPasswordSize + 1) {
-      wipe(line);
-      return base::unexpected(std::string("the password is longer than 1024 bytes"));
-    }
-  }
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  c = 0;
-  return line;
+  return read_secret_line(fd, auth::kMaxPasswordSize);
 }
 
 base::Expected<std::string, std::string> prompt_without_echo(const char* prompt) {
   std::fputs(prompt, stderr);
   std::fflush(stderr);
-  if (::tcgetattr(STDIN_FILENO, &saved_terminal) != 0) {
-    return base::unexpected(std::string("cannot read the terminal settings"));
-  }
-  struct sigaction action {
-  }, previous[4];
-  const int signals[4] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-  action.sa_handler = restore_terminal_and_reraise;
-  sigemptyset(&action.sa_mask);
-  for (int i = 0; i < 4; ++i)
-    ::sigaction(signals[i], &action, &previous[i]);
-  termios quiet = saved_terminal;
-  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-  quiet.c_lflag |= ECHONL;
-  terminal_changed = 1;
-  ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-  auto line = read_line(STDIN_FILENO);
-  ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_terminal);
-  terminal_changed = 0;
-  for (int i = 0; i < 4; ++i)
-    ::sigaction(signals[i], &previous[i], nullptr);
-  return line;
+  EchoOff quiet(STDIN_FILENO);
+  if (!quiet.active()) return base::unexpected(std::string("cannot read the terminal settings"));
+  return read_line(STDIN_FILENO);
 }
 
 // --- the commands -----------------------------------------------------------------------
