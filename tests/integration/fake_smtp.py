@@ -1,8 +1,10 @@
-"""A scripted remote SMTP server on loopback, for the onward-delivery tests.
+"""A scripted remote SMTP server on loopback, for the onward-delivery and probe tests.
 
-It plays the next hop where a second smtpsd cannot: answering 4xx then 250, or 5xx, or
-offering no STARTTLS. Standard library only. Each RCPT address may have a script of
-replies (the last one repeats); everything received is recorded.
+It plays the next hop, or a badly configured server, where a second smtpsd cannot:
+answering 4xx then 250, or 5xx, offering no STARTTLS, AUTH before STARTTLS, or keeping
+commands sent along with STARTTLS for after the handshake (CVE-2011-0411). Standard library
+only. Each RCPT address may have a script of replies (the last one repeats); everything
+received is recorded.
 
     with FakeSmtp(cert=..., key=..., starttls=True, rcpt={"a@x": ["451 4.3.0 busy", "250 ok"]}) as remote:
         remote.port, remote.messages, remote.connections
@@ -15,13 +17,17 @@ import threading
 
 class FakeSmtp:
     def __init__(self, cert=None, key=None, starttls=True, rcpt=None, name="fake.test",
-                 dsn=False, broken_tls=False):
+                 dsn=False, broken_tls=False, auth=None, auth_before_tls=False,
+                 injectable=False):
         self.cert, self.key = cert, key
         self.starttls = (starttls and cert is not None) or broken_tls
         self.rcpt_script = dict(rcpt or {})
         self.name = name
         self.dsn = dsn
         self.broken_tls = broken_tls  # answers 220 to STARTTLS, then no TLS at all
+        self.auth = auth  # mechanisms advertised after STARTTLS ("PLAIN LOGIN"), or None
+        self.auth_before_tls = auth_before_tls  # … and before it too
+        self.injectable = injectable  # commands pipelined after STARTTLS survive it
         self.messages = []  # (mail_from, [rcpt accepted], data bytes, tls version or None)
         self.connections = 0
         self.rcpt_counts = {}
@@ -70,18 +76,26 @@ class FakeSmtp:
 
     def _serve(self, conn):
         conn.settimeout(30)
-        stream = conn
-        reader = stream.makefile("rb")
-        tls_version = None
+        stream, buffer, tls_version = conn, b"", None
 
         def send(line):
             stream.sendall(line.encode() + b"\r\n")
+
+        def readline():
+            nonlocal buffer
+            while b"\n" not in buffer:
+                data = stream.recv(65536)
+                if not data:
+                    return b""
+                buffer += data
+            line, buffer = buffer.split(b"\n", 1)
+            return line + b"\n"
 
         try:
             send(f"220 {self.name} ESMTP fake")
             mail_from, rcpts = None, []
             while True:
-                line = reader.readline()
+                line = readline()
                 if not line:
                     return
                 command = line.decode("utf-8", "replace").rstrip("\r\n")
@@ -95,6 +109,8 @@ class FakeSmtp:
                         lines.append("DSN")
                     if offer:
                         lines.append("STARTTLS")
+                    if self.auth and (tls_version is not None or self.auth_before_tls):
+                        lines.append("AUTH " + self.auth)
                     for i, text in enumerate(lines):
                         send(("250 " if i == len(lines) - 1 else "250-") + text)
                 elif verb == "HELO":
@@ -105,10 +121,11 @@ class FakeSmtp:
                     return
                 elif verb == "STARTTLS" and self.starttls and tls_version is None:
                     send("220 2.0.0 go ahead")
+                    if not self.injectable:
+                        buffer = b""  # the fix for CVE-2011-0411
                     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                     context.load_cert_chain(self.cert, self.key)
                     stream = context.wrap_socket(conn, server_side=True)
-                    reader = stream.makefile("rb")
                     tls_version = stream.version()
                 elif verb == "MAIL":
                     mail_from, rcpts = command[10:].split(">")[0].lstrip("<"), []
@@ -126,7 +143,7 @@ class FakeSmtp:
                     send("354 go ahead")
                     data = b""
                     while not data.endswith(b"\r\n.\r\n") and data != b".\r\n":
-                        chunk = reader.readline()
+                        chunk = readline()
                         if not chunk:
                             return
                         data += chunk

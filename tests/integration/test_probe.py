@@ -8,11 +8,10 @@ reproduce CVE-2011-0411 on purpose (keeping the bytes that came in clear after S
 import json
 import os
 import socket
-import ssl
 import subprocess
-import threading
 import unittest
 
+from fake_smtp import FakeSmtp
 from harness import SMTPSD, ServerTestCase
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
@@ -29,83 +28,6 @@ def findings(report, port_index=0):
     for finding in report["ports"][port_index]["findings"]:
         out.setdefault(finding["check"], []).append((finding["severity"], finding["text"]))
     return out
-
-
-class FakeProbeTarget:
-    """SMTP with STARTTLS on loopback; optionally AUTH before TLS or injectable."""
-
-    def __init__(self, cert, key, auth_before_tls=False, injectable=False, starttls=True):
-        self.cert, self.key = cert, key
-        self.starttls = starttls
-        self.auth_before_tls = auth_before_tls
-        self.injectable = injectable
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.sock.close()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        conn.settimeout(20)
-        stream, buffer, tls = conn, b"", False
-
-        def send(text):
-            stream.sendall(text.encode() + b"\r\n")
-
-        try:
-            send("220 fake.test ESMTP")
-            while True:
-                while b"\r\n" not in buffer:
-                    data = stream.recv(4096)
-                    if not data:
-                        return
-                    buffer += data
-                line, buffer = buffer.split(b"\r\n", 1)
-                verb = line.decode(errors="replace").split(" ")[0].upper()
-                if verb == "EHLO":
-                    lines = ["fake.test", "PIPELINING"]
-                    if not tls and self.starttls:
-                        lines.append("STARTTLS")
-                    if tls or self.auth_before_tls:
-                        lines.append("AUTH PLAIN LOGIN")
-                    for i, text in enumerate(lines):
-                        send(("250 " if i == len(lines) - 1 else "250-") + text)
-                elif verb == "STARTTLS" and not tls and self.starttls:
-                    send("220 2.0.0 go ahead")
-                    if not self.injectable:
-                        buffer = b""  # the fix for CVE-2011-0411
-                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                    context.load_cert_chain(self.cert, self.key)
-                    stream = context.wrap_socket(conn, server_side=True)
-                    tls = True
-                elif verb == "QUIT":
-                    send("221 bye")
-                    return
-                else:
-                    send("250 2.0.0 ok")
-        except (OSError, ssl.SSLError):
-            return
-        finally:
-            try:
-                stream.close()
-            except OSError:
-                pass
 
 
 class ProbeSmtpsd(ServerTestCase):
@@ -209,7 +131,7 @@ class ProbeFakeServer(ServerTestCase):
 
     def test_auth_before_tls_fails(self):
         cert, key, ca = self.pki()
-        with FakeProbeTarget(cert, key, auth_before_tls=True) as fake:
+        with FakeSmtp(cert, key, auth="PLAIN LOGIN", auth_before_tls=True) as fake:
             result = probe(f"localhost:{fake.port}", "--cafile", ca, "--json")
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         report = json.loads(result.stdout)
@@ -221,7 +143,7 @@ class ProbeFakeServer(ServerTestCase):
 
     def test_starttls_injection_fails(self):
         cert, key, ca = self.pki()
-        with FakeProbeTarget(cert, key, injectable=True) as fake:
+        with FakeSmtp(cert, key, auth="PLAIN LOGIN", injectable=True) as fake:
             result = probe(f"localhost:{fake.port}", "--cafile", ca, "--json")
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         report = json.loads(result.stdout)
@@ -233,7 +155,8 @@ class ProbeFakeServer(ServerTestCase):
 
     def test_no_tls_at_all_fails(self):
         cert, key, ca = self.pki()
-        with FakeProbeTarget(cert, key, starttls=False, auth_before_tls=True) as fake:
+        with FakeSmtp(cert, key, starttls=False, auth="PLAIN LOGIN",
+                      auth_before_tls=True) as fake:
             result = probe(f"localhost:{fake.port}", "--cafile", ca, "--timeout", "3")
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         self.assertIn("port %d: no TLS" % fake.port, result.stdout)
