@@ -18,12 +18,13 @@ Only the standard library: PyPI is not reachable on CI machines.
 import os
 import random
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import tempfile
 import time
+
+from processes import end_process
 
 INSTALL_HINT = "dnsmasq not found: run scripts/install-deps.sh (Debian package dnsmasq-base)"
 
@@ -237,15 +238,7 @@ class DnsServer:
             return ""
 
     def _kill(self):
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        end_process(self.process, timeout=5)
         self.process = None
 
     def stop(self):

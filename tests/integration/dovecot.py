@@ -27,11 +27,12 @@ import grp
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
+
+from processes import end_process
 
 DOVECOT = os.environ.get("DOVECOT_BIN", "/usr/sbin/dovecot")
 INSTALL_HINT = ("dovecot not found: run scripts/install-deps.sh "
@@ -222,15 +223,7 @@ service lmtp {{
         return False
 
     def _kill(self):
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)  # the master stops its children
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        end_process(self.process, timeout=10)  # the master stops its children
         self.process = None
 
     def stop(self):

@@ -21,6 +21,8 @@ import threading
 import time
 import unittest
 
+from processes import end_process
+
 SMTPSD = os.environ.get("SMTPSD_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "smtpsd")
 
@@ -145,16 +147,7 @@ class Server:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        code = self.process.returncode
+        code = end_process(self.process, sig, timeout)
         self.process = None
         return code
 

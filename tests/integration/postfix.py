@@ -31,13 +31,13 @@ its daemons switch to the postfix user). Only the standard library.
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 
 from dovecot import DOVECOT, MAX_BASE_DIR, free_tcp_port
+from processes import end_process
 
 POSTFIX = os.environ.get("POSTFIX_BIN", "/usr/sbin/postfix")
 POSTCONF = "/usr/sbin/postconf"
@@ -122,13 +122,7 @@ service auth {{
         raise RuntimeError(f"dovecot auth did not start; see {self.log_path}")
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        end_process(self.process, timeout=10)
         self.process = None
         if self.own_base_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
@@ -330,15 +324,7 @@ class Postfix:
         return not pending
 
     def _kill(self):
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)  # the master stops its children
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        end_process(self.process, timeout=15)  # the master stops its children
         self.process = None
 
     def stop(self):
