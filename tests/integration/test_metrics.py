@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 import warnings
 
+from certificates import install_chain, issue_leaf
 from harness import SMTPSD, ServerTestCase, make_message
 
 METRICS_LISTENING = re.compile(r"event=metrics_listening address=(\S+) port=(\d+)")
@@ -188,7 +189,6 @@ class Counters(MetricsTestCase):
 
 
     def test_certificate_expiry_seconds_per_certificate_follow_a_renewal(self):
-        import subprocess
         with self.metrics_server() as server:
             samples = self.scrape(server)
             expiry = {dict(labels)["file"]: v for (name, labels), v in samples.items()
@@ -199,20 +199,11 @@ class Counters(MetricsTestCase):
                 self.assertGreater(seconds, 800 * 86400)
             # A renewal with a 5-day certificate shows at the next scrape after the reload.
             tls = os.path.join(server.dir, "tls")
-            key = os.path.join(tls, "server-ecdsa.key")
-            leaf = os.path.join(tls, "short.pem")
-            subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", "/CN=localhost",
-                            "-addext", "subjectAltName=DNS:localhost", "-out",
-                            os.path.join(tls, "short.csr")], check=True, capture_output=True)
-            subprocess.run(["openssl", "x509", "-req", "-in", os.path.join(tls, "short.csr"),
-                            "-CA", server.ca, "-CAkey", os.path.join(tls, "ca.key"),
-                            "-CAcreateserial", "-days", "5", "-copy_extensions", "copy",
-                            "-out", leaf], check=True, capture_output=True)
-            with open(leaf, "rb") as f, open(server.ca, "rb") as ca:
-                chain = f.read() + ca.read()
-            with open(leaf + ".new", "wb") as f:
-                f.write(chain)
-            os.rename(leaf + ".new", os.path.join(tls, "server-ecdsa.pem"))
+            leaf, _ = issue_leaf(os.path.join(tls, "short"), server.ca,
+                                 os.path.join(tls, "ca.key"), ["localhost"],
+                                 key=os.path.join(tls, "server-ecdsa.key"), start=0,
+                                 end=5 * 86400)
+            install_chain(leaf, server.ca, os.path.join(tls, "server-ecdsa.pem"))
             samples = self.wait_for(server, lambda m: any(
                 name == "smtpsd_certificate_expiry_seconds" and v < 6 * 86400
                 for (name, _), v in m.items()))
@@ -261,14 +252,18 @@ class Endpoint(MetricsTestCase):
                 for s in silent:
                     s.close()
 
-    def test_non_loopback_address_is_refused_unless_allowed(self):
-        server = self.metrics_server(address="0.0.0.0:0")
+    def assert_check_refuses(self, server, error):
+        """`smtpsd check` fails on the configuration, with error (a pattern) in its output."""
         result = subprocess.run([SMTPSD, "check", "--config", server.config_path],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 timeout=30)
         self.assertNotEqual(result.returncode, 0)
-        self.assertRegex(result.stdout, r"smtpsd\.toml:\d+: metrics\.address: '0\.0\.0\.0' is "
-                                        r"not a loopback address.*allow_non_loopback")
+        self.assertRegex(result.stdout, error)
+
+    def test_non_loopback_address_is_refused_unless_allowed(self):
+        server = self.metrics_server(address="0.0.0.0:0")
+        self.assert_check_refuses(server, r"smtpsd\.toml:\d+: metrics\.address: '0\.0\.0\.0' is "
+                                          r"not a loopback address.*allow_non_loopback")
         with self.assertRaises(RuntimeError):
             server.start(timeout=10)
         server.extra_toml = '[metrics]\naddress = "0.0.0.0:0"\nallow_non_loopback = true\n'
@@ -280,12 +275,8 @@ class Endpoint(MetricsTestCase):
 
     def test_malformed_address_names_file_line_and_key(self):
         server = self.metrics_server(address="localhost:9464")
-        result = subprocess.run([SMTPSD, "check", "--config", server.config_path],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                timeout=30)
-        self.assertNotEqual(result.returncode, 0)
-        self.assertRegex(result.stdout, r"smtpsd\.toml:\d+: metrics\.address: must be a numeric "
-                                        r"address and a port")
+        self.assert_check_refuses(server, r"smtpsd\.toml:\d+: metrics\.address: must be a "
+                                          r"numeric address and a port")
 
     def test_no_endpoint_without_the_table(self):
         with self.new_server() as server:

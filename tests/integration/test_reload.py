@@ -11,7 +11,6 @@ Certificates are made with the `openssl` command line (signed by the test's deve
 served ones are told apart by their DER bytes.
 """
 
-import datetime
 import json
 import os
 import re
@@ -26,6 +25,7 @@ import time
 import unittest
 import urllib.request
 
+from certificates import issue_leaf
 from harness import SMTPSD, ServerTestCase, make_message, s_client
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
@@ -40,42 +40,12 @@ key = "tls/server-rsa.key"
 """
 
 
-def utc(offset_seconds):
-    moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
-        seconds=offset_seconds)
-    return moment.strftime("%Y%m%d%H%M%SZ")
-
-
 def issue(directory, name, ca_dir, names, key_type="ec", start=-86400, end=90 * 86400):
     """A leaf certificate for `names` (DNS SANs; CN = name) signed by the dev CA in ca_dir,
     valid from now+start to now+end seconds. Returns (certificate path, key path)."""
-    work = os.path.join(directory, "issue-" + name)
-    os.makedirs(work, exist_ok=True)
-    with open(os.path.join(work, "index.txt"), "w"):
-        pass
-    with open(os.path.join(work, "serial"), "w") as f:
-        f.write(os.urandom(8).hex() + "\n")
-    san = ",".join("DNS:" + n for n in names)
-    with open(os.path.join(work, "ca.cnf"), "w") as f:
-        f.write("[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\n"
-                "serial = serial\ndefault_md = sha256\npolicy = anything\n"
-                "x509_extensions = leaf\nunique_subject = no\n"
-                "[anything]\ncommonName = supplied\n"
-                f"[leaf]\nsubjectAltName = {san}\nbasicConstraints = CA:false\n"
-                "extendedKeyUsage = serverAuth\n")
-    key = os.path.join(work, "leaf.key")
-    csr = os.path.join(work, "leaf.csr")
-    cert = os.path.join(work, "leaf.pem")
-    new_key = (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if key_type == "ec"
-               else ["-newkey", "rsa:2048"])
-    subprocess.run(["openssl", "req", "-new"] + new_key + ["-nodes", "-keyout", key, "-out", csr,
-                    "-subj", f"/CN={name}"], check=True, capture_output=True)
-    subprocess.run(["openssl", "ca", "-batch", "-config", "ca.cnf",
-                    "-cert", os.path.join(ca_dir, "ca.pem"),
-                    "-keyfile", os.path.join(ca_dir, "ca.key"), "-in", csr, "-out", cert,
-                    "-startdate", utc(start), "-enddate", utc(end)],
-                   check=True, capture_output=True, cwd=work)
-    return cert, key
+    return issue_leaf(os.path.join(directory, "issue-" + name), os.path.join(ca_dir, "ca.pem"),
+                      os.path.join(ca_dir, "ca.key"), names, common_name=name,
+                      key_type=key_type, start=start, end=end)
 
 
 def der_of(pem_path):

@@ -18,6 +18,7 @@ import tempfile
 import time
 import unittest
 
+from certificates import issue_leaf
 from fake_smtp import FakeSmtp
 from harness import SMTPSD, ServerTestCase, make_message
 
@@ -41,32 +42,11 @@ def output(result):
 
 
 def make_certificate(directory, ca_cert, ca_key, name, san, start=None, end=None):
-    """A leaf certificate signed by the given CA, with `openssl ca` so that the validity
-    dates can be in the past (OpenSSL 3.0's req/x509 refuse -days below 1)."""
-    work = os.path.join(directory, name)
-    os.makedirs(work, exist_ok=True)
-    with open(os.path.join(work, "index.txt"), "w"):
-        pass
-    with open(os.path.join(work, "serial"), "w") as f:
-        f.write("1000\n")
-    with open(os.path.join(work, "ca.cnf"), "w") as f:
-        f.write("[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\n"
-                "serial = serial\ndefault_md = sha256\npolicy = anything\n"
-                "x509_extensions = leaf\nunique_subject = no\n"
-                "[anything]\ncommonName = supplied\n"
-                f"[leaf]\nsubjectAltName = {san}\nbasicConstraints = CA:false\n"
-                "extendedKeyUsage = serverAuth\n")
-    key = os.path.join(work, "leaf.key")
-    csr = os.path.join(work, "leaf.csr")
-    cert = os.path.join(work, "leaf.pem")
-    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr,
-                    "-subj", f"/CN={name}"], check=True, capture_output=True)
-    dates = ["-startdate", start or "20200101000000Z", "-enddate", end or "20991231000000Z"]
-    subprocess.run(["openssl", "ca", "-batch", "-config", "ca.cnf", "-cert", ca_cert,
-                    "-keyfile", ca_key, "-in", csr, "-out", cert] + dates,
-                   check=True, capture_output=True, cwd=work)
-    return cert, key
+    """A leaf certificate for the SANs `san` ("DNS:a,IP:…") signed by the given CA, valid
+    from start to end ("YYYYMMDDHHMMSSZ"; by default 2020 to 2099)."""
+    return issue_leaf(os.path.join(directory, name), ca_cert, ca_key, san.split(","),
+                      common_name=name, start=start or "20200101000000Z",
+                      end=end or "20991231000000Z")
 
 
 def closed_port():

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import unittest
 
+from certificates import install_chain, issue_leaf
 from harness import ServerTestCase
 
 TESTSSL = shutil.which("testssl") or shutil.which("testssl.sh")
@@ -22,31 +23,18 @@ BAD = {"MEDIUM", "HIGH", "CRITICAL"}
 def issue_public_like_certificates(server):
     """Replaces the dev leaf certificates with 90-day ones that carry a CRL URI."""
     tls = os.path.join(server.dir, "tls")
-    ext = os.path.join(tls, "public-like.ext")
-    with open(ext, "w") as f:
-        f.write("basicConstraints = critical, CA:FALSE\n"
-                "keyUsage = critical, digitalSignature\n"
-                "extendedKeyUsage = serverAuth\n"
-                "subjectAltName = DNS:localhost, IP:127.0.0.1\n"
-                "crlDistributionPoints = URI:http://crl.invalid/test-ca.crl\n"
-                "authorityKeyIdentifier = keyid\n"
-                "subjectKeyIdentifier = hash\n")
-    for kind, newkey in (("ecdsa", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
-                         ("rsa", ["-newkey", "rsa:2048"])):
-        key = os.path.join(tls, f"server-{kind}.key")
-        csr = os.path.join(tls, f"server-{kind}.csr")
-        leaf = os.path.join(tls, f"server-{kind}.leaf")
-        subprocess.run(["openssl", "req", "-new", *newkey, "-nodes", "-subj", "/CN=localhost",
-                        "-keyout", key, "-out", csr], check=True, capture_output=True)
-        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", server.ca,
-                        "-CAkey", os.path.join(tls, "ca.key"), "-CAcreateserial",
-                        "-days", "90", "-sha256", "-extfile", ext, "-out", leaf],
-                       check=True, capture_output=True)
-        with open(os.path.join(tls, f"server-{kind}.pem"), "wb") as out:
-            for part in (leaf, server.ca):
-                with open(part, "rb") as f:
-                    out.write(f.read())
-        os.chmod(key, 0o600)
+    for kind, key_type in (("ecdsa", "ec"), ("rsa", "rsa")):
+        cert, key = issue_leaf(
+            os.path.join(tls, "public-like-" + kind), server.ca, os.path.join(tls, "ca.key"),
+            ["localhost", "IP:127.0.0.1"], key_type=key_type, start=0, end=90 * 86400,
+            extensions={"basicConstraints": "critical, CA:FALSE",
+                        "keyUsage": "critical, digitalSignature",
+                        "crlDistributionPoints": "URI:http://crl.invalid/test-ca.crl",
+                        "authorityKeyIdentifier": "keyid",
+                        "subjectKeyIdentifier": "hash"})
+        install_chain(cert, server.ca, os.path.join(tls, f"server-{kind}.pem"))
+        os.replace(key, os.path.join(tls, f"server-{kind}.key"))
+        os.chmod(os.path.join(tls, f"server-{kind}.key"), 0o600)
 
 
 @unittest.skipUnless(TESTSSL, "testssl.sh is not installed (scripts/install-deps.sh)")
