@@ -34,18 +34,23 @@ void expect_prefixes_need_more(const std::string& header) {
   }
 }
 
+// The connection most tests describe: 192.0.2.7:40000 to 198.51.100.1:465.
+void expect_client_192_0_2_7(const Header& header, int version) {
+  EXPECT_EQ(header.version, version);
+  EXPECT_FALSE(header.use_socket_address);
+  EXPECT_EQ(header.source_address, "192.0.2.7");
+  EXPECT_EQ(header.source_port, 40000);
+  EXPECT_EQ(header.destination_address, "198.51.100.1");
+  EXPECT_EQ(header.destination_port, 465);
+}
+
 TEST(ProxyProtocolTest, V1Tcp4) {
   std::string header = "PROXY TCP4 192.0.2.7 198.51.100.1 40000 465\r\n";
   expect_prefixes_need_more(header);
   Result result = parse(header + "\x16\x03\x01");  // a ClientHello follows
   ASSERT_EQ(result.status, Status::kDone) << result.error;
   EXPECT_EQ(result.length, header.size());
-  EXPECT_EQ(result.header.version, 1);
-  EXPECT_FALSE(result.header.use_socket_address);
-  EXPECT_EQ(result.header.source_address, "192.0.2.7");
-  EXPECT_EQ(result.header.source_port, 40000);
-  EXPECT_EQ(result.header.destination_address, "198.51.100.1");
-  EXPECT_EQ(result.header.destination_port, 465);
+  expect_client_192_0_2_7(result.header, 1);
 }
 
 TEST(ProxyProtocolTest, V1Tcp6) {
@@ -129,12 +134,7 @@ TEST(ProxyProtocolTest, V2Inet) {
   Result result = parse(header + "EHLO x\r\n");
   ASSERT_EQ(result.status, Status::kDone) << result.error;
   EXPECT_EQ(result.length, 28u);
-  EXPECT_EQ(result.header.version, 2);
-  EXPECT_FALSE(result.header.use_socket_address);
-  EXPECT_EQ(result.header.source_address, "192.0.2.7");
-  EXPECT_EQ(result.header.source_port, 40000);
-  EXPECT_EQ(result.header.destination_address, "198.51.100.1");
-  EXPECT_EQ(result.header.destination_port, 465);
+  expect_client_192_0_2_7(result.header, 2);
 }
 
 TEST(ProxyProtocolTest, V2InetWithTlvsSkipsThem) {
