@@ -586,13 +586,11 @@ struct Server::Impl {
 
     connection->arm(options.handshake_timeout);
 
+    smtp::ServerSession session(options.session);
     // The hourly message rate of authenticated users, asked at MAIL; a refusal is logged
     // here, where the session and client are known. Only where AUTH is offered.
-    const smtp::SessionConfig* session_config = &options.session;
-    smtp::SessionConfig rated_config;
     if (message_rate.limit() != 0 && !options.session.auth_mechanisms.empty()) {
-      rated_config = options.session;
-      rated_config.may_start_message = [this, &session_id, &client](std::string_view user) {
+      session.set_message_gate([this, &session_id, &client](std::string_view user) {
         if (message_rate.below_limit(std::string(user), Clock::now())) return true;
         obs::Log("user_rate_limited", obs::Level::kWarning)
             .kv("session", session_id)
@@ -601,10 +599,8 @@ struct Server::Impl {
             .kv("limit", static_cast<std::uint64_t>(message_rate.limit()))
             .kv("window", "1h");
         return false;
-      };
-      session_config = &rated_config;
+      });
     }
-    smtp::ServerSession session(*session_config);
     std::unique_ptr<queue::SpoolWriter> writer;
     std::uint64_t message_size = 0;
     unsigned messages = 0;

@@ -782,8 +782,7 @@ struct ServerSession::Impl {
     // A user over its message rate: 451 is one of the replies RFC 5321 §4.3.2 lists for
     // MAIL, transient, so the client keeps the message and retries; RFC 3463 X.7.1
     // "delivery not authorized" says why. Not a client mistake: no max_errors count.
-    if (authenticated_ && config.may_start_message &&
-        !config.may_start_message(authenticated_user_)) {
+    if (authenticated_ && may_start_message_ && !may_start_message_(authenticated_user_)) {
       reply(451, "4.7.1", "Too many messages from this user, try again later");
       return;
     }
@@ -1466,6 +1465,7 @@ struct ServerSession::Impl {
   }
 
   const SessionConfig config;
+  std::function<bool(std::string_view user)> may_start_message_;  // set_message_gate()
   std::string input_;
   std::size_t read_pos_ = 0;
   std::string output_;
@@ -1539,6 +1539,10 @@ const ServerSession::Impl::VerbRow ServerSession::Impl::kVerbs[kVerbCount] = {
 
 ServerSession::ServerSession(const SessionConfig& config) : impl_(std::make_unique<Impl>(config)) {}
 ServerSession::~ServerSession() = default;
+
+void ServerSession::set_message_gate(std::function<bool(std::string_view user)> gate) {
+  impl_->may_start_message_ = std::move(gate);
+}
 
 void ServerSession::start() {
   if (impl_->started_ || impl_->phase_ == Impl::Phase::kClosed) return;

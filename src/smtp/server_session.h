@@ -120,9 +120,6 @@ struct SessionConfig {
   // When set and the session is authenticated: may this user use this envelope sender
   // (own address or alias)? false → 553 5.7.1. Not asked for the null sender.
   std::function<bool(std::string_view user, std::string_view sender)> may_send_as;
-  // When set and the session is authenticated: may this user start one more message now
-  // (its hourly message rate)? false → "451 4.7.1", and the client retries later.
-  std::function<bool(std::string_view user)> may_start_message;
   // Decides each RCPT (pure; may be empty, then every recipient is accepted).
   // authenticated_user is "" when the session has not authenticated, so the host can let
   // authenticated users relay while the MX refuses to.
@@ -168,6 +165,12 @@ class ServerSession {
 
   // Queue the 220 greeting. For implicit TLS the host calls tls_established() first.
   void start();
+
+  // Per session (it may name the session in a log line, so it is not in the shared
+  // SessionConfig): asked at MAIL once the session is authenticated — may this user start
+  // one more message now (its hourly message rate)? false → "451 4.7.1", and the client
+  // retries later. Unset: always.
+  void set_message_gate(std::function<bool(std::string_view user)> may_start_message);
 
   // Bytes the peer sent; the session keeps what it has not consumed yet.
   void receive(std::string_view bytes);

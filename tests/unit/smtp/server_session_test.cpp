@@ -1307,11 +1307,11 @@ TEST_P(AuthTest, UserOverItsMessageRateGets451AtMail) {
   config_.require_auth = true;
   std::vector<std::string> asked;
   bool allowed = false;
-  config_.may_start_message = [&](std::string_view user) {
+  start_tls();
+  host().session.set_message_gate([&](std::string_view user) {
     asked.emplace_back(user);
     return allowed;
-  };
-  start_tls();
+  });
   authenticate();
   EXPECT_EQ(reply("MAIL FROM:<demo@example.org>\r\n"),
             "451 4.7.1 Too many messages from this user, try again later");
