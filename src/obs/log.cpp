@@ -2,6 +2,7 @@
 #include "obs/log.h"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -21,13 +22,14 @@ namespace obs {
 class SyslogSink {
  public:
   SyslogSink(int fd, int facility, const sockaddr_un& address)
-      : fd(fd), facility(facility), address(address) {}
+      : fd(fd), facility(facility), pid(static_cast<int>(::getpid())), address(address) {}
   ~SyslogSink() { ::close(fd); }
   SyslogSink(const SyslogSink&) = delete;
   SyslogSink& operator=(const SyslogSink&) = delete;
 
   const int fd;
   const int facility;
+  const int pid;  // the TAG's [pid]: read once, not a syscall per line
   const sockaddr_un address;
 };
 
@@ -300,14 +302,17 @@ Log::~Log() {
     n += static_cast<int>(std::strftime(header + n, sizeof header - static_cast<std::size_t>(n),
                                         "%b %e %H:%M:%S ", &tm));
     n += std::snprintf(header + n, sizeof header - static_cast<std::size_t>(n),
-                       "smtpsd[%d]: ", static_cast<int>(::getpid()));
-    std::string datagram;
-    datagram.reserve(static_cast<std::size_t>(n) + message.size());
-    datagram.append(header, static_cast<std::size_t>(n));
-    datagram.append(message);
-    if (::sendto(sink->fd, datagram.data(), datagram.size(), MSG_NOSIGNAL,
-                 reinterpret_cast<const sockaddr*>(&sink->address),
-                 sizeof sink->address) == static_cast<ssize_t>(datagram.size()))
+                       "smtpsd[%d]: ", sink->pid);
+    // One datagram from two pieces, without copying the line into a buffer of its own.
+    iovec parts[2] = {{header, static_cast<std::size_t>(n)},
+                      {const_cast<char*>(message.data()), message.size()}};
+    msghdr datagram{};
+    datagram.msg_name = const_cast<sockaddr_un*>(&sink->address);
+    datagram.msg_namelen = sizeof sink->address;
+    datagram.msg_iov = parts;
+    datagram.msg_iovlen = 2;
+    if (::sendmsg(sink->fd, &datagram, MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(parts[0].iov_len + parts[1].iov_len))
       return;
     // The syslog daemon is away (restarting, not installed): keep the line on stderr.
   }
