@@ -31,11 +31,15 @@ std::vector<double> latency_buckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 }
 
-void append_escaped_label_value(std::string& out, std::string_view value) {
-  for (char c : value) {
+namespace {
+
+// The exposition format's escapes: backslash and newline, and in label values the double
+// quote too (HELP text keeps its quotes).
+void append_escaped(std::string& out, std::string_view text, bool quote) {
+  for (char c : text) {
     if (c == '\\') {
       out.append("\\\\");
-    } else if (c == '"') {
+    } else if (c == '"' && quote) {
       out.append("\\\"");
     } else if (c == '\n') {
       out.append("\\n");
@@ -43,6 +47,12 @@ void append_escaped_label_value(std::string& out, std::string_view value) {
       out.push_back(c);
     }
   }
+}
+
+}  // namespace
+
+void append_escaped_label_value(std::string& out, std::string_view value) {
+  append_escaped(out, value, /*quote=*/true);
 }
 
 void append_label(std::string& labels, std::string_view name, std::string_view value) {
@@ -54,19 +64,6 @@ void append_label(std::string& labels, std::string_view name, std::string_view v
 }
 
 namespace {
-
-// HELP text escapes backslash and newline only.
-void append_help(std::string& out, std::string_view help) {
-  for (char c : help) {
-    if (c == '\\') {
-      out.append("\\\\");
-    } else if (c == '\n') {
-      out.append("\\n");
-    } else {
-      out.push_back(c);
-    }
-  }
-}
 
 void append_number(std::string& out, double value) {
   if (std::isinf(value)) {
@@ -101,7 +98,7 @@ void append_family_header(std::string& out, std::string_view name, std::string_v
   out.append("# HELP ");
   out.append(name);
   out.push_back(' ');
-  append_help(out, help);
+  append_escaped(out, help, /*quote=*/false);
   out.append("\n# TYPE ");
   out.append(name);
   out.push_back(' ');
