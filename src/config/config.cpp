@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "obs/log.h"
 #include "obs/metrics_server.h"
 
 namespace config {
@@ -288,11 +289,7 @@ void read_observability(const toml::table& root, Reader& reader, Config& config)
       reader.fail(table->get("output"), "log.output", "must be \"stderr\" or \"syslog\"");
     }
     l.facility = reader.string_at(*table, "log", "facility", l.facility);
-    static constexpr std::string_view kFacilities[] = {"mail",   "daemon", "user",   "local0",
-                                                       "local1", "local2", "local3", "local4",
-                                                       "local5", "local6", "local7"};
-    if (std::find(std::begin(kFacilities), std::end(kFacilities), l.facility) ==
-        std::end(kFacilities)) {
+    if (obs::syslog_facility(l.facility) < 0) {
       reader.fail(table->get("facility"), "log.facility",
                   "must be one of mail, daemon, user, local0 … local7");
     }
