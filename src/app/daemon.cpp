@@ -592,10 +592,9 @@ struct Daemon::Impl {
     }
     // A new endpoint is bound before the old one closes: the same host and port stay bound.
     const config::MetricsSettings& old_metrics = running.config->metrics;
-    const bool metrics_moved =
+    const bool metrics_moved =  // an absent [metrics] has host "", which no address has
         whole_config &&
-        (snapshot->metrics.host != old_metrics.host || snapshot->metrics.port != old_metrics.port ||
-         snapshot->metrics.address.empty() != old_metrics.address.empty());
+        (snapshot->metrics.host != old_metrics.host || snapshot->metrics.port != old_metrics.port);
     std::unique_ptr<obs::MetricsServer> new_metrics;
     if (metrics_moved) {
       auto opened = open_metrics(*snapshot);
@@ -623,9 +622,7 @@ struct Daemon::Impl {
     obs::set_min_level(obs::parse_level(snapshot->log_level));
     if (log_output) apply_log(std::move(*log_output));
     if (metrics_moved) {
-      if (metrics_server != nullptr && !old_metrics.address.empty()) {
-        obs::Log("metrics_closed").kv("address", old_metrics.address);
-      }
+      if (metrics_server != nullptr) obs::Log("metrics_closed").kv("address", old_metrics.address);
       std::swap(metrics_server, new_metrics);  // the old endpoint stops as new_metrics ends
     }
 
