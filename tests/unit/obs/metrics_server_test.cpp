@@ -9,10 +9,15 @@ std::string status_line(const std::string& response) {
   return response.substr(0, response.find("\r\n"));
 }
 
-TEST(MetricsServerTest, AnswersGetMetricsAndRefusesTheRest) {
+// A registry with one counter and a server over it (not started: respond() is enough).
+class MetricsServerTest : public ::testing::Test {
+ protected:
+  MetricsServerTest() { registry.counter("c_total", "C.").inc(); }
   obs::Registry registry;
-  registry.counter("c_total", "C.").inc();
-  obs::MetricsServer server(registry, std::chrono::seconds(1));
+  obs::MetricsServer server{registry, std::chrono::seconds(1)};
+};
+
+TEST_F(MetricsServerTest, AnswersGetMetricsAndRefusesTheRest) {
   std::string ok = server.respond("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(status_line(ok), "HTTP/1.1 200 OK");
   EXPECT_NE(ok.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
@@ -28,16 +33,13 @@ TEST(MetricsServerTest, AnswersGetMetricsAndRefusesTheRest) {
             "HTTP/1.1 400 Bad Request");
 }
 
-TEST(MetricsServerTest, HeadHasNoBody) {
-  obs::Registry registry;
-  registry.counter("c_total", "C.").inc();
-  obs::MetricsServer server(registry, std::chrono::seconds(1));
+TEST_F(MetricsServerTest, HeadHasNoBody) {
   std::string head = server.respond("HEAD /metrics HTTP/1.1\r\n\r\n");
   EXPECT_EQ(status_line(head), "HTTP/1.1 200 OK");
   EXPECT_EQ(head.substr(head.size() - 4), "\r\n\r\n");
 }
 
-TEST(MetricsServerTest, AddressesSplitAndLoopbackIsRecognised) {
+TEST(MetricsAddressTest, AddressesSplitAndLoopbackIsRecognised) {
   std::string host;
   std::uint16_t port = 0;
   ASSERT_TRUE(obs::split_host_port("127.0.0.1:9464", host, port));
