@@ -26,6 +26,7 @@
 #include "auth/user_store.h"
 #include "auth/verified_cache.h"
 #include "base/expected.h"
+#include "intake/pipeline.h"
 #include "queue/group_commit.h"
 #include "queue/spool.h"
 #include "smtp/server_session.h"
@@ -44,6 +45,9 @@ struct ListenerOptions {
   // that swaps it lets open connections finish on the old one.
   std::shared_ptr<SSL_CTX> tls_context;
   smtp::SessionConfig session;  // copied into each new session
+  // The checks every session of this listener runs (intake/check.h); none when null. The
+  // session's checked_stages are set from it when the listener is bound or updated.
+  std::shared_ptr<const intake::Pipeline> checks;
   std::chrono::seconds command_timeout{300};
   std::chrono::seconds data_timeout{180};
   std::chrono::seconds handshake_timeout{30};

@@ -215,6 +215,7 @@ struct ServerSession::Impl {
     kTlsPending,      // kStartTls returned; waiting for tls_established
     kAuthPending,     // kAuthenticate returned; waiting for the host's answer
     kAuthResponse,    // 334 sent; reading the client's response line
+    kCheckPending,    // kCheck returned; waiting for check_passed / check_refused
     kClosed,
   };
   enum class MessageKind { kData, kBdat };
@@ -368,6 +369,8 @@ struct ServerSession::Impl {
         case Phase::kAuthResponse:
           action = step_auth_response();
           break;
+        case Phase::kCheckPending:
+          return Action::kCheck;
         case Phase::kClosed:
           return Action::kClose;
       }
@@ -522,6 +525,13 @@ struct ServerSession::Impl {
       error_reply(500, "5.5.1", "Command unrecognized");
       return;
     }
+    // RFC 5321 §3.1: after a 554 instead of the greeting the server "MUST still wait for the
+    // client to send a QUIT" and "SHOULD respond to any intervening commands with 503".
+    if (refused_at_connect_ && row->handler != &Impl::handle_quit) {
+      error_reply(503, "5.5.1", "Bad sequence of commands: connection refused");
+      discard_payload(*row);
+      return;
+    }
     const bool more_buffered = read_pos_ < input_.size();
     if (row->ends_pipelined_group && more_buffered) ++improper_pipelining_;
 
@@ -599,6 +609,14 @@ struct ServerSession::Impl {
       error_reply(501, "5.5.4", "Syntax: EHLO hostname");
       return;
     }
+    if (ask_host(CheckStage::kHelo, arguments)) {
+      pending_esmtp_ = true;
+      return;
+    }
+    accept_ehlo(arguments);
+  }
+
+  void accept_ehlo(std::string_view arguments) {
     reset_transaction();
     greeted_ = true;
     envelope_.helo.assign(arguments);
@@ -625,6 +643,14 @@ struct ServerSession::Impl {
       error_reply(501, "5.5.4", "Syntax: HELO hostname");
       return;
     }
+    if (ask_host(CheckStage::kHelo, arguments)) {
+      pending_esmtp_ = false;
+      return;
+    }
+    accept_helo(arguments);
+  }
+
+  void accept_helo(std::string_view arguments) {
     reset_transaction();
     greeted_ = true;
     envelope_.helo.assign(arguments);
@@ -786,17 +812,35 @@ struct ServerSession::Impl {
       reply(451, "4.7.1", "Too many messages from this user, try again later");
       return;
     }
+    pending_mail_ = PendingMail{body, smtputf8, size, dsn_return, has_auth};
+    if (ask_host(CheckStage::kMail, path->mailbox)) return;
+    accept_mail(path->mailbox);
+  }
+
+  // The parameters of a MAIL command that passed its protocol checks (with envid_scratch_
+  // and auth_scratch_), kept while the host's checks run.
+  struct PendingMail {
+    BodyType body = BodyType::kUnspecified;
+    bool smtputf8 = false;
+    std::optional<std::uint64_t> size;
+    DsnReturn dsn_return = DsnReturn::kUnspecified;
+    bool has_auth = false;
+  };
+
+  void accept_mail(std::string_view reverse_path) {
     reset_transaction();
     mail_given_ = true;
-    envelope_.reverse_path.assign(path->mailbox);
-    envelope_.body = body;
-    envelope_.smtputf8 = smtputf8;
-    envelope_.declared_size = size;
-    envelope_.dsn_return = dsn_return;
+    envelope_.reverse_path.assign(reverse_path);
+    envelope_.body = pending_mail_.body;
+    envelope_.smtputf8 = pending_mail_.smtputf8;
+    envelope_.declared_size = pending_mail_.size;
+    envelope_.dsn_return = pending_mail_.dsn_return;
     envelope_.envelope_id.assign(envid_scratch_);
     // RFC 4954 §5: "if the client is not authenticated, [the server] MUST behave as if
     // the AUTH=<> parameter was supplied."
-    if (has_auth) envelope_.auth.assign(authenticated_ ? std::string_view(auth_scratch_) : "<>");
+    if (pending_mail_.has_auth) {
+      envelope_.auth.assign(authenticated_ ? std::string_view(auth_scratch_) : "<>");
+    }
     reply(250, "2.1.0", "Ok");
   }
 
@@ -886,14 +930,13 @@ struct ServerSession::Impl {
                                    ? config.check_recipient(address, authenticated_user_)
                                    : RecipientVerdict::kAccept;
     switch (verdict) {
-      case RecipientVerdict::kAccept: {
-        Recipient& recipient = envelope_.recipients.emplace_back();
-        recipient.address.assign(address);
-        recipient.notify.assign(notify);
-        recipient.original_recipient.assign(orcpt_scratch_);
-        reply(250, "2.1.5", "Ok");
+      case RecipientVerdict::kAccept:
+        if (ask_host(CheckStage::kRcpt, address)) {
+          pending_notify_.assign(notify);
+          return;
+        }
+        accept_recipient(address, notify);
         return;
-      }
       case RecipientVerdict::kUnknownUser:
         reply(550, "5.1.1", "Recipient address rejected: user unknown");
         count_rejected_recipient();
@@ -906,6 +949,74 @@ struct ServerSession::Impl {
         reply(451, "4.3.0", "Temporary failure checking recipient, try again later");
         return;
     }
+  }
+
+  void accept_recipient(std::string_view address, std::string_view notify) {
+    Recipient& recipient = envelope_.recipients.emplace_back();
+    recipient.address.assign(address);
+    recipient.notify.assign(notify);
+    recipient.original_recipient.assign(orcpt_scratch_);
+    reply(250, "2.1.5", "Ok");
+  }
+
+  // ---- the host's checks ----------------------------------------------------------------
+
+  // True when the host checks this stage: the command waits (kCheck) with its argument.
+  bool ask_host(CheckStage stage, std::string_view argument) {
+    if ((config.checked_stages & static_cast<unsigned>(stage)) == 0) return false;
+    check_stage_ = stage;
+    check_argument_.assign(argument);
+    phase_ = Phase::kCheckPending;
+    return true;
+  }
+
+  void greet() {
+    // RFC 5321 §4.2: greeting = "220 " Domain [ SP textstring ]; no enhanced code before
+    // EHLO (RFC 2034 §3 ties them to the ENHANCEDSTATUSCODES extension).
+    scratch_.assign(config.hostname).append(" ESMTP smtpsd");
+    reply(220, "", scratch_);
+  }
+
+  void check_passed() {
+    if (phase_ != Phase::kCheckPending || closing_) return;
+    phase_ = Phase::kCommand;
+    switch (check_stage_) {
+      case CheckStage::kConnect:
+        greet();
+        return;
+      case CheckStage::kHelo:
+        if (pending_esmtp_)
+          accept_ehlo(check_argument_);
+        else
+          accept_helo(check_argument_);
+        return;
+      case CheckStage::kMail:
+        accept_mail(check_argument_);
+        return;
+      case CheckStage::kRcpt:
+        accept_recipient(check_argument_, pending_notify_);
+        return;
+    }
+  }
+
+  void check_refused(const Reply& refusal) {
+    if (phase_ != Phase::kCheckPending || closing_) return;
+    phase_ = Phase::kCommand;
+    const bool valid = refusal.code >= 400 && refusal.code <= 599;
+    const int code = valid ? refusal.code : 451;
+    const std::string_view enhanced = valid ? std::string_view(refusal.enhanced) : "4.3.0";
+    if (check_stage_ == CheckStage::kConnect) {
+      // No enhanced code before EHLO (RFC 2034 §3), as in the greeting it replaces.
+      scratch_.assign(config.hostname).append(" ").append(refusal.text);
+      reply(code, "", scratch_);
+      if (code < 500)
+        begin_close();
+      else
+        refused_at_connect_ = true;
+      return;
+    }
+    reply(code, enhanced, refusal.text);
+    if (check_stage_ == CheckStage::kRcpt && code >= 500) count_rejected_recipient();
   }
 
   void handle_data(std::string_view arguments) {
@@ -1506,6 +1617,13 @@ struct ServerSession::Impl {
   bool auth_starting_ = false;
   bool auth_has_response_ = false;
   bool input_secret_ = false;  // input_ holds part of an unconsumed AUTH line
+  // The command waiting for the host's checks (kCheckPending).
+  CheckStage check_stage_ = CheckStage::kConnect;
+  std::string check_argument_;
+  std::string pending_notify_;
+  bool pending_esmtp_ = false;
+  PendingMail pending_mail_;
+  bool refused_at_connect_ = false;  // a 5xx instead of the greeting: only QUIT is served
   std::uint64_t bdat_size_ = 0;
   std::uint64_t chunk_size_ = 0;
   std::uint64_t chunk_remaining_ = 0;
@@ -1547,10 +1665,8 @@ void ServerSession::set_message_gate(std::function<bool(std::string_view user)> 
 void ServerSession::start() {
   if (impl_->started_ || impl_->phase_ == Impl::Phase::kClosed) return;
   impl_->started_ = true;
-  // RFC 5321 §4.2: greeting = "220 " Domain [ SP textstring ]; no enhanced code before
-  // EHLO (RFC 2034 §3 ties them to the ENHANCEDSTATUSCODES extension).
-  impl_->scratch_.assign(impl_->config.hostname).append(" ESMTP smtpsd");
-  impl_->reply(220, "", impl_->scratch_);
+  if (impl_->ask_host(CheckStage::kConnect, {})) return;  // the greeting waits for the checks
+  impl_->greet();
 }
 
 void ServerSession::receive(std::string_view bytes) {
@@ -1618,6 +1734,18 @@ void ServerSession::auth_succeeded(std::string_view user) {
 }
 void ServerSession::auth_failed(const Reply& reply) {
   impl_->auth_failed(reply);
+}
+CheckStage ServerSession::check_stage() const {
+  return impl_->check_stage_;
+}
+std::string_view ServerSession::check_argument() const {
+  return impl_->check_argument_;
+}
+void ServerSession::check_passed() {
+  impl_->check_passed();
+}
+void ServerSession::check_refused(const Reply& reply) {
+  impl_->check_refused(reply);
 }
 bool ServerSession::in_transaction() const {
   return impl_->mail_given_ || impl_->chunking_ || impl_->phase_ == Impl::Phase::kData ||

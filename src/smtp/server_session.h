@@ -24,6 +24,8 @@
 //       case Action::kAuthenticate: run the SASL step (see "AUTH" below), off the I/O thread
 //                                   if it is slow, then answer with exactly one of
 //                                   auth_challenge / auth_succeeded / auth_failed.
+//       case Action::kCheck:        run the checks of check_stage() (see "Checks" below),
+//                                   then answer check_passed() or check_refused(reply);
 //       case Action::kClose:        flush output, close the connection.
 //     }
 //   }
@@ -59,6 +61,22 @@
 //   limits.max_command_line where mechanisms are configured), or when the connection ends; the
 //   host's mechanism state for that exchange is then simply dropped at the next auth_starting() or
 //   with the session.
+//
+// Checks (the host's check pipeline, docs/architecture.md "Checks") — the session asks before
+// it acts on a command whose stage is in SessionConfig::checked_stages:
+// - kCheck means a command passed every protocol check and the session is about to accept
+//   it: the connection itself (at start(), before the greeting), EHLO/HELO, MAIL, or one
+//   RCPT. check_stage() says which, check_argument() gives the HELO name, the reverse-path
+//   or the recipient address.
+// - The host answers with exactly one call: check_passed() (the session goes on as if no
+//   check existed: the greeting, 250 ...) or check_refused(reply) (that reply instead; the
+//   command has no effect; a refused RCPT refuses that recipient only). A refusal at connect
+//   with a 4xx reply closes the connection; with a 5xx reply (RFC 5321 §3.1: "554 ... instead
+//   of the 220") the session waits for QUIT and answers every other command 503 5.5.1.
+// - Until the answer, next() keeps returning kCheck and no input is consumed, so replies keep
+//   the order of the commands under PIPELINING (RFC 2920 §3.1). Answers at any other time
+//   are ignored. A refusal reply that is not 4xx/5xx becomes 451 4.3.0.
+// With checked_stages 0 (no check configured) kCheck never occurs.
 #pragma once
 
 #include <cstddef>
@@ -87,6 +105,14 @@ enum class RecipientVerdict {
   kUnknownUser,  // 550 5.1.1
   kRelayDenied,  // 550 5.7.1
   kTempFail,     // 451 4.3.0
+};
+
+// The stages of a session a check can look at (bits of SessionConfig::checked_stages).
+enum class CheckStage : unsigned {
+  kConnect = 1u << 0,
+  kHelo = 1u << 1,
+  kMail = 1u << 2,
+  kRcpt = 1u << 3,
 };
 
 struct SessionLimits {
@@ -129,6 +155,8 @@ struct SessionConfig {
   // message? false → "452 4.3.1" (RFC 1870 §6.1, RFC 3463 X.3.1), and the client retries
   // later. May be empty (always room).
   std::function<bool(std::uint64_t declared_size)> has_room_for;
+  // The CheckStage bits where the host runs checks (kCheck); 0: none.
+  unsigned checked_stages = 0;
 };
 
 // What the TLS layer tells the session after a handshake.
@@ -154,6 +182,8 @@ enum class Action {
   // The client sent a SASL message (AUTH command or a response to a 334): see "AUTH" at
   // the top of this file.
   kAuthenticate,
+  // A command (or the connection) awaits the host's checks: see "Checks" at the top.
+  kCheck,
 };
 
 class ServerSession {
@@ -206,6 +236,12 @@ class ServerSession {
   void auth_challenge(std::string_view raw);   // 334 base64(raw); wait for the next line
   void auth_succeeded(std::string_view user);  // 235 2.7.0; the session is authenticated
   void auth_failed(const Reply& reply);        // that reply (a 4xx or 5xx); counts as an error
+
+  // For kCheck: the stage, its argument, and the host's answer (exactly one of the two).
+  CheckStage check_stage() const;
+  std::string_view check_argument() const;
+  void check_passed();
+  void check_refused(const Reply& reply);
 
   // Facts for the host: logging, the Received header, timeouts.
   bool tls_active() const;

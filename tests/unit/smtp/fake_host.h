@@ -3,6 +3,7 @@
 // and dialog tests.
 #pragma once
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <string>
@@ -57,6 +58,13 @@ struct FakeHost {
   std::deque<AuthAnswer> auth_answers;
   bool auth_waiting = false;
   std::string_view last_auth_response;  // the session's own buffer, to check the wipe
+  // Checks: each kCheck is recorded as "<stage> <argument>"; a scripted refusal is used when
+  // one is queued for the argument, else the check passes. With hold_checks the host stops
+  // at each kCheck (check_waiting) until pass_check()/refuse_check().
+  std::vector<std::string> checks;
+  std::vector<std::pair<std::string, Reply>> check_refusals;  // argument → reply
+  bool hold_checks = false;
+  bool check_waiting = false;
 
   // Gives the session the host's answer and runs on.
   void answer(const AuthAnswer& answer) {
@@ -137,6 +145,26 @@ struct FakeHost {
           answer(auth_answers.front());
           auth_answers.pop_front();
           break;
+        case Action::kCheck: {
+          if (!check_waiting) {
+            check_waiting = true;
+            checks.push_back(stage_name(session.check_stage()) + " " +
+                             std::string(session.check_argument()));
+          }
+          if (hold_checks) {
+            flush();
+            return;
+          }
+          check_waiting = false;
+          auto refusal = std::find_if(
+              check_refusals.begin(), check_refusals.end(),
+              [&](const auto& entry) { return entry.first == session.check_argument(); });
+          if (refusal != check_refusals.end())
+            session.check_refused(refusal->second);
+          else
+            session.check_passed();
+          break;
+        }
         case Action::kClose:
           flush();
           closed = true;
@@ -145,6 +173,32 @@ struct FakeHost {
     }
     closed = true;  // a loop that never asks for input is a bug the test will see
     output.append("LOOP\r\n");
+  }
+
+  static std::string stage_name(CheckStage stage) {
+    switch (stage) {
+      case CheckStage::kConnect:
+        return "connect";
+      case CheckStage::kHelo:
+        return "helo";
+      case CheckStage::kMail:
+        return "mail";
+      case CheckStage::kRcpt:
+        return "rcpt";
+    }
+    return "?";
+  }
+
+  // Answers a kCheck the host held (hold_checks), then runs.
+  void pass_check() {
+    check_waiting = false;
+    session.check_passed();
+    run();
+  }
+  void refuse_check(const Reply& reply) {
+    check_waiting = false;
+    session.check_refused(reply);
+    run();
   }
 
   void start() {

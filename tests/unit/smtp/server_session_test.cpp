@@ -1512,3 +1512,145 @@ TEST(SessionLifecycleTest, EverythingAfterCloseIsClose) {
 
 }  // namespace
 }  // namespace smtp
+
+// ---- the host's checks (kCheck) -------------------------------------------------------
+
+namespace smtp {
+namespace {
+
+class CheckedSessionTest : public SessionTest {
+ protected:
+  void check_everything() {
+    config_.checked_stages =
+        static_cast<unsigned>(CheckStage::kConnect) | static_cast<unsigned>(CheckStage::kHelo) |
+        static_cast<unsigned>(CheckStage::kMail) | static_cast<unsigned>(CheckStage::kRcpt);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(WholeAndBytewise, CheckedSessionTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Bytewise" : "Whole";
+                         });
+
+TEST_P(CheckedSessionTest, NoStageCheckedMeansNoCheck) {
+  start();
+  send("EHLO c.example\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<b@mx.example>\r\n");
+  EXPECT_TRUE(host().checks.empty());
+  EXPECT_EQ(host().codes(), (std::vector<int>{220, 250, 250, 250}));
+}
+
+TEST_P(CheckedSessionTest, EveryStageIsAskedWithItsArgumentAndPassesUnchanged) {
+  check_everything();
+  start();
+  send(
+      "EHLO c.example\r\nMAIL FROM:<a@c.example> SIZE=10\r\nRCPT TO:<b@mx.example> "
+      "NOTIFY=NEVER\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n");
+  EXPECT_EQ(host().checks, (std::vector<std::string>{"connect ", "helo c.example",
+                                                     "mail a@c.example", "rcpt b@mx.example"}));
+  EXPECT_EQ(host().codes(), (std::vector<int>{220, 250, 250, 250, 354, 250, 221}));
+  ASSERT_EQ(host().envelopes.size(), 1u);
+  const Envelope& envelope = host().envelopes[0];
+  EXPECT_EQ(envelope.helo, "c.example");
+  EXPECT_EQ(envelope.reverse_path, "a@c.example");
+  EXPECT_EQ(envelope.declared_size, std::optional<std::uint64_t>(10));
+  ASSERT_EQ(envelope.recipients.size(), 1u);
+  EXPECT_EQ(envelope.recipients[0].notify, "NEVER");
+}
+
+TEST_P(CheckedSessionTest, PipelinedCommandsWaitForAPendingCheckAndRepliesKeepOrder) {
+  check_everything();
+  host_ = std::make_unique<FakeHost>(config_);
+  host().hold_checks = true;
+  host().start();
+  EXPECT_EQ(host().output, "");  // the greeting waits for the connect checks
+  host().pass_check();
+  send("EHLO c.example\r\n");
+  host().pass_check();
+  const std::size_t before = host().replies().size();
+  // RFC 2920 §3.1: the whole group arrives at once; RCPT must not run before MAIL's check.
+  send("MAIL FROM:<a@c.example>\r\nRCPT TO:<x@mx.example>\r\nRCPT TO:<y@mx.example>\r\n");
+  EXPECT_EQ(host().replies().size(), before);
+  EXPECT_EQ(host().checks.back(), "mail a@c.example");
+  host().pass_check();
+  EXPECT_EQ(host().checks.back(), "rcpt x@mx.example");
+  host().refuse_check(Reply{550, "5.7.1", "Recipient refused by policy"});
+  EXPECT_EQ(host().checks.back(), "rcpt y@mx.example");
+  host().pass_check();
+  std::vector<std::string> all = host().replies();
+  std::vector<std::string> group(all.begin() + static_cast<std::ptrdiff_t>(before), all.end());
+  EXPECT_EQ(group, (std::vector<std::string>{
+                       "250 2.1.0 Ok", "550 5.7.1 Recipient refused by policy", "250 2.1.5 Ok"}));
+  host().hold_checks = false;
+  EXPECT_EQ(reply("DATA\r\n"), "354 End data with <CR><LF>.<CR><LF>");
+  EXPECT_EQ(reply("x\r\n.\r\n"), "250 2.0.0 Ok: queued as Q1");
+  ASSERT_EQ(host().envelopes.size(), 1u);
+  ASSERT_EQ(host().envelopes[0].recipients.size(), 1u);
+  EXPECT_EQ(host().envelopes[0].recipients[0].address, "y@mx.example");
+}
+
+TEST_P(CheckedSessionTest, RefusedMailLeavesNoTransaction) {
+  check_everything();
+  host_ = std::make_unique<FakeHost>(config_);
+  host().check_refusals.push_back({"spammer@c.example", Reply{550, "5.7.1", "Sender refused"}});
+  host().start();
+  EXPECT_EQ(reply("EHLO c.example\r\n").substr(0, 4), "250 ");
+  EXPECT_EQ(reply("MAIL FROM:<spammer@c.example>\r\n"), "550 5.7.1 Sender refused");
+  EXPECT_EQ(reply("RCPT TO:<b@mx.example>\r\n"), "503 5.5.1 Error: need MAIL command");
+  EXPECT_EQ(reply("MAIL FROM:<a@c.example>\r\n"), "250 2.1.0 Ok");
+}
+
+TEST_P(CheckedSessionTest, RefusedHeloLeavesTheClientUngreeted) {
+  check_everything();
+  host_ = std::make_unique<FakeHost>(config_);
+  host().check_refusals.push_back({"bad.example", Reply{550, "5.7.1", "Go away"}});
+  host().start();
+  EXPECT_EQ(reply("HELO bad.example\r\n"), "550 5.7.1 Go away");
+  EXPECT_EQ(reply("MAIL FROM:<a@c.example>\r\n"), "503 5.5.1 Error: send HELO/EHLO first");
+}
+
+TEST_P(CheckedSessionTest, A554AtConnectServesOnlyQuit) {
+  check_everything();
+  host_ = std::make_unique<FakeHost>(config_);
+  host().check_refusals.push_back({"", Reply{554, "5.7.1", "Listed at a block list"}});
+  host().start();
+  EXPECT_EQ(host().output, "554 mx.example Listed at a block list\r\n");
+  EXPECT_EQ(reply("EHLO c.example\r\n"), "503 5.5.1 Bad sequence of commands: connection refused");
+  EXPECT_FALSE(host().closed);
+  EXPECT_EQ(reply("QUIT\r\n"), "221 2.0.0 mx.example closing connection");
+  EXPECT_TRUE(host().closed);
+}
+
+TEST_P(CheckedSessionTest, A421AtConnectCloses) {
+  check_everything();
+  host_ = std::make_unique<FakeHost>(config_);
+  host().check_refusals.push_back({"", Reply{421, "4.7.0", "Try later"}});
+  host().start();
+  EXPECT_EQ(host().output, "421 mx.example Try later\r\n");
+  EXPECT_TRUE(host().closed);
+}
+
+TEST_P(CheckedSessionTest, ATimeoutWhileACheckIsPendingClosesAndTheLateAnswerIsIgnored) {
+  check_everything();
+  host_ = std::make_unique<FakeHost>(config_);
+  host().hold_checks = true;
+  host().start();
+  host().pass_check();
+  send("EHLO c.example\r\n");
+  host().session.timeout();
+  host().pass_check();
+  EXPECT_TRUE(host().closed);
+  EXPECT_EQ(host().replies().back(), "421 4.4.2 mx.example Timeout, closing");
+  EXPECT_EQ(host().codes(), (std::vector<int>{220, 421}));
+}
+
+TEST_P(CheckedSessionTest, ARefusalThatIsNotAnErrorCodeBecomes451) {
+  check_everything();
+  host_ = std::make_unique<FakeHost>(config_);
+  host().check_refusals.push_back({"a@c.example", Reply{250, "2.0.0", "Ok?"}});
+  host().start();
+  reply("EHLO c.example\r\n");
+  EXPECT_EQ(reply("MAIL FROM:<a@c.example>\r\n"), "451 4.3.0 Ok?");
+}
+
+}  // namespace
+}  // namespace smtp

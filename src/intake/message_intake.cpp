@@ -1,0 +1,329 @@
+// message_intake.cpp — see message_intake.h.
+#include "intake/message_intake.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "obs/log.h"
+#include "smtp/received_header.h"
+
+namespace intake {
+namespace {
+
+// The client's header section kept for header events and edits. Real header sections are a
+// few KiB; a message past this still goes through, but header edits then fail (451).
+constexpr std::size_t kMaxHeaderSection = 1024 * 1024;
+
+bool ascii_equal_ignoring_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+           return lower(x) == lower(y);
+         });
+}
+
+// RFC 5322 §3.6.8: field-name = 1*ftext; ftext = %d33-57 / %d59-126.
+bool valid_field_name(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(),
+                                      [](char c) { return c >= 33 && c <= 126 && c != ':'; });
+}
+
+// A value may fold (CRLF followed by WSP) but carries no other CR, LF or NUL.
+bool valid_field_value(std::string_view value) {
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    char c = value[i];
+    if (c == '\0') return false;
+    if (c == '\n') return false;
+    if (c == '\r') {
+      if (i + 2 >= value.size() || value[i + 1] != '\n' ||
+          (value[i + 2] != ' ' && value[i + 2] != '\t'))
+        return false;
+      ++i;
+    }
+  }
+  return true;
+}
+
+// TEMPORARY until the spool's late-section writer lands (queue/spool.h).
+base::Expected<base::Ok, queue::SpoolError> spool_truncate_content(queue::SpoolWriter&,
+                                                                   std::uint64_t) {
+  return base::unexpected(queue::SpoolError{"body replacement not supported", false, 0});
+}
+base::Expected<base::Ok, queue::SpoolError> spool_replace_header_section(queue::SpoolWriter&,
+                                                                         std::uint64_t,
+                                                                         std::string_view) {
+  return base::unexpected(queue::SpoolError{"header edits not supported", false, 0});
+}
+
+}  // namespace
+
+MessageIntake::MessageIntake(queue::Spool& spool, const Pipeline& pipeline, SessionFacts facts)
+    : spool_(spool), pipeline_(pipeline), facts_(std::move(facts)) {}
+
+MessageIntake::~MessageIntake() {
+  abort();
+}
+
+smtp::Reply MessageIntake::failed(std::string_view step, const queue::SpoolError& error) {
+  obs::Log line("spool_failed", obs::Level::kError);
+  line.kv("session", facts_.session_id);
+  if (step == "commit") line.kv("id", id_);
+  line.kv("error", error.message);
+  if (step == "begin" && !error.transient) {
+    return smtp::Reply{552, "5.3.4", "Envelope too large (too many recipients or parameters)"};
+  }
+  // RFC 3463 X.3.1 "mail system full" passes without the client's help.
+  if (error.storage_unavailable()) {
+    return smtp::Reply{452, "4.3.1", "Insufficient system storage, try again later"};
+  }
+  return smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"};
+}
+
+std::optional<smtp::Reply> MessageIntake::begin(const MessageStart& start) {
+  abort();
+  envelope_ = start.envelope;
+  authenticated_user_.assign(start.authenticated_user);
+  size_ = 0;
+  capture_ = pipeline_.stages() != 0;
+  headers_done_ = false;
+  header_overflow_ = false;
+  header_section_.clear();
+  field_start_ = 0;
+  events_.clear();
+  id_ = spool_.new_id();
+  auto begun = spool_.begin_with_id(id_, *start.envelope, start.unix_time);
+  if (!begun) return failed("begin", begun.error());
+  writer_ = std::move(begun.value());
+  smtp::ReceivedFields fields;
+  fields.helo = start.envelope->helo;
+  fields.client_address = facts_.client_address;
+  fields.by_hostname = facts_.by_hostname;
+  fields.with_protocol = start.with_protocol;
+  fields.queue_id = id_;
+  fields.tls_version = start.tls_version;
+  fields.tls_cipher = start.tls_cipher;
+  if (start.envelope->recipients.size() == 1) {
+    fields.for_recipient = start.envelope->recipients.front().address;
+  }
+  fields.unix_time = start.unix_time;
+  if (facts_.received_names_user) fields.authenticated_user = start.authenticated_user;
+  received_ = smtp::received_header(fields);
+  if (auto appended = writer_->append(received_); !appended) {
+    smtp::Reply reply = failed("append", appended.error());
+    abort();
+    return reply;
+  }
+  return std::nullopt;
+}
+
+std::optional<smtp::Reply> MessageIntake::append(std::string_view data) {
+  if (!writer_) return std::nullopt;  // already failed: the session has its reply
+  size_ += data.size();
+  if (auto appended = writer_->append(data); !appended) {
+    smtp::Reply reply = failed("append", appended.error());
+    abort();
+    return reply;
+  }
+  if (capture_) scan(data);
+  return std::nullopt;
+}
+
+void MessageIntake::scan(std::string_view data) {
+  events_.clear();
+  if (headers_done_) {
+    if (pipeline_.wants(Stage::kBody) && !data.empty()) {
+      events_.push_back(ContentEvent{Stage::kBody, {}, {}, data});
+    }
+    return;
+  }
+  if (header_overflow_) return;
+  if (header_section_.size() + data.size() > kMaxHeaderSection) {
+    header_overflow_ = true;  // no header events or edits for this message
+    header_section_.clear();
+    return;
+  }
+  const std::size_t old_size = header_section_.size();
+  header_section_.append(data);
+  const bool want_fields = pipeline_.wants(Stage::kHeader);
+  for (;;) {
+    std::size_t end = header_section_.find("\r\n", field_start_);
+    if (end == std::string::npos) return;
+    if (end == field_start_) {  // the empty line: end of the header section
+      headers_done_ = true;
+      const std::size_t section_end = end + 2;
+      if (pipeline_.wants(Stage::kEndOfHeaders))
+        events_.push_back(ContentEvent{Stage::kEndOfHeaders, {}, {}, {}});
+      if (pipeline_.wants(Stage::kBody) && section_end < header_section_.size()) {
+        // The body part of this append, as a view into the caller's data.
+        events_.push_back(ContentEvent{Stage::kBody, {}, {}, data.substr(section_end - old_size)});
+      }
+      header_section_.resize(section_end);
+      return;
+    }
+    // A field ends at a CRLF not followed by WSP (RFC 5322 §2.2.3 folding).
+    std::size_t next = end + 2;
+    while (next < header_section_.size() &&
+           (header_section_[next] == ' ' || header_section_[next] == '\t')) {
+      end = header_section_.find("\r\n", next);
+      if (end == std::string::npos) return;
+      next = end + 2;
+    }
+    if (next >= header_section_.size()) return;  // the next octet decides: wait for it
+    if (want_fields) {
+      std::string_view field(header_section_.data() + field_start_, end - field_start_);
+      std::size_t colon = field.find(':');
+      std::string_view name = field.substr(0, colon);
+      std::string_view value =
+          colon == std::string_view::npos ? std::string_view() : field.substr(colon + 1);
+      if (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+      events_.push_back(ContentEvent{Stage::kHeader, name, value, {}});
+    }
+    field_start_ = next;
+  }
+}
+
+void MessageIntake::abort() {
+  if (writer_) writer_->abort();
+  writer_.reset();
+  events_.clear();
+}
+
+std::optional<smtp::Reply> MessageIntake::apply(const Verdict& verdict) {
+  if (!writer_)
+    return smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"};
+  auto refuse = [&](std::string_view why) -> std::optional<smtp::Reply> {
+    obs::Log("check_edit_failed", obs::Level::kError)
+        .kv("session", facts_.session_id)
+        .kv("id", id_)
+        .kv("reason", why);
+    abort();
+    return smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"};
+  };
+  // XXX: the envelope is written when the spool file is begun; a check that changes the sender,
+  // the recipients or the folder fails the message (451) until the spool can rewrite it.
+  if (verdict.new_sender || !verdict.add_recipients.empty() || !verdict.delete_recipients.empty() ||
+      !verdict.folder.empty()) {
+    return refuse("envelope edits are not supported yet");
+  }
+  if (verdict.header_edits.empty() && !verdict.new_body) return std::nullopt;
+  const bool only_adds =
+      std::all_of(verdict.header_edits.begin(), verdict.header_edits.end(),
+                  [](const HeaderEdit& edit) { return edit.kind == HeaderEdit::Kind::kAdd; });
+  std::uint64_t original_length = 0;
+  std::string section;
+  if (only_adds) {
+    // Fields on top: nothing of the message as received is rewritten.
+    auto edited = edit_header_section("\r\n", verdict.header_edits);
+    if (!edited) return refuse(edited.error());
+    section = std::move(edited.value());
+    section.resize(section.size() - 2);  // without the empty line: the content follows
+  } else {
+    if (!headers_done_ || header_overflow_) return refuse("header section not available");
+    auto edited = edit_header_section(header_section_, verdict.header_edits);
+    if (!edited) return refuse(edited.error());
+    // Our Received header stays the first field under the added ones.
+    original_length = received_.size() + header_section_.size();
+    std::size_t adds = 0;
+    for (const HeaderEdit& edit : verdict.header_edits)
+      if (edit.kind == HeaderEdit::Kind::kAdd) ++adds;
+    std::size_t split = 0;
+    for (std::size_t i = 0; i < adds; ++i)
+      split = edited->find("\r\n", split) + 2;  // added fields never fold
+    section = edited->substr(0, split);
+    section += received_;
+    section += std::string_view(edited.value()).substr(split);
+  }
+  if (verdict.new_body) {
+    if (!headers_done_ || header_overflow_) return refuse("header section not available");
+    auto truncated = spool_truncate_content(*writer_, received_.size() + header_section_.size());
+    if (!truncated) return refuse(truncated.error().message);
+    if (auto appended = writer_->append(*verdict.new_body); !appended) {
+      return refuse(appended.error().message);
+    }
+  }
+  if (!section.empty() || original_length != 0) {
+    auto replaced = spool_replace_header_section(*writer_, original_length, section);
+    if (!replaced) return refuse(replaced.error().message);
+  }
+  return std::nullopt;
+}
+
+base::Expected<std::string, smtp::Reply> MessageIntake::committed(
+    const base::Expected<base::Ok, queue::SpoolError>& result) {
+  writer_.reset();
+  if (!result) return base::unexpected(failed("commit", result.error()));
+  obs::Log("accepted")
+      .kv("session", facts_.session_id)
+      .kv("id", id_)
+      .kv("from", envelope_->reverse_path)
+      .kv("recipients", static_cast<std::uint64_t>(envelope_->recipients.size()))
+      .kv("size", size_);
+  return id_;
+}
+
+Context MessageIntake::context() const {
+  Context context;
+  context.session_id = facts_.session_id;
+  context.client_address = facts_.client_address;
+  context.client_port = facts_.client_port;
+  context.role = facts_.role;
+  context.authenticated_user = authenticated_user_;
+  context.envelope = envelope_;
+  if (envelope_ != nullptr) context.helo = envelope_->helo;
+  context.queue_id = id_;
+  return context;
+}
+
+base::Expected<std::string, std::string> edit_header_section(std::string_view section,
+                                                             const std::vector<HeaderEdit>& edits) {
+  struct Field {
+    std::string_view name;
+    std::string text;  // the whole field with its CRLF
+    bool deleted = false;
+  };
+  std::vector<Field> fields;
+  std::size_t position = 0;
+  while (position < section.size()) {
+    std::size_t end = section.find("\r\n", position);
+    if (end == std::string_view::npos) return base::unexpected(std::string("unterminated header"));
+    if (end == position) break;  // the empty line
+    while (end + 2 < section.size() && (section[end + 2] == ' ' || section[end + 2] == '\t')) {
+      end = section.find("\r\n", end + 2);
+      if (end == std::string_view::npos)
+        return base::unexpected(std::string("unterminated header"));
+    }
+    std::string_view field = section.substr(position, end + 2 - position);
+    fields.push_back(Field{field.substr(0, field.find(':')), std::string(field)});
+    position = end + 2;
+  }
+  std::string top;
+  for (const HeaderEdit& edit : edits) {
+    if (!valid_field_name(edit.name)) {
+      return base::unexpected("bad header field name '" + edit.name + "'");
+    }
+    if (edit.kind != HeaderEdit::Kind::kDelete && !valid_field_value(edit.value)) {
+      return base::unexpected("bad value for header field " + edit.name);
+    }
+    std::string text = edit.name + ": " + edit.value + "\r\n";
+    if (edit.kind == HeaderEdit::Kind::kAdd) {
+      top += text;
+      continue;
+    }
+    unsigned seen = 0;
+    for (Field& field : fields) {
+      if (field.deleted || !ascii_equal_ignoring_case(field.name, edit.name)) continue;
+      if (++seen != edit.index) continue;
+      if (edit.kind == HeaderEdit::Kind::kDelete)
+        field.deleted = true;
+      else  // the field keeps the spelling of its name as received
+        field.text = std::string(field.name) + ": " + edit.value + "\r\n";
+      break;
+    }
+  }
+  std::string out = std::move(top);
+  for (const Field& field : fields)
+    if (!field.deleted) out += field.text;
+  out += "\r\n";
+  return out;
+}
+
+}  // namespace intake
