@@ -18,8 +18,8 @@
 #include <sstream>
 #include <thread>
 
+#include "base/network.h"
 #include "obs/log.h"
-#include "obs/metrics_server.h"
 
 namespace config {
 namespace {
@@ -262,14 +262,14 @@ void read_observability(const toml::table& root, Reader& reader, Config& config)
     MetricsSettings& m = config.metrics;
     reader.only_keys(*table, "metrics", {"address", "allow_non_loopback"});
     m.address = reader.string_at(*table, "metrics", "address", "", true);
-    if (!obs::split_host_port(m.address, m.host, m.port)) {
+    if (!base::split_host_port(m.address, m.host, m.port)) {
       reader.fail(table->get("address"), "metrics.address",
                   "must be a numeric address and a port (\"127.0.0.1:9464\", \"[::1]:9464\"), "
                   "not '" +
                       m.address + "'");
     }
     m.allow_non_loopback = reader.bool_at(*table, "metrics", "allow_non_loopback", false);
-    if (!m.allow_non_loopback && !obs::is_loopback_address(m.host)) {
+    if (!m.allow_non_loopback && !base::is_loopback_address(m.host)) {
       reader.fail(table->get("address"), "metrics.address",
                   "'" + m.host +
                       "' is not a loopback address: metrics tell anyone who can reach them "

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "base/ascii.h"
 #include "obs/log.h"
 #include "smtp/received_header.h"
 
@@ -13,13 +14,6 @@ namespace {
 // The client's header section kept for header events and edits. Real header sections are a
 // few KiB; a message past this still goes through, but header edits then fail (451).
 constexpr std::size_t kMaxHeaderSection = 1024 * 1024;
-
-bool ascii_equal_ignoring_case(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-           return lower(x) == lower(y);
-         });
-}
 
 // RFC 5322 §3.6.8: field-name = 1*ftext; ftext = %d33-57 / %d59-126.
 bool valid_field_name(std::string_view name) {
@@ -310,7 +304,7 @@ base::Expected<std::string, std::string> edit_header_section(std::string_view se
     }
     unsigned seen = 0;
     for (Field& field : fields) {
-      if (field.deleted || !ascii_equal_ignoring_case(field.name, edit.name)) continue;
+      if (field.deleted || !base::equals_ignoring_case(field.name, edit.name)) continue;
       if (++seen != edit.index) continue;
       if (edit.kind == HeaderEdit::Kind::kDelete)
         field.deleted = true;

@@ -3,13 +3,13 @@
 
 #include <cstring>
 
-#include "auth/failure_limiter.h"
+#include "base/network.h"
 
 namespace net {
 
 AddressKey address_key(std::string_view address) {
   AddressKey key{};
-  auto parsed = auth::parse_ip(address);
+  auto parsed = base::parse_ip(address);
   if (!parsed) return key;  // "unknown": all such clients share one key
   key = *parsed;
   static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};

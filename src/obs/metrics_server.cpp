@@ -57,40 +57,6 @@ struct Client {
 
 }  // namespace
 
-bool split_host_port(std::string_view address, std::string& host, std::uint16_t& port) {
-  std::size_t colon;
-  if (!address.empty() && address.front() == '[') {
-    std::size_t close = address.find(']');
-    if (close == std::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':')
-      return false;
-    host = std::string(address.substr(1, close - 1));
-    colon = close + 1;
-  } else {
-    colon = address.rfind(':');
-    if (colon == std::string_view::npos || colon == 0) return false;
-    host = std::string(address.substr(0, colon));
-    if (host.find(':') != std::string::npos) return false;  // IPv6 needs brackets
-  }
-  std::string_view digits = address.substr(colon + 1);
-  unsigned value = 0;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || value > 65535)
-    return false;
-  port = static_cast<std::uint16_t>(value);
-  in_addr v4;
-  in6_addr v6;
-  return ::inet_pton(AF_INET, host.c_str(), &v4) == 1 ||
-         ::inet_pton(AF_INET6, host.c_str(), &v6) == 1;
-}
-
-bool is_loopback_address(const std::string& host) {
-  in_addr v4;
-  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  in6_addr v6;
-  if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
-  return false;
-}
-
 MetricsServer::MetricsServer(Registry& registry, std::chrono::milliseconds read_timeout)
     : registry_(registry), read_timeout_(read_timeout) {}
 

@@ -46,9 +46,4 @@ class MetricsServer {
   std::thread thread_;
 };
 
-// Splits "127.0.0.1:9464" or "[::1]:9464" into host and port; false if malformed.
-bool split_host_port(std::string_view address, std::string& host, std::uint16_t& port);
-// True for 127.0.0.0/8 and ::1 (numeric addresses only).
-bool is_loopback_address(const std::string& host);
-
 }  // namespace obs

@@ -39,24 +39,4 @@ TEST_F(MetricsServerTest, HeadHasNoBody) {
   EXPECT_EQ(head.substr(head.size() - 4), "\r\n\r\n");
 }
 
-TEST(MetricsAddressTest, AddressesSplitAndLoopbackIsRecognised) {
-  std::string host;
-  std::uint16_t port = 0;
-  ASSERT_TRUE(obs::split_host_port("127.0.0.1:9464", host, port));
-  EXPECT_EQ(host, "127.0.0.1");
-  EXPECT_EQ(port, 9464);
-  ASSERT_TRUE(obs::split_host_port("[::1]:0", host, port));
-  EXPECT_EQ(host, "::1");
-  EXPECT_FALSE(obs::split_host_port("localhost:9464", host, port));  // numeric only
-  EXPECT_FALSE(obs::split_host_port("::1:9464", host, port));
-  EXPECT_FALSE(obs::split_host_port("127.0.0.1:70000", host, port));
-  EXPECT_FALSE(obs::split_host_port("127.0.0.1", host, port));
-  EXPECT_TRUE(obs::is_loopback_address("127.0.0.1"));
-  EXPECT_TRUE(obs::is_loopback_address("127.8.9.10"));
-  EXPECT_TRUE(obs::is_loopback_address("::1"));
-  EXPECT_FALSE(obs::is_loopback_address("0.0.0.0"));
-  EXPECT_FALSE(obs::is_loopback_address("192.0.2.1"));
-  EXPECT_FALSE(obs::is_loopback_address("::"));
-}
-
 }  // namespace
