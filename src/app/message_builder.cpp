@@ -7,14 +7,13 @@
 #include <cctype>
 #include <cstdio>
 
+#include "base/ascii.h"
+
 namespace app {
 namespace {
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
+  return base::equals_ignoring_case(a, b);
 }
 
 bool has_line_break_or_nul(std::string_view text) {

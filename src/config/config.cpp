@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/ascii.h"
 #include "base/network.h"
 #include "obs/log.h"
 
@@ -126,8 +127,7 @@ class Reader {
 };
 
 std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  base::lower_in_place(text);
   return text;
 }
 
@@ -799,7 +799,7 @@ const Domain* Config::find_domain(std::string_view domain) const {
     if (d.name.size() != domain.size()) continue;
     bool same = true;
     for (std::size_t i = 0; i < domain.size() && same; ++i) {
-      same = std::tolower(static_cast<unsigned char>(domain[i])) == d.name[i];
+      same = base::ascii_lower(domain[i]) == d.name[i];
     }
     if (same) return &d;
   }

@@ -25,6 +25,8 @@
 #include <random>
 #include <utility>
 
+#include "base/ascii.h"
+
 namespace delivery {
 namespace {
 
@@ -87,10 +89,7 @@ std::string describe(int status, bool deadline_passed) {
 }
 
 std::string lower(std::string_view text) {
-  std::string result(text);
-  for (char& ch : result)
-    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return result;
+  return base::ascii_lowercase(text);
 }
 
 // text for a log line or DSN: at most 255 bytes, control and non-ASCII bytes as '?'.

@@ -10,14 +10,13 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/ascii.h"
+
 namespace delivery {
 namespace {
 
 std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
+  return base::ascii_lowercase(text);
 }
 
 }  // namespace

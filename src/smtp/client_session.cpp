@@ -19,6 +19,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "base/ascii.h"
 #include "base/base64.h"
 #include "smtp/dot_stuffing.h"
 #include "smtp/esmtp_parameters.h"
@@ -45,7 +46,7 @@ bool is_digit(char c) {
 }
 
 char upper(char c) {
-  return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+  return base::ascii_upper(c);
 }
 
 void append_number(std::string& out, std::uint64_t value) {

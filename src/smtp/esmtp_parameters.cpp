@@ -3,12 +3,14 @@
 // text is appended to a caller-owned string (reused across commands).
 #include "smtp/esmtp_parameters.h"
 
+#include "base/ascii.h"
+
 namespace smtp {
 
 namespace {
 
 unsigned char lower(unsigned char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<unsigned char>(c - 'A' + 'a') : c;
+  return static_cast<unsigned char>(base::ascii_lower(static_cast<char>(c)));
 }
 
 int hex_value(char c) {

@@ -27,6 +27,7 @@
 #include <charconv>
 #include <optional>
 
+#include "base/ascii.h"
 #include "base/base64.h"
 #include "smtp/address_grammar.h"
 #include "smtp/dot_stuffing.h"
@@ -144,7 +145,7 @@ class ReceivedCounter {
     kSkipLine,     // until the next LF
     kBody,         // past the header section: nothing more counts
   };
-  static char to_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+  static char to_lower(char c) { return base::ascii_lower(c); }
 
   State state_ = State::kLineStart;
   std::size_t matched_ = 0;
@@ -225,10 +226,7 @@ struct ServerSession::Impl {
     // (DESIGN.md §5: ≤ 64 KiB per open TLS connection).
     input_.reserve(std::max<std::size_t>(config.limits.max_command_line, 4096));
     for (const std::string& mechanism : config.auth_mechanisms) {
-      std::string& upper = mechanisms_.emplace_back(mechanism);
-      for (char& c : upper) {
-        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-      }
+      mechanisms_.push_back(base::ascii_uppercase(mechanism));
     }
     DotUnstuffer::Options options;
     options.normalize_bare_line_endings = config.limits.normalize_bare_line_endings;
