@@ -3,7 +3,6 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <CLI/CLI.hpp>
@@ -25,8 +24,10 @@
 #include <thread>
 
 #include "app/send_command.h"
+#include "net/tls_waiter.h"
 #include "smtp/client_session.h"
 #include "tls/policy.h"
+#include "tls/stream.h"
 
 namespace app {
 namespace {
@@ -111,28 +112,16 @@ int remember_session(SSL*, SSL_SESSION* session) {
   return 1;  // we keep the reference
 }
 
-std::string openssl_reason() {
-  unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "unknown TLS error";
-  std::array<char, 256> text{};
-  ERR_error_string_n(code, text.data(), text.size());
-  return text.data();
-}
-
-// One TCP connection, TLS over it once started. Shared with its watchdog coroutine.
+// One TCP connection, TLS over it once started (a tls::Stream, waited for with Asio).
+// Shared with its watchdog coroutine.
 struct BenchConnection {
   explicit BenchConnection(const asio::any_io_executor& executor)
       : socket(executor), timer(executor) {}
 
-  struct SslDeleter {
-    void operator()(SSL* ssl) const { SSL_free(ssl); }
-  };
-
   tcp::socket socket;
   asio::steady_timer timer;
   Clock::time_point deadline = Clock::time_point::max();
-  std::unique_ptr<SSL, SslDeleter> ssl;
+  tls::Stream ssl;
   bool tls = false;
   bool timed_out = false;
   bool finished = false;
@@ -160,51 +149,37 @@ struct BenchConnection {
     }
   }
 
-  awaitable<bool> wait_for_ssl(int ssl_error) {
-    if (ssl_error != SSL_ERROR_WANT_READ && ssl_error != SSL_ERROR_WANT_WRITE) co_return false;
-    auto [ec] = co_await socket.async_wait(
-        ssl_error == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write,
-        use_nothrow);
-    co_return !ec;
-  }
-
   // Client handshake; "" when done, else the reason.
   awaitable<std::string> handshake(const Shared& shared) {
-    ssl.reset(SSL_new(shared.tls_context));
-    if (!ssl || SSL_set_fd(ssl.get(), static_cast<int>(socket.native_handle())) != 1) {
-      co_return "cannot create a TLS session: " + openssl_reason();
-    }
+    std::error_code not_blocking;
+    socket.non_blocking(true, not_blocking);  // OpenSSL reads and writes the descriptor itself
+    auto opened = tls::Stream::open(shared.tls_context, static_cast<int>(socket.native_handle()),
+                                    tls::Stream::Side::kClient);
+    if (!opened) co_return "cannot create a TLS session: " + opened.error();
+    ssl = std::move(opened.value());
     const std::string& host = shared.options.server.host;
     // RFC 6125: the certificate must name the host (or the IP literal); SNI only for names
     // (RFC 6066 §3).
-    if (SSL_set1_host(ssl.get(), host.c_str()) != 1 ||
-        (!shared.host_is_ip_literal && SSL_set_tlsext_host_name(ssl.get(), host.c_str()) != 1)) {
-      co_return "cannot set the expected host name: " + openssl_reason();
+    if (!ssl.expect_peer_name(host) || !ssl.set_server_name(host)) {
+      co_return "cannot set the expected host name " + host;
     }
     if (shared.options.resume && thread_session) SSL_set_session(ssl.get(), thread_session.get());
-    SSL_set_connect_state(ssl.get());
-    for (;;) {
-      ERR_clear_error();
-      int result = SSL_do_handshake(ssl.get());
-      if (result == 1) {
-        tls = true;
-        co_return "";
-      }
-      int ssl_error = SSL_get_error(ssl.get(), result);
-      if (co_await wait_for_ssl(ssl_error)) continue;
-      if (timed_out) co_return "timeout";
-      if (ssl_error == SSL_ERROR_SSL) {
-        long verify = SSL_get_verify_result(ssl.get());
-        if (verify != X509_V_OK) {
-          ERR_clear_error();
-          co_return std::string("certificate not accepted: ") +
-              X509_verify_cert_error_string(verify);
-        }
-        co_return openssl_reason();
-      }
-      ERR_clear_error();
-      co_return "the server closed the connection during the handshake";
+    std::error_code wait_error;
+    tls::Result result = co_await net::complete(
+        socket, [this] { return ssl.handshake(); }, wait_error);
+    if (result.done()) {
+      tls = true;
+      co_return "";
     }
+    if (timed_out) co_return "timeout";
+    if (result.status == tls::Status::kError && !wait_error) {
+      long verify = SSL_get_verify_result(ssl.get());
+      if (verify != X509_V_OK) {
+        co_return std::string("certificate not accepted: ") + X509_verify_cert_error_string(verify);
+      }
+      co_return result.reason;
+    }
+    co_return "the server closed the connection during the handshake";
   }
 
   // --handshake-only --resume: TLS 1.3 tickets come after the handshake (RFC 8446 §4.6.1)
@@ -215,15 +190,12 @@ struct BenchConnection {
     const unsigned long long before = thread_tickets;
     bool waited = false;
     for (;;) {
-      ERR_clear_error();
       std::array<char, 1> byte;
-      std::size_t n = 0;
-      if (SSL_read_ex(ssl.get(), byte.data(), byte.size(), &n) == 1) break;
-      int ssl_error = SSL_get_error(ssl.get(), 0);
-      ERR_clear_error();
-      if (ssl_error != SSL_ERROR_WANT_READ || thread_tickets != before || waited) break;
+      tls::Result result = ssl.read(byte);
+      if (result.status != tls::Status::kWantRead || thread_tickets != before || waited) break;
       waited = true;
-      if (!co_await wait_for_ssl(ssl_error)) break;
+      auto [ec] = co_await net::async_wait_for(socket, result.status);
+      if (ec) break;
     }
   }
 
@@ -234,16 +206,16 @@ struct BenchConnection {
       closed = ec || n == 0;
       co_return n;
     }
+    // The loop of net::complete, written out: no coroutine frame more per read or write.
     for (;;) {
-      ERR_clear_error();
-      std::size_t n = 0;
-      if (SSL_read_ex(ssl.get(), read_buffer.data(), read_buffer.size(), &n) == 1) co_return n;
-      if (!co_await wait_for_ssl(SSL_get_error(ssl.get(), 0))) {
-        ERR_clear_error();
-        closed = true;
-        co_return 0;
-      }
+      tls::Result result = ssl.read(read_buffer);
+      if (result.done()) co_return result.bytes;
+      if (!result.wants_io()) break;
+      auto [ec] = co_await net::async_wait_for(socket, result.status);
+      if (ec) break;
     }
+    closed = true;
+    co_return 0;
   }
 
   awaitable<bool> write_all(std::string_view data) {
@@ -252,27 +224,17 @@ struct BenchConnection {
           co_await asio::async_write(socket, asio::buffer(data.data(), data.size()), use_nothrow);
       co_return !ec;
     }
-    while (!data.empty()) {
-      ERR_clear_error();
-      std::size_t n = 0;
-      if (SSL_write_ex(ssl.get(), data.data(), data.size(), &n) == 1) {
-        data.remove_prefix(n);
-        continue;
-      }
-      if (!co_await wait_for_ssl(SSL_get_error(ssl.get(), 0))) {
-        ERR_clear_error();
-        co_return false;
-      }
+    for (;;) {
+      tls::Result result = ssl.write(data);
+      if (result.done()) co_return true;
+      if (!result.wants_io()) co_return false;
+      auto [ec] = co_await net::async_wait_for(socket, result.status);
+      if (ec) co_return false;
     }
-    co_return true;
   }
 
   void close() {
-    if (ssl && tls) {  // RFC 8446 §6.1: close_notify, without waiting for the peer's
-      ERR_clear_error();
-      SSL_shutdown(ssl.get());
-      ERR_clear_error();
-    }
+    if (tls) ssl.shutdown();  // RFC 8446 §6.1: close_notify, without waiting for the peer's
     finished = true;
     timer.cancel();
     std::error_code ignored;

@@ -2,10 +2,10 @@
 //
 // Blocking in spirit, non-blocking underneath: each connection is a non-blocking socket
 // driven with poll() against one deadline, so a silent server costs at most --timeout.
-// OpenSSL runs directly on the socket (SSL_set_fd); WANT_READ/WANT_WRITE become polls.
-// The SMTP dialogue is a small line reader: the probe needs greeting, EHLO, STARTTLS and
-// QUIT only, and must be able to send a deliberately improper pipelined STARTTLS, which a
-// correct client state machine (smtp::ClientSession) would never produce.
+// TLS is a tls::Stream on the socket with the poll(2) waiter (tls/poll_waiter.h).
+// The SMTP dialogue is a small line reader and writer on top: the probe needs greeting,
+// EHLO, STARTTLS and QUIT only, and must be able to send a deliberately improper pipelined
+// STARTTLS, which a correct client state machine (smtp::ClientSession) would never produce.
 //
 // Ciphers: for each accepted version up to TLS 1.2 the client offers every cipher of
 // "ALL:@SECLEVEL=0" that applies to the version, records the one the server chose,
@@ -21,7 +21,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,6 +31,9 @@
 #include <cstring>
 #include <memory>
 #include <sstream>
+
+#include "tls/poll_waiter.h"
+#include "tls/stream.h"
 
 namespace app {
 namespace {
@@ -108,15 +110,6 @@ struct PortReport {
   std::vector<Finding> findings;
 };
 
-std::string openssl_error() {
-  unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "handshake refused";
-  char buffer[256];
-  ERR_error_string_n(code, buffer, sizeof buffer);
-  return buffer;
-}
-
 // One TCP connection, optionally with TLS on top; every wait bounded by deadline_.
 class Connection {
  public:
@@ -124,39 +117,28 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   ~Connection() {
-    if (ssl_ != nullptr) SSL_free(ssl_);
+    stream_ = tls::Stream{};  // the session goes before its socket
     if (fd_ >= 0) ::close(fd_);
   }
 
-  SSL* ssl() const { return ssl_; }
+  SSL* ssl() const { return stream_.get(); }
   const std::string& buffered() const { return buffer_; }
 
   // Waits for the socket; false on timeout (the deadline, or limit when sooner).
-  bool wait(short events, std::optional<Clock::time_point> limit = std::nullopt) {
-    auto until = limit ? std::min(*limit, deadline_) : deadline_;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
-    if (left.count() <= 0) return false;
-    pollfd entry{fd_, events, 0};
-    int ready = ::poll(&entry, 1, static_cast<int>(left.count()));
-    return ready > 0;
+  bool wait(tls::Status wanted, std::optional<Clock::time_point> limit = std::nullopt) {
+    return tls::poll_until_ready(fd_, wanted, until(limit));
   }
 
+  // Writes the bytes as given, in one piece where the socket takes them: the caller decides
+  // what goes together (a pipelined "STARTTLS\r\nNOOP\r\n" on purpose, to test servers).
   bool write(std::string_view data) {
+    if (stream_) return tls::poll_write_all(stream_, data, deadline_).done();
     while (!data.empty()) {
-      if (ssl_ != nullptr) {
-        int written = SSL_write(ssl_, data.data(), static_cast<int>(data.size()));
-        if (written > 0) {
-          data.remove_prefix(static_cast<std::size_t>(written));
-          continue;
-        }
-        if (!wait_for_ssl(SSL_get_error(ssl_, written))) return false;
-        continue;
-      }
       ssize_t written = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
       if (written > 0) {
         data.remove_prefix(static_cast<std::size_t>(written));
       } else if (written < 0 && (errno == EAGAIN || errno == EINTR)) {
-        if (!wait(POLLOUT)) return false;
+        if (!wait(tls::Status::kWantWrite)) return false;
       } else {
         return false;
       }
@@ -167,25 +149,20 @@ class Connection {
   // Reads more bytes into the buffer; false on end of stream, error or timeout.
   bool fill(std::optional<Clock::time_point> limit = std::nullopt) {
     char chunk[4096];
+    if (stream_) {
+      tls::Result got = tls::poll_read(stream_, chunk, until(limit));
+      if (!got.done()) return false;
+      buffer_.append(chunk, got.bytes);
+      return true;
+    }
     for (;;) {
-      if (ssl_ != nullptr) {
-        int got = SSL_read(ssl_, chunk, sizeof chunk);
-        if (got > 0) {
-          buffer_.append(chunk, static_cast<std::size_t>(got));
-          return true;
-        }
-        int error = SSL_get_error(ssl_, got);
-        if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) return false;
-        if (!wait(error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, limit)) return false;
-        continue;
-      }
       ssize_t got = ::recv(fd_, chunk, sizeof chunk, 0);
       if (got > 0) {
         buffer_.append(chunk, static_cast<std::size_t>(got));
         return true;
       }
       if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
-        if (!wait(POLLIN, limit)) return false;
+        if (!wait(tls::Status::kWantRead, limit)) return false;
         continue;
       }
       return false;
@@ -222,48 +199,35 @@ class Connection {
   // TLS client handshake on the socket; the error text when it fails.
   std::optional<std::string> start_tls(SSL_CTX* context, const std::string& server_name,
                                        SSL_SESSION* session) {
-    ssl_ = SSL_new(context);
-    if (ssl_ == nullptr) return openssl_error();
-    SSL_set_fd(ssl_, fd_);
-    // RFC 6066 §3: no IP literal in SNI.
-    in6_addr scratch;
-    if (!server_name.empty() && inet_pton(AF_INET, server_name.c_str(), &scratch) != 1 &&
-        inet_pton(AF_INET6, server_name.c_str(), &scratch) != 1) {
-      SSL_set_tlsext_host_name(ssl_, server_name.c_str());
-    }
-    if (session != nullptr) SSL_set_session(ssl_, session);
-    ERR_clear_error();
-    for (;;) {
-      int result = SSL_connect(ssl_);
-      if (result == 1) return std::nullopt;
-      int error = SSL_get_error(ssl_, result);
-      if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
-        if (!wait(error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT)) return "timed out";
-        continue;
-      }
-      if (error == SSL_ERROR_SYSCALL || error == SSL_ERROR_ZERO_RETURN) {
-        std::string queued = openssl_error();
-        return queued == "handshake refused" ? "connection closed during the handshake" : queued;
-      }
-      return openssl_error();
+    auto opened = tls::Stream::open(context, fd_, tls::Stream::Side::kClient);
+    if (!opened) return opened.error();
+    stream_ = std::move(opened.value());
+    stream_.set_server_name(server_name);  // RFC 6066 §3: no IP literal in SNI
+    if (session != nullptr) SSL_set_session(stream_.get(), session);
+    tls::Result result = tls::poll_handshake(stream_, deadline_);
+    switch (result.status) {
+      case tls::Status::kDone:
+        return std::nullopt;
+      case tls::Status::kClosed:
+        return "connection closed during the handshake";
+      default:
+        return result.reason;  // "timed out", or the alert: "tlsv1 alert protocol version"
     }
   }
 
   void quit() {
     if (write("QUIT\r\n")) read_reply(Clock::now() + std::chrono::milliseconds(500));
-    if (ssl_ != nullptr) SSL_shutdown(ssl_);
+    stream_.shutdown();
   }
 
  private:
-  bool wait_for_ssl(int error) {
-    if (error == SSL_ERROR_WANT_READ) return wait(POLLIN);
-    if (error == SSL_ERROR_WANT_WRITE) return wait(POLLOUT);
-    return false;
+  Clock::time_point until(std::optional<Clock::time_point> limit) const {
+    return limit ? std::min(*limit, deadline_) : deadline_;
   }
 
   int fd_;
   Clock::time_point deadline_;
-  SSL* ssl_ = nullptr;
+  tls::Stream stream_;
   std::string buffer_;
 };
 
@@ -359,7 +323,7 @@ class Prober {
         error = std::strerror(errno);
         continue;
       }
-      if (!connection->wait(POLLOUT)) {
+      if (!connection->wait(tls::Status::kWantWrite)) {
         error = "timed out";
         continue;
       }

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -19,7 +18,7 @@
 #include <ctime>
 #include <fstream>
 
-#include "tls/openssl_error.h"
+#include "tls/poll_waiter.h"
 
 namespace delivery {
 namespace {
@@ -28,24 +27,6 @@ using Clock = std::chrono::steady_clock;
 
 std::string errno_text(int error_number) {
   return std::strerror(error_number);
-}
-
-// Waits until fd is ready for events or the deadline passes; false on timeout.
-bool wait_for(int fd, short events, Clock::time_point deadline) {
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd, events, 0};
-    int ready = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 60000)));
-    if (ready > 0) return true;
-    if (ready < 0 && errno != EINTR) return true;  // let the next call report the error
-  }
-}
-
-bool is_ip_literal(const std::string& host) {
-  unsigned char buffer[16];
-  return ::inet_pton(AF_INET, host.c_str(), buffer) == 1 ||
-         ::inet_pton(AF_INET6, host.c_str(), buffer) == 1;
 }
 
 // The DNS names a certificate claims (subjectAltName, else the common name), for messages
@@ -117,7 +98,7 @@ Connection::Connection(Endpoint endpoint, const TransportOptions& options)
     : endpoint_(std::move(endpoint)), options_(options), session_(options.client) {}
 
 Connection::~Connection() {
-  if (ssl_ != nullptr) SSL_free(ssl_);
+  stream_ = tls::Stream{};  // the session goes before its socket
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -210,7 +191,7 @@ base::Expected<base::Ok, TransportFailure> Connection::connect_socket() {
           "connect", "cannot connect to " + endpoint_.describe() + ": " + errno_text(errno)));
     }
   }
-  if (!wait_for(fd_, POLLOUT, deadline)) {
+  if (!tls::poll_until_ready(fd_, tls::Status::kWantWrite, deadline)) {
     return base::unexpected(
         failure("connect", "no answer from " + endpoint_.describe() + " within " +
                                std::to_string(options_.connect_timeout.count() / 1000) + "s"));
@@ -229,44 +210,34 @@ base::Expected<base::Ok, TransportFailure> Connection::handshake() {
   if (options_.tls_context == nullptr) {
     return base::unexpected(failure("tls", "no TLS context configured"));
   }
-  ERR_clear_error();
-  ssl_ = SSL_new(options_.tls_context);
-  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) {
-    return base::unexpected(failure("tls", "cannot set up TLS: " + tls::openssl_reason()));
-  }
+  auto opened = tls::Stream::open(options_.tls_context, fd_, tls::Stream::Side::kClient);
+  if (!opened) return base::unexpected(failure("tls", "cannot set up TLS: " + opened.error()));
+  stream_ = std::move(opened.value());
+  SSL* ssl = stream_.get();
   // The peer is always checked; the caller's level decides whether a failed check matters,
   // so the handshake itself goes on (SSL_VERIFY_NONE still computes the verify result).
-  SSL_set_verify(ssl_, SSL_VERIFY_NONE, nullptr);
+  SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
   const std::string& name = endpoint_.host;
-  if (is_ip_literal(name)) {
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), name.c_str());
-  } else {
-    SSL_set_tlsext_host_name(ssl_, name.c_str());
-    SSL_set1_host(ssl_, name.c_str());
+  stream_.set_server_name(name);  // SNI for host names, never for an IP literal
+  stream_.expect_peer_name(name);
+  tls::Result shaken = tls::poll_handshake(stream_, Clock::now() + options_.command_timeout);
+  if (shaken.status == tls::Status::kTimeout) {
+    return base::unexpected(
+        failure("tls", "TLS handshake with " + endpoint_.describe() + " timed out"));
   }
-  const Clock::time_point deadline = Clock::now() + options_.command_timeout;
-  for (;;) {
-    int result = SSL_connect(ssl_);
-    if (result == 1) break;
-    int error = SSL_get_error(ssl_, result);
-    short events = error == SSL_ERROR_WANT_READ    ? POLLIN
-                   : error == SSL_ERROR_WANT_WRITE ? POLLOUT
-                                                   : 0;
-    if (events == 0) {
-      return base::unexpected(failure("tls", "TLS handshake with " + endpoint_.describe() +
-                                                 " failed: " + tls::last_error_reason()));
-    }
-    if (!wait_for(fd_, events, deadline)) {
-      return base::unexpected(
-          failure("tls", "TLS handshake with " + endpoint_.describe() + " timed out"));
-    }
+  if (!shaken.done()) {
+    return base::unexpected(failure(
+        "tls",
+        "TLS handshake with " + endpoint_.describe() + " failed: " +
+            (shaken.status == tls::Status::kClosed ? std::string("the server closed the connection")
+                                                   : shaken.reason)));
   }
-  tls::SessionDescription description = tls::describe(ssl_);
+  tls::SessionDescription description = tls::describe(ssl);
   tls_.encrypted = true;
   tls_.version = description.version;
   tls_.cipher = description.cipher;
-  X509* peer = SSL_get0_peer_certificate(ssl_);
-  long verify = SSL_get_verify_result(ssl_);
+  X509* peer = SSL_get0_peer_certificate(ssl);
+  long verify = SSL_get_verify_result(ssl);
   tls_.verified = peer != nullptr && verify == X509_V_OK;
   tls_.verify_code = peer == nullptr ? X509_V_ERR_UNSPECIFIED : verify;
   if (peer != nullptr) {
@@ -302,25 +273,18 @@ base::Expected<base::Ok, TransportFailure> Connection::write_all(std::string_vie
                                                                  const char* stage) {
   const Clock::time_point deadline = Clock::now() + options_.command_timeout;
   while (!bytes.empty()) {
-    if (ssl_ != nullptr) {
-      std::size_t written = 0;
-      int result = SSL_write_ex(ssl_, bytes.data(), bytes.size(), &written);
-      if (result == 1) {
-        bytes.remove_prefix(written);
-        continue;
-      }
-      int error = SSL_get_error(ssl_, result);
-      short events = error == SSL_ERROR_WANT_READ    ? POLLIN
-                     : error == SSL_ERROR_WANT_WRITE ? POLLOUT
-                                                     : 0;
-      if (events == 0) {
-        return base::unexpected(failure(stage, "TLS write to " + endpoint_.describe() +
-                                                   " failed: " + tls::last_error_reason()));
-      }
-      if (!wait_for(fd_, events, deadline)) {
+    if (stream_) {
+      tls::Result written = tls::poll_write_all(stream_, bytes, deadline);
+      if (written.status == tls::Status::kTimeout) {
         return base::unexpected(failure(stage, "write to " + endpoint_.describe() + " timed out"));
       }
-      continue;
+      if (!written.done()) {
+        return base::unexpected(failure(
+            stage, "TLS write to " + endpoint_.describe() + " failed: " +
+                       (written.status == tls::Status::kClosed ? std::string("connection closed")
+                                                               : written.reason)));
+      }
+      break;
     }
     ssize_t written = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (written > 0) {
@@ -329,7 +293,7 @@ base::Expected<base::Ok, TransportFailure> Connection::write_all(std::string_vie
     }
     if (written < 0 && errno == EINTR) continue;
     if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!wait_for(fd_, POLLOUT, deadline)) {
+      if (!tls::poll_until_ready(fd_, tls::Status::kWantWrite, deadline)) {
         return base::unexpected(failure(stage, "write to " + endpoint_.describe() + " timed out"));
       }
       continue;
@@ -355,32 +319,19 @@ base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(
     }
     if (event != smtp::ClientEvent::kNeedInput) return event;
     for (;;) {
-      if (ssl_ != nullptr) {
-        std::size_t got = 0;
-        int result = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &got);
-        if (result == 1) {
-          session_.receive(std::string_view(buffer.data(), got));
-          break;
-        }
-        int error = SSL_get_error(ssl_, result);
-        if (error == SSL_ERROR_ZERO_RETURN) {
-          session_.server_closed();
-          break;
-        }
-        short events = error == SSL_ERROR_WANT_READ    ? POLLIN
-                       : error == SSL_ERROR_WANT_WRITE ? POLLOUT
-                                                       : 0;
-        if (events == 0) {
-          ERR_clear_error();
-          session_.server_closed();  // an unclean close is still the end of the stream
-          break;
-        }
-        if (!wait_for(fd_, events, deadline)) {
+      if (stream_) {
+        tls::Result got = tls::poll_read(stream_, buffer, deadline);
+        if (got.status == tls::Status::kTimeout) {
           return base::unexpected(
               failure(stage, "no reply from " + endpoint_.describe() + " within " +
                                  std::to_string(options_.command_timeout.count() / 1000) + "s"));
         }
-        continue;
+        if (got.done()) {
+          session_.receive(std::string_view(buffer.data(), got.bytes));
+        } else {
+          session_.server_closed();  // an unclean close is still the end of the stream
+        }
+        break;
       }
       ssize_t got = ::recv(fd_, buffer.data(), buffer.size(), 0);
       if (got > 0) {
@@ -393,7 +344,7 @@ base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(
       }
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        if (!wait_for(fd_, POLLIN, deadline)) {
+        if (!tls::poll_until_ready(fd_, tls::Status::kWantRead, deadline)) {
           return base::unexpected(
               failure(stage, "no reply from " + endpoint_.describe() + " within " +
                                  std::to_string(options_.command_timeout.count() / 1000) + "s"));
@@ -474,10 +425,8 @@ void Connection::quit() {
     session_.quit();
     (void)pump("quit", std::chrono::seconds(2));
   }
-  if (ssl_ != nullptr) {
-    SSL_shutdown(ssl_);  // one close_notify, without waiting for the peer's
-    ERR_clear_error();
-  }
+  stream_.shutdown();  // one close_notify, without waiting for the peer's
+  stream_ = tls::Stream{};
   ::close(fd_);
   fd_ = -1;
 }

@@ -1,6 +1,6 @@
 // smtp_transport.h — one outbound SMTP or LMTP connection: a socket (TCP or unix), TLS
-// (implicit or STARTTLS) driven with OpenSSL directly, and smtp::ClientSession for the
-// protocol. Blocking with deadlines (poll(2)): it runs on the queue's delivery threads,
+// (implicit or STARTTLS) as a tls::Stream with the poll(2) waiter, and smtp::ClientSession
+// for the protocol. Blocking with deadlines (poll(2)): it runs on the queue's delivery threads,
 // never on an event loop.
 //
 // Invariants:
@@ -28,6 +28,7 @@
 #include "queue/spool.h"
 #include "smtp/client_session.h"
 #include "tls/policy.h"
+#include "tls/stream.h"
 
 namespace delivery {
 
@@ -125,7 +126,7 @@ class Connection {
   TransportOptions options_;
   smtp::ClientSession session_;
   int fd_ = -1;
-  SSL* ssl_ = nullptr;
+  tls::Stream stream_;  // empty until a handshake starts
   bool failed_ = false;
   TlsOutcome tls_;
   unsigned messages_sent_ = 0;

@@ -33,11 +33,13 @@
 #include "intake/pipeline.h"
 #include "net/proxy_protocol.h"
 #include "net/rate_limit.h"
+#include "net/tls_waiter.h"
 #include "obs/log.h"
 #include "obs/server_metrics.h"
 #include "smtp/received_header.h"
 #include "tls/client_identity.h"
 #include "tls/policy.h"
+#include "tls/stream.h"
 
 namespace net {
 namespace {
@@ -165,19 +167,15 @@ intake::Stage intake_stage(smtp::CheckStage stage) {
 
 // One client connection. Owned by its coroutine (and the watchdog, through shared_ptr).
 //
-// TLS is OpenSSL driven directly over the non-blocking socket (a socket BIO), with Asio
-// only waiting for readiness. Unlike asio::ssl::stream, which keeps two 17 KiB buffers per
-// connection for life, this lets SSL_MODE_RELEASE_BUFFERS free OpenSSL's record buffers
-// while a connection is idle (DESIGN.md §5: ≤ 64 KiB per open TLS connection).
+// TLS is a tls::Stream: OpenSSL over the non-blocking socket (a socket BIO), with Asio only
+// waiting for readiness (net/tls_waiter.h). Unlike asio::ssl::stream, which keeps two 17 KiB
+// buffers per connection for life, this lets SSL_MODE_RELEASE_BUFFERS free OpenSSL's record
+// buffers while a connection is idle (≤ 64 KiB per open TLS connection).
 struct Connection {
   explicit Connection(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
 
-  struct SslDeleter {
-    void operator()(SSL* ssl) const { SSL_free(ssl); }
-  };
-
   tcp::socket socket;
-  std::unique_ptr<SSL, SslDeleter> ssl;  // set once the handshake starts
+  tls::Stream ssl;  // set once the handshake starts; ssl.get() is the SSL* (AUTH needs it)
   asio::steady_timer timer;
   Clock::time_point deadline = Clock::time_point::max();
   bool tls = false;
@@ -200,52 +198,34 @@ struct Connection {
     if (sooner) timer.cancel();
   }
 
-  // Waits until OpenSSL can make progress after `ssl_error`; false (with `error` set) when
-  // it cannot (a real failure, or the wait was cancelled by the watchdog or shutdown).
-  awaitable<bool> wait_for_ssl(int ssl_error, std::error_code& error) {
-    if (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE) {
-      auto [ec] = co_await socket.async_wait(
-          ssl_error == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write,
-          use_nothrow);
-      error = ec;
-      co_return !ec;
-    }
-    if (ssl_error == SSL_ERROR_ZERO_RETURN ||
-        (ssl_error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
-      error = asio::error::eof;  // close_notify, or the peer closed TCP
-    } else {
-      error = asio::error::connection_aborted;  // SSL_ERROR_SSL: reason is on the queue
-    }
-    co_return false;
+  // What a TLS read or write that ended without success means to serve(): eof when the
+  // client closed (close_notify or TCP EOF), else an abort.
+  static std::error_code stream_error(const tls::Result& result) {
+    return result.status == tls::Status::kClosed ? std::error_code(asio::error::eof)
+                                                 : std::error_code(asio::error::connection_aborted);
   }
 
   // Server side handshake on the socket; on failure `reason` says why, for the log.
   awaitable<bool> handshake(SSL_CTX* context, std::string& reason) {
-    ssl.reset(SSL_new(context));
-    if (!ssl || SSL_set_fd(ssl.get(), static_cast<int>(socket.native_handle())) != 1) {
-      reason = "cannot create TLS session: " + tls::last_error_reason();
+    auto opened = tls::Stream::open(context, static_cast<int>(socket.native_handle()),
+                                    tls::Stream::Side::kServer);
+    if (!opened) {
+      reason = "cannot create TLS session: " + opened.error();
       co_return false;
     }
-    SSL_set_accept_state(ssl.get());
-    for (;;) {
-      ERR_clear_error();
-      int result = SSL_do_handshake(ssl.get());
-      if (result == 1) co_return true;
-      int ssl_error = SSL_get_error(ssl.get(), result);
-      std::error_code error;
-      if (co_await wait_for_ssl(ssl_error, error)) continue;
-      if (timed_out) {
-        reason = "handshake timeout";
-      } else if (error == asio::error::eof) {
-        reason = "client closed the connection during the handshake";
-      } else if (ssl_error == SSL_ERROR_SSL) {
-        reason = tls::last_error_reason();  // "wrong version number", "no shared cipher"
-      } else {
-        reason = error.message();
-      }
-      ERR_clear_error();
-      co_return false;
+    ssl = std::move(opened.value());
+    std::error_code wait_error;
+    tls::Result result = co_await complete(
+        socket, [this] { return ssl.handshake(); }, wait_error);
+    if (result.done()) co_return true;
+    if (timed_out) {
+      reason = "handshake timeout";
+    } else if (result.status == tls::Status::kClosed) {
+      reason = "client closed the connection during the handshake";
+    } else {
+      reason = std::move(result.reason);  // "wrong version number", "no shared cipher"
     }
+    co_return false;
   }
 
   awaitable<std::size_t> read_some(std::error_code& error) {
@@ -255,11 +235,17 @@ struct Connection {
       co_return n;
     }
     for (;;) {
-      ERR_clear_error();
-      std::size_t n = 0;
-      if (SSL_read_ex(ssl.get(), read_buffer.data(), read_buffer.size(), &n) == 1) co_return n;
-      int ssl_error = SSL_get_error(ssl.get(), 0);
-      if (!co_await wait_for_ssl(ssl_error, error)) co_return 0;
+      tls::Result result = ssl.read(read_buffer);
+      if (result.done()) co_return result.bytes;
+      if (!result.wants_io()) {
+        error = stream_error(result);
+        co_return 0;
+      }
+      auto [ec] = co_await async_wait_for(socket, result.status);
+      if (ec) {
+        error = ec;
+        co_return 0;
+      }
     }
   }
 
@@ -269,26 +255,19 @@ struct Connection {
           co_await asio::async_write(socket, asio::buffer(data.data(), data.size()), use_nothrow);
       co_return ec;
     }
-    while (!data.empty()) {
-      ERR_clear_error();
-      std::size_t n = 0;
-      if (SSL_write_ex(ssl.get(), data.data(), data.size(), &n) == 1) {
-        data.remove_prefix(n);
-        continue;
-      }
-      std::error_code error;
-      if (!co_await wait_for_ssl(SSL_get_error(ssl.get(), 0), error)) co_return error;
+    for (;;) {
+      tls::Result result = ssl.write(data);
+      if (result.done()) co_return std::error_code{};
+      if (!result.wants_io()) co_return stream_error(result);
+      auto [ec] = co_await async_wait_for(socket, result.status);
+      if (ec) co_return ec;
     }
-    co_return std::error_code{};
   }
 
   // RFC 8446 §6.1: send close_notify before closing. The peer's own close_notify is not
   // waited for (the connection is done either way), so this never blocks.
   void send_close_notify() {
-    if (!ssl || !tls) return;
-    ERR_clear_error();
-    SSL_shutdown(ssl.get());
-    ERR_clear_error();
+    if (tls) ssl.shutdown();
   }
 
   void close() {

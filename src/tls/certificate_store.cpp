@@ -73,7 +73,7 @@ std::string utc_text(std::int64_t unix_seconds) {
 base::Expected<std::int64_t, std::string> unix_time(const ASN1_TIME* time) {
   std::tm tm{};
   if (time == nullptr || ASN1_TIME_to_tm(time, &tm) != 1) {
-    return base::unexpected("unreadable validity date: " + openssl_reason());
+    return base::unexpected("unreadable validity date: " + last_error_reason());
   }
   return static_cast<std::int64_t>(timegm(&tm));
 }
@@ -208,7 +208,7 @@ bool read_chain(const std::string& file, CertificateStore::LoadedPair& pair, std
   ERR_clear_error();
   pair.leaf.reset(PEM_read_bio_X509_AUX(bio.get(), nullptr, no_passphrase, nullptr));
   if (!pair.leaf) {
-    reason = "not a valid PEM certificate: " + openssl_reason();
+    reason = "not a valid PEM certificate: " + last_error_reason();
     return false;
   }
   pair.chain.reset(sk_X509_new_null());
@@ -220,7 +220,7 @@ bool read_chain(const std::string& file, CertificateStore::LoadedPair& pair, std
         ERR_clear_error();
         return true;
       }
-      reason = "a certificate after the first one is not valid PEM: " + openssl_reason();
+      reason = "a certificate after the first one is not valid PEM: " + last_error_reason();
       return false;
     }
     if (sk_X509_push(pair.chain.get(), next.get()) == 0) {
@@ -251,7 +251,7 @@ bool read_key(const std::string& file, CertificateStore::LoadedPair& pair, std::
   pair.key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
   OPENSSL_cleanse(contents.data(), contents.size());
   if (!pair.key) {
-    reason = "not a valid PEM private key: " + openssl_reason();
+    reason = "not a valid PEM private key: " + last_error_reason();
     return false;
   }
   return true;
@@ -317,7 +317,7 @@ base::Expected<std::shared_ptr<const CertificateStore>, LoadError> CertificateSt
       if (!read_key(pair.key_file, *loaded, reason)) return fail(pair.key_file, reason);
       ERR_clear_error();
       if (X509_check_private_key(loaded->leaf.get(), loaded->key.get()) != 1) {
-        drain_openssl_errors();
+        ERR_clear_error();
         return fail(pair.key_file,
                     "private key does not match the certificate " + pair.certificate_file);
       }
@@ -378,7 +378,7 @@ base::Expected<base::Ok, std::string> CertificateStore::install(std::size_t set,
     if (SSL_CTX_use_cert_and_key(ctx, pair->leaf.get(), pair->key.get(), pair->chain.get(), 1) !=
         1) {
       return base::unexpected("tls: cannot use certificate " + pair->details.file + ": " +
-                              openssl_reason());
+                              last_error_reason());
     }
   }
   return base::Ok{};

@@ -51,7 +51,7 @@ enum class KeyKind { kEcdsa, kRsa };
 base::Expected<std::string, std::string> random_hex(size_t bytes) {
   std::string raw(bytes, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1) {
-    return base::unexpected("tls: no randomness: " + openssl_reason());
+    return base::unexpected("tls: no randomness: " + last_error_reason());
   }
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string hex;
@@ -123,7 +123,7 @@ base::Expected<std::string, std::string> bio_contents(BIO* bio) {
   char* data = nullptr;
   const long length = BIO_get_mem_data(bio, &data);
   if (length < 0 || data == nullptr) {
-    return base::unexpected("tls: cannot encode PEM: " + openssl_reason());
+    return base::unexpected("tls: cannot encode PEM: " + last_error_reason());
   }
   return std::string(data, static_cast<size_t>(length));
 }
@@ -132,7 +132,7 @@ base::Expected<std::string, std::string> key_pem(EVP_PKEY* key) {
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (!bio ||
       PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
-    return base::unexpected("tls: cannot encode key: " + openssl_reason());
+    return base::unexpected("tls: cannot encode key: " + last_error_reason());
   }
   return bio_contents(bio.get());
 }
@@ -140,7 +140,7 @@ base::Expected<std::string, std::string> key_pem(EVP_PKEY* key) {
 base::Expected<std::string, std::string> certificate_pem(X509* certificate) {
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (!bio || PEM_write_bio_X509(bio.get(), certificate) != 1) {
-    return base::unexpected("tls: cannot encode certificate: " + openssl_reason());
+    return base::unexpected("tls: cannot encode certificate: " + last_error_reason());
   }
   return bio_contents(bio.get());
 }
@@ -148,7 +148,7 @@ base::Expected<std::string, std::string> certificate_pem(X509* certificate) {
 base::Expected<KeyPtr, std::string> read_key(const std::string& path) {
   BioPtr bio(BIO_new_file(path.c_str(), "r"));
   KeyPtr key(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
-  if (!key) return base::unexpected("tls: cannot load key " + path + ": " + openssl_reason());
+  if (!key) return base::unexpected("tls: cannot load key " + path + ": " + last_error_reason());
   return key;
 }
 
@@ -156,14 +156,14 @@ base::Expected<X509Ptr, std::string> read_certificate(const std::string& path) {
   BioPtr bio(BIO_new_file(path.c_str(), "r"));
   X509Ptr certificate(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
   if (!certificate) {
-    return base::unexpected("tls: cannot load certificate " + path + ": " + openssl_reason());
+    return base::unexpected("tls: cannot load certificate " + path + ": " + last_error_reason());
   }
   return certificate;
 }
 
 base::Expected<KeyPtr, std::string> generate_key(KeyKind kind) {
   KeyPtr key(kind == KeyKind::kEcdsa ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048));
-  if (!key) return base::unexpected("tls: cannot generate key: " + openssl_reason());
+  if (!key) return base::unexpected("tls: cannot generate key: " + last_error_reason());
   return key;
 }
 
@@ -254,11 +254,12 @@ base::Expected<X509Ptr, std::string> make_certificate(const CertificateRequest& 
                                                       EVP_PKEY* subject_key, X509* issuer,
                                                       EVP_PKEY* issuer_key) {
   X509Ptr certificate(X509_new());
-  if (!certificate) return base::unexpected("tls: cannot create certificate: " + openssl_reason());
+  if (!certificate)
+    return base::unexpected("tls: cannot create certificate: " + last_error_reason());
   X509* x = certificate.get();
   const auto fail = [&](const std::string& step) {
     return base::unexpected("tls: cannot " + step + " for " + request.common_name + ": " +
-                            openssl_reason());
+                            last_error_reason());
   };
   if (X509_set_version(x, X509_VERSION_3) != 1 || !set_random_serial(x)) {
     return fail("set version and serial");
@@ -321,7 +322,7 @@ base::Expected<Authority, std::string> ensure_authority(const DevPkiPaths& paths
     if (!certificate) return base::unexpected(certificate.error());
     if (X509_check_private_key(certificate->get(), key->get()) != 1) {
       return base::unexpected("tls: key " + paths.ca_key + " does not match certificate " +
-                              paths.ca_certificate + ": " + openssl_reason());
+                              paths.ca_certificate + ": " + last_error_reason());
     }
     return Authority{std::move(key.value()), std::move(certificate.value())};
   }
@@ -422,7 +423,7 @@ base::Expected<long, std::string> days_until_expiry(const std::string& certifica
   int seconds = 0;
   if (ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(certificate->get())) != 1) {
     return base::unexpected("tls: cannot read the expiry of " + certificate_file + ": " +
-                            openssl_reason());
+                            last_error_reason());
   }
   // Rounded down (toward the past): one second after expiry is day -1, not day 0.
   const long total = static_cast<long>(days) * kSecondsPerDay + seconds;

@@ -8,7 +8,7 @@
 
 namespace tls {
 
-std::string drain_openssl_errors() {
+std::string last_error_reason() {
   // The reason texts are loaded on first use of libssl; a failure that happens before any
   // context exists (or in a process that never made one) would otherwise read "reason(193)".
   OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, nullptr);
@@ -27,11 +27,6 @@ std::string drain_openssl_errors() {
       reason = buffer;
     }
   }
-  return reason;
-}
-
-std::string openssl_reason() {
-  std::string reason = drain_openssl_errors();
   return reason.empty() ? "unknown OpenSSL error" : reason;
 }
 

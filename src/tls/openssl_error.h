@@ -1,4 +1,5 @@
-// openssl_error.h — turns the thread's OpenSSL error queue into one reason for an error text.
+// openssl_error.h — the one place that turns the thread's OpenSSL error queue into a reason
+// for a log line or an error text (every layer and tool uses this, never ERR_* itself).
 // Invariant: every call drains the whole queue, so a stale entry never explains a later
 // failure on the same thread (OpenSSL keeps the queue per thread, and net/ runs many
 // connections per thread).
@@ -8,11 +9,10 @@
 
 namespace tls {
 
-// Drains the queue and returns the reason of its first (root-cause) entry, e.g. "No such file
-// or directory" or "key values mismatch"; an empty string when the queue was empty.
-std::string drain_openssl_errors();
-
-// As drain_openssl_errors(), but never empty.
-std::string openssl_reason();
+// Drains the queue and returns the reason of its first (root-cause) entry: OpenSSL's own
+// words ("wrong version number", "no shared cipher", "key values mismatch") or, for an errno
+// OpenSSL recorded, strerror's ("No such file or directory"). Never empty: "unknown OpenSSL
+// error" when the queue held nothing.
+std::string last_error_reason();
 
 }  // namespace tls

@@ -89,12 +89,12 @@ bool legacy_versions(const Policy& policy) {
 base::Expected<std::string, std::string> resolve_ciphers(const std::string& ciphers,
                                                          bool allow_cbc = false) {
   SslCtxPtr ctx = scratch_context();
-  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
+  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + last_error_reason());
   // With no TLS 1.3 suites configured, the list holds only what `ciphers` selected.
   if (SSL_CTX_set_ciphersuites(ctx.get(), "") != 1 ||
       SSL_CTX_set_cipher_list(ctx.get(), ciphers.c_str()) != 1) {
     return base::unexpected("tls: ciphers \"" + ciphers +
-                            "\" selects no cipher: " + openssl_reason());
+                            "\" selects no cipher: " + last_error_reason());
   }
   const STACK_OF(SSL_CIPHER)* selected = SSL_CTX_get_ciphers(ctx.get());
   if (selected == nullptr || sk_SSL_CIPHER_num(selected) == 0) {
@@ -125,7 +125,7 @@ base::Expected<std::string, std::string> resolve_ciphers(const std::string& ciph
 // names, so each name is checked on its own.
 base::Expected<std::string, std::string> resolve_ciphersuites(const std::string& ciphersuites) {
   SslCtxPtr ctx = scratch_context();
-  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
+  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + last_error_reason());
   const std::vector<std::string> names = split_colons(ciphersuites);
   if (names.empty()) {
     return base::unexpected("tls: ciphersuites \"" + ciphersuites +
@@ -134,21 +134,21 @@ base::Expected<std::string, std::string> resolve_ciphersuites(const std::string&
   for (const std::string& name : names) {
     if (SSL_CTX_set_ciphersuites(ctx.get(), name.c_str()) != 1 ||
         sk_SSL_CIPHER_num(SSL_CTX_get_ciphers(ctx.get())) == 0) {
-      drain_openssl_errors();
+      ERR_clear_error();
       return base::unexpected("tls: unknown TLS 1.3 cipher suite " + name + " in ciphersuites");
     }
   }
   if (SSL_CTX_set_ciphersuites(ctx.get(), ciphersuites.c_str()) != 1) {
-    return base::unexpected("tls: ciphersuites \"" + ciphersuites + "\": " + openssl_reason());
+    return base::unexpected("tls: ciphersuites \"" + ciphersuites + "\": " + last_error_reason());
   }
   return ciphersuites;
 }
 
 base::Expected<base::Ok, std::string> check_groups(const std::string& groups) {
   SslCtxPtr ctx = scratch_context();
-  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
+  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + last_error_reason());
   if (groups.empty() || SSL_CTX_set1_groups_list(ctx.get(), groups.c_str()) != 1) {
-    drain_openssl_errors();
+    ERR_clear_error();
     return base::unexpected("tls: groups \"" + groups + "\" names an unknown group or none");
   }
   return base::Ok{};
@@ -167,20 +167,20 @@ base::Expected<base::Ok, std::string> apply_policy(SSL_CTX* ctx, const Policy& p
   if (legacy_versions(policy)) SSL_CTX_set_security_level(ctx, 0);
   if (SSL_CTX_set_min_proto_version(ctx, min_version->version) != 1 ||
       SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
-    return base::unexpected("tls: cannot set protocol versions: " + openssl_reason());
+    return base::unexpected("tls: cannot set protocol versions: " + last_error_reason());
   }
   if (needs_tls12_ciphers(policy)) {
     std::string ciphers = policy.ciphers;
     if (legacy_versions(policy)) ciphers += std::string(":") + kLegacyCiphers;
     if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
-      return base::unexpected("tls: cannot set ciphers: " + openssl_reason());
+      return base::unexpected("tls: cannot set ciphers: " + last_error_reason());
     }
   }
   if (SSL_CTX_set_ciphersuites(ctx, policy.ciphersuites.c_str()) != 1) {
-    return base::unexpected("tls: cannot set ciphersuites: " + openssl_reason());
+    return base::unexpected("tls: cannot set ciphersuites: " + last_error_reason());
   }
   if (SSL_CTX_set1_groups_list(ctx, policy.groups.c_str()) != 1) {
-    return base::unexpected("tls: cannot set groups: " + openssl_reason());
+    return base::unexpected("tls: cannot set groups: " + last_error_reason());
   }
   return base::Ok{};
 }
@@ -193,14 +193,16 @@ base::Expected<base::Ok, std::string> load_pair(SSL_CTX* ctx, const CertificateP
   // (RFC 8446 §4.4.2). OpenSSL keeps one chain per key type.
   if (SSL_CTX_use_certificate_chain_file(ctx, certificate.c_str()) != 1) {
     return base::unexpected("tls: cannot load certificate " + certificate + ": " +
-                            openssl_reason());
+                            last_error_reason());
   }
   // The key is read separately so that "cannot read" and "does not match" are told apart.
   std::unique_ptr<BIO, BioDeleter> bio(BIO_new_file(key_file.c_str(), "r"));
-  if (!bio) return base::unexpected("tls: cannot load key " + key_file + ": " + openssl_reason());
+  if (!bio)
+    return base::unexpected("tls: cannot load key " + key_file + ": " + last_error_reason());
   std::unique_ptr<EVP_PKEY, KeyDeleter> key(
       PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-  if (!key) return base::unexpected("tls: cannot load key " + key_file + ": " + openssl_reason());
+  if (!key)
+    return base::unexpected("tls: cannot load key " + key_file + ": " + last_error_reason());
   // Two certificates of one key type would silently replace each other.
   if (!key_types.insert(EVP_PKEY_get_base_id(key.get())).second) {
     return base::unexpected("tls: certificate " + certificate +
@@ -209,7 +211,7 @@ base::Expected<base::Ok, std::string> load_pair(SSL_CTX* ctx, const CertificateP
   }
   if (SSL_CTX_use_PrivateKey(ctx, key.get()) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
     return base::unexpected("tls: key " + key_file + " does not match certificate " + certificate +
-                            ": " + openssl_reason());
+                            ": " + last_error_reason());
   }
   return base::Ok{};
 }
@@ -227,12 +229,13 @@ base::Expected<base::Ok, std::string> request_client_certificates(SSL_CTX* ctx,
   // Only these CAs vouch for clients: the context's store holds nothing else (no system
   // store), so a certificate from a public CA does not verify here.
   if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
-    return base::unexpected("tls: cannot load client CA file " + ca_file + ": " + openssl_reason());
+    return base::unexpected("tls: cannot load client CA file " + ca_file + ": " +
+                            last_error_reason());
   }
   STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca_file.c_str());
   if (names == nullptr || sk_X509_NAME_num(names) == 0) {
     if (names != nullptr) sk_X509_NAME_pop_free(names, X509_NAME_free);
-    drain_openssl_errors();
+    ERR_clear_error();
     return base::unexpected("tls: client CA file " + ca_file + " holds no CA certificate");
   }
   SSL_CTX_set_client_CA_list(ctx, names);  // takes ownership
@@ -276,7 +279,7 @@ base::Expected<SslCtxPtr, std::string> make_server_context_without_certificates(
   if (auto valid = validate(policy); !valid) return base::unexpected(valid.error());
 
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
-  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
+  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + last_error_reason());
   if (auto applied = apply_policy(ctx.get(), policy); !applied) {
     return base::unexpected(applied.error());
   }
@@ -299,7 +302,7 @@ base::Expected<SslCtxPtr, std::string> make_server_context_without_certificates(
   }
   if (SSL_CTX_set_session_id_context(ctx.get(), kSessionIdContext, sizeof kSessionIdContext - 1) !=
       1) {
-    return base::unexpected("tls: cannot set session id context: " + openssl_reason());
+    return base::unexpected("tls: cannot set session id context: " + last_error_reason());
   }
   if (!client_ca_file.empty()) {
     if (auto requested = request_client_certificates(ctx.get(), client_ca_file); !requested) {
@@ -327,24 +330,24 @@ base::Expected<SslCtxPtr, std::string> make_server_context(
 
 base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca_file) {
   SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
-  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + openssl_reason());
+  if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + last_error_reason());
   if (SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1 ||
       SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION) != 1) {
-    return base::unexpected("tls: cannot set protocol versions: " + openssl_reason());
+    return base::unexpected("tls: cannot set protocol versions: " + last_error_reason());
   }
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
   // The same strength as our listeners (BCP 195): TLS 1.2 only with ECDHE and AEAD.
   const Policy defaults;
   if (SSL_CTX_set_cipher_list(ctx.get(), defaults.ciphers.c_str()) != 1 ||
       SSL_CTX_set_ciphersuites(ctx.get(), defaults.ciphersuites.c_str()) != 1) {
-    return base::unexpected("tls: cannot set the client ciphers: " + openssl_reason());
+    return base::unexpected("tls: cannot set the client ciphers: " + last_error_reason());
   }
   if (ca_file.empty()) {
     if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
-      return base::unexpected("tls: cannot load the system trust store: " + openssl_reason());
+      return base::unexpected("tls: cannot load the system trust store: " + last_error_reason());
     }
   } else if (SSL_CTX_load_verify_locations(ctx.get(), ca_file.c_str(), nullptr) != 1) {
-    return base::unexpected("tls: cannot load CA file " + ca_file + ": " + openssl_reason());
+    return base::unexpected("tls: cannot load CA file " + ca_file + ": " + last_error_reason());
   }
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   return ctx;
@@ -386,13 +389,6 @@ SessionDescription describe(const SSL* ssl) {
   }
   description.resumed = SSL_session_reused(ssl) == 1;
   return description;
-}
-
-std::string last_error_reason() {
-  std::string reason = drain_openssl_errors();
-  // XXX: an empty queue after a failed handshake means the peer closed the connection or the
-  // socket failed; OpenSSL 3 reports a clean EOF itself, so this is the I/O-error case.
-  return reason.empty() ? "connection closed or I/O error (no TLS alert)" : reason;
 }
 
 std::string describe_policy(const Policy& policy) {

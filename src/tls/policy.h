@@ -99,10 +99,6 @@ struct SessionDescription {
 };
 SessionDescription describe(const SSL* ssl);
 
-// The reason of the last failed TLS operation for a log line. Drains the OpenSSL error queue of
-// this thread; never empty ("unexpected eof while reading", "wrong version number", ...).
-std::string last_error_reason();
-
 // Text summary of the effective policy for `smtpsd check`: versions, the ciphers OpenSSL
 // actually selects, groups, tickets. One "key: value" per line.
 std::string describe_policy(const Policy& policy);

@@ -431,15 +431,6 @@ TEST(PolicyClientContext, MissingCaFileIsNamed) {
   EXPECT_TRUE(system) << system.error();
 }
 
-TEST(PolicyErrors, LastErrorReasonIsNeverEmptyAndDrains) {
-  ERR_clear_error();
-  EXPECT_FALSE(last_error_reason().empty());
-  ERR_raise(ERR_LIB_SSL, SSL_R_NO_SHARED_CIPHER);
-  ERR_raise(ERR_LIB_SSL, SSL_R_WRONG_VERSION_NUMBER);
-  EXPECT_EQ(last_error_reason(), "no shared cipher");
-  EXPECT_EQ(ERR_peek_error(), 0u);
-}
-
 TEST(PolicyDescribe, DescribesEffectivePolicy) {
   Policy policy;
   const std::string text = describe_policy(policy);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "tls/openssl_error.h"
 #include "tls/policy.h"
 
 namespace tls::testing {
