@@ -1,13 +1,9 @@
 // daemon.h — wiring of the server: configuration → spool, committer, delivery worker,
-// TLS contexts and listeners. The only place that knows every layer (DESIGN.md §2).
+// TLS contexts and listeners. The only place that knows every layer (docs/architecture.md).
 //
-// Reload (README "Reloading"): the configuration in service is an immutable snapshot
-// (std::shared_ptr<const config::Config>); sessions hold the snapshot they started with, so a
-// reload builds a new one beside it and swaps it in for new sessions only. SIGHUP re-reads the
-// whole file; a change of a certificate or key file (inotify, with a stat poll behind it)
-// re-reads the certificates alone. Whatever fails — parse error, unreadable or mismatched key,
-// expired or not yet valid certificate, a port that cannot be bound — refuses the whole
-// reload with one log line, and everything in service stays as it was.
+// Reload (README "Reloading"; reload.h): SIGHUP re-reads the whole file, a change of a
+// certificate or key file re-reads the certificates alone; new sessions get the new
+// snapshot, and a reload that fails in any part changes nothing.
 #pragma once
 
 #include <cstdint>
@@ -16,14 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "app/reload.h"
 #include "config/config.h"
 
 namespace app {
-
-struct ReloadResult {
-  bool ok = false;
-  std::string error;  // "FILE:LINE: KEY: what is wrong" when refused
-};
 
 // One certificate in service, for the expiry metric
 // (smtpsd_certificate_expiry_seconds{file,names} = not_after - now).
@@ -48,7 +40,7 @@ class Daemon {
   int run(const std::function<void()>& on_ready = {});
 
   // What SIGHUP does: re-reads the configuration file and applies it for new sessions
-  // (config_reload.h says which settings need a restart instead). Thread-safe and blocking
+  // (reload.h says which settings need a restart instead). Thread-safe and blocking
   // (milliseconds); call it from any thread but an I/O thread of the server. Refused (with
   // the reason, and a log line) when not running or when anything in the new configuration
   // is wrong; the configuration in service then stays entirely.
@@ -63,18 +55,11 @@ class Daemon {
   // Same as SIGTERM. Thread-safe.
   void stop();
 
-  struct Impl;
-
  private:
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<ReloadEngine> engine_;
 };
 
 // Daemon(config).run(on_ready).
 int serve(const config::Config& config, const std::function<void()>& on_ready = {});
-
-// `smtpsd check`: loads every certificate set and client CA as the server would, refusing
-// unreadable, mismatched, expired and not-yet-valid certificates; prints the effective
-// policy. Returns 0 or 2.
-int check(const config::Config& config);
 
 }  // namespace app

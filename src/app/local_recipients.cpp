@@ -50,4 +50,15 @@ smtp::RecipientVerdict verdict_for_inbound(const config::Config& config, std::st
   return smtp::RecipientVerdict::kRelayDenied;  // 550 5.7.1: the MX port never relays
 }
 
+delivery::LocalRecipients local_recipients_of(std::shared_ptr<const config::Config> snapshot) {
+  delivery::LocalRecipients local;
+  local.mailbox = [snapshot](std::string_view address) {
+    return canonical_local_mailbox(*snapshot, address);
+  };
+  local.is_local_domain = [snapshot](std::string_view domain) {
+    return snapshot->find_domain(domain) != nullptr;
+  };
+  return local;
+}
+
 }  // namespace app

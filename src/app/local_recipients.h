@@ -3,11 +3,13 @@
 // policy uses them at RCPT, the delivery worker to pick the Maildir.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "config/config.h"
+#include "delivery/router.h"
 #include "smtp/server_session.h"
 
 namespace app {
@@ -21,5 +23,8 @@ std::optional<std::string> canonical_local_mailbox(const config::Config& config,
 
 // The RCPT verdict for a role that does not relay (DESIGN.md §3: the smtp role).
 smtp::RecipientVerdict verdict_for_inbound(const config::Config& config, std::string_view address);
+
+// The same lookups for the delivery router (delivery/router.h); they hold the snapshot.
+delivery::LocalRecipients local_recipients_of(std::shared_ptr<const config::Config> snapshot);
 
 }  // namespace app

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "app/check_command.h"
 #include "app/daemon.h"
 #include "app/dev_mode.h"
 #include "config/config.h"

@@ -46,16 +46,6 @@ SeenTls achieved(const TlsOutcome& tls) {
 }
 
 // "unix:/path" or "HOST:PORT" / "[v6]:PORT".
-// " key=value" for a log line, quoted and escaped (a remote reply or certificate name can
-// never break the line or forge a key).
-std::string kv(std::string_view key, std::string_view value) {
-  std::string out = " ";
-  out += key;
-  out += '=';
-  obs::append_value(out, value);
-  return out;
-}
-
 Endpoint lmtp_endpoint(const std::string& spec) {
   Endpoint endpoint;
   if (spec.rfind("unix:", 0) == 0) {
@@ -83,23 +73,27 @@ Endpoint lmtp_endpoint(const std::string& spec) {
 
 }  // namespace
 
-base::Expected<std::unique_ptr<Outbound>, std::string> Outbound::create(OutboundOptions options,
-                                                                        LogFn log) {
-  std::unique_ptr<Outbound> outbound(new Outbound(std::move(options), std::move(log)));
+base::Expected<std::unique_ptr<Outbound>, std::string> Outbound::create(OutboundOptions options) {
+  std::unique_ptr<Outbound> outbound(new Outbound(std::move(options)));
   auto context = tls::make_client_context(outbound->options_.ca_file);
   if (!context) return base::unexpected(context.error());
   outbound->tls_context_ = std::move(context.value());
   auto resolver = MxResolver::create(outbound->options_.resolver);
   if (!resolver) return base::unexpected(resolver.error());
   outbound->resolver_ = std::move(resolver.value());
-  if (!outbound->memory_.load_errors().empty()) outbound->log_(outbound->memory_.load_errors());
+  // One line per line of the memory file that could not be read (the rest is used).
+  std::string_view errors = outbound->memory_.load_errors();
+  while (!errors.empty()) {
+    const std::size_t end = errors.find('\n');
+    obs::Log("tls_memory_unreadable", obs::Level::kWarning).kv("detail", errors.substr(0, end));
+    errors.remove_prefix(end == std::string_view::npos ? errors.size() : end + 1);
+  }
   outbound->janitor_ = std::thread([raw = outbound.get()] { raw->janitor(); });
   return outbound;
 }
 
-Outbound::Outbound(OutboundOptions options, LogFn log)
+Outbound::Outbound(OutboundOptions options)
     : options_(std::move(options)),
-      log_(std::move(log)),
       memory_(options_.tls_memory_file),
       lmtp_(lmtp_endpoint(options_.lmtp)) {}
 
@@ -119,10 +113,6 @@ Outbound::~Outbound() {
     for (auto& connection : destination.idle)
       connection->quit();
   }
-}
-
-void Outbound::log(const std::string& line) const {
-  if (log_) log_(line);
 }
 
 tls::OutboundLevel Outbound::level_for(std::string_view domain) const {
@@ -303,7 +293,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     if (connection) {
       SeenTls seen = achieved(connection->tls());
       if (memory_.record(memory_key, seen, unix_now())) {
-        log("event=tls_memory" + kv("domain", memory_key) + kv("level", seen_tls_name(seen)));
+        obs::Log("tls_memory").kv("domain", memory_key).kv("level", seen_tls_name(seen));
       }
     }
     release(key, std::move(connection));
@@ -399,19 +389,23 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         // Opportunistic TLS that fails (a broken handshake, STARTTLS refused with 454) falls
         // back to plain text, as RFC 3207 §4 allows and as other MTAs do; never where the
         // policy or the memory says TLS is required.
-        log("event=tls_fallback" + kv("domain", domain) + kv("host", where) +
-            kv("detail", opened.error().detail));
+        obs::Log("tls_fallback")
+            .kv("domain", domain)
+            .kv("host", where)
+            .kv("detail", opened.error().detail);
         TransportOptions plain = transport_options;
         plain.starttls = false;
         opened = Connection::open(endpoint, plain);
       }
       if (!opened) {
         failure = where + ": " + opened.error().detail;
-        log(std::string(opened.error().stage == "tls-policy" ? "event=tls_refused"
-                                                             : "event=connect_failed") +
-            kv("domain", memory_key) + kv("host", where) + kv("stage", opened.error().stage) +
-            kv("level", tls::outbound_level_name(level)) +
-            kv("remembered", seen_tls_name(remembered)) + kv("detail", opened.error().detail));
+        obs::Log(opened.error().stage == "tls-policy" ? "tls_refused" : "connect_failed")
+            .kv("domain", memory_key)
+            .kv("host", where)
+            .kv("stage", opened.error().stage)
+            .kv("level", tls::outbound_level_name(level))
+            .kv("remembered", seen_tls_name(remembered))
+            .kv("detail", opened.error().detail);
         if (opened.error().stage == "tls-policy") failure = opened.error().detail;
         continue;
       }
@@ -419,9 +413,13 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       if (std::string floor = below_floor(connection->tls(), where, level, remembered);
           !floor.empty()) {
         failure = floor;
-        log("event=tls_refused" + kv("domain", memory_key) + kv("host", where) +
-            kv("stage", "ehlo") + kv("level", tls::outbound_level_name(level)) +
-            kv("remembered", seen_tls_name(remembered)) + kv("detail", floor));
+        obs::Log("tls_refused")
+            .kv("domain", memory_key)
+            .kv("host", where)
+            .kv("stage", "ehlo")
+            .kv("level", tls::outbound_level_name(level))
+            .kv("remembered", seen_tls_name(remembered))
+            .kv("detail", floor);
         connection->quit();
         continue;
       }

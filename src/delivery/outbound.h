@@ -71,9 +71,9 @@ struct OutboundOptions {
 
 class Outbound {
  public:
-  using LogFn = std::function<void(std::string_view)>;
-  static base::Expected<std::unique_ptr<Outbound>, std::string> create(OutboundOptions options,
-                                                                       LogFn log);
+  // Decisions (connect_failed, tls_refused, tls_fallback, tls_memory) are logged with
+  // obs::Log.
+  static base::Expected<std::unique_ptr<Outbound>, std::string> create(OutboundOptions options);
   ~Outbound();  // closes the idle connections
   Outbound(const Outbound&) = delete;
   Outbound& operator=(const Outbound&) = delete;
@@ -95,7 +95,7 @@ class Outbound {
     unsigned active = 0;
     std::vector<std::unique_ptr<Connection>> idle;
   };
-  Outbound(OutboundOptions options, LogFn log);
+  explicit Outbound(OutboundOptions options);
   // Waits for a free slot for key; returns an idle connection to reuse, if any.
   // got_slot is false when no slot freed up in time (all connections busy).
   std::unique_ptr<Connection> acquire(const std::string& key, bool& got_slot);
@@ -115,10 +115,8 @@ class Outbound {
   // destination was reached with before, or "".
   std::string below_floor(const TlsOutcome& tls, const std::string& where, tls::OutboundLevel level,
                           SeenTls remembered) const;
-  void log(const std::string& line) const;
 
   OutboundOptions options_;
-  LogFn log_;
   tls::SslCtxPtr tls_context_;
   std::unique_ptr<MxResolver> resolver_;
   TlsMemory memory_;

@@ -213,47 +213,6 @@ void append_json_string(std::string& out, std::string_view value) {
   out.push_back('"');
 }
 
-void append_key_values_as_json(std::string& out, std::string_view line) {
-  std::string value;
-  while (!line.empty()) {
-    while (!line.empty() && line.front() == ' ')
-      line.remove_prefix(1);
-    std::size_t equals = line.find('=');
-    if (line.empty() || equals == std::string_view::npos) break;
-    std::string_view key = line.substr(0, equals);
-    line.remove_prefix(equals + 1);
-    value.clear();
-    if (!line.empty() && line.front() == '"') {  // quoted: \" \\ \xHH (append_value)
-      line.remove_prefix(1);
-      while (!line.empty() && line.front() != '"') {
-        if (line.front() == '\\' && line.size() >= 2) {
-          if (line[1] == 'x' && line.size() >= 4) {
-            unsigned byte = 0;
-            std::from_chars(line.data() + 2, line.data() + 4, byte, 16);
-            value.push_back(static_cast<char>(byte));
-            line.remove_prefix(4);
-            continue;
-          }
-          value.push_back(line[1]);
-          line.remove_prefix(2);
-          continue;
-        }
-        value.push_back(line.front());
-        line.remove_prefix(1);
-      }
-      if (!line.empty()) line.remove_prefix(1);
-    } else {
-      std::size_t end = line.find(' ');
-      value.assign(line.substr(0, end));
-      line.remove_prefix(end == std::string_view::npos ? line.size() : end);
-    }
-    out.push_back(',');
-    append_json_string(out, key);
-    out.push_back(':');
-    append_json_string(out, value);
-  }
-}
-
 Log::Log(std::string_view event, Level level)
     : enabled_(static_cast<int>(level) >= min_level.load(std::memory_order_relaxed)),
       json_(json_format.load(std::memory_order_relaxed)),
@@ -320,29 +279,11 @@ Log::~Log() {
   write_stderr(line_);
 }
 
-void write_preformatted(Level level, std::string_view key_values) {
-  Log line("", level);
-  line.replace_event(key_values);
-}
-
 Level parse_level(std::string_view name) {
   if (name == "debug") return Level::kDebug;
   if (name == "warning") return Level::kWarning;
   if (name == "error") return Level::kError;
   return Level::kInfo;
-}
-
-void Log::replace_event(std::string_view key_values) {
-  if (!enabled_) return;
-  if (json_) {
-    std::size_t at = line_.rfind(",\"event\":");
-    if (at != std::string::npos) line_.resize(at);
-    append_key_values_as_json(line_, key_values);
-    return;
-  }
-  std::size_t at = line_.rfind(" event=");
-  if (at != std::string::npos) line_.resize(at + 1);
-  line_.append(key_values);
 }
 
 Log& Log::kv(std::string_view key, std::string_view value) {

@@ -68,18 +68,12 @@ class Log {
   Log& kv(std::string_view key, bool value) { return kv(key, value ? "yes" : "no"); }
 
  private:
-  friend void write_preformatted(Level level, std::string_view key_values);
-  void replace_event(std::string_view key_values);
   Log& raw(std::string_view key, std::string_view json_number);
   bool enabled_;
   bool json_;
   Level level_;
   std::string line_;
 };
-
-// Writes a line that is already key=value formatted (from a layer that cannot depend on
-// obs, e.g. the queue's log sink), with the usual timestamp and level in front.
-void write_preformatted(Level level, std::string_view key_values);
 
 // Parses "debug", "info", "warning", "error" (anything else: info).
 Level parse_level(std::string_view name);
@@ -88,8 +82,5 @@ Level parse_level(std::string_view name);
 void append_value(std::string& out, std::string_view value);
 // Appends value as a JSON string, quotes included (exposed for tests).
 void append_json_string(std::string& out, std::string_view value);
-// Turns a key=value line (as append_value writes values) into JSON members
-// `,"key":"value"` appended to out (exposed for tests).
-void append_key_values_as_json(std::string& out, std::string_view key_values);
 
 }  // namespace obs

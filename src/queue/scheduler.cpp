@@ -4,7 +4,8 @@
 // worker threads sleep on one condition variable until a message is ready or the earliest
 // timer is due, never in a sleep per message. The spool file is removed only once every
 // recipient is final (RFC 5321 §4.5.4, §6.1); the deliverer is called outside the lock.
-// Log lines are key=value (DESIGN.md §2 src/obs), values quoted when they contain spaces.
+// Each event is one obs::Log line (README "Logs": delivered, deferred, retry, dsn, …); its
+// keys and their order are what operators and tests match on.
 // DSNs (RFC 3464, queue/dsn.h) are built here from the deliverer's results and spooled as
 // new messages with the null reverse-path.
 #include "queue/scheduler.h"
@@ -21,14 +22,6 @@
 
 namespace queue {
 namespace {
-
-// A log value, quoted and escaped when needed (obs::append_value), so a recipient address or
-// an error text can never break the line (or forge another one).
-std::string log_value(std::string_view value) {
-  std::string out;
-  obs::append_value(out, value);
-  return out;
-}
 
 std::string format_delay(std::chrono::milliseconds delay) {
   if (delay.count() % 1000 == 0) return std::to_string(delay.count() / 1000) + "s";
@@ -71,14 +64,18 @@ std::string read_content(const StoredMessage& message, std::size_t limit) {
 
 constexpr std::size_t kDsnReturnLimit = 64 * 1024;
 
+// "delivered id=… rcpt=… [to=…] detail=…": `to` only when the deliverer named its transport.
+void log_delivered(const std::string& id, const std::string& rcpt, const DeliveryResult& result) {
+  obs::Log line("delivered");
+  line.kv("id", id).kv("rcpt", rcpt);
+  if (!result.transport.empty()) line.kv("to", result.transport);
+  line.kv("detail", result.detail);
+}
+
 }  // namespace
 
-Scheduler::Scheduler(Spool& spool, DeliverFn deliver, std::function<void(std::string_view)> log,
-                     SchedulerOptions options)
-    : spool_(spool),
-      deliver_(std::move(deliver)),
-      log_(std::move(log)),
-      options_(std::move(options)) {
+Scheduler::Scheduler(Spool& spool, DeliverFn deliver, SchedulerOptions options)
+    : spool_(spool), deliver_(std::move(deliver)), options_(std::move(options)) {
   if (options_.retry_schedule.empty()) {
     options_.retry_schedule.push_back(std::chrono::seconds(60));
   }
@@ -116,7 +113,7 @@ void Scheduler::start() {
       ++recovered;
     }
   }
-  if (recovered > 0) log("event=recovered count=" + std::to_string(recovered));
+  if (recovered > 0) obs::Log("recovered").kv("count", static_cast<std::uint64_t>(recovered));
   for (unsigned i = 0; i < options_.threads; ++i)
     threads_.emplace_back([this] { run(); });
 }
@@ -240,17 +237,23 @@ void Scheduler::attempt(const std::string& id) {
     std::lock_guard lock(mutex_);
     auto it = messages_.find(id);
     if (error.error_number == ENOENT || it == messages_.end()) {
-      log("event=gone id=" + log_value(id) + " detail=" + log_value(error.message));
+      obs::Log("gone").kv("id", id).kv("detail", error.message);
       if (it != messages_.end()) messages_.erase(it);
       return;
     }
     if (!error.transient) {
       // A corrupt file stays in the spool for the administrator; it is not retried.
-      log("event=error id=" + log_value(id) + " action=kept detail=" + log_value(error.message));
+      obs::Log("error", obs::Level::kError)
+          .kv("id", id)
+          .kv("action", "kept")
+          .kv("detail", error.message);
       it->second.phase = Phase::kBroken;
       return;
     }
-    log("event=error id=" + log_value(id) + " action=retry detail=" + log_value(error.message));
+    obs::Log("error", obs::Level::kError)
+        .kv("id", id)
+        .kv("action", "retry")
+        .kv("detail", error.message);
     retry_later(id, it->second);
     return;
   }
@@ -288,28 +291,28 @@ void Scheduler::attempt(const std::string& id) {
   for (std::size_t k = 0; k < results.size(); ++k) {
     std::size_t i = pending[k];
     DeliveryResult& result = results[k];
-    std::string prefix =
-        " id=" + log_value(id) + " rcpt=" + log_value(message.envelope.recipients[i].address);
+    const std::string& rcpt = message.envelope.recipients[i].address;
     switch (result.status) {
       case DeliveryStatus::kDelivered:
-        log("event=delivered" + prefix +
-            (result.transport.empty() ? "" : " to=" + log_value(result.transport)) +
-            " detail=" + log_value(result.detail));
+        log_delivered(id, rcpt, result);
         spool_.append_state(id, "delivered " + std::to_string(i));
         obs::server_metrics().delivery_attempt("delivered", result.transport);
         delivered.push_back(i);
         delivered_results.push_back(std::move(result));
         break;
       case DeliveryStatus::kPermanent:
-        log("event=failed" + prefix + " detail=" + log_value(result.detail));
+        obs::Log("failed").kv("id", id).kv("rcpt", rcpt).kv("detail", result.detail);
         obs::server_metrics().delivery_attempt("bounced", result.transport);
         failed.push_back(i);
         failed_results.push_back(std::move(result));
         break;
       case DeliveryStatus::kTransient:
         if (expired) {
-          log("event=expired" + prefix + " age=" + std::to_string(age) +
-              "s detail=" + log_value(result.detail));
+          obs::Log("expired")
+              .kv("id", id)
+              .kv("rcpt", rcpt)
+              .kv("age", std::to_string(age) + "s")
+              .kv("detail", result.detail);
           if (result.enhanced.empty()) result.enhanced = "4.4.7";
           obs::server_metrics().delivery_attempt("bounced", result.transport);
           result.detail =
@@ -317,7 +320,7 @@ void Scheduler::attempt(const std::string& id) {
           failed.push_back(i);
           failed_results.push_back(std::move(result));
         } else {
-          log("event=deferred" + prefix + " detail=" + log_value(result.detail));
+          obs::Log("deferred").kv("id", id).kv("rcpt", rcpt).kv("detail", result.detail);
           obs::server_metrics().delivery_attempt("deferred", result.transport);
           still_pending.push_back(i);
           pending_results.push_back(std::move(result));
@@ -330,9 +333,10 @@ void Scheduler::attempt(const std::string& id) {
   bool dsn_ok = true;
   if (!failed.empty()) dsn_ok = send_dsn(message, failed, failed_results, 0);
   if (!delivered.empty() && !send_dsn(message, delivered, delivered_results, 2)) {
-    log("event=error id=" + log_value(id) +
-        " action=dropped detail=\"the success DSN could not be "
-        "queued; the delivery itself is done\"");
+    obs::Log("error", obs::Level::kError)
+        .kv("id", id)
+        .kv("action", "dropped")
+        .kv("detail", "the success DSN could not be queued; the delivery itself is done");
   }
   bool warned_now = false;
   if (!still_pending.empty() && options_.delay_warning.count() > 0 && !expired) {
@@ -374,13 +378,15 @@ void Scheduler::attempt(const std::string& id) {
     auto removed = spool_.remove(id);
     lock.lock();
     if (removed) {
-      log(std::string(by_operator ? "event=deleted" : "event=removed") + " id=" + log_value(id));
+      obs::Log(by_operator ? "deleted" : "removed").kv("id", id);
       messages_.erase(id);
       return;
     }
     // Every recipient is done; the next attempt only retries the removal.
-    log("event=error id=" + log_value(id) +
-        " action=retry detail=" + log_value(removed.error().message));
+    obs::Log("error", obs::Level::kError)
+        .kv("id", id)
+        .kv("action", "retry")
+        .kv("detail", removed.error().message);
   }
   MessageState& again = messages_[id];
   if (again.hold_requested) {
@@ -445,13 +451,18 @@ bool Scheduler::send_dsn(const StoredMessage& message, const std::vector<std::si
   if (done) done = writer.value()->commit();
   const char* kind = action_code == 0 ? "failure" : action_code == 1 ? "delay" : "success";
   if (!done) {
-    log("event=error id=" + log_value(message.id) + " action=retry detail=" +
-        log_value("cannot queue the " + std::string(kind) + " DSN: " + done.error().message));
+    obs::Log("error", obs::Level::kError)
+        .kv("id", message.id)
+        .kv("action", "retry")
+        .kv("detail", "cannot queue the " + std::string(kind) + " DSN: " + done.error().message);
     return false;
   }
-  log("event=dsn id=" + log_value(message.id) + " kind=" + kind + " dsn_id=" + log_value(dsn_id) +
-      " to=" + log_value(envelope.reverse_path) +
-      " recipients=" + std::to_string(request.recipients.size()));
+  obs::Log("dsn")
+      .kv("id", message.id)
+      .kv("kind", kind)
+      .kv("dsn_id", dsn_id)
+      .kv("to", envelope.reverse_path)
+      .kv("recipients", static_cast<std::uint64_t>(request.recipients.size()));
   enqueue(dsn_id);
   return true;
 }
@@ -480,8 +491,10 @@ void Scheduler::retry_later(const std::string& id, MessageState& state) {
   ++state.generation;
   state.phase = Phase::kWaiting;
   state.next_attempt = Clock::now() + delay;
-  log("event=retry id=" + log_value(id) + " attempts=" + std::to_string(state.attempts) +
-      " retry_in=" + format_delay(delay));
+  obs::Log("retry")
+      .kv("id", id)
+      .kv("attempts", static_cast<std::uint64_t>(state.attempts))
+      .kv("retry_in", format_delay(delay));
   timers_.push(Timer{state.next_attempt, id, state.generation});
   wake_.notify_one();
 }
@@ -574,7 +587,7 @@ std::size_t Scheduler::flush() {
     ++count;
   }
   if (count > 0) {
-    log("event=flush count=" + std::to_string(count));
+    obs::Log("flush").kv("count", static_cast<std::uint64_t>(count));
     wake_.notify_all();
   }
   return count;
@@ -587,7 +600,7 @@ Scheduler::Outcome Scheduler::hold(const std::string& id) {
   MessageState& state = it->second;
   if (state.phase == Phase::kHeld) return Outcome::kDone;
   spool_.append_state(id, "held");
-  log("event=held id=" + log_value(id));
+  obs::Log("held").kv("id", id);
   if (state.phase == Phase::kActive) {
     state.hold_requested = true;
     return Outcome::kLater;
@@ -609,7 +622,7 @@ Scheduler::Outcome Scheduler::release(const std::string& id) {
   }
   if (state.phase != Phase::kHeld) return Outcome::kDone;
   spool_.append_state(id, "released");
-  log("event=released id=" + log_value(id));
+  obs::Log("released").kv("id", id);
   make_ready(id, state);
   return Outcome::kDone;
 }
@@ -625,15 +638,11 @@ Scheduler::Outcome Scheduler::remove(const std::string& id) {
   messages_.erase(it);  // stale ready entries and timers find nothing and are skipped
   lock.unlock();
   if (auto removed = spool_.remove(id); !removed) {
-    log("event=error id=" + log_value(id) + " detail=" + log_value(removed.error().message));
+    obs::Log("error", obs::Level::kError).kv("id", id).kv("detail", removed.error().message);
   } else {
-    log("event=deleted id=" + log_value(id));
+    obs::Log("deleted").kv("id", id);
   }
   return Outcome::kDone;
-}
-
-void Scheduler::log(const std::string& line) const {
-  if (log_) log_(line);
 }
 
 }  // namespace queue

@@ -105,9 +105,9 @@ struct QueueEntryView {
 
 class Scheduler {
  public:
-  // log receives one key=value line per event (no trailing newline), from worker threads.
-  Scheduler(Spool& spool, DeliverFn deliver, std::function<void(std::string_view)> log,
-            SchedulerOptions options = {});
+  // Each event (delivered, deferred, retry, dsn, …) is logged with obs::Log, from worker
+  // threads.
+  Scheduler(Spool& spool, DeliverFn deliver, SchedulerOptions options = {});
   ~Scheduler();  // stop()
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -177,11 +177,9 @@ class Scheduler {
   // Spools a DSN and enqueues it; false if it could not be made durable.
   bool send_dsn(const StoredMessage& message, const std::vector<std::size_t>& indices,
                 const std::vector<DeliveryResult>& results, int action);
-  void log(const std::string& line) const;
 
   Spool& spool_;
   DeliverFn deliver_;
-  std::function<void(std::string_view)> log_;
   SchedulerOptions options_;
 
   mutable std::mutex mutex_;

@@ -62,25 +62,6 @@ TEST(LogJsonTest, BytesThatAreNotUtf8BecomeReplacementCharacters) {
   EXPECT_EQ(json("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"");  // surrogate
 }
 
-TEST(LogJsonTest, KeyValueLinesBecomeJsonMembers) {
-  std::string out;
-  obs::append_key_values_as_json(
-      out, "event=deferred id=abc rcpt=\"a b@example.org\" detail=\"x\\\"y\\x0d\\x0az\"");
-  EXPECT_EQ(out,
-            ",\"event\":\"deferred\",\"id\":\"abc\",\"rcpt\":\"a b@example.org\","
-            "\"detail\":\"x\\\"y\\r\\nz\"");
-}
-
-TEST(LogJsonTest, KeyValueRoundTripsThroughAppendValue) {
-  for (std::string_view v : {"simple", "with space", "q\"uote", "back\\slash", "ctl\x01"}) {
-    std::string line = "k=";
-    obs::append_value(line, v);
-    std::string out;
-    obs::append_key_values_as_json(out, line);
-    EXPECT_EQ(out, ",\"k\":" + json(v)) << v;
-  }
-}
-
 // A datagram socket at a path in a fresh directory, drained by its own thread.
 class Receiver {
  public:

@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include "../obs/log_capture.h"
+
 namespace queue {
 namespace {
 
@@ -71,31 +73,6 @@ class ScriptedDeliverer {
   std::map<std::string, std::string> senders_;  // reverse-path of the last message per address
 };
 
-class LogLines {
- public:
-  void add(std::string_view line) {
-    std::lock_guard lock(mutex_);
-    lines_.emplace_back(line);
-  }
-  std::size_t count(std::string_view needle) const {
-    std::lock_guard lock(mutex_);
-    return static_cast<std::size_t>(std::count_if(lines_.begin(), lines_.end(), [&](auto& l) {
-      return l.find(needle) != std::string::npos;
-    }));
-  }
-  std::string all() const {
-    std::lock_guard lock(mutex_);
-    std::string out;
-    for (const auto& line : lines_)
-      out += line + "\n";
-    return out;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<std::string> lines_;
-};
-
 template <typename Predicate>
 bool eventually(Predicate predicate, std::chrono::milliseconds limit = 10s) {
   auto deadline = std::chrono::steady_clock::now() + limit;
@@ -148,7 +125,7 @@ class SchedulerTest : public ::testing::Test {
             results.push_back(deliverer_.deliver(message, index));
           return results;
         },
-        [this](std::string_view line) { log_.add(line); }, std::move(options));
+        std::move(options));
   }
   static SchedulerOptions fast() {
     SchedulerOptions options;
@@ -159,7 +136,7 @@ class SchedulerTest : public ::testing::Test {
   std::string root_;
   std::unique_ptr<Spool> spool_;
   ScriptedDeliverer deliverer_;
-  LogLines log_;
+  obs_test::LogCapture log_;  // what the scheduler logs (obs::Log)
 };
 
 TEST_F(SchedulerTest, DeliversEveryRecipientThenRemovesTheFile) {

@@ -1,0 +1,123 @@
+// check_command.cpp — see check_command.h.
+#include "app/check_command.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "app/config_location.h"
+#include "app/privileges.h"
+#include "tls/certificate_store.h"
+
+namespace app {
+namespace {
+
+// A configured name the certificate's own names do not cover: clients that check the name
+// (RFC 6125) will refuse it.
+bool covers(const std::vector<std::string>& subject_names, const std::string& name) {
+  for (const std::string& subject : subject_names) {
+    std::string lower = subject;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (lower == name || (lower.rfind("*.", 0) == 0 && tls::name_matches(lower, name))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  return fmt::format("{}", fmt::join(items, " "));
+}
+
+}  // namespace
+
+int check(const config::Config& config) {
+  // Each certificate pair on its own, so that an error names the entry it is about:
+  // "FILE:LINE: tls.certificates[N]: what is wrong".
+  int status = 0;
+  tls::LoadOptions strict;
+  strict.now_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  for (std::size_t i = 0; i < config.certificates.size(); ++i) {
+    const tls::CertificatePair& pair = config.certificates[i];
+    long line = i < config.certificate_lines.size() ? config.certificate_lines[i] : 0;
+    const std::string at =
+        config_location(config, line, "tls.certificates[" + std::to_string(i) + "]");
+    auto store = tls::CertificateStore::load({pair}, strict);
+    if (!store) {
+      std::fprintf(stderr, "%s%s\n", at.c_str(), store.error().to_string().c_str());
+      status = 2;
+      continue;
+    }
+    const tls::CertificateDetails c = store.value()->certificates().front();
+    std::printf("certificate %s: expires in %ld days (%s, %s; serves %s)\n", c.file.c_str(),
+                static_cast<long>((c.not_after - strict.now_unix) / 86400), c.key_type.c_str(),
+                joined(c.subject_names).c_str(),
+                c.set_names.empty() ? "the default set" : joined(c.set_names).c_str());
+    for (const std::string& name : c.set_names) {
+      if (!covers(c.subject_names, name)) {
+        std::printf("warning: %scertificate %s does not cover the name %s\n", at.c_str(),
+                    c.file.c_str(), name.c_str());
+      }
+    }
+  }
+  if (status == 0) {
+    // Together, as the server loads them: one ECDSA and one RSA per set at most, and each
+    // listener's client CA.
+    auto store = tls::CertificateStore::load(config.certificates, strict);
+    if (!store) {
+      const std::size_t index = store.error().pair_index;
+      long line = index < config.certificate_lines.size() ? config.certificate_lines[index] : 0;
+      std::fprintf(
+          stderr, "%s%s\n",
+          config_location(config, line, "tls.certificates[" + std::to_string(index) + "]").c_str(),
+          store.error().to_string().c_str());
+      status = 2;
+    }
+    for (std::size_t i = 0; store && i < config.listeners.size(); ++i) {
+      const config::Listener& l = config.listeners[i];
+      tls::Policy policy = config.tls;
+      policy.session_tickets = l.session_tickets;
+      auto contexts = tls::ServerContexts::create(policy, store.value(), l.client_ca);
+      if (!contexts) {
+        const std::string key =
+            "listeners[" + std::to_string(i) + "]" + (l.client_ca.empty() ? "" : ".client_ca");
+        std::fprintf(stderr, "%s\n", tls_error_at(config, l.line, key, contexts.error()).c_str());
+        status = 2;
+      }
+    }
+    if (store && store.value()->set_count() > 1) {
+      std::printf(
+          "certificate sets: %zu (chosen by SNI; default: %s)\n", store.value()->set_count(),
+          store.value()->set_names(0).empty() ? "the set without names"
+                                              : joined(store.value()->set_names(0)).c_str());
+    }
+  }
+  PrivilegeSettings privileges{config.user, config.group, config.run_as_root, config.data_dir,
+                               config.control_socket};
+  if (auto planned = plan_privileges(privileges); !planned) {
+    std::fprintf(stderr, "%s: server.user: %s\n", config.source_file.c_str(),
+                 planned.error().c_str());
+    status = 2;
+  } else if (!config.user.empty() && ::geteuid() == 0) {
+    std::printf("privileges: after start-up, runs as %s (uid %u, gid %u)\n", config.user.c_str(),
+                static_cast<unsigned>(planned.value().uid),
+                static_cast<unsigned>(planned.value().gid));
+  } else {
+    std::printf("privileges: %s\n", planned.value().note.c_str());
+  }
+  std::fputs(config::describe(config).c_str(), stdout);
+  std::puts(status == 0 ? "configuration OK" : "configuration has errors");
+  return status;
+}
+
+}  // namespace app

@@ -1,0 +1,105 @@
+// listener_policy.cpp — see listener_policy.h.
+#include "app/listener_policy.h"
+
+#include "app/config_location.h"
+#include "app/local_recipients.h"
+#include "auth/failure_limiter.h"
+#include "auth/sasl.h"
+
+namespace app {
+
+RolePolicy role_policy(config::Role role) {
+  switch (role) {
+    case config::Role::kSubmissions:
+      return RolePolicy{.implicit_tls = true,
+                        .require_auth = true,
+                        .relays_for_authenticated = true,
+                        .allow_null_sender = false};
+    case config::Role::kSubmission:
+      return RolePolicy{.implicit_tls = false,
+                        .require_auth = true,
+                        .relays_for_authenticated = true,
+                        .allow_null_sender = false};
+    case config::Role::kSmtp:
+      break;
+  }
+  return RolePolicy{.implicit_tls = false,
+                    .require_auth = false,
+                    .relays_for_authenticated = false,
+                    .allow_null_sender = true};
+}
+
+smtp::TlsMode tls_mode(const config::Listener& listener) {
+  switch (listener.role) {
+    case config::Role::kSubmissions:
+      return smtp::TlsMode::kImplicit;
+    case config::Role::kSubmission:
+      return smtp::TlsMode::kStartTlsRequired;
+    case config::Role::kSmtp:
+      break;
+  }
+  return listener.require_tls ? smtp::TlsMode::kStartTlsRequired : smtp::TlsMode::kStartTlsOptional;
+}
+
+smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapshot,
+                                   const config::Listener& listener, auth::UserDirectory& users) {
+  const RolePolicy policy = role_policy(listener.role);
+  smtp::SessionConfig session;
+  session.hostname = snapshot->hostname;
+  session.limits = snapshot->limits;
+  session.tls_mode = tls_mode(listener);
+  session.allow_null_sender = policy.allow_null_sender;
+  if (policy.require_auth) {
+    session.auth_mechanisms = auth::mechanisms_offered(
+        /*have_tls_exporter=*/true, /*offer_external=*/!listener.client_ca.empty());
+    session.require_auth = true;
+    session.may_send_as = [&users](std::string_view user, std::string_view sender) {
+      auto store = users.current();
+      return store && store->may_send_as(user, sender);
+    };
+  }
+  session.check_recipient = [snapshot, relays = policy.relays_for_authenticated](
+                                std::string_view address, std::string_view user) {
+    smtp::RecipientVerdict verdict = verdict_for_inbound(*snapshot, address);
+    // An authenticated user may send anywhere: mail for other domains is queued for
+    // onward delivery (relay or MX, delivery/outbound.h).
+    if (relays && !user.empty() && verdict == smtp::RecipientVerdict::kRelayDenied) {
+      return smtp::RecipientVerdict::kAccept;
+    }
+    return verdict;
+  };
+  return session;
+}
+
+base::Expected<net::ListenerOptions, std::string> listener_options(
+    std::shared_ptr<const config::Config> snapshot, std::size_t index,
+    std::shared_ptr<SSL_CTX> tls_context, auth::UserDirectory& users,
+    std::function<bool(std::uint64_t declared_size)> has_room_for) {
+  const config::Config& config = *snapshot;
+  const config::Listener& listener = config.listeners.at(index);
+  net::ListenerOptions options;
+  options.role = std::string(config::role_name(listener.role));
+  options.address = listener.address;
+  options.port = listener.port;
+  options.implicit_tls = role_policy(listener.role).implicit_tls;
+  options.tls_context = std::move(tls_context);
+  options.session = session_config(snapshot, listener, users);
+  options.proxy_protocol = listener.proxy_protocol;
+  for (const std::string& network : listener.proxy_from) {
+    auto parsed = auth::parse_network(network);  // validated by the configuration loader
+    if (!parsed) {
+      return base::unexpected(
+          config_location(config, listener.line,
+                          "listeners[" + std::to_string(index) + "].proxy_from") +
+          parsed.error());
+    }
+    options.proxy_from.push_back(parsed.value());
+  }
+  options.session.has_room_for = std::move(has_room_for);
+  options.command_timeout = config.command_timeout;
+  options.data_timeout = config.data_timeout;
+  options.handshake_timeout = config.handshake_timeout;
+  return options;
+}
+
+}  // namespace app

@@ -1,0 +1,58 @@
+// listener_policy.h — the listener roles of docs/architecture.md (RFC 8314 names) as code:
+// from a configured [[listeners]] entry to the session policy (smtp::SessionConfig) and the
+// listener the network host opens (net::ListenerOptions).
+//
+//   role         TLS                                   AUTH           accepts mail for
+//   submissions  implicit, from the first byte         required       anyone, once authenticated
+//   submission   STARTTLS, required before AUTH/MAIL   required       anyone, once authenticated
+//   smtp         STARTTLS offered; require_tls: must   never offered  local domains only
+//
+// Invariants: AUTH is never offered before TLS (smtp::ServerSession enforces it; RFC 4954
+// §4); the smtp role never relays, not even for a session that claims a user; submission
+// roles refuse the null sender (bounces come from servers) and check that the envelope
+// sender belongs to the authenticated user. The session's callbacks hold the configuration
+// snapshot they were made from: a session keeps it alive after a reload has put another in
+// service.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "auth/user_store.h"
+#include "base/expected.h"
+#include "config/config.h"
+#include "net/server.h"
+#include "smtp/server_session.h"
+
+namespace app {
+
+// One row of the table above.
+struct RolePolicy {
+  bool implicit_tls = false;              // TLS from the first byte (RFC 8314 §3)
+  bool require_auth = false;              // MAIL before AUTH gets 530 (RFC 4954 §6)
+  bool relays_for_authenticated = false;  // an authenticated user may send anywhere
+  bool allow_null_sender = true;          // MAIL FROM:<> (RFC 5321 §4.5.5)
+};
+RolePolicy role_policy(config::Role role);
+
+// The TLS mode of a listener: its role's, or STARTTLS required on an smtp listener with
+// require_tls.
+smtp::TlsMode tls_mode(const config::Listener& listener);
+
+// The session policy of listener (one of snapshot->listeners). may_send_as asks users at
+// each MAIL; users must outlive every session.
+smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapshot,
+                                   const config::Listener& listener, auth::UserDirectory& users);
+
+// What the network host needs for snapshot->listeners[index]: the session policy, the TLS
+// context new connections start on, timeouts and PROXY settings. has_room_for is the
+// storage check asked at each MAIL. Refused ("FILE:LINE: listeners[N].proxy_from: …") when
+// a PROXY network does not parse.
+base::Expected<net::ListenerOptions, std::string> listener_options(
+    std::shared_ptr<const config::Config> snapshot, std::size_t index,
+    std::shared_ptr<SSL_CTX> tls_context, auth::UserDirectory& users,
+    std::function<bool(std::uint64_t declared_size)> has_room_for);
+
+}  // namespace app

@@ -1,0 +1,82 @@
+// router.cpp — see router.h.
+#include "delivery/router.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+namespace delivery {
+namespace {
+
+// The domain of address in lower case; "" when it has none.
+std::string domain_of(const std::string& address) {
+  const std::size_t at = address.rfind('@');
+  std::string domain = at == std::string::npos ? std::string() : address.substr(at + 1);
+  std::transform(domain.begin(), domain.end(), domain.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return domain;
+}
+
+}  // namespace
+
+std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& message,
+                                                   std::span<const std::size_t> recipients) const {
+  const LocalRecipients local = local_in_service_();
+  std::vector<queue::DeliveryResult> results(recipients.size());
+  std::vector<std::size_t> lmtp_positions;
+  std::map<std::string, std::vector<std::size_t>> remote_positions;  // domain -> positions
+  queue::StoredMessage canonical = message;  // local recipients under their mailbox names
+  for (std::size_t k = 0; k < recipients.size(); ++k) {
+    const std::size_t index = recipients[k];
+    const std::string& address = message.envelope.recipients[index].address;
+    std::optional<std::string> mailbox = local.mailbox(address);
+    if (!mailbox) {
+      std::string domain = domain_of(address);
+      if (!domain.empty() && local.is_local_domain(domain)) {
+        results[k] = {queue::DeliveryStatus::kPermanent, "no mailbox " + address + " here any more",
+                      "maildir", "5.1.1"};
+        continue;
+      }
+      remote_positions[domain].push_back(k);
+      continue;
+    }
+    bool duplicate = false;
+    for (std::size_t earlier = 0; earlier < index && !duplicate; ++earlier) {
+      if (local.mailbox(message.envelope.recipients[earlier].address) == mailbox) {
+        results[k] = {queue::DeliveryStatus::kDelivered,
+                      "same mailbox as recipient " + std::to_string(earlier), "maildir"};
+        duplicate = true;
+      }
+    }
+    if (duplicate) continue;
+    canonical.envelope.recipients[index].address = *mailbox;
+    if (routes_.lmtp) {
+      lmtp_positions.push_back(k);
+    } else {
+      results[k] = routes_.maildir(canonical, index);
+    }
+  }
+  if (!lmtp_positions.empty()) {
+    std::vector<std::size_t> indices;
+    for (std::size_t k : lmtp_positions)
+      indices.push_back(recipients[k]);
+    std::vector<queue::DeliveryResult> lmtp = routes_.lmtp(canonical, indices);
+    for (std::size_t j = 0; j < lmtp_positions.size(); ++j)
+      results[lmtp_positions[j]] = std::move(lmtp[j]);
+  }
+  for (auto& [domain, positions] : remote_positions) {
+    std::vector<std::size_t> indices;
+    for (std::size_t k : positions)
+      indices.push_back(recipients[k]);
+    std::vector<queue::DeliveryResult> remote =
+        domain.empty() ? std::vector<queue::DeliveryResult>(
+                             indices.size(), {queue::DeliveryStatus::kPermanent,
+                                              "address without a domain", "", "5.1.3"})
+                       : routes_.remote(message, indices, domain);
+    for (std::size_t j = 0; j < positions.size(); ++j)
+      results[positions[j]] = std::move(remote[j]);
+  }
+  return results;
+}
+
+}  // namespace delivery

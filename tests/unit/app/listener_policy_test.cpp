@@ -1,0 +1,125 @@
+// listener_policy_test.cpp — the roles table of app/listener_policy.h, row by row: TLS mode,
+// AUTH offered and required, who may relay, the null sender, and what reaches
+// net::ListenerOptions.
+#include "app/listener_policy.h"
+
+#include <gtest/gtest.h>
+
+namespace app {
+namespace {
+
+using smtp::RecipientVerdict;
+
+std::shared_ptr<const config::Config> snapshot() {
+  config::Config config;
+  config.source_file = "/etc/smtpsd.toml";
+  config.hostname = "mx.example.org";
+  config.domains.push_back(config::Domain{"example.org", {"demo"}});
+  for (config::Role role :
+       {config::Role::kSubmissions, config::Role::kSubmission, config::Role::kSmtp}) {
+    config::Listener l;
+    l.role = role;
+    l.address = "127.0.0.1";
+    l.port = 0;
+    l.line = 10 + static_cast<long>(config.listeners.size());
+    config.listeners.push_back(l);
+  }
+  config.command_timeout = std::chrono::seconds(61);
+  return std::make_shared<const config::Config>(std::move(config));
+}
+
+class ListenerPolicyTest : public ::testing::Test {
+ protected:
+  smtp::SessionConfig session(config::Role role, bool require_tls = false) {
+    config::Listener l;
+    l.role = role;
+    l.require_tls = require_tls;
+    return session_config(snapshot(), l, users_);
+  }
+  auth::UserDirectory users_{"/nonexistent/smtpsd-test/users"};
+};
+
+TEST_F(ListenerPolicyTest, SubmissionsIsImplicitTlsWithAuthRequired) {
+  smtp::SessionConfig s = session(config::Role::kSubmissions);
+  EXPECT_EQ(s.tls_mode, smtp::TlsMode::kImplicit);
+  EXPECT_TRUE(s.require_auth);
+  EXPECT_FALSE(s.auth_mechanisms.empty());
+  EXPECT_FALSE(s.allow_null_sender);
+  EXPECT_TRUE(s.may_send_as);
+  EXPECT_TRUE(role_policy(config::Role::kSubmissions).implicit_tls);
+}
+
+TEST_F(ListenerPolicyTest, SubmissionRequiresStartTlsAndAuth) {
+  smtp::SessionConfig s = session(config::Role::kSubmission);
+  EXPECT_EQ(s.tls_mode, smtp::TlsMode::kStartTlsRequired);
+  EXPECT_TRUE(s.require_auth);
+  EXPECT_FALSE(s.auth_mechanisms.empty());
+  EXPECT_FALSE(s.allow_null_sender);
+  EXPECT_FALSE(role_policy(config::Role::kSubmission).implicit_tls);
+}
+
+TEST_F(ListenerPolicyTest, SmtpOffersStartTlsAndNeverAuth) {
+  smtp::SessionConfig s = session(config::Role::kSmtp);
+  EXPECT_EQ(s.tls_mode, smtp::TlsMode::kStartTlsOptional);
+  EXPECT_FALSE(s.require_auth);
+  EXPECT_TRUE(s.auth_mechanisms.empty());
+  EXPECT_TRUE(s.allow_null_sender);  // bounces arrive here
+  EXPECT_FALSE(s.may_send_as);
+  EXPECT_EQ(session(config::Role::kSmtp, /*require_tls=*/true).tls_mode,
+            smtp::TlsMode::kStartTlsRequired);
+}
+
+TEST_F(ListenerPolicyTest, SubmissionRolesRelayOnlyForAuthenticatedUsers) {
+  for (config::Role role : {config::Role::kSubmissions, config::Role::kSubmission}) {
+    smtp::SessionConfig s = session(role);
+    EXPECT_EQ(s.check_recipient("someone@example.net", ""), RecipientVerdict::kRelayDenied);
+    EXPECT_EQ(s.check_recipient("someone@example.net", "demo@example.org"),
+              RecipientVerdict::kAccept);
+    EXPECT_EQ(s.check_recipient("nobody@example.org", "demo@example.org"),
+              RecipientVerdict::kUnknownUser);
+  }
+}
+
+TEST_F(ListenerPolicyTest, SmtpAcceptsLocalDomainsOnlyAndNeverRelays) {
+  smtp::SessionConfig s = session(config::Role::kSmtp);
+  EXPECT_EQ(s.check_recipient("DEMO@example.org", ""), RecipientVerdict::kAccept);
+  EXPECT_EQ(s.check_recipient("nobody@example.org", ""), RecipientVerdict::kUnknownUser);
+  EXPECT_EQ(s.check_recipient("someone@example.net", ""), RecipientVerdict::kRelayDenied);
+  // Not even for a session that names a user.
+  EXPECT_EQ(s.check_recipient("someone@example.net", "demo@example.org"),
+            RecipientVerdict::kRelayDenied);
+}
+
+TEST_F(ListenerPolicyTest, ListenerOptionsCarryTheRoleAndTheSettings) {
+  auto config = snapshot();
+  bool asked = false;
+  auto options = listener_options(config, 0, nullptr, users_, [&asked](std::uint64_t) {
+    asked = true;
+    return false;
+  });
+  ASSERT_TRUE(options) << options.error();
+  EXPECT_EQ(options.value().role, "submissions");
+  EXPECT_TRUE(options.value().implicit_tls);
+  EXPECT_EQ(options.value().session.hostname, "mx.example.org");
+  EXPECT_EQ(options.value().command_timeout, std::chrono::seconds(61));
+  EXPECT_FALSE(options.value().session.has_room_for(1));
+  EXPECT_TRUE(asked);
+  auto smtp = listener_options(config, 2, nullptr, users_, {});
+  ASSERT_TRUE(smtp);
+  EXPECT_EQ(smtp.value().role, "smtp");
+  EXPECT_FALSE(smtp.value().implicit_tls);
+}
+
+TEST_F(ListenerPolicyTest, ABadProxyNetworkNamesTheEntry) {
+  config::Config config = *snapshot();
+  config.listeners[1].proxy_protocol = true;
+  config.listeners[1].proxy_from = {"not-a-network"};
+  auto options =
+      listener_options(std::make_shared<const config::Config>(config), 1, nullptr, users_, {});
+  ASSERT_FALSE(options);
+  EXPECT_EQ(options.error().rfind("/etc/smtpsd.toml:11: listeners[1].proxy_from: ", 0), 0u)
+      << options.error();
+}
+
+}  // namespace
+}  // namespace app

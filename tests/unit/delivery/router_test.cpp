@@ -1,0 +1,176 @@
+// router_test.cpp — delivery::Router: which way each recipient goes (Maildir, LMTP, onward
+// per domain), one copy per local mailbox, our own domain never sent out, an address
+// without a domain refused, results in the order of the recipients asked for.
+#include "delivery/router.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace delivery {
+namespace {
+
+using queue::DeliveryResult;
+using queue::DeliveryStatus;
+
+// One local domain, example.org, with the mailboxes demo and Bob (spelled so), matched
+// without regard to case, as app::canonical_local_mailbox does.
+LocalRecipients example_org() {
+  LocalRecipients local;
+  local.mailbox = [](std::string_view address) -> std::optional<std::string> {
+    std::string lower(address);
+    for (char& c : lower)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower == "demo@example.org") return "demo@example.org";
+    if (lower == "bob@example.org") return "Bob@example.org";
+    return std::nullopt;
+  };
+  local.is_local_domain = [](std::string_view domain) { return domain == "example.org"; };
+  return local;
+}
+
+queue::StoredMessage message_to(std::vector<std::string> recipients) {
+  queue::StoredMessage message;
+  message.id = "m1";
+  for (std::string& address : recipients)
+    message.envelope.recipients.push_back({std::move(address), "", ""});
+  return message;
+}
+
+// Records each call of each route; every route answers "delivered by <route>".
+struct RecordedRoutes {
+  std::vector<std::string> maildir;  // the address as the route saw it
+  std::vector<std::vector<std::string>> lmtp;
+  std::map<std::string, std::vector<std::string>> remote;  // domain -> addresses
+
+  Routes routes(bool with_lmtp) {
+    Routes r;
+    r.maildir = [this](const queue::StoredMessage& m, std::size_t index) {
+      maildir.push_back(m.envelope.recipients[index].address);
+      return DeliveryResult{DeliveryStatus::kDelivered, "maildir", "maildir"};
+    };
+    if (with_lmtp) {
+      r.lmtp = [this](const queue::StoredMessage& m, std::span<const std::size_t> indices) {
+        std::vector<std::string> seen;
+        for (std::size_t i : indices)
+          seen.push_back(m.envelope.recipients[i].address);
+        lmtp.push_back(seen);
+        return std::vector<DeliveryResult>(indices.size(),
+                                           {DeliveryStatus::kDelivered, "lmtp", "lmtp"});
+      };
+    }
+    r.remote = [this](const queue::StoredMessage& m, std::span<const std::size_t> indices,
+                      std::string_view domain) {
+      for (std::size_t i : indices)
+        remote[std::string(domain)].push_back(m.envelope.recipients[i].address);
+      return std::vector<DeliveryResult>(indices.size(),
+                                         {DeliveryStatus::kDelivered, "remote", "smtp"});
+    };
+    return r;
+  }
+};
+
+std::vector<DeliveryResult> deliver(RecordedRoutes& recorded, const queue::StoredMessage& message,
+                                    std::vector<std::size_t> recipients, bool with_lmtp = false) {
+  Router router([] { return example_org(); }, recorded.routes(with_lmtp));
+  return router.deliver(message, recipients);
+}
+
+TEST(RouterTest, LocalMailboxGoesToMaildirUnderItsConfiguredName) {
+  RecordedRoutes recorded;
+  auto results = deliver(recorded, message_to({"BOB@Example.ORG"}), {0});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].detail, "maildir");
+  EXPECT_EQ(recorded.maildir, std::vector<std::string>{"Bob@example.org"});
+  EXPECT_TRUE(recorded.remote.empty());
+}
+
+TEST(RouterTest, WithLmtpLocalMailboxesGoThereInOneTransaction) {
+  RecordedRoutes recorded;
+  auto results =
+      deliver(recorded, message_to({"demo@example.org", "x@example.net", "bob@example.org"}),
+              {0, 1, 2}, /*with_lmtp=*/true);
+  EXPECT_TRUE(recorded.maildir.empty());
+  ASSERT_EQ(recorded.lmtp.size(), 1u);
+  EXPECT_EQ(recorded.lmtp[0], (std::vector<std::string>{"demo@example.org", "Bob@example.org"}));
+  EXPECT_EQ(results[0].detail, "lmtp");
+  EXPECT_EQ(results[1].detail, "remote");
+  EXPECT_EQ(results[2].detail, "lmtp");
+}
+
+TEST(RouterTest, OtherDomainsGoOnwardOneTransactionPerLowerCaseDomain) {
+  RecordedRoutes recorded;
+  auto results = deliver(
+      recorded, message_to({"a@Example.NET", "demo@example.org", "b@example.net", "c@other.test"}),
+      {0, 1, 2, 3});
+  ASSERT_EQ(recorded.remote.size(), 2u);
+  // Addresses go out as the client gave them; only the grouping ignores case.
+  EXPECT_EQ(recorded.remote["example.net"],
+            (std::vector<std::string>{"a@Example.NET", "b@example.net"}));
+  EXPECT_EQ(recorded.remote["other.test"], std::vector<std::string>{"c@other.test"});
+  EXPECT_EQ(recorded.maildir, std::vector<std::string>{"demo@example.org"});
+  EXPECT_EQ(results[0].detail, "remote");
+  EXPECT_EQ(results[1].detail, "maildir");
+  EXPECT_EQ(results[3].detail, "remote");
+}
+
+TEST(RouterTest, OurOwnDomainWithoutTheMailboxFailsAndIsNeverSentOut) {
+  RecordedRoutes recorded;
+  auto results = deliver(recorded, message_to({"gone@EXAMPLE.org"}), {0});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status, DeliveryStatus::kPermanent);
+  EXPECT_EQ(results[0].enhanced, "5.1.1");
+  EXPECT_EQ(results[0].detail, "no mailbox gone@EXAMPLE.org here any more");
+  EXPECT_TRUE(recorded.remote.empty());
+  EXPECT_TRUE(recorded.maildir.empty());
+}
+
+TEST(RouterTest, AnAddressWithoutADomainFailsPermanently) {
+  RecordedRoutes recorded;
+  auto results = deliver(recorded, message_to({"nobody"}), {0});
+  EXPECT_EQ(results[0].status, DeliveryStatus::kPermanent);
+  EXPECT_EQ(results[0].enhanced, "5.1.3");
+  EXPECT_TRUE(recorded.remote.empty());
+}
+
+TEST(RouterTest, OneCopyPerMailboxTheFirstRecipientDelivers) {
+  RecordedRoutes recorded;
+  auto results = deliver(recorded, message_to({"demo@example.org", "DEMO@EXAMPLE.ORG"}), {0, 1});
+  EXPECT_EQ(recorded.maildir, std::vector<std::string>{"demo@example.org"});
+  EXPECT_EQ(results[1].status, DeliveryStatus::kDelivered);
+  EXPECT_EQ(results[1].detail, "same mailbox as recipient 0");
+  // A retry of the second alone still sees the first in the envelope: no second copy.
+  RecordedRoutes retry;
+  results = deliver(retry, message_to({"demo@example.org", "DEMO@EXAMPLE.ORG"}), {1});
+  EXPECT_TRUE(retry.maildir.empty());
+  EXPECT_EQ(results[0].detail, "same mailbox as recipient 0");
+}
+
+TEST(RouterTest, ResultsFollowTheOrderOfTheRecipientsAskedFor) {
+  RecordedRoutes recorded;
+  auto results =
+      deliver(recorded, message_to({"x@example.net", "nobody", "demo@example.org"}), {2, 0, 1});
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results[0].detail, "maildir");
+  EXPECT_EQ(results[1].detail, "remote");
+  EXPECT_EQ(results[2].enhanced, "5.1.3");
+}
+
+TEST(RouterTest, TheLocalRecipientsAreAskedForOncePerDelivery) {
+  RecordedRoutes recorded;
+  int asked = 0;
+  Router router(
+      [&asked] {
+        ++asked;
+        return example_org();
+      },
+      recorded.routes(false));
+  router.deliver(message_to({"demo@example.org", "a@example.net", "bob@example.org"}),
+                 std::vector<std::size_t>{0, 1, 2});
+  EXPECT_EQ(asked, 1);
+}
+
+}  // namespace
+}  // namespace delivery
