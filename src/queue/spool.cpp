@@ -75,7 +75,6 @@ constexpr std::string_view kLayoutKey = "layout ";
 constexpr std::size_t kLayoutDigits = 20;  // UINT64_MAX has 20 decimal digits
 // Where the layout line starts: right after the version line.
 constexpr std::size_t kLayoutOffset = kVersionLine.size() + 1;
-constexpr std::size_t kLayoutLineSize = kLayoutKey.size() + 3 * kLayoutDigits + 2 + 1;
 
 struct Layout {
   std::uint64_t content = 0;   // octets of content after the blank line
@@ -83,7 +82,7 @@ struct Layout {
   std::uint64_t late = 0;      // octets of the late section, after the content
 };
 
-// "layout <20 digits> <20 digits> <20 digits>\n": always kLayoutLineSize octets.
+// "layout <20 digits> <20 digits> <20 digits>\n": always the same length (70 octets).
 std::string format_layout(const Layout& layout) {
   std::string line(kLayoutKey);
   for (std::uint64_t value : {layout.content, layout.replaced, layout.late}) {
