@@ -79,7 +79,8 @@ base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
 class Spool;
 
 // Writes one incoming message. Not thread-safe; owned by one session.
-// A failure removes the file: after any step failed, every later call returns that error.
+// A failure removes the file: after any step failed, every later call returns that error
+// (a late edit refused for misuse is not a failure: it changes nothing, see below).
 //
 // Content offsets (original_length, keep, content_size()) count octets of the content as
 // appended, the Received header the intake appends first included.
