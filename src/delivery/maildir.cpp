@@ -3,8 +3,9 @@
 // Each step of D. J. Bernstein's recipe, plus the fsyncs it leaves implicit: the file is
 // fsynced before it is linked into new/, and new/ is fsynced before deliver() reports
 // kDelivered, because the scheduler then removes the spool file (RFC 5321 §4.5.4, §6.1).
-// Content is copied with copy_file_range(2) (or a 64 KiB buffer where the kernel cannot),
-// never held whole in memory. Lines keep the CRLF of SMTP: Dovecot reads both.
+// Content is copied segment by segment (queue::MessageReader says where it lies in the spool
+// file) with copy_file_range(2) (or a 64 KiB buffer where the kernel cannot), never held
+// whole in memory. Lines keep the CRLF of SMTP: Dovecot reads both.
 #include "delivery/maildir.h"
 
 #include <dirent.h>
@@ -18,6 +19,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "queue/message_reader.h"
 
 namespace delivery {
 namespace {
@@ -308,17 +311,12 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
   // RFC 5321 §4.4: the final delivery inserts the return-path line at the beginning.
   const std::string return_path = "Return-Path: <" + reverse_path + ">\r\n";
 
-  UniqueFd source(::open(message.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!source.valid()) return transient(system_error("open", message.path, errno));
-  struct stat source_status {};
-  if (::fstat(source.get(), &source_status) != 0) {
-    return transient(system_error("stat", message.path, errno));
+  auto source = queue::MessageReader::open(message);
+  if (!source) {
+    const queue::SpoolError& error = source.error();
+    return error.transient ? transient(error.message) : permanent(error.message);
   }
-  auto source_size = static_cast<std::uint64_t>(source_status.st_size);
-  if (message.content_offset > source_size) {
-    return permanent("spool file " + message.path + " is shorter than its header");
-  }
-  const std::uint64_t content_size = source_size - message.content_offset;
+  const std::uint64_t content_size = source->size();
   const std::string file = file_name(message.received_unix, message.id, recipient_index, hostname_,
                                      return_path.size() + content_size);
 
@@ -357,8 +355,11 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
     return transient(system_error(what, tmp_file, error_number));
   };
   if (int error = write_all(target.get(), return_path)) return fail("write", error);
-  if (int error = copy_content(source.get(), message.content_offset, target.get(), content_size)) {
-    return fail("write", error);
+  for (const queue::ContentSegment& segment : source->segments()) {
+    if (int error =
+            copy_content(source->file_descriptor(), segment.offset, target.get(), segment.length)) {
+      return fail("write", error);
+    }
   }
   if (::fsync(target.get()) != 0) return fail("fsync", errno);
   if (int error = target.close()) return fail("close", error);

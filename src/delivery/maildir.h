@@ -29,10 +29,10 @@ class Maildir {
   // (created on first delivery, mode 0700).
   Maildir(std::string mail_root, std::string hostname);
 
-  // Copies the content of message (from message.path at message.content_offset to EOF),
-  // after a "Return-Path: <reverse-path>" line (RFC 5321 §4.4), into the recipient's
-  // Maildir. kPermanent for an address that cannot name a mailbox; kTransient with the
-  // strerror text for a disk error (the tmp file is then removed).
+  // Copies the content of message (read through queue::MessageReader), after a
+  // "Return-Path: <reverse-path>" line (RFC 5321 §4.4), into the recipient's Maildir.
+  // kPermanent for an address that cannot name a mailbox or a corrupt spool file;
+  // kTransient with the strerror text for a disk error (the tmp file is then removed).
   queue::DeliveryResult deliver(const queue::StoredMessage& message, std::size_t recipient_index);
 
   // <mail_root>/<lower-cased domain>/<local part>, or "" when the address is refused

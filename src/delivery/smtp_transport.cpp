@@ -16,8 +16,9 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 
+#include "queue/message_reader.h"
+#include "tls/openssl_error.h"
 #include "tls/poll_waiter.h"
 
 namespace delivery {
@@ -360,18 +361,14 @@ base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(
 base::Expected<std::vector<smtp::RecipientResult>, TransportFailure> Connection::send(
     const queue::StoredMessage& message, std::span<const std::size_t> recipients) {
   if (!usable()) return base::unexpected(failure("mail", "connection is not usable"));
-  std::ifstream in(message.path, std::ios::binary);
-  if (!in) {
+  auto content = queue::MessageReader::open(message);
+  if (!content) {
     return base::unexpected(
-        TransportFailure{"content", "cannot read " + message.path + ": " + errno_text(errno), {}});
+        TransportFailure{"content", "cannot read the message: " + content.error().message, {}});
   }
-  in.seekg(0, std::ios::end);
-  auto end = static_cast<std::uint64_t>(in.tellg());
-  std::uint64_t size = end > message.content_offset ? end - message.content_offset : 0;
-  in.seekg(static_cast<std::streamoff>(message.content_offset));
 
   partial_.clear();
-  session_.send_message(message.envelope, recipients, size);
+  session_.send_message(message.envelope, recipients, content->size());
   std::array<char, 64 * 1024> chunk;
   bool data_ended = false;
   for (;;) {
@@ -382,21 +379,20 @@ base::Expected<std::vector<smtp::RecipientResult>, TransportFailure> Connection:
     if (!event) return base::unexpected(event.error());
     switch (*event) {
       case smtp::ClientEvent::kSendContent: {
-        while (in) {
-          in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-          auto got = static_cast<std::size_t>(in.gcount());
-          if (got == 0) break;
-          session_.content(std::string_view(chunk.data(), got));
+        for (;;) {
+          auto got = content->read(chunk);
+          if (!got) {
+            // The spool file could not be read: abandon the connection rather than end the
+            // data, so that the server never accepts a truncated message.
+            failed_ = true;
+            return base::unexpected(TransportFailure{"content", got.error().message, {}});
+          }
+          if (*got == 0) break;
+          session_.content(std::string_view(chunk.data(), *got));
           std::string& out = session_.output();
           auto written = write_all(out, "content");
           out.clear();
           if (!written) return base::unexpected(written.error());
-        }
-        if (in.bad()) {
-          // The spool file could not be read: abandon the connection rather than end the
-          // data, so that the server never accepts a truncated message.
-          failed_ = true;
-          return base::unexpected(TransportFailure{"content", "read error in " + message.path, {}});
         }
         session_.end_content();
         data_ended = true;

@@ -13,12 +13,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <span>
 #include <utility>
 
 #include "obs/log.h"
 #include "obs/server_metrics.h"
 #include "queue/dsn.h"
+#include "queue/message_reader.h"
 
 namespace queue {
 namespace {
@@ -52,13 +53,17 @@ std::string status_of(const DeliveryResult& result) {
 // prefix one octet longer than the DSN returns (so the DSN sees it is too large and returns
 // the header only).
 std::string read_content(const StoredMessage& message, std::size_t limit) {
-  std::ifstream in(message.path, std::ios::binary);
   std::string content;
-  if (!in) return content;
-  in.seekg(static_cast<std::streamoff>(message.content_offset));
-  content.resize(limit + 1);
-  in.read(content.data(), static_cast<std::streamsize>(content.size()));
-  content.resize(static_cast<std::size_t>(in.gcount()));
+  auto reader = MessageReader::open(message);
+  if (!reader) return content;
+  content.resize(static_cast<std::size_t>(std::min<std::uint64_t>(reader->size(), limit + 1)));
+  std::size_t filled = 0;
+  while (filled < content.size()) {
+    auto got = reader->read(std::span<char>(content).subspan(filled));
+    if (!got || *got == 0) break;
+    filled += *got;
+  }
+  content.resize(filled);
   return content;
 }
 

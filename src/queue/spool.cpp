@@ -6,10 +6,14 @@
 // write, fsync or close removes the file and fails the commit, like Postfix's
 // global/mail_stream.c (not OpenSMTPD's queue_fs.c, not chasquid's safeio).
 //
-// File format (version 1). A header of '\n'-terminated lines, a blank line, then the
-// content byte for byte (CRLF as received, Received header first):
+// File format, version 2 (written) — version 1 is still read, so that messages queued by an
+// older smtpsd deliver after an upgrade. A header of '\n'-terminated lines, a blank line,
+// the content as appended (CRLF as received, Received header first), then the late header
+// section:
 //
-//   smtpsd-spool 1                      always the first line; another version is refused
+//   smtpsd-spool 2                      always the first line; another version is refused
+//   layout <content> <replaced> <late>  always the second line (version 2 only): three
+//                                       decimals of exactly 20 digits, zero-padded
 //   id <id>                             must equal the file name
 //   received <unix seconds>
 //   helo <field>
@@ -22,13 +26,23 @@
 //   envid <field>                       ENVID= (RFC 3461 §4.4), decoded
 //   recipients <count>
 //   rcpt <address> <notify> <orcpt>     <count> lines, in RCPT order (RFC 3461 §4.1, §4.2)
+//   <empty line>
+//   <content octets>                    what append() wrote (after truncate_content)
+//   <late octets>                       the header section of replace_header_section()
+//
+// The layout line is written as zeros by begin() and overwritten in place, with the same
+// length, by flush_and_sync() before its fsync; then the file ends exactly after the late
+// section (its size is checked). The message as delivered is the late section, then the
+// content from octet <replaced> on: nothing received is ever moved. <replaced> is at most
+// <content>. Version 1 has no layout line: the content runs from the blank line to the end
+// of the file.
 //
 // A <field> is percent-encoded: every byte that is '%', a space, a control character, DEL
 // or not ASCII (UTF-8 of RFC 6531) is written as %XX, so a field never contains a space or
 // a newline; an empty field is "-" and a field that is exactly "-" is "%2D". Every key
 // appears exactly once (rcpt exactly <count> times); an unknown key, a missing key, a bad
-// escape or a header over 4 MiB makes load() refuse the file as corrupt (begin() refuses to
-// write one).
+// escape, a layout that does not match the file's size or a header over 4 MiB makes load()
+// refuse the file as corrupt (begin() refuses to write one).
 #include "queue/spool.h"
 
 #include <dirent.h>
@@ -55,7 +69,34 @@ namespace {
 
 constexpr std::size_t kWriteBufferSize = 64 * 1024;
 constexpr std::size_t kMaxHeaderSize = 4 * 1024 * 1024;
-constexpr std::string_view kVersionLine = "smtpsd-spool 1";
+constexpr std::string_view kVersion1Line = "smtpsd-spool 1";
+constexpr std::string_view kVersionLine = "smtpsd-spool 2";
+constexpr std::string_view kLayoutKey = "layout ";
+constexpr std::size_t kLayoutDigits = 20;  // UINT64_MAX has 20 decimal digits
+// Where the layout line starts: right after the version line.
+constexpr std::size_t kLayoutOffset = kVersionLine.size() + 1;
+
+struct Layout {
+  std::uint64_t content = 0;   // octets of content after the blank line
+  std::uint64_t replaced = 0;  // leading octets of it that the late section replaces
+  std::uint64_t late = 0;      // octets of the late section, after the content
+};
+
+// "layout <20 digits> <20 digits> <20 digits>\n": always the same length (70 octets).
+std::string format_layout(const Layout& layout) {
+  std::string line(kLayoutKey);
+  for (std::uint64_t value : {layout.content, layout.replaced, layout.late}) {
+    char digits[kLayoutDigits];
+    for (std::size_t i = kLayoutDigits; i-- > 0;) {
+      digits[i] = static_cast<char>('0' + value % 10);
+      value /= 10;
+    }
+    line.append(digits, kLayoutDigits);
+    line += ' ';
+  }
+  line.back() = '\n';
+  return line;
+}
 
 std::string errno_text(int error_number) {
   char buffer[256];
@@ -249,7 +290,9 @@ std::string format_header(const std::string& id, const smtp::Envelope& envelope,
   std::string out;
   out.reserve(256 + envelope.recipients.size() * 64);
   out += kVersionLine;
-  out += "\nid ";
+  out += '\n';
+  out += format_layout(Layout{});  // zeros: flush_and_sync() writes the real one in place
+  out += "id ";
   out += id;
   out += "\nreceived ";
   out += std::to_string(received_unix);
@@ -295,8 +338,27 @@ std::vector<std::string_view> split_spaces(std::string_view text) {
   return parts;
 }
 
-// Parses the header (without the blank line) into message. Returns an error text.
-std::optional<std::string> parse_header(std::string_view header, StoredMessage& message) {
+// "<20 digits> <20 digits> <20 digits>", the value of a layout line.
+std::optional<Layout> parse_layout(std::string_view value) {
+  if (value.size() != 3 * kLayoutDigits + 2) return std::nullopt;
+  std::array<std::uint64_t, 3> numbers{};
+  for (std::size_t i = 0; i < numbers.size(); ++i) {
+    std::string_view digits = value.substr(i * (kLayoutDigits + 1), kLayoutDigits);
+    if (i > 0 && value[i * (kLayoutDigits + 1) - 1] != ' ') return std::nullopt;
+    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return std::nullopt;
+    }
+    auto number = parse_integer<std::uint64_t>(digits);  // refuses a value over UINT64_MAX
+    if (!number) return std::nullopt;
+    numbers[i] = *number;
+  }
+  return Layout{numbers[0], numbers[1], numbers[2]};
+}
+
+// Parses the header (without the blank line) into message, and the layout line of a
+// version 2 file into layout (left empty for version 1). Returns an error text.
+std::optional<std::string> parse_header(std::string_view header, StoredMessage& message,
+                                        std::optional<Layout>& layout) {
   enum Key {
     kId,
     kReceived,
@@ -330,7 +392,17 @@ std::optional<std::string> parse_header(std::string_view header, StoredMessage& 
       return "line " + std::to_string(line_number) + ": " + std::string(what);
     };
     if (line_number == 1) {
-      if (line != kVersionLine) return error("not a version 1 spool file");
+      if (line == kVersionLine) {
+        layout = Layout{};  // the next line must say where the content lies
+      } else if (line != kVersion1Line) {
+        return error("not a version 1 or 2 spool file");
+      }
+      continue;
+    }
+    if (line_number == 2 && layout) {
+      if (!line.starts_with(kLayoutKey)) return error("no layout line");
+      layout = parse_layout(line.substr(kLayoutKey.size()));
+      if (!layout) return error("bad value for 'layout'");
       continue;
     }
     std::size_t space = line.find(' ');
@@ -446,6 +518,23 @@ SpoolError corrupt(const std::string& path, std::string_view why) {
 
 // --- the writer --------------------------------------------------------------------------
 
+// Whether text is lines that each end in CRLF, with no other CR or LF and no NUL.
+bool is_crlf_lines(std::string_view text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\0' || c == '\n') return false;  // a '\n' not preceded by '\r' (see below)
+    if (c == '\r') {
+      if (i + 1 >= text.size() || text[i + 1] != '\n') return false;
+      ++i;  // the LF of this CRLF
+    }
+  }
+  return text.empty() || text.ends_with("\r\n");
+}
+
+SpoolError misuse(std::string text) {
+  return SpoolError{std::move(text), /*transient=*/false, EINVAL};
+}
+
 class FileSpoolWriter final : public SpoolWriter {
  public:
   FileSpoolWriter(Spool& spool, std::string id, int fd, int tmp_dir_fd, int queue_dir_fd)
@@ -462,27 +551,90 @@ class FileSpoolWriter final : public SpoolWriter {
   const std::string& id() const override { return id_; }
   Spool& spool() const override { return spool_; }
 
+  // The envelope header (begin_with_id), before any content.
+  base::Expected<base::Ok, SpoolError> write_header(std::string_view header) {
+    if (auto written = write_bytes(header); !written) return written;
+    header_size_ = header.size();
+    return base::Ok{};
+  }
+
   base::Expected<base::Ok, SpoolError> append(std::string_view bytes) override {
     if (state_ != State::kOpen) return not_open("append");
-    if (bytes.size() <= kWriteBufferSize - buffer_.size()) {
-      buffer_.append(bytes);
-      return base::Ok{};
+    if (auto written = write_bytes(bytes); !written) return written;
+    content_size_ += bytes.size();
+    return base::Ok{};
+  }
+
+  std::uint64_t content_size() const override { return content_size_; }
+
+  base::Expected<base::Ok, SpoolError> replace_header_section(
+      std::uint64_t original_length, std::string_view new_section) override {
+    if (state_ != State::kOpen) return not_open("replace_header_section");
+    if (new_section.size() > kMaxHeaderSectionSize) {
+      return base::unexpected(misuse("new header section of " + std::to_string(new_section.size()) +
+                                     " octets (limit " + std::to_string(kMaxHeaderSectionSize) +
+                                     ")"));
     }
-    if (auto flushed = flush_buffer(); !flushed) return flushed;
-    if (bytes.size() >= kWriteBufferSize) {
-      // Large pieces go straight to the file; the buffer would only add a copy.
-      if (auto written = write_all(fd_, bytes.data(), bytes.size(), tmp_path_); !written) {
-        return fail(written.error());
+    if (!is_crlf_lines(new_section)) {
+      return base::unexpected(
+          misuse("new header section is not lines ending in CRLF (bare CR or LF, or NUL)"));
+    }
+    if (original_length > content_size_) {
+      return base::unexpected(
+          misuse("header section to replace (" + std::to_string(original_length) +
+                 " octets) is longer than the content (" + std::to_string(content_size_) + ")"));
+    }
+    replaced_length_ = original_length;
+    late_section_.assign(new_section);
+    return base::Ok{};
+  }
+
+  base::Expected<base::Ok, SpoolError> truncate_content(std::uint64_t keep) override {
+    if (state_ != State::kOpen) return not_open("truncate_content");
+    if (keep > content_size_) {
+      return base::unexpected(misuse("cannot keep " + std::to_string(keep) + " octets of " +
+                                     std::to_string(content_size_) + " octets of content"));
+    }
+    if (keep < replaced_length_) {
+      return base::unexpected(misuse("cannot keep " + std::to_string(keep) +
+                                     " octets: the header section to replace has " +
+                                     std::to_string(replaced_length_)));
+    }
+    const std::uint64_t end = header_size_ + keep;
+    if (end >= written_size_) {
+      buffer_.resize(static_cast<std::size_t>(end - written_size_));  // all still in memory
+    } else {
+      buffer_.clear();
+      if (::ftruncate(fd_, static_cast<off_t>(end)) != 0) {
+        return fail(system_error("ftruncate", tmp_path_, errno));
       }
-      return base::Ok{};
+      // The descriptor's position stays where it was: the next write goes to the new end.
+      if (::lseek(fd_, static_cast<off_t>(end), SEEK_SET) < 0) {
+        return fail(system_error("lseek", tmp_path_, errno));
+      }
+      written_size_ = end;
     }
-    buffer_.append(bytes);
+    content_size_ = keep;
     return base::Ok{};
   }
 
   base::Expected<base::Ok, SpoolError> flush_and_sync() override {
     if (state_ != State::kOpen) return not_open("flush_and_sync");
+    // The order is what makes a late section durable, and a file in queue/ consistent:
+    // 1. the late section after the content (through the buffer, like the content);
+    if (auto written = write_bytes(late_section_); !written) return written;
+    // 2. the layout that points at it, over the zeros begin() wrote (same length): patched
+    //    in the buffer when the file's start is still there (one write for a small
+    //    message), else with pwrite(2) once the buffer is out;
+    const std::string layout =
+        format_layout(Layout{content_size_, replaced_length_, late_section_.size()});
+    const bool start_in_buffer = written_size_ == 0;
+    if (start_in_buffer) buffer_.replace(kLayoutOffset, layout.size(), layout);
     if (auto flushed = flush_buffer(); !flushed) return flushed;
+    if (!start_in_buffer) {
+      if (auto written = pwrite_all(layout, kLayoutOffset); !written) return written;
+    }
+    // 3. only then the fsync: whatever it makes durable includes all of the above.
     if (::fsync(fd_) != 0) return fail(system_error("fsync", tmp_path_, errno));
     // A failed close can report a deferred write error (NFS): it fails the message too.
     int result = ::close(fd_);
@@ -490,6 +642,7 @@ class FileSpoolWriter final : public SpoolWriter {
     fd_ = -1;
     if (result != 0 && saved != EINTR) return fail(system_error("close", tmp_path_, saved));
     std::string().swap(buffer_);  // the session may stay open for long: give the memory back
+    std::string().swap(late_section_);
     state_ = State::kSynced;
     return base::Ok{};
   }
@@ -554,12 +707,45 @@ class FileSpoolWriter final : public SpoolWriter {
  private:
   enum class State { kOpen, kSynced, kPublished, kCommitted, kFailed, kAborted };
 
+  // Buffered write at the end of the file; pieces as large as the buffer go straight out.
+  base::Expected<base::Ok, SpoolError> write_bytes(std::string_view bytes) {
+    if (bytes.size() <= kWriteBufferSize - buffer_.size()) {
+      buffer_.append(bytes);
+      return base::Ok{};
+    }
+    if (auto flushed = flush_buffer(); !flushed) return flushed;
+    if (bytes.size() >= kWriteBufferSize) {
+      // Large pieces go straight to the file; the buffer would only add a copy.
+      if (auto written = write_all(fd_, bytes.data(), bytes.size(), tmp_path_); !written) {
+        return fail(written.error());
+      }
+      written_size_ += bytes.size();
+      return base::Ok{};
+    }
+    buffer_.append(bytes);
+    return base::Ok{};
+  }
+
   base::Expected<base::Ok, SpoolError> flush_buffer() {
     if (buffer_.empty()) return base::Ok{};
     if (auto written = write_all(fd_, buffer_.data(), buffer_.size(), tmp_path_); !written) {
       return fail(written.error());
     }
+    written_size_ += buffer_.size();
     buffer_.clear();
+    return base::Ok{};
+  }
+
+  base::Expected<base::Ok, SpoolError> pwrite_all(std::string_view bytes, std::uint64_t offset) {
+    while (!bytes.empty()) {
+      ssize_t written = ::pwrite(fd_, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+      if (written < 0) {
+        if (errno == EINTR) continue;
+        return fail(system_error("write", tmp_path_, errno));
+      }
+      bytes.remove_prefix(static_cast<std::size_t>(written));
+      offset += static_cast<std::uint64_t>(written);
+    }
     return base::Ok{};
   }
 
@@ -584,7 +770,12 @@ class FileSpoolWriter final : public SpoolWriter {
   int fd_;
   int tmp_dir_fd_;
   int queue_dir_fd_;
-  std::string buffer_;
+  std::string buffer_;              // the octets of the file from written_size_ on
+  std::uint64_t written_size_ = 0;  // octets written to fd_: its size and position
+  std::uint64_t header_size_ = 0;   // the envelope header: content starts after it
+  std::uint64_t content_size_ = 0;
+  std::uint64_t replaced_length_ = 0;  // of replace_header_section()
+  std::string late_section_;           // its new_section, written by flush_and_sync()
   State state_ = State::kOpen;
   SpoolError error_;
 };
@@ -722,7 +913,7 @@ base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> Spool::begin_with_id(
   int fd = ::openat(tmp_dir_fd_, id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return fail_with("create", tmp_path(id), errno);
   auto writer = std::make_unique<FileSpoolWriter>(*this, id, fd, tmp_dir_fd_, queue_dir_fd_);
-  if (auto header = writer->append(header_text); !header) {
+  if (auto header = writer->write_header(header_text); !header) {
     return base::unexpected(header.error());
   }
   return std::unique_ptr<SpoolWriter>(std::move(writer));
@@ -733,6 +924,48 @@ std::vector<std::string> Spool::list() const {
   std::erase_if(ids, [](const std::string& id) { return !is_valid_id(id); });
   std::sort(ids.begin(), ids.end());
   return ids;
+}
+
+base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
+                                                            std::string_view head,
+                                                            std::uint64_t file_size) {
+  std::size_t end = head.substr(0, kMaxHeaderSize + 2).find("\n\n");
+  if (end == std::string_view::npos) {
+    return base::unexpected(std::string("no end of header (blank line) within 4 MiB"));
+  }
+  StoredMessage message;
+  message.id = std::string(id);
+  std::optional<Layout> layout;
+  if (auto error = parse_header(head.substr(0, end), message, layout)) {
+    return base::unexpected(std::move(*error));
+  }
+  const std::uint64_t content_offset = end + 2;
+  if (content_offset > file_size) return base::unexpected(std::string("shorter than its header"));
+  const std::uint64_t after_header = file_size - content_offset;
+  message.segments.clear();
+  if (!layout) {  // version 1: the content runs to the end of the file
+    if (after_header > 0) message.segments.push_back({content_offset, after_header});
+    message.content_size = after_header;
+    return message;
+  }
+  // Checked without overflow: content + late == what follows the header, replaced <= content.
+  if (layout->content > after_header || layout->late != after_header - layout->content) {
+    return base::unexpected(
+        "layout says " + std::to_string(layout->content) + " + " + std::to_string(layout->late) +
+        " octets after the header, the file has " + std::to_string(after_header));
+  }
+  if (layout->replaced > layout->content) {
+    return base::unexpected(std::string("layout replaces more than the content"));
+  }
+  if (layout->late > 0) {
+    message.segments.push_back({content_offset + layout->content, layout->late});
+  }
+  if (layout->content > layout->replaced) {
+    message.segments.push_back(
+        {content_offset + layout->replaced, layout->content - layout->replaced});
+  }
+  message.content_size = layout->late + (layout->content - layout->replaced);
+  return message;
 }
 
 base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) const {
@@ -747,7 +980,7 @@ base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) con
     if (error.error_number == ENOENT) error.transient = false;
     return base::unexpected(std::move(error));
   }
-  // Reads until the blank line; the content that came with the last read is ignored.
+  // Reads until the blank line; the content that came with the last read is not parsed.
   std::string header;
   std::size_t end = std::string::npos;
   std::array<char, 16 * 1024> chunk;
@@ -765,18 +998,19 @@ base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) con
     end = header.find("\n\n", search_from);
     if (end == std::string::npos && header.size() > kMaxHeaderSize) break;
   }
+  // The size of the same open file: a file in queue/ never changes, and a rename over it
+  // (there is none) would not change this one.
+  struct stat status {};
+  if (::fstat(fd, &status) != 0) {
+    int saved = errno;
+    ::close(fd);
+    return fail_with("stat", path, saved);
+  }
   ::close(fd);
-  if (end == std::string::npos || end > kMaxHeaderSize) {
-    return base::unexpected(corrupt(path, "no end of header (blank line) within 4 MiB"));
-  }
-  StoredMessage message;
-  message.id = id;
-  message.path = path;
-  message.content_offset = end + 2;
-  if (auto error = parse_header(std::string_view(header).substr(0, end), message)) {
-    return base::unexpected(corrupt(path, *error));
-  }
-  return message;
+  auto parsed = parse_spool_file(id, header, static_cast<std::uint64_t>(status.st_size));
+  if (!parsed) return base::unexpected(corrupt(path, parsed.error()));
+  parsed->path = std::move(path);
+  return std::move(*parsed);
 }
 
 base::Expected<base::Ok, SpoolError> Spool::remove(const std::string& id) {

@@ -3,8 +3,13 @@
 // Layout under <data>/spool: tmp/<id> while a message is being received, queue/<id> once
 // committed, state/<id> for what the scheduler has done with it (see append_state). One file per
 // message: a small envelope header, a blank line, then the message exactly as it will be delivered
-// (Received header first). Invariant: a file in queue/ is complete and durable — commit() fsyncs
-// the file, renames it into queue/ and fsyncs queue/ before it returns success. Anything left in
+// (Received header first). Header fields learnt only after the body arrived (DKIM-Signature,
+// Authentication-Results, milter edits) and a replaced body are taken without copying the
+// message: see replace_header_section() and truncate_content(). Whoever reads a message reads
+// it through queue::MessageReader (message_reader.h), never by offsets of its own: the content
+// may lie in several pieces of the file. Invariant: a file in queue/ is complete and durable —
+// commit() fsyncs the file (late header section included), renames it into queue/ and fsyncs
+// queue/ before it returns success. Anything left in
 // tmp/ after a crash was never acknowledged and is removed at open. RFC 5321 §4.5.4 and §6.1: once
 // 250 is sent the server MUST NOT lose the message; so any failed write, fsync or close fails the
 // commit (as Postfix global/mail_stream.c does) and the session answers 4xx instead. The file
@@ -14,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -36,28 +42,91 @@ struct SpoolError {
   bool storage_unavailable() const;
 };
 
+// One piece of the content: length octets of the file at StoredMessage::path from offset.
+struct ContentSegment {
+  // A length that runs to the end of the file, whatever its size when it is opened.
+  static constexpr std::uint64_t kToEndOfFile = UINT64_MAX;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  bool operator==(const ContentSegment&) const = default;
+};
+
 // A committed message as read back from queue/.
 struct StoredMessage {
   std::string id;
   std::string path;  // full path of queue/<id>
   smtp::Envelope envelope;
-  std::uint64_t content_offset = 0;  // where the message (Received header first) begins
-  std::int64_t received_unix = 0;    // when it was accepted
+  // The message exactly as it will be delivered, in order, as pieces of the file at path:
+  // read it with queue::MessageReader. load() sets exact lengths (no empty segment). The
+  // default describes a file that is all message (smtpsctl send hands its temporary file
+  // to the transport that way).
+  std::vector<ContentSegment> segments{ContentSegment{0, ContentSegment::kToEndOfFile}};
+  std::uint64_t content_size = 0;  // the sum of the segment lengths, set by load()
+  std::int64_t received_unix = 0;  // when it was accepted
   // Found in the spool at start-up: a delivery may have completed before a crash, so a
   // deliverer must look harder for an earlier copy (Maildir: also scan cur/).
   bool recovered = false;
 };
 
+// Parses a spool file from its first octets (through the blank line that ends the envelope
+// header at least; what follows is not looked at) and its size in all: the envelope and the
+// segments of the content. Spool::load() reads the file into it; the fuzzer feeds it bytes.
+// The error says what is wrong and where (load() reports it as a corrupt spool file).
+base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
+                                                            std::string_view head,
+                                                            std::uint64_t file_size);
+
 class Spool;
 
 // Writes one incoming message. Not thread-safe; owned by one session.
-// A failure removes the file: after any step failed, every later call returns that error.
+// A failure removes the file: after any step failed, every later call returns that error
+// (a late edit refused for misuse is not a failure: it changes nothing, see below).
+//
+// Content offsets (original_length, keep, content_size()) count octets of the content as
+// appended, the Received header the intake appends first included.
+//
+// How the intake uses it, in order:
+//   append(Received header); append(data)...           streamed while the client sends
+//   [truncate_content(keep); append(new body)...]      a milter replaced the body
+//   [replace_header_section(original_length, fields)]  once, with the final header block
+//   commit() (or the GroupCommitter steps)
+// The two late calls may come in either order and be repeated; nothing already on disk is
+// moved or copied: the new header section is held (at most kMaxHeaderSectionSize octets)
+// and written after the content by flush_and_sync(), before its fsync, so that a committed
+// message always has it.
 class SpoolWriter {
  public:
+  // The largest header section replace_header_section() takes.
+  static constexpr std::size_t kMaxHeaderSectionSize = 1024 * 1024;
+
   virtual ~SpoolWriter() = default;
   virtual const std::string& id() const = 0;
   // Buffered append of message content. Fails (and keeps failing) on a write error.
   virtual base::Expected<base::Ok, SpoolError> append(std::string_view bytes) = 0;
+  // Octets of content so far: everything appended, less what truncate_content() discarded.
+  virtual std::uint64_t content_size() const = 0;
+
+  // The header section as it will be delivered: new_section takes the place of the first
+  // original_length octets of the content. original_length 0 inserts new_section before
+  // the content (prepending Authentication-Results or DKIM-Signature: the delivered message
+  // starts with them, then the Received header). To change fields (a milter's add, insert,
+  // change, delete), pass the whole edited block with original_length the length of the
+  // block it replaces (the blank line after the header section may be part of both or of
+  // neither: the spool only splices octets). The last call wins: each call replaces what
+  // an earlier one set, so pass everything that is to be added at once; an empty
+  // new_section with original_length 0 cancels an earlier call.
+  // Refused (a SpoolError that is not transient, errno EINVAL; the writer is unchanged and
+  // stays usable) unless: new_section is at most kMaxHeaderSectionSize octets of lines that
+  // each end in CRLF, with no other CR or LF and no NUL; original_length is at most
+  // content_size().
+  virtual base::Expected<base::Ok, SpoolError> replace_header_section(
+      std::uint64_t original_length, std::string_view new_section) = 0;
+  // Replaces the body: keeps the first keep octets of the content and discards the rest
+  // (the tmp file is truncated; nothing is copied). Later append() calls write the new body.
+  // Refused like replace_header_section() when keep is over content_size() or under the
+  // original_length of a replace_header_section() in force (that part is already replaced).
+  // A failing ftruncate(2) fails the writer, as a failed write does.
+  virtual base::Expected<base::Ok, SpoolError> truncate_content(std::uint64_t keep) = 0;
   // Make durable: flush, fsync file, rename into queue/, fsync queue/. Blocks on the disk:
   // call it off the I/O thread.
   virtual base::Expected<base::Ok, SpoolError> commit() = 0;
@@ -69,7 +138,8 @@ class SpoolWriter {
   // The steps of commit(), for GroupCommitter (group_commit.h), which batches the directory
   // fsync of many writers. commit() == flush_and_sync(); publish(); spool().sync_queue_dir();
   // mark_committed() — with abort() if the directory fsync fails.
-  // 1. Writes what is buffered, fsyncs and closes the file (still in tmp/).
+  // 1. Writes what is buffered and the late header section, then the layout that points at
+  //    it, fsyncs and closes the file (still in tmp/).
   virtual base::Expected<base::Ok, SpoolError> flush_and_sync() = 0;
   // 2. Renames tmp/<id> to queue/<id> (never replacing an existing file). Not durable yet.
   virtual base::Expected<base::Ok, SpoolError> publish() = 0;
@@ -98,6 +168,8 @@ class Spool {
 
   // Ids of committed messages, oldest first.
   std::vector<std::string> list() const;
+  // Reads the envelope and the layout of queue/<id> (parse_spool_file); the content stays
+  // in the file. Version 1 files (written before late header sections existed) still load.
   base::Expected<StoredMessage, SpoolError> load(const std::string& id) const;
   // Removes queue/<id> (after every recipient is delivered). Not fsynced: a removal undone
   // by a crash only makes the message be delivered again, idempotently.

@@ -3,18 +3,28 @@
 // <mail_root>, and names follow the Maildir grammar with Dovecot's ",S=" size.
 #include "delivery/maildir.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
+#include <span>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
+
+#include "delivery/smtp_transport.h"
 
 namespace delivery {
 namespace {
@@ -47,27 +57,43 @@ class MaildirTest : public ::testing::Test {
     root_ = pattern;
     mail_root_ = root_ + "/data/mail";
   }
-  void TearDown() override { fs::remove_all(root_); }
+  void TearDown() override {
+    spool_.reset();
+    fs::remove_all(root_);
+  }
 
-  // A spool-like file: a header, then content from content_offset.
+  queue::Spool& spool() {
+    if (!spool_) {
+      auto opened = queue::Spool::open(root_ + "/spool");
+      EXPECT_TRUE(opened) << opened.error().message;
+      spool_ = std::move(*opened);
+    }
+    return *spool_;
+  }
+
+  // A message committed to a real spool; edit (if given) changes it before the commit.
   queue::StoredMessage message(std::vector<std::string> recipients, const std::string& content,
-                               std::string reverse_path = "sender@example.com") {
-    queue::StoredMessage stored;
-    stored.id = "0123456789ABCDEF" + std::to_string(next_++) + "xyz";
-    stored.path = root_ + "/" + stored.id;
-    stored.received_unix = 1700000000;
-    stored.envelope.reverse_path = std::move(reverse_path);
+                               std::string reverse_path = "sender@example.com",
+                               const std::function<void(queue::SpoolWriter&)>& edit = nullptr) {
+    smtp::Envelope envelope;
+    envelope.reverse_path = std::move(reverse_path);
     for (auto& address : recipients)
-      stored.envelope.recipients.push_back({address, "", ""});
-    const std::string header = "smtpsd-spool 1\nanything\n\n";
-    std::ofstream out(stored.path, std::ios::binary);
-    out << header << content;
-    stored.content_offset = header.size();
-    return stored;
+      envelope.recipients.push_back({address, "", ""});
+    const std::string id = "0123456789ABCDEF" + std::to_string(next_++) + "xyz";
+    auto writer = spool().begin_with_id(id, envelope, 1700000000);
+    EXPECT_TRUE(writer) << writer.error().message;
+    EXPECT_TRUE((*writer)->append(content));
+    if (edit) edit(**writer);
+    auto committed = (*writer)->commit();
+    EXPECT_TRUE(committed) << committed.error().message;
+    auto loaded = spool().load(id);
+    EXPECT_TRUE(loaded) << loaded.error().message;
+    return *loaded;
   }
 
   std::string root_;
   std::string mail_root_;
+  std::unique_ptr<queue::Spool> spool_;
   int next_ = 0;
 };
 
@@ -205,7 +231,7 @@ TEST_F(MaildirTest, UnsafeLocalPartsAndDomainsAreRefused) {
   }
   // Nothing was created anywhere: not even mail_root.
   EXPECT_FALSE(fs::exists(mail_root_));
-  EXPECT_EQ(entries(root_).size(), unsafe.size());  // only the spool-like files
+  EXPECT_EQ(entries(root_), std::vector<std::string>{"spool"});
 }
 
 TEST_F(MaildirTest, QuotedLocalPartsLoseTheirQuotesWhenSafe) {
@@ -283,6 +309,206 @@ TEST_F(MaildirTest, AMissingSpoolFileIsTransient) {
   auto result = maildir.deliver(stored, 0);
   EXPECT_EQ(result.status, DeliveryStatus::kTransient);
   EXPECT_NE(result.detail.find("No such file"), std::string::npos) << result.detail;
+}
+
+// --- what the spool says is the message is what lands (late header sections, new bodies) ----
+
+// The content as the spool file's segments say, read with pread(2) on the path: what every
+// deliverer must hand on, octet for octet.
+std::string content_by_segments(const queue::StoredMessage& stored) {
+  std::string content;
+  std::ifstream in(stored.path, std::ios::binary);
+  for (const queue::ContentSegment& segment : stored.segments) {
+    std::string piece(static_cast<std::size_t>(segment.length), '\0');
+    in.seekg(static_cast<std::streamoff>(segment.offset));
+    in.read(piece.data(), static_cast<std::streamsize>(piece.size()));
+    EXPECT_EQ(static_cast<std::uint64_t>(in.gcount()), segment.length);
+    content += piece;
+  }
+  EXPECT_EQ(content.size(), stored.content_size);
+  return content;
+}
+
+const std::string kReceived = "Received: from client.example by mx.example\r\n";
+
+TEST_F(MaildirTest, PrependedFieldsAndAReplacedBodyAreWhatIsDelivered) {
+  Maildir maildir(mail_root_, "mx");
+  const std::string header = "From: a@example.org\r\nX-Spam: yes\r\nSubject: hi\r\n";
+  const std::string added =
+      "Authentication-Results: mx.example; dkim=pass header.d=example.org\r\n";
+  // A header section edited by a milter (X-Spam deleted, a field added), new fields before
+  // the Received header, and a new body.
+  const std::string edited =
+      added + kReceived + "From: a@example.org\r\nSubject: hi\r\nX-Milter: 1\r\n";
+  const std::string new_body = "\r\nthe milter's body\r\n";
+  auto stored = message({"alice@example.com"}, kReceived + header + "\r\nold body\r\n",
+                        "sender@example.com", [&](queue::SpoolWriter& writer) {
+                          const std::uint64_t header_size = kReceived.size() + header.size();
+                          ASSERT_TRUE(writer.replace_header_section(header_size, edited));
+                          ASSERT_TRUE(writer.truncate_content(header_size));
+                          ASSERT_TRUE(writer.append(new_body));
+                        });
+  ASSERT_EQ(maildir.deliver(stored, 0).status, DeliveryStatus::kDelivered);
+  auto files = entries(mail_root_ + "/example.com/alice/new");
+  ASSERT_EQ(files.size(), 1u);
+  const std::string delivered = read_file(mail_root_ + "/example.com/alice/new/" + files[0]);
+  EXPECT_EQ(delivered, "Return-Path: <sender@example.com>\r\n" + edited + new_body);
+  EXPECT_EQ(delivered.substr(delivered.find("\r\n") + 2), content_by_segments(stored));
+  EXPECT_TRUE(files[0].ends_with(",S=" + std::to_string(delivered.size()))) << files[0];
+}
+
+TEST_F(MaildirTest, AVersion1SpoolFileStillDelivers) {
+  // Queued by an smtpsd from before the late header sections; delivered after an upgrade.
+  spool();
+  spool_.reset();
+  const std::string id = "0123456789ABCDEF9old";
+  const std::string content = kReceived + "Subject: old\r\n\r\nstill here\r\n";
+  std::ofstream(root_ + "/spool/queue/" + id, std::ios::binary)
+      << "smtpsd-spool 1\nid " << id
+      << "\nreceived 1690000000\nhelo old.example\nesmtp 1\nfrom a@example.org\nbody 7bit\n"
+         "smtputf8 0\nsize -\nret unspecified\nenvid -\nrecipients 1\n"
+         "rcpt bob@example.com - -\n\n"
+      << content;
+  auto loaded = spool().load(id);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  Maildir maildir(mail_root_, "mx");
+  ASSERT_EQ(maildir.deliver(*loaded, 0).status, DeliveryStatus::kDelivered);
+  auto files = entries(mail_root_ + "/example.com/bob/new");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(read_file(mail_root_ + "/example.com/bob/new/" + files[0]),
+            "Return-Path: <a@example.org>\r\n" + content);
+}
+
+TEST_F(MaildirTest, ACorruptSpoolFileIsPermanent) {
+  Maildir maildir(mail_root_, "mx");
+  auto stored =
+      message({"alice@example.com"}, "x\r\n", "sender@example.com", [](queue::SpoolWriter& writer) {
+        ASSERT_TRUE(writer.replace_header_section(0, "X-A: 1\r\n"));
+      });
+  ASSERT_EQ(::truncate(stored.path.c_str(), 5), 0);  // shorter than its layout says
+  auto result = maildir.deliver(stored, 0);
+  EXPECT_EQ(result.status, DeliveryStatus::kPermanent) << result.detail;
+  EXPECT_NE(result.detail.find("shorter"), std::string::npos) << result.detail;
+}
+
+// A one-connection LMTP server on a unix socket (RFC 2033) that records the message it
+// receives, dot-stuffing undone (RFC 5321 §4.5.2).
+class RecordingLmtpServer {
+ public:
+  explicit RecordingLmtpServer(std::string path) : path_(std::move(path)) {
+    listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path_.c_str());
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(listener_, 1) != 0) {
+      ADD_FAILURE() << "cannot listen on " << path_ << ": " << std::strerror(errno);
+      return;
+    }
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~RecordingLmtpServer() {
+    if (thread_.joinable()) thread_.join();
+    ::close(listener_);
+  }
+  // Waits for the session to end; the message as received.
+  std::string message() {
+    if (thread_.joinable()) thread_.join();
+    return message_;
+  }
+
+ private:
+  bool read_line(int fd, std::string& line) {
+    for (;;) {
+      std::size_t end = buffer_.find("\r\n");
+      if (end != std::string::npos) {
+        line = buffer_.substr(0, end + 2);
+        buffer_.erase(0, end + 2);
+        return true;
+      }
+      char chunk[65536];
+      ssize_t got = ::read(fd, chunk, sizeof chunk);
+      if (got <= 0) return false;
+      buffer_.append(chunk, static_cast<std::size_t>(got));
+    }
+  }
+  static void say(int fd, std::string_view reply) {
+    EXPECT_EQ(::write(fd, reply.data(), reply.size()), static_cast<ssize_t>(reply.size()));
+  }
+  void serve() {
+    int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    say(fd, "220 fake LMTP\r\n");
+    std::string line;
+    int recipients = 0;
+    while (read_line(fd, line)) {
+      std::string verb = line.substr(0, 4);
+      if (verb == "LHLO" || verb == "MAIL" || verb == "RSET") {
+        say(fd, "250 ok\r\n");
+      } else if (verb == "RCPT") {
+        ++recipients;
+        say(fd, "250 ok\r\n");
+      } else if (verb == "DATA") {
+        say(fd, "354 go on\r\n");
+        while (read_line(fd, line) && line != ".\r\n")
+          message_ += line.starts_with('.') ? line.substr(1) : line;
+        for (int i = 0; i < recipients; ++i)
+          say(fd, "250 delivered\r\n");
+      } else if (verb == "QUIT") {
+        say(fd, "221 bye\r\n");
+        break;
+      } else {
+        say(fd, "500 what\r\n");
+      }
+    }
+    ::close(fd);
+  }
+
+  std::string path_;
+  int listener_ = -1;
+  std::thread thread_;
+  std::string buffer_;
+  std::string message_;
+};
+
+TEST_F(MaildirTest, TheMaildirCopyAndARelayedCopyAreWhatTheSegmentsSay) {
+  // A large body (several reads and copies), a line that needs dot-stuffing, fields
+  // prepended and a replaced body: both deliverers must send the very same octets.
+  std::string body = "\r\n";
+  while (body.size() < 200 * 1024)
+    body += "line " + std::to_string(body.size()) + "\r\n.starts with a dot\r\n";
+  const std::string header = "Subject: relayed\r\n";
+  auto stored = message({"alice@example.com"}, kReceived + header + "\r\nold\r\n",
+                        "sender@example.com", [&](queue::SpoolWriter& writer) {
+                          ASSERT_TRUE(writer.replace_header_section(0, "X-Prepended: 1\r\n"));
+                          ASSERT_TRUE(writer.truncate_content(kReceived.size() + header.size()));
+                          ASSERT_TRUE(writer.append(body));
+                        });
+  const std::string expected = content_by_segments(stored);
+  ASSERT_EQ(expected, "X-Prepended: 1\r\n" + kReceived + header + body);
+
+  Maildir maildir(mail_root_, "mx");
+  ASSERT_EQ(maildir.deliver(stored, 0).status, DeliveryStatus::kDelivered);
+  auto files = entries(mail_root_ + "/example.com/alice/new");
+  ASSERT_EQ(files.size(), 1u);
+  const std::string delivered = read_file(mail_root_ + "/example.com/alice/new/" + files[0]);
+  EXPECT_TRUE(delivered == "Return-Path: <sender@example.com>\r\n" + expected);
+
+  RecordingLmtpServer server(root_ + "/lmtp.sock");
+  TransportOptions options;
+  options.client.protocol = smtp::ClientProtocol::kLmtp;
+  options.client.helo_name = "test.example";
+  options.starttls = false;
+  options.command_timeout = std::chrono::seconds(10);
+  auto connection = Connection::open(Endpoint{"localhost", root_ + "/lmtp.sock", 0, true}, options);
+  ASSERT_TRUE(connection) << connection.error().detail;
+  const std::size_t recipient = 0;
+  auto sent = (*connection)->send(stored, std::span<const std::size_t>(&recipient, 1));
+  ASSERT_TRUE(sent) << sent.error().detail;
+  ASSERT_EQ(sent->size(), 1u);
+  EXPECT_TRUE((*sent)[0].reply.positive());
+  (*connection)->quit();
+  EXPECT_TRUE(server.message() == expected);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // (RFC 5321 §4.5.4 / §6.1: nothing acknowledged may be lost, nothing half-written kept).
 #include "queue/spool.h"
 
+#include "queue/message_reader.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -18,6 +20,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -33,6 +36,24 @@ std::string read_file(const std::string& path, std::uint64_t offset = 0) {
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
+}
+
+// The message as a deliverer gets it: through MessageReader, in pieces of odd sizes.
+std::string content_of(const StoredMessage& message) {
+  auto reader = MessageReader::open(message);
+  EXPECT_TRUE(reader) << reader.error().message;
+  if (!reader) return "";
+  std::string content;
+  char buffer[4093];
+  for (;;) {
+    auto got = reader->read(buffer);
+    EXPECT_TRUE(got) << got.error().message;
+    if (!got || *got == 0) break;
+    content.append(buffer, *got);
+  }
+  EXPECT_EQ(content.size(), reader->size());
+  EXPECT_EQ(content.size(), message.content_size);
+  return content;
 }
 
 void write_file(const std::string& path, const std::string& bytes) {
@@ -130,7 +151,7 @@ TEST_F(SpoolTest, EnvelopeRoundTripsEveryField) {
   EXPECT_EQ(loaded->path, dir_ + "/queue/" + id);
   EXPECT_EQ(loaded->received_unix, 1700000000);
   expect_same(loaded->envelope, envelope);
-  EXPECT_EQ(read_file(loaded->path, loaded->content_offset), content);
+  EXPECT_EQ(content_of(*loaded), content);
 }
 
 TEST_F(SpoolTest, ALargeEnvelopeRoundTripsAndATooLargeOneIsRefusedUpFront) {
@@ -171,13 +192,17 @@ TEST_F(SpoolTest, NullSenderAndDefaultsRoundTrip) {
   ASSERT_TRUE(loaded) << loaded.error().message;
   expect_same(loaded->envelope, envelope);
   EXPECT_FALSE(loaded->envelope.declared_size.has_value());
-  EXPECT_EQ(loaded->content_offset, fs::file_size(loaded->path));
+  EXPECT_EQ(loaded->content_size, 0u);
+  EXPECT_TRUE(loaded->segments.empty());
+  EXPECT_EQ(content_of(*loaded), "");
 }
 
 TEST_F(SpoolTest, HeaderIsOneLinePerFieldWithVersionFirst) {
   std::string id = commit_message(full_envelope(), "x");
   std::string file = read_file(dir_ + "/queue/" + id);
-  EXPECT_EQ(file.rfind("smtpsd-spool 1\nid " + id + "\n", 0), 0u) << file;
+  const std::string layout =
+      "layout 00000000000000000001 00000000000000000000 00000000000000000000";
+  EXPECT_EQ(file.rfind("smtpsd-spool 2\n" + layout + "\nid " + id + "\n", 0), 0u) << file;
   std::string header = file.substr(0, file.find("\n\n"));
   // Nothing unsafe survives unescaped: no tab, no raw UTF-8, no newline inside a field.
   for (char c : header) {
@@ -207,7 +232,7 @@ TEST_F(SpoolTest, BigContentRoundTripsByteForByte) {
   ASSERT_TRUE((*writer)->commit());
   auto loaded = spool_->load((*writer)->id());
   ASSERT_TRUE(loaded) << loaded.error().message;
-  std::string content = read_file(loaded->path, loaded->content_offset);
+  std::string content = content_of(*loaded);
   ASSERT_EQ(content.size(), expected.size());
   EXPECT_TRUE(content == expected);
 }
@@ -258,7 +283,7 @@ TEST_F(SpoolTest, OpenClearsTmpLeftoversButKeepsQueue) {
   EXPECT_EQ((*reopened)->list(), std::vector<std::string>{id});
   auto loaded = (*reopened)->load(id);
   ASSERT_TRUE(loaded);
-  EXPECT_EQ(read_file(loaded->path, loaded->content_offset), "kept");
+  EXPECT_EQ(content_of(*loaded), "kept");
 }
 
 TEST_F(SpoolTest, SecondOpenOfTheSameDirectoryIsRefused) {
@@ -348,7 +373,7 @@ TEST_F(SpoolTest, LoadRefusesCorruptFiles) {
     return copy.replace(at, from.size(), to);
   };
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"wrong version", replace("smtpsd-spool 1", "smtpsd-spool 2")},
+      {"wrong version", replace("smtpsd-spool 2", "smtpsd-spool 3")},
       {"no blank line", header},
       {"unknown key", replace("\nesmtp 1\n", "\nesmtp 1\ncolour blue\n")},
       {"bad escape", replace("\nhelo client.example", "\nhelo %ZZclient.example")},
@@ -453,6 +478,358 @@ TEST_F(SpoolTest, AppendFailsAndKeepsFailingOnAFullDisk) {
     return 0;
   });
   EXPECT_EQ(status, 0);
+}
+
+// --- late changes: header fields learnt after the body, a replaced body -----------------
+
+const std::string kReceived = "Received: from client.example by mx.example; Tue, 1 Jul 2025\r\n";
+const std::string kHeader = "From: a@example.org\r\nSubject: old\r\nX-Spam: yes\r\n";
+const std::string kBody = "\r\nHello,\r\n\r\n.dot line\r\nBye\r\n";
+
+// A body large enough that the file's start has left the write buffer before commit: the
+// layout is then written with pwrite(2) rather than patched in the buffer.
+std::string big_body() {
+  std::string body = "\r\n";
+  while (body.size() < 300 * 1024)
+    body += "line " + std::to_string(body.size()) + " of a long body\r\n";
+  return body;
+}
+
+class SpoolEditTest : public SpoolTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  std::string body() const { return GetParam() ? big_body() : kBody; }
+
+  // Commits kReceived + header + body after edit(writer); returns the message reloaded from
+  // a spool opened again (what a restarted smtpsd would deliver).
+  StoredMessage commit_and_reload(const std::string& header, const std::string& body,
+                                  const std::function<void(SpoolWriter&)>& edit) {
+    auto writer = spool_->begin(full_envelope(), 1700000000);
+    EXPECT_TRUE(writer) << writer.error().message;
+    EXPECT_TRUE((*writer)->append(kReceived));
+    EXPECT_TRUE((*writer)->append(header));
+    // The body in pieces, as DATA arrives.
+    for (std::size_t at = 0; at < body.size(); at += 1000)
+      EXPECT_TRUE((*writer)->append(std::string_view(body).substr(at, 1000)));
+    edit(**writer);
+    auto committed = (*writer)->commit();
+    EXPECT_TRUE(committed) << committed.error().message;
+    std::string id = (*writer)->id();
+    spool_.reset();
+    auto reopened = Spool::open(dir_);
+    EXPECT_TRUE(reopened) << reopened.error().message;
+    spool_ = std::move(*reopened);
+    auto loaded = spool_->load(id);
+    EXPECT_TRUE(loaded) << loaded.error().message;
+    return loaded ? *loaded : StoredMessage{};
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(SmallAndLarge, SpoolEditTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "large" : "small"; });
+
+TEST_P(SpoolEditTest, PrependedFieldsComeBeforeTheReceivedHeader) {
+  const std::string added =
+      "Authentication-Results: mx.example; spf=pass smtp.mailfrom=example.org\r\n"
+      "DKIM-Signature: v=1; a=rsa-sha256; d=example.org;\r\n\tb=AAAA\r\n";
+  StoredMessage loaded = commit_and_reload(kHeader, body(), [&](SpoolWriter& writer) {
+    ASSERT_TRUE(writer.replace_header_section(0, added));
+  });
+  EXPECT_TRUE(content_of(loaded) == added + kReceived + kHeader + body());
+  // Nothing received was moved: the content is still in one piece right after the envelope
+  // header, and the new fields follow it at the end of the file.
+  ASSERT_EQ(loaded.segments.size(), 2u);
+  const std::string file = read_file(loaded.path);
+  EXPECT_EQ(loaded.segments[0].offset + loaded.segments[0].length, file.size());
+  EXPECT_EQ(file.substr(loaded.segments[0].offset), added);
+  EXPECT_EQ(loaded.segments[1].offset, file.find("\n\n") + 2);
+  EXPECT_TRUE(file.substr(loaded.segments[1].offset, loaded.segments[1].length) ==
+              kReceived + kHeader + body());
+}
+
+TEST_P(SpoolEditTest, ChangedHeaderSectionLeavesTheBodyUntouched) {
+  // A milter deletes X-Spam and adds X-Checked: the intake passes the edited block.
+  const std::string edited = kReceived + "From: a@example.org\r\nSubject: old\r\nX-Checked: 1\r\n";
+  StoredMessage loaded = commit_and_reload(kHeader, body(), [&](SpoolWriter& writer) {
+    ASSERT_TRUE(writer.replace_header_section(kReceived.size() + kHeader.size(), edited));
+  });
+  EXPECT_TRUE(content_of(loaded) == edited + body());
+}
+
+TEST_P(SpoolEditTest, ReplacedBody) {
+  const std::string new_body = "\r\nreplaced by the milter\r\n";
+  StoredMessage loaded = commit_and_reload(kHeader, body(), [&](SpoolWriter& writer) {
+    ASSERT_EQ(writer.content_size(), kReceived.size() + kHeader.size() + body().size());
+    ASSERT_TRUE(writer.truncate_content(kReceived.size() + kHeader.size()));
+    EXPECT_EQ(writer.content_size(), kReceived.size() + kHeader.size());
+    ASSERT_TRUE(writer.append(new_body));
+  });
+  EXPECT_EQ(content_of(loaded), kReceived + kHeader + new_body);
+  // The old body was cut off the file, not copied around: envelope header + new content.
+  const std::string file = read_file(loaded.path);
+  EXPECT_EQ(file.size(), file.find("\n\n") + 2 + loaded.content_size);
+}
+
+TEST_P(SpoolEditTest, ReplacedHeaderSectionAndBodyInEitherOrder) {
+  const std::string edited = "X-First: 1\r\n" + kReceived + "Subject: new\r\n";
+  const std::string new_body = "\r\nnew body\r\n" + std::string(GetParam() ? 100000 : 10, 'b');
+  const std::uint64_t header_size = kReceived.size() + kHeader.size();
+  StoredMessage headers_first = commit_and_reload(kHeader, body(), [&](SpoolWriter& writer) {
+    ASSERT_TRUE(writer.replace_header_section(header_size, edited));
+    ASSERT_TRUE(writer.truncate_content(header_size));
+    ASSERT_TRUE(writer.append(new_body));
+  });
+  EXPECT_TRUE(content_of(headers_first) == edited + new_body);
+  StoredMessage body_first = commit_and_reload(kHeader, body(), [&](SpoolWriter& writer) {
+    ASSERT_TRUE(writer.truncate_content(header_size));
+    ASSERT_TRUE(writer.append(new_body));
+    ASSERT_TRUE(writer.replace_header_section(0, "X-Dropped: 1\r\n"));  // the last call wins
+    ASSERT_TRUE(writer.replace_header_section(header_size, edited));
+  });
+  EXPECT_TRUE(content_of(body_first) == edited + new_body);
+}
+
+TEST_F(SpoolTest, MisusedEditsAreRefusedAndChangeNothing) {
+  auto writer = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(writer);
+  SpoolWriter& w = **writer;
+  ASSERT_TRUE(w.append(kReceived + kHeader + kBody));
+  const std::uint64_t size = w.content_size();
+  ASSERT_TRUE(w.replace_header_section(kReceived.size(), "X-Kept: 1\r\n"));
+  auto refused = [](const base::Expected<base::Ok, SpoolError>& result, const std::string& what) {
+    ASSERT_FALSE(result) << what;
+    EXPECT_FALSE(result.error().transient) << what;
+    EXPECT_EQ(result.error().error_number, EINVAL) << what;
+    EXPECT_FALSE(result.error().message.empty()) << what;
+  };
+  refused(w.replace_header_section(0, "X-Bare: lf\n"), "bare LF at the end");
+  refused(w.replace_header_section(0, "X-Bare: lf\nX-Next: 1\r\n"), "bare LF inside");
+  refused(w.replace_header_section(0, "X-Bare: cr\rX-Next: 1\r\n"), "bare CR");
+  refused(w.replace_header_section(0, "X-No-End: 1"), "no final CRLF");
+  refused(w.replace_header_section(0, "X-Cr-At-End: 1\r"), "CR at the end");
+  refused(w.replace_header_section(0, std::string("X-Nul: a\0b\r\n", 12)), "NUL");
+  std::string huge;
+  while (huge.size() <= SpoolWriter::kMaxHeaderSectionSize)
+    huge += "X-Long: " + std::string(990, 'x') + "\r\n";
+  refused(w.replace_header_section(0, huge), "over 1 MiB");
+  refused(w.replace_header_section(size + 1, "X-A: 1\r\n"), "longer than the content");
+  refused(w.truncate_content(size + 1), "keep more than the content");
+  refused(w.truncate_content(kReceived.size() - 1), "cut into the replaced header section");
+  // The writer is still usable and the message is what the accepted calls made it.
+  EXPECT_EQ(w.content_size(), size);
+  ASSERT_TRUE(w.commit());
+  auto loaded = spool_->load(w.id());
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(content_of(*loaded), "X-Kept: 1\r\n" + kHeader + kBody);
+  // Once committed, the edits fail like append().
+  EXPECT_FALSE(w.replace_header_section(0, "X-Late: 1\r\n"));
+  EXPECT_FALSE(w.truncate_content(0));
+  EXPECT_EQ(content_of(*loaded), "X-Kept: 1\r\n" + kHeader + kBody);
+}
+
+TEST_F(SpoolTest, EmptyAndFullReplacements) {
+  // An empty section with length 0 cancels an earlier call; the whole content may be
+  // replaced; an empty message may get fields.
+  auto writer = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append("A: 1\r\n\r\nbody\r\n"));
+  ASSERT_TRUE((*writer)->replace_header_section(3, "B: 2\r\n"));
+  ASSERT_TRUE((*writer)->replace_header_section(0, ""));
+  ASSERT_TRUE((*writer)->commit());
+  auto cancelled = spool_->load((*writer)->id());
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(content_of(*cancelled), "A: 1\r\n\r\nbody\r\n");
+  EXPECT_EQ(cancelled->segments.size(), 1u);
+
+  auto whole = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(whole);
+  ASSERT_TRUE((*whole)->append("A: 1\r\n"));
+  ASSERT_TRUE((*whole)->replace_header_section(6, "B: 2\r\n\r\n"));
+  ASSERT_TRUE((*whole)->commit());
+  auto replaced = spool_->load((*whole)->id());
+  ASSERT_TRUE(replaced);
+  EXPECT_EQ(content_of(*replaced), "B: 2\r\n\r\n");
+  EXPECT_EQ(replaced->segments.size(), 1u);  // no empty segment for the content left
+
+  auto empty = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(empty);
+  ASSERT_TRUE((*empty)->replace_header_section(0, "C: 3\r\n"));
+  ASSERT_TRUE((*empty)->commit());
+  auto added = spool_->load((*empty)->id());
+  ASSERT_TRUE(added);
+  EXPECT_EQ(content_of(*added), "C: 3\r\n");
+}
+
+TEST_F(SpoolTest, ACrashBeforeCommitLeavesNothingInQueue) {
+  // A child edits a message the way the intake does and dies (no destructor runs) at each
+  // step before the rename; the parent then opens the spool as a restarted smtpsd would.
+  for (int step = 0; step < 3; ++step) {
+    spool_.reset();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      auto spool = Spool::open(dir_);
+      if (!spool) ::_exit(10);
+      auto writer = (*spool)->begin(full_envelope(), 1);
+      if (!writer) ::_exit(11);
+      if (!(*writer)->append(kReceived + kHeader + big_body())) ::_exit(12);
+      if (!(*writer)->replace_header_section(0, "X-Added: 1\r\n")) ::_exit(13);
+      if (step >= 1 && !(*writer)->truncate_content(kReceived.size() + kHeader.size())) {
+        ::_exit(14);
+      }
+      if (step >= 2 && !(*writer)->flush_and_sync()) ::_exit(15);  // durable, but in tmp/
+      ::_exit(0);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0) << step;
+    EXPECT_EQ(count_entries(dir_ + "/tmp"), 1u) << step;  // what the crash left
+    auto reopened = Spool::open(dir_);
+    ASSERT_TRUE(reopened) << reopened.error().message;
+    spool_ = std::move(*reopened);
+    EXPECT_EQ(count_entries(dir_ + "/tmp"), 0u) << step;
+    EXPECT_EQ(count_entries(dir_ + "/queue"), 0u) << step;
+    EXPECT_TRUE(spool_->list().empty()) << step;
+  }
+}
+
+TEST_F(SpoolTest, ALateSectionThatCannotBeWrittenFailsTheCommit) {
+  // The content fits under the limit, the late section does not: the commit must fail and
+  // leave nothing, never publish a message whose layout points past its end.
+  int status = run_with_file_size_limit(64 * 1024, [&] {
+    auto writer = spool_->begin(full_envelope(), 1);
+    if (!writer) return 1;
+    if (!(*writer)->append(std::string(40 * 1024, 'x'))) return 2;
+    std::string fields;
+    while (fields.size() < 40 * 1024)
+      fields += "X-Field: " + std::string(100, 'y') + "\r\n";
+    if (!(*writer)->replace_header_section(0, fields)) return 3;
+    auto committed = (*writer)->commit();
+    if (committed) return 4;
+    if (committed.error().message.find("write") == std::string::npos) return 5;
+    if (count_entries(dir_ + "/tmp") != 0 || count_entries(dir_ + "/queue") != 0) return 6;
+    return 0;
+  });
+  EXPECT_EQ(status, 0);
+}
+
+TEST_F(SpoolTest, AVersion1FileStillLoads) {
+  // Written by hand the way smtpsd before version 2 wrote it: no layout line, the content
+  // runs to the end of the file.
+  spool_.reset();
+  const std::string id = "0123456789ABCDEF0001abcd";
+  const std::string content =
+      "Received: from old\r\nSubject: queued before the upgrade\r\n\r\nhi\r\n";
+  write_file(dir_ + "/queue/" + id,
+             "smtpsd-spool 1\nid " + id +
+                 "\nreceived 1690000000\nhelo old.example\nesmtp 1\nfrom a@example.org\n"
+                 "body 8bitmime\nsmtputf8 0\nsize 1234\nret full\nenvid ENV%201\nrecipients 2\n"
+                 "rcpt b@example.com NEVER -\nrcpt c@example.com - rfc822;c@example.com\n\n" +
+                 content);
+  auto reopened = Spool::open(dir_);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  spool_ = std::move(*reopened);
+  EXPECT_EQ(spool_->list(), std::vector<std::string>{id});
+  auto loaded = spool_->load(id);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(loaded->received_unix, 1690000000);
+  EXPECT_EQ(loaded->envelope.helo, "old.example");
+  EXPECT_EQ(loaded->envelope.reverse_path, "a@example.org");
+  EXPECT_EQ(loaded->envelope.body, smtp::BodyType::k8BitMime);
+  EXPECT_EQ(loaded->envelope.declared_size, 1234u);
+  EXPECT_EQ(loaded->envelope.dsn_return, smtp::DsnReturn::kFull);
+  EXPECT_EQ(loaded->envelope.envelope_id, "ENV 1");
+  ASSERT_EQ(loaded->envelope.recipients.size(), 2u);
+  EXPECT_EQ(loaded->envelope.recipients[1].original_recipient, "rfc822;c@example.com");
+  EXPECT_EQ(content_of(*loaded), content);
+  // A version 1 file has no layout line: one there is a corrupt file, not a version 2 one.
+  std::string file = read_file(dir_ + "/queue/" + id);
+  write_file(dir_ + "/queue/" + id, file.insert(file.find('\n') + 1,
+                                                "layout 00000000000000000000 00000000000000000000 "
+                                                "00000000000000000000\n"));
+  EXPECT_FALSE(spool_->load(id));
+}
+
+TEST_F(SpoolTest, LoadRefusesALayoutThatDoesNotFitTheFile) {
+  std::string id = commit_message(full_envelope(), std::string(13, 'c'));
+  std::string path = dir_ + "/queue/" + id;
+  const std::string id_line = "id " + id + "\n";
+  const std::string good = read_file(path);
+  const std::string layout = good.substr(15, good.find('\n', 15) + 1 - 15);
+  ASSERT_EQ(layout, "layout 00000000000000000013 00000000000000000000 00000000000000000000\n");
+  auto with_layout = [&](const std::string& line) {
+    std::string copy = good;
+    return copy.replace(15, layout.size(), line);
+  };
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"content too long",
+       with_layout("layout 00000000000000000014 00000000000000000000 00000000000000000000\n")},
+      {"content too short",
+       with_layout("layout 00000000000000000012 00000000000000000000 00000000000000000000\n")},
+      {"late section past the end",
+       with_layout("layout 00000000000000000013 00000000000000000000 00000000000000000001\n")},
+      {"replaces more than the content",
+       with_layout("layout 00000000000000000013 00000000000000000014 00000000000000000000\n")},
+      {"huge content",
+       with_layout("layout 18446744073709551615 00000000000000000000 00000000000000000014\n")},
+      {"over 64 bits",
+       with_layout("layout 99999999999999999999 00000000000000000000 00000000000000000000\n")},
+      {"not fixed width", with_layout("layout 13 0 0\n")},
+      {"sign",
+       with_layout("layout +0000000000000000013 00000000000000000000 00000000000000000000\n")},
+      {"missing layout line", good.substr(0, 15) + good.substr(15 + layout.size())},
+      {"layout not second",
+       good.substr(0, 15) + id_line + layout + good.substr(15 + layout.size() + id_line.size())},
+      {"appended octets", good + "x"},
+  };
+  for (const auto& [name, bytes] : cases) {
+    write_file(path, bytes);
+    auto loaded = spool_->load(id);
+    ASSERT_FALSE(loaded) << name;
+    EXPECT_FALSE(loaded.error().transient) << name;
+    EXPECT_NE(loaded.error().message.find("corrupt spool file"), std::string::npos)
+        << name << ": " << loaded.error().message;
+  }
+  write_file(path, good);
+  EXPECT_TRUE(spool_->load(id));
+}
+
+TEST_F(SpoolTest, MessageReaderReadsAnyBufferSizeAndNoticesAShortenedFile) {
+  auto writer = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append(kReceived + kHeader + kBody));
+  ASSERT_TRUE((*writer)->replace_header_section(0, "X-Added: 1\r\n"));
+  ASSERT_TRUE((*writer)->commit());
+  auto loaded = spool_->load((*writer)->id());
+  ASSERT_TRUE(loaded);
+  const std::string expected = "X-Added: 1\r\n" + kReceived + kHeader + kBody;
+  for (std::size_t size : {1u, 2u, 7u, 12u, 13u, 64u, 4096u}) {
+    auto reader = MessageReader::open(*loaded);
+    ASSERT_TRUE(reader);
+    EXPECT_EQ(reader->size(), expected.size());
+    std::string content;
+    std::vector<char> buffer(size);
+    for (;;) {
+      auto got = reader->read(buffer);
+      ASSERT_TRUE(got);
+      if (*got == 0) break;
+      EXPECT_TRUE(*got == size || content.size() + *got == expected.size()) << size;
+      content.append(buffer.data(), *got);
+    }
+    EXPECT_EQ(content, expected) << size;
+  }
+  // A file cut short (it never is, but a disk can lie) is an error, never a short message.
+  auto reader = MessageReader::open(*loaded);
+  ASSERT_TRUE(reader);
+  ASSERT_EQ(::truncate(loaded->path.c_str(), static_cast<off_t>(fs::file_size(loaded->path) - 5)),
+            0);
+  char buffer[65536];
+  auto got = reader->read(buffer);
+  ASSERT_FALSE(got);
+  EXPECT_FALSE(got.error().transient);
+  auto reopened = MessageReader::open(*loaded);
+  ASSERT_FALSE(reopened);
+  EXPECT_FALSE(reopened.error().transient);
+  EXPECT_NE(reopened.error().message.find("shorter"), std::string::npos);
 }
 
 }  // namespace
