@@ -37,17 +37,6 @@ bool valid_field_value(std::string_view value) {
   return true;
 }
 
-// TEMPORARY until the spool's late-section writer lands (queue/spool.h).
-base::Expected<base::Ok, queue::SpoolError> spool_truncate_content(queue::SpoolWriter&,
-                                                                   std::uint64_t) {
-  return base::unexpected(queue::SpoolError{"body replacement not supported", false, 0});
-}
-base::Expected<base::Ok, queue::SpoolError> spool_replace_header_section(queue::SpoolWriter&,
-                                                                         std::uint64_t,
-                                                                         std::string_view) {
-  return base::unexpected(queue::SpoolError{"header edits not supported", false, 0});
-}
-
 }  // namespace
 
 MessageIntake::MessageIntake(queue::Spool& spool, const Pipeline& pipeline, SessionFacts facts)
@@ -228,14 +217,14 @@ std::optional<smtp::Reply> MessageIntake::apply(const Verdict& verdict) {
   }
   if (verdict.new_body) {
     if (!headers_done_ || header_overflow_) return refuse("header section not available");
-    auto truncated = spool_truncate_content(*writer_, received_.size() + header_section_.size());
+    auto truncated = writer_->truncate_content(received_.size() + header_section_.size());
     if (!truncated) return refuse(truncated.error().message);
     if (auto appended = writer_->append(*verdict.new_body); !appended) {
       return refuse(appended.error().message);
     }
   }
   if (!section.empty() || original_length != 0) {
-    auto replaced = spool_replace_header_section(*writer_, original_length, section);
+    auto replaced = writer_->replace_header_section(original_length, section);
     if (!replaced) return refuse(replaced.error().message);
   }
   return std::nullopt;

@@ -4,6 +4,8 @@
 // header editor the end-of-data checks rely on.
 #include "intake/message_intake.h"
 
+#include "queue/message_reader.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,11 +60,41 @@ class MessageIntakeTest : public ::testing::Test {
     auto stored = spool_->load(id);
     EXPECT_TRUE(stored) << (stored ? "" : stored.error().message);
     if (!stored) return {};
-    std::ifstream in(stored->path, std::ios::binary);
-    in.seekg(static_cast<std::streamoff>(stored->content_offset));
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
+    auto reader = queue::MessageReader::open(*stored);
+    EXPECT_TRUE(reader);
+    if (!reader) return {};
+    std::string out;
+    char buffer[4096];
+    for (;;) {
+      auto n = reader->read(std::span<char>(buffer, sizeof buffer));
+      EXPECT_TRUE(n);
+      if (!n || *n == 0) break;
+      out.append(buffer, *n);
+    }
+    return out;
+  }
+  // Streams message through an intake whose pipeline captures headers, applies verdict and
+  // commits; returns what a deliverer would read.
+  std::string deliver_with(const std::string& message, const Verdict& verdict) {
+    Pipeline pipeline({std::make_shared<NullCheck>(mask(Stage::kEndOfData))});
+    MessageIntake intake(*spool_, pipeline, facts());
+    EXPECT_FALSE(intake.begin(start()));
+    for (std::size_t at = 0; at < message.size(); at += 5)
+      EXPECT_FALSE(intake.append(std::string_view(message).substr(at, 5)));
+    auto refusal = intake.apply(verdict);
+    EXPECT_FALSE(refusal) << (refusal ? refusal->text : "");
+    if (refusal) return {};
+    auto committed = intake.committed(intake.writer()->commit());
+    EXPECT_TRUE(committed);
+    return committed ? content_of(*committed) : std::string();
+  }
+  static std::string without_received(const std::string& content) {
+    std::size_t at = content.find("Received: from");
+    std::size_t end = content.find("\r\n", content.find("\r\n", at) + 2);  // two lines, folded
+    while (end != std::string::npos && end + 2 < content.size() &&
+           (content[end + 2] == ' ' || content[end + 2] == '\t'))
+      end = content.find("\r\n", end + 2);
+    return content.substr(0, at) + content.substr(end + 2);
   }
 
   fs::path dir_;
@@ -173,6 +205,45 @@ TEST_F(MessageIntakeTest, EnvelopeEditsAreRefusedRatherThanIgnored) {
   ASSERT_TRUE(refusal);
   EXPECT_EQ(refusal->code, 451);
   EXPECT_FALSE(intake.open());
+  EXPECT_TRUE(spool_->list().empty());
+}
+
+TEST_F(MessageIntakeTest, AddedHeadersGoAboveReceivedAndTheRestIsUntouched) {
+  Verdict verdict;
+  verdict.header_edits.push_back(
+      {HeaderEdit::Kind::kAdd, "Authentication-Results", "mx.example; spf=pass", 1});
+  std::string content = deliver_with("Subject: hi\r\n\r\nbody\r\n", verdict);
+  EXPECT_TRUE(content.starts_with("Authentication-Results: mx.example; spf=pass\r\nReceived: from"))
+      << content;
+  EXPECT_TRUE(content.ends_with("\r\nSubject: hi\r\n\r\nbody\r\n")) << content;
+}
+
+TEST_F(MessageIntakeTest, ChangedAndDeletedHeadersAndANewBodyAreWhatIsDelivered) {
+  Verdict verdict;
+  verdict.header_edits.push_back({HeaderEdit::Kind::kAdd, "X-Checked", "yes", 1});
+  verdict.header_edits.push_back({HeaderEdit::Kind::kChange, "Subject", "[SPAM] hi", 1});
+  verdict.header_edits.push_back({HeaderEdit::Kind::kDelete, "X-Mailer", "", 1});
+  verdict.new_body = "replaced body\r\n";
+  std::string body(100000, 'x');
+  for (std::size_t i = 76; i < body.size(); i += 78)
+    body.replace(i, 2, "\r\n");
+  std::string content = deliver_with(
+      "Subject: hi\r\nX-Mailer: m\r\nTo: b@mx.example\r\n\r\n" + body + "\r\n", verdict);
+  EXPECT_TRUE(content.starts_with("X-Checked: yes\r\nReceived: from")) << content.substr(0, 200);
+  EXPECT_EQ(without_received(content),
+            "X-Checked: yes\r\nSubject: [SPAM] hi\r\nTo: b@mx.example\r\n\r\nreplaced body\r\n");
+}
+
+TEST_F(MessageIntakeTest, HeaderEditsOfAMessageWithoutAHeaderEndAreRefused) {
+  Verdict verdict;
+  verdict.header_edits.push_back({HeaderEdit::Kind::kDelete, "Subject", "", 1});
+  Pipeline pipeline({std::make_shared<NullCheck>(mask(Stage::kEndOfData))});
+  MessageIntake intake(*spool_, pipeline, facts());
+  ASSERT_FALSE(intake.begin(start()));
+  ASSERT_FALSE(intake.append("Subject: no empty line follows\r\n"));
+  auto refusal = intake.apply(verdict);
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->code, 451);
   EXPECT_TRUE(spool_->list().empty());
 }
 
