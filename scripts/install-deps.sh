@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages smtpsd needs to build, test and run (DESIGN.md §4).
+# Installs the Debian packages smtpsd needs to build, test and run (docs/architecture.md "Dependencies").
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 

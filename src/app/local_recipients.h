@@ -21,7 +21,8 @@ namespace app {
 std::optional<std::string> canonical_local_mailbox(const config::Config& config,
                                                    std::string_view address);
 
-// The RCPT verdict for a role that does not relay (DESIGN.md §3: the smtp role).
+// The RCPT verdict for a role that does not relay (docs/architecture.md "Listener roles": the smtp
+// role).
 smtp::RecipientVerdict verdict_for_inbound(const config::Config& config, std::string_view address);
 
 // The same lookups for the delivery router (delivery/router.h); they hold the snapshot.

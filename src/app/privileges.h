@@ -1,5 +1,5 @@
-// privileges.h — least privilege after start-up (DESIGN.md §6): started as root, smtpsd
-// binds its ports and reads its keys, then becomes an unprivileged account for good.
+// privileges.h — least privilege after start-up (docs/architecture.md "Security rules"): started as
+// root, smtpsd binds its ports and reads its keys, then becomes an unprivileged account for good.
 //
 //   [server]
 //   user = "smtpsd"       # switch to this account (and its primary group, or `group`)

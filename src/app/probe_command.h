@@ -1,5 +1,5 @@
-// probe_command.h — `smtpsctl probe HOST[:PORT]`: an SMTP-aware TLS report for any server
-// (issue 5), for administrators and for monitoring.
+// probe_command.h — `smtpsctl probe HOST[:PORT]`: an SMTP-aware TLS report for any server,
+// for administrators and for monitoring.
 //
 //   smtpsctl probe HOST[:PORT] [--name NAME] [--cafile FILE] [--timeout SECONDS] [--json]
 //

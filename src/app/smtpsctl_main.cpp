@@ -1,5 +1,5 @@
-// smtpsctl_main.cpp — the companion tool's command line (DESIGN.md §2: send, probe, bench,
-// user, queue). Implemented so far:
+// smtpsctl_main.cpp — the companion tool's command line (docs/architecture.md "Layers": send,
+// probe, bench, user, queue). Implemented so far:
 //
 //   smtpsctl send --server URL ... / smtpsctl sendmail ...        (see app/send_command.h)
 //   sendmail ...  (argv[0] named sendmail, e.g. a symlink: the sendmail-compatible mode)

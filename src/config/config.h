@@ -18,7 +18,7 @@
 
 namespace config {
 
-// Listener roles of DESIGN.md §3 (RFC 8314 names).
+// Listener roles of docs/architecture.md "Listener roles" (RFC 8314 names).
 enum class Role { kSubmissions, kSubmission, kSmtp };
 std::string_view role_name(Role role);
 

@@ -1,4 +1,5 @@
-// log.h — one line per event, key=value or JSON, to stderr or syslog (DESIGN.md §6).
+// log.h — one line per event, key=value or JSON, to stderr or syslog (docs/architecture.md
+// "Security rules").
 //
 // A line is built in a per-event buffer and written with one write(2) (or one datagram to
 // the syslog socket), so lines from different threads never interleave. Values with spaces, quotes,

@@ -1,4 +1,5 @@
-// group_commit.h — batches the fsyncs of concurrent sessions' commits (DESIGN.md §5).
+// group_commit.h — batches the fsyncs of concurrent sessions' commits (docs/architecture.md
+// "Budgets").
 //
 // A small pool of committer threads. Each thread takes ALL writers waiting at that moment,
 // fsyncs and closes each file, renames each into queue/, then fsyncs queue/ ONCE for the

@@ -562,7 +562,8 @@ struct ClientSession::Impl {
   }
 
   void start_auth() {
-    // RFC 4954 §4 leaves it to policy; ours (DESIGN.md §1): never a password in clear.
+    // RFC 4954 §4 leaves it to policy; ours (docs/architecture.md "Security rules"): never a
+    // password in clear.
     if (!tls_active_) {
       fail("auth", std::nullopt, "refusing to send a password without TLS");
       return;

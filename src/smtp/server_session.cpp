@@ -20,7 +20,7 @@
 // - After kClose every call returns kClose and nothing more is output.
 // - AUTH only with TLS active. A SASL payload lives in auth_response_ only from its
 //   decoding to the host's answer, and its wire form in input_ only until it is consumed:
-//   both are overwritten with zeros, never just freed (DESIGN.md §6).
+//   both are overwritten with zeros, never just freed (docs/architecture.md "Security rules").
 #include "smtp/server_session.h"
 
 #include <algorithm>
@@ -223,7 +223,7 @@ struct ServerSession::Impl {
 
   explicit Impl(const SessionConfig& session_config) : config(session_config) {
     // data_out_ grows on the first message only: an idle connection must stay small
-    // (DESIGN.md §5: ≤ 64 KiB per open TLS connection).
+    // (docs/architecture.md "Budgets": ≤ 64 KiB per open TLS connection).
     input_.reserve(std::max<std::size_t>(config.limits.max_command_line, 4096));
     for (const std::string& mechanism : config.auth_mechanisms) {
       mechanisms_.push_back(base::ascii_uppercase(mechanism));
@@ -626,8 +626,9 @@ struct ServerSession::Impl {
     // RFC 3207 §4.2: "The server MUST NOT return the STARTTLS extension in response to an
     // EHLO command received after a TLS handshake has completed."
     if (!tls_active_ && config.tls_mode != TlsMode::kImplicit) scratch_.append("\nSTARTTLS");
-    // RFC 4954 §3: "AUTH" SP mechanism list. DESIGN.md §1: never offered without TLS (the
-    // plaintext mechanisms would expose passwords, and an attacker could strip the list).
+    // RFC 4954 §3: "AUTH" SP mechanism list. docs/architecture.md "Security rules": never offered
+    // without TLS (the plaintext mechanisms would expose passwords, and an attacker could strip the
+    // list).
     if (auth_offered()) {
       scratch_.append("\nAUTH");
       for (const std::string& mechanism : mechanisms_)
@@ -780,7 +781,7 @@ struct ServerSession::Impl {
       address_error_reply(path.error(), true);
       return;
     }
-    // Submission policy (DESIGN.md §1, issue 3): no bounces are submitted, and an
+    // Submission policy (docs/architecture.md "Security rules"): no bounces are submitted, and an
     // authenticated user sends only as the addresses it owns.
     if (path->mailbox.empty() && !config.allow_null_sender) {
       error_reply(553, "5.7.1", "Null sender not allowed for submission");
@@ -1131,8 +1132,9 @@ struct ServerSession::Impl {
   // ---- AUTH (RFC 4954) ------------------------------------------------------------------
 
   void handle_auth(std::string_view arguments) {
-    // DESIGN.md §1: AUTH is not accepted without TLS on any role. RFC 4954 §6 "530 5.7.0
-    // Authentication required" family; the text says what to do, as for MAIL before TLS.
+    // docs/architecture.md "Security rules": AUTH is not accepted without TLS on any role. RFC 4954
+    // §6 "530 5.7.0 Authentication required" family; the text says what to do, as for MAIL before
+    // TLS.
     if (!tls_active_) {
       error_reply(530, "5.7.0", "Must issue a STARTTLS command first");
       return;
@@ -1500,7 +1502,7 @@ struct ServerSession::Impl {
   void message_committed(std::string_view queue_id) {
     if (phase_ != Phase::kEndPending) return;
     writer_open_ = false;
-    // DESIGN.md §1: this 250 follows the durable commit.
+    // docs/architecture.md "Security rules": this 250 follows the durable commit.
     scratch_.assign("Ok: queued as ");
     scratch_.append(queue_id);
     reply(250, "2.0.0", scratch_);

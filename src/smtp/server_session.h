@@ -92,7 +92,7 @@
 
 namespace smtp {
 
-// How the listener this session belongs to treats TLS (DESIGN.md §3).
+// How the listener this session belongs to treats TLS (docs/architecture.md "Listener roles").
 enum class TlsMode {
   kImplicit,          // submissions: TLS from the first byte; STARTTLS never offered
   kStartTlsOptional,  // smtp: STARTTLS offered, mail accepted without it

@@ -289,7 +289,8 @@ base::Expected<SslCtxPtr, std::string> make_server_context_without_certificates(
   if (policy.prefer_server_ciphers) options |= SSL_OP_CIPHER_SERVER_PREFERENCE;
   if (!policy.session_tickets) options |= SSL_OP_NO_TICKET;
   SSL_CTX_set_options(ctx.get(), options);
-  // Idle connections give their read/write buffers back (DESIGN.md §5: ≤ 64 KiB each).
+  // Idle connections give their read/write buffers back (docs/architecture.md "Budgets": ≤ 64 KiB
+  // each).
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
 
   // Resumption is by stateless tickets only (RFC 8446 §4.6.1 in TLS 1.3, RFC 5077 in 1.2): the
