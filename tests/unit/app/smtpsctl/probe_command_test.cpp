@@ -2,7 +2,7 @@
 // forms (names, IPv4, bracketed and bare IPv6), the options, and usage errors (exit 3).
 // The probing itself is tested against smtpsd and a fake server in
 // tests/integration/test_probe.py.
-#include "app/probe_command.h"
+#include "app/smtpsctl/probe_command.h"
 
 #include <sstream>
 

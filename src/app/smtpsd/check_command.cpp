@@ -1,5 +1,5 @@
 // check_command.cpp — see check_command.h.
-#include "app/check_command.h"
+#include "app/smtpsd/check_command.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "app/config_location.h"
-#include "app/privileges.h"
+#include "app/smtpsd/config_location.h"
+#include "app/smtpsd/privileges.h"
 #include "tls/certificate_store.h"
 
 namespace app {

@@ -1,4 +1,4 @@
-// smtpsctl_main.cpp — the companion tool's command line (docs/architecture.md "Layers": send,
+// main.cpp (smtpsctl) — the companion tool's command line (docs/architecture.md "Layers": send,
 // probe, bench, user, queue). Implemented so far:
 //
 //   smtpsctl send --server URL ... / smtpsctl sendmail ...        (see app/send_command.h)
@@ -21,11 +21,11 @@
 #include <tuple>
 #include <vector>
 
-#include "app/bench_command.h"
-#include "app/control_socket.h"
-#include "app/probe_command.h"
-#include "app/send_command.h"
-#include "app/user_command.h"
+#include "app/smtpsctl/bench_command.h"
+#include "app/common/control_socket.h"
+#include "app/smtpsctl/probe_command.h"
+#include "app/smtpsctl/send_command.h"
+#include "app/smtpsctl/user_command.h"
 #include "config/config.h"
 
 int main(int argc, char** argv) {

@@ -12,7 +12,7 @@
 // removes it and tries again until the server refuses: the accepted set, with one
 // connection per accepted cipher plus one instead of one per cipher OpenSSL knows.
 // TLS 1.3 does the same with its five suites.
-#include "app/probe_command.h"
+#include "app/smtpsctl/probe_command.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-// smtpsd_main.cpp — the server's command line: serve, check, dev.
+// main.cpp (smtpsd) — the server's command line: serve, check, dev.
 //
 //   smtpsd serve --config FILE     run the server
 //   smtpsd check --config FILE     validate and print the effective policy (exit 2 on error)
@@ -8,9 +8,9 @@
 #include <csignal>
 #include <cstdio>
 
-#include "app/check_command.h"
-#include "app/daemon.h"
-#include "app/dev_mode.h"
+#include "app/smtpsd/check_command.h"
+#include "app/smtpsd/daemon.h"
+#include "app/smtpsd/dev_mode.h"
 #include "config/config.h"
 
 namespace {

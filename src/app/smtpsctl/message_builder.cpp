@@ -1,5 +1,5 @@
 // message_builder.cpp — see message_builder.h.
-#include "app/message_builder.h"
+#include "app/smtpsctl/message_builder.h"
 
 #include <sodium.h>
 

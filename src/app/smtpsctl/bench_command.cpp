@@ -1,5 +1,5 @@
 // bench_command.cpp — see bench_command.h.
-#include "app/bench_command.h"
+#include "app/smtpsctl/bench_command.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,7 +23,7 @@
 #include <sstream>
 #include <thread>
 
-#include "app/send_command.h"
+#include "app/smtpsctl/send_command.h"
 #include "net/tls_waiter.h"
 #include "smtp/client_session.h"
 #include "tls/policy.h"

@@ -1,5 +1,5 @@
 // dev_mode.cpp — see dev_mode.h.
-#include "app/dev_mode.h"
+#include "app/smtpsd/dev_mode.h"
 
 #include <fcntl.h>
 #include <sodium.h>

@@ -2,7 +2,7 @@
 // --server URLs, sendmail's flags (grouped, attached and separate values, ignored -o
 // options, refused modes), the configuration file's strictness (file, line and key in
 // every error), and that `send` has no --password option.
-#include "app/send_command.h"
+#include "app/smtpsctl/send_command.h"
 
 #include <sstream>
 

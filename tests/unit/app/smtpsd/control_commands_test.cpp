@@ -1,6 +1,6 @@
 // Tests for app/control_commands.cpp and app/control_socket.cpp: listing and lifting
 // lockouts through a real unix socket, and what a wrong request gets.
-#include "app/control_commands.h"
+#include "app/smtpsd/control_commands.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -8,7 +8,7 @@
 
 #include <filesystem>
 
-#include "app/control_socket.h"
+#include "app/common/control_socket.h"
 
 namespace app {
 namespace {

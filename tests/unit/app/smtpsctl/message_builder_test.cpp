@@ -1,7 +1,7 @@
 // message_builder_test.cpp — RFC 5322 dates, RFC 2047 encoded-words, mailboxes, address lists
 // for `sendmail -t`, header reading (folding, mbox line, a body line where a header was
 // expected), and that every written line ends with CRLF.
-#include "app/message_builder.h"
+#include "app/smtpsctl/message_builder.h"
 
 #include <sodium.h>
 

@@ -1,5 +1,5 @@
 // config_location.cpp — see config_location.h.
-#include "app/config_location.h"
+#include "app/smtpsd/config_location.h"
 
 namespace app {
 

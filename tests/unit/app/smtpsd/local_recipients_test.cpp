@@ -1,6 +1,6 @@
 // Tests for app/local_recipients.cpp: which recipients are local, and the verdicts of a
 // role that never relays.
-#include "app/local_recipients.h"
+#include "app/smtpsd/local_recipients.h"
 
 #include <gtest/gtest.h>
 

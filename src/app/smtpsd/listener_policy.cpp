@@ -1,8 +1,8 @@
 // listener_policy.cpp — see listener_policy.h.
-#include "app/listener_policy.h"
+#include "app/smtpsd/listener_policy.h"
 
-#include "app/config_location.h"
-#include "app/local_recipients.h"
+#include "app/smtpsd/config_location.h"
+#include "app/smtpsd/local_recipients.h"
 #include "auth/failure_limiter.h"
 #include "auth/sasl.h"
 

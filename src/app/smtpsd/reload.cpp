@@ -1,5 +1,5 @@
 // reload.cpp — see reload.h.
-#include "app/reload.h"
+#include "app/smtpsd/reload.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -8,9 +8,9 @@
 #include <chrono>
 #include <unordered_map>
 
-#include "app/config_location.h"
-#include "app/listener_policy.h"
-#include "app/systemd_notify.h"
+#include "app/smtpsd/config_location.h"
+#include "app/smtpsd/listener_policy.h"
+#include "app/smtpsd/systemd_notify.h"
 
 namespace app {
 namespace {

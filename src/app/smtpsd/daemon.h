@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "app/reload.h"
+#include "app/smtpsd/reload.h"
 #include "config/config.h"
 
 namespace app {

@@ -1,7 +1,7 @@
 // listener_policy_test.cpp — the roles table of app/listener_policy.h, row by row: TLS mode,
 // AUTH offered and required, who may relay, the null sender, and what reaches
 // net::ListenerOptions.
-#include "app/listener_policy.h"
+#include "app/smtpsd/listener_policy.h"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 // between two configuration snapshots: listeners, certificates, log output, metrics
 // endpoint, users file) and app::keep_restart_only_settings (what a reload keeps from the
 // running configuration, and the keys it names for the log).
-#include "app/reload.h"
+#include "app/smtpsd/reload.h"
 
 #include <gtest/gtest.h>
 

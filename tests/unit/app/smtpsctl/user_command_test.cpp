@@ -1,7 +1,7 @@
 // user_command_test.cpp — `smtpsctl user` against a temp users file: add, passwd, del,
 // list, alias add/del, refusals (existing/unknown user, mismatched input), usage errors,
 // and that neither passwords nor hashes are ever printed.
-#include "app/user_command.h"
+#include "app/smtpsctl/user_command.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,5 +1,5 @@
 // privileges.cpp — see privileges.h.
-#include "app/privileges.h"
+#include "app/smtpsd/privileges.h"
 
 #include <grp.h>
 #include <pwd.h>

@@ -1,5 +1,5 @@
 // systemd_notify.cpp — see systemd_notify.h.
-#include "app/systemd_notify.h"
+#include "app/smtpsd/systemd_notify.h"
 
 #include <sys/socket.h>
 #include <sys/un.h>

@@ -1,5 +1,5 @@
 // control_commands.cpp — see control_commands.h.
-#include "app/control_commands.h"
+#include "app/smtpsd/control_commands.h"
 
 #include <sstream>
 #include <vector>

@@ -2,7 +2,7 @@
 // privileges planned, spool, delivery (router, scheduler), users and limiter, listeners
 // (reload.h builds them from the roles in listener_policy.h), control socket, metrics, the
 // switch of account, the watch thread; then serve until stopped, and shut down in reverse.
-#include "app/daemon.h"
+#include "app/smtpsd/daemon.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -17,11 +17,11 @@
 #include <thread>
 #include <vector>
 
-#include "app/control_commands.h"
-#include "app/control_socket.h"
-#include "app/local_recipients.h"
-#include "app/privileges.h"
-#include "app/systemd_notify.h"
+#include "app/smtpsd/control_commands.h"
+#include "app/common/control_socket.h"
+#include "app/smtpsd/local_recipients.h"
+#include "app/smtpsd/privileges.h"
+#include "app/smtpsd/systemd_notify.h"
 #include "auth/failure_limiter.h"
 #include "auth/user_store.h"
 #include "auth/verified_cache.h"

@@ -1,5 +1,5 @@
 // local_recipients.cpp — see local_recipients.h.
-#include "app/local_recipients.h"
+#include "app/smtpsd/local_recipients.h"
 
 #include <cctype>
 

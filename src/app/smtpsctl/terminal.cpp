@@ -1,5 +1,5 @@
 // terminal.cpp — see terminal.h.
-#include "app/terminal.h"
+#include "app/smtpsctl/terminal.h"
 
 #include <sodium.h>
 #include <termios.h>

@@ -4,7 +4,7 @@
 // STARTTLS response-injection defence, AUTH only inside TLS); this file adds what a person at
 // a terminal or a cron job needs: a URL, a password from a safe place, a message built or
 // completed (message_builder.h), and failures explained in words.
-#include "app/send_command.h"
+#include "app/smtpsctl/send_command.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -25,8 +25,8 @@
 #include <iostream>
 #include <sstream>
 
-#include "app/message_builder.h"
-#include "app/terminal.h"
+#include "app/smtpsctl/message_builder.h"
+#include "app/smtpsctl/terminal.h"
 #include "delivery/smtp_transport.h"
 #include "queue/spool.h"
 #include "tls/policy.h"

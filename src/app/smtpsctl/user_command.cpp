@@ -4,7 +4,7 @@
 // Invariants: a password is held only in local strings that are wiped (sodium_memzero)
 // before they go out of scope, and it is never printed; `list` prints addresses and
 // aliases only. The file is written only after every check passed, in one atomic save.
-#include "app/user_command.h"
+#include "app/smtpsctl/user_command.h"
 
 #include <sodium.h>
 #include <sys/stat.h>
@@ -14,7 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "app/terminal.h"
+#include "app/smtpsctl/terminal.h"
 
 namespace app {
 namespace {

@@ -1,5 +1,5 @@
 // control_socket.cpp — see control_socket.h.
-#include "app/control_socket.h"
+#include "app/common/control_socket.h"
 
 #include <poll.h>
 #include <sys/socket.h>
