@@ -847,11 +847,13 @@ int Daemon::run(const std::function<void()>& on_ready) {
 
   raise_open_file_limit(config.max_connections);
   auth::UserDirectory users(config.auth.users_file);
-  // The users file is read now (a broken one stops the start) and re-read when it changes.
-  if (users.current(); !users.last_error().empty()) {
+  // The users file is read now (a broken one stops the start) and re-read when it changes,
+  // by the directory's own watcher thread: I/O threads only load the snapshot pointer.
+  if (!users.last_error().empty()) {
     std::fprintf(stderr, "smtpsd: %s\n", users.last_error().c_str());
     return 1;
   }
+  users.start_watching(std::chrono::milliseconds(500));  // docs/users-file.md: "within a second"
   auth::FailureLimiterOptions limiter_options;
   limiter_options.per_user_ip_max_failures = config.auth.max_failures_per_user;
   limiter_options.per_ip_max_failures = config.auth.max_failures_per_ip;
