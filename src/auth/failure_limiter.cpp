@@ -8,10 +8,8 @@
 // "Alice@X" and "alice@x" share a counter.
 #include "auth/failure_limiter.h"
 
-#include <arpa/inet.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <tuple>
 
@@ -47,52 +45,6 @@ std::chrono::seconds ceil_seconds(FailureLimiter::Clock::duration duration) {
 }
 
 }  // namespace
-
-std::optional<std::array<unsigned char, 16>> parse_ip(std::string_view text) {
-  if (text.empty() || text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
-  char buffer[INET6_ADDRSTRLEN];
-  std::memcpy(buffer, text.data(), text.size());
-  buffer[text.size()] = '\0';
-  std::array<unsigned char, 16> bytes{};
-  if (::inet_pton(AF_INET, buffer, bytes.data() + 12) == 1) {
-    bytes[10] = 0xFF;
-    bytes[11] = 0xFF;
-    return bytes;
-  }
-  if (::inet_pton(AF_INET6, buffer, bytes.data()) == 1) return bytes;
-  return std::nullopt;
-}
-
-bool Network::contains(const std::array<unsigned char, 16>& ip) const {
-  unsigned full_bytes = prefix_length / 8;
-  if (std::memcmp(ip.data(), address.data(), full_bytes) != 0) return false;
-  unsigned bits = prefix_length % 8;
-  if (bits == 0) return true;
-  auto mask = static_cast<unsigned char>(0xFF << (8 - bits));
-  return (ip[full_bytes] & mask) == (address[full_bytes] & mask);
-}
-
-base::Expected<Network, std::string> parse_network(std::string_view text) {
-  auto bad = [&] { return base::unexpected("bad network \"" + std::string(text) + "\""); };
-  std::size_t slash = text.find('/');
-  auto ip = parse_ip(text.substr(0, slash));
-  if (!ip) return bad();
-  bool v4 = text.substr(0, slash).find(':') == std::string_view::npos;
-  unsigned max_prefix = v4 ? 32 : 128;
-  unsigned prefix = max_prefix;
-  if (slash != std::string_view::npos) {
-    std::string_view digits = text.substr(slash + 1);
-    auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), prefix);
-    if (digits.empty() || error != std::errc() || end != digits.data() + digits.size() ||
-        prefix > max_prefix) {
-      return bad();
-    }
-  }
-  Network network;
-  network.address = *ip;
-  network.prefix_length = v4 ? prefix + 96 : prefix;
-  return network;
-}
 
 base::Expected<std::unique_ptr<FailureLimiter>, std::string> FailureLimiter::create(
     FailureLimiterOptions options) {

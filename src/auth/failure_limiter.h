@@ -1,5 +1,5 @@
 // failure_limiter.h — slows down and then temporarily locks out password guessing, per
-// (client IP, user) and per client IP (DESIGN.md §6, issue 3).
+// (client IP, user) and per client IP (docs/architecture.md "Security rules").
 //
 // Pure: the caller passes the time (steady_clock), so tests drive the clock. Thread-safe
 // (one mutex) so the I/O threads can share one limiter. Bounded: at most max_entries
@@ -30,19 +30,14 @@
 #include <vector>
 
 #include "base/expected.h"
+#include "base/network.h"
 
 namespace auth {
 
-// An IPv4 or IPv6 network; IPv4 is held as IPv4-mapped IPv6 (::ffff:a.b.c.d/96+n).
-struct Network {
-  std::array<unsigned char, 16> address{};
-  unsigned prefix_length = 0;  // 0..128 over the 16 bytes
-  bool contains(const std::array<unsigned char, 16>& ip) const;
-};
-// "192.0.2.0/24", "2001:db8::/32", or a single address (a /32 or /128).
-base::Expected<Network, std::string> parse_network(std::string_view text);
-// A literal IPv4 or IPv6 address as 16 bytes (IPv4-mapped for IPv4); nullopt otherwise.
-std::optional<std::array<unsigned char, 16>> parse_ip(std::string_view text);
+// IP addresses and networks: base/network.h (the names stay usable here).
+using base::Network;
+using base::parse_ip;
+using base::parse_network;
 
 struct FailureLimiterOptions {
   unsigned per_user_ip_max_failures = 5;

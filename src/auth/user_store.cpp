@@ -1,5 +1,5 @@
 // user_store.cpp — parsing, writing and querying the users file (format: user_store.h and
-// docs/users-file.md), argon2id verification, and the reloading UserDirectory.
+// docs/users-file.md), argon2id verification, and the UserDirectory that owns the file.
 //
 // Invariants: parse() accepts only what serialize() writes plus comments, blank lines and
 // runs of spaces/tabs between fields; every refusal names file and line. Secrets handed
@@ -296,7 +296,7 @@ base::Expected<UserStore, std::string> UserStore::parse(std::string_view text,
         user.aliases.emplace_back(alias);
       }
     }
-    store.users_.push_back(std::move(user));
+    store.add_user(std::move(user));
   }
   return store;
 }
@@ -384,11 +384,31 @@ base::Expected<base::Ok, std::string> UserStore::save(const std::string& path) c
   return base::Ok{};
 }
 
-const User* UserStore::find(std::string_view address) const {
-  for (const User& user : users_) {
-    if (same_address(user.address, address)) return &user;
+std::size_t UserStore::AddressHash::operator()(std::string_view address) const {
+  // FNV-1a over the lower-cased bytes: equal under same_address() means equal hashes. The
+  // keys come from the users file (the administrator's), so flooding needs no defence here.
+  std::uint64_t hash = 14695981039346656037ull;
+  for (char c : address) {
+    hash ^= static_cast<unsigned char>(ascii_lower(c));
+    hash *= 1099511628211ull;
   }
-  return nullptr;
+  return static_cast<std::size_t>(hash);
+}
+
+const User* UserStore::find(std::string_view address) const {
+  auto it = index_.find(address);
+  return it == index_.end() ? nullptr : &users_[it->second];
+}
+
+void UserStore::add_user(User user) {
+  index_.emplace(user.address, users_.size());
+  users_.push_back(std::move(user));
+}
+
+void UserStore::rebuild_index() {
+  index_.clear();
+  for (std::size_t i = 0; i < users_.size(); ++i)
+    index_.emplace(users_[i].address, i);
 }
 
 User* UserStore::find_mutable(std::string_view address) {
@@ -427,7 +447,7 @@ base::Expected<base::Ok, std::string> UserStore::set_password(std::string_view a
 
   User* user = find_mutable(address);
   if (user == nullptr) {
-    users_.push_back(User{std::string(address), {}, {}, {}});
+    add_user(User{std::string(address), {}, {}, {}});
     user = &users_.back();
   }
   user->password_hash = hash;
@@ -440,6 +460,7 @@ bool UserStore::remove(std::string_view address) {
                          [&](const User& user) { return same_address(user.address, address); });
   if (it == users_.end()) return false;
   users_.erase(it);
+  rebuild_index();  // the positions after it moved
   return true;
 }
 
@@ -490,98 +511,137 @@ bool verify_password(const User* user, std::string_view password) {
 
 // --- UserDirectory ----------------------------------------------------------------------
 
+namespace {
+
+class FileSystemSource final : public UsersFileSource {
+ public:
+  Signature signature(const std::string& path) override {
+    Signature signature;
+    struct stat status {};
+    if (::stat(path.c_str(), &status) != 0) return signature;
+    signature.exists = true;
+    signature.inode = status.st_ino;
+    signature.device = status.st_dev;
+    signature.size = status.st_size;
+    signature.mtime_ns =
+        static_cast<std::int64_t>(status.st_mtim.tv_sec) * 1000000000 + status.st_mtim.tv_nsec;
+    return signature;
+  }
+  base::Expected<std::string, std::string> read(const std::string& path) override {
+    return read_whole_file(path);
+  }
+};
+
+void log_loaded(const std::string& path, const UserStore& store) {
+  obs::Log("users_loaded").kv("file", path).kv("users", static_cast<std::uint64_t>(store.size()));
+}
+
+}  // namespace
+
+std::unique_ptr<UsersFileSource> make_file_system_source() {
+  return std::make_unique<FileSystemSource>();
+}
+
 UserDirectory::UserDirectory(std::string path)
-    : UserDirectory(std::move(path), std::chrono::seconds(1)) {}
+    : UserDirectory(std::move(path), make_file_system_source()) {}
 
-UserDirectory::UserDirectory(std::string path, std::chrono::milliseconds check_interval)
-    : path_(std::move(path)),
-      check_interval_(check_interval),
-      snapshot_(std::make_shared<const UserStore>()) {
-  std::lock_guard lock(mutex_);
-  reload_locked(stat_file());
-  last_check_ = std::chrono::steady_clock::now();
+UserDirectory::UserDirectory(std::string path, std::unique_ptr<UsersFileSource> source)
+    : source_(std::move(source)),
+      snapshot_(std::make_shared<const UserStore>()),
+      path_(std::move(path)) {
+  std::lock_guard lock(reload_mutex_);
+  reload_locked(source_->signature(path_));
 }
 
-UserDirectory::FileSignature UserDirectory::stat_file() const {
-  FileSignature signature;
-  struct stat status {};
-  if (::stat(path_.c_str(), &status) != 0) return signature;
-  signature.exists = true;
-  signature.inode = status.st_ino;
-  signature.device = status.st_dev;
-  signature.size = status.st_size;
-  signature.mtime_ns =
-      static_cast<std::int64_t>(status.st_mtim.tv_sec) * 1000000000 + status.st_mtim.tv_nsec;
-  return signature;
+UserDirectory::~UserDirectory() {
+  {
+    std::lock_guard lock(watch_mutex_);
+    stopping_ = true;
+  }
+  watch_wake_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
 }
 
-void UserDirectory::reload_locked(const FileSignature& signature) {
+std::shared_ptr<const UserStore> UserDirectory::current() const {
+  return snapshot_.load(std::memory_order_acquire);
+}
+
+void UserDirectory::publish(std::shared_ptr<const UserStore> snapshot) {
+  snapshot_.store(std::move(snapshot), std::memory_order_release);
+}
+
+bool UserDirectory::refresh() {
+  std::lock_guard lock(reload_mutex_);
+  const UsersFileSource::Signature signature = source_->signature(path_);
+  if (signature == seen_) return false;
+  return reload_locked(signature);
+}
+
+void UserDirectory::start_watching(std::chrono::milliseconds poll_interval) {
+  if (watcher_.joinable()) return;
+  watcher_ = std::thread([this, poll_interval] {
+    std::unique_lock lock(watch_mutex_);
+    while (!watch_wake_.wait_for(lock, poll_interval, [this] { return stopping_; })) {
+      lock.unlock();
+      refresh();
+      lock.lock();
+    }
+  });
+}
+
+bool UserDirectory::reload_locked(const UsersFileSource::Signature& signature) {
   seen_ = signature;
   if (!signature.exists) {
-    snapshot_ = std::make_shared<const UserStore>();
+    publish(std::make_shared<const UserStore>());
     last_error_.clear();
-    return;
+    return true;
   }
-  auto loaded = UserStore::load(path_);
+  auto text = source_->read(path_);
+  auto loaded = text ? UserStore::parse(text.value(), path_)
+                     : base::Expected<UserStore, std::string>(base::unexpected(text.error()));
   if (!loaded) {
     // Keep serving with the previous snapshot; say why the new file was not taken.
     last_error_ = loaded.error();
     obs::Log("users_reload_failed", obs::Level::kWarning)
         .kv("file", path_)
         .kv("error", last_error_)
-        .kv("kept_users", static_cast<std::uint64_t>(snapshot_->size()));
-    return;
+        .kv("kept_users", static_cast<std::uint64_t>(current()->size()));
+    return false;
   }
-  snapshot_ = std::make_shared<const UserStore>(std::move(loaded.value()));
+  auto snapshot = std::make_shared<const UserStore>(std::move(loaded.value()));
+  log_loaded(path_, *snapshot);
+  publish(std::move(snapshot));
   last_error_.clear();
-  obs::Log("users_loaded")
-      .kv("file", path_)
-      .kv("users", static_cast<std::uint64_t>(snapshot_->size()));
-}
-
-std::shared_ptr<const UserStore> UserDirectory::current() {
-  std::lock_guard lock(mutex_);
-  auto now = std::chrono::steady_clock::now();
-  if (now - last_check_ >= check_interval_) {
-    last_check_ = now;
-    FileSignature signature = stat_file();
-    if (!(signature == seen_)) reload_locked(signature);
-  }
-  return snapshot_;
+  return true;
 }
 
 std::string UserDirectory::path() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(reload_mutex_);
   return path_;
 }
 
 base::Expected<base::Ok, std::string> UserDirectory::switch_to(std::string path) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(reload_mutex_);
   if (path == path_) return base::Ok{};
-  const std::string previous = path_;
-  path_ = std::move(path);
-  const FileSignature signature = stat_file();
-  std::shared_ptr<const UserStore> snapshot = std::make_shared<const UserStore>();
+  const UsersFileSource::Signature signature = source_->signature(path);
+  auto snapshot = std::make_shared<const UserStore>();
   if (signature.exists) {
-    auto loaded = UserStore::load(path_);
-    if (!loaded) {
-      path_ = previous;
-      return base::unexpected(loaded.error());
-    }
+    auto text = source_->read(path);
+    if (!text) return base::unexpected(text.error());
+    auto loaded = UserStore::parse(text.value(), path);
+    if (!loaded) return base::unexpected(loaded.error());
     snapshot = std::make_shared<const UserStore>(std::move(loaded.value()));
   }
-  snapshot_ = std::move(snapshot);
+  path_ = std::move(path);
   seen_ = signature;
-  last_check_ = std::chrono::steady_clock::now();
   last_error_.clear();
-  obs::Log("users_loaded")
-      .kv("file", path_)
-      .kv("users", static_cast<std::uint64_t>(snapshot_->size()));
+  log_loaded(path_, *snapshot);
+  publish(std::move(snapshot));
   return base::Ok{};
 }
 
 std::string UserDirectory::last_error() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(reload_mutex_);
   return last_error_;
 }
 

@@ -1,5 +1,5 @@
 // user_store.h — the users file: who may authenticate, with which secrets, and which
-// sender addresses each user owns (DESIGN.md §6; docs/users-file.md).
+// sender addresses each user owns (docs/architecture.md "Security rules"; docs/users-file.md).
 //
 // Invariants: no plaintext or reversible secret is ever stored or kept in memory beyond
 // the call that receives it. A user has an argon2id hash (libsodium crypto_pwhash_str,
@@ -27,13 +27,17 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "base/expected.h"
@@ -81,13 +85,17 @@ base::Expected<base::Ok, std::string> validate_address(std::string_view address)
 // ASCII case-insensitive comparison of two addresses (local part and domain).
 bool same_address(std::string_view a, std::string_view b);
 
-// One immutable-once-published snapshot of the users file.
+// The users file in memory: one snapshot, immutable once published by UserDirectory (the
+// mutators are for `smtpsctl user`). find() is one hash lookup, keyed by the address
+// compared ASCII-case-insensitively.
 class UserStore {
  public:
   UserStore() = default;
 
   // A missing file is an error here; UserDirectory treats it as an empty store.
   static base::Expected<UserStore, std::string> load(const std::string& path);
+  // The parser itself (load() reads the file and calls it; the fuzz target feeds it bytes).
+  // Errors read "<path_for_errors>:<line>: <why>".
   static base::Expected<UserStore, std::string> parse(std::string_view text,
                                                       const std::string& path_for_errors);
   std::string serialize() const;
@@ -111,8 +119,23 @@ class UserStore {
   bool may_send_as(std::string_view user, std::string_view sender) const;
 
  private:
+  // Hash and equality of addresses as same_address() compares them; transparent, so that a
+  // lookup by string_view allocates nothing.
+  struct AddressHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view address) const;
+  };
+  struct AddressEqual {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const { return same_address(a, b); }
+  };
+
   User* find_mutable(std::string_view address);
-  std::vector<User> users_;
+  void add_user(User user);
+  void rebuild_index();
+
+  std::vector<User> users_;                                                        // in file order
+  std::unordered_map<std::string, std::size_t, AddressHash, AddressEqual> index_;  // → users_
 };
 
 // Constant-time check of a password (crypto_pwhash_str_verify). For user == nullptr it
@@ -121,16 +144,51 @@ class UserStore {
 // worker pool, never from an I/O thread.
 bool verify_password(const User* user, std::string_view password);
 
-// The current snapshot of a users file, reloaded when the file changes. Thread-safe.
-// current() checks the file's inode, size and mtime at most once per check interval; a
-// changed file is loaded, and if it is invalid the old snapshot stays in use and the error
-// is logged and kept in last_error(). A missing file is an empty store.
+// What UserDirectory needs of the file system: stat(2) and read(2) of the users file. The
+// real one is the default; a test can count calls or see which thread makes them.
+class UsersFileSource {
+ public:
+  struct Signature {
+    bool exists = false;
+    std::uint64_t inode = 0;
+    std::uint64_t device = 0;
+    std::int64_t size = 0;
+    std::int64_t mtime_ns = 0;
+    bool operator==(const Signature&) const = default;
+  };
+  virtual ~UsersFileSource() = default;
+  virtual Signature signature(const std::string& path) = 0;
+  virtual base::Expected<std::string, std::string> read(const std::string& path) = 0;
+};
+std::unique_ptr<UsersFileSource> make_file_system_source();
+
+// The snapshot of a users file in service, and the one owner that re-reads the file.
+//
+// Threads: current() is what I/O threads call: one atomic load of a shared_ptr, no lock
+// held by a reader, no file access. The file is looked at only by refresh() — from the
+// watcher thread of start_watching(), or from whoever calls it (tests, the daemon at start)
+// — and by switch_to(); those serialise on one mutex readers never take. A changed file
+// (inode, size or mtime) is parsed into a new snapshot that replaces the old one
+// atomically; holders of the old one keep it unchanged. An invalid file leaves the old
+// snapshot in service, is logged (users_reload_failed, with file and line) and kept in
+// last_error(). A missing file is an empty store.
 class UserDirectory {
  public:
+  // Loads the file now, on the calling thread.
   explicit UserDirectory(std::string path);
-  UserDirectory(std::string path, std::chrono::milliseconds check_interval);
+  UserDirectory(std::string path, std::unique_ptr<UsersFileSource> source);
+  ~UserDirectory();  // stops the watcher
+  UserDirectory(const UserDirectory&) = delete;
+  UserDirectory& operator=(const UserDirectory&) = delete;
 
-  std::shared_ptr<const UserStore> current();
+  std::shared_ptr<const UserStore> current() const;
+
+  // Looks at the file once and reloads it if it changed; true when a new snapshot (or an
+  // empty one for a deleted file) went into service.
+  bool refresh();
+  // A thread that calls refresh() every poll_interval until destruction (once only).
+  void start_watching(std::chrono::milliseconds poll_interval);
+
   std::string last_error() const;
   std::string path() const;
   // A configuration reload named another users file: it is loaded now (missing: an empty
@@ -138,24 +196,21 @@ class UserDirectory {
   base::Expected<base::Ok, std::string> switch_to(std::string path);
 
  private:
-  struct FileSignature {
-    bool exists = false;
-    std::uint64_t inode = 0;
-    std::uint64_t device = 0;
-    std::int64_t size = 0;
-    std::int64_t mtime_ns = 0;
-    bool operator==(const FileSignature&) const = default;
-  };
-  FileSignature stat_file() const;
-  void reload_locked(const FileSignature& signature);
+  bool reload_locked(const UsersFileSource::Signature& signature);
+  void publish(std::shared_ptr<const UserStore> snapshot);
 
-  std::string path_;  // guarded by mutex_ (a reload may switch files)
-  const std::chrono::milliseconds check_interval_;
-  mutable std::mutex mutex_;
-  std::shared_ptr<const UserStore> snapshot_;
-  FileSignature seen_;  // the file last looked at (loaded or refused)
-  std::chrono::steady_clock::time_point last_check_;
+  const std::unique_ptr<UsersFileSource> source_;
+  std::atomic<std::shared_ptr<const UserStore>> snapshot_;
+
+  mutable std::mutex reload_mutex_;  // guards what follows (never taken by current())
+  std::string path_;                 // a reload may switch files
+  UsersFileSource::Signature seen_;  // the file last looked at (loaded or refused)
   std::string last_error_;
+
+  std::mutex watch_mutex_;  // guards stopping_
+  std::condition_variable watch_wake_;
+  bool stopping_ = false;
+  std::thread watcher_;
 };
 
 }  // namespace auth

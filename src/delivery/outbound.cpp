@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "base/clock.h"
 #include "obs/log.h"
 
 namespace delivery {
@@ -16,12 +17,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using queue::DeliveryResult;
 using queue::DeliveryStatus;
-
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string lower(std::string_view text) {
   std::string out(text);
@@ -292,7 +287,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   auto finish = [&](std::unique_ptr<Connection> connection) {
     if (connection) {
       SeenTls seen = achieved(connection->tls());
-      if (memory_.record(memory_key, seen, unix_now())) {
+      if (memory_.record(memory_key, seen, base::unix_now())) {
         obs::Log("tls_memory").kv("domain", memory_key).kv("level", seen_tls_name(seen));
       }
     }

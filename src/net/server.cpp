@@ -5,7 +5,6 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <sodium.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -27,8 +26,9 @@
 #include <unordered_set>
 #include <vector>
 
-#include "auth/certificate_user.h"
+#include "auth/authenticator.h"
 #include "auth/sasl.h"
+#include "base/clock.h"
 #include "intake/message_intake.h"
 #include "intake/pipeline.h"
 #include "net/proxy_protocol.h"
@@ -70,12 +70,6 @@ std::string endpoint_address(const tcp::endpoint& endpoint) {
     return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
   }
   return address.to_string();
-}
-
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 // Completion for GroupCommitter: the result comes back on the connection's executor.
@@ -430,9 +424,9 @@ struct Server::Impl {
   };
 
   bool trusted_proxy(const std::string& peer, const ListenerOptions& options) const {
-    auto ip = auth::parse_ip(peer);
+    auto ip = base::parse_ip(peer);
     return ip && std::any_of(options.proxy_from.begin(), options.proxy_from.end(),
-                             [&](const auth::Network& network) { return network.contains(*ip); });
+                             [&](const base::Network& network) { return network.contains(*ip); });
   }
 
   // The connection limits. A new connection (not yet counted anywhere) enters the table of
@@ -664,9 +658,7 @@ struct Server::Impl {
     };
     unsigned messages = 0;
     std::string close_reason = "quit";
-    std::unique_ptr<auth::SaslServer> sasl;             // the AUTH exchange in progress
-    std::shared_ptr<const auth::UserStore> sasl_users;  // the snapshot it runs against
-    std::string sasl_mechanism;
+    std::unique_ptr<auth::Authenticator> authenticator;  // the AUTH exchange in progress
 
     auto handshake = [&]() -> awaitable<bool> {
       connection->arm(options.handshake_timeout);
@@ -793,7 +785,7 @@ struct Server::Impl {
                                      tls ? std::string_view(info.version) : std::string_view(),
                                      tls ? std::string_view(info.cipher) : std::string_view(),
                                      session.authenticated_user(),
-                                     unix_now()};
+                                     base::unix_now()};
           if (auto refusal = intake.begin(start)) {
             session.message_failed(*refusal);
             break;
@@ -901,8 +893,7 @@ struct Server::Impl {
           break;
         }
         case smtp::Action::kAuthenticate: {
-          co_await authenticate(session, *connection, sasl, sasl_users, sasl_mechanism, session_id,
-                                client);
+          co_await authenticate(session, *connection, authenticator, session_id, client);
           break;
         }
         case smtp::Action::kClose: {
@@ -952,154 +943,61 @@ struct Server::Impl {
     return value;
   }
 
-  // SASL EXTERNAL: the user the client certificate of this connection maps to, or why there
-  // is none (no certificate, one that did not verify against the listener's client_ca, or
-  // one that names no user). Only a verified certificate is ever mapped.
-  static base::Expected<std::string, std::string> certificate_user(SSL* ssl,
-                                                                   const auth::UserLookup& lookup) {
+  // What the client certificate of this connection says (for SASL EXTERNAL), as the
+  // authenticator takes it: it never looks at the TLS session itself.
+  static auth::ClientCertificate client_certificate(SSL* ssl) {
     tls::ClientIdentity identity = tls::client_identity(ssl);
-    if (!identity.verified) {
-      return base::unexpected(identity.presented
-                                  ? "client certificate not verified: " + identity.verify_error
-                                  : identity.verify_error);
-    }
-    return auth::certificate_user(auth::CertificateNames{identity.email_sans, identity.subject_cn},
-                                  lookup);
+    return auth::ClientCertificate{
+        identity.presented, identity.verified, std::move(identity.verify_error),
+        auth::CertificateNames{std::move(identity.email_sans), std::move(identity.subject_cn)}};
   }
 
-  // One kAuthenticate step. Every failure is one stable log line (README "Logs"; the
-  // fail2ban filter in contrib/ matches it): client address, user as given, mechanism,
-  // reason — never the secret.
+  // One kAuthenticate step. The policy (lockouts, cache, reply codes, log lines) is the
+  // authenticator's; here only the hop to the worker pool for argon2id and back, and the
+  // limiter's wait before a failure reply.
   awaitable<void> authenticate(smtp::ServerSession& session, Connection& connection,
-                               std::unique_ptr<auth::SaslServer>& sasl,
-                               std::shared_ptr<const auth::UserStore>& users,
-                               std::string& mechanism, const std::string& session_id,
-                               const std::string& client) {
-    auto now = [] { return std::chrono::steady_clock::now(); };
-    auto log_failure = [&](std::string_view user, std::string_view reason) {
-      obs::Log("auth_failed", obs::Level::kWarning)
-          .kv("session", session_id)
-          .kv("client", client)
-          .kv("user", user)
-          .kv("mechanism", mechanism)
-          .kv("reason", reason);
-      obs::server_metrics().auth_result(mechanism, false);
-    };
-    auto locked_out = [&](std::string_view user) {
-      if (services.limiter == nullptr) return false;
-      return services.limiter->check(client, user, now()).locked;
-    };
-    const smtp::Reply kLocked{454, "4.7.0", "Too many authentication failures, try again later"};
-    if (session.auth_starting()) {
-      mechanism = std::string(session.auth_mechanism());
-      users = services.users != nullptr ? services.users->current() : nullptr;
-      auth::UserLookup lookup = [store = users](std::string_view name) -> const auth::User* {
-        return store ? store->find(name) : nullptr;
-      };
-      // EXTERNAL (offered only on listeners with a client_ca): the certificate is the
-      // credential, so no password and no argon2id; the mechanism checks the authzid.
-      std::string external_user;
-      if (mechanism == "EXTERNAL") {
-        if (auto mapped = certificate_user(connection.ssl.get(), lookup)) external_user = *mapped;
-      }
-      sasl = auth::make_sasl_server(mechanism, std::move(lookup),
-                                    tls_exporter(connection.ssl.get()), std::move(external_user));
-      if (!sasl) {
-        session.auth_failed(smtp::Reply{504, "5.5.4", "Unrecognized authentication type"});
-        co_return;
-      }
-      if (locked_out("")) {  // the whole address is locked out: do not even start
-        log_failure("", "locked out");
-        sasl.reset();
-        session.auth_failed(kLocked);
-        co_return;
+                               std::unique_ptr<auth::Authenticator>& authenticator,
+                               const std::string& session_id, const std::string& client) {
+    std::optional<auth::Outcome> outcome;
+    if (session.auth_starting() || !authenticator) {
+      authenticator = std::make_unique<auth::Authenticator>(
+          auth::AuthServices{services.users, services.limiter, services.verified_cache},
+          auth::AuthConnection{client, session_id, tls_exporter(connection.ssl.get()),
+                               client_certificate(connection.ssl.get())});
+      // Without auth_starting() (cannot happen) the new authenticator refuses the step.
+      if (session.auth_starting()) {
+        outcome = authenticator->start(session.auth_mechanism(), Clock::now());
       }
     }
-    if (!sasl) {  // cannot happen: the session starts every exchange with auth_starting()
-      session.auth_failed(smtp::Reply{454, "4.7.0", "Temporary authentication failure"});
-      co_return;
+    if (!outcome) {
+      outcome =
+          authenticator->step(session.auth_response(), session.auth_has_response(), Clock::now());
     }
-    auth::SaslStep step = sasl->step(session.auth_response(), session.auth_has_response());
-    for (;;) {
-      switch (step.kind) {
-        case auth::SaslStep::Kind::kChallenge:
-          session.auth_challenge(step.challenge);
-          co_return;
-        case auth::SaslStep::Kind::kVerifyPassword: {
-          if (locked_out(step.user)) {
-            sodium_memzero(step.password.data(), step.password.size());
-            log_failure(step.user, "locked out");
-            sasl.reset();
-            session.auth_failed(kLocked);
-            co_return;
-          }
-          const auth::User* user = users ? users->find(step.user) : nullptr;
-          auth::VerifiedCache* cache = services.verified_cache;
-          bool ok = user != nullptr && cache != nullptr &&
-                    cache->hit(user->address, user->password_hash, step.password, now());
-          if (!ok) {
-            // argon2id off the I/O thread: hop to the pool, verify, hop back.
-            auto home = co_await asio::this_coro::executor;
-            co_await asio::post(auth_pool, asio::use_awaitable);
-            ok = auth::verify_password(user, step.password);
-            co_await asio::post(home, asio::use_awaitable);
-            if (ok && cache != nullptr) {
-              cache->remember(user->address, user->password_hash, step.password, now());
-            }
-          }
-          sodium_memzero(step.password.data(), step.password.size());
-          step = sasl->password_verified(ok);  // a failure names the user itself
-          continue;
+    while (outcome->kind == auth::Outcome::Kind::kVerifyPassword) {
+      // argon2id off the I/O thread: hop to the pool, verify, hop back.
+      auto home = co_await asio::this_coro::executor;
+      co_await asio::post(auth_pool, asio::use_awaitable);
+      const bool ok = auth::verify_password(outcome->check.user, outcome->check.password);
+      co_await asio::post(home, asio::use_awaitable);
+      outcome = authenticator->password_verified(ok, Clock::now());
+    }
+    switch (outcome->kind) {
+      case auth::Outcome::Kind::kChallenge:
+        session.auth_challenge(outcome->challenge);
+        co_return;
+      case auth::Outcome::Kind::kSucceeded:
+        authenticator.reset();
+        session.auth_succeeded(outcome->user);
+        co_return;
+      case auth::Outcome::Kind::kFailed:
+      case auth::Outcome::Kind::kVerifyPassword:  // handled above
+        authenticator.reset();
+        if (outcome->delay.count() > 0) {
+          asio::steady_timer pause(co_await asio::this_coro::executor, outcome->delay);
+          co_await pause.async_wait(use_nothrow);
         }
-        case auth::SaslStep::Kind::kSuccess: {
-          // A lockout holds even against the right password until the window passes.
-          if (locked_out(step.user)) {
-            log_failure(step.user, "locked out");
-            sasl.reset();
-            session.auth_failed(kLocked);
-            co_return;
-          }
-          if (services.limiter != nullptr)
-            services.limiter->record_success(client, step.user, now());
-          obs::Log("auth")
-              .kv("session", session_id)
-              .kv("client", client)
-              .kv("user", step.user)
-              .kv("mechanism", mechanism);
-          obs::server_metrics().auth_result(mechanism, true);
-          sasl.reset();
-          session.auth_succeeded(step.user);
-          co_return;
-        }
-        case auth::SaslStep::Kind::kFailure: {
-          sasl.reset();
-          if (step.malformed) {
-            log_failure(step.user, step.failure);
-            session.auth_failed(smtp::Reply{501, "5.5.2", "Malformed authentication response"});
-            co_return;
-          }
-          std::chrono::milliseconds delay{0};
-          if (services.limiter != nullptr) {
-            delay = services.limiter->record_failure(client, step.user, now()).delay;
-          }
-          std::string reason = step.failure.empty() ? "invalid credentials" : step.failure;
-          if (mechanism == "EXTERNAL") {  // say why the certificate gave no user
-            auto mapped =
-                certificate_user(connection.ssl.get(), [store = users](std::string_view name) {
-                  return store ? store->find(name) : nullptr;
-                });
-            if (!mapped) reason = mapped.error();
-          }
-          log_failure(step.user, reason);
-          if (delay.count() > 0) {
-            asio::steady_timer pause(co_await asio::this_coro::executor, delay);
-            co_await pause.async_wait(use_nothrow);
-          }
-          // RFC 4954 §6: the same 535 for an unknown user and a wrong password.
-          session.auth_failed(smtp::Reply{535, "5.7.8", "Authentication credentials invalid"});
-          co_return;
-        }
-      }
+        session.auth_failed(outcome->reply);
+        co_return;
     }
   }
 

@@ -10,9 +10,11 @@
 // says whether it waits for a command or for data), the TLS handshake has its own bound,
 // and a failure of one connection is logged and never touches another.
 //
-// AUTH: the session frames the SASL exchange, an auth::SaslServer runs the mechanism, and
-// password verification (argon2id, ~100 ms by design) runs on a small worker pool; the
-// connection's coroutine waits for it without blocking its I/O thread.
+// AUTH: the session frames the SASL exchange and auth::Authenticator decides (lockout, cache,
+// replies, log lines); the host only runs password verification (argon2id, ~100 ms by design)
+// on a small worker pool and waits out the limiter's delays, never blocking its I/O thread.
+// Messages: intake::MessageIntake owns the spool file, the Received header and the storage
+// failure replies; intake::StageRun sequences the listener's checks, the host only waits.
 #pragma once
 
 #include <chrono>
@@ -26,6 +28,7 @@
 #include "auth/user_store.h"
 #include "auth/verified_cache.h"
 #include "base/expected.h"
+#include "base/network.h"
 #include "intake/pipeline.h"
 #include "queue/group_commit.h"
 #include "queue/spool.h"
@@ -54,7 +57,7 @@ struct ListenerOptions {
   // PROXY protocol v1/v2: each connection from one of proxy_from starts with a header naming
   // the real client (logged, limited, put in Received); other peers are refused.
   bool proxy_protocol = false;
-  std::vector<auth::Network> proxy_from;
+  std::vector<base::Network> proxy_from;
 };
 
 struct ServerServices {

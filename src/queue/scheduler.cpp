@@ -16,6 +16,7 @@
 #include <span>
 #include <utility>
 
+#include "base/clock.h"
 #include "obs/log.h"
 #include "obs/server_metrics.h"
 #include "queue/dsn.h"
@@ -27,12 +28,6 @@ namespace {
 std::string format_delay(std::chrono::milliseconds delay) {
   if (delay.count() % 1000 == 0) return std::to_string(delay.count() / 1000) + "s";
   return std::to_string(delay.count()) + "ms";
-}
-
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 // The RFC 3463 status a DSN reports for a result that has none of its own.
@@ -102,7 +97,7 @@ void Scheduler::start() {
       if (messages_.contains(id)) continue;
       MessageState& state = messages_[id];
       state.recovered = true;
-      state.queued_unix = unix_now();  // until loaded: the age counts from the restart
+      state.queued_unix = base::unix_now();  // until loaded: the age counts from the restart
       // A hold outlives a restart: the message waits without being loaded.
       std::vector<std::string> lines = spool_.read_state(id);
       bool held = false;
@@ -127,7 +122,7 @@ void Scheduler::enqueue(const std::string& id) {
   std::lock_guard lock(mutex_);
   auto [it, inserted] = messages_.try_emplace(id);
   if (!inserted) return;  // already known: ready, waiting, in flight or held
-  it->second.queued_unix = unix_now();
+  it->second.queued_unix = base::unix_now();
   ready_.push_back(id);
   wake_.notify_one();
 }
@@ -287,7 +282,7 @@ void Scheduler::attempt(const std::string& id) {
                                             std::chrono::steady_clock::now() - attempt_started);
   }
 
-  const std::int64_t now = unix_now();
+  const std::int64_t now = base::unix_now();
   const std::int64_t age = now - message.received_unix;
   const bool expired = std::chrono::seconds(age) >=
                        std::chrono::duration_cast<std::chrono::seconds>(options_.max_lifetime);
@@ -411,7 +406,7 @@ bool Scheduler::send_dsn(const StoredMessage& message, const std::vector<std::si
   // action_code: 0 failed, 1 delayed, 2 delivered/relayed.
   const smtp::Envelope& envelope = message.envelope;
   if (envelope.reverse_path.empty()) return true;  // never a DSN to <> (RFC 3461 §6.2)
-  const std::int64_t now = unix_now();
+  const std::int64_t now = base::unix_now();
   DsnRequest request;
   request.reporting_mta = options_.hostname;
   request.sender = envelope.reverse_path;
@@ -488,7 +483,7 @@ void Scheduler::retry_later(const std::string& id, MessageState& state) {
     std::int64_t left =
         state.received_unix +
         std::chrono::duration_cast<std::chrono::seconds>(options_.max_lifetime).count() -
-        unix_now();
+        base::unix_now();
     if (left >= 0 && std::chrono::seconds(left) < delay) {
       delay = std::chrono::seconds(left) + std::chrono::milliseconds(100);
     }
@@ -518,9 +513,9 @@ QueueEntryView Scheduler::view(const std::string& id, const MessageState& state,
       break;
     case Phase::kWaiting:
       entry.state = "deferred";
-      entry.next_attempt_unix = unix_now() + std::chrono::duration_cast<std::chrono::seconds>(
-                                                 state.next_attempt - Clock::now())
-                                                 .count();
+      entry.next_attempt_unix = base::unix_now() + std::chrono::duration_cast<std::chrono::seconds>(
+                                                       state.next_attempt - Clock::now())
+                                                       .count();
       break;
     case Phase::kActive:
       entry.state = "active";

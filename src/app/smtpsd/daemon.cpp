@@ -17,14 +17,15 @@
 #include <thread>
 #include <vector>
 
-#include "app/smtpsd/control_commands.h"
 #include "app/common/control_socket.h"
+#include "app/smtpsd/control_commands.h"
 #include "app/smtpsd/local_recipients.h"
 #include "app/smtpsd/privileges.h"
 #include "app/smtpsd/systemd_notify.h"
 #include "auth/failure_limiter.h"
 #include "auth/user_store.h"
 #include "auth/verified_cache.h"
+#include "base/clock.h"
 #include "delivery/maildir.h"
 #include "delivery/outbound.h"
 #include "delivery/router.h"
@@ -44,12 +45,6 @@ namespace {
 int fail(const std::string& message) {
   std::fprintf(stderr, "smtpsd: %s\n", message.c_str());
   return 1;
-}
-
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 // Each connection is a descriptor, and so is each spool and Maildir file it touches:
@@ -169,7 +164,7 @@ void add_queue_collector(const queue::Scheduler& scheduler) {
                               "Age of the oldest message in the queue (0: empty).", "gauge");
     obs::append_sample(
         out, "smtpsd_queue_oldest_age_seconds", "",
-        stats.oldest_unix == 0 ? 0.0 : static_cast<double>(unix_now() - stats.oldest_unix));
+        stats.oldest_unix == 0 ? 0.0 : static_cast<double>(base::unix_now() - stats.oldest_unix));
   });
 }
 
@@ -241,8 +236,10 @@ int Daemon::run(const std::function<void()>& on_ready) {
 
   raise_open_file_limit(config.max_connections);
   auth::UserDirectory users(config.auth.users_file);
-  // The users file is read now (a broken one stops the start) and re-read when it changes.
-  if (users.current(); !users.last_error().empty()) return fail(users.last_error());
+  // The users file is read now (a broken one stops the start) and re-read when it changes,
+  // by the directory's own watcher thread: I/O threads only load the snapshot pointer.
+  if (!users.last_error().empty()) return fail(users.last_error());
+  users.start_watching(std::chrono::milliseconds(500));  // docs/users-file.md: "within a second"
   auto limiter = auth::FailureLimiter::create(limiter_options(config));
   if (!limiter) return fail(limiter.error());
   auth::VerifiedCache verified_cache(config.auth.verified_cache);
@@ -267,7 +264,7 @@ int Daemon::run(const std::function<void()>& on_ready) {
       [limiter = limiter.value().get(), &scheduler,
        memory = &outbound.value()->tls_memory()](const std::string& request) {
         return handle_control_request(request, *limiter, std::chrono::steady_clock::now(),
-                                      &scheduler, memory, unix_now());
+                                      &scheduler, memory, base::unix_now());
       });
   if (!controlling) return fail(controlling.error());
 

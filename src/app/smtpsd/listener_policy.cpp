@@ -86,7 +86,7 @@ base::Expected<net::ListenerOptions, std::string> listener_options(
   options.session = session_config(snapshot, listener, users);
   options.proxy_protocol = listener.proxy_protocol;
   for (const std::string& network : listener.proxy_from) {
-    auto parsed = auth::parse_network(network);  // validated by the configuration loader
+    auto parsed = base::parse_network(network);  // validated by the configuration loader
     if (!parsed) {
       return base::unexpected(
           config_location(config, listener.line,

@@ -11,15 +11,10 @@
 #include "app/smtpsd/config_location.h"
 #include "app/smtpsd/listener_policy.h"
 #include "app/smtpsd/systemd_notify.h"
+#include "base/clock.h"
 
 namespace app {
 namespace {
-
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 template <typename T>
 void keep(T& next, const T& running, const char* key, std::vector<std::string>& changed) {
@@ -82,7 +77,7 @@ void log_certificate(std::string_view event, const tls::CertificateDetails& c) {
                                      : fmt::format("{}", fmt::join(c.set_names, ",")))
       .kv("key", c.key_type)
       .kv("not_after", c.not_after)
-      .kv("days_left", (c.not_after - unix_now()) / 86400);
+      .kv("days_left", (c.not_after - base::unix_now()) / 86400);
 }
 
 // Inotify wakes the watcher at once; the poll catches what it cannot see. A change is acted
@@ -205,7 +200,7 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
   Generation next;
   next.config = snapshot;
   tls::LoadOptions load_options;
-  load_options.now_unix = unix_now();
+  load_options.now_unix = base::unix_now();
   load_options.refuse_out_of_date = strict_dates;
   load_options.in_service = previous != nullptr ? previous->certificates.get() : nullptr;
   auto store = tls::CertificateStore::load(config.certificates, load_options);
@@ -323,7 +318,7 @@ void ReloadEngine::check_expiry() {
   {
     std::lock_guard lock(state_mutex_);
     if (!generation_.certificates) return;
-    notices = expiry_.check(generation_.certificates->certificates(), unix_now());
+    notices = expiry_.check(generation_.certificates->certificates(), base::unix_now());
   }
   for (const tls::ExpiryNotice& notice : notices) {
     const tls::CertificateDetails& c = notice.certificate;

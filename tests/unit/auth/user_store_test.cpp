@@ -1,14 +1,19 @@
 // user_store_test.cpp — auth::UserStore and auth::UserDirectory against real files in a
 // temp dir: round trip, mode 0600, refusals naming file:line, reload on change and the old
-// snapshot kept on a broken file, argon2id verification (test_argon2 params, fast).
+// snapshot kept on a broken file, reloads off the reading threads, argon2id verification
+// (test_argon2 params, fast).
 #include "auth/user_store.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -291,7 +296,7 @@ TEST(DefaultArgon2Test, IsAtLeastLibsodiumInteractive) {
 
 TEST(UserDirectoryTest, MissingFileIsAnEmptyStore) {
   TempDir dir;
-  UserDirectory directory(dir.file("users"), std::chrono::milliseconds(0));
+  UserDirectory directory(dir.file("users"));
   EXPECT_EQ(directory.current()->size(), 0u);
   EXPECT_EQ(directory.last_error(), "");
 }
@@ -302,43 +307,195 @@ TEST(UserDirectoryTest, ReloadsOnChangeAndKeepsOldSnapshotOnBrokenFile) {
   UserStore one;
   ASSERT_TRUE(one.set_password("alice@example.org", "pw1", test_argon2()));
   ASSERT_TRUE(one.save(path));
-  UserDirectory directory(path, std::chrono::milliseconds(0));
+  UserDirectory directory(path);
   auto first = directory.current();
   EXPECT_EQ(first->size(), 1u);
 
   UserStore two = one;
   ASSERT_TRUE(two.set_password("bob@example.org", "pw2", test_argon2()));
   ASSERT_TRUE(two.save(path));  // rename: a new inode
+  EXPECT_TRUE(directory.refresh());
   auto second = directory.current();
   EXPECT_EQ(second->size(), 2u);
   EXPECT_EQ(first->size(), 1u);  // a snapshot never changes under its holder
+  EXPECT_NE(second->find("BOB@example.org"), nullptr);
 
   write_file(path, "smtpsd-users 1\nthis is not a user\n");
+  EXPECT_FALSE(directory.refresh());
   auto third = directory.current();
   EXPECT_EQ(third, second);
   EXPECT_NE(directory.last_error().find(path + ":2: "), std::string::npos)
       << directory.last_error();
-  EXPECT_EQ(directory.current(), second);  // no reload while the broken file is unchanged
+  EXPECT_FALSE(directory.refresh());  // no reload while the broken file is unchanged
+  EXPECT_EQ(directory.current(), second);
 
   ASSERT_TRUE(one.save(path));  // fixed
+  EXPECT_TRUE(directory.refresh());
   EXPECT_EQ(directory.current()->size(), 1u);
   EXPECT_EQ(directory.last_error(), "");
 
   ASSERT_EQ(::unlink(path.c_str()), 0);
+  EXPECT_TRUE(directory.refresh());
   EXPECT_EQ(directory.current()->size(), 0u);
 }
 
-TEST(UserDirectoryTest, ChecksAtMostOncePerInterval) {
+// The real file system, with a record of which threads stat or read the file.
+class WatchedSource : public UsersFileSource {
+ public:
+  Signature signature(const std::string& path) override {
+    note();
+    return real_->signature(path);
+  }
+  base::Expected<std::string, std::string> read(const std::string& path) override {
+    note();
+    return real_->read(path);
+  }
+  std::vector<std::thread::id> callers() {
+    std::lock_guard lock(mutex_);
+    return callers_;
+  }
+  std::size_t calls() {
+    std::lock_guard lock(mutex_);
+    return callers_.size();
+  }
+
+ private:
+  void note() {
+    std::lock_guard lock(mutex_);
+    callers_.push_back(std::this_thread::get_id());
+  }
+  std::unique_ptr<UsersFileSource> real_ = make_file_system_source();
+  std::mutex mutex_;
+  std::vector<std::thread::id> callers_;
+};
+
+TEST(UserDirectoryTest, CurrentNeverLooksAtTheFile) {
   TempDir dir;
   std::string path = dir.file("users");
-  UserDirectory directory(path, std::chrono::hours(1));
-  EXPECT_EQ(directory.current()->size(), 0u);
+  auto source = std::make_unique<WatchedSource>();
+  WatchedSource* watched = source.get();
+  UserDirectory directory(path, std::move(source));
+  const std::size_t after_construction = watched->calls();
   UserStore one;
   ASSERT_TRUE(one.set_password("alice@example.org", "pw1", test_argon2()));
   ASSERT_TRUE(one.save(path));
-  EXPECT_EQ(directory.current()->size(), 0u);  // not looked at yet
-  UserDirectory fresh(path, std::chrono::hours(1));
-  EXPECT_EQ(fresh.current()->size(), 1u);  // loaded at construction
+  for (int i = 0; i < 1000; ++i)
+    EXPECT_EQ(directory.current()->size(), 0u);  // not looked at: no watcher, no refresh()
+  EXPECT_EQ(watched->calls(), after_construction);
+  EXPECT_TRUE(directory.refresh());
+  EXPECT_EQ(directory.current()->size(), 1u);
+}
+
+// The watcher thread notices a new file and publishes it; the thread that plays the I/O
+// thread only ever calls current(), and never stats or reads the file itself.
+TEST(UserDirectoryTest, WatcherReloadsOffTheReadingThread) {
+  TempDir dir;
+  std::string path = dir.file("users");
+  auto source = std::make_unique<WatchedSource>();
+  WatchedSource* watched = source.get();
+  UserDirectory directory(path, std::move(source));
+  directory.start_watching(std::chrono::milliseconds(5));
+  UserStore one;
+  ASSERT_TRUE(one.set_password("alice@example.org", "pw1", test_argon2()));
+
+  std::atomic<bool> seen{false};
+  std::thread::id reader_id;
+  std::thread reader([&] {
+    reader_id = std::this_thread::get_id();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (directory.current()->find("alice@example.org") != nullptr) {
+        seen = true;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  ASSERT_TRUE(one.save(path));
+  reader.join();
+  EXPECT_TRUE(seen);
+  std::vector<std::thread::id> callers = watched->callers();
+  EXPECT_GT(callers.size(), 1u);  // the construction, then the watcher's polls
+  for (std::thread::id caller : callers)
+    EXPECT_NE(caller, reader_id);
+}
+
+// Readers on several threads while the file is replaced again and again: each sees a whole
+// snapshot (one of the versions written), never a torn one. ASan and TSan builds run this.
+TEST(UserDirectoryTest, ConcurrentReadersDuringSwapsSeeWholeSnapshots) {
+  TempDir dir;
+  std::string path = dir.file("users");
+  UserStore small, large;
+  ASSERT_TRUE(small.set_password("alice@example.org", "pw1", test_argon2()));
+  large = small;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(
+        large.set_password("user" + std::to_string(i) + "@example.org", "pw", test_argon2()));
+  }
+  ASSERT_TRUE(small.save(path));
+  UserDirectory directory(path);
+
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> reads{0};
+  std::atomic<bool> torn{false};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 4; ++r) {
+    readers.emplace_back([&] {
+      while (!stop) {
+        std::shared_ptr<const UserStore> store = directory.current();
+        const std::size_t size = store->size();
+        if ((size != 1 && size != 21) || store->find("alice@example.org") == nullptr ||
+            (size == 21) != (store->find("user19@example.org") != nullptr)) {
+          torn = true;
+        }
+        ++reads;
+      }
+    });
+  }
+  // Replaced by rename as save() does, without its fsyncs (this is about the swap).
+  const std::string texts[2] = {large.serialize(), small.serialize()};
+  int swaps = 0;
+  for (int i = 0; i < 60; ++i) {
+    write_file(path + ".new", texts[i % 2]);
+    fs::rename(path + ".new", path);
+    if (directory.refresh()) ++swaps;
+  }
+  stop = true;
+  for (std::thread& t : readers)
+    t.join();
+  EXPECT_FALSE(torn);
+  EXPECT_EQ(swaps, 60);
+  EXPECT_GT(reads.load(), 0u);
+}
+
+TEST(UserDirectoryTest, SwitchToAnotherFile) {
+  TempDir dir;
+  UserStore one;
+  ASSERT_TRUE(one.set_password("alice@example.org", "pw1", test_argon2()));
+  ASSERT_TRUE(one.save(dir.file("a")));
+  write_file(dir.file("broken"), "not a users file\n");
+  UserDirectory directory(dir.file("missing"));
+  EXPECT_EQ(directory.current()->size(), 0u);
+  EXPECT_FALSE(directory.switch_to(dir.file("broken")));
+  EXPECT_EQ(directory.path(), dir.file("missing"));
+  ASSERT_TRUE(directory.switch_to(dir.file("a")));
+  EXPECT_EQ(directory.current()->size(), 1u);
+  EXPECT_EQ(directory.path(), dir.file("a"));
+  EXPECT_FALSE(directory.refresh());  // already looked at
+}
+
+// find() is a hash lookup under same_address(): any case, and consistent after removals.
+TEST(UserStoreTest, FindIgnoresCaseAndSurvivesRemoval) {
+  UserStore store = two_users();
+  ASSERT_TRUE(store.set_password("carol@example.org", "pw", test_argon2()));
+  EXPECT_EQ(store.find("ALICE@EXAMPLE.ORG")->address, "alice@example.org");
+  EXPECT_TRUE(store.remove("Alice@example.org"));
+  EXPECT_EQ(store.find("alice@example.org"), nullptr);
+  ASSERT_NE(store.find("bob@example.net"), nullptr);
+  EXPECT_EQ(store.find("bob@example.net")->address, "bob@Example.NET");
+  EXPECT_EQ(store.find("CAROL@example.org")->address, "carol@example.org");
+  UserStore copy = store;
+  EXPECT_EQ(copy.find("carol@example.org"), copy.users()[1]);  // the copy indexes its own
 }
 
 }  // namespace
