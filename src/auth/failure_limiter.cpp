@@ -8,6 +8,7 @@
 // "Alice@X" and "alice@x" share a counter.
 #include "auth/failure_limiter.h"
 
+#include <arpa/inet.h>
 
 #include <algorithm>
 #include <cstring>
