@@ -5,19 +5,21 @@
 #               uses it. Its CTest holds one entry per test (~740 unit, ~215 integration),
 #               the summary CI counts.
 #   build-san/  clang 16, Debug, ASan + UBSan + libFuzzer coverage. Only two things are built
-#               there: unit_tests, run whole in $(JOBS) gtest shards, and the *_fuzz targets.
-# Steps: deps (not timed: a no-op once installed), both builds at -j $(JOBS), the sanitizer
-# unit tests, then the release CTest at -j $(TEST_JOBS) (more than the cores: the
-# integration tests mostly wait on sockets) while the fuzz smoke runs FUZZ_JOBS targets at a
-# time, each for FUZZ_SECONDS, at low priority. The README ("Building and testing") gives the
-# time of each step.
+#               there: the *_fuzz targets and unit_tests, run whole in $(JOBS) gtest shards.
+# Steps, in order: deps (installs what is missing; a no-op once installed), build/ and the
+# fuzzers and unit_tests of build-san/ at -j $(JOBS), the sanitizer unit tests, the release
+# CTest at -j $(TEST_JOBS) (more than the cores: integration tests mostly wait on sockets;
+# the few that assert timings or generate load run alone, RUN_SERIAL), then the fuzz smoke,
+# FUZZ_JOBS targets at a time for FUZZ_SECONDS each (FUZZ_OVERLAP=1: beside CTest, at nice 19).
+# README.md ("Building and testing") gives the time of each step.
 BUILD      ?= build
 BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
-TEST_JOBS  ?= 8
+TEST_JOBS  ?= 4
 DEV_DIR    ?= var/dev
 FUZZ_SECONDS ?= 30
 FUZZ_JOBS  ?= 2
+FUZZ_OVERLAP ?= 0
 SAN_CXX    ?= clang++-16
 
 .PHONY: all deps build run test test-release test-asan fuzz fuzz-smoke format format-check clean
@@ -39,8 +41,8 @@ run: build
 # The fuzz targets are built before the sanitizer unit tests run and both trees before the
 # release CTest starts, so that no test competes with a compiler.
 test: build fuzz test-asan
-	FUZZ_JOBS=$(FUZZ_JOBS) ./scripts/ctest-with-fuzz-smoke.sh $(BUILD) $(TEST_JOBS) \
-	  $(BUILD_SAN) $(FUZZ_SECONDS)
+	FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_OVERLAP=$(FUZZ_OVERLAP) \
+	  ./scripts/ctest-with-fuzz-smoke.sh $(BUILD) $(TEST_JOBS) $(BUILD_SAN) $(FUZZ_SECONDS)
 
 # Every test of the release tree (unit and integration), one CTest entry each.
 test-release: build
