@@ -1,12 +1,28 @@
 # The two commands of the README: `make run` and `make test`. Everything else is a helper.
+#
+# `make test` is what CI runs (.ci/run: a bare Debian 12 machine with 2 cores). Two trees:
+#   build/      gcc, RelWithDebInfo: smtpsd, smtpsctl, unit_tests, the benches; `make run`
+#               uses it. Its CTest holds one entry per test (~740 unit, ~215 integration),
+#               the summary CI counts.
+#   build-san/  clang 16, Debug, ASan + UBSan + libFuzzer coverage. Only two things are built
+#               there: the *_fuzz targets and unit_tests, run whole in $(JOBS) gtest shards.
+# Steps, in order: deps (installs what is missing; a no-op once installed), build/ and the
+# fuzzers and unit_tests of build-san/ at -j $(JOBS), the sanitizer unit tests, the release
+# CTest at -j $(TEST_JOBS) (more than the cores: integration tests mostly wait on sockets;
+# the few that assert timings or generate load run alone, RUN_SERIAL), then the fuzz smoke,
+# FUZZ_JOBS targets at a time for FUZZ_SECONDS each (FUZZ_OVERLAP=1: beside CTest, at nice 19).
+# README.md ("Building and testing") gives the time of each step.
 BUILD      ?= build
-BUILD_ASAN ?= build-asan
-BUILD_FUZZ ?= build-fuzz
+BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
+TEST_JOBS  ?= 4
 DEV_DIR    ?= var/dev
 FUZZ_SECONDS ?= 30
+FUZZ_JOBS  ?= 2
+FUZZ_OVERLAP ?= 0
+SAN_CXX    ?= clang++-16
 
-.PHONY: all deps build run test test-unit test-asan fuzz fuzz-smoke format format-check clean
+.PHONY: all deps build run test test-release test-asan fuzz fuzz-smoke format format-check clean
 
 all: build
 
@@ -22,27 +38,32 @@ build: deps $(BUILD)/build.ninja
 run: build
 	$(BUILD)/smtpsd dev --dir $(DEV_DIR)
 
-test: build test-asan fuzz-smoke
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+# The fuzz targets are built before the sanitizer unit tests run and both trees before the
+# release CTest starts, so that no test competes with a compiler.
+test: build fuzz test-asan
+	FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_OVERLAP=$(FUZZ_OVERLAP) \
+	  ./scripts/ctest-with-fuzz-smoke.sh $(BUILD) $(TEST_JOBS) $(BUILD_SAN) $(FUZZ_SECONDS)
 
-$(BUILD_ASAN)/build.ninja: | deps
-	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSMTPSD_SANITIZE=ON
+# Every test of the release tree (unit and integration), one CTest entry each.
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure -j $(TEST_JOBS)
 
-# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer.
-test-asan: deps $(BUILD_ASAN)/build.ninja
-	cmake --build $(BUILD_ASAN) -j $(JOBS) --target unit_tests
-	cd $(BUILD_ASAN) && ctest --output-on-failure -j $(JOBS) -L unit
+$(BUILD_SAN)/build.ninja: | deps
+	cmake -S . -B $(BUILD_SAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=$(SAN_CXX) \
+	  -DSMTPSD_SANITIZE=ON -DSMTPSD_FUZZ=ON -DSMTPSD_UNIT_SHARDS=$(JOBS)
 
-$(BUILD_FUZZ)/build.ninja: | deps
-	cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DCMAKE_CXX_COMPILER=clang++ -DSMTPSD_FUZZ=ON -DSMTPSD_TESTS=OFF
+# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, the binary in $(JOBS) shards.
+test-asan: deps $(BUILD_SAN)/build.ninja
+	cmake --build $(BUILD_SAN) -j $(JOBS) --target unit_tests
+	cd $(BUILD_SAN) && ctest --output-on-failure -j $(JOBS) -L unit
 
-fuzz: deps $(BUILD_FUZZ)/build.ninja
-	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzzers
+# The libFuzzer targets, in the same tree (they share its instrumented libraries).
+fuzz: deps $(BUILD_SAN)/build.ninja
+	cmake --build $(BUILD_SAN) -j $(JOBS) --target fuzzers
 
 # A short libFuzzer run of every target, seeded from tests/dialogs.
 fuzz-smoke: fuzz
-	./scripts/fuzz-smoke.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+	FUZZ_JOBS=$(FUZZ_JOBS) ./scripts/fuzz-smoke.sh $(BUILD_SAN) $(FUZZ_SECONDS)
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')
@@ -51,4 +72,4 @@ format-check:
 	clang-format --dry-run -Werror $$(git ls-files '*.cpp' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_SAN)
