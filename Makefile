@@ -22,7 +22,7 @@ FUZZ_JOBS  ?= 2
 FUZZ_OVERLAP ?= 0
 SAN_CXX    ?= clang++-16
 
-.PHONY: all deps build run test test-release test-asan fuzz fuzz-smoke format format-check clean
+.PHONY: all deps build run test check-layers test-release test-asan fuzz fuzz-smoke format format-check clean
 
 all: build
 
@@ -40,9 +40,13 @@ run: build
 
 # The fuzz targets are built before the sanitizer unit tests run and both trees before the
 # release CTest starts, so that no test competes with a compiler.
-test: build fuzz test-asan
+test: check-layers build fuzz test-asan
 	FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_OVERLAP=$(FUZZ_OVERLAP) \
 	  ./scripts/ctest-with-fuzz-smoke.sh $(BUILD) $(TEST_JOBS) $(BUILD_SAN) $(FUZZ_SECONDS)
+
+# The layer table of docs/architecture.md against every #include of src/ (a second seconds).
+check-layers:
+	./scripts/check-layers
 
 # Every test of the release tree (unit and integration), one CTest entry each.
 test-release: build
@@ -50,7 +54,7 @@ test-release: build
 
 $(BUILD_SAN)/build.ninja: | deps
 	cmake -S . -B $(BUILD_SAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=$(SAN_CXX) \
-	  -DSMTPSD_SANITIZE=ON -DSMTPSD_FUZZ=ON -DSMTPSD_UNIT_SHARDS=$(JOBS)
+	  -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DSMTPSD_SANITIZE=ON -DSMTPSD_FUZZ=ON -DSMTPSD_UNIT_SHARDS=$(JOBS)
 
 # Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, the binary in $(JOBS) shards.
 test-asan: deps $(BUILD_SAN)/build.ninja
