@@ -123,6 +123,22 @@ struct Host {
           check(writer_open);
           writer_open = false;
           break;
+        case smtp::Action::kCheck: {
+          // The host's checks: pass, or refuse with a reply of any class (a non-refusal must
+          // become 451, a 4xx at connect closes, a 5xx at connect leaves only QUIT).
+          check(!writer_open);
+          static const smtp::Reply kRefusals[] = {{550, "5.7.1", "refused by a check"},
+                                                  {451, "4.7.1", "try later"},
+                                                  {554, "5.7.1", "listed"},
+                                                  {421, "4.7.0", "go away"},
+                                                  {250, "2.0.0", "not a refusal"}};
+          const std::uint32_t pick = random() % 8;
+          if (pick < 5)
+            session.check_refused(kRefusals[pick]);
+          else
+            session.check_passed();
+          break;
+        }
         case smtp::Action::kAuthenticate: {
           check(session.tls_active());
           check(!writer_open);
@@ -196,6 +212,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       return !sender.starts_with("other");
     };
   }
+  config.checked_stages = (seed >> 4) & 0xF;  // connect, HELO, MAIL, RCPT in any mix
   config.check_recipient = [](std::string_view address, std::string_view user) {
     if (address.starts_with("unknown")) return smtp::RecipientVerdict::kUnknownUser;
     if (address.starts_with("relay") && user.empty()) return smtp::RecipientVerdict::kRelayDenied;
