@@ -607,6 +607,9 @@ struct ServerSession::Impl {
       error_reply(501, "5.5.4", "Syntax: EHLO hostname");
       return;
     }
+    // RFC 5321 §4.1.4: a new EHLO/HELO ends any transaction, whatever the checks say of it, so
+    // an open spool file is discarded before the host is asked.
+    reset_transaction();
     if (ask_host(CheckStage::kHelo, arguments)) {
       pending_esmtp_ = true;
       return;
@@ -642,6 +645,9 @@ struct ServerSession::Impl {
       error_reply(501, "5.5.4", "Syntax: HELO hostname");
       return;
     }
+    // RFC 5321 §4.1.4: a new EHLO/HELO ends any transaction, whatever the checks say of it, so
+    // an open spool file is discarded before the host is asked.
+    reset_transaction();
     if (ask_host(CheckStage::kHelo, arguments)) {
       pending_esmtp_ = false;
       return;

@@ -1620,6 +1620,24 @@ TEST_P(CheckedSessionTest, A554AtConnectServesOnlyQuit) {
   EXPECT_TRUE(host().closed);
 }
 
+TEST_P(CheckedSessionTest, AnEhloDuringBdatDiscardsTheMessageBeforeTheCheck) {
+  check_everything();
+  host_ = std::make_unique<FakeHost>(config_);
+  host().start();
+  reply("EHLO c.example\r\n");
+  reply("MAIL FROM:<a@c.example>\r\n");
+  reply("RCPT TO:<b@mx.example>\r\n");
+  EXPECT_EQ(reply("BDAT 3\r\nabc"), "250 2.0.0 3 octets received");
+  EXPECT_EQ(host().begins, 1);
+  host().hold_checks = true;
+  send("EHLO again.example\r\n");
+  EXPECT_EQ(host().aborts, 1);  // the spool file went before the host was asked
+  EXPECT_TRUE(host().check_waiting);
+  host().refuse_check(Reply{550, "5.7.1", "No"});
+  host().hold_checks = false;
+  EXPECT_EQ(reply("RCPT TO:<b@mx.example>\r\n"), "503 5.5.1 Error: need MAIL command");
+}
+
 TEST_P(CheckedSessionTest, A421AtConnectCloses) {
   check_everything();
   host_ = std::make_unique<FakeHost>(config_);
