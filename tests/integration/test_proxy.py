@@ -164,8 +164,9 @@ class BehindHAProxy(ServerTestCase):
                 server.wait_log(rf"event=connect session=\S+ role={role} client=127\.0\.0\.2 "
                                 r"client_port=\d+ proxy=127\.0\.0\.1")
             self.assertRegex(server.log(), r"event=auth session=\S+ client=127\.0\.0\.2 ")
-            self.assertRegex(server.log(), r"event=session_end session=\S+ role=submissions "
-                                           r"client=127\.0\.0\.2 ")
+            # Logged just after the socket is closed: wait for it rather than race it.
+            server.wait_log(r"event=session_end session=\S+ role=submissions "
+                            r"client=127\.0\.0\.2 ", timeout=5)
 
     def test_header_from_an_address_not_in_proxy_from_is_refused(self):
         # Straight to an instance from 127.0.0.3, claiming to be a proxy.
