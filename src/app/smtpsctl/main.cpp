@@ -21,8 +21,8 @@
 #include <tuple>
 #include <vector>
 
-#include "app/smtpsctl/bench_command.h"
 #include "app/common/control_socket.h"
+#include "app/smtpsctl/bench_command.h"
 #include "app/smtpsctl/probe_command.h"
 #include "app/smtpsctl/send_command.h"
 #include "app/smtpsctl/user_command.h"
