@@ -6,15 +6,12 @@
 // stays on one thread for life. Blocking work never runs here: fsync goes to the
 // queue::GroupCommitter and comes back as an event.
 //
-// Per connection: a watchdog timer enforces the RFC 5321 §4.5.3.2 timeouts (the session
-// says whether it waits for a command or for data), the TLS handshake has its own bound,
-// and a failure of one connection is logged and never touches another.
-//
-// AUTH: the session frames the SASL exchange and auth::Authenticator decides (lockout, cache,
-// replies, log lines); the host only runs password verification (argon2id, ~100 ms by design)
-// on a small worker pool and waits out the limiter's delays, never blocking its I/O thread.
-// Messages: intake::MessageIntake owns the spool file, the Received header and the storage
-// failure replies; intake::StageRun sequences the listener's checks, the host only waits.
+// The parts (docs/architecture.md "Where is X"): listeners.h (bind, accept, reload),
+// admission.h (connection limits and the 421 refusal), connection.h (socket, TLS stream,
+// deadlines, PROXY header), session_loop.h (the action loop of one session: messages
+// through intake::MessageIntake and its checks, AUTH through auth::Authenticator with
+// argon2id on a small worker pool). This file: the server's life — threads, signals, the
+// drain on stop.
 #pragma once
 
 #include <chrono>

@@ -1687,6 +1687,13 @@ void ServerSession::timeout() {
 void ServerSession::shutdown() {
   impl_->close_with(421, "4.3.2", " Service shutting down, closing connection");
 }
+void ServerSession::append_refusal(std::string& out, std::string_view hostname,
+                                   std::string_view reason) {
+  std::string text;
+  text.reserve(hostname.size() + 1 + reason.size());
+  text.append(hostname).append(" ").append(reason);
+  append_reply(out, 421, "4.7.0", text);
+}
 Action ServerSession::next() {
   return impl_->next();
 }

@@ -210,6 +210,10 @@ class ServerSession {
   void timeout();
   // The host is shutting down: 421 4.3.2 and close.
   void shutdown();
+  // A connection refused before any session starts (a connection limit, a peer that is not
+  // a configured proxy): appends "421 4.7.0 <hostname> <reason>" to out, the reply RFC 5321
+  // §3.1 allows instead of the greeting. The host writes it and closes.
+  static void append_refusal(std::string& out, std::string_view hostname, std::string_view reason);
 
   // The next thing the host must do. Call after every receive()/result.
   Action next();

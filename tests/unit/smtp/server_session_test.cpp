@@ -638,6 +638,13 @@ TEST_P(SessionTest, TimeoutAndShutdown) {
   EXPECT_TRUE(host().closed);
 }
 
+// A connection over a limit is refused with the session's own 421 before any greeting.
+TEST(ServerSessionRefusal, IsOne421LineWithTheHostname) {
+  std::string out = "kept";
+  ServerSession::append_refusal(out, "mx.example", "Too many connections, try again later");
+  EXPECT_EQ(out, "kept421 4.7.0 mx.example Too many connections, try again later\r\n");
+}
+
 TEST_P(SessionTest, TimeoutDuringDataAbortsTheMessage) {
   start();
   ehlo_mail_rcpt();

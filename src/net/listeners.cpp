@@ -1,0 +1,243 @@
+// listeners.cpp — see listeners.h.
+#include "net/listeners.h"
+
+#include <algorithm>
+#include <asio/experimental/as_tuple.hpp>
+#include <cstdio>
+#include <exception>
+#include <random>
+#include <unordered_map>
+
+#include "base/network.h"
+#include "obs/log.h"
+
+namespace net {
+namespace {
+
+using asio::awaitable;
+using asio::ip::tcp;
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+std::string session_id_prefix() {
+  std::random_device device;
+  char buffer[16];
+  std::snprintf(buffer, sizeof buffer, "%06x", device() & 0xffffff);
+  return buffer;
+}
+
+// The options as sessions use them: the session asks for the checks its pipeline has.
+std::shared_ptr<const ListenerOptions> with_checked_stages(ListenerOptions options) {
+  options.session.checked_stages = options.checks ? options.checks->session_stages() : 0;
+  return std::make_shared<const ListenerOptions>(std::move(options));
+}
+
+// Which running listener a reloaded one is: address and port, or for port 0 (the kernel
+// picks) address, role and how many such listeners came before it.
+std::vector<std::string> listener_keys(const std::vector<ListenerOptions>& listeners) {
+  std::vector<std::string> keys;
+  std::unordered_map<std::string, unsigned> port_zero_seen;
+  for (const ListenerOptions& options : listeners) {
+    std::string key = options.address + " " + std::to_string(options.port);
+    if (options.port == 0) {
+      key += " " + options.role;
+      key += " " + std::to_string(port_zero_seen[key]++);
+    }
+    keys.push_back(std::move(key));
+  }
+  return keys;
+}
+
+bool trusted_proxy(const std::string& peer, const ListenerOptions& options) {
+  auto ip = base::parse_ip(peer);
+  return ip && std::any_of(options.proxy_from.begin(), options.proxy_from.end(),
+                           [&](const base::Network& network) { return network.contains(*ip); });
+}
+
+void log_closed(const Listener& listener, std::uint16_t port, std::string_view reason) {
+  obs::Log("listener_closed")
+      .kv("role", listener.options->role)
+      .kv("address", listener.options->address)
+      .kv("port", static_cast<unsigned>(port))
+      .kv("reason", reason);
+}
+
+}  // namespace
+
+Listeners::Listeners(std::vector<std::unique_ptr<asio::io_context>>& contexts, Admission& admission,
+                     const std::atomic<bool>& stopping, StartSession start)
+    : contexts_(contexts),
+      admission_(admission),
+      stopping_(stopping),
+      start_(std::move(start)),
+      id_prefix_(session_id_prefix()) {}
+
+std::string Listeners::new_session_id() {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%s%08llx", id_prefix_.c_str(),
+                static_cast<unsigned long long>(session_counter_.fetch_add(1) + 1));
+  return buffer;
+}
+
+awaitable<void> Listeners::accept_loop(Listener& listener) {
+  for (;;) {
+    asio::io_context& target =
+        *contexts_[next_context_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+    auto [ec, socket] = co_await listener.acceptor->async_accept(target, use_nothrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping_) co_return;
+      if (Clock::now() - last_accept_failure_log_ >= std::chrono::seconds(1)) {
+        obs::Log("accept_failed", obs::Level::kWarning)
+            .kv("role", listener.options->role)
+            .kv("error", ec.message());
+        last_accept_failure_log_ = Clock::now();
+      }
+      // EMFILE and friends: back off a little instead of spinning.
+      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+      co_await pause.async_wait(use_nothrow);
+      continue;
+    }
+    std::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    socket.non_blocking(true, ignored);
+    tcp::endpoint peer = socket.remote_endpoint(ignored);
+    if (ignored) {  // the peer is gone already (reset before we got to it): nothing to serve
+      socket.close(ignored);
+      continue;
+    }
+    std::string client = endpoint_address(peer);
+    std::shared_ptr<const ListenerOptions> options = listener.options;  // as of this accept
+    const bool proxied = options->proxy_protocol;
+    auto connection = std::make_shared<Connection>(std::move(socket));
+    std::string session_id = new_session_id();  // refused connections are named too
+    if (proxied && !trusted_proxy(client, *options)) {
+      admission_.refuse(*connection, *options, session_id, client,
+                        Refusal{"Connection not from a configured proxy", "proxy_from"});
+      continue;
+    }
+    // Behind a proxy, the per-client limits wait for the header that names the client.
+    if (auto refusal = admission_.admit(connection, client, /*per_client=*/!proxied)) {
+      admission_.refuse(*connection, *options, session_id, client, *refusal);
+      continue;
+    }
+    start_(target, std::move(connection), std::move(options), std::move(session_id),
+           std::move(client));
+  }
+}
+
+// Opens, binds and listens; logs event=listening.
+base::Expected<std::unique_ptr<Listener>, std::string> Listeners::bind(
+    const ListenerOptions& options) {
+  auto listener = std::make_unique<Listener>();
+  listener->options = with_checked_stages(options);
+  std::error_code ec;
+  asio::ip::address address = asio::ip::make_address(options.address, ec);
+  if (ec) {
+    return base::unexpected("listener " + options.role + ": bad address '" + options.address +
+                            "': " + ec.message());
+  }
+  auto acceptor = std::make_unique<tcp::acceptor>(*contexts_.front());
+  tcp::endpoint endpoint(address, options.port);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec && address.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return base::unexpected("listener " + options.role + ": cannot listen on " + options.address +
+                            " port " + std::to_string(options.port) + ": " + ec.message());
+  }
+  std::uint16_t port = acceptor->local_endpoint().port();
+  listener->acceptor = std::move(acceptor);
+  obs::Log("listening")
+      .kv("role", options.role)
+      .kv("address", options.address)
+      .kv("port", static_cast<unsigned>(port))
+      .kv("tls", options.implicit_tls ? "implicit" : "starttls");
+  return listener;
+}
+
+base::Expected<std::uint16_t, std::string> Listeners::add(const ListenerOptions& options) {
+  auto listener = bind(options);
+  if (!listener) return base::unexpected(listener.error());
+  // Port-0 keys count earlier listeners of the same address and role.
+  std::vector<ListenerOptions> all;
+  for (const auto& running : listeners_)
+    all.push_back(*running->options);
+  all.push_back(options);
+  listener.value()->key = listener_keys(all).back();
+  const std::uint16_t port = listener.value()->acceptor->local_endpoint().port();
+  listeners_.push_back(std::move(listener.value()));
+  return port;
+}
+
+base::Expected<std::vector<std::uint16_t>, ListenerError> Listeners::update(
+    std::vector<ListenerOptions> wanted) {
+  if (stopping_) return base::unexpected(ListenerError{0, "the server is stopping"});
+  const std::vector<std::string> keys = listener_keys(wanted);
+  std::unordered_map<std::string, Listener*> running_by_key;
+  for (auto& listener : listeners_)
+    running_by_key[listener->key] = listener.get();
+  // 1. Bind what is new; on any failure close those again and change nothing.
+  std::vector<std::unique_ptr<Listener>> fresh(wanted.size());
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
+    if (running_by_key.count(keys[i]) != 0) continue;
+    auto bound = bind(wanted[i]);
+    if (!bound) {
+      for (auto& listener : fresh) {
+        if (!listener) continue;
+        std::error_code ignored;
+        listener->acceptor->close(ignored);
+        log_closed(*listener, listener->options->port, "reload refused");
+      }
+      return base::unexpected(ListenerError{i, bound.error()});
+    }
+    fresh[i] = std::move(bound.value());
+    fresh[i]->key = keys[i];
+  }
+  // 2. Kept listeners take their new options; 3. removed ones stop accepting.
+  std::vector<std::unique_ptr<Listener>> next(wanted.size());
+  std::vector<std::uint16_t> ports(wanted.size());
+  for (auto& listener : listeners_) {
+    auto at = std::find(keys.begin(), keys.end(), listener->key);
+    if (at == keys.end()) {
+      std::error_code ignored;
+      auto endpoint = listener->acceptor->local_endpoint(ignored);
+      listener->acceptor->close(ignored);
+      log_closed(*listener, endpoint.port(), "removed from the configuration");
+      retired_.push_back(std::move(listener));
+      continue;
+    }
+    const std::size_t i = static_cast<std::size_t>(at - keys.begin());
+    listener->options = with_checked_stages(std::move(wanted[i]));
+    next[i] = std::move(listener);
+  }
+  // 4. New ones start accepting.
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
+    if (fresh[i]) {
+      next[i] = std::move(fresh[i]);
+      if (accepting_) {
+        asio::co_spawn(*contexts_.front(), accept_loop(*next[i]), asio::detached);
+      }
+    }
+    std::error_code ignored;
+    ports[i] = next[i]->acceptor->local_endpoint(ignored).port();
+  }
+  listeners_ = std::move(next);
+  return ports;
+}
+
+void Listeners::start_accepting() {
+  accepting_ = true;
+  for (auto& listener : listeners_) {
+    asio::co_spawn(*contexts_.front(), accept_loop(*listener), asio::detached);
+  }
+}
+
+void Listeners::close_all() {
+  for (auto& listener : listeners_) {
+    std::error_code ignored;
+    listener->acceptor->close(ignored);
+  }
+}
+
+}  // namespace net

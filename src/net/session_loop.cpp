@@ -1,0 +1,622 @@
+// session_loop.cpp — see session_loop.h.
+#include "net/session_loop.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "auth/authenticator.h"
+#include "base/clock.h"
+#include "intake/message_intake.h"
+#include "intake/pipeline.h"
+#include "net/server.h"
+#include "obs/log.h"
+#include "obs/server_metrics.h"
+#include "smtp/server_session.h"
+#include "tls/client_identity.h"
+#include "tls/policy.h"
+
+namespace net {
+namespace {
+
+using asio::awaitable;
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+// A proxy sends its PROXY header at once, with its connect: a peer that has not within
+// this is not a working proxy, and holding its connection open only helps a flood.
+constexpr std::chrono::seconds kProxyHeaderTimeout{5};
+
+// Completion for GroupCommitter: the result comes back on the connection's executor.
+template <typename Token>
+auto async_commit(queue::GroupCommitter& committer, queue::SpoolWriter& writer, Token&& token) {
+  using Result = base::Expected<base::Ok, queue::SpoolError>;
+  return asio::async_initiate<Token, void(Result)>(
+      [&committer, &writer](auto handler) {
+        auto work = asio::make_work_guard(handler);
+        auto shared = std::make_shared<std::pair<decltype(handler), decltype(work)>>(
+            std::move(handler), std::move(work));
+        committer.commit_async(writer, [shared](Result result) {
+          auto executor = shared->second.get_executor();
+          asio::post(executor, [shared, result = std::move(result)]() mutable {
+            shared->first(std::move(result));
+          });
+        });
+      },
+      token);
+}
+
+// Runs one check with its deadline: the verdict, or nothing when the deadline passed first.
+// The check may answer at once or later from any thread; the answer is brought back to this
+// connection's executor, and one that comes after the deadline is dropped.
+awaitable<std::optional<intake::Verdict>> run_check(intake::Check& check, intake::Stage stage,
+                                                    const intake::Context& context) {
+  struct Pending {
+    explicit Pending(asio::any_io_executor executor) : timer(executor) {}
+    asio::steady_timer timer;
+    std::optional<intake::Verdict> verdict;
+    bool over = false;
+  };
+  auto executor = co_await asio::this_coro::executor;
+  auto pending = std::make_shared<Pending>(executor);
+  pending->timer.expires_after(check.deadline());
+  check.run(stage, context, [pending, executor](intake::Verdict verdict) {
+    asio::post(executor, [pending, verdict = std::move(verdict)]() mutable {
+      if (pending->over) return;
+      pending->verdict = std::move(verdict);
+      pending->over = true;
+      pending->timer.cancel();
+    });
+  });
+  co_await pending->timer.async_wait(use_nothrow);
+  pending->over = true;
+  co_return std::move(pending->verdict);
+}
+
+// One stage through the pipeline (intake::StageRun decides; this only waits).
+// XXX: GCC 12 reports a false -Wmismatched-new-delete for Asio's coroutine frame when it inlines
+// this free coroutine (frame allocated and freed by the same awaitable_frame_base operators).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+awaitable<intake::Verdict> run_stage(const intake::Pipeline& pipeline, intake::Stage stage,
+                                     const intake::Context& context) {
+  intake::StageRun run(pipeline, stage);
+  while (intake::Check* check = run.next_check()) {
+    std::optional<intake::Verdict> verdict = co_await run_check(*check, stage, context);
+    if (verdict)
+      run.record(std::move(*verdict));
+    else
+      run.record_timeout();
+  }
+  for (const std::string& name : run.timed_out()) {
+    obs::Log("check_timeout", obs::Level::kWarning)
+        .kv("session", context.session_id)
+        .kv("check", name)
+        .kv("stage", intake::stage_name(stage));
+  }
+  co_return run.take_verdict();
+}
+#pragma GCC diagnostic pop
+
+intake::Stage intake_stage(smtp::CheckStage stage) {
+  switch (stage) {
+    case smtp::CheckStage::kConnect:
+      return intake::Stage::kConnect;
+    case smtp::CheckStage::kHelo:
+      return intake::Stage::kHelo;
+    case smtp::CheckStage::kMail:
+      return intake::Stage::kMail;
+    case smtp::CheckStage::kRcpt:
+      return intake::Stage::kRcpt;
+  }
+  return intake::Stage::kConnect;
+}
+
+// RFC 9266: the tls-exporter channel binding, defined for TLS 1.3 (and TLS 1.2 with the
+// extended master secret); empty when unavailable, which refuses SCRAM-…-PLUS.
+std::string tls_exporter(SSL* ssl) {
+  if (ssl == nullptr) return {};
+  if (SSL_version(ssl) != TLS1_3_VERSION && SSL_get_extms_support(ssl) != 1) return {};
+  std::string value(32, '\0');
+  static constexpr char kLabel[] = "EXPORTER-Channel-Binding";
+  if (SSL_export_keying_material(ssl, reinterpret_cast<unsigned char*>(value.data()), value.size(),
+                                 kLabel, sizeof kLabel - 1, nullptr, 0, 0) != 1) {
+    ERR_clear_error();
+    return {};
+  }
+  return value;
+}
+
+// What the client certificate of this connection says (for SASL EXTERNAL), as the
+// authenticator takes it: it never looks at the TLS session itself.
+auth::ClientCertificate client_certificate(SSL* ssl) {
+  tls::ClientIdentity identity = tls::client_identity(ssl);
+  return auth::ClientCertificate{
+      identity.presented, identity.verified, std::move(identity.verify_error),
+      auth::CertificateNames{std::move(identity.email_sans), std::move(identity.subject_cn)}};
+}
+
+const intake::Pipeline& no_checks() {
+  static const intake::Pipeline kNoChecks;
+  return kNoChecks;
+}
+
+// One session after admission: the action loop and the handlers of its actions. Lives in
+// serve()'s coroutine frame; every member runs on the connection's I/O thread.
+class SessionLoop {
+ public:
+  SessionLoop(SessionHost& host, std::shared_ptr<Connection> connection,
+              const ListenerOptions& options, const std::string& session_id,
+              const std::string& client, std::uint16_t client_port, Clock::time_point started)
+      : host_(host),
+        connection_(std::move(connection)),
+        options_(options),
+        session_id_(session_id),
+        client_(client),
+        client_port_(client_port),
+        started_(started),
+        session_(options.session),
+        checks_(options.checks ? *options.checks : no_checks()),
+        intake_(*host.services.spool, checks_,
+                intake::SessionFacts{session_id, client, client_port, options.role,
+                                     host.services.hostname, host.services.received_names_user}) {
+    // The hourly message rate of authenticated users, asked at MAIL; a refusal is logged
+    // here, where the session and client are known. Only where AUTH is offered.
+    if (host_.message_rate.limit() != 0 && !options.session.auth_mechanisms.empty()) {
+      session_.set_message_gate([this](std::string_view user) {
+        if (host_.message_rate.below_limit(std::string(user), Clock::now())) return true;
+        obs::Log("user_rate_limited", obs::Level::kWarning)
+            .kv("session", session_id_)
+            .kv("client", client_)
+            .kv("user", user)
+            .kv("limit", static_cast<std::uint64_t>(host_.message_rate.limit()))
+            .kv("window", "1h");
+        return false;
+      });
+    }
+  }
+
+  awaitable<void> run() {
+    bool alive = true;
+    if (options_.implicit_tls) alive = co_await handshake();
+    if (!alive) close_reason_ = "handshake failed";
+    if (alive) session_.start();
+    while (alive) {
+      // A graceful stop: a session ends (421 4.3.2) once no transaction is open, so a
+      // message being sent is finished and acknowledged first; past the grace period,
+      // every session ends.
+      if (host_.stopping && (host_.grace_over || !session_.in_transaction()) &&
+          !connection_->shutting_down.exchange(true)) {
+        session_.shutdown();
+      }
+      switch (session_.next()) {
+        case smtp::Action::kNeedInput:
+          alive = co_await read_input();
+          break;
+        case smtp::Action::kStartTls:
+          alive = co_await start_tls();
+          break;
+        case smtp::Action::kMessageBegin:
+          co_await message_begin();
+          break;
+        case smtp::Action::kMessageData:
+          co_await message_data();
+          break;
+        case smtp::Action::kMessageAbort:
+          intake_.abort();
+          break;
+        case smtp::Action::kMessageEnd:
+          co_await message_end();
+          break;
+        case smtp::Action::kCheck:
+          alive = co_await check();
+          break;
+        case smtp::Action::kAuthenticate:
+          co_await authenticate();
+          break;
+        case smtp::Action::kClose:
+          co_await flush();
+          alive = false;
+          break;
+      }
+    }
+    finish();
+  }
+
+ private:
+  awaitable<bool> handshake() {
+    connection_->arm(options_.handshake_timeout);
+    std::string reason;
+    const bool done = co_await connection_->handshake(options_.tls_context.get(), reason);
+    if (!done) {
+      obs::Log("tls_handshake_failed", obs::Level::kWarning)
+          .kv("session", session_id_)
+          .kv("role", options_.role)
+          .kv("client", client_)
+          .kv("reason", reason);
+      obs::server_metrics().tls_handshake_failed(options_.role, reason);
+      co_return false;
+    }
+    connection_->tls = true;
+#ifdef TCP_QUICKACK
+    // After STARTTLS the client speaks next (EHLO), right behind its Finished message. A
+    // client without TCP_NODELAY (Python's smtplib, for one) holds that EHLO back until
+    // its Finished is acknowledged, and a delayed ACK costs it 40 ms: acknowledge now.
+    int quick_ack = 1;
+    ::setsockopt(connection_->socket.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &quick_ack,
+                 sizeof quick_ack);
+#endif
+    tls::SessionDescription d = tls::describe(connection_->ssl.get());
+    session_.tls_established(smtp::TlsInfo{d.version, d.cipher, d.sni});
+    obs::server_metrics().tls_established(options_.role, d.version);
+    obs::Log("tls")
+        .kv("session", session_id_)
+        .kv("client", client_)
+        .kv("version", d.version)
+        .kv("cipher", d.cipher)
+        .kv("sni", d.sni)
+        .kv("resumed", d.resumed);
+    co_return true;
+  }
+
+  // Writes the session's pending replies; false when the connection broke.
+  awaitable<bool> flush() {
+    std::string_view out = session_.pending_output();
+    if (out.empty()) co_return true;
+    obs::server_metrics().replies_sent(out);
+    command_clock_running_ = false;
+    connection_->arm(options_.command_timeout);
+    std::error_code error = co_await connection_->write_all(out);
+    if (error) {
+      close_reason_ = "write failed: " + error.message();
+      co_return false;
+    }
+    session_.consume_output(out.size());
+    co_return true;
+  }
+
+  // RFC 5321 §4.5.3.2: the command timeout runs from the moment the server waits for a
+  // command until the whole line is in; bytes that trickle in (a slow-loris client, one
+  // byte every few seconds) do not restart it. It restarts after each reply, and the
+  // data-block timeout restarts with each read, as §4.5.3.2.5 says.
+  awaitable<bool> read_input() {
+    const bool written = co_await flush();
+    if (!written) co_return false;
+    if (session_.waiting() == smtp::Waiting::kDataBlock) {
+      connection_->arm(options_.data_timeout);
+      command_clock_running_ = false;
+    } else if (!command_clock_running_) {
+      connection_->arm(options_.command_timeout);
+      command_clock_running_ = true;
+    }
+    std::error_code error;
+    connection_->idle_read = !session_.in_transaction();
+    std::size_t n = co_await connection_->read_some(error);
+    connection_->idle_read = false;
+    if (n > 0) session_.receive(std::string_view(connection_->read_buffer.data(), n));
+    if (error) {
+      if (connection_->timed_out) {
+        close_reason_ = "timeout";
+        session_.timeout();
+      } else if (host_.stopping) {
+        close_reason_ = "shutdown";
+        connection_->shutting_down = true;
+        session_.shutdown();
+      } else {
+        close_reason_ = error == asio::error::eof ? "client closed" : error.message();
+        session_.receive_eof();
+      }
+    }
+    co_return true;
+  }
+
+  awaitable<bool> start_tls() {
+    const bool written = co_await flush();
+    if (!written) co_return false;
+    // RFC 3207 §4.2 / CVE-2011-0411: the session dropped whatever it had buffered; bytes
+    // still in flight are read by the handshake as TLS records, so plaintext pipelined
+    // after STARTTLS can never become a command.
+    command_clock_running_ = false;
+    const bool secured = co_await handshake();
+    if (!secured) {
+      close_reason_ = "handshake failed";
+      co_return false;
+    }
+    co_return true;
+  }
+
+  // A stage's verdict for the message being received: a reply ends it (the session sends
+  // the reply at the end of the data), anything else is kept for the end of data.
+  void take_message_verdict(intake::Verdict verdict) {
+    if (verdict.kind == intake::Verdict::Kind::kReply) {
+      intake_.abort();
+      session_.message_failed(verdict.reply);
+      return;
+    }
+    if (verdict.kind != intake::Verdict::Kind::kPass) message_verdict_.kind = verdict.kind;
+    intake::merge_edits(message_verdict_, std::move(verdict));
+  }
+
+  awaitable<void> message_begin() {
+    message_verdict_ = intake::Verdict::pass();
+    const smtp::TlsInfo& info = session_.tls_info();
+    const bool tls = session_.tls_active();
+    intake::MessageStart start{&session_.envelope(),
+                               session_.with_protocol(),
+                               tls ? std::string_view(info.version) : std::string_view(),
+                               tls ? std::string_view(info.cipher) : std::string_view(),
+                               session_.authenticated_user(),
+                               base::unix_now()};
+    if (auto refusal = intake_.begin(start)) {
+      session_.message_failed(*refusal);
+      co_return;
+    }
+    if (checks_.wants(intake::Stage::kDataStart)) {
+      intake::Context context = intake_.context();
+      context.tls_version = start.tls_version;
+      take_message_verdict(co_await run_stage(checks_, intake::Stage::kDataStart, context));
+    }
+  }
+
+  awaitable<void> message_data() {
+    if (!intake_.open()) co_return;
+    if (auto failure = intake_.append(session_.message_data())) {
+      session_.message_failed(*failure);
+      co_return;
+    }
+    for (const intake::ContentEvent& event : intake_.events()) {
+      intake::Context context = intake_.context();
+      context.header_name = event.name;
+      context.header_value = event.value;
+      context.body_chunk = event.chunk;
+      take_message_verdict(co_await run_stage(checks_, event.stage, context));
+      if (!intake_.open()) break;
+    }
+    intake_.clear_events();
+  }
+
+  awaitable<void> message_end() {
+    if (!intake_.open()) {
+      session_.message_failed(
+          smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+      co_return;
+    }
+    if (checks_.wants(intake::Stage::kEndOfData)) {
+      take_message_verdict(
+          co_await run_stage(checks_, intake::Stage::kEndOfData, intake_.context()));
+      if (!intake_.open()) co_return;
+    }
+    if (message_verdict_.kind == intake::Verdict::Kind::kDiscard) {
+      // The client is told the message was taken; nothing is stored.
+      obs::Log("discarded").kv("session", session_id_).kv("id", intake_.queue_id());
+      std::string id = intake_.queue_id();
+      intake_.abort();
+      session_.message_committed(id);
+      co_return;
+    }
+    if (message_verdict_.kind == intake::Verdict::Kind::kHold) {
+      // XXX: a hold at intake needs the scheduler to learn held messages; until then the
+      // message is refused for now rather than queued unheld.
+      intake_.abort();
+      session_.message_failed(
+          smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+      co_return;
+    }
+    if (auto refusal = intake_.apply(message_verdict_)) {
+      session_.message_failed(*refusal);
+      co_return;
+    }
+    auto result =
+        co_await async_commit(*host_.services.committer, *intake_.writer(), asio::use_awaitable);
+    auto committed = intake_.committed(result);
+    if (!committed) {
+      session_.message_failed(committed.error());
+      co_return;
+    }
+    ++messages_;
+    obs::server_metrics().message_accepted(session_.envelope().recipients.size(),
+                                           Clock::now() - started_);
+    if (!session_.authenticated_user().empty()) {
+      host_.message_rate.record(std::string(session_.authenticated_user()), Clock::now());
+    }
+    session_.message_committed(*committed);
+    if (host_.services.on_committed) host_.services.on_committed(*committed);
+  }
+
+  awaitable<bool> check() {
+    const bool written = co_await flush();  // the replies before the checked command go first
+    if (!written) co_return false;
+    const smtp::TlsInfo& info = session_.tls_info();
+    intake::Context context;
+    context.session_id = session_id_;
+    context.client_address = client_;
+    context.client_port = client_port_;
+    context.role = options_.role;
+    context.tls_version = session_.tls_active() ? std::string_view(info.version) : "";
+    context.authenticated_user = session_.authenticated_user();
+    context.envelope = &session_.envelope();
+    context.helo = session_.envelope().helo;
+    const smtp::CheckStage stage = session_.check_stage();
+    if (stage == smtp::CheckStage::kHelo) context.helo = session_.check_argument();
+    if (stage == smtp::CheckStage::kMail) context.sender = session_.check_argument();
+    if (stage == smtp::CheckStage::kRcpt) context.recipient = session_.check_argument();
+    intake::Verdict verdict = co_await run_stage(checks_, intake_stage(stage), context);
+    if (verdict.kind == intake::Verdict::Kind::kReply)
+      session_.check_refused(verdict.reply);
+    else
+      session_.check_passed();
+    co_return true;
+  }
+
+  // One kAuthenticate step. The policy (lockouts, cache, reply codes, log lines) is the
+  // authenticator's; here only the hop to the worker pool for argon2id and back, and the
+  // limiter's wait before a failure reply.
+  awaitable<void> authenticate() {
+    const ServerServices& services = host_.services;
+    std::optional<auth::Outcome> outcome;
+    if (session_.auth_starting() || !authenticator_) {
+      authenticator_ = std::make_unique<auth::Authenticator>(
+          auth::AuthServices{services.users, services.limiter, services.verified_cache},
+          auth::AuthConnection{client_, session_id_, tls_exporter(connection_->ssl.get()),
+                               client_certificate(connection_->ssl.get())});
+      // Without auth_starting() (cannot happen) the new authenticator refuses the step.
+      if (session_.auth_starting()) {
+        outcome = authenticator_->start(session_.auth_mechanism(), Clock::now());
+      }
+    }
+    if (!outcome) {
+      outcome = authenticator_->step(session_.auth_response(), session_.auth_has_response(),
+                                     Clock::now());
+    }
+    while (outcome->kind == auth::Outcome::Kind::kVerifyPassword) {
+      // argon2id off the I/O thread: hop to the pool, verify, hop back.
+      auto home = co_await asio::this_coro::executor;
+      co_await asio::post(host_.auth_pool, asio::use_awaitable);
+      const bool ok = auth::verify_password(outcome->check.user, outcome->check.password);
+      co_await asio::post(home, asio::use_awaitable);
+      outcome = authenticator_->password_verified(ok, Clock::now());
+    }
+    switch (outcome->kind) {
+      case auth::Outcome::Kind::kChallenge:
+        session_.auth_challenge(outcome->challenge);
+        co_return;
+      case auth::Outcome::Kind::kSucceeded:
+        authenticator_.reset();
+        session_.auth_succeeded(outcome->user);
+        co_return;
+      case auth::Outcome::Kind::kFailed:
+      case auth::Outcome::Kind::kVerifyPassword:  // handled above
+        authenticator_.reset();
+        if (outcome->delay.count() > 0) {
+          asio::steady_timer pause(co_await asio::this_coro::executor, outcome->delay);
+          co_await pause.async_wait(use_nothrow);
+        }
+        session_.auth_failed(outcome->reply);
+        co_return;
+    }
+  }
+
+  // The end: close_notify, close (before the log line: the client sees the end at once).
+  void finish() {
+    intake_.abort();
+    if (session_.closed_as_http()) {
+      close_reason_ = "http request (cross-protocol)";
+      obs::Log("http_refused", obs::Level::kWarning)
+          .kv("session", session_id_)
+          .kv("client", client_);
+    }
+    if (!connection_->timed_out) connection_->send_close_notify();
+    connection_->finished = true;
+    connection_->timer.cancel();
+    connection_->close();
+    auto elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
+    const smtp::TlsInfo& info = session_.tls_info();
+    obs::Log("session_end")
+        .kv("session", session_id_)
+        .kv("role", options_.role)
+        .kv("client", client_)
+        .kv("tls", connection_->tls ? info.version : std::string("none"))
+        .kv("cipher", connection_->tls ? info.cipher : std::string("none"))
+        .kv("sni", info.sni)
+        .kv("messages", messages_)
+        .kv("duration_ms", static_cast<std::int64_t>(elapsed))
+        .kv("reason", close_reason_);
+  }
+
+  SessionHost& host_;
+  std::shared_ptr<Connection> connection_;
+  const ListenerOptions& options_;
+  const std::string& session_id_;
+  const std::string& client_;
+  const std::uint16_t client_port_;
+  const Clock::time_point started_;  // accepted
+  smtp::ServerSession session_;
+  const intake::Pipeline& checks_;
+  intake::MessageIntake intake_;
+  intake::Verdict message_verdict_;  // what the checks said of the message so far
+  std::unique_ptr<auth::Authenticator> authenticator_;  // the AUTH exchange in progress
+  unsigned messages_ = 0;
+  std::string close_reason_ = "quit";
+  bool command_clock_running_ = false;
+};
+
+// Runs when serve() ends, normally or by an exception: the connection leaves the tables.
+struct ConnectionRelease {
+  SessionHost& host;
+  std::shared_ptr<Connection> connection;
+  std::string client;              // the key in the per-client count …
+  bool counted_for_client = true;  // … if the connection was counted there
+  ~ConnectionRelease() {
+    connection->finished = true;
+    connection->timer.cancel();
+    connection->close();
+    host.admission.release(connection, client, counted_for_client);
+    if (host.on_released) host.on_released();
+  }
+};
+
+}  // namespace
+
+awaitable<void> serve(SessionHost& host, std::shared_ptr<Connection> connection,
+                      std::shared_ptr<const ListenerOptions> listener_options,
+                      std::string session_id, std::string client) {
+  const ListenerOptions& options = *listener_options;  // this connection's, for its life
+  ConnectionRelease release{host, connection, client, !options.proxy_protocol};
+  std::error_code ec;
+  asio::ip::tcp::endpoint peer = connection->socket.remote_endpoint(ec);
+  std::uint16_t client_port = ec ? 0 : peer.port();
+  const Clock::time_point started = Clock::now();
+  obs::ConnectionScope open_connection(options.role);  // metrics: accepted, open
+
+  connection->arm(options.proxy_protocol ? kProxyHeaderTimeout : options.handshake_timeout);
+  asio::co_spawn(connection->socket.get_executor(), watchdog(connection), asio::detached);
+
+  // Behind a proxy the header names the client: from here on it is the address that is
+  // logged, limited (connections, rate, AUTH failures) and written in Received.
+  std::string proxy;
+  if (options.proxy_protocol) {
+    proxy = client;
+    auto header = co_await read_proxy_header(*connection);
+    if (!header) {
+      const bool probe = header.error().nothing_received;
+      obs::Log("proxy_header_failed", probe ? obs::Level::kDebug : obs::Level::kWarning)
+          .kv("session", session_id)
+          .kv("role", options.role)
+          .kv("proxy", proxy)
+          .kv("reason", header.error().reason);
+      co_return;
+    }
+    if (!header->use_socket_address) {
+      client = header->source_address;
+      client_port = header->source_port;
+    }
+    release.client = client;
+    if (auto refusal = host.admission.admit_client(client)) {
+      host.admission.refuse(*connection, options, session_id, client, *refusal);
+      co_return;
+    }
+    release.counted_for_client = true;
+  }
+  {
+    obs::Log connect("connect");
+    connect.kv("session", session_id)
+        .kv("role", options.role)
+        .kv("client", client)
+        .kv("client_port", client_port);
+    if (!proxy.empty()) connect.kv("proxy", proxy);
+  }
+
+  connection->arm(options.handshake_timeout);
+  SessionLoop loop(host, connection, options, session_id, client, client_port, started);
+  co_await loop.run();
+}
+
+}  // namespace net
