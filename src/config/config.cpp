@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "base/ascii.h"
+#include "base/endpoint.h"
 #include "base/network.h"
 #include "obs/log.h"
 
@@ -178,67 +179,19 @@ bool valid_cidr(std::string_view text) {
 
 // "unix:/absolute/path", or an IP literal (IPv6 in brackets) or localhost, ':' and a port.
 bool valid_lmtp(std::string_view spec) {
-  if (spec.rfind("unix:", 0) == 0) return spec.size() > 6 && spec[5] == '/' && spec.size() < 100;
-  std::size_t colon = spec.rfind(':');
-  if (colon == std::string_view::npos) return false;
-  std::string host(spec.substr(0, colon));
-  std::string_view port = spec.substr(colon + 1);
-  unsigned value = 0;
-  if (port.empty() || port.size() > 5) return false;
-  for (char c : port) {
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (value == 0 || value > 65535) return false;
-  if (host == "localhost") return true;
-  unsigned char buffer[16];
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    return ::inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), buffer) == 1;
-  }
-  return ::inet_pton(AF_INET, host.c_str(), buffer) == 1;
+  auto endpoint = base::parse_endpoint(spec);
+  if (!endpoint) return false;
+  return endpoint->is_unix() || endpoint->tcp.host == "localhost" ||
+         base::parse_ip(endpoint->tcp.host).has_value();
 }
 
 // "smtps://host[:port]" or "smtp://host[:port]" (host may be "[IPv6]").
-bool parse_relay(std::string_view url, DeliverySettings& out) {
-  std::string_view rest;
-  if (url.rfind("smtps://", 0) == 0) {
-    out.relay_implicit_tls = true;
-    out.relay_port = 465;
-    rest = url.substr(8);
-  } else if (url.rfind("smtp://", 0) == 0) {
-    out.relay_implicit_tls = false;
-    out.relay_port = 587;
-    rest = url.substr(7);
-  } else {
-    return false;
-  }
-  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
-  std::string_view host = rest;
-  std::string_view port;
-  if (!rest.empty() && rest.front() == '[') {
-    std::size_t close = rest.find(']');
-    if (close == std::string_view::npos) return false;
-    host = rest.substr(1, close - 1);
-    if (close + 1 < rest.size()) {
-      if (rest[close + 1] != ':') return false;
-      port = rest.substr(close + 2);
-    }
-  } else if (std::size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
-    host = rest.substr(0, colon);
-    port = rest.substr(colon + 1);
-  }
-  if (host.empty() || host.find_first_of("/@ ") != std::string_view::npos) return false;
-  if (!port.empty() || rest.find(':') != std::string_view::npos) {
-    if (port.empty() || port.size() > 5) return false;
-    unsigned value = 0;
-    for (char c : port) {
-      if (c < '0' || c > '9') return false;
-      value = value * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (value == 0 || value > 65535) return false;
-    out.relay_port = static_cast<std::uint16_t>(value);
-  }
-  out.relay_host = lower(std::string(host));
+bool parse_relay(std::string_view text, DeliverySettings& out) {
+  auto url = base::parse_smtp_url(text);
+  if (!url) return false;
+  out.relay_implicit_tls = url->implicit_tls;
+  out.relay_port = url->port;
+  out.relay_host = lower(url->host);
   return true;
 }
 
@@ -262,7 +215,12 @@ void read_observability(const toml::table& root, Reader& reader, Config& config)
     MetricsSettings& m = config.metrics;
     reader.only_keys(*table, "metrics", {"address", "allow_non_loopback"});
     m.address = reader.string_at(*table, "metrics", "address", "", true);
-    if (!base::split_host_port(m.address, m.host, m.port)) {
+    auto address = base::parse_host_port(
+        m.address, base::HostPortForm{.numeric_host = true, .port_zero = true});
+    if (address) {
+      m.host = address->host;
+      m.port = address->port;
+    } else {
       reader.fail(table->get("address"), "metrics.address",
                   "must be a numeric address and a port (\"127.0.0.1:9464\", \"[::1]:9464\"), "
                   "not '" +

@@ -4,11 +4,11 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 #include <fstream>
 
 #include "base/clock.h"
+#include "base/endpoint.h"
 #include "obs/log.h"
 
 namespace delivery {
@@ -40,29 +40,20 @@ SeenTls achieved(const TlsOutcome& tls) {
   return tls.verified ? SeenTls::kVerified : SeenTls::kEncrypted;
 }
 
-// "unix:/path" or "HOST:PORT" / "[v6]:PORT".
+// "unix:/path" or "HOST:PORT" / "[v6]:PORT" (base/endpoint.h); "localhost" is 127.0.0.1.
 Endpoint lmtp_endpoint(const std::string& spec) {
   Endpoint endpoint;
-  if (spec.rfind("unix:", 0) == 0) {
+  auto parsed = base::parse_endpoint(spec);
+  if (!parsed) return endpoint;  // the configuration checked the form; port 0 fails to connect
+  if (parsed->is_unix()) {
     endpoint.unix_socket = true;
-    endpoint.address = spec.substr(5);
+    endpoint.address = parsed->unix_path;
     endpoint.host = "localhost";
     return endpoint;
   }
-  std::size_t colon = spec.rfind(':');
-  std::string host = spec.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  endpoint.host = host;
-  endpoint.address = host == "localhost" ? "127.0.0.1" : host;
-  unsigned port = 0;
-  std::string_view digits = std::string_view(spec).substr(colon + 1);
-  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-  // The configuration checked the form; a bad port here just fails to connect.
-  endpoint.port = error == std::errc() && end == digits.data() + digits.size() && port <= 65535
-                      ? static_cast<std::uint16_t>(port)
-                      : 0;
+  endpoint.host = parsed->tcp.host;
+  endpoint.address = endpoint.host == "localhost" ? "127.0.0.1" : endpoint.host;
+  endpoint.port = parsed->tcp.port;
   return endpoint;
 }
 
