@@ -932,8 +932,10 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
   if (options.help) return options;
   if (target.empty()) return base::unexpected(std::string("give HOST[:PORT]"));
   // Port 0 stands for "not given" (then 25, 465 and 587 are probed).
-  auto address =
-      base::parse_host_port(target, base::HostPortForm{.default_port = 0, .bare_ipv6 = true});
+  base::HostPortForm form;
+  form.default_port = 0;
+  form.bare_ipv6 = true;
+  auto address = base::parse_host_port(target, form);
   if (!address) return base::unexpected(target + ": " + address.error());
   options.host = address->host;
   if (address->port != 0) options.port = address->port;

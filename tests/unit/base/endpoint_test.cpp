@@ -9,19 +9,30 @@ namespace {
 using base::HostPort;
 using base::HostPortForm;
 
+// Forms by their fields (designated initializers would leave fields out, which -Wextra flags).
+HostPortForm form(std::optional<std::uint16_t> default_port, bool numeric_host = false,
+                  bool port_zero = false, bool bare_ipv6 = false) {
+  HostPortForm out;
+  out.default_port = default_port;
+  out.numeric_host = numeric_host;
+  out.port_zero = port_zero;
+  out.bare_ipv6 = bare_ipv6;
+  return out;
+}
+
 TEST(EndpointTest, HostAndPortInEachForm) {
   EXPECT_EQ(base::parse_host_port("127.0.0.1:25").value(), (HostPort{"127.0.0.1", 25}));
   EXPECT_EQ(base::parse_host_port("[::1]:2525").value(), (HostPort{"::1", 2525}));
   EXPECT_EQ(base::parse_host_port("mx.example.net:65535").value(),
             (HostPort{"mx.example.net", 65535}));
-  HostPortForm optional_port{.default_port = 25};
+  const HostPortForm optional_port = form(25);
   EXPECT_EQ(base::parse_host_port("mx.example.net", optional_port).value(),
             (HostPort{"mx.example.net", 25}));
   EXPECT_EQ(base::parse_host_port("[2001:db8::1]", optional_port).value(),
             (HostPort{"2001:db8::1", 25}));
-  HostPortForm bare{.default_port = 53, .bare_ipv6 = true};
+  const HostPortForm bare = form(53, false, false, true);
   EXPECT_EQ(base::parse_host_port("2001:db8::53", bare).value(), (HostPort{"2001:db8::53", 53}));
-  HostPortForm listener{.numeric_host = true, .port_zero = true};
+  const HostPortForm listener = form(std::nullopt, true, true);
   EXPECT_EQ(base::parse_host_port("[::1]:0", listener).value(), (HostPort{"::1", 0}));
 }
 
@@ -36,19 +47,19 @@ TEST(EndpointTest, BadHostPortTextsAreRefusedWithAReason) {
            {"127.0.0.1:", {}, "the port must be 1 to 65535"},
            {"127.0.0.1:0", {}, "the port must be 1 to 65535"},
            {"127.0.0.1:65536", {}, "the port must be 1 to 65535"},
-           {"127.0.0.1:70000", {.port_zero = true}, "the port must be 0 to 65535"},
+           {"127.0.0.1:70000", form(std::nullopt, false, true), "the port must be 0 to 65535"},
            {"127.0.0.1:+25", {}, "the port must be 1 to 65535"},
            {"127.0.0.1:25a", {}, "the port must be 1 to 65535"},
            {":25", {}, "no host"},
-           {"", {.default_port = 25}, "no host"},
+           {"", form(25), "no host"},
            {"[::1", {}, "missing ']'"},
            {"[::1]25", {}, "unexpected text after ']'"},
            {"[mx.example.net]:25", {}, "not an IPv6 address"},
            {"[127.0.0.1]:25", {}, "not an IPv6 address"},
            {"::1:25", {}, "in brackets"},
-           {"2001:db8::1", {.default_port = 25}, "in brackets"},
-           {"x:y:z", {.default_port = 25, .bare_ipv6 = true}, "not an IP address"},
-           {"localhost:9464", {.numeric_host = true}, "not an IP address"},
+           {"2001:db8::1", form(25), "in brackets"},
+           {"x:y:z", form(25, false, false, true), "not an IP address"},
+           {"localhost:9464", form(std::nullopt, true), "not an IP address"},
            {"user@mx.example.net:25", {}, "not a host name"},
            {"mx.example.net/x:25", {}, "not a host name"},
        }) {
@@ -68,13 +79,13 @@ TEST(EndpointTest, ToStringPutsTheBracketsBack) {
 }
 
 TEST(EndpointTest, Lists) {
-  HostPortForm form{.default_port = 53, .numeric_host = true, .bare_ipv6 = true};
-  auto list = base::parse_host_port_list("127.0.0.1:5353,[::1]:53,::2", form);
+  const HostPortForm dns = form(53, true, false, true);
+  auto list = base::parse_host_port_list("127.0.0.1:5353,[::1]:53,::2", dns);
   ASSERT_TRUE(list) << list.error();
   EXPECT_EQ(list.value(), (std::vector<HostPort>{{"127.0.0.1", 5353}, {"::1", 53}, {"::2", 53}}));
-  EXPECT_FALSE(base::parse_host_port_list("", form));
-  EXPECT_FALSE(base::parse_host_port_list("127.0.0.1,", form));
-  auto bad = base::parse_host_port_list("127.0.0.1,dns.example:53", form);
+  EXPECT_FALSE(base::parse_host_port_list("", dns));
+  EXPECT_FALSE(base::parse_host_port_list("127.0.0.1,", dns));
+  auto bad = base::parse_host_port_list("127.0.0.1,dns.example:53", dns);
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error(), "'dns.example:53': not an IP address");
 }
