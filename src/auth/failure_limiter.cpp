@@ -54,18 +54,11 @@ base::Expected<std::unique_ptr<FailureLimiter>, std::string> FailureLimiter::cre
   }
   if (options.window.count() <= 0) return base::unexpected(std::string("window must be > 0"));
   if (options.max_entries == 0) return base::unexpected(std::string("max_entries must be > 0"));
-  std::vector<Network> networks;
-  for (const auto& text : options.exempt) {
-    auto network = parse_network(text);
-    if (!network) return base::unexpected(network.error());
-    networks.push_back(network.value());
-  }
-  return std::unique_ptr<FailureLimiter>(
-      new FailureLimiter(std::move(options), std::move(networks)));
+  return std::unique_ptr<FailureLimiter>(new FailureLimiter(std::move(options)));
 }
 
-FailureLimiter::FailureLimiter(FailureLimiterOptions options, std::vector<Network> exempt)
-    : options_(std::move(options)), exempt_(std::move(exempt)) {}
+FailureLimiter::FailureLimiter(FailureLimiterOptions options)
+    : options_(std::move(options)), exempt_(options_.exempt) {}
 
 bool FailureLimiter::exempt(std::string_view ip) const {
   if (exempt_.empty()) return false;

@@ -44,7 +44,7 @@ struct FailureLimiterOptions {
   unsigned per_ip_max_failures = 30;
   std::chrono::seconds window{15 * 60};
   std::chrono::seconds max_delay{4};
-  std::vector<std::string> exempt;  // CIDR networks
+  std::vector<Network> exempt;
   std::size_t max_entries = 65536;
 };
 
@@ -60,7 +60,7 @@ class FailureLimiter {
   using Clock = std::chrono::steady_clock;
   using TimePoint = Clock::time_point;
 
-  // Refuses a bad exempt network or a zero bound.
+  // Refuses a zero bound.
   static base::Expected<std::unique_ptr<FailureLimiter>, std::string> create(
       FailureLimiterOptions options);
 
@@ -85,7 +85,7 @@ class FailureLimiter {
   std::size_t entries() const;
 
  private:
-  explicit FailureLimiter(FailureLimiterOptions options, std::vector<Network> exempt);
+  explicit FailureLimiter(FailureLimiterOptions options);
 
   struct Entry {
     std::string ip;

@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "auth/crypto_primitives.h"
+#include "base/ascii.h"
 #include "obs/log.h"
 
 namespace auth {
@@ -33,10 +34,6 @@ constexpr std::size_t kMaxFileSize = 64 * 1024 * 1024;
 std::string errno_text(int error_number) {
   char buffer[256];
   return strerror_r(error_number, buffer, sizeof buffer);
-}
-
-char ascii_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
 bool is_blank(char c) {
@@ -225,11 +222,7 @@ base::Expected<base::Ok, std::string> validate_address(std::string_view address)
 }
 
 bool same_address(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  }
-  return true;
+  return base::equals_ignoring_case(a, b);
 }
 
 // --- UserStore --------------------------------------------------------------------------
@@ -389,7 +382,7 @@ std::size_t UserStore::AddressHash::operator()(std::string_view address) const {
   // keys come from the users file (the administrator's), so flooding needs no defence here.
   std::uint64_t hash = 14695981039346656037ull;
   for (char c : address) {
-    hash ^= static_cast<unsigned char>(ascii_lower(c));
+    hash ^= static_cast<unsigned char>(base::ascii_lower(c));
     hash *= 1099511628211ull;
   }
   return static_cast<std::size_t>(hash);

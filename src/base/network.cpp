@@ -55,36 +55,35 @@ Expected<Network, std::string> parse_network(std::string_view text) {
   return network;
 }
 
+namespace {
+constexpr IpBytes kMapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+bool is_mapped(const IpBytes& ip) {
+  return std::memcmp(ip.data(), kMapped.data(), 12) == 0;
+}
+}  // namespace
+
+std::string format_ip(const IpBytes& ip) {
+  char buffer[INET6_ADDRSTRLEN];
+  const bool v4 = is_mapped(ip);
+  if (::inet_ntop(v4 ? AF_INET : AF_INET6, ip.data() + (v4 ? 12 : 0), buffer, sizeof buffer) ==
+      nullptr) {
+    return std::string();  // cannot happen with these buffer sizes
+  }
+  return buffer;
+}
+
+std::string to_string(const Network& network) {
+  const bool v4 = is_mapped(network.address) && network.prefix_length >= 96;
+  return format_ip(network.address) + "/" +
+         std::to_string(v4 ? network.prefix_length - 96 : network.prefix_length);
+}
+
 bool is_loopback_address(std::string_view host) {
   auto ip = parse_ip(host);
   if (!ip) return false;
-  static constexpr IpBytes kMapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
-  if (std::memcmp(ip->data(), kMapped.data(), 12) == 0) return (*ip)[12] == 127;
+  if (is_mapped(*ip)) return (*ip)[12] == 127;
   static constexpr IpBytes kLoopback6{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
   return *ip == kLoopback6;
-}
-
-bool split_host_port(std::string_view address, std::string& host, std::uint16_t& port) {
-  std::size_t colon;
-  if (!address.empty() && address.front() == '[') {
-    std::size_t close = address.find(']');
-    if (close == std::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':')
-      return false;
-    host = std::string(address.substr(1, close - 1));
-    colon = close + 1;
-  } else {
-    colon = address.rfind(':');
-    if (colon == std::string_view::npos || colon == 0) return false;
-    host = std::string(address.substr(0, colon));
-    if (host.find(':') != std::string::npos) return false;  // IPv6 needs brackets
-  }
-  std::string_view digits = address.substr(colon + 1);
-  unsigned value = 0;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || value > 65535)
-    return false;
-  port = static_cast<std::uint16_t>(value);
-  return parse_ip(host).has_value();
 }
 
 }  // namespace base

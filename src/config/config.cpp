@@ -2,10 +2,8 @@
 // every error names file, line and key (see config.h).
 #include "config/config.h"
 
-#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <sys/socket.h>
 
 #include <toml++/toml.h>
 #include <algorithm>
@@ -19,6 +17,7 @@
 #include <thread>
 
 #include "base/ascii.h"
+#include "base/endpoint.h"
 #include "base/network.h"
 #include "obs/log.h"
 
@@ -126,11 +125,6 @@ class Reader {
   std::string file_;
 };
 
-std::string lower(std::string text) {
-  base::lower_in_place(text);
-  return text;
-}
-
 bool valid_domain_name(std::string_view name) {
   if (name.empty() || name.size() > 255) return false;
   std::size_t label = 0;
@@ -158,88 +152,29 @@ bool valid_local_part(std::string_view local) {
   return local.find("..") == std::string_view::npos;
 }
 
-// "address/prefix" with an IPv4 or IPv6 address and a prefix length that fits it.
-bool valid_cidr(std::string_view text) {
-  std::size_t slash = text.find('/');
-  std::string address(text.substr(0, slash));
-  unsigned char buffer[16];
-  int family = address.find(':') == std::string::npos ? AF_INET : AF_INET6;
-  if (::inet_pton(family, address.c_str(), buffer) != 1) return false;
-  if (slash == std::string_view::npos) return true;
-  std::string_view prefix = text.substr(slash + 1);
-  if (prefix.empty() || prefix.size() > 3) return false;
-  int bits = 0;
-  for (char c : prefix) {
-    if (c < '0' || c > '9') return false;
-    bits = bits * 10 + (c - '0');
-  }
-  return bits <= (family == AF_INET ? 32 : 128);
-}
-
 // "unix:/absolute/path", or an IP literal (IPv6 in brackets) or localhost, ':' and a port.
-bool valid_lmtp(std::string_view spec) {
-  if (spec.rfind("unix:", 0) == 0) return spec.size() > 6 && spec[5] == '/' && spec.size() < 100;
-  std::size_t colon = spec.rfind(':');
-  if (colon == std::string_view::npos) return false;
-  std::string host(spec.substr(0, colon));
-  std::string_view port = spec.substr(colon + 1);
-  unsigned value = 0;
-  if (port.empty() || port.size() > 5) return false;
-  for (char c : port) {
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + static_cast<unsigned>(c - '0');
+std::optional<base::Endpoint> parse_lmtp(std::string_view spec) {
+  auto endpoint = base::parse_endpoint(spec);
+  if (!endpoint) return std::nullopt;
+  if (!endpoint->is_unix() && endpoint->tcp.host != "localhost" &&
+      !base::parse_ip(endpoint->tcp.host)) {
+    return std::nullopt;
   }
-  if (value == 0 || value > 65535) return false;
-  if (host == "localhost") return true;
-  unsigned char buffer[16];
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    return ::inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), buffer) == 1;
-  }
-  return ::inet_pton(AF_INET, host.c_str(), buffer) == 1;
+  return endpoint.value();
 }
 
-// "smtps://host[:port]" or "smtp://host[:port]" (host may be "[IPv6]").
-bool parse_relay(std::string_view url, DeliverySettings& out) {
-  std::string_view rest;
-  if (url.rfind("smtps://", 0) == 0) {
-    out.relay_implicit_tls = true;
-    out.relay_port = 465;
-    rest = url.substr(8);
-  } else if (url.rfind("smtp://", 0) == 0) {
-    out.relay_implicit_tls = false;
-    out.relay_port = 587;
-    rest = url.substr(7);
-  } else {
-    return false;
-  }
-  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
-  std::string_view host = rest;
-  std::string_view port;
-  if (!rest.empty() && rest.front() == '[') {
-    std::size_t close = rest.find(']');
-    if (close == std::string_view::npos) return false;
-    host = rest.substr(1, close - 1);
-    if (close + 1 < rest.size()) {
-      if (rest[close + 1] != ':') return false;
-      port = rest.substr(close + 2);
+// Each entry of a list of networks in CIDR form (key names the list in errors).
+std::vector<base::Network> networks_at(const toml::array& list, const std::string& key,
+                                       std::string_view examples, const Reader& reader) {
+  std::vector<base::Network> networks;
+  for (const toml::node& node : list) {
+    auto network = base::parse_network(node.is_string() ? node.as_string()->get() : "");
+    if (!network) {
+      reader.fail(&node, key, "not a network in CIDR form (" + std::string(examples) + ")");
     }
-  } else if (std::size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
-    host = rest.substr(0, colon);
-    port = rest.substr(colon + 1);
+    networks.push_back(network.value());
   }
-  if (host.empty() || host.find_first_of("/@ ") != std::string_view::npos) return false;
-  if (!port.empty() || rest.find(':') != std::string_view::npos) {
-    if (port.empty() || port.size() > 5) return false;
-    unsigned value = 0;
-    for (char c : port) {
-      if (c < '0' || c > '9') return false;
-      value = value * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (value == 0 || value > 65535) return false;
-    out.relay_port = static_cast<std::uint16_t>(value);
-  }
-  out.relay_host = lower(std::string(host));
-  return true;
+  return networks;
 }
 
 tls::OutboundLevel level_at(const toml::table& table, const Reader& reader,
@@ -261,17 +196,22 @@ void read_observability(const toml::table& root, Reader& reader, Config& config)
   if (const toml::table* table = reader.table_at(root, "", "metrics")) {
     MetricsSettings& m = config.metrics;
     reader.only_keys(*table, "metrics", {"address", "allow_non_loopback"});
-    m.address = reader.string_at(*table, "metrics", "address", "", true);
-    if (!base::split_host_port(m.address, m.host, m.port)) {
+    const std::string text = reader.string_at(*table, "metrics", "address", "", true);
+    base::HostPortForm form;  // an IP literal; port 0: the kernel picks one
+    form.numeric_host = true;
+    form.port_zero = true;
+    auto address = base::parse_host_port(text, form);
+    if (!address) {
       reader.fail(table->get("address"), "metrics.address",
                   "must be a numeric address and a port (\"127.0.0.1:9464\", \"[::1]:9464\"), "
                   "not '" +
-                      m.address + "'");
+                      text + "'");
     }
+    m.address = address.value();
     m.allow_non_loopback = reader.bool_at(*table, "metrics", "allow_non_loopback", false);
-    if (!m.allow_non_loopback && !base::is_loopback_address(m.host)) {
+    if (!m.allow_non_loopback && !base::is_loopback_address(m.address->host)) {
       reader.fail(table->get("address"), "metrics.address",
-                  "'" + m.host +
+                  "'" + m.address->host +
                       "' is not a loopback address: metrics tell anyone who can reach them "
                       "about your traffic; set metrics.allow_non_loopback = true to serve them "
                       "there anyway");
@@ -280,16 +220,18 @@ void read_observability(const toml::table& root, Reader& reader, Config& config)
   if (const toml::table* table = reader.table_at(root, "", "log")) {
     LogSettings& l = config.log;
     reader.only_keys(*table, "log", {"format", "output", "facility", "syslog_socket"});
-    l.format = reader.string_at(*table, "log", "format", l.format);
-    if (l.format != "kv" && l.format != "json") {
+    const std::string format = reader.string_at(*table, "log", "format", "kv");
+    if (format != "kv" && format != "json") {
       reader.fail(table->get("format"), "log.format", "must be \"kv\" or \"json\"");
     }
-    l.output = reader.string_at(*table, "log", "output", l.output);
-    if (l.output != "stderr" && l.output != "syslog") {
+    l.format = format == "json" ? obs::Format::kJson : obs::Format::kKeyValue;
+    const std::string output = reader.string_at(*table, "log", "output", "stderr");
+    if (output != "stderr" && output != "syslog") {
       reader.fail(table->get("output"), "log.output", "must be \"stderr\" or \"syslog\"");
     }
-    l.facility = reader.string_at(*table, "log", "facility", l.facility);
-    if (obs::syslog_facility(l.facility) < 0) {
+    l.output = output == "syslog" ? LogOutput::kSyslog : LogOutput::kStderr;
+    l.facility = obs::syslog_facility(reader.string_at(*table, "log", "facility", "mail"));
+    if (l.facility < 0) {
       reader.fail(table->get("facility"), "log.facility",
                   "must be one of mail, daemon, user, local0 … local7");
     }
@@ -341,13 +283,18 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
       {"relay", "relay_tls", "relay_user", "relay_password_file", "ca_file", "lmtp", "dns_servers",
        "mx_port", "default_tls", "tls_policy", "max_per_destination", "connection_cache",
        "max_messages_per_connection", "connect_timeout", "command_timeout", "helo_name"});
-  d.relay = reader.string_at(*table, p, "relay", "");
-  if (!d.relay.empty() && !parse_relay(d.relay, d)) {
-    reader.fail(table->get("relay"), "delivery.relay",
-                "must be \"smtps://HOST[:PORT]\" (implicit TLS) or \"smtp://HOST[:PORT]\" "
-                "(STARTTLS), not '" +
-                    d.relay + "'");
+  if (const std::string relay = reader.string_at(*table, p, "relay", ""); !relay.empty()) {
+    auto url = base::parse_smtp_url(relay);
+    if (!url) {
+      reader.fail(table->get("relay"), "delivery.relay",
+                  "must be \"smtps://HOST[:PORT]\" (implicit TLS) or \"smtp://HOST[:PORT]\" "
+                  "(STARTTLS), not '" +
+                      relay + "'");
+    }
+    d.relay = url.value();
+    base::lower_in_place(d.relay->host);
   }
+  const bool relay_implicit_tls = d.relay && d.relay->implicit_tls;
   d.relay_tls = level_at(*table, reader, p, "relay_tls", d.relay_tls);
   d.relay_user = reader.string_at(*table, p, "relay_user", "");
   if (table->get("relay_password_file")) {
@@ -357,25 +304,40 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
     reader.fail(table->get("relay_user"), "delivery.relay_user",
                 "needs delivery.relay_password_file (the password never goes in this file)");
   }
-  if (!d.relay_user.empty() && !d.relay_implicit_tls &&
-      d.relay_tls < tls::OutboundLevel::kEncrypt) {
+  if (!d.relay_user.empty() && !relay_implicit_tls && d.relay_tls < tls::OutboundLevel::kEncrypt) {
     reader.fail(table->get("relay_tls"), "delivery.relay_tls",
                 "must be \"encrypt\" or \"verify\" when relay_user is set (a password is "
                 "never sent without TLS)");
   }
-  if (d.relay_implicit_tls && d.relay_tls < tls::OutboundLevel::kEncrypt) {
+  if (relay_implicit_tls && d.relay_tls < tls::OutboundLevel::kEncrypt) {
     d.relay_tls = tls::OutboundLevel::kEncrypt;  // smtps:// is always encrypted
   }
   if (table->get("ca_file")) d.ca_file = reader.path_at(*table, p, "ca_file", base_dir, true);
-  d.lmtp = reader.string_at(*table, p, "lmtp", "");
-  if (!d.lmtp.empty() && !valid_lmtp(d.lmtp)) {
-    reader.fail(table->get("lmtp"), "delivery.lmtp",
-                "must be \"unix:/absolute/path\" or \"IP:PORT\" (\"127.0.0.1:24\", "
-                "\"[::1]:24\", \"localhost:24\"), not '" +
-                    d.lmtp + "'");
+  if (const std::string lmtp = reader.string_at(*table, p, "lmtp", ""); !lmtp.empty()) {
+    d.lmtp = parse_lmtp(lmtp);
+    if (!d.lmtp) {
+      reader.fail(table->get("lmtp"), "delivery.lmtp",
+                  "must be \"unix:/absolute/path\" or \"IP:PORT\" (\"127.0.0.1:24\", "
+                  "\"[::1]:24\", \"localhost:24\"), not '" +
+                      lmtp + "'");
+    }
   }
 
-  d.dns_servers = reader.string_at(*table, p, "dns_servers", "");
+  if (const std::string servers = reader.string_at(*table, p, "dns_servers", "");
+      !servers.empty()) {
+    base::HostPortForm form;  // as c-ares reads them: IP literals, port 53 unless given
+    form.default_port = 53;
+    form.numeric_host = true;
+    form.bare_ipv6 = true;
+    auto list = base::parse_host_port_list(servers, form);
+    if (!list) {
+      reader.fail(table->get("dns_servers"), "delivery.dns_servers",
+                  "must be IP addresses, each with an optional port, separated by commas "
+                  "(\"127.0.0.1:5353,[::1]:53\"): " +
+                      list.error());
+    }
+    d.dns_servers = std::move(list.value());
+  }
   d.mx_port = static_cast<std::uint16_t>(reader.int_at(*table, p, "mx_port", d.mx_port, 1, 65535));
   d.default_tls = level_at(*table, reader, p, "default_tls", d.default_tls);
   if (const toml::array* policies = reader.array_at(*table, p, "tls_policy")) {
@@ -386,7 +348,7 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
       const toml::table& entry = *node.as_table();
       reader.only_keys(entry, prefix, {"domain", "level"});
       DestinationTls policy;
-      policy.domain = lower(reader.string_at(entry, prefix, "domain", "", true));
+      policy.domain = base::ascii_lowercase(reader.string_at(entry, prefix, "domain", "", true));
       if (!valid_domain_name(policy.domain)) {
         reader.fail(entry.get("domain"), prefix + ".domain",
                     "not a valid domain name: '" + policy.domain + "'");
@@ -407,7 +369,7 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
   d.command_timeout = std::chrono::seconds(
       reader.int_at(*table, p, "command_timeout", d.command_timeout.count(), 1, 3600));
   if (table->get("helo_name")) {
-    d.helo_name = lower(reader.string_at(*table, p, "helo_name", "", true));
+    d.helo_name = base::ascii_lowercase(reader.string_at(*table, p, "helo_name", "", true));
     if (!valid_domain_name(d.helo_name)) {
       reader.fail(table->get("helo_name"), "delivery.helo_name",
                   "not a valid host name: '" + d.helo_name + "'");
@@ -428,7 +390,7 @@ std::vector<std::string> read_server_names(const toml::table& entry, const std::
   }
   for (const toml::node& node : *list) {
     if (!node.is_string()) reader.fail(&node, prefix + ".names", "must be strings");
-    std::string name = lower(std::string(node.as_string()->get()));
+    std::string name = base::ascii_lowercase(std::string(node.as_string()->get()));
     if (!name.empty() && name.back() == '.') name.pop_back();
     std::string_view domain = name;
     const bool wildcard = domain.rfind("*.", 0) == 0;
@@ -486,7 +448,8 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   reader.only_keys(*server, "server",
                    {"hostname", "data_dir", "io_threads", "log_level", "control_socket", "user",
                     "group", "run_as_root"});
-  config.hostname = lower(reader.string_at(*server, "server", "hostname", "", true));
+  config.hostname =
+      base::ascii_lowercase(reader.string_at(*server, "server", "hostname", "", true));
   if (!valid_domain_name(config.hostname)) {
     reader.fail(server->get("hostname"), "server.hostname",
                 "not a valid host name: '" + config.hostname + "'");
@@ -513,9 +476,10 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   if (!config.group.empty() && config.user.empty()) {
     reader.fail(server->get("group"), "server.group", "needs server.user");
   }
-  config.log_level = reader.string_at(*server, "server", "log_level", config.log_level);
-  if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warning" &&
-      config.log_level != "error") {
+  auto log_level = obs::parse_level(reader.string_at(*server, "server", "log_level", "info"));
+  if (log_level) {
+    config.log_level = *log_level;
+  } else {
     reader.fail(server->get("log_level"), "server.log_level",
                 "must be \"debug\", \"info\", \"warning\" or \"error\"");
   }
@@ -575,7 +539,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
       const toml::table& entry = *node.as_table();
       reader.only_keys(entry, prefix, {"name", "users"});
       Domain domain;
-      domain.name = lower(reader.string_at(entry, prefix, "name", "", true));
+      domain.name = base::ascii_lowercase(reader.string_at(entry, prefix, "name", "", true));
       if (!valid_domain_name(domain.name)) {
         reader.fail(entry.get("name"), prefix + ".name",
                     "not a valid domain: '" + domain.name + "'");
@@ -629,16 +593,14 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     }
     // Required: a default would either expose a port the operator meant to keep private
     // or hide an MX on loopback; neither should happen silently.
-    listener.address = reader.string_at(entry, prefix, "address", "", true);
-    {
-      unsigned char buffer[16];
-      int family = listener.address.find(':') == std::string::npos ? AF_INET : AF_INET6;
-      if (::inet_pton(family, listener.address.c_str(), buffer) != 1) {
-        reader.fail(entry.get("address"), prefix + ".address",
-                    "not an IP address: '" + listener.address +
-                        "' (use 0.0.0.0 or :: for every interface)");
-      }
+    listener.address_text = reader.string_at(entry, prefix, "address", "", true);
+    auto address = base::parse_ip(listener.address_text);
+    if (!address) {
+      reader.fail(entry.get("address"), prefix + ".address",
+                  "not an IP address: '" + listener.address_text +
+                      "' (use 0.0.0.0 or :: for every interface)");
     }
+    listener.address = *address;
     listener.port =
         static_cast<std::uint16_t>(reader.int_at(entry, prefix, "port", listener.port, 0, 65535));
     listener.session_tickets =
@@ -658,13 +620,8 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     }
     listener.proxy_protocol = reader.bool_at(entry, prefix, "proxy_protocol", false);
     if (const toml::array* networks = reader.array_at(entry, prefix, "proxy_from")) {
-      for (const toml::node& network : *networks) {
-        if (!network.is_string() || !valid_cidr(network.as_string()->get())) {
-          reader.fail(&network, prefix + ".proxy_from",
-                      "not a network in CIDR form (\"127.0.0.1/32\", \"2001:db8::/64\")");
-        }
-        listener.proxy_from.emplace_back(network.as_string()->get());
-      }
+      listener.proxy_from = networks_at(*networks, prefix + ".proxy_from",
+                                        "\"127.0.0.1/32\", \"2001:db8::/64\"", reader);
     }
     // Whoever may send the header chooses the client address that is logged and limited:
     // trusting every address would let any client pick its own.
@@ -751,13 +708,8 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
         std::chrono::seconds(reader.int_at(*auth, "auth", "failure_window", 900, 1, 86400 * 7));
     config.auth.received_names_user = reader.bool_at(*auth, "auth", "received_names_user", false);
     if (const toml::array* networks = reader.array_at(*auth, "auth", "exempt_networks")) {
-      for (const toml::node& network : *networks) {
-        if (!network.is_string() || !valid_cidr(network.as_string()->get())) {
-          reader.fail(&network, "auth.exempt_networks",
-                      "not a network in CIDR form (\"192.0.2.0/24\", \"2001:db8::/32\")");
-        }
-        config.auth.exempt_networks.emplace_back(network.as_string()->get());
-      }
+      config.auth.exempt_networks = networks_at(*networks, "auth.exempt_networks",
+                                                "\"192.0.2.0/24\", \"2001:db8::/32\"", reader);
     }
   }
 
@@ -841,6 +793,21 @@ base::Expected<Config, ConfigError> load_file(const std::string& path) {
   return parse(buffer.str(), path);
 }
 
+std::string_view to_string(LogOutput output) {
+  return output == LogOutput::kSyslog ? "syslog" : "stderr";
+}
+
+namespace {
+std::string join_networks(const std::vector<base::Network>& networks) {
+  std::string out;
+  for (const base::Network& network : networks) {
+    if (!out.empty()) out += ' ';
+    out += base::to_string(network);
+  }
+  return out;
+}
+}  // namespace
+
 std::string describe(const Config& config) {
   std::string out;
   out += fmt::format("configuration: {}\nhostname: {}\ndata_dir: {}\n", config.source_file,
@@ -854,11 +821,9 @@ std::string describe(const Config& config) {
                                                                                : "STARTTLS offered";
     out +=
         fmt::format("listener: {} on {} port {} — {}, session tickets {}{}{}\n", role_name(l.role),
-                    l.address, l.port, tls_mode, l.session_tickets ? "on" : "off",
+                    l.address_text, l.port, tls_mode, l.session_tickets ? "on" : "off",
                     l.client_ca.empty() ? "" : ", client certificates from " + l.client_ca,
-                    l.proxy_protocol
-                        ? ", PROXY protocol from " + fmt::format("{}", fmt::join(l.proxy_from, " "))
-                        : "");
+                    l.proxy_protocol ? ", PROXY protocol from " + join_networks(l.proxy_from) : "");
   }
   for (const auto& c : config.certificates) {
     out += fmt::format("certificate: {} (key {}) for {}\n", c.certificate_file, c.key_file,
@@ -879,28 +844,31 @@ std::string describe(const Config& config) {
       config.auth.failure_window.count(),
       config.auth.exempt_networks.empty()
           ? std::string()
-          : ", exempt: " + fmt::format("{}", fmt::join(config.auth.exempt_networks, " ")));
+          : ", exempt: " + join_networks(config.auth.exempt_networks));
   const DeliverySettings& d = config.delivery;
-  out += d.relay.empty()
-             ? fmt::format("delivery: direct to MX hosts (port {}), TLS {} by default\n", d.mx_port,
-                           tls::outbound_level_name(d.default_tls))
-             : fmt::format("delivery: through relay {} (TLS {}{})\n", d.relay,
-                           tls::outbound_level_name(d.relay_tls),
-                           d.relay_user.empty() ? "" : ", AUTH as " + d.relay_user);
+  out += !d.relay ? fmt::format("delivery: direct to MX hosts (port {}), TLS {} by default\n",
+                                d.mx_port, tls::outbound_level_name(d.default_tls))
+                  : fmt::format("delivery: through relay {} (TLS {}{})\n",
+                                base::to_string(*d.relay), tls::outbound_level_name(d.relay_tls),
+                                d.relay_user.empty() ? "" : ", AUTH as " + d.relay_user);
   for (const DestinationTls& policy : d.tls_policy) {
     out += fmt::format("delivery: TLS {} for {}\n", tls::outbound_level_name(policy.level),
                        policy.domain);
   }
-  out += fmt::format(
-      "log: {} to {}{}\n", config.log.format == "json" ? "JSON" : "key=value", config.log.output,
-      config.log.output == "syslog"
-          ? " (" + config.log.syslog_socket + ", facility " + config.log.facility + ")"
-          : std::string());
-  out += config.metrics.address.empty()
-             ? std::string("metrics: off\n")
-             : fmt::format("metrics: http://{}/metrics{}\n", config.metrics.address,
-                           config.metrics.allow_non_loopback ? " (non-loopback allowed)" : "");
-  out += fmt::format("local mailboxes: {}\n", d.lmtp.empty() ? "Maildir" : "LMTP " + d.lmtp);
+  out += fmt::format("log: {} to {}{}\n",
+                     config.log.format == obs::Format::kJson ? "JSON" : "key=value",
+                     to_string(config.log.output),
+                     config.log.output == LogOutput::kSyslog
+                         ? " (" + config.log.syslog_socket + ", facility " +
+                               std::string(obs::syslog_facility_name(config.log.facility)) + ")"
+                         : std::string());
+  out +=
+      !config.metrics.address
+          ? std::string("metrics: off\n")
+          : fmt::format("metrics: http://{}/metrics{}\n", base::to_string(*config.metrics.address),
+                        config.metrics.allow_non_loopback ? " (non-loopback allowed)" : "");
+  out += fmt::format("local mailboxes: {}\n",
+                     !d.lmtp ? "Maildir" : "LMTP " + base::to_string(*d.lmtp));
   out += fmt::format("queue: lifetime {}s, {} delivery threads\n",
                      config.queue.max_lifetime.count(), config.queue.delivery_threads);
   out += fmt::format("timeouts: command {}s, data {}s, handshake {}s\n",

@@ -6,14 +6,20 @@
 // directory of the configuration file. Exceptions stay inside the loader (start-up only).
 #pragma once
 
+#include <syslog.h>
+
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/endpoint.h"
 #include "base/expected.h"
-#include "smtp/server_session.h"
+#include "base/network.h"
+#include "obs/log.h"
+#include "smtp/session_limits.h"
 #include "tls/policy.h"
 
 namespace config {
@@ -24,7 +30,8 @@ std::string_view role_name(Role role);
 
 struct Listener {
   Role role = Role::kSmtp;
-  std::string address;          // required: where to listen (IPv4 or IPv6 literal)
+  base::IpBytes address{};      // required: where to listen (an IPv4 or IPv6 literal) …
+  std::string address_text;     // … as written, for logs and the listening socket
   std::uint16_t port = 25;      // 0: the kernel picks one (logged at start)
   bool session_tickets = true;  // default false on the smtp role (Microsoft STARTTLS trouble)
   bool require_tls = false;     // smtp role only: 530 5.7.0 until STARTTLS
@@ -34,7 +41,7 @@ struct Listener {
   // PROXY protocol v1/v2 (HAProxy): each connection starts with a header naming the real
   // client; accepted only from these networks (CIDR, required when on), others are refused.
   bool proxy_protocol = false;
-  std::vector<std::string> proxy_from;
+  std::vector<base::Network> proxy_from;
   long line = 0;  // of its [[listeners]] entry, for errors
 };
 
@@ -45,13 +52,13 @@ struct Domain {
 
 // [auth]: the users file and the failure limiter (README "Configuration").
 struct AuthSettings {
-  std::string users_file;                    // default <data_dir>/users
-  unsigned max_failures_per_user = 5;        // per (client IP, user) in the window → 454 4.7.0
-  unsigned max_failures_per_ip = 30;         // per client IP, all users together
-  std::chrono::seconds failure_window{900};  // counting window and lockout length
-  std::vector<std::string> exempt_networks;  // CIDR ("192.0.2.0/24", "2001:db8::/32")
-  bool received_names_user = false;          // name the authenticated user in Received
-  std::chrono::seconds verified_cache{600};  // remember a verified password (0: never)
+  std::string users_file;                      // default <data_dir>/users
+  unsigned max_failures_per_user = 5;          // per (client IP, user) in the window → 454 4.7.0
+  unsigned max_failures_per_ip = 30;           // per client IP, all users together
+  std::chrono::seconds failure_window{900};    // counting window and lockout length
+  std::vector<base::Network> exempt_networks;  // from CIDR ("192.0.2.0/24", "2001:db8::/32")
+  bool received_names_user = false;            // name the authenticated user in Received
+  std::chrono::seconds verified_cache{600};    // remember a verified password (0: never)
   bool operator==(const AuthSettings&) const = default;
 };
 
@@ -76,19 +83,18 @@ struct DestinationTls {
 
 // [delivery]: where mail for other domains and for local mailboxes goes.
 struct DeliverySettings {
-  // "smtps://host[:465]" (implicit TLS) or "smtp://host[:587]" (STARTTLS); empty: deliver
-  // straight to each domain's MX hosts.
-  std::string relay;
-  std::string relay_host;  // parsed from relay
-  std::uint16_t relay_port = 0;
-  bool relay_implicit_tls = false;
+  // "smtps://host[:465]" (implicit TLS) or "smtp://host[:587]" (STARTTLS), host lower-case;
+  // none: deliver straight to each domain's MX hosts.
+  std::optional<base::SmtpUrl> relay;
   tls::OutboundLevel relay_tls = tls::OutboundLevel::kVerify;
   std::string relay_user;
   std::string relay_password_file;  // first line is the password (never in this file)
   std::string ca_file;              // CAs for verifying remote servers; empty: system store
-  // Local mailboxes go to this LMTP server instead of Maildir: "unix:/path" or "HOST:PORT".
-  std::string lmtp;
-  std::string dns_servers;  // "127.0.0.1:5353,[::1]:53"; empty: /etc/resolv.conf
+  // Local mailboxes go to this LMTP server instead of Maildir: "unix:/path" or "HOST:PORT"
+  // (HOST an IP literal or localhost); none: Maildir.
+  std::optional<base::Endpoint> lmtp;
+  // From "127.0.0.1:5353,[::1]:53" (IP literals, port 53 by default); empty: /etc/resolv.conf.
+  std::vector<base::HostPort> dns_servers;
   std::uint16_t mx_port = 25;
   tls::OutboundLevel default_tls = tls::OutboundLevel::kMay;  // MX delivery
   std::vector<DestinationTls> tls_policy;
@@ -105,18 +111,20 @@ struct DeliverySettings {
 
 // [metrics]: the Prometheus endpoint (off when the table is absent).
 struct MetricsSettings {
-  std::string address;              // "127.0.0.1:9464"; empty: no endpoint
-  std::string host;                 // parsed from address
-  std::uint16_t port = 0;           // parsed from address (0: the kernel picks one)
+  // From "127.0.0.1:9464" (an IP literal; port 0: the kernel picks one); none: no endpoint.
+  std::optional<base::HostPort> address;
   bool allow_non_loopback = false;  // serve on a non-loopback address too
   bool operator==(const MetricsSettings&) const = default;
 };
 
 // [log]: where and how log lines go.
+enum class LogOutput { kStderr, kSyslog };
+std::string_view to_string(LogOutput output);  // "stderr", "syslog"
+
 struct LogSettings {
-  std::string format = "kv";               // "kv" (key=value) or "json" (one object a line)
-  std::string output = "stderr";           // "stderr" or "syslog"
-  std::string facility = "mail";           // syslog facility (RFC 5424 §6.2.1)
+  obs::Format format = obs::Format::kKeyValue;  // "kv" (key=value) or "json" (one object a line)
+  LogOutput output = LogOutput::kStderr;        // "stderr" or "syslog"
+  int facility = LOG_MAIL;  // syslog(3) code of "mail", "daemon", … (RFC 5424 §6.2.1)
   std::string syslog_socket = "/dev/log";  // the local syslog daemon's datagram socket
   bool operator==(const LogSettings&) const = default;
 };
@@ -125,12 +133,12 @@ struct Config {
   std::string source_file;
   std::string hostname;
   std::string data_dir;
-  unsigned io_threads = 0;         // 0: one per core
-  std::string log_level = "info";  // debug, info, warning, error
-  std::string control_socket;      // default <data_dir>/control.sock (smtpsctl auth …)
-  std::string user;                // started as root: switch to this account after start-up
-  std::string group;               // default: the user's primary group
-  bool run_as_root = false;        // started as root without `user`: stay root (not advised)
+  unsigned io_threads = 0;                   // 0: one per core
+  obs::Level log_level = obs::Level::kInfo;  // debug, info, warning, error
+  std::string control_socket;                // default <data_dir>/control.sock (smtpsctl auth …)
+  std::string user;          // started as root: switch to this account after start-up
+  std::string group;         // default: the user's primary group
+  bool run_as_root = false;  // started as root without `user`: stay root (not advised)
   std::vector<Domain> domains;
   tls::Policy tls;
   // Every pair; pairs with the same `names` form one certificate set (SNI), the set without

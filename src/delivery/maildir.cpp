@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/ascii.h"
 #include "queue/message_reader.h"
 
 namespace delivery {
@@ -109,10 +110,7 @@ base::Expected<MailboxName, std::string> split_address(std::string_view address)
   if (!is_safe_name(name.local)) {
     return base::unexpected("local part of '" + std::string(address) + "' cannot name a mailbox");
   }
-  name.domain = std::string(domain);
-  for (char& c : name.domain) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // RFC 5321 §2.4
-  }
+  name.domain = base::ascii_lowercase(domain);  // RFC 5321 §2.4
   if (!is_safe_name(name.domain)) {
     return base::unexpected("domain of '" + std::string(address) + "' cannot name a mailbox");
   }

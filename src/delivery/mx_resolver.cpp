@@ -88,10 +88,6 @@ std::string describe(int status, bool deadline_passed) {
   }
 }
 
-std::string lower(std::string_view text) {
-  return base::ascii_lowercase(text);
-}
-
 // text for a log line or DSN: at most 255 bytes, control and non-ASCII bytes as '?'.
 std::string printable(std::string_view text) {
   std::string result(text.substr(0, 255));
@@ -140,7 +136,8 @@ std::string domain_literal_address(std::string_view literal) {
   if (literal.size() < 3 || literal.front() != '[' || literal.back() != ']') return "";
   std::string_view inside = literal.substr(1, literal.size() - 2);
   constexpr std::string_view kIpv6Tag = "IPv6:";
-  if (inside.size() > kIpv6Tag.size() && lower(inside.substr(0, kIpv6Tag.size())) == "ipv6:") {
+  if (inside.size() > kIpv6Tag.size() &&
+      base::ascii_lowercase(inside.substr(0, kIpv6Tag.size())) == "ipv6:") {
     std::string_view address = inside.substr(kIpv6Tag.size());
     std::string input(address);
     in6_addr parsed;
@@ -420,9 +417,12 @@ base::Expected<std::unique_ptr<MxResolver::Channel>, std::string> MxResolver::ma
     return base::unexpected(std::string("c-ares channel: ") + ares_strerror(status));
   }
   if (!options_.servers.empty()) {
-    if (int status = ares_set_servers_ports_csv(channel->channel, options_.servers.c_str());
+    std::string csv;  // c-ares's own form: "127.0.0.1:5353,[::1]:53"
+    for (const base::HostPort& server : options_.servers)
+      csv += (csv.empty() ? "" : ",") + base::to_string(server);
+    if (int status = ares_set_servers_ports_csv(channel->channel, csv.c_str());
         status != ARES_SUCCESS) {
-      return base::unexpected("DNS servers \"" + options_.servers + "\": " + ares_strerror(status));
+      return base::unexpected("DNS servers \"" + csv + "\": " + ares_strerror(status));
     }
   }
   return channel;
@@ -457,7 +457,7 @@ MxAnswer MxResolver::resolve(std::string_view domain_text) {
     }
     return single_address(domain_text, address);
   }
-  std::string domain = lower(strip_final_dot(domain_text));
+  std::string domain = base::ascii_lowercase(strip_final_dot(domain_text));
   if (!is_valid_name(domain)) {
     answer.status = MxStatus::kNoDomain;
     answer.detail = "invalid domain name \"" + printable(domain_text) + "\"";
@@ -506,7 +506,7 @@ MxAnswer MxResolver::resolve(std::string_view domain_text) {
   } else {
     std::map<std::string, unsigned> best;  // one target per host, at its best preference
     for (auto& record : records) {
-      std::string host = lower(strip_final_dot(record.host));
+      std::string host = base::ascii_lowercase(strip_final_dot(record.host));
       if (host.empty()) {
         notes.push_back("null MX \".\" among other MX records skipped (RFC 7505 §3)");
         continue;
@@ -621,7 +621,7 @@ MxAnswer MxResolver::resolve_host(std::string_view host_text) {
   if (std::string address = canonical_address(host_text); !address.empty()) {
     return single_address(host_text, address);
   }
-  std::string host = lower(strip_final_dot(host_text));
+  std::string host = base::ascii_lowercase(strip_final_dot(host_text));
   if (!is_valid_name(host)) {
     answer.status = MxStatus::kNoDomain;
     answer.detail = "invalid host name \"" + printable(host_text) + "\"";

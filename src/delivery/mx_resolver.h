@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/endpoint.h"
 #include "base/expected.h"
 
 namespace delivery {
@@ -50,7 +51,7 @@ struct MxAnswer {
 };
 
 struct ResolverOptions {
-  std::string servers;  // c-ares CSV "127.0.0.1:5353,[::1]:53"; empty: /etc/resolv.conf
+  std::vector<base::HostPort> servers;  // IP literals and ports; empty: /etc/resolv.conf
   // Per attempt, as in resolv.conf; c-ares doubles it on each round of retries.
   std::chrono::milliseconds timeout{5000};
   unsigned tries = 2;

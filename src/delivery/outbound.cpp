@@ -1,14 +1,14 @@
 // outbound.cpp — see outbound.h.
 #include "delivery/outbound.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 #include <fstream>
 
+#include "base/ascii.h"
 #include "base/clock.h"
+#include "base/endpoint.h"
+#include "base/network.h"
 #include "obs/log.h"
 
 namespace delivery {
@@ -17,13 +17,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using queue::DeliveryResult;
 using queue::DeliveryStatus;
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 DeliveryResult temporary(std::string detail, std::string transport,
                          std::string enhanced = "4.4.1") {
@@ -40,29 +33,19 @@ SeenTls achieved(const TlsOutcome& tls) {
   return tls.verified ? SeenTls::kVerified : SeenTls::kEncrypted;
 }
 
-// "unix:/path" or "HOST:PORT" / "[v6]:PORT".
-Endpoint lmtp_endpoint(const std::string& spec) {
+// A unix socket or HOST:PORT, HOST an IP literal or localhost (127.0.0.1).
+Endpoint lmtp_endpoint(const std::optional<base::Endpoint>& lmtp) {
   Endpoint endpoint;
-  if (spec.rfind("unix:", 0) == 0) {
+  if (!lmtp) return endpoint;
+  if (lmtp->is_unix()) {
     endpoint.unix_socket = true;
-    endpoint.address = spec.substr(5);
+    endpoint.address = lmtp->unix_path;
     endpoint.host = "localhost";
     return endpoint;
   }
-  std::size_t colon = spec.rfind(':');
-  std::string host = spec.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  endpoint.host = host;
-  endpoint.address = host == "localhost" ? "127.0.0.1" : host;
-  unsigned port = 0;
-  std::string_view digits = std::string_view(spec).substr(colon + 1);
-  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-  // The configuration checked the form; a bad port here just fails to connect.
-  endpoint.port = error == std::errc() && end == digits.data() + digits.size() && port <= 65535
-                      ? static_cast<std::uint16_t>(port)
-                      : 0;
+  endpoint.host = lmtp->tcp.host;
+  endpoint.address = endpoint.host == "localhost" ? "127.0.0.1" : endpoint.host;
+  endpoint.port = lmtp->tcp.port;
   return endpoint;
 }
 
@@ -111,7 +94,7 @@ Outbound::~Outbound() {
 }
 
 tls::OutboundLevel Outbound::level_for(std::string_view domain) const {
-  std::string name = lower(domain);
+  std::string name = base::ascii_lowercase(domain);
   for (const auto& [policy_domain, level] : options_.tls_policy) {
     if (policy_domain == name) return level;
   }
@@ -273,11 +256,11 @@ Outbound::Outcome Outbound::transact(Connection& connection, const queue::Stored
 std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage& message,
                                                      std::span<const std::size_t> recipients,
                                                      std::string_view domain_view) {
-  const std::string domain = lower(domain_view);
-  const bool relay = !options_.relay_host.empty();
+  const std::string domain = base::ascii_lowercase(domain_view);
+  const bool relay = options_.relay.has_value();
   const std::string transport = relay ? "relay" : "smtp";
   const std::string key = relay ? "relay" : "mx:" + domain;
-  const std::string memory_key = relay ? options_.relay_host : domain;
+  const std::string memory_key = relay ? options_.relay->host : domain;
   const tls::OutboundLevel level = relay ? options_.relay_tls : level_for(domain);
   const SeenTls remembered = memory_.best(memory_key);
   std::vector<DeliveryResult> results(recipients.size());
@@ -321,16 +304,15 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   std::vector<MxTarget> targets;
   std::uint16_t port = options_.mx_port;
   if (relay) {
-    port = options_.relay_port;
-    unsigned char buffer[16];
-    if (::inet_pton(AF_INET, options_.relay_host.c_str(), buffer) == 1 ||
-        ::inet_pton(AF_INET6, options_.relay_host.c_str(), buffer) == 1) {
-      targets.push_back(MxTarget{options_.relay_host, 0, {options_.relay_host}, true});
+    const std::string& host = options_.relay->host;
+    port = options_.relay->port;
+    if (base::parse_ip(host)) {
+      targets.push_back(MxTarget{host, 0, {host}, true});
     } else {
-      MxAnswer answer = resolver_->resolve_host(options_.relay_host);
+      MxAnswer answer = resolver_->resolve_host(host);
       if (answer.status != MxStatus::kOk) {
         for (auto& r : results)
-          r = temporary("relay " + options_.relay_host + ": " + answer.detail, transport, "4.4.3");
+          r = temporary("relay " + host + ": " + answer.detail, transport, "4.4.3");
         return finish(nullptr);
       }
       targets = std::move(answer.targets);
@@ -358,7 +340,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   if (relay) {
     transport_options.client.auth_user = options_.relay_user;
     transport_options.client.auth_password = options_.relay_password;
-    transport_options.implicit_tls = options_.relay_implicit_tls;
+    transport_options.implicit_tls = options_.relay->implicit_tls;
   }
   transport_options.starttls = level != tls::OutboundLevel::kNone;
   transport_options.tls_context = tls_context_.get();

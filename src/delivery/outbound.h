@@ -27,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/endpoint.h"
 #include "base/expected.h"
 #include "delivery/mx_resolver.h"
 #include "delivery/smtp_transport.h"
@@ -46,10 +48,8 @@ namespace delivery {
 
 struct OutboundOptions {
   std::string helo_name = "localhost";
-  // Smarthost; empty relay_host: MX delivery.
-  std::string relay_host;
-  std::uint16_t relay_port = 587;
-  bool relay_implicit_tls = false;
+  // Smarthost (its host lower-case); none: MX delivery.
+  std::optional<base::SmtpUrl> relay;
   tls::OutboundLevel relay_tls = tls::OutboundLevel::kVerify;
   std::string relay_user;
   std::string relay_password;
@@ -59,8 +59,8 @@ struct OutboundOptions {
   std::vector<std::pair<std::string, tls::OutboundLevel>> tls_policy;  // lower-case domains
   std::string ca_file;  // empty: the system trust store
   ResolverOptions resolver;
-  // Local mailboxes: "unix:/path" or "HOST:PORT"; empty: no LMTP.
-  std::string lmtp;
+  // Local mailboxes: a unix socket or HOST:PORT (an IP literal or localhost); none: no LMTP.
+  std::optional<base::Endpoint> lmtp;
   unsigned max_per_destination = 4;
   std::chrono::milliseconds connection_cache{5000};
   unsigned max_messages_per_connection = 100;
@@ -85,7 +85,7 @@ class Outbound {
   // Recipients to hand to the LMTP server (their addresses as the LMTP server knows them).
   std::vector<queue::DeliveryResult> deliver_lmtp(const queue::StoredMessage& message,
                                                   std::span<const std::size_t> recipients);
-  bool has_lmtp() const { return !options_.lmtp.empty(); }
+  bool has_lmtp() const { return options_.lmtp.has_value(); }
   TlsMemory& tls_memory() { return memory_; }
   // The level a domain must be reached with (policy table, else the default).
   tls::OutboundLevel level_for(std::string_view domain) const;

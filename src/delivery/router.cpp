@@ -1,6 +1,8 @@
 // router.cpp — see router.h.
 #include "delivery/router.h"
 
+#include "base/ascii.h"
+
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -11,10 +13,7 @@ namespace {
 // The domain of address in lower case; "" when it has none.
 std::string domain_of(const std::string& address) {
   const std::size_t at = address.rfind('@');
-  std::string domain = at == std::string::npos ? std::string() : address.substr(at + 1);
-  std::transform(domain.begin(), domain.end(), domain.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return domain;
+  return at == std::string::npos ? std::string() : base::ascii_lowercase(address.substr(at + 1));
 }
 
 }  // namespace

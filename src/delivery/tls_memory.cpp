@@ -13,13 +13,7 @@
 #include "base/ascii.h"
 
 namespace delivery {
-namespace {
-
-std::string lower(std::string_view text) {
-  return base::ascii_lowercase(text);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string_view seen_tls_name(SeenTls level) {
   switch (level) {
@@ -49,20 +43,20 @@ TlsMemory::TlsMemory(std::string path) : path_(std::move(path)) {
     SeenTls seen = level == "verified"    ? SeenTls::kVerified
                    : level == "encrypted" ? SeenTls::kEncrypted
                                           : SeenTls::kNone;
-    domains_[lower(domain)] = {seen, since};
+    domains_[base::ascii_lowercase(domain)] = {seen, since};
   }
 }
 
 SeenTls TlsMemory::best(std::string_view domain) const {
   std::lock_guard lock(mutex_);
-  auto it = domains_.find(lower(domain));
+  auto it = domains_.find(base::ascii_lowercase(domain));
   return it == domains_.end() ? SeenTls::kNone : it->second.first;
 }
 
 bool TlsMemory::record(std::string_view domain, SeenTls level, std::int64_t now_unix) {
   if (level == SeenTls::kNone) return false;
   std::lock_guard lock(mutex_);
-  auto& entry = domains_[lower(domain)];
+  auto& entry = domains_[base::ascii_lowercase(domain)];
   if (entry.second != 0 && entry.first >= level) return false;
   entry = {level, now_unix};
   save();
@@ -71,7 +65,7 @@ bool TlsMemory::record(std::string_view domain, SeenTls level, std::int64_t now_
 
 bool TlsMemory::forget(std::string_view domain) {
   std::lock_guard lock(mutex_);
-  if (domains_.erase(lower(domain)) == 0) return false;
+  if (domains_.erase(base::ascii_lowercase(domain)) == 0) return false;
   save();
   return true;
 }

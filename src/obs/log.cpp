@@ -126,16 +126,23 @@ void set_format(Format format) {
   json_format.store(format == Format::kJson);
 }
 
+constexpr std::pair<std::string_view, int> kFacilities[] = {
+    {"mail", LOG_MAIL},     {"daemon", LOG_DAEMON}, {"user", LOG_USER},     {"local0", LOG_LOCAL0},
+    {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},
+    {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
+
 int syslog_facility(std::string_view name) {
-  static constexpr std::pair<std::string_view, int> kFacilities[] = {
-      {"mail", LOG_MAIL},     {"daemon", LOG_DAEMON}, {"user", LOG_USER},
-      {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
-      {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
-      {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
   for (const auto& [known, code] : kFacilities) {
     if (known == name) return code;
   }
   return -1;
+}
+
+std::string_view syslog_facility_name(int facility) {
+  for (const auto& [name, code] : kFacilities) {
+    if (code == facility) return name;
+  }
+  return {};
 }
 
 std::shared_ptr<const SyslogSink> make_syslog_sink(const std::string& socket_path, int facility) {
@@ -279,11 +286,11 @@ Log::~Log() {
   write_stderr(line_);
 }
 
-Level parse_level(std::string_view name) {
-  if (name == "debug") return Level::kDebug;
-  if (name == "warning") return Level::kWarning;
-  if (name == "error") return Level::kError;
-  return Level::kInfo;
+std::optional<Level> parse_level(std::string_view name) {
+  for (Level level : {Level::kDebug, Level::kInfo, Level::kWarning, Level::kError}) {
+    if (name == level_name(level)) return level;
+  }
+  return std::nullopt;
 }
 
 Log& Log::kv(std::string_view key, std::string_view value) {

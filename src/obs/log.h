@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -41,6 +42,8 @@ std::shared_ptr<const SyslogSink> make_syslog_sink(const std::string& socket_pat
 void set_output(std::shared_ptr<const SyslogSink> sink);
 // "mail", "daemon", "user", "local0".."local7" → LOG_MAIL …; -1 if unknown.
 int syslog_facility(std::string_view name);
+// The other way round ("mail" for LOG_MAIL); "" if unknown.
+std::string_view syslog_facility_name(int facility);
 
 class Log {
  public:
@@ -76,8 +79,8 @@ class Log {
   std::string line_;
 };
 
-// Parses "debug", "info", "warning", "error" (anything else: info).
-Level parse_level(std::string_view name);
+// Parses "debug", "info", "warning", "error"; nullopt for anything else.
+std::optional<Level> parse_level(std::string_view name);
 
 // Appends value to out, quoted and escaped if it needs to be (exposed for tests).
 void append_value(std::string& out, std::string_view value);

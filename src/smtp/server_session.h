@@ -89,6 +89,7 @@
 
 #include "smtp/envelope.h"
 #include "smtp/reply.h"
+#include "smtp/session_limits.h"
 
 namespace smtp {
 
@@ -113,22 +114,6 @@ enum class CheckStage : unsigned {
   kHelo = 1u << 1,
   kMail = 1u << 2,
   kRcpt = 1u << 3,
-};
-
-struct SessionLimits {
-  std::size_t max_command_line = 2048;  // octets incl. CRLF; RFC 5321 §4.5.3.1.4 says 512
-                                        // at least, plus room for ESMTP parameters
-  std::size_t max_text_line = 1000;     // octets incl. CRLF in DATA, §4.5.3.1.6
-  std::size_t max_recipients = 100;     // 452 4.5.3 past it, §4.5.3.1.8
-  std::uint64_t max_message_size = 35u * 1024 * 1024;  // 552 5.3.4, RFC 1870
-  unsigned max_errors = 10;                            // 421 4.7.0 and close after this many
-  bool normalize_bare_line_endings = false;  // opt-in leniency: turn bare CR/LF in DATA into CRLF
-                                             // instead of refusing the message
-  // RFC 5321 §6.3 loop detection: a message whose header section already has this many
-  // "Received:" fields (ours would be one more) gets 554 5.4.6 at the end of its data and
-  // is not stored; 0 turns the check off. XXX: §6.3 says a threshold "SHOULD" normally be
-  // "at least 100"; 50 follows Postfix's hopcount_limit, and real paths stay far below.
-  std::size_t max_received_headers = 50;
 };
 
 struct SessionConfig {

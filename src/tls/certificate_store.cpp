@@ -15,6 +15,7 @@
 #include <ctime>
 #include <map>
 
+#include "base/ascii.h"
 #include "tls/openssl_error.h"
 
 namespace tls {
@@ -37,19 +38,11 @@ using KeyPtr = std::unique_ptr<EVP_PKEY, KeyDeleter>;
 using ChainPtr = std::unique_ptr<STACK_OF(X509), ChainDeleter>;
 using BioPtr = std::unique_ptr<BIO, BioDeleter>;
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 // Lower-case, without a trailing dot (an absolute name is the same name, RFC 6066 §3 says
 // the name is sent without it, but clients differ).
 std::string normal_name(std::string_view name) {
   if (!name.empty() && name.back() == '.') name.remove_suffix(1);
-  return lower(name);
+  return base::ascii_lowercase(name);
 }
 
 std::vector<std::string> normal_names(const std::vector<std::string>& names) {

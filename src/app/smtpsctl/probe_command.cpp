@@ -32,6 +32,8 @@
 #include <memory>
 #include <sstream>
 
+#include "base/endpoint.h"
+#include "base/network.h"
 #include "tls/poll_waiter.h"
 #include "tls/stream.h"
 
@@ -564,9 +566,7 @@ class Prober {
       report.days_left = static_cast<int>((total + (total < 0 ? -43200 : 43200)) / 86400);
     }
     // RFC 6125 §6: DNS-ID match (wildcard only as the whole left-most label).
-    in6_addr scratch;
-    bool ip_literal = inet_pton(AF_INET, options_.name.c_str(), &scratch) == 1 ||
-                      inet_pton(AF_INET6, options_.name.c_str(), &scratch) == 1;
+    const bool ip_literal = base::parse_ip(options_.name).has_value();
     report.name_matches = ip_literal
                               ? X509_check_ip_asc(leaf, options_.name.c_str(), 0) == 1
                               : X509_check_host(leaf, options_.name.c_str(), options_.name.size(),
@@ -931,31 +931,14 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
   }
   if (options.help) return options;
   if (target.empty()) return base::unexpected(std::string("give HOST[:PORT]"));
-  std::string port_text;
-  if (target[0] == '[') {
-    auto close = target.find(']');
-    if (close == std::string::npos) return base::unexpected("unclosed [ in " + target);
-    options.host = target.substr(1, close - 1);
-    if (close + 1 < target.size()) {
-      if (target[close + 1] != ':') return base::unexpected("expected :PORT after ] in " + target);
-      port_text = target.substr(close + 2);
-    }
-  } else if (auto colon = target.find(':');
-             colon != std::string::npos && target.find(':', colon + 1) == std::string::npos) {
-    options.host = target.substr(0, colon);
-    port_text = target.substr(colon + 1);
-  } else {
-    options.host = target;  // a name, an IPv4 literal or a bare IPv6 literal
-  }
-  if (options.host.empty()) return base::unexpected("no host in " + target);
-  if (!port_text.empty() || target.back() == ':') {
-    char* end = nullptr;
-    long port = std::strtol(port_text.c_str(), &end, 10);
-    if (port_text.empty() || *end != '\0' || port < 1 || port > 65535) {
-      return base::unexpected("bad port in " + target);
-    }
-    options.port = static_cast<std::uint16_t>(port);
-  }
+  // Port 0 stands for "not given" (then 25, 465 and 587 are probed).
+  base::HostPortForm form;
+  form.default_port = 0;
+  form.bare_ipv6 = true;
+  auto address = base::parse_host_port(target, form);
+  if (!address) return base::unexpected(target + ": " + address.error());
+  options.host = address->host;
+  if (address->port != 0) options.port = address->port;
   if (options.name.empty()) options.name = options.host;
   return options;
 }

@@ -114,9 +114,7 @@ base::Expected<std::string, std::string> find_password(const std::string& passwo
 // --- explaining failures ----------------------------------------------------------------
 
 std::string describe_server(const ServerAddress& server) {
-  std::string host =
-      server.host.find(':') != std::string::npos ? "[" + server.host + "]" : server.host;
-  return host + ":" + std::to_string(server.port);
+  return base::to_string(base::HostPort{server.host, server.port});
 }
 
 // Why a certificate is refused, in words, from the verification code of the handshake.
@@ -411,60 +409,9 @@ const char* kSendmailUsage =
 }  // namespace
 
 base::Expected<ServerAddress, std::string> parse_server_url(std::string_view url) {
-  ServerAddress server;
-  std::string_view rest;
-  if (url.rfind("smtps://", 0) == 0) {
-    server.implicit_tls = true;
-    server.port = 465;
-    rest = url.substr(8);
-  } else if (url.rfind("smtp://", 0) == 0) {
-    server.port = 587;
-    rest = url.substr(7);
-  } else {
-    return base::unexpected("server " + std::string(url) +
-                            ": give smtps://HOST[:PORT] (implicit TLS, port 465) or "
-                            "smtp://HOST[:PORT] (STARTTLS, port 587)");
-  }
-  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
-  std::string_view port_text;
-  bool has_port = false;
-  if (!rest.empty() && rest.front() == '[') {
-    std::size_t close = rest.find(']');
-    if (close == std::string_view::npos) {
-      return base::unexpected("server " + std::string(url) +
-                              ": missing ']' after the IPv6 address");
-    }
-    server.host = std::string(rest.substr(1, close - 1));
-    rest.remove_prefix(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') {
-        return base::unexpected("server " + std::string(url) + ": unexpected text after ']'");
-      }
-      has_port = true;
-      port_text = rest.substr(1);
-    }
-  } else {
-    std::size_t colon = rest.find(':');
-    server.host = std::string(rest.substr(0, colon));
-    if (colon != std::string_view::npos) {
-      has_port = true;
-      port_text = rest.substr(colon + 1);
-    }
-  }
-  if (server.host.empty() || server.host.find_first_of("/@?# \t[]") != std::string::npos) {
-    return base::unexpected("server " + std::string(url) + ": not a host name");
-  }
-  if (has_port) {
-    bool digits = !port_text.empty() && port_text.size() <= 5 &&
-                  std::all_of(port_text.begin(), port_text.end(),
-                              [](char c) { return c >= '0' && c <= '9'; });
-    unsigned long port = digits ? std::stoul(std::string(port_text)) : 0;
-    if (port == 0 || port > 65535) {
-      return base::unexpected("server " + std::string(url) + ": the port must be 1 to 65535");
-    }
-    server.port = static_cast<std::uint16_t>(port);
-  }
-  return server;
+  auto parsed = base::parse_smtp_url(url);
+  if (!parsed) return base::unexpected("server " + std::string(url) + ": " + parsed.error());
+  return parsed.value();
 }
 
 base::Expected<SendmailConfig, std::string> parse_sendmail_config(std::string_view text,

@@ -33,17 +33,14 @@
 #include <string_view>
 #include <vector>
 
+#include "base/endpoint.h"
 #include "base/expected.h"
 
 namespace app {
 
 // --server: smtps://HOST[:PORT] (default 465) or smtp://HOST[:PORT] (default 587); HOST a
 // name, an IPv4 literal or a bracketed IPv6 literal ("[::1]").
-struct ServerAddress {
-  bool implicit_tls = false;
-  std::string host;
-  std::uint16_t port = 0;
-};
+using ServerAddress = base::SmtpUrl;
 base::Expected<ServerAddress, std::string> parse_server_url(std::string_view url);
 
 // The sendmail mode's configuration file (TOML), strict: unknown keys, wrong types and a

@@ -14,6 +14,7 @@
 
 #include "app/smtpsd/config_location.h"
 #include "app/smtpsd/privileges.h"
+#include "base/ascii.h"
 #include "tls/certificate_store.h"
 
 namespace app {
@@ -23,9 +24,7 @@ namespace {
 // (RFC 6125) will refuse it.
 bool covers(const std::vector<std::string>& subject_names, const std::string& name) {
   for (const std::string& subject : subject_names) {
-    std::string lower = subject;
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const std::string lower = base::ascii_lowercase(subject);
     if (lower == name || (lower.rfind("*.", 0) == 0 && tls::name_matches(lower, name))) {
       return true;
     }

@@ -73,9 +73,7 @@ delivery::OutboundOptions outbound_options(const config::Config& config) {
   const config::DeliverySettings& d = config.delivery;
   delivery::OutboundOptions options;
   options.helo_name = d.helo_name.empty() ? config.hostname : d.helo_name;
-  options.relay_host = d.relay_host;
-  options.relay_port = d.relay_port;
-  options.relay_implicit_tls = d.relay_implicit_tls;
+  options.relay = d.relay;
   options.relay_tls = d.relay_tls;
   options.relay_user = d.relay_user;
   if (!d.relay_password_file.empty()) {
@@ -200,7 +198,7 @@ int Daemon::run(const std::function<void()>& on_ready) {
   ReloadEngine& engine = *engine_;
   const std::shared_ptr<const config::Config> initial = engine.config();
   const config::Config& config = *initial;
-  obs::set_min_level(obs::parse_level(config.log_level));
+  obs::set_min_level(config.log_level);
   auto log_output = prepare_log(config);
   if (!log_output) return fail(log_output.error());
   apply_log(std::move(log_output.value()));

@@ -1,7 +1,6 @@
 // listener_policy.cpp — see listener_policy.h.
 #include "app/smtpsd/listener_policy.h"
 
-#include "app/smtpsd/config_location.h"
 #include "app/smtpsd/local_recipients.h"
 #include "auth/failure_limiter.h"
 #include "auth/sasl.h"
@@ -71,7 +70,7 @@ smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapsho
   return session;
 }
 
-base::Expected<net::ListenerOptions, std::string> listener_options(
+net::ListenerOptions listener_options(
     std::shared_ptr<const config::Config> snapshot, std::size_t index,
     std::shared_ptr<SSL_CTX> tls_context, auth::UserDirectory& users,
     std::function<bool(std::uint64_t declared_size)> has_room_for) {
@@ -79,22 +78,13 @@ base::Expected<net::ListenerOptions, std::string> listener_options(
   const config::Listener& listener = config.listeners.at(index);
   net::ListenerOptions options;
   options.role = std::string(config::role_name(listener.role));
-  options.address = listener.address;
+  options.address = listener.address_text;
   options.port = listener.port;
   options.implicit_tls = role_policy(listener.role).implicit_tls;
   options.tls_context = std::move(tls_context);
   options.session = session_config(snapshot, listener, users);
   options.proxy_protocol = listener.proxy_protocol;
-  for (const std::string& network : listener.proxy_from) {
-    auto parsed = base::parse_network(network);  // validated by the configuration loader
-    if (!parsed) {
-      return base::unexpected(
-          config_location(config, listener.line,
-                          "listeners[" + std::to_string(index) + "].proxy_from") +
-          parsed.error());
-    }
-    options.proxy_from.push_back(parsed.value());
-  }
+  options.proxy_from = listener.proxy_from;
   options.session.has_room_for = std::move(has_room_for);
   options.command_timeout = config.command_timeout;
   options.data_timeout = config.data_timeout;

@@ -48,9 +48,8 @@ smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapsho
 
 // What the network host needs for snapshot->listeners[index]: the session policy, the TLS
 // context new connections start on, timeouts and PROXY settings. has_room_for is the
-// storage check asked at each MAIL. Refused ("FILE:LINE: listeners[N].proxy_from: …") when
-// a PROXY network does not parse.
-base::Expected<net::ListenerOptions, std::string> listener_options(
+// storage check asked at each MAIL.
+net::ListenerOptions listener_options(
     std::shared_ptr<const config::Config> snapshot, std::size_t index,
     std::shared_ptr<SSL_CTX> tls_context, auth::UserDirectory& users,
     std::function<bool(std::uint64_t declared_size)> has_room_for);

@@ -1,21 +1,14 @@
 // local_recipients.cpp — see local_recipients.h.
 #include "app/smtpsd/local_recipients.h"
 
+#include "base/ascii.h"
+
 #include <cctype>
 
 namespace app {
 namespace {
 
-bool equal_ignoring_case(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
+using base::equals_ignoring_case;
 
 }  // namespace
 
@@ -23,7 +16,7 @@ std::optional<std::string> canonical_local_mailbox(const config::Config& config,
                                                    std::string_view address) {
   std::size_t at = address.rfind('@');
   if (at == std::string_view::npos) {
-    if (equal_ignoring_case(address, "postmaster") && !config.domains.empty()) {
+    if (equals_ignoring_case(address, "postmaster") && !config.domains.empty()) {
       return "postmaster@" + config.domains.front().name;
     }
     return std::nullopt;
@@ -35,9 +28,9 @@ std::optional<std::string> canonical_local_mailbox(const config::Config& config,
   // use matches mailboxes case-insensitively; so do we, and deliver under the spelling
   // the configuration gives.
   for (const std::string& user : domain->users) {
-    if (equal_ignoring_case(local, user)) return user + "@" + domain->name;
+    if (equals_ignoring_case(local, user)) return user + "@" + domain->name;
   }
-  if (equal_ignoring_case(local, "postmaster")) return "postmaster@" + domain->name;
+  if (equals_ignoring_case(local, "postmaster")) return "postmaster@" + domain->name;
   return std::nullopt;
 }
 

@@ -28,7 +28,7 @@ std::vector<std::string> listener_keys(const std::vector<config::Listener>& list
   std::vector<std::string> keys;
   std::unordered_map<std::string, unsigned> port_zero_seen;
   for (const config::Listener& l : listeners) {
-    std::string key = l.address + " " + std::to_string(l.port);
+    std::string key = base::format_ip(l.address) + " " + std::to_string(l.port);
     if (l.port == 0) {
       key += " " + std::string(config::role_name(l.role));
       key += " " + std::to_string(port_zero_seen[key]++);
@@ -146,9 +146,7 @@ ReloadPlan plan_reload(const config::Config& running, config::Config next) {
   }
   plan.certificates_changed = !same_certificate_entries(running.certificates, next.certificates);
   plan.log_output_changed = !(next.log == running.log);
-  // An absent [metrics] has host "", which no address has.
-  plan.metrics_moved =
-      next.metrics.host != running.metrics.host || next.metrics.port != running.metrics.port;
+  plan.metrics_moved = next.metrics.address != running.metrics.address;
   plan.users_file_changed = next.auth.users_file != running.auth.users_file;
   plan.next = std::move(next);
   return plan;
@@ -156,10 +154,9 @@ ReloadPlan plan_reload(const config::Config& running, config::Config next) {
 
 base::Expected<LogOutput, std::string> prepare_log(const config::Config& config) {
   LogOutput out;
-  out.format = config.log.format == "json" ? obs::Format::kJson : obs::Format::kKeyValue;
-  if (config.log.output != "syslog") return out;
-  out.sink =
-      obs::make_syslog_sink(config.log.syslog_socket, obs::syslog_facility(config.log.facility));
+  out.format = config.log.format;
+  if (config.log.output != config::LogOutput::kSyslog) return out;
+  out.sink = obs::make_syslog_sink(config.log.syslog_socket, config.log.facility);
   if (out.sink == nullptr) {
     return base::unexpected(config_location(config, 0, "log.syslog_socket") + "cannot use " +
                             config.log.syslog_socket);
@@ -174,12 +171,14 @@ void apply_log(LogOutput output) {
 
 base::Expected<std::unique_ptr<obs::MetricsServer>, std::string> open_metrics(
     const config::Config& config) {
-  if (config.metrics.address.empty()) return std::unique_ptr<obs::MetricsServer>();
+  if (!config.metrics.address) return std::unique_ptr<obs::MetricsServer>();
   auto server = std::make_unique<obs::MetricsServer>(obs::metrics(), std::chrono::seconds(5));
-  auto bound = server->start(config.metrics.host, config.metrics.port);
+  auto bound = server->start(config.metrics.address->host, config.metrics.address->port);
   if (!bound)
     return base::unexpected(config_location(config, 0, "metrics.address") + bound.error());
-  obs::Log("metrics_listening").kv("address", config.metrics.host).kv("port", bound.value());
+  obs::Log("metrics_listening")
+      .kv("address", config.metrics.address->host)
+      .kv("port", bound.value());
   return server;
 }
 
@@ -241,9 +240,8 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
                          [space = space_, reserve = config.min_free_space](std::uint64_t size) {
                            return space->has_room(reserve, size);
                          });
-    if (!options) return base::unexpected(PrepareError{options.error(), std::nullopt});
     next.contexts.push_back(std::move(contexts.value()));
-    next.listeners.push_back(std::move(options.value()));
+    next.listeners.push_back(std::move(options));
   }
   return next;
 }
@@ -436,11 +434,11 @@ ReloadResult ReloadEngine::apply(config::Config next_config, bool whole_config) 
                   std::nullopt);
   }
   server_->set_connection_limits(snapshot->max_connections, snapshot->max_connections_per_ip);
-  obs::set_min_level(obs::parse_level(snapshot->log_level));
+  obs::set_min_level(snapshot->log_level);
   if (log_output) apply_log(std::move(*log_output));
   if (plan.metrics_moved) {
     if (metrics_server_ != nullptr) {
-      obs::Log("metrics_closed").kv("address", running.config->metrics.address);
+      obs::Log("metrics_closed").kv("address", base::to_string(*running.config->metrics.address));
     }
     std::swap(metrics_server_, new_metrics);  // the old endpoint stops as new_metrics ends
   }

@@ -116,7 +116,8 @@ TEST(FailureLimiterTest, SuccessClearsThePairOnly) {
 
 TEST(FailureLimiterTest, ExemptNetworksAreNeverCountedV4AndV6) {
   FailureLimiterOptions options;
-  options.exempt = {"10.0.0.0/8", "2001:db8:1::/48", "192.0.2.55"};
+  for (const char* network : {"10.0.0.0/8", "2001:db8:1::/48", "192.0.2.55"})
+    options.exempt.push_back(*parse_network(network));
   auto l = limiter(options);
   for (const char* ip : {"10.1.2.3", "::ffff:10.9.9.9", "2001:db8:1:ffff::1", "192.0.2.55"}) {
     for (int i = 0; i < 50; ++i) {
@@ -135,13 +136,8 @@ TEST(FailureLimiterTest, ExemptNetworksAreNeverCountedV4AndV6) {
   EXPECT_TRUE(l->check("192.0.2.56", "alice", kStart).locked);
 }
 
-TEST(FailureLimiterTest, BadExemptNetworksAreRefused) {
-  for (const char* bad :
-       {"10.0.0.0/33", "2001:db8::/129", "10.0.0/8", "10.0.0.0/", "host", "10.0.0.0/8x", ""}) {
-    FailureLimiterOptions options;
-    options.exempt = {bad};
-    EXPECT_FALSE(FailureLimiter::create(options)) << bad;
-  }
+// Exempt networks arrive parsed (bad ones: config_test.cpp ConfigAuthTest.BadNetworksAreNamed).
+TEST(FailureLimiterTest, ZeroBoundsAreRefused) {
   FailureLimiterOptions zero;
   zero.per_user_ip_max_failures = 0;
   EXPECT_FALSE(FailureLimiter::create(zero));

@@ -1,22 +1,11 @@
-// network_test.cpp — base/network.h: IP literals, CIDR networks, loopback, host:port.
+// network_test.cpp — base/network.h: IP literals, CIDR networks, loopback.
 #include "base/network.h"
 
 #include <gtest/gtest.h>
 
 namespace {
 
-TEST(NetworkTest, AddressesSplitAndLoopbackIsRecognised) {
-  std::string host;
-  std::uint16_t port = 0;
-  ASSERT_TRUE(base::split_host_port("127.0.0.1:9464", host, port));
-  EXPECT_EQ(host, "127.0.0.1");
-  EXPECT_EQ(port, 9464);
-  ASSERT_TRUE(base::split_host_port("[::1]:0", host, port));
-  EXPECT_EQ(host, "::1");
-  EXPECT_FALSE(base::split_host_port("localhost:9464", host, port));  // numeric only
-  EXPECT_FALSE(base::split_host_port("::1:9464", host, port));
-  EXPECT_FALSE(base::split_host_port("127.0.0.1:70000", host, port));
-  EXPECT_FALSE(base::split_host_port("127.0.0.1", host, port));
+TEST(NetworkTest, LoopbackIsRecognised) {
   EXPECT_TRUE(base::is_loopback_address("127.0.0.1"));
   EXPECT_TRUE(base::is_loopback_address("127.8.9.10"));
   EXPECT_TRUE(base::is_loopback_address("::1"));
@@ -42,6 +31,15 @@ TEST(NetworkTest, NetworksContainTheirAddressesInBothFamilies) {
   EXPECT_FALSE(base::parse_network("example.com/24"));
   EXPECT_FALSE(base::parse_ip(""));
   EXPECT_FALSE(base::parse_ip("::ffff:1.2.3.4.5"));
+}
+
+TEST(NetworkTest, AddressesAndNetworksPrintAsWritten) {
+  EXPECT_EQ(base::format_ip(*base::parse_ip("192.0.2.1")), "192.0.2.1");
+  EXPECT_EQ(base::format_ip(*base::parse_ip("0:0::0")), "::");
+  EXPECT_EQ(base::format_ip(*base::parse_ip("2001:DB8::1")), "2001:db8::1");
+  for (const char* text : {"10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32", "::1/128"}) {
+    EXPECT_EQ(base::to_string(*base::parse_network(text)), text);
+  }
 }
 
 }  // namespace

@@ -54,7 +54,8 @@ TEST(ConfigTest, MinimalFileGivesDefaults) {
   EXPECT_FALSE(c.listeners[0].require_tls);
   EXPECT_EQ(c.listeners[1].role, config::Role::kSubmissions);
   EXPECT_EQ(c.listeners[1].port, 10465);
-  EXPECT_EQ(c.listeners[1].address, "::1");
+  EXPECT_EQ(c.listeners[1].address, base::parse_ip("::1"));
+  EXPECT_EQ(c.listeners[1].address_text, "::1");
   EXPECT_TRUE(c.listeners[1].session_tickets);
   EXPECT_EQ(c.tls.min_version, "TLSv1.2");
   EXPECT_EQ(c.limits.max_text_line, 1000u);
@@ -244,12 +245,16 @@ received_names_user = true
   EXPECT_EQ(a.max_failures_per_user, 3u);
   EXPECT_EQ(a.max_failures_per_ip, 10u);
   EXPECT_EQ(a.failure_window.count(), 60);
-  EXPECT_EQ(a.exempt_networks.size(), 3u);
+  ASSERT_EQ(a.exempt_networks.size(), 3u);
+  EXPECT_TRUE(a.exempt_networks[0].contains(*base::parse_ip("10.200.0.1")));
+  EXPECT_TRUE(a.exempt_networks[2].contains(*base::parse_ip("192.0.2.7")));
+  EXPECT_FALSE(a.exempt_networks[2].contains(*base::parse_ip("192.0.2.8")));
   EXPECT_TRUE(a.received_names_user);
 }
 
 TEST(ConfigAuthTest, BadNetworksAreNamed) {
-  for (const char* bad : {"10.0.0.0/33", "10.0.0/8", "2001:db8::/129", "office", "10.0.0.0/"}) {
+  for (const char* bad :
+       {"10.0.0.0/33", "10.0.0/8", "2001:db8::/129", "office", "10.0.0.0/", "10.0.0.0/8x", ""}) {
     std::string text = std::string(kMinimal) + "\n[auth]\nexempt_networks = [\"" + bad + "\"]\n";
     auto parsed = config::parse(text, "t.toml");
     ASSERT_FALSE(parsed.has_value()) << bad;
@@ -263,7 +268,9 @@ TEST(ConfigDeliveryTest, DefaultsAreDirectMxWithOpportunisticTls) {
   auto parsed = config::parse(kMinimal, "/etc/smtpsd/test.toml");
   ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
   const config::Config& c = parsed.value();
-  EXPECT_TRUE(c.delivery.relay.empty());
+  EXPECT_FALSE(c.delivery.relay);
+  EXPECT_FALSE(c.delivery.lmtp);
+  EXPECT_TRUE(c.delivery.dns_servers.empty());
   EXPECT_EQ(c.delivery.default_tls, tls::OutboundLevel::kMay);
   EXPECT_EQ(c.delivery.mx_port, 25);
   EXPECT_EQ(c.delivery.helo_name, "mx.example.org");
@@ -297,9 +304,9 @@ max_received_headers = 0
                               "/etc/smtpsd/test.toml");
   ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
   const config::Config& c = parsed.value();
-  EXPECT_EQ(c.delivery.relay_host, "smart.example.net");
-  EXPECT_EQ(c.delivery.relay_port, 465);
-  EXPECT_TRUE(c.delivery.relay_implicit_tls);
+  EXPECT_EQ(c.delivery.relay, (base::SmtpUrl{true, "smart.example.net", 465}));
+  ASSERT_TRUE(c.delivery.lmtp);
+  EXPECT_EQ(c.delivery.lmtp->unix_path, "/run/dovecot/lmtp");
   EXPECT_EQ(c.delivery.relay_tls, tls::OutboundLevel::kVerify);
   EXPECT_EQ(c.delivery.relay_password_file, "/etc/smtpsd/relay.password");
   EXPECT_EQ(c.delivery.ca_file, "/etc/smtpsd/ca.pem");
@@ -313,9 +320,28 @@ max_received_headers = 0
   auto ipv6 = config::parse(std::string(kMinimal) + "\n[delivery]\nrelay = \"smtp://[::1]:2525\"\n",
                             "/etc/smtpsd/test.toml");
   ASSERT_TRUE(ipv6.has_value()) << ipv6.error().to_string();
-  EXPECT_EQ(ipv6.value().delivery.relay_host, "::1");
-  EXPECT_EQ(ipv6.value().delivery.relay_port, 2525);
-  EXPECT_FALSE(ipv6.value().delivery.relay_implicit_tls);
+  EXPECT_EQ(ipv6.value().delivery.relay, (base::SmtpUrl{false, "::1", 2525}));
+}
+
+TEST(ConfigDeliveryTest, LmtpAndDnsServersAreParsed) {
+  auto parsed = config::parse(std::string(kMinimal) +
+                                  "\n[delivery]\nlmtp = \"[::1]:24\"\n"
+                                  "dns_servers = \"127.0.0.1:5353,[::1]:53,::2\"\n",
+                              "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  const config::DeliverySettings& d = parsed.value().delivery;
+  ASSERT_TRUE(d.lmtp);
+  EXPECT_EQ(d.lmtp->tcp, (base::HostPort{"::1", 24}));
+  EXPECT_EQ(d.dns_servers,
+            (std::vector<base::HostPort>{{"127.0.0.1", 5353}, {"::1", 53}, {"::2", 53}}));
+  // A name would need a resolver to reach the resolver: refused with the entry named.
+  auto bad = config::parse(
+      std::string(kMinimal) + "\n[delivery]\ndns_servers = \"127.0.0.1,dns.example:53\"\n",
+      "/etc/smtpsd/test.toml");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().key, "delivery.dns_servers");
+  EXPECT_NE(bad.error().message.find("'dns.example:53': not an IP address"), std::string::npos)
+      << bad.error().to_string();
 }
 
 TEST(ConfigDeliveryTest, MistakesNameTheKey) {
@@ -370,7 +396,8 @@ TEST(ConfigTest, ProxyProtocolNeedsProxyFromInCidrForm) {
   ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
   const config::Listener& l = parsed.value().listeners[2];
   EXPECT_TRUE(l.proxy_protocol);
-  EXPECT_EQ(l.proxy_from, (std::vector<std::string>{"10.0.0.5/32", "2001:db8::/64"}));
+  EXPECT_EQ(l.proxy_from, (std::vector<base::Network>{*base::parse_network("10.0.0.5/32"),
+                                                      *base::parse_network("2001:db8::/64")}));
   EXPECT_FALSE(parsed.value().listeners[0].proxy_protocol) << "off unless configured";
   EXPECT_NE(config::describe(parsed.value()).find("PROXY protocol from 10.0.0.5/32 2001:db8::/64"),
             std::string::npos);
@@ -482,19 +509,21 @@ namespace {
 TEST(ConfigObservabilityTest, MetricsAndLogAreReadWithDefaults) {
   auto plain = config::parse(kMinimal, "/etc/smtpsd/test.toml");
   ASSERT_TRUE(plain.has_value());
-  EXPECT_TRUE(plain->metrics.address.empty());
-  EXPECT_EQ(plain->log.format, "kv");
-  EXPECT_EQ(plain->log.output, "stderr");
+  EXPECT_FALSE(plain->metrics.address);
+  EXPECT_EQ(plain->log.format, obs::Format::kKeyValue);
+  EXPECT_EQ(plain->log.output, config::LogOutput::kStderr);
+  EXPECT_EQ(plain->log.facility, LOG_MAIL);
+  EXPECT_EQ(plain->log_level, obs::Level::kInfo);
   auto parsed = config::parse(std::string(kMinimal) +
                                   "\n[metrics]\naddress = \"[::1]:9464\"\n"
                                   "[log]\nformat = \"json\"\noutput = \"syslog\"\n"
                                   "facility = \"local3\"\nsyslog_socket = \"/run/log.sock\"\n",
                               "/etc/smtpsd/test.toml");
   ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
-  EXPECT_EQ(parsed->metrics.host, "::1");
-  EXPECT_EQ(parsed->metrics.port, 9464);
-  EXPECT_EQ(parsed->log.format, "json");
-  EXPECT_EQ(parsed->log.facility, "local3");
+  EXPECT_EQ(parsed->metrics.address, (base::HostPort{"::1", 9464}));
+  EXPECT_EQ(parsed->log.format, obs::Format::kJson);
+  EXPECT_EQ(parsed->log.output, config::LogOutput::kSyslog);
+  EXPECT_EQ(parsed->log.facility, LOG_LOCAL3);
   EXPECT_EQ(parsed->log.syslog_socket, "/run/log.sock");
 }
 

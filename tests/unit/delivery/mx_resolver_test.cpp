@@ -159,10 +159,10 @@ class Dnsmasq {
   // For failure messages: where it listens and whether it still runs.
   std::string describe() const {
     bool alive = pid_ > 0 && ::kill(pid_, 0) == 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0;
-    return "dnsmasq pid " + std::to_string(pid_) + " on " + server() +
+    return "dnsmasq pid " + std::to_string(pid_) + " on " + base::to_string(server()) +
            (alive ? " (running)" : " (not running)");
   }
-  std::string server() const { return "127.0.0.1:" + std::to_string(port_); }
+  base::HostPort server() const { return {"127.0.0.1", static_cast<std::uint16_t>(port_)}; }
   std::string log() const {
     std::ifstream in(log_path());
     std::ostringstream text;
@@ -268,7 +268,7 @@ class MxResolverTest : public ::testing::Test {
         << "dnsmasq not found: run scripts/install-deps.sh (Debian package dnsmasq-base)";
     std::string error = dns_.start(zone());
     ASSERT_EQ(error, "");
-    auto created = MxResolver::create({dns_.server(), 2000ms, 2});
+    auto created = MxResolver::create({{dns_.server()}, 2000ms, 2});
     ASSERT_TRUE(created.has_value()) << created.error();
     resolver_ = std::move(created).value();
   }
@@ -445,7 +445,8 @@ TEST_F(MxResolverTest, ConcurrentCallsFromSeveralThreads) {
 // The tests below need no server that answers: a resolver pointed at a closed port.
 std::unique_ptr<MxResolver> resolver_at_closed_port(std::chrono::milliseconds timeout) {
   int port = free_port();
-  auto created = MxResolver::create({"127.0.0.1:" + std::to_string(port), timeout, 2});
+  auto created = MxResolver::create(
+      {{base::HostPort{"127.0.0.1", static_cast<std::uint16_t>(port)}}, timeout, 2});
   EXPECT_TRUE(created.has_value()) << created.error();
   return created ? std::move(created).value() : nullptr;
 }
@@ -471,7 +472,7 @@ TEST(MxResolverNoServer, SilentServerTimesOutWithinTheDeadline) {
   ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
   ASSERT_EQ(::getsockname(sock, reinterpret_cast<sockaddr*>(&address), &length), 0);
   auto created =
-      MxResolver::create({"127.0.0.1:" + std::to_string(ntohs(address.sin_port)), 100ms, 2});
+      MxResolver::create({{base::HostPort{"127.0.0.1", ntohs(address.sin_port)}}, 100ms, 2});
   ASSERT_TRUE(created.has_value()) << created.error();
   auto& resolver = created.value();
   auto start = std::chrono::steady_clock::now();
@@ -527,9 +528,9 @@ TEST(MxResolverNoServer, InvalidNamesArePermanentWithoutAQuery) {
 }
 
 TEST(MxResolverNoServer, CreateRefusesBadOptions) {
-  EXPECT_FALSE(MxResolver::create({"not an address", 100ms, 2}).has_value());
-  EXPECT_FALSE(MxResolver::create({"127.0.0.1:53", 100ms, 0}).has_value());
-  EXPECT_FALSE(MxResolver::create({"127.0.0.1:53", 0ms, 2}).has_value());
+  EXPECT_FALSE(MxResolver::create({{base::HostPort{"not an address", 53}}, 100ms, 2}).has_value());
+  EXPECT_FALSE(MxResolver::create({{base::HostPort{"127.0.0.1", 53}}, 100ms, 0}).has_value());
+  EXPECT_FALSE(MxResolver::create({{base::HostPort{"127.0.0.1", 53}}, 0ms, 2}).has_value());
 }
 
 }  // namespace

@@ -15,7 +15,7 @@ config::Config running() {
   config.data_dir = "/var/lib/smtpsd";
   config.auth.users_file = "/var/lib/smtpsd/users";
   config.io_threads = 2;
-  config.log_level = "info";
+  config.log_level = obs::Level::kInfo;
   return config;
 }
 
@@ -26,14 +26,14 @@ TEST(KeepRestartOnlySettings, NothingChangedNothingNamed) {
 
 TEST(KeepRestartOnlySettings, ReloadableSettingsPass) {
   config::Config next = running();
-  next.log_level = "debug";
+  next.log_level = obs::Level::kDebug;
   next.limits.max_message_size = 1024;
   next.max_connections = 7;
   next.command_timeout = std::chrono::seconds(60);
   next.auth.users_file = "/etc/smtpsd/users";
   next.domains.push_back(config::Domain{"example.net", {"bob"}});
   EXPECT_TRUE(keep_restart_only_settings(next, running()).empty());
-  EXPECT_EQ(next.log_level, "debug");
+  EXPECT_EQ(next.log_level, obs::Level::kDebug);
   EXPECT_EQ(next.limits.max_message_size, 1024u);
   EXPECT_EQ(next.auth.users_file, "/etc/smtpsd/users");
   EXPECT_EQ(next.domains.size(), 1u);
@@ -44,7 +44,7 @@ TEST(KeepRestartOnlySettings, RestartOnlyKeptAndNamed) {
   next.hostname = "other.example.org";
   next.io_threads = 8;
   next.queue.delivery_threads = 3;
-  next.delivery.relay = "smtps://relay.example.net";
+  next.delivery.relay = base::SmtpUrl{true, "relay.example.net", 465};
   next.auth.max_failures_per_ip = 3;
   next.auth.users_file = "/etc/smtpsd/users";
   next.shutdown_grace = std::chrono::seconds(5);
@@ -55,7 +55,7 @@ TEST(KeepRestartOnlySettings, RestartOnlyKeptAndNamed) {
   EXPECT_EQ(next.hostname, "mx.example.org");
   EXPECT_EQ(next.io_threads, 2u);
   EXPECT_EQ(next.queue.delivery_threads, running().queue.delivery_threads);
-  EXPECT_TRUE(next.delivery.relay.empty());
+  EXPECT_FALSE(next.delivery.relay);
   EXPECT_EQ(next.auth.max_failures_per_ip, running().auth.max_failures_per_ip);
   EXPECT_EQ(next.auth.users_file, "/etc/smtpsd/users");  // that one follows the reload
   EXPECT_EQ(next.shutdown_grace, running().shutdown_grace);
@@ -74,7 +74,8 @@ TEST(KeepRestartOnlySettings, DefaultUsersFileStaysWithTheRunningDataDir) {
 config::Listener listener(config::Role role, std::string address, std::uint16_t port) {
   config::Listener l;
   l.role = role;
-  l.address = std::move(address);
+  l.address = base::parse_ip(address).value();
+  l.address_text = std::move(address);
   l.port = port;
   return l;
 }
@@ -131,23 +132,20 @@ TEST(PlanReload, CertificateEntriesChanged) {
 
 TEST(PlanReload, LogOutputChanged) {
   config::Config next = running();
-  next.log.format = "json";
+  next.log.format = obs::Format::kJson;
   EXPECT_TRUE(plan_reload(running(), next).log_output_changed);
   next = running();
-  next.log_level = "debug";  // the level alone needs no new output
+  next.log_level = obs::Level::kDebug;  // the level alone needs no new output
   EXPECT_FALSE(plan_reload(running(), next).log_output_changed);
 }
 
 TEST(PlanReload, MetricsEndpointMovedAddedOrRemoved) {
   config::Config with = running();
-  with.metrics.address = "127.0.0.1:9464";
-  with.metrics.host = "127.0.0.1";
-  with.metrics.port = 9464;
+  with.metrics.address = base::HostPort{"127.0.0.1", 9464};
   EXPECT_TRUE(plan_reload(running(), with).metrics_moved);  // added
   EXPECT_TRUE(plan_reload(with, running()).metrics_moved);  // removed
   config::Config moved = with;
-  moved.metrics.port = 9465;
-  moved.metrics.address = "127.0.0.1:9465";
+  moved.metrics.address->port = 9465;
   EXPECT_TRUE(plan_reload(with, moved).metrics_moved);
   config::Config same_endpoint = with;
   same_endpoint.metrics.allow_non_loopback = true;
