@@ -837,14 +837,7 @@ struct Server::Impl {
             session.message_committed(id);
             break;
           }
-          if (message_verdict.kind == intake::Verdict::Kind::kHold) {
-            // XXX: a hold at intake needs the scheduler to learn held messages; until then the
-            // message is refused for now rather than queued unheld.
-            intake.abort();
-            session.message_failed(
-                smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
-            break;
-          }
+          // A hold is committed like any message: apply() marks it held in the spool.
           if (auto refusal = intake.apply(message_verdict)) {
             session.message_failed(*refusal);
             break;
