@@ -315,6 +315,7 @@ Context MessageIntake::context() const {
   context.envelope = envelope_;
   if (envelope_ != nullptr) context.helo = envelope_->helo;
   context.queue_id = id_;
+  if (headers_done_ && !header_overflow_) context.header_section = header_section_;
   return context;
 }
 
