@@ -6,6 +6,7 @@
 
 #include "base/ascii.h"
 #include "obs/log.h"
+#include "smtp/address_grammar.h"
 #include "smtp/received_header.h"
 
 namespace intake {
@@ -46,6 +47,12 @@ MessageIntake::~MessageIntake() {
   abort();
 }
 
+const smtp::Reply& MessageIntake::not_stored() {
+  static const smtp::Reply kNotStored{451, "4.3.0",
+                                      "Temporary failure: message not stored, try later"};
+  return kNotStored;
+}
+
 smtp::Reply MessageIntake::failed(std::string_view step, const queue::SpoolError& error) {
   obs::Log line("spool_failed", obs::Level::kError);
   line.kv("session", facts_.session_id);
@@ -58,7 +65,7 @@ smtp::Reply MessageIntake::failed(std::string_view step, const queue::SpoolError
   if (error.storage_unavailable()) {
     return smtp::Reply{452, "4.3.1", "Insufficient system storage, try again later"};
   }
-  return smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"};
+  return not_stored();
 }
 
 std::optional<smtp::Reply> MessageIntake::begin(const MessageStart& start) {
@@ -66,6 +73,7 @@ std::optional<smtp::Reply> MessageIntake::begin(const MessageStart& start) {
   envelope_ = start.envelope;
   authenticated_user_.assign(start.authenticated_user);
   size_ = 0;
+  held_ = false;
   capture_ = pipeline_.stages() != 0;
   headers_done_ = false;
   header_overflow_ = false;
@@ -170,22 +178,80 @@ void MessageIntake::abort() {
   events_.clear();
 }
 
+std::optional<MessageIntake::EditFailure> MessageIntake::apply_envelope_edits(
+    const Verdict& verdict) {
+  final_sender_ = envelope_->reverse_path;
+  final_recipients_ = envelope_->recipients.size();
+  if (!verdict.new_sender && verdict.add_recipients.empty() && verdict.delete_recipients.empty())
+    return std::nullopt;
+  // The same grammar as MAIL and RCPT (RFC 5321 §4.1.2; UTF-8 only if the client declared
+  // SMTPUTF8, RFC 6531 §3.4), so the edited envelope is one the next hop accepts.
+  const bool utf8 = envelope_->smtputf8;
+  std::string sender = verdict.new_sender.value_or(envelope_->reverse_path);
+  if (!sender.empty() && !smtp::validate_mailbox(sender, utf8)) {
+    return EditFailure{"new sender '" + sender + "' is not a valid address",
+                       "Temporary failure: a check set an invalid sender address, try later"};
+  }
+  std::vector<smtp::Recipient> recipients = envelope_->recipients;
+  // Deletes first, then adds (a check that redirects deletes one and adds the other). A
+  // delete naming no recipient of the message changes nothing (two checks may delete the same).
+  for (const std::string& address : verdict.delete_recipients) {
+    std::erase_if(recipients, [&](const smtp::Recipient& recipient) {
+      return base::equals_ignoring_case(recipient.address, address);
+    });
+  }
+  for (const std::string& address : verdict.add_recipients) {
+    if (address.empty() || !smtp::validate_mailbox(address, utf8)) {
+      return EditFailure{
+          "added recipient '" + address + "' is not a valid address",
+          "Temporary failure: a check added an invalid recipient address, try later"};
+    }
+    const bool known =
+        std::any_of(recipients.begin(), recipients.end(), [&](const smtp::Recipient& recipient) {
+          return base::equals_ignoring_case(recipient.address, address);
+        });
+    if (!known) recipients.push_back(smtp::Recipient{address, {}, {}});
+  }
+  // Nothing to deliver to: a check that means to drop the message says discard. Taking it
+  // and storing nothing would lose it, so the client keeps it instead.
+  if (recipients.empty()) {
+    return EditFailure{"the checks deleted every recipient",
+                       "Temporary failure: a check removed every recipient, try later"};
+  }
+  if (auto replaced = writer_->replace_envelope(sender, recipients); !replaced) {
+    return EditFailure{replaced.error().message,
+                       "Temporary failure: message not stored, try later"};
+  }
+  final_sender_ = std::move(sender);
+  final_recipients_ = recipients.size();
+  return std::nullopt;
+}
+
 std::optional<smtp::Reply> MessageIntake::apply(const Verdict& verdict) {
-  if (!writer_)
-    return smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"};
-  auto refuse = [&](std::string_view why) -> std::optional<smtp::Reply> {
+  if (!writer_) return not_stored();
+  held_ = false;
+  // A check's edit that cannot be carried out fails the message with a 4xx: the client keeps
+  // it and tries again (nothing is lost), the log line says which edit failed.
+  auto refuse_with = [&](std::string_view why,
+                         std::string_view text) -> std::optional<smtp::Reply> {
     obs::Log("check_edit_failed", obs::Level::kError)
         .kv("session", facts_.session_id)
         .kv("id", id_)
         .kv("reason", why);
     abort();
-    return smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"};
+    return smtp::Reply{451, "4.3.0", std::string(text)};
   };
-  // XXX: the envelope is written when the spool file is begun; a check that changes the sender,
-  // the recipients or the folder fails the message (451) until the spool can rewrite it.
-  if (verdict.new_sender || !verdict.add_recipients.empty() || !verdict.delete_recipients.empty() ||
-      !verdict.folder.empty()) {
-    return refuse("envelope edits are not supported yet");
+  auto refuse = [&](std::string_view why) {
+    return refuse_with(why, "Temporary failure: message not stored, try later");
+  };
+  // XXX: Maildir folders need a folder per recipient in the envelope, the spool file and
+  // the deliverers (LMTP and remote recipients have no such thing); until then a check that
+  // asks for one fails the message (451) rather than delivering it elsewhere.
+  if (!verdict.folder.empty()) return refuse("delivery into a folder is not supported yet");
+  if (auto failure = apply_envelope_edits(verdict)) return refuse_with(failure->why, failure->text);
+  if (verdict.kind == Verdict::Kind::kHold) {
+    if (auto marked = writer_->mark_held(); !marked) return refuse(marked.error().message);
+    held_ = true;
   }
   if (verdict.header_edits.empty() && !verdict.new_body) return std::nullopt;
   const bool only_adds =
@@ -234,12 +300,13 @@ base::Expected<std::string, smtp::Reply> MessageIntake::committed(
     const base::Expected<base::Ok, queue::SpoolError>& result) {
   writer_.reset();
   if (!result) return base::unexpected(failed("commit", result.error()));
-  obs::Log("accepted")
-      .kv("session", facts_.session_id)
+  obs::Log line("accepted");
+  line.kv("session", facts_.session_id)
       .kv("id", id_)
-      .kv("from", envelope_->reverse_path)
-      .kv("recipients", static_cast<std::uint64_t>(envelope_->recipients.size()))
+      .kv("from", final_sender_)
+      .kv("recipients", static_cast<std::uint64_t>(final_recipients_))
       .kv("size", size_);
+  if (held_) line.kv("held", "yes");
   return id_;
 }
 
@@ -253,6 +320,7 @@ Context MessageIntake::context() const {
   context.envelope = envelope_;
   if (envelope_ != nullptr) context.helo = envelope_->helo;
   context.queue_id = id_;
+  if (headers_done_ && !header_overflow_) context.header_section = header_section_;
   return context;
 }
 

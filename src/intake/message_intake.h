@@ -2,8 +2,9 @@
 //
 // Owns what happens between the session's kMessageBegin and its 250: a fresh queue id and
 // spool file, the Received header (RFC 5321 §4.4), streaming the content to the spool, the
-// header and body events the check pipeline subscribes to, the edits of the checks (written
-// through queue::SpoolWriter before the commit), and the mapping of every storage failure to
+// header and body events the check pipeline subscribes to, the edits of the checks (header
+// fields, body, sender, recipients; written through queue::SpoolWriter before the commit), a
+// check's hold (marked durably with the commit), and the mapping of every storage failure to
 // the reply the client gets (RFC 3463 X.3.1 "mail system full" when the disk is full or not
 // writable, else a plain temporary failure: the client keeps the message either way).
 // Log lines: spool_failed, accepted (README "Logs").
@@ -78,8 +79,14 @@ class MessageIntake {
   void abort();
 
   // End of data, after the end-of-data checks: writes the merged edits of every stage of
-  // this message. A reply means the message must not be accepted.
+  // this message, and marks it held for a kHold verdict (a kPass or kHold verdict only). A
+  // reply (451: the client keeps the message) means it must not be accepted: an edit that
+  // cannot be carried out (an invalid sender or added recipient, every recipient deleted,
+  // a Maildir folder, which is not supported yet), or a storage failure.
   std::optional<smtp::Reply> apply(const Verdict& verdict);
+  // Whether apply() held the message (a kHold verdict): it is committed with its hold, and
+  // queue::Scheduler delivers it only after `smtpsctl queue release`.
+  bool held() const { return held_; }
   // The writer to commit durably (host: queue::GroupCommitter), or nullptr when begin() or
   // an append failed.
   queue::SpoolWriter* writer() { return writer_.get(); }
@@ -92,10 +99,20 @@ class MessageIntake {
   const std::string& queue_id() const { return id_; }
   std::uint64_t size() const { return size_; }
   bool open() const { return writer_ != nullptr; }
+  // "451 4.3.0 Temporary failure: message not stored, try later": the reply when the message
+  // could not be kept (no spool file open at the end of data, a write that failed); the
+  // client keeps the message and tries again.
+  static const smtp::Reply& not_stored();
 
  private:
+  struct EditFailure {
+    std::string why;   // for the log line
+    std::string text;  // of the 451 the client gets
+  };
   smtp::Reply failed(std::string_view step, const queue::SpoolError& error);
   void scan(std::string_view data);
+  // A new sender, recipients added or deleted: checked, then given to the writer.
+  std::optional<EditFailure> apply_envelope_edits(const Verdict& verdict);
 
   queue::Spool& spool_;
   const Pipeline& pipeline_;
@@ -106,6 +123,10 @@ class MessageIntake {
   std::string authenticated_user_;
   std::uint64_t size_ = 0;
   std::string received_;  // our Received header, the first content octets
+  // The envelope as committed (after a check's edits), for the accepted log line.
+  std::string final_sender_;
+  std::size_t final_recipients_ = 0;
+  bool held_ = false;
   // The client's header section as received, while the pipeline has checks (their header
   // events and the header edits need it); bounded by kMaxHeaderSection.
   bool capture_ = false;

@@ -384,8 +384,7 @@ class SessionLoop {
 
   awaitable<void> message_end() {
     if (!intake_.open()) {
-      session_.message_failed(
-          smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
+      session_.message_failed(intake::MessageIntake::not_stored());
       co_return;
     }
     if (checks_.wants(intake::Stage::kEndOfData)) {
@@ -401,14 +400,7 @@ class SessionLoop {
       session_.message_committed(id);
       co_return;
     }
-    if (message_verdict_.kind == intake::Verdict::Kind::kHold) {
-      // XXX: a hold at intake needs the scheduler to learn held messages; until then the
-      // message is refused for now rather than queued unheld.
-      intake_.abort();
-      session_.message_failed(
-          smtp::Reply{451, "4.3.0", "Temporary failure: message not stored, try later"});
-      co_return;
-    }
+    // A hold is committed like any message: apply() marks it held in the spool.
     if (auto refusal = intake_.apply(message_verdict_)) {
       session_.message_failed(*refusal);
       co_return;

@@ -99,13 +99,7 @@ void Scheduler::start() {
       state.recovered = true;
       state.queued_unix = base::unix_now();  // until loaded: the age counts from the restart
       // A hold outlives a restart: the message waits without being loaded.
-      std::vector<std::string> lines = spool_.read_state(id);
-      bool held = false;
-      for (const std::string& line : lines) {
-        if (line == "held") held = true;
-        if (line == "released") held = false;
-      }
-      if (held) {
+      if (spool_.is_held(id)) {
         state.phase = Phase::kHeld;
         continue;
       }
@@ -119,10 +113,18 @@ void Scheduler::start() {
 }
 
 void Scheduler::enqueue(const std::string& id) {
+  // Held at intake (a check's verdict, SpoolWriter::mark_held): it waits for a release.
+  // For any other message this is one open(2) that finds no state file.
+  const bool held = spool_.is_held(id);
   std::lock_guard lock(mutex_);
   auto [it, inserted] = messages_.try_emplace(id);
   if (!inserted) return;  // already known: ready, waiting, in flight or held
   it->second.queued_unix = base::unix_now();
+  if (held) {
+    it->second.phase = Phase::kHeld;
+    obs::Log("held").kv("id", id);
+    return;
+  }
   ready_.push_back(id);
   wake_.notify_one();
 }

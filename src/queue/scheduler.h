@@ -114,7 +114,9 @@ class Scheduler {
 
   // Picks up everything already in the spool (crash recovery) and starts the worker thread(s).
   void start();
-  // A freshly committed message (thread-safe, never blocks the caller on the disk).
+  // A freshly committed message (thread-safe, never blocks the caller on the disk: it looks
+  // up state/<id>, an open(2) the kernel's directory cache answers). One held at intake
+  // (SpoolWriter::mark_held) waits for release() like one held by hold().
   void enqueue(const std::string& id);
   // Finishes the current delivery attempts, joins. Messages not done stay in the spool.
   void stop();

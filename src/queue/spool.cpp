@@ -6,13 +6,14 @@
 // write, fsync or close removes the file and fails the commit, like Postfix's
 // global/mail_stream.c (not OpenSMTPD's queue_fs.c, not chasquid's safeio).
 //
-// File format, version 2 (written) — version 1 is still read, so that messages queued by an
-// older smtpsd deliver after an upgrade. A header of '\n'-terminated lines, a blank line,
-// the content as appended (CRLF as received, Received header first), then the late header
-// section:
+// File format, version 2 (written), or 3 when a check changed the envelope — version 1 is
+// still read, so that messages queued by an older smtpsd deliver after an upgrade. A header
+// of '\n'-terminated lines, a blank line, the content as appended (CRLF as received,
+// Received header first), then the late header section, then (version 3 only) the late
+// envelope:
 //
-//   smtpsd-spool 2                      always the first line; another version is refused
-//   layout <content> <replaced> <late>  always the second line (version 2 only): three
+//   smtpsd-spool 2|3                    always the first line; another version is refused
+//   layout <content> <replaced> <late>  always the second line (versions 2, 3): three
 //                                       decimals of exactly 20 digits, zero-padded
 //   id <id>                             must equal the file name
 //   received <unix seconds>
@@ -29,11 +30,16 @@
 //   <empty line>
 //   <content octets>                    what append() wrote (after truncate_content)
 //   <late octets>                       the header section of replace_header_section()
+//   from <field>                        version 3 only, to the end of the file: the envelope
+//   recipients <count>                  of replace_envelope(), in the header's encoding; it
+//   rcpt <address> <notify> <orcpt>     takes the place of the header's from and rcpt lines
 //
 // The layout line is written as zeros by begin() and overwritten in place, with the same
-// length, by flush_and_sync() before its fsync; then the file ends exactly after the late
-// section (its size is checked). The message as delivered is the late section, then the
-// content from octet <replaced> on: nothing received is ever moved. <replaced> is at most
+// length, by flush_and_sync() before its fsync (and with it the version line, "2" becoming
+// "3" when there is a late envelope: same length again); then the file ends exactly after
+// the late section, or for version 3 the late envelope runs from there to the end of the
+// file (at most 4 MiB, at least one recipient). The message as delivered is the late section, then
+// the content from octet <replaced> on: nothing received is ever moved. <replaced> is at most
 // <content>. Version 1 has no layout line: the content runs from the blank line to the end
 // of the file.
 //
@@ -71,15 +77,18 @@ constexpr std::size_t kWriteBufferSize = 64 * 1024;
 constexpr std::size_t kMaxHeaderSize = 4 * 1024 * 1024;
 constexpr std::string_view kVersion1Line = "smtpsd-spool 1";
 constexpr std::string_view kVersionLine = "smtpsd-spool 2";
+// Written over kVersionLine when the writer has a late envelope (same length).
+constexpr std::string_view kVersion3Line = "smtpsd-spool 3";
 constexpr std::string_view kLayoutKey = "layout ";
 constexpr std::size_t kLayoutDigits = 20;  // UINT64_MAX has 20 decimal digits
-// Where the layout line starts: right after the version line.
-constexpr std::size_t kLayoutOffset = kVersionLine.size() + 1;
+// flush_and_sync() writes the version and layout lines over begin()'s, in place.
+static_assert(kVersion3Line.size() == kVersionLine.size());
 
 struct Layout {
   std::uint64_t content = 0;   // octets of content after the blank line
   std::uint64_t replaced = 0;  // leading octets of it that the late section replaces
   std::uint64_t late = 0;      // octets of the late section, after the content
+  bool late_envelope = false;  // version 3: a late envelope follows (not in the layout line)
 };
 
 // "layout <20 digits> <20 digits> <20 digits>\n": always the same length (70 octets).
@@ -326,6 +335,25 @@ std::string format_header(const std::string& id, const smtp::Envelope& envelope,
   return out;
 }
 
+// The late envelope of a version 3 file (replace_envelope()).
+std::string format_late_envelope(std::string_view reverse_path,
+                                 const std::vector<smtp::Recipient>& recipients) {
+  std::string out = "from ";
+  append_field(out, reverse_path);
+  out += "\nrecipients ";
+  out += std::to_string(recipients.size());
+  for (const smtp::Recipient& recipient : recipients) {
+    out += "\nrcpt ";
+    append_field(out, recipient.address);
+    out += ' ';
+    append_field(out, recipient.notify);
+    out += ' ';
+    append_field(out, recipient.original_recipient);
+  }
+  out += '\n';
+  return out;
+}
+
 std::vector<std::string_view> split_spaces(std::string_view text) {
   std::vector<std::string_view> parts;
   std::size_t start = 0;
@@ -392,17 +420,20 @@ std::optional<std::string> parse_header(std::string_view header, StoredMessage& 
       return "line " + std::to_string(line_number) + ": " + std::string(what);
     };
     if (line_number == 1) {
-      if (line == kVersionLine) {
+      if (line == kVersionLine || line == kVersion3Line) {
         layout = Layout{};  // the next line must say where the content lies
+        layout->late_envelope = line == kVersion3Line;
       } else if (line != kVersion1Line) {
-        return error("not a version 1 or 2 spool file");
+        return error("not a version 1, 2 or 3 spool file");
       }
       continue;
     }
     if (line_number == 2 && layout) {
       if (!line.starts_with(kLayoutKey)) return error("no layout line");
+      const bool late_envelope = layout->late_envelope;
       layout = parse_layout(line.substr(kLayoutKey.size()));
       if (!layout) return error("bad value for 'layout'");
+      layout->late_envelope = late_envelope;
       continue;
     }
     std::size_t space = line.find(' ');
@@ -511,6 +542,53 @@ std::optional<std::string> parse_header(std::string_view header, StoredMessage& 
   return std::nullopt;
 }
 
+// Parses the late envelope of a version 3 file into envelope: exactly "from", "recipients"
+// and its rcpt lines, each ending in '\n'. Returns an error text.
+std::optional<std::string> parse_late_envelope(std::string_view block, smtp::Envelope& envelope) {
+  if (block.size() > kMaxHeaderSize) return std::string("late envelope over 4 MiB");
+  if (!block.ends_with('\n')) return std::string("late envelope: unterminated line");
+  std::optional<std::string> from;
+  std::optional<std::size_t> expected;
+  std::vector<smtp::Recipient> recipients;
+  std::size_t start = 0;
+  while (start < block.size()) {
+    std::size_t end = block.find('\n', start);
+    std::string_view line = block.substr(start, end - start);
+    start = end + 1;
+    std::size_t space = line.find(' ');
+    if (space == std::string_view::npos) return std::string("late envelope: no value");
+    std::string_view key = line.substr(0, space);
+    std::string_view value = line.substr(space + 1);
+    if (key == "from" && !from && !expected) {
+      from = decode_field(value);
+      if (!from) return std::string("late envelope: bad value for 'from'");
+    } else if (key == "recipients" && from && !expected) {
+      expected = parse_integer<std::size_t>(value);
+      if (!expected) return std::string("late envelope: bad value for 'recipients'");
+    } else if (key == "rcpt" && expected) {
+      std::vector<std::string_view> parts = split_spaces(value);
+      if (parts.size() != 3) return std::string("late envelope: rcpt needs three fields");
+      auto address = decode_field(parts[0]);
+      auto notify = decode_field(parts[1]);
+      auto original = decode_field(parts[2]);
+      if (!address || !notify || !original) return std::string("late envelope: bad escape in rcpt");
+      if (address->empty()) return std::string("late envelope: empty recipient address");
+      if (recipients.size() == *expected) return std::string("late envelope: too many rcpt");
+      recipients.push_back(smtp::Recipient{*address, *notify, *original});
+    } else {
+      return "late envelope: unexpected key '" + std::string(key) + "'";
+    }
+  }
+  if (!expected) return std::string("late envelope: missing key 'recipients'");
+  if (recipients.size() != *expected) {
+    return std::string("late envelope: recipient count does not match");
+  }
+  if (recipients.empty()) return std::string("late envelope: no recipients");
+  envelope.reverse_path = std::move(*from);
+  envelope.recipients = std::move(recipients);
+  return std::nullopt;
+}
+
 SpoolError corrupt(const std::string& path, std::string_view why) {
   return SpoolError{"corrupt spool file " + path + ": " + std::string(why),
                     /*transient=*/false, 0};
@@ -537,13 +615,15 @@ SpoolError misuse(std::string text) {
 
 class FileSpoolWriter final : public SpoolWriter {
  public:
-  FileSpoolWriter(Spool& spool, std::string id, int fd, int tmp_dir_fd, int queue_dir_fd)
+  FileSpoolWriter(Spool& spool, std::string id, int fd, int tmp_dir_fd, int queue_dir_fd,
+                  int state_dir_fd)
       : spool_(spool),
         id_(std::move(id)),
         tmp_path_(spool.tmp_path(id_)),
         fd_(fd),
         tmp_dir_fd_(tmp_dir_fd),
-        queue_dir_fd_(queue_dir_fd) {
+        queue_dir_fd_(queue_dir_fd),
+        state_dir_fd_(state_dir_fd) {
     buffer_.reserve(kWriteBufferSize);
   }
   ~FileSpoolWriter() override { abort(); }
@@ -618,21 +698,50 @@ class FileSpoolWriter final : public SpoolWriter {
     return base::Ok{};
   }
 
+  base::Expected<base::Ok, SpoolError> replace_envelope(
+      std::string_view reverse_path, const std::vector<smtp::Recipient>& recipients) override {
+    if (state_ != State::kOpen) return not_open("replace_envelope");
+    if (recipients.empty()) return base::unexpected(misuse("new envelope has no recipients"));
+    for (const smtp::Recipient& recipient : recipients) {
+      if (recipient.address.empty()) {
+        return base::unexpected(misuse("new envelope has an empty recipient address"));
+      }
+    }
+    std::string block = format_late_envelope(reverse_path, recipients);
+    if (block.size() > kMaxHeaderSize) {
+      return base::unexpected(misuse("new envelope of " + std::to_string(block.size()) +
+                                     " octets encoded (limit " + std::to_string(kMaxHeaderSize) +
+                                     ")"));
+    }
+    late_envelope_ = std::move(block);
+    return base::Ok{};
+  }
+
+  base::Expected<base::Ok, SpoolError> mark_held() override {
+    if (state_ != State::kOpen) return not_open("mark_held");
+    held_ = true;
+    return base::Ok{};
+  }
+
   base::Expected<base::Ok, SpoolError> flush_and_sync() override {
     if (state_ != State::kOpen) return not_open("flush_and_sync");
     // The order is what makes a late section durable, and a file in queue/ consistent:
-    // 1. the late section after the content (through the buffer, like the content);
+    // 1. the late section after the content (through the buffer, like the content), then
+    //    the late envelope (version 3);
     if (auto written = write_bytes(late_section_); !written) return written;
-    // 2. the layout that points at it, over the zeros begin() wrote (same length): patched
-    //    in the buffer when the file's start is still there (one write for a small
-    //    message), else with pwrite(2) once the buffer is out;
-    const std::string layout =
-        format_layout(Layout{content_size_, replaced_length_, late_section_.size()});
+    if (auto written = write_bytes(late_envelope_); !written) return written;
+    // 2. the layout that points at it, over the zeros begin() wrote (same length), and the
+    //    version line with a late envelope: patched in the buffer when the file's start is
+    //    still there (one write for a small message), else with pwrite(2) once the buffer
+    //    is out;
+    std::string start(late_envelope_.empty() ? kVersionLine : kVersion3Line);
+    start += '\n';
+    start += format_layout(Layout{content_size_, replaced_length_, late_section_.size()});
     const bool start_in_buffer = written_size_ == 0;
-    if (start_in_buffer) buffer_.replace(kLayoutOffset, layout.size(), layout);
+    if (start_in_buffer) buffer_.replace(0, start.size(), start);
     if (auto flushed = flush_buffer(); !flushed) return flushed;
     if (!start_in_buffer) {
-      if (auto written = pwrite_all(layout, kLayoutOffset); !written) return written;
+      if (auto written = pwrite_all(start, 0); !written) return written;
     }
     // 3. only then the fsync: whatever it makes durable includes all of the above.
     if (::fsync(fd_) != 0) return fail(system_error("fsync", tmp_path_, errno));
@@ -643,7 +752,13 @@ class FileSpoolWriter final : public SpoolWriter {
     if (result != 0 && saved != EINTR) return fail(system_error("close", tmp_path_, saved));
     std::string().swap(buffer_);  // the session may stay open for long: give the memory back
     std::string().swap(late_section_);
+    std::string().swap(late_envelope_);
     state_ = State::kSynced;
+    // 4. a hold, durable before the message can reach queue/: a crash before publish()
+    //    leaves a state file without its message, which Spool::open() removes.
+    if (held_) {
+      if (auto marked = write_hold(); !marked) return fail(marked.error());
+    }
     return base::Ok{};
   }
 
@@ -690,11 +805,13 @@ class FileSpoolWriter final : public SpoolWriter {
         break;
       case State::kSynced:
         ::unlinkat(tmp_dir_fd_, id_.c_str(), 0);
+        if (held_) ::unlinkat(state_dir_fd_, id_.c_str(), 0);
         break;
       case State::kPublished:
         // XXX: queue/ was not fsynced, so after a crash the entry may come back; it would
         // then be delivered although the client got 4xx (a duplicate, never a loss).
         ::unlinkat(queue_dir_fd_, id_.c_str(), 0);
+        if (held_) ::unlinkat(state_dir_fd_, id_.c_str(), 0);
         break;
       case State::kCommitted:
       case State::kFailed:
@@ -749,6 +866,28 @@ class FileSpoolWriter final : public SpoolWriter {
     return base::Ok{};
   }
 
+  // state/<id> with the line "held" (what Scheduler::hold() appends), fsynced with its
+  // directory entry.
+  base::Expected<base::Ok, SpoolError> write_hold() {
+    const std::string path = spool_.directory() + "/state/" + id_;
+    int fd = ::openat(state_dir_fd_, id_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return fail_with("open", path, errno);
+    constexpr std::string_view kHeld = "held\n";
+    auto written = write_all(fd, kHeld.data(), kHeld.size(), path);
+    if (written && ::fsync(fd) != 0) written = fail_with("fsync", path, errno);
+    ::close(fd);
+    if (!written) {
+      ::unlinkat(state_dir_fd_, id_.c_str(), 0);
+      return written;
+    }
+    if (::fsync(state_dir_fd_) != 0) {
+      int saved = errno;
+      ::unlinkat(state_dir_fd_, id_.c_str(), 0);
+      return fail_with("fsync", spool_.directory() + "/state", saved);
+    }
+    return base::Ok{};
+  }
+
   // Records the first error, removes the file; every later call returns the same error.
   base::Unexpected<SpoolError> fail(SpoolError error) {
     abort();
@@ -770,12 +909,15 @@ class FileSpoolWriter final : public SpoolWriter {
   int fd_;
   int tmp_dir_fd_;
   int queue_dir_fd_;
+  int state_dir_fd_;
   std::string buffer_;              // the octets of the file from written_size_ on
   std::uint64_t written_size_ = 0;  // octets written to fd_: its size and position
   std::uint64_t header_size_ = 0;   // the envelope header: content starts after it
   std::uint64_t content_size_ = 0;
   std::uint64_t replaced_length_ = 0;  // of replace_header_section()
   std::string late_section_;           // its new_section, written by flush_and_sync()
+  std::string late_envelope_;          // of replace_envelope(): the file is then version 3
+  bool held_ = false;                  // mark_held(): state/<id> says "held" before publish()
   State state_ = State::kOpen;
   SpoolError error_;
 };
@@ -912,7 +1054,8 @@ base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> Spool::begin_with_id(
   }
   int fd = ::openat(tmp_dir_fd_, id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return fail_with("create", tmp_path(id), errno);
-  auto writer = std::make_unique<FileSpoolWriter>(*this, id, fd, tmp_dir_fd_, queue_dir_fd_);
+  auto writer =
+      std::make_unique<FileSpoolWriter>(*this, id, fd, tmp_dir_fd_, queue_dir_fd_, state_dir_fd_);
   if (auto header = writer->write_header(header_text); !header) {
     return base::unexpected(header.error());
   }
@@ -926,9 +1069,15 @@ std::vector<std::string> Spool::list() const {
   return ids;
 }
 
-base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
+namespace {
+
+// parse_spool_file() without the late envelope: where it lies (length 0: none) is set in
+// late_envelope for the caller to read and parse.
+base::Expected<StoredMessage, std::string> parse_spool_head(std::string_view id,
                                                             std::string_view head,
-                                                            std::uint64_t file_size) {
+                                                            std::uint64_t file_size,
+                                                            ContentSegment& late_envelope) {
+  late_envelope = ContentSegment{0, 0};
   std::size_t end = head.substr(0, kMaxHeaderSize + 2).find("\n\n");
   if (end == std::string_view::npos) {
     return base::unexpected(std::string("no end of header (blank line) within 4 MiB"));
@@ -948,8 +1097,19 @@ base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
     message.content_size = after_header;
     return message;
   }
-  // Checked without overflow: content + late == what follows the header, replaced <= content.
-  if (layout->content > after_header || layout->late != after_header - layout->content) {
+  // Checked without overflow: content + late (+ the late envelope of version 3) == what
+  // follows the header, replaced <= content.
+  if (layout->content > after_header || layout->late > after_header - layout->content) {
+    return base::unexpected(
+        "layout says " + std::to_string(layout->content) + " + " + std::to_string(layout->late) +
+        " octets after the header, the file has " + std::to_string(after_header));
+  }
+  const std::uint64_t rest = after_header - layout->content - layout->late;
+  if (layout->late_envelope) {
+    if (rest == 0) return base::unexpected(std::string("version 3 without a late envelope"));
+    if (rest > kMaxHeaderSize) return base::unexpected(std::string("late envelope over 4 MiB"));
+    late_envelope = ContentSegment{content_offset + layout->content + layout->late, rest};
+  } else if (rest != 0) {
     return base::unexpected(
         "layout says " + std::to_string(layout->content) + " + " + std::to_string(layout->late) +
         " octets after the header, the file has " + std::to_string(after_header));
@@ -966,6 +1126,24 @@ base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
   }
   message.content_size = layout->late + (layout->content - layout->replaced);
   return message;
+}
+
+}  // namespace
+
+base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
+                                                            std::string_view head,
+                                                            std::uint64_t file_size) {
+  ContentSegment late_envelope;
+  auto parsed = parse_spool_head(id, head, file_size, late_envelope);
+  if (!parsed || late_envelope.length == 0) return parsed;
+  if (late_envelope.offset + late_envelope.length > head.size()) {
+    return base::unexpected(std::string("late envelope not within the octets given"));
+  }
+  if (auto error = parse_late_envelope(head.substr(late_envelope.offset, late_envelope.length),
+                                       parsed->envelope)) {
+    return base::unexpected(std::move(*error));
+  }
+  return parsed;
 }
 
 base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) const {
@@ -1006,9 +1184,38 @@ base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) con
     ::close(fd);
     return fail_with("stat", path, saved);
   }
+  ContentSegment late_envelope;
+  auto parsed =
+      parse_spool_head(id, header, static_cast<std::uint64_t>(status.st_size), late_envelope);
+  if (!parsed) {
+    ::close(fd);
+    return base::unexpected(corrupt(path, parsed.error()));
+  }
+  if (late_envelope.length > 0) {  // version 3: the envelope of replace_envelope() at the end
+    std::string block(static_cast<std::size_t>(late_envelope.length), '\0');
+    std::size_t got = 0;
+    while (got < block.size()) {
+      ssize_t n = ::pread(fd, block.data() + got, block.size() - got,
+                          static_cast<off_t>(late_envelope.offset + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int saved = errno;
+        ::close(fd);
+        return fail_with("read", path, saved);
+      }
+      if (n == 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    if (got != block.size()) {
+      ::close(fd);
+      return base::unexpected(corrupt(path, "late envelope cut short"));
+    }
+    if (auto error = parse_late_envelope(block, parsed->envelope)) {
+      ::close(fd);
+      return base::unexpected(corrupt(path, *error));
+    }
+  }
   ::close(fd);
-  auto parsed = parse_spool_file(id, header, static_cast<std::uint64_t>(status.st_size));
-  if (!parsed) return base::unexpected(corrupt(path, parsed.error()));
   parsed->path = std::move(path);
   return std::move(*parsed);
 }
@@ -1067,6 +1274,15 @@ std::vector<std::string> Spool::read_state(const std::string& id) const {
     start = end + 1;
   }
   return lines;
+}
+
+bool Spool::is_held(const std::string& id) const {
+  bool held = false;
+  for (const std::string& line : read_state(id)) {
+    if (line == "held") held = true;
+    if (line == "released") held = false;
+  }
+  return held;
 }
 
 std::uint64_t Spool::file_size(const std::string& id) const {

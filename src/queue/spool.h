@@ -89,6 +89,8 @@ class Spool;
 //   append(Received header); append(data)...           streamed while the client sends
 //   [truncate_content(keep); append(new body)...]      a milter replaced the body
 //   [replace_header_section(original_length, fields)]  once, with the final header block
+//   [replace_envelope(sender, recipients)]             a check changed the envelope
+//   [mark_held()]                                      a check held the message
 //   commit() (or the GroupCommitter steps)
 // The two late calls may come in either order and be repeated; nothing already on disk is
 // moved or copied: the new header section is held (at most kMaxHeaderSectionSize octets)
@@ -127,6 +129,19 @@ class SpoolWriter {
   // original_length of a replace_header_section() in force (that part is already replaced).
   // A failing ftruncate(2) fails the writer, as a failed write does.
   virtual base::Expected<base::Ok, SpoolError> truncate_content(std::uint64_t keep) = 0;
+  // The envelope as it will be delivered: reverse_path ("" for <>) and recipients take the
+  // place of the ones given to begin() (HELO, BODY, SMTPUTF8, SIZE, RET, ENVID stay). Held
+  // and written after the content by flush_and_sync() (the file is then version 3, see
+  // spool.cpp): nothing already on disk is moved. The last call wins. Refused like
+  // replace_header_section() (the writer is unchanged) when recipients is empty, an address
+  // is empty, or the encoded envelope is over 4 MiB. The addresses are not checked against
+  // the SMTP grammar: the caller does that.
+  virtual base::Expected<base::Ok, SpoolError> replace_envelope(
+      std::string_view reverse_path, const std::vector<smtp::Recipient>& recipients) = 0;
+  // The message is held (queue::Scheduler delivers it only once released): flush_and_sync()
+  // writes state/<id> = "held" and fsyncs it and state/ after the message and before
+  // publish(), so a message in queue/ is never seen without its hold. abort() removes it.
+  virtual base::Expected<base::Ok, SpoolError> mark_held() = 0;
   // Make durable: flush, fsync file, rename into queue/, fsync queue/. Blocks on the disk:
   // call it off the I/O thread.
   virtual base::Expected<base::Ok, SpoolError> commit() = 0;
@@ -181,6 +196,9 @@ class Spool {
   // recipient be tried again, which the deliverers tolerate.
   base::Expected<base::Ok, SpoolError> append_state(const std::string& id, std::string_view line);
   std::vector<std::string> read_state(const std::string& id) const;
+  // Whether read_state(id) leaves the message held: a "held" line with no "released" after
+  // it (Scheduler::hold()/release(), SpoolWriter::mark_held()).
+  bool is_held(const std::string& id) const;
   // Octets of queue/<id> (envelope header included), 0 if it cannot be read.
   std::uint64_t file_size(const std::string& id) const;
   // fsync(2) of queue/: makes the renames of publish() durable (one call for a whole batch).

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "app/smtpsd/listener_policy.h"
 #include "auth/user_store.h"
 #include "delivery/maildir.h"
 #include "tls/dev_pki.h"
@@ -161,6 +162,7 @@ smtpsd development server is ready.
   CA to trust    {dir}/tls/ca.pem
   mailbox        demo@localhost → {dir}/mail/localhost/demo/new/
   listeners      submissions 127.0.0.1:{smtps} (implicit TLS), submission 127.0.0.1:{sub}, smtp 127.0.0.1:{smtp}
+  checks         {checks}
 
 Submit a mail as demo@localhost (implicit TLS, AUTH PLAIN, password in {dir}/demo.password):
   swaks --server 127.0.0.1:{smtps} --tls-on-connect --tls-verify --tls-ca-path {dir}/tls/ca.pem \
@@ -179,7 +181,8 @@ s.sendmail('you@example.org',['demo@localhost'],'Subject: hi\r\n\r\nhello\r\n');
 Then look in {dir}/mail/localhost/demo/new/. Stop with Ctrl-C.
 )TEXT",
       fmt::arg("dir", s.dir), fmt::arg("smtp", smtp), fmt::arg("smtps", smtps),
-      fmt::arg("sub", 2587 + s.port_offset));
+      fmt::arg("sub", 2587 + s.port_offset),
+      fmt::arg("checks", describe_checks(*built_in_checks())));
 }
 
 }  // namespace app

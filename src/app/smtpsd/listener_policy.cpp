@@ -1,9 +1,12 @@
 // listener_policy.cpp — see listener_policy.h.
 #include "app/smtpsd/listener_policy.h"
 
+#include <algorithm>
+
 #include "app/smtpsd/local_recipients.h"
 #include "auth/failure_limiter.h"
 #include "auth/sasl.h"
+#include "intake/loop_check.h"
 
 namespace app {
 
@@ -70,6 +73,34 @@ smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapsho
   return session;
 }
 
+std::shared_ptr<const intake::Pipeline> built_in_checks() {
+  static const std::shared_ptr<const intake::Pipeline> checks =
+      std::make_shared<const intake::Pipeline>(std::vector<std::shared_ptr<intake::Check>>{
+          std::make_shared<intake::ReceivedLoopCheck>()});
+  return checks;
+}
+
+std::string describe_checks(const intake::Pipeline& pipeline) {
+  std::string out;
+  for (const auto& check : pipeline.checks()) {
+    if (!out.empty()) out += ", ";
+    out += check->name();
+    out += " (";
+    std::string stages;
+    for (unsigned bit = 0; bit < 16; ++bit) {
+      const auto stage = static_cast<intake::Stage>(1u << bit);
+      if ((check->stages() & intake::mask(stage)) == 0) continue;
+      if (!stages.empty()) stages += ", ";
+      stages += intake::stage_name(stage);
+    }
+    std::replace(stages.begin(), stages.end(), '_', ' ');
+    out += stages;
+    if (std::string summary = check->summary(); !summary.empty()) out += ", " + summary;
+    out += ')';
+  }
+  return out.empty() ? "none" : out;
+}
+
 net::ListenerOptions listener_options(
     std::shared_ptr<const config::Config> snapshot, std::size_t index,
     std::shared_ptr<SSL_CTX> tls_context, auth::UserDirectory& users,
@@ -83,6 +114,7 @@ net::ListenerOptions listener_options(
   options.implicit_tls = role_policy(listener.role).implicit_tls;
   options.tls_context = std::move(tls_context);
   options.session = session_config(snapshot, listener, users);
+  options.checks = built_in_checks();
   options.proxy_protocol = listener.proxy_protocol;
   options.proxy_from = listener.proxy_from;
   options.session.has_room_for = std::move(has_room_for);

@@ -23,6 +23,7 @@
 #include "auth/user_store.h"
 #include "base/expected.h"
 #include "config/config.h"
+#include "intake/pipeline.h"
 #include "net/server.h"
 #include "smtp/server_session.h"
 
@@ -46,9 +47,17 @@ smtp::TlsMode tls_mode(const config::Listener& listener);
 smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapshot,
                                    const config::Listener& listener, auth::UserDirectory& users);
 
-// What the network host needs for snapshot->listeners[index]: the session policy, the TLS
-// context new connections start on, timeouts and PROXY settings. has_room_for is the
-// storage check asked at each MAIL.
+// The checks every listener runs (intake/check.h), built in and on by default: today the
+// received-loop check (intake/loop_check.h). One immutable pipeline shared by every listener
+// and every reload.
+std::shared_ptr<const intake::Pipeline> built_in_checks();
+// One line per check for start-up output: "received-loop (end of headers, 554 5.4.6 past 100
+// Received fields)"; "none" without checks.
+std::string describe_checks(const intake::Pipeline& pipeline);
+
+// What the network host needs for snapshot->listeners[index]: the session policy, the checks, the
+// TLS context new connections start on, timeouts and PROXY settings. has_room_for is the storage
+// check asked at each MAIL.
 net::ListenerOptions listener_options(
     std::shared_ptr<const config::Config> snapshot, std::size_t index,
     std::shared_ptr<SSL_CTX> tls_context, auth::UserDirectory& users,

@@ -1,7 +1,7 @@
 // message_intake_test.cpp — intake::MessageIntake against a real spool in a temp dir, driven
 // as the host drives it: the Received header first, content streamed, header and body events
-// for the stages the pipeline wants, storage failures mapped to the RFC 3463 replies, and the
-// header editor the end-of-data checks rely on.
+// for the stages the pipeline wants, storage failures mapped to the RFC 3463 replies, the
+// header editor the end-of-data checks rely on, envelope edits and holds.
 #include "intake/message_intake.h"
 
 #include "queue/message_reader.h"
@@ -195,17 +195,141 @@ TEST_F(MessageIntakeTest, AFailedCommitIsATemporaryFailureNotA250) {
   EXPECT_EQ(committed.error().enhanced, "4.3.0");
 }
 
-TEST_F(MessageIntakeTest, EnvelopeEditsAreRefusedRatherThanIgnored) {
+// A new sender, a recipient deleted (whatever its case), one added, one added twice: the
+// queued envelope is the edited one, the content is untouched, and the client's 250 comes
+// only after all of it is durable. Both a message whose start is still buffered and one
+// large enough to be on disk already.
+TEST_F(MessageIntakeTest, EnvelopeEditsAreWhatIsQueued) {
+  envelope_.recipients = {{"b@mx.example", "SUCCESS", "rfc822;b@mx.example"},
+                          {"c@mx.example", "", ""}};
+  for (std::size_t body_size : {10u, 200000u}) {
+    SCOPED_TRACE(body_size);
+    Verdict verdict;
+    verdict.new_sender = "bounces@mx.example";
+    verdict.delete_recipients = {"C@MX.example"};
+    verdict.add_recipients = {"d@mx.example", "d@mx.example", "b@mx.example"};
+    const std::string message = "Subject: hi\r\n\r\n" + std::string(body_size, 'x') + "\r\n";
+    Pipeline none;
+    MessageIntake intake(*spool_, none, facts());
+    ASSERT_FALSE(intake.begin(start()));
+    ASSERT_FALSE(intake.append(message));
+    ASSERT_FALSE(intake.apply(verdict));
+    EXPECT_FALSE(intake.held());
+    auto committed = intake.committed(intake.writer()->commit());
+    ASSERT_TRUE(committed);
+    auto stored = spool_->load(*committed);
+    ASSERT_TRUE(stored) << stored.error().message;
+    EXPECT_EQ(stored->envelope.reverse_path, "bounces@mx.example");
+    ASSERT_EQ(stored->envelope.recipients.size(), 2u);
+    EXPECT_EQ(stored->envelope.recipients[0].address, "b@mx.example");
+    EXPECT_EQ(stored->envelope.recipients[0].notify, "SUCCESS");  // kept with its DSN request
+    EXPECT_EQ(stored->envelope.recipients[1].address, "d@mx.example");
+    EXPECT_EQ(stored->envelope.helo, "client.example");
+    EXPECT_TRUE(content_of(*committed).ends_with(message));
+    EXPECT_FALSE(spool_->is_held(*committed));
+  }
+}
+
+TEST_F(MessageIntakeTest, TheNullSenderIsAValidNewSender) {
+  Verdict verdict;
+  verdict.new_sender = "";
   Pipeline none;
   MessageIntake intake(*spool_, none, facts());
   ASSERT_FALSE(intake.begin(start()));
+  ASSERT_FALSE(intake.append("Subject: hi\r\n\r\nbody\r\n"));
+  ASSERT_FALSE(intake.apply(verdict));
+  auto committed = intake.committed(intake.writer()->commit());
+  ASSERT_TRUE(committed);
+  EXPECT_EQ(spool_->load(*committed)->envelope.reverse_path, "");
+}
+
+// Edits that cannot be carried out: 451 (the client keeps the message and tries again, so
+// nothing is lost), a text that says what went wrong, and nothing in the spool.
+TEST_F(MessageIntakeTest, EnvelopeEditsThatWouldLoseOrMisrouteMailAreRefused) {
+  struct Case {
+    const char* name;
+    Verdict verdict;
+    const char* text;
+  };
+  std::vector<Case> cases;
+  {
+    Verdict verdict;
+    verdict.delete_recipients = {"b@mx.example"};
+    cases.push_back({"every recipient deleted", verdict, "a check removed every recipient"});
+  }
+  for (const char* bad : {"", "no-at-sign", "a@b@c.example", "<x@mx.example>",
+                          "x@mx.example\r\nRCPT TO:<y@evil.example>", "\xc3\xa9@mx.example"}) {
+    Verdict verdict;
+    verdict.add_recipients = {bad};
+    cases.push_back({bad, verdict, "a check added an invalid recipient address"});
+  }
+  {
+    Verdict verdict;
+    verdict.new_sender = "not an address";
+    cases.push_back({"bad sender", verdict, "a check set an invalid sender address"});
+  }
+  {
+    Verdict verdict;
+    verdict.folder = "Junk";
+    cases.push_back({"folder", verdict, "message not stored"});
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Pipeline none;
+    MessageIntake intake(*spool_, none, facts());
+    ASSERT_FALSE(intake.begin(start()));
+    ASSERT_FALSE(intake.append("Subject: hi\r\n\r\nbody\r\n"));
+    auto refusal = intake.apply(c.verdict);
+    ASSERT_TRUE(refusal);
+    EXPECT_EQ(refusal->code, 451);
+    EXPECT_EQ(refusal->enhanced, "4.3.0");
+    EXPECT_NE(refusal->text.find(c.text), std::string::npos) << refusal->text;
+    EXPECT_FALSE(intake.open());
+    EXPECT_TRUE(spool_->list().empty());
+    EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
+  }
+}
+
+// A hold: committed like any message (the client gets its 250), with state/<id> saying
+// "held" before the file reaches queue/, so the scheduler never sees it unheld.
+TEST_F(MessageIntakeTest, AHeldMessageIsCommittedWithItsHold) {
   Verdict verdict;
-  verdict.add_recipients.push_back("c@mx.example");
-  auto refusal = intake.apply(verdict);
-  ASSERT_TRUE(refusal);
-  EXPECT_EQ(refusal->code, 451);
-  EXPECT_FALSE(intake.open());
+  verdict.kind = Verdict::Kind::kHold;
+  verdict.header_edits.push_back({HeaderEdit::Kind::kAdd, "X-Held", "yes", 1});
+  Pipeline none;
+  MessageIntake intake(*spool_, none, facts());
+  ASSERT_FALSE(intake.begin(start()));
+  ASSERT_FALSE(intake.append("Subject: hi\r\n\r\nbody\r\n"));
+  ASSERT_FALSE(intake.apply(verdict));
+  EXPECT_TRUE(intake.held());
+  auto committed = intake.committed(intake.writer()->commit());
+  ASSERT_TRUE(committed);
+  EXPECT_TRUE(spool_->is_held(*committed));
+  EXPECT_TRUE(content_of(*committed).starts_with("X-Held: yes\r\nReceived: from"));
+
+  // The next message of the session is not held.
+  ASSERT_FALSE(intake.begin(start()));
+  ASSERT_FALSE(intake.append("Subject: next\r\n\r\nbody\r\n"));
+  ASSERT_FALSE(intake.apply(Verdict::pass()));
+  EXPECT_FALSE(intake.held());
+  auto next = intake.committed(intake.writer()->commit());
+  ASSERT_TRUE(next);
+  EXPECT_FALSE(spool_->is_held(*next));
+}
+
+TEST_F(MessageIntakeTest, AHeldMessageWhoseCommitFailsLeavesNoHoldBehind) {
+  Verdict verdict;
+  verdict.kind = Verdict::Kind::kHold;
+  Pipeline none;
+  MessageIntake intake(*spool_, none, facts());
+  ASSERT_FALSE(intake.begin(start()));
+  ASSERT_FALSE(intake.append("Subject: hi\r\n\r\nbody\r\n"));
+  ASSERT_FALSE(intake.apply(verdict));
+  ASSERT_TRUE(intake.writer()->flush_and_sync());  // the hold is written here
+  EXPECT_TRUE(fs::exists(dir_ / "state" / intake.queue_id()));
+  intake.abort();  // as when publish() or the directory fsync fails
   EXPECT_TRUE(spool_->list().empty());
+  EXPECT_TRUE(fs::is_empty(dir_ / "state"));
 }
 
 TEST_F(MessageIntakeTest, AddedHeadersGoAboveReceivedAndTheRestIsUntouched) {

@@ -322,6 +322,62 @@ TEST_F(SchedulerTest, AHoldOutlivesARestartUntilReleased) {
   EXPECT_EQ(deliverer_.count("a@example.com"), 2u);
 }
 
+// A check's hold at intake (SpoolWriter::mark_held): the committed message waits from its
+// enqueue on, and after a restart, until released.
+TEST_F(SchedulerTest, AMessageHeldAtIntakeIsDeliveredOnlyOnceReleased) {
+  smtp::Envelope envelope;
+  envelope.reverse_path = "sender@example.com";
+  envelope.recipients.push_back({"a@example.com", "", ""});
+  auto writer = spool_->begin(envelope, 1700000000);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append("Subject: held\r\n\r\nhello\r\n"));
+  ASSERT_TRUE((*writer)->mark_held());
+  ASSERT_TRUE((*writer)->commit());
+  const std::string id = (*writer)->id();
+  {
+    auto scheduler = make_scheduler(fast());
+    scheduler->start();  // picks it up from the spool: held
+    scheduler->enqueue(id);
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(deliverer_.count("a@example.com"), 0u);
+    ASSERT_TRUE(scheduler->show(id));
+    EXPECT_EQ(scheduler->show(id)->state, "held");
+  }
+  reopen();
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(deliverer_.count("a@example.com"), 0u);  // still held after a restart
+  EXPECT_EQ(scheduler->release(id), Scheduler::Outcome::kDone);
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.count("a@example.com"), 1u);
+}
+
+TEST_F(SchedulerTest, AMessageHeldAtIntakeAndEnqueuedWaitsForRelease) {
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  smtp::Envelope envelope;
+  envelope.reverse_path = "sender@example.com";
+  envelope.recipients.push_back({"a@example.com", "", ""});
+  auto writer = spool_->begin(envelope, 1700000000);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append("Subject: held\r\n\r\nhello\r\n"));
+  ASSERT_TRUE((*writer)->mark_held());
+  ASSERT_TRUE((*writer)->commit());
+  const std::string id = (*writer)->id();
+  std::string plain = commit({"b@example.com"});
+  scheduler->enqueue(id);  // as the server does once the message is durable
+  scheduler->enqueue(plain);
+  ASSERT_TRUE(eventually([&] { return deliverer_.count("b@example.com") == 1; }));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(deliverer_.count("a@example.com"), 0u);
+  ASSERT_TRUE(scheduler->show(id));
+  EXPECT_EQ(scheduler->show(id)->state, "held");
+  EXPECT_EQ(scheduler->release(id), Scheduler::Outcome::kDone);
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.count("a@example.com"), 1u);
+}
+
 TEST_F(SchedulerTest, FlushTriesDeferredMessagesNow) {
   deliverer_.script("a@example.com", {DeliveryStatus::kTransient, DeliveryStatus::kDelivered});
   SchedulerOptions options;

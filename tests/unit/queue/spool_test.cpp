@@ -793,6 +793,115 @@ TEST_F(SpoolTest, LoadRefusesALayoutThatDoesNotFitTheFile) {
   EXPECT_TRUE(spool_->load(id));
 }
 
+// replace_envelope(): the file becomes version 3 with the new sender and recipients after
+// the content (nothing received is moved), every other envelope field stays, and a late
+// header section still works beside it. Small (start still buffered) and big messages.
+TEST_F(SpoolTest, AReplacedEnvelopeIsTheOneLoaded) {
+  for (std::size_t size : {5u, 300000u}) {
+    SCOPED_TRACE(size);
+    const std::string content = "Subject: s\r\n\r\n" + std::string(size, 'b') + "\r\n";
+    auto writer = spool_->begin(full_envelope(), 1700000000);
+    ASSERT_TRUE(writer);
+    ASSERT_TRUE((*writer)->append(content));
+    ASSERT_TRUE((*writer)->replace_header_section(0, "X-Added: 1\r\n"));
+    std::vector<smtp::Recipient> recipients = {{"n%ew @example.net", "NEVER", ""},
+                                               {"z@example.org", "", "rfc822;z@example.org"}};
+    ASSERT_TRUE((*writer)->replace_envelope("", {{"first@example.net", "", ""}}));
+    ASSERT_TRUE((*writer)->replace_envelope("new-sender@example.net", recipients));  // last wins
+    ASSERT_TRUE((*writer)->commit());
+    const std::string id = (*writer)->id();
+    const std::string file = read_file(dir_ + "/queue/" + id);
+    EXPECT_TRUE(file.starts_with("smtpsd-spool 3\nlayout ")) << file.substr(0, 100);
+    EXPECT_TRUE(file.ends_with("rcpt z@example.org - rfc822;z@example.org\n"));
+    auto loaded = spool_->load(id);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->envelope.reverse_path, "new-sender@example.net");
+    ASSERT_EQ(loaded->envelope.recipients.size(), 2u);
+    EXPECT_EQ(loaded->envelope.recipients[0].address, "n%ew @example.net");
+    EXPECT_EQ(loaded->envelope.recipients[0].notify, "NEVER");
+    EXPECT_EQ(loaded->envelope.recipients[1].original_recipient, "rfc822;z@example.org");
+    EXPECT_EQ(loaded->envelope.helo, full_envelope().helo);
+    EXPECT_EQ(loaded->envelope.envelope_id, full_envelope().envelope_id);
+    EXPECT_EQ(content_of(*loaded), "X-Added: 1\r\n" + content);
+    // The pure parser, given the whole file, reads the same.
+    auto parsed = parse_spool_file(id, file, file.size());
+    ASSERT_TRUE(parsed) << parsed.error();
+    EXPECT_EQ(parsed->envelope.reverse_path, "new-sender@example.net");
+    EXPECT_EQ(parsed->segments, loaded->segments);
+    EXPECT_TRUE(spool_->remove(id));
+  }
+  // Without replace_envelope() the file stays version 2, readable by an older smtpsd.
+  std::string id = commit_message(full_envelope(), "x");
+  EXPECT_TRUE(read_file(dir_ + "/queue/" + id).starts_with("smtpsd-spool 2\n"));
+}
+
+TEST_F(SpoolTest, ReplaceEnvelopeRefusesWhatCouldNotBeDelivered) {
+  auto writer = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append("x\r\n"));
+  for (const auto& recipients :
+       {std::vector<smtp::Recipient>{}, std::vector<smtp::Recipient>{{"", "", ""}}}) {
+    auto refused = (*writer)->replace_envelope("a@example.org", recipients);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().error_number, EINVAL);
+  }
+  ASSERT_TRUE((*writer)->commit());  // the writer is unchanged: the old envelope
+  auto loaded = spool_->load((*writer)->id());
+  ASSERT_TRUE(loaded);
+  expect_same(loaded->envelope, full_envelope());
+}
+
+TEST_F(SpoolTest, LoadRefusesABrokenLateEnvelope) {
+  auto writer = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append("x\r\n"));
+  ASSERT_TRUE((*writer)->replace_envelope("s@example.org", {{"r@example.org", "", ""}}));
+  ASSERT_TRUE((*writer)->commit());
+  const std::string id = (*writer)->id();
+  const std::string path = dir_ + "/queue/" + id;
+  const std::string good = read_file(path);
+  const std::string tail = "from s@example.org\nrecipients 1\nrcpt r@example.org - -\n";
+  ASSERT_TRUE(good.ends_with(tail));
+  const std::string head = good.substr(0, good.size() - tail.size());
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"no late envelope", head},
+      {"count too high", head + "from s@example.org\nrecipients 2\nrcpt r@example.org - -\n"},
+      {"no recipients", head + "from s@example.org\nrecipients 0\n"},
+      {"unterminated", head + "from s@example.org\nrecipients 1\nrcpt r@example.org - -"},
+      {"unknown key", head + "from s@example.org\nrecipients 1\nrcpt r@example.org - -\nx 1\n"},
+      {"rcpt first", head + "rcpt r@example.org - -\nfrom s@example.org\nrecipients 1\n"},
+      {"bad escape", head + "from s%G0\nrecipients 1\nrcpt r@example.org - -\n"},
+      {"version 2 with octets after", "smtpsd-spool 2" + good.substr(14)},
+  };
+  for (const auto& [name, bytes] : cases) {
+    write_file(path, bytes);
+    auto loaded = spool_->load(id);
+    ASSERT_FALSE(loaded) << name;
+    EXPECT_NE(loaded.error().message.find("corrupt spool file"), std::string::npos)
+        << name << ": " << loaded.error().message;
+  }
+  write_file(path, good);
+  EXPECT_TRUE(spool_->load(id));
+}
+
+TEST_F(SpoolTest, MarkHeldWritesTheHoldBeforeTheMessageIsPublished) {
+  auto writer = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append("x\r\n"));
+  ASSERT_TRUE((*writer)->mark_held());
+  const std::string id = (*writer)->id();
+  EXPECT_FALSE(spool_->is_held(id));  // nothing on disk before the commit
+  ASSERT_TRUE((*writer)->flush_and_sync());
+  EXPECT_TRUE(spool_->is_held(id));
+  EXPECT_TRUE(spool_->list().empty());  // still in tmp/
+  ASSERT_TRUE((*writer)->publish());
+  ASSERT_TRUE(spool_->sync_queue_dir());
+  (*writer)->mark_committed();
+  EXPECT_TRUE(spool_->is_held(id));
+  ASSERT_TRUE(spool_->append_state(id, "released"));
+  EXPECT_FALSE(spool_->is_held(id));
+}
+
 TEST_F(SpoolTest, MessageReaderReadsAnyBufferSizeAndNoticesAShortenedFile) {
   auto writer = spool_->begin(full_envelope(), 1);
   ASSERT_TRUE(writer);

@@ -109,6 +109,22 @@ TEST_F(ListenerPolicyTest, ListenerOptionsCarryTheRoleAndTheSettings) {
   EXPECT_FALSE(smtp.implicit_tls);
 }
 
+// Every listener runs the built-in checks: today the received-loop check, which looks at
+// the end of the headers only, so no session command waits for a check.
+TEST_F(ListenerPolicyTest, EveryListenerRunsTheBuiltInChecks) {
+  auto config = snapshot();
+  for (std::size_t index : {0u, 1u, 2u}) {
+    auto options = listener_options(config, index, nullptr, users_, {});
+    ASSERT_TRUE(options.checks);
+    EXPECT_EQ(options.checks, built_in_checks());  // one pipeline, shared
+    EXPECT_EQ(options.checks->session_stages(), 0u);
+    EXPECT_EQ(options.checks->stages(), intake::mask(intake::Stage::kEndOfHeaders));
+  }
+  EXPECT_EQ(describe_checks(*built_in_checks()),
+            "received-loop (end of headers, 554 5.4.6 past 100 Received fields)");
+  EXPECT_EQ(describe_checks(intake::Pipeline()), "none");
+}
+
 TEST_F(ListenerPolicyTest, ProxyNetworksReachTheListener) {
   config::Config config = *snapshot();
   config.listeners[1].proxy_protocol = true;
