@@ -734,7 +734,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
 
 }  // namespace
 
-std::string_view role_name(Role role) {
+std::string_view to_string(Role role) {
   switch (role) {
     case Role::kSubmissions:
       return "submissions";
@@ -820,7 +820,7 @@ std::string describe(const Config& config) {
                                 : l.role == Role::kSubmission || l.require_tls ? "STARTTLS required"
                                                                                : "STARTTLS offered";
     out +=
-        fmt::format("listener: {} on {} port {} — {}, session tickets {}{}{}\n", role_name(l.role),
+        fmt::format("listener: {} on {} port {} — {}, session tickets {}{}{}\n", to_string(l.role),
                     l.address_text, l.port, tls_mode, l.session_tickets ? "on" : "off",
                     l.client_ca.empty() ? "" : ", client certificates from " + l.client_ca,
                     l.proxy_protocol ? ", PROXY protocol from " + join_networks(l.proxy_from) : "");
@@ -847,13 +847,12 @@ std::string describe(const Config& config) {
           : ", exempt: " + join_networks(config.auth.exempt_networks));
   const DeliverySettings& d = config.delivery;
   out += !d.relay ? fmt::format("delivery: direct to MX hosts (port {}), TLS {} by default\n",
-                                d.mx_port, tls::outbound_level_name(d.default_tls))
+                                d.mx_port, tls::to_string(d.default_tls))
                   : fmt::format("delivery: through relay {} (TLS {}{})\n",
-                                base::to_string(*d.relay), tls::outbound_level_name(d.relay_tls),
+                                base::to_string(*d.relay), tls::to_string(d.relay_tls),
                                 d.relay_user.empty() ? "" : ", AUTH as " + d.relay_user);
   for (const DestinationTls& policy : d.tls_policy) {
-    out += fmt::format("delivery: TLS {} for {}\n", tls::outbound_level_name(policy.level),
-                       policy.domain);
+    out += fmt::format("delivery: TLS {} for {}\n", tls::to_string(policy.level), policy.domain);
   }
   out += fmt::format("log: {} to {}{}\n",
                      config.log.format == obs::Format::kJson ? "JSON" : "key=value",

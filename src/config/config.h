@@ -26,7 +26,7 @@ namespace config {
 
 // Listener roles of docs/architecture.md "Listener roles" (RFC 8314 names).
 enum class Role { kSubmissions, kSubmission, kSmtp };
-std::string_view role_name(Role role);
+std::string_view to_string(Role role);
 
 struct Listener {
   Role role = Role::kSmtp;

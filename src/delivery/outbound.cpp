@@ -175,8 +175,8 @@ std::string Outbound::below_floor(const TlsOutcome& tls, const std::string& wher
                                   tls::OutboundLevel level, SeenTls remembered) const {
   if (level == tls::OutboundLevel::kNone) return {};  // the administrator chose plain text
   if (level >= tls::OutboundLevel::kEncrypt && !tls.encrypted) {
-    return "TLS is required (policy " + std::string(tls::outbound_level_name(level)) + ") but " +
-           where + " did not offer STARTTLS";
+    return "TLS is required (policy " + std::string(tls::to_string(level)) + ") but " + where +
+           " did not offer STARTTLS";
   }
   if (level == tls::OutboundLevel::kVerify && !tls.verified) {
     return "TLS policy verify: the certificate of " + where +
@@ -185,8 +185,8 @@ std::string Outbound::below_floor(const TlsOutcome& tls, const std::string& wher
   SeenTls now = achieved(tls);
   if (now < remembered) {
     return "TLS downgrade refused: this destination was reached with " +
-           std::string(seen_tls_name(remembered)) + " TLS before, " + where + " now offers " +
-           std::string(seen_tls_name(now)) +
+           std::string(to_string(remembered)) + " TLS before, " + where + " now offers " +
+           std::string(to_string(now)) +
            (tls.encrypted && !tls.verified ? " (" + tls.verify_error + ")" : "") +
            "; if that is expected, run: smtpsctl tls forget DOMAIN";
   }
@@ -271,7 +271,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     if (connection) {
       SeenTls seen = achieved(connection->tls());
       if (memory_.record(memory_key, seen, base::unix_now())) {
-        obs::Log("tls_memory").kv("domain", memory_key).kv("level", seen_tls_name(seen));
+        obs::Log("tls_memory").kv("domain", memory_key).kv("level", to_string(seen));
       }
     }
     release(key, std::move(connection));
@@ -380,8 +380,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
             .kv("domain", memory_key)
             .kv("host", where)
             .kv("stage", opened.error().stage)
-            .kv("level", tls::outbound_level_name(level))
-            .kv("remembered", seen_tls_name(remembered))
+            .kv("level", tls::to_string(level))
+            .kv("remembered", to_string(remembered))
             .kv("detail", opened.error().detail);
         if (opened.error().stage == "tls-policy") failure = opened.error().detail;
         continue;
@@ -394,8 +394,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
             .kv("domain", memory_key)
             .kv("host", where)
             .kv("stage", "ehlo")
-            .kv("level", tls::outbound_level_name(level))
-            .kv("remembered", seen_tls_name(remembered))
+            .kv("level", tls::to_string(level))
+            .kv("remembered", to_string(remembered))
             .kv("detail", floor);
         connection->quit();
         continue;

@@ -15,7 +15,7 @@
 namespace delivery {
 namespace {}  // namespace
 
-std::string_view seen_tls_name(SeenTls level) {
+std::string_view to_string(SeenTls level) {
   switch (level) {
     case SeenTls::kNone:
       return "none";
@@ -82,7 +82,7 @@ std::vector<std::pair<std::string, SeenTls>> TlsMemory::entries() const {
 void TlsMemory::save() const {
   std::vector<std::string> lines;
   for (const auto& [domain, entry] : domains_) {
-    lines.push_back(domain + " " + std::string(seen_tls_name(entry.first)) + " " +
+    lines.push_back(domain + " " + std::string(to_string(entry.first)) + " " +
                     std::to_string(entry.second) + "\n");
   }
   std::sort(lines.begin(), lines.end());

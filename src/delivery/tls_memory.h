@@ -22,7 +22,7 @@
 namespace delivery {
 
 enum class SeenTls { kNone = 0, kEncrypted = 1, kVerified = 2 };
-std::string_view seen_tls_name(SeenTls level);
+std::string_view to_string(SeenTls level);
 
 class TlsMemory {
  public:

@@ -52,7 +52,7 @@ using StageMask = std::uint16_t;
 constexpr StageMask mask(Stage stage) {
   return static_cast<StageMask>(stage);
 }
-std::string_view stage_name(Stage stage);
+std::string_view to_string(Stage stage);
 
 // What a check sees. Views into the host's state: valid during run() only (copy what a
 // later completion needs).

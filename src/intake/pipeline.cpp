@@ -7,7 +7,7 @@
 
 namespace intake {
 
-std::string_view stage_name(Stage stage) {
+std::string_view to_string(Stage stage) {
   switch (stage) {
     case Stage::kConnect:
       return "connect";

@@ -99,7 +99,7 @@ awaitable<intake::Verdict> run_stage(const intake::Pipeline& pipeline, intake::S
     obs::Log("check_timeout", obs::Level::kWarning)
         .kv("session", context.session_id)
         .kv("check", name)
-        .kv("stage", intake::stage_name(stage));
+        .kv("stage", intake::to_string(stage));
   }
   co_return run.take_verdict();
 }

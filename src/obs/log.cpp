@@ -49,7 +49,7 @@ std::shared_ptr<const SyslogSink> current_output() {
   return output;
 }
 
-std::string_view level_name(Level level) {
+std::string_view to_string(Level level) {
   switch (level) {
     case Level::kDebug:
       return "debug";
@@ -242,7 +242,7 @@ Log::Log(std::string_view event, Level level)
   line_.append(stamp, n);
   line_.append(ms, 5);
   line_.append(json_ ? "\",\"level\":\"" : " level=");
-  line_.append(level_name(level));
+  line_.append(to_string(level));
   line_.append(json_ ? "\",\"event\":" : " event=");
   if (json_) {
     append_json_string(line_, event);
@@ -288,7 +288,7 @@ Log::~Log() {
 
 std::optional<Level> parse_level(std::string_view name) {
   for (Level level : {Level::kDebug, Level::kInfo, Level::kWarning, Level::kError}) {
-    if (name == level_name(level)) return level;
+    if (name == to_string(level)) return level;
   }
   return std::nullopt;
 }

@@ -275,7 +275,7 @@ std::string delivery_status(const DsnRequest& request, std::string_view reportin
     if (!recipient.original_recipient.empty())
       append_original_recipient(out, recipient.original_recipient, global);
     append_address_field(out, "Final-Recipient", recipient.final_recipient);
-    out.append("Action: ").append(action_name(recipient.action)).append("\r\n");
+    out.append("Action: ").append(to_string(recipient.action)).append("\r\n");
     out.append("Status: ").append(status_of(recipient)).append("\r\n");
     if (!recipient.remote_mta.empty()) {
       out.append("Remote-MTA: dns; ");
@@ -357,7 +357,7 @@ std::string notification_text(const DsnRequest& request, std::string_view report
 
 }  // namespace
 
-std::string_view action_name(DsnAction action) {
+std::string_view to_string(DsnAction action) {
   switch (action) {
     case DsnAction::kFailed:
       return "failed";

@@ -93,6 +93,6 @@ DsnMessage build_dsn(const DsnRequest& request);
 bool wants_notification(const smtp::Recipient& recipient, DsnAction action);
 
 // "failed", "delayed", "delivered", "relayed" (RFC 3464 §2.3.3).
-std::string_view action_name(DsnAction action);
+std::string_view to_string(DsnAction action);
 
 }  // namespace queue

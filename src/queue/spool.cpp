@@ -246,7 +246,7 @@ std::optional<Integer> parse_integer(std::string_view text) {
   return value;
 }
 
-std::string_view body_name(smtp::BodyType body) {
+std::string_view to_string(smtp::BodyType body) {
   switch (body) {
     case smtp::BodyType::kUnspecified:
       return "unspecified";
@@ -263,12 +263,12 @@ std::string_view body_name(smtp::BodyType body) {
 std::optional<smtp::BodyType> parse_body(std::string_view name) {
   for (auto body : {smtp::BodyType::kUnspecified, smtp::BodyType::k7Bit, smtp::BodyType::k8BitMime,
                     smtp::BodyType::kBinaryMime}) {
-    if (body_name(body) == name) return body;
+    if (to_string(body) == name) return body;
   }
   return std::nullopt;
 }
 
-std::string_view return_name(smtp::DsnReturn ret) {
+std::string_view to_string(smtp::DsnReturn ret) {
   switch (ret) {
     case smtp::DsnReturn::kUnspecified:
       return "unspecified";
@@ -283,7 +283,7 @@ std::string_view return_name(smtp::DsnReturn ret) {
 std::optional<smtp::DsnReturn> parse_return(std::string_view name) {
   for (auto ret :
        {smtp::DsnReturn::kUnspecified, smtp::DsnReturn::kFull, smtp::DsnReturn::kHeaders}) {
-    if (return_name(ret) == name) return ret;
+    if (to_string(ret) == name) return ret;
   }
   return std::nullopt;
 }
@@ -312,13 +312,13 @@ std::string format_header(const std::string& id, const smtp::Envelope& envelope,
   out += "\nfrom ";
   append_field(out, envelope.reverse_path);
   out += "\nbody ";
-  out += body_name(envelope.body);
+  out += to_string(envelope.body);
   out += "\nsmtputf8 ";
   out += envelope.smtputf8 ? '1' : '0';
   out += "\nsize ";
   out += envelope.declared_size ? std::to_string(*envelope.declared_size) : "-";
   out += "\nret ";
-  out += return_name(envelope.dsn_return);
+  out += to_string(envelope.dsn_return);
   out += "\nenvid ";
   append_field(out, envelope.envelope_id);
   out += "\nrecipients ";

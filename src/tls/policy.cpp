@@ -354,7 +354,7 @@ base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca
   return ctx;
 }
 
-std::string_view outbound_level_name(OutboundLevel level) {
+std::string_view to_string(OutboundLevel level) {
   switch (level) {
     case OutboundLevel::kNone:
       return "none";
@@ -371,7 +371,7 @@ std::string_view outbound_level_name(OutboundLevel level) {
 bool parse_outbound_level(std::string_view text, OutboundLevel& level) {
   for (OutboundLevel candidate : {OutboundLevel::kNone, OutboundLevel::kMay,
                                   OutboundLevel::kEncrypt, OutboundLevel::kVerify}) {
-    if (text == outbound_level_name(candidate)) {
+    if (text == to_string(candidate)) {
       level = candidate;
       return true;
     }

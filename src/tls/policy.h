@@ -58,7 +58,7 @@ base::Expected<base::Ok, std::string> validate(const Policy& policy);
 // certificate; verify requires a certificate that chains to a trusted CA and names the host
 // (RFC 6125, RFC 7817).
 enum class OutboundLevel { kNone, kMay, kEncrypt, kVerify };
-std::string_view outbound_level_name(OutboundLevel level);
+std::string_view to_string(OutboundLevel level);
 // "none", "may", "encrypt", "verify"; false for anything else.
 bool parse_outbound_level(std::string_view text, OutboundLevel& level);
 

@@ -44,7 +44,7 @@ using Clock = std::chrono::steady_clock;
 
 enum class Severity { kInfo, kPass, kWarn, kFail };
 
-const char* severity_name(Severity severity) {
+const char* to_string(Severity severity) {
   switch (severity) {
     case Severity::kInfo:
       return "INFO";
@@ -831,7 +831,7 @@ void print_json(std::ostream& out, const ProbeOptions& options,
         << "},\"session_resumed\":" << json_optional(report.resumed) << ",\"findings\":[";
     first = true;
     for (const auto& finding : report.findings) {
-      out << (first ? "" : ",") << "{\"severity\":" << json_string(severity_name(finding.severity))
+      out << (first ? "" : ",") << "{\"severity\":" << json_string(to_string(finding.severity))
           << ",\"check\":" << json_string(finding.check)
           << ",\"text\":" << json_string(finding.text) << "}";
       first = false;
@@ -839,7 +839,7 @@ void print_json(std::ostream& out, const ProbeOptions& options,
     out << "]}";
     first_port = false;
   }
-  out << "],\"verdict\":" << json_string(severity_name(verdict)) << "}\n";
+  out << "],\"verdict\":" << json_string(to_string(verdict)) << "}\n";
 }
 
 void print_text(std::ostream& out, const ProbeOptions& options,
@@ -886,10 +886,10 @@ void print_text(std::ostream& out, const ProbeOptions& options,
     if (report.resumed) out << "  session resumed: " << (*report.resumed ? "yes" : "no") << "\n";
     out << "  findings:\n";
     for (const auto& finding : report.findings) {
-      out << "    " << severity_name(finding.severity) << " " << finding.text << "\n";
+      out << "    " << to_string(finding.severity) << " " << finding.text << "\n";
     }
   }
-  out << "\nverdict: " << severity_name(verdict) << "\n";
+  out << "\nverdict: " << to_string(verdict) << "\n";
 }
 
 }  // namespace

@@ -103,7 +103,7 @@ std::string handle_control_request(const std::string& request, auth::FailureLimi
     if (words[1] == "memory" && words.size() == 2) {
       std::string out;
       for (const auto& [domain, level] : tls_memory->entries())
-        out += domain + " " + std::string(delivery::seen_tls_name(level)) + "\n";
+        out += domain + " " + std::string(delivery::to_string(level)) + "\n";
       return out;
     }
     if (words[1] == "forget" && words.size() == 3) {

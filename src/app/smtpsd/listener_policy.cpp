@@ -91,7 +91,7 @@ std::string describe_checks(const intake::Pipeline& pipeline) {
       const auto stage = static_cast<intake::Stage>(1u << bit);
       if ((check->stages() & intake::mask(stage)) == 0) continue;
       if (!stages.empty()) stages += ", ";
-      stages += intake::stage_name(stage);
+      stages += intake::to_string(stage);
     }
     std::replace(stages.begin(), stages.end(), '_', ' ');
     out += stages;
@@ -108,7 +108,7 @@ net::ListenerOptions listener_options(
   const config::Config& config = *snapshot;
   const config::Listener& listener = config.listeners.at(index);
   net::ListenerOptions options;
-  options.role = std::string(config::role_name(listener.role));
+  options.role = std::string(config::to_string(listener.role));
   options.address = listener.address_text;
   options.port = listener.port;
   options.implicit_tls = role_policy(listener.role).implicit_tls;

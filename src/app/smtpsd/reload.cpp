@@ -30,7 +30,7 @@ std::vector<std::string> listener_keys(const std::vector<config::Listener>& list
   for (const config::Listener& l : listeners) {
     std::string key = base::format_ip(l.address) + " " + std::to_string(l.port);
     if (l.port == 0) {
-      key += " " + std::string(config::role_name(l.role));
+      key += " " + std::string(config::to_string(l.role));
       key += " " + std::to_string(port_zero_seen[key]++);
     }
     keys.push_back(std::move(key));

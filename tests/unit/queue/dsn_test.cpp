@@ -537,10 +537,10 @@ TEST(DsnTest, LongValuesKeepLinesShort) {
 }
 
 TEST(DsnTest, ActionNames) {
-  EXPECT_EQ(action_name(DsnAction::kFailed), "failed");
-  EXPECT_EQ(action_name(DsnAction::kDelayed), "delayed");
-  EXPECT_EQ(action_name(DsnAction::kDelivered), "delivered");
-  EXPECT_EQ(action_name(DsnAction::kRelayed), "relayed");
+  EXPECT_EQ(to_string(DsnAction::kFailed), "failed");
+  EXPECT_EQ(to_string(DsnAction::kDelayed), "delayed");
+  EXPECT_EQ(to_string(DsnAction::kDelivered), "delivered");
+  EXPECT_EQ(to_string(DsnAction::kRelayed), "relayed");
 }
 
 }  // namespace

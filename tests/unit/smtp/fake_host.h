@@ -148,7 +148,7 @@ struct FakeHost {
         case Action::kCheck: {
           if (!check_waiting) {
             check_waiting = true;
-            checks.push_back(stage_name(session.check_stage()) + " " +
+            checks.push_back(to_string(session.check_stage()) + " " +
                              std::string(session.check_argument()));
           }
           if (hold_checks) {
@@ -175,7 +175,7 @@ struct FakeHost {
     output.append("LOOP\r\n");
   }
 
-  static std::string stage_name(CheckStage stage) {
+  static std::string to_string(CheckStage stage) {
     switch (stage) {
       case CheckStage::kConnect:
         return "connect";
