@@ -20,7 +20,7 @@ namespace {
 constexpr std::size_t kMaxUserKey = 256;
 
 std::string canonical_ip(std::string_view ip) {
-  auto parsed = parse_ip(ip);
+  auto parsed = base::parse_ip(ip);
   if (!parsed) return std::string(ip.substr(0, 64));
   const auto& bytes = *parsed;
   static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
@@ -62,10 +62,10 @@ FailureLimiter::FailureLimiter(FailureLimiterOptions options)
 
 bool FailureLimiter::exempt(std::string_view ip) const {
   if (exempt_.empty()) return false;
-  auto parsed = parse_ip(ip);
+  auto parsed = base::parse_ip(ip);
   if (!parsed) return false;
   return std::any_of(exempt_.begin(), exempt_.end(),
-                     [&](const Network& network) { return network.contains(*parsed); });
+                     [&](const base::Network& network) { return network.contains(*parsed); });
 }
 
 FailureLimiter::Entry* FailureLimiter::find(const std::string& key) {

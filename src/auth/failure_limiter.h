@@ -34,17 +34,12 @@
 
 namespace auth {
 
-// IP addresses and networks: base/network.h (the names stay usable here).
-using base::Network;
-using base::parse_ip;
-using base::parse_network;
-
 struct FailureLimiterOptions {
   unsigned per_user_ip_max_failures = 5;
   unsigned per_ip_max_failures = 30;
   std::chrono::seconds window{15 * 60};
   std::chrono::seconds max_delay{4};
-  std::vector<Network> exempt;
+  std::vector<base::Network> exempt;
   std::size_t max_entries = 65536;
 };
 
@@ -103,7 +98,7 @@ class FailureLimiter {
   unsigned count_recent(Entry& entry, TimePoint now) const;
 
   const FailureLimiterOptions options_;
-  const std::vector<Network> exempt_;
+  const std::vector<base::Network> exempt_;
   mutable std::mutex mutex_;
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> recency_;  // front: most recently failed

@@ -7,6 +7,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "base/json.h"
+
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -96,26 +98,6 @@ void write_stderr(std::string_view line) {
   }
 }
 
-// Length of the valid UTF-8 sequence at s[0] (RFC 3629 §4), 0 if invalid.
-std::size_t utf8_sequence(std::string_view s) {
-  auto c = static_cast<unsigned char>(s[0]);
-  std::size_t n = c < 0x80           ? 1
-                  : (c >> 5) == 0x6  ? 2
-                  : (c >> 4) == 0xe  ? 3
-                  : (c >> 3) == 0x1e ? 4
-                                     : 0;
-  if (n == 0 || n > s.size()) return 0;
-  for (std::size_t i = 1; i < n; ++i) {
-    if ((static_cast<unsigned char>(s[i]) & 0xc0) != 0x80) return 0;
-  }
-  unsigned char c1 = static_cast<unsigned char>(n > 1 ? s[1] : 0);
-  if (n == 2 && c < 0xc2) return 0;                 // overlong
-  if (n == 3 && c == 0xe0 && c1 < 0xa0) return 0;   // overlong
-  if (n == 3 && c == 0xed && c1 >= 0xa0) return 0;  // surrogates
-  if (n == 4 && ((c == 0xf0 && c1 < 0x90) || c > 0xf4 || (c == 0xf4 && c1 >= 0x90))) return 0;
-  return n;
-}
-
 }  // namespace
 
 void set_min_level(Level level) {
@@ -184,42 +166,6 @@ void append_value(std::string& out, std::string_view value) {
   out.push_back('"');
 }
 
-void append_json_string(std::string& out, std::string_view value) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  while (!value.empty()) {
-    auto c = static_cast<unsigned char>(value[0]);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c == '\n') {
-      out.append("\\n");
-    } else if (c == '\r') {
-      out.append("\\r");
-    } else if (c == '\t') {
-      out.append("\\t");
-    } else if (c < 0x20 || c == 0x7f) {
-      out.append("\\u00");
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    } else if (c >= 0x80) {
-      std::size_t n = utf8_sequence(value);
-      if (n == 0) {
-        out.append("\\ufffd");  // not UTF-8: JSON text must be (RFC 8259 §8.1)
-        n = 1;
-      } else {
-        out.append(value.substr(0, n));
-      }
-      value.remove_prefix(n);
-      continue;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-    value.remove_prefix(1);
-  }
-  out.push_back('"');
-}
-
 Log::Log(std::string_view event, Level level)
     : enabled_(static_cast<int>(level) >= min_level.load(std::memory_order_relaxed)),
       json_(json_format.load(std::memory_order_relaxed)),
@@ -245,7 +191,7 @@ Log::Log(std::string_view event, Level level)
   line_.append(to_string(level));
   line_.append(json_ ? "\",\"event\":" : " event=");
   if (json_) {
-    append_json_string(line_, event);
+    base::append_json_string(line_, event);
   } else {
     append_value(line_, event);
   }
@@ -297,9 +243,9 @@ Log& Log::kv(std::string_view key, std::string_view value) {
   if (!enabled_) return *this;
   if (json_) {
     line_.push_back(',');
-    append_json_string(line_, key);
+    base::append_json_string(line_, key);
     line_.push_back(':');
-    append_json_string(line_, value);
+    base::append_json_string(line_, value);
     return *this;
   }
   line_.push_back(' ');
@@ -313,7 +259,7 @@ Log& Log::raw(std::string_view key, std::string_view json_number) {
   if (!enabled_) return *this;
   if (!json_) return kv(key, json_number);
   line_.push_back(',');
-  append_json_string(line_, key);
+  base::append_json_string(line_, key);
   line_.push_back(':');
   line_.append(json_number);
   return *this;

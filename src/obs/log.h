@@ -84,7 +84,5 @@ std::optional<Level> parse_level(std::string_view name);
 
 // Appends value to out, quoted and escaped if it needs to be (exposed for tests).
 void append_value(std::string& out, std::string_view value);
-// Appends value as a JSON string, quotes included (exposed for tests).
-void append_json_string(std::string& out, std::string_view value);
 
 }  // namespace obs

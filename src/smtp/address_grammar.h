@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "base/expected.h"
+#include "base/utf8.h"
 
 namespace smtp {
 
@@ -53,6 +54,6 @@ base::Expected<base::Ok, AddressError> validate_domain(std::string_view domain, 
 base::Expected<base::Ok, AddressError> validate_address_literal(std::string_view literal);
 
 // Length of the well-formed UTF-8 sequence starting at text[pos] (RFC 3629), 0 if none.
-std::size_t utf8_sequence_length(std::string_view text, std::size_t pos);
+using base::utf8_sequence_length;
 
 }  // namespace smtp

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "app/smtpsctl/send_command.h"
+#include "base/json.h"
 #include "net/tls_waiter.h"
 #include "smtp/client_session.h"
 #include "tls/policy.h"
@@ -421,23 +422,6 @@ base::Expected<std::string, std::string> read_password(const std::string& path) 
   return line;
 }
 
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 }  // namespace
 
 int run_bench_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -615,7 +599,7 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
     std::string failures_by_code;
     for (const auto& [key, count] : total.failures) {
       if (!failures_by_code.empty()) failures_by_code += ", ";
-      failures_by_code += json_string(key) + ": " + std::to_string(count);
+      failures_by_code += base::json_string(key) + ": " + std::to_string(count);
     }
     std::snprintf(line, sizeof line,
                   "{\"messages\": %lld, \"failures\": %lld, \"connections\": %lld, "

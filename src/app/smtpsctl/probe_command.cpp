@@ -33,6 +33,7 @@
 #include <sstream>
 
 #include "base/endpoint.h"
+#include "base/json.h"
 #include "base/network.h"
 #include "tls/poll_waiter.h"
 #include "tls/stream.h"
@@ -752,33 +753,10 @@ class Prober {
   std::string ehlo_name_;
 };
 
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
 std::string json_list(const std::vector<std::string>& items) {
   std::string out = "[";
   for (const auto& item : items)
-    out += (out.size() > 1 ? "," : "") + json_string(item);
+    out += (out.size() > 1 ? "," : "") + base::json_string(item);
   return out + "]";
 }
 
@@ -791,14 +769,15 @@ std::string json_optional(const std::optional<T>& value) {
 
 void print_json(std::ostream& out, const ProbeOptions& options,
                 const std::vector<PortReport>& reports, Severity verdict) {
-  out << "{\"host\":" << json_string(options.host) << ",\"name\":" << json_string(options.name)
-      << ",\"ports\":[";
+  out << "{\"host\":" << base::json_string(options.host)
+      << ",\"name\":" << base::json_string(options.name) << ",\"ports\":[";
   bool first_port = true;
   for (const auto& report : reports) {
     out << (first_port ? "" : ",") << "{\"port\":" << report.port
         << ",\"answered\":" << (report.answered ? "true" : "false")
-        << ",\"error\":" << json_string(report.error) << ",\"mode\":" << json_string(report.mode)
-        << ",\"greeting\":" << json_string(report.greeting)
+        << ",\"error\":" << base::json_string(report.error)
+        << ",\"mode\":" << base::json_string(report.mode)
+        << ",\"greeting\":" << base::json_string(report.greeting)
         << ",\"extensions_before_tls\":" << json_list(report.extensions_before_tls)
         << ",\"extensions_after_tls\":" << json_list(report.extensions_after_tls)
         << ",\"auth_before_tls\":" << json_list(report.auth_before_tls)
@@ -807,39 +786,41 @@ void print_json(std::ostream& out, const ProbeOptions& options,
         << ",\"versions\":{";
     bool first = true;
     for (const auto& version : report.versions) {
-      out << (first ? "" : ",") << json_string(version.name)
+      out << (first ? "" : ",") << base::json_string(version.name)
           << ":{\"accepted\":" << (version.accepted ? "true" : "false")
           << ",\"ciphers\":" << json_list(version.ciphers) << "}";
       first = false;
     }
-    out << "},\"negotiated_version\":" << json_string(report.negotiated_version)
-        << ",\"negotiated_cipher\":" << json_string(report.negotiated_cipher)
+    out << "},\"negotiated_version\":" << base::json_string(report.negotiated_version)
+        << ",\"negotiated_cipher\":" << base::json_string(report.negotiated_cipher)
         << ",\"certificate\":{\"chain\":[";
     first = true;
     for (const auto& entry : report.chain) {
-      out << (first ? "" : ",") << "{\"subject\":" << json_string(entry.subject)
-          << ",\"issuer\":" << json_string(entry.issuer) << "}";
+      out << (first ? "" : ",") << "{\"subject\":" << base::json_string(entry.subject)
+          << ",\"issuer\":" << base::json_string(entry.issuer) << "}";
       first = false;
     }
-    out << "],\"key_type\":" << json_string(report.key_type) << ",\"key_bits\":" << report.key_bits
-        << ",\"signature_algorithm\":" << json_string(report.signature_algorithm)
+    out << "],\"key_type\":" << base::json_string(report.key_type)
+        << ",\"key_bits\":" << report.key_bits
+        << ",\"signature_algorithm\":" << base::json_string(report.signature_algorithm)
         << ",\"days_left\":" << json_optional(report.days_left)
         << ",\"expired\":" << (report.expired ? "true" : "false")
         << ",\"name_matches\":" << json_optional(report.name_matches)
         << ",\"chain_verified\":" << json_optional(report.chain_verified)
-        << ",\"verify_detail\":" << json_string(report.verify_detail)
+        << ",\"verify_detail\":" << base::json_string(report.verify_detail)
         << "},\"session_resumed\":" << json_optional(report.resumed) << ",\"findings\":[";
     first = true;
     for (const auto& finding : report.findings) {
-      out << (first ? "" : ",") << "{\"severity\":" << json_string(to_string(finding.severity))
-          << ",\"check\":" << json_string(finding.check)
-          << ",\"text\":" << json_string(finding.text) << "}";
+      out << (first ? "" : ",")
+          << "{\"severity\":" << base::json_string(to_string(finding.severity))
+          << ",\"check\":" << base::json_string(finding.check)
+          << ",\"text\":" << base::json_string(finding.text) << "}";
       first = false;
     }
     out << "]}";
     first_port = false;
   }
-  out << "],\"verdict\":" << json_string(to_string(verdict)) << "}\n";
+  out << "],\"verdict\":" << base::json_string(to_string(verdict)) << "}\n";
 }
 
 void print_text(std::ostream& out, const ProbeOptions& options,

@@ -117,7 +117,7 @@ TEST(FailureLimiterTest, SuccessClearsThePairOnly) {
 TEST(FailureLimiterTest, ExemptNetworksAreNeverCountedV4AndV6) {
   FailureLimiterOptions options;
   for (const char* network : {"10.0.0.0/8", "2001:db8:1::/48", "192.0.2.55"})
-    options.exempt.push_back(*parse_network(network));
+    options.exempt.push_back(*base::parse_network(network));
   auto l = limiter(options);
   for (const char* ip : {"10.1.2.3", "::ffff:10.9.9.9", "2001:db8:1:ffff::1", "192.0.2.55"}) {
     for (int i = 0; i < 50; ++i) {
@@ -144,14 +144,14 @@ TEST(FailureLimiterTest, ZeroBoundsAreRefused) {
 }
 
 TEST(FailureLimiterTest, NetworkContains) {
-  auto network = parse_network("192.168.16.0/20");
+  auto network = base::parse_network("192.168.16.0/20");
   ASSERT_TRUE(network);
-  EXPECT_TRUE(network->contains(*parse_ip("192.168.31.255")));
-  EXPECT_FALSE(network->contains(*parse_ip("192.168.32.0")));
-  auto all_v6 = parse_network("::/0");
+  EXPECT_TRUE(network->contains(*base::parse_ip("192.168.31.255")));
+  EXPECT_FALSE(network->contains(*base::parse_ip("192.168.32.0")));
+  auto all_v6 = base::parse_network("::/0");
   ASSERT_TRUE(all_v6);
-  EXPECT_TRUE(all_v6->contains(*parse_ip("2001:db8::1")));
-  EXPECT_FALSE(parse_ip("2001:db8::1/64").has_value());
+  EXPECT_TRUE(all_v6->contains(*base::parse_ip("2001:db8::1")));
+  EXPECT_FALSE(base::parse_ip("2001:db8::1/64").has_value());
 }
 
 TEST(FailureLimiterTest, ListAndUnlockByIpOrUser) {

@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/json.h"
+
 namespace {
 
 std::string value(std::string_view v) {
@@ -41,7 +43,7 @@ namespace {
 
 std::string json(std::string_view v) {
   std::string out;
-  obs::append_json_string(out, v);
+  base::append_json_string(out, v);
   return out;
 }
 
