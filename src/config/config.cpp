@@ -681,9 +681,9 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     l.max_errors = static_cast<unsigned>(
         reader.int_at(*limits, "limits", "max_errors", l.max_errors, 1, 1000));
     // RFC 5321 §6.3: a loop is detected by counting Received fields; 0 turns the check off.
-    l.max_received_headers = static_cast<std::size_t>(
+    config.max_received_headers = static_cast<std::size_t>(
         reader.int_at(*limits, "limits", "max_received_headers",
-                      static_cast<std::int64_t>(l.max_received_headers), 0, 1000));
+                      static_cast<std::int64_t>(config.max_received_headers), 0, 1000));
     l.normalize_bare_line_endings = reader.bool_at(*limits, "limits", "normalize_bare_line_endings",
                                                    l.normalize_bare_line_endings);
   }

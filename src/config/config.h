@@ -156,6 +156,10 @@ struct Config {
   unsigned max_connections_per_minute_per_ip = 120;  // new connections a minute (IPv6: /64); 0 off
   unsigned max_messages_per_user_per_hour = 1000;    // per authenticated user (451 4.7.1); 0 off
   std::uint64_t min_free_space = 64u << 20;  // spool space kept free; below it MAIL gets 452
+  // [limits] max_received_headers: a message whose header section already has this many
+  // Received fields (ours would be one more) is a mail loop, refused by the received-loop
+  // check (intake/loop_check.h, RFC 5321 §6.3); 0: the check is off.
+  std::size_t max_received_headers = 50;
   smtp::SessionLimits limits;
   std::chrono::seconds command_timeout{300};  // RFC 5321 §4.5.3.2.7: at least 5 minutes
   std::chrono::seconds data_timeout{180};     // RFC 5321 §4.5.3.2.5: 3 minutes per data block

@@ -72,7 +72,8 @@ struct Context {
   std::string_view header_value;             //   (value without the leading space, with CRLFs)
   std::string_view body_chunk;               // kBody: the next octets of the body
   // From kEndOfHeaders on: the client's header section as received (fields with CRLF, then
-  // the empty line; our Received field is not in it). Empty when it was too large to keep.
+  // the empty line; our Received field is not in it; a message without the empty line is all
+  // header section, given at the end of its content). Empty when it was too large to keep.
   std::string_view header_section;
 };
 
@@ -119,7 +120,7 @@ class Check {
   virtual ~Check() = default;
   virtual std::string_view name() const = 0;  // for logs and metrics: "spf", "dnsbl"
   virtual StageMask stages() const = 0;
-  // What it does, in a few words, for the start-up lines of `smtpsd dev` ("554 5.4.6 past 100
+  // What it does, in a few words, for the start-up lines of `smtpsd dev` ("554 5.4.6 at 50
   // Received fields"); may be empty.
   virtual std::string summary() const { return {}; }
   // How long one run may take before timeout_verdict() applies.

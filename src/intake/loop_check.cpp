@@ -7,10 +7,10 @@
 
 namespace intake {
 
-std::size_t count_received_fields(std::string_view header_section, std::size_t stop_after) {
+std::size_t count_received_fields(std::string_view header_section) {
   std::size_t count = 0;
   std::size_t line = 0;
-  while (line < header_section.size() && count <= stop_after) {
+  while (line < header_section.size()) {
     std::size_t end = header_section.find("\r\n", line);
     if (end == std::string_view::npos) end = header_section.size();
     if (end == line) break;  // the empty line: the body follows
@@ -31,12 +31,15 @@ std::size_t count_received_fields(std::string_view header_section, std::size_t s
 }
 
 std::string ReceivedLoopCheck::summary() const {
-  return "554 5.4.6 past " + std::to_string(max_fields_) + " Received fields";
+  return "554 5.4.6 at " + std::to_string(max_fields_) + " Received fields";
 }
 
 void ReceivedLoopCheck::run(Stage, const Context& context, Done done) {
-  if (count_received_fields(context.header_section, max_fields_) > max_fields_) {
-    done(Verdict::refuse(smtp::Reply{554, "5.4.6", "Too many Received header fields: mail loop"}));
+  // Our own Received field comes on top: at the limit there are already too many.
+  const std::size_t count = count_received_fields(context.header_section);
+  if (count >= max_fields_) {
+    done(Verdict::refuse(smtp::Reply{
+        554, "5.4.6", "Too many Received headers (" + std::to_string(count) + "): mail loop?"}));
     return;
   }
   done(Verdict::pass());

@@ -77,6 +77,7 @@ std::optional<smtp::Reply> MessageIntake::begin(const MessageStart& start) {
   capture_ = pipeline_.stages() != 0;
   headers_done_ = false;
   header_overflow_ = false;
+  section_without_body_ = false;
   header_section_.clear();
   field_start_ = 0;
   events_.clear();
@@ -170,6 +171,15 @@ void MessageIntake::scan(std::string_view data) {
     }
     field_start_ = next;
   }
+}
+
+void MessageIntake::end_of_content() {
+  events_.clear();
+  if (!writer_ || !capture_ || headers_done_ || header_overflow_) return;
+  if (header_section_.empty()) return;  // no content: no header section to look at
+  section_without_body_ = true;
+  if (pipeline_.wants(Stage::kEndOfHeaders))
+    events_.push_back(ContentEvent{Stage::kEndOfHeaders, {}, {}, {}});
 }
 
 void MessageIntake::abort() {
@@ -320,7 +330,8 @@ Context MessageIntake::context() const {
   context.envelope = envelope_;
   if (envelope_ != nullptr) context.helo = envelope_->helo;
   context.queue_id = id_;
-  if (headers_done_ && !header_overflow_) context.header_section = header_section_;
+  if ((headers_done_ || section_without_body_) && !header_overflow_)
+    context.header_section = header_section_;
   return context;
 }
 

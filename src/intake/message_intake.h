@@ -74,6 +74,11 @@ class MessageIntake {
   // pipeline subscribes to); valid until the next append(). The end of headers comes as a
   // kEndOfHeaders event.
   const std::vector<ContentEvent>& events() const { return events_; }
+  // End of the content, before the end-of-data checks: a message without the empty line is
+  // all header section (RFC 5322 §2.1: the body is optional), so its kEndOfHeaders event
+  // comes now (in events()), with the content so far as Context::header_section. Header
+  // edits that rewrite such a section are still refused (apply()).
+  void end_of_content();
   void clear_events() { events_.clear(); }
   // Gives up the message (the session refused it, a check did, or the peer went away).
   void abort();
@@ -132,6 +137,7 @@ class MessageIntake {
   bool capture_ = false;
   bool headers_done_ = false;
   bool header_overflow_ = false;
+  bool section_without_body_ = false;  // end_of_content() found no empty line
   std::string header_section_;
   std::size_t field_start_ = 0;  // of the next field not yet given as an event
   std::vector<ContentEvent> events_;

@@ -383,6 +383,11 @@ class SessionLoop {
       session_.message_failed(*failure);
       co_return;
     }
+    co_await content_events();
+  }
+
+  // The header and body stages of the content appended or ended last.
+  awaitable<void> content_events() {
     for (const intake::ContentEvent& event : intake_.events()) {
       intake::Context context = intake_.context();
       context.header_name = event.name;
@@ -399,6 +404,9 @@ class SessionLoop {
       session_.message_failed(intake::MessageIntake::not_stored());
       co_return;
     }
+    intake_.end_of_content();  // a message without a body: its end of headers is now
+    co_await content_events();
+    if (!intake_.open()) co_return;
     if (checks_.wants(intake::Stage::kEndOfData)) {
       take_message_verdict(
           co_await run_stage(checks_, intake::Stage::kEndOfData, intake_.context()));

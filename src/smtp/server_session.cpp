@@ -4,14 +4,14 @@
 // RFC 2034 / RFC 3463 (enhanced status codes), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING,
 // BINARYMIME), RFC 3207 (STARTTLS), RFC 3461 (DSN parameters), RFC 6531 (SMTPUTF8),
 // RFC 3848 (with-protocol names), RFC 4954 (AUTH: the framing of the SASL exchange; the
-// mechanisms run in the host), RFC 5321 §6.3 (loop detection by counting Received fields).
+// mechanisms run in the host). Loop detection (RFC 5321 §6.3) is a check of the host's
+// pipeline (intake/loop_check.h), not the session's.
 //
 // Invariants:
 // - One table (kVerbs) says where each verb is legal; dispatch() checks, handlers act.
 // - Output is only appended, always whole CRLF-terminated reply lines, in command order:
 //   pipelining (RFC 2920) falls out of processing the buffered commands one by one.
-// - Only CRLF "." CRLF ends DATA (dot_stuffing.h); a BDAT chunk is counted, never parsed
-//   (beyond the Received fields of its header section, which ReceivedCounter counts).
+// - Only CRLF "." CRLF ends DATA (dot_stuffing.h); a BDAT chunk is counted, never parsed.
 // - The input buffer holds at most what the host handed over since the last kNeedInput;
 //   a command line is never buffered past limits.max_command_line, a body is streamed in
 //   pieces of at most kDataPiece octets.
@@ -64,93 +64,7 @@ enum StateBit : unsigned {
 };
 
 // Why the message being received will not be stored.
-enum class Problem { kNone, kTooBig, kBareLineEnding, kLineTooLong, kMailLoop, kHostFailed };
-
-// Counts the "Received:" fields of a message's header section as its content streams by
-// (RFC 5321 §6.3 loop detection), fed the content in pieces split at any octet.
-// - Only the header section counts: it ends at the first empty line (RFC 5322 §2.1); after
-//   that feed() returns at once, so a body costs nothing.
-// - A field counts when a line starts with the name "Received", in any case (RFC 5322
-//   §1.2.2), then optional WSP (the obsolete syntax of §4.5.3 allows it) and ':'. A
-//   folded continuation line starts with WSP and so never counts; "X-Received:" does not.
-// - LF ends a line (CR before it or not): the session refuses bare line ends elsewhere;
-//   here they only must not hide a field.
-// A few integers of state: nothing allocates, per line or otherwise.
-class ReceivedCounter {
- public:
-  void reset() {
-    state_ = State::kLineStart;
-    matched_ = 0;
-    count_ = 0;
-  }
-  std::size_t count() const { return count_; }
-
-  void feed(std::string_view octets) {
-    static constexpr std::string_view kName = "received";
-    std::size_t i = 0;
-    while (i < octets.size()) {
-      const char c = octets[i];
-      switch (state_) {
-        case State::kBody:
-          return;
-        case State::kSkipLine: {
-          const std::size_t newline = octets.find('\n', i);
-          if (newline == std::string_view::npos) return;
-          state_ = State::kLineStart;
-          i = newline + 1;
-          continue;
-        }
-        case State::kLineStart:
-          if (c == '\n') {
-            state_ = State::kBody;
-          } else if (c == '\r') {
-            state_ = State::kLineStartCr;
-          } else if (to_lower(c) == kName[0]) {
-            state_ = State::kName;
-            matched_ = 1;
-          } else {
-            state_ = State::kSkipLine;  // another field, or a continuation line (WSP)
-          }
-          break;
-        case State::kLineStartCr:
-          // CRLF alone: the empty line that ends the header section.
-          state_ = c == '\n' ? State::kBody : State::kSkipLine;
-          break;
-        case State::kName:
-          if (to_lower(c) == kName[matched_]) {
-            if (++matched_ == kName.size()) state_ = State::kAfterName;
-          } else {
-            state_ = c == '\n' ? State::kLineStart : State::kSkipLine;
-          }
-          break;
-        case State::kAfterName:
-          if (c == ':') {
-            ++count_;
-            state_ = State::kSkipLine;
-          } else if (c != ' ' && c != '\t') {
-            state_ = c == '\n' ? State::kLineStart : State::kSkipLine;
-          }
-          break;
-      }
-      ++i;
-    }
-  }
-
- private:
-  enum class State {
-    kLineStart,    // at the first octet of a header line
-    kLineStartCr,  // a line that so far is just CR
-    kName,         // matched_ octets of "received" so far
-    kAfterName,    // "received" and maybe WSP: a ':' makes it a Received field
-    kSkipLine,     // until the next LF
-    kBody,         // past the header section: nothing more counts
-  };
-  static char to_lower(char c) { return base::ascii_lower(c); }
-
-  State state_ = State::kLineStart;
-  std::size_t matched_ = 0;
-  std::size_t count_ = 0;
-};
+enum class Problem { kNone, kTooBig, kBareLineEnding, kLineTooLong, kHostFailed };
 
 bool starts_with_ignoring_case(std::string_view text, std::string_view prefix) {
   return text.size() >= prefix.size() &&
@@ -297,7 +211,6 @@ struct ServerSession::Impl {
     problem_ = Problem::kNone;
     message_size_ = 0;
     bdat_previous_cr_ = false;
-    received_.reset();
     envelope_.reverse_path.clear();
     envelope_.recipients.clear();
     envelope_.body = BodyType::kUnspecified;
@@ -1043,7 +956,6 @@ struct ServerSession::Impl {
     message_kind_ = MessageKind::kData;
     problem_ = Problem::kNone;
     message_size_ = 0;
-    received_.reset();
     phase_ = Phase::kBeginRequested;
   }
 
@@ -1307,7 +1219,6 @@ struct ServerSession::Impl {
     if (pending.empty()) return need_input_or_close();
     const bool storing = problem_ == Problem::kNone;
     read_pos_ += decoder_.decode(pending, data_out_, kDataPiece);
-    count_received(data_out_);
     if (!storing) {
       data_out_.clear();  // the rest of a refused message is read and dropped
       return std::nullopt;
@@ -1319,8 +1230,6 @@ struct ServerSession::Impl {
     } else if (data_out_.size() > config.limits.max_message_size - message_size_) {
       // RFC 1870 §6: the limit holds whatever the client declared.
       problem_ = Problem::kTooBig;
-    } else if (too_many_received()) {
-      problem_ = Problem::kMailLoop;
     }
     if (problem_ != Problem::kNone) {
       abort_needed_ = true;  // free the spool file now, reply after the terminator
@@ -1362,17 +1271,11 @@ struct ServerSession::Impl {
     read_pos_ += take;
     chunk_remaining_ -= take;
     if (chunk_discard_) return std::nullopt;
-    if (problem_ != Problem::kNone) {
-      count_received(piece);  // the count in the reply covers this chunk too
-      return std::nullopt;
-    }
+    if (problem_ != Problem::kNone) return std::nullopt;
     if (take > config.limits.max_message_size - message_size_) {
       problem_ = Problem::kTooBig;
     } else if (check_bdat_line_endings() && has_bare_line_ending(piece, bdat_previous_cr_)) {
       problem_ = Problem::kBareLineEnding;
-    } else {
-      count_received(piece);
-      if (too_many_received()) problem_ = Problem::kMailLoop;
     }
     if (problem_ != Problem::kNone) {
       abort_needed_ = true;
@@ -1439,33 +1342,10 @@ struct ServerSession::Impl {
         scratch_.append(" octets incl. CRLF)");
         error_reply(550, "5.6.0", scratch_);
         return;
-      case Problem::kMailLoop:
-        // RFC 5321 §6.3: counting Received fields "has proven to be an effective, although
-        // rarely optimal, method of detecting loops"; RFC 3463 X.4.6 "Routing loop
-        // detected". Refused like any other message problem: nothing is stored.
-        scratch_.assign("Too many Received headers (");
-        append_number(scratch_, received_.count());
-        scratch_.append("): mail loop?");
-        error_reply(554, "5.4.6", scratch_);
-        return;
       case Problem::kHostFailed:
         reply(host_reply_.code, host_reply_.enhanced, host_reply_.text);
         return;
     }
-  }
-
-  // Feeds message content to the Received counter while it can matter: loop detection is
-  // on, and the message is not refused for another reason (after a loop is found, counting
-  // goes on so that the reply names the whole count).
-  void count_received(std::string_view content) {
-    if (config.limits.max_received_headers == 0) return;
-    if (problem_ != Problem::kNone && problem_ != Problem::kMailLoop) return;
-    received_.feed(content);
-  }
-  // Our own Received field comes on top: at the limit there are already too many.
-  bool too_many_received() const {
-    return config.limits.max_received_headers != 0 &&
-           received_.count() >= config.limits.max_received_headers;
   }
 
   // ---- host results ---------------------------------------------------------------------
@@ -1596,7 +1476,6 @@ struct ServerSession::Impl {
   std::string auth_response_;  // decoded SASL payload; wiped when the step ends
   std::string authenticated_user_;
   DotUnstuffer decoder_;
-  ReceivedCounter received_;  // Received fields of the message being received
   Envelope envelope_;
   TlsInfo tls_info_;
   Reply host_reply_;

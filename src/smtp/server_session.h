@@ -161,8 +161,8 @@ enum class Action {
   kMessageData,
   kMessageEnd,
   kClose,
-  // The session refused the message being stored (size, bare CR/LF, line length, mail loop, peer
-  // gone, RSET during BDAT, timeout...): discard the spool file, call nothing back.
+  // The session refused the message being stored (size, bare CR/LF, line length, peer gone,
+  // RSET during BDAT, timeout...): discard the spool file, call nothing back.
   kMessageAbort,
   // The client sent a SASL message (AUTH command or a response to a 334): see "AUTH" at
   // the top of this file.

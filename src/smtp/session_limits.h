@@ -1,7 +1,7 @@
 // session_limits.h — the bounds one SMTP session enforces while it streams (line lengths,
-// recipients, message size, errors, Received count), as plain values: the configuration
+// recipients, message size, errors), as plain values: the configuration
 // fills them, smtp::ServerSession enforces them (server_session.h), and nothing else is
-// needed to name them. RFC 5321 §4.5.3.1 (size limits), §6.3 (loops); RFC 1870 (SIZE).
+// needed to name them. RFC 5321 §4.5.3.1 (size limits); RFC 1870 (SIZE).
 #pragma once
 
 #include <cstddef>
@@ -18,11 +18,6 @@ struct SessionLimits {
   unsigned max_errors = 10;                            // 421 4.7.0 and close after this many
   bool normalize_bare_line_endings = false;  // opt-in leniency: turn bare CR/LF in DATA into CRLF
                                              // instead of refusing the message
-  // RFC 5321 §6.3 loop detection: a message whose header section already has this many
-  // "Received:" fields (ours would be one more) gets 554 5.4.6 at the end of its data and
-  // is not stored; 0 turns the check off. XXX: §6.3 says a threshold "SHOULD" normally be
-  // "at least 100"; 50 follows Postfix's hopcount_limit, and real paths stay far below.
-  std::size_t max_received_headers = 50;
 };
 
 }  // namespace smtp

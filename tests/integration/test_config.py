@@ -119,7 +119,7 @@ class DevMode(ServerTestCase):
             self.assertIn(f"127.0.0.1:{2587 + offset}", instructions)
             self.assertIn("demo@localhost", instructions)
             self.assertRegex(instructions, r"(?m)^  checks +received-loop \(end of headers, "
-                             r"554 5\.4\.6 past 100 Received fields\)$")
+                             r"554 5\.4\.6 at 50 Received fields\)$")
 
             for name in ("tls/ca.pem", "smtpsd.toml", "demo.password"):
                 self.assertTrue(os.path.isfile(os.path.join(directory, name)), name)

@@ -152,7 +152,7 @@ base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int po
   return setup;
 }
 
-std::string dev_instructions(const DevSetup& s) {
+std::string dev_instructions(const DevSetup& s, const config::Config& config) {
   int smtp = 2525 + s.port_offset;
   int smtps = 2465 + s.port_offset;
   return fmt::format(
@@ -182,7 +182,7 @@ Then look in {dir}/mail/localhost/demo/new/. Stop with Ctrl-C.
 )TEXT",
       fmt::arg("dir", s.dir), fmt::arg("smtp", smtp), fmt::arg("smtps", smtps),
       fmt::arg("sub", 2587 + s.port_offset),
-      fmt::arg("checks", describe_checks(*built_in_checks())));
+      fmt::arg("checks", describe_checks(*built_in_checks(config))));
 }
 
 }  // namespace app

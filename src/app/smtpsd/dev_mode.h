@@ -11,6 +11,7 @@
 #include <string>
 
 #include "base/expected.h"
+#include "config/config.h"
 
 namespace app {
 
@@ -23,7 +24,8 @@ struct DevSetup {
 // Creates what is missing in dir; returns where the configuration is.
 base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int port_offset);
 
-// The "how to send a test mail" text printed once the server is ready.
-std::string dev_instructions(const DevSetup& setup);
+// The "how to send a test mail" text printed once the server is ready; config (loaded from
+// setup.config_file) names the checks the server runs.
+std::string dev_instructions(const DevSetup& setup, const config::Config& config);
 
 }  // namespace app

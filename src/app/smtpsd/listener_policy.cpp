@@ -73,11 +73,12 @@ smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapsho
   return session;
 }
 
-std::shared_ptr<const intake::Pipeline> built_in_checks() {
-  static const std::shared_ptr<const intake::Pipeline> checks =
-      std::make_shared<const intake::Pipeline>(std::vector<std::shared_ptr<intake::Check>>{
-          std::make_shared<intake::ReceivedLoopCheck>()});
-  return checks;
+std::shared_ptr<const intake::Pipeline> built_in_checks(const config::Config& config) {
+  std::vector<std::shared_ptr<intake::Check>> checks;
+  if (config.max_received_headers != 0) {
+    checks.push_back(std::make_shared<intake::ReceivedLoopCheck>(config.max_received_headers));
+  }
+  return std::make_shared<const intake::Pipeline>(std::move(checks));
 }
 
 std::string describe_checks(const intake::Pipeline& pipeline) {
@@ -103,8 +104,8 @@ std::string describe_checks(const intake::Pipeline& pipeline) {
 
 net::ListenerOptions listener_options(
     std::shared_ptr<const config::Config> snapshot, std::size_t index,
-    std::shared_ptr<SSL_CTX> tls_context, auth::UserDirectory& users,
-    std::function<bool(std::uint64_t declared_size)> has_room_for) {
+    std::shared_ptr<const intake::Pipeline> checks, std::shared_ptr<SSL_CTX> tls_context,
+    auth::UserDirectory& users, std::function<bool(std::uint64_t declared_size)> has_room_for) {
   const config::Config& config = *snapshot;
   const config::Listener& listener = config.listeners.at(index);
   net::ListenerOptions options;
@@ -114,7 +115,7 @@ net::ListenerOptions listener_options(
   options.implicit_tls = role_policy(listener.role).implicit_tls;
   options.tls_context = std::move(tls_context);
   options.session = session_config(snapshot, listener, users);
-  options.checks = built_in_checks();
+  options.checks = std::move(checks);
   options.proxy_protocol = listener.proxy_protocol;
   options.proxy_from = listener.proxy_from;
   options.session.has_room_for = std::move(has_room_for);

@@ -47,20 +47,23 @@ smtp::TlsMode tls_mode(const config::Listener& listener);
 smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapshot,
                                    const config::Listener& listener, auth::UserDirectory& users);
 
-// The checks every listener runs (intake/check.h), built in and on by default: today the
-// received-loop check (intake/loop_check.h). One immutable pipeline shared by every listener
-// and every reload.
-std::shared_ptr<const intake::Pipeline> built_in_checks();
-// One line per check for start-up output: "received-loop (end of headers, 554 5.4.6 past 100
+// The checks every listener of config runs (intake/check.h), built in and on by default:
+// today the received-loop check (intake/loop_check.h) at limits.max_received_headers, left
+// out when that is 0. Built once per configuration snapshot (the reload engine passes it to
+// every listener_options of the snapshot): a reload that changes the limit applies to the
+// sessions that start after it. Immutable, shared by every session of those listeners.
+std::shared_ptr<const intake::Pipeline> built_in_checks(const config::Config& config);
+// One line per check for start-up output: "received-loop (end of headers, 554 5.4.6 at 50
 // Received fields)"; "none" without checks.
 std::string describe_checks(const intake::Pipeline& pipeline);
 
-// What the network host needs for snapshot->listeners[index]: the session policy, the checks, the
-// TLS context new connections start on, timeouts and PROXY settings. has_room_for is the storage
-// check asked at each MAIL.
+// What the network host needs for snapshot->listeners[index]: the session policy, the checks
+// (built_in_checks(*snapshot), shared by the snapshot's listeners), the TLS context new
+// connections start on, timeouts and PROXY settings. has_room_for is the storage check asked
+// at each MAIL.
 net::ListenerOptions listener_options(
     std::shared_ptr<const config::Config> snapshot, std::size_t index,
-    std::shared_ptr<SSL_CTX> tls_context, auth::UserDirectory& users,
-    std::function<bool(std::uint64_t declared_size)> has_room_for);
+    std::shared_ptr<const intake::Pipeline> checks, std::shared_ptr<SSL_CTX> tls_context,
+    auth::UserDirectory& users, std::function<bool(std::uint64_t declared_size)> has_room_for);
 
 }  // namespace app

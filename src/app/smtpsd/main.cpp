@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
   // The development server runs as whoever starts it (its files are theirs); a production
   // configuration started as root names an account in server.user instead.
   if (loaded.value().user.empty()) loaded.value().run_as_root = true;
-  std::string instructions = app::dev_instructions(setup.value());
+  std::string instructions = app::dev_instructions(setup.value(), loaded.value());
   return app::serve(loaded.value(), [&instructions] {
     std::fputs(instructions.c_str(), stdout);
     std::fflush(stdout);

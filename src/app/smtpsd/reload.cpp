@@ -213,6 +213,8 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
         error});
   }
   next.certificates = std::move(store.value());
+  // One pipeline for every listener of this snapshot.
+  std::shared_ptr<const intake::Pipeline> checks = built_in_checks(config);
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
     const config::Listener& l = config.listeners[i];
     tls::Policy policy = config.tls;
@@ -236,7 +238,7 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
           std::nullopt});
     }
     auto options =
-        listener_options(snapshot, i, contexts.value()->initial_context(), *users_,
+        listener_options(snapshot, i, checks, contexts.value()->initial_context(), *users_,
                          [space = space_, reserve = config.min_free_space](std::uint64_t size) {
                            return space->has_room(reserve, size);
                          });

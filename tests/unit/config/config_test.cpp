@@ -276,7 +276,7 @@ TEST(ConfigDeliveryTest, DefaultsAreDirectMxWithOpportunisticTls) {
   EXPECT_EQ(c.delivery.helo_name, "mx.example.org");
   EXPECT_EQ(c.queue.max_lifetime, std::chrono::seconds(5 * 86400));
   EXPECT_EQ(c.queue.delay_warning, std::chrono::seconds(0));
-  EXPECT_EQ(c.limits.max_received_headers, 50u);
+  EXPECT_EQ(c.max_received_headers, 50u);
 }
 
 TEST(ConfigDeliveryTest, RelayQueueAndPolicyTableAreRead) {
@@ -316,7 +316,7 @@ max_received_headers = 0
   ASSERT_EQ(c.queue.retry_schedule.size(), 2u);
   EXPECT_EQ(c.queue.retry_schedule[1], std::chrono::seconds(600));
   EXPECT_EQ(c.queue.delivery_threads, 4u);
-  EXPECT_EQ(c.limits.max_received_headers, 0u);
+  EXPECT_EQ(c.max_received_headers, 0u);
   auto ipv6 = config::parse(std::string(kMinimal) + "\n[delivery]\nrelay = \"smtp://[::1]:2525\"\n",
                             "/etc/smtpsd/test.toml");
   ASSERT_TRUE(ipv6.has_value()) << ipv6.error().to_string();

@@ -94,43 +94,60 @@ TEST_F(ListenerPolicyTest, SmtpAcceptsLocalDomainsOnlyAndNeverRelays) {
 TEST_F(ListenerPolicyTest, ListenerOptionsCarryTheRoleAndTheSettings) {
   auto config = snapshot();
   bool asked = false;
-  auto options = listener_options(config, 0, nullptr, users_, [&asked](std::uint64_t) {
-    asked = true;
-    return false;
-  });
+  auto options = listener_options(config, 0, built_in_checks(*config), nullptr, users_,
+                                  [&asked](std::uint64_t) {
+                                    asked = true;
+                                    return false;
+                                  });
   EXPECT_EQ(options.role, "submissions");
   EXPECT_TRUE(options.implicit_tls);
   EXPECT_EQ(options.session.hostname, "mx.example.org");
   EXPECT_EQ(options.command_timeout, std::chrono::seconds(61));
   EXPECT_FALSE(options.session.has_room_for(1));
   EXPECT_TRUE(asked);
-  auto smtp = listener_options(config, 2, nullptr, users_, {});
+  auto smtp = listener_options(config, 2, built_in_checks(*config), nullptr, users_, {});
   EXPECT_EQ(smtp.role, "smtp");
   EXPECT_FALSE(smtp.implicit_tls);
 }
 
-// Every listener runs the built-in checks: today the received-loop check, which looks at
-// the end of the headers only, so no session command waits for a check.
+// Every listener runs the built-in checks of its snapshot: today the received-loop check at
+// limits.max_received_headers, which looks at the end of the headers only, so no session
+// command waits for a check; one pipeline for all the listeners of a snapshot.
 TEST_F(ListenerPolicyTest, EveryListenerRunsTheBuiltInChecks) {
   auto config = snapshot();
+  auto checks = built_in_checks(*config);
   for (std::size_t index : {0u, 1u, 2u}) {
-    auto options = listener_options(config, index, nullptr, users_, {});
+    auto options = listener_options(config, index, checks, nullptr, users_, {});
     ASSERT_TRUE(options.checks);
-    EXPECT_EQ(options.checks, built_in_checks());  // one pipeline, shared
+    EXPECT_EQ(options.checks, checks);  // one pipeline, shared
     EXPECT_EQ(options.checks->session_stages(), 0u);
     EXPECT_EQ(options.checks->stages(), intake::mask(intake::Stage::kEndOfHeaders));
   }
-  EXPECT_EQ(describe_checks(*built_in_checks()),
-            "received-loop (end of headers, 554 5.4.6 past 100 Received fields)");
+  EXPECT_EQ(describe_checks(*checks),
+            "received-loop (end of headers, 554 5.4.6 at 50 Received fields)");
   EXPECT_EQ(describe_checks(intake::Pipeline()), "none");
+}
+
+// The limit comes from the configuration snapshot (a reload builds the pipeline again); 0
+// leaves the check out.
+TEST_F(ListenerPolicyTest, TheLoopLimitComesFromTheConfiguration) {
+  config::Config config = *snapshot();
+  config.max_received_headers = 7;
+  EXPECT_EQ(describe_checks(*built_in_checks(config)),
+            "received-loop (end of headers, 554 5.4.6 at 7 Received fields)");
+  config.max_received_headers = 0;
+  auto off = built_in_checks(config);
+  EXPECT_TRUE(off->checks().empty());
+  EXPECT_EQ(off->stages(), 0u);
+  EXPECT_EQ(describe_checks(*off), "none");
 }
 
 TEST_F(ListenerPolicyTest, ProxyNetworksReachTheListener) {
   config::Config config = *snapshot();
   config.listeners[1].proxy_protocol = true;
   config.listeners[1].proxy_from = {*base::parse_network("10.0.0.0/8")};
-  auto options =
-      listener_options(std::make_shared<const config::Config>(config), 1, nullptr, users_, {});
+  auto options = listener_options(std::make_shared<const config::Config>(config), 1, nullptr,
+                                  nullptr, users_, {});
   EXPECT_TRUE(options.proxy_protocol);
   ASSERT_EQ(options.proxy_from.size(), 1u);
   EXPECT_TRUE(options.proxy_from[0].contains(*base::parse_ip("10.1.2.3")));
