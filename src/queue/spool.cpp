@@ -6,7 +6,8 @@
 // write, fsync or close removes the file and fails the commit, like Postfix's
 // global/mail_stream.c (not OpenSMTPD's queue_fs.c, not chasquid's safeio).
 //
-// File format, version 2 (written), or 3 when a check changed the envelope — version 1 is
+// File format, version 2 (written), or 3 when a check changed the envelope or chose a Maildir
+// folder — version 1 is
 // still read, so that messages queued by an older smtpsd deliver after an upgrade. A header
 // of '\n'-terminated lines, a blank line, the content as appended (CRLF as received,
 // Received header first), then the late header section, then (version 3 only) the late
@@ -33,6 +34,8 @@
 //   from <field>                        version 3 only, to the end of the file: the envelope
 //   recipients <count>                  of replace_envelope(), in the header's encoding; it
 //   rcpt <address> <notify> <orcpt>     takes the place of the header's from and rcpt lines
+//   folder <field>                      version 3 only, last: the Maildir++ folder of
+//                                       set_folder(); either part may be absent, not both
 //
 // The layout line is written as zeros by begin() and overwritten in place, with the same
 // length, by flush_and_sync() before its fsync (and with it the version line, "2" becoming
@@ -542,14 +545,16 @@ std::optional<std::string> parse_header(std::string_view header, StoredMessage& 
   return std::nullopt;
 }
 
-// Parses the late envelope of a version 3 file into envelope: exactly "from", "recipients"
-// and its rcpt lines, each ending in '\n'. Returns an error text.
-std::optional<std::string> parse_late_envelope(std::string_view block, smtp::Envelope& envelope) {
+// Parses the late envelope of a version 3 file into message: "from", "recipients" and its
+// rcpt lines, then "folder", each part optional but not both, each line ending in '\n'.
+// Returns an error text.
+std::optional<std::string> parse_late_envelope(std::string_view block, StoredMessage& message) {
   if (block.size() > kMaxHeaderSize) return std::string("late envelope over 4 MiB");
   if (!block.ends_with('\n')) return std::string("late envelope: unterminated line");
   std::optional<std::string> from;
   std::optional<std::size_t> expected;
   std::vector<smtp::Recipient> recipients;
+  std::optional<std::string> folder;
   std::size_t start = 0;
   while (start < block.size()) {
     std::size_t end = block.find('\n', start);
@@ -559,7 +564,14 @@ std::optional<std::string> parse_late_envelope(std::string_view block, smtp::Env
     if (space == std::string_view::npos) return std::string("late envelope: no value");
     std::string_view key = line.substr(0, space);
     std::string_view value = line.substr(space + 1);
-    if (key == "from" && !from && !expected) {
+    if (folder) {
+      return "late envelope: unexpected key '" + std::string(key) + "' after 'folder'";
+    } else if (key == "folder" && (!from || expected)) {
+      folder = decode_field(value);
+      if (!folder || !Spool::is_valid_folder(*folder)) {
+        return std::string("late envelope: bad value for 'folder'");
+      }
+    } else if (key == "from" && !from && !expected) {
       from = decode_field(value);
       if (!from) return std::string("late envelope: bad value for 'from'");
     } else if (key == "recipients" && from && !expected) {
@@ -579,13 +591,15 @@ std::optional<std::string> parse_late_envelope(std::string_view block, smtp::Env
       return "late envelope: unexpected key '" + std::string(key) + "'";
     }
   }
+  if (folder) message.folder = std::move(*folder);
+  if (!from && folder) return std::nullopt;
   if (!expected) return std::string("late envelope: missing key 'recipients'");
   if (recipients.size() != *expected) {
     return std::string("late envelope: recipient count does not match");
   }
   if (recipients.empty()) return std::string("late envelope: no recipients");
-  envelope.reverse_path = std::move(*from);
-  envelope.recipients = std::move(recipients);
+  message.envelope.reverse_path = std::move(*from);
+  message.envelope.recipients = std::move(recipients);
   return std::nullopt;
 }
 
@@ -717,6 +731,20 @@ class FileSpoolWriter final : public SpoolWriter {
     return base::Ok{};
   }
 
+  base::Expected<base::Ok, SpoolError> set_folder(std::string_view folder) override {
+    if (state_ != State::kOpen) return not_open("set_folder");
+    if (!folder.empty() && !Spool::is_valid_folder(folder)) {
+      return base::unexpected(misuse("invalid Maildir folder name"));
+    }
+    late_folder_.clear();
+    if (!folder.empty()) {
+      late_folder_ = "folder ";
+      append_field(late_folder_, folder);
+      late_folder_ += '\n';
+    }
+    return base::Ok{};
+  }
+
   base::Expected<base::Ok, SpoolError> mark_held() override {
     if (state_ != State::kOpen) return not_open("mark_held");
     held_ = true;
@@ -730,11 +758,13 @@ class FileSpoolWriter final : public SpoolWriter {
     //    the late envelope (version 3);
     if (auto written = write_bytes(late_section_); !written) return written;
     if (auto written = write_bytes(late_envelope_); !written) return written;
+    if (auto written = write_bytes(late_folder_); !written) return written;
     // 2. the layout that points at it, over the zeros begin() wrote (same length), and the
     //    version line with a late envelope: patched in the buffer when the file's start is
     //    still there (one write for a small message), else with pwrite(2) once the buffer
     //    is out;
-    std::string start(late_envelope_.empty() ? kVersionLine : kVersion3Line);
+    const bool version3 = !late_envelope_.empty() || !late_folder_.empty();
+    std::string start(version3 ? kVersion3Line : kVersionLine);
     start += '\n';
     start += format_layout(Layout{content_size_, replaced_length_, late_section_.size()});
     const bool start_in_buffer = written_size_ == 0;
@@ -753,6 +783,7 @@ class FileSpoolWriter final : public SpoolWriter {
     std::string().swap(buffer_);  // the session may stay open for long: give the memory back
     std::string().swap(late_section_);
     std::string().swap(late_envelope_);
+    std::string().swap(late_folder_);
     state_ = State::kSynced;
     // 4. a hold, durable before the message can reach queue/: a crash before publish()
     //    leaves a state file without its message, which Spool::open() removes.
@@ -917,6 +948,7 @@ class FileSpoolWriter final : public SpoolWriter {
   std::uint64_t replaced_length_ = 0;  // of replace_header_section()
   std::string late_section_;           // its new_section, written by flush_and_sync()
   std::string late_envelope_;          // of replace_envelope(): the file is then version 3
+  std::string late_folder_;            // "folder <field>\n" of set_folder(): version 3 too
   bool held_ = false;                  // mark_held(): state/<id> says "held" before publish()
   State state_ = State::kOpen;
   SpoolError error_;
@@ -931,6 +963,13 @@ Spool::~Spool() {
   if (queue_dir_fd_ >= 0) ::close(queue_dir_fd_);
   if (state_dir_fd_ >= 0) ::close(state_dir_fd_);
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+bool Spool::is_valid_folder(std::string_view folder) {
+  if (folder.empty() || folder.size() > 200 || folder.front() == '.') return false;
+  if (folder.find("..") != std::string_view::npos) return false;
+  return std::all_of(folder.begin(), folder.end(),
+                     [](char c) { return c >= 0x20 && c <= 0x7E && c != '/' && c != '\\'; });
 }
 
 bool Spool::is_valid_id(std::string_view id) {
@@ -1139,8 +1178,8 @@ base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
   if (late_envelope.offset + late_envelope.length > head.size()) {
     return base::unexpected(std::string("late envelope not within the octets given"));
   }
-  if (auto error = parse_late_envelope(head.substr(late_envelope.offset, late_envelope.length),
-                                       parsed->envelope)) {
+  if (auto error =
+          parse_late_envelope(head.substr(late_envelope.offset, late_envelope.length), *parsed)) {
     return base::unexpected(std::move(*error));
   }
   return parsed;
@@ -1210,7 +1249,7 @@ base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) con
       ::close(fd);
       return base::unexpected(corrupt(path, "late envelope cut short"));
     }
-    if (auto error = parse_late_envelope(block, parsed->envelope)) {
+    if (auto error = parse_late_envelope(block, *parsed)) {
       ::close(fd);
       return base::unexpected(corrupt(path, *error));
     }

@@ -62,6 +62,8 @@ struct StoredMessage {
   // to the transport that way).
   std::vector<ContentSegment> segments{ContentSegment{0, ContentSegment::kToEndOfFile}};
   std::uint64_t content_size = 0;  // the sum of the segment lengths, set by load()
+  // The Maildir++ folder a check chose for local delivery ("" = INBOX; SpoolWriter::set_folder).
+  std::string folder;
   std::int64_t received_unix = 0;  // when it was accepted
   // Found in the spool at start-up: a delivery may have completed before a crash, so a
   // deliverer must look harder for an earlier copy (Maildir: also scan cur/).
@@ -90,6 +92,7 @@ class Spool;
 //   [truncate_content(keep); append(new body)...]      a milter replaced the body
 //   [replace_header_section(original_length, fields)]  once, with the final header block
 //   [replace_envelope(sender, recipients)]             a check changed the envelope
+//   [set_folder(folder)]                               a check chose a Maildir folder
 //   [mark_held()]                                      a check held the message
 //   commit() (or the GroupCommitter steps)
 // The two late calls may come in either order and be repeated; nothing already on disk is
@@ -138,6 +141,11 @@ class SpoolWriter {
   // the SMTP grammar: the caller does that.
   virtual base::Expected<base::Ok, SpoolError> replace_envelope(
       std::string_view reverse_path, const std::vector<smtp::Recipient>& recipients) = 0;
+  // Local delivery goes into this Maildir++ folder ("Junk", "Lists.smtpsd") instead of INBOX.
+  // Held and written after the content like replace_envelope() (the file is then version 3);
+  // the last call wins, "" cancels. Refused like replace_header_section() (the writer is
+  // unchanged) unless Spool::is_valid_folder(folder) or folder is "".
+  virtual base::Expected<base::Ok, SpoolError> set_folder(std::string_view folder) = 0;
   // The message is held (queue::Scheduler delivers it only once released): flush_and_sync()
   // writes state/<id> = "held" and fsyncs it and state/ after the message and before
   // publish(), so a message in queue/ is never seen without its hold. abort() removes it.
@@ -212,6 +220,10 @@ class Spool {
   std::string tmp_path(const std::string& id) const { return dir_ + "/tmp/" + id; }
   // An id that is safe as a file name: 1 to 64 characters of [0-9A-Za-z].
   static bool is_valid_id(std::string_view id);
+  // A Maildir++ folder name that stays one directory below the mailbox as ".<folder>": 1 to
+  // 200 octets of printable ASCII without '/' or '\', not starting with '.', with no "..";
+  // '.' separates the levels of the hierarchy ("Lists.smtpsd").
+  static bool is_valid_folder(std::string_view folder);
 
  private:
   explicit Spool(std::string dir);

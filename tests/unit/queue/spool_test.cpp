@@ -884,6 +884,96 @@ TEST_F(SpoolTest, LoadRefusesABrokenLateEnvelope) {
   EXPECT_TRUE(spool_->load(id));
 }
 
+// set_folder(): the folder a check chose survives the commit (version 3, after the content),
+// alone or after a replaced envelope; without it the file is version 2, byte for byte what
+// it was before folders existed.
+TEST_F(SpoolTest, AFolderIsStoredAndLoaded) {
+  const std::string content = "Subject: s\r\n\r\nbody\r\n";
+  for (bool new_envelope : {false, true}) {
+    SCOPED_TRACE(new_envelope);
+    auto writer = spool_->begin(full_envelope(), 1700000000);
+    ASSERT_TRUE(writer);
+    ASSERT_TRUE((*writer)->append(content));
+    ASSERT_TRUE((*writer)->set_folder("Junk"));
+    ASSERT_TRUE((*writer)->set_folder("Lists.smtp sd"));  // the last call wins
+    if (new_envelope) {
+      ASSERT_TRUE((*writer)->replace_envelope("s@example.org", {{"r@example.org", "", ""}}));
+    }
+    ASSERT_TRUE((*writer)->commit());
+    const std::string id = (*writer)->id();
+    const std::string file = read_file(dir_ + "/queue/" + id);
+    EXPECT_TRUE(file.starts_with("smtpsd-spool 3\n")) << file.substr(0, 100);
+    EXPECT_TRUE(file.ends_with("\nfolder Lists.smtp%20sd\n")) << file;
+    auto loaded = spool_->load(id);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->folder, "Lists.smtp sd");
+    EXPECT_EQ(content_of(*loaded), content);
+    if (new_envelope) {
+      EXPECT_EQ(loaded->envelope.reverse_path, "s@example.org");
+    } else {
+      expect_same(loaded->envelope, full_envelope());
+    }
+    auto parsed = parse_spool_file(id, file, file.size());
+    ASSERT_TRUE(parsed) << parsed.error();
+    EXPECT_EQ(parsed->folder, "Lists.smtp sd");
+  }
+  // No folder, or one cancelled with "": version 2, the same octets as without the call.
+  auto plain = spool_->begin_with_id("plain", full_envelope(), 1700000000);
+  ASSERT_TRUE(plain);
+  ASSERT_TRUE((*plain)->append(content));
+  ASSERT_TRUE((*plain)->commit());
+  auto cancelled = spool_->begin_with_id("cancelled", full_envelope(), 1700000000);
+  ASSERT_TRUE(cancelled);
+  ASSERT_TRUE((*cancelled)->append(content));
+  ASSERT_TRUE((*cancelled)->set_folder("Junk"));
+  ASSERT_TRUE((*cancelled)->set_folder(""));
+  ASSERT_TRUE((*cancelled)->commit());
+  std::string plain_file = read_file(dir_ + "/queue/plain");
+  std::string cancelled_file = read_file(dir_ + "/queue/cancelled");
+  EXPECT_TRUE(plain_file.starts_with("smtpsd-spool 2\n"));
+  const std::string plain_id_line = "\nid plain\n";
+  const std::string cancelled_id_line = "\nid cancelled\n";
+  plain_file.replace(plain_file.find(plain_id_line), plain_id_line.size(), cancelled_id_line);
+  EXPECT_EQ(plain_file, cancelled_file);
+  auto loaded = spool_->load("plain");
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->folder, "");
+}
+
+TEST_F(SpoolTest, InvalidFolderNamesAreRefusedByTheWriterAndByLoad) {
+  for (std::string_view bad :
+       {std::string_view(".Junk"), std::string_view("a/b"), std::string_view("a\\b"),
+        std::string_view("."), std::string_view(".."), std::string_view("a..b"),
+        std::string_view("a\0b", 3), std::string_view("a\nb"), std::string_view("caf\xc3\xa9")}) {
+    EXPECT_FALSE(Spool::is_valid_folder(bad)) << bad;
+  }
+  EXPECT_FALSE(Spool::is_valid_folder(""));
+  EXPECT_FALSE(Spool::is_valid_folder(std::string(201, 'a')));
+  EXPECT_TRUE(Spool::is_valid_folder(std::string(200, 'a')));
+  EXPECT_TRUE(Spool::is_valid_folder("Lists.smtpsd"));
+  auto writer = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append("x\r\n"));
+  auto refused = (*writer)->set_folder("../x");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().error_number, EINVAL);
+  ASSERT_TRUE((*writer)->set_folder("Junk"));
+  ASSERT_TRUE((*writer)->commit());
+  const std::string id = (*writer)->id();
+  const std::string path = dir_ + "/queue/" + id;
+  const std::string good = read_file(path);
+  ASSERT_TRUE(good.ends_with("folder Junk\n"));
+  const std::string head = good.substr(0, good.size() - std::string("folder Junk\n").size());
+  for (const std::string& tail : {std::string("folder %2E%2E\n"), std::string("folder a%2Fb\n"),
+                                  std::string("folder Junk\nfolder Junk\n"),
+                                  std::string("folder Junk\nfrom s@example.org\n")}) {
+    write_file(path, head + tail);
+    auto loaded = spool_->load(id);
+    ASSERT_FALSE(loaded) << tail;
+    EXPECT_NE(loaded.error().message.find("corrupt spool file"), std::string::npos) << tail;
+  }
+}
+
 TEST_F(SpoolTest, MarkHeldWritesTheHoldBeforeTheMessageIsPublished) {
   auto writer = spool_->begin(full_envelope(), 1);
   ASSERT_TRUE(writer);
