@@ -157,6 +157,22 @@ base::Expected<base::Ok, std::string> make_mailbox(const std::string& mail_root,
   return base::Ok{};
 }
 
+// The Maildir++ folder <mailbox>/.<folder> of an existing mailbox: the directory, an empty
+// "maildirfolder" file (how Dovecot and Courier tell a folder from a mailbox), then tmp/ new/
+// cur/ last, so that a folder with those has its marker. Modes as the mailbox's own.
+base::Expected<base::Ok, std::string> make_folder(const std::string& folder_path) {
+  if (auto made = make_directory(folder_path); !made) return made;
+  const std::string marker = folder_path + "/maildirfolder";
+  UniqueFd marker_fd(::open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!marker_fd.valid()) return base::unexpected(system_error("create", marker, errno));
+  if (int error = marker_fd.close()) return base::unexpected(system_error("close", marker, error));
+  for (const std::string& path :
+       {folder_path + "/tmp", folder_path + "/new", folder_path + "/cur"}) {
+    if (auto made = make_directory(path); !made) return made;
+  }
+  return base::Ok{};
+}
+
 std::string escape_hostname(std::string_view hostname) {
   std::string out;
   for (char c : hostname) {
@@ -299,6 +315,9 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
   }
   auto name = split_address(recipients[recipient_index].address);
   if (!name) return permanent(name.error());
+  if (!message.folder.empty() && !queue::Spool::is_valid_folder(message.folder)) {
+    return permanent("folder '" + message.folder + "' cannot name a Maildir folder");
+  }
   if (!queue::Spool::is_valid_id(message.id)) {
     return permanent("queue id '" + message.id + "' cannot be part of a file name");
   }
@@ -319,9 +338,11 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
                                      return_path.size() + content_size);
 
   const std::string mailbox = mail_root_ + "/" + name->domain + "/" + name->local;
-  const std::string tmp_path = mailbox + "/tmp";
-  const std::string new_path = mailbox + "/new";
-  const std::string cur_path = mailbox + "/cur";
+  // Maildir++: the folder "Junk" is the directory ".Junk" of the mailbox (INBOX without one).
+  const std::string box = message.folder.empty() ? mailbox : mailbox + "/." + message.folder;
+  const std::string tmp_path = box + "/tmp";
+  const std::string new_path = box + "/new";
+  const std::string cur_path = box + "/cur";
   // The usual case: the mailbox exists. Otherwise create it (first delivery), then retry.
   UniqueFd tmp_dir;
   UniqueFd new_dir;
@@ -331,15 +352,18 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
     struct stat cur_status {};
     if (tmp_dir.valid() && new_dir.valid() && ::stat(cur_path.c_str(), &cur_status) == 0) break;
     if (pass == 1 || errno != ENOENT) {
-      return transient(system_error("open", mailbox + "/{tmp,new,cur}", errno));
+      return transient(system_error("open", box + "/{tmp,new,cur}", errno));
     }
     if (auto made = make_mailbox(mail_root_, *name); !made) return transient(made.error());
+    if (box != mailbox) {
+      if (auto made = make_folder(box); !made) return transient(made.error());
+    }
   }
 
   auto delivered = already_delivered(new_dir.get(), cur_path, file, message.recovered);
   if (!delivered) return transient(delivered.error());
   if (*delivered) {
-    return DeliveryResult{DeliveryStatus::kDelivered, mailbox + ": already delivered as " + file,
+    return DeliveryResult{DeliveryStatus::kDelivered, box + ": already delivered as " + file,
                           std::string(kTransport)};
   }
 

@@ -7,7 +7,9 @@
 // index), and a message already in new/<name> or cur/<name>:2,<flags> is not written
 // again, so a retry after a crash never delivers twice. Only complete, fsynced files ever
 // appear in new/. A recipient never reaches outside <mail_root>: unsafe local parts and
-// domains are refused.
+// domains are refused. A message with a folder (a check chose it, queue::StoredMessage::folder)
+// goes into the Maildir++ folder <mailbox>/.<folder>/ (Courier's and Dovecot's layout: created
+// with tmp/ new/ cur/ and an empty "maildirfolder" file), else into the mailbox (INBOX).
 // File name: "<received_unix>.Q<id>R<index>.<hostname>,S=<size>" — the Maildir grammar
 // (no '/' or ':'; in the hostname '/' is \057 and ':' is \072, ',' is \054) with Dovecot's
 // ",S=<file size>" field (https://doc.dovecot.org/admin_manual/mailbox_formats/maildir/).
@@ -30,7 +32,8 @@ class Maildir {
   Maildir(std::string mail_root, std::string hostname);
 
   // Copies the content of message (read through queue::MessageReader), after a
-  // "Return-Path: <reverse-path>" line (RFC 5321 §4.4), into the recipient's Maildir.
+  // "Return-Path: <reverse-path>" line (RFC 5321 §4.4), into the recipient's Maildir, or
+  // its folder message.folder.
   // kPermanent for an address that cannot name a mailbox or a corrupt spool file;
   // kTransient with the strerror text for a disk error (the tmp file is then removed).
   queue::DeliveryResult deliver(const queue::StoredMessage& message, std::size_t recipient_index);

@@ -20,8 +20,9 @@
 // the message); discard (250 to the client, nothing stored); hold in the queue; message
 // edits (header add/insert/change/delete, body replacement, a new sender, recipients added
 // or deleted, delivery into a folder). Edits are collected through the stages of a message
-// and written durably before the 250 (queue::SpoolWriter::replace_header_section and
-// truncate_content: nothing of the message is copied a second time).
+// and written durably before the 250 (queue::SpoolWriter::replace_header_section,
+// truncate_content, replace_envelope, set_folder: nothing of the message is copied a second
+// time). A folder applies to Maildir delivery only: LMTP and remote delivery ignore it.
 #pragma once
 
 #include <chrono>
@@ -99,7 +100,10 @@ struct Verdict {
   std::optional<std::string> new_sender;  // the reverse-path ("" for <>)
   std::vector<std::string> add_recipients;
   std::vector<std::string> delete_recipients;
-  std::string folder;  // Maildir folder for local delivery ("" = INBOX)
+  // Maildir++ folder for local delivery ("" = INBOX), per message: "Junk", "Lists.smtpsd"
+  // (queue::Spool::is_valid_folder, else the message fails with 451). Only Maildir delivery
+  // uses it; LMTP and remote delivery ignore it (the LMTP server files the message itself).
+  std::string folder;
 
   static Verdict pass() { return {}; }
   static Verdict refuse(smtp::Reply reply) {

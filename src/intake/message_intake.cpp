@@ -254,11 +254,16 @@ std::optional<smtp::Reply> MessageIntake::apply(const Verdict& verdict) {
   auto refuse = [&](std::string_view why) {
     return refuse_with(why, "Temporary failure: message not stored, try later");
   };
-  // XXX: Maildir folders need a folder per recipient in the envelope, the spool file and
-  // the deliverers (LMTP and remote recipients have no such thing); until then a check that
-  // asks for one fails the message (451) rather than delivering it elsewhere.
-  if (!verdict.folder.empty()) return refuse("delivery into a folder is not supported yet");
+  // The folder is per message (Maildir delivery only, see check.h). A name that could leave
+  // the mailbox or that no IMAP server shows fails the message rather than landing elsewhere.
+  if (!verdict.folder.empty() && !queue::Spool::is_valid_folder(verdict.folder)) {
+    return refuse_with("invalid folder '" + verdict.folder + "'",
+                       "Temporary failure: a check chose an invalid folder, try later");
+  }
   if (auto failure = apply_envelope_edits(verdict)) return refuse_with(failure->why, failure->text);
+  if (!verdict.folder.empty()) {
+    if (auto set = writer_->set_folder(verdict.folder); !set) return refuse(set.error().message);
+  }
   if (verdict.kind == Verdict::Kind::kHold) {
     if (auto marked = writer_->mark_held(); !marked) return refuse(marked.error().message);
     held_ = true;

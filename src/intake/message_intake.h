@@ -87,7 +87,7 @@ class MessageIntake {
   // this message, and marks it held for a kHold verdict (a kPass or kHold verdict only). A
   // reply (451: the client keeps the message) means it must not be accepted: an edit that
   // cannot be carried out (an invalid sender or added recipient, every recipient deleted,
-  // a Maildir folder, which is not supported yet), or a storage failure.
+  // a Maildir folder name that Spool::is_valid_folder refuses), or a storage failure.
   std::optional<smtp::Reply> apply(const Verdict& verdict);
   // Whether apply() held the message (a kHold verdict): it is committed with its hold, and
   // queue::Scheduler delivers it only after `smtpsctl queue release`.

@@ -119,6 +119,56 @@ TEST_F(MaildirTest, DeliversIntoNewWithTheContentAfterReturnPath) {
   }
 }
 
+// A folder chosen by a check (spooled with the message): Maildir++ .<folder>/ beside the
+// INBOX's tmp/ new/ cur/, made as Dovecot and Courier make one (marker file included), in an
+// existing mailbox or a new one; the INBOX stays empty.
+TEST_F(MaildirTest, AMessageWithAFolderLandsInThatFolder) {
+  Maildir maildir(mail_root_, "mx");
+  const std::string content = "Subject: spam\r\n\r\nbuy\r\n";
+  auto set_folder = [](const std::string& folder) {
+    return [folder](queue::SpoolWriter& writer) { ASSERT_TRUE(writer.set_folder(folder)); };
+  };
+  auto junk = message({"alice@example.com", "bob@example.com"}, content, "s@example.com",
+                      set_folder("Junk"));
+  ASSERT_EQ(junk.folder, "Junk");
+  ASSERT_TRUE(maildir.ensure_mailbox("bob@example.com"));  // one existing mailbox, one new
+  for (const std::string local : {"alice", "bob"}) {
+    SCOPED_TRACE(local);
+    auto result = maildir.deliver(junk, local == "alice" ? 0 : 1);
+    ASSERT_EQ(result.status, DeliveryStatus::kDelivered) << result.detail;
+    const std::string mailbox = mail_root_ + "/example.com/" + local;
+    const std::string folder = mailbox + "/.Junk";
+    auto files = entries(folder + "/new");
+    ASSERT_EQ(files.size(), 1u);
+    EXPECT_EQ(read_file(folder + "/new/" + files[0]), "Return-Path: <s@example.com>\r\n" + content);
+    EXPECT_TRUE(entries(folder + "/tmp").empty());
+    EXPECT_TRUE(entries(folder + "/cur").empty());
+    EXPECT_TRUE(entries(mailbox + "/new").empty());
+    ASSERT_TRUE(fs::is_regular_file(folder + "/maildirfolder"));
+    EXPECT_EQ(fs::file_size(folder + "/maildirfolder"), 0u);
+    for (const std::string& dir : {folder, folder + "/tmp", folder + "/new", folder + "/cur"}) {
+      struct stat status {};
+      ASSERT_EQ(::stat(dir.c_str(), &status), 0) << dir;
+      EXPECT_EQ(status.st_mode & 0777, 0700u) << dir;
+    }
+    // A retry finds it there: still one copy.
+    auto again = maildir.deliver(junk, local == "alice" ? 0 : 1);
+    EXPECT_NE(again.detail.find("already delivered"), std::string::npos) << again.detail;
+    EXPECT_EQ(entries(folder + "/new").size(), 1u);
+  }
+  // A sub-folder is one directory, its levels joined by '.'; no folder is INBOX.
+  auto list = message({"alice@example.com"}, content, "s@example.com", set_folder("Lists.smtpsd"));
+  ASSERT_EQ(maildir.deliver(list, 0).status, DeliveryStatus::kDelivered);
+  EXPECT_EQ(entries(mail_root_ + "/example.com/alice/.Lists.smtpsd/new").size(), 1u);
+  auto inbox = message({"alice@example.com"}, content);
+  ASSERT_EQ(maildir.deliver(inbox, 0).status, DeliveryStatus::kDelivered);
+  EXPECT_EQ(entries(mail_root_ + "/example.com/alice/new").size(), 1u);
+  EXPECT_EQ(entries(mail_root_ + "/example.com/alice/.Junk/new").size(), 1u);
+  // A folder that would leave the mailbox (a StoredMessage not from load()) is refused.
+  inbox.folder = "../../bob";
+  EXPECT_EQ(maildir.deliver(inbox, 0).status, DeliveryStatus::kPermanent);
+}
+
 TEST_F(MaildirTest, NullSenderGetsAnEmptyReturnPath) {
   Maildir maildir(mail_root_, "mx");
   auto stored = message({"alice@example.com"}, "x\r\n", "");

@@ -268,10 +268,19 @@ TEST_F(MessageIntakeTest, EnvelopeEditsThatWouldLoseOrMisrouteMailAreRefused) {
     verdict.new_sender = "not an address";
     cases.push_back({"bad sender", verdict, "a check set an invalid sender address"});
   }
+  for (std::string_view bad :
+       {std::string_view(".Junk"), std::string_view("."), std::string_view(".."),
+        std::string_view("../../etc"), std::string_view("Lists..x"), std::string_view("a/b"),
+        std::string_view("a\\b"), std::string_view("a\0b", 3), std::string_view("a\r\nb"),
+        std::string_view("\xc3\xa9t\xc3\xa9")}) {
+    Verdict verdict;
+    verdict.folder = std::string(bad);
+    cases.push_back({"folder", verdict, "a check chose an invalid folder"});
+  }
   {
     Verdict verdict;
-    verdict.folder = "Junk";
-    cases.push_back({"folder", verdict, "message not stored"});
+    verdict.folder = std::string(201, 'x');
+    cases.push_back({"folder of 201 octets", verdict, "a check chose an invalid folder"});
   }
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -288,6 +297,36 @@ TEST_F(MessageIntakeTest, EnvelopeEditsThatWouldLoseOrMisrouteMailAreRefused) {
     EXPECT_TRUE(spool_->list().empty());
     EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
   }
+}
+
+// A folder is per message and written with it: the deliverer reads it back from the spool.
+TEST_F(MessageIntakeTest, AFolderIsStoredWithTheMessage) {
+  for (const std::string& folder :
+       {std::string("Junk"), std::string("Lists.smtpsd"), std::string(200, 'x')}) {
+    SCOPED_TRACE(folder);
+    Verdict verdict;
+    verdict.folder = folder;
+    Pipeline none;
+    MessageIntake intake(*spool_, none, facts());
+    ASSERT_FALSE(intake.begin(start()));
+    ASSERT_FALSE(intake.append("Subject: hi\r\n\r\nbody\r\n"));
+    ASSERT_FALSE(intake.apply(verdict));
+    auto committed = intake.committed(intake.writer()->commit());
+    ASSERT_TRUE(committed);
+    auto stored = spool_->load(*committed);
+    ASSERT_TRUE(stored) << stored.error().message;
+    EXPECT_EQ(stored->folder, folder);
+    EXPECT_EQ(stored->envelope.recipients.size(), 1u);
+  }
+  // Without a folder: INBOX.
+  Pipeline none;
+  MessageIntake intake(*spool_, none, facts());
+  ASSERT_FALSE(intake.begin(start()));
+  ASSERT_FALSE(intake.append("Subject: hi\r\n\r\nbody\r\n"));
+  ASSERT_FALSE(intake.apply(Verdict::pass()));
+  auto committed = intake.committed(intake.writer()->commit());
+  ASSERT_TRUE(committed);
+  EXPECT_EQ(spool_->load(*committed)->folder, "");
 }
 
 // A hold: committed like any message (the client gets its 250), with state/<id> saying
