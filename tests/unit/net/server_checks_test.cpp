@@ -3,7 +3,8 @@
 // SMTP over a plain socket. What only the host can get wrong: a verdict that arrives later
 // from another thread, pipelined replies kept in order while a check is pending (RFC 2920
 // §3.1), a deadline that passes (the check's default verdict; the late answer ignored), a
-// discard (250, nothing stored) and a hold (250, stored held).
+// discard (250, nothing stored), a hold (250, stored held) and a folder (stored with the
+// message).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -279,6 +280,24 @@ TEST_F(ServerChecksTest, AHoldIsAnswered250AndStoredHeld) {
   ASSERT_EQ(ids.size(), 1u);
   EXPECT_TRUE(spool_->is_held(ids[0]));
   EXPECT_EQ(queued_files(), 1u);
+}
+
+TEST_F(ServerChecksTest, AFolderChosenByACheckIsStoredWithTheMessage) {
+  auto check = std::make_shared<ScriptedCheck>(
+      intake::mask(intake::Stage::kEndOfData),
+      [](ScriptedCheck&, intake::Stage, const intake::Context&, intake::Check::Done done) {
+        intake::Verdict verdict;
+        verdict.folder = "Junk";
+        done(verdict);
+      });
+  Client client(start(check));
+  ASSERT_TRUE(client.connected());
+  EXPECT_EQ(send_message(client).substr(0, 3), "250");
+  auto ids = committed();
+  ASSERT_EQ(ids.size(), 1u);
+  auto stored = spool_->load(ids[0]);
+  ASSERT_TRUE(stored) << stored.error().message;
+  EXPECT_EQ(stored->folder, "Junk");
 }
 
 }  // namespace
