@@ -297,6 +297,18 @@ std::optional<bool> parse_flag(std::string_view text) {
   return std::nullopt;
 }
 
+// "\nrcpt ADDRESS NOTIFY ORCPT" for each recipient, as both envelope sections write them.
+void append_recipients(std::string& out, const std::vector<smtp::Recipient>& recipients) {
+  for (const smtp::Recipient& recipient : recipients) {
+    out += "\nrcpt ";
+    append_field(out, recipient.address);
+    out += ' ';
+    append_field(out, recipient.notify);
+    out += ' ';
+    append_field(out, recipient.original_recipient);
+  }
+}
+
 std::string format_header(const std::string& id, const smtp::Envelope& envelope,
                           std::int64_t received_unix) {
   std::string out;
@@ -326,14 +338,7 @@ std::string format_header(const std::string& id, const smtp::Envelope& envelope,
   append_field(out, envelope.envelope_id);
   out += "\nrecipients ";
   out += std::to_string(envelope.recipients.size());
-  for (const smtp::Recipient& recipient : envelope.recipients) {
-    out += "\nrcpt ";
-    append_field(out, recipient.address);
-    out += ' ';
-    append_field(out, recipient.notify);
-    out += ' ';
-    append_field(out, recipient.original_recipient);
-  }
+  append_recipients(out, envelope.recipients);
   out += "\n\n";
   return out;
 }
@@ -345,14 +350,7 @@ std::string format_late_envelope(std::string_view reverse_path,
   append_field(out, reverse_path);
   out += "\nrecipients ";
   out += std::to_string(recipients.size());
-  for (const smtp::Recipient& recipient : recipients) {
-    out += "\nrcpt ";
-    append_field(out, recipient.address);
-    out += ' ';
-    append_field(out, recipient.notify);
-    out += ' ';
-    append_field(out, recipient.original_recipient);
-  }
+  append_recipients(out, recipients);
   out += '\n';
   return out;
 }
