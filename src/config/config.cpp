@@ -152,12 +152,12 @@ bool valid_local_part(std::string_view local) {
   return local.find("..") == std::string_view::npos;
 }
 
-// "unix:/absolute/path", or an IP literal (IPv6 in brackets) or localhost, ':' and a port.
+// "unix:/absolute/path", or an IP literal (IPv6 in brackets) or a host name, ':' and a port.
 std::optional<base::Endpoint> parse_lmtp(std::string_view spec) {
   auto endpoint = base::parse_endpoint(spec);
   if (!endpoint) return std::nullopt;
-  if (!endpoint->is_unix() && endpoint->tcp.host != "localhost" &&
-      !base::parse_ip(endpoint->tcp.host)) {
+  if (!endpoint->is_unix() && !base::parse_ip(endpoint->tcp.host) &&
+      !valid_domain_name(base::ascii_lowercase(endpoint->tcp.host))) {
     return std::nullopt;
   }
   return endpoint.value();
@@ -247,7 +247,8 @@ void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
   const toml::table* table = reader.table_at(root, "", "queue");
   if (!table) return;
   reader.only_keys(*table, "queue",
-                   {"retry_schedule", "max_lifetime", "delay_warning", "delivery_threads"});
+                   {"retry_schedule", "max_lifetime", "delay_warning", "delivery_threads",
+                    "local_delivery_threads", "success_dsns_per_minute"});
   if (const toml::array* schedule = reader.array_at(*table, "queue", "retry_schedule")) {
     queue.retry_schedule.clear();
     for (const toml::node& step : *schedule) {
@@ -268,6 +269,10 @@ void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
       reader.int_at(*table, "queue", "delay_warning", queue.delay_warning.count(), 0, 60 * 86400));
   queue.delivery_threads = static_cast<unsigned>(
       reader.int_at(*table, "queue", "delivery_threads", queue.delivery_threads, 1, 256));
+  queue.local_delivery_threads = static_cast<unsigned>(reader.int_at(
+      *table, "queue", "local_delivery_threads", queue.local_delivery_threads, 1, 64));
+  queue.success_dsns_per_minute = static_cast<unsigned>(reader.int_at(
+      *table, "queue", "success_dsns_per_minute", queue.success_dsns_per_minute, 0, 100000));
 }
 
 // [delivery] and [[delivery.tls_policy]]
@@ -278,11 +283,11 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
   const toml::table* table = reader.table_at(root, "", "delivery");
   if (!table) return;
   const std::string p = "delivery";
-  reader.only_keys(
-      *table, p,
-      {"relay", "relay_tls", "relay_user", "relay_password_file", "ca_file", "lmtp", "dns_servers",
-       "mx_port", "default_tls", "tls_policy", "max_per_destination", "connection_cache",
-       "max_messages_per_connection", "connect_timeout", "command_timeout", "helo_name"});
+  reader.only_keys(*table, p,
+                   {"relay", "relay_tls", "relay_user", "relay_password_file", "ca_file", "lmtp",
+                    "dns_servers", "mx_port", "default_tls", "tls_policy", "max_per_destination",
+                    "connection_cache", "max_messages_per_connection", "connect_timeout",
+                    "command_timeout", "helo_name", "max_per_host", "attempt_timeout"});
   if (const std::string relay = reader.string_at(*table, p, "relay", ""); !relay.empty()) {
     auto url = base::parse_smtp_url(relay);
     if (!url) {
@@ -317,8 +322,8 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
     d.lmtp = parse_lmtp(lmtp);
     if (!d.lmtp) {
       reader.fail(table->get("lmtp"), "delivery.lmtp",
-                  "must be \"unix:/absolute/path\" or \"IP:PORT\" (\"127.0.0.1:24\", "
-                  "\"[::1]:24\", \"localhost:24\"), not '" +
+                  "must be \"unix:/absolute/path\" or \"HOST:PORT\" (\"127.0.0.1:24\", "
+                  "\"[::1]:24\", \"localhost:24\", \"lmtp.example.net:24\"), not '" +
                       lmtp + "'");
     }
   }
@@ -368,6 +373,10 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
       reader.int_at(*table, p, "connect_timeout", d.connect_timeout.count(), 1, 600));
   d.command_timeout = std::chrono::seconds(
       reader.int_at(*table, p, "command_timeout", d.command_timeout.count(), 1, 3600));
+  d.max_per_host =
+      static_cast<unsigned>(reader.int_at(*table, p, "max_per_host", d.max_per_host, 1, 1000));
+  d.attempt_timeout = std::chrono::seconds(
+      reader.int_at(*table, p, "attempt_timeout", d.attempt_timeout.count(), 1, 86400));
   if (table->get("helo_name")) {
     d.helo_name = base::ascii_lowercase(reader.string_at(*table, p, "helo_name", "", true));
     if (!valid_domain_name(d.helo_name)) {

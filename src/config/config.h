@@ -71,6 +71,10 @@ struct QueueSettings {
   std::chrono::seconds max_lifetime{5 * 86400};  // then a DSN says "failed" (4.4.7)
   std::chrono::seconds delay_warning{0};         // 0: no "delayed" DSN
   unsigned delivery_threads = 8;                 // deliveries in parallel (blocking I/O)
+  // Threads for local mailboxes only, so that they never wait behind remote delivery.
+  unsigned local_delivery_threads = 2;
+  // Success DSNs (NOTIFY=SUCCESS) for unauthenticated senders, at most this many a minute.
+  unsigned success_dsns_per_minute = 10;
   bool operator==(const QueueSettings&) const = default;
 };
 
@@ -91,7 +95,7 @@ struct DeliverySettings {
   std::string relay_password_file;  // first line is the password (never in this file)
   std::string ca_file;              // CAs for verifying remote servers; empty: system store
   // Local mailboxes go to this LMTP server instead of Maildir: "unix:/path" or "HOST:PORT"
-  // (HOST an IP literal or localhost); none: Maildir.
+  // (HOST an IP literal or a name, looked up as the system does); none: Maildir.
   std::optional<base::Endpoint> lmtp;
   // From "127.0.0.1:5353,[::1]:53" (IP literals, port 53 by default); empty: /etc/resolv.conf.
   std::vector<base::HostPort> dns_servers;
@@ -101,10 +105,13 @@ struct DeliverySettings {
   // Connections at once to one destination; below delivery_threads, so that one slow
   // destination cannot hold every delivery thread.
   unsigned max_per_destination = 4;
+  // Transactions at once with one server address, for every domain it serves.
+  unsigned max_per_host = 4;
   std::chrono::seconds connection_cache{5};  // keep an idle connection this long for reuse
   unsigned max_messages_per_connection = 100;
   std::chrono::seconds connect_timeout{30};
   std::chrono::seconds command_timeout{300};  // RFC 5321 §4.5.3.2: 5 min (10 min after DATA)
+  std::chrono::seconds attempt_timeout{900};  // one whole attempt, first connect to last reply
   std::string helo_name;                      // default: server.hostname
   bool operator==(const DeliverySettings&) const = default;
 };

@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/endpoint.h"
 #include "base/network.h"
+#include "delivery/system_resolver.h"
 #include "obs/log.h"
 
 namespace delivery {
@@ -33,7 +34,7 @@ SeenTls achieved(const TlsOutcome& tls) {
   return tls.verified ? SeenTls::kVerified : SeenTls::kEncrypted;
 }
 
-// A unix socket or HOST:PORT, HOST an IP literal or localhost (127.0.0.1).
+// A unix socket or HOST:PORT (the address is found at each connection: system_resolver.h).
 Endpoint lmtp_endpoint(const std::optional<base::Endpoint>& lmtp) {
   Endpoint endpoint;
   if (!lmtp) return endpoint;
@@ -44,7 +45,6 @@ Endpoint lmtp_endpoint(const std::optional<base::Endpoint>& lmtp) {
     return endpoint;
   }
   endpoint.host = lmtp->tcp.host;
-  endpoint.address = endpoint.host == "localhost" ? "127.0.0.1" : endpoint.host;
   endpoint.port = lmtp->tcp.port;
   return endpoint;
 }
@@ -144,6 +144,51 @@ void Outbound::release(const std::string& key, std::unique_ptr<Connection> conne
   }
   pool_changed_.notify_all();
   if (connection) connection->quit();
+}
+
+bool Outbound::acquire_host(const std::string& address, std::string& busy) {
+  std::unique_lock lock(pool_mutex_);
+  auto limit = [this](const Host& host) {
+    return std::max(1u, options_.max_per_host >> std::min(host.timeouts, 31u));
+  };
+  Host& host = hosts_[address];
+  if (host.active >= limit(host)) {
+    // A healthy server may free a slot soon; one that went silent is not waited for.
+    if (host.timeouts == 0) {
+      pool_changed_.wait_for(lock, std::chrono::seconds(5), [&] {
+        return stopping_ || host.timeouts > 0 || host.active < limit(host);
+      });
+    }
+    if (stopping_ || host.active >= limit(host)) {
+      busy = "all " + std::to_string(limit(host)) + " connections to " + address + " are busy" +
+             (host.timeouts > 0
+                  ? " (it timed out " + std::to_string(host.timeouts) + " time(s) in a row)"
+                  : "");
+      return false;
+    }
+  }
+  ++host.active;
+  return true;
+}
+
+void Outbound::release_host(const std::string& address, bool timed_out) {
+  unsigned timeouts = 0;
+  {
+    std::lock_guard lock(pool_mutex_);
+    Host& host = hosts_[address];
+    if (host.active > 0) --host.active;
+    host.timeouts = timed_out ? std::min(host.timeouts + 1, 31u) : 0;
+    timeouts = host.timeouts;
+    if (host.active == 0 && host.timeouts == 0) hosts_.erase(address);
+  }
+  pool_changed_.notify_all();
+  if (timed_out) {
+    obs::Log("host_slow", obs::Level::kWarning)
+        .kv("host", address)
+        .kv("timeouts", static_cast<std::uint64_t>(timeouts))
+        .kv("max_connections",
+            static_cast<std::uint64_t>(std::max(1u, options_.max_per_host >> timeouts)));
+  }
 }
 
 void Outbound::janitor() {
@@ -264,10 +309,18 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   const tls::OutboundLevel level = relay ? options_.relay_tls : level_for(domain);
   const SeenTls remembered = memory_.best(memory_key);
   std::vector<DeliveryResult> results(recipients.size());
+  const Clock::time_point deadline = Clock::now() + options_.attempt_timeout;
+  std::string held_host;  // the address whose slot this attempt holds
+  auto let_go_of_host = [&](bool timed_out) {
+    if (held_host.empty()) return;
+    release_host(held_host, timed_out);
+    held_host.clear();
+  };
 
   // Ends the attempt: the connection goes back to the pool (or is closed), and the TLS it
   // had is remembered for the domain.
   auto finish = [&](std::unique_ptr<Connection> connection) {
+    let_go_of_host(false);
     if (connection) {
       SeenTls seen = achieved(connection->tls());
       if (memory_.record(memory_key, seen, base::unix_now())) {
@@ -289,15 +342,20 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     }
     return results;
   }
+  std::string busy;
   if (reused) {
     const std::string where = reused->endpoint().describe();
-    if (below_floor(reused->tls(), where, level, remembered).empty()) {
+    if (below_floor(reused->tls(), where, level, remembered).empty() &&
+        acquire_host(reused->endpoint().address, busy)) {
+      held_host = reused->endpoint().address;
+      reused->set_attempt_deadline(deadline);
       Outcome outcome =
           transact(*reused, message, recipients, transport, results, failure, /*reused=*/true);
       if (outcome == Outcome::kDone) return finish(std::move(reused));
+      let_go_of_host(reused->timed_out());
       if (outcome == Outcome::kUncertain) return finish(nullptr);
     }
-    reused->quit();  // closed by the server while idle, or no longer good enough
+    reused->quit();  // closed by the server while idle, no longer good enough, or busy
   }
 
   // Where to connect: the smarthost, or the MX hosts of the domain.
@@ -306,17 +364,13 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   if (relay) {
     const std::string& host = options_.relay->host;
     port = options_.relay->port;
-    if (base::parse_ip(host)) {
-      targets.push_back(MxTarget{host, 0, {host}, true});
-    } else {
-      MxAnswer answer = resolver_->resolve_host(host);
-      if (answer.status != MxStatus::kOk) {
-        for (auto& r : results)
-          r = temporary("relay " + host + ": " + answer.detail, transport, "4.4.3");
-        return finish(nullptr);
-      }
-      targets = std::move(answer.targets);
+    auto addresses = resolve_with_system(host);
+    if (!addresses) {
+      for (auto& r : results)
+        r = temporary("relay " + host + ": " + addresses.error(), transport, "4.4.3");
+      return finish(nullptr);
     }
+    targets.push_back(MxTarget{host, 0, std::move(addresses.value()), true});
   } else {
     MxAnswer answer = resolver_->resolve(domain);
     if (answer.status != MxStatus::kOk) {
@@ -346,11 +400,23 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   transport_options.tls_context = tls_context_.get();
   transport_options.connect_timeout = options_.connect_timeout;
   transport_options.command_timeout = options_.command_timeout;
+  transport_options.attempt_deadline = deadline;
 
   std::size_t tried = 0;
+  bool out_of_time = false;
   for (const MxTarget& target : targets) {
     for (const std::string& address : target.addresses) {
       if (++tried > 10) break;  // bound the time one attempt can take
+      if (Clock::now() >= deadline) {
+        out_of_time = true;
+        break;
+      }
+      if (!acquire_host(address, busy)) {
+        failure = busy;
+        obs::Log("host_busy").kv("domain", memory_key).kv("host", address).kv("detail", busy);
+        continue;
+      }
+      held_host = address;
       Endpoint endpoint{target.host, address, port, false};
       const std::string where = endpoint.describe();
       // Checked right after the handshake, before EHLO and AUTH go inside the TLS.
@@ -375,6 +441,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         opened = Connection::open(endpoint, plain);
       }
       if (!opened) {
+        let_go_of_host(opened.error().timed_out);
         failure = where + ": " + opened.error().detail;
         obs::Log(opened.error().stage == "tls-policy" ? "tls_refused" : "connect_failed")
             .kv("domain", memory_key)
@@ -398,18 +465,32 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
             .kv("remembered", to_string(remembered))
             .kv("detail", floor);
         connection->quit();
+        let_go_of_host(false);
         continue;
       }
       Outcome outcome = transact(*connection, message, recipients, transport, results, failure,
                                  /*reused=*/false);
       if (outcome == Outcome::kDone) return finish(std::move(connection));
       connection->quit();
+      let_go_of_host(connection->timed_out());
       if (outcome == Outcome::kUncertain) return finish(nullptr);
     }
+    if (out_of_time) break;
   }
   if (targets.empty() || tried == 0) failure = "no address to connect to for " + domain;
+  if (out_of_time) {
+    failure =
+        "the attempt's time limit (" +
+        std::to_string(
+            std::chrono::duration_cast<std::chrono::seconds>(options_.attempt_timeout).count()) +
+        "s) ran out; last: " + failure;
+  }
+  const bool all_busy = failure.find(" are busy") != std::string::npos;
   for (auto& r : results) {
-    r = temporary(failure, transport, failure.find("TLS") != std::string::npos ? "4.7.5" : "4.4.1");
+    r = temporary(failure, transport,
+                  failure.find("TLS") != std::string::npos ? "4.7.5"
+                  : all_busy                               ? "4.4.5"
+                                                           : "4.4.1");
   }
   return finish(nullptr);
 }
@@ -426,7 +507,9 @@ std::vector<DeliveryResult> Outbound::deliver_lmtp(const queue::StoredMessage& m
       r = temporary("all LMTP connections are busy", "lmtp", "4.4.5");
     return results;
   }
+  const Clock::time_point deadline = Clock::now() + options_.attempt_timeout;
   if (reused) {
+    reused->set_attempt_deadline(deadline);
     Outcome outcome = transact(*reused, message, recipients, "lmtp", results, failure, true);
     if (outcome == Outcome::kDone) {
       release(key, std::move(reused));
@@ -444,7 +527,27 @@ std::vector<DeliveryResult> Outbound::deliver_lmtp(const queue::StoredMessage& m
   transport_options.starttls = false;  // a local socket (RFC 2033 §5: not on a public port)
   transport_options.connect_timeout = options_.connect_timeout;
   transport_options.command_timeout = options_.command_timeout;
-  auto opened = Connection::open(lmtp_, transport_options);
+  transport_options.attempt_deadline = deadline;
+  // Each address of the LMTP server's name in turn (a unix socket has just its path).
+  std::vector<std::string> addresses{lmtp_.address};
+  if (!lmtp_.unix_socket) {
+    auto found = resolve_with_system(lmtp_.host);
+    if (!found) {
+      for (auto& r : results)
+        r = temporary("LMTP server " + found.error(), "lmtp", "4.4.3");
+      release(key, nullptr);
+      return results;
+    }
+    addresses = std::move(found.value());
+  }
+  Endpoint endpoint = lmtp_;
+  base::Expected<std::unique_ptr<Connection>, TransportFailure> opened =
+      base::unexpected(TransportFailure{"connect", "no address", {}});
+  for (const std::string& address : addresses) {
+    endpoint.address = address;
+    opened = Connection::open(endpoint, transport_options);
+    if (opened || Clock::now() >= deadline) break;
+  }
   if (opened) {
     std::unique_ptr<Connection> connection = std::move(opened.value());
     Outcome outcome = transact(*connection, message, recipients, "lmtp", results, failure, false);
@@ -454,7 +557,7 @@ std::vector<DeliveryResult> Outbound::deliver_lmtp(const queue::StoredMessage& m
     }
     connection->quit();
   } else {
-    failure = lmtp_.describe() + ": " + opened.error().detail;
+    failure = endpoint.describe() + ": " + opened.error().detail;
   }
   for (auto& r : results)
     r = temporary("LMTP server " + failure, "lmtp", "4.3.0");

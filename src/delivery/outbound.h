@@ -16,6 +16,13 @@
 // - At most max_per_destination connections are open to one destination at a time; an idle
 //   connection is reused for the next message to the same destination within
 //   connection_cache, for at most max_messages_per_connection messages.
+// - At most max_per_host transactions run at once with one server address, whatever domains
+//   they are for (many domains share one MX); a server that went silent (a timeout) gets
+//   half as many for each such attempt in a row, down to one, until it answers again, and
+//   a delivery that finds it busy moves on instead of waiting for it.
+// - No attempt lasts longer than attempt_timeout, from the first connection to the last reply.
+// - The smarthost's and the LMTP server's names are looked up as the system does (/etc/hosts,
+//   then DNS: system_resolver.h); only MX hosts go through DNS alone.
 // Blocking; called from the queue's delivery threads.
 #pragma once
 
@@ -62,6 +69,8 @@ struct OutboundOptions {
   // Local mailboxes: a unix socket or HOST:PORT (an IP literal or localhost); none: no LMTP.
   std::optional<base::Endpoint> lmtp;
   unsigned max_per_destination = 4;
+  unsigned max_per_host = 4;
+  std::chrono::milliseconds attempt_timeout{900000};
   std::chrono::milliseconds connection_cache{5000};
   unsigned max_messages_per_connection = 100;
   std::chrono::milliseconds connect_timeout{30000};
@@ -101,6 +110,13 @@ class Outbound {
   std::unique_ptr<Connection> acquire(const std::string& key, bool& got_slot);
   void release(const std::string& key, std::unique_ptr<Connection> connection);
   void janitor();
+  // Takes a transaction slot with the server at address (see the invariants); false, with
+  // why in busy, when it has none free (waits a little for a healthy server, not at all for
+  // one that timed out).
+  bool acquire_host(const std::string& address, std::string& busy);
+  // Gives the slot back: timed_out when the server went silent, else (it answered) its
+  // record of timeouts is cleared.
+  void release_host(const std::string& address, bool timed_out);
   enum class Outcome {
     kDone,          // results hold the server's answers
     kTryElsewhere,  // broke before anything could have been accepted: another host may do
@@ -125,7 +141,12 @@ class Outbound {
   std::mutex pool_mutex_;
   std::condition_variable pool_changed_;
   std::unordered_map<std::string, Destination> pool_;  // pool_mutex_
-  bool stopping_ = false;                              // pool_mutex_
+  struct Host {
+    unsigned active = 0;
+    unsigned timeouts = 0;  // attempts in a row that timed out
+  };
+  std::unordered_map<std::string, Host> hosts_;  // pool_mutex_, by IP address
+  bool stopping_ = false;                        // pool_mutex_
   std::thread janitor_;
 };
 

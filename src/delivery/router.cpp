@@ -18,6 +18,15 @@ std::string domain_of(const std::string& address) {
 
 }  // namespace
 
+bool Router::stays_here(std::string_view address) const {
+  const LocalRecipients local = local_in_service_();
+  if (local.mailbox(address)) return true;
+  const std::size_t at = address.rfind('@');
+  if (at == std::string_view::npos) return true;
+  const std::string domain = base::ascii_lowercase(address.substr(at + 1));
+  return domain.empty() || local.is_local_domain(domain);
+}
+
 std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& message,
                                                    std::span<const std::size_t> recipients) const {
   const LocalRecipients local = local_in_service_();

@@ -60,6 +60,10 @@ class Router {
   // One result per entry of recipients (indices into message.envelope.recipients), in order.
   std::vector<queue::DeliveryResult> deliver(const queue::StoredMessage& message,
                                              std::span<const std::size_t> recipients) const;
+  // Whether deliver() keeps this recipient on this server (a mailbox, or a failure for one
+  // of our domains or an address without a domain) rather than sending it onward: the
+  // queue gives such recipients their own threads.
+  bool stays_here(std::string_view address) const;
 
  private:
   std::function<LocalRecipients()> local_in_service_;

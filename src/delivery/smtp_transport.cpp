@@ -108,6 +108,24 @@ TransportFailure Connection::failure(const char* stage, std::string detail) {
   return TransportFailure{stage, std::move(detail), std::nullopt};
 }
 
+TransportFailure Connection::timeout(const char* stage, std::string detail) {
+  TransportFailure f = failure(stage, std::move(detail));
+  f.timed_out = true;
+  timed_out_ = true;
+  return f;
+}
+
+Clock::time_point Connection::deadline_in(std::chrono::milliseconds timeout) const {
+  const Clock::time_point now = Clock::now();
+  if (options_.attempt_deadline - now < timeout) return options_.attempt_deadline;
+  return now + timeout;
+}
+
+std::string Connection::waited(std::chrono::milliseconds timeout) const {
+  if (Clock::now() >= options_.attempt_deadline) return "before the delivery attempt's time limit";
+  return "within " + std::to_string(timeout.count() / 1000) + "s";
+}
+
 TransportFailure Connection::session_failure() {
   failed_ = true;
   const smtp::ClientFailure& f = session_.failure();
@@ -151,7 +169,7 @@ base::Expected<std::unique_ptr<Connection>, TransportFailure> Connection::open(
 }
 
 base::Expected<base::Ok, TransportFailure> Connection::connect_socket() {
-  const Clock::time_point deadline = Clock::now() + options_.connect_timeout;
+  const Clock::time_point deadline = deadline_in(options_.connect_timeout);
   if (endpoint_.unix_socket) {
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
@@ -193,9 +211,8 @@ base::Expected<base::Ok, TransportFailure> Connection::connect_socket() {
     }
   }
   if (!tls::poll_until_ready(fd_, tls::Status::kWantWrite, deadline)) {
-    return base::unexpected(
-        failure("connect", "no answer from " + endpoint_.describe() + " within " +
-                               std::to_string(options_.connect_timeout.count() / 1000) + "s"));
+    return base::unexpected(timeout("connect", "no answer from " + endpoint_.describe() + " " +
+                                                   waited(options_.connect_timeout)));
   }
   int error = 0;
   socklen_t size = sizeof error;
@@ -221,10 +238,10 @@ base::Expected<base::Ok, TransportFailure> Connection::handshake() {
   const std::string& name = endpoint_.host;
   stream_.set_server_name(name);  // SNI for host names, never for an IP literal
   stream_.expect_peer_name(name);
-  tls::Result shaken = tls::poll_handshake(stream_, Clock::now() + options_.command_timeout);
+  tls::Result shaken = tls::poll_handshake(stream_, deadline_in(options_.command_timeout));
   if (shaken.status == tls::Status::kTimeout) {
-    return base::unexpected(
-        failure("tls", "TLS handshake with " + endpoint_.describe() + " timed out"));
+    return base::unexpected(timeout("tls", "TLS handshake with " + endpoint_.describe() +
+                                               " timed out " + waited(options_.command_timeout)));
   }
   if (!shaken.done()) {
     return base::unexpected(failure(
@@ -272,12 +289,13 @@ bool Connection::idle_ok() const {
 
 base::Expected<base::Ok, TransportFailure> Connection::write_all(std::string_view bytes,
                                                                  const char* stage) {
-  const Clock::time_point deadline = Clock::now() + options_.command_timeout;
+  const Clock::time_point deadline = deadline_in(options_.command_timeout);
   while (!bytes.empty()) {
     if (stream_) {
       tls::Result written = tls::poll_write_all(stream_, bytes, deadline);
       if (written.status == tls::Status::kTimeout) {
-        return base::unexpected(failure(stage, "write to " + endpoint_.describe() + " timed out"));
+        return base::unexpected(timeout(stage, "write to " + endpoint_.describe() + " timed out " +
+                                                   waited(options_.command_timeout)));
       }
       if (!written.done()) {
         return base::unexpected(failure(
@@ -295,7 +313,8 @@ base::Expected<base::Ok, TransportFailure> Connection::write_all(std::string_vie
     if (written < 0 && errno == EINTR) continue;
     if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       if (!tls::poll_until_ready(fd_, tls::Status::kWantWrite, deadline)) {
-        return base::unexpected(failure(stage, "write to " + endpoint_.describe() + " timed out"));
+        return base::unexpected(timeout(stage, "write to " + endpoint_.describe() + " timed out " +
+                                                   waited(options_.command_timeout)));
       }
       continue;
     }
@@ -310,7 +329,7 @@ base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(
   std::array<char, 16 * 1024> buffer;
   // One deadline for the whole exchange: a server that trickles a byte at a time cannot
   // hold a delivery thread longer than this.
-  const Clock::time_point deadline = Clock::now() + timeout;
+  const Clock::time_point deadline = deadline_in(timeout);
   for (;;) {
     smtp::ClientEvent event = session_.next();
     if (std::string& out = session_.output(); !out.empty()) {
@@ -323,9 +342,8 @@ base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(
       if (stream_) {
         tls::Result got = tls::poll_read(stream_, buffer, deadline);
         if (got.status == tls::Status::kTimeout) {
-          return base::unexpected(
-              failure(stage, "no reply from " + endpoint_.describe() + " within " +
-                                 std::to_string(options_.command_timeout.count() / 1000) + "s"));
+          return base::unexpected(this->timeout(
+              stage, "no reply from " + endpoint_.describe() + " " + waited(timeout)));
         }
         if (got.done()) {
           session_.receive(std::string_view(buffer.data(), got.bytes));
@@ -346,9 +364,8 @@ base::Expected<smtp::ClientEvent, TransportFailure> Connection::pump(
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         if (!tls::poll_until_ready(fd_, tls::Status::kWantRead, deadline)) {
-          return base::unexpected(
-              failure(stage, "no reply from " + endpoint_.describe() + " within " +
-                                 std::to_string(options_.command_timeout.count() / 1000) + "s"));
+          return base::unexpected(this->timeout(
+              stage, "no reply from " + endpoint_.describe() + " " + waited(timeout)));
         }
         continue;
       }

@@ -4,7 +4,9 @@
 // never on an event loop.
 //
 // Invariants:
-// - Every wait has a deadline (connect, TLS handshake, each reply: RFC 5321 §4.5.3.2).
+// - Every wait has a deadline (connect, TLS handshake, each reply: RFC 5321 §4.5.3.2), and
+//   none goes past the attempt's own deadline: the stage minimums of §4.5.3.2 add up to
+//   half an hour against a server that answers each command at the last moment.
 // - A password is only ever sent inside TLS (ClientSession refuses otherwise).
 // - Certificates are always checked against the trust store and the expected name
 //   (SSL_set1_host, RFC 6125 / RFC 7817 §3); whether that check must pass is the caller's
@@ -71,12 +73,16 @@ struct TransportOptions {
   // non-empty answer (why the TLS is not good enough) ends the connection there, with
   // stage "tls-policy". This is where a verify level keeps a password from an impostor.
   std::function<std::string(const TlsOutcome&)> check_tls;
+  // The whole delivery attempt (connect to the last reply) ends by then; max: no limit.
+  std::chrono::steady_clock::time_point attempt_deadline =
+      std::chrono::steady_clock::time_point::max();
 };
 
 struct TransportFailure {
   std::string stage;  // "connect", "tls", "greeting", "ehlo", "starttls", "auth", "mail", ...
   std::string detail;
   std::optional<smtp::ServerReply> reply;  // the reply that failed it, if any
+  bool timed_out = false;                  // the server went silent (no failure reply)
   bool permanent() const { return reply && reply->code >= 500; }
 };
 
@@ -104,6 +110,11 @@ class Connection {
   bool idle_ok() const;
   void quit();  // QUIT (best effort, short deadline) and close
   bool usable() const { return fd_ >= 0 && !failed_; }
+  bool timed_out() const { return timed_out_; }  // a wait ran out (the server went silent)
+  // A reused connection serves a new attempt with its own deadline.
+  void set_attempt_deadline(std::chrono::steady_clock::time_point deadline) {
+    options_.attempt_deadline = deadline;
+  }
   const TlsOutcome& tls() const { return tls_; }
   const Endpoint& endpoint() const { return endpoint_; }
   const smtp::ServerCapabilities& capabilities() const { return session_.capabilities(); }
@@ -120,6 +131,11 @@ class Connection {
                                                            std::chrono::milliseconds timeout);
   base::Expected<base::Ok, TransportFailure> write_all(std::string_view bytes, const char* stage);
   TransportFailure failure(const char* stage, std::string detail);
+  TransportFailure timeout(const char* stage, std::string detail);
+  // now + timeout, but never past the attempt's deadline.
+  std::chrono::steady_clock::time_point deadline_in(std::chrono::milliseconds timeout) const;
+  // "within 300s", or that the attempt's time ran out, for a timeout's message.
+  std::string waited(std::chrono::milliseconds timeout) const;
   TransportFailure session_failure();
 
   Endpoint endpoint_;
@@ -127,6 +143,7 @@ class Connection {
   smtp::ClientSession session_;
   int fd_ = -1;
   tls::Stream stream_;  // empty until a handshake starts
+  bool timed_out_ = false;
   bool failed_ = false;
   TlsOutcome tls_;
   unsigned messages_sent_ = 0;

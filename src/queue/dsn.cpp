@@ -482,7 +482,7 @@ DsnMessage build_dsn(const DsnRequest& request) {
        status);
   if (returned_full) {
     part("Undelivered Message", global ? "message/global" : "message/rfc822", returned);
-  } else {
+  } else if (!request.omit_original) {
     part(any_failed ? "Undelivered Message Headers" : "Message Headers",
          global ? "message/global-headers" : "text/rfc822-headers", returned);
   }

@@ -58,6 +58,9 @@ struct DsnRequest {
   std::string_view original;             // the stored message (headers + body, CRLF line endings)
   std::size_t max_returned = 64 * 1024;  // full message returned only up to this size, else
                                          // headers only
+  // Nothing of the original at all, not even its header section (RFC 6522 §3 makes the
+  // third part optional): success notices that anyone could have asked for.
+  bool omit_original = false;
   std::string message_id;  // Message-ID for the DSN without <>, e.g. "<queueid>.dsn@host";
                            // caller makes it unique
 };

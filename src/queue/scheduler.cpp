@@ -1,13 +1,13 @@
 // scheduler.cpp — the delivery worker (see scheduler.h).
 //
 // One timer queue (a min-heap of due times) serves every message waiting for a retry; the
-// worker threads sleep on one condition variable until a message is ready or the earliest
-// timer is due, never in a sleep per message. The spool file is removed only once every
-// recipient is final (RFC 5321 §4.5.4, §6.1); the deliverer is called outside the lock.
-// Each event is one obs::Log line (README "Logs": delivered, deferred, retry, dsn, …); its
-// keys and their order are what operators and tests match on.
-// DSNs (RFC 3464, queue/dsn.h) are built here from the deliverer's results and spooled as
-// new messages with the null reverse-path.
+// worker threads of each lane sleep on their lane's condition variable until a message is
+// ready for the lane or the earliest timer is due, never in a sleep per message. The spool file is
+// removed only once every recipient is final (RFC 5321 §4.5.4, §6.1); the deliverer is called
+// outside the lock. Each event is one obs::Log line (README "Logs": delivered, deferred, retry,
+// dsn, …); its keys and their order are what operators and tests match on. DSNs (RFC 3464,
+// queue/dsn.h) are built here from the deliverer's results and spooled as new messages with the
+// null reverse-path.
 #include "queue/scheduler.h"
 
 #include <algorithm>
@@ -103,13 +103,18 @@ void Scheduler::start() {
         state.phase = Phase::kHeld;
         continue;
       }
-      ready_.push_back(id);
+      ready_[kLocalLane].push_back(id);  // not read yet: the local lane reads it first
       ++recovered;
     }
   }
   if (recovered > 0) obs::Log("recovered").kv("count", static_cast<std::uint64_t>(recovered));
+  const Lane shared = lanes() ? kRemoteLane : kLocalLane;
   for (unsigned i = 0; i < options_.threads; ++i)
-    threads_.emplace_back([this] { run(); });
+    threads_.emplace_back([this, shared] { run(shared); });
+  if (lanes()) {
+    for (unsigned i = 0; i < options_.local_threads; ++i)
+      threads_.emplace_back([this] { run(kLocalLane); });
+  }
 }
 
 void Scheduler::enqueue(const std::string& id) {
@@ -125,8 +130,7 @@ void Scheduler::enqueue(const std::string& id) {
     obs::Log("held").kv("id", id);
     return;
   }
-  ready_.push_back(id);
-  wake_.notify_one();
+  push_ready(id, kLocalLane);
 }
 
 void Scheduler::stop() {
@@ -134,7 +138,8 @@ void Scheduler::stop() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
-  wake_.notify_all();
+  for (auto& wake : wake_)
+    wake.notify_all();
   for (std::thread& thread : threads_) {
     if (thread.joinable()) thread.join();
   }
@@ -162,8 +167,29 @@ std::size_t Scheduler::pending() const {
       }));
 }
 
-void Scheduler::run() {
+bool Scheduler::in_lane(const MessageState& state, std::size_t i, Lane lane) const {
+  if (!lanes()) return true;
+  return options_.is_local(state.addresses[i]) == (lane == kLocalLane);
+}
+
+Scheduler::Lane Scheduler::lane_for(const MessageState& state) const {
+  if (!lanes() || !state.loaded) return kLocalLane;
+  for (std::size_t i = 0; i < state.recipients.size(); ++i) {
+    if (state.recipients[i] == RecipientState::kPending && in_lane(state, i, kLocalLane)) {
+      return kLocalLane;
+    }
+  }
+  return kRemoteLane;
+}
+
+void Scheduler::push_ready(const std::string& id, Lane lane) {
+  ready_[lane].push_back(id);
+  wake_[lane].notify_one();
+}
+
+void Scheduler::run(Lane lane) {
   std::unique_lock lock(mutex_);
+  std::deque<std::string>& ready = ready_[lane];
   while (!stopping_) {
     Clock::time_point now = Clock::now();
     while (!timers_.empty() && timers_.top().due <= now) {
@@ -175,24 +201,24 @@ void Scheduler::run() {
         continue;  // flushed, held or removed since: a stale timer
       }
       it->second.phase = Phase::kReady;
-      ready_.push_back(timer.id);
+      push_ready(timer.id, lane_for(it->second));
     }
-    if (!ready_.empty()) {
-      std::string id = std::move(ready_.front());
-      ready_.pop_front();
+    if (!ready.empty()) {
+      std::string id = std::move(ready.front());
+      ready.pop_front();
       auto it = messages_.find(id);
       if (it == messages_.end() || it->second.phase != Phase::kReady) continue;  // stale entry
       it->second.phase = Phase::kActive;
       lock.unlock();
-      attempt(id);
+      attempt(id, lane);
       lock.lock();
       continue;
     }
     if (timers_.empty()) {
-      wake_.wait(lock);
+      wake_[lane].wait(lock);
     } else {
       Clock::time_point due = timers_.top().due;  // a copy: the heap may change while waiting
-      wake_.wait_until(lock, due);
+      wake_[lane].wait_until(lock, due);
     }
   }
 }
@@ -232,7 +258,7 @@ void Scheduler::load_state(const std::string& id, const StoredMessage& message,
   state.loaded = true;
 }
 
-void Scheduler::attempt(const std::string& id) {
+void Scheduler::attempt(const std::string& id, Lane lane) {
   auto loaded = spool_.load(id);
   if (!loaded) {
     const SpoolError& error = loaded.error();
@@ -269,9 +295,12 @@ void Scheduler::attempt(const std::string& id) {
     if (!state.loaded || state.recipients.size() != count) load_state(id, message, state);
     message.recovered = state.recovered;
     for (std::size_t i = 0; i < count; ++i) {
-      if (state.recipients[i] == RecipientState::kPending) pending.push_back(i);
+      if (state.recipients[i] == RecipientState::kPending && in_lane(state, i, lane)) {
+        pending.push_back(i);
+      }
     }
-    ++state.attempts;
+    if (!state.remote_half) ++state.attempts;  // the remote half continues the same attempt
+    state.remote_half = false;
   }
 
   std::vector<DeliveryResult> results;
@@ -400,6 +429,18 @@ void Scheduler::attempt(const std::string& id) {
     again.phase = Phase::kWaiting;  // the next start() picks it up
     return;
   }
+  if (lanes() && lane == kLocalLane) {
+    for (std::size_t i = 0; i < again.recipients.size(); ++i) {
+      if (again.recipients[i] == RecipientState::kPending && in_lane(again, i, kRemoteLane)) {
+        // The local half is done; the remote recipients go now, on the remote lane.
+        again.remote_half = true;
+        ++again.generation;
+        again.phase = Phase::kReady;
+        push_ready(id, kRemoteLane);
+        return;
+      }
+    }
+  }
   retry_later(id, again);
 }
 
@@ -442,7 +483,23 @@ bool Scheduler::send_dsn(const StoredMessage& message, const std::vector<std::si
     request.recipients.push_back(std::move(entry));
   }
   if (request.recipients.empty()) return true;
-  std::string content = read_content(message, kDsnReturnLimit);
+  if (action_code == 2 && !envelope.authenticated) {
+    // Anyone can ask for a success notice on port 25 with a forged sender: it carries
+    // nothing of the message, and only so many go out a minute.
+    request.omit_original = true;
+    if (!take_success_token()) {
+      obs::Log("dsn_suppressed", obs::Level::kWarning)
+          .kv("id", message.id)
+          .kv("kind", "success")
+          .kv("to", envelope.reverse_path)
+          .kv("detail", "more than " +
+                            std::to_string(options_.unauthenticated_success_dsns_per_minute) +
+                            " success notices a minute for unauthenticated senders");
+      return true;
+    }
+  }
+  std::string content =
+      request.omit_original ? std::string() : read_content(message, kDsnReturnLimit);
   request.original = content;
   std::string dsn_id = spool_.new_id();
   request.message_id = dsn_id + ".dsn@" + options_.hostname;
@@ -472,8 +529,7 @@ bool Scheduler::send_dsn(const StoredMessage& message, const std::vector<std::si
 void Scheduler::make_ready(const std::string& id, MessageState& state) {
   ++state.generation;
   state.phase = Phase::kReady;
-  ready_.push_back(id);
-  wake_.notify_one();
+  push_ready(id, lane_for(state));
 }
 
 void Scheduler::retry_later(const std::string& id, MessageState& state) {
@@ -498,7 +554,25 @@ void Scheduler::retry_later(const std::string& id, MessageState& state) {
       .kv("attempts", static_cast<std::uint64_t>(state.attempts))
       .kv("retry_in", format_delay(delay));
   timers_.push(Timer{state.next_attempt, id, state.generation});
-  wake_.notify_one();
+  for (auto& wake : wake_)
+    wake.notify_one();  // a thread of each lane waits for the new earliest timer
+}
+
+bool Scheduler::take_success_token() {
+  const double per_minute = options_.unauthenticated_success_dsns_per_minute;
+  std::lock_guard lock(mutex_);
+  const Clock::time_point now = Clock::now();
+  if (success_refilled_ == Clock::time_point{}) {
+    success_tokens_ = per_minute;
+  } else {
+    const double minutes =
+        std::chrono::duration<double, std::ratio<60>>(now - success_refilled_).count();
+    success_tokens_ = std::min(per_minute, success_tokens_ + minutes * per_minute);
+  }
+  success_refilled_ = now;
+  if (success_tokens_ < 1) return false;
+  success_tokens_ -= 1;
+  return true;
 }
 
 QueueEntryView Scheduler::view(const std::string& id, const MessageState& state,
@@ -590,7 +664,8 @@ std::size_t Scheduler::flush() {
   }
   if (count > 0) {
     obs::Log("flush").kv("count", static_cast<std::uint64_t>(count));
-    wake_.notify_all();
+    for (auto& wake : wake_)
+      wake.notify_all();
   }
   return count;
 }

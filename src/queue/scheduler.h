@@ -14,6 +14,11 @@
 // - Never a DSN to the null reverse-path (RFC 5321 §4.5.5, RFC 3461 §6.2), and a DSN's own
 //   envelope has the null reverse-path, so bounces cannot loop.
 // - A held message is not delivered until released, across restarts.
+// - Two lanes when local_threads > 0: local recipients (the mailboxes of this server) are
+//   delivered by their own threads, so mail for them never waits behind remote delivery to
+//   a slow or silent server. A message first goes through the local lane (which reads it
+//   and delivers its local recipients), then, if it has remote recipients, through the
+//   remote lane; one attempt is both halves, and still one thread at a time per message.
 // Retry schedule and lifetime: RFC 5321 §4.5.4.1 (retry later; give up only after days).
 // DSN content: queue/dsn.h (RFC 3464); which ones are sent: RFC 3461 §4.1 NOTIFY.
 #pragma once
@@ -82,7 +87,15 @@ struct SchedulerOptions {
   std::chrono::milliseconds max_lifetime = std::chrono::hours(24 * 5);
   // Age after which a "delayed" DSN is sent once, for recipients still pending; 0: never.
   std::chrono::milliseconds delay_warning{0};
-  unsigned threads = 1;                // 0 means 1
+  unsigned threads = 1;  // 0 means 1; the remote lane's when there are two
+  // Threads of the local lane; 0: one lane for every recipient (threads of them).
+  unsigned local_threads = 0;
+  // Whether a recipient stays on this server (needed for two lanes; none: one lane).
+  std::function<bool(std::string_view address)> is_local;
+  // Success notices (NOTIFY=SUCCESS) for messages from unauthenticated sessions: at most this
+  // many a minute in all (a burst of as many), so that forged senders cannot turn the
+  // server into a source of backscatter; the rest are logged and not sent. 0: none at all.
+  unsigned unauthenticated_success_dsns_per_minute = 10;
   std::string hostname = "localhost";  // Reporting-MTA and From: of DSNs
 };
 
@@ -144,6 +157,7 @@ class Scheduler {
   using Clock = std::chrono::steady_clock;
   enum class RecipientState { kPending, kDelivered, kFailed };
   enum class Phase { kReady, kWaiting, kActive, kHeld, kBroken };
+  enum Lane : unsigned { kLocalLane = 0, kRemoteLane = 1 };
   struct MessageState {
     Phase phase = Phase::kReady;
     std::uint64_t generation = 0;  // timers of an older generation are stale
@@ -161,6 +175,7 @@ class Scheduler {
     bool warned = false;     // the "delayed" DSN was sent
     bool hold_requested = false;
     bool remove_requested = false;
+    bool remote_half = false;  // handed from the local lane to the remote one in this attempt
   };
   struct Timer {
     Clock::time_point due;
@@ -169,10 +184,17 @@ class Scheduler {
     bool operator>(const Timer& other) const { return due > other.due; }
   };
 
-  void run();
-  void attempt(const std::string& id);
+  void run(Lane lane);
+  void attempt(const std::string& id, Lane lane);
   void load_state(const std::string& id, const StoredMessage& message, MessageState& state);
+  bool lanes() const { return options_.local_threads > 0 && options_.is_local != nullptr; }
+  // Whether recipient i of a loaded message belongs to lane.
+  bool in_lane(const MessageState& state, std::size_t i, Lane lane) const;
+  // Whether a success notice for an unauthenticated sender may go now (takes a token).
+  bool take_success_token();
   // with mutex_ held:
+  Lane lane_for(const MessageState& state) const;
+  void push_ready(const std::string& id, Lane lane);
   void make_ready(const std::string& id, MessageState& state);
   void retry_later(const std::string& id, MessageState& state);
   QueueEntryView view(const std::string& id, const MessageState& state, bool details) const;
@@ -185,11 +207,13 @@ class Scheduler {
   SchedulerOptions options_;
 
   mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::string> ready_;                                               // mutex_
+  std::condition_variable wake_[2];                                             // one per lane
+  std::deque<std::string> ready_[2];                                            // mutex_
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;  // mutex_
   std::unordered_map<std::string, MessageState> messages_;                      // mutex_
   bool started_ = false;                                                        // mutex_
+  double success_tokens_ = 0;                                                   // mutex_
+  Clock::time_point success_refilled_{};                                        // mutex_
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> threads_;
 };

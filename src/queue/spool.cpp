@@ -26,6 +26,7 @@
 //   size <decimal>|-                    SIZE= (RFC 1870), "-" when absent
 //   ret unspecified|full|headers        RET= (RFC 3461 §4.3)
 //   envid <field>                       ENVID= (RFC 3461 §4.4), decoded
+//   authenticated 1                     only when the session had authenticated (optional)
 //   recipients <count>
 //   rcpt <address> <notify> <orcpt>     <count> lines, in RCPT order (RFC 3461 §4.1, §4.2)
 //   <empty line>
@@ -336,6 +337,7 @@ std::string format_header(const std::string& id, const smtp::Envelope& envelope,
   out += to_string(envelope.dsn_return);
   out += "\nenvid ";
   append_field(out, envelope.envelope_id);
+  if (envelope.authenticated) out += "\nauthenticated 1";
   out += "\nrecipients ";
   out += std::to_string(envelope.recipients.size());
   append_recipients(out, envelope.recipients);
@@ -453,6 +455,11 @@ std::optional<std::string> parse_header(std::string_view header, StoredMessage& 
       if (address->empty()) return error("empty recipient address");
       envelope.recipients.push_back(smtp::Recipient{*address, *notify, *original});
       if (envelope.recipients.size() > *expected_recipients) return error("too many rcpt");
+      continue;
+    }
+    if (key == "authenticated") {  // optional: absent for an unauthenticated session
+      if (value != "1" || envelope.authenticated) return error("bad value for 'authenticated'");
+      envelope.authenticated = true;
       continue;
     }
     auto found = std::find(kKeys.begin(), kKeys.end(), key);

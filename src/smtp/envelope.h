@@ -36,6 +36,9 @@ struct Envelope {
   // "<>"; empty if absent. "<>" whatever was given when the session is not authenticated
   // (§5: the server "MUST behave as if the AUTH=<> parameter was supplied").
   std::string auth;
+  // The session had authenticated (SMTP AUTH or a client certificate) when MAIL was given:
+  // the sender is one of our users, not anyone on port 25.
+  bool authenticated = false;
 };
 
 }  // namespace smtp

@@ -219,6 +219,7 @@ struct ServerSession::Impl {
     envelope_.dsn_return = DsnReturn::kUnspecified;
     envelope_.envelope_id.clear();
     envelope_.auth.clear();
+    envelope_.authenticated = false;
   }
 
   bool auth_offered() const { return tls_active_ && !mechanisms_.empty(); }
@@ -754,6 +755,7 @@ struct ServerSession::Impl {
     envelope_.declared_size = pending_mail_.size;
     envelope_.dsn_return = pending_mail_.dsn_return;
     envelope_.envelope_id.assign(envid_scratch_);
+    envelope_.authenticated = authenticated_;
     // RFC 4954 §5: "if the client is not authenticated, [the server] MUST behave as if
     // the AUTH=<> parameter was supplied."
     if (pending_mail_.has_auth) {

@@ -18,7 +18,7 @@ import threading
 class FakeSmtp:
     def __init__(self, cert=None, key=None, starttls=True, rcpt=None, name="fake.test",
                  dsn=False, broken_tls=False, auth=None, auth_before_tls=False,
-                 injectable=False):
+                 injectable=False, host="127.0.0.1", port=0):
         self.cert, self.key = cert, key
         self.starttls = (starttls and cert is not None) or broken_tls
         self.rcpt_script = dict(rcpt or {})
@@ -34,7 +34,7 @@ class FakeSmtp:
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.running = True

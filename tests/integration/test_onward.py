@@ -106,6 +106,19 @@ class RelayToSecondServer(ServerTestCase):
             time.sleep(0.05)
         self.assertEqual(local.spool_ids(), [])
 
+    def test_a_relay_named_in_etc_hosts_is_found_without_dns(self):
+        # "localhost" comes from /etc/hosts (the way a local content filter is named); the
+        # configured DNS server is a dead port, so only the system's lookup can find it.
+        remote = self.new_server(domains=[("remote.test", ["bob"])])
+        remote.start()
+        local = self.new_server(extra_toml=delivery_toml(
+            relay=f"smtp://localhost:{remote.ports['smtp']}", ca_file=remote.ca))
+        local.start()
+        submit(local, ["bob@remote.test"], subject="by name")
+        remote.wait_delivered(1, "bob@remote.test")
+        local.wait_log(r"event=delivered id=\S+ rcpt=bob@remote.test to=relay "
+                       r"detail=\"relay=localhost\[(127.0.0.1|::1)\]:\d+ tls=TLSv1.3 \S+ verified")
+
     def test_verify_refuses_an_unknown_ca(self):
         remote = self.new_server(domains=[("remote.test", ["bob"])])
         remote.start()

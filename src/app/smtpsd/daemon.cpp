@@ -88,6 +88,8 @@ delivery::OutboundOptions outbound_options(const config::Config& config) {
   options.resolver.servers = d.dns_servers;
   options.lmtp = d.lmtp;
   options.max_per_destination = d.max_per_destination;
+  options.max_per_host = d.max_per_host;
+  options.attempt_timeout = d.attempt_timeout;
   options.connection_cache = d.connection_cache;
   options.max_messages_per_connection = d.max_messages_per_connection;
   options.connect_timeout = d.connect_timeout;
@@ -123,6 +125,8 @@ queue::SchedulerOptions scheduler_options(const config::Config& config) {
   options.max_lifetime = config.queue.max_lifetime;
   options.delay_warning = config.queue.delay_warning;
   options.threads = config.queue.delivery_threads;
+  options.local_threads = config.queue.local_delivery_threads;
+  options.unauthenticated_success_dsns_per_minute = config.queue.success_dsns_per_minute;
   options.hostname = config.hostname;
   return options;
 }
@@ -224,12 +228,16 @@ int Daemon::run(const std::function<void()>& on_ready) {
   if (!outbound) return fail(outbound.error());
   delivery::Router router([&engine] { return local_recipients_of(engine.config()); },
                           delivery_routes(maildir, *outbound.value()));
+  queue::SchedulerOptions queue_options = scheduler_options(config);
+  queue_options.is_local = [&router](std::string_view address) {
+    return router.stays_here(address);
+  };
   queue::Scheduler scheduler(
       *spool.value(),
       [&router](const queue::StoredMessage& message, std::span<const std::size_t> recipients) {
         return router.deliver(message, recipients);
       },
-      scheduler_options(config));
+      std::move(queue_options));
   queue::GroupCommitter committer;
 
   raise_open_file_limit(config.max_connections);

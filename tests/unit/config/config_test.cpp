@@ -334,6 +334,19 @@ TEST(ConfigDeliveryTest, LmtpAndDnsServersAreParsed) {
   EXPECT_EQ(d.lmtp->tcp, (base::HostPort{"::1", 24}));
   EXPECT_EQ(d.dns_servers,
             (std::vector<base::HostPort>{{"127.0.0.1", 5353}, {"::1", 53}, {"::2", 53}}));
+  // An LMTP server may be named (looked up as the system does, at each connection).
+  auto named =
+      config::parse(std::string(kMinimal) +
+                        "\n[delivery]\nlmtp = \"Dovecot.internal:24\"\n"
+                        "max_per_host = 2\nattempt_timeout = 60\n"
+                        "[queue]\nlocal_delivery_threads = 3\nsuccess_dsns_per_minute = 0\n",
+                    "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(named.has_value()) << named.error().to_string();
+  EXPECT_EQ(named.value().delivery.lmtp->tcp, (base::HostPort{"Dovecot.internal", 24}));
+  EXPECT_EQ(named.value().delivery.max_per_host, 2u);
+  EXPECT_EQ(named.value().delivery.attempt_timeout, std::chrono::seconds(60));
+  EXPECT_EQ(named.value().queue.local_delivery_threads, 3u);
+  EXPECT_EQ(named.value().queue.success_dsns_per_minute, 0u);
   // A name would need a resolver to reach the resolver: refused with the entry named.
   auto bad = config::parse(
       std::string(kMinimal) + "\n[delivery]\ndns_servers = \"127.0.0.1,dns.example:53\"\n",
@@ -361,10 +374,10 @@ TEST(ConfigDeliveryTest, MistakesNameTheKey) {
        "\"p\"\nrelay_tls = \"may\"\n",
        "delivery.relay_tls", "never sent without TLS"},
       {"[delivery]\nlmtp = \"/run/dovecot/lmtp\"\n", "delivery.lmtp", "unix:"},
-      {"[delivery]\nlmtp = \"127.0.0.1:\"\n", "delivery.lmtp", "IP:PORT"},
-      {"[delivery]\nlmtp = \"127.0.0.1:x\"\n", "delivery.lmtp", "IP:PORT"},
-      {"[delivery]\nlmtp = \"127.0.0.1:70000\"\n", "delivery.lmtp", "IP:PORT"},
-      {"[delivery]\nlmtp = \"dovecot.internal:24\"\n", "delivery.lmtp", "IP:PORT"},
+      {"[delivery]\nlmtp = \"127.0.0.1:\"\n", "delivery.lmtp", "HOST:PORT"},
+      {"[delivery]\nlmtp = \"127.0.0.1:x\"\n", "delivery.lmtp", "HOST:PORT"},
+      {"[delivery]\nlmtp = \"127.0.0.1:70000\"\n", "delivery.lmtp", "HOST:PORT"},
+      {"[delivery]\nlmtp = \"dovecot..internal:24\"\n", "delivery.lmtp", "HOST:PORT"},
       {"[delivery]\ndefault_tls = \"dane\"\n", "delivery.default_tls", "\"none\""},
       {"[[delivery.tls_policy]]\ndomain = \"x.example\"\n", "delivery.tls_policy[0].level",
        "missing"},

@@ -291,6 +291,18 @@ TEST(DsnTest, SuccessFieldsAndHeadersOnly) {
   EXPECT_EQ(parsed.parts[2].body, kOriginalHeaders);
 }
 
+TEST(DsnTest, ASuccessNoticeAnyoneCouldAskForCarriesNothingOfTheMessage) {
+  DsnRequest request = failure_request();
+  request.recipients[0].action = DsnAction::kDelivered;
+  request.recipients[0].status = "2.0.0";
+  request.omit_original = true;
+  const std::string content = build_dsn(request).content;
+  const Parsed parsed = parse(content);
+  ASSERT_EQ(parsed.parts.size(), 2u);  // the text and the report, no third part
+  EXPECT_EQ(field(parsed.parts[1].headers, "Content-Type"), "message/delivery-status");
+  EXPECT_EQ(content.find(kOriginalHeaders), std::string::npos);
+}
+
 TEST(DsnTest, MixedFailureAndDelayIsAFailureReport) {
   DsnRequest request = failure_request();
   DsnRecipient delayed;

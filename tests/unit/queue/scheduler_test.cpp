@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "../obs/log_capture.h"
+#include "queue/message_reader.h"
 
 namespace queue {
 namespace {
@@ -31,9 +33,40 @@ class ScriptedDeliverer {
     std::lock_guard lock(mutex_);
     scripts_[address] = std::move(answers);
   }
-  DeliveryResult deliver(const StoredMessage& message, std::size_t index) {
+  // Deliveries to address wait until open_gate() (a server that does not answer).
+  void close_gate(const std::string& address) {
     std::lock_guard lock(mutex_);
+    gated_ = address;
+  }
+  void open_gate() {
+    {
+      std::lock_guard lock(mutex_);
+      gated_.clear();
+    }
+    gate_.notify_all();
+  }
+  std::size_t waiting_at_gate() const {
+    std::lock_guard lock(mutex_);
+    return waiting_;
+  }
+  DeliveryResult deliver(const StoredMessage& message, std::size_t index) {
+    std::unique_lock lock(mutex_);
     const std::string& address = message.envelope.recipients.at(index).address;
+    if (address == gated_) {
+      ++waiting_;
+      gate_.wait(lock, [&] { return gated_ != address; });
+      --waiting_;
+    }
+    if (auto reader = MessageReader::open(message)) {
+      std::string text(reader->size(), '\0');
+      std::size_t filled = 0;
+      while (filled < text.size()) {
+        auto got = reader->read(std::span<char>(text).subspan(filled));
+        if (!got || *got == 0) break;
+        filled += *got;
+      }
+      contents_[address] = text.substr(0, filled);
+    }
     calls_.push_back(message.id + "/" + std::to_string(index));
     senders_[address] = message.envelope.reverse_path;
     if (message.recovered) recovered_.push_back(message.id);
@@ -58,6 +91,11 @@ class ScriptedDeliverer {
     auto it = senders_.find(address);
     return it == senders_.end() ? "(none)" : it->second;
   }
+  std::string content_seen_by(const std::string& address) const {
+    std::lock_guard lock(mutex_);
+    auto it = contents_.find(address);
+    return it == contents_.end() ? "(none)" : it->second;
+  }
   std::size_t count(const std::string& address) const {
     std::lock_guard lock(mutex_);
     auto it = counts_.find(address);
@@ -69,8 +107,12 @@ class ScriptedDeliverer {
   std::map<std::string, std::vector<DeliveryStatus>> scripts_;
   std::map<std::string, std::size_t> counts_;
   std::vector<std::string> calls_;
-  std::vector<std::string> recovered_;          // ids seen with StoredMessage::recovered set
-  std::map<std::string, std::string> senders_;  // reverse-path of the last message per address
+  std::vector<std::string> recovered_;           // ids seen with StoredMessage::recovered set
+  std::map<std::string, std::string> senders_;   // reverse-path of the last message per address
+  std::map<std::string, std::string> contents_;  // content of the last message per address
+  std::condition_variable gate_;
+  std::string gated_;
+  std::size_t waiting_ = 0;
 };
 
 template <typename Predicate>
@@ -101,12 +143,13 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_TRUE(spool) << spool.error().message;
     spool_ = std::move(*spool);
   }
-  std::string commit(std::vector<std::string> recipients,
-                     std::string sender = "sender@example.com") {
+  std::string commit(std::vector<std::string> recipients, std::string sender = "sender@example.com",
+                     std::string notify = "", bool authenticated = false) {
     smtp::Envelope envelope;
     envelope.reverse_path = sender;
+    envelope.authenticated = authenticated;
     for (auto& address : recipients)
-      envelope.recipients.push_back({address, "", ""});
+      envelope.recipients.push_back({address, notify, ""});
     auto now = std::chrono::duration_cast<std::chrono::seconds>(
                    std::chrono::system_clock::now().time_since_epoch())
                    .count();
@@ -460,6 +503,79 @@ TEST_F(SchedulerTest, ACorruptFileIsKeptAndNotRetried) {
   ASSERT_TRUE(eventually([&] { return scheduler->pending() == 0; }));
   EXPECT_EQ(spool_->list(), std::vector<std::string>{id});
   EXPECT_EQ(deliverer_.calls().size(), 0u);
+}
+
+// Two lanes: recipients at here.test are local, the rest remote.
+SchedulerOptions two_lanes() {
+  SchedulerOptions options;
+  options.retry_schedule = {10ms};
+  options.threads = 1;
+  options.local_threads = 1;
+  options.is_local = [](std::string_view address) { return address.ends_with("@here.test"); };
+  return options;
+}
+
+TEST_F(SchedulerTest, LocalMailIsDeliveredWhileEveryRemoteThreadWaitsOnASilentServer) {
+  deliverer_.close_gate("far@tarpit.test");
+  auto scheduler = make_scheduler(two_lanes());
+  scheduler->start();
+  std::string stuck = commit({"far@tarpit.test"});
+  scheduler->enqueue(stuck);
+  ASSERT_TRUE(eventually([&] { return deliverer_.waiting_at_gate() == 1; })) << log_.all();
+  std::string local = commit({"me@here.test"});
+  scheduler->enqueue(local);
+  EXPECT_TRUE(eventually([&] { return deliverer_.count("me@here.test") == 1; }, 5s))
+      << "local mail waited behind the remote delivery\n"
+      << log_.all();
+  EXPECT_EQ(deliverer_.count("far@tarpit.test"), 0u);
+  deliverer_.open_gate();
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.count("far@tarpit.test"), 1u);
+}
+
+TEST_F(SchedulerTest, AMixedMessageReachesItsLocalRecipientsFirstInOneAttempt) {
+  deliverer_.close_gate("far@tarpit.test");
+  auto scheduler = make_scheduler(two_lanes());
+  scheduler->start();
+  std::string id = commit({"far@tarpit.test", "me@here.test", "other@remote.test"});
+  scheduler->enqueue(id);
+  ASSERT_TRUE(eventually([&] { return deliverer_.count("me@here.test") == 1; })) << log_.all();
+  ASSERT_TRUE(eventually([&] { return deliverer_.waiting_at_gate() == 1; })) << log_.all();
+  auto shown = scheduler->show(id);
+  ASSERT_TRUE(shown);
+  EXPECT_EQ(shown->attempts, 1u);
+  EXPECT_EQ(shown->recipients.at(1).state, "delivered");
+  EXPECT_EQ(shown->recipients.at(0).state, "pending");
+  deliverer_.open_gate();
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  // Each recipient once, the local one first; no retry was needed in between.
+  EXPECT_EQ(deliverer_.calls(), (std::vector<std::string>{id + "/1", id + "/0", id + "/2"}));
+  EXPECT_EQ(log_.count("event=retry id=" + id), 0u) << log_.all();
+}
+
+TEST_F(SchedulerTest, SuccessNoticesForUnauthenticatedSendersCarryNothingAndAreRateBound) {
+  SchedulerOptions options = fast();
+  options.unauthenticated_success_dsns_per_minute = 2;
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  for (int i = 0; i < 3; ++i) {
+    scheduler->enqueue(commit({"ok@example.com"}, "victim@forged.test", "SUCCESS"));
+  }
+  ASSERT_TRUE(eventually([&] { return log_.count("event=dsn_suppressed") == 1; })) << log_.all();
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.count("victim@forged.test"), 2u) << log_.all();
+  const std::string notice = deliverer_.content_seen_by("victim@forged.test");
+  EXPECT_NE(notice.find("Successful Mail Delivery Report"), std::string::npos) << notice;
+  EXPECT_EQ(notice.find("Subject: test"), std::string::npos) << notice;
+  EXPECT_EQ(notice.find("rfc822-headers"), std::string::npos) << notice;
+
+  // An authenticated sender is one of our users: the notice has the headers, no bound.
+  for (int i = 0; i < 3; ++i) {
+    scheduler->enqueue(commit({"ok@example.com"}, "user@here.test", "SUCCESS", true));
+  }
+  ASSERT_TRUE(eventually([&] { return deliverer_.count("user@here.test") == 3; })) << log_.all();
+  EXPECT_NE(deliverer_.content_seen_by("user@here.test").find("Subject: test"), std::string::npos);
+  EXPECT_EQ(log_.count("event=dsn_suppressed"), 1u);
 }
 
 }  // namespace

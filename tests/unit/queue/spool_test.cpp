@@ -180,6 +180,24 @@ TEST_F(SpoolTest, ALargeEnvelopeRoundTripsAndATooLargeOneIsRefusedUpFront) {
   EXPECT_TRUE(fs::is_empty(dir_ + "/tmp"));
 }
 
+TEST_F(SpoolTest, AnAuthenticatedSessionIsRememberedAndAnUnauthenticatedOneWritesNoLine) {
+  smtp::Envelope envelope = full_envelope();
+  envelope.authenticated = true;
+  std::string id = commit_message(envelope, "body\r\n");
+  auto loaded = spool_->load(id);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_TRUE(loaded->envelope.authenticated);
+
+  envelope.authenticated = false;
+  id = commit_message(envelope, "body\r\n");
+  loaded = spool_->load(id);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_FALSE(loaded->envelope.authenticated);
+  std::ifstream file(dir_ + "/queue/" + id);
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("authenticated"), std::string::npos);  // files stay as they were
+}
+
 TEST_F(SpoolTest, NullSenderAndDefaultsRoundTrip) {
   smtp::Envelope envelope;
   envelope.helo = "-";
