@@ -877,8 +877,12 @@ std::string describe(const Config& config) {
                         config.metrics.allow_non_loopback ? " (non-loopback allowed)" : "");
   out += fmt::format("local mailboxes: {}\n",
                      !d.lmtp ? "Maildir" : "LMTP " + base::to_string(*d.lmtp));
-  out += fmt::format("queue: lifetime {}s, {} delivery threads\n",
-                     config.queue.max_lifetime.count(), config.queue.delivery_threads);
+  out += fmt::format(
+      "queue: lifetime {}s, {} remote and {} local delivery threads, {} per server address, "
+      "{}s per attempt\n",
+      config.queue.max_lifetime.count(), config.queue.delivery_threads,
+      config.queue.local_delivery_threads, config.delivery.max_per_host,
+      config.delivery.attempt_timeout.count());
   out += fmt::format("timeouts: command {}s, data {}s, handshake {}s\n",
                      config.command_timeout.count(), config.data_timeout.count(),
                      config.handshake_timeout.count());

@@ -1,0 +1,164 @@
+"""The durability contract, observed on the real server's system calls (durability.py):
+nothing is acknowledged (250) before every byte and directory entry of the message is
+synced, on every way a message arrives (DATA, BDAT, many sessions committed together by
+the group committer); a local delivery is synced before it is recorded; a DSN is synced
+before the failure it reports is recorded. The same check run on a server whose fsync does
+nothing (tests/durability/no_fsync.c, preloaded) must find the breaches: that is the proof
+that the check can fail.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import unittest
+
+import durability
+from fake_smtp import FakeSmtp
+from harness import SMTPSD, ServerTestCase, make_message
+from test_onward import submit
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MUTATIONS = os.path.join(HERE, "..", "durability")
+
+
+def send_plain(port, sender, recipient, subject):
+    """One message on port 25 without TLS (an MTA that does not do STARTTLS), by DATA."""
+    import smtplib
+    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    try:
+        client.ehlo("client.example")
+        client.sendmail(sender, [recipient], make_message(subject=subject, to=recipient))
+    finally:
+        client.quit()
+
+
+def send_bdat(port, recipient):
+    """One message by BDAT in two chunks (RFC 3030), plain text on port 25."""
+    body = make_message(subject="chunked", to=recipient)
+    half = len(body) // 2
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        stream = sock.makefile("rb")
+
+        def reply():
+            lines = []
+            while True:
+                line = stream.readline()
+                lines.append(line)
+                if len(line) < 4 or line[3:4] != b"-":
+                    return b"".join(lines)
+
+        reply()
+        for command in (b"EHLO client.example\r\n", b"MAIL FROM:<a@example.org>\r\n",
+                        f"RCPT TO:<{recipient}>\r\n".encode()):
+            sock.sendall(command)
+            assert reply().startswith(b"2"), command
+        sock.sendall(b"BDAT %d\r\n" % half + body[:half])
+        assert reply().startswith(b"250")
+        sock.sendall(b"BDAT %d LAST\r\n" % (len(body) - half) + body[half:])
+        answer = reply()
+        assert answer.startswith(b"250 2.0.0"), answer
+        sock.sendall(b"QUIT\r\n")
+        reply()
+
+
+class Durability(ServerTestCase):
+    def traced_server(self, preload=None, extra_toml=""):
+        """A server started under the recorder; returns (server, strace process, trace path)."""
+        server = self.new_server(extra_toml=extra_toml)
+        trace = os.path.join(server.dir, "trace.txt")
+        env = dict(os.environ)
+        if preload:
+            env["LD_PRELOAD"] = preload
+        log = open(server.log_path, "ab")
+        process = subprocess.Popen(
+            durability.strace_command(trace, [SMTPSD, "serve", "--config", server.config_path]),
+            stdout=log, stderr=log, env=env)
+        log.close()
+        self.addCleanup(lambda: process.poll() is not None or durability.stop_traced(process))
+        import re
+        durability.wait_for(lambda: "event=started" in server.log(), timeout=30)
+        self.assertIn("event=started", server.log())
+        for role, port in re.findall(r"event=listening role=(\S+) address=\S+ port=(\d+)",
+                                     server.log()):
+            server.ports.setdefault(role, int(port))
+        return server, process, trace
+
+    def accept_everything(self, server):
+        """DATA, BDAT and eight sessions at once, all delivered to the Maildir."""
+        port = server.ports["smtp"]
+        send_plain(port, "a@example.org", "demo@localhost", "plain")
+        send_bdat(port, "demo@localhost")
+        errors = []
+
+        def one(i):
+            try:
+                send_plain(port, f"s{i}@example.org", "demo@localhost", f"together {i}")
+            except Exception as e:  # reported below, in the test's thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        server.wait_delivered(10, "demo@localhost", timeout=30)
+        durability.wait_for(lambda: not server.spool_ids(), timeout=20)
+
+    def test_durability_every_acknowledged_message_and_delivery_was_synced(self):
+        with FakeSmtp(starttls=False, rcpt={"gone@remote.test": ["550 5.1.1 no such user"]}) \
+                as remote:
+            server, process, trace = self.traced_server(extra_toml="\n".join([
+                "[queue]", "retry_schedule = [1]", "", "[delivery]",
+                f'relay = "smtp://127.0.0.1:{remote.port}"', 'relay_tls = "none"',
+                'dns_servers = "127.0.0.1:9"', ""]))
+            self.accept_everything(server)
+            # A failure DSN: the relay refuses the recipient, the notice goes to demo's Maildir.
+            submit(server, ["gone@remote.test"], subject="bounce me")
+            server.wait_delivered(11, "demo@localhost", timeout=30)
+            durability.wait_for(lambda: not server.spool_ids(), timeout=20)
+            self.assertEqual(durability.stop_traced(process), 0, server.log()[-3000:])
+        violations, checker = durability.check(trace, server.dir)
+        self.assertEqual(violations, [])
+        # The check saw what it had to: ten 250s on port 25 and a recorded delivery for each
+        # message, including the failure and its DSN.
+        self.assertEqual(len(checker.acknowledged), 10, checker.acknowledged)
+        self.assertGreaterEqual(len(checker.recorded), 12, checker.recorded)
+
+    def mutated_run(self, mutation):
+        """accept_everything() on a server with the mutation preloaded; its violations."""
+        cc = shutil.which("cc") or shutil.which("gcc")
+        self.assertIsNotNone(cc, "a C compiler is needed to build the mutation")
+        shim = os.path.join(self.tmp, mutation + ".so")
+        subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", shim,
+                        os.path.join(MUTATIONS, mutation + ".c"), "-ldl"], check=True)
+        server, process, trace = self.traced_server(preload=shim)
+        self.accept_everything(server)
+        durability.stop_traced(process)
+        violations, checker = durability.check(trace, server.dir)
+        self.assertEqual(len(checker.acknowledged), 10)
+        return violations
+
+    @staticmethod
+    def acknowledged_unsynced(violations, what):
+        return {v.split(": 250 for ")[1].split(":")[0] for v in violations
+                if ": 250 for " in v and what in v}
+
+    def test_durability_check_catches_a_server_whose_fsync_does_nothing(self):
+        violations = self.mutated_run("no_fsync")
+        self.assertEqual(len(self.acknowledged_unsynced(violations, "data of")), 10, violations)
+        self.assertTrue([v for v in violations if "delivery of" in v], violations)
+
+    def test_durability_check_catches_unsynced_directory_entries(self):
+        violations = self.mutated_run("no_dir_fsync")
+        # The contents were synced; the renames into queue/ and new/ were not.
+        self.assertEqual(self.acknowledged_unsynced(violations, "data of"), set(), violations)
+        self.assertEqual(len(self.acknowledged_unsynced(violations, "entry")), 10, violations)
+        self.assertTrue([v for v in violations if "delivery of" in v and "/new was not" in v],
+                        violations)
+
+
+if __name__ == "__main__":
+    unittest.main()
