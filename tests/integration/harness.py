@@ -54,6 +54,10 @@ class Server:
         self.privileges = {"run_as_root": True} if privileges is None else privileges
         self.ports = {}
         self.process = None
+        # What the test expects in the log at level=error (regular expressions): any other
+        # error line, a session_crashed, or a crash fails the test at tearDown.
+        self.expected_errors = []
+        self.crashes = []  # how runs of this server ended badly (checked at tearDown)
         self.log_path = os.path.join(directory, "smtpsd.log")
         subprocess.run([SMTPSD, "dev", "--dir", directory, "--init-only"], check=True,
                        stdout=subprocess.DEVNULL)
@@ -147,9 +151,28 @@ class Server:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
-        code = end_process(self.process, sig, timeout)
+        process = self.process
+        ended_alone = process is not None and process.poll() is not None
+        code = end_process(process, sig, timeout)
         self.process = None
+        if process is not None:
+            if ended_alone and code is not None and code < 0:
+                self.crashes.append(f"smtpsd died of signal {-code} on its own")
+            elif not ended_alone and sig == signal.SIGTERM and code != 0:
+                self.crashes.append(f"smtpsd exited with {code} after SIGTERM (expected 0)")
         return code
+
+    def problems(self):
+        """Why this server's runs count as broken: crashes, session_crashed, and error lines
+        the test did not expect."""
+        found = list(self.crashes)
+        for line in self.log().splitlines():
+            if "event=session_crashed" in line:
+                found.append("a session crashed: " + line)
+            elif "level=error" in line and \
+                    not any(re.search(p, line) for p in self.expected_errors):
+                found.append("unexpected error in the log: " + line)
+        return found
 
     def kill9(self):
         return self.stop(signal.SIGKILL)
@@ -228,8 +251,14 @@ class ServerTestCase(unittest.TestCase):
         return server
 
     def tearDown(self):
+        problems = []
         for server in self.servers:
             server.stop()
+            problems += [f"{server.dir}: {p}" for p in server.problems()]
+        if problems:
+            # A server that crashed or logged an error nobody expected fails the test even
+            # when every assertion passed.
+            self.fail("the server misbehaved:\n" + "\n".join(problems[:20]))
         outcome = getattr(self, "_outcome", None)
         failed = False
         if outcome is not None:

@@ -99,6 +99,7 @@ class DiskFull(ServerTestCase):
 
     def test_disk_full_during_data_gets_452_and_leaves_nothing_behind(self):
         server, spool = self.spool_on_tmpfs(3 * MiB, 0)
+        server.expected_errors = [r"event=spool_failed .*No space left on device"]
         with server:
             filler = fill(spool, 256 * 1024)
             big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1024  # 1 MiB
@@ -118,6 +119,7 @@ class DiskFull(ServerTestCase):
 
     def test_read_only_spool_gets_452_then_resumes(self):
         server, spool = self.spool_on_tmpfs(8 * MiB, 0)
+        server.expected_errors = [r"event=spool_failed .*Read-only file system"]
         with server:
             subprocess.run(["mount", "-o", "remount,ro", spool], check=True)
             with self.assertRaises(smtplib.SMTPDataError) as refused:

@@ -371,6 +371,7 @@ class CertificateReload(ReloadTestCase):
 
     def test_broken_files_are_refused_and_the_old_certificate_serves(self):
         ca = self.ca_dir(self.server)
+        self.server.expected_errors = [r"event=reload_refused", r"event=tls_reload_refused"]
         other = issue(self.tmp, "other", ca, ["localhost"])
         expired = issue(self.tmp, "expired", ca, ["localhost"], start=-10 * 86400, end=-86400)
         future = issue(self.tmp, "future", ca, ["localhost"], start=86400, end=90 * 86400)
@@ -468,6 +469,7 @@ class Expiry(ReloadTestCase):
 
     def test_expired_certificate_at_start_is_served_with_an_error_and_check_fails(self):
         server = self.new_server()
+        server.expected_errors = [r"event=certificate_expired"]
         ca = self.ca_dir(server)
         expired = issue(self.tmp, "expired", ca, ["old.example.com"], start=-30 * 86400,
                         end=-2 * 86400)
@@ -573,6 +575,7 @@ class ConfigReload(ReloadTestCase):
 
     def test_invalid_configuration_is_refused_and_the_old_one_serves(self):
         server = self.new_server()
+        server.expected_errors = [r"event=reload_refused", r"event=tls_reload_refused"]
         with server:
             with open(server.config_path) as f:
                 good = f.read()
@@ -611,6 +614,7 @@ class ConfigReload(ReloadTestCase):
         busy_port = busy.getsockname()[1]
         fine_port = free_port()
         server = self.new_server(listeners=[{"role": "smtp"}])
+        server.expected_errors = [r"event=reload_refused"]  # the port in use
         with server:
             server.listeners = [{"role": "smtp"}, {"role": "submission", "port": fine_port},
                                 {"role": "submissions", "port": busy_port},
@@ -630,6 +634,7 @@ class ConfigReload(ReloadTestCase):
 
     def test_users_file_moves_and_a_broken_one_is_refused(self):
         server = self.new_server()
+        server.expected_errors = [r"event=reload_refused"]  # the broken users file
         with server:
             password = CertificateReload.password(server)
             moved = os.path.join(server.dir, "users-moved")
@@ -722,6 +727,7 @@ class ConfigReload(ReloadTestCase):
         busy.listen()
         self.addCleanup(busy.close)
         server = self.new_server()
+        server.expected_errors = [r"event=reload_refused"]  # the port in use
         with server:
             with self.assertRaises(OSError):  # no [metrics]: no endpoint
                 scrape(first)
