@@ -54,6 +54,8 @@ class Server:
         self.privileges = {"run_as_root": True} if privileges is None else privileges
         self.ports = {}
         self.process = None
+        # Run before the binary (its arguments follow): setpriv, strace, env (test_privileges.py).
+        self.command_prefix = []
         self.log_path = os.path.join(directory, "smtpsd.log")
         subprocess.run([SMTPSD, "dev", "--dir", directory, "--init-only"], check=True,
                        stdout=subprocess.DEVNULL)
@@ -111,7 +113,8 @@ class Server:
         # "event=stopped", so the previous run's "event=started" must not be matched.
         offset = len(self.log())
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([SMTPSD, "serve", "--config", self.config_path],
+        self.process = subprocess.Popen(self.command_prefix +
+                                        [SMTPSD, "serve", "--config", self.config_path],
                                         stdout=log, stderr=log)
         log.close()
         deadline = time.time() + timeout
