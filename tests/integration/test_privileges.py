@@ -241,7 +241,7 @@ class VanishingDuringTheWalk(ServerTestCase):
         server = self.new_server(privileges={"user": "nobody"},
                                  domains=[("localhost", ["demo", "erin"])])
         archive = os.path.join(self.tmp, "archive")
-        os.makedirs(os.path.join(archive, "old"))
+        os.makedirs(os.path.join(archive, "vanishing-folder"))
         for i in range(10):
             with open(os.path.join(archive, f"{i}"), "wb") as f:
                 f.write(b"x")
@@ -262,8 +262,11 @@ class VanishingDuringTheWalk(ServerTestCase):
             "-P", os.path.join(archive, "3"), "-e", "inject=lchown:error=ENOENT"])
 
     def test_a_directory_that_vanishes_before_it_is_listed_is_skipped(self):
+        # Opening it finds nothing, whether it is opened by its whole path or by its name
+        # relative to its parent's descriptor (strace matches -P against either text).
         self.start_with_injected_enoent(lambda archive: [
-            "-P", os.path.join(archive, "old"), "-e", "inject=open,openat:error=ENOENT"])
+            "-P", os.path.join(archive, "vanishing-folder"), "-P", "vanishing-folder",
+            "-e", "inject=open,openat:error=ENOENT"])
 
 
 class CredentialsServer(Server):

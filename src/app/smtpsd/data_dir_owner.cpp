@@ -26,7 +26,8 @@ std::string parent_of(const std::string& path) {
   return slash == std::string::npos ? std::string() : path.substr(0, slash);
 }
 
-// Lists one directory; `gone` when it disappeared before it could be opened.
+// Lists one directory; `gone` when it disappeared before it could be opened or read (then
+// the entries are those read before, if any).
 struct Listing {
   bool gone = false;
   std::vector<std::string> directories;  // entries that are directories (not links to them)
@@ -67,8 +68,11 @@ base::Expected<Listing, std::string> list_directory(const std::string& path) {
   }
   const int read_error = errno;
   ::closedir(dir);
-  // A directory removed while it is read ends its listing early; that is not an error.
-  if (read_error != 0 && !gone(read_error)) {
+  // A directory removed after it was opened may answer ENOENT when read (Linux; glibc's
+  // readdir reports most of these as the end): it is gone, with whatever it listed before.
+  if (gone(read_error)) {
+    listing.gone = true;
+  } else if (read_error != 0) {
     return base::unexpected(path + ": " + errno_text(read_error));
   }
   return listing;
@@ -90,10 +94,7 @@ base::Expected<WalkCounts, std::string> walk_tree(
     pending.pop_back();
     auto listing = list_directory(directory);
     if (!listing) return base::unexpected(listing.error());
-    if (listing.value().gone) {
-      ++counts.vanished;
-      continue;
-    }
+    if (listing.value().gone) ++counts.vanished;
     for (const std::string& entry : listing.value().entries) {
       const int error_number = visit(entry);
       if (error_number == 0) {

@@ -33,7 +33,7 @@ struct WalkCounts {
 // links; a directory is listed only when `enter(path)` is true (the top always is).
 // `visit` returns 0 or an errno value: ENOENT (and ENOTDIR, a parent replaced meanwhile)
 // counts the entry as vanished; any other value stops the walk with an error naming the
-// path. A directory that cannot be opened because it is gone counts as vanished too.
+// path. A directory that cannot be opened or read because it is gone counts as vanished too.
 base::Expected<WalkCounts, std::string> walk_tree(
     const std::string& top, const std::function<bool(const std::string& path)>& enter,
     const std::function<int(const std::string& path)>& visit);
