@@ -11,6 +11,7 @@ packages=(
   testssl.sh
   python3 strace swaks libnet-ssleay-perl msmtp curl procps gsasl fail2ban dnsmasq-base dovecot-core dovecot-lmtpd haproxy
   postfix
+  systemd strace util-linux
 )
 
 missing=()

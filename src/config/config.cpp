@@ -8,6 +8,7 @@
 #include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -110,6 +111,19 @@ class Reader {
     if (value.empty()) {
       if (required) fail(table.get(key), join(prefix, key), "must not be empty");
       return value;
+    }
+    // "%credentials%/NAME": a file that systemd's LoadCredential= copied into
+    // $CREDENTIALS_DIRECTORY, readable by the service's account only (docs/architecture.md
+    // "Privileges").
+    constexpr std::string_view kCredentials = "%credentials%/";
+    if (value.starts_with(kCredentials)) {
+      const char* directory = std::getenv("CREDENTIALS_DIRECTORY");
+      if (directory == nullptr || directory[0] != '/') {
+        fail(table.get(key), join(prefix, key),
+             "uses %credentials% but $CREDENTIALS_DIRECTORY is not set (systemd's "
+             "LoadCredential= sets it)");
+      }
+      value = std::string(directory) + "/" + value.substr(kCredentials.size());
     }
     std::filesystem::path path(value);
     if (path.is_relative()) path = std::filesystem::path(base_dir) / path;

@@ -3,7 +3,9 @@
 // One TOML file (README "Configuration" documents every key). Loading is strict: an
 // unknown key, a wrong type or an unsafe value is an error that names the file, the line
 // and the key; nothing is silently ignored. Relative paths are resolved against the
-// directory of the configuration file. Exceptions stay inside the loader (start-up only).
+// directory of the configuration file; a path starting "%credentials%/" names a file in
+// $CREDENTIALS_DIRECTORY (systemd's LoadCredential=), the one value read from the
+// environment. Exceptions stay inside the loader (start-up only).
 #pragma once
 
 #include <syslog.h>

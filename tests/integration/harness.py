@@ -58,6 +58,8 @@ class Server:
         # error line, a session_crashed, or a crash fails the test at tearDown.
         self.expected_errors = []
         self.crashes = []  # how runs of this server ended badly (checked at tearDown)
+        # Run before the binary (its arguments follow): setpriv, strace, env (test_privileges.py).
+        self.command_prefix = []
         self.log_path = os.path.join(directory, "smtpsd.log")
         subprocess.run([SMTPSD, "dev", "--dir", directory, "--init-only"], check=True,
                        stdout=subprocess.DEVNULL)
@@ -115,7 +117,8 @@ class Server:
         # "event=stopped", so the previous run's "event=started" must not be matched.
         offset = len(self.log())
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([SMTPSD, "serve", "--config", self.config_path],
+        self.process = subprocess.Popen(self.command_prefix +
+                                        [SMTPSD, "serve", "--config", self.config_path],
                                         stdout=log, stderr=log)
         log.close()
         deadline = time.time() + timeout

@@ -1,6 +1,8 @@
 // privileges.cpp — see privileges.h.
 #include "app/smtpsd/privileges.h"
 
+#include "app/smtpsd/data_dir_owner.h"
+
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -8,7 +10,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <system_error>
 
 namespace app {
@@ -56,42 +57,26 @@ base::Expected<gid_t, std::string> find_group(const std::string& name) {
   }
 }
 
-// Gives the data directory to the account: the whole tree when its top belongs to someone
-// else (first start, or a directory prepared by root), else only what root created at
-// this start (the control socket). Symbolic links are changed, never followed.
-base::Expected<std::size_t, std::string> give_to(const PrivilegeSettings& settings, uid_t uid,
-                                                 gid_t gid) {
-  std::size_t changed = 0;
-  struct stat top {};
-  if (::lstat(settings.data_dir.c_str(), &top) != 0) {
-    return base::unexpected("data_dir " + settings.data_dir + ": " + errno_text(errno));
-  }
-  auto change = [&](const std::string& path) -> base::Expected<base::Ok, std::string> {
-    if (::lchown(path.c_str(), uid, gid) != 0) {
-      return base::unexpected("cannot give " + path +
-                              " to the server's account: " + errno_text(errno));
-    }
-    ++changed;
-    return base::Ok{};
-  };
-  if (top.st_uid != uid || top.st_gid != gid) {
-    if (auto done = change(settings.data_dir); !done) return base::unexpected(done.error());
-    std::error_code ec;
-    namespace fs = std::filesystem;
-    for (auto it = fs::recursive_directory_iterator(settings.data_dir, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (auto done = change(it->path().string()); !done) return base::unexpected(done.error());
-    }
-    if (ec) return base::unexpected("data_dir " + settings.data_dir + ": " + ec.message());
-  }
+// Gives the data directory to the account (data_dir_owner.h: only when its top belongs to
+// someone else, never into the mailboxes), then the control socket, which root created at
+// this start and which may lie outside data_dir.
+base::Expected<WalkCounts, std::string> give_to(const PrivilegeSettings& settings, uid_t uid,
+                                                gid_t gid) {
+  auto given = give_data_dir_to(settings.data_dir, uid, gid);
+  if (!given) return base::unexpected(given.error());
+  WalkCounts counts = given.value();
   if (!settings.control_socket.empty()) {
     struct stat socket_info {};
     if (::lstat(settings.control_socket.c_str(), &socket_info) == 0 &&
         (socket_info.st_uid != uid || socket_info.st_gid != gid)) {
-      if (auto done = change(settings.control_socket); !done) return base::unexpected(done.error());
+      if (::lchown(settings.control_socket.c_str(), uid, gid) != 0) {
+        return base::unexpected("cannot give " + settings.control_socket +
+                                " to the server's account: " + errno_text(errno));
+      }
+      ++counts.visited;
     }
   }
-  return changed;
+  return counts;
 }
 
 }  // namespace
@@ -164,10 +149,15 @@ base::Expected<PrivilegeOutcome, std::string> drop_privileges(const PrivilegeSet
     return base::unexpected("privileges could not be dropped for good; refusing to run");
   }
   outcome.dropped = true;
-  outcome.note =
-      "switched to " + settings.user +
-      (given.value() > 0 ? " (gave " + std::to_string(given.value()) + " files in data_dir to it)"
-                         : std::string());
+  outcome.note = "switched to " + settings.user;
+  if (given.value().visited > 0) {
+    outcome.note += " (gave " + std::to_string(given.value().visited) + " files in data_dir to it";
+    if (given.value().vanished > 0) {
+      outcome.note +=
+          "; " + std::to_string(given.value().vanished) + " disappeared during the walk";
+    }
+    outcome.note += ")";
+  }
   return outcome;
 }
 

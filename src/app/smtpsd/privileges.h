@@ -7,6 +7,8 @@
 //
 // Started as root with neither: the start is refused with a message that says what to set.
 // Started as another user: nothing to drop; `user` naming a different account is a warning.
+// The shipped systemd unit starts smtpsd as its account with CAP_NET_BIND_SERVICE alone, so
+// this file has nothing to do there (docs/architecture.md "Privileges").
 #pragma once
 
 #include <sys/types.h>
@@ -22,7 +24,8 @@ struct PrivilegeSettings {
   std::string group;
   bool run_as_root = false;
   // Made owned by the account before the switch, so that it can write there: the data
-  // directory (recursively, when its top is owned by someone else) and the control socket.
+  // directory (when its top is owned by someone else, and never inside the mailboxes:
+  // data_dir_owner.h) and the control socket.
   std::string data_dir;
   std::string control_socket;
 };

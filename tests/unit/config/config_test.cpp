@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 
 namespace {
@@ -554,6 +555,29 @@ TEST(ConfigObservabilityTest, NonLoopbackMetricsNeedTheSettingThatSaysSo) {
   EXPECT_EQ(expect_error(std::string(kMinimal) + "\n[metrics]\naddress = \"9464\"\n").key,
             "metrics.address");
   EXPECT_EQ(expect_error(std::string(kMinimal) + "\n[log]\nformat = \"xml\"\n").key, "log.format");
+}
+
+}  // namespace
+
+namespace {
+
+// systemd's LoadCredential= copies a key into $CREDENTIALS_DIRECTORY, readable by the
+// service's account only; "%credentials%/" names a file there.
+TEST(ConfigTest, CredentialsPathsAreInTheCredentialsDirectory) {
+  std::string text = kMinimal;
+  text.replace(text.find("certs/ecdsa.key"), std::string("certs/ecdsa.key").size(),
+               "%credentials%/smtpsd.key");
+  ::setenv("CREDENTIALS_DIRECTORY", "/run/credentials/smtpsd.service", 1);
+  auto parsed = config::parse(text, "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed.value().certificates.at(0).key_file,
+            "/run/credentials/smtpsd.service/smtpsd.key");
+  EXPECT_EQ(parsed.value().certificates.at(0).certificate_file, "/etc/smtpsd/certs/ecdsa.pem");
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+  config::ConfigError e = expect_error(text);
+  EXPECT_EQ(e.key, "tls.certificates[0].key");
+  EXPECT_EQ(e.line, 7) << e.to_string();
+  EXPECT_NE(e.message.find("$CREDENTIALS_DIRECTORY is not set"), std::string::npos);
 }
 
 }  // namespace
