@@ -97,24 +97,14 @@ def received_header(message):
     return match.group(0)
 
 
-class GsaslRelay:
-    """A loopback relay between gsasl and the submission port, for one connection.
+class TlsTerminatingRelay:
+    """A man in the middle between gsasl and the submission port, for one connection: it
+    relays the plaintext dialog up to the 220 to STARTTLS, then terminates TLS itself with
+    a certificate the client trusts (the server's own) and opens a second TLS connection to
+    smtpsd — the attacker that SCRAM-SHA-256-PLUS defeats."""
 
-    gsasl 2.2 (src/smtp.c, smtp_has_starttls) only recognizes STARTTLS on a "250-STARTTLS"
-    line, never as the last line of the EHLO reply, which is where smtpsd (like many
-    servers) puts it; with --starttls it sends STARTTLS before EHLO, which RFC 5321 servers
-    refuse (503). So the relay moves STARTTLS up in the plaintext EHLO reply and nothing
-    else. After the 220 to STARTTLS:
-    - mitm=False: bytes are relayed untouched, so TLS (and its tls-exporter channel
-      binding) is end to end between gsasl and smtpsd;
-    - mitm=True: the relay terminates TLS itself with a certificate the client trusts
-      (the server's own) and opens a second TLS connection to smtpsd: the attacker that
-      SCRAM-SHA-256-PLUS defeats.
-    """
-
-    def __init__(self, server, mitm=False):
+    def __init__(self, server):
         self.server = server
-        self.mitm = mitm
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(30)
         self.port = self.listener.getsockname()[1]
@@ -133,13 +123,21 @@ class GsaslRelay:
             if line[3:4] != b"-":
                 return lines
 
-    @staticmethod
-    def _starttls_up(lines):
-        if len(lines) > 2 and lines[-1][4:].strip().upper() == b"STARTTLS":
-            lines = [lines[0], lines[-1]] + lines[1:-1]
-            lines = [l[:3] + b"-" + l[4:] for l in lines[:-1]] + [lines[-1][:3] + b" " +
-                                                                   lines[-1][4:]]
-        return lines
+    def _relay(self, from_client, from_server, client, upstream, until_starttls):
+        """SMTP and SASL are lockstep: one reply per client line. True at a 220 to
+        STARTTLS when until_starttls."""
+        while True:
+            line = from_client.readline()
+            if not line:
+                return False
+            upstream.sendall(line)
+            reply = self._reply(from_server)
+            if not reply:
+                return False
+            client.sendall(b"".join(reply))
+            if (until_starttls and line.strip().upper() == b"STARTTLS" and
+                    reply[0].startswith(b"220")):
+                return True
 
     def _run(self):
         try:
@@ -151,21 +149,7 @@ class GsaslRelay:
             from_client = client.makefile("rb", buffering=0)
             from_server = upstream.makefile("rb", buffering=0)
             client.sendall(b"".join(self._reply(from_server)))  # greeting
-            while True:
-                line = from_client.readline()
-                if not line:
-                    return
-                upstream.sendall(line)
-                reply = self._reply(from_server)
-                if not reply:
-                    return
-                client.sendall(b"".join(self._starttls_up(reply)))
-                if line.strip().upper() == b"STARTTLS" and reply[0].startswith(b"220"):
-                    break
-            if not self.mitm:
-                threading.Thread(target=self._pump, args=(client, upstream),
-                                 daemon=True).start()
-                self._pump(upstream, client)
+            if not self._relay(from_client, from_server, client, upstream, True):
                 return
             server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             server_side.load_cert_chain(os.path.join(self.server.dir, "tls", "server-ecdsa.pem"),
@@ -174,33 +158,11 @@ class GsaslRelay:
             upstream = self.server.client_context().wrap_socket(upstream,
                                                                 server_hostname="localhost")
             self.sockets += [client, upstream]
-            from_client = client.makefile("rb")
-            from_server = upstream.makefile("rb")
-            while True:  # SMTP and SASL are lockstep: one reply per client line
-                line = from_client.readline()
-                if not line:
-                    return
-                upstream.sendall(line)
-                reply = self._reply(from_server)
-                if not reply:
-                    return
-                client.sendall(b"".join(reply))
+            self._relay(client.makefile("rb"), upstream.makefile("rb"), client, upstream, False)
         except (OSError, ssl.SSLError):
             return
         finally:
             self.close()
-
-    @staticmethod
-    def _pump(source, destination):
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                destination.sendall(data)
-            destination.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
     def close(self):
         for sock in self.sockets:
@@ -211,10 +173,15 @@ class GsaslRelay:
 
 
 def gsasl(server, mechanism, user, password, mitm=False, no_cb=False):
-    """gsasl as an SMTP client against the submission port (STARTTLS, verified with the
-    test CA); returns CompletedProcess with text stdout (the SMTP dialog) and stderr."""
-    relay = GsaslRelay(server, mitm=mitm)
-    args = ["gsasl", "--client", "--smtp", f"--connect=127.0.0.1:{relay.port}",
+    """gsasl as an SMTP client against the submission port, verified with the test CA;
+    returns CompletedProcess with text stdout (the SMTP dialog) and stderr. gsasl 2.2
+    (src/smtp.c) only sees STARTTLS on a "250-STARTTLS" line, never as the last line of the
+    EHLO reply where smtpsd puts it, so it is told to use STARTTLS (--starttls), and then
+    sends it right after the greeting, before any EHLO. mitm=True puts a TLS-terminating
+    relay in between."""
+    relay = TlsTerminatingRelay(server) if mitm else None
+    port = relay.port if relay else server.ports["submission"]
+    args = ["gsasl", "--client", "--smtp", f"--connect=127.0.0.1:{port}", "--starttls",
             "--mechanism", mechanism, "--authentication-id", user, "--password", password,
             "--x509-ca-file", server.ca, "--quiet"]
     if no_cb:
@@ -223,8 +190,9 @@ def gsasl(server, mechanism, user, password, mitm=False, no_cb=False):
         return subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, timeout=30, text=True)
     finally:
-        relay.thread.join(10)
-        relay.close()
+        if relay:
+            relay.thread.join(10)
+            relay.close()
 
 
 class AuthTestCase(ServerTestCase):
