@@ -7,6 +7,7 @@ import base64
 import os
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -898,6 +899,103 @@ class LogLines(AuthTestCase):
             for line in failures:
                 self.assertNotIn(wrong, line)
             self.assert_no_secret_in_log(server, wrong, password)
+
+    def fail_logins(self, server, count=2):
+        """count failed AUTH PLAIN (one user name with a space); returns count."""
+        with tls_session(server) as session:
+            for i in range(count):
+                user = "john smith" if i % 2 else "demo@localhost"
+                code, lines = session.cmd("AUTH PLAIN " + plain(user, f"Wrong-F2B-{i}"))
+                self.assertEqual(code, 535, lines)
+        return count
+
+    def assert_fail2ban_bans(self, lines, expected, what):
+        """fail2ban-regex with our filter over these log lines finds expected failures,
+        each from 127.0.0.1, and matches no other line."""
+        path = os.path.join(self.tmp, what + ".log")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        result = subprocess.run(["fail2ban-regex", "-o", "ip", path, FAIL2BAN_FILTER],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                timeout=60, text=True)
+        self.assertEqual(result.returncode, 0, result.stdout)
+        self.assertEqual(result.stdout.split(), ["127.0.0.1"] * expected,
+                         f"{what}:\n{result.stdout}\n" + "\n".join(lines))
+
+    @unittest.skipUnless(shutil.which("fail2ban-regex"), "fail2ban not installed")
+    def test_fail2ban_filter_matches_journal_lines(self):
+        # systemd.exec(5): stderr connected to the journal comes with $JOURNAL_STREAM
+        # naming it ("DEVICE:INODE"); here stderr is the log file, so name that.
+        server = self.new_server()
+        open(server.log_path, "ab").close()
+        status = os.stat(server.log_path)
+        server.env = {"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"}
+        with server:
+            pid = server.process.pid
+            expected = self.fail_logins(server)
+            server.stop()
+        lines = server.log().splitlines()
+        priority = {"error": "3", "warning": "4", "info": "6", "debug": "7"}
+        for line in lines:  # sd-daemon(3) priority, and no timestamp of our own
+            match = re.match(r"<(\d)>level=(\w+) event=", line)
+            self.assertTrue(match, line)
+            self.assertEqual(match.group(1), priority[match.group(2)], line)
+        # What fail2ban's systemd backend matches: "_HOSTNAME SYSLOG_IDENTIFIER[PID]: MESSAGE",
+        # MESSAGE as journald stores it (the "<N>" became PRIORITY).
+        journal = [f"mx.example.org smtpsd[{pid}]: " + line[3:] for line in lines]
+        self.assert_fail2ban_bans(journal, expected, "journal")
+        # The variable inherited by a process whose stderr is elsewhere changes nothing.
+        server.env = {"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino + 1}"}
+        with server:
+            server.stop()
+        self.assertRegex(server.log().splitlines()[-1], r"^\d{4}-\d\d-\d\dT\S+Z level=info ")
+
+    @unittest.skipUnless(shutil.which("fail2ban-regex"), "fail2ban not installed")
+    def test_fail2ban_filter_matches_syslog_lines_as_rsyslog_writes_them(self):
+        path = os.path.join(self.tmp, "log.sock")
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.bind(path)
+        receiver.settimeout(0.2)
+        datagrams = []
+        done = threading.Event()
+
+        def receive():
+            while not done.is_set():
+                try:
+                    datagrams.append(receiver.recv(65536).decode())
+                except socket.timeout:
+                    continue
+
+        thread = threading.Thread(target=receive, daemon=True)
+        thread.start()
+        try:
+            # harness.Server.start reads the ports from stderr: start there, then reload
+            # to syslog.
+            server = self.new_server().start()
+            server.extra_toml = f'[log]\noutput = "syslog"\nsyslog_socket = "{path}"\n'
+            server.write_config()
+            server.process.send_signal(signal.SIGHUP)
+            deadline = time.time() + 10
+            while not any(" event=reloaded " in d for d in datagrams):
+                self.assertLess(time.time(), deadline, server.log())
+                time.sleep(0.02)
+            expected = self.fail_logins(server)
+            server.stop()
+        finally:
+            done.set()
+            thread.join()
+            receiver.close()
+        # RFC 3164 framing: "<PRI>Mmm dd hh:mm:ss smtpsd[PID]: MSG"; rsyslog drops <PRI>
+        # and writes TIMESTAMP HOSTNAME TAG MSG in its two stock file formats.
+        frame = re.compile(r"^<\d+>([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) "
+                           r"(smtpsd\[\d+\]: .*)$")
+        framed = [frame.match(d) for d in datagrams]
+        self.assertTrue(all(framed), datagrams)
+        traditional = [f"{m.group(1)} mx {m.group(2)}" for m in framed]
+        self.assert_fail2ban_bans(traditional, expected, "RSYSLOG_TraditionalFileFormat")
+        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        rfc3339 = [f"{now}.123456+00:00 mx {m.group(2)}" for m in framed]
+        self.assert_fail2ban_bans(rfc3339, expected, "RSYSLOG_FileFormat")
 
     def test_passwords_never_appear_in_the_log(self):
         with self.new_server() as server:

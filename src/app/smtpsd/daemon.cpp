@@ -198,6 +198,8 @@ int Daemon::run(const std::function<void()>& on_ready) {
   ReloadEngine& engine = *engine_;
   const std::shared_ptr<const config::Config> initial = engine.config();
   const config::Config& config = *initial;
+  // Under systemd, stderr lines carry the journal's priority instead of a timestamp.
+  obs::set_stderr_journal(obs::stderr_is_journal());
   obs::set_min_level(config.log_level);
   auto log_output = prepare_log(config);
   if (!log_output) return fail(log_output.error());
