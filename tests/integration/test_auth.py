@@ -678,6 +678,30 @@ class Lockout(AuthTestCase):
             self.assert_no_secret_in_log(server, password, "Wrong-Guess-0", "Wrong-Guess-1",
                                          "Wrong-Guess-2", "Other-Pass-42")
 
+    def test_lockouts_list_escapes_hostile_user_names(self):
+        # A user name is whatever an unauthenticated client typed: ESC [ 2 J, a bare CR, a
+        # LF that would forge a second lockout line, DEL, a C1 CSI and a byte that is not
+        # UTF-8 must reach the operator's terminal as visible escapes.
+        server = self.new_server(extra_toml="[auth]\nmax_failures_per_user = 1\n")
+        hostile = b"evil\x1b[2J\rroot\n10.6.6.6 forged 9 9\x7f\xc2\x9b\xff@localhost"
+        with server:
+            with tls_session(server) as session:
+                payload = base64.b64encode(b"\0" + hostile + b"\0Wrong-Pass-9").decode()
+                code, lines = session.cmd("AUTH PLAIN " + payload)
+                self.assertEqual(code, 535, lines)
+            result = subprocess.run([SMTPSCTL, "auth", "lockouts", "--config",
+                                     server.config_path], capture_output=True, timeout=30)
+        self.assertEqual(result.returncode, 0, result)
+        out = result.stdout.decode("utf-8")  # still UTF-8
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 2, out)  # the header and one lockout: nothing forged
+        escaped = r"evil\x1b[2J\rroot\n10.6.6.6 forged 9 9\x7f\xc2\x9b\xff@localhost"
+        # (the limiter keys users in lower case)
+        self.assertRegex(lines[1], "(?i)^127\\.0\\.0\\.1 " + re.escape(escaped) + r" 1 \d+$")
+        for char in out:
+            self.assertFalse((ord(char) < 0x20 and char != "\n") or 0x7f <= ord(char) <= 0x9f,
+                             f"raw U+{ord(char):04X} in:\n{out}")
+
     @unittest.skipUnless(shutil.which("gsasl"), "gsasl (GNU SASL) not installed")
     def test_scram_failures_count_for_the_user_not_the_whole_address(self):
         # Default bounds: 5 per (IP, user), 30 per IP. Three wrong SCRAM passwords for demo
