@@ -57,6 +57,12 @@ void append_json_string(std::string& out, std::string_view value) {
       if (n == 0) {
         out.append("\\ufffd");  // not UTF-8
         n = 1;
+      } else if (n == 2 && c == 0xC2 && static_cast<unsigned char>(value[i + 1]) <= 0x9F) {
+        // C1 controls (U+0080–U+009F, CSI among them) are escaped like C0 ones, so that
+        // JSON printed on a terminal cannot drive it.
+        out.append("\\u00");
+        out.push_back(kHex[static_cast<unsigned char>(value[i + 1]) >> 4]);
+        out.push_back(kHex[static_cast<unsigned char>(value[i + 1]) & 0xf]);
       } else {
         out.append(value.substr(i, n));
       }

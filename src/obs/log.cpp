@@ -2,6 +2,7 @@
 #include "obs/log.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <syslog.h>
@@ -14,6 +15,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <mutex>
@@ -39,6 +41,7 @@ namespace {
 
 std::atomic<int> min_level{static_cast<int>(Level::kInfo)};
 std::atomic<bool> json_format{false};
+std::atomic<bool> stderr_journal{false};
 // The syslog sink in service (null: stderr). A line holds its own reference while it is
 // sent, so a reload that replaces the sink never closes a socket under a writer.
 std::mutex output_mutex;
@@ -108,6 +111,31 @@ void set_format(Format format) {
   json_format.store(format == Format::kJson);
 }
 
+bool stderr_is_journal() {
+  const char* value = std::getenv("JOURNAL_STREAM");
+  if (value == nullptr) return false;
+  std::string_view text(value);
+  std::size_t colon = text.find(':');
+  if (colon == std::string_view::npos) return false;
+  unsigned long long device = 0;
+  unsigned long long inode = 0;
+  auto parse = [](std::string_view digits, unsigned long long& out) {
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), out);
+    return ec == std::errc() && end == digits.data() + digits.size() && !digits.empty();
+  };
+  if (!parse(text.substr(0, colon), device) || !parse(text.substr(colon + 1), inode)) {
+    return false;
+  }
+  struct stat status {};
+  if (::fstat(STDERR_FILENO, &status) != 0) return false;
+  return static_cast<unsigned long long>(status.st_dev) == device &&
+         static_cast<unsigned long long>(status.st_ino) == inode;
+}
+
+void set_stderr_journal(bool on) {
+  stderr_journal.store(on);
+}
+
 constexpr std::pair<std::string_view, int> kFacilities[] = {
     {"mail", LOG_MAIL},     {"daemon", LOG_DAEMON}, {"user", LOG_USER},     {"local0", LOG_LOCAL0},
     {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},
@@ -169,6 +197,7 @@ void append_value(std::string& out, std::string_view value) {
 Log::Log(std::string_view event, Level level)
     : enabled_(static_cast<int>(level) >= min_level.load(std::memory_order_relaxed)),
       json_(json_format.load(std::memory_order_relaxed)),
+      journal_(stderr_journal.load(std::memory_order_relaxed)),
       level_(level) {
   if (!enabled_) return;
   line_.reserve(256);
@@ -183,11 +212,26 @@ Log::Log(std::string_view event, Level level)
   char ms[5] = {'.', static_cast<char>('0' + millis / 100),
                 static_cast<char>('0' + millis / 10 % 10), static_cast<char>('0' + millis % 10),
                 'Z'};
-  // {"time":"…","level":"…","event":"…"  or  … level=… event=…
-  line_.append(json_ ? "{\"time\":\"" : "");
-  line_.append(stamp, n);
-  line_.append(ms, 5);
-  line_.append(json_ ? "\",\"level\":\"" : " level=");
+  // The journal's priority first (sd-daemon(3): "<N>", one digit), then
+  // {"time":"…","level":"…","event":"…"  or  … level=… event=… (the journal has the time)
+  if (journal_) {
+    line_.push_back('<');
+    line_.push_back(static_cast<char>('0' + syslog_severity(level)));
+    line_.push_back('>');
+  }
+  if (json_) {
+    line_.append("{\"time\":\"");
+    line_.append(stamp, n);
+    line_.append(ms, 5);
+    line_.append("\",\"level\":\"");
+  } else {
+    if (!journal_) {
+      line_.append(stamp, n);
+      line_.append(ms, 5);
+      line_.push_back(' ');
+    }
+    line_.append("level=");
+  }
   line_.append(to_string(level));
   line_.append(json_ ? "\",\"event\":" : " event=");
   if (json_) {
@@ -204,7 +248,11 @@ Log::~Log() {
     // RFC 3164 §4.1: <PRI>TIMESTAMP TAG: MSG — the daemon adds the host name. Our own
     // timestamp is left out of MSG (the daemon's record has one); JSON keeps its "time".
     std::string_view message = line_;
-    if (!json_) message.remove_prefix(std::min(message.find(' ') + 1, message.size()));
+    if (journal_) {
+      message.remove_prefix(3);  // "<N>"
+    } else if (!json_) {
+      message.remove_prefix(std::min(message.find(' ') + 1, message.size()));
+    }
     std::time_t now = std::time(nullptr);
     std::tm tm{};
     localtime_r(&now, &tm);

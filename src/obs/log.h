@@ -9,6 +9,10 @@
 //   obs::Log("session_end").kv("session", id).kv("client", ip).kv("tls", "TLSv1.3");
 //   → 2026-11-24T03:43:30.123Z level=info event=session_end session=… client=… tls=TLSv1.3
 //   → {"time":"2026-11-24T03:43:30.123Z","level":"info","event":"session_end","session":"…",…}
+// When stderr is systemd's journal (see stderr_is_journal), a line leaves its timestamp out
+// (the journal records one) and starts with the sd-daemon(3) priority instead, so that
+// journald stores the level as the entry's PRIORITY and the message as "level=… event=…":
+//   → <6>level=info event=session_end session=… client=… tls=TLSv1.3
 // In JSON, integers stay numbers and every other value is a string (RFC 8259 §7 escapes;
 // bytes that are not UTF-8 become U+FFFD). README "## Logs" lists every event and its keys.
 #pragma once
@@ -29,6 +33,13 @@ enum class Format { kKeyValue, kJson };
 // be writing a line meanwhile.
 void set_min_level(Level level);
 void set_format(Format format);
+
+// True when stderr is the stream systemd connected to the journal: $JOURNAL_STREAM holds
+// "DEVICE:INODE" of that stream (systemd.exec(5)), and it names stderr only if fstat(2) of
+// stderr gives the same pair (a child whose stderr was redirected inherits the variable).
+bool stderr_is_journal();
+// Turns the journal framing of stderr lines on or off (off at start).
+void set_stderr_journal(bool on);
 
 // A syslog daemon's socket: every line goes as one datagram (RFC 3164 framing:
 // "<PRI>Mmm dd hh:mm:ss smtpsd[pid]: line"), facility as in syslog(3) (LOG_MAIL, …).
@@ -75,6 +86,7 @@ class Log {
   Log& raw(std::string_view key, std::string_view json_number);
   bool enabled_;
   bool json_;
+  bool journal_;  // line_ starts with "<N>" and, in key=value, has no timestamp
   Level level_;
   std::string line_;
 };

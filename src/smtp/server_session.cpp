@@ -1036,8 +1036,12 @@ struct ServerSession::Impl {
       error_reply(501, "5.5.4", "Syntax: STARTTLS (no parameters)");
       return;
     }
-    // RFC 3207 §4: the client issues EHLO and sees STARTTLS advertised before using it.
-    if (!envelope_.esmtp) {
+    // RFC 3207 §4 has the client see STARTTLS in an EHLO reply, but nothing in it makes
+    // EHLO a prerequisite, and clients (GNU SASL's gsasl) send STARTTLS right after the
+    // greeting, which Postfix accepts: so do we. Nothing is lost, since §4.2 discards what
+    // the client said before TLS and it must EHLO again. After HELO, though, the client
+    // chose plain SMTP, where STARTTLS is not an extension it could know of.
+    if (greeted_ && !envelope_.esmtp) {
       error_reply(503, "5.5.1", "Error: send EHLO first");
       return;
     }
@@ -1536,7 +1540,7 @@ const ServerSession::Impl::VerbRow ServerSession::Impl::kVerbs[kVerbCount] = {
   {"VRFY",     kAnyState,            false,      true,       false,      false,    false,   &Impl::handle_vrfy},
   {"EXPN",     kAnyState,            false,      true,       false,      false,    false,   &Impl::handle_expn},
   {"HELP",     kAnyState,            true,       false,      false,      false,    false,   &Impl::handle_help},
-  {"STARTTLS", kHelo,                true,       true,       false,      false,    false,   &Impl::handle_starttls},
+  {"STARTTLS", kNoHelo | kHelo,      true,       true,       false,      false,    false,   &Impl::handle_starttls},
   // AUTH ends a pipelined group except in one case (RFC 4954 §4): handle_auth counts it.
   {"AUTH",     kHelo,                false,      false,      false,      true,     false,   &Impl::handle_auth},
 };

@@ -18,7 +18,7 @@ import threading
 class FakeSmtp:
     def __init__(self, cert=None, key=None, starttls=True, rcpt=None, name="fake.test",
                  dsn=False, broken_tls=False, auth=None, auth_before_tls=False,
-                 injectable=False, host="127.0.0.1", port=0):
+                 injectable=False, ehlo_extra=None, host="127.0.0.1", port=0):
         self.cert, self.key = cert, key
         self.starttls = (starttls and cert is not None) or broken_tls
         self.rcpt_script = dict(rcpt or {})
@@ -28,6 +28,7 @@ class FakeSmtp:
         self.auth = auth  # mechanisms advertised after STARTTLS ("PLAIN LOGIN"), or None
         self.auth_before_tls = auth_before_tls  # … and before it too
         self.injectable = injectable  # commands pipelined after STARTTLS survive it
+        self.ehlo_extra = list(ehlo_extra or [])  # more EHLO lines (hostile text, say)
         self.messages = []  # (mail_from, [rcpt accepted], data bytes, tls version or None)
         self.connections = 0
         self.rcpt_counts = {}
@@ -104,7 +105,7 @@ class FakeSmtp:
                     with self.lock:
                         offer = self.starttls and tls_version is None
                     lines = [self.name, "PIPELINING", "8BITMIME", "SIZE 100000000",
-                             "ENHANCEDSTATUSCODES"]
+                             "ENHANCEDSTATUSCODES"] + self.ehlo_extra
                     if self.dsn:
                         lines.append("DSN")
                     if offer:

@@ -41,7 +41,7 @@ class Server:
     """A running smtpsd. Use as a context manager or call stop()."""
 
     def __init__(self, directory, listeners=None, limits=None, timeouts=None, tls=None,
-                 domains=None, extra_toml="", privileges=None):
+                 domains=None, extra_toml="", privileges=None, env=None):
         self.dir = directory
         self.listeners = listeners or default_listeners()
         self.limits = limits or {}
@@ -49,6 +49,7 @@ class Server:
         self.tls = tls or {}
         self.domains = domains or [("localhost", ["demo"])]
         self.extra_toml = extra_toml
+        self.env = env  # variables added to the server's environment
         # Tests run as root (CI does) in directories only root may enter, and write files
         # the server reads later: they keep root, saying so; test_privileges.py switches.
         self.privileges = {"run_as_root": True} if privileges is None else privileges
@@ -119,7 +120,8 @@ class Server:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.command_prefix +
                                         [SMTPSD, "serve", "--config", self.config_path],
-                                        stdout=log, stderr=log)
+                                        stdout=log, stderr=log,
+                                        env=dict(os.environ, **(self.env or {})))
         log.close()
         deadline = time.time() + timeout
         while time.time() < deadline:

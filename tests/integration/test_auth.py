@@ -7,6 +7,7 @@ import base64
 import os
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -97,24 +98,14 @@ def received_header(message):
     return match.group(0)
 
 
-class GsaslRelay:
-    """A loopback relay between gsasl and the submission port, for one connection.
+class TlsTerminatingRelay:
+    """A man in the middle between gsasl and the submission port, for one connection: it
+    relays the plaintext dialog up to the 220 to STARTTLS, then terminates TLS itself with
+    a certificate the client trusts (the server's own) and opens a second TLS connection to
+    smtpsd — the attacker that SCRAM-SHA-256-PLUS defeats."""
 
-    gsasl 2.2 (src/smtp.c, smtp_has_starttls) only recognizes STARTTLS on a "250-STARTTLS"
-    line, never as the last line of the EHLO reply, which is where smtpsd (like many
-    servers) puts it; with --starttls it sends STARTTLS before EHLO, which RFC 5321 servers
-    refuse (503). So the relay moves STARTTLS up in the plaintext EHLO reply and nothing
-    else. After the 220 to STARTTLS:
-    - mitm=False: bytes are relayed untouched, so TLS (and its tls-exporter channel
-      binding) is end to end between gsasl and smtpsd;
-    - mitm=True: the relay terminates TLS itself with a certificate the client trusts
-      (the server's own) and opens a second TLS connection to smtpsd: the attacker that
-      SCRAM-SHA-256-PLUS defeats.
-    """
-
-    def __init__(self, server, mitm=False):
+    def __init__(self, server):
         self.server = server
-        self.mitm = mitm
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(30)
         self.port = self.listener.getsockname()[1]
@@ -133,13 +124,21 @@ class GsaslRelay:
             if line[3:4] != b"-":
                 return lines
 
-    @staticmethod
-    def _starttls_up(lines):
-        if len(lines) > 2 and lines[-1][4:].strip().upper() == b"STARTTLS":
-            lines = [lines[0], lines[-1]] + lines[1:-1]
-            lines = [l[:3] + b"-" + l[4:] for l in lines[:-1]] + [lines[-1][:3] + b" " +
-                                                                   lines[-1][4:]]
-        return lines
+    def _relay(self, from_client, from_server, client, upstream, until_starttls):
+        """SMTP and SASL are lockstep: one reply per client line. True at a 220 to
+        STARTTLS when until_starttls."""
+        while True:
+            line = from_client.readline()
+            if not line:
+                return False
+            upstream.sendall(line)
+            reply = self._reply(from_server)
+            if not reply:
+                return False
+            client.sendall(b"".join(reply))
+            if (until_starttls and line.strip().upper() == b"STARTTLS" and
+                    reply[0].startswith(b"220")):
+                return True
 
     def _run(self):
         try:
@@ -151,21 +150,7 @@ class GsaslRelay:
             from_client = client.makefile("rb", buffering=0)
             from_server = upstream.makefile("rb", buffering=0)
             client.sendall(b"".join(self._reply(from_server)))  # greeting
-            while True:
-                line = from_client.readline()
-                if not line:
-                    return
-                upstream.sendall(line)
-                reply = self._reply(from_server)
-                if not reply:
-                    return
-                client.sendall(b"".join(self._starttls_up(reply)))
-                if line.strip().upper() == b"STARTTLS" and reply[0].startswith(b"220"):
-                    break
-            if not self.mitm:
-                threading.Thread(target=self._pump, args=(client, upstream),
-                                 daemon=True).start()
-                self._pump(upstream, client)
+            if not self._relay(from_client, from_server, client, upstream, True):
                 return
             server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             server_side.load_cert_chain(os.path.join(self.server.dir, "tls", "server-ecdsa.pem"),
@@ -174,33 +159,11 @@ class GsaslRelay:
             upstream = self.server.client_context().wrap_socket(upstream,
                                                                 server_hostname="localhost")
             self.sockets += [client, upstream]
-            from_client = client.makefile("rb")
-            from_server = upstream.makefile("rb")
-            while True:  # SMTP and SASL are lockstep: one reply per client line
-                line = from_client.readline()
-                if not line:
-                    return
-                upstream.sendall(line)
-                reply = self._reply(from_server)
-                if not reply:
-                    return
-                client.sendall(b"".join(reply))
+            self._relay(client.makefile("rb"), upstream.makefile("rb"), client, upstream, False)
         except (OSError, ssl.SSLError):
             return
         finally:
             self.close()
-
-    @staticmethod
-    def _pump(source, destination):
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                destination.sendall(data)
-            destination.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
     def close(self):
         for sock in self.sockets:
@@ -211,10 +174,15 @@ class GsaslRelay:
 
 
 def gsasl(server, mechanism, user, password, mitm=False, no_cb=False):
-    """gsasl as an SMTP client against the submission port (STARTTLS, verified with the
-    test CA); returns CompletedProcess with text stdout (the SMTP dialog) and stderr."""
-    relay = GsaslRelay(server, mitm=mitm)
-    args = ["gsasl", "--client", "--smtp", f"--connect=127.0.0.1:{relay.port}",
+    """gsasl as an SMTP client against the submission port, verified with the test CA;
+    returns CompletedProcess with text stdout (the SMTP dialog) and stderr. gsasl 2.2
+    (src/smtp.c) only sees STARTTLS on a "250-STARTTLS" line, never as the last line of the
+    EHLO reply where smtpsd puts it, so it is told to use STARTTLS (--starttls), and then
+    sends it right after the greeting, before any EHLO. mitm=True puts a TLS-terminating
+    relay in between."""
+    relay = TlsTerminatingRelay(server) if mitm else None
+    port = relay.port if relay else server.ports["submission"]
+    args = ["gsasl", "--client", "--smtp", f"--connect=127.0.0.1:{port}", "--starttls",
             "--mechanism", mechanism, "--authentication-id", user, "--password", password,
             "--x509-ca-file", server.ca, "--quiet"]
     if no_cb:
@@ -223,8 +191,9 @@ def gsasl(server, mechanism, user, password, mitm=False, no_cb=False):
         return subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, timeout=30, text=True)
     finally:
-        relay.thread.join(10)
-        relay.close()
+        if relay:
+            relay.thread.join(10)
+            relay.close()
 
 
 class AuthTestCase(ServerTestCase):
@@ -709,6 +678,30 @@ class Lockout(AuthTestCase):
             self.assert_no_secret_in_log(server, password, "Wrong-Guess-0", "Wrong-Guess-1",
                                          "Wrong-Guess-2", "Other-Pass-42")
 
+    def test_lockouts_list_escapes_hostile_user_names(self):
+        # A user name is whatever an unauthenticated client typed: ESC [ 2 J, a bare CR, a
+        # LF that would forge a second lockout line, DEL, a C1 CSI and a byte that is not
+        # UTF-8 must reach the operator's terminal as visible escapes.
+        server = self.new_server(extra_toml="[auth]\nmax_failures_per_user = 1\n")
+        hostile = b"evil\x1b[2J\rroot\n10.6.6.6 forged 9 9\x7f\xc2\x9b\xff@localhost"
+        with server:
+            with tls_session(server) as session:
+                payload = base64.b64encode(b"\0" + hostile + b"\0Wrong-Pass-9").decode()
+                code, lines = session.cmd("AUTH PLAIN " + payload)
+                self.assertEqual(code, 535, lines)
+            result = subprocess.run([SMTPSCTL, "auth", "lockouts", "--config",
+                                     server.config_path], capture_output=True, timeout=30)
+        self.assertEqual(result.returncode, 0, result)
+        out = result.stdout.decode("utf-8")  # still UTF-8
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 2, out)  # the header and one lockout: nothing forged
+        escaped = r"evil\x1b[2J\rroot\n10.6.6.6 forged 9 9\x7f\xc2\x9b\xff@localhost"
+        # (the limiter keys users in lower case)
+        self.assertRegex(lines[1], "(?i)^127\\.0\\.0\\.1 " + re.escape(escaped) + r" 1 \d+$")
+        for char in out:
+            self.assertFalse((ord(char) < 0x20 and char != "\n") or 0x7f <= ord(char) <= 0x9f,
+                             f"raw U+{ord(char):04X} in:\n{out}")
+
     @unittest.skipUnless(shutil.which("gsasl"), "gsasl (GNU SASL) not installed")
     def test_scram_failures_count_for_the_user_not_the_whole_address(self):
         # Default bounds: 5 per (IP, user), 30 per IP. Three wrong SCRAM passwords for demo
@@ -930,6 +923,103 @@ class LogLines(AuthTestCase):
             for line in failures:
                 self.assertNotIn(wrong, line)
             self.assert_no_secret_in_log(server, wrong, password)
+
+    def fail_logins(self, server, count=2):
+        """count failed AUTH PLAIN (one user name with a space); returns count."""
+        with tls_session(server) as session:
+            for i in range(count):
+                user = "john smith" if i % 2 else "demo@localhost"
+                code, lines = session.cmd("AUTH PLAIN " + plain(user, f"Wrong-F2B-{i}"))
+                self.assertEqual(code, 535, lines)
+        return count
+
+    def assert_fail2ban_bans(self, lines, expected, what):
+        """fail2ban-regex with our filter over these log lines finds expected failures,
+        each from 127.0.0.1, and matches no other line."""
+        path = os.path.join(self.tmp, what + ".log")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        result = subprocess.run(["fail2ban-regex", "-o", "ip", path, FAIL2BAN_FILTER],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                timeout=60, text=True)
+        self.assertEqual(result.returncode, 0, result.stdout)
+        self.assertEqual(result.stdout.split(), ["127.0.0.1"] * expected,
+                         f"{what}:\n{result.stdout}\n" + "\n".join(lines))
+
+    @unittest.skipUnless(shutil.which("fail2ban-regex"), "fail2ban not installed")
+    def test_fail2ban_filter_matches_journal_lines(self):
+        # systemd.exec(5): stderr connected to the journal comes with $JOURNAL_STREAM
+        # naming it ("DEVICE:INODE"); here stderr is the log file, so name that.
+        server = self.new_server()
+        open(server.log_path, "ab").close()
+        status = os.stat(server.log_path)
+        server.env = {"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"}
+        with server:
+            pid = server.process.pid
+            expected = self.fail_logins(server)
+            server.stop()
+        lines = server.log().splitlines()
+        priority = {"error": "3", "warning": "4", "info": "6", "debug": "7"}
+        for line in lines:  # sd-daemon(3) priority, and no timestamp of our own
+            match = re.match(r"<(\d)>level=(\w+) event=", line)
+            self.assertTrue(match, line)
+            self.assertEqual(match.group(1), priority[match.group(2)], line)
+        # What fail2ban's systemd backend matches: "_HOSTNAME SYSLOG_IDENTIFIER[PID]: MESSAGE",
+        # MESSAGE as journald stores it (the "<N>" became PRIORITY).
+        journal = [f"mx.example.org smtpsd[{pid}]: " + line[3:] for line in lines]
+        self.assert_fail2ban_bans(journal, expected, "journal")
+        # The variable inherited by a process whose stderr is elsewhere changes nothing.
+        server.env = {"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino + 1}"}
+        with server:
+            server.stop()
+        self.assertRegex(server.log().splitlines()[-1], r"^\d{4}-\d\d-\d\dT\S+Z level=info ")
+
+    @unittest.skipUnless(shutil.which("fail2ban-regex"), "fail2ban not installed")
+    def test_fail2ban_filter_matches_syslog_lines_as_rsyslog_writes_them(self):
+        path = os.path.join(self.tmp, "log.sock")
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.bind(path)
+        receiver.settimeout(0.2)
+        datagrams = []
+        done = threading.Event()
+
+        def receive():
+            while not done.is_set():
+                try:
+                    datagrams.append(receiver.recv(65536).decode())
+                except socket.timeout:
+                    continue
+
+        thread = threading.Thread(target=receive, daemon=True)
+        thread.start()
+        try:
+            # harness.Server.start reads the ports from stderr: start there, then reload
+            # to syslog.
+            server = self.new_server().start()
+            server.extra_toml = f'[log]\noutput = "syslog"\nsyslog_socket = "{path}"\n'
+            server.write_config()
+            server.process.send_signal(signal.SIGHUP)
+            deadline = time.time() + 10
+            while not any(" event=reloaded " in d for d in datagrams):
+                self.assertLess(time.time(), deadline, server.log())
+                time.sleep(0.02)
+            expected = self.fail_logins(server)
+            server.stop()
+        finally:
+            done.set()
+            thread.join()
+            receiver.close()
+        # RFC 3164 framing: "<PRI>Mmm dd hh:mm:ss smtpsd[PID]: MSG"; rsyslog drops <PRI>
+        # and writes TIMESTAMP HOSTNAME TAG MSG in its two stock file formats.
+        frame = re.compile(r"^<\d+>([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) "
+                           r"(smtpsd\[\d+\]: .*)$")
+        framed = [frame.match(d) for d in datagrams]
+        self.assertTrue(all(framed), datagrams)
+        traditional = [f"{m.group(1)} mx {m.group(2)}" for m in framed]
+        self.assert_fail2ban_bans(traditional, expected, "RSYSLOG_TraditionalFileFormat")
+        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        rfc3339 = [f"{now}.123456+00:00 mx {m.group(2)}" for m in framed]
+        self.assert_fail2ban_bans(rfc3339, expected, "RSYSLOG_FileFormat")
 
     def test_passwords_never_appear_in_the_log(self):
         with self.new_server() as server:

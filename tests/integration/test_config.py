@@ -154,6 +154,55 @@ class DevMode(ServerTestCase):
                 code = None
         self.assertEqual(code, 0)
 
+    def test_existing_directory_keeps_its_ports_says_so_and_prints_the_bound_ones(self):
+        directory = os.path.join(self.tmp, "dev")
+        first = self.free_offset()
+        subprocess.run([SMTPSD, "dev", "--dir", directory, "--port-offset", str(first),
+                        "--init-only"], check=True, stdout=subprocess.DEVNULL)
+        config = os.path.join(directory, "smtpsd.toml")
+        with open(config) as f:
+            text = f.read()
+        # the developer's own edit: the kernel picks the smtp port
+        with open(config, "w") as f:
+            f.write(text.replace(f"port = {2525 + first}", "port = 0"))
+        second = self.free_offset()
+        out_path = os.path.join(self.tmp, "dev.out")
+        err_path = os.path.join(self.tmp, "dev.err")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            process = subprocess.Popen([SMTPSD, "dev", "--dir", directory, "--port-offset",
+                                        str(second)], stdout=out, stderr=err)
+        try:
+            def read(path):
+                with open(path) as f:
+                    return f.read()
+
+            deadline = time.time() + 20
+            while "Stop with Ctrl-C" not in read(out_path):
+                self.assertIsNone(process.poll(), read(err_path))
+                self.assertLess(time.time(), deadline, read(err_path))
+                time.sleep(0.05)
+            instructions, log = read(out_path), read(err_path)
+            smtp_port = int(re.search(r"event=listening role=smtp address=\S+ port=(\d+)",
+                                      log).group(1))
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+                self.assertEqual(client.noop()[0], 250)  # the port printed is the one serving
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=15)
+        self.assertNotIn(smtp_port, (2525 + first, 2525 + second))
+        listeners = re.search(r"(?m)^  listeners +(.*)$", instructions).group(1)
+        self.assertEqual(listeners, f"submissions 127.0.0.1:{2465 + first} (implicit TLS), "
+                                    f"submission 127.0.0.1:{2587 + first}, "
+                                    f"smtp 127.0.0.1:{smtp_port}")
+        self.assertIn(f"--server 127.0.0.1:{smtp_port} --tls ", instructions)
+        self.assertIn(f"-connect 127.0.0.1:{2465 + first} ", instructions)
+        for port in (2465 + second, 2587 + second, 2525 + second):
+            self.assertNotIn(f":{port}", instructions)
+        # said once, before the server starts, on stderr
+        self.assertIn(f"smtpsd dev: note: {config} exists and is used as it is: its listener "
+                      f"ports (submissions {2465 + first}, submission {2587 + first}, smtp 0) "
+                      f"win over --port-offset {second}.", log)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -153,6 +153,22 @@ class ProbeFakeServer(ServerTestCase):
         self.assertIn("CVE-2011-0411", text)
         self.assertEqual(findings(report)["auth_before_tls"][0][0], "PASS")
 
+    def test_hostile_banner_and_ehlo_cannot_drive_the_terminal(self):
+        cert, key, ca = self.pki()
+        # ESC [ 2 J clears the screen, a bare CR rewrites the line, OSC sets the window
+        # title, U+009B is CSI on its own, and RLO reverses what follows.
+        with FakeSmtp(cert, key, name="fake.test\x1b[2J\rPASS all good",
+                      ehlo_extra=["X-EVIL \x1b]0;pwned\x07 \u009b2J \u202e\x7f"]) as fake:
+            result = subprocess.run([SMTPSCTL, "probe", f"localhost:{fake.port}", "--cafile",
+                                     ca], capture_output=True, timeout=120)
+        out = result.stdout.decode("utf-8")  # still UTF-8
+        self.assertIn("greeting: 220 fake.test\\x1b[2J\\rPASS all good ESMTP fake", out)
+        self.assertIn("X-EVIL \\x1b]0;pwned\\x07 \\xc2\\x9b2J \\xe2\\x80\\xae\\x7f", out)
+        for char in out:
+            code = ord(char)
+            self.assertFalse((code < 0x20 and char != "\n") or 0x7f <= code <= 0x9f or
+                             code == 0x202e, f"raw U+{code:04X} in:\n{out}")
+
     def test_no_tls_at_all_fails(self):
         cert, key, ca = self.pki()
         with FakeSmtp(cert, key, starttls=False, auth="PLAIN LOGIN",

@@ -25,6 +25,7 @@
 
 #include "app/smtpsctl/send_command.h"
 #include "base/json.h"
+#include "base/terminal_text.h"
 #include "net/tls_waiter.h"
 #include "smtp/client_session.h"
 #include "tls/policy.h"
@@ -583,7 +584,7 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
       total.failures[key] += count;
   }
   if (!shared.fatal.empty()) {
-    err << "smtpsctl bench: " << shared.fatal << "\n";
+    err << "smtpsctl bench: " << base::terminal_safe(shared.fatal) << "\n";
     return 1;
   }
   std::sort(total.latencies_ms.begin(), total.latencies_ms.end());
@@ -622,7 +623,7 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
     if (!total.failures.empty()) {
       out << "failures by code:";
       for (const auto& [key, count] : total.failures)
-        out << "  " << key << " x" << count;
+        out << "  " << base::terminal_safe(key) << " x" << count;
       out << "\n";
     }
   }

@@ -12,6 +12,9 @@
 // removes it and tries again until the server refuses: the accepted set, with one
 // connection per accepted cipher plus one instead of one per cipher OpenSSL knows.
 // TLS 1.3 does the same with its five suites.
+//
+// The text report prints what the server said (greeting, EHLO, certificate names, errors)
+// through base::terminal_safe: a hostile server must not drive the operator's terminal.
 #include "app/smtpsctl/probe_command.h"
 
 #include <arpa/inet.h>
@@ -35,6 +38,7 @@
 #include "base/endpoint.h"
 #include "base/json.h"
 #include "base/network.h"
+#include "base/terminal_text.h"
 #include "tls/poll_waiter.h"
 #include "tls/stream.h"
 
@@ -825,29 +829,33 @@ void print_json(std::ostream& out, const ProbeOptions& options,
 
 void print_text(std::ostream& out, const ProbeOptions& options,
                 const std::vector<PortReport>& reports, Severity verdict) {
-  out << "smtpsctl probe " << options.host << " (certificate name " << options.name << ")\n";
+  // The greeting, EHLO lines, certificate names, errors and findings are the probed
+  // server's words: nothing in them may drive the terminal.
+  auto safe = [](std::string_view text) { return base::terminal_safe(text); };
+  out << "smtpsctl probe " << safe(options.host) << " (certificate name " << safe(options.name)
+      << ")\n";
   for (const auto& report : reports) {
     out << "\nport " << report.port << ": ";
     if (!report.answered) {
-      out << "no answer (" << report.error << ")\n";
+      out << "no answer (" << safe(report.error) << ")\n";
       continue;
     }
     out << (report.mode == "implicit"   ? "implicit TLS"
             : report.mode == "starttls" ? "STARTTLS"
                                         : "no TLS")
         << "\n";
-    if (!report.greeting.empty()) out << "  greeting: " << report.greeting << "\n";
+    if (!report.greeting.empty()) out << "  greeting: " << safe(report.greeting) << "\n";
     if (report.mode != "implicit") {
-      out << "  EHLO before TLS: " << join(report.extensions_before_tls, ", ") << "\n";
+      out << "  EHLO before TLS: " << safe(join(report.extensions_before_tls, ", ")) << "\n";
     }
     if (!report.extensions_after_tls.empty()) {
-      out << "  EHLO after TLS: " << join(report.extensions_after_tls, ", ") << "\n";
+      out << "  EHLO after TLS: " << safe(join(report.extensions_after_tls, ", ")) << "\n";
     }
     for (const auto& version : report.versions) {
       out << "  " << version.name << ": "
           << (version.accepted
                   ? "accepted: " + join(version.ciphers, " ")
-                  : "refused" + (version.detail.empty() ? "" : " (" + version.detail + ")"))
+                  : "refused" + (version.detail.empty() ? "" : " (" + safe(version.detail) + ")"))
           << "\n";
     }
     if (!report.negotiated_version.empty()) {
@@ -855,8 +863,8 @@ void print_text(std::ostream& out, const ProbeOptions& options,
           << "\n";
     }
     for (std::size_t i = 0; i < report.chain.size(); ++i) {
-      out << "  certificate " << i << ": subject " << report.chain[i].subject << "\n"
-          << "                 issuer " << report.chain[i].issuer << "\n";
+      out << "  certificate " << i << ": subject " << safe(report.chain[i].subject) << "\n"
+          << "                 issuer " << safe(report.chain[i].issuer) << "\n";
     }
     if (!report.key_type.empty()) {
       out << "  key " << report.key_type << " " << report.key_bits << " bits, signature "
@@ -867,7 +875,7 @@ void print_text(std::ostream& out, const ProbeOptions& options,
     if (report.resumed) out << "  session resumed: " << (*report.resumed ? "yes" : "no") << "\n";
     out << "  findings:\n";
     for (const auto& finding : report.findings) {
-      out << "    " << to_string(finding.severity) << " " << finding.text << "\n";
+      out << "    " << to_string(finding.severity) << " " << safe(finding.text) << "\n";
     }
   }
   out << "\nverdict: " << to_string(verdict) << "\n";
@@ -953,7 +961,7 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
   if (!any_answered) {
     for (const auto& report : reports) {
       err << "smtpsctl probe: " << options.host << " port " << report.port
-          << " does not answer: " << report.error << "\n";
+          << " does not answer: " << base::terminal_safe(report.error) << "\n";
     }
     return 3;
   }

@@ -27,6 +27,7 @@
 
 #include "app/smtpsctl/message_builder.h"
 #include "app/smtpsctl/terminal.h"
+#include "base/terminal_text.h"
 #include "delivery/smtp_transport.h"
 #include "queue/spool.h"
 #include "tls/policy.h"
@@ -729,10 +730,10 @@ int run_send_command(const std::vector<std::string>& argv, const SendEnvironment
   }
   auto sent = write_and_submit(submission, head, *reader);
   if (!sent) {
-    env.err << "smtpsctl send: " << sent.error().message << "\n";
+    env.err << "smtpsctl send: " << base::terminal_safe(sent.error().message) << "\n";
     return 1;
   }
-  env.out << sent.value() << "\n";
+  env.out << base::terminal_safe(sent.value()) << "\n";
   return 0;
 }
 
@@ -816,11 +817,11 @@ int run_sendmail_command(const std::vector<std::string>& args, const SendEnviron
   }
   auto sent = write_and_submit(submission, head, reader);
   if (!sent) {
-    env.err << "sendmail: " << sent.error().message << "\n";
+    env.err << "sendmail: " << base::terminal_safe(sent.error().message) << "\n";
     if (sent.error().bad_input) return kExDataErr;
     return sent.error().temporary ? kExTempFail : kExUnavailable;
   }
-  if (arguments.verbose) env.out << sent.value() << "\n";
+  if (arguments.verbose) env.out << base::terminal_safe(sent.value()) << "\n";
   return 0;
 }
 

@@ -1,12 +1,18 @@
-// control_commands.cpp — see control_commands.h.
+// control_commands.cpp — see control_commands.h. Text from the network (user names
+// typed at AUTH, addresses, remote replies, domains) goes out through base::terminal_safe:
+// smtpsctl prints the answer as it is, and a byte such as LF would also forge a line.
 #include "app/smtpsd/control_commands.h"
 
 #include <sstream>
 #include <vector>
 
+#include "base/terminal_text.h"
+
 namespace app {
 
 namespace {
+
+using base::terminal_safe;
 
 std::string queue_request(const std::vector<std::string>& words, queue::Scheduler& scheduler,
                           std::int64_t now_unix) {
@@ -17,7 +23,7 @@ std::string queue_request(const std::vector<std::string>& words, queue::Schedule
       std::int64_t age = entry.received_unix > 0 ? now_unix - entry.received_unix : 0;
       out += entry.id + " " + entry.state + " " + std::to_string(age) + " " +
              std::to_string(entry.size) + " " + std::to_string(entry.attempts) + " <" +
-             entry.sender + ">\n";
+             terminal_safe(entry.sender) + ">\n";
     }
     return out;
   }
@@ -29,21 +35,23 @@ std::string queue_request(const std::vector<std::string>& words, queue::Schedule
            "ID\n";
   }
   const std::string& id = words[2];
-  if (!queue::Spool::is_valid_id(id)) return "error: '" + id + "' is not a queue id\n";
+  if (!queue::Spool::is_valid_id(id))
+    return "error: '" + terminal_safe(id) + "' is not a queue id\n";
   if (verb == "show") {
     auto entry = scheduler.show(id);
     if (!entry) return "error: no message " + id + " in the queue\n";
     std::string out = "id: " + entry->id + "\nstate: " + entry->state + "\nsender: <" +
-                      entry->sender + ">\nreceived: " + std::to_string(entry->received_unix) +
-                      " (" + std::to_string(now_unix - entry->received_unix) +
+                      terminal_safe(entry->sender) +
+                      ">\nreceived: " + std::to_string(entry->received_unix) + " (" +
+                      std::to_string(now_unix - entry->received_unix) +
                       "s ago)\nsize: " + std::to_string(entry->size) +
                       "\nattempts: " + std::to_string(entry->attempts) + "\n";
     if (entry->state == "deferred") {
       out += "next attempt in: " + std::to_string(entry->next_attempt_unix - now_unix) + "s\n";
     }
     for (const queue::QueueRecipientView& r : entry->recipients) {
-      out += "recipient: <" + r.address + "> " + r.state +
-             (r.detail.empty() ? "" : ": " + r.detail) + "\n";
+      out += "recipient: <" + terminal_safe(r.address) + "> " + r.state +
+             (r.detail.empty() ? "" : ": " + terminal_safe(r.detail)) + "\n";
     }
     return out;
   }
@@ -59,7 +67,7 @@ std::string queue_request(const std::vector<std::string>& words, queue::Schedule
     outcome = scheduler.release(id);
     done = "released";
   } else {
-    return "error: unknown queue command '" + verb + "'\n";
+    return "error: unknown queue command '" + terminal_safe(verb) + "'\n";
   }
   switch (outcome) {
     case queue::Scheduler::Outcome::kDone:
@@ -85,15 +93,15 @@ std::string handle_control_request(const std::string& request, auth::FailureLimi
   if (words.size() == 2 && words[0] == "auth" && words[1] == "lockouts") {
     std::string out;
     for (const auth::Lockout& lockout : limiter.lockouts(now)) {
-      out += lockout.ip + " " + (lockout.user.empty() ? "-" : lockout.user) + " " +
+      out += lockout.ip + " " + (lockout.user.empty() ? "-" : terminal_safe(lockout.user)) + " " +
              std::to_string(lockout.failures) + " " + std::to_string(lockout.remaining.count()) +
              "\n";
     }
     return out;
   }
   if (words.size() == 3 && words[0] == "auth" && words[1] == "unlock") {
-    if (limiter.unlock(words[2])) return "unlocked " + words[2] + "\n";
-    return "error: nothing to unlock for " + words[2] + "\n";
+    if (limiter.unlock(words[2])) return "unlocked " + terminal_safe(words[2]) + "\n";
+    return "error: nothing to unlock for " + terminal_safe(words[2]) + "\n";
   }
   if (words.size() >= 2 && words[0] == "queue") {
     if (scheduler == nullptr) return "error: this server has no queue to manage\n";
@@ -103,12 +111,12 @@ std::string handle_control_request(const std::string& request, auth::FailureLimi
     if (words[1] == "memory" && words.size() == 2) {
       std::string out;
       for (const auto& [domain, level] : tls_memory->entries())
-        out += domain + " " + std::string(delivery::to_string(level)) + "\n";
+        out += terminal_safe(domain) + " " + std::string(delivery::to_string(level)) + "\n";
       return out;
     }
     if (words[1] == "forget" && words.size() == 3) {
-      if (tls_memory->forget(words[2])) return "forgot " + words[2] + "\n";
-      return "error: nothing remembered for " + words[2] + "\n";
+      if (tls_memory->forget(words[2])) return "forgot " + terminal_safe(words[2]) + "\n";
+      return "error: nothing remembered for " + terminal_safe(words[2]) + "\n";
     }
   }
   return "error: unknown request (auth lockouts | auth unlock IP_OR_USER | queue list | queue "

@@ -198,10 +198,12 @@ void Daemon::stop() {
   engine_->stop_server();
 }
 
-int Daemon::run(const std::function<void()>& on_ready) {
+int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on_ready) {
   ReloadEngine& engine = *engine_;
   const std::shared_ptr<const config::Config> initial = engine.config();
   const config::Config& config = *initial;
+  // Under systemd, stderr lines carry the journal's priority instead of a timestamp.
+  obs::set_stderr_journal(obs::stderr_is_journal());
   obs::set_min_level(config.log_level);
   auto log_output = prepare_log(config);
   if (!log_output) return fail(log_output.error());
@@ -260,9 +262,8 @@ int Daemon::run(const std::function<void()>& on_ready) {
   services.on_committed = [&scheduler](const std::string& id) { scheduler.enqueue(id); };
   services.on_hangup = [&engine] { engine.request_reload(); };  // SIGHUP, on an I/O thread
   net::Server server(config.io_threads, services);
-  if (auto serving = engine.serve_first(server, users, space); !serving) {
-    return fail(serving.error());
-  }
+  auto serving = engine.serve_first(server, users, space);
+  if (!serving) return fail(serving.error());
 
   ControlSocket control;
   auto controlling = control.start(
@@ -302,7 +303,7 @@ int Daemon::run(const std::function<void()>& on_ready) {
       .kv("hostname", config.hostname)
       .kv("config", config.source_file)
       .kv("data_dir", config.data_dir);
-  if (on_ready) on_ready();
+  if (on_ready) on_ready(serving.value());
   notifier.ready("accepting mail on " + std::to_string(config.listeners.size()) + " listeners");
   server.run();
 
@@ -319,7 +320,8 @@ int Daemon::run(const std::function<void()>& on_ready) {
   return 0;
 }
 
-int serve(const config::Config& config, const std::function<void()>& on_ready) {
+int serve(const config::Config& config,
+          const std::function<void(const std::vector<BoundListener>&)>& on_ready) {
   Daemon daemon(config);
   return daemon.run(on_ready);
 }

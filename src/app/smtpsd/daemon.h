@@ -36,8 +36,8 @@ class Daemon {
 
   // Runs the server until SIGINT/SIGTERM or stop(). Returns the process exit status;
   // start-up failures are printed to stderr and give 1. on_ready runs once every listener
-  // is bound.
-  int run(const std::function<void()>& on_ready = {});
+  // is bound, with the listeners as bound.
+  int run(const std::function<void(const std::vector<BoundListener>&)>& on_ready = {});
 
   // What SIGHUP does: re-reads the configuration file and applies it for new sessions
   // (reload.h says which settings need a restart instead). Thread-safe and blocking
@@ -60,6 +60,7 @@ class Daemon {
 };
 
 // Daemon(config).run(on_ready).
-int serve(const config::Config& config, const std::function<void()>& on_ready = {});
+int serve(const config::Config& config,
+          const std::function<void(const std::vector<BoundListener>&)>& on_ready = {});
 
 }  // namespace app

@@ -14,6 +14,7 @@
 
 #include "app/smtpsd/listener_policy.h"
 #include "auth/user_store.h"
+#include "base/endpoint.h"
 #include "delivery/maildir.h"
 #include "tls/dev_pki.h"
 
@@ -21,6 +22,19 @@ namespace app {
 namespace {
 
 namespace fs = std::filesystem;
+
+// The port `smtpsd dev --port-offset offset` writes for a role.
+int default_port(config::Role role, int offset) {
+  switch (role) {
+    case config::Role::kSubmissions:
+      return 2465 + offset;
+    case config::Role::kSubmission:
+      return 2587 + offset;
+    case config::Role::kSmtp:
+      return 2525 + offset;
+  }
+  return 0;
+}
 
 // Writes content to path atomically (temp file, fsync, rename) with the given mode.
 base::Expected<base::Ok, std::string> write_new_file(const std::string& path,
@@ -97,7 +111,21 @@ role = "smtp"
 address = "127.0.0.1"
 port = {}
 )",
-                     2465 + offset, 2587 + offset, 2525 + offset);
+                     default_port(config::Role::kSubmissions, offset),
+                     default_port(config::Role::kSubmission, offset),
+                     default_port(config::Role::kSmtp, offset));
+}
+
+// "127.0.0.1:2525", "[::1]:2525".
+std::string address_of(const BoundListener& listener) {
+  return base::to_string(base::HostPort{listener.address, listener.port});
+}
+
+const BoundListener* first_of(const std::vector<BoundListener>& listening, std::string_view role) {
+  for (const BoundListener& listener : listening) {
+    if (listener.role == role) return &listener;
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -119,7 +147,8 @@ base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int po
   auto pki = tls::ensure_dev_pki(setup.dir + "/tls", {"localhost", "127.0.0.1", "::1"});
   if (!pki) return base::unexpected(pki.error());
 
-  if (!fs::exists(setup.config_file)) {
+  setup.kept_config = fs::exists(setup.config_file);
+  if (!setup.kept_config) {
     auto written = write_new_file(setup.config_file, dev_config(port_offset), 0644);
     if (!written) return base::unexpected(written.error());
   }
@@ -152,37 +181,70 @@ base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int po
   return setup;
 }
 
-std::string dev_instructions(const DevSetup& s, const config::Config& config) {
-  int smtp = 2525 + s.port_offset;
-  int smtps = 2465 + s.port_offset;
+std::string dev_port_note(const DevSetup& setup, const config::Config& config) {
+  if (!setup.kept_config) return {};
+  std::string ports;
+  bool differ = false;
+  for (const config::Listener& listener : config.listeners) {
+    differ = differ || listener.port != default_port(listener.role, setup.port_offset);
+    ports += fmt::format("{}{} {}", ports.empty() ? "" : ", ", config::to_string(listener.role),
+                         listener.port);
+  }
+  if (!differ) return {};
   return fmt::format(
+      "{} exists and is used as it is: its listener ports ({}) win over --port-offset {}. Edit "
+      "the ports there, or remove the file to have it written again with the offset.",
+      setup.config_file, ports, setup.port_offset);
+}
+
+std::string dev_instructions(const DevSetup& s, const config::Config& config,
+                             const std::vector<BoundListener>& listening) {
+  std::string listeners;
+  for (const BoundListener& l : listening) {
+    listeners += fmt::format("{}{} {}{}", listeners.empty() ? "" : ", ", l.role, address_of(l),
+                             l.role == "submissions" ? " (implicit TLS)" : "");
+  }
+  std::string out = fmt::format(
       R"TEXT(
 smtpsd development server is ready.
   configuration  {dir}/smtpsd.toml
   CA to trust    {dir}/tls/ca.pem
   mailbox        demo@localhost → {dir}/mail/localhost/demo/new/
-  listeners      submissions 127.0.0.1:{smtps} (implicit TLS), submission 127.0.0.1:{sub}, smtp 127.0.0.1:{smtp}
+  listeners      {listeners}
   checks         {checks}
-
+)TEXT",
+      fmt::arg("dir", s.dir), fmt::arg("listeners", listeners.empty() ? "none" : listeners),
+      fmt::arg("checks", describe_checks(*built_in_checks(config))));
+  if (const BoundListener* smtps = first_of(listening, "submissions")) {
+    out += fmt::format(
+        R"TEXT(
 Submit a mail as demo@localhost (implicit TLS, AUTH PLAIN, password in {dir}/demo.password):
-  swaks --server 127.0.0.1:{smtps} --tls-on-connect --tls-verify --tls-ca-path {dir}/tls/ca.pem \
+  swaks --server {smtps} --tls-on-connect --tls-verify --tls-ca-path {dir}/tls/ca.pem \
         --auth PLAIN --auth-user demo@localhost --auth-password "$(cat {dir}/demo.password)" \
         --from demo@localhost --to demo@localhost
-
+)TEXT",
+        fmt::arg("dir", s.dir), fmt::arg("smtps", address_of(*smtps)));
+  }
+  if (const BoundListener* smtp = first_of(listening, "smtp")) {
+    out += fmt::format(
+        R"TEXT(
 Send a test mail (STARTTLS on the smtp role, certificate verified against the dev CA):
-  swaks --server 127.0.0.1:{smtp} --tls --tls-ca-path {dir}/tls/ca.pem --tls-verify \
+  swaks --server {smtp} --tls --tls-ca-path {dir}/tls/ca.pem --tls-verify \
         --from you@example.org --to demo@localhost
   python3 -c "import smtplib,ssl; c=ssl.create_default_context(cafile='{dir}/tls/ca.pem'); \
-s=smtplib.SMTP('localhost',{smtp}); s.starttls(context=c); \
+s=smtplib.SMTP('{host}',{port}); s.starttls(context=c); \
 s.sendmail('you@example.org',['demo@localhost'],'Subject: hi\r\n\r\nhello\r\n'); s.quit()"
-  openssl s_client -starttls smtp -connect 127.0.0.1:{smtp} -CAfile {dir}/tls/ca.pem -crlf
-  openssl s_client -connect 127.0.0.1:{smtps} -CAfile {dir}/tls/ca.pem -crlf
-
-Then look in {dir}/mail/localhost/demo/new/. Stop with Ctrl-C.
+  openssl s_client -starttls smtp -connect {smtp} -CAfile {dir}/tls/ca.pem -crlf
 )TEXT",
-      fmt::arg("dir", s.dir), fmt::arg("smtp", smtp), fmt::arg("smtps", smtps),
-      fmt::arg("sub", 2587 + s.port_offset),
-      fmt::arg("checks", describe_checks(*built_in_checks(config))));
+        fmt::arg("dir", s.dir), fmt::arg("smtp", address_of(*smtp)),
+        fmt::arg("host", smtp->address), fmt::arg("port", smtp->port));
+  }
+  if (const BoundListener* smtps = first_of(listening, "submissions")) {
+    out += fmt::format("  openssl s_client -connect {} -CAfile {}/tls/ca.pem -crlf\n",
+                       address_of(*smtps), s.dir);
+  }
+  out += fmt::format("\nThen look in {}/mail/localhost/demo/new/. Stop with Ctrl-C.\n", s.dir);
+  return out;
 }
 
 }  // namespace app

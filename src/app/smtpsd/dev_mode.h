@@ -2,14 +2,17 @@
 // other tools and tests rely on; keep it stable):
 //   DIR/tls/ca.pem            local CA (trust this in clients)
 //   DIR/tls/server-*.pem/key  ECDSA and RSA certificates for localhost, 127.0.0.1, ::1
-//   DIR/smtpsd.toml           configuration (kept if it exists)
+//   DIR/smtpsd.toml           configuration (kept if it exists: its ports then win over
+//                             --port-offset, and dev_port_note says so)
 //   DIR/demo.password         random password of demo@localhost, mode 0600
 //   DIR/mail/localhost/demo/  Maildir of demo@localhost
 // Ports on 127.0.0.1: submissions 2465+N, submission 2587+N, smtp 2525+N.
 #pragma once
 
 #include <string>
+#include <vector>
 
+#include "app/smtpsd/reload.h"
 #include "base/expected.h"
 #include "config/config.h"
 
@@ -19,13 +22,20 @@ struct DevSetup {
   std::string dir;
   std::string config_file;
   int port_offset = 0;
+  bool kept_config = false;  // config_file existed and was left as it was
 };
 
 // Creates what is missing in dir; returns where the configuration is.
 base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int port_offset);
 
-// The "how to send a test mail" text printed once the server is ready; config (loaded from
+// When a kept configuration has other ports than --port-offset asks for: a note that says
+// the file wins and how to change that; "" otherwise.
+std::string dev_port_note(const DevSetup& setup, const config::Config& config);
+
+// The "how to send a test mail" text printed once the server is ready, with the listeners as
+// they were bound (the ports in service, whatever the offset said); config (loaded from
 // setup.config_file) names the checks the server runs.
-std::string dev_instructions(const DevSetup& setup, const config::Config& config);
+std::string dev_instructions(const DevSetup& setup, const config::Config& config,
+                             const std::vector<BoundListener>& listening);
 
 }  // namespace app

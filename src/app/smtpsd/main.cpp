@@ -67,7 +67,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "smtpsd dev: %s\n", setup.error().c_str());
     return 1;
   }
-  if (init_only) {
+  const bool offset_given = dev->count("--port-offset") > 0;
+  if (init_only && !(offset_given && setup.value().kept_config)) {
     std::printf("%s\n", setup.value().config_file.c_str());
     return 0;
   }
@@ -76,11 +77,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "smtpsd dev: %s\n", loaded.error().to_string().c_str());
     return 2;
   }
+  // An existing configuration is never rewritten (it may hold the developer's edits): when
+  // its ports are not the ones asked for, say that they win.
+  if (offset_given) {
+    std::string note = app::dev_port_note(setup.value(), loaded.value());
+    if (!note.empty()) std::fprintf(stderr, "smtpsd dev: note: %s\n", note.c_str());
+  }
+  if (init_only) {
+    std::printf("%s\n", setup.value().config_file.c_str());
+    return 0;
+  }
   // The development server runs as whoever starts it (its files are theirs); a production
   // configuration started as root names an account in server.user instead.
   if (loaded.value().user.empty()) loaded.value().run_as_root = true;
-  std::string instructions = app::dev_instructions(setup.value(), loaded.value());
-  return app::serve(loaded.value(), [&instructions] {
+  const config::Config& config = loaded.value();
+  return app::serve(config, [&setup, &config](const std::vector<app::BoundListener>& listening) {
+    std::string instructions = app::dev_instructions(setup.value(), config, listening);
     std::fputs(instructions.c_str(), stdout);
     std::fflush(stdout);
   });

@@ -267,9 +267,8 @@ void ReloadEngine::remember_refused(std::vector<std::string> paths,
   ++watched_version_;
 }
 
-base::Expected<base::Ok, std::string> ReloadEngine::serve_first(net::Server& server,
-                                                                auth::UserDirectory& users,
-                                                                queue::SpoolSpace& space) {
+base::Expected<std::vector<BoundListener>, std::string> ReloadEngine::serve_first(
+    net::Server& server, auth::UserDirectory& users, queue::SpoolSpace& space) {
   users_ = &users;
   space_ = &space;
   const std::shared_ptr<const config::Config> snapshot = config();
@@ -280,19 +279,22 @@ base::Expected<base::Ok, std::string> ReloadEngine::serve_first(net::Server& ser
   // failing): refusing to start would take every listener down for one certificate.
   auto prepared = prepare(snapshot, nullptr, /*strict_dates=*/false);
   if (!prepared) return base::unexpected(prepared.error().message);
+  std::vector<BoundListener> listening;
   for (std::size_t i = 0; i < prepared.value().listeners.size(); ++i) {
-    auto bound = server.listen(prepared.value().listeners[i]);
+    const net::ListenerOptions& options = prepared.value().listeners[i];
+    auto bound = server.listen(options);
     if (!bound) {
       return base::unexpected(config_location(config, config.listeners[i].line,
                                               "listeners[" + std::to_string(i) + "]") +
                               bound.error());
     }
+    listening.push_back(BoundListener{options.role, options.address, bound.value()});
   }
   for (const tls::CertificateDetails& c : prepared.value().certificates->certificates())
     log_certificate("certificate_loaded", c);
   publish(std::move(prepared.value()), std::move(paths), std::move(signatures));
   check_expiry();
-  return base::Ok{};
+  return listening;
 }
 
 void ReloadEngine::attach(net::Server& server, std::unique_ptr<obs::MetricsServer> metrics_server,

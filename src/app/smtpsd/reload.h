@@ -26,6 +26,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -95,6 +96,13 @@ void apply_log(LogOutput output);
 base::Expected<std::unique_ptr<obs::MetricsServer>, std::string> open_metrics(
     const config::Config& config);
 
+// A listener as it was bound at start-up.
+struct BoundListener {
+  std::string role;     // "smtp", "submission", "submissions"
+  std::string address;  // as written in the configuration
+  std::uint16_t port = 0;
+};
+
 class ReloadEngine {
  public:
   explicit ReloadEngine(config::Config config);
@@ -107,8 +115,10 @@ class ReloadEngine {
   // Start-up: reads the certificates of the configuration in service (an expired one is
   // served, with an error in the log), builds every listener and binds it on server; then
   // puts it all in service. users and space must outlive the server's sessions.
-  base::Expected<base::Ok, std::string> serve_first(net::Server& server, auth::UserDirectory& users,
-                                                    queue::SpoolSpace& space);
+  // Returns the listeners as bound (the port the kernel chose for port 0), in config order.
+  base::Expected<std::vector<BoundListener>, std::string> serve_first(net::Server& server,
+                                                                      auth::UserDirectory& users,
+                                                                      queue::SpoolSpace& space);
   // From here until detach(), reloads change server, and the engine owns the metrics
   // endpoint; the watch thread (run_watch) may start.
   void attach(net::Server& server, std::unique_ptr<obs::MetricsServer> metrics_server,

@@ -25,6 +25,15 @@ TEST(JsonString, KeepsUtf8AndReplacesWhatIsNot) {
   EXPECT_EQ(json_string("\xc0\xaf"), R"("\ufffd\ufffd")");  // overlong '/'
 }
 
+// U+009B is CSI to a terminal, like ESC [: JSON shown on a terminal must not carry it raw.
+TEST(JsonString, EscapesC1Controls) {
+  EXPECT_EQ(json_string("a\xc2\x9b"
+                        "2J\xc2\x85"
+                        "b"),
+            "\"a\\u009b2J\\u0085b\"");
+  EXPECT_EQ(json_string("\xc2\x80\xc2\x9f\xc2\xa0"), "\"\\u0080\\u009f\xc2\xa0\"");
+}
+
 TEST(Utf8, SequenceLengths) {
   EXPECT_EQ(utf8_sequence_length("a", 0), 1u);
   EXPECT_EQ(utf8_sequence_length("\xc3\xa9", 0), 2u);

@@ -3,11 +3,13 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -139,6 +141,96 @@ TEST(LogOutputTest, SwappingSinksUnderConcurrentWritersLosesNoLine) {
 
 TEST(LogOutputTest, SocketPathTooLongForAnAddressIsRefused) {
   EXPECT_EQ(obs::make_syslog_sink("/" + std::string(200, 'x'), LOG_MAIL), nullptr);
+}
+
+// While it lives, stderr is a fresh temporary file; text() reads what was written to it.
+class StderrToFile {
+ public:
+  StderrToFile() {
+    std::fflush(stderr);
+    saved_ = ::dup(STDERR_FILENO);
+    char path[] = "/tmp/smtpsd-log-stderr-XXXXXX";
+    int fd = ::mkstemp(path);
+    path_ = path;
+    ::dup2(fd, STDERR_FILENO);
+    ::close(fd);
+  }
+  ~StderrToFile() {
+    ::dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
+    ::unlink(path_.c_str());
+  }
+  StderrToFile(const StderrToFile&) = delete;
+  StderrToFile& operator=(const StderrToFile&) = delete;
+  std::string text() const {
+    std::string out;
+    if (FILE* f = std::fopen(path_.c_str(), "rb")) {
+      char buffer[4096];
+      for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, f)) > 0;)
+        out.append(buffer, n);
+      std::fclose(f);
+    }
+    return out;
+  }
+
+ private:
+  int saved_;
+  std::string path_;
+};
+
+std::string device_and_inode(int fd, long long inode_delta = 0) {
+  struct stat status {};
+  EXPECT_EQ(::fstat(fd, &status), 0);
+  return std::to_string(status.st_dev) + ":" + std::to_string(status.st_ino + inode_delta);
+}
+
+// systemd.exec(5): $JOURNAL_STREAM is "DEVICE:INODE" of the stream; it is inherited, so it
+// only counts when it names what stderr is now.
+TEST(LogJournalTest, JournalStreamMustNameStderrItself) {
+  StderrToFile capture;
+  ::unsetenv("JOURNAL_STREAM");
+  EXPECT_FALSE(obs::stderr_is_journal());
+  ::setenv("JOURNAL_STREAM", device_and_inode(STDERR_FILENO).c_str(), 1);
+  EXPECT_TRUE(obs::stderr_is_journal());
+  ::setenv("JOURNAL_STREAM", device_and_inode(STDERR_FILENO, 1).c_str(), 1);
+  EXPECT_FALSE(obs::stderr_is_journal());
+  for (const char* bad : {"", ":", "12", "12:", ":34", "x:y", "12:34:56"}) {
+    ::setenv("JOURNAL_STREAM", bad, 1);
+    EXPECT_FALSE(obs::stderr_is_journal()) << bad;
+  }
+  ::unsetenv("JOURNAL_STREAM");
+}
+
+// sd-daemon(3) priorities, no timestamp of our own (the journal records the time).
+TEST(LogJournalTest, LinesStartWithTheSyslogPriorityInsteadOfATimestamp) {
+  StderrToFile capture;
+  obs::set_min_level(obs::Level::kDebug);
+  obs::set_stderr_journal(true);
+  obs::Log("journal_test", obs::Level::kError).kv("n", 1);
+  obs::Log("journal_test", obs::Level::kWarning).kv("client", "192.0.2.7");
+  obs::Log("journal_test", obs::Level::kInfo);
+  obs::Log("journal_test", obs::Level::kDebug);
+  obs::set_format(obs::Format::kJson);
+  obs::Log("journal_test", obs::Level::kWarning);
+  obs::set_format(obs::Format::kKeyValue);
+  obs::set_stderr_journal(false);
+  obs::Log("journal_test", obs::Level::kInfo);
+  obs::set_min_level(obs::Level::kInfo);
+  std::string text = capture.text();
+  std::vector<std::string> lines;
+  for (std::size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos;
+       start = end + 1)
+    lines.push_back(text.substr(start, end - start));
+  ASSERT_EQ(lines.size(), 6u) << text;
+  EXPECT_EQ(lines[0], "<3>level=error event=journal_test n=1");
+  EXPECT_EQ(lines[1], "<4>level=warning event=journal_test client=192.0.2.7");
+  EXPECT_EQ(lines[2], "<6>level=info event=journal_test");
+  EXPECT_EQ(lines[3], "<7>level=debug event=journal_test");
+  EXPECT_EQ(lines[4].substr(0, 12), "<4>{\"time\":\"") << lines[4];  // JSON keeps its time
+  EXPECT_NE(lines[4].find("\"level\":\"warning\",\"event\":\"journal_test\"}"), std::string::npos)
+      << lines[4];
+  EXPECT_NE(lines[5].find("Z level=info event=journal_test"), std::string::npos) << lines[5];
+  EXPECT_EQ(lines[5][0], '2') << lines[5];  // off again: the timestamp is back
 }
 
 }  // namespace

@@ -716,9 +716,36 @@ TEST_P(SessionTest, StarttlsDropsInjectedCommands) {
   EXPECT_EQ(reply("STARTTLS\r\n"), "503 5.5.1 TLS already active");
 }
 
+// gsasl sends STARTTLS right after the greeting; RFC 3207 does not forbid it.
+TEST_P(SessionTest, StarttlsRightAfterTheGreetingStartsTls) {
+  for (TlsMode mode : {TlsMode::kStartTlsOptional, TlsMode::kStartTlsRequired}) {
+    config_.tls_mode = mode;
+    start();
+    host().send("STARTTLS\r\nEHLO evil\r\n");  // plaintext after STARTTLS is dropped
+    EXPECT_EQ(host().replies().back(), "220 2.0.0 Ready to start TLS");
+    EXPECT_EQ(host().starttls, 1);
+    EXPECT_TRUE(host().session.tls_active());
+    EXPECT_EQ(host().session.envelope().helo, "");
+    EXPECT_EQ(reply("MAIL FROM:<a@b.example>\r\n"), "503 5.5.1 Error: send HELO/EHLO first");
+    send("EHLO c\r\n");
+    EXPECT_FALSE(contains(host().output.substr(host().output.rfind("250-mx.example")), "STARTTLS"));
+    EXPECT_EQ(reply("STARTTLS\r\n"), "503 5.5.1 TLS already active");
+    EXPECT_EQ(reply("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok");
+  }
+}
+
+TEST_P(SessionTest, StarttlsBeforeEhloStillNeedsItOffered) {
+  config_.tls_mode = TlsMode::kImplicit;
+  host_ = std::make_unique<FakeHost>(config_);
+  host().session.tls_established(TlsInfo{"TLSv1.3", "TLS_AES_256_GCM_SHA384", "mx.example"});
+  host().start();
+  EXPECT_EQ(reply("STARTTLS\r\n"), "503 5.5.1 TLS already active");
+  EXPECT_EQ(host().starttls, 0);
+}
+
 TEST_P(SessionTest, StarttlsErrors) {
   start();
-  EXPECT_EQ(reply("STARTTLS\r\n"), "503 5.5.1 Error: send HELO/EHLO first");
+  EXPECT_EQ(reply("STARTTLS now\r\n"), "501 5.5.4 Syntax: STARTTLS (no parameters)");
   reply("HELO c\r\n");
   EXPECT_EQ(reply("STARTTLS\r\n"), "503 5.5.1 Error: send EHLO first");
   reply("EHLO c\r\n");
