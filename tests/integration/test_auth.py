@@ -18,6 +18,7 @@ import time
 import unittest
 
 from harness import SMTPSD, RawSession, ServerTestCase, make_message
+import needs
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
@@ -292,7 +293,7 @@ class SmtplibSubmission(AuthTestCase):
 # --- swaks, curl, msmtp ----------------------------------------------------------------
 
 class ExternalClients(AuthTestCase):
-    @unittest.skipUnless(shutil.which("swaks"), "swaks not installed")
+    @needs.tools("swaks")
     def test_swaks_plain_and_login_over_implicit_tls_and_starttls(self):
         with self.new_server() as server:
             password = demo_password(server)
@@ -318,7 +319,7 @@ class ExternalClients(AuthTestCase):
             self.assertEqual(len(server.spool_ids()), len(runs))  # the example.com copies
             self.assertEqual(len(re.findall(r"event=auth session=", server.log())), len(runs))
 
-    @unittest.skipUnless(shutil.which("curl"), "curl not installed")
+    @needs.tools("curl")
     def test_curl_user_over_implicit_tls_and_starttls(self):
         with self.new_server() as server:
             password = demo_password(server)
@@ -349,7 +350,7 @@ class ExternalClients(AuthTestCase):
             self.assertIn("mechanism=PLAIN", log)
             self.assert_no_secret_in_log(server, password)
 
-    @unittest.skipUnless(shutil.which("msmtp"), "msmtp not installed")
+    @needs.tools("msmtp")
     def test_msmtp_starttls_and_implicit_tls(self):
         with self.new_server() as server:
             password_file = os.path.join(server.dir, "demo.password")
@@ -382,7 +383,7 @@ class ExternalClients(AuthTestCase):
 
 # --- gsasl: SCRAM-SHA-256 and SCRAM-SHA-256-PLUS ------------------------------------------
 
-@unittest.skipUnless(shutil.which("gsasl"), "gsasl (GNU SASL) not installed")
+@needs.tools("gsasl")
 class GsaslScram(AuthTestCase):
     def test_scram_sha_256_plus_with_tls_exporter_and_scram_sha_256(self):
         with self.new_server() as server:
@@ -702,7 +703,7 @@ class Lockout(AuthTestCase):
             self.assertFalse((ord(char) < 0x20 and char != "\n") or 0x7f <= ord(char) <= 0x9f,
                              f"raw U+{ord(char):04X} in:\n{out}")
 
-    @unittest.skipUnless(shutil.which("gsasl"), "gsasl (GNU SASL) not installed")
+    @needs.tools("gsasl")
     def test_scram_failures_count_for_the_user_not_the_whole_address(self):
         # Default bounds: 5 per (IP, user), 30 per IP. Three wrong SCRAM passwords for demo
         # must neither lock out another user behind the same address nor demo itself.
@@ -876,7 +877,7 @@ class UsersFile(AuthTestCase):
 # --- fail2ban and secrets in the log ------------------------------------------------------
 
 class LogLines(AuthTestCase):
-    @unittest.skipUnless(shutil.which("fail2ban-regex"), "fail2ban not installed")
+    @needs.tools("fail2ban-regex")
     def test_fail2ban_filter_matches_every_auth_failure_line(self):
         wrong = "Wrong-Pass-F2B-1"
         with self.new_server() as server:
@@ -946,7 +947,7 @@ class LogLines(AuthTestCase):
         self.assertEqual(result.stdout.split(), ["127.0.0.1"] * expected,
                          f"{what}:\n{result.stdout}\n" + "\n".join(lines))
 
-    @unittest.skipUnless(shutil.which("fail2ban-regex"), "fail2ban not installed")
+    @needs.tools("fail2ban-regex")
     def test_fail2ban_filter_matches_journal_lines(self):
         # systemd.exec(5): stderr connected to the journal comes with $JOURNAL_STREAM
         # naming it ("DEVICE:INODE"); here stderr is the log file, so name that.
@@ -974,7 +975,7 @@ class LogLines(AuthTestCase):
             server.stop()
         self.assertRegex(server.log().splitlines()[-1], r"^\d{4}-\d\d-\d\dT\S+Z level=info ")
 
-    @unittest.skipUnless(shutil.which("fail2ban-regex"), "fail2ban not installed")
+    @needs.tools("fail2ban-regex")
     def test_fail2ban_filter_matches_syslog_lines_as_rsyslog_writes_them(self):
         path = os.path.join(self.tmp, "log.sock")
         receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -12,6 +12,7 @@ import unittest
 
 from harness import SMTPSD
 from postfix import POSTFIX
+import needs
 
 COMPARE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
                        "compare")
@@ -20,8 +21,8 @@ ROW = re.compile(r"^\| (1|100) \| (8|64) \| " + NUMBER + r" \| " + NUMBER + r" \
                  r" \| " + NUMBER + r" \| " + NUMBER + r" \| (\d+)/(\d+) \|$", re.MULTILINE)
 
 
-@unittest.skipUnless(os.access(POSTFIX, os.X_OK) and os.geteuid() == 0,
-                     "needs the postfix package (scripts/install-deps.sh) and root")
+@needs.condition(lambda: os.access(POSTFIX, os.X_OK) and os.geteuid() == 0,
+                 "needs the postfix package (scripts/install-deps.sh) and root")
 class BenchCompare(unittest.TestCase):
     def test_tiny_run_prints_four_rows(self):
         result = subprocess.run([COMPARE, "--build", os.path.dirname(os.path.abspath(SMTPSD)),

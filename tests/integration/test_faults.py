@@ -14,6 +14,7 @@ import time
 import unittest
 
 from harness import RawSession, ServerTestCase, make_message
+import needs
 
 MiB = 1024 * 1024
 
@@ -23,7 +24,7 @@ def mount_tmpfs(test, path, size_bytes):
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755",
                              "tmpfs", path], capture_output=True)
     if result.returncode != 0:
-        test.skipTest("cannot mount a tmpfs here (needs root): " +
+        needs.missing("cannot mount a tmpfs here (needs root): " +
                       result.stderr.decode(errors="replace").strip())
     # Unmounted after the server stopped (cleanups run after tearDown).
     test.addCleanup(subprocess.run, ["umount", "-l", path], capture_output=True)

@@ -15,6 +15,7 @@ import time
 import unittest
 
 from harness import ServerTestCase
+import needs
 
 COUNT = 5000
 ADDRESSES = 125
@@ -36,7 +37,7 @@ class FiveThousandIdle(ServerTestCase):
     def test_mail_flows_while_5000_idle_tls_connections_are_open(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard < COUNT + 200:
-            self.skipTest(f"RLIMIT_NOFILE hard limit {hard} is below {COUNT + 200}")
+            needs.environmental(self, "nofile", f"{hard} is below {COUNT + 200}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
 

@@ -21,6 +21,7 @@ import unittest
 from certificates import issue_leaf
 from harness import SMTPSD, Server, ServerTestCase, port_free, raw_connect
 from processes import end_process
+import needs
 
 ROOT = os.geteuid() == 0
 UNIT = os.path.join(os.path.dirname(__file__), "..", "..", "contrib", "systemd",
@@ -97,7 +98,7 @@ def proc_status(pid):
     return fields
 
 
-@unittest.skipUnless(ROOT, "the account switch needs a start as root")
+@needs.condition(ROOT, "the account switch needs a start as root")
 class AccountSwitch(ServerTestCase):
     def test_started_as_root_without_user_is_refused(self):
         server = self.new_server(privileges={})
@@ -171,7 +172,7 @@ class AccountSwitch(ServerTestCase):
                              re.escape(message))
 
 
-@unittest.skipUnless(ROOT, "giving data_dir to the account needs a start as root")
+@needs.condition(ROOT, "giving data_dir to the account needs a start as root")
 class StartUpOnABigDataDir(ServerTestCase):
     """The old systemd unit (StateDirectory= without User=) gave data_dir back to root before
     every start, and smtpsd then changed the owner of the whole tree, mailboxes included."""
@@ -211,8 +212,7 @@ class StartUpOnABigDataDir(ServerTestCase):
         self.assertEqual(owners(server.maildir("erin@localhost")), {(NOBODY, NOBODY)})
         self.assertLess(started_in, 10)
         server.stop()
-        if not STRACE:
-            self.skipTest("strace is not installed: the walk itself was not traced")
+        needs.require("strace")  # the walk itself is traced
         # Root's again, as before each start of the old unit: the walk runs, and never
         # opens, lists or changes a mailbox.
         os.chown(self.tmp, 0, 0)
@@ -230,7 +230,7 @@ class StartUpOnABigDataDir(ServerTestCase):
             self.assertEqual(touching, [], f"start-up touched {box}")
 
 
-@unittest.skipUnless(ROOT and STRACE, "needs a start as root and strace")
+@needs.condition(ROOT and STRACE, "needs a start as root and strace")
 class VanishingDuringTheWalk(ServerTestCase):
     """A file or directory that disappears between the listing and the change of owner (a
     mail reader moving new/ to cur/, a queue run) is skipped: the start goes on. strace
@@ -285,7 +285,7 @@ class CredentialsServer(Server):
             f.write(text)
 
 
-@unittest.skipUnless(ROOT and SETPRIV, "emulating the unit needs root and setpriv")
+@needs.condition(ROOT and SETPRIV, "emulating the unit needs root and setpriv")
 class UnitEmulation(ServerTestCase):
     """The shipped unit without systemd: setpriv gives the process what the unit's User=,
     AmbientCapabilities=, CapabilityBoundingSet= and NoNewPrivileges= say, a directory
@@ -455,7 +455,7 @@ class SystemdUnit(unittest.TestCase):
                          ["smtpsd.crt:/etc/smtpsd/tls/cert.pem",
                           "smtpsd.key:/etc/smtpsd/tls/key.pem"])
 
-    @unittest.skipUnless(shutil.which("systemd-analyze"), "systemd-analyze is not installed")
+    @needs.tools("systemd-analyze")
     def test_unit_verifies_and_is_sandboxed(self):
         with open(UNIT) as f:
             unit = f.read()

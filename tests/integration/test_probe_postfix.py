@@ -20,6 +20,7 @@ import unittest
 from harness import ServerTestCase
 from postfix import POSTFIX, Postfix
 from test_probe import findings, probe
+import needs
 
 
 def expiring_certificate(tls_dir, days):
@@ -38,8 +39,8 @@ def expiring_certificate(tls_dir, days):
     return pem, key
 
 
-@unittest.skipUnless(os.access(POSTFIX, os.X_OK) and os.geteuid() == 0,
-                     "needs the postfix package (scripts/install-deps.sh) and root")
+@needs.condition(lambda: os.access(POSTFIX, os.X_OK) and os.geteuid() == 0,
+                 "needs the postfix package (scripts/install-deps.sh) and root")
 class ProbePostfix(ServerTestCase):
     def pki(self):
         server = self.new_server()  # only for its development PKI; never started

@@ -15,6 +15,7 @@ import unittest
 
 from certificates import install_chain, issue_leaf
 from harness import ServerTestCase
+import needs
 
 TESTSSL = shutil.which("testssl") or shutil.which("testssl.sh")
 BAD = {"MEDIUM", "HIGH", "CRITICAL"}
@@ -37,7 +38,7 @@ def issue_public_like_certificates(server):
         os.chmod(os.path.join(tls, f"server-{kind}.key"), 0o600)
 
 
-@unittest.skipUnless(TESTSSL, "testssl.sh is not installed (scripts/install-deps.sh)")
+@needs.condition(lambda: TESTSSL, "testssl.sh is not installed (scripts/install-deps.sh)")
 class TestsslScan(ServerTestCase):
     def scan(self, port, starttls):
         # testssl.sh opens hundreds of connections a minute from one address.
