@@ -5,11 +5,13 @@
 // runs of spaces/tabs between fields; every refusal names file and line. Secrets handed
 // in (passwords) are wiped from our temporaries after hashing. save() is atomic and
 // durable like queue/spool.cpp: O_EXCL temp file 0600 in the same directory, write, fsync,
-// close (a failed close fails the save), rename, fsync of the directory.
+// close (a failed close fails the save), rename, fsync of the directory. Edits serialise on
+// UsersFileLock; save() itself does not lock (the caller holds the lock across its read).
 #include "auth/user_store.h"
 
 #include <fcntl.h>
 #include <sodium.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 
 #include "auth/crypto_primitives.h"
 #include "base/ascii.h"
+#include "base/clock.h"
 #include "obs/log.h"
 
 namespace auth {
@@ -340,15 +343,18 @@ base::Expected<base::Ok, std::string> UserStore::save(const std::string& path) c
     ::unlink(temp_path.c_str());
     return fail(what, temp_path, error_number);
   };
-  // The umask may have taken bits away; 0600 is what we promise, whatever it says.
-  if (::fchmod(fd, 0600) != 0) return abandon("chmod", errno);
-  // Run as root on a file the (unprivileged) server owns: the new file keeps that owner, so
-  // the server can still read it after `sudo smtpsctl user passwd`.
+  // The new file takes the place of the old one for the server too: same mode (e.g. 0640
+  // for a file root owns and the server's group reads), never a permission for others (the
+  // file holds password hashes), and, run as root, the same owner and group. A first file
+  // is 0600. The umask may have taken bits away; fchmod says what we promise, whatever it
+  // says.
   struct stat previous {};
-  if (::stat(path.c_str(), &previous) == 0 && ::geteuid() == 0 &&
-      (previous.st_uid != 0 || previous.st_gid != 0)) {
+  const bool replacing = ::stat(path.c_str(), &previous) == 0;
+  const mode_t mode = replacing ? (previous.st_mode & 0660) : 0600;
+  if (replacing && ::geteuid() == 0) {
     if (::fchown(fd, previous.st_uid, previous.st_gid) != 0) return abandon("chown", errno);
   }
+  if (::fchmod(fd, mode) != 0) return abandon("chmod", errno);
   const char* data = text.data();
   std::size_t left = text.size();
   while (left > 0) {
@@ -418,8 +424,14 @@ std::vector<const User*> UserStore::users() const {
 
 base::Expected<base::Ok, std::string> UserStore::set_password(std::string_view address,
                                                               std::string_view password,
-                                                              const Argon2Params& params) {
+                                                              const Argon2Params& params,
+                                                              std::uint32_t scram_iterations) {
   ensure_sodium();
+  if (scram_iterations < kMinScramIterations || scram_iterations > kMaxScramIterations) {
+    return base::unexpected("the SCRAM iteration count must be between " +
+                            std::to_string(kMinScramIterations) + " and " +
+                            std::to_string(kMaxScramIterations));
+  }
   if (auto valid = validate_address(address); !valid) return valid;
   if (password.empty()) return base::unexpected(std::string("the password is empty"));
   if (password.size() > kMaxPasswordSize) {
@@ -436,7 +448,7 @@ base::Expected<base::Ok, std::string> UserStore::set_password(std::string_view a
   }
   std::string salt(kScramSaltSize, '\0');
   randombytes_buf(salt.data(), salt.size());
-  ScramCredentials scram = derive_scram_credentials(password, salt, kDefaultScramIterations);
+  ScramCredentials scram = derive_scram_credentials(password, salt, scram_iterations);
 
   User* user = find_mutable(address);
   if (user == nullptr) {
@@ -493,6 +505,30 @@ bool UserStore::may_send_as(std::string_view user_address, std::string_view send
   if (same_address(user->address, sender)) return true;
   return std::any_of(user->aliases.begin(), user->aliases.end(),
                      [&](const std::string& alias) { return same_address(alias, sender); });
+}
+
+base::Expected<UsersFileLock, std::string> UsersFileLock::acquire(const std::string& users_path) {
+  const std::string lock_path = users_path + ".lock";
+  int fd = ::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return base::unexpected("lock " + lock_path + ": " + errno_text(errno));
+  struct stat users {};
+  struct stat lock {};
+  if (::geteuid() == 0 && ::stat(users_path.c_str(), &users) == 0 && ::fstat(fd, &lock) == 0 &&
+      (lock.st_uid != users.st_uid || lock.st_gid != users.st_gid)) {
+    // So that the server's own account can edit too; failing that changes nothing here.
+    [[maybe_unused]] int ignored = ::fchown(fd, users.st_uid, users.st_gid);
+  }
+  while (::flock(fd, LOCK_EX) != 0) {
+    if (errno == EINTR) continue;
+    int saved = errno;
+    ::close(fd);
+    return base::unexpected("lock " + lock_path + ": " + errno_text(saved));
+  }
+  return UsersFileLock(fd);
+}
+
+UsersFileLock::~UsersFileLock() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 bool verify_password(const User* user, std::string_view password) {
@@ -560,6 +596,7 @@ std::shared_ptr<const UserStore> UserDirectory::current() const {
 }
 
 void UserDirectory::publish(std::shared_ptr<const UserStore> snapshot) {
+  loaded_unix_ = base::unix_now();
   snapshot_.store(std::move(snapshot), std::memory_order_release);
 }
 
@@ -595,7 +632,9 @@ bool UserDirectory::reload_locked(const UsersFileSource::Signature& signature) {
   if (!loaded) {
     // Keep serving with the previous snapshot; say why the new file was not taken.
     last_error_ = loaded.error();
-    obs::Log("users_reload_failed", obs::Level::kWarning)
+    // An error, not a warning: every change in the file (a deleted user among them) is
+    // not applied until the file is fixed.
+    obs::Log("users_reload_failed", obs::Level::kError)
         .kv("file", path_)
         .kv("error", last_error_)
         .kv("kept_users", static_cast<std::uint64_t>(current()->size()));
@@ -631,6 +670,11 @@ base::Expected<base::Ok, std::string> UserDirectory::switch_to(std::string path)
   log_loaded(path_, *snapshot);
   publish(std::move(snapshot));
   return base::Ok{};
+}
+
+UserDirectory::Status UserDirectory::status() const {
+  std::lock_guard lock(reload_mutex_);
+  return Status{last_error_.empty(), loaded_unix_, current()->size()};
 }
 
 std::string UserDirectory::last_error() const {

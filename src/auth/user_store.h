@@ -8,6 +8,8 @@
 // ASCII-case-insensitively, local part included: the store holds one user per mailbox.
 // save() replaces the file atomically (temp file O_EXCL 0600, fsync, rename, fsync of the
 // directory), so a reader never sees half a file and a crash leaves the old or the new one.
+// Writers (`smtpsctl user`) hold UsersFileLock across read, change and save, so two edits
+// at once both land; the server only reads and never takes the lock.
 //
 // File format (version 1), '\n'-terminated lines; '#' comments and blank lines allowed:
 //
@@ -38,6 +40,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "base/expected.h"
@@ -54,8 +57,15 @@ Argon2Params default_argon2();
 Argon2Params test_argon2();
 
 // RFC 7677 §4: "the hash iteration-count announced by a server SHOULD be at least 4096".
+// New keys get kDefaultScramIterations unless `smtpsctl user add|passwd --scram-iterations`
+// says otherwise; keys already in the file keep the count stored with them. The count is
+// what one offline guess against a stolen file costs, and what a SCRAM client pays once
+// per login (the server only compares stored keys). Figures: bench/password_cost_bench.cpp
+// and README "Users and authentication".
 constexpr std::uint32_t kMinScramIterations = 4096;
-constexpr std::uint32_t kDefaultScramIterations = 10000;
+constexpr std::uint32_t kDefaultScramIterations = 100000;
+// Above this a login would take the client seconds; refused by `smtpsctl user`.
+constexpr std::uint32_t kMaxScramIterations = 10000000;
 constexpr std::size_t kScramSaltSize = 16;
 constexpr std::size_t kMaxPasswordSize = 1024;
 
@@ -99,8 +109,9 @@ class UserStore {
   static base::Expected<UserStore, std::string> parse(std::string_view text,
                                                       const std::string& path_for_errors);
   std::string serialize() const;
-  // Atomic and durable replacement; the file ends with mode 0600 (and keeps the previous
-  // file's owner when run as root).
+  // Atomic and durable replacement. A new file gets mode 0600; a replaced one keeps its
+  // mode without any permission for others, and, when run as root, its owner and group, so
+  // the unprivileged server can still read it after `sudo smtpsctl user ...`.
   base::Expected<base::Ok, std::string> save(const std::string& path) const;
 
   const User* find(std::string_view address) const;
@@ -108,10 +119,10 @@ class UserStore {
   std::size_t size() const { return users_.size(); }
 
   // Creates the user if it does not exist; replaces the argon2id hash and the SCRAM keys
-  // (with a fresh salt) otherwise.
-  base::Expected<base::Ok, std::string> set_password(std::string_view address,
-                                                     std::string_view password,
-                                                     const Argon2Params& params);
+  // (with a fresh salt, derived with scram_iterations) otherwise.
+  base::Expected<base::Ok, std::string> set_password(
+      std::string_view address, std::string_view password, const Argon2Params& params,
+      std::uint32_t scram_iterations = kDefaultScramIterations);
   bool remove(std::string_view address);
   base::Expected<base::Ok, std::string> add_alias(std::string_view address, std::string_view alias);
   bool remove_alias(std::string_view address, std::string_view alias);
@@ -136,6 +147,25 @@ class UserStore {
 
   std::vector<User> users_;                                                        // in file order
   std::unordered_map<std::string, std::size_t, AddressHash, AddressEqual> index_;  // → users_
+};
+
+// An exclusive flock(2) on "<users file>.lock" beside the users file, held for its
+// lifetime. The lock file, not the users file, because save() renames a new inode over the
+// users file: a lock on the old inode would not exclude the next writer. Created 0600 (with
+// the users file's owner when run as root); it stays, empty, after the edit.
+class UsersFileLock {
+ public:
+  // Blocks until the lock is ours.
+  static base::Expected<UsersFileLock, std::string> acquire(const std::string& users_path);
+  UsersFileLock(UsersFileLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UsersFileLock& operator=(UsersFileLock&&) = delete;
+  UsersFileLock(const UsersFileLock&) = delete;
+  UsersFileLock& operator=(const UsersFileLock&) = delete;
+  ~UsersFileLock();  // releases the lock (close)
+
+ private:
+  explicit UsersFileLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
 };
 
 // Constant-time check of a password (crypto_pwhash_str_verify). For user == nullptr it
@@ -170,8 +200,9 @@ std::unique_ptr<UsersFileSource> make_file_system_source();
 // — and by switch_to(); those serialise on one mutex readers never take. A changed file
 // (inode, size or mtime) is parsed into a new snapshot that replaces the old one
 // atomically; holders of the old one keep it unchanged. An invalid file leaves the old
-// snapshot in service, is logged (users_reload_failed, with file and line) and kept in
-// last_error(). A missing file is an empty store.
+// snapshot in service, is logged at error level as soon as the watcher sees it
+// (users_reload_failed, with file and line), kept in last_error() and shown by status()
+// (the daemon exports it as metrics). A missing file is an empty store.
 class UserDirectory {
  public:
   // Loads the file now, on the calling thread.
@@ -191,6 +222,16 @@ class UserDirectory {
 
   std::string last_error() const;
   std::string path() const;
+
+  // What /metrics shows: whether the file as it is now was taken (false while a broken file
+  // is refused and the previous snapshot serves), when the snapshot in service was loaded
+  // (Unix seconds), and how many users it holds.
+  struct Status {
+    bool valid = true;
+    std::int64_t loaded_unix = 0;
+    std::size_t users = 0;
+  };
+  Status status() const;
   // A configuration reload named another users file: it is loaded now (missing: an empty
   // store) and used from here on. An invalid file changes nothing and gives its error.
   base::Expected<base::Ok, std::string> switch_to(std::string path);
@@ -206,6 +247,7 @@ class UserDirectory {
   std::string path_;                 // a reload may switch files
   UsersFileSource::Signature seen_;  // the file last looked at (loaded or refused)
   std::string last_error_;
+  std::int64_t loaded_unix_ = 0;  // when the snapshot in service was published
 
   std::mutex watch_mutex_;  // guards stopping_
   std::condition_variable watch_wake_;

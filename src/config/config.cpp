@@ -323,10 +323,12 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
     reader.fail(table->get("relay_user"), "delivery.relay_user",
                 "needs delivery.relay_password_file (the password never goes in this file)");
   }
-  if (!d.relay_user.empty() && !relay_implicit_tls && d.relay_tls < tls::OutboundLevel::kEncrypt) {
+  // The relay password goes only to a relay whose certificate was verified: "encrypt" (or
+  // smtps:// without "verify") would hand it to whoever answers in the middle.
+  if (!d.relay_user.empty() && d.relay_tls < tls::OutboundLevel::kVerify) {
     reader.fail(table->get("relay_tls"), "delivery.relay_tls",
-                "must be \"encrypt\" or \"verify\" when relay_user is set (a password is "
-                "never sent without TLS)");
+                "must be \"verify\" when relay_user is set (the password is never sent "
+                "without TLS, nor to a relay whose certificate was not verified)");
   }
   if (relay_implicit_tls && d.relay_tls < tls::OutboundLevel::kEncrypt) {
     d.relay_tls = tls::OutboundLevel::kEncrypt;  // smtps:// is always encrypted

@@ -382,10 +382,26 @@ base::Expected<std::shared_ptr<ServerContexts>, std::string> ServerContexts::cre
     const std::string& client_ca_file, const ServerContexts* previous) {
   std::shared_ptr<ServerContexts> self(new ServerContexts());
   self->store_ = std::move(store);
-  self->client_ca_file_ = client_ca_file;
+  auto session_id = session_id_context(client_ca_file);
+  if (!session_id) return base::unexpected(session_id.error());
+  self->session_id_context_ = std::move(session_id.value());
+  // RFC 5077 / RFC 8446 §4.6.1: tickets are sealed with the keys of the context a connection
+  // started on. Keeping them across a reload lets clients resume instead of paying for a
+  // full handshake; under other client CA contents (another session id context) a session
+  // could not resume anyway, so those start afresh.
+  self->ticket_keys_ =
+      previous != nullptr && previous->session_id_context_ == self->session_id_context_
+          ? previous->ticket_keys_
+          : std::make_shared<TicketKeys>();
   for (std::size_t set = 0; set < self->store_->set_count(); ++set) {
-    auto ctx = make_server_context_without_certificates(policy, client_ca_file);
+    auto ctx =
+        make_server_context_without_certificates(policy, client_ca_file, self->session_id_context_);
     if (!ctx) return base::unexpected(ctx.error());
+    // On every set's context: OpenSSL seals with the initial one's callback, which finds
+    // the keys through the context the connection is on now.
+    if (auto installed = self->ticket_keys_->install(ctx.value().get()); !installed) {
+      return base::unexpected(installed.error());
+    }
     if (auto installed = self->store_->install(set, ctx.value().get()); !installed) {
       return base::unexpected(installed.error());
     }
@@ -399,18 +415,6 @@ base::Expected<std::shared_ptr<ServerContexts>, std::string> ServerContexts::cre
     }
   }
   SSL_CTX* initial = self->contexts_.front().get();
-  // RFC 5077 / RFC 8446 §4.6.1: tickets are sealed with the keys of the context a connection
-  // started on. Keeping them across a reload lets clients resume instead of paying for a
-  // full handshake; a changed client CA must not let a session verified under the old one in.
-  if (previous != nullptr && previous->client_ca_file_ == client_ca_file) {
-    unsigned char keys[80];
-    SSL_CTX* old_initial = previous->contexts_.front().get();
-    if (SSL_CTX_get_tlsext_ticket_keys(old_initial, keys, sizeof keys) == 1) {
-      SSL_CTX_set_tlsext_ticket_keys(initial, keys, sizeof keys);
-    }
-    OPENSSL_cleanse(keys, sizeof keys);
-    ERR_clear_error();
-  }
   if (self->contexts_.size() > 1) {
     SSL_CTX_set_tlsext_servername_callback(initial, &ServerContexts::on_server_name);
     SSL_CTX_set_tlsext_servername_arg(initial, self.get());

@@ -26,6 +26,7 @@
 
 #include "base/expected.h"
 #include "tls/policy.h"
+#include "tls/ticket_keys.h"
 
 namespace tls {
 
@@ -107,13 +108,14 @@ class CertificateStore {
 // The SSL_CTXs of one listener: one per certificate set, all with the same policy, tickets
 // and client CA; connections start on the default set's context and its servername callback
 // moves them to the set their SNI names (SSL_set_SSL_CTX). Resumption keeps working across
-// sets: OpenSSL encrypts and decrypts tickets with the keys of the context the connection
-// started on (the default one), and every context has the same session id context.
+// sets: every context shares one TicketKeys (rotated every 12 hours, ticket_keys.h) and one
+// session id context, which digests the client CA file's contents (policy.h
+// session_id_context), so a session is resumed only under the client CAs it was made under.
 class ServerContexts : public std::enable_shared_from_this<ServerContexts> {
  public:
   // `previous` (the same listener's contexts before a reload, or null): its ticket keys are
-  // carried over when the client CA file is the same, so tickets issued before the reload
-  // still resume after it.
+  // carried over when the client CA contents are the same, so tickets issued before the
+  // reload still resume after it.
   static base::Expected<std::shared_ptr<ServerContexts>, std::string> create(
       const Policy& policy, std::shared_ptr<const CertificateStore> store,
       const std::string& client_ca_file, const ServerContexts* previous = nullptr);
@@ -131,9 +133,10 @@ class ServerContexts : public std::enable_shared_from_this<ServerContexts> {
   static int on_server_name(SSL* ssl, int* alert, void* self);
 
   std::shared_ptr<const CertificateStore> store_;
-  std::vector<SslCtxPtr> contexts_;  // by set; [0] is the default
-  std::string client_ca_file_;
-  std::unordered_map<std::string, std::size_t> exact_;     // name → set
+  std::vector<SslCtxPtr> contexts_;                     // by set; [0] is the default
+  std::string session_id_context_;                      // policy.h session_id_context()
+  std::shared_ptr<TicketKeys> ticket_keys_;             // shared with the contexts after a reload
+  std::unordered_map<std::string, std::size_t> exact_;  // name → set
   std::unordered_map<std::string, std::size_t> wildcard_;  // "example.com" for "*.example.com"
 };
 

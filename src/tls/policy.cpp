@@ -9,18 +9,22 @@
 #include "tls/openssl_error.h"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <string_view>
 
 namespace tls {
 namespace {
 
 // Session id context: tickets and cached sessions made by one smtpsd are only resumed by
-// smtpsd (OpenSSL refuses to resume across contexts with different ids).
-constexpr unsigned char kSessionIdContext[] = "smtpsd";
+// smtpsd (OpenSSL refuses to resume across contexts with different ids), and, with client
+// CAs, only under the same CA file contents (session_id_context()).
+constexpr std::string_view kSessionIdContext = "smtpsd";
 
 struct KeyDeleter {
   void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
@@ -274,8 +278,29 @@ base::Expected<base::Ok, std::string> validate(const Policy& policy) {
   return base::Ok{};
 }
 
+base::Expected<std::string, std::string> session_id_context(const std::string& client_ca_file) {
+  if (client_ca_file.empty()) return std::string(kSessionIdContext);
+  std::ifstream in(client_ca_file, std::ios::binary);
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  if (!in && !in.eof()) {
+    return base::unexpected("tls: cannot read client CA file " + client_ca_file);
+  }
+  const std::string text = contents.str();
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  const bool ok = md != nullptr && EVP_DigestInit_ex(md, EVP_sha256(), nullptr) == 1 &&
+                  EVP_DigestUpdate(md, kSessionIdContext.data(), kSessionIdContext.size()) == 1 &&
+                  EVP_DigestUpdate(md, text.data(), text.size()) == 1 &&
+                  EVP_DigestFinal_ex(md, digest, &size) == 1;
+  EVP_MD_CTX_free(md);
+  if (!ok) return base::unexpected("tls: cannot digest client CA file: " + last_error_reason());
+  return std::string(reinterpret_cast<const char*>(digest), size);
+}
+
 base::Expected<SslCtxPtr, std::string> make_server_context_without_certificates(
-    const Policy& policy, const std::string& client_ca_file) {
+    const Policy& policy, const std::string& client_ca_file, std::string_view session_id_context) {
   if (auto valid = validate(policy); !valid) return base::unexpected(valid.error());
 
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
@@ -301,8 +326,19 @@ base::Expected<SslCtxPtr, std::string> make_server_context_without_certificates(
     // SSL_OP_NO_TICKET alone makes TLS 1.3 send stateful tickets; 0 tickets means none.
     SSL_CTX_set_num_tickets(ctx.get(), 0);
   }
-  if (SSL_CTX_set_session_id_context(ctx.get(), kSessionIdContext, sizeof kSessionIdContext - 1) !=
-      1) {
+  // Digested before the CAs are loaded below: if the file changes in between, the id names
+  // older contents than the CAs in use, and the next reload (which digests the new ones)
+  // refuses these sessions; never the other way round.
+  std::string digested;
+  if (session_id_context.empty()) {
+    auto computed = tls::session_id_context(client_ca_file);
+    if (!computed) return base::unexpected(computed.error());
+    digested = std::move(computed.value());
+    session_id_context = digested;
+  }
+  if (SSL_CTX_set_session_id_context(
+          ctx.get(), reinterpret_cast<const unsigned char*>(session_id_context.data()),
+          static_cast<unsigned int>(session_id_context.size())) != 1) {
     return base::unexpected("tls: cannot set session id context: " + last_error_reason());
   }
   if (!client_ca_file.empty()) {

@@ -82,8 +82,18 @@ base::Expected<SslCtxPtr, std::string> make_server_context(
 
 // The same context without any certificate: policy, options, resumption and client CAs. The
 // caller installs certificates (tls::CertificateStore::install does, from memory).
+// `session_id_context`: what session_id_context(client_ca_file) gave (empty: computed here).
 base::Expected<SslCtxPtr, std::string> make_server_context_without_certificates(
-    const Policy& policy, const std::string& client_ca_file = {});
+    const Policy& policy, const std::string& client_ca_file = {},
+    std::string_view session_id_context = {});
+
+// The session id context of a server context (SSL_CTX_set_session_id_context): OpenSSL
+// resumes a session or ticket only under the context it was made in. Without client CAs it
+// is "smtpsd"; with them, SHA-256 over "smtpsd" and the bytes of the client CA file, so a
+// session whose client certificate was verified under one set of CAs is never resumed
+// under another (a CA removed from the file no longer lets its certificates in by a
+// ticket). At most SSL_MAX_SID_CTX_LENGTH (32) bytes. Errors: the file cannot be read.
+base::Expected<std::string, std::string> session_id_context(const std::string& client_ca_file);
 
 // Client context for tests and smtpsctl: verifies the peer against ca_file (or the system store
 // when empty), TLS 1.2 minimum. The caller names the expected peer per connection with

@@ -14,12 +14,15 @@ import base64
 import os
 import re
 import select
+import shutil
+import signal
+import socket
 import smtplib
 import subprocess
 import time
 import unittest
 
-from harness import SMTPSD, RawSession, ServerTestCase, make_message
+from harness import SMTPSD, RawSession, ServerTestCase, make_message, read_reply
 
 AUTH_EXTERNAL_OK = re.compile(
     r"event=auth session=\S+ client=127\.0\.0\.1 user=demo@localhost mechanism=EXTERNAL")
@@ -207,6 +210,53 @@ class ExternalWithClientCertificate(ExternalTestCase):
                     process.wait()
                 process.stdout.close()
             self.assertRegex(server.log(), AUTH_EXTERNAL_OK)
+
+
+class ClientCaChange(ExternalTestCase):
+    """A session verified under one client CA set is not resumed under another: removing a CA
+    from client_ca (here: the same path, other contents) and reloading refuses the
+    certificates it issued, resumption included."""
+
+    def external_login(self, server, session=None):
+        """(AUTH EXTERNAL reply code, resumed?, the session to resume next time)."""
+        if session is None:  # a session resumes only through the context that made it
+            self.context = server.client_context()
+            self.context.load_cert_chain(*self.demo_cert)
+        context = self.context
+        raw = socket.create_connection(("127.0.0.1", server.ports["submissions"]), timeout=10)
+        with context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+            replies = tls.makefile("rb")
+            self.assertEqual(read_reply(replies)[0], 220)
+            tls.sendall(b"EHLO client.example\r\n")
+            self.assertEqual(read_reply(replies)[0], 250)
+            tls.sendall(b"AUTH EXTERNAL =\r\n")
+            code = read_reply(replies)[0]
+            tls.sendall(b"QUIT\r\n")
+            self.assertEqual(read_reply(replies)[0], 221)  # TLS 1.3 tickets have come in
+            replies.close()
+            return code, tls.session_reused, tls.session
+
+    def reload(self, server):
+        reloads = server.log().count("event=reloaded")
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while server.log().count("event=reloaded") <= reloads:
+            self.assertLess(time.time(), deadline, server.log())
+            time.sleep(0.05)
+
+    def test_session_from_a_removed_ca_is_not_resumed_after_reload(self):
+        server = self.external_server()
+        with server:
+            code, resumed, session = self.external_login(server)
+            self.assertEqual((code, resumed), (235, False))
+            self.reload(server)  # client_ca unchanged: resumption goes on
+            code, resumed, session = self.external_login(server, session)
+            self.assertEqual((code, resumed), (235, True))
+            shutil.copyfile(os.path.join(self.tmp, "client-pki", "other-ca.pem"),
+                            self.client_ca)
+            self.reload(server)
+            code, resumed, _ = self.external_login(server, session)
+            self.assertEqual((code, resumed), (535, False))
 
 
 class ExternalRefused(ExternalTestCase):

@@ -80,6 +80,30 @@ class Check(ServerTestCase):
         self.assertNotEqual(serve.returncode, 0)
         self.assertIn("no-such-cert.pem", serve.stderr.decode())
 
+    def test_relay_password_to_an_unverified_relay_refused_by_check_and_serve(self):
+        directory = os.path.join(self.tmp, "cfg")
+        for relay, relay_tls in (("smtp://relay.example:587", "encrypt"),
+                                 ("smtps://relay.example:465", "encrypt"),
+                                 ("smtps://relay.example:465", "may")):
+            _, lines = self.dev_config()
+            lines = [line for line in lines if line.strip() != "[delivery]"]
+            with open(os.path.join(directory, "relay.password"), "w") as f:
+                f.write("relay-secret\n")
+            lines += ["[delivery]", f'relay = "{relay}"', 'relay_user = "me@example.org"',
+                      'relay_password_file = "relay.password"', f'relay_tls = "{relay_tls}"']
+            line = len(lines)
+            path = self.write_variant(lines, "relay.toml")
+            for command in ("check", "serve"):
+                result = run([command, "--config", path])
+                self.assertEqual(result.returncode, 2, (command, result.stdout, result.stderr))
+                self.assertRegex(result.stderr.decode(),
+                                 re.escape(path) + f":{line}: (delivery\\.)?relay_tls: "
+                                 r'must be "verify" when relay_user is set')
+            lines[-1] = 'relay_tls = "verify"'
+            path = self.write_variant(lines, "relay.toml")
+            result = run(["check", "--config", path])
+            self.assertEqual(result.returncode, 0, (relay, result.stderr))
+
 
 class DevMode(ServerTestCase):
     def free_offset(self):

@@ -3,7 +3,9 @@
 //
 // Invariants: a password is held only in local strings that are wiped (sodium_memzero)
 // before they go out of scope, and it is never printed; `list` prints addresses and
-// aliases only. The file is written only after every check passed, in one atomic save.
+// aliases only. The file is written only after every check passed, in one atomic save,
+// under the users file's lock (auth::UsersFileLock) held from the read to the rename, and
+// only if the server would parse what is written.
 #include "app/smtpsctl/user_command.h"
 
 #include <sodium.h>
@@ -13,6 +15,7 @@
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 
 #include "app/smtpsctl/terminal.h"
 
@@ -55,6 +58,7 @@ struct Arguments {
   std::string users_file;
   std::string address;
   std::string alias;
+  std::uint32_t scram_iterations = auth::kDefaultScramIterations;
 };
 
 int fail(std::ostream& err, const std::string& message) {
@@ -62,23 +66,53 @@ int fail(std::ostream& err, const std::string& message) {
   return 1;
 }
 
+// Writes the store, but only what the server will parse: a file smtpsd refuses would leave
+// its previous users in service while this command said the change was made.
 int save(const auth::UserStore& store, const Arguments& args, std::ostream& err) {
+  if (auto parsed = auth::UserStore::parse(store.serialize(), args.users_file); !parsed) {
+    return fail(err, "not written, the server could not read it: " + parsed.error());
+  }
   auto saved = store.save(args.users_file);
   if (!saved) return fail(err, saved.error());
   return 0;
 }
 
-// Asks for the password and sets it; the password is wiped on every path.
-int set_password(auth::UserStore& store, const Arguments& args, std::ostream& err,
+// One change of the file: lock, read, change, save. The lock is held from the read to the
+// rename, so edits running at once serialise instead of each writing back what it read.
+// `change` returns 0 to save, or the exit code to stop with (nothing written).
+int edit(const Arguments& args, bool allow_missing, std::ostream& err,
+         const std::function<int(auth::UserStore&)>& change) {
+  auto lock = auth::UsersFileLock::acquire(args.users_file);
+  if (!lock) return fail(err, lock.error());
+  auto store = load_store(args.users_file, allow_missing);
+  if (!store) return fail(err, store.error());
+  if (int result = change(store.value()); result != 0) return result;
+  return save(store.value(), args, err);
+}
+
+// Asks for the password (before the lock: a person may be typing it), then sets it under
+// the lock; the password is wiped on every path.
+int set_password(const Arguments& args, bool adding, std::ostream& err,
                  const PasswordReader& read_password, const auth::Argon2Params& params) {
   auto password = read_password();
   if (!password) return fail(err, password.error());
-  auto set = store.set_password(args.address, password.value(), params);
+  int result = edit(args, /*allow_missing=*/adding, err, [&](auth::UserStore& store) {
+    const bool exists = store.find(args.address) != nullptr;
+    if (adding && exists) {
+      return fail(err, "user " + args.address + " already exists in " + args.users_file);
+    }
+    if (!adding && !exists) {
+      return fail(err, "no user " + args.address + " in " + args.users_file);
+    }
+    auto set = store.set_password(args.address, password.value(), params, args.scram_iterations);
+    if (!set) return fail(err, set.error());
+    return 0;
+  });
   wipe(password.value());
-  if (!set) return fail(err, set.error());
-  return save(store, args, err);
+  return result;
 }
 
+// add and passwd look first without the lock, to refuse before asking for a password.
 int add_user(const Arguments& args, std::ostream& out, std::ostream& err,
              const PasswordReader& read_password, const auth::Argon2Params& params) {
   if (auto valid = auth::validate_address(args.address); !valid) {
@@ -90,7 +124,7 @@ int add_user(const Arguments& args, std::ostream& out, std::ostream& err,
     return fail(err, "user " + args.address + " already exists in " + args.users_file +
                          " (use passwd to change the password)");
   }
-  if (int result = set_password(store.value(), args, err, read_password, params); result != 0) {
+  if (int result = set_password(args, /*adding=*/true, err, read_password, params); result != 0) {
     return result;
   }
   out << "added " << args.address << " to " << args.users_file << "\n";
@@ -105,7 +139,7 @@ int change_password(const Arguments& args, std::ostream& out, std::ostream& err,
   if (user == nullptr) return fail(err, "no user " + args.address + " in " + args.users_file);
   Arguments canonical = args;
   canonical.address = user->address;
-  if (int result = set_password(store.value(), canonical, err, read_password, params);
+  if (int result = set_password(canonical, /*adding=*/false, err, read_password, params);
       result != 0) {
     return result;
   }
@@ -114,12 +148,13 @@ int change_password(const Arguments& args, std::ostream& out, std::ostream& err,
 }
 
 int delete_user(const Arguments& args, std::ostream& out, std::ostream& err) {
-  auto store = load_store(args.users_file, false);
-  if (!store) return fail(err, store.error());
-  if (!store->remove(args.address)) {
-    return fail(err, "no user " + args.address + " in " + args.users_file);
-  }
-  if (int result = save(store.value(), args, err); result != 0) return result;
+  int result = edit(args, false, err, [&](auth::UserStore& store) {
+    if (!store.remove(args.address)) {
+      return fail(err, "no user " + args.address + " in " + args.users_file);
+    }
+    return 0;
+  });
+  if (result != 0) return result;
   out << "deleted " << args.address << "\n";
   return 0;
 }
@@ -147,26 +182,28 @@ int list_users(const Arguments& args, std::ostream& out, std::ostream& err) {
 }
 
 int add_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
-  auto store = load_store(args.users_file, false);
-  if (!store) return fail(err, store.error());
-  if (auto added = store->add_alias(args.address, args.alias); !added) {
-    return fail(err, added.error());
-  }
-  if (int result = save(store.value(), args, err); result != 0) return result;
+  int result = edit(args, false, err, [&](auth::UserStore& store) {
+    if (auto added = store.add_alias(args.address, args.alias); !added) {
+      return fail(err, added.error());
+    }
+    return 0;
+  });
+  if (result != 0) return result;
   out << args.address << " may now send as " << args.alias << "\n";
   return 0;
 }
 
 int delete_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
-  auto store = load_store(args.users_file, false);
-  if (!store) return fail(err, store.error());
-  if (store->find(args.address) == nullptr) {
-    return fail(err, "no user " + args.address + " in " + args.users_file);
-  }
-  if (!store->remove_alias(args.address, args.alias)) {
-    return fail(err, args.alias + " is not an alias of " + args.address);
-  }
-  if (int result = save(store.value(), args, err); result != 0) return result;
+  int result = edit(args, false, err, [&](auth::UserStore& store) {
+    if (store.find(args.address) == nullptr) {
+      return fail(err, "no user " + args.address + " in " + args.users_file);
+    }
+    if (!store.remove_alias(args.address, args.alias)) {
+      return fail(err, args.alias + " is not an alias of " + args.address);
+    }
+    return 0;
+  });
+  if (result != 0) return result;
   out << args.address << " may no longer send as " << args.alias << "\n";
   return 0;
 }
@@ -189,6 +226,14 @@ int run_user_command(const std::vector<std::string>& argv, std::ostream& out, st
   for (CLI::App* command : {add, passwd, del}) {
     users_option(command);
     command->add_option("address", args.address, "The user's address")->required();
+  }
+  for (CLI::App* command : {add, passwd}) {
+    command
+        ->add_option("--scram-iterations", args.scram_iterations,
+                     "PBKDF2 rounds for the new SCRAM-SHA-256 keys: the cost of one offline "
+                     "guess, paid by a SCRAM client once per login")
+        ->check(CLI::Range(auth::kMinScramIterations, auth::kMaxScramIterations))
+        ->capture_default_str();
   }
   users_option(list);
   list->add_option("address", args.address, "Only this user");

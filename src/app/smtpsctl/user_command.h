@@ -2,15 +2,18 @@
 //
 //   smtpsctl user add    --users FILE ADDRESS        new user; asks for the password
 //   smtpsctl user passwd --users FILE ADDRESS        new password for an existing user
+//        (both: --scram-iterations N, PBKDF2 rounds of the new SCRAM keys)
 //   smtpsctl user del    --users FILE ADDRESS        remove a user
 //   smtpsctl user list   --users FILE [ADDRESS]      addresses and aliases (never hashes)
 //   smtpsctl user alias add|del --users FILE ADDRESS ALIAS
 //
 // The password never comes from the command line (it would show in ps and shell history):
 // it is read from the terminal without echo, twice, or as the first line of standard input
-// when that is not a terminal. Exit codes: 0 done, 1 error, 2 usage. The file is replaced
-// atomically with mode 0600 (UserStore::save); a running smtpsd picks the change up within
-// a second.
+// when that is not a terminal. Exit codes: 0 done, 1 error, 2 usage. Each edit holds the
+// file's lock (UsersFileLock) from its read to its rename, so edits at once serialise; the
+// file is replaced atomically and keeps its mode, owner and group (a new one is 0600;
+// UserStore::save); a file that does not parse is never written over (the error names
+// file:line). A running smtpsd picks the change up within a second.
 #pragma once
 
 #include <functional>

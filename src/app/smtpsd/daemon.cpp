@@ -170,6 +170,25 @@ void add_queue_collector(const queue::Scheduler& scheduler) {
   });
 }
 
+// smtpsd_users_file_*: whether the users file as it is now is the one in service. A broken
+// edit leaves the previous users serving (valid 0) until the file is fixed.
+void add_users_collector(const auth::UserDirectory& users) {
+  obs::metrics().add_collector([&users](std::string& out) {
+    auth::UserDirectory::Status status = users.status();
+    obs::append_family_header(out, "smtpsd_users_file_valid",
+                              "1 when the users file parsed and is in service, 0 while a "
+                              "broken file is refused and the previous users serve.",
+                              "gauge");
+    obs::append_sample(out, "smtpsd_users_file_valid", "", status.valid ? 1.0 : 0.0);
+    obs::append_family_header(out, "smtpsd_users_file_loaded_timestamp_seconds",
+                              "Unix time the users in service were loaded.", "gauge");
+    obs::append_sample(out, "smtpsd_users_file_loaded_timestamp_seconds", "",
+                       static_cast<double>(status.loaded_unix));
+    obs::append_family_header(out, "smtpsd_users", "Users in service.", "gauge");
+    obs::append_sample(out, "smtpsd_users", "", static_cast<double>(status.users));
+  });
+}
+
 }  // namespace
 
 Daemon::Daemon(config::Config config)
@@ -276,6 +295,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   if (!controlling) return fail(controlling.error());
 
   add_queue_collector(scheduler);
+  add_users_collector(users);
   // smtpsd_certificate_expiry_seconds: the certificates in service at each scrape, so a
   // renewal shows at once (the endpoint, the only caller, ends before this Daemon).
   obs::add_certificate_collector(obs::metrics(), [this] {

@@ -87,7 +87,7 @@ TEST(UserStoreTest, FileHoldsNoPlaintextAndUsesDocumentedFields) {
   EXPECT_EQ(text.find("battery staple"), std::string::npos);
   EXPECT_NE(text.find("\nsmtpsd-users 1\n"), std::string::npos);
   EXPECT_NE(text.find("alice@example.org $argon2id$v=19$"), std::string::npos);
-  EXPECT_NE(text.find(" scram-sha-256:10000:"), std::string::npos);
+  EXPECT_NE(text.find(" scram-sha-256:100000:"), std::string::npos);  // the default count
   EXPECT_NE(text.find(" postmaster@example.org,a.smith@example.org\n"), std::string::npos);
   EXPECT_NE(text.find(" -\n"), std::string::npos);  // bob has no aliases
 }
@@ -101,12 +101,17 @@ TEST(UserStoreTest, SavedFileHasMode0600WhateverTheUmask) {
   struct stat status {};
   ASSERT_EQ(::stat(dir.file("users").c_str(), &status), 0);
   EXPECT_EQ(status.st_mode & 07777, 0600u);
-  // Replacing keeps 0600 and leaves no temp file behind.
+  // Replacing keeps the mode (a group the server reads through), never a permission for
+  // others (the file holds password hashes), and leaves no temp file behind.
   write_file(dir.file("users"), read_file(dir.file("users")));
+  ::chmod(dir.file("users").c_str(), 0640);
+  ASSERT_TRUE(two_users().save(dir.file("users")));
+  ASSERT_EQ(::stat(dir.file("users").c_str(), &status), 0);
+  EXPECT_EQ(status.st_mode & 07777, 0640u);
   ::chmod(dir.file("users").c_str(), 0644);
   ASSERT_TRUE(two_users().save(dir.file("users")));
   ASSERT_EQ(::stat(dir.file("users").c_str(), &status), 0);
-  EXPECT_EQ(status.st_mode & 07777, 0600u);
+  EXPECT_EQ(status.st_mode & 07777, 0640u);
   std::size_t entries = 0;
   for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir.file("")))
     ++entries;
@@ -290,6 +295,36 @@ TEST(DefaultArgon2Test, IsAtLeastLibsodiumInteractive) {
   EXPECT_GE(default_argon2().opslimit, 2u);
   EXPECT_GE(default_argon2().memlimit, 64u * 1024 * 1024);
   EXPECT_LT(test_argon2().memlimit, default_argon2().memlimit);
+}
+
+// One offline guess against the SCRAM keys of the file must not be cheap next to one
+// against the argon2id hash (README "Users and authentication": 100000 rounds,
+// bench/password_cost_bench).
+TEST(DefaultScramIterationsTest, IsRaisedWellAboveTheRfcMinimum) {
+  EXPECT_GE(kDefaultScramIterations, 100000u);
+  UserStore store;
+  ASSERT_TRUE(store.set_password("alice@example.org", "pw", test_argon2()));
+  EXPECT_EQ(store.find("alice@example.org")->scram.iterations, kDefaultScramIterations);
+  EXPECT_FALSE(store.set_password("alice@example.org", "pw", test_argon2(), 4095));
+}
+
+TEST(UserDirectoryTest, StatusSaysWhetherTheFileInServiceIsTheFileOnDisk) {
+  TempDir dir;
+  std::string path = dir.file("users");
+  ASSERT_TRUE(two_users().save(path));
+  UserDirectory directory(path);
+  UserDirectory::Status status = directory.status();
+  EXPECT_TRUE(status.valid);
+  EXPECT_EQ(status.users, 2u);
+  EXPECT_GT(status.loaded_unix, 0);
+  write_file(path, "smtpsd-users 1\nbroken\n");
+  EXPECT_FALSE(directory.refresh());
+  status = directory.status();
+  EXPECT_FALSE(status.valid);
+  EXPECT_EQ(status.users, 2u);  // the previous users still serve
+  ASSERT_TRUE(two_users().save(path));
+  EXPECT_TRUE(directory.refresh());
+  EXPECT_TRUE(directory.status().valid);
 }
 
 // --- UserDirectory ----------------------------------------------------------------------

@@ -374,6 +374,16 @@ TEST(ConfigDeliveryTest, MistakesNameTheKey) {
       {"[delivery]\nrelay = \"smtp://x.example\"\nrelay_user = \"me\"\nrelay_password_file = "
        "\"p\"\nrelay_tls = \"may\"\n",
        "delivery.relay_tls", "never sent without TLS"},
+      // The password goes only to a verified relay: "encrypt" and smtps:// alone are not.
+      {"[delivery]\nrelay = \"smtp://x.example\"\nrelay_user = \"me\"\nrelay_password_file = "
+       "\"p\"\nrelay_tls = \"encrypt\"\n",
+       "delivery.relay_tls", "must be \"verify\" when relay_user is set"},
+      {"[delivery]\nrelay = \"smtps://x.example\"\nrelay_user = \"me\"\nrelay_password_file = "
+       "\"p\"\nrelay_tls = \"encrypt\"\n",
+       "delivery.relay_tls", "must be \"verify\" when relay_user is set"},
+      {"[delivery]\nrelay = \"smtps://x.example\"\nrelay_user = \"me\"\nrelay_password_file = "
+       "\"p\"\nrelay_tls = \"may\"\n",
+       "delivery.relay_tls", "not verified"},
       {"[delivery]\nlmtp = \"/run/dovecot/lmtp\"\n", "delivery.lmtp", "unix:"},
       {"[delivery]\nlmtp = \"127.0.0.1:\"\n", "delivery.lmtp", "HOST:PORT"},
       {"[delivery]\nlmtp = \"127.0.0.1:x\"\n", "delivery.lmtp", "HOST:PORT"},

@@ -9,6 +9,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include <chrono>
 #include <ctime>
 #include <fstream>
 #include <string>
@@ -333,6 +334,83 @@ TEST_F(ServerContextsTest, TicketsResumeOnNamedSetsAndAcrossReloads) {
                             asking_for("mail.example.com"), session.get());
   ASSERT_TRUE(full.ok);
   EXPECT_FALSE(SSL_session_reused(full.client.get()));
+}
+
+// A session made while the listener trusted one set of client CAs is not resumed after a
+// reload under other CA contents, even from the same file name: its client certificate was
+// verified against CAs that may no longer be trusted.
+TEST_F(ServerContextsTest, TicketsResumeOnlyUnderTheSameClientCaContents) {
+  const std::string ca_file = dir_.file("client-ca.pem");
+  const auto write_ca = [&](const std::string& from) {
+    std::ifstream in(from, std::ios::binary);
+    std::ofstream out(ca_file, std::ios::binary | std::ios::trunc);
+    out << in.rdbuf();
+  };
+  write_ca(make_pair(dir_, "ca-a", {"ca-a.test"}).certificate_file);
+  const CertificatePair other_ca = make_pair(dir_, "ca-b", {"ca-b.test"});
+  auto store = CertificateStore::load(pairs_, strict());
+  ASSERT_TRUE(store);
+  auto made = [&](const ServerContexts* previous) {
+    auto contexts = ServerContexts::create(Policy{}, store.value(), ca_file, previous);
+    EXPECT_TRUE(contexts) << contexts.error();
+    return contexts.value();
+  };
+  auto server = made(nullptr);
+  SslCtxPtr client = trusting_client();
+  auto first = run_handshake(server->initial_context().get(), client.get(), asking_for(nullptr));
+  ASSERT_TRUE(first.ok) << first.server_error;
+  SessionPtr session(SSL_get1_session(first.client.get()));
+  ASSERT_TRUE(session);
+
+  auto unchanged = made(server.get());  // reload, same CA contents: resumes
+  auto again = run_handshake(unchanged->initial_context().get(), client.get(), asking_for(nullptr),
+                             session.get());
+  ASSERT_TRUE(again.ok);
+  EXPECT_TRUE(SSL_session_reused(again.client.get()));
+
+  write_ca(other_ca.certificate_file);  // the same path, another CA
+  auto changed = made(unchanged.get());
+  auto after = run_handshake(changed->initial_context().get(), client.get(), asking_for(nullptr),
+                             session.get());
+  ASSERT_TRUE(after.ok) << after.server_error;
+  EXPECT_FALSE(SSL_session_reused(after.client.get()));
+}
+
+// Ticket keys rotate while the process runs: a ticket from two rotation periods ago makes
+// a full handshake, one from the previous period still resumes.
+TEST(TicketKeysRotation, OldTicketsStopResumingAfterTwoPeriods) {
+  TempDir dir;
+  auto server = make_server_context(Policy{}, {make_pair(dir, "leaf", {"leaf.test"})});
+  ASSERT_TRUE(server) << server.error();
+  auto now = std::chrono::steady_clock::time_point(std::chrono::hours(1000));
+  TicketKeys keys(std::chrono::hours(12), [&now] { return now; });
+  ASSERT_TRUE(keys.install(server.value().get()));
+  SslCtxPtr client = trusting_client();
+  auto first = run_handshake(server.value().get(), client.get(), asking_for(nullptr));
+  ASSERT_TRUE(first.ok) << first.server_error;
+  SessionPtr session(SSL_get1_session(first.client.get()));
+  ASSERT_TRUE(session);
+
+  now += std::chrono::hours(13);  // rotated once: the previous key still opens
+  auto next_period =
+      run_handshake(server.value().get(), client.get(), asking_for(nullptr), session.get());
+  ASSERT_TRUE(next_period.ok);
+  EXPECT_TRUE(SSL_session_reused(next_period.client.get()));
+
+  // A resumed connection gets a new ticket (TLS 1.3 clients use each once), sealed with the
+  // key of its period.
+  SessionPtr renewed(SSL_get1_session(next_period.client.get()));
+  ASSERT_TRUE(renewed);
+
+  now += std::chrono::hours(12);  // rotated twice: the first key is gone
+  auto later =
+      run_handshake(server.value().get(), client.get(), asking_for(nullptr), session.get());
+  ASSERT_TRUE(later.ok);
+  EXPECT_FALSE(SSL_session_reused(later.client.get()));
+  auto renewed_later =
+      run_handshake(server.value().get(), client.get(), asking_for(nullptr), renewed.get());
+  ASSERT_TRUE(renewed_later.ok);
+  EXPECT_TRUE(SSL_session_reused(renewed_later.client.get()));
 }
 
 TEST_F(ServerContextsTest, InitialContextKeepsEverythingAlive) {

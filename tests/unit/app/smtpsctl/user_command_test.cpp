@@ -168,5 +168,40 @@ TEST_F(UserCommandTest, CorruptFileIsReportedAndNotOverwritten) {
   EXPECT_EQ(text.str(), "smtpsd-users 1\ngarbage\n");
 }
 
+// The PBKDF2 rounds of new SCRAM keys: the default, or --scram-iterations; entries already
+// in the file keep the count stored with them (and still verify).
+TEST_F(UserCommandTest, ScramIterationsDefaultOptionAndStoredCountsKept) {
+  ASSERT_EQ(run({"add", "--users", users_, "alice@example.org"}), 0) << err_.str();
+  EXPECT_EQ(load().find("alice@example.org")->scram.iterations, auth::kDefaultScramIterations);
+  ASSERT_EQ(run({"add", "--users", users_, "--scram-iterations", "20000", "bob@example.org"}), 0)
+      << err_.str();
+  EXPECT_EQ(load().find("bob@example.org")->scram.iterations, 20000u);
+  ASSERT_EQ(run({"passwd", "--users", users_, "--scram-iterations", "4096", "alice@example.org"}),
+            0);
+  EXPECT_EQ(load().find("alice@example.org")->scram.iterations, 4096u);
+  // An entry written with the old default (10000) is read with its own count.
+  auth::UserStore store = load();
+  auth::UserStore old;
+  ASSERT_TRUE(old.set_password("carol@example.org", "s3cret pass", auth::test_argon2(), 10000));
+  const auth::User* carol = old.find("carol@example.org");
+  {
+    std::ofstream out(users_, std::ios::app);
+    std::string line = old.serialize();
+    out << line.substr(line.find("carol@"));
+  }
+  ASSERT_EQ(run({"del", "--users", users_, "alice@example.org"}), 0) << err_.str();
+  const auth::User* kept = load().find("carol@example.org");
+  ASSERT_NE(kept, nullptr);
+  EXPECT_EQ(kept->scram.iterations, 10000u);
+  EXPECT_EQ(kept->scram.stored_key, carol->scram.stored_key);
+  EXPECT_EQ(load().find("bob@example.org")->scram.iterations, 20000u);
+  // Below RFC 7677's 4096, or absurdly high: a usage error, nothing asked or written.
+  EXPECT_EQ(run({"add", "--users", users_, "--scram-iterations", "4095", "dave@example.org"}), 2);
+  EXPECT_EQ(run({"add", "--users", users_, "--scram-iterations", "99999999", "dave@example.org"}),
+            2);
+  EXPECT_EQ(reads_, 0);
+  EXPECT_EQ(load().find("dave@example.org"), nullptr);
+}
+
 }  // namespace
 }  // namespace app
