@@ -57,7 +57,7 @@ struct Server::Impl {
         contexts(make_contexts(threads)),
         signals(*contexts.front(), SIGINT, SIGTERM, SIGHUP),
         admission(services.hostname, services.max_connections, services.max_connections_per_ip,
-                  services.max_connections_per_minute_per_ip),
+                  services.max_connections_per_minute_per_ip, services.ipv6_prefix),
         message_rate(services.max_messages_per_user_per_hour, std::chrono::hours(1),
                      kMaxRateEntries),
         session_host{services,

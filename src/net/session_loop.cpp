@@ -17,6 +17,7 @@
 
 #include "auth/authenticator.h"
 #include "base/clock.h"
+#include "base/network.h"
 #include "intake/message_intake.h"
 #include "intake/pipeline.h"
 #include "net/server.h"
@@ -607,7 +608,10 @@ awaitable<void> serve(SessionHost& host, std::shared_ptr<Connection> connection,
       co_return;
     }
     if (!header->use_socket_address) {
-      client = header->source_address;
+      // In the form endpoint_address() gives a socket's peer: an IPv4-mapped IPv6 source
+      // (a v2 header of a dual-stack proxy) is the IPv4 client, logged and limited as such.
+      auto source = base::parse_ip(header->source_address);
+      client = source ? base::format_ip(*source) : header->source_address;
       client_port = header->source_port;
     }
     release.client = client;
