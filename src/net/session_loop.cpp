@@ -194,6 +194,14 @@ class SessionLoop {
         return false;
       });
     }
+    // A response the session could not decode ends the exchange there (501); the
+    // authenticator still counts it against the client.
+    if (!options.session.auth_mechanisms.empty()) {
+      session_.set_malformed_auth_observer([this](std::string_view mechanism) {
+        authenticator_.reset();
+        new_authenticator()->malformed_response(mechanism, Clock::now());
+      });
+    }
   }
 
   awaitable<void> run() {
@@ -471,14 +479,19 @@ class SessionLoop {
   // One kAuthenticate step. The policy (lockouts, cache, reply codes, log lines) is the
   // authenticator's; here only the hop to the worker pool for argon2id and back, and the
   // limiter's wait before a failure reply.
-  awaitable<void> authenticate() {
+  std::unique_ptr<auth::Authenticator> new_authenticator() {
     const ServerServices& services = host_.services;
+    return std::make_unique<auth::Authenticator>(
+        auth::AuthServices{services.users, services.limiter, services.verified_cache,
+                           &host_.verifications},
+        auth::AuthConnection{client_, session_id_, tls_exporter(connection_->ssl.get()),
+                             client_certificate(connection_->ssl.get())});
+  }
+
+  awaitable<void> authenticate() {
     std::optional<auth::Outcome> outcome;
     if (session_.auth_starting() || !authenticator_) {
-      authenticator_ = std::make_unique<auth::Authenticator>(
-          auth::AuthServices{services.users, services.limiter, services.verified_cache},
-          auth::AuthConnection{client_, session_id_, tls_exporter(connection_->ssl.get()),
-                               client_certificate(connection_->ssl.get())});
+      authenticator_ = new_authenticator();
       // Without auth_starting() (cannot happen) the new authenticator refuses the step.
       if (session_.auth_starting()) {
         outcome = authenticator_->start(session_.auth_mechanism(), Clock::now());

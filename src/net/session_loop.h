@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "auth/verification_queue.h"
 #include "net/admission.h"
 #include "net/connection.h"
 #include "net/rate_limit.h"
@@ -28,11 +29,12 @@ struct ServerServices;
 struct SessionHost {
   const ServerServices& services;
   Admission& admission;
-  UserMessageTable& message_rate;       // messages per authenticated user per hour
-  asio::thread_pool& auth_pool;         // argon2id verification, off the I/O threads
-  const std::atomic<bool>& stopping;    // a drain has begun: end once no transaction is open
-  const std::atomic<bool>& grace_over;  // the drain's grace period is over: end now
-  std::function<void()> on_released;    // after a connection has left the tables
+  UserMessageTable& message_rate;          // messages per authenticated user per hour
+  asio::thread_pool& auth_pool;            // argon2id verification, off the I/O threads
+  auth::VerificationQueue& verifications;  // the bound on what waits for auth_pool
+  const std::atomic<bool>& stopping;       // a drain has begun: end once no transaction is open
+  const std::atomic<bool>& grace_over;     // the drain's grace period is over: end now
+  std::function<void()> on_released;       // after a connection has left the tables
 };
 
 asio::awaitable<void> serve(SessionHost& host, std::shared_ptr<Connection> connection,
