@@ -37,6 +37,13 @@ constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 // this is not a working proxy, and holding its connection open only helps a flood.
 constexpr std::chrono::seconds kProxyHeaderTimeout{5};
 
+// Back-pressure (session_loop.h): while the session waits for commands, one read takes at
+// most this much. The replies to it (at most ~20x: EHLO's to "EHLO a") are all written
+// before the next read, so the unsent replies a session holds stay under ~20 KiB. One
+// pipelined group of RFC 2920 (a few hundred bytes) still fits in one read; a message's
+// data, which makes no replies, is read a whole buffer at a time.
+constexpr std::size_t kCommandReadSize = 1024;
+
 // Completion for GroupCommitter: the result comes back on the connection's executor.
 template <typename Token>
 auto async_commit(queue::GroupCommitter& committer, queue::SpoolWriter& writer, Token&& token) {
@@ -307,10 +314,13 @@ class SessionLoop {
   // command until the whole line is in; bytes that trickle in (a slow-loris client, one
   // byte every few seconds) do not restart it. It restarts after each reply, and the
   // data-block timeout restarts with each read, as §4.5.3.2.5 says.
+  // Back-pressure: the replies so far are written first, and the write waits for a client
+  // that does not read them, so nothing more is read from it meanwhile.
   awaitable<bool> read_input() {
     const bool written = co_await flush();
     if (!written) co_return false;
-    if (session_.waiting() == smtp::Waiting::kDataBlock) {
+    const bool data_block = session_.waiting() == smtp::Waiting::kDataBlock;
+    if (data_block) {
       connection_->arm(options_.data_timeout);
       command_clock_running_ = false;
     } else if (!command_clock_running_) {
@@ -319,7 +329,8 @@ class SessionLoop {
     }
     std::error_code error;
     connection_->idle_read = !session_.in_transaction();
-    std::size_t n = co_await connection_->read_some(error);
+    std::size_t n = co_await connection_->read_some(
+        error, data_block ? connection_->read_buffer.size() : kCommandReadSize);
     connection_->idle_read = false;
     if (n > 0) session_.receive(std::string_view(connection_->read_buffer.data(), n));
     if (error) {
@@ -602,6 +613,7 @@ awaitable<void> serve(SessionHost& host, std::shared_ptr<Connection> connection,
   const Clock::time_point started = Clock::now();
   obs::ConnectionScope open_connection(options.role);  // metrics: accepted, open
 
+  connection->limit_send_buffer();
   connection->arm(options.proxy_protocol ? kProxyHeaderTimeout : options.handshake_timeout);
   asio::co_spawn(connection->socket.get_executor(), watchdog(connection), asio::detached);
 

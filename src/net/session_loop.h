@@ -7,6 +7,13 @@
 // auth::Authenticator (AUTH; password verification hops to a worker pool),
 // queue::GroupCommitter (fsync) — and every wait yields the I/O thread. The connection
 // leaves the admission tables when serve() ends, however it ends.
+//
+// Back-pressure: a client that pipelines commands and never reads the replies must not
+// make the server hold them. While the session waits for commands a read takes at most
+// kCommandReadSize (1 KiB), and the replies to it are written before the next read; the
+// write waits for a client that does not read, so reading stops, and the socket's send
+// buffer is capped (Connection::limit_send_buffer): what such a client costs is bounded
+// (docs/architecture.md "Budgets").
 #pragma once
 
 #include <asio.hpp>
