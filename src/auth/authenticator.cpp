@@ -1,7 +1,8 @@
 // authenticator.cpp — see authenticator.h. The order of the checks is the contract the
 // integration tests and the fail2ban filter rely on: mechanism (504), address lockout
-// (454), SASL steps, user lockout before the password check (454), cache or argon2id,
-// user lockout again on success (454), else record and answer.
+// (454), SASL steps, user lockout before the password check (454), cache, or a place in
+// the verification queue (else 454) and argon2id, user lockout again on success (454), else
+// record and answer. Malformed responses (501) are recorded like wrong passwords.
 #include "auth/authenticator.h"
 
 #include <sodium.h>
@@ -20,6 +21,7 @@ smtp::Reply unrecognized_mechanism() {
 smtp::Reply locked_out_reply() {
   return smtp::Reply{454, "4.7.0", "Too many authentication failures, try again later"};
 }
+// RFC 4954 §6: "454 4.7.0 Temporary authentication failure".
 smtp::Reply temporary_failure() {
   return smtp::Reply{454, "4.7.0", "Temporary authentication failure"};
 }
@@ -108,6 +110,7 @@ Outcome Authenticator::password_verified(bool ok, TimePoint now) {
     return carry_out(sasl_->password_verified(false), now);
   }
   verifying_ = false;
+  ticket_.reset();
   if (ok && pending_user_ != nullptr && services_.verified_cache != nullptr) {
     services_.verified_cache->remember(pending_user_->address, pending_user_->password_hash,
                                        pending_password_, now);
@@ -138,6 +141,14 @@ Outcome Authenticator::carry_out(SaslStep step, TimePoint now) {
           step = sasl_->password_verified(true);
           continue;
         }
+        // Every queue shared by clients is bounded: no place, no argon2id, a 454.
+        if (services_.verifications != nullptr) {
+          ticket_ = services_.verifications->try_enter();
+          if (!ticket_) {
+            sodium_memzero(step.password.data(), step.password.size());
+            return verifier_busy(step.user);
+          }
+        }
         // Copied, not moved: a moved short string would leave its bytes behind unwiped.
         pending_password_.assign(step.password);
         sodium_memzero(step.password.data(), step.password.size());
@@ -167,7 +178,7 @@ Outcome Authenticator::carry_out(SaslStep step, TimePoint now) {
         return outcome;
       }
       case SaslStep::Kind::kFailure: {
-        if (step.malformed) return fail(step.user, step.failure, malformed_reply());
+        if (step.malformed) return malformed(step.user, step.failure, now);
         std::chrono::milliseconds delay{0};
         if (services_.limiter != nullptr) {
           delay = services_.limiter->record_failure(connection_.client, step.user, now).delay;
@@ -185,6 +196,39 @@ Outcome Authenticator::locked_out(std::string_view user) {
   return fail(user, "locked out", locked_out_reply());
 }
 
+// Garbage costs no argon2id, so without counting it a client could send it forever (each
+// AUTH is only one of limits.max_errors per session, and sessions are cheap to open).
+Outcome Authenticator::malformed(std::string_view user, std::string_view reason, TimePoint now) {
+  std::chrono::milliseconds delay{0};
+  if (services_.limiter != nullptr) {
+    delay = services_.limiter->record_failure(connection_.client, user, now).delay;
+  }
+  return fail(user, reason.empty() ? "malformed response" : reason, malformed_reply(), delay);
+}
+
+void Authenticator::malformed_response(std::string_view mechanism, TimePoint now) {
+  mechanism_ = std::string(mechanism);
+  malformed("", "undecodable response", now);
+}
+
+Outcome Authenticator::verifier_busy(std::string_view user) {
+  obs::Log("auth_busy", obs::Level::kWarning)
+      .kv("session", connection_.session_id)
+      .kv("client", connection_.client)
+      .kv("user", user)
+      .kv("mechanism", mechanism_)
+      .kv("reason", "verification queue full");
+  obs::server_metrics().auth_verification_refused();
+  sasl_.reset();
+  verifying_ = false;
+  ticket_.reset();
+  wipe_password();
+  Outcome outcome;
+  outcome.kind = Outcome::Kind::kFailed;
+  outcome.reply = temporary_failure();
+  return outcome;
+}
+
 // Every failure is one stable log line (README "Logs"; the fail2ban filter in contrib/
 // matches it): client address, user as given, mechanism, reason — never the secret.
 Outcome Authenticator::fail(std::string_view user, std::string_view reason, smtp::Reply reply,
@@ -198,6 +242,7 @@ Outcome Authenticator::fail(std::string_view user, std::string_view reason, smtp
   obs::server_metrics().auth_result(mechanism_, false);
   sasl_.reset();
   verifying_ = false;
+  ticket_.reset();
   wipe_password();
   Outcome outcome;
   outcome.kind = Outcome::Kind::kFailed;

@@ -22,6 +22,11 @@
 // - Lockouts (auth/failure_limiter.h): a locked-out client address gets 454 4.7.0 before
 //   the exchange starts; a locked-out (address, user) gets 454 4.7.0 before its password is
 //   verified, and also after a correct one, until the window passes.
+// - A malformed response (501 5.5.2: bad base64, a PLAIN response without its parts) counts
+//   as a failure of the address in the limiter, so that garbage cannot probe forever.
+// - A password is verified only with a ticket of the bounded VerificationQueue; with none
+//   left the client gets 454 4.7.0 at once (logged as `auth_busy`, not `auth_failed`: the
+//   server's load is not the client's failure, and fail2ban must not ban for it).
 // - The `auth_failed` line (client, user as given, mechanism, reason) is matched by the
 //   fail2ban filter in contrib/: its keys and their order never change. Never a secret in it.
 #pragma once
@@ -37,6 +42,7 @@
 #include "auth/failure_limiter.h"
 #include "auth/sasl.h"
 #include "auth/user_store.h"
+#include "auth/verification_queue.h"
 #include "auth/verified_cache.h"
 #include "smtp/reply.h"
 
@@ -57,6 +63,7 @@ struct AuthServices {
   const UserDirectory* users = nullptr;
   FailureLimiter* limiter = nullptr;
   VerifiedCache* verified_cache = nullptr;
+  VerificationQueue* verifications = nullptr;  // null: verifications are not bounded
 };
 
 // The facts of the connection the exchange runs on.
@@ -105,12 +112,18 @@ class Authenticator {
   std::optional<Outcome> start(std::string_view mechanism, TimePoint now);
   Outcome step(std::string_view response, bool has_response, TimePoint now);
   Outcome password_verified(bool ok, TimePoint now);
+  // The session refused a response it could not decode itself (501 5.5.2, RFC 4954 §4),
+  // without a kAuthenticate: counted and logged as a malformed attempt of `mechanism`. Ends
+  // any exchange of this authenticator.
+  void malformed_response(std::string_view mechanism, TimePoint now);
 
  private:
   Outcome carry_out(SaslStep step, TimePoint now);
   Outcome fail(std::string_view user, std::string_view reason, smtp::Reply reply,
                std::chrono::milliseconds delay = std::chrono::milliseconds(0));
   Outcome locked_out(std::string_view user);
+  Outcome malformed(std::string_view user, std::string_view reason, TimePoint now);
+  Outcome verifier_busy(std::string_view user);
   bool is_locked(std::string_view user, TimePoint now) const;
   void wipe_password();
 
@@ -122,6 +135,7 @@ class Authenticator {
   std::string external_refusal_;            // EXTERNAL: why the certificate names no user
   std::string pending_password_;            // kVerifyPassword until password_verified
   const User* pending_user_ = nullptr;
+  std::optional<VerificationQueue::Ticket> ticket_;  // held while a verification is out
   bool verifying_ = false;  // a kVerifyPassword is out, password_verified() comes next
 };
 

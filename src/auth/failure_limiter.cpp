@@ -3,35 +3,18 @@
 //
 // Invariants: an entry keeps at most its bound of failure times (the most recent), so
 // memory per entry is bounded; entries_ never exceeds max_entries (the least recently
-// failed entry goes first); exempt clients never create an entry. IPs are keyed in their
-// canonical text form (inet_ntop), users ASCII-lowercased and cut at 256 bytes, so
-// "Alice@X" and "alice@x" share a counter.
+// failed entry goes first); exempt clients never create an entry. IPs are keyed by
+// base::client_key() (canonical text of the IPv4 address or of the IPv6 prefix), users
+// ASCII-lowercased and cut at 256 bytes, so "Alice@X" and "alice@x" share a counter.
 #include "auth/failure_limiter.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
-#include <cstring>
 #include <tuple>
 
 namespace auth {
 namespace {
 
 constexpr std::size_t kMaxUserKey = 256;
-
-std::string canonical_ip(std::string_view ip) {
-  auto parsed = base::parse_ip(ip);
-  if (!parsed) return std::string(ip.substr(0, 64));
-  const auto& bytes = *parsed;
-  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
-  char text[INET6_ADDRSTRLEN];
-  if (std::memcmp(bytes.data(), kMapped, sizeof kMapped) == 0) {
-    ::inet_ntop(AF_INET, bytes.data() + 12, text, sizeof text);
-  } else {
-    ::inet_ntop(AF_INET6, bytes.data(), text, sizeof text);
-  }
-  return text;
-}
 
 std::string user_key(std::string_view user) {
   std::string key(user.substr(0, kMaxUserKey));
@@ -54,11 +37,19 @@ base::Expected<std::unique_ptr<FailureLimiter>, std::string> FailureLimiter::cre
   }
   if (options.window.count() <= 0) return base::unexpected(std::string("window must be > 0"));
   if (options.max_entries == 0) return base::unexpected(std::string("max_entries must be > 0"));
+  if (options.ipv6_prefix < base::kMinIpv6ClientPrefix ||
+      options.ipv6_prefix > base::kMaxIpv6ClientPrefix) {
+    return base::unexpected(std::string("ipv6_prefix must be within 32..128"));
+  }
   return std::unique_ptr<FailureLimiter>(new FailureLimiter(std::move(options)));
 }
 
 FailureLimiter::FailureLimiter(FailureLimiterOptions options)
     : options_(std::move(options)), exempt_(options_.exempt) {}
+
+std::string FailureLimiter::client_key(std::string_view ip) const {
+  return base::client_key(ip, options_.ipv6_prefix);
+}
 
 bool FailureLimiter::exempt(std::string_view ip) const {
   if (exempt_.empty()) return false;
@@ -112,7 +103,7 @@ FailureLimiter::Check FailureLimiter::check(std::string_view ip, std::string_vie
                                             TimePoint now) {
   Check result;
   if (exempt(ip)) return result;
-  std::string ip_text = canonical_ip(ip);
+  std::string ip_text = client_key(ip);
   std::lock_guard lock(mutex_);
   std::string user_text = user_key(user);
   for (const std::string& key : {ip_text + '\n', ip_text + '\n' + user_text}) {
@@ -132,7 +123,7 @@ FailureLimiter::Verdict FailureLimiter::record_failure(std::string_view ip, std:
                                                        TimePoint now) {
   Verdict verdict;
   if (exempt(ip)) return verdict;
-  std::string ip_text = canonical_ip(ip);
+  std::string ip_text = client_key(ip);
   std::string user_text = user_key(user);
   std::lock_guard lock(mutex_);
   unsigned counts[2] = {0, 0};
@@ -166,7 +157,7 @@ FailureLimiter::Verdict FailureLimiter::record_failure(std::string_view ip, std:
 
 void FailureLimiter::record_success(std::string_view ip, std::string_view user, TimePoint) {
   if (exempt(ip)) return;
-  std::string key = canonical_ip(ip) + '\n' + user_key(user);
+  std::string key = client_key(ip) + '\n' + user_key(user);
   std::lock_guard lock(mutex_);
   erase(key);
 }
@@ -186,7 +177,11 @@ std::vector<Lockout> FailureLimiter::lockouts(TimePoint now) {
 }
 
 bool FailureLimiter::unlock(std::string_view ip_or_user) {
-  std::string ip_text = canonical_ip(ip_or_user);
+  std::string ip_text = client_key(ip_or_user);
+  // The prefix as lockouts() shows it ("2001:db8::/64") names the same key.
+  if (auto network = base::parse_network(ip_or_user)) {
+    ip_text = client_key(base::format_ip(network.value().address));
+  }
   std::string user_text = user_key(ip_or_user);
   std::lock_guard lock(mutex_);
   std::vector<std::string> doomed;

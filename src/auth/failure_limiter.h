@@ -13,7 +13,10 @@
 //   password check. The per-IP bound is higher so that one device with a stale password
 //   does not lock out a whole office behind one NAT address;
 // - a success clears the pair's counter (not the IP's);
-// - clients in exempt networks (CIDR, IPv4 or IPv6) are never counted, delayed or locked.
+// - clients in exempt networks (CIDR, IPv4 or IPv6) are never counted, delayed or locked;
+// - "IP" is the client as base::client_key() names it: an IPv4 address, or the IPv6 prefix
+//   of ipv6_prefix bits (/64 by default) — one host may use every address of its /64, so
+//   counting single IPv6 addresses would give it 2^64 fresh starts.
 #pragma once
 
 #include <array>
@@ -41,10 +44,11 @@ struct FailureLimiterOptions {
   std::chrono::seconds max_delay{4};
   std::vector<base::Network> exempt;
   std::size_t max_entries = 65536;
+  unsigned ipv6_prefix = base::kDefaultIpv6ClientPrefix;  // base::kMinIpv6ClientPrefix..128
 };
 
 struct Lockout {
-  std::string ip;
+  std::string ip;    // base::client_key(): "192.0.2.7", "2001:db8:1:2::/64
   std::string user;  // empty: the whole IP is locked out
   unsigned failures = 0;
   std::chrono::seconds remaining{0};
@@ -74,7 +78,8 @@ class FailureLimiter {
   void record_success(std::string_view ip, std::string_view user, TimePoint now);
 
   std::vector<Lockout> lockouts(TimePoint now);
-  // Lifts every lockout and counter of that IP, or of that user (on any IP).
+  // Lifts every lockout and counter of that IP (or IPv6 prefix: any address in it, or the
+  // prefix as lockouts() shows it), or of that user (on any IP).
   bool unlock(std::string_view ip_or_user);
 
   std::size_t entries() const;
@@ -92,6 +97,7 @@ class FailureLimiter {
   };
 
   bool exempt(std::string_view ip) const;
+  std::string client_key(std::string_view ip) const;
   Entry* find(const std::string& key);
   Entry& touch(const std::string& key, std::string_view ip, std::string_view user);
   void erase(const std::string& key);

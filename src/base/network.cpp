@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -76,6 +77,30 @@ std::string to_string(const Network& network) {
   const bool v4 = is_mapped(network.address) && network.prefix_length >= 96;
   return format_ip(network.address) + "/" +
          std::to_string(v4 ? network.prefix_length - 96 : network.prefix_length);
+}
+
+Network client_network(const IpBytes& ip, unsigned ipv6_prefix) {
+  Network network;
+  network.address = ip;
+  network.prefix_length =
+      is_mapped(ip) ? 128 : std::clamp(ipv6_prefix, kMinIpv6ClientPrefix, kMaxIpv6ClientPrefix);
+  for (unsigned bit = network.prefix_length; bit < 128; ++bit) {
+    network.address[bit / 8] &= static_cast<unsigned char>(~(0x80u >> (bit % 8)));
+  }
+  return network;
+}
+
+std::optional<Network> client_network(std::string_view address, unsigned ipv6_prefix) {
+  auto ip = parse_ip(address);
+  if (!ip) return std::nullopt;
+  return client_network(*ip, ipv6_prefix);
+}
+
+std::string client_key(std::string_view address, unsigned ipv6_prefix) {
+  auto network = client_network(address, ipv6_prefix);
+  if (!network) return std::string(address.substr(0, 64));
+  if (is_mapped(network->address)) return format_ip(network->address);
+  return to_string(*network);
 }
 
 bool is_loopback_address(std::string_view host) {

@@ -668,11 +668,12 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
 
   // [limits]
   if (const toml::table* limits = reader.table_at(root, "", "limits")) {
-    reader.only_keys(*limits, "limits",
-                     {"max_message_size", "max_recipients", "max_command_line", "max_text_line",
-                      "max_errors", "normalize_bare_line_endings", "max_connections",
-                      "max_connections_per_ip", "max_received_headers", "min_free_space",
-                      "max_connections_per_minute_per_ip", "max_messages_per_user_per_hour"});
+    reader.only_keys(
+        *limits, "limits",
+        {"max_message_size", "max_recipients", "max_command_line", "max_text_line", "max_errors",
+         "normalize_bare_line_endings", "max_connections", "max_connections_per_ip",
+         "max_received_headers", "min_free_space", "max_connections_per_minute_per_ip",
+         "max_messages_per_user_per_hour", "ipv6_prefix"});
     config.max_connections = static_cast<std::size_t>(
         reader.int_at(*limits, "limits", "max_connections",
                       static_cast<std::int64_t>(config.max_connections), 1, 1000000));
@@ -685,6 +686,9 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     config.max_messages_per_user_per_hour =
         static_cast<unsigned>(reader.int_at(*limits, "limits", "max_messages_per_user_per_hour",
                                             config.max_messages_per_user_per_hour, 0, 10000000));
+    config.ipv6_prefix = static_cast<unsigned>(
+        reader.int_at(*limits, "limits", "ipv6_prefix", config.ipv6_prefix,
+                      base::kMinIpv6ClientPrefix, base::kMaxIpv6ClientPrefix));
     // Octets that must stay free on the spool's file system besides the declared SIZE;
     // below that, MAIL gets 452 4.3.1 (0: only a failed write refuses a message).
     config.min_free_space = static_cast<std::uint64_t>(

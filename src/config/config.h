@@ -164,6 +164,9 @@ struct Config {
   std::size_t max_connections_per_ip = 50;           // … and from one client address (421 4.7.0)
   unsigned max_connections_per_minute_per_ip = 120;  // new connections a minute (IPv6: /64); 0 off
   unsigned max_messages_per_user_per_hour = 1000;    // per authenticated user (451 4.7.1); 0 off
+  // [limits] ipv6_prefix: the per-client limits above and the AUTH failure limiter count an
+  // IPv6 client as its prefix of this length (base::client_network), 32..128.
+  unsigned ipv6_prefix = 64;
   std::uint64_t min_free_space = 64u << 20;  // spool space kept free; below it MAIL gets 452
   // [limits] max_received_headers: a message whose header section already has this many
   // Received fields (ours would be one more) is a mail loop, refused by the received-loop

@@ -14,8 +14,10 @@ constexpr std::size_t kMaxRateEntries = 100000;
 }  // namespace
 
 Admission::Admission(std::string hostname, std::size_t max_connections,
-                     std::size_t max_connections_per_ip, unsigned max_connections_per_minute_per_ip)
+                     std::size_t max_connections_per_ip, unsigned max_connections_per_minute_per_ip,
+                     unsigned ipv6_prefix)
     : hostname_(std::move(hostname)),
+      ipv6_prefix_(ipv6_prefix),
       max_connections_(max_connections),
       max_connections_per_ip_(max_connections_per_ip),
       connection_rate_(max_connections_per_minute_per_ip, std::chrono::minutes(1),
@@ -46,15 +48,16 @@ std::optional<Refusal> Admission::admit_client(const std::string& client) {
 }
 
 std::optional<Refusal> Admission::admit_client_locked(const std::string& client) {
-  auto it = per_ip_.find(client);
+  std::string key = base::client_key(client, ipv6_prefix_);
+  auto it = per_ip_.find(key);
   if (it != per_ip_.end() && it->second >= max_connections_per_ip_) {
     return Refusal{"Too many connections from your address, try again later", "per_ip"};
   }
   // Counted only when admitted, so a refused client is back as soon as its rate drops.
-  if (!connection_rate_.admit(address_key(client), Clock::now())) {
+  if (!connection_rate_.admit(address_key(client, ipv6_prefix_), Clock::now())) {
     return Refusal{"Too many connections from your address per minute, try again later", "rate"};
   }
-  ++per_ip_[client];
+  ++per_ip_[std::move(key)];
   return std::nullopt;
 }
 
@@ -62,7 +65,8 @@ void Admission::release(const std::shared_ptr<Connection>& connection, const std
                         bool counted_for_client) {
   std::lock_guard lock(mutex_);
   connections_.erase(connection);
-  auto it = counted_for_client ? per_ip_.find(client) : per_ip_.end();
+  auto it =
+      counted_for_client ? per_ip_.find(base::client_key(client, ipv6_prefix_)) : per_ip_.end();
   if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
 }
 

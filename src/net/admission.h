@@ -4,7 +4,10 @@
 //
 // Counting: a new connection enters the table unless the total is reached; it is counted
 // for its client at once, or — behind a PROXY listener — once the header has named the
-// client (admit_client). release() takes it out again when its session ends. Thread-safe:
+// client (admit_client). release() takes it out again when its session ends. A client is
+// what base::client_key() names: an IPv4 address, or an IPv6 prefix (ipv6_prefix bits, /64
+// by default), so that one host cannot pass the per-client limits by changing address
+// within its own network. Thread-safe:
 // accept loops run on the first I/O thread, PROXY admissions and releases on any; one
 // mutex, held for a hash lookup, never across I/O.
 //
@@ -25,6 +28,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/network.h"
 #include "net/connection.h"
 #include "net/rate_limit.h"
 
@@ -40,7 +44,8 @@ struct Refusal {
 class Admission {
  public:
   Admission(std::string hostname, std::size_t max_connections, std::size_t max_connections_per_ip,
-            unsigned max_connections_per_minute_per_ip);
+            unsigned max_connections_per_minute_per_ip,
+            unsigned ipv6_prefix = base::kDefaultIpv6ClientPrefix);
 
   // New limits, for connections admitted from now on.
   void set_limits(std::size_t max_connections, std::size_t max_connections_per_ip);
@@ -66,11 +71,12 @@ class Admission {
   std::optional<Refusal> admit_client_locked(const std::string& client);
 
   const std::string hostname_;
+  const unsigned ipv6_prefix_;  // how much of an IPv6 address names the client
   std::mutex mutex_;
   std::size_t max_connections_;                                  // guarded by mutex_
   std::size_t max_connections_per_ip_;                           // guarded by mutex_
   std::unordered_set<std::shared_ptr<Connection>> connections_;  // guarded by mutex_
-  std::unordered_map<std::string, std::size_t> per_ip_;          // guarded by mutex_
+  std::unordered_map<std::string, std::size_t> per_ip_;          // by client_key; mutex_
   ConnectionRateTable connection_rate_;                          // thread-safe itself
 
   std::mutex refusal_log_mutex_;

@@ -3,9 +3,11 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <asio/experimental/as_tuple.hpp>
 #include <cerrno>
 #include <cstring>
+#include <span>
 
 #include "net/tls_waiter.h"
 
@@ -31,6 +33,11 @@ std::string endpoint_address(const tcp::endpoint& endpoint) {
     return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
   }
   return address.to_string();
+}
+
+void Connection::limit_send_buffer() {
+  int bytes = kSendBufferBytes;
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
 }
 
 void Connection::arm(std::chrono::seconds seconds) {
@@ -63,14 +70,16 @@ awaitable<bool> Connection::handshake(SSL_CTX* context, std::string& reason) {
   co_return false;
 }
 
-awaitable<std::size_t> Connection::read_some(std::error_code& error) {
+awaitable<std::size_t> Connection::read_some(std::error_code& error, std::size_t at_most) {
+  const std::span<char> into(read_buffer.data(), std::min(at_most, read_buffer.size()));
   if (!tls) {
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(read_buffer), use_nothrow);
+    auto [ec, n] =
+        co_await socket.async_read_some(asio::buffer(into.data(), into.size()), use_nothrow);
     error = ec;
     co_return n;
   }
   for (;;) {
-    tls::Result result = ssl.read(read_buffer);
+    tls::Result result = ssl.read(into);
     if (result.done()) co_return result.bytes;
     if (!result.wants_io()) {
       error = stream_error(result);

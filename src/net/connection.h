@@ -31,6 +31,12 @@ namespace net {
 
 using Clock = std::chrono::steady_clock;
 
+// The socket send buffer of a client connection (SO_SNDBUF; Linux doubles it for its own
+// bookkeeping). Without a cap the kernel grows it up to net.ipv4.tcp_wmem's maximum (4 MiB)
+// for a client that pipelines and never reads; replies are small, and 64 KiB still holds
+// many pipelined groups in flight.
+constexpr int kSendBufferBytes = 64 * 1024;
+
 // Bound on writing a reply to a client that does not read (same as a command wait), and
 // on the last 421 after a timeout.
 constexpr std::chrono::seconds kShutdownGrace{10};
@@ -62,6 +68,10 @@ struct Connection {
   bool idle_read = false;
   std::array<char, 8 * 1024> read_buffer;
 
+  // Caps the socket's send buffer at kSendBufferBytes (best effort: a failure leaves the
+  // kernel's default).
+  void limit_send_buffer();
+
   // Sets the deadline of the next step. A later deadline is picked up when the watchdog's
   // timer fires; an earlier one (data after a command, a command after the handshake) must
   // wake the watchdog now so that it re-arms for it.
@@ -69,9 +79,10 @@ struct Connection {
 
   // Server side handshake on the socket; on failure `reason` says why, for the log.
   asio::awaitable<bool> handshake(SSL_CTX* context, std::string& reason);
-  // Some bytes into read_buffer (0 with `error` set at the end: eof when the client closed,
-  // operation_aborted when the watchdog or a drain cancelled the wait).
-  asio::awaitable<std::size_t> read_some(std::error_code& error);
+  // Some bytes, at most `at_most`, into read_buffer (0 with `error` set at the end: eof when
+  // the client closed, operation_aborted when the watchdog or a drain cancelled the wait).
+  asio::awaitable<std::size_t> read_some(std::error_code& error,
+                                         std::size_t at_most = sizeof read_buffer);
   asio::awaitable<std::error_code> write_all(std::string_view data);
   // Best effort and non-blocking: a refusal written before the connection is closed.
   void write_now(std::string_view data);

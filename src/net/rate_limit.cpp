@@ -7,16 +7,9 @@
 
 namespace net {
 
-AddressKey address_key(std::string_view address) {
-  AddressKey key{};
-  auto parsed = base::parse_ip(address);
-  if (!parsed) return key;  // "unknown": all such clients share one key
-  key = *parsed;
-  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::memcmp(key.data(), kMapped, sizeof kMapped) != 0) {
-    std::memset(key.data() + 8, 0, 8);  // IPv6: the /64
-  }
-  return key;
+AddressKey address_key(std::string_view address, unsigned ipv6_prefix) {
+  auto network = base::client_network(address, ipv6_prefix);
+  return network ? network->address : AddressKey{};  // "unknown": all such share one key
 }
 
 std::size_t AddressKeyHash::operator()(const AddressKey& key) const {

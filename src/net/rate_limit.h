@@ -9,9 +9,8 @@
 // Memory is bounded: at most `max_entries` keys. When the table is full, keys idle for two
 // windows are swept out (at most once a second); if it is still full the new key is let
 // through uncounted (counted in untracked()), as a flood from that many addresses is the
-// total connection limit's job. IPv6 clients are counted per /64 (one customer's
-// allocation: a host can pick any of 2^64 addresses, so a per-address count means nothing),
-// IPv4 per address.
+// total connection limit's job. A client is counted as base::client_network() names it:
+// IPv4 per address, IPv6 per prefix ([limits] ipv6_prefix, default /64).
 //
 // Thread-safe: one small mutex per table, held for a hash lookup; never waits on I/O.
 #pragma once
@@ -29,9 +28,9 @@ namespace net {
 
 using RateClock = std::chrono::steady_clock;
 
-// The key of a client address: IPv4 as is, IPv6 masked to its /64 (16 bytes, IPv4 mapped).
+// The key of a client address: base::client_network()'s masked 16 bytes (IPv4 mapped).
 using AddressKey = std::array<unsigned char, 16>;
-AddressKey address_key(std::string_view address);
+AddressKey address_key(std::string_view address, unsigned ipv6_prefix);
 
 template <typename Key, typename Hash = std::hash<Key>>
 class SlidingWindowTable {
@@ -138,7 +137,7 @@ struct AddressKeyHash {
   std::size_t operator()(const AddressKey& key) const;
 };
 
-// Connections per client (address or IPv6 /64) per minute.
+// Connections per client (IPv4 address or IPv6 prefix) per minute.
 using ConnectionRateTable = SlidingWindowTable<AddressKey, AddressKeyHash>;
 // Messages per authenticated user per hour.
 using UserMessageTable = SlidingWindowTable<std::string>;

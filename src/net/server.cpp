@@ -45,8 +45,11 @@ struct Server::Impl {
   std::atomic<bool> grace_over{false};  // the shutdown grace period has passed
   asio::signal_set signals;
   std::unique_ptr<asio::steady_timer> grace_timer;  // lives on the first context
-  // Password verification (argon2id: ~100 ms and 64 MiB each): two at a time.
-  asio::thread_pool auth_pool{2};
+  // Password verification (argon2id: ~100 ms and 64 MiB each): two at a time, and at most
+  // VerificationQueue::kPerThread per thread waiting or running (auth/verification_queue.h).
+  static constexpr std::size_t kAuthThreads = 2;
+  asio::thread_pool auth_pool{kAuthThreads};
+  auth::VerificationQueue verifications{kAuthThreads * auth::VerificationQueue::kPerThread};
   Admission admission;
   UserMessageTable message_rate;  // messages per authenticated user per hour
   SessionHost session_host;
@@ -57,13 +60,14 @@ struct Server::Impl {
         contexts(make_contexts(threads)),
         signals(*contexts.front(), SIGINT, SIGTERM, SIGHUP),
         admission(services.hostname, services.max_connections, services.max_connections_per_ip,
-                  services.max_connections_per_minute_per_ip),
+                  services.max_connections_per_minute_per_ip, services.ipv6_prefix),
         message_rate(services.max_messages_per_user_per_hour, std::chrono::hours(1),
                      kMaxRateEntries),
         session_host{services,
                      admission,
                      message_rate,
                      auth_pool,
+                     verifications,
                      stopping,
                      grace_over,
                      [this] {

@@ -74,6 +74,8 @@ struct ServerServices {
   // authenticated user in a sliding hour (MAIL then gets "451 4.7.1"); 0 turns either off.
   unsigned max_connections_per_minute_per_ip = 120;
   unsigned max_messages_per_user_per_hour = 1000;
+  // How much of an IPv6 address names one client for the limits above (base::client_network).
+  unsigned ipv6_prefix = base::kDefaultIpv6ClientPrefix;
   // On SIGTERM/stop(): sessions inside a mail transaction get this long to finish it.
   std::chrono::seconds shutdown_grace{30};
   std::function<void()> on_stopping;  // called once when a stop begins (systemd STOPPING=1)

@@ -17,6 +17,7 @@
 
 #include "auth/authenticator.h"
 #include "base/clock.h"
+#include "base/network.h"
 #include "intake/message_intake.h"
 #include "intake/pipeline.h"
 #include "net/server.h"
@@ -35,6 +36,13 @@ constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 // A proxy sends its PROXY header at once, with its connect: a peer that has not within
 // this is not a working proxy, and holding its connection open only helps a flood.
 constexpr std::chrono::seconds kProxyHeaderTimeout{5};
+
+// Back-pressure (session_loop.h): while the session waits for commands, one read takes at
+// most this much. The replies to it (at most ~20x: EHLO's to "EHLO a") are all written
+// before the next read, so the unsent replies a session holds stay under ~20 KiB. One
+// pipelined group of RFC 2920 (a few hundred bytes) still fits in one read; a message's
+// data, which makes no replies, is read a whole buffer at a time.
+constexpr std::size_t kCommandReadSize = 1024;
 
 // Completion for GroupCommitter: the result comes back on the connection's executor.
 template <typename Token>
@@ -193,6 +201,14 @@ class SessionLoop {
         return false;
       });
     }
+    // A response the session could not decode ends the exchange there (501); the
+    // authenticator still counts it against the client.
+    if (!options.session.auth_mechanisms.empty()) {
+      session_.set_malformed_auth_observer([this](std::string_view mechanism) {
+        authenticator_.reset();
+        new_authenticator()->malformed_response(mechanism, Clock::now());
+      });
+    }
   }
 
   awaitable<void> run() {
@@ -298,10 +314,13 @@ class SessionLoop {
   // command until the whole line is in; bytes that trickle in (a slow-loris client, one
   // byte every few seconds) do not restart it. It restarts after each reply, and the
   // data-block timeout restarts with each read, as §4.5.3.2.5 says.
+  // Back-pressure: the replies so far are written first, and the write waits for a client
+  // that does not read them, so nothing more is read from it meanwhile.
   awaitable<bool> read_input() {
     const bool written = co_await flush();
     if (!written) co_return false;
-    if (session_.waiting() == smtp::Waiting::kDataBlock) {
+    const bool data_block = session_.waiting() == smtp::Waiting::kDataBlock;
+    if (data_block) {
       connection_->arm(options_.data_timeout);
       command_clock_running_ = false;
     } else if (!command_clock_running_) {
@@ -310,7 +329,8 @@ class SessionLoop {
     }
     std::error_code error;
     connection_->idle_read = !session_.in_transaction();
-    std::size_t n = co_await connection_->read_some(error);
+    std::size_t n = co_await connection_->read_some(
+        error, data_block ? connection_->read_buffer.size() : kCommandReadSize);
     connection_->idle_read = false;
     if (n > 0) session_.receive(std::string_view(connection_->read_buffer.data(), n));
     if (error) {
@@ -470,14 +490,19 @@ class SessionLoop {
   // One kAuthenticate step. The policy (lockouts, cache, reply codes, log lines) is the
   // authenticator's; here only the hop to the worker pool for argon2id and back, and the
   // limiter's wait before a failure reply.
-  awaitable<void> authenticate() {
+  std::unique_ptr<auth::Authenticator> new_authenticator() {
     const ServerServices& services = host_.services;
+    return std::make_unique<auth::Authenticator>(
+        auth::AuthServices{services.users, services.limiter, services.verified_cache,
+                           &host_.verifications},
+        auth::AuthConnection{client_, session_id_, tls_exporter(connection_->ssl.get()),
+                             client_certificate(connection_->ssl.get())});
+  }
+
+  awaitable<void> authenticate() {
     std::optional<auth::Outcome> outcome;
     if (session_.auth_starting() || !authenticator_) {
-      authenticator_ = std::make_unique<auth::Authenticator>(
-          auth::AuthServices{services.users, services.limiter, services.verified_cache},
-          auth::AuthConnection{client_, session_id_, tls_exporter(connection_->ssl.get()),
-                               client_certificate(connection_->ssl.get())});
+      authenticator_ = new_authenticator();
       // Without auth_starting() (cannot happen) the new authenticator refuses the step.
       if (session_.auth_starting()) {
         outcome = authenticator_->start(session_.auth_mechanism(), Clock::now());
@@ -588,6 +613,7 @@ awaitable<void> serve(SessionHost& host, std::shared_ptr<Connection> connection,
   const Clock::time_point started = Clock::now();
   obs::ConnectionScope open_connection(options.role);  // metrics: accepted, open
 
+  connection->limit_send_buffer();
   connection->arm(options.proxy_protocol ? kProxyHeaderTimeout : options.handshake_timeout);
   asio::co_spawn(connection->socket.get_executor(), watchdog(connection), asio::detached);
 
@@ -607,7 +633,10 @@ awaitable<void> serve(SessionHost& host, std::shared_ptr<Connection> connection,
       co_return;
     }
     if (!header->use_socket_address) {
-      client = header->source_address;
+      // In the form endpoint_address() gives a socket's peer: an IPv4-mapped IPv6 source
+      // (a v2 header of a dual-stack proxy) is the IPv4 client, logged and limited as such.
+      auto source = base::parse_ip(header->source_address);
+      client = source ? base::format_ip(*source) : header->source_address;
       client_port = header->source_port;
     }
     release.client = client;

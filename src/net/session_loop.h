@@ -7,6 +7,13 @@
 // auth::Authenticator (AUTH; password verification hops to a worker pool),
 // queue::GroupCommitter (fsync) — and every wait yields the I/O thread. The connection
 // leaves the admission tables when serve() ends, however it ends.
+//
+// Back-pressure: a client that pipelines commands and never reads the replies must not
+// make the server hold them. While the session waits for commands a read takes at most
+// kCommandReadSize (1 KiB), and the replies to it are written before the next read; the
+// write waits for a client that does not read, so reading stops, and the socket's send
+// buffer is capped (Connection::limit_send_buffer): what such a client costs is bounded
+// (docs/architecture.md "Budgets").
 #pragma once
 
 #include <asio.hpp>
@@ -15,6 +22,7 @@
 #include <memory>
 #include <string>
 
+#include "auth/verification_queue.h"
 #include "net/admission.h"
 #include "net/connection.h"
 #include "net/rate_limit.h"
@@ -28,11 +36,12 @@ struct ServerServices;
 struct SessionHost {
   const ServerServices& services;
   Admission& admission;
-  UserMessageTable& message_rate;       // messages per authenticated user per hour
-  asio::thread_pool& auth_pool;         // argon2id verification, off the I/O threads
-  const std::atomic<bool>& stopping;    // a drain has begun: end once no transaction is open
-  const std::atomic<bool>& grace_over;  // the drain's grace period is over: end now
-  std::function<void()> on_released;    // after a connection has left the tables
+  UserMessageTable& message_rate;          // messages per authenticated user per hour
+  asio::thread_pool& auth_pool;            // argon2id verification, off the I/O threads
+  auth::VerificationQueue& verifications;  // the bound on what waits for auth_pool
+  const std::atomic<bool>& stopping;       // a drain has begun: end once no transaction is open
+  const std::atomic<bool>& grace_over;     // the drain's grace period is over: end now
+  std::function<void()> on_released;       // after a connection has left the tables
 };
 
 asio::awaitable<void> serve(SessionHost& host, std::shared_ptr<Connection> connection,

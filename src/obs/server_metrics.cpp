@@ -74,6 +74,9 @@ ServerMetrics::ServerMetrics(Registry& registry) {
                                         {"result", ok != 0 ? "success" : "failure"}});
     }
   }
+  auth_busy_ = &registry.counter(
+      "smtpsd_auth_verifications_refused_total",
+      "Password verifications refused with 454 4.7.0 because the verification queue was full.");
   messages_ = &registry.counter("smtpsd_messages_accepted_total",
                                 "Messages made durable and acknowledged with 250.");
   recipients_ = &registry.counter("smtpsd_recipients_accepted_total",
@@ -131,6 +134,10 @@ void ServerMetrics::tls_handshake_failed(std::string_view role, std::string_view
 
 void ServerMetrics::auth_result(std::string_view mechanism, bool success) {
   auth_[index_of(kMechanismNames, mechanism)][success ? 1 : 0]->inc();
+}
+
+void ServerMetrics::auth_verification_refused() {
+  auth_busy_->inc();
 }
 
 void ServerMetrics::replies_sent(std::string_view output) {

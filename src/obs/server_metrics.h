@@ -34,6 +34,8 @@ class ServerMetrics {
   void tls_handshake_failed(std::string_view role, std::string_view reason);
   // net: the end of an AUTH exchange.
   void auth_result(std::string_view mechanism, bool success);
+  // auth: a password verification refused because the verification queue was full (454).
+  void auth_verification_refused();
   // net: bytes about to be sent to a client; each final reply line ("250 …", not
   // "250-…") counts once under its code.
   void replies_sent(std::string_view output);
@@ -62,6 +64,7 @@ class ServerMetrics {
   Counter* tls_[kRoles][kVersions];
   Counter* tls_failed_[kRoles][kReasons];
   Counter* auth_[kMechanisms][2];
+  Counter* auth_busy_;
   std::array<std::atomic<std::uint64_t>, 600> replies_{};  // index: reply code
   Counter* messages_;
   Counter* recipients_;

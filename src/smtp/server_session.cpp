@@ -1117,6 +1117,7 @@ struct ServerSession::Impl {
     wipe_response();
     // RFC 4954 §4: "If the client response is not a valid base64 ... the server MUST
     // reject the AUTH command with a 501 reply"; §6 gives 5.5.2.
+    if (malformed_auth_observer_) malformed_auth_observer_(auth_mechanism_);
     end_exchange();
     error_reply(501, "5.5.2", "Cannot decode response");
     return false;
@@ -1468,7 +1469,8 @@ struct ServerSession::Impl {
   }
 
   const SessionConfig config;
-  std::function<bool(std::string_view user)> may_start_message_;  // set_message_gate()
+  std::function<bool(std::string_view user)> may_start_message_;   // set_message_gate()
+  std::function<void(std::string_view)> malformed_auth_observer_;  // set_malformed_auth_…
   std::string input_;
   std::size_t read_pos_ = 0;
   std::string output_;
@@ -1551,6 +1553,11 @@ ServerSession::~ServerSession() = default;
 
 void ServerSession::set_message_gate(std::function<bool(std::string_view user)> gate) {
   impl_->may_start_message_ = std::move(gate);
+}
+
+void ServerSession::set_malformed_auth_observer(
+    std::function<void(std::string_view mechanism)> observer) {
+  impl_->malformed_auth_observer_ = std::move(observer);
 }
 
 void ServerSession::start() {

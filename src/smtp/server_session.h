@@ -187,6 +187,11 @@ class ServerSession {
   // retries later. Unset: always.
   void set_message_gate(std::function<bool(std::string_view user)> may_start_message);
 
+  // Per session: told, with the mechanism, each time the session itself refuses an AUTH
+  // response it cannot decode (501 5.5.2, RFC 4954 §4), so that the host can count it as a
+  // failed attempt (a client must not probe forever with garbage). Unset: nobody is told.
+  void set_malformed_auth_observer(std::function<void(std::string_view mechanism)> observer);
+
   // Bytes the peer sent; the session keeps what it has not consumed yet.
   void receive(std::string_view bytes);
   // The peer closed its side (or the connection broke).

@@ -515,6 +515,30 @@ class BadInput(AuthTestCase):
                 self.assertEqual(session.cmd("NOOP")[0], 250)
             self.assert_still_serving(server)
 
+    def test_malformed_responses_count_toward_the_lockout(self):
+        # 501s (a PLAIN response without its NULs, undecodable base64 in the AUTH line and
+        # after a 334) are failures of the address: after max_failures_per_ip of them AUTH
+        # gets 454 4.7.0, even with the right password, on a new connection too.
+        server = self.new_server(extra_toml="[auth]\nmax_failures_per_ip = 3\n")
+        with server:
+            with tls_session(server) as session:
+                code, lines = session.cmd("AUTH PLAIN " + b64("demo@localhost"))
+                self.assertEqual(lines, ["501 5.5.2 Malformed authentication response"])
+                code, lines = session.cmd("AUTH PLAIN !!!not-base64")
+                self.assertTrue(lines[0].startswith("501 5.5.2"), lines)
+                self.assertEqual(session.cmd("AUTH LOGIN")[0], 334)
+                code, lines = session.cmd("%%%%")
+                self.assertTrue(lines[0].startswith("501 5.5.2"), lines)
+                code, lines = session.cmd("AUTH PLAIN " + plain("demo@localhost",
+                                                                demo_password(server)))
+                self.assertEqual(code, 454, lines)
+                self.assertTrue(lines[0].startswith("454 4.7.0"), lines)
+            code, text = login_reply(server, "demo@localhost", demo_password(server))
+            self.assertEqual(code, 454, text)
+            reasons = [f[3] for f in auth_log_lines(server)]
+            self.assertEqual(reasons[:3], ['"PLAIN message needs exactly two NUL separators"',
+                                           '"undecodable response"', '"undecodable response"'])
+
     def test_star_cancels_with_501(self):
         with self.new_server() as server:
             with tls_session(server) as session:

@@ -9,6 +9,7 @@ treats a PROXY line as a bad command, the per-IP limit counts the proxied client
 bad header closes the connection with a log line.
 """
 
+import base64
 import os
 import re
 import shutil
@@ -244,6 +245,118 @@ class ProxiedLimits(ServerTestCase):
                 self.assertEqual(read_reply(f)[0], 220)
             server.wait_log(r"event=connect session=\S+ role=submission client=192\.0\.2\.8 "
                             r"client_port=40002 proxy=127\.0\.0\.1")
+        finally:
+            for sock, f in held:
+                f.close()
+                sock.close()
+
+
+SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(
+    os.path.dirname(os.environ.get("SMTPSD_BIN") or
+                    os.path.join(os.path.dirname(__file__), "..", "..", "build", "smtpsd")),
+    "smtpsctl")
+
+
+def proxy_v1(source, port=587):
+    family, destination = ("TCP6", "::1") if ":" in source else ("TCP4", "127.0.0.1")
+    return f"PROXY {family} {source} {destination} 40000 {port}\r\n".encode()
+
+
+def proxy_v2(source, port=465):
+    if ":" in source:  # TCP over IPv6 (0x21), also for an IPv4-mapped address
+        family = 0x21
+        addresses = socket.inet_pton(socket.AF_INET6, source) + \
+            socket.inet_pton(socket.AF_INET6, "::1")
+    else:
+        family = 0x11
+        addresses = socket.inet_aton(source) + socket.inet_aton("127.0.0.1")
+    body = addresses + (40000).to_bytes(2, "big") + port.to_bytes(2, "big")
+    return b"\r\n\r\n\x00\r\nQUIT\n\x21" + bytes([family]) + len(body).to_bytes(2, "big") + body
+
+
+def proxied_login(server, source, password):
+    """(code, text) of AUTH PLAIN on the submissions listener, the PROXY v2 header naming
+    `source` as the client."""
+    sock = socket.create_connection(("127.0.0.1", server.ports["submissions"]), timeout=20)
+    sock.sendall(proxy_v2(source))
+    tls = server.client_context().wrap_socket(sock, server_hostname="localhost")
+    with tls, tls.makefile("rb") as f:
+        assert read_reply(f)[0] == 220
+        tls.sendall(b"EHLO client.example\r\n")
+        assert read_reply(f)[0] == 250
+        response = base64.b64encode(f"\0demo@localhost\0{password}".encode())
+        tls.sendall(b"AUTH PLAIN " + response + b"\r\n")
+        code, lines = read_reply(f)
+        tls.sendall(b"QUIT\r\n")
+        return code, lines[0][4:]
+
+
+class Ipv6ClientsBehindAProxy(ServerTestCase):
+    """An IPv6 client is its /64 for every per-client limit ([limits] ipv6_prefix): it
+    cannot escape a lockout or the connection limit by taking the next address of its own
+    network. An IPv4-mapped address is its IPv4 client."""
+
+    def test_lockout_covers_the_whole_slash64_not_the_next_one(self):
+        server = self.new_server(listeners=listeners(),
+                                 extra_toml="[auth]\nmax_failures_per_user = 3\n")
+        with server:
+            password = password_of(server)
+            for i in (1, 2, 3):  # three addresses of one /64, one wrong password each
+                code, text = proxied_login(server, f"2001:db8::{i}", f"Wrong-Guess-{i}")
+                self.assertEqual(code, 535, text)
+            # A fourth address of that /64 is locked out, even with the right password.
+            code, text = proxied_login(server, "2001:db8::b", password)
+            self.assertEqual(code, 454, text)
+            self.assertTrue(text.startswith("4.7.0"), text)
+            # Another /64 is another client.
+            self.assertEqual(proxied_login(server, "2001:db8:0:1::1", password)[0], 235)
+            lockouts = subprocess.run(
+                [SMTPSCTL, "auth", "lockouts", "--config", server.config_path],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20, text=True)
+            self.assertEqual(lockouts.returncode, 0, lockouts.stdout)
+            self.assertRegex(lockouts.stdout, r"(?m)^2001:db8::/64 demo@localhost 3 \d+$")
+            unlock = subprocess.run(
+                [SMTPSCTL, "auth", "unlock", "--config", server.config_path, "2001:db8::/64"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20, text=True)
+            self.assertEqual(unlock.returncode, 0, unlock.stdout)
+            self.assertEqual(proxied_login(server, "2001:db8::c", password)[0], 235)
+
+    def test_connection_limit_counts_the_slash64_and_mapped_ipv4(self):
+        server = self.new_server(listeners=listeners(), limits={"max_connections_per_ip": 2})
+        server.start()
+        port = server.ports["submission"]
+        held = []
+
+        def connect(header):
+            sock, f = raw(port)
+            sock.sendall(header)
+            return sock, f, read_reply(f)
+
+        try:
+            for source in ("2001:db8::1", "2001:db8::2"):
+                sock, f, (code, lines) = connect(proxy_v1(source))
+                self.assertEqual(code, 220, lines)
+                held.append((sock, f))
+            sock, f, (code, lines) = connect(proxy_v1("2001:db8::3"))
+            with sock, f:
+                self.assertEqual(code, 421, lines)
+                self.assertIn("4.7.0", lines[0])
+            server.wait_log(REFUSED + r"role=submission client=2001:db8::3 limit=per_ip ")
+            sock, f, (code, lines) = connect(proxy_v1("2001:db8:0:1::1"))  # another /64
+            held.append((sock, f))
+            self.assertEqual(code, 220, lines)
+            # IPv4, and the same address IPv4-mapped in a v2 header: one client.
+            sock, f, (code, lines) = connect(proxy_v1("192.0.2.7"))
+            held.append((sock, f))
+            self.assertEqual(code, 220, lines)
+            sock, f, (code, lines) = connect(proxy_v2("::ffff:192.0.2.7", port=587))
+            held.append((sock, f))
+            self.assertEqual(code, 220, lines)
+            server.wait_log(r"event=connect session=\S+ role=submission client=192\.0\.2\.7 "
+                            r"client_port=40000 proxy=127\.0\.0\.1")
+            sock, f, (code, lines) = connect(proxy_v1("192.0.2.7"))
+            with sock, f:
+                self.assertEqual(code, 421, lines)
         finally:
             for sock, f in held:
                 f.close()

@@ -5,10 +5,14 @@ import re
 import signal
 import socket
 import ssl
+import subprocess
+import sys
+import threading
 import time
 import unittest
 
-from harness import RawSession, ServerTestCase, make_message, raw_connect, strip_trace
+from harness import (RawSession, ServerTestCase, make_message, raw_connect, read_reply,
+                     strip_trace)
 
 
 def tls_session(server, role="smtp"):
@@ -127,6 +131,116 @@ class Abuse(ServerTestCase):
 SMUGGLED = (b"From: <you@example.org>\r\nSubject: smuggle\r\n\r\nhello\n.\r\n"
             b"MAIL FROM:<evil@example.com>\r\nRCPT TO:<demo@localhost>\r\nDATA\r\n"
             b"From: <evil@example.com>\r\nSubject: smuggled\r\n\r\nevil\r\n")
+
+
+def socket_queues(port, client_port):
+    """For the connection between `client_port` and `port`, from `ss -tmn` (iproute2): each
+    side's Recv-Q, Send-Q and send buffer size (skmem tb)."""
+    out = subprocess.run(["ss", "-tmn", "state", "established",
+                          f"( sport = :{port} or dport = :{port} )"],
+                         stdout=subprocess.PIPE, text=True, timeout=10).stdout
+    found = {}
+    for m in re.finditer(r"(?m)^\s*(\d+)\s+(\d+)\s+\S+:(\d+)\s+\S+:(\d+)\s*\n\s*skmem:\(([^)]*)\)",
+                         out):
+        recv_q, send_q, local, peer, skmem = m.groups()
+        if (int(local), int(peer)) == (port, client_port):
+            side = "server"
+        elif (int(local), int(peer)) == (client_port, port):
+            side = "client"
+        else:
+            continue  # another test's connection that happens to use the same port number
+        tb = re.search(r"\btb(\d+)", skmem)
+        found[side] = {"recv_q": int(recv_q), "send_q": int(send_q),
+                       "tb": int(tb.group(1)) if tb else 0}
+    return found
+
+
+def reply_bytes(lines):
+    return sum(len(line) + 2 for line in lines)
+
+
+class PipeliningBackPressure(ServerTestCase):
+    """A client that pipelines and never reads its replies: the server reads commands 1 KiB
+    at a time and writes their replies before it reads more (back-pressure: the write waits
+    for the client), and its socket's send buffer is capped at 64 KiB (the kernel would
+    grow it to 4 MiB), so such a client costs a bounded amount; once it reads, every reply
+    comes, in order."""
+
+    def test_client_that_never_reads_is_stopped_then_served_in_order(self):
+        server = self.new_server()
+        with server:
+            port = server.ports["smtp"]
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # Small client-side buffers (Linux doubles both values).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", port))
+            f = sock.makefile("rb")
+            self.assertEqual(read_reply(f)[0], 220)
+            # EHLO makes the largest reply per byte of command (~40x): the worst case.
+            ehlo, help_ = b"EHLO a\r\n", b"HELP\r\n"
+            sock.sendall(ehlo)
+            code, lines = read_reply(f)
+            self.assertEqual(code, 250)
+            ehlo_reply = reply_bytes(lines)
+            sock.sendall(help_)
+            code, lines = read_reply(f)
+            self.assertEqual(code, 214)
+            help_reply = reply_bytes(lines)
+            # EHLO/HELP pairs (250 and 214: the order shows in the replies), sent without
+            # reading until the server stops taking them.
+            pair = ehlo + help_
+            block = pair * 4096
+            sock.setblocking(False)
+            sent = 0
+            quiet_rounds = 0
+            while quiet_rounds < 3 and sent < 64 * 1024 * 1024:
+                before = sent
+                try:
+                    while True:
+                        offset = sent % len(block)
+                        sent += sock.send(block[offset:] if offset else block)
+                except BlockingIOError:
+                    pass
+                quiet_rounds = quiet_rounds + 1 if sent == before else 0
+                time.sleep(0.2)
+            queues = socket_queues(port, sock.getsockname()[1])
+            self.assertIn("server", queues, queues)
+            self.assertIn("client", queues, queues)
+            # The send buffer is capped (64 KiB, doubled by Linux) instead of growing to 4 MiB.
+            self.assertLessEqual(queues["server"]["tb"], 2 * 64 * 1024 + 4096, queues)
+            # What the server read made replies; those not in a socket queue are held in
+            # the server's memory. Back-pressure keeps that to the replies of one 1 KiB read
+            # (one 8 KiB read of EHLOs made ~140 KiB of them before).
+            parsed = sent - queues["client"]["send_q"] - queues["server"]["recv_q"]
+            pairs, rest = divmod(parsed, len(pair))
+            made = pairs * (ehlo_reply + help_reply) + (ehlo_reply if rest >= len(ehlo) else 0)
+            held = made - queues["server"]["send_q"] - queues["client"]["recv_q"]
+            print(f"\nsent {sent}, parsed {parsed}, replies made {made}, held by the server "
+                  f"{held}; {queues}", file=sys.stderr)
+            self.assertLess(held, 32 * 1024, queues)
+            self.assertLess(sent, 1024 * 1024)
+            # Reading resumes the session: every command is answered, in order.
+            sock.setblocking(True)
+            sock.settimeout(20)
+            commands = 2 * (sent // len(pair)) + (1 if sent % len(pair) >= len(ehlo) else 0)
+            partial = sent % len(pair)
+            cut = b""
+            if partial and partial != len(ehlo):  # the rest of the line the last send cut
+                cut = pair[partial:len(ehlo)] if partial < len(ehlo) else pair[partial:]
+                commands += 1
+            codes = []
+            reader = threading.Thread(
+                target=lambda: codes.extend(read_reply(f)[0] for _ in range(commands + 1)))
+            reader.start()
+            sock.sendall(cut + b"QUIT\r\n")
+            reader.join(60)
+            self.assertFalse(reader.is_alive())
+            self.assertEqual(codes, [250, 214] * (commands // 2) + [250] * (commands % 2) + [221])
+            f.close()
+            sock.close()
+            self.assertTrue(server.alive())
 
 
 class BareLineEndings(ServerTestCase):

@@ -137,6 +137,7 @@ auth::FailureLimiterOptions limiter_options(const config::Config& config) {
   options.per_ip_max_failures = config.auth.max_failures_per_ip;
   options.window = config.auth.failure_window;
   options.exempt = config.auth.exempt_networks;
+  options.ipv6_prefix = config.ipv6_prefix;
   return options;
 }
 
@@ -149,6 +150,7 @@ net::ServerServices server_settings(const config::Config& config) {
   services.max_connections_per_ip = config.max_connections_per_ip;
   services.max_connections_per_minute_per_ip = config.max_connections_per_minute_per_ip;
   services.max_messages_per_user_per_hour = config.max_messages_per_user_per_hour;
+  services.ipv6_prefix = config.ipv6_prefix;
   services.shutdown_grace = config.shutdown_grace;
   return services;
 }

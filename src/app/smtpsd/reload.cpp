@@ -123,6 +123,7 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
        "limits.max_connections_per_minute_per_ip", changed);
   keep(next.max_messages_per_user_per_hour, running.max_messages_per_user_per_hour,
        "limits.max_messages_per_user_per_hour", changed);
+  keep(next.ipv6_prefix, running.ipv6_prefix, "limits.ipv6_prefix", changed);
   return changed;
 }
 

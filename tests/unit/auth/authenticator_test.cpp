@@ -1,6 +1,7 @@
 // authenticator_test.cpp — auth::Authenticator driven like the host drives it, one AUTH
 // exchange at a time with a clock the test moves: PLAIN success and failures (RFC 4954 §6:
-// the same 535 5.7.8 for an unknown user and a wrong password), malformed 501, unknown
+// the same 535 5.7.8 for an unknown user and a wrong password), malformed 501 (counted),
+// the bounded verification queue (454 4.7.0 when full), unknown
 // mechanism 504, lockouts (454 4.7.0) of an address before the exchange and of a user even
 // with the right password, the verified-password cache, EXTERNAL with and without a
 // verified certificate, and a SCRAM-SHA-256 round trip (RFC 5802 §3). The log lines are
@@ -18,6 +19,7 @@
 
 #include "auth/crypto_primitives.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 
 namespace auth {
 namespace {
@@ -180,19 +182,40 @@ TEST_F(AuthenticatorTest, UnknownUserGetsTheSame535AfterTheSameSteps) {
             std::string::npos);
 }
 
-TEST_F(AuthenticatorTest, MalformedResponseIs501AndNotCounted) {
-  for (int i = 0; i < 4; ++i) {
+// Garbage costs no argon2id; counted like a wrong password (for the address: no user name
+// came through), it is delayed and then locked out, so a client cannot probe forever.
+TEST_F(AuthenticatorTest, MalformedResponsesAre501AndCountedUntilTheAddressIsLockedOut) {
+  std::vector<long long> delays;
+  for (int i = 0; i < 5; ++i) {
     auto exchange = authenticator();
-    EXPECT_FALSE(exchange->start("PLAIN", now_));
+    ASSERT_FALSE(exchange->start("PLAIN", now_)) << i;
     Outcome outcome = exchange->step("alice@example.org", true, now_);  // no NULs
     expect_reply(outcome, 501, "5.5.2", "Malformed authentication response");
-    EXPECT_EQ(outcome.delay, milliseconds(0));
+    delays.push_back(outcome.delay.count());
   }
-  // Had they counted (for the address), this first wrong password would be delayed.
-  EXPECT_EQ(login("alice@example.org", "wrong").delay, milliseconds(0));
+  // The address bound (5 here) scaled to the pair's (3): the usual growing delay.
+  EXPECT_EQ(delays, (std::vector<long long>{0, 1000, 1000, 2000, 2000}));
+  auto refused = authenticator()->start("PLAIN", now_);
+  ASSERT_TRUE(refused);
+  expect_reply(*refused, 454, "4.7.0", "Too many authentication failures, try again later");
+  EXPECT_EQ(login("bob@example.org", "battery staple", "198.51.100.1").kind, Kind::kSucceeded);
   EXPECT_NE(logged().find(" event=auth_failed session=s1 client=192.0.2.7 user=\"\" "
                           "mechanism=PLAIN "
                           "reason=\"PLAIN message needs exactly two NUL separators\"\n"),
+            std::string::npos);
+}
+
+// The session refuses undecodable base64 itself (501 5.5.2) and tells the host, which
+// counts it here: the same failure line, the same lockout.
+TEST_F(AuthenticatorTest, UndecodableResponsesTheSessionRefusedAreCountedToo) {
+  for (int i = 0; i < 5; ++i)
+    authenticator()->malformed_response("LOGIN", now_);
+  auto refused = authenticator()->start("PLAIN", now_);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->reply.code, 454);
+  EXPECT_FALSE(authenticator("198.51.100.1")->start("PLAIN", now_));
+  EXPECT_NE(logged().find(" level=warning event=auth_failed session=s1 client=192.0.2.7 "
+                          "user=\"\" mechanism=LOGIN reason=\"undecodable response\"\n"),
             std::string::npos);
 }
 
@@ -248,6 +271,52 @@ TEST_F(AuthenticatorTest, LockedOutUserGets454EvenWithTheRightPasswordAndNoCheck
   EXPECT_NE(logged().find(" event=auth_failed session=s1 client=192.0.2.7 "
                           "user=alice@example.org mechanism=PLAIN reason=\"locked out\"\n"),
             std::string::npos);
+}
+
+std::uint64_t verifications_refused() {
+  const std::string text = obs::metrics().render();
+  const std::string name = "smtpsd_auth_verifications_refused_total ";
+  std::size_t at = text.find("\n" + name);
+  return at == std::string::npos ? 0 : std::stoull(text.substr(at + 1 + name.size()));
+}
+
+// The verification queue is bounded: with no place left the client gets 454 4.7.0 at once,
+// no argon2id, no failure counted (the server's load is not the client's fault), and the
+// line is `auth_busy`, not the `auth_failed` fail2ban bans for.
+TEST_F(AuthenticatorTest, FullVerificationQueueIs454WithoutAPasswordCheck) {
+  VerificationQueue queue(1);
+  auto bounded = [&](std::string client) {
+    return std::make_unique<Authenticator>(
+        AuthServices{users_.get(), limiter_.get(), cache_.get(), &queue},
+        AuthConnection{std::move(client), "s1", "", {}});
+  };
+  const std::uint64_t refused_before = verifications_refused();
+  auto first = bounded("192.0.2.7");
+  ASSERT_FALSE(first->start("PLAIN", now_));
+  Outcome waiting = first->step(plain("alice@example.org", kAlicePassword), true, now_);
+  ASSERT_EQ(waiting.kind, Kind::kVerifyPassword);
+  EXPECT_EQ(queue.in_use(), 1u);
+  for (int i = 0; i < 10; ++i) {  // more than any failure bound: none is counted
+    auto second = bounded("198.51.100.1");
+    ASSERT_FALSE(second->start("PLAIN", now_));
+    Outcome busy = second->step(plain("bob@example.org", "battery staple"), true, now_);
+    expect_reply(busy, 454, "4.7.0", "Temporary authentication failure");
+  }
+  EXPECT_EQ(verifications_refused(), refused_before + 10);
+  EXPECT_EQ(verify(*first, waiting).kind, Kind::kSucceeded);
+  EXPECT_EQ(queue.in_use(), 0u);  // the place is given back with the result
+  auto third = bounded("198.51.100.1");
+  ASSERT_FALSE(third->start("PLAIN", now_));
+  Outcome outcome = third->step(plain("bob@example.org", "battery staple"), true, now_);
+  ASSERT_EQ(outcome.kind, Kind::kVerifyPassword);
+  third.reset();  // a session that ends while its verification is out gives it back too
+  EXPECT_EQ(queue.in_use(), 0u);
+  const std::string log = logged();
+  EXPECT_NE(log.find(" level=warning event=auth_busy session=s1 client=198.51.100.1 "
+                     "user=bob@example.org mechanism=PLAIN reason=\"verification queue full\"\n"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("event=auth_failed"), std::string::npos) << log;
 }
 
 TEST_F(AuthenticatorTest, VerifiedCacheHitSkipsThePasswordCheck) {

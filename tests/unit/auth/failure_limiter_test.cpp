@@ -166,7 +166,7 @@ TEST(FailureLimiterTest, ListAndUnlockByIpOrUser) {
   EXPECT_EQ(lockouts[0].user, "alice@example.org");
   EXPECT_EQ(lockouts[0].failures, 5u);
   EXPECT_EQ(lockouts[0].remaining, 14min);
-  EXPECT_EQ(lockouts[1].ip, "2001:db8::1");  // canonical form
+  EXPECT_EQ(lockouts[1].ip, "2001:db8::/64");  // canonical form of the /64
 
   EXPECT_TRUE(l->unlock("Alice@Example.org"));
   EXPECT_FALSE(l->check("192.0.2.1", "alice@example.org", kStart + 1min).locked);
@@ -175,6 +175,66 @@ TEST(FailureLimiterTest, ListAndUnlockByIpOrUser) {
   EXPECT_TRUE(l->lockouts(kStart + 1min).empty());
   EXPECT_FALSE(l->unlock("nobody"));
   EXPECT_TRUE(l->lockouts(kStart + 16min).empty());
+}
+
+// One host may use any address of its /64: the (IP, user) and the IP counters are those
+// of the prefix, so a second address in the same /64 is locked out too, another is not.
+TEST(FailureLimiterTest, Ipv6ClientsAreCountedPerPrefix) {
+  FailureLimiterOptions options;
+  options.per_user_ip_max_failures = 3;
+  options.per_ip_max_failures = 5;
+  auto l = limiter(options);
+  for (int i = 1; i <= 3; ++i)
+    l->record_failure("2001:db8:1:2::" + std::to_string(i), "alice", kStart);
+  EXPECT_TRUE(l->check("2001:db8:1:2::b", "alice", kStart).locked);
+  EXPECT_TRUE(l->check("2001:db8:1:2:ffff::1", "Alice", kStart).locked);
+  EXPECT_FALSE(l->check("2001:db8:1:3::1", "alice", kStart).locked);
+  // The per-IP bound too: user names sprayed from changing addresses of one /64.
+  l->record_failure("2001:db8:1:2::4", "bob", kStart);
+  EXPECT_FALSE(l->check("2001:db8:1:2::5", "", kStart).locked);
+  l->record_failure("2001:db8:1:2::5", "carol", kStart);
+  EXPECT_TRUE(l->check("2001:db8:1:2::6", "", kStart).locked);
+  EXPECT_FALSE(l->check("2001:db8:1:3::6", "", kStart).locked);
+  auto lockouts = l->lockouts(kStart);
+  ASSERT_EQ(lockouts.size(), 2u);
+  EXPECT_EQ(lockouts[0].ip, "2001:db8:1:2::/64");
+  // unlock by any address of the prefix, or by the prefix as listed
+  EXPECT_TRUE(l->unlock("2001:db8:1:2::/64"));
+  EXPECT_FALSE(l->check("2001:db8:1:2::1", "alice", kStart).locked);
+  for (int i = 1; i <= 3; ++i)
+    l->record_failure("2001:db8:1:2::" + std::to_string(i), "alice", kStart);
+  EXPECT_TRUE(l->unlock("2001:db8:1:2::77"));
+  EXPECT_TRUE(l->lockouts(kStart).empty());
+}
+
+TEST(FailureLimiterTest, Ipv4MappedAddressesAreTheirIpv4Client) {
+  FailureLimiterOptions options;
+  options.per_user_ip_max_failures = 2;
+  auto l = limiter(options);
+  l->record_failure("192.0.2.7", "alice", kStart);
+  l->record_failure("::ffff:192.0.2.7", "alice", kStart);
+  EXPECT_TRUE(l->check("192.0.2.7", "alice", kStart).locked);
+  EXPECT_EQ(l->lockouts(kStart)[0].ip, "192.0.2.7");
+  EXPECT_FALSE(l->check("192.0.2.8", "alice", kStart).locked);
+}
+
+TEST(FailureLimiterTest, TheIpv6PrefixIsConfigurableWithinBounds) {
+  FailureLimiterOptions options;
+  options.per_user_ip_max_failures = 2;
+  options.ipv6_prefix = 128;
+  auto l = limiter(options);
+  l->record_failure("2001:db8::1", "alice", kStart);
+  l->record_failure("2001:db8::2", "alice", kStart);
+  EXPECT_FALSE(l->check("2001:db8::2", "alice", kStart).locked);
+  options.ipv6_prefix = 48;
+  auto wide = limiter(options);
+  wide->record_failure("2001:db8:0:1::1", "alice", kStart);
+  wide->record_failure("2001:db8:0:2::1", "alice", kStart);
+  EXPECT_TRUE(wide->check("2001:db8:0:3::1", "alice", kStart).locked);
+  for (unsigned bad : {0u, 31u, 129u}) {
+    options.ipv6_prefix = bad;
+    EXPECT_FALSE(FailureLimiter::create(options)) << bad;
+  }
 }
 
 TEST(FailureLimiterTest, PerIpLockoutIsListedWithoutUser) {

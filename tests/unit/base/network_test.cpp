@@ -42,4 +42,34 @@ TEST(NetworkTest, AddressesAndNetworksPrintAsWritten) {
   }
 }
 
+// Every per-client limit keys on client_network(): IPv4 as the /32 (also IPv4-mapped),
+// IPv6 as its prefix, so that a host cannot escape a limit by changing its low 64 bits.
+TEST(NetworkTest, ClientNetworkIsTheIpv4AddressOrTheIpv6Prefix) {
+  EXPECT_EQ(base::client_key("2001:db8:1:2::1", 64), "2001:db8:1:2::/64");
+  EXPECT_EQ(base::client_key("2001:db8:1:2:ffff:ffff:ffff:ffff", 64), "2001:db8:1:2::/64");
+  EXPECT_EQ(base::client_key("2001:db8:1:3::1", 64), "2001:db8:1:3::/64");
+  EXPECT_EQ(base::client_key("2001:db8:1:2:80::1", 56), "2001:db8:1::/56");
+  EXPECT_EQ(base::client_key("2001:db8:1:ff:80::1", 57), "2001:db8:1:80::/57");
+  EXPECT_EQ(base::client_key("2001:db8::7", 128), "2001:db8::7/128");
+  EXPECT_EQ(base::client_key("192.0.2.7", 64), "192.0.2.7");
+  EXPECT_EQ(base::client_key("::ffff:192.0.2.7", 64), "192.0.2.7");  // IPv4-mapped
+  EXPECT_EQ(base::client_key("::FFFF:192.0.2.7", 32), "192.0.2.7");
+  EXPECT_EQ(base::client_key("unknown", 64), "unknown");
+  // Out-of-range prefixes are clamped, never a shift past the 16 bytes.
+  EXPECT_EQ(base::client_key("2001:db8:1:2::1", 0), "2001:db8::/32");
+  EXPECT_EQ(base::client_key("2001:db8:1:2::1", 500), "2001:db8:1:2::1/128");
+
+  auto same = base::client_network("2001:db8:1:2::1", 64);
+  auto other = base::client_network("2001:db8:1:2:abcd::9", 64);
+  ASSERT_TRUE(same && other);
+  EXPECT_EQ(*same, *other);
+  EXPECT_EQ(same->prefix_length, 64u);
+  EXPECT_TRUE(same->contains(*base::parse_ip("2001:db8:1:2::ffff")));
+  auto v4 = base::client_network("::ffff:192.0.2.7", 64);
+  ASSERT_TRUE(v4);
+  EXPECT_EQ(*v4, *base::client_network("192.0.2.7", 64));
+  EXPECT_EQ(base::to_string(*v4), "192.0.2.7/32");
+  EXPECT_FALSE(base::client_network("example.com", 64));
+}
+
 }  // namespace

@@ -458,6 +458,26 @@ TEST(ConfigTest, RateLimitsHaveDefaultsAndZeroTurnsThemOff) {
       "limits.max_connections_per_minute_per_ip");
 }
 
+TEST(ConfigTest, Ipv6PrefixDefaultsTo64AndOutOfRangeNamesFileLineAndKey) {
+  auto parsed = config::parse(kMinimal, "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed.value().ipv6_prefix, 64u);
+  parsed = config::parse(std::string(kMinimal) + "\n[limits]\nipv6_prefix = 56\n",
+                         "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed.value().ipv6_prefix, 56u);
+  for (const char* bad : {"31", "129", "0"}) {
+    config::ConfigError e =
+        expect_error(std::string(kMinimal) + "\n[limits]\nipv6_prefix = " + bad + "\n");
+    EXPECT_EQ(e.file, "/etc/smtpsd/test.toml");
+    EXPECT_EQ(e.line, 23);
+    EXPECT_EQ(e.key, "limits.ipv6_prefix");
+    EXPECT_NE(e.to_string().find("/etc/smtpsd/test.toml:23: limits.ipv6_prefix"), std::string::npos)
+        << e.to_string();
+    EXPECT_NE(e.message.find("32"), std::string::npos) << e.message;
+  }
+}
+
 }  // namespace
 // [[tls.certificates]] names: SNI certificate sets (tls/certificate_store.h).
 const char* kTwoSets = R"([server]

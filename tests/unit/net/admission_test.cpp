@@ -45,6 +45,38 @@ TEST_F(AdmissionTest, CountsEachClientSeparately) {
   EXPECT_FALSE(admission.admit(c, "192.0.2.1", true));
 }
 
+// An IPv6 client is its /64 (base::client_network): a second address of the same /64 is
+// the same client for the open-connection limit and the rate, another /64 is not; an
+// IPv4-mapped address is its IPv4 client.
+TEST_F(AdmissionTest, Ipv6ClientsAreCountedPerPrefix) {
+  Admission admission("mx.example", 100, 2, 0);
+  auto a = connection(), b = connection(), c = connection(), d = connection();
+  EXPECT_FALSE(admission.admit(a, "2001:db8:1:2::1", true));
+  EXPECT_FALSE(admission.admit(b, "2001:db8:1:2::2", true));
+  auto refused = admission.admit(c, "2001:db8:1:2:ffff::3", true);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->limit, "per_ip");
+  EXPECT_FALSE(admission.admit(d, "2001:db8:1:3::1", true));  // another /64
+  admission.release(a, "2001:db8:1:2::1", true);              // released by its own address
+  EXPECT_FALSE(admission.admit(c, "2001:db8:1:2:ffff::3", true));
+
+  Admission mapped("mx.example", 100, 1, 0);
+  EXPECT_FALSE(mapped.admit_client("192.0.2.7"));
+  EXPECT_TRUE(mapped.admit_client("::ffff:192.0.2.7"));
+
+  Admission narrow("mx.example", 100, 1, 0, /*ipv6_prefix=*/128);
+  EXPECT_FALSE(narrow.admit_client("2001:db8:1:2::1"));
+  EXPECT_FALSE(narrow.admit_client("2001:db8:1:2::2"));
+
+  Admission rate("mx.example", 100, 100, 2);
+  EXPECT_FALSE(rate.admit_client("2001:db8:1:2::1"));
+  EXPECT_FALSE(rate.admit_client("2001:db8:1:2::2"));
+  auto too_fast = rate.admit_client("2001:db8:1:2::3");
+  ASSERT_TRUE(too_fast);
+  EXPECT_EQ(too_fast->limit, "rate");
+  EXPECT_FALSE(rate.admit_client("2001:db8:1:3::1"));
+}
+
 TEST_F(AdmissionTest, AProxiedConnectionIsCountedForItsClientOnlyOnceNamed) {
   Admission admission("mx.example", 100, 1, 0);
   auto a = connection(), b = connection();

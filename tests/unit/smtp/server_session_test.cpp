@@ -1139,6 +1139,22 @@ TEST_P(AuthTest, BadBase64) {
   EXPECT_EQ(host().session.error_count(), 4u);
 }
 
+// The session refuses undecodable responses itself; the host is told (to count them as
+// failed attempts), with the mechanism, each time — and not for a cancel ("*").
+TEST_P(AuthTest, BadBase64IsReportedToTheMalformedAuthObserver) {
+  std::vector<std::string> reported;
+  start_tls();
+  host().session.set_malformed_auth_observer(
+      [&](std::string_view mechanism) { reported.emplace_back(mechanism); });
+  EXPECT_EQ(reply("AUTH PLAIN abc\r\n"), "501 5.5.2 Cannot decode response");
+  host().auth_answers = {AuthAnswer::challenge("Username:"), AuthAnswer::challenge("Username:")};
+  EXPECT_EQ(reply("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6");
+  EXPECT_EQ(reply("ZGVtbw\r\n"), "501 5.5.2 Cannot decode response");
+  EXPECT_EQ(reply("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6");
+  EXPECT_EQ(reply("*\r\n"), "501 5.0.0 Authentication cancelled");
+  EXPECT_EQ(reported, (std::vector<std::string>{"PLAIN", "LOGIN"}));
+}
+
 TEST_P(AuthTest, Syntax) {
   start_tls();
   EXPECT_EQ(reply("AUTH\r\n"), "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
