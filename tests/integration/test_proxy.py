@@ -19,6 +19,8 @@ import subprocess
 import time
 import unittest
 
+import needs
+
 from harness import ServerTestCase, make_message, read_reply
 
 # Refused connections are named too: the id ties the refusal to the connect attempt.
@@ -105,7 +107,7 @@ class HAProxy:
         self.process = None
 
 
-@unittest.skipUnless(shutil.which("haproxy"), "haproxy not installed (scripts/install-deps.sh)")
+@needs.tools("haproxy")
 class BehindHAProxy(ServerTestCase):
     def setUp(self):
         super().setUp()
@@ -169,6 +171,15 @@ class BehindHAProxy(ServerTestCase):
             server.wait_log(r"event=session_end session=\S+ role=submissions "
                             r"client=127\.0\.0\.2 ", timeout=5)
 
+
+class ProxyProtocolListener(ServerTestCase):
+    """The PROXY listener itself, spoken to directly (no HAProxy needed)."""
+
+    def setUp(self):
+        super().setUp()
+        self.a = self.new_server(listeners=listeners())
+        self.a.start()
+
     def test_header_from_an_address_not_in_proxy_from_is_refused(self):
         # Straight to an instance from 127.0.0.3, claiming to be a proxy.
         sock, f = raw(self.a.ports["submission"], source="127.0.0.3")
@@ -214,7 +225,7 @@ class BehindHAProxy(ServerTestCase):
                         r"proxy=127\.0\.0\.1 reason=timeout")
 
 
-@unittest.skipUnless(shutil.which("haproxy"), "haproxy not installed (scripts/install-deps.sh)")
+@needs.tools("haproxy")
 class ProxiedLimits(ServerTestCase):
     def test_per_ip_limit_counts_the_proxied_client(self):
         server = self.new_server(listeners=listeners(), limits={"max_connections_per_ip": 2})

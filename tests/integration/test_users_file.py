@@ -81,6 +81,7 @@ class UsersFileChanges(ServerTestCase):
     def test_broken_edit_is_logged_at_once_shown_in_metrics_and_old_users_serve(self):
         server = self.new_server(domains=[("localhost", ["demo", "carol"])],
                                  extra_toml='[metrics]\naddress = "127.0.0.1:0"\n')
+        server.expected_errors = [r"event=users_reload_failed"]  # the broken edit, at once
         smtpsctl("user", "add", "--users", self.users(server), "carol@localhost",
                  password="Carol-Pass-1")
         with server:
