@@ -85,7 +85,8 @@ std::optional<Outcome> Authenticator::start(std::string_view mechanism, TimePoin
     }
   }
   sasl_ = make_sasl_server(mechanism_, std::move(lookup), connection_.tls_exporter,
-                           std::move(certificate_user_name));
+                           std::move(certificate_user_name),
+                           users_ ? users_->typical_scram_iterations() : kDefaultScramIterations);
   if (!sasl_) {
     Outcome outcome;
     outcome.reply = unrecognized_mechanism();

@@ -311,11 +311,13 @@ std::string random_nonce() {
 
 class ScramServer final : public SaslServer {
  public:
-  ScramServer(bool plus, UserLookup lookup, std::string tls_exporter, std::string server_nonce)
+  ScramServer(bool plus, UserLookup lookup, std::string tls_exporter, std::string server_nonce,
+              std::uint32_t unknown_iterations)
       : plus_(plus),
         lookup_(std::move(lookup)),
         tls_exporter_(std::move(tls_exporter)),
-        server_nonce_(std::move(server_nonce)) {}
+        server_nonce_(std::move(server_nonce)),
+        unknown_iterations_(unknown_iterations) {}
 
   ~ScramServer() override {
     sodium_memzero(stored_key_.data(), stored_key_.size());
@@ -442,7 +444,7 @@ class ScramServer final : public SaslServer {
 
     username_ = std::move(*username);
     std::string salt;
-    std::uint32_t iterations = kDefaultScramIterations;
+    std::uint32_t iterations = unknown_iterations_;
     if (const User* user = lookup_(username_); user != nullptr) {
       known_user_ = true;
       address_ = user->address;
@@ -526,6 +528,7 @@ class ScramServer final : public SaslServer {
   UserLookup lookup_;
   const std::string tls_exporter_;
   const std::string server_nonce_;
+  const std::uint32_t unknown_iterations_;
   State state_ = State::kStart;
   std::string gs2_header_;
   std::string client_first_bare_;
@@ -541,15 +544,16 @@ class ScramServer final : public SaslServer {
 }  // namespace
 
 std::unique_ptr<SaslServer> make_scram_server(bool plus, UserLookup lookup,
-                                              std::string tls_exporter, std::string server_nonce) {
+                                              std::string tls_exporter, std::string server_nonce,
+                                              std::uint32_t unknown_iterations) {
   if (plus && tls_exporter.empty()) return nullptr;
   return std::make_unique<ScramServer>(plus, std::move(lookup), std::move(tls_exporter),
-                                       std::move(server_nonce));
+                                       std::move(server_nonce), unknown_iterations);
 }
 
 std::unique_ptr<SaslServer> make_sasl_server(std::string_view mechanism, UserLookup lookup,
-                                             std::string tls_exporter,
-                                             std::string certificate_user) {
+                                             std::string tls_exporter, std::string certificate_user,
+                                             std::uint32_t unknown_iterations) {
   if (equal_ignoring_case(mechanism, "PLAIN")) {
     return std::make_unique<PlainServer>(std::move(lookup));
   }
@@ -557,10 +561,12 @@ std::unique_ptr<SaslServer> make_sasl_server(std::string_view mechanism, UserLoo
     return std::make_unique<LoginServer>(std::move(lookup));
   }
   if (equal_ignoring_case(mechanism, "SCRAM-SHA-256")) {
-    return make_scram_server(false, std::move(lookup), std::move(tls_exporter), random_nonce());
+    return make_scram_server(false, std::move(lookup), std::move(tls_exporter), random_nonce(),
+                             unknown_iterations);
   }
   if (equal_ignoring_case(mechanism, "SCRAM-SHA-256-PLUS")) {
-    return make_scram_server(true, std::move(lookup), std::move(tls_exporter), random_nonce());
+    return make_scram_server(true, std::move(lookup), std::move(tls_exporter), random_nonce(),
+                             unknown_iterations);
   }
   if (equal_ignoring_case(mechanism, "EXTERNAL")) {
     return std::make_unique<ExternalServer>(std::move(certificate_user));

@@ -53,14 +53,17 @@ using UserLookup = std::function<const User*(std::string_view)>;
 // the call. tls_exporter: the 32-byte "EXPORTER-Channel-Binding" value (RFC 9266).
 // certificate_user (EXTERNAL only): the user a verified client certificate maps to
 // (auth::certificate_user); empty when there is none, and EXTERNAL then fails (535).
-std::unique_ptr<SaslServer> make_sasl_server(std::string_view mechanism, UserLookup lookup,
-                                             std::string tls_exporter,
-                                             std::string certificate_user = {});
+// unknown_iterations: the SCRAM count told to a user that does not exist
+// (UserStore::typical_scram_iterations), so that it looks like everyone else's.
+std::unique_ptr<SaslServer> make_sasl_server(
+    std::string_view mechanism, UserLookup lookup, std::string tls_exporter,
+    std::string certificate_user = {}, std::uint32_t unknown_iterations = kDefaultScramIterations);
 
 // The same for SCRAM with a given server nonce (printable, no ','), so that a known
 // exchange (RFC 7677 §3) can be replayed; make_sasl_server draws it from randombytes.
-std::unique_ptr<SaslServer> make_scram_server(bool plus, UserLookup lookup,
-                                              std::string tls_exporter, std::string server_nonce);
+std::unique_ptr<SaslServer> make_scram_server(
+    bool plus, UserLookup lookup, std::string tls_exporter, std::string server_nonce,
+    std::uint32_t unknown_iterations = kDefaultScramIterations);
 
 // In the order to advertise them (strongest first); -PLUS only with an exporter value;
 // EXTERNAL (last: clients that pick the first mechanism they know should not try it

@@ -294,6 +294,7 @@ base::Expected<UserStore, std::string> UserStore::parse(std::string_view text,
     }
     store.add_user(std::move(user));
   }
+  store.update_typical_iterations();
   return store;
 }
 
@@ -408,6 +409,28 @@ void UserStore::rebuild_index() {
   index_.clear();
   for (std::size_t i = 0; i < users_.size(); ++i)
     index_.emplace(users_[i].address, i);
+  update_typical_iterations();
+}
+
+void UserStore::update_typical_iterations() {
+  // The most common count (the larger one on a tie), counted without allocating per user.
+  std::vector<std::uint32_t> counts;
+  counts.reserve(users_.size());
+  for (const User& user : users_)
+    counts.push_back(user.scram.iterations);
+  std::sort(counts.begin(), counts.end());
+  typical_iterations_ = kDefaultScramIterations;
+  std::size_t best = 0;
+  for (std::size_t start = 0; start < counts.size();) {
+    std::size_t end = start;
+    while (end < counts.size() && counts[end] == counts[start])
+      ++end;
+    if (end - start >= best) {
+      best = end - start;
+      typical_iterations_ = counts[start];
+    }
+    start = end;
+  }
 }
 
 User* UserStore::find_mutable(std::string_view address) {
@@ -457,6 +480,7 @@ base::Expected<base::Ok, std::string> UserStore::set_password(std::string_view a
   }
   user->password_hash = hash;
   user->scram = std::move(scram);
+  update_typical_iterations();
   return base::Ok{};
 }
 

@@ -117,6 +117,9 @@ class UserStore {
   const User* find(std::string_view address) const;
   std::vector<const User*> users() const;  // in file order
   std::size_t size() const { return users_.size(); }
+  // The SCRAM iteration count most users have (the default when there are none): what an
+  // unknown user is told, so that the count does not tell who exists.
+  std::uint32_t typical_scram_iterations() const { return typical_iterations_; }
 
   // Creates the user if it does not exist; replaces the argon2id hash and the SCRAM keys
   // (with a fresh salt, derived with scram_iterations) otherwise.
@@ -144,9 +147,11 @@ class UserStore {
   User* find_mutable(std::string_view address);
   void add_user(User user);
   void rebuild_index();
+  void update_typical_iterations();
 
   std::vector<User> users_;                                                        // in file order
   std::unordered_map<std::string, std::size_t, AddressHash, AddressEqual> index_;  // → users_
+  std::uint32_t typical_iterations_ = kDefaultScramIterations;
 };
 
 // An exclusive flock(2) on "<users file>.lock" beside the users file, held for its

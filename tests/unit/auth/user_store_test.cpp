@@ -58,6 +58,17 @@ UserStore two_users() {
   return store;
 }
 
+TEST(UserStoreTest, TypicalScramIterationsIsTheMostCommonCount) {
+  UserStore store;
+  EXPECT_EQ(store.typical_scram_iterations(), kDefaultScramIterations);  // no users yet
+  ASSERT_TRUE(store.set_password("a@example.org", "pw one", test_argon2(), 10000));
+  ASSERT_TRUE(store.set_password("b@example.org", "pw two", test_argon2(), 10000));
+  ASSERT_TRUE(store.set_password("c@example.org", "pw three", test_argon2(), 200000));
+  auto parsed = UserStore::parse(store.serialize(), "users");
+  ASSERT_TRUE(parsed) << parsed.error();
+  EXPECT_EQ(parsed->typical_scram_iterations(), 10000u);
+}
+
 TEST(UserStoreTest, SaveLoadRoundTripKeepsEveryField) {
   TempDir dir;
   UserStore store = two_users();
