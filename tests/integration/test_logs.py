@@ -4,6 +4,7 @@ a session, with the real binary."""
 import json
 import os
 import re
+import smtplib
 import socket
 import subprocess
 import threading
@@ -41,8 +42,9 @@ def exercise(test, server):
     """A session with everything a log reader cares about: TLS, a failed and a good AUTH,
     an accepted message, a refused recipient, a value with quotes and a non-UTF-8 byte."""
     client = server.smtps()
-    with test.assertRaises(Exception):
+    with test.assertRaises(smtplib.SMTPAuthenticationError) as refused:
         client.login('we"ird\\user', "wrong")
+    test.assertEqual(refused.exception.smtp_code, 535)
     client.login("demo@localhost", demo_password(server))
     client.sendmail("demo@localhost", ["demo@localhost"],
                     make_message("logs", sender="demo@localhost"))

@@ -7,6 +7,7 @@ refuses a non-loopback address unless told, and keeps serving SMTP while a scrap
 import base64
 import os
 import re
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -100,8 +101,9 @@ class Counters(MetricsTestCase):
 
             # AUTH: one failure and one success on submissions (implicit TLS).
             client = server.smtps()
-            with self.assertRaises(Exception):
+            with self.assertRaises(smtplib.SMTPAuthenticationError) as refused:
                 client.login("demo@localhost", "not-the-password")
+            self.assertEqual(refused.exception.smtp_code, 535)
             client.quit()
             client = server.smtps()
             client.login("demo@localhost", demo_password(server))

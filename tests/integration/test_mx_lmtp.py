@@ -164,6 +164,9 @@ class MxDelivery(ServerTestCase):
             submit(local, ["carol@example.test"], subject="first")
             local.wait_log(r"event=delivered id=\S+ rcpt=carol@example.test .*verified")
             local.wait_log(r"event=tls_memory domain=example.test level=verified")
+            # The memory outlives a restart (data_dir/tls-memory).
+            local.stop()
+            local.start()
 
             # The MX stops offering STARTTLS (a stripping attacker, or a misconfiguration).
             remote.set_starttls(False)
@@ -239,19 +242,31 @@ class LmtpToDovecot(ServerTestCase):
         os.makedirs(os.path.join(self.tmp, "dovecot"))
         dovecot = Dovecot(os.path.join(self.tmp, "dovecot"), users=["alice"])
         self.addCleanup(dovecot.stop)
-        port = dovecot.lmtp_port
-        dovecot.stop()
+        dovecot._kill()  # down, its socket path kept for the restart
         local = self.new_server(domains=[("localhost", ["alice"])],
                                 extra_toml=f'[queue]\nretry_schedule = [1]\n\n[delivery]\n'
-                                           f'lmtp = "127.0.0.1:{port}"\n')
+                                           f'lmtp = "unix:{dovecot.lmtp_socket}"\n')
         local.start()
         client = local.smtp()
         client.sendmail("x@example.org", ["alice@localhost"], make_message(message_id="down@test"))
         client.quit()
         local.wait_log(r"event=deferred id=\S+ rcpt=alice@localhost detail=\"LMTP server "
-                       r"127.0.0.1:\d+: cannot connect")
+                       r"unix:\S+: cannot connect")
         self.assertEqual(len(local.spool_ids()), 1)
-
+        self.assertEqual(dovecot.messages("alice"), [])
+        # Dovecot comes back: the next retry delivers, once, and the queue empties.
+        dovecot.start()
+        deadline = time.time() + 20
+        while time.time() < deadline and not dovecot.messages("alice"):
+            time.sleep(0.05)
+        messages = dovecot.messages("alice")
+        self.assertEqual(len(messages), 1, local.log()[-3000:])
+        self.assertIn(b"Message-ID: <down@test>", messages[0])
+        local.wait_log(r"event=delivered id=\S+ rcpt=alice@localhost to=lmtp")
+        deadline = time.time() + 10
+        while local.spool_ids() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(local.spool_ids(), [])
 
 if __name__ == "__main__":
     unittest.main()

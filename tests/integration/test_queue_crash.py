@@ -116,6 +116,9 @@ class KillNineLoop(ServerTestCase):
               f"{sum(local_ids.values())} local, {sum(remote_ids.values())} relayed; "
               f"duplicates {len(dup_local)} local, {len(dup_remote)} relayed; "
               f"lost {len(lost_local)} local, {len(lost_remote)} relayed")
+        # The kills happened: each one is a restart of the server on the same data.
+        self.assertGreater(kills, 0)
+        self.assertEqual(local.log().count("event=started"), kills + 1)
         self.assertGreater(len(acknowledged), TOTAL // 2)
         self.assertEqual(lost_local, [])
         self.assertEqual(lost_remote, [])
