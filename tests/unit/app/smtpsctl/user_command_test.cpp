@@ -180,7 +180,6 @@ TEST_F(UserCommandTest, ScramIterationsDefaultOptionAndStoredCountsKept) {
             0);
   EXPECT_EQ(load().find("alice@example.org")->scram.iterations, 4096u);
   // An entry written with the old default (10000) is read with its own count.
-  auth::UserStore store = load();
   auth::UserStore old;
   ASSERT_TRUE(old.set_password("carol@example.org", "s3cret pass", auth::test_argon2(), 10000));
   const auth::User* carol = old.find("carol@example.org");
@@ -190,7 +189,8 @@ TEST_F(UserCommandTest, ScramIterationsDefaultOptionAndStoredCountsKept) {
     out << line.substr(line.find("carol@"));
   }
   ASSERT_EQ(run({"del", "--users", users_, "alice@example.org"}), 0) << err_.str();
-  const auth::User* kept = load().find("carol@example.org");
+  const auth::UserStore reloaded = load();  // kept alive: kept points into it
+  const auth::User* kept = reloaded.find("carol@example.org");
   ASSERT_NE(kept, nullptr);
   EXPECT_EQ(kept->scram.iterations, 10000u);
   EXPECT_EQ(kept->scram.stored_key, carol->scram.stored_key);
