@@ -4,8 +4,9 @@
 #   build/      gcc, RelWithDebInfo: smtpsd, smtpsctl, unit_tests, the benches; `make run`
 #               uses it. Its CTest holds one entry per test (~740 unit, ~215 integration),
 #               the summary CI counts.
-#   build-san/  clang 16, Debug, ASan + UBSan + libFuzzer coverage. Only two things are built
-#               there: the *_fuzz targets and unit_tests, run whole in $(JOBS) gtest shards.
+#   build-san/  clang 16, Debug, ASan + UBSan + libFuzzer coverage. Built there: the *_fuzz
+#               targets, unit_tests (run whole in $(JOBS) gtest shards), and smtpsd/smtpsctl
+#               for a subset of the integration tests (scripts/sanitized-server-tests.sh).
 # Steps, in order: deps (installs what is missing; a no-op once installed), build/ and the
 # fuzzers and unit_tests of build-san/ at -j $(JOBS), the sanitizer unit tests, the release
 # CTest at -j $(TEST_JOBS) (more than the cores: integration tests mostly wait on sockets;
@@ -56,10 +57,13 @@ $(BUILD_SAN)/build.ninja: | deps
 	cmake -S . -B $(BUILD_SAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=$(SAN_CXX) \
 	  -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DSMTPSD_SANITIZE=ON -DSMTPSD_FUZZ=ON -DSMTPSD_UNIT_SHARDS=$(JOBS)
 
-# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, the binary in $(JOBS) shards.
+# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, the binary in $(JOBS) shards;
+# then smtpsd itself, linked in the same tree, against real clients: a representative subset
+# of the integration tests (scripts/sanitized-server-tests.sh lists it).
 test-asan: deps $(BUILD_SAN)/build.ninja
-	cmake --build $(BUILD_SAN) -j $(JOBS) --target unit_tests
+	cmake --build $(BUILD_SAN) -j $(JOBS) --target unit_tests smtpsd smtpsctl
 	cd $(BUILD_SAN) && ctest --output-on-failure -j $(JOBS) -L unit
+	./scripts/sanitized-server-tests.sh $(BUILD_SAN) $$(( $(JOBS) + 1 ))
 
 # The libFuzzer targets, in the same tree (they share its instrumented libraries).
 fuzz: deps $(BUILD_SAN)/build.ninja

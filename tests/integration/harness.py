@@ -172,7 +172,9 @@ class Server:
         the test did not expect."""
         found = list(self.crashes)
         for line in self.log().splitlines():
-            if "event=session_crashed" in line:
+            if "Sanitizer" in line or ": runtime error: " in line:
+                found.append("a sanitizer report: " + line)  # the ASan build (make test)
+            elif "event=session_crashed" in line:
                 found.append("a session crashed: " + line)
             elif "level=error" in line and \
                     not any(re.search(p, line) for p in self.expected_errors):
