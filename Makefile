@@ -21,9 +21,10 @@ DEV_DIR    ?= var/dev
 FUZZ_SECONDS ?= 20
 FUZZ_JOBS  ?= 2
 FUZZ_OVERLAP ?= 0
+TEST_BUDGET ?= 1200
 SAN_CXX    ?= clang++-16
 
-.PHONY: all deps build run test check-layers test-release test-asan fuzz fuzz-smoke format format-check clean
+.PHONY: all deps build run test test-steps check-layers test-release test-asan fuzz fuzz-smoke format format-check clean
 
 all: build
 
@@ -39,9 +40,20 @@ build: deps $(BUILD)/build.ninja
 run: build
 	$(BUILD)/smtpsd dev --dir $(DEV_DIR)
 
+# The time guard: everything after installing the packages must end within TEST_BUDGET
+# seconds (the 2-core machine of README "Building and testing" takes about 15 minutes), or
+# `make test` fails even when every test passed; it prints its time and the ten slowest
+# tests, so that a change which makes it slower says so at once.
+test: deps
+	@start=$$(date +%s); $(MAKE) --no-print-directory test-steps; status=$$?; \
+	  elapsed=$$(( $$(date +%s) - start )); \
+	  echo "make test: $$elapsed s of its $(TEST_BUDGET) s budget"; \
+	  if [ $$status -ne 0 ]; then exit $$status; fi; \
+	  if [ $$elapsed -gt $(TEST_BUDGET) ]; then \
+	    echo "make test: FAILED: over its time budget (TEST_BUDGET=$(TEST_BUDGET) s)"; exit 1; fi
 # The fuzz targets are built before the sanitizer unit tests run and both trees before the
 # release CTest starts, so that no test competes with a compiler.
-test: check-layers build fuzz test-asan
+test-steps: check-layers build fuzz test-asan
 	FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_OVERLAP=$(FUZZ_OVERLAP) \
 	  ./scripts/ctest-with-fuzz-smoke.sh $(BUILD) $(TEST_JOBS) $(BUILD_SAN) $(FUZZ_SECONDS)
 
