@@ -11,7 +11,8 @@
 # fuzzers and unit_tests of build-san/ at -j $(JOBS), the sanitizer unit tests, the release
 # CTest at -j $(TEST_JOBS) (more than the cores: integration tests mostly wait on sockets;
 # the few that assert timings or generate load run alone, RUN_SERIAL), then the fuzz smoke,
-# FUZZ_JOBS targets at a time for FUZZ_SECONDS each (FUZZ_OVERLAP=1: beside CTest, at nice 19).
+# FUZZ_JOBS targets at a time for FUZZ_SECONDS each, beside CTest at nice 19 (FUZZ_OVERLAP=0:
+# after it).
 # README.md ("Building and testing") gives the time of each step.
 BUILD      ?= build
 BUILD_SAN  ?= build-san
@@ -20,7 +21,7 @@ TEST_JOBS  ?= 4
 DEV_DIR    ?= var/dev
 FUZZ_SECONDS ?= 20
 FUZZ_JOBS  ?= 2
-FUZZ_OVERLAP ?= 0
+FUZZ_OVERLAP ?= 1
 TEST_BUDGET ?= 1200
 SAN_CXX    ?= clang++-16
 
@@ -75,7 +76,7 @@ $(BUILD_SAN)/build.ninja: | deps
 test-asan: deps $(BUILD_SAN)/build.ninja
 	cmake --build $(BUILD_SAN) -j $(JOBS) --target unit_tests smtpsd smtpsctl
 	cd $(BUILD_SAN) && ctest --output-on-failure -j $(JOBS) -L unit
-	./scripts/sanitized-server-tests.sh $(BUILD_SAN) $$(( $(JOBS) + 1 ))
+	./scripts/sanitized-server-tests.sh $(BUILD_SAN) $$(( $(JOBS) + 2 ))
 
 # The libFuzzer targets, in the same tree (they share its instrumented libraries).
 fuzz: deps $(BUILD_SAN)/build.ninja
