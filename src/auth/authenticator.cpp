@@ -213,34 +213,26 @@ void Authenticator::malformed_response(std::string_view mechanism, TimePoint now
 }
 
 Outcome Authenticator::verifier_busy(std::string_view user) {
-  obs::Log("auth_busy", obs::Level::kWarning)
-      .kv("session", connection_.session_id)
-      .kv("client", connection_.client)
-      .kv("user", user)
-      .kv("mechanism", mechanism_)
-      .kv("reason", "verification queue full");
   obs::server_metrics().auth_verification_refused();
-  sasl_.reset();
-  verifying_ = false;
-  ticket_.reset();
-  wipe_password();
-  Outcome outcome;
-  outcome.kind = Outcome::Kind::kFailed;
-  outcome.reply = temporary_failure();
-  return outcome;
+  return end_failed("auth_busy", user, "verification queue full", temporary_failure(), {});
 }
 
 // Every failure is one stable log line (README "Logs"; the fail2ban filter in contrib/
 // matches it): client address, user as given, mechanism, reason — never the secret.
 Outcome Authenticator::fail(std::string_view user, std::string_view reason, smtp::Reply reply,
                             std::chrono::milliseconds delay) {
-  obs::Log("auth_failed", obs::Level::kWarning)
+  obs::server_metrics().auth_result(mechanism_, false);
+  return end_failed("auth_failed", user, reason, std::move(reply), delay);
+}
+
+Outcome Authenticator::end_failed(const char* event, std::string_view user, std::string_view reason,
+                                  smtp::Reply reply, std::chrono::milliseconds delay) {
+  obs::Log(event, obs::Level::kWarning)
       .kv("session", connection_.session_id)
       .kv("client", connection_.client)
       .kv("user", user)
       .kv("mechanism", mechanism_)
       .kv("reason", reason);
-  obs::server_metrics().auth_result(mechanism_, false);
   sasl_.reset();
   verifying_ = false;
   ticket_.reset();

@@ -124,6 +124,10 @@ class Authenticator {
   Outcome locked_out(std::string_view user);
   Outcome malformed(std::string_view user, std::string_view reason, TimePoint now);
   Outcome verifier_busy(std::string_view user);
+  // The end of an exchange that did not succeed: one log line (event), the exchange's state
+  // dropped and the password wiped; the reply and delay are the caller's.
+  Outcome end_failed(const char* event, std::string_view user, std::string_view reason,
+                     smtp::Reply reply, std::chrono::milliseconds delay);
   bool is_locked(std::string_view user, TimePoint now) const;
   void wipe_password();
 

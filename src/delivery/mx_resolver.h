@@ -76,12 +76,11 @@ class MxResolver {
   // whole call, MX and then address lookups, ends within deadline() even if the server
   // never answers. A domain literal "[192.0.2.1]" / "[IPv6:::1]" (RFC 5321 §4.1.3) gives
   // one target with that address and no DNS query. A trailing dot is accepted.
+  // Only MX delivery asks here; names the administrator configured (relay, LMTP) are
+  // looked up as the system does (system_resolver.h).
   MxAnswer resolve(std::string_view domain);
-  // A/AAAA of one host name (used for a smarthost name too): one target, preference 0.
-  // An IP address, bare or as a domain literal, is returned as is without DNS.
-  MxAnswer resolve_host(std::string_view host);
 
-  // The bound on one resolve() / resolve_host(): 2 × tries × timeout (two rounds of
+  // The bound on one resolve(): 2 × tries × timeout (two rounds of
   // queries, each allowed every try of c-ares).
   std::chrono::milliseconds deadline() const;
 

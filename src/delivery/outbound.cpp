@@ -17,6 +17,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using queue::DeliveryResult;
+
+constexpr std::size_t kMaxHostsRemembered = 4096;  // server addresses with a timeout record
 using queue::DeliveryStatus;
 
 DeliveryResult temporary(std::string detail, std::string transport,
@@ -180,6 +182,11 @@ void Outbound::release_host(const std::string& address, bool timed_out) {
     host.timeouts = timed_out ? std::min(host.timeouts + 1, 31u) : 0;
     timeouts = host.timeouts;
     if (host.active == 0 && host.timeouts == 0) hosts_.erase(address);
+    // Forged senders can name any number of silent hosts: past kMaxHostsRemembered, the idle
+    // ones are forgotten (they start again at the full limit), so the table stays bounded.
+    if (hosts_.size() > kMaxHostsRemembered) {
+      std::erase_if(hosts_, [](const auto& entry) { return entry.second.active == 0; });
+    }
   }
   pool_changed_.notify_all();
   if (timed_out) {
@@ -404,6 +411,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
 
   std::size_t tried = 0;
   bool out_of_time = false;
+  bool only_busy = true;  // every address was skipped as busy: nothing was tried
   for (const MxTarget& target : targets) {
     for (const std::string& address : target.addresses) {
       if (++tried > 10) break;  // bound the time one attempt can take
@@ -417,6 +425,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         continue;
       }
       held_host = address;
+      only_busy = false;
       Endpoint endpoint{target.host, address, port, false};
       const std::string where = endpoint.describe();
       // Checked right after the handshake, before EHLO and AUTH go inside the TLS.
@@ -485,7 +494,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
             std::chrono::duration_cast<std::chrono::seconds>(options_.attempt_timeout).count()) +
         "s) ran out; last: " + failure;
   }
-  const bool all_busy = failure.find(" are busy") != std::string::npos;
+  const bool all_busy = tried > 0 && only_busy;
   for (auto& r : results) {
     r = temporary(failure, transport,
                   failure.find("TLS") != std::string::npos ? "4.7.5"

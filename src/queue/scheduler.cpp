@@ -169,7 +169,7 @@ std::size_t Scheduler::pending() const {
 
 bool Scheduler::in_lane(const MessageState& state, std::size_t i, Lane lane) const {
   if (!lanes()) return true;
-  return options_.is_local(state.addresses[i]) == (lane == kLocalLane);
+  return state.local[i] == (lane == kLocalLane);
 }
 
 Scheduler::Lane Scheduler::lane_for(const MessageState& state) const {
@@ -230,8 +230,11 @@ void Scheduler::load_state(const std::string& id, const StoredMessage& message,
   state.received_unix = message.received_unix;
   state.size = spool_.file_size(id);
   state.addresses.clear();
-  for (const smtp::Recipient& r : message.envelope.recipients)
+  state.local.clear();
+  for (const smtp::Recipient& r : message.envelope.recipients) {
     state.addresses.push_back(r.address);
+    state.local.push_back(lanes() && options_.is_local(r.address));
+  }
   state.recipients.assign(count, RecipientState::kPending);
   state.details.assign(count, std::string());
   for (const std::string& line : spool_.read_state(id)) {

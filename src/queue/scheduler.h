@@ -167,6 +167,7 @@ class Scheduler {
     std::int64_t queued_unix = 0;  // when the scheduler learned of it (until loaded)
     std::uint64_t size = 0;
     std::vector<std::string> addresses;
+    std::vector<bool> local;  // is_local of each address, asked once when loaded
     std::vector<RecipientState> recipients;
     std::vector<std::string> details;
     std::size_t attempts = 0;
@@ -188,7 +189,8 @@ class Scheduler {
   void attempt(const std::string& id, Lane lane);
   void load_state(const std::string& id, const StoredMessage& message, MessageState& state);
   bool lanes() const { return options_.local_threads > 0 && options_.is_local != nullptr; }
-  // Whether recipient i of a loaded message belongs to lane.
+  // Whether recipient i of a loaded message belongs to lane (as of its loading: a reload
+  // that adds a domain moves nobody between lanes; the router still decides the route).
   bool in_lane(const MessageState& state, std::size_t i, Lane lane) const;
   // Whether a success notice for an unauthenticated sender may go now (takes a token).
   bool take_success_token();

@@ -394,7 +394,7 @@ TEST_F(MxResolverTest, TargetsAndAddressesAreBounded) {
   EXPECT_EQ(many.targets.front().host, "mx0.many.test");
   EXPECT_EQ(many.targets.back().host, "mx9.many.test");
 
-  MxAnswer wide = resolver_->resolve_host("wide.test");
+  MxAnswer wide = resolver_->resolve("wide.test");  // no MX: the domain's own addresses
   ASSERT_EQ(wide.status, MxStatus::kOk) << context(wide);
   ASSERT_EQ(wide.targets.size(), 1u);
   EXPECT_EQ(wide.targets[0].addresses.size(), kMaxAddressesPerTarget);
@@ -405,24 +405,6 @@ TEST_F(MxResolverTest, RefusedIsTemporary) {
   MxAnswer answer = resolver_->resolve("example.org");
   EXPECT_EQ(answer.status, MxStatus::kTemporary) << context(answer);
   EXPECT_NE(answer.detail.find("REFUSED"), std::string::npos) << answer.detail;
-  EXPECT_EQ(resolver_->resolve_host("example.org").status, MxStatus::kTemporary);
-}
-
-TEST_F(MxResolverTest, ResolveHost) {
-  MxAnswer answer = resolver_->resolve_host("mx10.example.test");
-  ASSERT_EQ(answer.status, MxStatus::kOk) << context(answer);
-  ASSERT_EQ(answer.targets.size(), 1u);
-  EXPECT_EQ(answer.targets[0].host, "mx10.example.test");
-  EXPECT_EQ(answer.targets[0].addresses, (std::vector<std::string>{"2001:db8::10", "192.0.2.10"}));
-
-  MxAnswer alias = resolver_->resolve_host("alias.test");
-  ASSERT_EQ(alias.status, MxStatus::kOk) << context(alias);
-  EXPECT_EQ(alias.targets[0].addresses, (std::vector<std::string>{"2001:db8::10", "192.0.2.10"}));
-
-  EXPECT_EQ(resolver_->resolve_host("missing.test").status, MxStatus::kNoDomain);
-  EXPECT_EQ(resolver_->resolve_host("empty.test").status, MxStatus::kNoDomain);
-  // A host name has no MX: resolve_host never looks at it.
-  EXPECT_EQ(resolver_->resolve_host("example.test").status, MxStatus::kNoDomain);
 }
 
 TEST_F(MxResolverTest, ConcurrentCallsFromSeveralThreads) {
@@ -433,7 +415,7 @@ TEST_F(MxResolverTest, ConcurrentCallsFromSeveralThreads) {
       for (int i = 0; i < 15; ++i) {
         if (resolver_->resolve("example.test").targets.size() != 4) ++failures;
         if (resolver_->resolve("nomail.test").status != MxStatus::kNullMx) ++failures;
-        if (resolver_->resolve_host("implicit.test").status != MxStatus::kOk) ++failures;
+        if (resolver_->resolve("implicit.test").status != MxStatus::kOk) ++failures;
       }
     });
   }
@@ -459,7 +441,6 @@ TEST(MxResolverNoServer, ClosedPortIsTemporaryWithinTheDeadline) {
   auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(answer.status, MxStatus::kTemporary) << answer.detail;
   EXPECT_LE(elapsed, resolver->deadline() + 500ms);
-  EXPECT_EQ(resolver->resolve_host("mx.example.test").status, MxStatus::kTemporary);
 }
 
 TEST(MxResolverNoServer, SilentServerTimesOutWithinTheDeadline) {
@@ -505,10 +486,6 @@ TEST(MxResolverNoServer, DomainLiteralNeedsNoDns) {
        {"[300.1.1.1]", "[IPv6:192.0.2.1x]", "[::1]", "[tag:content]", "[]", "[192.0.2.1"}) {
     EXPECT_EQ(resolver->resolve(bad).status, MxStatus::kNoDomain) << bad;
   }
-  MxAnswer host = resolver->resolve_host("192.0.2.9");
-  ASSERT_EQ(host.status, MxStatus::kOk) << host.detail;
-  EXPECT_EQ(host.targets[0].addresses, (std::vector<std::string>{"192.0.2.9"}));
-  EXPECT_EQ(resolver->resolve_host("[IPv6:::1]").targets.at(0).addresses.at(0), "::1");
 }
 
 TEST(MxResolverNoServer, InvalidNamesArePermanentWithoutAQuery) {
@@ -519,7 +496,6 @@ TEST(MxResolverNoServer, InvalidNamesArePermanentWithoutAQuery) {
            std::string(64, 'a') + ".test", std::string(250, 'a') + ".b.test"}) {
     MxAnswer answer = resolver->resolve(bad);
     EXPECT_EQ(answer.status, MxStatus::kNoDomain) << bad << ": " << answer.detail;
-    EXPECT_EQ(resolver->resolve_host(bad).status, MxStatus::kNoDomain) << bad;
   }
   // The detail goes into logs and DSNs: no line break from a peer's text gets there.
   MxAnswer injected = resolver->resolve("a.test\r\nX-Injected: 1");
