@@ -53,26 +53,30 @@ base::Expected<base::Ok, std::string> ControlSocket::start(const std::string& pa
     return handler(request);
   };
   owner_only_ = true;
-  return bind_and_serve(path, 0177);  // owner-only from the start: no window for another user
+  return bind_and_serve(path, 0600);
 }
 
 base::Expected<base::Ok, std::string> ControlSocket::start_for_everyone(const std::string& path,
                                                                         PeerHandler handler) {
   handler_ = std::move(handler);
   owner_only_ = false;
-  return bind_and_serve(path, 0111);  // 0666: connecting to a unix socket needs write access
+  return bind_and_serve(path, 0666);  // connecting to a unix socket needs write access
 }
 
 base::Expected<base::Ok, std::string> ControlSocket::bind_and_serve(const std::string& path,
-                                                                    mode_t mask) {
+                                                                    mode_t mode) {
   auto address = socket_address(path);
   if (!address) return base::unexpected(address.error());
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return base::unexpected("control socket: " + errno_text());
   ::unlink(path.c_str());  // a socket file left by an earlier run
-  mode_t old_mask = ::umask(mask);
+  // Created owner-only from the start: no window in which another user could connect. The
+  // umask is the process's: widening it here would widen every file other threads create
+  // meanwhile, so a wider mode is given afterwards with chmod(2).
+  mode_t old_mask = ::umask(0177);
   int bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&address.value()), sizeof(sockaddr_un));
   ::umask(old_mask);
+  if (bound == 0 && mode != 0600) bound = ::chmod(path.c_str(), mode);
   if (bound != 0 || ::listen(fd, 8) != 0) {
     std::string error = errno_text();
     ::close(fd);

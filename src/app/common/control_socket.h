@@ -42,7 +42,7 @@ class ControlSocket {
   void stop();
 
  private:
-  base::Expected<base::Ok, std::string> bind_and_serve(const std::string& path, mode_t mask);
+  base::Expected<base::Ok, std::string> bind_and_serve(const std::string& path, mode_t mode);
   void serve();
   std::string path_;
   PeerHandler handler_;
