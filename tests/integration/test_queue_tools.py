@@ -212,7 +212,7 @@ class QueueTools(ServerTestCase):
         added = run([SMTPSCTL, "user", "add", "--users", os.path.join(server.dir, "users"),
                      "nobody@localhost"], stdin=b"nobody-password-1\n")
         self.assertEqual(added.returncode, 0, added.stderr)
-        time.sleep(1.2)  # the server re-reads the users file within a second
+        server.wait_log(r"event=users_loaded file=\S+ users=2")  # re-read within a second
         own = self.submit_as(server, "nobody@localhost", "nobody-password-1", "bob@remote.test")
         other = submit(server, ["bob@remote.test"], subject="demo's")
         for queue_id in (own, other):
