@@ -330,6 +330,28 @@ TEST_F(QueueControlTest, TheListingSocketShowsACallerOnlyTheirOwnMessagesAndChan
   EXPECT_EQ(ask("queue list", nameless), "");
 }
 
+// What any local user can send to the listing socket: every answer is one "error: " line
+// whose echo of the input is escaped (no ESC, CR or LF of the caller's reaches a terminal).
+TEST_F(QueueControlTest, HostileRequestsOnTheListingSocketGetOneEscapedErrorLine) {
+  queued("alice@example.test", {"bob@remote.test"});
+  ControlCaller alice;
+  alice.read_only = true;
+  alice.all_messages = false;
+  alice.user = "alice";
+  const std::string escape = "\x1b[2J";
+  for (const std::string& request : std::vector<std::string>{
+           "queue list from=" + escape + "@example.test", "queue list to-domain=" + escape,
+           "queue list " + escape, "queue list from=a@b\rforged", "queue " + escape,
+           "queue list " + std::string(3000, 'x'), "queue list to-domain=" + std::string(300, 'a'),
+           std::string("queue list \xff\xfe"), "queue list all to-domain=x.test"}) {
+    std::string answer = ask(request, alice);
+    EXPECT_EQ(answer.rfind("error: ", 0), 0u) << request;
+    EXPECT_EQ(answer.find('\n'), answer.size() - 1) << answer;
+    EXPECT_EQ(answer.find('\x1b'), std::string::npos) << answer;
+    EXPECT_EQ(answer.find('\r'), std::string::npos) << answer;
+  }
+}
+
 TEST(ControlSocketTest, TheListingSocketIsOpenToEveryoneAndToldThePeer) {
   char pattern[] = "/tmp/smtpsd-control-test-XXXXXX";
   ASSERT_NE(::mkdtemp(pattern), nullptr);
