@@ -471,8 +471,8 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   const toml::table* server = reader.table_at(root, "", "server");
   if (!server) reader.fail(&root, "server", "missing table [server]");
   reader.only_keys(*server, "server",
-                   {"hostname", "data_dir", "io_threads", "log_level", "control_socket", "user",
-                    "group", "run_as_root"});
+                   {"hostname", "data_dir", "io_threads", "log_level", "control_socket",
+                    "mailq_socket", "user", "group", "run_as_root"});
   config.hostname =
       base::ascii_lowercase(reader.string_at(*server, "server", "hostname", "", true));
   if (!valid_domain_name(config.hostname)) {
@@ -483,6 +483,9 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   config.control_socket = server->get("control_socket")
                               ? reader.path_at(*server, "server", "control_socket", base_dir, true)
                               : config.data_dir + "/control.sock";
+  if (server->get("mailq_socket")) {
+    config.mailq_socket = reader.path_at(*server, "server", "mailq_socket", base_dir, true);
+  }
   config.io_threads =
       static_cast<unsigned>(reader.int_at(*server, "server", "io_threads", 0, 0, 256));
   // Privileges (README "Running in production"): started as root, the server binds its

@@ -145,6 +145,9 @@ struct Config {
   unsigned io_threads = 0;                   // 0: one per core
   obs::Level log_level = obs::Level::kInfo;  // debug, info, warning, error
   std::string control_socket;                // default <data_dir>/control.sock (smtpsctl auth …)
+  // The read-only listing socket (mode 0666) through which any local user's `mailq` lists
+  // that user's own messages; "" (the default): none, only root and the server's user list.
+  std::string mailq_socket;
   std::string user;          // started as root: switch to this account after start-up
   std::string group;         // default: the user's primary group
   bool run_as_root = false;  // started as root without `user`: stay root (not advised)

@@ -198,6 +198,24 @@ void Outbound::release_host(const std::string& address, bool timed_out) {
   }
 }
 
+void Outbound::forget_next_hops() {
+  std::vector<std::unique_ptr<Connection>> closing;
+  {
+    std::lock_guard lock(pool_mutex_);
+    for (auto& [key, destination] : pool_) {
+      for (auto& connection : destination.idle)
+        closing.push_back(std::move(connection));
+      destination.idle.clear();
+    }
+    for (auto& [address, host] : hosts_)
+      host.timeouts = 0;
+    std::erase_if(hosts_, [](const auto& entry) { return entry.second.active == 0; });
+  }
+  pool_changed_.notify_all();
+  for (auto& connection : closing)
+    connection->quit();
+}
+
 void Outbound::janitor() {
   std::unique_lock lock(pool_mutex_);
   while (!stopping_) {

@@ -96,6 +96,10 @@ class Outbound {
                                                   std::span<const std::size_t> recipients);
   bool has_lmtp() const { return options_.lmtp.has_value(); }
   TlsMemory& tls_memory() { return memory_; }
+  // `smtpsctl queue requeue`: closes the cached idle connections and forgets each host's
+  // record of timeouts, so the next attempts resolve and connect afresh at full
+  // concurrency. The TLS memory stays (forgetting it is `smtpsctl tls forget`, on purpose).
+  void forget_next_hops();
   // The level a domain must be reached with (policy table, else the default).
   tls::OutboundLevel level_for(std::string_view domain) const;
 

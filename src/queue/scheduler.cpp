@@ -64,6 +64,21 @@ std::string read_content(const StoredMessage& message, std::size_t limit) {
 
 constexpr std::size_t kDsnReturnLimit = 64 * 1024;
 
+// A delivery outcome as one line of state/<id>: control characters (a remote reply's CR LF)
+// become spaces, and it is cut at kMaxDeferredText octets (on a UTF-8 character boundary).
+std::string state_line_text(std::string_view detail) {
+  std::string text(detail.substr(0, kMaxDeferredText));
+  if (text.size() < detail.size()) {
+    while (!text.empty() && (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80)
+      text.pop_back();
+    if (!text.empty() && static_cast<unsigned char>(text.back()) >= 0xC0) text.pop_back();
+  }
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = ' ';
+  }
+  return text;
+}
+
 // "delivered id=… rcpt=… [to=…] detail=…": `to` only when the deliverer named its transport.
 void log_delivered(const std::string& id, const std::string& rcpt, const DeliveryResult& result) {
   obs::Log line("delivered");
@@ -224,7 +239,7 @@ void Scheduler::run(Lane lane) {
 }
 
 void Scheduler::load_state(const std::string& id, const StoredMessage& message,
-                           MessageState& state) {
+                           MessageState& state) const {
   const std::size_t count = message.envelope.recipients.size();
   state.sender = message.envelope.reverse_path;
   state.received_unix = message.received_unix;
@@ -237,6 +252,7 @@ void Scheduler::load_state(const std::string& id, const StoredMessage& message,
   }
   state.recipients.assign(count, RecipientState::kPending);
   state.details.assign(count, std::string());
+  state.deferred_lines = 0;
   for (const std::string& line : spool_.read_state(id)) {
     std::size_t space = line.find(' ');
     std::string_view verb = std::string_view(line).substr(0, space);
@@ -244,6 +260,14 @@ void Scheduler::load_state(const std::string& id, const StoredMessage& message,
     if (space == std::string::npos) continue;
     std::size_t index = 0;
     std::string_view number = std::string_view(line).substr(space + 1);
+    std::string_view text;  // "deferred N TEXT"
+    if (verb == "deferred") {
+      ++state.deferred_lines;
+      std::size_t second = number.find(' ');
+      if (second == std::string_view::npos) continue;
+      text = number.substr(second + 1);
+      number = number.substr(0, second);
+    }
     bool valid = !number.empty() && number.size() < 7;
     for (char c : number) {
       valid = valid && c >= '0' && c <= '9';
@@ -256,6 +280,8 @@ void Scheduler::load_state(const std::string& id, const StoredMessage& message,
     } else if (verb == "failed") {
       state.recipients[index] = RecipientState::kFailed;
       state.details[index] = "failed before a restart (DSN sent)";
+    } else if (verb == "deferred" && state.recipients[index] == RecipientState::kPending) {
+      state.details[index] = std::string(text);
     }
   }
   state.loaded = true;
@@ -400,8 +426,22 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
     if (dsn_ok) state.recipients[failed[k]] = RecipientState::kFailed;
     state.details[failed[k]] = failed_results[k].detail;
   }
-  for (std::size_t k = 0; k < still_pending.size(); ++k)
-    state.details[still_pending[k]] = pending_results[k].detail;
+  std::vector<std::string> record;  // "deferred N TEXT" lines, appended outside the lock
+  for (std::size_t k = 0; k < still_pending.size(); ++k) {
+    std::string& detail = state.details[still_pending[k]];
+    if (detail != pending_results[k].detail && state.deferred_lines < kMaxDeferredLines) {
+      ++state.deferred_lines;
+      record.push_back("deferred " + std::to_string(still_pending[k]) + " " +
+                       state_line_text(pending_results[k].detail));
+    }
+    detail = pending_results[k].detail;
+  }
+  if (!record.empty()) {
+    lock.unlock();
+    for (const std::string& line : record)
+      spool_.append_state(id, line);
+    lock.lock();
+  }
 
   const bool all_final =
       std::none_of(state.recipients.begin(), state.recipients.end(),
@@ -616,28 +656,36 @@ QueueEntryView Scheduler::view(const std::string& id, const MessageState& state,
                 : s == RecipientState::kFailed  ? "failed"
                                                 : "pending";
       if (i < state.details.size()) r.detail = state.details[i];
+      if (s == RecipientState::kPending) r.next_attempt_unix = entry.next_attempt_unix;
       entry.recipients.push_back(std::move(r));
     }
   }
   return entry;
 }
 
-std::vector<QueueEntryView> Scheduler::list() const {
-  std::vector<std::string> unloaded;
-  std::vector<QueueEntryView> entries;
+std::vector<QueueEntryView> Scheduler::list(bool with_recipients) const {
+  std::vector<std::pair<QueueEntryView, std::optional<MessageState>>> found;
   {
     std::lock_guard lock(mutex_);
-    for (const auto& [id, state] : messages_)
-      entries.push_back(view(id, state, /*details=*/false));
+    for (const auto& [id, state] : messages_) {
+      std::optional<MessageState> unloaded;
+      if (!state.loaded) unloaded = state;
+      found.emplace_back(view(id, state, with_recipients), std::move(unloaded));
+    }
   }
   // Messages not attempted yet (held at start, or waiting in line) are read from the spool.
-  for (QueueEntryView& entry : entries) {
-    if (entry.received_unix != 0) continue;
-    if (auto message = spool_.load(entry.id)) {
-      entry.sender = message->envelope.reverse_path;
-      entry.received_unix = message->received_unix;
-      entry.size = spool_.file_size(entry.id);
+  std::vector<QueueEntryView> entries;
+  entries.reserve(found.size());
+  for (auto& [entry, unloaded] : found) {
+    if (unloaded) {
+      if (auto message = spool_.load(entry.id)) {
+        load_state(entry.id, *message, *unloaded);
+        QueueEntryView read = view(entry.id, *unloaded, with_recipients);
+        read.attempts = entry.attempts;
+        entry = std::move(read);
+      }
     }
+    entries.push_back(std::move(entry));
   }
   std::sort(entries.begin(), entries.end(),
             [](const QueueEntryView& a, const QueueEntryView& b) { return a.id < b.id; });
@@ -653,8 +701,17 @@ std::optional<QueueEntryView> Scheduler::show(const std::string& id) const {
   lock.unlock();
   auto message = spool_.load(id);
   if (!message) return view(id, copy, /*details=*/true);
-  const_cast<Scheduler*>(this)->load_state(id, *message, copy);
+  load_state(id, *message, copy);
   return view(id, copy, /*details=*/true);
+}
+
+bool Scheduler::retry_now(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  auto it = messages_.find(id);
+  if (it == messages_.end() || it->second.phase != Phase::kWaiting) return false;
+  make_ready(id, it->second);
+  obs::Log("flush").kv("count", std::uint64_t{1}).kv("id", id);
+  return true;
 }
 
 std::size_t Scheduler::flush() {

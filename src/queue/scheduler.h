@@ -10,7 +10,10 @@
 //   picks it up again.
 // - Which recipients are final is appended to the spool's state file (Spool::append_state)
 //   as soon as it is known, so a restart does not deliver them again. A final failure is
-//   recorded only after its DSN is durably in the spool.
+//   recorded only after its DSN is durably in the spool. A temporary failure's text is
+//   appended too ("deferred N TEXT", only when it changed, at most kMaxDeferredLines per
+//   message, one line of at most kMaxDeferredText octets), so `smtpsctl queue list` still
+//   says why after a restart; the state file stays small.
 // - Never a DSN to the null reverse-path (RFC 5321 §4.5.5, RFC 3461 §6.2), and a DSN's own
 //   envelope has the null reverse-path, so bounces cannot loop.
 // - A held message is not delivered until released, across restarts.
@@ -102,8 +105,9 @@ struct SchedulerOptions {
 // What `smtpsctl queue list|show` prints.
 struct QueueRecipientView {
   std::string address;
-  std::string state;   // "pending", "delivered", "failed"
-  std::string detail;  // the last attempt's outcome
+  std::string state;                   // "pending", "delivered", "failed"
+  std::string detail;                  // the last attempt's outcome ("" before the first attempt)
+  std::int64_t next_attempt_unix = 0;  // a pending recipient of a deferred message; else 0
 };
 struct QueueEntryView {
   std::string id;
@@ -115,6 +119,9 @@ struct QueueEntryView {
   std::int64_t next_attempt_unix = 0;  // "deferred" only
   std::vector<QueueRecipientView> recipients;
 };
+
+inline constexpr std::size_t kMaxDeferredLines = 64;
+inline constexpr std::size_t kMaxDeferredText = 300;
 
 class Scheduler {
  public:
@@ -146,9 +153,14 @@ class Scheduler {
 
   // Operator commands (thread-safe). Ids are spool ids.
   enum class Outcome { kDone, kNotFound, kLater /* in delivery now: done when it ends */ };
-  std::vector<QueueEntryView> list() const;  // oldest first, without recipient details
+  // Oldest first; with_recipients: each recipient's state, last outcome and next attempt
+  // (messages not attempted yet are read from the spool for it).
+  std::vector<QueueEntryView> list(bool with_recipients = false) const;
   std::optional<QueueEntryView> show(const std::string& id) const;
   std::size_t flush();  // every deferred message is tried now; returns how many
+  // A deferred message is tried now: true. False when it is not deferred (ready or in
+  // delivery already, held, or not in the queue).
+  bool retry_now(const std::string& id);
   Outcome hold(const std::string& id);
   Outcome release(const std::string& id);
   Outcome remove(const std::string& id);  // deleted without a DSN (as postsuper -d)
@@ -170,6 +182,7 @@ class Scheduler {
     std::vector<bool> local;  // is_local of each address, asked once when loaded
     std::vector<RecipientState> recipients;
     std::vector<std::string> details;
+    std::size_t deferred_lines = 0;  // "deferred N TEXT" lines in state/<id> (bounded)
     std::size_t attempts = 0;
     Clock::time_point next_attempt{};
     bool recovered = false;  // found at start(): may have been delivered before a crash
@@ -187,7 +200,9 @@ class Scheduler {
 
   void run(Lane lane);
   void attempt(const std::string& id, Lane lane);
-  void load_state(const std::string& id, const StoredMessage& message, MessageState& state);
+  // Fills state from the spool (envelope, and state/<id>: final recipients, last
+  // outcomes recorded by "deferred N TEXT" lines, the warning). Reads only; no lock needed.
+  void load_state(const std::string& id, const StoredMessage& message, MessageState& state) const;
   bool lanes() const { return options_.local_threads > 0 && options_.is_local != nullptr; }
   // Whether recipient i of a loaded message belongs to lane (as of its loading: a reload
   // that adds a domain moves nobody between lanes; the router still decides the route).

@@ -49,22 +49,40 @@ ControlSocket::~ControlSocket() {
 
 base::Expected<base::Ok, std::string> ControlSocket::start(const std::string& path,
                                                            Handler handler) {
+  handler_ = [handler = std::move(handler)](const std::string& request, uid_t) {
+    return handler(request);
+  };
+  owner_only_ = true;
+  return bind_and_serve(path, 0600);
+}
+
+base::Expected<base::Ok, std::string> ControlSocket::start_for_everyone(const std::string& path,
+                                                                        PeerHandler handler) {
+  handler_ = std::move(handler);
+  owner_only_ = false;
+  return bind_and_serve(path, 0666);  // connecting to a unix socket needs write access
+}
+
+base::Expected<base::Ok, std::string> ControlSocket::bind_and_serve(const std::string& path,
+                                                                    mode_t mode) {
   auto address = socket_address(path);
   if (!address) return base::unexpected(address.error());
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return base::unexpected("control socket: " + errno_text());
   ::unlink(path.c_str());  // a socket file left by an earlier run
-  // Created owner-only from the start: no window in which another user could connect.
+  // Created owner-only from the start: no window in which another user could connect. The
+  // umask is the process's: widening it here would widen every file other threads create
+  // meanwhile, so a wider mode is given afterwards with chmod(2).
   mode_t old_mask = ::umask(0177);
   int bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&address.value()), sizeof(sockaddr_un));
   ::umask(old_mask);
+  if (bound == 0 && mode != 0600) bound = ::chmod(path.c_str(), mode);
   if (bound != 0 || ::listen(fd, 8) != 0) {
     std::string error = errno_text();
     ::close(fd);
     return base::unexpected("control socket " + path + ": " + error);
   }
   path_ = path;
-  handler_ = std::move(handler);
   listen_fd_ = fd;
   thread_ = std::thread([this] { serve(); });
   return base::Ok{};
@@ -89,7 +107,7 @@ void ControlSocket::serve() {
     ucred peer{};
     socklen_t length = sizeof peer;
     if (::getsockopt(client, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
-        (peer.uid != ::geteuid() && peer.uid != 0)) {
+        (owner_only_ && peer.uid != ::geteuid() && peer.uid != 0)) {
       write_all(client, "error: permission denied\n");
       ::close(client);
       continue;
@@ -109,7 +127,7 @@ void ControlSocket::serve() {
     } else {
       request.resize(end);
       if (!request.empty() && request.back() == '\r') request.pop_back();
-      write_all(client, handler_(request));
+      write_all(client, handler_(request, peer.uid));
     }
     ::close(client);
   }

@@ -7,7 +7,14 @@
 //
 // Answers starting with "error: " are failures. It is served by one thread of its own,
 // requests are tiny and rare, and the handlers it calls are thread-safe.
+//
+// The same class serves the read-only listing socket (`mailq` for every local user,
+// start_for_everyone): mode 0666, every peer is served, and the handler is told the peer's
+// uid (SO_PEERCRED, from the kernel: a client cannot choose it) so that it decides what
+// that user may see. No credential travels in the request.
 #pragma once
+
+#include <sys/types.h>
 
 #include <atomic>
 #include <functional>
@@ -22,16 +29,24 @@ class ControlSocket {
  public:
   // request line (without the newline) → reply text (lines ending in '\n').
   using Handler = std::function<std::string(const std::string& request)>;
+  // The same, told the uid of the process that connected.
+  using PeerHandler = std::function<std::string(const std::string& request, uid_t peer_uid)>;
 
   ~ControlSocket();
-  // Binds path (replacing a stale socket file), mode 0600, and starts serving.
+  // Binds path (replacing a stale socket file), mode 0600, and starts serving the server's
+  // own uid and root only.
   base::Expected<base::Ok, std::string> start(const std::string& path, Handler handler);
+  // Binds path mode 0666 and serves every local user; the handler decides by peer uid.
+  base::Expected<base::Ok, std::string> start_for_everyone(const std::string& path,
+                                                           PeerHandler handler);
   void stop();
 
  private:
+  base::Expected<base::Ok, std::string> bind_and_serve(const std::string& path, mode_t mode);
   void serve();
   std::string path_;
-  Handler handler_;
+  PeerHandler handler_;
+  bool owner_only_ = true;
   int listen_fd_ = -1;
   std::atomic<bool> stopping_{false};
   std::thread thread_;

@@ -5,28 +5,90 @@
 //   sendmail ...  (argv[0] named sendmail, e.g. a symlink: the sendmail-compatible mode)
 //   smtpsctl user add|passwd|del|list --users FILE [ADDRESS]      (see app/user_command.h)
 //   smtpsctl user alias add|del --users FILE ADDRESS ALIAS
-//   smtpsctl auth lockouts (--config FILE | --socket PATH)        the running server's lockouts
-//   smtpsctl auth unlock (--config FILE | --socket PATH) IP_OR_USER
-//   smtpsctl queue list|flush (--config FILE | --socket PATH)      the running server's queue
-//   smtpsctl queue show|delete|hold|release (--config FILE | --socket PATH) ID
-//   smtpsctl tls memory (--config FILE | --socket PATH)           the no-downgrade memory
-//   smtpsctl tls forget (--config FILE | --socket PATH) DOMAIN
+//   smtpsctl auth lockouts [--config FILE | --socket PATH]        the running server's lockouts
+//   smtpsctl auth unlock [--config FILE | --socket PATH] IP_OR_USER
+//   smtpsctl queue list [--to-domain D] [--from A] [--json]        the running server's queue
+//   smtpsctl queue show ID [--body] [--json]
+//   smtpsctl queue flush [ID | SELECTION] [--json]
+//   smtpsctl queue delete|hold|release|requeue (ID | SELECTION) [--json]
+//     SELECTION: --all, or --to-domain DOMAIN and/or --from ADDRESS (app/smtpsd/control_commands.h)
+//   mailq [options of queue list]  (argv[0] named mailq, e.g. a symlink: smtpsctl queue list)
+//   smtpsctl tls memory [--config FILE | --socket PATH]           the no-downgrade memory
+//   smtpsctl tls forget [--config FILE | --socket PATH] DOMAIN
+// The commands that talk to the running server read --config, else $SMTPSD_CONFIG, else
+// /etc/smtpsd/smtpsd.toml (app/common/config_path.h), unless --socket names the socket.
+// A user who may not use the owner-only control socket lists the queue through the
+// server's read-only [server] mailq_socket, which shows that user's own messages only.
 //
 // Exit codes: 0 done, 1 error, 2 usage.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <vector>
 
+#include "app/common/config_path.h"
 #include "app/common/control_socket.h"
 #include "app/smtpsctl/bench_command.h"
 #include "app/smtpsctl/probe_command.h"
 #include "app/smtpsctl/send_command.h"
 #include "app/smtpsctl/user_command.h"
 #include "config/config.h"
+
+namespace {
+
+// Whether argv[0] names program (its last path component).
+bool is_program(std::string_view name, std::string_view program) {
+  if (auto slash = name.rfind('/'); slash != std::string_view::npos) name.remove_prefix(slash + 1);
+  return name == program;
+}
+
+// The options of the queue commands (app/smtpsd/control_commands.h has the request words).
+struct QueueOptions {
+  std::string id;
+  bool all = false;
+  std::string to_domain;
+  std::string from;
+  bool json = false;
+  bool body = false;
+};
+
+// "queue VERB [ID] [all] [to-domain=D] [from=A] [body] [json]", or a usage error.
+base::Expected<std::string, std::string> queue_request(const std::string& verb,
+                                                       const QueueOptions& options) {
+  auto has_space = [](const std::string& text) {
+    return text.find_first_of(" \t\r\n") != std::string::npos;
+  };
+  if (has_space(options.to_domain) || has_space(options.from) || has_space(options.id)) {
+    return base::unexpected("an id, domain or address holds no white space");
+  }
+  const bool selection = options.all || !options.to_domain.empty() || !options.from.empty();
+  if (!options.id.empty() && selection) {
+    return base::unexpected(
+        "give a queue id or a selection (--all, --to-domain, --from), not both");
+  }
+  if (options.all && (!options.to_domain.empty() || !options.from.empty())) {
+    return base::unexpected("--all selects every message: give it alone");
+  }
+  if (options.id.empty() && !selection && verb != "list" && verb != "flush") {
+    return base::unexpected("queue " + verb + " needs a queue id, --all, --to-domain or --from");
+  }
+  std::string request = "queue " + verb;
+  if (!options.id.empty()) request += " " + options.id;
+  if (options.all) request += " all";
+  if (!options.to_domain.empty()) request += " to-domain=" + options.to_domain;
+  if (!options.from.empty()) request += " from=" + options.from;
+  if (options.body) request += " body";
+  if (options.json) request += " json";
+  return request;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
@@ -40,6 +102,16 @@ int main(int argc, char** argv) {
       return app::run_sendmail_command(std::vector<std::string>(argv + 1, argv + argc),
                                        app::process_send_environment());
     }
+  }
+  // Invoked as "mailq" (a symlink): the same as "smtpsctl queue list", with its options.
+  std::vector<char*> mailq_argv;
+  if (argc > 0 && is_program(argv[0], "mailq")) {
+    static char queue_word[] = "queue";
+    static char list_word[] = "list";
+    mailq_argv = {argv[0], queue_word, list_word};
+    mailq_argv.insert(mailq_argv.end(), argv + 1, argv + argc);
+    argc = static_cast<int>(mailq_argv.size());
+    argv = mailq_argv.data();
   }
   CLI::App cli{"smtpsctl — companion tool of smtpsd"};
   cli.require_subcommand(1);
@@ -88,17 +160,33 @@ int main(int argc, char** argv) {
       ->required();
   auto* queue_command = cli.add_subcommand("queue", "The running server's mail queue");
   queue_command->require_subcommand(1);
-  std::string id;
-  for (auto [name, help, takes_id] :
-       {std::tuple{"list", "List the queued messages", false},
-        std::tuple{"show", "Show one message and its recipients", true},
-        std::tuple{"flush", "Try every deferred message now", false},
-        std::tuple{"delete", "Delete a message without a bounce", true},
-        std::tuple{"hold", "Keep a message from being delivered", true},
-        std::tuple{"release", "Let a held message be delivered", true}}) {
+  QueueOptions queue_options;
+  for (auto [name, help] :
+       {std::tuple{"list", "List the queued messages and their pending recipients"},
+        std::tuple{"show", "Show one message and its recipients (--body: its content)"},
+        std::tuple{"flush", "Try deferred messages now (all of them, or an id or selection)"},
+        std::tuple{"delete", "Delete messages without a bounce"},
+        std::tuple{"hold", "Keep messages from being delivered"},
+        std::tuple{"release", "Let held messages be delivered"},
+        std::tuple{"requeue", "Forget the resolved next hops and try messages now"}}) {
     auto* command = queue_command->add_subcommand(name, help);
     add_server_options(command);
-    if (takes_id) command->add_option("id", id, "Queue id (from smtpsctl queue list)")->required();
+    const std::string verb = name;
+    command->add_flag("--json", queue_options.json, "Print JSON");
+    if (verb == "show") {
+      command->add_option("id", queue_options.id, "Queue id (from smtpsctl queue list)")
+          ->required();
+      command->add_flag("--body", queue_options.body, "Print the whole stored message");
+      continue;
+    }
+    if (verb != "list") {
+      command->add_option("id", queue_options.id, "Queue id (from smtpsctl queue list)");
+      command->add_flag("--all", queue_options.all, "Every message in the queue");
+    }
+    command->add_option("--to-domain", queue_options.to_domain,
+                        "Messages with a pending recipient at this domain");
+    command->add_option("--from", queue_options.from,
+                        "Messages from this envelope sender (<> for bounces)");
   }
   auto* tls_command = cli.add_subcommand("tls", "The delivery TLS memory (no downgrade)");
   tls_command->require_subcommand(1);
@@ -121,25 +209,64 @@ int main(int argc, char** argv) {
   if (*user) {
     return app::run_user_command(user->remaining(), std::cout, std::cerr, app::read_new_password);
   }
+  std::string queue_verb;
+  std::string queue_text;  // the request, checked before anything is read
+  if (*queue_command) {
+    queue_verb = queue_command->get_subcommands().front()->get_name();
+    auto request = queue_request(queue_verb, queue_options);
+    if (!request) {
+      std::cerr << "smtpsctl: " << request.error() << "\n";
+      return 2;
+    }
+    queue_text = request.value();
+  }
+  std::string mailq_socket;  // the read-only listing socket, if the server has one
   if (*auth_command || *queue_command || *tls_command) {
     if (socket_path.empty()) {
-      if (config_file.empty()) {
-        std::cerr << "smtpsctl: give --config FILE or --socket PATH\n";
+      auto path = app::existing_config_path(
+          app::choose_config_path(config_file, std::getenv("SMTPSD_CONFIG")));
+      if (!path) {
+        std::cerr << "smtpsctl: " << path.error() << "\n";
         return 2;
       }
-      auto loaded = config::load_file(config_file);
+      auto loaded = config::load_file(path.value());
       if (!loaded) {
         std::cerr << "smtpsctl: " << loaded.error().to_string() << "\n";
         return 2;
       }
       socket_path = loaded.value().control_socket;
+      mailq_socket = loaded.value().mailq_socket;
     }
   }
-  if (*queue_command || *tls_command) {
-    CLI::App* command = *queue_command ? queue_command : tls_command;
-    std::string verb = command->get_subcommands().front()->get_name();
-    std::string request = std::string(*queue_command ? "queue " : "tls ") + verb;
-    if (!id.empty()) request += " " + id;
+  if (*queue_command) {
+    const std::string& verb = queue_verb;
+    // Who may not use the owner-only control socket lists through the listing socket.
+    std::string path = socket_path;
+    if (verb == "list" && !mailq_socket.empty() && ::access(socket_path.c_str(), W_OK) != 0) {
+      path = mailq_socket;
+    }
+    auto reply = app::control_request(path, queue_text);
+    if (!reply) {
+      std::cerr << "smtpsctl: " << reply.error() << "\n";
+      return 1;
+    }
+    if (reply.value().rfind("error: ", 0) == 0) {
+      std::cerr << "smtpsctl: " << reply.value().substr(7);
+      return 1;
+    }
+    if (verb == "list" && !queue_options.json) {
+      if (reply.value().empty()) {
+        std::cout << "queue is empty\n";
+        return 0;
+      }
+      std::cout << "ID STATE AGE_SECONDS SIZE ATTEMPTS SENDER\n";
+    }
+    std::cout << reply.value();
+    return 0;
+  }
+  if (*tls_command) {
+    std::string verb = tls_command->get_subcommands().front()->get_name();
+    std::string request = "tls " + verb;
     if (!target.empty()) request += " " + target;
     auto reply = app::control_request(socket_path, request);
     if (!reply) {
@@ -150,13 +277,7 @@ int main(int argc, char** argv) {
       std::cerr << "smtpsctl: " << reply.value().substr(7);
       return 1;
     }
-    if (request == "queue list") {
-      if (reply.value().empty()) {
-        std::cout << "queue is empty\n";
-        return 0;
-      }
-      std::cout << "ID STATE AGE_SECONDS SIZE ATTEMPTS SENDER\n";
-    } else if (request == "tls memory" && reply.value().empty()) {
+    if (request == "tls memory" && reply.value().empty()) {
       std::cout << "no domain remembered\n";
       return 0;
     }

@@ -18,6 +18,7 @@
 #include <functional>
 
 #include "app/smtpsctl/terminal.h"
+#include "base/json.h"
 
 namespace app {
 namespace {
@@ -54,10 +55,24 @@ base::Expected<std::string, std::string> prompt_without_echo(const char* prompt)
 
 // --- the commands -----------------------------------------------------------------------
 
+// What an edit prints: text, or with --json {"action":"added","address":"…"[,"alias":"…"]}.
+void report(std::ostream& out, bool json, std::string_view action, const std::string& address,
+            const std::string& alias, const std::string& text) {
+  if (!json) {
+    out << text << "\n";
+    return;
+  }
+  std::string line =
+      "{\"action\":" + base::json_string(action) + ",\"address\":" + base::json_string(address);
+  if (!alias.empty()) line += ",\"alias\":" + base::json_string(alias);
+  out << line << "}\n";
+}
+
 struct Arguments {
   std::string users_file;
   std::string address;
   std::string alias;
+  bool json = false;  // --json: one JSON object on standard output instead of text
   std::uint32_t scram_iterations = auth::kDefaultScramIterations;
 };
 
@@ -127,7 +142,8 @@ int add_user(const Arguments& args, std::ostream& out, std::ostream& err,
   if (int result = set_password(args, /*adding=*/true, err, read_password, params); result != 0) {
     return result;
   }
-  out << "added " << args.address << " to " << args.users_file << "\n";
+  report(out, args.json, "added", args.address, "",
+         "added " + args.address + " to " + args.users_file);
   return 0;
 }
 
@@ -143,7 +159,8 @@ int change_password(const Arguments& args, std::ostream& out, std::ostream& err,
       result != 0) {
     return result;
   }
-  out << "changed the password of " << canonical.address << "\n";
+  report(out, args.json, "password_changed", canonical.address, "",
+         "changed the password of " + canonical.address);
   return 0;
 }
 
@@ -155,7 +172,7 @@ int delete_user(const Arguments& args, std::ostream& out, std::ostream& err) {
     return 0;
   });
   if (result != 0) return result;
-  out << "deleted " << args.address << "\n";
+  report(out, args.json, "deleted", args.address, "", "deleted " + args.address);
   return 0;
 }
 
@@ -163,8 +180,18 @@ int list_users(const Arguments& args, std::ostream& out, std::ostream& err) {
   auto store = load_store(args.users_file, false);
   if (!store) return fail(err, store.error());
   bool found = false;
+  std::string json = "{\"users\":[";
   for (const auth::User* user : store->users()) {
     if (!args.address.empty() && !auth::same_address(user->address, args.address)) continue;
+    if (args.json) {
+      if (found) json += ',';
+      json += "{\"address\":" + base::json_string(user->address) + ",\"aliases\":[";
+      for (std::size_t i = 0; i < user->aliases.size(); ++i)
+        json += (i > 0 ? "," : "") + base::json_string(user->aliases[i]);
+      json += "]}";
+      found = true;
+      continue;
+    }
     found = true;
     out << user->address;
     if (!user->aliases.empty()) {
@@ -178,6 +205,7 @@ int list_users(const Arguments& args, std::ostream& out, std::ostream& err) {
   if (!args.address.empty() && !found) {
     return fail(err, "no user " + args.address + " in " + args.users_file);
   }
+  if (args.json) out << json << "]}\n";
   return 0;
 }
 
@@ -189,7 +217,8 @@ int add_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
     return 0;
   });
   if (result != 0) return result;
-  out << args.address << " may now send as " << args.alias << "\n";
+  report(out, args.json, "alias_added", args.address, args.alias,
+         args.address + " may now send as " + args.alias);
   return 0;
 }
 
@@ -204,7 +233,8 @@ int delete_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
     return 0;
   });
   if (result != 0) return result;
-  out << args.address << " may no longer send as " << args.alias << "\n";
+  report(out, args.json, "alias_deleted", args.address, args.alias,
+         args.address + " may no longer send as " + args.alias);
   return 0;
 }
 
@@ -218,6 +248,7 @@ int run_user_command(const std::vector<std::string>& argv, std::ostream& out, st
   Arguments args;
   auto users_option = [&](CLI::App* command) {
     command->add_option("--users", args.users_file, "The users file")->required();
+    command->add_flag("--json", args.json, "Print JSON (one object) instead of text");
   };
   auto* add = cli.add_subcommand("add", "Add a user; asks for the password");
   auto* passwd = cli.add_subcommand("passwd", "Change a user's password; asks for it");

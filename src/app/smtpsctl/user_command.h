@@ -6,6 +6,8 @@
 //   smtpsctl user del    --users FILE ADDRESS        remove a user
 //   smtpsctl user list   --users FILE [ADDRESS]      addresses and aliases (never hashes)
 //   smtpsctl user alias add|del --users FILE ADDRESS ALIAS
+//   (each with --json: one JSON object on standard output: {"users":[{"address","aliases"}]}
+//   for list, {"action","address"[,"alias"]} for an edit; errors stay text on stderr)
 //
 // The password never comes from the command line (it would show in ps and shell history):
 // it is read from the terminal without echo, twice, or as the first line of standard input

@@ -6,7 +6,9 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <pwd.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -191,6 +193,21 @@ void add_users_collector(const auth::UserDirectory& users) {
   });
 }
 
+// Who is asking on the listing socket: root and the server's own account see every
+// message; anyone else, by login name, only their own (control_commands.h).
+ControlCaller listing_caller(uid_t peer_uid) {
+  ControlCaller caller;
+  caller.read_only = true;
+  caller.all_messages = peer_uid == 0 || peer_uid == ::geteuid();
+  passwd entry{};
+  passwd* found = nullptr;
+  std::vector<char> buffer(16384);
+  if (::getpwuid_r(peer_uid, &entry, buffer.data(), buffer.size(), &found) == 0 && found) {
+    caller.user = found->pw_name;
+  }
+  return caller;
+}
+
 }  // namespace
 
 Daemon::Daemon(config::Config config)
@@ -286,15 +303,39 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   auto serving = engine.serve_first(server, users, space);
   if (!serving) return fail(serving.error());
 
+  ControlContext control_context;
+  control_context.limiter = limiter.value().get();
+  control_context.scheduler = &scheduler;
+  control_context.tls_memory = &outbound.value()->tls_memory();
+  control_context.spool = spool.value().get();
+  control_context.forget_next_hops = [outbound = outbound.value().get()] {
+    outbound->forget_next_hops();
+  };
+  control_context.is_local_address = [&router](std::string_view address) {
+    return router.stays_here(address);
+  };
+  auto control_now = [](ControlContext context) {
+    context.now = std::chrono::steady_clock::now();
+    context.now_unix = base::unix_now();
+    return context;
+  };
   ControlSocket control;
   auto controlling = control.start(
-      config.control_socket,
-      [limiter = limiter.value().get(), &scheduler,
-       memory = &outbound.value()->tls_memory()](const std::string& request) {
-        return handle_control_request(request, *limiter, std::chrono::steady_clock::now(),
-                                      &scheduler, memory, base::unix_now());
+      config.control_socket, [&control_context, control_now](const std::string& request) {
+        return handle_control_request(request, control_now(control_context));
       });
   if (!controlling) return fail(controlling.error());
+  // The read-only listing for every local user (docs/architecture.md "Security rules").
+  ControlSocket mailq_socket;
+  if (!config.mailq_socket.empty()) {
+    auto listing = mailq_socket.start_for_everyone(
+        config.mailq_socket,
+        [&control_context, control_now](const std::string& request, uid_t peer_uid) {
+          return handle_control_request(request, control_now(control_context),
+                                        listing_caller(peer_uid));
+        });
+    if (!listing) return fail(listing.error());
+  }
 
   add_queue_collector(scheduler);
   add_users_collector(users);
@@ -332,6 +373,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   engine.stop_watch();
   watcher.join();
   engine.detach();
+  mailq_socket.stop();
   control.stop();
   committer.stop();
   queue::GroupCommitter::Stats commits = committer.stats();

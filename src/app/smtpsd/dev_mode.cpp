@@ -68,6 +68,8 @@ std::string dev_config(int offset) {
 [server]
 hostname = "localhost"
 data_dir = "."
+# `mailq` for every local user who can reach this directory: their own messages only.
+mailq_socket = "mailq.sock"
 # The development server runs as whoever starts it. A production server started as root
 # names an unprivileged account instead, e.g. user = "smtpsd" (README "Privileges").
 run_as_root = true

@@ -1,13 +1,16 @@
 // main.cpp (smtpsd) — the server's command line: serve, check, dev.
 //
-//   smtpsd serve --config FILE     run the server
-//   smtpsd check --config FILE     validate and print the effective policy (exit 2 on error)
+//   smtpsd serve [--config FILE]   run the server
+//   smtpsd check [--config FILE]   validate and print the effective policy (exit 2 on error)
+//     (no --config: $SMTPSD_CONFIG, else /etc/smtpsd/smtpsd.toml; app/common/config_path.h)
 //   smtpsd dev [--dir DIR] [--port-offset N] [--init-only]   development setup
 //                                  (see app/dev_mode.h)
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
+#include "app/common/config_path.h"
 #include "app/smtpsd/check_command.h"
 #include "app/smtpsd/daemon.h"
 #include "app/smtpsd/dev_mode.h"
@@ -16,8 +19,14 @@
 namespace {
 
 // Configuration errors name file, line and key and exit 2 (README "Configuration").
-int with_config(const std::string& path, int (*action)(const config::Config&)) {
-  auto loaded = config::load_file(path);
+int with_config(const std::string& given, int (*action)(const config::Config&)) {
+  auto path =
+      app::existing_config_path(app::choose_config_path(given, std::getenv("SMTPSD_CONFIG")));
+  if (!path) {
+    std::fprintf(stderr, "smtpsd: %s\n", path.error().c_str());
+    return 2;
+  }
+  auto loaded = config::load_file(path.value());
   if (!loaded) {
     std::fprintf(stderr, "smtpsd: %s\n", loaded.error().to_string().c_str());
     return 2;
@@ -37,11 +46,15 @@ int main(int argc, char** argv) {
 
   std::string serve_config;
   auto* serve = cli.add_subcommand("serve", "Run the server");
-  serve->add_option("-c,--config", serve_config, "Configuration file (TOML)")->required();
+  serve->add_option(
+      "-c,--config", serve_config,
+      "Configuration file (TOML; default $SMTPSD_CONFIG, else /etc/smtpsd/smtpsd.toml)");
 
   std::string check_config;
   auto* check = cli.add_subcommand("check", "Validate a configuration and print its policy");
-  check->add_option("-c,--config", check_config, "Configuration file (TOML)")->required();
+  check->add_option(
+      "-c,--config", check_config,
+      "Configuration file (TOML; default $SMTPSD_CONFIG, else /etc/smtpsd/smtpsd.toml)");
 
   std::string dev_dir = "var/dev";
   int port_offset = 0;

@@ -102,6 +102,7 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
   keep(next.data_dir, running.data_dir, "server.data_dir", changed);
   keep(next.io_threads, running.io_threads, "server.io_threads", changed);
   keep(next.control_socket, running.control_socket, "server.control_socket", changed);
+  keep(next.mailq_socket, running.mailq_socket, "server.mailq_socket", changed);
   // The account is switched once, at start; after it there is no root left to switch again.
   keep(next.user, running.user, "server.user", changed);
   keep(next.group, running.group, "server.group", changed);

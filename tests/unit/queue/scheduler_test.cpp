@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "../obs/log_capture.h"
+#include "base/clock.h"
 #include "queue/message_reader.h"
 
 namespace queue {
@@ -363,6 +364,41 @@ TEST_F(SchedulerTest, AHoldOutlivesARestartUntilReleased) {
   EXPECT_EQ(scheduler->release(id), Scheduler::Outcome::kDone);
   ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
   EXPECT_EQ(deliverer_.count("a@example.com"), 2u);
+}
+
+// The last temporary failure of each recipient is in state/<id>, so a listing after a restart
+// (before the next attempt) still says why the message waits; each next attempt is known.
+TEST_F(SchedulerTest, ALastErrorOutlivesARestart) {
+  SchedulerOptions options;
+  options.retry_schedule = {10ms, std::chrono::hours(1)};
+  deliverer_.script("a@example.com", {DeliveryStatus::kTransient});
+  deliverer_.script("b@example.com", {DeliveryStatus::kDelivered});
+  std::string id = commit({"a@example.com", "b@example.com"});
+  {
+    auto scheduler = make_scheduler(options);
+    scheduler->start();
+    scheduler->enqueue(id);
+    ASSERT_TRUE(eventually([&] { return log_.count("event=retry id=" + id) == 2; }));
+    auto listed = scheduler->list(/*with_recipients=*/true);
+    ASSERT_EQ(listed.size(), 1u);
+    ASSERT_EQ(listed[0].recipients.size(), 2u);
+    EXPECT_EQ(listed[0].recipients[0].state, "pending");
+    EXPECT_EQ(listed[0].recipients[0].detail, "scripted answer 1");
+    EXPECT_GT(listed[0].recipients[0].next_attempt_unix, base::unix_now() + 3000);
+    EXPECT_EQ(listed[0].recipients[1].state, "delivered");
+    EXPECT_EQ(listed[0].recipients[1].next_attempt_unix, 0);
+  }
+  std::vector<std::string> lines = spool_->read_state(id);
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), "deferred 0 scripted answer 0"), 1);
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), "deferred 0 scripted answer 1"), 1);
+  reopen();
+  auto scheduler = make_scheduler(options);  // not started: nothing is attempted
+  scheduler->enqueue(id);
+  auto listed = scheduler->list(/*with_recipients=*/true);
+  ASSERT_EQ(listed.size(), 1u);
+  ASSERT_EQ(listed[0].recipients.size(), 2u);
+  EXPECT_EQ(listed[0].recipients[0].detail, "scripted answer 1");
+  EXPECT_EQ(listed[0].recipients[1].state, "delivered");
 }
 
 // A check's hold at intake (SpoolWriter::mark_held): the committed message waits from its

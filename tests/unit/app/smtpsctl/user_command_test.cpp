@@ -128,6 +128,30 @@ TEST_F(UserCommandTest, ListShowsAddressesAndAliasesNeverSecrets) {
   EXPECT_EQ(run({"list", "--users", users_, "carol@example.org"}), 1);
 }
 
+TEST_F(UserCommandTest, JsonOnEveryCommandThatPrints) {
+  ASSERT_EQ(run({"add", "--json", "--users", users_, "alice@example.org"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "{\"action\":\"added\",\"address\":\"alice@example.org\"}\n");
+  ASSERT_EQ(run({"add", "--users", users_, "bob@example.org"}), 0);
+  ASSERT_EQ(
+      run({"alias", "add", "--json", "--users", users_, "alice@example.org", "sales@example.org"}),
+      0);
+  EXPECT_EQ(out_.str(),
+            "{\"action\":\"alias_added\",\"address\":\"alice@example.org\",\"alias\":"
+            "\"sales@example.org\"}\n");
+  EXPECT_EQ(run({"list", "--json", "--users", users_}), 0);
+  EXPECT_EQ(out_.str(),
+            "{\"users\":[{\"address\":\"alice@example.org\",\"aliases\":[\"sales@example.org\"]},"
+            "{\"address\":\"bob@example.org\",\"aliases\":[]}]}\n");
+  EXPECT_EQ(run({"passwd", "--json", "--users", users_, "bob@example.org"}), 0);
+  EXPECT_EQ(out_.str(), "{\"action\":\"password_changed\",\"address\":\"bob@example.org\"}\n");
+  EXPECT_EQ(run({"del", "--json", "--users", users_, "bob@example.org"}), 0);
+  EXPECT_EQ(out_.str(), "{\"action\":\"deleted\",\"address\":\"bob@example.org\"}\n");
+  // An error stays text on stderr, nothing on stdout.
+  EXPECT_EQ(run({"list", "--json", "--users", users_, "carol@example.org"}), 1);
+  EXPECT_EQ(out_.str(), "");
+  EXPECT_NE(err_.str().find("no user carol@example.org"), std::string::npos);
+}
+
 TEST_F(UserCommandTest, AliasAddAndDel) {
   ASSERT_EQ(run({"add", "--users", users_, "alice@example.org"}), 0);
   EXPECT_EQ(run({"alias", "add", "--users", users_, "alice@example.org", "a@example.org"}), 0);

@@ -1,14 +1,22 @@
 // Tests for app/control_commands.cpp and app/control_socket.cpp: listing and lifting
-// lockouts through a real unix socket, and what a wrong request gets.
+// lockouts through a real unix socket, and what a wrong request gets; the queue commands
+// over a real spool and scheduler whose deliverer defers every remote recipient: the
+// listing (text and JSON) with each pending recipient's last error and next attempt, the
+// selections, the bulk verbs, show with the body, and what a caller of the read-only
+// listing socket may see and do.
 #include "app/smtpsd/control_commands.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <regex>
+#include <thread>
 
 #include "app/common/control_socket.h"
+#include "base/clock.h"
 
 namespace app {
 namespace {
@@ -60,6 +68,306 @@ TEST(ControlSocketTest, ServesItsOwnerOverAnOwnerOnlySocket) {
   auto gone = control_request(path, "auth lockouts");
   ASSERT_FALSE(gone);
   EXPECT_NE(gone.error().find("cannot reach the server"), std::string::npos);
+  std::filesystem::remove_all(pattern);
+}
+
+// A spool and a scheduler whose deliverer answers "451 4.3.0 try later" for every
+// recipient (and counts the attempts), with an hour between attempts: every message
+// stays deferred until a command acts on it.
+class QueueControlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/smtpsd-queue-control-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    root_ = pattern;
+    auto spool = queue::Spool::open(root_ + "/spool");
+    ASSERT_TRUE(spool) << spool.error().message;
+    spool_ = std::move(*spool);
+    queue::SchedulerOptions options;
+    options.retry_schedule = {std::chrono::hours(1)};
+    scheduler_ = std::make_unique<queue::Scheduler>(
+        *spool_,
+        [this](const queue::StoredMessage&, std::span<const std::size_t> recipients) {
+          ++attempts_;
+          return std::vector<queue::DeliveryResult>(
+              recipients.size(),
+              queue::DeliveryResult{queue::DeliveryStatus::kTransient, "451 4.3.0 try later"});
+        },
+        options);
+    scheduler_->start();
+    context_.scheduler = scheduler_.get();
+    context_.spool = spool_.get();
+    context_.now_unix = base::unix_now();
+    context_.forget_next_hops = [this] { ++forgotten_; };
+    context_.is_local_address = [](std::string_view address) {
+      return address.ends_with("@example.test");
+    };
+  }
+  void TearDown() override {
+    scheduler_.reset();
+    spool_.reset();
+    std::filesystem::remove_all(root_);
+  }
+  // Commits a message and waits until its first attempt deferred it.
+  std::string queued(const std::string& sender, std::vector<std::string> recipients) {
+    smtp::Envelope envelope;
+    envelope.reverse_path = sender;
+    for (auto& address : recipients)
+      envelope.recipients.push_back({address, "", ""});
+    auto writer = spool_->begin(envelope, base::unix_now());
+    EXPECT_TRUE(writer);
+    EXPECT_TRUE((*writer)->append("Subject: queued\r\n\r\nthe body\r\n"));
+    EXPECT_TRUE((*writer)->commit());
+    std::string id = (*writer)->id();
+    scheduler_->enqueue(id);
+    EXPECT_TRUE(deferred(id)) << id;
+    return id;
+  }
+  bool deferred(const std::string& id) {
+    for (int i = 0; i < 2000; ++i) {
+      auto entry = scheduler_->show(id);
+      if (entry && entry->state == "deferred") return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return false;
+  }
+  std::string ask(const std::string& request, const ControlCaller& caller = {}) {
+    context_.now_unix = base::unix_now();
+    return handle_control_request(request, context_, caller);
+  }
+  std::string state_of(const std::string& id) {
+    auto entry = scheduler_->show(id);
+    return entry ? entry->state : "gone";
+  }
+
+  std::string root_;
+  std::unique_ptr<queue::Spool> spool_;
+  std::unique_ptr<queue::Scheduler> scheduler_;
+  ControlContext context_;
+  std::atomic<int> attempts_{0};
+  int forgotten_ = 0;
+};
+
+TEST_F(QueueControlTest, ListShowsEachPendingRecipientWithItsLastErrorAndNextAttempt) {
+  std::string id = queued("alice@example.test", {"bob@remote.test", "carol@other.test"});
+  std::string listed = ask("queue list");
+  EXPECT_TRUE(
+      std::regex_search(listed, std::regex(id + " deferred \\d+ \\d+ 1 <alice@example.test>\n")))
+      << listed;
+  // The next attempt is an hour away: 3599 or 3600 seconds, depending on the clock.
+  EXPECT_TRUE(std::regex_search(
+      listed,
+      std::regex("    <bob@remote.test> next attempt in 3[56]\\d\\ds: 451 4.3.0 try later\n")))
+      << listed;
+  EXPECT_NE(listed.find("    <carol@other.test> next attempt in "), std::string::npos) << listed;
+}
+
+TEST_F(QueueControlTest, ListAndShowInJson) {
+  std::string id = queued("alice@example.test", {"bob@remote.test"});
+  std::string listed = ask("queue list json");
+  EXPECT_EQ(listed.rfind("{\"messages\":[{\"id\":\"" + id +
+                             "\",\"state\":\"deferred\",\"held\":false,"
+                             "\"sender\":\"alice@example.test\",",
+                         0),
+            0u)
+      << listed;
+  EXPECT_NE(listed.find("\"recipients\":[{\"address\":\"bob@remote.test\",\"state\":\"pending\","
+                        "\"last_error\":\"451 4.3.0 try later\""),
+            std::string::npos)
+      << listed;
+  std::smatch next;
+  ASSERT_TRUE(std::regex_search(listed, next, std::regex("\"next_attempt_unix\":(\\d+)\\}\\]")))
+      << listed;
+  EXPECT_NEAR(std::stoll(next[1]), base::unix_now() + 3600, 5);
+  EXPECT_EQ(listed.back(), '\n');
+  EXPECT_EQ(ask("queue list json to-domain=nowhere.test"), "{\"messages\":[]}\n");
+  std::string shown = ask("queue show " + id + " json");
+  EXPECT_EQ(shown.rfind("{\"id\":\"" + id + "\"", 0), 0u) << shown;
+  EXPECT_EQ(shown.find("\"body\""), std::string::npos);
+  std::string with_body = ask("queue show " + id + " body json");
+  EXPECT_NE(with_body.find("\"body\":\"Subject: queued\\r\\n"), std::string::npos) << with_body;
+  EXPECT_NE(with_body.find("Subject: queued\\r\\n\\r\\nthe body\\r\\n\"}"), std::string::npos)
+      << with_body;
+}
+
+TEST_F(QueueControlTest, ShowBodyPrintsTheStoredMessageAsPostcat) {
+  std::string id = queued("alice@example.test", {"bob@remote.test"});
+  std::string shown = ask("queue show " + id + " body");
+  EXPECT_EQ(shown.rfind("*** ENVELOPE ***\nid: " + id + "\n", 0), 0u) << shown;
+  EXPECT_NE(shown.find("recipient: <bob@remote.test> pending: 451 4.3.0 try later\n*** MESSAGE "
+                       "CONTENTS " +
+                       id + " ***\nSubject: queued\r\n"),
+            std::string::npos)
+      << shown;
+  EXPECT_NE(shown.find("Subject: queued\r\n\r\nthe body\r\n*** END OF MESSAGE ***\n"),
+            std::string::npos)
+      << shown;
+  EXPECT_EQ(ask("queue list body"), "error: body goes with queue show ID only\n");
+}
+
+TEST_F(QueueControlTest, SelectionsPickByRecipientDomainAndSender) {
+  std::string a = queued("alice@example.test", {"bob@remote.test"});
+  std::string b = queued("carol@example.test", {"dave@REMOTE.test", "erin@other.test"});
+  std::string c = queued("", {"frank@other.test"});  // a bounce
+  std::string to_remote = ask("queue list to-domain=remote.TEST.");
+  EXPECT_NE(to_remote.find(a + " "), std::string::npos) << to_remote;
+  EXPECT_NE(to_remote.find(b + " "), std::string::npos) << to_remote;
+  EXPECT_EQ(to_remote.find(c + " "), std::string::npos) << to_remote;
+  std::string from_carol = ask("queue list from=CAROL@example.test");
+  EXPECT_EQ(from_carol.find(a + " "), std::string::npos) << from_carol;
+  EXPECT_NE(from_carol.find(b + " "), std::string::npos) << from_carol;
+  std::string bounces = ask("queue list from=<>");
+  EXPECT_EQ(bounces.find(a + " "), std::string::npos) << bounces;
+  EXPECT_NE(bounces.find(c + " deferred"), std::string::npos) << bounces;
+  std::string both = ask("queue list to-domain=other.test from=carol@example.test");
+  EXPECT_NE(both.find(b + " "), std::string::npos) << both;
+  EXPECT_EQ(both.find(c + " "), std::string::npos) << both;
+}
+
+TEST_F(QueueControlTest, BulkVerbsActOnTheSelectionOnly) {
+  std::string a = queued("alice@example.test", {"bob@remote.test"});
+  std::string b = queued("carol@example.test", {"erin@other.test"});
+  std::string c = queued("carol@example.test", {"bob@remote.test"});
+  EXPECT_EQ(ask("queue hold to-domain=remote.test"), "held " + a + "\nheld " + c + "\n");
+  EXPECT_EQ(state_of(a), "held");
+  EXPECT_EQ(state_of(b), "deferred");
+  EXPECT_EQ(ask("queue release all from=carol@example.test").rfind("error: --all", 0), 0u);
+  EXPECT_EQ(ask("queue release from=carol@example.test json"),
+            "{\"action\":\"released\",\"count\":2,\"messages\":[{\"id\":\"" + b +
+                "\",\"when_attempt_ends\":false},{\"id\":\"" + c +
+                "\",\"when_attempt_ends\":false}]}\n");
+  EXPECT_EQ(state_of(a), "held");
+  EXPECT_TRUE(deferred(c));  // released: tried at once, deferred again
+  EXPECT_EQ(ask("queue delete from=carol@example.test"), "deleted " + b + "\ndeleted " + c + "\n");
+  EXPECT_EQ(state_of(b), "gone");
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/spool/queue/" + c));
+  EXPECT_EQ(ask("queue delete to-domain=nowhere.test"), "no message selected\n");
+  EXPECT_EQ(ask("queue release all"), "released " + a + "\n");
+  EXPECT_TRUE(deferred(a));
+  EXPECT_EQ(ask("queue delete all json"),
+            "{\"action\":\"deleted\",\"count\":1,\"messages\":[{\"id\":\"" + a +
+                "\",\"when_attempt_ends\":false}]}\n");
+  EXPECT_EQ(ask("queue list"), "");
+}
+
+TEST_F(QueueControlTest, RequeueForgetsNextHopsAndTriesDeferredMessagesNow) {
+  std::string a = queued("alice@example.test", {"bob@remote.test"});
+  std::string b = queued("alice@example.test", {"erin@other.test"});
+  const int before = attempts_;
+  EXPECT_EQ(ask("queue requeue to-domain=remote.test"),
+            "requeued 1 deferred messages (next hops forgotten)\n  " + a + "\n");
+  EXPECT_EQ(forgotten_, 1);
+  for (int i = 0; i < 2000 && attempts_ == before; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(attempts_, before + 1);
+  EXPECT_TRUE(deferred(a));
+  auto shown = scheduler_->show(a);
+  ASSERT_TRUE(shown);
+  EXPECT_EQ(shown->attempts, 2u);
+  EXPECT_EQ(scheduler_->show(b)->attempts, 1u);
+  EXPECT_EQ(ask("queue requeue").rfind("error: queue requeue needs a queue id", 0), 0u);
+  EXPECT_EQ(ask("queue flush " + b), "flushed 1 deferred messages\n  " + b + "\n");
+}
+
+TEST_F(QueueControlTest, BadQueueRequestsSayWhatIsWrong) {
+  std::string a = queued("alice@example.test", {"bob@remote.test"});
+  EXPECT_EQ(ask("queue delete " + a + " all"),
+            "error: give a queue id or a selection (--all, --to-domain, --from), not both\n");
+  EXPECT_EQ(ask("queue hold to-domain=exa_mple..test")
+                .rfind("error: 'exa_mple..test' is not a domain name", 0),
+            0u);
+  EXPECT_EQ(ask("queue hold to-domain="), "error: '' is not a domain name (empty domain)\n");
+  EXPECT_EQ(
+      ask("queue list from=not-an-address").rfind("error: 'not-an-address' is not an address", 0),
+      0u);
+  EXPECT_EQ(ask("queue list colour=blue"), "error: unknown option 'colour=blue'\n");
+  EXPECT_EQ(ask("queue show 0123456789ABCDEF0000"),
+            "error: no message 0123456789ABCDEF0000 in the queue\n");
+  EXPECT_EQ(ask("queue delete 0123456789ABCDEF0000"),
+            "error: no message 0123456789ABCDEF0000 in the queue\n");
+  EXPECT_EQ(ask("queue flush 0123456789ABCDEF0000"),
+            "error: no message 0123456789ABCDEF0000 in the queue\n");
+  EXPECT_EQ(ask("queue hold ../../etc/passwd"), "error: '../../etc/passwd' is not a queue id\n");
+  EXPECT_EQ(ask("queue list " + a), "error: queue list takes no id (use queue show ID)\n");
+  EXPECT_EQ(ask("queue bounce " + a), "error: unknown queue command 'bounce'\n");
+  EXPECT_EQ(state_of(a), "deferred");  // nothing above touched it
+}
+
+TEST_F(QueueControlTest, TheListingSocketShowsACallerOnlyTheirOwnMessagesAndChangesNothing) {
+  std::string own = queued("Alice@example.test", {"bob@remote.test"});
+  std::string other = queued("bob@example.test", {"bob@remote.test"});
+  std::string forged_elsewhere = queued("alice@elsewhere.test", {"bob@remote.test"});
+  ControlCaller alice;
+  alice.read_only = true;
+  alice.all_messages = false;
+  alice.user = "alice";
+  std::string listed = ask("queue list", alice);
+  EXPECT_NE(listed.find(own + " deferred"), std::string::npos) << listed;
+  EXPECT_EQ(listed.find(other), std::string::npos) << listed;
+  EXPECT_EQ(listed.find(forged_elsewhere), std::string::npos) << listed;
+  std::string json = ask("queue list json", alice);
+  EXPECT_NE(json.find(own), std::string::npos);
+  EXPECT_EQ(json.find(other), std::string::npos);
+  for (const std::string& request :
+       std::vector<std::string>{"queue delete " + other, "queue delete all", "queue hold " + own,
+                                "queue release all", "queue flush", "queue requeue all",
+                                "queue show " + other, "auth lockouts", "tls memory"}) {
+    EXPECT_EQ(ask(request, alice).rfind("error: permission denied", 0), 0u) << request;
+  }
+  EXPECT_EQ(state_of(own), "deferred");
+  EXPECT_EQ(state_of(other), "deferred");
+  EXPECT_EQ(forgotten_, 0);
+  // Root and the server's own user, on the same socket, see everything, still read-only.
+  ControlCaller root;
+  root.read_only = true;
+  root.all_messages = true;
+  std::string everything = ask("queue list", root);
+  EXPECT_NE(everything.find(other), std::string::npos) << everything;
+  EXPECT_EQ(ask("queue delete all", root).rfind("error: permission denied", 0), 0u);
+  // A caller with no login name sees nothing.
+  ControlCaller nameless = alice;
+  nameless.user.clear();
+  EXPECT_EQ(ask("queue list", nameless), "");
+}
+
+// What any local user can send to the listing socket: every answer is one "error: " line
+// whose echo of the input is escaped (no ESC, CR or LF of the caller's reaches a terminal).
+TEST_F(QueueControlTest, HostileRequestsOnTheListingSocketGetOneEscapedErrorLine) {
+  queued("alice@example.test", {"bob@remote.test"});
+  ControlCaller alice;
+  alice.read_only = true;
+  alice.all_messages = false;
+  alice.user = "alice";
+  const std::string escape = "\x1b[2J";
+  for (const std::string& request : std::vector<std::string>{
+           "queue list from=" + escape + "@example.test", "queue list to-domain=" + escape,
+           "queue list " + escape, "queue list from=a@b\rforged", "queue " + escape,
+           "queue list " + std::string(3000, 'x'), "queue list to-domain=" + std::string(300, 'a'),
+           std::string("queue list \xff\xfe"), "queue list all to-domain=x.test"}) {
+    std::string answer = ask(request, alice);
+    EXPECT_EQ(answer.rfind("error: ", 0), 0u) << request;
+    EXPECT_EQ(answer.find('\n'), answer.size() - 1) << answer;
+    EXPECT_EQ(answer.find('\x1b'), std::string::npos) << answer;
+    EXPECT_EQ(answer.find('\r'), std::string::npos) << answer;
+  }
+}
+
+TEST(ControlSocketTest, TheListingSocketIsOpenToEveryoneAndToldThePeer) {
+  char pattern[] = "/tmp/smtpsd-control-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  std::string path = std::string(pattern) + "/mailq.sock";
+  {
+    ControlSocket listing;
+    ASSERT_TRUE(listing.start_for_everyone(path, [](const std::string& request, uid_t peer) {
+      return request + " from " + std::to_string(peer) + "\n";
+    }));
+    struct stat status {};
+    ASSERT_EQ(::stat(path.c_str(), &status), 0);
+    EXPECT_EQ(status.st_mode & 0777, 0666u);
+    auto reply = control_request(path, "queue list");
+    ASSERT_TRUE(reply) << reply.error();
+    EXPECT_EQ(reply.value(), "queue list from " + std::to_string(::geteuid()) + "\n");
+  }
   std::filesystem::remove_all(pattern);
 }
 
