@@ -941,6 +941,21 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
                                                    l.normalize_bare_line_endings);
   }
 
+  // A domain's own limit is below the server's: a bigger one could never be reached.
+  if (const toml::array* list = root.get("domains") ? root.get("domains")->as_array() : nullptr) {
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const toml::table* entry = list->get(i)->as_table();
+      const toml::node* size = entry ? entry->get("max_message_size") : nullptr;
+      if (size && size->is_integer() &&
+          static_cast<std::uint64_t>(size->as_integer()->get()) > config.limits.max_message_size) {
+        reader.fail(size, fmt::format("domains[{}].max_message_size", i),
+                    fmt::format("{} is above limits.max_message_size ({}): the server refuses "
+                                "bigger messages for every domain; raise that too",
+                                size->as_integer()->get(), config.limits.max_message_size));
+      }
+    }
+  }
+
   // [auth]
   config.auth.users_file = config.data_dir + "/users";
   if (const toml::table* auth = reader.table_at(root, "", "auth")) {

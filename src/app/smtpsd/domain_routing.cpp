@@ -25,14 +25,11 @@ delivery::Srs srs_of(const config::SrsSettings& settings) {
 
 }  // namespace
 
-std::optional<smtp::RecipientVerdict> forwarding_verdict(const config::Config& config,
-                                                         std::string_view address,
-                                                         std::int64_t now) {
+std::optional<smtp::RecipientVerdict> srs_verdict(const config::Config& config,
+                                                  std::string_view address, std::int64_t now) {
   const std::size_t at = address.rfind('@');
-  if (at == std::string_view::npos) return std::nullopt;
-  const std::string_view local = address.substr(0, at);
-  const std::string_view domain_name = address.substr(at + 1);
-  if (config.srs && base::equals_ignoring_case(domain_name, config.srs->domain)) {
+  if (at == std::string_view::npos || !config.srs) return std::nullopt;
+  if (base::equals_ignoring_case(address.substr(at + 1), config.srs->domain)) {
     auto original = srs_of(*config.srs).reverse(address, now);
     if (original) return smtp::RecipientVerdict::kAccept;
     switch (original.error()) {
@@ -45,6 +42,15 @@ std::optional<smtp::RecipientVerdict> forwarding_verdict(const config::Config& c
         return smtp::RecipientVerdict::kSrsInvalid;
     }
   }
+  return std::nullopt;
+}
+
+std::optional<smtp::RecipientVerdict> relay_domain_verdict(const config::Config& config,
+                                                           std::string_view address) {
+  const std::size_t at = address.rfind('@');
+  if (at == std::string_view::npos) return std::nullopt;
+  const std::string_view local = address.substr(0, at);
+  const std::string_view domain_name = address.substr(at + 1);
   if (const config::Domain* relay = config.find_relay_domain(domain_name)) {
     // RFC 5321 §4.5.1: postmaster of a domain we accept mail for always exists.
     if (base::equals_ignoring_case(local, "postmaster")) return smtp::RecipientVerdict::kAccept;
@@ -54,6 +60,13 @@ std::optional<smtp::RecipientVerdict> forwarding_verdict(const config::Config& c
     return smtp::RecipientVerdict::kUnknownUser;
   }
   return std::nullopt;
+}
+
+std::optional<smtp::RecipientVerdict> forwarding_verdict(const config::Config& config,
+                                                         std::string_view address,
+                                                         std::int64_t now) {
+  if (auto verdict = srs_verdict(config, address, now)) return verdict;
+  return relay_domain_verdict(config, address);
 }
 
 std::uint64_t recipient_size_limit(const config::Config& config, std::string_view address) {

@@ -16,10 +16,20 @@
 
 namespace app {
 
-// The RCPT verdict for an address of a relay domain (kAccept when it is on the domain's
-// list, or postmaster; else kUnknownUser: no backscatter) or of the SRS domain (kAccept for
-// a valid SRS0/SRS1 address, kSrsInvalid / kSrsExpired otherwise); nothing for any other
-// address. now: unix time.
+// The SRS reverse lookup at RCPT: for an SRS0/SRS1 address of [srs] domain, kAccept when
+// its hash is good and it has not expired (the router turns it back: delivery/router.h),
+// else kSrsInvalid or kSrsExpired; nothing for any other address (an ordinary address of the
+// SRS domain included). now: unix time.
+std::optional<smtp::RecipientVerdict> srs_verdict(const config::Config& config,
+                                                  std::string_view address, std::int64_t now);
+
+// For an address of a relay domain: kAccept when it is on the domain's list, or postmaster
+// (RFC 5321 §4.5.1); else kUnknownUser (550 5.1.1 at RCPT: never a bounce later). Nothing
+// for any other address.
+std::optional<smtp::RecipientVerdict> relay_domain_verdict(const config::Config& config,
+                                                           std::string_view address);
+
+// srs_verdict, then relay_domain_verdict: what the RCPT policy asks before the mailboxes.
 std::optional<smtp::RecipientVerdict> forwarding_verdict(const config::Config& config,
                                                          std::string_view address,
                                                          std::int64_t now);

@@ -162,6 +162,8 @@ TEST(DomainsConfigTest, BadDomainValuesNameLineAndKey) {
       {head + "kind = \"relay\"\ndelivery = \"maildir\"\n", "domains[0].delivery",
        "only for kind = \"local\""},
       {head + "colour = \"blue\"\n", "domains[0].colour", "unknown key"},
+      {head + "max_message_size = 2000000000\n", "domains[0].max_message_size",
+       "above limits.max_message_size"},
   };
   for (const Case& c : cases) {
     config::ConfigError error = error_of(c.text);
