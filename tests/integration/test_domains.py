@@ -19,6 +19,7 @@ import unittest
 from dovecot import Dovecot
 from fake_smtp import FakeSmtp
 from harness import ServerTestCase, make_message
+from test_onward import submit
 
 SECRET = "integration-secret-0123456789"
 SRS_DOMAIN = "srs.localhost"
@@ -123,6 +124,24 @@ class RelayDomain(DomainsTestCase):
             self.assertIn(b"Message-ID: <backup@test>", data)
             server.wait_log(r"event=delivered id=\S+ rcpt=Ann@Backup.test to=relay")
             self.assertEqual(server.delivered("ann@backup.test"), [])
+
+
+class SenderRelay(DomainsTestCase):
+    def test_mail_from_a_domain_with_its_own_relay_goes_through_it(self):
+        with FakeSmtp() as provider:
+            server = self.new_server(
+                domains=[("localhost", ["demo"],
+                          {"relay": f"smtp://127.0.0.1:{provider.port}", "relay_tls": "may"})],
+                extra_toml=self.srs_toml())  # [delivery] has no relay: MX delivery otherwise
+            server.start()
+            submit(server, ["friend@elsewhere.test"], message_id="own-relay@test")
+            wait_for(lambda: provider.messages, "the domain's relay to receive the message")
+            sender, recipients, data, _ = provider.messages[0]
+            # An authenticated user's mail is not forwarded mail: no SRS.
+            self.assertEqual(sender, "demo@localhost")
+            self.assertEqual(recipients, ["friend@elsewhere.test"])
+            self.assertIn(b"Message-ID: <own-relay@test>", data)
+            server.wait_log(r"event=delivered id=\S+ rcpt=friend@elsewhere.test to=relay")
 
 
 class DomainSizeLimit(DomainsTestCase):
