@@ -8,6 +8,7 @@
 #include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +17,8 @@
 #include <set>
 #include <sstream>
 #include <thread>
+
+#include <sys/stat.h>
 
 #include "base/ascii.h"
 #include "base/endpoint.h"
@@ -460,12 +463,223 @@ void check_certificate_sets(const toml::array& nodes,
   }
 }
 
+// A smarthost of [[domains]]: KEY (a smtps:// or smtp:// URL), KEY_tls and, for a relay,
+// relay_user and relay_password_file (as [delivery] relay, README "Delivery").
+std::optional<DomainHop> read_domain_hop(const toml::table& entry, const std::string& prefix,
+                                         std::string_view key, bool with_credentials,
+                                         const Reader& reader, const std::string& base_dir) {
+  const std::string text = reader.string_at(entry, prefix, key, "");
+  if (!entry.get(key)) return std::nullopt;
+  auto url = base::parse_smtp_url(text);
+  if (!url) {
+    reader.fail(entry.get(key), Reader::join(prefix, key),
+                "must be \"smtps://HOST[:PORT]\" (implicit TLS) or \"smtp://HOST[:PORT]\" "
+                "(STARTTLS), not '" +
+                    text + "'");
+  }
+  DomainHop hop;
+  hop.url = url.value();
+  base::lower_in_place(hop.url.host);
+  const std::string tls_key = std::string(key) + "_tls";
+  hop.tls = level_at(entry, reader, prefix, tls_key, hop.tls);
+  if (with_credentials) {
+    hop.user = reader.string_at(entry, prefix, "relay_user", "");
+    if (entry.get("relay_password_file")) {
+      hop.password_file =
+          reader.path_at(entry, prefix, "relay_password_file", base_dir, /*required=*/true);
+    }
+    if (!hop.user.empty() && hop.password_file.empty()) {
+      reader.fail(
+          entry.get("relay_user"), prefix + ".relay_user",
+          "needs " + prefix + ".relay_password_file (the password never goes in this file)");
+    }
+    if (!hop.user.empty() && hop.tls < tls::OutboundLevel::kVerify) {
+      reader.fail(entry.get(tls_key), Reader::join(prefix, tls_key),
+                  "must be \"verify\" when relay_user is set (the password is never sent "
+                  "without TLS, nor to a relay whose certificate was not verified)");
+    }
+  }
+  if (hop.url.implicit_tls && hop.tls < tls::OutboundLevel::kEncrypt) {
+    hop.tls = tls::OutboundLevel::kEncrypt;  // smtps:// is always encrypted
+  }
+  return hop;
+}
+
+// A local part of a relay domain's recipient list ("alice", or "alice@<the domain>").
+std::string recipient_local_part(std::string text, const std::string& domain) {
+  const std::size_t at = text.rfind('@');
+  if (at != std::string::npos && base::equals_ignoring_case(text.substr(at + 1), domain)) {
+    text.resize(at);
+  }
+  return text;
+}
+
+// [[domains]] settings besides name and users (README "Domains").
+void read_domain_settings(const toml::table& entry, const std::string& prefix, const Reader& reader,
+                          const std::string& base_dir, Domain& domain) {
+  const std::string kind = reader.string_at(entry, prefix, "kind", "local");
+  if (kind == "relay") {
+    domain.kind = DomainKind::kRelay;
+  } else if (kind != "local") {
+    reader.fail(
+        entry.get("kind"), prefix + ".kind",
+        "must be \"local\" (mailboxes here) or \"relay\" (passed to next_hop), not '" + kind + "'");
+  }
+  // At least what RFC 5321 §4.5.3.1.7 asks of any server (64 KiB), at most 1 TiB.
+  domain.max_message_size = static_cast<std::uint64_t>(
+      reader.int_at(entry, prefix, "max_message_size", 0, 65536, std::int64_t{1} << 40));
+  const bool relay = domain.kind == DomainKind::kRelay;
+  auto only_for = [&](std::string_view key, bool allowed, std::string_view kind_needed) {
+    if (entry.get(key) && !allowed) {
+      reader.fail(
+          entry.get(key), Reader::join(prefix, key),
+          "only for kind = \"" + std::string(kind_needed) + "\" (this domain is \"" + kind + "\")");
+    }
+  };
+  for (std::string_view key :
+       {"users", "delivery", "relay", "relay_tls", "relay_user", "relay_password_file"}) {
+    only_for(key, !relay, "local");
+  }
+  for (std::string_view key : {"next_hop", "next_hop_tls", "recipients", "recipients_file"}) {
+    only_for(key, relay, "relay");
+  }
+  if (const std::string delivery = reader.string_at(entry, prefix, "delivery", "");
+      entry.get("delivery")) {
+    if (delivery == "maildir") {
+      domain.maildir = true;
+    } else {
+      domain.lmtp = parse_lmtp(delivery);
+      if (!domain.lmtp) {
+        reader.fail(entry.get("delivery"), prefix + ".delivery",
+                    "must be \"maildir\" or an LMTP server, \"unix:/absolute/path\" or "
+                    "\"HOST:PORT\" (\"127.0.0.1:24\"), not '" +
+                        delivery + "'");
+      }
+    }
+  }
+  if (entry.get("relay_tls") && !entry.get("relay")) {
+    reader.fail(entry.get("relay_tls"), prefix + ".relay_tls", "needs " + prefix + ".relay");
+  }
+  if ((entry.get("relay_user") || entry.get("relay_password_file")) && !entry.get("relay")) {
+    const char* key = entry.get("relay_user") ? "relay_user" : "relay_password_file";
+    reader.fail(entry.get(key), Reader::join(prefix, key), "needs " + prefix + ".relay");
+  }
+  domain.relay = read_domain_hop(entry, prefix, "relay", true, reader, base_dir);
+  if (!relay) return;
+
+  domain.next_hop = read_domain_hop(entry, prefix, "next_hop", false, reader, base_dir);
+  if (!domain.next_hop) {
+    reader.fail(&entry, prefix + ".next_hop",
+                "missing (required for kind = \"relay\": the server this domain's mail goes to, "
+                "\"smtp://HOST[:PORT]\")");
+  }
+  if (const toml::array* list = reader.array_at(entry, prefix, "recipients")) {
+    for (const toml::node& node : *list) {
+      if (!node.is_string()) reader.fail(&node, prefix + ".recipients", "must be strings");
+      std::string local = recipient_local_part(std::string(node.as_string()->get()), domain.name);
+      if (!valid_local_part(local)) {
+        reader.fail(&node, prefix + ".recipients",
+                    "not a recipient of " + domain.name + ": '" + local + "'");
+      }
+      domain.recipients.push_back(std::move(local));
+    }
+  }
+  if (entry.get("recipients_file")) {
+    domain.recipients_file = reader.path_at(entry, prefix, "recipients_file", base_dir, true);
+    std::ifstream in(domain.recipients_file);
+    if (!in) {
+      reader.fail(entry.get("recipients_file"), prefix + ".recipients_file",
+                  "cannot read " + domain.recipients_file + ": " + std::strerror(errno));
+    }
+    std::string line;
+    long number = 0;
+    while (std::getline(in, line)) {
+      ++number;
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+        line.pop_back();
+      const std::size_t first = line.find_first_not_of(" \t");
+      if (first == std::string::npos || line[first] == '#') continue;
+      std::string local = recipient_local_part(line.substr(first), domain.name);
+      if (!valid_local_part(local)) {
+        reader.fail(entry.get("recipients_file"), prefix + ".recipients_file",
+                    fmt::format("{} line {}: not a recipient of {}: '{}'", domain.recipients_file,
+                                number, domain.name, local));
+      }
+      domain.recipients.push_back(std::move(local));
+    }
+  }
+  if (domain.recipients.empty()) {
+    reader.fail(&entry, prefix + ".recipients",
+                "a relay domain needs its list of recipients (recipients = [...] or "
+                "recipients_file): without it every address would be accepted and unknown ones "
+                "bounced later (backscatter)");
+  }
+}
+
+// [srs] (README "SRS"): the secrets come from their own file, which only the account may read.
+void read_srs(const toml::table& root, const Reader& reader, const std::string& base_dir,
+              Config& config) {
+  const toml::table* table = reader.table_at(root, "", "srs");
+  if (!table) return;
+  reader.only_keys(*table, "srs", {"domain", "secrets_file", "max_age_days"});
+  SrsSettings srs;
+  srs.domain = base::ascii_lowercase(reader.string_at(*table, "srs", "domain", "", true));
+  if (!valid_domain_name(srs.domain) || srs.domain.find('.') == std::string::npos) {
+    reader.fail(table->get("domain"), "srs.domain",
+                "not a valid domain: '" + srs.domain + "' (a domain whose MX is this server)");
+  }
+  if (config.find_relay_domain(srs.domain)) {
+    reader.fail(table->get("domain"), "srs.domain",
+                "'" + srs.domain + "' is a relay domain: SRS addresses must come back here");
+  }
+  // libsrs2's stamp counts 1024 days; postsrsd's default window is 21.
+  srs.max_age_days =
+      static_cast<unsigned>(reader.int_at(*table, "srs", "max_age_days", 21, 1, 1000));
+  srs.secrets_file = reader.path_at(*table, "srs", "secrets_file", base_dir, true);
+  const toml::node* where = table->get("secrets_file");
+  struct stat info {};
+  if (::stat(srs.secrets_file.c_str(), &info) != 0) {
+    reader.fail(where, "srs.secrets_file",
+                "cannot read " + srs.secrets_file + ": " + std::strerror(errno));
+  }
+  if ((info.st_mode & 077) != 0) {
+    reader.fail(where, "srs.secrets_file",
+                fmt::format("{} is readable or writable by others (mode {:04o}): whoever reads "
+                            "it can forge bounces through this server; chmod 600 it",
+                            srs.secrets_file, info.st_mode & 07777));
+  }
+  std::ifstream in(srs.secrets_file);
+  if (!in) {
+    reader.fail(where, "srs.secrets_file",
+                "cannot read " + srs.secrets_file + ": " + std::strerror(errno));
+  }
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+      line.pop_back();
+    if (!line.empty()) srs.secrets.push_back(line);
+  }
+  if (srs.secrets.empty()) {
+    reader.fail(where, "srs.secrets_file",
+                srs.secrets_file + " holds no secret (one a line; the first signs, all verify)");
+  }
+  for (const std::string& secret : srs.secrets) {
+    if (secret.size() < 16) {
+      reader.fail(where, "srs.secrets_file",
+                  srs.secrets_file +
+                      ": a secret is shorter than 16 characters (use e.g. "
+                      "`head -c 24 /dev/urandom | base64`)");
+    }
+  }
+  config.srs = std::move(srs);
+}
+
 Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
   Config config;
   config.source_file = reader.file();
   reader.only_keys(root, "",
                    {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
-                    "delivery", "metrics", "log"});
+                    "delivery", "metrics", "log", "srs"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -565,8 +779,12 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
       std::string prefix = fmt::format("domains[{}]", index++);
       if (!node.is_table()) reader.fail(&node, prefix, "must be a table");
       const toml::table& entry = *node.as_table();
-      reader.only_keys(entry, prefix, {"name", "users"});
+      reader.only_keys(entry, prefix,
+                       {"name", "users", "kind", "max_message_size", "delivery", "relay",
+                        "relay_tls", "relay_user", "relay_password_file", "next_hop",
+                        "next_hop_tls", "recipients", "recipients_file"});
       Domain domain;
+      domain.line = static_cast<long>(node.source().begin.line);
       domain.name = base::ascii_lowercase(reader.string_at(entry, prefix, "name", "", true));
       if (!valid_domain_name(domain.name)) {
         reader.fail(entry.get("name"), prefix + ".name",
@@ -587,9 +805,15 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
           domain.users.push_back(local);
         }
       }
-      config.domains.push_back(std::move(domain));
+      read_domain_settings(entry, prefix, reader, base_dir, domain);
+      if (domain.kind == DomainKind::kRelay) {
+        config.relay_domains.push_back(std::move(domain));
+      } else {
+        config.domains.push_back(std::move(domain));
+      }
     }
   }
+  read_srs(root, reader, base_dir, config);
 
   // [[listeners]]
   const toml::array* listeners = reader.array_at(root, "", "listeners");
@@ -720,6 +944,21 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
                                                    l.normalize_bare_line_endings);
   }
 
+  // A domain's own limit is below the server's: a bigger one could never be reached.
+  if (const toml::array* list = root.get("domains") ? root.get("domains")->as_array() : nullptr) {
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const toml::table* entry = list->get(i)->as_table();
+      const toml::node* size = entry ? entry->get("max_message_size") : nullptr;
+      if (size && size->is_integer() &&
+          static_cast<std::uint64_t>(size->as_integer()->get()) > config.limits.max_message_size) {
+        reader.fail(size, fmt::format("domains[{}].max_message_size", i),
+                    fmt::format("{} is above limits.max_message_size ({}): the server refuses "
+                                "bigger messages for every domain; raise that too",
+                                size->as_integer()->get(), config.limits.max_message_size));
+      }
+    }
+  }
+
   // [auth]
   config.auth.users_file = config.data_dir + "/users";
   if (const toml::table* auth = reader.table_at(root, "", "auth")) {
@@ -778,7 +1017,9 @@ std::string_view to_string(Role role) {
   return "smtp";
 }
 
-const Domain* Config::find_domain(std::string_view domain) const {
+namespace {
+
+const Domain* find_in(const std::vector<Domain>& domains, std::string_view domain) {
   for (const Domain& d : domains) {
     if (d.name.size() != domain.size()) continue;
     bool same = true;
@@ -788,6 +1029,30 @@ const Domain* Config::find_domain(std::string_view domain) const {
     if (same) return &d;
   }
   return nullptr;
+}
+
+}  // namespace
+
+const Domain* Config::find_domain(std::string_view domain) const {
+  return find_in(domains, domain);
+}
+
+const Domain* Config::find_relay_domain(std::string_view domain) const {
+  return find_in(relay_domains, domain);
+}
+
+std::uint64_t Config::max_message_size_for(std::string_view recipient) const {
+  const std::size_t at = recipient.rfind('@');
+  if (at == std::string_view::npos) return limits.max_message_size;
+  const std::string_view name = recipient.substr(at + 1);
+  const Domain* domain = find_domain(name);
+  if (!domain) domain = find_relay_domain(name);
+  if (!domain || domain->max_message_size == 0) return limits.max_message_size;
+  return std::min(domain->max_message_size, limits.max_message_size);
+}
+
+std::string_view to_string(DomainKind kind) {
+  return kind == DomainKind::kRelay ? "relay" : "local";
 }
 
 std::string ConfigError::to_string() const {
@@ -845,7 +1110,23 @@ std::string describe(const Config& config) {
   out += fmt::format("configuration: {}\nhostname: {}\ndata_dir: {}\n", config.source_file,
                      config.hostname, config.data_dir);
   for (const Domain& d : config.domains) {
-    out += fmt::format("local domain: {} ({} mailboxes)\n", d.name, d.users.size());
+    out += fmt::format("local domain: {} ({} mailboxes)", d.name, d.users.size());
+    if (d.maildir) out += ", Maildir";
+    if (d.lmtp) out += ", LMTP " + base::to_string(*d.lmtp);
+    if (d.max_message_size != 0) out += fmt::format(", max {} octets", d.max_message_size);
+    if (d.relay) out += ", mail from it through " + base::to_string(d.relay->url);
+    out += "\n";
+  }
+  for (const Domain& d : config.relay_domains) {
+    out += fmt::format("relay domain: {} ({} recipients) → {} (TLS {}){}\n", d.name,
+                       d.recipients.size(), base::to_string(d.next_hop->url),
+                       tls::to_string(d.next_hop->tls),
+                       d.max_message_size != 0 ? fmt::format(", max {} octets", d.max_message_size)
+                                               : std::string());
+  }
+  if (config.srs) {
+    out += fmt::format("SRS: {} ({} secrets, {} days)\n", config.srs->domain,
+                       config.srs->secrets.size(), config.srs->max_age_days);
   }
   for (const Listener& l : config.listeners) {
     std::string_view tls_mode = l.role == Role::kSubmissions                   ? "implicit TLS"

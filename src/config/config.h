@@ -47,9 +47,47 @@ struct Listener {
   long line = 0;  // of its [[listeners]] entry, for errors
 };
 
+// [[domains]] kind: a domain whose mailboxes are here, or one we accept on port 25 and pass to
+// a next hop (backup MX, inbound gateway).
+enum class DomainKind { kLocal, kRelay };
+std::string_view to_string(DomainKind kind);  // "local", "relay"
+
+// An SMTP server mail is handed to: [[domains]] relay (outbound from the domain's senders)
+// or next_hop (a relay domain's inbound mail).
+struct DomainHop {
+  base::SmtpUrl url;  // host lower-case
+  tls::OutboundLevel tls = tls::OutboundLevel::kVerify;
+  std::string user;
+  std::string password_file;  // first line is the password (never in this file)
+  bool operator==(const DomainHop&) const = default;
+};
+
 struct Domain {
   std::string name;                // lower-case
   std::vector<std::string> users;  // local parts that have a mailbox
+  DomainKind kind = DomainKind::kLocal;
+  // Largest message for a recipient of this domain; 0: limits.max_message_size.
+  std::uint64_t max_message_size = 0;
+  // kLocal: delivery = "maildir" (maildir) or an LMTP endpoint (lmtp); neither: [delivery].
+  bool maildir = false;
+  std::optional<base::Endpoint> lmtp{};
+  // kLocal: the smarthost for mail from this domain's senders; none: [delivery] relay or MX.
+  std::optional<DomainHop> relay{};
+  // kRelay: where its mail goes, and the recipients it has (local parts, compared without
+  // regard to case; from `recipients` and `recipients_file`); anyone else gets 550 5.1.1.
+  std::optional<DomainHop> next_hop{};
+  std::vector<std::string> recipients{};
+  std::string recipients_file{};
+  long line = 0;  // of its [[domains]] entry, for errors
+};
+
+// [srs]: the Sender Rewriting Scheme for forwarded mail (delivery/srs.h); off without it.
+struct SrsSettings {
+  std::string domain;                // lower-case: where SRS0/SRS1 addresses live
+  std::string secrets_file;          // one secret a line, the first signs; mode 0600 or 0400
+  std::vector<std::string> secrets;  // read from secrets_file when the configuration is loaded
+  unsigned max_age_days = 21;
+  bool operator==(const SrsSettings&) const = default;
 };
 
 // [auth]: the users file and the failure limiter (README "Configuration").
@@ -148,10 +186,12 @@ struct Config {
   // The read-only listing socket (mode 0666) through which any local user's `mailq` lists
   // that user's own messages; "" (the default): none, only root and the server's user list.
   std::string mailq_socket;
-  std::string user;          // started as root: switch to this account after start-up
-  std::string group;         // default: the user's primary group
-  bool run_as_root = false;  // started as root without `user`: stay root (not advised)
-  std::vector<Domain> domains;
+  std::string user;                   // started as root: switch to this account after start-up
+  std::string group;                  // default: the user's primary group
+  bool run_as_root = false;           // started as root without `user`: stay root (not advised)
+  std::vector<Domain> domains;        // [[domains]] of kind "local" (mailboxes here)
+  std::vector<Domain> relay_domains;  // [[domains]] of kind "relay" (passed to a next hop)
+  std::optional<SrsSettings> srs;     // [srs]; none: off
   tls::Policy tls;
   // Every pair; pairs with the same `names` form one certificate set (SNI), the set without
   // names (or else the first) is the default (tls/certificate_store.h).
@@ -183,6 +223,9 @@ struct Config {
 
   // Pure lookups used by the session policy.
   const Domain* find_domain(std::string_view domain) const;
+  const Domain* find_relay_domain(std::string_view domain) const;
+  // The largest message for recipient (its domain's max_message_size, else limits').
+  std::uint64_t max_message_size_for(std::string_view recipient) const;
 };
 
 struct ConfigError {

@@ -325,13 +325,25 @@ Outbound::Outcome Outbound::transact(Connection& connection, const queue::Stored
 
 std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage& message,
                                                      std::span<const std::size_t> recipients,
-                                                     std::string_view domain_view) {
+                                                     std::string_view domain_view,
+                                                     const NextHop* via) {
   const std::string domain = base::ascii_lowercase(domain_view);
-  const bool relay = options_.relay.has_value();
+  // The server to hand the mail to: a next hop of the router's choice, else the relay of
+  // [delivery]; none: the MX hosts.
+  std::optional<NextHop> hop;
+  if (via) {
+    hop = *via;
+  } else if (options_.relay) {
+    hop =
+        NextHop{*options_.relay, options_.relay_tls, options_.relay_user, options_.relay_password};
+  }
+  const bool relay = hop.has_value();
   const std::string transport = relay ? "relay" : "smtp";
-  const std::string key = relay ? "relay" : "mx:" + domain;
-  const std::string memory_key = relay ? options_.relay->host : domain;
-  const tls::OutboundLevel level = relay ? options_.relay_tls : level_for(domain);
+  const std::string key = !relay ? "mx:" + domain
+                          : via  ? "relay:" + base::to_string(hop->url)
+                                 : "relay";
+  const std::string memory_key = relay ? hop->url.host : domain;
+  const tls::OutboundLevel level = relay ? hop->tls : level_for(domain);
   const SeenTls remembered = memory_.best(memory_key);
   std::vector<DeliveryResult> results(recipients.size());
   const Clock::time_point deadline = Clock::now() + options_.attempt_timeout;
@@ -387,8 +399,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   std::vector<MxTarget> targets;
   std::uint16_t port = options_.mx_port;
   if (relay) {
-    const std::string& host = options_.relay->host;
-    port = options_.relay->port;
+    const std::string& host = hop->url.host;
+    port = hop->url.port;
     auto addresses = resolve_with_system(host);
     if (!addresses) {
       for (auto& r : results)
@@ -417,9 +429,9 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   transport_options.client.protocol = smtp::ClientProtocol::kSmtp;
   transport_options.client.helo_name = options_.helo_name;
   if (relay) {
-    transport_options.client.auth_user = options_.relay_user;
-    transport_options.client.auth_password = options_.relay_password;
-    transport_options.implicit_tls = options_.relay->implicit_tls;
+    transport_options.client.auth_user = hop->user;
+    transport_options.client.auth_password = hop->password;
+    transport_options.implicit_tls = hop->url.implicit_tls;
   }
   transport_options.starttls = level != tls::OutboundLevel::kNone;
   transport_options.tls_context = tls_context_.get();
@@ -523,8 +535,10 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
 }
 
 std::vector<DeliveryResult> Outbound::deliver_lmtp(const queue::StoredMessage& message,
-                                                   std::span<const std::size_t> recipients) {
-  const std::string key = "lmtp";
+                                                   std::span<const std::size_t> recipients,
+                                                   const base::Endpoint* server) {
+  const std::string key = server ? "lmtp:" + base::to_string(*server) : "lmtp";
+  const Endpoint lmtp = server ? lmtp_endpoint(*server) : lmtp_;
   std::vector<DeliveryResult> results(recipients.size());
   std::string failure;
   bool got_slot = false;
@@ -556,9 +570,9 @@ std::vector<DeliveryResult> Outbound::deliver_lmtp(const queue::StoredMessage& m
   transport_options.command_timeout = options_.command_timeout;
   transport_options.attempt_deadline = deadline;
   // Each address of the LMTP server's name in turn (a unix socket has just its path).
-  std::vector<std::string> addresses{lmtp_.address};
-  if (!lmtp_.unix_socket) {
-    auto found = resolve_with_system(lmtp_.host);
+  std::vector<std::string> addresses{lmtp.address};
+  if (!lmtp.unix_socket) {
+    auto found = resolve_with_system(lmtp.host);
     if (!found) {
       for (auto& r : results)
         r = temporary("LMTP server " + found.error(), "lmtp", "4.4.3");
@@ -567,7 +581,7 @@ std::vector<DeliveryResult> Outbound::deliver_lmtp(const queue::StoredMessage& m
     }
     addresses = std::move(found.value());
   }
-  Endpoint endpoint = lmtp_;
+  Endpoint endpoint = lmtp;
   base::Expected<std::unique_ptr<Connection>, TransportFailure> opened =
       base::unexpected(TransportFailure{"connect", "no address", {}});
   for (const std::string& address : addresses) {

@@ -46,6 +46,7 @@
 #include "base/endpoint.h"
 #include "base/expected.h"
 #include "delivery/mx_resolver.h"
+#include "delivery/next_hop.h"
 #include "delivery/smtp_transport.h"
 #include "delivery/tls_memory.h"
 #include "queue/scheduler.h"
@@ -87,13 +88,17 @@ class Outbound {
   Outbound(const Outbound&) = delete;
   Outbound& operator=(const Outbound&) = delete;
 
-  // Recipients (indices into message.envelope.recipients) that all belong to domain.
+  // Recipients (indices into message.envelope.recipients) that all belong to domain; via
+  // (when set) is the server to hand them to instead of the relay or the MX hosts.
   std::vector<queue::DeliveryResult> deliver_remote(const queue::StoredMessage& message,
                                                     std::span<const std::size_t> recipients,
-                                                    std::string_view domain);
-  // Recipients to hand to the LMTP server (their addresses as the LMTP server knows them).
+                                                    std::string_view domain,
+                                                    const NextHop* via = nullptr);
+  // Recipients to hand to the LMTP server (their addresses as the LMTP server knows them):
+  // server, or options' lmtp when it is null.
   std::vector<queue::DeliveryResult> deliver_lmtp(const queue::StoredMessage& message,
-                                                  std::span<const std::size_t> recipients);
+                                                  std::span<const std::size_t> recipients,
+                                                  const base::Endpoint* server = nullptr);
   bool has_lmtp() const { return options_.lmtp.has_value(); }
   TlsMemory& tls_memory() { return memory_; }
   // `smtpsctl queue requeue`: closes the cached idle connections and forgets each host's

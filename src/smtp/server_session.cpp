@@ -210,6 +210,7 @@ struct ServerSession::Impl {
     chunking_ = false;
     problem_ = Problem::kNone;
     message_size_ = 0;
+    size_limit_ = 0;
     bdat_previous_cr_ = false;
     envelope_.reverse_path.clear();
     envelope_.recipients.clear();
@@ -851,6 +852,15 @@ struct ServerSession::Impl {
                                    : RecipientVerdict::kAccept;
     switch (verdict) {
       case RecipientVerdict::kAccept:
+        // RFC 1870 §6.2: a recipient whose storage allocation the declared size exceeds
+        // gets 552 at RCPT; the client delivers to the others.
+        if (envelope_.declared_size && config.recipient_size_limit) {
+          const std::uint64_t limit = config.recipient_size_limit(address);
+          if (limit != 0 && *envelope_.declared_size > limit) {
+            reply(552, "5.3.4", "Message size exceeds the limit of the recipient's domain");
+            return;
+          }
+        }
         if (ask_host(CheckStage::kRcpt, address)) {
           pending_notify_.assign(notify);
           return;
@@ -868,7 +878,21 @@ struct ServerSession::Impl {
       case RecipientVerdict::kTempFail:
         reply(451, "4.3.0", "Temporary failure checking recipient, try again later");
         return;
+      case RecipientVerdict::kSrsInvalid:
+        reply(550, "5.1.1", "Invalid SRS address: its signature does not match");
+        count_rejected_recipient();
+        return;
+      case RecipientVerdict::kSrsExpired:
+        reply(550, "5.1.1", "Expired SRS address: too old for a bounce of forwarded mail");
+        count_rejected_recipient();
+        return;
     }
+  }
+
+  // The most data this transaction may carry: max_message_size, or less when a recipient's
+  // domain takes less (SessionConfig::recipient_size_limit).
+  std::uint64_t message_limit() const {
+    return size_limit_ != 0 ? size_limit_ : config.limits.max_message_size;
   }
 
   void accept_recipient(std::string_view address, std::string_view notify) {
@@ -876,6 +900,10 @@ struct ServerSession::Impl {
     recipient.address.assign(address);
     recipient.notify.assign(notify);
     recipient.original_recipient.assign(orcpt_scratch_);
+    if (config.recipient_size_limit) {
+      const std::uint64_t limit = config.recipient_size_limit(address);
+      if (limit != 0 && limit < message_limit()) size_limit_ = limit;
+    }
     reply(250, "2.1.5", "Ok");
   }
 
@@ -975,7 +1003,7 @@ struct ServerSession::Impl {
     chunk_last_ = bdat_last_;
     // RFC 1870 applies to BDAT as well: refuse a chunk that would pass the limit before
     // opening anything; its octets are still read.
-    if (problem_ == Problem::kNone && bdat_size_ > config.limits.max_message_size - message_size_) {
+    if (problem_ == Problem::kNone && bdat_size_ > message_limit() - message_size_) {
       problem_ = Problem::kTooBig;
       if (writer_open_) abort_needed_ = true;
     }
@@ -1234,7 +1262,7 @@ struct ServerSession::Impl {
       problem_ = Problem::kBareLineEnding;
     } else if (decoder_.line_too_long()) {
       problem_ = Problem::kLineTooLong;
-    } else if (data_out_.size() > config.limits.max_message_size - message_size_) {
+    } else if (data_out_.size() > message_limit() - message_size_) {
       // RFC 1870 §6: the limit holds whatever the client declared.
       problem_ = Problem::kTooBig;
     }
@@ -1279,7 +1307,7 @@ struct ServerSession::Impl {
     chunk_remaining_ -= take;
     if (chunk_discard_) return std::nullopt;
     if (problem_ != Problem::kNone) return std::nullopt;
-    if (take > config.limits.max_message_size - message_size_) {
+    if (take > message_limit() - message_size_) {
       problem_ = Problem::kTooBig;
     } else if (check_bdat_line_endings() && has_bare_line_ending(piece, bdat_previous_cr_)) {
       problem_ = Problem::kBareLineEnding;
@@ -1335,8 +1363,12 @@ struct ServerSession::Impl {
       case Problem::kNone:
         return;
       case Problem::kTooBig:
-        // RFC 1870 §6 / RFC 5321 §4.5.3.1.10: 552 for an exceeded storage allocation.
-        error_reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+        // RFC 1870 §6 / RFC 5321 §4.5.3.1.10: 552 for an exceeded storage allocation. One
+        // reply for the whole message, also when only a recipient's domain limit was passed:
+        // accepting it for the others would mean a bounce later for that recipient.
+        error_reply(552, "5.3.4",
+                    size_limit_ != 0 ? "Message size exceeds the limit of a recipient's domain"
+                                     : "Message size exceeds fixed maximum message size");
         return;
       case Problem::kBareLineEnding:
         error_reply(554, "5.6.0", "Bare CR or LF in message (only CRLF line endings allowed)");
@@ -1521,6 +1553,7 @@ struct ServerSession::Impl {
   std::uint64_t chunk_size_ = 0;
   std::uint64_t chunk_remaining_ = 0;
   std::uint64_t message_size_ = 0;
+  std::uint64_t size_limit_ = 0;  // a recipient domain's smaller limit; 0: max_message_size
   unsigned errors_ = 0;
   std::size_t rejected_recipients_ = 0;  // RCPTs refused by policy since the last message
   unsigned improper_pipelining_ = 0;

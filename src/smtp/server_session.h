@@ -106,6 +106,8 @@ enum class RecipientVerdict {
   kUnknownUser,  // 550 5.1.1
   kRelayDenied,  // 550 5.7.1
   kTempFail,     // 451 4.3.0
+  kSrsInvalid,   // 550 5.1.1: an SRS address of ours whose hash does not match (delivery/srs.h)
+  kSrsExpired,   // 550 5.1.1: an SRS address of ours past its validity window
 };
 
 // The stages of a session a check can look at (bits of SessionConfig::checked_stages).
@@ -140,6 +142,12 @@ struct SessionConfig {
   // message? false → "452 4.3.1" (RFC 1870 §6.1, RFC 3463 X.3.1), and the client retries
   // later. May be empty (always room).
   std::function<bool(std::uint64_t declared_size)> has_room_for;
+  // The largest message this recipient's domain takes (0: no limit of its own, the
+  // session's limits.max_message_size holds). Asked for each recipient the policy accepts:
+  // a declared SIZE over it gets 552 5.3.4 at RCPT (RFC 1870 §6.2), and the smallest such
+  // limit of the accepted recipients bounds the message's data like max_message_size does
+  // (552 5.3.4 for the whole message at the end of data). May be empty.
+  std::function<std::uint64_t(std::string_view address)> recipient_size_limit;
   // The CheckStage bits where the host runs checks (kCheck); 0: none.
   unsigned checked_stages = 0;
 };

@@ -88,9 +88,13 @@ class Server:
         lines += ['', '[[tls.certificates]]', 'certificate = "tls/server-ecdsa.pem"',
                   'key = "tls/server-ecdsa.key"', '', '[[tls.certificates]]',
                   'certificate = "tls/server-rsa.pem"', 'key = "tls/server-rsa.key"', '']
-        for name, users in self.domains:
+        # (name, users) or (name, users, {more per-domain keys: values}).
+        for name, users, *settings in self.domains:
             lines += ["[[domains]]", f"name = {self.toml_value(name)}",
-                      f"users = {self.toml_value(users)}", ""]
+                      f"users = {self.toml_value(users)}"]
+            for key, value in (settings[0] if settings else {}).items():
+                lines.append(f"{key} = {self.toml_value(value)}")
+            lines.append("")
         for listener in self.listeners:
             lines.append("[[listeners]]")
             entry = {"address": "127.0.0.1", "port": 0}

@@ -21,6 +21,7 @@
 
 #include "app/common/control_socket.h"
 #include "app/smtpsd/control_commands.h"
+#include "app/smtpsd/domain_routing.h"
 #include "app/smtpsd/local_recipients.h"
 #include "app/smtpsd/privileges.h"
 #include "app/smtpsd/systemd_notify.h"
@@ -107,15 +108,16 @@ delivery::Routes delivery_routes(delivery::Maildir& maildir, delivery::Outbound&
   routes.maildir = [&maildir](const queue::StoredMessage& message, std::size_t index) {
     return maildir.deliver(message, index);
   };
-  if (outbound.has_lmtp()) {
-    routes.lmtp = [&outbound](const queue::StoredMessage& message,
-                              std::span<const std::size_t> indices) {
-      return outbound.deliver_lmtp(message, indices);
-    };
-  }
+  // Always there: a domain may name its own LMTP server ([[domains]] delivery).
+  routes.lmtp = [&outbound](const queue::StoredMessage& message,
+                            std::span<const std::size_t> indices, const base::Endpoint* server) {
+    return outbound.deliver_lmtp(message, indices, server);
+  };
+  routes.lmtp_by_default = outbound.has_lmtp();
   routes.remote = [&outbound](const queue::StoredMessage& message,
-                              std::span<const std::size_t> indices, std::string_view domain) {
-    return outbound.deliver_remote(message, indices, domain);
+                              std::span<const std::size_t> indices, std::string_view domain,
+                              const delivery::NextHop* via) {
+    return outbound.deliver_remote(message, indices, domain, via);
   };
   return routes;
 }
@@ -266,8 +268,11 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   delivery::Maildir maildir(config.data_dir + "/mail", config.hostname);
   auto outbound = delivery::Outbound::create(outbound_options(config));
   if (!outbound) return fail(outbound.error());
-  delivery::Router router([&engine] { return local_recipients_of(engine.config()); },
-                          delivery_routes(maildir, *outbound.value()));
+  DomainRoutingCache domain_routing;  // [[domains]] and [srs] of the snapshot in service
+  delivery::Router router(
+      [&engine] { return local_recipients_of(engine.config()); },
+      delivery_routes(maildir, *outbound.value()),
+      [&engine, &domain_routing] { return domain_routing.get(engine.config()); });
   queue::SchedulerOptions queue_options = scheduler_options(config);
   queue_options.is_local = [&router](std::string_view address) {
     return router.stays_here(address);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "app/smtpsd/domain_routing.h"
 #include "app/smtpsd/local_recipients.h"
 #include "auth/failure_limiter.h"
 #include "auth/sasl.h"
@@ -69,6 +70,9 @@ smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapsho
       return smtp::RecipientVerdict::kAccept;
     }
     return verdict;
+  };
+  session.recipient_size_limit = [snapshot](std::string_view address) {
+    return recipient_size_limit(*snapshot, address);  // [[domains]] max_message_size
   };
   return session;
 }

@@ -1,7 +1,9 @@
 // local_recipients.cpp — see local_recipients.h.
 #include "app/smtpsd/local_recipients.h"
 
+#include "app/smtpsd/domain_routing.h"
 #include "base/ascii.h"
+#include "base/clock.h"
 
 #include <cctype>
 
@@ -35,6 +37,8 @@ std::optional<std::string> canonical_local_mailbox(const config::Config& config,
 }
 
 smtp::RecipientVerdict verdict_for_inbound(const config::Config& config, std::string_view address) {
+  // Relay domains and SRS addresses (app/smtpsd/domain_routing.h).
+  if (auto verdict = forwarding_verdict(config, address, base::unix_now())) return *verdict;
   if (canonical_local_mailbox(config, address)) return smtp::RecipientVerdict::kAccept;
   std::size_t at = address.rfind('@');
   if (at != std::string_view::npos && config.find_domain(address.substr(at + 1))) {

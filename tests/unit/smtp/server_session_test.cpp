@@ -342,6 +342,41 @@ TEST_P(SessionTest, SizeWhileStreaming) {
   EXPECT_EQ(host().messages.size(), 1u);
 }
 
+// A recipient domain with a smaller limit ([[domains]] max_message_size): a declared SIZE
+// over it refuses that recipient only (RFC 1870 §6.2); without SIZE, the data is bounded by
+// the smallest limit of the accepted recipients and the whole message gets 552.
+TEST_P(SessionTest, RecipientDomainSizeLimit) {
+  config_.limits.max_message_size = 1000;
+  config_.recipient_size_limit = [](std::string_view address) -> std::uint64_t {
+    return address.ends_with("@small.example") ? 100 : 0;
+  };
+  start();
+  ASSERT_TRUE(reply("EHLO client.example\r\n").starts_with("250 "));
+  ASSERT_EQ(reply("MAIL FROM:<a@b.example> SIZE=500\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(reply("RCPT TO:<x@small.example>\r\n"),
+            "552 5.3.4 Message size exceeds the limit of the recipient's domain");
+  EXPECT_EQ(reply("RCPT TO:<y@big.example>\r\n"), "250 2.1.5 Ok");
+  EXPECT_EQ(exchange("DATA\r\n" + std::string(400, 'a') + "\r\n.\r\n").back(),
+            "250 2.0.0 Ok: queued as Q1");
+  // No SIZE: accepted at RCPT, refused whole once the data passes 100 octets.
+  ASSERT_EQ(reply("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok");
+  ASSERT_EQ(reply("RCPT TO:<y@big.example>\r\n"), "250 2.1.5 Ok");
+  ASSERT_EQ(reply("RCPT TO:<x@small.example>\r\n"), "250 2.1.5 Ok");
+  auto replies = exchange("DATA\r\n" + std::string(150, 'a') + "\r\n.\r\n");
+  EXPECT_EQ(replies.back(), "552 5.3.4 Message size exceeds the limit of a recipient's domain");
+  EXPECT_EQ(host().messages.size(), 1u);
+  // The limit belongs to that transaction: the next one without the small domain is free.
+  ASSERT_EQ(reply("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok");
+  ASSERT_EQ(reply("RCPT TO:<y@big.example>\r\n"), "250 2.1.5 Ok");
+  EXPECT_EQ(exchange("DATA\r\n" + std::string(150, 'a') + "\r\n.\r\n").back(),
+            "250 2.0.0 Ok: queued as Q2");
+  // BDAT is bounded the same way.
+  ASSERT_EQ(reply("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok");
+  ASSERT_EQ(reply("RCPT TO:<x@small.example>\r\n"), "250 2.1.5 Ok");
+  EXPECT_EQ(reply("BDAT 150 LAST\r\n" + std::string(150, 'b')),
+            "552 5.3.4 Message size exceeds the limit of a recipient's domain");
+}
+
 TEST_P(SessionTest, BodyTypes) {
   start();
   reply("EHLO c\r\n");
