@@ -70,6 +70,7 @@ struct SendmailArguments {
   std::string full_name;            // -F NAME
   std::string config_file;          // --config FILE (or -C FILE)
   bool verbose = false;             // -v: print the server's final reply
+  bool speak_smtp = false;          // -bs: SMTP on standard input and output (local mode only)
   bool help = false;
   std::vector<std::string> recipients;
 };
