@@ -110,14 +110,19 @@ port = {}
 role = "smtp"
 address = "127.0.0.1"
 port = {}
+
+# `sendmail` on this host without a password: every local user who can reach the socket
+# (public/submit.sock here) may submit; the sender becomes USER@localhost (root may choose).
+[local_submission]
 )",
                      default_port(config::Role::kSubmissions, offset),
                      default_port(config::Role::kSubmission, offset),
                      default_port(config::Role::kSmtp, offset));
 }
 
-// "127.0.0.1:2525", "[::1]:2525".
+// "127.0.0.1:2525", "[::1]:2525"; the path of a unix socket (the local role).
 std::string address_of(const BoundListener& listener) {
+  if (listener.role == "local") return listener.address;
   return base::to_string(base::HostPort{listener.address, listener.port});
 }
 
@@ -242,6 +247,14 @@ s.sendmail('you@example.org',['demo@localhost'],'Subject: hi\r\n\r\nhello\r\n');
   if (const BoundListener* smtps = first_of(listening, "submissions")) {
     out += fmt::format("  openssl s_client -connect {} -CAfile {}/tls/ca.pem -crlf\n",
                        address_of(*smtps), s.dir);
+  }
+  if (first_of(listening, "local") != nullptr) {
+    out += fmt::format(
+        R"TEXT(
+Send from this host as any local user, without a password (the local submission socket):
+  printf 'To: demo@localhost\nSubject: hi\n\nhello\n' | SMTPSD_CONFIG={dir}/smtpsd.toml smtpsctl sendmail -t
+)TEXT",
+        fmt::arg("dir", s.dir));
   }
   out += fmt::format("\nThen look in {}/mail/localhost/demo/new/. Stop with Ctrl-C.\n", s.dir);
   return out;
