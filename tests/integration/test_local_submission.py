@@ -11,6 +11,7 @@ Needs root (setpriv changes uid). Standard library only.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import unittest
 
@@ -145,6 +146,26 @@ class LocalSubmission(ServerTestCase):
         bs = self.sendmail("-bs", input=b"QUIT\n")
         self.assertEqual(bs.returncode, 75, bs.stderr)
         self.assertIn("NOT sent", bs.stderr.decode())
+
+    def test_reload_applies_allow_users_and_removes_the_socket(self):
+        server = self.start('[local_submission]\nallow_users = ["daemon"]\n')
+        self.assertEqual(self.sendmail("-t").returncode, 77)
+        server.extra_toml = "[local_submission]\n"
+        server.write_config()
+        server.process.send_signal(signal.SIGHUP)
+        server.wait_log(r"event=reloaded")
+        result = self.sendmail("-t")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.server.wait_delivered(1)
+        # Without the table, the socket goes away (and sendmail says the mail was not sent).
+        server.extra_toml = ""
+        server.write_config()
+        server.process.send_signal(signal.SIGHUP)
+        server.wait_log(r"event=listener_closed role=local")
+        gone = self.sendmail("-t")
+        self.assertEqual(gone.returncode, 78, gone.stderr)
+        self.assertIn("has no [local_submission]", gone.stderr.decode())
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "public", "submit.sock")))
 
     def test_socket_is_local_only(self):
         server = self.start()
