@@ -43,8 +43,8 @@ bool is_server_config(const std::string& path) {
   try {
     toml::table root = toml::parse_file(path);
     return root.get("server") != nullptr && root.get("server")->is_table();
-  } catch (const toml::parse_error&) {
-    return false;  // the TLS mode reads it again and says what is wrong
+  } catch (...) {  // unreadable or not TOML: the TLS mode reads it again and says why
+    return false;
   }
 }
 
@@ -183,6 +183,15 @@ std::string qualify_recipient(std::string_view address, std::string_view domain)
 
 int run_local_sendmail(const SendmailArguments& arguments, const std::string& server_config,
                        const SendEnvironment& env) {
+  std::error_code ignored;
+  if (server_config == kDefaultServerConfig &&
+      !std::filesystem::exists(kDefaultServerConfig, ignored)) {
+    env.err << "sendmail: no configuration: neither " << kDefaultClientConfig
+            << " (sendmail over TLS to a server) nor " << kDefaultServerConfig
+            << " (the local smtpsd) exists; give --config FILE, or set SMTPSCTL_CONFIG or "
+               "SMTPSD_CONFIG (the message was NOT sent)\n";
+    return kExConfig;
+  }
   auto loaded = config::load_file(server_config);
   if (!loaded) {
     env.err << "sendmail: cannot use the server's configuration: " << loaded.error().to_string()

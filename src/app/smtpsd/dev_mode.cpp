@@ -120,9 +120,8 @@ port = {}
                      default_port(config::Role::kSmtp, offset));
 }
 
-// "127.0.0.1:2525", "[::1]:2525"; the path of a unix socket (the local role).
+// "127.0.0.1:2525", "[::1]:2525".
 std::string address_of(const BoundListener& listener) {
-  if (listener.role == "local") return listener.address;
   return base::to_string(base::HostPort{listener.address, listener.port});
 }
 
@@ -205,7 +204,13 @@ std::string dev_port_note(const DevSetup& setup, const config::Config& config) {
 std::string dev_instructions(const DevSetup& s, const config::Config& config,
                              const std::vector<BoundListener>& listening) {
   std::string listeners;
+  std::string local_socket;
   for (const BoundListener& l : listening) {
+    if (l.role == "local") {
+      local_socket =
+          fmt::format("  local submit   {} (every local user, no password)\n", l.address);
+      continue;
+    }
     listeners += fmt::format("{}{} {}{}", listeners.empty() ? "" : ", ", l.role, address_of(l),
                              l.role == "submissions" ? " (implicit TLS)" : "");
   }
@@ -217,9 +222,10 @@ smtpsd development server is ready.
   mailbox        demo@localhost → {dir}/mail/localhost/demo/new/
   listeners      {listeners}
   checks         {checks}
-)TEXT",
+{local})TEXT",
       fmt::arg("dir", s.dir), fmt::arg("listeners", listeners.empty() ? "none" : listeners),
-      fmt::arg("checks", describe_checks(*built_in_checks(config))));
+      fmt::arg("checks", describe_checks(*built_in_checks(config))),
+      fmt::arg("local", local_socket));
   if (const BoundListener* smtps = first_of(listening, "submissions")) {
     out += fmt::format(
         R"TEXT(
