@@ -218,6 +218,11 @@ base::Expected<std::unique_ptr<Listener>, std::string> Listeners::bind_local(
                               "exists and is not a socket (remove it or choose another "
                               "local_submission.socket)");
     }
+    // A socket someone still answers on belongs to another running server: never taken.
+    std::error_code in_use;
+    asio::local::stream_protocol::socket probe(*contexts_.front());
+    probe.connect(asio::local::stream_protocol::endpoint(path), in_use);
+    if (!in_use) return base::unexpected(what + "another server is listening on it");
     ::unlink(path.c_str());  // left by a server that did not stop cleanly
   }
   std::error_code ec;

@@ -188,8 +188,11 @@ class SessionLoop {
                 intake::SessionFacts{session_id, client, client_port, options.role,
                                      host.services.hostname, host.services.received_names_user}) {
     // The hourly message rate of authenticated users, asked at MAIL; a refusal is logged
-    // here, where the session and client are known. Only where AUTH is offered.
-    if (host_.message_rate.limit() != 0 && !options.session.auth_mechanisms.empty()) {
+    // here, where the session and client are known. Only where AUTH is offered, and on the
+    // local socket (its users are authenticated too: a web application's account must not
+    // flood either).
+    if (host_.message_rate.limit() != 0 &&
+        (!options.session.auth_mechanisms.empty() || connection_->peer_credentials)) {
       session_.set_message_gate([this](std::string_view user) {
         if (host_.message_rate.below_limit(std::string(user), Clock::now())) return true;
         obs::Log("user_rate_limited", obs::Level::kWarning)

@@ -40,8 +40,8 @@ class LocalSubmission(ServerTestCase):
         # the configuration, as on a real host (/etc/smtpsd, /run/smtpsd).
         os.chmod(self.tmp, 0o755)
 
-    def start(self, local="[local_submission]\n"):
-        self.server = self.new_server(extra_toml=local)
+    def start(self, local="[local_submission]\n", limits=None):
+        self.server = self.new_server(extra_toml=local, limits=limits)
         return self.server.start()
 
     def sendmail(self, *args, uid=NOBODY, input=MESSAGE, env=None):
@@ -166,6 +166,33 @@ class LocalSubmission(ServerTestCase):
         self.assertEqual(gone.returncode, 78, gone.stderr)
         self.assertIn("has no [local_submission]", gone.stderr.decode())
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "public", "submit.sock")))
+
+    def test_stale_socket_replaced_live_one_never_taken(self):
+        server = self.start()
+        server.kill9()  # leaves its socket file behind
+        socket_path = os.path.join(self.tmp, "public", "submit.sock")
+        self.assertTrue(os.path.exists(socket_path))
+        server.start()
+        self.assertEqual(self.sendmail("-t").returncode, 0)
+        # A second server configured on the same path while the first one serves: refused.
+        other = self.new_server(extra_toml=f'[local_submission]\nsocket = "{socket_path}"\n')
+        with self.assertRaises(RuntimeError) as refused:
+            other.start()
+        self.assertIn("another server is listening on it", str(refused.exception))
+        other.process = None
+        self.assertEqual(self.sendmail("-t").returncode, 0, "the first server still serves")
+        self.server = server
+        server.wait_delivered(2)
+
+    def test_hourly_message_limit_applies_to_local_users(self):
+        self.start(limits={"max_messages_per_user_per_hour": 1})
+        self.assertEqual(self.sendmail("-t").returncode, 0)
+        again = self.sendmail("-t")
+        self.assertEqual(again.returncode, 75, again.stderr)  # 451: try later
+        self.assertIn("451 4.7.1", again.stderr.decode())
+        self.assertIn("NOT sent", again.stderr.decode())
+        self.assertRegex(self.server.log(), r"event=user_rate_limited session=\S+ client=local "
+                                            r"user=nobody")
 
     def test_socket_is_local_only(self):
         server = self.start()
