@@ -796,8 +796,7 @@ int run_sendmail_command(const std::vector<std::string>& args, const SendEnviron
   MessageHead head = std::move(read.value());
   // RFC 5322 §3.6.3: Bcc recipients are not shown to the others; removed with or without -t
   // (as Postfix does), so that no blind copy is ever revealed.
-  submission.recipients =
-      take_recipients(head, arguments.recipients, arguments.extract_recipients);
+  submission.recipients = take_recipients(head, arguments.recipients, arguments.extract_recipients);
   for (const std::string& address : submission.recipients) {
     if (!looks_like_address(address)) {
       env.err << "sendmail: recipient " << address
