@@ -260,6 +260,54 @@ void read_observability(const toml::table& root, Reader& reader, Config& config)
   }
 }
 
+// A list of local user names (login names: no '@', no spaces or control characters).
+std::vector<std::string> user_names_at(const toml::table& table, const std::string& prefix,
+                                       std::string_view key, std::vector<std::string> fallback,
+                                       const Reader& reader) {
+  const toml::array* list = reader.array_at(table, prefix, key);
+  if (!list) return fallback;
+  std::vector<std::string> names;
+  for (const toml::node& node : *list) {
+    const std::string name = node.is_string() ? std::string(node.as_string()->get()) : "";
+    const bool valid =
+        !name.empty() && name.size() <= 256 && std::none_of(name.begin(), name.end(), [](char c) {
+          return static_cast<unsigned char>(c) <= ' ' || c == '@' || c == 0x7f;
+        });
+    if (!valid) {
+      reader.fail(&node, Reader::join(prefix, key),
+                  "each entry is a local user name (as in /etc/passwd), not '" + name + "'");
+    }
+    names.push_back(name);
+  }
+  return names;
+}
+
+// [local_submission] (config.h LocalSubmissionSettings); after [[domains]] and [server].
+void read_local_submission(const toml::table& root, Reader& reader, const std::string& base_dir,
+                           Config& config) {
+  LocalSubmissionSettings& l = config.local_submission;
+  const toml::table* table = reader.table_at(root, "", "local_submission");
+  if (!table) return;
+  const std::string p = "local_submission";
+  reader.only_keys(*table, p, {"enabled", "socket", "allow_users", "may_set_sender", "domain"});
+  l.enabled = reader.bool_at(*table, p, "enabled", true);
+  l.socket = table->get("socket") ? reader.path_at(*table, p, "socket", base_dir, true)
+                                  : config.data_dir + "/public/submit.sock";
+  // sun_path holds 108 octets with its NUL (unix(7)).
+  if (l.socket.size() > 107) {
+    reader.fail(table->get("socket"), p + ".socket",
+                "longer than 107 octets, the limit of a unix socket path");
+  }
+  l.allow_users = user_names_at(*table, p, "allow_users", {}, reader);
+  l.may_set_sender = user_names_at(*table, p, "may_set_sender", l.may_set_sender, reader);
+  l.domain = base::ascii_lowercase(reader.string_at(*table, p, "domain", ""));
+  if (l.domain.empty()) {
+    l.domain = config.domains.empty() ? config.hostname : config.domains.front().name;
+  } else if (!valid_domain_name(l.domain)) {
+    reader.fail(table->get("domain"), p + ".domain", "not a valid domain: '" + l.domain + "'");
+  }
+}
+
 void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
   const toml::table* table = reader.table_at(root, "", "queue");
   if (!table) return;
@@ -679,7 +727,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   config.source_file = reader.file();
   reader.only_keys(root, "",
                    {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
-                    "delivery", "metrics", "log", "srs"});
+                    "delivery", "metrics", "log", "srs", "local_submission"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -839,6 +887,11 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     } else if (role == "smtp") {
       listener.role = Role::kSmtp;
       listener.port = 25;
+    } else if (role == "local") {
+      // Trusting the peer's uid only makes sense where the kernel vouches for it.
+      reader.fail(entry.get("role"), prefix + ".role",
+                  "the local role listens on a unix socket only, never on a network address: "
+                  "configure it in [local_submission] (socket = \"/run/smtpsd/submit.sock\")");
     } else {
       reader.fail(entry.get("role"), prefix + ".role",
                   "unknown role '" + role + "' (submissions, submission or smtp)");
@@ -984,6 +1037,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     }
   }
 
+  read_local_submission(root, reader, base_dir, config);
   read_queue(root, reader, config.queue);
   read_delivery(root, reader, base_dir, config);
   read_observability(root, reader, config);
@@ -1179,6 +1233,16 @@ std::string describe(const Config& config) {
           ? std::string("metrics: off\n")
           : fmt::format("metrics: http://{}/metrics{}\n", base::to_string(*config.metrics.address),
                         config.metrics.allow_non_loopback ? " (non-loopback allowed)" : "");
+  if (const LocalSubmissionSettings& l = config.local_submission; l.enabled) {
+    out += fmt::format(
+        "local submission: {} (no TLS, no AUTH: the uid of the peer), users {}, sender "
+        "rewritten to USER@{} except for {}\n",
+        l.socket,
+        l.allow_users.empty() ? "every local user"
+                              : fmt::format("{}", fmt::join(l.allow_users, ", ")),
+        l.domain,
+        l.may_set_sender.empty() ? "nobody" : fmt::format("{}", fmt::join(l.may_set_sender, ", ")));
+  }
   out += fmt::format("local mailboxes: {}\n",
                      !d.lmtp ? "Maildir" : "LMTP " + base::to_string(*d.lmtp));
   out += fmt::format(

@@ -156,6 +156,18 @@ struct DeliverySettings {
   bool operator==(const DeliverySettings&) const = default;
 };
 
+// [local_submission]: `sendmail` on this host without credentials (docs/architecture.md
+// "Listener roles", role local): a unix socket, never a network address; the peer is known
+// from SO_PEERCRED. Off when the table is absent.
+struct LocalSubmissionSettings {
+  bool enabled = false;
+  std::string socket;                               // default <data_dir>/public/submit.sock
+  std::vector<std::string> allow_users;             // user names; empty: every local user
+  std::vector<std::string> may_set_sender{"root"};  // may keep their own envelope sender
+  std::string domain;  // the sender's domain: default the first [[domains]] name, else hostname
+  bool operator==(const LocalSubmissionSettings&) const = default;
+};
+
 // [metrics]: the Prometheus endpoint (off when the table is absent).
 struct MetricsSettings {
   // From "127.0.0.1:9464" (an IP literal; port 0: the kernel picks one); none: no endpoint.
@@ -203,6 +215,7 @@ struct Config {
   DeliverySettings delivery;
   MetricsSettings metrics;
   LogSettings log;
+  LocalSubmissionSettings local_submission;
   std::size_t max_connections = 10000;               // [limits]: open connections in total …
   std::size_t max_connections_per_ip = 50;           // … and from one client address (421 4.7.0)
   unsigned max_connections_per_minute_per_ip = 120;  // new connections a minute (IPv6: /64); 0 off

@@ -119,7 +119,7 @@ void Connection::send_close_notify() {
 
 void Connection::close() {
   std::error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.shutdown(Socket::shutdown_both, ignored);
   socket.close(ignored);
 }
 
@@ -154,7 +154,7 @@ awaitable<base::Expected<proxy_protocol::Header, ProxyHeaderError>> read_proxy_h
   std::size_t have = 0;
   const int fd = connection.socket.native_handle();
   for (;;) {
-    auto [ec] = co_await connection.socket.async_wait(tcp::socket::wait_read, use_nothrow);
+    auto [ec] = co_await connection.socket.async_wait(Socket::wait_read, use_nothrow);
     if (ec) co_return failure(connection.timed_out ? std::string("timeout") : ec.message());
     ssize_t n = ::recv(fd, buffer + have, proxy_protocol::kMaxLength - have, MSG_PEEK);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;

@@ -17,11 +17,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
 
 #include "base/expected.h"
+#include "net/peer_credentials.h"
 #include "net/proxy_protocol.h"
 #include "tls/stream.h"
 
@@ -50,12 +52,16 @@ struct ProxyHeaderError {
   bool nothing_received = false;  // gone without one byte: a port probe or health check
 };
 
+// A stream socket of any family: TCP for the network roles, AF_UNIX for local submission.
+using Socket = asio::generic::stream_protocol::socket;
+
 // Owned by its session coroutine and by the watchdog (through shared_ptr).
 struct Connection {
-  explicit Connection(asio::ip::tcp::socket s)
-      : socket(std::move(s)), timer(socket.get_executor()) {}
+  explicit Connection(Socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
 
-  asio::ip::tcp::socket socket;
+  Socket socket;
+  std::uint16_t client_port = 0;                    // TCP: the peer's port, for logs
+  std::optional<PeerCredentials> peer_credentials;  // a unix socket: who connected
   tls::Stream ssl;  // set once the handshake starts; ssl.get() is the SSL* (AUTH needs it)
   asio::steady_timer timer;
   Clock::time_point deadline = Clock::time_point::max();

@@ -1,10 +1,17 @@
 // listeners.cpp — see listeners.h.
 #include "net/listeners.h"
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <asio/experimental/as_tuple.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <random>
 #include <unordered_map>
 
@@ -37,6 +44,10 @@ std::vector<std::string> listener_keys(const std::vector<ListenerOptions>& liste
   std::vector<std::string> keys;
   std::unordered_map<std::string, unsigned> port_zero_seen;
   for (const ListenerOptions& options : listeners) {
+    if (!options.unix_path.empty()) {
+      keys.push_back("unix:" + options.unix_path);
+      continue;
+    }
     std::string key = options.address + " " + std::to_string(options.port);
     if (options.port == 0) {
       key += " " + options.role;
@@ -56,12 +67,28 @@ bool trusted_proxy(const std::string& peer, const ListenerOptions& options) {
 void log_closed(const Listener& listener, std::uint16_t port, std::string_view reason) {
   obs::Log("listener_closed")
       .kv("role", listener.options->role)
-      .kv("address", listener.options->address)
+      .kv("address", listener.options->unix_path.empty() ? listener.options->address
+                                                         : listener.options->unix_path)
       .kv("port", static_cast<unsigned>(port))
       .kv("reason", reason);
 }
 
 }  // namespace
+
+std::uint16_t Listener::port() const {
+  if (!acceptor) return 0;
+  std::error_code ignored;
+  return acceptor->local_endpoint(ignored).port();
+}
+
+void Listener::close() {
+  std::error_code ignored;
+  if (acceptor) acceptor->close(ignored);
+  if (local_acceptor && local_acceptor->is_open()) {
+    local_acceptor->close(ignored);
+    ::unlink(options->unix_path.c_str());
+  }
+}
 
 Listeners::Listeners(std::vector<std::unique_ptr<asio::io_context>>& contexts, Admission& admission,
                      const std::atomic<bool>& stopping, StartSession start)
@@ -107,7 +134,8 @@ awaitable<void> Listeners::accept_loop(Listener& listener) {
     std::string client = endpoint_address(peer);
     std::shared_ptr<const ListenerOptions> options = listener.options;  // as of this accept
     const bool proxied = options->proxy_protocol;
-    auto connection = std::make_shared<Connection>(std::move(socket));
+    auto connection = std::make_shared<Connection>(Socket(std::move(socket)));
+    connection->client_port = peer.port();
     std::string session_id = new_session_id();  // refused connections are named too
     if (proxied && !trusted_proxy(client, *options)) {
       admission_.refuse(*connection, *options, session_id, client,
@@ -124,9 +152,104 @@ awaitable<void> Listeners::accept_loop(Listener& listener) {
   }
 }
 
+// A local submission connection: the peer is whoever the kernel says (SO_PEERCRED); no
+// client address, so only the total connection limit applies.
+awaitable<void> Listeners::accept_local_loop(Listener& listener) {
+  for (;;) {
+    asio::io_context& target =
+        *contexts_[next_context_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+    auto [ec, socket] = co_await listener.local_acceptor->async_accept(target, use_nothrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping_) co_return;
+      if (Clock::now() - last_accept_failure_log_ >= std::chrono::seconds(1)) {
+        obs::Log("accept_failed", obs::Level::kWarning)
+            .kv("role", listener.options->role)
+            .kv("error", ec.message());
+        last_accept_failure_log_ = Clock::now();
+      }
+      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+      co_await pause.async_wait(use_nothrow);
+      continue;
+    }
+    std::error_code ignored;
+    socket.non_blocking(true, ignored);
+    ucred credentials{};
+    socklen_t length = sizeof credentials;
+    if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+      socket.close(ignored);  // cannot say who it is: never served
+      continue;
+    }
+    std::shared_ptr<const ListenerOptions> options = listener.options;
+    auto connection = std::make_shared<Connection>(Socket(std::move(socket)));
+    connection->peer_credentials = PeerCredentials{static_cast<std::uint32_t>(credentials.uid),
+                                                   static_cast<std::uint32_t>(credentials.gid),
+                                                   static_cast<std::int32_t>(credentials.pid)};
+    std::string session_id = new_session_id();
+    std::string client = "local";
+    if (auto refusal = admission_.admit(connection, client, /*per_client=*/false)) {
+      admission_.refuse(*connection, *options, session_id, client, *refusal);
+      continue;
+    }
+    start_(target, std::move(connection), std::move(options), std::move(session_id),
+           std::move(client));
+  }
+}
+
+// The unix socket of a local submission listener: its directory (0755, made when missing),
+// a stale socket replaced, the socket itself 0666 so that every local user may connect (who
+// may submit is decided per connection, from SO_PEERCRED).
+base::Expected<std::unique_ptr<Listener>, std::string> Listeners::bind_local(
+    const ListenerOptions& options) {
+  auto listener = std::make_unique<Listener>();
+  listener->options = with_checked_stages(options);
+  const std::string& path = options.unix_path;
+  const std::string what = "listener " + options.role + ": " + path + ": ";
+  std::filesystem::path directory = std::filesystem::path(path).parent_path();
+  struct stat status {};
+  if (::stat(directory.c_str(), &status) != 0) {
+    if (errno != ENOENT || ::mkdir(directory.c_str(), 0755) != 0) {
+      return base::unexpected(what + "cannot create its directory: " + std::strerror(errno));
+    }
+    ::chmod(directory.c_str(), 0755);  // whatever the umask: local users must reach it
+  }
+  if (::lstat(path.c_str(), &status) == 0) {
+    if (!S_ISSOCK(status.st_mode)) {
+      return base::unexpected(what +
+                              "exists and is not a socket (remove it or choose another "
+                              "local_submission.socket)");
+    }
+    // A socket someone still answers on belongs to another running server: never taken.
+    std::error_code in_use;
+    asio::local::stream_protocol::socket probe(*contexts_.front());
+    probe.connect(asio::local::stream_protocol::endpoint(path), in_use);
+    if (!in_use) return base::unexpected(what + "another server is listening on it");
+    ::unlink(path.c_str());  // left by a server that did not stop cleanly
+  }
+  std::error_code ec;
+  auto acceptor = std::make_unique<asio::local::stream_protocol::acceptor>(*contexts_.front());
+  asio::local::stream_protocol::endpoint endpoint(path);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec && ::chmod(path.c_str(), 0666) != 0) ec = std::error_code(errno, std::generic_category());
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return base::unexpected(what + "cannot listen: " + ec.message());
+  listener->local_acceptor = std::move(acceptor);
+  obs::Log("listening").kv("role", options.role).kv("socket", path).kv("tls", "none");
+  return listener;
+}
+
+void Listeners::spawn_accept(Listener& listener) {
+  if (listener.local_acceptor) {
+    asio::co_spawn(*contexts_.front(), accept_local_loop(listener), asio::detached);
+  } else {
+    asio::co_spawn(*contexts_.front(), accept_loop(listener), asio::detached);
+  }
+}
+
 // Opens, binds and listens; logs event=listening.
 base::Expected<std::unique_ptr<Listener>, std::string> Listeners::bind(
     const ListenerOptions& options) {
+  if (!options.unix_path.empty()) return bind_local(options);
   auto listener = std::make_unique<Listener>();
   listener->options = with_checked_stages(options);
   std::error_code ec;
@@ -165,7 +288,7 @@ base::Expected<std::uint16_t, std::string> Listeners::add(const ListenerOptions&
     all.push_back(*running->options);
   all.push_back(options);
   listener.value()->key = listener_keys(all).back();
-  const std::uint16_t port = listener.value()->acceptor->local_endpoint().port();
+  const std::uint16_t port = listener.value()->port();
   listeners_.push_back(std::move(listener.value()));
   return port;
 }
@@ -185,8 +308,7 @@ base::Expected<std::vector<std::uint16_t>, ListenerError> Listeners::update(
     if (!bound) {
       for (auto& listener : fresh) {
         if (!listener) continue;
-        std::error_code ignored;
-        listener->acceptor->close(ignored);
+        listener->close();
         log_closed(*listener, listener->options->port, "reload refused");
       }
       return base::unexpected(ListenerError{i, bound.error()});
@@ -200,10 +322,9 @@ base::Expected<std::vector<std::uint16_t>, ListenerError> Listeners::update(
   for (auto& listener : listeners_) {
     auto at = std::find(keys.begin(), keys.end(), listener->key);
     if (at == keys.end()) {
-      std::error_code ignored;
-      auto endpoint = listener->acceptor->local_endpoint(ignored);
-      listener->acceptor->close(ignored);
-      log_closed(*listener, endpoint.port(), "removed from the configuration");
+      const std::uint16_t port = listener->port();
+      listener->close();
+      log_closed(*listener, port, "removed from the configuration");
       retired_.push_back(std::move(listener));
       continue;
     }
@@ -215,12 +336,9 @@ base::Expected<std::vector<std::uint16_t>, ListenerError> Listeners::update(
   for (std::size_t i = 0; i < wanted.size(); ++i) {
     if (fresh[i]) {
       next[i] = std::move(fresh[i]);
-      if (accepting_) {
-        asio::co_spawn(*contexts_.front(), accept_loop(*next[i]), asio::detached);
-      }
+      if (accepting_) spawn_accept(*next[i]);
     }
-    std::error_code ignored;
-    ports[i] = next[i]->acceptor->local_endpoint(ignored).port();
+    ports[i] = next[i]->port();
   }
   listeners_ = std::move(next);
   return ports;
@@ -228,16 +346,13 @@ base::Expected<std::vector<std::uint16_t>, ListenerError> Listeners::update(
 
 void Listeners::start_accepting() {
   accepting_ = true;
-  for (auto& listener : listeners_) {
-    asio::co_spawn(*contexts_.front(), accept_loop(*listener), asio::detached);
-  }
+  for (auto& listener : listeners_)
+    spawn_accept(*listener);
 }
 
 void Listeners::close_all() {
-  for (auto& listener : listeners_) {
-    std::error_code ignored;
-    listener->acceptor->close(ignored);
-  }
+  for (auto& listener : listeners_)
+    listener->close();
 }
 
 }  // namespace net

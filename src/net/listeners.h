@@ -10,6 +10,10 @@
 // changes; kept ones take their new options for new connections; removed ones stop
 // accepting while their sessions run to the end. Everything here runs on the first context
 // (or before the server runs).
+//
+// A local submission listener (ListenerOptions::unix_path) accepts on a unix socket; each
+// connection carries its peer's SO_PEERCRED credentials, counts toward the total connection
+// limit only (there is no client address), and is keyed across reloads by its path.
 #pragma once
 
 #include <asio.hpp>
@@ -28,9 +32,12 @@
 namespace net {
 
 struct Listener {
-  std::shared_ptr<const ListenerOptions> options;  // swapped by a reload, for new connections
-  std::string key;                                 // identity across reloads (listener_keys)
-  std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
+  std::shared_ptr<const ListenerOptions> options;     // swapped by a reload, for new connections
+  std::string key;                                    // identity across reloads (listener_keys)
+  std::unique_ptr<asio::ip::tcp::acceptor> acceptor;  // TCP roles …
+  std::unique_ptr<asio::local::stream_protocol::acceptor> local_acceptor;  // … or unix_path
+  std::uint16_t port() const;  // the bound TCP port (0 for a unix socket)
+  void close();                // stops accepting (a unix socket's file is removed)
 };
 
 class Listeners {
@@ -55,6 +62,9 @@ class Listeners {
 
  private:
   asio::awaitable<void> accept_loop(Listener& listener);
+  asio::awaitable<void> accept_local_loop(Listener& listener);
+  base::Expected<std::unique_ptr<Listener>, std::string> bind_local(const ListenerOptions& options);
+  void spawn_accept(Listener& listener);
   base::Expected<std::unique_ptr<Listener>, std::string> bind(const ListenerOptions& options);
   std::string new_session_id();
 

@@ -27,6 +27,7 @@
 #include "base/expected.h"
 #include "base/network.h"
 #include "intake/pipeline.h"
+#include "net/peer_credentials.h"
 #include "queue/group_commit.h"
 #include "queue/spool.h"
 #include "smtp/server_session.h"
@@ -55,6 +56,13 @@ struct ListenerOptions {
   // the real client (logged, limited, put in Received); other peers are refused.
   bool proxy_protocol = false;
   std::vector<base::Network> proxy_from;
+  // Local submission (role "local"): a unix socket at this path instead of address and port,
+  // mode 0666 in a directory made 0755 when missing (a stale socket left by a crash is
+  // replaced; any other file there is an error). No TLS, no PROXY header. Each connection's
+  // peer is asked of identify_local: the user name the session is authenticated as, or the
+  // reply that refuses it.
+  std::string unix_path;
+  std::function<base::Expected<std::string, smtp::Reply>(const PeerCredentials&)> identify_local;
 };
 
 struct ServerServices {

@@ -188,8 +188,11 @@ class SessionLoop {
                 intake::SessionFacts{session_id, client, client_port, options.role,
                                      host.services.hostname, host.services.received_names_user}) {
     // The hourly message rate of authenticated users, asked at MAIL; a refusal is logged
-    // here, where the session and client are known. Only where AUTH is offered.
-    if (host_.message_rate.limit() != 0 && !options.session.auth_mechanisms.empty()) {
+    // here, where the session and client are known. Only where AUTH is offered, and on the
+    // local socket (its users are authenticated too: a web application's account must not
+    // flood either).
+    if (host_.message_rate.limit() != 0 &&
+        (!options.session.auth_mechanisms.empty() || connection_->peer_credentials)) {
       session_.set_message_gate([this](std::string_view user) {
         if (host_.message_rate.below_limit(std::string(user), Clock::now())) return true;
         obs::Log("user_rate_limited", obs::Level::kWarning)
@@ -215,6 +218,7 @@ class SessionLoop {
     bool alive = true;
     if (options_.implicit_tls) alive = co_await handshake();
     if (!alive) close_reason_ = "handshake failed";
+    if (alive && connection_->peer_credentials) identify_local_peer();
     if (alive) session_.start();
     while (alive) {
       // A graceful stop: a session ends (421 4.3.2) once no transaction is open, so a
@@ -292,6 +296,29 @@ class SessionLoop {
         .kv("sni", d.sni)
         .kv("resumed", d.resumed);
     co_return true;
+  }
+
+  // A local submission: the user the kernel's credentials name is the session's for life, or
+  // the listener's policy refuses the connection with its reply instead of the greeting.
+  void identify_local_peer() {
+    const PeerCredentials& peer = *connection_->peer_credentials;
+    if (!options_.identify_local) {
+      session_.refuse_at_start(smtp::Reply{554, "5.7.1", "Local submission is not configured"});
+      return;
+    }
+    auto user = options_.identify_local(peer);
+    if (!user) {
+      obs::Log("local_refused", obs::Level::kWarning)
+          .kv("session", session_id_)
+          .kv("uid", peer.uid)
+          .kv("pid", static_cast<std::int64_t>(peer.pid))
+          .kv("reason", user.error().text);
+      session_.refuse_at_start(user.error());
+      close_reason_ = "local user refused";
+      return;
+    }
+    local_user_ = user.value();
+    session_.set_local_user(local_user_);
   }
 
   // Writes the session's pending replies; false when the connection broke.
@@ -458,6 +485,15 @@ class SessionLoop {
     if (!session_.authenticated_user().empty()) {
       host_.message_rate.record(std::string(session_.authenticated_user()), Clock::now());
     }
+    if (connection_->peer_credentials) {
+      obs::Log("local_submission")
+          .kv("session", session_id_)
+          .kv("id", *committed)
+          .kv("uid", connection_->peer_credentials->uid)
+          .kv("user", local_user_)
+          .kv("from", session_.envelope().reverse_path)
+          .kv("recipients", static_cast<std::uint64_t>(session_.envelope().recipients.size()));
+    }
     session_.message_committed(*committed);
     if (host_.services.on_committed) host_.services.on_committed(*committed);
   }
@@ -581,6 +617,7 @@ class SessionLoop {
   intake::Verdict message_verdict_;  // what the checks said of the message so far
   std::unique_ptr<auth::Authenticator> authenticator_;  // the AUTH exchange in progress
   unsigned messages_ = 0;
+  std::string local_user_;  // a local submission's user (SO_PEERCRED)
   std::string close_reason_ = "quit";
   bool command_clock_running_ = false;
 };
@@ -606,10 +643,9 @@ awaitable<void> serve(SessionHost& host, std::shared_ptr<Connection> connection,
                       std::shared_ptr<const ListenerOptions> listener_options,
                       std::string session_id, std::string client) {
   const ListenerOptions& options = *listener_options;  // this connection's, for its life
-  ConnectionRelease release{host, connection, client, !options.proxy_protocol};
-  std::error_code ec;
-  asio::ip::tcp::endpoint peer = connection->socket.remote_endpoint(ec);
-  std::uint16_t client_port = ec ? 0 : peer.port();
+  const bool local = connection->peer_credentials.has_value();
+  ConnectionRelease release{host, connection, client, !options.proxy_protocol && !local};
+  std::uint16_t client_port = connection->client_port;
   const Clock::time_point started = Clock::now();
   obs::ConnectionScope open_connection(options.role);  // metrics: accepted, open
 
@@ -653,6 +689,7 @@ awaitable<void> serve(SessionHost& host, std::shared_ptr<Connection> connection,
         .kv("client", client)
         .kv("client_port", client_port);
     if (!proxy.empty()) connect.kv("proxy", proxy);
+    if (local) connect.kv("uid", connection->peer_credentials->uid);
   }
 
   connection->arm(options.handshake_timeout);

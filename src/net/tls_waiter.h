@@ -19,17 +19,19 @@ namespace net {
 
 // Waits until `socket` is ready for what a Stream result asked (Status::kWantRead or
 // kWantWrite): co_await yields a std::tuple<std::error_code>, empty when ready.
-inline auto async_wait_for(asio::ip::tcp::socket& socket, tls::Status wanted) {
-  return socket.async_wait(wanted == tls::Status::kWantWrite ? asio::ip::tcp::socket::wait_write
-                                                             : asio::ip::tcp::socket::wait_read,
+// Any Asio socket (TCP, or the generic stream socket of net::Connection).
+template <typename Socket>
+auto async_wait_for(Socket& socket, tls::Status wanted) {
+  return socket.async_wait(wanted == tls::Status::kWantWrite ? asio::socket_base::wait_write
+                                                             : asio::socket_base::wait_read,
                            asio::experimental::as_tuple(asio::use_awaitable));
 }
 
 // Carries one Stream operation (a callable returning tls::Result: a handshake, a read, a
 // write) to its end, waiting for readiness between attempts. A failed wait ends it with
 // Status::kError, the wait's error in `wait_error` and its message as the reason.
-template <typename Operation>
-asio::awaitable<tls::Result> complete(asio::ip::tcp::socket& socket, Operation operation,
+template <typename Socket, typename Operation>
+asio::awaitable<tls::Result> complete(Socket& socket, Operation operation,
                                       std::error_code& wait_error) {
   for (;;) {
     tls::Result result = operation();

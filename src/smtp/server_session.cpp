@@ -543,7 +543,8 @@ struct ServerSession::Impl {
     scratch_.append("\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nCHUNKING\nBINARYMIME\nDSN");
     // RFC 3207 §4.2: "The server MUST NOT return the STARTTLS extension in response to an
     // EHLO command received after a TLS handshake has completed."
-    if (!tls_active_ && config.tls_mode != TlsMode::kImplicit) scratch_.append("\nSTARTTLS");
+    if (!tls_active_ && config.tls_mode != TlsMode::kImplicit && config.tls_mode != TlsMode::kNone)
+      scratch_.append("\nSTARTTLS");
     // RFC 4954 §3: "AUTH" SP mechanism list. docs/architecture.md "Security rules": never offered
     // without TLS (the plaintext mechanisms would expose passwords, and an attacker could strip the
     // list).
@@ -708,7 +709,13 @@ struct ServerSession::Impl {
       error_reply(553, "5.7.1", "Null sender not allowed for submission");
       return;
     }
-    if (!path->mailbox.empty() && authenticated_ && config.may_send_as &&
+    // A local submission: the sender becomes the one the host allows this user (its own
+    // address unless it may choose), before any other sender rule.
+    if (authenticated_ && config.sender_for) {
+      rewritten_sender_ = config.sender_for(authenticated_user_, path->mailbox);
+      path->mailbox = rewritten_sender_;
+    }
+    if (!path->mailbox.empty() && authenticated_ && !config.sender_for && config.may_send_as &&
         !config.may_send_as(authenticated_user_, path->mailbox)) {
       scratch_.assign("Sender address <").append(path->mailbox);
       scratch_.append("> not owned by user <").append(authenticated_user_).append(">");
@@ -1055,6 +1062,10 @@ struct ServerSession::Impl {
   }
 
   void handle_starttls(std::string_view arguments) {
+    if (config.tls_mode == TlsMode::kNone) {  // a local socket: nothing to protect, no TLS
+      error_reply(502, "5.5.1", "STARTTLS not available on this socket");
+      return;
+    }
     if (tls_active_ || config.tls_mode == TlsMode::kImplicit) {
       error_reply(503, "5.5.1", "TLS already active");
       return;
@@ -1515,6 +1526,8 @@ struct ServerSession::Impl {
   std::string auth_mechanism_;
   std::string auth_response_;  // decoded SASL payload; wiped when the step ends
   std::string authenticated_user_;
+  std::string rewritten_sender_;        // config.sender_for's answer for the MAIL being handled
+  std::optional<Reply> start_refusal_;  // refuse_at_start(): replaces the greeting
   DotUnstuffer decoder_;
   Envelope envelope_;
   TlsInfo tls_info_;
@@ -1593,9 +1606,25 @@ void ServerSession::set_malformed_auth_observer(
   impl_->malformed_auth_observer_ = std::move(observer);
 }
 
+void ServerSession::set_local_user(std::string_view user) {
+  if (impl_->started_) return;
+  impl_->authenticated_user_.assign(user);
+  impl_->authenticated_ = true;
+}
+
+void ServerSession::refuse_at_start(const Reply& reply) {
+  if (!impl_->started_) impl_->start_refusal_ = reply;
+}
+
 void ServerSession::start() {
   if (impl_->started_ || impl_->phase_ == Impl::Phase::kClosed) return;
   impl_->started_ = true;
+  if (impl_->start_refusal_) {  // the same reply as a connect check's refusal
+    impl_->phase_ = Impl::Phase::kCheckPending;
+    impl_->check_stage_ = CheckStage::kConnect;
+    impl_->check_refused(*impl_->start_refusal_);
+    return;
+  }
   if (impl_->ask_host(CheckStage::kConnect, {})) return;  // the greeting waits for the checks
   impl_->greet();
 }

@@ -98,6 +98,7 @@ enum class TlsMode {
   kImplicit,          // submissions: TLS from the first byte; STARTTLS never offered
   kStartTlsOptional,  // smtp: STARTTLS offered, mail accepted without it
   kStartTlsRequired,  // submission, or smtp with require_tls: 530 5.7.0 before STARTTLS
+  kNone,              // local: a unix socket on this host; STARTTLS never offered (502)
 };
 
 // What the policy says about one recipient (checked at RCPT; pure, in-memory).
@@ -133,6 +134,10 @@ struct SessionConfig {
   // When set and the session is authenticated: may this user use this envelope sender
   // (own address or alias)? false → 553 5.7.1. Not asked for the null sender.
   std::function<bool(std::string_view user, std::string_view sender)> may_send_as;
+  // When set and the session is authenticated: the envelope sender a MAIL FROM becomes, given
+  // the user and the address the client gave ("" for <>). The local submission role rewrites
+  // it to the user's own address this way instead of refusing it (may_send_as is not asked).
+  std::function<std::string(std::string_view user, std::string_view sender)> sender_for;
   // Decides each RCPT (pure; may be empty, then every recipient is accepted).
   // authenticated_user is "" when the session has not authenticated, so the host can let
   // authenticated users relay while the MX refuses to.
@@ -188,6 +193,15 @@ class ServerSession {
 
   // Queue the 220 greeting. For implicit TLS the host calls tls_established() first.
   void start();
+
+  // Local submission (docs/architecture.md "Listener roles", role local), before start(): the
+  // host knows the peer from its socket's credentials, so the session is authenticated as
+  // `user` from the start, without an AUTH exchange, for its whole life (there is no TLS to
+  // reset it).
+  void set_local_user(std::string_view user);
+  // Before start(): this reply (4xx or 5xx) replaces the greeting, as a refusal by a connect
+  // check does (a 4xx closes; a 5xx serves QUIT only). For a peer the host will not serve.
+  void refuse_at_start(const Reply& reply);
 
   // Per session (it may name the session in a log line, so it is not in the shared
   // SessionConfig): asked at MAIL once the session is authenticated — may this user start

@@ -25,6 +25,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "app/smtpsctl/local_sendmail.h"
 #include "app/smtpsctl/message_builder.h"
 #include "app/smtpsctl/terminal.h"
 #include "base/terminal_text.h"
@@ -398,9 +399,13 @@ bool looks_like_address(std::string_view text) {
 }
 
 const char* kSendmailUsage =
-    "usage: sendmail [-t] [-i] [-f ADDRESS] [-F NAME] [--config FILE] [RECIPIENT...]\n"
-    "  reads a message on standard input and submits it over TLS to the server of the\n"
-    "  configuration file (--config, else $SMTPSCTL_CONFIG, else /etc/smtpsctl.toml)\n"
+    "usage: sendmail [-t] [-i] [-f ADDRESS] [-F NAME] [-bs] [--config FILE] [RECIPIENT...]\n"
+    "  reads a message on standard input and submits it: over TLS to the server of a\n"
+    "  smtpsctl.toml (--config, else $SMTPSCTL_CONFIG, else /etc/smtpsctl.toml), or without\n"
+    "  credentials to the local submission socket of smtpsd (--config with the server's\n"
+    "  smtpsd.toml, else $SMTPSD_CONFIG, else /etc/smtpsd/smtpsd.toml when there is no\n"
+    "  /etc/smtpsctl.toml)\n"
+    "  -bs         speak SMTP on standard input and output (local submission only)\n"
     "  -t          recipients from the To, Cc and Bcc headers too (Bcc is removed)\n"
     "  -i, -oi     a line with a single '.' does not end the message\n"
     "  -f ADDRESS  envelope sender (else 'from' of the configuration)\n"
@@ -563,12 +568,15 @@ base::Expected<SendmailArguments, std::string> parse_sendmail_arguments(
           if (option == "i") parsed.dot_ends = false;
           break;
         }
-        case 'b': {  // -bm is the only mode: deliver a message
+        case 'b': {  // -bm: deliver a message (the default); -bs: SMTP on stdin/stdout
           std::string mode = arg.substr(j + 1);
           j = arg.size();
-          if (mode != "m") {
+          if (mode == "s") {
+            parsed.speak_smtp = true;
+          } else if (mode != "m") {
             return base::unexpected("-b" + mode +
-                                    " is not supported: this sendmail only submits messages (-bm)");
+                                    " is not supported: this sendmail submits messages (-bm) "
+                                    "or speaks SMTP on standard input (-bs)");
           }
           break;
         }
@@ -748,6 +756,15 @@ int run_sendmail_command(const std::vector<std::string>& args, const SendEnviron
     env.out << kSendmailUsage;
     return 0;
   }
+  // On a host running smtpsd with [local_submission]: its socket, no credentials.
+  if (auto server_config = local_server_config(arguments, env)) {
+    return run_local_sendmail(arguments, *server_config, env);
+  }
+  if (arguments.speak_smtp) {
+    env.err << "sendmail: -bs needs the local submission socket of smtpsd (give --config with "
+               "the server's smtpsd.toml, or set SMTPSD_CONFIG)\n";
+    return kExUsage;
+  }
   std::string config_path = arguments.config_file;
   if (config_path.empty()) config_path = env.getenv("SMTPSCTL_CONFIG").value_or("");
   if (config_path.empty()) config_path = "/etc/smtpsctl.toml";
@@ -777,18 +794,9 @@ int run_sendmail_command(const std::vector<std::string>& args, const SendEnviron
     return kExDataErr;
   }
   MessageHead head = std::move(read.value());
-  submission.recipients = arguments.recipients;
-  if (arguments.extract_recipients) {
-    for (const char* name : {"To", "Cc", "Bcc"}) {
-      for (const std::string& value : head.values(name)) {
-        for (std::string& address : parse_address_list(value))
-          submission.recipients.push_back(std::move(address));
-      }
-    }
-  }
   // RFC 5322 §3.6.3: Bcc recipients are not shown to the others; removed with or without -t
   // (as Postfix does), so that no blind copy is ever revealed.
-  head.remove("Bcc");
+  submission.recipients = take_recipients(head, arguments.recipients, arguments.extract_recipients);
   for (const std::string& address : submission.recipients) {
     if (!looks_like_address(address)) {
       env.err << "sendmail: recipient " << address

@@ -4,8 +4,10 @@
 //   smtpsctl send --server smtps://HOST[:465] | smtp://HOST[:587] [--tls none]
 //                 [--user USER [--password-file FILE]] [--cafile FILE] [--timeout SECONDS]
 //                 --from ADDRESS --to ADDRESS... [--subject TEXT [--body TEXT]]
-//   smtpsctl sendmail [-t] [-i] [-f ADDRESS] [-F NAME] [--config FILE] [RECIPIENT...]
+//   smtpsctl sendmail [-t] [-i] [-f ADDRESS] [-F NAME] [-bs] [--config FILE] [RECIPIENT...]
 //   sendmail ...          (the same, when the binary is invoked under that name)
+// On a host running smtpsd (an smtpsd.toml as --config, or $SMTPSD_CONFIG) sendmail submits
+// through the server's local socket instead, without credentials (local_sendmail.h).
 //
 // Invariants:
 // - TLS is required: implicit TLS for smtps://, STARTTLS for smtp:// (refused when the server
@@ -70,6 +72,7 @@ struct SendmailArguments {
   std::string full_name;            // -F NAME
   std::string config_file;          // --config FILE (or -C FILE)
   bool verbose = false;             // -v: print the server's final reply
+  bool speak_smtp = false;          // -bs: SMTP on standard input and output (local mode only)
   bool help = false;
   std::vector<std::string> recipients;
 };

@@ -112,6 +112,10 @@ port = {}
 role = "smtp"
 address = "127.0.0.1"
 port = {}
+
+# `sendmail` on this host without a password: every local user who can reach the socket
+# (public/submit.sock here) may submit; the sender becomes USER@localhost (root may choose).
+[local_submission]
 )",
                      default_port(config::Role::kSubmissions, offset),
                      default_port(config::Role::kSubmission, offset),
@@ -202,7 +206,13 @@ std::string dev_port_note(const DevSetup& setup, const config::Config& config) {
 std::string dev_instructions(const DevSetup& s, const config::Config& config,
                              const std::vector<BoundListener>& listening) {
   std::string listeners;
+  std::string local_socket;
   for (const BoundListener& l : listening) {
+    if (l.role == "local") {
+      local_socket =
+          fmt::format("  local submit   {} (every local user, no password)\n", l.address);
+      continue;
+    }
     listeners += fmt::format("{}{} {}{}", listeners.empty() ? "" : ", ", l.role, address_of(l),
                              l.role == "submissions" ? " (implicit TLS)" : "");
   }
@@ -214,9 +224,10 @@ smtpsd development server is ready.
   mailbox        demo@localhost → {dir}/mail/localhost/demo/new/
   listeners      {listeners}
   checks         {checks}
-)TEXT",
+{local})TEXT",
       fmt::arg("dir", s.dir), fmt::arg("listeners", listeners.empty() ? "none" : listeners),
-      fmt::arg("checks", describe_checks(*built_in_checks(config))));
+      fmt::arg("checks", describe_checks(*built_in_checks(config))),
+      fmt::arg("local", local_socket));
   if (const BoundListener* smtps = first_of(listening, "submissions")) {
     out += fmt::format(
         R"TEXT(
@@ -244,6 +255,14 @@ s.sendmail('you@example.org',['demo@localhost'],'Subject: hi\r\n\r\nhello\r\n');
   if (const BoundListener* smtps = first_of(listening, "submissions")) {
     out += fmt::format("  openssl s_client -connect {} -CAfile {}/tls/ca.pem -crlf\n",
                        address_of(*smtps), s.dir);
+  }
+  if (first_of(listening, "local") != nullptr) {
+    out += fmt::format(
+        R"TEXT(
+Send from this host as any local user, without a password (the local submission socket):
+  printf 'To: demo@localhost\nSubject: hi\n\nhello\n' | SMTPSD_CONFIG={dir}/smtpsd.toml smtpsctl sendmail -t
+)TEXT",
+        fmt::arg("dir", s.dir));
   }
   out += fmt::format("\nThen look in {}/mail/localhost/demo/new/. Stop with Ctrl-C.\n", s.dir);
   return out;

@@ -6,6 +6,7 @@
 //   submissions  implicit, from the first byte         required       anyone, once authenticated
 //   submission   STARTTLS, required before AUTH/MAIL   required       anyone, once authenticated
 //   smtp         STARTTLS offered; require_tls: must   never offered  local domains only
+//   local        none (a unix socket, local_submission.h)  the peer's uid   anyone
 //
 // Invariants: AUTH is never offered before TLS (smtp::ServerSession enforces it; RFC 4954
 // §4); the smtp role never relays, not even for a session that claims a user; submission

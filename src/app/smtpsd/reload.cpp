@@ -10,6 +10,7 @@
 
 #include "app/smtpsd/config_location.h"
 #include "app/smtpsd/listener_policy.h"
+#include "app/smtpsd/local_submission.h"
 #include "app/smtpsd/systemd_notify.h"
 #include "base/clock.h"
 
@@ -247,6 +248,13 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
     next.contexts.push_back(std::move(contexts.value()));
     next.listeners.push_back(std::move(options));
   }
+  // The local submission socket comes after the [[listeners]] (it has no TLS context).
+  if (config.local_submission.enabled) {
+    next.listeners.push_back(local_listener_options(
+        snapshot, checks, [space = space_, reserve = config.min_free_space](std::uint64_t size) {
+          return space->has_room(reserve, size);
+        }));
+  }
   return next;
 }
 
@@ -286,8 +294,10 @@ base::Expected<std::vector<BoundListener>, std::string> ReloadEngine::serve_firs
     const net::ListenerOptions& options = prepared.value().listeners[i];
     auto bound = server.listen(options);
     if (!bound) {
-      return base::unexpected(config_location(config, config.listeners[i].line,
-                                              "listeners[" + std::to_string(i) + "]") +
+      const bool local = i >= config.listeners.size();
+      return base::unexpected(config_location(config, local ? 0 : config.listeners[i].line,
+                                              local ? std::string("local_submission.socket")
+                                                    : "listeners[" + std::to_string(i) + "]") +
                               bound.error());
     }
     listening.push_back(BoundListener{options.role, options.address, bound.value()});
@@ -434,8 +444,11 @@ ReloadResult ReloadEngine::apply(config::Config next_config, bool whole_config) 
   if (!bound) {
     if (plan.users_file_changed) users_->switch_to(old_users_file);
     const std::size_t index = bound.error().index;
-    const long line = index < snapshot->listeners.size() ? snapshot->listeners[index].line : 0;
-    return refuse(config_location(*snapshot, line, "listeners[" + std::to_string(index) + "]") +
+    const bool local = index >= snapshot->listeners.size();
+    const long line = local ? 0 : snapshot->listeners[index].line;
+    return refuse(config_location(*snapshot, line,
+                                  local ? std::string("local_submission.socket")
+                                        : "listeners[" + std::to_string(index) + "]") +
                       bound.error().message,
                   std::nullopt);
   }

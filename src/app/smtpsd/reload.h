@@ -98,8 +98,8 @@ base::Expected<std::unique_ptr<obs::MetricsServer>, std::string> open_metrics(
 
 // A listener as it was bound at start-up.
 struct BoundListener {
-  std::string role;     // "smtp", "submission", "submissions"
-  std::string address;  // as written in the configuration
+  std::string role;     // "smtp", "submission", "submissions", "local"
+  std::string address;  // as written in the configuration (local: the socket's path)
   std::uint16_t port = 0;
 };
 

@@ -1630,5 +1630,54 @@ TEST_P(CheckedSessionTest, ARefusalThatIsNotAnErrorCodeBecomes451) {
   EXPECT_EQ(reply("MAIL FROM:<a@c.example>\r\n"), "451 4.3.0 Ok?");
 }
 
+// ---- local submission (set_local_user, sender_for, refuse_at_start, TlsMode::kNone) ------
+
+TEST_P(SessionTest, LocalUserIsAuthenticatedAndItsSenderRewritten) {
+  config_.tls_mode = TlsMode::kNone;
+  config_.sender_for = [](std::string_view user, std::string_view given) {
+    return user == "root" ? std::string(given) : std::string(user) + "@mx.example";
+  };
+  host_ = std::make_unique<FakeHost>(config_);
+  host().session.set_local_user("alice");
+  host().start();
+  EXPECT_EQ(host().output, "220 mx.example ESMTP smtpsd\r\n");
+  send("EHLO c\r\n");
+  EXPECT_FALSE(contains(host().output, "STARTTLS")) << "a local socket offers no TLS";
+  EXPECT_FALSE(contains(host().output, "AUTH"));
+  EXPECT_EQ(reply("STARTTLS\r\n"), "502 5.5.1 STARTTLS not available on this socket");
+  EXPECT_EQ(reply("MAIL FROM:<boss@elsewhere.example>\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(host().session.envelope().reverse_path, "alice@mx.example");
+  EXPECT_TRUE(host().session.envelope().authenticated);
+  EXPECT_EQ(host().session.authenticated_user(), "alice");
+  EXPECT_EQ(host().session.with_protocol(), "ESMTPA");
+  EXPECT_EQ(reply("RSET\r\n"), "250 2.0.0 Ok");
+  EXPECT_EQ(reply("MAIL FROM:<>\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(host().session.envelope().reverse_path, "alice@mx.example") << "<> rewritten too";
+}
+
+TEST_P(SessionTest, TrustedLocalUserKeepsItsSender) {
+  config_.tls_mode = TlsMode::kNone;
+  config_.sender_for = [](std::string_view user, std::string_view given) {
+    return user == "root" ? std::string(given) : std::string(user) + "@mx.example";
+  };
+  host_ = std::make_unique<FakeHost>(config_);
+  host().session.set_local_user("root");
+  host().start();
+  send("EHLO c\r\n");
+  EXPECT_EQ(reply("MAIL FROM:<bounces@list.example>\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(host().session.envelope().reverse_path, "bounces@list.example");
+}
+
+TEST_P(SessionTest, RefusedAtStartServesOnlyQuit) {
+  config_.tls_mode = TlsMode::kNone;
+  host_ = std::make_unique<FakeHost>(config_);
+  host().session.refuse_at_start(Reply{554, "5.7.1", "local user bob may not submit mail"});
+  host().start();
+  EXPECT_EQ(host().output, "554 mx.example local user bob may not submit mail\r\n");
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example>\r\n"),
+            "503 5.5.1 Bad sequence of commands: connection refused");
+  EXPECT_TRUE(reply("QUIT\r\n").starts_with("221 "));
+}
+
 }  // namespace
 }  // namespace smtp

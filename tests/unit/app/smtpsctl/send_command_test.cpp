@@ -70,8 +70,20 @@ TEST(SendCommand, SendmailRefusals) {
   EXPECT_FALSE(parse_sendmail_arguments({"-Z"}));        // unknown
   EXPECT_FALSE(parse_sendmail_arguments({"--bogus"}));   // unknown long option
   EXPECT_FALSE(parse_sendmail_arguments({"--config"}));  // missing file
-  auto error = parse_sendmail_arguments({"-bs"});
-  EXPECT_NE(error.error().find("-bs"), std::string::npos);
+  auto error = parse_sendmail_arguments({"-bd"});        // daemon mode
+  EXPECT_NE(error.error().find("-bd"), std::string::npos);
+}
+
+TEST(SendCommand, SendmailSpeaksSmtpWithBs) {
+  auto parsed = parse_sendmail_arguments({"-bs"});
+  ASSERT_TRUE(parsed) << parsed.error();
+  EXPECT_TRUE(parsed->speak_smtp);
+  EXPECT_FALSE(parse_sendmail_arguments({"-bm"})->speak_smtp);
+  // Options Postfix's sendmail ignores are ignored here too, wherever they appear.
+  auto ignored = parse_sendmail_arguments({"-oi", "-oem", "-odb", "-U", "-m", "-bm", "x@y.org"});
+  ASSERT_TRUE(ignored) << ignored.error();
+  EXPECT_FALSE(ignored->dot_ends);
+  EXPECT_EQ(ignored->recipients, std::vector<std::string>{"x@y.org"});
 }
 
 TEST(SendCommand, ConfigFile) {
