@@ -97,6 +97,8 @@ std::optional<smtp::Reply> MessageIntake::begin(const MessageStart& start) {
     fields.for_recipient = start.envelope->recipients.front().address;
   }
   fields.unix_time = start.unix_time;
+  fields.local_user = local_user_;
+  fields.local_uid = local_uid_;
   if (facts_.received_names_user) fields.authenticated_user = start.authenticated_user;
   received_ = smtp::received_header(fields);
   if (auto appended = writer_->append(received_); !appended) {

@@ -68,6 +68,11 @@ class MessageIntake {
   // kMessageBegin: opens the spool file and writes the Received header. A reply means the
   // message cannot be taken (the session sends it instead of 354).
   std::optional<smtp::Reply> begin(const MessageStart& start);
+  // The local user the kernel named for this session (a local submission), once known.
+  void set_local_user(std::string user, std::uint32_t uid) {
+    local_user_ = std::move(user);
+    local_uid_ = uid;
+  }
   // kMessageData: appends; a reply means the message failed (the session sends it at the end).
   std::optional<smtp::Reply> append(std::string_view data);
   // Header and body events produced by the appends since the last call (only the stages the
@@ -122,6 +127,9 @@ class MessageIntake {
   queue::Spool& spool_;
   const Pipeline& pipeline_;
   SessionFacts facts_;
+  // A local submission's host user (SO_PEERCRED), named in Received instead of an address.
+  std::string local_user_;
+  std::uint32_t local_uid_ = 0;
   std::unique_ptr<queue::SpoolWriter> writer_;
   const smtp::Envelope* envelope_ = nullptr;
   std::string id_;

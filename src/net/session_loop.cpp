@@ -319,6 +319,7 @@ class SessionLoop {
     }
     local_user_ = user.value();
     session_.set_local_user(local_user_);
+    intake_.set_local_user(local_user_, peer.uid);
   }
 
   // Writes the session's pending replies; false when the connection broke.

@@ -37,17 +37,27 @@ std::string rfc5322_date(std::int64_t unix_time) {
 std::string received_header(const ReceivedFields& f) {
   std::string out;
   out.reserve(256);
-  out += "Received: from ";
-  if (f.helo.empty()) {
-    out += "unknown";
+  if (!f.local_user.empty()) {
+    out += "Received: by ";
+    append_clean(out, f.by_hostname);
+    out += " (smtpsd, from local user ";
+    append_clean(out, f.local_user.substr(0, 64));
+    out += ", uid ";
+    out += std::to_string(f.local_uid);
+    out += ")\r\n\twith ";
   } else {
-    append_clean(out, f.helo.substr(0, 255));
+    out += "Received: from ";
+    if (f.helo.empty()) {
+      out += "unknown";
+    } else {
+      append_clean(out, f.helo.substr(0, 255));
+    }
+    out += " ([";
+    append_clean(out, f.client_address);
+    out += "])\r\n\tby ";
+    append_clean(out, f.by_hostname);
+    out += " (smtpsd) with ";
   }
-  out += " ([";
-  append_clean(out, f.client_address);
-  out += "])\r\n\tby ";
-  append_clean(out, f.by_hostname);
-  out += " (smtpsd) with ";
   append_clean(out, f.with_protocol);
   out += " id ";
   append_clean(out, f.queue_id);

@@ -19,7 +19,12 @@ struct ReceivedFields {
   std::string_view tls_cipher;
   std::string_view for_recipient;       // only when the message has exactly one recipient
   std::string_view authenticated_user;  // named only when the operator asks for it
-  std::int64_t unix_time = 0;           // the date-time of the trace (RFC 5322 §3.3)
+  // A local submission (unix socket): the host user the kernel named, and its uid. Then
+  // there is no "from" clause, only "by HOST (smtpsd, from local user NAME, uid N)", as
+  // Postfix writes for its pickup: the peer has no address to put in an address literal.
+  std::string_view local_user;
+  std::uint32_t local_uid = 0;
+  std::int64_t unix_time = 0;  // the date-time of the trace (RFC 5322 §3.3)
 };
 
 // "Received: from …\r\n\t…\r\n" — folded lines, each under 78 octets where possible,

@@ -66,6 +66,9 @@ class LocalSubmission(ServerTestCase):
         self.assertIn(b"From: nobody@localhost\r\n", head)
         self.assertNotIn(b"Bcc", head)
         self.assertIn(b"with ESMTPA", head)
+        # No address to name: the trace says which host user sent it (and no "[local]").
+        self.assertRegex(head, rb"Received: by \S+ \(smtpsd, from local user nobody, uid 65534\)")
+        self.assertNotIn(b"[local]", head)
         self.assertRegex(self.server.log(),
                          r"event=local_submission session=\S+ id=\S+ uid=65534 user=nobody "
                          r"from=nobody@localhost recipients=2")
