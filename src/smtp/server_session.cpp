@@ -846,16 +846,33 @@ struct ServerSession::Impl {
     }
     // RFC 5321 §4.5.1: "<Postmaster>" without a domain MUST be accepted.
     std::string_view address = path->is_postmaster ? "postmaster" : path->mailbox;
-    RecipientVerdict verdict = config.check_recipient
-                                   ? config.check_recipient(address, authenticated_user_)
-                                   : RecipientVerdict::kAccept;
-    switch (verdict) {
+    RecipientDecision decision = config.check_recipient
+                                     ? config.check_recipient(address, authenticated_user_)
+                                     : RecipientDecision(RecipientVerdict::kAccept);
+    switch (decision.verdict) {
       case RecipientVerdict::kAccept:
+        // An expansion counts toward the recipients limit, except as the first recipient
+        // (so that one alias within the policy's fan-out bound always gets through).
+        if (!envelope_.recipients.empty() &&
+            envelope_.recipients.size() + decision.expansion.size() >
+                config.limits.max_recipients) {
+          reply(452, "4.5.3", "Too many recipients");
+          return;
+        }
+        pending_expansion_ = std::move(decision.expansion);
         if (ask_host(CheckStage::kRcpt, address)) {
           pending_notify_.assign(notify);
           return;
         }
         accept_recipient(address, notify);
+        return;
+      case RecipientVerdict::kLoop:
+        reply(550, "5.4.6", "Recipient address rejected: alias loop");
+        count_rejected_recipient();
+        return;
+      case RecipientVerdict::kTooMany:
+        reply(550, "5.5.3", "Recipient address rejected: alias expands to too many recipients");
+        count_rejected_recipient();
         return;
       case RecipientVerdict::kUnknownUser:
         reply(550, "5.1.1", "Recipient address rejected: user unknown");
@@ -872,11 +889,45 @@ struct ServerSession::Impl {
   }
 
   void accept_recipient(std::string_view address, std::string_view notify) {
-    Recipient& recipient = envelope_.recipients.emplace_back();
-    recipient.address.assign(address);
-    recipient.notify.assign(notify);
-    recipient.original_recipient.assign(orcpt_scratch_);
+    if (pending_expansion_.empty()) {
+      Recipient& recipient = envelope_.recipients.emplace_back();
+      recipient.address.assign(address);
+      recipient.notify.assign(notify);
+      recipient.original_recipient.assign(orcpt_scratch_);
+      reply(250, "2.1.5", "Ok");
+      return;
+    }
+    // RFC 3461 §5.2.7: after an expansion to several addresses, success is reported for the
+    // original ("expanded"), so the targets do not carry SUCCESS on.
+    std::string target_notify(notify);
+    if (pending_expansion_.size() > 1 && !notify.empty()) target_notify = without_success(notify);
+    for (std::string& target : pending_expansion_) {
+      Recipient& recipient = envelope_.recipients.emplace_back();
+      recipient.address = std::move(target);
+      recipient.notify = target_notify;
+      // RFC 3461 §4.2: ORCPT keeps the address the client gave, unless it gave one itself.
+      if (!orcpt_scratch_.empty()) {
+        recipient.original_recipient.assign(orcpt_scratch_);
+      } else {
+        recipient.original_recipient.assign("rfc822;").append(address);
+      }
+    }
+    pending_expansion_.clear();
     reply(250, "2.1.5", "Ok");
+  }
+
+  // NOTIFY minus SUCCESS: "SUCCESS,FAILURE" → "FAILURE", "SUCCESS" → "NEVER".
+  static std::string without_success(std::string_view notify) {
+    std::string out;
+    while (!notify.empty()) {
+      const std::size_t comma = notify.find(',');
+      std::string_view keyword = notify.substr(0, comma);
+      notify = comma == std::string_view::npos ? std::string_view() : notify.substr(comma + 1);
+      if (equals_ignoring_case(keyword, "SUCCESS")) continue;
+      if (!out.empty()) out += ',';
+      out.append(keyword);
+    }
+    return out.empty() ? std::string("NEVER") : out;
   }
 
   // ---- the host's checks ----------------------------------------------------------------
@@ -935,6 +986,7 @@ struct ServerSession::Impl {
         refused_at_connect_ = true;
       return;
     }
+    pending_expansion_.clear();
     reply(code, enhanced, refusal.text);
     if (check_stage_ == CheckStage::kRcpt && code >= 500) count_rejected_recipient();
   }
@@ -1514,6 +1566,7 @@ struct ServerSession::Impl {
   CheckStage check_stage_ = CheckStage::kConnect;
   std::string check_argument_;
   std::string pending_notify_;
+  std::vector<std::string> pending_expansion_;  // of the RCPT being accepted (policy's)
   bool pending_esmtp_ = false;
   PendingMail pending_mail_;
   bool refused_at_connect_ = false;  // a 5xx instead of the greeting: only QUIT is served
