@@ -16,6 +16,19 @@ std::string domain_of(const std::string& address) {
   return at == std::string::npos ? std::string() : base::ascii_lowercase(address.substr(at + 1));
 }
 
+// The mailbox "Bob@x" spelled with the detail of its address "bob+news@x": "Bob+news@x".
+// (The address names that mailbox, so its local part starts with the mailbox's.)
+std::string with_detail(const std::string& address, const std::string& mailbox) {
+  const std::size_t at_address = address.rfind('@');
+  const std::size_t at_mailbox = mailbox.rfind('@');
+  if (at_address == std::string::npos || at_mailbox == std::string::npos ||
+      at_address <= at_mailbox) {
+    return mailbox;
+  }
+  return mailbox.substr(0, at_mailbox) + address.substr(at_mailbox, at_address - at_mailbox) +
+         mailbox.substr(at_mailbox);
+}
+
 }  // namespace
 
 bool Router::stays_here(std::string_view address) const {
@@ -57,11 +70,21 @@ std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& m
       }
     }
     if (duplicate) continue;
-    canonical.envelope.recipients[index].address = *mailbox;
     if (routes_.lmtp) {
+      // LMTP gets the mailbox's name with the +detail the address had: the server there
+      // files it.
+      canonical.envelope.recipients[index].address = with_detail(address, *mailbox);
       lmtp_positions.push_back(k);
-    } else {
+      continue;
+    }
+    canonical.envelope.recipients[index].address = *mailbox;
+    std::string folder = local.folder && message.folder.empty() ? local.folder(address) : "";
+    if (folder.empty()) {
       results[k] = routes_.maildir(canonical, index);
+    } else {
+      queue::StoredMessage with_folder = canonical;
+      with_folder.folder = std::move(folder);
+      results[k] = routes_.maildir(with_folder, index);
     }
   }
   if (!lmtp_positions.empty()) {

@@ -34,6 +34,10 @@ struct LocalRecipients {
   std::function<std::optional<std::string>(std::string_view address)> mailbox;
   // Whether a lower-case domain is one of ours.
   std::function<bool(std::string_view domain)> is_local_domain;
+  // The Maildir folder a mailbox address goes to ("news" for alice+news@ when sub-address
+  // folders are on), "" for the INBOX; empty function: always the INBOX. A folder a check
+  // chose for the message wins.
+  std::function<std::string(std::string_view address)> folder;
 };
 
 // The ways out of the router.
