@@ -142,7 +142,7 @@ base::Expected<AliasTable, std::string> AliasTable::parse(std::string_view text,
 
 std::string AliasTable::serialize() const {
   std::string out;
-  out += "# smtpsd aliases file (README \"Aliases\"). Edit with `smtpsctl alias`.\n";
+  out += "# smtpsd aliases file (README \"Mailboxes and aliases\"). Edit with `smtpsctl alias`.\n";
   out += kVersionLine;
   out += '\n';
   for (const Alias& alias : aliases_) {

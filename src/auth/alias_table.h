@@ -1,6 +1,6 @@
 // alias_table.h — the aliases file: which recipient addresses are other addresses (RFC 5321
 // §3.9.1, what Postfix's virtual_alias_maps and aliases(5) give), and the directory that
-// keeps its current snapshot (docs/architecture.md "Addressing"; README "Aliases").
+// keeps its current snapshot (docs/architecture.md "Addressing"; README "Mailboxes and aliases").
 //
 // File format (version 1), '\n'-terminated lines; '#' comments and blank lines allowed:
 //

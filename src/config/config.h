@@ -118,8 +118,8 @@ struct DeliverySettings {
   bool operator==(const DeliverySettings&) const = default;
 };
 
-// [addressing]: aliases, sub-addressing and role accounts (README "Aliases"; the resolver
-// is auth/recipient_resolver.h).
+// [addressing]: aliases, sub-addressing and role accounts (README "Mailboxes and aliases";
+// the resolver is auth/recipient_resolver.h).
 struct AddressingSettings {
   std::string aliases_file;  // default <data_dir>/aliases (watched like the users file)
   // The mailbox postmaster@ and abuse@ (role_accounts) of every domain resolve to; "" none:

@@ -1,5 +1,6 @@
 // alias_command.h — `smtpsctl alias ...`: edit the aliases file (auth/alias_table.h), the
-// recipients side of addressing (README "Aliases"; `smtpsctl user alias` is the send-as side).
+// recipients side of addressing (README "Mailboxes and aliases"; `smtpsctl user alias` is the
+// send-as side).
 //
 //   smtpsctl alias add  --aliases FILE [--users FILE] ADDRESS TARGET...
 //   smtpsctl alias del  --aliases FILE ADDRESS [TARGET]    one target, or the whole alias
