@@ -135,6 +135,7 @@ base::Expected<AliasTable, std::string> AliasTable::parse(std::string_view text,
       return fail(valid.error());
     }
     alias.line = line_number;
+    table.index_.emplace(base::ascii_lowercase(alias.address), table.aliases_.size());
     table.aliases_.push_back(std::move(alias));
   }
   return table;
@@ -162,10 +163,14 @@ base::Expected<base::Ok, std::string> AliasTable::save(const std::string& path) 
 }
 
 const Alias* AliasTable::find(std::string_view address) const {
-  for (const Alias& alias : aliases_) {
-    if (same_address(alias.address, address)) return &alias;
-  }
-  return nullptr;
+  auto it = index_.find(base::ascii_lowercase(address));
+  return it == index_.end() ? nullptr : &aliases_[it->second];
+}
+
+void AliasTable::rebuild_index() {
+  index_.clear();
+  for (std::size_t i = 0; i < aliases_.size(); ++i)
+    index_.emplace(base::ascii_lowercase(aliases_[i].address), i);
 }
 
 base::Expected<base::Ok, std::string> AliasTable::add(std::string_view address,
@@ -178,6 +183,7 @@ base::Expected<base::Ok, std::string> AliasTable::add(std::string_view address,
   combined.insert(combined.end(), targets.begin(), targets.end());
   if (auto valid = validate_targets(std::string(address), combined); !valid) return valid;
   if (it == aliases_.end()) {
+    index_.emplace(base::ascii_lowercase(address), aliases_.size());
     aliases_.push_back(Alias{std::string(address), std::move(combined), 0});
   } else {
     it->targets = std::move(combined);
@@ -191,6 +197,7 @@ bool AliasTable::remove(std::string_view address, std::string_view target) {
   if (it == aliases_.end()) return false;
   if (target.empty()) {
     aliases_.erase(it);
+    rebuild_index();
     return true;
   }
   auto t = std::find_if(it->targets.begin(), it->targets.end(), [&](const std::string& existing) {
@@ -198,7 +205,10 @@ bool AliasTable::remove(std::string_view address, std::string_view target) {
   });
   if (t == it->targets.end()) return false;
   it->targets.erase(t);
-  if (it->targets.empty()) aliases_.erase(it);
+  if (it->targets.empty()) {
+    aliases_.erase(it);
+    rebuild_index();
+  }
   return true;
 }
 

@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "auth/user_store.h"
@@ -56,7 +57,8 @@ class AliasTable {
   std::string serialize() const;
   base::Expected<base::Ok, std::string> save(const std::string& path) const;
 
-  // Exact key lookup, case-insensitive ("@example.org" finds the catch-all).
+  // Exact key lookup, case-insensitive ("@example.org" finds the catch-all); one hash
+  // lookup (the resolver makes a few per RCPT).
   const Alias* find(std::string_view address) const;
   const std::vector<Alias>& aliases() const { return aliases_; }
   std::size_t size() const { return aliases_.size(); }
@@ -69,7 +71,10 @@ class AliasTable {
   bool remove(std::string_view address, std::string_view target);
 
  private:
-  std::vector<Alias> aliases_;  // in file order; few enough for a linear search per key
+  void rebuild_index();
+
+  std::vector<Alias> aliases_;                          // in file order
+  std::unordered_map<std::string, std::size_t> index_;  // lower-case address → aliases_
 };
 
 // The snapshot of the aliases file in service; the same threading as UserDirectory: I/O
