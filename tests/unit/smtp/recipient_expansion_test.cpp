@@ -120,5 +120,24 @@ TEST_P(ExpansionTest, ExpansionsCountTowardTheRecipientsLimitAfterTheFirst) {
   EXPECT_EQ(recipients().size(), 3u);
 }
 
+// With RCPT checks (the intake pipeline): the expansion waits for the check and is stored
+// when it passes; a refusal stores nothing, and the next recipient is not mixed with it.
+TEST_P(ExpansionTest, TheExpansionWaitsForTheRcptCheck) {
+  config_.checked_stages = static_cast<unsigned>(CheckStage::kRcpt);
+  host_ = std::make_unique<FakeHost>(config_);
+  host_->check_refusals.push_back({"team@mx.example", Reply{550, "5.7.1", "Not today"}});
+  host_->start();
+  reply("EHLO client.example\r\n");
+  reply("MAIL FROM:<a@client.example>\r\n");
+  EXPECT_EQ(reply("RCPT TO:<sales@mx.example>\r\n"), "250 2.1.5 Ok");
+  EXPECT_EQ(recipients().size(), 3u);
+  EXPECT_EQ(host_->checks.back(), "rcpt sales@mx.example");  // the address given is checked
+  EXPECT_EQ(reply("RCPT TO:<team@mx.example>\r\n"), "550 5.7.1 Not today");
+  EXPECT_EQ(reply("RCPT TO:<carol@mx.example>\r\n"), "250 2.1.5 Ok");
+  ASSERT_EQ(recipients().size(), 4u);
+  EXPECT_EQ(recipients()[3].address, "carol@mx.example");
+  EXPECT_EQ(recipients()[3].original_recipient, "");
+}
+
 }  // namespace
 }  // namespace smtp
