@@ -50,6 +50,12 @@ std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& m
   for (std::size_t k = 0; k < recipients.size(); ++k) {
     const std::size_t index = recipients[k];
     const std::string& address = message.envelope.recipients[index].address;
+    if (message.envelope.recipients[index].expansion_record) {
+      // Not a destination: the alias its targets came from (RFC 3461 §5.2.7).
+      results[k] = {queue::DeliveryStatus::kDelivered, "expanded at RCPT", "alias"};
+      results[k].expanded = true;
+      continue;
+    }
     std::optional<std::string> mailbox = local.mailbox(address);
     if (!mailbox) {
       std::string domain = domain_of(address);
@@ -63,6 +69,7 @@ std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& m
     }
     bool duplicate = false;
     for (std::size_t earlier = 0; earlier < index && !duplicate; ++earlier) {
+      if (message.envelope.recipients[earlier].expansion_record) continue;
       if (local.mailbox(message.envelope.recipients[earlier].address) == mailbox) {
         results[k] = {queue::DeliveryStatus::kDelivered,
                       "same mailbox as recipient " + std::to_string(earlier), "maildir"};

@@ -900,7 +900,21 @@ struct ServerSession::Impl {
     // RFC 3461 §5.2.7: after an expansion to several addresses, success is reported for the
     // original ("expanded"), so the targets do not carry SUCCESS on.
     std::string target_notify(notify);
-    if (pending_expansion_.size() > 1 && !notify.empty()) target_notify = without_success(notify);
+    if (pending_expansion_.size() > 1 && !notify.empty()) {
+      target_notify = without_success(notify);
+      if (has_success(notify)) {
+        // RFC 3461 §5.2.7: the success of an expansion is reported for the original address.
+        Recipient& record = envelope_.recipients.emplace_back();
+        record.address.assign(address);
+        record.notify.assign("SUCCESS");
+        if (!orcpt_scratch_.empty()) {
+          record.original_recipient.assign(orcpt_scratch_);
+        } else {
+          record.original_recipient.assign("rfc822;").append(address);
+        }
+        record.expansion_record = true;
+      }
+    }
     for (std::string& target : pending_expansion_) {
       Recipient& recipient = envelope_.recipients.emplace_back();
       recipient.address = std::move(target);
@@ -914,6 +928,15 @@ struct ServerSession::Impl {
     }
     pending_expansion_.clear();
     reply(250, "2.1.5", "Ok");
+  }
+
+  static bool has_success(std::string_view notify) {
+    while (!notify.empty()) {
+      const std::size_t comma = notify.find(',');
+      if (equals_ignoring_case(notify.substr(0, comma), "SUCCESS")) return true;
+      notify = comma == std::string_view::npos ? std::string_view() : notify.substr(comma + 1);
+    }
+    return false;
   }
 
   // NOTIFY minus SUCCESS: "SUCCESS,FAILURE" → "FAILURE", "SUCCESS" → "NEVER".

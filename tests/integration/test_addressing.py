@@ -23,6 +23,11 @@ from harness import SMTPSD, Server
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
 
+def read_text(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
 def smtpsctl(*args, check=True):
     result = subprocess.run([SMTPSCTL] + list(args), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, timeout=60)
@@ -142,6 +147,25 @@ class Addressing(unittest.TestCase):
         self.assertEqual(mail_from, "sender@client.test")  # the original envelope sender
         # The log names each expanded target.
         self.server.wait_log(r"event=delivered id=\S+ rcpt=alice@example.test")
+
+    def test_success_asked_of_an_alias_is_reported_expanded(self):
+        # RFC 3461 §5.2.7: one "expanded" notice for the alias, none for its targets.
+        client = self.server.smtp()
+        try:
+            client.sendmail("bob@example.test", ["team@example.test"],
+                            "Subject: notify me\r\n\r\nhi\r\n",
+                            rcpt_options=["NOTIFY=SUCCESS"])
+        finally:
+            client.quit()
+        self.messages("alice@example.test", "notify me")
+        report = self.messages("bob@example.test", "Successful Mail Delivery Report")[0]
+        status = [p for p in report.walk() if p.get_content_type() == "message/delivery-status"]
+        fields = "\n".join(str(block) for block in status[0].get_payload())
+        self.assertIn("Action: expanded", fields)
+        self.assertIn("Final-Recipient: rfc822; team@example.test", fields)
+        time.sleep(0.5)
+        self.assertEqual(len(self.messages("bob@example.test", "Successful Mail Delivery Report")),
+                         1)
 
     def test_catch_all_is_off_until_configured_and_never_shadows_a_mailbox(self):
         with self.assertRaises(smtplib.SMTPRecipientsRefused) as refused:
@@ -270,7 +294,7 @@ class DevelopmentMode(unittest.TestCase):
                                       f.read())
                 port = int(found.group(1)) if found else None
                 time.sleep(0.05)
-            self.assertIsNotNone(port, open(log_path).read())
+            self.assertIsNotNone(port, read_text(log_path))
             client = smtplib.SMTP("127.0.0.1", port, timeout=10)
             for address in ("postmaster@localhost", "abuse@localhost", "demo+tag@localhost"):
                 client.sendmail("you@example.org", [address],
@@ -285,11 +309,11 @@ class DevelopmentMode(unittest.TestCase):
                 if len(inbox) >= 2 and len(tagged) >= 1:
                     break
                 time.sleep(0.05)
-            self.assertEqual((len(inbox), len(tagged)), (2, 1), open(log_path).read()[-3000:])
+            self.assertEqual((len(inbox), len(tagged)), (2, 1), read_text(log_path)[-3000:])
         finally:
             process.terminate()
             process.wait(timeout=20)
-        self.assertNotIn("level=error", open(log_path).read())
+        self.assertNotIn("level=error", read_text(log_path))
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -75,16 +75,29 @@ TEST_P(ExpansionTest, TheClientsOrcptWinsAndSuccessIsNotCarriedOn) {
   EXPECT_EQ(reply("RCPT TO:<sales@mx.example> NOTIFY=SUCCESS,FAILURE "
                   "ORCPT=rfc822;list@origin.example\r\n"),
             "250 2.1.5 Ok");
-  ASSERT_EQ(recipients().size(), 3u);
+  // First the record of the expansion (reported "expanded" by the queue), then the targets.
+  ASSERT_EQ(recipients().size(), 4u);
+  EXPECT_TRUE(recipients()[0].expansion_record);
+  EXPECT_EQ(recipients()[0].address, "sales@mx.example");
+  EXPECT_EQ(recipients()[0].notify, "SUCCESS");
   for (const Recipient& r : recipients()) {
     EXPECT_EQ(r.original_recipient, "rfc822;list@origin.example");
-    EXPECT_EQ(r.notify, "FAILURE");
+    if (!r.expansion_record) {
+      EXPECT_EQ(r.notify, "FAILURE");
+    }
   }
   EXPECT_EQ(reply("RSET\r\n"), "250 2.0.0 Ok");
   EXPECT_EQ(reply("MAIL FROM:<a@client.example>\r\n"), "250 2.1.0 Ok");
   EXPECT_EQ(reply("RCPT TO:<sales@mx.example> NOTIFY=success\r\n"), "250 2.1.5 Ok");
-  ASSERT_EQ(recipients().size(), 3u);
-  EXPECT_EQ(recipients()[0].notify, "NEVER");
+  ASSERT_EQ(recipients().size(), 4u);
+  EXPECT_EQ(recipients()[0].original_recipient, "rfc822;sales@mx.example");
+  EXPECT_EQ(recipients()[1].notify, "NEVER");
+  EXPECT_FALSE(recipients()[1].expansion_record);
+  // Without SUCCESS there is no record.
+  EXPECT_EQ(reply("RSET\r\n"), "250 2.0.0 Ok");
+  EXPECT_EQ(reply("MAIL FROM:<a@client.example>\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(reply("RCPT TO:<sales@mx.example> NOTIFY=DELAY\r\n"), "250 2.1.5 Ok");
+  EXPECT_EQ(recipients().size(), 3u);
 }
 
 TEST_P(ExpansionTest, ASingleTargetKeepsSuccess) {
