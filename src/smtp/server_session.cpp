@@ -907,11 +907,7 @@ struct ServerSession::Impl {
         Recipient& record = envelope_.recipients.emplace_back();
         record.address.assign(address);
         record.notify.assign("SUCCESS");
-        if (!orcpt_scratch_.empty()) {
-          record.original_recipient.assign(orcpt_scratch_);
-        } else {
-          record.original_recipient.assign("rfc822;").append(address);
-        }
+        record.original_recipient = original_recipient_of(address);
         record.expansion_record = true;
       }
     }
@@ -919,15 +915,19 @@ struct ServerSession::Impl {
       Recipient& recipient = envelope_.recipients.emplace_back();
       recipient.address = std::move(target);
       recipient.notify = target_notify;
-      // RFC 3461 §4.2: ORCPT keeps the address the client gave, unless it gave one itself.
-      if (!orcpt_scratch_.empty()) {
-        recipient.original_recipient.assign(orcpt_scratch_);
-      } else {
-        recipient.original_recipient.assign("rfc822;").append(address);
-      }
+      recipient.original_recipient = original_recipient_of(address);
     }
     pending_expansion_.clear();
     reply(250, "2.1.5", "Ok");
+  }
+
+  // RFC 3461 §4.2: an expanded recipient's ORCPT is the address the client gave, unless it
+  // gave an ORCPT itself; "utf-8" as the address type for a UTF-8 address (RFC 6533 §3).
+  std::string original_recipient_of(std::string_view address) const {
+    if (!orcpt_scratch_.empty()) return orcpt_scratch_;
+    const bool utf8 = std::any_of(address.begin(), address.end(),
+                                  [](char c) { return static_cast<unsigned char>(c) > 0x7F; });
+    return (utf8 ? "utf-8;" : "rfc822;") + std::string(address);
   }
 
   static bool has_success(std::string_view notify) {
