@@ -71,7 +71,7 @@ std::optional<Outcome> Authenticator::start(std::string_view mechanism, TimePoin
   mechanism_ = std::string(mechanism);
   users_ = services_.users != nullptr ? services_.users->current() : nullptr;
   UserLookup lookup = [store = users_](std::string_view name) -> const User* {
-    return store ? store->find(name) : nullptr;
+    return store ? store->find_login(name) : nullptr;
   };
   // EXTERNAL (offered only on listeners with a client_ca): the certificate is the
   // credential, so no password and no argon2id; the mechanism checks the authzid.
@@ -134,7 +134,7 @@ Outcome Authenticator::carry_out(SaslStep step, TimePoint now) {
           sodium_memzero(step.password.data(), step.password.size());
           return locked_out(step.user);
         }
-        const User* user = users_ ? users_->find(step.user) : nullptr;
+        const User* user = users_ ? users_->find_login(step.user) : nullptr;
         VerifiedCache* cache = services_.verified_cache;
         if (user != nullptr && cache != nullptr &&
             cache->hit(user->address, user->password_hash, step.password, now)) {

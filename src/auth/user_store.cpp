@@ -277,11 +277,18 @@ base::Expected<UserStore, std::string> UserStore::parse(std::string_view text,
     if (auto valid = validate_address(fields[0]); !valid) return fail(valid.error());
     user.address = std::string(fields[0]);
     if (store.find(user.address) != nullptr) return fail("duplicate user " + user.address);
-    if (auto valid = validate_argon2_hash(fields[1]); !valid) return fail(valid.error());
-    user.password_hash = std::string(fields[1]);
-    auto scram = parse_scram(fields[2]);
-    if (!scram) return fail(scram.error());
-    user.scram = std::move(scram.value());
+    if (fields[1] == "-" || fields[2] == "-") {
+      // A receive-only mailbox: both secrets absent, never one without the other.
+      if (fields[1] != fields[2]) {
+        return fail("a receive-only mailbox has \"-\" in both secret fields");
+      }
+    } else {
+      if (auto valid = validate_argon2_hash(fields[1]); !valid) return fail(valid.error());
+      user.password_hash = std::string(fields[1]);
+      auto scram = parse_scram(fields[2]);
+      if (!scram) return fail(scram.error());
+      user.scram = std::move(scram.value());
+    }
     if (fields[3] != "-") {
       for (std::string_view alias : split(fields[3], ',')) {
         if (auto valid = validate_address(alias); !valid) return fail("alias: " + valid.error());
@@ -306,9 +313,13 @@ std::string UserStore::serialize() const {
   for (const User& user : users_) {
     out += user.address;
     out += ' ';
-    out += user.password_hash;
-    out += ' ';
-    out += serialize_scram(user.scram);
+    if (user.can_log_in()) {
+      out += user.password_hash;
+      out += ' ';
+      out += serialize_scram(user.scram);
+    } else {
+      out += "- -";
+    }
     out += ' ';
     if (user.aliases.empty()) {
       out += '-';
@@ -324,8 +335,12 @@ std::string UserStore::serialize() const {
 }
 
 base::Expected<base::Ok, std::string> UserStore::save(const std::string& path) const {
+  return replace_file_atomically(path, serialize());
+}
+
+base::Expected<base::Ok, std::string> replace_file_atomically(const std::string& path,
+                                                              std::string_view text) {
   ensure_sodium();
-  const std::string text = serialize();
   unsigned char random[8];
   randombytes_buf(random, sizeof random);
   std::string temp_path =
@@ -400,6 +415,21 @@ const User* UserStore::find(std::string_view address) const {
   return it == index_.end() ? nullptr : &users_[it->second];
 }
 
+const User* UserStore::find_login(std::string_view address) const {
+  const User* user = find(address);
+  return user != nullptr && user->can_log_in() ? user : nullptr;
+}
+
+base::Expected<base::Ok, std::string> UserStore::add_receive_only(std::string_view address) {
+  if (auto valid = validate_address(address); !valid) return valid;
+  if (find(address) != nullptr) {
+    return base::unexpected("user " + std::string(address) + " already exists");
+  }
+  add_user(User{std::string(address), {}, {}, {}});
+  update_typical_iterations();
+  return base::Ok{};
+}
+
 void UserStore::add_user(User user) {
   index_.emplace(user.address, users_.size());
   users_.push_back(std::move(user));
@@ -416,8 +446,9 @@ void UserStore::update_typical_iterations() {
   // The most common count (the larger one on a tie), counted without allocating per user.
   std::vector<std::uint32_t> counts;
   counts.reserve(users_.size());
-  for (const User& user : users_)
-    counts.push_back(user.scram.iterations);
+  for (const User& user : users_) {
+    if (user.can_log_in()) counts.push_back(user.scram.iterations);
+  }
   std::sort(counts.begin(), counts.end());
   typical_iterations_ = kDefaultScramIterations;
   std::size_t best = 0;

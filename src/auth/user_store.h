@@ -24,6 +24,10 @@
 //               §4, padded); iterations >= 4096 (RFC 7677 §4); keys are 32 bytes
 //   <aliases>   "-" or a comma-separated list of further addresses the user may send as
 //
+// A receive-only mailbox (`smtpsctl user add --no-password`) has "-" in both secret fields:
+// it receives mail and can never authenticate (UserStore::find_login() does not see it).
+// Version 1 files without such entries read as before.
+//
 // Fields are separated by spaces or tabs. Any other line is refused, and the error names
 // the file and the line ("users.txt:7: ...").
 #pragma once
@@ -85,9 +89,11 @@ ScramCredentials derive_scram_credentials(std::string_view password, std::string
 
 struct User {
   std::string address;
-  std::string password_hash;  // crypto_pwhash_str (argon2id) encoded string
-  ScramCredentials scram;
+  std::string password_hash;  // crypto_pwhash_str (argon2id) encoded string; "" receive-only
+  ScramCredentials scram;     // empty salt when receive-only
   std::vector<std::string> aliases;
+  // A mailbox without a password (receive-only): never authenticates.
+  bool can_log_in() const { return !password_hash.empty(); }
 };
 
 // Checks the syntax the users file allows for an address or alias (see above).
@@ -114,7 +120,11 @@ class UserStore {
   // the unprivileged server can still read it after `sudo smtpsctl user ...`.
   base::Expected<base::Ok, std::string> save(const std::string& path) const;
 
+  // Every entry: the mailboxes (with or without a password).
   const User* find(std::string_view address) const;
+  // Only entries with a password: what AUTH may use. A receive-only mailbox is, to every
+  // mechanism, an unknown user (same work, same 535).
+  const User* find_login(std::string_view address) const;
   std::vector<const User*> users() const;  // in file order
   std::size_t size() const { return users_.size(); }
   // The SCRAM iteration count most users have (the default when there are none): what an
@@ -126,6 +136,8 @@ class UserStore {
   base::Expected<base::Ok, std::string> set_password(
       std::string_view address, std::string_view password, const Argon2Params& params,
       std::uint32_t scram_iterations = kDefaultScramIterations);
+  // Creates a receive-only mailbox (no password); an error when the address exists.
+  base::Expected<base::Ok, std::string> add_receive_only(std::string_view address);
   bool remove(std::string_view address);
   base::Expected<base::Ok, std::string> add_alias(std::string_view address, std::string_view alias);
   bool remove_alias(std::string_view address, std::string_view alias);
@@ -154,6 +166,13 @@ class UserStore {
   std::uint32_t typical_iterations_ = kDefaultScramIterations;
 };
 
+// The atomic, durable replacement UserStore::save() makes (also used for the aliases file):
+// O_EXCL temp file beside path, mode 0600 for a new file or the old one's mode minus any
+// permission for others (and, as root, its owner and group), write, fsync, rename, fsync of
+// the directory.
+base::Expected<base::Ok, std::string> replace_file_atomically(const std::string& path,
+                                                              std::string_view text);
+
 // An exclusive flock(2) on "<users file>.lock" beside the users file, held for its
 // lifetime. The lock file, not the users file, because save() renames a new inode over the
 // users file: a lock on the old inode would not exclude the next writer. Created 0600 (with
@@ -167,6 +186,10 @@ class UsersFileLock {
   UsersFileLock(const UsersFileLock&) = delete;
   UsersFileLock& operator=(const UsersFileLock&) = delete;
   ~UsersFileLock();  // releases the lock (close)
+  // The same lock for another file edited the same way (the aliases file).
+  static base::Expected<UsersFileLock, std::string> acquire_for(const std::string& path) {
+    return acquire(path);
+  }
 
  private:
   explicit UsersFileLock(int fd) : fd_(fd) {}

@@ -308,6 +308,55 @@ void read_local_submission(const toml::table& root, Reader& reader, const std::s
   }
 }
 
+// [addressing] (after [[domains]]: the administrator must be a mailbox address of ours).
+void read_addressing(const toml::table& root, Reader& reader, const std::string& base_dir,
+                     Config& config) {
+  AddressingSettings& a = config.addressing;
+  a.aliases_file = config.data_dir + "/aliases";
+  const toml::table* table = reader.table_at(root, "", "addressing");
+  if (!table) return;
+  reader.only_keys(*table, "addressing",
+                   {"aliases_file", "administrator", "role_accounts", "subaddress_separator",
+                    "subaddress_folders", "max_alias_depth", "max_alias_targets"});
+  if (table->get("aliases_file")) {
+    a.aliases_file = reader.path_at(*table, "addressing", "aliases_file", base_dir, true);
+  }
+  a.administrator = reader.string_at(*table, "addressing", "administrator", "");
+  if (!a.administrator.empty()) {
+    const std::size_t at = a.administrator.rfind('@');
+    const bool ours = at != std::string::npos && at > 0 &&
+                      valid_local_part(std::string_view(a.administrator).substr(0, at)) &&
+                      config.find_domain(std::string_view(a.administrator).substr(at + 1));
+    if (!ours) {
+      reader.fail(table->get("administrator"), "addressing.administrator",
+                  "must be a mailbox address of one of the [[domains]]: '" + a.administrator + "'");
+    }
+  }
+  if (const toml::array* roles = reader.array_at(*table, "addressing", "role_accounts")) {
+    a.role_accounts.clear();
+    for (const toml::node& node : *roles) {
+      if (!node.is_string() || !valid_local_part(node.as_string()->get()) ||
+          node.as_string()->get().find('+') != std::string::npos) {
+        reader.fail(&node, "addressing.role_accounts", "must be local parts such as \"abuse\"");
+      }
+      a.role_accounts.push_back(base::ascii_lowercase(node.as_string()->get()));
+    }
+  }
+  a.subaddress_separator =
+      reader.string_at(*table, "addressing", "subaddress_separator", a.subaddress_separator);
+  if (a.subaddress_separator.size() > 1 ||
+      (a.subaddress_separator.size() == 1 &&
+       std::string_view("+-_=").find(a.subaddress_separator[0]) == std::string_view::npos)) {
+    reader.fail(table->get("subaddress_separator"), "addressing.subaddress_separator",
+                "must be one of \"+\", \"-\", \"_\", \"=\" or \"\" (off)");
+  }
+  a.subaddress_folders = reader.bool_at(*table, "addressing", "subaddress_folders", false);
+  a.max_alias_depth =
+      static_cast<unsigned>(reader.int_at(*table, "addressing", "max_alias_depth", 10, 1, 100));
+  a.max_alias_targets = static_cast<unsigned>(
+      reader.int_at(*table, "addressing", "max_alias_targets", 100, 1, 10000));
+}
+
 void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
   const toml::table* table = reader.table_at(root, "", "queue");
   if (!table) return;
@@ -727,7 +776,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   config.source_file = reader.file();
   reader.only_keys(root, "",
                    {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
-                    "delivery", "metrics", "log", "srs", "local_submission"});
+                    "delivery", "metrics", "log", "srs", "local_submission", "addressing"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -842,6 +891,10 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
         reader.fail(entry.get("name"), prefix + ".name", "domain listed twice: " + domain.name);
       }
       if (const toml::array* users = reader.array_at(entry, prefix, "users")) {
+        config.deprecations.push_back(fmt::format(
+            "{}:{}: {}.users: deprecated: a mailbox is an entry of the users file (`smtpsctl "
+            "user add --no-password ADDRESS` for one without a password); these still receive",
+            reader.file(), users->source().begin.line, prefix));
         for (const toml::node& user : *users) {
           if (!user.is_string()) reader.fail(&user, prefix + ".users", "must be strings");
           std::string local(user.as_string()->get());
@@ -1038,6 +1091,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   }
 
   read_local_submission(root, reader, base_dir, config);
+  read_addressing(root, reader, base_dir, config);
   read_queue(root, reader, config.queue);
   read_delivery(root, reader, base_dir, config);
   read_observability(root, reader, config);
@@ -1181,6 +1235,21 @@ std::string describe(const Config& config) {
   if (config.srs) {
     out += fmt::format("SRS: {} ({} secrets, {} days)\n", config.srs->domain,
                        config.srs->secrets.size(), config.srs->max_age_days);
+  }
+  {
+    const AddressingSettings& a = config.addressing;
+    std::string roles;
+    for (const std::string& role : a.role_accounts)
+      roles += (roles.empty() ? "" : ", ") + role + "@";
+    out += fmt::format(
+        "addressing: mailboxes from the users file, aliases file {}, sub-addressing {}{}, role "
+        "accounts {} → {}, at most {} addresses per recipient, {} aliases deep\n",
+        a.aliases_file,
+        a.subaddress_separator.empty() ? "off" : "\"" + a.subaddress_separator + "\"",
+        a.subaddress_folders ? " (Maildir folder .detail)" : "", roles.empty() ? "none" : roles,
+        a.administrator.empty() ? "no administrator (postmaster@ is its own mailbox)"
+                                : a.administrator,
+        a.max_alias_targets, a.max_alias_depth);
   }
   for (const Listener& l : config.listeners) {
     std::string_view tls_mode = l.role == Role::kSubmissions                   ? "implicit TLS"

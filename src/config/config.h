@@ -168,6 +168,21 @@ struct LocalSubmissionSettings {
   bool operator==(const LocalSubmissionSettings&) const = default;
 };
 
+// [addressing]: aliases, sub-addressing and role accounts (README "Mailboxes and aliases";
+// the resolver is auth/recipient_resolver.h).
+struct AddressingSettings {
+  std::string aliases_file;  // default <data_dir>/aliases (watched like the users file)
+  // The mailbox postmaster@ and abuse@ (role_accounts) of every domain resolve to; "" none:
+  // postmaster@<domain> is then a mailbox of its own (RFC 5321 §4.5.1) and abuse@ unknown.
+  std::string administrator;
+  std::vector<std::string> role_accounts{"postmaster", "abuse"};  // local parts, lower-case
+  std::string subaddress_separator = "+";  // local+detail@ → local@; "" off
+  bool subaddress_folders = false;         // Maildir: deliver +detail into the folder .detail
+  unsigned max_alias_depth = 10;           // aliases of aliases, deeper is a loop (5.4.6)
+  unsigned max_alias_targets = 100;        // addresses one recipient may expand to
+  bool operator==(const AddressingSettings&) const = default;
+};
+
 // [metrics]: the Prometheus endpoint (off when the table is absent).
 struct MetricsSettings {
   // From "127.0.0.1:9464" (an IP literal; port 0: the kernel picks one); none: no endpoint.
@@ -211,6 +226,10 @@ struct Config {
   std::vector<long> certificate_lines;  // line of each [[tls.certificates]] entry, for errors
   std::vector<Listener> listeners;
   AuthSettings auth;
+  AddressingSettings addressing;
+  // Deprecated forms still read, one "file:line: key: what to do" each; logged at start and
+  // printed by `smtpsd check`.
+  std::vector<std::string> deprecations;
   QueueSettings queue;
   DeliverySettings delivery;
   MetricsSettings metrics;

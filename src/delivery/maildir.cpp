@@ -272,6 +272,55 @@ int write_all(int fd, std::string_view bytes) {
   return 0;
 }
 
+// Whether the header section of the message holds "Delivered-To: <address>" (compared
+// case-insensitively, blanks and a folded line allowed). Reads at most 256 KiB of header.
+base::Expected<bool, queue::SpoolError> carries_delivered_to(queue::MessageReader& reader,
+                                                             std::string_view address) {
+  constexpr std::size_t kMaxHeader = 256 * 1024;
+  std::string header;
+  char buffer[8192];
+  while (header.size() < kMaxHeader) {
+    auto got = reader.read(std::span<char>(buffer, sizeof buffer));
+    if (!got) return base::unexpected(got.error());
+    if (*got == 0) break;
+    header.append(buffer, *got);
+    if (header.starts_with("\r\n") || header.find("\r\n\r\n") != std::string::npos) break;
+  }
+  std::size_t end = header.starts_with("\r\n") ? 0 : header.find("\r\n\r\n");
+  if (end != std::string::npos) header.resize(end + 2);
+  constexpr std::string_view kField = "delivered-to:";
+  std::size_t position = 0;
+  while (position < header.size()) {
+    std::size_t line_end = header.find("\r\n", position);
+    if (line_end == std::string::npos) line_end = header.size();
+    std::string_view line(header.data() + position, line_end - position);
+    position = line_end + 2;
+    if (line.size() < kField.size() ||
+        !base::equals_ignoring_case(line.substr(0, kField.size()), kField)) {
+      continue;
+    }
+    std::string value(line.substr(kField.size()));
+    // A folded value continues on lines that start with a blank (RFC 5322 §2.2.3).
+    while (position < header.size() && (header[position] == ' ' || header[position] == '\t')) {
+      std::size_t next = header.find("\r\n", position);
+      if (next == std::string::npos) next = header.size();
+      value.append(header, position, next - position);
+      position = next + 2;
+    }
+    std::string_view trimmed = value;
+    while (!trimmed.empty() &&
+           (trimmed.front() == ' ' || trimmed.front() == '\t' || trimmed.front() == '<')) {
+      trimmed.remove_prefix(1);
+    }
+    while (!trimmed.empty() &&
+           (trimmed.back() == ' ' || trimmed.back() == '\t' || trimmed.back() == '>')) {
+      trimmed.remove_suffix(1);
+    }
+    if (base::equals_ignoring_case(trimmed, address)) return true;
+  }
+  return false;
+}
+
 DeliveryResult transient(std::string detail) {
   return DeliveryResult{DeliveryStatus::kTransient, std::move(detail), std::string(kTransport)};
 }
@@ -325,13 +374,26 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
   if (reverse_path.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
     return permanent("reverse-path contains a line break");
   }
-  // RFC 5321 §4.4: the final delivery inserts the return-path line at the beginning.
-  const std::string return_path = "Return-Path: <" + reverse_path + ">\r\n";
+  // RFC 5321 §4.4: the final delivery inserts the return-path line at the beginning; then,
+  // as Postfix does, "Delivered-To: <mailbox>", the final address, which also catches loops:
+  // a message that already carries ours came back (an alias or a forward elsewhere).
+  const std::string mailbox_address = name->local + "@" + name->domain;
+  const std::string return_path =
+      "Return-Path: <" + reverse_path + ">\r\nDelivered-To: " + mailbox_address + "\r\n";
 
   auto source = queue::MessageReader::open(message);
   if (!source) {
     const queue::SpoolError& error = source.error();
     return error.transient ? transient(error.message) : permanent(error.message);
+  }
+  auto looped = carries_delivered_to(*source, mailbox_address);
+  if (!looped)
+    return looped.error().transient ? transient(looped.error().message)
+                                    : permanent(looped.error().message);
+  if (*looped) {
+    return DeliveryResult{DeliveryStatus::kPermanent,
+                          "mail loop: the message already has Delivered-To: " + mailbox_address,
+                          std::string(kTransport), "5.4.6"};
   }
   const std::uint64_t content_size = source->size();
   const std::string file = file_name(message.received_unix, message.id, recipient_index, hostname_,

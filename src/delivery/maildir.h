@@ -32,8 +32,10 @@ class Maildir {
   Maildir(std::string mail_root, std::string hostname);
 
   // Copies the content of message (read through queue::MessageReader), after a
-  // "Return-Path: <reverse-path>" line (RFC 5321 §4.4), into the recipient's Maildir, or
-  // its folder message.folder.
+  // "Return-Path: <reverse-path>" line (RFC 5321 §4.4) and "Delivered-To: <mailbox>" (as
+  // Postfix writes it: the final mailbox address), into the recipient's Maildir, or its
+  // folder message.folder. A message whose header section already has Delivered-To: with
+  // this mailbox has looped: kPermanent 5.4.6, nothing written.
   // kPermanent for an address that cannot name a mailbox or a corrupt spool file;
   // kTransient with the strerror text for a disk error (the tmp file is then removed).
   queue::DeliveryResult deliver(const queue::StoredMessage& message, std::size_t recipient_index);

@@ -36,6 +36,19 @@ bool rewrites_sender(const queue::StoredMessage& message, const LocalRecipients&
          !routing.next_hops.contains(domain);
 }
 
+// The mailbox "Bob@x" spelled with the detail of its address "bob+news@x": "Bob+news@x".
+// (The address names that mailbox, so its local part starts with the mailbox's.)
+std::string with_detail(const std::string& address, const std::string& mailbox) {
+  const std::size_t at_address = address.rfind('@');
+  const std::size_t at_mailbox = mailbox.rfind('@');
+  if (at_address == std::string::npos || at_mailbox == std::string::npos ||
+      at_address <= at_mailbox) {
+    return mailbox;
+  }
+  return mailbox.substr(0, at_mailbox) + address.substr(at_mailbox, at_address - at_mailbox) +
+         mailbox.substr(at_mailbox);
+}
+
 }  // namespace
 
 bool Router::stays_here(std::string_view address) const {
@@ -77,6 +90,12 @@ std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& m
   }
   for (std::size_t k = 0; k < recipients.size(); ++k) {
     const std::size_t index = recipients[k];
+    if (message.envelope.recipients[index].expansion_record) {
+      // Not a destination: the alias its targets came from (RFC 3461 §5.2.7).
+      results[k] = {queue::DeliveryStatus::kDelivered, "expanded at RCPT", "alias"};
+      results[k].expanded = true;
+      continue;
+    }
     std::string address = message.envelope.recipients[index].address;
     std::string domain = domain_of(address);
     if (domains.srs && !domain.empty() && domain == domains.srs->options().domain) {
@@ -108,6 +127,7 @@ std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& m
     }
     bool duplicate = false;
     for (std::size_t earlier = 0; earlier < index && !duplicate; ++earlier) {
+      if (message.envelope.recipients[earlier].expansion_record) continue;
       if (local.mailbox(canonical.envelope.recipients[earlier].address) == mailbox) {
         results[k] = {queue::DeliveryStatus::kDelivered,
                       "same mailbox as recipient " + std::to_string(earlier), "maildir"};
@@ -115,17 +135,30 @@ std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& m
       }
     }
     if (duplicate) continue;
-    canonical.envelope.recipients[index].address = *mailbox;
     const auto agent = domains.agents.find(domain_of(*mailbox));
     if (agent != domains.agents.end() && agent->second.lmtp) {
+      // LMTP gets the mailbox's name with the +detail the address had: the server there
+      // files it.
+      canonical.envelope.recipients[index].address = with_detail(address, *mailbox);
       const std::string key = base::to_string(*agent->second.lmtp);
       lmtp_servers.emplace(key, *agent->second.lmtp);
       lmtp_positions[key].push_back(k);
-    } else if (routes_.lmtp && routes_.lmtp_by_default &&
-               (agent == domains.agents.end() || !agent->second.maildir)) {
+      continue;
+    }
+    if (routes_.lmtp && routes_.lmtp_by_default &&
+        (agent == domains.agents.end() || !agent->second.maildir)) {
+      canonical.envelope.recipients[index].address = with_detail(address, *mailbox);
       lmtp_positions[""].push_back(k);
-    } else {
+      continue;
+    }
+    canonical.envelope.recipients[index].address = *mailbox;
+    std::string folder = local.folder && message.folder.empty() ? local.folder(address) : "";
+    if (folder.empty()) {
       results[k] = routes_.maildir(canonical, index);
+    } else {
+      queue::StoredMessage with_folder = canonical;
+      with_folder.folder = std::move(folder);
+      results[k] = routes_.maildir(with_folder, index);
     }
   }
   for (const auto& [key, positions] : lmtp_positions) {

@@ -9,6 +9,8 @@
 // - A recipient of one of our own domains without a mailbox (removed from the configuration
 //   while the message waited) fails permanently (5.1.1, RFC 3463): it is never sent out to
 //   our own MX.
+// - The record of an expansion (smtp::Recipient::expansion_record) is never delivered: it is
+//   reported delivered with the flag `expanded` at once (a success DSN says "expanded").
 // - A recipient without a domain fails permanently (5.1.3); remote recipients are grouped by
 //   their domain in lower case (domains are case-insensitive, RFC 5321 §2.4).
 // - The local recipients are asked for once per delivery: those of the configuration in
@@ -49,6 +51,10 @@ struct LocalRecipients {
   std::function<std::optional<std::string>(std::string_view address)> mailbox;
   // Whether a lower-case domain is one of ours.
   std::function<bool(std::string_view domain)> is_local_domain;
+  // The Maildir folder a mailbox address goes to ("news" for alice+news@ when sub-address
+  // folders are on), "" for the INBOX; empty function: always the INBOX. A folder a check
+  // chose for the message wins.
+  std::function<std::string(std::string_view address)> folder;
 };
 
 // A local domain's own delivery agent ([[domains]] delivery).

@@ -161,6 +161,7 @@ std::string_view status_of(const DsnRecipient& recipient) {
       return "4.0.0";
     case DsnAction::kDelivered:
     case DsnAction::kRelayed:
+    case DsnAction::kExpanded:
       return "2.0.0";
   }
   return "5.0.0";
@@ -337,6 +338,9 @@ std::string notification_text(const DsnRequest& request, std::string_view report
       case DsnAction::kRelayed:
         out.append("relayed to a system that does not send delivery notices");
         break;
+      case DsnAction::kExpanded:
+        out.append("expanded to several addresses (an alias); their deliveries are not reported");
+        break;
     }
     out.append(" (status ").append(status_of(recipient)).append(")\r\n");
     if (!recipient.diagnostic.empty()) {
@@ -367,6 +371,8 @@ std::string_view to_string(DsnAction action) {
       return "delivered";
     case DsnAction::kRelayed:
       return "relayed";
+    case DsnAction::kExpanded:
+      return "expanded";
   }
   return "failed";
 }
@@ -384,6 +390,7 @@ bool wants_notification(const smtp::Recipient& recipient, DsnAction action) {
       break;
     case DsnAction::kDelivered:
     case DsnAction::kRelayed:
+    case DsnAction::kExpanded:
       wanted = "SUCCESS";
       break;
   }

@@ -30,8 +30,9 @@
 
 namespace queue {
 
-// RFC 3464 §2.3.3 action-value (the "expanded" action is never reported: we do not expand).
-enum class DsnAction { kFailed, kDelayed, kDelivered, kRelayed };
+// RFC 3464 §2.3.3 action-value; "expanded" for an alias expanded to several addresses
+// (RFC 3461 §5.2.7), whose targets then report no success.
+enum class DsnAction { kFailed, kDelayed, kDelivered, kRelayed, kExpanded };
 
 struct DsnRecipient {
   std::string final_recipient;     // the address we tried
@@ -92,10 +93,11 @@ DsnMessage build_dsn(const DsnRequest& request);
 // No NOTIFY: failures and delays yes, success no (§4.1 allows "FAILURE" or
 // "FAILURE,DELAY" as the default). NOTIFY=NEVER: nothing. kRelayed counts as SUCCESS
 // (a "relayed" notice stands in for the success notice a next hop without DSN support
-// cannot send). Keywords case-insensitive, as the session accepted them.
+// cannot send), and so does kExpanded. Keywords case-insensitive, as the session accepted
+// them.
 bool wants_notification(const smtp::Recipient& recipient, DsnAction action);
 
-// "failed", "delayed", "delivered", "relayed" (RFC 3464 §2.3.3).
+// "failed", "delayed", "delivered", "relayed", "expanded" (RFC 3464 §2.3.3).
 std::string_view to_string(DsnAction action);
 
 }  // namespace queue

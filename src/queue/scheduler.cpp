@@ -506,6 +506,7 @@ bool Scheduler::send_dsn(const StoredMessage& message, const std::vector<std::si
     const DeliveryResult& result = results[k];
     DsnAction action = action_code == 0   ? DsnAction::kFailed
                        : action_code == 1 ? DsnAction::kDelayed
+                       : result.expanded  ? DsnAction::kExpanded
                        : result.remote    ? DsnAction::kRelayed
                                           : DsnAction::kDelivered;
     if (action_code == 2 && result.dsn_passed_on) continue;  // the next hop reports it

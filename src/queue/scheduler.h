@@ -71,7 +71,8 @@ struct DeliveryResult {
   std::string diagnostic;  // that server's reply, e.g. "550 5.1.1 no such user"
   // The next hop took the recipient's NOTIFY= (RFC 3461 §5.2.2): it reports success itself.
   bool dsn_passed_on = false;
-  bool remote = false;  // relayed to another server (a SUCCESS notice says "relayed")
+  bool remote = false;    // relayed to another server (a SUCCESS notice says "relayed")
+  bool expanded = false;  // the record of an alias expanded at RCPT (a notice says "expanded")
 };
 
 // Delivers some recipients of a stored message: result i is for recipients[i]. Must be

@@ -28,7 +28,9 @@
 //   envid <field>                       ENVID= (RFC 3461 §4.4), decoded
 //   authenticated 1                     only when the session had authenticated (optional)
 //   recipients <count>
-//   rcpt <address> <notify> <orcpt>     <count> lines, in RCPT order (RFC 3461 §4.1, §4.2)
+//   rcpt <address> <notify> <orcpt>     <count> lines, in RCPT order (RFC 3461 §4.1, §4.2);
+//        [expanded]                     a fourth field "expanded" marks the record of an alias
+//                                       expanded with NOTIFY=SUCCESS (smtp::Recipient)
 //   <empty line>
 //   <content octets>                    what append() wrote (after truncate_content)
 //   <late octets>                       the header section of replace_header_section()
@@ -307,6 +309,8 @@ void append_recipients(std::string& out, const std::vector<smtp::Recipient>& rec
     append_field(out, recipient.notify);
     out += ' ';
     append_field(out, recipient.original_recipient);
+    // A fourth field only for the record of an expansion (smtp::Recipient::expansion_record).
+    if (recipient.expansion_record) out += " expanded";
   }
 }
 
@@ -447,13 +451,14 @@ std::optional<std::string> parse_header(std::string_view header, StoredMessage& 
     if (key == "rcpt") {
       if (!expected_recipients) return error("rcpt before recipients");
       std::vector<std::string_view> parts = split_spaces(value);
-      if (parts.size() != 3) return error("rcpt needs three fields");
+      const bool record = parts.size() == 4 && parts[3] == "expanded";
+      if (parts.size() != 3 && !record) return error("rcpt needs three fields");
       auto address = decode_field(parts[0]);
       auto notify = decode_field(parts[1]);
       auto original = decode_field(parts[2]);
       if (!address || !notify || !original) return error("bad escape in rcpt");
       if (address->empty()) return error("empty recipient address");
-      envelope.recipients.push_back(smtp::Recipient{*address, *notify, *original});
+      envelope.recipients.push_back(smtp::Recipient{*address, *notify, *original, record});
       if (envelope.recipients.size() > *expected_recipients) return error("too many rcpt");
       continue;
     }
@@ -584,14 +589,17 @@ std::optional<std::string> parse_late_envelope(std::string_view block, StoredMes
       if (!expected) return std::string("late envelope: bad value for 'recipients'");
     } else if (key == "rcpt" && expected) {
       std::vector<std::string_view> parts = split_spaces(value);
-      if (parts.size() != 3) return std::string("late envelope: rcpt needs three fields");
+      const bool record = parts.size() == 4 && parts[3] == "expanded";
+      if (parts.size() != 3 && !record) {
+        return std::string("late envelope: rcpt needs three fields");
+      }
       auto address = decode_field(parts[0]);
       auto notify = decode_field(parts[1]);
       auto original = decode_field(parts[2]);
       if (!address || !notify || !original) return std::string("late envelope: bad escape in rcpt");
       if (address->empty()) return std::string("late envelope: empty recipient address");
       if (recipients.size() == *expected) return std::string("late envelope: too many rcpt");
-      recipients.push_back(smtp::Recipient{*address, *notify, *original});
+      recipients.push_back(smtp::Recipient{*address, *notify, *original, record});
     } else {
       return "late envelope: unexpected key '" + std::string(key) + "'";
     }

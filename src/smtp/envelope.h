@@ -20,6 +20,11 @@ struct Recipient {
   std::string address;  // "local@domain" as the client gave it (no angle brackets)
   std::string notify;   // NOTIFY= value as given (e.g. "SUCCESS,FAILURE"), empty if absent
   std::string original_recipient;  // ORCPT= value (decoded xtext), empty if absent
+  // Not a destination: the record of an alias the policy expanded to several addresses at
+  // RCPT with NOTIFY=SUCCESS (address: the alias as given). Nothing is delivered to it; the
+  // queue reports it at once with the action "expanded" (RFC 3461 §5.2.7, RFC 3464 §2.3.3),
+  // the targets then carry no SUCCESS.
+  bool expansion_record = false;
 };
 
 struct Envelope {

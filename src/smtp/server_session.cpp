@@ -854,10 +854,10 @@ struct ServerSession::Impl {
     }
     // RFC 5321 §4.5.1: "<Postmaster>" without a domain MUST be accepted.
     std::string_view address = path->is_postmaster ? "postmaster" : path->mailbox;
-    RecipientVerdict verdict = config.check_recipient
-                                   ? config.check_recipient(address, authenticated_user_)
-                                   : RecipientVerdict::kAccept;
-    switch (verdict) {
+    RecipientDecision decision = config.check_recipient
+                                     ? config.check_recipient(address, authenticated_user_)
+                                     : RecipientDecision(RecipientVerdict::kAccept);
+    switch (decision.verdict) {
       case RecipientVerdict::kAccept:
         // RFC 1870 §6.2: a recipient whose storage allocation the declared size exceeds
         // gets 552 at RCPT; the client delivers to the others.
@@ -868,11 +868,28 @@ struct ServerSession::Impl {
             return;
           }
         }
+        // An expansion counts toward the recipients limit, except as the first recipient
+        // (so that one alias within the policy's fan-out bound always gets through).
+        if (!envelope_.recipients.empty() &&
+            envelope_.recipients.size() + decision.expansion.size() >
+                config.limits.max_recipients) {
+          reply(452, "4.5.3", "Too many recipients");
+          return;
+        }
+        pending_expansion_ = std::move(decision.expansion);
         if (ask_host(CheckStage::kRcpt, address)) {
           pending_notify_.assign(notify);
           return;
         }
         accept_recipient(address, notify);
+        return;
+      case RecipientVerdict::kLoop:
+        reply(550, "5.4.6", "Recipient address rejected: alias loop");
+        count_rejected_recipient();
+        return;
+      case RecipientVerdict::kTooMany:
+        reply(550, "5.5.3", "Recipient address rejected: alias expands to too many recipients");
+        count_rejected_recipient();
         return;
       case RecipientVerdict::kUnknownUser:
         reply(550, "5.1.1", "Recipient address rejected: user unknown");
@@ -903,15 +920,72 @@ struct ServerSession::Impl {
   }
 
   void accept_recipient(std::string_view address, std::string_view notify) {
-    Recipient& recipient = envelope_.recipients.emplace_back();
-    recipient.address.assign(address);
-    recipient.notify.assign(notify);
-    recipient.original_recipient.assign(orcpt_scratch_);
     if (config.recipient_size_limit) {
       const std::uint64_t limit = config.recipient_size_limit(address);
       if (limit != 0 && limit < message_limit()) size_limit_ = limit;
     }
+    if (pending_expansion_.empty()) {
+      Recipient& recipient = envelope_.recipients.emplace_back();
+      recipient.address.assign(address);
+      recipient.notify.assign(notify);
+      recipient.original_recipient.assign(orcpt_scratch_);
+      reply(250, "2.1.5", "Ok");
+      return;
+    }
+    // RFC 3461 §5.2.7: after an expansion to several addresses, success is reported for the
+    // original ("expanded"), so the targets do not carry SUCCESS on.
+    std::string target_notify(notify);
+    if (pending_expansion_.size() > 1 && !notify.empty()) {
+      target_notify = without_success(notify);
+      if (has_success(notify)) {
+        // RFC 3461 §5.2.7: the success of an expansion is reported for the original address.
+        Recipient& record = envelope_.recipients.emplace_back();
+        record.address.assign(address);
+        record.notify.assign("SUCCESS");
+        record.original_recipient = original_recipient_of(address);
+        record.expansion_record = true;
+      }
+    }
+    for (std::string& target : pending_expansion_) {
+      Recipient& recipient = envelope_.recipients.emplace_back();
+      recipient.address = std::move(target);
+      recipient.notify = target_notify;
+      recipient.original_recipient = original_recipient_of(address);
+    }
+    pending_expansion_.clear();
     reply(250, "2.1.5", "Ok");
+  }
+
+  // RFC 3461 §4.2: an expanded recipient's ORCPT is the address the client gave, unless it
+  // gave an ORCPT itself; "utf-8" as the address type for a UTF-8 address (RFC 6533 §3).
+  std::string original_recipient_of(std::string_view address) const {
+    if (!orcpt_scratch_.empty()) return orcpt_scratch_;
+    const bool utf8 = std::any_of(address.begin(), address.end(),
+                                  [](char c) { return static_cast<unsigned char>(c) > 0x7F; });
+    return (utf8 ? "utf-8;" : "rfc822;") + std::string(address);
+  }
+
+  static bool has_success(std::string_view notify) {
+    while (!notify.empty()) {
+      const std::size_t comma = notify.find(',');
+      if (equals_ignoring_case(notify.substr(0, comma), "SUCCESS")) return true;
+      notify = comma == std::string_view::npos ? std::string_view() : notify.substr(comma + 1);
+    }
+    return false;
+  }
+
+  // NOTIFY minus SUCCESS: "SUCCESS,FAILURE" → "FAILURE", "SUCCESS" → "NEVER".
+  static std::string without_success(std::string_view notify) {
+    std::string out;
+    while (!notify.empty()) {
+      const std::size_t comma = notify.find(',');
+      std::string_view keyword = notify.substr(0, comma);
+      notify = comma == std::string_view::npos ? std::string_view() : notify.substr(comma + 1);
+      if (equals_ignoring_case(keyword, "SUCCESS")) continue;
+      if (!out.empty()) out += ',';
+      out.append(keyword);
+    }
+    return out.empty() ? std::string("NEVER") : out;
   }
 
   // ---- the host's checks ----------------------------------------------------------------
@@ -970,6 +1044,7 @@ struct ServerSession::Impl {
         refused_at_connect_ = true;
       return;
     }
+    pending_expansion_.clear();
     reply(code, enhanced, refusal.text);
     if (check_stage_ == CheckStage::kRcpt && code >= 500) count_rejected_recipient();
   }
@@ -1559,6 +1634,7 @@ struct ServerSession::Impl {
   CheckStage check_stage_ = CheckStage::kConnect;
   std::string check_argument_;
   std::string pending_notify_;
+  std::vector<std::string> pending_expansion_;  // of the RCPT being accepted (policy's)
   bool pending_esmtp_ = false;
   PendingMail pending_mail_;
   bool refused_at_connect_ = false;  // a 5xx instead of the greeting: only QUIT is served

@@ -85,6 +85,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "smtp/envelope.h"
@@ -109,6 +110,23 @@ enum class RecipientVerdict {
   kTempFail,     // 451 4.3.0
   kSrsInvalid,   // 550 5.1.1: an SRS address of ours whose hash does not match (delivery/srs.h)
   kSrsExpired,   // 550 5.1.1: an SRS address of ours past its validity window
+  kLoop,         // 550 5.4.6 (an alias loop; RFC 5321 §4.3.2: 550, never 554, at RCPT)
+  kTooMany,      // 550 5.5.3 (an alias that expands to too many addresses)
+};
+
+// The verdict and, for an accepted recipient that the policy expanded (an alias, a role
+// account), the addresses it stands for. Each becomes an envelope recipient of its own with
+// the original's NOTIFY and, unless the client gave one, ORCPT=rfc822;<original> (RFC 3461
+// §4.2), all for one "250". With NOTIFY=SUCCESS and more than one address, the targets do
+// not carry SUCCESS on: RFC 3461 §5.2.7 (the MTA "expanded" the recipient).
+struct RecipientDecision {
+  RecipientVerdict verdict = RecipientVerdict::kAccept;
+  std::vector<std::string> expansion;  // empty: the address as given
+  RecipientDecision() = default;
+  RecipientDecision(RecipientVerdict v) : verdict(v) {}  // NOLINT: a plain verdict converts
+  RecipientDecision(RecipientVerdict v, std::vector<std::string> targets)
+      : verdict(v), expansion(std::move(targets)) {}
+  bool operator==(RecipientVerdict v) const { return verdict == v; }
 };
 
 // The stages of a session a check can look at (bits of SessionConfig::checked_stages).
@@ -141,7 +159,7 @@ struct SessionConfig {
   // Decides each RCPT (pure; may be empty, then every recipient is accepted).
   // authenticated_user is "" when the session has not authenticated, so the host can let
   // authenticated users relay while the MX refuses to.
-  std::function<RecipientVerdict(std::string_view address, std::string_view authenticated_user)>
+  std::function<RecipientDecision(std::string_view address, std::string_view authenticated_user)>
       check_recipient;
   // Asked at each MAIL with the declared SIZE (0 without one): is there room to store the
   // message? false → "452 4.3.1" (RFC 1870 §6.1, RFC 3463 X.3.1), and the client retries

@@ -213,10 +213,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     };
   }
   config.checked_stages = (seed >> 4) & 0xF;  // connect, HELO, MAIL, RCPT in any mix
-  config.check_recipient = [](std::string_view address, std::string_view user) {
+  config.check_recipient = [](std::string_view address,
+                              std::string_view user) -> smtp::RecipientDecision {
     if (address.starts_with("unknown")) return smtp::RecipientVerdict::kUnknownUser;
     if (address.starts_with("relay") && user.empty()) return smtp::RecipientVerdict::kRelayDenied;
     if (address.starts_with("later")) return smtp::RecipientVerdict::kTempFail;
+    if (address.starts_with("loop")) return smtp::RecipientVerdict::kLoop;
+    if (address.starts_with("huge")) return smtp::RecipientVerdict::kTooMany;
+    // An alias: its targets become the recipients (ORCPT and NOTIFY of the original).
+    if (address.starts_with("alias")) {
+      return {smtp::RecipientVerdict::kAccept, {"a@x.example", "b@x.example", "c@remote.example"}};
+    }
     return smtp::RecipientVerdict::kAccept;
   };
 

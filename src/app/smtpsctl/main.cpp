@@ -4,7 +4,8 @@
 //   smtpsctl send --server URL ... / smtpsctl sendmail ...        (see app/send_command.h)
 //   sendmail ...  (argv[0] named sendmail, e.g. a symlink: the sendmail-compatible mode)
 //   smtpsctl user add|passwd|del|list --users FILE [ADDRESS]      (see app/user_command.h)
-//   smtpsctl user alias add|del --users FILE ADDRESS ALIAS
+//   smtpsctl user alias add|del --users FILE ADDRESS ALIAS         (send-as addresses)
+//   smtpsctl alias add|del|list --aliases FILE ...                (see app/alias_command.h)
 //   smtpsctl auth lockouts [--config FILE | --socket PATH]        the running server's lockouts
 //   smtpsctl auth unlock [--config FILE | --socket PATH] IP_OR_USER
 //   smtpsctl queue list [--to-domain D] [--from A] [--json]        the running server's queue
@@ -34,6 +35,7 @@
 
 #include "app/common/config_path.h"
 #include "app/common/control_socket.h"
+#include "app/smtpsctl/alias_command.h"
 #include "app/smtpsctl/bench_command.h"
 #include "app/smtpsctl/probe_command.h"
 #include "app/smtpsctl/send_command.h"
@@ -125,6 +127,9 @@ int main(int argc, char** argv) {
   // Everything after "user" (its own --help included) goes to run_user_command.
   user->prefix_command();
   user->set_help_flag();
+  auto* alias = cli.add_subcommand("alias", "Manage the aliases file (recipient addresses)");
+  alias->prefix_command();
+  alias->set_help_flag();
   auto* send = cli.add_subcommand("send", "Send one message over TLS (like msmtp or swaks)");
   send->prefix_command();
   send->set_help_flag();
@@ -209,6 +214,7 @@ int main(int argc, char** argv) {
   if (*user) {
     return app::run_user_command(user->remaining(), std::cout, std::cerr, app::read_new_password);
   }
+  if (*alias) return app::run_alias_command(alias->remaining(), std::cout, std::cerr);
   std::string queue_verb;
   std::string queue_text;  // the request, checked before anything is read
   if (*queue_command) {

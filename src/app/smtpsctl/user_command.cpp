@@ -72,7 +72,8 @@ struct Arguments {
   std::string users_file;
   std::string address;
   std::string alias;
-  bool json = false;  // --json: one JSON object on standard output instead of text
+  bool json = false;         // --json: one JSON object on standard output instead of text
+  bool no_password = false;  // add: a receive-only mailbox
   std::uint32_t scram_iterations = auth::kDefaultScramIterations;
 };
 
@@ -139,6 +140,18 @@ int add_user(const Arguments& args, std::ostream& out, std::ostream& err,
     return fail(err, "user " + args.address + " already exists in " + args.users_file +
                          " (use passwd to change the password)");
   }
+  if (args.no_password) {
+    int result = edit(args, /*allow_missing=*/true, err, [&](auth::UserStore& edited) {
+      if (auto added = edited.add_receive_only(args.address); !added) {
+        return fail(err, added.error() + " in " + args.users_file);
+      }
+      return 0;
+    });
+    if (result != 0) return result;
+    out << "added " << args.address << " to " << args.users_file
+        << " (receives mail; cannot log in until `smtpsctl user passwd`)\n";
+    return 0;
+  }
   if (int result = set_password(args, /*adding=*/true, err, read_password, params); result != 0) {
     return result;
   }
@@ -194,6 +207,7 @@ int list_users(const Arguments& args, std::ostream& out, std::ostream& err) {
     }
     found = true;
     out << user->address;
+    if (!user->can_log_in()) out << " (receive-only)";
     if (!user->aliases.empty()) {
       out << " (aliases:";
       for (const auto& alias : user->aliases)
@@ -266,6 +280,8 @@ int run_user_command(const std::vector<std::string>& argv, std::ostream& out, st
         ->check(CLI::Range(auth::kMinScramIterations, auth::kMaxScramIterations))
         ->capture_default_str();
   }
+  add->add_flag("--no-password", args.no_password,
+                "A mailbox that receives mail and cannot log in (no password asked)");
   users_option(list);
   list->add_option("address", args.address, "Only this user");
   auto* alias = cli.add_subcommand("alias", "Addresses a user may send as");

@@ -1,6 +1,8 @@
 // user_command.h — `smtpsctl user ...`: edit the users file (auth/user_store.h).
 //
 //   smtpsctl user add    --users FILE ADDRESS        new user; asks for the password
+//   smtpsctl user add    --users FILE --no-password ADDRESS
+//                                                    a mailbox that only receives (no login)
 //   smtpsctl user passwd --users FILE ADDRESS        new password for an existing user
 //        (both: --scram-iterations N, PBKDF2 rounds of the new SCRAM keys)
 //   smtpsctl user del    --users FILE ADDRESS        remove a user

@@ -9,11 +9,16 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "app/smtpsd/config_location.h"
+#include "app/smtpsd/local_recipients.h"
 #include "app/smtpsd/privileges.h"
+#include "auth/alias_table.h"
+#include "auth/recipient_resolver.h"
+#include "auth/user_store.h"
 #include "base/ascii.h"
 #include "tls/certificate_store.h"
 
@@ -34,6 +39,48 @@ bool covers(const std::vector<std::string>& subject_names, const std::string& na
 
 std::string joined(const std::vector<std::string>& items) {
   return fmt::format("{}", fmt::join(items, " "));
+}
+
+// Deprecated forms (warnings), the users and aliases files as the server would read them,
+// and every alias that loops or fans out too far (errors) or names no mailbox (warning).
+int check_addressing(const config::Config& config) {
+  int status = 0;
+  for (const std::string& deprecation : config.deprecations) {
+    std::printf("warning: %s\n", deprecation.c_str());
+  }
+  // As the server reads them: a missing file is empty.
+  auto store = std::make_shared<const auth::UserStore>();
+  if (::access(config.auth.users_file.c_str(), F_OK) == 0) {
+    auto loaded = auth::UserStore::load(config.auth.users_file);
+    if (!loaded) {
+      std::fprintf(stderr, "%s\n", loaded.error().c_str());
+      status = 2;
+    } else {
+      store = std::make_shared<const auth::UserStore>(std::move(loaded.value()));
+    }
+  }
+  auto table = std::make_shared<const auth::AliasTable>();
+  if (::access(config.addressing.aliases_file.c_str(), F_OK) == 0) {
+    auto loaded = auth::AliasTable::load(config.addressing.aliases_file);
+    if (!loaded) {
+      std::fprintf(stderr, "%s\n", loaded.error().c_str());
+      return 2;
+    }
+    table = std::make_shared<const auth::AliasTable>(std::move(loaded.value()));
+  }
+  for (const auth::AliasProblem& problem : auth::alias_problems(
+           addressing_policy(config), store.get(), *table, config.addressing.aliases_file)) {
+    if (problem.fatal) {
+      std::fprintf(stderr, "%s\n", problem.text.c_str());
+      status = 2;
+    } else {
+      std::printf("warning: %s\n", problem.text.c_str());
+    }
+  }
+  std::printf("mailboxes: %zu in %s; aliases: %zu in %s\n", store->size(),
+              config.auth.users_file.c_str(), table->size(),
+              config.addressing.aliases_file.c_str());
+  return status;
 }
 
 }  // namespace
@@ -114,6 +161,7 @@ int check(const config::Config& config) {
   } else {
     std::printf("privileges: %s\n", planned.value().note.c_str());
   }
+  if (check_addressing(config) != 0) status = 2;
   std::fputs(config::describe(config).c_str(), stdout);
   std::puts(status == 0 ? "configuration OK" : "configuration has errors");
   return status;

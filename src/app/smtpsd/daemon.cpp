@@ -25,6 +25,7 @@
 #include "app/smtpsd/local_recipients.h"
 #include "app/smtpsd/privileges.h"
 #include "app/smtpsd/systemd_notify.h"
+#include "auth/alias_table.h"
 #include "auth/failure_limiter.h"
 #include "auth/user_store.h"
 #include "auth/verified_cache.h"
@@ -268,9 +269,22 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   delivery::Maildir maildir(config.data_dir + "/mail", config.hostname);
   auto outbound = delivery::Outbound::create(outbound_options(config));
   if (!outbound) return fail(outbound.error());
+  // Mailboxes are entries of the users file; aliases live in their own file. Both are read
+  // now (a broken one stops the start) and re-read when they change, by their own watcher
+  // threads: I/O threads and delivery threads only load the snapshot pointers.
+  auth::UserDirectory users(config.auth.users_file);
+  if (!users.last_error().empty()) return fail(users.last_error());
+  users.start_watching(std::chrono::milliseconds(500));  // docs/users-file.md: "within a second"
+  auth::AliasDirectory aliases(config.addressing.aliases_file);
+  if (!aliases.last_error().empty()) return fail(aliases.last_error());
+  aliases.start_watching(std::chrono::milliseconds(500));
+  engine.use_aliases(aliases);
+  for (const std::string& deprecation : config.deprecations) {
+    obs::Log("deprecated", obs::Level::kWarning).kv("detail", deprecation);
+  }
   DomainRoutingCache domain_routing;  // [[domains]] and [srs] of the snapshot in service
   delivery::Router router(
-      [&engine] { return local_recipients_of(engine.config()); },
+      [&engine, &users] { return local_recipients_of(engine.config(), users.current()); },
       delivery_routes(maildir, *outbound.value()),
       [&engine, &domain_routing] { return domain_routing.get(engine.config()); });
   queue::SchedulerOptions queue_options = scheduler_options(config);
@@ -286,11 +300,6 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   queue::GroupCommitter committer;
 
   raise_open_file_limit(config.max_connections);
-  auth::UserDirectory users(config.auth.users_file);
-  // The users file is read now (a broken one stops the start) and re-read when it changes,
-  // by the directory's own watcher thread: I/O threads only load the snapshot pointer.
-  if (!users.last_error().empty()) return fail(users.last_error());
-  users.start_watching(std::chrono::milliseconds(500));  // docs/users-file.md: "within a second"
   auto limiter = auth::FailureLimiter::create(limiter_options(config));
   if (!limiter) return fail(limiter.error());
   auth::VerifiedCache verified_cache(config.auth.verified_cache);

@@ -87,10 +87,17 @@ key = "tls/server-rsa.key"
 
 [[domains]]
 name = "localhost"
-users = ["demo"]
 
 [auth]
-users_file = "users"   # demo@localhost, password in demo.password; manage with smtpsctl user
+# The mailboxes and logins: demo@localhost, password in demo.password. Add a mailbox with
+# `smtpsctl user add --users users ADDRESS` (--no-password for one that only receives).
+users_file = "users"
+
+[addressing]
+aliases_file = "aliases"             # manage with `smtpsctl alias --aliases aliases ...`
+administrator = "demo@localhost"     # postmaster@ and abuse@ land in demo's Maildir
+subaddress_separator = "+"           # demo+anything@localhost is demo's
+subaddress_folders = true            # ... filed in the Maildir folder .anything
 
 [limits]
 # Load tests (smtpsctl bench) come from one address and one user: the rate limits are off
@@ -222,6 +229,7 @@ smtpsd development server is ready.
   configuration  {dir}/smtpsd.toml
   CA to trust    {dir}/tls/ca.pem
   mailbox        demo@localhost → {dir}/mail/localhost/demo/new/
+                 (also postmaster@ and abuse@localhost; demo+tag@ → the folder .tag)
   listeners      {listeners}
   checks         {checks}
 {local})TEXT",

@@ -45,7 +45,8 @@ smtp::TlsMode tls_mode(const config::Listener& listener) {
 }
 
 smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapshot,
-                                   const config::Listener& listener, auth::UserDirectory& users) {
+                                   const config::Listener& listener, auth::UserDirectory& users,
+                                   const auth::AliasDirectory* aliases) {
   const RolePolicy policy = role_policy(listener.role);
   smtp::SessionConfig session;
   session.hostname = snapshot->hostname;
@@ -61,15 +62,19 @@ smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapsho
       return store && store->may_send_as(user, sender);
     };
   }
-  session.check_recipient = [snapshot, relays = policy.relays_for_authenticated](
-                                std::string_view address, std::string_view user) {
-    smtp::RecipientVerdict verdict = verdict_for_inbound(*snapshot, address);
+  // Mailboxes and aliases as they are now (the users and aliases files are watched): a
+  // mailbox added with `smtpsctl user add` receives at the next RCPT, no reload needed.
+  session.check_recipient = [inbound = inbound_recipients(snapshot, users, aliases),
+                             relays = policy.relays_for_authenticated](
+                                std::string_view address,
+                                std::string_view user) -> smtp::RecipientDecision {
+    smtp::RecipientDecision decision = inbound(address);
     // An authenticated user may send anywhere: mail for other domains is queued for
     // onward delivery (relay or MX, delivery/outbound.h).
-    if (relays && !user.empty() && verdict == smtp::RecipientVerdict::kRelayDenied) {
+    if (relays && !user.empty() && decision.verdict == smtp::RecipientVerdict::kRelayDenied) {
       return smtp::RecipientVerdict::kAccept;
     }
-    return verdict;
+    return decision;
   };
   session.recipient_size_limit = [snapshot](std::string_view address) {
     return recipient_size_limit(*snapshot, address);  // [[domains]] max_message_size
@@ -106,10 +111,13 @@ std::string describe_checks(const intake::Pipeline& pipeline) {
   return out.empty() ? "none" : out;
 }
 
-net::ListenerOptions listener_options(
-    std::shared_ptr<const config::Config> snapshot, std::size_t index,
-    std::shared_ptr<const intake::Pipeline> checks, std::shared_ptr<SSL_CTX> tls_context,
-    auth::UserDirectory& users, std::function<bool(std::uint64_t declared_size)> has_room_for) {
+net::ListenerOptions listener_options(std::shared_ptr<const config::Config> snapshot,
+                                      std::size_t index,
+                                      std::shared_ptr<const intake::Pipeline> checks,
+                                      std::shared_ptr<SSL_CTX> tls_context,
+                                      auth::UserDirectory& users,
+                                      std::function<bool(std::uint64_t declared_size)> has_room_for,
+                                      const auth::AliasDirectory* aliases) {
   const config::Config& config = *snapshot;
   const config::Listener& listener = config.listeners.at(index);
   net::ListenerOptions options;
@@ -118,7 +126,7 @@ net::ListenerOptions listener_options(
   options.port = listener.port;
   options.implicit_tls = role_policy(listener.role).implicit_tls;
   options.tls_context = std::move(tls_context);
-  options.session = session_config(snapshot, listener, users);
+  options.session = session_config(snapshot, listener, users, aliases);
   options.checks = std::move(checks);
   options.proxy_protocol = listener.proxy_protocol;
   options.proxy_from = listener.proxy_from;

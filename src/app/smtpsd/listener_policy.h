@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 
+#include "auth/alias_table.h"
 #include "auth/user_store.h"
 #include "base/expected.h"
 #include "config/config.h"
@@ -44,9 +45,12 @@ RolePolicy role_policy(config::Role role);
 smtp::TlsMode tls_mode(const config::Listener& listener);
 
 // The session policy of listener (one of snapshot->listeners). may_send_as asks users at
-// each MAIL; users must outlive every session.
+// each MAIL, check_recipient the users and aliases in service at each RCPT
+// (local_recipients.h); users and aliases (may be null: no aliases) must outlive every
+// session.
 smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapshot,
-                                   const config::Listener& listener, auth::UserDirectory& users);
+                                   const config::Listener& listener, auth::UserDirectory& users,
+                                   const auth::AliasDirectory* aliases = nullptr);
 
 // The checks every listener of config runs (intake/check.h), built in and on by default:
 // today the received-loop check (intake/loop_check.h) at limits.max_received_headers, left
@@ -62,9 +66,12 @@ std::string describe_checks(const intake::Pipeline& pipeline);
 // (built_in_checks(*snapshot), shared by the snapshot's listeners), the TLS context new
 // connections start on, timeouts and PROXY settings. has_room_for is the storage check asked
 // at each MAIL.
-net::ListenerOptions listener_options(
-    std::shared_ptr<const config::Config> snapshot, std::size_t index,
-    std::shared_ptr<const intake::Pipeline> checks, std::shared_ptr<SSL_CTX> tls_context,
-    auth::UserDirectory& users, std::function<bool(std::uint64_t declared_size)> has_room_for);
+net::ListenerOptions listener_options(std::shared_ptr<const config::Config> snapshot,
+                                      std::size_t index,
+                                      std::shared_ptr<const intake::Pipeline> checks,
+                                      std::shared_ptr<SSL_CTX> tls_context,
+                                      auth::UserDirectory& users,
+                                      std::function<bool(std::uint64_t declared_size)> has_room_for,
+                                      const auth::AliasDirectory* aliases = nullptr);
 
 }  // namespace app

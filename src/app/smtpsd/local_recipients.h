@@ -1,31 +1,55 @@
-// local_recipients.h — which envelope recipients have a mailbox here, and under which
-// canonical name. Pure lookups over the configuration snapshot (no I/O): the session
-// policy uses them at RCPT, the delivery worker to pick the Maildir.
+// local_recipients.h — the configuration's side of addressing (docs/architecture.md
+// "Addressing"): which envelope recipients are ours and what they expand to. Pure lookups
+// over a configuration snapshot and the users and aliases snapshots in service (no I/O): the
+// session policy runs them at RCPT, the delivery router to pick the mailbox and its folder.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "auth/alias_table.h"
+#include "auth/recipient_resolver.h"
+#include "auth/user_store.h"
 #include "config/config.h"
 #include "delivery/router.h"
 #include "smtp/server_session.h"
 
 namespace app {
 
-// "user@domain" as configured (domain lower-case, user spelled as in the configuration),
-// or nothing when the address is not a local mailbox. RFC 5321 §4.5.1: "postmaster" and
-// "postmaster@<local domain>" are always local (mapped to the first local domain when the
-// domain is missing).
+// The resolver's settings from [addressing] and [[domains]] (the deprecated `users` lists
+// become mailboxes beside the users file's).
+auth::AddressingPolicy addressing_policy(const config::Config& config);
+
+// "user@domain" as listed (domain lower-case), or nothing when the address is not one of our
+// mailboxes (a final address: aliases are not expanded here). RFC 5321 §4.5.1: "postmaster"
+// without a domain is the first domain's.
 std::optional<std::string> canonical_local_mailbox(const config::Config& config,
-                                                   std::string_view address);
+                                                   std::string_view address,
+                                                   const auth::UserStore* users = nullptr);
 
-// The RCPT verdict for a role that does not relay (docs/architecture.md "Listener roles": the smtp
-// role).
-smtp::RecipientVerdict verdict_for_inbound(const config::Config& config, std::string_view address);
+// The RCPT decision for a role that does not relay (docs/architecture.md "Listener roles":
+// the smtp role): accept (expanded when an alias or role account was used), 550 5.1.1
+// unknown, 550 5.7.1 not ours, 550 5.4.6 alias loop, 550 5.5.3 too many addresses.
+smtp::RecipientDecision decide_recipient(const auth::AddressingPolicy& policy,
+                                         const auth::UserStore* users,
+                                         const auth::AliasTable* aliases, std::string_view address);
+// The same from the configuration alone (no users or aliases file).
+smtp::RecipientDecision verdict_for_inbound(const config::Config& config, std::string_view address);
 
-// The same lookups for the delivery router (delivery/router.h); they hold the snapshot.
-delivery::LocalRecipients local_recipients_of(std::shared_ptr<const config::Config> snapshot);
+// The RCPT decision of one configuration snapshot with the mailboxes and aliases in service
+// (both files are watched: a mailbox added is found at the next RCPT): relay domains and SRS
+// addresses first (app/smtpsd/domain_routing.h), then decide_recipient. users and aliases
+// must outlive the function.
+using InboundRecipients = std::function<smtp::RecipientDecision(std::string_view address)>;
+InboundRecipients inbound_recipients(std::shared_ptr<const config::Config> snapshot,
+                                     auth::UserDirectory& users,
+                                     const auth::AliasDirectory* aliases);
+
+// The lookups for the delivery router (delivery/router.h); they hold the snapshots.
+delivery::LocalRecipients local_recipients_of(std::shared_ptr<const config::Config> snapshot,
+                                              std::shared_ptr<const auth::UserStore> users = {});
 
 }  // namespace app

@@ -55,7 +55,8 @@ std::string local_sender(const config::LocalSubmissionSettings& settings, std::s
 
 net::ListenerOptions local_listener_options(
     std::shared_ptr<const config::Config> snapshot, std::shared_ptr<const intake::Pipeline> checks,
-    std::function<bool(std::uint64_t declared_size)> has_room_for) {
+    std::function<bool(std::uint64_t declared_size)> has_room_for, auth::UserDirectory& users,
+    const auth::AliasDirectory* aliases) {
   const config::Config& config = *snapshot;
   net::ListenerOptions options;
   options.role = "local";
@@ -70,12 +71,14 @@ net::ListenerOptions local_listener_options(
   };
   // Every session here is authenticated (set_local_user): local users send anywhere, as an
   // authenticated submission does.
-  options.session.check_recipient = [snapshot](std::string_view address, std::string_view user) {
-    smtp::RecipientVerdict verdict = verdict_for_inbound(*snapshot, address);
-    if (!user.empty() && verdict == smtp::RecipientVerdict::kRelayDenied) {
+  options.session.check_recipient = [inbound = inbound_recipients(snapshot, users, aliases)](
+                                        std::string_view address,
+                                        std::string_view user) -> smtp::RecipientDecision {
+    smtp::RecipientDecision decision = inbound(address);
+    if (!user.empty() && decision.verdict == smtp::RecipientVerdict::kRelayDenied) {
       return smtp::RecipientVerdict::kAccept;
     }
-    return verdict;
+    return decision;
   };
   options.session.has_room_for = std::move(has_room_for);
   options.identify_local = [snapshot](const net::PeerCredentials& peer) {

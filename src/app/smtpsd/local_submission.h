@@ -19,6 +19,8 @@
 #include <string>
 #include <string_view>
 
+#include "auth/alias_table.h"
+#include "auth/user_store.h"
 #include "base/expected.h"
 #include "config/config.h"
 #include "intake/pipeline.h"
@@ -43,8 +45,11 @@ std::string local_sender(const config::LocalSubmissionSettings& settings, std::s
                          std::string_view given);
 
 // The listener of snapshot->local_submission (enabled): session policy, checks, the socket.
+// Recipients are decided as on the other roles (local_recipients.h inbound_recipients), with
+// the mailboxes and aliases in service; users and aliases must outlive the listener.
 net::ListenerOptions local_listener_options(
     std::shared_ptr<const config::Config> snapshot, std::shared_ptr<const intake::Pipeline> checks,
-    std::function<bool(std::uint64_t declared_size)> has_room_for);
+    std::function<bool(std::uint64_t declared_size)> has_room_for, auth::UserDirectory& users,
+    const auth::AliasDirectory* aliases);
 
 }  // namespace app

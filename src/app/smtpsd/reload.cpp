@@ -100,6 +100,11 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
       running.auth.users_file == running.data_dir + "/users") {
     next.auth.users_file = running.auth.users_file;
   }
+  if (next.data_dir != running.data_dir &&
+      next.addressing.aliases_file == next.data_dir + "/aliases" &&
+      running.addressing.aliases_file == running.data_dir + "/aliases") {
+    next.addressing.aliases_file = running.addressing.aliases_file;
+  }
   keep(next.data_dir, running.data_dir, "server.data_dir", changed);
   keep(next.io_threads, running.io_threads, "server.io_threads", changed);
   keep(next.control_socket, running.control_socket, "server.control_socket", changed);
@@ -240,20 +245,23 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
           tls_error_at(config, l.line, "listeners[" + std::to_string(i) + "]", contexts.error()),
           std::nullopt});
     }
-    auto options =
-        listener_options(snapshot, i, checks, contexts.value()->initial_context(), *users_,
-                         [space = space_, reserve = config.min_free_space](std::uint64_t size) {
-                           return space->has_room(reserve, size);
-                         });
+    auto options = listener_options(
+        snapshot, i, checks, contexts.value()->initial_context(), *users_,
+        [space = space_, reserve = config.min_free_space](std::uint64_t size) {
+          return space->has_room(reserve, size);
+        },
+        aliases_);
     next.contexts.push_back(std::move(contexts.value()));
     next.listeners.push_back(std::move(options));
   }
   // The local submission socket comes after the [[listeners]] (it has no TLS context).
   if (config.local_submission.enabled) {
     next.listeners.push_back(local_listener_options(
-        snapshot, checks, [space = space_, reserve = config.min_free_space](std::uint64_t size) {
+        snapshot, checks,
+        [space = space_, reserve = config.min_free_space](std::uint64_t size) {
           return space->has_room(reserve, size);
-        }));
+        },
+        *users_, aliases_));
   }
   return next;
 }
@@ -437,6 +445,14 @@ ReloadResult ReloadEngine::apply(config::Config next_config, bool whole_config) 
   if (plan.users_file_changed) {
     if (auto switched = users_->switch_to(snapshot->auth.users_file); !switched) {
       return refuse(config_location(*snapshot, 0, "auth.users_file") + switched.error(),
+                    std::nullopt);
+    }
+  }
+  if (aliases_ != nullptr &&
+      snapshot->addressing.aliases_file != running.config->addressing.aliases_file) {
+    if (auto switched = aliases_->switch_to(snapshot->addressing.aliases_file); !switched) {
+      if (plan.users_file_changed) users_->switch_to(old_users_file);
+      return refuse(config_location(*snapshot, 0, "addressing.aliases_file") + switched.error(),
                     std::nullopt);
     }
   }

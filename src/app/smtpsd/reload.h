@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "auth/alias_table.h"
 #include "auth/user_store.h"
 #include "base/expected.h"
 #include "config/config.h"
@@ -119,6 +120,9 @@ class ReloadEngine {
   base::Expected<std::vector<BoundListener>, std::string> serve_first(net::Server& server,
                                                                       auth::UserDirectory& users,
                                                                       queue::SpoolSpace& space);
+  // The aliases in service (before serve_first()); it must outlive the server's sessions.
+  // A reload that names another [addressing] aliases_file switches it.
+  void use_aliases(auth::AliasDirectory& aliases) { aliases_ = &aliases; }
   // From here until detach(), reloads change server, and the engine owns the metrics
   // endpoint; the watch thread (run_watch) may start.
   void attach(net::Server& server, std::unique_ptr<obs::MetricsServer> metrics_server,
@@ -171,6 +175,7 @@ class ReloadEngine {
   std::mutex reload_mutex_;
   net::Server* server_ = nullptr;
   auth::UserDirectory* users_ = nullptr;                // from serve_first()
+  auth::AliasDirectory* aliases_ = nullptr;             // from use_aliases(); may stay null
   queue::SpoolSpace* space_ = nullptr;                  // from serve_first()
   std::unique_ptr<obs::MetricsServer> metrics_server_;  // [metrics]; null when off
   const SystemdNotifier* notifier_ = nullptr;

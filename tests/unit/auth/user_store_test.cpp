@@ -546,3 +546,40 @@ TEST(UserStoreTest, FindIgnoresCaseAndSurvivesRemoval) {
 
 }  // namespace
 }  // namespace auth
+
+namespace auth {
+namespace {
+
+TEST(ReceiveOnlyTest, MailboxWithoutPasswordRoundTripsAndNeverLogsIn) {
+  UserStore store;
+  ASSERT_TRUE(store.add_receive_only("carol@example.org"));
+  EXPECT_FALSE(store.add_receive_only("CAROL@example.org"));  // exists
+  EXPECT_FALSE(store.add_receive_only("not-an-address"));
+  const std::string text = store.serialize();
+  EXPECT_NE(text.find("carol@example.org - - -\n"), std::string::npos) << text;
+  auto parsed = UserStore::parse(text, "users");
+  ASSERT_TRUE(parsed) << parsed.error();
+  const User* carol = parsed->find("carol@example.org");
+  ASSERT_NE(carol, nullptr);
+  EXPECT_FALSE(carol->can_log_in());
+  EXPECT_EQ(parsed->find_login("carol@example.org"), nullptr);
+  EXPECT_FALSE(verify_password(parsed->find_login("carol@example.org"), ""));
+  // A password later turns it into a login.
+  ASSERT_TRUE(parsed->set_password("carol@example.org", "pw", test_argon2(), 4096));
+  EXPECT_NE(parsed->find_login("carol@example.org"), nullptr);
+}
+
+TEST(ReceiveOnlyTest, OneSecretWithoutTheOtherIsRefused) {
+  UserStore store;
+  ASSERT_TRUE(store.set_password("a@example.org", "pw", test_argon2(), 4096));
+  const std::string hash = store.find("a@example.org")->password_hash;
+  auto half = UserStore::parse("smtpsd-users 1\na@example.org " + hash + " - -\n", "users");
+  ASSERT_FALSE(half);
+  EXPECT_EQ(half.error(), "users:2: a receive-only mailbox has \"-\" in both secret fields");
+  auto other = UserStore::parse("smtpsd-users 1\na@example.org - x -\n", "users");
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().substr(0, 8), "users:2:");
+}
+
+}  // namespace
+}  // namespace auth

@@ -109,7 +109,7 @@ TEST_F(MaildirTest, DeliversIntoNewWithTheContentAfterReturnPath) {
   auto files = entries(mailbox + "/new");
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(read_file(mailbox + "/new/" + files[0]),
-            "Return-Path: <sender@example.com>\r\n" + content);
+            "Return-Path: <sender@example.com>\r\nDelivered-To: alice@example.com\r\n" + content);
   EXPECT_TRUE(entries(mailbox + "/tmp").empty());
   EXPECT_TRUE(entries(mailbox + "/cur").empty());
   for (const std::string& dir : {mailbox, mailbox + "/tmp", mailbox + "/new", mailbox + "/cur"}) {
@@ -140,7 +140,9 @@ TEST_F(MaildirTest, AMessageWithAFolderLandsInThatFolder) {
     const std::string folder = mailbox + "/.Junk";
     auto files = entries(folder + "/new");
     ASSERT_EQ(files.size(), 1u);
-    EXPECT_EQ(read_file(folder + "/new/" + files[0]), "Return-Path: <s@example.com>\r\n" + content);
+    EXPECT_EQ(
+        read_file(folder + "/new/" + files[0]),
+        "Return-Path: <s@example.com>\r\nDelivered-To: " + local + "@example.com\r\n" + content);
     EXPECT_TRUE(entries(folder + "/tmp").empty());
     EXPECT_TRUE(entries(folder + "/cur").empty());
     EXPECT_TRUE(entries(mailbox + "/new").empty());
@@ -169,6 +171,26 @@ TEST_F(MaildirTest, AMessageWithAFolderLandsInThatFolder) {
   EXPECT_EQ(maildir.deliver(inbox, 0).status, DeliveryStatus::kPermanent);
 }
 
+// Postfix's loop guard: a message that already carries Delivered-To: <this mailbox> (any
+// case, folded, in angle brackets) came back; it fails permanently with 5.4.6 and nothing is
+// written. Another mailbox's Delivered-To, or the field in the body, is no loop.
+TEST_F(MaildirTest, AMessageThatAlreadyHasOurDeliveredToIsALoop) {
+  Maildir maildir(mail_root_, "mx");
+  for (const std::string header :
+       {"Delivered-To: alice@example.com\r\n", "DELIVERED-TO:   <Alice@Example.COM> \r\n",
+        "X-A: 1\r\nDelivered-To:\r\n alice@example.com\r\n"}) {
+    auto stored = message({"alice@example.com"}, "Subject: x\r\n" + header + "\r\nbody\r\n");
+    auto result = maildir.deliver(stored, 0);
+    EXPECT_EQ(result.status, DeliveryStatus::kPermanent) << header;
+    EXPECT_EQ(result.enhanced, "5.4.6");
+    EXPECT_EQ(result.detail, "mail loop: the message already has Delivered-To: alice@example.com");
+  }
+  EXPECT_TRUE(entries(mail_root_ + "/example.com/alice/new").empty());
+  auto other = message({"alice@example.com"},
+                       "Delivered-To: bob@example.com\r\n\r\nDelivered-To: alice@example.com\r\n");
+  EXPECT_EQ(maildir.deliver(other, 0).status, DeliveryStatus::kDelivered);
+}
+
 TEST_F(MaildirTest, NullSenderGetsAnEmptyReturnPath) {
   Maildir maildir(mail_root_, "mx");
   auto stored = message({"alice@example.com"}, "x\r\n", "");
@@ -176,7 +198,7 @@ TEST_F(MaildirTest, NullSenderGetsAnEmptyReturnPath) {
   auto files = entries(mail_root_ + "/example.com/alice/new");
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(read_file(mail_root_ + "/example.com/alice/new/" + files[0]),
-            "Return-Path: <>\r\nx\r\n");
+            "Return-Path: <>\r\nDelivered-To: alice@example.com\r\nx\r\n");
 }
 
 TEST_F(MaildirTest, FileNameFollowsTheMaildirGrammarWithDovecotSize) {
@@ -226,16 +248,17 @@ TEST_F(MaildirTest, ALeftoverTmpFileFromACrashIsReplaced) {
   auto stored = message({"alice@example.com"}, "complete\r\n");
   ASSERT_TRUE(maildir.ensure_mailbox("alice@example.com"));
   const std::string mailbox = mail_root_ + "/example.com/alice";
-  std::string name = Maildir::file_name(stored.received_unix, stored.id, 0, "mx",
-                                        std::string("Return-Path: <sender@example.com>\r\n"
-                                                    "complete\r\n")
-                                            .size());
+  std::string name = Maildir::file_name(
+      stored.received_unix, stored.id, 0, "mx",
+      std::string("Return-Path: <sender@example.com>\r\nDelivered-To: alice@example.com\r\n"
+                  "complete\r\n")
+          .size());
   std::ofstream(mailbox + "/tmp/" + name) << "half of a much longer message that was cut";
   ASSERT_EQ(maildir.deliver(stored, 0).status, DeliveryStatus::kDelivered);
   EXPECT_TRUE(entries(mailbox + "/tmp").empty());
   EXPECT_EQ(entries(mailbox + "/new"), std::vector<std::string>{name});
   EXPECT_EQ(read_file(mailbox + "/new/" + name),
-            "Return-Path: <sender@example.com>\r\ncomplete\r\n");
+            "Return-Path: <sender@example.com>\r\nDelivered-To: alice@example.com\r\ncomplete\r\n");
 }
 
 TEST_F(MaildirTest, BigContentIsCopiedByteForByte) {
@@ -248,7 +271,8 @@ TEST_F(MaildirTest, BigContentIsCopiedByteForByte) {
   auto files = entries(mail_root_ + "/example.com/alice/new");
   ASSERT_EQ(files.size(), 1u);
   std::string delivered = read_file(mail_root_ + "/example.com/alice/new/" + files[0]);
-  EXPECT_TRUE(delivered == "Return-Path: <sender@example.com>\r\n" + content);
+  EXPECT_TRUE(delivered ==
+              "Return-Path: <sender@example.com>\r\nDelivered-To: alice@example.com\r\n" + content);
 }
 
 TEST_F(MaildirTest, UnsafeLocalPartsAndDomainsAreRefused) {
@@ -402,8 +426,10 @@ TEST_F(MaildirTest, PrependedFieldsAndAReplacedBodyAreWhatIsDelivered) {
   auto files = entries(mail_root_ + "/example.com/alice/new");
   ASSERT_EQ(files.size(), 1u);
   const std::string delivered = read_file(mail_root_ + "/example.com/alice/new/" + files[0]);
-  EXPECT_EQ(delivered, "Return-Path: <sender@example.com>\r\n" + edited + new_body);
-  EXPECT_EQ(delivered.substr(delivered.find("\r\n") + 2), content_by_segments(stored));
+  EXPECT_EQ(delivered, "Return-Path: <sender@example.com>\r\nDelivered-To: alice@example.com\r\n" +
+                           edited + new_body);
+  EXPECT_EQ(delivered.substr(delivered.find("\r\n", delivered.find("\r\n") + 2) + 2),
+            content_by_segments(stored));
   EXPECT_TRUE(files[0].ends_with(",S=" + std::to_string(delivered.size()))) << files[0];
 }
 
@@ -426,7 +452,7 @@ TEST_F(MaildirTest, AVersion1SpoolFileStillDelivers) {
   auto files = entries(mail_root_ + "/example.com/bob/new");
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(read_file(mail_root_ + "/example.com/bob/new/" + files[0]),
-            "Return-Path: <a@example.org>\r\n" + content);
+            "Return-Path: <a@example.org>\r\nDelivered-To: bob@example.com\r\n" + content);
 }
 
 TEST_F(MaildirTest, ACorruptSpoolFileIsPermanent) {
@@ -542,7 +568,9 @@ TEST_F(MaildirTest, TheMaildirCopyAndARelayedCopyAreWhatTheSegmentsSay) {
   auto files = entries(mail_root_ + "/example.com/alice/new");
   ASSERT_EQ(files.size(), 1u);
   const std::string delivered = read_file(mail_root_ + "/example.com/alice/new/" + files[0]);
-  EXPECT_TRUE(delivered == "Return-Path: <sender@example.com>\r\n" + expected);
+  EXPECT_TRUE(delivered ==
+              "Return-Path: <sender@example.com>\r\nDelivered-To: alice@example.com\r\n" +
+                  expected);
 
   RecordingLmtpServer server(root_ + "/lmtp.sock");
   TransportOptions options;

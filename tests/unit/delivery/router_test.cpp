@@ -85,6 +85,18 @@ std::vector<DeliveryResult> deliver(RecordedRoutes& recorded, const queue::Store
   return router.deliver(message, recipients);
 }
 
+// The record of an expansion is never delivered anywhere and never hides a real copy.
+TEST(RouterTest, AnExpansionRecordIsReportedExpandedAndDeliveredNowhere) {
+  RecordedRoutes recorded;
+  queue::StoredMessage message = message_to({"demo@example.org", "demo@example.org"});
+  message.envelope.recipients[0].expansion_record = true;
+  auto results = deliver(recorded, message, {0, 1});
+  EXPECT_TRUE(results[0].expanded);
+  EXPECT_EQ(results[0].status, DeliveryStatus::kDelivered);
+  EXPECT_FALSE(results[1].expanded);
+  EXPECT_EQ(recorded.maildir, std::vector<std::string>{"demo@example.org"});
+}
+
 TEST(RouterTest, LocalMailboxGoesToMaildirUnderItsConfiguredName) {
   RecordedRoutes recorded;
   auto results = deliver(recorded, message_to({"BOB@Example.ORG"}), {0});

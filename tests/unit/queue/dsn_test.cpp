@@ -291,6 +291,29 @@ TEST(DsnTest, SuccessFieldsAndHeadersOnly) {
   EXPECT_EQ(parsed.parts[2].body, kOriginalHeaders);
 }
 
+// RFC 3461 §5.2.7: an alias expanded to several addresses reports "expanded", asked for by
+// SUCCESS.
+TEST(DsnTest, AnExpandedAliasIsReportedAsExpanded) {
+  DsnRequest request = failure_request();
+  request.recipients.resize(1);
+  request.recipients[0].final_recipient = "sales@example.org";
+  request.recipients[0].action = DsnAction::kExpanded;
+  request.recipients[0].status.clear();
+  request.recipients[0].diagnostic.clear();
+  request.recipients[0].remote_mta.clear();
+  const Parsed parsed = parse(build_dsn(request).content);
+  EXPECT_EQ(field(parsed.headers, "Subject"), "Successful Mail Delivery Report");
+  const std::vector<std::string> blocks = status_blocks(parsed.parts[1].body);
+  ASSERT_EQ(blocks.size(), 2u);
+  EXPECT_EQ(field(blocks[1], "Action"), "expanded");
+  EXPECT_EQ(field(blocks[1], "Status"), "2.0.0");
+  EXPECT_NE(parsed.parts[0].body.find("expanded to several addresses"), std::string::npos);
+  smtp::Recipient asked{"sales@example.org", "SUCCESS", ""};
+  EXPECT_TRUE(wants_notification(asked, DsnAction::kExpanded));
+  asked.notify = "FAILURE";
+  EXPECT_FALSE(wants_notification(asked, DsnAction::kExpanded));
+}
+
 TEST(DsnTest, ASuccessNoticeAnyoneCouldAskForCarriesNothingOfTheMessage) {
   DsnRequest request = failure_request();
   request.recipients[0].action = DsnAction::kDelivered;

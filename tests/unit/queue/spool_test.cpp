@@ -96,6 +96,7 @@ void expect_same(const smtp::Envelope& a, const smtp::Envelope& b) {
     EXPECT_EQ(a.recipients[i].address, b.recipients[i].address) << i;
     EXPECT_EQ(a.recipients[i].notify, b.recipients[i].notify) << i;
     EXPECT_EQ(a.recipients[i].original_recipient, b.recipients[i].original_recipient) << i;
+    EXPECT_EQ(a.recipients[i].expansion_record, b.recipients[i].expansion_record) << i;
   }
   EXPECT_EQ(a.body, b.body);
   EXPECT_EQ(a.smtputf8, b.smtputf8);
@@ -152,6 +153,27 @@ TEST_F(SpoolTest, EnvelopeRoundTripsEveryField) {
   EXPECT_EQ(loaded->received_unix, 1700000000);
   expect_same(loaded->envelope, envelope);
   EXPECT_EQ(content_of(*loaded), content);
+}
+
+// The record of an alias expanded with NOTIFY=SUCCESS: a fourth field on its rcpt line, in
+// the header and in a late envelope; any other fourth field is refused.
+TEST_F(SpoolTest, AnExpansionRecordRoundTrips) {
+  smtp::Envelope envelope = full_envelope();
+  envelope.recipients.insert(envelope.recipients.begin(),
+                             {"sales@x.example", "SUCCESS", "rfc822;sales@x.example", true});
+  std::string id = commit_message(envelope, "Subject: x\r\n\r\nbody\r\n");
+  auto loaded = spool_->load(id);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  expect_same(loaded->envelope, envelope);
+  EXPECT_TRUE(loaded->envelope.recipients[0].expansion_record);
+  auto bad = queue::parse_spool_file(
+      "0123456789ABCDEF0001abcd",
+      "smtpsd-spool 1\nid 0123456789ABCDEF0001abcd\nreceived 1\nhelo h\nesmtp 1\nfrom a@b\n"
+      "body 7bit\nsmtputf8 0\nsize -\nret unspecified\nenvid -\nrecipients 1\n"
+      "rcpt c@d - - other\n\nx\r\n",
+      200);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("rcpt needs three fields"), std::string::npos) << bad.error();
 }
 
 TEST_F(SpoolTest, ALargeEnvelopeRoundTripsAndATooLargeOneIsRefusedUpFront) {

@@ -229,3 +229,25 @@ TEST_F(UserCommandTest, ScramIterationsDefaultOptionAndStoredCountsKept) {
 
 }  // namespace
 }  // namespace app
+
+namespace app {
+namespace {
+
+TEST_F(UserCommandTest, AddNoPasswordMakesAReceiveOnlyMailboxWithoutAsking) {
+  EXPECT_EQ(run({"add", "--users", users_, "--no-password", "carol@example.org"}), 0) << err_.str();
+  EXPECT_EQ(reads_, 0);
+  auth::UserStore store = load();
+  ASSERT_NE(store.find("carol@example.org"), nullptr);
+  EXPECT_FALSE(store.find("carol@example.org")->can_log_in());
+  EXPECT_EQ(run({"list", "--users", users_}), 0);
+  EXPECT_EQ(out_.str(), "carol@example.org (receive-only)\n");
+  EXPECT_EQ(run({"add", "--users", users_, "--no-password", "Carol@example.org"}), 1);
+  EXPECT_NE(err_.str().find("already exists"), std::string::npos);
+  EXPECT_EQ(run({"add", "--users", users_, "--no-password", "bad address"}), 1);
+  // passwd gives it a password: then it may log in.
+  EXPECT_EQ(run({"passwd", "--users", users_, "carol@example.org"}), 0) << err_.str();
+  EXPECT_TRUE(auth::verify_password(load().find_login("carol@example.org"), "s3cret pass"));
+}
+
+}  // namespace
+}  // namespace app

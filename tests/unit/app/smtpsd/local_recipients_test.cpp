@@ -34,3 +34,96 @@ TEST(LocalRecipientsTest, InboundVerdicts) {
 }
 
 }  // namespace
+
+namespace {
+
+// The users file's mailboxes, the aliases, and what the router makes of a +detail address:
+// the mailbox's Maildir folder when sub-address folders are on, the full address for LMTP.
+struct Recorded {
+  std::vector<std::string> maildir;  // "address folder"
+  std::vector<std::string> lmtp;
+};
+
+delivery::Routes routes(Recorded& recorded, bool lmtp) {
+  delivery::Routes r;
+  r.maildir = [&recorded](const queue::StoredMessage& m, std::size_t index) {
+    recorded.maildir.push_back(m.envelope.recipients[index].address + " " + m.folder);
+    return queue::DeliveryResult{queue::DeliveryStatus::kDelivered, "maildir", "maildir"};
+  };
+  if (lmtp) {
+    r.lmtp_by_default = true;
+    r.lmtp = [&recorded](const queue::StoredMessage& m, std::span<const std::size_t> indices,
+                         const base::Endpoint*) {
+      for (std::size_t i : indices)
+        recorded.lmtp.push_back(m.envelope.recipients[i].address);
+      return std::vector<queue::DeliveryResult>(indices.size(),
+                                                {queue::DeliveryStatus::kDelivered, "lmtp"});
+    };
+  }
+  r.remote = [](const queue::StoredMessage&, std::span<const std::size_t> indices, std::string_view,
+                const delivery::NextHop*) {
+    return std::vector<queue::DeliveryResult>(indices.size(),
+                                              {queue::DeliveryStatus::kDelivered, "remote"});
+  };
+  return r;
+}
+
+TEST(LocalRecipientsTest, UsersFileMailboxesAndDetailFoldersAtDelivery) {
+  auto config = std::make_shared<config::Config>(make_config());
+  config->addressing.subaddress_folders = true;
+  auto users = std::make_shared<auth::UserStore>();
+  ASSERT_TRUE(users->add_receive_only("Carol@example.org"));
+  queue::StoredMessage message;
+  message.id = "m1";
+  for (const char* address : {"carol+News@example.org", "carol+a.b@example.org",
+                              "alice+x@example.org", "carol@example.org"})
+    message.envelope.recipients.push_back({address, "", ""});
+  Recorded recorded;
+  delivery::Router router([&] { return app::local_recipients_of(config, users); },
+                          routes(recorded, false));
+  auto results = router.deliver(message, std::vector<std::size_t>{0, 1, 2, 3});
+  // A detail that cannot name a folder ('.') goes to the INBOX; one mailbox, one copy each
+  // folder... the router keeps one copy per mailbox.
+  EXPECT_EQ(recorded.maildir,
+            (std::vector<std::string>{"Carol@example.org News", "Alice@example.org x"}));
+  EXPECT_EQ(results[1].detail, "same mailbox as recipient 0");
+  // Without folders, the INBOX; with LMTP, the mailbox's name with the detail.
+  config->addressing.subaddress_folders = false;
+  Recorded plain;
+  delivery::Router inbox([&] { return app::local_recipients_of(config, users); },
+                         routes(plain, false));
+  inbox.deliver(message, std::vector<std::size_t>{2});
+  EXPECT_EQ(plain.maildir, std::vector<std::string>{"Alice@example.org "});
+  Recorded lmtp;
+  delivery::Router over_lmtp([&] { return app::local_recipients_of(config, users); },
+                             routes(lmtp, true));
+  over_lmtp.deliver(message, std::vector<std::size_t>{0, 2});
+  EXPECT_EQ(lmtp.lmtp, (std::vector<std::string>{"Carol+News@example.org", "Alice+x@example.org"}));
+}
+
+TEST(LocalRecipientsTest, RcptDecisionsExpandAliasesAndRoleAccounts) {
+  auto config = make_config();
+  config.addressing.administrator = "bob@example.org";
+  auto policy = app::addressing_policy(config);
+  auth::UserStore users;
+  auto aliases = auth::AliasTable::parse(
+      "smtpsd-aliases 1\nteam@example.org alice@example.org,x@remote.test\n"
+      "l1@example.org l2@example.org\nl2@example.org l1@example.org\n",
+      "aliases");
+  ASSERT_TRUE(aliases) << aliases.error();
+  auto team = app::decide_recipient(policy, &users, &*aliases, "team@example.org");
+  EXPECT_EQ(team.verdict, smtp::RecipientVerdict::kAccept);
+  EXPECT_EQ(team.expansion, (std::vector<std::string>{"Alice@example.org", "x@remote.test"}));
+  auto abuse = app::decide_recipient(policy, &users, &*aliases, "abuse@example.net");
+  EXPECT_EQ(abuse.expansion, std::vector<std::string>{"bob@example.org"});
+  // A mailbox reached directly keeps the client's spelling (no expansion, no ORCPT).
+  auto alice = app::decide_recipient(policy, &users, &*aliases, "ALICE@example.org");
+  EXPECT_EQ(alice.verdict, smtp::RecipientVerdict::kAccept);
+  EXPECT_TRUE(alice.expansion.empty());
+  EXPECT_EQ(app::decide_recipient(policy, &users, &*aliases, "l1@example.org"),
+            smtp::RecipientVerdict::kLoop);
+  EXPECT_EQ(app::decide_recipient(policy, &users, &*aliases, "nobody@example.org"),
+            smtp::RecipientVerdict::kUnknownUser);
+}
+
+}  // namespace

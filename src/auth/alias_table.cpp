@@ -1,0 +1,306 @@
+// alias_table.cpp — parsing, writing and editing the aliases file (format: alias_table.h)
+// and the AliasDirectory that keeps its snapshot.
+//
+// Invariants: parse() accepts only what serialize() writes plus comments, blank lines and
+// runs of blanks between the two fields; every refusal names file and line. save() is the
+// users file's atomic replacement (replace_file_atomically).
+#include "auth/alias_table.h"
+
+#include <algorithm>
+
+#include "base/ascii.h"
+#include "obs/log.h"
+
+namespace auth {
+namespace {
+
+constexpr std::string_view kVersionLine = "smtpsd-aliases 1";
+constexpr std::size_t kMaxFileSize = 16 * 1024 * 1024;
+
+bool is_blank(char c) {
+  return c == ' ' || c == '\t';
+}
+
+std::vector<std::string_view> split_fields(std::string_view line) {
+  std::vector<std::string_view> fields;
+  std::size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && is_blank(line[i]))
+      ++i;
+    std::size_t start = i;
+    while (i < line.size() && !is_blank(line[i]))
+      ++i;
+    if (i > start) fields.push_back(line.substr(start, i - start));
+  }
+  return fields;
+}
+
+base::Expected<base::Ok, std::string> validate_targets(const std::string& address,
+                                                       const std::vector<std::string>& targets) {
+  if (targets.empty()) return base::unexpected(std::string("an alias needs at least one target"));
+  if (targets.size() > kMaxAliasTargets) {
+    return base::unexpected("more than " + std::to_string(kMaxAliasTargets) + " targets");
+  }
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    if (auto valid = validate_address(targets[i]); !valid) {
+      return base::unexpected("target '" + targets[i] + "': " + valid.error());
+    }
+    if (same_address(targets[i], address)) {
+      // A mailbox that keeps a copy lists itself among its targets ("alice → alice, archive");
+      // an alias that is only itself is a loop.
+      if (targets.size() == 1) {
+        return base::unexpected("alias " + address + " has itself as its only target (a loop)");
+      }
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (same_address(targets[i], targets[j])) {
+        return base::unexpected("target " + targets[i] + " listed twice");
+      }
+    }
+  }
+  return base::Ok{};
+}
+
+}  // namespace
+
+base::Expected<base::Ok, std::string> validate_alias_address(std::string_view address) {
+  if (address.starts_with('@')) {
+    // "@domain": validate "x@domain" for the domain's syntax.
+    std::string probe = "x" + std::string(address);
+    if (auto valid = validate_address(probe); !valid) {
+      return base::unexpected("catch-all " + std::string(address) + ": " + valid.error());
+    }
+    return base::Ok{};
+  }
+  return validate_address(address);
+}
+
+base::Expected<AliasTable, std::string> AliasTable::load(const std::string& path) {
+  auto source = make_file_system_source();
+  auto text = source->read(path);
+  if (!text) return base::unexpected(text.error());
+  if (text->size() > kMaxFileSize) return base::unexpected(path + ": file is larger than 16 MiB");
+  return parse(text.value(), path);
+}
+
+base::Expected<AliasTable, std::string> AliasTable::parse(std::string_view text,
+                                                          const std::string& path_for_errors) {
+  AliasTable table;
+  bool have_version = false;
+  std::size_t line_number = 0;
+  std::size_t position = 0;
+  while (position < text.size()) {
+    ++line_number;
+    std::size_t end = text.find('\n', position);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(position, end - position);
+    position = end + 1;
+    auto fail = [&](std::string_view why) {
+      return base::unexpected(path_for_errors + ":" + std::to_string(line_number) + ": " +
+                              std::string(why));
+    };
+    for (char c : line) {
+      auto u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && c != '\t') || u == 0x7F) return fail("control character in line");
+    }
+    auto fields = split_fields(line);
+    if (fields.empty() || fields[0].starts_with('#')) continue;
+    if (!have_version) {
+      if (fields.size() != 2 || fields[0] != "smtpsd-aliases") {
+        return fail("expected \"smtpsd-aliases 1\" before the first alias");
+      }
+      if (fields[1] != "1") {
+        return fail("unsupported aliases file version " + std::string(fields[1]));
+      }
+      have_version = true;
+      continue;
+    }
+    if (fields.size() != 2) {
+      return fail("expected 2 fields: address target[,target]... (no blank after a comma)");
+    }
+    Alias alias;
+    if (auto valid = validate_alias_address(fields[0]); !valid) return fail(valid.error());
+    alias.address = std::string(fields[0]);
+    if (table.find(alias.address) != nullptr) return fail("duplicate alias " + alias.address);
+    std::string_view list = fields[1];
+    std::size_t start = 0;
+    while (true) {
+      std::size_t comma = list.find(',', start);
+      alias.targets.emplace_back(
+          list.substr(start, comma == std::string_view::npos ? comma : comma - start));
+      if (comma == std::string_view::npos) break;
+      start = comma + 1;
+    }
+    if (auto valid = validate_targets(alias.address, alias.targets); !valid) {
+      return fail(valid.error());
+    }
+    alias.line = line_number;
+    table.index_.emplace(base::ascii_lowercase(alias.address), table.aliases_.size());
+    table.aliases_.push_back(std::move(alias));
+  }
+  return table;
+}
+
+std::string AliasTable::serialize() const {
+  std::string out;
+  out += "# smtpsd aliases file (README \"Mailboxes and aliases\"). Edit with `smtpsctl alias`.\n";
+  out += kVersionLine;
+  out += '\n';
+  for (const Alias& alias : aliases_) {
+    out += alias.address;
+    out += ' ';
+    for (std::size_t i = 0; i < alias.targets.size(); ++i) {
+      if (i > 0) out += ',';
+      out += alias.targets[i];
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+base::Expected<base::Ok, std::string> AliasTable::save(const std::string& path) const {
+  return replace_file_atomically(path, serialize());
+}
+
+const Alias* AliasTable::find(std::string_view address) const {
+  auto it = index_.find(base::ascii_lowercase(address));
+  return it == index_.end() ? nullptr : &aliases_[it->second];
+}
+
+void AliasTable::rebuild_index() {
+  index_.clear();
+  for (std::size_t i = 0; i < aliases_.size(); ++i)
+    index_.emplace(base::ascii_lowercase(aliases_[i].address), i);
+}
+
+base::Expected<base::Ok, std::string> AliasTable::add(std::string_view address,
+                                                      const std::vector<std::string>& targets) {
+  if (auto valid = validate_alias_address(address); !valid) return valid;
+  auto it = std::find_if(aliases_.begin(), aliases_.end(),
+                         [&](const Alias& alias) { return same_address(alias.address, address); });
+  std::vector<std::string> combined =
+      it == aliases_.end() ? std::vector<std::string>{} : it->targets;
+  combined.insert(combined.end(), targets.begin(), targets.end());
+  if (auto valid = validate_targets(std::string(address), combined); !valid) return valid;
+  if (it == aliases_.end()) {
+    index_.emplace(base::ascii_lowercase(address), aliases_.size());
+    aliases_.push_back(Alias{std::string(address), std::move(combined), 0});
+  } else {
+    it->targets = std::move(combined);
+  }
+  return base::Ok{};
+}
+
+bool AliasTable::remove(std::string_view address, std::string_view target) {
+  auto it = std::find_if(aliases_.begin(), aliases_.end(),
+                         [&](const Alias& alias) { return same_address(alias.address, address); });
+  if (it == aliases_.end()) return false;
+  if (target.empty()) {
+    aliases_.erase(it);
+    rebuild_index();
+    return true;
+  }
+  auto t = std::find_if(it->targets.begin(), it->targets.end(), [&](const std::string& existing) {
+    return same_address(existing, target);
+  });
+  if (t == it->targets.end()) return false;
+  it->targets.erase(t);
+  if (it->targets.empty()) {
+    aliases_.erase(it);
+    rebuild_index();
+  }
+  return true;
+}
+
+// --- AliasDirectory ---------------------------------------------------------------------
+
+AliasDirectory::AliasDirectory(std::string path)
+    : source_(make_file_system_source()),
+      snapshot_(std::make_shared<const AliasTable>()),
+      path_(std::move(path)) {
+  std::lock_guard lock(reload_mutex_);
+  reload_locked(source_->signature(path_));
+}
+
+AliasDirectory::~AliasDirectory() {
+  {
+    std::lock_guard lock(watch_mutex_);
+    stopping_ = true;
+  }
+  watch_wake_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+bool AliasDirectory::refresh() {
+  std::lock_guard lock(reload_mutex_);
+  const UsersFileSource::Signature signature = source_->signature(path_);
+  if (signature == seen_) return false;
+  return reload_locked(signature);
+}
+
+void AliasDirectory::start_watching(std::chrono::milliseconds poll_interval) {
+  if (watcher_.joinable()) return;
+  watcher_ = std::thread([this, poll_interval] {
+    std::unique_lock lock(watch_mutex_);
+    while (!watch_wake_.wait_for(lock, poll_interval, [this] { return stopping_; })) {
+      lock.unlock();
+      refresh();
+      lock.lock();
+    }
+  });
+}
+
+bool AliasDirectory::reload_locked(const UsersFileSource::Signature& signature) {
+  seen_ = signature;
+  if (!signature.exists) {
+    snapshot_.store(std::make_shared<const AliasTable>());
+    last_error_.clear();
+    return true;
+  }
+  auto text = source_->read(path_);
+  auto loaded = text ? AliasTable::parse(text.value(), path_)
+                     : base::Expected<AliasTable, std::string>(base::unexpected(text.error()));
+  if (!loaded) {
+    last_error_ = loaded.error();
+    obs::Log("aliases_reload_failed", obs::Level::kError)
+        .kv("file", path_)
+        .kv("error", last_error_)
+        .kv("kept_aliases", static_cast<std::uint64_t>(current()->size()));
+    return false;
+  }
+  obs::Log("aliases_loaded")
+      .kv("file", path_)
+      .kv("aliases", static_cast<std::uint64_t>(loaded->size()));
+  snapshot_.store(std::make_shared<const AliasTable>(std::move(loaded.value())));
+  last_error_.clear();
+  return true;
+}
+
+std::string AliasDirectory::last_error() const {
+  std::lock_guard lock(reload_mutex_);
+  return last_error_;
+}
+
+std::string AliasDirectory::path() const {
+  std::lock_guard lock(reload_mutex_);
+  return path_;
+}
+
+base::Expected<base::Ok, std::string> AliasDirectory::switch_to(std::string path) {
+  std::lock_guard lock(reload_mutex_);
+  if (path == path_) return base::Ok{};
+  const UsersFileSource::Signature signature = source_->signature(path);
+  auto snapshot = std::make_shared<const AliasTable>();
+  if (signature.exists) {
+    auto loaded = AliasTable::load(path);
+    if (!loaded) return base::unexpected(loaded.error());
+    snapshot = std::make_shared<const AliasTable>(std::move(loaded.value()));
+  }
+  path_ = std::move(path);
+  seen_ = signature;
+  last_error_.clear();
+  snapshot_.store(std::move(snapshot));
+  return base::Ok{};
+}
+
+}  // namespace auth
