@@ -54,6 +54,12 @@ class Walker {
       : policy_(policy), users_(users), aliases_(aliases) {}
 
   bool walk(std::string_view address, std::size_t depth) {
+    // Work bound: aliases shared by several others (fan-in) are walked once per path, so
+    // without it a small file could make one RCPT walk millions of addresses.
+    if (++steps_ > kStepsPerTarget * policy_.max_targets + kStepsPerTarget) {
+      return fail(ResolveOutcome::kTooMany,
+                  "takes more than " + std::to_string(steps_ - 1) + " alias lookups to expand");
+    }
     auto parts = split(address);
     if (!parts) return fail(ResolveOutcome::kUnknown, "not an address: " + std::string(address));
     if (!policy_.is_local_domain(parts->domain)) return add(std::string(address));
@@ -75,15 +81,23 @@ class Walker {
         }
       }
     }
-    if (is_role_account(policy_, base)) {
-      if (!policy_.administrator.empty()) {
-        if (depth >= policy_.max_depth) return loop("role account " + std::string(address));
-        expanded_ = true;
-        return walk(policy_.administrator, depth + 1);
-      }
-      // RFC 5321 §4.5.1: postmaster must exist; without an administrator it is a mailbox.
-      if (equals_ignoring_case(base, "postmaster")) return add("postmaster@" + parts->domain);
+    const bool postmaster = equals_ignoring_case(base, "postmaster");
+    if (!in_role_ && is_role_account(policy_, base) && !policy_.administrator.empty()) {
+      if (depth >= policy_.max_depth) return loop("role account " + std::string(address));
+      expanded_ = true;
+      // The administrator's address is never a role account again (administrator =
+      // "postmaster@x" is a mailbox then, not a loop).
+      in_role_ = true;
+      const bool found = walk(policy_.administrator, depth + 1);
+      in_role_ = false;
+      if (found || !postmaster || outcome_ != ResolveOutcome::kUnknown) return found;
+      // RFC 5321 §4.5.1: postmaster is accepted even when the administrator is missing.
+      outcome_ = ResolveOutcome::kResolved;
+      reason_.clear();
+      return add("postmaster@" + parts->domain);
     }
+    // RFC 5321 §4.5.1: postmaster must exist; without an administrator it is a mailbox.
+    if (postmaster) return add("postmaster@" + parts->domain);
     if (const Alias* catch_all = find_alias("@" + parts->domain)) return expand(*catch_all, depth);
     return fail(ResolveOutcome::kUnknown, "no mailbox or alias " + std::string(address));
   }
@@ -159,6 +173,9 @@ class Walker {
   const AddressingPolicy& policy_;
   const UserStore* users_;
   const AliasTable* aliases_;
+  static constexpr std::size_t kStepsPerTarget = 10;
+  std::size_t steps_ = 0;          // addresses walked so far
+  bool in_role_ = false;           // walking to the administrator for a role account
   std::vector<std::string> path_;  // aliases being expanded, outermost first
   std::vector<std::string> targets_;
   ResolveOutcome outcome_ = ResolveOutcome::kResolved;
@@ -213,7 +230,10 @@ std::optional<MailboxMatch> find_mailbox(const AddressingPolicy& policy, const U
       }
     }
   }
-  if (policy.administrator.empty() && equals_ignoring_case(base, "postmaster")) {
+  // postmaster@ is always deliverable (RFC 5321 §4.5.1): the RCPT resolution sends it to the
+  // administrator when there is one, so it arrives here as itself only when it is the
+  // administrator, or there is none, or the administrator's mailbox was missing.
+  if (equals_ignoring_case(base, "postmaster")) {
     return MailboxMatch{"postmaster@" + parts->domain, detail};
   }
   return std::nullopt;

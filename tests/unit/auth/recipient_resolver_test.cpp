@@ -142,11 +142,20 @@ TEST(RecipientResolverTest, LoopsAreFoundAtAnyDepth) {
   AliasTable catch_all = table("@example.org nobody@example.org\n");
   EXPECT_EQ(resolve_recipient(policy(), &users, &catch_all, "x@example.org").outcome,
             ResolveOutcome::kLoop);
-  // A role account whose administrator is a role account.
+  // An administrator that is itself a role account is a mailbox, not a loop (postmaster
+  // must always be accepted, RFC 5321 §4.5.1).
   AddressingPolicy p = policy();
   p.administrator = "postmaster@example.org";
+  EXPECT_EQ(targets(resolve_recipient(p, &users, nullptr, "abuse@example.org")),
+            Targets{"postmaster@example.org"});
+  EXPECT_EQ(targets(resolve_recipient(p, &users, nullptr, "Postmaster")),
+            Targets{"postmaster@example.org"});
+  // An administrator missing from the users file: postmaster is still accepted, abuse not.
+  p.administrator = "gone@example.org";
+  EXPECT_EQ(targets(resolve_recipient(p, &users, nullptr, "postmaster@example.org")),
+            Targets{"postmaster@example.org"});
   EXPECT_EQ(resolve_recipient(p, &users, nullptr, "abuse@example.org").outcome,
-            ResolveOutcome::kLoop);
+            ResolveOutcome::kUnknown);
   // A chain deeper than max_depth.
   std::string chain;
   for (int i = 0; i < 12; ++i)
@@ -209,7 +218,29 @@ TEST(RecipientResolverTest, FindMailboxGivesTheDetail) {
   EXPECT_EQ(find_mailbox(policy(), &users, "postmaster")->mailbox, "postmaster@example.org");
   AddressingPolicy with_admin = policy();
   with_admin.administrator = "Alice@example.org";
-  EXPECT_FALSE(find_mailbox(with_admin, &users, "postmaster@example.org"));
+  // postmaster@ reaches the delivery as itself only when RCPT could not send it to the
+  // administrator: it is then always a mailbox.
+  EXPECT_EQ(find_mailbox(with_admin, &users, "postmaster@example.org")->mailbox,
+            "postmaster@example.org");
+}
+
+TEST(RecipientResolverTest, SharedSubAliasesCannotMakeOneRcptWalkForever) {
+  // l_i → x_i, y_i and both x_i, y_i → l_{i+1}: 2^24 paths in a 72-line file, each
+  // ending at alice. The walk stops at its step bound with "too many" (550 5.5.3).
+  UserStore users = mailboxes({"Alice@example.org"});
+  std::string text;
+  for (int i = 0; i < 24; ++i) {
+    const std::string n = std::to_string(i), next = std::to_string(i + 1);
+    text += "l" + n + "@example.org x" + n + "@example.org,y" + n + "@example.org\n";
+    text += "x" + n + "@example.org l" + next + "@example.org\n";
+    text += "y" + n + "@example.org l" + next + "@example.org\n";
+  }
+  text += "l24@example.org alice@example.org\n";
+  AliasTable fan_in = table(text);
+  AddressingPolicy deep = policy();
+  deep.max_depth = 100;
+  Resolution r = resolve_recipient(deep, &users, &fan_in, "l0@example.org");
+  EXPECT_EQ(r.outcome, ResolveOutcome::kTooMany) << r.reason;
 }
 
 TEST(RecipientResolverTest, AliasProblemsNameFileAndLine) {
