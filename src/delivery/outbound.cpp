@@ -339,9 +339,12 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   }
   const bool relay = hop.has_value();
   const std::string transport = relay ? "relay" : "smtp";
+  // A cached connection is authenticated as its account and verified at its level: a next
+  // hop's connections are shared only by mail for the same URL, account and TLS level.
   const std::string key = !relay ? "mx:" + domain
-                          : via  ? "relay:" + base::to_string(hop->url)
-                                 : "relay";
+                          : via  ? "relay:" + base::to_string(hop->url) + " " + hop->user + " " +
+                                      std::string(tls::to_string(hop->tls))
+                                : "relay";
   const std::string memory_key = relay ? hop->url.host : domain;
   const tls::OutboundLevel level = relay ? hop->tls : level_for(domain);
   const SeenTls remembered = memory_.best(memory_key);

@@ -184,7 +184,12 @@ std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& m
     for (std::size_t j = 0; j < positions.size(); ++j)
       results[positions[j]] = std::move(relayed[j]);
   }
-  const auto sender_relay = domains.sender_relays.find(domain_of(outgoing.envelope.reverse_path));
+  // A domain's own relay carries its users' mail only: forwarded mail (not authenticated)
+  // whose sender claims one of our domains must not leave through that domain's account.
+  const auto sender_relay =
+      message.envelope.authenticated
+          ? domains.sender_relays.find(domain_of(outgoing.envelope.reverse_path))
+          : domains.sender_relays.end();
   const NextHop* via =
       sender_relay == domains.sender_relays.end() ? nullptr : &sender_relay->second;
   for (auto& [domain, positions] : remote_positions) {

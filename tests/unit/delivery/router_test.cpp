@@ -295,6 +295,10 @@ TEST(RouterTest, MailFromADomainWithItsOwnRelayGoesThroughIt) {
   route(recorded, routing, message_from("demo@lists.example.org", {"y@other.test"}, true));
   EXPECT_EQ(recorded.remote_via["example.net"], "smtp.provider.test");
   EXPECT_EQ(recorded.remote_via["other.test"], "");
+  // A sender of ours that did not authenticate (a forgery forwarded by an alias) never
+  // leaves through the domain's relay account.
+  route(recorded, routing, message_from("ceo@example.org", {"z@third.test"}, false));
+  EXPECT_EQ(recorded.remote_via["third.test"], "");
 }
 
 TEST(RouterTest, ForwardedMailLeavesWithAnSrsSender) {
