@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "base/network.h"
+#include "base/socket_file.h"
 #include "obs/log.h"
 
 namespace net {
@@ -212,6 +213,9 @@ base::Expected<std::unique_ptr<Listener>, std::string> Listeners::bind_local(
     }
     ::chmod(directory.c_str(), 0755);  // whatever the umask: local users must reach it
   }
+  if (auto safe = base::check_socket_directory(directory.string()); !safe) {
+    return base::unexpected(what + safe.error());
+  }
   if (::lstat(path.c_str(), &status) == 0) {
     if (!S_ISSOCK(status.st_mode)) {
       return base::unexpected(what +
@@ -230,8 +234,13 @@ base::Expected<std::unique_ptr<Listener>, std::string> Listeners::bind_local(
   asio::local::stream_protocol::endpoint endpoint(path);
   acceptor->open(endpoint.protocol(), ec);
   if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec && ::chmod(path.c_str(), 0666) != 0) ec = std::error_code(errno, std::generic_category());
-  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) {
+    // Connecting to a unix socket needs write access; never through a swapped-in link.
+    if (auto mode = base::set_socket_mode(path, 0666); !mode) {
+      return base::unexpected(what + mode.error());
+    }
+    acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  }
   if (ec) return base::unexpected(what + "cannot listen: " + ec.message());
   listener->local_acceptor = std::move(acceptor);
   obs::Log("listening").kv("role", options.role).kv("socket", path).kv("tls", "none");

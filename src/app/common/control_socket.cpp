@@ -8,12 +8,17 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <filesystem>
+
+#include "base/socket_file.h"
 
 namespace app {
 namespace {
 
 constexpr std::size_t kMaxRequest = 4096;
+constexpr std::chrono::seconds kRequestDeadline{5};  // the whole request line
 
 std::string errno_text() {
   return std::strerror(errno);
@@ -76,7 +81,16 @@ base::Expected<base::Ok, std::string> ControlSocket::bind_and_serve(const std::s
   mode_t old_mask = ::umask(0177);
   int bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&address.value()), sizeof(sockaddr_un));
   ::umask(old_mask);
-  if (bound == 0 && mode != 0600) bound = ::chmod(path.c_str(), mode);
+  if (bound == 0 && mode != 0600) {
+    // Never through a link swapped in after bind (set_socket_mode), and only in a directory
+    // no other user may write to.
+    auto safe = base::check_socket_directory(std::filesystem::path(path).parent_path().string());
+    if (safe) safe = base::set_socket_mode(path, mode);
+    if (!safe) {
+      ::close(fd);
+      return base::unexpected("listing socket: " + safe.error());
+    }
+  }
   if (bound != 0 || ::listen(fd, 8) != 0) {
     std::string error = errno_text();
     ::close(fd);
@@ -112,12 +126,20 @@ void ControlSocket::serve() {
       ::close(client);
       continue;
     }
-    timeval timeout{5, 0};
-    ::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    // One client at a time, so each has a deadline for its whole request (a local user
+    // trickling bytes cannot hold the socket) and for each write of the answer (nor by
+    // never reading it).
+    timeval send_timeout{5, 0};
+    ::setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
+    const auto deadline = std::chrono::steady_clock::now() + kRequestDeadline;
     std::string request;
     char buffer[512];
     while (request.find('\n') == std::string::npos && request.size() < kMaxRequest) {
-      ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd readable{client, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&readable, 1, static_cast<int>(left.count())) <= 0) break;
+      ssize_t n = ::recv(client, buffer, sizeof buffer, MSG_DONTWAIT);
       if (n <= 0) break;
       request.append(buffer, static_cast<std::size_t>(n));
     }
