@@ -34,7 +34,10 @@ struct Failure {
 
 class Reader {
  public:
-  explicit Reader(std::string file) : file_(std::move(file)) {}
+  explicit Reader(std::string file, Reading reading = Reading::kServer)
+      : file_(std::move(file)), reading_(reading) {}
+  // Whether the server's private files are opened (config.h Reading).
+  bool opens_private_files() const { return reading_ == Reading::kServer; }
 
   [[noreturn]] void fail(const toml::node* node, const std::string& key,
                          const std::string& message) const {
@@ -140,6 +143,7 @@ class Reader {
 
  private:
   std::string file_;
+  Reading reading_ = Reading::kServer;
 };
 
 bool valid_domain_name(std::string_view name) {
@@ -683,6 +687,7 @@ void read_domain_settings(const toml::table& entry, const std::string& prefix, c
   }
   if (entry.get("recipients_file")) {
     domain.recipients_file = reader.path_at(entry, prefix, "recipients_file", base_dir, true);
+    if (!reader.opens_private_files()) return;
     std::ifstream in(domain.recipients_file);
     if (!in) {
       reader.fail(entry.get("recipients_file"), prefix + ".recipients_file",
@@ -734,6 +739,10 @@ void read_srs(const toml::table& root, const Reader& reader, const std::string& 
       static_cast<unsigned>(reader.int_at(*table, "srs", "max_age_days", 21, 1, 1000));
   srs.secrets_file = reader.path_at(*table, "srs", "secrets_file", base_dir, true);
   const toml::node* where = table->get("secrets_file");
+  if (!reader.opens_private_files()) {
+    config.srs = std::move(srs);
+    return;
+  }
   struct stat info {};
   if (::stat(srs.secrets_file.c_str(), &info) != 0) {
     reader.fail(where, "srs.secrets_file",
@@ -1172,12 +1181,13 @@ std::string ConfigError::to_string() const {
   return out;
 }
 
-base::Expected<Config, ConfigError> parse(std::string_view text, const std::string& file_name) {
+base::Expected<Config, ConfigError> parse(std::string_view text, const std::string& file_name,
+                                          Reading reading) {
   std::string base_dir = std::filesystem::path(file_name).parent_path().string();
   if (base_dir.empty()) base_dir = ".";
   try {
     toml::table root = toml::parse(text, file_name);
-    Reader reader(file_name);
+    Reader reader(file_name, reading);
     return read(root, reader, base_dir);
   } catch (const toml::parse_error& error) {
     return base::unexpected(ConfigError{file_name, static_cast<long>(error.source().begin.line), "",
@@ -1187,7 +1197,7 @@ base::Expected<Config, ConfigError> parse(std::string_view text, const std::stri
   }
 }
 
-base::Expected<Config, ConfigError> load_file(const std::string& path) {
+base::Expected<Config, ConfigError> load_file(const std::string& path, Reading reading) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return base::unexpected(
@@ -1195,7 +1205,7 @@ base::Expected<Config, ConfigError> load_file(const std::string& path) {
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
-  return parse(buffer.str(), path);
+  return parse(buffer.str(), path, reading);
 }
 
 std::string_view to_string(LogOutput output) {

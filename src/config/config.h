@@ -269,8 +269,16 @@ struct ConfigError {
   std::string to_string() const;
 };
 
-base::Expected<Config, ConfigError> load_file(const std::string& path);
-base::Expected<Config, ConfigError> parse(std::string_view text, const std::string& file_name);
+// Who reads the file. kClient is a program that talks to the running server (smtpsctl queue,
+// mailq, sendmail, often as an ordinary user): the same checks, except that the files only the
+// server's account may read ([srs] secrets_file, a relay domain's recipients_file) are named
+// but never opened (Config::srs->secrets and the domain's recipients stay empty).
+enum class Reading { kServer, kClient };
+
+base::Expected<Config, ConfigError> load_file(const std::string& path,
+                                              Reading reading = Reading::kServer);
+base::Expected<Config, ConfigError> parse(std::string_view text, const std::string& file_name,
+                                          Reading reading = Reading::kServer);
 
 // Human summary of the effective policy, for `smtpsd check`.
 std::string describe(const Config& config);

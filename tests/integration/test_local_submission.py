@@ -73,6 +73,19 @@ class LocalSubmission(ServerTestCase):
                          r"event=local_submission session=\S+ id=\S+ uid=65534 user=nobody "
                          r"from=nobody@localhost recipients=2")
 
+    def test_works_for_a_user_who_cannot_read_the_servers_secrets(self):
+        # [srs] secrets are mode 0600 for the server's account: sendmail, run by anyone,
+        # reads the configuration without opening them.
+        secrets = os.path.join(self.tmp, "srs.secrets")
+        with open(secrets, "w") as f:
+            f.write("a-secret-of-at-least-16-characters\n")
+        os.chmod(secrets, 0o600)
+        self.start(local=f"[local_submission]\n[srs]\ndomain = \"srs.localhost.test\"\n"
+                         f"secrets_file = \"{secrets}\"\n")
+        result = self.sendmail("-t")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.server.wait_delivered(1)
+
     def test_root_may_choose_its_sender(self):
         self.start()
         result = self.sendmail("-f", "alerts@localhost", "-F", "Alert Robot", "demo@localhost",

@@ -192,7 +192,7 @@ int run_local_sendmail(const SendmailArguments& arguments, const std::string& se
                "SMTPSD_CONFIG (the message was NOT sent)\n";
     return kExConfig;
   }
-  auto loaded = config::load_file(server_config);
+  auto loaded = config::load_file(server_config, config::Reading::kClient);
   if (!loaded) {
     env.err << "sendmail: cannot use the server's configuration: " << loaded.error().to_string()
             << " (the message was NOT sent)\n";

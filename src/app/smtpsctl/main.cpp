@@ -235,7 +235,7 @@ int main(int argc, char** argv) {
         std::cerr << "smtpsctl: " << path.error() << "\n";
         return 2;
       }
-      auto loaded = config::load_file(path.value());
+      auto loaded = config::load_file(path.value(), config::Reading::kClient);
       if (!loaded) {
         std::cerr << "smtpsctl: " << loaded.error().to_string() << "\n";
         return 2;
