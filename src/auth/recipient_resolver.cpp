@@ -43,6 +43,19 @@ std::optional<std::string> exact_mailbox(const AddressingPolicy& policy, const U
   return std::string(listed.substr(0, listed.rfind('@'))) + "@" + parts->domain;
 }
 
+// target with the unmatched "+detail" of the address that reached its alias (Postfix's
+// propagate_unmatched_extensions): "alice@x" + "+news" → "alice+news@x". Only a target of
+// ours without a detail of its own gets it; a remote address is left as written.
+std::string with_detail(const AddressingPolicy& policy, const std::string& target,
+                        std::string_view detail) {
+  auto parts = split(target);
+  if (detail.empty() || !parts || !policy.is_local_domain(parts->domain) ||
+      parts->local.find(policy.separator) != std::string_view::npos) {
+    return target;
+  }
+  return std::string(parts->local) + std::string(detail) + target.substr(target.rfind('@'));
+}
+
 bool is_role_account(const AddressingPolicy& policy, std::string_view local) {
   return std::any_of(policy.role_accounts.begin(), policy.role_accounts.end(),
                      [&](const std::string& role) { return equals_ignoring_case(role, local); });
@@ -73,11 +86,12 @@ class Walker {
       if (cut != std::string_view::npos && cut > 0) {
         base = parts->local.substr(0, cut);
         const std::string base_address = std::string(base) + "@" + parts->domain;
-        if (const Alias* alias = find_alias(base_address)) return expand(*alias, depth);
+        const std::string_view detail = parts->local.substr(cut);
+        if (const Alias* alias = find_alias(base_address)) return expand(*alias, depth, detail);
         if (auto mailbox = exact_mailbox(policy_, users_, base_address)) {
           // The detail stays with the mailbox: "Alice+news@x" → "alice+news@x".
-          const std::string detail(parts->local.substr(cut));
-          return add(mailbox->substr(0, mailbox->rfind('@')) + detail + "@" + parts->domain);
+          return add(mailbox->substr(0, mailbox->rfind('@')) + std::string(detail) + "@" +
+                     parts->domain);
         }
       }
     }
@@ -102,7 +116,9 @@ class Walker {
     return fail(ResolveOutcome::kUnknown, "no mailbox or alias " + std::string(address));
   }
 
-  bool expand(const Alias& alias, std::size_t depth) {
+  // detail: the "+detail" the alias was reached with (its address without it), passed on
+  // to the local targets.
+  bool expand(const Alias& alias, std::size_t depth, std::string_view detail = {}) {
     for (const std::string& on_path : path_) {
       if (same_address(on_path, alias.address)) {
         return loop("alias " + alias.address + " leads back to itself");
@@ -119,11 +135,11 @@ class Walker {
       if (same_address(target, alias.address)) {
         // "alice → alice, archive": alice's own mailbox, not the alias again.
         auto mailbox = exact_mailbox(policy_, users_, target);
-        ok = mailbox ? add(*mailbox)
+        ok = mailbox ? add(with_detail(policy_, *mailbox, detail))
                      : fail(ResolveOutcome::kUnknown,
                             "alias " + alias.address + " names itself but is no mailbox");
       } else {
-        ok = walk(target, depth + 1);
+        ok = walk(with_detail(policy_, target, detail), depth + 1);
       }
       if (!ok) {
         if (outcome_ == ResolveOutcome::kUnknown && reason_.find(" via ") == std::string::npos) {

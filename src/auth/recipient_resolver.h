@@ -7,7 +7,9 @@
 // Lookup order for local+detail@domain (Postfix virtual(5)): the alias of the exact
 // address; its mailbox; then, with sub-addressing on (separator "+" by default), the alias
 // and the mailbox of local@domain (a mailbox target keeps "+detail": LMTP gets the full
-// address and Maildir may file it in the folder .detail); then the role accounts
+// address and Maildir may file it in the folder .detail; an alias passes "+detail" on to
+// its local targets that have none, as Postfix's propagate_unmatched_extensions, and not
+// to remote ones); then the role accounts
 // (postmaster@, abuse@ of every domain: the administrator mailbox; without one postmaster@
 // is a mailbox of its own, RFC 5321 §4.5.1); then the domain's catch-all "@domain". So a
 // catch-all never shadows a mailbox, and an alias does. Each alias target is resolved the

@@ -14,6 +14,14 @@ Users are "alice" or "alice@<any domain>" (auth_username_format = %Ln); an unkno
 gets a per-recipient "550 5.1.1 ... User doesn't exist". Homes are <dir>/home/<user>, mail is
 in <home>/Maildir.
 
+With mail_root (smtpsd's data_dir/mail), Dovecot serves the Maildirs smtpsd writes instead:
+users are whole addresses ("demo@localhost", auth_username_format = %Lu), each one's mail is
+maildir:<mail_root>/<domain>/<local part> (Maildir++ folders ".news" are mailboxes "news"),
+and doveadm() runs doveadm against this instance:
+
+    with Dovecot(tmpdir, users=["demo@localhost"], mail_root=data_dir + "/mail") as dovecot:
+        dovecot.doveadm("fetch", "-u", "demo@localhost", "hdr.subject", "mailbox", "INBOX", "all")
+
 Running as root: Dovecot's LMTP never writes mail as uid 0 ("Mail access not allowed for
 root" is hard-coded for lmtp), so as root the mail is owned by "nobody" (mail_uid/mail_gid),
 the homes are chowned to it and the directory is made traversable (o+x); everything else
@@ -78,11 +86,12 @@ class Dovecot:
     users: the local parts that exist; anyone else is an unknown user.
     """
 
-    def __init__(self, tmpdir, users=None):
+    def __init__(self, tmpdir, users=None, mail_root=None):
         if not os.access(DOVECOT, os.X_OK) or not os.access(LMTP_BINARY, os.X_OK):
             raise RuntimeError(INSTALL_HINT)
         self.dir = os.path.abspath(os.fspath(tmpdir))
         self.users = list(users) if users is not None else ["alice", "bob"]
+        self.mail_root = os.path.abspath(mail_root) if mail_root else None
         self.process = None
         self.lmtp_port = None
         self.log_path = os.path.join(self.dir, "dovecot.log")
@@ -120,8 +129,11 @@ class Dovecot:
             for path in (self.dir, self.home_root):
                 os.chmod(path, os.stat(path).st_mode | 0o711)
         for user in self.users:
-            if not user or any(c in user for c in ":/\n@") or user.startswith("."):
+            if not user or any(c in user for c in ":/\n") or user.startswith(".") or \
+                    (("@" in user) != bool(self.mail_root)):
                 raise ValueError(f"unusable user name {user!r}")
+            if self.mail_root:
+                continue  # the Maildirs are smtpsd's
             os.makedirs(self.home(user), exist_ok=True)
             if os.geteuid() == 0:
                 os.chown(self.home(user), uid, gid)
@@ -157,8 +169,7 @@ first_valid_uid = {uid}
 last_valid_uid = {uid}
 first_valid_gid = {gid}
 last_valid_gid = {gid}
-mail_location = maildir:~/Maildir
-auth_username_format = %Ln
+{self.mail_settings()}
 passdb {{
   driver = passwd-file
   args = {self.users_path}
@@ -166,7 +177,7 @@ passdb {{
 userdb {{
   driver = passwd-file
   args = {self.users_path}
-  default_fields = home={self.home_root}/%n
+  default_fields = home={self.mail_root + "/%d/%n" if self.mail_root else self.home_root + "/%n"}
 }}
 service lmtp {{
   inet_listener lmtp {{
@@ -178,6 +189,17 @@ service lmtp {{
   }}
 }}
 """
+
+    def mail_settings(self):
+        if self.mail_root:
+            return f"mail_location = maildir:{self.mail_root}/%d/%n\nauth_username_format = %Lu"
+        return "mail_location = maildir:~/Maildir\nauth_username_format = %Ln"
+
+    def doveadm(self, *args, timeout=20):
+        """Runs `doveadm -c <this config> ARGS`; returns the CompletedProcess (text)."""
+        return subprocess.run(["doveadm", "-c", self.config_path] + list(args),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
 
     # -- life cycle ------------------------------------------------------------------------
 

@@ -202,6 +202,18 @@ class Addressing(unittest.TestCase):
         self.send(["demo+tag@localhost"], "demo tagged")
         self.messages("demo@localhost", "demo tagged", folder="tag")
 
+    def test_an_alias_reached_with_a_detail_passes_it_on_to_its_local_targets(self):
+        # As Postfix's propagate_unmatched_extensions: team+q3@ → alice+q3@, bob+q3@.
+        self.send(["team+q3@example.test"], "team q3")
+        for address in ("alice@example.test", "bob@example.test"):
+            message = self.messages(address, "team q3", folder="q3")[0]
+            self.assertEqual(message["Delivered-To"], address)
+        deadline = time.time() + 15
+        while time.time() < deadline and not any(b"team q3" in m[2] for m in self.remote.messages):
+            time.sleep(0.05)
+        sent = [m for m in self.remote.messages if b"team q3" in m[2]]
+        self.assertEqual([m[1] for m in sent], [["partner@remote.test"]])  # remote: as written
+
     def test_an_alias_loop_is_refused_at_rcpt_and_nothing_is_queued(self):
         client = self.server.smtp()
         try:

@@ -6,21 +6,27 @@ one of our users carries an SRS0 sender whose hash this file computes on its own
 hmac), and a bounce to that address comes back to the original sender.
 
 The message that leaves is itself a bounce's way back (a message to an SRS address of ours
-is forwarded to the address it stands for): no alias is needed to make mail leave.
+is forwarded to the address it stands for): no alias is needed to make mail leave. SRS
+through a real alias (made with `smtpsctl alias add`, one local mailbox and one remote
+address) is tested too, with and without [srs].
 """
 
 import base64
+import email
 import hashlib
 import hmac
 import os
+import pwd
+import subprocess
 import time
 import unittest
 
 from dovecot import Dovecot
 from fake_smtp import FakeSmtp
-from harness import ServerTestCase, make_message
+from harness import SMTPSD, ServerTestCase, make_message
 from test_onward import submit
 
+SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 SECRET = "integration-secret-0123456789"
 SRS_DOMAIN = "srs.localhost"
 BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -94,6 +100,47 @@ class LocalAgents(DomainsTestCase):
         self.assertIn(b"Message-ID: <both@test>", dovecot.messages("alice")[0])
         server.wait_log(r"event=delivered id=\S+ rcpt=alice@lmtp.test to=lmtp")
         self.assertEqual(server.delivered("alice@lmtp.test"), [])
+
+
+class DovecotReadsOurMaildirs(DomainsTestCase):
+    """smtpsd's own Maildir delivery, read by a real Dovecot: smtpsd runs as its account
+    ("nobody" here, the production set-up) and writes every Maildir as that account, so
+    Dovecot accesses them with mail_uid/mail_gid of that account (README "Reading the
+    Maildirs with Dovecot")."""
+
+    def test_dovecot_reads_the_inbox_and_the_sub_address_folder(self):
+        os.chmod(self.tmp, 0o711)  # the account must be able to reach its data_dir
+        root = os.geteuid() == 0
+        server = self.new_server(domains=[("localhost", [])],
+                                 privileges={"user": "nobody"} if root else {},
+                                 extra_toml="[addressing]\nsubaddress_folders = true\n")
+        mail_root = os.path.join(self.tmp, "mail")
+        if root:
+            # `smtpsd dev --init-only` made the demo mailbox as root; an administrator gives
+            # the mailboxes to the account (README "Privileges").
+            owner = pwd.getpwnam("nobody")
+            for directory, _subdirectories, files in os.walk(mail_root):
+                for name in [directory] + [os.path.join(directory, n) for n in files]:
+                    os.lchown(name, owner.pw_uid, owner.pw_gid)
+        with server:
+            client = server.smtp()
+            client.sendmail("someone@elsewhere.test", ["demo@localhost"],
+                            make_message(subject="for the inbox", sender="someone@elsewhere.test"))
+            client.sendmail("someone@elsewhere.test", ["demo+news@localhost"],
+                            make_message(subject="for news", sender="someone@elsewhere.test"))
+            client.quit()
+            wait_for(lambda: server.log().count("event=delivered ") == 2, "both deliveries")
+        os.makedirs(os.path.join(self.tmp, "dovecot"))
+        with Dovecot(os.path.join(self.tmp, "dovecot"), users=["demo@localhost"],
+                     mail_root=mail_root) as dovecot:
+            listed = dovecot.doveadm("mailbox", "list", "-u", "demo@localhost")
+            self.assertEqual(listed.returncode, 0, listed.stderr + dovecot.log()[-2000:])
+            self.assertEqual(sorted(listed.stdout.split()), ["INBOX", "news"])
+            fetched = dovecot.doveadm("-f", "tab", "fetch", "-u", "demo@localhost",
+                                      "mailbox hdr.subject", "all")
+            self.assertEqual(fetched.returncode, 0, fetched.stderr + dovecot.log()[-2000:])
+            rows = sorted(tuple(line.split("\t")) for line in fetched.stdout.splitlines()[1:])
+            self.assertEqual(rows, [("INBOX", "for the inbox"), ("news", "for news")])
 
 
 class RelayDomain(DomainsTestCase):
@@ -230,6 +277,64 @@ class Srs(DomainsTestCase):
         self.assertEqual(code, 550)
         client.quit()
         self.assertEqual(server.spool_ids(), [])
+
+
+class SrsThroughAnAlias(DomainsTestCase):
+    """fwd@localhost, an alias (smtpsctl alias add) of demo@localhost and partner@remote.test,
+    receives from an outside sender on port 25, unauthenticated."""
+
+    def forward_through_alias(self, remote, srs):
+        server = self.new_server(extra_toml=(self.srs_toml() if srs else "") +
+                                 self.relay_toml(remote.port))
+        added = subprocess.run([SMTPSCTL, "alias", "add", "--aliases",
+                                os.path.join(self.tmp, "aliases"), "--users",
+                                os.path.join(self.tmp, "users"), "fwd@localhost",
+                                "demo@localhost", "partner@remote.test"],
+                               capture_output=True, text=True, timeout=30)
+        self.assertEqual(added.returncode, 0, added.stderr)
+        server.start()
+        before = time.time()
+        client = server.smtp()
+        client.ehlo()
+        self.assertEqual(client.mail("dave@third.test")[0], 250)
+        code, reply = client.rcpt("fwd@localhost")
+        self.assertEqual(code, 250, reply)
+        self.assertEqual(client.data(make_message(subject="via alias", message_id="alias@test",
+                                                  sender="dave@third.test"))[0], 250)
+        # The local target: the original sender, as for mail that is not forwarded.
+        [local] = server.wait_delivered(1)
+        local = email.message_from_bytes(local)
+        self.assertEqual(local["Return-Path"], "<dave@third.test>")
+        self.assertEqual(local["Delivered-To"], "demo@localhost")
+        wait_for(lambda: remote.messages, "the forwarded copy")
+        sender, recipients, data, _ = remote.messages[0]
+        self.assertEqual(recipients, ["partner@remote.test"])
+        self.assertIn(b"Message-ID: <alias@test>", data)
+        return server, client, sender, {srs0("dave@third.test", t) for t in (before, time.time())}
+
+    def test_an_alias_forward_gets_an_srs_sender_and_its_bounce_reaches_the_sender(self):
+        with FakeSmtp() as remote:
+            server, client, sender, expected = self.forward_through_alias(remote, srs=True)
+            self.assertIn(sender, expected)  # hash computed here with hmac, the same secret
+            # The remote's bounce, to the SRS sender it was given, is accepted and passed back.
+            self.assertEqual(client.mail("")[0], 250)
+            code, reply = client.rcpt(sender)
+            self.assertEqual(code, 250, reply)
+            self.assertEqual(client.data(make_message(subject="bounce", message_id="dsn@test",
+                                                      sender="MAILER-DAEMON@remote.test"))[0],
+                             250)
+            client.quit()
+            wait_for(lambda: len(remote.messages) == 2, "the bounce to be passed back")
+            bounce_sender, bounce_recipients, bounce, _ = remote.messages[1]
+            self.assertEqual((bounce_sender, bounce_recipients), ("", ["dave@third.test"]))
+            self.assertIn(b"Message-ID: <dsn@test>", bounce)
+            self.assertEqual(len(server.delivered()), 1)  # the bounce was not kept here
+
+    def test_without_srs_an_alias_forward_keeps_the_original_sender(self):
+        with FakeSmtp() as remote:
+            _, client, sender, _ = self.forward_through_alias(remote, srs=False)
+            client.quit()
+            self.assertEqual(sender, "dave@third.test")
 
 
 if __name__ == "__main__":

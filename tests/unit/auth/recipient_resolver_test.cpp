@@ -70,9 +70,9 @@ TEST(RecipientResolverTest, ExactAliasFirstThenMailboxThenDetailThenCatchAll) {
   auto news = resolve_recipient(p, &users, &aliases, "alice+news@example.org");
   EXPECT_EQ(targets(news), Targets{"alice+news@example.org"});
   EXPECT_FALSE(news.expanded);
-  // The alias of the address without its detail.
+  // The alias of the address without its detail, which its local targets get too.
   EXPECT_EQ(targets(resolve_recipient(p, &users, &aliases, "sales+q3@example.org")),
-            (Targets{"alice@example.org", "bob@example.org", "partner@remote.test"}));
+            (Targets{"alice+q3@example.org", "bob+q3@example.org", "partner@remote.test"}));
   // A catch-all never shadows a mailbox...
   EXPECT_EQ(targets(resolve_recipient(p, &users, &aliases, "bob@example.org")),
             Targets{"bob@example.org"});
@@ -81,6 +81,33 @@ TEST(RecipientResolverTest, ExactAliasFirstThenMailboxThenDetailThenCatchAll) {
   EXPECT_EQ(targets(caught), Targets{"catch@example.org"});
   EXPECT_TRUE(caught.expanded);
   EXPECT_EQ(resolve_recipient(p, &users, &aliases, "nobody@example.net").outcome,
+            ResolveOutcome::kUnknown);
+}
+
+TEST(RecipientResolverTest, AnAliasPassesAnUnmatchedDetailOnToItsLocalTargets) {
+  UserStore users =
+      mailboxes({"alice@example.org", "bob@example.org", "carol@example.net", "list@example.org"});
+  AliasTable chain = table(
+      "team@example.org alice@example.org,bob+archive@example.org,sub@example.org,"
+      "partner@remote.test\n"
+      "sub@example.org carol@example.net\n"
+      "list@example.org list@example.org,alice@example.org\n");
+  AddressingPolicy p = policy();
+  // A target of ours without a detail gets it, also through a further alias; one with a
+  // detail of its own keeps it; a remote target is left as written.
+  EXPECT_EQ(targets(resolve_recipient(p, &users, &chain, "team+q3@example.org")),
+            (Targets{"alice+q3@example.org", "bob+archive@example.org", "carol+q3@example.net",
+                     "partner@remote.test"}));
+  // The alias's own mailbox keeps the detail too.
+  EXPECT_EQ(targets(resolve_recipient(p, &users, &chain, "list+x@example.org")),
+            (Targets{"list+x@example.org", "alice+x@example.org"}));
+  // Without a detail nothing changes; with sub-addressing off there is no alias to reach.
+  EXPECT_EQ(targets(resolve_recipient(p, &users, &chain, "team@example.org")),
+            (Targets{"alice@example.org", "bob+archive@example.org", "carol@example.net",
+                     "partner@remote.test"}));
+  AddressingPolicy off = policy();
+  off.separator = "";
+  EXPECT_EQ(resolve_recipient(off, &users, &chain, "team+q3@example.org").outcome,
             ResolveOutcome::kUnknown);
 }
 
