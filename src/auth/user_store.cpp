@@ -364,11 +364,33 @@ base::Expected<base::Ok, std::string> replace_file_atomically(const std::string&
   // file holds password hashes), and, run as root, the same owner and group. A first file
   // is 0600. The umask may have taken bits away; fchmod says what we promise, whatever it
   // says.
+  //
+  // A first file made by root (`sudo smtpsctl alias add` before the server ever wrote one)
+  // is owned like its directory, so the server's account can read it after the privilege
+  // drop: the directory's owner when that is not root (the data directory is the server's),
+  // else root with the directory's group and mode 0640 when that group is another
+  // (/etc/smtpsd as root:smtpsd 0750); else root's own 0600.
   struct stat previous {};
   const bool replacing = ::stat(path.c_str(), &previous) == 0;
-  const mode_t mode = replacing ? (previous.st_mode & 0660) : 0600;
-  if (replacing && ::geteuid() == 0) {
-    if (::fchown(fd, previous.st_uid, previous.st_gid) != 0) return abandon("chown", errno);
+  mode_t mode = replacing ? (previous.st_mode & 0660) : 0600;
+  if (::geteuid() == 0) {
+    struct stat directory {};
+    uid_t owner = previous.st_uid;
+    gid_t group = previous.st_gid;
+    bool change = replacing;
+    if (!replacing && ::stat(parent_directory(path).c_str(), &directory) == 0) {
+      if (directory.st_uid != 0) {
+        owner = directory.st_uid;
+        group = directory.st_gid;
+        change = true;
+      } else if (directory.st_gid != 0) {
+        owner = 0;
+        group = directory.st_gid;
+        mode = 0640;
+        change = true;
+      }
+    }
+    if (change && ::fchown(fd, owner, group) != 0) return abandon("chown", errno);
   }
   if (::fchmod(fd, mode) != 0) return abandon("chmod", errno);
   const char* data = text.data();

@@ -168,8 +168,8 @@ class UserStore {
 
 // The atomic, durable replacement UserStore::save() makes (also used for the aliases file):
 // O_EXCL temp file beside path, mode 0600 for a new file or the old one's mode minus any
-// permission for others (and, as root, its owner and group), write, fsync, rename, fsync of
-// the directory.
+// permission for others (and, as root, its owner and group; a new file made by root is owned
+// like its directory, see the .cpp), write, fsync, rename, fsync of the directory.
 base::Expected<base::Ok, std::string> replace_file_atomically(const std::string& path,
                                                               std::string_view text);
 

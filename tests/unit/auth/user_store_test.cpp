@@ -103,6 +103,27 @@ TEST(UserStoreTest, FileHoldsNoPlaintextAndUsesDocumentedFields) {
   EXPECT_NE(text.find(" -\n"), std::string::npos);  // bob has no aliases
 }
 
+TEST(UserStoreTest, AFirstFileMadeByRootIsOwnedLikeItsDirectory) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (chown)";
+  TempDir dir;
+  // The data directory belongs to the server's account (65534 here): so does a new file.
+  ASSERT_EQ(::chown(dir.file("").c_str(), 65534, 65534), 0);
+  ASSERT_TRUE(replace_file_atomically(dir.file("aliases"), "smtpsd-aliases 1\n"));
+  struct stat status {};
+  ASSERT_EQ(::stat(dir.file("aliases").c_str(), &status), 0);
+  EXPECT_EQ(status.st_uid, 65534u);
+  EXPECT_EQ(status.st_gid, 65534u);
+  EXPECT_EQ(status.st_mode & 07777, 0600u);
+  // A root-owned directory with the server's group (/etc/smtpsd root:smtpsd): root, that
+  // group, 0640.
+  ASSERT_EQ(::chown(dir.file("").c_str(), 0, 65534), 0);
+  ASSERT_TRUE(replace_file_atomically(dir.file("users2"), "smtpsd-users 1\n"));
+  ASSERT_EQ(::stat(dir.file("users2").c_str(), &status), 0);
+  EXPECT_EQ(status.st_uid, 0u);
+  EXPECT_EQ(status.st_gid, 65534u);
+  EXPECT_EQ(status.st_mode & 07777, 0640u);
+}
+
 TEST(UserStoreTest, SavedFileHasMode0600WhateverTheUmask) {
   TempDir dir;
   mode_t old_mask = ::umask(0);
