@@ -401,7 +401,13 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
 
   const std::string mailbox = mail_root_ + "/" + name->domain + "/" + name->local;
   // Maildir++: the folder "Junk" is the directory ".Junk" of the mailbox (INBOX without one).
-  const std::string box = message.folder.empty() ? mailbox : mailbox + "/." + message.folder;
+  std::string box = message.folder.empty() ? mailbox : mailbox + "/." + message.folder;
+  if (message.folder_if_exists && box != mailbox) {
+    // A +detail folder is used when its owner made it (Dovecot's default too); a sender
+    // cannot create one directory per address variant.
+    struct stat folder_status {};
+    if (::stat(box.c_str(), &folder_status) != 0 || !S_ISDIR(folder_status.st_mode)) box = mailbox;
+  }
   const std::string tmp_path = box + "/tmp";
   const std::string new_path = box + "/new";
   const std::string cur_path = box + "/cur";

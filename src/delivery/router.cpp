@@ -158,6 +158,7 @@ std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& m
     } else {
       queue::StoredMessage with_folder = canonical;
       with_folder.folder = std::move(folder);
+      with_folder.folder_if_exists = true;
       results[k] = routes_.maildir(with_folder, index);
     }
   }

@@ -64,6 +64,10 @@ struct StoredMessage {
   std::uint64_t content_size = 0;  // the sum of the segment lengths, set by load()
   // The Maildir++ folder a check chose for local delivery ("" = INBOX; SpoolWriter::set_folder).
   std::string folder;
+  // Not stored: the folder comes from the address's +detail (the sender chose it), so Maildir
+  // files into it only when the mailbox owner has made it, else into INBOX; a sender must
+  // not be able to create folders.
+  bool folder_if_exists = false;
   std::int64_t received_unix = 0;  // when it was accepted
   // Found in the spool at start-up: a delivery may have completed before a crash, so a
   // deliverer must look harder for an earlier copy (Maildir: also scan cur/).

@@ -80,6 +80,15 @@ class Addressing(unittest.TestCase):
         finally:
             client.quit()
 
+    def make_folder(self, address, folder):
+        """The Maildir++ folder a mail client (Dovecot over IMAP) makes: .folder/{cur,new,tmp}
+        with its maildirfolder marker."""
+        local, domain = address.split("@")
+        box = os.path.join(self.tmp, "mail", domain, local, "." + folder)
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(box, sub), exist_ok=True)
+        open(os.path.join(box, "maildirfolder"), "w").close()
+
     def messages(self, address, subject, folder=None, count=1, timeout=15):
         """The messages with this subject in address's Maildir (or its folder)."""
         local, domain = address.split("@")
@@ -194,16 +203,24 @@ class Addressing(unittest.TestCase):
         self.assertEqual(code, 550)
 
     def test_sub_addresses_reach_the_mailbox_in_the_detail_folder(self):
+        self.make_folder("alice@example.test", "news")
         self.send(["alice+news@example.test"], "detail news")
         message = self.messages("alice@example.test", "detail news", folder="news")[0]
         self.assertEqual(message["Delivered-To"], "alice@example.test")
-        self.assertTrue(os.path.exists(os.path.join(self.tmp, "mail", "example.test", "alice",
-                                                    ".news", "maildirfolder")))
+        self.make_folder("demo@localhost", "tag")
         self.send(["demo+tag@localhost"], "demo tagged")
         self.messages("demo@localhost", "demo tagged", folder="tag")
+        # A folder the owner has not made: the INBOX, and no folder is created (a sender
+        # must not fill the mailbox with one directory per address variant).
+        self.send(["alice+unmade@example.test"], "detail unmade")
+        self.messages("alice@example.test", "detail unmade")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "mail", "example.test", "alice",
+                                                     ".unmade")))
 
     def test_an_alias_reached_with_a_detail_passes_it_on_to_its_local_targets(self):
         # As Postfix's propagate_unmatched_extensions: team+q3@ → alice+q3@, bob+q3@.
+        for address in ("alice@example.test", "bob@example.test"):
+            self.make_folder(address, "q3")
         self.send(["team+q3@example.test"], "team q3")
         for address in ("alice@example.test", "bob@example.test"):
             message = self.messages(address, "team q3", folder="q3")[0]
@@ -307,12 +324,17 @@ class DevelopmentMode(unittest.TestCase):
                 port = int(found.group(1)) if found else None
                 time.sleep(0.05)
             self.assertIsNotNone(port, read_text(log_path))
+            # The folder "tag", as demo's mail client would make it (a +detail is filed only
+            # into a folder that exists).
+            demo = os.path.join(tmp, "mail", "localhost", "demo")
+            for sub in ("cur", "new", "tmp"):
+                os.makedirs(os.path.join(demo, ".tag", sub), exist_ok=True)
+            open(os.path.join(demo, ".tag", "maildirfolder"), "w").close()
             client = smtplib.SMTP("127.0.0.1", port, timeout=10)
             for address in ("postmaster@localhost", "abuse@localhost", "demo+tag@localhost"):
                 client.sendmail("you@example.org", [address],
                                 f"Subject: dev {address}\r\n\r\nhi\r\n")
             client.quit()
-            demo = os.path.join(tmp, "mail", "localhost", "demo")
             deadline = time.time() + 15
             while time.time() < deadline:
                 inbox = os.listdir(os.path.join(demo, "new"))

@@ -115,6 +115,12 @@ class DovecotReadsOurMaildirs(DomainsTestCase):
                                  privileges={"user": "nobody"} if root else {},
                                  extra_toml="[addressing]\nsubaddress_folders = true\n")
         mail_root = os.path.join(self.tmp, "mail")
+        # The folder "news", as the user's mail client makes it over IMAP (smtpsd files a
+        # +detail only into a folder that exists).
+        news = os.path.join(mail_root, "localhost", "demo", ".news")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(news, sub), exist_ok=True)
+        open(os.path.join(news, "maildirfolder"), "w").close()
         if root:
             # `smtpsd dev --init-only` made the demo mailbox as root; an administrator gives
             # the mailboxes to the account (README "Privileges").
