@@ -862,7 +862,7 @@ struct ServerSession::Impl {
         // RFC 1870 §6.2: a recipient whose storage allocation the declared size exceeds
         // gets 552 at RCPT; the client delivers to the others.
         if (envelope_.declared_size && config.recipient_size_limit) {
-          const std::uint64_t limit = config.recipient_size_limit(address);
+          const std::uint64_t limit = smallest_size_limit(address, decision.expansion);
           if (limit != 0 && *envelope_.declared_size > limit) {
             reply(552, "5.3.4", "Message size exceeds the limit of the recipient's domain");
             return;
@@ -913,6 +913,18 @@ struct ServerSession::Impl {
     }
   }
 
+  // The smallest per-domain limit of a recipient and of the addresses it expands to (an alias
+  // must not carry a message into a domain that takes less); 0: none.
+  std::uint64_t smallest_size_limit(std::string_view address,
+                                    const std::vector<std::string>& expansion) const {
+    std::uint64_t smallest = config.recipient_size_limit(address);
+    for (const std::string& target : expansion) {
+      const std::uint64_t limit = config.recipient_size_limit(target);
+      if (limit != 0 && (smallest == 0 || limit < smallest)) smallest = limit;
+    }
+    return smallest;
+  }
+
   // The most data this transaction may carry: max_message_size, or less when a recipient's
   // domain takes less (SessionConfig::recipient_size_limit).
   std::uint64_t message_limit() const {
@@ -921,7 +933,7 @@ struct ServerSession::Impl {
 
   void accept_recipient(std::string_view address, std::string_view notify) {
     if (config.recipient_size_limit) {
-      const std::uint64_t limit = config.recipient_size_limit(address);
+      const std::uint64_t limit = smallest_size_limit(address, pending_expansion_);
       if (limit != 0 && limit < message_limit()) size_limit_ = limit;
     }
     if (pending_expansion_.empty()) {

@@ -166,7 +166,8 @@ struct SessionConfig {
   // later. May be empty (always room).
   std::function<bool(std::uint64_t declared_size)> has_room_for;
   // The largest message this recipient's domain takes (0: no limit of its own, the
-  // session's limits.max_message_size holds). Asked for each recipient the policy accepts:
+  // session's limits.max_message_size holds). Asked for each recipient the policy accepts
+  // and for each address it expands to (the smallest counts):
   // a declared SIZE over it gets 552 5.3.4 at RCPT (RFC 1870 §6.2), and the smallest such
   // limit of the accepted recipients bounds the message's data like max_message_size does
   // (552 5.3.4 for the whole message at the end of data). May be empty.

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "app/smtpsd/domain_routing.h"
 #include "app/smtpsd/local_recipients.h"
 
 namespace app {
@@ -79,6 +80,9 @@ net::ListenerOptions local_listener_options(
       return smtp::RecipientVerdict::kAccept;
     }
     return decision;
+  };
+  options.session.recipient_size_limit = [snapshot](std::string_view address) {
+    return recipient_size_limit(*snapshot, address);  // [[domains]] max_message_size
   };
   options.session.has_room_for = std::move(has_room_for);
   options.identify_local = [snapshot](const net::PeerCredentials& peer) {

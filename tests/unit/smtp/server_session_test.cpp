@@ -377,6 +377,30 @@ TEST_P(SessionTest, RecipientDomainSizeLimit) {
             "552 5.3.4 Message size exceeds the limit of a recipient's domain");
 }
 
+TEST_P(SessionTest, AnAliasCarriesNoMessageIntoADomainThatTakesLess) {
+  config_.limits.max_message_size = 1000;
+  config_.recipient_size_limit = [](std::string_view address) -> std::uint64_t {
+    return address.ends_with("@small.example") ? 100 : 0;
+  };
+  config_.check_recipient = [](std::string_view address, std::string_view) -> RecipientDecision {
+    if (address == "list@big.example") {
+      return RecipientDecision(RecipientVerdict::kAccept, {"y@big.example", "x@small.example"});
+    }
+    return RecipientVerdict::kAccept;
+  };
+  start();
+  ASSERT_TRUE(reply("EHLO client.example\r\n").starts_with("250 "));
+  ASSERT_EQ(reply("MAIL FROM:<a@b.example> SIZE=500\r\n"), "250 2.1.0 Ok");
+  EXPECT_EQ(reply("RCPT TO:<list@big.example>\r\n"),
+            "552 5.3.4 Message size exceeds the limit of the recipient's domain");
+  reply("RSET\r\n");
+  ASSERT_EQ(reply("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok");
+  ASSERT_EQ(reply("RCPT TO:<list@big.example>\r\n"), "250 2.1.5 Ok");
+  EXPECT_EQ(exchange("DATA\r\n" + std::string(150, 'a') + "\r\n.\r\n").back(),
+            "552 5.3.4 Message size exceeds the limit of a recipient's domain");
+  EXPECT_TRUE(host().messages.empty());
+}
+
 TEST_P(SessionTest, BodyTypes) {
   start();
   reply("EHLO c\r\n");
