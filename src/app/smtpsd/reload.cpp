@@ -448,8 +448,10 @@ ReloadResult ReloadEngine::apply(config::Config next_config, bool whole_config) 
                     std::nullopt);
     }
   }
-  if (aliases_ != nullptr &&
-      snapshot->addressing.aliases_file != running.config->addressing.aliases_file) {
+  const std::string& old_aliases_file = running.config->addressing.aliases_file;
+  const bool aliases_file_changed =
+      aliases_ != nullptr && snapshot->addressing.aliases_file != old_aliases_file;
+  if (aliases_file_changed) {
     if (auto switched = aliases_->switch_to(snapshot->addressing.aliases_file); !switched) {
       if (plan.users_file_changed) users_->switch_to(old_users_file);
       return refuse(config_location(*snapshot, 0, "addressing.aliases_file") + switched.error(),
@@ -458,7 +460,9 @@ ReloadResult ReloadEngine::apply(config::Config next_config, bool whole_config) 
   }
   auto bound = server_->update_listeners(next.listeners);
   if (!bound) {
+    // Refused: the files in service stay those of the configuration in service.
     if (plan.users_file_changed) users_->switch_to(old_users_file);
+    if (aliases_file_changed) aliases_->switch_to(old_aliases_file);
     const std::size_t index = bound.error().index;
     const bool local = index >= snapshot->listeners.size();
     const long line = local ? 0 : snapshot->listeners[index].line;
