@@ -19,6 +19,8 @@ classes=(
   test_onward.RelayToSecondServer test_onward.Notifications
   test_reload.CertificateReload test_reload.ConfigReload
   test_queue_crash
+  test_addressing.Addressing test_local_submission test_queue_tools
+  test_domains.SrsThroughAnAlias test_domains.RelayDomain
 )
 export SMTPSD_BIN="$build_san/smtpsd" PYTHONDONTWRITEBYTECODE=1
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
