@@ -111,7 +111,7 @@ std::string Srs::forward(std::string_view sender, std::int64_t unix_now) const {
   if (equals_ignoring_case(domain, options_.domain)) return std::string(sender);
   const std::string& secret = options_.secrets.front();
   std::string out;
-  if (has_tag(local, "SRS0")) {
+  if (has_tag(local, "SRS0") && local.size() > 5) {
     // Another forwarder's SRS0: keep it whole (with its separator) after its domain.
     const std::string_view kept = local.substr(4);
     out = "SRS1=" + hash(secret, {domain, kept}) + "=" + std::string(domain) + "=" +
@@ -121,8 +121,10 @@ std::string Srs::forward(std::string_view sender, std::int64_t unix_now) const {
     std::string_view rest = local.substr(5);
     std::string_view old_hash;
     std::string_view first;
+    // Only a well-formed one (reverse() must read back what is written here); any other
+    // "SRS1=…" local part is an ordinary sender and gets SRS0 below.
     if (split_field(rest, old_hash) && split_field(rest, first) && !first.empty() &&
-        !rest.empty()) {
+        rest.size() >= 2 && (rest[0] == '=' || rest[0] == '+' || rest[0] == '-')) {
       // rest keeps the separator that began the first forwarder's SRS0 part.
       out = "SRS1=" + hash(secret, {first, rest}) + "=" + std::string(first) + "=" +
             std::string(rest);

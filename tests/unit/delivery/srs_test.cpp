@@ -41,6 +41,19 @@ TEST(SrsTest, ForwardingAnotherForwardersAddressGivesSrs1) {
             "SRS1=4f3/=fwd.example==abcd=ZZ=orig.example=bob@srs.example.net");
 }
 
+TEST(SrsTest, SendersThatOnlyLookLikeSrsGetAnSrs0ThatComesBack) {
+  // Found by tests/fuzz/srs_fuzz.cpp: an "SRS1=" without its SRS0 part, or a bare "SRS0=",
+  // became an SRS1 that reverse() could not read, so a bounce to it was refused.
+  Srs srs = oracle_srs();
+  for (const char* sender : {"SRS1=abcd=first.example=y@other.example", "SRS0=@other.example"}) {
+    const std::string forwarded = srs.forward(sender, kNow);
+    EXPECT_TRUE(forwarded.starts_with("SRS0=")) << forwarded;
+    auto back = srs.reverse(forwarded, kNow);
+    ASSERT_TRUE(back) << forwarded;
+    EXPECT_EQ(back.value(), sender);
+  }
+}
+
 TEST(SrsTest, ForwardLeavesNullSenderAndOurOwnDomainAlone) {
   Srs srs = oracle_srs();
   EXPECT_EQ(srs.forward("", kNow), "");
