@@ -229,7 +229,8 @@ smtpsd development server is ready.
   configuration  {dir}/smtpsd.toml
   CA to trust    {dir}/tls/ca.pem
   mailbox        demo@localhost → {dir}/mail/localhost/demo/new/
-                 (also postmaster@ and abuse@localhost; demo+tag@ → the folder .tag)
+                 (also postmaster@ and abuse@localhost; demo+tag@ → demo, in the
+                 folder .tag once a mail client has made it)
   listeners      {listeners}
   checks         {checks}
 {local})TEXT",
