@@ -141,10 +141,13 @@ class QueueTools(ServerTestCase):
         wait_log_after(server, offset, r"event=retry id=" + second)
         attempts = {m["id"]: m["attempts"] for m in self.json_of(server, "queue", "list")["messages"]}
         self.assertEqual(attempts[second], 2)
+        offset = len(server.log())
         flushed = self.json_of(server, "queue", "flush", "--from", "demo@localhost")
         self.assertEqual(flushed["action"], "flushed")
 
-        # Bulk delete by sender: nothing left, and no bounce (as postsuper -d).
+        # Bulk delete by sender: nothing left, and no bounce (as postsuper -d). Once the
+        # attempts the flush started are over: a message in an attempt is deleted when the
+        # attempt ends ("when_attempt_ends"), after this listing.
         for queue_id in (first, second):
             wait_log_after(server, offset, r"event=retry id=" + queue_id)
         deleted = self.json_of(server, "queue", "delete", "--from", "demo@localhost")
