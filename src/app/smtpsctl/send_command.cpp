@@ -5,6 +5,7 @@
 // a terminal or a cron job needs: a URL, a password from a safe place, a message built or
 // completed (message_builder.h), and failures explained in words.
 #include "app/smtpsctl/send_command.h"
+#include "app/smtpsctl/command_line.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -610,13 +611,7 @@ int run_send_command(const std::vector<std::string>& argv, const SendEnvironment
       cli.add_option("--body", body, "Build the message: its text (else standard input)");
   cli.add_option("--timeout", timeout_seconds, "Seconds to wait for each step (default 60)")
       ->check(CLI::Range(1, 3600));
-  try {
-    std::vector<std::string> reversed(argv.rbegin(), argv.rend());
-    cli.parse(reversed);
-  } catch (const CLI::ParseError& error) {
-    int code = cli.exit(error, env.out, env.err);
-    return code == 0 ? 0 : 2;
-  }
+  if (auto stop = parse_command_line(cli, argv, env.out, env.err)) return *stop;
   auto server = parse_server_url(server_url);
   if (!server) {
     env.err << "smtpsctl send: " << server.error() << "\n";
