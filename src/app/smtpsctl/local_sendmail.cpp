@@ -19,6 +19,7 @@
 #include <iostream>
 
 #include "app/smtpsctl/message_file.h"
+#include "app/smtpsctl/sendmail_exit_codes.h"
 #include "base/terminal_text.h"
 #include "config/config.h"
 #include "delivery/smtp_transport.h"
@@ -26,15 +27,6 @@
 
 namespace app {
 namespace {
-
-// sysexits.h values, spelled out.
-constexpr int kExUsage = 64;
-constexpr int kExDataErr = 65;
-constexpr int kExNoUser = 67;
-constexpr int kExUnavailable = 69;
-constexpr int kExTempFail = 75;
-constexpr int kExNoPerm = 77;
-constexpr int kExConfig = 78;
 
 constexpr const char* kDefaultServerConfig = "/etc/smtpsd/smtpsd.toml";
 constexpr const char* kDefaultClientConfig = "/etc/smtpsctl.toml";

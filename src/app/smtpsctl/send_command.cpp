@@ -29,6 +29,7 @@
 #include "app/smtpsctl/local_sendmail.h"
 #include "app/smtpsctl/message_builder.h"
 #include "app/smtpsctl/message_file.h"
+#include "app/smtpsctl/sendmail_exit_codes.h"
 #include "app/smtpsctl/terminal.h"
 #include "base/terminal_text.h"
 #include "delivery/smtp_transport.h"
@@ -37,13 +38,6 @@
 
 namespace app {
 namespace {
-
-// sysexits.h values, spelled out: the sendmail interface's exit codes.
-constexpr int kExUsage = 64;
-constexpr int kExDataErr = 65;
-constexpr int kExUnavailable = 69;
-constexpr int kExTempFail = 75;
-constexpr int kExConfig = 78;
 
 void wipe(std::string& secret) {
   if (!secret.empty()) sodium_memzero(secret.data(), secret.size());
