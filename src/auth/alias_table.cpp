@@ -182,14 +182,7 @@ AliasDirectory::AliasDirectory(std::string path)
   reload_locked(source_->signature(path_));
 }
 
-AliasDirectory::~AliasDirectory() {
-  {
-    std::lock_guard lock(watch_mutex_);
-    stopping_ = true;
-  }
-  watch_wake_.notify_all();
-  if (watcher_.joinable()) watcher_.join();
-}
+AliasDirectory::~AliasDirectory() = default;
 
 bool AliasDirectory::refresh() {
   std::lock_guard lock(reload_mutex_);
@@ -199,15 +192,7 @@ bool AliasDirectory::refresh() {
 }
 
 void AliasDirectory::start_watching(std::chrono::milliseconds poll_interval) {
-  if (watcher_.joinable()) return;
-  watcher_ = std::thread([this, poll_interval] {
-    std::unique_lock lock(watch_mutex_);
-    while (!watch_wake_.wait_for(lock, poll_interval, [this] { return stopping_; })) {
-      lock.unlock();
-      refresh();
-      lock.lock();
-    }
-  });
+  watcher_.start(poll_interval, [this] { refresh(); });
 }
 
 bool AliasDirectory::reload_locked(const UsersFileSource::Signature& signature) {

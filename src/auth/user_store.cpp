@@ -596,14 +596,7 @@ UserDirectory::UserDirectory(std::string path, std::unique_ptr<UsersFileSource> 
   reload_locked(source_->signature(path_));
 }
 
-UserDirectory::~UserDirectory() {
-  {
-    std::lock_guard lock(watch_mutex_);
-    stopping_ = true;
-  }
-  watch_wake_.notify_all();
-  if (watcher_.joinable()) watcher_.join();
-}
+UserDirectory::~UserDirectory() = default;
 
 std::shared_ptr<const UserStore> UserDirectory::current() const {
   return snapshot_.load(std::memory_order_acquire);
@@ -622,15 +615,7 @@ bool UserDirectory::refresh() {
 }
 
 void UserDirectory::start_watching(std::chrono::milliseconds poll_interval) {
-  if (watcher_.joinable()) return;
-  watcher_ = std::thread([this, poll_interval] {
-    std::unique_lock lock(watch_mutex_);
-    while (!watch_wake_.wait_for(lock, poll_interval, [this] { return stopping_; })) {
-      lock.unlock();
-      refresh();
-      lock.lock();
-    }
-  });
+  watcher_.start(poll_interval, [this] { refresh(); });
 }
 
 bool UserDirectory::reload_locked(const UsersFileSource::Signature& signature) {
