@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "auth/line_file.h"
 #include "base/ascii.h"
 #include "obs/log.h"
 
@@ -16,24 +17,6 @@ namespace {
 
 constexpr std::string_view kVersionLine = "smtpsd-aliases 1";
 constexpr std::size_t kMaxFileSize = 16 * 1024 * 1024;
-
-bool is_blank(char c) {
-  return c == ' ' || c == '\t';
-}
-
-std::vector<std::string_view> split_fields(std::string_view line) {
-  std::vector<std::string_view> fields;
-  std::size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && is_blank(line[i]))
-      ++i;
-    std::size_t start = i;
-    while (i < line.size() && !is_blank(line[i]))
-      ++i;
-    if (i > start) fields.push_back(line.substr(start, i - start));
-  }
-  return fields;
-}
 
 base::Expected<base::Ok, std::string> validate_targets(const std::string& address,
                                                        const std::vector<std::string>& targets) {
@@ -76,68 +59,45 @@ base::Expected<base::Ok, std::string> validate_alias_address(std::string_view ad
 }
 
 base::Expected<AliasTable, std::string> AliasTable::load(const std::string& path) {
-  auto source = make_file_system_source();
-  auto text = source->read(path);
+  auto text = read_bounded_file(path, kMaxFileSize);
   if (!text) return base::unexpected(text.error());
-  if (text->size() > kMaxFileSize) return base::unexpected(path + ": file is larger than 16 MiB");
   return parse(text.value(), path);
 }
 
 base::Expected<AliasTable, std::string> AliasTable::parse(std::string_view text,
                                                           const std::string& path_for_errors) {
   AliasTable table;
-  bool have_version = false;
-  std::size_t line_number = 0;
-  std::size_t position = 0;
-  while (position < text.size()) {
-    ++line_number;
-    std::size_t end = text.find('\n', position);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(position, end - position);
-    position = end + 1;
-    auto fail = [&](std::string_view why) {
-      return base::unexpected(path_for_errors + ":" + std::to_string(line_number) + ": " +
-                              std::string(why));
-    };
-    for (char c : line) {
-      auto u = static_cast<unsigned char>(c);
-      if ((u < 0x20 && c != '\t') || u == 0x7F) return fail("control character in line");
-    }
-    auto fields = split_fields(line);
-    if (fields.empty() || fields[0].starts_with('#')) continue;
-    if (!have_version) {
-      if (fields.size() != 2 || fields[0] != "smtpsd-aliases") {
-        return fail("expected \"smtpsd-aliases 1\" before the first alias");
-      }
-      if (fields[1] != "1") {
-        return fail("unsupported aliases file version " + std::string(fields[1]));
-      }
-      have_version = true;
-      continue;
-    }
-    if (fields.size() != 2) {
-      return fail("expected 2 fields: address target[,target]... (no blank after a comma)");
-    }
-    Alias alias;
-    if (auto valid = validate_alias_address(fields[0]); !valid) return fail(valid.error());
-    alias.address = std::string(fields[0]);
-    if (table.find(alias.address) != nullptr) return fail("duplicate alias " + alias.address);
-    std::string_view list = fields[1];
-    std::size_t start = 0;
-    while (true) {
-      std::size_t comma = list.find(',', start);
-      alias.targets.emplace_back(
-          list.substr(start, comma == std::string_view::npos ? comma : comma - start));
-      if (comma == std::string_view::npos) break;
-      start = comma + 1;
-    }
-    if (auto valid = validate_targets(alias.address, alias.targets); !valid) {
-      return fail(valid.error());
-    }
-    alias.line = line_number;
-    table.index_.emplace(base::ascii_lowercase(alias.address), table.aliases_.size());
-    table.aliases_.push_back(std::move(alias));
-  }
+  constexpr LineFileFormat kFormat{"smtpsd-aliases", "1", "aliases file", "alias"};
+  auto read = read_line_file(
+      text, path_for_errors, kFormat,
+      [&](std::size_t line_number,
+          const std::vector<std::string_view>& fields) -> base::Expected<base::Ok, std::string> {
+        auto fail = [](std::string why) { return base::unexpected(std::move(why)); };
+        if (fields.size() != 2) {
+          return fail("expected 2 fields: address target[,target]... (no blank after a comma)");
+        }
+        Alias alias;
+        if (auto valid = validate_alias_address(fields[0]); !valid) return fail(valid.error());
+        alias.address = std::string(fields[0]);
+        if (table.find(alias.address) != nullptr) return fail("duplicate alias " + alias.address);
+        std::string_view list = fields[1];
+        std::size_t start = 0;
+        while (true) {
+          std::size_t comma = list.find(',', start);
+          alias.targets.emplace_back(
+              list.substr(start, comma == std::string_view::npos ? comma : comma - start));
+          if (comma == std::string_view::npos) break;
+          start = comma + 1;
+        }
+        if (auto valid = validate_targets(alias.address, alias.targets); !valid) {
+          return fail(valid.error());
+        }
+        alias.line = line_number;
+        table.index_.emplace(base::ascii_lowercase(alias.address), table.aliases_.size());
+        table.aliases_.push_back(std::move(alias));
+        return base::Ok{};
+      });
+  if (!read) return base::unexpected(read.error());
   return table;
 }
 
@@ -222,14 +182,7 @@ AliasDirectory::AliasDirectory(std::string path)
   reload_locked(source_->signature(path_));
 }
 
-AliasDirectory::~AliasDirectory() {
-  {
-    std::lock_guard lock(watch_mutex_);
-    stopping_ = true;
-  }
-  watch_wake_.notify_all();
-  if (watcher_.joinable()) watcher_.join();
-}
+AliasDirectory::~AliasDirectory() = default;
 
 bool AliasDirectory::refresh() {
   std::lock_guard lock(reload_mutex_);
@@ -239,15 +192,7 @@ bool AliasDirectory::refresh() {
 }
 
 void AliasDirectory::start_watching(std::chrono::milliseconds poll_interval) {
-  if (watcher_.joinable()) return;
-  watcher_ = std::thread([this, poll_interval] {
-    std::unique_lock lock(watch_mutex_);
-    while (!watch_wake_.wait_for(lock, poll_interval, [this] { return stopping_; })) {
-      lock.unlock();
-      refresh();
-      lock.lock();
-    }
-  });
+  watcher_.start(poll_interval, [this] { refresh(); });
 }
 
 bool AliasDirectory::reload_locked(const UsersFileSource::Signature& signature) {

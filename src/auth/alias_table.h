@@ -32,6 +32,7 @@
 
 #include "auth/user_store.h"
 #include "base/expected.h"
+#include "base/polling_thread.h"
 
 namespace auth {
 
@@ -105,10 +106,7 @@ class AliasDirectory {
   std::string path_;
   UsersFileSource::Signature seen_;
   std::string last_error_;
-  std::mutex watch_mutex_;
-  std::condition_variable watch_wake_;
-  bool stopping_ = false;
-  std::thread watcher_;
+  base::PollingThread watcher_;  // last: it stops before the members it uses go
 };
 
 }  // namespace auth

@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "auth/crypto_primitives.h"
+#include "auth/line_file.h"
 #include "base/ascii.h"
 #include "base/clock.h"
 #include "obs/log.h"
@@ -37,24 +38,6 @@ constexpr std::size_t kMaxFileSize = 64 * 1024 * 1024;
 std::string errno_text(int error_number) {
   char buffer[256];
   return strerror_r(error_number, buffer, sizeof buffer);
-}
-
-bool is_blank(char c) {
-  return c == ' ' || c == '\t';
-}
-
-std::vector<std::string_view> split_fields(std::string_view line) {
-  std::vector<std::string_view> fields;
-  std::size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && is_blank(line[i]))
-      ++i;
-    std::size_t start = i;
-    while (i < line.size() && !is_blank(line[i]))
-      ++i;
-    if (i > start) fields.push_back(line.substr(start, i - start));
-  }
-  return fields;
 }
 
 std::vector<std::string_view> split(std::string_view text, char separator) {
@@ -120,30 +103,6 @@ std::string serialize_scram(const ScramCredentials& scram) {
   out += ':';
   out += base64_encode(as_view(scram.server_key));
   return out;
-}
-
-base::Expected<std::string, std::string> read_whole_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return base::unexpected(path + ": " + errno_text(errno));
-  std::string text;
-  char buffer[16384];
-  while (true) {
-    ssize_t got = ::read(fd, buffer, sizeof buffer);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      int saved = errno;
-      ::close(fd);
-      return base::unexpected(path + ": " + errno_text(saved));
-    }
-    if (got == 0) break;
-    text.append(buffer, static_cast<std::size_t>(got));
-    if (text.size() > kMaxFileSize) {
-      ::close(fd);
-      return base::unexpected(path + ": file is larger than 64 MiB");
-    }
-  }
-  ::close(fd);
-  return text;
 }
 
 std::string parent_directory(const std::string& path) {
@@ -231,7 +190,7 @@ bool same_address(std::string_view a, std::string_view b) {
 // --- UserStore --------------------------------------------------------------------------
 
 base::Expected<UserStore, std::string> UserStore::load(const std::string& path) {
-  auto text = read_whole_file(path);
+  auto text = read_bounded_file(path, kMaxFileSize);
   if (!text) return base::unexpected(text.error());
   return parse(text.value(), path);
 }
@@ -239,68 +198,46 @@ base::Expected<UserStore, std::string> UserStore::load(const std::string& path) 
 base::Expected<UserStore, std::string> UserStore::parse(std::string_view text,
                                                         const std::string& path_for_errors) {
   UserStore store;
-  bool have_version = false;
-  std::size_t line_number = 0;
-  std::size_t position = 0;
-  while (position < text.size()) {
-    ++line_number;
-    std::size_t end = text.find('\n', position);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(position, end - position);
-    position = end + 1;
-    auto fail = [&](std::string_view why) {
-      return base::unexpected(path_for_errors + ":" + std::to_string(line_number) + ": " +
-                              std::string(why));
-    };
-    for (char c : line) {
-      auto u = static_cast<unsigned char>(c);
-      if ((u < 0x20 && c != '\t') || u == 0x7F) return fail("control character in line");
-    }
-    std::size_t first = 0;
-    while (first < line.size() && is_blank(line[first]))
-      ++first;
-    if (first == line.size() || line[first] == '#') continue;
-
-    auto fields = split_fields(line);
-    if (!have_version) {
-      if (fields.size() != 2 || fields[0] != "smtpsd-users") {
-        return fail("expected \"smtpsd-users 1\" before the first user");
-      }
-      if (fields[1] != "1") return fail("unsupported users file version " + std::string(fields[1]));
-      have_version = true;
-      continue;
-    }
-    if (fields.size() != 4) {
-      return fail("expected 4 fields: address argon2id-hash scram-keys aliases");
-    }
-    User user;
-    if (auto valid = validate_address(fields[0]); !valid) return fail(valid.error());
-    user.address = std::string(fields[0]);
-    if (store.find(user.address) != nullptr) return fail("duplicate user " + user.address);
-    if (fields[1] == "-" || fields[2] == "-") {
-      // A receive-only mailbox: both secrets absent, never one without the other.
-      if (fields[1] != fields[2]) {
-        return fail("a receive-only mailbox has \"-\" in both secret fields");
-      }
-    } else {
-      if (auto valid = validate_argon2_hash(fields[1]); !valid) return fail(valid.error());
-      user.password_hash = std::string(fields[1]);
-      auto scram = parse_scram(fields[2]);
-      if (!scram) return fail(scram.error());
-      user.scram = std::move(scram.value());
-    }
-    if (fields[3] != "-") {
-      for (std::string_view alias : split(fields[3], ',')) {
-        if (auto valid = validate_address(alias); !valid) return fail("alias: " + valid.error());
-        bool duplicate = same_address(alias, user.address);
-        for (const auto& existing : user.aliases)
-          duplicate = duplicate || same_address(existing, alias);
-        if (duplicate) return fail("duplicate alias " + std::string(alias));
-        user.aliases.emplace_back(alias);
-      }
-    }
-    store.add_user(std::move(user));
-  }
+  constexpr LineFileFormat kFormat{"smtpsd-users", "1", "users file", "user"};
+  auto read = read_line_file(
+      text, path_for_errors, kFormat,
+      [&](std::size_t,
+          const std::vector<std::string_view>& fields) -> base::Expected<base::Ok, std::string> {
+        auto fail = [](std::string why) { return base::unexpected(std::move(why)); };
+        if (fields.size() != 4) {
+          return fail("expected 4 fields: address argon2id-hash scram-keys aliases");
+        }
+        User user;
+        if (auto valid = validate_address(fields[0]); !valid) return fail(valid.error());
+        user.address = std::string(fields[0]);
+        if (store.find(user.address) != nullptr) return fail("duplicate user " + user.address);
+        if (fields[1] == "-" || fields[2] == "-") {
+          // A receive-only mailbox: both secrets absent, never one without the other.
+          if (fields[1] != fields[2]) {
+            return fail("a receive-only mailbox has \"-\" in both secret fields");
+          }
+        } else {
+          if (auto valid = validate_argon2_hash(fields[1]); !valid) return fail(valid.error());
+          user.password_hash = std::string(fields[1]);
+          auto scram = parse_scram(fields[2]);
+          if (!scram) return fail(scram.error());
+          user.scram = std::move(scram.value());
+        }
+        if (fields[3] != "-") {
+          for (std::string_view alias : split(fields[3], ',')) {
+            if (auto valid = validate_address(alias); !valid)
+              return fail("alias: " + valid.error());
+            bool duplicate = same_address(alias, user.address);
+            for (const auto& existing : user.aliases)
+              duplicate = duplicate || same_address(existing, alias);
+            if (duplicate) return fail("duplicate alias " + std::string(alias));
+            user.aliases.emplace_back(alias);
+          }
+        }
+        store.add_user(std::move(user));
+        return base::Ok{};
+      });
+  if (!read) return base::unexpected(read.error());
   store.update_typical_iterations();
   return store;
 }
@@ -634,7 +571,7 @@ class FileSystemSource final : public UsersFileSource {
     return signature;
   }
   base::Expected<std::string, std::string> read(const std::string& path) override {
-    return read_whole_file(path);
+    return read_bounded_file(path, kMaxFileSize);
   }
 };
 
@@ -659,14 +596,7 @@ UserDirectory::UserDirectory(std::string path, std::unique_ptr<UsersFileSource> 
   reload_locked(source_->signature(path_));
 }
 
-UserDirectory::~UserDirectory() {
-  {
-    std::lock_guard lock(watch_mutex_);
-    stopping_ = true;
-  }
-  watch_wake_.notify_all();
-  if (watcher_.joinable()) watcher_.join();
-}
+UserDirectory::~UserDirectory() = default;
 
 std::shared_ptr<const UserStore> UserDirectory::current() const {
   return snapshot_.load(std::memory_order_acquire);
@@ -685,15 +615,7 @@ bool UserDirectory::refresh() {
 }
 
 void UserDirectory::start_watching(std::chrono::milliseconds poll_interval) {
-  if (watcher_.joinable()) return;
-  watcher_ = std::thread([this, poll_interval] {
-    std::unique_lock lock(watch_mutex_);
-    while (!watch_wake_.wait_for(lock, poll_interval, [this] { return stopping_; })) {
-      lock.unlock();
-      refresh();
-      lock.lock();
-    }
-  });
+  watcher_.start(poll_interval, [this] { refresh(); });
 }
 
 bool UserDirectory::reload_locked(const UsersFileSource::Signature& signature) {

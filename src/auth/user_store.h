@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "base/expected.h"
+#include "base/polling_thread.h"
 
 namespace auth {
 
@@ -277,10 +278,7 @@ class UserDirectory {
   std::string last_error_;
   std::int64_t loaded_unix_ = 0;  // when the snapshot in service was published
 
-  std::mutex watch_mutex_;  // guards stopping_
-  std::condition_variable watch_wake_;
-  bool stopping_ = false;
-  std::thread watcher_;
+  base::PollingThread watcher_;  // last: it stops before the members it uses go
 };
 
 }  // namespace auth

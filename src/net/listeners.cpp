@@ -106,22 +106,30 @@ std::string Listeners::new_session_id() {
   return buffer;
 }
 
+asio::io_context& Listeners::next_context() {
+  return *contexts_[next_context_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+}
+
+awaitable<bool> Listeners::accept_failed(const Listener& listener, asio::error_code ec) {
+  if (ec == asio::error::operation_aborted || stopping_) co_return true;
+  if (Clock::now() - last_accept_failure_log_ >= std::chrono::seconds(1)) {
+    obs::Log("accept_failed", obs::Level::kWarning)
+        .kv("role", listener.options->role)
+        .kv("error", ec.message());
+    last_accept_failure_log_ = Clock::now();
+  }
+  // EMFILE and friends: back off a little instead of spinning.
+  asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+  co_await pause.async_wait(use_nothrow);
+  co_return false;
+}
+
 awaitable<void> Listeners::accept_loop(Listener& listener) {
   for (;;) {
-    asio::io_context& target =
-        *contexts_[next_context_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+    asio::io_context& target = next_context();
     auto [ec, socket] = co_await listener.acceptor->async_accept(target, use_nothrow);
     if (ec) {
-      if (ec == asio::error::operation_aborted || stopping_) co_return;
-      if (Clock::now() - last_accept_failure_log_ >= std::chrono::seconds(1)) {
-        obs::Log("accept_failed", obs::Level::kWarning)
-            .kv("role", listener.options->role)
-            .kv("error", ec.message());
-        last_accept_failure_log_ = Clock::now();
-      }
-      // EMFILE and friends: back off a little instead of spinning.
-      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
-      co_await pause.async_wait(use_nothrow);
+      if (co_await accept_failed(listener, ec)) co_return;
       continue;
     }
     std::error_code ignored;
@@ -157,19 +165,10 @@ awaitable<void> Listeners::accept_loop(Listener& listener) {
 // client address, so only the total connection limit applies.
 awaitable<void> Listeners::accept_local_loop(Listener& listener) {
   for (;;) {
-    asio::io_context& target =
-        *contexts_[next_context_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+    asio::io_context& target = next_context();
     auto [ec, socket] = co_await listener.local_acceptor->async_accept(target, use_nothrow);
     if (ec) {
-      if (ec == asio::error::operation_aborted || stopping_) co_return;
-      if (Clock::now() - last_accept_failure_log_ >= std::chrono::seconds(1)) {
-        obs::Log("accept_failed", obs::Level::kWarning)
-            .kv("role", listener.options->role)
-            .kv("error", ec.message());
-        last_accept_failure_log_ = Clock::now();
-      }
-      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
-      co_await pause.async_wait(use_nothrow);
+      if (co_await accept_failed(listener, ec)) co_return;
       continue;
     }
     std::error_code ignored;

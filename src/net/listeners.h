@@ -63,6 +63,11 @@ class Listeners {
  private:
   asio::awaitable<void> accept_loop(Listener& listener);
   asio::awaitable<void> accept_local_loop(Listener& listener);
+  // The context the next connection runs on: each in turn.
+  asio::io_context& next_context();
+  // After a failed accept: true when the loop is to end (the acceptor closed, or the server
+  // is stopping); else logs (at most once a second) and pauses 50 ms.
+  asio::awaitable<bool> accept_failed(const Listener& listener, asio::error_code ec);
   base::Expected<std::unique_ptr<Listener>, std::string> bind_local(const ListenerOptions& options);
   void spawn_accept(Listener& listener);
   base::Expected<std::unique_ptr<Listener>, std::string> bind(const ListenerOptions& options);

@@ -6,6 +6,7 @@
 // what is written. Addresses are printed terminal-safe (they may come from a hand-edited
 // file).
 #include "app/smtpsctl/alias_command.h"
+#include "app/smtpsctl/command_line.h"
 
 #include <sys/stat.h>
 
@@ -205,13 +206,7 @@ int run_alias_command(const std::vector<std::string>& argv, std::ostream& out, s
   del->add_option("target", args.target, "Only this target");
   list->add_flag("--json", args.json, "One JSON array of {address, catch_all, targets}");
   list->add_option("address", args.address, "Only this alias");
-  try {
-    std::vector<std::string> reversed(argv.rbegin(), argv.rend());  // CLI11 pops from the back
-    cli.parse(reversed);
-  } catch (const CLI::ParseError& error) {
-    int code = cli.exit(error, out, err);
-    return code == 0 ? 0 : 2;
-  }
+  if (auto stop = parse_command_line(cli, argv, out, err)) return *stop;
   if (*add) return add_alias(args, out, err);
   if (*del) return delete_alias(args, out, err);
   if (*list) return list_aliases(args, out, err);

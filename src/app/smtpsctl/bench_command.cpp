@@ -1,5 +1,6 @@
 // bench_command.cpp — see bench_command.h.
 #include "app/smtpsctl/bench_command.h"
+#include "app/smtpsctl/command_line.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -468,13 +469,7 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
   cli.add_flag("--handshake-only", options.handshake_only,
                "smtps:// only: connect, TLS handshake, close (no SMTP)");
   cli.add_flag("--json", options.json, "Print the report as one JSON object");
-  try {
-    std::vector<std::string> reversed(args.rbegin(), args.rend());
-    cli.parse(reversed);
-  } catch (const CLI::ParseError& error) {
-    int code = cli.exit(error, out, err);
-    return code == 0 ? 0 : 2;
-  }
+  if (auto stop = parse_command_line(cli, args, out, err)) return *stop;
   auto server = parse_server_url(server_url);
   if (!server) {
     err << "smtpsctl bench: " << server.error() << "\n";

@@ -18,6 +18,8 @@
 #include <fstream>
 #include <iostream>
 
+#include "app/smtpsctl/message_file.h"
+#include "app/smtpsctl/sendmail_exit_codes.h"
 #include "base/terminal_text.h"
 #include "config/config.h"
 #include "delivery/smtp_transport.h"
@@ -25,15 +27,6 @@
 
 namespace app {
 namespace {
-
-// sysexits.h values, spelled out.
-constexpr int kExUsage = 64;
-constexpr int kExDataErr = 65;
-constexpr int kExNoUser = 67;
-constexpr int kExUnavailable = 69;
-constexpr int kExTempFail = 75;
-constexpr int kExNoPerm = 77;
-constexpr int kExConfig = 78;
 
 constexpr const char* kDefaultServerConfig = "/etc/smtpsd/smtpsd.toml";
 constexpr const char* kDefaultClientConfig = "/etc/smtpsctl.toml";
@@ -57,31 +50,6 @@ std::string this_user() {
 std::string not_sent(const std::string& why) {
   return why + ": the message was NOT sent; try again when smtpsd is running";
 }
-
-// A temporary file (mode 0600 from mkstemp), removed when this goes out of scope.
-class TemporaryFile {
- public:
-  TemporaryFile() {
-    const char* directory = std::getenv("TMPDIR");
-    path_ = std::string(directory != nullptr && *directory != '\0' ? directory : "/tmp") +
-            "/smtpsctl-XXXXXX";
-    int fd = ::mkstemp(path_.data());
-    if (fd < 0) {
-      path_.clear();
-      return;
-    }
-    ::close(fd);
-  }
-  ~TemporaryFile() {
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  TemporaryFile(const TemporaryFile&) = delete;
-  TemporaryFile& operator=(const TemporaryFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // The exit code of a refused recipient or message (RFC 3463: X.1.x is about the address).
 int refusal_code(const smtp::ServerReply& reply) {
@@ -234,20 +202,14 @@ int run_local_sendmail(const SendmailArguments& arguments, const std::string& se
   complete_head(head, may_set && !sender.empty() ? sender : own, arguments.full_name,
                 format_date_now(), new_message_id(local.domain));
 
-  TemporaryFile file;
-  if (file.path().empty()) {
-    env.err << "sendmail: cannot create a temporary file: " << std::strerror(errno) << "\n";
-    return kExTempFail;
-  }
-  WrittenMessage written;
-  {
-    std::ofstream out(file.path(), std::ios::binary | std::ios::trunc);
-    auto result = write_message(head, reader, out);
-    if (!result) {
-      env.err << "sendmail: " << result.error() << " (the message was NOT sent)\n";
-      return kExDataErr;
+  auto file = MessageFile::write(head, reader);
+  if (!file) {
+    if (!file.error().bad_input) {
+      env.err << "sendmail: " << file.error().message << "\n";
+      return kExTempFail;
     }
-    written = result.value();
+    env.err << "sendmail: " << file.error().message << " (the message was NOT sent)\n";
+    return kExDataErr;
   }
 
   delivery::TransportOptions options;
@@ -274,21 +236,8 @@ int run_local_sendmail(const SendmailArguments& arguments, const std::string& se
     return kExTempFail;
   }
   std::unique_ptr<delivery::Connection> connection = std::move(opened.value());
-  queue::StoredMessage message;
-  message.path = file.path();
-  message.envelope.helo = "localhost";
-  message.envelope.esmtp = true;
-  message.envelope.reverse_path = sender;
-  std::vector<std::size_t> indices;
-  bool utf8 = !is_ascii(sender);
-  for (const std::string& recipient : recipients) {
-    indices.push_back(message.envelope.recipients.size());
-    message.envelope.recipients.push_back(smtp::Recipient{recipient, "", ""});
-    utf8 = utf8 || !is_ascii(recipient);
-  }
-  message.envelope.smtputf8 = utf8;
-  if (written.eight_bit) message.envelope.body = smtp::BodyType::k8BitMime;
-  auto sent = connection->send(message, indices);
+  const queue::StoredMessage message = file.value()->envelope("localhost", sender, recipients);
+  auto sent = connection->send(message, all_recipients(message));
   connection->quit();
   if (!sent) {
     const delivery::TransportFailure& failure = sent.error();

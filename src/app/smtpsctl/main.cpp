@@ -28,6 +28,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -88,6 +89,21 @@ base::Expected<std::string, std::string> queue_request(const std::string& verb,
   if (options.body) request += " body";
   if (options.json) request += " json";
   return request;
+}
+
+// The control socket's answer to request, or nothing once stderr says why not (the socket
+// is unreachable, or the server answered "error: ...").
+std::optional<std::string> ask_server(const std::string& socket_path, const std::string& request) {
+  auto reply = app::control_request(socket_path, request);
+  if (!reply) {
+    std::cerr << "smtpsctl: " << reply.error() << "\n";
+    return std::nullopt;
+  }
+  if (reply.value().rfind("error: ", 0) == 0) {
+    std::cerr << "smtpsctl: " << reply.value().substr(7);
+    return std::nullopt;
+  }
+  return std::move(reply.value());
 }
 
 }  // namespace
@@ -251,15 +267,8 @@ int main(int argc, char** argv) {
     if (verb == "list" && !mailq_socket.empty() && ::access(socket_path.c_str(), W_OK) != 0) {
       path = mailq_socket;
     }
-    auto reply = app::control_request(path, queue_text);
-    if (!reply) {
-      std::cerr << "smtpsctl: " << reply.error() << "\n";
-      return 1;
-    }
-    if (reply.value().rfind("error: ", 0) == 0) {
-      std::cerr << "smtpsctl: " << reply.value().substr(7);
-      return 1;
-    }
+    auto reply = ask_server(path, queue_text);
+    if (!reply) return 1;
     if (verb == "list" && !queue_options.json) {
       if (reply.value().empty()) {
         std::cout << "queue is empty\n";
@@ -274,15 +283,8 @@ int main(int argc, char** argv) {
     std::string verb = tls_command->get_subcommands().front()->get_name();
     std::string request = "tls " + verb;
     if (!target.empty()) request += " " + target;
-    auto reply = app::control_request(socket_path, request);
-    if (!reply) {
-      std::cerr << "smtpsctl: " << reply.error() << "\n";
-      return 1;
-    }
-    if (reply.value().rfind("error: ", 0) == 0) {
-      std::cerr << "smtpsctl: " << reply.value().substr(7);
-      return 1;
-    }
+    auto reply = ask_server(socket_path, request);
+    if (!reply) return 1;
     if (request == "tls memory" && reply.value().empty()) {
       std::cout << "no domain remembered\n";
       return 0;
@@ -292,16 +294,8 @@ int main(int argc, char** argv) {
   }
   if (*auth_command) {
     bool listing = auth_command->got_subcommand("lockouts");
-    auto reply =
-        app::control_request(socket_path, listing ? "auth lockouts" : "auth unlock " + target);
-    if (!reply) {
-      std::cerr << "smtpsctl: " << reply.error() << "\n";
-      return 1;
-    }
-    if (reply.value().rfind("error: ", 0) == 0) {
-      std::cerr << "smtpsctl: " << reply.value().substr(7);
-      return 1;
-    }
+    auto reply = ask_server(socket_path, listing ? "auth lockouts" : "auth unlock " + target);
+    if (!reply) return 1;
     if (listing && reply.value().empty()) {
       std::cout << "no lockouts\n";
     } else {

@@ -5,6 +5,7 @@
 // a terminal or a cron job needs: a URL, a password from a safe place, a message built or
 // completed (message_builder.h), and failures explained in words.
 #include "app/smtpsctl/send_command.h"
+#include "app/smtpsctl/command_line.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -27,6 +28,8 @@
 
 #include "app/smtpsctl/local_sendmail.h"
 #include "app/smtpsctl/message_builder.h"
+#include "app/smtpsctl/message_file.h"
+#include "app/smtpsctl/sendmail_exit_codes.h"
 #include "app/smtpsctl/terminal.h"
 #include "base/terminal_text.h"
 #include "delivery/smtp_transport.h"
@@ -35,13 +38,6 @@
 
 namespace app {
 namespace {
-
-// sysexits.h values, spelled out: the sendmail interface's exit codes.
-constexpr int kExUsage = 64;
-constexpr int kExDataErr = 65;
-constexpr int kExUnavailable = 69;
-constexpr int kExTempFail = 75;
-constexpr int kExConfig = 78;
 
 void wipe(std::string& secret) {
   if (!secret.empty()) sodium_memzero(secret.data(), secret.size());
@@ -219,36 +215,10 @@ std::string helo_name() {
   return name;
 }
 
-// A temporary file (mode 0600 from mkstemp) removed when this goes out of scope.
-class TemporaryFile {
- public:
-  TemporaryFile() {
-    const char* directory = std::getenv("TMPDIR");
-    path_ = std::string(directory != nullptr && *directory != '\0' ? directory : "/tmp") +
-            "/smtpsctl-XXXXXX";
-    int fd = ::mkstemp(path_.data());
-    if (fd < 0) {
-      path_.clear();
-      return;
-    }
-    ::close(fd);
-  }
-  ~TemporaryFile() {
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  TemporaryFile(const TemporaryFile&) = delete;
-  TemporaryFile& operator=(const TemporaryFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // Connects to each address of the host in turn (connection refused or timed out: the next
 // one), then sends. Returns the server's final reply.
 base::Expected<std::string, SendFailure> submit(const Submission& submission,
-                                                const std::string& message_path,
-                                                const WrittenMessage& written) {
+                                                const MessageFile& file) {
   tls::SslCtxPtr context;
   if (!submission.tls_none) {
     auto made = tls::make_client_context(submission.cafile);
@@ -310,21 +280,9 @@ base::Expected<std::string, SendFailure> submit(const Submission& submission,
     return base::unexpected(explain_failure(*last_failure, submission));
   }
 
-  queue::StoredMessage message;
-  message.path = message_path;
-  message.envelope.helo = options.client.helo_name;
-  message.envelope.esmtp = true;
-  message.envelope.reverse_path = submission.sender;
-  std::vector<std::size_t> indices;
-  bool utf8_address = !is_ascii(submission.sender);
-  for (const std::string& recipient : submission.recipients) {
-    indices.push_back(message.envelope.recipients.size());
-    message.envelope.recipients.push_back(smtp::Recipient{recipient, "", ""});
-    utf8_address = utf8_address || !is_ascii(recipient);
-  }
-  message.envelope.smtputf8 = utf8_address;
-  if (written.eight_bit) message.envelope.body = smtp::BodyType::k8BitMime;
-  auto sent = connection->send(message, indices);
+  const queue::StoredMessage message =
+      file.envelope(options.client.helo_name, submission.sender, submission.recipients);
+  auto sent = connection->send(message, all_recipients(message));
   if (!sent) {
     auto failure = explain_failure(sent.error(), submission);
     connection->quit();
@@ -375,19 +333,13 @@ base::Expected<std::string, SendFailure> submit(const Submission& submission,
 base::Expected<std::string, SendFailure> write_and_submit(Submission& submission,
                                                           const MessageHead& head,
                                                           LineReader& body) {
-  TemporaryFile file;
-  if (file.path().empty()) {
-    return base::unexpected(
-        SendFailure{std::string("cannot create a temporary file: ") + std::strerror(errno), true});
+  auto file = MessageFile::write(head, body);
+  if (!file) {
+    // Creating the file may work later (temporary); an unusable message will not.
+    const bool bad_input = file.error().bad_input;
+    return base::unexpected(SendFailure{file.error().message, !bad_input, bad_input});
   }
-  WrittenMessage written;
-  {
-    std::ofstream out(file.path(), std::ios::binary | std::ios::trunc);
-    auto result = write_message(head, body, out);
-    if (!result) return base::unexpected(SendFailure{result.error(), false, true});
-    written = result.value();
-  }
-  auto sent = submit(submission, file.path(), written);
+  auto sent = submit(submission, *file.value());
   wipe(submission.password);
   return sent;
 }
@@ -653,13 +605,7 @@ int run_send_command(const std::vector<std::string>& argv, const SendEnvironment
       cli.add_option("--body", body, "Build the message: its text (else standard input)");
   cli.add_option("--timeout", timeout_seconds, "Seconds to wait for each step (default 60)")
       ->check(CLI::Range(1, 3600));
-  try {
-    std::vector<std::string> reversed(argv.rbegin(), argv.rend());
-    cli.parse(reversed);
-  } catch (const CLI::ParseError& error) {
-    int code = cli.exit(error, env.out, env.err);
-    return code == 0 ? 0 : 2;
-  }
+  if (auto stop = parse_command_line(cli, argv, env.out, env.err)) return *stop;
   auto server = parse_server_url(server_url);
   if (!server) {
     env.err << "smtpsctl send: " << server.error() << "\n";

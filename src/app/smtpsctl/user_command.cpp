@@ -7,6 +7,7 @@
 // under the users file's lock (auth::UsersFileLock) held from the read to the rename, and
 // only if the server would parse what is written.
 #include "app/smtpsctl/user_command.h"
+#include "app/smtpsctl/command_line.h"
 
 #include <sodium.h>
 #include <sys/stat.h>
@@ -294,13 +295,7 @@ int run_user_command(const std::vector<std::string>& argv, std::ostream& out, st
     command->add_option("alias", args.alias, "The alias")->required();
   }
 
-  try {
-    std::vector<std::string> reversed(argv.rbegin(), argv.rend());  // CLI11 pops from the back
-    cli.parse(reversed);
-  } catch (const CLI::ParseError& error) {
-    int code = cli.exit(error, out, err);
-    return code == 0 ? 0 : 2;
-  }
+  if (auto stop = parse_command_line(cli, argv, out, err)) return *stop;
 
   if (*add) return add_user(args, out, err, read_password, params);
   if (*passwd) return change_password(args, out, err, read_password, params);
