@@ -282,9 +282,12 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   for (const std::string& deprecation : config.deprecations) {
     obs::Log("deprecated", obs::Level::kWarning).kv("detail", deprecation);
   }
-  DomainRoutingCache domain_routing;  // [[domains]] and [srs] of the snapshot in service
+  DomainRoutingCache domain_routing;      // [[domains]] and [srs] of the snapshot in service
+  LocalRecipientsCache local_recipients;  // mailboxes of the configuration and users in service
   delivery::Router router(
-      [&engine, &users] { return local_recipients_of(engine.config(), users.current()); },
+      [&engine, &users, &local_recipients] {
+        return local_recipients.get(engine.config(), users.current());
+      },
       delivery_routes(maildir, *outbound.value()),
       [&engine, &domain_routing] { return domain_routing.get(engine.config()); });
   queue::SchedulerOptions queue_options = scheduler_options(config);

@@ -101,4 +101,16 @@ delivery::LocalRecipients local_recipients_of(std::shared_ptr<const config::Conf
   return local;
 }
 
+delivery::LocalRecipients LocalRecipientsCache::get(
+    const std::shared_ptr<const config::Config>& snapshot,
+    const std::shared_ptr<const auth::UserStore>& users) {
+  std::lock_guard lock(mutex_);
+  if (snapshot != config_ || users != users_ || !local_.mailbox) {
+    local_ = local_recipients_of(snapshot, users);
+    config_ = snapshot;
+    users_ = users;
+  }
+  return local_;
+}
+
 }  // namespace app

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,5 +52,20 @@ InboundRecipients inbound_recipients(std::shared_ptr<const config::Config> snaps
 // The lookups for the delivery router (delivery/router.h); they hold the snapshots.
 delivery::LocalRecipients local_recipients_of(std::shared_ptr<const config::Config> snapshot,
                                               std::shared_ptr<const auth::UserStore> users = {});
+
+// local_recipients_of the configuration and users snapshots in service, built again only when
+// either changes (thread-safe): the router asks for each message and each lane choice, and
+// the addressing policy is a copy of every domain and deprecated mailbox list.
+class LocalRecipientsCache {
+ public:
+  delivery::LocalRecipients get(const std::shared_ptr<const config::Config>& snapshot,
+                                const std::shared_ptr<const auth::UserStore>& users);
+
+ private:
+  std::mutex mutex_;
+  std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const auth::UserStore> users_;
+  delivery::LocalRecipients local_;
+};
 
 }  // namespace app

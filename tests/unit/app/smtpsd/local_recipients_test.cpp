@@ -127,3 +127,28 @@ TEST(LocalRecipientsTest, RcptDecisionsExpandAliasesAndRoleAccounts) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(LocalRecipientsTest, CacheFollowsTheConfigurationAndUsersInService) {
+  app::LocalRecipientsCache cache;
+  auto config = std::make_shared<const config::Config>(make_config());
+  auto users = std::make_shared<auth::UserStore>();
+  ASSERT_TRUE(users->add_receive_only("carol@example.org"));
+  std::shared_ptr<const auth::UserStore> first = users;
+  EXPECT_EQ(cache.get(config, first).mailbox("Carol@example.org").value(), "carol@example.org");
+  // A new users snapshot (a mailbox added): the next lookup sees it.
+  auto more = std::make_shared<auth::UserStore>(*users);
+  ASSERT_TRUE(more->add_receive_only("dave@example.org"));
+  std::shared_ptr<const auth::UserStore> second = more;
+  EXPECT_FALSE(cache.get(config, first).mailbox("dave@example.org"));
+  EXPECT_TRUE(cache.get(config, second).mailbox("dave@example.org"));
+  // A new configuration (a domain removed): so does the next lookup.
+  auto reloaded = std::make_shared<config::Config>(make_config());
+  reloaded->domains.pop_back();
+  std::shared_ptr<const config::Config> next = reloaded;
+  EXPECT_TRUE(cache.get(config, second).is_local_domain("example.net"));
+  EXPECT_FALSE(cache.get(next, second).is_local_domain("example.net"));
+}
+
+}  // namespace
