@@ -23,14 +23,6 @@ auth::AddressingPolicy addressing_policy(const config::Config& config) {
   return policy;
 }
 
-std::optional<std::string> canonical_local_mailbox(const config::Config& config,
-                                                   std::string_view address,
-                                                   const auth::UserStore* users) {
-  auto match = auth::find_mailbox(addressing_policy(config), users, address);
-  if (!match) return std::nullopt;
-  return match->mailbox;
-}
-
 smtp::RecipientDecision decide_recipient(const auth::AddressingPolicy& policy,
                                          const auth::UserStore* users,
                                          const auth::AliasTable* aliases,
@@ -53,13 +45,6 @@ smtp::RecipientDecision decide_recipient(const auth::AddressingPolicy& policy,
       return smtp::RecipientVerdict::kTooMany;
   }
   return smtp::RecipientVerdict::kTempFail;
-}
-
-smtp::RecipientDecision verdict_for_inbound(const config::Config& config,
-                                            std::string_view address) {
-  // Relay domains and SRS addresses (app/smtpsd/domain_routing.h) before our mailboxes.
-  if (auto verdict = forwarding_verdict(config, address, base::unix_now())) return *verdict;
-  return decide_recipient(addressing_policy(config), nullptr, nullptr, address);
 }
 
 InboundRecipients inbound_recipients(std::shared_ptr<const config::Config> snapshot,

@@ -24,21 +24,12 @@ namespace app {
 // become mailboxes beside the users file's).
 auth::AddressingPolicy addressing_policy(const config::Config& config);
 
-// "user@domain" as listed (domain lower-case), or nothing when the address is not one of our
-// mailboxes (a final address: aliases are not expanded here). RFC 5321 §4.5.1: "postmaster"
-// without a domain is the first domain's.
-std::optional<std::string> canonical_local_mailbox(const config::Config& config,
-                                                   std::string_view address,
-                                                   const auth::UserStore* users = nullptr);
-
 // The RCPT decision for a role that does not relay (docs/architecture.md "Listener roles":
 // the smtp role): accept (expanded when an alias or role account was used), 550 5.1.1
 // unknown, 550 5.7.1 not ours, 550 5.4.6 alias loop, 550 5.5.3 too many addresses.
 smtp::RecipientDecision decide_recipient(const auth::AddressingPolicy& policy,
                                          const auth::UserStore* users,
                                          const auth::AliasTable* aliases, std::string_view address);
-// The same from the configuration alone (no users or aliases file).
-smtp::RecipientDecision verdict_for_inbound(const config::Config& config, std::string_view address);
 
 // The RCPT decision of one configuration snapshot with the mailboxes and aliases in service
 // (both files are watched: a mailbox added is found at the next RCPT): relay domains and SRS
@@ -49,7 +40,10 @@ InboundRecipients inbound_recipients(std::shared_ptr<const config::Config> snaps
                                      auth::UserDirectory& users,
                                      const auth::AliasDirectory* aliases);
 
-// The lookups for the delivery router (delivery/router.h); they hold the snapshots.
+// The lookups for the delivery router (delivery/router.h); they hold the snapshots. mailbox:
+// "user@domain" as listed (domain lower-case), or nothing when the address is not one of our
+// mailboxes (a final address: aliases are not expanded here); RFC 5321 §4.5.1: "postmaster"
+// without a domain is the first domain's.
 delivery::LocalRecipients local_recipients_of(std::shared_ptr<const config::Config> snapshot,
                                               std::shared_ptr<const auth::UserStore> users = {});
 

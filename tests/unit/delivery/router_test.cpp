@@ -16,7 +16,7 @@ using queue::DeliveryResult;
 using queue::DeliveryStatus;
 
 // One local domain, example.org, with the mailboxes demo and Bob (spelled so), matched
-// without regard to case, as app::canonical_local_mailbox does.
+// without regard to case, as app::local_recipients_of does.
 LocalRecipients example_org() {
   LocalRecipients local;
   local.mailbox = [](std::string_view address) -> std::optional<std::string> {

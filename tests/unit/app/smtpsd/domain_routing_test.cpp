@@ -17,6 +17,13 @@ using smtp::RecipientVerdict;
 
 constexpr std::int64_t kNow = 1796460991;
 
+// The RCPT decision of the smtp role, with an empty users file and no aliases.
+smtp::RecipientDecision inbound(const config::Config& c, std::string_view address) {
+  auth::UserDirectory users("/nonexistent/smtpsd-users");
+  return app::inbound_recipients(std::make_shared<const config::Config>(c), users,
+                                 nullptr)(address);
+}
+
 config::Config make_config() {
   config::Config c;
   config::Domain org;
@@ -43,10 +50,11 @@ TEST(DomainRoutingTest, RelayDomainRecipientsAreCheckedAtRcpt) {
   EXPECT_EQ(app::relay_domain_verdict(c, "ghost@backup.example"), RecipientVerdict::kUnknownUser);
   EXPECT_FALSE(app::relay_domain_verdict(c, "alice@example.org"));
   // Through the smtp role's policy too.
-  EXPECT_EQ(app::verdict_for_inbound(c, "ghost@backup.example"), RecipientVerdict::kUnknownUser);
-  EXPECT_EQ(app::verdict_for_inbound(c, "ann@backup.example"), RecipientVerdict::kAccept);
+  EXPECT_EQ(inbound(c, "ghost@backup.example"), RecipientVerdict::kUnknownUser);
+  EXPECT_EQ(inbound(c, "ann@backup.example"), RecipientVerdict::kAccept);
   // Not one of our mailbox domains: nothing is delivered here for it.
-  EXPECT_FALSE(app::canonical_local_mailbox(c, "ann@backup.example"));
+  EXPECT_FALSE(app::local_recipients_of(std::make_shared<const config::Config>(c))
+                   .mailbox("ann@backup.example"));
 }
 
 TEST(DomainRoutingTest, SrsAddressesAreCheckedAtRcpt) {

@@ -13,24 +13,34 @@ config::Config make_config() {
   return c;
 }
 
+// A mailbox's canonical name, as the router asks (no users file: the configuration's lists).
+std::optional<std::string> mailbox_of(const config::Config& c, std::string_view address) {
+  return app::local_recipients_of(std::make_shared<const config::Config>(c)).mailbox(address);
+}
+
+// The RCPT decision of the smtp role, with an empty users file and no aliases.
+smtp::RecipientDecision inbound(const config::Config& c, std::string_view address) {
+  auth::UserDirectory users("/nonexistent/smtpsd-users");
+  return app::inbound_recipients(std::make_shared<const config::Config>(c), users,
+                                 nullptr)(address);
+}
+
 TEST(LocalRecipientsTest, CanonicalNames) {
   auto c = make_config();
-  EXPECT_EQ(app::canonical_local_mailbox(c, "alice@EXAMPLE.org").value(), "Alice@example.org");
-  EXPECT_EQ(app::canonical_local_mailbox(c, "bob@example.org").value(), "bob@example.org");
-  EXPECT_EQ(app::canonical_local_mailbox(c, "Postmaster").value(), "postmaster@example.org");
-  EXPECT_EQ(app::canonical_local_mailbox(c, "postmaster@example.net").value(),
-            "postmaster@example.net");
-  EXPECT_FALSE(app::canonical_local_mailbox(c, "carol@example.org"));
-  EXPECT_FALSE(app::canonical_local_mailbox(c, "bob@example.com"));
+  EXPECT_EQ(mailbox_of(c, "alice@EXAMPLE.org").value(), "Alice@example.org");
+  EXPECT_EQ(mailbox_of(c, "bob@example.org").value(), "bob@example.org");
+  EXPECT_EQ(mailbox_of(c, "Postmaster").value(), "postmaster@example.org");
+  EXPECT_EQ(mailbox_of(c, "postmaster@example.net").value(), "postmaster@example.net");
+  EXPECT_FALSE(mailbox_of(c, "carol@example.org"));
+  EXPECT_FALSE(mailbox_of(c, "bob@example.com"));
 }
 
 TEST(LocalRecipientsTest, InboundVerdicts) {
   auto c = make_config();
-  EXPECT_EQ(app::verdict_for_inbound(c, "bob@example.org"), smtp::RecipientVerdict::kAccept);
-  EXPECT_EQ(app::verdict_for_inbound(c, "carol@example.org"), smtp::RecipientVerdict::kUnknownUser);
-  EXPECT_EQ(app::verdict_for_inbound(c, "bob@example.com"), smtp::RecipientVerdict::kRelayDenied);
-  EXPECT_EQ(app::verdict_for_inbound(c, "bob@example.org.evil.com"),
-            smtp::RecipientVerdict::kRelayDenied);
+  EXPECT_EQ(inbound(c, "bob@example.org"), smtp::RecipientVerdict::kAccept);
+  EXPECT_EQ(inbound(c, "carol@example.org"), smtp::RecipientVerdict::kUnknownUser);
+  EXPECT_EQ(inbound(c, "bob@example.com"), smtp::RecipientVerdict::kRelayDenied);
+  EXPECT_EQ(inbound(c, "bob@example.org.evil.com"), smtp::RecipientVerdict::kRelayDenied);
 }
 
 }  // namespace
