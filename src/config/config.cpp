@@ -28,6 +28,10 @@
 namespace config {
 namespace {
 
+// A list file named by the configuration (a relay domain's recipients) is read whole at
+// start and at each reload: a million addresses fit.
+constexpr std::uintmax_t kMaxListFileSize = 16u << 20;
+
 struct Failure {
   ConfigError error;
 };
@@ -688,6 +692,12 @@ void read_domain_settings(const toml::table& entry, const std::string& prefix, c
   if (entry.get("recipients_file")) {
     domain.recipients_file = reader.path_at(entry, prefix, "recipients_file", base_dir, true);
     if (!reader.opens_private_files()) return;
+    std::error_code size_error;
+    const std::uintmax_t size = std::filesystem::file_size(domain.recipients_file, size_error);
+    if (!size_error && size > kMaxListFileSize) {
+      reader.fail(entry.get("recipients_file"), prefix + ".recipients_file",
+                  domain.recipients_file + " is larger than 16 MiB");
+    }
     std::ifstream in(domain.recipients_file);
     if (!in) {
       reader.fail(entry.get("recipients_file"), prefix + ".recipients_file",
@@ -753,6 +763,10 @@ void read_srs(const toml::table& root, const Reader& reader, const std::string& 
                 fmt::format("{} is readable or writable by others (mode {:04o}): whoever reads "
                             "it can forge bounces through this server; chmod 600 it",
                             srs.secrets_file, info.st_mode & 07777));
+  }
+  if (info.st_size > 65536) {
+    reader.fail(where, "srs.secrets_file",
+                srs.secrets_file + " is larger than 64 KiB (one secret a line)");
   }
   std::ifstream in(srs.secrets_file);
   if (!in) {

@@ -185,6 +185,23 @@ TEST(DomainsConfigTest, BadLineOfARecipientsFileIsNamed) {
   EXPECT_NE(error.message.find(list.path() + " line 2"), std::string::npos) << error.message;
 }
 
+TEST(DomainsConfigTest, OversizedRecipientsAndSecretsFilesAreRefusedUnread) {
+  TempFile list("", 0644);
+  std::filesystem::resize_file(list.path(), (16u << 20) + 1);  // sparse: never read
+  config::ConfigError error = error_of(
+      "[[domains]]\nname = \"backup.example\"\nkind = \"relay\"\n"
+      "next_hop = \"smtp://10.0.0.5\"\nrecipients_file = \"" +
+      list.path() + "\"\n");
+  EXPECT_EQ(error.key, "domains[0].recipients_file");
+  EXPECT_NE(error.message.find("larger than 16 MiB"), std::string::npos) << error.message;
+  TempFile secrets("", 0600);
+  std::filesystem::resize_file(secrets.path(), 65537);
+  error =
+      error_of("[srs]\ndomain = \"srs.example.org\"\nsecrets_file = \"" + secrets.path() + "\"\n");
+  EXPECT_EQ(error.key, "srs.secrets_file");
+  EXPECT_NE(error.message.find("larger than 64 KiB"), std::string::npos) << error.message;
+}
+
 TEST(DomainsConfigTest, SrsReadsItsSecretsFromAPrivateFile) {
   TempFile secrets("first-secret-0123456789\nolder-secret-0123456789\n", 0600);
   config::Config c = parsed("[srs]\ndomain = \"SRS.example.org\"\nsecrets_file = \"" +
