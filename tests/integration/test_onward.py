@@ -346,8 +346,12 @@ class QueueCommands(ServerTestCase):
 
             self.assertEqual(self.smtpsctl(local, "queue", "hold", kept).returncode, 0)
             self.assertIn(f"{kept} held", self.smtpsctl(local, "queue", "list").stdout.decode())
+            offset = len(local.log())
             flushed = self.smtpsctl(local, "queue", "flush").stdout.decode()
             self.assertIn("flushed 1 ", flushed)  # the held one is not flushed
+            # Deleted once the attempt the flush started is over: a message in an attempt
+            # is deleted when the attempt ends, after this check.
+            wait_log_after(local, offset, r"event=retry id=" + dropped)
 
             deleted = self.smtpsctl(local, "queue", "delete", dropped)
             self.assertEqual(deleted.returncode, 0, deleted.stderr)
