@@ -316,6 +316,84 @@ void read_local_submission(const toml::table& root, Reader& reader, const std::s
   }
 }
 
+DmarcEnforcement dmarc_enforcement_at(const toml::table& table, const std::string& prefix,
+                                      const Reader& reader, DmarcEnforcement fallback) {
+  const std::string text =
+      reader.string_at(table, prefix, "dmarc", std::string(to_string(fallback)));
+  for (DmarcEnforcement value :
+       {DmarcEnforcement::kOff, DmarcEnforcement::kMonitor, DmarcEnforcement::kEnforce}) {
+    if (text == to_string(value)) return value;
+  }
+  reader.fail(table.get("dmarc"), Reader::join(prefix, "dmarc"),
+              "must be \"enforce\" (p=reject refused, p=quarantine to Junk), \"monitor\" "
+              "(recorded only) or \"off\", not '" +
+                  text + "'");
+  return fallback;
+}
+
+// [authenticity] (after [server]: the authserv-id defaults to the hostname).
+void read_authenticity(const toml::table& root, Reader& reader, Config& config) {
+  AuthenticitySettings& a = config.authenticity;
+  a.authserv_id = config.hostname;
+  const toml::table* table = reader.table_at(root, "", "authenticity");
+  if (!table) return;
+  const std::string p = "authenticity";
+  reader.only_keys(*table, p,
+                   {"verify", "authserv_id", "spf", "dmarc", "temperror", "max_signatures",
+                    "quarantine_folder", "trusted_forwarders", "deadline"});
+  a.verify = reader.bool_at(*table, p, "verify", true);
+  a.authserv_id = base::ascii_lowercase(reader.string_at(*table, p, "authserv_id", a.authserv_id));
+  if (!valid_domain_name(a.authserv_id)) {
+    reader.fail(
+        table->get("authserv_id"), p + ".authserv_id",
+        "not a host name: '" + a.authserv_id + "' (RFC 8601 §2.5: usually this host's name)");
+  }
+  const std::string spf = reader.string_at(*table, p, "spf", std::string(to_string(a.spf)));
+  bool known = false;
+  for (SpfEnforcement value : {SpfEnforcement::kOff, SpfEnforcement::kRecord,
+                               SpfEnforcement::kDmarc, SpfEnforcement::kStrict}) {
+    if (spf == to_string(value)) {
+      a.spf = value;
+      known = true;
+    }
+  }
+  if (!known) {
+    reader.fail(table->get("spf"), p + ".spf",
+                "must be \"dmarc\" (fail refused unless the domain publishes DMARC), \"strict\" "
+                "(fail, permerror and temperror refused), \"record\" or \"off\", not '" +
+                    spf + "'");
+  }
+  a.dmarc = dmarc_enforcement_at(*table, p, reader, a.dmarc);
+  const std::string temperror = reader.string_at(*table, p, "temperror", "accept");
+  if (temperror != "accept" && temperror != "defer") {
+    reader.fail(
+        table->get("temperror"), p + ".temperror",
+        "must be \"accept\" (accept and record) or \"defer\" (451 4.4.3), not '" + temperror + "'");
+  }
+  a.defer_on_temperror = temperror == "defer";
+  a.max_signatures =
+      static_cast<unsigned>(reader.int_at(*table, p, "max_signatures", a.max_signatures, 1, 50));
+  a.quarantine_folder = reader.string_at(*table, p, "quarantine_folder", a.quarantine_folder);
+  // A Maildir++ folder name (queue::Spool::is_valid_folder says the same at delivery).
+  const bool folder_ok =
+      a.quarantine_folder.size() <= 200 && !a.quarantine_folder.starts_with('.') &&
+      !a.quarantine_folder.ends_with('.') && a.quarantine_folder.find("..") == std::string::npos &&
+      std::all_of(a.quarantine_folder.begin(), a.quarantine_folder.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+      });
+  if (!folder_ok) {
+    reader.fail(table->get("quarantine_folder"), p + ".quarantine_folder",
+                "not a Maildir folder name: '" + a.quarantine_folder +
+                    "' (letters, digits, '-', '_', '.' between names; \"\" keeps INBOX)");
+  }
+  if (const toml::array* networks = reader.array_at(*table, p, "trusted_forwarders")) {
+    a.trusted_forwarders = networks_at(*networks, p + ".trusted_forwarders",
+                                       "\"192.0.2.0/24\", \"2001:db8::/32\"", reader);
+  }
+  a.deadline = std::chrono::milliseconds(
+      reader.int_at(*table, p, "deadline", a.deadline.count(), 500, 60000));
+}
+
 // [addressing] (after [[domains]]: the administrator must be a mailbox address of ours).
 void read_addressing(const toml::table& root, Reader& reader, const std::string& base_dir,
                      Config& config) {
@@ -619,6 +697,68 @@ std::string recipient_local_part(std::string text, const std::string& domain) {
   return text;
 }
 
+// A private key file the server reads at start: owned by the server's account, not readable
+// by others, bounded (a PEM key is a few KiB).
+std::string read_private_pem(const toml::node* where, const std::string& key,
+                             const std::string& path, const Reader& reader) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) {
+    reader.fail(where, key, "cannot read " + path + ": " + std::strerror(errno));
+  }
+  if ((info.st_mode & 077) != 0) {
+    reader.fail(where, key,
+                fmt::format("{} is readable or writable by others (mode {:04o}): whoever reads it "
+                            "can sign mail as your domain; chmod 600 it",
+                            path, info.st_mode & 07777));
+  }
+  if (info.st_size > 65536) reader.fail(where, key, path + " is larger than 64 KiB: not a key");
+  std::ifstream in(path);
+  if (!in) reader.fail(where, key, "cannot read " + path + ": " + std::strerror(errno));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.find("-----BEGIN PRIVATE KEY-----") == std::string::npos) {
+    reader.fail(where, key,
+                path +
+                    " holds no PEM private key (\"-----BEGIN PRIVATE KEY-----\"; `smtpsctl "
+                    "dkim keygen` writes one)");
+  }
+  return text;
+}
+
+// [[domains]] dkim = [{ selector = "…", key = "path" }, …]: the keys that sign the domain's mail.
+void read_dkim_keys(const toml::table& entry, const std::string& prefix, const Reader& reader,
+                    const std::string& base_dir, Domain& domain) {
+  const toml::array* list = reader.array_at(entry, prefix, "dkim");
+  if (!list) return;
+  std::size_t index = 0;
+  for (const toml::node& node : *list) {
+    const std::string key = fmt::format("{}.dkim[{}]", prefix, index++);
+    if (!node.is_table()) {
+      reader.fail(&node, key, "must be a table: { selector = \"s1\", key = \"dkim/s1.key\" }");
+    }
+    const toml::table& item = *node.as_table();
+    reader.only_keys(item, key, {"selector", "key"});
+    DkimKeyFile file;
+    file.line = static_cast<long>(node.source().begin.line);
+    file.selector = base::ascii_lowercase(reader.string_at(item, key, "selector", "", true));
+    // A selector is one or more labels (RFC 6376 §3.1).
+    if (!valid_domain_name(file.selector)) {
+      reader.fail(item.get("selector"), key + ".selector",
+                  "not a valid selector: '" + file.selector + "' (letters, digits, '-', dots)");
+    }
+    for (const DkimKeyFile& other : domain.dkim) {
+      if (other.selector == file.selector) {
+        reader.fail(item.get("selector"), key + ".selector",
+                    "selector '" + file.selector + "' listed twice");
+      }
+    }
+    file.key_file = reader.path_at(item, key, "key", base_dir, true);
+    if (reader.opens_private_files()) {
+      file.pem = read_private_pem(item.get("key"), key + ".key", file.key_file, reader);
+    }
+    domain.dkim.push_back(std::move(file));
+  }
+}
+
 // [[domains]] settings besides name and users (README "Domains").
 void read_domain_settings(const toml::table& entry, const std::string& prefix, const Reader& reader,
                           const std::string& base_dir, Domain& domain) {
@@ -641,8 +781,8 @@ void read_domain_settings(const toml::table& entry, const std::string& prefix, c
           "only for kind = \"" + std::string(kind_needed) + "\" (this domain is \"" + kind + "\")");
     }
   };
-  for (std::string_view key :
-       {"users", "delivery", "relay", "relay_tls", "relay_user", "relay_password_file"}) {
+  for (std::string_view key : {"users", "delivery", "relay", "relay_tls", "relay_user",
+                               "relay_password_file", "dkim", "dmarc"}) {
     only_for(key, !relay, "local");
   }
   for (std::string_view key : {"next_hop", "next_hop_tls", "recipients", "recipients_file"}) {
@@ -670,6 +810,10 @@ void read_domain_settings(const toml::table& entry, const std::string& prefix, c
     reader.fail(entry.get(key), Reader::join(prefix, key), "needs " + prefix + ".relay");
   }
   domain.relay = read_domain_hop(entry, prefix, "relay", true, reader, base_dir);
+  if (entry.get("dmarc")) {
+    domain.dmarc = dmarc_enforcement_at(entry, prefix, reader, DmarcEnforcement::kEnforce);
+  }
+  read_dkim_keys(entry, prefix, reader, base_dir, domain);
   if (!relay) return;
 
   domain.next_hop = read_domain_hop(entry, prefix, "next_hop", false, reader, base_dir);
@@ -797,9 +941,10 @@ void read_srs(const toml::table& root, const Reader& reader, const std::string& 
 Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
   Config config;
   config.source_file = reader.file();
-  reader.only_keys(root, "",
-                   {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
-                    "delivery", "metrics", "log", "srs", "local_submission", "addressing"});
+  reader.only_keys(
+      root, "",
+      {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue", "delivery",
+       "metrics", "log", "srs", "local_submission", "addressing", "authenticity"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -902,7 +1047,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
       reader.only_keys(entry, prefix,
                        {"name", "users", "kind", "max_message_size", "delivery", "relay",
                         "relay_tls", "relay_user", "relay_password_file", "next_hop",
-                        "next_hop_tls", "recipients", "recipients_file"});
+                        "next_hop_tls", "recipients", "recipients_file", "dkim", "dmarc"});
       Domain domain;
       domain.line = static_cast<long>(node.source().begin.line);
       domain.name = base::ascii_lowercase(reader.string_at(entry, prefix, "name", "", true));
@@ -1115,6 +1260,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
 
   read_local_submission(root, reader, base_dir, config);
   read_addressing(root, reader, base_dir, config);
+  read_authenticity(root, reader, config);
   read_queue(root, reader, config.queue);
   read_delivery(root, reader, base_dir, config);
   read_observability(root, reader, config);
@@ -1237,6 +1383,32 @@ std::string join_networks(const std::vector<base::Network>& networks) {
 }
 }  // namespace
 
+std::string_view to_string(SpfEnforcement value) {
+  switch (value) {
+    case SpfEnforcement::kOff:
+      return "off";
+    case SpfEnforcement::kRecord:
+      return "record";
+    case SpfEnforcement::kDmarc:
+      return "dmarc";
+    case SpfEnforcement::kStrict:
+      return "strict";
+  }
+  return "?";
+}
+
+std::string_view to_string(DmarcEnforcement value) {
+  switch (value) {
+    case DmarcEnforcement::kOff:
+      return "off";
+    case DmarcEnforcement::kMonitor:
+      return "monitor";
+    case DmarcEnforcement::kEnforce:
+      return "enforce";
+  }
+  return "?";
+}
+
 std::string describe(const Config& config) {
   std::string out;
   out += fmt::format("configuration: {}\nhostname: {}\ndata_dir: {}\n", config.source_file,
@@ -1255,6 +1427,23 @@ std::string describe(const Config& config) {
                        tls::to_string(d.next_hop->tls),
                        d.max_message_size != 0 ? fmt::format(", max {} octets", d.max_message_size)
                                                : std::string());
+  }
+  {
+    const AuthenticitySettings& a = config.authenticity;
+    if (a.verify) {
+      out += fmt::format(
+          "authenticity: port 25 mail checked (SPF {}, DKIM, DMARC {}), Authentication-Results "
+          "as {}, temperror {}\n",
+          to_string(a.spf), to_string(a.dmarc), a.authserv_id,
+          a.defer_on_temperror ? "deferred" : "accepted");
+    } else {
+      out += "authenticity: port 25 mail not checked ([authenticity] verify = false)\n";
+    }
+    for (const Domain& d : config.domains) {
+      for (const DkimKeyFile& key : d.dkim)
+        out += fmt::format("DKIM: {} signed with {}._domainkey.{} ({})\n", d.name, key.selector,
+                           d.name, key.key_file);
+    }
   }
   if (config.srs) {
     out += fmt::format("SRS: {} ({} secrets, {} days)\n", config.srs->domain,

@@ -62,6 +62,31 @@ struct DomainHop {
   bool operator==(const DomainHop&) const = default;
 };
 
+// One DKIM signing key of a local domain ([[domains]] dkim = [{ selector, key }]).
+struct DkimKeyFile {
+  std::string selector;  // s= (RFC 6376 §3.1): the name under <selector>._domainkey.<domain>
+  std::string key_file;  // PEM (PKCS#8) private key, RSA or Ed25519; mode 0600 or 0400
+  std::string pem;       // its text, read when the configuration is loaded (the server only)
+  long line = 0;         // of the entry, for errors
+  bool operator==(const DkimKeyFile&) const = default;
+};
+
+// How an authenticity result is acted on ([authenticity], README "Mail authenticity").
+enum class SpfEnforcement {
+  kOff,     // no SPF check
+  kRecord,  // recorded in Authentication-Results, never refused
+  kDmarc,   // fail refused (550 5.7.1) only when the sender's domain publishes no DMARC record
+            // (RFC 7489 §10.1: DMARC decides); temperror and permerror recorded
+  kStrict,  // fail 550 5.7.1, permerror 550 5.5.2, temperror 451 4.4.3 (RFC 7208 §8)
+};
+enum class DmarcEnforcement {
+  kOff,      // no DMARC evaluation
+  kMonitor,  // evaluated and recorded, never acted on
+  kEnforce,  // p=reject → 550 5.7.1 at the end of data; p=quarantine → the Junk folder
+};
+std::string_view to_string(SpfEnforcement value);    // "off", "record", "dmarc", "strict"
+std::string_view to_string(DmarcEnforcement value);  // "off", "monitor", "enforce"
+
 struct Domain {
   std::string name;                // lower-case
   std::vector<std::string> users;  // local parts that have a mailbox
@@ -78,7 +103,31 @@ struct Domain {
   std::optional<DomainHop> next_hop{};
   std::vector<std::string> recipients{};
   std::string recipients_file{};
+  // kLocal: the keys that sign its users' mail (dkim = [...]); empty: not signed.
+  std::vector<DkimKeyFile> dkim{};
+  // kLocal: DMARC enforcement for mail to this domain; none: [authenticity] dmarc.
+  std::optional<DmarcEnforcement> dmarc{};
   long line = 0;  // of its [[domains]] entry, for errors
+};
+
+// [authenticity]: SPF, DKIM and DMARC on port 25, DKIM signing of our users' mail.
+struct AuthenticitySettings {
+  bool verify = true;       // SPF, DKIM and DMARC for mail on listeners of role "smtp"
+  std::string authserv_id;  // of Authentication-Results (RFC 8601 §2.5); default hostname
+  SpfEnforcement spf = SpfEnforcement::kDmarc;
+  DmarcEnforcement dmarc = DmarcEnforcement::kEnforce;
+  // A DNS temporary failure (SPF or DMARC temperror): false accepts and records it, true
+  // answers 451 4.4.3 so the sender tries again later.
+  bool defer_on_temperror = false;
+  unsigned max_signatures = 8;  // DKIM signatures verified per message; the rest are ignored
+  // Maildir folder of a message whose DMARC disposition is quarantine (it also gets
+  // X-Spam-Flag: YES, for an LMTP server's Sieve); "" keeps it in INBOX with the header.
+  std::string quarantine_folder = "Junk";
+  // Clients whose mail is never refused or quarantined by DMARC (a mailing list or forwarder
+  // you trust, RFC 7489 §7.2.1.1 PolicyOverride "trusted_forwarder"): evaluated, recorded.
+  std::vector<base::Network> trusted_forwarders;
+  std::chrono::milliseconds deadline{8000};  // for all lookups of one message
+  bool operator==(const AuthenticitySettings&) const = default;
 };
 
 // [srs]: the Sender Rewriting Scheme for forwarded mail (delivery/srs.h); off without it.
@@ -227,6 +276,7 @@ struct Config {
   std::vector<Listener> listeners;
   AuthSettings auth;
   AddressingSettings addressing;
+  AuthenticitySettings authenticity;
   // Deprecated forms still read, one "file:line: key: what to do" each; logged at start and
   // printed by `smtpsd check`.
   std::vector<std::string> deprecations;

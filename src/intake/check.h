@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,6 +58,17 @@ std::string_view to_string(Stage stage);
 
 // What a check sees. Views into the host's state: valid during run() only (copy what a
 // later completion needs).
+// What a check keeps from one stage of a message to the next: DKIM's body hashes while the
+// body streams, the SPF answer started at DATA for DMARC at the end of data. The host keeps
+// one slot per check of the pipeline for each message (Context::state), empty at its DATA
+// start and freed when the message ends (stored, refused or abandoned). A check whose work
+// finishes on another thread after its deadline must not write into the slot then: keep
+// such results in an object the late completion shares (a shared_ptr the state holds).
+class CheckState {
+ public:
+  virtual ~CheckState() = default;
+};
+
 struct Context {
   std::string_view session_id;
   std::string_view client_address;  // the client (behind a PROXY header: the one it names)
@@ -76,6 +88,9 @@ struct Context {
   // the empty line; our Received field is not in it; a message without the empty line is all
   // header section, given at the end of its content). Empty when it was too large to keep.
   std::string_view header_section;
+  // From kDataStart to kEndOfData: this check's slot for the message (see CheckState); null
+  // at connect, HELO, MAIL and RCPT.
+  std::unique_ptr<CheckState>* state = nullptr;
 };
 
 struct HeaderEdit {

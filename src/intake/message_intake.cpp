@@ -81,6 +81,8 @@ std::optional<smtp::Reply> MessageIntake::begin(const MessageStart& start) {
   header_section_.clear();
   field_start_ = 0;
   events_.clear();
+  check_states_.clear();
+  check_states_.resize(pipeline_.checks().size());
   id_ = spool_.new_id();
   auto begun = spool_.begin_with_id(id_, *start.envelope, start.unix_time);
   if (!begun) return failed("begin", begun.error());
@@ -188,6 +190,7 @@ void MessageIntake::abort() {
   if (writer_) writer_->abort();
   writer_.reset();
   events_.clear();
+  check_states_.clear();
 }
 
 std::optional<MessageIntake::EditFailure> MessageIntake::apply_envelope_edits(
@@ -288,12 +291,12 @@ std::optional<smtp::Reply> MessageIntake::apply(const Verdict& verdict) {
     if (!edited) return refuse(edited.error());
     // Our Received header stays the first field under the added ones.
     original_length = received_.size() + header_section_.size();
-    std::size_t adds = 0;
-    for (const HeaderEdit& edit : verdict.header_edits)
-      if (edit.kind == HeaderEdit::Kind::kAdd) ++adds;
+    // The added fields come first, each "name: value CRLF" (a value may be folded, as
+    // Authentication-Results and DKIM-Signature are).
     std::size_t split = 0;
-    for (std::size_t i = 0; i < adds; ++i)
-      split = edited->find("\r\n", split) + 2;  // added fields never fold
+    for (const HeaderEdit& edit : verdict.header_edits)
+      if (edit.kind == HeaderEdit::Kind::kAdd)
+        split += edit.name.size() + 2 + edit.value.size() + 2;
     section = edited->substr(0, split);
     section += received_;
     section += std::string_view(edited.value()).substr(split);
@@ -316,6 +319,7 @@ std::optional<smtp::Reply> MessageIntake::apply(const Verdict& verdict) {
 base::Expected<std::string, smtp::Reply> MessageIntake::committed(
     const base::Expected<base::Ok, queue::SpoolError>& result) {
   writer_.reset();
+  check_states_.clear();
   if (!result) return base::unexpected(failed("commit", result.error()));
   obs::Log line("accepted");
   line.kv("session", facts_.session_id)
@@ -361,7 +365,12 @@ base::Expected<std::string, std::string> edit_header_section(std::string_view se
         return base::unexpected(std::string("unterminated header"));
     }
     std::string_view field = section.substr(position, end + 2 - position);
-    fields.push_back(Field{field.substr(0, field.find(':')), std::string(field)});
+    // The name without the WSP RFC 5322 §4.5.3 (obs-optional) allows before the colon, so
+    // that "Authentication-Results :" is the field of that name too.
+    std::string_view name = field.substr(0, field.find(':'));
+    while (!name.empty() && (name.back() == ' ' || name.back() == '\t'))
+      name.remove_suffix(1);
+    fields.push_back(Field{name, std::string(field)});
     position = end + 2;
   }
   std::string top;

@@ -106,6 +106,9 @@ class MessageIntake {
 
   // Facts for the checks of this message.
   Context context() const;
+  // The checks' per-message state (CheckState), one slot per check of the pipeline; empty
+  // slots at begin(), freed when the message ends.
+  std::vector<std::unique_ptr<CheckState>>* check_states() { return &check_states_; }
   const std::string& queue_id() const { return id_; }
   std::uint64_t size() const { return size_; }
   bool open() const { return writer_ != nullptr; }
@@ -149,6 +152,7 @@ class MessageIntake {
   std::string header_section_;
   std::size_t field_start_ = 0;  // of the next field not yet given as an event
   std::vector<ContentEvent> events_;
+  std::vector<std::unique_ptr<CheckState>> check_states_;
 };
 
 // The header section rebuilt with the edits: `section` is a complete header section (fields

@@ -46,6 +46,9 @@ class StageRun {
   // Its deadline passed: its timeout_verdict() applies; timed_out() names it for the log.
   void record_timeout();
 
+  // The position in Pipeline::checks() of the check next_check() returned last (its
+  // CheckState slot).
+  std::size_t check_index() const { return position_ - 1; }
   Stage stage() const { return stage_; }
   // The merged verdict: the deciding one (reply, discard, hold) with the edits of the checks
   // before it, or a pass with every edit.

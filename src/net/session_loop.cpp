@@ -105,11 +105,16 @@ awaitable<std::optional<intake::Verdict>> run_check(intake::Check& check, intake
 // this free coroutine (frame allocated and freed by the same awaitable_frame_base operators).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-awaitable<intake::Verdict> run_stage(const intake::Pipeline& pipeline, intake::Stage stage,
-                                     const intake::Context& context) {
+// `states`: the message's CheckState slots (message stages only), given to each check.
+awaitable<intake::Verdict> run_stage(
+    const intake::Pipeline& pipeline, intake::Stage stage, const intake::Context& context,
+    std::vector<std::unique_ptr<intake::CheckState>>* states = nullptr) {
   intake::StageRun run(pipeline, stage);
   while (intake::Check* check = run.next_check()) {
-    std::optional<intake::Verdict> verdict = co_await run_check(*check, stage, context);
+    intake::Context each = context;
+    if (states != nullptr && run.check_index() < states->size())
+      each.state = &(*states)[run.check_index()];
+    std::optional<intake::Verdict> verdict = co_await run_check(*check, stage, each);
     if (verdict)
       run.record(std::move(*verdict));
     else
@@ -421,7 +426,8 @@ class SessionLoop {
     if (checks_.wants(intake::Stage::kDataStart)) {
       intake::Context context = intake_.context();
       context.tls_version = start.tls_version;
-      take_message_verdict(co_await run_stage(checks_, intake::Stage::kDataStart, context));
+      take_message_verdict(
+          co_await run_stage(checks_, intake::Stage::kDataStart, context, intake_.check_states()));
     }
   }
 
@@ -441,7 +447,8 @@ class SessionLoop {
       context.header_name = event.name;
       context.header_value = event.value;
       context.body_chunk = event.chunk;
-      take_message_verdict(co_await run_stage(checks_, event.stage, context));
+      take_message_verdict(
+          co_await run_stage(checks_, event.stage, context, intake_.check_states()));
       if (!intake_.open()) break;
     }
     intake_.clear_events();
@@ -456,8 +463,8 @@ class SessionLoop {
     co_await content_events();
     if (!intake_.open()) co_return;
     if (checks_.wants(intake::Stage::kEndOfData)) {
-      take_message_verdict(
-          co_await run_stage(checks_, intake::Stage::kEndOfData, intake_.context()));
+      take_message_verdict(co_await run_stage(checks_, intake::Stage::kEndOfData, intake_.context(),
+                                              intake_.check_states()));
       if (!intake_.open()) co_return;
     }
     if (message_verdict_.kind == intake::Verdict::Kind::kDiscard) {

@@ -16,6 +16,7 @@
 #include "auth/user_store.h"
 #include "base/endpoint.h"
 #include "delivery/maildir.h"
+#include "mailauth/dkim_signer.h"
 #include "tls/dev_pki.h"
 
 namespace app {
@@ -87,6 +88,10 @@ key = "tls/server-rsa.key"
 
 [[domains]]
 name = "localhost"
+# What demo@localhost submits is signed twice (RSA-2048 and Ed25519). The records to publish
+# are in dkim/localhost.zone; `smtpsctl dkim keygen DOMAIN` makes keys for a real domain.
+dkim = [{{ selector = "dev-rsa", key = "dkim/localhost/dev-rsa.key" }},
+        {{ selector = "dev-ed25519", key = "dkim/localhost/dev-ed25519.key" }}]
 
 [auth]
 # The mailboxes and logins: demo@localhost, password in demo.password. Add a mailbox with
@@ -141,6 +146,37 @@ const BoundListener* first_of(const std::vector<BoundListener>& listening, std::
   return nullptr;
 }
 
+// The DKIM keys of the development domain (made once, kept), and the zone-file lines that
+// would publish them: dkim/localhost.zone.
+base::Expected<base::Ok, std::string> ensure_dev_dkim(const std::string& dir) {
+  const std::string keys = dir + "/dkim/localhost";
+  std::error_code ec;
+  fs::create_directories(keys, ec);
+  if (ec) return base::unexpected("cannot create " + keys + ": " + ec.message());
+  std::string zone =
+      "; DKIM records of the smtpsd development domain (RFC 6376 §3.6.2.1), as a zone file\n";
+  for (const auto& [selector, algorithm] :
+       {std::pair<std::string, std::string>{"dev-rsa", "rsa"}, {"dev-ed25519", "ed25519"}}) {
+    const std::string path = keys + "/" + selector + ".key";
+    if (!fs::exists(path)) {
+      auto generated = mailauth::generate_dkim_key(algorithm);
+      if (!generated) return base::unexpected(generated.error());
+      auto written = write_new_file(path, generated.value().private_pem, 0600);
+      if (!written) return base::unexpected(written.error());
+    }
+    std::ifstream in(path);
+    std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto key = mailauth::DkimSigningKey::load(pem, "localhost", selector);
+    if (!key) return base::unexpected(path + ": " + key.error());
+    zone += mailauth::zone_file_lines(*key.value());
+  }
+  const std::string zone_file = dir + "/dkim/localhost.zone";
+  std::ofstream out(zone_file, std::ios::trunc);
+  out << zone;
+  if (!out.flush()) return base::unexpected("cannot write " + zone_file);
+  return base::Ok{};
+}
+
 }  // namespace
 
 base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int port_offset) {
@@ -188,6 +224,7 @@ base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int po
       return base::unexpected(saved.error());
     }
   }
+  if (auto dkim = ensure_dev_dkim(setup.dir); !dkim) return base::unexpected(dkim.error());
   delivery::Maildir maildir(setup.dir + "/mail", "localhost");
   auto mailbox = maildir.ensure_mailbox("demo@localhost");
   if (!mailbox) return base::unexpected(mailbox.error());

@@ -3,11 +3,16 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "app/smtpsd/domain_routing.h"
 #include "app/smtpsd/local_recipients.h"
 #include "auth/failure_limiter.h"
 #include "auth/sasl.h"
+#include "intake/authenticity_check.h"
+#include "intake/dkim_sign_check.h"
 #include "intake/loop_check.h"
+#include "mailauth/dkim_signer.h"
 
 namespace app {
 
@@ -86,6 +91,71 @@ std::shared_ptr<const intake::Pipeline> built_in_checks(const config::Config& co
   std::vector<std::shared_ptr<intake::Check>> checks;
   if (config.max_received_headers != 0) {
     checks.push_back(std::make_shared<intake::ReceivedLoopCheck>(config.max_received_headers));
+  }
+  return std::make_shared<const intake::Pipeline>(std::move(checks));
+}
+
+base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_checks(
+    const config::Config& config, const CheckServices& services) {
+  std::vector<std::shared_ptr<intake::Check>> checks;
+  if (config.max_received_headers != 0) {
+    checks.push_back(std::make_shared<intake::ReceivedLoopCheck>(config.max_received_headers));
+  }
+  if (services.resolver && config.authenticity.verify) {
+    const config::AuthenticitySettings& a = config.authenticity;
+    auto dmarc = [](config::DmarcEnforcement value) {
+      switch (value) {
+        case config::DmarcEnforcement::kOff:
+          return intake::AuthenticityPolicy::Dmarc::kOff;
+        case config::DmarcEnforcement::kMonitor:
+          return intake::AuthenticityPolicy::Dmarc::kMonitor;
+        case config::DmarcEnforcement::kEnforce:
+          break;
+      }
+      return intake::AuthenticityPolicy::Dmarc::kEnforce;
+    };
+    intake::AuthenticityPolicy policy;
+    policy.authserv_id = a.authserv_id;
+    policy.receiver = config.hostname;
+    switch (a.spf) {
+      case config::SpfEnforcement::kOff:
+        policy.spf = intake::AuthenticityPolicy::Spf::kOff;
+        break;
+      case config::SpfEnforcement::kRecord:
+        policy.spf = intake::AuthenticityPolicy::Spf::kRecord;
+        break;
+      case config::SpfEnforcement::kDmarc:
+        policy.spf = intake::AuthenticityPolicy::Spf::kDmarc;
+        break;
+      case config::SpfEnforcement::kStrict:
+        policy.spf = intake::AuthenticityPolicy::Spf::kStrict;
+        break;
+    }
+    policy.dmarc = dmarc(a.dmarc);
+    for (const config::Domain& domain : config.domains)
+      if (domain.dmarc) policy.domain_dmarc.emplace_back(domain.name, dmarc(*domain.dmarc));
+    policy.defer_on_temperror = a.defer_on_temperror;
+    policy.max_signatures = a.max_signatures;
+    policy.quarantine_folder = a.quarantine_folder;
+    policy.trusted_forwarders = a.trusted_forwarders;
+    policy.deadline = a.deadline;
+    checks.push_back(std::make_shared<intake::AuthenticityCheck>(
+        services.resolver, std::move(policy), services.offload));
+  }
+  intake::DkimSignCheck::Keys keys;
+  for (const config::Domain& domain : config.domains) {
+    for (const config::DkimKeyFile& file : domain.dkim) {
+      if (file.pem.empty()) continue;  // a client's reading: keys are the server's
+      auto key = mailauth::DkimSigningKey::load(file.pem, domain.name, file.selector);
+      if (!key) {
+        return base::unexpected(fmt::format("{}:{}: domains.dkim.key: {}: {}", config.source_file,
+                                            file.line, file.key_file, key.error()));
+      }
+      keys[domain.name].push_back(std::move(key.value()));
+    }
+  }
+  if (!keys.empty() && services.offload) {
+    checks.push_back(std::make_shared<intake::DkimSignCheck>(std::move(keys), services.offload));
   }
   return std::make_shared<const intake::Pipeline>(std::move(checks));
 }

@@ -25,6 +25,7 @@
 #include "auth/user_store.h"
 #include "base/expected.h"
 #include "config/config.h"
+#include "dns/resolver.h"
 #include "intake/pipeline.h"
 #include "net/server.h"
 #include "smtp/server_session.h"
@@ -58,6 +59,19 @@ smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapsho
 // every listener_options of the snapshot): a reload that changes the limit applies to the
 // sessions that start after it. Immutable, shared by every session of those listeners.
 std::shared_ptr<const intake::Pipeline> built_in_checks(const config::Config& config);
+
+// What the sender-authentication checks need from the running server.
+struct CheckServices {
+  std::shared_ptr<dns::Resolver> resolver;  // the server's one resolver (dns/resolver.h)
+  // Runs CPU work (DKIM signing and verification) on a worker pool, never an I/O thread.
+  std::function<void(std::function<void()>)> offload;
+};
+// The same and, with services, in this order (docs/architecture.md "Checks"): the
+// received-loop check, the authenticity check for port 25 ([authenticity] verify: SPF,
+// DKIM, DMARC, Authentication-Results) and last DKIM signing for the domains with keys.
+// Fails, naming the file, line and key, on a DKIM key the signer cannot use.
+base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_checks(
+    const config::Config& config, const CheckServices& services);
 // One line per check for start-up output: "received-loop (end of headers, 554 5.4.6 at 50
 // Received fields)"; "none" without checks.
 std::string describe_checks(const intake::Pipeline& pipeline);

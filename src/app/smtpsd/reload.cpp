@@ -222,7 +222,9 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
   }
   next.certificates = std::move(store.value());
   // One pipeline for every listener of this snapshot.
-  std::shared_ptr<const intake::Pipeline> checks = built_in_checks(config);
+  auto built = built_in_checks(config, check_services_);
+  if (!built) return base::unexpected(PrepareError{built.error(), std::nullopt});
+  std::shared_ptr<const intake::Pipeline> checks = std::move(built.value());
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
     const config::Listener& l = config.listeners[i];
     tls::Policy policy = config.tls;

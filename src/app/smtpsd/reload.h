@@ -123,6 +123,9 @@ class ReloadEngine {
   // The aliases in service (before serve_first()); it must outlive the server's sessions.
   // A reload that names another [addressing] aliases_file switches it.
   void use_aliases(auth::AliasDirectory& aliases) { aliases_ = &aliases; }
+  // The resolver and worker pool of the sender-authentication checks (before serve_first());
+  // without them the pipeline has the received-loop check only.
+  void use_check_services(CheckServices services) { check_services_ = std::move(services); }
   // From here until detach(), reloads change server, and the engine owns the metrics
   // endpoint; the watch thread (run_watch) may start.
   void attach(net::Server& server, std::unique_ptr<obs::MetricsServer> metrics_server,
@@ -176,6 +179,7 @@ class ReloadEngine {
   net::Server* server_ = nullptr;
   auth::UserDirectory* users_ = nullptr;                // from serve_first()
   auth::AliasDirectory* aliases_ = nullptr;             // from use_aliases(); may stay null
+  CheckServices check_services_;                        // from use_check_services()
   queue::SpoolSpace* space_ = nullptr;                  // from serve_first()
   std::unique_ptr<obs::MetricsServer> metrics_server_;  // [metrics]; null when off
   const SystemdNotifier* notifier_ = nullptr;

@@ -397,6 +397,25 @@ TEST_F(MessageIntakeTest, ChangedAndDeletedHeadersAndANewBodyAreWhatIsDelivered)
             "X-Checked: yes\r\nSubject: [SPAM] hi\r\nTo: b@mx.example\r\n\r\nreplaced body\r\n");
 }
 
+// Authentication-Results and DKIM-Signature are folded: with a deletion beside them (a
+// forged Authentication-Results), our Received must still come after the whole added fields.
+TEST_F(MessageIntakeTest, FoldedAddedFieldsStayWholeAboveReceivedWhenAFieldIsDeleted) {
+  Verdict verdict;
+  verdict.header_edits.push_back({HeaderEdit::Kind::kDelete, "Authentication-Results", "", 1});
+  verdict.header_edits.push_back(
+      {HeaderEdit::Kind::kAdd, "Authentication-Results", "mx;\r\n\tspf=pass;\r\n\tdkim=none", 1});
+  verdict.header_edits.push_back({HeaderEdit::Kind::kAdd, "X-Spam-Flag", "YES", 1});
+  std::string content = deliver_with(
+      "Authentication-Results : mx; dkim=pass\r\nSubject: hi\r\n\r\nbody\r\n", verdict);
+  EXPECT_TRUE(
+      content.starts_with("Authentication-Results: mx;\r\n\tspf=pass;\r\n\tdkim=none\r\n"
+                          "X-Spam-Flag: YES\r\nReceived: from"))
+      << content.substr(0, 200);
+  EXPECT_EQ(without_received(content),
+            "Authentication-Results: mx;\r\n\tspf=pass;\r\n\tdkim=none\r\nX-Spam-Flag: YES\r\n"
+            "Subject: hi\r\n\r\nbody\r\n");
+}
+
 TEST_F(MessageIntakeTest, HeaderEditsOfAMessageWithoutAHeaderEndAreRefused) {
   Verdict verdict;
   verdict.header_edits.push_back({HeaderEdit::Kind::kDelete, "Subject", "", 1});

@@ -1,0 +1,477 @@
+// authenticity_check.cpp — see authenticity_check.h.
+#include "intake/authenticity_check.h"
+
+#include <algorithm>
+#include <array>
+#include <mutex>
+#include <random>
+#include <utility>
+
+#include "base/ascii.h"
+#include "mailauth/authentication_results.h"
+#include "mailauth/dkim_verifier.h"
+#include "mailauth/dmarc.h"
+#include "mailauth/from_header.h"
+#include "mailauth/spf.h"
+#include "obs/log.h"
+#include "obs/metrics.h"
+
+namespace intake {
+namespace {
+
+constexpr std::size_t kMaxFromDomains = 5;  // DMARC evaluations per message
+
+bool verifies(const Context& context) {
+  return context.role == "smtp" && context.authenticated_user.empty();
+}
+
+std::string domain_of(std::string_view address) {
+  const std::size_t at = address.rfind('@');
+  return at == std::string_view::npos ? std::string()
+                                      : base::ascii_lowercase(address.substr(at + 1));
+}
+
+// Counters per method and result, registered once (metrics.h: bounded label sets).
+struct ResultCounters {
+  std::array<obs::Counter*, 7> spf{};
+  std::array<obs::Counter*, 7> dkim{};
+  std::array<obs::Counter*, 5> dmarc{};
+  std::array<obs::Counter*, 3> disposition{};
+  ResultCounters() {
+    constexpr std::string_view help = "Sender authentication results of messages on port 25";
+    for (std::size_t i = 0; i < spf.size(); ++i) {
+      spf[i] = &obs::metrics().counter(
+          "smtpsd_authenticity_results_total", help,
+          {{"method", "spf"},
+           {"result", std::string(mailauth::to_string(static_cast<mailauth::SpfResult>(i)))}});
+    }
+    for (std::size_t i = 0; i < dkim.size(); ++i) {
+      dkim[i] = &obs::metrics().counter(
+          "smtpsd_authenticity_results_total", help,
+          {{"method", "dkim"},
+           {"result", std::string(mailauth::to_string(static_cast<mailauth::DkimResult>(i)))}});
+    }
+    for (std::size_t i = 0; i < dmarc.size(); ++i) {
+      dmarc[i] = &obs::metrics().counter(
+          "smtpsd_authenticity_results_total", help,
+          {{"method", "dmarc"},
+           {"result", std::string(mailauth::to_string(static_cast<mailauth::DmarcResult>(i)))}});
+    }
+    for (std::size_t i = 0; i < disposition.size(); ++i) {
+      disposition[i] = &obs::metrics().counter(
+          "smtpsd_dmarc_dispositions_total", "DMARC dispositions applied to messages on port 25",
+          {{"disposition",
+            std::string(mailauth::to_string(static_cast<mailauth::DmarcPolicy>(i)))}});
+    }
+  }
+};
+
+ResultCounters& counters() {
+  static ResultCounters instance;
+  return instance;
+}
+
+// What DNS callbacks fill, from the resolver's thread; shared with the message's state and
+// with the end-of-data job, so a late callback writes into memory that is still alive.
+struct Lookups {
+  std::mutex mutex;
+  bool spf_started = false;
+  std::optional<mailauth::SpfOutcome> spf;
+  std::vector<dns::AnswerPtr> keys;  // per DKIM signature (null: not back yet, or no key needed)
+  std::size_t keys_pending = 0;
+  std::function<void()> when_ready;  // set at the end of data; runs once everything is back
+
+  bool ready() const { return (!spf_started || spf.has_value()) && keys_pending == 0; }
+  // Called with the mutex held; returns the continuation to run (after unlocking) if it is time.
+  std::function<void()> take_if_ready() {
+    if (!when_ready || !ready()) return {};
+    return std::exchange(when_ready, nullptr);
+  }
+};
+
+}  // namespace
+
+struct AuthenticityCheck::State final : CheckState {
+  bool verify = false;
+  std::shared_ptr<Lookups> lookups = std::make_shared<Lookups>();
+  std::unique_ptr<mailauth::DkimVerifier> verifier;
+  std::vector<std::string> from_domains;
+  std::string sender;  // MAIL FROM, for Authentication-Results
+  std::string helo;
+};
+
+AuthenticityCheck::AuthenticityCheck(std::shared_ptr<dns::Resolver> resolver,
+                                     AuthenticityPolicy policy, Offload offload)
+    : resolver_(std::move(resolver)), policy_(std::move(policy)), offload_(std::move(offload)) {
+  counters();
+}
+
+StageMask AuthenticityCheck::stages() const {
+  return mask(Stage::kDataStart) | mask(Stage::kEndOfHeaders) | mask(Stage::kBody) |
+         mask(Stage::kEndOfData);
+}
+
+std::string AuthenticityCheck::summary() const {
+  static constexpr std::array<std::string_view, 4> spf{"off", "record", "dmarc", "strict"};
+  static constexpr std::array<std::string_view, 3> dmarc{"off", "monitor", "enforce"};
+  return "port 25: SPF " + std::string(spf[static_cast<std::size_t>(policy_.spf)]) +
+         ", DKIM, DMARC " + std::string(dmarc[static_cast<std::size_t>(policy_.dmarc)]) +
+         ", Authentication-Results as " + policy_.authserv_id;
+}
+
+Verdict AuthenticityCheck::timeout_verdict(Stage stage) const {
+  if (stage != Stage::kEndOfData) return Verdict::pass();
+  if (policy_.defer_on_temperror) {
+    return Verdict::refuse(
+        smtp::Reply{451, "4.4.3", "Temporary DNS failure checking the sender, try again later"});
+  }
+  Verdict verdict;
+  verdict.header_edits.push_back(
+      HeaderEdit{HeaderEdit::Kind::kAdd, "Authentication-Results",
+                 mailauth::results_value(policy_.authserv_id) + "; none (checks timed out)", 1});
+  return verdict;
+}
+
+void AuthenticityCheck::run(Stage stage, const Context& context, Done done) {
+  if (context.state == nullptr || !verifies(context)) return done(Verdict::pass());
+  if (stage == Stage::kDataStart) return data_start(context, done);
+  auto* state = static_cast<State*>(context.state->get());
+  if (state == nullptr || !state->verify) return done(Verdict::pass());
+  switch (stage) {
+    case Stage::kEndOfHeaders:
+      return end_of_headers(context, done);
+    case Stage::kBody:
+      if (state->verifier && state->verifier->signature_count() > 0)
+        state->verifier->body(context.body_chunk);
+      return done(Verdict::pass());
+    case Stage::kEndOfData:
+      return end_of_data(context, done);
+    default:
+      return done(Verdict::pass());
+  }
+}
+
+void AuthenticityCheck::data_start(const Context& context, Done& done) {
+  auto state = std::make_unique<State>();
+  state->verify = true;
+  state->helo = std::string(context.helo);
+  if (context.envelope != nullptr) state->sender = context.envelope->reverse_path;
+  if (policy_.spf != AuthenticityPolicy::Spf::kOff) {
+    mailauth::SpfRequest request;
+    request.client_ip = std::string(context.client_address);
+    request.sender = state->sender;
+    request.helo = state->helo;
+    request.receiver = policy_.receiver;
+    request.now = static_cast<std::int64_t>(std::time(nullptr));
+    std::shared_ptr<Lookups> lookups = state->lookups;
+    lookups->spf_started = true;
+    mailauth::check_spf(*resolver_, std::move(request), [lookups](mailauth::SpfOutcome outcome) {
+      std::function<void()> next;
+      {
+        std::lock_guard lock(lookups->mutex);
+        lookups->spf = std::move(outcome);
+        next = lookups->take_if_ready();
+      }
+      if (next) next();
+    });
+  }
+  *context.state = std::move(state);
+  done(Verdict::pass());
+}
+
+void AuthenticityCheck::end_of_headers(const Context& context, Done& done) {
+  auto* state = static_cast<State*>(context.state->get());
+  Verdict verdict;
+  // RFC 8601 §5: remove what claims to be our verdict, before anything can fail.
+  for (unsigned position : mailauth::forged_fields(context.header_section, policy_.authserv_id)) {
+    verdict.header_edits.push_back(
+        HeaderEdit{HeaderEdit::Kind::kDelete, "Authentication-Results", "", position});
+  }
+  if (context.header_section.empty()) {
+    // Larger than the intake keeps (1 MiB of header): no From to evaluate, no DKIM.
+    return done(std::move(verdict));
+  }
+  // Every domain of every From field is evaluated (RFC 7489 §6.6.1), the strictest outcome
+  // applies: a second From field cannot hide the first from DMARC. Without a From domain
+  // there is no author domain to protect: DMARC records "none".
+  const mailauth::FromDomains from = mailauth::from_domains(context.header_section);
+  for (const std::string& domain : from.domains) {
+    if (std::find(state->from_domains.begin(), state->from_domains.end(), domain) ==
+            state->from_domains.end() &&
+        state->from_domains.size() < kMaxFromDomains) {
+      state->from_domains.push_back(domain);
+    }
+  }
+  // Warm the cache with each From domain's DMARC record: check_dmarc will find it there.
+  if (policy_.dmarc != AuthenticityPolicy::Dmarc::kOff) {
+    for (const std::string& domain : state->from_domains)
+      resolver_->lookup("_dmarc." + domain, dns::Type::kTxt, [](dns::AnswerPtr) {});
+  }
+  state->verifier = std::make_unique<mailauth::DkimVerifier>(policy_.max_signatures);
+  state->verifier->header_section(context.header_section);
+  const std::size_t count = state->verifier->signature_count();
+  std::shared_ptr<Lookups> lookups = state->lookups;
+  {
+    std::lock_guard lock(lookups->mutex);
+    lookups->keys.assign(count, nullptr);
+  }
+  for (std::size_t index = 0; index < count; ++index) {
+    const std::string name = state->verifier->key_name(index);
+    if (name.empty()) continue;
+    {
+      std::lock_guard lock(lookups->mutex);
+      ++lookups->keys_pending;
+    }
+    resolver_->lookup(name, dns::Type::kTxt, [lookups, index](dns::AnswerPtr answer) {
+      std::function<void()> next;
+      {
+        std::lock_guard lock(lookups->mutex);
+        lookups->keys[index] = std::move(answer);
+        --lookups->keys_pending;
+        next = lookups->take_if_ready();
+      }
+      if (next) next();
+    });
+  }
+  done(std::move(verdict));
+}
+
+// The end-of-data work of one message, kept alive by its continuations.
+struct AuthenticityCheck::Job {
+  std::shared_ptr<Lookups> lookups;
+  std::unique_ptr<mailauth::DkimVerifier> verifier;
+  std::vector<std::string> from_domains;
+  std::string sender, helo, session_id, queue_id, client;
+  bool trusted_forwarder = false;
+  bool enforce = true;
+  std::vector<mailauth::DkimOutcome> dkim;
+  std::vector<mailauth::DmarcOutcome> dmarc;
+  std::size_t dmarc_pending = 0;
+  std::mutex mutex;  // guards dmarc, dmarc_pending
+  Check::Done done;
+};
+
+void AuthenticityCheck::end_of_data(const Context& context, Done& done) {
+  auto* state = static_cast<State*>(context.state->get());
+  auto job = std::make_shared<Job>();
+  job->lookups = state->lookups;
+  job->verifier = std::move(state->verifier);
+  if (job->verifier && job->verifier->signature_count() > 0) job->verifier->end_of_body();
+  job->from_domains = state->from_domains;
+  job->sender = state->sender;
+  job->helo = state->helo;
+  job->session_id = std::string(context.session_id);
+  job->queue_id = std::string(context.queue_id);
+  job->client = std::string(context.client_address);
+  if (auto address = base::parse_ip(context.client_address)) {
+    for (const base::Network& network : policy_.trusted_forwarders)
+      if (network.contains(*address)) job->trusted_forwarder = true;
+  }
+  // Enforced only when every recipient's domain enforces (one refusal covers them all).
+  if (context.envelope != nullptr) {
+    for (const smtp::Recipient& recipient : context.envelope->recipients) {
+      const std::string domain = domain_of(recipient.address);
+      AuthenticityPolicy::Dmarc mode = policy_.dmarc;
+      for (const auto& [name, setting] : policy_.domain_dmarc)
+        if (name == domain) mode = setting;
+      if (mode != AuthenticityPolicy::Dmarc::kEnforce) job->enforce = false;
+    }
+  }
+  if (policy_.dmarc != AuthenticityPolicy::Dmarc::kEnforce && policy_.domain_dmarc.empty())
+    job->enforce = false;
+  job->done = std::move(done);
+
+  // Step 3 (after DKIM): DMARC per From domain, then the verdict.
+  std::shared_ptr<const AuthenticityCheck> self = shared_from_this();
+  auto finish = [self, job]() {
+    const AuthenticityPolicy& policy_ = self->policy_;
+    const mailauth::SpfOutcome spf =
+        job->lookups->spf.value_or(mailauth::SpfOutcome{});  // SPF off: none
+    std::vector<std::string> passing;
+    for (const mailauth::DkimOutcome& outcome : job->dkim)
+      if (outcome.result == mailauth::DkimResult::kPass) passing.push_back(outcome.domain);
+    if (policy_.dmarc == AuthenticityPolicy::Dmarc::kOff || job->from_domains.empty()) {
+      job->done(self->decide(*job, spf));
+      return;
+    }
+    {
+      std::lock_guard lock(job->mutex);
+      job->dmarc_pending = job->from_domains.size();
+    }
+    static thread_local std::mt19937 random{std::random_device{}()};
+    for (const std::string& domain : job->from_domains) {
+      mailauth::DmarcRequest request;
+      request.from_domain = domain;
+      request.spf = spf.result;
+      request.spf_domain = spf.domain;
+      request.dkim_pass_domains = passing;
+      request.sample = std::uniform_real_distribution<double>(0, 100)(random);
+      mailauth::check_dmarc(*self->resolver_, std::move(request),
+                            [self, job, spf](mailauth::DmarcOutcome outcome) {
+                              bool last = false;
+                              {
+                                std::lock_guard lock(job->mutex);
+                                job->dmarc.push_back(std::move(outcome));
+                                last = --job->dmarc_pending == 0;
+                              }
+                              if (last) job->done(self->decide(*job, spf));
+                            });
+    }
+  };
+
+  // Step 2 (every DNS answer back): verify the signatures off the I/O thread.
+  auto verify = [self, job, finish]() {
+    self->offload_([job, finish]() {
+      if (job->verifier) {
+        const auto now = static_cast<std::int64_t>(std::time(nullptr));
+        dns::Answer missing;
+        missing.status = dns::Status::kTemporary;
+        missing.detail = "no key lookup";
+        for (std::size_t index = 0; index < job->verifier->signature_count(); ++index) {
+          dns::AnswerPtr key;
+          {
+            std::lock_guard lock(job->lookups->mutex);
+            key = job->lookups->keys[index];
+          }
+          job->dkim.push_back(job->verifier->verify(index, key ? *key : missing, now));
+        }
+      }
+      finish();
+    });
+  };
+
+  std::function<void()> now;
+  {
+    std::lock_guard lock(job->lookups->mutex);
+    job->lookups->when_ready = verify;
+    now = job->lookups->take_if_ready();
+  }
+  if (now) now();
+}
+
+Verdict AuthenticityCheck::decide(Job& job, const mailauth::SpfOutcome& spf) const {
+  mailauth::AuthResults results;
+  if (policy_.spf != AuthenticityPolicy::Spf::kOff) {
+    mailauth::AuthResults::Spf entry;
+    entry.result = spf.result;
+    entry.helo = spf.identity == "helo";
+    entry.identity = entry.helo ? job.helo : job.sender;
+    entry.problem = spf.problem;
+    results.spf = entry;
+  }
+  results.dkim_checked = true;
+  for (const mailauth::DkimOutcome& outcome : job.dkim) {
+    results.dkim.push_back(mailauth::AuthResults::Dkim{outcome.result, outcome.domain,
+                                                       outcome.selector, outcome.b_prefix,
+                                                       outcome.algorithm, outcome.problem});
+  }
+  // The strictest DMARC outcome among the From domains decides.
+  const mailauth::DmarcOutcome* worst = nullptr;
+  bool temperror = spf.result == mailauth::SpfResult::kTempError;
+  bool dmarc_published = false;
+  for (const mailauth::DmarcOutcome& outcome : job.dmarc) {
+    if (outcome.result == mailauth::DmarcResult::kTempError) temperror = true;
+    if (outcome.record) dmarc_published = true;
+    if (worst == nullptr || outcome.disposition > worst->disposition ||
+        (outcome.disposition == worst->disposition &&
+         outcome.result == mailauth::DmarcResult::kFail))
+      worst = &outcome;
+  }
+  mailauth::DmarcPolicy applied = mailauth::DmarcPolicy::kNone;
+  std::string override_reason;
+  if (worst != nullptr) {
+    applied = worst->result == mailauth::DmarcResult::kFail ? worst->disposition
+                                                            : mailauth::DmarcPolicy::kNone;
+    if (applied != mailauth::DmarcPolicy::kNone && job.trusted_forwarder) {
+      override_reason = "trusted_forwarder";
+      applied = mailauth::DmarcPolicy::kNone;
+    } else if (applied != mailauth::DmarcPolicy::kNone && !job.enforce) {
+      override_reason = "local_policy";
+      applied = mailauth::DmarcPolicy::kNone;
+    }
+    mailauth::AuthResults::Dmarc entry;
+    entry.result = worst->result;
+    entry.from_domain = worst->from_domain;
+    if (worst->record) entry.policy = std::string(mailauth::to_string(worst->policy));
+    entry.disposition = std::string(mailauth::to_string(applied));
+    entry.problem = worst->problem;
+    results.dmarc = entry;
+  }
+
+  // The reply, if any: DMARC reject, then SPF per its enforcement, then temperror deferral.
+  std::optional<smtp::Reply> refusal;
+  std::string why;
+  if (applied == mailauth::DmarcPolicy::kReject) {
+    refusal = smtp::Reply{550, "5.7.1",
+                          "Message refused: DMARC policy of " + worst->from_domain +
+                              " says reject (no aligned SPF or DKIM pass)"};
+    why = "dmarc";
+  } else if (!job.trusted_forwarder &&
+             (policy_.spf == AuthenticityPolicy::Spf::kStrict ||
+              (policy_.spf == AuthenticityPolicy::Spf::kDmarc && !dmarc_published))) {
+    if (spf.result == mailauth::SpfResult::kFail) {
+      std::string text = "SPF of " + spf.domain + " does not allow " + job.client + " to send";
+      if (!spf.explanation.empty()) text += ": " + spf.explanation;
+      refusal = smtp::Reply{550, "5.7.1", text};
+      why = "spf";
+    } else if (policy_.spf == AuthenticityPolicy::Spf::kStrict &&
+               spf.result == mailauth::SpfResult::kPermError) {
+      refusal =
+          smtp::Reply{550, "5.5.2", "SPF record of " + spf.domain + " is broken: " + spf.problem};
+      why = "spf";
+    } else if (policy_.spf == AuthenticityPolicy::Spf::kStrict &&
+               spf.result == mailauth::SpfResult::kTempError) {
+      refusal = smtp::Reply{451, "4.4.3", "Temporary DNS failure checking SPF, try again later"};
+      why = "spf";
+    }
+  }
+  if (!refusal && temperror && policy_.defer_on_temperror) {
+    refusal =
+        smtp::Reply{451, "4.4.3", "Temporary DNS failure checking the sender, try again later"};
+    why = "temperror";
+  }
+
+  ResultCounters& count = counters();
+  if (results.spf) count.spf[static_cast<std::size_t>(spf.result)]->inc();
+  for (const mailauth::DkimOutcome& outcome : job.dkim)
+    count.dkim[static_cast<std::size_t>(outcome.result)]->inc();
+  if (job.dkim.empty()) count.dkim[static_cast<std::size_t>(mailauth::DkimResult::kNone)]->inc();
+  if (results.dmarc) {
+    count.dmarc[static_cast<std::size_t>(results.dmarc->result)]->inc();
+    count.disposition[static_cast<std::size_t>(applied)]->inc();
+  }
+
+  obs::Log line("auth_results");
+  line.kv("session", job.session_id).kv("id", job.queue_id);
+  if (results.spf) {
+    line.kv("spf", mailauth::to_string(spf.result)).kv("spf_domain", spf.domain);
+    if (!spf.problem.empty()) line.kv("spf_problem", spf.problem);
+  }
+  std::string dkim_summary;
+  for (const mailauth::DkimOutcome& outcome : job.dkim) {
+    if (!dkim_summary.empty()) dkim_summary += ',';
+    dkim_summary += std::string(mailauth::to_string(outcome.result)) + ":" + outcome.domain;
+  }
+  line.kv("dkim", dkim_summary.empty() ? std::string("none") : dkim_summary);
+  if (results.dmarc) {
+    line.kv("dmarc", mailauth::to_string(results.dmarc->result))
+        .kv("from_domain", results.dmarc->from_domain)
+        .kv("policy", results.dmarc->policy.empty() ? std::string("none") : results.dmarc->policy)
+        .kv("disposition", mailauth::to_string(applied));
+    if (!override_reason.empty()) line.kv("override", override_reason);
+  }
+  if (refusal) line.kv("refused", why);
+
+  if (refusal) return Verdict::refuse(*refusal);
+  Verdict verdict;
+  verdict.header_edits.push_back(
+      HeaderEdit{HeaderEdit::Kind::kAdd, "Authentication-Results",
+                 mailauth::authentication_results(policy_.authserv_id, results), 1});
+  if (applied == mailauth::DmarcPolicy::kQuarantine) {
+    verdict.header_edits.push_back(HeaderEdit{HeaderEdit::Kind::kAdd, "X-Spam-Flag", "YES", 1});
+    verdict.folder = policy_.quarantine_folder;
+  }
+  return verdict;
+}
+
+}  // namespace intake
