@@ -394,6 +394,35 @@ void read_authenticity(const toml::table& root, Reader& reader, Config& config) 
       reader.int_at(*table, p, "deadline", a.deadline.count(), 500, 60000));
 }
 
+// [dmarc_reports] (after [server]: the directory defaults under data_dir).
+void read_dmarc_reports(const toml::table& root, Reader& reader, const std::string& base_dir,
+                        Config& config) {
+  const toml::table* table = reader.table_at(root, "", "dmarc_reports");
+  if (!table) return;
+  const std::string p = "dmarc_reports";
+  reader.only_keys(*table, p, {"org_name", "from", "directory", "interval"});
+  DmarcReportSettings r;
+  r.org_name = reader.string_at(*table, p, "org_name", "", true);
+  if (r.org_name.empty() || r.org_name.size() > 200 ||
+      std::any_of(r.org_name.begin(), r.org_name.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    reader.fail(table->get("org_name"), p + ".org_name",
+                "must name your organisation in one line (\"Example Mail\")");
+  }
+  r.from = reader.string_at(*table, p, "from", "", true);
+  const std::size_t at = r.from.rfind('@');
+  if (at == std::string::npos || !valid_local_part(r.from.substr(0, at)) ||
+      !valid_domain_name(r.from.substr(at + 1))) {
+    reader.fail(table->get("from"), p + ".from",
+                "not an address: '" + r.from + "' (the reports' sender, e.g. dmarc@example.org)");
+  }
+  r.from = r.from.substr(0, at + 1) + base::ascii_lowercase(r.from.substr(at + 1));
+  r.directory = table->get("directory") ? reader.path_at(*table, p, "directory", base_dir, true)
+                                        : config.data_dir + "/dmarc";
+  r.interval = std::chrono::seconds(reader.int_at(*table, p, "interval", 86400, 1, 86400 * 7));
+  config.dmarc_reports = std::move(r);
+}
+
 // [addressing] (after [[domains]]: the administrator must be a mailbox address of ours).
 void read_addressing(const toml::table& root, Reader& reader, const std::string& base_dir,
                      Config& config) {
@@ -1261,6 +1290,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   read_local_submission(root, reader, base_dir, config);
   read_addressing(root, reader, base_dir, config);
   read_authenticity(root, reader, config);
+  read_dmarc_reports(root, reader, base_dir, config);
   read_queue(root, reader, config.queue);
   read_delivery(root, reader, base_dir, config);
   read_observability(root, reader, config);

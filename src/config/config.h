@@ -130,6 +130,15 @@ struct AuthenticitySettings {
   bool operator==(const AuthenticitySettings&) const = default;
 };
 
+// [dmarc_reports]: DMARC aggregate reports (RFC 7489 §7.2); off without the table.
+struct DmarcReportSettings {
+  std::string org_name;   // the reporting organisation, named in every report
+  std::string from;       // the reports' sender address (lower-case domain)
+  std::string directory;  // default <data_dir>/dmarc: the evaluations of the current period
+  std::chrono::seconds interval{86400};  // one report per domain per interval
+  bool operator==(const DmarcReportSettings&) const = default;
+};
+
 // [srs]: the Sender Rewriting Scheme for forwarded mail (delivery/srs.h); off without it.
 struct SrsSettings {
   std::string domain;                // lower-case: where SRS0/SRS1 addresses live
@@ -277,6 +286,7 @@ struct Config {
   AuthSettings auth;
   AddressingSettings addressing;
   AuthenticitySettings authenticity;
+  std::optional<DmarcReportSettings> dmarc_reports;
   // Deprecated forms still read, one "file:line: key: what to do" each; logged at start and
   // printed by `smtpsd check`.
   std::vector<std::string> deprecations;

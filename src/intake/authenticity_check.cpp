@@ -11,6 +11,7 @@
 #include "mailauth/authentication_results.h"
 #include "mailauth/dkim_verifier.h"
 #include "mailauth/dmarc.h"
+#include "mailauth/dmarc_report.h"
 #include "mailauth/from_header.h"
 #include "mailauth/spf.h"
 #include "obs/log.h"
@@ -241,7 +242,7 @@ struct AuthenticityCheck::Job {
   std::shared_ptr<Lookups> lookups;
   std::unique_ptr<mailauth::DkimVerifier> verifier;
   std::vector<std::string> from_domains;
-  std::string sender, helo, session_id, queue_id, client;
+  std::string sender, helo, session_id, queue_id, client, first_recipient_domain;
   bool trusted_forwarder = false;
   bool enforce = true;
   std::vector<mailauth::DkimOutcome> dkim;
@@ -269,6 +270,8 @@ void AuthenticityCheck::end_of_data(const Context& context, Done& done) {
   }
   // Enforced only when every recipient's domain enforces (one refusal covers them all).
   if (context.envelope != nullptr) {
+    if (!context.envelope->recipients.empty())
+      job->first_recipient_domain = domain_of(context.envelope->recipients.front().address);
     for (const smtp::Recipient& recipient : context.envelope->recipients) {
       const std::string domain = domain_of(recipient.address);
       AuthenticityPolicy::Dmarc mode = policy_.dmarc;
@@ -347,6 +350,47 @@ void AuthenticityCheck::end_of_data(const Context& context, Done& done) {
     now = job->lookups->take_if_ready();
   }
   if (now) now();
+}
+
+void AuthenticityCheck::record(const Job& job, const mailauth::SpfOutcome& spf,
+                               mailauth::DmarcPolicy applied,
+                               const std::string& override_reason) const {
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  for (const mailauth::DmarcOutcome& outcome : job.dmarc) {
+    if (!outcome.record || outcome.record->aggregate_addresses.empty()) continue;
+    const mailauth::DmarcRecord& published = *outcome.record;
+    mailauth::DmarcEvaluation e;
+    e.time = now;
+    e.source_ip = job.client;
+    e.header_from = outcome.from_domain;
+    e.envelope_from = job.sender.empty() ? base::ascii_lowercase(job.helo) : domain_of(job.sender);
+    e.envelope_to = job.first_recipient_domain;
+    e.policy_domain = outcome.policy_domain;
+    e.strict_dkim = published.strict_dkim;
+    e.strict_spf = published.strict_spf;
+    e.policy = std::string(mailauth::to_string(published.policy));
+    e.subdomain_policy =
+        std::string(mailauth::to_string(published.subdomain_policy.value_or(published.policy)));
+    e.percent = published.percent;
+    e.rua = published.aggregate_addresses;
+    const bool failed = outcome.result == mailauth::DmarcResult::kFail;
+    mailauth::DmarcPolicy disposition = failed ? outcome.disposition : mailauth::DmarcPolicy::kNone;
+    if (failed && outcome.disposition != outcome.policy) e.override_reason = "sampled_out";
+    if (failed && !override_reason.empty() && disposition != mailauth::DmarcPolicy::kNone) {
+      e.override_reason = override_reason;
+      disposition = mailauth::DmarcPolicy::kNone;
+    }
+    if (disposition > applied) disposition = applied;  // what was done to the message
+    e.disposition = std::string(mailauth::to_string(disposition));
+    e.dkim_aligned_pass = outcome.dkim_aligned;
+    e.spf_aligned_pass = outcome.spf_aligned;
+    for (const mailauth::DkimOutcome& dkim : job.dkim)
+      e.dkim.push_back({dkim.domain, dkim.selector, std::string(mailauth::to_string(dkim.result))});
+    e.spf_domain = spf.domain;
+    e.spf_scope = spf.identity == "helo" ? "helo" : "mfrom";
+    e.spf_result = std::string(mailauth::to_string(spf.result));
+    policy_.record_dmarc(e);
+  }
 }
 
 Verdict AuthenticityCheck::decide(Job& job, const mailauth::SpfOutcome& spf) const {
@@ -461,6 +505,7 @@ Verdict AuthenticityCheck::decide(Job& job, const mailauth::SpfOutcome& spf) con
     if (!override_reason.empty()) line.kv("override", override_reason);
   }
   if (refusal) line.kv("refused", why);
+  if (policy_.record_dmarc) record(job, spf, applied, override_reason);
 
   if (refusal) return Verdict::refuse(*refusal);
   Verdict verdict;

@@ -34,10 +34,12 @@
 #include "base/network.h"
 #include "dns/resolver.h"
 #include "intake/check.h"
+#include "mailauth/results.h"
 
 namespace mailauth {
 struct SpfOutcome;
-}
+struct DmarcEvaluation;
+}  // namespace mailauth
 
 namespace intake {
 
@@ -56,6 +58,9 @@ struct AuthenticityPolicy {
   std::string quarantine_folder = "Junk";
   std::vector<base::Network> trusted_forwarders;
   std::chrono::milliseconds deadline{8000};
+  // Called (from any thread) with each DMARC evaluation of a domain that asks for aggregate
+  // reports (rua=), for the daily reports (mailauth/dmarc_report.h); none: not recorded.
+  std::function<void(const mailauth::DmarcEvaluation&)> record_dmarc;
 };
 
 // Shared so that a DNS answer or a verification that completes after a reload replaced the
@@ -83,6 +88,8 @@ class AuthenticityCheck final : public Check,
   struct State;
   struct Job;
   Verdict decide(Job& job, const mailauth::SpfOutcome& spf) const;
+  void record(const Job& job, const mailauth::SpfOutcome& spf, mailauth::DmarcPolicy applied,
+              const std::string& override_reason) const;
   void data_start(const Context& context, Done& done);
   void end_of_headers(const Context& context, Done& done);
   void end_of_data(const Context& context, Done& done);
