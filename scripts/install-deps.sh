@@ -8,6 +8,7 @@ packages=(
   libssl-dev openssl libasio-dev libtomlplusplus-dev libcli11-dev libsodium-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libxml2-utils
   libc-ares-dev
+  python3-dkim python3-nacl opendkim-tools
   testssl.sh
   python3 strace swaks libnet-ssleay-perl msmtp curl procps gsasl fail2ban dnsmasq-base dovecot-core dovecot-lmtpd haproxy
   postfix

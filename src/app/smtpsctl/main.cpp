@@ -6,6 +6,8 @@
 //   smtpsctl user add|passwd|del|list --users FILE [ADDRESS]      (see app/user_command.h)
 //   smtpsctl user alias add|del --users FILE ADDRESS ALIAS         (send-as addresses)
 //   smtpsctl alias add|del|list --aliases FILE ...                (see app/alias_command.h)
+//   smtpsctl dkim keygen DOMAIN [--selector S] [--algorithm A] [--directory DIR]
+//                                                                 (see app/dkim_command.h)
 //   smtpsctl auth lockouts [--config FILE | --socket PATH]        the running server's lockouts
 //   smtpsctl auth unlock [--config FILE | --socket PATH] IP_OR_USER
 //   smtpsctl queue list [--to-domain D] [--from A] [--json]        the running server's queue
@@ -27,6 +29,7 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -38,6 +41,7 @@
 #include "app/common/control_socket.h"
 #include "app/smtpsctl/alias_command.h"
 #include "app/smtpsctl/bench_command.h"
+#include "app/smtpsctl/dkim_command.h"
 #include "app/smtpsctl/probe_command.h"
 #include "app/smtpsctl/send_command.h"
 #include "app/smtpsctl/user_command.h"
@@ -146,6 +150,9 @@ int main(int argc, char** argv) {
   auto* alias = cli.add_subcommand("alias", "Manage the aliases file (recipient addresses)");
   alias->prefix_command();
   alias->set_help_flag();
+  auto* dkim = cli.add_subcommand("dkim", "DKIM signing keys (keygen)");
+  dkim->prefix_command();
+  dkim->set_help_flag();
   auto* send = cli.add_subcommand("send", "Send one message over TLS (like msmtp or swaks)");
   send->prefix_command();
   send->set_help_flag();
@@ -231,6 +238,9 @@ int main(int argc, char** argv) {
     return app::run_user_command(user->remaining(), std::cout, std::cerr, app::read_new_password);
   }
   if (*alias) return app::run_alias_command(alias->remaining(), std::cout, std::cerr);
+  if (*dkim) {
+    return app::run_dkim_command(dkim->remaining(), std::cout, std::cerr, std::time(nullptr));
+  }
   std::string queue_verb;
   std::string queue_text;  // the request, checked before anything is read
   if (*queue_command) {

@@ -1,0 +1,152 @@
+// dkim_command.cpp — `smtpsctl dkim keygen` (usage in dkim_command.h).
+//
+// Invariants: every key is generated and checked (loadable for DOMAIN and its selector) and
+// no target file exists before the first file is written; each file is created with
+// O_EXCL (never overwriting, even in a race) mode 0600, written and fsynced; a file that
+// cannot be completed is removed.
+#include "app/smtpsctl/dkim_command.h"
+#include "app/smtpsctl/command_line.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "base/ascii.h"
+#include "base/terminal_text.h"
+#include "mailauth/dkim_signer.h"
+
+namespace app {
+namespace {
+
+constexpr const char* kDefaultDirectory = "/etc/smtpsd/dkim";
+
+int fail(std::ostream& err, const std::string& message) {
+  err << "smtpsctl dkim: " << base::terminal_safe(message) << "\n";
+  return 1;
+}
+
+bool exists(const std::string& path) {
+  struct stat status {};
+  return ::lstat(path.c_str(), &status) == 0 || errno != ENOENT;
+}
+
+base::Expected<base::Ok, std::string> make_directory(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) return base::Ok{};
+  return base::unexpected(path + ": " + std::strerror(errno));
+}
+
+base::Expected<base::Ok, std::string> write_new_file(const std::string& path,
+                                                     const std::string& content) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return base::unexpected(path + ": " + std::strerror(errno));
+  std::size_t written = 0;
+  bool ok = true;
+  while (ok && written < content.size()) {
+    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) written += static_cast<std::size_t>(n);
+  }
+  ok = ok && ::fsync(fd) == 0;
+  int saved = errno;
+  ok = ::close(fd) == 0 && ok;
+  if (!ok) {
+    ::unlink(path.c_str());
+    return base::unexpected(path + ": " + std::strerror(saved));
+  }
+  return base::Ok{};
+}
+
+std::string year_month(std::int64_t now) {
+  std::time_t time = static_cast<std::time_t>(now);
+  std::tm utc{};
+  ::gmtime_r(&time, &utc);
+  char text[16];
+  std::strftime(text, sizeof text, "%Y%m", &utc);
+  return text;
+}
+
+struct PlannedKey {
+  std::string algorithm;  // "rsa" | "ed25519"
+  std::string selector;
+  std::string path;
+  mailauth::GeneratedKey generated;
+};
+
+}  // namespace
+
+std::string zone_file_txt(const std::string& name, const std::string& rdata) {
+  std::string line = name + ". IN TXT (";
+  for (std::size_t i = 0; i < rdata.size() || i == 0; i += 255) {
+    line += " \"";
+    for (char c : rdata.substr(i, 255)) {
+      if (c == '"' || c == '\\') line.push_back('\\');
+      line.push_back(c);
+    }
+    line += "\"";
+  }
+  return line + " )";
+}
+
+int run_dkim_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err,
+                     std::int64_t now) {
+  CLI::App cli{"DKIM signing keys", "smtpsctl dkim"};
+  cli.require_subcommand(1);
+  std::string domain, selector, algorithm = "both", directory = kDefaultDirectory;
+  auto* keygen = cli.add_subcommand(
+      "keygen", "Make signing keys for DOMAIN and print the DNS records to publish");
+  keygen->add_option("domain", domain, "The signing domain (d=)")->required();
+  keygen->add_option("--selector", selector,
+                     "The selector (s=); default <yyyymm>r / <yyyymm>e; with both: Sr and Se");
+  keygen->add_option("--algorithm", algorithm, "rsa (2048 bits), ed25519, or both (default)")
+      ->check(CLI::IsMember({"rsa", "ed25519", "both"}));
+  keygen->add_option("--directory", directory,
+                     "Where keys go, as DIR/DOMAIN/SELECTOR.ALGORITHM.key (default " +
+                         std::string(kDefaultDirectory) + ")");
+  if (auto stop = parse_command_line(cli, argv, out, err)) return *stop;
+
+  domain = base::ascii_lowercase(domain);
+  if (!domain.empty() && domain.back() == '.') domain.pop_back();
+  std::vector<PlannedKey> keys;
+  for (std::string name : {"rsa", "ed25519"}) {
+    if (algorithm != "both" && algorithm != name) continue;
+    const char suffix = name == "rsa" ? 'r' : 'e';
+    std::string key_selector = selector.empty()      ? year_month(now) + suffix
+                               : algorithm == "both" ? selector + suffix
+                                                     : selector;
+    key_selector = base::ascii_lowercase(key_selector);
+    keys.push_back(PlannedKey{name,
+                              key_selector,
+                              directory + "/" + domain + "/" + key_selector + "." + name + ".key",
+                              {}});
+  }
+  for (auto& key : keys) {
+    if (exists(key.path)) return fail(err, key.path + " exists; nothing written");
+  }
+  for (auto& key : keys) {
+    auto generated = mailauth::generate_dkim_key(key.algorithm);
+    if (!generated) return fail(err, generated.error());
+    auto loaded = mailauth::DkimSigningKey::load(generated->private_pem, domain, key.selector);
+    if (!loaded) return fail(err, loaded.error());
+    key.generated = std::move(*generated);
+  }
+  for (const std::string& path : {directory, directory + "/" + domain}) {
+    if (auto made = make_directory(path); !made) return fail(err, made.error());
+  }
+  for (const auto& key : keys) {
+    if (auto written = write_new_file(key.path, key.generated.private_pem); !written)
+      return fail(err, written.error());
+  }
+  for (const auto& key : keys) {
+    out << "; " << key.path << "\n"
+        << zone_file_txt(key.selector + "._domainkey." + domain, key.generated.dns_record) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace app

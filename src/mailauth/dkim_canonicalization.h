@@ -1,0 +1,58 @@
+// dkim_canonicalization.h — the "simple" and "relaxed" canonicalizations of RFC 6376 §3.4,
+// for header fields (§3.4.1, §3.4.2) and, streaming, for the body (§3.4.3, §3.4.4).
+//
+// Invariants: the body canonicalizer sees the body in chunks of any size (one byte at a
+// time included) and writes the same octets as for the whole body; it holds back only what
+// it cannot decide yet (a CR, a run of white space, a count of empty lines), never the body.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mailauth {
+
+// One field of a header section: `text` is the whole field as received (name, colon,
+// value, folding and the final CRLF); `name` is the field name without trailing WSP.
+struct HeaderField {
+  std::string_view name;
+  std::string_view text;
+};
+// Splits a header section (fields with CRLF, up to the empty line or the end) into fields.
+// A line without a colon becomes a field with an empty name (it can never be selected).
+std::vector<HeaderField> split_header_section(std::string_view section);
+
+enum class Canonicalization { kSimple, kRelaxed };
+
+// RFC 6376 §3.4.1 / §3.4.2: appends the canonical form of `field` (as in HeaderField::text)
+// to out, with its final CRLF when the field had one.
+void append_canonical_header(Canonicalization canon, std::string_view field, std::string& out);
+
+// Where the canonical body goes (a hasher, a test buffer).
+class BodySink {
+ public:
+  virtual ~BodySink() = default;
+  virtual void write(std::string_view octets) = 0;
+};
+
+class BodyCanonicalizer {
+ public:
+  BodyCanonicalizer(Canonicalization canon, BodySink& sink) : canon_(canon), sink_(sink) {}
+  void feed(std::string_view chunk);
+  void finish();  // the end of the body: writes what is left (RFC 6376 §3.4.3 final CRLF)
+
+ private:
+  void flush_pending_lines();
+  void write_content(std::string_view content);
+
+  Canonicalization canon_;
+  BodySink& sink_;
+  bool saw_cr_ = false;              // a CR whose LF has not been seen yet
+  bool pending_space_ = false;       // relaxed: a run of WSP not yet known to be trailing
+  std::uint64_t pending_crlfs_ = 0;  // line ends not yet known to precede more content
+  bool wrote_content_ = false;
+};
+
+}  // namespace mailauth
