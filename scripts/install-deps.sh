@@ -8,6 +8,7 @@ packages=(
   libssl-dev openssl libasio-dev libtomlplusplus-dev libcli11-dev libsodium-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libc-ares-dev
+  libpsl-dev publicsuffix python3-spf python3-yaml
   testssl.sh
   python3 strace swaks libnet-ssleay-perl msmtp curl procps gsasl fail2ban dnsmasq-base dovecot-core dovecot-lmtpd haproxy
   postfix
