@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libxml2-utils
   libc-ares-dev
   python3-dkim python3-nacl opendkim-tools
+  libpsl-dev publicsuffix python3-spf python3-yaml
   testssl.sh
   python3 strace swaks libnet-ssleay-perl msmtp curl procps gsasl fail2ban dnsmasq-base dovecot-core dovecot-lmtpd haproxy
   postfix
