@@ -17,6 +17,7 @@
 #include "base/endpoint.h"
 #include "delivery/maildir.h"
 #include "mailauth/dkim_signer.h"
+#include "mailauth/dkim_zone.h"
 #include "tls/dev_pki.h"
 
 namespace app {
@@ -168,7 +169,9 @@ base::Expected<base::Ok, std::string> ensure_dev_dkim(const std::string& dir) {
     std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     auto key = mailauth::DkimSigningKey::load(pem, "localhost", selector);
     if (!key) return base::unexpected(path + ": " + key.error());
-    zone += mailauth::zone_file_lines(*key.value());
+    zone +=
+        mailauth::dkim_zone_line(selector + "._domainkey.localhost", key.value()->dns_record()) +
+        "\n";
   }
   const std::string zone_file = dir + "/dkim/localhost.zone";
   std::ofstream out(zone_file, std::ios::trunc);

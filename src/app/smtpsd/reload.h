@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "app/smtpsd/listener_policy.h"
 #include "auth/alias_table.h"
 #include "auth/user_store.h"
 #include "base/expected.h"
