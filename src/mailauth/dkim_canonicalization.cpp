@@ -91,16 +91,26 @@ void BodyCanonicalizer::flush_pending_lines() {
       "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n";
   while (pending_crlfs_ > 0) {
     std::uint64_t count = pending_crlfs_ < kLines.size() / 2 ? pending_crlfs_ : kLines.size() / 2;
-    sink_.write(kLines.substr(0, count * 2));
+    emit(kLines.substr(0, count * 2));
     pending_crlfs_ -= count;
   }
 }
 
+void BodyCanonicalizer::emit(std::string_view octets) {
+  buffer_.append(octets);
+  if (buffer_.size() >= kBufferSize) flush_buffer();
+}
+
+void BodyCanonicalizer::flush_buffer() {
+  if (!buffer_.empty()) sink_.write(buffer_);
+  buffer_.clear();
+}
+
 void BodyCanonicalizer::write_content(std::string_view content) {
   flush_pending_lines();
-  if (pending_space_) sink_.write(" ");
+  if (pending_space_) emit(" ");
   pending_space_ = false;
-  sink_.write(content);
+  emit(content);
   wrote_content_ = true;
 }
 
@@ -135,6 +145,7 @@ void BodyCanonicalizer::feed(std::string_view chunk) {
     write_content(chunk.substr(i, end - i));
     i = end;
   }
+  flush_buffer();
 }
 
 void BodyCanonicalizer::finish() {
@@ -144,7 +155,8 @@ void BodyCanonicalizer::finish() {
   }
   // §3.4.3: simple ends with exactly one CRLF (an empty body is "CRLF"); §3.4.4: relaxed
   // adds one to a non-empty body and leaves an empty body empty.
-  if (canon_ == Canonicalization::kSimple || wrote_content_) sink_.write("\r\n");
+  if (canon_ == Canonicalization::kSimple || wrote_content_) emit("\r\n");
+  flush_buffer();
   pending_crlfs_ = 0;
   pending_space_ = false;
 }

@@ -3,7 +3,8 @@
 //
 // Invariants: the body canonicalizer sees the body in chunks of any size (one byte at a
 // time included) and writes the same octets as for the whole body; it holds back only what
-// it cannot decide yet (a CR, a run of white space, a count of empty lines), never the body.
+// it cannot decide yet (a CR, a run of white space, a count of empty lines), never the body;
+// what it writes is gathered per feed() (at most kBufferSize octets at a time) for the sink.
 #pragma once
 
 #include <cstddef>
@@ -46,6 +47,10 @@ class BodyCanonicalizer {
  private:
   void flush_pending_lines();
   void write_content(std::string_view content);
+  void emit(std::string_view octets);  // to buffer_, so the sink gets few large writes
+  void flush_buffer();
+
+  static constexpr std::size_t kBufferSize = 8192;
 
   Canonicalization canon_;
   BodySink& sink_;
@@ -53,6 +58,7 @@ class BodyCanonicalizer {
   bool pending_space_ = false;       // relaxed: a run of WSP not yet known to be trailing
   std::uint64_t pending_crlfs_ = 0;  // line ends not yet known to precede more content
   bool wrote_content_ = false;
+  std::string buffer_;  // canonical octets not yet written; flushed by each feed()
 };
 
 }  // namespace mailauth
