@@ -19,6 +19,7 @@
 #include "base/ascii.h"
 #include "base/terminal_text.h"
 #include "mailauth/dkim_signer.h"
+#include "mailauth/dkim_zone.h"
 
 namespace app {
 namespace {
@@ -80,19 +81,6 @@ struct PlannedKey {
 
 }  // namespace
 
-std::string zone_file_txt(const std::string& name, const std::string& rdata) {
-  std::string line = name + ". IN TXT (";
-  for (std::size_t i = 0; i < rdata.size() || i == 0; i += 255) {
-    line += " \"";
-    for (char c : rdata.substr(i, 255)) {
-      if (c == '"' || c == '\\') line.push_back('\\');
-      line.push_back(c);
-    }
-    line += "\"";
-  }
-  return line + " )";
-}
-
 int run_dkim_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err,
                      std::int64_t now) {
   CLI::App cli{"DKIM signing keys", "smtpsctl dkim"};
@@ -144,7 +132,9 @@ int run_dkim_command(const std::vector<std::string>& argv, std::ostream& out, st
   }
   for (const auto& key : keys) {
     out << "; " << key.path << "\n"
-        << zone_file_txt(key.selector + "._domainkey." + domain, key.generated.dns_record) << "\n";
+        << mailauth::dkim_zone_line(key.selector + "._domainkey." + domain,
+                                    key.generated.dns_record)
+        << "\n";
   }
   return 0;
 }

@@ -25,8 +25,4 @@ namespace app {
 int run_dkim_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
                      std::int64_t now);
 
-// The zone-file line of a TXT record at `name` (without the final dot), strings of at most
-// 255 octets (RFC 1035 §3.3.14 character-string).
-std::string zone_file_txt(const std::string& name, const std::string& rdata);
-
 }  // namespace app
