@@ -139,6 +139,7 @@ base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_ch
     policy.quarantine_folder = a.quarantine_folder;
     policy.trusted_forwarders = a.trusted_forwarders;
     policy.deadline = a.deadline;
+    policy.record_dmarc = services.record_dmarc;
     checks.push_back(std::make_shared<intake::AuthenticityCheck>(
         services.resolver, std::move(policy), services.offload));
   }

@@ -27,6 +27,7 @@
 #include "config/config.h"
 #include "dns/resolver.h"
 #include "intake/pipeline.h"
+#include "mailauth/dmarc_report.h"
 #include "net/server.h"
 #include "smtp/server_session.h"
 
@@ -65,6 +66,8 @@ struct CheckServices {
   std::shared_ptr<dns::Resolver> resolver;  // the server's one resolver (dns/resolver.h)
   // Runs CPU work (DKIM signing and verification) on a worker pool, never an I/O thread.
   std::function<void(std::function<void()>)> offload;
+  // Where DMARC evaluations go for the aggregate reports ([dmarc_reports]); none: nowhere.
+  std::function<void(const mailauth::DmarcEvaluation&)> record_dmarc;
 };
 // The same and, with services, in this order (docs/architecture.md "Checks"): the
 // received-loop check, the authenticity check for port 25 ([authenticity] verify: SPF,
