@@ -7,10 +7,14 @@
 // at most: _dmarc.<From domain>, then _dmarc.<organizational domain>).
 //
 // Decisions:
-// - Record selection (§6.6.3): TXT strings starting with "v=DMARC1" (then ';', spaces or
-//   the end). None at the From domain → the organizational domain is asked; none there →
-//   result none. Several at the domain where they were found → result none ("policy
-//   discovery terminates", step 5). One that fails to parse → permerror (RFC 8601 §2.7.1).
+// - Record selection (§6.6.3): TXT strings starting with "v=DMARC1" (any case, spaces
+//   around '=', then ';' or the end). None at the From domain → the organizational domain is asked;
+//   none there → result none. Several at the domain where they were found → result none ("policy
+//   discovery terminates", step 5). One that fails to parse → permerror (RFC 8601 §2.7.1)
+//   with the disposition none (§6.6.3 step 6: "applies no DMARC processing"); no fallback
+//   to the organizational domain then, since a record was found.
+// - Domains are used as given: a From domain in U-labels is asked as such (converting it to
+//   A-labels is the caller's, as for every name given to dns::Resolver).
 // - p missing or invalid, or sp invalid (§6.6.3 step 6): with a valid rua the record acts
 //   as p=none, else the record is an error. Other tags with a bad value fall back to their
 //   default (§6.3 "syntax errors in the remainder of the record SHOULD be discarded in favor

@@ -16,6 +16,7 @@
 // - A lookup answered kTemporary is a temperror (§2.6.6). An answer that failed DNSSEC
 //   validation (kBogus) is never data: it is a temperror as well, so that an attacker who
 //   breaks a signed zone cannot turn a fail into a none.
+// - A PTR lookup of `ptr` answered NXDOMAIN or empty counts as a void lookup as well.
 // - A DNS error while doing the PTR lookup of `ptr` or %{p} means "no match" (§5.5); an error
 //   on the address lookup of one PTR or MX name skips that name (ptr) or is a temperror (mx).
 // - Records are 7-bit: any octet outside 0x20..0x7E in the SPF record is a permerror (§3.1,

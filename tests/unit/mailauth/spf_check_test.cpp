@@ -3,6 +3,9 @@
 // asynchronous driver (answers at once or later).
 #include <gtest/gtest.h>
 
+#include <future>
+#include <thread>
+
 #include "fake_resolver.h"
 #include "mailauth/spf.h"
 
@@ -53,6 +56,24 @@ TEST(SpfCheckTest, DeferredAnswersGiveTheSameOutcome) {
   dns.add_address("mx1.example.com", "192.0.2.10");
   EXPECT_EQ(check(dns, "192.0.2.10", "a@example.com").result, SpfResult::kPass);
   EXPECT_EQ(check(dns, "192.0.2.99", "a@example.com").result, SpfResult::kSoftFail);
+}
+
+TEST(SpfCheckTest, AnswersFromAnotherThreadFinishThere) {
+  FakeResolver dns(FakeResolver::Mode::kDeferred);
+  dns.add_txt("example.com", "v=spf1 include:_spf.example.net mx -all");
+  dns.add_txt("_spf.example.net", "v=spf1 -all");
+  dns.add_mx("example.com", 10, "mx1.example.com");
+  dns.add_address("mx1.example.com", "192.0.2.10");
+  std::promise<mailauth::SpfOutcome> promise;
+  auto future = promise.get_future();
+  mailauth::check_spf(dns, {"192.0.2.10", "a@example.com", "h.example", "mx.test", 0},
+                      [&](mailauth::SpfOutcome o) { promise.set_value(std::move(o)); });
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  std::thread resolver_thread([&] { dns.run_pending(); });
+  resolver_thread.join();
+  auto outcome = future.get();
+  EXPECT_EQ(outcome.result, SpfResult::kPass);
+  EXPECT_EQ(dns.queries().size(), 4u);
 }
 
 TEST(SpfCheckTest, NullSenderChecksTheHeloIdentity) {
