@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang-16 libclang-rt-16-dev clang-format
   libssl-dev openssl libasio-dev libtomlplusplus-dev libcli11-dev libsodium-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libc-ares-dev
+  libunbound-dev dns-root-data
   testssl.sh
   python3 strace swaks libnet-ssleay-perl msmtp curl procps gsasl fail2ban dnsmasq-base dovecot-core dovecot-lmtpd haproxy
   postfix
