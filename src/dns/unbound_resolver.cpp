@@ -6,6 +6,9 @@
 // - Every lookup's callback runs exactly once: with the answer, at its deadline
 //   ("timed out", the query cancelled), or when the resolver is destroyed ("resolver
 //   stopped").
+// - Metrics (obs::metrics()): smtpsd_dns_lookups_total{source} counts every lookup by where
+//   its answer came from ("cache", "shared" with a query in flight, "query"), and
+//   smtpsd_dns_answers_total{status} the outcome of each query ("ok" ... "bogus", resolver.h).
 // - libunbound's own worker runs as a thread (ub_ctx_async(ctx, 1)), never a forked process.
 // - Forward mode fails fast when nothing listens: libunbound takes "connection refused" for
 //   a lost packet and retries for ~17 s. When a lookup is still unanswered after
@@ -37,6 +40,7 @@
 
 #include "dns/answer_decoding.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 
 namespace dns {
 namespace {
@@ -175,6 +179,37 @@ base::Expected<Context, std::string> make_context(const Options& options, bool v
   return context;
 }
 
+// The metric series of the resolver, registered once (the registry keeps them for good).
+struct ResolverMetrics {
+  obs::Counter* from_cache;
+  obs::Counter* shared;
+  obs::Counter* queried;
+  obs::Counter* answers[5];  // by Status
+
+  ResolverMetrics() {
+    obs::Registry& registry = obs::metrics();
+    auto lookups = [&](const char* source) {
+      return &registry.counter("smtpsd_dns_lookups_total",
+                               "DNS lookups, by where the answer came from.", {{"source", source}});
+    };
+    from_cache = lookups("cache");
+    shared = lookups("shared");
+    queried = lookups("query");
+    for (Status status :
+         {Status::kOk, Status::kNoData, Status::kNxDomain, Status::kTemporary, Status::kBogus}) {
+      answers[static_cast<int>(status)] =
+          &registry.counter("smtpsd_dns_answers_total", "DNS queries, by outcome.",
+                            {{"status", std::string(to_string(status))}});
+    }
+  }
+  void answered(Status status) const { answers[static_cast<int>(status)]->inc(); }
+};
+
+const ResolverMetrics& resolver_metrics() {
+  static const ResolverMetrics metrics;
+  return metrics;
+}
+
 // One query on a context not yet running its loop, waited for with poll() until deadline:
 // the start-up probe. nullptr with *error set on failure; a timeout is not a failure.
 Result probe(ub_ctx* context, const char* name, int type, std::chrono::milliseconds timeout,
@@ -269,6 +304,7 @@ class UnboundResolver final : public Resolver {
       return;
     }
     if (AnswerPtr cached = cache_.find(name, type)) {
+      metrics_.from_cache->inc();
       callback(std::move(cached));
       return;
     }
@@ -426,15 +462,19 @@ class UnboundResolver final : public Resolver {
   void begin(Request request) {
     std::string key = Cache::key(request.name, request.type);
     if (auto where = flights_.find(key); where != flights_.end()) {
+      metrics_.shared->inc();
       where->second->callbacks.push_back(std::move(request.callback));
       return;
     }
     // An answer may have come in since lookup() looked.
     if (AnswerPtr cached = cache_.find(request.name, request.type)) {
+      metrics_.from_cache->inc();
       request.callback(std::move(cached));
       return;
     }
+    metrics_.queried->inc();
     if (Clock::now() < refused_until_) {
+      metrics_.answered(Status::kTemporary);
       request.callback(temporary(std::string(kRefused)));
       return;
     }
@@ -497,10 +537,12 @@ class UnboundResolver final : public Resolver {
     auto where = flights_.find(flight.key);
     std::unique_ptr<Flight> owned = std::move(where->second);
     flights_.erase(where);
+    metrics_.answered(answer->status);
     for (Callback& callback : owned->callbacks)
       callback(answer);
   }
 
+  const ResolverMetrics& metrics_ = resolver_metrics();
   Options options_;
   Context context_;
   bool validating_;

@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include "obs/metrics.h"
 #include "support/dnsmasq.h"
 
 namespace dns {
@@ -147,6 +148,23 @@ TEST_F(UnboundResolverTest, NegativeAnswersAreCachedToo) {
   ASSERT_EQ(ask("missing.test", Type::kA)->status, Status::kNxDomain);
   ASSERT_EQ(ask("missing.test", Type::kA)->status, Status::kNxDomain);
   EXPECT_EQ(queries_for("missing.test"), 1) << dns_.log();
+}
+
+TEST_F(UnboundResolverTest, LookupsAndAnswersAreCounted) {
+  obs::Registry& registry = obs::metrics();
+  auto& from_cache = registry.counter("smtpsd_dns_lookups_total", "", {{"source", "cache"}});
+  auto& queried = registry.counter("smtpsd_dns_lookups_total", "", {{"source", "query"}});
+  auto& nxdomain = registry.counter("smtpsd_dns_answers_total", "", {{"status", "nxdomain"}});
+  const auto cache_before = from_cache.value();
+  const auto query_before = queried.value();
+  const auto nxdomain_before = nxdomain.value();
+  ASSERT_EQ(ask("counted.test", Type::kA)->status, Status::kNxDomain);
+  ASSERT_EQ(ask("counted.test", Type::kA)->status, Status::kNxDomain);
+  EXPECT_EQ(queried.value() - query_before, 1u);
+  EXPECT_EQ(from_cache.value() - cache_before, 1u);
+  EXPECT_EQ(nxdomain.value() - nxdomain_before, 1u);
+  EXPECT_NE(registry.render().find("smtpsd_dns_lookups_total{source=\"cache\"}"),
+            std::string::npos);
 }
 
 TEST_F(UnboundResolverTest, IdenticalLookupsInFlightShareOneQuery) {
