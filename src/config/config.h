@@ -139,6 +139,7 @@ struct DnsSettings {
   Validation validation = Validation::kAuto;
   std::string trust_anchor = "/usr/share/dns/root.key";
   std::chrono::seconds timeout{5};  // per lookup
+  bool operator==(const DnsSettings&) const = default;
 };
 
 // [delivery]: where mail for other domains and for local mailboxes goes.
