@@ -401,7 +401,7 @@ class UnboundResolver final : public Resolver {
   // When the refusal probe is due: kProbeAfter after the oldest lookup in flight began, and
   // not again within kProbeEvery.
   Clock::time_point next_probe() const {
-    if (forwarders_.empty() || probing_ || by_deadline_.empty()) return Clock::time_point::max();
+    if (forwarders_.empty() || by_deadline_.empty()) return Clock::time_point::max();
     Clock::time_point due = by_deadline_.begin()->first - options_.timeout + kProbeAfter;
     if (probe_sent_ != Clock::time_point{}) due = std::max(due, probe_sent_ + kProbeEvery);
     return due;
@@ -448,7 +448,7 @@ class UnboundResolver final : public Resolver {
     const bool all_refused =
         std::all_of(forwarders_.begin(), forwarders_.end(),
                     [](const Forwarder& forwarder) { return forwarder.refused; });
-    if (answered || Clock::now() - probe_sent_ >= kProbeEvery) probing_ = false;
+    if (answered) probing_ = false;
     if (!all_refused) return;
     probing_ = false;
     refused_until_ = Clock::now() + kRefusedFor;

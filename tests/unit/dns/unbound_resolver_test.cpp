@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -225,6 +226,26 @@ TEST(UnboundResolverNoServer, SilentServerEndsAtTheTimeout) {
   EXPECT_EQ(answer->detail, "timed out");
   EXPECT_GE(elapsed, 300ms);
   EXPECT_LT(elapsed, 1s);
+}
+
+TEST(UnboundResolverNoServer, AServerThatStopsListeningIsNoticedLater) {
+  int sock = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::getsockname(sock, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  auto resolver = forward_to({"127.0.0.1", ntohs(address.sin_port)}, 400ms);
+  ASSERT_NE(resolver, nullptr);
+  // Silent: the lookup ends at its timeout.
+  EXPECT_EQ(resolver->lookup_and_wait("first.test", Type::kA, 5s)->detail, "timed out");
+  ::close(sock);  // now the port is closed
+  std::this_thread::sleep_for(1100ms);
+  auto start = std::chrono::steady_clock::now();
+  AnswerPtr answer = resolver->lookup_and_wait("second.test", Type::kA, 5s);
+  EXPECT_EQ(answer->detail, "DNS server unreachable (connection refused)");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 400ms);
 }
 
 TEST(UnboundResolverNoServer, DestroyedWithLookupsInFlightCallsEachBack) {
