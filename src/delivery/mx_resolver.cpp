@@ -28,6 +28,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kMaxDomainLength = 253;  // RFC 1035 §2.3.4, without the final dot
 constexpr std::size_t kMaxLabelLength = 63;
+
 // The resolver's failure in words, as the DSN and the log show it.
 std::string describe(const dns::Answer& answer) {
   if (answer.status == dns::Status::kBogus)
@@ -35,6 +36,7 @@ std::string describe(const dns::Answer& answer) {
   if (answer.detail == "timed out") return "DNS timeout";
   if (answer.detail == "SERVFAIL") return "DNS server failure (SERVFAIL)";
   if (answer.detail == "REFUSED") return "DNS query refused (REFUSED)";
+  if (answer.detail.starts_with("DNS ")) return answer.detail;  // "DNS server unreachable …"
   return "DNS error: " + answer.detail;
 }
 
