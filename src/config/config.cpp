@@ -504,6 +504,97 @@ void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
       *table, "queue", "success_dsns_per_minute", queue.success_dsns_per_minute, 0, 100000));
 }
 
+// A DNS server list: "IP[:PORT],..." or an array of "IP[:PORT]" (port 53 unless given).
+std::vector<base::HostPort> dns_servers_at(const toml::node& node, const Reader& reader,
+                                           const std::string& key) {
+  base::HostPortForm form;
+  form.default_port = 53;
+  form.numeric_host = true;
+  form.bare_ipv6 = true;
+  const std::string what =
+      "must be IP addresses, each with an optional port, in a string separated by commas or "
+      "in a list (\"127.0.0.1:5353,[::1]:53\")";
+  std::vector<base::HostPort> servers;
+  auto add = [&](const toml::node& item, std::string_view text) {
+    auto list = base::parse_host_port_list(text, form);
+    if (!list) reader.fail(&item, key, what + ": " + list.error());
+    servers.insert(servers.end(), list.value().begin(), list.value().end());
+  };
+  if (const auto* text = node.as_string()) {
+    add(node, text->get());
+  } else if (const auto* array = node.as_array()) {
+    for (const toml::node& item : *array) {
+      if (!item.is_string()) reader.fail(&item, key, what);
+      add(item, item.as_string()->get());
+    }
+  } else {
+    reader.fail(&node, key, what);
+  }
+  if (servers.empty()) reader.fail(&node, key, what + ": the list is empty");
+  return servers;
+}
+
+// [dns] (after [delivery], whose deprecated dns_servers it may replace)
+void read_dns(const toml::table& root, Reader& reader, const std::string& base_dir,
+              Config& config) {
+  DnsSettings& dns = config.dns;
+  const toml::table* table = reader.table_at(root, "", "dns");
+  if (!table) return;
+  const std::string p = "dns";
+  reader.only_keys(*table, p, {"mode", "servers", "validation", "trust_anchor", "timeout"});
+  if (const toml::node* servers = table->get("servers")) {
+    if (!dns.servers.empty()) {
+      reader.fail(servers, "dns.servers",
+                  "set here and by the deprecated delivery.dns_servers: keep this one only");
+    }
+    dns.servers = dns_servers_at(*servers, reader, "dns.servers");
+    dns.mode = DnsSettings::Mode::kForward;
+    dns.validation = DnsSettings::Validation::kAuto;
+  }
+  if (const std::string mode = reader.string_at(*table, p, "mode", ""); !mode.empty()) {
+    const toml::node* node = table->get("mode");
+    if (mode == "system") {
+      dns.mode = DnsSettings::Mode::kSystem;
+    } else if (mode == "forward") {
+      dns.mode = DnsSettings::Mode::kForward;
+    } else if (mode == "recursive") {
+      dns.mode = DnsSettings::Mode::kRecursive;
+    } else {
+      reader.fail(node, "dns.mode",
+                  "must be \"system\" (the servers of /etc/resolv.conf), \"forward\" (dns.servers) "
+                  "or \"recursive\", not '" +
+                      mode + "'");
+    }
+    if (dns.mode == DnsSettings::Mode::kForward && dns.servers.empty()) {
+      reader.fail(node, "dns.mode", "\"forward\" needs dns.servers");
+    }
+    if (dns.mode != DnsSettings::Mode::kForward && !dns.servers.empty()) {
+      reader.fail(
+          node, "dns.mode",
+          "\"" + mode + "\" asks no configured server: remove dns.servers or use \"forward\"");
+    }
+  }
+  if (const std::string validation = reader.string_at(*table, p, "validation", "");
+      !validation.empty()) {
+    if (validation == "auto") {
+      dns.validation = DnsSettings::Validation::kAuto;
+    } else if (validation == "yes") {
+      dns.validation = DnsSettings::Validation::kYes;
+    } else if (validation == "no") {
+      dns.validation = DnsSettings::Validation::kNo;
+    } else {
+      reader.fail(table->get("validation"), "dns.validation",
+                  "must be \"auto\" (validate DNSSEC when the path to the root allows it), "
+                  "\"yes\" or \"no\", not '" +
+                      validation + "'");
+    }
+  }
+  if (table->get("trust_anchor")) {
+    dns.trust_anchor = reader.path_at(*table, p, "trust_anchor", base_dir, true);
+  }
+  dns.timeout = std::chrono::seconds(reader.int_at(*table, p, "timeout", 5, 1, 60));
+}
+
 // [delivery] and [[delivery.tls_policy]]
 void read_delivery(const toml::table& root, Reader& reader, const std::string& base_dir,
                    Config& config) {
@@ -559,20 +650,14 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
     }
   }
 
-  if (const std::string servers = reader.string_at(*table, p, "dns_servers", "");
-      !servers.empty()) {
-    base::HostPortForm form;  // as c-ares reads them: IP literals, port 53 unless given
-    form.default_port = 53;
-    form.numeric_host = true;
-    form.bare_ipv6 = true;
-    auto list = base::parse_host_port_list(servers, form);
-    if (!list) {
-      reader.fail(table->get("dns_servers"), "delivery.dns_servers",
-                  "must be IP addresses, each with an optional port, separated by commas "
-                  "(\"127.0.0.1:5353,[::1]:53\"): " +
-                      list.error());
-    }
-    d.dns_servers = std::move(list.value());
+  if (const toml::node* servers = table->get("dns_servers")) {
+    config.dns.servers = dns_servers_at(*servers, reader, "delivery.dns_servers");
+    config.dns.mode = DnsSettings::Mode::kForward;
+    config.dns.validation = DnsSettings::Validation::kNo;
+    config.deprecations.push_back(fmt::format(
+        "{}:{}: delivery.dns_servers: deprecated: write [dns] servers = \"...\" (and validation "
+        "= \"no\" to keep DNSSEC validation off, as dns_servers does)",
+        reader.file(), servers->source().begin.line));
   }
   d.mx_port = static_cast<std::uint16_t>(reader.int_at(*table, p, "mx_port", d.mx_port, 1, 65535));
   d.default_tls = level_at(*table, reader, p, "default_tls", d.default_tls);
@@ -970,10 +1055,10 @@ void read_srs(const toml::table& root, const Reader& reader, const std::string& 
 Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
   Config config;
   config.source_file = reader.file();
-  reader.only_keys(
-      root, "",
-      {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue", "delivery",
-       "metrics", "log", "srs", "local_submission", "addressing", "authenticity"});
+  reader.only_keys(root, "",
+                   {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
+                    "delivery", "dns", "metrics", "log", "srs", "local_submission", "addressing",
+                    "authenticity", "dmarc_reports"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -1293,6 +1378,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   read_dmarc_reports(root, reader, base_dir, config);
   read_queue(root, reader, config.queue);
   read_delivery(root, reader, base_dir, config);
+  read_dns(root, reader, base_dir, config);
   read_observability(root, reader, config);
 
   // [timeouts], in seconds

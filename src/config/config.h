@@ -183,6 +183,23 @@ struct DestinationTls {
   bool operator==(const DestinationTls&) const = default;
 };
 
+// [dns]: the server's one resolver (docs/architecture.md "DNS"). The deprecated
+// [delivery] dns_servers sets servers (forward mode) with validation off.
+struct DnsSettings {
+  enum class Mode {
+    kSystem,     // the servers of /etc/resolv.conf (the default)
+    kForward,    // `servers`
+    kRecursive,  // from the root hints, asking the authorities directly
+  };
+  enum class Validation { kAuto, kYes, kNo };
+  Mode mode = Mode::kSystem;
+  std::vector<base::HostPort> servers;  // "127.0.0.1:5353" or a list; port 53 by default
+  Validation validation = Validation::kAuto;
+  std::string trust_anchor = "/usr/share/dns/root.key";
+  std::chrono::seconds timeout{5};  // per lookup
+  bool operator==(const DnsSettings&) const = default;
+};
+
 // [delivery]: where mail for other domains and for local mailboxes goes.
 struct DeliverySettings {
   // "smtps://host[:465]" (implicit TLS) or "smtp://host[:587]" (STARTTLS), host lower-case;
@@ -195,8 +212,6 @@ struct DeliverySettings {
   // Local mailboxes go to this LMTP server instead of Maildir: "unix:/path" or "HOST:PORT"
   // (HOST an IP literal or a name, looked up as the system does); none: Maildir.
   std::optional<base::Endpoint> lmtp;
-  // From "127.0.0.1:5353,[::1]:53" (IP literals, port 53 by default); empty: /etc/resolv.conf.
-  std::vector<base::HostPort> dns_servers;
   std::uint16_t mx_port = 25;
   tls::OutboundLevel default_tls = tls::OutboundLevel::kMay;  // MX delivery
   std::vector<DestinationTls> tls_policy;
@@ -292,6 +307,7 @@ struct Config {
   std::vector<std::string> deprecations;
   QueueSettings queue;
   DeliverySettings delivery;
+  DnsSettings dns;
   MetricsSettings metrics;
   LogSettings log;
   LocalSubmissionSettings local_submission;

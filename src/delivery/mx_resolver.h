@@ -1,4 +1,5 @@
-// mx_resolver.h — where to deliver a domain's mail: MX lookup for direct delivery, with c-ares.
+// mx_resolver.h — where to deliver a domain's mail: MX lookup for direct delivery, through the
+// server's one dns::Resolver (docs/architecture.md "DNS").
 //
 // RFC 5321 §5.1: look up the domain's MX records and try their hosts in order of preference,
 // hosts of equal preference in random order; with no MX record at all, the domain itself is
@@ -16,13 +17,12 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/endpoint.h"
-#include "base/expected.h"
+#include "dns/resolver.h"
 
 namespace delivery {
 
@@ -50,29 +50,20 @@ struct MxAnswer {
   std::string detail;  // in words for logs and DSNs: "no MX or A/AAAA record for example.net"
 };
 
-struct ResolverOptions {
-  std::vector<base::HostPort> servers;  // IP literals and ports; empty: /etc/resolv.conf
-  // Per attempt, as in resolv.conf; c-ares doubles it on each round of retries.
-  std::chrono::milliseconds timeout{5000};
-  unsigned tries = 2;
-};
-
 // At most this many MX targets (the best preferences) and addresses per target.
 inline constexpr std::size_t kMaxMxTargets = 10;
 inline constexpr std::size_t kMaxAddressesPerTarget = 8;
 
 class MxResolver {
  public:
-  // Fails on options c-ares refuses (a malformed servers list, zero tries or timeout) or
-  // when the channel cannot be set up (no usable /etc/resolv.conf and no servers).
-  static base::Expected<std::unique_ptr<MxResolver>, std::string> create(
-      const ResolverOptions& options);
-  ~MxResolver();
+  // Asks resolver (shared with the other users of DNS); one resolve() takes at most
+  // deadline, both rounds of lookups together.
+  MxResolver(std::shared_ptr<dns::Resolver> resolver, std::chrono::milliseconds deadline);
   MxResolver(const MxResolver&) = delete;
   MxResolver& operator=(const MxResolver&) = delete;
 
-  // Blocking (drives c-ares with poll() until done or the deadline); safe to call from
-  // several delivery worker threads at once (each call takes its own c-ares channel). The
+  // Blocking (waits for the resolver's answers on the calling worker thread; never call it
+  // on an I/O thread); safe to call from several delivery worker threads at once. The
   // whole call, MX and then address lookups, ends within deadline() even if the server
   // never answers. A domain literal "[192.0.2.1]" / "[IPv6:::1]" (RFC 5321 §4.1.3) gives
   // one target with that address and no DNS query. A trailing dot is accepted.
@@ -80,20 +71,11 @@ class MxResolver {
   // looked up as the system does (system_resolver.h).
   MxAnswer resolve(std::string_view domain);
 
-  // The bound on one resolve(): 2 × tries × timeout (two rounds of
-  // queries, each allowed every try of c-ares).
-  std::chrono::milliseconds deadline() const;
+  std::chrono::milliseconds deadline() const { return deadline_; }
 
  private:
-  struct Channel;
-  class ChannelLease;
-  explicit MxResolver(ResolverOptions options);
-  base::Expected<std::unique_ptr<Channel>, std::string> make_channel() const;
-  ChannelLease lease();
-
-  ResolverOptions options_;
-  std::mutex mutex_;                                     // guards idle_channels_
-  std::vector<std::unique_ptr<Channel>> idle_channels_;  // a c-ares channel is single-threaded
+  std::shared_ptr<dns::Resolver> resolver_;
+  std::chrono::milliseconds deadline_;
 };
 
 }  // namespace delivery

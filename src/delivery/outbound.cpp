@@ -58,9 +58,11 @@ base::Expected<std::unique_ptr<Outbound>, std::string> Outbound::create(Outbound
   auto context = tls::make_client_context(outbound->options_.ca_file);
   if (!context) return base::unexpected(context.error());
   outbound->tls_context_ = std::move(context.value());
-  auto resolver = MxResolver::create(outbound->options_.resolver);
-  if (!resolver) return base::unexpected(resolver.error());
-  outbound->resolver_ = std::move(resolver.value());
+  if (outbound->options_.dns == nullptr) {
+    return base::unexpected(std::string("outbound delivery needs a DNS resolver"));
+  }
+  outbound->resolver_ =
+      std::make_unique<MxResolver>(outbound->options_.dns, outbound->options_.mx_deadline);
   // One line per line of the memory file that could not be read (the rest is used).
   std::string_view errors = outbound->memory_.load_errors();
   while (!errors.empty()) {

@@ -66,7 +66,10 @@ struct OutboundOptions {
   tls::OutboundLevel default_tls = tls::OutboundLevel::kMay;
   std::vector<std::pair<std::string, tls::OutboundLevel>> tls_policy;  // lower-case domains
   std::string ca_file;  // empty: the system trust store
-  ResolverOptions resolver;
+  // MX lookups: the server's one resolver, and the bound on one domain's MX and address
+  // lookups together (mx_resolver.h).
+  std::shared_ptr<dns::Resolver> dns;
+  std::chrono::milliseconds mx_deadline{10000};
   // Local mailboxes: a unix socket or HOST:PORT (an IP literal or localhost); none: no LMTP.
   std::optional<base::Endpoint> lmtp;
   unsigned max_per_destination = 4;

@@ -1,6 +1,7 @@
 """A private DNS server for tests: dnsmasq on a free 127.0.0.1 port with the given records.
 
-Direct delivery looks up MX records (RFC 5321 §5.1, RFC 7505 null MX); a test points smtpsd's
+Direct delivery looks up MX records (RFC 5321 §5.1, RFC 7505 null MX), sender checks TXT
+records (SPF, DKIM, DMARC); a test points smtpsd's
 resolver at `DnsServer.server` so that no query ever leaves the loopback interface. dnsmasq
 runs in the foreground with no upstream (--no-resolv), no /etc/hosts and no configuration
 file, and is stopped by the pid this class started. Names under a "local" domain that have
@@ -9,7 +10,8 @@ gets REFUSED, which a resolver treats as a temporary failure.
 
     with DnsServer(mx={"example.test": [(10, "mx1.example.test")]},
                    a={"mx1.example.test": "127.0.0.1"},
-                   null_mx=["nomail.test"]) as dns:
+                   null_mx=["nomail.test"],
+                   txt={"example.test": "v=spf1 ip4:127.0.0.1 -all"}) as dns:
         ... resolver servers = dns.server  ("127.0.0.1:PORT")
 
 Only the standard library: PyPI is not reachable on CI machines.
@@ -32,6 +34,7 @@ INSTALL_HINT = "dnsmasq not found: run scripts/install-deps.sh (Debian package d
 TYPE_A = 1
 TYPE_CNAME = 5
 TYPE_MX = 15
+TYPE_TXT = 16
 TYPE_AAAA = 28
 
 RCODE_NOERROR = 0
@@ -92,7 +95,7 @@ def _decode_name(message, offset):
 def query(port, name, qtype, host="127.0.0.1", timeout=2.0):
     """One UDP query (RFC 1035 §4). Returns (rcode, answers) where answers is a list of
     (type, value): an address string for A/AAAA, (preference, exchange) for MX, the target
-    name for CNAME, the raw bytes otherwise. Raises socket.timeout when nothing answers."""
+    name for CNAME, a tuple of the character-strings (str) for TXT, the raw bytes otherwise. Raises socket.timeout when nothing answers."""
     ident = random.randrange(1 << 16)
     packet = struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0)  # RD, one question
     packet += _encode_name(name) + struct.pack(">HH", qtype, 1)
@@ -127,11 +130,24 @@ def query(port, name, qtype, host="127.0.0.1", timeout=2.0):
             value = (struct.unpack(">H", rdata[:2])[0], _decode_name(message, offset + 2)[0])
         elif rtype == TYPE_CNAME:
             value = _decode_name(message, offset)[0]
+        elif rtype == TYPE_TXT:
+            strings, at = [], 0
+            while at < len(rdata):
+                strings.append(rdata[at + 1:at + 1 + rdata[at]].decode("utf-8", "replace"))
+                at += 1 + rdata[at]
+            value = tuple(strings)
         else:
             value = rdata
         answers.append((rtype, value))
         offset += rdlength
     return flags & 0xF, answers
+
+
+def _quote(text):
+    """A dnsmasq configuration file string: in double quotes, with \\ and \" escaped."""
+    if len(text.encode("utf-8")) > 255:
+        raise ValueError(f"a TXT character-string is at most 255 bytes: {text[:40]}...")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _as_list(value):
@@ -148,25 +164,35 @@ class DnsServer:
       aaaa     {name: "::1" or [...]}
       null_mx  [domain, ...]: a single MX "." with preference 0 (RFC 7505)
       cname    {alias: target}; dnsmasq answers only for targets it knows (a/aaaa)
+      txt      {name: record or [record, ...]}: a record is a str (one character-string,
+               at most 255 bytes: split a longer DKIM key yourself) or a tuple of str (the
+               character-strings of one record, RFC 1035 §3.3.14); commas, semicolons,
+               quotes and spaces are kept as given
       local    domains answered from these records only (NXDOMAIN/NODATA for the rest);
                the top-level domain of every record name is added. Other names: REFUSED.
       directory  where the log goes (a temp dir removed by stop() when not given)
     """
 
-    def __init__(self, mx=None, a=None, aaaa=None, null_mx=None, cname=None,
+    def __init__(self, mx=None, a=None, aaaa=None, null_mx=None, cname=None, txt=None,
                  local=("test", "example", "invalid"), directory=None, extra_args=()):
         self.mx = dict(mx or {})
         self.a = {name: _as_list(value) for name, value in (a or {}).items()}
         self.aaaa = {name: _as_list(value) for name, value in (aaaa or {}).items()}
         self.null_mx = list(null_mx or [])
         self.cname = dict(cname or {})
+        self.txt = {}
+        for name, value in (txt or {}).items():
+            records = [value] if isinstance(value, (str, tuple)) else list(value)
+            self.txt[name] = [(record,) if isinstance(record, str) else tuple(record)
+                              for record in records]
         names = (list(self.mx) + list(self.a) + list(self.aaaa) + self.null_mx
-                 + list(self.cname))
+                 + list(self.cname) + list(self.txt))
         self.local = sorted(set(local) | {name.rstrip(".").rsplit(".", 1)[-1] for name in names})
         self.extra_args = list(extra_args)
         self.own_directory = directory is None
         self.dir = directory or tempfile.mkdtemp(prefix="smtpsd-dns-")
         self.log_path = os.path.join(self.dir, "dnsmasq.log")
+        self.records_path = os.path.join(self.dir, "records.conf")
         self.process = None
         self.port = None
         self.server = None
@@ -195,6 +221,15 @@ class DnsServer:
                 args.append(f"--host-record={name},{address}")
         for alias, target in self.cname.items():
             args.append(f"--cname={alias},{target}")
+        if self.txt:
+            # TXT records go through a configuration file: only its parser reads quoted
+            # strings, so that a comma stays in its string instead of starting the next one.
+            with open(self.records_path, "w", encoding="utf-8") as records:
+                for name, strings_of_records in self.txt.items():
+                    for strings in strings_of_records:
+                        quoted = ",".join(_quote(text) for text in strings)
+                        records.write(f"txt-record={name},{quoted}\n")
+            args.append(f"--conf-file={self.records_path}")
         return args + self.extra_args
 
     def start(self):

@@ -68,7 +68,8 @@ def queue_toml(dns, port, attempt_timeout):
     return "\n".join([
         "[queue]", "retry_schedule = [60]", "delivery_threads = 3",
         "",
-        "[delivery]", f'dns_servers = "{dns.server}"', f"mx_port = {port}",
+        "[dns]", f'servers = "{dns.server}"', 'validation = "no"', "",
+        "[delivery]", f"mx_port = {port}",
         'default_tls = "may"', "connect_timeout = 5", "command_timeout = 60",
         f"attempt_timeout = {attempt_timeout}", "max_per_host = 1", "connection_cache = 0",
     ]) + "\n"

@@ -71,7 +71,7 @@ class DomainsTestCase(ServerTestCase):
         # Everything that leaves goes to the fake server; it offers no STARTTLS.
         return ("[queue]\nretry_schedule = [1]\n\n[delivery]\n"
                 f'relay = "smtp://127.0.0.1:{port}"\nrelay_tls = "may"\n'
-                'dns_servers = "127.0.0.1:9"\nconnect_timeout = 5\ncommand_timeout = 10\n')
+                "connect_timeout = 5\ncommand_timeout = 10\n")
 
 
 class LocalAgents(DomainsTestCase):

@@ -42,7 +42,8 @@ def mx_toml(dns, port, ca_file="", policy=(), default_tls="may", retry=(1,), lif
     lines = ["[queue]", "retry_schedule = [" + ", ".join(str(r) for r in retry) + "]"]
     if lifetime is not None:
         lines.append(f"max_lifetime = {lifetime}")
-    lines += ["", "[delivery]", f'dns_servers = "{dns.server}"', f"mx_port = {port}",
+    lines += ["", "[dns]", f'servers = "{dns.server}"', 'validation = "no"',
+              "", "[delivery]", f"mx_port = {port}",
               f'default_tls = "{default_tls}"', "connect_timeout = 5", "command_timeout = 10"]
     if ca_file:
         lines.append(f'ca_file = "{ca_file}"')

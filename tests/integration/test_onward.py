@@ -49,8 +49,8 @@ def delivery_toml(relay="", relay_tls="verify", ca_file="", retry=(1,), lifetime
     lines = ["[queue]", "retry_schedule = [" + ", ".join(str(r) for r in retry) + "]"]
     if lifetime is not None:
         lines.append(f"max_lifetime = {lifetime}")
-    lines += ["", "[delivery]", "connect_timeout = 5", "command_timeout = 10",
-              'dns_servers = "127.0.0.1:9"']  # never real DNS
+    # No [dns]: the harness's, a closed loopback port (never real DNS).
+    lines += ["", "[delivery]", "connect_timeout = 5", "command_timeout = 10"]
     if relay:
         lines += [f'relay = "{relay}"', f'relay_tls = "{relay_tls}"']
     if ca_file:

@@ -33,6 +33,7 @@
 #include "delivery/maildir.h"
 #include "delivery/outbound.h"
 #include "delivery/router.h"
+#include "dns/unbound_resolver.h"
 #include "net/server.h"
 #include "obs/log.h"
 #include "obs/metrics_server.h"
@@ -89,7 +90,6 @@ delivery::OutboundOptions outbound_options(const config::Config& config) {
   for (const config::DestinationTls& policy : d.tls_policy)
     options.tls_policy.emplace_back(policy.domain, policy.level);
   options.ca_file = d.ca_file;
-  options.resolver.servers = d.dns_servers;
   options.lmtp = d.lmtp;
   options.max_per_destination = d.max_per_destination;
   options.max_per_host = d.max_per_host;
@@ -99,6 +99,37 @@ delivery::OutboundOptions outbound_options(const config::Config& config) {
   options.connect_timeout = d.connect_timeout;
   options.command_timeout = d.command_timeout;
   options.tls_memory_file = config.data_dir + "/tls-memory";
+  return options;
+}
+
+// [dns] as the resolver takes it (docs/architecture.md "DNS").
+dns::Options dns_options(const config::DnsSettings& settings) {
+  dns::Options options;
+  switch (settings.mode) {
+    case config::DnsSettings::Mode::kSystem:
+      options.mode = dns::Options::Mode::kSystem;
+      break;
+    case config::DnsSettings::Mode::kForward:
+      options.mode = dns::Options::Mode::kForward;
+      break;
+    case config::DnsSettings::Mode::kRecursive:
+      options.mode = dns::Options::Mode::kRecursive;
+      break;
+  }
+  options.servers = settings.servers;
+  switch (settings.validation) {
+    case config::DnsSettings::Validation::kAuto:
+      options.validation = dns::Options::Validation::kAuto;
+      break;
+    case config::DnsSettings::Validation::kYes:
+      options.validation = dns::Options::Validation::kOn;
+      break;
+    case config::DnsSettings::Validation::kNo:
+      options.validation = dns::Options::Validation::kOff;
+      break;
+  }
+  options.trust_anchor = settings.trust_anchor;
+  options.timeout = settings.timeout;
   return options;
 }
 
@@ -266,8 +297,23 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
                           spool.value()->directory());
 
   // Delivery: each recipient routed to Maildir, LMTP or onward (delivery/router.h).
+  // The server's one DNS resolver (docs/architecture.md "DNS"), built once: MX delivery
+  // asks it, and so do the checks of incoming mail (SPF, DKIM, DMARC) handed this pointer.
+  // [dns] is read at start only.
+  const dns::Options resolver_options = dns_options(config.dns);
+  auto created_resolver = dns::create_resolver(resolver_options);
+  if (!created_resolver) return fail("[dns]: " + created_resolver.error());
+  const std::shared_ptr<dns::Resolver> resolver = std::move(created_resolver).value();
+  obs::Log("dns")
+      .kv("mode", dns::to_string(resolver_options.mode))
+      .kv("validating", resolver->validates() ? "yes" : "no")
+      .kv("detail", resolver->describe());
+
   delivery::Maildir maildir(config.data_dir + "/mail", config.hostname);
-  auto outbound = delivery::Outbound::create(outbound_options(config));
+  delivery::OutboundOptions delivery_options = outbound_options(config);
+  delivery_options.dns = resolver;
+  delivery_options.mx_deadline = 2 * std::chrono::milliseconds(resolver_options.timeout);
+  auto outbound = delivery::Outbound::create(std::move(delivery_options));
   if (!outbound) return fail(outbound.error());
   // Mailboxes are entries of the users file; aliases live in their own file. Both are read
   // now (a broken one stops the start) and re-read when they change, by their own watcher

@@ -234,6 +234,24 @@ base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int po
   return setup;
 }
 
+base::Expected<base::Ok, std::string> use_dev_dns(std::string_view server, config::Config& config) {
+  base::HostPortForm form;
+  form.default_port = 53;
+  form.numeric_host = true;
+  form.bare_ipv6 = true;
+  auto parsed = base::parse_host_port(server, form);
+  if (!parsed) {
+    return base::unexpected(
+        "--dns must be an IP address with an optional port "
+        "(\"127.0.0.1:5353\", \"[::1]:53\"): " +
+        parsed.error());
+  }
+  config.dns.mode = config::DnsSettings::Mode::kForward;
+  config.dns.servers = {parsed.value()};
+  config.dns.validation = config::DnsSettings::Validation::kNo;
+  return base::Ok{};
+}
+
 std::string dev_port_note(const DevSetup& setup, const config::Config& config) {
   if (!setup.kept_config) return {};
   std::string ports;

@@ -7,9 +7,12 @@
 //   DIR/demo.password         random password of demo@localhost, mode 0600
 //   DIR/mail/localhost/demo/  Maildir of demo@localhost
 // Ports on 127.0.0.1: submissions 2465+N, submission 2587+N, smtp 2525+N.
+// `--dns HOST:PORT` points the one resolver at that server (forward mode, no DNSSEC
+// validation) for this run, whatever the file's [dns] says: a local dnsmasq for test zones.
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "app/smtpsd/reload.h"
@@ -31,6 +34,10 @@ base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int po
 // When a kept configuration has other ports than --port-offset asks for: a note that says
 // the file wins and how to change that; "" otherwise.
 std::string dev_port_note(const DevSetup& setup, const config::Config& config);
+
+// `smtpsd dev --dns SERVER`: [dns] of config set to forward to server ("127.0.0.1:5353",
+// port 53 when left out) without validation; an error text when server is not IP[:PORT].
+base::Expected<base::Ok, std::string> use_dev_dns(std::string_view server, config::Config& config);
 
 // The "how to send a test mail" text printed once the server is ready, with the listeners as
 // they were bound (the ports in service, whatever the offset said); config (loaded from

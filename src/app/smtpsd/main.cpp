@@ -3,7 +3,7 @@
 //   smtpsd serve [--config FILE]   run the server
 //   smtpsd check [--config FILE]   validate and print the effective policy (exit 2 on error)
 //     (no --config: $SMTPSD_CONFIG, else /etc/smtpsd/smtpsd.toml; app/common/config_path.h)
-//   smtpsd dev [--dir DIR] [--port-offset N] [--init-only]   development setup
+//   smtpsd dev [--dir DIR] [--port-offset N] [--dns IP:PORT] [--init-only]   development setup
 //                                  (see app/dev_mode.h)
 #include <CLI/CLI.hpp>
 #include <csignal>
@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   dev->add_option("--port-offset", port_offset, "Add N to the ports 2465, 2587 and 2525")
       ->capture_default_str();
+  std::string dev_dns;
+  dev->add_option("--dns", dev_dns,
+                  "Ask this DNS server (IP[:PORT], e.g. a local dnsmasq), without DNSSEC "
+                  "validation, instead of the configuration's [dns]");
   bool init_only = false;
   dev->add_flag("--init-only", init_only, "Create the files, print where they are, and exit");
 
@@ -103,6 +107,12 @@ int main(int argc, char** argv) {
   // The development server runs as whoever starts it (its files are theirs); a production
   // configuration started as root names an account in server.user instead.
   if (loaded.value().user.empty()) loaded.value().run_as_root = true;
+  if (!dev_dns.empty()) {
+    if (auto used = app::use_dev_dns(dev_dns, loaded.value()); !used) {
+      std::fprintf(stderr, "smtpsd dev: %s\n", used.error().c_str());
+      return 2;
+    }
+  }
   const config::Config& config = loaded.value();
   return app::serve(config, [&setup, &config](const std::vector<app::BoundListener>& listening) {
     std::string instructions = app::dev_instructions(setup.value(), config, listening);

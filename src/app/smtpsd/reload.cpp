@@ -115,6 +115,8 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
   keep(next.run_as_root, running.run_as_root, "server.run_as_root", changed);
   keep(next.queue, running.queue, "queue", changed);
   keep(next.delivery, running.delivery, "delivery", changed);
+  // The one resolver is built at start (docs/architecture.md "DNS").
+  keep(next.dns, running.dns, "dns", changed);
   // [auth]: only the users file follows a reload; the limiter and the cache keep their state.
   config::AuthSettings auth = next.auth;
   auth.users_file = running.auth.users_file;

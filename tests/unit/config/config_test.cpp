@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -271,7 +275,11 @@ TEST(ConfigDeliveryTest, DefaultsAreDirectMxWithOpportunisticTls) {
   const config::Config& c = parsed.value();
   EXPECT_FALSE(c.delivery.relay);
   EXPECT_FALSE(c.delivery.lmtp);
-  EXPECT_TRUE(c.delivery.dns_servers.empty());
+  EXPECT_EQ(c.dns.mode, config::DnsSettings::Mode::kSystem);
+  EXPECT_TRUE(c.dns.servers.empty());
+  EXPECT_EQ(c.dns.validation, config::DnsSettings::Validation::kAuto);
+  EXPECT_EQ(c.dns.trust_anchor, "/usr/share/dns/root.key");
+  EXPECT_EQ(c.dns.timeout, std::chrono::seconds(5));
   EXPECT_EQ(c.delivery.default_tls, tls::OutboundLevel::kMay);
   EXPECT_EQ(c.delivery.mx_port, 25);
   EXPECT_EQ(c.delivery.helo_name, "mx.example.org");
@@ -324,7 +332,7 @@ max_received_headers = 0
   EXPECT_EQ(ipv6.value().delivery.relay, (base::SmtpUrl{false, "::1", 2525}));
 }
 
-TEST(ConfigDeliveryTest, LmtpAndDnsServersAreParsed) {
+TEST(ConfigDeliveryTest, LmtpAndTheDeprecatedDnsServersAreParsed) {
   auto parsed = config::parse(std::string(kMinimal) +
                                   "\n[delivery]\nlmtp = \"[::1]:24\"\n"
                                   "dns_servers = \"127.0.0.1:5353,[::1]:53,::2\"\n",
@@ -333,8 +341,19 @@ TEST(ConfigDeliveryTest, LmtpAndDnsServersAreParsed) {
   const config::DeliverySettings& d = parsed.value().delivery;
   ASSERT_TRUE(d.lmtp);
   EXPECT_EQ(d.lmtp->tcp, (base::HostPort{"::1", 24}));
-  EXPECT_EQ(d.dns_servers,
+  // The deprecated [delivery] dns_servers: [dns] servers without validation, and a warning.
+  const config::DnsSettings& dns = parsed.value().dns;
+  EXPECT_EQ(dns.servers,
             (std::vector<base::HostPort>{{"127.0.0.1", 5353}, {"::1", 53}, {"::2", 53}}));
+  EXPECT_EQ(dns.mode, config::DnsSettings::Mode::kForward);
+  EXPECT_EQ(dns.validation, config::DnsSettings::Validation::kNo);
+  const std::vector<std::string>& deprecations = parsed.value().deprecations;
+  EXPECT_NE(std::find(deprecations.begin(), deprecations.end(),
+                      "/etc/smtpsd/test.toml:24: delivery.dns_servers: deprecated: write [dns] "
+                      "servers = \"...\" (and validation = \"no\" to keep DNSSEC validation off, "
+                      "as dns_servers does)"),
+            deprecations.end())
+      << fmt::format("{}", fmt::join(deprecations, "\n"));
   // An LMTP server may be named (looked up as the system does, at each connection).
   auto named =
       config::parse(std::string(kMinimal) +
@@ -611,3 +630,62 @@ TEST(ConfigTest, CredentialsPathsAreInTheCredentialsDirectory) {
 }
 
 }  // namespace
+
+TEST(ConfigDnsTest, ServersAsAStringOrAList) {
+  auto parsed = config::parse(std::string(kMinimal) +
+                                  "\n[dns]\nservers = [\"127.0.0.1:5353\", \"::1\"]\n"
+                                  "validation = \"no\"\ntimeout = 2\n",
+                              "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  const config::DnsSettings& dns = parsed.value().dns;
+  EXPECT_EQ(dns.mode, config::DnsSettings::Mode::kForward);
+  EXPECT_EQ(dns.servers, (std::vector<base::HostPort>{{"127.0.0.1", 5353}, {"::1", 53}}));
+  EXPECT_EQ(dns.validation, config::DnsSettings::Validation::kNo);
+  EXPECT_EQ(dns.timeout, std::chrono::seconds(2));
+  for (const std::string& deprecation : parsed.value().deprecations)
+    EXPECT_EQ(deprecation.find("dns_servers"), std::string::npos) << deprecation;
+  auto text = config::parse(std::string(kMinimal) +
+                                "\n[dns]\nservers = \"192.0.2.53\"\nmode = \"forward\"\n"
+                                "trust_anchor = \"keys/root.key\"\n",
+                            "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(text.has_value()) << text.error().to_string();
+  EXPECT_EQ(text.value().dns.servers, (std::vector<base::HostPort>{{"192.0.2.53", 53}}));
+  EXPECT_EQ(text.value().dns.validation, config::DnsSettings::Validation::kAuto);
+  EXPECT_EQ(text.value().dns.trust_anchor, "/etc/smtpsd/keys/root.key");
+  auto recursive =
+      config::parse(std::string(kMinimal) + "\n[dns]\nmode = \"recursive\"\nvalidation = \"yes\"\n",
+                    "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(recursive.has_value()) << recursive.error().to_string();
+  EXPECT_EQ(recursive.value().dns.mode, config::DnsSettings::Mode::kRecursive);
+  EXPECT_EQ(recursive.value().dns.validation, config::DnsSettings::Validation::kYes);
+}
+
+TEST(ConfigDnsTest, ErrorsNameTheKey) {
+  struct Case {
+    std::string text;
+    std::string key;
+    std::string message;
+  };
+  const Case cases[] = {
+      {"[dns]\nservers = \"dns.example\"\n", "dns.servers", "not an IP address"},
+      {"[dns]\nservers = []\n", "dns.servers", "empty"},
+      {"[dns]\nservers = [53]\n", "dns.servers", "IP addresses"},
+      {"[dns]\nmode = \"forward\"\n", "dns.mode", "needs dns.servers"},
+      {"[dns]\nmode = \"stub\"\n", "dns.mode", "must be"},
+      {"[dns]\nservers = \"127.0.0.1\"\nmode = \"system\"\n", "dns.mode", "remove dns.servers"},
+      {"[dns]\nvalidation = true\n", "dns.validation", "must be a string"},
+      {"[dns]\nvalidation = \"maybe\"\n", "dns.validation", "must be"},
+      {"[dns]\ntimeout = 0\n", "dns.timeout", "between 1 and 60"},
+      {"[dns]\nretries = 3\n", "dns.retries", "unknown key"},
+      {"[delivery]\ndns_servers = \"127.0.0.1\"\n[dns]\nservers = \"::1\"\n", "dns.servers",
+       "deprecated delivery.dns_servers"},
+  };
+  for (const Case& c : cases) {
+    auto parsed = config::parse(std::string(kMinimal) + "\n" + c.text, "/etc/smtpsd/test.toml");
+    ASSERT_FALSE(parsed.has_value()) << c.text;
+    EXPECT_EQ(parsed.error().key, c.key) << c.text;
+    EXPECT_GT(parsed.error().line, 0) << c.text;
+    EXPECT_NE(parsed.error().message.find(c.message), std::string::npos)
+        << c.text << ": " << parsed.error().to_string();
+  }
+}

@@ -45,17 +45,19 @@ TEST(KeepRestartOnlySettings, RestartOnlyKeptAndNamed) {
   next.io_threads = 8;
   next.queue.delivery_threads = 3;
   next.delivery.relay = base::SmtpUrl{true, "relay.example.net", 465};
+  next.dns.validation = config::DnsSettings::Validation::kNo;
   next.auth.max_failures_per_ip = 3;
   next.auth.users_file = "/etc/smtpsd/users";
   next.shutdown_grace = std::chrono::seconds(5);
   auto keys = keep_restart_only_settings(next, running());
-  EXPECT_EQ(keys,
-            (std::vector<std::string>{"server.hostname", "server.io_threads", "queue", "delivery",
-                                      "auth (except users_file)", "timeouts.shutdown_grace"}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"server.hostname", "server.io_threads", "queue",
+                                            "delivery", "dns", "auth (except users_file)",
+                                            "timeouts.shutdown_grace"}));
   EXPECT_EQ(next.hostname, "mx.example.org");
   EXPECT_EQ(next.io_threads, 2u);
   EXPECT_EQ(next.queue.delivery_threads, running().queue.delivery_threads);
   EXPECT_FALSE(next.delivery.relay);
+  EXPECT_EQ(next.dns.validation, config::DnsSettings::Validation::kAuto);
   EXPECT_EQ(next.auth.max_failures_per_ip, running().auth.max_failures_per_ip);
   EXPECT_EQ(next.auth.users_file, "/etc/smtpsd/users");  // that one follows the reload
   EXPECT_EQ(next.shutdown_grace, running().shutdown_grace);

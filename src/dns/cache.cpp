@@ -1,0 +1,59 @@
+// cache.cpp — a bounded TTL cache of answers (see cache.h).
+#include "dns/cache.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "base/ascii.h"
+
+namespace dns {
+
+Cache::Cache(Limits limits, Now now) : limits_(limits), now_(std::move(now)) {}
+
+std::string Cache::key(std::string_view name, Type type) {
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  return base::ascii_lowercase(name) + "/" + std::to_string(static_cast<unsigned>(type));
+}
+
+AnswerPtr Cache::find(std::string_view name, Type type) {
+  const std::string wanted = key(name, type);
+  const auto now = now_();
+  std::lock_guard lock(mutex_);
+  auto where = entries_.find(wanted);
+  if (where == entries_.end()) return nullptr;
+  if (where->second.expires <= now) {
+    erase(where);
+    return nullptr;
+  }
+  return where->second.answer;
+}
+
+void Cache::store(std::string_view name, Type type, AnswerPtr answer) {
+  if (answer == nullptr || answer->status == Status::kTemporary || limits_.max_entries == 0) {
+    return;
+  }
+  std::chrono::seconds ttl = answer->status == Status::kBogus
+                                 ? limits_.min_ttl
+                                 : std::clamp(answer->ttl, limits_.min_ttl, limits_.max_ttl);
+  std::string stored_key = key(name, type);
+  const auto expires = now_() + ttl;
+  std::lock_guard lock(mutex_);
+  if (auto where = entries_.find(stored_key); where != entries_.end()) erase(where);
+  while (entries_.size() >= limits_.max_entries && !by_expiry_.empty()) {
+    erase(entries_.find(by_expiry_.begin()->second));
+  }
+  auto position = by_expiry_.emplace(expires, stored_key);
+  entries_.emplace(std::move(stored_key), Entry{std::move(answer), expires, position});
+}
+
+std::size_t Cache::size() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+void Cache::erase(std::unordered_map<std::string, Entry>::iterator where) {
+  by_expiry_.erase(where->second.by_expiry);
+  entries_.erase(where);
+}
+
+}  // namespace dns
