@@ -9,6 +9,8 @@
 #include <pwd.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <asio/post.hpp>
+#include <asio/thread_pool.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -21,6 +23,7 @@
 
 #include "app/common/control_socket.h"
 #include "app/smtpsd/control_commands.h"
+#include "app/smtpsd/dmarc_reporter.h"
 #include "app/smtpsd/domain_routing.h"
 #include "app/smtpsd/local_recipients.h"
 #include "app/smtpsd/privileges.h"
@@ -34,6 +37,7 @@
 #include "delivery/outbound.h"
 #include "delivery/router.h"
 #include "dns/unbound_resolver.h"
+#include "mailauth/dkim_signer.h"
 #include "net/server.h"
 #include "obs/log.h"
 #include "obs/metrics_server.h"
@@ -100,6 +104,53 @@ delivery::OutboundOptions outbound_options(const config::Config& config) {
   options.command_timeout = d.command_timeout;
   options.tls_memory_file = config.data_dir + "/tls-memory";
   return options;
+}
+
+// The DMARC aggregate reporter of [dmarc_reports]: its reports are spooled and queued like a
+// DSN, signed with the keys of the `from` domain when it has some.
+base::Expected<std::unique_ptr<DmarcReporter>, std::string> make_dmarc_reporter(
+    const config::Config& config, std::shared_ptr<dns::Resolver> resolver, queue::Spool& spool,
+    queue::Scheduler& scheduler) {
+  const config::DmarcReportSettings& settings = *config.dmarc_reports;
+  DmarcReporter::Options options;
+  options.directory = settings.directory;
+  options.org_name = settings.org_name;
+  options.from = settings.from;
+  options.receiver = config.hostname;
+  options.interval = settings.interval;
+  const std::string from_domain = settings.from.substr(settings.from.rfind('@') + 1);
+  if (const config::Domain* domain = config.find_domain(from_domain)) {
+    for (const config::DkimKeyFile& file : domain->dkim) {
+      auto key = mailauth::DkimSigningKey::load(file.pem, domain->name, file.selector);
+      if (!key) return base::unexpected(file.key_file + ": " + key.error());
+      options.keys.push_back(std::move(key.value()));
+    }
+  }
+  auto enqueue = [&spool, &scheduler](const std::string& sender,
+                                      const std::vector<std::string>& recipients,
+                                      const std::string& content) {
+    smtp::Envelope envelope;
+    envelope.helo = "localhost";
+    envelope.esmtp = true;
+    envelope.reverse_path = sender;
+    envelope.authenticated = true;
+    for (const std::string& recipient : recipients)
+      envelope.recipients.push_back(smtp::Recipient{recipient, "", "", false});
+    const std::string id = spool.new_id();
+    auto writer = spool.begin_with_id(id, envelope, base::unix_now());
+    base::Expected<base::Ok, queue::SpoolError> done =
+        writer ? writer.value()->append(content) : base::unexpected(writer.error());
+    if (done) done = writer.value()->commit();
+    if (!done) {
+      obs::Log("error", obs::Level::kError)
+          .kv("action", "retry")
+          .kv("detail", "cannot queue a DMARC report: " + done.error().message);
+      return false;
+    }
+    scheduler.enqueue(id);
+    return true;
+  };
+  return std::make_unique<DmarcReporter>(std::move(options), std::move(resolver), enqueue);
 }
 
 // [dns] as the resolver takes it (docs/architecture.md "DNS").
@@ -348,6 +399,26 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
       std::move(queue_options));
   queue::GroupCommitter committer;
 
+  // The checks of incoming mail (SPF, DKIM, DMARC, signing): the same resolver, and a pool
+  // for the RSA/Ed25519 work, never an I/O thread (docs/architecture.md "Mail authenticity").
+  asio::thread_pool check_pool(2);
+  CheckServices check_services;
+  check_services.resolver = resolver;
+  check_services.offload = [&check_pool](std::function<void()> work) {
+    asio::post(check_pool, std::move(work));
+  };
+  std::unique_ptr<DmarcReporter> dmarc_reporter;
+  if (config.dmarc_reports) {
+    auto reporter = make_dmarc_reporter(config, resolver, *spool.value(), scheduler);
+    if (!reporter) return fail(reporter.error());
+    dmarc_reporter = std::move(reporter.value());
+    check_services.record_dmarc =
+        [reporter = dmarc_reporter.get()](const mailauth::DmarcEvaluation& evaluation) {
+          reporter->record(evaluation);
+        };
+  }
+  engine.use_check_services(check_services);
+
   raise_open_file_limit(config.max_connections);
   auto limiter = auth::FailureLimiter::create(limiter_options(config));
   if (!limiter) return fail(limiter.error());
@@ -425,6 +496,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   engine.attach(server, std::move(metrics_server.value()), &notifier);
   std::thread watcher([&engine] { engine.run_watch(); });
   scheduler.start();  // delivers whatever the spool already holds (crash recovery)
+  if (dmarc_reporter) dmarc_reporter->start();
   obs::Log("started")
       .kv("hostname", config.hostname)
       .kv("config", config.source_file)
@@ -443,6 +515,8 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   obs::Log("group_commit")
       .kv("messages", commits.messages)
       .kv("directory_syncs", commits.directory_syncs);
+  if (dmarc_reporter) dmarc_reporter->stop();
+  check_pool.join();  // the last verifications and signatures of the sessions that ended
   scheduler.stop();
   return 0;
 }
