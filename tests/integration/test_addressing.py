@@ -310,6 +310,8 @@ class DevelopmentMode(unittest.TestCase):
         self.assertNotIn("users = [", text)  # mailboxes live in the users file only
         with open(config, "w") as f:  # the kernel picks the ports: tests run in parallel
             f.write(re.sub(r"(?m)^port = \d+$", "port = 0", text))
+            # never real DNS: a closed loopback port, no DNSSEC probe
+            f.write('\n[dns]\nservers = "127.0.0.1:9"\nvalidation = "no"\n')
         log_path = os.path.join(tmp, "smtpsd.log")
         with open(log_path, "wb") as log:
             process = subprocess.Popen([SMTPSD, "serve", "--config", config], stdout=log,

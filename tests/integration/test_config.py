@@ -120,8 +120,10 @@ class DevMode(ServerTestCase):
         out_path = os.path.join(self.tmp, "dev.out")
         err_path = os.path.join(self.tmp, "dev.err")
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            # --dns: tests never ask real DNS (a closed loopback port, no DNSSEC probe).
             process = subprocess.Popen([SMTPSD, "dev", "--dir", directory, "--port-offset",
-                                        str(offset)], stdout=out, stderr=err)
+                                        str(offset), "--dns", "127.0.0.1:9"],
+                                       stdout=out, stderr=err)
         try:
             deadline = time.time() + 20
             while time.time() < deadline:
@@ -145,6 +147,10 @@ class DevMode(ServerTestCase):
             self.assertIn("demo@localhost", instructions)
             self.assertRegex(instructions, r"(?m)^  checks +received-loop \(end of headers, "
                              r"554 5\.4\.6 at 50 Received fields\)$")
+
+            with open(err_path) as f:
+                self.assertRegex(f.read(), r'event=dns mode=forward validating=no '
+                                           r'detail="forward to 127\.0\.0\.1:9, not validating"')
 
             for name in ("tls/ca.pem", "smtpsd.toml", "demo.password"):
                 self.assertTrue(os.path.isfile(os.path.join(directory, name)), name)
@@ -195,7 +201,8 @@ class DevMode(ServerTestCase):
         err_path = os.path.join(self.tmp, "dev.err")
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             process = subprocess.Popen([SMTPSD, "dev", "--dir", directory, "--port-offset",
-                                        str(second)], stdout=out, stderr=err)
+                                        str(second), "--dns", "127.0.0.1:9"],
+                                       stdout=out, stderr=err)
         try:
             def read(path):
                 with open(path) as f:
