@@ -44,7 +44,10 @@ def dnsfunc(name, timeout=5):
 message = sys.stdin.buffer.read()
 count = sum(1 for line in message.split(b"\n") if line.lower().startswith(b"dkim-signature:"))
 for index in range(count):
-    ok = dkim.DKIM(message).verify(idx=index, dnsfunc=dnsfunc)
+    try:
+        ok = dkim.DKIM(message).verify(idx=index, dnsfunc=dnsfunc)
+    except dkim.DKIMException:  # dkimpy raises for some failures (a broken body hash)
+        ok = False
     print("pass" if ok else "fail")
 """
 
@@ -101,7 +104,9 @@ class Inbound(ServerTestCase):
                 # The client (127.0.0.1) may send for bank, shop and plain; nobody for evil.
                 "bank.example": "v=spf1 ip4:127.0.0.1 -all",
                 "_dmarc.bank.example": "v=DMARC1; p=reject",
-                "s1._domainkey.bank.example": record,
+                # One record, in character-strings of at most 255 octets (RFC 1035 §3.3.14).
+                "s1._domainkey.bank.example": [tuple(record[i:i + 255]
+                                                     for i in range(0, len(record), 255))],
                 "shop.example": "v=spf1 ip4:192.0.2.1 -all",
                 "_dmarc.shop.example": "v=DMARC1; p=quarantine; sp=reject",
                 "plain.example": "v=spf1 ip4:192.0.2.1 -all",
@@ -117,9 +122,7 @@ class Inbound(ServerTestCase):
                 "[authenticity]", 'authserv_id = "mx.smtpsd.test"']
         for key, value in (authenticity or {}).items():
             toml.append(f"{key} = {value}")
-        server = self.new_server(extra_toml="\n".join(toml) + "\n", domains=domains)
-        server.start()
-        return server
+        return self.new_server(extra_toml="\n".join(toml) + "\n", domains=domains)
 
     def send(self, server, sender, message, recipient="demo@localhost"):
         with server.smtp() as client:
@@ -144,7 +147,7 @@ class Inbound(ServerTestCase):
             self.assertIn("dkim=pass header.d=bank.example header.s=s1", results[0])
             self.assertIn("dmarc=pass", results[0])
             self.assertIn("header.from=bank.example", results[0])
-            line = server.wait_log(r"event=auth_results .*dmarc=pass")
+            line = server.wait_log(r"event=auth_results .*dmarc=pass").group(0)
             self.assertIn("spf=pass", line)
 
     def test_forged_from_of_a_reject_domain_is_refused_at_the_end_of_data(self):
@@ -181,7 +184,7 @@ class Inbound(ServerTestCase):
             self.assertEqual(header_fields(delivered, "X-Spam-Flag"), ["YES"])
             results = header_fields(delivered, "Authentication-Results")[0]
             self.assertIn("spf=fail", results)
-            self.assertIn("dmarc=fail (p=quarantine dis=quarantine)", results)
+            self.assertIn("dmarc=fail (p=quarantine dis=quarantine ", results)
             self.assertEqual(server.delivered(), [])  # not in INBOX
 
     def test_spf_fail_without_dmarc_is_refused_and_with_dmarc_dmarc_decides(self):
@@ -243,7 +246,7 @@ class Inbound(ServerTestCase):
             self.assertEqual(self.send(server, "list@plain.example",
                                        make_message("via a list", sender="ceo@bank.example")), {})
             results = header_fields(server.wait_delivered(1)[0], "Authentication-Results")[0]
-            self.assertIn("dmarc=fail (p=reject dis=none)", results)
+            self.assertIn("dmarc=fail (p=reject dis=none ", results)
             server.wait_log(r"event=auth_results .*override=trusted_forwarder")
 
     def test_dns_failures_are_accepted_and_recorded_or_deferred(self):
@@ -287,7 +290,7 @@ class Signing(ServerTestCase):
             [os.environ.get("SMTPSCTL_BIN", os.path.join(os.path.dirname(
                 os.environ.get("SMTPSD_BIN", "smtpsd")), "smtpsctl")),
              "dkim", "keygen", "localhost", "--selector", selector, "--algorithm", algorithm,
-             "--directory", os.path.join(server.dir, "dkim")],
+             "--directory", os.path.join(server.dir, "keys")],
             capture_output=True, text=True, check=True)
         # The zone-file line: NAME IN TXT ( "…" "…" ): the strings joined are the record.
         strings = re.findall(r'"([^"]*)"', done.stdout)
@@ -300,14 +303,13 @@ class Signing(ServerTestCase):
             "r1._domainkey.localhost": self.keygen(server, "rsa", "r1"),
             "e1._domainkey.localhost": self.keygen(server, "ed25519", "e1"),
         }
-        keys = {name: os.path.join(server.dir, "dkim", "localhost", name)
-                for name in os.listdir(os.path.join(server.dir, "dkim", "localhost"))}
+        keys = {name: os.path.join(server.dir, "keys", "localhost", name)
+                for name in os.listdir(os.path.join(server.dir, "keys", "localhost"))}
         for path in keys.values():
             self.assertEqual(os.stat(path).st_mode & 0o777, 0o600, path)
         server.domains = [("localhost", ["demo"], {"dkim": [
             {"selector": name.split(".")[0], "key": path} for name, path in sorted(keys.items())]})]
         server.write_config()
-        server.start()
         with server:
             with open(os.path.join(server.dir, "demo.password")) as f:
                 password = f.read().strip()
