@@ -9,6 +9,8 @@ p=reject, shop.example p=quarantine, plain.example no DMARC at all; the client i
 """
 
 import base64
+import email
+import gzip
 import json
 import os
 import re
@@ -103,7 +105,10 @@ class Inbound(ServerTestCase):
             txt={
                 # The client (127.0.0.1) may send for bank, shop and plain; nobody for evil.
                 "bank.example": "v=spf1 ip4:127.0.0.1 -all",
-                "_dmarc.bank.example": "v=DMARC1; p=reject",
+                "_dmarc.bank.example": "v=DMARC1; p=reject; "
+                                       "rua=mailto:dmarc@reports.test,mailto:spy@unverified.example",
+                # reports.test agrees to receive bank.example's reports (RFC 7489 §7.1).
+                "bank.example._report._dmarc.reports.test": "v=DMARC1",
                 # One record, in character-strings of at most 255 octets (RFC 1035 §3.3.14).
                 "s1._domainkey.bank.example": [tuple(record[i:i + 255]
                                                      for i in range(0, len(record), 255))],
@@ -264,6 +269,40 @@ class Inbound(ServerTestCase):
                                  make_message("dns down", sender="a@temperror.invalid-zone"))
             self.assertEqual(error.smtp_code, 451)
             self.assertIn(b"4.4.3", error.smtp_error)
+
+    def test_aggregate_report_reaches_the_verified_rua_and_validates_against_the_schema(self):
+        server = self.server(domains=[("localhost", ["demo"]), ("reports.test", ["dmarc"])])
+        server.extra_toml += ('[dmarc_reports]\norg_name = "Smtpsd Test"\n'
+                              'from = "dmarc@localhost"\ninterval = 2\n')
+        server.write_config()
+        with server:
+            signed = sign_with_dkimpy(make_message("fine", sender="ceo@bank.example"),
+                                      self.key, "s1", "bank.example")
+            self.assertEqual(self.send(server, "ceo@bank.example", signed), {})
+            self.refused(server, "x@plain.example", make_message("forged", sender="ceo@bank.example"))
+            report = server.wait_delivered(1, address="dmarc@reports.test", timeout=20)[0]
+            server.wait_log(r"event=dmarc_report_refused .*to=spy@unverified.example")
+        message = email.message_from_bytes(report)
+        self.assertEqual(message["Subject"].split(" Report-ID:")[0],
+                         "Report Domain: bank.example Submitter: localhost")
+        attachment = [part for part in message.walk()
+                      if part.get_content_type() == "application/gzip"][0]
+        name = attachment.get_filename()
+        self.assertRegex(name, r"^localhost!bank\.example!\d+!\d+\.xml\.gz$")
+        xml = gzip.decompress(attachment.get_payload(decode=True))
+        path = os.path.join(self.tmp, "report.xml")
+        with open(path, "wb") as f:
+            f.write(xml)
+        schema = os.path.join(os.path.dirname(__file__), "..", "data",
+                              "rfc7489-aggregate-report.xsd")
+        checked = subprocess.run(["xmllint", "--noout", "--schema", schema, path],
+                                 capture_output=True, text=True)
+        self.assertEqual(checked.returncode, 0, checked.stderr + xml.decode())
+        text = xml.decode()
+        self.assertIn("<disposition>reject</disposition>", text)
+        self.assertIn("<disposition>none</disposition>", text)
+        self.assertEqual(text.count("<record>"), 2)
+        self.assertIn("<result>pass</result>", text)  # the DKIM signature of the first
 
     def test_submission_is_not_checked(self):
         server = self.server()
