@@ -291,9 +291,17 @@ smtpsd development server is ready.
                  folder .tag once a mail client has made it)
   listeners      {listeners}
   checks         {checks}
+  DKIM           what demo@localhost submits is signed (keys in {dir}/dkim/localhost/);
+                 the DNS records a real domain would publish: {dir}/dkim/localhost.zone
+  DNS            {dns}
 {local})TEXT",
       fmt::arg("dir", s.dir), fmt::arg("listeners", listeners.empty() ? "none" : listeners),
-      fmt::arg("checks", describe_checks(*built_in_checks(config))),
+      fmt::arg("checks", describe_configured_checks(config)),
+      fmt::arg("dns", config.dns.servers.empty()
+                          ? std::string("the system's resolvers (/etc/resolv.conf); "
+                                        "`smtpsd dev --dns IP:PORT` sends every lookup there")
+                          : "every lookup (SPF, DKIM, DMARC, MX) goes to " +
+                                base::to_string(config.dns.servers.front())),
       fmt::arg("local", local_socket));
   if (const BoundListener* smtps = first_of(listening, "submissions")) {
     out += fmt::format(

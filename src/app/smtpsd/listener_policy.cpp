@@ -161,6 +161,30 @@ base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_ch
   return std::make_shared<const intake::Pipeline>(std::move(checks));
 }
 
+namespace {
+
+// Stands in for the server's resolver when a pipeline is only described, never run.
+class UnusedResolver final : public dns::Resolver {
+ public:
+  void lookup(std::string_view, dns::Type, Callback callback) override {
+    auto answer = std::make_shared<dns::Answer>();
+    answer->detail = "no resolver: the pipeline is only described";
+    callback(std::move(answer));
+  }
+  bool validates() const override { return false; }
+  std::string describe() const override { return "none"; }
+};
+
+}  // namespace
+
+std::string describe_configured_checks(const config::Config& config) {
+  CheckServices services;
+  services.resolver = std::make_shared<UnusedResolver>();
+  services.offload = [](std::function<void()> work) { work(); };
+  auto pipeline = built_in_checks(config, services);
+  return pipeline ? describe_checks(*pipeline.value()) : pipeline.error();
+}
+
 std::string describe_checks(const intake::Pipeline& pipeline) {
   std::string out;
   for (const auto& check : pipeline.checks()) {

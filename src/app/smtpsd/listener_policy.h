@@ -78,6 +78,9 @@ base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_ch
 // One line per check for start-up output: "received-loop (end of headers, 554 5.4.6 at 50
 // Received fields)"; "none" without checks.
 std::string describe_checks(const intake::Pipeline& pipeline);
+// The same for the checks a server with `config` runs (built_in_checks with services), for
+// the start-up lines of `smtpsd dev`; a DKIM key the signer refuses is named instead.
+std::string describe_configured_checks(const config::Config& config);
 
 // What the network host needs for snapshot->listeners[index]: the session policy, the checks
 // (built_in_checks(*snapshot), shared by the snapshot's listeners), the TLS context new
