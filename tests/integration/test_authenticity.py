@@ -23,6 +23,8 @@ from dns_server import DnsServer
 from harness import ServerTestCase, make_message
 
 DKIMPY = "/usr/bin/python3"
+SMTPSCTL = os.environ.get("SMTPSCTL_BIN", os.path.join(
+    os.path.dirname(os.environ.get("SMTPSD_BIN", "smtpsd")), "smtpsctl"))
 
 SIGN = r"""
 import sys, dkim
@@ -324,11 +326,9 @@ class Signing(ServerTestCase):
     """What our users submit leaves with two signatures (RSA-2048 and Ed25519) that dkimpy
     verifies from the records `smtpsctl dkim keygen` printed."""
 
-    def keygen(self, server, algorithm, selector):
+    def keygen(self, server, algorithm, selector, domain="localhost"):
         done = subprocess.run(
-            [os.environ.get("SMTPSCTL_BIN", os.path.join(os.path.dirname(
-                os.environ.get("SMTPSD_BIN", "smtpsd")), "smtpsctl")),
-             "dkim", "keygen", "localhost", "--selector", selector, "--algorithm", algorithm,
+            [SMTPSCTL, "dkim", "keygen", domain, "--selector", selector, "--algorithm", algorithm,
              "--directory", os.path.join(server.dir, "keys")],
             capture_output=True, text=True, check=True)
         # The zone-file line: NAME IN TXT ( "…" "…" ): the strings joined are the record.
@@ -369,6 +369,33 @@ class Signing(ServerTestCase):
             added = delivered.replace(b"\r\nSubject:", b"\r\nFrom: <ceo@bank.example>\r\nSubject:", 1)
             self.assertEqual(verify_with_dkimpy(added, records, self.tmp), ["fail", "fail"])
             server.wait_log(r"event=dkim_signed .*domain=localhost signatures=2")
+
+    def test_dkim_check_says_which_published_records_match_the_keys(self):
+        server = self.new_server()
+        good = self.keygen(server, "rsa", "good", domain="signing.test")
+        self.keygen(server, "ed25519", "stale", domain="signing.test")
+        self.keygen(server, "ed25519", "absent", domain="signing.test")
+        other = self.keygen(server, "ed25519", "other", domain="elsewhere.test")
+        directory = os.path.join(server.dir, "keys", "signing.test")
+        keys = [{"selector": name.split(".")[0], "key": os.path.join(directory, name)}
+                for name in sorted(os.listdir(directory))]
+        with DnsServer(txt={"good._domainkey.signing.test": [
+                               tuple(good[i:i + 255] for i in range(0, len(good), 255))],
+                           "stale._domainkey.signing.test": other},
+                       directory=self.tmp) as dns:
+            server.domains = [("localhost", ["demo"]), ("signing.test", [], {"dkim": keys})]
+            server.extra_toml = f'[dns]\nservers = "{dns.server}"\nvalidation = "no"\n'
+            server.write_config()
+            done = subprocess.run([SMTPSCTL, "dkim", "check", "signing.test", "--config",
+                                   server.config_path], capture_output=True, text=True)
+        self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
+        lines = {line.split(":")[0]: line for line in done.stdout.splitlines()
+                 if "._domainkey." in line and not line.startswith(" ")}
+        self.assertIn("OK (rsa-sha256, 2048 bits)", lines["good._domainkey.signing.test"])
+        self.assertIn("DIFFERENT", lines["stale._domainkey.signing.test"])
+        self.assertIn("MISSING", lines["absent._domainkey.signing.test"])
+        self.assertIn('absent._domainkey.signing.test. IN TXT ( "v=DKIM1; k=ed25519; p=',
+                      done.stdout)
 
 
 if __name__ == "__main__":

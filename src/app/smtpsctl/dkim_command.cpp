@@ -13,11 +13,18 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
+#include "app/common/config_path.h"
+#include "app/common/dns_options.h"
 #include "base/ascii.h"
 #include "base/terminal_text.h"
+#include "config/config.h"
+#include "dns/resolver.h"
+#include "mailauth/dkim_signature.h"
 #include "mailauth/dkim_signer.h"
 #include "mailauth/dkim_zone.h"
 
@@ -79,6 +86,63 @@ struct PlannedKey {
   mailauth::GeneratedKey generated;
 };
 
+// `dkim check`: each key of the domain against what DNS publishes at its selector. Reads the
+// private keys (the server's account or root), asks DNS as the server does ([dns]).
+int check_published(const std::string& domain, const std::string& config_file, std::ostream& out,
+                    std::ostream& err) {
+  auto path = existing_config_path(choose_config_path(config_file, std::getenv("SMTPSD_CONFIG")));
+  if (!path) return fail(err, path.error());
+  auto config = config::load_file(path.value());
+  if (!config) return fail(err, config.error().to_string());
+  const config::Domain* entry = config.value().find_domain(domain);
+  if (entry == nullptr || entry->dkim.empty()) {
+    return fail(err, domain + " has no dkim keys in " + path.value() +
+                         " ([[domains]] dkim = [{ selector, key }])");
+  }
+  auto resolver = dns::create_resolver(dns_options(config.value().dns));
+  if (!resolver) return fail(err, "[dns]: " + resolver.error());
+  int problems = 0;
+  for (const config::DkimKeyFile& file : entry->dkim) {
+    const std::string name = file.selector + "._domainkey." + domain;
+    auto key = mailauth::DkimSigningKey::load(file.pem, domain, file.selector);
+    if (!key) {
+      ++problems;
+      out << name << ": BROKEN KEY " << file.key_file << ": " << key.error() << "\n";
+      continue;
+    }
+    const std::string ours = key.value()->dns_record();
+    auto expected = mailauth::parse_dkim_key_record(ours);
+    dns::AnswerPtr answer =
+        resolver.value()->lookup_and_wait(name, dns::Type::kTxt, std::chrono::seconds(15));
+    if (answer->status == dns::Status::kTemporary || answer->status == dns::Status::kBogus) {
+      ++problems;
+      out << name << ": NOT CHECKED: " << base::terminal_safe(answer->detail) << "\n";
+      continue;
+    }
+    bool published = false, other = false;
+    for (const std::string& text : answer->texts) {
+      auto record = mailauth::parse_dkim_key_record(text);
+      if (!record) continue;
+      if (expected && record.value().public_key == expected.value().public_key &&
+          record.value().key_type == expected.value().key_type)
+        published = true;
+      else
+        other = true;
+    }
+    if (published) {
+      out << name << ": OK (" << key.value()->algorithm() << ", " << key.value()->bits()
+          << " bits)\n";
+      continue;
+    }
+    ++problems;
+    out << name << ": "
+        << (other ? "DIFFERENT: the published key is not the one in " + file.key_file
+                  : std::string("MISSING"))
+        << "; publish:\n  " << mailauth::dkim_zone_line(name, ours) << "\n";
+  }
+  return problems == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int run_dkim_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err,
@@ -96,10 +160,18 @@ int run_dkim_command(const std::vector<std::string>& argv, std::ostream& out, st
   keygen->add_option("--directory", directory,
                      "Where keys go, as DIR/DOMAIN/SELECTOR.ALGORITHM.key (default " +
                          std::string(kDefaultDirectory) + ")");
+  std::string config_file;
+  auto* check = cli.add_subcommand(
+      "check", "Look up DOMAIN's published DKIM records and compare them with its keys");
+  check->add_option("domain", domain, "A [[domains]] entry with dkim keys")->required();
+  check->add_option("--config", config_file,
+                    "The server's configuration (default $SMTPSD_CONFIG, then " +
+                        std::string(kDefaultConfigPath) + ")");
   if (auto stop = parse_command_line(cli, argv, out, err)) return *stop;
 
   domain = base::ascii_lowercase(domain);
   if (!domain.empty() && domain.back() == '.') domain.pop_back();
+  if (*check) return check_published(domain, config_file, out, err);
   std::vector<PlannedKey> keys;
   for (std::string name : {"rsa", "ed25519"}) {
     if (algorithm != "both" && algorithm != name) continue;

@@ -7,6 +7,7 @@
 //   smtpsctl user alias add|del --users FILE ADDRESS ALIAS         (send-as addresses)
 //   smtpsctl alias add|del|list --aliases FILE ...                (see app/alias_command.h)
 //   smtpsctl dkim keygen DOMAIN [--selector S] [--algorithm A] [--directory DIR]
+//   smtpsctl dkim check DOMAIN [--config FILE]
 //                                                                 (see app/dkim_command.h)
 //   smtpsctl auth lockouts [--config FILE | --socket PATH]        the running server's lockouts
 //   smtpsctl auth unlock [--config FILE | --socket PATH] IP_OR_USER
@@ -150,7 +151,7 @@ int main(int argc, char** argv) {
   auto* alias = cli.add_subcommand("alias", "Manage the aliases file (recipient addresses)");
   alias->prefix_command();
   alias->set_help_flag();
-  auto* dkim = cli.add_subcommand("dkim", "DKIM signing keys (keygen)");
+  auto* dkim = cli.add_subcommand("dkim", "DKIM signing keys (keygen, check)");
   dkim->prefix_command();
   dkim->set_help_flag();
   auto* send = cli.add_subcommand("send", "Send one message over TLS (like msmtp or swaks)");

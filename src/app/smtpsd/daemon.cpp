@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "app/common/control_socket.h"
+#include "app/common/dns_options.h"
 #include "app/smtpsd/control_commands.h"
 #include "app/smtpsd/dmarc_reporter.h"
 #include "app/smtpsd/domain_routing.h"
@@ -151,37 +152,6 @@ base::Expected<std::unique_ptr<DmarcReporter>, std::string> make_dmarc_reporter(
     return true;
   };
   return std::make_unique<DmarcReporter>(std::move(options), std::move(resolver), enqueue);
-}
-
-// [dns] as the resolver takes it (docs/architecture.md "DNS").
-dns::Options dns_options(const config::DnsSettings& settings) {
-  dns::Options options;
-  switch (settings.mode) {
-    case config::DnsSettings::Mode::kSystem:
-      options.mode = dns::Options::Mode::kSystem;
-      break;
-    case config::DnsSettings::Mode::kForward:
-      options.mode = dns::Options::Mode::kForward;
-      break;
-    case config::DnsSettings::Mode::kRecursive:
-      options.mode = dns::Options::Mode::kRecursive;
-      break;
-  }
-  options.servers = settings.servers;
-  switch (settings.validation) {
-    case config::DnsSettings::Validation::kAuto:
-      options.validation = dns::Options::Validation::kAuto;
-      break;
-    case config::DnsSettings::Validation::kYes:
-      options.validation = dns::Options::Validation::kOn;
-      break;
-    case config::DnsSettings::Validation::kNo:
-      options.validation = dns::Options::Validation::kOff;
-      break;
-  }
-  options.trust_anchor = settings.trust_anchor;
-  options.timeout = settings.timeout;
-  return options;
 }
 
 // The ways out of the router: Maildir, the LMTP server when one is configured, and
