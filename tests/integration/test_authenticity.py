@@ -18,6 +18,7 @@ import smtplib
 import subprocess
 import time
 import unittest
+import urllib.request
 
 from dns_server import DnsServer
 from harness import ServerTestCase, make_message
@@ -159,6 +160,8 @@ class Inbound(ServerTestCase):
 
     def test_forged_from_of_a_reject_domain_is_refused_at_the_end_of_data(self):
         server = self.server()
+        server.extra_toml += '[metrics]\naddress = "127.0.0.1:0"\n'
+        server.write_config()
         with server:
             # MAIL FROM of another domain (whose SPF fails), From: the bank: nothing aligned.
             forged = make_message("forged", sender="ceo@bank.example")
@@ -174,6 +177,16 @@ class Inbound(ServerTestCase):
             time.sleep(0.3)
             self.assertEqual(server.delivered(), [])
             self.assertEqual(server.spool_ids(), [])
+            # The counters per result: two DMARC fails, both rejected, one DKIM fail.
+            host, port = re.search(r"event=metrics_listening address=(\S+) port=(\d+)",
+                                   server.log()).groups()
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
+                metrics = reply.read().decode()
+            for sample in ('smtpsd_authenticity_results_total{method="dmarc",result="fail"} 2',
+                           'smtpsd_authenticity_results_total{method="dkim",result="fail"} 1',
+                           'smtpsd_authenticity_results_total{method="spf",result="fail"} 2',
+                           'smtpsd_dmarc_dispositions_total{disposition="reject"} 2'):
+                self.assertIn(sample, metrics)
 
     def test_quarantine_goes_to_junk_with_a_spam_flag(self):
         server = self.server()
