@@ -340,7 +340,7 @@ void read_authenticity(const toml::table& root, Reader& reader, Config& config) 
   const std::string p = "authenticity";
   reader.only_keys(*table, p,
                    {"verify", "authserv_id", "spf", "dmarc", "temperror", "max_signatures",
-                    "quarantine_folder", "trusted_forwarders", "deadline"});
+                    "quarantine_folder", "trusted_forwarders", "mailing_lists", "deadline"});
   a.verify = reader.bool_at(*table, p, "verify", true);
   a.authserv_id = base::ascii_lowercase(reader.string_at(*table, p, "authserv_id", a.authserv_id));
   if (!valid_domain_name(a.authserv_id)) {
@@ -389,6 +389,17 @@ void read_authenticity(const toml::table& root, Reader& reader, Config& config) 
   if (const toml::array* networks = reader.array_at(*table, p, "trusted_forwarders")) {
     a.trusted_forwarders = networks_at(*networks, p + ".trusted_forwarders",
                                        "\"192.0.2.0/24\", \"2001:db8::/32\"", reader);
+  }
+  if (const toml::array* lists = reader.array_at(*table, p, "mailing_lists")) {
+    for (const toml::node& node : *lists) {
+      const std::string domain =
+          base::ascii_lowercase(node.is_string() ? std::string(node.as_string()->get()) : "");
+      if (!valid_domain_name(domain)) {
+        reader.fail(&node, p + ".mailing_lists",
+                    "each entry is the domain a list signs with (d=), not '" + domain + "'");
+      }
+      a.mailing_lists.push_back(domain);
+    }
   }
   a.deadline = std::chrono::milliseconds(
       reader.int_at(*table, p, "deadline", a.deadline.count(), 500, 60000));

@@ -126,6 +126,10 @@ struct AuthenticitySettings {
   // Clients whose mail is never refused or quarantined by DMARC (a mailing list or forwarder
   // you trust, RFC 7489 §7.2.1.1 PolicyOverride "trusted_forwarder"): evaluated, recorded.
   std::vector<base::Network> trusted_forwarders;
+  // Mailing lists you trust, by the domain they sign with (d=, lower-case): a DMARC fail that
+  // carries a DKIM pass of one of them is recorded, not acted on (PolicyOverride
+  // "mailing_list": lists rewrite Subject and body, so the author's signature breaks).
+  std::vector<std::string> mailing_lists;
   std::chrono::milliseconds deadline{8000};  // for all lookups of one message
   bool operator==(const AuthenticitySettings&) const = default;
 };

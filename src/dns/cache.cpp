@@ -8,6 +8,8 @@
 
 namespace dns {
 
+constexpr std::size_t kMaxCachedAnswerSize = 8192;
+
 Cache::Cache(Limits limits, Now now) : limits_(limits), now_(std::move(now)) {}
 
 std::string Cache::key(std::string_view name, Type type) {
@@ -32,6 +34,16 @@ void Cache::store(std::string_view name, Type type, AnswerPtr answer) {
   if (answer == nullptr || answer->status == Status::kTemporary || limits_.max_entries == 0) {
     return;
   }
+  // Entries are counted, not weighed: a large answer (many or long TXT records, which any
+  // sender's zone can serve) is not kept, so 10,000 entries stay a few tens of MiB at most.
+  std::size_t size = 0;
+  for (const std::string& text : answer->texts)
+    size += text.size();
+  for (const std::string& name : answer->names)
+    size += name.size();
+  for (const TlsaRecord& record : answer->tlsa)
+    size += record.data.size();
+  if (size > kMaxCachedAnswerSize) return;
   std::chrono::seconds ttl = answer->status == Status::kBogus
                                  ? limits_.min_ttl
                                  : std::clamp(answer->ttl, limits_.min_ttl, limits_.max_ttl);

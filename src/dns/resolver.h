@@ -84,6 +84,11 @@ class Resolver {
   // callback, at most `deadline` (then kTemporary, "timed out"). Never on an I/O thread.
   AnswerPtr lookup_and_wait(std::string_view name, Type type, std::chrono::milliseconds deadline);
 
+  // For an orderly shutdown while others still hold the resolver: every lookup in flight
+  // ends now (its callback gets kTemporary "resolver stopped"), later lookups end the same
+  // way at once, and the resolver's thread is gone when this returns. Idempotent.
+  virtual void stop() {}
+
   // Whether answers can be `secure`: the server validates DNSSEC itself, or not at all.
   virtual bool validates() const = 0;
   // The mode in words for the start-up log line: "recursive, validating (root trust anchor

@@ -268,12 +268,7 @@ class UnboundResolver final : public Resolver {
         wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
   ~UnboundResolver() override {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake();
-    if (thread_.joinable()) thread_.join();
+    stop();
     if (wake_fd_ >= 0) ::close(wake_fd_);
     for (Forwarder& forwarder : forwarders_)
       ::close(forwarder.socket);
@@ -320,6 +315,15 @@ class UnboundResolver final : public Resolver {
       return;
     }
     wake();
+  }
+
+  void stop() override {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake();
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
   }
 
   bool validates() const override { return validating_; }

@@ -134,18 +134,24 @@ Verdict AuthenticityCheck::timeout_verdict(Stage stage) const {
 }
 
 void AuthenticityCheck::run(Stage stage, const Context& context, Done done) {
-  if (context.state == nullptr || !verifies(context)) return done(Verdict::pass());
+  if (context.state == nullptr) return done(Verdict::pass());
   if (stage == Stage::kDataStart) return data_start(context, done);
   auto* state = static_cast<State*>(context.state->get());
-  if (state == nullptr || !state->verify) return done(Verdict::pass());
+  if (state == nullptr) return done(Verdict::pass());
+  // Forged verdicts go for every role (a user could mail one to a local mailbox).
+  if (stage == Stage::kEndOfHeaders) return end_of_headers(context, done);
+  if (!state->verify) return done(Verdict::pass());
   switch (stage) {
-    case Stage::kEndOfHeaders:
-      return end_of_headers(context, done);
     case Stage::kBody:
       if (state->verifier && state->verifier->signature_count() > 0)
         state->verifier->body(context.body_chunk);
       return done(Verdict::pass());
     case Stage::kEndOfData:
+      if (context.header_section_too_large) {
+        // No header events: neither the forged verdicts nor the From domains were seen.
+        return done(Verdict::refuse(
+            smtp::Reply{552, "5.3.4", "Header section too large (over 1 MiB), not accepted"}));
+      }
       return end_of_data(context, done);
     default:
       return done(Verdict::pass());
@@ -154,16 +160,19 @@ void AuthenticityCheck::run(Stage stage, const Context& context, Done done) {
 
 void AuthenticityCheck::data_start(const Context& context, Done& done) {
   auto state = std::make_unique<State>();
-  state->verify = true;
+  state->verify = verifies(context);
   state->helo = std::string(context.helo);
   if (context.envelope != nullptr) state->sender = context.envelope->reverse_path;
-  if (policy_.spf != AuthenticityPolicy::Spf::kOff) {
+  if (state->verify && policy_.spf != AuthenticityPolicy::Spf::kOff) {
     mailauth::SpfRequest request;
     request.client_ip = std::string(context.client_address);
     request.sender = state->sender;
     request.helo = state->helo;
     request.receiver = policy_.receiver;
     request.now = static_cast<std::int64_t>(std::time(nullptr));
+    // A quarter of the check's time: with the last lookup's own timeout the SPF answer is in
+    // before the deadline, however slow the sender's DNS (its includes are sequential).
+    request.deadline = std::chrono::steady_clock::now() + policy_.deadline / 4;
     std::shared_ptr<Lookups> lookups = state->lookups;
     lookups->spf_started = true;
     mailauth::check_spf(*resolver_, std::move(request), [lookups](mailauth::SpfOutcome outcome) {
@@ -188,20 +197,29 @@ void AuthenticityCheck::end_of_headers(const Context& context, Done& done) {
     verdict.header_edits.push_back(
         HeaderEdit{HeaderEdit::Kind::kDelete, "Authentication-Results", "", position});
   }
-  if (context.header_section.empty()) {
-    // Larger than the intake keeps (1 MiB of header): no From to evaluate, no DKIM.
-    return done(std::move(verdict));
-  }
+  if (!state->verify || context.header_section.empty()) return done(std::move(verdict));
   // Every domain of every From field is evaluated (RFC 7489 §6.6.1), the strictest outcome
-  // applies: a second From field cannot hide the first from DMARC. Without a From domain
-  // there is no author domain to protect: DMARC records "none".
+  // applies: a second From field cannot hide the first from DMARC. Without a From field there
+  // is no author domain to protect: DMARC records "none". A From field that cannot be read,
+  // or more author domains than are evaluated, is refused: either would let a forged author
+  // pass unchecked while mail clients still show it (RFC 7489 §6.6.1 allows refusing both).
   const mailauth::FromDomains from = mailauth::from_domains(context.header_section);
+  if (policy_.dmarc != AuthenticityPolicy::Dmarc::kOff && from.from_fields > 0 &&
+      from.domains.empty()) {
+    return done(Verdict::refuse(smtp::Reply{
+        550, "5.7.1", "The From: field cannot be read (RFC 5322 §3.6.2): " + from.problem}));
+  }
   for (const std::string& domain : from.domains) {
     if (std::find(state->from_domains.begin(), state->from_domains.end(), domain) ==
-            state->from_domains.end() &&
-        state->from_domains.size() < kMaxFromDomains) {
+        state->from_domains.end()) {
       state->from_domains.push_back(domain);
     }
+  }
+  if (state->from_domains.size() > kMaxFromDomains) {
+    return done(Verdict::refuse(
+        smtp::Reply{550, "5.7.1",
+                    "Too many From: domains (" + std::to_string(state->from_domains.size()) +
+                        ", at most " + std::to_string(kMaxFromDomains) + ")"}));
   }
   // Warm the cache with each From domain's DMARC record: check_dmarc will find it there.
   if (policy_.dmarc != AuthenticityPolicy::Dmarc::kOff) {
@@ -223,6 +241,7 @@ void AuthenticityCheck::end_of_headers(const Context& context, Done& done) {
       std::lock_guard lock(lookups->mutex);
       ++lookups->keys_pending;
     }
+    // Each key lookup ends by the resolver's timeout, and they run side by side.
     resolver_->lookup(name, dns::Type::kTxt, [lookups, index](dns::AnswerPtr answer) {
       std::function<void()> next;
       {
@@ -287,13 +306,19 @@ void AuthenticityCheck::end_of_data(const Context& context, Done& done) {
   // Step 3 (after DKIM): DMARC per From domain, then the verdict.
   std::shared_ptr<const AuthenticityCheck> self = shared_from_this();
   auto finish = [self, job]() {
-    const AuthenticityPolicy& policy_ = self->policy_;
-    const mailauth::SpfOutcome spf =
-        job->lookups->spf.value_or(mailauth::SpfOutcome{});  // SPF off: none
+    const AuthenticityPolicy& policy = self->policy_;
+    mailauth::SpfOutcome spf;  // SPF off: none
+    {
+      std::lock_guard lock(job->lookups->mutex);
+      if (job->lookups->spf) spf = *job->lookups->spf;
+    }
     std::vector<std::string> passing;
-    for (const mailauth::DkimOutcome& outcome : job->dkim)
-      if (outcome.result == mailauth::DkimResult::kPass) passing.push_back(outcome.domain);
-    if (policy_.dmarc == AuthenticityPolicy::Dmarc::kOff || job->from_domains.empty()) {
+    for (const mailauth::DkimOutcome& outcome : job->dkim) {
+      // A key in testing mode (t=y) counts as unsigned (RFC 6376 §3.6.1).
+      if (outcome.result == mailauth::DkimResult::kPass && !outcome.testing)
+        passing.push_back(outcome.domain);
+    }
+    if (policy.dmarc == AuthenticityPolicy::Dmarc::kOff || job->from_domains.empty()) {
       job->done(self->decide(*job, spf));
       return;
     }
@@ -309,16 +334,18 @@ void AuthenticityCheck::end_of_data(const Context& context, Done& done) {
       request.spf_domain = spf.domain;
       request.dkim_pass_domains = passing;
       request.sample = std::uniform_real_distribution<double>(0, 100)(random);
-      mailauth::check_dmarc(*self->resolver_, std::move(request),
-                            [self, job, spf](mailauth::DmarcOutcome outcome) {
-                              bool last = false;
-                              {
-                                std::lock_guard lock(job->mutex);
-                                job->dmarc.push_back(std::move(outcome));
-                                last = --job->dmarc_pending == 0;
-                              }
-                              if (last) job->done(self->decide(*job, spf));
-                            });
+      mailauth::check_dmarc(
+          *self->resolver_, std::move(request), [self, job, spf](mailauth::DmarcOutcome outcome) {
+            bool last = false;
+            {
+              std::lock_guard lock(job->mutex);
+              job->dmarc.push_back(std::move(outcome));
+              last = --job->dmarc_pending == 0;
+            }
+            // On the pool, not the resolver's thread: decide()
+            // writes the DMARC record file and log lines.
+            if (last) self->offload_([self, job, spf] { job->done(self->decide(*job, spf)); });
+          });
     }
   };
 
@@ -426,8 +453,17 @@ Verdict AuthenticityCheck::decide(Job& job, const mailauth::SpfOutcome& spf) con
   if (worst != nullptr) {
     applied = worst->result == mailauth::DmarcResult::kFail ? worst->disposition
                                                             : mailauth::DmarcPolicy::kNone;
+    const bool from_list =
+        std::any_of(job.dkim.begin(), job.dkim.end(), [this](const mailauth::DkimOutcome& outcome) {
+          return outcome.result == mailauth::DkimResult::kPass &&
+                 std::find(policy_.mailing_lists.begin(), policy_.mailing_lists.end(),
+                           base::ascii_lowercase(outcome.domain)) != policy_.mailing_lists.end();
+        });
     if (applied != mailauth::DmarcPolicy::kNone && job.trusted_forwarder) {
       override_reason = "trusted_forwarder";
+      applied = mailauth::DmarcPolicy::kNone;
+    } else if (applied != mailauth::DmarcPolicy::kNone && from_list) {
+      override_reason = "mailing_list";
       applied = mailauth::DmarcPolicy::kNone;
     } else if (applied != mailauth::DmarcPolicy::kNone && !job.enforce) {
       override_reason = "local_policy";

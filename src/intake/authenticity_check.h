@@ -57,6 +57,7 @@ struct AuthenticityPolicy {
   unsigned max_signatures = 8;
   std::string quarantine_folder = "Junk";
   std::vector<base::Network> trusted_forwarders;
+  std::vector<std::string> mailing_lists;  // DKIM d= of lists whose DMARC fails are overridden
   std::chrono::milliseconds deadline{8000};
   // Called (from any thread) with each DMARC evaluation of a domain that asks for aggregate
   // reports (rua=), for the daily reports (mailauth/dmarc_report.h); none: not recorded.

@@ -88,6 +88,9 @@ struct Context {
   // the empty line; our Received field is not in it; a message without the empty line is all
   // header section, given at the end of its content). Empty when it was too large to keep.
   std::string_view header_section;
+  // The header section was larger than the intake keeps (1 MiB): no header events came, and
+  // header_section stays empty.
+  bool header_section_too_large = false;
   // From kDataStart to kEndOfData: this check's slot for the message (see CheckState); null
   // at connect, HELO, MAIL and RCPT.
   std::unique_ptr<CheckState>* state = nullptr;

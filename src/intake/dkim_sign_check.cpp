@@ -4,6 +4,7 @@
 #include <ctime>
 #include <utility>
 
+#include "base/ascii.h"
 #include "mailauth/dkim_signer.h"
 #include "mailauth/from_header.h"
 #include "obs/log.h"
@@ -43,6 +44,15 @@ void DkimSignCheck::run(Stage stage, const Context& context, Done done) {
     if (from.from_fields != 1 || from.domains.size() != 1) return done(Verdict::pass());
     auto found = keys_.find(from.domains.front());
     if (found == keys_.end() || found->second.empty()) return done(Verdict::pass());
+    // Only the sender's own domain: the server already holds MAIL FROM to the user's
+    // addresses, and a From of another hosted domain must not get that domain's signature.
+    const std::string_view sender =
+        context.envelope != nullptr ? std::string_view(context.envelope->reverse_path) : "";
+    const std::size_t at = sender.rfind('@');
+    if (at == std::string_view::npos ||
+        !base::equals_ignoring_case(sender.substr(at + 1), found->first)) {
+      return done(Verdict::pass());
+    }
     auto state = std::make_unique<State>();
     state->domain = found->first;
     state->signer = std::make_shared<mailauth::DkimSigner>(found->second);

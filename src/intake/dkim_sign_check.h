@@ -3,9 +3,11 @@
 // sign again, and the signature is part of the message committed to the spool.
 //
 // Which keys: those of the local domain named by the message's single From field (DMARC
-// aligns DKIM with From, RFC 7489 §3.1.1); a From of another domain, or zero or several From
-// fields, leaves the message unsigned. With two keys (RSA-2048 and Ed25519, RFC 8463) there
-// are two signatures: a verifier that knows only RSA still finds one it can check.
+// aligns DKIM with From, RFC 7489 §3.1.1), and only when it is also the domain of the
+// envelope sender (which the server holds to the user's own addresses): a user of one hosted
+// domain never gets another's signature. Otherwise the message goes unsigned. With two keys
+// (RSA-2048 and Ed25519, RFC 8463) there are two signatures: a verifier that knows only RSA still
+// finds one it can check.
 //
 // When: kEndOfHeaders picks the keys and starts a streaming signer; kBody feeds its body
 // hash as the body streams to disk; kEndOfData signs on the offload pool (RSA-2048 costs

@@ -343,6 +343,7 @@ Context MessageIntake::context() const {
   context.queue_id = id_;
   if ((headers_done_ || section_without_body_) && !header_overflow_)
     context.header_section = header_section_;
+  context.header_section_too_large = header_overflow_;
   return context;
 }
 

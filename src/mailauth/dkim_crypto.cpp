@@ -2,6 +2,7 @@
 #include "mailauth/dkim_crypto.h"
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -81,6 +82,15 @@ base::Expected<Pkey, std::string> public_key_from_record(DkimKeyType type, std::
   }
   if (EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_RSA)
     return base::unexpected(std::string("p= is not an RSA public key"));
+  // A huge public exponent makes one verification cost as much as a signature (OpenSSL
+  // bounds it only for moduli over 3072 bits): keys with e over 2^32 are refused, so a
+  // sender's key cannot tie up the verification pool.
+  BIGNUM* exponent = nullptr;
+  if (EVP_PKEY_get_bn_param(key.get(), "e", &exponent) != 1 || exponent == nullptr)
+    return base::unexpected(std::string("RSA key without a public exponent"));
+  const int exponent_bits = BN_num_bits(exponent);
+  BN_free(exponent);
+  if (exponent_bits > 33) return base::unexpected(std::string("RSA public exponent over 2^32"));
   return key;
 }
 

@@ -7,6 +7,8 @@
 
 namespace mailauth {
 
+constexpr std::size_t kMaxBodyHashers = 4;
+
 // One body hash in progress: the canonicalizer writes into it, it hashes the first l= octets
 // (all without l=) and counts the canonical length (RFC 6376 §3.5 l=, §3.7).
 struct DkimVerifier::BodyHasher final : BodySink {
@@ -72,6 +74,13 @@ void DkimVerifier::header_section(std::string_view section) {
       std::size_t found = hashers_.size();
       for (std::size_t h = 0; h < hashers_.size(); ++h)
         if (hashers_[h]->canon == canon && hashers_[h]->limit == signature.length) found = h;
+      if (found == hashers_.size() && hashers_.size() >= kMaxBodyHashers) {
+        // Each distinct (canonicalization, l=) costs a pass over the body on the I/O
+        // thread: a message cannot ask for more than a few.
+        entry.parsed = base::unexpected(std::string("too many distinct body hashes (l=)"));
+        entries_.push_back(std::move(entry));
+        continue;
+      }
       if (found == hashers_.size())
         hashers_.push_back(std::make_unique<BodyHasher>(canon, signature.length));
       entry.hasher = found;
@@ -232,7 +241,10 @@ DkimOutcome DkimVerifier::verify(std::size_t index, const dns::Answer& key,
         outcome, DkimResult::kPolicy,
         "RSA key of " + std::to_string(outcome.key_bits) + " bits, under 1024 (RFC 8301 3.2)");
   outcome.result = DkimResult::kPass;
-  if (record->testing) outcome.problem = "key in testing mode (t=y)";
+  if (record->testing) {
+    outcome.problem = "key in testing mode (t=y)";
+    outcome.testing = true;
+  }
   return outcome;
 }
 

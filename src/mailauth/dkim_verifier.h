@@ -48,6 +48,9 @@ struct DkimOutcome {
   std::string problem;   // in words, for logs and the result comment; empty on pass
   std::string b_prefix;  // the first 12 characters of b= (RFC 6008 header.b, at least 8)
   unsigned key_bits = 0;
+  // The key says t=y (RFC 6376 §3.6.1: the domain is testing DKIM): a pass is reported but
+  // must not count for DMARC, the message is treated as unsigned.
+  bool testing = false;
 };
 
 class DkimVerifier {

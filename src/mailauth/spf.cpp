@@ -915,11 +915,14 @@ class SpfDriver : public std::enable_shared_from_this<SpfDriver> {
   void run() {
     for (;;) {
       SpfStep step = evaluate_spf(request_, answers_);
-      if (step.outcome || ++lookups_ > kMaxLookups) {
+      const bool late = !step.outcome && std::chrono::steady_clock::now() > request_.deadline;
+      if (step.outcome || ++lookups_ > kMaxLookups || late) {
         if (!step.outcome) {
           step.outcome = SpfOutcome{};
           step.outcome->result = SpfResult::kTempError;
-          step.outcome->problem = "too many DNS lookups";
+          step.outcome->identity = request_.sender.empty() ? "helo" : "mailfrom";
+          step.outcome->problem =
+              late ? "DNS too slow: the time for SPF ran out" : "too many DNS lookups";
         }
         auto done = std::move(done_);
         done(std::move(*step.outcome));

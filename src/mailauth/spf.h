@@ -31,6 +31,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -59,6 +60,10 @@ struct SpfRequest {
   std::string helo;
   std::string receiver;  // our host name, %{r}
   std::int64_t now = 0;  // %{t}, seconds since the epoch
+  // No lookup starts after this: the result is then temperror. With each lookup bounded by
+  // the resolver's timeout, check_spf ends by deadline + that timeout, however slow a
+  // sender's DNS answers its chain of includes.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
 struct SpfOutcome {

@@ -115,6 +115,8 @@ class Inbound(ServerTestCase):
                 # One record, in character-strings of at most 255 octets (RFC 1035 §3.3.14).
                 "s1._domainkey.bank.example": [tuple(record[i:i + 255]
                                                      for i in range(0, len(record), 255))],
+                "s1._domainkey.lists.example": [tuple(record[i:i + 255]
+                                                      for i in range(0, len(record), 255))],
                 "shop.example": "v=spf1 ip4:192.0.2.1 -all",
                 "_dmarc.shop.example": "v=DMARC1; p=quarantine; sp=reject",
                 "plain.example": "v=spf1 ip4:192.0.2.1 -all",
@@ -260,6 +262,31 @@ class Inbound(ServerTestCase):
             error = self.refused(server, "a@plain.example", message)
             self.assertIn(b"DMARC policy of bank.example", error.smtp_error)
 
+    def test_an_unreadable_from_or_too_many_author_domains_is_refused(self):
+        server = self.server(authenticity={"spf": '"record"'})
+        with server:
+            for from_field in (b"From: ceo@bank.example (unclosed comment",
+                               b"From: ceo@bank.example, not-an-address",
+                               b"From: " + b", ".join(b"a@d%d.example" % i for i in range(6))):
+                message = from_field + b"\r\nSubject: x\r\n\r\nHello.\r\n"
+                error = self.refused(server, "a@plain.example", message)
+                self.assertEqual(error.smtp_code, 550, error.smtp_error)
+                self.assertIn(b"5.7.1", error.smtp_error)
+            # Without a From field there is no author to protect: accepted, dmarc=none.
+            self.assertEqual(self.send(server, "a@plain.example", b"Subject: x\r\n\r\nHi.\r\n"), {})
+            self.assertNotIn("dmarc=", header_fields(server.wait_delivered(1)[0],
+                                                     "Authentication-Results")[0])
+
+    def test_a_header_section_over_1_mib_is_refused_not_let_through_unchecked(self):
+        server = self.server(authenticity={"spf": '"record"'})
+        with server:
+            padding = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"x" * 900) for i in range(1300))
+            message = (b"Authentication-Results: mx.smtpsd.test; dmarc=pass\r\n" + padding +
+                       make_message("big header", sender="ceo@bank.example"))
+            error = self.refused(server, "a@plain.example", message)
+            self.assertEqual(error.smtp_code, 552)
+            self.assertIn(b"Header section too large", error.smtp_error)
+
     def test_trusted_forwarder_is_recorded_not_refused(self):
         server = self.server(authenticity={"trusted_forwarders": '["127.0.0.0/8"]'})
         with server:
@@ -268,6 +295,22 @@ class Inbound(ServerTestCase):
             results = header_fields(server.wait_delivered(1)[0], "Authentication-Results")[0]
             self.assertIn("dmarc=fail (p=reject dis=none ", results)
             server.wait_log(r"event=auth_results .*override=trusted_forwarder")
+
+    def test_a_trusted_mailing_list_signature_overrides_the_reject(self):
+        # The bank's mail through a list: the list re-signs as lists.example.
+        relayed = sign_with_dkimpy(make_message("[list] news", sender="ceo@bank.example"),
+                                   self.key, "s1", "lists.example")
+        server = self.server()
+        with server:
+            error = self.refused(server, "bounces@plain.example", relayed)
+            self.assertIn(b"DMARC policy of bank.example", error.smtp_error)
+        server = self.server(authenticity={"mailing_lists": '["lists.example"]'})
+        with server:
+            self.assertEqual(self.send(server, "bounces@plain.example", relayed), {})
+            results = header_fields(server.wait_delivered(1)[0], "Authentication-Results")[0]
+            self.assertIn("dkim=pass header.d=lists.example", results)
+            self.assertIn("dmarc=fail (p=reject dis=none ", results)
+            server.wait_log(r"event=auth_results .*override=mailing_list")
 
     def test_dns_failures_are_accepted_and_recorded_or_deferred(self):
         # temperror.example is not in any zone dnsmasq serves: REFUSED, a temporary failure.
@@ -327,8 +370,10 @@ class Inbound(ServerTestCase):
             with server.smtps() as client:
                 client.login("demo@localhost", password)
                 # From the bank, though the client may not send for it: our user, our rules.
+                # A field claiming our verdict is removed for submissions too.
                 client.sendmail("demo@localhost", ["demo@localhost"],
-                                make_message("mine", sender="ceo@bank.example"))
+                                b"Authentication-Results: mx.smtpsd.test; dmarc=pass\r\n"
+                                + make_message("mine", sender="ceo@bank.example"))
             delivered = server.wait_delivered(1)[0]
             self.assertEqual(header_fields(delivered, "Authentication-Results"), [])
 
@@ -382,6 +427,13 @@ class Signing(ServerTestCase):
             added = delivered.replace(b"\r\nSubject:", b"\r\nFrom: <ceo@bank.example>\r\nSubject:", 1)
             self.assertEqual(verify_with_dkimpy(added, records, self.tmp), ["fail", "fail"])
             server.wait_log(r"event=dkim_signed .*domain=localhost signatures=2")
+            # A From of another domain than the sender's own is never signed.
+            with server.smtps() as client:
+                client.login("demo@localhost", password)
+                client.sendmail("demo@localhost", ["demo@localhost"],
+                                make_message("not ours to sign", sender="ceo@bank.example"))
+            unsigned = [m for m in server.wait_delivered(2) if b"not ours to sign" in m][0]
+            self.assertEqual(header_fields(unsigned, "DKIM-Signature"), [])
 
     def test_dkim_check_says_which_published_records_match_the_keys(self):
         server = self.new_server()

@@ -371,21 +371,23 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
 
   // The checks of incoming mail (SPF, DKIM, DMARC, signing): the same resolver, and a pool
   // for the RSA/Ed25519 work, never an I/O thread (docs/architecture.md "Mail authenticity").
-  asio::thread_pool check_pool(2);
+  // The pipelines (and so these services) outlive run(): held by the reload engine. What
+  // they capture is shared, and the resolver and the pool are stopped before the network
+  // host goes, so no late answer finds freed memory.
+  auto check_pool = std::make_shared<asio::thread_pool>(2);
   CheckServices check_services;
   check_services.resolver = resolver;
-  check_services.offload = [&check_pool](std::function<void()> work) {
-    asio::post(check_pool, std::move(work));
+  check_services.offload = [check_pool](std::function<void()> work) {
+    asio::post(*check_pool, std::move(work));
   };
-  std::unique_ptr<DmarcReporter> dmarc_reporter;
+  std::shared_ptr<DmarcReporter> dmarc_reporter;
   if (config.dmarc_reports) {
     auto reporter = make_dmarc_reporter(config, resolver, *spool.value(), scheduler);
     if (!reporter) return fail(reporter.error());
     dmarc_reporter = std::move(reporter.value());
-    check_services.record_dmarc =
-        [reporter = dmarc_reporter.get()](const mailauth::DmarcEvaluation& evaluation) {
-          reporter->record(evaluation);
-        };
+    check_services.record_dmarc = [dmarc_reporter](const mailauth::DmarcEvaluation& evaluation) {
+      dmarc_reporter->record(evaluation);
+    };
   }
   engine.use_check_services(check_services);
 
@@ -485,9 +487,12 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   obs::Log("group_commit")
       .kv("messages", commits.messages)
       .kv("directory_syncs", commits.directory_syncs);
-  if (dmarc_reporter) dmarc_reporter->stop();
-  check_pool.join();  // the last verifications and signatures of the sessions that ended
   scheduler.stop();
+  // The last DNS answers and verifications of the sessions that ended, while the network
+  // host they answer to still exists (its executors): then nothing is left in flight.
+  resolver->stop();
+  check_pool->join();
+  if (dmarc_reporter) dmarc_reporter->stop();
   return 0;
 }
 

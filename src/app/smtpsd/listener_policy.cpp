@@ -138,6 +138,7 @@ base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_ch
     policy.max_signatures = a.max_signatures;
     policy.quarantine_folder = a.quarantine_folder;
     policy.trusted_forwarders = a.trusted_forwarders;
+    policy.mailing_lists = a.mailing_lists;
     policy.deadline = a.deadline;
     policy.record_dmarc = services.record_dmarc;
     checks.push_back(std::make_shared<intake::AuthenticityCheck>(

@@ -188,3 +188,23 @@ TEST(SpfCheckTest, RedirectAndIncludeLoopsEnd) {
 }
 
 }  // namespace
+
+// A sender whose DNS is slow cannot hold the check past its time: once the deadline has
+// passed, no further lookup starts and the result is temperror.
+TEST(SpfCheckTest, NoLookupStartsAfterTheDeadline) {
+  FakeResolver dns(FakeResolver::Mode::kDeferred);
+  dns.add_txt("example.com", "v=spf1 include:a.example.com include:b.example.com -all");
+  dns.add_txt("a.example.com", "v=spf1 ip4:198.51.100.1 -all");
+  dns.add_txt("b.example.com", "v=spf1 ip4:198.51.100.2 -all");
+  std::optional<mailauth::SpfOutcome> outcome;
+  mailauth::SpfRequest request{"198.51.100.2", "a@example.com", "mail.example.org", "mx.test", 0};
+  request.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+  mailauth::check_spf(dns, request, [&](mailauth::SpfOutcome o) { outcome = std::move(o); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));  // the first answer comes late
+  dns.run_pending();
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->result, SpfResult::kTempError);
+  EXPECT_NE(outcome->problem.find("ran out"), std::string::npos) << outcome->problem;
+  // Without a deadline the same chain passes.
+  EXPECT_EQ(check(dns, "198.51.100.2", "a@example.com").result, SpfResult::kPass);
+}
