@@ -146,7 +146,10 @@ class DevMode(ServerTestCase):
             self.assertIn(f"127.0.0.1:{2587 + offset}", instructions)
             self.assertIn("demo@localhost", instructions)
             self.assertRegex(instructions, r"(?m)^  checks +received-loop \(end of headers, "
-                             r"554 5\.4\.6 at 50 Received fields\)$")
+                             r"554 5\.4\.6 at 50 Received fields\), authenticity \(.*port 25: "
+                             r"SPF dmarc, DKIM, DMARC enforce.*\), dkim-sign \(.*signs mail of "
+                             r"localhost \(rsa-sha256, ed25519-sha256\)\)$")
+            self.assertRegex(instructions, r"dkim/localhost\.zone")
 
             with open(err_path) as f:
                 self.assertRegex(f.read(), r'event=dns mode=forward validating=no '
