@@ -3,6 +3,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -22,6 +23,13 @@ struct BioFree {
   void operator()(BIO* bio) const { BIO_free(bio); }
 };
 using Bio = std::unique_ptr<BIO, BioFree>;
+
+// OpenSSL keeps the reasons of a failed decode or verification in a per-thread queue; a key
+// from the network fails often, and a stale entry would be read as the cause of the next
+// failure of anything else on the thread (TLS too). Every entry point leaves it empty.
+struct OpensslErrorsCleared {
+  ~OpensslErrorsCleared() { ERR_clear_error(); }
+};
 
 const unsigned char* bytes(std::string_view text) {
   return reinterpret_cast<const unsigned char*>(text.data());
@@ -64,6 +72,7 @@ void PkeyFree::operator()(evp_pkey_st* key) const {
 }
 
 base::Expected<Pkey, std::string> public_key_from_record(DkimKeyType type, std::string_view p) {
+  const OpensslErrorsCleared cleared;
   if (type == DkimKeyType::kEd25519) {
     // RFC 8463 §4.2: "the p= value is the base64 encoding of the public key" — 32 octets.
     if (p.size() != 32) return base::unexpected(std::string("ed25519 key is not 32 octets"));
@@ -101,6 +110,7 @@ unsigned key_bits(const Pkey& key) {
 
 bool verify_dkim_data(DkimKeyType type, const Pkey& key, std::string_view data,
                       std::string_view signature) {
+  const OpensslErrorsCleared cleared;
   MdContext context(EVP_MD_CTX_new());
   if (!context) return false;
   if (type == DkimKeyType::kEd25519) {
@@ -120,6 +130,7 @@ bool verify_dkim_data(DkimKeyType type, const Pkey& key, std::string_view data,
 
 base::Expected<std::string, std::string> sign_dkim_data(DkimKeyType type, const Pkey& key,
                                                         std::string_view data) {
+  const OpensslErrorsCleared cleared;
   MdContext context(EVP_MD_CTX_new());
   if (!context) return base::unexpected(std::string("out of memory"));
   std::string digest;
@@ -147,6 +158,7 @@ base::Expected<std::string, std::string> sign_dkim_data(DkimKeyType type, const 
 }
 
 base::Expected<Pkey, std::string> private_key_from_pem(std::string_view pem) {
+  const OpensslErrorsCleared cleared;
   Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) return base::unexpected(std::string("out of memory"));
   Pkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
@@ -155,6 +167,7 @@ base::Expected<Pkey, std::string> private_key_from_pem(std::string_view pem) {
 }
 
 base::Expected<std::string, std::string> private_key_to_pem(const Pkey& key) {
+  const OpensslErrorsCleared cleared;
   Bio bio(BIO_new(BIO_s_mem()));
   if (!bio ||
       PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
@@ -165,6 +178,7 @@ base::Expected<std::string, std::string> private_key_to_pem(const Pkey& key) {
 }
 
 base::Expected<Pkey, std::string> generate_key(DkimKeyType type) {
+  const OpensslErrorsCleared cleared;
   Pkey key(type == DkimKeyType::kRsa ? EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", std::size_t{2048})
                                      : EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   if (!key) return base::unexpected(std::string("key generation failed"));
@@ -172,6 +186,7 @@ base::Expected<Pkey, std::string> generate_key(DkimKeyType type) {
 }
 
 base::Expected<std::string, std::string> public_key_for_record(DkimKeyType type, const Pkey& key) {
+  const OpensslErrorsCleared cleared;
   if (type == DkimKeyType::kEd25519) {
     std::string raw(32, '\0');
     std::size_t size = raw.size();

@@ -72,6 +72,11 @@ def rsa_key(directory, name="sender"):
     return key, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
 
 
+def txt_record(text):
+    """One TXT record in character-strings of at most 255 octets (RFC 1035 §3.3.14)."""
+    return [tuple(text[i:i + 255] for i in range(0, len(text), 255))]
+
+
 def sign_with_dkimpy(message, key, selector, domain):
     done = subprocess.run([DKIMPY, "-c", SIGN, key, selector, domain], input=message,
                           capture_output=True, check=True)
@@ -85,6 +90,15 @@ def verify_with_dkimpy(message, records, directory):
     done = subprocess.run([DKIMPY, "-c", VERIFY, path], input=message, capture_output=True,
                           check=True)
     return done.stdout.decode().split()
+
+
+def submit(server, message):
+    """demo@localhost submits `message` over implicit TLS with AUTH PLAIN."""
+    with open(os.path.join(server.dir, "demo.password")) as f:
+        password = f.read().strip()
+    with server.smtps() as client:
+        client.login("demo@localhost", password)
+        client.sendmail("demo@localhost", ["demo@localhost"], message)
 
 
 def header_fields(message, name):
@@ -112,11 +126,8 @@ class Inbound(ServerTestCase):
                                        "rua=mailto:dmarc@reports.test,mailto:spy@unverified.example",
                 # reports.test agrees to receive bank.example's reports (RFC 7489 §7.1).
                 "bank.example._report._dmarc.reports.test": "v=DMARC1",
-                # One record, in character-strings of at most 255 octets (RFC 1035 §3.3.14).
-                "s1._domainkey.bank.example": [tuple(record[i:i + 255]
-                                                     for i in range(0, len(record), 255))],
-                "s1._domainkey.lists.example": [tuple(record[i:i + 255]
-                                                      for i in range(0, len(record), 255))],
+                "s1._domainkey.bank.example": txt_record(record),
+                "s1._domainkey.lists.example": txt_record(record),
                 "shop.example": "v=spf1 ip4:192.0.2.1 -all",
                 "_dmarc.shop.example": "v=DMARC1; p=quarantine; sp=reject",
                 "plain.example": "v=spf1 ip4:192.0.2.1 -all",
@@ -365,15 +376,10 @@ class Inbound(ServerTestCase):
     def test_submission_is_not_checked(self):
         server = self.server()
         with server:
-            with open(os.path.join(server.dir, "demo.password")) as f:
-                password = f.read().strip()
-            with server.smtps() as client:
-                client.login("demo@localhost", password)
-                # From the bank, though the client may not send for it: our user, our rules.
-                # A field claiming our verdict is removed for submissions too.
-                client.sendmail("demo@localhost", ["demo@localhost"],
-                                b"Authentication-Results: mx.smtpsd.test; dmarc=pass\r\n"
-                                + make_message("mine", sender="ceo@bank.example"))
+            # From the bank, though the client may not send for it: our user, our rules.
+            # A field claiming our verdict is removed for submissions too.
+            submit(server, b"Authentication-Results: mx.smtpsd.test; dmarc=pass\r\n"
+                   + make_message("mine", sender="ceo@bank.example"))
             delivered = server.wait_delivered(1)[0]
             self.assertEqual(header_fields(delivered, "Authentication-Results"), [])
 
@@ -408,13 +414,8 @@ class Signing(ServerTestCase):
             {"selector": name.split(".")[0], "key": path} for name, path in sorted(keys.items())]})]
         server.write_config()
         with server:
-            with open(os.path.join(server.dir, "demo.password")) as f:
-                password = f.read().strip()
-            with server.smtps() as client:
-                client.login("demo@localhost", password)
-                client.sendmail("demo@localhost", ["demo@localhost"],
-                                make_message("signed by us", sender="demo@localhost",
-                                             body="Line one.\r\n\r\n\r\n"))
+            submit(server, make_message("signed by us", sender="demo@localhost",
+                                        body="Line one.\r\n\r\n\r\n"))
             delivered = server.wait_delivered(1)[0]
             signatures = header_fields(delivered, "DKIM-Signature")
             self.assertEqual(len(signatures), 2, delivered[:1200])
@@ -428,10 +429,7 @@ class Signing(ServerTestCase):
             self.assertEqual(verify_with_dkimpy(added, records, self.tmp), ["fail", "fail"])
             server.wait_log(r"event=dkim_signed .*domain=localhost signatures=2")
             # A From of another domain than the sender's own is never signed.
-            with server.smtps() as client:
-                client.login("demo@localhost", password)
-                client.sendmail("demo@localhost", ["demo@localhost"],
-                                make_message("not ours to sign", sender="ceo@bank.example"))
+            submit(server, make_message("not ours to sign", sender="ceo@bank.example"))
             unsigned = [m for m in server.wait_delivered(2) if b"not ours to sign" in m][0]
             self.assertEqual(header_fields(unsigned, "DKIM-Signature"), [])
 
@@ -444,8 +442,7 @@ class Signing(ServerTestCase):
         directory = os.path.join(server.dir, "keys", "signing.test")
         keys = [{"selector": name.split(".")[0], "key": os.path.join(directory, name)}
                 for name in sorted(os.listdir(directory))]
-        with DnsServer(txt={"good._domainkey.signing.test": [
-                               tuple(good[i:i + 255] for i in range(0, len(good), 255))],
+        with DnsServer(txt={"good._domainkey.signing.test": txt_record(good),
                            "stale._domainkey.signing.test": other},
                        directory=self.tmp) as dns:
             server.domains = [("localhost", ["demo"]), ("signing.test", [], {"dkim": keys})]

@@ -121,11 +121,9 @@ base::Expected<std::unique_ptr<DmarcReporter>, std::string> make_dmarc_reporter(
   options.interval = settings.interval;
   const std::string from_domain = settings.from.substr(settings.from.rfind('@') + 1);
   if (const config::Domain* domain = config.find_domain(from_domain)) {
-    for (const config::DkimKeyFile& file : domain->dkim) {
-      auto key = mailauth::DkimSigningKey::load(file.pem, domain->name, file.selector);
-      if (!key) return base::unexpected(file.key_file + ": " + key.error());
-      options.keys.push_back(std::move(key.value()));
-    }
+    auto keys = dkim_keys_of(config, *domain);
+    if (!keys) return base::unexpected(keys.error());
+    options.keys = std::move(keys.value());
   }
   auto enqueue = [&spool, &scheduler](const std::string& sender,
                                       const std::vector<std::string>& recipients,

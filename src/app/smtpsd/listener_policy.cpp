@@ -95,6 +95,21 @@ std::shared_ptr<const intake::Pipeline> built_in_checks(const config::Config& co
   return std::make_shared<const intake::Pipeline>(std::move(checks));
 }
 
+base::Expected<std::vector<std::shared_ptr<const mailauth::DkimSigningKey>>, std::string>
+dkim_keys_of(const config::Config& config, const config::Domain& domain) {
+  std::vector<std::shared_ptr<const mailauth::DkimSigningKey>> keys;
+  for (const config::DkimKeyFile& file : domain.dkim) {
+    if (file.pem.empty()) continue;  // a client's reading: keys are the server's
+    auto key = mailauth::DkimSigningKey::load(file.pem, domain.name, file.selector);
+    if (!key) {
+      return base::unexpected(fmt::format("{}:{}: domains.dkim.key: {}: {}", config.source_file,
+                                          file.line, file.key_file, key.error()));
+    }
+    keys.push_back(std::move(key.value()));
+  }
+  return keys;
+}
+
 base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_checks(
     const config::Config& config, const CheckServices& services) {
   std::vector<std::shared_ptr<intake::Check>> checks;
@@ -146,15 +161,9 @@ base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_ch
   }
   intake::DkimSignCheck::Keys keys;
   for (const config::Domain& domain : config.domains) {
-    for (const config::DkimKeyFile& file : domain.dkim) {
-      if (file.pem.empty()) continue;  // a client's reading: keys are the server's
-      auto key = mailauth::DkimSigningKey::load(file.pem, domain.name, file.selector);
-      if (!key) {
-        return base::unexpected(fmt::format("{}:{}: domains.dkim.key: {}: {}", config.source_file,
-                                            file.line, file.key_file, key.error()));
-      }
-      keys[domain.name].push_back(std::move(key.value()));
-    }
+    auto loaded = dkim_keys_of(config, domain);
+    if (!loaded) return base::unexpected(loaded.error());
+    if (!loaded->empty()) keys[domain.name] = std::move(loaded.value());
   }
   if (!keys.empty() && services.offload) {
     checks.push_back(std::make_shared<intake::DkimSignCheck>(std::move(keys), services.offload));

@@ -27,6 +27,7 @@
 #include "config/config.h"
 #include "dns/resolver.h"
 #include "intake/pipeline.h"
+#include "mailauth/dkim_signer.h"
 #include "mailauth/dmarc_report.h"
 #include "net/server.h"
 #include "smtp/server_session.h"
@@ -69,6 +70,11 @@ struct CheckServices {
   // Where DMARC evaluations go for the aggregate reports ([dmarc_reports]); none: nowhere.
   std::function<void(const mailauth::DmarcEvaluation&)> record_dmarc;
 };
+// The signing keys of a domain's `dkim` entries, in order; fails naming the file, line and
+// key of one the signer cannot use. Empty for a client's reading (keys are not read).
+base::Expected<std::vector<std::shared_ptr<const mailauth::DkimSigningKey>>, std::string>
+dkim_keys_of(const config::Config& config, const config::Domain& domain);
+
 // The same and, with services, in this order (docs/architecture.md "Checks"): the
 // received-loop check, the authenticity check for port 25 ([authenticity] verify: SPF,
 // DKIM, DMARC, Authentication-Results) and last DKIM signing for the domains with keys.

@@ -2,7 +2,10 @@
 // §3.5, §3.6.1): what they accept, and every malformed or oversized input they refuse.
 #include "mailauth/dkim_signature.h"
 
+#include "mailauth/dkim_crypto.h"
+
 #include <gtest/gtest.h>
+#include <openssl/err.h>
 
 #include <string>
 
@@ -131,3 +134,13 @@ TEST(DkimKeyRecord, RefusesMalformedRecords) {
 
 }  // namespace
 }  // namespace mailauth
+
+// A sender's broken key leaves nothing in OpenSSL's per-thread error queue, where the next
+// failure of anything else on the thread (a TLS handshake) would find it as its cause.
+TEST(DkimKeyErrors, LeaveOpensslsErrorQueueEmpty) {
+  ERR_clear_error();
+  EXPECT_FALSE(mailauth::public_key_from_record(mailauth::DkimKeyType::kRsa, "not a key"));
+  EXPECT_FALSE(mailauth::public_key_from_record(mailauth::DkimKeyType::kEd25519, "short"));
+  EXPECT_FALSE(mailauth::private_key_from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n"));
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
