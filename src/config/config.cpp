@@ -1556,6 +1556,21 @@ std::string describe(const Config& config) {
                                                : std::string());
   }
   {
+    const DnsSettings& d = config.dns;
+    std::string servers;
+    for (const base::HostPort& server : d.servers)
+      servers += (servers.empty() ? "" : ", ") + base::to_string(server);
+    out += fmt::format(
+        "DNS: {}, validation {}, {} s a lookup\n",
+        d.mode == DnsSettings::Mode::kSystem    ? "the servers of /etc/resolv.conf"
+        : d.mode == DnsSettings::Mode::kForward ? "forward to " + servers
+                                                : std::string("recursive from the root"),
+        d.validation == DnsSettings::Validation::kAuto  ? "auto (" + d.trust_anchor + ")"
+        : d.validation == DnsSettings::Validation::kYes ? "yes (" + d.trust_anchor + ")"
+                                                        : std::string("no"),
+        d.timeout.count());
+  }
+  {
     const AuthenticitySettings& a = config.authenticity;
     if (a.verify) {
       out += fmt::format(
