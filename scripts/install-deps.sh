@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang-16 libclang-rt-16-dev clang-format
   libssl-dev openssl libasio-dev libtomlplusplus-dev libcli11-dev libsodium-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libxml2-utils
-  libunbound-dev dns-root-data
+  libunbound-dev dns-root-data bind9 bind9-utils iproute2
   python3-dkim python3-nacl opendkim-tools
   libpsl-dev publicsuffix python3-spf python3-yaml
   testssl.sh
@@ -39,5 +39,12 @@ if dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q "install ok instal
   $SUDO postfix stop >/dev/null 2>&1 || true
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now postfix.service >/dev/null 2>&1 || true
+  fi
+fi
+# BIND's named serves the DNSSEC tests' signed zone privately (tests/integration/signed_zone.py):
+# no system-wide name server is left running or enabled either.
+if dpkg-query -W -f='${Status}' bind9 2>/dev/null | grep -q "install ok installed"; then
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now named.service >/dev/null 2>&1 || true
   fi
 fi

@@ -154,7 +154,9 @@ Answer decode_answer(const RawResult& raw) {
   answer.ttl = raw.ttl;
   if (raw.bogus) {
     answer.status = Status::kBogus;
-    answer.detail = raw.why_bogus.empty() ? "DNSSEC validation failed" : raw.why_bogus;
+    // Named as such, so that a log line or `smtpsctl dkim check` says why it was not used.
+    answer.detail = raw.why_bogus.empty() ? std::string("DNSSEC bogus: validation failed")
+                                          : "DNSSEC bogus: " + raw.why_bogus;
     return answer;
   }
   answer.secure = raw.secure;

@@ -1,6 +1,11 @@
 """`smtpsctl dkim keygen` with the real binary: the key files (where, mode 0600), the
 refusal to overwrite, and that the zone-file line it prints is the record that verifies a
-signature made with the key written (through the test tool build/tests/dkim_tool)."""
+signature made with the key written (through the test tool build/tests/dkim_tool).
+
+OpenDKIM (opendkim-testmsg, Debian opendkim-tools) verifies our RSA and Ed25519 signatures
+against those records, published by a name server in a network namespace of the test's own
+(OpenDKIM asks the resolvers of /etc/resolv.conf on port 53, and cannot be pointed elsewhere).
+"""
 
 import os
 import re
@@ -10,7 +15,9 @@ import subprocess
 import tempfile
 import unittest
 
+import needs
 from harness import SMTPSD
+from signed_zone import NetworkNamespace, SignedRoot, available
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 DKIM_TOOL = os.environ.get("DKIM_TOOL") or os.path.join(os.path.dirname(SMTPSD), "tests",
@@ -114,6 +121,47 @@ class DkimKeygen(unittest.TestCase):
         bad = keygen("bad domain!", "--directory", self.dir)
         self.assertEqual(bad.returncode, 1)
         self.assertEqual(os.listdir(self.dir), [])
+
+
+@needs.tools("opendkim-testmsg")
+@needs.condition(available, "BIND (Debian bind9, bind9-utils) not installed")
+@needs.condition(lambda: os.geteuid() == 0, "root (ip netns) needed")
+class OpenDkimVerifies(unittest.TestCase):
+    def test_our_rsa_and_ed25519_signatures_pass_and_changes_fail(self):
+        directory = tempfile.mkdtemp(prefix="dkim-opendkim-")
+        self.addCleanup(shutil.rmtree, directory)
+        records = []
+        for algorithm, selector in (("rsa", "r1"), ("ed25519", "e1")):
+            made = keygen("example.org", "--selector", selector, "--algorithm", algorithm,
+                          "--directory", directory)
+            self.assertEqual(made.returncode, 0, made.stderr)
+            records += [line.replace(" IN TXT ", " TXT ") for line in made.stdout.splitlines()
+                        if line and not line.startswith(";")]
+        with NetworkNamespace() as namespace:
+            root = SignedRoot(records, port=53, namespace=namespace)
+            self.addCleanup(root.stop)
+
+            def opendkim(message):
+                # It reads a message with LF line ends, as a milter hands it over.
+                return namespace.run(["opendkim-testmsg"], input=message.replace(b"\r\n", b"\n"),
+                                     check=False, timeout=30)
+
+            for algorithm, selector in (("rsa", "r1"), ("ed25519", "e1")):
+                key = os.path.join(directory, "example.org", f"{selector}.{algorithm}.key")
+                signed = subprocess.run([DKIM_TOOL, "sign", key, "example.org", selector],
+                                        input=MESSAGE, capture_output=True, check=True).stdout
+                self.assertIn(f"s={selector};".encode(), signed)
+                verdict = opendkim(signed)
+                self.assertEqual(verdict.returncode, 0, verdict.stderr)
+                for changed in (signed.replace(b"\r\nbody", b"\r\nbodY"),
+                                signed.replace(b"Subject: keygen", b"Subject: keygeN")):
+                    verdict = opendkim(changed)
+                    self.assertNotEqual(verdict.returncode, 0, algorithm)
+                    self.assertIn(b"Bad signature", verdict.stderr)
+                # The key really comes from DNS: a selector nobody published is not found.
+                verdict = opendkim(signed.replace(f"s={selector};".encode(), b"s=none;"))
+                self.assertIn(b"Key retrieval failed", verdict.stderr)
+            root.stop()
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 - dkimpy (Debian python3-dkim, with python3-nacl for Ed25519; run by /usr/bin/python3)
   signs, our verifier (dkim_tool verify) must say pass, and fail once the body changes;
 - our signer (dkim_tool sign) signs, dkimpy's dkim.verify must accept, and refuse a change;
-- OpenDKIM: opendkim-testmsg verifies only against live DNS (it has no key-file option), so
-  it cannot check our signatures here; it signs only with rsa-sha1, which our verifier must
-  refuse (RFC 8301 §3.1): that is what is checked.
+- OpenDKIM: opendkim-testmsg signs only with rsa-sha1, which our verifier must refuse
+  (RFC 8301 §3.1): that is what is checked here. It verifies only against DNS on port 53,
+  so it checks our signatures in tests/integration/test_dkim_keygen.py, in a network
+  namespace with a name server of the test's own.
 The tool is $DKIM_TOOL (CTest sets it).
 """
 

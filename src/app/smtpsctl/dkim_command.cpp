@@ -101,6 +101,8 @@ int check_published(const std::string& domain, const std::string& config_file, s
   }
   auto resolver = dns::create_resolver(dns_options(config.value().dns));
   if (!resolver) return fail(err, "[dns]: " + resolver.error());
+  const bool validating = resolver.value()->validates();
+  out << "DNS: " << resolver.value()->describe() << "\n";
   int problems = 0;
   for (const config::DkimKeyFile& file : entry->dkim) {
     const std::string name = file.selector + "._domainkey." + domain;
@@ -129,9 +131,13 @@ int check_published(const std::string& domain, const std::string& config_file, s
       else
         other = true;
     }
+    // What a DANE-minded operator wants to know too: whether the record is signed.
+    const char* dnssec = !validating      ? ""
+                         : answer->secure ? ", DNSSEC: secure"
+                                          : ", DNSSEC: not signed";
     if (published) {
-      out << name << ": OK (" << key.value()->algorithm() << ", " << key.value()->bits()
-          << " bits)\n";
+      out << name << ": OK (" << key.value()->algorithm() << ", " << key.value()->bits() << " bits"
+          << dnssec << ")\n";
       continue;
     }
     ++problems;

@@ -100,7 +100,7 @@ TEST(AnswerDecoding, SecureAndBogus) {
   EXPECT_EQ(answer.status, Status::kBogus);
   EXPECT_FALSE(answer.secure);
   EXPECT_TRUE(answer.addresses.empty());  // never data from a failed validation
-  EXPECT_EQ(answer.detail, "signature expired");
+  EXPECT_EQ(answer.detail, "DNSSEC bogus: signature expired");
 }
 
 }  // namespace

@@ -1,0 +1,207 @@
+"""A DNSSEC-signed root zone of the test's own, served by BIND's named (Debian bind9), so
+that the resolver's validating modes meet real signatures: secure answers, a bogus one (a
+record changed after signing), and NXDOMAIN proven by NSEC.
+
+The zone is "." itself, with every test name directly in it (no delegations), signed with
+a fresh ECDSA P-256 key pair (KSK and ZSK) by dnssec-signzone. `trust_anchor` is the file
+of the KSK's DNSKEY record, the form libunbound's trust-anchor files take. The zone's
+NS is a.root-servers.net at 198.41.0.4, its real address, so that a resolver that starts
+from its built-in root hints finds this server when the test runs it in a network
+namespace of its own where that address is on the loopback interface (`listen`).
+
+    with SignedRoot(['bad.test. TXT "v=spf1 -all"'], bogus={"bad.test.": '"v=spf1 +all"'}):
+        root.server      # "127.0.0.1:PORT"
+        root.trust_anchor
+
+A record line is zone-file text without the class ("NAME TYPE RDATA", TTL 300). `bogus`
+maps names (absolute, with the final dot) to the TXT rdata they are served with instead of
+the one signed, so that their signature no longer matches.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from dns_server import free_port
+from processes import end_process
+
+NAMED = "/usr/sbin/named"
+TOOLS = ("dnssec-keygen", "dnssec-signzone")
+ROOT_ADDRESS = "198.41.0.4"  # a.root-servers.net
+
+
+def available():
+    return os.path.exists(NAMED) and all(shutil.which(tool) for tool in TOOLS)
+
+
+class SignedRoot:
+    def __init__(self, records, bogus=None, listen=("127.0.0.1",), port=None, directory=None,
+                 namespace=None):
+        self.own_directory = directory is None
+        self.namespace = namespace
+        self.dir = directory or tempfile.mkdtemp(prefix="smtpsd-signed-")
+        self.listen = list(listen)
+        self.process = None
+        self.port = None
+        self.server = None
+        try:
+            self.trust_anchor = self._sign(records, bogus or {})
+            self._start(port)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _run(self, *args):
+        return subprocess.run(list(args), cwd=self.dir, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    def _sign(self, records, bogus):
+        ksk = self._run("dnssec-keygen", "-q", "-K", self.dir, "-a", "ECDSAP256SHA256",
+                        "-f", "KSK", "-n", "ZONE", ".")
+        zsk = self._run("dnssec-keygen", "-q", "-K", self.dir, "-a", "ECDSAP256SHA256",
+                        "-n", "ZONE", ".")
+        zone = os.path.join(self.dir, "root.zone")
+        with open(zone, "w") as out:
+            out.write("$TTL 300\n"
+                      ". SOA a.root-servers.net. hostmaster.example. 1 3600 600 86400 300\n"
+                      ". NS a.root-servers.net.\n"
+                      f"a.root-servers.net. A {ROOT_ADDRESS}\n"
+                      f"$INCLUDE {ksk}.key\n$INCLUDE {zsk}.key\n")
+            for record in records:
+                out.write(record + "\n")
+        self._run("dnssec-signzone", "-q", "-K", self.dir, "-o", ".", "-f", "root.signed",
+                  "-k", ksk + ".key", zone, zsk + ".key")
+        signed = os.path.join(self.dir, "root.signed")
+        if bogus:
+            # The signed TXT records of these names get other strings: the RRSIG beside each
+            # no longer matches what is served.
+            with open(signed) as source:
+                lines = source.read().splitlines()
+            for index, line in enumerate(lines):
+                fields = line.split(None, 4)
+                if len(fields) == 5 and fields[0] in bogus and fields[3] == "TXT":
+                    lines[index] = " ".join(fields[:4]) + " " + bogus[fields[0]]
+            with open(signed, "w") as out:
+                out.write("\n".join(lines) + "\n")
+        anchor = os.path.join(self.dir, "root.anchor")
+        with open(os.path.join(self.dir, ksk + ".key")) as key, open(anchor, "w") as out:
+            out.write("".join(line for line in key if not line.startswith(";")))
+        return anchor
+
+    def _configuration(self, port):
+        addresses = " ".join(f"{address};" for address in self.listen)
+        conf = os.path.join(self.dir, "named.conf")
+        with open(conf, "w") as out:
+            out.write(f"""options {{
+    directory "{self.dir}";
+    listen-on port {port} {{ {addresses} }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    pid-file none;
+    session-keyfile none;
+    notify no;
+}};
+controls {{ }};
+zone "." {{ type primary; file "{os.path.join(self.dir, 'root.signed')}"; }};
+""")
+        return conf
+
+    def _start(self, port):
+        log_path = os.path.join(self.dir, "named.log")
+        for _ in range(5):
+            chosen = port or free_port()
+            conf = self._configuration(chosen)
+            with open(log_path, "ab") as log:
+                prefix = self.namespace.prefix() if self.namespace else []
+                self.process = subprocess.Popen(prefix + [NAMED, "-g", "-n", "1", "-c", conf],
+                                                stdin=subprocess.DEVNULL, stdout=log,
+                                                stderr=log)
+            if self._wait_ready(chosen):
+                self.port = chosen
+                self.server = f"{self.listen[0]}:{chosen}"
+                return
+            end_process(self.process, timeout=5)
+            self.process = None
+            text = self.log()
+            if port or "address in use" not in text:
+                raise RuntimeError(f"named did not start; its log ({log_path}):\n{text}")
+        raise RuntimeError("named found no free port")
+
+    def _wait_ready(self, port, timeout=15.0):
+        # named logs "running" once its zones are loaded and its sockets listen (the log is
+        # read, not a query sent, so that this works from outside a network namespace too).
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            if re.search(r"^\S+ \S+ running$", self.log(), re.M):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "named.log"), errors="replace") as log:
+                return log.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        if self.process is not None:
+            end_process(self.process, timeout=5)
+            self.process = None
+        if self.own_directory:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+class NetworkNamespace:
+    """A network namespace of the test's own (`ip netns`, root only): its loopback
+    interface is up and carries `addresses` too, and programs run in it with prefix() see
+    /etc/resolv.conf as "nameserver 127.0.0.1" (ip netns exec bind-mounts
+    /etc/netns/NAME/resolv.conf). Nothing in it reaches the host's network."""
+
+    _count = 0
+
+    def __init__(self, addresses=()):
+        NetworkNamespace._count += 1
+        self.name = f"smtpsd-test-{os.getpid()}-{NetworkNamespace._count}"
+        self.etc = os.path.join("/etc/netns", self.name)
+        subprocess.run(["ip", "netns", "add", self.name], check=True, capture_output=True)
+        try:
+            os.makedirs(self.etc, exist_ok=True)
+            with open(os.path.join(self.etc, "resolv.conf"), "w") as out:
+                out.write("nameserver 127.0.0.1\n")
+            self.run(["ip", "link", "set", "lo", "up"])
+            for address in addresses:
+                self.run(["ip", "addr", "add", address + "/32", "dev", "lo"])
+        except BaseException:
+            self.close()
+            raise
+
+    def prefix(self):
+        return ["ip", "netns", "exec", self.name]
+
+    def run(self, args, **kwargs):
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("check", True)
+        return subprocess.run(self.prefix() + list(args), **kwargs)
+
+    def close(self):
+        subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)
+        shutil.rmtree(self.etc, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
