@@ -4,7 +4,7 @@ them through `smtpsctl dkim check` (which asks DNS as the server does) and the s
 start-up line:
 
 - forward with validation: a signed record is "secure", a record changed after signing is
-  refused as bogus (never used);
+  refused as bogus (never used): the server does not believe a forged SPF "+all";
 - forward without validation: the changed record is believed (what validation prevents);
 - validation "auto" whose trust anchor does not match the zone's key: no validation, said;
 - recursive, in a network namespace where the root server's address is this zone's server:
@@ -12,13 +12,14 @@ start-up line:
 """
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import unittest
 
 import needs
-from harness import SMTPSD, ServerTestCase
+from harness import SMTPSD, ServerTestCase, make_message
 from signed_zone import ROOT_ADDRESS, NetworkNamespace, SignedRoot, available
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
@@ -50,7 +51,10 @@ class SignedZoneCase(unittest.TestCase):
             records += [line.replace(" IN TXT ", " TXT ") for line in zone_lines(made.stdout)]
         attacker = [line for line in records if line.startswith("s1._domainkey.attacker.")]
         cls.forged = attacker[0].split(" TXT ", 1)[1]
-        cls.records = [line for line in records if "attacker" not in line]
+        cls.records = [line for line in records if "attacker" not in line] + [
+            # SPF of two senders; forged.example's is changed after signing to let anyone send.
+            'signed.example. TXT "v=spf1 ip4:127.0.0.1 -all"',
+            'forged.example. TXT "v=spf1 ip4:192.0.2.1 -all"']
 
     @classmethod
     def tearDownClass(cls):
@@ -58,7 +62,8 @@ class SignedZoneCase(unittest.TestCase):
             shutil.rmtree(cls.dir, ignore_errors=True)
 
     def signed_root(self, **kwargs):
-        root = SignedRoot(self.records, bogus={"s1._domainkey.bad.example.": self.forged}, **kwargs)
+        root = SignedRoot(self.records, bogus={"s1._domainkey.bad.example.": self.forged,
+                                               "forged.example.": '"v=spf1 +all"'}, **kwargs)
         self.addCleanup(root.stop)
         return root
 
@@ -119,13 +124,27 @@ class ValidatingForward(SignedZoneCase):
 
 
 class ValidatingServer(ServerTestCase, SignedZoneCase):
-    def test_the_server_says_it_validates(self):
+    def test_the_server_validates_and_a_forged_spf_record_is_not_believed(self):
         root = self.signed_root()
         server = self.new_server(extra_toml=f'[dns]\nservers = "{root.server}"\n'
                                             f'validation = "auto"\n'
-                                            f'trust_anchor = "{root.trust_anchor}"\n')
-        server.start()
-        server.wait_log(r"event=dns mode=forward validating=yes detail=")
+                                            f'trust_anchor = "{root.trust_anchor}"\n'
+                                            '[authenticity]\nauthserv_id = "mx.smtpsd.test"\n')
+        with server:
+            server.wait_log(r"event=dns mode=forward validating=yes detail=")
+            for sender in ("a@signed.example", "a@forged.example"):
+                with server.smtp() as client:
+                    client.sendmail(sender, ["demo@localhost"], make_message(sender=sender))
+            delivered = server.wait_delivered(2)
+            results = {}
+            for message in delivered:
+                head = message.split(b"\r\n\r\n", 1)[0].decode()
+                spf = re.search(r"spf=(\w+) (?:\([^)]*\) )?smtp\.mailfrom=a@([\w.]+)",
+                                head.replace("\r\n\t", " "))
+                self.assertIsNotNone(spf, head)
+                results[spf.group(2)] = spf.group(1)
+            # The forged "+all" would pass; it failed validation, so nothing is believed.
+            self.assertEqual(results, {"signed.example": "pass", "forged.example": "temperror"})
 
 
 @needs.condition(lambda: os.geteuid() == 0, "root (ip netns) needed")
