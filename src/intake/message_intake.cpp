@@ -286,7 +286,10 @@ std::optional<smtp::Reply> MessageIntake::apply(const Verdict& verdict) {
     section = std::move(edited.value());
     section.resize(section.size() - 2);  // without the empty line: the content follows
   } else {
-    if (!headers_done_ || header_overflow_) return refuse("header section not available");
+    // A message without an empty line is all header section (end_of_content() said so): it
+    // is edited the same way and gains the empty line, an empty body (RFC 5322 §3.5).
+    if ((!headers_done_ && !section_without_body_) || header_overflow_)
+      return refuse("header section not available");
     auto edited = edit_header_section(header_section_, verdict.header_edits);
     if (!edited) return refuse(edited.error());
     // Our Received header stays the first field under the added ones.

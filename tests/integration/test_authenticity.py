@@ -264,6 +264,14 @@ class Inbound(ServerTestCase):
             self.assertIn("spf=fail", results[0])  # ours, on top
             self.assertEqual(results[1], "other.example; spf=pass")
             self.assertNotIn(b"dkim=pass header.d=bank.example", delivered)
+            # A message that is all header section (no empty line, no body) too.
+            only_header = (b"Authentication-Results: mx.smtpsd.test; dmarc=pass\r\n"
+                           b"From: a@plain.example\r\nSubject: no body\r\n")
+            self.assertEqual(self.send(server, "a@plain.example", only_header), {})
+            (delivered,) = [message for message in server.wait_delivered(2)
+                            if b"Subject: no body" in message]
+            self.assertEqual(len(header_fields(delivered, "Authentication-Results")), 1)
+            self.assertNotIn(b"dmarc=pass", delivered)
 
     def test_several_from_fields_are_all_evaluated(self):
         server = self.server(authenticity={"spf": '"record"'})

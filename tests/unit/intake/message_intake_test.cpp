@@ -429,6 +429,25 @@ TEST_F(MessageIntakeTest, HeaderEditsOfAMessageWithoutAHeaderEndAreRefused) {
   EXPECT_TRUE(spool_->list().empty());
 }
 
+// A message that is all header section (no empty line, no body): once the end of the
+// content says so, a forged field is deleted as in any other message, not retried forever.
+TEST_F(MessageIntakeTest, HeaderEditsOfAHeaderOnlyMessageApplyAtTheEndOfContent) {
+  Verdict verdict;
+  verdict.header_edits.push_back({HeaderEdit::Kind::kDelete, "Authentication-Results", "", 1});
+  verdict.header_edits.push_back({HeaderEdit::Kind::kAdd, "Authentication-Results", "mx; a", 1});
+  Pipeline pipeline({std::make_shared<NullCheck>(mask(Stage::kEndOfData))});
+  MessageIntake intake(*spool_, pipeline, facts());
+  ASSERT_FALSE(intake.begin(start()));
+  ASSERT_FALSE(intake.append("Authentication-Results: mx; forged\r\nSubject: only\r\n"));
+  intake.end_of_content();
+  ASSERT_FALSE(intake.apply(verdict));
+  auto committed = intake.committed(intake.writer()->commit());
+  ASSERT_TRUE(committed);
+  std::string content = content_of(*committed);
+  EXPECT_TRUE(content.starts_with("Authentication-Results: mx; a\r\nReceived: from")) << content;
+  EXPECT_EQ(without_received(content), "Authentication-Results: mx; a\r\nSubject: only\r\n\r\n");
+}
+
 TEST(EditHeaderSectionTest, AddsGoOnTopChangesAndDeletesFindTheNthField) {
   const std::string section =
       "Received: one\r\nSubject: old\r\n\tfolded\r\nX-Spam: a\r\nX-Spam: b\r\n\r\n";
