@@ -108,8 +108,33 @@ AuthenticityCheck::AuthenticityCheck(std::shared_ptr<dns::Resolver> resolver,
 }
 
 StageMask AuthenticityCheck::stages() const {
-  return mask(Stage::kDataStart) | mask(Stage::kEndOfHeaders) | mask(Stage::kBody) |
-         mask(Stage::kEndOfData);
+  StageMask stages = mask(Stage::kDataStart) | mask(Stage::kEndOfHeaders) | mask(Stage::kBody) |
+                     mask(Stage::kEndOfData);
+  // Domains with DMARC settings of their own: one transaction holds one enforcement.
+  if (!policy_.domain_dmarc.empty()) stages |= mask(Stage::kRcpt);
+  return stages;
+}
+
+AuthenticityPolicy::Dmarc AuthenticityCheck::enforcement_of(std::string_view recipient) const {
+  const std::string domain = domain_of(recipient);
+  for (const auto& [name, setting] : policy_.domain_dmarc)
+    if (name == domain) return setting;
+  return policy_.dmarc;
+}
+
+// The one reply at the end of data covers every recipient, so a recipient whose domain
+// enforces DMARC and one whose domain only monitors cannot share a message: the forged mail
+// would reach the first because of the second. The later one is told 452 4.5.3 (RFC 5321
+// §4.5.3.1.10: the client sends it again in another transaction, nothing is lost).
+Verdict AuthenticityCheck::recipient(const Context& context) const {
+  if (!verifies(context) || context.envelope == nullptr || context.envelope->recipients.empty())
+    return Verdict::pass();
+  if (enforcement_of(context.recipient) ==
+      enforcement_of(context.envelope->recipients.front().address))
+    return Verdict::pass();
+  return Verdict::refuse(smtp::Reply{
+      452, "4.5.3",
+      "Recipients of domains with another DMARC policy go in another transaction, send again"});
 }
 
 std::string AuthenticityCheck::summary() const {
@@ -134,6 +159,7 @@ Verdict AuthenticityCheck::timeout_verdict(Stage stage) const {
 }
 
 void AuthenticityCheck::run(Stage stage, const Context& context, Done done) {
+  if (stage == Stage::kRcpt) return done(recipient(context));
   if (context.state == nullptr) return done(Verdict::pass());
   if (stage == Stage::kDataStart) return data_start(context, done);
   auto* state = static_cast<State*>(context.state->get());
@@ -291,13 +317,9 @@ void AuthenticityCheck::end_of_data(const Context& context, Done& done) {
   if (context.envelope != nullptr) {
     if (!context.envelope->recipients.empty())
       job->first_recipient_domain = domain_of(context.envelope->recipients.front().address);
-    for (const smtp::Recipient& recipient : context.envelope->recipients) {
-      const std::string domain = domain_of(recipient.address);
-      AuthenticityPolicy::Dmarc mode = policy_.dmarc;
-      for (const auto& [name, setting] : policy_.domain_dmarc)
-        if (name == domain) mode = setting;
-      if (mode != AuthenticityPolicy::Dmarc::kEnforce) job->enforce = false;
-    }
+    for (const smtp::Recipient& recipient : context.envelope->recipients)
+      if (enforcement_of(recipient.address) != AuthenticityPolicy::Dmarc::kEnforce)
+        job->enforce = false;
   }
   if (policy_.dmarc != AuthenticityPolicy::Dmarc::kEnforce && policy_.domain_dmarc.empty())
     job->enforce = false;

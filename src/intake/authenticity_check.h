@@ -50,8 +50,9 @@ struct AuthenticityPolicy {
   std::string receiver;     // our host name (SPF %{r})
   Spf spf = Spf::kDmarc;
   Dmarc dmarc = Dmarc::kEnforce;
-  // Per recipient domain (lower case): its own DMARC enforcement. A message is enforced
-  // only when every recipient's domain enforces (one refusal at the end of data covers all).
+  // Per recipient domain (lower case): its own DMARC enforcement. One message holds
+  // recipients of one enforcement: a recipient whose domain differs from the first one's
+  // is answered 452 4.5.3 at RCPT (sent again in another transaction).
   std::vector<std::pair<std::string, Dmarc>> domain_dmarc;
   bool defer_on_temperror = false;
   unsigned max_signatures = 8;
@@ -89,6 +90,8 @@ class AuthenticityCheck final : public Check,
   struct State;
   struct Job;
   Verdict decide(Job& job, const mailauth::SpfOutcome& spf) const;
+  AuthenticityPolicy::Dmarc enforcement_of(std::string_view recipient) const;
+  Verdict recipient(const Context& context) const;
   void record(const Job& job, const mailauth::SpfOutcome& spf, mailauth::DmarcPolicy applied,
               const std::string& override_reason) const;
   void data_start(const Context& context, Done& done);

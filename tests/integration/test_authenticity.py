@@ -201,6 +201,27 @@ class Inbound(ServerTestCase):
                            'smtpsd_dmarc_dispositions_total{disposition="reject"} 2'):
                 self.assertIn(sample, metrics)
 
+    def test_a_monitoring_domain_cannot_carry_forged_mail_to_an_enforcing_one(self):
+        server = self.server(domains=[("localhost", ["demo"]),
+                                      ("watch.test", ["demo"], {"dmarc": "monitor"})])
+        with server:
+            forged = make_message("forged", sender="ceo@bank.example")
+            with server.smtp() as client:
+                client.ehlo()
+                self.assertEqual(client.mail("someone@plain.example")[0], 250)
+                self.assertEqual(client.rcpt("demo@localhost")[0], 250)
+                code, text = client.rcpt("demo@watch.test")
+                self.assertEqual((code, text[:5]), (452, b"4.5.3"), text)
+                code, text = client.data(forged)
+                self.assertEqual((code, text[:5]), (550, b"5.7.1"), text)
+                # Sent again alone, as the 452 asks: monitored, so delivered and recorded.
+                client.rset()
+                self.assertEqual(client.sendmail("someone@plain.example", ["demo@watch.test"],
+                                                 forged), {})
+            (delivered,) = server.wait_delivered(1, "demo@watch.test")
+            self.assertIn(b"dmarc=fail", delivered)
+            self.assertEqual(server.delivered(), [])
+
     def test_quarantine_goes_to_junk_with_a_spam_flag(self):
         server = self.server()
         with server:
