@@ -186,7 +186,7 @@ enum class HostOutcome { kAddresses, kNone, kNoSuchHost, kTemporary };
 // Addresses of one host, IPv6 first (RFC 6724 prefers it by default), deduplicated and
 // bounded. reason says why there are none.
 HostOutcome collect(const HostLookup& lookup, const Round& round,
-                    std::vector<std::string>* addresses, std::string* reason) {
+                    std::vector<std::string>* addresses, bool* secure, std::string* reason) {
   const dns::Answer* answers[2] = {&round.answer(lookup.aaaa), &round.answer(lookup.a)};
   const char* types[2] = {"AAAA", "A"};
   for (const dns::Answer* answer : answers) {
@@ -198,6 +198,11 @@ HostOutcome collect(const HostLookup& lookup, const Round& round,
       }
     }
   }
+  // Secure only when both families are proven: an address or a validated absence each.
+  *secure = std::all_of(std::begin(answers), std::end(answers), [](const dns::Answer* answer) {
+    return answer->secure &&
+           (answer->status == dns::Status::kOk || answer->status == dns::Status::kNoData);
+  });
   if (!addresses->empty()) return HostOutcome::kAddresses;
   // No address: temporary if either family could not be answered, else permanent.
   for (int i = 0; i < 2; ++i) {
@@ -283,6 +288,7 @@ MxAnswer MxResolver::resolve(std::string_view domain_text) {
     answer.detail = describe(mx_answer) + " looking up MX of " + domain;
     return answer;
   }
+  answer.secure = mx_answer.secure;
   std::vector<MxRecord> records;
   for (const dns::MxRecord& record : mx_answer.mx)
     records.push_back({record.exchange, record.preference});
@@ -357,7 +363,8 @@ MxAnswer MxResolver::resolve(std::string_view domain_text) {
   bool any_temporary = false;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     std::string reason;
-    switch (collect(lookups[i], address_round, &targets[i].addresses, &reason)) {
+    switch (
+        collect(lookups[i], address_round, &targets[i].addresses, &targets[i].secure, &reason)) {
       case HostOutcome::kAddresses:
         break;
       case HostOutcome::kTemporary:

@@ -32,6 +32,9 @@ struct MxTarget {
   std::vector<std::string> addresses;  // IP literals ("192.0.2.1", "::1"), IPv6 first; empty if
                                        // the host has none
   bool implicit = false;               // no MX record: the domain's own A/AAAA (RFC 5321 §5.1)
+  // Both address lookups (AAAA and A) were DNSSEC-secure (an address or a proven absence):
+  // with a secure MX answer, what DANE needs before it asks for TLSA (RFC 7672 §2.2.1).
+  bool secure = false;
 };
 
 enum class MxStatus {
@@ -48,6 +51,10 @@ struct MxAnswer {
   MxStatus status = MxStatus::kTemporary;
   std::vector<MxTarget> targets;
   std::string detail;  // in words for logs and DSNs: "no MX or A/AAAA record for example.net"
+  // The MX answer (or, for the implicit MX, the proven absence of MX records) was
+  // DNSSEC-secure: the targets are the domain owner's (RFC 7672 §2.2.1, RFC 8689 §4.2.1).
+  // Never true for an address literal or when the resolver does not validate.
+  bool secure = false;
 };
 
 // At most this many MX targets (the best preferences) and addresses per target.

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/expected.h"
+#include "dns/resolver.h"
 #include "queue/spool.h"
 #include "smtp/client_session.h"
 #include "tls/policy.h"
@@ -57,6 +58,11 @@ struct TlsOutcome {
   std::string peer_not_before;
   std::string peer_not_after;
   std::string peer_issuer;
+  // Authenticated by DANE (RFC 7672): a TLSA record of TransportOptions::dane_tlsa matched
+  // the peer's chain; `verified` is then true too. dane_match names the record that did
+  // ("3 1 1"); verify_error says why none did.
+  bool dane = false;
+  std::string dane_match;
   std::string describe() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "none"
 };
 
@@ -73,6 +79,11 @@ struct TransportOptions {
   // non-empty answer (why the TLS is not good enough) ends the connection there, with
   // stage "tls-policy". This is where a verify level keeps a password from an impostor.
   std::function<std::string(const TlsOutcome&)> check_tls;
+  // DANE (RFC 7672 §3): the usable TLSA records of this MX host, DNSSEC-secure; not empty:
+  // the peer is verified against them (and only them) with dane_base as the reference name
+  // and SNI, instead of against the trust store and Endpoint::host.
+  std::vector<dns::TlsaRecord> dane_tlsa;
+  std::string dane_base;
   // The whole delivery attempt (connect to the last reply) ends by then; max: no limit.
   std::chrono::steady_clock::time_point attempt_deadline =
       std::chrono::steady_clock::time_point::max();
