@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/endpoint.h"
 #include "base/network.h"
+#include "delivery/dane.h"
 #include "delivery/system_resolver.h"
 #include "obs/log.h"
 
@@ -58,6 +59,10 @@ base::Expected<std::unique_ptr<Outbound>, std::string> Outbound::create(Outbound
   auto context = tls::make_client_context(outbound->options_.ca_file);
   if (!context) return base::unexpected(context.error());
   outbound->tls_context_ = std::move(context.value());
+  // DANE (dane.h) is enabled per connection; the context must allow it once.
+  if (SSL_CTX_dane_enable(outbound->tls_context_.get()) <= 0) {
+    return base::unexpected(std::string("the TLS library cannot do DANE"));
+  }
   if (outbound->options_.dns == nullptr) {
     return base::unexpected(std::string("outbound delivery needs a DNS resolver"));
   }
@@ -350,6 +355,15 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   const std::string memory_key = relay ? hop->url.host : domain;
   const tls::OutboundLevel level = relay ? hop->tls : level_for(domain);
   const SeenTls remembered = memory_.best(memory_key);
+  // Which policy decided the TLS of this attempt, for the log lines (docs/architecture.md
+  // "Outbound TLS policy"): the strongest that applies; DANE is decided per MX host below.
+  const bool static_policy =
+      relay || std::any_of(options_.tls_policy.begin(), options_.tls_policy.end(),
+                           [&](const auto& entry) { return entry.first == domain; });
+  const std::string default_policy = static_policy                  ? "static"
+                                     : remembered != SeenTls::kNone ? "learned"
+                                                                    : "opportunistic";
+  std::string policy = default_policy;
   std::vector<DeliveryResult> results(recipients.size());
   const Clock::time_point deadline = Clock::now() + options_.attempt_timeout;
   std::string held_host;  // the address whose slot this attempt holds
@@ -363,6 +377,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   // had is remembered for the domain.
   auto finish = [&](std::unique_ptr<Connection> connection) {
     let_go_of_host(false);
+    for (DeliveryResult& result : results)
+      result.tls_policy = policy;
     if (connection) {
       SeenTls seen = achieved(connection->tls());
       if (memory_.record(memory_key, seen, base::unix_now())) {
@@ -402,6 +418,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
 
   // Where to connect: the smarthost, or the MX hosts of the domain.
   std::vector<MxTarget> targets;
+  bool mx_secure = false;
   std::uint16_t port = options_.mx_port;
   if (relay) {
     const std::string& host = hop->url.host;
@@ -428,6 +445,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       return finish(nullptr);
     }
     targets = std::move(answer.targets);
+    mx_secure = answer.secure;
   }
 
   TransportOptions transport_options;
@@ -448,6 +466,40 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   bool out_of_time = false;
   bool only_busy = true;  // every address was skipped as busy: nothing was tried
   for (const MxTarget& target : targets) {
+    // DANE for this MX host (RFC 7672 §2.2): a failed TLSA lookup disqualifies it; usable
+    // records authenticate it instead of the other policies; secure but unusable records
+    // still make TLS mandatory.
+    DaneLookup dane;
+    if (!relay) {
+      dane = lookup_dane(*options_.dns, target.host, port, mx_secure, target.secure,
+                         options_.mx_deadline);
+      if (dane.kind == DaneLookup::Kind::kFailed) {
+        failure = target.host + ": " + dane.detail + " (DANE: host not used)";
+        policy = "dane";
+        obs::Log("dane_failed", obs::Level::kWarning)
+            .kv("domain", domain)
+            .kv("host", target.host)
+            .kv("detail", dane.detail);
+        continue;
+      }
+    }
+    const bool dane_authenticates = dane.kind == DaneLookup::Kind::kUsable;
+    const bool dane_applies = dane_authenticates || dane.kind == DaneLookup::Kind::kUnusable;
+    const tls::OutboundLevel host_level =
+        dane_applies ? std::max(level, tls::OutboundLevel::kEncrypt) : level;
+    transport_options.starttls = host_level != tls::OutboundLevel::kNone;
+    transport_options.dane_tlsa = dane.usable;
+    transport_options.dane_base = dane_authenticates ? target.host : std::string();
+    // What the TLS of a connection to this host must be, else the host is refused.
+    auto refusal = [this, dane_authenticates, host_level, remembered](const TlsOutcome& tls,
+                                                                      const std::string& where) {
+      if (dane_authenticates && !tls.dane) {
+        return "DANE authentication of " + where +
+               " failed: " + (tls.encrypted ? tls.verify_error : std::string("no TLS"));
+      }
+      if (dane_authenticates) return std::string();
+      return below_floor(tls, where, host_level, remembered);
+    };
     for (const std::string& address : target.addresses) {
       if (++tried > 10) break;  // bound the time one attempt can take
       if (Clock::now() >= deadline) {
@@ -463,16 +515,17 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       only_busy = false;
       Endpoint endpoint{target.host, address, port, false};
       const std::string where = endpoint.describe();
+      if (dane_applies) policy = "dane";
       // Checked right after the handshake, before EHLO and AUTH go inside the TLS.
-      transport_options.check_tls = [this, where, level, remembered](const TlsOutcome& tls) {
-        return below_floor(tls, where, level, remembered);
+      transport_options.check_tls = [refusal, where](const TlsOutcome& tls) {
+        return refusal(tls, where);
       };
       auto opened = Connection::open(endpoint, transport_options);
       const bool handshake_failed =
           !opened && (opened.error().stage == "tls" ||
                       (opened.error().stage == "starttls" && opened.error().reply));
-      if (handshake_failed && level == tls::OutboundLevel::kMay && remembered == SeenTls::kNone &&
-          !transport_options.implicit_tls) {
+      if (handshake_failed && host_level == tls::OutboundLevel::kMay &&
+          remembered == SeenTls::kNone && !transport_options.implicit_tls) {
         // Opportunistic TLS that fails (a broken handshake, STARTTLS refused with 454) falls
         // back to plain text, as RFC 3207 §4 allows and as other MTAs do; never where the
         // policy or the memory says TLS is required.
@@ -498,8 +551,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         continue;
       }
       std::unique_ptr<Connection> connection = std::move(opened.value());
-      if (std::string floor = below_floor(connection->tls(), where, level, remembered);
-          !floor.empty()) {
+      if (std::string floor = refusal(connection->tls(), where); !floor.empty()) {
         failure = floor;
         obs::Log("tls_refused")
             .kv("domain", memory_key)
@@ -521,7 +573,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     }
     if (out_of_time) break;
   }
-  if (targets.empty() || tried == 0) failure = "no address to connect to for " + domain;
+  if (targets.empty() || (tried == 0 && failure.empty()))
+    failure = "no address to connect to for " + domain;
   if (out_of_time) {
     failure =
         "the attempt's time limit (" +

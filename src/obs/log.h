@@ -68,6 +68,10 @@ class Log {
   Log& kv(std::string_view key, const std::string& value) {
     return kv(key, std::string_view(value));
   }
+  // The pair only when value is not empty (an optional field of a line).
+  Log& kv_if(std::string_view key, std::string_view value) {
+    return value.empty() ? *this : kv(key, value);
+  }
   Log& kv(std::string_view key, std::int64_t value);
   Log& kv(std::string_view key, std::uint64_t value);
   Log& kv(std::string_view key, int value) { return kv(key, static_cast<std::int64_t>(value)); }

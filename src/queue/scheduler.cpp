@@ -85,6 +85,7 @@ void log_delivered(const std::string& id, const std::string& rcpt, const Deliver
   line.kv("id", id).kv("rcpt", rcpt);
   if (!result.transport.empty()) line.kv("to", result.transport);
   line.kv("detail", result.detail);
+  if (!result.tls_policy.empty()) line.kv("policy", result.tls_policy);
 }
 
 }  // namespace
@@ -361,7 +362,11 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
         delivered_results.push_back(std::move(result));
         break;
       case DeliveryStatus::kPermanent:
-        obs::Log("failed").kv("id", id).kv("rcpt", rcpt).kv("detail", result.detail);
+        obs::Log("failed")
+            .kv("id", id)
+            .kv("rcpt", rcpt)
+            .kv("detail", result.detail)
+            .kv_if("policy", result.tls_policy);
         obs::server_metrics().delivery_attempt("bounced", result.transport);
         failed.push_back(i);
         failed_results.push_back(std::move(result));
@@ -380,7 +385,11 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
           failed.push_back(i);
           failed_results.push_back(std::move(result));
         } else {
-          obs::Log("deferred").kv("id", id).kv("rcpt", rcpt).kv("detail", result.detail);
+          obs::Log("deferred")
+              .kv("id", id)
+              .kv("rcpt", rcpt)
+              .kv("detail", result.detail)
+              .kv_if("policy", result.tls_policy);
           obs::server_metrics().delivery_attempt("deferred", result.transport);
           still_pending.push_back(i);
           pending_results.push_back(std::move(result));

@@ -73,6 +73,9 @@ struct DeliveryResult {
   bool dsn_passed_on = false;
   bool remote = false;    // relayed to another server (a SUCCESS notice says "relayed")
   bool expanded = false;  // the record of an alias expanded at RCPT (a notice says "expanded")
+  // Remote delivery: the policy that decided the TLS ("dane", "static", "learned",
+  // "opportunistic"), for the log line; empty for local delivery.
+  std::string tls_policy;
 };
 
 // Delivers some recipients of a stored message: result i is for recipients[i]. Must be

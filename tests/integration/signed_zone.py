@@ -15,7 +15,8 @@ namespace of its own where that address is on the loopback interface (`listen`).
 
 A record line is zone-file text without the class ("NAME TYPE RDATA", TTL 300). `bogus`
 maps names (absolute, with the final dot) to the TXT rdata they are served with instead of
-the one signed, so that their signature no longer matches.
+the one signed, or to (TYPE, rdata) for another type, so that their signature no longer
+matches.
 """
 
 import os
@@ -72,7 +73,8 @@ class SignedRoot:
                       f"$INCLUDE {ksk}.key\n$INCLUDE {zsk}.key\n")
             for record in records:
                 out.write(record + "\n")
-        self._run("dnssec-signzone", "-q", "-K", self.dir, "-o", ".", "-f", "root.signed",
+        # -O full: one record per line, so that a record can be changed below.
+        self._run("dnssec-signzone", "-q", "-O", "full", "-K", self.dir, "-o", ".", "-f", "root.signed",
                   "-k", ksk + ".key", zone, zsk + ".key")
         signed = os.path.join(self.dir, "root.signed")
         if bogus:
@@ -82,8 +84,12 @@ class SignedRoot:
                 lines = source.read().splitlines()
             for index, line in enumerate(lines):
                 fields = line.split(None, 4)
-                if len(fields) == 5 and fields[0] in bogus and fields[3] == "TXT":
-                    lines[index] = " ".join(fields[:4]) + " " + bogus[fields[0]]
+                if len(fields) < 5 or fields[0] not in bogus:
+                    continue
+                rtype, rdata = bogus[fields[0]] if isinstance(bogus[fields[0]], tuple) else (
+                    "TXT", bogus[fields[0]])
+                if fields[3] == rtype:
+                    lines[index] = " ".join(fields[:4]) + " " + rdata
             with open(signed, "w") as out:
                 out.write("\n".join(lines) + "\n")
         anchor = os.path.join(self.dir, "root.anchor")

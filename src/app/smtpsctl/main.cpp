@@ -9,6 +9,7 @@
 //   smtpsctl dkim keygen DOMAIN [--selector S] [--algorithm A] [--directory DIR]
 //   smtpsctl dkim check DOMAIN [--config FILE]
 //                                                                 (see app/dkim_command.h)
+//   smtpsctl dane tlsa [--config FILE] [--host NAME] [--port N]   (see app/dane_command.h)
 //   smtpsctl auth lockouts [--config FILE | --socket PATH]        the running server's lockouts
 //   smtpsctl auth unlock [--config FILE | --socket PATH] IP_OR_USER
 //   smtpsctl queue list [--to-domain D] [--from A] [--json]        the running server's queue
@@ -42,6 +43,7 @@
 #include "app/common/control_socket.h"
 #include "app/smtpsctl/alias_command.h"
 #include "app/smtpsctl/bench_command.h"
+#include "app/smtpsctl/dane_command.h"
 #include "app/smtpsctl/dkim_command.h"
 #include "app/smtpsctl/probe_command.h"
 #include "app/smtpsctl/send_command.h"
@@ -154,6 +156,9 @@ int main(int argc, char** argv) {
   auto* dkim = cli.add_subcommand("dkim", "DKIM signing keys (keygen, check)");
   dkim->prefix_command();
   dkim->set_help_flag();
+  auto* dane = cli.add_subcommand("dane", "DANE TLSA records of this server (tlsa)");
+  dane->prefix_command();
+  dane->set_help_flag();
   auto* send = cli.add_subcommand("send", "Send one message over TLS (like msmtp or swaks)");
   send->prefix_command();
   send->set_help_flag();
@@ -239,6 +244,7 @@ int main(int argc, char** argv) {
     return app::run_user_command(user->remaining(), std::cout, std::cerr, app::read_new_password);
   }
   if (*alias) return app::run_alias_command(alias->remaining(), std::cout, std::cerr);
+  if (*dane) return app::run_dane_command(dane->remaining(), std::cout, std::cerr);
   if (*dkim) {
     return app::run_dkim_command(dkim->remaining(), std::cout, std::cerr, std::time(nullptr));
   }

@@ -327,6 +327,14 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
       .kv("mode", dns::to_string(resolver_options.mode))
       .kv("validating", resolver->validates() ? "yes" : "no")
       .kv("detail", resolver->describe());
+  if (!resolver->validates() && !config.delivery.relay) {
+    // Said loudly: MX delivery then authenticates no destination by DANE, whatever the
+    // destinations publish; the other policies (static table, learned memory) still hold.
+    obs::Log("dane_unavailable", obs::Level::kWarning)
+        .kv("detail",
+            "the DNS resolver does not validate DNSSEC: DANE (TLSA) is not applied to MX "
+            "delivery; set [dns] validation or use a validating resolver");
+  }
 
   delivery::Maildir maildir(config.data_dir + "/mail", config.hostname);
   delivery::OutboundOptions delivery_options = outbound_options(config);

@@ -1,0 +1,108 @@
+"""DANE for SMTP (RFC 7672) in MX delivery, against a DNSSEC-signed zone of the test's own
+(signed_zone.py) that the sending smtpsd validates with the zone's trust anchor, and a
+receiving smtpsd whose certificates nothing but the TLSA records vouch for (no CA file):
+
+- DANE-EE(3): the records `smtpsctl dane tlsa` prints for the receiver: delivered,
+  "verified by DANE (TLSA 3 1 1)", policy=dane;
+- DANE-TA(2): the receiver's CA certificate, its certificate naming the MX host: delivered;
+- a TLSA record that matches nothing: deferred, never sent unauthenticated;
+- a TLSA answer whose signature fails (bogus): the host is not used at all: deferred;
+- the same zone without validation: DANE cannot apply, said at start, opportunistic TLS.
+"""
+
+import hashlib
+import os
+import re
+import ssl
+import subprocess
+
+import needs
+from harness import ServerTestCase
+from signed_zone import SignedRoot, available
+from test_mx_lmtp import issue_certificate
+from test_onward import SMTPSCTL, submit
+
+DOMAINS = ("ee.example", "ta.example", "wrong.example", "bogus.example")
+
+
+@needs.condition(available, "BIND (Debian bind9, bind9-utils) not installed")
+class Dane(ServerTestCase):
+    def receiver(self):
+        """A second smtpsd for every test domain; its ECDSA certificate (signed by its own CA,
+        which the sender does not trust) names mx.ta.example."""
+        remote = self.new_server(domains=[(domain, ["carol"]) for domain in DOMAINS])
+        tls_dir = os.path.join(remote.dir, "tls")
+        chain, key = issue_certificate(tls_dir, os.path.join(remote.dir, "issued"),
+                                       "mx.ta.example")
+        os.replace(chain, os.path.join(tls_dir, "server-ecdsa.pem"))
+        os.replace(key, os.path.join(tls_dir, "server-ecdsa.key"))
+        return remote.start()
+
+    def zone(self, remote):
+        port = remote.ports["smtp"]
+        printed = subprocess.run([SMTPSCTL, "dane", "tlsa", "--config", remote.config_path,
+                                  "--host", "mx.ee.example", "--port", str(port)],
+                                 capture_output=True, text=True, check=True).stdout
+        tlsa = [line.split(";")[0].replace(" IN TLSA ", " TLSA ").strip()
+                for line in printed.splitlines() if line and not line.startswith(";")]
+        # One record per certificate served (ECDSA and RSA): both keys of the receiver.
+        self.assertEqual(len(tlsa), 2, printed)
+        for line in tlsa:
+            self.assertRegex(line, rf"^_{port}\._tcp\.mx\.ee\.example\. TLSA 3 1 1 [0-9a-f]{{64}}$")
+        with open(remote.ca) as ca:
+            ca_der = ssl.PEM_cert_to_DER_cert(ca.read())
+        records = tlsa + [
+            f"_{port}._tcp.mx.ta.example. TLSA 2 0 1 {hashlib.sha256(ca_der).hexdigest()}",
+            f"_{port}._tcp.mx.wrong.example. TLSA 3 1 1 {'00' * 32}",
+            f"_{port}._tcp.mx.bogus.example. TLSA 3 1 1 {'11' * 32}"]
+        for domain in DOMAINS:
+            records += [f"{domain}. MX 10 mx.{domain}.", f"mx.{domain}. A 127.0.0.1"]
+        # The bogus host's record is changed after signing to the one that would match.
+        good = tlsa[0].split(" TLSA ", 1)[1]
+        root = SignedRoot(records, bogus={f"_{port}._tcp.mx.bogus.example.": ("TLSA", good)})
+        self.addCleanup(root.stop)
+        return root
+
+    def sender(self, root, port, validation="yes"):
+        return self.new_server(extra_toml=(
+            f'[queue]\nretry_schedule = [60]\n\n[dns]\nservers = "{root.server}"\n'
+            f'validation = "{validation}"\ntrust_anchor = "{root.trust_anchor}"\n\n'
+            f'[delivery]\nmx_port = {port}\nconnect_timeout = 5\ncommand_timeout = 10\n')
+        ).start()
+
+    def test_tlsa_records_authenticate_and_a_mismatch_or_bogus_answer_defers(self):
+        remote = self.receiver()
+        root = self.zone(remote)
+        local = self.sender(root, remote.ports["smtp"])
+        for domain in DOMAINS:
+            submit(local, [f"carol@{domain}"], subject=domain)
+        remote.wait_delivered(1, "carol@ee.example")
+        remote.wait_delivered(1, "carol@ta.example")
+        local.wait_log(r"event=delivered id=\S+ rcpt=carol@ee\.example to=smtp detail=\"relay="
+                       r"mx\.ee\.example\[127\.0\.0\.1\]:\d+ tls=TLSv1\.3 \S+ verified by DANE "
+                       r"\(TLSA 3 1 1\) .*\" policy=dane")
+        local.wait_log(r"event=delivered id=\S+ rcpt=carol@ta\.example to=smtp .*verified by "
+                       r"DANE \(TLSA 2 0 1\) .*\" policy=dane")
+        local.wait_log(r"event=deferred id=\S+ rcpt=carol@wrong\.example detail=\"DANE "
+                       r"authentication of mx\.wrong\.example\[127\.0\.0\.1\]:\d+ failed[^\"]*\" "
+                       r"policy=dane")
+        local.wait_log(r"event=deferred id=\S+ rcpt=carol@bogus\.example detail=\"mx\.bogus\."
+                       r"example: TLSA lookup of _\d+\._tcp\.mx\.bogus\.example failed: DNSSEC "
+                       r"bogus[^\"]*\(DANE: host not used\)\" policy=dane")
+        self.assertIn("event=dane_failed", local.log())
+        self.assertNotIn("event=dane_unavailable", local.log())
+        # Nothing reached the receiver for those two, not even a connection for the bogus one.
+        self.assertEqual(remote.delivered("carol@wrong.example"), [])
+        self.assertEqual(remote.delivered("carol@bogus.example"), [])
+        self.assertNotRegex(local.log(), r"mx\.bogus\.example\[")
+
+    def test_without_validation_dane_does_not_apply_and_the_start_says_so(self):
+        remote = self.receiver()
+        root = self.zone(remote)
+        local = self.sender(root, remote.ports["smtp"], validation="no")
+        local.wait_log(r"level=warning event=dane_unavailable ")
+        submit(local, ["carol@wrong.example"], subject="opportunistic")
+        remote.wait_delivered(1, "carol@wrong.example")
+        line = local.wait_log(r"event=delivered id=\S+ rcpt=carol@wrong\.example .*").group(0)
+        self.assertIn("unverified", line)
+        self.assertTrue(re.search(r" policy=opportunistic$", line), line)
