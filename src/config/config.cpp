@@ -405,14 +405,16 @@ void read_authenticity(const toml::table& root, Reader& reader, Config& config) 
       reader.int_at(*table, p, "deadline", a.deadline.count(), 500, 60000));
 }
 
-// [dmarc_reports] (after [server]: the directory defaults under data_dir).
-void read_dmarc_reports(const toml::table& root, Reader& reader, const std::string& base_dir,
-                        Config& config) {
-  const toml::table* table = reader.table_at(root, "", "dmarc_reports");
-  if (!table) return;
-  const std::string p = "dmarc_reports";
+// [dmarc_reports] and [tls_reports] (after [server]: the directory defaults under data_dir,
+// in the folder `folder`).
+std::optional<ReportSettings> read_reports(const toml::table& root, Reader& reader,
+                                           const std::string& base_dir, const Config& config,
+                                           const std::string& p, const std::string& folder,
+                                           const std::string& example) {
+  const toml::table* table = reader.table_at(root, "", p);
+  if (!table) return std::nullopt;
   reader.only_keys(*table, p, {"org_name", "from", "directory", "interval"});
-  DmarcReportSettings r;
+  ReportSettings r;
   r.org_name = reader.string_at(*table, p, "org_name", "", true);
   if (r.org_name.empty() || r.org_name.size() > 200 ||
       std::any_of(r.org_name.begin(), r.org_name.end(),
@@ -425,13 +427,13 @@ void read_dmarc_reports(const toml::table& root, Reader& reader, const std::stri
   if (at == std::string::npos || !valid_local_part(r.from.substr(0, at)) ||
       !valid_domain_name(r.from.substr(at + 1))) {
     reader.fail(table->get("from"), p + ".from",
-                "not an address: '" + r.from + "' (the reports' sender, e.g. dmarc@example.org)");
+                "not an address: '" + r.from + "' (the reports' sender, e.g. " + example + ")");
   }
   r.from = r.from.substr(0, at + 1) + base::ascii_lowercase(r.from.substr(at + 1));
   r.directory = table->get("directory") ? reader.path_at(*table, p, "directory", base_dir, true)
-                                        : config.data_dir + "/dmarc";
+                                        : config.data_dir + "/" + folder;
   r.interval = std::chrono::seconds(reader.int_at(*table, p, "interval", 86400, 1, 86400 * 7));
-  config.dmarc_reports = std::move(r);
+  return r;
 }
 
 // [addressing] (after [[domains]]: the administrator must be a mailbox address of ours).
@@ -1069,7 +1071,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   reader.only_keys(root, "",
                    {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
                     "delivery", "dns", "metrics", "log", "srs", "local_submission", "addressing",
-                    "authenticity", "dmarc_reports"});
+                    "authenticity", "dmarc_reports", "tls_reports"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -1386,7 +1388,10 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   read_local_submission(root, reader, base_dir, config);
   read_addressing(root, reader, base_dir, config);
   read_authenticity(root, reader, config);
-  read_dmarc_reports(root, reader, base_dir, config);
+  config.dmarc_reports =
+      read_reports(root, reader, base_dir, config, "dmarc_reports", "dmarc", "dmarc@example.org");
+  config.tls_reports = read_reports(root, reader, base_dir, config, "tls_reports", "tls-reports",
+                                    "tlsrpt@example.org");
   read_queue(root, reader, config.queue);
   read_delivery(root, reader, base_dir, config);
   read_dns(root, reader, base_dir, config);

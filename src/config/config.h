@@ -134,14 +134,16 @@ struct AuthenticitySettings {
   bool operator==(const AuthenticitySettings&) const = default;
 };
 
-// [dmarc_reports]: DMARC aggregate reports (RFC 7489 §7.2); off without the table.
-struct DmarcReportSettings {
+// [dmarc_reports]: DMARC aggregate reports (RFC 7489 §7.2); [tls_reports]: SMTP TLS reports
+// (RFC 8460). Each is off without its table.
+struct ReportSettings {
   std::string org_name;   // the reporting organisation, named in every report
   std::string from;       // the reports' sender address (lower-case domain)
-  std::string directory;  // default <data_dir>/dmarc: the evaluations of the current period
+  std::string directory;  // default <data_dir>/dmarc or /tls-reports: the current period
   std::chrono::seconds interval{86400};  // one report per domain per interval
-  bool operator==(const DmarcReportSettings&) const = default;
+  bool operator==(const ReportSettings&) const = default;
 };
+using DmarcReportSettings = ReportSettings;
 
 // [srs]: the Sender Rewriting Scheme for forwarded mail (delivery/srs.h); off without it.
 struct SrsSettings {
@@ -306,6 +308,7 @@ struct Config {
   AddressingSettings addressing;
   AuthenticitySettings authenticity;
   std::optional<DmarcReportSettings> dmarc_reports;
+  std::optional<ReportSettings> tls_reports;
   // Deprecated forms still read, one "file:line: key: what to do" each; logged at start and
   // printed by `smtpsd check`.
   std::vector<std::string> deprecations;

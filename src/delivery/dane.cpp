@@ -55,6 +55,7 @@ DaneLookup lookup_dane(dns::Resolver& resolver, std::string_view host, std::uint
     case dns::Status::kBogus:
     case dns::Status::kTemporary:
       lookup.kind = DaneLookup::Kind::kFailed;
+      lookup.bogus = answer->status == dns::Status::kBogus;
       lookup.detail = "TLSA lookup of " + name + " failed: " + answer->detail;
       return lookup;
     case dns::Status::kOk:

@@ -31,6 +31,7 @@ struct DaneLookup {
   Kind kind = Kind::kNotApplicable;
   std::vector<dns::TlsaRecord> usable;  // kUsable: the records the peer must match
   std::string detail;                   // in words, for logs and deferral reasons
+  bool bogus = false;  // kFailed because validation failed (RFC 8460 "dnssec-invalid")
 };
 
 // RFC 7672 §3.1.3 and the lengths of RFC 6698 §2.1.3.

@@ -473,15 +473,33 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     if (!relay) {
       dane = lookup_dane(*options_.dns, target.host, port, mx_secure, target.secure,
                          options_.mx_deadline);
-      if (dane.kind == DaneLookup::Kind::kFailed) {
-        failure = target.host + ": " + dane.detail + " (DANE: host not used)";
-        policy = "dane";
-        obs::Log("dane_failed", obs::Level::kWarning)
-            .kv("domain", domain)
-            .kv("host", target.host)
-            .kv("detail", dane.detail);
-        continue;
-      }
+    }
+    // The policy of this host's sessions for TLS reports (RFC 8460 §4.3).
+    TlsrptPolicy report_policy{"no-policy-found", domain, {}, {}};
+    if (dane.kind == DaneLookup::Kind::kUsable || dane.kind == DaneLookup::Kind::kUnusable ||
+        dane.kind == DaneLookup::Kind::kFailed) {
+      report_policy.type = "tlsa";
+      report_policy.mx_host = target.host;
+      for (const dns::TlsaRecord& record : dane.usable)
+        report_policy.strings.push_back(to_string(record));
+    }
+    auto report = [&](const std::string& result_type, const std::string& address) {
+      if (relay || !options_.tls_reports) return;
+      if (result_type.empty())
+        options_.tls_reports->success(report_policy);
+      else
+        options_.tls_reports->failure(report_policy,
+                                      TlsrptFailure{result_type, {}, target.host, address});
+    };
+    if (dane.kind == DaneLookup::Kind::kFailed) {
+      failure = target.host + ": " + dane.detail + " (DANE: host not used)";
+      policy = "dane";
+      obs::Log("dane_failed", obs::Level::kWarning)
+          .kv("domain", domain)
+          .kv("host", target.host)
+          .kv("detail", dane.detail);
+      if (dane.bogus) report("dnssec-invalid", "");
+      continue;
     }
     const bool dane_authenticates = dane.kind == DaneLookup::Kind::kUsable;
     const bool dane_applies = dane_authenticates || dane.kind == DaneLookup::Kind::kUnusable;
@@ -538,6 +556,10 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         opened = Connection::open(endpoint, plain);
       }
       if (!opened) {
+        if (opened.error().stage == "tls-policy")
+          report(dane_authenticates ? "validation-failure" : "certificate-not-trusted", address);
+        else if (opened.error().stage == "tls")
+          report("validation-failure", address);
         let_go_of_host(opened.error().timed_out);
         failure = where + ": " + opened.error().detail;
         obs::Log(opened.error().stage == "tls-policy" ? "tls_refused" : "connect_failed")
@@ -552,6 +574,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       }
       std::unique_ptr<Connection> connection = std::move(opened.value());
       if (std::string floor = refusal(connection->tls(), where); !floor.empty()) {
+        report(connection->tls().encrypted ? "validation-failure" : "starttls-not-supported",
+               address);
         failure = floor;
         obs::Log("tls_refused")
             .kv("domain", memory_key)
@@ -564,6 +588,9 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         let_go_of_host(false);
         continue;
       }
+      // The TLS of this session was as its policy asks: a successful session (§4.4).
+      if (connection->tls().encrypted || report_policy.type == "no-policy-found")
+        report(connection->tls().encrypted ? "" : "starttls-not-supported", address);
       Outcome outcome = transact(*connection, message, recipients, transport, results, failure,
                                  /*reused=*/false);
       if (outcome == Outcome::kDone) return finish(std::move(connection));

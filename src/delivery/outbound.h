@@ -49,6 +49,7 @@
 #include "delivery/next_hop.h"
 #include "delivery/smtp_transport.h"
 #include "delivery/tls_memory.h"
+#include "delivery/tls_report.h"
 #include "queue/scheduler.h"
 #include "tls/policy.h"
 
@@ -80,6 +81,8 @@ struct OutboundOptions {
   std::chrono::milliseconds connect_timeout{30000};
   std::chrono::milliseconds command_timeout{300000};
   std::string tls_memory_file;  // where the no-downgrade memory lives
+  // SMTP TLS reporting (tls_report.h): every MX session is counted here; none: not counted.
+  std::shared_ptr<TlsReportCounts> tls_reports;
 };
 
 class Outbound {

@@ -10,11 +10,15 @@ receiving smtpsd whose certificates nothing but the TLSA records vouch for (no C
 - the same zone without validation: DANE cannot apply, said at start, opportunistic TLS.
 """
 
+import email
+import gzip
 import hashlib
+import json
 import os
 import re
 import ssl
 import subprocess
+import time
 
 import needs
 from harness import ServerTestCase
@@ -56,24 +60,53 @@ class Dane(ServerTestCase):
             f"_{port}._tcp.mx.wrong.example. TLSA 3 1 1 {'00' * 32}",
             f"_{port}._tcp.mx.bogus.example. TLSA 3 1 1 {'11' * 32}"]
         for domain in DOMAINS:
-            records += [f"{domain}. MX 10 mx.{domain}.", f"mx.{domain}. A 127.0.0.1"]
+            records += [f"{domain}. MX 10 mx.{domain}.", f"mx.{domain}. A 127.0.0.1",
+                        f'_smtp._tls.{domain}. TXT "v=TLSRPTv1; rua=mailto:demo@localhost"']
+        self.ee_records = [line.split(" TLSA ", 1)[1] for line in tlsa]
         # The bogus host's record is changed after signing to the one that would match.
         good = tlsa[0].split(" TLSA ", 1)[1]
         root = SignedRoot(records, bogus={f"_{port}._tcp.mx.bogus.example.": ("TLSA", good)})
         self.addCleanup(root.stop)
         return root
 
-    def sender(self, root, port, validation="yes"):
+    def sender(self, root, port, validation="yes", reports=""):
         return self.new_server(extra_toml=(
             f'[queue]\nretry_schedule = [60]\n\n[dns]\nservers = "{root.server}"\n'
             f'validation = "{validation}"\ntrust_anchor = "{root.trust_anchor}"\n\n'
-            f'[delivery]\nmx_port = {port}\nconnect_timeout = 5\ncommand_timeout = 10\n')
-        ).start()
+            f'[delivery]\nmx_port = {port}\nconnect_timeout = 5\ncommand_timeout = 10\n'
+            + reports)).start()
+
+    def tls_reports(self, server, domains, timeout=20):
+        """{policy domain: the JSON report (RFC 8460 §4.4)} from the reports delivered to
+        demo@localhost, once every domain of `domains` has had one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reports = {}
+            for raw in server.delivered():
+                message = email.message_from_bytes(raw)
+                if message.get_content_type() != "multipart/report":
+                    continue
+                self.assertEqual(message.get_param("report-type"), "tlsrpt")
+                domain = message["TLS-Report-Domain"]
+                self.assertEqual(message["TLS-Report-Submitter"], "localhost")
+                self.assertIn(f"Report Domain: {domain} Submitter: localhost Report-ID: <",
+                              message["Subject"])
+                (part,) = [p for p in message.walk()
+                           if p.get_content_type() == "application/tlsrpt+gzip"]
+                self.assertRegex(part.get_filename(),
+                                 rf"^localhost!{re.escape(domain)}!\d+!\d+!\S+\.json\.gz$")
+                reports.setdefault(domain, []).append(
+                    json.loads(gzip.decompress(part.get_payload(decode=True))))
+            if set(domains) <= set(reports) or time.monotonic() > deadline:
+                return reports
+            time.sleep(0.2)
 
     def test_tlsa_records_authenticate_and_a_mismatch_or_bogus_answer_defers(self):
         remote = self.receiver()
         root = self.zone(remote)
-        local = self.sender(root, remote.ports["smtp"])
+        local = self.sender(root, remote.ports["smtp"], reports=(
+            '\n[tls_reports]\norg_name = "Test Org"\nfrom = "tlsrpt@localhost"\n'
+            'interval = 2\n'))
         for domain in DOMAINS:
             submit(local, [f"carol@{domain}"], subject=domain)
         remote.wait_delivered(1, "carol@ee.example")
@@ -95,6 +128,42 @@ class Dane(ServerTestCase):
         self.assertEqual(remote.delivered("carol@wrong.example"), [])
         self.assertEqual(remote.delivered("carol@bogus.example"), [])
         self.assertNotRegex(local.log(), r"mx\.bogus\.example\[")
+
+        # SMTP TLS reports (RFC 8460) to the rua of each domain, checked field by field.
+        reports = self.tls_reports(local, DOMAINS)
+        self.assertEqual(sorted(reports), sorted(DOMAINS))
+        for domain, found in reports.items():
+            report = found[0]
+            self.assertEqual(report["organization-name"], "Test Org")
+            self.assertEqual(report["contact-info"], "tlsrpt@localhost")
+            self.assertRegex(report["date-range"]["start-datetime"],
+                             r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+            self.assertTrue(report["report-id"])
+            (entry,) = report["policies"]
+            policy = entry["policy"]
+            self.assertEqual((policy["policy-type"], policy["policy-domain"],
+                              policy["mx-host"]), ("tlsa", domain, f"mx.{domain}"))
+            summary = entry["summary"]
+            if domain in ("ee.example", "ta.example"):
+                self.assertEqual(summary, {"total-successful-session-count": 1,
+                                           "total-failure-session-count": 0})
+                self.assertNotIn("failure-details", entry)
+                continue
+            self.assertEqual(summary["total-successful-session-count"], 0)
+            self.assertEqual(summary["total-failure-session-count"], 1)
+            (detail,) = entry["failure-details"]
+            self.assertEqual(detail["failed-session-count"], 1)
+            self.assertEqual(detail["receiving-mx-hostname"], f"mx.{domain}")
+            if domain == "wrong.example":
+                self.assertEqual(detail["result-type"], "validation-failure")
+                self.assertEqual(detail["receiving-ip"], "127.0.0.1")
+                self.assertEqual(policy["policy-string"], [f"3 1 1 {'00' * 32}"])
+            else:
+                self.assertEqual(detail["result-type"], "dnssec-invalid")
+        # The policy-string of a TLSA policy: the records that applied (§4.3), as printed.
+        self.assertEqual(sorted(reports["ee.example"][0]["policies"][0]["policy"]
+                                ["policy-string"]), sorted(self.ee_records))
+        local.wait_log(r"event=tls_report domain=wrong\.example to=demo@localhost sessions=1")
 
     def test_without_validation_dane_does_not_apply_and_the_start_says_so(self):
         remote = self.receiver()

@@ -28,7 +28,9 @@
 #include "app/smtpsd/domain_routing.h"
 #include "app/smtpsd/local_recipients.h"
 #include "app/smtpsd/privileges.h"
+#include "app/smtpsd/report_mail.h"
 #include "app/smtpsd/systemd_notify.h"
+#include "app/smtpsd/tls_reporter.h"
 #include "auth/alias_table.h"
 #include "auth/failure_limiter.h"
 #include "auth/user_store.h"
@@ -125,31 +127,31 @@ base::Expected<std::unique_ptr<DmarcReporter>, std::string> make_dmarc_reporter(
     if (!keys) return base::unexpected(keys.error());
     options.keys = std::move(keys.value());
   }
-  auto enqueue = [&spool, &scheduler](const std::string& sender,
-                                      const std::vector<std::string>& recipients,
-                                      const std::string& content) {
-    smtp::Envelope envelope;
-    envelope.helo = "localhost";
-    envelope.esmtp = true;
-    envelope.reverse_path = sender;
-    envelope.authenticated = true;
-    for (const std::string& recipient : recipients)
-      envelope.recipients.push_back(smtp::Recipient{recipient, "", "", false});
-    const std::string id = spool.new_id();
-    auto writer = spool.begin_with_id(id, envelope, base::unix_now());
-    base::Expected<base::Ok, queue::SpoolError> done =
-        writer ? writer.value()->append(content) : base::unexpected(writer.error());
-    if (done) done = writer.value()->commit();
-    if (!done) {
-      obs::Log("error", obs::Level::kError)
-          .kv("action", "retry")
-          .kv("detail", "cannot queue a DMARC report: " + done.error().message);
-      return false;
-    }
-    scheduler.enqueue(id);
-    return true;
-  };
+  auto enqueue = spool_report_enqueue(spool, scheduler, "a DMARC report");
   return std::make_unique<DmarcReporter>(std::move(options), std::move(resolver), enqueue);
+}
+
+// The SMTP TLS reporter of [tls_reports], like the DMARC one: reports spooled, signed with
+// the keys of the `from` domain when it has some.
+base::Expected<std::unique_ptr<TlsReporter>, std::string> make_tls_reporter(
+    const config::Config& config, std::shared_ptr<dns::Resolver> resolver, queue::Spool& spool,
+    queue::Scheduler& scheduler, std::shared_ptr<delivery::TlsReportCounts> counts) {
+  const config::ReportSettings& settings = *config.tls_reports;
+  TlsReporter::Options options;
+  options.directory = settings.directory;
+  options.org_name = settings.org_name;
+  options.from = settings.from;
+  options.submitter = config.hostname;
+  options.interval = settings.interval;
+  const std::string from_domain = settings.from.substr(settings.from.rfind('@') + 1);
+  if (const config::Domain* domain = config.find_domain(from_domain)) {
+    auto keys = dkim_keys_of(config, *domain);
+    if (!keys) return base::unexpected(keys.error());
+    options.keys = std::move(keys.value());
+  }
+  return std::make_unique<TlsReporter>(std::move(options), std::move(resolver),
+                                       spool_report_enqueue(spool, scheduler, "a TLS report"),
+                                       std::move(counts));
 }
 
 // The ways out of the router: Maildir, the LMTP server when one is configured, and
@@ -339,6 +341,12 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   delivery::Maildir maildir(config.data_dir + "/mail", config.hostname);
   delivery::OutboundOptions delivery_options = outbound_options(config);
   delivery_options.dns = resolver;
+  // SMTP TLS reports ([tls_reports]): MX delivery counts its sessions from the start.
+  std::shared_ptr<delivery::TlsReportCounts> tls_report_counts;
+  if (config.tls_reports) {
+    tls_report_counts = std::make_shared<delivery::TlsReportCounts>();
+    delivery_options.tls_reports = tls_report_counts;
+  }
   delivery_options.mx_deadline = 2 * std::chrono::milliseconds(resolver_options.timeout);
   auto outbound = delivery::Outbound::create(std::move(delivery_options));
   if (!outbound) return fail(outbound.error());
@@ -386,6 +394,13 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   check_services.offload = [check_pool](std::function<void()> work) {
     asio::post(*check_pool, std::move(work));
   };
+  std::unique_ptr<TlsReporter> tls_reporter;
+  if (config.tls_reports) {
+    auto reporter =
+        make_tls_reporter(config, resolver, *spool.value(), scheduler, tls_report_counts);
+    if (!reporter) return fail(reporter.error());
+    tls_reporter = std::move(reporter.value());
+  }
   std::shared_ptr<DmarcReporter> dmarc_reporter;
   if (config.dmarc_reports) {
     auto reporter = make_dmarc_reporter(config, resolver, *spool.value(), scheduler);
@@ -475,6 +490,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   std::thread watcher([&engine] { engine.run_watch(); });
   scheduler.start();  // delivers whatever the spool already holds (crash recovery)
   if (dmarc_reporter) dmarc_reporter->start();
+  if (tls_reporter) tls_reporter->start();
   obs::Log("started")
       .kv("hostname", config.hostname)
       .kv("config", config.source_file)
@@ -499,6 +515,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   resolver->stop();
   check_pool->join();
   if (dmarc_reporter) dmarc_reporter->stop();
+  if (tls_reporter) tls_reporter->stop();
   return 0;
 }
 

@@ -9,9 +9,9 @@
 #include <fstream>
 #include <map>
 
+#include "app/smtpsd/report_mail.h"
 #include "base/ascii.h"
 #include "base/clock.h"
-#include "mailauth/dkim_signer.h"
 #include "mailauth/dmarc.h"
 #include "obs/log.h"
 
@@ -172,17 +172,7 @@ std::string DmarcReporter::report_of(const std::string& policy_domain,
   if (!packed) return {};
   std::string message =
       mailauth::report_message(metadata, policy_domain, to, packed.value(), base::unix_now());
-  if (!options_.keys.empty()) {
-    const std::size_t split = message.find("\r\n\r\n") + 4;
-    mailauth::DkimSigner signer(options_.keys);
-    signer.body(std::string_view(message).substr(split));
-    signer.end_of_body();
-    std::string fields;
-    for (const std::string& value : signer.sign(message.substr(0, split), base::unix_now()))
-      fields += "DKIM-Signature: " + value + "\r\n";
-    message = fields + message;
-  }
-  return message;
+  return with_dkim_signatures(options_.keys, std::move(message));
 }
 
 void DmarcReporter::start() {

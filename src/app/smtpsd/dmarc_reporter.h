@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "app/smtpsd/report_mail.h"
 #include "dns/resolver.h"
 #include "mailauth/dmarc_report.h"
 
@@ -40,10 +41,7 @@ class DmarcReporter {
     std::chrono::seconds interval{86400};
     std::vector<std::shared_ptr<const mailauth::DkimSigningKey>> keys;  // of from's domain
   };
-  // Queues a message: envelope sender, recipients, content (CRLF lines). False: not queued.
-  using Enqueue =
-      std::function<bool(const std::string& sender, const std::vector<std::string>& recipients,
-                         const std::string& content)>;
+  using Enqueue = ReportEnqueue;
   DmarcReporter(Options options, std::shared_ptr<dns::Resolver> resolver, Enqueue enqueue);
   ~DmarcReporter();
   DmarcReporter(const DmarcReporter&) = delete;

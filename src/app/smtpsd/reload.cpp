@@ -117,6 +117,8 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
   keep(next.delivery, running.delivery, "delivery", changed);
   // The one resolver is built at start (docs/architecture.md "DNS").
   keep(next.dns, running.dns, "dns", changed);
+  keep(next.dmarc_reports, running.dmarc_reports, "dmarc_reports", changed);
+  keep(next.tls_reports, running.tls_reports, "tls_reports", changed);
   // [auth]: only the users file follows a reload; the limiter and the cache keep their state.
   config::AuthSettings auth = next.auth;
   auth.users_file = running.auth.users_file;

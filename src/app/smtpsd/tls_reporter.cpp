@@ -1,0 +1,180 @@
+// tls_reporter.cpp — see tls_reporter.h.
+#include "app/smtpsd/tls_reporter.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "base/ascii.h"
+#include "base/clock.h"
+#include "mailauth/dmarc_report.h"
+#include "obs/log.h"
+
+namespace app {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::chrono::seconds kLookupDeadline{10};
+constexpr std::size_t kMaxRecipients = 4;
+
+// "mailto:a@b" → "a@b" (RFC 8460 §3: a mailto URI, RFC 6068); "" for anything else.
+std::string mailto_address(std::string_view uri) {
+  if (uri.size() < 7 || !base::equals_ignoring_case(uri.substr(0, 7), "mailto:")) return {};
+  std::string_view address = uri.substr(7);
+  const std::size_t at = address.rfind('@');
+  if (at == 0 || at == std::string_view::npos || at + 1 >= address.size()) return {};
+  for (char c : address)
+    if (static_cast<unsigned char>(c) <= ' ' || c == '<' || c == '>' || c == ',' || c == '"' ||
+        c == '?' || c == '%')
+      return {};
+  return std::string(address);
+}
+
+}  // namespace
+
+TlsReporter::TlsReporter(Options options, std::shared_ptr<dns::Resolver> resolver,
+                         ReportEnqueue enqueue, std::shared_ptr<delivery::TlsReportCounts> counts)
+    : options_(std::move(options)),
+      resolver_(std::move(resolver)),
+      enqueue_(std::move(enqueue)),
+      counts_(std::move(counts)) {
+  std::error_code ec;
+  fs::create_directories(options_.directory, ec);
+  begin_ = base::unix_now();
+  // What a previous run counted and did not report yet (written by stop()).
+  const std::string kept = options_.directory + "/current.counts";
+  std::ifstream in(kept);
+  if (in) {
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string lines = text.str();
+    if (lines.starts_with("B ")) {
+      std::int64_t begin = 0;
+      const std::size_t end = lines.find('\n');
+      std::from_chars(lines.data() + 2,
+                      lines.data() + (end == std::string::npos ? lines.size() : end), begin);
+      if (begin > 0 && begin < begin_) begin_ = begin;
+    }
+    counts_->add_lines(lines);
+    fs::remove(kept, ec);
+  }
+}
+
+TlsReporter::~TlsReporter() {
+  stop();
+}
+
+void TlsReporter::send_reports() {
+  const std::int64_t begin = begin_;
+  const std::int64_t end = base::unix_now();
+  begin_ = end;
+  std::map<std::string, std::vector<delivery::TlsrptPolicyCounts>> by_domain;
+  for (delivery::TlsrptPolicyCounts& entry : counts_->take())
+    by_domain[entry.policy.domain].push_back(std::move(entry));
+  for (const auto& [domain, policies] : by_domain) {
+    // §3: the policy domain's wish, as published now.
+    const std::string name = "_smtp._tls." + domain;
+    dns::AnswerPtr answer = resolver_->lookup_and_wait(name, dns::Type::kTxt, kLookupDeadline);
+    std::vector<std::string> to;
+    for (const std::string& text : answer->texts) {
+      auto rua = delivery::parse_tlsrpt_record(text);
+      if (!rua) continue;
+      for (const std::string& uri : *rua) {
+        const std::string address = mailto_address(uri);
+        if (!address.empty() && to.size() < kMaxRecipients) {
+          to.push_back(address);
+        } else if (base::starts_with_ignoring_case(uri, "https:")) {
+          obs::Log("tls_report_skipped")
+              .kv("domain", domain)
+              .kv("to", uri)
+              .kv("detail", "https reporting is not supported yet");
+        }
+      }
+      break;  // one TLSRPTv1 record counts (§3)
+    }
+    if (to.empty()) continue;
+    delivery::TlsReportMetadata metadata;
+    metadata.org_name = options_.org_name;
+    metadata.contact = options_.from;
+    metadata.submitter = options_.submitter;
+    metadata.report_id = std::to_string(end) + "." + std::to_string(++sequence_) + "." + domain;
+    metadata.begin = begin;
+    metadata.end = end;
+    auto packed = mailauth::gzip(delivery::tls_report_json(metadata, policies));
+    if (!packed) continue;
+    std::string message = with_dkim_signatures(
+        options_.keys,
+        delivery::tls_report_message(metadata, domain, to, packed.value(), base::unix_now()));
+    if (!enqueue_(options_.from, to, message)) {
+      // Not queued (the spool is full): counted again, for the next round.
+      for (const delivery::TlsrptPolicyCounts& entry : policies) {
+        counts_->success(entry.policy, entry.successes);
+        for (const auto& [failure, count] : entry.failures)
+          counts_->failure(entry.policy, failure, count);
+      }
+      continue;
+    }
+    std::uint64_t sessions = 0;
+    for (const delivery::TlsrptPolicyCounts& entry : policies) {
+      sessions += entry.successes;
+      for (const auto& [failure, count] : entry.failures)
+        sessions += count;
+    }
+    std::string list;
+    for (const std::string& address : to)
+      list += (list.empty() ? "" : ",") + address;
+    obs::Log("tls_report")
+        .kv("domain", domain)
+        .kv("to", list)
+        .kv("sessions", sessions)
+        .kv("begin", begin)
+        .kv("end", end);
+  }
+}
+
+void TlsReporter::start() {
+  thread_ = std::thread([this] {
+    std::unique_lock lock(stop_mutex_);
+    while (!stop_wake_.wait_for(lock, options_.interval, [this] { return stopping_; })) {
+      lock.unlock();
+      send_reports();
+      lock.lock();
+    }
+  });
+}
+
+void TlsReporter::stop() {
+  {
+    std::lock_guard lock(stop_mutex_);
+    if (stopped_) return;
+    stopped_ = stopping_ = true;
+  }
+  stop_wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  const std::string lines = counts_->lines();
+  if (lines.empty()) return;
+  const std::string path = options_.directory + "/current.counts";
+  const std::string temporary = path + ".new";
+  const std::string content = "B " + std::to_string(begin_) + "\n" + lines;
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 &&
+            ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
+            ::fsync(fd) == 0;
+  if (fd >= 0) ok = ::close(fd) == 0 && ok;
+  ok = ok && ::rename(temporary.c_str(), path.c_str()) == 0;
+  if (!ok) {
+    obs::Log("tls_report_failed", obs::Level::kWarning)
+        .kv("file", path)
+        .kv("detail", std::strerror(errno));
+  }
+}
+
+}  // namespace app
