@@ -32,6 +32,21 @@ from processes import end_process
 NAMED = "/usr/sbin/named"
 TOOLS = ("dnssec-keygen", "dnssec-signzone")
 ROOT_ADDRESS = "198.41.0.4"  # a.root-servers.net
+ROOT_HINTS = "/usr/share/dns/root.hints"  # Debian dns-root-data
+
+
+def root_server_addresses():
+    """Every address of the root servers a resolver may start from: Debian's root hints and
+    the b.root addresses before its 2023 renumbering (libunbound's built-in hints may be
+    older), so that a resolver in the test's namespace reaches this server whichever it picks.
+    """
+    addresses = ["199.9.14.201", "2001:500:200::b"]
+    with open(ROOT_HINTS) as hints:
+        for line in hints:
+            fields = line.split()
+            if len(fields) == 4 and fields[2] in ("A", "AAAA") and fields[3] not in addresses:
+                addresses.append(fields[3])
+    return addresses
 
 
 def available():
@@ -98,13 +113,14 @@ class SignedRoot:
         return anchor
 
     def _configuration(self, port):
-        addresses = " ".join(f"{address};" for address in self.listen)
+        v4 = " ".join(f"{address};" for address in self.listen if ":" not in address)
+        v6 = " ".join(f"{address};" for address in self.listen if ":" in address)
         conf = os.path.join(self.dir, "named.conf")
         with open(conf, "w") as out:
             out.write(f"""options {{
     directory "{self.dir}";
-    listen-on port {port} {{ {addresses} }};
-    listen-on-v6 {{ none; }};
+    listen-on port {port} {{ {v4} }};
+    listen-on-v6 port {port} {{ {v6 or "none;"} }};
     recursion no;
     dnssec-validation no;
     pid-file none;
@@ -189,7 +205,10 @@ class NetworkNamespace:
                 out.write("nameserver 127.0.0.1\n")
             self.run(["ip", "link", "set", "lo", "up"])
             for address in addresses:
-                self.run(["ip", "addr", "add", address + "/32", "dev", "lo"])
+                if ":" in address:
+                    self.run(["ip", "-6", "addr", "add", address + "/128", "dev", "lo", "nodad"])
+                else:
+                    self.run(["ip", "addr", "add", address + "/32", "dev", "lo"])
         except BaseException:
             self.close()
             raise

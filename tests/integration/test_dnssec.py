@@ -20,7 +20,7 @@ import unittest
 
 import needs
 from harness import SMTPSD, ServerTestCase, make_message
-from signed_zone import ROOT_ADDRESS, NetworkNamespace, SignedRoot, available
+from signed_zone import NetworkNamespace, SignedRoot, available, root_server_addresses
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 DEBIAN_ROOT_ANCHOR = "/usr/share/dns/root.key"
@@ -150,8 +150,10 @@ class ValidatingServer(ServerTestCase, SignedZoneCase):
 @needs.condition(lambda: os.geteuid() == 0, "root (ip netns) needed")
 class Recursive(SignedZoneCase):
     def test_recursion_from_the_root_hints_validates(self):
-        with NetworkNamespace(addresses=[ROOT_ADDRESS]) as namespace:
-            root = self.signed_root(listen=(ROOT_ADDRESS,), port=53, namespace=namespace)
+        # Every root server address is this zone's server: the resolver may start from any.
+        addresses = root_server_addresses()
+        with NetworkNamespace(addresses=addresses) as namespace:
+            root = self.signed_root(listen=addresses, port=53, namespace=namespace)
             config = self.config(f'[dns]\nmode = "recursive"\nvalidation = "yes"\n'
                                  f'trust_anchor = "{root.trust_anchor}"\ntimeout = 10\n')
             good = self.dkim_check("good.example", config, namespace)
