@@ -150,6 +150,13 @@ class DevMode(ServerTestCase):
                              r"SPF dmarc, DKIM, DMARC enforce.*\), dkim-sign \(.*signs mail of "
                              r"localhost \(rsa-sha256, ed25519-sha256\)\)$")
             self.assertRegex(instructions, r"dkim/localhost\.zone")
+            # The DANE records it points at are this server's: one per certificate.
+            command = re.search(r"smtpsctl (dane tlsa --config \S+)", instructions).group(1)
+            smtpsctl = os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
+            records = subprocess.run([smtpsctl] + command.split(), capture_output=True,
+                                     text=True, check=True).stdout
+            self.assertEqual(len(re.findall(r"(?m)^_25\._tcp\.localhost\. IN TLSA 3 1 1 "
+                                            r"[0-9a-f]{64} ", records)), 2, records)
 
             with open(err_path) as f:
                 self.assertRegex(f.read(), r'event=dns mode=forward validating=no '

@@ -294,6 +294,8 @@ smtpsd development server is ready.
   DKIM           what demo@localhost submits is signed (keys in {dir}/dkim/localhost/);
                  the DNS records a real domain would publish: {dir}/dkim/localhost.zone
   DNS            {dns}
+  outbound TLS   DANE (TLSA) authenticates MX hosts when the resolver validates DNSSEC;
+                 this server's own TLSA records: smtpsctl dane tlsa --config {dir}/smtpsd.toml
 {local})TEXT",
       fmt::arg("dir", s.dir), fmt::arg("listeners", listeners.empty() ? "none" : listeners),
       fmt::arg("checks", describe_configured_checks(config)),
