@@ -21,7 +21,7 @@ classes=(
   test_queue_crash
   test_addressing.Addressing test_local_submission test_queue_tools
   test_domains.SrsThroughAnAlias test_domains.RelayDomain
-  test_authenticity
+  test_authenticity test_dane
 )
 export SMTPSD_BIN="$build_san/smtpsd" PYTHONDONTWRITEBYTECODE=1
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"

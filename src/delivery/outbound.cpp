@@ -102,6 +102,67 @@ Outbound::~Outbound() {
   }
 }
 
+std::string Outbound::describe_policy(std::string_view domain_view) {
+  const std::string domain = base::ascii_lowercase(domain_view);
+  std::string out = "TLS policy for mail to " + domain + ":\n";
+  if (options_.relay) {
+    return out + "  all mail goes through the relay " + base::to_string(*options_.relay) +
+           " at level " + std::string(tls::to_string(options_.relay_tls)) + " (policy static)\n";
+  }
+  const tls::OutboundLevel level = level_for(domain);
+  const bool static_policy = std::any_of(options_.tls_policy.begin(), options_.tls_policy.end(),
+                                         [&](const auto& entry) { return entry.first == domain; });
+  const SeenTls remembered = memory_.best(domain);
+  out += "  static level: " + std::string(tls::to_string(level)) +
+         (static_policy ? " ([[delivery.tls_policy]])\n" : " (default_tls)\n");
+  out += "  learned: " +
+         (remembered == SeenTls::kNone ? std::string("nothing remembered")
+                                       : "reached with " + std::string(to_string(remembered)) +
+                                             " TLS before: no less is accepted") +
+         "\n";
+  const std::string fallback = static_policy                  ? "static"
+                               : remembered != SeenTls::kNone ? "learned"
+                                                              : "opportunistic";
+  if (!options_.dns->validates())
+    out += "  DANE: not applied (the resolver does not validate DNSSEC)\n";
+  MxAnswer answer = resolver_->resolve(domain);
+  out += "  MX: " + answer.detail + (answer.secure ? " (DNSSEC: secure)" : " (DNSSEC: insecure)") +
+         "\n";
+  for (const MxTarget& target : answer.targets) {
+    std::string addresses;
+    for (const std::string& address : target.addresses)
+      addresses += (addresses.empty() ? "" : " ") + address;
+    out += "  host " + target.host + " (preference " + std::to_string(target.preference) +
+           "): " + (addresses.empty() ? std::string("no address") : addresses) +
+           (target.secure ? " (DNSSEC: secure)" : "") + "\n";
+    DaneLookup dane = lookup_dane(*options_.dns, target.host, options_.mx_port, answer.secure,
+                                  target.secure, options_.mx_deadline);
+    out += "    DANE: " + dane.detail + "\n";
+    for (const dns::TlsaRecord& record : dane.usable)
+      out += "      TLSA " + to_string(record) + "\n";
+    switch (dane.kind) {
+      case DaneLookup::Kind::kUsable:
+        out += "    policy dane: STARTTLS required, the certificate must match a TLSA record\n";
+        break;
+      case DaneLookup::Kind::kUnusable:
+        out += "    policy dane: STARTTLS required (no usable TLSA record to authenticate)\n";
+        break;
+      case DaneLookup::Kind::kFailed:
+        out += "    policy dane: this host is not used (the TLSA lookup failed)\n";
+        break;
+      case DaneLookup::Kind::kNone:
+      case DaneLookup::Kind::kNotApplicable:
+        out += "    policy " + fallback + ": level " + std::string(tls::to_string(level)) +
+               (remembered != SeenTls::kNone
+                    ? ", at least " + std::string(to_string(remembered)) + " TLS"
+                    : std::string()) +
+               "\n";
+        break;
+    }
+  }
+  return out;
+}
+
 tls::OutboundLevel Outbound::level_for(std::string_view domain) const {
   std::string name = base::ascii_lowercase(domain);
   for (const auto& [policy_domain, level] : options_.tls_policy) {

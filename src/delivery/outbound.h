@@ -100,6 +100,10 @@ class Outbound {
                                                     std::span<const std::size_t> recipients,
                                                     std::string_view domain,
                                                     const NextHop* via = nullptr);
+  // What decides the TLS of mail to domain, in words for `smtpsctl tls policy` (several
+  // lines): the relay, or the MX hosts with their DNSSEC status and DANE records, the static
+  // level, the memory, and the policy each host gets. Blocking (DNS): never on an I/O thread.
+  std::string describe_policy(std::string_view domain);
   // Recipients to hand to the LMTP server (their addresses as the LMTP server knows them):
   // server, or options' lmtp when it is null.
   std::vector<queue::DeliveryResult> deliver_lmtp(const queue::StoredMessage& message,

@@ -101,6 +101,11 @@ class Dane(ServerTestCase):
                 return reports
             time.sleep(0.2)
 
+    def tls_policy(self, server, domain):
+        return subprocess.run([SMTPSCTL, "tls", "policy", "--config", server.config_path,
+                               domain], capture_output=True, text=True, check=True,
+                              timeout=60).stdout
+
     def test_tlsa_records_authenticate_and_a_mismatch_or_bogus_answer_defers(self):
         remote = self.receiver()
         root = self.zone(remote)
@@ -128,6 +133,19 @@ class Dane(ServerTestCase):
         self.assertEqual(remote.delivered("carol@wrong.example"), [])
         self.assertEqual(remote.delivered("carol@bogus.example"), [])
         self.assertNotRegex(local.log(), r"mx\.bogus\.example\[")
+
+        # What decides each domain's TLS, as the operator asks the running server.
+        ee = self.tls_policy(local, "ee.example")
+        self.assertIn("MX: 1 MX host for ee.example (DNSSEC: secure)", ee)
+        self.assertIn("host mx.ee.example (preference 10): 127.0.0.1 (DNSSEC: secure)", ee)
+        for record in self.ee_records:
+            self.assertIn(f"      TLSA {record}\n", ee)
+        self.assertIn("policy dane: STARTTLS required, the certificate must match", ee)
+        self.assertIn("policy dane: this host is not used (the TLSA lookup failed)",
+                      self.tls_policy(local, "bogus.example"))
+        bad = subprocess.run([SMTPSCTL, "tls", "policy", "--config", local.config_path,
+                              "bad!domain"], capture_output=True, text=True)
+        self.assertIn("is not a domain name", bad.stdout + bad.stderr)
 
         # SMTP TLS reports (RFC 8460) to the rua of each domain, checked field by field.
         reports = self.tls_reports(local, DOMAINS)
@@ -175,3 +193,7 @@ class Dane(ServerTestCase):
         line = local.wait_log(r"event=delivered id=\S+ rcpt=carol@wrong\.example .*").group(0)
         self.assertIn("unverified", line)
         self.assertTrue(re.search(r" policy=opportunistic$", line), line)
+        policy = self.tls_policy(local, "wrong.example")
+        self.assertIn("DANE: not applied (the resolver does not validate DNSSEC)", policy)
+        self.assertIn("learned: reached with encrypted TLS before", policy)
+        self.assertIn("policy learned: level may, at least encrypted TLS", policy)

@@ -20,6 +20,7 @@
 //   mailq [options of queue list]  (argv[0] named mailq, e.g. a symlink: smtpsctl queue list)
 //   smtpsctl tls memory [--config FILE | --socket PATH]           the no-downgrade memory
 //   smtpsctl tls forget [--config FILE | --socket PATH] DOMAIN
+//   smtpsctl tls policy [--config FILE | --socket PATH] DOMAIN    what decides its TLS, and why
 // The commands that talk to the running server read --config, else $SMTPSD_CONFIG, else
 // /etc/smtpsd/smtpsd.toml (app/common/config_path.h), unless --socket names the socket.
 // A user who may not use the owner-only control socket lists the queue through the
@@ -222,11 +223,14 @@ int main(int argc, char** argv) {
     command->add_option("--from", queue_options.from,
                         "Messages from this envelope sender (<> for bounces)");
   }
-  auto* tls_command = cli.add_subcommand("tls", "The delivery TLS memory (no downgrade)");
+  auto* tls_command =
+      cli.add_subcommand("tls", "Delivery TLS: the memory (no downgrade) and the policies");
   tls_command->require_subcommand(1);
   for (auto [name, help, takes_domain] :
        {std::tuple{"memory", "List the best TLS each domain was reached with", false},
-        std::tuple{"forget", "Forget a domain's TLS (after its servers changed)", true}}) {
+        std::tuple{"forget", "Forget a domain's TLS (after its servers changed)", true},
+        std::tuple{"policy", "What decides the TLS of mail to a domain (DANE, table, memory)",
+                   true}}) {
     auto* command = tls_command->add_subcommand(name, help);
     add_server_options(command);
     if (takes_domain) command->add_option("domain", target, "Domain name")->required();

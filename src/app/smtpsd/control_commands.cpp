@@ -427,6 +427,24 @@ std::string handle_control_request(const std::string& request, const ControlCont
     return queue_request(words, context, caller);
   }
   if (words.size() == 1 && words[0] == "queue") return kQueueUsage;
+  if (words.size() == 3 && words[0] == "tls" && words[1] == "policy" &&
+      context.describe_tls_policy && !caller.read_only) {
+    std::string domain = base::ascii_lowercase(words[2]);
+    if (!domain.empty() && domain.back() == '.') domain.pop_back();
+    if (domain.empty() || !smtp::validate_domain(domain, /*allow_utf8=*/false)) {
+      return "error: '" + terminal_safe(words[2]) + "' is not a domain name\n";
+    }
+    // Line by line: names from DNS are printed, never interpreted by the terminal.
+    std::string out;
+    const std::string policy = context.describe_tls_policy(domain);
+    std::string_view text = policy;
+    while (!text.empty()) {
+      const std::size_t end = text.find('\n');
+      out += terminal_safe(text.substr(0, end)) + "\n";
+      text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    }
+    return out;
+  }
   delivery::TlsMemory* tls_memory = context.tls_memory;
   if (words.size() >= 2 && words[0] == "tls" && tls_memory != nullptr) {
     if (words[1] == "memory" && words.size() == 2) {
@@ -442,7 +460,7 @@ std::string handle_control_request(const std::string& request, const ControlCont
   }
   return "error: unknown request (auth lockouts | auth unlock IP_OR_USER | queue list | queue "
          "show ID | queue flush | queue delete|hold|release|requeue ID | tls memory | tls "
-         "forget DOMAIN)\n";
+         "forget DOMAIN | tls policy DOMAIN)\n";
 }
 
 std::string handle_control_request(const std::string& request, auth::FailureLimiter& limiter,

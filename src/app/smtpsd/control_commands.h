@@ -8,7 +8,7 @@
 //   queue show ID [body] [json]                       one message; body: its content (postcat)
 //   queue flush [ID | SELECTION] [json]               deferred messages tried now (bare: all)
 //   queue delete|hold|release|requeue (ID | SELECTION) [json]
-//   tls memory | tls forget DOMAIN
+//   tls memory | tls forget DOMAIN | tls policy DOMAIN
 // SELECTION is "all" [--all] alone, or "to-domain=DOMAIN" [--to-domain] and/or
 // "from=ADDRESS" [--from] ("from=<>" selects bounces): a message is selected when its
 // sender is ADDRESS and/or one of its pending recipients is at DOMAIN; a verb acts on the
@@ -52,6 +52,9 @@ struct ControlContext {
   std::function<void()> forget_next_hops;  // for requeue; none: nothing to forget
   // Whether an address is at one of this server's domains (delivery::Router::stays_here).
   std::function<bool(std::string_view address)> is_local_address;
+  // "tls policy DOMAIN": what decides its TLS (delivery::Outbound::describe_policy; blocking,
+  // the control socket has its own thread); none: not available.
+  std::function<std::string(std::string_view domain)> describe_tls_policy;
 };
 
 std::string handle_control_request(const std::string& request, const ControlContext& context,

@@ -434,6 +434,9 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   control_context.limiter = limiter.value().get();
   control_context.scheduler = &scheduler;
   control_context.tls_memory = &outbound.value()->tls_memory();
+  control_context.describe_tls_policy = [&outbound](std::string_view domain) {
+    return outbound.value()->describe_policy(domain);
+  };
   control_context.spool = spool.value().get();
   control_context.forget_next_hops = [outbound = outbound.value().get()] {
     outbound->forget_next_hops();
