@@ -149,7 +149,8 @@ class Postfix:
                  protocols=">=TLSv1.2", legacy_tls=False, auth_before_tls=False,
                  exclude_ciphers="", smtps_auth=False, sasl_user="demo@localhost",
                  sasl_password="bench-password",
-                 hostname="localhost", domain="localhost", process_limit=100):
+                 hostname="localhost", domain="localhost", process_limit=100,
+                 main_cf_extra=(), command_prefix=()):
         if not os.access(POSTFIX, os.X_OK):
             raise RuntimeError(INSTALL_HINT)
         if os.geteuid() != 0:
@@ -170,6 +171,10 @@ class Postfix:
         self.sasl_user, self.sasl_password = sasl_user, sasl_password
         self.hostname, self.domain = hostname, domain
         self.process_limit = process_limit
+        # main.cf lines that override the ones above (postconf: the last one wins), and what
+        # runs the master (`ip netns exec NAME`: in a network namespace).
+        self.main_cf_extra = list(main_cf_extra)
+        self.command_prefix = list(command_prefix)
         self.ports = {}
         self.process = None
         self.sasl = None
@@ -230,7 +235,7 @@ class Postfix:
             # smtpd may use get it (smtpd_tls_ciphers = medium is the default).
             lines += ["tls_medium_cipherlist = DEFAULT:@SECLEVEL=0",
                       "tls_high_cipherlist = HIGH:@SECLEVEL=0"]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + self.main_cf_extra) + "\n"
 
     def master_cf(self):
         # service type private unpriv chroot wakeup maxproc command
@@ -293,6 +298,7 @@ class Postfix:
             offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
             errors = open(os.path.join(self.root, "master.stderr"), "ab")
             self.process = subprocess.Popen(
+                self.command_prefix +
                 [os.path.join(postfix_daemon_directory(), "master"), "-c", self.config_dir,
                  "-d"], stdin=subprocess.DEVNULL, stdout=errors, stderr=errors,
                 # Its own process group: on SIGTERM the master signals that group (its

@@ -186,6 +186,66 @@ zone "." {{ type primary; file "{os.path.join(self.dir, 'root.signed')}"; }};
         self.stop()
 
 
+class ValidatingResolver:
+    """A second named, recursive and validating, for clients that trust the AD bit of
+    /etc/resolv.conf's server (Postfix's DANE): it starts from a root hint that names the
+    SignedRoot at root_address and validates with that root's trust anchor. Listens on
+    listen:53 in `namespace` (where port 53 is the test's own)."""
+
+    def __init__(self, trust_anchor, namespace, root_address=ROOT_ADDRESS, listen="127.0.0.1"):
+        self.dir = tempfile.mkdtemp(prefix="smtpsd-resolver-")
+        self.process = None
+        try:
+            with open(trust_anchor) as anchor:
+                flags, protocol, algorithm, *key = anchor.read().split("DNSKEY", 1)[1].split()
+            with open(os.path.join(self.dir, "root.hints"), "w") as hints:
+                hints.write(f". 3600000 NS a.root-servers.net.\n"
+                            f"a.root-servers.net. 3600000 A {root_address}\n")
+            conf = os.path.join(self.dir, "named.conf")
+            with open(conf, "w") as out:
+                out.write(f"""options {{
+    directory "{self.dir}";
+    listen-on port 53 {{ {listen}; }};
+    listen-on-v6 {{ none; }};
+    recursion yes;
+    allow-recursion {{ any; }};
+    dnssec-validation yes;
+    pid-file none;
+    session-keyfile none;
+    notify no;
+}};
+controls {{ }};
+trust-anchors {{ "." static-key {flags} {protocol} {algorithm} "{''.join(key)}"; }};
+zone "." {{ type hint; file "{os.path.join(self.dir, 'root.hints')}"; }};
+""")
+            log_path = os.path.join(self.dir, "named.log")
+            with open(log_path, "ab") as log:
+                self.process = subprocess.Popen(namespace.prefix() + [NAMED, "-g", "-n", "1",
+                                                                      "-c", conf],
+                                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            deadline = time.monotonic() + 15
+            while not re.search(r"^\S+ \S+ running$", self.log(), re.M):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the validating named did not start:\n{self.log()}")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "named.log"), errors="replace") as log:
+                return log.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        if self.process is not None:
+            end_process(self.process, timeout=5)
+            self.process = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class NetworkNamespace:
     """A network namespace of the test's own (`ip netns`, root only): its loopback
     interface is up and carries `addresses` too, and programs run in it with prefix() see

@@ -22,7 +22,9 @@ import time
 
 import needs
 from harness import ServerTestCase
-from signed_zone import SignedRoot, available
+from postfix import POSTFIX, Postfix
+from signed_zone import (ROOT_ADDRESS, NetworkNamespace, SignedRoot, ValidatingResolver,
+                         available)
 from test_mx_lmtp import issue_certificate
 from test_onward import SMTPSCTL, submit
 
@@ -197,3 +199,63 @@ class Dane(ServerTestCase):
         self.assertIn("DANE: not applied (the resolver does not validate DNSSEC)", policy)
         self.assertIn("learned: reached with encrypted TLS before", policy)
         self.assertIn("policy learned: level may, at least encrypted TLS", policy)
+
+
+@needs.condition(available, "BIND (Debian bind9, bind9-utils) not installed")
+@needs.condition(lambda: os.geteuid() == 0, "root (ip netns, a private Postfix) needed")
+@needs.condition(lambda: os.access(POSTFIX, os.X_OK), "postfix not installed")
+class PostfixVerifiesOurTlsa(ServerTestCase):
+    """The records `smtpsctl dane tlsa` prints, checked by another implementation: Debian's
+    Postfix as a DANE client (smtp_tls_security_level = dane) delivers to smtpsd with them
+    and refuses a wrong one. Postfix trusts the AD bit of /etc/resolv.conf's server and sends
+    to port 25, so all of it runs in a network namespace of the test's own: the signed root
+    on a.root-servers.net's address, a validating resolver on 127.0.0.1:53, smtpsd on
+    127.0.0.2:25."""
+
+    def test_postfix_delivers_with_the_printed_record_and_refuses_a_wrong_one(self):
+        namespace = NetworkNamespace(addresses=[ROOT_ADDRESS])
+        self.addCleanup(namespace.close)
+        receiver = self.new_server(
+            domains=[("dane-in.example", ["carol"]), ("wrong-in.example", ["carol"])],
+            listeners=[{"role": "smtp", "address": "127.0.0.2", "port": 25}])
+        receiver.command_prefix = namespace.prefix()
+        receiver.start()
+        printed = subprocess.run([SMTPSCTL, "dane", "tlsa", "--config", receiver.config_path,
+                                  "--host", "mx.dane-in.example"], capture_output=True,
+                                 text=True, check=True).stdout
+        records = [line.split(";")[0].replace(" IN TLSA ", " TLSA ").strip()
+                   for line in printed.splitlines() if line and not line.startswith(";")]
+        records += ["_25._tcp.mx.wrong-in.example. TLSA 3 1 1 " + "00" * 32]
+        for domain in ("dane-in.example", "wrong-in.example"):
+            records += [f"{domain}. MX 10 mx.{domain}.", f"mx.{domain}. A 127.0.0.2"]
+        root = SignedRoot(records, listen=(ROOT_ADDRESS,), port=53, namespace=namespace)
+        self.addCleanup(root.stop)
+        resolver = ValidatingResolver(root.trust_anchor, namespace)
+        self.addCleanup(resolver.stop)
+        tls = os.path.join(receiver.dir, "tls")
+        postfix = Postfix(self.tmp, os.path.join(tls, "server-ecdsa.pem"),
+                          os.path.join(tls, "server-ecdsa.key"), starttls=False,
+                          hostname="sender.test",  # not the receiver's: no mail loop
+                          command_prefix=namespace.prefix(), main_cf_extra=[
+                              "mydestination =",
+                              "default_transport = smtp", "relay_transport = smtp",
+                              "smtp_tls_security_level = dane",
+                              "smtp_dns_support_level = dnssec", "smtp_tls_loglevel = 1",
+                              "smtp_host_lookup = dns"])
+        self.addCleanup(postfix.stop)
+        postfix.start()
+        for domain in ("dane-in.example", "wrong-in.example"):
+            subprocess.run(["/usr/sbin/sendmail", "-C", postfix.config_dir, "-f",
+                            "sender@localhost", f"carol@{domain}"],
+                           input=f"Subject: to {domain}\n\nHello.\n".encode(), check=True)
+        receiver.wait_delivered(1, "carol@dane-in.example", timeout=30)
+        deadline = time.monotonic() + 30
+        while "status=deferred" not in postfix.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = postfix.log()
+        self.assertRegex(log, r"Verified TLS connection established to "
+                              r"mx\.dane-in\.example\[127\.0\.0\.2\]:25")
+        self.assertRegex(log, r"to=<carol@dane-in\.example>.*status=sent")
+        self.assertRegex(log, r"to=<carol@wrong-in\.example>.*status=deferred .*"
+                              r"[Cc]ertificate")
+        self.assertEqual(receiver.delivered("carol@wrong-in.example"), [])
