@@ -12,6 +12,7 @@
 #include "delivery/dane.h"
 #include "delivery/system_resolver.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 
 namespace delivery {
 namespace {
@@ -113,6 +114,10 @@ std::string Outbound::describe_policy(std::string_view domain_view) {
   const bool static_policy = std::any_of(options_.tls_policy.begin(), options_.tls_policy.end(),
                                          [&](const auto& entry) { return entry.first == domain; });
   const SeenTls remembered = memory_.best(domain);
+  if (auto until = memory_.exception_until(domain, base::unix_now())) {
+    out += "  EXCEPTION until " + std::to_string(*until) +
+           " (unix time): opportunistic TLS, DANE and the rest are not applied\n";
+  }
   out += "  static level: " + std::string(tls::to_string(level)) +
          (static_policy ? " ([[delivery.tls_policy]])\n" : " (default_tls)\n");
   out += "  learned: " +
@@ -414,14 +419,33 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
                                       std::string(tls::to_string(hop->tls))
                                 : "relay";
   const std::string memory_key = relay ? hop->url.host : domain;
-  const tls::OutboundLevel level = relay ? hop->tls : level_for(domain);
-  const SeenTls remembered = memory_.best(memory_key);
+  // The operator's exception (tls_memory.h) for a destination whose policy is broken:
+  // opportunistic TLS, whatever DANE, the table or the memory say; said and counted.
+  const std::optional<std::int64_t> excepted =
+      relay ? std::nullopt : memory_.exception_until(domain, base::unix_now());
+  if (excepted) {
+    static obs::Counter& used = obs::metrics().counter(
+        "smtpsd_tls_exceptions_used_total",
+        "Delivery attempts whose TLS policy an operator's exception set aside.");
+    used.inc();
+    obs::Log("tls_exception", obs::Level::kWarning)
+        .kv("domain", domain)
+        .kv("until", *excepted)
+        .kv("detail",
+            "the operator's exception: DANE, the policy table and the memory are not "
+            "applied (smtpsctl tls except)");
+  }
+  const tls::OutboundLevel level = relay      ? hop->tls
+                                   : excepted ? tls::OutboundLevel::kMay
+                                              : level_for(domain);
+  const SeenTls remembered = excepted ? SeenTls::kNone : memory_.best(memory_key);
   // Which policy decided the TLS of this attempt, for the log lines (docs/architecture.md
   // "Outbound TLS policy"): the strongest that applies; DANE is decided per MX host below.
   const bool static_policy =
       relay || std::any_of(options_.tls_policy.begin(), options_.tls_policy.end(),
                            [&](const auto& entry) { return entry.first == domain; });
-  const std::string default_policy = static_policy                  ? "static"
+  const std::string default_policy = excepted                       ? "exception"
+                                     : static_policy                ? "static"
                                      : remembered != SeenTls::kNone ? "learned"
                                                                     : "opportunistic";
   std::string policy = default_policy;
@@ -531,7 +555,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     // records authenticate it instead of the other policies; secure but unusable records
     // still make TLS mandatory.
     DaneLookup dane;
-    if (!relay) {
+    if (!relay && !excepted) {
       dane = lookup_dane(*options_.dns, target.host, port, mx_secure, target.secure,
                          options_.mx_deadline);
     }

@@ -40,6 +40,10 @@ TlsMemory::TlsMemory(std::string path) : path_(std::move(path)) {
       load_errors_ += path_ + ":" + std::to_string(number) + ": unreadable line ignored\n";
       continue;
     }
+    if (level == "exception") {
+      exceptions_[base::ascii_lowercase(domain)] = since;
+      continue;
+    }
     SeenTls seen = level == "verified"    ? SeenTls::kVerified
                    : level == "encrypted" ? SeenTls::kEncrypted
                                           : SeenTls::kNone;
@@ -79,12 +83,41 @@ std::vector<std::pair<std::string, SeenTls>> TlsMemory::entries() const {
   return out;
 }
 
+bool TlsMemory::except(std::string_view domain, std::int64_t until_unix) {
+  std::lock_guard lock(mutex_);
+  const std::string name = base::ascii_lowercase(domain);
+  if (until_unix == 0) {
+    if (exceptions_.erase(name) == 0) return false;
+  } else {
+    exceptions_[name] = until_unix;
+  }
+  save();
+  return true;
+}
+
+std::optional<std::int64_t> TlsMemory::exception_until(std::string_view domain,
+                                                       std::int64_t now_unix) const {
+  std::lock_guard lock(mutex_);
+  auto it = exceptions_.find(base::ascii_lowercase(domain));
+  if (it == exceptions_.end() || it->second <= now_unix) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::pair<std::string, std::int64_t>> TlsMemory::exceptions() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, std::int64_t>> out(exceptions_.begin(), exceptions_.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 void TlsMemory::save() const {
   std::vector<std::string> lines;
   for (const auto& [domain, entry] : domains_) {
     lines.push_back(domain + " " + std::string(to_string(entry.first)) + " " +
                     std::to_string(entry.second) + "\n");
   }
+  for (const auto& [domain, until] : exceptions_)
+    lines.push_back(domain + " exception " + std::to_string(until) + "\n");
   std::sort(lines.begin(), lines.end());
   std::string text;
   for (const std::string& line : lines)

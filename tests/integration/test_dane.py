@@ -185,6 +185,27 @@ class Dane(ServerTestCase):
                                 ["policy-string"]), sorted(self.ee_records))
         local.wait_log(r"event=tls_report domain=wrong\.example to=demo@localhost sessions=1")
 
+        # The operator's way out for a destination with a broken policy: an exception that
+        # ends, logged and counted; the deferred message then goes (opportunistic TLS).
+        def smtpsctl(*args):
+            return subprocess.run([SMTPSCTL, *args, "--config", local.config_path],
+                                  capture_output=True, text=True, timeout=30)
+        self.assertEqual(smtpsctl("tls", "except", "wrong.example", "--hours", "721").returncode,
+                         2)
+        done = smtpsctl("tls", "except", "wrong.example", "--hours", "2")
+        self.assertIn("goes with opportunistic TLS (no DANE, table or memory) for 7200s",
+                      done.stdout)
+        self.assertRegex(smtpsctl("tls", "exceptions").stdout, r"^wrong\.example 7\d{3}s left\n$")
+        self.assertIn("EXCEPTION until", self.tls_policy(local, "wrong.example"))
+        smtpsctl("queue", "flush")
+        remote.wait_delivered(1, "carol@wrong.example")
+        local.wait_log(r"level=warning event=tls_exception domain=wrong\.example until=\d+ ")
+        local.wait_log(r"event=delivered id=\S+ rcpt=carol@wrong\.example .* unverified .*"
+                       r" policy=exception")
+        self.assertEqual(smtpsctl("tls", "except", "wrong.example", "--hours", "0").stdout,
+                         "exception for wrong.example ended\n")
+        self.assertEqual(smtpsctl("tls", "exceptions").stdout, "")
+
     def test_without_validation_dane_does_not_apply_and_the_start_says_so(self):
         remote = self.receiver()
         root = self.zone(remote)

@@ -21,6 +21,8 @@
 //   smtpsctl tls memory [--config FILE | --socket PATH]           the no-downgrade memory
 //   smtpsctl tls forget [--config FILE | --socket PATH] DOMAIN
 //   smtpsctl tls policy [--config FILE | --socket PATH] DOMAIN    what decides its TLS, and why
+//   smtpsctl tls except [--config FILE | --socket PATH] DOMAIN [--hours H]   (0: end it)
+//   smtpsctl tls exceptions [--config FILE | --socket PATH]
 // The commands that talk to the running server read --config, else $SMTPSD_CONFIG, else
 // /etc/smtpsd/smtpsd.toml (app/common/config_path.h), unless --socket names the socket.
 // A user who may not use the owner-only control socket lists the queue through the
@@ -223,6 +225,7 @@ int main(int argc, char** argv) {
     command->add_option("--from", queue_options.from,
                         "Messages from this envelope sender (<> for bounces)");
   }
+  unsigned except_hours = 24;
   auto* tls_command =
       cli.add_subcommand("tls", "Delivery TLS: the memory (no downgrade) and the policies");
   tls_command->require_subcommand(1);
@@ -230,10 +233,19 @@ int main(int argc, char** argv) {
        {std::tuple{"memory", "List the best TLS each domain was reached with", false},
         std::tuple{"forget", "Forget a domain's TLS (after its servers changed)", true},
         std::tuple{"policy", "What decides the TLS of mail to a domain (DANE, table, memory)",
-                   true}}) {
+                   true},
+        std::tuple{"except",
+                   "Send a domain's mail with opportunistic TLS for a while (its policy is "
+                   "broken); --hours 0 ends it",
+                   true},
+        std::tuple{"exceptions", "List the domains excepted from their TLS policy", false}}) {
     auto* command = tls_command->add_subcommand(name, help);
     add_server_options(command);
     if (takes_domain) command->add_option("domain", target, "Domain name")->required();
+    if (std::string_view(name) == "except") {
+      command->add_option("--hours", except_hours, "How long (default 24, at most 720)")
+          ->check(CLI::Range(0, 720));
+    }
   }
   try {
     cli.parse(argc, argv);
@@ -304,6 +316,7 @@ int main(int argc, char** argv) {
     std::string verb = tls_command->get_subcommands().front()->get_name();
     std::string request = "tls " + verb;
     if (!target.empty()) request += " " + target;
+    if (verb == "except") request += " " + std::to_string(except_hours * 3600);
     auto reply = ask_server(socket_path, request);
     if (!reply) return 1;
     if (request == "tls memory" && reply.value().empty()) {

@@ -6,6 +6,7 @@
 #include "app/smtpsd/control_commands.h"
 
 #include <algorithm>
+#include <charconv>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include "base/ascii.h"
 #include "base/json.h"
 #include "base/terminal_text.h"
+#include "obs/log.h"
 #include "queue/message_reader.h"
 #include "smtp/address_grammar.h"
 
@@ -453,6 +455,41 @@ std::string handle_control_request(const std::string& request, const ControlCont
         out += terminal_safe(domain) + " " + std::string(delivery::to_string(level)) + "\n";
       return out;
     }
+    if (words[1] == "exceptions" && words.size() == 2) {
+      std::string out;
+      for (const auto& [domain, until] : tls_memory->exceptions()) {
+        const std::int64_t left = until - context.now_unix;
+        out += terminal_safe(domain) + " " +
+               (left > 0 ? std::to_string(left) + "s left" : std::string("ended")) + "\n";
+      }
+      return out;
+    }
+    if (words[1] == "except" && words.size() == 4) {
+      std::string domain = base::ascii_lowercase(words[2]);
+      if (!domain.empty() && domain.back() == '.') domain.pop_back();
+      if (domain.empty() || !smtp::validate_domain(domain, /*allow_utf8=*/false))
+        return "error: '" + terminal_safe(words[2]) + "' is not a domain name\n";
+      std::int64_t seconds = -1;
+      auto [end, problem] =
+          std::from_chars(words[3].data(), words[3].data() + words[3].size(), seconds);
+      // An exception always ends: 30 days at most.
+      if (problem != std::errc() || end != words[3].data() + words[3].size() || seconds < 0 ||
+          seconds > 30 * 86400)
+        return "error: the exception lasts 0 to 720 hours\n";
+      if (seconds == 0) {
+        if (!tls_memory->except(domain, 0))
+          return "error: no exception for " + terminal_safe(domain) + "\n";
+        obs::Log("tls_exception_ended").kv("domain", domain);
+        return "exception for " + terminal_safe(domain) + " ended\n";
+      }
+      tls_memory->except(domain, context.now_unix + seconds);
+      obs::Log("tls_exception_set", obs::Level::kWarning)
+          .kv("domain", domain)
+          .kv("until", context.now_unix + seconds);
+      return "mail to " + terminal_safe(domain) +
+             " goes with opportunistic TLS (no DANE, table or memory) for " +
+             std::to_string(seconds) + "s\n";
+    }
     if (words[1] == "forget" && words.size() == 3) {
       if (tls_memory->forget(words[2])) return "forgot " + terminal_safe(words[2]) + "\n";
       return "error: nothing remembered for " + terminal_safe(words[2]) + "\n";
@@ -460,7 +497,7 @@ std::string handle_control_request(const std::string& request, const ControlCont
   }
   return "error: unknown request (auth lockouts | auth unlock IP_OR_USER | queue list | queue "
          "show ID | queue flush | queue delete|hold|release|requeue ID | tls memory | tls "
-         "forget DOMAIN | tls policy DOMAIN)\n";
+         "forget DOMAIN | tls policy DOMAIN | tls except DOMAIN SECONDS | tls exceptions)\n";
 }
 
 std::string handle_control_request(const std::string& request, auth::FailureLimiter& limiter,
