@@ -2,6 +2,7 @@
 #include "mailauth/arc_verifier.h"
 
 #include <algorithm>
+#include <deque>
 
 #include "base/ascii.h"
 #include "mailauth/dkim_body_hash.h"
@@ -184,17 +185,33 @@ ArcOutcome ArcVerifier::verify(std::span<const dns::AnswerPtr> keys) const {
   dns::Answer missing;
   missing.status = dns::Status::kTemporary;
   missing.detail = "no key lookup";
-  // The key of (d, s) checked for `algorithm`, or the reason it cannot verify.
-  auto key_for = [&](const std::string& domain, const std::string& selector,
-                     const std::string& algorithm) -> base::Expected<DkimPublicKey, std::string> {
+  // The key of (d, s) checked for `algorithm`, or the reason it cannot verify; decoded once
+  // per name and algorithm (a sealer's AMS and AS usually share a key, and decoding a key
+  // costs more than the signature check).
+  struct Decoded {
+    std::size_t index;
+    std::string algorithm;
+    base::Expected<DkimPublicKey, std::string> key;
+  };
+  std::deque<Decoded> decoded;
+  auto key_for =
+      [&](const std::string& domain, const std::string& selector,
+          const std::string& algorithm) -> const base::Expected<DkimPublicKey, std::string>& {
     const std::size_t index = key_index(domain, selector);
+    for (const Decoded& entry : decoded)
+      if (entry.index == index && entry.algorithm == algorithm) return entry.key;
     const dns::Answer& answer = index < keys.size() && keys[index] ? *keys[index] : missing;
     auto key = dkim_public_key(answer, algorithm);
-    if (!key) return base::unexpected(key.error().problem);
-    // RFC 8301 §3.2 for DKIM, and RFC 8617 §5.2 uses DKIM's rules: no short RSA keys.
-    if (key->type == DkimKeyType::kRsa && key->bits < 1024)
-      return base::unexpected("RSA key of " + std::to_string(key->bits) + " bits");
-    return std::move(*key);
+    base::Expected<DkimPublicKey, std::string> checked = base::unexpected(std::string());
+    if (!key)
+      checked = base::unexpected(key.error().problem);
+    else if (key->type == DkimKeyType::kRsa && key->bits < 1024)
+      // RFC 8301 §3.2 for DKIM, and RFC 8617 §5.2 uses DKIM's rules: no short RSA keys.
+      checked = base::unexpected("RSA key of " + std::to_string(key->bits) + " bits");
+    else
+      checked = std::move(*key);
+    decoded.push_back(Decoded{index, algorithm, std::move(checked)});
+    return decoded.back().key;
   };
 
   // Step 4: the latest AMS, with its own h= and c= (RFC 8617 §5.1.2).
@@ -206,7 +223,8 @@ ArcOutcome ArcVerifier::verify(std::span<const dns::AnswerPtr> keys) const {
   if (body_hash_->digest() != ams.signature.body_hash)
     return failed(outcome, "ARC-Message-Signature " + n + ": body hash did not verify");
   {
-    auto key = key_for(ams.signature.domain, ams.signature.selector, ams.signature.algorithm);
+    const auto& key =
+        key_for(ams.signature.domain, ams.signature.selector, ams.signature.algorithm);
     if (!key) return failed(outcome, "ARC-Message-Signature " + n + ": " + key.error());
     const std::size_t start = value_start(*latest.message);
     const std::string data =
@@ -223,7 +241,7 @@ ArcOutcome ArcVerifier::verify(std::span<const dns::AnswerPtr> keys) const {
     const Set& set = sets_[i];
     const ArcSeal& seal = *set.as;
     const std::string instance = std::to_string(i + 1);
-    auto key = key_for(seal.domain, seal.selector, seal.algorithm);
+    const auto& key = key_for(seal.domain, seal.selector, seal.algorithm);
     if (!key) return failed(outcome, "ARC-Seal " + instance + ": " + key.error());
     std::string data;
     for (std::size_t j = 0; j < i; ++j) {
