@@ -338,9 +338,10 @@ void read_authenticity(const toml::table& root, Reader& reader, Config& config) 
   const toml::table* table = reader.table_at(root, "", "authenticity");
   if (!table) return;
   const std::string p = "authenticity";
-  reader.only_keys(*table, p,
-                   {"verify", "authserv_id", "spf", "dmarc", "temperror", "max_signatures",
-                    "quarantine_folder", "trusted_forwarders", "mailing_lists", "deadline"});
+  reader.only_keys(
+      *table, p,
+      {"verify", "authserv_id", "spf", "dmarc", "temperror", "max_signatures", "quarantine_folder",
+       "trusted_forwarders", "mailing_lists", "trusted_arc_sealers", "deadline"});
   a.verify = reader.bool_at(*table, p, "verify", true);
   a.authserv_id = base::ascii_lowercase(reader.string_at(*table, p, "authserv_id", a.authserv_id));
   if (!valid_domain_name(a.authserv_id)) {
@@ -399,6 +400,18 @@ void read_authenticity(const toml::table& root, Reader& reader, Config& config) 
                     "each entry is the domain a list signs with (d=), not '" + domain + "'");
       }
       a.mailing_lists.push_back(domain);
+    }
+  }
+  if (const toml::array* sealers = reader.array_at(*table, p, "trusted_arc_sealers")) {
+    for (const toml::node& node : *sealers) {
+      const std::string domain =
+          base::ascii_lowercase(node.is_string() ? std::string(node.as_string()->get()) : "");
+      if (!valid_domain_name(domain)) {
+        reader.fail(&node, p + ".trusted_arc_sealers",
+                    "each entry is the domain an ARC sealer signs with (the ARC-Seal d=), not '" +
+                        domain + "'");
+      }
+      a.trusted_arc_sealers.push_back(domain);
     }
   }
   a.deadline = std::chrono::milliseconds(
@@ -1583,6 +1596,15 @@ std::string describe(const Config& config) {
           "as {}, temperror {}\n",
           to_string(a.spf), to_string(a.dmarc), a.authserv_id,
           a.defer_on_temperror ? "deferred" : "accepted");
+      if (!a.trusted_arc_sealers.empty()) {
+        std::string sealers;
+        for (const std::string& sealer : a.trusted_arc_sealers)
+          sealers += (sealers.empty() ? "" : ", ") + sealer;
+        out +=
+            "authenticity: DMARC fails overridden when a passing ARC chain was last sealed "
+            "by " +
+            sealers + "\n";
+      }
     } else {
       out += "authenticity: port 25 mail not checked ([authenticity] verify = false)\n";
     }

@@ -130,6 +130,10 @@ struct AuthenticitySettings {
   // carries a DKIM pass of one of them is recorded, not acted on (PolicyOverride
   // "mailing_list": lists rewrite Subject and body, so the author's signature breaks).
   std::vector<std::string> mailing_lists;
+  // ARC sealers you trust (the d= of the latest ARC-Seal, lower-case): a DMARC fail on a
+  // message whose ARC chain passes (RFC 8617 §5.2) and was last sealed by one of them is
+  // recorded, not acted on (PolicyOverride "local_policy", comment "arc=pass sealer=…").
+  std::vector<std::string> trusted_arc_sealers;
   std::chrono::milliseconds deadline{8000};  // for all lookups of one message
   bool operator==(const AuthenticitySettings&) const = default;
 };

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "base/ascii.h"
+#include "mailauth/arc_verifier.h"
 #include "mailauth/authentication_results.h"
 #include "mailauth/dkim_verifier.h"
 #include "mailauth/dmarc.h"
@@ -37,6 +38,7 @@ struct ResultCounters {
   std::array<obs::Counter*, 7> spf{};
   std::array<obs::Counter*, 7> dkim{};
   std::array<obs::Counter*, 5> dmarc{};
+  std::array<obs::Counter*, 3> arc{};
   std::array<obs::Counter*, 3> disposition{};
   ResultCounters() {
     constexpr std::string_view help = "Sender authentication results of messages on port 25";
@@ -57,6 +59,12 @@ struct ResultCounters {
           "smtpsd_authenticity_results_total", help,
           {{"method", "dmarc"},
            {"result", std::string(mailauth::to_string(static_cast<mailauth::DmarcResult>(i)))}});
+    }
+    for (std::size_t i = 0; i < arc.size(); ++i) {
+      arc[i] = &obs::metrics().counter(
+          "smtpsd_authenticity_results_total", help,
+          {{"method", "arc"},
+           {"result", std::string(mailauth::to_string(static_cast<mailauth::ArcResult>(i)))}});
     }
     for (std::size_t i = 0; i < disposition.size(); ++i) {
       disposition[i] = &obs::metrics().counter(
@@ -79,6 +87,7 @@ struct Lookups {
   bool spf_started = false;
   std::optional<mailauth::SpfOutcome> spf;
   std::vector<dns::AnswerPtr> keys;  // per DKIM signature (null: not back yet, or no key needed)
+  std::vector<dns::AnswerPtr> arc_keys;  // per ArcVerifier::key_names() entry
   std::size_t keys_pending = 0;
   std::function<void()> when_ready;  // set at the end of data; runs once everything is back
 
@@ -96,6 +105,7 @@ struct AuthenticityCheck::State final : CheckState {
   bool verify = false;
   std::shared_ptr<Lookups> lookups = std::make_shared<Lookups>();
   std::unique_ptr<mailauth::DkimVerifier> verifier;
+  std::unique_ptr<mailauth::ArcVerifier> arc;  // only for a message with ARC fields
   std::vector<std::string> from_domains;
   std::string sender;  // MAIL FROM, for Authentication-Results
   std::string helo;
@@ -171,6 +181,7 @@ void AuthenticityCheck::run(Stage stage, const Context& context, Done done) {
     case Stage::kBody:
       if (state->verifier && state->verifier->signature_count() > 0)
         state->verifier->body(context.body_chunk);
+      if (state->arc) state->arc->body(context.body_chunk);
       return done(Verdict::pass());
     case Stage::kEndOfData:
       if (context.header_section_too_large) {
@@ -279,6 +290,29 @@ void AuthenticityCheck::end_of_headers(const Context& context, Done& done) {
       if (next) next();
     });
   }
+  // ARC (RFC 8617): only a message that carries ARC fields pays for it.
+  if (mailauth::ArcVerifier::has_arc_fields(context.header_section)) {
+    state->arc = std::make_unique<mailauth::ArcVerifier>();
+    state->arc->header_section(context.header_section);
+    const std::vector<std::string>& names = state->arc->key_names();
+    {
+      std::lock_guard lock(lookups->mutex);
+      lookups->arc_keys.assign(names.size(), nullptr);
+      lookups->keys_pending += names.size();
+    }
+    for (std::size_t index = 0; index < names.size(); ++index) {
+      resolver_->lookup(names[index], dns::Type::kTxt, [lookups, index](dns::AnswerPtr answer) {
+        std::function<void()> next;
+        {
+          std::lock_guard lock(lookups->mutex);
+          lookups->arc_keys[index] = std::move(answer);
+          --lookups->keys_pending;
+          next = lookups->take_if_ready();
+        }
+        if (next) next();
+      });
+    }
+  }
   done(std::move(verdict));
 }
 
@@ -286,6 +320,8 @@ void AuthenticityCheck::end_of_headers(const Context& context, Done& done) {
 struct AuthenticityCheck::Job {
   std::shared_ptr<Lookups> lookups;
   std::unique_ptr<mailauth::DkimVerifier> verifier;
+  std::unique_ptr<mailauth::ArcVerifier> arc;
+  mailauth::ArcOutcome arc_outcome;  // none without ARC fields
   std::vector<std::string> from_domains;
   std::string sender, helo, session_id, queue_id, client, first_recipient_domain;
   bool trusted_forwarder = false;
@@ -303,6 +339,8 @@ void AuthenticityCheck::end_of_data(const Context& context, Done& done) {
   job->lookups = state->lookups;
   job->verifier = std::move(state->verifier);
   if (job->verifier && job->verifier->signature_count() > 0) job->verifier->end_of_body();
+  job->arc = std::move(state->arc);
+  if (job->arc) job->arc->end_of_body();
   job->from_domains = state->from_domains;
   job->sender = state->sender;
   job->helo = state->helo;
@@ -388,6 +426,14 @@ void AuthenticityCheck::end_of_data(const Context& context, Done& done) {
           job->dkim.push_back(job->verifier->verify(index, key ? *key : missing, now));
         }
       }
+      if (job->arc) {
+        std::vector<dns::AnswerPtr> keys;
+        {
+          std::lock_guard lock(job->lookups->mutex);
+          keys = job->lookups->arc_keys;
+        }
+        job->arc_outcome = job->arc->verify(keys);
+      }
       finish();
     });
   };
@@ -402,8 +448,8 @@ void AuthenticityCheck::end_of_data(const Context& context, Done& done) {
 }
 
 void AuthenticityCheck::record(const Job& job, const mailauth::SpfOutcome& spf,
-                               mailauth::DmarcPolicy applied,
-                               const std::string& override_reason) const {
+                               mailauth::DmarcPolicy applied, const std::string& override_reason,
+                               const std::string& override_comment) const {
   const auto now = static_cast<std::int64_t>(std::time(nullptr));
   for (const mailauth::DmarcOutcome& outcome : job.dmarc) {
     if (!outcome.record || outcome.record->aggregate_addresses.empty()) continue;
@@ -427,6 +473,7 @@ void AuthenticityCheck::record(const Job& job, const mailauth::SpfOutcome& spf,
     if (failed && outcome.disposition != outcome.policy) e.override_reason = "sampled_out";
     if (failed && !override_reason.empty() && disposition != mailauth::DmarcPolicy::kNone) {
       e.override_reason = override_reason;
+      e.override_comment = override_comment;
       disposition = mailauth::DmarcPolicy::kNone;
     }
     if (disposition > applied) disposition = applied;  // what was done to the message
@@ -458,6 +505,8 @@ Verdict AuthenticityCheck::decide(Job& job, const mailauth::SpfOutcome& spf) con
                                                        outcome.selector, outcome.b_prefix,
                                                        outcome.algorithm, outcome.problem});
   }
+  results.arc = mailauth::AuthResults::Arc{job.arc_outcome.result, job.arc_outcome.sealer,
+                                           job.arc_outcome.problem, job.client};
   // The strictest DMARC outcome among the From domains decides.
   const mailauth::DmarcOutcome* worst = nullptr;
   bool temperror = spf.result == mailauth::SpfResult::kTempError;
@@ -471,7 +520,7 @@ Verdict AuthenticityCheck::decide(Job& job, const mailauth::SpfOutcome& spf) con
       worst = &outcome;
   }
   mailauth::DmarcPolicy applied = mailauth::DmarcPolicy::kNone;
-  std::string override_reason;
+  std::string override_reason, override_comment;
   if (worst != nullptr) {
     applied = worst->result == mailauth::DmarcResult::kFail ? worst->disposition
                                                             : mailauth::DmarcPolicy::kNone;
@@ -486,6 +535,16 @@ Verdict AuthenticityCheck::decide(Job& job, const mailauth::SpfOutcome& spf) con
       applied = mailauth::DmarcPolicy::kNone;
     } else if (applied != mailauth::DmarcPolicy::kNone && from_list) {
       override_reason = "mailing_list";
+      applied = mailauth::DmarcPolicy::kNone;
+    } else if (applied != mailauth::DmarcPolicy::kNone &&
+               job.arc_outcome.result == mailauth::ArcResult::kPass &&
+               std::find(policy_.trusted_arc_sealers.begin(), policy_.trusted_arc_sealers.end(),
+                         job.arc_outcome.sealer) != policy_.trusted_arc_sealers.end()) {
+      // RFC 8617 §7.2: a receiver may use a chain sealed by an intermediary it trusts to
+      // override DMARC; RFC 7489 has no PolicyOverrideType for ARC, so local_policy, with
+      // the sealer in the comment.
+      override_reason = "local_policy";
+      override_comment = "arc=pass sealer=" + job.arc_outcome.sealer;
       applied = mailauth::DmarcPolicy::kNone;
     } else if (applied != mailauth::DmarcPolicy::kNone && !job.enforce) {
       override_reason = "local_policy";
@@ -538,6 +597,7 @@ Verdict AuthenticityCheck::decide(Job& job, const mailauth::SpfOutcome& spf) con
   for (const mailauth::DkimOutcome& outcome : job.dkim)
     count.dkim[static_cast<std::size_t>(outcome.result)]->inc();
   if (job.dkim.empty()) count.dkim[static_cast<std::size_t>(mailauth::DkimResult::kNone)]->inc();
+  count.arc[static_cast<std::size_t>(job.arc_outcome.result)]->inc();
   if (results.dmarc) {
     count.dmarc[static_cast<std::size_t>(results.dmarc->result)]->inc();
     count.disposition[static_cast<std::size_t>(applied)]->inc();
@@ -555,6 +615,9 @@ Verdict AuthenticityCheck::decide(Job& job, const mailauth::SpfOutcome& spf) con
     dkim_summary += std::string(mailauth::to_string(outcome.result)) + ":" + outcome.domain;
   }
   line.kv("dkim", dkim_summary.empty() ? std::string("none") : dkim_summary);
+  line.kv("arc", mailauth::to_string(job.arc_outcome.result));
+  if (!job.arc_outcome.sealer.empty()) line.kv("arc_sealer", job.arc_outcome.sealer);
+  if (!job.arc_outcome.problem.empty()) line.kv("arc_problem", job.arc_outcome.problem);
   if (results.dmarc) {
     line.kv("dmarc", mailauth::to_string(results.dmarc->result))
         .kv("from_domain", results.dmarc->from_domain)
@@ -563,7 +626,7 @@ Verdict AuthenticityCheck::decide(Job& job, const mailauth::SpfOutcome& spf) con
     if (!override_reason.empty()) line.kv("override", override_reason);
   }
   if (refusal) line.kv("refused", why);
-  if (policy_.record_dmarc) record(job, spf, applied, override_reason);
+  if (policy_.record_dmarc) record(job, spf, applied, override_reason, override_comment);
 
   if (refusal) return Verdict::refuse(*refusal);
   Verdict verdict;

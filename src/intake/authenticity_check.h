@@ -12,10 +12,15 @@
 //                  authserv-id are deleted (RFC 8601 §5) — here, synchronously, so even a timeout
 //                  cannot keep them; the DKIM-Signature fields are parsed and their keys and the
 //                  From domains' DMARC records looked up (warming the DNS cache).
-//   kBody          DKIM body hashes, streaming (no second pass over the message).
+//                  A message with ARC fields (RFC 8617) gets an ARC verifier: its sets are
+//                  collected and checked and their keys looked up (none without ARC fields).
+//   kBody          DKIM (and ARC) body hashes, streaming (no second pass over the message).
 //   kEndOfData     RSA/Ed25519 verification on the offload pool (never on the I/O thread),
+//                  the ARC chain's too (at most 50 seals and one AMS, RFC 8617 §5.2),
 //                  DMARC (RFC 7489) per From domain, then the verdict: p=reject → 550 5.7.1,
-//                  p=quarantine → the quarantine folder and X-Spam-Flag: YES, SPF per the
+//                  p=quarantine → the quarantine folder and X-Spam-Flag: YES (unless an
+//                  override applies: a trusted forwarder, a trusted list's DKIM pass, or a
+//                  passing ARC chain last sealed by a trusted sealer), SPF per the
 //                  SPF enforcement, a DNS temperror → accepted (or 451 4.4.3 when deferring);
 //                  every accepted message gets our Authentication-Results on top.
 // One `event=auth_results` log line per message and metrics counters per result.
@@ -59,6 +64,8 @@ struct AuthenticityPolicy {
   std::string quarantine_folder = "Junk";
   std::vector<base::Network> trusted_forwarders;
   std::vector<std::string> mailing_lists;  // DKIM d= of lists whose DMARC fails are overridden
+  // ARC-Seal d= (lower case) whose passing chains override a DMARC fail (RFC 8617 §7.2).
+  std::vector<std::string> trusted_arc_sealers;
   std::chrono::milliseconds deadline{8000};
   // Called (from any thread) with each DMARC evaluation of a domain that asks for aggregate
   // reports (rua=), for the daily reports (mailauth/dmarc_report.h); none: not recorded.
@@ -93,7 +100,7 @@ class AuthenticityCheck final : public Check,
   AuthenticityPolicy::Dmarc enforcement_of(std::string_view recipient) const;
   Verdict recipient(const Context& context) const;
   void record(const Job& job, const mailauth::SpfOutcome& spf, mailauth::DmarcPolicy applied,
-              const std::string& override_reason) const;
+              const std::string& override_reason, const std::string& override_comment) const;
   void data_start(const Context& context, Done& done);
   void end_of_headers(const Context& context, Done& done);
   void end_of_data(const Context& context, Done& done);

@@ -108,6 +108,16 @@ std::string authentication_results(std::string_view authserv_id, const AuthResul
     if (!dkim.b_prefix.empty()) part += " header.b=" + pvalue(dkim.b_prefix.substr(0, 8));
     parts.push_back(std::move(part));
   }
+  if (results.arc) {
+    const AuthResults::Arc& arc = *results.arc;
+    std::string part = "arc=" + std::string(to_string(arc.result));
+    std::string note = arc.problem;
+    if (!arc.sealer.empty()) note += (note.empty() ? "" : "; ") + ("sealer " + arc.sealer);
+    if (!note.empty()) part += " (" + comment(note) + ")";
+    if (arc.result != ArcResult::kNone && !arc.remote_ip.empty())
+      part += " smtp.remote-ip=" + pvalue(arc.remote_ip);
+    parts.push_back(std::move(part));
+  }
   if (results.dmarc) {
     const AuthResults::Dmarc& dmarc = *results.dmarc;
     std::string part = "dmarc=" + std::string(to_string(dmarc.result));

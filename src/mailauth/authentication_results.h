@@ -33,6 +33,13 @@ struct AuthResults {
     std::string algorithm;
     std::string problem;
   };
+  // RFC 8617 §4.2 method "arc": the chain validation status.
+  struct Arc {
+    ArcResult result = ArcResult::kNone;
+    std::string sealer;     // d= of the latest ARC-Seal (a comment)
+    std::string problem;    // why it failed (a comment)
+    std::string remote_ip;  // smtp.remote-ip: the client that handed us the chain
+  };
   struct Dmarc {
     DmarcResult result = DmarcResult::kNone;
     std::string from_domain;
@@ -43,6 +50,7 @@ struct AuthResults {
   std::optional<Spf> spf;
   std::vector<Dkim> dkim;  // none: "dkim=none" when dkim_checked
   bool dkim_checked = false;
+  std::optional<Arc> arc;
   std::optional<Dmarc> dmarc;
 };
 

@@ -15,6 +15,28 @@ bool is_wsp(char c) {
 
 }  // namespace
 
+std::string signed_header_data(Canonicalization canon, const std::vector<HeaderField>& fields,
+                               const std::vector<std::string>& names, std::size_t own,
+                               std::size_t b_start, std::size_t b_size) {
+  std::string data;
+  std::vector<bool> used(fields.size(), false);
+  used[own] = true;
+  for (const std::string& name : names) {
+    for (std::size_t f = fields.size(); f-- > 0;) {
+      if (used[f] || !base::equals_ignoring_case(fields[f].name, name)) continue;
+      used[f] = true;
+      append_canonical_header(canon, fields[f].text, data);
+      break;
+    }
+  }
+  std::string_view text = fields[own].text;
+  if (text.ends_with("\r\n")) text.remove_suffix(2);
+  std::string emptied(text.substr(0, b_start));
+  emptied.append(text.substr(b_start + b_size));
+  append_canonical_header(canon, emptied, data);
+  return data;
+}
+
 std::vector<HeaderField> split_header_section(std::string_view section) {
   std::vector<HeaderField> fields;
   std::size_t position = 0;

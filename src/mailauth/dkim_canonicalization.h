@@ -31,6 +31,15 @@ enum class Canonicalization { kSimple, kRelaxed };
 // to out, with its final CRLF when the field had one.
 void append_canonical_header(Canonicalization canon, std::string_view field, std::string& out);
 
+// RFC 6376 §3.7 (and RFC 8617 §4.1.2 for an AMS): the header data a signature signs. The
+// fields named in `names` bottom-up (§5.4.2: one instance per name occurrence, a name without
+// a field left contributing nothing), then the signature's own field `fields[own]` with its
+// b= value emptied (the octets [b_start, b_start + b_size) of its text) and without its final
+// CRLF, each in canonical form.
+std::string signed_header_data(Canonicalization canon, const std::vector<HeaderField>& fields,
+                               const std::vector<std::string>& names, std::size_t own,
+                               std::size_t b_start, std::size_t b_size);
+
 // Where the canonical body goes (a hasher, a test buffer).
 class BodySink {
  public:

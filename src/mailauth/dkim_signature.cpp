@@ -158,18 +158,33 @@ base::Expected<std::vector<DkimTag>, std::string> parse_dkim_tag_list(std::strin
   return tags;
 }
 
-base::Expected<DkimSignature, std::string> parse_dkim_signature(std::string_view value) {
+const DkimTag* find_dkim_tag(const std::vector<DkimTag>& tags, std::string_view name) {
+  return find_tag(tags, name);
+}
+bool decode_dkim_base64(std::string_view text, std::string& out) {
+  return decode_folded_base64(text, out, nullptr);
+}
+bool is_dkim_domain_name(std::string_view name) {
+  return is_dns_name(name);
+}
+
+base::Expected<DkimSignature, std::string> parse_dkim_signature(std::string_view value,
+                                                                SignatureField field) {
+  const bool arc = field == SignatureField::kArcMessage;
   using base::unexpected;
   if (value.size() > kMaxSignatureValue)
     return unexpected(std::string("DKIM-Signature over 8192 octets"));
   auto tags = parse_dkim_tag_list(value);
   if (!tags) return unexpected(tags.error());
   DkimSignature signature;
-  for (std::string_view required : {"v", "a", "b", "bh", "d", "h", "s"})
+  for (std::string_view required : {"a", "b", "bh", "d", "h", "s"})
     if (find_tag(*tags, required) == nullptr)
       return unexpected("missing required tag " + std::string(required) + "=");
-
-  if (find_tag(*tags, "v")->value != "1") return unexpected(std::string("v= is not 1"));
+  // RFC 8617 §4.1.2: no v= in an AMS; "if seen, a version tag MUST be ignored".
+  if (!arc) {
+    if (find_tag(*tags, "v") == nullptr) return unexpected(std::string("missing required tag v="));
+    if (find_tag(*tags, "v")->value != "1") return unexpected(std::string("v= is not 1"));
+  }
 
   std::string algorithm = base::ascii_lowercase(find_tag(*tags, "a")->value);
   if (algorithm != "rsa-sha256" && algorithm != "ed25519-sha256" && algorithm != "rsa-sha1")
@@ -212,9 +227,10 @@ base::Expected<DkimSignature, std::string> parse_dkim_signature(std::string_view
   }
   // RFC 6376 §6.1.1: "If the "h=" tag does not include the From header field, the Verifier
   // MUST ignore the DKIM-Signature header field and return PERMFAIL".
-  if (!from_signed) return unexpected(std::string("h= does not sign From"));
+  if (!from_signed && !arc) return unexpected(std::string("h= does not sign From"));
 
-  if (const DkimTag* i = find_tag(*tags, "i")) {
+  const DkimTag* i = arc ? nullptr : find_tag(*tags, "i");
+  if (i != nullptr) {
     // RFC 6376 §3.5 i=: "The domain part of the address MUST be the same as, or a subdomain
     // of, the value of the "d=" tag."
     std::string_view identity = i->value;

@@ -38,8 +38,15 @@ struct DkimSignature {
   std::string b_text;  // b= as text without white space, for RFC 6008 header.b
 };
 
+// Which field a signature comes from. An ARC-Message-Signature (RFC 8617 §4.1.2) has the
+// tags of a DKIM-Signature but for three differences: no v= (ignored if present), i= is the
+// ARC instance (read by arc_chain.h, not an identity here: `identity` is "@" + d=), and h=
+// need not hold From (RFC 6376 §6.1.1's rule is DKIM's).
+enum class SignatureField { kDkim, kArcMessage };
+
 // `value` is the field body after "DKIM-Signature:" (folding included, as received).
-base::Expected<DkimSignature, std::string> parse_dkim_signature(std::string_view value);
+base::Expected<DkimSignature, std::string> parse_dkim_signature(
+    std::string_view value, SignatureField field = SignatureField::kDkim);
 
 struct DkimKeyRecord {
   std::string key_type = "rsa";       // k=: "rsa" | "ed25519" (others kept, never match)
@@ -61,5 +68,11 @@ struct DkimTag {
 };
 // RFC 6376 §3.2: an error for a malformed list or a duplicate tag name.
 base::Expected<std::vector<DkimTag>, std::string> parse_dkim_tag_list(std::string_view text);
+// The tag named `name`, or null.
+const DkimTag* find_dkim_tag(const std::vector<DkimTag>& tags, std::string_view name);
+// A base64 value with folding white space (RFC 6376 §2.4 base64string); false if not base64.
+bool decode_dkim_base64(std::string_view text, std::string& out);
+// d= / s=: letters, digits, '-', '_' in dot-separated labels (A-labels only).
+bool is_dkim_domain_name(std::string_view name);
 
 }  // namespace mailauth

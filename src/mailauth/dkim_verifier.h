@@ -40,6 +40,8 @@
 
 namespace mailauth {
 
+class DkimBodyHash;
+
 inline constexpr std::int64_t kFutureTolerance = 900;  // seconds of clock skew for t=
 
 struct DkimOutcome {
@@ -75,7 +77,6 @@ class DkimVerifier {
   DkimOutcome verify(std::size_t index, const dns::Answer& key, std::int64_t now) const;
 
  private:
-  struct BodyHasher;
   struct Entry {
     base::Expected<DkimSignature, std::string> parsed;
     std::size_t field = 0;           // index into fields_
@@ -90,7 +91,7 @@ class DkimVerifier {
   std::string header_section_;
   std::vector<HeaderField> fields_;
   std::vector<Entry> entries_;
-  std::vector<std::unique_ptr<BodyHasher>> hashers_;
+  std::vector<std::unique_ptr<DkimBodyHash>> hashers_;
   bool ended_ = false;
 };
 

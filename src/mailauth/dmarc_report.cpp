@@ -125,6 +125,8 @@ std::string record_line(const DmarcEvaluation& e) {
           " dkim_aligned=" + (e.dkim_aligned_pass ? "pass" : "fail") +
           " spf_aligned=" + (e.spf_aligned_pass ? "pass" : "fail") +
           " override=" + encode(e.override_reason);
+  // Only when there is one: lines written before the comment existed stay the same.
+  if (!e.override_comment.empty()) line += " override_comment=" + encode(e.override_comment);
   line += " dkim=";
   for (std::size_t i = 0; i < e.dkim.size(); ++i) {
     line += (i ? "," : "") + encode(e.dkim[i].domain) + ":" + encode(e.dkim[i].selector) + ":" +
@@ -161,6 +163,8 @@ std::optional<DmarcEvaluation> parse_record_line(std::string_view line) {
       !text("spf_aligned", spf_aligned) || !text("override", e.override_reason)) {
     return std::nullopt;
   }
+  if (fields.contains("override_comment") && !text("override_comment", e.override_comment))
+    return std::nullopt;
   if (number.empty() || number.size() > 18 || pct.empty() || pct.size() > 3 ||
       !std::all_of(number.begin(), number.end(), digit) ||
       !std::all_of(pct.begin(), pct.end(), digit)) {
@@ -242,6 +246,7 @@ std::string aggregate_report_xml(const ReportMetadata& metadata,
     if (!e->override_reason.empty()) {
       out += "        <reason>\n";
       element(out, "          ", "type", e->override_reason);
+      if (!e->override_comment.empty()) element(out, "          ", "comment", e->override_comment);
       out += "        </reason>\n";
     }
     out += "      </policy_evaluated>\n    </row>\n    <identifiers>\n";

@@ -42,7 +42,8 @@ struct DmarcEvaluation {
   std::string disposition = "none";
   bool dkim_aligned_pass = false;
   bool spf_aligned_pass = false;
-  std::string override_reason;  // "", "trusted_forwarder", "local_policy", "sampled_out", …
+  std::string override_reason;   // "", "trusted_forwarder", "local_policy", "sampled_out", …
+  std::string override_comment;  // the reason's <comment> ("arc=pass sealer=…"), or ""
   // The underlying results (AuthResultType).
   struct Dkim {
     std::string domain, selector, result;

@@ -71,4 +71,16 @@ std::string_view to_string(DmarcPolicy policy) {
   return "?";
 }
 
+std::string_view to_string(ArcResult result) {
+  switch (result) {
+    case ArcResult::kNone:
+      return "none";
+    case ArcResult::kPass:
+      return "pass";
+    case ArcResult::kFail:
+      return "fail";
+  }
+  return "?";
+}
+
 }  // namespace mailauth

@@ -1,6 +1,7 @@
 // results.h — the results of the sender-authentication methods, with the names RFC 8601
 // §2.7 registers for Authentication-Results (and the logs and metrics use the same words).
-// Shared by SPF (RFC 7208 §2.6), DKIM (RFC 6376 §6.1) and DMARC (RFC 7489 §11.2).
+// Shared by SPF (RFC 7208 §2.6), DKIM (RFC 6376 §6.1), DMARC (RFC 7489 §11.2) and ARC
+// (RFC 8617 §4.4: the chain validation status, also the cv= of an ARC-Seal).
 #pragma once
 
 #include <string_view>
@@ -14,6 +15,8 @@ enum class SpfResult { kNone, kNeutral, kPass, kFail, kSoftFail, kTempError, kPe
 enum class DkimResult { kNone, kPass, kFail, kPolicy, kNeutral, kTempError, kPermError };
 // RFC 7489 §11.2.
 enum class DmarcResult { kNone, kPass, kFail, kTempError, kPermError };
+// RFC 8617 §4.4.
+enum class ArcResult { kNone, kPass, kFail };
 // RFC 7489 §6.3 p= / sp=.
 enum class DmarcPolicy { kNone, kQuarantine, kReject };
 
@@ -22,5 +25,6 @@ std::string_view to_string(SpfResult result);  // "none", "neutral", "pass", "fa
 std::string_view to_string(DkimResult result);
 std::string_view to_string(DmarcResult result);
 std::string_view to_string(DmarcPolicy policy);  // "none", "quarantine", "reject"
+std::string_view to_string(ArcResult result);    // "none", "pass", "fail"
 
 }  // namespace mailauth

@@ -38,6 +38,21 @@ signature = dkim.sign(message, sys.argv[2].encode(), sys.argv[3].encode(), key,
 sys.stdout.buffer.write(signature + message)
 """
 
+# A mailing list's ARC seal (RFC 8617 §5.1): the list's own Authentication-Results, then
+# dkim.arc_sign adds the set (AAR, AMS, AS) on top; the list's A-R field is not kept.
+SEAL = r"""
+import sys, dkim
+message = sys.stdin.buffer.read()
+with open(sys.argv[1], "rb") as f:
+    key = f.read()
+domain = sys.argv[2].encode()
+results = b"Authentication-Results: " + domain + b"; dkim=pass header.d=bank.example\r\n"
+fields = dkim.arc_sign(results + message, b"arc", domain, key, domain,
+                       include_headers=[b"from", b"to", b"subject"])
+assert len(fields) == 3, fields
+sys.stdout.buffer.write(b"".join(fields) + message)
+"""
+
 # Verifies every DKIM-Signature of the message on stdin with the TXT records of a JSON file;
 # prints one "pass" or "fail" per signature, in order.
 VERIFY = r"""
@@ -81,6 +96,11 @@ def sign_with_dkimpy(message, key, selector, domain):
     done = subprocess.run([DKIMPY, "-c", SIGN, key, selector, domain], input=message,
                           capture_output=True, check=True)
     return done.stdout
+
+
+def seal_with_dkimpy(message, key, domain):
+    return subprocess.run([DKIMPY, "-c", SEAL, key, domain], input=message, capture_output=True,
+                          check=True).stdout
 
 
 def verify_with_dkimpy(message, records, directory):
@@ -128,6 +148,7 @@ class Inbound(ServerTestCase):
                 "bank.example._report._dmarc.reports.test": "v=DMARC1",
                 "s1._domainkey.bank.example": txt_record(record),
                 "s1._domainkey.lists.example": txt_record(record),
+                "arc._domainkey.lists.example.org": txt_record(record),
                 "shop.example": "v=spf1 ip4:192.0.2.1 -all",
                 "_dmarc.shop.example": "v=DMARC1; p=quarantine; sp=reject",
                 "plain.example": "v=spf1 ip4:192.0.2.1 -all",
@@ -351,6 +372,37 @@ class Inbound(ServerTestCase):
             self.assertIn("dkim=pass header.d=lists.example", results)
             self.assertIn("dmarc=fail (p=reject dis=none ", results)
             server.wait_log(r"event=auth_results .*override=mailing_list")
+
+    def test_a_passing_arc_chain_of_a_trusted_sealer_overrides_the_reject(self):
+        # The bank signs; a list rewrites the subject (the bank's signature breaks) and seals
+        # the result with ARC as lists.example.org, signing with no DKIM-Signature of its own.
+        signed = sign_with_dkimpy(make_message("news", sender="ceo@bank.example"), self.key,
+                                  "s1", "bank.example")
+        relayed = seal_with_dkimpy(signed.replace(b"Subject: news", b"Subject: [list] news"),
+                                   self.key, "lists.example.org")
+        server = self.server()
+        with server:
+            error = self.refused(server, "bounces@plain.example", relayed)
+            self.assertEqual(error.smtp_code, 550)
+            self.assertIn(b"5.7.1", error.smtp_error)
+            server.wait_log(r"event=auth_results .*arc=pass arc_sealer=lists.example.org.*"
+                            r"refused=dmarc")
+        server = self.server(authenticity={"trusted_arc_sealers": '["Lists.Example.org"]'})
+        server.extra_toml += '[metrics]\naddress = "127.0.0.1:0"\n'
+        server.write_config()
+        with server:
+            self.assertEqual(self.send(server, "bounces@plain.example", relayed), {})
+            results = header_fields(server.wait_delivered(1)[0], "Authentication-Results")[0]
+            self.assertIn("dkim=fail", results)
+            self.assertIn("arc=pass (sealer lists.example.org) smtp.remote-ip=127.0.0.1", results)
+            self.assertIn("dmarc=fail (p=reject dis=none ", results)
+            server.wait_log(r"event=auth_results .*arc=pass arc_sealer=lists.example.org.*"
+                            r"override=local_policy")
+            host, port = re.search(r"event=metrics_listening address=(\S+) port=(\d+)",
+                                   server.log()).groups()
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
+                self.assertIn('smtpsd_authenticity_results_total{method="arc",result="pass"} 1',
+                              reply.read().decode())
 
     def test_dns_failures_are_accepted_and_recorded_or_deferred(self):
         # temperror.example is not in any zone dnsmasq serves: REFUSED, a temporary failure.

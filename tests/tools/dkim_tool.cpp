@@ -7,6 +7,8 @@
 //   dkim_tool verify [--now N] RECORDS <msg
 //       RECORDS: lines "NAME TXT-RDATA" (no NAME: NXDOMAIN); prints one line per signature:
 //       "<result> d=<domain> s=<selector> a=<algorithm> bits=<n> problem=<words>"
+//   dkim_tool arc-verify RECORDS <msg
+//       the ARC chain (RFC 8617 §5.2): prints "<result> instances=<n> sealer=<d> problem=<words>"
 //   dkim_tool record KEY.pem     prints the key's TXT rdata
 // The message is read whole (CRLF line ends); its body is fed in 7-octet chunks so that the
 // streaming paths are the ones checked. Exit codes: 0 done, 1 error, 2 usage.
@@ -16,11 +18,13 @@
 #include <iostream>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "dns/resolver.h"
+#include "mailauth/arc_verifier.h"
 #include "mailauth/dkim_signer.h"
 #include "mailauth/dkim_verifier.h"
 #include "mailauth/results.h"
@@ -38,8 +42,29 @@ std::pair<std::string, std::string> split_message(const std::string& message) {
   return {message.substr(0, end + 4), message.substr(end + 4)};
 }
 
+// "NAME TXT-RDATA" lines: the TXT records of each name (a name without a line: NXDOMAIN).
+std::map<std::string, std::vector<std::string>> read_records(const std::string& path) {
+  std::map<std::string, std::vector<std::string>> records;
+  std::istringstream lines(read_file(path));
+  for (std::string line; std::getline(lines, line);) {
+    std::size_t space = line.find(' ');
+    if (space == std::string::npos) continue;
+    records[line.substr(0, space)].push_back(line.substr(space + 1));
+  }
+  return records;
+}
+
+dns::Answer answer_of(const std::map<std::string, std::vector<std::string>>& records,
+                      const std::string& name) {
+  dns::Answer answer;
+  auto found = records.find(name);
+  answer.status = found == records.end() ? dns::Status::kNxDomain : dns::Status::kOk;
+  if (found != records.end()) answer.texts = found->second;
+  return answer;
+}
+
 int usage() {
-  std::cerr << "usage: dkim_tool sign|verify|record ...\n";
+  std::cerr << "usage: dkim_tool sign|verify|arc-verify|record ...\n";
   return 2;
 }
 
@@ -89,28 +114,34 @@ int main(int argc, char** argv) {
   }
   if (command == "verify") {
     if (args.size() != 1) return usage();
-    std::map<std::string, std::vector<std::string>> records;
-    std::istringstream lines(read_file(args[0]));
-    for (std::string line; std::getline(lines, line);) {
-      std::size_t space = line.find(' ');
-      if (space == std::string::npos) continue;
-      records[line.substr(0, space)].push_back(line.substr(space + 1));
-    }
+    const auto records = read_records(args[0]);
     mailauth::DkimVerifier verifier;
     verifier.header_section(header);
     for (std::size_t i = 0; i < body.size(); i += 7)
       verifier.body(std::string_view(body).substr(i, 7));
     verifier.end_of_body();
     for (std::size_t i = 0; i < verifier.signature_count(); ++i) {
-      dns::Answer answer;
-      auto found = records.find(verifier.key_name(i));
-      answer.status = found == records.end() ? dns::Status::kNxDomain : dns::Status::kOk;
-      if (found != records.end()) answer.texts = found->second;
-      auto outcome = verifier.verify(i, answer, now);
+      auto outcome = verifier.verify(i, answer_of(records, verifier.key_name(i)), now);
       std::cout << mailauth::to_string(outcome.result) << " d=" << outcome.domain
                 << " s=" << outcome.selector << " a=" << outcome.algorithm
                 << " bits=" << outcome.key_bits << " problem=" << outcome.problem << "\n";
     }
+    return 0;
+  }
+  if (command == "arc-verify") {
+    if (args.size() != 1) return usage();
+    const auto records = read_records(args[0]);
+    mailauth::ArcVerifier verifier;
+    verifier.header_section(header);
+    for (std::size_t i = 0; i < body.size(); i += 7)
+      verifier.body(std::string_view(body).substr(i, 7));
+    verifier.end_of_body();
+    std::vector<dns::AnswerPtr> keys;
+    for (const std::string& name : verifier.key_names())
+      keys.push_back(std::make_shared<const dns::Answer>(answer_of(records, name)));
+    auto outcome = verifier.verify(keys);
+    std::cout << mailauth::to_string(outcome.result) << " instances=" << outcome.instances
+              << " sealer=" << outcome.sealer << " problem=" << outcome.problem << "\n";
     return 0;
   }
   return usage();

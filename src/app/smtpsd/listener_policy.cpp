@@ -154,6 +154,7 @@ base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_ch
     policy.quarantine_folder = a.quarantine_folder;
     policy.trusted_forwarders = a.trusted_forwarders;
     policy.mailing_lists = a.mailing_lists;
+    policy.trusted_arc_sealers = a.trusted_arc_sealers;
     policy.deadline = a.deadline;
     policy.record_dmarc = services.record_dmarc;
     checks.push_back(std::make_shared<intake::AuthenticityCheck>(

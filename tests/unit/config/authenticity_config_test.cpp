@@ -57,6 +57,7 @@ temperror = "defer"
 max_signatures = 3
 quarantine_folder = "Spam.Quarantine"
 trusted_forwarders = ["192.0.2.0/24", "2001:db8::/32"]
+trusted_arc_sealers = ["Lists.Example.org", "forwarder.example.net"]
 deadline = 2000
 )",
                               "a.toml");
@@ -69,10 +70,15 @@ deadline = 2000
   EXPECT_EQ(a.max_signatures, 3u);
   EXPECT_EQ(a.quarantine_folder, "Spam.Quarantine");
   EXPECT_EQ(a.trusted_forwarders.size(), 2u);
+  EXPECT_EQ(a.trusted_arc_sealers,
+            (std::vector<std::string>{"lists.example.org", "forwarder.example.net"}));
   EXPECT_EQ(a.deadline.count(), 2000);
   ASSERT_EQ(parsed.value().domains.size(), 1u);
   EXPECT_EQ(parsed.value().domains[0].dmarc, config::DmarcEnforcement::kMonitor);
   EXPECT_NE(config::describe(parsed.value()).find("SPF strict"), std::string::npos);
+  EXPECT_NE(config::describe(parsed.value())
+                .find("last sealed by lists.example.org, forwarder.example.net\n"),
+            std::string::npos);
   EXPECT_NE(config::describe(parsed.value())
                 .find("DNS: the servers of /etc/resolv.conf, "
                       "validation auto (/usr/share/dns/root.key)"),
@@ -96,6 +102,10 @@ TEST(AuthenticityConfig, MistakesNameTheKey) {
       {"[authenticity]\ntrusted_forwarders = [\"nonsense\"]\n", "authenticity.trusted_forwarders",
        "CIDR"},
       {"[authenticity]\nmax_signatures = 0\n", "authenticity.max_signatures", ""},
+      {"[authenticity]\ntrusted_arc_sealers = [\"a b\"]\n", "authenticity.trusted_arc_sealers",
+       "ARC-Seal d="},
+      {"[authenticity]\ntrusted_arc_sealers = [1]\n", "authenticity.trusted_arc_sealers",
+       "ARC-Seal d="},
       {"[authenticity]\nverfy = true\n", "authenticity.verfy", "unknown key"},
       {"[[domains]]\nname = \"example.org\"\ndkim = [\"k\"]\n", "domains[0].dkim[0]",
        "must be a table"},

@@ -34,6 +34,21 @@ TEST(AuthenticationResults, HeloIdentityAndNullSender) {
   EXPECT_NE(authentication_results("mx", results).find("dkim=none"), std::string::npos);
 }
 
+// RFC 8617 §4.2: the chain's status, the latest sealer as a comment, the client.
+TEST(AuthenticationResults, ArcWithItsSealer) {
+  AuthResults results;
+  results.arc = AuthResults::Arc{ArcResult::kPass, "lists.example.org", "", "192.0.2.7"};
+  EXPECT_EQ(authentication_results("mx", results),
+            "mx;\r\n\tarc=pass (sealer lists.example.org) smtp.remote-ip=192.0.2.7");
+  results.arc = AuthResults::Arc{ArcResult::kFail, "lists.example.org",
+                                 "ARC-Seal 1: signature (did) not verify\r\n", "2001:db8::1"};
+  EXPECT_EQ(authentication_results("mx", results),
+            "mx;\r\n\tarc=fail (ARC-Seal 1: signature did not verify; sealer lists.example.org) "
+            "smtp.remote-ip=\"2001:db8::1\"");
+  results.arc = AuthResults::Arc{};
+  EXPECT_EQ(authentication_results("mx", results), "mx;\r\n\tarc=none");
+}
+
 // A hostile d= or MAIL FROM can neither end the field nor add a result of its own.
 TEST(AuthenticationResults, HostileValuesAreQuotedWithoutLineBreaks) {
   AuthResults results;

@@ -60,6 +60,14 @@ TEST(DmarcRecordLine, RoundTrips) {
   ASSERT_TRUE(none);
   EXPECT_TRUE(none->dkim.empty());
   EXPECT_TRUE(none->rua.empty());
+  // An override's comment (the ARC sealer) survives the line, spaces and all.
+  DmarcEvaluation arc = evaluation();
+  arc.override_reason = "local_policy";
+  arc.override_comment = "arc=pass sealer=lists.example.org";
+  auto with_comment = parse_record_line(record_line(arc));
+  ASSERT_TRUE(with_comment) << record_line(arc);
+  EXPECT_EQ(with_comment->override_comment, "arc=pass sealer=lists.example.org");
+  EXPECT_EQ(record_line(e).find("override_comment"), std::string::npos);
 }
 
 // A From domain is network input: it can neither break the line nor add a field.
@@ -116,11 +124,20 @@ TEST(AggregateReport, GroupsIdenticalRowsAndValidatesAgainstTheSchema) {
   list[2].source_ip = "2001:db8::1";
   list[2].override_reason = "trusted_forwarder";
   list[2].disposition = "none";
+  list.push_back(evaluation());
+  list[3].source_ip = "198.51.100.1";
+  list[3].override_reason = "local_policy";
+  list[3].override_comment = "arc=pass sealer=lists.example.org";
+  list[3].disposition = "none";
   const std::string xml = aggregate_report_xml(metadata(), list);
   EXPECT_NE(xml.find("<org_name>Smtpsd Test &lt;&amp;&gt;</org_name>"), std::string::npos) << xml;
   EXPECT_NE(xml.find("<count>2</count>"), std::string::npos) << xml;
   EXPECT_NE(xml.find("<count>1</count>"), std::string::npos) << xml;
   EXPECT_NE(xml.find("<type>trusted_forwarder</type>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<type>local_policy</type>\n          <comment>arc=pass "
+                     "sealer=lists.example.org</comment>"),
+            std::string::npos)
+      << xml;
   EXPECT_NE(xml.find("<aspf>s</aspf>"), std::string::npos);
   EXPECT_NE(xml.find("<pct>50</pct>"), std::string::npos);
   if (std::system("command -v xmllint >/dev/null 2>&1") != 0)
