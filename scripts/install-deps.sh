@@ -10,6 +10,7 @@ packages=(
   libunbound-dev dns-root-data bind9 bind9-utils iproute2
   python3-dkim python3-nacl opendkim-tools
   libpsl-dev publicsuffix python3-spf python3-yaml
+  libcurl4-openssl-dev
   testssl.sh
   python3 strace swaks libnet-ssleay-perl msmtp curl procps gsasl fail2ban dnsmasq-base dovecot-core dovecot-lmtpd haproxy
   postfix

@@ -223,6 +223,8 @@ struct DeliverySettings {
   // (HOST an IP literal or a name, looked up as the system does); none: Maildir.
   std::optional<base::Endpoint> lmtp;
   std::uint16_t mx_port = 25;
+  // The HTTPS port of MTA-STS policy hosts (RFC 8461 §3.3 says 443; tests set another).
+  std::uint16_t mta_sts_port = 443;
   tls::OutboundLevel default_tls = tls::OutboundLevel::kMay;  // MX delivery
   std::vector<DestinationTls> tls_policy;
   // Connections at once to one destination; below delivery_threads, so that one slow

@@ -10,6 +10,8 @@
 //   smtpsctl dkim check DOMAIN [--config FILE]
 //                                                                 (see app/dkim_command.h)
 //   smtpsctl dane tlsa [--config FILE] [--host NAME] [--port N]   (see app/dane_command.h)
+//   smtpsctl mta-sts policy DOMAIN --mode M [--mx HOST ...] [--max-age N] [--rua URI]
+//   smtpsctl mta-sts check DOMAIN [--config FILE] [--cache DIR]  (see app/mta_sts_command.h)
 //   smtpsctl auth lockouts [--config FILE | --socket PATH]        the running server's lockouts
 //   smtpsctl auth unlock [--config FILE | --socket PATH] IP_OR_USER
 //   smtpsctl queue list [--to-domain D] [--from A] [--json]        the running server's queue
@@ -48,6 +50,7 @@
 #include "app/smtpsctl/bench_command.h"
 #include "app/smtpsctl/dane_command.h"
 #include "app/smtpsctl/dkim_command.h"
+#include "app/smtpsctl/mta_sts_command.h"
 #include "app/smtpsctl/probe_command.h"
 #include "app/smtpsctl/send_command.h"
 #include "app/smtpsctl/user_command.h"
@@ -162,6 +165,9 @@ int main(int argc, char** argv) {
   auto* dane = cli.add_subcommand("dane", "DANE TLSA records of this server (tlsa)");
   dane->prefix_command();
   dane->set_help_flag();
+  auto* mta_sts = cli.add_subcommand("mta-sts", "MTA-STS policies (policy, check)");
+  mta_sts->prefix_command();
+  mta_sts->set_help_flag();
   auto* send = cli.add_subcommand("send", "Send one message over TLS (like msmtp or swaks)");
   send->prefix_command();
   send->set_help_flag();
@@ -263,6 +269,9 @@ int main(int argc, char** argv) {
   if (*dane) return app::run_dane_command(dane->remaining(), std::cout, std::cerr);
   if (*dkim) {
     return app::run_dkim_command(dkim->remaining(), std::cout, std::cerr, std::time(nullptr));
+  }
+  if (*mta_sts) {
+    return app::run_mta_sts_command(mta_sts->remaining(), std::cout, std::cerr, std::time(nullptr));
   }
   std::string queue_verb;
   std::string queue_text;  // the request, checked before anything is read

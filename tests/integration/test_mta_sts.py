@@ -1,0 +1,207 @@
+"""MTA-STS (RFC 8461) policy discovery with the real binary: `smtpsctl mta-sts check` looks a
+domain's policy up as delivery does (delivery/mta_sts.h): the `_mta-sts` TXT record from the
+test DNS server (dnsmasq), the policy from a small HTTPS server on a free loopback port with a
+certificate from the test's CA ([delivery] ca_file, mta_sts_port), the on-disk cache (--cache).
+
+Covered: a policy fetched, then served from the cache with the HTTPS server gone; a new TXT id
+fetches again; a redirect, a policy not served as text/plain and an oversized one are refused
+(sts-policy-fetch-error / sts-policy-invalid); a certificate not from the trusted CA, or for
+another name, is refused (sts-webpki-invalid). `smtpsctl mta-sts policy` prints what we
+publish, and the policy it prints is one the check accepts.
+"""
+
+import http.server
+import os
+import shutil
+import ssl
+import subprocess
+import tempfile
+import threading
+import unittest
+
+from certificates import issue_leaf
+from dns_server import DnsServer
+from harness import SMTPSD, Server
+
+SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
+
+POLICY_ONE = b"version: STSv1\r\nmode: enforce\r\nmx: mx.example.test\r\nmax_age: 86400\r\n"
+POLICY_TWO = b"version: STSv1\nmode: testing\nmx: *.example.test\nmax_age: 3600\n"
+
+
+class PolicyHost:
+    """https://mta-sts.example.test:PORT/ on 127.0.0.1: answers with `self.reply` (status,
+    headers, body), which a test changes between fetches. A context manager."""
+
+    def __init__(self, certificate, key):
+        self.reply = (200, {"Content-Type": "text/plain"}, POLICY_ONE)
+        self.requests = 0
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                host.requests += 1
+                status, headers, body = host.reply
+                if self.path != "/.well-known/mta-sts.txt":
+                    status, headers, body = 404, {"Content-Type": "text/plain"}, b"not here\n"
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certificate, key)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class MtaStsCheck(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="smtpsd-mta-sts-")
+        self.server = Server(os.path.join(self.tmp, "server"))  # its config and test CA only
+        self.tls = os.path.join(self.server.dir, "tls")
+        self.certificate, self.key = issue_leaf(os.path.join(self.tmp, "leaf"), self.server.ca,
+                                                os.path.join(self.tls, "ca.key"),
+                                                ["mta-sts.example.test"])
+        self.cache = os.path.join(self.tmp, "cache")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def dns(self, sts_id="one"):
+        txt = {"_mta-sts.example.test": f"v=STSv1; id={sts_id};"}
+        return DnsServer(txt=txt, a={"mta-sts.example.test": "127.0.0.1"})
+
+    def configure(self, dns, port):
+        self.server.extra_toml = "\n".join([
+            "[dns]", f'servers = "{dns.server}"', 'validation = "no"', "",
+            "[delivery]", f'ca_file = "{self.server.ca}"', f"mta_sts_port = {port}", ""])
+        self.server.write_config()
+
+    def check(self, cache=True):
+        args = [SMTPSCTL, "mta-sts", "check", "example.test", "--config", self.server.config_path]
+        if cache:
+            args += ["--cache", self.cache]
+        return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+    def test_fetched_then_cached_then_refetched_on_a_new_id(self):
+        with PolicyHost(self.certificate, self.key) as host, self.dns("one") as dns:
+            port = host.port
+            self.configure(dns, port)
+            first = self.check()
+            self.assertEqual(first.returncode, 0, first.stdout + first.stderr)
+            self.assertIn("example.test: MTA-STS policy id one from "
+                          "https://mta-sts.example.test/.well-known/mta-sts.txt", first.stdout)
+            self.assertIn("  mode: enforce\n  mx: mx.example.test\n  max_age: 86400\n",
+                          first.stdout)
+            self.assertEqual(host.requests, 1)
+            with open(os.path.join(self.cache, "example.test"), "rb") as f:
+                self.assertTrue(f.read().endswith(POLICY_ONE))
+            self.assertEqual(os.stat(self.cache).st_mode & 0o777, 0o700)
+        # The HTTPS server is gone (its port closed): the cached policy serves.
+        with self.dns("one") as dns:
+            self.configure(dns, port)
+            cached = self.check()
+            self.assertEqual(cached.returncode, 0, cached.stdout + cached.stderr)
+            self.assertIn(f"policy id one from the cache {self.cache}", cached.stdout)
+            self.assertIn("  mode: enforce\n", cached.stdout)
+        # A new id in DNS: fetched again, the new policy replaces the cached one.
+        with PolicyHost(self.certificate, self.key) as host, self.dns("two") as dns:
+            host.reply = (200, {"Content-Type": "text/plain; charset=utf-8"}, POLICY_TWO)
+            self.configure(dns, host.port)
+            changed = self.check()
+            self.assertEqual(changed.returncode, 0, changed.stdout + changed.stderr)
+            self.assertIn("policy id two from https://", changed.stdout)
+            self.assertIn("  mode: testing\n  mx: *.example.test\n  max_age: 3600\n",
+                          changed.stdout)
+            self.assertEqual(host.requests, 1)
+
+    def test_redirect_wrong_type_and_oversized_policy_are_refused(self):
+        with PolicyHost(self.certificate, self.key) as host, self.dns() as dns:
+            self.configure(dns, host.port)
+            cases = [
+                ((301, {"Location": "https://elsewhere.example.test/policy.txt"}, b""),
+                 "fetch failed: sts-policy-fetch-error: https://mta-sts.example.test:"
+                 f"{host.port}/.well-known/mta-sts.txt: HTTP 301 (a redirect: not followed)"),
+                ((200, {"Content-Type": "text/html"}, POLICY_ONE),
+                 "fetch failed: sts-policy-invalid: https://mta-sts.example.test:"
+                 f"{host.port}/.well-known/mta-sts.txt: Content-Type must be text/plain, "
+                 "not text/html"),
+                ((200, {"Content-Type": "text/plain"}, POLICY_ONE + b"x: " + b"y" * 70000 + b"\n"),
+                 "fetch failed: sts-policy-invalid: policy larger than 65536 bytes"),
+            ]
+            for reply, failure in cases:
+                with self.subTest(reply=reply[:2]):
+                    host.reply = reply
+                    result = self.check(cache=False)
+                    self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+                    self.assertIn("example.test: no MTA-STS policy\n", result.stdout)
+                    self.assertIn(failure, result.stdout)
+
+    def test_untrusted_or_misnamed_certificate_is_refused(self):
+        other_ca = os.path.join(self.tmp, "other-ca")
+        os.makedirs(other_ca)
+        ca_cert, ca_key = os.path.join(other_ca, "ca.pem"), os.path.join(other_ca, "ca.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", ca_key, "-out", ca_cert,
+                        "-days", "2", "-subj", "/CN=Other test CA"],
+                       check=True, capture_output=True)
+        untrusted = issue_leaf(os.path.join(self.tmp, "untrusted"), ca_cert, ca_key,
+                               ["mta-sts.example.test"])
+        misnamed = issue_leaf(os.path.join(self.tmp, "misnamed"), self.server.ca,
+                              os.path.join(self.tls, "ca.key"), ["www.example.test"])
+        for certificate, key in (untrusted, misnamed):
+            with self.subTest(certificate=certificate), PolicyHost(certificate, key) as host, \
+                    self.dns() as dns:
+                self.configure(dns, host.port)
+                result = self.check(cache=False)
+                self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+                self.assertIn("example.test: no MTA-STS policy\n", result.stdout)
+                self.assertIn("fetch failed: sts-webpki-invalid: ", result.stdout)
+                self.assertEqual(host.requests, 0)
+
+    def test_the_published_policy_is_one_the_check_accepts(self):
+        policy_file = os.path.join(self.tmp, "mta-sts.txt")
+        printed = subprocess.run(
+            [SMTPSCTL, "mta-sts", "policy", "example.test", "--mode", "enforce", "--mx",
+             "MX.example.test.", "--mx", "*.backup.example.test", "--max-age", "1209600",
+             "--rua", "mailto:tlsrpt@example.test", "--output", policy_file],
+            capture_output=True, text=True, timeout=30)
+        self.assertEqual(printed.returncode, 0, printed.stderr)
+        self.assertRegex(printed.stdout,
+                         r'\n_mta-sts\.example\.test\. IN TXT "v=STSv1; id=\d{8}T\d{6}Z"\n')
+        self.assertIn('_smtp._tls.example.test. IN TXT "v=TLSRPTv1; '
+                      'rua=mailto:tlsrpt@example.test"\n', printed.stdout)
+        with open(policy_file, "rb") as f:
+            published = f.read()
+        self.assertEqual(published, b"version: STSv1\r\nmode: enforce\r\nmx: mx.example.test\r\n"
+                                    b"mx: *.backup.example.test\r\nmax_age: 1209600\r\n")
+        with PolicyHost(self.certificate, self.key) as host, self.dns() as dns:
+            host.reply = (200, {"Content-Type": "text/plain"}, published)
+            self.configure(dns, host.port)
+            result = self.check(cache=False)
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+            self.assertIn("  mx: mx.example.test\n  mx: *.backup.example.test\n", result.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
