@@ -10,6 +10,7 @@
 #include "base/endpoint.h"
 #include "base/network.h"
 #include "delivery/dane.h"
+#include "delivery/mta_sts.h"
 #include "delivery/system_resolver.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
@@ -130,6 +131,24 @@ std::string Outbound::describe_policy(std::string_view domain_view) {
                                                               : "opportunistic";
   if (!options_.dns->validates())
     out += "  DANE: not applied (the resolver does not validate DNSSEC)\n";
+  PolicyLookup sts;
+  if (options_.mta_sts) {
+    sts = options_.mta_sts->policy_for(domain, Clock::now() + options_.mx_deadline);
+    if (sts.has_policy()) {
+      std::string patterns;
+      for (const std::string& mx : sts.policy.mx)
+        patterns += " " + mx;
+      out += "  MTA-STS: mode " + std::string(to_string(sts.policy.mode)) + ", mx" + patterns +
+             ", id " + sts.id + " (" + std::string(to_string(sts.source)) + ", expires at " +
+             std::to_string(sts.expires_at) + ")\n";
+    } else {
+      out += "  MTA-STS: no policy" +
+             (sts.detail.empty() ? std::string() : " (" + sts.detail + ")") + "\n";
+    }
+    if (sts.failure != StsFailure::kNone && sts.has_policy())
+      out += "    the last fetch failed (" + sts.detail + "): the cached policy applies\n";
+  }
+  const bool sts_applies = sts.has_policy() && sts.policy.mode != StsMode::kNone;
   MxAnswer answer = resolver_->resolve(domain);
   out += "  MX: " + answer.detail + (answer.secure ? " (DNSSEC: secure)" : " (DNSSEC: insecure)") +
          "\n";
@@ -157,6 +176,17 @@ std::string Outbound::describe_policy(std::string_view domain_view) {
         break;
       case DaneLookup::Kind::kNone:
       case DaneLookup::Kind::kNotApplicable:
+        if (sts_applies) {
+          const bool named = matches(sts.policy, target.host);
+          out += "    policy mta-sts (" + std::string(to_string(sts.policy.mode)) + "): " +
+                 (named ? std::string("named by the policy; ") : "NOT named by the policy; ") +
+                 (sts.policy.mode == StsMode::kEnforce
+                      ? (named ? "STARTTLS and a certificate valid for " + target.host + " required"
+                               : std::string("this host is not used"))
+                      : std::string("failures are only reported")) +
+                 "\n";
+          break;
+        }
         out += "    policy " + fallback + ": level " + std::string(tls::to_string(level)) +
                (remembered != SeenTls::kNone
                     ? ", at least " + std::string(to_string(remembered)) + " TLS"
@@ -533,6 +563,37 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     mx_secure = answer.secure;
   }
 
+  // MTA-STS (RFC 8461), for the hosts DANE does not decide (DANE takes precedence, §2): in
+  // enforce mode a host must match the policy's mx patterns and present a certificate that
+  // verifies for its name; in testing mode failures are only reported.
+  PolicyLookup sts;
+  if (!relay && !excepted && options_.mta_sts) {
+    sts = options_.mta_sts->policy_for(domain, Clock::now() + options_.mx_deadline);
+    if (sts.failure != StsFailure::kNone) {
+      obs::Log("sts_policy_failed", sts.has_policy() ? obs::Level::kInfo : obs::Level::kWarning)
+          .kv("domain", domain)
+          .kv("type", to_string(sts.failure))
+          .kv("cached", sts.has_policy())
+          .kv("detail", sts.detail);
+    }
+  }
+  const bool sts_applies = sts.has_policy() && sts.policy.mode != StsMode::kNone;
+  const bool sts_enforced = sts_applies && sts.policy.mode == StsMode::kEnforce;
+  std::vector<std::string> sts_strings;
+  if (sts.has_policy()) {
+    std::string_view text = format_sts_policy(sts.policy);
+    while (!text.empty()) {
+      const std::size_t end = text.find_first_of("\r\n");
+      if (end != 0) sts_strings.emplace_back(text.substr(0, end));
+      text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    }
+  }
+  if (sts.failure != StsFailure::kNone && options_.tls_reports) {
+    options_.tls_reports->failure(
+        TlsrptPolicy{sts.has_policy() ? "sts" : "no-policy-found", domain, sts_strings, {}},
+        TlsrptFailure{std::string(to_string(sts.failure)), {}, "mta-sts." + domain, {}});
+  }
+
   TransportOptions transport_options;
   transport_options.client.protocol = smtp::ClientProtocol::kSmtp;
   transport_options.client.helo_name = options_.helo_name;
@@ -561,12 +622,18 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     }
     // The policy of this host's sessions for TLS reports (RFC 8460 §4.3).
     TlsrptPolicy report_policy{"no-policy-found", domain, {}, {}};
-    if (dane.kind == DaneLookup::Kind::kUsable || dane.kind == DaneLookup::Kind::kUnusable ||
-        dane.kind == DaneLookup::Kind::kFailed) {
+    const bool dane_decides = dane.kind == DaneLookup::Kind::kUsable ||
+                              dane.kind == DaneLookup::Kind::kUnusable ||
+                              dane.kind == DaneLookup::Kind::kFailed;
+    const bool sts_host = sts_applies && !dane_decides;
+    if (dane_decides) {
       report_policy.type = "tlsa";
       report_policy.mx_host = target.host;
       for (const dns::TlsaRecord& record : dane.usable)
         report_policy.strings.push_back(to_string(record));
+    } else if (sts_host) {
+      report_policy.type = "sts";
+      report_policy.strings = sts_strings;
     }
     auto report = [&](const std::string& result_type, const std::string& address) {
       if (relay || !options_.tls_reports) return;
@@ -586,10 +653,27 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       if (dane.bogus) report("dnssec-invalid", "");
       continue;
     }
+    const bool sts_unnamed = sts_host && !matches(sts.policy, target.host);
+    if (sts_unnamed) {
+      // §4.1: an MX host the policy does not name is not used in enforce mode (in testing
+      // mode the session is reported as failed below).
+      if (sts_enforced) report("validation-failure", "");
+      obs::Log(sts_enforced ? "sts_mx_refused" : "sts_mx_mismatch", obs::Level::kWarning)
+          .kv("domain", domain)
+          .kv("host", target.host)
+          .kv("mode", to_string(sts.policy.mode));
+      if (sts_enforced) {
+        failure = "MX host " + target.host + " is not named by the MTA-STS policy of " + domain;
+        policy = "mta-sts";
+        continue;
+      }
+    }
     const bool dane_authenticates = dane.kind == DaneLookup::Kind::kUsable;
     const bool dane_applies = dane_authenticates || dane.kind == DaneLookup::Kind::kUnusable;
     const tls::OutboundLevel host_level =
-        dane_applies ? std::max(level, tls::OutboundLevel::kEncrypt) : level;
+        dane_applies   ? std::max(level, tls::OutboundLevel::kEncrypt)
+        : sts_enforced ? std::max(level, tls::OutboundLevel::kVerify)
+                       : level;
     transport_options.starttls = host_level != tls::OutboundLevel::kNone;
     transport_options.dane_tlsa = dane.usable;
     transport_options.dane_base = dane_authenticates ? target.host : std::string();
@@ -619,6 +703,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       Endpoint endpoint{target.host, address, port, false};
       const std::string where = endpoint.describe();
       if (dane_applies) policy = "dane";
+      if (sts_host) policy = "mta-sts";
       // Checked right after the handshake, before EHLO and AUTH go inside the TLS.
       transport_options.check_tls = [refusal, where](const TlsOutcome& tls) {
         return refusal(tls, where);
@@ -673,9 +758,16 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         let_go_of_host(false);
         continue;
       }
-      // The TLS of this session was as its policy asks: a successful session (§4.4).
-      if (connection->tls().encrypted || report_policy.type == "no-policy-found")
-        report(connection->tls().encrypted ? "" : "starttls-not-supported", address);
+      // The TLS of this session was as its policy asks: a successful session (§4.4); in
+      // MTA-STS testing mode, a session the policy would have refused is reported as such.
+      const TlsOutcome& session_tls = connection->tls();
+      if (sts_host && (sts_unnamed || !session_tls.verified))
+        report(sts_unnamed             ? "validation-failure"
+               : session_tls.encrypted ? "certificate-not-trusted"
+                                       : "starttls-not-supported",
+               address);
+      else if (session_tls.encrypted || report_policy.type == "no-policy-found")
+        report(session_tls.encrypted ? "" : "starttls-not-supported", address);
       Outcome outcome = transact(*connection, message, recipients, transport, results, failure,
                                  /*reused=*/false);
       if (outcome == Outcome::kDone) return finish(std::move(connection));

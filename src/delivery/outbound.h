@@ -55,6 +55,8 @@
 
 namespace delivery {
 
+class MtaSts;
+
 struct OutboundOptions {
   std::string helo_name = "localhost";
   // Smarthost (its host lower-case); none: MX delivery.
@@ -83,6 +85,8 @@ struct OutboundOptions {
   std::string tls_memory_file;  // where the no-downgrade memory lives
   // SMTP TLS reporting (tls_report.h): every MX session is counted here; none: not counted.
   std::shared_ptr<TlsReportCounts> tls_reports;
+  // MTA-STS (mta_sts.h) for MX delivery; none: not applied.
+  std::shared_ptr<MtaSts> mta_sts;
 };
 
 class Outbound {

@@ -21,7 +21,9 @@ import unittest
 
 from certificates import issue_leaf
 from dns_server import DnsServer
-from harness import SMTPSD, Server
+from harness import SMTPSD, Server, ServerTestCase
+from test_mx_lmtp import issue_certificate, mx_toml
+from test_onward import submit
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
@@ -35,13 +37,15 @@ class PolicyHost:
 
     def __init__(self, certificate, key):
         self.reply = (200, {"Content-Type": "text/plain"}, POLICY_ONE)
+        self.replies = {}  # by the Host asked for, instead of reply
         self.requests = 0
         host = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 host.requests += 1
-                status, headers, body = host.reply
+                status, headers, body = host.replies.get(
+                    (self.headers.get("Host") or "").split(":")[0], host.reply)
                 if self.path != "/.well-known/mta-sts.txt":
                     status, headers, body = 404, {"Content-Type": "text/plain"}, b"not here\n"
                 self.send_response(status)
@@ -201,6 +205,73 @@ class MtaStsCheck(unittest.TestCase):
             result = self.check(cache=False)
             self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
             self.assertIn("  mx: mx.example.test\n  mx: *.backup.example.test\n", result.stdout)
+
+
+class StsDelivery(ServerTestCase):
+    """MTA-STS applied to MX delivery (RFC 8461 §4-5): an enforce policy keeps mail away from
+    an MX host it does not name and requires a certificate valid for the one it does; a
+    testing policy only reports. The receiver is a second smtpsd whose certificate names
+    mx.sts.test, from its CA, which the sender trusts for HTTPS and SMTP alike."""
+
+    def test_enforce_skips_unnamed_hosts_and_defers_when_none_is_named(self):
+        remote = self.new_server(domains=[("sts.test", ["carol"]), ("rogue.test", ["carol"]),
+                                          ("loose.test", ["carol"])])
+        tls = os.path.join(remote.dir, "tls")
+        chain, key = issue_certificate(tls, os.path.join(remote.dir, "issued"), "mx.sts.test")
+        os.replace(chain, os.path.join(tls, "server-ecdsa.pem"))
+        os.replace(key, os.path.join(tls, "server-ecdsa.key"))
+        remote.start()
+        names = [f"mta-sts.{domain}" for domain in ("sts.test", "rogue.test", "loose.test")]
+        certificate, host_key = issue_leaf(os.path.join(self.tmp, "https"), remote.ca,
+                                           os.path.join(tls, "ca.key"), names)
+        enforce = b"version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n"
+        testing = b"version: STSv1\nmode: testing\nmx: mx.sts.test\nmax_age: 86400\n"
+        with PolicyHost(certificate, host_key) as host, DnsServer(
+                mx={"sts.test": [(5, "other.sts.test"), (10, "mx.sts.test")],
+                    "rogue.test": [(10, "other.sts.test")],
+                    "loose.test": [(10, "other.sts.test")]},
+                a={"mx.sts.test": "127.0.0.1", "other.sts.test": "127.0.0.1",
+                   **{name: "127.0.0.1" for name in names}},
+                txt={f"_mta-sts.{domain}": "v=STSv1; id=1;"
+                     for domain in ("sts.test", "rogue.test", "loose.test")},
+                directory=self.tmp) as dns:
+            host.replies = {"mta-sts.sts.test": (200, {"Content-Type": "text/plain"}, enforce),
+                            "mta-sts.rogue.test": (200, {"Content-Type": "text/plain"}, enforce),
+                            "mta-sts.loose.test": (200, {"Content-Type": "text/plain"}, testing)}
+            local = self.new_server(extra_toml=mx_toml(dns, remote.ports["smtp"],
+                                                       ca_file=remote.ca, retry=(60,))
+                                    + f"mta_sts_port = {host.port}\n")
+            local.start()
+            for domain in ("sts.test", "rogue.test", "loose.test"):
+                submit(local, [f"carol@{domain}"], subject=domain)
+            # The named host, verified, though the unnamed one is preferred.
+            remote.wait_delivered(1, "carol@sts.test")
+            local.wait_log(r"event=sts_mx_refused domain=sts\.test host=other\.sts\.test "
+                           r"mode=enforce")
+            local.wait_log(r"event=delivered id=\S+ rcpt=carol@sts\.test to=smtp detail=\"relay="
+                           r"mx\.sts\.test\[127\.0\.0\.1\]:\d+ tls=TLSv1\.3 \S+ verified .*"
+                           r"policy=mta-sts")
+            # No named host: deferred, never sent to the unnamed one.
+            local.wait_log(r"event=deferred id=\S+ rcpt=carol@rogue\.test detail=\"MX host "
+                           r"other\.sts\.test is not named by the MTA-STS policy of rogue\.test\""
+                           r" policy=mta-sts")
+            # Testing: delivered to the unnamed host all the same (its certificate does not
+            # name it: unverified), only reported.
+            remote.wait_delivered(1, "carol@loose.test")
+            local.wait_log(r"event=sts_mx_mismatch domain=loose\.test host=other\.sts\.test "
+                           r"mode=testing")
+            local.wait_log(r"event=delivered id=\S+ rcpt=carol@loose\.test .* unverified .*"
+                           r"policy=mta-sts")
+            self.assertEqual(remote.delivered("carol@rogue.test"), [])
+            policy = subprocess.run([SMTPSCTL, "tls", "policy", "sts.test", "--config",
+                                     local.config_path], capture_output=True, text=True,
+                                    timeout=60).stdout
+            self.assertIn("MTA-STS: mode enforce, mx mx.sts.test, id 1 (", policy)
+            self.assertIn("host other.sts.test (preference 5): 127.0.0.1\n", policy)
+            self.assertIn("policy mta-sts (enforce): NOT named by the policy; this host is not "
+                          "used", policy)
+            self.assertIn("policy mta-sts (enforce): named by the policy; STARTTLS and a "
+                          "certificate valid for mx.sts.test required", policy)
 
 
 if __name__ == "__main__":

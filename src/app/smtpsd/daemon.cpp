@@ -37,6 +37,7 @@
 #include "auth/verified_cache.h"
 #include "base/clock.h"
 #include "delivery/maildir.h"
+#include "delivery/mta_sts.h"
 #include "delivery/outbound.h"
 #include "delivery/router.h"
 #include "dns/unbound_resolver.h"
@@ -341,6 +342,16 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   delivery::Maildir maildir(config.data_dir + "/mail", config.hostname);
   delivery::OutboundOptions delivery_options = outbound_options(config);
   delivery_options.dns = resolver;
+  // MTA-STS for MX delivery: policies cached under the data directory.
+  if (!config.delivery.relay) {
+    delivery::MtaStsOptions sts_options;
+    sts_options.cache_directory = config.data_dir + "/mta-sts";
+    sts_options.ca_file = config.delivery.ca_file;
+    sts_options.https_port = config.delivery.mta_sts_port;
+    auto sts = delivery::MtaSts::create(resolver, std::move(sts_options));
+    if (!sts) return fail("MTA-STS: " + sts.error());
+    delivery_options.mta_sts = std::move(sts.value());
+  }
   // SMTP TLS reports ([tls_reports]): MX delivery counts its sessions from the start.
   std::shared_ptr<delivery::TlsReportCounts> tls_report_counts;
   if (config.tls_reports) {
