@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/endpoint.h"
 #include "base/network.h"
+#include "delivery/require_tls.h"
 #include "delivery/system_resolver.h"
 #include "obs/log.h"
 
@@ -350,6 +351,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   const std::string memory_key = relay ? hop->url.host : domain;
   const tls::OutboundLevel level = relay ? hop->tls : level_for(domain);
   const SeenTls remembered = memory_.best(memory_key);
+  const bool require_tls = must_require_tls(message.envelope);  // RFC 8689: require_tls.h
   std::vector<DeliveryResult> results(recipients.size());
   const Clock::time_point deadline = Clock::now() + options_.attempt_timeout;
   std::string held_host;  // the address whose slot this attempt holds
@@ -388,6 +390,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   if (reused) {
     const std::string where = reused->endpoint().describe();
     if (below_floor(reused->tls(), where, level, remembered).empty() &&
+        (!require_tls || !connection_refusal(reused->tls(), reused->capabilities(), where)) &&
         acquire_host(reused->endpoint().address, busy)) {
       held_host = reused->endpoint().address;
       reused->set_attempt_deadline(deadline);
@@ -402,6 +405,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
 
   // Where to connect: the smarthost, or the MX hosts of the domain.
   std::vector<MxTarget> targets;
+  bool mx_secure = false;
   std::uint16_t port = options_.mx_port;
   if (relay) {
     const std::string& host = hop->url.host;
@@ -428,6 +432,14 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       return finish(nullptr);
     }
     targets = std::move(answer.targets);
+    mx_secure = answer.secure;
+  }
+  std::optional<RequireTlsRefusal> refusal;  // of REQUIRETLS: the last host's, or the route's
+  if (require_tls) refusal = route_refusal(relay, level, mx_secure, memory_key);
+  if (refusal) {
+    log_refusal(memory_key, "", *refusal);
+    results = refused(*refusal, recipients.size(), transport);
+    return finish(nullptr);
   }
 
   TransportOptions transport_options;
@@ -438,7 +450,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     transport_options.client.auth_password = hop->password;
     transport_options.implicit_tls = hop->url.implicit_tls;
   }
-  transport_options.starttls = level != tls::OutboundLevel::kNone;
+  transport_options.starttls = level != tls::OutboundLevel::kNone || require_tls;
+  transport_options.client.require_tls = require_tls;
   transport_options.tls_context = tls_context_.get();
   transport_options.connect_timeout = options_.connect_timeout;
   transport_options.command_timeout = options_.command_timeout;
@@ -446,7 +459,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
 
   std::size_t tried = 0;
   bool out_of_time = false;
-  bool only_busy = true;  // every address was skipped as busy: nothing was tried
+  bool only_busy = true;          // every address was skipped as busy: nothing was tried
+  std::size_t refused_hosts = 0;  // of REQUIRETLS (RFC 8689 §4.2.1: the next host is tried)
   for (const MxTarget& target : targets) {
     for (const std::string& address : target.addresses) {
       if (++tried > 10) break;  // bound the time one attempt can take
@@ -472,7 +486,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
           !opened && (opened.error().stage == "tls" ||
                       (opened.error().stage == "starttls" && opened.error().reply));
       if (handshake_failed && level == tls::OutboundLevel::kMay && remembered == SeenTls::kNone &&
-          !transport_options.implicit_tls) {
+          !transport_options.implicit_tls && !require_tls) {
         // Opportunistic TLS that fails (a broken handshake, STARTTLS refused with 454) falls
         // back to plain text, as RFC 3207 §4 allows and as other MTAs do; never where the
         // policy or the memory says TLS is required.
@@ -495,6 +509,12 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
             .kv("remembered", to_string(remembered))
             .kv("detail", opened.error().detail);
         if (opened.error().stage == "tls-policy") failure = opened.error().detail;
+        if (auto why = require_tls ? open_refusal(opened.error(), where) : std::nullopt) {
+          log_refusal(memory_key, where, *why);
+          failure = why->detail;
+          refusal = std::move(why);
+          ++refused_hosts;
+        }
         continue;
       }
       std::unique_ptr<Connection> connection = std::move(opened.value());
@@ -508,6 +528,17 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
             .kv("level", tls::to_string(level))
             .kv("remembered", to_string(remembered))
             .kv("detail", floor);
+        connection->quit();
+        let_go_of_host(false);
+        continue;
+      }
+      if (auto why = require_tls
+                         ? connection_refusal(connection->tls(), connection->capabilities(), where)
+                         : std::nullopt) {
+        log_refusal(memory_key, where, *why);
+        failure = why->detail;
+        refusal = std::move(why);
+        ++refused_hosts;
         connection->quit();
         let_go_of_host(false);
         continue;
@@ -528,6 +559,12 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         std::to_string(
             std::chrono::duration_cast<std::chrono::seconds>(options_.attempt_timeout).count()) +
         "s) ran out; last: " + failure;
+  }
+  // RFC 8689 §4.2.1: every host failed its requirements: returned, not retried. A host that
+  // could not be reached at all may still pass later: then the message waits as usual.
+  if (refusal && refused_hosts == tried && !out_of_time) {
+    results = refused(*refusal, recipients.size(), transport);
+    return finish(nullptr);
   }
   const bool all_busy = tried > 0 && only_busy;
   for (auto& r : results) {
