@@ -79,7 +79,8 @@ std::string state_line_text(std::string_view detail) {
   return text;
 }
 
-// "delivered id=… rcpt=… [to=…] detail=…": `to` only when the deliverer named its transport.
+// "delivered id=… rcpt=… [to=…] [requiretls=yes] detail=…": `to` only when the deliverer named
+// its transport, `requiretls` for a message sent with REQUIRETLS (RFC 8689).
 void log_delivered(const std::string& id, const std::string& rcpt, const DeliveryResult& result,
                    bool require_tls) {
   obs::Log line("delivered");
@@ -365,10 +366,12 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
         delivered_results.push_back(std::move(result));
         break;
       case DeliveryStatus::kPermanent: {
-        obs::Log line("failed");
-        line.kv("id", id).kv("rcpt", rcpt);
-        if (message.envelope.require_tls) line.kv("requiretls", "yes");
-        line.kv("detail", result.detail);
+        {
+          obs::Log line("failed");  // written here, at the end of its scope
+          line.kv("id", id).kv("rcpt", rcpt);
+          if (message.envelope.require_tls) line.kv("requiretls", "yes");
+          line.kv("detail", result.detail);
+        }
         obs::server_metrics().delivery_attempt("bounced", result.transport);
         failed.push_back(i);
         failed_results.push_back(std::move(result));
