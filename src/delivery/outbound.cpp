@@ -389,8 +389,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   std::string busy;
   if (reused) {
     const std::string where = reused->endpoint().describe();
-    if (below_floor(reused->tls(), where, level, remembered).empty() &&
-        (!require_tls || !connection_refusal(reused->tls(), reused->capabilities(), where)) &&
+    // A REQUIRETLS message takes a fresh connection: its route (the MX answer) is checked first.
+    if (below_floor(reused->tls(), where, level, remembered).empty() && !require_tls &&
         acquire_host(reused->endpoint().address, busy)) {
       held_host = reused->endpoint().address;
       reused->set_attempt_deadline(deadline);
