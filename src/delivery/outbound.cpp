@@ -11,6 +11,7 @@
 #include "base/network.h"
 #include "delivery/dane.h"
 #include "delivery/mta_sts.h"
+#include "delivery/require_tls.h"
 #include "delivery/system_resolver.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
@@ -451,16 +452,30 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   const std::string memory_key = relay ? hop->url.host : domain;
   // The operator's exception (tls_memory.h) for a destination whose policy is broken:
   // opportunistic TLS, whatever DANE, the table or the memory say; said and counted.
-  const std::optional<std::int64_t> excepted =
+  const std::optional<std::int64_t> operator_exception =
       relay ? std::nullopt : memory_.exception_until(domain, base::unix_now());
-  if (excepted) {
+  // `TLS-Required: No` (RFC 8689 §5) from an authenticated sender: delivered even when the
+  // destination's DANE, MTA-STS or learned policy fails, like an exception (never with
+  // REQUIRETLS, which the intake does not let both be).
+  const bool sender_relaxed =
+      !relay && message.tls_optional && !operator_exception && !must_require_tls(message.envelope);
+  const std::optional<std::int64_t> excepted =
+      sender_relaxed ? std::optional<std::int64_t>(0) : operator_exception;
+  if (sender_relaxed) {
+    obs::Log("tls_required_no")
+        .kv("domain", domain)
+        .kv("id", message.id)
+        .kv("detail",
+            "TLS-Required: No: DANE, MTA-STS, the policy table and the memory are not applied");
+  }
+  if (operator_exception) {
     static obs::Counter& used = obs::metrics().counter(
         "smtpsd_tls_exceptions_used_total",
         "Delivery attempts whose TLS policy an operator's exception set aside.");
     used.inc();
     obs::Log("tls_exception", obs::Level::kWarning)
         .kv("domain", domain)
-        .kv("until", *excepted)
+        .kv("until", *operator_exception)
         .kv("detail",
             "the operator's exception: DANE, the policy table and the memory are not "
             "applied (smtpsctl tls except)");
@@ -474,11 +489,13 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   const bool static_policy =
       relay || std::any_of(options_.tls_policy.begin(), options_.tls_policy.end(),
                            [&](const auto& entry) { return entry.first == domain; });
-  const std::string default_policy = excepted                       ? "exception"
+  const std::string default_policy = sender_relaxed                 ? "tls-required-no"
+                                     : excepted                     ? "exception"
                                      : static_policy                ? "static"
                                      : remembered != SeenTls::kNone ? "learned"
                                                                     : "opportunistic";
   std::string policy = default_policy;
+  const bool require_tls = must_require_tls(message.envelope);  // RFC 8689: require_tls.h
   std::vector<DeliveryResult> results(recipients.size());
   const Clock::time_point deadline = Clock::now() + options_.attempt_timeout;
   std::string held_host;  // the address whose slot this attempt holds
@@ -518,7 +535,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   std::string busy;
   if (reused) {
     const std::string where = reused->endpoint().describe();
-    if (below_floor(reused->tls(), where, level, remembered).empty() &&
+    // A REQUIRETLS message takes a fresh connection: its route (the MX answer) is checked first.
+    if (below_floor(reused->tls(), where, level, remembered).empty() && !require_tls &&
         acquire_host(reused->endpoint().address, busy)) {
       held_host = reused->endpoint().address;
       reused->set_attempt_deadline(deadline);
@@ -581,7 +599,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   const bool sts_enforced = sts_applies && sts.policy.mode == StsMode::kEnforce;
   std::vector<std::string> sts_strings;
   if (sts.has_policy()) {
-    std::string_view text = format_sts_policy(sts.policy);
+    const std::string formatted = format_sts_policy(sts.policy);
+    std::string_view text = formatted;
     while (!text.empty()) {
       const std::size_t end = text.find_first_of("\r\n");
       if (end != 0) sts_strings.emplace_back(text.substr(0, end));
@@ -593,6 +612,13 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         TlsrptPolicy{sts.has_policy() ? "sts" : "no-policy-found", domain, sts_strings, {}},
         TlsrptFailure{std::string(to_string(sts.failure)), {}, "mta-sts." + domain, {}});
   }
+  std::optional<RequireTlsRefusal> refusal;  // of REQUIRETLS: the last host's, or the route's
+  if (require_tls) refusal = route_refusal(relay, level, mx_secure || sts_enforced, memory_key);
+  if (refusal) {
+    log_refusal(memory_key, "", *refusal);
+    results = refused(*refusal, recipients.size(), transport);
+    return finish(nullptr);
+  }
 
   TransportOptions transport_options;
   transport_options.client.protocol = smtp::ClientProtocol::kSmtp;
@@ -602,7 +628,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     transport_options.client.auth_password = hop->password;
     transport_options.implicit_tls = hop->url.implicit_tls;
   }
-  transport_options.starttls = level != tls::OutboundLevel::kNone;
+  transport_options.starttls = level != tls::OutboundLevel::kNone || require_tls;
+  transport_options.client.require_tls = require_tls;
   transport_options.tls_context = tls_context_.get();
   transport_options.connect_timeout = options_.connect_timeout;
   transport_options.command_timeout = options_.command_timeout;
@@ -610,7 +637,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
 
   std::size_t tried = 0;
   bool out_of_time = false;
-  bool only_busy = true;  // every address was skipped as busy: nothing was tried
+  bool only_busy = true;          // every address was skipped as busy: nothing was tried
+  std::size_t refused_hosts = 0;  // of REQUIRETLS (RFC 8689 §4.2.1: the next host is tried)
   for (const MxTarget& target : targets) {
     // DANE for this MX host (RFC 7672 §2.2): a failed TLSA lookup disqualifies it; usable
     // records authenticate it instead of the other policies; secure but unusable records
@@ -678,8 +706,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     transport_options.dane_tlsa = dane.usable;
     transport_options.dane_base = dane_authenticates ? target.host : std::string();
     // What the TLS of a connection to this host must be, else the host is refused.
-    auto refusal = [this, dane_authenticates, host_level, remembered](const TlsOutcome& tls,
-                                                                      const std::string& where) {
+    auto tls_refusal = [this, dane_authenticates, host_level, remembered](
+                           const TlsOutcome& tls, const std::string& where) {
       if (dane_authenticates && !tls.dane) {
         return "DANE authentication of " + where +
                " failed: " + (tls.encrypted ? tls.verify_error : std::string("no TLS"));
@@ -705,15 +733,15 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       if (dane_applies) policy = "dane";
       if (sts_host) policy = "mta-sts";
       // Checked right after the handshake, before EHLO and AUTH go inside the TLS.
-      transport_options.check_tls = [refusal, where](const TlsOutcome& tls) {
-        return refusal(tls, where);
+      transport_options.check_tls = [tls_refusal, where](const TlsOutcome& tls) {
+        return tls_refusal(tls, where);
       };
       auto opened = Connection::open(endpoint, transport_options);
       const bool handshake_failed =
           !opened && (opened.error().stage == "tls" ||
                       (opened.error().stage == "starttls" && opened.error().reply));
       if (handshake_failed && host_level == tls::OutboundLevel::kMay &&
-          remembered == SeenTls::kNone && !transport_options.implicit_tls) {
+          remembered == SeenTls::kNone && !transport_options.implicit_tls && !require_tls) {
         // Opportunistic TLS that fails (a broken handshake, STARTTLS refused with 454) falls
         // back to plain text, as RFC 3207 §4 allows and as other MTAs do; never where the
         // policy or the memory says TLS is required.
@@ -740,10 +768,16 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
             .kv("remembered", to_string(remembered))
             .kv("detail", opened.error().detail);
         if (opened.error().stage == "tls-policy") failure = opened.error().detail;
+        if (auto why = require_tls ? open_refusal(opened.error(), where) : std::nullopt) {
+          log_refusal(memory_key, where, *why);
+          failure = why->detail;
+          refusal = std::move(why);
+          ++refused_hosts;
+        }
         continue;
       }
       std::unique_ptr<Connection> connection = std::move(opened.value());
-      if (std::string floor = refusal(connection->tls(), where); !floor.empty()) {
+      if (std::string floor = tls_refusal(connection->tls(), where); !floor.empty()) {
         report(connection->tls().encrypted ? "validation-failure" : "starttls-not-supported",
                address);
         failure = floor;
@@ -768,6 +802,17 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
                address);
       else if (session_tls.encrypted || report_policy.type == "no-policy-found")
         report(session_tls.encrypted ? "" : "starttls-not-supported", address);
+      if (auto why = require_tls
+                         ? connection_refusal(connection->tls(), connection->capabilities(), where)
+                         : std::nullopt) {
+        log_refusal(memory_key, where, *why);
+        failure = why->detail;
+        refusal = std::move(why);
+        ++refused_hosts;
+        connection->quit();
+        let_go_of_host(false);
+        continue;
+      }
       Outcome outcome = transact(*connection, message, recipients, transport, results, failure,
                                  /*reused=*/false);
       if (outcome == Outcome::kDone) return finish(std::move(connection));
@@ -785,6 +830,12 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         std::to_string(
             std::chrono::duration_cast<std::chrono::seconds>(options_.attempt_timeout).count()) +
         "s) ran out; last: " + failure;
+  }
+  // RFC 8689 §4.2.1: every host failed its requirements: returned, not retried. A host that
+  // could not be reached at all may still pass later: then the message waits as usual.
+  if (refusal && refused_hosts == tried && !out_of_time) {
+    results = refused(*refusal, recipients.size(), transport);
+    return finish(nullptr);
   }
   const bool all_busy = tried > 0 && only_busy;
   for (auto& r : results) {

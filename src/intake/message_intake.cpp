@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "base/ascii.h"
+#include "intake/tls_required_field.h"
 #include "obs/log.h"
 #include "smtp/address_grammar.h"
 #include "smtp/received_header.h"
@@ -36,6 +37,16 @@ bool valid_field_value(std::string_view value) {
     }
   }
   return true;
+}
+
+// RFC 8689 §4.1 has a server tag a message by its TLS-Required field, unless REQUIRETLS was
+// given on MAIL (then the field "MUST be ignored"). Whom to believe is the receiver's choice:
+// anyone on port 25 could add "TLS-Required: No" to strip the recipient domain's DANE or
+// MTA-STS protection from mail that passes through us, so only the field of our own
+// authenticated senders (AUTH, a client certificate, a local submission) counts. From the
+// others the field is kept in the message, and ignored.
+bool honours_tls_required(const smtp::Envelope& envelope) {
+  return envelope.authenticated && !envelope.require_tls;
 }
 
 }  // namespace
@@ -74,7 +85,8 @@ std::optional<smtp::Reply> MessageIntake::begin(const MessageStart& start) {
   authenticated_user_.assign(start.authenticated_user);
   size_ = 0;
   held_ = false;
-  capture_ = pipeline_.stages() != 0;
+  tls_optional_ = false;
+  capture_ = pipeline_.stages() != 0 || honours_tls_required(*start.envelope);
   headers_done_ = false;
   header_overflow_ = false;
   section_without_body_ = false;
@@ -273,6 +285,13 @@ std::optional<smtp::Reply> MessageIntake::apply(const Verdict& verdict) {
     if (auto marked = writer_->mark_held(); !marked) return refuse(marked.error().message);
     held_ = true;
   }
+  // The field as the client wrote it (a check's header edits come after): see
+  // honours_tls_required().
+  tls_optional_ = honours_tls_required(*envelope_) && (headers_done_ || section_without_body_) &&
+                  !header_overflow_ && says_tls_not_required(header_section_);
+  if (tls_optional_) {
+    if (auto set = writer_->set_tls_optional(true); !set) return refuse(set.error().message);
+  }
   if (verdict.header_edits.empty() && !verdict.new_body) return std::nullopt;
   const bool only_adds =
       std::all_of(verdict.header_edits.begin(), verdict.header_edits.end(),
@@ -331,6 +350,8 @@ base::Expected<std::string, smtp::Reply> MessageIntake::committed(
       .kv("recipients", static_cast<std::uint64_t>(final_recipients_))
       .kv("size", size_);
   if (held_) line.kv("held", "yes");
+  if (envelope_ != nullptr && envelope_->require_tls) line.kv("requiretls", "yes");
+  if (tls_optional_) line.kv("tls_required", "no");
   return id_;
 }
 

@@ -7,6 +7,8 @@
 // check's hold (marked durably with the commit), and the mapping of every storage failure to
 // the reply the client gets (RFC 3463 X.3.1 "mail system full" when the disk is full or not
 // writable, else a plain temporary failure: the client keeps the message either way).
+// RFC 8689: a "TLS-Required: No" field of one of our authenticated senders, on a message sent
+// without REQUIRETLS, is recorded in the spool for delivery (SpoolWriter::set_tls_optional).
 // Log lines: spool_failed, accepted (README "Logs").
 //
 // Sans-I/O apart from the spool's own file writes: the durable commit (fsync) is the host's
@@ -97,6 +99,8 @@ class MessageIntake {
   // Whether apply() held the message (a kHold verdict): it is committed with its hold, and
   // queue::Scheduler delivers it only after `smtpsctl queue release`.
   bool held() const { return held_; }
+  // Whether apply() recorded the sender's "TLS-Required: No" (RFC 8689 §3) for delivery.
+  bool tls_optional() const { return tls_optional_; }
   // The writer to commit durably (host: queue::GroupCommitter), or nullptr when begin() or
   // an append failed.
   queue::SpoolWriter* writer() { return writer_.get(); }
@@ -143,8 +147,10 @@ class MessageIntake {
   std::string final_sender_;
   std::size_t final_recipients_ = 0;
   bool held_ = false;
+  bool tls_optional_ = false;
   // The client's header section as received, while the pipeline has checks (their header
-  // events and the header edits need it); bounded by kMaxHeaderSection.
+  // events and the header edits need it) or the sender is one whose TLS-Required field counts;
+  // bounded by kMaxHeaderSection.
   bool capture_ = false;
   bool headers_done_ = false;
   bool header_overflow_ = false;

@@ -421,9 +421,11 @@ DsnMessage build_dsn(const DsnRequest& request) {
 
   // RFC 3461 §4.3: RET=HDRS asks for the headers only, and "If a DSN contains no
   // indications of delivery failure, only the headers of the message SHOULD be returned".
-  const bool returned_full = any_failed && request.ret != smtp::DsnReturn::kHeaders &&
-                             request.original.size() <= request.max_returned &&
-                             fits_8bitmime(request.original);
+  // RFC 8689 §5: a notice about a REQUIRETLS message is made as if RET=HDRS had been given (a
+  // RET=FULL is disregarded): its way back may not be as well protected as the way out.
+  const bool returned_full =
+      any_failed && request.ret != smtp::DsnReturn::kHeaders && !request.require_tls &&
+      request.original.size() <= request.max_returned && fits_8bitmime(request.original);
   const std::string headers =
       returned_full ? std::string() : clean_header_section(request.original);
   const std::string_view returned = returned_full ? request.original : std::string_view(headers);
@@ -502,6 +504,9 @@ DsnMessage build_dsn(const DsnRequest& request) {
   // an address or our own header field (To:) holds UTF-8.
   dsn.envelope.body = eight_bit ? smtp::BodyType::k8BitMime : smtp::BodyType::kUnspecified;
   dsn.envelope.smtputf8 = has_non_ascii(request.sender);
+  // RFC 8689 §5: the notice of a REQUIRETLS message asks for REQUIRETLS in turn; being a bounce
+  // (null reverse path), it is still passed on where a hop does not offer it.
+  dsn.envelope.require_tls = request.require_tls;
   return dsn;
 }
 

@@ -1,7 +1,8 @@
 // dsn.h — delivery status notifications: the bounce, delay and success reports the queue
 // sends back to a message's reverse-path (RFC 3464 message/delivery-status inside an
 // RFC 6522 multipart/report, honouring the RFC 3461 NOTIFY / RET / ENVID / ORCPT
-// parameters the client gave, marked Auto-Submitted per RFC 3834 §5).
+// parameters the client gave, marked Auto-Submitted per RFC 3834 §5; for a REQUIRETLS message,
+// RFC 8689 §5: headers only, and REQUIRETLS on the notice's own envelope).
 //
 // Pure functions: no clock, no file, no randomness — the caller passes the times and a
 // unique Message-ID, so the same request always builds the same octets (testable).
@@ -55,6 +56,9 @@ struct DsnRequest {
   std::int64_t arrival_unix = 0;  // 0: no Arrival-Date field
   std::int64_t now_unix = 0;      // the DSN's Date
   smtp::DsnReturn ret = smtp::DsnReturn::kUnspecified;
+  // The original came with REQUIRETLS (RFC 8689 §5): headers only whatever ret says, and the
+  // DSN's envelope asks for REQUIRETLS too.
+  bool require_tls = false;
   std::vector<DsnRecipient> recipients;
   std::string_view original;             // the stored message (headers + body, CRLF line endings)
   std::size_t max_returned = 64 * 1024;  // full message returned only up to this size, else

@@ -79,11 +79,14 @@ std::string state_line_text(std::string_view detail) {
   return text;
 }
 
-// "delivered id=… rcpt=… [to=…] detail=…": `to` only when the deliverer named its transport.
-void log_delivered(const std::string& id, const std::string& rcpt, const DeliveryResult& result) {
+// "delivered id=… rcpt=… [to=…] [requiretls=yes] detail=…": `to` only when the deliverer named
+// its transport, `requiretls` for a message sent with REQUIRETLS (RFC 8689).
+void log_delivered(const std::string& id, const std::string& rcpt, const DeliveryResult& result,
+                   bool require_tls) {
   obs::Log line("delivered");
   line.kv("id", id).kv("rcpt", rcpt);
   if (!result.transport.empty()) line.kv("to", result.transport);
+  if (require_tls) line.kv("requiretls", "yes");
   line.kv("detail", result.detail);
   if (!result.tls_policy.empty()) line.kv("policy", result.tls_policy);
 }
@@ -243,6 +246,8 @@ void Scheduler::load_state(const std::string& id, const StoredMessage& message,
                            MessageState& state) const {
   const std::size_t count = message.envelope.recipients.size();
   state.sender = message.envelope.reverse_path;
+  state.require_tls = message.envelope.require_tls;
+  state.tls_optional = message.tls_optional;
   state.received_unix = message.received_unix;
   state.size = spool_.file_size(id);
   state.addresses.clear();
@@ -355,22 +360,24 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
     const std::string& rcpt = message.envelope.recipients[i].address;
     switch (result.status) {
       case DeliveryStatus::kDelivered:
-        log_delivered(id, rcpt, result);
+        log_delivered(id, rcpt, result, message.envelope.require_tls);
         spool_.append_state(id, "delivered " + std::to_string(i));
         obs::server_metrics().delivery_attempt("delivered", result.transport);
         delivered.push_back(i);
         delivered_results.push_back(std::move(result));
         break;
-      case DeliveryStatus::kPermanent:
-        obs::Log("failed")
-            .kv("id", id)
-            .kv("rcpt", rcpt)
-            .kv("detail", result.detail)
-            .kv_if("policy", result.tls_policy);
+      case DeliveryStatus::kPermanent: {
+        {
+          obs::Log line("failed");  // written here, at the end of its scope
+          line.kv("id", id).kv("rcpt", rcpt);
+          if (message.envelope.require_tls) line.kv("requiretls", "yes");
+          line.kv("detail", result.detail).kv_if("policy", result.tls_policy);
+        }
         obs::server_metrics().delivery_attempt("bounced", result.transport);
         failed.push_back(i);
         failed_results.push_back(std::move(result));
         break;
+      }
       case DeliveryStatus::kTransient:
         if (expired) {
           obs::Log("expired")
@@ -509,6 +516,7 @@ bool Scheduler::send_dsn(const StoredMessage& message, const std::vector<std::si
   request.arrival_unix = message.received_unix;
   request.now_unix = now;
   request.ret = envelope.dsn_return;
+  request.require_tls = envelope.require_tls;
   request.max_returned = kDsnReturnLimit;
   for (std::size_t k = 0; k < indices.size(); ++k) {
     const smtp::Recipient& recipient = envelope.recipients[indices[k]];
@@ -633,6 +641,8 @@ QueueEntryView Scheduler::view(const std::string& id, const MessageState& state,
   QueueEntryView entry;
   entry.id = id;
   entry.sender = state.sender;
+  entry.require_tls = state.require_tls;
+  entry.tls_optional = state.tls_optional;
   entry.received_unix = state.received_unix;
   entry.size = state.size;
   entry.attempts = state.attempts;

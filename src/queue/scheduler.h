@@ -122,6 +122,8 @@ struct QueueEntryView {
   std::size_t attempts = 0;
   std::int64_t next_attempt_unix = 0;  // "deferred" only
   std::vector<QueueRecipientView> recipients;
+  bool require_tls = false;   // REQUIRETLS (RFC 8689 §2): onward over verified TLS only
+  bool tls_optional = false;  // "TLS-Required: No" honoured (StoredMessage::tls_optional)
 };
 
 inline constexpr std::size_t kMaxDeferredLines = 64;
@@ -179,6 +181,8 @@ class Scheduler {
     std::uint64_t generation = 0;  // timers of an older generation are stale
     bool loaded = false;           // the fields below were read from the spool
     std::string sender;
+    bool require_tls = false;
+    bool tls_optional = false;
     std::int64_t received_unix = 0;
     std::int64_t queued_unix = 0;  // when the scheduler learned of it (until loaded)
     std::uint64_t size = 0;

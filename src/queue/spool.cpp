@@ -27,6 +27,7 @@
 //   ret unspecified|full|headers        RET= (RFC 3461 §4.3)
 //   envid <field>                       ENVID= (RFC 3461 §4.4), decoded
 //   authenticated 1                     only when the session had authenticated (optional)
+//   requiretls 1                        only when MAIL had REQUIRETLS (RFC 8689 §2; optional)
 //   recipients <count>
 //   rcpt <address> <notify> <orcpt>     <count> lines, in RCPT order (RFC 3461 §4.1, §4.2);
 //        [expanded]                     a fourth field "expanded" marks the record of an alias
@@ -37,8 +38,10 @@
 //   from <field>                        version 3 only, to the end of the file: the envelope
 //   recipients <count>                  of replace_envelope(), in the header's encoding; it
 //   rcpt <address> <notify> <orcpt>     takes the place of the header's from and rcpt lines
-//   folder <field>                      version 3 only, last: the Maildir++ folder of
-//                                       set_folder(); either part may be absent, not both
+//   folder <field>                      version 3 only: the Maildir++ folder of set_folder()
+//   tls_optional 1                      version 3 only, last: set_tls_optional() ("TLS-Required:
+//                                       No", RFC 8689 §3); each of the three parts may be
+//                                       absent, not all of them
 //
 // The layout line is written as zeros by begin() and overwritten in place, with the same
 // length, by flush_and_sync() before its fsync (and with it the version line, "2" becoming
@@ -342,6 +345,7 @@ std::string format_header(const std::string& id, const smtp::Envelope& envelope,
   out += "\nenvid ";
   append_field(out, envelope.envelope_id);
   if (envelope.authenticated) out += "\nauthenticated 1";
+  if (envelope.require_tls) out += "\nrequiretls 1";
   out += "\nrecipients ";
   out += std::to_string(envelope.recipients.size());
   append_recipients(out, envelope.recipients);
@@ -467,6 +471,11 @@ std::optional<std::string> parse_header(std::string_view header, StoredMessage& 
       envelope.authenticated = true;
       continue;
     }
+    if (key == "requiretls") {  // optional: absent without REQUIRETLS (and in older files)
+      if (value != "1" || envelope.require_tls) return error("bad value for 'requiretls'");
+      envelope.require_tls = true;
+      continue;
+    }
     auto found = std::find(kKeys.begin(), kKeys.end(), key);
     if (found == kKeys.end()) return error("unknown key '" + std::string(key) + "'");
     auto index = static_cast<std::size_t>(found - kKeys.begin());
@@ -556,8 +565,8 @@ std::optional<std::string> parse_header(std::string_view header, StoredMessage& 
 }
 
 // Parses the late envelope of a version 3 file into message: "from", "recipients" and its
-// rcpt lines, then "folder", each part optional but not both, each line ending in '\n'.
-// Returns an error text.
+// rcpt lines, then "folder", then "tls_optional", each part optional but not all of them, each
+// line ending in '\n'. Returns an error text.
 std::optional<std::string> parse_late_envelope(std::string_view block, StoredMessage& message) {
   if (block.size() > kMaxHeaderSize) return std::string("late envelope over 4 MiB");
   if (!block.ends_with('\n')) return std::string("late envelope: unterminated line");
@@ -565,6 +574,7 @@ std::optional<std::string> parse_late_envelope(std::string_view block, StoredMes
   std::optional<std::size_t> expected;
   std::vector<smtp::Recipient> recipients;
   std::optional<std::string> folder;
+  bool tls_optional = false;
   std::size_t start = 0;
   while (start < block.size()) {
     std::size_t end = block.find('\n', start);
@@ -574,7 +584,12 @@ std::optional<std::string> parse_late_envelope(std::string_view block, StoredMes
     if (space == std::string_view::npos) return std::string("late envelope: no value");
     std::string_view key = line.substr(0, space);
     std::string_view value = line.substr(space + 1);
-    if (folder) {
+    if (tls_optional) {
+      return "late envelope: unexpected key '" + std::string(key) + "' after 'tls_optional'";
+    } else if (key == "tls_optional" && (!from || expected)) {
+      if (value != "1") return std::string("late envelope: bad value for 'tls_optional'");
+      tls_optional = true;
+    } else if (folder) {
       return "late envelope: unexpected key '" + std::string(key) + "' after 'folder'";
     } else if (key == "folder" && (!from || expected)) {
       folder = decode_field(value);
@@ -605,7 +620,8 @@ std::optional<std::string> parse_late_envelope(std::string_view block, StoredMes
     }
   }
   if (folder) message.folder = std::move(*folder);
-  if (!from && folder) return std::nullopt;
+  message.tls_optional = tls_optional;
+  if (!from && (folder || tls_optional)) return std::nullopt;
   if (!expected) return std::string("late envelope: missing key 'recipients'");
   if (recipients.size() != *expected) {
     return std::string("late envelope: recipient count does not match");
@@ -758,6 +774,12 @@ class FileSpoolWriter final : public SpoolWriter {
     return base::Ok{};
   }
 
+  base::Expected<base::Ok, SpoolError> set_tls_optional(bool optional) override {
+    if (state_ != State::kOpen) return not_open("set_tls_optional");
+    late_tls_optional_ = optional ? "tls_optional 1\n" : "";
+    return base::Ok{};
+  }
+
   base::Expected<base::Ok, SpoolError> mark_held() override {
     if (state_ != State::kOpen) return not_open("mark_held");
     held_ = true;
@@ -772,11 +794,13 @@ class FileSpoolWriter final : public SpoolWriter {
     if (auto written = write_bytes(late_section_); !written) return written;
     if (auto written = write_bytes(late_envelope_); !written) return written;
     if (auto written = write_bytes(late_folder_); !written) return written;
+    if (auto written = write_bytes(late_tls_optional_); !written) return written;
     // 2. the layout that points at it, over the zeros begin() wrote (same length), and the
     //    version line with a late envelope: patched in the buffer when the file's start is
     //    still there (one write for a small message), else with pwrite(2) once the buffer
     //    is out;
-    const bool version3 = !late_envelope_.empty() || !late_folder_.empty();
+    const bool version3 =
+        !late_envelope_.empty() || !late_folder_.empty() || !late_tls_optional_.empty();
     std::string start(version3 ? kVersion3Line : kVersionLine);
     start += '\n';
     start += format_layout(Layout{content_size_, replaced_length_, late_section_.size()});
@@ -797,6 +821,7 @@ class FileSpoolWriter final : public SpoolWriter {
     std::string().swap(late_section_);
     std::string().swap(late_envelope_);
     std::string().swap(late_folder_);
+    std::string().swap(late_tls_optional_);
     state_ = State::kSynced;
     // 4. a hold, durable before the message can reach queue/: a crash before publish()
     //    leaves a state file without its message, which Spool::open() removes.
@@ -962,6 +987,7 @@ class FileSpoolWriter final : public SpoolWriter {
   std::string late_section_;           // its new_section, written by flush_and_sync()
   std::string late_envelope_;          // of replace_envelope(): the file is then version 3
   std::string late_folder_;            // "folder <field>\n" of set_folder(): version 3 too
+  std::string late_tls_optional_;      // "tls_optional 1\n" of set_tls_optional(): version 3
   bool held_ = false;                  // mark_held(): state/<id> says "held" before publish()
   State state_ = State::kOpen;
   SpoolError error_;

@@ -68,6 +68,10 @@ struct StoredMessage {
   // files into it only when the mailbox owner has made it, else into INBOX; a sender must
   // not be able to create folders.
   bool folder_if_exists = false;
+  // "TLS-Required: No" (RFC 8689 §3) from one of our authenticated senders, on a message sent
+  // without REQUIRETLS (SpoolWriter::set_tls_optional): the sender asks that the recipient
+  // domain's TLS policy (DANE, MTA-STS, the learned memory) not hold the message back.
+  bool tls_optional = false;
   std::int64_t received_unix = 0;  // when it was accepted
   // Found in the spool at start-up: a delivery may have completed before a crash, so a
   // deliverer must look harder for an earlier copy (Maildir: also scan cur/).
@@ -97,6 +101,7 @@ class Spool;
 //   [replace_header_section(original_length, fields)]  once, with the final header block
 //   [replace_envelope(sender, recipients)]             a check changed the envelope
 //   [set_folder(folder)]                               a check chose a Maildir folder
+//   [set_tls_optional(true)]                           "TLS-Required: No" is honoured
 //   [mark_held()]                                      a check held the message
 //   commit() (or the GroupCommitter steps)
 // The two late calls may come in either order and be repeated; nothing already on disk is
@@ -150,6 +155,10 @@ class SpoolWriter {
   // the last call wins, "" cancels. Refused like replace_header_section() (the writer is
   // unchanged) unless Spool::is_valid_folder(folder) or folder is "".
   virtual base::Expected<base::Ok, SpoolError> set_folder(std::string_view folder) = 0;
+  // The sender's "TLS-Required: No" is to be honoured (StoredMessage::tls_optional). Held and
+  // written after the content like set_folder() (the file is then version 3); the last call
+  // wins, false cancels.
+  virtual base::Expected<base::Ok, SpoolError> set_tls_optional(bool optional) = 0;
   // The message is held (queue::Scheduler delivers it only once released): flush_and_sync()
   // writes state/<id> = "held" and fsyncs it and state/ after the message and before
   // publish(), so a message in queue/ is never seen without its hold. abort() removes it.

@@ -3,7 +3,8 @@
 // RFC 5321 (sequencing §3.3, §4.1.4; replies §4.2; HELO fallback §3.2), RFC 2033 (LMTP: LHLO,
 // one reply per accepted recipient after the data), RFC 2920 (PIPELINING), RFC 3207
 // (STARTTLS), RFC 4954 / RFC 4616 (AUTH PLAIN, and LOGIN), RFC 1870 (SIZE), RFC 6152
-// (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3461 (RET, ENVID, NOTIFY, ORCPT), RFC 2034 / 3463.
+// (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3461 (RET, ENVID, NOTIFY, ORCPT), RFC 2034 / 3463,
+// RFC 8689 (REQUIRETLS passed on; never sent without TLS and the server's REQUIRETLS).
 //
 // Invariants:
 // - State kWaiting ⇔ expected_ holds at least one reply we wait for; replies are matched to
@@ -503,6 +504,8 @@ struct ClientSession::Impl {
         capabilities_.smtputf8 = true;
       } else if (equals_ignoring_case(keyword, "DSN")) {
         capabilities_.dsn = true;
+      } else if (equals_ignoring_case(keyword, "REQUIRETLS")) {
+        capabilities_.requiretls = true;
       } else if (equals_ignoring_case(keyword, "CHUNKING")) {
         capabilities_.chunking = true;
       } else if (equals_ignoring_case(keyword, "ENHANCEDSTATUSCODES")) {
@@ -646,6 +649,15 @@ struct ClientSession::Impl {
     } else if (envelope.smtputf8 && !capabilities_.smtputf8) {
       // RFC 6531 §3.4: without the extension the message cannot be sent as is.
       refusal = synthetic(553, "5.6.7", "SMTPUTF8 not supported by the server");
+    } else if (envelope.require_tls && !envelope.reverse_path.empty() &&
+               config.protocol == ClientProtocol::kSmtp &&
+               (!tls_active_ || !capabilities_.requiretls)) {
+      // RFC 8689 §4.2.1: a REQUIRETLS message goes on only inside TLS, to a server whose EHLO
+      // there says REQUIRETLS (the host checks the certificate before; this is the last guard
+      // against a downgrade). A bounce (null reverse path) is not held back (RFC 8689 §5); an
+      // LMTP server is the final hop.
+      refusal = tls_active_ ? synthetic(550, "5.7.30", "REQUIRETLS not supported by the server")
+                            : synthetic(550, "5.7.10", "REQUIRETLS needs TLS, not active");
     } else if (envelope.body == BodyType::kBinaryMime) {
       // XXX: BINARYMIME needs BDAT (RFC 3030 §3); this client sends DATA only.
       refusal = synthetic(554, "5.6.1", "BINARYMIME content needs BDAT, which we do not send");
@@ -702,6 +714,9 @@ struct ClientSession::Impl {
       line.append(" BODY=8BITMIME");
     }
     if (envelope.smtputf8) line.append(" SMTPUTF8");  // only reached when offered
+    // RFC 8689 §4.2.1: the option goes on with the message, in TLS to a server that offers it
+    // (a bounce of a REQUIRETLS message too, where the server does; RFC 8689 §5).
+    if (envelope.require_tls && tls_active_ && capabilities_.requiretls) line.append(" REQUIRETLS");
     if (capabilities_.dsn) {
       if (envelope.dsn_return == DsnReturn::kFull) line.append(" RET=FULL");
       if (envelope.dsn_return == DsnReturn::kHeaders) line.append(" RET=HDRS");

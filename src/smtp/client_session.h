@@ -105,6 +105,7 @@ struct ClientConfig {
 struct ServerCapabilities {
   bool esmtp = false, starttls = false, pipelining = false, eightbitmime = false, smtputf8 = false,
        dsn = false, chunking = false, enhanced_status_codes = false;
+  bool requiretls = false;                   // REQUIRETLS (RFC 8689 §2)
   bool size = false;                         // SIZE announced, with or without a limit
   std::uint64_t size_limit = 0;              // SIZE n (RFC 1870); 0: none announced
   std::vector<std::string> auth_mechanisms;  // upper case

@@ -37,6 +37,9 @@ struct Envelope {
   std::optional<std::uint64_t> declared_size;  // SIZE= of RFC 1870
   DsnReturn dsn_return = DsnReturn::kUnspecified;
   std::string envelope_id;  // ENVID= (decoded xtext), empty if absent
+  // REQUIRETLS on MAIL (RFC 8689 §2): every hop onwards must be verified TLS to a server that
+  // advertises REQUIRETLS, else the message is returned (docs/architecture.md "REQUIRETLS").
+  bool require_tls = false;
   // AUTH= of RFC 4954 §5: the decoded mailbox the client says submitted the message, or
   // "<>"; empty if absent. "<>" whatever was given when the session is not authenticated
   // (§5: the server "MUST behave as if the AUTH=<> parameter was supplied").

@@ -3,6 +3,7 @@
 // RFC 5321 (commands, sequencing, replies, limits), RFC 1870 (SIZE), RFC 6152 (8BITMIME),
 // RFC 2034 / RFC 3463 (enhanced status codes), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING,
 // BINARYMIME), RFC 3207 (STARTTLS), RFC 3461 (DSN parameters), RFC 6531 (SMTPUTF8),
+// RFC 8689 (REQUIRETLS: advertised and taken inside TLS only),
 // RFC 3848 (with-protocol names), RFC 4954 (AUTH: the framing of the SASL exchange; the
 // mechanisms run in the host). Loop detection (RFC 5321 §6.3) is a check of the host's
 // pipeline (intake/loop_check.h), not the session's.
@@ -219,6 +220,7 @@ struct ServerSession::Impl {
     envelope_.declared_size.reset();
     envelope_.dsn_return = DsnReturn::kUnspecified;
     envelope_.envelope_id.clear();
+    envelope_.require_tls = false;
     envelope_.auth.clear();
     envelope_.authenticated = false;
   }
@@ -540,7 +542,12 @@ struct ServerSession::Impl {
     scratch_.assign(config.hostname);
     scratch_.append("\nPIPELINING\nSIZE ");
     append_number(scratch_, config.limits.max_message_size);
-    scratch_.append("\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nCHUNKING\nBINARYMIME\nDSN");
+    scratch_.append("\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nCHUNKING\nBINARYMIME");
+    // RFC 8689 §2: REQUIRETLS is a promise to carry the message on over verified TLS only; it
+    // is offered inside TLS only (implicit, or after STARTTLS), as the MAIL option is taken
+    // only there.
+    if (tls_active_) scratch_.append("\nREQUIRETLS");
+    scratch_.append("\nDSN");
     // RFC 3207 §4.2: "The server MUST NOT return the STARTTLS extension in response to an
     // EHLO command received after a TLS handshake has completed."
     if (!tls_active_ && config.tls_mode != TlsMode::kImplicit && config.tls_mode != TlsMode::kNone)
@@ -622,6 +629,7 @@ struct ServerSession::Impl {
     DsnReturn dsn_return = DsnReturn::kUnspecified;
     bool has_envid = false;
     bool has_auth = false;
+    bool require_tls = false;
     envid_scratch_.clear();
     auth_scratch_.clear();
     std::string_view parameters = split->parameters;
@@ -693,6 +701,19 @@ struct ServerSession::Impl {
           return;
         }
         has_auth = true;
+      } else if (equals_ignoring_case(key, "REQUIRETLS")) {
+        // RFC 8689 §2: "REQUIRETLS" has no value, and may be given only in a session that
+        // employs TLS. Outside TLS the extension is not advertised: RFC 5321 §4.1.1.11's 555
+        // for a parameter not implemented here, with RFC 8689's 5.7.10 "encryption needed".
+        if (!tls_active_) {
+          error_reply(555, "5.7.10", "REQUIRETLS is only accepted inside TLS (STARTTLS first)");
+          return;
+        }
+        if (has_value || require_tls) {
+          error_reply(501, "5.5.4", "Invalid REQUIRETLS parameter");
+          return;
+        }
+        require_tls = true;
       } else {
         unknown_parameter_reply();
         return;
@@ -739,7 +760,7 @@ struct ServerSession::Impl {
       reply(451, "4.7.1", "Too many messages from this user, try again later");
       return;
     }
-    pending_mail_ = PendingMail{body, smtputf8, size, dsn_return, has_auth};
+    pending_mail_ = PendingMail{body, smtputf8, size, dsn_return, has_auth, require_tls};
     if (ask_host(CheckStage::kMail, path->mailbox)) return;
     accept_mail(path->mailbox);
   }
@@ -752,6 +773,7 @@ struct ServerSession::Impl {
     std::optional<std::uint64_t> size;
     DsnReturn dsn_return = DsnReturn::kUnspecified;
     bool has_auth = false;
+    bool require_tls = false;
   };
 
   void accept_mail(std::string_view reverse_path) {
@@ -763,6 +785,7 @@ struct ServerSession::Impl {
     envelope_.declared_size = pending_mail_.size;
     envelope_.dsn_return = pending_mail_.dsn_return;
     envelope_.envelope_id.assign(envid_scratch_);
+    envelope_.require_tls = pending_mail_.require_tls;
     envelope_.authenticated = authenticated_;
     // RFC 4954 §5: "if the client is not authenticated, [the server] MUST behave as if
     // the AUTH=<> parameter was supplied."

@@ -163,6 +163,10 @@ void append_json_entry(std::string& out, const queue::QueueEntryView& entry, std
   append_json_number(out, "attempts", static_cast<std::int64_t>(entry.attempts));
   out += ',';
   append_json_time(out, "next_attempt_unix", entry.next_attempt_unix);
+  out += ",\"requiretls\":";
+  out += entry.require_tls ? "true" : "false";
+  out += ",\"tls_optional\":";
+  out += entry.tls_optional ? "true" : "false";
   out += ",\"recipients\":[";
   bool first = true;
   for (const queue::QueueRecipientView& r : entry.recipients) {
@@ -269,6 +273,9 @@ std::string show_answer(const queue::QueueEntryView& entry, const QueueArguments
   if (entry.state == "deferred") {
     out += "next attempt in: " + std::to_string(entry.next_attempt_unix - now_unix) + "s\n";
   }
+  // RFC 8689: REQUIRETLS on MAIL, or the sender's "TLS-Required: No" (shown only when set).
+  if (entry.require_tls) out += "requiretls: yes\n";
+  if (entry.tls_optional) out += "tls_optional: yes\n";
   for (const queue::QueueRecipientView& r : entry.recipients) {
     out += "recipient: <" + terminal_safe(r.address) + "> " + r.state +
            (r.detail.empty() ? "" : ": " + terminal_safe(r.detail)) + "\n";

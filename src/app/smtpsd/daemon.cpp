@@ -151,7 +151,8 @@ base::Expected<std::unique_ptr<TlsReporter>, std::string> make_tls_reporter(
     options.keys = std::move(keys.value());
   }
   return std::make_unique<TlsReporter>(std::move(options), std::move(resolver),
-                                       spool_report_enqueue(spool, scheduler, "a TLS report"),
+                                       spool_report_enqueue(spool, scheduler, "a TLS report",
+                                                            /*tls_optional=*/true),
                                        std::move(counts));
 }
 

@@ -11,10 +11,10 @@
 namespace app {
 
 ReportEnqueue spool_report_enqueue(queue::Spool& spool, queue::Scheduler& scheduler,
-                                   std::string what) {
-  return [&spool, &scheduler, what = std::move(what)](const std::string& sender,
-                                                      const std::vector<std::string>& recipients,
-                                                      const std::string& content) {
+                                   std::string what, bool tls_optional) {
+  return [&spool, &scheduler, what = std::move(what), tls_optional](
+             const std::string& sender, const std::vector<std::string>& recipients,
+             const std::string& content) {
     smtp::Envelope envelope;
     envelope.helo = "localhost";
     envelope.esmtp = true;
@@ -26,6 +26,7 @@ ReportEnqueue spool_report_enqueue(queue::Spool& spool, queue::Scheduler& schedu
     auto writer = spool.begin_with_id(id, envelope, base::unix_now());
     base::Expected<base::Ok, queue::SpoolError> done =
         writer ? writer.value()->append(content) : base::unexpected(writer.error());
+    if (done && tls_optional) done = writer.value()->set_tls_optional(true);
     if (done) done = writer.value()->commit();
     if (!done) {
       obs::Log("error", obs::Level::kError)

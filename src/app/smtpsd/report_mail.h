@@ -25,8 +25,10 @@ using ReportEnqueue =
 
 // Into spool, then handed to scheduler; `what` names the report in the error line
 // ("a DMARC report"). The envelope is an authenticated local one (it is our own mail).
+// tls_optional: delivered even when the destination's TLS policy fails (a TLS report must
+// reach a domain whose TLS is broken, RFC 8460 §5.3), as `TLS-Required: No` does.
 ReportEnqueue spool_report_enqueue(queue::Spool& spool, queue::Scheduler& scheduler,
-                                   std::string what);
+                                   std::string what, bool tls_optional = false);
 
 // message with a DKIM-Signature field per key on top; unchanged without keys.
 std::string with_dkim_signatures(

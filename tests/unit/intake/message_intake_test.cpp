@@ -329,6 +329,47 @@ TEST_F(MessageIntakeTest, AFolderIsStoredWithTheMessage) {
   EXPECT_EQ(spool_->load(*committed)->folder, "");
 }
 
+// RFC 8689 §3, §4.1: "TLS-Required: No" is recorded for delivery when one of our
+// authenticated senders wrote it and did not give REQUIRETLS; anyone else's is kept in the
+// message and ignored. No check is needed for the header section to be looked at.
+TEST_F(MessageIntakeTest, TlsRequiredNoCountsOnlyFromAuthenticatedSendersWithoutRequireTls) {
+  struct Case {
+    bool authenticated;
+    bool require_tls;
+    std::string message;
+    bool recorded;
+  };
+  const std::string no = "From: a@client.example\r\nTLS-Required:  no \r\n\r\nbody\r\n";
+  const std::vector<Case> cases = {
+      {true, false, no, true},
+      {true, false, "tls-required: No\r\n", true},  // all header section, no body
+      {false, false, no, false},                    // port 25, anyone
+      {true, true, no, false},                      // REQUIRETLS wins (RFC 8689 §4.1)
+      {true, false, "Subject: TLS-Required: No\r\n\r\nTLS-Required: No\r\n", false},
+      {true, false, "TLS-Required: No\r\nTLS-Required: Yes\r\n\r\nb\r\n", false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.message);
+    envelope_.authenticated = c.authenticated;
+    envelope_.require_tls = c.require_tls;
+    Pipeline none;
+    MessageIntake intake(*spool_, none, facts());
+    ASSERT_FALSE(intake.begin(start()));
+    for (std::size_t at = 0; at < c.message.size(); at += 3)
+      ASSERT_FALSE(intake.append(std::string_view(c.message).substr(at, 3)));
+    intake.end_of_content();
+    ASSERT_FALSE(intake.apply(Verdict::pass()));
+    EXPECT_EQ(intake.tls_optional(), c.recorded);
+    auto committed = intake.committed(intake.writer()->commit());
+    ASSERT_TRUE(committed);
+    auto stored = spool_->load(*committed);
+    ASSERT_TRUE(stored) << stored.error().message;
+    EXPECT_EQ(stored->tls_optional, c.recorded);
+    EXPECT_EQ(stored->envelope.require_tls, c.require_tls);
+    EXPECT_TRUE(content_of(*committed).ends_with(c.message));  // the field is kept as written
+  }
+}
+
 // A hold: committed like any message (the client gets its 250), with state/<id> saying
 // "held" before the file reaches queue/, so the scheduler never sees it unheld.
 TEST_F(MessageIntakeTest, AHeldMessageIsCommittedWithItsHold) {

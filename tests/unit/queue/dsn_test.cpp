@@ -353,6 +353,25 @@ TEST(DsnTest, RetHeadersReturnsHeadersOnly) {
   EXPECT_EQ(parse(build_dsn(request).content).parts[2].body, kOriginal);
 }
 
+// RFC 8689 §5: the notice of a REQUIRETLS message returns the headers only, even with
+// RET=FULL, and is sent with REQUIRETLS itself.
+TEST(DsnTest, ARequireTlsMessageGetsHeadersOnlyAndARequireTlsNotice) {
+  DsnRequest request = failure_request();
+  request.ret = smtp::DsnReturn::kFull;
+  request.require_tls = true;
+  const DsnMessage dsn = build_dsn(request);
+  const Parsed parsed = parse(dsn.content);
+  ASSERT_EQ(parsed.parts.size(), 3u);
+  EXPECT_EQ(field(parsed.parts[2].headers, "Content-Type"), "text/rfc822-headers");
+  EXPECT_EQ(parsed.parts[2].body, kOriginalHeaders);
+  EXPECT_TRUE(dsn.envelope.require_tls);
+  EXPECT_EQ(dsn.envelope.reverse_path, "");
+  request.require_tls = false;
+  const DsnMessage plain = build_dsn(request);
+  EXPECT_EQ(parse(plain.content).parts[2].body, kOriginal);
+  EXPECT_FALSE(plain.envelope.require_tls);
+}
+
 TEST(DsnTest, OversizedReturnsHeadersOnly) {
   DsnRequest request = failure_request();
   request.ret = smtp::DsnReturn::kFull;

@@ -220,6 +220,79 @@ TEST_F(SpoolTest, AnAuthenticatedSessionIsRememberedAndAnUnauthenticatedOneWrite
   EXPECT_EQ(text.find("authenticated"), std::string::npos);  // files stay as they were
 }
 
+TEST_F(SpoolTest, RequireTlsIsRememberedAndAFileWithoutItWritesNoLine) {
+  smtp::Envelope envelope = full_envelope();
+  envelope.require_tls = true;
+  std::string id = commit_message(envelope, "body\r\n");
+  auto loaded = spool_->load(id);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_TRUE(loaded->envelope.require_tls);
+  EXPECT_NE(read_file(dir_ + "/queue/" + id).find("\nrequiretls 1\n"), std::string::npos);
+
+  envelope.require_tls = false;
+  id = commit_message(envelope, "body\r\n");
+  loaded = spool_->load(id);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_FALSE(loaded->envelope.require_tls);
+  // Files without REQUIRETLS are as before (and older files, which never have the line, load).
+  EXPECT_EQ(read_file(dir_ + "/queue/" + id).find("requiretls"), std::string::npos);
+
+  // A bad value or a repeat is a corrupt file.
+  for (std::string_view bad : {"requiretls 0\n", "requiretls 1\nrequiretls 1\n"}) {
+    std::string file = read_file(dir_ + "/queue/" + id);
+    file.insert(file.find("recipients "), bad);
+    EXPECT_FALSE(parse_spool_file(id, file, file.size())) << bad;
+  }
+}
+
+TEST_F(SpoolTest, TlsOptionalIsStoredAfterTheContentAndLoaded) {
+  const std::string content = "TLS-Required: No\r\nSubject: s\r\n\r\nbody\r\n";
+  for (int variant = 0; variant < 3; ++variant) {  // alone, with a folder, with a new envelope
+    SCOPED_TRACE(variant);
+    auto writer = spool_->begin(full_envelope(), 1700000000);
+    ASSERT_TRUE(writer);
+    ASSERT_TRUE((*writer)->append(content));
+    ASSERT_TRUE((*writer)->set_tls_optional(true));
+    if (variant == 1) {
+      ASSERT_TRUE((*writer)->set_folder("Junk"));
+    }
+    if (variant == 2) {
+      ASSERT_TRUE((*writer)->replace_envelope("s@example.org", {{"r@example.org", "", ""}}));
+    }
+    ASSERT_TRUE((*writer)->commit());
+    const std::string id = (*writer)->id();
+    const std::string file = read_file(dir_ + "/queue/" + id);
+    EXPECT_TRUE(file.starts_with("smtpsd-spool 3\n")) << file.substr(0, 100);
+    EXPECT_TRUE(file.ends_with("\ntls_optional 1\n")) << file;
+    auto loaded = spool_->load(id);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_TRUE(loaded->tls_optional);
+    EXPECT_EQ(content_of(*loaded), content);
+    EXPECT_EQ(loaded->folder, variant == 1 ? "Junk" : "");
+    if (variant == 2) {
+      EXPECT_EQ(loaded->envelope.reverse_path, "s@example.org");
+    }
+    // Nothing may follow it, and its only value is 1.
+    std::string broken = file + "folder Junk\n";
+    EXPECT_FALSE(parse_spool_file(id, broken, broken.size()));
+    broken = file.substr(0, file.size() - 2) + "2\n";
+    EXPECT_FALSE(parse_spool_file(id, broken, broken.size()));
+  }
+  // Cancelled: a version 2 file without the line, loaded as not optional.
+  auto writer = spool_->begin(full_envelope(), 1700000000);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append(content));
+  ASSERT_TRUE((*writer)->set_tls_optional(true));
+  ASSERT_TRUE((*writer)->set_tls_optional(false));
+  ASSERT_TRUE((*writer)->commit());
+  const std::string file = read_file(dir_ + "/queue/" + (*writer)->id());
+  EXPECT_TRUE(file.starts_with("smtpsd-spool 2\n"));
+  EXPECT_EQ(file.find("tls_optional"), std::string::npos);
+  auto loaded = spool_->load((*writer)->id());
+  ASSERT_TRUE(loaded);
+  EXPECT_FALSE(loaded->tls_optional);
+}
+
 TEST_F(SpoolTest, NullSenderAndDefaultsRoundTrip) {
   smtp::Envelope envelope;
   envelope.helo = "-";

@@ -731,6 +731,52 @@ TEST_P(ClientSessionTest, DsnParametersAbsentWhenNotSupported) {
   EXPECT_EQ(take(), "MAIL FROM:<a@client.example>\r\nRCPT TO:<b@mx.example>\r\nDATA\r\n");
 }
 
+// RFC 8689 §4.2.1: REQUIRETLS goes on only inside TLS to a server that offers it; otherwise
+// the message is not sent at all (5.7.10 without TLS, 5.7.30 without the extension). A bounce
+// (null reverse path) goes either way (RFC 8689 §5), with the option where it is offered.
+TEST_P(ClientSessionTest, RequireTlsIsPassedOnOnlyInsideTlsToAServerThatOffersIt) {
+  ClientConfig in_tls = smtp_config();
+  in_tls.tls_active = true;
+  const std::string_view offered = "250-mx.example\r\n250-PIPELINING\r\n250 REQUIRETLS\r\n";
+  const std::string_view not_offered = "250-mx.example\r\n250 PIPELINING\r\n";
+  Envelope envelope = envelope_for({"b@mx.example"});
+  envelope.require_tls = true;
+  std::vector<std::size_t> indices = all_of(envelope);
+
+  establish(offered, in_tls);
+  EXPECT_TRUE(session().capabilities().requiretls);
+  session().send_message(envelope, indices, 10);
+  EXPECT_EQ(take(),
+            "MAIL FROM:<a@client.example> REQUIRETLS\r\nRCPT TO:<b@mx.example>\r\nDATA\r\n");
+
+  establish(not_offered, in_tls);
+  session().send_message(envelope, indices, 10);
+  EXPECT_EQ(take(), "");
+  EXPECT_EQ(session().next(), ClientEvent::kMessageDone);
+  EXPECT_EQ(summary_of(0), "550 5.7.30 REQUIRETLS not supported by the server");
+
+  establish(offered);  // no TLS: the keyword alone is not enough
+  session().send_message(envelope, indices, 10);
+  EXPECT_EQ(take(), "");
+  EXPECT_EQ(session().next(), ClientEvent::kMessageDone);
+  EXPECT_EQ(summary_of(0), "550 5.7.10 REQUIRETLS needs TLS, not active");
+
+  Envelope bounce = envelope;
+  bounce.reverse_path.clear();
+  establish(not_offered);
+  session().send_message(bounce, indices, 10);
+  EXPECT_EQ(take(), "MAIL FROM:<>\r\nRCPT TO:<b@mx.example>\r\nDATA\r\n");
+  establish(offered, in_tls);
+  session().send_message(bounce, indices, 10);
+  EXPECT_EQ(take(), "MAIL FROM:<> REQUIRETLS\r\nRCPT TO:<b@mx.example>\r\nDATA\r\n");
+
+  // Without REQUIRETLS nothing changes, offered or not.
+  establish(offered, in_tls);
+  envelope.require_tls = false;
+  session().send_message(envelope, indices, 10);
+  EXPECT_EQ(take(), "MAIL FROM:<a@client.example>\r\nRCPT TO:<b@mx.example>\r\nDATA\r\n");
+}
+
 TEST_P(ClientSessionTest, LineBreaksInAddressesAreNeverSent) {
   establish(kEhloPipelining);
   Envelope envelope = envelope_for({"b@mx.example\r\nRCPT TO:<evil@x>", "c@mx.example"});

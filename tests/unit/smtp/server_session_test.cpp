@@ -793,6 +793,44 @@ TEST_P(SessionTest, StarttlsRightAfterTheGreetingStartsTls) {
   }
 }
 
+// RFC 8689 §2: REQUIRETLS is advertised, and taken on MAIL, only inside TLS.
+TEST_P(SessionTest, RequireTlsIsOfferedAndTakenInsideTlsOnly) {
+  start();
+  send("EHLO c\r\n");
+  EXPECT_FALSE(contains(host().output, "REQUIRETLS"));
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> REQUIRETLS\r\n"),
+            "555 5.7.10 REQUIRETLS is only accepted inside TLS (STARTTLS first)");
+  EXPECT_EQ(reply("STARTTLS\r\n"), "220 2.0.0 Ready to start TLS");
+  send("EHLO c\r\n");
+  EXPECT_TRUE(
+      contains(host().output.substr(host().output.rfind("250-mx.example")), "250-REQUIRETLS\r\n"));
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> REQUIRETLS=YES\r\n"),
+            "501 5.5.4 Invalid REQUIRETLS parameter");
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> REQUIRETLS requiretls\r\n"),
+            "501 5.5.4 Invalid REQUIRETLS parameter");
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> requiretls SMTPUTF8\r\n"), "250 2.1.0 Ok");
+  EXPECT_TRUE(host().session.envelope().require_tls);
+  EXPECT_TRUE(host().session.envelope().smtputf8);
+  reply("RSET\r\n");
+  EXPECT_FALSE(host().session.envelope().require_tls);
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok");
+  EXPECT_FALSE(host().session.envelope().require_tls);
+
+  // Implicit TLS offers it from the first EHLO; a session without TLS (local) never does.
+  config_.tls_mode = TlsMode::kImplicit;
+  host_ = std::make_unique<FakeHost>(config_);
+  host().session.tls_established(TlsInfo{"TLSv1.3", "TLS_AES_256_GCM_SHA384", "mx.example"});
+  host().start();
+  send("EHLO c\r\n");
+  EXPECT_TRUE(contains(host().output, "250-REQUIRETLS\r\n"));
+  EXPECT_EQ(reply("MAIL FROM:<a@b.example> REQUIRETLS\r\n"), "250 2.1.0 Ok");
+  config_.tls_mode = TlsMode::kNone;
+  start();
+  send("EHLO c\r\n");
+  EXPECT_FALSE(contains(host().output, "REQUIRETLS"));
+  EXPECT_TRUE(reply("MAIL FROM:<a@b.example> REQUIRETLS\r\n").starts_with("555 5.7.10 "));
+}
+
 TEST_P(SessionTest, StarttlsBeforeEhloStillNeedsItOffered) {
   config_.tls_mode = TlsMode::kImplicit;
   host_ = std::make_unique<FakeHost>(config_);
