@@ -21,12 +21,12 @@ import subprocess
 import time
 
 import needs
-from harness import ServerTestCase
+from harness import ServerTestCase, make_message
 from postfix import POSTFIX, Postfix
 from signed_zone import (ROOT_ADDRESS, NetworkNamespace, SignedRoot, ValidatingResolver,
                          available)
 from test_mx_lmtp import issue_certificate
-from test_onward import SMTPSCTL, submit
+from test_onward import SMTPSCTL, demo_password, submit
 
 DOMAINS = ("ee.example", "ta.example", "wrong.example", "bogus.example")
 
@@ -185,6 +185,28 @@ class Dane(ServerTestCase):
                                 ["policy-string"]), sorted(self.ee_records))
         local.wait_log(r"event=tls_report domain=wrong\.example to=demo@localhost sessions=1")
 
+        # REQUIRETLS (RFC 8689) rides on DANE: a DNSSEC-secure MX, a verified hop that
+        # offers it; and `TLS-Required: No` from our user gets past the broken DANE policy.
+        with local.smtps() as client:
+            client.login("demo@localhost", demo_password(local))
+            client.sendmail("demo@localhost", ["carol@ee.example"],
+                            make_message(subject="requiretls", sender="demo@localhost",
+                                         to="carol@ee.example"),
+                            mail_options=["REQUIRETLS"])
+            client.sendmail("demo@localhost", ["carol@wrong.example"],
+                            b"TLS-Required: No\r\n" + make_message(
+                                subject="tls-required-no", sender="demo@localhost",
+                                to="carol@wrong.example"))
+        remote.wait_delivered(2, "carol@ee.example")
+        local.wait_log(r"event=delivered id=\S+ rcpt=carol@ee\.example to=smtp requiretls=yes "
+                       r".*verified by DANE .* policy=dane")
+        self.assertTrue(any(b"Subject: tls-required-no" in m
+                            for m in remote.wait_delivered(1, "carol@wrong.example")))
+        local.wait_log(r"event=tls_required_no domain=wrong\.example ")
+        local.wait_log(r"event=delivered id=\S+ rcpt=carol@wrong\.example .* "
+                       r"policy=tls-required-no")
+        local.wait_log(r"event=deferred id=\S+ rcpt=carol@wrong\.example .*policy=dane")
+
         # The operator's way out for a destination with a broken policy: an exception that
         # ends, logged and counted; the deferred message then goes (opportunistic TLS).
         def smtpsctl(*args):
@@ -198,7 +220,7 @@ class Dane(ServerTestCase):
         self.assertRegex(smtpsctl("tls", "exceptions").stdout, r"^wrong\.example 7\d{3}s left\n$")
         self.assertIn("EXCEPTION until", self.tls_policy(local, "wrong.example"))
         smtpsctl("queue", "flush")
-        remote.wait_delivered(1, "carol@wrong.example")
+        remote.wait_delivered(2, "carol@wrong.example")
         local.wait_log(r"level=warning event=tls_exception domain=wrong\.example until=\d+ ")
         local.wait_log(r"event=delivered id=\S+ rcpt=carol@wrong\.example .* unverified .*"
                        r" policy=exception")
