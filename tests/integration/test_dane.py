@@ -287,12 +287,19 @@ class PostfixVerifiesOurTlsa(ServerTestCase):
                               "smtp_host_lookup = dns"])
         self.addCleanup(postfix.stop)
         postfix.start()
+        # Without a listening service, start() cannot see the master ready: its log can.
+        deadline = time.monotonic() + 60
+        while "daemon started" not in postfix.log():
+            if postfix.process.poll() is not None or time.monotonic() > deadline:
+                self.fail("the Postfix master did not start (exit "
+                          f"{postfix.process.poll()}): {postfix.master_errors()}")
+            time.sleep(0.1)
         for domain in ("dane-in.example", "wrong-in.example"):
             subprocess.run(["/usr/sbin/sendmail", "-C", postfix.config_dir, "-f",
                             "sender@localhost", f"carol@{domain}"],
                            input=f"Subject: to {domain}\n\nHello.\n".encode(), check=True)
-        receiver.wait_delivered(1, "carol@dane-in.example", timeout=30)
-        deadline = time.monotonic() + 30
+        receiver.wait_delivered(1, "carol@dane-in.example", timeout=60)
+        deadline = time.monotonic() + 60
         while "status=deferred" not in postfix.log() and time.monotonic() < deadline:
             time.sleep(0.1)
         log = postfix.log()
