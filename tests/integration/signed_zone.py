@@ -53,14 +53,58 @@ def available():
     return os.path.exists(NAMED) and all(shutil.which(tool) for tool in TOOLS)
 
 
-class SignedRoot:
+class NamedProcess:
+    """One named of the test's own, its log in <dir>/named.log; stop() ends it (and removes
+    the directory when it made it)."""
+
+    def __init__(self, directory, prefix):
+        self.own_directory = directory is None
+        self.dir = directory or tempfile.mkdtemp(prefix=prefix)
+        self.process = None
+
+    def run_named(self, conf, command_prefix=(), timeout=15.0):
+        """Starts named on conf; True once it logs "running" (its zones loaded and sockets
+        listening: read from the log, so that it works from outside a network namespace)."""
+        with open(os.path.join(self.dir, "named.log"), "ab") as log:
+            self.process = subprocess.Popen(list(command_prefix) + [NAMED, "-g", "-n", "1",
+                                                                    "-c", conf],
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            if re.search(r"^\S+ \S+ running$", self.log(), re.M):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "named.log"), errors="replace") as log:
+                return log.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        if self.process is not None:
+            end_process(self.process, timeout=5)
+            self.process = None
+        if self.own_directory:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+class SignedRoot(NamedProcess):
     def __init__(self, records, bogus=None, listen=("127.0.0.1",), port=None, directory=None,
                  namespace=None):
-        self.own_directory = directory is None
+        super().__init__(directory, "smtpsd-signed-")
         self.namespace = namespace
-        self.dir = directory or tempfile.mkdtemp(prefix="smtpsd-signed-")
         self.listen = list(listen)
-        self.process = None
         self.port = None
         self.server = None
         try:
@@ -133,16 +177,10 @@ zone "." {{ type primary; file "{os.path.join(self.dir, 'root.signed')}"; }};
         return conf
 
     def _start(self, port):
-        log_path = os.path.join(self.dir, "named.log")
         for _ in range(5):
             chosen = port or free_port()
             conf = self._configuration(chosen)
-            with open(log_path, "ab") as log:
-                prefix = self.namespace.prefix() if self.namespace else []
-                self.process = subprocess.Popen(prefix + [NAMED, "-g", "-n", "1", "-c", conf],
-                                                stdin=subprocess.DEVNULL, stdout=log,
-                                                stderr=log)
-            if self._wait_ready(chosen):
+            if self.run_named(conf, self.namespace.prefix() if self.namespace else ()):
                 self.port = chosen
                 self.server = f"{self.listen[0]}:{chosen}"
                 return
@@ -150,51 +188,18 @@ zone "." {{ type primary; file "{os.path.join(self.dir, 'root.signed')}"; }};
             self.process = None
             text = self.log()
             if port or "address in use" not in text:
-                raise RuntimeError(f"named did not start; its log ({log_path}):\n{text}")
+                raise RuntimeError(f"named did not start; its log ({self.dir}/named.log):\n{text}")
         raise RuntimeError("named found no free port")
 
-    def _wait_ready(self, port, timeout=15.0):
-        # named logs "running" once its zones are loaded and its sockets listen (the log is
-        # read, not a query sent, so that this works from outside a network namespace too).
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            if re.search(r"^\S+ \S+ running$", self.log(), re.M):
-                return True
-            time.sleep(0.05)
-        return False
 
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "named.log"), errors="replace") as log:
-                return log.read()
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        if self.process is not None:
-            end_process(self.process, timeout=5)
-            self.process = None
-        if self.own_directory:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.stop()
-
-
-class ValidatingResolver:
+class ValidatingResolver(NamedProcess):
     """A second named, recursive and validating, for clients that trust the AD bit of
     /etc/resolv.conf's server (Postfix's DANE): it starts from a root hint that names the
     SignedRoot at root_address and validates with that root's trust anchor. Listens on
     listen:53 in `namespace` (where port 53 is the test's own)."""
 
     def __init__(self, trust_anchor, namespace, root_address=ROOT_ADDRESS, listen="127.0.0.1"):
-        self.dir = tempfile.mkdtemp(prefix="smtpsd-resolver-")
-        self.process = None
+        super().__init__(None, "smtpsd-resolver-")
         try:
             with open(trust_anchor) as anchor:
                 flags, protocol, algorithm, *key = anchor.read().split("DNSKEY", 1)[1].split()
@@ -218,32 +223,11 @@ controls {{ }};
 trust-anchors {{ "." static-key {flags} {protocol} {algorithm} "{''.join(key)}"; }};
 zone "." {{ type hint; file "{os.path.join(self.dir, 'root.hints')}"; }};
 """)
-            log_path = os.path.join(self.dir, "named.log")
-            with open(log_path, "ab") as log:
-                self.process = subprocess.Popen(namespace.prefix() + [NAMED, "-g", "-n", "1",
-                                                                      "-c", conf],
-                                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-            deadline = time.monotonic() + 15
-            while not re.search(r"^\S+ \S+ running$", self.log(), re.M):
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the validating named did not start:\n{self.log()}")
-                time.sleep(0.05)
+            if not self.run_named(conf, namespace.prefix()):
+                raise RuntimeError(f"the validating named did not start:\n{self.log()}")
         except BaseException:
             self.stop()
             raise
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "named.log"), errors="replace") as log:
-                return log.read()
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        if self.process is not None:
-            end_process(self.process, timeout=5)
-            self.process = None
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class NetworkNamespace:

@@ -110,6 +110,15 @@ delivery::OutboundOptions outbound_options(const config::Config& config) {
   return options;
 }
 
+// The DKIM keys of a reporting address's domain when it is one of ours with keys: reports
+// are signed like our users' mail.
+base::Expected<std::vector<std::shared_ptr<const mailauth::DkimSigningKey>>, std::string>
+report_signing_keys(const config::Config& config, const std::string& from) {
+  const config::Domain* domain = config.find_domain(from.substr(from.rfind('@') + 1));
+  if (domain == nullptr) return std::vector<std::shared_ptr<const mailauth::DkimSigningKey>>{};
+  return dkim_keys_of(config, *domain);
+}
+
 // The DMARC aggregate reporter of [dmarc_reports]: its reports are spooled and queued like a
 // DSN, signed with the keys of the `from` domain when it has some.
 base::Expected<std::unique_ptr<DmarcReporter>, std::string> make_dmarc_reporter(
@@ -122,12 +131,9 @@ base::Expected<std::unique_ptr<DmarcReporter>, std::string> make_dmarc_reporter(
   options.from = settings.from;
   options.receiver = config.hostname;
   options.interval = settings.interval;
-  const std::string from_domain = settings.from.substr(settings.from.rfind('@') + 1);
-  if (const config::Domain* domain = config.find_domain(from_domain)) {
-    auto keys = dkim_keys_of(config, *domain);
-    if (!keys) return base::unexpected(keys.error());
-    options.keys = std::move(keys.value());
-  }
+  auto keys = report_signing_keys(config, settings.from);
+  if (!keys) return base::unexpected(keys.error());
+  options.keys = std::move(keys.value());
   auto enqueue = spool_report_enqueue(spool, scheduler, "a DMARC report");
   return std::make_unique<DmarcReporter>(std::move(options), std::move(resolver), enqueue);
 }
@@ -144,12 +150,9 @@ base::Expected<std::unique_ptr<TlsReporter>, std::string> make_tls_reporter(
   options.from = settings.from;
   options.submitter = config.hostname;
   options.interval = settings.interval;
-  const std::string from_domain = settings.from.substr(settings.from.rfind('@') + 1);
-  if (const config::Domain* domain = config.find_domain(from_domain)) {
-    auto keys = dkim_keys_of(config, *domain);
-    if (!keys) return base::unexpected(keys.error());
-    options.keys = std::move(keys.value());
-  }
+  auto keys = report_signing_keys(config, settings.from);
+  if (!keys) return base::unexpected(keys.error());
+  options.keys = std::move(keys.value());
   return std::make_unique<TlsReporter>(std::move(options), std::move(resolver),
                                        spool_report_enqueue(spool, scheduler, "a TLS report",
                                                             /*tls_optional=*/true),

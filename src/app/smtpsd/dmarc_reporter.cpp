@@ -176,23 +176,12 @@ std::string DmarcReporter::report_of(const std::string& policy_domain,
 }
 
 void DmarcReporter::start() {
-  thread_ = std::thread([this] {
-    std::unique_lock lock(stop_mutex_);
-    while (!stop_wake_.wait_for(lock, options_.interval, [this] { return stopping_; })) {
-      lock.unlock();
-      send_reports();
-      lock.lock();
-    }
-  });
+  poller_ = std::make_unique<base::PollingThread>();
+  poller_->start(options_.interval, [this] { send_reports(); });
 }
 
 void DmarcReporter::stop() {
-  {
-    std::lock_guard lock(stop_mutex_);
-    stopping_ = true;
-  }
-  stop_wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  poller_.reset();  // a report under way finishes first
 }
 
 }  // namespace app

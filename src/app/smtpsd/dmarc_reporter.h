@@ -13,15 +13,14 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "app/smtpsd/report_mail.h"
+#include "base/polling_thread.h"
 #include "dns/resolver.h"
 #include "mailauth/dmarc_report.h"
 
@@ -65,10 +64,7 @@ class DmarcReporter {
   Enqueue enqueue_;
   std::mutex file_mutex_;  // the current file
   std::int64_t current_begin_ = 0;
-  std::mutex stop_mutex_;
-  std::condition_variable stop_wake_;
-  bool stopping_ = false;
-  std::thread thread_;
+  std::unique_ptr<base::PollingThread> poller_;  // gone once stopped
   unsigned sequence_ = 0;
 };
 

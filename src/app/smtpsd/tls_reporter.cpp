@@ -141,24 +141,14 @@ void TlsReporter::send_reports() {
 }
 
 void TlsReporter::start() {
-  thread_ = std::thread([this] {
-    std::unique_lock lock(stop_mutex_);
-    while (!stop_wake_.wait_for(lock, options_.interval, [this] { return stopping_; })) {
-      lock.unlock();
-      send_reports();
-      lock.lock();
-    }
-  });
+  poller_ = std::make_unique<base::PollingThread>();
+  poller_->start(options_.interval, [this] { send_reports(); });
 }
 
 void TlsReporter::stop() {
-  {
-    std::lock_guard lock(stop_mutex_);
-    if (stopped_) return;
-    stopped_ = stopping_ = true;
-  }
-  stop_wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (stopped_) return;
+  stopped_ = true;
+  poller_.reset();  // a report under way finishes first
   const std::string lines = counts_->lines();
   if (lines.empty()) return;
   const std::string path = options_.directory + "/current.counts";

@@ -12,14 +12,12 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "app/smtpsd/report_mail.h"
+#include "base/polling_thread.h"
 #include "delivery/tls_report.h"
 #include "dns/resolver.h"
 
@@ -53,12 +51,9 @@ class TlsReporter {
   ReportEnqueue enqueue_;
   std::shared_ptr<delivery::TlsReportCounts> counts_;
   std::int64_t begin_ = 0;  // of the current period
-  std::mutex stop_mutex_;
-  std::condition_variable stop_wake_;
-  bool stopping_ = false;
-  bool stopped_ = false;
-  std::thread thread_;
   unsigned sequence_ = 0;
+  bool stopped_ = false;
+  std::unique_ptr<base::PollingThread> poller_;  // gone once stopped
 };
 
 }  // namespace app
