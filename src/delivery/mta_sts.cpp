@@ -17,6 +17,7 @@
 
 #include "base/ascii.h"
 #include "base/clock.h"
+#include "delivery/pinned_https.h"
 
 namespace delivery {
 namespace {
@@ -28,11 +29,6 @@ std::chrono::milliseconds remaining(std::chrono::steady_clock::time_point deadli
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
       deadline - std::chrono::steady_clock::now());
   return std::max(left, std::chrono::milliseconds(0));
-}
-
-std::once_flag curl_once;
-void initialise_curl() {
-  std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
 struct Body {
@@ -56,25 +52,6 @@ StsFetchError fetch_error(StsFailure failure, std::string detail) {
   return StsFetchError{failure, std::move(detail)};
 }
 
-// The addresses of the policy host, from our resolver only (A, then AAAA).
-std::vector<std::string> addresses_of(dns::Resolver& resolver, const std::string& host,
-                                      std::chrono::steady_clock::time_point deadline,
-                                      std::string& why) {
-  std::vector<std::string> addresses;
-  for (dns::Type type : {dns::Type::kA, dns::Type::kAaaa}) {
-    const auto left = remaining(deadline);
-    if (left.count() == 0) break;
-    dns::AnswerPtr answer = resolver.lookup_and_wait(host, type, left);
-    if (answer->status == dns::Status::kOk) {
-      addresses.insert(addresses.end(), answer->addresses.begin(), answer->addresses.end());
-    } else {
-      why += std::string(why.empty() ? "" : ", ") + std::string(dns::to_string(type)) + ": " +
-             std::string(dns::to_string(answer->status));
-    }
-  }
-  return addresses;
-}
-
 bool is_text_plain(const char* content_type) {
   if (content_type == nullptr) return false;
   std::string_view type(content_type);
@@ -85,11 +62,6 @@ bool is_text_plain(const char* content_type) {
     type.remove_prefix(1);
   return base::equals_ignoring_case(type, "text/plain");
 }
-
-struct CurlDeleter {
-  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
 
 }  // namespace
 
@@ -125,7 +97,7 @@ base::Expected<std::string, StsFetchError> fetch_sts_policy(
   initialise_curl();
   const std::string host = "mta-sts." + domain;
   std::string why;
-  const std::vector<std::string> addresses = addresses_of(resolver, host, deadline, why);
+  const std::vector<std::string> addresses = resolved_addresses(resolver, host, deadline, why);
   if (addresses.empty()) {
     return base::unexpected(fetch_error(
         StsFailure::kFetchError, host + ": no address" + (why.empty() ? "" : " (" + why + ")")));
@@ -139,35 +111,17 @@ base::Expected<std::string, StsFetchError> fetch_sts_policy(
   // §3.3: "https://mta-sts.<domain>/.well-known/mta-sts.txt"; another port only in tests.
   const std::string url = "https://" + host + (options.https_port == 443 ? "" : ":" + port) +
                           "/.well-known/mta-sts.txt";
-  // CURLOPT_RESOLVE pins the name to our resolver's answer: libcurl never asks the system.
-  std::string pinned = host + ":" + port + ":";
-  for (std::size_t i = 0; i < addresses.size(); ++i) {
-    const bool v6 = addresses[i].find(':') != std::string::npos;
-    pinned += (i ? "," : "") + (v6 ? "[" + addresses[i] + "]" : addresses[i]);
-  }
-  std::unique_ptr<curl_slist, CurlDeleter> resolve(curl_slist_append(nullptr, pinned.c_str()));
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
-  if (!curl || !resolve) {
+  // The name pinned to our resolver's answer (pinned_https.h): libcurl never asks the system;
+  // no redirect followed (§3.3: "MUST NOT follow" 3xx), PKIX for the name host (§3.3).
+  CurlList pins(nullptr);
+  CurlHandle curl = pinned_https_handle(url, host, options.https_port, addresses, options.ca_file,
+                                        timeout_ms, pins);
+  if (!curl) {
     return base::unexpected(fetch_error(StsFailure::kFetchError, "libcurl: out of memory"));
   }
   CURL* handle = curl.get();
   Body body{{}, options.max_policy_bytes, false};
   char error_text[CURL_ERROR_SIZE] = {};
-  curl_easy_setopt(handle, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(handle, CURLOPT_RESOLVE, resolve.get());
-  curl_easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "https");
-  curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 0L);  // §3.3: "MUST NOT follow" 3xx
-  curl_easy_setopt(handle, CURLOPT_PROXY, "");           // no proxy, whatever the environment
-  curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);        // worker threads: no SIGALRM
-  curl_easy_setopt(handle, CURLOPT_SSL_VERIFYPEER, 1L);  // §3.3: PKIX, for the name host
-  curl_easy_setopt(handle, CURLOPT_SSL_VERIFYHOST, 2L);
-  curl_easy_setopt(handle, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
-  if (!options.ca_file.empty()) {
-    curl_easy_setopt(handle, CURLOPT_CAINFO, options.ca_file.c_str());
-    curl_easy_setopt(handle, CURLOPT_CAPATH, nullptr);  // that file only, as for MX hosts
-  }
-  curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(handle, CURLOPT_MAXFILESIZE_LARGE,
                    static_cast<curl_off_t>(options.max_policy_bytes));
   curl_easy_setopt(handle, CURLOPT_USERAGENT, "smtpsd (MTA-STS)");
