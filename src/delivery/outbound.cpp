@@ -35,9 +35,12 @@ DeliveryResult temporary(std::string detail, std::string transport,
   return result;
 }
 
+// What the no-downgrade memory learns from a session: a certificate verified by the trust
+// store is "verified"; one authenticated by DANE proves only that TLS is there (the domain's
+// hosts without TLSA records need not have a CA's certificate, RFC 7672 §2.2).
 SeenTls achieved(const TlsOutcome& tls) {
   if (!tls.encrypted) return SeenTls::kNone;
-  return tls.verified ? SeenTls::kVerified : SeenTls::kEncrypted;
+  return tls.verified && !tls.dane ? SeenTls::kVerified : SeenTls::kEncrypted;
 }
 
 // A unix socket or HOST:PORT (the address is found at each connection: system_resolver.h).
@@ -116,9 +119,11 @@ std::string Outbound::describe_policy(std::string_view domain_view) {
   const bool static_policy = std::any_of(options_.tls_policy.begin(), options_.tls_policy.end(),
                                          [&](const auto& entry) { return entry.first == domain; });
   const SeenTls remembered = memory_.best(domain);
-  if (auto until = memory_.exception_until(domain, base::unix_now())) {
-    out += "  EXCEPTION until " + std::to_string(*until) +
-           " (unix time): opportunistic TLS, DANE and the rest are not applied\n";
+  const std::optional<std::int64_t> exception = memory_.exception_until(domain, base::unix_now());
+  if (exception) {
+    out += "  EXCEPTION until " + std::to_string(*exception) +
+           " (unix time): opportunistic TLS; DANE, MTA-STS, the table and the memory are not "
+           "applied (REQUIRETLS mail excepted)\n";
   }
   out += "  static level: " + std::string(tls::to_string(level)) +
          (static_policy ? " ([[delivery.tls_policy]])\n" : " (default_tls)\n");
@@ -160,6 +165,10 @@ std::string Outbound::describe_policy(std::string_view domain_view) {
     out += "  host " + target.host + " (preference " + std::to_string(target.preference) +
            "): " + (addresses.empty() ? std::string("no address") : addresses) +
            (target.secure ? " (DNSSEC: secure)" : "") + "\n";
+    if (exception) {
+      out += "    policy exception: opportunistic TLS until the exception ends\n";
+      continue;
+    }
     DaneLookup dane = lookup_dane(*options_.dns, target.host, options_.mx_port, answer.secure,
                                   target.secure, options_.mx_deadline);
     out += "    DANE: " + dane.detail + "\n";
@@ -443,17 +452,13 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   }
   const bool relay = hop.has_value();
   const std::string transport = relay ? "relay" : "smtp";
-  // A cached connection is authenticated as its account and verified at its level: a next
-  // hop's connections are shared only by mail for the same URL, account and TLS level.
-  const std::string key = !relay ? "mx:" + domain
-                          : via  ? "relay:" + base::to_string(hop->url) + " " + hop->user + " " +
-                                      std::string(tls::to_string(hop->tls))
-                                : "relay";
   const std::string memory_key = relay ? hop->url.host : domain;
+  const bool require_tls = must_require_tls(message.envelope);  // RFC 8689: require_tls.h
   // The operator's exception (tls_memory.h) for a destination whose policy is broken:
-  // opportunistic TLS, whatever DANE, the table or the memory say; said and counted.
+  // opportunistic TLS, whatever DANE, MTA-STS, the table or the memory say; said and
+  // counted. Never for REQUIRETLS mail, which must be verified whatever the exception.
   const std::optional<std::int64_t> operator_exception =
-      relay ? std::nullopt : memory_.exception_until(domain, base::unix_now());
+      relay || require_tls ? std::nullopt : memory_.exception_until(domain, base::unix_now());
   // `TLS-Required: No` (RFC 8689 §5) from an authenticated sender: delivered even when the
   // destination's DANE, MTA-STS or learned policy fails, like an exception (never with
   // REQUIRETLS, which the intake does not let both be).
@@ -494,8 +499,15 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
                                      : static_policy                ? "static"
                                      : remembered != SeenTls::kNone ? "learned"
                                                                     : "opportunistic";
-  std::string policy = default_policy;
-  const bool require_tls = must_require_tls(message.envelope);  // RFC 8689: require_tls.h
+  std::string policy = default_policy;  // of the host last tried (the one that delivered)
+  // A cached connection is authenticated as its account and verified at its level: a next
+  // hop's connections are shared only by mail for the same URL, account and TLS level, and
+  // a connection made with a domain's policy set aside (an exception, TLS-Required: No)
+  // never carries that domain's other mail.
+  const std::string key = !relay ? "mx:" + domain + (excepted ? " relaxed" : "")
+                          : via  ? "relay:" + base::to_string(hop->url) + " " + hop->user + " " +
+                                      std::string(tls::to_string(hop->tls))
+                                : "relay";
   std::vector<DeliveryResult> results(recipients.size());
   const Clock::time_point deadline = Clock::now() + options_.attempt_timeout;
   std::string held_host;  // the address whose slot this attempt holds
@@ -540,6 +552,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         acquire_host(reused->endpoint().address, busy)) {
       held_host = reused->endpoint().address;
       reused->set_attempt_deadline(deadline);
+      if (reused->tls().dane) policy = "dane";
       Outcome outcome =
           transact(*reused, message, recipients, transport, results, failure, /*reused=*/true);
       if (outcome == Outcome::kDone) return finish(std::move(reused));
@@ -639,6 +652,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   bool out_of_time = false;
   bool only_busy = true;          // every address was skipped as busy: nothing was tried
   std::size_t refused_hosts = 0;  // of REQUIRETLS (RFC 8689 §4.2.1: the next host is tried)
+  bool skipped_host = false;      // a host not tried (its DANE or MTA-STS said no): may work later
   for (const MxTarget& target : targets) {
     // DANE for this MX host (RFC 7672 §2.2): a failed TLSA lookup disqualifies it; usable
     // records authenticate it instead of the other policies; secure but unusable records
@@ -648,11 +662,13 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       dane = lookup_dane(*options_.dns, target.host, port, mx_secure, target.secure,
                          options_.mx_deadline);
     }
-    // The policy of this host's sessions for TLS reports (RFC 8460 §4.3).
+    // The policy of this host's sessions for TLS reports (RFC 8460 §4.3). DANE decides a
+    // host with usable TLSA records or a failed TLSA lookup (RFC 8461 §2: never rescued by
+    // MTA-STS); secure records none of which is usable only make TLS mandatory, and an
+    // MTA-STS policy still applies to such a host.
     TlsrptPolicy report_policy{"no-policy-found", domain, {}, {}};
-    const bool dane_decides = dane.kind == DaneLookup::Kind::kUsable ||
-                              dane.kind == DaneLookup::Kind::kUnusable ||
-                              dane.kind == DaneLookup::Kind::kFailed;
+    const bool dane_decides =
+        dane.kind == DaneLookup::Kind::kUsable || dane.kind == DaneLookup::Kind::kFailed;
     const bool sts_host = sts_applies && !dane_decides;
     if (dane_decides) {
       report_policy.type = "tlsa";
@@ -663,8 +679,24 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       report_policy.type = "sts";
       report_policy.strings = sts_strings;
     }
+    // Each session is also counted by the policy that decided it (metrics: bounded labels,
+    // the policy names and RFC 8460's result types).
+    const std::string host_policy = dane_decides                               ? "dane"
+                                    : sts_host                                 ? "mta-sts"
+                                    : dane.kind == DaneLookup::Kind::kUnusable ? "dane"
+                                                                               : default_policy;
     auto report = [&](const std::string& result_type, const std::string& address) {
-      if (relay || !options_.tls_reports) return;
+      if (relay) return;
+      // A session with the policy set aside (an exception, TLS-Required: No, a TLS report's
+      // own delivery) tells nothing of the domain's policy: counted, never reported.
+      obs::metrics()
+          .counter("smtpsd_outbound_tls_sessions_total",
+                   "MX delivery sessions by the TLS policy that decided them and their result "
+                   "(success, or an RFC 8460 failure type).",
+                   {{"policy", host_policy},
+                    {"result", result_type.empty() ? std::string("success") : result_type}})
+          .inc();
+      if (!options_.tls_reports || excepted) return;
       if (result_type.empty())
         options_.tls_reports->success(report_policy);
       else
@@ -679,6 +711,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
           .kv("host", target.host)
           .kv("detail", dane.detail);
       if (dane.bogus) report("dnssec-invalid", "");
+      skipped_host = true;
       continue;
     }
     const bool sts_unnamed = sts_host && !matches(sts.policy, target.host);
@@ -693,16 +726,17 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       if (sts_enforced) {
         failure = "MX host " + target.host + " is not named by the MTA-STS policy of " + domain;
         policy = "mta-sts";
+        skipped_host = true;
         continue;
       }
     }
     const bool dane_authenticates = dane.kind == DaneLookup::Kind::kUsable;
     const bool dane_applies = dane_authenticates || dane.kind == DaneLookup::Kind::kUnusable;
     const tls::OutboundLevel host_level =
-        dane_applies   ? std::max(level, tls::OutboundLevel::kEncrypt)
-        : sts_enforced ? std::max(level, tls::OutboundLevel::kVerify)
-                       : level;
-    transport_options.starttls = host_level != tls::OutboundLevel::kNone;
+        sts_host && sts_enforced ? std::max(level, tls::OutboundLevel::kVerify)
+        : dane_applies           ? std::max(level, tls::OutboundLevel::kEncrypt)
+                                 : level;
+    transport_options.starttls = host_level != tls::OutboundLevel::kNone || require_tls;
     transport_options.dane_tlsa = dane.usable;
     transport_options.dane_base = dane_authenticates ? target.host : std::string();
     // What the TLS of a connection to this host must be, else the host is refused.
@@ -716,7 +750,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       return below_floor(tls, where, host_level, remembered);
     };
     for (const std::string& address : target.addresses) {
-      if (++tried > 10) break;  // bound the time one attempt can take
+      if (tried >= 10) break;  // bound the time one attempt can take
+      ++tried;
       if (Clock::now() >= deadline) {
         out_of_time = true;
         break;
@@ -730,8 +765,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       only_busy = false;
       Endpoint endpoint{target.host, address, port, false};
       const std::string where = endpoint.describe();
-      if (dane_applies) policy = "dane";
-      if (sts_host) policy = "mta-sts";
+      policy = host_policy;
       // Checked right after the handshake, before EHLO and AUTH go inside the TLS.
       transport_options.check_tls = [tls_refusal, where](const TlsOutcome& tls) {
         return tls_refusal(tls, where);
@@ -833,7 +867,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   }
   // RFC 8689 §4.2.1: every host failed its requirements: returned, not retried. A host that
   // could not be reached at all may still pass later: then the message waits as usual.
-  if (refusal && refused_hosts == tried && !out_of_time) {
+  if (refusal && refused_hosts == tried && !skipped_host && !out_of_time) {
     results = refused(*refusal, recipients.size(), transport);
     return finish(nullptr);
   }

@@ -21,10 +21,11 @@ std::optional<RequireTlsRefusal> route_refusal(bool relay, tls::OutboundLevel ho
                                            std::string(tls::to_string(hop_level)) + ", not verify"};
   }
   // RFC 8689 §4.2.1 step 2: an MX answer without a valid DNSSEC signature needs MTA-STS to
-  // vouch for the host names instead (not implemented: refused).
+  // vouch for the host names instead (the caller passes mx_secure true for a domain with an
+  // MTA-STS policy in enforce mode, whose hosts it then checks one by one).
   if (mx_secure) return std::nullopt;
   return RequireTlsRefusal{"5.7.10", "REQUIRETLS: the MX answer for " + std::string(destination) +
-                                         " is not DNSSEC-secure"};
+                                         " is not DNSSEC-secure and no MTA-STS policy enforces"};
 }
 
 std::optional<RequireTlsRefusal> open_refusal(const TransportFailure& failure,

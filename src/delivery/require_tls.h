@@ -4,8 +4,8 @@
 // each step of an attempt (docs/architecture.md "REQUIRETLS").
 //
 // RFC 8689 §4.2.1, for a message whose reverse path is not empty:
-//  - the next hop found through MX must be named by a DNSSEC-secure MX answer (or by an
-//    MTA-STS policy, which smtpsd does not implement yet: without DNSSEC the message is refused);
+//  - the next hop found through MX must be named by a DNSSEC-secure MX answer or by an
+//    MTA-STS policy in enforce mode (outbound.cpp checks each host against it);
 //    a configured relay is the administrator's choice of next hop, so its TLS level must be
 //    verify instead;
 //  - the session must be TLS with a certificate that verifies (trust chain and name, or DANE);

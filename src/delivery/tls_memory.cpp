@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 
@@ -41,7 +42,9 @@ TlsMemory::TlsMemory(std::string path) : path_(std::move(path)) {
       continue;
     }
     if (level == "exception") {
-      exceptions_[base::ascii_lowercase(domain)] = since;
+      // One that has ended is dropped (the next save forgets it).
+      if (since > static_cast<std::int64_t>(std::time(nullptr)))
+        exceptions_[base::ascii_lowercase(domain)] = since;
       continue;
     }
     SeenTls seen = level == "verified"    ? SeenTls::kVerified

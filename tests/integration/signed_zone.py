@@ -133,8 +133,8 @@ class SignedRoot(NamedProcess):
             for record in records:
                 out.write(record + "\n")
         # -O full: one record per line, so that a record can be changed below.
-        self._run("dnssec-signzone", "-q", "-O", "full", "-K", self.dir, "-o", ".", "-f", "root.signed",
-                  "-k", ksk + ".key", zone, zsk + ".key")
+        self._run("dnssec-signzone", "-q", "-O", "full", "-K", self.dir, "-o", ".", "-f",
+                  "root.signed", "-k", ksk + ".key", zone, zsk + ".key")
         signed = os.path.join(self.dir, "root.signed")
         if bogus:
             # The signed TXT records of these names get other strings: the RRSIG beside each

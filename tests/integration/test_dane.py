@@ -13,15 +13,19 @@ receiving smtpsd whose certificates nothing but the TLSA records vouch for (no C
 import email
 import gzip
 import hashlib
+import http.server
 import json
 import os
 import re
 import ssl
 import subprocess
+import threading
 import time
+import urllib.request
 
 import needs
 from harness import ServerTestCase, make_message
+from certificates import issue_leaf
 from postfix import POSTFIX, Postfix
 from signed_zone import (ROOT_ADDRESS, NetworkNamespace, SignedRoot, ValidatingResolver,
                          available)
@@ -29,6 +33,38 @@ from test_mx_lmtp import issue_certificate
 from test_onward import SMTPSCTL, demo_password, submit
 
 DOMAINS = ("ee.example", "ta.example", "wrong.example", "bogus.example")
+
+
+class ReportCollector:
+    """An HTTPS server on a free loopback port that keeps every POST (path, Content-Type,
+    body) and answers 200: a TLS report endpoint (RFC 8460 §5.4)."""
+
+    def __init__(self, certificate, key):
+        self.requests = []
+        collector = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                collector.requests.append((self.path, self.headers.get("Content-Type"),
+                                           self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certificate, key)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @needs.condition(available, "BIND (Debian bind9, bind9-utils) not installed")
@@ -44,7 +80,7 @@ class Dane(ServerTestCase):
         os.replace(key, os.path.join(tls_dir, "server-ecdsa.key"))
         return remote.start()
 
-    def zone(self, remote):
+    def zone(self, remote, report_port=None):
         port = remote.ports["smtp"]
         printed = subprocess.run([SMTPSCTL, "dane", "tlsa", "--config", remote.config_path,
                                   "--host", "mx.ee.example", "--port", str(port)],
@@ -62,8 +98,12 @@ class Dane(ServerTestCase):
             f"_{port}._tcp.mx.wrong.example. TLSA 3 1 1 {'00' * 32}",
             f"_{port}._tcp.mx.bogus.example. TLSA 3 1 1 {'11' * 32}"]
         for domain in DOMAINS:
+            rua = "mailto:demo@localhost"
+            if report_port and domain == "ee.example":
+                rua += f",https://reports.example:{report_port}/tlsrpt"
             records += [f"{domain}. MX 10 mx.{domain}.", f"mx.{domain}. A 127.0.0.1",
-                        f'_smtp._tls.{domain}. TXT "v=TLSRPTv1; rua=mailto:demo@localhost"']
+                        f'_smtp._tls.{domain}. TXT "v=TLSRPTv1; rua={rua}"']
+        records.append("reports.example. A 127.0.0.1")
         self.ee_records = [line.split(" TLSA ", 1)[1] for line in tlsa]
         # The bogus host's record is changed after signing to the one that would match.
         good = tlsa[0].split(" TLSA ", 1)[1]
@@ -71,12 +111,12 @@ class Dane(ServerTestCase):
         self.addCleanup(root.stop)
         return root
 
-    def sender(self, root, port, validation="yes", reports=""):
+    def sender(self, root, port, validation="yes", reports="", ca_file=""):
         return self.new_server(extra_toml=(
             f'[queue]\nretry_schedule = [60]\n\n[dns]\nservers = "{root.server}"\n'
             f'validation = "{validation}"\ntrust_anchor = "{root.trust_anchor}"\n\n'
             f'[delivery]\nmx_port = {port}\nconnect_timeout = 5\ncommand_timeout = 10\n'
-            + reports)).start()
+            + (f'ca_file = "{ca_file}"\n' if ca_file else "") + reports)).start()
 
     def tls_reports(self, server, domains, timeout=20):
         """{policy domain: the JSON report (RFC 8460 §4.4)} from the reports delivered to
@@ -110,10 +150,16 @@ class Dane(ServerTestCase):
 
     def test_tlsa_records_authenticate_and_a_mismatch_or_bogus_answer_defers(self):
         remote = self.receiver()
-        root = self.zone(remote)
-        local = self.sender(root, remote.ports["smtp"], reports=(
+        # The https: report address: a web server whose certificate the sender's CA file
+        # (the receiver's CA, which DANE does not need) trusts.
+        posted = ReportCollector(*issue_leaf(os.path.join(self.tmp, "reports"), remote.ca,
+                                             os.path.join(remote.dir, "tls", "ca.key"),
+                                             ["reports.example"]))
+        self.addCleanup(posted.stop)
+        root = self.zone(remote, report_port=posted.port)
+        local = self.sender(root, remote.ports["smtp"], ca_file=remote.ca, reports=(
             '\n[tls_reports]\norg_name = "Test Org"\nfrom = "tlsrpt@localhost"\n'
-            'interval = 2\n'))
+            'interval = 2\n\n[metrics]\naddress = "127.0.0.1:0"\n'))
         for domain in DOMAINS:
             submit(local, [f"carol@{domain}"], subject=domain)
         remote.wait_delivered(1, "carol@ee.example")
@@ -135,6 +181,18 @@ class Dane(ServerTestCase):
         self.assertEqual(remote.delivered("carol@wrong.example"), [])
         self.assertEqual(remote.delivered("carol@bogus.example"), [])
         self.assertNotRegex(local.log(), r"mx\.bogus\.example\[")
+
+        # Sessions counted by the policy that decided them and their result.
+        host, port = re.search(r"event=metrics_listening address=(\S+) port=(\d+)",
+                               local.log()).groups()
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
+            metrics = reply.read().decode()
+        for sample in ('smtpsd_outbound_tls_sessions_total{policy="dane",result="success"} 2',
+                       'smtpsd_outbound_tls_sessions_total{policy="dane",'
+                       'result="validation-failure"} 1',
+                       'smtpsd_outbound_tls_sessions_total{policy="dane",'
+                       'result="dnssec-invalid"} 1'):
+            self.assertIn(sample, metrics)
 
         # What decides each domain's TLS, as the operator asks the running server.
         ee = self.tls_policy(local, "ee.example")
@@ -184,6 +242,14 @@ class Dane(ServerTestCase):
         self.assertEqual(sorted(reports["ee.example"][0]["policies"][0]["policy"]
                                 ["policy-string"]), sorted(self.ee_records))
         local.wait_log(r"event=tls_report domain=wrong\.example to=demo@localhost sessions=1")
+        # ee.example also asked for its reports by HTTPS POST (§5.4): the same JSON.
+        local.wait_log(r"event=tls_report domain=ee\.example to=https://reports\.example:\d+/"
+                       r"tlsrpt sessions=\d+ status=200")
+        path, content_type, body = posted.requests[0]
+        self.assertEqual((path, content_type), ("/tlsrpt", "application/tlsrpt+gzip"))
+        report = json.loads(gzip.decompress(body))
+        self.assertEqual(report["policies"][0]["policy"]["policy-domain"], "ee.example")
+        self.assertEqual(report["organization-name"], "Test Org")
 
         # REQUIRETLS (RFC 8689) rides on DANE: a DNSSEC-secure MX, a verified hop that
         # offers it; and `TLS-Required: No` from our user gets past the broken DANE policy.
@@ -215,8 +281,8 @@ class Dane(ServerTestCase):
         self.assertEqual(smtpsctl("tls", "except", "wrong.example", "--hours", "721").returncode,
                          2)
         done = smtpsctl("tls", "except", "wrong.example", "--hours", "2")
-        self.assertIn("goes with opportunistic TLS (no DANE, table or memory) for 7200s",
-                      done.stdout)
+        self.assertIn("goes with opportunistic TLS (no DANE, MTA-STS, table or memory) for "
+                      "7200s", done.stdout)
         self.assertRegex(smtpsctl("tls", "exceptions").stdout, r"^wrong\.example 7\d{3}s left\n$")
         self.assertIn("EXCEPTION until", self.tls_policy(local, "wrong.example"))
         smtpsctl("queue", "flush")

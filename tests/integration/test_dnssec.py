@@ -100,7 +100,8 @@ class ValidatingForward(SignedZoneCase):
                       good.stdout)
         bad = self.dkim_check("bad.example", config)
         self.assertEqual(bad.returncode, 1, bad.stdout + bad.stderr)
-        self.assertRegex(bad.stdout, r"s1\._domainkey\.bad\.example: NOT CHECKED: DNSSEC bogus: validation failure")
+        self.assertRegex(bad.stdout, r"s1\._domainkey\.bad\.example: NOT CHECKED: DNSSEC bogus: "
+                                     r"validation failure")
 
     def test_without_validation_the_changed_record_is_believed(self):
         root = self.signed_root()

@@ -494,7 +494,7 @@ std::string handle_control_request(const std::string& request, const ControlCont
           .kv("domain", domain)
           .kv("until", context.now_unix + seconds);
       return "mail to " + terminal_safe(domain) +
-             " goes with opportunistic TLS (no DANE, table or memory) for " +
+             " goes with opportunistic TLS (no DANE, MTA-STS, table or memory) for " +
              std::to_string(seconds) + "s\n";
     }
     if (words[1] == "forget" && words.size() == 3) {

@@ -149,6 +149,7 @@ base::Expected<std::unique_ptr<TlsReporter>, std::string> make_tls_reporter(
   options.org_name = settings.org_name;
   options.from = settings.from;
   options.submitter = config.hostname;
+  options.ca_file = config.delivery.ca_file;
   options.interval = settings.interval;
   auto keys = report_signing_keys(config, settings.from);
   if (!keys) return base::unexpected(keys.error());
@@ -528,12 +529,13 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
       .kv("messages", commits.messages)
       .kv("directory_syncs", commits.directory_syncs);
   scheduler.stop();
+  // No session is counted any more; a report round under way still has its resolver.
+  if (tls_reporter) tls_reporter->stop();
   // The last DNS answers and verifications of the sessions that ended, while the network
   // host they answer to still exists (its executors): then nothing is left in flight.
   resolver->stop();
   check_pool->join();
   if (dmarc_reporter) dmarc_reporter->stop();
-  if (tls_reporter) tls_reporter->stop();
   return 0;
 }
 

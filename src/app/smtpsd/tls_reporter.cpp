@@ -14,6 +14,7 @@
 
 #include "base/ascii.h"
 #include "base/clock.h"
+#include "delivery/pinned_https.h"
 #include "mailauth/dmarc_report.h"
 #include "obs/log.h"
 
@@ -24,6 +25,7 @@ namespace {
 
 constexpr std::chrono::seconds kLookupDeadline{10};
 constexpr std::size_t kMaxRecipients = 4;
+constexpr std::chrono::seconds kPostTimeout{30};
 
 // "mailto:a@b" → "a@b" (RFC 8460 §3: a mailto URI, RFC 6068); "" for anything else.
 std::string mailto_address(std::string_view uri) {
@@ -83,24 +85,34 @@ void TlsReporter::send_reports() {
     // §3: the policy domain's wish, as published now.
     const std::string name = "_smtp._tls." + domain;
     dns::AnswerPtr answer = resolver_->lookup_and_wait(name, dns::Type::kTxt, kLookupDeadline);
-    std::vector<std::string> to;
+    std::vector<std::string> to, posts;
+    if (answer->status == dns::Status::kTemporary || answer->status == dns::Status::kBogus) {
+      // Not known now: counted again, for the next round.
+      for (const delivery::TlsrptPolicyCounts& entry : policies) {
+        counts_->success(entry.policy, entry.successes);
+        for (const auto& [failure, count] : entry.failures)
+          counts_->failure(entry.policy, failure, count);
+      }
+      continue;
+    }
+    // §3: of the records starting "v=TLSRPTv1", exactly one, else the domain has none.
+    std::vector<std::vector<std::string>> records;
     for (const std::string& text : answer->texts) {
+      if (!text.starts_with("v=TLSRPTv1")) continue;
       auto rua = delivery::parse_tlsrpt_record(text);
-      if (!rua) continue;
-      for (const std::string& uri : *rua) {
+      records.push_back(rua ? std::move(*rua) : std::vector<std::string>{});
+    }
+    if (records.size() == 1) {
+      for (const std::string& uri : records.front()) {
         const std::string address = mailto_address(uri);
         if (!address.empty() && to.size() < kMaxRecipients) {
           to.push_back(address);
-        } else if (base::starts_with_ignoring_case(uri, "https:")) {
-          obs::Log("tls_report_skipped")
-              .kv("domain", domain)
-              .kv("to", uri)
-              .kv("detail", "https reporting is not supported yet");
+        } else if (uri.starts_with("https://") && posts.size() < kMaxRecipients) {
+          posts.push_back(uri);
         }
       }
-      break;  // one TLSRPTv1 record counts (§3)
     }
-    if (to.empty()) continue;
+    if (to.empty() && posts.empty()) continue;
     delivery::TlsReportMetadata metadata;
     metadata.org_name = options_.org_name;
     metadata.contact = options_.from;
@@ -110,6 +122,31 @@ void TlsReporter::send_reports() {
     metadata.end = end;
     auto packed = mailauth::gzip(delivery::tls_report_json(metadata, policies));
     if (!packed) continue;
+    std::uint64_t sessions = 0;
+    for (const delivery::TlsrptPolicyCounts& entry : policies) {
+      sessions += entry.successes;
+      for (const auto& [failure, count] : entry.failures)
+        sessions += count;
+    }
+    // §5.4: HTTPS POST of the gzipped report; a failure is logged, not retried (the mail
+    // addresses, if any, still get it).
+    for (const std::string& uri : posts) {
+      auto posted = delivery::https_post(*resolver_, options_.ca_file, uri,
+                                         "application/tlsrpt+gzip", packed.value(), kPostTimeout);
+      if (posted && *posted >= 200 && *posted < 300) {
+        obs::Log("tls_report")
+            .kv("domain", domain)
+            .kv("to", uri)
+            .kv("sessions", sessions)
+            .kv("status", static_cast<std::int64_t>(*posted));
+      } else {
+        obs::Log("tls_report_failed", obs::Level::kWarning)
+            .kv("domain", domain)
+            .kv("to", uri)
+            .kv("detail", posted ? "HTTP status " + std::to_string(*posted) : posted.error());
+      }
+    }
+    if (to.empty()) continue;
     std::string message = with_dkim_signatures(
         options_.keys,
         delivery::tls_report_message(metadata, domain, to, packed.value(), base::unix_now()));
@@ -121,12 +158,6 @@ void TlsReporter::send_reports() {
           counts_->failure(entry.policy, failure, count);
       }
       continue;
-    }
-    std::uint64_t sessions = 0;
-    for (const delivery::TlsrptPolicyCounts& entry : policies) {
-      sessions += entry.successes;
-      for (const auto& [failure, count] : entry.failures)
-        sessions += count;
     }
     std::string list;
     for (const std::string& address : to)

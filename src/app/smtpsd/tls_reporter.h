@@ -1,14 +1,15 @@
 // tls_reporter.h — SMTP TLS reports (RFC 8460), off until [tls_reports] names the reporting
 // organisation and its address.
 //
-// MX delivery counts its sessions in the counts given (delivery/tls_report.h). Every `interval` (a
-// day by default) the reporter's thread takes the counts, groups them by policy domain,
-// looks up each domain's `_smtp._tls` TXT record (§3) and queues one report mail per domain
-// to its mailto: rua addresses through the spool like any message (signed with the
-// reporting domain's DKIM keys when it has some). https: rua URIs are logged and skipped
-// (not sent yet). A domain without the record gets nothing. At stop the counts not yet
-// reported are written to <directory>/current.counts (temporary file, fsync, rename) and
-// read back at the next start, so a restart loses none.
+// MX delivery counts its sessions in the counts given (delivery/tls_report.h). Every
+// `interval` (a day by default) the reporter's thread takes the counts, groups them by policy
+// domain, looks up each domain's `_smtp._tls` TXT record (§3), queues one report mail per
+// domain to its mailto: rua addresses through the spool like any message (signed with the
+// reporting domain's DKIM keys when it has some) and POSTs the report to its https: rua URIs
+// (§5.4, delivery/pinned_https.h; a failed POST is logged, not retried). A domain without
+// the record gets nothing. At stop the counts not yet reported are written to
+// <directory>/current.counts (temporary file, fsync, rename) and read back at the next
+// start, so a restart loses none.
 #pragma once
 
 #include <chrono>
@@ -32,6 +33,7 @@ class TlsReporter {
     std::string submitter;  // our host name
     std::chrono::seconds interval{86400};
     std::vector<std::shared_ptr<const mailauth::DkimSigningKey>> keys;  // of from's domain
+    std::string ca_file;  // for https: report URIs ([delivery] ca_file); "": the system store
   };
   // counts: where MX delivery counts its sessions (made before delivery starts).
   TlsReporter(Options options, std::shared_ptr<dns::Resolver> resolver, ReportEnqueue enqueue,

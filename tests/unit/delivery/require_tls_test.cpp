@@ -38,7 +38,9 @@ TEST(RequireTlsTest, TheRouteNeedsASecureMxAnswerOrARelayAtLevelVerify) {
   auto insecure = route_refusal(false, tls::OutboundLevel::kVerify, false, "example.net");
   ASSERT_TRUE(insecure);
   EXPECT_EQ(insecure->enhanced, "5.7.10");
-  EXPECT_EQ(insecure->detail, "REQUIRETLS: the MX answer for example.net is not DNSSEC-secure");
+  EXPECT_EQ(insecure->detail,
+            "REQUIRETLS: the MX answer for example.net is not DNSSEC-secure and no MTA-STS "
+            "policy enforces");
 
   EXPECT_FALSE(route_refusal(true, tls::OutboundLevel::kVerify, false, "relay.example"));
   for (tls::OutboundLevel level :
