@@ -271,7 +271,15 @@ class Dane(ServerTestCase):
         local.wait_log(r"event=tls_required_no domain=wrong\.example ")
         local.wait_log(r"event=delivered id=\S+ rcpt=carol@wrong\.example .* "
                        r"policy=tls-required-no")
-        local.wait_log(r"event=deferred id=\S+ rcpt=carol@wrong\.example .*policy=dane")
+        # The connection that carried it is never reused for the domain's other mail: the
+        # next message still meets DANE, and waits.
+        offset = len(local.log())
+        second = submit(local, ["carol@wrong.example"], subject="still dane")
+        local.wait_log(rf"event=deferred id={second} rcpt=carol@wrong\.example detail=\"DANE "
+                       r"authentication")
+        self.assertNotIn("still dane", "".join(m.decode() for m in
+                                               remote.delivered("carol@wrong.example")))
+        self.assertNotRegex(local.log()[offset:], r"event=delivered id=\S+ rcpt=carol@wrong")
 
         # The operator's way out for a destination with a broken policy: an exception that
         # ends, logged and counted; the deferred message then goes (opportunistic TLS).
@@ -286,7 +294,7 @@ class Dane(ServerTestCase):
         self.assertRegex(smtpsctl("tls", "exceptions").stdout, r"^wrong\.example 7\d{3}s left\n$")
         self.assertIn("EXCEPTION until", self.tls_policy(local, "wrong.example"))
         smtpsctl("queue", "flush")
-        remote.wait_delivered(2, "carol@wrong.example")
+        remote.wait_delivered(3, "carol@wrong.example")
         local.wait_log(r"level=warning event=tls_exception domain=wrong\.example until=\d+ ")
         local.wait_log(r"event=delivered id=\S+ rcpt=carol@wrong\.example .* unverified .*"
                        r" policy=exception")
