@@ -33,18 +33,14 @@ std::string to_string(const dns::TlsaRecord& record) {
   return text;
 }
 
-DaneLookup lookup_dane(dns::Resolver& resolver, std::string_view host, std::uint16_t port,
-                       bool mx_secure, bool host_secure, std::chrono::milliseconds deadline) {
+namespace {
+
+// The decision from the TLSA records of one base domain (the MX host or its CNAME target).
+DaneLookup tlsa_at(dns::Resolver& resolver, std::string_view base, std::uint16_t port,
+                   std::chrono::milliseconds deadline) {
   DaneLookup lookup;
-  if (!resolver.validates()) {
-    lookup.detail = "no validating resolver";
-    return lookup;
-  }
-  if (!mx_secure || !host_secure) {
-    lookup.detail = !mx_secure ? "MX answer not DNSSEC-signed" : "addresses not DNSSEC-signed";
-    return lookup;
-  }
-  const std::string name = "_" + std::to_string(port) + "._tcp." + std::string(host);
+  lookup.base = std::string(base);
+  const std::string name = "_" + std::to_string(port) + "._tcp." + std::string(base);
   dns::AnswerPtr answer = resolver.lookup_and_wait(name, dns::Type::kTlsa, deadline);
   switch (answer->status) {
     case dns::Status::kNxDomain:
@@ -78,6 +74,30 @@ DaneLookup lookup_dane(dns::Resolver& resolver, std::string_view host, std::uint
   lookup.detail = std::to_string(lookup.usable.size()) + " usable TLSA record" +
                   (lookup.usable.size() == 1 ? "" : "s") + " at " + name;
   return lookup;
+}
+
+}  // namespace
+
+DaneLookup lookup_dane(dns::Resolver& resolver, std::string_view host, std::uint16_t port,
+                       bool mx_secure, bool host_secure, std::chrono::milliseconds deadline,
+                       std::string_view canonical) {
+  DaneLookup lookup;
+  lookup.base = std::string(host);
+  if (!resolver.validates()) {
+    lookup.detail = "no validating resolver";
+    return lookup;
+  }
+  if (!mx_secure || !host_secure) {
+    lookup.detail = !mx_secure ? "MX answer not DNSSEC-signed" : "addresses not DNSSEC-signed";
+    return lookup;
+  }
+  // §2.2.2: a secure CNAME chain's target is asked first; without records there, the MX
+  // host's own name.
+  if (!canonical.empty() && canonical != host) {
+    DaneLookup expanded = tlsa_at(resolver, canonical, port, deadline);
+    if (expanded.kind != DaneLookup::Kind::kNone) return expanded;
+  }
+  return tlsa_at(resolver, host, port, deadline);
 }
 
 }  // namespace delivery

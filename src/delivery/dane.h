@@ -31,6 +31,9 @@ struct DaneLookup {
   Kind kind = Kind::kNotApplicable;
   std::vector<dns::TlsaRecord> usable;  // kUsable: the records the peer must match
   std::string detail;                   // in words, for logs and deferral reasons
+  // The TLSA base domain (§2.2.3): the MX host, or the target of its secure CNAME chain
+  // when that has TLSA records; the reference name and SNI of a DANE handshake.
+  std::string base;
   bool bogus = false;  // kFailed because validation failed (RFC 8460 "dnssec-invalid")
 };
 
@@ -43,8 +46,10 @@ std::string to_string(const dns::TlsaRecord& record);
 std::string parameters_of(const dns::TlsaRecord& record);
 
 // Blocking (delivery worker threads): the TLSA lookup of host's port and its decision.
-// mx_secure / host_secure: MxAnswer::secure and MxTarget::secure.
+// mx_secure / host_secure / canonical: MxAnswer::secure, MxTarget::secure and
+// MxTarget::canonical (asked first, RFC 7672 §2.2.2).
 DaneLookup lookup_dane(dns::Resolver& resolver, std::string_view host, std::uint16_t port,
-                       bool mx_secure, bool host_secure, std::chrono::milliseconds deadline);
+                       bool mx_secure, bool host_secure, std::chrono::milliseconds deadline,
+                       std::string_view canonical = {});
 
 }  // namespace delivery

@@ -78,7 +78,7 @@ class Round {
 
   const dns::Answer& answer(std::size_t index) const {
     static const dns::Answer timed_out{
-        dns::Status::kTemporary, false, {}, {}, {}, {}, {}, {}, "timed out"};
+        dns::Status::kTemporary, false, {}, {}, {}, {}, {}, {}, {}, "timed out"};
     return answers_[index] != nullptr ? *answers_[index] : timed_out;
   }
 
@@ -159,7 +159,7 @@ std::string domain_literal_address(std::string_view literal) {
 MxAnswer single_address(std::string_view name, const std::string& address) {
   MxAnswer answer;
   answer.status = MxStatus::kOk;
-  answer.targets.push_back(MxTarget{std::string(name), 0, {address}, false});
+  answer.targets.push_back(MxTarget{std::string(name), 0, {address}, false, false, {}});
   answer.detail = std::string(name) + " is an address literal (no DNS lookup)";
   return answer;
 }
@@ -186,7 +186,8 @@ enum class HostOutcome { kAddresses, kNone, kNoSuchHost, kTemporary };
 // Addresses of one host, IPv6 first (RFC 6724 prefers it by default), deduplicated and
 // bounded. reason says why there are none.
 HostOutcome collect(const HostLookup& lookup, const Round& round,
-                    std::vector<std::string>* addresses, bool* secure, std::string* reason) {
+                    std::vector<std::string>* addresses, bool* secure, std::string* canonical,
+                    std::string* reason) {
   const dns::Answer* answers[2] = {&round.answer(lookup.aaaa), &round.answer(lookup.a)};
   const char* types[2] = {"AAAA", "A"};
   for (const dns::Answer* answer : answers) {
@@ -203,6 +204,9 @@ HostOutcome collect(const HostLookup& lookup, const Round& round,
     return answer->secure &&
            (answer->status == dns::Status::kOk || answer->status == dns::Status::kNoData);
   });
+  for (const dns::Answer* answer : answers)
+    if (*secure && canonical->empty() && !answer->canonical_name.empty())
+      *canonical = answer->canonical_name;
   if (!addresses->empty()) return HostOutcome::kAddresses;
   // No address: temporary if either family could not be answered, else permanent.
   for (int i = 0; i < 2; ++i) {
@@ -306,7 +310,7 @@ MxAnswer MxResolver::resolve(std::string_view domain_text) {
   if (records.empty()) {
     // RFC 5321 §5.1: "If an empty list of MXs is returned, the address is treated as if it
     // was associated with an implicit MX RR, with a preference of 0, pointing to that host."
-    targets.push_back(MxTarget{domain, 0, {}, true});
+    targets.push_back(MxTarget{domain, 0, {}, true, false, {}});
   } else {
     std::map<std::string, unsigned> best;  // one target per host, at its best preference
     for (auto& record : records) {
@@ -328,7 +332,7 @@ MxAnswer MxResolver::resolve(std::string_view domain_text) {
       if (!inserted) where->second = std::min(where->second, record.preference);
     }
     for (auto& [host, preference] : best)
-      targets.push_back(MxTarget{host, preference, {}, false});
+      targets.push_back(MxTarget{host, preference, {}, false, false, {}});
     // §5.1: "If there are multiple destinations with the same preference and there is no
     // clear reason to favor one ... the SMTP client SHOULD pick one of them at random".
     std::shuffle(targets.begin(), targets.end(), random_engine());
@@ -363,8 +367,8 @@ MxAnswer MxResolver::resolve(std::string_view domain_text) {
   bool any_temporary = false;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     std::string reason;
-    switch (
-        collect(lookups[i], address_round, &targets[i].addresses, &targets[i].secure, &reason)) {
+    switch (collect(lookups[i], address_round, &targets[i].addresses, &targets[i].secure,
+                    &targets[i].canonical, &reason)) {
       case HostOutcome::kAddresses:
         break;
       case HostOutcome::kTemporary:

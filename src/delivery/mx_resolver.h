@@ -35,6 +35,9 @@ struct MxTarget {
   // Both address lookups (AAAA and A) were DNSSEC-secure (an address or a proven absence):
   // with a secure MX answer, what DANE needs before it asks for TLSA (RFC 7672 §2.2.1).
   bool secure = false;
+  // The name a secure CNAME chain of host leads to (RFC 7672 §2.2.2: TLSA records are asked
+  // there first); empty without one or when the chain is not secure.
+  std::string canonical;
 };
 
 enum class MxStatus {

@@ -164,13 +164,14 @@ std::string Outbound::describe_policy(std::string_view domain_view) {
       addresses += (addresses.empty() ? "" : " ") + address;
     out += "  host " + target.host + " (preference " + std::to_string(target.preference) +
            "): " + (addresses.empty() ? std::string("no address") : addresses) +
-           (target.secure ? " (DNSSEC: secure)" : "") + "\n";
+           (target.secure ? " (DNSSEC: secure)" : "") +
+           (target.canonical.empty() ? std::string() : ", an alias of " + target.canonical) + "\n";
     if (exception) {
       out += "    policy exception: opportunistic TLS until the exception ends\n";
       continue;
     }
     DaneLookup dane = lookup_dane(*options_.dns, target.host, options_.mx_port, answer.secure,
-                                  target.secure, options_.mx_deadline);
+                                  target.secure, options_.mx_deadline, target.canonical);
     out += "    DANE: " + dane.detail + "\n";
     for (const dns::TlsaRecord& record : dane.usable)
       out += "      TLSA " + to_string(record) + "\n";
@@ -575,7 +576,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
         r = temporary("relay " + host + ": " + addresses.error(), transport, "4.4.3");
       return finish(nullptr);
     }
-    targets.push_back(MxTarget{host, 0, std::move(addresses.value()), true});
+    targets.push_back(MxTarget{host, 0, std::move(addresses.value()), true, false, {}});
   } else {
     MxAnswer answer = resolver_->resolve(domain);
     if (answer.status != MxStatus::kOk) {
@@ -660,7 +661,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     DaneLookup dane;
     if (!relay && !excepted) {
       dane = lookup_dane(*options_.dns, target.host, port, mx_secure, target.secure,
-                         options_.mx_deadline);
+                         options_.mx_deadline, target.canonical);
     }
     // The policy of this host's sessions for TLS reports (RFC 8460 §4.3). DANE decides a
     // host with usable TLSA records or a failed TLSA lookup (RFC 8461 §2: never rescued by
@@ -672,7 +673,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     const bool sts_host = sts_applies && !dane_decides;
     if (dane_decides) {
       report_policy.type = "tlsa";
-      report_policy.mx_host = target.host;
+      report_policy.mx_host = dane.base;
       for (const dns::TlsaRecord& record : dane.usable)
         report_policy.strings.push_back(to_string(record));
     } else if (sts_host) {
@@ -738,7 +739,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
                                  : level;
     transport_options.starttls = host_level != tls::OutboundLevel::kNone || require_tls;
     transport_options.dane_tlsa = dane.usable;
-    transport_options.dane_base = dane_authenticates ? target.host : std::string();
+    transport_options.dane_base = dane_authenticates ? dane.base : std::string();
     // What the TLS of a connection to this host must be, else the host is refused.
     auto tls_refusal = [this, dane_authenticates, host_level, remembered](
                            const TlsOutcome& tls, const std::string& where) {

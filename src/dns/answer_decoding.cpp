@@ -160,6 +160,15 @@ Answer decode_answer(const RawResult& raw) {
     return answer;
   }
   answer.secure = raw.secure;
+  if (!raw.canonical_name.empty()) {
+    std::string canonical = raw.canonical_name, asked = raw.query_name;
+    for (std::string* name : {&canonical, &asked}) {
+      if (!name->empty() && name->back() == '.') name->pop_back();
+      for (char& c : *name)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    if (canonical != asked) answer.canonical_name = std::move(canonical);
+  }
   if (raw.rcode == kNxDomainCode) {
     answer.status = Status::kNxDomain;
     return answer;

@@ -36,6 +36,8 @@ struct RawResult {
   std::string why_bogus;        // the validator's reason, when bogus
   std::chrono::seconds ttl{0};  // of the data, or of the negative answer
   std::vector<std::string> rdata;  // uncompressed wire rdata of each record of `type`
+  std::string query_name;          // the name asked, and the name the data is at after any
+  std::string canonical_name;      // CNAME chain (both without the trailing dot)
 };
 
 Answer decode_answer(const RawResult& raw);

@@ -68,6 +68,9 @@ struct Answer {
   std::vector<std::string> names;      // PTR, NS, CNAME targets, without the trailing dot
   std::vector<MxRecord> mx;
   std::vector<TlsaRecord> tlsa;
+  // The name the records are at when a CNAME chain led there from the name asked (lower
+  // case, no trailing dot); empty when there was none. Covered by `secure` like the data.
+  std::string canonical_name;
   std::string detail;  // kTemporary / kBogus in words, for logs: "timed out", "SERVFAIL"
 };
 using AnswerPtr = std::shared_ptr<const Answer>;

@@ -106,6 +106,8 @@ AnswerPtr decode(int error, ub_result* result, Type type) {
   raw.bogus = result->bogus != 0;
   if (result->why_bogus != nullptr) raw.why_bogus = result->why_bogus;
   raw.ttl = std::chrono::seconds(result->ttl > 0 ? result->ttl : 0);
+  if (result->qname != nullptr) raw.query_name = result->qname;
+  if (result->canonname != nullptr) raw.canonical_name = result->canonname;
   if (result->havedata != 0 && result->data != nullptr) {
     for (int i = 0; result->data[i] != nullptr; ++i) {
       raw.rdata.emplace_back(result->data[i], static_cast<std::size_t>(result->len[i]));

@@ -32,7 +32,7 @@ from signed_zone import (ROOT_ADDRESS, NetworkNamespace, SignedRoot, ValidatingR
 from test_mx_lmtp import issue_certificate
 from test_onward import SMTPSCTL, demo_password, submit
 
-DOMAINS = ("ee.example", "ta.example", "wrong.example", "bogus.example")
+DOMAINS = ("ee.example", "ta.example", "wrong.example", "bogus.example", "alias.example")
 
 
 class ReportCollector:
@@ -101,8 +101,16 @@ class Dane(ServerTestCase):
             rua = "mailto:demo@localhost"
             if report_port and domain == "ee.example":
                 rua += f",https://reports.example:{report_port}/tlsrpt"
-            records += [f"{domain}. MX 10 mx.{domain}.", f"mx.{domain}. A 127.0.0.1",
+            records += [f"{domain}. MX 10 mx.{domain}.",
                         f'_smtp._tls.{domain}. TXT "v=TLSRPTv1; rua={rua}"']
+            if domain == "alias.example":
+                # The MX host is an alias (RFC 7672 §2.2.2): the records are at its target.
+                records += ["mx.alias.example. CNAME real.alias.example.",
+                            "real.alias.example. A 127.0.0.1"]
+                records += [line.replace("mx.ee.example.", "real.alias.example.")
+                            for line in tlsa]
+            else:
+                records.append(f"mx.{domain}. A 127.0.0.1")
         records.append("reports.example. A 127.0.0.1")
         self.ee_records = [line.split(" TLSA ", 1)[1] for line in tlsa]
         # The bogus host's record is changed after signing to the one that would match.
@@ -169,6 +177,9 @@ class Dane(ServerTestCase):
                        r"\(TLSA 3 1 1\) .*\" policy=dane")
         local.wait_log(r"event=delivered id=\S+ rcpt=carol@ta\.example to=smtp .*verified by "
                        r"DANE \(TLSA 2 0 1\) .*\" policy=dane")
+        remote.wait_delivered(1, "carol@alias.example")
+        local.wait_log(r"event=delivered id=\S+ rcpt=carol@alias\.example to=smtp .*verified by "
+                       r"DANE \(TLSA 3 1 1\) .*\" policy=dane")
         local.wait_log(r"event=deferred id=\S+ rcpt=carol@wrong\.example detail=\"DANE "
                        r"authentication of mx\.wrong\.example\[127\.0\.0\.1\]:\d+ failed[^\"]*\" "
                        r"policy=dane")
@@ -187,7 +198,7 @@ class Dane(ServerTestCase):
                                local.log()).groups()
         with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
             metrics = reply.read().decode()
-        for sample in ('smtpsd_outbound_tls_sessions_total{policy="dane",result="success"} 2',
+        for sample in ('smtpsd_outbound_tls_sessions_total{policy="dane",result="success"} 3',
                        'smtpsd_outbound_tls_sessions_total{policy="dane",'
                        'result="validation-failure"} 1',
                        'smtpsd_outbound_tls_sessions_total{policy="dane",'
@@ -219,10 +230,11 @@ class Dane(ServerTestCase):
             self.assertTrue(report["report-id"])
             (entry,) = report["policies"]
             policy = entry["policy"]
+            base = "real.alias.example" if domain == "alias.example" else f"mx.{domain}"
             self.assertEqual((policy["policy-type"], policy["policy-domain"],
-                              policy["mx-host"]), ("tlsa", domain, f"mx.{domain}"))
+                              policy["mx-host"]), ("tlsa", domain, base))
             summary = entry["summary"]
-            if domain in ("ee.example", "ta.example"):
+            if domain in ("ee.example", "ta.example", "alias.example"):
                 self.assertEqual(summary, {"total-successful-session-count": 1,
                                            "total-failure-session-count": 0})
                 self.assertNotIn("failure-details", entry)

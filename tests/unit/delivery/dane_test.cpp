@@ -112,5 +112,22 @@ TEST(DaneTest, TheDecisionFollowsTheTlsaAnswer) {
   EXPECT_EQ(resolver.asked.back(), "_2525._tcp.usable.example");
 }
 
+TEST(DaneTest, TheTargetOfASecureCnameIsAskedFirstThenTheMxHost) {
+  TlsaResolver resolver(true);
+  resolver.set("_25._tcp.real.example", tlsa_answer({record(3, 1, 1, 32)}));
+  resolver.set("_25._tcp.mx.example", tlsa_answer({record(2, 0, 1, 32)}));
+  DaneLookup expanded = lookup_dane(resolver, "mx.example", 25, true, true, 1s, "real.example");
+  EXPECT_EQ(expanded.kind, DaneLookup::Kind::kUsable);
+  EXPECT_EQ(expanded.base, "real.example");
+  EXPECT_EQ(parameters_of(expanded.usable.at(0)), "3 1 1");
+  // No records at the target: the MX host's own, with it as the base.
+  DaneLookup own = lookup_dane(resolver, "mx.example", 25, true, true, 1s, "other.example");
+  EXPECT_EQ(own.kind, DaneLookup::Kind::kUsable);
+  EXPECT_EQ(own.base, "mx.example");
+  EXPECT_EQ(resolver.asked,
+            (std::vector<std::string>{"_25._tcp.real.example", "_25._tcp.other.example",
+                                      "_25._tcp.mx.example"}));
+}
+
 }  // namespace
 }  // namespace delivery

@@ -103,5 +103,17 @@ TEST(AnswerDecoding, SecureAndBogus) {
   EXPECT_EQ(answer.detail, "DNSSEC bogus: signature expired");
 }
 
+// RFC 7672 §2.2.2 needs the target of a CNAME chain: kept when it differs from the name
+// asked (case and the final dot aside).
+TEST(AnswerDecoding, TheCanonicalNameIsKeptWhenACnameLedThere) {
+  RawResult alias = raw(Type::kA, {"\xc0\x00\x02\x01"s});
+  alias.query_name = "MX.Example.ORG.";
+  alias.canonical_name = "Real.Example.org.";
+  EXPECT_EQ(decode_answer(alias).canonical_name, "real.example.org");
+  RawResult direct = alias;
+  direct.canonical_name = "mx.example.org.";
+  EXPECT_EQ(decode_answer(direct).canonical_name, "");
+}
+
 }  // namespace
 }  // namespace dns
