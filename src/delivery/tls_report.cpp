@@ -5,8 +5,8 @@
 #include <ctime>
 
 #include "base/ascii.h"
-#include "base/base64.h"
 #include "base/json.h"
+#include "base/report_mail.h"
 
 namespace delivery {
 namespace {
@@ -248,40 +248,25 @@ std::string tls_report_file_name(const TlsReportMetadata& metadata,
 std::string tls_report_message(const TlsReportMetadata& metadata, std::string_view policy_domain,
                                std::span<const std::string> recipients, std::string_view gzipped,
                                std::int64_t now) {
-  char date[64];
-  const std::time_t t = static_cast<std::time_t>(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  const std::string boundary = "=_tlsrpt_" + metadata.report_id;
-  const std::string file = tls_report_file_name(metadata, policy_domain);
   std::string to;
   for (const std::string& recipient : recipients)
     to += (to.empty() ? "" : ", ") + ("<" + recipient + ">");
-  std::string out;
-  out += "From: " + metadata.org_name + " TLS reports <" + metadata.contact + ">\r\n";
-  out += "To: " + to + "\r\n";
-  out += "Date: " + std::string(date) + "\r\n";
-  out += "Subject: Report Domain: " + std::string(policy_domain) +
-         " Submitter: " + metadata.submitter + " Report-ID: <" + metadata.report_id + ">\r\n";
-  out += "Message-ID: <" + metadata.report_id + "@" + metadata.submitter + ">\r\n";
-  out += "TLS-Report-Domain: " + std::string(policy_domain) + "\r\n";
-  out += "TLS-Report-Submitter: " + metadata.submitter + "\r\n";
-  out += "MIME-Version: 1.0\r\n";
-  out += "Content-Type: multipart/report; report-type=\"tlsrpt\"; boundary=\"" + boundary +
-         "\"\r\n\r\n";
-  out += "--" + boundary + "\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n";
-  out += "This is an SMTP TLS report (RFC 8460) for " + std::string(policy_domain) + ", from " +
-         metadata.org_name + ".\r\n\r\n";
-  out += "--" + boundary + "\r\nContent-Type: application/tlsrpt+gzip; name=\"" + file + "\"\r\n";
-  out += "Content-Transfer-Encoding: base64\r\n";
-  out += "Content-Disposition: attachment; filename=\"" + file + "\"\r\n\r\n";
-  std::string encoded;
-  base::append_base64(encoded, gzipped);
-  for (std::size_t at = 0; at < encoded.size(); at += 76)
-    out += encoded.substr(at, 76) + "\r\n";
-  out += "--" + boundary + "--\r\n";
-  return out;
+  base::ReportMail mail;
+  mail.fields = {{"From", metadata.org_name + " TLS reports <" + metadata.contact + ">"},
+                 {"To", to},
+                 {"Date", base::mail_date(now)},
+                 {"Subject", "Report Domain: " + std::string(policy_domain) + " Submitter: " +
+                                 metadata.submitter + " Report-ID: <" + metadata.report_id + ">"},
+                 {"Message-ID", "<" + metadata.report_id + "@" + metadata.submitter + ">"},
+                 {"TLS-Report-Domain", std::string(policy_domain)},
+                 {"TLS-Report-Submitter", metadata.submitter}};
+  mail.multipart_type = "multipart/report; report-type=\"tlsrpt\"";
+  mail.boundary = "=_tlsrpt_" + metadata.report_id;
+  mail.text = "This is an SMTP TLS report (RFC 8460) for " + std::string(policy_domain) +
+              ", from " + metadata.org_name + ".\r\n\r\n";
+  mail.attachment_type = "application/tlsrpt+gzip";
+  mail.file_name = tls_report_file_name(metadata, policy_domain);
+  return base::report_mail(mail, gzipped);
 }
 
 std::optional<std::vector<std::string>> parse_tlsrpt_record(std::string_view text) {

@@ -10,6 +10,7 @@
 
 #include "base/ascii.h"
 #include "base/base64.h"
+#include "base/report_mail.h"
 
 namespace mailauth {
 namespace {
@@ -298,37 +299,23 @@ base::Expected<std::string, std::string> gzip(std::string_view data) {
 std::string report_message(const ReportMetadata& metadata, std::string_view policy_domain,
                            std::span<const std::string> recipients, std::string_view gzipped,
                            std::int64_t now) {
-  char date[64];
-  const std::time_t t = static_cast<std::time_t>(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  const std::string boundary = "=_dmarc_" + metadata.report_id;
-  const std::string file = report_file_name(metadata, policy_domain);
   std::string to;
   for (const std::string& recipient : recipients)
     to += (to.empty() ? "" : ", ") + ("<" + recipient + ">");
-  std::string out;
-  out += "From: " + metadata.org_name + " DMARC <" + metadata.email + ">\r\n";
-  out += "To: " + to + "\r\n";
-  out += "Date: " + std::string(date) + "\r\n";
-  out += "Subject: Report Domain: " + std::string(policy_domain) +
-         " Submitter: " + metadata.receiver + " Report-ID: <" + metadata.report_id + ">\r\n";
-  out += "Message-ID: <" + metadata.report_id + "@" + metadata.receiver + ">\r\n";
-  out += "MIME-Version: 1.0\r\n";
-  out += "Content-Type: multipart/mixed; boundary=\"" + boundary + "\"\r\n\r\n";
-  out += "--" + boundary + "\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n";
-  out += "This is a DMARC aggregate report (RFC 7489 section 7.2) for " +
-         std::string(policy_domain) + ", from " + metadata.org_name + ".\r\n\r\n";
-  out += "--" + boundary + "\r\nContent-Type: application/gzip; name=\"" + file + "\"\r\n";
-  out += "Content-Transfer-Encoding: base64\r\n";
-  out += "Content-Disposition: attachment; filename=\"" + file + "\"\r\n\r\n";
-  std::string encoded;
-  base::append_base64(encoded, gzipped);
-  for (std::size_t at = 0; at < encoded.size(); at += 76)
-    out += encoded.substr(at, 76) + "\r\n";
-  out += "--" + boundary + "--\r\n";
-  return out;
+  base::ReportMail mail;
+  mail.fields = {{"From", metadata.org_name + " DMARC <" + metadata.email + ">"},
+                 {"To", to},
+                 {"Date", base::mail_date(now)},
+                 {"Subject", "Report Domain: " + std::string(policy_domain) + " Submitter: " +
+                                 metadata.receiver + " Report-ID: <" + metadata.report_id + ">"},
+                 {"Message-ID", "<" + metadata.report_id + "@" + metadata.receiver + ">"}};
+  mail.multipart_type = "multipart/mixed";
+  mail.boundary = "=_dmarc_" + metadata.report_id;
+  mail.text = "This is a DMARC aggregate report (RFC 7489 section 7.2) for " +
+              std::string(policy_domain) + ", from " + metadata.org_name + ".\r\n\r\n";
+  mail.attachment_type = "application/gzip";
+  mail.file_name = report_file_name(metadata, policy_domain);
+  return base::report_mail(mail, gzipped);
 }
 
 std::string rua_address(std::string_view uri) {
