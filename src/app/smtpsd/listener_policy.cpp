@@ -87,14 +87,6 @@ smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapsho
   return session;
 }
 
-std::shared_ptr<const intake::Pipeline> built_in_checks(const config::Config& config) {
-  std::vector<std::shared_ptr<intake::Check>> checks;
-  if (config.max_received_headers != 0) {
-    checks.push_back(std::make_shared<intake::ReceivedLoopCheck>(config.max_received_headers));
-  }
-  return std::make_shared<const intake::Pipeline>(std::move(checks));
-}
-
 base::Expected<std::vector<std::shared_ptr<const mailauth::DkimSigningKey>>, std::string>
 dkim_keys_of(const config::Config& config, const config::Domain& domain) {
   std::vector<std::shared_ptr<const mailauth::DkimSigningKey>> keys;

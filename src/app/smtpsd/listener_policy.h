@@ -55,13 +55,6 @@ smtp::SessionConfig session_config(std::shared_ptr<const config::Config> snapsho
                                    const config::Listener& listener, auth::UserDirectory& users,
                                    const auth::AliasDirectory* aliases = nullptr);
 
-// The checks every listener of config runs (intake/check.h), built in and on by default:
-// today the received-loop check (intake/loop_check.h) at limits.max_received_headers, left
-// out when that is 0. Built once per configuration snapshot (the reload engine passes it to
-// every listener_options of the snapshot): a reload that changes the limit applies to the
-// sessions that start after it. Immutable, shared by every session of those listeners.
-std::shared_ptr<const intake::Pipeline> built_in_checks(const config::Config& config);
-
 // What the sender-authentication checks need from the running server.
 struct CheckServices {
   std::shared_ptr<dns::Resolver> resolver;  // the server's one resolver (dns/resolver.h)
@@ -75,10 +68,14 @@ struct CheckServices {
 base::Expected<std::vector<std::shared_ptr<const mailauth::DkimSigningKey>>, std::string>
 dkim_keys_of(const config::Config& config, const config::Domain& domain);
 
-// The same and, with services, in this order (docs/architecture.md "Checks"): the
-// received-loop check, the authenticity check for port 25 ([authenticity] verify: SPF,
-// DKIM, DMARC, Authentication-Results) and last DKIM signing for the domains with keys.
-// Fails, naming the file, line and key, on a DKIM key the signer cannot use.
+// The checks every listener of config runs (intake/check.h), built in and on by default, in
+// this order (docs/architecture.md "Checks"): the received-loop check (intake/loop_check.h)
+// at limits.max_received_headers (left out when that is 0), the authenticity check for port
+// 25 ([authenticity] verify, with a resolver in services: SPF, DKIM, DMARC,
+// Authentication-Results) and last DKIM signing for the domains with keys. Built once per
+// configuration snapshot (the reload engine passes it to every listener_options of the
+// snapshot), immutable, shared by every session of those listeners. Fails, naming the file,
+// line and key, on a DKIM key the signer cannot use.
 base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_checks(
     const config::Config& config, const CheckServices& services);
 // One line per check for start-up output: "received-loop (end of headers, 554 5.4.6 at 50

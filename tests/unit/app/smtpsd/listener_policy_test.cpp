@@ -91,10 +91,18 @@ TEST_F(ListenerPolicyTest, SmtpAcceptsLocalDomainsOnlyAndNeverRelays) {
             RecipientVerdict::kRelayDenied);
 }
 
+// The server's pipeline without a resolver (no port-25 authenticity check): what these
+// tests look at is the received-loop check and how listeners share the pipeline.
+std::shared_ptr<const intake::Pipeline> checks_without_services(const config::Config& config) {
+  auto built = built_in_checks(config, CheckServices{});
+  EXPECT_TRUE(built) << built.error();
+  return built ? built.value() : nullptr;
+}
+
 TEST_F(ListenerPolicyTest, ListenerOptionsCarryTheRoleAndTheSettings) {
   auto config = snapshot();
   bool asked = false;
-  auto options = listener_options(config, 0, built_in_checks(*config), nullptr, users_,
+  auto options = listener_options(config, 0, checks_without_services(*config), nullptr, users_,
                                   [&asked](std::uint64_t) {
                                     asked = true;
                                     return false;
@@ -105,7 +113,7 @@ TEST_F(ListenerPolicyTest, ListenerOptionsCarryTheRoleAndTheSettings) {
   EXPECT_EQ(options.command_timeout, std::chrono::seconds(61));
   EXPECT_FALSE(options.session.has_room_for(1));
   EXPECT_TRUE(asked);
-  auto smtp = listener_options(config, 2, built_in_checks(*config), nullptr, users_, {});
+  auto smtp = listener_options(config, 2, checks_without_services(*config), nullptr, users_, {});
   EXPECT_EQ(smtp.role, "smtp");
   EXPECT_FALSE(smtp.implicit_tls);
 }
@@ -115,7 +123,7 @@ TEST_F(ListenerPolicyTest, ListenerOptionsCarryTheRoleAndTheSettings) {
 // command waits for a check; one pipeline for all the listeners of a snapshot.
 TEST_F(ListenerPolicyTest, EveryListenerRunsTheBuiltInChecks) {
   auto config = snapshot();
-  auto checks = built_in_checks(*config);
+  auto checks = checks_without_services(*config);
   for (std::size_t index : {0u, 1u, 2u}) {
     auto options = listener_options(config, index, checks, nullptr, users_, {});
     ASSERT_TRUE(options.checks);
@@ -133,10 +141,10 @@ TEST_F(ListenerPolicyTest, EveryListenerRunsTheBuiltInChecks) {
 TEST_F(ListenerPolicyTest, TheLoopLimitComesFromTheConfiguration) {
   config::Config config = *snapshot();
   config.max_received_headers = 7;
-  EXPECT_EQ(describe_checks(*built_in_checks(config)),
+  EXPECT_EQ(describe_checks(*checks_without_services(config)),
             "received-loop (end of headers, 554 5.4.6 at 7 Received fields)");
   config.max_received_headers = 0;
-  auto off = built_in_checks(config);
+  auto off = checks_without_services(config);
   EXPECT_TRUE(off->checks().empty());
   EXPECT_EQ(off->stages(), 0u);
   EXPECT_EQ(describe_checks(*off), "none");
