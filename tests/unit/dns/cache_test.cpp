@@ -35,6 +35,20 @@ TEST_F(CacheTest, KeptForItsTtl) {
   EXPECT_EQ(cache.size(), 0u);
 }
 
+// A hostile zone's huge answer (many or long TXT strings) is used once, never kept: the
+// cache's memory stays bounded by entries of at most 8 KiB.
+TEST_F(CacheTest, AnswersOver8KibAreNotKept) {
+  Cache cache = make();
+  auto big = std::make_shared<Answer>(*answer(Status::kOk, 60s));
+  big->texts.assign(3, std::string(2800, 'x'));  // 8,400 octets
+  cache.store("big.example", Type::kTxt, big);
+  EXPECT_EQ(cache.find("big.example", Type::kTxt), nullptr);
+  auto fits = std::make_shared<Answer>(*answer(Status::kOk, 60s));
+  fits->texts.assign(2, std::string(4000, 'x'));  // 8,000 octets
+  cache.store("fits.example", Type::kTxt, fits);
+  EXPECT_NE(cache.find("fits.example", Type::kTxt), nullptr);
+}
+
 TEST_F(CacheTest, NamesCompareWithoutCaseOrTrailingDot) {
   Cache cache = make();
   cache.store("Example.COM.", Type::kMx, answer(Status::kOk, 60s));

@@ -232,6 +232,28 @@ TEST(DkimVerifier, ConsidersAtMostMaxSignatures) {
   EXPECT_EQ(verifier.verify(8, txt_answer({}), kNow).result, DkimResult::kPermError);
 }
 
+// Each distinct (canonicalization, l=) is one more pass over the body on the I/O thread: a
+// message gets four at most, the signatures past them are permerror, never hashed.
+TEST(DkimVerifier, AtMostFourDistinctBodyHashes) {
+  std::string header;
+  for (int i = 1; i <= 6; ++i)
+    header += "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=s" + std::to_string(i) +
+              "; h=from; l=" + std::to_string(i) + "; bh=AAAA; b=AAAA\r\n";
+  header += kFrom + "\r\n";
+  DkimVerifier verifier;
+  verifier.header_section(header);
+  verifier.body("a body line\r\n");
+  verifier.end_of_body();
+  ASSERT_EQ(verifier.signature_count(), 6u);
+  for (std::size_t i = 0; i < 4; ++i)
+    EXPECT_EQ(verifier.verify(i, txt_answer({}), kNow).problem, "body hash did not verify");
+  for (std::size_t i = 4; i < 6; ++i) {
+    DkimOutcome outcome = verifier.verify(i, txt_answer({}), kNow);
+    EXPECT_EQ(outcome.result, DkimResult::kPermError);
+    EXPECT_EQ(outcome.problem, "malformed signature: too many distinct body hashes (l=)");
+  }
+}
+
 TEST(DkimVerifier, BodyHashNeedsNoKey) {
   std::string message =
       hand_signed(rsa_tags(""), "", Canonicalization::kRelaxed, kBody, rsa_signer);
