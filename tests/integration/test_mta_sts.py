@@ -13,10 +13,12 @@ publish, and the policy it prints is one the check accepts.
 import http.server
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 
 from certificates import issue_leaf
@@ -182,6 +184,23 @@ class MtaStsCheck(unittest.TestCase):
                 self.assertIn("example.test: no MTA-STS policy\n", result.stdout)
                 self.assertIn("fetch failed: sts-webpki-invalid: ", result.stdout)
                 self.assertEqual(host.requests, 0)
+
+    def test_a_policy_host_that_never_answers_is_given_up_on_in_time(self):
+        # It accepts the connection and says nothing (no TLS handshake): the fetch ends at
+        # its timeout as a fetch error, never hangs delivery (default 20 s; 2 s here).
+        with socket.socket() as silent, self.dns() as dns:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            self.configure(dns, silent.getsockname()[1])
+            started = time.monotonic()
+            result = subprocess.run([SMTPSCTL, "mta-sts", "check", "example.test", "--config",
+                                     self.server.config_path, "--timeout", "2"],
+                                    capture_output=True, text=True, timeout=60)
+            elapsed = time.monotonic() - started
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn("example.test: no MTA-STS policy\n", result.stdout)
+        self.assertIn("fetch failed: sts-policy-fetch-error: ", result.stdout)
+        self.assertLess(elapsed, 15)  # far below the 20 s default the option replaced
 
     def test_the_published_policy_is_one_the_check_accepts(self):
         policy_file = os.path.join(self.tmp, "mta-sts.txt")

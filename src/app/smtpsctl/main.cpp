@@ -11,7 +11,7 @@
 //                                                                 (see app/dkim_command.h)
 //   smtpsctl dane tlsa [--config FILE] [--host NAME] [--port N]   (see app/dane_command.h)
 //   smtpsctl mta-sts policy DOMAIN --mode M [--mx HOST ...] [--max-age N] [--rua URI]
-//   smtpsctl mta-sts check DOMAIN [--config FILE] [--cache DIR]  (see app/mta_sts_command.h)
+//   smtpsctl mta-sts check DOMAIN [--config FILE] [--cache DIR] [--timeout S]  (mta_sts_command.h)
 //   smtpsctl auth lockouts [--config FILE | --socket PATH]        the running server's lockouts
 //   smtpsctl auth unlock [--config FILE | --socket PATH] IP_OR_USER
 //   smtpsctl queue list [--to-domain D] [--from A] [--json]        the running server's queue

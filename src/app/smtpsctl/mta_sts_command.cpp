@@ -146,7 +146,8 @@ int print_policy(const std::string& domain, const std::string& mode, std::vector
 }
 
 int check_policy(const std::string& domain, const std::string& config_file,
-                 const std::string& cache, std::ostream& out, std::ostream& err) {
+                 const std::string& cache, unsigned timeout_seconds, std::ostream& out,
+                 std::ostream& err) {
   auto config = load_config(config_file);
   if (!config) return fail(err, config.error());
   auto resolver = dns::create_resolver(dns_options(config.value().dns));
@@ -166,6 +167,7 @@ int check_policy(const std::string& domain, const std::string& config_file,
   options.cache_directory = directory;
   options.ca_file = config.value().delivery.ca_file;
   options.https_port = config.value().delivery.mta_sts_port;
+  options.fetch_timeout = std::chrono::seconds(timeout_seconds);
   int status = 1;
   {
     auto sts = delivery::MtaSts::create(shared, options);
@@ -231,11 +233,16 @@ int run_mta_sts_command(const std::vector<std::string>& argv, std::ostream& out,
   check->add_option("domain", domain, "A recipient domain")->required();
   check->add_option("--config", config_file, config_help);
   check->add_option("--cache", cache, "Policy cache directory (default: a temporary one)");
+  unsigned timeout = 20;
+  check
+      ->add_option("--timeout", timeout,
+                   "Seconds the HTTPS fetch may take, as delivery allows (default 20)")
+      ->check(CLI::Range(1, 120));
   if (auto stop = parse_command_line(cli, argv, out, err)) return *stop;
 
   const std::string name = delivery::normalized_host(domain);
   if (name.empty()) return fail(err, domain + ": not a domain name");
-  if (*check) return check_policy(name, config_file, cache, out, err);
+  if (*check) return check_policy(name, config_file, cache, timeout, out, err);
   return print_policy(name, mode, mx, max_age, rua, output, config_file, out, err, now);
 }
 

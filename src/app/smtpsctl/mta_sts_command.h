@@ -10,7 +10,7 @@
 //     server's hostname from the configuration is the one MX. --output writes the policy file
 //     (CRLF lines) there instead of printing it. Nothing is printed unless the policy parses
 //     back (delivery/mta_sts_policy.h).
-//   smtpsctl mta-sts check DOMAIN [--config FILE] [--cache DIR]
+//   smtpsctl mta-sts check DOMAIN [--config FILE] [--cache DIR] [--timeout SECONDS]
 //     Looks the policy up with the configuration's [dns], [delivery] ca_file and
 //     mta_sts_port, as delivery does (delivery/mta_sts.h), and prints it, where it came from
 //     and when it expires. The cache is DIR (default: a temporary one, removed at exit: the
