@@ -138,8 +138,14 @@ class DevMode(ServerTestCase):
                 with open(err_path) as f:
                     self.fail("dev server did not start:\n" + f.read())
             smtp_port = 2525 + offset
-            with open(out_path) as f:
-                instructions = f.read()
+            # The instructions are printed once the server has started (after its "started"
+            # line): wait for their last part.
+            instructions = ""
+            deadline = time.time() + 20
+            while time.time() < deadline and "openssl s_client -connect" not in instructions:
+                with open(out_path) as f:
+                    instructions = f.read()
+                time.sleep(0.05)
             self.assertIn(os.path.join(directory, "tls", "ca.pem"), instructions)
             self.assertIn(f"127.0.0.1:{smtp_port}", instructions)
             self.assertIn(f"127.0.0.1:{2465 + offset}", instructions)
