@@ -113,6 +113,7 @@ class Checker:
         self.last_write = {}      # path -> end position of the last write to it
         self.synced_from = {}     # path -> start position of its last completed sync
         self.entries = {}         # (directory, name) -> end position of the last entry change
+        self.entry_changes = {}   # (directory, name) -> end positions of every entry change
         self.dir_synced = {}      # directory -> start position of its last completed fsync
         self.all_synced = -1      # start position of the last completed syncfs
         self.sync_fds = set()     # paths opened O_SYNC/O_DSYNC
@@ -129,8 +130,12 @@ class Checker:
             return True
         return max(self.synced_from.get(path, -1), self.all_synced) > written
 
-    def entry_durable(self, directory, name):
-        changed = self.entries.get((directory, name))
+    def entry_durable(self, directory, name, at=None):
+        # As of position `at` (a reply's start): a change after it (the message delivered and
+        # removed while the reply's write was still under way) is not what the reply vouched for.
+        changes = [p for p in self.entry_changes.get((directory, name), [])
+                   if at is None or p <= at]
+        changed = max(changes) if changes else None
         if changed is None:
             return True
         return max(self.dir_synced.get(directory, -1), self.all_synced) > changed
@@ -140,7 +145,7 @@ class Checker:
         if not self.data_durable(path):
             self.violations.append(f"line {position + 1}: {why}: the data of {path} was not "
                                    f"synced")
-        if not self.entry_durable(directory, name):
+        if not self.entry_durable(directory, name, position):
             self.violations.append(f"line {position + 1}: {why}: the entry {name} in "
                                    f"{directory} was not synced")
 
@@ -152,6 +157,7 @@ class Checker:
     def entry_changed(self, path, position):
         directory, name = os.path.split(path)
         self.entries[(directory, name)] = position
+        self.entry_changes.setdefault((directory, name), []).append(position)
         if directory == os.path.join(self.root, "spool", "queue"):
             self.queue_files.add(name)
 
