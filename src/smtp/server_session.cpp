@@ -704,7 +704,7 @@ struct ServerSession::Impl {
       } else if (equals_ignoring_case(key, "REQUIRETLS")) {
         // RFC 8689 §2: "REQUIRETLS" has no value, and may be given only in a session that
         // employs TLS. Outside TLS the extension is not advertised: RFC 5321 §4.1.1.11's 555
-        // for a parameter not implemented here, with RFC 8689's 5.7.10 "encryption needed".
+        // for a parameter this session does not offer, with RFC 8689's 5.7.10 "encryption needed".
         if (!tls_active_) {
           error_reply(555, "5.7.10", "REQUIRETLS is only accepted inside TLS (STARTTLS first)");
           return;
