@@ -108,6 +108,17 @@ Outbound::~Outbound() {
   }
 }
 
+DomainTls Outbound::domain_tls(const std::string& domain, Relaxation relaxation) const {
+  DomainTls tls;
+  tls.name = domain;
+  tls.relaxation = relaxation;
+  tls.level = tls.relaxed() ? tls::OutboundLevel::kMay : level_for(domain);
+  tls.static_policy = std::any_of(options_.tls_policy.begin(), options_.tls_policy.end(),
+                                  [&](const auto& entry) { return entry.first == domain; });
+  tls.remembered = tls.relaxed() ? SeenTls::kNone : memory_.best(domain);
+  return tls;
+}
+
 std::string Outbound::describe_policy(std::string_view domain_view) {
   const std::string domain = base::ascii_lowercase(domain_view);
   std::string out = "TLS policy for mail to " + domain + ":\n";
@@ -115,98 +126,30 @@ std::string Outbound::describe_policy(std::string_view domain_view) {
     return out + "  all mail goes through the relay " + base::to_string(*options_.relay) +
            " at level " + std::string(tls::to_string(options_.relay_tls)) + " (policy static)\n";
   }
-  const tls::OutboundLevel level = level_for(domain);
-  const bool static_policy = std::any_of(options_.tls_policy.begin(), options_.tls_policy.end(),
-                                         [&](const auto& entry) { return entry.first == domain; });
-  const SeenTls remembered = memory_.best(domain);
   const std::optional<std::int64_t> exception = memory_.exception_until(domain, base::unix_now());
+  // What the table and the memory say, shown even while an exception sets them aside.
+  const DomainTls listed = domain_tls(domain, Relaxation::kNone);
   if (exception) {
     out += "  EXCEPTION until " + std::to_string(*exception) +
            " (unix time): opportunistic TLS; DANE, MTA-STS, the table and the memory are not "
            "applied (REQUIRETLS mail excepted)\n";
   }
-  out += "  static level: " + std::string(tls::to_string(level)) +
-         (static_policy ? " ([[delivery.tls_policy]])\n" : " (default_tls)\n");
+  out += "  static level: " + std::string(tls::to_string(listed.level)) +
+         (listed.static_policy ? " ([[delivery.tls_policy]])\n" : " (default_tls)\n");
   out += "  learned: " +
-         (remembered == SeenTls::kNone ? std::string("nothing remembered")
-                                       : "reached with " + std::string(to_string(remembered)) +
-                                             " TLS before: no less is accepted") +
+         (listed.remembered == SeenTls::kNone
+              ? std::string("nothing remembered")
+              : "reached with " + std::string(to_string(listed.remembered)) +
+                    " TLS before: no less is accepted") +
          "\n";
-  const std::string fallback = static_policy                  ? "static"
-                               : remembered != SeenTls::kNone ? "learned"
-                                                              : "opportunistic";
-  if (!options_.dns->validates())
-    out += "  DANE: not applied (the resolver does not validate DNSSEC)\n";
-  PolicyLookup sts;
-  if (options_.mta_sts) {
-    sts = options_.mta_sts->policy_for(domain, Clock::now() + options_.mx_deadline);
-    if (sts.has_policy()) {
-      std::string patterns;
-      for (const std::string& mx : sts.policy.mx)
-        patterns += " " + mx;
-      out += "  MTA-STS: mode " + std::string(to_string(sts.policy.mode)) + ", mx" + patterns +
-             ", id " + sts.id + " (" + std::string(to_string(sts.source)) + ", expires at " +
-             std::to_string(sts.expires_at) + ")\n";
-    } else {
-      out += "  MTA-STS: no policy" +
-             (sts.detail.empty() ? std::string() : " (" + sts.detail + ")") + "\n";
-    }
-    if (sts.failure != StsFailure::kNone && sts.has_policy())
-      out += "    the last fetch failed (" + sts.detail + "): the cached policy applies\n";
-  }
-  const bool sts_applies = sts.has_policy() && sts.policy.mode != StsMode::kNone;
-  MxAnswer answer = resolver_->resolve(domain);
-  out += "  MX: " + answer.detail + (answer.secure ? " (DNSSEC: secure)" : " (DNSSEC: insecure)") +
-         "\n";
-  for (const MxTarget& target : answer.targets) {
-    std::string addresses;
-    for (const std::string& address : target.addresses)
-      addresses += (addresses.empty() ? "" : " ") + address;
-    out += "  host " + target.host + " (preference " + std::to_string(target.preference) +
-           "): " + (addresses.empty() ? std::string("no address") : addresses) +
-           (target.secure ? " (DNSSEC: secure)" : "") +
-           (target.canonical.empty() ? std::string() : ", an alias of " + target.canonical) + "\n";
-    if (exception) {
-      out += "    policy exception: opportunistic TLS until the exception ends\n";
-      continue;
-    }
-    DaneLookup dane = lookup_dane(*options_.dns, target.host, options_.mx_port, answer.secure,
-                                  target.secure, options_.mx_deadline, target.canonical);
-    out += "    DANE: " + dane.detail + "\n";
-    for (const dns::TlsaRecord& record : dane.usable)
-      out += "      TLSA " + to_string(record) + "\n";
-    switch (dane.kind) {
-      case DaneLookup::Kind::kUsable:
-        out += "    policy dane: STARTTLS required, the certificate must match a TLSA record\n";
-        break;
-      case DaneLookup::Kind::kUnusable:
-        out += "    policy dane: STARTTLS required (no usable TLSA record to authenticate)\n";
-        break;
-      case DaneLookup::Kind::kFailed:
-        out += "    policy dane: this host is not used (the TLSA lookup failed)\n";
-        break;
-      case DaneLookup::Kind::kNone:
-      case DaneLookup::Kind::kNotApplicable:
-        if (sts_applies) {
-          const bool named = matches(sts.policy, target.host);
-          out += "    policy mta-sts (" + std::string(to_string(sts.policy.mode)) + "): " +
-                 (named ? std::string("named by the policy; ") : "NOT named by the policy; ") +
-                 (sts.policy.mode == StsMode::kEnforce
-                      ? (named ? "STARTTLS and a certificate valid for " + target.host + " required"
-                               : std::string("this host is not used"))
-                      : std::string("failures are only reported")) +
-                 "\n";
-          break;
-        }
-        out += "    policy " + fallback + ": level " + std::string(tls::to_string(level)) +
-               (remembered != SeenTls::kNone
-                    ? ", at least " + std::string(to_string(remembered)) + " TLS"
-                    : std::string()) +
-               "\n";
-        break;
-    }
-  }
-  return out;
+  DomainTls decided = exception ? domain_tls(domain, Relaxation::kException) : listed;
+  PostureOptions posture_options;
+  posture_options.port = options_.mx_port;
+  posture_options.deadline = options_.mx_deadline;
+  const Posture posture =
+      look_up_posture(*options_.dns, *resolver_, options_.mta_sts.get(), domain, posture_options);
+  decided.sts = posture.sts_asked ? &posture.sts : nullptr;
+  return out + describe_posture(posture, decided);
 }
 
 tls::OutboundLevel Outbound::level_for(std::string_view domain) const {
@@ -486,21 +429,21 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
             "the operator's exception: DANE, the policy table and the memory are not "
             "applied (smtpsctl tls except)");
   }
-  const tls::OutboundLevel level = relay      ? hop->tls
-                                   : excepted ? tls::OutboundLevel::kMay
-                                              : level_for(domain);
-  const SeenTls remembered = excepted ? SeenTls::kNone : memory_.best(memory_key);
+  // What applies to every host (posture.h); DANE and MTA-STS are decided per MX host below.
+  DomainTls decided = domain_tls(domain, sender_relaxed       ? Relaxation::kSenderOptional
+                                         : operator_exception ? Relaxation::kException
+                                                              : Relaxation::kNone);
+  if (relay) {
+    decided.name = memory_key;
+    decided.level = hop->tls;
+    decided.static_policy = true;
+    decided.remembered = memory_.best(memory_key);
+  }
+  const tls::OutboundLevel level = decided.level;
+  const SeenTls remembered = decided.remembered;
   // Which policy decided the TLS of this attempt, for the log lines (docs/architecture.md
-  // "Outbound TLS policy"): the strongest that applies; DANE is decided per MX host below.
-  const bool static_policy =
-      relay || std::any_of(options_.tls_policy.begin(), options_.tls_policy.end(),
-                           [&](const auto& entry) { return entry.first == domain; });
-  const std::string default_policy = sender_relaxed                 ? "tls-required-no"
-                                     : excepted                     ? "exception"
-                                     : static_policy                ? "static"
-                                     : remembered != SeenTls::kNone ? "learned"
-                                                                    : "opportunistic";
-  std::string policy = default_policy;  // of the host last tried (the one that delivered)
+  // "Outbound TLS policy").
+  std::string_view policy = decided.fallback_policy();  // of the host last tried
   // A cached connection is authenticated as its account and verified at its level: a next
   // hop's connections are shared only by mail for the same URL, account and TLS level, and
   // a connection made with a domain's policy set aside (an exception, TLS-Required: No)
@@ -609,8 +552,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
           .kv("detail", sts.detail);
     }
   }
-  const bool sts_applies = sts.has_policy() && sts.policy.mode != StsMode::kNone;
-  const bool sts_enforced = sts_applies && sts.policy.mode == StsMode::kEnforce;
+  decided.sts = &sts;
+  const bool sts_enforced = decided.sts_enforced();
   std::vector<std::string> sts_strings;
   if (sts.has_policy()) {
     const std::string formatted = format_sts_policy(sts.policy);
@@ -663,29 +606,18 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       dane = lookup_dane(*options_.dns, target.host, port, mx_secure, target.secure,
                          options_.mx_deadline, target.canonical);
     }
-    // The policy of this host's sessions for TLS reports (RFC 8460 §4.3). DANE decides a
-    // host with usable TLSA records or a failed TLSA lookup (RFC 8461 §2: never rescued by
-    // MTA-STS); secure records none of which is usable only make TLS mandatory, and an
-    // MTA-STS policy still applies to such a host.
-    TlsrptPolicy report_policy{"no-policy-found", domain, {}, {}};
-    const bool dane_decides =
-        dane.kind == DaneLookup::Kind::kUsable || dane.kind == DaneLookup::Kind::kFailed;
-    const bool sts_host = sts_applies && !dane_decides;
-    if (dane_decides) {
-      report_policy.type = "tlsa";
+    const HostTls host = decide_host(decided, dane, target.host);
+    // The policy of this host's sessions for TLS reports (RFC 8460 §4.3).
+    TlsrptPolicy report_policy{std::string(host.report_type), domain, {}, {}};
+    if (host.report_type == "tlsa") {
       report_policy.mx_host = dane.base;
       for (const dns::TlsaRecord& record : dane.usable)
         report_policy.strings.push_back(to_string(record));
-    } else if (sts_host) {
-      report_policy.type = "sts";
+    } else if (host.report_type == "sts") {
       report_policy.strings = sts_strings;
     }
     // Each session is also counted by the policy that decided it (metrics: bounded labels,
     // the policy names and RFC 8460's result types).
-    const std::string host_policy = dane_decides                               ? "dane"
-                                    : sts_host                                 ? "mta-sts"
-                                    : dane.kind == DaneLookup::Kind::kUnusable ? "dane"
-                                                                               : default_policy;
     auto report = [&](const std::string& result_type, const std::string& address) {
       if (relay) return;
       // A session with the policy set aside (an exception, TLS-Required: No, a TLS report's
@@ -694,7 +626,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
           .counter("smtpsd_outbound_tls_sessions_total",
                    "MX delivery sessions by the TLS policy that decided them and their result "
                    "(success, or an RFC 8460 failure type).",
-                   {{"policy", host_policy},
+                   {{"policy", std::string(host.policy)},
                     {"result", result_type.empty() ? std::string("success") : result_type}})
           .inc();
       if (!options_.tls_reports || excepted) return;
@@ -705,17 +637,13 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
                                       TlsrptFailure{result_type, {}, target.host, address});
     };
     if (dane.kind == DaneLookup::Kind::kFailed) {
-      failure = target.host + ": " + dane.detail + " (DANE: host not used)";
-      policy = "dane";
       obs::Log("dane_failed", obs::Level::kWarning)
           .kv("domain", domain)
           .kv("host", target.host)
           .kv("detail", dane.detail);
       if (dane.bogus) report("dnssec-invalid", "");
-      skipped_host = true;
-      continue;
     }
-    const bool sts_unnamed = sts_host && !matches(sts.policy, target.host);
+    const bool sts_unnamed = host.sts_unnamed;
     if (sts_unnamed) {
       // §4.1: an MX host the policy does not name is not used in enforce mode (in testing
       // mode the session is reported as failed below).
@@ -724,19 +652,15 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
           .kv("domain", domain)
           .kv("host", target.host)
           .kv("mode", to_string(sts.policy.mode));
-      if (sts_enforced) {
-        failure = "MX host " + target.host + " is not named by the MTA-STS policy of " + domain;
-        policy = "mta-sts";
-        skipped_host = true;
-        continue;
-      }
     }
-    const bool dane_authenticates = dane.kind == DaneLookup::Kind::kUsable;
-    const bool dane_applies = dane_authenticates || dane.kind == DaneLookup::Kind::kUnusable;
-    const tls::OutboundLevel host_level =
-        sts_host && sts_enforced ? std::max(level, tls::OutboundLevel::kVerify)
-        : dane_applies           ? std::max(level, tls::OutboundLevel::kEncrypt)
-                                 : level;
+    if (!host.used) {
+      failure = host.why_not;
+      policy = host.policy;
+      skipped_host = true;
+      continue;
+    }
+    const bool dane_authenticates = host.dane_authenticates;
+    const tls::OutboundLevel host_level = host.level;
     transport_options.starttls = host_level != tls::OutboundLevel::kNone || require_tls;
     transport_options.dane_tlsa = dane.usable;
     transport_options.dane_base = dane_authenticates ? dane.base : std::string();
@@ -766,7 +690,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       only_busy = false;
       Endpoint endpoint{target.host, address, port, false};
       const std::string where = endpoint.describe();
-      policy = host_policy;
+      policy = host.policy;
       // Checked right after the handshake, before EHLO and AUTH go inside the TLS.
       transport_options.check_tls = [tls_refusal, where](const TlsOutcome& tls) {
         return tls_refusal(tls, where);
@@ -830,7 +754,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
       // The TLS of this session was as its policy asks: a successful session (§4.4); in
       // MTA-STS testing mode, a session the policy would have refused is reported as such.
       const TlsOutcome& session_tls = connection->tls();
-      if (sts_host && (sts_unnamed || !session_tls.verified))
+      if (host.sts_host && (sts_unnamed || !session_tls.verified))
         report(sts_unnamed             ? "validation-failure"
                : session_tls.encrypted ? "certificate-not-trusted"
                                        : "starttls-not-supported",

@@ -47,6 +47,7 @@
 #include "base/expected.h"
 #include "delivery/mx_resolver.h"
 #include "delivery/next_hop.h"
+#include "delivery/posture.h"
 #include "delivery/smtp_transport.h"
 #include "delivery/tls_memory.h"
 #include "delivery/tls_report.h"
@@ -105,8 +106,9 @@ class Outbound {
                                                     std::string_view domain,
                                                     const NextHop* via = nullptr);
   // What decides the TLS of mail to domain, in words for `smtpsctl tls policy` (several
-  // lines): the relay, or the MX hosts with their DNSSEC status and DANE records, the static
-  // level, the memory, and the policy each host gets. Blocking (DNS): never on an I/O thread.
+  // lines): the relay, or the static level, the memory and the domain's published posture
+  // with the decision each MX host gets (posture.h: the same decide_host() delivery uses).
+  // Blocking (DNS, an MTA-STS fetch): never on an I/O thread.
   std::string describe_policy(std::string_view domain);
   // Recipients to hand to the LMTP server (their addresses as the LMTP server knows them):
   // server, or options' lmtp when it is null.
@@ -128,6 +130,8 @@ class Outbound {
     std::vector<std::unique_ptr<Connection>> idle;
   };
   explicit Outbound(OutboundOptions options);
+  // What applies to all MX hosts of domain (lower-case): the table, the memory, relaxation.
+  DomainTls domain_tls(const std::string& domain, Relaxation relaxation) const;
   // Waits for a free slot for key; returns an idle connection to reuse, if any.
   // got_slot is false when no slot freed up in time (all connections busy).
   std::unique_ptr<Connection> acquire(const std::string& key, bool& got_slot);

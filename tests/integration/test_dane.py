@@ -208,6 +208,8 @@ class Dane(ServerTestCase):
         # What decides each domain's TLS, as the operator asks the running server.
         ee = self.tls_policy(local, "ee.example")
         self.assertIn("MX: 1 MX host for ee.example (DNSSEC: secure)", ee)
+        self.assertIn("  TLS-RPT: reports to mailto:demo@localhost "
+                      f"https://reports.example:{posted.port}/tlsrpt (DNSSEC: secure)\n", ee)
         self.assertIn("host mx.ee.example (preference 10): 127.0.0.1 (DNSSEC: secure)", ee)
         for record in self.ee_records:
             self.assertIn(f"      TLSA {record}\n", ee)
