@@ -555,7 +555,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   decided.sts = &sts;
   const bool sts_enforced = decided.sts_enforced();
   std::vector<std::string> sts_strings;
-  if (sts.has_policy()) {
+  if (sts.has_policy() && options_.tls_reports) {  // only TLS reports show the policy text
     const std::string formatted = format_sts_policy(sts.policy);
     std::string_view text = formatted;
     while (!text.empty()) {

@@ -1,10 +1,34 @@
 // resolver.cpp — the names of types and statuses, and the blocking wait of worker threads.
 #include "dns/resolver.h"
 
+#include <arpa/inet.h>
+
 #include <condition_variable>
 #include <mutex>
 
 namespace dns {
+
+std::string reverse_name(std::string_view ip) {
+  const std::string text(ip);
+  unsigned char octets[16];
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string name;
+  if (::inet_pton(AF_INET, text.c_str(), octets) == 1) {
+    for (int i = 3; i >= 0; --i)
+      name += std::to_string(octets[i]) + ".";
+    return name + "in-addr.arpa";
+  }
+  if (::inet_pton(AF_INET6, text.c_str(), octets) == 1) {
+    for (int i = 15; i >= 0; --i) {
+      name += kHex[octets[i] & 0x0F];
+      name += '.';
+      name += kHex[octets[i] >> 4];
+      name += '.';
+    }
+    return name + "ip6.arpa";
+  }
+  return {};
+}
 
 std::string_view to_string(Type type) {
   switch (type) {

@@ -75,6 +75,10 @@ struct Answer {
 };
 using AnswerPtr = std::shared_ptr<const Answer>;
 
+// The PTR name of an IP literal (RFC 1035 §3.5, RFC 3596 §2.5): "1.2.0.192.in-addr.arpa",
+// nibbles under "ip6.arpa"; "" when ip is not an IP literal.
+std::string reverse_name(std::string_view ip);
+
 class Resolver {
  public:
   using Callback = std::function<void(AnswerPtr)>;

@@ -25,8 +25,10 @@ int fail(std::ostream& err, const std::string& message) {
   return 1;
 }
 
+}  // namespace
+
 // SHA2-256 of the DER SubjectPublicKeyInfo of the first certificate in a PEM file, in hex.
-base::Expected<std::string, std::string> spki_sha256(const std::string& path) {
+base::Expected<std::string, std::string> certificate_spki_sha256(const std::string& path) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "r"), &std::fclose);
   if (!file) return base::unexpected(path + ": cannot open");
   std::unique_ptr<X509, void (*)(X509*)> certificate(
@@ -49,8 +51,6 @@ base::Expected<std::string, std::string> spki_sha256(const std::string& path) {
   }
   return hex;
 }
-
-}  // namespace
 
 int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
   CLI::App cli{"DANE TLSA records for this server", "smtpsctl dane"};
@@ -77,7 +77,7 @@ int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, st
   out << "; DANE-EE(3) SPKI(1) SHA2-256(1): publish in a DNSSEC-signed zone (RFC 7672)\n";
   std::vector<std::string> seen;
   for (const tls::CertificatePair& pair : config.value().certificates) {
-    auto digest = spki_sha256(pair.certificate_file);
+    auto digest = certificate_spki_sha256(pair.certificate_file);
     if (!digest) return fail(err, digest.error());
     bool repeated = false;
     for (const std::string& other : seen)

@@ -86,25 +86,13 @@ struct PlannedKey {
   mailauth::GeneratedKey generated;
 };
 
-// `dkim check`: each key of the domain against what DNS publishes at its selector. Reads the
-// private keys (the server's account or root), asks DNS as the server does ([dns]).
-int check_published(const std::string& domain, const std::string& config_file, std::ostream& out,
-                    std::ostream& err) {
-  auto path = existing_config_path(choose_config_path(config_file, std::getenv("SMTPSD_CONFIG")));
-  if (!path) return fail(err, path.error());
-  auto config = config::load_file(path.value());
-  if (!config) return fail(err, config.error().to_string());
-  const config::Domain* entry = config.value().find_domain(domain);
-  if (entry == nullptr || entry->dkim.empty()) {
-    return fail(err, domain + " has no dkim keys in " + path.value() +
-                         " ([[domains]] dkim = [{ selector, key }])");
-  }
-  auto resolver = dns::create_resolver(dns_options(config.value().dns));
-  if (!resolver) return fail(err, "[dns]: " + resolver.error());
-  const bool validating = resolver.value()->validates();
-  out << "DNS: " << resolver.value()->describe() << "\n";
+}  // namespace
+
+int check_dkim_records(const config::Domain& entry, const std::string& domain,
+                       dns::Resolver& resolver, std::ostream& out) {
+  const bool validating = resolver.validates();
   int problems = 0;
-  for (const config::DkimKeyFile& file : entry->dkim) {
+  for (const config::DkimKeyFile& file : entry.dkim) {
     const std::string name = file.selector + "._domainkey." + domain;
     auto key = mailauth::DkimSigningKey::load(file.pem, domain, file.selector);
     if (!key) {
@@ -115,7 +103,7 @@ int check_published(const std::string& domain, const std::string& config_file, s
     const std::string ours = key.value()->dns_record();
     auto expected = mailauth::parse_dkim_key_record(ours);
     dns::AnswerPtr answer =
-        resolver.value()->lookup_and_wait(name, dns::Type::kTxt, std::chrono::seconds(15));
+        resolver.lookup_and_wait(name, dns::Type::kTxt, std::chrono::seconds(15));
     if (answer->status == dns::Status::kTemporary || answer->status == dns::Status::kBogus) {
       ++problems;
       out << name << ": NOT CHECKED: " << base::terminal_safe(answer->detail) << "\n";
@@ -146,6 +134,28 @@ int check_published(const std::string& domain, const std::string& config_file, s
                   : std::string("MISSING"))
         << "; publish:\n  " << mailauth::dkim_zone_line(name, ours) << "\n";
   }
+  return problems;
+}
+
+namespace {
+
+// `dkim check`: each key of the domain against what DNS publishes at its selector. Reads the
+// private keys (the server's account or root), asks DNS as the server does ([dns]).
+int check_published(const std::string& domain, const std::string& config_file, std::ostream& out,
+                    std::ostream& err) {
+  auto path = existing_config_path(choose_config_path(config_file, std::getenv("SMTPSD_CONFIG")));
+  if (!path) return fail(err, path.error());
+  auto config = config::load_file(path.value());
+  if (!config) return fail(err, config.error().to_string());
+  const config::Domain* entry = config.value().find_domain(domain);
+  if (entry == nullptr || entry->dkim.empty()) {
+    return fail(err, domain + " has no dkim keys in " + path.value() +
+                         " ([[domains]] dkim = [{ selector, key }])");
+  }
+  auto resolver = dns::create_resolver(dns_options(config.value().dns));
+  if (!resolver) return fail(err, "[dns]: " + resolver.error());
+  out << "DNS: " << resolver.value()->describe() << "\n";
+  const int problems = check_dkim_records(*entry, domain, *resolver.value(), out);
   return problems == 0 ? 0 : 1;
 }
 

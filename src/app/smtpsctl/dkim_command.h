@@ -20,7 +20,17 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+#include "dns/resolver.h"
+
 namespace app {
+
+// Each DKIM key of entry (a [[domains]] entry for domain) against the TXT record DNS
+// publishes at its selector: one line per key, "OK", "MISSING" or "DIFFERENT" with the
+// record to publish, "BROKEN KEY" or "NOT CHECKED". Returns the number of keys not OK. Used
+// by `dkim check` and `dns check`.
+int check_dkim_records(const config::Domain& entry, const std::string& domain,
+                       dns::Resolver& resolver, std::ostream& out);
 
 int run_dkim_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
                      std::int64_t now);

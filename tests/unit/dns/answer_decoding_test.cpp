@@ -1,7 +1,8 @@
 // answer_decoding_test.cpp — dns::decode_answer: statuses from rcode and DNSSEC flags (RFC
 // 2308, RFC 4035 §5.5) and the rdata of each type in wire format (RFC 1035 §3.3, RFC 3596,
-// RFC 6698), malformed records included.
+// RFC 6698), malformed records included; and reverse_name, the PTR name of an address.
 #include "dns/answer_decoding.h"
+#include "dns/resolver.h"
 
 #include <gtest/gtest.h>
 
@@ -113,6 +114,22 @@ TEST(AnswerDecoding, TheCanonicalNameIsKeptWhenACnameLedThere) {
   RawResult direct = alias;
   direct.canonical_name = "mx.example.org.";
   EXPECT_EQ(decode_answer(direct).canonical_name, "");
+}
+
+}  // namespace
+}  // namespace dns
+
+namespace dns {
+namespace {
+
+// PTR names (RFC 1035 §3.5, RFC 3596 §2.5), as `smtpsctl dns check` asks them.
+TEST(ReverseNameTest, Ipv4OctetsAndIpv6NibblesReversedAndAnythingElseRefused) {
+  EXPECT_EQ(reverse_name("192.0.2.10"), "10.2.0.192.in-addr.arpa");
+  EXPECT_EQ(reverse_name("2001:db8::1"),
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
+  EXPECT_EQ(reverse_name("mx.example.com"), "");
+  EXPECT_EQ(reverse_name("192.0.2"), "");
+  EXPECT_EQ(reverse_name(""), "");
 }
 
 }  // namespace
