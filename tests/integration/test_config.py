@@ -163,6 +163,10 @@ class DevMode(ServerTestCase):
                                      text=True, check=True).stdout
             self.assertEqual(len(re.findall(r"(?m)^_25\._tcp\.localhost\. IN TLSA 3 1 1 "
                                             r"[0-9a-f]{64} ", records)), 2, records)
+            # The records check it points at names this configuration (not run here: the
+            # file's [dns] is the system's resolver, and tests ask no DNS beyond loopback).
+            self.assertIn("smtpsctl dns check DOMAIN --config "
+                          + os.path.join(directory, "smtpsd.toml"), instructions)
 
             with open(err_path) as f:
                 self.assertRegex(f.read(), r'event=dns mode=forward validating=no '

@@ -296,6 +296,9 @@ smtpsd development server is ready.
   DNS            {dns}
   outbound TLS   DANE (TLSA) authenticates MX hosts when the resolver validates DNSSEC;
                  this server's own TLSA records: smtpsctl dane tlsa --config {dir}/smtpsd.toml
+                 what decides mail to a domain: smtpsctl tls policy DOMAIN --config ...
+  records        a real domain's MX, PTR, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and TLSA, each
+                 checked with its fix: smtpsctl dns check DOMAIN --config {dir}/smtpsd.toml
 {local})TEXT",
       fmt::arg("dir", s.dir), fmt::arg("listeners", listeners.empty() ? "none" : listeners),
       fmt::arg("checks", describe_configured_checks(config)),
