@@ -1,10 +1,6 @@
 // dane_command.cpp — see dane_command.h.
 #include "app/smtpsctl/dane_command.h"
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +12,7 @@
 #include "base/expected.h"
 #include "base/terminal_text.h"
 #include "config/config.h"
+#include "tls/spki_digest.h"
 
 namespace app {
 namespace {
@@ -26,31 +23,6 @@ int fail(std::ostream& err, const std::string& message) {
 }
 
 }  // namespace
-
-// SHA2-256 of the DER SubjectPublicKeyInfo of the first certificate in a PEM file, in hex.
-base::Expected<std::string, std::string> certificate_spki_sha256(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "r"), &std::fclose);
-  if (!file) return base::unexpected(path + ": cannot open");
-  std::unique_ptr<X509, void (*)(X509*)> certificate(
-      PEM_read_X509(file.get(), nullptr, nullptr, nullptr), &X509_free);
-  if (!certificate) return base::unexpected(path + ": no PEM certificate");
-  unsigned char* der = nullptr;
-  const int length = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(certificate.get()), &der);
-  if (length <= 0) return base::unexpected(path + ": cannot encode its public key");
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_length = 0;
-  const bool hashed = EVP_Digest(der, static_cast<std::size_t>(length), digest, &digest_length,
-                                 EVP_sha256(), nullptr) == 1;
-  OPENSSL_free(der);
-  if (!hashed) return base::unexpected(path + ": cannot hash its public key");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < digest_length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 0x0F];
-  }
-  return hex;
-}
 
 int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
   CLI::App cli{"DANE TLSA records for this server", "smtpsctl dane"};
@@ -77,7 +49,7 @@ int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, st
   out << "; DANE-EE(3) SPKI(1) SHA2-256(1): publish in a DNSSEC-signed zone (RFC 7672)\n";
   std::vector<std::string> seen;
   for (const tls::CertificatePair& pair : config.value().certificates) {
-    auto digest = certificate_spki_sha256(pair.certificate_file);
+    auto digest = tls::spki_sha256_hex(pair.certificate_file);
     if (!digest) return fail(err, digest.error());
     bool repeated = false;
     for (const std::string& other : seen)

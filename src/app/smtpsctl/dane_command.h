@@ -13,13 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "base/expected.h"
-
 namespace app {
-
-// SHA2-256 of the DER SubjectPublicKeyInfo of the first certificate in a PEM file, in
-// lower-case hex: the data of its "3 1 1" record.
-base::Expected<std::string, std::string> certificate_spki_sha256(const std::string& path);
 
 int run_dane_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 

@@ -15,7 +15,6 @@
 #include "app/common/config_path.h"
 #include "app/common/dns_options.h"
 #include "app/smtpsctl/command_line.h"
-#include "app/smtpsctl/dane_command.h"
 #include "app/smtpsctl/dkim_command.h"
 #include "base/ascii.h"
 #include "base/terminal_text.h"
@@ -26,6 +25,7 @@
 #include "dns/unbound_resolver.h"
 #include "mailauth/dmarc.h"
 #include "mailauth/spf.h"
+#include "tls/spki_digest.h"
 
 namespace app {
 namespace {
@@ -379,7 +379,7 @@ void check_tlsa(const delivery::Posture& posture, const config::Config& config,
   const std::string name = "_25._tcp." + host;
   std::vector<std::pair<std::string, std::string>> ours;  // digest, certificate file
   for (const tls::CertificatePair& pair : config.certificates) {
-    auto digest = certificate_spki_sha256(pair.certificate_file);
+    auto digest = tls::spki_sha256_hex(pair.certificate_file);
     if (!digest) {
       findings.problem("TLSA", name, "NOT CHECKED", digest.error(), {});
       return;

@@ -15,6 +15,7 @@
 #include "app/smtpsd/listener_policy.h"
 #include "auth/user_store.h"
 #include "base/endpoint.h"
+#include "base/file_write.h"
 #include "delivery/maildir.h"
 #include "mailauth/dkim_signer.h"
 #include "mailauth/dkim_zone.h"
@@ -39,21 +40,6 @@ int default_port(config::Role role, int offset) {
 }
 
 // Writes content to path atomically (temp file, fsync, rename) with the given mode.
-base::Expected<base::Ok, std::string> write_new_file(const std::string& path,
-                                                     const std::string& content, mode_t mode) {
-  std::string temp = path + ".tmp";
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return base::unexpected("cannot create " + temp + ": " + std::strerror(errno));
-  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
-  ok = ok && ::fchmod(fd, mode) == 0 && ::fsync(fd) == 0;
-  ok = (::close(fd) == 0) && ok;
-  if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) {
-    std::string error = std::strerror(errno);
-    ::unlink(temp.c_str());
-    return base::unexpected("cannot write " + path + ": " + error);
-  }
-  return base::Ok{};
-}
 
 std::string random_password() {
   unsigned char bytes[18];
@@ -162,7 +148,7 @@ base::Expected<base::Ok, std::string> ensure_dev_dkim(const std::string& dir) {
     if (!fs::exists(path)) {
       auto generated = mailauth::generate_dkim_key(algorithm);
       if (!generated) return base::unexpected(generated.error());
-      auto written = write_new_file(path, generated.value().private_pem, 0600);
+      auto written = base::write_file_atomically(path, generated.value().private_pem, 0600);
       if (!written) return base::unexpected(written.error());
     }
     std::ifstream in(path);
@@ -201,12 +187,12 @@ base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int po
 
   setup.kept_config = fs::exists(setup.config_file);
   if (!setup.kept_config) {
-    auto written = write_new_file(setup.config_file, dev_config(port_offset), 0644);
+    auto written = base::write_file_atomically(setup.config_file, dev_config(port_offset), 0644);
     if (!written) return base::unexpected(written.error());
   }
   std::string password_file = setup.dir + "/demo.password";
   if (!fs::exists(password_file)) {
-    auto written = write_new_file(password_file, random_password() + "\n", 0600);
+    auto written = base::write_file_atomically(password_file, random_password() + "\n", 0600);
     if (!written) return base::unexpected(written.error());
   }
   // demo@localhost in the users file (argon2id + SCRAM keys), with the password of

@@ -1,19 +1,24 @@
-// main.cpp (smtpsd) — the server's command line: serve, check, dev.
+// main.cpp (smtpsd) — the server's command line: serve, check, init, dev.
 //
 //   smtpsd serve [--config FILE]   run the server
 //   smtpsd check [--config FILE]   validate and print the effective policy (exit 2 on error)
 //     (no --config: $SMTPSD_CONFIG, else /etc/smtpsd/smtpsd.toml; app/common/config_path.h)
+//   smtpsd init --domain D --hostname H [--dir DIR] [--data-dir PATH] [--user NAME]
+//                                  production setup and DNS records (see app/init_command.h)
 //   smtpsd dev [--dir DIR] [--port-offset N] [--dns IP:PORT] [--init-only]   development setup
 //                                  (see app/dev_mode.h)
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <iostream>
 
 #include "app/common/config_path.h"
 #include "app/smtpsd/check_command.h"
 #include "app/smtpsd/daemon.h"
 #include "app/smtpsd/dev_mode.h"
+#include "app/smtpsd/init_command.h"
 #include "config/config.h"
 
 namespace {
@@ -56,6 +61,20 @@ int main(int argc, char** argv) {
       "-c,--config", check_config,
       "Configuration file (TOML; default $SMTPSD_CONFIG, else /etc/smtpsd/smtpsd.toml)");
 
+  app::InitOptions init_options;
+  auto* init = cli.add_subcommand(
+      "init", "Write a production configuration for a domain and print its DNS records");
+  init->add_option("--domain", init_options.domain, "The mail domain (example.org)")->required();
+  init->add_option("--hostname", init_options.hostname,
+                   "This server's host name, its MX (mx.example.org)")
+      ->required();
+  init->add_option("--dir", init_options.dir, "Where the configuration goes")
+      ->capture_default_str();
+  init->add_option("--data-dir", init_options.data_dir, "The server's data directory")
+      ->capture_default_str();
+  init->add_option("--user", init_options.user, "The account the server runs as")
+      ->capture_default_str();
+
   std::string dev_dir = "var/dev";
   int port_offset = 0;
   auto* dev = cli.add_subcommand("dev", "Development server: self-signed CA, demo user, Maildir");
@@ -79,6 +98,7 @@ int main(int argc, char** argv) {
     });
   }
   if (*check) return with_config(check_config, app::check);
+  if (*init) return app::run_init(init_options, std::cout, std::cerr, std::time(nullptr));
   auto setup = app::prepare_dev(dev_dir, port_offset);
   if (!setup) {
     std::fprintf(stderr, "smtpsd dev: %s\n", setup.error().c_str());

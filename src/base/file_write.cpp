@@ -1,0 +1,39 @@
+// file_write.cpp — see file_write.h.
+#include "base/file_write.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace base {
+
+Expected<Ok, std::string> write_file_atomically(const std::string& path, std::string_view content,
+                                                mode_t mode) {
+  const std::string temporary = path + ".tmp";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return unexpected("cannot create " + temporary + ": " + std::strerror(errno));
+  bool ok = true;
+  std::size_t written = 0;
+  while (ok && written < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    ok = n > 0 || (n < 0 && errno == EINTR);
+    if (n > 0) written += static_cast<std::size_t>(n);
+  }
+  ok = ok && ::fchmod(fd, mode) == 0 && ::fsync(fd) == 0;
+  int saved = errno;
+  ok = ::close(fd) == 0 && ok;
+  if (ok && ::rename(temporary.c_str(), path.c_str()) != 0) {
+    ok = false;
+    saved = errno;
+  }
+  if (!ok) {
+    ::unlink(temporary.c_str());
+    return unexpected("cannot write " + path + ": " + std::strerror(saved));
+  }
+  return Ok{};
+}
+
+}  // namespace base

@@ -1,0 +1,17 @@
+// spki_digest.h — the data of a DANE "3 1 1" TLSA record (RFC 7671 §5.1, RFC 6698 §2.1):
+// SHA2-256 of a certificate's DER SubjectPublicKeyInfo. It names the key, not the
+// certificate, so a renewal that keeps the key keeps the record valid. Used by
+// `smtpsctl dane tlsa`, `smtpsctl dns check` and `smtpsd init`.
+#pragma once
+
+#include <string>
+
+#include "base/expected.h"
+
+namespace tls {
+
+// Of the first certificate in the PEM file at path, in lower-case hex (64 digits); an error
+// naming the file otherwise.
+base::Expected<std::string, std::string> spki_sha256_hex(const std::string& path);
+
+}  // namespace tls
