@@ -9,7 +9,8 @@
 - the server starts on that configuration (its ports moved to free loopback ports, its DNS
   to a closed loopback port) and delivers a mail for a mailbox added with `smtpsctl user`,
   over STARTTLS with the certificate init made;
-- a second init never overwrites anything; bad names are refused.
+- a second init never overwrites anything; bad names are refused;
+- both programs say their version (--version).
 """
 
 import os
@@ -199,6 +200,17 @@ class Init(unittest.TestCase):
                                  capture_output=True, text=True)
         self.assertNotEqual(missing.returncode, 0)
         self.assertIn("--hostname is required", missing.stderr + missing.stdout)
+
+
+class Version(unittest.TestCase):
+    def test_both_programs_say_their_version_and_commit(self):
+        with open(os.path.join(os.path.dirname(__file__), "..", "..", "CMakeLists.txt")) as f:
+            project = re.search(r"project\(smtpsd VERSION (\S+)", f.read()).group(1)
+        for program, name in ((SMTPSD, "smtpsd"), (SMTPSCTL, "smtpsctl")):
+            shown = subprocess.run([program, "--version"], capture_output=True, text=True)
+            self.assertEqual(shown.returncode, 0, shown.stderr)
+            self.assertRegex(shown.stdout,
+                             rf"^{name} {re.escape(project)}(\+git\.[0-9a-z.-]+)?\n$")
 
 
 if __name__ == "__main__":

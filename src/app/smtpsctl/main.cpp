@@ -147,6 +147,7 @@ int main(int argc, char** argv) {
     argv = mailq_argv.data();
   }
   CLI::App cli{"smtpsctl — companion tool of smtpsd"};
+  cli.set_version_flag("-V,--version", "smtpsctl " SMTPSD_VERSION);
   cli.require_subcommand(1);
   // bench parses its own options (app/bench_command.h); listed here for --help only.
   cli.add_subcommand("bench", "Load generator: messages/s, TLS handshakes/s, latency");

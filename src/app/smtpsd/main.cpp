@@ -1,5 +1,6 @@
 // main.cpp (smtpsd) — the server's command line: serve, check, init, dev.
 //
+//   smtpsd --version               the version and the commit it was built from
 //   smtpsd serve [--config FILE]   run the server
 //   smtpsd check [--config FILE]   validate and print the effective policy (exit 2 on error)
 //     (no --config: $SMTPSD_CONFIG, else /etc/smtpsd/smtpsd.toml; app/common/config_path.h)
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   // other commands, it must not end the process.
   std::signal(SIGHUP, SIG_IGN);
   CLI::App cli{"smtpsd — a secure-by-default SMTP server"};
+  cli.set_version_flag("-V,--version", "smtpsd " SMTPSD_VERSION);
   cli.require_subcommand(1);
 
   std::string serve_config;
