@@ -153,9 +153,22 @@ class AccountSwitch(ServerTestCase):
 
     def test_check_reports_the_account_and_refuses_root(self):
         server = self.new_server(privileges={"user": "nobody"})
+        # The test directory is root's alone (0700): the server starts (it reads its files
+        # as root first) but could not read a renewed certificate as the account: a warning,
+        # once for the directory.
         check = subprocess.run([SMTPSD, "check", "--config", server.config_path],
                                capture_output=True, text=True)
         self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertIn(f"warning: {self.tmp}/tls/server-ecdsa.pem: the certificate is out of "
+                      f"reach of nobody: it cannot enter {self.tmp} (the server starts: it reads "
+                      f"it as root first; a reload after it changes is refused); chmod o+x "
+                      f"{self.tmp}", check.stdout)
+        self.assertEqual(check.stdout.count("out of reach"), 1, check.stdout)
+        os.chmod(self.tmp, 0o711)
+        check = subprocess.run([SMTPSD, "check", "--config", server.config_path],
+                               capture_output=True, text=True)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertNotIn("out of reach", check.stdout)
         self.assertIn("privileges: after start-up, runs as nobody (uid 65534, gid 65534)",
                       check.stdout)
         for privileges, message in (
@@ -170,6 +183,56 @@ class AccountSwitch(ServerTestCase):
             self.assertEqual(check.returncode, 2, privileges)
             self.assertRegex(check.stderr, re.escape(server.config_path) + r":\d+: " +
                              re.escape(message))
+
+
+    def test_check_catches_files_the_account_cannot_read_and_ports_in_use(self):
+        os.chmod(self.tmp, 0o711)
+        server = self.new_server(privileges={"user": "nobody"},
+                                 listeners=[{"role": "smtp", "port": 0}])
+        password = os.path.join(self.tmp, "relay.pass")
+        with open(password, "w") as f:
+            f.write("secret\n")
+        os.chmod(password, 0o600)
+        os.chmod(os.path.join(self.tmp, "users"), 0o600)
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        self.addCleanup(busy.close)
+        server.listeners = [{"role": "smtp", "port": busy.getsockname()[1]}]
+        server.extra_toml = ('[delivery]\nrelay = "smtps://relay.example.net"\n'
+                             f'relay_user = "u"\nrelay_password_file = "{password}"\n')
+        server.write_config()
+
+        def check():
+            return subprocess.run([SMTPSD, "check", "--config", server.config_path],
+                                  capture_output=True, text=True)
+
+        found = check()
+        self.assertEqual(found.returncode, 2, found.stderr)
+        users = os.path.join(self.tmp, "users")
+        # Read as root at start, as the account after a change: warnings.
+        self.assertIn(f"warning: {users}: the users file is not readable by nobody: the server "
+                      f"starts (it reads it as root first), but a reload after it changes is "
+                      f"refused; chgrp nogroup {users}; chmod g+r {users}", found.stdout)
+        self.assertIn(f"warning: {password}: the relay password file is not readable by nobody",
+                      found.stdout)
+        # A port another program holds: the start would fail.
+        self.assertIn(f"smtp listener 127.0.0.1 port {busy.getsockname()[1]}: already in use "
+                      f"by another program", found.stderr)
+        os.remove(password)
+        gone = check()
+        self.assertIn(f"{password}: the relay password file does not exist", gone.stderr)
+        # Fixed as the messages say: check passes.
+        with open(password, "w") as f:
+            f.write("secret\n")
+        for path in (users, password):
+            os.chown(path, 0, NOBODY)
+            os.chmod(path, 0o640)
+        busy.close()
+        fixed = check()
+        self.assertEqual(fixed.returncode, 0, fixed.stderr)
+        self.assertNotIn(f"warning: {users}", fixed.stdout)
+        self.assertNotIn(f"warning: {password}", fixed.stdout)
 
 
 @needs.condition(ROOT, "giving data_dir to the account needs a start as root")

@@ -16,6 +16,7 @@
 #include "app/smtpsd/config_location.h"
 #include "app/smtpsd/local_recipients.h"
 #include "app/smtpsd/privileges.h"
+#include "app/smtpsd/startup_check.h"
 #include "auth/alias_table.h"
 #include "auth/recipient_resolver.h"
 #include "auth/user_store.h"
@@ -162,6 +163,21 @@ int check(const config::Config& config) {
     std::printf("privileges: %s\n", planned.value().note.c_str());
   }
   if (check_addressing(config) != 0) status = 2;
+  // What would make the start (or a later reload) fail: files, the data directory, ports.
+  for (const StartupProblem& problem : check_startup(config)) {
+    switch (problem.severity) {
+      case StartupProblem::Severity::kError:
+        std::fprintf(stderr, "%s\n", problem.text.c_str());
+        status = 2;
+        break;
+      case StartupProblem::Severity::kWarning:
+        std::printf("warning: %s\n", problem.text.c_str());
+        break;
+      case StartupProblem::Severity::kNote:
+        std::printf("note: %s\n", problem.text.c_str());
+        break;
+    }
+  }
   std::fputs(config::describe(config).c_str(), stdout);
   std::puts(status == 0 ? "configuration OK" : "configuration has errors");
   return status;
