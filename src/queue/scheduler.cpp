@@ -63,6 +63,8 @@ std::string read_content(const StoredMessage& message, std::size_t limit) {
 }
 
 constexpr std::size_t kDsnReturnLimit = 64 * 1024;
+// From this attempt on, a deferral is logged at warning level (README "Logs").
+constexpr std::size_t kDeferralsBeforeWarning = 3;
 
 // A delivery outcome as one line of state/<id>: control characters (a remote reply's CR LF)
 // become spaces, and it is cut at kMaxDeferredText octets (on a UTF-8 character boundary).
@@ -324,6 +326,7 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
   const std::size_t count = message.envelope.recipients.size();
 
   std::vector<std::size_t> pending;
+  std::size_t attempt = 0;  // this attempt's number, for the level of its deferral lines
   {
     std::lock_guard lock(mutex_);
     MessageState& state = messages_[id];
@@ -336,6 +339,7 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
     }
     if (!state.remote_half) ++state.attempts;  // the remote half continues the same attempt
     state.remote_half = false;
+    attempt = state.attempts;
   }
 
   std::vector<DeliveryResult> results;
@@ -368,7 +372,8 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
         break;
       case DeliveryStatus::kPermanent: {
         {
-          obs::Log line("failed");  // written here, at the end of its scope
+          // Warning and above is what an operator alerts on: mail that will not arrive.
+          obs::Log line("failed", obs::Level::kWarning);  // written at the end of its scope
           line.kv("id", id).kv("rcpt", rcpt);
           if (message.envelope.require_tls) line.kv("requiretls", "yes");
           line.kv("detail", result.detail).kv_if("policy", result.tls_policy);
@@ -380,7 +385,7 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
       }
       case DeliveryStatus::kTransient:
         if (expired) {
-          obs::Log("expired")
+          obs::Log("expired", obs::Level::kWarning)
               .kv("id", id)
               .kv("rcpt", rcpt)
               .kv("age", std::to_string(age) + "s")
@@ -392,11 +397,15 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
           failed.push_back(i);
           failed_results.push_back(std::move(result));
         } else {
-          obs::Log("deferred")
+          // A first deferral is routine (greylisting, a busy server); one that keeps
+          // failing is the operator's to look at.
+          obs::Log("deferred",
+                   attempt >= kDeferralsBeforeWarning ? obs::Level::kWarning : obs::Level::kInfo)
               .kv("id", id)
               .kv("rcpt", rcpt)
               .kv("detail", result.detail)
-              .kv_if("policy", result.tls_policy);
+              .kv_if("policy", result.tls_policy)
+              .kv("attempt", static_cast<std::uint64_t>(attempt));
           obs::server_metrics().delivery_attempt("deferred", result.transport);
           still_pending.push_back(i);
           pending_results.push_back(std::move(result));

@@ -93,7 +93,8 @@ class MxDelivery(ServerTestCase):
             fields, _ = dsn_parts(dsn)
             self.assertIn("Status: 5.1.10", fields)
             self.assertIn("Action: failed", fields)
-            local.wait_log(r"event=failed id=\S+ rcpt=someone@nomail.test .*null MX")
+            local.wait_log(r"level=warning event=failed id=\S+ rcpt=someone@nomail.test "
+                           r".*null MX")
 
     def test_unknown_domain_bounces_and_dns_failure_is_retried(self):
         with DnsServer(directory=self.tmp) as dns:

@@ -222,16 +222,20 @@ class RelayReplies(ServerTestCase):
         port = closed.port
         closed.__exit__()
         local.extra_toml = delivery_toml(relay=f"smtp://127.0.0.1:{port}", ca_file="tls/ca.pem",
-                                         retry=(1,), lifetime=3)
+                                         retry=(1,), lifetime=4)
         local.write_config()
         local.start()
         submit(local, ["bob@remote.test"], message_id="expire@test")
-        local.wait_log(r"event=deferred id=\S+ rcpt=bob@remote.test .*cannot connect")
+        # Routine at first (info), then a deferral that keeps failing: a warning to alert on.
+        local.wait_log(r"level=info event=deferred id=\S+ rcpt=bob@remote.test .*cannot "
+                       r"connect.* attempt=1\n")
+        local.wait_log(r"level=warning event=deferred id=\S+ rcpt=bob@remote.test .* attempt=3\n")
+        self.assertNotRegex(local.log(), r"level=warning event=deferred .* attempt=[12]\n")
         dsn = local.wait_delivered(1, "demo@localhost", timeout=20)[0]
         fields, _ = dsn_parts(dsn)
         self.assertIn("Action: failed", fields)
         self.assertRegex(fields, r"Status: 4\.\d\.\d")
-        local.wait_log(r"event=expired id=\S+ rcpt=bob@remote.test")
+        local.wait_log(r"level=warning event=expired id=\S+ rcpt=bob@remote.test")
 
     def test_encrypt_relay_without_starttls_is_deferred_not_sent(self):
         local = self.new_server()
