@@ -13,6 +13,8 @@ import unittest
 
 from harness import SMTPSD, ServerTestCase, make_message
 
+SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
+
 
 def demo_password(server):
     with open(os.path.join(server.dir, "demo.password")) as f:
@@ -140,6 +142,15 @@ class SyslogOutput(ServerTestCase):
             self.assertEqual(priority & 7, {"debug": 7, "info": 6, "warning": 4,
                                             "error": 3}[level], line)
         self.assertTrue(any(" event=auth_failed " in d.decode() for d in datagrams))
+        # The summary reads the datagrams as a syslog daemon files them too.
+        filed = os.path.join(self.tmp, "mail.log")
+        with open(filed, "w") as f:
+            for datagram in datagrams:
+                f.write(datagram.decode("utf-8", "replace") + "\n")
+        summary = subprocess.run([SMTPSCTL, "log", "summary", filed], capture_output=True,
+                                 text=True, check=True).stdout
+        self.assertRegex(summary, r"\n  received +2 ")
+        self.assertRegex(summary, r"\n  logins +2 ")  # smtplib tries PLAIN, then LOGIN
 
     def test_missing_socket_falls_back_to_stderr(self):
         path = os.path.join(self.tmp, "nobody-listens.sock")
@@ -166,6 +177,48 @@ class SessionIds(ServerTestCase):
                 self.assertRegex(line, r" event=\S+ session=\S+ ", line)
         self.assertTrue({"connect", "tls", "auth", "auth_failed", "accepted",
                          "session_end"} <= seen, seen)
+
+
+class Summary(ServerTestCase):
+    def test_the_summary_counts_a_scripted_run(self):  # smtpsctl log summary
+        with self.new_server() as server:
+            exercise(self, server)  # a failed login, 2 messages delivered, a refused recipient
+            client = server.smtps()
+            client.login("demo@localhost", demo_password(server))
+            client.sendmail("demo@localhost", ["someone@remote.test"],
+                            make_message("away", sender="demo@localhost"))
+            client.quit()
+            # The test's DNS is a closed port: a temporary failure, the message waits.
+            server.wait_log(r"event=deferred id=\S+ rcpt=someone@remote\.test ")
+
+        def summary(*args):
+            return subprocess.run([SMTPSCTL, "log", "summary", server.log_path, *args],
+                                  capture_output=True, text=True, timeout=60)
+
+        found = summary()
+        self.assertEqual(found.returncode, 0, found.stderr)
+        out = found.stdout
+        for pattern in (r"\n  received +3 +\d+\.\d KiB\n",
+                        r"\n  delivered +2 +maildir 2\n",
+                        r"\n  deferred +1 +attempts, for 1 recipient\(s\)\n",
+                        r"\n  failed +0\n",
+                        # smtplib tries PLAIN, then LOGIN: two refused logins
+                        r"\n  logins +2 +invalid credentials 2\n",
+                        r"\nDeferrals by destination\n  remote\.test +1 +last: \S",
+                        r"\nTop senders\n  demo@localhost +2\n  you@example\.org +1\n",
+                        r"\nTop recipients\n  demo@localhost +2\n",
+                        r"\nDelivery delays \(accepted to delivered, 2 deliveries\)\n",
+                        r"\n  inbound sessions   TLSv1\.3 \d+\n"):
+            self.assertRegex(out, pattern)
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        self.assertRegex(summary("--day", today).stdout, r"\n  received +3 ")
+        self.assertRegex(summary("--day", "2001-01-01").stdout, r"\n  received +0 ")
+        bad = summary("--day", "yesterday")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--day yesterday: not YYYY-MM-DD", bad.stderr)
+        missing = summary(os.path.join(self.tmp, "no-such.log"))
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("cannot read", missing.stderr)
 
 
 class BadLogSettings(ServerTestCase):

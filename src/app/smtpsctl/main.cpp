@@ -10,6 +10,7 @@
 //   smtpsctl dkim check DOMAIN [--config FILE]
 //                                                                 (see app/dkim_command.h)
 //   smtpsctl dane tlsa [--config FILE] [--host NAME] [--port N]   (see app/dane_command.h)
+//   smtpsctl log summary [FILE ...] [--day D | --since T --until T] [--top N]  (log_command.h)
 //   smtpsctl dns check DOMAIN [--config FILE] [--host NAME] [--timeout S]   (dns_command.h)
 //   smtpsctl mta-sts policy DOMAIN --mode M [--mx HOST ...] [--max-age N] [--rua URI]
 //   smtpsctl mta-sts check DOMAIN [--config FILE] [--cache DIR] [--timeout S]  (mta_sts_command.h)
@@ -52,6 +53,7 @@
 #include "app/smtpsctl/dane_command.h"
 #include "app/smtpsctl/dkim_command.h"
 #include "app/smtpsctl/dns_command.h"
+#include "app/smtpsctl/log_command.h"
 #include "app/smtpsctl/mta_sts_command.h"
 #include "app/smtpsctl/probe_command.h"
 #include "app/smtpsctl/send_command.h"
@@ -171,6 +173,9 @@ int main(int argc, char** argv) {
   auto* dns = cli.add_subcommand("dns", "A mail domain's DNS records, checked (check)");
   dns->prefix_command();
   dns->set_help_flag();
+  auto* log = cli.add_subcommand("log", "A summary of smtpsd's log (summary)");
+  log->prefix_command();
+  log->set_help_flag();
   auto* mta_sts = cli.add_subcommand("mta-sts", "MTA-STS policies (policy, check)");
   mta_sts->prefix_command();
   mta_sts->set_help_flag();
@@ -274,6 +279,10 @@ int main(int argc, char** argv) {
   if (*alias) return app::run_alias_command(alias->remaining(), std::cout, std::cerr);
   if (*dane) return app::run_dane_command(dane->remaining(), std::cout, std::cerr);
   if (*dns) return app::run_dns_command(dns->remaining(), std::cout, std::cerr);
+  if (*log) {
+    return app::run_log_command(log->remaining(), std::cin, std::cout, std::cerr,
+                                std::time(nullptr));
+  }
   if (*dkim) {
     return app::run_dkim_command(dkim->remaining(), std::cout, std::cerr, std::time(nullptr));
   }
