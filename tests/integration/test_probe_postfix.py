@@ -126,6 +126,32 @@ class ProbePostfix(ServerTestCase):
         self.assertIn("WARN certificate expires in 5 days", text.stdout)
         self.assertIn("verdict: FAIL", text.stdout)
 
+    def test_null_only_tls12_is_found_whatever_the_local_openssl_offers(self):
+        # TLS 1.2 with nothing but NULL suites (no encryption at all): a probe limited to what
+        # the local OpenSSL can offer saw "TLS 1.2 refused" and passed this server. The
+        # hand-built ClientHello offers every registry code and finds each NULL suite.
+        tls, ca = self.pki()
+        postfix = self.start_postfix(cert=os.path.join(tls, "server-ecdsa.pem"),
+                                     key=os.path.join(tls, "server-ecdsa.key"), submission=True,
+                                     protocols=">=TLSv1.2, <=TLSv1.2",
+                                     main_cf_extra=["tls_medium_cipherlist = eNULL:@SECLEVEL=0",
+                                                    "tls_high_cipherlist = eNULL:@SECLEVEL=0"])
+        result = probe(f"localhost:{postfix.ports['submission']}", "--cafile", ca, "--json")
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(report["verdict"], "FAIL")
+        port = report["ports"][0]
+        tls12 = port["versions"]["TLSv1.2"]
+        self.assertTrue(tls12["accepted"], tls12)
+        self.assertTrue(tls12["ciphers"])
+        self.assertTrue(all("NULL" in cipher for cipher in tls12["ciphers"]), tls12["ciphers"])
+        self.assertFalse(port["versions"]["SSLv3"]["accepted"])
+        checks = findings(report)
+        self.assertEqual({severity for severity, _ in checks["cipher"]}, {"FAIL"})
+        self.assertTrue(all("NULL encryption" in text for _, text in checks["cipher"]),
+                        checks["cipher"])
+        self.assertEqual(checks["tls_SSLv3"][0][0], "PASS")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -39,6 +39,7 @@
 #include "base/json.h"
 #include "base/network.h"
 #include "base/terminal_text.h"
+#include "tls/client_hello.h"
 #include "tls/poll_waiter.h"
 #include "tls/stream.h"
 
@@ -80,8 +81,9 @@ struct Reply {
 struct VersionResult {
   std::string name;  // "TLSv1.2"
   bool accepted = false;
-  std::string detail;  // why refused
-  std::vector<std::string> ciphers;
+  std::string detail;                 // why refused
+  std::vector<std::string> ciphers;   // as OpenSSL names them, else the registry's name or hex
+  std::vector<std::string> registry;  // the same suites' registry names ("" when unknown)
 };
 
 struct CertificateEntry {
@@ -114,6 +116,9 @@ struct PortReport {
   std::optional<bool> chain_verified;
   std::string verify_detail;
   std::optional<bool> resumed;
+  // From the ServerHello of the highest version below TLS 1.3 (read by hand).
+  std::optional<bool> secure_renegotiation;
+  std::optional<unsigned> compression;
   std::vector<Finding> findings;
 };
 
@@ -255,7 +260,8 @@ struct Version {
   int number;
   const char* name;
 };
-const Version kVersions[] = {{TLS1_VERSION, "TLSv1"},
+const Version kVersions[] = {{SSL3_VERSION, "SSLv3"},
+                             {TLS1_VERSION, "TLSv1"},
                              {TLS1_1_VERSION, "TLSv1.1"},
                              {TLS1_2_VERSION, "TLSv1.2"},
                              {TLS1_3_VERSION, "TLSv1.3"}};
@@ -271,7 +277,10 @@ std::string join(const std::vector<std::string>& items, const char* separator) {
 
 class Prober {
  public:
-  explicit Prober(const ProbeOptions& options) : options_(options) {
+  explicit Prober(const ProbeOptions& options)
+      : options_(options),
+        names_context_(SSL_CTX_new(TLS_client_method())),
+        names_(names_context_ ? SSL_new(names_context_.get()) : nullptr, &SSL_free) {
     char name[256] = {};
     ehlo_name_ = ::gethostname(name, sizeof name - 1) == 0 && name[0] != '\0' ? name : "localhost";
     if (ehlo_name_.find('.') == std::string::npos) ehlo_name_ = "localhost";
@@ -370,9 +379,8 @@ class Prober {
     return context;
   }
 
-  // Opens a TLS session the way the port speaks (STARTTLS after EHLO, or at once).
-  std::unique_ptr<Connection> open_tls(const PortReport& report, SSL_CTX* context,
-                                       SSL_SESSION* session, std::string& error) {
+  // A connection ready for a TLS ClientHello: after EHLO and STARTTLS's 220, or at once.
+  std::unique_ptr<Connection> open_for_tls(const PortReport& report, std::string& error) {
     auto connection = connect(report.port, error);
     if (!connection) return nullptr;
     if (report.mode == "starttls") {
@@ -392,6 +400,14 @@ class Prober {
         return nullptr;
       }
     }
+    return connection;
+  }
+
+  // Opens a TLS session the way the port speaks (STARTTLS after EHLO, or at once).
+  std::unique_ptr<Connection> open_tls(const PortReport& report, SSL_CTX* context,
+                                       SSL_SESSION* session, std::string& error) {
+    auto connection = open_for_tls(report, error);
+    if (!connection) return nullptr;
     if (auto failed = connection->start_tls(context, options_.name, session)) {
       error = *failed;
       return nullptr;
@@ -591,30 +607,117 @@ class Prober {
     return text;
   }
 
-  VersionResult try_version(const PortReport& report, const Version& version) {
+  // The names of a suite code: OpenSSL's and the registry's when OpenSSL knows it, else the
+  // registry's from our table of long-dropped suites, else the code in hex.
+  std::pair<std::string, std::string> suite_names(std::uint16_t code) const {
+    const unsigned char bytes[2] = {static_cast<unsigned char>(code >> 8),
+                                    static_cast<unsigned char>(code & 0xFF)};
+    if (names_) {
+      if (const SSL_CIPHER* cipher = SSL_CIPHER_find(names_.get(), bytes)) {
+        const char* standard = SSL_CIPHER_standard_name(cipher);
+        return {SSL_CIPHER_get_name(cipher), standard != nullptr ? standard : ""};
+      }
+    }
+    if (std::string_view legacy = tls::legacy_suite_name(code); !legacy.empty())
+      return {std::string(legacy), std::string(legacy)};
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%04X", code);
+    return {hex, ""};
+  }
+
+  // One hand-built ClientHello on a fresh connection; the server's first answer, or why none.
+  std::optional<tls::ServerAnswer> raw_hello(const PortReport& report,
+                                             const tls::HelloOptions& hello, std::string& error) {
+    auto connection = open_for_tls(report, error);
+    if (!connection) return std::nullopt;
+    if (!connection->write(tls::client_hello(hello))) {
+      error = "connection closed before the ClientHello";
+      return std::nullopt;
+    }
+    for (;;) {
+      tls::ServerAnswer answer = tls::read_answer(connection->buffered());
+      if (answer.kind != tls::ServerAnswer::Kind::kIncomplete) return answer;
+      if (connection->buffered().size() > 65536 || !connection->fill()) {
+        error = connection->buffered().empty() ? "connection closed without an answer"
+                                               : "answer cut short";
+        return std::nullopt;
+      }
+    }
+  }
+
+  static std::string alert_text(unsigned description) {
+    switch (description) {
+      case 40:
+        return "alert handshake_failure";
+      case 70:
+        return "alert protocol_version";
+      case 71:
+        return "alert insufficient_security";
+      case 47:
+        return "alert illegal_parameter";
+      case 80:
+        return "alert internal_error";
+      default:
+        return "alert " + std::to_string(description);
+    }
+  }
+
+  // Below TLS 1.3, by hand (tls/client_hello.h): every suite code of the registry's ranges
+  // is offered; the one the server picks is recorded and left out of the next offer, until
+  // the server refuses. One connection per accepted suite, plus one; independent of what
+  // the local OpenSSL could negotiate.
+  VersionResult raw_try_version(PortReport& report, const Version& version) {
     VersionResult result;
     result.name = version.name;
-    bool tls13 = version.number == TLS1_3_VERSION;
-    const std::string all = "ALL:@SECLEVEL=0";
-    std::vector<std::string> remaining;
-    if (tls13) {
-      remaining.assign(std::begin(kTls13Suites), std::end(kTls13Suites));
-    } else {
-      auto context = make_context(version.number, all, "");
-      SSL* ssl = SSL_new(context.get());
-      STACK_OF(SSL_CIPHER)* ciphers = SSL_get1_supported_ciphers(ssl);
-      for (int i = 0; ciphers != nullptr && i < sk_SSL_CIPHER_num(ciphers); ++i) {
-        std::string name = SSL_CIPHER_get_name(sk_SSL_CIPHER_value(ciphers, i));
-        if (name.rfind("TLS_", 0) != 0) remaining.push_back(name);
+    tls::HelloOptions hello;
+    hello.version = static_cast<std::uint16_t>(version.number);
+    hello.ciphers = tls::cipher_codes_before_tls13();
+    hello.server_name = options_.name;
+    std::string error;
+    const std::size_t offered = hello.ciphers.size();
+    for (std::size_t round = 0; round <= offered && !hello.ciphers.empty(); ++round) {
+      auto answer = raw_hello(report, hello, error);
+      if (!answer) break;
+      if (answer->kind == tls::ServerAnswer::Kind::kAlert) {
+        error = alert_text(answer->alert_description);
+        break;
       }
-      sk_SSL_CIPHER_free(ciphers);
-      SSL_free(ssl);
+      if (answer->kind != tls::ServerAnswer::Kind::kServerHello) {
+        error = "not a TLS answer";
+        break;
+      }
+      if (answer->version != hello.version) {
+        error = "the server answered with another version";
+        break;
+      }
+      auto position = std::find(hello.ciphers.begin(), hello.ciphers.end(), answer->cipher);
+      if (position == hello.ciphers.end()) {
+        error = "the server chose a suite that was not offered";
+        break;
+      }
+      if (result.ciphers.empty()) {
+        // Of the highest version the server takes (the versions come in rising order).
+        report.secure_renegotiation = answer->secure_renegotiation;
+        report.compression = answer->compression;
+      }
+      auto [name, registry] = suite_names(answer->cipher);
+      result.ciphers.push_back(std::move(name));
+      result.registry.push_back(std::move(registry));
+      hello.ciphers.erase(position);
     }
+    result.accepted = !result.ciphers.empty();
+    if (!result.accepted) result.detail = error;
+    return result;
+  }
+
+  VersionResult try_version(PortReport& report, const Version& version) {
+    if (version.number != TLS1_3_VERSION) return raw_try_version(report, version);
+    VersionResult result;
+    result.name = version.name;
+    std::vector<std::string> remaining(std::begin(kTls13Suites), std::end(kTls13Suites));
     std::string error;
     while (!remaining.empty()) {
-      std::string offered = join(remaining, ":");
-      auto context = tls13 ? make_context(version.number, "", offered)
-                           : make_context(version.number, offered + ":@SECLEVEL=0", "");
+      auto context = make_context(version.number, "", join(remaining, ":"));
       if (!context) break;
       auto connection = open_tls(report, context.get(), nullptr, error);
       if (!connection) break;
@@ -623,6 +726,7 @@ class Prober {
       auto position = std::find(remaining.begin(), remaining.end(), chosen);
       if (position == remaining.end()) break;  // OpenSSL itself refuses that; cannot happen
       result.ciphers.push_back(chosen);
+      result.registry.push_back(chosen);  // TLS 1.3 suites have the registry's names
       remaining.erase(position);
     }
     result.accepted = !result.ciphers.empty();
@@ -652,7 +756,11 @@ class Prober {
     for (const auto& version : report.versions) {
       bool legacy = version.name == "TLSv1" || version.name == "TLSv1.1";
       std::string label = version.name == "TLSv1" ? "TLS 1.0" : "TLS " + version.name.substr(4);
-      if (legacy) {
+      if (version.name == "SSLv3") {
+        add(report, version.accepted ? Severity::kFail : Severity::kPass, "tls_SSLv3",
+            version.accepted ? "SSL 3.0 accepted: broken (POODLE), RFC 7568 forbids it"
+                             : "SSL 3.0 refused (RFC 7568)");
+      } else if (legacy) {
         add(report, version.accepted ? Severity::kFail : Severity::kPass, "tls_" + version.name,
             label + (version.accepted ? " accepted: deprecated by RFC 8996, must be refused"
                                       : " refused (RFC 8996)"));
@@ -663,8 +771,31 @@ class Prober {
         add(report, Severity::kWarn, "tls_" + version.name,
             "TLS 1.3 refused: the current version (RFC 8446) is not offered");
       }
-      for (const auto& cipher : version.ciphers)
-        judge_cipher(report, version.name, cipher);
+      std::size_t cbc = 0;
+      for (std::size_t i = 0; i < version.ciphers.size(); ++i) {
+        const std::string& registry = i < version.registry.size() ? version.registry[i] : "";
+        judge_cipher(report, version.name, version.ciphers[i], registry);
+        cbc += tls::classify_suite(registry).cbc ? 1 : 0;
+      }
+      if (cbc > 0) {
+        // Informational, as testssl.sh has it: CBC in TLS 1.0 invites BEAST, and CBC's
+        // MAC-then-encrypt is what LUCKY13 times; AEAD suites have neither.
+        add(report, Severity::kInfo, "cipher_cbc",
+            version.name + ": " + std::to_string(cbc) +
+                " CBC suite(s) accepted (BEAST, LUCKY13: prefer AEAD suites)");
+      }
+    }
+    if (report.compression) {
+      add(report, *report.compression != 0 ? Severity::kFail : Severity::kPass, "tls_compression",
+          *report.compression != 0 ? "TLS compression accepted: CRIME"
+                                   : "no TLS compression (CRIME)");
+    }
+    if (report.secure_renegotiation) {
+      add(report, *report.secure_renegotiation ? Severity::kPass : Severity::kWarn,
+          "secure_renegotiation",
+          *report.secure_renegotiation
+              ? "secure renegotiation (RFC 5746) supported"
+              : "no secure renegotiation (RFC 5746): renegotiation could be spliced");
     }
     if (!modern) {
       add(report, Severity::kFail, "tls_modern", "neither TLS 1.2 nor TLS 1.3 is accepted");
@@ -721,39 +852,42 @@ class Prober {
     }
   }
 
+  // registry: the suite's name in the IANA registry ("" when unknown to us and OpenSSL):
+  // what it is judged by, whatever the local TLS library can do.
   static void judge_cipher(PortReport& report, const std::string& version,
-                           const std::string& cipher) {
+                           const std::string& cipher, const std::string& registry) {
+    if (registry.empty()) {
+      add(report, Severity::kWarn, "cipher",
+          version + " " + cipher + " accepted: a suite unknown to this probe's TLS library");
+      return;
+    }
+    const tls::SuiteClass suite = tls::classify_suite(registry);
     // Anonymous key exchange (aNULL): encrypted, but the server is never authenticated, so
     // anyone on the path can sit in the middle. Postfix's smtpd enables these by default
     // for opportunistic TLS; a client that verifies certificates never offers them, but a
     // server that takes them still fails (`smtpd_tls_exclude_ciphers = aNULL` fixes it).
-    static const char* const kAnonymous[] = {"ADH", "AECDH", "anon"};
-    for (const char* anonymous : kAnonymous) {
-      if (cipher.find(anonymous) != std::string::npos) {
-        add(report, Severity::kFail, "cipher",
-            version + " " + cipher +
-                " accepted: anonymous cipher (no server authentication, open to a man in the "
-                "middle)");
-        return;
-      }
+    if (suite.anonymous && suite.broken.empty()) {
+      add(report, Severity::kFail, "cipher",
+          version + " " + cipher +
+              " accepted: anonymous cipher (no server authentication, open to a man in the "
+              "middle)");
+      return;
     }
-    static const char* const kBroken[] = {"NULL", "RC4",  "DES-CBC3", "EXP",
-                                          "IDEA", "SEED", "DES-CBC-"};
-    for (const char* broken : kBroken) {
-      if (cipher.find(broken) != std::string::npos) {
-        add(report, Severity::kFail, "cipher", version + " " + cipher + " accepted: broken cipher");
-        return;
-      }
+    if (!suite.broken.empty()) {
+      add(report, Severity::kFail, "cipher",
+          version + " " + cipher + " accepted: broken cipher: " + suite.broken);
+      return;
     }
-    bool forward_secret = cipher.rfind("TLS_", 0) == 0 || cipher.rfind("ECDHE", 0) == 0 ||
-                          cipher.rfind("DHE", 0) == 0;
-    if (!forward_secret) {
+    if (!suite.forward_secret && !registry.starts_with("TLS_AES_") &&
+        !registry.starts_with("TLS_CHACHA20_")) {
       add(report, Severity::kWarn, "cipher",
           version + " " + cipher + " accepted: no forward secrecy");
     }
   }
 
   const ProbeOptions& options_;
+  Context names_context_;  // only to look up the names of cipher suite codes
+  std::unique_ptr<SSL, decltype(&SSL_free)> names_;
   std::string ehlo_name_;
 };
 
