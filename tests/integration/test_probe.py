@@ -7,12 +7,16 @@ reproduce CVE-2011-0411 on purpose (keeping the bytes that came in clear after S
 
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
+import time
 import unittest
 
 from fake_smtp import FakeSmtp
 from harness import SMTPSD, ServerTestCase
+from processes import end_process
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
@@ -198,6 +202,45 @@ class ProbeUsage(unittest.TestCase):
                 result = probe(*args)
                 self.assertEqual(result.returncode, 3, result.stderr)
                 self.assertIn("usage: smtpsctl probe", result.stderr)
+
+
+class ProbeOpenSslServer(unittest.TestCase):
+    """`openssl s_server` as an implicit-TLS server with an RSA-1024 self-signed certificate
+    (at OpenSSL security level 0, so it serves it)."""
+
+    def test_a_weak_untrusted_chain_is_reported_as_both(self):
+        work = tempfile.mkdtemp(prefix="smtpsd-probe-rsa1024-")
+        self.addCleanup(shutil.rmtree, work, ignore_errors=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:1024", "-nodes", "-keyout",
+                        f"{work}/key.pem", "-out", f"{work}/cert.pem", "-days", "30", "-subj",
+                        "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                       check=True, capture_output=True)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        listener.close()
+        server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}",
+                                   "-cert", f"{work}/cert.pem", "-key", f"{work}/key.pem",
+                                   "-cipher", "DEFAULT:@SECLEVEL=0", "-quiet"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        self.addCleanup(end_process, server)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        result = probe(f"localhost:{port}", "--timeout", "2", "--json")
+        report = json.loads(result.stdout)
+        checks = findings(report)
+        # Untrusted (self-signed) and too small: two findings, each for what it is. OpenSSL
+        # at its default level said only "EE certificate key too weak" for the chain.
+        self.assertEqual(checks["certificate_chain"][0][0], "FAIL")
+        self.assertIn("self-signed certificate", checks["certificate_chain"][0][1])
+        self.assertNotIn("too weak", checks["certificate_chain"][0][1])
+        self.assertEqual(checks["certificate_key"][0], ("FAIL", "RSA key of 1024 bits: too weak"))
 
 
 if __name__ == "__main__":

@@ -358,7 +358,11 @@ class Prober {
       SSL_CTX_set_min_proto_version(context.get(), version);
       SSL_CTX_set_max_proto_version(context.get(), version);
     }
-    if (version != 0 && version < TLS1_2_VERSION) SSL_CTX_set_security_level(context.get(), 0);
+    // Level 0: the probe must see what the server does, and judge it itself. Above level 0
+    // OpenSSL also reports a chain with a small key as "EE certificate key too weak" instead
+    // of what is wrong with its trust (self-signed, unknown CA): the key is judged on its
+    // own (certificate_key), the chain by its trust alone.
+    SSL_CTX_set_security_level(context.get(), 0);
     // A list OpenSSL cannot use would silently leave its defaults in place: refuse instead.
     if (!ciphers.empty() && SSL_CTX_set_cipher_list(context.get(), ciphers.c_str()) != 1) {
       ERR_clear_error();
