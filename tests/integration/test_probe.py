@@ -62,6 +62,14 @@ class ProbeSmtpsd(ServerTestCase):
                 self.assertIs(certificate["chain_verified"], True)
                 self.assertGreater(certificate["days_left"], 14)
                 self.assertTrue(certificate["chain"])
+                self.assertEqual(certificate["key_type"], "EC")
+                # The RSA certificate beside it, which only clients without ECDSA see.
+                (other,) = port["other_certificates"]
+                self.assertEqual((other["key_type"], other["key_bits"]), ("RSA", 2048))
+                self.assertIs(other["chain_verified"], True)
+                self.assertIs(other["name_matches"], True)
+                self.assertIn(("PASS", "(RSA certificate) RSA key of 2048 bits"),
+                              findings(report)["certificate_key"])
                 self.assertIsNotNone(port["session_resumed"])
                 checks = findings(report)
                 self.assertEqual(checks["tls_TLSv1"][0][0], "PASS")

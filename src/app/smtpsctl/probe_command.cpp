@@ -91,6 +91,19 @@ struct CertificateEntry {
   std::string issuer;
 };
 
+// One certificate the server serves, as a handshake showed it.
+struct CertificateReport {
+  std::vector<CertificateEntry> chain;
+  std::string key_type;  // "RSA", "EC", "ED25519"
+  int key_bits = 0;
+  std::string signature_algorithm;
+  std::optional<int> days_left;
+  bool expired = false;
+  std::optional<bool> name_matches;
+  std::optional<bool> chain_verified;
+  std::string verify_detail;
+};
+
 struct PortReport {
   std::uint16_t port = 0;
   bool answered = false;
@@ -106,15 +119,10 @@ struct PortReport {
   std::vector<VersionResult> versions;
   std::string negotiated_version;
   std::string negotiated_cipher;
-  std::vector<CertificateEntry> chain;
-  std::string key_type;
-  int key_bits = 0;
-  std::string signature_algorithm;
-  std::optional<int> days_left;
-  bool expired = false;
-  std::optional<bool> name_matches;
-  std::optional<bool> chain_verified;
-  std::string verify_detail;
+  CertificateReport certificate;  // of the default handshake
+  // The others it serves to clients that cannot take the default one (an RSA certificate
+  // beside an ECDSA one): asked for with each signature algorithm family.
+  std::vector<CertificateReport> other_certificates;
   std::optional<bool> resumed;
   // From the ServerHello of the highest version below TLS 1.3 (read by hand).
   std::optional<bool> secure_renegotiation;
@@ -537,7 +545,8 @@ class Prober {
     SSL* ssl = connection->ssl();
     report.negotiated_version = SSL_get_version(ssl);
     report.negotiated_cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(ssl));
-    describe_certificate(report, ssl);
+    report.certificate = describe_certificate(ssl);
+    find_other_certificates(report);
     if (report.mode == "implicit") {
       auto greeting = connection->read_reply();
       if (greeting) report.greeting = greeting->first_line();
@@ -566,7 +575,37 @@ class Prober {
     }
   }
 
-  void describe_certificate(PortReport& report, SSL* ssl) {
+  // Each signature algorithm family on its own: a server with an ECDSA and an RSA
+  // certificate shows the RSA one only to a client that cannot verify ECDSA.
+  void find_other_certificates(PortReport& report) {
+    static constexpr std::pair<const char*, const char*> kFamilies[] = {
+        {"ECDSA", "ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384:ecdsa_secp521r1_sha512"},
+        {"RSA",
+         "rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:rsa_pkcs1_sha256:"
+         "rsa_pkcs1_sha384:rsa_pkcs1_sha512:rsa_pss_pss_sha256:rsa_pss_pss_sha384"},
+        {"ED25519", "ed25519"}};
+    std::vector<std::string> seen = {report.certificate.key_type};
+    for (const auto& [family, sigalgs] : kFamilies) {
+      auto context = make_context(0, "", "");
+      if (!context || SSL_CTX_set1_sigalgs_list(context.get(), sigalgs) != 1) {
+        ERR_clear_error();
+        continue;
+      }
+      std::string error;
+      auto connection = open_tls(report, context.get(), nullptr, error);
+      if (!connection) continue;  // the server has no certificate of that family
+      CertificateReport other = describe_certificate(connection->ssl());
+      connection->quit();
+      if (other.key_type.empty() ||
+          std::find(seen.begin(), seen.end(), other.key_type) != seen.end())
+        continue;
+      seen.push_back(other.key_type);
+      report.other_certificates.push_back(std::move(other));
+    }
+  }
+
+  CertificateReport describe_certificate(SSL* ssl) {
+    CertificateReport report;
     STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
     for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
       X509* certificate = sk_X509_value(chain, i);
@@ -574,7 +613,7 @@ class Prober {
                               name_text(X509_get_issuer_name(certificate))});
     }
     X509* leaf = SSL_get0_peer_certificate(ssl);
-    if (leaf == nullptr) return;
+    if (leaf == nullptr) return report;
     if (EVP_PKEY* key = X509_get0_pubkey(leaf)) {
       const char* type = EVP_PKEY_get0_type_name(key);  // "RSA", "EC", "ED25519"...
       report.key_type = type != nullptr ? type : "unknown";
@@ -599,6 +638,7 @@ class Prober {
     long verified = SSL_get_verify_result(ssl);
     report.chain_verified = verified == X509_V_OK;
     report.verify_detail = X509_verify_cert_error_string(verified);
+    return report;
   }
 
   static std::string name_text(X509_NAME* name) {
@@ -804,55 +844,64 @@ class Prober {
     if (!modern) {
       add(report, Severity::kFail, "tls_modern", "neither TLS 1.2 nor TLS 1.3 is accepted");
     }
-    if (report.days_left) {
-      int days = *report.days_left;
-      if (report.expired) {
-        add(report, Severity::kFail, "certificate_expiry",
-            "certificate expired " + std::to_string(-days) + " days ago");
-      } else if (days < 14) {
-        add(report, Severity::kWarn, "certificate_expiry",
-            "certificate expires in " + std::to_string(days) + " days: renew it now");
-      } else {
-        add(report, Severity::kPass, "certificate_expiry",
-            "certificate valid for " + std::to_string(days) + " more days");
-      }
-    }
-    if (report.name_matches) {
-      // Mail submission clients check the name (RFC 8314 §4.1); MTAs on port 25 mostly do
-      // not (opportunistic TLS), so a mismatch there is a warning.
-      Severity mismatch = report.port == 25 ? Severity::kWarn : Severity::kFail;
-      add(report, *report.name_matches ? Severity::kPass : mismatch, "certificate_name",
-          *report.name_matches ? "certificate matches " + options_.name + " (RFC 6125)"
-                               : "certificate does not match " + options_.name + " (RFC 6125)");
-    }
-    if (report.chain_verified) {
-      std::string store = options_.cafile.empty() ? "the system trust store" : options_.cafile;
-      add(report, *report.chain_verified ? Severity::kPass : Severity::kFail, "certificate_chain",
-          *report.chain_verified
-              ? "certificate chain verifies against " + store
-              : "certificate chain does not verify against " + store + ": " + report.verify_detail);
-    }
-    if (!report.key_type.empty()) {
-      // RFC 8996-era floors: RSA and DSA 2048 bits, elliptic curves 256 (Ed25519 is 253).
-      bool weak =
-          report.key_type == "RSA" || report.key_type == "RSA-PSS" || report.key_type == "DSA"
-              ? report.key_bits < 2048
-              : report.key_type == "EC" && report.key_bits < 256;
-      add(report, weak ? Severity::kFail : Severity::kPass, "certificate_key",
-          report.key_type + " key of " + std::to_string(report.key_bits) + " bits" +
-              (weak ? ": too weak" : ""));
-      std::string signature = report.signature_algorithm;
-      bool weak_signature = signature.find("sha1") != std::string::npos ||
-                            signature.find("SHA1") != std::string::npos ||
-                            signature.find("md5") != std::string::npos;
-      add(report, weak_signature ? Severity::kFail : Severity::kPass, "certificate_signature",
-          "signature " + signature + (weak_signature ? ": broken hash" : ""));
-    }
+    judge_certificate(report, report.certificate, "");
+    for (const CertificateReport& other : report.other_certificates)
+      judge_certificate(report, other, other.key_type == "EC" ? "ECDSA" : other.key_type);
     if (report.resumed) {
       add(report, Severity::kInfo, "session_resumption",
           *report.resumed ? "session resumption works (faster reconnections)"
                           : "session resumption not offered (every connection pays a full "
                             "handshake)");
+    }
+  }
+
+  // The findings about one certificate; family: "" for the default one, else "RSA",
+  // "ECDSA"… (its findings say which).
+  void judge_certificate(PortReport& report, const CertificateReport& c,
+                         const std::string& family) {
+    const std::string prefix = family.empty() ? std::string() : "(" + family + " certificate) ";
+    if (c.days_left) {
+      int days = *c.days_left;
+      if (c.expired) {
+        add(report, Severity::kFail, "certificate_expiry",
+            prefix + "certificate expired " + std::to_string(-days) + " days ago");
+      } else if (days < 14) {
+        add(report, Severity::kWarn, "certificate_expiry",
+            prefix + "certificate expires in " + std::to_string(days) + " days: renew it now");
+      } else {
+        add(report, Severity::kPass, "certificate_expiry",
+            prefix + "certificate valid for " + std::to_string(days) + " more days");
+      }
+    }
+    if (c.name_matches) {
+      // Mail submission clients check the name (RFC 8314 §4.1); MTAs on port 25 mostly do
+      // not (opportunistic TLS), so a mismatch there is a warning.
+      Severity mismatch = report.port == 25 ? Severity::kWarn : Severity::kFail;
+      add(report, *c.name_matches ? Severity::kPass : mismatch, "certificate_name",
+          *c.name_matches ? prefix + "certificate matches " + options_.name + " (RFC 6125)"
+                          : prefix + "certificate does not match " + options_.name + " (RFC 6125)");
+    }
+    if (c.chain_verified) {
+      std::string store = options_.cafile.empty() ? "the system trust store" : options_.cafile;
+      add(report, *c.chain_verified ? Severity::kPass : Severity::kFail, "certificate_chain",
+          *c.chain_verified ? prefix + "certificate chain verifies against " + store
+                            : prefix + "certificate chain does not verify against " + store + ": " +
+                                  c.verify_detail);
+    }
+    if (!c.key_type.empty()) {
+      // RFC 8996-era floors: RSA and DSA 2048 bits, elliptic curves 256 (Ed25519 is 253).
+      bool weak = c.key_type == "RSA" || c.key_type == "RSA-PSS" || c.key_type == "DSA"
+                      ? c.key_bits < 2048
+                      : c.key_type == "EC" && c.key_bits < 256;
+      add(report, weak ? Severity::kFail : Severity::kPass, "certificate_key",
+          prefix + c.key_type + " key of " + std::to_string(c.key_bits) + " bits" +
+              (weak ? ": too weak" : ""));
+      std::string signature = c.signature_algorithm;
+      bool weak_signature = signature.find("sha1") != std::string::npos ||
+                            signature.find("SHA1") != std::string::npos ||
+                            signature.find("md5") != std::string::npos;
+      add(report, weak_signature ? Severity::kFail : Severity::kPass, "certificate_signature",
+          prefix + "signature " + signature + (weak_signature ? ": broken hash" : ""));
     }
   }
 
@@ -909,6 +958,24 @@ std::string json_optional(const std::optional<T>& value) {
   return std::to_string(*value);
 }
 
+std::string certificate_json(const CertificateReport& c) {
+  std::string out = "{\"chain\":[";
+  bool first = true;
+  for (const auto& entry : c.chain) {
+    out += std::string(first ? "" : ",") + "{\"subject\":" + base::json_string(entry.subject) +
+           ",\"issuer\":" + base::json_string(entry.issuer) + "}";
+    first = false;
+  }
+  return out + "],\"key_type\":" + base::json_string(c.key_type) +
+         ",\"key_bits\":" + std::to_string(c.key_bits) +
+         ",\"signature_algorithm\":" + base::json_string(c.signature_algorithm) +
+         ",\"days_left\":" + json_optional(c.days_left) +
+         ",\"expired\":" + (c.expired ? "true" : "false") +
+         ",\"name_matches\":" + json_optional(c.name_matches) +
+         ",\"chain_verified\":" + json_optional(c.chain_verified) +
+         ",\"verify_detail\":" + base::json_string(c.verify_detail) + "}";
+}
+
 void print_json(std::ostream& out, const ProbeOptions& options,
                 const std::vector<PortReport>& reports, Severity verdict) {
   out << "{\"host\":" << base::json_string(options.host)
@@ -935,22 +1002,14 @@ void print_json(std::ostream& out, const ProbeOptions& options,
     }
     out << "},\"negotiated_version\":" << base::json_string(report.negotiated_version)
         << ",\"negotiated_cipher\":" << base::json_string(report.negotiated_cipher)
-        << ",\"certificate\":{\"chain\":[";
+        << ",\"certificate\":" << certificate_json(report.certificate)
+        << ",\"other_certificates\":[";
     first = true;
-    for (const auto& entry : report.chain) {
-      out << (first ? "" : ",") << "{\"subject\":" << base::json_string(entry.subject)
-          << ",\"issuer\":" << base::json_string(entry.issuer) << "}";
+    for (const CertificateReport& other : report.other_certificates) {
+      out << (first ? "" : ",") << certificate_json(other);
       first = false;
     }
-    out << "],\"key_type\":" << base::json_string(report.key_type)
-        << ",\"key_bits\":" << report.key_bits
-        << ",\"signature_algorithm\":" << base::json_string(report.signature_algorithm)
-        << ",\"days_left\":" << json_optional(report.days_left)
-        << ",\"expired\":" << (report.expired ? "true" : "false")
-        << ",\"name_matches\":" << json_optional(report.name_matches)
-        << ",\"chain_verified\":" << json_optional(report.chain_verified)
-        << ",\"verify_detail\":" << base::json_string(report.verify_detail)
-        << "},\"session_resumed\":" << json_optional(report.resumed) << ",\"findings\":[";
+    out << "],\"session_resumed\":" << json_optional(report.resumed) << ",\"findings\":[";
     first = true;
     for (const auto& finding : report.findings) {
       out << (first ? "" : ",")
@@ -1000,16 +1059,24 @@ void print_text(std::ostream& out, const ProbeOptions& options,
       out << "  default handshake: " << report.negotiated_version << " " << report.negotiated_cipher
           << "\n";
     }
-    for (std::size_t i = 0; i < report.chain.size(); ++i) {
-      out << "  certificate " << i << ": subject " << safe(report.chain[i].subject) << "\n"
-          << "                 issuer " << safe(report.chain[i].issuer) << "\n";
-    }
-    if (!report.key_type.empty()) {
-      out << "  key " << report.key_type << " " << report.key_bits << " bits, signature "
-          << report.signature_algorithm;
-      if (report.days_left) out << ", expires in " << *report.days_left << " days";
-      out << "\n";
-    }
+    auto print_certificate = [&](const CertificateReport& c, const std::string& label) {
+      for (std::size_t i = 0; i < c.chain.size(); ++i) {
+        out << "  " << label << i << ": subject " << safe(c.chain[i].subject) << "\n"
+            << std::string(label.size() + 4, ' ') << "   issuer " << safe(c.chain[i].issuer)
+            << "\n";
+      }
+      if (!c.key_type.empty()) {
+        out << "  key " << c.key_type << " " << c.key_bits << " bits, signature "
+            << c.signature_algorithm;
+        if (c.days_left) out << ", expires in " << *c.days_left << " days";
+        out << "\n";
+      }
+    };
+    print_certificate(report.certificate, "certificate ");
+    for (const CertificateReport& other : report.other_certificates)
+      print_certificate(
+          other,
+          "also serves " + (other.key_type == "EC" ? "ECDSA" : other.key_type) + ", certificate ");
     if (report.resumed) out << "  session resumed: " << (*report.resumed ? "yes" : "no") << "\n";
     out << "  findings:\n";
     for (const auto& finding : report.findings) {
