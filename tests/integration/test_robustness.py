@@ -258,7 +258,9 @@ class BareLineEndings(ServerTestCase):
             session.close()
             server.wait_delivered(1)
             server.wait_log(r"event=removed")
-            time.sleep(0.3)
+            # The session's end is logged after all it did: one message accepted, no other.
+            server.wait_log(r"event=session_end ")
+            self.assertEqual(server.log().count("event=accepted "), 1)
             self.assertEqual(subjects(server.delivered()), ["sentinel"])
 
     def test_bare_lf_normalized_when_configured(self):
@@ -290,7 +292,7 @@ class BareLineEndings(ServerTestCase):
             session.close()
             server.wait_delivered(1)
             server.wait_log(r"event=removed")
-            time.sleep(0.3)
+            server.wait_log(r"event=session_end ")  # logged after all the session did
             self.assertEqual(subjects(server.delivered()), ["sentinel"])
             self.assertEqual(server.log().count("event=accepted "), 1)
             self.assertNotIn("evil@example.com", server.log())
@@ -309,7 +311,8 @@ class BareLineEndings(ServerTestCase):
             session.close()
             [message] = server.wait_delivered(1)
             server.wait_log(r"event=removed")
-            time.sleep(0.3)
+            server.wait_log(r"event=session_end ")  # logged after all the session did
+            self.assertEqual(server.log().count("event=removed "), 1)
             self.assertEqual(len(server.delivered()), 1)
             self.assertIn(b"Subject: smuggle\r\n", message)
             self.assertIn(b"\r\nMAIL FROM:<evil@example.com>\r\n", message)
