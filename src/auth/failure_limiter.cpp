@@ -149,7 +149,7 @@ FailureLimiter::Verdict FailureLimiter::record_failure(std::string_view ip, std:
   unsigned steps = std::max(counts[0], ip_scaled);
   if (steps >= 2) {
     unsigned shift = std::min(steps - 2, 20u);
-    auto delay = std::chrono::milliseconds(1000LL << shift);
+    auto delay = options_.first_delay * (1LL << shift);
     verdict.delay = std::min<std::chrono::milliseconds>(delay, options_.max_delay);
   }
   return verdict;

@@ -7,7 +7,9 @@
 //
 // Rules, within a sliding window (default 15 min):
 // - each failure counts for the pair (IP, user) and for the IP alone;
-// - after a failure the host waits delay() before answering 535 (0, 1, 2, 4 s, capped);
+// - after a failure the host waits delay() before answering 535: nothing after the first,
+//   first_delay after the second, doubling after each further one up to max_delay (by
+//   default 0, 1, 2, 4 s);
 // - when a pair reaches per_user_ip_max_failures, or an IP reaches per_ip_max_failures,
 //   that pair or IP is locked out for one window: attempts get 454 4.7.0 without a
 //   password check. The per-IP bound is higher so that one device with a stale password
@@ -40,8 +42,9 @@ namespace auth {
 struct FailureLimiterOptions {
   unsigned per_user_ip_max_failures = 5;
   unsigned per_ip_max_failures = 30;
-  std::chrono::seconds window{15 * 60};
-  std::chrono::seconds max_delay{4};
+  std::chrono::milliseconds window{15 * 60 * 1000};
+  std::chrono::milliseconds first_delay{1000};
+  std::chrono::milliseconds max_delay{4000};
   std::vector<base::Network> exempt;
   std::size_t max_entries = 65536;
   unsigned ipv6_prefix = base::kDefaultIpv6ClientPrefix;  // base::kMinIpv6ClientPrefix..128

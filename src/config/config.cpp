@@ -23,6 +23,7 @@
 #include "base/ascii.h"
 #include "base/endpoint.h"
 #include "base/network.h"
+#include "config/duration.h"
 #include "obs/log.h"
 
 namespace config {
@@ -95,6 +96,38 @@ class Reader {
     std::int64_t value = node->as_integer()->get();
     if (value < min || value > max) {
       fail(node, join(prefix, key), fmt::format("must be between {} and {}", min, max));
+    }
+    return value;
+  }
+
+  // A duration (config/duration.h): whole seconds as an integer, or a string such as
+  // "250ms" or "1.5s"; the range is checked in milliseconds.
+  std::chrono::milliseconds duration_at(const toml::table& table, const std::string& prefix,
+                                        std::string_view key, std::chrono::milliseconds fallback,
+                                        std::chrono::milliseconds min,
+                                        std::chrono::milliseconds max) const {
+    const toml::node* node = table.get(key);
+    if (!node) return fallback;
+    std::chrono::milliseconds value{0};
+    if (node->is_integer()) {
+      std::int64_t seconds = node->as_integer()->get();
+      if (seconds < 0) fail(node, join(prefix, key), "must not be negative");
+      if (seconds > max.count() / 1000 + 1) {
+        fail(node, join(prefix, key),
+             fmt::format("must be between {} and {}", format_duration(min), format_duration(max)));
+      }
+      value = std::chrono::seconds(seconds);
+    } else if (node->is_string()) {
+      auto parsed = parse_duration(node->as_string()->get());
+      if (!parsed) fail(node, join(prefix, key), parsed.error());
+      value = parsed.value();
+    } else {
+      fail(node, join(prefix, key),
+           "must be a duration: whole seconds (900) or a string such as \"250ms\" or \"1.5s\"");
+    }
+    if (value < min || value > max) {
+      fail(node, join(prefix, key),
+           fmt::format("must be between {} and {}", format_duration(min), format_duration(max)));
     }
     return value;
   }
@@ -1382,7 +1415,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     reader.only_keys(
         *auth, "auth",
         {"users_file", "max_failures_per_user", "max_failures_per_ip", "failure_window",
-         "exempt_networks", "received_names_user", "verified_cache_seconds"});
+         "exempt_networks", "received_names_user", "verified_cache_seconds", "failure_delay"});
     config.auth.verified_cache =
         std::chrono::seconds(reader.int_at(*auth, "auth", "verified_cache_seconds", 600, 0, 86400));
     if (auth->get("users_file")) {
@@ -1393,7 +1426,11 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     config.auth.max_failures_per_ip =
         static_cast<unsigned>(reader.int_at(*auth, "auth", "max_failures_per_ip", 30, 1, 100000));
     config.auth.failure_window =
-        std::chrono::seconds(reader.int_at(*auth, "auth", "failure_window", 900, 1, 86400 * 7));
+        reader.duration_at(*auth, "auth", "failure_window", config.auth.failure_window,
+                           std::chrono::milliseconds(1), std::chrono::hours(24 * 7));
+    config.auth.failure_delay =
+        reader.duration_at(*auth, "auth", "failure_delay", config.auth.failure_delay,
+                           std::chrono::milliseconds(0), std::chrono::seconds(60));
     config.auth.received_names_user = reader.bool_at(*auth, "auth", "received_names_user", false);
     if (const toml::array* networks = reader.array_at(*auth, "auth", "exempt_networks")) {
       config.auth.exempt_networks = networks_at(*networks, "auth.exempt_networks",
@@ -1413,17 +1450,20 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   read_dns(root, reader, base_dir, config);
   read_observability(root, reader, config);
 
-  // [timeouts], in seconds
+  // [timeouts], durations (config/duration.h)
   if (const toml::table* timeouts = reader.table_at(root, "", "timeouts")) {
     reader.only_keys(*timeouts, "timeouts", {"command", "data", "handshake", "shutdown_grace"});
-    config.command_timeout = std::chrono::seconds(
-        reader.int_at(*timeouts, "timeouts", "command", config.command_timeout.count(), 1, 3600));
-    config.data_timeout = std::chrono::seconds(
-        reader.int_at(*timeouts, "timeouts", "data", config.data_timeout.count(), 1, 3600));
-    config.handshake_timeout = std::chrono::seconds(reader.int_at(
-        *timeouts, "timeouts", "handshake", config.handshake_timeout.count(), 1, 600));
-    config.shutdown_grace = std::chrono::seconds(reader.int_at(
-        *timeouts, "timeouts", "shutdown_grace", config.shutdown_grace.count(), 0, 3600));
+    constexpr std::chrono::milliseconds kShortest{1};
+    config.command_timeout = reader.duration_at(
+        *timeouts, "timeouts", "command", config.command_timeout, kShortest, std::chrono::hours(1));
+    config.data_timeout = reader.duration_at(*timeouts, "timeouts", "data", config.data_timeout,
+                                             kShortest, std::chrono::hours(1));
+    config.handshake_timeout =
+        reader.duration_at(*timeouts, "timeouts", "handshake", config.handshake_timeout, kShortest,
+                           std::chrono::minutes(10));
+    config.shutdown_grace =
+        reader.duration_at(*timeouts, "timeouts", "shutdown_grace", config.shutdown_grace,
+                           std::chrono::milliseconds(0), std::chrono::hours(1));
   }
   return config;
 }
@@ -1660,9 +1700,9 @@ std::string describe(const Config& config) {
       l.normalize_bare_line_endings ? "normalised (normalize_bare_line_endings)" : "refused");
   out += fmt::format(
       "auth: users file {}, lockout after {} failures per user and address or {} per address "
-      "within {}s{}\n",
+      "within {}{}\n",
       config.auth.users_file, config.auth.max_failures_per_user, config.auth.max_failures_per_ip,
-      config.auth.failure_window.count(),
+      format_duration(config.auth.failure_window),
       config.auth.exempt_networks.empty()
           ? std::string()
           : ", exempt: " + join_networks(config.auth.exempt_networks));
@@ -1705,9 +1745,9 @@ std::string describe(const Config& config) {
       config.queue.max_lifetime.count(), config.queue.delivery_threads,
       config.queue.local_delivery_threads, config.delivery.max_per_host,
       config.delivery.attempt_timeout.count());
-  out += fmt::format("timeouts: command {}s, data {}s, handshake {}s\n",
-                     config.command_timeout.count(), config.data_timeout.count(),
-                     config.handshake_timeout.count());
+  out += fmt::format("timeouts: command {}, data {}, handshake {}\n",
+                     format_duration(config.command_timeout), format_duration(config.data_timeout),
+                     format_duration(config.handshake_timeout));
   return out;
 }
 

@@ -160,10 +160,13 @@ struct SrsSettings {
 
 // [auth]: the users file and the failure limiter (README "Configuration").
 struct AuthSettings {
-  std::string users_file;                      // default <data_dir>/users
-  unsigned max_failures_per_user = 5;          // per (client IP, user) in the window → 454 4.7.0
-  unsigned max_failures_per_ip = 30;           // per client IP, all users together
-  std::chrono::seconds failure_window{900};    // counting window and lockout length
+  std::string users_file;              // default <data_dir>/users
+  unsigned max_failures_per_user = 5;  // per (client IP, user) in the window → 454 4.7.0
+  unsigned max_failures_per_ip = 30;   // per client IP, all users together
+  std::chrono::milliseconds failure_window{900'000};  // counting window and lockout length
+  // The delay before the 535 of a second failure; it doubles with each further failure, up
+  // to four times this (1 s: 0, 1, 2, 4 s).
+  std::chrono::milliseconds failure_delay{1000};
   std::vector<base::Network> exempt_networks;  // from CIDR ("192.0.2.0/24", "2001:db8::/32")
   bool received_names_user = false;            // name the authenticated user in Received
   std::chrono::seconds verified_cache{600};    // remember a verified password (0: never)
@@ -337,10 +340,11 @@ struct Config {
   // check (intake/loop_check.h, RFC 5321 §6.3); 0: the check is off.
   std::size_t max_received_headers = 50;
   smtp::SessionLimits limits;
-  std::chrono::seconds command_timeout{300};  // RFC 5321 §4.5.3.2.7: at least 5 minutes
-  std::chrono::seconds data_timeout{180};     // RFC 5321 §4.5.3.2.5: 3 minutes per data block
-  std::chrono::seconds handshake_timeout{30};
-  std::chrono::seconds shutdown_grace{30};  // SIGTERM: open transactions may finish this long
+  // [timeouts]: durations (config/duration.h), whole milliseconds.
+  std::chrono::milliseconds command_timeout{300'000};  // RFC 5321 §4.5.3.2.7: at least 5 minutes
+  std::chrono::milliseconds data_timeout{180'000};     // RFC 5321 §4.5.3.2.5: 3 minutes per block
+  std::chrono::milliseconds handshake_timeout{30'000};
+  std::chrono::milliseconds shutdown_grace{30'000};  // SIGTERM: open transactions finish this long
 
   // Pure lookups used by the session policy.
   const Domain* find_domain(std::string_view domain) const;

@@ -40,9 +40,9 @@ void Connection::limit_send_buffer() {
   ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
 }
 
-void Connection::arm(std::chrono::seconds seconds) {
+void Connection::arm(std::chrono::milliseconds bound) {
   if (timed_out) return;  // the watchdog's grace period for the 421 must stay short
-  Clock::time_point next = Clock::now() + seconds;
+  Clock::time_point next = Clock::now() + bound;
   bool sooner = next < timer.expiry();
   deadline = next;
   if (sooner) timer.cancel();

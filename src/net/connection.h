@@ -81,7 +81,7 @@ struct Connection {
   // Sets the deadline of the next step. A later deadline is picked up when the watchdog's
   // timer fires; an earlier one (data after a command, a command after the handshake) must
   // wake the watchdog now so that it re-arms for it.
-  void arm(std::chrono::seconds seconds);
+  void arm(std::chrono::milliseconds bound);
 
   // Server side handshake on the socket; on failure `reason` says why, for the log.
   asio::awaitable<bool> handshake(SSL_CTX* context, std::string& reason);

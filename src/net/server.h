@@ -49,9 +49,9 @@ struct ListenerOptions {
   // The checks every session of this listener runs (intake/check.h); none when null. The
   // session's checked_stages are set from it when the listener is bound or updated.
   std::shared_ptr<const intake::Pipeline> checks;
-  std::chrono::seconds command_timeout{300};
-  std::chrono::seconds data_timeout{180};
-  std::chrono::seconds handshake_timeout{30};
+  std::chrono::milliseconds command_timeout{300'000};
+  std::chrono::milliseconds data_timeout{180'000};
+  std::chrono::milliseconds handshake_timeout{30'000};
   // PROXY protocol v1/v2: each connection from one of proxy_from starts with a header naming
   // the real client (logged, limited, put in Received); other peers are refused.
   bool proxy_protocol = false;
@@ -85,7 +85,7 @@ struct ServerServices {
   // How much of an IPv6 address names one client for the limits above (base::client_network).
   unsigned ipv6_prefix = base::kDefaultIpv6ClientPrefix;
   // On SIGTERM/stop(): sessions inside a mail transaction get this long to finish it.
-  std::chrono::seconds shutdown_grace{30};
+  std::chrono::milliseconds shutdown_grace{30'000};
   std::function<void()> on_stopping;  // called once when a stop begins (systemd STOPPING=1)
   // Called (from an I/O thread) once a message is durable, with its queue id.
   std::function<void(const std::string& id)> on_committed;

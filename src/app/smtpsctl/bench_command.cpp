@@ -5,6 +5,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -443,7 +445,9 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
   auto* messages_option =
       cli.add_option("--messages", options.messages, "Messages in all (default 1000)")
           ->check(CLI::Range(1LL, 1000000000LL));
-  cli.add_option("--duration", options.duration_seconds, "Run for SECONDS instead of --messages")
+  cli.add_option("--duration", options.duration_seconds,
+                 "Run for SECONDS instead of --messages (SIGINT or SIGTERM ends any run early, "
+                 "with its report)")
       ->check(CLI::Range(0.01, 86400.0))
       ->excludes(messages_option);
   cli.add_option("--per-connection", options.per_connection,
@@ -558,6 +562,22 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
   const Clock::time_point start = Clock::now();
   shared.end_of_run = start + std::chrono::duration_cast<Clock::duration>(
                                   std::chrono::duration<double>(options.duration_seconds));
+  // SIGINT or SIGTERM ends the run as --duration's end does: each connection finishes its
+  // message and the report covers what was done. The signals are blocked in every thread
+  // (the workers inherit the mask) and taken by one waiter, which polls so it can end.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigset_t previous_mask;
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &previous_mask);
+  std::atomic<bool> run_over{false};
+  std::thread signal_waiter([&] {
+    const timespec poll{0, 50'000'000};
+    while (!run_over.load()) {
+      if (sigtimedwait(&stop_signals, nullptr, &poll) > 0) shared.stop = true;
+    }
+  });
   std::vector<std::thread> workers;
   for (unsigned t = 0; t < threads; ++t)
     workers.emplace_back([&loop = *loops[t]] {
@@ -566,6 +586,9 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
     });
   for (std::thread& worker : workers)
     worker.join();
+  run_over = true;
+  signal_waiter.join();
+  pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
   ThreadStats total;

@@ -199,6 +199,8 @@ auth::FailureLimiterOptions limiter_options(const config::Config& config) {
   options.per_user_ip_max_failures = config.auth.max_failures_per_user;
   options.per_ip_max_failures = config.auth.max_failures_per_ip;
   options.window = config.auth.failure_window;
+  options.first_delay = config.auth.failure_delay;
+  options.max_delay = 4 * config.auth.failure_delay;
   options.exempt = config.auth.exempt_networks;
   options.ipv6_prefix = config.ipv6_prefix;
   return options;

@@ -31,6 +31,23 @@ TEST(FailureLimiterTest, DelaysGrowAndAreCapped) {
   EXPECT_EQ(delays, (std::vector<long long>{0, 1000, 2000, 4000, 4000, 4000}));
 }
 
+TEST(FailureLimiterTest, DelaysAndWindowsMayBeShorterThanASecond) {
+  FailureLimiterOptions options;
+  options.per_user_ip_max_failures = 3;
+  options.window = 250ms;
+  options.first_delay = 20ms;
+  options.max_delay = 80ms;
+  auto l = limiter(options);
+  EXPECT_EQ(l->record_failure("192.0.2.1", "alice", kStart).delay, 0ms);
+  EXPECT_EQ(l->record_failure("192.0.2.1", "alice", kStart + 1ms).delay, 20ms);
+  auto third = l->record_failure("192.0.2.1", "alice", kStart + 2ms);
+  EXPECT_EQ(third.delay, 40ms);
+  EXPECT_TRUE(third.now_locked);
+  EXPECT_TRUE(l->check("192.0.2.1", "alice", kStart + 251ms).locked);
+  EXPECT_FALSE(l->check("192.0.2.1", "alice", kStart + 252ms).locked);
+  EXPECT_TRUE(l->lockouts(kStart + 252ms).empty());
+}
+
 TEST(FailureLimiterTest, LockoutAfterNFailuresLastsTheWindow) {
   auto l = limiter();
   TimePoint now = kStart;

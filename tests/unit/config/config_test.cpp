@@ -64,7 +64,9 @@ TEST(ConfigTest, MinimalFileGivesDefaults) {
   EXPECT_TRUE(c.listeners[1].session_tickets);
   EXPECT_EQ(c.tls.min_version, "TLSv1.2");
   EXPECT_EQ(c.limits.max_text_line, 1000u);
-  EXPECT_EQ(c.command_timeout.count(), 300);
+  EXPECT_EQ(c.command_timeout, std::chrono::minutes(5));
+  EXPECT_EQ(c.auth.failure_window, std::chrono::minutes(15));
+  EXPECT_EQ(c.auth.failure_delay, std::chrono::seconds(1));
   EXPECT_NE(c.find_domain("EXAMPLE.org"), nullptr);
   EXPECT_EQ(c.find_domain("example.net"), nullptr);
 }
@@ -93,8 +95,8 @@ handshake = 5
   EXPECT_EQ(l.max_text_line, 2000u);
   EXPECT_EQ(l.max_errors, 3u);
   EXPECT_TRUE(l.normalize_bare_line_endings);
-  EXPECT_EQ(parsed.value().data_timeout.count(), 30);
-  EXPECT_EQ(parsed.value().handshake_timeout.count(), 5);
+  EXPECT_EQ(parsed.value().data_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(parsed.value().handshake_timeout, std::chrono::seconds(5));
 }
 
 TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
@@ -249,7 +251,7 @@ received_names_user = true
   EXPECT_EQ(a.users_file, "/etc/smtpsd/users.db");
   EXPECT_EQ(a.max_failures_per_user, 3u);
   EXPECT_EQ(a.max_failures_per_ip, 10u);
-  EXPECT_EQ(a.failure_window.count(), 60);
+  EXPECT_EQ(a.failure_window, std::chrono::seconds(60));
   ASSERT_EQ(a.exempt_networks.size(), 3u);
   EXPECT_TRUE(a.exempt_networks[0].contains(*base::parse_ip("10.200.0.1")));
   EXPECT_TRUE(a.exempt_networks[2].contains(*base::parse_ip("192.0.2.7")));
