@@ -426,7 +426,14 @@ std::optional<ReportSettings> read_reports(const toml::table& root, Reader& read
                                            const std::string& example) {
   const toml::table* table = reader.table_at(root, "", p);
   if (!table) return std::nullopt;
-  reader.only_keys(*table, p, {"org_name", "from", "directory", "interval"});
+  const bool tls = p == "tls_reports";
+  if (tls) {
+    reader.only_keys(*table, p,
+                     {"org_name", "from", "directory", "interval", "save_interval",
+                      "post_retry_delay", "post_retry_lifetime"});
+  } else {
+    reader.only_keys(*table, p, {"org_name", "from", "directory", "interval"});
+  }
   ReportSettings r;
   r.org_name = reader.string_at(*table, p, "org_name", "", true);
   if (r.org_name.empty() || r.org_name.size() > 200 ||
@@ -446,6 +453,13 @@ std::optional<ReportSettings> read_reports(const toml::table& root, Reader& read
   r.directory = table->get("directory") ? reader.path_at(*table, p, "directory", base_dir, true)
                                         : config.data_dir + "/" + folder;
   r.interval = std::chrono::seconds(reader.int_at(*table, p, "interval", 86400, 1, 86400 * 7));
+  if (tls) {
+    r.save_interval = std::chrono::seconds(reader.int_at(*table, p, "save_interval", 60, 1, 3600));
+    r.post_retry_delay =
+        std::chrono::seconds(reader.int_at(*table, p, "post_retry_delay", 60, 1, 3600));
+    r.post_retry_lifetime =
+        std::chrono::seconds(reader.int_at(*table, p, "post_retry_lifetime", 86400, 1, 86400 * 7));
+  }
   return r;
 }
 

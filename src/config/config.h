@@ -145,6 +145,13 @@ struct ReportSettings {
   std::string from;       // the reports' sender address (lower-case domain)
   std::string directory;  // default <data_dir>/dmarc or /tls-reports: the current period
   std::chrono::seconds interval{86400};  // one report per domain per interval
+  // [tls_reports] only: the counts are saved to disk at most this often when they changed
+  // (and at stop), and due POST retries are tried at the same pace.
+  std::chrono::seconds save_interval{60};
+  // [tls_reports] only: a failed HTTPS POST is tried again after post_retry_delay, then 5, 30
+  // and 60 times that, until post_retry_lifetime after its first failure.
+  std::chrono::seconds post_retry_delay{60};
+  std::chrono::seconds post_retry_lifetime{86400};
   bool operator==(const ReportSettings&) const = default;
 };
 using DmarcReportSettings = ReportSettings;

@@ -151,6 +151,9 @@ base::Expected<std::unique_ptr<TlsReporter>, std::string> make_tls_reporter(
   options.submitter = config.hostname;
   options.ca_file = config.delivery.ca_file;
   options.interval = settings.interval;
+  options.save_interval = settings.save_interval;
+  options.post_retry_delay = settings.post_retry_delay;
+  options.post_retry_lifetime = settings.post_retry_lifetime;
   auto keys = report_signing_keys(config, settings.from);
   if (!keys) return base::unexpected(keys.error());
   options.keys = std::move(keys.value());
