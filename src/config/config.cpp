@@ -643,12 +643,15 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
   const toml::table* table = reader.table_at(root, "", "delivery");
   if (!table) return;
   const std::string p = "delivery";
+  // Bin-packed: clang-format would put one key a line from 20 keys on.
+  // clang-format off
   reader.only_keys(
       *table, p,
       {"relay", "relay_tls", "relay_user", "relay_password_file", "ca_file", "lmtp", "dns_servers",
        "mx_port", "default_tls", "tls_policy", "max_per_destination", "connection_cache",
        "max_messages_per_connection", "connect_timeout", "command_timeout", "helo_name",
-       "max_per_host", "attempt_timeout", "mta_sts_port"});
+       "max_per_host", "attempt_timeout", "mta_sts_port", "mta_sts_refresh"});
+  // clang-format on
   if (const std::string relay = reader.string_at(*table, p, "relay", ""); !relay.empty()) {
     auto url = base::parse_smtp_url(relay);
     if (!url) {
@@ -703,6 +706,8 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
   d.mx_port = static_cast<std::uint16_t>(reader.int_at(*table, p, "mx_port", d.mx_port, 1, 65535));
   d.mta_sts_port = static_cast<std::uint16_t>(
       reader.int_at(*table, p, "mta_sts_port", d.mta_sts_port, 1, 65535));
+  d.mta_sts_refresh = std::chrono::seconds(
+      reader.int_at(*table, p, "mta_sts_refresh", d.mta_sts_refresh.count(), 0, 86400));
   d.default_tls = level_at(*table, reader, p, "default_tls", d.default_tls);
   if (const toml::array* policies = reader.array_at(*table, p, "tls_policy")) {
     for (std::size_t i = 0; i < policies->size(); ++i) {

@@ -232,6 +232,9 @@ struct DeliverySettings {
   std::uint16_t mx_port = 25;
   // The HTTPS port of MTA-STS policy hosts (RFC 8461 §3.3 says 443; tests set another).
   std::uint16_t mta_sts_port = 443;
+  // How often the cached MTA-STS policies are walked and those past half their max_age
+  // fetched again, mail or no mail (RFC 8461 §10.2); 0: only when mail goes there.
+  std::chrono::seconds mta_sts_refresh{3600};
   tls::OutboundLevel default_tls = tls::OutboundLevel::kMay;  // MX delivery
   std::vector<DestinationTls> tls_policy;
   // Connections at once to one destination; below delivery_threads, so that one slow

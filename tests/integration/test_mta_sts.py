@@ -293,5 +293,56 @@ class StsDelivery(ServerTestCase):
                           "certificate valid for mx.sts.test required", policy)
 
 
+class StsRefresh(ServerTestCase):
+    """The cached policies are refreshed before they expire with no mail going anywhere (RFC
+    8461 §10.2): every [delivery] mta_sts_refresh the server fetches again each policy past
+    half its max_age; a failed fetch keeps the cached one."""
+
+    def test_a_policy_past_half_its_age_is_fetched_again_without_mail(self):
+        server = self.new_server()
+        certificate, key = issue_leaf(os.path.join(self.tmp, "https"), server.ca,
+                                      os.path.join(server.dir, "tls", "ca.key"),
+                                      ["mta-sts.example.test"])
+        # A policy fetched 100 s ago with a max_age of 150: past half its age, unexpired.
+        cache = os.path.join(server.dir, "mta-sts")
+        os.makedirs(cache, mode=0o700)
+        fetched = int(time.time()) - 100
+        old = b"version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age: 150\n"
+        cached = os.path.join(cache, "example.test")
+        with open(cached, "wb") as f:
+            f.write(b"smtpsd mta-sts cache 1\nid one\nfetched %d\n\n" % fetched + old)
+        with PolicyHost(certificate, key) as host, DnsServer(
+                txt={"_mta-sts.example.test": "v=STSv1; id=one;"},
+                a={"mta-sts.example.test": "127.0.0.1"}, directory=self.tmp) as dns:
+            host.reply = (500, {"Content-Type": "text/plain"}, b"down\n")
+            server.extra_toml = "\n".join([
+                "[dns]", f'servers = "{dns.server}"', 'validation = "no"', "",
+                "[delivery]", f'ca_file = "{server.ca}"', f"mta_sts_port = {host.port}",
+                "mta_sts_refresh = 1", ""])
+            server.write_config()
+            server.start()
+            # The policy host fails: the cached policy stays, as it was.
+            server.wait_log(r"event=sts_refresh_failed domain=example\.test "
+                            r"type=sts-policy-fetch-error expires_at=%d detail=\"\S+ HTTP 500"
+                            % (fetched + 150))
+            with open(cached, "rb") as f:
+                self.assertEqual(f.read().split(b"\n")[2], b"fetched %d" % fetched)
+            self.assertGreaterEqual(host.requests, 1)
+            # It answers: fetched again, the new policy and fetch time on disk.
+            host.reply = (200, {"Content-Type": "text/plain"}, POLICY_TWO)
+            before = int(time.time())
+            server.wait_log(r"event=sts_policy_refreshed domain=example\.test id=one "
+                            r"fetched_at=\d+ expires_at=\d+")
+            with open(cached, "rb") as f:
+                header, body = f.read().split(b"\n\n", 1)
+            self.assertGreaterEqual(int(header.split(b"\n")[2].split()[1]), before)
+            self.assertEqual(body, POLICY_TWO)
+            requests = host.requests
+            # Fresh for another half of 3600 s: not fetched again (two refresh rounds later).
+            time.sleep(2.5)
+            self.assertEqual(host.requests, requests)
+            self.assertNotIn("event=delivered", server.log())
+
+
 if __name__ == "__main__":
     unittest.main()
