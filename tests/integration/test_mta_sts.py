@@ -7,7 +7,9 @@ Covered: a policy fetched, then served from the cache with the HTTPS server gone
 fetches again; a redirect, a policy not served as text/plain and an oversized one are refused
 (sts-policy-fetch-error / sts-policy-invalid); a certificate not from the trusted CA, or for
 another name, is refused (sts-webpki-invalid). `smtpsctl mta-sts policy` prints what we
-publish, and the policy it prints is one the check accepts.
+publish, and the policy it prints is one the check accepts. The server applies policies to
+delivery (StsDelivery, with the TLS report of a testing-mode mismatch) and refreshes the
+cached ones before they expire without any mail (StsRefresh).
 """
 
 import http.server
@@ -26,6 +28,7 @@ from dns_server import DnsServer
 from harness import SMTPSD, Server, ServerTestCase
 from test_mx_lmtp import issue_certificate, mx_toml
 from test_onward import submit
+from test_tls_reports import tls_reports_toml, wait_mailed_report
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
@@ -229,8 +232,9 @@ class MtaStsCheck(unittest.TestCase):
 class StsDelivery(ServerTestCase):
     """MTA-STS applied to MX delivery (RFC 8461 §4-5): an enforce policy keeps mail away from
     an MX host it does not name and requires a certificate valid for the one it does; a
-    testing policy only reports. The receiver is a second smtpsd whose certificate names
-    mx.sts.test, from its CA, which the sender trusts for HTTPS and SMTP alike."""
+    testing policy only reports, in the TLS report (RFC 8460) of its domain. The receiver is
+    a second smtpsd whose certificate names mx.sts.test, from its CA, which the sender trusts
+    for HTTPS and SMTP alike."""
 
     def test_enforce_skips_unnamed_hosts_and_defers_when_none_is_named(self):
         remote = self.new_server(domains=[("sts.test", ["carol"]), ("rogue.test", ["carol"]),
@@ -251,15 +255,17 @@ class StsDelivery(ServerTestCase):
                     "loose.test": [(10, "other.sts.test")]},
                 a={"mx.sts.test": "127.0.0.1", "other.sts.test": "127.0.0.1",
                    **{name: "127.0.0.1" for name in names}},
-                txt={f"_mta-sts.{domain}": "v=STSv1; id=1;"
-                     for domain in ("sts.test", "rogue.test", "loose.test")},
+                txt={**{f"_mta-sts.{domain}": "v=STSv1; id=1;"
+                        for domain in ("sts.test", "rogue.test", "loose.test")},
+                     "_smtp._tls.loose.test": "v=TLSRPTv1; rua=mailto:demo@localhost"},
                 directory=self.tmp) as dns:
             host.replies = {"mta-sts.sts.test": (200, {"Content-Type": "text/plain"}, enforce),
                             "mta-sts.rogue.test": (200, {"Content-Type": "text/plain"}, enforce),
                             "mta-sts.loose.test": (200, {"Content-Type": "text/plain"}, testing)}
             local = self.new_server(extra_toml=mx_toml(dns, remote.ports["smtp"],
                                                        ca_file=remote.ca, retry=(60,))
-                                    + f"mta_sts_port = {host.port}\n")
+                                    + f"mta_sts_port = {host.port}\n"
+                                    + tls_reports_toml(2))
             local.start()
             for domain in ("sts.test", "rogue.test", "loose.test"):
                 submit(local, [f"carol@{domain}"], subject=domain)
@@ -282,6 +288,20 @@ class StsDelivery(ServerTestCase):
             local.wait_log(r"event=delivered id=\S+ rcpt=carol@loose\.test .* unverified .*"
                            r"policy=mta-sts")
             self.assertEqual(remote.delivered("carol@rogue.test"), [])
+            # The testing-mode session is reported (RFC 8460 §4.3.2.1 via RFC 8461 §5): the
+            # policy as it stood, one failed session for the host the policy does not name,
+            # none successful.
+            (report,) = wait_mailed_report(local, "loose.test")
+            (entry,) = report["policies"]
+            self.assertEqual(entry["policy"]["policy-type"], "sts")
+            self.assertEqual(entry["policy"]["policy-domain"], "loose.test")
+            self.assertIn("mode: testing", entry["policy"]["policy-string"])
+            self.assertIn("mx: mx.sts.test", entry["policy"]["policy-string"])
+            self.assertEqual(entry["summary"], {"total-successful-session-count": 0,
+                                                "total-failure-session-count": 1})
+            self.assertEqual(entry["failure-details"], [
+                {"result-type": "validation-failure", "receiving-mx-hostname": "other.sts.test",
+                 "receiving-ip": "127.0.0.1", "failed-session-count": 1}])
             policy = subprocess.run([SMTPSCTL, "tls", "policy", "sts.test", "--config",
                                      local.config_path], capture_output=True, text=True,
                                     timeout=60).stdout
