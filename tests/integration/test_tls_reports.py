@@ -2,7 +2,7 @@
 (app/smtpsd/tls_reporter.h, docs/architecture.md "TLS reports"): the counts of the sessions
 are saved every [tls_reports] save_interval, so a kill -9 loses none of them; a report whose
 HTTPS POST failed (§5.4) is kept on disk and POSTed again with backoff, across a restart,
-until one POST succeeds.
+until one POST succeeds, or dropped (a warning and a metric) once its retry lifetime is over.
 
 The sender delivers to a second smtpsd (the MX of example.test, found through dnsmasq); the
 report goes to demo@localhost on the sender itself (mailto:) or to a small HTTPS server
@@ -13,8 +13,10 @@ import email
 import gzip
 import json
 import os
+import re
 import time
 import unittest
+import urllib.request
 
 from certificates import issue_leaf
 from dns_server import DnsServer
@@ -140,6 +142,34 @@ class TlsReportDurability(ServerTestCase):
             (entry,) = report["policies"]
             self.assertEqual(entry["policy"]["policy-domain"], "example.test")
             self.assertEqual(entry["summary"]["total-successful-session-count"], 1)
+
+    def test_a_post_that_keeps_failing_is_dropped_at_the_end_of_its_lifetime(self):
+        remote = self.receiver()
+        collector = ReportCollector(*issue_leaf(os.path.join(self.tmp, "reports"), remote.ca,
+                                                os.path.join(remote.dir, "tls", "ca.key"),
+                                                ["reports.example.test"]))
+        self.addCleanup(collector.stop)
+        collector.failures = [500] * 20
+        url = f"https://reports.example.test:{collector.port}/tlsrpt"
+        with self.dns(url, {"reports.example.test": "127.0.0.1"}) as dns:
+            # Retried after 1 s; the next wait (5 s) would end past the 3 s lifetime.
+            local = self.new_server(extra_toml=mx_toml(dns, remote.ports["smtp"],
+                                                       ca_file=remote.ca, retry=(60,))
+                                    + tls_reports_toml(2, save_interval=1, post_retry_delay=1,
+                                                       post_retry_lifetime=3)
+                                    + '\n[metrics]\naddress = "127.0.0.1:0"\n')
+            local.start()
+            submit(local, ["carol@example.test"], subject="reported")
+            remote.wait_delivered(1, "carol@example.test")
+            local.wait_log(r"event=tls_report_dropped domain=example\.test to=https://reports\."
+                           r"example\.test:\d+/tlsrpt sessions=1 failures=2 "
+                           r"detail=\"HTTP status 500\"", timeout=30)
+            self.assertEqual(collector.statuses, [500, 500])
+            self.assertEqual(os.listdir(os.path.join(local.dir, "tls-reports", "posts")), [])
+            host, port = re.search(r"event=metrics_listening address=(\S+) port=(\d+)",
+                                   local.log()).groups()
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
+                self.assertIn("smtpsd_tls_report_posts_dropped_total 1\n", reply.read().decode())
 
 
 if __name__ == "__main__":
