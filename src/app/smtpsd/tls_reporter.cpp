@@ -69,7 +69,17 @@ TlsReporter::TlsReporter(Options options, std::shared_ptr<dns::Resolver> resolve
   }
   // The file stays until the next save replaces it: a crash before then loses nothing.
   saved_version_ = counts_->version();
-  fs::create_directories(options_.directory + "/posts", ec);
+  // The temporary files of writes a crash cut short (no thread of ours writes yet).
+  const std::string posts = options_.directory + "/posts";
+  fs::create_directories(posts, ec);
+  for (const fs::directory_entry& entry : fs::directory_iterator(posts, ec)) {
+    if (entry.path().filename().string().find(".tmp.") != std::string::npos)
+      fs::remove(entry.path(), ec);
+  }
+  const std::string counts_prefix = "current.counts.tmp.";
+  for (const fs::directory_entry& entry : fs::directory_iterator(options_.directory, ec)) {
+    if (entry.path().filename().string().starts_with(counts_prefix)) fs::remove(entry.path(), ec);
+  }
 }
 
 TlsReporter::~TlsReporter() {
@@ -151,12 +161,13 @@ void TlsReporter::send_reports() {
             now + delivery::post_retry_wait(1, options_.post_retry_delay.count()),
             1,
             std::string(packed.value())};
+        const std::int64_t retry_at = post.next_attempt;
+        keep_post(std::move(post));  // before the log line: it says the report is kept
         obs::Log("tls_report_failed", obs::Level::kWarning)
             .kv("domain", domain)
             .kv("to", uri)
             .kv("detail", posted ? "HTTP status " + std::to_string(*posted) : posted.error())
-            .kv("retry_at", post.next_attempt);
-        keep_post(std::move(post));
+            .kv("retry_at", retry_at);
       }
     }
     if (to.empty()) continue;
@@ -269,18 +280,18 @@ void TlsReporter::retry_posts() {
       continue;
     }
     post->next_attempt = after;
-    obs::Log("tls_report_failed", obs::Level::kWarning)
-        .kv("domain", post->domain)
-        .kv("to", post->uri)
-        .kv("detail", detail)
-        .kv("failures", static_cast<std::uint64_t>(post->failures))
-        .kv("retry_at", after);
     auto written = auth::replace_file_atomically(path, delivery::pending_post_text(*post));
     if (!written) {
       obs::Log("tls_report_failed", obs::Level::kWarning)
           .kv("file", path)
           .kv("detail", written.error());
     }
+    obs::Log("tls_report_failed", obs::Level::kWarning)
+        .kv("domain", post->domain)
+        .kv("to", post->uri)
+        .kv("detail", detail)
+        .kv("failures", static_cast<std::uint64_t>(post->failures))
+        .kv("retry_at", after);
   }
 }
 
