@@ -459,7 +459,14 @@ std::optional<ReportSettings> read_reports(const toml::table& root, Reader& read
                                            const std::string& example) {
   const toml::table* table = reader.table_at(root, "", p);
   if (!table) return std::nullopt;
-  reader.only_keys(*table, p, {"org_name", "from", "directory", "interval"});
+  const bool tls = p == "tls_reports";
+  if (tls) {
+    reader.only_keys(*table, p,
+                     {"org_name", "from", "directory", "interval", "save_interval",
+                      "post_retry_delay", "post_retry_lifetime"});
+  } else {
+    reader.only_keys(*table, p, {"org_name", "from", "directory", "interval"});
+  }
   ReportSettings r;
   r.org_name = reader.string_at(*table, p, "org_name", "", true);
   if (r.org_name.empty() || r.org_name.size() > 200 ||
@@ -479,6 +486,13 @@ std::optional<ReportSettings> read_reports(const toml::table& root, Reader& read
   r.directory = table->get("directory") ? reader.path_at(*table, p, "directory", base_dir, true)
                                         : config.data_dir + "/" + folder;
   r.interval = std::chrono::seconds(reader.int_at(*table, p, "interval", 86400, 1, 86400 * 7));
+  if (tls) {
+    r.save_interval = std::chrono::seconds(reader.int_at(*table, p, "save_interval", 60, 1, 3600));
+    r.post_retry_delay =
+        std::chrono::seconds(reader.int_at(*table, p, "post_retry_delay", 60, 1, 3600));
+    r.post_retry_lifetime =
+        std::chrono::seconds(reader.int_at(*table, p, "post_retry_lifetime", 86400, 1, 86400 * 7));
+  }
   return r;
 }
 
@@ -662,12 +676,15 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
   const toml::table* table = reader.table_at(root, "", "delivery");
   if (!table) return;
   const std::string p = "delivery";
+  // Bin-packed: clang-format would put one key a line from 20 keys on.
+  // clang-format off
   reader.only_keys(
       *table, p,
       {"relay", "relay_tls", "relay_user", "relay_password_file", "ca_file", "lmtp", "dns_servers",
        "mx_port", "default_tls", "tls_policy", "max_per_destination", "connection_cache",
        "max_messages_per_connection", "connect_timeout", "command_timeout", "helo_name",
-       "max_per_host", "attempt_timeout", "mta_sts_port"});
+       "max_per_host", "attempt_timeout", "mta_sts_port", "mta_sts_refresh"});
+  // clang-format on
   if (const std::string relay = reader.string_at(*table, p, "relay", ""); !relay.empty()) {
     auto url = base::parse_smtp_url(relay);
     if (!url) {
@@ -722,6 +739,8 @@ void read_delivery(const toml::table& root, Reader& reader, const std::string& b
   d.mx_port = static_cast<std::uint16_t>(reader.int_at(*table, p, "mx_port", d.mx_port, 1, 65535));
   d.mta_sts_port = static_cast<std::uint16_t>(
       reader.int_at(*table, p, "mta_sts_port", d.mta_sts_port, 1, 65535));
+  d.mta_sts_refresh = std::chrono::seconds(
+      reader.int_at(*table, p, "mta_sts_refresh", d.mta_sts_refresh.count(), 0, 86400));
   d.default_tls = level_at(*table, reader, p, "default_tls", d.default_tls);
   if (const toml::array* policies = reader.array_at(*table, p, "tls_policy")) {
     for (std::size_t i = 0; i < policies->size(); ++i) {

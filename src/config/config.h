@@ -145,6 +145,13 @@ struct ReportSettings {
   std::string from;       // the reports' sender address (lower-case domain)
   std::string directory;  // default <data_dir>/dmarc or /tls-reports: the current period
   std::chrono::seconds interval{86400};  // one report per domain per interval
+  // [tls_reports] only: the counts are saved to disk at most this often when they changed
+  // (and at stop), and due POST retries are tried at the same pace.
+  std::chrono::seconds save_interval{60};
+  // [tls_reports] only: a failed HTTPS POST is tried again after post_retry_delay, then 5, 30
+  // and 60 times that, until post_retry_lifetime after its first failure.
+  std::chrono::seconds post_retry_delay{60};
+  std::chrono::seconds post_retry_lifetime{86400};
   bool operator==(const ReportSettings&) const = default;
 };
 using DmarcReportSettings = ReportSettings;
@@ -228,6 +235,9 @@ struct DeliverySettings {
   std::uint16_t mx_port = 25;
   // The HTTPS port of MTA-STS policy hosts (RFC 8461 §3.3 says 443; tests set another).
   std::uint16_t mta_sts_port = 443;
+  // How often the cached MTA-STS policies are walked and those past half their max_age
+  // fetched again, mail or no mail (RFC 8461 §10.2); 0: only when mail goes there.
+  std::chrono::seconds mta_sts_refresh{3600};
   tls::OutboundLevel default_tls = tls::OutboundLevel::kMay;  // MX delivery
   std::vector<DestinationTls> tls_policy;
   // Connections at once to one destination; below delivery_threads, so that one slow

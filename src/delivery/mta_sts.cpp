@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -345,6 +346,34 @@ PolicyLookup MtaSts::policy_for(std::string_view domain_name,
   result.fetched_at = now;
   result.expires_at = now + entry.policy.max_age;
   return result;
+}
+
+std::vector<MtaSts::Refreshed> MtaSts::refresh_cache(std::chrono::milliseconds per_domain) {
+  std::vector<std::string> domains;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.cache_directory, ec)) {
+    const std::string name = entry.path().filename().string();
+    // Cache files are named after their domain; temporary files start with '.'.
+    if (!name.starts_with('.') && normalized_host(name) == name) domains.push_back(name);
+  }
+  std::vector<Refreshed> out;
+  for (const std::string& domain : domains) {
+    std::optional<Cached> cached = load(domain);
+    if (!cached) continue;
+    const std::int64_t now = now_();
+    if (now >= cached->fetched_at + cached->policy.max_age) {
+      forget(domain);  // §5.1: an expired policy is as if never seen
+      Refreshed expired{domain, {}, cached->fetched_at};
+      expired.lookup.detail = "expired";
+      out.push_back(std::move(expired));
+      continue;
+    }
+    if (now < cached->fetched_at + cached->policy.max_age / 2) continue;
+    out.push_back(Refreshed{domain,
+                            policy_for(domain, std::chrono::steady_clock::now() + per_domain),
+                            cached->fetched_at});
+  }
+  return out;
 }
 
 }  // namespace delivery

@@ -16,6 +16,9 @@
 //   (§3.3, §10.2: refreshing before expiry keeps a downgrade at refresh time from removing
 //   it). When the TXT record disappears, DNS fails or a fetch fails, an unexpired cached
 //   policy stays in force (§5.1).
+// - refresh_cache() does the same for every cached policy past half its max_age, mail or no
+//   mail (§10.2: "senders SHOULD ... proactively refresh cached policies"); the daemon calls
+//   it from its own thread every [delivery] mta_sts_refresh.
 // - Cache files are written atomically (temporary file, fsync, rename, fsync of the
 //   directory) in a directory of mode 0700; a damaged file is ignored as if absent.
 #pragma once
@@ -29,6 +32,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/expected.h"
 #include "delivery/mta_sts_policy.h"
@@ -95,6 +99,17 @@ class MtaSts {
 
   // The policy of `domain` (a recipient domain, A-labels) for delivery now. Blocking.
   PolicyLookup policy_for(std::string_view domain, std::chrono::steady_clock::time_point deadline);
+
+  // Walks the on-disk cache: each policy past half its max_age is looked up again as
+  // policy_for() does (a failed fetch keeps the cached one), each expired one is forgotten,
+  // the others are left alone. One domain after the other, each bounded by per_domain.
+  // Blocking; what happened to each domain looked at, for the caller's logs.
+  struct Refreshed {
+    std::string domain;
+    PolicyLookup lookup;  // source kNone with detail "expired": forgotten
+    std::int64_t previous_fetched_at = 0;
+  };
+  std::vector<Refreshed> refresh_cache(std::chrono::milliseconds per_domain);
 
  private:
   struct Cached {

@@ -1,6 +1,7 @@
 // tls_report.cpp — see tls_report.h.
 #include "delivery/tls_report.h"
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 
@@ -105,6 +106,7 @@ void member(std::string& out, std::string_view name, std::string_view value) {
 void TlsReportCounts::success(const TlsrptPolicy& policy, std::uint64_t count) {
   std::lock_guard lock(mutex_);
   successes_[policy] += count;
+  ++version_;
 }
 
 void TlsReportCounts::failure(const TlsrptPolicy& policy, const TlsrptFailure& failure,
@@ -112,6 +114,12 @@ void TlsReportCounts::failure(const TlsrptPolicy& policy, const TlsrptFailure& f
   std::lock_guard lock(mutex_);
   failures_[{policy, failure}] += count;
   successes_.try_emplace(policy, 0);  // the policy is reported with its successes (maybe 0)
+  ++version_;
+}
+
+std::uint64_t TlsReportCounts::version() const {
+  std::lock_guard lock(mutex_);
+  return version_;
 }
 
 bool TlsReportCounts::empty() const {
@@ -126,6 +134,7 @@ std::vector<TlsrptPolicyCounts> TlsReportCounts::take() {
     std::lock_guard lock(mutex_);
     successes.swap(successes_);
     failures.swap(failures_);
+    ++version_;
   }
   std::vector<TlsrptPolicyCounts> out;
   for (auto& [policy, count] : successes)
@@ -267,6 +276,53 @@ std::string tls_report_message(const TlsReportMetadata& metadata, std::string_vi
   mail.attachment_type = "application/tlsrpt+gzip";
   mail.file_name = tls_report_file_name(metadata, policy_domain);
   return base::report_mail(mail, gzipped);
+}
+
+namespace {
+constexpr std::string_view kPendingMagic = "smtpsd tls report post 1";
+}  // namespace
+
+std::string pending_post_text(const PendingTlsReportPost& post) {
+  return std::string(kPendingMagic) + "\nuri " + encode(post.uri) + "\ndomain " +
+         encode(post.domain) + "\nsessions " + std::to_string(post.sessions) + "\nfirst " +
+         std::to_string(post.first_failure) + "\nnext " + std::to_string(post.next_attempt) +
+         "\nfailures " + std::to_string(post.failures) + "\n\n" + post.gzipped;
+}
+
+std::optional<PendingTlsReportPost> parse_pending_post(std::string_view text) {
+  const std::size_t header_end = text.find("\n\n");
+  if (header_end == std::string_view::npos) return std::nullopt;
+  std::vector<std::string_view> lines = split(text.substr(0, header_end), '\n');
+  if (lines.size() != 7 || lines[0] != kPendingMagic) return std::nullopt;
+  auto value = [&](std::size_t i, std::string_view key) -> std::optional<std::string_view> {
+    if (!lines[i].starts_with(key) || lines[i].size() <= key.size() || lines[i][key.size()] != ' ')
+      return std::nullopt;
+    return lines[i].substr(key.size() + 1);
+  };
+  auto number = [&](std::size_t i, std::string_view key, auto& out) {
+    auto field = value(i, key);
+    if (!field) return false;
+    auto [end, error] = std::from_chars(field->data(), field->data() + field->size(), out);
+    return error == std::errc() && end == field->data() + field->size();
+  };
+  PendingTlsReportPost post;
+  auto uri = value(1, "uri"), domain = value(2, "domain");
+  if (!uri || !domain) return std::nullopt;
+  auto decoded_uri = decode(*uri), decoded_domain = decode(*domain);
+  if (!decoded_uri || !decoded_domain) return std::nullopt;
+  post.uri = std::move(*decoded_uri);
+  post.domain = std::move(*decoded_domain);
+  if (!number(3, "sessions", post.sessions) || !number(4, "first", post.first_failure) ||
+      !number(5, "next", post.next_attempt) || !number(6, "failures", post.failures))
+    return std::nullopt;
+  post.gzipped = std::string(text.substr(header_end + 2));
+  return post;
+}
+
+std::int64_t post_retry_wait(unsigned failures, std::int64_t delay) {
+  static constexpr std::int64_t kFactors[] = {1, 5, 30, 60};
+  const std::size_t at = failures == 0 ? 0 : std::min<std::size_t>(failures - 1, 3);
+  return delay * kFactors[at];
 }
 
 std::optional<std::vector<std::string>> parse_tlsrpt_record(std::string_view text) {

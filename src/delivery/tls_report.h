@@ -9,6 +9,9 @@
 // Everything here is pure but TlsReportCounts' mutex: files, DNS and the queue belong to
 // the caller (app/smtpsd/tls_reporter.h).
 //
+// A report whose HTTPS POST failed is kept as a PendingTlsReportPost (its own file, written by
+// the reporter) and tried again on a backoff schedule until its lifetime is over.
+//
 // Invariants: counts lines hold no space, CR or LF inside a field (percent-encoded), so a
 // hostile host name cannot forge an entry; JSON strings are escaped (base/json.h); a report
 // names one policy domain.
@@ -61,6 +64,8 @@ class TlsReportCounts {
   // Everything counted so far, grouped by policy (sorted), and the counts start again.
   std::vector<TlsrptPolicyCounts> take();
   bool empty() const;
+  // Changes with every count added or taken: the reporter saves the counts when it moved.
+  std::uint64_t version() const;
 
   // The counts as lines ("S …" a policy's successes, "F …" one failure kind), to keep them
   // across a restart; add_lines() adds what such lines hold and skips any other line.
@@ -71,6 +76,7 @@ class TlsReportCounts {
   mutable std::mutex mutex_;
   std::map<TlsrptPolicy, std::uint64_t> successes_;
   std::map<std::pair<TlsrptPolicy, TlsrptFailure>, std::uint64_t> failures_;
+  std::uint64_t version_ = 0;
 };
 
 struct TlsReportMetadata {
@@ -94,6 +100,25 @@ std::string tls_report_file_name(const TlsReportMetadata& metadata, std::string_
 std::string tls_report_message(const TlsReportMetadata& metadata, std::string_view policy_domain,
                                std::span<const std::string> recipients, std::string_view gzipped,
                                std::int64_t now);
+
+// A report waiting to be POSTed again (§5.4 says nothing of retries; we retry a failed POST
+// with backoff rather than lose the report, within a lifetime).
+struct PendingTlsReportPost {
+  std::string uri;  // https://…
+  std::string domain;
+  std::uint64_t sessions = 0;
+  std::int64_t first_failure = 0;  // Unix time of the first failed POST
+  std::int64_t next_attempt = 0;   // Unix time
+  unsigned failures = 0;           // failed POSTs so far
+  std::string gzipped;             // the report as POSTed
+  bool operator==(const PendingTlsReportPost&) const = default;
+};
+// A header of "key value" lines (values percent-encoded), a blank line, then the report.
+std::string pending_post_text(const PendingTlsReportPost& post);
+// Nothing when the text is not what pending_post_text() writes.
+std::optional<PendingTlsReportPost> parse_pending_post(std::string_view text);
+// The wait after the failures-th failed POST: delay, 5, 30, then 60 times delay (no more).
+std::int64_t post_retry_wait(unsigned failures, std::int64_t delay);
 
 // The rua URIs of a `_smtp._tls` TXT record (§3: "v=TLSRPTv1; rua=mailto:a@b,https://…");
 // nothing when it is not a TLSRPTv1 record.

@@ -37,10 +37,13 @@ DOMAINS = ("ee.example", "ta.example", "wrong.example", "bogus.example", "alias.
 
 class ReportCollector:
     """An HTTPS server on a free loopback port that keeps every POST (path, Content-Type,
-    body) and answers 200: a TLS report endpoint (RFC 8460 §5.4)."""
+    body) and answers 200: a TLS report endpoint (RFC 8460 §5.4). `failures`: the statuses
+    answered first instead, one per POST; `statuses` says what each POST got."""
 
     def __init__(self, certificate, key):
         self.requests = []
+        self.failures = []
+        self.statuses = []
         collector = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -48,7 +51,9 @@ class ReportCollector:
                 length = int(self.headers.get("Content-Length", "0"))
                 collector.requests.append((self.path, self.headers.get("Content-Type"),
                                            self.rfile.read(length)))
-                self.send_response(200)
+                status = collector.failures.pop(0) if collector.failures else 200
+                collector.statuses.append(status)
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

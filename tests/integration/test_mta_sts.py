@@ -7,7 +7,9 @@ Covered: a policy fetched, then served from the cache with the HTTPS server gone
 fetches again; a redirect, a policy not served as text/plain and an oversized one are refused
 (sts-policy-fetch-error / sts-policy-invalid); a certificate not from the trusted CA, or for
 another name, is refused (sts-webpki-invalid). `smtpsctl mta-sts policy` prints what we
-publish, and the policy it prints is one the check accepts.
+publish, and the policy it prints is one the check accepts. The server applies policies to
+delivery (StsDelivery, with the TLS report of a testing-mode mismatch) and refreshes the
+cached ones before they expire without any mail (StsRefresh).
 """
 
 import http.server
@@ -26,6 +28,7 @@ from dns_server import DnsServer
 from harness import SMTPSD, Server, ServerTestCase
 from test_mx_lmtp import issue_certificate, mx_toml
 from test_onward import submit
+from test_tls_reports import tls_reports_toml, wait_mailed_report
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
@@ -229,8 +232,9 @@ class MtaStsCheck(unittest.TestCase):
 class StsDelivery(ServerTestCase):
     """MTA-STS applied to MX delivery (RFC 8461 §4-5): an enforce policy keeps mail away from
     an MX host it does not name and requires a certificate valid for the one it does; a
-    testing policy only reports. The receiver is a second smtpsd whose certificate names
-    mx.sts.test, from its CA, which the sender trusts for HTTPS and SMTP alike."""
+    testing policy only reports, in the TLS report (RFC 8460) of its domain. The receiver is
+    a second smtpsd whose certificate names mx.sts.test, from its CA, which the sender trusts
+    for HTTPS and SMTP alike."""
 
     def test_enforce_skips_unnamed_hosts_and_defers_when_none_is_named(self):
         remote = self.new_server(domains=[("sts.test", ["carol"]), ("rogue.test", ["carol"]),
@@ -251,15 +255,17 @@ class StsDelivery(ServerTestCase):
                     "loose.test": [(10, "other.sts.test")]},
                 a={"mx.sts.test": "127.0.0.1", "other.sts.test": "127.0.0.1",
                    **{name: "127.0.0.1" for name in names}},
-                txt={f"_mta-sts.{domain}": "v=STSv1; id=1;"
-                     for domain in ("sts.test", "rogue.test", "loose.test")},
+                txt={**{f"_mta-sts.{domain}": "v=STSv1; id=1;"
+                        for domain in ("sts.test", "rogue.test", "loose.test")},
+                     "_smtp._tls.loose.test": "v=TLSRPTv1; rua=mailto:demo@localhost"},
                 directory=self.tmp) as dns:
             host.replies = {"mta-sts.sts.test": (200, {"Content-Type": "text/plain"}, enforce),
                             "mta-sts.rogue.test": (200, {"Content-Type": "text/plain"}, enforce),
                             "mta-sts.loose.test": (200, {"Content-Type": "text/plain"}, testing)}
             local = self.new_server(extra_toml=mx_toml(dns, remote.ports["smtp"],
                                                        ca_file=remote.ca, retry=(60,))
-                                    + f"mta_sts_port = {host.port}\n")
+                                    + f"mta_sts_port = {host.port}\n"
+                                    + tls_reports_toml(2))
             local.start()
             for domain in ("sts.test", "rogue.test", "loose.test"):
                 submit(local, [f"carol@{domain}"], subject=domain)
@@ -282,6 +288,20 @@ class StsDelivery(ServerTestCase):
             local.wait_log(r"event=delivered id=\S+ rcpt=carol@loose\.test .* unverified .*"
                            r"policy=mta-sts")
             self.assertEqual(remote.delivered("carol@rogue.test"), [])
+            # The testing-mode session is reported (RFC 8460 §4.3.2.1 via RFC 8461 §5): the
+            # policy as it stood, one failed session for the host the policy does not name,
+            # none successful.
+            (report,) = wait_mailed_report(local, "loose.test")
+            (entry,) = report["policies"]
+            self.assertEqual(entry["policy"]["policy-type"], "sts")
+            self.assertEqual(entry["policy"]["policy-domain"], "loose.test")
+            self.assertIn("mode: testing", entry["policy"]["policy-string"])
+            self.assertIn("mx: mx.sts.test", entry["policy"]["policy-string"])
+            self.assertEqual(entry["summary"], {"total-successful-session-count": 0,
+                                                "total-failure-session-count": 1})
+            self.assertEqual(entry["failure-details"], [
+                {"result-type": "validation-failure", "receiving-mx-hostname": "other.sts.test",
+                 "receiving-ip": "127.0.0.1", "failed-session-count": 1}])
             policy = subprocess.run([SMTPSCTL, "tls", "policy", "sts.test", "--config",
                                      local.config_path], capture_output=True, text=True,
                                     timeout=60).stdout
@@ -291,6 +311,57 @@ class StsDelivery(ServerTestCase):
                           "used", policy)
             self.assertIn("policy mta-sts (enforce): named by the policy; STARTTLS and a "
                           "certificate valid for mx.sts.test required", policy)
+
+
+class StsRefresh(ServerTestCase):
+    """The cached policies are refreshed before they expire with no mail going anywhere (RFC
+    8461 §10.2): every [delivery] mta_sts_refresh the server fetches again each policy past
+    half its max_age; a failed fetch keeps the cached one."""
+
+    def test_a_policy_past_half_its_age_is_fetched_again_without_mail(self):
+        server = self.new_server()
+        certificate, key = issue_leaf(os.path.join(self.tmp, "https"), server.ca,
+                                      os.path.join(server.dir, "tls", "ca.key"),
+                                      ["mta-sts.example.test"])
+        # A policy fetched 100 s ago with a max_age of 150: past half its age, unexpired.
+        cache = os.path.join(server.dir, "mta-sts")
+        os.makedirs(cache, mode=0o700)
+        fetched = int(time.time()) - 100
+        old = b"version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age: 150\n"
+        cached = os.path.join(cache, "example.test")
+        with open(cached, "wb") as f:
+            f.write(b"smtpsd mta-sts cache 1\nid one\nfetched %d\n\n" % fetched + old)
+        with PolicyHost(certificate, key) as host, DnsServer(
+                txt={"_mta-sts.example.test": "v=STSv1; id=one;"},
+                a={"mta-sts.example.test": "127.0.0.1"}, directory=self.tmp) as dns:
+            host.reply = (500, {"Content-Type": "text/plain"}, b"down\n")
+            server.extra_toml = "\n".join([
+                "[dns]", f'servers = "{dns.server}"', 'validation = "no"', "",
+                "[delivery]", f'ca_file = "{server.ca}"', f"mta_sts_port = {host.port}",
+                "mta_sts_refresh = 1", ""])
+            server.write_config()
+            server.start()
+            # The policy host fails: the cached policy stays, as it was.
+            server.wait_log(r"event=sts_refresh_failed domain=example\.test "
+                            r"type=sts-policy-fetch-error expires_at=%d detail=\"\S+ HTTP 500"
+                            % (fetched + 150))
+            with open(cached, "rb") as f:
+                self.assertEqual(f.read().split(b"\n")[2], b"fetched %d" % fetched)
+            self.assertGreaterEqual(host.requests, 1)
+            # It answers: fetched again, the new policy and fetch time on disk.
+            host.reply = (200, {"Content-Type": "text/plain"}, POLICY_TWO)
+            before = int(time.time())
+            server.wait_log(r"event=sts_policy_refreshed domain=example\.test id=one "
+                            r"fetched_at=\d+ expires_at=\d+")
+            with open(cached, "rb") as f:
+                header, body = f.read().split(b"\n\n", 1)
+            self.assertGreaterEqual(int(header.split(b"\n")[2].split()[1]), before)
+            self.assertEqual(body, POLICY_TWO)
+            requests = host.requests
+            # Fresh for another half of 3600 s: not fetched again (two refresh rounds later).
+            time.sleep(2.5)
+            self.assertEqual(host.requests, requests)
+            self.assertNotIn("event=delivered", server.log())
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@
 #include "auth/user_store.h"
 #include "auth/verified_cache.h"
 #include "base/clock.h"
+#include "base/polling_thread.h"
 #include "delivery/maildir.h"
 #include "delivery/mta_sts.h"
 #include "delivery/outbound.h"
@@ -119,6 +120,40 @@ report_signing_keys(const config::Config& config, const std::string& from) {
   return dkim_keys_of(config, *domain);
 }
 
+// One round of the MTA-STS background refresh (RFC 8461 §10.2, delivery/mta_sts.h), logged
+// one line per domain looked at.
+void refresh_mta_sts_policies(delivery::MtaSts& sts) {
+  // A policy fetch is bounded by 20 s (MtaStsOptions), its DNS lookups by their timeout.
+  constexpr std::chrono::seconds kPerDomain{30};
+  for (const delivery::MtaSts::Refreshed& entry : sts.refresh_cache(kPerDomain)) {
+    const delivery::PolicyLookup& lookup = entry.lookup;
+    // Fresh, or fetched by a delivery meanwhile.
+    if (lookup.source == delivery::PolicyLookup::Source::kFresh ||
+        (lookup.has_policy() && lookup.fetched_at > entry.previous_fetched_at)) {
+      obs::Log("sts_policy_refreshed")
+          .kv("domain", entry.domain)
+          .kv("id", lookup.id)
+          .kv("fetched_at", lookup.fetched_at)
+          .kv("expires_at", lookup.expires_at);
+    } else if (lookup.source == delivery::PolicyLookup::Source::kNone) {
+      obs::Log("sts_policy_expired")
+          .kv("domain", entry.domain)
+          .kv("fetched_at", entry.previous_fetched_at)
+          .kv("detail", lookup.detail);
+    } else {
+      // Not fetched again (the fetch failed, the TXT record is gone, DNS failed): the cached
+      // policy stays in force until it expires (§5.1).
+      obs::Log("sts_refresh_failed", obs::Level::kWarning)
+          .kv("domain", entry.domain)
+          .kv("type", lookup.failure == delivery::StsFailure::kNone
+                          ? std::string_view("none")
+                          : delivery::to_string(lookup.failure))
+          .kv("expires_at", lookup.expires_at)
+          .kv("detail", lookup.detail);
+    }
+  }
+}
+
 // The DMARC aggregate reporter of [dmarc_reports]: its reports are spooled and queued like a
 // DSN, signed with the keys of the `from` domain when it has some.
 base::Expected<std::unique_ptr<DmarcReporter>, std::string> make_dmarc_reporter(
@@ -151,6 +186,9 @@ base::Expected<std::unique_ptr<TlsReporter>, std::string> make_tls_reporter(
   options.submitter = config.hostname;
   options.ca_file = config.delivery.ca_file;
   options.interval = settings.interval;
+  options.save_interval = settings.save_interval;
+  options.post_retry_delay = settings.post_retry_delay;
+  options.post_retry_lifetime = settings.post_retry_lifetime;
   auto keys = report_signing_keys(config, settings.from);
   if (!keys) return base::unexpected(keys.error());
   options.keys = std::move(keys.value());
@@ -365,6 +403,11 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
     tls_report_counts = std::make_shared<delivery::TlsReportCounts>();
     delivery_options.tls_reports = tls_report_counts;
   }
+  // The cached MTA-STS policies refreshed before they expire, mail or no mail, on a thread of
+  // their own (started with the scheduler, stopped before the resolver).
+  std::shared_ptr<delivery::MtaSts> sts_to_refresh =
+      config.delivery.mta_sts_refresh.count() > 0 ? delivery_options.mta_sts : nullptr;
+  std::unique_ptr<base::PollingThread> sts_refresher;
   delivery_options.mx_deadline = 2 * std::chrono::milliseconds(resolver_options.timeout);
   auto outbound = delivery::Outbound::create(std::move(delivery_options));
   if (!outbound) return fail(outbound.error());
@@ -510,6 +553,11 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   engine.attach(server, std::move(metrics_server.value()), &notifier);
   std::thread watcher([&engine] { engine.run_watch(); });
   scheduler.start();  // delivers whatever the spool already holds (crash recovery)
+  if (sts_to_refresh) {
+    sts_refresher = std::make_unique<base::PollingThread>();
+    sts_refresher->start(config.delivery.mta_sts_refresh,
+                         [sts_to_refresh] { refresh_mta_sts_policies(*sts_to_refresh); });
+  }
   if (dmarc_reporter) dmarc_reporter->start();
   if (tls_reporter) tls_reporter->start();
   obs::Log("started")
@@ -531,6 +579,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
       .kv("messages", commits.messages)
       .kv("directory_syncs", commits.directory_syncs);
   scheduler.stop();
+  sts_refresher.reset();  // a refresh under way finishes first
   // No session is counted any more; a report round under way still has its resolver.
   if (tls_reporter) tls_reporter->stop();
   // The last DNS answers and verifications of the sessions that ended, while the network

@@ -479,6 +479,34 @@ TEST(ConfigTest, RateLimitsHaveDefaultsAndZeroTurnsThemOff) {
       "limits.max_connections_per_minute_per_ip");
 }
 
+TEST(ConfigTest, TlsReportRetriesAndMtaStsRefreshHaveDefaultsAndBounds) {
+  const std::string reports =
+      "\n[tls_reports]\norg_name = \"Example\"\nfrom = \"tlsrpt@example.org\"\n";
+  auto parsed = config::parse(std::string(kMinimal) + reports, "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed.value().tls_reports->save_interval, std::chrono::seconds(60));
+  EXPECT_EQ(parsed.value().tls_reports->post_retry_delay, std::chrono::seconds(60));
+  EXPECT_EQ(parsed.value().tls_reports->post_retry_lifetime, std::chrono::seconds(86400));
+  EXPECT_EQ(parsed.value().delivery.mta_sts_refresh, std::chrono::seconds(3600));
+  parsed = config::parse(std::string(kMinimal) + reports +
+                             "save_interval = 5\npost_retry_delay = 2\npost_retry_lifetime = 600\n"
+                             "\n[delivery]\nmta_sts_refresh = 0\n",
+                         "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed.value().tls_reports->save_interval, std::chrono::seconds(5));
+  EXPECT_EQ(parsed.value().tls_reports->post_retry_delay, std::chrono::seconds(2));
+  EXPECT_EQ(parsed.value().tls_reports->post_retry_lifetime, std::chrono::seconds(600));
+  EXPECT_EQ(parsed.value().delivery.mta_sts_refresh, std::chrono::seconds(0));
+  EXPECT_EQ(expect_error(std::string(kMinimal) + reports + "save_interval = 0\n").key,
+            "tls_reports.save_interval");
+  // Only TLS reports have them.
+  EXPECT_EQ(
+      expect_error(std::string(kMinimal) + "\n[dmarc_reports]\norg_name = \"Example\"\n"
+                                           "from = \"dmarc@example.org\"\nsave_interval = 5\n")
+          .key,
+      "dmarc_reports.save_interval");
+}
+
 TEST(ConfigTest, Ipv6PrefixDefaultsTo64AndOutOfRangeNamesFileLineAndKey) {
   auto parsed = config::parse(kMinimal, "/etc/smtpsd/test.toml");
   ASSERT_TRUE(parsed.has_value());

@@ -149,6 +149,52 @@ TEST_F(MtaStsTest, AVanishedRecordOrDnsFailureKeepsTheCachedPolicyUntilItExpires
   EXPECT_EQ(fetches, 1);
 }
 
+TEST_F(MtaStsTest, TheBackgroundRefreshFetchesOnlyPoliciesPastHalfTheirAge) {
+  auto sts = make();
+  zone->texts["_mta-sts.example.net"] = {"v=STSv1; id=n1"};
+  lookup(*sts);  // example.org, max_age 1000, fetched at t0
+  now += 300;
+  lookup(*sts, "example.net");  // fetched at t0 + 300
+  ASSERT_EQ(fetches, 2);
+  // Nothing is half its age yet: no lookup at all.
+  EXPECT_TRUE(sts->refresh_cache(5s).empty());
+  EXPECT_EQ(fetches, 2);
+
+  // example.org is (t0 + 600), example.net is not: only example.org is fetched, and a failure
+  // keeps its policy, with its fetch time.
+  now += 300;
+  body = base::unexpected(StsFetchError{StsFailure::kFetchError, "down"});
+  auto failed = sts->refresh_cache(5s);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].domain, "example.org");
+  EXPECT_EQ(failed[0].lookup.failure, StsFailure::kFetchError);
+  EXPECT_EQ(failed[0].lookup.source, PolicyLookup::Source::kCache);
+  EXPECT_EQ(failed[0].lookup.fetched_at, 1'700'000'000);
+  EXPECT_EQ(fetches, 3);
+  EXPECT_EQ(last_domain, "example.org");
+
+  // It comes back: fetched again, the new fetch time on disk for a new instance too.
+  body = std::string(kPolicy);
+  auto refreshed = sts->refresh_cache(5s);
+  ASSERT_EQ(refreshed.size(), 1u);
+  EXPECT_EQ(refreshed[0].lookup.source, PolicyLookup::Source::kFresh);
+  EXPECT_EQ(refreshed[0].previous_fetched_at, 1'700'000'000);
+  EXPECT_EQ(refreshed[0].lookup.fetched_at, now);
+  EXPECT_EQ(make()->policy_for("example.org", std::chrono::steady_clock::now() + 5s).fetched_at,
+            now);
+
+  // Past their max_age (a refresh that never succeeded), policies are forgotten.
+  zone->texts.clear();
+  now += 1000;
+  auto expired = sts->refresh_cache(5s);
+  ASSERT_EQ(expired.size(), 2u);
+  for (const auto& entry : expired) {
+    EXPECT_EQ(entry.lookup.source, PolicyLookup::Source::kNone) << entry.domain;
+    EXPECT_EQ(entry.lookup.detail, "expired");
+  }
+  EXPECT_FALSE(std::filesystem::exists(directory / "mta-sts" / "example.net"));
+}
+
 TEST_F(MtaStsTest, NoRecordOrTwoRecordsIsNoPolicyAndNoFetch) {
   auto sts = make();
   zone->texts["_mta-sts.example.org"] = {"v=STSv1; id=a", "v=STSv1; id=b"};

@@ -55,6 +55,46 @@ TEST(TlsReportTest, CountsSurviveARestartAndHostileNamesStayInTheirField) {
   EXPECT_TRUE(found);
 }
 
+TEST(TlsReportTest, TheVersionMovesWithEveryCountAndTake) {
+  TlsReportCounts counts;
+  const std::uint64_t start = counts.version();
+  counts.success(kNone);
+  const std::uint64_t counted = counts.version();
+  EXPECT_NE(counted, start);
+  EXPECT_EQ(counts.version(), counted);  // reading changes nothing
+  counts.failure(kNone, {"starttls-not-supported", "", "mx.example.org", ""});
+  EXPECT_NE(counts.version(), counted);
+  const std::uint64_t before_take = counts.version();
+  counts.take();
+  EXPECT_NE(counts.version(), before_take);
+}
+
+TEST(TlsReportTest, APendingPostIsReadBackAsWrittenAndDamageIsRefused) {
+  PendingTlsReportPost post{
+      "https://reports.example/tls rpt?a=b\n", "example.net", 7, 1000, 1060, 1,
+      std::string("\x1f\x8b\0\n\nbinary", 13)};
+  const std::string text = pending_post_text(post);
+  // The URI cannot add a header line: it is percent-encoded.
+  EXPECT_EQ(text.substr(0, text.find("\n\n")).find("tls rpt"), std::string::npos);
+  auto read = parse_pending_post(text);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(*read, post);
+  EXPECT_FALSE(parse_pending_post(text.substr(0, 20)));
+  EXPECT_FALSE(parse_pending_post("smtpsd tls report post 2" + text.substr(24)));
+  std::string bad_number = text;
+  bad_number.replace(bad_number.find("failures 1"), 10, "failures x");
+  EXPECT_FALSE(parse_pending_post(bad_number));
+}
+
+TEST(TlsReportTest, PostRetriesBackOffAndStopGrowingAtSixtyTimesTheDelay) {
+  EXPECT_EQ(post_retry_wait(1, 60), 60);
+  EXPECT_EQ(post_retry_wait(2, 60), 300);
+  EXPECT_EQ(post_retry_wait(3, 60), 1800);
+  EXPECT_EQ(post_retry_wait(4, 60), 3600);
+  EXPECT_EQ(post_retry_wait(40, 60), 3600);
+  EXPECT_EQ(post_retry_wait(2, 1), 5);
+}
+
 TEST(TlsReportTest, TheJsonReportHasTheFieldsOfSection44) {
   TlsReportMetadata metadata{
       "Example \"Mail\"", "tlsrpt@example.org", "mx.example.org", "r-1", 1764892800, 1764979200};
