@@ -25,7 +25,7 @@ FUZZ_OVERLAP ?= 1
 TEST_BUDGET ?= 1200
 SAN_CXX    ?= clang++-16
 
-.PHONY: all deps build run test test-steps check-layers test-release test-asan fuzz fuzz-smoke format format-check clean
+.PHONY: all deps build install run test test-steps check-layers test-release test-asan fuzz fuzz-smoke format format-check clean
 
 all: build
 
@@ -41,6 +41,12 @@ $(BUILD)/build.ninja: | deps
 
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
+
+# `make install` (PREFIX=/usr/local, DESTDIR for staging): README "Running in production"
+# lists what goes where. The programs are stripped on the way.
+PREFIX ?= /usr/local
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX) --strip
 
 run: build
 	$(BUILD)/smtpsd dev --dir $(DEV_DIR)
