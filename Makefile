@@ -25,7 +25,7 @@ FUZZ_OVERLAP ?= 1
 TEST_BUDGET ?= 1200
 SAN_CXX    ?= clang++-16
 
-.PHONY: all deps build install run test test-steps check-layers test-release test-asan fuzz fuzz-smoke format format-check clean
+.PHONY: all deps build install deb run test test-steps check-layers test-release test-asan fuzz fuzz-smoke format format-check clean
 
 all: build
 
@@ -47,6 +47,12 @@ build: deps $(BUILD)/build.ninja
 PREFIX ?= /usr/local
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX) --strip
+
+# `make deb`: smtpsd, smtpsd-mta and smtpsd-dbgsym in $(DEB_DIR), from build/ as it is
+# (scripts/build-deb.sh; lintian-clean, tests/integration/test_package.py installs it).
+DEB_DIR ?= $(BUILD)/deb
+deb: build
+	./scripts/build-deb.sh $(BUILD) $(DEB_DIR)
 
 run: build
 	$(BUILD)/smtpsd dev --dir $(DEV_DIR)
