@@ -55,6 +55,10 @@ mkdir -p "$root/lib/systemd/system"
 mv "$root/usr/lib/systemd/system/smtpsd.service" "$root/lib/systemd/system/"
 rmdir -p --ignore-fail-on-non-empty "$root/usr/lib/systemd/system"
 gzip -9n "$root"/usr/share/man/man*/*
+# The README is compressed below (Debian policy 12.3): the unit points at that, and the man page.
+sed -i 's|^Documentation=file:/usr/share/doc/smtpsd/README.md$|Documentation=man:smtpsd(8) file:/usr/share/doc/smtpsd/README.md.gz|' \
+  "$root/lib/systemd/system/smtpsd.service"
+grep -q '^Documentation=man:smtpsd(8) ' "$root/lib/systemd/system/smtpsd.service"
 install -D -m 644 "$source_dir/contrib/debian/smtpsd.toml" "$root/etc/smtpsd/smtpsd.toml"
 
 doc_files() {  # $1: the package's root, $2: its name

@@ -56,7 +56,8 @@ def read(path):
 
 
 @needs.condition(lambda: os.geteuid() == 0, "installing a package needs root")
-@needs.tools("dpkg-deb", "dpkg-shlibdeps", "scdoc", "man", "setpriv", "lintian")
+@needs.tools("dpkg-deb", "dpkg-shlibdeps", "scdoc", "man", "setpriv", "lintian",
+             "systemd-analyze")
 class Package(unittest.TestCase):
     packages = None
 
@@ -120,7 +121,13 @@ class Package(unittest.TestCase):
         unit = read("/lib/systemd/system/smtpsd.service")
         self.assertIn("\nExecStart=/usr/sbin/smtpsd serve --config /etc/smtpsd/smtpsd.toml\n",
                       unit)
+        documentation = re.search(r"\nDocumentation=(.*)\n", unit).group(1).split()
+        self.assertEqual(documentation[0], "man:smtpsd(8)")
+        self.assertTrue(os.path.isfile(documentation[1].removeprefix("file:")), documentation)
         self.assertFalse(glob.glob("/etc/systemd/system/*.wants/smtpsd.service"))
+        # Its paths exist and systemd knows every setting (a misspelt one is only a warning).
+        verify = run("systemd-analyze", "verify", "/lib/systemd/system/smtpsd.service")
+        self.assertEqual((verify.returncode, verify.stdout + verify.stderr), (0, ""))
         version = run("dpkg-query", "-W", "-f=${Version}", "smtpsd").stdout
         said = run("/usr/sbin/smtpsd", "--version").stdout
         # The project's version and the commit the binaries say they were built from.
@@ -196,9 +203,17 @@ class Package(unittest.TestCase):
         for field in ("Provides", "Conflicts", "Replaces"):
             self.assertIn(f"{field}: mail-transport-agent\n", fields)
         self.assertRegex(fields, r"Depends: smtpsd \(>= [^)]+\)\n")
+        # The debug files are named by the build ids of the packaged (stripped) programs.
         debug = run("dpkg-deb", "--contents", packages["smtpsd-dbgsym"]).stdout
-        self.assertEqual(len(re.findall(r"/usr/lib/debug/\.build-id/../[0-9a-f]+\.debug\n",
-                                        debug)), 2)
+        named = set(re.findall(r"/usr/lib/debug/\.build-id/(..)/([0-9a-f]+)\.debug\n", debug))
+        unpacked = os.path.join(self.out, "unpacked")
+        self.assertEqual(run("dpkg-deb", "-x", packages["smtpsd"], unpacked).returncode, 0)
+        ids = set()
+        for program in ("usr/sbin/smtpsd", "usr/bin/smtpsctl"):
+            notes = run("readelf", "-n", os.path.join(unpacked, program)).stdout
+            build_id = re.search(r"Build ID: ([0-9a-f]+)", notes).group(1)
+            ids.add((build_id[:2], build_id[2:]))
+        self.assertEqual(named, ids)
         # Errors and warnings; the informational tags left are in README "Running in
         # production" with their reasons (lintian -I --pedantic shows them).
         linted = run("lintian", "--fail-on", "error,warning", "--tag-display-limit", "0",
