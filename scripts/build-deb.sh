@@ -55,7 +55,7 @@ mkdir -p "$root/lib/systemd/system"
 mv "$root/usr/lib/systemd/system/smtpsd.service" "$root/lib/systemd/system/"
 rmdir -p --ignore-fail-on-non-empty "$root/usr/lib/systemd/system"
 gzip -9n "$root"/usr/share/man/man*/*
-# The README is compressed below (Debian policy 12.3): the unit points at that, and the man page.
+# The docs are compressed below (Debian policy 12.3): the unit points at that, and the man page.
 sed -i 's|^Documentation=file:/usr/share/doc/smtpsd/README.md$|Documentation=man:smtpsd(8) file:/usr/share/doc/smtpsd/README.md.gz|' \
   "$root/lib/systemd/system/smtpsd.service"
 grep -q '^Documentation=man:smtpsd(8) ' "$root/lib/systemd/system/smtpsd.service"
@@ -80,7 +80,7 @@ COPYRIGHT
     gzip -9n > "$doc/changelog.gz"
 }
 doc_files "$root" smtpsd
-gzip -9n "$root/usr/share/doc/smtpsd/README.md"
+gzip -9n "$root"/usr/share/doc/smtpsd/*.md  # Debian policy 12.3: docs over 4 kB compressed
 
 # The debug information: one file per program, named by its build id.
 dbg="$work/debian/smtpsd-dbgsym"
