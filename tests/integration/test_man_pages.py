@@ -1,9 +1,9 @@
 """The man pages (doc/man/*.scd, scdoc sources) against what the programs and the parser know:
 
 - every subcommand and long option that `smtpsd --help`, `smtpsd SUB --help`, `smtpsctl
-  --help` and `smtpsctl SUB [SUB2] --help` print is documented in smtpsd(8) or smtpsctl(1),
-  under that command's synopsis (a line that starts with the command in bold, such as
-  `*smtpsctl queue list*`);
+  --help` and `smtpsctl SUB [SUB2 [SUB3]] --help` print is documented in smtpsd(8) or
+  smtpsctl(1), under that command's synopsis (a line that starts with the command in bold,
+  such as `*smtpsctl queue list*`);
 - every configuration key the parser accepts appears in smtpsd.toml(5) under its table's
   heading. The keys come from the parser itself: each `only_keys(table, prefix, {...})` call
   of src/config/config.cpp is the complete list of a table's keys (anything else is refused
@@ -49,13 +49,14 @@ def help_of(program, words):
 
 
 def commands_of(program):
-    """{(word, ...): long options} for the program and each subcommand, two levels down."""
+    """{(word, ...): long options} for the program and each subcommand, three levels down
+    (smtpsctl user alias add)."""
     found, pending = {}, [()]
     while pending:
         words = pending.pop()
         options, subcommands = help_of(program, list(words))
         found[words] = options
-        if len(words) < 2:
+        if len(words) < 3:
             pending.extend(words + (sub,) for sub in subcommands)
     return found
 

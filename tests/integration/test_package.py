@@ -13,7 +13,9 @@ administrator would, from the binaries of the build tree under test (no rebuild)
   reused) and the mailboxes the postrm refuses to delete;
 - smtpsd-mta carries sendmail and mailq as links to smtpsctl and is the system's
   mail-transport-agent (only inspected: Postfix is installed here for other tests);
-- lintian finds no error nor warning on the three packages.
+- lintian finds no error nor warning on the three packages;
+- `make install` (cmake --install --strip, any prefix, DESTDIR) puts each file in its place
+  and writes the unit with the prefix's paths.
 
 Runs alone (tests/CMakeLists.txt integration_serial): it installs a system package. Needs
 root; refuses to run where smtpsd is installed or /etc/smtpsd exists (an administrator's).
@@ -226,6 +228,39 @@ class Package(unittest.TestCase):
             return pwd.getpwnam("smtpsd")
         except KeyError:
             return None
+
+
+@needs.tools("scdoc", "readelf")
+class Install(unittest.TestCase):
+    """`make install`'s rules (cmake --install --strip with a prefix and DESTDIR)."""
+
+    def test_each_file_goes_to_its_place_under_the_prefix(self):
+        stage = self.enterContext(tempfile.TemporaryDirectory())
+        done = run("cmake", "--install", BUILD, "--prefix", "/opt/smtpsd", "--strip",
+                   env=dict(os.environ, DESTDIR=stage))
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        found = sorted(os.path.relpath(os.path.join(top, name), stage)
+                       for top, _, names in os.walk(stage) for name in names)
+        docs = sorted(f"opt/smtpsd/share/doc/smtpsd/{name}"
+                      for name in os.listdir(os.path.join(ROOT, "docs")) if name.endswith(".md"))
+        self.assertEqual(found, sorted([
+            "etc/fail2ban/filter.d/smtpsd.conf",
+            "opt/smtpsd/bin/smtpsctl",
+            "opt/smtpsd/lib/systemd/system/smtpsd.service",
+            "opt/smtpsd/sbin/smtpsd",
+            "opt/smtpsd/share/doc/smtpsd/README.md",
+            "opt/smtpsd/share/doc/smtpsd/examples/fail2ban/jail.d/smtpsd.conf",
+            "opt/smtpsd/share/man/man1/smtpsctl.1",
+            "opt/smtpsd/share/man/man5/smtpsd.toml.5",
+            "opt/smtpsd/share/man/man8/smtpsd.8", *docs]))
+        unit = read(os.path.join(stage, "opt/smtpsd/lib/systemd/system/smtpsd.service"))
+        self.assertIn("\nExecStart=/opt/smtpsd/sbin/smtpsd serve ", unit)
+        self.assertIn("\nExecStartPre=/opt/smtpsd/sbin/smtpsd check ", unit)
+        self.assertIn("\nDocumentation=file:/opt/smtpsd/share/doc/smtpsd/README.md\n", unit)
+        for program in ("opt/smtpsd/sbin/smtpsd", "opt/smtpsd/bin/smtpsctl"):
+            sections = run("readelf", "-S", "-W", os.path.join(stage, program)).stdout
+            self.assertNotIn(".symtab", sections, f"{program} is not stripped")
+            self.assertTrue(os.access(os.path.join(stage, program), os.X_OK))
 
 
 if __name__ == "__main__":
