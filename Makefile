@@ -25,7 +25,7 @@ FUZZ_OVERLAP ?= 1
 TEST_BUDGET ?= 1200
 SAN_CXX    ?= clang++-16
 
-.PHONY: all deps build run test test-steps check-layers test-release test-asan fuzz fuzz-smoke format format-check clean
+.PHONY: all deps build install deb run test test-steps check-layers test-release test-asan fuzz fuzz-smoke format format-check clean
 
 all: build
 
@@ -41,6 +41,18 @@ $(BUILD)/build.ninja: | deps
 
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
+
+# `make install` (PREFIX=/usr/local, DESTDIR for staging): README "Running in production"
+# lists what goes where. The programs are stripped on the way.
+PREFIX ?= /usr/local
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX) --strip
+
+# `make deb`: smtpsd, smtpsd-mta and smtpsd-dbgsym in $(DEB_DIR), from build/ as it is
+# (scripts/build-deb.sh; lintian-clean, tests/integration/test_package.py installs it).
+DEB_DIR ?= $(BUILD)/deb
+deb: build
+	./scripts/build-deb.sh $(BUILD) $(DEB_DIR)
 
 run: build
 	$(BUILD)/smtpsd dev --dir $(DEV_DIR)

@@ -201,6 +201,27 @@ class Init(unittest.TestCase):
         self.assertNotEqual(missing.returncode, 0)
         self.assertIn("--hostname is required", missing.stderr + missing.stdout)
 
+    def test_a_configuration_of_comments_only_is_replaced(self):
+        # The Debian package installs /etc/smtpsd/smtpsd.toml with no setting in it.
+        os.makedirs(self.etc)
+        placeholder = "# not configured yet: run smtpsd init\n\n   # (comments only)\n"
+        with open(os.path.join(self.etc, "smtpsd.toml"), "w") as f:
+            f.write(placeholder)
+        made = self.init()
+        self.assertEqual(made.returncode, 0, made.stdout + made.stderr)
+        written = read(os.path.join(self.etc, "smtpsd.toml"))
+        self.assertNotEqual(written, placeholder)
+        self.assertIn("[[listeners]]", written)
+        # One setting is enough to make it the administrator's.
+        os.makedirs(os.path.join(self.tmp, "taken"))
+        with open(os.path.join(self.tmp, "taken", "smtpsd.toml"), "w") as f:
+            f.write("# mine\n[server]\n")
+        taken = subprocess.run([SMTPSD, "init", "--domain", "example.org", "--hostname",
+                                "mx.example.org", "--dir", os.path.join(self.tmp, "taken")],
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(taken.returncode, 1)
+        self.assertIn("smtpsd.toml exists; nothing written", taken.stderr)
+
 
 class Version(unittest.TestCase):
     def test_both_programs_say_their_version_and_commit(self):

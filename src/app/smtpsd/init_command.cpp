@@ -9,6 +9,7 @@
 
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include "auth/user_store.h"
@@ -173,6 +174,20 @@ std::string configuration(const InitOptions& o, const std::string& rsa_selector,
   return text;
 }
 
+// Whether a configuration file holds any setting: a line that is neither blank nor a comment.
+// One that does not (the placeholder the Debian package installs as /etc/smtpsd/smtpsd.toml)
+// has nothing to lose, so init may write over it. An unreadable file counts as taken.
+bool holds_a_setting(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return true;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first != std::string::npos && line[first] != '#') return true;
+  }
+  return false;
+}
+
 int fail(std::ostream& err, const std::string& message) {
   err << "smtpsd init: " << message << "\n";
   return 1;
@@ -208,7 +223,8 @@ int run_init(const InitOptions& given, std::ostream& out, std::ostream& err, std
                                             dkim_dir + "/" + rsa_selector + ".rsa.key",
                                             dkim_dir + "/" + ed25519_selector + ".ed25519.key"};
   for (const std::string& path : planned) {
-    if (fs::exists(path)) return fail(err, path + " exists; nothing written");
+    if (fs::exists(path) && (path != config_file || holds_a_setting(path)))
+      return fail(err, path + " exists; nothing written");
   }
   const Account account = account_of(o.user);
 

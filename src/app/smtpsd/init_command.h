@@ -13,7 +13,8 @@
 //   dkim/D/          an RSA-2048 and an Ed25519 key, selectors <yyyymm>r and <yyyymm>e
 // Keys are mode 0640 with the account's group when the account exists (the server re-reads
 // them as that account on a reload), else 0600. Nothing existing is ever overwritten: if the
-// configuration exists, nothing is written.
+// configuration exists, nothing is written — unless it holds no setting, only comments and
+// blank lines (the placeholder the Debian package installs), which init replaces.
 // Prints the records: MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS (TXT and the policy file),
 // TLS-RPT, TLSA, and the PTR to ask for; then the next steps.
 // Exit codes: 0 done, 1 error (said on stderr); a usage error exits non-zero with its message.
