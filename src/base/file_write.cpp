@@ -33,6 +33,15 @@ Expected<Ok, std::string> write_file_atomically(const std::string& path, std::st
     ::unlink(temporary.c_str());
     return unexpected("cannot write " + path + ": " + std::strerror(saved));
   }
+  // The rename itself is durable once the directory is synced.
+  const std::size_t slash = path.rfind('/');
+  const std::string directory =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
   return Ok{};
 }
 

@@ -1,6 +1,8 @@
 // file_write.h — a whole file written so that a crash leaves either the old file or the new
 // one, never a part: a temporary file beside it (".tmp"), written, given its mode, fsynced,
-// then renamed over the path. Small files of configuration and keys; not the spool.
+// renamed over the path, then the directory fsynced. Small files of configuration and keys
+// that a command writes (smtpsd init, dev); the users and aliases files keep their owner and
+// mode through auth::replace_file_atomically; the spool has its own.
 #pragma once
 
 #include <sys/types.h>

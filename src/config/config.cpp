@@ -460,12 +460,13 @@ std::optional<ReportSettings> read_reports(const toml::table& root, Reader& read
   const toml::table* table = reader.table_at(root, "", p);
   if (!table) return std::nullopt;
   const bool tls = p == "tls_reports";
+  // Each table's keys under its literal name: the man page test reads these lists.
   if (tls) {
-    reader.only_keys(*table, p,
+    reader.only_keys(*table, "tls_reports",
                      {"org_name", "from", "directory", "interval", "save_interval",
                       "post_retry_delay", "post_retry_lifetime"});
   } else {
-    reader.only_keys(*table, p, {"org_name", "from", "directory", "interval"});
+    reader.only_keys(*table, "dmarc_reports", {"org_name", "from", "directory", "interval"});
   }
   ReportSettings r;
   r.org_name = reader.string_at(*table, p, "org_name", "", true);

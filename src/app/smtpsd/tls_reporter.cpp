@@ -13,6 +13,7 @@
 #include "base/ascii.h"
 #include "base/clock.h"
 #include "delivery/pinned_https.h"
+#include "delivery/posture.h"
 #include "mailauth/dmarc_report.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
@@ -94,11 +95,11 @@ void TlsReporter::send_reports() {
   for (delivery::TlsrptPolicyCounts& entry : counts_->take())
     by_domain[entry.policy.domain].push_back(std::move(entry));
   for (const auto& [domain, policies] : by_domain) {
-    // §3: the policy domain's wish, as published now.
-    const std::string name = "_smtp._tls." + domain;
-    dns::AnswerPtr answer = resolver_->lookup_and_wait(name, dns::Type::kTxt, kLookupDeadline);
+    // §3: the policy domain's wish, as published now (the same lookup as tls policy).
+    const delivery::TlsrptRecord record =
+        delivery::lookup_tlsrpt(*resolver_, domain, kLookupDeadline);
     std::vector<std::string> to, posts;
-    if (answer->status == dns::Status::kTemporary || answer->status == dns::Status::kBogus) {
+    if (record.status == delivery::TlsrptRecord::Status::kUnknown) {
       // Not known now: counted again, for the next round.
       for (const delivery::TlsrptPolicyCounts& entry : policies) {
         counts_->success(entry.policy, entry.successes);
@@ -107,21 +108,12 @@ void TlsReporter::send_reports() {
       }
       continue;
     }
-    // §3: of the records starting "v=TLSRPTv1", exactly one, else the domain has none.
-    std::vector<std::vector<std::string>> records;
-    for (const std::string& text : answer->texts) {
-      if (!text.starts_with("v=TLSRPTv1")) continue;
-      auto rua = delivery::parse_tlsrpt_record(text);
-      records.push_back(rua ? std::move(*rua) : std::vector<std::string>{});
-    }
-    if (records.size() == 1) {
-      for (const std::string& uri : records.front()) {
-        const std::string address = mailto_address(uri);
-        if (!address.empty() && to.size() < kMaxRecipients) {
-          to.push_back(address);
-        } else if (uri.starts_with("https://") && posts.size() < kMaxRecipients) {
-          posts.push_back(uri);
-        }
+    for (const std::string& uri : record.rua) {  // empty unless exactly one valid record
+      const std::string address = mailto_address(uri);
+      if (!address.empty() && to.size() < kMaxRecipients) {
+        to.push_back(address);
+      } else if (uri.starts_with("https://") && posts.size() < kMaxRecipients) {
+        posts.push_back(uri);
       }
     }
     if (to.empty() && posts.empty()) continue;
