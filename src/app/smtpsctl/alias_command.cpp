@@ -25,7 +25,7 @@
 namespace app {
 namespace {
 
-struct Arguments {
+struct AliasArguments {
   std::string aliases_file;
   std::string users_file;
   std::string address;
@@ -34,7 +34,7 @@ struct Arguments {
   bool json = false;
 };
 
-int fail(std::ostream& err, const std::string& message) {
+int alias_fail(std::ostream& err, const std::string& message) {
   err << "smtpsctl alias: " << base::terminal_safe(message) << "\n";
   return 1;
 }
@@ -53,7 +53,7 @@ base::Expected<auth::AliasTable, std::string> load_table(const std::string& path
   return auth::AliasTable::load(path);
 }
 
-std::string domain_of(std::string_view address) {
+std::string domain_of_address(std::string_view address) {
   const std::size_t at = address.rfind('@');
   return at == std::string_view::npos ? std::string()
                                       : base::ascii_lowercase(address.substr(at + 1));
@@ -63,10 +63,10 @@ std::string domain_of(std::string_view address) {
 // the users file's) are ours; mailboxes come from --users, or are assumed.
 base::Expected<base::Ok, std::string> check_loops(const auth::AliasTable& unchanged,
                                                   const auth::AliasTable& table,
-                                                  const Arguments& args) {
+                                                  const AliasArguments& args) {
   auth::AddressingPolicy policy;
   auto add_domain = [&](std::string_view address) {
-    std::string domain = domain_of(address);
+    std::string domain = domain_of_address(address);
     if (!domain.empty() && !policy.is_local_domain(domain)) policy.domains.push_back(domain);
   };
   for (const auth::Alias& alias : table.aliases())
@@ -101,28 +101,28 @@ base::Expected<base::Ok, std::string> check_loops(const auth::AliasTable& unchan
   return base::Ok{};
 }
 
-int edit(const Arguments& args, bool allow_missing, std::ostream& err,
+int edit(const AliasArguments& args, bool allow_missing, std::ostream& err,
          const std::function<int(auth::AliasTable&)>& change) {
   auto lock = auth::UsersFileLock::acquire_for(args.aliases_file);
-  if (!lock) return fail(err, lock.error());
+  if (!lock) return alias_fail(err, lock.error());
   auto table = load_table(args.aliases_file, allow_missing);
-  if (!table) return fail(err, table.error());
+  if (!table) return alias_fail(err, table.error());
   if (int result = change(table.value()); result != 0) return result;
   if (auto parsed = auth::AliasTable::parse(table->serialize(), args.aliases_file); !parsed) {
-    return fail(err, "not written, the server could not read it: " + parsed.error());
+    return alias_fail(err, "not written, the server could not read it: " + parsed.error());
   }
-  if (auto saved = table->save(args.aliases_file); !saved) return fail(err, saved.error());
+  if (auto saved = table->save(args.aliases_file); !saved) return alias_fail(err, saved.error());
   return 0;
 }
 
-int add_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
+int add_alias(const AliasArguments& args, std::ostream& out, std::ostream& err) {
   int result = edit(args, /*allow_missing=*/true, err, [&](auth::AliasTable& table) {
     const auth::AliasTable unchanged = table;
     if (auto added = table.add(args.address, args.targets); !added) {
-      return fail(err, args.address + ": " + added.error());
+      return alias_fail(err, args.address + ": " + added.error());
     }
     if (auto checked = check_loops(unchanged, table, args); !checked) {
-      return fail(err, "not written: " + checked.error());
+      return alias_fail(err, "not written: " + checked.error());
     }
     return 0;
   });
@@ -134,11 +134,12 @@ int add_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
   return 0;
 }
 
-int delete_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
+int delete_alias(const AliasArguments& args, std::ostream& out, std::ostream& err) {
   int result = edit(args, /*allow_missing=*/false, err, [&](auth::AliasTable& table) {
     if (!table.remove(args.address, args.target)) {
-      return fail(err, args.target.empty() ? "no alias " + args.address + " in " + args.aliases_file
-                                           : args.target + " is not a target of " + args.address);
+      return alias_fail(err, args.target.empty()
+                                 ? "no alias " + args.address + " in " + args.aliases_file
+                                 : args.target + " is not a target of " + args.address);
     }
     return 0;
   });
@@ -150,9 +151,9 @@ int delete_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
   return 0;
 }
 
-int list_aliases(const Arguments& args, std::ostream& out, std::ostream& err) {
+int list_aliases(const AliasArguments& args, std::ostream& out, std::ostream& err) {
   auto table = load_table(args.aliases_file, /*allow_missing=*/true);
-  if (!table) return fail(err, table.error());
+  if (!table) return alias_fail(err, table.error());
   std::string json = "[";
   bool found = false;
   for (const auth::Alias& alias : table->aliases()) {
@@ -179,7 +180,7 @@ int list_aliases(const Arguments& args, std::ostream& out, std::ostream& err) {
   }
   if (args.json) out << json << "]\n";
   if (!args.address.empty() && !found) {
-    return fail(err, "no alias " + args.address + " in " + args.aliases_file);
+    return alias_fail(err, "no alias " + args.address + " in " + args.aliases_file);
   }
   return 0;
 }
@@ -190,7 +191,7 @@ int run_alias_command(const std::vector<std::string>& argv, std::ostream& out, s
   CLI::App cli{"Manage the aliases file: addresses that deliver to other addresses",
                "smtpsctl alias"};
   cli.require_subcommand(1);
-  Arguments args;
+  AliasArguments args;
   auto* add = cli.add_subcommand("add", "Deliver mail for ADDRESS (or @domain) to TARGET...");
   auto* del = cli.add_subcommand("del", "Remove one TARGET of ADDRESS, or the whole alias");
   auto* list = cli.add_subcommand("list", "List the aliases");

@@ -17,7 +17,7 @@
 namespace app {
 namespace {
 
-int fail(std::ostream& err, const std::string& message) {
+int dane_fail(std::ostream& err, const std::string& message) {
   err << "smtpsctl dane: " << base::terminal_safe(message) << "\n";
   return 1;
 }
@@ -39,9 +39,9 @@ int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, st
   if (auto stop = parse_command_line(cli, argv, out, err)) return *stop;
 
   auto path = existing_config_path(choose_config_path(config_file, std::getenv("SMTPSD_CONFIG")));
-  if (!path) return fail(err, path.error());
+  if (!path) return dane_fail(err, path.error());
   auto config = config::load_file(path.value());
-  if (!config) return fail(err, config.error().to_string());
+  if (!config) return dane_fail(err, config.error().to_string());
   if (host.empty()) host = config.value().hostname;
   host = base::ascii_lowercase(host);
   if (!host.empty() && host.back() == '.') host.pop_back();
@@ -50,7 +50,7 @@ int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, st
   std::vector<std::string> seen;
   for (const tls::CertificatePair& pair : config.value().certificates) {
     auto digest = tls::spki_sha256_hex(pair.certificate_file);
-    if (!digest) return fail(err, digest.error());
+    if (!digest) return dane_fail(err, digest.error());
     bool repeated = false;
     for (const std::string& other : seen)
       repeated = repeated || other == digest.value();

@@ -33,7 +33,7 @@ namespace {
 
 constexpr const char* kDefaultDirectory = "/etc/smtpsd/dkim";
 
-int fail(std::ostream& err, const std::string& message) {
+int dkim_fail(std::ostream& err, const std::string& message) {
   err << "smtpsctl dkim: " << base::terminal_safe(message) << "\n";
   return 1;
 }
@@ -144,16 +144,16 @@ namespace {
 int check_published(const std::string& domain, const std::string& config_file, std::ostream& out,
                     std::ostream& err) {
   auto path = existing_config_path(choose_config_path(config_file, std::getenv("SMTPSD_CONFIG")));
-  if (!path) return fail(err, path.error());
+  if (!path) return dkim_fail(err, path.error());
   auto config = config::load_file(path.value());
-  if (!config) return fail(err, config.error().to_string());
+  if (!config) return dkim_fail(err, config.error().to_string());
   const config::Domain* entry = config.value().find_domain(domain);
   if (entry == nullptr || entry->dkim.empty()) {
-    return fail(err, domain + " has no dkim keys in " + path.value() +
-                         " ([[domains]] dkim = [{ selector, key }])");
+    return dkim_fail(err, domain + " has no dkim keys in " + path.value() +
+                              " ([[domains]] dkim = [{ selector, key }])");
   }
   auto resolver = dns::create_resolver(dns_options(config.value().dns));
-  if (!resolver) return fail(err, "[dns]: " + resolver.error());
+  if (!resolver) return dkim_fail(err, "[dns]: " + resolver.error());
   out << "DNS: " << resolver.value()->describe() << "\n";
   const int problems = check_dkim_records(*entry, domain, *resolver.value(), out);
   return problems == 0 ? 0 : 1;
@@ -202,21 +202,21 @@ int run_dkim_command(const std::vector<std::string>& argv, std::ostream& out, st
                               {}});
   }
   for (auto& key : keys) {
-    if (exists(key.path)) return fail(err, key.path + " exists; nothing written");
+    if (exists(key.path)) return dkim_fail(err, key.path + " exists; nothing written");
   }
   for (auto& key : keys) {
     auto generated = mailauth::generate_dkim_key(key.algorithm);
-    if (!generated) return fail(err, generated.error());
+    if (!generated) return dkim_fail(err, generated.error());
     auto loaded = mailauth::DkimSigningKey::load(generated->private_pem, domain, key.selector);
-    if (!loaded) return fail(err, loaded.error());
+    if (!loaded) return dkim_fail(err, loaded.error());
     key.generated = std::move(*generated);
   }
   for (const std::string& path : {directory, directory + "/" + domain}) {
-    if (auto made = make_directory(path); !made) return fail(err, made.error());
+    if (auto made = make_directory(path); !made) return dkim_fail(err, made.error());
   }
   for (const auto& key : keys) {
     if (auto written = write_new_file(key.path, key.generated.private_pem); !written)
-      return fail(err, written.error());
+      return dkim_fail(err, written.error());
   }
   for (const auto& key : keys) {
     out << "; " << key.path << "\n"

@@ -30,7 +30,7 @@
 namespace app {
 namespace {
 
-int fail(std::ostream& err, const std::string& message) {
+int dns_fail(std::ostream& err, const std::string& message) {
   err << "smtpsctl dns: " << base::terminal_safe(message) << "\n";
   return 1;
 }
@@ -455,22 +455,23 @@ void check_tlsa(const delivery::Posture& posture, const config::Config& config,
 int check_domain(const std::string& domain, const std::string& config_file, std::string host,
                  unsigned timeout_seconds, std::ostream& out, std::ostream& err) {
   auto path = existing_config_path(choose_config_path(config_file, std::getenv("SMTPSD_CONFIG")));
-  if (!path) return fail(err, path.error());
+  if (!path) return dns_fail(err, path.error());
   auto loaded = config::load_file(path.value());
-  if (!loaded) return fail(err, loaded.error().to_string());
+  if (!loaded) return dns_fail(err, loaded.error().to_string());
   const config::Config& config = loaded.value();
   if (host.empty()) host = config.hostname;
   host = base::ascii_lowercase(host);
   if (!host.empty() && host.back() == '.') host.pop_back();
   auto created = dns::create_resolver(dns_options(config.dns));
-  if (!created) return fail(err, "[dns]: " + created.error());
+  if (!created) return dns_fail(err, "[dns]: " + created.error());
   std::shared_ptr<dns::Resolver> resolver = std::move(created.value());
   const std::chrono::milliseconds deadline = std::chrono::seconds(timeout_seconds);
 
   // MTA-STS as delivery fetches it, into a cache of our own.
   std::string pattern =
       (std::filesystem::temp_directory_path() / "smtpsctl-dns-check.XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr) return fail(err, pattern + ": " + std::strerror(errno));
+  if (::mkdtemp(pattern.data()) == nullptr)
+    return dns_fail(err, pattern + ": " + std::strerror(errno));
   const std::filesystem::path temporary = pattern;
   delivery::MtaStsOptions sts_options;
   sts_options.cache_directory = (temporary / "cache").string();
@@ -480,7 +481,7 @@ int check_domain(const std::string& domain, const std::string& config_file, std:
   auto sts = delivery::MtaSts::create(resolver, sts_options);
   if (!sts) {
     std::filesystem::remove_all(temporary);
-    return fail(err, sts.error());
+    return dns_fail(err, sts.error());
   }
   delivery::MxResolver mx(resolver, deadline);
   delivery::PostureOptions options;
@@ -531,7 +532,7 @@ int run_dns_command(const std::vector<std::string>& argv, std::ostream& out, std
   domain = base::ascii_lowercase(domain);
   if (!domain.empty() && domain.back() == '.') domain.pop_back();
   if (delivery::normalized_host(domain).empty())
-    return fail(err, "\"" + domain + "\" is not a domain name");
+    return dns_fail(err, "\"" + domain + "\" is not a domain name");
   return check_domain(delivery::normalized_host(domain), config_file, host, timeout, out, err);
 }
 

@@ -24,7 +24,7 @@ std::uint64_t to_number(std::string_view text) {
   return value;
 }
 
-std::string domain_of(std::string_view address) {
+std::string recipient_domain(std::string_view address) {
   const std::size_t at = address.rfind('@');
   return std::string(at == std::string_view::npos ? address : address.substr(at + 1));
 }
@@ -146,14 +146,14 @@ void LogSummary::add(const obs::LogRecord& r) {
     }
   } else if (event == "deferred") {
     ++deferred_lines_;
-    const std::string domain = domain_of(r.get("rcpt"));
+    const std::string domain = recipient_domain(r.get("rcpt"));
     deferred_by_domain_.add(domain);
     deferred_recipients_.insert(std::string(r.get("id")) + " " + std::string(r.get("rcpt")));
     last_deferral_[domain] = std::string(r.get("detail"));
   } else if (event == "failed" || event == "expired") {
     ++failed_;
     if (event == "expired") ++expired_;
-    failed_by_domain_.add(domain_of(r.get("rcpt")));
+    failed_by_domain_.add(recipient_domain(r.get("rcpt")));
   } else if (event == "dsn") {
     dsns_.add(r.get("kind"));
   } else if (event == "connection_refused") {

@@ -30,7 +30,7 @@ namespace {
 
 constexpr std::int64_t kDefaultMaxAge = 604800;  // a week: RFC 8461 §3.2 suggests weeks
 
-int fail(std::ostream& err, const std::string& message) {
+int mta_sts_fail(std::ostream& err, const std::string& message) {
   err << "smtpsctl mta-sts: " << base::terminal_safe(message) << "\n";
   return 1;
 }
@@ -98,32 +98,33 @@ int print_policy(const std::string& domain, const std::string& mode, std::vector
                                     : delivery::StsMode::kNone;
   policy.max_age = max_age;
   if (max_age < 0 || max_age > delivery::kMaxStsAge) {
-    return fail(err, "--max-age must be 0 to " + std::to_string(delivery::kMaxStsAge) +
-                         " seconds (RFC 8461 §3.2)");
+    return mta_sts_fail(err, "--max-age must be 0 to " + std::to_string(delivery::kMaxStsAge) +
+                                 " seconds (RFC 8461 §3.2)");
   }
   if (mx.empty() && policy.mode != delivery::StsMode::kNone) {
     auto config = load_config(config_file);
-    if (!config) return fail(err, "no --mx given and " + config.error());
+    if (!config) return mta_sts_fail(err, "no --mx given and " + config.error());
     mx.push_back(config.value().hostname);
   }
   for (const std::string& host : mx) {
     const bool wildcard = host.starts_with("*.");
     const std::string name = delivery::normalized_host(wildcard ? host.substr(2) : host);
-    if (name.empty()) return fail(err, "--mx " + host + ": not a host name or *.name");
+    if (name.empty()) return mta_sts_fail(err, "--mx " + host + ": not a host name or *.name");
     policy.mx.push_back(wildcard ? "*." + name : name);
   }
   if (!rua.empty() && !valid_rua(rua)) {
-    return fail(err, "--rua must be mailto: or https:// URIs separated by commas");
+    return mta_sts_fail(err, "--rua must be mailto: or https:// URIs separated by commas");
   }
   const std::string text = delivery::format_sts_policy(policy);
   auto again = delivery::parse_sts_policy(text);
   if (!again || !(*again == policy)) {
-    return fail(err, "the policy does not read back: " + (again ? "" : again.error()));
+    return mta_sts_fail(err, "the policy does not read back: " + (again ? "" : again.error()));
   }
   const std::string id = utc_time(now, "%Y%m%dT%H%M%SZ");  // 1*32(ALPHA / DIGIT)
-  if (!delivery::parse_sts_record("v=STSv1; id=" + id)) return fail(err, "bad id " + id);
+  if (!delivery::parse_sts_record("v=STSv1; id=" + id)) return mta_sts_fail(err, "bad id " + id);
   if (!output.empty()) {
-    if (auto written = write_policy_file(output, text); !written) return fail(err, written.error());
+    if (auto written = write_policy_file(output, text); !written)
+      return mta_sts_fail(err, written.error());
     out << "; the policy file, written to " << output << ":\n";
   } else {
     out << "; the policy file:\n";
@@ -149,9 +150,9 @@ int check_policy(const std::string& domain, const std::string& config_file,
                  const std::string& cache, unsigned timeout_seconds, std::ostream& out,
                  std::ostream& err) {
   auto config = load_config(config_file);
-  if (!config) return fail(err, config.error());
+  if (!config) return mta_sts_fail(err, config.error());
   auto resolver = dns::create_resolver(dns_options(config.value().dns));
-  if (!resolver) return fail(err, "[dns]: " + resolver.error());
+  if (!resolver) return mta_sts_fail(err, "[dns]: " + resolver.error());
   std::shared_ptr<dns::Resolver> shared = std::move(resolver.value());
   std::string directory = cache;
   std::filesystem::path temporary;
@@ -159,7 +160,7 @@ int check_policy(const std::string& domain, const std::string& config_file,
     std::string pattern =
         (std::filesystem::temp_directory_path() / "smtpsctl-mta-sts.XXXXXX").string();
     if (::mkdtemp(pattern.data()) == nullptr)
-      return fail(err, pattern + ": " + std::strerror(errno));
+      return mta_sts_fail(err, pattern + ": " + std::strerror(errno));
     temporary = pattern;
     directory = (temporary / "cache").string();
   }
@@ -173,7 +174,7 @@ int check_policy(const std::string& domain, const std::string& config_file,
     auto sts = delivery::MtaSts::create(shared, options);
     if (!sts) {
       if (!temporary.empty()) std::filesystem::remove_all(temporary);
-      return fail(err, sts.error());
+      return mta_sts_fail(err, sts.error());
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     delivery::PolicyLookup found = sts.value()->policy_for(domain, deadline);
@@ -241,7 +242,7 @@ int run_mta_sts_command(const std::vector<std::string>& argv, std::ostream& out,
   if (auto stop = parse_command_line(cli, argv, out, err)) return *stop;
 
   const std::string name = delivery::normalized_host(domain);
-  if (name.empty()) return fail(err, domain + ": not a domain name");
+  if (name.empty()) return mta_sts_fail(err, domain + ": not a domain name");
   if (*check) return check_policy(name, config_file, cache, timeout, out, err);
   return print_policy(name, mode, mx, max_age, rua, output, config_file, out, err, now);
 }

@@ -24,7 +24,7 @@
 namespace app {
 namespace {
 
-void wipe(std::string& secret) {
+void wipe_secret(std::string& secret) {
   if (!secret.empty()) sodium_memzero(secret.data(), secret.size());
   secret.clear();
 }
@@ -69,7 +69,7 @@ void report(std::ostream& out, bool json, std::string_view action, const std::st
   out << line << "}\n";
 }
 
-struct Arguments {
+struct UserArguments {
   std::string users_file;
   std::string address;
   std::string alias;
@@ -78,73 +78,73 @@ struct Arguments {
   std::uint32_t scram_iterations = auth::kDefaultScramIterations;
 };
 
-int fail(std::ostream& err, const std::string& message) {
+int user_fail(std::ostream& err, const std::string& message) {
   err << "smtpsctl user: " << message << "\n";
   return 1;
 }
 
 // Writes the store, but only what the server will parse: a file smtpsd refuses would leave
 // its previous users in service while this command said the change was made.
-int save(const auth::UserStore& store, const Arguments& args, std::ostream& err) {
+int save(const auth::UserStore& store, const UserArguments& args, std::ostream& err) {
   if (auto parsed = auth::UserStore::parse(store.serialize(), args.users_file); !parsed) {
-    return fail(err, "not written, the server could not read it: " + parsed.error());
+    return user_fail(err, "not written, the server could not read it: " + parsed.error());
   }
   auto saved = store.save(args.users_file);
-  if (!saved) return fail(err, saved.error());
+  if (!saved) return user_fail(err, saved.error());
   return 0;
 }
 
 // One change of the file: lock, read, change, save. The lock is held from the read to the
 // rename, so edits running at once serialise instead of each writing back what it read.
 // `change` returns 0 to save, or the exit code to stop with (nothing written).
-int edit(const Arguments& args, bool allow_missing, std::ostream& err,
+int edit(const UserArguments& args, bool allow_missing, std::ostream& err,
          const std::function<int(auth::UserStore&)>& change) {
   auto lock = auth::UsersFileLock::acquire(args.users_file);
-  if (!lock) return fail(err, lock.error());
+  if (!lock) return user_fail(err, lock.error());
   auto store = load_store(args.users_file, allow_missing);
-  if (!store) return fail(err, store.error());
+  if (!store) return user_fail(err, store.error());
   if (int result = change(store.value()); result != 0) return result;
   return save(store.value(), args, err);
 }
 
 // Asks for the password (before the lock: a person may be typing it), then sets it under
 // the lock; the password is wiped on every path.
-int set_password(const Arguments& args, bool adding, std::ostream& err,
+int set_password(const UserArguments& args, bool adding, std::ostream& err,
                  const PasswordReader& read_password, const auth::Argon2Params& params) {
   auto password = read_password();
-  if (!password) return fail(err, password.error());
+  if (!password) return user_fail(err, password.error());
   int result = edit(args, /*allow_missing=*/adding, err, [&](auth::UserStore& store) {
     const bool exists = store.find(args.address) != nullptr;
     if (adding && exists) {
-      return fail(err, "user " + args.address + " already exists in " + args.users_file);
+      return user_fail(err, "user " + args.address + " already exists in " + args.users_file);
     }
     if (!adding && !exists) {
-      return fail(err, "no user " + args.address + " in " + args.users_file);
+      return user_fail(err, "no user " + args.address + " in " + args.users_file);
     }
     auto set = store.set_password(args.address, password.value(), params, args.scram_iterations);
-    if (!set) return fail(err, set.error());
+    if (!set) return user_fail(err, set.error());
     return 0;
   });
-  wipe(password.value());
+  wipe_secret(password.value());
   return result;
 }
 
 // add and passwd look first without the lock, to refuse before asking for a password.
-int add_user(const Arguments& args, std::ostream& out, std::ostream& err,
+int add_user(const UserArguments& args, std::ostream& out, std::ostream& err,
              const PasswordReader& read_password, const auth::Argon2Params& params) {
   if (auto valid = auth::validate_address(args.address); !valid) {
-    return fail(err, args.address + ": " + valid.error());
+    return user_fail(err, args.address + ": " + valid.error());
   }
   auto store = load_store(args.users_file, /*allow_missing=*/true);
-  if (!store) return fail(err, store.error());
+  if (!store) return user_fail(err, store.error());
   if (store->find(args.address) != nullptr) {
-    return fail(err, "user " + args.address + " already exists in " + args.users_file +
-                         " (use passwd to change the password)");
+    return user_fail(err, "user " + args.address + " already exists in " + args.users_file +
+                              " (use passwd to change the password)");
   }
   if (args.no_password) {
     int result = edit(args, /*allow_missing=*/true, err, [&](auth::UserStore& edited) {
       if (auto added = edited.add_receive_only(args.address); !added) {
-        return fail(err, added.error() + " in " + args.users_file);
+        return user_fail(err, added.error() + " in " + args.users_file);
       }
       return 0;
     });
@@ -161,13 +161,13 @@ int add_user(const Arguments& args, std::ostream& out, std::ostream& err,
   return 0;
 }
 
-int change_password(const Arguments& args, std::ostream& out, std::ostream& err,
+int change_password(const UserArguments& args, std::ostream& out, std::ostream& err,
                     const PasswordReader& read_password, const auth::Argon2Params& params) {
   auto store = load_store(args.users_file, false);
-  if (!store) return fail(err, store.error());
+  if (!store) return user_fail(err, store.error());
   const auth::User* user = store->find(args.address);
-  if (user == nullptr) return fail(err, "no user " + args.address + " in " + args.users_file);
-  Arguments canonical = args;
+  if (user == nullptr) return user_fail(err, "no user " + args.address + " in " + args.users_file);
+  UserArguments canonical = args;
   canonical.address = user->address;
   if (int result = set_password(canonical, /*adding=*/false, err, read_password, params);
       result != 0) {
@@ -178,10 +178,10 @@ int change_password(const Arguments& args, std::ostream& out, std::ostream& err,
   return 0;
 }
 
-int delete_user(const Arguments& args, std::ostream& out, std::ostream& err) {
+int delete_user(const UserArguments& args, std::ostream& out, std::ostream& err) {
   int result = edit(args, false, err, [&](auth::UserStore& store) {
     if (!store.remove(args.address)) {
-      return fail(err, "no user " + args.address + " in " + args.users_file);
+      return user_fail(err, "no user " + args.address + " in " + args.users_file);
     }
     return 0;
   });
@@ -190,9 +190,9 @@ int delete_user(const Arguments& args, std::ostream& out, std::ostream& err) {
   return 0;
 }
 
-int list_users(const Arguments& args, std::ostream& out, std::ostream& err) {
+int list_users(const UserArguments& args, std::ostream& out, std::ostream& err) {
   auto store = load_store(args.users_file, false);
-  if (!store) return fail(err, store.error());
+  if (!store) return user_fail(err, store.error());
   bool found = false;
   std::string json = "{\"users\":[";
   for (const auth::User* user : store->users()) {
@@ -218,16 +218,16 @@ int list_users(const Arguments& args, std::ostream& out, std::ostream& err) {
     out << "\n";
   }
   if (!args.address.empty() && !found) {
-    return fail(err, "no user " + args.address + " in " + args.users_file);
+    return user_fail(err, "no user " + args.address + " in " + args.users_file);
   }
   if (args.json) out << json << "]}\n";
   return 0;
 }
 
-int add_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
+int add_user_alias(const UserArguments& args, std::ostream& out, std::ostream& err) {
   int result = edit(args, false, err, [&](auth::UserStore& store) {
     if (auto added = store.add_alias(args.address, args.alias); !added) {
-      return fail(err, added.error());
+      return user_fail(err, added.error());
     }
     return 0;
   });
@@ -237,13 +237,13 @@ int add_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
   return 0;
 }
 
-int delete_alias(const Arguments& args, std::ostream& out, std::ostream& err) {
+int delete_user_alias(const UserArguments& args, std::ostream& out, std::ostream& err) {
   int result = edit(args, false, err, [&](auth::UserStore& store) {
     if (store.find(args.address) == nullptr) {
-      return fail(err, "no user " + args.address + " in " + args.users_file);
+      return user_fail(err, "no user " + args.address + " in " + args.users_file);
     }
     if (!store.remove_alias(args.address, args.alias)) {
-      return fail(err, args.alias + " is not an alias of " + args.address);
+      return user_fail(err, args.alias + " is not an alias of " + args.address);
     }
     return 0;
   });
@@ -260,7 +260,7 @@ int run_user_command(const std::vector<std::string>& argv, std::ostream& out, st
   CLI::App cli{"Manage the users file (passwords are asked for, never taken as arguments)",
                "smtpsctl user"};
   cli.require_subcommand(1);
-  Arguments args;
+  UserArguments args;
   auto users_option = [&](CLI::App* command) {
     command->add_option("--users", args.users_file, "The users file")->required();
     command->add_flag("--json", args.json, "Print JSON (one object) instead of text");
@@ -301,8 +301,8 @@ int run_user_command(const std::vector<std::string>& argv, std::ostream& out, st
   if (*passwd) return change_password(args, out, err, read_password, params);
   if (*del) return delete_user(args, out, err);
   if (*list) return list_users(args, out, err);
-  if (*alias_add) return add_alias(args, out, err);
-  if (*alias_del) return delete_alias(args, out, err);
+  if (*alias_add) return add_user_alias(args, out, err);
+  if (*alias_del) return delete_user_alias(args, out, err);
   err << cli.help();
   return 2;
 }
@@ -319,13 +319,13 @@ base::Expected<std::string, std::string> read_new_password() {
   if (!first) return first;
   auto second = prompt_without_echo("Retype new password: ");
   if (!second) {
-    wipe(first.value());
+    wipe_secret(first.value());
     return second;
   }
   bool same = first.value() == second.value();
-  wipe(second.value());
+  wipe_secret(second.value());
   if (!same) {
-    wipe(first.value());
+    wipe_secret(first.value());
     return base::unexpected(std::string("the passwords do not match"));
   }
   if (first->empty()) return base::unexpected(std::string("the password is empty"));

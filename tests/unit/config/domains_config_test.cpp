@@ -13,7 +13,7 @@
 
 namespace {
 
-const char* kBase = R"([server]
+const char* kDomainsBase = R"([server]
 hostname = "mx.example.org"
 data_dir = "/var/lib/smtpsd"
 
@@ -26,20 +26,20 @@ role = "smtp"
 address = "0.0.0.0"
 )";
 
-// Lines of kBase (a [[domains]] entry appended starts on line kBaseLines + 2).
-constexpr long kBaseLines = 11;
+// Lines of kDomainsBase (a [[domains]] entry appended starts on line kDomainsBaseLines + 2).
+constexpr long kDomainsBaseLines = 11;
 
-config::ConfigError error_of(const std::string& tail) {
-  auto parsed = config::parse(std::string(kBase) + "\n" + tail, "/etc/smtpsd/test.toml");
+config::ConfigError domains_error_of(const std::string& tail) {
+  auto parsed = config::parse(std::string(kDomainsBase) + "\n" + tail, "/etc/smtpsd/test.toml");
   EXPECT_FALSE(parsed.has_value()) << "accepted:\n" << tail;
   if (parsed.has_value()) return {};
   EXPECT_EQ(parsed.error().file, "/etc/smtpsd/test.toml");
-  EXPECT_GT(parsed.error().line, kBaseLines) << parsed.error().to_string();
+  EXPECT_GT(parsed.error().line, kDomainsBaseLines) << parsed.error().to_string();
   return parsed.error();
 }
 
 config::Config parsed(const std::string& tail) {
-  auto result = config::parse(std::string(kBase) + "\n" + tail, "/etc/smtpsd/test.toml");
+  auto result = config::parse(std::string(kDomainsBase) + "\n" + tail, "/etc/smtpsd/test.toml");
   EXPECT_TRUE(result.has_value()) << result.error().to_string();
   return result.has_value() ? result.value() : config::Config{};
 }
@@ -124,7 +124,7 @@ TEST(DomainsConfigTest, RelayRecipientsMayComeFromAFile) {
 
 TEST(DomainsConfigTest, BadDomainValuesNameLineAndKey) {
   const std::string head = "[[domains]]\nname = \"example.org\"\n";
-  const long value_line = kBaseLines + 4;  // the line after name
+  const long value_line = kDomainsBaseLines + 4;  // the line after name
   struct Case {
     std::string text;
     std::string key;
@@ -166,18 +166,18 @@ TEST(DomainsConfigTest, BadDomainValuesNameLineAndKey) {
        "above limits.max_message_size"},
   };
   for (const Case& c : cases) {
-    config::ConfigError error = error_of(c.text);
+    config::ConfigError error = domains_error_of(c.text);
     EXPECT_EQ(error.key, c.key) << c.text << " -> " << error.to_string();
     EXPECT_NE(error.message.find(c.says), std::string::npos) << error.to_string();
     EXPECT_GE(error.line, value_line - 2) << error.to_string();
   }
   // The line is the value's own where there is one.
-  EXPECT_EQ(error_of(head + "kind = \"backup\"\n").line, value_line);
+  EXPECT_EQ(domains_error_of(head + "kind = \"backup\"\n").line, value_line);
 }
 
 TEST(DomainsConfigTest, BadLineOfARecipientsFileIsNamed) {
   TempFile list("ann\nnot valid\n", 0644);
-  config::ConfigError error = error_of(
+  config::ConfigError error = domains_error_of(
       "[[domains]]\nname = \"backup.example\"\nkind = \"relay\"\n"
       "next_hop = \"smtp://10.0.0.5\"\nrecipients_file = \"" +
       list.path() + "\"\n");
@@ -188,7 +188,7 @@ TEST(DomainsConfigTest, BadLineOfARecipientsFileIsNamed) {
 TEST(DomainsConfigTest, OversizedRecipientsAndSecretsFilesAreRefusedUnread) {
   TempFile list("", 0644);
   std::filesystem::resize_file(list.path(), (16u << 20) + 1);  // sparse: never read
-  config::ConfigError error = error_of(
+  config::ConfigError error = domains_error_of(
       "[[domains]]\nname = \"backup.example\"\nkind = \"relay\"\n"
       "next_hop = \"smtp://10.0.0.5\"\nrecipients_file = \"" +
       list.path() + "\"\n");
@@ -196,8 +196,8 @@ TEST(DomainsConfigTest, OversizedRecipientsAndSecretsFilesAreRefusedUnread) {
   EXPECT_NE(error.message.find("larger than 16 MiB"), std::string::npos) << error.message;
   TempFile secrets("", 0600);
   std::filesystem::resize_file(secrets.path(), 65537);
-  error =
-      error_of("[srs]\ndomain = \"srs.example.org\"\nsecrets_file = \"" + secrets.path() + "\"\n");
+  error = domains_error_of("[srs]\ndomain = \"srs.example.org\"\nsecrets_file = \"" +
+                           secrets.path() + "\"\n");
   EXPECT_EQ(error.key, "srs.secrets_file");
   EXPECT_NE(error.message.find("larger than 64 KiB"), std::string::npos) << error.message;
 }
@@ -243,12 +243,12 @@ TEST(DomainsConfigTest, BadSrsSettingsNameLineAndKey) {
        "srs.domain", "relay domain"},
   };
   for (const Case& c : cases) {
-    config::ConfigError error = error_of(c.text);
+    config::ConfigError error = domains_error_of(c.text);
     EXPECT_EQ(error.key, c.key) << c.text << " -> " << error.to_string();
     EXPECT_NE(error.message.find(c.says), std::string::npos) << error.to_string();
   }
   // The secret never appears in an error.
-  EXPECT_EQ(error_of(srs("srs.example.org", readable.path())).message.find("first-secret"),
+  EXPECT_EQ(domains_error_of(srs("srs.example.org", readable.path())).message.find("first-secret"),
             std::string::npos);
 }
 

@@ -20,7 +20,7 @@ using testing::test_key;
 using testing::txt_answer;
 using testing::verify_message;
 
-constexpr std::int64_t kNow = 1796472000;
+constexpr std::int64_t kVerifyNow = 1796472000;
 const std::string kFrom = "From: Alice <alice@example.com>\r\n";
 const std::string kBody = "Hello,\r\n\r\n  a body  line\r\n\r\n";
 
@@ -81,7 +81,7 @@ DkimOutcome only(const std::vector<DkimOutcome>& outcomes) {
 TEST(DkimVerifier, HandSignedRelaxedPasses) {
   auto outcome = only(
       verify_message(hand_signed(rsa_tags(""), "", Canonicalization::kRelaxed, kBody, rsa_signer),
-                     rsa_key(), kNow));
+                     rsa_key(), kVerifyNow));
   EXPECT_EQ(outcome.result, DkimResult::kPass) << outcome.problem;
   EXPECT_EQ(outcome.identity, "@example.com");
 }
@@ -94,11 +94,11 @@ TEST(DkimVerifier, SimpleKeepsFoldingAndEmptiesBEvenWhenNotLast) {
   std::string message = hand_signed(before, after, Canonicalization::kSimple, kBody, ed_signer);
   std::map<std::string, dns::Answer> keys{
       {"e1._domainkey.example.com", txt_answer({test_key("ed25519", "e1")->dns_record()})}};
-  EXPECT_EQ(only(verify_message(message, keys, kNow)).result, DkimResult::kPass);
+  EXPECT_EQ(only(verify_message(message, keys, kVerifyNow)).result, DkimResult::kPass);
   // simple: refolding the signature field itself breaks it.
   std::string refolded = message;
   refolded.replace(refolded.find("\r\n\t s=e1"), 4, " ");
-  EXPECT_EQ(only(verify_message(refolded, keys, kNow)).result, DkimResult::kFail);
+  EXPECT_EQ(only(verify_message(refolded, keys, kVerifyNow)).result, DkimResult::kFail);
 }
 
 TEST(DkimVerifier, LengthTagIgnoresWhatFollowsAndFailsAShorterBody) {
@@ -108,29 +108,29 @@ TEST(DkimVerifier, LengthTagIgnoresWhatFollowsAndFailsAShorterBody) {
       "l=20; bh=" +
       body_hash(Canonicalization::kRelaxed, kBody, length) + "; ";
   std::string message = hand_signed(tags, "", Canonicalization::kRelaxed, kBody, rsa_signer);
-  EXPECT_EQ(only(verify_message(message, rsa_key(), kNow)).result, DkimResult::kPass);
-  EXPECT_EQ(only(verify_message(message + "appended by a list\r\n", rsa_key(), kNow)).result,
+  EXPECT_EQ(only(verify_message(message, rsa_key(), kVerifyNow)).result, DkimResult::kPass);
+  EXPECT_EQ(only(verify_message(message + "appended by a list\r\n", rsa_key(), kVerifyNow)).result,
             DkimResult::kPass);
   std::string changed = message;
   changed.replace(changed.find("Hello"), 5, "Jello");
-  EXPECT_EQ(only(verify_message(changed, rsa_key(), kNow)).result, DkimResult::kFail);
+  EXPECT_EQ(only(verify_message(changed, rsa_key(), kVerifyNow)).result, DkimResult::kFail);
   std::string cut = message.substr(0, message.find("\r\n\r\n") + 4) + "Hello\r\n";
-  auto outcome = only(verify_message(cut, rsa_key(), kNow));
+  auto outcome = only(verify_message(cut, rsa_key(), kVerifyNow));
   EXPECT_EQ(outcome.result, DkimResult::kFail);
   EXPECT_EQ(outcome.problem, "body shorter than l=");
 }
 
 TEST(DkimVerifier, ExpiredAndFutureSignaturesFail) {
-  std::string message = hand_signed(
-      rsa_tags("t=" + std::to_string(kNow) + "; x=" + std::to_string(kNow + 100) + "; "), "",
-      Canonicalization::kRelaxed, kBody, rsa_signer);
-  EXPECT_EQ(only(verify_message(message, rsa_key(), kNow + 100)).result, DkimResult::kPass);
-  auto expired = only(verify_message(message, rsa_key(), kNow + 101));
+  std::string message = hand_signed(rsa_tags("t=" + std::to_string(kVerifyNow) +
+                                             "; x=" + std::to_string(kVerifyNow + 100) + "; "),
+                                    "", Canonicalization::kRelaxed, kBody, rsa_signer);
+  EXPECT_EQ(only(verify_message(message, rsa_key(), kVerifyNow + 100)).result, DkimResult::kPass);
+  auto expired = only(verify_message(message, rsa_key(), kVerifyNow + 101));
   EXPECT_EQ(expired.result, DkimResult::kFail);
   EXPECT_EQ(expired.problem, "signature expired (x=)");
-  EXPECT_EQ(only(verify_message(message, rsa_key(), kNow - kFutureTolerance)).result,
+  EXPECT_EQ(only(verify_message(message, rsa_key(), kVerifyNow - kFutureTolerance)).result,
             DkimResult::kPass);
-  auto future = only(verify_message(message, rsa_key(), kNow - kFutureTolerance - 1));
+  auto future = only(verify_message(message, rsa_key(), kVerifyNow - kFutureTolerance - 1));
   EXPECT_EQ(future.result, DkimResult::kFail);
 }
 
@@ -138,7 +138,7 @@ TEST(DkimVerifier, RsaSha1FailsAndMalformedIsPermerror) {
   std::string message =
       hand_signed("v=1; a=rsa-sha1; c=relaxed/relaxed; d=example.com; s=r1; h=from; bh=AAAA; ", "",
                   Canonicalization::kRelaxed, kBody, rsa_signer);
-  auto outcome = only(verify_message(message, rsa_key(), kNow));
+  auto outcome = only(verify_message(message, rsa_key(), kVerifyNow));
   EXPECT_EQ(outcome.result, DkimResult::kFail);
   EXPECT_NE(outcome.problem.find("rsa-sha1"), std::string::npos);
 
@@ -147,7 +147,7 @@ TEST(DkimVerifier, RsaSha1FailsAndMalformedIsPermerror) {
   verifier.end_of_body();
   ASSERT_EQ(verifier.signature_count(), 1u);
   EXPECT_EQ(verifier.key_name(0), "");
-  EXPECT_EQ(verifier.verify(0, txt_answer({}), kNow).result, DkimResult::kPermError);
+  EXPECT_EQ(verifier.verify(0, txt_answer({}), kVerifyNow).result, DkimResult::kPermError);
 }
 
 TEST(DkimVerifier, KeyAnswersAndRecordChecks) {
@@ -174,7 +174,7 @@ TEST(DkimVerifier, KeyAnswersAndRecordChecks) {
   };
   for (const auto& c : cases) {
     std::map<std::string, dns::Answer> keys{{"r1._domainkey.example.com", txt_answer(c.texts)}};
-    EXPECT_EQ(only(verify_message(message, keys, kNow)).result, c.expected) << c.texts.back();
+    EXPECT_EQ(only(verify_message(message, keys, kVerifyNow)).result, c.expected) << c.texts.back();
   }
   for (auto [status, expected] : {std::pair{dns::Status::kTemporary, DkimResult::kTempError},
                                   std::pair{dns::Status::kBogus, DkimResult::kTempError},
@@ -182,7 +182,8 @@ TEST(DkimVerifier, KeyAnswersAndRecordChecks) {
                                   std::pair{dns::Status::kNxDomain, DkimResult::kPermError}}) {
     dns::Answer answer;
     answer.status = status;
-    auto outcome = only(verify_message(message, {{"r1._domainkey.example.com", answer}}, kNow));
+    auto outcome =
+        only(verify_message(message, {{"r1._domainkey.example.com", answer}}, kVerifyNow));
     EXPECT_EQ(outcome.result, expected);
   }
 }
@@ -195,9 +196,9 @@ TEST(DkimVerifier, StrictIdentityRefusesASubdomain) {
                                 Canonicalization::kRelaxed, kBody, rsa_signer);
   std::string same = hand_signed(rsa_tags("i=alice@example.com; "), "", Canonicalization::kRelaxed,
                                  kBody, rsa_signer);
-  EXPECT_EQ(only(verify_message(sub, rsa_key(), kNow)).result, DkimResult::kPass);
-  EXPECT_EQ(only(verify_message(sub, rsa_record(strict), kNow)).result, DkimResult::kFail);
-  EXPECT_EQ(only(verify_message(same, rsa_record(strict), kNow)).result, DkimResult::kPass);
+  EXPECT_EQ(only(verify_message(sub, rsa_key(), kVerifyNow)).result, DkimResult::kPass);
+  EXPECT_EQ(only(verify_message(sub, rsa_record(strict), kVerifyNow)).result, DkimResult::kFail);
+  EXPECT_EQ(only(verify_message(same, rsa_record(strict), kVerifyNow)).result, DkimResult::kPass);
 }
 
 TEST(DkimVerifier, RsaUnder1024BitsIsPolicyNotPass) {
@@ -209,7 +210,7 @@ TEST(DkimVerifier, RsaUnder1024BitsIsPolicyNotPass) {
   std::string message =
       hand_signed(rsa_tags(""), "", Canonicalization::kRelaxed, kBody, small_signer);
   auto record = "v=DKIM1; p=" + base64(*public_key_for_record(DkimKeyType::kRsa, small));
-  auto outcome = only(verify_message(message, rsa_record(record), kNow));
+  auto outcome = only(verify_message(message, rsa_record(record), kVerifyNow));
   EXPECT_EQ(outcome.result, DkimResult::kPolicy);
   EXPECT_EQ(outcome.key_bits, 512u);
 }
@@ -228,8 +229,8 @@ TEST(DkimVerifier, ConsidersAtMostMaxSignatures) {
   EXPECT_EQ(verifier.ignored_signatures(), 42u);
   EXPECT_EQ(verifier.key_name(7), "s7._domainkey.example.com");
   for (std::size_t i = 0; i < verifier.signature_count(); ++i)
-    EXPECT_EQ(verifier.verify(i, txt_answer({}), kNow).problem, "body hash did not verify");
-  EXPECT_EQ(verifier.verify(8, txt_answer({}), kNow).result, DkimResult::kPermError);
+    EXPECT_EQ(verifier.verify(i, txt_answer({}), kVerifyNow).problem, "body hash did not verify");
+  EXPECT_EQ(verifier.verify(8, txt_answer({}), kVerifyNow).result, DkimResult::kPermError);
 }
 
 // Each distinct (canonicalization, l=) is one more pass over the body on the I/O thread: a
@@ -246,9 +247,9 @@ TEST(DkimVerifier, AtMostFourDistinctBodyHashes) {
   verifier.end_of_body();
   ASSERT_EQ(verifier.signature_count(), 6u);
   for (std::size_t i = 0; i < 4; ++i)
-    EXPECT_EQ(verifier.verify(i, txt_answer({}), kNow).problem, "body hash did not verify");
+    EXPECT_EQ(verifier.verify(i, txt_answer({}), kVerifyNow).problem, "body hash did not verify");
   for (std::size_t i = 4; i < 6; ++i) {
-    DkimOutcome outcome = verifier.verify(i, txt_answer({}), kNow);
+    DkimOutcome outcome = verifier.verify(i, txt_answer({}), kVerifyNow);
     EXPECT_EQ(outcome.result, DkimResult::kPermError);
     EXPECT_EQ(outcome.problem, "malformed signature: too many distinct body hashes (l=)");
   }
@@ -262,7 +263,7 @@ TEST(DkimVerifier, BodyHashNeedsNoKey) {
   verifier.header_section(message.substr(0, end));
   verifier.body(message.substr(end) + "more\r\n");
   verifier.end_of_body();
-  auto early = verifier.outcome_without_key(0, kNow);
+  auto early = verifier.outcome_without_key(0, kVerifyNow);
   ASSERT_TRUE(early);
   EXPECT_EQ(early->result, DkimResult::kFail);
 }

@@ -61,7 +61,7 @@ void write_file(const std::string& path, const std::string& bytes) {
   out << bytes;
 }
 
-std::size_t count_entries(const std::string& path) {
+std::size_t count_spool_entries(const std::string& path) {
   std::size_t count = 0;
   for ([[maybe_unused]] const auto& entry : fs::directory_iterator(path))
     ++count;
@@ -356,8 +356,8 @@ TEST_F(SpoolTest, AbortRemovesTmp) {
   ASSERT_TRUE((*writer)->append(std::string(100 * 1024, 'x')));
   EXPECT_TRUE(fs::exists(dir_ + "/tmp/" + (*writer)->id()));
   (*writer)->abort();
-  EXPECT_EQ(count_entries(dir_ + "/tmp"), 0u);
-  EXPECT_EQ(count_entries(dir_ + "/queue"), 0u);
+  EXPECT_EQ(count_spool_entries(dir_ + "/tmp"), 0u);
+  EXPECT_EQ(count_spool_entries(dir_ + "/queue"), 0u);
   EXPECT_FALSE((*writer)->commit());
 }
 
@@ -367,15 +367,15 @@ TEST_F(SpoolTest, DestructorWithoutCommitRemovesTmp) {
     ASSERT_TRUE(writer);
     ASSERT_TRUE((*writer)->append("data"));
   }
-  EXPECT_EQ(count_entries(dir_ + "/tmp"), 0u);
-  EXPECT_EQ(count_entries(dir_ + "/queue"), 0u);
+  EXPECT_EQ(count_spool_entries(dir_ + "/tmp"), 0u);
+  EXPECT_EQ(count_spool_entries(dir_ + "/queue"), 0u);
 }
 
 TEST_F(SpoolTest, CommitMovesIntoQueueAndAppendAfterCommitFails) {
   auto writer = spool_->begin(full_envelope(), 1);
   ASSERT_TRUE(writer);
   ASSERT_TRUE((*writer)->commit());
-  EXPECT_EQ(count_entries(dir_ + "/tmp"), 0u);
+  EXPECT_EQ(count_spool_entries(dir_ + "/tmp"), 0u);
   EXPECT_TRUE(fs::exists(dir_ + "/queue/" + (*writer)->id()));
   EXPECT_FALSE((*writer)->append("late"));
   (*writer)->abort();  // a no-op once committed
@@ -388,11 +388,11 @@ TEST_F(SpoolTest, OpenClearsTmpLeftoversButKeepsQueue) {
   // What a crash in the middle of DATA leaves behind.
   write_file(dir_ + "/tmp/" + id + "X", "smtpsd-spool 1\nid half a message");
   write_file(dir_ + "/tmp/stray", "junk");
-  ASSERT_EQ(count_entries(dir_ + "/tmp"), 2u);
+  ASSERT_EQ(count_spool_entries(dir_ + "/tmp"), 2u);
 
   auto reopened = Spool::open(dir_);
   ASSERT_TRUE(reopened) << reopened.error().message;
-  EXPECT_EQ(count_entries(dir_ + "/tmp"), 0u);
+  EXPECT_EQ(count_spool_entries(dir_ + "/tmp"), 0u);
   EXPECT_EQ((*reopened)->list(), std::vector<std::string>{id});
   auto loaded = (*reopened)->load(id);
   ASSERT_TRUE(loaded);
@@ -470,8 +470,8 @@ TEST_F(SpoolTest, BeginWithIdRefusesUnsafeAndDuplicateIds) {
   auto again = spool_->begin_with_id(id, full_envelope(), 1);
   ASSERT_TRUE(again);
   EXPECT_FALSE((*again)->commit());
-  EXPECT_EQ(count_entries(dir_ + "/tmp"), 0u);
-  EXPECT_EQ(count_entries(dir_ + "/queue"), 1u);
+  EXPECT_EQ(count_spool_entries(dir_ + "/tmp"), 0u);
+  EXPECT_EQ(count_spool_entries(dir_ + "/queue"), 1u);
 }
 
 TEST_F(SpoolTest, LoadRefusesCorruptFiles) {
@@ -536,7 +536,7 @@ TEST_F(SpoolTest, CommitFailsCleanlyWhenTheRenameFails) {
   ASSERT_FALSE(committed);
   EXPECT_TRUE(committed.error().transient);
   EXPECT_NE(committed.error().message.find("rename"), std::string::npos);
-  EXPECT_EQ(count_entries(dir_ + "/tmp"), 0u);
+  EXPECT_EQ(count_spool_entries(dir_ + "/tmp"), 0u);
   EXPECT_FALSE((*writer)->commit());  // and keeps failing
 }
 
@@ -564,7 +564,8 @@ TEST_F(SpoolTest, CommitFailsCleanlyOnAFullDiskAtCommit) {
     auto committed = (*writer)->commit();
     if (committed) return 3;
     if (committed.error().message.find("write") == std::string::npos) return 4;
-    if (count_entries(dir_ + "/tmp") != 0 || count_entries(dir_ + "/queue") != 0) return 5;
+    if (count_spool_entries(dir_ + "/tmp") != 0 || count_spool_entries(dir_ + "/queue") != 0)
+      return 5;
     return 0;
   });
   EXPECT_EQ(status, 0);
@@ -585,9 +586,9 @@ TEST_F(SpoolTest, AppendFailsAndKeepsFailingOnAFullDisk) {
       }
     }
     if (!failed) return 3;
-    if (count_entries(dir_ + "/tmp") != 0) return 4;  // removed at the first failure
+    if (count_spool_entries(dir_ + "/tmp") != 0) return 4;  // removed at the first failure
     if ((*writer)->commit()) return 5;
-    if (count_entries(dir_ + "/queue") != 0) return 6;
+    if (count_spool_entries(dir_ + "/queue") != 0) return 6;
     return 0;
   });
   EXPECT_EQ(status, 0);
@@ -795,12 +796,12 @@ TEST_F(SpoolTest, ACrashBeforeCommitLeavesNothingInQueue) {
     ::waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFEXITED(status));
     ASSERT_EQ(WEXITSTATUS(status), 0) << step;
-    EXPECT_EQ(count_entries(dir_ + "/tmp"), 1u) << step;  // what the crash left
+    EXPECT_EQ(count_spool_entries(dir_ + "/tmp"), 1u) << step;  // what the crash left
     auto reopened = Spool::open(dir_);
     ASSERT_TRUE(reopened) << reopened.error().message;
     spool_ = std::move(*reopened);
-    EXPECT_EQ(count_entries(dir_ + "/tmp"), 0u) << step;
-    EXPECT_EQ(count_entries(dir_ + "/queue"), 0u) << step;
+    EXPECT_EQ(count_spool_entries(dir_ + "/tmp"), 0u) << step;
+    EXPECT_EQ(count_spool_entries(dir_ + "/queue"), 0u) << step;
     EXPECT_TRUE(spool_->list().empty()) << step;
   }
 }
@@ -819,7 +820,8 @@ TEST_F(SpoolTest, ALateSectionThatCannotBeWrittenFailsTheCommit) {
     auto committed = (*writer)->commit();
     if (committed) return 4;
     if (committed.error().message.find("write") == std::string::npos) return 5;
-    if (count_entries(dir_ + "/tmp") != 0 || count_entries(dir_ + "/queue") != 0) return 6;
+    if (count_spool_entries(dir_ + "/tmp") != 0 || count_spool_entries(dir_ + "/queue") != 0)
+      return 6;
     return 0;
   });
   EXPECT_EQ(status, 0);

@@ -23,13 +23,13 @@ namespace {
 
 using testing::TempDir;
 
-struct X509Deleter {
+struct DevPkiX509Deleter {
   void operator()(X509* certificate) const { X509_free(certificate); }
 };
-using X509Ptr = std::unique_ptr<X509, X509Deleter>;
+using DevPkiX509Ptr = std::unique_ptr<X509, DevPkiX509Deleter>;
 
-std::vector<X509Ptr> read_certificates(const std::string& path) {
-  std::vector<X509Ptr> certificates;
+std::vector<DevPkiX509Ptr> read_certificates(const std::string& path) {
+  std::vector<DevPkiX509Ptr> certificates;
   BIO* bio = BIO_new_file(path.c_str(), "r");
   if (bio == nullptr) return certificates;
   while (X509* certificate = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {

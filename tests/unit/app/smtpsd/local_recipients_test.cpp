@@ -6,7 +6,7 @@
 
 namespace {
 
-config::Config make_config() {
+config::Config make_local_config() {
   config::Config c;
   c.domains.push_back({"example.org", {"Alice", "bob"}});
   c.domains.push_back({"example.net", {}});
@@ -19,14 +19,14 @@ std::optional<std::string> mailbox_of(const config::Config& c, std::string_view 
 }
 
 // The RCPT decision of the smtp role, with an empty users file and no aliases.
-smtp::RecipientDecision inbound(const config::Config& c, std::string_view address) {
+smtp::RecipientDecision inbound_decision(const config::Config& c, std::string_view address) {
   auth::UserDirectory users("/nonexistent/smtpsd-users");
   return app::inbound_recipients(std::make_shared<const config::Config>(c), users,
                                  nullptr)(address);
 }
 
 TEST(LocalRecipientsTest, CanonicalNames) {
-  auto c = make_config();
+  auto c = make_local_config();
   EXPECT_EQ(mailbox_of(c, "alice@EXAMPLE.org").value(), "Alice@example.org");
   EXPECT_EQ(mailbox_of(c, "bob@example.org").value(), "bob@example.org");
   EXPECT_EQ(mailbox_of(c, "Postmaster").value(), "postmaster@example.org");
@@ -36,11 +36,11 @@ TEST(LocalRecipientsTest, CanonicalNames) {
 }
 
 TEST(LocalRecipientsTest, InboundVerdicts) {
-  auto c = make_config();
-  EXPECT_EQ(inbound(c, "bob@example.org"), smtp::RecipientVerdict::kAccept);
-  EXPECT_EQ(inbound(c, "carol@example.org"), smtp::RecipientVerdict::kUnknownUser);
-  EXPECT_EQ(inbound(c, "bob@example.com"), smtp::RecipientVerdict::kRelayDenied);
-  EXPECT_EQ(inbound(c, "bob@example.org.evil.com"), smtp::RecipientVerdict::kRelayDenied);
+  auto c = make_local_config();
+  EXPECT_EQ(inbound_decision(c, "bob@example.org"), smtp::RecipientVerdict::kAccept);
+  EXPECT_EQ(inbound_decision(c, "carol@example.org"), smtp::RecipientVerdict::kUnknownUser);
+  EXPECT_EQ(inbound_decision(c, "bob@example.com"), smtp::RecipientVerdict::kRelayDenied);
+  EXPECT_EQ(inbound_decision(c, "bob@example.org.evil.com"), smtp::RecipientVerdict::kRelayDenied);
 }
 
 }  // namespace
@@ -79,7 +79,7 @@ delivery::Routes routes(Recorded& recorded, bool lmtp) {
 }
 
 TEST(LocalRecipientsTest, UsersFileMailboxesAndDetailFoldersAtDelivery) {
-  auto config = std::make_shared<config::Config>(make_config());
+  auto config = std::make_shared<config::Config>(make_local_config());
   config->addressing.subaddress_folders = true;
   auto users = std::make_shared<auth::UserStore>();
   ASSERT_TRUE(users->add_receive_only("Carol@example.org"));
@@ -112,7 +112,7 @@ TEST(LocalRecipientsTest, UsersFileMailboxesAndDetailFoldersAtDelivery) {
 }
 
 TEST(LocalRecipientsTest, RcptDecisionsExpandAliasesAndRoleAccounts) {
-  auto config = make_config();
+  auto config = make_local_config();
   config.addressing.administrator = "bob@example.org";
   auto policy = app::addressing_policy(config);
   auth::UserStore users;
@@ -142,7 +142,7 @@ namespace {
 
 TEST(LocalRecipientsTest, CacheFollowsTheConfigurationAndUsersInService) {
   app::LocalRecipientsCache cache;
-  auto config = std::make_shared<const config::Config>(make_config());
+  auto config = std::make_shared<const config::Config>(make_local_config());
   auto users = std::make_shared<auth::UserStore>();
   ASSERT_TRUE(users->add_receive_only("carol@example.org"));
   std::shared_ptr<const auth::UserStore> first = users;
@@ -154,7 +154,7 @@ TEST(LocalRecipientsTest, CacheFollowsTheConfigurationAndUsersInService) {
   EXPECT_FALSE(cache.get(config, first).mailbox("dave@example.org"));
   EXPECT_TRUE(cache.get(config, second).mailbox("dave@example.org"));
   // A new configuration (a domain removed): so does the next lookup.
-  auto reloaded = std::make_shared<config::Config>(make_config());
+  auto reloaded = std::make_shared<config::Config>(make_local_config());
   reloaded->domains.pop_back();
   std::shared_ptr<const config::Config> next = reloaded;
   EXPECT_TRUE(cache.get(config, second).is_local_domain("example.net"));
