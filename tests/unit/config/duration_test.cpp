@@ -12,7 +12,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-constexpr const char* kMinimal = R"([server]
+constexpr const char* kMinimalDurationConfig = R"([server]
 hostname = "mx.example.org"
 data_dir = "/var/lib/smtpsd"
 
@@ -78,7 +78,7 @@ TEST(DurationTest, FormatReadsBack) {
 }
 
 TEST(DurationConfigTest, IntegersAreSecondsAndStringsCarryUnits) {
-  auto parsed = config::parse(std::string(kMinimal) + R"(
+  auto parsed = config::parse(std::string(kMinimalDurationConfig) + R"(
 [auth]
 failure_window = "250ms"
 failure_delay = "20ms"
@@ -127,7 +127,7 @@ TEST(DurationConfigTest, BadValuesNameFileLineAndKey) {
            Case{"[auth]\nfailure_delay = \"2m\"\n", "auth.failure_delay",
                 "must be between 0s and 60s"},
        }) {
-    auto parsed = config::parse(std::string(kMinimal) + "\n" + c.toml, "/etc/smtpsd/test.toml");
+    auto parsed = config::parse(std::string(kMinimalDurationConfig) + "\n" + c.toml, "/etc/smtpsd/test.toml");
     ASSERT_FALSE(parsed.has_value()) << c.toml;
     const config::ConfigError& e = parsed.error();
     EXPECT_EQ(e.file, "/etc/smtpsd/test.toml");
