@@ -1191,7 +1191,10 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   if (const toml::table* tls = reader.table_at(root, "", "tls")) {
     reader.only_keys(*tls, "tls",
                      {"min_version", "ciphers", "ciphersuites", "groups",
-                      "allow_unsafe_tls_versions", "certificates"});
+                      "allow_unsafe_tls_versions", "certificates", "watch_interval"});
+    config.certificate_poll =
+        reader.duration_at(*tls, "tls", "watch_interval", config.certificate_poll,
+                           std::chrono::milliseconds(50), std::chrono::hours(1));
     config.tls.min_version = reader.string_at(*tls, "tls", "min_version", config.tls.min_version);
     config.tls.ciphers = reader.string_at(*tls, "tls", "ciphers", config.tls.ciphers);
     config.tls.ciphersuites =

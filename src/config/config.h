@@ -320,6 +320,9 @@ struct Config {
   tls::Policy tls;
   // Every pair; pairs with the same `names` form one certificate set (SNI), the set without
   // names (or else the first) is the default (tls/certificate_store.h).
+  // [tls] watch_interval: how often the certificate files are looked at besides inotify's
+  // events (app/smtpsd/reload.cpp); short for tests.
+  std::chrono::milliseconds certificate_poll{2000};
   std::vector<tls::CertificatePair> certificates;
   std::vector<long> certificate_lines;  // line of each [[tls.certificates]] entry, for errors
   std::vector<Listener> listeners;

@@ -81,10 +81,10 @@ void log_certificate(std::string_view event, const tls::CertificateDetails& c) {
       .kv("days_left", (c.not_after - base::unix_now()) / 86400);
 }
 
-// Inotify wakes the watcher at once; the poll catches what it cannot see. A change is acted
-// on once the files have stayed the same for kSettle (certbot replaces four links in a row,
-// an administrator copies the certificate and then the key).
-constexpr std::chrono::milliseconds kPollInterval{2000};
+// Inotify wakes the watcher at once; the poll ([tls] watch_interval, Config::certificate_poll)
+// catches what it cannot see. A change is acted on once the files have stayed the same for
+// kSettle (certbot replaces four links in a row, an administrator copies the certificate and
+// then the key).
 constexpr std::chrono::milliseconds kSettle{200};
 constexpr std::chrono::milliseconds kSettleStep{50};
 constexpr std::chrono::hours kExpiryCheckInterval{1};
@@ -546,7 +546,8 @@ void ReloadEngine::run_watch() {
   bool pending = false;
   std::vector<tls::FileSignature> pending_signatures;
   Clock::time_point pending_since;
-  Clock::time_point next_poll = Clock::now() + kPollInterval;
+  std::chrono::milliseconds poll_interval = config()->certificate_poll;
+  Clock::time_point next_poll = Clock::now() + poll_interval;
   Clock::time_point next_expiry_check = Clock::now() + kExpiryCheckInterval;
   bool announced = false;
   bool refresh_watches = true;
@@ -557,6 +558,7 @@ void ReloadEngine::run_watch() {
         version_seen = watched_version_;
         paths = watched_paths_;
         refresh_watches = true;
+        poll_interval = generation_.config->certificate_poll;  // a reload may change it
       }
     }
     if (refresh_watches) {
@@ -576,7 +578,7 @@ void ReloadEngine::run_watch() {
         obs::Log("certificate_watch")
             .kv("files", static_cast<std::uint64_t>(paths.size()))
             .kv("inotify", file_watch_.notifying())
-            .kv("poll_ms", static_cast<std::int64_t>(kPollInterval.count()));
+            .kv("poll_ms", static_cast<std::int64_t>(poll_interval.count()));
       }
     }
     Clock::time_point now = Clock::now();
@@ -600,7 +602,7 @@ void ReloadEngine::run_watch() {
     now = Clock::now();
     if (woken == tls::FileWatch::Woken::kFileEvent || pending || now >= next_poll) {
       if (now >= next_poll) {
-        next_poll = now + kPollInterval;
+        next_poll = now + poll_interval;
         refresh_watches = true;
       }
       std::vector<tls::FileSignature> current = tls::file_signatures(paths);

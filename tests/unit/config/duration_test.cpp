@@ -104,6 +104,17 @@ shutdown_grace = "0s"
       << config::describe(c);
 }
 
+TEST(DurationConfigTest, TheCertificateWatchPollsEveryTwoSecondsUnlessToldOtherwise) {
+  auto plain = config::parse(std::string(kMinimalDurationConfig), "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(plain.has_value()) << plain.error().to_string();
+  EXPECT_EQ(plain.value().certificate_poll, std::chrono::seconds(2));
+  auto quick =
+      config::parse(std::string(kMinimalDurationConfig) + "\n[tls]\nwatch_interval = \"100ms\"\n",
+                    "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(quick.has_value()) << quick.error().to_string();
+  EXPECT_EQ(quick.value().certificate_poll, milliseconds(100));
+}
+
 TEST(DurationConfigTest, BadValuesNameFileLineAndKey) {
   struct Case {
     const char* toml;
@@ -126,8 +137,11 @@ TEST(DurationConfigTest, BadValuesNameFileLineAndKey) {
                 "finer than a millisecond"},
            Case{"[auth]\nfailure_delay = \"2m\"\n", "auth.failure_delay",
                 "must be between 0s and 60s"},
+           Case{"[tls]\nwatch_interval = \"10ms\"\n", "tls.watch_interval",
+                "must be between 50ms and 3600s"},
        }) {
-    auto parsed = config::parse(std::string(kMinimalDurationConfig) + "\n" + c.toml, "/etc/smtpsd/test.toml");
+    auto parsed =
+        config::parse(std::string(kMinimalDurationConfig) + "\n" + c.toml, "/etc/smtpsd/test.toml");
     ASSERT_FALSE(parsed.has_value()) << c.toml;
     const config::ConfigError& e = parsed.error();
     EXPECT_EQ(e.file, "/etc/smtpsd/test.toml");

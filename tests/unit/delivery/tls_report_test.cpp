@@ -72,7 +72,7 @@ TEST(TlsReportTest, TheVersionMovesWithEveryCountAndTake) {
 TEST(TlsReportTest, APendingPostIsReadBackAsWrittenAndDamageIsRefused) {
   PendingTlsReportPost post{
       "https://reports.example/tls rpt?a=b\n", "example.net", 7, 1000, 1060, 1,
-      std::string("\x1f\x8b\0\n\nbinary", 13)};
+      std::string("\x1f\x8b\0\n\nbinary", 11)};
   const std::string text = pending_post_text(post);
   // The URI cannot add a header line: it is percent-encoded.
   EXPECT_EQ(text.substr(0, text.find("\n\n")).find("tls rpt"), std::string::npos);
