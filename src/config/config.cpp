@@ -1373,7 +1373,10 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
         {"max_message_size", "max_recipients", "max_command_line", "max_text_line", "max_errors",
          "normalize_bare_line_endings", "max_connections", "max_connections_per_ip",
          "max_received_headers", "min_free_space", "max_connections_per_minute_per_ip",
-         "max_messages_per_user_per_hour", "ipv6_prefix"});
+         "max_messages_per_user_per_hour", "ipv6_prefix", "free_space_check_interval"});
+    config.free_space_check =
+        reader.duration_at(*limits, "limits", "free_space_check_interval", config.free_space_check,
+                           std::chrono::milliseconds(1), std::chrono::seconds(60));
     config.max_connections = static_cast<std::size_t>(
         reader.int_at(*limits, "limits", "max_connections",
                       static_cast<std::int64_t>(config.max_connections), 1, 1000000));
@@ -1435,10 +1438,10 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   // [auth]
   config.auth.users_file = config.data_dir + "/users";
   if (const toml::table* auth = reader.table_at(root, "", "auth")) {
-    reader.only_keys(
-        *auth, "auth",
-        {"users_file", "max_failures_per_user", "max_failures_per_ip", "failure_window",
-         "exempt_networks", "received_names_user", "verified_cache_seconds", "failure_delay"});
+    reader.only_keys(*auth, "auth",
+                     {"users_file", "max_failures_per_user", "max_failures_per_ip",
+                      "failure_window", "exempt_networks", "received_names_user",
+                      "verified_cache_seconds", "failure_delay", "watch_interval"});
     config.auth.verified_cache =
         std::chrono::seconds(reader.int_at(*auth, "auth", "verified_cache_seconds", 600, 0, 86400));
     if (auth->get("users_file")) {
@@ -1454,6 +1457,9 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     config.auth.failure_delay =
         reader.duration_at(*auth, "auth", "failure_delay", config.auth.failure_delay,
                            std::chrono::milliseconds(0), std::chrono::seconds(60));
+    config.auth.watch_interval =
+        reader.duration_at(*auth, "auth", "watch_interval", config.auth.watch_interval,
+                           std::chrono::milliseconds(50), std::chrono::seconds(60));
     config.auth.received_names_user = reader.bool_at(*auth, "auth", "received_names_user", false);
     if (const toml::array* networks = reader.array_at(*auth, "auth", "exempt_networks")) {
       config.auth.exempt_networks = networks_at(*networks, "auth.exempt_networks",

@@ -174,6 +174,8 @@ struct AuthSettings {
   // The delay before the 535 of a second failure; it doubles with each further failure, up
   // to four times this (1 s: 0, 1, 2, 4 s).
   std::chrono::milliseconds failure_delay{1000};
+  // How often the users and aliases files are looked at for changes (restart to change).
+  std::chrono::milliseconds watch_interval{500};
   std::vector<base::Network> exempt_networks;  // from CIDR ("192.0.2.0/24", "2001:db8::/32")
   bool received_names_user = false;            // name the authenticated user in Received
   std::chrono::seconds verified_cache{600};    // remember a verified password (0: never)
@@ -320,6 +322,9 @@ struct Config {
   tls::Policy tls;
   // Every pair; pairs with the same `names` form one certificate set (SNI), the set without
   // names (or else the first) is the default (tls/certificate_store.h).
+  // [limits] free_space_check_interval: how long a measure of the spool's free space is used
+  // before the next MAIL measures again (queue/spool_space.h; restart to change).
+  std::chrono::milliseconds free_space_check{1000};
   // [tls] watch_interval: how often the certificate files are looked at besides inotify's
   // events (app/smtpsd/reload.cpp); short for tests.
   std::chrono::milliseconds certificate_poll{2000};

@@ -876,11 +876,23 @@ class Lockout(AuthTestCase):
 # --- users file -------------------------------------------------------------------------
 
 class UsersFile(AuthTestCase):
+    # The file is looked at every 50 ms ([auth] watch_interval): each change is waited for by
+    # its users_loaded line, with a deadline of 200 such intervals.
+    WATCH = '[auth]\nwatch_interval = "50ms"\n'
+
+    @staticmethod
+    def wait_reloaded(server, before):
+        deadline = time.time() + 10
+        while server.log().count("event=users_loaded") <= before and time.time() < deadline:
+            time.sleep(0.02)
+        return server.log().count("event=users_loaded") > before
+
     def test_user_added_while_running_logs_in_and_sends_then_deleted_gets_535(self):
-        server = self.new_server(domains=[("localhost", ["demo", "new"])])
+        server = self.new_server(domains=[("localhost", ["demo", "new"])], extra_toml=self.WATCH)
         with server:
             secret = "Fresh-New-Pass-7"
             self.assertEqual(login_reply(server, "new@localhost", secret)[0], 535)
+            loads = server.log().count("event=users_loaded")
             smtpsctl("user", "add", "--users", users_file(server), "new@localhost",
                      password=secret)
             mode = stat.S_IMODE(os.stat(users_file(server)).st_mode)
@@ -891,13 +903,8 @@ class UsersFile(AuthTestCase):
             self.assertNotIn(secret, content)
             self.assertNotIn(b64(secret), content)
             self.assertNotIn(demo_password(server), content)
-            added = time.time()
-            time.sleep(1.1)
-            while True:  # a failure here is delayed by the limiter: few, spaced attempts
-                code, text = login_reply(server, "new@localhost", secret)
-                if code == 235 or time.time() - added > 6:
-                    break
-                time.sleep(1)
+            self.assertTrue(self.wait_reloaded(server, loads), server.log()[-2000:])
+            code, text = login_reply(server, "new@localhost", secret)
             self.assertEqual(code, 235, text)
             client = server.smtps()
             client.login("new@localhost", secret)
@@ -909,32 +916,25 @@ class UsersFile(AuthTestCase):
             client.quit()
             [message] = server.wait_delivered(1)
             self.assertTrue(message.startswith(b"Return-Path: <new@localhost>\r\n"))
+            loads = server.log().count("event=users_loaded")
             smtpsctl("user", "del", "--users", users_file(server), "new@localhost")
             self.assertNotIn("new@localhost", smtpsctl("user", "list", "--users",
                                                        users_file(server)))
-            deleted = time.time()
-            while True:
-                code, text = login_reply(server, "new@localhost", secret)
-                if code != 235 or time.time() - deleted > 6:
-                    break
-                time.sleep(0.3)
+            self.assertTrue(self.wait_reloaded(server, loads), server.log()[-2000:])
+            code, text = login_reply(server, "new@localhost", secret)
             self.assertEqual(code, 535, text)
             self.assertEqual(login_reply(server, "demo@localhost", demo_password(server))[0],
                              235)
             self.assert_no_secret_in_log(server, secret)
 
     def test_passwd_changes_password_without_restart(self):
-        with self.new_server() as server:
+        with self.new_server(extra_toml=self.WATCH) as server:
             old = demo_password(server)
+            loads = server.log().count("event=users_loaded")
             smtpsctl("user", "passwd", "--users", users_file(server), "demo@localhost",
                      password="Changed-Pass-3")
-            changed = time.time()
-            time.sleep(1.1)
-            while True:
-                code, text = login_reply(server, "demo@localhost", "Changed-Pass-3")
-                if code == 235 or time.time() - changed > 6:
-                    break
-                time.sleep(1)
+            self.assertTrue(self.wait_reloaded(server, loads), server.log()[-2000:])
+            code, text = login_reply(server, "demo@localhost", "Changed-Pass-3")
             self.assertEqual(code, 235, text)
             self.assertEqual(login_reply(server, "demo@localhost", old)[0], 535)
             self.assert_no_secret_in_log(server, old, "Changed-Pass-3")

@@ -361,7 +361,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   auto spool = queue::Spool::open(config.data_dir + "/spool");
   if (!spool) return fail(spool.error().message);
   queue::SpoolSpace space([spool = spool.value().get()] { return spool->free_bytes(); },
-                          spool.value()->directory());
+                          spool.value()->directory(), config.free_space_check);
 
   // Delivery: each recipient routed to Maildir, LMTP or onward (delivery/router.h).
   // The server's one DNS resolver (docs/architecture.md "DNS"), built once: MX delivery
@@ -416,10 +416,10 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   // threads: I/O threads and delivery threads only load the snapshot pointers.
   auth::UserDirectory users(config.auth.users_file);
   if (!users.last_error().empty()) return fail(users.last_error());
-  users.start_watching(std::chrono::milliseconds(500));  // docs/users-file.md: "within a second"
+  users.start_watching(config.auth.watch_interval);  // docs/users-file.md: "within a second"
   auth::AliasDirectory aliases(config.addressing.aliases_file);
   if (!aliases.last_error().empty()) return fail(aliases.last_error());
-  aliases.start_watching(std::chrono::milliseconds(500));
+  aliases.start_watching(config.auth.watch_interval);
   engine.use_aliases(aliases);
   for (const std::string& deprecation : config.deprecations) {
     obs::Log("deprecated", obs::Level::kWarning).kv("detail", deprecation);

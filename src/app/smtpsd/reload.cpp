@@ -135,6 +135,9 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
   keep(next.max_messages_per_user_per_hour, running.max_messages_per_user_per_hour,
        "limits.max_messages_per_user_per_hour", changed);
   keep(next.ipv6_prefix, running.ipv6_prefix, "limits.ipv6_prefix", changed);
+  keep(next.free_space_check, running.free_space_check, "limits.free_space_check_interval",
+       changed);
+  keep(next.auth.watch_interval, running.auth.watch_interval, "auth.watch_interval", changed);
   return changed;
 }
 
