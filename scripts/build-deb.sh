@@ -38,6 +38,8 @@ if [ -n "$commit" ]; then
   version="$project~git$day.$commit"
   [[ "$said" == *-dirty ]] && version="$version.dirty"
 fi
+# SMTPSD_DEB_VERSION overrides it (the package test builds a "newer" package to upgrade to).
+version="${SMTPSD_DEB_VERSION:-$version}"
 changelog_date=$(date -R)
 
 work=$(mktemp -d)

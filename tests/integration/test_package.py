@@ -180,8 +180,47 @@ class Package(unittest.TestCase):
         (delivered,) = os.listdir(maildir)
         self.assertIn("Subject: from the package", read(os.path.join(maildir, delivered)))
         self.assertEqual(os.stat(os.path.join(maildir, delivered)).st_uid, account.pw_uid)
+        # A message that waits in the queue through the upgrade (its MX cannot be looked up),
+        # sent as root through the local submission socket (sendmail -t).
+        sent = subprocess.run(["/usr/bin/smtpsctl", "sendmail", "-t"], capture_output=True,
+                              timeout=60, input=b"To: someone@elsewhere.test\n"
+                              b"Subject: waits through the upgrade\n\nhello\n")
+        self.assertEqual(sent.returncode, 0, sent.stdout + sent.stderr)
+        deadline = time.time() + 30
+        while "rcpt=someone@elsewhere.test" not in read(log_path) and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertIn("event=deferred", read(log_path))
         self.assertEqual(end_process(server), 0, read(log_path))
         self.assertNotIn("level=error", read(log_path))
+
+        # Upgrade to a newer package with mail queued: the administrator's configuration
+        # (a changed conffile) stays as it is, and the queued message is still there.
+        newer_dir = os.path.join(self.out, "newer")
+        newer_version = version + "+upgrade1"
+        made = run(os.path.join(ROOT, "scripts", "build-deb.sh"), BUILD, newer_dir,
+                   env=dict(os.environ, SMTPSD_DEB_VERSION=newer_version))
+        self.assertEqual(made.returncode, 0, made.stdout + made.stderr)
+        (newer,) = [path for path in made.stdout.split()
+                    if os.path.basename(path).startswith("smtpsd_")]
+        configured = read(config)
+        upgraded = run("dpkg", "-i", newer, env=DPKG_ENV)
+        self.assertEqual(upgraded.returncode, 0, upgraded.stdout + upgraded.stderr)
+        self.assertEqual(run("dpkg-query", "-W", "-f=${Version}", "smtpsd").stdout,
+                         newer_version)
+        self.assertEqual(read(config), configured)
+        self.assertFalse(os.path.exists(config + ".dpkg-new"))
+        with open(log_path, "ab") as log:
+            again = subprocess.Popen(
+                ["setpriv", "--reuid", "smtpsd", "--regid", "smtpsd", "--init-groups",
+                 "/usr/sbin/smtpsd", "serve", "--config", config], stdout=log, stderr=log)
+        self.addCleanup(end_process, again)
+        deadline = time.time() + 30
+        while "event=recovered count=1" not in read(log_path) and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertIn("event=recovered count=1", read(log_path))
+        queued = run("/usr/bin/smtpsctl", "queue", "list", "--config", config)
+        self.assertIn("someone@elsewhere.test", queued.stdout, queued.stdout + queued.stderr)
+        self.assertEqual(end_process(again), 0, read(log_path))
 
         # Purge: nothing left but the account and the mailboxes.
         files = run("dpkg-query", "-L", "smtpsd").stdout.split()
