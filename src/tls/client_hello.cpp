@@ -94,9 +94,11 @@ std::string client_hello(const HelloOptions& options) {
   for (int i = 0; i < 32; ++i)
     put8(hello, static_cast<unsigned>(0x5a ^ i));
   put8(hello, 0);  // no session id
-  put16(hello, static_cast<unsigned>(options.ciphers.size() * 2));
+  put16(hello,
+        static_cast<unsigned>((options.ciphers.size() + (options.fallback_scsv ? 1 : 0)) * 2));
   for (std::uint16_t cipher : options.ciphers)
     put16(hello, cipher);
+  if (options.fallback_scsv) put16(hello, 0x5600);
   put8(hello, 1);  // compression methods: null only (a server that wants more: CRIME)
   put8(hello, 0);
   if (options.version > kSsl3) {

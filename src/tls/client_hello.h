@@ -27,6 +27,7 @@ struct HelloOptions {
   std::uint16_t version = kTls12;      // client_version (and the record's, up to TLS 1.0)
   std::vector<std::uint16_t> ciphers;  // cipher_suites, in this order
   std::string server_name;             // SNI (RFC 6066 §3); empty or an IP literal: none
+  bool fallback_scsv = false;          // TLS_FALLBACK_SCSV (0x5600, RFC 7507) after the suites
 };
 
 // One handshake record carrying the ClientHello. Extensions (not for SSL 3.0): SNI,

@@ -70,6 +70,12 @@ class ProbeSmtpsd(ServerTestCase):
                 self.assertIs(other["name_matches"], True)
                 self.assertIn(("PASS", "(RSA certificate) RSA key of 2048 bits"),
                               findings(report)["certificate_key"])
+                # A TLS 1.2 hello flagged as a fallback (TLS 1.3 is there) is refused, and the
+                # server picks suites by its own order.
+                self.assertEqual(findings(report)["tls_fallback_scsv"][0][0], "PASS")
+                self.assertEqual(findings(report)["cipher_order"],
+                                 [("INFO", "TLSv1.2: the server chooses the suite by its own "
+                                           "order")])
                 self.assertIsNotNone(port["session_resumed"])
                 checks = findings(report)
                 self.assertEqual(checks["tls_TLSv1"][0][0], "PASS")

@@ -93,7 +93,8 @@ class ProbePostfix(ServerTestCase):
         cert, key = expiring_certificate(tls, 5)
         postfix = self.start_postfix(cert=cert, key=key, submission=True,
                                      protocols=">=TLSv1", legacy_tls=True,
-                                     auth_before_tls=True)
+                                     auth_before_tls=True,
+                                     main_cf_extra=["tls_preempt_cipherlist = no"])
         result = probe(f"localhost:{postfix.ports['submission']}", "--cafile", ca, "--json")
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         report = json.loads(result.stdout)
@@ -110,6 +111,11 @@ class ProbePostfix(ServerTestCase):
         self.assertEqual(port["auth_before_tls"], ["PLAIN", "LOGIN"])
         self.assertEqual(checks["auth_before_tls"][0][0], "FAIL")
         self.assertIn("before TLS", checks["auth_before_tls"][0][1])
+        # The client's order decides the suite (tls_preempt_cipherlist = no); downgrade
+        # protection is there all the same (OpenSSL honours TLS_FALLBACK_SCSV).
+        self.assertEqual(checks["cipher_order"][0][0], "INFO")
+        self.assertIn("follows the client's order", checks["cipher_order"][0][1])
+        self.assertEqual(checks["tls_fallback_scsv"][0][0], "PASS")
         # The certificate expires in 5 days.
         self.assertEqual(port["certificate"]["days_left"], 5)
         self.assertEqual(checks["certificate_expiry"][0][0], "WARN")

@@ -127,6 +127,10 @@ struct PortReport {
   // From the ServerHello of the highest version below TLS 1.3 (read by hand).
   std::optional<bool> secure_renegotiation;
   std::optional<unsigned> compression;
+  std::optional<bool> fallback_scsv;  // refused a flagged fallback hello (RFC 7507)
+  std::string fallback_version;       // the version that hello asked for
+  std::optional<bool> server_order;   // picks by its own order, not the client's
+  std::string order_version;
   std::vector<Finding> findings;
 };
 
@@ -310,6 +314,7 @@ class Prober {
     main_session(report);
     for (const auto& version : kVersions)
       report.versions.push_back(try_version(report, version));
+    check_fallback_and_order(report);
     judge(report);
     return report;
   }
@@ -669,6 +674,71 @@ class Prober {
     return {hex, ""};
   }
 
+  // The registry code of a suite the probe names (the inverse of suite_names), 0 if none.
+  std::uint16_t suite_code(const std::string& name) const {
+    for (std::uint16_t code : tls::cipher_codes_before_tls13()) {
+      if (suite_names(code).first == name) return code;
+    }
+    return 0;
+  }
+
+  // TLS_FALLBACK_SCSV (RFC 7507): a hello for a version below the highest the server takes,
+  // flagged as a fallback, must be refused (inappropriate_fallback), else an attacker who
+  // breaks the first handshakes downgrades the client. And whether the server picks the
+  // suite by its own order (the client's order reversed gets the same choice).
+  void check_fallback_and_order(PortReport& report) {
+    const VersionResult* below = nullptr;  // the highest version below the highest taken
+    bool higher = false;
+    for (auto it = report.versions.rbegin(); it != report.versions.rend(); ++it) {
+      if (!it->accepted) continue;
+      if (!higher) {
+        higher = true;
+        continue;
+      }
+      if (it->name != "TLSv1.3") {
+        below = &*it;
+        break;
+      }
+    }
+    std::string error;
+    if (below != nullptr) {
+      tls::HelloOptions hello;
+      for (const Version& version : kVersions) {
+        if (below->name == version.name) hello.version = static_cast<std::uint16_t>(version.number);
+      }
+      hello.ciphers = tls::cipher_codes_before_tls13();
+      hello.server_name = options_.name;
+      hello.fallback_scsv = true;
+      auto answer = raw_hello(report, hello, error);
+      if (answer && answer->kind == tls::ServerAnswer::Kind::kAlert &&
+          answer->alert_description == 86) {
+        report.fallback_scsv = true;
+      } else if (answer && answer->kind == tls::ServerAnswer::Kind::kServerHello) {
+        report.fallback_scsv = false;
+      }
+      report.fallback_version = below->name;
+    }
+    // The server's order: the highest version below 1.3 with two suites or more.
+    for (auto it = report.versions.rbegin(); it != report.versions.rend(); ++it) {
+      if (it->name == "TLSv1.3" || it->ciphers.size() < 2) continue;
+      tls::HelloOptions hello;
+      for (const Version& version : kVersions) {
+        if (it->name == version.name) hello.version = static_cast<std::uint16_t>(version.number);
+      }
+      for (auto name = it->ciphers.rbegin(); name != it->ciphers.rend(); ++name) {
+        if (std::uint16_t code = suite_code(*name)) hello.ciphers.push_back(code);
+      }
+      hello.server_name = options_.name;
+      auto answer = raw_hello(report, hello, error);
+      if (answer && answer->kind == tls::ServerAnswer::Kind::kServerHello &&
+          !hello.ciphers.empty()) {
+        report.server_order = suite_names(answer->cipher).first == it->ciphers.front();
+        report.order_version = it->name;
+      }
+      break;
+    }
+  }
+
   // One hand-built ClientHello on a fresh connection; the server's first answer, or why none.
   std::optional<tls::ServerAnswer> raw_hello(const PortReport& report,
                                              const tls::HelloOptions& hello, std::string& error) {
@@ -833,6 +903,28 @@ class Prober {
       add(report, *report.compression != 0 ? Severity::kFail : Severity::kPass, "tls_compression",
           *report.compression != 0 ? "TLS compression accepted: CRIME"
                                    : "no TLS compression (CRIME)");
+    }
+    if (!report.fallback_version.empty()) {
+      if (report.fallback_scsv) {
+        add(report, *report.fallback_scsv ? Severity::kPass : Severity::kWarn, "tls_fallback_scsv",
+            *report.fallback_scsv
+                ? "TLS_FALLBACK_SCSV honoured (RFC 7507): a downgraded " + report.fallback_version +
+                      " handshake is refused"
+                : "TLS_FALLBACK_SCSV ignored: a " + report.fallback_version +
+                      " handshake flagged as a fallback was accepted (downgrade attacks)");
+      } else {
+        add(report, Severity::kInfo, "tls_fallback_scsv",
+            "TLS_FALLBACK_SCSV test inconclusive (no answer to the " + report.fallback_version +
+                " hello)");
+      }
+    }
+    if (report.server_order) {
+      add(report, Severity::kInfo, "cipher_order",
+          *report.server_order
+              ? report.order_version + ": the server chooses the suite by its own order"
+              : report.order_version +
+                    ": the server follows the client's order (a client "
+                    "that prefers weak suites gets them)");
     }
     if (report.secure_renegotiation) {
       add(report, *report.secure_renegotiation ? Severity::kPass : Severity::kWarn,

@@ -70,6 +70,12 @@ TEST(ClientHelloTest, OneHandshakeRecordWithTheSuitesAndExtensionsAsked) {
   EXPECT_NE(hello.find("mx.example.org"), std::string::npos);  // SNI
   EXPECT_NE(hello.find(std::string("\xff\x01\x00\x01\x00", 5)), std::string::npos);
 
+  HelloOptions fallback = options;
+  fallback.fallback_scsv = true;  // RFC 7507: 0x5600 after the suites
+  const std::string flagged = client_hello(fallback);
+  EXPECT_EQ(at(flagged, 44) << 8 | at(flagged, 45), 6u);
+  EXPECT_EQ(at(flagged, 50) << 8 | at(flagged, 51), 0x5600u);
+
   options.server_name = "192.0.2.1";  // RFC 6066 §3: no IP literal in SNI
   EXPECT_EQ(client_hello(options).find("192.0.2.1"), std::string::npos);
   options.version = kSsl3;  // SSL 3.0: no extensions at all
