@@ -135,6 +135,13 @@ std::optional<std::string> value(std::string_view text, std::size_t& length) {
 
 }  // namespace
 
+std::optional<std::int64_t> parse_utc_time(std::string_view text) {
+  std::size_t length = 0;
+  auto ms = iso_time(text, length);
+  if (!ms || length != text.size()) return std::nullopt;
+  return ms;
+}
+
 std::string_view LogRecord::get(std::string_view key) const {
   for (const auto& [name, text] : fields) {
     if (name == key) return text;

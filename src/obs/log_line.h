@@ -33,4 +33,8 @@ struct LogRecord {
 
 std::optional<LogRecord> parse_log_line(std::string_view line, std::time_t now);
 
+// "2026-12-05T18:00:00[.123](Z|+hh:mm)" (our stamps, RFC 3339), the whole text: Unix time
+// in milliseconds; nothing for anything else.
+std::optional<std::int64_t> parse_utc_time(std::string_view text);
+
 }  // namespace obs

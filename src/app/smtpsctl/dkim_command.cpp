@@ -21,6 +21,7 @@
 #include "app/common/config_path.h"
 #include "app/common/dns_options.h"
 #include "base/ascii.h"
+#include "base/clock.h"
 #include "base/terminal_text.h"
 #include "config/config.h"
 #include "dns/resolver.h"
@@ -68,15 +69,6 @@ base::Expected<base::Ok, std::string> write_new_file(const std::string& path,
     return base::unexpected(path + ": " + std::strerror(saved));
   }
   return base::Ok{};
-}
-
-std::string year_month(std::int64_t now) {
-  std::time_t time = static_cast<std::time_t>(now);
-  std::tm utc{};
-  ::gmtime_r(&time, &utc);
-  char text[16];
-  std::strftime(text, sizeof text, "%Y%m", &utc);
-  return text;
 }
 
 struct PlannedKey {
@@ -192,7 +184,7 @@ int run_dkim_command(const std::vector<std::string>& argv, std::ostream& out, st
   for (std::string name : {"rsa", "ed25519"}) {
     if (algorithm != "both" && algorithm != name) continue;
     const char suffix = name == "rsa" ? 'r' : 'e';
-    std::string key_selector = selector.empty()      ? year_month(now) + suffix
+    std::string key_selector = selector.empty()      ? base::utc_text(now, "%Y%m") + suffix
                                : algorithm == "both" ? selector + suffix
                                                      : selector;
     key_selector = base::ascii_lowercase(key_selector);

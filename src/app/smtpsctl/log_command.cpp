@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "app/smtpsctl/command_line.h"
+#include "base/clock.h"
 #include "base/terminal_text.h"
 
 namespace app {
@@ -17,6 +18,31 @@ namespace {
 // At most this many message ids wait for their deliveries (for the delays): a log of months
 // stays within bounded memory; the oldest are forgotten first.
 constexpr std::size_t kMaxPendingIds = 200000;
+// At most this many distinct senders, recipients, destinations… are told apart; the rest
+// count together as "(others)", so memory stays bounded whatever the log holds.
+constexpr std::size_t kMaxKeys = 100000;
+// A longer line is not smtpsd's (ours are far shorter): skipped, never held whole.
+constexpr std::size_t kMaxLine = 64 * 1024;
+
+// One line of at most kMaxLine bytes into line (false at the end of the input); a longer
+// one is read past and given as empty.
+bool read_log_line(std::istream& in, std::string& line) {
+  line.clear();
+  bool too_long = false;
+  for (int c = in.get(); c != std::char_traits<char>::eof(); c = in.get()) {
+    if (c == '\n') {
+      if (too_long) line.clear();
+      return true;
+    }
+    if (line.size() < kMaxLine) {
+      line.push_back(static_cast<char>(c));
+    } else {
+      too_long = true;
+    }
+  }
+  if (too_long) line.clear();
+  return !line.empty() || too_long;
+}
 
 std::uint64_t to_number(std::string_view text) {
   std::uint64_t value = 0;
@@ -27,15 +53,6 @@ std::uint64_t to_number(std::string_view text) {
 std::string recipient_domain(std::string_view address) {
   const std::size_t at = address.rfind('@');
   return std::string(at == std::string_view::npos ? address : address.substr(at + 1));
-}
-
-std::string utc(std::int64_t ms) {
-  const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  ::gmtime_r(&seconds, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
 }
 
 std::string seconds(std::int64_t ms) {
@@ -63,20 +80,19 @@ std::string line_of(std::string_view label, std::uint64_t count, const std::stri
 // "UTC date" or "date and time" as milliseconds.
 std::optional<std::int64_t> parse_when(const std::string& text, bool& whole_day) {
   whole_day = text.size() == 10;
-  const std::string stamp = whole_day ? text + "T00:00:00Z" : text;
-  auto record = obs::parse_log_line(stamp + " level=info event=x", 0);
-  if (!record || !record->time_ms) return std::nullopt;
-  return record->time_ms;
+  return obs::parse_utc_time(whole_day ? text + "T00:00:00Z" : text);
 }
 
 }  // namespace
 
-void LogSummary::Counter::add(std::string_view key, std::uint64_t by) {
+std::string_view LogSummary::Counter::add(std::string_view key, std::uint64_t by) {
+  if (index.size() >= kMaxKeys && !index.contains(std::string(key))) key = "(others)";
   auto [at, added] = index.try_emplace(std::string(key), items.size());
   if (added)
     items.emplace_back(std::string(key), by);
   else
     items[at->second].second += by;
+  return at->first;
 }
 
 std::uint64_t LogSummary::Counter::total() const {
@@ -147,9 +163,10 @@ void LogSummary::add(const obs::LogRecord& r) {
   } else if (event == "deferred") {
     ++deferred_lines_;
     const std::string domain = recipient_domain(r.get("rcpt"));
-    deferred_by_domain_.add(domain);
-    deferred_recipients_.insert(std::string(r.get("id")) + " " + std::string(r.get("rcpt")));
-    last_deferral_[domain] = std::string(r.get("detail"));
+    const std::string_view counted = deferred_by_domain_.add(domain);
+    if (deferred_recipients_.size() < kMaxKeys)
+      deferred_recipients_.insert(std::string(r.get("id")) + " " + std::string(r.get("rcpt")));
+    last_deferral_[std::string(counted)] = std::string(r.get("detail"));
   } else if (event == "failed" || event == "expired") {
     ++failed_;
     if (event == "expired") ++expired_;
@@ -178,7 +195,9 @@ std::string LogSummary::render() const {
     return text;
   };
   std::string out = "smtpsd log summary";
-  if (first_ms_) out += ": " + utc(*first_ms_) + " .. " + utc(*last_ms_);
+  if (first_ms_)
+    out += ": " + base::utc_text(*first_ms_ / 1000, "%Y-%m-%dT%H:%M:%SZ") + " .. " +
+           base::utc_text(*last_ms_ / 1000, "%Y-%m-%dT%H:%M:%SZ");
   out += " (" + std::to_string(ours_) + " of " + std::to_string(lines_) + " lines are smtpsd's";
   if (untimed_ > 0)
     out += "; " + std::to_string(untimed_) + " without a time, counted whatever the range";
@@ -301,7 +320,7 @@ int run_log_command(const std::vector<std::string>& argv, std::istream& in, std:
       }
       source = &opened;
     }
-    while (std::getline(*source, line))
+    while (read_log_line(*source, line))
       counts.add_line(line, now);
   }
   out << counts.render();

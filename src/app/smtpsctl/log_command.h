@@ -41,7 +41,8 @@ class LogSummary {
   struct Counter {
     std::vector<std::pair<std::string, std::uint64_t>> items;  // in first-seen order
     std::unordered_map<std::string, std::size_t> index;        // key -> position in items
-    void add(std::string_view key, std::uint64_t by = 1);
+    // The key it was counted under: key, or "(others)" past the bound on distinct keys.
+    std::string_view add(std::string_view key, std::uint64_t by = 1);
     std::uint64_t total() const;
     std::vector<std::pair<std::string, std::uint64_t>> top(std::size_t n) const;
   };

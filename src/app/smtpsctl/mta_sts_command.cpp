@@ -5,7 +5,6 @@
 // the network only through base::terminal_safe.
 #include "app/smtpsctl/mta_sts_command.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -19,6 +18,8 @@
 #include "app/common/config_path.h"
 #include "app/common/dns_options.h"
 #include "app/smtpsctl/command_line.h"
+#include "base/clock.h"
+#include "base/file_write.h"
 #include "base/terminal_text.h"
 #include "config/config.h"
 #include "delivery/mta_sts.h"
@@ -33,15 +34,6 @@ constexpr std::int64_t kDefaultMaxAge = 604800;  // a week: RFC 8461 §3.2 sugge
 int mta_sts_fail(std::ostream& err, const std::string& message) {
   err << "smtpsctl mta-sts: " << base::terminal_safe(message) << "\n";
   return 1;
-}
-
-std::string utc_time(std::int64_t when, const char* format) {
-  std::time_t time = static_cast<std::time_t>(when);
-  std::tm utc{};
-  ::gmtime_r(&time, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, format, &utc);
-  return text;
 }
 
 base::Expected<config::Config, std::string> load_config(const std::string& config_file) {
@@ -69,23 +61,6 @@ bool valid_rua(const std::string& rua) {
     start = comma + 1;
   }
   return true;
-}
-
-base::Expected<base::Ok, std::string> write_policy_file(const std::string& path,
-                                                        const std::string& text) {
-  const std::string temporary = path + ".new";
-  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-  if (fd < 0) return base::unexpected(temporary + ": " + std::strerror(errno));
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ok = ::fsync(fd) == 0 && ok;
-  int saved = errno;
-  ok = ::close(fd) == 0 && ok;
-  if (!ok || ::rename(temporary.c_str(), path.c_str()) != 0) {
-    if (ok) saved = errno;
-    ::unlink(temporary.c_str());
-    return base::unexpected(path + ": " + std::strerror(saved));
-  }
-  return base::Ok{};
 }
 
 int print_policy(const std::string& domain, const std::string& mode, std::vector<std::string> mx,
@@ -120,10 +95,10 @@ int print_policy(const std::string& domain, const std::string& mode, std::vector
   if (!again || !(*again == policy)) {
     return mta_sts_fail(err, "the policy does not read back: " + (again ? "" : again.error()));
   }
-  const std::string id = utc_time(now, "%Y%m%dT%H%M%SZ");  // 1*32(ALPHA / DIGIT)
+  const std::string id = base::utc_text(now, "%Y%m%dT%H%M%SZ");  // 1*32(ALPHA / DIGIT)
   if (!delivery::parse_sts_record("v=STSv1; id=" + id)) return mta_sts_fail(err, "bad id " + id);
   if (!output.empty()) {
-    if (auto written = write_policy_file(output, text); !written)
+    if (auto written = base::write_file_atomically(output, text, 0644); !written)
       return mta_sts_fail(err, written.error());
     out << "; the policy file, written to " << output << ":\n";
   } else {
@@ -188,8 +163,8 @@ int check_policy(const std::string& domain, const std::string& config_file,
       for (const std::string& mx : found.policy.mx)
         out << "  mx: " << mx << "\n";
       out << "  max_age: " << found.policy.max_age
-          << "\n  fetched: " << utc_time(found.fetched_at, "%Y-%m-%dT%H:%M:%SZ")
-          << "\n  expires: " << utc_time(found.expires_at, "%Y-%m-%dT%H:%M:%SZ") << "\n";
+          << "\n  fetched: " << base::utc_text(found.fetched_at, "%Y-%m-%dT%H:%M:%SZ")
+          << "\n  expires: " << base::utc_text(found.expires_at, "%Y-%m-%dT%H:%M:%SZ") << "\n";
     } else {
       out << domain << ": no MTA-STS policy"
           << (found.detail.empty() || found.failure != delivery::StsFailure::kNone

@@ -84,6 +84,7 @@ struct VersionResult {
   std::string detail;                 // why refused
   std::vector<std::string> ciphers;   // as OpenSSL names them, else the registry's name or hex
   std::vector<std::string> registry;  // the same suites' registry names ("" when unknown)
+  std::vector<std::uint16_t> codes;   // below TLS 1.3: the same suites' codes, as chosen
 };
 
 struct CertificateEntry {
@@ -674,14 +675,6 @@ class Prober {
     return {hex, ""};
   }
 
-  // The registry code of a suite the probe names (the inverse of suite_names), 0 if none.
-  std::uint16_t suite_code(const std::string& name) const {
-    for (std::uint16_t code : tls::cipher_codes_before_tls13()) {
-      if (suite_names(code).first == name) return code;
-    }
-    return 0;
-  }
-
   // TLS_FALLBACK_SCSV (RFC 7507): a hello for a version below the highest the server takes,
   // flagged as a fallback, must be refused (inappropriate_fallback), else an attacker who
   // breaks the first handshakes downgrades the client. And whether the server picks the
@@ -720,19 +713,16 @@ class Prober {
     }
     // The server's order: the highest version below 1.3 with two suites or more.
     for (auto it = report.versions.rbegin(); it != report.versions.rend(); ++it) {
-      if (it->name == "TLSv1.3" || it->ciphers.size() < 2) continue;
+      if (it->name == "TLSv1.3" || it->codes.size() < 2) continue;
       tls::HelloOptions hello;
       for (const Version& version : kVersions) {
         if (it->name == version.name) hello.version = static_cast<std::uint16_t>(version.number);
       }
-      for (auto name = it->ciphers.rbegin(); name != it->ciphers.rend(); ++name) {
-        if (std::uint16_t code = suite_code(*name)) hello.ciphers.push_back(code);
-      }
+      hello.ciphers.assign(it->codes.rbegin(), it->codes.rend());
       hello.server_name = options_.name;
       auto answer = raw_hello(report, hello, error);
-      if (answer && answer->kind == tls::ServerAnswer::Kind::kServerHello &&
-          !hello.ciphers.empty()) {
-        report.server_order = suite_names(answer->cipher).first == it->ciphers.front();
+      if (answer && answer->kind == tls::ServerAnswer::Kind::kServerHello) {
+        report.server_order = answer->cipher == it->codes.front();
         report.order_version = it->name;
       }
       break;
@@ -817,6 +807,7 @@ class Prober {
       auto [name, registry] = suite_names(answer->cipher);
       result.ciphers.push_back(std::move(name));
       result.registry.push_back(std::move(registry));
+      result.codes.push_back(answer->cipher);
       hello.ciphers.erase(position);
     }
     result.accepted = !result.ciphers.empty();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "auth/user_store.h"
+#include "base/clock.h"
 #include "base/file_write.h"
 #include "delivery/mta_sts_policy.h"
 #include "mailauth/dkim_signer.h"
@@ -26,15 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::int64_t kStsMaxAge = 604800;  // a week (RFC 8461 §3.2 suggests weeks)
-
-std::string utc(std::int64_t now, const char* format) {
-  std::time_t time = static_cast<std::time_t>(now);
-  std::tm tm{};
-  ::gmtime_r(&time, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, format, &tm);
-  return text;
-}
 
 // A TOML basic string (the values here are host names and paths we checked).
 std::string quoted(const std::string& value) {
@@ -212,8 +204,8 @@ int run_init(const InitOptions& given, std::ostream& out, std::ostream& err, std
   o.dir = fs::absolute(o.dir).lexically_normal().string();
   if (o.dir.size() > 1 && o.dir.back() == '/') o.dir.pop_back();
   const std::string config_file = o.dir + "/smtpsd.toml";
-  const std::string rsa_selector = utc(now, "%Y%m") + "r";
-  const std::string ed25519_selector = utc(now, "%Y%m") + "e";
+  const std::string rsa_selector = base::utc_text(now, "%Y%m") + "r";
+  const std::string ed25519_selector = base::utc_text(now, "%Y%m") + "e";
   const std::string dkim_dir = o.dir + "/dkim/" + o.domain;
   const std::vector<std::string> planned = {config_file,
                                             o.dir + "/users",
@@ -318,7 +310,8 @@ int run_init(const InitOptions& given, std::ostream& out, std::ostream& err, std
     out << ";   " << lines.substr(0, end) << "\n";
     lines.remove_prefix(end == std::string_view::npos ? lines.size() : end + 1);
   }
-  out << "_mta-sts." << d << ". IN TXT \"v=STSv1; id=" << utc(now, "%Y%m%dT%H%M%SZ") << "\"\n"
+  out << "_mta-sts." << d << ". IN TXT \"v=STSv1; id=" << base::utc_text(now, "%Y%m%dT%H%M%SZ")
+      << "\"\n"
       << "; TLS-RPT (RFC 8460): where other servers send reports of their TLS to you\n"
       << "_smtp._tls." << d << ". IN TXT \"v=TLSRPTv1; rua=mailto:postmaster@" << d << "\"\n"
       << "; DANE (RFC 7672), only in a DNSSEC-signed zone: the keys in " << o.dir << "/tls\n";

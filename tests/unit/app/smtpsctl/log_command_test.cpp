@@ -1,0 +1,41 @@
+// log_command_test.cpp — `smtpsctl log summary` on input no server wrote: a line far longer
+// than any of ours is skipped without being held whole, and past the bound on distinct keys
+// the rest count together as "(others)"; the counts stay right either way. The summary of
+// a real server's log: tests/integration/test_logs.py.
+#include "app/smtpsctl/log_command.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <string>
+
+namespace app {
+namespace {
+
+std::string summary(const std::string& input) {
+  std::istringstream in(input);
+  std::ostringstream out, err;
+  EXPECT_EQ(run_log_command({"summary"}, in, out, err, 0), 0) << err.str();
+  return out.str();
+}
+
+TEST(LogSummaryTest, AHugeLineIsSkippedAndTheLinesAroundItCount) {
+  const std::string accepted = "level=info event=accepted id=a from=x@example.org size=10\n";
+  const std::string huge = "level=info event=accepted from=" + std::string(1 << 20, 'y') + "\n";
+  const std::string text = summary(accepted + huge + accepted);
+  EXPECT_NE(text.find("(2 of 3 lines are smtpsd's;"), std::string::npos) << text;
+  EXPECT_NE(text.find("received                  2"), std::string::npos) << text;
+  EXPECT_EQ(text.find("yyyy"), std::string::npos);
+}
+
+TEST(LogSummaryTest, PastTheBoundOnDistinctSendersTheRestCountAsOthers) {
+  std::string input;
+  for (int i = 0; i < 100005; ++i)
+    input += "level=info event=accepted from=s" + std::to_string(i) + "@example.org size=1\n";
+  const std::string text = summary(input);
+  EXPECT_NE(text.find("received             100005"), std::string::npos) << text.substr(0, 400);
+  EXPECT_NE(text.find("(others)"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace app
