@@ -1854,6 +1854,16 @@ TEST_P(ScreenTest, BdatChunkFollowsItsLine) {
   EXPECT_EQ(host().session.early_talker(), "");
 }
 
+TEST_P(PipeliningScreenTest, CommandsBehindStarttlsAreRefusedBeforeAnyHandshake) {
+  start_screened({.refuse_improper_pipelining = true});
+  EXPECT_TRUE(reply("EHLO client.example\r\n").starts_with("250 "));
+  auto replies = exchange("STARTTLS\r\nMAIL FROM:<evil@x.example>\r\n");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_TRUE(replies[0].starts_with("421 4.5.0 Protocol error")) << replies[0];
+  EXPECT_EQ(host().starttls, 0);
+  EXPECT_TRUE(host().closed);
+}
+
 TEST_P(PipeliningScreenTest, WithoutTheScreenImproperPipeliningIsOnlyCounted) {
   start();
   auto replies = exchange("EHLO client.example\r\nNOOP\r\n");
