@@ -8,6 +8,7 @@ import re
 import smtplib
 import subprocess
 import time
+import urllib.request
 
 import needs
 from dns_server import DnsServer
@@ -23,7 +24,8 @@ LONG_REASON = ("Listed: caf\u00e9 " + "x" * 200, "x" * 100)
 
 
 def screening_toml(dns, lists, **settings):
-    lines = ["[dns]", f'servers = "{dns.server}"', 'validation = "no"', "", "[screening]"]
+    lines = ["[dns]", f'servers = "{dns.server}"', 'validation = "no"', "",
+             "[metrics]", 'address = "127.0.0.1:0"', "", "[screening]"]
     for key, value in settings.items():
         lines.append(f"{key} = {value}")
     for zone, weight in lists:
@@ -74,6 +76,11 @@ class DnsListTest(ServerTestCase):
                         r"lists=bl\.test:127\.0\.0\.2:1\n")
         server.wait_log(r"level=warning event=dnsbl_list_error .*zone=err\.test "
                         r"answer=127\.255\.255\.254")
+        port = server.wait_log(r"event=metrics_listening address=\S+ port=(\d+)").group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        self.assertIn('smtpsd_dnsbl_decisions_total{result="listed"} 1\n', metrics)
+        self.assertIn("smtpsd_dnsbl_list_errors_total 1\n", metrics)
 
     def test_allowed_network_never_looked_up_and_ipv6_client_asked_by_nibbles(self):
         dns = self.dns(a={f"{V4}.bl.test": "127.0.0.2", f"{V6}.bl.test": "127.0.0.2"})
@@ -119,7 +126,8 @@ class DnsListTest(ServerTestCase):
 
 class EarlyTalkerTest(ServerTestCase):
     def start_server(self, **settings):
-        lines = ["[screening]"] + [f"{key} = {value}" for key, value in settings.items()]
+        lines = ["[metrics]", 'address = "127.0.0.1:0"', "[screening]"]
+        lines += [f"{key} = {value}" for key, value in settings.items()]
         server = self.new_server(extra_toml="\n".join(lines) + "\n")
         server.start()
         return server
@@ -165,6 +173,14 @@ class EarlyTalkerTest(ServerTestCase):
             self.assertEqual(session.reply()[0], 550)
             self.assertTrue(session.wait_closed())
         server.wait_log(r"level=warning event=early_talker .*reason=pipelining")
+        port = server.wait_log(r"event=metrics_listening address=\S+ port=(\d+)").group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        for sample in ('smtpsd_early_talkers_total{reason="pregreet"} 1',
+                       'smtpsd_early_talkers_total{reason="pipelining"} 2',
+                       'smtpsd_pregreet_total{result="passed"} 1',
+                       'smtpsd_pregreet_total{result="skipped"} 3'):
+            self.assertIn(sample + "\n", metrics)
 
     @needs.tools("swaks")
     def test_real_clients_pass_the_wait_and_the_pipelining_screen(self):
