@@ -125,10 +125,10 @@ class DnsListTest(ServerTestCase):
 
 
 class EarlyTalkerTest(ServerTestCase):
-    def start_server(self, **settings):
+    def start_server(self, domains=None, **settings):
         lines = ["[metrics]", 'address = "127.0.0.1:0"', "[screening]"]
         lines += [f"{key} = {value}" for key, value in settings.items()]
-        server = self.new_server(extra_toml="\n".join(lines) + "\n")
+        server = self.new_server(extra_toml="\n".join(lines) + "\n", domains=domains)
         server.start()
         return server
 
@@ -186,7 +186,8 @@ class EarlyTalkerTest(ServerTestCase):
     def test_real_clients_pass_the_wait_and_the_pipelining_screen(self):
         # Without the pass cache (TTL 0) every client waits the pre-greet wait itself.
         server = self.start_server(pregreet_wait='"200ms"', pregreet_pass_ttl="0",
-                                   improper_pipelining='"refuse"')
+                                   improper_pipelining='"refuse"',
+                                   domains=[("localhost", ["demo"]), ("remote.test", ["bob"])])
         port = server.ports["smtp"]
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.ehlo("client.example")
@@ -209,6 +210,21 @@ class EarlyTalkerTest(ServerTestCase):
         subjects = sorted(re.search(rb"(?m)^Subject: (.*)\r$", m).group(1).decode()
                           for m in messages)
         self.assertEqual(subjects, sorted(["smtplib", "swaks", "smtpsctl"]))
+        # smtpsd's own client, onward delivery to a relay (two messages: a reused connection
+        # sends its second MAIL after RSET or at once, never behind a group ender).
+        local = self.new_server(extra_toml=(
+            "[queue]\nretry_schedule = [1]\n[delivery]\n"
+            f'relay = "smtp://127.0.0.1:{port}"\nrelay_tls = "verify"\nca_file = "{server.ca}"\n'))
+        local.start()
+        with open(os.path.join(local.dir, "demo.password")) as f:
+            password = f.read().strip()
+        with local.smtps() as client:
+            client.login("demo@localhost", password)
+            for subject in ("onward 1", "onward 2"):
+                client.sendmail("demo@localhost", ["bob@remote.test"],
+                                make_message(subject, sender="demo@localhost",
+                                             to="bob@remote.test"))
+        self.assertEqual(len(server.wait_delivered(2, "bob@remote.test")), 2)
         self.assertNotIn("event=early_talker", server.log())
 
     def test_check_and_config_errors(self):
