@@ -1134,13 +1134,113 @@ void read_srs(const toml::table& root, const Reader& reader, const std::string& 
   config.srs = std::move(srs);
 }
 
+// [screening] (config.h ScreeningSettings; README "Screening").
+void read_screening(const toml::table& root, Reader& reader, Config& config) {
+  ScreeningSettings& sc = config.screening;
+  const toml::table* table = reader.table_at(root, "", "screening");
+  if (!table) return;
+  const std::string p = "screening";
+  reader.only_keys(
+      *table, p,
+      {"dns_lists", "dns_list_threshold", "refuse_at", "allow_networks", "pregreet_wait",
+       "pregreet_pass_ttl", "pregreet_pass_entries", "improper_pipelining"});
+  if (const toml::array* lists = reader.array_at(*table, p, "dns_lists")) {
+    const std::string lp = "screening.dns_lists";
+    for (const toml::node& node : *lists) {
+      if (!node.is_table())
+        reader.fail(&node, lp, "each entry is a table ([[screening.dns_lists]])");
+      const toml::table& entry = *node.as_table();
+      reader.only_keys(entry, lp, {"zone", "weight", "answers"});
+      DnsListSettings list;
+      list.zone = base::ascii_lowercase(reader.string_at(entry, lp, "zone", "", true));
+      while (!list.zone.empty() && list.zone.back() == '.')
+        list.zone.pop_back();
+      if (!valid_domain_name(list.zone)) {
+        reader.fail(entry.get("zone"), lp + ".zone",
+                    "not a DNS zone: '" + list.zone + "' (e.g. \"zen.spamhaus.org\")");
+      }
+      for (const DnsListSettings& other : sc.dns_lists) {
+        if (other.zone == list.zone)
+          reader.fail(entry.get("zone"), lp + ".zone", "'" + list.zone + "' is listed twice");
+      }
+      list.weight = static_cast<int>(reader.int_at(entry, lp, "weight", 1, -100, 100));
+      if (list.weight == 0) {
+        reader.fail(entry.get("weight"), lp + ".weight",
+                    "must not be 0 (positive: a block list, negative: an allowlist)");
+      }
+      if (const toml::array* answers = reader.array_at(entry, lp, "answers")) {
+        const std::string ap = "screening.dns_lists.answers";
+        for (const toml::node& answer_node : *answers) {
+          DnsListAnswerSettings answer;
+          std::string text;
+          const toml::node* weight_node = nullptr;
+          if (answer_node.is_string()) {
+            text = std::string(answer_node.as_string()->get());
+          } else if (answer_node.is_table()) {
+            const toml::table& answer_table = *answer_node.as_table();
+            reader.only_keys(answer_table, ap, {"answer", "weight"});
+            text = reader.string_at(answer_table, ap, "answer", "", true);
+            weight_node = answer_table.get("weight");
+            if (weight_node)
+              answer.weight =
+                  static_cast<int>(reader.int_at(answer_table, ap, "weight", 0, -100, 100));
+          } else {
+            reader.fail(&answer_node, ap,
+                        "each entry is an answer (\"127.0.0.2\", \"127.0.0.0/29\") or { answer = "
+                        "\"127.0.0.10\", weight = 3 }");
+          }
+          auto network = base::parse_network(text);
+          auto loopback = base::parse_network("127.0.0.0/8");
+          if (!network || !loopback.value().contains(network->address) ||
+              network->prefix_length < loopback.value().prefix_length) {
+            reader.fail(&answer_node, ap,
+                        "'" + text +
+                            "' is not an answer of a DNS list: an address or network in "
+                            "127.0.0.0/8 (RFC 5782 §2.3)");
+          }
+          answer.network = network.value();
+          list.answers.push_back(answer);
+        }
+      }
+      sc.dns_lists.push_back(std::move(list));
+    }
+  }
+  sc.dns_list_threshold =
+      static_cast<int>(reader.int_at(*table, p, "dns_list_threshold", 1, 1, 1000));
+  const std::string where = reader.string_at(*table, p, "refuse_at", "rcpt");
+  if (where != "rcpt" && where != "connect") {
+    reader.fail(table->get("refuse_at"), p + ".refuse_at",
+                "must be \"rcpt\" (550 5.7.1 to each RCPT but postmaster) or \"connect\" (554 "
+                "instead of the greeting), not '" +
+                    where + "'");
+  }
+  sc.refuse_at = where == "connect" ? DnsListRefuseAt::kConnect : DnsListRefuseAt::kRcpt;
+  if (const toml::array* networks = reader.array_at(*table, p, "allow_networks")) {
+    sc.allow_networks = networks_at(*networks, p + ".allow_networks",
+                                    "\"192.0.2.0/24\", \"2001:db8::/32\"", reader);
+  }
+  sc.pregreet_wait = reader.duration_at(*table, p, "pregreet_wait", sc.pregreet_wait,
+                                        std::chrono::milliseconds(0), std::chrono::seconds(30));
+  sc.pregreet_pass_ttl = reader.duration_at(*table, p, "pregreet_pass_ttl", sc.pregreet_pass_ttl,
+                                            std::chrono::seconds(0), std::chrono::hours(24 * 30));
+  sc.pregreet_pass_entries = static_cast<std::size_t>(
+      reader.int_at(*table, p, "pregreet_pass_entries",
+                    static_cast<std::int64_t>(sc.pregreet_pass_entries), 1, 10'000'000));
+  const std::string pipelining = reader.string_at(*table, p, "improper_pipelining", "log");
+  if (pipelining != "log" && pipelining != "refuse") {
+    reader.fail(table->get("improper_pipelining"), p + ".improper_pipelining",
+                "must be \"log\" or \"refuse\", not '" + pipelining + "'");
+  }
+  sc.refuse_improper_pipelining = pipelining == "refuse";
+}
+
 Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
   Config config;
   config.source_file = reader.file();
   reader.only_keys(root, "",
                    {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
                     "delivery", "dns", "metrics", "log", "srs", "local_submission", "addressing",
-                    "authenticity", "dmarc_reports", "tls_reports"});
+                    "authenticity", "dmarc_reports", "tls_reports", "screening"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -1470,6 +1570,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   read_local_submission(root, reader, base_dir, config);
   read_addressing(root, reader, base_dir, config);
   read_authenticity(root, reader, config);
+  read_screening(root, reader, config);
   config.dmarc_reports =
       read_reports(root, reader, base_dir, config, "dmarc_reports", "dmarc", "dmarc@example.org");
   config.tls_reports = read_reports(root, reader, base_dir, config, "tls_reports", "tls-reports",
@@ -1600,6 +1701,10 @@ std::string join_networks(const std::vector<base::Network>& networks) {
 }
 }  // namespace
 
+std::string_view to_string(DnsListRefuseAt where) {
+  return where == DnsListRefuseAt::kConnect ? "connect" : "rcpt";
+}
+
 std::string_view to_string(SpfEnforcement value) {
   switch (value) {
     case SpfEnforcement::kOff:
@@ -1684,6 +1789,33 @@ std::string describe(const Config& config) {
       for (const DkimKeyFile& key : d.dkim)
         out += fmt::format("DKIM: {} signed with {}._domainkey.{} ({})\n", d.name, key.selector,
                            d.name, key.key_file);
+    }
+  }
+  {
+    const ScreeningSettings& sc = config.screening;
+    std::string lists;
+    for (const DnsListSettings& list : sc.dns_lists)
+      lists += fmt::format("{}{} ({})", lists.empty() ? "" : ", ", list.zone, list.weight);
+    if (!sc.dns_lists.empty()) {
+      out += fmt::format(
+          "screening: port 25 clients looked up in {}; listed at score {}, refused at {}\n", lists,
+          sc.dns_list_threshold,
+          sc.refuse_at == DnsListRefuseAt::kConnect ? "connect (554 instead of the greeting)"
+                                                    : "RCPT (550 5.7.1, postmaster excepted)");
+    }
+    if (sc.pregreet_wait.count() > 0) {
+      out += fmt::format(
+          "screening: port 25 pre-greet wait {} (a client that talks first gets 554), passed "
+          "clients skip it for {}\n",
+          format_duration(sc.pregreet_wait), format_duration(sc.pregreet_pass_ttl));
+    }
+    out += fmt::format("screening: improper pipelining on port 25 {}\n",
+                       sc.refuse_improper_pipelining ? "refused" : "logged");
+    if (!sc.allow_networks.empty()) {
+      std::string networks;
+      for (const base::Network& network : sc.allow_networks)
+        networks += (networks.empty() ? "" : ", ") + base::to_string(network);
+      out += "screening: never screened: " + networks + "\n";
     }
   }
   if (config.srs) {

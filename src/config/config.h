@@ -291,6 +291,39 @@ struct MetricsSettings {
   bool operator==(const MetricsSettings&) const = default;
 };
 
+// [screening]: what the `smtp` role does about clients before their mail (README
+// "Screening"): DNS block/allow lists (filter/dns_list_check.h) and early talkers.
+struct DnsListAnswerSettings {
+  base::Network network;      // an answer (a /32) or a range of answers that counts
+  std::optional<int> weight;  // else the list's
+  bool operator==(const DnsListAnswerSettings&) const = default;
+};
+struct DnsListSettings {
+  std::string zone;                            // lower case, no trailing dot
+  int weight = 1;                              // negative: an allowlist
+  std::vector<DnsListAnswerSettings> answers;  // empty: any 127.0.0.0/8 answer but error codes
+  bool operator==(const DnsListSettings&) const = default;
+};
+enum class DnsListRefuseAt { kRcpt, kConnect };
+std::string_view to_string(DnsListRefuseAt where);  // "rcpt", "connect"
+
+struct ScreeningSettings {
+  std::vector<DnsListSettings> dns_lists;  // [[screening.dns_lists]]
+  int dns_list_threshold = 1;              // listed at this score
+  DnsListRefuseAt refuse_at = DnsListRefuseAt::kRcpt;
+  // Clients that skip every screen (lists, pre-greet wait, pipelining): your own networks.
+  std::vector<base::Network> allow_networks;
+  // The pre-greet wait: "220-" first, the final "220 " after this; a client that talks in
+  // between is refused. 0: off (the default: every new client pays it once).
+  std::chrono::milliseconds pregreet_wait{0};
+  std::chrono::milliseconds pregreet_pass_ttl{86'400'000};  // a client that passed skips it
+  std::size_t pregreet_pass_entries = 100'000;              // clients remembered at most
+  // Bytes after a command that must end a pipelined group (RFC 2920 §3.1), or pipelining
+  // after HELO: refused (true) or only logged.
+  bool refuse_improper_pipelining = false;
+  bool operator==(const ScreeningSettings&) const = default;
+};
+
 // [log]: where and how log lines go.
 enum class LogOutput { kStderr, kSyslog };
 std::string_view to_string(LogOutput output);  // "stderr", "syslog"
@@ -345,6 +378,7 @@ struct Config {
   MetricsSettings metrics;
   LogSettings log;
   LocalSubmissionSettings local_submission;
+  ScreeningSettings screening;
   std::size_t max_connections = 10000;               // [limits]: open connections in total …
   std::size_t max_connections_per_ip = 50;           // … and from one client address (421 4.7.0)
   unsigned max_connections_per_minute_per_ip = 120;  // new connections a minute (IPv6: /64); 0 off

@@ -52,6 +52,7 @@ struct Server::Impl {
   auth::VerificationQueue verifications{kAuthThreads * auth::VerificationQueue::kPerThread};
   Admission admission;
   UserMessageTable message_rate;  // messages per authenticated user per hour
+  PregreetPasses pregreet_passes;
   SessionHost session_host;
   Listeners listeners;
 
@@ -63,9 +64,11 @@ struct Server::Impl {
                   services.max_connections_per_minute_per_ip, services.ipv6_prefix),
         message_rate(services.max_messages_per_user_per_hour, std::chrono::hours(1),
                      kMaxRateEntries),
+        pregreet_passes(services.pregreet_pass_ttl, services.pregreet_pass_entries),
         session_host{services,
                      admission,
                      message_rate,
+                     pregreet_passes,
                      auth_pool,
                      verifications,
                      stopping,

@@ -63,6 +63,12 @@ struct ListenerOptions {
   // reply that refuses it.
   std::string unix_path;
   std::function<base::Expected<std::string, smtp::Reply>(const PeerCredentials&)> identify_local;
+  // The early-talker screen (the smtp role; docs/architecture.md "Screening"): the pre-greet
+  // wait (0: none; a client in ServerServices' pass table skips it) and the refusal of
+  // improper pipelining, for every client but those in screening_exempt.
+  std::chrono::milliseconds pregreet_wait{0};
+  bool refuse_improper_pipelining = false;
+  std::vector<base::Network> screening_exempt;
 };
 
 struct ServerServices {
@@ -84,6 +90,10 @@ struct ServerServices {
   unsigned max_messages_per_user_per_hour = 1000;
   // How much of an IPv6 address names one client for the limits above (base::client_network).
   unsigned ipv6_prefix = base::kDefaultIpv6ClientPrefix;
+  // How long a client that waited out the pre-greet wait skips it, and how many such
+  // clients are remembered (net/pregreet_passes.h). Fixed at start.
+  std::chrono::milliseconds pregreet_pass_ttl{86'400'000};
+  std::size_t pregreet_pass_entries = 100'000;
   // On SIGTERM/stop(): sessions inside a mail transaction get this long to finish it.
   std::chrono::milliseconds shutdown_grace{30'000};
   std::function<void()> on_stopping;  // called once when a stop begins (systemd STOPPING=1)

@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <asio/experimental/as_tuple.hpp>
 #include <atomic>
 #include <chrono>
@@ -43,6 +44,10 @@ constexpr std::chrono::seconds kProxyHeaderTimeout{5};
 // pipelined group of RFC 2920 (a few hundred bytes) still fits in one read; a message's
 // data, which makes no replies, is read a whole buffer at a time.
 constexpr std::size_t kCommandReadSize = 1024;
+
+// A client refused as an early talker gets this long for each command (503s) before the
+// connection closes: it holds a connection slot, and it has shown it does not listen.
+constexpr std::chrono::milliseconds kEarlyTalkerTimeout{10'000};
 
 // Completion for GroupCommitter: the result comes back on the connection's executor.
 template <typename Token>
@@ -224,6 +229,7 @@ class SessionLoop {
     if (options_.implicit_tls) alive = co_await handshake();
     if (!alive) close_reason_ = "handshake failed";
     if (alive && connection_->peer_credentials) identify_local_peer();
+    if (alive) screen_early_talker();
     if (alive) session_.start();
     while (alive) {
       // A graceful stop: a session ends (421 4.3.2) once no transaction is open, so a
@@ -327,6 +333,51 @@ class SessionLoop {
     intake_.set_local_user(local_user_, peer.uid);
   }
 
+  // The early-talker screen of this listener (docs/architecture.md "Screening"), unless the
+  // client is exempt; a client that waited out the pre-greet wait lately skips the wait.
+  void screen_early_talker() {
+    if (options_.pregreet_wait.count() == 0 && !options_.refuse_improper_pipelining) return;
+    if (connection_->peer_credentials || options_.implicit_tls) return;
+    if (auto ip = base::parse_ip(client_)) {
+      for (const base::Network& network : options_.screening_exempt) {
+        if (network.contains(*ip)) return;
+      }
+    }
+    smtp::EarlyTalkerScreen screen;
+    screen.refuse_improper_pipelining = options_.refuse_improper_pipelining;
+    if (options_.pregreet_wait.count() > 0) {
+      if (host_.pregreet_passes.passed_recently(client_, Clock::now()))
+        obs::server_metrics().pregreet("skipped");
+      else
+        screen.pregreet = true;
+    }
+    session_.screen_early_talkers(screen);
+  }
+
+  // The greeting's last line is held back: wait for the pre-greet wait to pass or for the
+  // client to send something, whichever comes first. Waiting for readability takes no byte:
+  // what came early is read next, as usual, and the session refuses it.
+  awaitable<void> pregreet_wait() {
+    connection_->arm(options_.command_timeout);
+    asio::steady_timer timer(co_await asio::this_coro::executor, options_.pregreet_wait);
+    // Both handlers run on this connection's thread; `over` keeps a timer that fired just as
+    // the client spoke from cancelling the read that follows.
+    auto over = std::make_shared<bool>(false);
+    timer.async_wait([connection = connection_, over](std::error_code error) {
+      if (error || *over) return;  // cancelled: the client spoke first
+      std::error_code ignored;
+      connection->socket.cancel(ignored);
+    });
+    auto [error] = co_await connection_->socket.async_wait(Socket::wait_read, use_nothrow);
+    *over = true;
+    timer.cancel();
+    if (!error || host_.stopping || connection_->timed_out)
+      co_return;  // readable (bytes or the end): read them next
+    obs::server_metrics().pregreet("passed");
+    host_.pregreet_passes.remember(client_, Clock::now());
+    session_.pregreet_passed();
+  }
+
   // Writes the session's pending replies; false when the connection broke.
   awaitable<bool> flush() {
     std::string_view out = session_.pending_output();
@@ -352,12 +403,20 @@ class SessionLoop {
   awaitable<bool> read_input() {
     const bool written = co_await flush();
     if (!written) co_return false;
+    if (session_.pregreet_pending()) {
+      co_await pregreet_wait();
+      if (!session_.pregreet_pending()) co_return true;  // passed: the final line goes out next
+    }
     const bool data_block = session_.waiting() == smtp::Waiting::kDataBlock;
+    // A refused early talker is answered 503 until QUIT (RFC 5321 §3.1), for a short while.
+    const auto command_timeout = session_.early_talker().empty()
+                                     ? options_.command_timeout
+                                     : std::min(options_.command_timeout, kEarlyTalkerTimeout);
     if (data_block) {
       connection_->arm(options_.data_timeout);
       command_clock_running_ = false;
     } else if (!command_clock_running_) {
-      connection_->arm(options_.command_timeout);
+      connection_->arm(command_timeout);
       command_clock_running_ = true;
     }
     std::error_code error;
@@ -587,6 +646,20 @@ class SessionLoop {
   // The end: close_notify, close (before the log line: the client sees the end at once).
   void finish() {
     intake_.abort();
+    if (std::string_view reason = session_.early_talker(); !reason.empty()) {
+      close_reason_ = "early talker";
+      obs::Log("early_talker", obs::Level::kWarning)
+          .kv("session", session_id_)
+          .kv("client", client_)
+          .kv("reason", reason)
+          .kv("improper_pipelining", session_.improper_pipelining_count());
+      obs::server_metrics().early_talker(reason);
+    } else if (session_.improper_pipelining_count() > 0 && options_.role == "smtp") {
+      obs::Log("improper_pipelining")
+          .kv("session", session_id_)
+          .kv("client", client_)
+          .kv("count", session_.improper_pipelining_count());
+    }
     if (session_.closed_as_http()) {
       close_reason_ = "http request (cross-protocol)";
       obs::Log("http_refused", obs::Level::kWarning)

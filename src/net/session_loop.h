@@ -25,6 +25,7 @@
 #include "auth/verification_queue.h"
 #include "net/admission.h"
 #include "net/connection.h"
+#include "net/pregreet_passes.h"
 #include "net/rate_limit.h"
 
 namespace net {
@@ -37,6 +38,7 @@ struct SessionHost {
   const ServerServices& services;
   Admission& admission;
   UserMessageTable& message_rate;          // messages per authenticated user per hour
+  PregreetPasses& pregreet_passes;         // clients that waited out the pre-greet wait
   asio::thread_pool& auth_pool;            // argon2id verification, off the I/O threads
   auth::VerificationQueue& verifications;  // the bound on what waits for auth_pool
   const std::atomic<bool>& stopping;       // a drain has begun: end once no transaction is open

@@ -13,6 +13,9 @@ constexpr std::string_view kReasonNames[] = {
 constexpr std::string_view kMechanismNames[] = {
     "PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "EXTERNAL", "other"};
 constexpr std::string_view kResultNames[] = {"delivered", "deferred", "bounced"};
+constexpr std::string_view kDnsblResultNames[] = {"listed", "not_listed", "allowlisted"};
+constexpr std::string_view kEarlyTalkerNames[] = {"pregreet", "pipelining"};
+constexpr std::string_view kPregreetNames[] = {"passed", "skipped"};
 constexpr std::string_view kTransportNames[] = {"maildir", "lmtp", "smtp", "relay", "other"};
 
 template <std::size_t N>
@@ -98,6 +101,24 @@ ServerMetrics::ServerMetrics(Registry& registry) {
     delivery_seconds_[t] = &registry.histogram(
         "smtpsd_delivery_seconds", "Duration of one delivery attempt (all its recipients).",
         latency_buckets(), {{"transport", std::string(kTransportNames[t])}});
+  }
+  for (std::size_t r = 0; r < 3; ++r) {
+    dnsbl_[r] = &registry.counter("smtpsd_dnsbl_decisions_total",
+                                  "DNS block/allow list decisions of port 25 clients, by result.",
+                                  {{"result", std::string(kDnsblResultNames[r])}});
+  }
+  dnsbl_errors_ = &registry.counter(
+      "smtpsd_dnsbl_list_errors_total",
+      "DNS list answers that were provider error codes (127.255.255.x) or outside 127.0.0.0/8.");
+  for (std::size_t r = 0; r < 2; ++r) {
+    early_talkers_[r] = &registry.counter(
+        "smtpsd_early_talkers_total",
+        "Port 25 clients refused for talking early: before the greeting or improperly pipelined.",
+        {{"reason", std::string(kEarlyTalkerNames[r])}});
+    pregreet_[r] = &registry.counter(
+        "smtpsd_pregreet_total",
+        "Port 25 clients that waited out the pre-greet wait, or skipped it (passed recently).",
+        {{"result", std::string(kPregreetNames[r])}});
   }
   registry.add_collector([this](std::string& out) {
     append_family_header(out, "smtpsd_smtp_replies_total",
@@ -207,6 +228,22 @@ void add_certificate_collector(Registry& registry,
       }
     }
   });
+}
+
+void ServerMetrics::dnsbl_decision(std::string_view result) {
+  dnsbl_[std::min<std::size_t>(index_of(kDnsblResultNames, result), 2)]->inc();
+}
+
+void ServerMetrics::dnsbl_list_error() {
+  dnsbl_errors_->inc();
+}
+
+void ServerMetrics::early_talker(std::string_view reason) {
+  early_talkers_[std::min<std::size_t>(index_of(kEarlyTalkerNames, reason), 1)]->inc();
+}
+
+void ServerMetrics::pregreet(std::string_view result) {
+  pregreet_[std::min<std::size_t>(index_of(kPregreetNames, result), 1)]->inc();
 }
 
 }  // namespace obs

@@ -48,6 +48,16 @@ class ServerMetrics {
   // queue: how long one attempt took (all the recipients handed over in it).
   void delivery_duration(std::string_view transport, std::chrono::nanoseconds duration);
 
+  // filter: one DNS list decision ("listed", "not_listed", "allowlisted"), and a list that
+  // answered a provider error code (or outside 127.0.0.0/8).
+  void dnsbl_decision(std::string_view result);
+  void dnsbl_list_error();
+  // net: a client refused by the early-talker screen ("pregreet": it spoke before the end
+  // of the greeting; "pipelining": it did not wait for a reply it had to wait for), and the
+  // pre-greet wait of a client ("passed": waited it out; "skipped": passed recently).
+  void early_talker(std::string_view reason);
+  void pregreet(std::string_view result);
+
   // Labels used (exposed for tests).
   static std::string_view handshake_failure_reason(std::string_view reason);
 
@@ -71,6 +81,10 @@ class ServerMetrics {
   Histogram* accept_to_250_;
   Counter* deliveries_[kResults][kTransports];
   Histogram* delivery_seconds_[kTransports];
+  Counter* dnsbl_[3];
+  Counter* dnsbl_errors_;
+  Counter* early_talkers_[2];
+  Counter* pregreet_[2];
 };
 
 ServerMetrics& server_metrics();

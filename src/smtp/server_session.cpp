@@ -322,6 +322,13 @@ struct ServerSession::Impl {
   }
 
   std::optional<Action> step_command() {
+    if (pregreet_pending_) {
+      if (read_pos_ < input_.size()) {
+        refuse_early_talker();
+        return std::nullopt;  // the bytes are read as commands: 503 but for QUIT
+      }
+      return need_input_or_close();
+    }
     if (skipping_long_line_) {
       // The rest of an over-long line is dropped as it arrives, never buffered.
       std::size_t newline = buffered().find('\n');
@@ -449,6 +456,15 @@ struct ServerSession::Impl {
     }
     const bool more_buffered = read_pos_ < input_.size();
     if (row->ends_pipelined_group && more_buffered) ++improper_pipelining_;
+    // The early-talker screen (screen_early_talkers): RFC 2920 §3.1's group enders, and after
+    // HELO any command (PIPELINING was not offered, RFC 2920 §3), followed by bytes the
+    // client sent before our reply. QUIT is let through: the client is leaving anyway. A
+    // BDAT's chunk follows its line by design.
+    if (screen_.refuse_improper_pipelining && more_buffered && row->handler != &Impl::handle_quit &&
+        !row->carries_payload && (row->ends_pipelined_group || (greeted_ && !envelope_.esmtp))) {
+      refuse_improper_pipelining(*row);
+      return;
+    }
 
     if (row->carries_payload && !parse_bdat_arguments(arguments)) {
       // Without a size we cannot tell where the chunk ends; reading its octets as commands
@@ -1038,7 +1054,64 @@ struct ServerSession::Impl {
     // RFC 5321 §4.2: greeting = "220 " Domain [ SP textstring ]; no enhanced code before
     // EHLO (RFC 2034 §3 ties them to the ENHANCEDSTATUSCODES extension).
     scratch_.assign(config.hostname).append(" ESMTP smtpsd");
+    if (screen_.pregreet) {
+      // The pre-greet test (after postscreen): a multi-line greeting (RFC 5321 §4.2.1) whose
+      // first line goes out now and whose last waits for the host's pregreet_passed(). A
+      // client must wait for the last line; one that talks before it is an early talker.
+      output_.append("220-").append(scratch_).append("\r\n");
+      pregreet_pending_ = true;
+      return;
+    }
     reply(220, "", scratch_);
+  }
+
+  void pregreet_passed() {
+    if (!pregreet_pending_ || closing_ || phase_ == Phase::kClosed) return;
+    pregreet_pending_ = false;
+    scratch_.assign(config.hostname).append(" ESMTP smtpsd");
+    reply(220, "", scratch_);
+  }
+
+  // Input arrived while the greeting's last line was held back.
+  void refuse_early_talker() {
+    pregreet_pending_ = false;
+    early_talker_ = "pregreet";
+    // XXX: RFC 5321 §4.2.1 wants one code on every line of a reply, and "220-" is already
+    // out; the client broke the protocol first, and a reader of multi-line replies takes
+    // the code of the last line (as postscreen's refusal after its "220-" relies on).
+    // §3.1 allows 554 instead of the greeting; then only QUIT is served (503 otherwise),
+    // as after a connect check's 554. No enhanced code before EHLO (RFC 2034 §3).
+    scratch_.assign(config.hostname).append(" Protocol error: talked before the greeting");
+    reply(554, "", scratch_);
+    refused_at_connect_ = true;
+  }
+
+  // Bytes came behind a command the client had to wait on (dispatch). The reply is one
+  // RFC 5321 §4.3.2 allows for that command, then the connection closes:
+  // - 550 for EHLO, HELO, VRFY, EXPN (and MAIL, RCPT after HELO): "550 Requested action not
+  //   taken" is in each one's list; a permanent code, since a client that does not wait
+  //   for replies is broken or a bot, and retrying the same way will not help;
+  // - 554 for DATA ("554 Transaction failed" is a DATA reply; 554 is not one of MAIL/RCPT);
+  // - 421 for the rest (NOOP, RSET, STARTTLS, HELP): §4.3.2 allows 421 for any command when
+  //   the server closes the channel, and those commands have no 5xx of their own for this.
+  void refuse_improper_pipelining(const VerbRow& row) {
+    early_talker_ = "pipelining";
+    int code = 421;
+    std::string_view enhanced = "4.5.0";
+    if (row.verb == "EHLO" || row.verb == "HELO" || row.verb == "VRFY" || row.verb == "EXPN" ||
+        row.verb == "MAIL" || row.verb == "RCPT") {
+      code = 550;
+      enhanced = "5.5.1";
+    } else if (row.verb == "DATA") {
+      code = 554;
+      enhanced = "5.5.1";
+    }
+    scratch_.assign("Protocol error: commands sent before the reply to ")
+        .append(row.verb)
+        .append(" (improper pipelining), closing connection");
+    reply(code, enhanced, scratch_);
+    ++errors_;
+    begin_close();
   }
 
   void check_passed() {
@@ -1682,6 +1755,9 @@ struct ServerSession::Impl {
   std::size_t rejected_recipients_ = 0;  // RCPTs refused by policy since the last message
   unsigned improper_pipelining_ = 0;
   std::uint64_t lines_seen_ = 0;
+  EarlyTalkerScreen screen_;       // screen_early_talkers()
+  bool pregreet_pending_ = false;  // "220-" sent, the final line waits for pregreet_passed()
+  std::string_view early_talker_;  // "pregreet" or "pipelining" once refused as such
 };
 
 // clang-format off
@@ -1721,6 +1797,22 @@ void ServerSession::set_local_user(std::string_view user) {
   if (impl_->started_) return;
   impl_->authenticated_user_.assign(user);
   impl_->authenticated_ = true;
+}
+
+void ServerSession::screen_early_talkers(const EarlyTalkerScreen& screen) {
+  if (!impl_->started_) impl_->screen_ = screen;
+}
+
+bool ServerSession::pregreet_pending() const {
+  return impl_->pregreet_pending_;
+}
+
+void ServerSession::pregreet_passed() {
+  impl_->pregreet_passed();
+}
+
+std::string_view ServerSession::early_talker() const {
+  return impl_->early_talker_;
 }
 
 void ServerSession::refuse_at_start(const Reply& reply) {

@@ -176,6 +176,19 @@ struct SessionConfig {
   unsigned checked_stages = 0;
 };
 
+// The early-talker screen of the `smtp` role (docs/architecture.md "Screening"), per session.
+struct EarlyTalkerScreen {
+  // The greeting is "220-<host> ..." at once and "220 <host> ..." only at pregreet_passed();
+  // input before that refuses the client: "554 <host> Protocol error: ..." as the greeting's
+  // last line, then 503 to every command but QUIT (as after a connect check's 554).
+  bool pregreet = false;
+  // Bytes after a command that must end a pipelined group (RFC 2920 §3.1: EHLO, HELO, DATA,
+  // VRFY, EXPN, NOOP; RFC 3207: STARTTLS), or after any command once the client said HELO
+  // (no PIPELINING offered), in the same input: a refusal valid for that command (550, 554
+  // for DATA, 421 otherwise) and close. Off: only improper_pipelining_count() counts them.
+  bool refuse_improper_pipelining = false;
+};
+
 // What the TLS layer tells the session after a handshake.
 struct TlsInfo {
   std::string version;  // "TLSv1.3"
@@ -221,6 +234,15 @@ class ServerSession {
   // Before start(): this reply (4xx or 5xx) replaces the greeting, as a refusal by a connect
   // check does (a 4xx closes; a 5xx serves QUIT only). For a peer the host will not serve.
   void refuse_at_start(const Reply& reply);
+  // Before start(): screen this client as an early talker (EarlyTalkerScreen).
+  void screen_early_talkers(const EarlyTalkerScreen& screen);
+  // The greeting's last line is held back (EarlyTalkerScreen::pregreet): the host waits for
+  // input at most its pre-greet wait, then calls pregreet_passed() (the final "220 " line)
+  // if nothing came; input that comes first is given to receive() as usual.
+  bool pregreet_pending() const;
+  void pregreet_passed();
+  // "pregreet" or "pipelining" once the screen refused the client, else "" (for the log).
+  std::string_view early_talker() const;
 
   // Per session (it may name the session in a log line, so it is not in the shared
   // SessionConfig): asked at MAIL once the session is authenticated — may this user start

@@ -228,6 +228,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   };
 
   smtp::ServerSession session(config);
+  // The early-talker screen's pipelining refusal. Not its pre-greet wait: that needs the
+  // host's timer, and its refusal after "220-" breaks the one-code-per-reply invariant on
+  // purpose (server_session.cpp, refuse_early_talker).
+  session.screen_early_talkers(
+      smtp::EarlyTalkerScreen{.pregreet = false, .refuse_improper_pipelining = (seed & 8) != 0});
   Host host{session, {}, seed, flags};
   if (config.tls_mode == smtp::TlsMode::kImplicit) {
     session.tls_established(smtp::TlsInfo{"TLSv1.3", "TLS_AES_256_GCM_SHA384", ""});

@@ -255,6 +255,8 @@ net::ServerServices server_settings(const config::Config& config) {
   services.max_messages_per_user_per_hour = config.max_messages_per_user_per_hour;
   services.ipv6_prefix = config.ipv6_prefix;
   services.shutdown_grace = config.shutdown_grace;
+  services.pregreet_pass_ttl = config.screening.pregreet_pass_ttl;
+  services.pregreet_pass_entries = config.screening.pregreet_pass_entries;
   return services;
 }
 

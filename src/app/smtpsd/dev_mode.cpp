@@ -277,6 +277,7 @@ smtpsd development server is ready.
                  folder .tag once a mail client has made it)
   listeners      {listeners}
   checks         {checks}
+  screening      {screening}
   DKIM           what demo@localhost submits is signed (keys in {dir}/dkim/localhost/);
                  the DNS records a real domain would publish: {dir}/dkim/localhost.zone
   DNS            {dns}
@@ -288,6 +289,7 @@ smtpsd development server is ready.
 {local})TEXT",
       fmt::arg("dir", s.dir), fmt::arg("listeners", listeners.empty() ? "none" : listeners),
       fmt::arg("checks", describe_configured_checks(config)),
+      fmt::arg("screening", describe_screening(config)),
       fmt::arg("dns", config.dns.servers.empty()
                           ? std::string("the system's resolvers (/etc/resolv.conf); "
                                         "`smtpsd dev --dns IP:PORT` sends every lookup there")

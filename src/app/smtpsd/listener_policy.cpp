@@ -9,6 +9,7 @@
 #include "app/smtpsd/local_recipients.h"
 #include "auth/failure_limiter.h"
 #include "auth/sasl.h"
+#include "filter/dns_list_check.h"
 #include "intake/authenticity_check.h"
 #include "intake/dkim_sign_check.h"
 #include "intake/loop_check.h"
@@ -105,6 +106,26 @@ dkim_keys_of(const config::Config& config, const config::Domain& domain) {
 base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_checks(
     const config::Config& config, const CheckServices& services) {
   std::vector<std::shared_ptr<intake::Check>> checks;
+  if (services.resolver && !config.screening.dns_lists.empty()) {
+    const config::ScreeningSettings& sc = config.screening;
+    filter::DnsListPolicy policy;
+    for (const config::DnsListSettings& list : sc.dns_lists) {
+      filter::DnsList entry{list.zone, list.weight, {}};
+      for (const config::DnsListAnswerSettings& answer : list.answers)
+        entry.answers.push_back(filter::ListedAnswer{answer.network, answer.weight});
+      policy.lists.push_back(std::move(entry));
+    }
+    policy.threshold = sc.dns_list_threshold;
+    policy.refuse_at = sc.refuse_at == config::DnsListRefuseAt::kConnect
+                           ? filter::DnsListPolicy::RefuseAt::kConnect
+                           : filter::DnsListPolicy::RefuseAt::kRcpt;
+    policy.allow_networks = sc.allow_networks;
+    // The A lookups side by side, then the TXT of the list that counted: two lookups' time.
+    policy.deadline =
+        2 * std::chrono::duration_cast<std::chrono::milliseconds>(config.dns.timeout) +
+        std::chrono::seconds(1);
+    checks.push_back(std::make_shared<filter::DnsListCheck>(services.resolver, std::move(policy)));
+  }
   if (config.max_received_headers != 0) {
     checks.push_back(std::make_shared<intake::ReceivedLoopCheck>(config.max_received_headers));
   }
@@ -188,6 +209,25 @@ std::string describe_configured_checks(const config::Config& config) {
   return pipeline ? describe_checks(*pipeline.value()) : pipeline.error();
 }
 
+std::string describe_screening(const config::Config& config) {
+  const config::ScreeningSettings& sc = config.screening;
+  std::string out =
+      sc.pregreet_wait.count() > 0
+          ? fmt::format(
+                "port 25: pre-greet wait {} ms (passes remembered {} s)", sc.pregreet_wait.count(),
+                std::chrono::duration_cast<std::chrono::seconds>(sc.pregreet_pass_ttl).count())
+          : std::string("port 25: no pre-greet wait");
+  out += sc.refuse_improper_pipelining ? ", improper pipelining refused"
+                                       : ", improper pipelining logged";
+  if (!sc.dns_lists.empty()) {
+    out += fmt::format(", {} DNS lists (refused at {})", sc.dns_lists.size(),
+                       config::to_string(sc.refuse_at));
+  }
+  if (!sc.allow_networks.empty())
+    out += fmt::format(", {} networks never screened", sc.allow_networks.size());
+  return out;
+}
+
 std::string describe_checks(const intake::Pipeline& pipeline) {
   std::string out;
   for (const auto& check : pipeline.checks()) {
@@ -232,6 +272,11 @@ net::ListenerOptions listener_options(std::shared_ptr<const config::Config> snap
   options.command_timeout = config.command_timeout;
   options.data_timeout = config.data_timeout;
   options.handshake_timeout = config.handshake_timeout;
+  if (listener.role == config::Role::kSmtp) {
+    options.pregreet_wait = config.screening.pregreet_wait;
+    options.refuse_improper_pipelining = config.screening.refuse_improper_pipelining;
+    options.screening_exempt = config.screening.allow_networks;
+  }
   return options;
 }
 

@@ -84,6 +84,9 @@ std::string describe_checks(const intake::Pipeline& pipeline);
 // The same for the checks a server with `config` runs (built_in_checks with services), for
 // the start-up lines of `smtpsd dev`; a DKIM key the signer refuses is named instead.
 std::string describe_configured_checks(const config::Config& config);
+// The early-talker screen of the smtp listeners in a few words, for `smtpsd dev`:
+// "pre-greet wait 1s (passes remembered 1d), improper pipelining refused".
+std::string describe_screening(const config::Config& config);
 
 // What the network host needs for snapshot->listeners[index]: the session policy, the checks
 // (built_in_checks(*snapshot), shared by the snapshot's listeners), the TLS context new

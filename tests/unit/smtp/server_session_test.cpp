@@ -1743,3 +1743,134 @@ TEST_P(SessionTest, RefusedAtStartServesOnlyQuit) {
 
 }  // namespace
 }  // namespace smtp
+
+// ---- the early-talker screen (EarlyTalkerScreen) ------------------------------------------
+
+namespace smtp {
+namespace {
+
+class ScreenTest : public SessionTest {
+ protected:
+  void start_screened(EarlyTalkerScreen screen) {
+    host_ = std::make_unique<FakeHost>(config_);
+    host_->session.screen_early_talkers(screen);
+    host_->start();
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(WholeAndBytewise, ScreenTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Bytewise" : "Whole";
+                         });
+
+// Improper pipelining is bytes behind a command in one input: fed whole only (one byte at a
+// time nothing is ever behind a command).
+class PipeliningScreenTest : public ScreenTest {};
+INSTANTIATE_TEST_SUITE_P(Whole, PipeliningScreenTest, ::testing::Values(false),
+                         [](const ::testing::TestParamInfo<bool>&) { return "Whole"; });
+
+TEST_P(ScreenTest, PregreetHoldsTheLastGreetingLine) {
+  start_screened({.pregreet = true});
+  EXPECT_EQ(host().output, "220-mx.example ESMTP smtpsd\r\n");
+  EXPECT_TRUE(host().session.pregreet_pending());
+  host().session.pregreet_passed();
+  host().run();
+  EXPECT_EQ(host().output, "220-mx.example ESMTP smtpsd\r\n220 mx.example ESMTP smtpsd\r\n");
+  EXPECT_FALSE(host().session.pregreet_pending());
+  EXPECT_TRUE(reply("EHLO client.example\r\n").starts_with("250 "));
+  EXPECT_EQ(host().session.early_talker(), "");
+}
+
+TEST_P(ScreenTest, EarlyTalkerGets554Then503UntilQuit) {
+  start_screened({.pregreet = true});
+  send("EHLO bot.example\r\nMAIL FROM:<a@bot.example>\r\n");
+  EXPECT_EQ(host().session.early_talker(), "pregreet");
+  EXPECT_FALSE(host().session.pregreet_pending());
+  EXPECT_EQ(host().replies(),
+            (std::vector<std::string>{"554 mx.example Protocol error: talked before the greeting",
+                                      "503 5.5.1 Bad sequence of commands: connection refused",
+                                      "503 5.5.1 Bad sequence of commands: connection refused"}));
+  host().session.pregreet_passed();  // too late: ignored
+  host().run();
+  EXPECT_EQ(reply("QUIT\r\n"), "221 2.0.0 mx.example closing connection");
+  EXPECT_TRUE(host().closed);
+}
+
+TEST_P(ScreenTest, ClientThatLeavesDuringTheWaitIsNoTalker) {
+  start_screened({.pregreet = true});
+  host().eof();
+  EXPECT_TRUE(host().closed);
+  EXPECT_EQ(host().session.early_talker(), "");
+}
+
+TEST_P(PipeliningScreenTest, ImproperPipeliningAfterEhloIsRefused) {
+  start_screened({.refuse_improper_pipelining = true});
+  auto replies = exchange("EHLO bot.example\r\nMAIL FROM:<a@bot.example>\r\n");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0],
+            "550 5.5.1 Protocol error: commands sent before the reply to EHLO (improper "
+            "pipelining), closing connection");
+  EXPECT_TRUE(host().closed);
+  EXPECT_EQ(host().session.early_talker(), "pipelining");
+}
+
+TEST_P(PipeliningScreenTest, ImproperPipeliningAfterDataGets554) {
+  start_screened({.refuse_improper_pipelining = true});
+  ehlo_mail_rcpt();
+  auto replies = exchange("DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_TRUE(replies[0].starts_with("554 5.5.1 Protocol error")) << replies[0];
+  EXPECT_TRUE(host().messages.empty());
+  EXPECT_TRUE(host().closed);
+}
+
+TEST_P(PipeliningScreenTest, AnyPipeliningAfterHeloIsRefused) {
+  start_screened({.refuse_improper_pipelining = true});
+  EXPECT_TRUE(reply("HELO client.example\r\n").starts_with("250 "));
+  auto replies = exchange("MAIL FROM:<a@client.example>\r\nRCPT TO:<b@mx.example>\r\n");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_TRUE(replies[0].starts_with("550 5.5.1 Protocol error")) << replies[0];
+  EXPECT_TRUE(host().closed);
+}
+
+TEST_P(ScreenTest, ProperPipeliningAndQuitPass) {
+  start_screened({.refuse_improper_pipelining = true});
+  EXPECT_TRUE(reply("EHLO client.example\r\n").starts_with("250 "));
+  // RFC 2920 §3.1: MAIL, RCPT and DATA in one group, DATA last; then the data after the 354.
+  auto replies = exchange("MAIL FROM:<a@client.example>\r\nRCPT TO:<b@mx.example>\r\nDATA\r\n");
+  EXPECT_EQ(replies.back(), "354 End data with <CR><LF>.<CR><LF>");
+  replies = exchange("Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n");
+  EXPECT_TRUE(replies.front().starts_with("250 2.0.0")) << replies.front();
+  EXPECT_EQ(replies.back(), "221 2.0.0 mx.example closing connection");
+  EXPECT_EQ(host().session.early_talker(), "");
+  EXPECT_EQ(host().messages.size(), 1u);
+}
+
+TEST_P(ScreenTest, BdatChunkFollowsItsLine) {
+  start_screened({.refuse_improper_pipelining = true});
+  ehlo_mail_rcpt();
+  auto replies = exchange("BDAT 5 LAST\r\nhello");
+  EXPECT_TRUE(replies.back().starts_with("250 2.0.0")) << replies.back();
+  EXPECT_EQ(host().session.early_talker(), "");
+}
+
+TEST_P(PipeliningScreenTest, CommandsBehindStarttlsAreRefusedBeforeAnyHandshake) {
+  start_screened({.refuse_improper_pipelining = true});
+  EXPECT_TRUE(reply("EHLO client.example\r\n").starts_with("250 "));
+  auto replies = exchange("STARTTLS\r\nMAIL FROM:<evil@x.example>\r\n");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_TRUE(replies[0].starts_with("421 4.5.0 Protocol error")) << replies[0];
+  EXPECT_EQ(host().starttls, 0);
+  EXPECT_TRUE(host().closed);
+}
+
+TEST_P(PipeliningScreenTest, WithoutTheScreenImproperPipeliningIsOnlyCounted) {
+  start();
+  auto replies = exchange("EHLO client.example\r\nNOOP\r\n");
+  EXPECT_EQ(replies.size(), 2u);
+  EXPECT_EQ(host().session.improper_pipelining_count(), 1u);
+  EXPECT_EQ(host().session.early_talker(), "");
+}
+
+}  // namespace
+}  // namespace smtp

@@ -1,0 +1,110 @@
+// dns_lists.cpp — see dns_lists.h.
+#include "filter/dns_lists.h"
+
+#include <algorithm>
+
+namespace filter {
+namespace {
+
+bool is_mapped_ipv4(const base::IpBytes& ip) {
+  for (int i = 0; i < 10; ++i) {
+    if (ip[i] != 0) return false;
+  }
+  return ip[10] == 0xff && ip[11] == 0xff;
+}
+
+}  // namespace
+
+std::string query_name(std::string_view client_address, std::string_view zone) {
+  auto ip = base::parse_ip(client_address);
+  if (!ip) return {};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string name;
+  if (is_mapped_ipv4(*ip)) {
+    // RFC 5782 §2.1: the octets in reverse order.
+    for (int i = 15; i >= 12; --i)
+      name.append(std::to_string((*ip)[i])).push_back('.');
+  } else {
+    // RFC 5782 §2.4: the nibbles in reverse order, as in ip6.arpa (RFC 3596 §2.5).
+    for (int i = 15; i >= 0; --i) {
+      name.push_back(kHex[(*ip)[i] & 0x0f]);
+      name.push_back('.');
+      name.push_back(kHex[(*ip)[i] >> 4]);
+      name.push_back('.');
+    }
+  }
+  std::string_view bare = zone;
+  while (!bare.empty() && bare.back() == '.')
+    bare.remove_suffix(1);
+  return name.append(bare);
+}
+
+bool is_provider_error_code(const base::IpBytes& address) {
+  return is_mapped_ipv4(address) && address[12] == 127 && address[13] == 255 && address[14] == 255;
+}
+
+ListResult evaluate_answer(const DnsList& list, const std::vector<std::string>& addresses) {
+  ListResult result;
+  std::optional<int> best;
+  for (const std::string& text : addresses) {
+    auto address = base::parse_ip(text);
+    // RFC 5782 §2.3: answers are in 127.0.0.0/8; anything else is not a list's answer.
+    const bool loopback_range = address && is_mapped_ipv4(*address) && (*address)[12] == 127;
+    if (!loopback_range || is_provider_error_code(*address)) {
+      if (result.kind != ListResult::Kind::kListed) {
+        result.kind = ListResult::Kind::kError;
+        result.answer = text;
+      }
+      continue;
+    }
+    std::optional<int> weight;
+    if (list.answers.empty()) {
+      weight = list.weight;
+    } else {
+      for (const ListedAnswer& answer : list.answers) {
+        if (!answer.network.contains(*address)) continue;
+        const int w = answer.weight.value_or(list.weight);
+        if (!weight || (list.weight >= 0 ? w > *weight : w < *weight)) weight = w;
+      }
+    }
+    if (!weight) continue;
+    if (!best || (list.weight >= 0 ? *weight > *best : *weight < *best)) {
+      best = weight;
+      result.kind = ListResult::Kind::kListed;
+      result.answer = text;
+    }
+  }
+  if (best) result.weight = *best;
+  return result;
+}
+
+int score_of(const std::vector<ListResult>& results) {
+  int score = 0;
+  for (const ListResult& result : results) {
+    if (result.kind == ListResult::Kind::kListed) score += result.weight;
+  }
+  return score;
+}
+
+std::string reply_safe_text(std::string_view text, std::size_t max_length) {
+  std::string out;
+  out.reserve(std::min(text.size(), max_length + 3));
+  for (char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    char printable = (u >= 0x20 && u <= 0x7e) ? c : '?';
+    if (u == '\t') printable = ' ';
+    if (printable == ' ' && (out.empty() || out.back() == ' ')) continue;
+    if (out.size() >= max_length) {
+      while (!out.empty() && out.back() == ' ')
+        out.pop_back();
+      out.append("...");
+      return out;
+    }
+    out.push_back(printable);
+  }
+  while (!out.empty() && out.back() == ' ')
+    out.pop_back();
+  return out;
+}
+
+}  // namespace filter
