@@ -516,6 +516,7 @@ class SessionLoop {
     context.client_port = client_port_;
     context.role = options_.role;
     context.tls_version = session_.tls_active() ? std::string_view(info.version) : "";
+    context.tls_cipher = session_.tls_active() ? std::string_view(info.cipher) : "";
     context.authenticated_user = session_.authenticated_user();
     context.envelope = &session_.envelope();
     context.helo = session_.envelope().helo;
@@ -587,6 +588,7 @@ class SessionLoop {
   // The end: close_notify, close (before the log line: the client sees the end at once).
   void finish() {
     intake_.abort();
+    checks_.session_closed(session_id_);
     if (session_.closed_as_http()) {
       close_reason_ = "http request (cross-protocol)";
       obs::Log("http_refused", obs::Level::kWarning)
