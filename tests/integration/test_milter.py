@@ -18,6 +18,8 @@ import needs
 from harness import SMTPSD, ServerTestCase, make_message
 from processes import end_process
 
+SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
+
 
 def milter_toml(name, path, timeout="2s", default_action="tempfail", extra=""):
     return (f'[[milters]]\nname = "{name}"\naddress = "unix:{path}"\ntimeout = "{timeout}"\n'
@@ -63,7 +65,9 @@ class ScriptedMilter(ServerTestCase):
                         fm.delete_recipient("other@localhost"),
                         fm.CONTINUE]
             return None
-        server = self.start(script, protocol=fm.NO_REPLY["header"])
+        # The local submission path goes through the milters named in [local_submission].
+        server = self.start(script, protocol=fm.NO_REPLY["header"],
+                            extra='[local_submission]\nmilters = ["scripted"]\n')
         message = (b"From: <you@example.org>\r\nTo: <demo@localhost>\r\nSubject: original\r\n"
                    b"X-Drop: me\r\n\r\nOriginal body.\r\n")
         with server.smtp() as client:
@@ -103,6 +107,18 @@ class ScriptedMilter(ServerTestCase):
         queue_id = macros["T"]["i"]
         self.assertEqual(macros["E"]["i"], queue_id)
         self.assertIn(f"id {queue_id}".encode(), delivered)
+
+        # A local submission (root's sendmail): the milter sees a local client and edits it too.
+        environment = dict(os.environ, SMTPSD_CONFIG=server.config_path)
+        result = subprocess.run([SMTPSCTL, "sendmail", "demo@localhost"],
+                                input=b"Subject: local\n\nfrom cron\n", env=environment,
+                                capture_output=True, timeout=30)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        local = server.wait_delivered(2)[1]
+        self.assertIn(b"X-Added: at the end\r\n", local)
+        self.milter.wait_for(lambda e: len(e) == 2)
+        connect = next(e for e in self.milter.events()[1] if e[0] == "connect")
+        self.assertEqual(connect[1:3] + connect[4:], ("localhost", "4", "127.0.0.1"))
 
     def test_each_reply_of_each_stage(self):
         def script(stage, event, conversation):
@@ -188,48 +204,60 @@ class ScriptedMilter(ServerTestCase):
             return None
         sock = os.path.join(self.tmp, "m.sock")
         missing = os.path.join(self.tmp, "nobody-listens.sock")
-        # Lenient: a milter that is down and the scripted one, both default_action = accept.
-        server = self.start(script, listeners=[{"role": "smtp", "milters": ["down", "scripted"]}],
-                            milters=milter_toml("down", missing, "300ms", "accept") +
-                            milter_toml("scripted", sock, "300ms", "accept"))
+        # Lenient on the local submission path: a milter that is down and the scripted one,
+        # both default_action = accept. Strict (tempfail) on port 25: the scripted one again.
+        server = self.start(
+            script, listeners=[{"role": "smtp", "milters": ["strict"]}],
+            milters=milter_toml("down", missing, "300ms", "accept") +
+            milter_toml("lenient", sock, "300ms", "accept") +
+            milter_toml("strict", sock, "300ms", "tempfail") +
+            '[local_submission]\nmilters = ["down", "lenient"]\n',
+            domains=[("localhost", ["demo"])])
+        environment = dict(os.environ, SMTPSD_CONFIG=server.config_path)
         for sender in ("hang@example.org", "close@example.org", "ok@example.org"):
-            with server.smtp(starttls=False) as client:
-                client.sendmail(sender, ["demo@localhost"], make_message(sender=sender))
+            result = subprocess.run([SMTPSCTL, "sendmail", "-f", sender, "demo@localhost"],
+                                    input=b"Subject: lenient\n\n" + b"x" * 100 + b"\n",
+                                    env=environment, capture_output=True, timeout=30)
+            self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(len(server.wait_delivered(3)), 3)
         server.wait_log(r"level=warning event=milter_failed .*milter=down stage=connect "
                         r"reason=\"?cannot connect")
-        server.wait_log(r"event=milter_failed .*milter=scripted stage=end_of_data "
+        server.wait_log(r"event=milter_failed .*milter=lenient stage=end_of_data "
                         r"reason=\"?timed out after 300ms.* action=accept")
-        server.wait_log(r"event=milter_failed .*milter=scripted stage=body "
+        server.wait_log(r"event=milter_failed .*milter=lenient stage=body "
                         r"reason=\"?closed the connection.* action=accept")
 
-        # Strict (tempfail): the same failures refuse with 451, the client keeps the message.
-        strict = self.new_server(
-            listeners=[{"role": "smtp", "milters": ["scripted"]}],
-            extra_toml=milter_toml("scripted", sock, "300ms", "tempfail"),
-            domains=[("localhost", ["demo"])])
-        strict.start()
+        # Strict: the same failures refuse with 451, the client keeps the message.
         for sender in ("hang@example.org", "close@example.org"):
-            with strict.smtp(starttls=False) as client:
+            with server.smtp(starttls=False) as client:
                 with self.assertRaises(smtplib.SMTPDataError) as caught:
                     client.sendmail(sender, ["demo@localhost"], make_message(sender=sender))
                 self.assertEqual(caught.exception.smtp_code, 451)
-        with strict.smtp(starttls=False) as client:
+        with server.smtp(starttls=False) as client:
             client.sendmail("ok@example.org", ["demo@localhost"], make_message())
-        self.assertEqual(len(strict.wait_delivered(1)), 1)
+        self.assertEqual(len(server.wait_delivered(4)), 4)
         # The milter goes down: sessions are refused with a 4xx until it is back.
         self.milter.stop()
         os.unlink(sock)
         with self.assertRaises(smtplib.SMTPResponseException) as caught:
-            with strict.smtp(starttls=False) as client:
+            with server.smtp(starttls=False) as client:
                 client.sendmail("ok@example.org", ["demo@localhost"], make_message())
         self.assertEqual(caught.exception.smtp_code // 100, 4)
-        time.sleep(0.2)
-        self.assertEqual(len(strict.delivered()), 1)
-        self.assertEqual(len(server.delivered()), 3)
+        server.wait_log(r"event=milter_failed .*milter=strict stage=connect .*action=tempfail")
+        time.sleep(0.2)  # nothing more arrives: nothing was delivered twice
+        self.assertEqual(len(server.delivered()), 4)
 
     def test_configuration_errors_name_the_key(self):
-        server = self.new_server(listeners=[{"role": "smtp", "milters": ["nope"]}])
+        server = self.new_server(listeners=[{"role": "smtp", "milters": ["m"]}],
+                                 extra_toml=milter_toml("m", "/run/m.sock", "3s", "accept"))
+        result = subprocess.run([SMTPSD, "check", "--config", server.config_path],
+                                capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("milter: m at unix:/run/m.sock, timeout 3000 ms, default accept; used by "
+                      "smtp 127.0.0.1:0", result.stdout)
+        server.listeners = [{"role": "smtp", "milters": ["nope"]}]
+        server.extra_toml = ""
+        server.write_config()
         result = subprocess.run([SMTPSD, "check", "--config", server.config_path],
                                 capture_output=True, text=True)
         self.assertNotEqual(result.returncode, 0)
