@@ -33,7 +33,7 @@ TEST(MilterProtocol, EncodesTheMtaPackets) {
   EXPECT_EQ(rcpt("", {}), u32(4) + "R<>\0"s);
   EXPECT_EQ(connect("unknown", '4', 2525, "192.0.2.1"), u32(22) +
                                                             "Cunknown\0"
-                                                            "4\x09\xc4"
+                                                            "4\x09\xdd"
                                                             "192.0.2.1\0"s);
   EXPECT_EQ(connect("localhost", 'L', 0, ""), u32(12) + "Clocalhost\0L"s);
   // Folding goes as LF, as Sendmail and Postfix send it.
