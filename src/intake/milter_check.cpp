@@ -127,7 +127,8 @@ struct MilterCheck::Session {
   // Opens the conversation at the first step (the connect stage, normally).
   std::optional<Verdict> ensure_connected(Stage stage, const Facts& facts,
                                           Clock::time_point limit) {
-    if (client) return std::nullopt;
+    // Once: a milter that failed is not asked again in this session (its default applies).
+    if (client || failed) return std::nullopt;
     milter::ClientOptions options;
     options.endpoint = settings->endpoint;
     options.timeout = settings->timeout;

@@ -201,6 +201,8 @@ class ScriptedMilter(ServerTestCase):
                 return "hang"
             if stage == "body" and conversation.get("sender") == "<close@example.org>":
                 return "close"
+            if stage == "header" and conversation.get("sender") == "<closes-at-header@example.org>":
+                return "close"
             return None
         sock = os.path.join(self.tmp, "m.sock")
         missing = os.path.join(self.tmp, "nobody-listens.sock")
@@ -227,12 +229,15 @@ class ScriptedMilter(ServerTestCase):
         server.wait_log(r"event=milter_failed .*milter=lenient stage=body "
                         r"reason=\"?closed the connection.* action=accept")
 
-        # Strict: the same failures refuse with 451, the client keeps the message.
-        for sender in ("hang@example.org", "close@example.org"):
+        # Strict: the same failures refuse with 451, the client keeps the message; a milter
+        # that failed is not asked again in the session (one conversation each).
+        conversations = len(self.milter.events())
+        for sender in ("hang@example.org", "close@example.org", "closes-at-header@example.org"):
             with server.smtp(starttls=False) as client:
                 with self.assertRaises(smtplib.SMTPDataError) as caught:
                     client.sendmail(sender, ["demo@localhost"], make_message(sender=sender))
                 self.assertEqual(caught.exception.smtp_code, 451)
+        self.assertEqual(len(self.milter.events()), conversations + 3)
         with server.smtp(starttls=False) as client:
             client.sendmail("ok@example.org", ["demo@localhost"], make_message())
         self.assertEqual(len(server.wait_delivered(4)), 4)
