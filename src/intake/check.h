@@ -69,6 +69,8 @@ class CheckState {
   virtual ~CheckState() = default;
 };
 
+struct Verdict;
+
 struct Context {
   std::string_view session_id;
   std::string_view client_address;  // the client (behind a PROXY header: the one it names)
@@ -95,6 +97,9 @@ struct Context {
   // From kDataStart to kEndOfData: this check's slot for the message (see CheckState); null
   // at connect, HELO, MAIL and RCPT.
   std::unique_ptr<CheckState>* state = nullptr;
+  // kEndOfData: the merged verdict of the checks before this one (a milter's edits), so that
+  // a signature made here covers them; null elsewhere.
+  const Verdict* earlier = nullptr;
 };
 
 struct HeaderEdit {

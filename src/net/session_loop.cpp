@@ -114,6 +114,7 @@ awaitable<intake::Verdict> run_stage(
     intake::Context each = context;
     if (states != nullptr && run.check_index() < states->size())
       each.state = &(*states)[run.check_index()];
+    if (stage == intake::Stage::kEndOfData) each.earlier = &run.verdict();
     std::optional<intake::Verdict> verdict = co_await run_check(*check, stage, each);
     if (verdict)
       run.record(std::move(*verdict));

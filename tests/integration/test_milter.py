@@ -6,6 +6,7 @@ whose signature dkimpy verifies on the delivered message.
 Standard library only (OpenDKIM and dkimpy are Debian packages, run as programs).
 """
 
+import base64
 import os
 import re
 import signal
@@ -24,6 +25,19 @@ SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD
 def milter_toml(name, path, timeout="2s", default_action="tempfail", extra=""):
     return (f'[[milters]]\nname = "{name}"\naddress = "unix:{path}"\ntimeout = "{timeout}"\n'
             f'default_action = "{default_action}"\n{extra}\n')
+
+
+def dkim_verifies(message, record):
+    """dkimpy (Debian python3-dkim, run with /usr/bin/python3) on the first DKIM-Signature,
+    the key record given instead of DNS."""
+    verify = ("import sys, dkim\n"
+              "record = sys.argv[1].encode()\n"
+              "message = sys.stdin.buffer.read()\n"
+              "ok = dkim.verify(message, dnsfunc=lambda name, timeout=5: record)\n"
+              "sys.exit(0 if ok else 1)\n")
+    result = subprocess.run(["/usr/bin/python3", "-c", verify, record], input=message,
+                            capture_output=True)
+    return result.returncode == 0
 
 
 def body_of(message):
@@ -65,9 +79,12 @@ class ScriptedMilter(ServerTestCase):
                         fm.delete_recipient("other@localhost"),
                         fm.CONTINUE]
             return None
-        # The local submission path goes through the milters named in [local_submission].
+        # The local submission path goes through the milters named in [local_submission], and
+        # its mail is signed by us (dkim-sign, after the milters).
         server = self.start(script, protocol=fm.NO_REPLY["header"],
-                            extra='[local_submission]\nmilters = ["scripted"]\n')
+                            extra='[local_submission]\nmilters = ["scripted"]\n',
+                            domains=[("localhost", ["demo", "other", "third"], {"dkim": [
+                                {"selector": "dev-rsa", "key": "dkim/localhost/dev-rsa.key"}]})])
         message = (b"From: <you@example.org>\r\nTo: <demo@localhost>\r\nSubject: original\r\n"
                    b"X-Drop: me\r\n\r\nOriginal body.\r\n")
         with server.smtp() as client:
@@ -111,11 +128,20 @@ class ScriptedMilter(ServerTestCase):
         # A local submission (root's sendmail): the milter sees a local client and edits it too.
         environment = dict(os.environ, SMTPSD_CONFIG=server.config_path)
         result = subprocess.run([SMTPSCTL, "sendmail", "demo@localhost"],
-                                input=b"Subject: local\n\nfrom cron\n", env=environment,
-                                capture_output=True, timeout=30)
+                                input=b"From: root@localhost\nSubject: local\nX-Drop: x\n\nfrom cron\n",
+                                env=environment, capture_output=True, timeout=30)
         self.assertEqual(result.returncode, 0, result.stderr)
         local = server.wait_delivered(2)[1]
         self.assertIn(b"X-Added: at the end\r\n", local)
+        self.assertIn(b"Subject: changed\r\n", local)
+        self.assertEqual(body_of(local), b"new body\r\nline two\r\nlast\r\n")
+        # Our signature covers the message as the milter left it (header fields and body).
+        self.assertIn(b"DKIM-Signature: ", local)
+        der = subprocess.run(["openssl", "pkey", "-in",
+                              os.path.join(server.dir, "dkim", "localhost", "dev-rsa.key"),
+                              "-pubout", "-outform", "DER"], capture_output=True, check=True)
+        record = "v=DKIM1; k=rsa; p=" + base64.b64encode(der.stdout).decode()
+        self.assertTrue(dkim_verifies(local, record), local[:2000])
         self.milter.wait_for(lambda e: len(e) == 2)
         connect = next(e for e in self.milter.events()[1] if e[0] == "connect")
         self.assertEqual(connect[1:3] + connect[4:], ("localhost", "4", "127.0.0.1"))
@@ -328,11 +354,4 @@ class OpenDkimMilter(ServerTestCase):
         self.assertIn(b"DKIM-Signature: ", delivered)
         with open(os.path.join(keys, "sel.txt")) as f:
             record = "".join(re.findall(r'"([^"]*)"', f.read()))
-        verify = ("import sys, dkim\n"
-                  "record = sys.argv[1].encode()\n"
-                  "message = sys.stdin.buffer.read()\n"
-                  "ok = dkim.verify(message, dnsfunc=lambda name, timeout=5: record)\n"
-                  "sys.exit(0 if ok else 1)\n")
-        result = subprocess.run(["/usr/bin/python3", "-c", verify, record], input=delivered,
-                                capture_output=True)
-        self.assertEqual(result.returncode, 0, result.stderr.decode() + delivered[:1500].decode())
+        self.assertTrue(dkim_verifies(delivered, record), delivered[:1500].decode())
