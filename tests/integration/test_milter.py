@@ -54,9 +54,10 @@ def header_lines(message):
 
 class ScriptedMilter(ServerTestCase):
 
-    def start(self, script, protocol=0, milters=None, extra="", domains=None, listeners=None):
+    def start(self, script, protocol=0, milters=None, extra="", domains=None, listeners=None,
+              macros=None):
         self.sock = os.path.join(self.tmp, "m.sock")
-        self.milter = fm.FakeMilter(self.sock, script, protocol=protocol)
+        self.milter = fm.FakeMilter(self.sock, script, protocol=protocol, macros=macros)
         self.addCleanup(self.milter.stop)
         toml = extra + (milters if milters is not None else milter_toml("scripted", self.sock))
         self.server = self.new_server(
@@ -176,9 +177,12 @@ class ScriptedMilter(ServerTestCase):
                                  fm.CONTINUE],
                 }.get(subject)
             return None
+        # Macros: the configuration's list at connect, the milter's own (SETSYMLIST) at RCPT.
         server = self.start(script, protocol=0x400,  # SMFIP_SKIP
                             milters=milter_toml("scripted", os.path.join(self.tmp, "m.sock"),
-                                                timeout="500ms"))
+                                                timeout="500ms",
+                                                extra='macros = { connect = ["{client_addr}"] }'),
+                            macros={3: "j {rcpt_addr}"})
 
         def send(sender="you@example.org", to="demo@localhost", subject="x", body="Hi.\r\n"):
             with server.smtp(starttls=False) as client:
@@ -199,6 +203,10 @@ class ScriptedMilter(ServerTestCase):
         refused(550, "5.7.1 Command rejected", sender="reject@example.org")
         refused(451, "4.7.1 Service unavailable", sender="tempfail@example.org")
         refused(550, "5.7.0 Not this one", to="demo+refuse@localhost")
+        sent = [e for e in self.milter.events()[2] if e[0] == "macro"]
+        self.assertEqual([e[1:] for e in sent if e[1] in "CR"],
+                         [("C", {"{client_addr}": "127.0.0.1"}),
+                          ("R", {"j": "localhost", "{rcpt_addr}": "demo+refuse@localhost"})])
         # A reply code that does not match its meaning is the milter's failure: tempfail.
         refused(451, "4.7.1", to="demo+bad@localhost")
         server.wait_log(r"level=warning event=milter_failed .*milter=scripted stage=rcpt "
