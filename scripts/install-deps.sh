@@ -8,7 +8,7 @@ packages=(
   libssl-dev openssl libasio-dev libtomlplusplus-dev libcli11-dev libsodium-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libxml2-utils
   libunbound-dev dns-root-data bind9 bind9-utils iproute2
-  python3-dkim python3-nacl opendkim-tools
+  python3-dkim python3-nacl opendkim-tools opendkim
   libpsl-dev publicsuffix python3-spf python3-yaml
   libcurl4-openssl-dev
   testssl.sh

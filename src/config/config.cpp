@@ -323,6 +323,108 @@ std::vector<std::string> user_names_at(const toml::table& table, const std::stri
   return names;
 }
 
+// [[milters]] (config.h Milter); before [[listeners]] and [local_submission], which name them.
+void read_milters(const toml::table& root, Reader& reader, Config& config) {
+  const toml::array* milters = reader.array_at(root, "", "milters");
+  if (!milters) return;
+  std::size_t index = 0;
+  for (const toml::node& node : *milters) {
+    const std::string p = fmt::format("milters[{}]", index++);
+    if (!node.is_table()) reader.fail(&node, p, "must be a table");
+    const toml::table& entry = *node.as_table();
+    reader.only_keys(entry, p, {"name", "address", "timeout", "default_action", "macros"});
+    Milter milter;
+    milter.line = static_cast<long>(node.source().begin.line);
+    milter.name = reader.string_at(entry, p, "name", "", true);
+    const bool valid_name =
+        !milter.name.empty() && milter.name.size() <= 64 &&
+        std::all_of(milter.name.begin(), milter.name.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+        });
+    if (!valid_name) {
+      reader.fail(entry.get("name"), p + ".name",
+                  "letters, digits, '-', '_' and '.' only (at most 64), not '" + milter.name + "'");
+    }
+    for (const Milter& other : config.milters) {
+      if (other.name == milter.name) {
+        reader.fail(entry.get("name"), p + ".name",
+                    fmt::format("'{}' is already the name of the milter on line {}", milter.name,
+                                other.line));
+      }
+    }
+    const std::string address = reader.string_at(entry, p, "address", "", true);
+    base::HostPortForm form;
+    form.numeric_host = true;
+    auto endpoint = base::parse_endpoint(address, form);
+    if (!endpoint) {
+      reader.fail(
+          entry.get("address"), p + ".address",
+          endpoint.error() +
+              " (\"unix:/run/milter.sock\" or an IP address and port, \"127.0.0.1:11332\")");
+    }
+    milter.address = endpoint.value();
+    milter.timeout = reader.duration_at(entry, p, "timeout", milter.timeout,
+                                        std::chrono::milliseconds(10), std::chrono::minutes(10));
+    const std::string action = reader.string_at(entry, p, "default_action", "tempfail");
+    if (action == "tempfail") {
+      milter.default_action = MilterDefaultAction::kTempfail;
+    } else if (action == "accept") {
+      milter.default_action = MilterDefaultAction::kAccept;
+    } else {
+      reader.fail(entry.get("default_action"), p + ".default_action",
+                  "must be \"tempfail\" (451 4.7.1: the client tries again) or \"accept\" (as if "
+                  "the milter were not configured), not '" +
+                      action + "'");
+    }
+    if (const toml::table* macros = reader.table_at(entry, p, "macros")) {
+      const std::string macros_key = fmt::format("milters[{}].macros", index - 1);
+      reader.only_keys(*macros, macros_key,
+                       {"connect", "helo", "mail", "rcpt", "data", "eoh", "eom"});
+      for (auto&& [stage, list] : *macros) {
+        const std::string key = macros_key + "." + std::string(stage.str());
+        if (!list.is_array()) reader.fail(&list, key, "must be an array of macro names");
+        std::vector<std::string> names;
+        for (const toml::node& item : *list.as_array()) {
+          const std::string name = item.is_string() ? std::string(item.as_string()->get()) : "";
+          const bool valid =
+              !name.empty() && name.size() <= 64 &&
+              std::all_of(name.begin(), name.end(), [](char c) { return c > ' ' && c < 0x7f; });
+          if (!valid) {
+            reader.fail(&item, key,
+                        "each entry is a macro name such as \"j\" or \"{client_addr}\", not '" +
+                            name + "'");
+          }
+          names.push_back(name);
+        }
+        milter.macros.emplace_back(std::string(stage.str()), std::move(names));
+      }
+    }
+    config.milters.push_back(std::move(milter));
+  }
+}
+
+// A listener's or the local submission's `milters`: names of [[milters]], each once.
+std::vector<std::string> milter_names_at(const toml::table& table, const std::string& prefix,
+                                         const Reader& reader, const Config& config) {
+  std::vector<std::string> names;
+  const toml::array* list = reader.array_at(table, prefix, "milters");
+  if (!list) return names;
+  for (const toml::node& node : *list) {
+    const std::string name = node.is_string() ? std::string(node.as_string()->get()) : "";
+    const bool known = std::any_of(config.milters.begin(), config.milters.end(),
+                                   [&](const Milter& milter) { return milter.name == name; });
+    if (!known) {
+      reader.fail(&node, prefix + ".milters",
+                  "no [[milters]] entry is named '" + name + "'" +
+                      (config.milters.empty() ? std::string(" (there are none)") : std::string()));
+    }
+    if (std::find(names.begin(), names.end(), name) != names.end())
+      reader.fail(&node, prefix + ".milters", "'" + name + "' is named twice");
+    names.push_back(name);
+  }
+  return names;
+}
+
 // [local_submission] (config.h LocalSubmissionSettings); after [[domains]] and [server].
 void read_local_submission(const toml::table& root, Reader& reader, const std::string& base_dir,
                            Config& config) {
@@ -330,7 +432,9 @@ void read_local_submission(const toml::table& root, Reader& reader, const std::s
   const toml::table* table = reader.table_at(root, "", "local_submission");
   if (!table) return;
   const std::string p = "local_submission";
-  reader.only_keys(*table, p, {"enabled", "socket", "allow_users", "may_set_sender", "domain"});
+  reader.only_keys(*table, p,
+                   {"enabled", "socket", "allow_users", "may_set_sender", "domain", "milters"});
+  l.milters = milter_names_at(*table, p, reader, config);
   l.enabled = reader.bool_at(*table, p, "enabled", true);
   l.socket = table->get("socket") ? reader.path_at(*table, p, "socket", base_dir, true)
                                   : config.data_dir + "/public/submit.sock";
@@ -1240,7 +1344,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   reader.only_keys(root, "",
                    {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
                     "delivery", "dns", "metrics", "log", "srs", "local_submission", "addressing",
-                    "authenticity", "dmarc_reports", "tls_reports", "screening"});
+                    "authenticity", "dmarc_reports", "tls_reports", "screening", "milters"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -1383,6 +1487,8 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   }
   read_srs(root, reader, base_dir, config);
 
+  read_milters(root, reader, config);
+
   // [[listeners]]
   const toml::array* listeners = reader.array_at(root, "", "listeners");
   if (!listeners || listeners->empty()) {
@@ -1395,8 +1501,9 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     const toml::table& entry = *node.as_table();
     reader.only_keys(entry, prefix,
                      {"role", "address", "port", "session_tickets", "require_tls", "client_ca",
-                      "proxy_protocol", "proxy_from"});
+                      "proxy_protocol", "proxy_from", "milters"});
     Listener listener;
+    listener.milters = milter_names_at(entry, prefix, reader, config);
     std::string role = reader.string_at(entry, prefix, "role", "", true);
     if (role == "submissions") {
       listener.role = Role::kSubmissions;
@@ -1646,6 +1753,10 @@ std::uint64_t Config::max_message_size_for(std::string_view recipient) const {
   return std::min(domain->max_message_size, limits.max_message_size);
 }
 
+std::string_view to_string(MilterDefaultAction action) {
+  return action == MilterDefaultAction::kAccept ? "accept" : "tempfail";
+}
+
 std::string_view to_string(DomainKind kind) {
   return kind == DomainKind::kRelay ? "relay" : "local";
 }
@@ -1784,6 +1895,20 @@ std::string describe(const Config& config) {
       }
     } else {
       out += "authenticity: port 25 mail not checked ([authenticity] verify = false)\n";
+    }
+    for (const Milter& m : config.milters) {
+      std::string used;
+      for (const Listener& l : config.listeners)
+        if (std::find(l.milters.begin(), l.milters.end(), m.name) != l.milters.end())
+          used += fmt::format("{}{} {}:{}", used.empty() ? "" : ", ", to_string(l.role),
+                              l.address_text, l.port);
+      if (config.local_submission.enabled &&
+          std::find(config.local_submission.milters.begin(), config.local_submission.milters.end(),
+                    m.name) != config.local_submission.milters.end())
+        used += std::string(used.empty() ? "" : ", ") + "local submissions";
+      out += fmt::format("milter: {} at {}, timeout {} ms, default {}; used by {}\n", m.name,
+                         base::to_string(m.address), m.timeout.count(), to_string(m.default_action),
+                         used.empty() ? std::string("no listener") : used);
     }
     for (const Domain& d : config.domains) {
       for (const DkimKeyFile& key : d.dkim)

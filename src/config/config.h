@@ -44,7 +44,28 @@ struct Listener {
   // client; accepted only from these networks (CIDR, required when on), others are refused.
   bool proxy_protocol = false;
   std::vector<base::Network> proxy_from;
+  // The [[milters]] its sessions go through, in order (names checked to exist).
+  std::vector<std::string> milters;
   long line = 0;  // of its [[listeners]] entry, for errors
+};
+
+// [[milters]]: a filter speaking the Sendmail milter protocol (README "Filtering with
+// milters"; intake/milter_check.h).
+enum class MilterDefaultAction { kTempfail, kAccept };
+std::string_view to_string(MilterDefaultAction action);  // "tempfail", "accept"
+
+struct Milter {
+  std::string name;        // letters, digits, '-', '_', '.'; unique
+  base::Endpoint address;  // unix:/path or IP:PORT (no host names: no system resolver)
+  std::chrono::milliseconds timeout{10000};  // each step's wait for the milter's answer
+  // When the milter is down, times out or fails mid-conversation (Postfix's
+  // milter_default_action).
+  MilterDefaultAction default_action = MilterDefaultAction::kTempfail;
+  // macros = { connect = ["j", "{client_addr}"], … }: the macros sent at a stage ("connect",
+  // "helo", "mail", "rcpt", "data", "eoh", "eom"); a stage not named keeps the default list.
+  std::vector<std::pair<std::string, std::vector<std::string>>> macros;
+  long line = 0;
+  bool operator==(const Milter&) const = default;
 };
 
 // [[domains]] kind: a domain whose mailboxes are here, or one we accept on port 25 and pass to
@@ -265,6 +286,7 @@ struct LocalSubmissionSettings {
   std::vector<std::string> allow_users;             // user names; empty: every local user
   std::vector<std::string> may_set_sender{"root"};  // may keep their own envelope sender
   std::string domain;  // the sender's domain: default the first [[domains]] name, else hostname
+  std::vector<std::string> milters;  // [[milters]] for local submissions (non_smtpd_milters)
   bool operator==(const LocalSubmissionSettings&) const = default;
 };
 
@@ -379,6 +401,7 @@ struct Config {
   LogSettings log;
   LocalSubmissionSettings local_submission;
   ScreeningSettings screening;
+  std::vector<Milter> milters;                       // [[milters]], in the file's order
   std::size_t max_connections = 10000;               // [limits]: open connections in total …
   std::size_t max_connections_per_ip = 50;           // … and from one client address (421 4.7.0)
   unsigned max_connections_per_minute_per_ip = 120;  // new connections a minute (IPv6: /64); 0 off

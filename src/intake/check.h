@@ -69,6 +69,8 @@ class CheckState {
   virtual ~CheckState() = default;
 };
 
+struct Verdict;
+
 struct Context {
   std::string_view session_id;
   std::string_view client_address;  // the client (behind a PROXY header: the one it names)
@@ -76,6 +78,7 @@ struct Context {
   std::string_view role;                     // listener role: "smtp", "submission", "submissions"
   std::string_view helo;                     // the EHLO/HELO name (kHelo: the one being checked)
   std::string_view tls_version;              // empty without TLS
+  std::string_view tls_cipher;               // empty without TLS (connect to RCPT only)
   std::string_view authenticated_user;       // empty when not authenticated
   const smtp::Envelope* envelope = nullptr;  // from kMail on (kMail: sender not yet set)
   std::string_view sender;                   // kMail: the reverse-path being checked
@@ -94,6 +97,9 @@ struct Context {
   // From kDataStart to kEndOfData: this check's slot for the message (see CheckState); null
   // at connect, HELO, MAIL and RCPT.
   std::unique_ptr<CheckState>* state = nullptr;
+  // kEndOfData: the merged verdict of the checks before this one (a milter's edits), so that
+  // a signature made here covers them; null elsewhere.
+  const Verdict* earlier = nullptr;
 };
 
 struct HeaderEdit {
@@ -101,6 +107,10 @@ struct HeaderEdit {
     kAdd,     // a field at the top of the header section (Authentication-Results, DKIM-Signature)
     kChange,  // the index-th (from 1) field called name gets value; kept when absent
     kDelete,  // the index-th (from 1) field called name is removed
+    // A milter's SMFIR_INSHEADER: before the index-th (from 0) field of the client's header
+    // section as edited so far (our Received field stays first; past the end: at the end).
+    kInsert,
+    kAppend,  // a milter's SMFIR_ADDHEADER: at the end of the header section
   };
   Kind kind = Kind::kAdd;
   std::string name;
@@ -153,6 +163,10 @@ class Check {
     return Verdict::refuse(smtp::Reply{451, "4.7.1", "Temporary failure checking the message"});
   }
   virtual void run(Stage stage, const Context& context, Done done) = 0;
+  // The SMTP session ended (every check of its pipeline hears it, whatever its stages): a
+  // check that keeps something per session (a milter's connection) lets it go. On the
+  // session's I/O thread; must not block.
+  virtual void session_closed(std::string_view /*session_id*/) {}
 };
 
 }  // namespace intake

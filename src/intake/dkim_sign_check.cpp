@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "base/ascii.h"
+#include "intake/message_intake.h"
 #include "mailauth/dkim_signer.h"
 #include "mailauth/from_header.h"
 #include "obs/log.h"
@@ -67,9 +68,23 @@ void DkimSignCheck::run(Stage stage, const Context& context, Done done) {
   }
   if (stage != Stage::kEndOfData) return done(Verdict::pass());
   std::shared_ptr<mailauth::DkimSigner> signer = std::move(state->signer);
-  signer->end_of_body();
   // The header section is a view valid during run() only: the job keeps a copy.
-  offload_([signer, section = std::string(context.header_section), domain = state->domain,
+  std::string section(context.header_section);
+  // What the checks before this one changed (a milter's header fields, a new body) is in the
+  // message we sign: the signature covers the message as stored.
+  if (context.earlier != nullptr) {
+    const Verdict& earlier = *context.earlier;
+    if (earlier.new_body) {
+      signer = std::make_shared<mailauth::DkimSigner>(keys_.at(state->domain));
+      signer->body(*earlier.new_body);
+    }
+    if (!earlier.header_edits.empty()) {
+      auto edited = edit_header_section(section, earlier.header_edits);
+      if (edited) section = std::move(edited.value());  // else the message fails at apply()
+    }
+  }
+  signer->end_of_body();
+  offload_([signer, section = std::move(section), domain = state->domain,
             session = std::string(context.session_id), id = std::string(context.queue_id),
             done = std::move(done)]() {
     const auto now = static_cast<std::int64_t>(std::time(nullptr));

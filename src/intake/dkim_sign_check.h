@@ -13,7 +13,9 @@
 // hash as the body streams to disk; kEndOfData signs on the offload pool (RSA-2048 costs
 // ~0.3 ms: never on the I/O thread) and adds the DKIM-Signature fields on top. In the
 // pipeline it is the last check, after every check that edits the message (the header
-// fields it signs are then final: mailauth::DkimSigner's header list).
+// fields it signs are then final: mailauth::DkimSigner's header list). The edits of the checks
+// before it (a milter's, Context::earlier) are in what it signs: their header edits applied to
+// the section, a new body hashed again.
 #pragma once
 
 #include <functional>

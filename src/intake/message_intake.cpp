@@ -411,6 +411,23 @@ base::Expected<std::string, std::string> edit_header_section(std::string_view se
       top += text;
       continue;
     }
+    if (edit.kind == HeaderEdit::Kind::kAppend || edit.kind == HeaderEdit::Kind::kInsert) {
+      // The position among the fields still there; past the end: at the end.
+      auto at = fields.end();
+      if (edit.kind == HeaderEdit::Kind::kInsert) {
+        unsigned seen = 0;
+        for (auto it = fields.begin(); it != fields.end(); ++it) {
+          if (it->deleted) continue;
+          if (seen++ == edit.index) {
+            at = it;
+            break;
+          }
+        }
+      }
+      // The name's view must outlive the vector's moves: it points into the edit.
+      fields.insert(at, Field{edit.name, std::move(text)});
+      continue;
+    }
     unsigned seen = 0;
     for (Field& field : fields) {
       if (field.deleted || !base::equals_ignoring_case(field.name, edit.name)) continue;

@@ -162,9 +162,10 @@ class MessageIntake {
 };
 
 // The header section rebuilt with the edits: `section` is a complete header section (fields
-// with CRLF, then the empty line); kAdd fields go on top, in order. Fails (with the reason)
-// on a field name or value that would break the message (no CR/LF outside folding, no
-// colon or control characters in names).
+// with CRLF, then the empty line); kAdd fields go on top, in order; kInsert and kAppend
+// fields go among the section's fields (at their index, at the end), in order. Fails (with the
+// reason) on a field name or value that would break the message (no CR/LF outside folding, no colon
+// or control characters in names).
 base::Expected<std::string, std::string> edit_header_section(std::string_view section,
                                                              const std::vector<HeaderEdit>& edits);
 

@@ -45,6 +45,11 @@ unsigned Pipeline::session_stages() const {
   return bits;
 }
 
+void Pipeline::session_closed(std::string_view session_id) const {
+  for (const auto& check : checks_)
+    check->session_closed(session_id);
+}
+
 StageRun::StageRun(const Pipeline& pipeline, Stage stage) : pipeline_(pipeline), stage_(stage) {}
 
 Check* StageRun::next_check() {

@@ -29,6 +29,8 @@ class Pipeline {
   bool wants(Stage stage) const { return (stages_ & mask(stage)) != 0; }
   // The same as smtp::SessionConfig::checked_stages bits (connect, HELO, MAIL, RCPT).
   unsigned session_stages() const;
+  // Tells every check that the session ended (Check::session_closed).
+  void session_closed(std::string_view session_id) const;
 
  private:
   std::vector<std::shared_ptr<Check>> checks_;

@@ -119,6 +119,7 @@ awaitable<intake::Verdict> run_stage(
     intake::Context each = context;
     if (states != nullptr && run.check_index() < states->size())
       each.state = &(*states)[run.check_index()];
+    if (stage == intake::Stage::kEndOfData) each.earlier = &run.verdict();
     std::optional<intake::Verdict> verdict = co_await run_check(*check, stage, each);
     if (verdict)
       run.record(std::move(*verdict));
@@ -575,6 +576,7 @@ class SessionLoop {
     context.client_port = client_port_;
     context.role = options_.role;
     context.tls_version = session_.tls_active() ? std::string_view(info.version) : "";
+    context.tls_cipher = session_.tls_active() ? std::string_view(info.cipher) : "";
     context.authenticated_user = session_.authenticated_user();
     context.envelope = &session_.envelope();
     context.helo = session_.envelope().helo;
@@ -660,6 +662,7 @@ class SessionLoop {
           .kv("client", client_)
           .kv("count", session_.improper_pipelining_count());
     }
+    checks_.session_closed(session_id_);
     if (session_.closed_as_http()) {
       close_reason_ = "http request (cross-protocol)";
       obs::Log("http_refused", obs::Level::kWarning)

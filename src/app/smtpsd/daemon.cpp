@@ -473,6 +473,9 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
       dmarc_reporter->record(evaluation);
     };
   }
+  // The milter threads ([[milters]]; started at the first conversation, joined at the stop).
+  auto milter_workers = std::make_shared<milter::Workers>();
+  check_services.milter_workers = milter_workers;
   engine.use_check_services(check_services);
 
   raise_open_file_limit(config.max_connections);
@@ -588,6 +591,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   // host they answer to still exists (its executors): then nothing is left in flight.
   resolver->stop();
   check_pool->join();
+  milter_workers->stop();
   if (dmarc_reporter) dmarc_reporter->stop();
   return 0;
 }

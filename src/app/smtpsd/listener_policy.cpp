@@ -13,6 +13,7 @@
 #include "intake/authenticity_check.h"
 #include "intake/dkim_sign_check.h"
 #include "intake/loop_check.h"
+#include "intake/milter_check.h"
 #include "mailauth/dkim_signer.h"
 
 namespace app {
@@ -201,12 +202,74 @@ class UnusedResolver final : public dns::Resolver {
 
 }  // namespace
 
+std::map<std::string, std::shared_ptr<intake::Check>> milter_checks(const config::Config& config,
+                                                                    const CheckServices& services) {
+  std::map<std::string, std::shared_ptr<intake::Check>> checks;
+  auto workers = services.milter_workers;
+  if (!workers) workers = std::make_shared<milter::Workers>(1);  // described only: never started
+  for (const config::Milter& m : config.milters) {
+    intake::MilterSettings settings;
+    settings.name = m.name;
+    settings.endpoint = m.address;
+    settings.timeout = m.timeout;
+    settings.default_accept = m.default_action == config::MilterDefaultAction::kAccept;
+    settings.hostname = config.hostname;
+    for (const auto& [stage, names] : m.macros) {
+      if (auto known = milter::macro_stage_named(stage))
+        settings.macros[static_cast<std::size_t>(*known)] = names;
+    }
+    checks[m.name] = std::make_shared<intake::MilterCheck>(std::move(settings), workers);
+  }
+  return checks;
+}
+
+std::shared_ptr<const intake::Pipeline> with_milters(
+    const std::shared_ptr<const intake::Pipeline>& checks,
+    const std::map<std::string, std::shared_ptr<intake::Check>>& all,
+    const std::vector<std::string>& milters) {
+  if (milters.empty()) return checks;
+  std::vector<std::shared_ptr<intake::Check>> out;
+  bool placed = false;
+  auto place = [&] {
+    for (const std::string& name : milters)
+      if (auto found = all.find(name); found != all.end()) out.push_back(found->second);
+    placed = true;
+  };
+  for (const auto& check : checks->checks()) {
+    if (!placed && check->name() == "dkim-sign") place();
+    out.push_back(check);
+  }
+  if (!placed) place();
+  return std::make_shared<const intake::Pipeline>(std::move(out));
+}
+
 std::string describe_configured_checks(const config::Config& config) {
   CheckServices services;
   services.resolver = std::make_shared<UnusedResolver>();
   services.offload = [](std::function<void()> work) { work(); };
   auto pipeline = built_in_checks(config, services);
-  return pipeline ? describe_checks(*pipeline.value()) : pipeline.error();
+  if (!pipeline) return pipeline.error();
+  std::string out = describe_checks(*pipeline.value());
+  // The milters of each listener (and of the local submissions), in their order.
+  const auto milters = milter_checks(config, services);
+  auto named = [&](const std::vector<std::string>& names) {
+    std::string text;
+    for (const std::string& name : names) {
+      if (!text.empty()) text += ", ";
+      auto found = milters.find(name);
+      text += name;
+      if (found != milters.end()) text += " (" + found->second->summary() + ")";
+    }
+    return text;
+  };
+  for (const config::Listener& listener : config.listeners) {
+    if (listener.milters.empty()) continue;
+    out += fmt::format("; milters on {} {}:{}: {}", config::to_string(listener.role),
+                       listener.address_text, listener.port, named(listener.milters));
+  }
+  if (config.local_submission.enabled && !config.local_submission.milters.empty())
+    out += "; milters on local submissions: " + named(config.local_submission.milters);
+  return out;
 }
 
 std::string describe_screening(const config::Config& config) {

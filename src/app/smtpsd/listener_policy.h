@@ -18,8 +18,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "auth/alias_table.h"
 #include "auth/user_store.h"
@@ -29,6 +31,7 @@
 #include "intake/pipeline.h"
 #include "mailauth/dkim_signer.h"
 #include "mailauth/dmarc_report.h"
+#include "milter/workers.h"
 #include "net/server.h"
 #include "smtp/server_session.h"
 
@@ -62,6 +65,9 @@ struct CheckServices {
   std::function<void(std::function<void()>)> offload;
   // Where DMARC evaluations go for the aggregate reports ([dmarc_reports]); none: nowhere.
   std::function<void(const mailauth::DmarcEvaluation&)> record_dmarc;
+  // The milter threads (milter/workers.h) every milter check's conversations run on; none:
+  // the [[milters]] are described, never run.
+  std::shared_ptr<milter::Workers> milter_workers;
 };
 // The signing keys of a domain's `dkim` entries, in order; fails naming the file, line and
 // key of one the signer cannot use. Empty for a client's reading (keys are not read).
@@ -78,6 +84,18 @@ dkim_keys_of(const config::Config& config, const config::Domain& domain);
 // line and key, on a DKIM key the signer cannot use.
 base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_checks(
     const config::Config& config, const CheckServices& services);
+// One check per [[milters]] entry of config (intake/milter_check.h), by name; shared by the
+// snapshot's listeners (each keeps its own sessions' conversations).
+std::map<std::string, std::shared_ptr<intake::Check>> milter_checks(const config::Config& config,
+                                                                    const CheckServices& services);
+// The pipeline of a listener that names `milters` (in that order): the built-in checks with the
+// milters after the authenticity check and before dkim-sign (docs/architecture.md "Checks"):
+// they read our Authentication-Results' verdict only as SMTP replies, and what they change is
+// signed. `checks` itself when `milters` is empty.
+std::shared_ptr<const intake::Pipeline> with_milters(
+    const std::shared_ptr<const intake::Pipeline>& checks,
+    const std::map<std::string, std::shared_ptr<intake::Check>>& all,
+    const std::vector<std::string>& milters);
 // One line per check for start-up output: "received-loop (end of headers, 554 5.4.6 at 50
 // Received fields)"; "none" without checks.
 std::string describe_checks(const intake::Pipeline& pipeline);

@@ -232,6 +232,7 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
   auto built = built_in_checks(config, check_services_);
   if (!built) return base::unexpected(PrepareError{built.error(), std::nullopt});
   std::shared_ptr<const intake::Pipeline> checks = std::move(built.value());
+  const auto milters = milter_checks(config, check_services_);
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
     const config::Listener& l = config.listeners[i];
     tls::Policy policy = config.tls;
@@ -255,7 +256,8 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
           std::nullopt});
     }
     auto options = listener_options(
-        snapshot, i, checks, contexts.value()->initial_context(), *users_,
+        snapshot, i, with_milters(checks, milters, l.milters), contexts.value()->initial_context(),
+        *users_,
         [space = space_, reserve = config.min_free_space](std::uint64_t size) {
           return space->has_room(reserve, size);
         },
@@ -266,7 +268,7 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
   // The local submission socket comes after the [[listeners]] (it has no TLS context).
   if (config.local_submission.enabled) {
     next.listeners.push_back(local_listener_options(
-        snapshot, checks,
+        snapshot, with_milters(checks, milters, config.local_submission.milters),
         [space = space_, reserve = config.min_free_space](std::uint64_t size) {
           return space->has_room(reserve, size);
         },

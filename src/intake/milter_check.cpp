@@ -1,0 +1,501 @@
+// milter_check.cpp — see milter_check.h.
+#include "intake/milter_check.h"
+
+#include <atomic>
+#include <utility>
+
+#include "base/network.h"
+#include "milter/client.h"
+#include "obs/log.h"
+#include "obs/metrics.h"
+
+namespace intake {
+namespace {
+
+using Clock = milter::Clock;
+
+// Postfix's texts for a milter's reject and tempfail without SMFIR_REPLYCODE.
+const smtp::Reply kRejected{550, "5.7.1", "Command rejected"};
+const smtp::Reply kTempfailed{451, "4.7.1", "Service unavailable - try again later"};
+
+bool message_stage(Stage stage) {
+  return stage == Stage::kDataStart || stage == Stage::kHeader || stage == Stage::kEndOfHeaders ||
+         stage == Stage::kBody || stage == Stage::kEndOfData;
+}
+
+std::string duration_text(std::chrono::milliseconds duration) {
+  if (duration.count() % 1000 == 0) return std::to_string(duration.count() / 1000) + "s";
+  return std::to_string(duration.count()) + "ms";
+}
+
+// The facts a step needs, copied out of the Context (valid during run() only).
+struct Facts {
+  std::string session_id;
+  std::string client_address;
+  std::uint16_t client_port = 0;
+  std::string role;
+  std::string helo;
+  std::string tls_version;
+  std::string tls_cipher;
+  std::string authenticated_user;
+  std::string sender;
+  std::string recipient;
+  std::string queue_id;
+  std::string header_name;
+  std::string header_value;
+  std::string body;
+  bool header_section_too_large = false;
+};
+
+Facts facts_of(Stage stage, const Context& context) {
+  Facts facts;
+  facts.session_id = std::string(context.session_id);
+  facts.client_address = std::string(context.client_address);
+  facts.client_port = context.client_port;
+  facts.role = std::string(context.role);
+  facts.helo = std::string(context.helo);
+  facts.tls_version = std::string(context.tls_version);
+  facts.tls_cipher = std::string(context.tls_cipher);
+  facts.authenticated_user = std::string(context.authenticated_user);
+  facts.sender = std::string(context.sender);
+  facts.recipient = std::string(context.recipient);
+  facts.queue_id = std::string(context.queue_id);
+  if (stage == Stage::kHeader) {
+    facts.header_name = std::string(context.header_name);
+    facts.header_value = std::string(context.header_value);
+  }
+  if (stage == Stage::kBody) facts.body = std::string(context.body_chunk);
+  facts.header_section_too_large = context.header_section_too_large;
+  return facts;
+}
+
+obs::Counter& failures_counter(const std::string& name) {
+  return obs::metrics().counter("smtpsd_milter_failures_total",
+                                "Milter failures (down, timed out, closed, protocol errors): the "
+                                "milter's default action applied.",
+                                {{"milter", name}});
+}
+
+}  // namespace
+
+struct MilterCheck::Session {
+  Session(std::shared_ptr<const MilterSettings> settings_in,
+          std::shared_ptr<milter::Workers::Strand> strand_in, std::string id)
+      : settings(std::move(settings_in)),
+        strand(std::move(strand_in)),
+        session_id(std::move(id)),
+        failures(failures_counter(settings->name)) {}
+
+  std::shared_ptr<const MilterSettings> settings;
+  std::shared_ptr<milter::Workers::Strand> strand;
+  std::string session_id;
+  obs::Counter& failures;
+  // Read on the I/O thread to answer at once: the milter is out of this session.
+  std::atomic<bool> failed{false};
+  std::atomic<bool> accepted{false};
+
+  // The rest on the strand only.
+  std::unique_ptr<milter::Client> client;
+  bool discard_session = false;    // a discard at connect or HELO: every message
+  bool transaction = false;        // MAIL sent, no end of message or abort since
+  bool message_done = false;       // the milter decided this message (or it was aborted)
+  bool discard = false;            // a discard at MAIL or RCPT: at the end of data
+  bool skip_body = false;          // SMFIR_SKIP
+  std::optional<Verdict> pending;  // a header's verdict, taken at the end of the headers
+
+  std::string_view name() const { return settings->name; }
+
+  Verdict default_verdict() const {
+    return settings->default_accept ? Verdict::pass() : Verdict::refuse(kTempfailed);
+  }
+
+  // A failure: logged, counted; the default action from now on.
+  Verdict failure(Stage stage, const std::string& why) {
+    if (!failed.exchange(true)) {
+      failures.inc();
+      obs::Log("milter_failed", obs::Level::kWarning)
+          .kv("session", session_id)
+          .kv("milter", settings->name)
+          .kv("stage", to_string(stage))
+          .kv("reason", why)
+          .kv("action", settings->default_accept ? "accept" : "tempfail");
+    }
+    if (client) client.reset();
+    return default_verdict();
+  }
+
+  // Opens the conversation at the first step (the connect stage, normally).
+  std::optional<Verdict> ensure_connected(Stage stage, const Facts& facts,
+                                          Clock::time_point limit) {
+    // Once: a milter that failed is not asked again in this session (its default applies).
+    if (client || failed) return std::nullopt;
+    milter::ClientOptions options;
+    options.endpoint = settings->endpoint;
+    options.timeout = settings->timeout;
+    options.macros = settings->macros;
+    client = std::make_unique<milter::Client>(std::move(options));
+    const bool local = facts.role == "local";
+    const std::string address = local ? std::string("127.0.0.1") : facts.client_address;
+    const std::string name = local ? std::string("localhost") : std::string("unknown");
+    client->set_macro("j", settings->hostname);
+    client->set_macro("{daemon_name}", settings->hostname);
+    client->set_macro("v", "smtpsd");
+    client->set_macro("_", name + " [" + address + "]");
+    client->set_macro("{client_addr}", address);
+    client->set_macro("{client_name}", name);
+    client->set_macro("{client_port}", std::to_string(local ? 0 : facts.client_port));
+    char family = 'L';
+    if (base::parse_ip(address)) family = address.find(':') != std::string::npos ? '6' : '4';
+    milter::Outcome outcome = client->connect(name, family, local ? 0 : facts.client_port,
+                                              family == 'L' ? std::string() : address, limit);
+    Verdict verdict = decide(Stage::kConnect, std::move(outcome));
+    if (stage == Stage::kConnect || verdict.kind != Verdict::Kind::kPass) return verdict;
+    return std::nullopt;
+  }
+
+  // A step's outcome as a verdict; moves the session's state on.
+  Verdict decide(Stage stage, milter::Outcome outcome) {
+    using Kind = milter::Outcome::Kind;
+    if (outcome.kind != Kind::kContinue && outcome.kind != Kind::kSkip &&
+        outcome.kind != Kind::kFailed) {
+      obs::Log line("milter_reply");
+      line.kv("session", session_id)
+          .kv("milter", settings->name)
+          .kv("stage", to_string(stage))
+          .kv("reply", milter::to_string(outcome.kind));
+      if (outcome.reply) line.kv("code", static_cast<std::int64_t>(outcome.reply->code));
+    }
+    switch (outcome.kind) {
+      case Kind::kFailed:
+        return failure(stage, outcome.failure);
+      case Kind::kContinue:
+        return Verdict::pass();
+      case Kind::kSkip:
+        skip_body = true;
+        return Verdict::pass();
+      case Kind::kAccept:
+        if (stage == Stage::kConnect || stage == Stage::kHelo) {
+          accepted = true;
+          client->quit(Clock::now() + settings->timeout);
+        } else {
+          message_done = true;
+        }
+        return Verdict::pass();
+      case Kind::kReject:
+      case Kind::kTempfail: {
+        if (stage == Stage::kMail) transaction = false;
+        if (message_stage(stage)) message_done = true;
+        smtp::Reply reply =
+            outcome.reply.value_or(outcome.kind == Kind::kReject ? kRejected : kTempfailed);
+        return Verdict::refuse(std::move(reply));
+      }
+      case Kind::kDiscard:
+        if (stage == Stage::kConnect || stage == Stage::kHelo) {
+          discard_session = true;
+          return Verdict::pass();
+        }
+        if (!message_stage(stage)) {
+          discard = true;
+          return Verdict::pass();
+        }
+        message_done = true;
+        Verdict verdict;
+        verdict.kind = Verdict::Kind::kDiscard;
+        return verdict;
+    }
+    return Verdict::pass();
+  }
+
+  // The end of data: the final reply with the modifications as edits.
+  Verdict end_of_data(milter::Outcome outcome) {
+    std::vector<milter::Response> modifications = std::move(outcome.modifications);
+    Verdict verdict = decide(Stage::kEndOfData, std::move(outcome));
+    if (verdict.kind != Verdict::Kind::kPass) return verdict;
+    if (failed) return verdict;  // the default action, without edits
+    bool body_started = false;
+    bool last_was_cr = false;
+    for (milter::Response& m : modifications) {
+      using R = milter::Response::Kind;
+      switch (m.kind) {
+        case R::kQuarantine:
+          obs::Log("milter_quarantine")
+              .kv("session", session_id)
+              .kv("milter", settings->name)
+              .kv("reason", m.text);
+          verdict.kind = Verdict::Kind::kHold;
+          break;
+        case R::kAddHeader:
+          verdict.header_edits.push_back(HeaderEdit{HeaderEdit::Kind::kAppend, m.name, m.text, 1});
+          break;
+        case R::kInsertHeader:
+          verdict.header_edits.push_back(
+              HeaderEdit{HeaderEdit::Kind::kInsert, m.name, m.text, m.index});
+          break;
+        case R::kChangeHeader:
+          verdict.header_edits.push_back(
+              HeaderEdit{m.text.empty() ? HeaderEdit::Kind::kDelete : HeaderEdit::Kind::kChange,
+                         m.name, m.text, m.index == 0 ? 1u : m.index});
+          break;
+        case R::kReplaceBody: {
+          if (!body_started) verdict.new_body.emplace();
+          body_started = true;
+          std::string& body = *verdict.new_body;
+          // Sendmail's LF line ends become CRLF; a CR ending one chunk pairs with the next LF.
+          for (char c : m.text) {
+            if (c == '\n' && !last_was_cr) body += '\r';
+            body += c;
+            last_was_cr = c == '\r';
+          }
+          if (body.size() > kMaxNewBody) {
+            return failure(Stage::kEndOfData, "replacement body over 64 MiB");
+          }
+          break;
+        }
+        case R::kChangeSender:
+          verdict.new_sender = m.text;
+          break;
+        case R::kAddRecipient:
+          verdict.add_recipients.push_back(m.text);
+          break;
+        case R::kDeleteRecipient:
+          verdict.delete_recipients.push_back(m.text);
+          break;
+        default:
+          break;
+      }
+    }
+    if (discard && verdict.kind == Verdict::Kind::kPass) {
+      Verdict dropped;
+      dropped.kind = Verdict::Kind::kDiscard;
+      return dropped;
+    }
+    return verdict;
+  }
+
+  static constexpr std::size_t kMaxNewBody = 64u * 1024 * 1024;
+};
+
+namespace {
+
+// The message's CheckState: when it goes away before the end of data was sent (the message
+// was refused, RSET, the client left), the milter hears SMFIC_ABORT.
+class MilterMessage final : public CheckState {
+ public:
+  explicit MilterMessage(std::shared_ptr<MilterCheck::Session> session)
+      : session_(std::move(session)) {}
+  ~MilterMessage() override {
+    if (ended_) return;
+    session_->strand->post([session = session_] {
+      if (session->client && session->transaction)
+        session->client->abort(Clock::now() + session->settings->timeout);
+      session->transaction = false;
+      session->message_done = true;
+    });
+  }
+  void end() { ended_ = true; }
+
+ private:
+  std::shared_ptr<MilterCheck::Session> session_;
+  bool ended_ = false;
+};
+
+}  // namespace
+
+MilterCheck::MilterCheck(MilterSettings settings, std::shared_ptr<milter::Workers> workers)
+    : settings_(std::make_shared<const MilterSettings>(std::move(settings))),
+      name_("milter:" + settings_->name),
+      workers_(std::move(workers)) {}
+
+MilterCheck::~MilterCheck() = default;
+
+StageMask MilterCheck::stages() const {
+  return mask(Stage::kConnect) | mask(Stage::kHelo) | mask(Stage::kMail) | mask(Stage::kRcpt) |
+         mask(Stage::kDataStart) | mask(Stage::kHeader) | mask(Stage::kEndOfHeaders) |
+         mask(Stage::kBody) | mask(Stage::kEndOfData);
+}
+
+std::string MilterCheck::summary() const {
+  return base::to_string(settings_->endpoint) + ", timeout " + duration_text(settings_->timeout) +
+         ", default " + (settings_->default_accept ? "accept" : "tempfail");
+}
+
+std::chrono::milliseconds MilterCheck::deadline() const {
+  return settings_->timeout * 4 + std::chrono::seconds(1);
+}
+
+Verdict MilterCheck::timeout_verdict(Stage) const {
+  return settings_->default_accept ? Verdict::pass() : Verdict::refuse(kTempfailed);
+}
+
+std::shared_ptr<MilterCheck::Session> MilterCheck::session_for(const Context& context) {
+  std::lock_guard lock(mutex_);
+  auto found = sessions_.find(std::string(context.session_id));
+  if (found != sessions_.end()) return found->second;
+  auto session =
+      std::make_shared<Session>(settings_, workers_->strand(), std::string(context.session_id));
+  sessions_.emplace(session->session_id, session);
+  return session;
+}
+
+void MilterCheck::session_closed(std::string_view session_id) {
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard lock(mutex_);
+    auto found = sessions_.find(std::string(session_id));
+    if (found == sessions_.end()) return;
+    session = std::move(found->second);
+    sessions_.erase(found);
+  }
+  session->strand->post([session] {
+    if (session->client) session->client->quit(Clock::now() + session->settings->timeout);
+    session->client.reset();
+  });
+}
+
+void MilterCheck::run(Stage stage, const Context& context, Done done) {
+  std::shared_ptr<Session> session = session_for(context);
+  if (session->failed || session->accepted) {
+    done(session->failed && !session->accepted ? session->default_verdict() : Verdict::pass());
+    return;
+  }
+  // The step's own end, a little inside the host's deadline so that its verdict comes first.
+  const Clock::time_point limit = Clock::now() + deadline() - std::chrono::milliseconds(200);
+  MilterMessage* message = nullptr;
+  if (context.state != nullptr) {
+    if (stage == Stage::kDataStart || !*context.state)
+      *context.state = std::make_unique<MilterMessage>(session);
+    message = static_cast<MilterMessage*>(context.state->get());
+  }
+  if (stage == Stage::kEndOfData && message != nullptr) message->end();
+  Facts facts = facts_of(stage, context);
+  if (stage == Stage::kHeader) {
+    // Queued, answered at once: the milter's verdict on it counts at the end of the headers.
+    session->strand->post([session, facts = std::move(facts), limit] {
+      if (auto opened = session->ensure_connected(Stage::kHeader, facts, limit)) {
+        if (!session->pending) session->pending = std::move(*opened);
+        return;
+      }
+      if (session->failed || session->message_done || session->pending) return;
+      milter::Outcome outcome =
+          session->client->header(facts.header_name, facts.header_value, limit);
+      if (outcome.kind == milter::Outcome::Kind::kContinue) return;
+      session->pending = session->decide(Stage::kHeader, std::move(outcome));
+    });
+    done(Verdict::pass());
+    return;
+  }
+  session->strand->post(
+      [session, stage, facts = std::move(facts), limit, done = std::move(done)]() mutable {
+        Session& s = *session;
+        if (auto opened = s.ensure_connected(stage, facts, limit)) {
+          done(std::move(*opened));
+          return;
+        }
+        if (s.failed) {
+          done(s.default_verdict());
+          return;
+        }
+        if (s.accepted) {
+          done(Verdict::pass());
+          return;
+        }
+        milter::Client& client = *s.client;
+        switch (stage) {
+          case Stage::kConnect:
+            done(Verdict::pass());  // ensure_connected ran the step
+            return;
+          case Stage::kHelo:
+            client.set_macro("{tls_version}", facts.tls_version);
+            client.set_macro("{cipher}", facts.tls_cipher);
+            if (facts.tls_version.empty()) {
+              client.clear_macro("{tls_version}");
+              client.clear_macro("{cipher}");
+            }
+            done(s.decide(stage, client.helo(facts.helo, limit)));
+            return;
+          case Stage::kMail:
+            if (s.transaction) client.abort(limit);
+            s.transaction = true;
+            s.message_done = false;
+            s.discard = s.discard_session;
+            s.skip_body = false;
+            s.pending.reset();
+            client.clear_macro("i");
+            client.set_macro("{mail_addr}", facts.sender);
+            if (facts.authenticated_user.empty()) {
+              client.clear_macro("{auth_authen}");
+              client.clear_macro("{auth_type}");
+            } else {
+              client.set_macro("{auth_authen}", facts.authenticated_user);
+            }
+            done(s.decide(stage, client.mail(facts.sender, limit)));
+            return;
+          case Stage::kRcpt:
+            if (s.message_done) {
+              done(Verdict::pass());
+              return;
+            }
+            client.set_macro("{rcpt_addr}", facts.recipient);
+            done(s.decide(stage, client.rcpt(facts.recipient, limit)));
+            return;
+          case Stage::kDataStart:
+            if (s.message_done) {
+              done(Verdict::pass());
+              return;
+            }
+            client.set_macro("i", facts.queue_id);
+            done(s.decide(stage, client.data(limit)));
+            return;
+          case Stage::kEndOfHeaders:
+            if (s.pending) {
+              Verdict verdict = std::move(*s.pending);
+              s.pending.reset();
+              done(std::move(verdict));
+              return;
+            }
+            if (s.message_done) {
+              done(Verdict::pass());
+              return;
+            }
+            done(s.decide(stage, client.end_of_headers(limit)));
+            return;
+          case Stage::kBody:
+            if (s.message_done || s.skip_body || s.pending) {
+              done(Verdict::pass());
+              return;
+            }
+            done(s.decide(stage, client.body(facts.body, limit)));
+            return;
+          case Stage::kEndOfData: {
+            if (s.pending) {  // a message that ended inside its header section
+              Verdict verdict = std::move(*s.pending);
+              s.pending.reset();
+              done(std::move(verdict));
+              return;
+            }
+            if (facts.header_section_too_large) {
+              done(s.failure(stage, "header section over 1 MiB: not given to the milter"));
+              return;
+            }
+            if (s.message_done) {
+              s.transaction = false;
+              Verdict verdict;
+              if (s.discard) verdict.kind = Verdict::Kind::kDiscard;
+              done(std::move(verdict));
+              return;
+            }
+            milter::Outcome outcome = client.end_of_message(limit);
+            s.transaction = false;
+            Verdict verdict = s.end_of_data(std::move(outcome));
+            s.message_done = true;
+            done(std::move(verdict));
+            return;
+          }
+          case Stage::kHeader:
+            break;
+        }
+        done(Verdict::pass());
+      });
+}
+
+}  // namespace intake
