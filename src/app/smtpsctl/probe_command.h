@@ -9,7 +9,10 @@
 // (CVE-2011-0411); each protocol version from TLS 1.0 to 1.3 on its own; the ciphers each
 // accepted version takes; the certificate chain, key, signature algorithm, expiry, host
 // name match (RFC 6125) and chain verification (system store or --cafile); session
-// resumption. Every finding is one line: PASS, WARN, FAIL (or INFO) and why.
+// resumption; the named groups and the DHE prime's size; SSL 2.0 (DROWN), Heartbleed, CCS
+// injection and client-initiated renegotiation, each with hand-built handshakes
+// (tls/client_hello.h) where OpenSSL cannot. Every finding is one line: PASS, WARN, FAIL
+// (or INFO) and why; a check that could not run is INFO "not tested", never PASS.
 //
 // Invariants:
 // - The probe only observes: it never sends MAIL, AUTH or a password, and ends each
