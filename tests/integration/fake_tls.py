@@ -44,8 +44,9 @@ class FakeTls:
         self.heartbleed, self.ccs, self.ssl2 = heartbleed, ccs, ssl2
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
-        with open(cert) as f:
-            self.certificate_der = ssl.PEM_cert_to_DER_cert(f.read())
+        with open(cert) as f:  # the leaf: the first certificate of the chain file
+            leaf = f.read().split("-----END CERTIFICATE-----")[0]
+            self.certificate_der = ssl.PEM_cert_to_DER_cert(leaf + "-----END CERTIFICATE-----\n")
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
