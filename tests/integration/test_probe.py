@@ -27,6 +27,11 @@ def probe(*args, timeout=120):
                           timeout=timeout)
 
 
+def finding_of(report, check, port_index=0):
+    """The first finding of a check, whole: severity, level, testssl_id, text, fix."""
+    return next(f for f in report["ports"][port_index]["findings"] if f["check"] == check)
+
+
 def findings(report, port_index=0):
     """{check: [(severity, text), ...]} of one port."""
     out = {}
@@ -97,6 +102,11 @@ class ProbeSmtpsd(ServerTestCase):
                     self.assertEqual(checks[check][0][0], "PASS", (check, checks[check]))
                 self.assertIn("alert unexpected_message", checks["ccs_injection"][0][1])
                 self.assertNotIn("weak_group", checks)
+                # Nothing above INFO, and no fix to give.
+                self.assertIn(report["worst_level"], ("OK", "INFO"))
+                for finding in port["findings"]:
+                    self.assertIn(finding["level"], ("OK", "INFO"), finding)
+                    self.assertEqual(finding["fix"], "", finding)
                 self.assertEqual(checks["tls_TLSv1"][0][0], "PASS")
                 self.assertEqual(checks["certificate_name"][0][0], "PASS")
 
@@ -106,8 +116,11 @@ class ProbeSmtpsd(ServerTestCase):
         result = probe(f"localhost:{server.ports['submission']}")
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         self.assertIn("FAIL certificate chain does not verify", result.stdout)
+        # The level, testssl.sh's id and the fix on the line below.
+        self.assertIn("HIGH (testssl.sh cert_chain_of_trust); fix: serve the whole chain",
+                      result.stdout)
         self.assertIn("PASS TLS 1.0 refused", result.stdout)
-        self.assertIn("verdict: FAIL", result.stdout)
+        self.assertIn("verdict: FAIL (worst: HIGH)", result.stdout)
 
     def test_name_mismatch_fails(self):
         server = self.new_server().start()
@@ -244,6 +257,15 @@ class ProbeVulnerableFakes(ServerTestCase):
         # Its TLS 1.2, by hand: one suite on secp256r1.
         self.assertEqual(port["versions"]["TLSv1.2"]["ciphers"], ["ECDHE-RSA-AES128-GCM-SHA256"])
         self.assertEqual(port["groups_before_tls13"], ["secp256r1"])
+        # One severity model: testssl.sh's levels and ids, a fix, the verdict from the worst.
+        heartbleed = finding_of(report, "heartbleed")
+        self.assertEqual((heartbleed["level"], heartbleed["testssl_id"]),
+                         ("CRITICAL", "heartbleed"))
+        self.assertIn("update OpenSSL", heartbleed["fix"])
+        self.assertEqual(finding_of(report, "ccs_injection")["testssl_id"], "CCS")
+        self.assertEqual(finding_of(report, "drown")["level"], "CRITICAL")
+        self.assertEqual(report["worst_level"], "CRITICAL")
+        self.assertEqual(report["verdict"], "FAIL")
 
     def test_a_server_that_is_not_vulnerable_passes_the_same_checks(self):
         server = self.new_server()  # only for its development PKI; never started
@@ -356,6 +378,16 @@ class ProbeOpenSslServer(unittest.TestCase):
         self.assertEqual(ports["groups_tls13"], ["secp384r1"])  # 1.3 never takes secp192r1
         self.assertIs(ports["client_renegotiation_accepted"], True)
         self.assertEqual(checks["client_renegotiation"][0][0], "WARN")
+        # Levels as testssl.sh rates them (a 1024-bit DH group: HIGH here, LOGJAM), its ids,
+        # and a fix on each finding that is not OK or INFO.
+        for check, level, testssl_id in (("dh_size", "HIGH", "LOGJAM"),
+                                         ("weak_group", "LOW", "PFS_ECDHE_curves"),
+                                         ("client_renegotiation", "MEDIUM",
+                                          "secure_client_renego")):
+            finding = finding_of(report, check)
+            self.assertEqual((finding["level"], finding["testssl_id"]), (level, testssl_id))
+            self.assertTrue(finding["fix"], finding)
+        self.assertEqual(finding_of(report, "named_groups")["fix"], "")
         self.assertIs(ports["heartbleed_vulnerable"], False)
         self.assertIs(ports["ccs_injection_vulnerable"], False)
 

@@ -64,11 +64,146 @@ const char* to_string(Severity severity) {
   return "?";
 }
 
+// One severity model, testssl.sh's six levels. The verdict follows the worst level: OK
+// and INFO never change it, LOW and MEDIUM make it WARN (exit 1), HIGH and CRITICAL make
+// it FAIL (exit 2). Each finding also says PASS/WARN/FAIL/INFO, derived from its level.
+enum class Level { kOk, kInfo, kLow, kMedium, kHigh, kCritical };
+
+const char* to_string(Level level) {
+  switch (level) {
+    case Level::kOk:
+      return "OK";
+    case Level::kInfo:
+      return "INFO";
+    case Level::kLow:
+      return "LOW";
+    case Level::kMedium:
+      return "MEDIUM";
+    case Level::kHigh:
+      return "HIGH";
+    case Level::kCritical:
+      return "CRITICAL";
+  }
+  return "?";
+}
+
+Severity severity_of(Level level) {
+  switch (level) {
+    case Level::kOk:
+      return Severity::kPass;
+    case Level::kInfo:
+      return Severity::kInfo;
+    case Level::kLow:
+    case Level::kMedium:
+      return Severity::kWarn;
+    case Level::kHigh:
+    case Level::kCritical:
+      return Severity::kFail;
+  }
+  return Severity::kFail;
+}
+
+// The level a finding gets unless its check says otherwise: a failure is HIGH, a warning
+// MEDIUM.
+Level default_level(Severity severity) {
+  switch (severity) {
+    case Severity::kInfo:
+      return Level::kInfo;
+    case Severity::kPass:
+      return Level::kOk;
+    case Severity::kWarn:
+      return Level::kMedium;
+    case Severity::kFail:
+      return Level::kHigh;
+  }
+  return Level::kHigh;
+}
+
+// What a check is called in testssl.sh's JSON output, and the one-line fix for a finding
+// of that check that is not OK (smtpsd's setting first, then Postfix's).
+struct CheckGuide {
+  std::string_view check;  // a check name, or a prefix ending in '*'
+  std::string_view testssl_id;
+  std::string_view fix;
+};
+constexpr CheckGuide kGuides[] = {
+    {"tls", "", "offer TLS: smtpsd listeners always do; Postfix: smtpd_tls_security_level = may"},
+    {"auth_before_tls", "",
+     "offer AUTH only inside TLS: smtpsd always does; Postfix: smtpd_tls_auth_only = yes"},
+    {"tls_mode", "", ""},
+    {"starttls_injection", "",
+     "discard what was pipelined with STARTTLS (CVE-2011-0411): update the server"},
+    {"tls_SSLv2", "SSLv2", "disable SSL 2.0: update the TLS library; Postfix: smtpd_tls_protocols = >=TLSv1.2"},
+    {"drown", "DROWN",
+     "disable SSL 2.0 on every server that uses this key, or give this server its own key"},
+    {"tls_SSLv3", "SSLv3",
+     "refuse SSL 3.0 (POODLE): smtpsd: [tls] min_version = \"TLSv1.2\"; Postfix: "
+     "smtpd_tls_protocols = >=TLSv1.2"},
+    {"tls_TLSv1.3", "TLS1_3", "offer TLS 1.3: smtpsd does by default; Postfix: OpenSSL 1.1.1 or later"},
+    {"tls_TLSv1.2", "TLS1_2", "offer TLS 1.2"},
+    {"tls_TLSv1.1", "TLS1_1",
+     "refuse TLS 1.1: smtpsd: [tls] min_version = \"TLSv1.2\"; Postfix: smtpd_tls_protocols = "
+     ">=TLSv1.2"},
+    {"tls_TLSv1", "TLS1",
+     "refuse TLS 1.0: smtpsd: [tls] min_version = \"TLSv1.2\"; Postfix: smtpd_tls_protocols = "
+     ">=TLSv1.2"},
+    {"tls_modern", "TLS1_2", "offer TLS 1.2 and 1.3"},
+    {"cipher", "",
+     "offer only AEAD suites with forward secrecy: smtpsd's default [tls] ciphers; Postfix: "
+     "smtpd_tls_exclude_ciphers = aNULL, eNULL, EXPORT, RC4, 3DES, DES, IDEA, SEED, MD5"},
+    {"cipher_cbc", "LUCKY13", "prefer AEAD suites (GCM, ChaCha20-Poly1305) to CBC"},
+    {"tls_compression", "CRIME_TLS",
+     "disable TLS compression (OpenSSL 1.1.0 and later never compress)"},
+    {"tls_fallback_scsv", "fallback_SCSV", "update the TLS library (OpenSSL 1.0.1j and later)"},
+    {"cipher_order", "cipher_order", "smtpsd picks by its own order; Postfix: tls_preempt_cipherlist = yes"},
+    {"secure_renegotiation", "secure_renego", "update the TLS library (RFC 5746)"},
+    {"session_resumption", "", ""},
+    {"named_groups", "PFS_ECDHE_curves", ""},
+    {"weak_group", "PFS_ECDHE_curves",
+     "offer curves of 256 bits or more: smtpsd: [tls] groups = \"X25519:P-256:P-384\"; Postfix: "
+     "tls_eecdh_auto_curves = X25519 prime256v1 secp384r1"},
+    {"dh_size", "DH_groups",
+     "use a DH group of 2048 bits or more (RFC 7919 ffdhe2048); smtpsd offers no DHE; Postfix: "
+     "smtpd_tls_dh1024_param_file"},
+    {"heartbleed", "heartbleed", "update OpenSSL (1.0.1g or later), then replace the key"},
+    {"ccs_injection", "CCS", "update OpenSSL (1.0.1h or later)"},
+    {"client_renegotiation", "secure_client_renego",
+     "refuse client-initiated renegotiation: OpenSSL 3 does by default (SSL_OP_NO_RENEGOTIATION)"},
+    {"certificate_expiry", "cert_expirationStatus",
+     "renew the certificate (smtpsd: [acme] renews it before it expires)"},
+    {"certificate_name", "cert_subjectAltName",
+     "serve a certificate whose subjectAltName names the host"},
+    {"certificate_chain", "cert_chain_of_trust",
+     "serve the whole chain of a CA the clients trust (leaf first, then intermediates)"},
+    {"certificate_key", "cert_keySize", "use an RSA key of 2048 bits or more, or ECDSA P-256"},
+    {"certificate_signature", "cert_signatureAlgorithm", "have the certificate reissued with SHA-256"},
+};
+
+const CheckGuide* find_guide(std::string_view check) {
+  for (const CheckGuide& guide : kGuides) {
+    if (guide.check == check) return &guide;
+  }
+  return nullptr;
+}
+
 struct Finding {
   Severity severity;
   std::string check;  // a stable identifier for scripts: "tls_1.0", "auth_before_tls"...
   std::string text;   // one line: what was seen and why it matters
+  Level level = default_level(severity);
+  std::string testssl_id;  // "" when testssl.sh has no such check
+  std::string fix;         // "" for OK and INFO
 };
+
+Finding make_finding(Level level, std::string check, std::string text,
+                     std::string testssl_id = "") {
+  Finding finding{severity_of(level), std::move(check), std::move(text), level, "", ""};
+  if (const CheckGuide* guide = find_guide(finding.check)) {
+    finding.testssl_id = testssl_id.empty() ? std::string(guide->testssl_id) : testssl_id;
+    if (level != Level::kOk && level != Level::kInfo) finding.fix = guide->fix;
+  }
+  return finding;
+}
 
 struct Reply {
   int code = 0;
@@ -343,7 +478,8 @@ class Prober {
     if (report.mode == "plain") {
       add(report, Severity::kFail, "tls",
           "no TLS: no STARTTLS offered and no TLS handshake; everything crosses the network "
-          "in clear");
+          "in clear",
+          Level::kCritical);
       check_auth_before_tls(report);
       return report;
     }
@@ -366,8 +502,13 @@ class Prober {
     return Clock::now() + std::chrono::seconds(options_.timeout_seconds);
   }
 
-  static void add(PortReport& report, Severity severity, std::string check, std::string text) {
-    report.findings.push_back({severity, std::move(check), std::move(text)});
+  // A finding: its level is the severity's default (FAIL HIGH, WARN MEDIUM) unless given;
+  // its testssl.sh id and fix come from kGuides.
+  static void add(PortReport& report, Severity severity, std::string check, std::string text,
+                  std::optional<Level> level = std::nullopt, std::string testssl_id = "") {
+    report.findings.push_back(make_finding(level ? *level : default_level(severity),
+                                           std::move(check), std::move(text),
+                                           std::move(testssl_id)));
   }
 
   // Connects to each address of the host in turn until one answers.
@@ -1312,7 +1453,7 @@ class Prober {
         add(report, Severity::kPass, "tls_" + version.name, label + " accepted");
       } else if (version.name == "TLSv1.3") {
         add(report, Severity::kWarn, "tls_" + version.name,
-            "TLS 1.3 refused: the current version (RFC 8446) is not offered");
+            "TLS 1.3 refused: the current version (RFC 8446) is not offered", Level::kLow);
       }
       std::size_t cbc = 0;
       for (std::size_t i = 0; i < version.ciphers.size(); ++i) {
@@ -1408,9 +1549,11 @@ class Prober {
       for (std::uint16_t code : *groups) {
         const tls::NamedGroup* group = tls::find_named_group(code);
         if (group == nullptr || group->bits > 193) continue;
+        // testssl.sh: MEDIUM up to 163 bits, LOW up to 193.
         add(report, group->bits <= 163 ? Severity::kFail : Severity::kWarn, "weak_group",
             label + " " + std::string(group->name) + " accepted: a " +
-                std::to_string(group->bits) + "-bit curve is too weak");
+                std::to_string(group->bits) + "-bit curve is too weak",
+            group->bits <= 163 ? Level::kHigh : Level::kLow);
       }
     };
     judge_groups(report.groups_tls12_version + " ECDHE", report.groups_tls12,
@@ -1421,9 +1564,11 @@ class Prober {
       const std::string text = report.dh_version + " DHE with a " + std::to_string(bits) +
                                "-bit prime";
       if (bits <= 1024) {
-        add(report, Severity::kFail, "dh_size", text + ": too weak (LOGJAM), use 2048 bits or more");
+        add(report, Severity::kFail, "dh_size", text + ": too weak (LOGJAM), use 2048 bits or more",
+            Level::kHigh, "LOGJAM");
       } else if (bits < 2048) {
-        add(report, Severity::kWarn, "dh_size", text + ": weak, use 2048 bits or more");
+        add(report, Severity::kWarn, "dh_size", text + ": weak, use 2048 bits or more",
+            Level::kLow);
       } else {
         add(report, Severity::kPass, "dh_size", text);
       }
@@ -1437,30 +1582,33 @@ class Prober {
   void judge_vulnerabilities(PortReport& report) {
     auto verdict = [&report](const std::optional<bool>& vulnerable, const char* check,
                              const std::string& name, const std::string& detail,
-                             Severity when_vulnerable) {
+                             Level when_vulnerable) {
       if (!vulnerable) {
         add(report, Severity::kInfo, check, name + " not tested: " + detail);
       } else if (*vulnerable) {
-        add(report, when_vulnerable, check, "vulnerable to " + name + ": " + detail);
+        add(report, severity_of(when_vulnerable), check, "vulnerable to " + name + ": " + detail,
+            when_vulnerable);
       } else {
         add(report, Severity::kPass, check, "not vulnerable to " + name + ": " + detail);
       }
     };
     if (report.ssl2 && *report.ssl2) {
       add(report, Severity::kFail, "tls_SSLv2",
-          "SSL 2.0 accepted (" + report.ssl2_detail + "): broken, RFC 6176 forbids it");
+          "SSL 2.0 accepted (" + report.ssl2_detail + "): broken, RFC 6176 forbids it",
+          Level::kCritical);
       add(report, Severity::kFail, "drown",
           "vulnerable to DROWN (CVE-2016-0800): SSL 2.0 on this port exposes every server "
-          "that uses the same key");
+          "that uses the same key",
+          Level::kCritical);
     } else if (report.ssl2) {
       add(report, Severity::kPass, "tls_SSLv2", "SSL 2.0 refused (RFC 6176)");
     } else {
       add(report, Severity::kInfo, "tls_SSLv2", "SSL 2.0 not tested: " + report.ssl2_detail);
     }
     verdict(report.heartbleed, "heartbleed", "Heartbleed (CVE-2014-0160)",
-            report.heartbleed_detail, Severity::kFail);
+            report.heartbleed_detail, Level::kCritical);
     verdict(report.ccs_injection, "ccs_injection", "CCS injection (CVE-2014-0224)",
-            report.ccs_detail, Severity::kFail);
+            report.ccs_detail, Level::kCritical);
     if (!report.client_renegotiation) {
       add(report, Severity::kInfo, "client_renegotiation",
           "client-initiated renegotiation not tested: " + report.renegotiation_detail);
@@ -1483,7 +1631,8 @@ class Prober {
       int days = *c.days_left;
       if (c.expired) {
         add(report, Severity::kFail, "certificate_expiry",
-            prefix + "certificate expired " + std::to_string(-days) + " days ago");
+            prefix + "certificate expired " + std::to_string(-days) + " days ago",
+            Level::kCritical);
       } else if (days < 14) {
         add(report, Severity::kWarn, "certificate_expiry",
             prefix + "certificate expires in " + std::to_string(days) + " days: renew it now");
@@ -1542,12 +1691,23 @@ class Prober {
       add(report, Severity::kFail, "cipher",
           version + " " + cipher +
               " accepted: anonymous cipher (no server authentication, open to a man in the "
-              "middle)");
+              "middle)",
+          Level::kCritical, "cipherlist_aNULL");
       return;
     }
     if (!suite.broken.empty()) {
+      // testssl.sh's classes: NULL and export CRITICAL, 64-bit and RC4 HIGH, 3DES and IDEA
+      // MEDIUM (HIGH here: SWEET32 is practical against long SMTP sessions).
+      const bool null_or_export =
+          suite.broken.starts_with("NULL") || suite.broken.starts_with("export");
+      const bool triple = suite.broken.starts_with("3DES") || suite.broken.starts_with("obsolete");
       add(report, Severity::kFail, "cipher",
-          version + " " + cipher + " accepted: broken cipher: " + suite.broken);
+          version + " " + cipher + " accepted: broken cipher: " + suite.broken,
+          null_or_export ? Level::kCritical : Level::kHigh,
+          suite.broken.starts_with("NULL")     ? "cipherlist_NULL"
+          : suite.broken.starts_with("export") ? "cipherlist_EXPORT"
+          : triple                             ? "cipherlist_3DES_IDEA"
+                                               : "cipherlist_LOW");
       return;
     }
     if (!suite.forward_secret && !registry.starts_with("TLS_AES_") &&
@@ -1596,7 +1756,7 @@ std::string certificate_json(const CertificateReport& c) {
 }
 
 void print_json(std::ostream& out, const ProbeOptions& options,
-                const std::vector<PortReport>& reports, Severity verdict) {
+                const std::vector<PortReport>& reports, Severity verdict, Level worst) {
   out << "{\"host\":" << base::json_string(options.host)
       << ",\"name\":" << base::json_string(options.name) << ",\"ports\":[";
   bool first_port = true;
@@ -1650,18 +1810,22 @@ void print_json(std::ostream& out, const ProbeOptions& options,
     for (const auto& finding : report.findings) {
       out << (first ? "" : ",")
           << "{\"severity\":" << base::json_string(to_string(finding.severity))
+          << ",\"level\":" << base::json_string(to_string(finding.level))
           << ",\"check\":" << base::json_string(finding.check)
-          << ",\"text\":" << base::json_string(finding.text) << "}";
+          << ",\"testssl_id\":" << base::json_string(finding.testssl_id)
+          << ",\"text\":" << base::json_string(finding.text)
+          << ",\"fix\":" << base::json_string(finding.fix) << "}";
       first = false;
     }
     out << "]}";
     first_port = false;
   }
-  out << "],\"verdict\":" << base::json_string(to_string(verdict)) << "}\n";
+  out << "],\"verdict\":" << base::json_string(to_string(verdict))
+      << ",\"worst_level\":" << base::json_string(to_string(worst)) << "}\n";
 }
 
 void print_text(std::ostream& out, const ProbeOptions& options,
-                const std::vector<PortReport>& reports, Severity verdict) {
+                const std::vector<PortReport>& reports, Severity verdict, Level worst) {
   // The greeting, EHLO lines, certificate names, errors and findings are the probed
   // server's words: nothing in them may drive the terminal.
   auto safe = [](std::string_view text) { return base::terminal_safe(text); };
@@ -1717,9 +1881,14 @@ void print_text(std::ostream& out, const ProbeOptions& options,
     out << "  findings:\n";
     for (const auto& finding : report.findings) {
       out << "    " << to_string(finding.severity) << " " << safe(finding.text) << "\n";
+      if (finding.level != Level::kOk && finding.level != Level::kInfo) {
+        out << "         " << to_string(finding.level)
+            << (finding.testssl_id.empty() ? "" : " (testssl.sh " + finding.testssl_id + ")")
+            << (finding.fix.empty() ? "" : "; fix: " + finding.fix) << "\n";
+      }
     }
   }
-  out << "\nverdict: " << to_string(verdict) << "\n";
+  out << "\nverdict: " << to_string(verdict) << " (worst: " << to_string(worst) << ")\n";
 }
 
 }  // namespace
@@ -1818,21 +1987,22 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
         shared = shared || other.key_sha256 == ssl2.ssl2_key_sha256;
       if (shared) {
         report.findings.push_back(
-            {Severity::kFail, "drown",
-             "vulnerable to DROWN (CVE-2016-0800): port " + std::to_string(ssl2.port) +
-                 " speaks SSL 2.0 with this port's key"});
+            make_finding(Level::kHigh, "drown",
+                         "vulnerable to DROWN (CVE-2016-0800): port " + std::to_string(ssl2.port) +
+                             " speaks SSL 2.0 with this port's key"));
       }
     }
   }
-  Severity verdict = Severity::kPass;
+  Level worst = Level::kOk;
   for (const auto& report : reports) {
     for (const auto& finding : report.findings)
-      verdict = std::max(verdict, finding.severity);
+      worst = std::max(worst, finding.level);
   }
+  const Severity verdict = worst == Level::kInfo ? Severity::kPass : severity_of(worst);
   if (options.json) {
-    print_json(out, options, reports, verdict);
+    print_json(out, options, reports, verdict, worst);
   } else {
-    print_text(out, options, reports, verdict);
+    print_text(out, options, reports, verdict, worst);
   }
   return verdict == Severity::kFail ? 2 : verdict == Severity::kWarn ? 1 : 0;
 }
