@@ -166,10 +166,9 @@ constexpr unsigned char kHelloRetryRandom[32] = {
 bool parse_server_hello(std::string_view hello, ServerAnswer& answer) {
   if (hello.size() < 38) return false;
   answer.version = static_cast<std::uint16_t>(read16(hello, 0));
-  answer.hello_retry = std::equal(std::begin(kHelloRetryRandom), std::end(kHelloRetryRandom),
-                                  hello.begin() + 2, [](unsigned char a, char b) {
-                                    return a == static_cast<unsigned char>(b);
-                                  });
+  answer.hello_retry =
+      std::equal(std::begin(kHelloRetryRandom), std::end(kHelloRetryRandom), hello.begin() + 2,
+                 [](unsigned char a, char b) { return a == static_cast<unsigned char>(b); });
   std::size_t p = 2 + 32;
   const std::size_t session = byte(hello, p);
   p += 1 + session;
@@ -209,26 +208,46 @@ std::vector<std::uint16_t> tls13_cipher_codes() {
 
 std::span<const NamedGroup> named_groups() {
   static constexpr NamedGroup kNamed[] = {
-      {0x0001, "sect163k1", 163},       {0x0002, "sect163r1", 162},
-      {0x0003, "sect163r2", 163},       {0x0004, "sect193r1", 193},
-      {0x0005, "sect193r2", 193},       {0x0006, "sect233k1", 232},
-      {0x0007, "sect233r1", 233},       {0x0008, "sect239k1", 238},
-      {0x0009, "sect283k1", 281},       {0x000A, "sect283r1", 282},
-      {0x000B, "sect409k1", 407},       {0x000C, "sect409r1", 409},
-      {0x000D, "sect571k1", 570},       {0x000E, "sect571r1", 570},
-      {0x000F, "secp160k1", 161},       {0x0010, "secp160r1", 161},
-      {0x0011, "secp160r2", 161},       {0x0012, "secp192k1", 192},
-      {0x0013, "secp192r1", 192},       {0x0014, "secp224k1", 225},
-      {0x0015, "secp224r1", 224},       {0x0016, "secp256k1", 256},
-      {0x0017, "secp256r1", 256},       {0x0018, "secp384r1", 384},
-      {0x0019, "secp521r1", 521},       {0x001A, "brainpoolP256r1", 256},
-      {0x001B, "brainpoolP384r1", 384}, {0x001C, "brainpoolP512r1", 512},
-      {0x001D, "x25519", 253},          {0x001E, "x448", 448},
-      {0x001F, "brainpoolP256r1tls13", 256}, {0x0020, "brainpoolP384r1tls13", 384},
-      {0x0021, "brainpoolP512r1tls13", 512}, {0x0100, "ffdhe2048", 2048},
-      {0x0101, "ffdhe3072", 3072},      {0x0102, "ffdhe4096", 4096},
-      {0x0103, "ffdhe6144", 6144},      {0x0104, "ffdhe8192", 8192},
-      {0x11EB, "SecP256r1MLKEM768", 256}, {0x11EC, "X25519MLKEM768", 253},
+      {0x0001, "sect163k1", 163},
+      {0x0002, "sect163r1", 162},
+      {0x0003, "sect163r2", 163},
+      {0x0004, "sect193r1", 193},
+      {0x0005, "sect193r2", 193},
+      {0x0006, "sect233k1", 232},
+      {0x0007, "sect233r1", 233},
+      {0x0008, "sect239k1", 238},
+      {0x0009, "sect283k1", 281},
+      {0x000A, "sect283r1", 282},
+      {0x000B, "sect409k1", 407},
+      {0x000C, "sect409r1", 409},
+      {0x000D, "sect571k1", 570},
+      {0x000E, "sect571r1", 570},
+      {0x000F, "secp160k1", 161},
+      {0x0010, "secp160r1", 161},
+      {0x0011, "secp160r2", 161},
+      {0x0012, "secp192k1", 192},
+      {0x0013, "secp192r1", 192},
+      {0x0014, "secp224k1", 225},
+      {0x0015, "secp224r1", 224},
+      {0x0016, "secp256k1", 256},
+      {0x0017, "secp256r1", 256},
+      {0x0018, "secp384r1", 384},
+      {0x0019, "secp521r1", 521},
+      {0x001A, "brainpoolP256r1", 256},
+      {0x001B, "brainpoolP384r1", 384},
+      {0x001C, "brainpoolP512r1", 512},
+      {0x001D, "x25519", 253},
+      {0x001E, "x448", 448},
+      {0x001F, "brainpoolP256r1tls13", 256},
+      {0x0020, "brainpoolP384r1tls13", 384},
+      {0x0021, "brainpoolP512r1tls13", 512},
+      {0x0100, "ffdhe2048", 2048},
+      {0x0101, "ffdhe3072", 3072},
+      {0x0102, "ffdhe4096", 4096},
+      {0x0103, "ffdhe6144", 6144},
+      {0x0104, "ffdhe8192", 8192},
+      {0x11EB, "SecP256r1MLKEM768", 256},
+      {0x11EC, "X25519MLKEM768", 253},
       {0x11ED, "SecP384r1MLKEM1024", 384},
   };
   return kNamed;
@@ -348,7 +367,7 @@ ServerFlight read_flight(std::string_view bytes) {
           if (!flight.key_exchange.empty()) return malformed();
           flight.key_exchange = std::string(content);
           break;
-        case 14:  // server_hello_done
+        case 14:                                             // server_hello_done
           if (read != handshake.size()) return malformed();  // nothing may follow it
           flight.kind = ServerFlight::Kind::kDone;
           flight.consumed = at;
@@ -451,7 +470,7 @@ std::string ssl2_client_hello() {
   static constexpr unsigned kCiphers[] = {0x010080, 0x020080, 0x030080, 0x040080,
                                           0x050080, 0x060040, 0x0700C0};
   std::string body;
-  put8(body, 1);       // CLIENT-HELLO
+  put8(body, 1);        // CLIENT-HELLO
   put16(body, 0x0002);  // SSL 2.0
   put16(body, static_cast<unsigned>(std::size(kCiphers) * 3));
   put16(body, 0);   // no session id

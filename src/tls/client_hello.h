@@ -91,9 +91,9 @@ ServerAnswer read_answer(std::string_view bytes);
 struct ServerFlight {
   enum class Kind { kIncomplete, kDone, kAlert, kMalformed };
   Kind kind = Kind::kIncomplete;
-  ServerAnswer hello;         // the ServerHello (kDone) or the alert (kAlert)
-  std::string key_exchange;   // the ServerKeyExchange's body, "" when none came
-  std::size_t consumed = 0;   // kDone: the bytes up to the end of the record of HelloDone
+  ServerAnswer hello;        // the ServerHello (kDone) or the alert (kAlert)
+  std::string key_exchange;  // the ServerKeyExchange's body, "" when none came
+  std::size_t consumed = 0;  // kDone: the bytes up to the end of the record of HelloDone
 };
 ServerFlight read_flight(std::string_view bytes);
 

@@ -40,13 +40,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(next.length <= size);
   }
   if (flight.kind == tls::ServerFlight::Kind::kIncomplete && size > 0) {
-    check(tls::read_flight(bytes.substr(0, size - 1)).kind ==
-          tls::ServerFlight::Kind::kIncomplete);
+    check(tls::read_flight(bytes.substr(0, size - 1)).kind == tls::ServerFlight::Kind::kIncomplete);
   }
   for (bool elliptic : {false, true}) {
     const tls::KeyExchange exchange = tls::read_key_exchange(bytes, elliptic);
-    check(!exchange.valid || elliptic || (exchange.dh_prime_bits >= 1 &&
-                                          exchange.dh_prime_bits <= 8 * size));
+    check(!exchange.valid || elliptic ||
+          (exchange.dh_prime_bits >= 1 && exchange.dh_prime_bits <= 8 * size));
   }
   const tls::NextRecord next = tls::read_next_record(bytes);
   check(next.length <= size);

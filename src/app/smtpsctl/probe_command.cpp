@@ -133,13 +133,15 @@ constexpr CheckGuide kGuides[] = {
     {"tls_mode", "", ""},
     {"starttls_injection", "",
      "discard what was pipelined with STARTTLS (CVE-2011-0411): update the server"},
-    {"tls_SSLv2", "SSLv2", "disable SSL 2.0: update the TLS library; Postfix: smtpd_tls_protocols = >=TLSv1.2"},
+    {"tls_SSLv2", "SSLv2",
+     "disable SSL 2.0: update the TLS library; Postfix: smtpd_tls_protocols = >=TLSv1.2"},
     {"drown", "DROWN",
      "disable SSL 2.0 on every server that uses this key, or give this server its own key"},
     {"tls_SSLv3", "SSLv3",
      "refuse SSL 3.0 (POODLE): smtpsd: [tls] min_version = \"TLSv1.2\"; Postfix: "
      "smtpd_tls_protocols = >=TLSv1.2"},
-    {"tls_TLSv1.3", "TLS1_3", "offer TLS 1.3: smtpsd does by default; Postfix: OpenSSL 1.1.1 or later"},
+    {"tls_TLSv1.3", "TLS1_3",
+     "offer TLS 1.3: smtpsd does by default; Postfix: OpenSSL 1.1.1 or later"},
     {"tls_TLSv1.2", "TLS1_2", "offer TLS 1.2"},
     {"tls_TLSv1.1", "TLS1_1",
      "refuse TLS 1.1: smtpsd: [tls] min_version = \"TLSv1.2\"; Postfix: smtpd_tls_protocols = "
@@ -155,7 +157,8 @@ constexpr CheckGuide kGuides[] = {
     {"tls_compression", "CRIME_TLS",
      "disable TLS compression (OpenSSL 1.1.0 and later never compress)"},
     {"tls_fallback_scsv", "fallback_SCSV", "update the TLS library (OpenSSL 1.0.1j and later)"},
-    {"cipher_order", "cipher_order", "smtpsd picks by its own order; Postfix: tls_preempt_cipherlist = yes"},
+    {"cipher_order", "cipher_order",
+     "smtpsd picks by its own order; Postfix: tls_preempt_cipherlist = yes"},
     {"secure_renegotiation", "secure_renego", "update the TLS library (RFC 5746)"},
     {"session_resumption", "", ""},
     {"named_groups", "PFS_ECDHE_curves", ""},
@@ -176,7 +179,8 @@ constexpr CheckGuide kGuides[] = {
     {"certificate_chain", "cert_chain_of_trust",
      "serve the whole chain of a CA the clients trust (leaf first, then intermediates)"},
     {"certificate_key", "cert_keySize", "use an RSA key of 2048 bits or more, or ECDSA P-256"},
-    {"certificate_signature", "cert_signatureAlgorithm", "have the certificate reissued with SHA-256"},
+    {"certificate_signature", "cert_signatureAlgorithm",
+     "have the certificate reissued with SHA-256"},
 };
 
 const CheckGuide* find_guide(std::string_view check) {
@@ -936,7 +940,6 @@ class Prober {
     }
   }
 
-
   // The highest version below TLS 1.3 the server takes, with its suites: where the
   // checks of the TLS 1.2-and-older handshake run (key exchange, Heartbleed, CCS).
   static const VersionResult* highest_before_tls13(const PortReport& report) {
@@ -1058,10 +1061,9 @@ class Prober {
     } else {
       report.groups_tls12_detail = "no version below TLS 1.3 accepted";
     }
-    const bool tls13 = std::any_of(report.versions.begin(), report.versions.end(),
-                                   [](const VersionResult& version) {
-                                     return version.name == "TLSv1.3" && version.accepted;
-                                   });
+    const bool tls13 = std::any_of(
+        report.versions.begin(), report.versions.end(),
+        [](const VersionResult& version) { return version.name == "TLSv1.3" && version.accepted; });
     if (!tls13) {
       report.groups_tls13_detail = "TLS 1.3 not accepted";
       return;
@@ -1145,8 +1147,7 @@ class Prober {
         report.heartbleed_detail =
             *report.heartbleed
                 ? "a heartbeat claiming 16384 bytes and carrying none was answered with " +
-                      std::to_string(next.length) +
-                      " bytes of the server's memory (not shown)"
+                      std::to_string(next.length) + " bytes of the server's memory (not shown)"
                 : "the heartbeat was answered without any of the server's memory";
         return;
       }
@@ -1210,9 +1211,8 @@ class Prober {
         return;
       }
       if (!connection->fill()) {
-        report.ccs_detail = connection->closed()
-                                ? "the connection was closed without an alert"
-                                : "no answer to an early ChangeCipherSpec";
+        report.ccs_detail = connection->closed() ? "the connection was closed without an alert"
+                                                 : "no answer to an early ChangeCipherSpec";
         return;
       }
     }
@@ -1277,10 +1277,10 @@ class Prober {
     std::string error;
     auto connection = context ? open_tls(report, context.get(), nullptr, error) : nullptr;
     if (!connection) {
-      report.renegotiation_detail =
-          context ? "the local TLS library could not complete a " + legacy->name + " handshake" +
-                        (error.empty() ? "" : " (" + error + ")")
-                  : "the local TLS library cannot offer " + legacy->name;
+      report.renegotiation_detail = context ? "the local TLS library could not complete a " +
+                                                  legacy->name + " handshake" +
+                                                  (error.empty() ? "" : " (" + error + ")")
+                                            : "the local TLS library cannot offer " + legacy->name;
       return;
     }
     if (report.mode == "implicit" && speaks_smtp(report)) connection->read_reply();  // greeting
@@ -1519,7 +1519,6 @@ class Prober {
     }
   }
 
-
   static std::string group_names(const std::vector<std::uint16_t>& groups) {
     std::vector<std::string> names;
     for (std::uint16_t code : groups) {
@@ -1540,8 +1539,7 @@ class Prober {
                                   const std::string& detail) {
       if (!groups) {
         if (!detail.empty() && detail.find("accepted") == std::string::npos) {
-          add(report, Severity::kInfo, "named_groups",
-              label + " groups not tested: " + detail);
+          add(report, Severity::kInfo, "named_groups", label + " groups not tested: " + detail);
         }
         return;
       }
@@ -1551,8 +1549,8 @@ class Prober {
         if (group == nullptr || group->bits > 193) continue;
         // testssl.sh: MEDIUM up to 163 bits, LOW up to 193.
         add(report, group->bits <= 163 ? Severity::kFail : Severity::kWarn, "weak_group",
-            label + " " + std::string(group->name) + " accepted: a " +
-                std::to_string(group->bits) + "-bit curve is too weak",
+            label + " " + std::string(group->name) + " accepted: a " + std::to_string(group->bits) +
+                "-bit curve is too weak",
             group->bits <= 163 ? Level::kHigh : Level::kLow);
       }
     };
@@ -1561,8 +1559,8 @@ class Prober {
     judge_groups("TLSv1.3", report.groups_tls13, report.groups_tls13_detail);
     if (report.dh_bits) {
       const unsigned bits = *report.dh_bits;
-      const std::string text = report.dh_version + " DHE with a " + std::to_string(bits) +
-                               "-bit prime";
+      const std::string text =
+          report.dh_version + " DHE with a " + std::to_string(bits) + "-bit prime";
       if (bits <= 1024) {
         add(report, Severity::kFail, "dh_size", text + ": too weak (LOGJAM), use 2048 bits or more",
             Level::kHigh, "LOGJAM");
@@ -1605,8 +1603,8 @@ class Prober {
     } else {
       add(report, Severity::kInfo, "tls_SSLv2", "SSL 2.0 not tested: " + report.ssl2_detail);
     }
-    verdict(report.heartbleed, "heartbleed", "Heartbleed (CVE-2014-0160)",
-            report.heartbleed_detail, Level::kCritical);
+    verdict(report.heartbleed, "heartbleed", "Heartbleed (CVE-2014-0160)", report.heartbleed_detail,
+            Level::kCritical);
     verdict(report.ccs_injection, "ccs_injection", "CCS injection (CVE-2014-0224)",
             report.ccs_detail, Level::kCritical);
     if (!report.client_renegotiation) {
@@ -1986,10 +1984,10 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
       for (const auto& other : report.other_certificates)
         shared = shared || other.key_sha256 == ssl2.ssl2_key_sha256;
       if (shared) {
-        report.findings.push_back(
-            make_finding(Level::kHigh, "drown",
-                         "vulnerable to DROWN (CVE-2016-0800): port " + std::to_string(ssl2.port) +
-                             " speaks SSL 2.0 with this port's key"));
+        report.findings.push_back(make_finding(Level::kHigh, "drown",
+                                               "vulnerable to DROWN (CVE-2016-0800): port " +
+                                                   std::to_string(ssl2.port) +
+                                                   " speaks SSL 2.0 with this port's key"));
       }
     }
   }

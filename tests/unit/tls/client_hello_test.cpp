@@ -175,8 +175,7 @@ TEST(ClientHelloTest, Tls13HelloAsksForAHelloRetryWithTheGroupsGiven) {
   EXPECT_EQ(hello.find(std::string("\x00\x0f\x00\x01\x01", 5)), std::string::npos);
   options.version = kTls12;
   options.heartbeat = true;
-  EXPECT_NE(client_hello(options).find(std::string("\x00\x0f\x00\x01\x01", 5)),
-            std::string::npos);
+  EXPECT_NE(client_hello(options).find(std::string("\x00\x0f\x00\x01\x01", 5)), std::string::npos);
 
   // The HelloRetryRequest: the magic random, supported_versions and the chosen group.
   std::string retry = std::string("\x03\x03", 2);
@@ -242,14 +241,16 @@ TEST(ClientHelloTest, HeartbeatAndChangeCipherSpecRecordsAndWhatComesBack) {
   EXPECT_EQ(heartbeat_request(0x0303, 0x4000), std::string("\x18\x03\x03\x00\x03\x01\x40\x00", 8));
   EXPECT_EQ(change_cipher_spec(0x0301), std::string("\x14\x03\x01\x00\x01\x01", 6));
   // A vulnerable server's answer: a heartbeat record far longer than the request.
-  const std::string leak = record(24, std::string("\x02\x40\x00", 3) + std::string(16384 + 16, 'm'));
+  const std::string leak =
+      record(24, std::string("\x02\x40\x00", 3) + std::string(16384 + 16, 'm'));
   NextRecord next = read_next_record(leak);
   ASSERT_EQ(next.kind, NextRecord::Kind::kHeartbeat);
   EXPECT_EQ(next.length, 16384u + 19);
   for (std::size_t cut = 0; cut < 6; ++cut)
     EXPECT_EQ(read_next_record(leak.substr(0, cut)).kind, NextRecord::Kind::kIncomplete);
   // Handshake records before it are skipped; an alert is read.
-  next = read_next_record(record(22, message(4, "ticket")) + record(21, std::string("\x02\x0a", 2)));
+  next =
+      read_next_record(record(22, message(4, "ticket")) + record(21, std::string("\x02\x0a", 2)));
   ASSERT_EQ(next.kind, NextRecord::Kind::kAlert);
   EXPECT_EQ(next.alert_description, 10);  // unexpected_message
   EXPECT_EQ(read_next_record(record(23, "data")).kind, NextRecord::Kind::kOther);
@@ -259,11 +260,11 @@ TEST(ClientHelloTest, HeartbeatAndChangeCipherSpecRecordsAndWhatComesBack) {
 TEST(ClientHelloTest, Ssl2ClientHelloAndServerHello) {
   const std::string hello = ssl2_client_hello();
   ASSERT_GE(hello.size(), 2u);
-  EXPECT_EQ(at(hello, 0) & 0x80u, 0x80u);                        // two-byte header
+  EXPECT_EQ(at(hello, 0) & 0x80u, 0x80u);  // two-byte header
   EXPECT_EQ((at(hello, 0) & 0x7F) << 8 | at(hello, 1), hello.size() - 2);
-  EXPECT_EQ(at(hello, 2), 1u);                                   // CLIENT-HELLO
-  EXPECT_EQ(at(hello, 3) << 8 | at(hello, 4), 0x0002u);          // SSL 2.0
-  EXPECT_EQ(at(hello, 5) << 8 | at(hello, 6), 21u);              // seven cipher specs
+  EXPECT_EQ(at(hello, 2), 1u);                           // CLIENT-HELLO
+  EXPECT_EQ(at(hello, 3) << 8 | at(hello, 4), 0x0002u);  // SSL 2.0
+  EXPECT_EQ(at(hello, 5) << 8 | at(hello, 6), 21u);      // seven cipher specs
 
   // SERVER-HELLO: type 4, hit 0, X.509 (1), version 2, certificate, two ciphers, id.
   std::string body = std::string("\x04\x00\x01\x00\x02", 5);
@@ -282,7 +283,8 @@ TEST(ClientHelloTest, Ssl2ClientHelloAndServerHello) {
   for (std::size_t cut = 0; cut < answer.size(); ++cut)
     EXPECT_EQ(read_ssl2_answer(answer.substr(0, cut)).kind, Ssl2Answer::Kind::kIncomplete);
   // A TLS alert, an SMTP reply, lengths that run past the message: not SSL 2.0.
-  EXPECT_EQ(read_ssl2_answer(record(21, std::string("\x02\x46", 2))).kind, Ssl2Answer::Kind::kOther);
+  EXPECT_EQ(read_ssl2_answer(record(21, std::string("\x02\x46", 2))).kind,
+            Ssl2Answer::Kind::kOther);
   EXPECT_EQ(read_ssl2_answer("554 no\r\n").kind, Ssl2Answer::Kind::kOther);
   std::string lying = answer;
   lying[2 + 6] = '\x7f';  // certificate length 0x7f04
