@@ -1000,6 +1000,9 @@ class Prober {
       }
       if (ecdhe.empty()) {
         report.groups_tls12_detail = "no ECDHE suite accepted";
+      } else if (legacy->name == "SSLv3") {
+        report.groups_tls12_version = legacy->name;
+        report.groups_tls12_detail = "an SSL 3.0 hello has no supported_groups to offer them by";
       } else {
         std::vector<std::uint16_t> remaining;
         for (const tls::NamedGroup& group : tls::named_groups()) {
@@ -1114,6 +1117,10 @@ class Prober {
     if (legacy == nullptr) {
       report.heartbleed = false;
       report.heartbleed_detail = "only TLS 1.3, which has no heartbeat";
+      return;
+    }
+    if (legacy->name == "SSLv3") {
+      report.heartbleed_detail = "below TLS 1.3 only SSL 3.0, whose hello has no extensions";
       return;
     }
     tls::HelloOptions hello;
@@ -1952,7 +1959,8 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
   if (options.help) {
     out << "usage: smtpsctl probe HOST[:PORT] [--name NAME] [--cafile FILE] [--timeout SECONDS] "
            "[--json]\n"
-           "  Reports a mail server's TLS: versions, ciphers, certificate, STARTTLS, AUTH.\n"
+           "  Reports a mail server's TLS: versions, ciphers, groups, certificates, STARTTLS,\n"
+           "  AUTH, and known vulnerabilities (Heartbleed, CCS injection, DROWN...).\n"
            "  Without PORT: 25, 465 and 587. Exit: 0 pass, 1 warn, 2 fail, 3 usage or no "
            "answer.\n";
     return 0;
