@@ -235,12 +235,15 @@ class ProbeVulnerableFakes(ServerTestCase):
     servers that are not vulnerable come from real ones: smtpsd (ProbeSmtpsd) and
     `openssl s_server` (ProbeOpenSslServer)."""
 
-    def test_heartbleed_ccs_injection_and_sslv2_are_found(self):
+    def test_heartbleed_ccs_injection_sslv2_and_drown_across_ports_are_found(self):
         server = self.new_server()  # only for its development PKI; never started
         tls = os.path.join(server.dir, "tls")
         cert, key = os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key")
-        with FakeTls(cert, key, heartbleed=True, ccs=True, ssl2=True) as fake:
-            result = probe(f"localhost:{fake.port}", "--cafile", server.ca, "--json")
+        # A second port with the same key and no SSL 2.0 of its own, probed in the same run.
+        with FakeTls(cert, key, heartbleed=True, ccs=True, ssl2=True) as fake, \
+                FakeTls(cert, key) as same_key:
+            result = probe(f"localhost:{fake.port}", "--port", str(same_key.port), "--cafile",
+                           server.ca, "--json")
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         # Only the size of the leak is reported: nothing of the "memory" it sent.
         self.assertNotIn("SECRET", result.stdout)
@@ -268,6 +271,13 @@ class ProbeVulnerableFakes(ServerTestCase):
         self.assertEqual(finding_of(report, "drown")["level"], "CRITICAL")
         self.assertEqual(report["worst_level"], "CRITICAL")
         self.assertEqual(report["verdict"], "FAIL")
+        # DROWN reaches the other port through the key they share (CVE-2016-0800).
+        other = report["ports"][1]
+        self.assertEqual(other["port"], same_key.port)
+        self.assertIs(other["sslv2_accepted"], False)
+        drown = finding_of(report, "drown", port_index=1)
+        self.assertEqual(drown["severity"], "FAIL")
+        self.assertIn(f"port {fake.port} speaks SSL 2.0 with this port's key", drown["text"])
 
 
 class ProbeUsage(unittest.TestCase):

@@ -1912,11 +1912,19 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
       options.help = true;
     } else if (arg == "--json") {
       options.json = true;
-    } else if (arg == "--cafile" || arg == "--name" || arg == "--timeout") {
+    } else if (arg == "--cafile" || arg == "--name" || arg == "--timeout" || arg == "--port") {
       auto given = value(arg.c_str());
       if (!given) return base::unexpected(given.error());
       if (arg == "--cafile") options.cafile = given.value();
       if (arg == "--name") options.name = given.value();
+      if (arg == "--port") {
+        char* end = nullptr;
+        long port = std::strtol(given.value().c_str(), &end, 10);
+        if (end == given.value().c_str() || *end != '\0' || port < 1 || port > 65535) {
+          return base::unexpected(std::string("--port: a port number from 1 to 65535"));
+        }
+        options.ports.push_back(static_cast<std::uint16_t>(port));
+      }
       if (arg == "--timeout") {
         char* end = nullptr;
         long seconds = std::strtol(given.value().c_str(), &end, 10);
@@ -1942,7 +1950,12 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
   auto address = base::parse_host_port(target, form);
   if (!address) return base::unexpected(target + ": " + address.error());
   options.host = address->host;
-  if (address->port != 0) options.port = address->port;
+  if (address->port != 0) options.ports.insert(options.ports.begin(), address->port);
+  std::vector<std::uint16_t> unique;
+  for (std::uint16_t port : options.ports) {
+    if (std::find(unique.begin(), unique.end(), port) == unique.end()) unique.push_back(port);
+  }
+  options.ports = unique;
   if (options.name.empty()) options.name = options.host;
   return options;
 }
@@ -1951,22 +1964,23 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
   auto parsed = parse_probe_arguments(args);
   if (!parsed) {
     err << "smtpsctl probe: " << parsed.error() << "\n"
-        << "usage: smtpsctl probe HOST[:PORT] [--name NAME] [--cafile FILE] [--timeout SECONDS] "
-           "[--json]\n";
+        << "usage: smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]\n"
+           "                      [--timeout SECONDS] [--json]\n";
     return 3;
   }
   const ProbeOptions& options = parsed.value();
   if (options.help) {
-    out << "usage: smtpsctl probe HOST[:PORT] [--name NAME] [--cafile FILE] [--timeout SECONDS] "
-           "[--json]\n"
+    out << "usage: smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]\n"
+           "                      [--timeout SECONDS] [--json]\n"
            "  Reports a mail server's TLS: versions, ciphers, groups, certificates, STARTTLS,\n"
            "  AUTH, and known vulnerabilities (Heartbleed, CCS injection, DROWN...).\n"
-           "  Without PORT: 25, 465 and 587. Exit: 0 pass, 1 warn, 2 fail, 3 usage or no "
+           "  Without PORT: 25, 465 and 587; --port adds a port (repeatable: DROWN is judged\n"
+           "  across the ports of one run). Exit: 0 pass, 1 warn, 2 fail, 3 usage or no "
            "answer.\n";
     return 0;
   }
-  std::vector<std::uint16_t> ports = options.port ? std::vector<std::uint16_t>{*options.port}
-                                                  : std::vector<std::uint16_t>{25, 465, 587};
+  std::vector<std::uint16_t> ports =
+      !options.ports.empty() ? options.ports : std::vector<std::uint16_t>{25, 465, 587};
   Prober prober(options);
   std::vector<PortReport> reports;
   bool any_answered = false;
