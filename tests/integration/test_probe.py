@@ -15,6 +15,7 @@ import time
 import unittest
 
 from fake_smtp import FakeSmtp
+from fake_tls import FakeTls
 from harness import SMTPSD, ServerTestCase
 from processes import end_process
 
@@ -24,6 +25,11 @@ SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD
 def probe(*args, timeout=120):
     return subprocess.run([SMTPSCTL, "probe"] + list(args), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def finding_of(report, check, port_index=0):
+    """The first finding of a check, whole: severity, level, testssl_id, text, fix."""
+    return next(f for f in report["ports"][port_index]["findings"] if f["check"] == check)
 
 
 def findings(report, port_index=0):
@@ -77,7 +83,30 @@ class ProbeSmtpsd(ServerTestCase):
                                  [("INFO", "TLSv1.2: the server chooses the suite by its own "
                                            "order")])
                 self.assertIsNotNone(port["session_resumed"])
+                # Key exchange: the groups of [tls] groups (X25519:P-256:P-384), each found
+                # with a hand-built hello (TLS 1.3: an empty key_share and the
+                # HelloRetryRequest); no DHE suite at all.
+                self.assertEqual(sorted(port["groups_before_tls13"]),
+                                 ["secp256r1", "secp384r1", "x25519"])
+                self.assertEqual(sorted(port["groups_tls13"]),
+                                 ["secp256r1", "secp384r1", "x25519"])
+                self.assertIsNone(port["dh_prime_bits"])
+                # What OpenSSL 3 is not open to, each tested (never a PASS untested).
+                self.assertIs(port["sslv2_accepted"], False)
+                self.assertIs(port["heartbleed_vulnerable"], False)
+                self.assertIs(port["ccs_injection_vulnerable"], False)
+                self.assertIs(port["client_renegotiation_accepted"], False)
                 checks = findings(report)
+                for check in ("tls_SSLv2", "heartbleed", "ccs_injection",
+                              "client_renegotiation"):
+                    self.assertEqual(checks[check][0][0], "PASS", (check, checks[check]))
+                self.assertIn("alert unexpected_message", checks["ccs_injection"][0][1])
+                self.assertNotIn("weak_group", checks)
+                # Nothing above INFO, and no fix to give.
+                self.assertIn(report["worst_level"], ("OK", "INFO"))
+                for finding in port["findings"]:
+                    self.assertIn(finding["level"], ("OK", "INFO"), finding)
+                    self.assertEqual(finding["fix"], "", finding)
                 self.assertEqual(checks["tls_TLSv1"][0][0], "PASS")
                 self.assertEqual(checks["certificate_name"][0][0], "PASS")
 
@@ -87,8 +116,11 @@ class ProbeSmtpsd(ServerTestCase):
         result = probe(f"localhost:{server.ports['submission']}")
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         self.assertIn("FAIL certificate chain does not verify", result.stdout)
+        # The level, testssl.sh's id and the fix on the line below.
+        self.assertIn("HIGH (testssl.sh cert_chain_of_trust); fix: serve the whole chain",
+                      result.stdout)
         self.assertIn("PASS TLS 1.0 refused", result.stdout)
-        self.assertIn("verdict: FAIL", result.stdout)
+        self.assertIn("verdict: FAIL (worst: HIGH)", result.stdout)
 
     def test_name_mismatch_fails(self):
         server = self.new_server().start()
@@ -198,6 +230,56 @@ class ProbeFakeServer(ServerTestCase):
         self.assertIn("FAIL AUTH PLAIN LOGIN offered before TLS", result.stdout)
 
 
+class ProbeVulnerableFakes(ServerTestCase):
+    """What OpenSSL 3 never answers, from a scripted server (fake_tls.py). The answers of
+    servers that are not vulnerable come from real ones: smtpsd (ProbeSmtpsd) and
+    `openssl s_server` (ProbeOpenSslServer)."""
+
+    def test_heartbleed_ccs_injection_sslv2_and_drown_across_ports_are_found(self):
+        server = self.new_server()  # only for its development PKI; never started
+        tls = os.path.join(server.dir, "tls")
+        cert, key = os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key")
+        # A second port with the same key and no SSL 2.0 of its own, probed in the same run.
+        with FakeTls(cert, key, heartbleed=True, ccs=True, ssl2=True) as fake, \
+                FakeTls(cert, key) as same_key:
+            result = probe(f"localhost:{fake.port}", "--port", str(same_key.port), "--cafile",
+                           server.ca, "--json")
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        # Only the size of the leak is reported: nothing of the "memory" it sent.
+        self.assertNotIn("SECRET", result.stdout)
+        report = json.loads(result.stdout)
+        port = report["ports"][0]
+        checks = findings(report)
+        self.assertIs(port["heartbleed_vulnerable"], True)
+        self.assertEqual(checks["heartbleed"][0][0], "FAIL")
+        self.assertIn("16403 bytes of the server's memory (not shown)", checks["heartbleed"][0][1])
+        self.assertIs(port["ccs_injection_vulnerable"], True)
+        self.assertEqual(checks["ccs_injection"][0][0], "FAIL")
+        self.assertIn("CVE-2014-0224", checks["ccs_injection"][0][1])
+        self.assertIs(port["sslv2_accepted"], True)
+        self.assertEqual(checks["tls_SSLv2"][0][0], "FAIL")
+        self.assertEqual(checks["drown"][0][0], "FAIL")
+        # Its TLS 1.2, by hand: one suite on secp256r1.
+        self.assertEqual(port["versions"]["TLSv1.2"]["ciphers"], ["ECDHE-RSA-AES128-GCM-SHA256"])
+        self.assertEqual(port["groups_before_tls13"], ["secp256r1"])
+        # One severity model: testssl.sh's levels and ids, a fix, the verdict from the worst.
+        heartbleed = finding_of(report, "heartbleed")
+        self.assertEqual((heartbleed["level"], heartbleed["testssl_id"]),
+                         ("CRITICAL", "heartbleed"))
+        self.assertIn("update OpenSSL", heartbleed["fix"])
+        self.assertEqual(finding_of(report, "ccs_injection")["testssl_id"], "CCS")
+        self.assertEqual(finding_of(report, "drown")["level"], "CRITICAL")
+        self.assertEqual(report["worst_level"], "CRITICAL")
+        self.assertEqual(report["verdict"], "FAIL")
+        # DROWN reaches the other port through the key they share (CVE-2016-0800).
+        other = report["ports"][1]
+        self.assertEqual(other["port"], same_key.port)
+        self.assertIs(other["sslv2_accepted"], False)
+        drown = finding_of(report, "drown", port_index=1)
+        self.assertEqual(drown["severity"], "FAIL")
+        self.assertIn(f"port {fake.port} speaks SSL 2.0 with this port's key", drown["text"])
+
+
 class ProbeUsage(unittest.TestCase):
     def test_closed_port_exits_3(self):
         listener = socket.socket()
@@ -218,6 +300,28 @@ class ProbeUsage(unittest.TestCase):
                 self.assertIn("usage: smtpsctl probe", result.stderr)
 
 
+def start_s_server(test, args):
+    """`openssl s_server` on a free loopback port (ended at the test's cleanup); the port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    # Its standard input stays open: at its end s_server closes the connection it serves.
+    server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-quiet"]
+                              + args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    test.addCleanup(server.stdin.close)
+    test.addCleanup(end_process, server)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return port
+
+
 class ProbeOpenSslServer(unittest.TestCase):
     """`openssl s_server` as an implicit-TLS server with an RSA-1024 self-signed certificate
     (at OpenSSL security level 0, so it serves it)."""
@@ -229,23 +333,8 @@ class ProbeOpenSslServer(unittest.TestCase):
                         f"{work}/key.pem", "-out", f"{work}/cert.pem", "-days", "30", "-subj",
                         "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
                        check=True, capture_output=True)
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-        listener.close()
-        server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}",
-                                   "-cert", f"{work}/cert.pem", "-key", f"{work}/key.pem",
-                                   "-cipher", "DEFAULT:@SECLEVEL=0", "-quiet"],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        self.addCleanup(end_process, server)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        port = start_s_server(self, ["-cert", f"{work}/cert.pem", "-key", f"{work}/key.pem",
+                                     "-cipher", "DEFAULT:@SECLEVEL=0"])
         result = probe(f"localhost:{port}", "--timeout", "2", "--json")
         report = json.loads(result.stdout)
         checks = findings(report)
@@ -255,6 +344,51 @@ class ProbeOpenSslServer(unittest.TestCase):
         self.assertIn("self-signed certificate", checks["certificate_chain"][0][1])
         self.assertNotIn("too weak", checks["certificate_chain"][0][1])
         self.assertEqual(checks["certificate_key"][0], ("FAIL", "RSA key of 1024 bits: too weak"))
+        # OpenSSL 3 refuses a renegotiation the client starts, by default.
+        self.assertEqual(checks["client_renegotiation"][0][0], "PASS")
+
+    def test_weak_dh_weak_curve_and_client_renegotiation(self):
+        # A 1024-bit DH group (RFC 5114's, made at once), secp192r1 beside secp384r1, and
+        # client-initiated renegotiation allowed: LOGJAM-weak DHE fails, the curve warns,
+        # the renegotiation warns (a denial of service for one client to drive).
+        work = tempfile.mkdtemp(prefix="smtpsd-probe-dh1024-")
+        self.addCleanup(shutil.rmtree, work, ignore_errors=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        f"{work}/key.pem", "-out", f"{work}/cert.pem", "-days", "30", "-subj",
+                        "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt",
+                        "dh_rfc5114:1", "-out", f"{work}/dh.pem"], check=True, capture_output=True)
+        port = start_s_server(self, ["-cert", f"{work}/cert.pem", "-key", f"{work}/key.pem",
+                                     "-cipher", "DHE-RSA-AES128-GCM-SHA256:"
+                                     "ECDHE-RSA-AES256-GCM-SHA384:@SECLEVEL=0",
+                                     "-dhparam", f"{work}/dh.pem",
+                                     "-groups", "secp384r1:secp192r1", "-client_renegotiation"])
+        result = probe(f"localhost:{port}", "--timeout", "2", "--json")
+        report = json.loads(result.stdout)
+        checks = findings(report)
+        ports = report["ports"][0]
+        self.assertEqual(ports["dh_prime_bits"], 1024)
+        self.assertEqual(checks["dh_size"][0][0], "FAIL")
+        self.assertIn("1024-bit prime: too weak (LOGJAM)", checks["dh_size"][0][1])
+        self.assertEqual(sorted(ports["groups_before_tls13"]), ["secp192r1", "secp384r1"])
+        self.assertEqual(checks["weak_group"][0][0], "WARN")
+        self.assertIn("secp192r1", checks["weak_group"][0][1])
+        self.assertEqual(ports["groups_tls13"], ["secp384r1"])  # 1.3 never takes secp192r1
+        self.assertIs(ports["client_renegotiation_accepted"], True)
+        self.assertEqual(checks["client_renegotiation"][0][0], "WARN")
+        # Levels as testssl.sh rates them (a 1024-bit DH group: HIGH here, LOGJAM), its ids,
+        # and a fix on each finding that is not OK or INFO.
+        for check, level, testssl_id in (("dh_size", "HIGH", "LOGJAM"),
+                                         ("weak_group", "LOW", "PFS_ECDHE_curves"),
+                                         ("client_renegotiation", "MEDIUM",
+                                          "secure_client_renego")):
+            finding = finding_of(report, check)
+            self.assertEqual((finding["level"], finding["testssl_id"]), (level, testssl_id))
+            self.assertTrue(finding["fix"], finding)
+        self.assertEqual(finding_of(report, "named_groups")["fix"], "")
+        self.assertIs(ports["heartbleed_vulnerable"], False)
+        self.assertIs(ports["ccs_injection_vulnerable"], False)
 
 
 if __name__ == "__main__":

@@ -64,11 +64,150 @@ const char* to_string(Severity severity) {
   return "?";
 }
 
+// One severity model, testssl.sh's six levels. The verdict follows the worst level: OK
+// and INFO never change it, LOW and MEDIUM make it WARN (exit 1), HIGH and CRITICAL make
+// it FAIL (exit 2). Each finding also says PASS/WARN/FAIL/INFO, derived from its level.
+enum class Level { kOk, kInfo, kLow, kMedium, kHigh, kCritical };
+
+const char* to_string(Level level) {
+  switch (level) {
+    case Level::kOk:
+      return "OK";
+    case Level::kInfo:
+      return "INFO";
+    case Level::kLow:
+      return "LOW";
+    case Level::kMedium:
+      return "MEDIUM";
+    case Level::kHigh:
+      return "HIGH";
+    case Level::kCritical:
+      return "CRITICAL";
+  }
+  return "?";
+}
+
+Severity severity_of(Level level) {
+  switch (level) {
+    case Level::kOk:
+      return Severity::kPass;
+    case Level::kInfo:
+      return Severity::kInfo;
+    case Level::kLow:
+    case Level::kMedium:
+      return Severity::kWarn;
+    case Level::kHigh:
+    case Level::kCritical:
+      return Severity::kFail;
+  }
+  return Severity::kFail;
+}
+
+// The level a finding gets unless its check says otherwise: a failure is HIGH, a warning
+// MEDIUM.
+Level default_level(Severity severity) {
+  switch (severity) {
+    case Severity::kInfo:
+      return Level::kInfo;
+    case Severity::kPass:
+      return Level::kOk;
+    case Severity::kWarn:
+      return Level::kMedium;
+    case Severity::kFail:
+      return Level::kHigh;
+  }
+  return Level::kHigh;
+}
+
+// What a check is called in testssl.sh's JSON output, and the one-line fix for a finding
+// of that check that is not OK (smtpsd's setting first, then Postfix's).
+struct CheckGuide {
+  std::string_view check;  // a check name, or a prefix ending in '*'
+  std::string_view testssl_id;
+  std::string_view fix;
+};
+constexpr CheckGuide kGuides[] = {
+    {"tls", "", "offer TLS: smtpsd listeners always do; Postfix: smtpd_tls_security_level = may"},
+    {"auth_before_tls", "",
+     "offer AUTH only inside TLS: smtpsd always does; Postfix: smtpd_tls_auth_only = yes"},
+    {"tls_mode", "", ""},
+    {"starttls_injection", "",
+     "discard what was pipelined with STARTTLS (CVE-2011-0411): update the server"},
+    {"tls_SSLv2", "SSLv2",
+     "disable SSL 2.0: update the TLS library; Postfix: smtpd_tls_protocols = >=TLSv1.2"},
+    {"drown", "DROWN",
+     "disable SSL 2.0 on every server that uses this key, or give this server its own key"},
+    {"tls_SSLv3", "SSLv3",
+     "refuse SSL 3.0 (POODLE): smtpsd: [tls] min_version = \"TLSv1.2\"; Postfix: "
+     "smtpd_tls_protocols = >=TLSv1.2"},
+    {"tls_TLSv1.3", "TLS1_3",
+     "offer TLS 1.3: smtpsd does by default; Postfix: OpenSSL 1.1.1 or later"},
+    {"tls_TLSv1.2", "TLS1_2", "offer TLS 1.2"},
+    {"tls_TLSv1.1", "TLS1_1",
+     "refuse TLS 1.1: smtpsd: [tls] min_version = \"TLSv1.2\"; Postfix: smtpd_tls_protocols = "
+     ">=TLSv1.2"},
+    {"tls_TLSv1", "TLS1",
+     "refuse TLS 1.0: smtpsd: [tls] min_version = \"TLSv1.2\"; Postfix: smtpd_tls_protocols = "
+     ">=TLSv1.2"},
+    {"tls_modern", "TLS1_2", "offer TLS 1.2 and 1.3"},
+    {"cipher", "",
+     "offer only AEAD suites with forward secrecy: smtpsd's default [tls] ciphers; Postfix: "
+     "smtpd_tls_exclude_ciphers = aNULL, eNULL, EXPORT, RC4, 3DES, DES, IDEA, SEED, MD5"},
+    {"cipher_cbc", "LUCKY13", "prefer AEAD suites (GCM, ChaCha20-Poly1305) to CBC"},
+    {"tls_compression", "CRIME_TLS",
+     "disable TLS compression (OpenSSL 1.1.0 and later never compress)"},
+    {"tls_fallback_scsv", "fallback_SCSV", "update the TLS library (OpenSSL 1.0.1j and later)"},
+    {"cipher_order", "cipher_order",
+     "smtpsd picks by its own order; Postfix: tls_preempt_cipherlist = yes"},
+    {"secure_renegotiation", "secure_renego", "update the TLS library (RFC 5746)"},
+    {"session_resumption", "", ""},
+    {"named_groups", "PFS_ECDHE_curves", ""},
+    {"weak_group", "PFS_ECDHE_curves",
+     "offer curves of 256 bits or more: smtpsd: [tls] groups = \"X25519:P-256:P-384\"; Postfix: "
+     "tls_eecdh_auto_curves = X25519 prime256v1 secp384r1"},
+    {"dh_size", "DH_groups",
+     "use a DH group of 2048 bits or more (RFC 7919 ffdhe2048); smtpsd offers no DHE; Postfix: "
+     "smtpd_tls_dh1024_param_file"},
+    {"heartbleed", "heartbleed", "update OpenSSL (1.0.1g or later), then replace the key"},
+    {"ccs_injection", "CCS", "update OpenSSL (1.0.1h or later)"},
+    {"client_renegotiation", "secure_client_renego",
+     "refuse client-initiated renegotiation: OpenSSL 3 does by default (SSL_OP_NO_RENEGOTIATION)"},
+    {"certificate_expiry", "cert_expirationStatus",
+     "renew the certificate (smtpsd: [acme] renews it before it expires)"},
+    {"certificate_name", "cert_subjectAltName",
+     "serve a certificate whose subjectAltName names the host"},
+    {"certificate_chain", "cert_chain_of_trust",
+     "serve the whole chain of a CA the clients trust (leaf first, then intermediates)"},
+    {"certificate_key", "cert_keySize", "use an RSA key of 2048 bits or more, or ECDSA P-256"},
+    {"certificate_signature", "cert_signatureAlgorithm",
+     "have the certificate reissued with SHA-256"},
+};
+
+const CheckGuide* find_guide(std::string_view check) {
+  for (const CheckGuide& guide : kGuides) {
+    if (guide.check == check) return &guide;
+  }
+  return nullptr;
+}
+
 struct Finding {
   Severity severity;
   std::string check;  // a stable identifier for scripts: "tls_1.0", "auth_before_tls"...
   std::string text;   // one line: what was seen and why it matters
+  Level level = default_level(severity);
+  std::string testssl_id;  // "" when testssl.sh has no such check
+  std::string fix;         // "" for OK and INFO
 };
+
+Finding make_finding(Level level, std::string check, std::string text,
+                     std::string testssl_id = "") {
+  Finding finding{severity_of(level), std::move(check), std::move(text), level, "", ""};
+  if (const CheckGuide* guide = find_guide(finding.check)) {
+    finding.testssl_id = testssl_id.empty() ? std::string(guide->testssl_id) : testssl_id;
+    if (level != Level::kOk && level != Level::kInfo) finding.fix = guide->fix;
+  }
+  return finding;
+}
 
 struct Reply {
   int code = 0;
@@ -103,6 +242,7 @@ struct CertificateReport {
   std::optional<bool> name_matches;
   std::optional<bool> chain_verified;
   std::string verify_detail;
+  std::string key_sha256;  // of the public key (SPKI), hex: DROWN matches keys across ports
 };
 
 struct PortReport {
@@ -132,6 +272,26 @@ struct PortReport {
   std::string fallback_version;       // the version that hello asked for
   std::optional<bool> server_order;   // picks by its own order, not the client's
   std::string order_version;
+  // Key exchange, from hand-built hellos: the groups each offer was accepted with (none:
+  // not tested, and why), and the DHE prime's size from the ServerKeyExchange.
+  std::optional<std::vector<std::uint16_t>> groups_tls12;
+  std::string groups_tls12_version;
+  std::string groups_tls12_detail;
+  std::optional<std::vector<std::uint16_t>> groups_tls13;
+  std::string groups_tls13_detail;
+  std::optional<unsigned> dh_bits;
+  std::string dh_version;
+  std::string dh_detail;
+  // Vulnerabilities: true vulnerable, false not, none not tested (the detail says why).
+  std::optional<bool> heartbleed;
+  std::string heartbleed_detail;
+  std::optional<bool> ccs_injection;
+  std::string ccs_detail;
+  std::optional<bool> ssl2;
+  std::string ssl2_detail;
+  std::string ssl2_key_sha256;  // the key of the certificate in the SSL 2.0 SERVER-HELLO
+  std::optional<bool> client_renegotiation;
+  std::string renegotiation_detail;
   std::vector<Finding> findings;
 };
 
@@ -148,6 +308,8 @@ class Connection {
 
   SSL* ssl() const { return stream_.get(); }
   const std::string& buffered() const { return buffer_; }
+  // The peer closed the connection (a read saw its end), as opposed to a timeout.
+  bool closed() const { return closed_; }
 
   // Waits for the socket; false on timeout (the deadline, or limit when sooner).
   bool wait(tls::Status wanted, std::optional<Clock::time_point> limit = std::nullopt) {
@@ -190,6 +352,7 @@ class Connection {
         if (!wait(tls::Status::kWantRead, limit)) return false;
         continue;
       }
+      closed_ = true;
       return false;
     }
   }
@@ -240,9 +403,20 @@ class Connection {
     }
   }
 
-  void quit() {
-    if (write("QUIT\r\n")) read_reply(Clock::now() + std::chrono::milliseconds(500));
+  // smtp: the peer speaks SMTP inside TLS (false for a TLS server that never greeted, such
+  // as `openssl s_server`: no reply to wait for).
+  void quit(bool smtp = true) {
+    if (write("QUIT\r\n") && smtp) read_reply(Clock::now() + std::chrono::milliseconds(500));
     stream_.shutdown();
+  }
+
+  // A renegotiation the client starts (RFC 5246 §7.4.1.2) on the TLS session.
+  tls::Result renegotiate() {
+    if (SSL_renegotiate(stream_.get()) != 1) {
+      ERR_clear_error();
+      return {tls::Status::kError, 0, "the local TLS library cannot renegotiate"};
+    }
+    return tls::poll_handshake(stream_, deadline_);
   }
 
  private:
@@ -254,6 +428,7 @@ class Connection {
   Clock::time_point deadline_;
   tls::Stream stream_;
   std::string buffer_;
+  bool closed_ = false;
 };
 
 struct ContextDeleter {
@@ -307,15 +482,21 @@ class Prober {
     if (report.mode == "plain") {
       add(report, Severity::kFail, "tls",
           "no TLS: no STARTTLS offered and no TLS handshake; everything crosses the network "
-          "in clear");
+          "in clear",
+          Level::kCritical);
       check_auth_before_tls(report);
       return report;
     }
     if (report.mode == "starttls") injection_test(report);
     main_session(report);
+    check_ssl2(report);
     for (const auto& version : kVersions)
       report.versions.push_back(try_version(report, version));
     check_fallback_and_order(report);
+    check_key_exchange(report);
+    check_heartbleed(report);
+    check_ccs_injection(report);
+    check_client_renegotiation(report);
     judge(report);
     return report;
   }
@@ -325,8 +506,13 @@ class Prober {
     return Clock::now() + std::chrono::seconds(options_.timeout_seconds);
   }
 
-  static void add(PortReport& report, Severity severity, std::string check, std::string text) {
-    report.findings.push_back({severity, std::move(check), std::move(text)});
+  // A finding: its level is the severity's default (FAIL HIGH, WARN MEDIUM) unless given;
+  // its testssl.sh id and fix come from kGuides.
+  static void add(PortReport& report, Severity severity, std::string check, std::string text,
+                  std::optional<Level> level = std::nullopt, std::string testssl_id = "") {
+    report.findings.push_back(make_finding(level ? *level : default_level(severity),
+                                           std::move(check), std::move(text),
+                                           std::move(testssl_id)));
   }
 
   // Connects to each address of the host in turn until one answers.
@@ -431,6 +617,12 @@ class Prober {
       return nullptr;
     }
     return connection;
+  }
+
+  // Whether a TLS session on this port carries SMTP: STARTTLS always, implicit TLS once the
+  // default handshake saw a greeting.
+  static bool speaks_smtp(const PortReport& report) {
+    return report.mode != "implicit" || !report.greeting.empty();
   }
 
   // A 220 greeting in clear means STARTTLS; silence, or port 465, means implicit TLS.
@@ -552,7 +744,6 @@ class Prober {
     report.negotiated_version = SSL_get_version(ssl);
     report.negotiated_cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(ssl));
     report.certificate = describe_certificate(ssl);
-    find_other_certificates(report);
     if (report.mode == "implicit") {
       auto greeting = connection->read_reply();
       if (greeting) report.greeting = greeting->first_line();
@@ -570,15 +761,17 @@ class Prober {
     }
     // TLS 1.3 tickets arrive after the handshake: the EHLO reply has carried them in.
     Session session(SSL_get1_session(ssl));
-    connection->quit();
+    connection->quit(speaks_smtp(report));
     connection.reset();
     if (!session || !SSL_SESSION_is_resumable(session.get())) {
       report.resumed = false;
     } else {
       auto again = open_tls(report, context.get(), session.get(), error);
       report.resumed = again && SSL_session_reused(again->ssl()) == 1;
-      if (again) again->quit();
+      if (again) again->quit(speaks_smtp(report));
     }
+    // One connection at a time: a server that serves one (openssl s_server) still answers.
+    find_other_certificates(report);
   }
 
   // Each signature algorithm family on its own: a server with an ECDSA and an RSA
@@ -601,7 +794,7 @@ class Prober {
       auto connection = open_tls(report, context.get(), nullptr, error);
       if (!connection) continue;  // the server has no certificate of that family
       CertificateReport other = describe_certificate(connection->ssl());
-      connection->quit();
+      connection->quit(speaks_smtp(report));
       if (other.key_type.empty() ||
           std::find(seen.begin(), seen.end(), other.key_type) != seen.end())
         continue;
@@ -641,10 +834,28 @@ class Prober {
                               ? X509_check_ip_asc(leaf, options_.name.c_str(), 0) == 1
                               : X509_check_host(leaf, options_.name.c_str(), options_.name.size(),
                                                 X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) == 1;
+    report.key_sha256 = key_digest(leaf);
     long verified = SSL_get_verify_result(ssl);
     report.chain_verified = verified == X509_V_OK;
     report.verify_detail = X509_verify_cert_error_string(verified);
     return report;
+  }
+
+  // SHA-256 of the certificate's public key (SPKI), in hex.
+  static std::string key_digest(X509* certificate) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    if (X509_pubkey_digest(certificate, EVP_sha256(), digest, &length) != 1) {
+      ERR_clear_error();
+      return "";
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string hex;
+    for (unsigned int i = 0; i < length; ++i) {
+      hex += kHex[digest[i] >> 4];
+      hex += kHex[digest[i] & 0xF];
+    }
+    return hex;
   }
 
   static std::string name_text(X509_NAME* name) {
@@ -729,6 +940,373 @@ class Prober {
     }
   }
 
+  // The highest version below TLS 1.3 the server takes, with its suites: where the
+  // checks of the TLS 1.2-and-older handshake run (key exchange, Heartbleed, CCS).
+  static const VersionResult* highest_before_tls13(const PortReport& report) {
+    for (auto it = report.versions.rbegin(); it != report.versions.rend(); ++it) {
+      if (it->name != "TLSv1.3" && it->accepted && !it->codes.empty()) return &*it;
+    }
+    return nullptr;
+  }
+
+  static std::uint16_t version_code(const std::string& name) {
+    for (const Version& version : kVersions) {
+      if (name == version.name) return static_cast<std::uint16_t>(version.number);
+    }
+    return tls::kTls12;
+  }
+
+  // A hand-built ClientHello on a fresh connection, and the server's flight read up to
+  // ServerHelloDone (or its alert); the connection stays open for what follows.
+  std::unique_ptr<Connection> raw_flight(const PortReport& report, const tls::HelloOptions& hello,
+                                         tls::ServerFlight& flight, std::string& error) {
+    auto connection = open_for_tls(report, error);
+    if (!connection) return nullptr;
+    if (!connection->write(tls::client_hello(hello))) {
+      error = "connection closed before the ClientHello";
+      return nullptr;
+    }
+    for (;;) {
+      flight = tls::read_flight(connection->buffered());
+      if (flight.kind == tls::ServerFlight::Kind::kMalformed) {
+        error = "not a TLS answer";
+        return nullptr;
+      }
+      if (flight.kind != tls::ServerFlight::Kind::kIncomplete) return connection;
+      if (connection->buffered().size() > 512 * 1024 || !connection->fill()) {
+        error = connection->closed() ? "connection closed during the handshake"
+                                     : "no complete answer in time";
+        return nullptr;
+      }
+    }
+  }
+
+  // The groups of each kind of key exchange: offer every group left, record the one the
+  // server picks, leave it out, again until the server refuses (one connection per group
+  // taken, plus one). Before TLS 1.3 with ECDHE suites alone, the group is the
+  // ServerKeyExchange's curve; in TLS 1.3 with an empty key_share, the HelloRetryRequest's.
+  // DHE: the prime's size, from one ServerKeyExchange (LOGJAM: 1024 bits and less).
+  void check_key_exchange(PortReport& report) {
+    std::string error;
+    if (const VersionResult* legacy = highest_before_tls13(report)) {
+      std::vector<std::uint16_t> ecdhe;
+      std::vector<std::uint16_t> dhe;
+      for (std::size_t i = 0; i < legacy->codes.size() && i < legacy->registry.size(); ++i) {
+        const std::string& name = legacy->registry[i];
+        if (name.starts_with("TLS_ECDHE_") || name.starts_with("TLS_ECDH_anon_"))
+          ecdhe.push_back(legacy->codes[i]);
+        if (name.starts_with("TLS_DHE_") || name.starts_with("TLS_DH_anon_"))
+          dhe.push_back(legacy->codes[i]);
+      }
+      if (ecdhe.empty()) {
+        report.groups_tls12_detail = "no ECDHE suite accepted";
+      } else if (legacy->name == "SSLv3") {
+        report.groups_tls12_version = legacy->name;
+        report.groups_tls12_detail = "an SSL 3.0 hello has no supported_groups to offer them by";
+      } else {
+        std::vector<std::uint16_t> remaining;
+        for (const tls::NamedGroup& group : tls::named_groups()) {
+          if (group.code < 0x0100) remaining.push_back(group.code);  // the curves
+        }
+        std::vector<std::uint16_t> taken;
+        bool ended = false;
+        while (!remaining.empty() && !ended) {
+          tls::HelloOptions hello;
+          hello.version = version_code(legacy->name);
+          hello.ciphers = ecdhe;
+          hello.server_name = options_.name;
+          hello.groups = remaining;
+          tls::ServerFlight flight;
+          auto connection = raw_flight(report, hello, flight, error);
+          if (!connection) break;
+          if (flight.kind == tls::ServerFlight::Kind::kAlert) {
+            // The server takes ECDHE suites: refusing every curve at once is not an answer.
+            ended = !taken.empty();
+            error = "the ECDHE suites it accepted were refused with every curve offered (" +
+                    alert_text(flight.hello.alert_description) + ")";
+            break;
+          }
+          const tls::KeyExchange exchange = tls::read_key_exchange(flight.key_exchange, true);
+          auto position = std::find(remaining.begin(), remaining.end(), exchange.group);
+          if (!exchange.valid || position == remaining.end()) {
+            error = "the server's key exchange names no group that was offered";
+            break;
+          }
+          taken.push_back(exchange.group);
+          remaining.erase(position);
+          ended = remaining.empty();
+        }
+        report.groups_tls12_version = legacy->name;
+        if (ended) {
+          report.groups_tls12 = taken;
+        } else {
+          report.groups_tls12_detail = error;
+        }
+      }
+      if (dhe.empty()) {
+        report.dh_detail = "no DHE suite accepted";
+      } else {
+        tls::HelloOptions hello;
+        hello.version = version_code(legacy->name);
+        hello.ciphers = dhe;
+        hello.server_name = options_.name;
+        tls::ServerFlight flight;
+        auto connection = raw_flight(report, hello, flight, error);
+        report.dh_version = legacy->name;
+        const tls::KeyExchange exchange =
+            tls::read_key_exchange(connection ? flight.key_exchange : "", false);
+        if (connection && flight.kind == tls::ServerFlight::Kind::kDone && exchange.valid) {
+          report.dh_bits = exchange.dh_prime_bits;
+        } else {
+          report.dh_detail = connection ? "no DH parameters in the answer" : error;
+        }
+      }
+    } else {
+      report.groups_tls12_detail = "no version below TLS 1.3 accepted";
+    }
+    const bool tls13 = std::any_of(
+        report.versions.begin(), report.versions.end(),
+        [](const VersionResult& version) { return version.name == "TLSv1.3" && version.accepted; });
+    if (!tls13) {
+      report.groups_tls13_detail = "TLS 1.3 not accepted";
+      return;
+    }
+    std::vector<std::uint16_t> remaining;
+    for (const tls::NamedGroup& group : tls::named_groups())
+      remaining.push_back(group.code);
+    std::vector<std::uint16_t> taken;
+    bool ended = false;
+    while (!remaining.empty() && !ended) {
+      tls::HelloOptions hello;
+      hello.version = tls::kTls13;
+      hello.ciphers = tls::tls13_cipher_codes();
+      hello.server_name = options_.name;
+      hello.groups = remaining;
+      auto answer = raw_hello(report, hello, error);
+      if (!answer) break;
+      if (answer->kind == tls::ServerAnswer::Kind::kAlert) {
+        // TLS 1.3 was accepted, so some group is: a first refusal is no answer (a server
+        // that does not take an empty key_share, say).
+        ended = !taken.empty();
+        error = "a TLS 1.3 hello asking for a HelloRetryRequest was refused (" +
+                alert_text(answer->alert_description) + ")";
+        break;
+      }
+      auto position = std::find(remaining.begin(), remaining.end(), answer->key_share_group);
+      if (answer->kind != tls::ServerAnswer::Kind::kServerHello || !answer->hello_retry ||
+          position == remaining.end()) {
+        error = "the answer to an empty key_share was not a HelloRetryRequest for a group offered";
+        break;
+      }
+      taken.push_back(answer->key_share_group);
+      remaining.erase(position);
+      ended = remaining.empty();
+    }
+    if (ended) {
+      report.groups_tls13 = taken;
+    } else {
+      report.groups_tls13_detail = error;
+    }
+  }
+
+  // Heartbleed (CVE-2014-0160): a HeartbeatRequest that claims 16 KiB and carries nothing,
+  // after the server's first flight. A server that answers with more than a bare response
+  // has sent its own memory; only the size of that answer is kept (never its bytes).
+  void check_heartbleed(PortReport& report) {
+    const VersionResult* legacy = highest_before_tls13(report);
+    if (legacy == nullptr) {
+      report.heartbleed = false;
+      report.heartbleed_detail = "only TLS 1.3, which has no heartbeat";
+      return;
+    }
+    if (legacy->name == "SSLv3") {
+      report.heartbleed_detail = "below TLS 1.3 only SSL 3.0, whose hello has no extensions";
+      return;
+    }
+    tls::HelloOptions hello;
+    hello.version = version_code(legacy->name);
+    hello.ciphers = legacy->codes;
+    hello.server_name = options_.name;
+    hello.heartbeat = true;
+    tls::ServerFlight flight;
+    std::string error;
+    auto connection = raw_flight(report, hello, flight, error);
+    if (!connection || flight.kind != tls::ServerFlight::Kind::kDone) {
+      report.heartbleed_detail = connection ? "the handshake was refused" : error;
+      return;
+    }
+    if (!flight.hello.heartbeat) {
+      report.heartbleed = false;
+      report.heartbleed_detail = "the server does not offer the heartbeat extension (RFC 6520)";
+      return;
+    }
+    if (!connection->write(tls::heartbeat_request(hello.version, 0x4000))) {
+      report.heartbleed_detail = "connection closed before the heartbeat";
+      return;
+    }
+    // A patched server drops the request in silence (RFC 6520 §4): wait a little for it.
+    const auto limit = Clock::now() + std::chrono::seconds(std::min(options_.timeout_seconds, 3));
+    for (;;) {
+      const tls::NextRecord next =
+          tls::read_next_record(std::string_view(connection->buffered()).substr(flight.consumed));
+      if (next.kind == tls::NextRecord::Kind::kHeartbeat) {
+        report.heartbleed = next.length > 3 + 16;
+        report.heartbleed_detail =
+            *report.heartbleed
+                ? "a heartbeat claiming 16384 bytes and carrying none was answered with " +
+                      std::to_string(next.length) + " bytes of the server's memory (not shown)"
+                : "the heartbeat was answered without any of the server's memory";
+        return;
+      }
+      if (next.kind != tls::NextRecord::Kind::kIncomplete) {
+        report.heartbleed = false;
+        report.heartbleed_detail = "the overlong heartbeat was refused";
+        return;
+      }
+      if (!connection->fill(limit)) {
+        report.heartbleed = false;
+        report.heartbleed_detail = connection->closed()
+                                       ? "the overlong heartbeat was refused (connection closed)"
+                                       : "the overlong heartbeat was ignored";
+        return;
+      }
+    }
+  }
+
+  // CCS injection (CVE-2014-0224): two ChangeCipherSpec records right after the server's
+  // first flight, before any key exchange. A correct server refuses the first
+  // (unexpected_message); a vulnerable one takes it, switches to keys anyone can compute,
+  // and then fails the MAC of the second (bad_record_mac, decryption_failed).
+  void check_ccs_injection(PortReport& report) {
+    const VersionResult* legacy = highest_before_tls13(report);
+    if (legacy == nullptr) {
+      report.ccs_injection = false;
+      report.ccs_detail = "only TLS 1.3";
+      return;
+    }
+    tls::HelloOptions hello;
+    hello.version = version_code(legacy->name);
+    hello.ciphers = legacy->codes;
+    hello.server_name = options_.name;
+    tls::ServerFlight flight;
+    std::string error;
+    auto connection = raw_flight(report, hello, flight, error);
+    if (!connection || flight.kind != tls::ServerFlight::Kind::kDone) {
+      report.ccs_detail = connection ? "the handshake was refused" : error;
+      return;
+    }
+    const std::string change = tls::change_cipher_spec(hello.version);
+    if (!connection->write(change + change)) {
+      report.ccs_detail = "connection closed before the ChangeCipherSpec";
+      return;
+    }
+    for (;;) {
+      const tls::NextRecord next =
+          tls::read_next_record(std::string_view(connection->buffered()).substr(flight.consumed));
+      if (next.kind == tls::NextRecord::Kind::kAlert) {
+        const bool vulnerable = next.alert_description == 20 || next.alert_description == 21;
+        report.ccs_injection = vulnerable;
+        report.ccs_detail =
+            vulnerable ? "an early ChangeCipherSpec was taken (the next record failed its MAC: " +
+                             alert_text(next.alert_description) + ")"
+                       : "an early ChangeCipherSpec was refused (" +
+                             alert_text(next.alert_description) + ")";
+        return;
+      }
+      if (next.kind != tls::NextRecord::Kind::kIncomplete) {
+        report.ccs_detail = "an unexpected answer to an early ChangeCipherSpec";
+        return;
+      }
+      if (!connection->fill()) {
+        report.ccs_detail = connection->closed() ? "the connection was closed without an alert"
+                                                 : "no answer to an early ChangeCipherSpec";
+        return;
+      }
+    }
+  }
+
+  // SSL 2.0: a CLIENT-HELLO; a SERVER-HELLO back means the port speaks it (RFC 6176
+  // forbids it), and DROWN (CVE-2016-0800) then reaches every server that shares the key.
+  void check_ssl2(PortReport& report) {
+    std::string error;
+    auto connection = open_for_tls(report, error);
+    if (!connection) {
+      report.ssl2_detail = error;
+      return;
+    }
+    if (!connection->write(tls::ssl2_client_hello())) {
+      report.ssl2_detail = "connection closed before the CLIENT-HELLO";
+      return;
+    }
+    for (;;) {
+      const tls::Ssl2Answer answer = tls::read_ssl2_answer(connection->buffered());
+      if (answer.kind == tls::Ssl2Answer::Kind::kServerHello) {
+        report.ssl2 = true;
+        report.ssl2_detail = std::to_string(answer.ciphers) + " SSL 2.0 cipher(s) listed";
+        const auto* der = reinterpret_cast<const unsigned char*>(answer.certificate.data());
+        if (X509* certificate =
+                d2i_X509(nullptr, &der, static_cast<long>(answer.certificate.size()))) {
+          report.ssl2_key_sha256 = key_digest(certificate);
+          X509_free(certificate);
+        }
+        ERR_clear_error();
+        return;
+      }
+      if (answer.kind == tls::Ssl2Answer::Kind::kOther) {
+        report.ssl2 = false;
+        report.ssl2_detail = "answered with something else than SSL 2.0";
+        return;
+      }
+      if (!connection->fill()) {
+        if (connection->closed()) {
+          report.ssl2 = false;
+          report.ssl2_detail = "the connection was closed";
+        } else {
+          report.ssl2_detail = "no answer to an SSL 2.0 CLIENT-HELLO";
+        }
+        return;
+      }
+    }
+  }
+
+  // Client-initiated renegotiation: each one costs the server a full handshake on demand
+  // (a denial of service a single client can drive). With the local TLS library, at the
+  // highest version below TLS 1.3 (TLS 1.3 has no renegotiation, RFC 8446 §4.1.2).
+  void check_client_renegotiation(PortReport& report) {
+    const VersionResult* legacy = highest_before_tls13(report);
+    if (legacy == nullptr) {
+      report.client_renegotiation = false;
+      report.renegotiation_detail = "only TLS 1.3, which has no renegotiation";
+      return;
+    }
+    const std::uint16_t version = version_code(legacy->name);
+    auto context = make_context(version, "ALL:COMPLEMENTOFALL:@SECLEVEL=0", "");
+    std::string error;
+    auto connection = context ? open_tls(report, context.get(), nullptr, error) : nullptr;
+    if (!connection) {
+      report.renegotiation_detail = context ? "the local TLS library could not complete a " +
+                                                  legacy->name + " handshake" +
+                                                  (error.empty() ? "" : " (" + error + ")")
+                                            : "the local TLS library cannot offer " + legacy->name;
+      return;
+    }
+    if (report.mode == "implicit" && speaks_smtp(report)) connection->read_reply();  // greeting
+    const tls::Result result = connection->renegotiate();
+    if (result.done()) {
+      report.client_renegotiation = true;
+      report.renegotiation_detail = "a renegotiation started by the client completed";
+      connection->quit(speaks_smtp(report));
+    } else if (result.status == tls::Status::kTimeout) {
+      report.renegotiation_detail = "no answer to a renegotiation";
+    } else if (result.status == tls::Status::kClosed) {
+      report.renegotiation_detail = "the server closed the connection";
+    } else {
+      report.client_renegotiation = false;
+      report.renegotiation_detail =
+          "refused" + (result.reason.empty() ? std::string() : " (" + result.reason + ")");
+    }
+  }
+
   // One hand-built ClientHello on a fresh connection; the server's first answer, or why none.
   std::optional<tls::ServerAnswer> raw_hello(const PortReport& report,
                                              const tls::HelloOptions& hello, std::string& error) {
@@ -751,6 +1329,14 @@ class Prober {
 
   static std::string alert_text(unsigned description) {
     switch (description) {
+      case 10:
+        return "alert unexpected_message";
+      case 20:
+        return "alert bad_record_mac";
+      case 21:
+        return "alert decryption_failed";
+      case 86:
+        return "alert inappropriate_fallback";
       case 40:
         return "alert handshake_failure";
       case 70:
@@ -827,7 +1413,7 @@ class Prober {
       auto connection = open_tls(report, context.get(), nullptr, error);
       if (!connection) break;
       std::string chosen = SSL_CIPHER_get_name(SSL_get_current_cipher(connection->ssl()));
-      connection->quit();
+      connection->quit(speaks_smtp(report));
       auto position = std::find(remaining.begin(), remaining.end(), chosen);
       if (position == remaining.end()) break;  // OpenSSL itself refuses that; cannot happen
       result.ciphers.push_back(chosen);
@@ -874,7 +1460,7 @@ class Prober {
         add(report, Severity::kPass, "tls_" + version.name, label + " accepted");
       } else if (version.name == "TLSv1.3") {
         add(report, Severity::kWarn, "tls_" + version.name,
-            "TLS 1.3 refused: the current version (RFC 8446) is not offered");
+            "TLS 1.3 refused: the current version (RFC 8446) is not offered", Level::kLow);
       }
       std::size_t cbc = 0;
       for (std::size_t i = 0; i < version.ciphers.size(); ++i) {
@@ -924,6 +1510,8 @@ class Prober {
               ? "secure renegotiation (RFC 5746) supported"
               : "no secure renegotiation (RFC 5746): renegotiation could be spliced");
     }
+    judge_key_exchange(report);
+    judge_vulnerabilities(report);
     if (!modern) {
       add(report, Severity::kFail, "tls_modern", "neither TLS 1.2 nor TLS 1.3 is accepted");
     }
@@ -938,6 +1526,107 @@ class Prober {
     }
   }
 
+  static std::string group_names(const std::vector<std::uint16_t>& groups) {
+    std::vector<std::string> names;
+    for (std::uint16_t code : groups) {
+      const tls::NamedGroup* group = tls::find_named_group(code);
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%04X", code);
+      names.push_back(group != nullptr ? std::string(group->name) : hex);
+    }
+    return names.empty() ? "none" : join(names, " ");
+  }
+
+  // Curves as testssl.sh rates them: 163 bits and less broken, up to 193 weak, 224 fair.
+  // DH primes: 1024 bits and less broken (LOGJAM: precomputation within reach of a state),
+  // below 2048 weak (NIST SP 800-57: 112-bit security needs 2048).
+  void judge_key_exchange(PortReport& report) {
+    auto judge_groups = [&report](const std::string& label,
+                                  const std::optional<std::vector<std::uint16_t>>& groups,
+                                  const std::string& detail) {
+      if (!groups) {
+        if (!detail.empty() && detail.find("accepted") == std::string::npos) {
+          add(report, Severity::kInfo, "named_groups", label + " groups not tested: " + detail);
+        }
+        return;
+      }
+      add(report, Severity::kInfo, "named_groups", label + " groups: " + group_names(*groups));
+      for (std::uint16_t code : *groups) {
+        const tls::NamedGroup* group = tls::find_named_group(code);
+        if (group == nullptr || group->bits > 193) continue;
+        // testssl.sh: MEDIUM up to 163 bits, LOW up to 193.
+        add(report, group->bits <= 163 ? Severity::kFail : Severity::kWarn, "weak_group",
+            label + " " + std::string(group->name) + " accepted: a " + std::to_string(group->bits) +
+                "-bit curve is too weak",
+            group->bits <= 163 ? Level::kHigh : Level::kLow);
+      }
+    };
+    judge_groups(report.groups_tls12_version + " ECDHE", report.groups_tls12,
+                 report.groups_tls12_detail);
+    judge_groups("TLSv1.3", report.groups_tls13, report.groups_tls13_detail);
+    if (report.dh_bits) {
+      const unsigned bits = *report.dh_bits;
+      const std::string text =
+          report.dh_version + " DHE with a " + std::to_string(bits) + "-bit prime";
+      if (bits <= 1024) {
+        add(report, Severity::kFail, "dh_size", text + ": too weak (LOGJAM), use 2048 bits or more",
+            Level::kHigh, "LOGJAM");
+      } else if (bits < 2048) {
+        add(report, Severity::kWarn, "dh_size", text + ": weak, use 2048 bits or more",
+            Level::kLow);
+      } else {
+        add(report, Severity::kPass, "dh_size", text);
+      }
+    } else if (!report.dh_version.empty()) {
+      add(report, Severity::kInfo, "dh_size", "DHE prime size not tested: " + report.dh_detail);
+    }
+  }
+
+  // One finding per vulnerability check: vulnerable, not, or not tested (never a PASS for
+  // what could not be tested).
+  void judge_vulnerabilities(PortReport& report) {
+    auto verdict = [&report](const std::optional<bool>& vulnerable, const char* check,
+                             const std::string& name, const std::string& detail,
+                             Level when_vulnerable) {
+      if (!vulnerable) {
+        add(report, Severity::kInfo, check, name + " not tested: " + detail);
+      } else if (*vulnerable) {
+        add(report, severity_of(when_vulnerable), check, "vulnerable to " + name + ": " + detail,
+            when_vulnerable);
+      } else {
+        add(report, Severity::kPass, check, "not vulnerable to " + name + ": " + detail);
+      }
+    };
+    if (report.ssl2 && *report.ssl2) {
+      add(report, Severity::kFail, "tls_SSLv2",
+          "SSL 2.0 accepted (" + report.ssl2_detail + "): broken, RFC 6176 forbids it",
+          Level::kCritical);
+      add(report, Severity::kFail, "drown",
+          "vulnerable to DROWN (CVE-2016-0800): SSL 2.0 on this port exposes every server "
+          "that uses the same key",
+          Level::kCritical);
+    } else if (report.ssl2) {
+      add(report, Severity::kPass, "tls_SSLv2", "SSL 2.0 refused (RFC 6176)");
+    } else {
+      add(report, Severity::kInfo, "tls_SSLv2", "SSL 2.0 not tested: " + report.ssl2_detail);
+    }
+    verdict(report.heartbleed, "heartbleed", "Heartbleed (CVE-2014-0160)", report.heartbleed_detail,
+            Level::kCritical);
+    verdict(report.ccs_injection, "ccs_injection", "CCS injection (CVE-2014-0224)",
+            report.ccs_detail, Level::kCritical);
+    if (!report.client_renegotiation) {
+      add(report, Severity::kInfo, "client_renegotiation",
+          "client-initiated renegotiation not tested: " + report.renegotiation_detail);
+    } else {
+      add(report, *report.client_renegotiation ? Severity::kWarn : Severity::kPass,
+          "client_renegotiation",
+          *report.client_renegotiation
+              ? "client-initiated renegotiation accepted: one client can make the server "
+                "compute handshakes at will (denial of service)"
+              : "client-initiated renegotiation " + report.renegotiation_detail);
+    }
+  }
+
   // The findings about one certificate; family: "" for the default one, else "RSA",
   // "ECDSA"… (its findings say which).
   void judge_certificate(PortReport& report, const CertificateReport& c,
@@ -947,7 +1636,8 @@ class Prober {
       int days = *c.days_left;
       if (c.expired) {
         add(report, Severity::kFail, "certificate_expiry",
-            prefix + "certificate expired " + std::to_string(-days) + " days ago");
+            prefix + "certificate expired " + std::to_string(-days) + " days ago",
+            Level::kCritical);
       } else if (days < 14) {
         add(report, Severity::kWarn, "certificate_expiry",
             prefix + "certificate expires in " + std::to_string(days) + " days: renew it now");
@@ -1006,12 +1696,23 @@ class Prober {
       add(report, Severity::kFail, "cipher",
           version + " " + cipher +
               " accepted: anonymous cipher (no server authentication, open to a man in the "
-              "middle)");
+              "middle)",
+          Level::kCritical, "cipherlist_aNULL");
       return;
     }
     if (!suite.broken.empty()) {
+      // testssl.sh's classes: NULL and export CRITICAL, 64-bit and RC4 HIGH, 3DES and IDEA
+      // MEDIUM (HIGH here: SWEET32 is practical against long SMTP sessions).
+      const bool null_or_export =
+          suite.broken.starts_with("NULL") || suite.broken.starts_with("export");
+      const bool triple = suite.broken.starts_with("3DES") || suite.broken.starts_with("obsolete");
       add(report, Severity::kFail, "cipher",
-          version + " " + cipher + " accepted: broken cipher: " + suite.broken);
+          version + " " + cipher + " accepted: broken cipher: " + suite.broken,
+          null_or_export ? Level::kCritical : Level::kHigh,
+          suite.broken.starts_with("NULL")     ? "cipherlist_NULL"
+          : suite.broken.starts_with("export") ? "cipherlist_EXPORT"
+          : triple                             ? "cipherlist_3DES_IDEA"
+                                               : "cipherlist_LOW");
       return;
     }
     if (!suite.forward_secret && !registry.starts_with("TLS_AES_") &&
@@ -1060,7 +1761,7 @@ std::string certificate_json(const CertificateReport& c) {
 }
 
 void print_json(std::ostream& out, const ProbeOptions& options,
-                const std::vector<PortReport>& reports, Severity verdict) {
+                const std::vector<PortReport>& reports, Severity verdict, Level worst) {
   out << "{\"host\":" << base::json_string(options.host)
       << ",\"name\":" << base::json_string(options.name) << ",\"ports\":[";
   bool first_port = true;
@@ -1092,23 +1793,44 @@ void print_json(std::ostream& out, const ProbeOptions& options,
       out << (first ? "" : ",") << certificate_json(other);
       first = false;
     }
-    out << "],\"session_resumed\":" << json_optional(report.resumed) << ",\"findings\":[";
+    auto groups_json = [](const std::optional<std::vector<std::uint16_t>>& groups) {
+      if (!groups) return std::string("null");
+      std::vector<std::string> names;
+      for (std::uint16_t code : *groups) {
+        const tls::NamedGroup* group = tls::find_named_group(code);
+        names.push_back(group != nullptr ? std::string(group->name) : std::to_string(code));
+      }
+      return json_list(names);
+    };
+    out << "],\"session_resumed\":" << json_optional(report.resumed)
+        << ",\"groups_before_tls13\":" << groups_json(report.groups_tls12)
+        << ",\"groups_tls13\":" << groups_json(report.groups_tls13)
+        << ",\"dh_prime_bits\":" << json_optional(report.dh_bits)
+        << ",\"sslv2_accepted\":" << json_optional(report.ssl2)
+        << ",\"heartbleed_vulnerable\":" << json_optional(report.heartbleed)
+        << ",\"ccs_injection_vulnerable\":" << json_optional(report.ccs_injection)
+        << ",\"client_renegotiation_accepted\":" << json_optional(report.client_renegotiation)
+        << ",\"findings\":[";
     first = true;
     for (const auto& finding : report.findings) {
       out << (first ? "" : ",")
           << "{\"severity\":" << base::json_string(to_string(finding.severity))
+          << ",\"level\":" << base::json_string(to_string(finding.level))
           << ",\"check\":" << base::json_string(finding.check)
-          << ",\"text\":" << base::json_string(finding.text) << "}";
+          << ",\"testssl_id\":" << base::json_string(finding.testssl_id)
+          << ",\"text\":" << base::json_string(finding.text)
+          << ",\"fix\":" << base::json_string(finding.fix) << "}";
       first = false;
     }
     out << "]}";
     first_port = false;
   }
-  out << "],\"verdict\":" << base::json_string(to_string(verdict)) << "}\n";
+  out << "],\"verdict\":" << base::json_string(to_string(verdict))
+      << ",\"worst_level\":" << base::json_string(to_string(worst)) << "}\n";
 }
 
 void print_text(std::ostream& out, const ProbeOptions& options,
-                const std::vector<PortReport>& reports, Severity verdict) {
+                const std::vector<PortReport>& reports, Severity verdict, Level worst) {
   // The greeting, EHLO lines, certificate names, errors and findings are the probed
   // server's words: nothing in them may drive the terminal.
   auto safe = [](std::string_view text) { return base::terminal_safe(text); };
@@ -1164,9 +1886,14 @@ void print_text(std::ostream& out, const ProbeOptions& options,
     out << "  findings:\n";
     for (const auto& finding : report.findings) {
       out << "    " << to_string(finding.severity) << " " << safe(finding.text) << "\n";
+      if (finding.level != Level::kOk && finding.level != Level::kInfo) {
+        out << "         " << to_string(finding.level)
+            << (finding.testssl_id.empty() ? "" : " (testssl.sh " + finding.testssl_id + ")")
+            << (finding.fix.empty() ? "" : "; fix: " + finding.fix) << "\n";
+      }
     }
   }
-  out << "\nverdict: " << to_string(verdict) << "\n";
+  out << "\nverdict: " << to_string(verdict) << " (worst: " << to_string(worst) << ")\n";
 }
 
 }  // namespace
@@ -1185,11 +1912,19 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
       options.help = true;
     } else if (arg == "--json") {
       options.json = true;
-    } else if (arg == "--cafile" || arg == "--name" || arg == "--timeout") {
+    } else if (arg == "--cafile" || arg == "--name" || arg == "--timeout" || arg == "--port") {
       auto given = value(arg.c_str());
       if (!given) return base::unexpected(given.error());
       if (arg == "--cafile") options.cafile = given.value();
       if (arg == "--name") options.name = given.value();
+      if (arg == "--port") {
+        char* end = nullptr;
+        long port = std::strtol(given.value().c_str(), &end, 10);
+        if (end == given.value().c_str() || *end != '\0' || port < 1 || port > 65535) {
+          return base::unexpected(std::string("--port: a port number from 1 to 65535"));
+        }
+        options.ports.push_back(static_cast<std::uint16_t>(port));
+      }
       if (arg == "--timeout") {
         char* end = nullptr;
         long seconds = std::strtol(given.value().c_str(), &end, 10);
@@ -1215,7 +1950,12 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
   auto address = base::parse_host_port(target, form);
   if (!address) return base::unexpected(target + ": " + address.error());
   options.host = address->host;
-  if (address->port != 0) options.port = address->port;
+  if (address->port != 0) options.ports.insert(options.ports.begin(), address->port);
+  std::vector<std::uint16_t> unique;
+  for (std::uint16_t port : options.ports) {
+    if (std::find(unique.begin(), unique.end(), port) == unique.end()) unique.push_back(port);
+  }
+  options.ports = unique;
   if (options.name.empty()) options.name = options.host;
   return options;
 }
@@ -1224,21 +1964,23 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
   auto parsed = parse_probe_arguments(args);
   if (!parsed) {
     err << "smtpsctl probe: " << parsed.error() << "\n"
-        << "usage: smtpsctl probe HOST[:PORT] [--name NAME] [--cafile FILE] [--timeout SECONDS] "
-           "[--json]\n";
+        << "usage: smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]\n"
+           "                      [--timeout SECONDS] [--json]\n";
     return 3;
   }
   const ProbeOptions& options = parsed.value();
   if (options.help) {
-    out << "usage: smtpsctl probe HOST[:PORT] [--name NAME] [--cafile FILE] [--timeout SECONDS] "
-           "[--json]\n"
-           "  Reports a mail server's TLS: versions, ciphers, certificate, STARTTLS, AUTH.\n"
-           "  Without PORT: 25, 465 and 587. Exit: 0 pass, 1 warn, 2 fail, 3 usage or no "
+    out << "usage: smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]\n"
+           "                      [--timeout SECONDS] [--json]\n"
+           "  Reports a mail server's TLS: versions, ciphers, groups, certificates, STARTTLS,\n"
+           "  AUTH, and known vulnerabilities (Heartbleed, CCS injection, DROWN...).\n"
+           "  Without PORT: 25, 465 and 587; --port adds a port (repeatable: DROWN is judged\n"
+           "  across the ports of one run). Exit: 0 pass, 1 warn, 2 fail, 3 usage or no "
            "answer.\n";
     return 0;
   }
-  std::vector<std::uint16_t> ports = options.port ? std::vector<std::uint16_t>{*options.port}
-                                                  : std::vector<std::uint16_t>{25, 465, 587};
+  std::vector<std::uint16_t> ports =
+      !options.ports.empty() ? options.ports : std::vector<std::uint16_t>{25, 465, 587};
   Prober prober(options);
   std::vector<PortReport> reports;
   bool any_answered = false;
@@ -1253,15 +1995,34 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
     }
     return 3;
   }
-  Severity verdict = Severity::kPass;
+  // DROWN (CVE-2016-0800) reaches every server whose key an SSL 2.0 server also uses: of
+  // the ports probed in this run, those serving the key of another port's SSL 2.0
+  // certificate.
+  for (const auto& ssl2 : reports) {
+    if (ssl2.ssl2_key_sha256.empty()) continue;
+    for (auto& report : reports) {
+      if (report.port == ssl2.port) continue;
+      bool shared = report.certificate.key_sha256 == ssl2.ssl2_key_sha256;
+      for (const auto& other : report.other_certificates)
+        shared = shared || other.key_sha256 == ssl2.ssl2_key_sha256;
+      if (shared) {
+        report.findings.push_back(make_finding(Level::kHigh, "drown",
+                                               "vulnerable to DROWN (CVE-2016-0800): port " +
+                                                   std::to_string(ssl2.port) +
+                                                   " speaks SSL 2.0 with this port's key"));
+      }
+    }
+  }
+  Level worst = Level::kOk;
   for (const auto& report : reports) {
     for (const auto& finding : report.findings)
-      verdict = std::max(verdict, finding.severity);
+      worst = std::max(worst, finding.level);
   }
+  const Severity verdict = worst == Level::kInfo ? Severity::kPass : severity_of(worst);
   if (options.json) {
-    print_json(out, options, reports, verdict);
+    print_json(out, options, reports, verdict, worst);
   } else {
-    print_text(out, options, reports, verdict);
+    print_text(out, options, reports, verdict, worst);
   }
   return verdict == Severity::kFail ? 2 : verdict == Severity::kWarn ? 1 : 0;
 }

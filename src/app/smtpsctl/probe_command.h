@@ -1,15 +1,20 @@
 // probe_command.h — `smtpsctl probe HOST[:PORT]`: an SMTP-aware TLS report for any server,
 // for administrators and for monitoring.
 //
-//   smtpsctl probe HOST[:PORT] [--name NAME] [--cafile FILE] [--timeout SECONDS] [--json]
+//   smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]
+//                  [--timeout SECONDS] [--json]
 //
-// For the port given, or each of 25, 465 and 587: whether it answers; implicit TLS or
-// STARTTLS (a 220 greeting in clear means STARTTLS, else a TLS handshake is tried); ESMTP
+// For the ports given (HOST:PORT and each --port), or each of 25, 465 and 587: whether it
+// answers; implicit TLS or STARTTLS (a 220 greeting in clear means STARTTLS, else a TLS
+// handshake is tried); ESMTP
 // extensions and AUTH mechanisms before and after TLS; the STARTTLS command injection test
 // (CVE-2011-0411); each protocol version from TLS 1.0 to 1.3 on its own; the ciphers each
 // accepted version takes; the certificate chain, key, signature algorithm, expiry, host
 // name match (RFC 6125) and chain verification (system store or --cafile); session
-// resumption. Every finding is one line: PASS, WARN, FAIL (or INFO) and why.
+// resumption; the named groups and the DHE prime's size; SSL 2.0 (DROWN), Heartbleed, CCS
+// injection and client-initiated renegotiation, each with hand-built handshakes
+// (tls/client_hello.h) where OpenSSL cannot. Every finding is one line: PASS, WARN, FAIL
+// (or INFO) and why; a check that could not run is INFO "not tested", never PASS.
 //
 // Invariants:
 // - The probe only observes: it never sends MAIL, AUTH or a password, and ends each
@@ -33,9 +38,9 @@ namespace app {
 
 struct ProbeOptions {
   std::string host;
-  std::optional<std::uint16_t> port;  // none: 25, 465 and 587
-  std::string name;                   // checked against the certificate; default host
-  std::string cafile;                 // else the system trust store
+  std::vector<std::uint16_t> ports;  // HOST:PORT's, then each --port; none: 25, 465 and 587
+  std::string name;                  // checked against the certificate; default host
+  std::string cafile;                // else the system trust store
   int timeout_seconds = 10;
   bool json = false;
   bool help = false;

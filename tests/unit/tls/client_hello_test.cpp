@@ -134,6 +134,163 @@ TEST(ClientHelloTest, AlertsAndWhatIsNotTlsAreToldApart) {
   EXPECT_EQ(read_answer("").kind, ServerAnswer::Kind::kIncomplete);
 }
 
+// A handshake message: type, 24-bit length, body.
+std::string message(unsigned type, const std::string& body) {
+  std::string out;
+  out.push_back(static_cast<char>(type));
+  out.push_back(static_cast<char>(body.size() >> 16));
+  out.push_back(static_cast<char>((body.size() >> 8) & 0xFF));
+  out.push_back(static_cast<char>(body.size() & 0xFF));
+  return out + body;
+}
+
+// ServerKeyExchange bodies: DHE (p, g, Ys, then a signature) and ECDHE (named curve).
+std::string dhe_parameters(std::size_t prime_bytes, unsigned char top) {
+  std::string p(prime_bytes, '\xff');
+  p[0] = static_cast<char>(top);
+  std::string body;
+  body.push_back(static_cast<char>(p.size() >> 8));
+  body.push_back(static_cast<char>(p.size() & 0xFF));
+  body += p;
+  body += std::string("\x00\x01\x02\x00\x01\x07", 6);  // g = 2, Ys = 7
+  return body + std::string("\x04\x01\x00\x02sg", 6);
+}
+std::string ecdhe_parameters(unsigned group) {
+  std::string body = "\x03";
+  body.push_back(static_cast<char>(group >> 8));
+  body.push_back(static_cast<char>(group & 0xFF));
+  return body + std::string("\x01\x04", 2);
+}
+
+TEST(ClientHelloTest, Tls13HelloAsksForAHelloRetryWithTheGroupsGiven) {
+  HelloOptions options;
+  options.version = kTls13;
+  options.ciphers = tls13_cipher_codes();
+  options.groups = {0x0017};
+  const std::string hello = client_hello(options);
+  EXPECT_EQ(at(hello, 9) << 8 | at(hello, 10), 0x0303u);  // legacy_version
+  EXPECT_NE(hello.find(std::string("\x00\x2b\x00\x03\x02\x03\x04", 7)), std::string::npos);
+  EXPECT_NE(hello.find(std::string("\x00\x33\x00\x02\x00\x00", 6)), std::string::npos);
+  EXPECT_NE(hello.find(std::string("\x00\x0a\x00\x04\x00\x02\x00\x17", 8)), std::string::npos);
+  EXPECT_EQ(hello.find(std::string("\x00\x0f\x00\x01\x01", 5)), std::string::npos);
+  options.version = kTls12;
+  options.heartbeat = true;
+  EXPECT_NE(client_hello(options).find(std::string("\x00\x0f\x00\x01\x01", 5)), std::string::npos);
+
+  // The HelloRetryRequest: the magic random, supported_versions and the chosen group.
+  std::string retry = std::string("\x03\x03", 2);
+  retry += std::string(
+      "\xCF\x21\xAD\x74\xE5\x9A\x61\x11\xBE\x1D\x8C\x02\x1E\x65\xB8\x91\xC2\xA2\x11\x16\x7A\xBB"
+      "\x8C\x5E\x07\x9E\x09\xE2\xC8\xA8\x33\x9C",
+      32);
+  retry += std::string("\x00\x13\x02\x00", 4);  // no session id, TLS_AES_256_GCM, null
+  retry += std::string("\x00\x0c\x00\x2b\x00\x02\x03\x04\x00\x33\x00\x02\x00\x17", 14);
+  const ServerAnswer answer = read_answer(record(22, message(2, retry)));
+  ASSERT_EQ(answer.kind, ServerAnswer::Kind::kServerHello);
+  EXPECT_TRUE(answer.hello_retry);
+  EXPECT_EQ(answer.selected_version, kTls13);
+  EXPECT_EQ(answer.key_share_group, 0x0017);
+  EXPECT_FALSE(read_answer(record(22, server_hello(0x0303, 0xC02F))).hello_retry);
+  EXPECT_EQ(find_named_group(0x001d)->name, "x25519");
+  EXPECT_EQ(find_named_group(0x0013)->bits, 192u);
+  EXPECT_EQ(find_named_group(0x7777), nullptr);
+}
+
+TEST(ClientHelloTest, ReadsTheWholeFlightAndItsKeyExchange) {
+  const std::string flight_bytes = server_hello(0x0303, 0x009E) + message(11, "certs") +
+                                   message(12, dhe_parameters(128, 0x80)) + message(14, "");
+  // In one record, and split at every byte across two: kIncomplete until the end.
+  const std::string one = record(22, flight_bytes);
+  const ServerFlight flight = read_flight(one + "after");
+  ASSERT_EQ(flight.kind, ServerFlight::Kind::kDone);
+  EXPECT_EQ(flight.hello.cipher, 0x009E);
+  EXPECT_EQ(flight.consumed, one.size());
+  const KeyExchange dh = read_key_exchange(flight.key_exchange, false);
+  ASSERT_TRUE(dh.valid);
+  EXPECT_EQ(dh.dh_prime_bits, 1024u);
+  for (std::size_t cut = 1; cut < flight_bytes.size(); cut += 7) {
+    const std::string two =
+        record(22, flight_bytes.substr(0, cut)) + record(22, flight_bytes.substr(cut));
+    for (std::size_t prefix : {cut, two.size() - 1})
+      EXPECT_EQ(read_flight(two.substr(0, prefix)).kind, ServerFlight::Kind::kIncomplete);
+    EXPECT_EQ(read_flight(two).kind, ServerFlight::Kind::kDone) << cut;
+  }
+  // The prime's size counts bits, not bytes: 0x7f.. over 128 bytes is 1023 bits; leading
+  // zero bytes do not count.
+  EXPECT_EQ(read_key_exchange(dhe_parameters(128, 0x7f), false).dh_prime_bits, 1023u);
+  EXPECT_EQ(read_key_exchange(dhe_parameters(256, 0x00), false).dh_prime_bits, 2040u);
+  EXPECT_EQ(read_key_exchange(dhe_parameters(64, 0x01), false).dh_prime_bits, 505u);
+  EXPECT_FALSE(read_key_exchange(std::string("\x01\x00\xff", 3), false).valid);  // p runs out
+  EXPECT_FALSE(read_key_exchange("", false).valid);
+  const KeyExchange ec = read_key_exchange(ecdhe_parameters(0x0013), true);
+  ASSERT_TRUE(ec.valid);
+  EXPECT_EQ(ec.group, 0x0013);
+  EXPECT_FALSE(read_key_exchange(std::string("\x01\x00\x13", 3), true).valid);  // explicit
+
+  // An alert instead; a flight with a message out of place; a TLS 1.3 ServerHello ends it.
+  EXPECT_EQ(read_flight(record(21, std::string("\x02\x28", 2))).kind, ServerFlight::Kind::kAlert);
+  EXPECT_EQ(read_flight(record(22, message(11, "certs"))).kind, ServerFlight::Kind::kMalformed);
+  EXPECT_EQ(read_flight(record(22, server_hello(0x0303, 0x009E) + message(2, "x"))).kind,
+            ServerFlight::Kind::kMalformed);
+  EXPECT_EQ(read_flight(record(22, server_hello(0x0303, 0x009E) + message(14, "") + "x")).kind,
+            ServerFlight::Kind::kMalformed);
+  EXPECT_EQ(read_flight("220 mail.example.org ESMTP\r\n").kind, ServerFlight::Kind::kMalformed);
+}
+
+TEST(ClientHelloTest, HeartbeatAndChangeCipherSpecRecordsAndWhatComesBack) {
+  EXPECT_EQ(heartbeat_request(0x0303, 0x4000), std::string("\x18\x03\x03\x00\x03\x01\x40\x00", 8));
+  EXPECT_EQ(change_cipher_spec(0x0301), std::string("\x14\x03\x01\x00\x01\x01", 6));
+  // A vulnerable server's answer: a heartbeat record far longer than the request.
+  const std::string leak =
+      record(24, std::string("\x02\x40\x00", 3) + std::string(16384 + 16, 'm'));
+  NextRecord next = read_next_record(leak);
+  ASSERT_EQ(next.kind, NextRecord::Kind::kHeartbeat);
+  EXPECT_EQ(next.length, 16384u + 19);
+  for (std::size_t cut = 0; cut < 6; ++cut)
+    EXPECT_EQ(read_next_record(leak.substr(0, cut)).kind, NextRecord::Kind::kIncomplete);
+  // Handshake records before it are skipped; an alert is read.
+  next =
+      read_next_record(record(22, message(4, "ticket")) + record(21, std::string("\x02\x0a", 2)));
+  ASSERT_EQ(next.kind, NextRecord::Kind::kAlert);
+  EXPECT_EQ(next.alert_description, 10);  // unexpected_message
+  EXPECT_EQ(read_next_record(record(23, "data")).kind, NextRecord::Kind::kOther);
+  EXPECT_EQ(read_next_record("\x80\x03xyz").kind, NextRecord::Kind::kMalformed);
+}
+
+TEST(ClientHelloTest, Ssl2ClientHelloAndServerHello) {
+  const std::string hello = ssl2_client_hello();
+  ASSERT_GE(hello.size(), 2u);
+  EXPECT_EQ(at(hello, 0) & 0x80u, 0x80u);  // two-byte header
+  EXPECT_EQ((at(hello, 0) & 0x7F) << 8 | at(hello, 1), hello.size() - 2);
+  EXPECT_EQ(at(hello, 2), 1u);                           // CLIENT-HELLO
+  EXPECT_EQ(at(hello, 3) << 8 | at(hello, 4), 0x0002u);  // SSL 2.0
+  EXPECT_EQ(at(hello, 5) << 8 | at(hello, 6), 21u);      // seven cipher specs
+
+  // SERVER-HELLO: type 4, hit 0, X.509 (1), version 2, certificate, two ciphers, id.
+  std::string body = std::string("\x04\x00\x01\x00\x02", 5);
+  body += std::string("\x00\x04\x00\x06\x00\x10", 6);
+  body += "CERT";
+  body += std::string("\x01\x00\x80\x07\x00\xc0", 6);
+  body += std::string(16, 'i');
+  std::string answer;
+  answer.push_back(static_cast<char>(0x80 | body.size() >> 8));
+  answer.push_back(static_cast<char>(body.size() & 0xFF));
+  answer += body;
+  const Ssl2Answer server = read_ssl2_answer(answer);
+  ASSERT_EQ(server.kind, Ssl2Answer::Kind::kServerHello);
+  EXPECT_EQ(server.ciphers, 2u);
+  EXPECT_EQ(server.certificate, "CERT");
+  for (std::size_t cut = 0; cut < answer.size(); ++cut)
+    EXPECT_EQ(read_ssl2_answer(answer.substr(0, cut)).kind, Ssl2Answer::Kind::kIncomplete);
+  // A TLS alert, an SMTP reply, lengths that run past the message: not SSL 2.0.
+  EXPECT_EQ(read_ssl2_answer(record(21, std::string("\x02\x46", 2))).kind,
+            Ssl2Answer::Kind::kOther);
+  EXPECT_EQ(read_ssl2_answer("554 no\r\n").kind, Ssl2Answer::Kind::kOther);
+  std::string lying = answer;
+  lying[2 + 6] = '\x7f';  // certificate length 0x7f04
+  EXPECT_EQ(read_ssl2_answer(lying).kind, Ssl2Answer::Kind::kOther);
+}
+
 TEST(ClientHelloTest, SuitesAreJudgedByTheirRegistryNames) {
   EXPECT_EQ(legacy_suite_name(0x0003), "TLS_RSA_EXPORT_WITH_RC4_40_MD5");
   EXPECT_EQ(legacy_suite_name(0xC02F), "");

@@ -15,23 +15,28 @@ TEST(ProbeCommand, Targets) {
   auto plain = parse_probe_arguments({"mail.example.net"});
   ASSERT_TRUE(plain);
   EXPECT_EQ(plain->host, "mail.example.net");
-  EXPECT_FALSE(plain->port.has_value());
+  EXPECT_TRUE(plain->ports.empty());
   EXPECT_EQ(plain->name, "mail.example.net");
   auto with_port = parse_probe_arguments({"mail.example.net:2525"});
   ASSERT_TRUE(with_port);
-  EXPECT_EQ(with_port->port, 2525);
+  EXPECT_EQ(with_port->ports, std::vector<std::uint16_t>{2525});
   auto v6 = parse_probe_arguments({"[::1]:465"});
   ASSERT_TRUE(v6);
   EXPECT_EQ(v6->host, "::1");
-  EXPECT_EQ(v6->port, 465);
+  EXPECT_EQ(v6->ports, std::vector<std::uint16_t>{465});
   auto bare_v6 = parse_probe_arguments({"2001:db8::25"});
   ASSERT_TRUE(bare_v6);
   EXPECT_EQ(bare_v6->host, "2001:db8::25");
-  EXPECT_FALSE(bare_v6->port.has_value());
+  EXPECT_TRUE(bare_v6->ports.empty());
   auto ipv4 = parse_probe_arguments({"127.0.0.1:25"});
   ASSERT_TRUE(ipv4);
   EXPECT_EQ(ipv4->host, "127.0.0.1");
-  EXPECT_EQ(ipv4->port, 25);
+  EXPECT_EQ(ipv4->ports, std::vector<std::uint16_t>{25});
+  // --port adds ports (DROWN is judged across the ports of one run); each once.
+  auto several = parse_probe_arguments(
+      {"mx.example.net:25", "--port", "465", "--port", "25", "--port", "587"});
+  ASSERT_TRUE(several);
+  EXPECT_EQ(several->ports, (std::vector<std::uint16_t>{25, 465, 587}));
 }
 
 TEST(ProbeCommand, Options) {
@@ -58,7 +63,11 @@ TEST(ProbeCommand, UsageErrors) {
                                              {"a", "b"},
                                              {"x", "--timeout"},
                                              {"x", "--timeout", "0"},
-                                             {"x", "--bogus"}}) {
+                                             {"x", "--bogus"},
+                                             {"x", "--port"},
+                                             {"x", "--port", "0"},
+                                             {"x", "--port", "65536"},
+                                             {"x", "--port", "smtp"}}) {
     EXPECT_FALSE(parse_probe_arguments(bad)) << (bad.empty() ? "(none)" : bad.front());
   }
   std::ostringstream out;
