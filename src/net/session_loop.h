@@ -36,7 +36,6 @@ struct ServerServices;
 struct SessionHost {
   const ServerServices& services;
   Admission& admission;
-  UserMessageTable& message_rate;          // messages per authenticated user per hour
   asio::thread_pool& auth_pool;            // argon2id verification, off the I/O threads
   auth::VerificationQueue& verifications;  // the bound on what waits for auth_pool
   const std::atomic<bool>& stopping;       // a drain has begun: end once no transaction is open

@@ -84,6 +84,10 @@ std::string describe_checks(const intake::Pipeline& pipeline);
 // The same for the checks a server with `config` runs (built_in_checks with services), for
 // the start-up lines of `smtpsd dev`; a DKIM key the signer refuses is named instead.
 std::string describe_configured_checks(const config::Config& config);
+// [sending_limits] in words, for the start-up lines of `smtpsd dev` and `smtpsd check`:
+// "per user: 1000 messages an hour (then 451 4.7.1); 50 distinct external recipients an
+// hour, 200 a day (then held: smtpsctl queue release --user USER)".
+std::string describe_sending_limits(const config::Config& config);
 
 // What the network host needs for snapshot->listeners[index]: the session policy, the checks
 // (built_in_checks(*snapshot), shared by the snapshot's listeners), the TLS context new
