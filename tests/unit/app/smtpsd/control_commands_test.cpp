@@ -262,6 +262,10 @@ TEST_F(QueueControlTest, ReleaseByUserReleasesItsMailAndLiftsItsSendingHold) {
   EXPECT_EQ(state_of(b), "held");
   EXPECT_EQ(ask("auth held"), "");
   EXPECT_EQ(ask("auth unlock Bob"), "error: nothing to unlock for Bob\n");
+  ASSERT_TRUE(sending.admit_message("carol", two, now, 7).hold);
+  EXPECT_EQ(ask("queue release user=carol json"),
+            "{\"action\":\"released\",\"count\":0,\"messages\":[],\"sending_hold_lifted\":true}\n");
+  EXPECT_FALSE(sending.containment("carol"));
   EXPECT_EQ(ask("queue release user=Bob json"),
             "{\"action\":\"released\",\"count\":1,\"messages\":[{\"id\":\"" + b +
                 "\",\"when_attempt_ends\":false}]}\n");
