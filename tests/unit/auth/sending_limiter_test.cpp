@@ -136,6 +136,20 @@ TEST(SendingLimiterTest, NoRecipientBoundWhenBothAreZero) {
   EXPECT_FALSE(limiter.admit_message("alice", addresses(0, 500), Clock::time_point{}, 0).hold);
 }
 
+TEST(SendingLimiterTest, AFullTableLetsANewUserThroughUncountedUntilIdleUsersAreSwept) {
+  SendingLimiter limiter(bounds(0, 1, 0), /*state_file=*/"", /*max_users=*/2);
+  const Clock::time_point t0{};
+  EXPECT_FALSE(limiter.admit_message("alice", addresses(0, 1), t0, 0).hold);
+  EXPECT_TRUE(limiter.admit_message("bob", addresses(0, 2), t0, 0).hold);  // held: kept
+  EXPECT_FALSE(limiter.admit_message("carol", addresses(0, 5), t0, 0).hold);
+  EXPECT_FALSE(limiter.containment("carol"));
+  // A day later alice (idle, not held) is swept out; bob, held, stays.
+  EXPECT_TRUE(limiter.admit_message("carol", addresses(0, 5), t0 + hours(25), 0).hold);
+  EXPECT_TRUE(limiter.containment("bob"));
+  EXPECT_FALSE(limiter.admit_message("alice", addresses(0, 1), t0 + hours(25), 0).hold);
+  EXPECT_FALSE(limiter.containment("alice"));
+}
+
 class SendingLimiterFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
