@@ -6,12 +6,15 @@
 // write_file_atomically) when a containment begins or ends.
 #include "auth/sending_limiter.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <fstream>
-#include <functional>
 #include <sstream>
 
+#include "auth/crypto_primitives.h"
 #include "base/ascii.h"
 #include "base/file_write.h"
 #include "obs/log.h"
@@ -27,11 +30,20 @@ std::optional<Number> parse_number(std::string_view text) {
   return value;
 }
 
-std::uint64_t recipient_key(std::string_view address) {
-  return std::hash<std::string>{}(base::ascii_lowercase(address));
-}
-
 }  // namespace
+
+// SipHash-2-4 under a key of this limiter: a sender who chooses the addresses (any local
+// part, "victim+anything@…") cannot make many of them count as one, as it could find
+// collisions of an unkeyed hash such as std::hash.
+std::uint64_t SendingLimiter::recipient_key(std::string_view address) const {
+  const std::string folded = base::ascii_lowercase(address);
+  unsigned char out[crypto_shorthash_BYTES];
+  crypto_shorthash(out, reinterpret_cast<const unsigned char*>(folded.data()), folded.size(),
+                   hash_key_.data());
+  std::uint64_t key = 0;
+  std::memcpy(&key, out, sizeof key);
+  return key;
+}
 
 std::string_view to_string(SendingWindow window) {
   return window == SendingWindow::kHour ? "1h" : "24h";
@@ -72,6 +84,9 @@ std::optional<std::string> decode_user(std::string_view field) {
 
 SendingLimiter::SendingLimiter(SendingLimits limits, std::string state_file, std::size_t max_users)
     : limits_(limits), state_file_(std::move(state_file)), max_users_(max_users) {
+  static_assert(crypto_shorthash_KEYBYTES == std::tuple_size_v<decltype(hash_key_)>);
+  ensure_sodium();
+  randombytes_buf(hash_key_.data(), hash_key_.size());
   load();
 }
 

@@ -36,6 +36,7 @@
 // the state file is written outside it (rarely: when a containment begins or ends).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -109,12 +110,13 @@ class SendingLimiter {
     Clock::time_point window_start{};  // of the current message window
     std::uint64_t current = 0;         // messages in the current window
     std::uint64_t previous = 0;        // and in the one before
-    // Distinct external recipients (hash of the lower-cased address) → last sent to.
+    // Distinct external recipients (keyed hash of the lower-cased address) → last sent to.
     std::unordered_map<std::uint64_t, Clock::time_point> recipients;
     std::optional<Containment> containment;
     Clock::time_point last_seen{};
   };
 
+  std::uint64_t recipient_key(std::string_view address) const;
   void roll(Entry& entry, Clock::time_point now) const;
   double estimate(const Entry& entry, Clock::time_point now) const;
   Entry* find_or_add(const std::string& user, Clock::time_point now);
@@ -124,7 +126,8 @@ class SendingLimiter {
   const SendingLimits limits_;
   const std::string state_file_;
   const std::size_t max_users_;
-  std::mutex save_mutex_;  // orders the writes of state_file_
+  std::array<unsigned char, 16> hash_key_{};  // of recipient_key(), random per limiter
+  std::mutex save_mutex_;                     // orders the writes of state_file_
   mutable std::mutex mutex_;
   std::unordered_map<std::string, Entry> entries_;  // guarded by mutex_
   Clock::time_point last_sweep_{};                  // guarded by mutex_
