@@ -1344,7 +1344,7 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
   reader.only_keys(root, "",
                    {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
                     "delivery", "dns", "metrics", "log", "srs", "local_submission", "addressing",
-                    "authenticity", "dmarc_reports", "tls_reports", "screening", "milters"});
+                    "authenticity", "dmarc_reports", "tls_reports", "screening", "milters", "sending_limits"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -1593,9 +1593,22 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     config.max_connections_per_minute_per_ip =
         static_cast<unsigned>(reader.int_at(*limits, "limits", "max_connections_per_minute_per_ip",
                                             config.max_connections_per_minute_per_ip, 0, 1000000));
-    config.max_messages_per_user_per_hour =
-        static_cast<unsigned>(reader.int_at(*limits, "limits", "max_messages_per_user_per_hour",
-                                            config.max_messages_per_user_per_hour, 0, 10000000));
+    // Moved to [sending_limits] messages_per_hour (one limiter per user); still read.
+    if (const toml::node* old_rate = limits->get("max_messages_per_user_per_hour")) {
+      const toml::table* sending =
+          root.get("sending_limits") ? root.get("sending_limits")->as_table() : nullptr;
+      if (sending && sending->get("messages_per_hour")) {
+        reader.fail(old_rate, "limits.max_messages_per_user_per_hour",
+                    "set here and as sending_limits.messages_per_hour: keep that one only");
+      }
+      config.sending_limits.messages_per_hour = static_cast<std::uint64_t>(reader.int_at(
+          *limits, "limits", "max_messages_per_user_per_hour",
+          static_cast<std::int64_t>(config.sending_limits.messages_per_hour), 0, 10000000));
+      config.deprecations.push_back(fmt::format(
+          "{}:{}: limits.max_messages_per_user_per_hour: deprecated: write [sending_limits] "
+          "messages_per_hour = {}",
+          reader.file(), old_rate->source().begin.line, config.sending_limits.messages_per_hour));
+    }
     config.ipv6_prefix = static_cast<unsigned>(
         reader.int_at(*limits, "limits", "ipv6_prefix", config.ipv6_prefix,
                       base::kMinIpv6ClientPrefix, base::kMaxIpv6ClientPrefix));
@@ -1639,6 +1652,35 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
                                 "bigger messages for every domain; raise that too",
                                 size->as_integer()->get(), config.limits.max_message_size));
       }
+    }
+  }
+
+  // [sending_limits]: one limiter per authenticated user (auth/sending_limiter.h).
+  if (const toml::table* sending = reader.table_at(root, "", "sending_limits")) {
+    const std::string p = "sending_limits";
+    reader.only_keys(
+        *sending, p,
+        {"messages_per_hour", "external_recipients_per_hour", "external_recipients_per_day"});
+    auto& bounds = config.sending_limits;
+    bounds.messages_per_hour = static_cast<std::uint64_t>(
+        reader.int_at(*sending, p, "messages_per_hour",
+                      static_cast<std::int64_t>(bounds.messages_per_hour), 0, 10000000));
+    bounds.external_recipients_per_hour = static_cast<std::uint64_t>(
+        reader.int_at(*sending, p, "external_recipients_per_hour",
+                      static_cast<std::int64_t>(bounds.external_recipients_per_hour), 0, 1000000));
+    bounds.external_recipients_per_day = static_cast<std::uint64_t>(
+        reader.int_at(*sending, p, "external_recipients_per_day",
+                      static_cast<std::int64_t>(bounds.external_recipients_per_day), 0, 10000000));
+    // A day holds its hours: a day bound below the hour's would make the hour's unreachable.
+    if (bounds.external_recipients_per_day != 0 && bounds.external_recipients_per_hour != 0 &&
+        bounds.external_recipients_per_day < bounds.external_recipients_per_hour) {
+      const toml::node* day = sending->get("external_recipients_per_day");
+      reader.fail(
+          day ? day : sending->get("external_recipients_per_hour"),
+          p + ".external_recipients_per_day",
+          fmt::format("{} is below external_recipients_per_hour ({}): raise it, or set "
+                      "the hour's to 0",
+                      bounds.external_recipients_per_day, bounds.external_recipients_per_hour));
     }
   }
 

@@ -405,7 +405,14 @@ struct Config {
   std::size_t max_connections = 10000;               // [limits]: open connections in total …
   std::size_t max_connections_per_ip = 50;           // … and from one client address (421 4.7.0)
   unsigned max_connections_per_minute_per_ip = 120;  // new connections a minute (IPv6: /64); 0 off
-  unsigned max_messages_per_user_per_hour = 1000;    // per authenticated user (451 4.7.1); 0 off
+  // [sending_limits]: what one authenticated user may send (auth/sending_limiter.h); 0 turns
+  // a bound off. messages_per_hour was [limits] max_messages_per_user_per_hour (still read).
+  struct SendingLimits {
+    std::uint64_t messages_per_hour = 1000;           // at MAIL: 451 4.7.1 past it
+    std::uint64_t external_recipients_per_hour = 50;  // distinct, not ours: past it, held
+    std::uint64_t external_recipients_per_day = 200;
+    bool operator==(const SendingLimits&) const = default;
+  } sending_limits;
   // [limits] ipv6_prefix: the per-client limits above and the AUTH failure limiter count an
   // IPv6 client as its prefix of this length (base::client_network), 32..128.
   unsigned ipv6_prefix = 64;

@@ -1,5 +1,5 @@
 // rate_limit.h — counting windows for the overload limits: connections per client address
-// per minute and messages per authenticated user per hour (README "Replies and limits").
+// per minute (README "Replies and limits"). What a user may send is auth::SendingLimiter's.
 //
 // Each key has a sliding-window counter (two fixed windows, the previous one weighted by
 // how much of it still overlaps the last `window`), so a client cannot double its rate at a
@@ -139,7 +139,5 @@ struct AddressKeyHash {
 
 // Connections per client (IPv4 address or IPv6 prefix) per minute.
 using ConnectionRateTable = SlidingWindowTable<AddressKey, AddressKeyHash>;
-// Messages per authenticated user per hour.
-using UserMessageTable = SlidingWindowTable<std::string>;
 
 }  // namespace net

@@ -22,9 +22,6 @@
 namespace net {
 namespace {
 
-// Bound on the per-user message-rate table (rate_limit.h): ~100 bytes an entry.
-constexpr std::size_t kMaxRateEntries = 100000;
-
 std::vector<std::unique_ptr<asio::io_context>> make_contexts(unsigned threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::unique_ptr<asio::io_context>> out;
@@ -51,7 +48,6 @@ struct Server::Impl {
   asio::thread_pool auth_pool{kAuthThreads};
   auth::VerificationQueue verifications{kAuthThreads * auth::VerificationQueue::kPerThread};
   Admission admission;
-  UserMessageTable message_rate;  // messages per authenticated user per hour
   PregreetPasses pregreet_passes;
   SessionHost session_host;
   Listeners listeners;
@@ -62,12 +58,9 @@ struct Server::Impl {
         signals(*contexts.front(), SIGINT, SIGTERM, SIGHUP),
         admission(services.hostname, services.max_connections, services.max_connections_per_ip,
                   services.max_connections_per_minute_per_ip, services.ipv6_prefix),
-        message_rate(services.max_messages_per_user_per_hour, std::chrono::hours(1),
-                     kMaxRateEntries),
         pregreet_passes(services.pregreet_pass_ttl, services.pregreet_pass_entries),
         session_host{services,
                      admission,
-                     message_rate,
                      pregreet_passes,
                      auth_pool,
                      verifications,

@@ -19,9 +19,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "auth/failure_limiter.h"
+#include "auth/sending_limiter.h"
 #include "auth/user_store.h"
 #include "auth/verified_cache.h"
 #include "base/expected.h"
@@ -84,10 +86,16 @@ struct ServerServices {
   // gets "421 4.7.0" (plaintext roles) or is closed (implicit TLS) at once.
   std::size_t max_connections = 10000;
   std::size_t max_connections_per_ip = 50;
-  // New connections from one client (IPv6: its /64) in a sliding minute, and messages of one
-  // authenticated user in a sliding hour (MAIL then gets "451 4.7.1"); 0 turns either off.
+  // New connections from one client (IPv6: its /64) in a sliding minute; 0 turns it off.
   unsigned max_connections_per_minute_per_ip = 120;
-  unsigned max_messages_per_user_per_hour = 1000;
+  // What one authenticated user may send (auth/sending_limiter.h), asked by each session
+  // where a user authenticates (AUTH, the local socket): at MAIL (past messages_per_hour,
+  // "451 4.7.1") and at the end of data (past a recipient bound, the message is held).
+  // None: no limits. Outlives the server.
+  auth::SendingLimiter* sending_limiter = nullptr;
+  // Whether a recipient stays on this server (not counted by the recipient bounds); none:
+  // every recipient counts.
+  std::function<bool(std::string_view address)> is_local_address;
   // How much of an IPv6 address names one client for the limits above (base::client_network).
   unsigned ipv6_prefix = base::kDefaultIpv6ClientPrefix;
   // How long a client that waited out the pre-greet wait skips it, and how many such

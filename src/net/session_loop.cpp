@@ -15,8 +15,10 @@
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "auth/authenticator.h"
+#include "auth/sending_limiter.h"
 #include "base/clock.h"
 #include "base/network.h"
 #include "intake/message_intake.h"
@@ -198,19 +200,22 @@ class SessionLoop {
         intake_(*host.services.spool, checks_,
                 intake::SessionFacts{session_id, client, client_port, options.role,
                                      host.services.hostname, host.services.received_names_user}) {
-    // The hourly message rate of authenticated users, asked at MAIL; a refusal is logged
-    // here, where the session and client are known. Only where AUTH is offered, and on the
-    // local socket (its users are authenticated too: a web application's account must not
-    // flood either).
-    if (host_.message_rate.limit() != 0 &&
+    // The sending limits of authenticated users (auth/sending_limiter.h), asked in two
+    // places of this loop and nowhere else: the message rate at MAIL (here, through the
+    // session's gate; a refusal is logged here, where the session and client are known) and
+    // the recipient bounds at the end of data (message_end). Only where AUTH is offered, and
+    // on the local socket (its users are authenticated too: a web application's account
+    // must not flood either).
+    auth::SendingLimiter* limiter = host_.services.sending_limiter;
+    if (limiter != nullptr && limiter->limits().messages_per_hour != 0 &&
         (!options.session.auth_mechanisms.empty() || connection_->peer_credentials)) {
-      session_.set_message_gate([this](std::string_view user) {
-        if (host_.message_rate.below_limit(std::string(user), Clock::now())) return true;
+      session_.set_message_gate([this, limiter](std::string_view user) {
+        if (limiter->may_start_message(user, Clock::now())) return true;
         obs::Log("user_rate_limited", obs::Level::kWarning)
             .kv("session", session_id_)
             .kv("client", client_)
             .kv("user", user)
-            .kv("limit", static_cast<std::uint64_t>(host_.message_rate.limit()))
+            .kv("limit", limiter->limits().messages_per_hour)
             .kv("window", "1h");
         return false;
       });
@@ -535,6 +540,7 @@ class SessionLoop {
       session_.message_committed(id);
       co_return;
     }
+    apply_sending_limits();
     // A hold is committed like any message: apply() marks it held in the spool.
     if (auto refusal = intake_.apply(message_verdict_)) {
       session_.message_failed(*refusal);
@@ -550,9 +556,6 @@ class SessionLoop {
     ++messages_;
     obs::server_metrics().message_accepted(session_.envelope().recipients.size(),
                                            Clock::now() - started_);
-    if (!session_.authenticated_user().empty()) {
-      host_.message_rate.record(std::string(session_.authenticated_user()), Clock::now());
-    }
     if (connection_->peer_credentials) {
       obs::Log("local_submission")
           .kv("session", session_id_)
@@ -564,6 +567,37 @@ class SessionLoop {
     }
     session_.message_committed(*committed);
     if (host_.services.on_committed) host_.services.on_committed(*committed);
+  }
+
+  // The sending limits' second question (the first is the message gate, at MAIL): a message
+  // of an authenticated user about to be stored counts, with its recipients that are not of
+  // this server; past a recipient bound it is held, and so is the user's later mail.
+  void apply_sending_limits() {
+    auth::SendingLimiter* limiter = host_.services.sending_limiter;
+    const std::string& user = session_.authenticated_user();
+    if (limiter == nullptr || user.empty()) return;
+    std::vector<std::string> external;
+    for (const smtp::Recipient& recipient : session_.envelope().recipients) {
+      if (recipient.expansion_record) continue;  // not a destination (smtp/envelope.h)
+      if (host_.services.is_local_address && host_.services.is_local_address(recipient.address))
+        continue;
+      external.push_back(recipient.address);
+    }
+    auth::MessageDecision decision =
+        limiter->admit_message(user, external, Clock::now(), base::unix_now());
+    if (decision.crossed) {
+      const auth::Containment& crossed = *decision.crossed;
+      obs::Log("user_held", obs::Level::kWarning)
+          .kv("session", session_id_)
+          .kv("client", client_)
+          .kv("user", user)
+          .kv("id", intake_.queue_id())
+          .kv("count", crossed.count)
+          .kv("bound", crossed.bound)
+          .kv("window", auth::to_string(crossed.window));
+      obs::server_metrics().user_held(auth::to_string(crossed.window));
+    }
+    if (decision.hold) message_verdict_.kind = intake::Verdict::Kind::kHold;
   }
 
   awaitable<bool> check() {

@@ -37,7 +37,6 @@ struct ServerServices;
 struct SessionHost {
   const ServerServices& services;
   Admission& admission;
-  UserMessageTable& message_rate;          // messages per authenticated user per hour
   PregreetPasses& pregreet_passes;         // clients that waited out the pre-greet wait
   asio::thread_pool& auth_pool;            // argon2id verification, off the I/O threads
   auth::VerificationQueue& verifications;  // the bound on what waits for auth_pool

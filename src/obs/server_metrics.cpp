@@ -80,6 +80,13 @@ ServerMetrics::ServerMetrics(Registry& registry) {
   auth_busy_ = &registry.counter(
       "smtpsd_auth_verifications_refused_total",
       "Password verifications refused with 454 4.7.0 because the verification queue was full.");
+  for (std::size_t w = 0; w < 2; ++w) {
+    users_held_[w] = &registry.counter(
+        "smtpsd_users_held_total",
+        "Users whose mail was put on hold in the queue for crossing a sending limit's bound on "
+        "distinct external recipients, by the bound's window.",
+        {{"window", w == 0 ? "1h" : "24h"}});
+  }
   messages_ = &registry.counter("smtpsd_messages_accepted_total",
                                 "Messages made durable and acknowledged with 250.");
   recipients_ = &registry.counter("smtpsd_recipients_accepted_total",
@@ -138,6 +145,10 @@ void ServerMetrics::connection_opened(std::string_view role) {
   std::size_t r = index_of(kRoleNames, role);
   accepted_[r]->inc();
   open_[r]->add();
+}
+
+void ServerMetrics::user_held(std::string_view window) {
+  users_held_[window == "1h" ? 0 : 1]->inc();
 }
 
 void ServerMetrics::connection_closed(std::string_view role) {

@@ -42,6 +42,9 @@ class ServerMetrics {
   // net: a message is durable and about to get its 250; `since_accept` is the time since
   // the connection was accepted (README: accept-to-250).
   void message_accepted(std::size_t recipients, std::chrono::nanoseconds since_accept);
+  // net: a user crossed a sending limit's recipient bound (window "1h" or "24h"): their mail
+  // is held from now on (auth/sending_limiter.h). smtpsd_users_held_total{window}.
+  void user_held(std::string_view window);
   // queue: the outcome of one delivery attempt for one recipient: result "delivered",
   // "deferred", "bounced"; transport "maildir", "lmtp", "smtp", "relay" (others: "other").
   void delivery_attempt(std::string_view result, std::string_view transport);
@@ -75,6 +78,7 @@ class ServerMetrics {
   Counter* tls_failed_[kRoles][kReasons];
   Counter* auth_[kMechanisms][2];
   Counter* auth_busy_;
+  Counter* users_held_[2];                                 // window 1h, 24h
   std::array<std::atomic<std::uint64_t>, 600> replies_{};  // index: reply code
   Counter* messages_;
   Counter* recipients_;

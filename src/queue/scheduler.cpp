@@ -248,6 +248,7 @@ void Scheduler::load_state(const std::string& id, const StoredMessage& message,
                            MessageState& state) const {
   const std::size_t count = message.envelope.recipients.size();
   state.sender = message.envelope.reverse_path;
+  state.user = message.envelope.authenticated_user;
   state.require_tls = message.envelope.require_tls;
   state.tls_optional = message.tls_optional;
   state.received_unix = message.received_unix;
@@ -650,6 +651,7 @@ QueueEntryView Scheduler::view(const std::string& id, const MessageState& state,
   QueueEntryView entry;
   entry.id = id;
   entry.sender = state.sender;
+  entry.user = state.user;
   entry.require_tls = state.require_tls;
   entry.tls_optional = state.tls_optional;
   entry.received_unix = state.received_unix;

@@ -116,6 +116,7 @@ struct QueueRecipientView {
 struct QueueEntryView {
   std::string id;
   std::string sender;  // "" for the null reverse-path
+  std::string user;    // who had authenticated to send it ("" if nobody or not known yet)
   std::int64_t received_unix = 0;
   std::uint64_t size = 0;  // octets of the spool file
   std::string state;       // "ready", "deferred", "active", "held", "broken"
@@ -181,6 +182,7 @@ class Scheduler {
     std::uint64_t generation = 0;  // timers of an older generation are stale
     bool loaded = false;           // the fields below were read from the spool
     std::string sender;
+    std::string user;  // Envelope::authenticated_user
     bool require_tls = false;
     bool tls_optional = false;
     std::int64_t received_unix = 0;

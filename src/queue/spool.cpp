@@ -27,6 +27,8 @@
 //   ret unspecified|full|headers        RET= (RFC 3461 §4.3)
 //   envid <field>                       ENVID= (RFC 3461 §4.4), decoded
 //   authenticated 1                     only when the session had authenticated (optional)
+//   user <field>                        who had authenticated (optional; absent in older
+//                                       files): Envelope::authenticated_user
 //   requiretls 1                        only when MAIL had REQUIRETLS (RFC 8689 §2; optional)
 //   recipients <count>
 //   rcpt <address> <notify> <orcpt>     <count> lines, in RCPT order (RFC 3461 §4.1, §4.2);
@@ -345,6 +347,10 @@ std::string format_header(const std::string& id, const smtp::Envelope& envelope,
   out += "\nenvid ";
   append_field(out, envelope.envelope_id);
   if (envelope.authenticated) out += "\nauthenticated 1";
+  if (!envelope.authenticated_user.empty()) {
+    out += "\nuser ";
+    append_field(out, envelope.authenticated_user);
+  }
   if (envelope.require_tls) out += "\nrequiretls 1";
   out += "\nrecipients ";
   out += std::to_string(envelope.recipients.size());
@@ -469,6 +475,13 @@ std::optional<std::string> parse_header(std::string_view header, StoredMessage& 
     if (key == "authenticated") {  // optional: absent for an unauthenticated session
       if (value != "1" || envelope.authenticated) return error("bad value for 'authenticated'");
       envelope.authenticated = true;
+      continue;
+    }
+    if (key == "user") {  // optional: absent without a user (and in older files)
+      auto user = decode_field(value);
+      if (!user || user->empty() || !envelope.authenticated_user.empty())
+        return error("bad value for 'user'");
+      envelope.authenticated_user = std::move(*user);
       continue;
     }
     if (key == "requiretls") {  // optional: absent without REQUIRETLS (and in older files)

@@ -47,6 +47,10 @@ struct Envelope {
   // The session had authenticated (SMTP AUTH or a client certificate) when MAIL was given:
   // the sender is one of our users, not anyone on port 25.
   bool authenticated = false;
+  // Who that was: the login name (SMTP AUTH, a client certificate) or the local user (the
+  // local socket); empty when not authenticated. Stored with the message ("user" in the
+  // spool), so that the queue tools select a user's mail (smtpsctl queue release --user).
+  std::string authenticated_user;
 };
 
 }  // namespace smtp

@@ -223,6 +223,7 @@ struct ServerSession::Impl {
     envelope_.require_tls = false;
     envelope_.auth.clear();
     envelope_.authenticated = false;
+    envelope_.authenticated_user.clear();
   }
 
   bool auth_offered() const { return tls_active_ && !mechanisms_.empty(); }
@@ -803,6 +804,8 @@ struct ServerSession::Impl {
     envelope_.envelope_id.assign(envid_scratch_);
     envelope_.require_tls = pending_mail_.require_tls;
     envelope_.authenticated = authenticated_;
+    envelope_.authenticated_user.assign(authenticated_ ? std::string_view(authenticated_user_)
+                                                       : std::string_view());
     // RFC 4954 §5: "if the client is not authenticated, [the server] MUST behave as if
     // the AUTH=<> parameter was supplied."
     if (pending_mail_.has_auth) {

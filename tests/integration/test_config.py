@@ -156,6 +156,11 @@ class DevMode(ServerTestCase):
                              r"SPF dmarc, DKIM, DMARC enforce.*\), dkim-sign \(.*signs mail of "
                              r"localhost \(rsa-sha256, ed25519-sha256\)\)$")
             self.assertRegex(instructions, r"dkim/localhost\.zone")
+            # The sending limits: the message rate is off for load tests, the recipient
+            # bounds are the defaults.
+            self.assertIn("  sending limits per user: no message rate; distinct external "
+                          "recipients: 50 an hour, 200 a day (then held: smtpsctl queue "
+                          "release --user USER)\n", instructions)
             # The DANE records it points at are this server's: one per certificate.
             command = re.search(r"smtpsctl (dane tlsa --config \S+)", instructions).group(1)
             smtpsctl = os.path.join(os.path.dirname(SMTPSD), "smtpsctl")

@@ -104,7 +104,7 @@ class ConcurrentLimits(ServerTestCase):
 
 class UserMessageRate(ServerTestCase):
     def test_user_past_its_messages_per_hour_gets_451_at_mail(self):
-        server = self.new_server(limits={"max_messages_per_user_per_hour": 3})
+        server = self.new_server(extra_toml="[sending_limits]\nmessages_per_hour = 3\n")
         with server:
             client = server.smtps()
             client.login("demo@localhost", demo_password(server))

@@ -201,6 +201,7 @@ class LocalSubmission(ServerTestCase):
         server.wait_delivered(2)
 
     def test_hourly_message_limit_applies_to_local_users(self):
+        # The former name of [sending_limits] messages_per_hour: still read (deprecated).
         self.start(limits={"max_messages_per_user_per_hour": 1})
         self.assertEqual(self.sendmail("-t").returncode, 0)
         again = self.sendmail("-t")

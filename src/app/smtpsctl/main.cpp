@@ -15,12 +15,14 @@
 //   smtpsctl mta-sts policy DOMAIN --mode M [--mx HOST ...] [--max-age N] [--rua URI]
 //   smtpsctl mta-sts check DOMAIN [--config FILE] [--cache DIR] [--timeout S]  (mta_sts_command.h)
 //   smtpsctl auth lockouts [--config FILE | --socket PATH]        the running server's lockouts
-//   smtpsctl auth unlock [--config FILE | --socket PATH] IP_OR_USER
-//   smtpsctl queue list [--to-domain D] [--from A] [--json]        the running server's queue
+//   smtpsctl auth unlock [--config FILE | --socket PATH] IP_OR_USER  (also a sending hold)
+//   smtpsctl auth held [--config FILE | --socket PATH]            users held by the sending limits
+//   smtpsctl queue list [--to-domain D] [--from A] [--user U] [--json]  the running server's queue
 //   smtpsctl queue show ID [--body] [--json]
 //   smtpsctl queue flush [ID | SELECTION] [--json]
 //   smtpsctl queue delete|hold|release|requeue (ID | SELECTION) [--json]
-//     SELECTION: --all, or --to-domain DOMAIN and/or --from ADDRESS (app/smtpsd/control_commands.h)
+//     SELECTION: --all, or --to-domain DOMAIN, --from ADDRESS and/or --user NAME
+//     (app/smtpsd/control_commands.h); release --user also lifts the user's sending hold
 //   mailq [options of queue list]  (argv[0] named mailq, e.g. a symlink: smtpsctl queue list)
 //   smtpsctl tls memory [--config FILE | --socket PATH]           the no-downgrade memory
 //   smtpsctl tls forget [--config FILE | --socket PATH] DOMAIN
@@ -74,35 +76,41 @@ struct QueueOptions {
   bool all = false;
   std::string to_domain;
   std::string from;
+  std::string user;
   bool json = false;
   bool body = false;
 };
 
-// "queue VERB [ID] [all] [to-domain=D] [from=A] [body] [json]", or a usage error.
+// "queue VERB [ID] [all] [to-domain=D] [from=A] [user=U] [body] [json]", or a usage error.
 base::Expected<std::string, std::string> queue_request(const std::string& verb,
                                                        const QueueOptions& options) {
   auto has_space = [](const std::string& text) {
     return text.find_first_of(" \t\r\n") != std::string::npos;
   };
-  if (has_space(options.to_domain) || has_space(options.from) || has_space(options.id)) {
-    return base::unexpected("an id, domain or address holds no white space");
+  if (has_space(options.to_domain) || has_space(options.from) || has_space(options.id) ||
+      has_space(options.user)) {
+    return base::unexpected("an id, domain, address or user name holds no white space");
   }
-  const bool selection = options.all || !options.to_domain.empty() || !options.from.empty();
+  const bool selection =
+      options.all || !options.to_domain.empty() || !options.from.empty() || !options.user.empty();
   if (!options.id.empty() && selection) {
     return base::unexpected(
-        "give a queue id or a selection (--all, --to-domain, --from), not both");
+        "give a queue id or a selection (--all, --to-domain, --from, --user), not both");
   }
-  if (options.all && (!options.to_domain.empty() || !options.from.empty())) {
+  if (options.all &&
+      (!options.to_domain.empty() || !options.from.empty() || !options.user.empty())) {
     return base::unexpected("--all selects every message: give it alone");
   }
   if (options.id.empty() && !selection && verb != "list" && verb != "flush") {
-    return base::unexpected("queue " + verb + " needs a queue id, --all, --to-domain or --from");
+    return base::unexpected("queue " + verb +
+                            " needs a queue id, --all, --to-domain, --from or --user");
   }
   std::string request = "queue " + verb;
   if (!options.id.empty()) request += " " + options.id;
   if (options.all) request += " all";
   if (!options.to_domain.empty()) request += " to-domain=" + options.to_domain;
   if (!options.from.empty()) request += " from=" + options.from;
+  if (!options.user.empty()) request += " user=" + options.user;
   if (options.body) request += " body";
   if (options.json) request += " json";
   return request;
@@ -206,7 +214,10 @@ int main(int argc, char** argv) {
   };
   for (auto* command :
        {auth_command->add_subcommand("lockouts", "List the current lockouts"),
-        auth_command->add_subcommand("unlock", "Lift the lockouts of an address or user")}) {
+        auth_command->add_subcommand(
+            "unlock", "Lift the lockouts of an address or user, and a user's sending hold"),
+        auth_command->add_subcommand(
+            "held", "List the users whose mail the sending limits hold in the queue")}) {
     add_server_options(command);
   }
   auth_command->get_subcommand("unlock")
@@ -241,6 +252,11 @@ int main(int argc, char** argv) {
                         "Messages with a pending recipient at this domain");
     command->add_option("--from", queue_options.from,
                         "Messages from this envelope sender (<> for bounces)");
+    command->add_option("--user", queue_options.user,
+                        verb == "release"
+                            ? "Messages sent by this authenticated user; also lifts the user's "
+                              "hold by the sending limits"
+                            : "Messages sent by this authenticated user");
   }
   unsigned except_hours = 24;
   auto* tls_command =
@@ -349,6 +365,16 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::cout << reply.value();
+    return 0;
+  }
+  if (auth_command->got_subcommand("held")) {
+    auto reply = ask_server(socket_path, "auth held");
+    if (!reply) return 1;
+    if (reply.value().empty()) {
+      std::cout << "no user held\n";
+    } else {
+      std::cout << "USER RECIPIENTS BOUND WINDOW SINCE_UNIX\n" << reply.value();
+    }
     return 0;
   }
   if (*auth_command) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "app/smtpsd/config_location.h"
+#include "app/smtpsd/listener_policy.h"
 #include "app/smtpsd/local_recipients.h"
 #include "app/smtpsd/privileges.h"
 #include "app/smtpsd/startup_check.h"
@@ -179,6 +180,7 @@ int check(const config::Config& config) {
     }
   }
   std::fputs(config::describe(config).c_str(), stdout);
+  std::printf("sending limits: %s\n", describe_sending_limits(config).c_str());
   std::puts(status == 0 ? "configuration OK" : "configuration has errors");
   return status;
 }

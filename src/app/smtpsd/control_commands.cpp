@@ -28,7 +28,7 @@ using base::terminal_safe;
 constexpr const char* kQueueUsage =
     "error: usage: queue list [SELECTION] | queue show ID [body] | queue flush [ID | "
     "SELECTION] | queue delete|hold|release|requeue ID|SELECTION (SELECTION: all, or "
-    "to-domain=DOMAIN and/or from=ADDRESS; json on any)\n";
+    "to-domain=DOMAIN, from=ADDRESS and/or user=NAME; json on any)\n";
 
 // The words after "queue VERB".
 struct QueueArguments {
@@ -36,9 +36,10 @@ struct QueueArguments {
   bool all = false;
   std::optional<std::string> to_domain;  // lower-case
   std::optional<std::string> from;       // "" for the null reverse-path
+  std::optional<std::string> user;       // who authenticated to send it
   bool json = false;
   bool body = false;
-  bool selection() const { return all || to_domain || from; }
+  bool selection() const { return all || to_domain || from || user; }
 };
 
 base::Expected<QueueArguments, std::string> parse_queue_arguments(
@@ -72,6 +73,9 @@ base::Expected<QueueArguments, std::string> parse_queue_arguments(
                                 std::string(valid.error().reason) + "); use <> for bounces");
       }
       arguments.from = address;
+    } else if (word.rfind("user=", 0) == 0) {
+      if (word.size() == 5) return base::unexpected("user= needs a user name");
+      arguments.user = word.substr(5);
     } else if (queue::Spool::is_valid_id(word) && arguments.id.empty()) {
       arguments.id = word;
     } else if (word.find('=') != std::string::npos || !arguments.id.empty()) {
@@ -82,12 +86,12 @@ base::Expected<QueueArguments, std::string> parse_queue_arguments(
   }
   if (!arguments.id.empty() && arguments.selection()) {
     return base::unexpected(
-        "give a queue id or a selection (--all, --to-domain, --from), not both");
+        "give a queue id or a selection (--all, --to-domain, --from, --user), not both");
   }
-  if (arguments.all && (arguments.to_domain || arguments.from)) {
+  if (arguments.all && (arguments.to_domain || arguments.from || arguments.user)) {
     return base::unexpected(
         "--all selects every message: give it alone, or narrow the "
-        "selection with --to-domain/--from instead");
+        "selection with --to-domain/--from/--user instead");
   }
   return arguments;
 }
@@ -100,6 +104,7 @@ std::string domain_of(std::string_view address) {
 
 bool matches(const queue::QueueEntryView& entry, const QueueArguments& arguments) {
   if (arguments.from && !base::equals_ignoring_case(entry.sender, *arguments.from)) return false;
+  if (arguments.user && !base::equals_ignoring_case(entry.user, *arguments.user)) return false;
   if (arguments.to_domain) {
     bool any = std::any_of(
         entry.recipients.begin(), entry.recipients.end(), [&](const queue::QueueRecipientView& r) {
@@ -152,6 +157,8 @@ void append_json_entry(std::string& out, const queue::QueueEntryView& entry, std
   out += entry.state == "held" ? "true" : "false";
   out += ',';
   append_json_field(out, "sender", entry.sender);
+  out += ',';
+  append_json_field(out, "user", entry.user);
   out += ',';
   append_json_number(out, "size", static_cast<std::int64_t>(entry.size));
   out += ',';
@@ -270,6 +277,7 @@ std::string show_answer(const queue::QueueEntryView& entry, const QueueArguments
                     std::to_string(now_unix - entry.received_unix) +
                     "s ago)\nsize: " + std::to_string(entry.size) +
                     "\nattempts: " + std::to_string(entry.attempts) + "\n";
+  if (!entry.user.empty()) out += "user: " + terminal_safe(entry.user) + "\n";
   if (entry.state == "deferred") {
     out += "next attempt in: " + std::to_string(entry.next_attempt_unix - now_unix) + "s\n";
   }
@@ -395,7 +403,19 @@ std::string queue_request(const std::vector<std::string>& words, const ControlCo
     return "error: queue " + verb + " needs a queue id, --all, --to-domain or --from\n";
   }
   if (verb == "requeue" && context.forget_next_hops) context.forget_next_hops();
-  return act_on(verb, ids, by_id, arguments, scheduler);
+  // The user's own mail is released first, then the hold is lifted: a message the user
+  // sends meanwhile is held still, and is released by the next such command.
+  std::string answer = act_on(verb, ids, by_id, arguments, scheduler);
+  if (verb == "release" && arguments.user && context.sending_limiter != nullptr &&
+      context.sending_limiter->lift(*arguments.user)) {
+    obs::Log("user_released", obs::Level::kWarning).kv("user", *arguments.user);
+    if (arguments.json) {
+      answer.insert(answer.size() - 2, ",\"sending_hold_lifted\":true");
+    } else {
+      answer += "lifted the sending hold of " + terminal_safe(*arguments.user) + "\n";
+    }
+  }
+  return answer;
 }
 
 }  // namespace
@@ -427,9 +447,33 @@ std::string handle_control_request(const std::string& request, const ControlCont
     }
     return out;
   }
+  if (words.size() == 2 && words[0] == "auth" && words[1] == "held") {
+    if (context.sending_limiter == nullptr) return "";
+    std::string out;
+    for (const auth::Containment& held : context.sending_limiter->containments()) {
+      out += terminal_safe(held.user) + " " + std::to_string(held.count) + " " +
+             std::to_string(held.bound) + " " + std::string(auth::to_string(held.window)) + " " +
+             std::to_string(held.since_unix) + "\n";
+    }
+    return out;
+  }
   if (words.size() == 3 && words[0] == "auth" && words[1] == "unlock" && context.limiter) {
-    if (context.limiter->unlock(words[2])) return "unlocked " + terminal_safe(words[2]) + "\n";
-    return "error: nothing to unlock for " + terminal_safe(words[2]) + "\n";
+    // The failure lockouts of an address or user, and a user's hold by the sending limits:
+    // the administrator who unlocks a user trusts it again. The mail held meanwhile stays
+    // held (it may be what a thief sent): queue release --user or queue delete --user.
+    const bool unlocked = context.limiter->unlock(words[2]);
+    const bool lifted =
+        context.sending_limiter != nullptr && context.sending_limiter->lift(words[2]);
+    if (!unlocked && !lifted)
+      return "error: nothing to unlock for " + terminal_safe(words[2]) + "\n";
+    std::string out = "unlocked " + terminal_safe(words[2]) + "\n";
+    if (lifted) {
+      obs::Log("user_released", obs::Level::kWarning).kv("user", words[2]);
+      out += "lifted the sending hold of " + terminal_safe(words[2]) +
+             "; the mail held meanwhile stays held: smtpsctl queue release --user " +
+             terminal_safe(words[2]) + " (or queue delete --user)\n";
+    }
+    return out;
   }
   if (words.size() >= 2 && words[0] == "queue") {
     if (context.scheduler == nullptr) return "error: this server has no queue to manage\n";
@@ -502,7 +546,8 @@ std::string handle_control_request(const std::string& request, const ControlCont
       return "error: nothing remembered for " + terminal_safe(words[2]) + "\n";
     }
   }
-  return "error: unknown request (auth lockouts | auth unlock IP_OR_USER | queue list | queue "
+  return "error: unknown request (auth lockouts | auth held | auth unlock IP_OR_USER | queue list "
+         "| queue "
          "show ID | queue flush | queue delete|hold|release|requeue ID | tls memory | tls "
          "forget DOMAIN | tls policy DOMAIN | tls except DOMAIN SECONDS | tls exceptions)\n";
 }

@@ -3,17 +3,20 @@
 //
 // Requests (one line, words separated by spaces; the smtpsctl option each word comes from
 // in brackets):
-//   auth lockouts | auth unlock IP_OR_USER
+//   auth lockouts | auth unlock IP_OR_USER           unlock also lifts a user's sending hold
+//   auth held                                         users whose mail the sending limits hold
 //   queue list [SELECTION] [json]                     every message, its pending recipients
 //   queue show ID [body] [json]                       one message; body: its content (postcat)
 //   queue flush [ID | SELECTION] [json]               deferred messages tried now (bare: all)
 //   queue delete|hold|release|requeue (ID | SELECTION) [json]
 //   tls memory | tls forget DOMAIN | tls policy DOMAIN
-// SELECTION is "all" [--all] alone, or "to-domain=DOMAIN" [--to-domain] and/or
-// "from=ADDRESS" [--from] ("from=<>" selects bounces): a message is selected when its
-// sender is ADDRESS and/or one of its pending recipients is at DOMAIN; a verb acts on the
-// whole message (as postsuper). requeue also forgets what delivery learnt about next hops
-// (cached connections, host backoff), then tries the messages now.
+// SELECTION is "all" [--all] alone, or "to-domain=DOMAIN" [--to-domain], "from=ADDRESS"
+// [--from] ("from=<>" selects bounces) and/or "user=NAME" [--user]: a message is selected
+// when its sender is ADDRESS, one of its pending recipients is at DOMAIN and/or the user who
+// authenticated to send it is NAME (all that are given); a verb acts on the whole message
+// (as postsuper). "queue release user=NAME" also lifts NAME's hold by the sending limits
+// (auth/sending_limiter.h), even when no message is selected. requeue also forgets what delivery
+// learnt about next hops (cached connections, host backoff), then tries the messages now.
 //
 // Who may ask what (ControlCaller, decided from SO_PEERCRED by the daemon, docs/architecture.md
 // "Security rules"): the owner-only control socket gives full access; the read-only listing
@@ -30,6 +33,7 @@
 #include <string_view>
 
 #include "auth/failure_limiter.h"
+#include "auth/sending_limiter.h"
 #include "delivery/tls_memory.h"
 #include "queue/scheduler.h"
 #include "queue/spool.h"
@@ -44,6 +48,7 @@ struct ControlCaller {
 
 struct ControlContext {
   auth::FailureLimiter* limiter = nullptr;
+  auth::SendingLimiter* sending_limiter = nullptr;  // none: no hold to lift
   std::chrono::steady_clock::time_point now{};
   queue::Scheduler* scheduler = nullptr;  // none: "this server has no queue to manage"
   delivery::TlsMemory* tls_memory = nullptr;

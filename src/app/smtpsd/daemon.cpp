@@ -33,6 +33,7 @@
 #include "app/smtpsd/tls_reporter.h"
 #include "auth/alias_table.h"
 #include "auth/failure_limiter.h"
+#include "auth/sending_limiter.h"
 #include "auth/user_store.h"
 #include "auth/verified_cache.h"
 #include "base/clock.h"
@@ -244,6 +245,14 @@ auth::FailureLimiterOptions limiter_options(const config::Config& config) {
   return options;
 }
 
+auth::SendingLimits sending_limits(const config::Config& config) {
+  auth::SendingLimits limits;
+  limits.messages_per_hour = config.sending_limits.messages_per_hour;
+  limits.external_recipients_per_hour = config.sending_limits.external_recipients_per_hour;
+  limits.external_recipients_per_day = config.sending_limits.external_recipients_per_day;
+  return limits;
+}
+
 // The settings of net::Server that come from the configuration; run() adds the objects.
 net::ServerServices server_settings(const config::Config& config) {
   net::ServerServices services;
@@ -252,7 +261,6 @@ net::ServerServices server_settings(const config::Config& config) {
   services.max_connections = config.max_connections;
   services.max_connections_per_ip = config.max_connections_per_ip;
   services.max_connections_per_minute_per_ip = config.max_connections_per_minute_per_ip;
-  services.max_messages_per_user_per_hour = config.max_messages_per_user_per_hour;
   services.ipv6_prefix = config.ipv6_prefix;
   services.shutdown_grace = config.shutdown_grace;
   services.pregreet_pass_ttl = config.screening.pregreet_pass_ttl;
@@ -483,7 +491,29 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   if (!limiter) return fail(limiter.error());
   auth::VerifiedCache verified_cache(config.auth.verified_cache);
 
+  // What one user may send (auth/sending_limiter.h): who is held survives a restart in
+  // <data_dir>/sending-limits.held; the counts start again from zero.
+  auth::SendingLimiter sending_limiter(sending_limits(config),
+                                       config.data_dir + "/sending-limits.held");
+  for (const auth::Containment& held : sending_limiter.containments()) {
+    obs::Log("user_still_held", obs::Level::kWarning)
+        .kv("user", held.user)
+        .kv("count", held.count)
+        .kv("bound", held.bound)
+        .kv("window", auth::to_string(held.window))
+        .kv("since", held.since_unix);
+  }
+
   net::ServerServices services = server_settings(config);
+  services.sending_limiter = &sending_limiter;
+  // Recipients of our own domains and relay domains do not count towards the recipient
+  // bounds: a leaked password is used to write to the world.
+  services.is_local_address = [&router, &engine](std::string_view address) {
+    if (router.stays_here(address)) return true;
+    const std::size_t at = address.rfind('@');
+    return at != std::string_view::npos &&
+           engine.config()->find_relay_domain(address.substr(at + 1)) != nullptr;
+  };
   services.users = &users;
   services.limiter = limiter.value().get();
   services.verified_cache = &verified_cache;
@@ -498,6 +528,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
 
   ControlContext control_context;
   control_context.limiter = limiter.value().get();
+  control_context.sending_limiter = &sending_limiter;
   control_context.scheduler = &scheduler;
   control_context.tls_memory = &outbound.value()->tls_memory();
   control_context.describe_tls_policy = [&outbound](std::string_view domain) {

@@ -95,7 +95,12 @@ subaddress_folders = true            # ... filed in the Maildir folder .anything
 # Load tests (smtpsctl bench) come from one address and one user: the rate limits are off
 # here. A production server keeps them (README "Replies and limits").
 max_connections_per_minute_per_ip = 0
-max_messages_per_user_per_hour = 0
+
+[sending_limits]
+# Off here too for the load tests; the bounds on distinct external recipients stay at
+# their defaults (50 an hour, 200 a day: past one a user's mail is held in the queue until
+# `smtpsctl queue release --user USER`; README "Sending limits").
+messages_per_hour = 0
 
 [[listeners]]
 role = "submissions"
@@ -278,6 +283,7 @@ smtpsd development server is ready.
   listeners      {listeners}
   checks         {checks}
   screening      {screening}
+  sending limits {sending}
   DKIM           what demo@localhost submits is signed (keys in {dir}/dkim/localhost/);
                  the DNS records a real domain would publish: {dir}/dkim/localhost.zone
   DNS            {dns}
@@ -290,6 +296,7 @@ smtpsd development server is ready.
       fmt::arg("dir", s.dir), fmt::arg("listeners", listeners.empty() ? "none" : listeners),
       fmt::arg("checks", describe_configured_checks(config)),
       fmt::arg("screening", describe_screening(config)),
+      fmt::arg("sending", describe_sending_limits(config)),
       fmt::arg("dns", config.dns.servers.empty()
                           ? std::string("the system's resolvers (/etc/resolv.conf); "
                                         "`smtpsd dev --dns IP:PORT` sends every lookup there")

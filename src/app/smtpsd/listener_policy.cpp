@@ -291,6 +291,22 @@ std::string describe_screening(const config::Config& config) {
   return out;
 }
 
+std::string describe_sending_limits(const config::Config& config) {
+  const auto& bounds = config.sending_limits;
+  std::string out = "per user: ";
+  out += bounds.messages_per_hour == 0
+             ? std::string("no message rate")
+             : fmt::format("{} messages an hour (then 451 4.7.1)", bounds.messages_per_hour);
+  const std::uint64_t hour = bounds.external_recipients_per_hour;
+  const std::uint64_t day = bounds.external_recipients_per_day;
+  if (hour == 0 && day == 0) return out + "; no bound on external recipients";
+  out += "; distinct external recipients: ";
+  if (hour != 0) out += fmt::format("{} an hour", hour);
+  if (hour != 0 && day != 0) out += ", ";
+  if (day != 0) out += fmt::format("{} a day", day);
+  return out + " (then held: smtpsctl queue release --user USER)";
+}
+
 std::string describe_checks(const intake::Pipeline& pipeline) {
   std::string out;
   for (const auto& check : pipeline.checks()) {

@@ -105,6 +105,10 @@ std::string describe_configured_checks(const config::Config& config);
 // The early-talker screen of the smtp listeners in a few words, for `smtpsd dev`:
 // "pre-greet wait 1s (passes remembered 1d), improper pipelining refused".
 std::string describe_screening(const config::Config& config);
+// [sending_limits] in words, for the start-up lines of `smtpsd dev` and `smtpsd check`:
+// "per user: 1000 messages an hour (then 451 4.7.1); 50 distinct external recipients an
+// hour, 200 a day (then held: smtpsctl queue release --user USER)".
+std::string describe_sending_limits(const config::Config& config);
 
 // What the network host needs for snapshot->listeners[index]: the session policy, the checks
 // (built_in_checks(*snapshot), shared by the snapshot's listeners), the TLS context new

@@ -132,8 +132,8 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
   // The rate tables are sized and filled by the running server: they keep their counts.
   keep(next.max_connections_per_minute_per_ip, running.max_connections_per_minute_per_ip,
        "limits.max_connections_per_minute_per_ip", changed);
-  keep(next.max_messages_per_user_per_hour, running.max_messages_per_user_per_hour,
-       "limits.max_messages_per_user_per_hour", changed);
+  // The sending limiter keeps its counts and who is held: its bounds take a restart.
+  keep(next.sending_limits, running.sending_limits, "sending_limits", changed);
   keep(next.ipv6_prefix, running.ipv6_prefix, "limits.ipv6_prefix", changed);
   keep(next.free_space_check, running.free_space_check, "limits.free_space_check_interval",
        changed);

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace {
@@ -465,18 +466,69 @@ TEST(ConfigTest, RateLimitsHaveDefaultsAndZeroTurnsThemOff) {
   auto parsed = config::parse(kMinimal, "/etc/smtpsd/test.toml");
   ASSERT_TRUE(parsed.has_value());
   EXPECT_EQ(parsed.value().max_connections_per_minute_per_ip, 120u);
-  EXPECT_EQ(parsed.value().max_messages_per_user_per_hour, 1000u);
+  EXPECT_EQ(parsed.value().sending_limits.messages_per_hour, 1000u);
+  auto rate_notes = [](const config::Config& c) {
+    return std::count_if(c.deprecations.begin(), c.deprecations.end(), [](const std::string& d) {
+      return d.find("max_messages_per_user_per_hour") != std::string::npos;
+    });
+  };
+  EXPECT_EQ(rate_notes(parsed.value()), 0);
+  // The message rate's old name is still read, with a note naming the new key.
   parsed = config::parse(std::string(kMinimal) +
                              "\n[limits]\nmax_connections_per_minute_per_ip = 0\n"
                              "max_messages_per_user_per_hour = 0\n",
                          "/etc/smtpsd/test.toml");
   ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
   EXPECT_EQ(parsed.value().max_connections_per_minute_per_ip, 0u);
-  EXPECT_EQ(parsed.value().max_messages_per_user_per_hour, 0u);
+  EXPECT_EQ(parsed.value().sending_limits.messages_per_hour, 0u);
+  EXPECT_EQ(rate_notes(parsed.value()), 1);
+  EXPECT_NE(parsed.value().deprecations.back().find(
+                "/etc/smtpsd/test.toml:" +
+                std::to_string(std::count(kMinimal, kMinimal + std::strlen(kMinimal), '\n') + 4) +
+                ": limits.max_messages_per_user_per_hour: deprecated: write [sending_limits] "
+                "messages_per_hour = 0"),
+            std::string::npos)
+      << parsed.value().deprecations.back();
   EXPECT_EQ(
       expect_error(std::string(kMinimal) + "\n[limits]\nmax_connections_per_minute_per_ip = -1\n")
           .key,
       "limits.max_connections_per_minute_per_ip");
+}
+
+TEST(ConfigTest, SendingLimitsHaveDefaultsAndTheirErrorsNameFileLineAndKey) {
+  auto parsed = config::parse(kMinimal, "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed.value().sending_limits.external_recipients_per_hour, 50u);
+  EXPECT_EQ(parsed.value().sending_limits.external_recipients_per_day, 200u);
+  parsed = config::parse(std::string(kMinimal) +
+                             "\n[sending_limits]\nmessages_per_hour = 7\n"
+                             "external_recipients_per_hour = 0\nexternal_recipients_per_day = 3\n",
+                         "/etc/smtpsd/test.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed.value().sending_limits.messages_per_hour, 7u);
+  EXPECT_EQ(parsed.value().sending_limits.external_recipients_per_hour, 0u);
+  EXPECT_EQ(parsed.value().sending_limits.external_recipients_per_day, 3u);
+
+  const std::string base = std::string(kMinimal) + "\n[sending_limits]\n";
+  const long line = static_cast<long>(std::count(base.begin(), base.end(), '\n')) + 1;
+  config::ConfigError e = expect_error(base + "external_recipients_per_hour = -1\n");
+  EXPECT_EQ(e.file, "/etc/smtpsd/test.toml");
+  EXPECT_EQ(e.line, line);
+  EXPECT_EQ(e.key, "sending_limits.external_recipients_per_hour");
+  e = expect_error(base + "external_recipients_per_day = \"many\"\n");
+  EXPECT_EQ(e.key, "sending_limits.external_recipients_per_day");
+  EXPECT_EQ(e.line, line);
+  e = expect_error(base + "external_recipients_per_hour = 10\nexternal_recipients_per_day = 5\n");
+  EXPECT_EQ(e.key, "sending_limits.external_recipients_per_day");
+  EXPECT_EQ(e.line, line + 1);
+  EXPECT_NE(e.message.find("below external_recipients_per_hour (10)"), std::string::npos);
+  e = expect_error(base + "recipients_per_hour = 10\n");
+  EXPECT_EQ(e.key, "sending_limits.recipients_per_hour");
+  // The old and the new name of the message rate together: the error names the new one.
+  e = expect_error(std::string(kMinimal) + "\n[limits]\nmax_messages_per_user_per_hour = 5\n" +
+                   "\n[sending_limits]\nmessages_per_hour = 6\n");
+  EXPECT_EQ(e.key, "limits.max_messages_per_user_per_hour");
+  EXPECT_NE(e.message.find("sending_limits.messages_per_hour"), std::string::npos);
 }
 
 TEST(ConfigTest, TlsReportRetriesAndMtaStsRefreshHaveDefaultsAndBounds) {

@@ -84,17 +84,5 @@ TEST(RateLimitTest, MemoryIsBoundedAndIdleEntriesAreSweptWhenFull) {
   EXPECT_EQ(table.size(), 1u);
 }
 
-TEST(RateLimitTest, UserTableChecksWithoutCountingAndRecordsAfterwards) {
-  UserMessageTable table(2, std::chrono::hours(1), 100);
-  RateClock::time_point t0{};
-  EXPECT_TRUE(table.below_limit("alice@example.org", t0));
-  table.record("alice@example.org", t0);
-  EXPECT_TRUE(table.below_limit("alice@example.org", t0));
-  table.record("alice@example.org", t0);
-  EXPECT_FALSE(table.below_limit("alice@example.org", t0 + minutes(30)));
-  EXPECT_TRUE(table.below_limit("bob@example.org", t0));
-  EXPECT_TRUE(table.below_limit("alice@example.org", t0 + std::chrono::hours(2)));
-}
-
 }  // namespace
 }  // namespace net

@@ -220,6 +220,30 @@ TEST_F(SpoolTest, AnAuthenticatedSessionIsRememberedAndAnUnauthenticatedOneWrite
   EXPECT_EQ(text.find("authenticated"), std::string::npos);  // files stay as they were
 }
 
+TEST_F(SpoolTest, TheAuthenticatedUserIsRememberedEncodedAndAbsentWithoutOne) {
+  smtp::Envelope envelope = full_envelope();
+  envelope.authenticated = true;
+  envelope.authenticated_user = "alice smith@example.org";
+  std::string id = commit_message(envelope, "body\r\n");
+  auto loaded = spool_->load(id);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(loaded->envelope.authenticated_user, "alice smith@example.org");
+  {
+    std::ifstream file(dir_ + "/queue/" + id);
+    std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("\nuser alice%20smith@example.org\n"), std::string::npos);
+  }
+  envelope.authenticated = false;
+  envelope.authenticated_user.clear();
+  id = commit_message(envelope, "body\r\n");
+  loaded = spool_->load(id);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(loaded->envelope.authenticated_user, "");
+  std::ifstream file(dir_ + "/queue/" + id);
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("\nuser "), std::string::npos);
+}
+
 TEST_F(SpoolTest, RequireTlsIsRememberedAndAFileWithoutItWritesNoLine) {
   smtp::Envelope envelope = full_envelope();
   envelope.require_tls = true;

@@ -1710,6 +1710,7 @@ TEST_P(SessionTest, LocalUserIsAuthenticatedAndItsSenderRewritten) {
   EXPECT_EQ(reply("MAIL FROM:<boss@elsewhere.example>\r\n"), "250 2.1.0 Ok");
   EXPECT_EQ(host().session.envelope().reverse_path, "alice@mx.example");
   EXPECT_TRUE(host().session.envelope().authenticated);
+  EXPECT_EQ(host().session.envelope().authenticated_user, "alice") << "stored with the message";
   EXPECT_EQ(host().session.authenticated_user(), "alice");
   EXPECT_EQ(host().session.with_protocol(), "ESMTPA");
   EXPECT_EQ(reply("RSET\r\n"), "250 2.0.0 Ok");

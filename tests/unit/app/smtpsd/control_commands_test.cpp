@@ -109,9 +109,12 @@ class QueueControlTest : public ::testing::Test {
     std::filesystem::remove_all(root_);
   }
   // Commits a message and waits until its first attempt deferred it.
-  std::string queued(const std::string& sender, std::vector<std::string> recipients) {
+  std::string queued(const std::string& sender, std::vector<std::string> recipients,
+                     const std::string& user = "") {
     smtp::Envelope envelope;
     envelope.reverse_path = sender;
+    envelope.authenticated = !user.empty();
+    envelope.authenticated_user = user;
     for (auto& address : recipients)
       envelope.recipients.push_back({address, "", ""});
     auto writer = spool_->begin(envelope, base::unix_now());
@@ -224,6 +227,50 @@ TEST_F(QueueControlTest, SelectionsPickByRecipientDomainAndSender) {
   EXPECT_EQ(both.find(c + " "), std::string::npos) << both;
 }
 
+TEST_F(QueueControlTest, ReleaseByUserReleasesItsMailAndLiftsItsSendingHold) {
+  auth::SendingLimits bounds;
+  bounds.external_recipients_per_hour = 1;
+  auth::SendingLimiter sending(bounds);
+  context_.sending_limiter = &sending;
+  auto now = std::chrono::steady_clock::now();
+  const std::vector<std::string> two{"a@remote.test", "b@remote.test"};
+  ASSERT_TRUE(sending.admit_message("alice", two, now, 5).hold);
+  ASSERT_TRUE(sending.admit_message("Bob", two, now, 6).hold);
+  EXPECT_EQ(ask("auth held"), "Bob 2 1 1h 6\nalice 2 1 1h 5\n");
+  std::string a = queued("alice@example.test", {"x@remote.test"}, "alice");
+  std::string b = queued("bob@example.test", {"x@remote.test"}, "Bob");
+  std::string c = queued("carol@example.test", {"x@remote.test"});
+  EXPECT_EQ(ask("queue hold all"), "held " + a + "\nheld " + b + "\nheld " + c + "\n");
+  EXPECT_EQ(ask("queue list user=ALICE").find(b), std::string::npos);
+  EXPECT_NE(ask("queue list user=ALICE").find(a + " held"), std::string::npos);
+  EXPECT_EQ(ask("queue release user=alice"),
+            "released " + a + "\nlifted the sending hold of alice\n");
+  EXPECT_TRUE(deferred(a));
+  EXPECT_EQ(state_of(b), "held");
+  EXPECT_EQ(state_of(c), "held");
+  EXPECT_FALSE(sending.containment("alice"));
+  // Nothing more to lift: the release alone (of a message no longer held, as by id).
+  EXPECT_EQ(ask("queue release user=alice"), "released " + a + "\n");
+  EXPECT_EQ(ask("queue release user="), "error: user= needs a user name\n");
+  EXPECT_EQ(ask("queue release all user=Bob").rfind("error: --all", 0), 0u);
+  // auth unlock lifts the hold and leaves the held mail to the administrator.
+  auto failures = locked_limiter(now);
+  context_.limiter = failures.get();
+  EXPECT_EQ(ask("auth unlock Bob"),
+            "unlocked Bob\nlifted the sending hold of Bob; the mail held meanwhile stays held: "
+            "smtpsctl queue release --user Bob (or queue delete --user)\n");
+  EXPECT_EQ(state_of(b), "held");
+  EXPECT_EQ(ask("auth held"), "");
+  EXPECT_EQ(ask("auth unlock Bob"), "error: nothing to unlock for Bob\n");
+  ASSERT_TRUE(sending.admit_message("carol", two, now, 7).hold);
+  EXPECT_EQ(ask("queue release user=carol json"),
+            "{\"action\":\"released\",\"count\":0,\"messages\":[],\"sending_hold_lifted\":true}\n");
+  EXPECT_FALSE(sending.containment("carol"));
+  EXPECT_EQ(ask("queue release user=Bob json"),
+            "{\"action\":\"released\",\"count\":1,\"messages\":[{\"id\":\"" + b +
+                "\",\"when_attempt_ends\":false}]}\n");
+}
+
 TEST_F(QueueControlTest, BulkVerbsActOnTheSelectionOnly) {
   std::string a = queued("alice@example.test", {"bob@remote.test"});
   std::string b = queued("carol@example.test", {"erin@other.test"});
@@ -271,8 +318,9 @@ TEST_F(QueueControlTest, RequeueForgetsNextHopsAndTriesDeferredMessagesNow) {
 
 TEST_F(QueueControlTest, BadQueueRequestsSayWhatIsWrong) {
   std::string a = queued("alice@example.test", {"bob@remote.test"});
-  EXPECT_EQ(ask("queue delete " + a + " all"),
-            "error: give a queue id or a selection (--all, --to-domain, --from), not both\n");
+  EXPECT_EQ(
+      ask("queue delete " + a + " all"),
+      "error: give a queue id or a selection (--all, --to-domain, --from, --user), not both\n");
   EXPECT_EQ(ask("queue hold to-domain=exa_mple..test")
                 .rfind("error: 'exa_mple..test' is not a domain name", 0),
             0u);

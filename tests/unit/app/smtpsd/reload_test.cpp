@@ -166,14 +166,13 @@ TEST(PlanReload, UsersFileChanged) {
 TEST(PlanReload, RestartOnlyKeysAreNamedAndKeepTheirRunningValues) {
   config::Config next = running();
   next.io_threads = 8;
-  next.max_messages_per_user_per_hour = 5;
+  next.sending_limits.messages_per_hour = 5;
   next.max_connections = 7;  // reloadable
   ReloadPlan plan = plan_reload(running(), next);
-  EXPECT_EQ(
-      plan.restart_only_keys,
-      (std::vector<std::string>{"server.io_threads", "limits.max_messages_per_user_per_hour"}));
+  EXPECT_EQ(plan.restart_only_keys,
+            (std::vector<std::string>{"server.io_threads", "sending_limits"}));
   EXPECT_EQ(plan.next.io_threads, 2u);
-  EXPECT_EQ(plan.next.max_messages_per_user_per_hour, running().max_messages_per_user_per_hour);
+  EXPECT_EQ(plan.next.sending_limits.messages_per_hour, running().sending_limits.messages_per_hour);
   EXPECT_EQ(plan.next.max_connections, 7u);
 }
 
