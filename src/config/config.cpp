@@ -1341,10 +1341,12 @@ void read_screening(const toml::table& root, Reader& reader, Config& config) {
 Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
   Config config;
   config.source_file = reader.file();
-  reader.only_keys(root, "",
-                   {"server", "tls", "domains", "listeners", "limits", "timeouts", "auth", "queue",
-                    "delivery", "dns", "metrics", "log", "srs", "local_submission", "addressing",
-                    "authenticity", "dmarc_reports", "tls_reports", "screening", "milters", "sending_limits"});
+  reader.only_keys(
+      root, "", {"server",        "tls",           "domains",     "listeners",        "limits",
+                 "timeouts",      "auth",          "queue",       "delivery",         "dns",
+                 "metrics",       "log",           "srs",         "local_submission", "addressing",
+                 "authenticity",  "dmarc_reports", "tls_reports", "screening",        "milters",
+                 "sending_limits"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
