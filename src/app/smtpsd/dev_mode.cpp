@@ -102,6 +102,25 @@ max_connections_per_minute_per_ip = 0
 # `smtpsctl queue release --user USER`; README "Sending limits").
 messages_per_hour = 0
 
+[screening]
+# Port-25 clients (the smtp listener below) are screened as Postfix's postscreen does: one
+# that talks before the final greeting line (sent after pregreet_wait; a client that waited
+# once is remembered), or pipelines without PIPELINING, is refused. DNS block lists are left
+# out here (no queries leave a development machine); README "Screening port 25 clients":
+#   [[screening.dns_lists]]
+#   zone = "zen.spamhaus.org"
+#   weight = 2
+pregreet_wait = "1s"
+improper_pipelining = "refuse"
+
+# Milters (rspamd, OpenDKIM, spamass-milter, ...) are named here and listed per listener,
+# README "Filtering with milters":
+#   [[milters]]
+#   name = "rspamd"
+#   address = "unix:/run/rspamd/milter.sock"
+#   default_action = "tempfail"
+# and in a [[listeners]] entry: milters = ["rspamd"]
+
 [[listeners]]
 role = "submissions"
 address = "127.0.0.1"
