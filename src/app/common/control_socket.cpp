@@ -84,7 +84,10 @@ base::Expected<base::Ok, std::string> ControlSocket::bind_and_serve(const std::s
   if (bound == 0 && mode != 0600) {
     // Never through a link swapped in after bind (set_socket_mode), and only in a directory
     // no other user may write to.
-    auto safe = base::check_socket_directory(std::filesystem::path(path).parent_path().string());
+    // A bare file name ("mailq.sock", relative to the working directory) has the empty path
+    // as its parent: that is the current directory.
+    std::string directory = std::filesystem::path(path).parent_path().string();
+    auto safe = base::check_socket_directory(directory.empty() ? "." : directory);
     if (safe) safe = base::set_socket_mode(path, mode);
     if (!safe) {
       ::close(fd);

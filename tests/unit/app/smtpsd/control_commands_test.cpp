@@ -419,5 +419,25 @@ TEST(ControlSocketTest, TheListingSocketIsOpenToEveryoneAndToldThePeer) {
   std::filesystem::remove_all(pattern);
 }
 
+// `smtpsd serve --config smtpsd.toml` from the configuration's directory (as `smtpsd dev`
+// writes it: mailq_socket = "mailq.sock") names the socket without a directory.
+TEST(ControlSocketTest, TheListingSocketMayBeABareFileNameInTheWorkingDirectory) {
+  char pattern[] = "/tmp/smtpsd-control-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  std::filesystem::path before = std::filesystem::current_path();
+  std::filesystem::current_path(pattern);
+  {
+    ControlSocket listing;
+    auto started = listing.start_for_everyone(
+        "mailq.sock", [](const std::string& request, uid_t) { return request + "\n"; });
+    EXPECT_TRUE(started) << (started ? "" : started.error());
+    auto reply = control_request("mailq.sock", "queue list");
+    ASSERT_TRUE(reply) << reply.error();
+    EXPECT_EQ(reply.value(), "queue list\n");
+  }
+  std::filesystem::current_path(before);
+  std::filesystem::remove_all(pattern);
+}
+
 }  // namespace
 }  // namespace app
