@@ -10,12 +10,13 @@ received is recorded.
         remote.port, remote.messages, remote.connections
 """
 
-import socket
 import ssl
 import threading
 
+from loopback_listener import LoopbackListener
 
-class FakeSmtp:
+
+class FakeSmtp(LoopbackListener):
     def __init__(self, cert=None, key=None, starttls=True, rcpt=None, name="fake.test",
                  dsn=False, broken_tls=False, auth=None, auth_before_tls=False,
                  injectable=False, ehlo_extra=None, host="127.0.0.1", port=0):
@@ -33,38 +34,15 @@ class FakeSmtp:
         self.connections = 0
         self.rcpt_counts = {}
         self.lock = threading.Lock()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.running = True
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.running = False
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        self._listen(host, port)
 
     def set_starttls(self, offered):
         with self.lock:
             self.starttls = offered and self.cert is not None
 
-    def _accept(self):
-        while self.running:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def _accepted(self):
+        with self.lock:
+            self.connections += 1
 
     def _reply_for(self, address):
         with self.lock:

@@ -22,7 +22,8 @@ them:
 import socket
 import ssl
 import struct
-import threading
+
+from loopback_listener import LoopbackListener
 
 PROBE_RANDOM = bytes(0x5A ^ i for i in range(32))
 SUITE = 0xC02F  # TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
@@ -37,7 +38,7 @@ def handshake(message_type, body):
     return struct.pack("!B", message_type) + len(body).to_bytes(3, "big") + body
 
 
-class FakeTls:
+class FakeTls(LoopbackListener):
     MEMORY = b"SECRET-PRIVATE-KEY-MATERIAL"
 
     def __init__(self, cert, key, heartbleed=False, ccs=False, ssl2=False):
@@ -47,32 +48,7 @@ class FakeTls:
         with open(cert) as f:  # the leaf: the first certificate of the chain file
             leaf = f.read().split("-----END CERTIFICATE-----")[0]
             self.certificate_der = ssl.PEM_cert_to_DER_cert(leaf + "-----END CERTIFICATE-----\n")
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.running = True
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.running = False
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def _accept(self):
-        while self.running:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        self._listen()
 
     def _serve(self, conn):
         conn.settimeout(30)
