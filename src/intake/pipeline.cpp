@@ -100,9 +100,10 @@ void StageRun::record(Verdict verdict) {
       decided_ = true;
       return;
     case Verdict::Kind::kHold:
+      // A hold decides where the message goes, not what it is: the later checks still run
+      // (a held message is signed like any other, and a later refusal or discard wins).
       merge_edits(merged_, std::move(verdict));
       merged_.kind = Verdict::Kind::kHold;
-      decided_ = true;
       return;
   }
 }

@@ -3,8 +3,9 @@
 // Pipeline is immutable once built and shared by every session of a listener (a reload
 // builds a new one). StageRun is the sans-I/O sequencing of one stage: it hands the host the
 // checks that subscribe to the stage, in order, takes each verdict (or the host's report that
-// the check's deadline passed) and merges them: the first reply, discard or hold ends the
-// stage; edits of passing checks accumulate in order. The host only waits (net/ does it with
+// the check's deadline passed) and merges them: the first reply or discard ends the stage;
+// a hold is kept while the later checks still run (their refusal or discard wins); edits of
+// passing and holding checks accumulate in order. The host only waits (net/ does it with
 // Asio timers; tests do it by hand), so ordering, deadlines' default verdicts and merging are
 // all here and unit-tested.
 #pragma once
@@ -52,8 +53,8 @@ class StageRun {
   // CheckState slot).
   std::size_t check_index() const { return position_ - 1; }
   Stage stage() const { return stage_; }
-  // The merged verdict: the deciding one (reply, discard, hold) with the edits of the checks
-  // before it, or a pass with every edit.
+  // The merged verdict: the deciding one (reply, discard) with the edits of the checks
+  // before it, else a hold or a pass with every edit.
   const Verdict& verdict() const { return merged_; }
   Verdict take_verdict() { return std::move(merged_); }
   // Names of the checks whose deadline passed, for the log line.

@@ -87,6 +87,29 @@ TEST(PipelineTest, EditsOfPassingChecksAccumulateInOrder) {
   EXPECT_EQ(verdict.new_body, std::optional<std::string>("new\r\n"));
 }
 
+// A milter's quarantine: the later checks (our DKIM signature) still run and add their edits;
+// a later refusal still wins over the hold.
+TEST(PipelineTest, AHoldKeepsRunningTheLaterChecksAndARefusalStillWins) {
+  Verdict hold = add_header("X-Held", "1");
+  hold.kind = Verdict::Kind::kHold;
+  Pipeline held({std::make_shared<ScriptedCheck>("milter", mask(Stage::kEndOfData), hold),
+                 std::make_shared<ScriptedCheck>("dkim-sign", mask(Stage::kEndOfData),
+                                                 add_header("DKIM-Signature", "v=1"))});
+  std::vector<std::string> ran;
+  Verdict verdict = drive(held, Stage::kEndOfData, ran);
+  EXPECT_EQ(ran, (std::vector<std::string>{"milter", "dkim-sign"}));
+  EXPECT_EQ(verdict.kind, Verdict::Kind::kHold);
+  ASSERT_EQ(verdict.header_edits.size(), 2u);
+  EXPECT_EQ(verdict.header_edits[1].name, "DKIM-Signature");
+
+  Pipeline refused({std::make_shared<ScriptedCheck>("milter", mask(Stage::kEndOfData), hold),
+                    std::make_shared<ScriptedCheck>(
+                        "other", mask(Stage::kEndOfData),
+                        Verdict::refuse(smtp::Reply{554, "5.7.1", "Spam"}))});
+  ran.clear();
+  EXPECT_EQ(drive(refused, Stage::kEndOfData, ran).kind, Verdict::Kind::kReply);
+}
+
 TEST(PipelineTest, ADeadlineAppliesTheChecksDefaultVerdict) {
   Pipeline pipeline({std::make_shared<ScriptedCheck>("slow", mask(Stage::kRcpt), Verdict::pass()),
                      std::make_shared<ScriptedCheck>("next", mask(Stage::kRcpt), Verdict::pass())});
