@@ -102,10 +102,10 @@ TEST(PipelineTest, AHoldKeepsRunningTheLaterChecksAndARefusalStillWins) {
   ASSERT_EQ(verdict.header_edits.size(), 2u);
   EXPECT_EQ(verdict.header_edits[1].name, "DKIM-Signature");
 
-  Pipeline refused({std::make_shared<ScriptedCheck>("milter", mask(Stage::kEndOfData), hold),
-                    std::make_shared<ScriptedCheck>(
-                        "other", mask(Stage::kEndOfData),
-                        Verdict::refuse(smtp::Reply{554, "5.7.1", "Spam"}))});
+  Pipeline refused(
+      {std::make_shared<ScriptedCheck>("milter", mask(Stage::kEndOfData), hold),
+       std::make_shared<ScriptedCheck>("other", mask(Stage::kEndOfData),
+                                       Verdict::refuse(smtp::Reply{554, "5.7.1", "Spam"}))});
   ran.clear();
   EXPECT_EQ(drive(refused, Stage::kEndOfData, ran).kind, Verdict::Kind::kReply);
 }
