@@ -172,6 +172,58 @@ class ProbeSmtpsd(ServerTestCase):
         self.assertIn("expires in 5 days", text)
 
 
+class ProbeIncompleteScan(ServerTestCase):
+    """A scan that could not run every check is INCONCLUSIVE (exit 4), never a PASS."""
+
+    def test_rate_limited_server_is_inconclusive(self):
+        # smtpsd's own rate limit: past 5 connections a minute, 421 4.7.0 and a close.
+        server = self.new_server(limits={"max_connections_per_minute_per_ip": 5}).start()
+        result = probe(f"localhost:{server.ports['submission']}", "--cafile", server.ca,
+                       "--json")
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(report["verdict"], "INCONCLUSIVE")
+        port = report["ports"][0]
+        self.assertIn("421", port["not_tested_reason"])
+        self.assertTrue(port["not_tested"])
+        self.assertIn("heartbleed", port["not_tested"])
+        self.assertGreater(report["connections"], 5)
+        # The checks that did not run say so, and nothing they half-saw is judged.
+        self.assertIn("not tested", findings(report)["heartbleed"][-1][1])
+        self.assertNotIn("tls_modern", findings(report))
+
+    def test_connection_budget_is_inconclusive_and_counted(self):
+        server = self.new_server().start()
+        target = f"localhost:{server.ports['submission']}"
+        result = probe(target, "--cafile", server.ca, "--max-connections", "3", "--json")
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual((report["verdict"], report["connections"], report["max_connections"]),
+                         ("INCONCLUSIVE", 3, 3))
+        self.assertIn("connection budget of 3", report["ports"][0]["not_tested_reason"])
+        text = probe(target, "--cafile", server.ca, "--max-connections", "3")
+        self.assertEqual(text.returncode, 4, text.stdout + text.stderr)
+        self.assertIn("connections: 3 (at most 3)", text.stdout)
+        self.assertIn("verdict: INCONCLUSIVE", text.stdout)
+        self.assertIn("not tested (connection budget of 3 exhausted)", text.stdout)
+        # The default budget covers the whole scan: a PASS, with its count.
+        full = probe(target, "--cafile", server.ca)
+        self.assertEqual(full.returncode, 0, full.stdout + full.stderr)
+        self.assertIn("verdict: PASS", full.stdout)
+        self.assertRegex(full.stdout, r"connections: \d+ \(at most \d+\)")
+
+    def test_a_weakness_found_before_the_cut_still_fails(self):
+        server = self.new_server(tls={"min_version": "TLSv1",
+                                      "allow_unsafe_tls_versions": True}).start()
+        # Enough connections to reach TLS 1.0 (accepted: HIGH), not to finish.
+        result = probe(f"localhost:{server.ports['submissions']}", "--cafile", server.ca,
+                       "--max-connections", "40", "--json")
+        report = json.loads(result.stdout)
+        self.assertTrue(report["ports"][0]["not_tested"], result.stdout)
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertEqual(report["verdict"], "FAIL")
+
+
 class ProbeFakeServer(ServerTestCase):
     def pki(self):
         server = self.new_server()  # only for its development PKI; never started
@@ -293,7 +345,8 @@ class ProbeUsage(unittest.TestCase):
 
     def test_usage_errors_exit_3(self):
         for args in ([], ["localhost:notaport"], ["localhost", "--timeout", "0"],
-                     ["localhost", "--bogus"]):
+                     ["localhost", "--bogus"], ["localhost", "--max-connections", "0"],
+                     ["localhost", "--max-connections", "many"]):
             with self.subTest(args=args):
                 result = probe(*args)
                 self.assertEqual(result.returncode, 3, result.stderr)
