@@ -540,10 +540,24 @@ class Prober {
     step("heartbleed", [&] { check_heartbleed(report); });
     step("ccs_injection", [&] { check_ccs_injection(report); });
     step("client_renegotiation", [&] { check_client_renegotiation(report); });
-    if (!report.not_run.empty()) report.not_run_reason = cut_;
+    if (!report.not_run.empty()) {
+      report.not_run_reason = cut_;
+      // The checks judge() already reports as "not tested: detail" get the cut as detail.
+      for (std::string* detail :
+           {&report.ssl2_detail, &report.groups_tls12_detail, &report.groups_tls13_detail,
+            &report.dh_detail, &report.heartbleed_detail, &report.ccs_detail,
+            &report.renegotiation_detail}) {
+        if (detail->empty()) *detail = cut_;
+      }
+    }
     judge(report);
-    for (const auto& name : report.not_run)
+    for (const auto& name : report.not_run) {
+      if (name == "tls_SSLv2" || name == "named_groups and dh_size" || name == "heartbleed" ||
+          name == "ccs_injection" || name == "client_renegotiation") {
+        continue;
+      }
       add(report, Severity::kInfo, name, name + " not tested: " + report.not_run_reason);
+    }
     return report;
   }
 
@@ -589,8 +603,7 @@ class Prober {
     error = "no address";
     for (addrinfo* address = found; address != nullptr; address = address->ai_next) {
       if (connections_ >= options_.max_connections) {
-        cut_ = "not tested (connection budget of " + std::to_string(options_.max_connections) +
-               " exhausted)";
+        cut_ = "connection budget of " + std::to_string(options_.max_connections) + " exhausted";
         error = cut_;
         return nullptr;
       }
