@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -197,6 +198,35 @@ class ProbeIncompleteScan(ServerTestCase):
                       findings(report)["heartbleed"][-1][1])
         self.assertEqual(len(findings(report)["heartbleed"]), 1)
         self.assertNotIn("tls_modern", findings(report))
+
+    def test_refused_after_the_first_connection_is_inconclusive(self):
+        # A scripted server that greets once (STARTTLS offered), then stops listening.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def serve_once():
+            conn, _ = listener.accept()
+            listener.close()
+            with conn, conn.makefile("rb") as lines:
+                conn.sendall(b"220 fake.test ESMTP\r\n")
+                lines.readline()
+                conn.sendall(b"250-fake.test\r\n250 STARTTLS\r\n")
+                lines.readline()
+                conn.sendall(b"221 bye\r\n")
+
+        thread = threading.Thread(target=serve_once, daemon=True)
+        thread.start()
+        result = probe(f"127.0.0.1:{port}", "--timeout", "5", "--json")
+        thread.join(10)
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual((report["verdict"], report["connections"]), ("INCONCLUSIVE", 2))
+        port_report = report["ports"][0]
+        self.assertIn("connection failed", port_report["not_tested_reason"])
+        self.assertIn("refused", port_report["not_tested_reason"].lower())
+        self.assertEqual(port_report["not_tested"][0], "starttls_injection")
 
     def test_connection_budget_is_inconclusive_and_counted(self):
         server = self.new_server().start()
