@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -49,7 +50,11 @@ class ProbeSmtpsd(ServerTestCase):
                 self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
                 report = json.loads(result.stdout)
                 self.assertEqual(report["verdict"], "PASS")
+                # The default connection budget covers the whole scan, and it is counted.
+                self.assertLess(20, report["connections"])
+                self.assertLess(report["connections"], report["max_connections"])
                 port = report["ports"][0]
+                self.assertEqual((port["not_tested"], port["not_tested_reason"]), ([], ""))
                 self.assertEqual(port["mode"], "implicit" if role == "submissions" else "starttls")
                 versions = port["versions"]
                 self.assertFalse(versions["TLSv1"]["accepted"])
@@ -170,6 +175,85 @@ class ProbeSmtpsd(ServerTestCase):
         severity, text = findings(report)["certificate_expiry"][0]
         self.assertEqual(severity, "WARN")
         self.assertIn("expires in 5 days", text)
+
+
+class ProbeIncompleteScan(ServerTestCase):
+    """A scan that could not run every check is INCONCLUSIVE (exit 4), never a PASS."""
+
+    def test_rate_limited_server_is_inconclusive(self):
+        # smtpsd's own rate limit: past 5 connections a minute, 421 4.7.0 and a close.
+        server = self.new_server(limits={"max_connections_per_minute_per_ip": 5}).start()
+        result = probe(f"localhost:{server.ports['submission']}", "--cafile", server.ca,
+                       "--json")
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(report["verdict"], "INCONCLUSIVE")
+        port = report["ports"][0]
+        self.assertIn("421", port["not_tested_reason"])
+        self.assertTrue(port["not_tested"])
+        self.assertIn("heartbleed", port["not_tested"])
+        self.assertGreater(report["connections"], 5)
+        # The checks that did not run say so, and nothing they half-saw is judged.
+        self.assertIn("not tested: the server answered 421",
+                      findings(report)["heartbleed"][-1][1])
+        self.assertEqual(len(findings(report)["heartbleed"]), 1)
+        self.assertNotIn("tls_modern", findings(report))
+
+    def test_refused_after_the_first_connection_is_inconclusive(self):
+        # A scripted server that greets once (STARTTLS offered), then stops listening.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def serve_once():
+            conn, _ = listener.accept()
+            listener.close()
+            with conn, conn.makefile("rb") as lines:
+                conn.sendall(b"220 fake.test ESMTP\r\n")
+                lines.readline()
+                conn.sendall(b"250-fake.test\r\n250 STARTTLS\r\n")
+                lines.readline()
+                conn.sendall(b"221 bye\r\n")
+
+        thread = threading.Thread(target=serve_once, daemon=True)
+        thread.start()
+        result = probe(f"127.0.0.1:{port}", "--timeout", "5", "--json")
+        thread.join(10)
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual((report["verdict"], report["connections"]), ("INCONCLUSIVE", 2))
+        port_report = report["ports"][0]
+        self.assertIn("connection failed", port_report["not_tested_reason"])
+        self.assertIn("refused", port_report["not_tested_reason"].lower())
+        self.assertEqual(port_report["not_tested"][0], "starttls_injection")
+
+    def test_connection_budget_is_inconclusive_and_counted(self):
+        server = self.new_server().start()
+        target = f"localhost:{server.ports['submission']}"
+        result = probe(target, "--cafile", server.ca, "--max-connections", "3", "--json")
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual((report["verdict"], report["connections"], report["max_connections"]),
+                         ("INCONCLUSIVE", 3, 3))
+        self.assertIn("connection budget of 3", report["ports"][0]["not_tested_reason"])
+        text = probe(target, "--cafile", server.ca, "--max-connections", "3")
+        self.assertEqual(text.returncode, 4, text.stdout + text.stderr)
+        self.assertIn("connections: 3 (at most 3)", text.stdout)
+        self.assertIn("verdict: INCONCLUSIVE", text.stdout)
+        self.assertIn("INFO tls_TLSv1.2 not tested: connection budget of 3 exhausted",
+                      text.stdout)
+
+    def test_a_weakness_found_before_the_cut_still_fails(self):
+        server = self.new_server(tls={"min_version": "TLSv1",
+                                      "allow_unsafe_tls_versions": True}).start()
+        # Enough connections to reach TLS 1.0 (accepted: HIGH), not to finish.
+        result = probe(f"localhost:{server.ports['submissions']}", "--cafile", server.ca,
+                       "--max-connections", "30", "--json")
+        report = json.loads(result.stdout)
+        self.assertTrue(report["ports"][0]["not_tested"], result.stdout)
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertEqual(report["verdict"], "FAIL")
 
 
 class ProbeFakeServer(ServerTestCase):
@@ -293,7 +377,8 @@ class ProbeUsage(unittest.TestCase):
 
     def test_usage_errors_exit_3(self):
         for args in ([], ["localhost:notaport"], ["localhost", "--timeout", "0"],
-                     ["localhost", "--bogus"]):
+                     ["localhost", "--bogus"], ["localhost", "--max-connections", "0"],
+                     ["localhost", "--max-connections", "many"]):
             with self.subTest(args=args):
                 result = probe(*args)
                 self.assertEqual(result.returncode, 3, result.stderr)

@@ -32,6 +32,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <sstream>
 
@@ -293,12 +294,19 @@ struct PortReport {
   std::optional<bool> client_renegotiation;
   std::string renegotiation_detail;
   std::vector<Finding> findings;
+  // The checks that could not run because the scan was cut (connection budget, a 421,
+  // refused or timed-out connections after the port had answered), and why.
+  std::vector<std::string> not_run;
+  std::string not_run_reason;
 };
 
 // One TCP connection, optionally with TLS on top; every wait bounded by deadline_.
 class Connection {
  public:
-  Connection(int fd, Clock::time_point deadline) : fd_(fd), deadline_(deadline) {}
+  // cut: where a 421 reply (the server closing the session: a rate limit, a shutdown) is
+  // recorded, so that the prober stops instead of judging a server it could not see.
+  Connection(int fd, Clock::time_point deadline, std::string* cut)
+      : fd_(fd), deadline_(deadline), cut_(cut) {}
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   ~Connection() {
@@ -375,7 +383,12 @@ class Connection {
       }
       reply.code = std::stoi(line.substr(0, 3));
       reply.lines.push_back(line.size() > 4 ? line.substr(4) : "");
-      if (line.size() == 3 || line[3] == ' ') return reply;
+      if (line.size() == 3 || line[3] == ' ') {
+        if (reply.code == 421 && cut_ != nullptr && cut_->empty()) {
+          *cut_ = "the server answered " + reply.first_line();
+        }
+        return reply;
+      }
     }
   }
 
@@ -426,6 +439,7 @@ class Connection {
 
   int fd_;
   Clock::time_point deadline_;
+  std::string* cut_;
   tls::Stream stream_;
   std::string buffer_;
   bool closed_ = false;
@@ -474,11 +488,24 @@ class Prober {
     if (ehlo_name_.find('.') == std::string::npos) ehlo_name_ = "localhost";
   }
 
+  // The connections opened so far, over all ports.
+  int connections() const { return connections_; }
+
   PortReport probe(std::uint16_t port) {
     PortReport report;
     report.port = port;
+    reached_ = false;
+    // A 421 or a refusal cuts one port's scan; the budget stays spent for the next ports.
+    if (connections_ < options_.max_connections) cut_.clear();
     detect_mode(report);
+    if (!cut_.empty() && !report.answered) {
+      report.error = cut_;
+      report.not_run = {"all checks"};
+      report.not_run_reason = cut_;
+      return report;
+    }
     if (!report.answered) return report;
+    reached_ = true;
     if (report.mode == "plain") {
       add(report, Severity::kFail, "tls",
           "no TLS: no STARTTLS offered and no TLS handshake; everything crosses the network "
@@ -487,17 +514,50 @@ class Prober {
       check_auth_before_tls(report);
       return report;
     }
-    if (report.mode == "starttls") injection_test(report);
-    main_session(report);
-    check_ssl2(report);
-    for (const auto& version : kVersions)
-      report.versions.push_back(try_version(report, version));
-    check_fallback_and_order(report);
-    check_key_exchange(report);
-    check_heartbleed(report);
-    check_ccs_injection(report);
-    check_client_renegotiation(report);
+    // Each check in turn until the scan is cut; what a cut check found is dropped (a
+    // handshake that failed for want of a connection says nothing about the server), and
+    // it and the checks after it are "not tested".
+    auto step = [&](std::string name, const std::function<void()>& run) {
+      if (cut_.empty()) {
+        const std::size_t findings = report.findings.size();
+        const std::size_t versions = report.versions.size();
+        run();
+        if (cut_.empty()) return;
+        report.findings.resize(findings);
+        report.versions.resize(versions);
+      }
+      report.not_run.push_back(std::move(name));
+    };
+    if (report.mode == "starttls") step("starttls_injection", [&] { injection_test(report); });
+    step("certificate and default handshake", [&] { main_session(report); });
+    step("tls_SSLv2", [&] { check_ssl2(report); });
+    for (const auto& version : kVersions) {
+      step("tls_" + std::string(version.name),
+           [&] { report.versions.push_back(try_version(report, version)); });
+    }
+    step("tls_fallback_scsv and cipher_order", [&] { check_fallback_and_order(report); });
+    step("named_groups and dh_size", [&] { check_key_exchange(report); });
+    step("heartbleed", [&] { check_heartbleed(report); });
+    step("ccs_injection", [&] { check_ccs_injection(report); });
+    step("client_renegotiation", [&] { check_client_renegotiation(report); });
+    if (!report.not_run.empty()) {
+      report.not_run_reason = cut_;
+      // The checks judge() already reports as "not tested: detail" get the cut as detail.
+      for (std::string* detail :
+           {&report.ssl2_detail, &report.groups_tls12_detail, &report.groups_tls13_detail,
+            &report.dh_detail, &report.heartbleed_detail, &report.ccs_detail,
+            &report.renegotiation_detail}) {
+        if (detail->empty()) *detail = cut_;
+      }
+    }
     judge(report);
+    for (const auto& name : report.not_run) {
+      if (name == "tls_SSLv2" || name == "named_groups and dh_size" || name == "heartbleed" ||
+          name == "ccs_injection" || name == "client_renegotiation") {
+        continue;
+      }
+      add(report, Severity::kInfo, name, name + " not tested: " + report.not_run_reason);
+    }
     return report;
   }
 
@@ -515,8 +575,20 @@ class Prober {
                                            std::move(testssl_id)));
   }
 
-  // Connects to each address of the host in turn until one answers.
+  // Connects to each address of the host in turn until one answers. Within the budget
+  // only, each attempt counted; once the port has answered, a connection that fails cuts
+  // the scan (the server refuses or drops us: a rate limit, a restart).
   std::unique_ptr<Connection> connect(std::uint16_t port, std::string& error) {
+    if (!cut_.empty()) {
+      error = cut_;
+      return nullptr;
+    }
+    auto connection = connect_once(port, error);
+    if (!connection && reached_ && cut_.empty()) cut_ = "connection failed: " + error;
+    return connection;
+  }
+
+  std::unique_ptr<Connection> connect_once(std::uint16_t port, std::string& error) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -530,10 +602,16 @@ class Prober {
     std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
     error = "no address";
     for (addrinfo* address = found; address != nullptr; address = address->ai_next) {
+      if (connections_ >= options_.max_connections) {
+        cut_ = "connection budget of " + std::to_string(options_.max_connections) + " exhausted";
+        error = cut_;
+        return nullptr;
+      }
       int fd = ::socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                         address->ai_protocol);
       if (fd < 0) continue;
-      auto connection = std::make_unique<Connection>(fd, deadline());
+      ++connections_;
+      auto connection = std::make_unique<Connection>(fd, deadline(), &cut_);
       if (::connect(fd, address->ai_addr, address->ai_addrlen) == 0) return connection;
       if (errno != EINPROGRESS) {
         error = std::strerror(errno);
@@ -1512,7 +1590,7 @@ class Prober {
     }
     judge_key_exchange(report);
     judge_vulnerabilities(report);
-    if (!modern) {
+    if (!modern && report.not_run.empty()) {
       add(report, Severity::kFail, "tls_modern", "neither TLS 1.2 nor TLS 1.3 is accepted");
     }
     judge_certificate(report, report.certificate, "");
@@ -1726,6 +1804,9 @@ class Prober {
   Context names_context_;  // only to look up the names of cipher suite codes
   std::unique_ptr<SSL, decltype(&SSL_free)> names_;
   std::string ehlo_name_;
+  int connections_ = 0;
+  bool reached_ = false;  // the port being probed has answered
+  std::string cut_;       // why the scan of this port stopped; empty while it runs
 };
 
 std::string json_list(const std::vector<std::string>& items) {
@@ -1761,7 +1842,8 @@ std::string certificate_json(const CertificateReport& c) {
 }
 
 void print_json(std::ostream& out, const ProbeOptions& options,
-                const std::vector<PortReport>& reports, Severity verdict, Level worst) {
+                const std::vector<PortReport>& reports, ProbeVerdict verdict, Level worst,
+                int connections) {
   out << "{\"host\":" << base::json_string(options.host)
       << ",\"name\":" << base::json_string(options.name) << ",\"ports\":[";
   bool first_port = true;
@@ -1810,6 +1892,8 @@ void print_json(std::ostream& out, const ProbeOptions& options,
         << ",\"heartbleed_vulnerable\":" << json_optional(report.heartbleed)
         << ",\"ccs_injection_vulnerable\":" << json_optional(report.ccs_injection)
         << ",\"client_renegotiation_accepted\":" << json_optional(report.client_renegotiation)
+        << ",\"not_tested\":" << json_list(report.not_run)
+        << ",\"not_tested_reason\":" << base::json_string(report.not_run_reason)
         << ",\"findings\":[";
     first = true;
     for (const auto& finding : report.findings) {
@@ -1826,11 +1910,14 @@ void print_json(std::ostream& out, const ProbeOptions& options,
     first_port = false;
   }
   out << "],\"verdict\":" << base::json_string(to_string(verdict))
-      << ",\"worst_level\":" << base::json_string(to_string(worst)) << "}\n";
+      << ",\"worst_level\":" << base::json_string(to_string(worst))
+      << ",\"connections\":" << connections << ",\"max_connections\":" << options.max_connections
+      << "}\n";
 }
 
 void print_text(std::ostream& out, const ProbeOptions& options,
-                const std::vector<PortReport>& reports, Severity verdict, Level worst) {
+                const std::vector<PortReport>& reports, ProbeVerdict verdict, Level worst,
+                int connections) {
   // The greeting, EHLO lines, certificate names, errors and findings are the probed
   // server's words: nothing in them may drive the terminal.
   auto safe = [](std::string_view text) { return base::terminal_safe(text); };
@@ -1839,7 +1926,8 @@ void print_text(std::ostream& out, const ProbeOptions& options,
   for (const auto& report : reports) {
     out << "\nport " << report.port << ": ";
     if (!report.answered) {
-      out << "no answer (" << safe(report.error) << ")\n";
+      out << (report.not_run.empty() ? "no answer (" : "incomplete (") << safe(report.error)
+          << ")\n";
       continue;
     }
     out << (report.mode == "implicit"   ? "implicit TLS"
@@ -1893,10 +1981,50 @@ void print_text(std::ostream& out, const ProbeOptions& options,
       }
     }
   }
-  out << "\nverdict: " << to_string(verdict) << " (worst: " << to_string(worst) << ")\n";
+  out << "\nconnections: " << connections << " (at most " << options.max_connections << ")\n";
+  for (const auto& report : reports) {
+    if (report.not_run.empty()) continue;
+    out << "port " << report.port << " incomplete: " << safe(report.not_run_reason)
+        << "; not tested: " << join(report.not_run, ", ") << "\n";
+  }
+  out << "verdict: " << to_string(verdict) << " (worst: " << to_string(worst) << ")\n";
 }
 
 }  // namespace
+
+ProbeVerdict probe_verdict(bool high_or_critical, bool low_or_medium, bool incomplete) {
+  if (high_or_critical) return ProbeVerdict::kFail;  // a known weakness is a fact
+  if (incomplete) return ProbeVerdict::kInconclusive;
+  return low_or_medium ? ProbeVerdict::kWarn : ProbeVerdict::kPass;
+}
+
+int probe_exit_code(ProbeVerdict verdict) {
+  switch (verdict) {
+    case ProbeVerdict::kPass:
+      return 0;
+    case ProbeVerdict::kWarn:
+      return 1;
+    case ProbeVerdict::kFail:
+      return 2;
+    case ProbeVerdict::kInconclusive:
+      return 4;
+  }
+  return 4;
+}
+
+const char* to_string(ProbeVerdict verdict) {
+  switch (verdict) {
+    case ProbeVerdict::kPass:
+      return "PASS";
+    case ProbeVerdict::kWarn:
+      return "WARN";
+    case ProbeVerdict::kFail:
+      return "FAIL";
+    case ProbeVerdict::kInconclusive:
+      return "INCONCLUSIVE";
+  }
+  return "INCONCLUSIVE";
+}
 
 base::Expected<ProbeOptions, std::string> parse_probe_arguments(
     const std::vector<std::string>& args) {
@@ -1912,7 +2040,8 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
       options.help = true;
     } else if (arg == "--json") {
       options.json = true;
-    } else if (arg == "--cafile" || arg == "--name" || arg == "--timeout" || arg == "--port") {
+    } else if (arg == "--cafile" || arg == "--name" || arg == "--timeout" || arg == "--port" ||
+               arg == "--max-connections") {
       auto given = value(arg.c_str());
       if (!given) return base::unexpected(given.error());
       if (arg == "--cafile") options.cafile = given.value();
@@ -1932,6 +2061,14 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
           return base::unexpected(std::string("--timeout: a number of seconds from 1 to 600"));
         }
         options.timeout_seconds = static_cast<int>(seconds);
+      }
+      if (arg == "--max-connections") {
+        char* end = nullptr;
+        long count = std::strtol(given.value().c_str(), &end, 10);
+        if (end == given.value().c_str() || *end != '\0' || count < 1 || count > 100000) {
+          return base::unexpected(std::string("--max-connections: a number from 1 to 100000"));
+        }
+        options.max_connections = static_cast<int>(count);
       }
     } else if (!arg.empty() && arg[0] == '-') {
       return base::unexpected("unknown option " + arg);
@@ -1965,18 +2102,22 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
   if (!parsed) {
     err << "smtpsctl probe: " << parsed.error() << "\n"
         << "usage: smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]\n"
-           "                      [--timeout SECONDS] [--json]\n";
+           "                      [--timeout SECONDS] [--max-connections N] [--json]\n";
     return 3;
   }
   const ProbeOptions& options = parsed.value();
   if (options.help) {
     out << "usage: smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]\n"
-           "                      [--timeout SECONDS] [--json]\n"
+           "                      [--timeout SECONDS] [--max-connections N] [--json]\n"
            "  Reports a mail server's TLS: versions, ciphers, groups, certificates, STARTTLS,\n"
            "  AUTH, and known vulnerabilities (Heartbleed, CCS injection, DROWN...).\n"
            "  Without PORT: 25, 465 and 587; --port adds a port (repeatable: DROWN is judged\n"
-           "  across the ports of one run). Exit: 0 pass, 1 warn, 2 fail, 3 usage or no "
-           "answer.\n";
+           "  across the ports of one run). --max-connections: the connection budget (default\n"
+           "  "
+        << kDefaultMaxConnections
+        << "); checks beyond it are not tested.\n"
+           "  Exit: 0 pass, 1 warn, 2 fail, 3 usage or no answer, 4 inconclusive (checks\n"
+           "  could not run: connection budget, 421 replies, refused or failed connections).\n";
     return 0;
   }
   std::vector<std::uint16_t> ports =
@@ -1984,11 +2125,13 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
   Prober prober(options);
   std::vector<PortReport> reports;
   bool any_answered = false;
+  bool incomplete = false;
   for (auto port : ports) {
     reports.push_back(prober.probe(port));
     any_answered = any_answered || reports.back().answered;
+    incomplete = incomplete || !reports.back().not_run.empty();
   }
-  if (!any_answered) {
+  if (!any_answered && !incomplete) {
     for (const auto& report : reports) {
       err << "smtpsctl probe: " << options.host << " port " << report.port
           << " does not answer: " << base::terminal_safe(report.error) << "\n";
@@ -2018,13 +2161,14 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
     for (const auto& finding : report.findings)
       worst = std::max(worst, finding.level);
   }
-  const Severity verdict = worst == Level::kInfo ? Severity::kPass : severity_of(worst);
+  const ProbeVerdict verdict =
+      probe_verdict(worst >= Level::kHigh, worst >= Level::kLow, incomplete);
   if (options.json) {
-    print_json(out, options, reports, verdict, worst);
+    print_json(out, options, reports, verdict, worst, prober.connections());
   } else {
-    print_text(out, options, reports, verdict, worst);
+    print_text(out, options, reports, verdict, worst, prober.connections());
   }
-  return verdict == Severity::kFail ? 2 : verdict == Severity::kWarn ? 1 : 0;
+  return probe_exit_code(verdict);
 }
 
 }  // namespace app

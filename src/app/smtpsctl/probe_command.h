@@ -2,7 +2,7 @@
 // for administrators and for monitoring.
 //
 //   smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]
-//                  [--timeout SECONDS] [--json]
+//                  [--timeout SECONDS] [--max-connections N] [--json]
 //
 // For the ports given (HOST:PORT and each --port), or each of 25, 465 and 587: whether it
 // answers; implicit TLS or STARTTLS (a 220 greeting in clear means STARTTLS, else a TLS
@@ -21,8 +21,13 @@
 //   connection with QUIT when it can.
 // - Every wait (connect, read, handshake) is bounded by --timeout (default 10 seconds).
 //
+// - At most --max-connections connections in all (default kDefaultMaxConnections); the
+//   checks past the budget are "not tested (connection budget ...)".
+//
 // Exit codes: 0 every finding passes, 1 a warning, 2 a failure, 3 usage error or no port
-// answered.
+// answered, 4 inconclusive: no HIGH or CRITICAL finding, but checks could not run because
+// the scan was cut (the connection budget, a 421 reply, a connection refused or timed out
+// after the port had answered).
 #pragma once
 
 #include <cstdint>
@@ -36,12 +41,16 @@
 
 namespace app {
 
+// Covers a full scan of the three default ports of one server.
+inline constexpr int kDefaultMaxConnections = 300;
+
 struct ProbeOptions {
   std::string host;
   std::vector<std::uint16_t> ports;  // HOST:PORT's, then each --port; none: 25, 465 and 587
   std::string name;                  // checked against the certificate; default host
   std::string cafile;                // else the system trust store
   int timeout_seconds = 10;
+  int max_connections = kDefaultMaxConnections;
   bool json = false;
   bool help = false;
 };
@@ -49,6 +58,14 @@ struct ProbeOptions {
 // HOST, HOST:PORT, [IPv6] or [IPv6]:PORT, and the options above.
 base::Expected<ProbeOptions, std::string> parse_probe_arguments(
     const std::vector<std::string>& args);
+
+enum class ProbeVerdict { kPass, kWarn, kFail, kInconclusive };
+
+// The verdict from the worst finding and whether the scan was cut: a HIGH or CRITICAL
+// finding fails whatever did not run; otherwise a cut scan is inconclusive, never a pass.
+ProbeVerdict probe_verdict(bool high_or_critical, bool low_or_medium, bool incomplete);
+int probe_exit_code(ProbeVerdict verdict);  // 0 pass, 1 warn, 2 fail, 4 inconclusive
+const char* to_string(ProbeVerdict verdict);
 
 // args: what follows "probe".
 int run_probe_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);

@@ -67,13 +67,41 @@ TEST(ProbeCommand, UsageErrors) {
                                              {"x", "--port"},
                                              {"x", "--port", "0"},
                                              {"x", "--port", "65536"},
-                                             {"x", "--port", "smtp"}}) {
+                                             {"x", "--port", "smtp"},
+                                             {"x", "--max-connections"},
+                                             {"x", "--max-connections", "0"},
+                                             {"x", "--max-connections", "3x"}}) {
     EXPECT_FALSE(parse_probe_arguments(bad)) << (bad.empty() ? "(none)" : bad.front());
   }
   std::ostringstream out;
   std::ostringstream err;
   EXPECT_EQ(run_probe_command({}, out, err), 3);
   EXPECT_NE(err.str().find("usage: smtpsctl probe"), std::string::npos);
+}
+
+TEST(ProbeCommand, MaxConnectionsOption) {
+  auto parsed = parse_probe_arguments({"x", "--max-connections", "7"});
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->max_connections, 7);
+  auto defaulted = parse_probe_arguments({"x"});
+  ASSERT_TRUE(defaulted);
+  EXPECT_EQ(defaulted->max_connections, kDefaultMaxConnections);
+}
+
+// A known weakness fails even when the scan was cut; otherwise a cut scan is never a PASS
+// or a WARN but INCONCLUSIVE, with its own exit code.
+TEST(ProbeCommand, VerdictRule) {
+  EXPECT_EQ(probe_verdict(false, false, false), ProbeVerdict::kPass);
+  EXPECT_EQ(probe_verdict(false, true, false), ProbeVerdict::kWarn);
+  EXPECT_EQ(probe_verdict(true, true, false), ProbeVerdict::kFail);
+  EXPECT_EQ(probe_verdict(false, false, true), ProbeVerdict::kInconclusive);
+  EXPECT_EQ(probe_verdict(false, true, true), ProbeVerdict::kInconclusive);
+  EXPECT_EQ(probe_verdict(true, false, true), ProbeVerdict::kFail);
+  EXPECT_EQ(probe_exit_code(ProbeVerdict::kPass), 0);
+  EXPECT_EQ(probe_exit_code(ProbeVerdict::kWarn), 1);
+  EXPECT_EQ(probe_exit_code(ProbeVerdict::kFail), 2);
+  EXPECT_EQ(probe_exit_code(ProbeVerdict::kInconclusive), 4);
+  EXPECT_STREQ(to_string(ProbeVerdict::kInconclusive), "INCONCLUSIVE");
 }
 
 }  // namespace
