@@ -3,7 +3,7 @@
 # with AddressSanitizer + UndefinedBehaviorSanitizer (the build-san tree of `make test`):
 # TLS, AUTH (smtplib, swaks, curl, msmtp, gsasl), pipelining and back-pressure, BDAT, big
 # messages, relaying with DSNs, certificate and configuration reload, kill -9 recovery (the
-# crash loop too).
+# crash loop too), milters and the port-25 screening.
 # The harness fails a test whose server printed a sanitizer report, crashed or exited
 # non-zero after SIGTERM (a leak report makes LeakSanitizer exit 1).
 # Usage: scripts/sanitized-server-tests.sh BUILD_SAN JOBS
@@ -22,6 +22,7 @@ classes=(
   test_addressing.Addressing test_local_submission test_queue_tools
   test_domains.SrsThroughAnAlias test_domains.RelayDomain
   test_authenticity test_dane
+  test_milter.ScriptedMilter test_screening
 )
 export SMTPSD_BIN="$build_san/smtpsd" PYTHONDONTWRITEBYTECODE=1
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
