@@ -39,15 +39,22 @@ int default_port(config::Role role, int offset) {
   return 0;
 }
 
-// Writes content to path atomically (temp file, fsync, rename) with the given mode.
+}  // namespace
 
-std::string random_password() {
+std::string dev_password() {
   unsigned char bytes[18];
-  randombytes_buf(bytes, sizeof bytes);
   char out[sodium_base64_ENCODED_LEN(sizeof bytes, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
-  sodium_bin2base64(out, sizeof out, bytes, sizeof bytes, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  // Never a leading '-': the printed swaks command passes it as an argument, where it would be
+  // read as an option (one password in 64; drawing again costs a negligible part of 144 bits).
+  do {
+    randombytes_buf(bytes, sizeof bytes);
+    sodium_bin2base64(out, sizeof out, bytes, sizeof bytes,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  } while (out[0] == '-');
   return out;
 }
+
+namespace {
 
 std::string dev_config(int offset) {
   return fmt::format(R"(# smtpsd development configuration, written by `smtpsd dev`.
@@ -216,7 +223,7 @@ base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int po
   }
   std::string password_file = setup.dir + "/demo.password";
   if (!fs::exists(password_file)) {
-    auto written = base::write_file_atomically(password_file, random_password() + "\n", 0600);
+    auto written = base::write_file_atomically(password_file, dev_password() + "\n", 0600);
     if (!written) return base::unexpected(written.error());
   }
   // demo@localhost in the users file (argon2id + SCRAM keys), with the password of

@@ -31,6 +31,10 @@ struct DevSetup {
 // Creates what is missing in dir; returns where the configuration is.
 base::Expected<DevSetup, std::string> prepare_dev(const std::string& dir, int port_offset);
 
+// The demo user's random password (URL-safe base64 of 144 random bits), never starting with
+// '-' so that it can follow an option on a command line.
+std::string dev_password();
+
 // When a kept configuration has other ports than --port-offset asks for: a note that says
 // the file wins and how to change that; "" otherwise.
 std::string dev_port_note(const DevSetup& setup, const config::Config& config);
