@@ -192,7 +192,7 @@ const CheckGuide* find_guide(std::string_view check) {
 }
 
 struct Finding {
-  Severity severity;
+  Severity severity = Severity::kInfo;
   std::string check;  // a stable identifier for scripts: "tls_1.0", "auth_before_tls"...
   std::string text;   // one line: what was seen and why it matters
   Level level = default_level(severity);
