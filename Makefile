@@ -25,7 +25,7 @@ FUZZ_OVERLAP ?= 1
 TEST_BUDGET ?= 1200
 SAN_CXX    ?= clang++-16
 
-.PHONY: all deps build install deb run test test-steps check-layers test-release test-asan fuzz fuzz-smoke format format-check clean
+.PHONY: all deps build install deb run test test-steps check-layers test-release test-slow test-asan fuzz fuzz-smoke format format-check clean
 
 all: build
 
@@ -81,6 +81,11 @@ check-layers:
 # Every test of the release tree (unit and integration), one CTest entry each.
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j $(TEST_JOBS)
+
+# The tests labelled slow, which `make test` leaves out: testssl.sh against the implicit TLS
+# and STARTTLS ports (40 s to 220 s each, tests/CMakeLists.txt).
+test-slow: build
+	cd $(BUILD) && ctest --output-on-failure -j 2 -L slow
 
 $(BUILD_SAN)/build.ninja: | deps
 	cmake -S . -B $(BUILD_SAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=$(SAN_CXX) \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The last step of `make test`: the release tree's CTest (every unit and integration test,
-# one entry each) and the fuzz smoke. By default one after the other. FUZZ_OVERLAP=1 runs
-# them at the same time, the fuzzers at nice 19 so that they take only the CPU the tests
+# one entry each, but those labelled slow) and the fuzz smoke. By default one after the
+# other. FUZZ_OVERLAP=1 runs them at the same time, the fuzzers at nice 19 so that they take only the CPU the tests
 # leave idle (each still runs for its full time, with fewer executions); its output is then
 # printed after CTest's so that the two do not interleave. Either failure fails the step.
 # After CTest, the ten slowest tests of this run are listed (what to look at when `make test`
@@ -15,8 +15,9 @@ fuzz_seconds=${4:-30}
 root=$(cd "$(dirname "$0")/.." && pwd)
 ctest_log=$(mktemp "${TMPDIR:-/tmp}/ctest.XXXXXX")
 
+# Tests labelled "slow" (testssl.sh, tests/CMakeLists.txt) are left out: `make test-slow`.
 run_ctest() {
-  (cd "$build" && ctest --output-on-failure -j "$test_jobs") 2>&1 | tee "$ctest_log"
+  (cd "$build" && ctest --output-on-failure -j "$test_jobs" -LE slow) 2>&1 | tee "$ctest_log"
   return "${PIPESTATUS[0]}"
 }
 
