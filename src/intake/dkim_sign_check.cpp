@@ -2,6 +2,8 @@
 #include "intake/dkim_sign_check.h"
 
 #include <ctime>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "base/ascii.h"
@@ -71,22 +73,26 @@ void DkimSignCheck::run(Stage stage, const Context& context, Done done) {
   // The header section is a view valid during run() only: the job keeps a copy.
   std::string section(context.header_section);
   // What the checks before this one changed (a milter's header fields, a new body) is in the
-  // message we sign: the signature covers the message as stored.
+  // message we sign: the signature covers the message as stored. A new body (up to 64 MiB)
+  // is hashed by the job, off the I/O thread; the job keeps a copy, since the verdict it
+  // comes from may be gone by the time a late job runs.
+  std::optional<std::string> new_body;
   if (context.earlier != nullptr) {
     const Verdict& earlier = *context.earlier;
     if (earlier.new_body) {
       signer = std::make_shared<mailauth::DkimSigner>(keys_.at(state->domain));
-      signer->body(*earlier.new_body);
+      new_body = earlier.new_body;
     }
     if (!earlier.header_edits.empty()) {
       auto edited = edit_header_section(section, earlier.header_edits);
       if (edited) section = std::move(edited.value());  // else the message fails at apply()
     }
   }
-  signer->end_of_body();
-  offload_([signer, section = std::move(section), domain = state->domain,
-            session = std::string(context.session_id), id = std::string(context.queue_id),
-            done = std::move(done)]() {
+  offload_([signer, new_body = std::move(new_body), section = std::move(section),
+            domain = state->domain, session = std::string(context.session_id),
+            id = std::string(context.queue_id), done = std::move(done)]() {
+    if (new_body) signer->body(*new_body);
+    signer->end_of_body();
     const auto now = static_cast<std::int64_t>(std::time(nullptr));
     std::vector<std::string> signatures = signer->sign(section, now);
     Verdict verdict;
