@@ -2,8 +2,9 @@
 # The last step of `make test`: the release tree's CTest (every unit and integration test,
 # one entry each, but those labelled slow) and the fuzz smoke. By default one after the
 # other. FUZZ_OVERLAP=1 runs them at the same time, the fuzzers at nice 19 so that they take
-# only the CPU the tests leave idle (each still runs for its full time, with fewer executions); its output is then
-# printed after CTest's so that the two do not interleave. Either failure fails the step.
+# only the CPU the tests leave idle (each still runs for its full time, with fewer
+# executions); its output is then printed after CTest's so that the two do not interleave.
+# Either failure fails the step.
 # After CTest, the ten slowest tests of this run are listed (what to look at when `make test`
 # grows past its budget, Makefile TEST_BUDGET).
 # Usage: ctest-with-fuzz-smoke.sh build-dir ctest-jobs sanitizer-build-dir fuzz-seconds
