@@ -40,4 +40,15 @@ inline bool starts_with_ignoring_case(std::string_view text, std::string_view pr
          equals_ignoring_case(text.substr(0, prefix.size()), prefix);
 }
 
+// WSP of RFC 5234: a space or a horizontal tab.
+constexpr bool is_wsp(char c) {
+  return c == ' ' || c == '\t';
+}
+
+// The domain of a mailbox address (what follows its last '@'), lowercased; empty without '@'.
+inline std::string address_domain(std::string_view address) {
+  const std::size_t at = address.rfind('@');
+  return at == std::string_view::npos ? std::string() : ascii_lowercase(address.substr(at + 1));
+}
+
 }  // namespace base

@@ -8,6 +8,13 @@
 
 namespace base {
 
+// What is left of a steady-clock deadline, never negative.
+inline std::chrono::milliseconds time_left(std::chrono::steady_clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  return left.count() > 0 ? left : std::chrono::milliseconds(0);
+}
+
 // Seconds since the Unix epoch (UTC).
 inline std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(

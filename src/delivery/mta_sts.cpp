@@ -26,12 +26,6 @@ namespace {
 constexpr std::size_t kMaxMemoryEntries = 10000;
 constexpr std::string_view kCacheMagic = "smtpsd mta-sts cache 1";
 
-std::chrono::milliseconds remaining(std::chrono::steady_clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
-  return std::max(left, std::chrono::milliseconds(0));
-}
-
 struct Body {
   std::string text;
   std::size_t limit = 0;
@@ -104,7 +98,7 @@ base::Expected<std::string, StsFetchError> fetch_sts_policy(
         StsFailure::kFetchError, host + ": no address" + (why.empty() ? "" : " (" + why + ")")));
   }
   const long timeout_ms =
-      static_cast<long>(std::min(options.fetch_timeout, remaining(deadline)).count());
+      static_cast<long>(std::min(options.fetch_timeout, base::time_left(deadline)).count());
   if (timeout_ms <= 0) {
     return base::unexpected(fetch_error(StsFailure::kFetchError, "deadline passed"));
   }
@@ -316,7 +310,7 @@ PolicyLookup MtaSts::policy_for(std::string_view domain_name,
 
   // §3.1 / §5.1: the TXT record says whether the cached policy is current.
   dns::AnswerPtr answer =
-      resolver_->lookup_and_wait("_mta-sts." + domain, dns::Type::kTxt, remaining(deadline));
+      resolver_->lookup_and_wait("_mta-sts." + domain, dns::Type::kTxt, base::time_left(deadline));
   if (answer->status == dns::Status::kTemporary || answer->status == dns::Status::kBogus) {
     return from_cache(StsFailure::kNone, "_mta-sts." + domain + " TXT: " +
                                              std::string(dns::to_string(answer->status)) +

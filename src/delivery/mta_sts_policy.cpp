@@ -9,17 +9,14 @@
 namespace delivery {
 namespace {
 
-bool is_wsp(char c) {
-  return c == ' ' || c == '\t';
-}
 bool is_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
 std::string_view trim_wsp(std::string_view text) {
-  while (!text.empty() && is_wsp(text.front()))
+  while (!text.empty() && base::is_wsp(text.front()))
     text.remove_prefix(1);
-  while (!text.empty() && is_wsp(text.back()))
+  while (!text.empty() && base::is_wsp(text.back()))
     text.remove_suffix(1);
   return text;
 }
@@ -177,7 +174,7 @@ base::Expected<std::string, std::string> parse_sts_record(std::string_view text)
     rest = trim_wsp(rest.substr(1));
     if (rest.empty()) break;  // the optional trailing separator
     std::size_t end = 0;
-    while (end < rest.size() && rest[end] != ';' && !is_wsp(rest[end]))
+    while (end < rest.size() && rest[end] != ';' && !base::is_wsp(rest[end]))
       ++end;
     std::string_view field = rest.substr(0, end);
     text = rest.substr(end);

@@ -1,17 +1,12 @@
 // pinned_https.cpp — see pinned_https.h.
 #include "delivery/pinned_https.h"
+#include "base/clock.h"
 
 #include <charconv>
 #include <mutex>
 
 namespace delivery {
 namespace {
-
-std::chrono::milliseconds remaining(std::chrono::steady_clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
-  return std::max(left, std::chrono::milliseconds(0));
-}
 
 std::size_t discard_body(char*, std::size_t size, std::size_t count, void*) {
   return size * count;
@@ -29,7 +24,7 @@ std::vector<std::string> resolved_addresses(dns::Resolver& resolver, const std::
                                             std::string& why) {
   std::vector<std::string> addresses;
   for (dns::Type type : {dns::Type::kA, dns::Type::kAaaa}) {
-    const auto left = remaining(deadline);
+    const auto left = base::time_left(deadline);
     if (left.count() == 0) break;
     dns::AnswerPtr answer = resolver.lookup_and_wait(host, type, left);
     if (answer->status == dns::Status::kOk) {
@@ -99,7 +94,7 @@ base::Expected<long, std::string> https_post(dns::Resolver& resolver, const std:
   const std::vector<std::string> addresses = resolved_addresses(resolver, host, deadline, why);
   if (addresses.empty())
     return base::unexpected(host + ": no address" + (why.empty() ? "" : " (" + why + ")"));
-  const long timeout_ms = static_cast<long>(remaining(deadline).count());
+  const long timeout_ms = static_cast<long>(base::time_left(deadline).count());
   if (timeout_ms <= 0) return base::unexpected(std::string("deadline passed"));
   CurlList pins(nullptr);
   CurlHandle curl =

@@ -12,11 +12,6 @@ namespace delivery {
 namespace {
 
 // The domain of address in lower case; "" when it has none.
-std::string domain_of(std::string_view address) {
-  const std::size_t at = address.rfind('@');
-  return at == std::string_view::npos ? std::string()
-                                      : base::ascii_lowercase(address.substr(at + 1));
-}
 
 // When the message's SRS stamp is taken and checked: its arrival, so that the router agrees
 // with the RCPT check that accepted it however long it waited.
@@ -30,7 +25,7 @@ bool rewrites_sender(const queue::StoredMessage& message, const LocalRecipients&
                      const DomainRouting& routing) {
   if (!routing.srs || message.envelope.authenticated) return false;
   const std::string& sender = message.envelope.reverse_path;
-  const std::string domain = domain_of(sender);
+  const std::string domain = base::address_domain(sender);
   if (sender.empty() || domain.empty()) return false;
   return domain != routing.srs->options().domain && !local.is_local_domain(domain) &&
          !routing.next_hops.contains(domain);
@@ -54,7 +49,7 @@ std::string with_detail(const std::string& address, const std::string& mailbox) 
 bool Router::stays_here(std::string_view address) const {
   const LocalRecipients local = local_in_service_();
   if (local.mailbox(address)) return true;
-  const std::string domain = domain_of(address);
+  const std::string domain = base::address_domain(address);
   if (address.find('@') == std::string_view::npos || domain.empty()) return true;
   if (const auto routing = routing_in_service_ ? routing_in_service_() : nullptr) {
     if (routing->next_hops.contains(domain)) return false;
@@ -97,12 +92,12 @@ std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& m
       continue;
     }
     std::string address = message.envelope.recipients[index].address;
-    std::string domain = domain_of(address);
+    std::string domain = base::address_domain(address);
     if (domains.srs && !domain.empty() && domain == domains.srs->options().domain) {
       auto original = domains.srs->reverse(address, srs_time(message));
       if (original) {
         address = *original;
-        domain = domain_of(address);
+        domain = base::address_domain(address);
         outgoing.envelope.recipients[index].address = address;
         canonical.envelope.recipients[index].address = address;
       } else if (original.error() != SrsError::kNotSrs) {
@@ -135,7 +130,7 @@ std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& m
       }
     }
     if (duplicate) continue;
-    const auto agent = domains.agents.find(domain_of(*mailbox));
+    const auto agent = domains.agents.find(base::address_domain(*mailbox));
     if (agent != domains.agents.end() && agent->second.lmtp) {
       // LMTP gets the mailbox's name with the +detail the address had: the server there
       // files it.
@@ -189,7 +184,7 @@ std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& m
   // whose sender claims one of our domains must not leave through that domain's account.
   const auto sender_relay =
       message.envelope.authenticated
-          ? domains.sender_relays.find(domain_of(outgoing.envelope.reverse_path))
+          ? domains.sender_relays.find(base::address_domain(outgoing.envelope.reverse_path))
           : domains.sender_relays.end();
   const NextHop* via =
       sender_relay == domains.sender_relays.end() ? nullptr : &sender_relay->second;

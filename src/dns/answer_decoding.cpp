@@ -13,7 +13,7 @@ namespace {
 
 constexpr int kNoError = 0;
 constexpr int kNxDomainCode = 3;
-constexpr std::size_t kMaxNameLength = 255;  // RFC 1035 §3.1, in wire octets
+constexpr std::size_t kMaxWireNameLength = 255;  // RFC 1035 §3.1, in wire octets
 
 std::optional<std::string> decode_text(std::string_view data) {
   std::string text;
@@ -124,7 +124,7 @@ std::optional<std::string> decode_name(std::string_view data, std::size_t* consu
   std::string name;
   std::size_t at = 0;
   while (true) {
-    if (at >= data.size() || at >= kMaxNameLength) return std::nullopt;
+    if (at >= data.size() || at >= kMaxWireNameLength) return std::nullopt;
     auto length = static_cast<unsigned char>(data[at]);
     if (length == 0) {
       *consumed = at + 1;

@@ -47,7 +47,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int kClassIn = 1;
-constexpr std::size_t kMaxNameLength = 253;  // RFC 1035 §2.3.4, presentation, no final dot
+constexpr std::size_t kMaxPresentationNameLength =
+    253;  // RFC 1035 §2.3.4, presentation, no final dot
 constexpr auto kProbeAfter = std::chrono::milliseconds(100);
 constexpr auto kProbeEvery = std::chrono::seconds(1);
 constexpr auto kRefusedFor = std::chrono::seconds(1);
@@ -293,7 +294,7 @@ class UnboundResolver final : public Resolver {
   void lookup(std::string_view name_text, Type type, Callback callback) override {
     std::string_view name = name_text;
     if (!name.empty() && name.back() == '.') name.remove_suffix(1);
-    if (name.empty() || name.size() > kMaxNameLength) {
+    if (name.empty() || name.size() > kMaxPresentationNameLength) {
       auto answer = std::make_shared<Answer>();
       answer->status = Status::kNxDomain;
       answer->detail = "not a valid domain name";

@@ -27,12 +27,6 @@ bool verifies(const Context& context) {
   return context.role == "smtp" && context.authenticated_user.empty();
 }
 
-std::string domain_of(std::string_view address) {
-  const std::size_t at = address.rfind('@');
-  return at == std::string_view::npos ? std::string()
-                                      : base::ascii_lowercase(address.substr(at + 1));
-}
-
 // Counters per method and result, registered once (metrics.h: bounded label sets).
 struct ResultCounters {
   std::array<obs::Counter*, 7> spf{};
@@ -126,7 +120,7 @@ StageMask AuthenticityCheck::stages() const {
 }
 
 AuthenticityPolicy::Dmarc AuthenticityCheck::enforcement_of(std::string_view recipient) const {
-  const std::string domain = domain_of(recipient);
+  const std::string domain = base::address_domain(recipient);
   for (const auto& [name, setting] : policy_.domain_dmarc)
     if (name == domain) return setting;
   return policy_.dmarc;
@@ -354,7 +348,8 @@ void AuthenticityCheck::end_of_data(const Context& context, Done& done) {
   // Enforced only when every recipient's domain enforces (one refusal covers them all).
   if (context.envelope != nullptr) {
     if (!context.envelope->recipients.empty())
-      job->first_recipient_domain = domain_of(context.envelope->recipients.front().address);
+      job->first_recipient_domain =
+          base::address_domain(context.envelope->recipients.front().address);
     for (const smtp::Recipient& recipient : context.envelope->recipients)
       if (enforcement_of(recipient.address) != AuthenticityPolicy::Dmarc::kEnforce)
         job->enforce = false;
@@ -458,7 +453,8 @@ void AuthenticityCheck::record(const Job& job, const mailauth::SpfOutcome& spf,
     e.time = now;
     e.source_ip = job.client;
     e.header_from = outcome.from_domain;
-    e.envelope_from = job.sender.empty() ? base::ascii_lowercase(job.helo) : domain_of(job.sender);
+    e.envelope_from =
+        job.sender.empty() ? base::ascii_lowercase(job.helo) : base::address_domain(job.sender);
     e.envelope_to = job.first_recipient_domain;
     e.policy_domain = outcome.policy_domain;
     e.strict_dkim = published.strict_dkim;

@@ -7,13 +7,7 @@
 
 namespace mailauth {
 
-namespace {
-
-bool is_wsp(char c) {
-  return c == ' ' || c == '\t';
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string signed_header_data(Canonicalization canon, const std::vector<HeaderField>& fields,
                                const std::vector<std::string>& names, std::size_t own,
@@ -47,7 +41,7 @@ std::vector<HeaderField> split_header_section(std::string_view section) {
     std::string_view name;
     if (std::size_t colon = text.find(':'); colon != std::string_view::npos) {
       name = text.substr(0, colon);
-      while (!name.empty() && is_wsp(name.back()))
+      while (!name.empty() && base::is_wsp(name.back()))
         name.remove_suffix(1);
     }
     fields.push_back(HeaderField{name, text});
@@ -57,7 +51,7 @@ std::vector<HeaderField> split_header_section(std::string_view section) {
     std::size_t line_end = section.find("\r\n", position);
     std::size_t next = line_end == std::string_view::npos ? section.size() : line_end + 2;
     if (line_end == position) break;  // the empty line that ends the header section
-    if (!is_wsp(section[position])) {
+    if (!base::is_wsp(section[position])) {
       close_field(position);
       field_start = position;
     } else if (field_start == std::string_view::npos) {
@@ -80,7 +74,7 @@ void append_canonical_header(Canonicalization canon, std::string_view field, std
   if (final_crlf) field.remove_suffix(2);
   std::size_t colon = field.find(':');
   std::string_view name = field.substr(0, colon);
-  while (!name.empty() && is_wsp(name.back()))
+  while (!name.empty() && base::is_wsp(name.back()))
     name.remove_suffix(1);
   for (char c : name)
     out.push_back(base::ascii_lower(c));
@@ -95,7 +89,7 @@ void append_canonical_header(Canonicalization canon, std::string_view field, std
         ++i;  // unfolding removes the CRLF; the WSP after it is a run like any other
         continue;
       }
-      if (is_wsp(c)) {
+      if (base::is_wsp(c)) {
         pending_space = started;
         continue;
       }
@@ -156,13 +150,13 @@ void BodyCanonicalizer::feed(std::string_view chunk) {
       ++i;
       continue;
     }
-    if (relaxed && is_wsp(c)) {
+    if (relaxed && base::is_wsp(c)) {
       pending_space_ = true;
       ++i;
       continue;
     }
     std::size_t end = i + 1;
-    while (end < chunk.size() && chunk[end] != '\r' && !(relaxed && is_wsp(chunk[end])))
+    while (end < chunk.size() && chunk[end] != '\r' && !(relaxed && base::is_wsp(chunk[end])))
       ++end;
     write_content(chunk.substr(i, end - i));
     i = end;

@@ -11,9 +11,6 @@ namespace mailauth {
 
 namespace {
 
-bool is_wsp(char c) {
-  return c == ' ' || c == '\t';
-}
 bool is_fws_char(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
@@ -33,7 +30,7 @@ bool folding_is_valid(std::string_view text) {
   for (std::size_t i = 0; i < text.size(); ++i) {
     if (text[i] == '\n') return false;  // an LF not preceded by CR (CRLF pairs skip it)
     if (text[i] == '\r') {
-      if (i + 2 >= text.size() || text[i + 1] != '\n' || !is_wsp(text[i + 2])) return false;
+      if (i + 2 >= text.size() || text[i + 1] != '\n' || !base::is_wsp(text[i + 2])) return false;
       ++i;
     }
   }

@@ -12,14 +12,14 @@
 namespace mailauth {
 namespace {
 
-bool is_wsp(char c) {
+bool is_space_or_line_end(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
 std::string_view trimmed(std::string_view text) {
-  while (!text.empty() && is_wsp(text.front()))
+  while (!text.empty() && is_space_or_line_end(text.front()))
     text.remove_prefix(1);
-  while (!text.empty() && is_wsp(text.back()))
+  while (!text.empty() && is_space_or_line_end(text.back()))
     text.remove_suffix(1);
   return text;
 }

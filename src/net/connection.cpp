@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <asio/experimental/as_tuple.hpp>
 #include <cerrno>
 #include <cstring>
 #include <span>
@@ -16,7 +15,6 @@ namespace {
 
 using asio::awaitable;
 using asio::ip::tcp;
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 // What a TLS read or write that ended without success means to the session loop: eof when
 // the client closed (close_notify or TCP EOF), else an abort.

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -30,6 +31,9 @@
 typedef struct ssl_ctx_st SSL_CTX;
 
 namespace net {
+
+// A completion token for coroutines that returns (error_code, results...) instead of throwing.
+inline constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 using Clock = std::chrono::steady_clock;
 

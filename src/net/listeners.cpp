@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <asio/experimental/as_tuple.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -24,7 +23,6 @@ namespace {
 
 using asio::awaitable;
 using asio::ip::tcp;
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 std::string session_id_prefix() {
   std::random_device device;

@@ -8,7 +8,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <asio/experimental/as_tuple.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -34,7 +33,6 @@ namespace net {
 namespace {
 
 using asio::awaitable;
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 // A proxy sends its PROXY header at once, with its connect: a peer that has not within
 // this is not a working proxy, and holding its connection open only helps a flood.

@@ -13,7 +13,7 @@
 namespace queue {
 namespace {
 
-SpoolError system_error(std::string_view what, const std::string& path, int error_number) {
+SpoolError read_error(std::string_view what, const std::string& path, int error_number) {
   char buffer[256];
   // GNU strerror_r (g++ defines _GNU_SOURCE): returns the text, thread-safe.
   std::string text = strerror_r(error_number, buffer, sizeof buffer);
@@ -29,12 +29,12 @@ SpoolError too_short(const std::string& path) {
 
 base::Expected<MessageReader, SpoolError> MessageReader::open(const StoredMessage& message) {
   int fd = ::open(message.path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return base::unexpected(system_error("open", message.path, errno));
+  if (fd < 0) return base::unexpected(read_error("open", message.path, errno));
   struct stat status {};
   if (::fstat(fd, &status) != 0) {
     int saved = errno;
     ::close(fd);
-    return base::unexpected(system_error("stat", message.path, saved));
+    return base::unexpected(read_error("stat", message.path, saved));
   }
   const auto file_size = static_cast<std::uint64_t>(status.st_size);
   std::vector<ContentSegment> segments;
@@ -102,7 +102,7 @@ base::Expected<std::size_t, SpoolError> MessageReader::read(std::span<char> buff
         ::pread(fd_, buffer.data() + filled, want, static_cast<off_t>(segment.offset + position_));
     if (got < 0) {
       if (errno == EINTR) continue;
-      return base::unexpected(system_error("read", path_, errno));
+      return base::unexpected(read_error("read", path_, errno));
     }
     if (got == 0) return base::unexpected(too_short(path_));
     filled += static_cast<std::size_t>(got);

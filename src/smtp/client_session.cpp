@@ -50,7 +50,7 @@ char upper(char c) {
   return base::ascii_upper(c);
 }
 
-void append_number(std::string& out, std::uint64_t value) {
+void append_decimal(std::string& out, std::uint64_t value) {
   char digits[24];
   auto result = std::to_chars(digits, digits + sizeof digits, value);
   out.append(digits, result.ptr);
@@ -105,7 +105,7 @@ ServerReply synthetic(int code, std::string_view enhanced, std::string_view text
 std::string ServerReply::summary() const {
   std::string line;
   line.reserve(4 + enhanced.size() + 1 + text.size());
-  append_number(line, static_cast<std::uint64_t>(code < 0 ? 0 : code));
+  append_decimal(line, static_cast<std::uint64_t>(code < 0 ? 0 : code));
   if (!enhanced.empty()) {
     line.push_back(' ');
     line.append(enhanced);
@@ -706,7 +706,7 @@ struct ClientSession::Impl {
     line.append("MAIL FROM:<").append(envelope.reverse_path).append(">");
     if (capabilities_.size) {  // RFC 1870 §6: SIZE= whenever the server supports it
       line.append(" SIZE=");
-      append_number(line, content_size);
+      append_decimal(line, content_size);
     }
     // XXX: an 8-bit body to a server without 8BITMIME is sent as is, without BODY= (what
     // most MTAs do); RFC 6152 §3 would have us downgrade it or bounce it.

@@ -17,26 +17,10 @@
 
 #include "base/ascii.h"
 #include "tls/openssl_error.h"
+#include "tls/openssl_ptr.h"
 
 namespace tls {
 namespace {
-
-struct X509Deleter {
-  void operator()(X509* certificate) const { X509_free(certificate); }
-};
-struct KeyDeleter {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-struct ChainDeleter {
-  void operator()(STACK_OF(X509) * chain) const { sk_X509_pop_free(chain, X509_free); }
-};
-struct BioDeleter {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-using X509Ptr = std::unique_ptr<X509, X509Deleter>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, KeyDeleter>;
-using ChainPtr = std::unique_ptr<STACK_OF(X509), ChainDeleter>;
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
 
 // Lower-case, without a trailing dot (an absolute name is the same name, RFC 6066 §3 says
 // the name is sent without it, but clients differ).

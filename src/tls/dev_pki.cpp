@@ -23,24 +23,12 @@
 #include <memory>
 
 #include "tls/openssl_error.h"
+#include "tls/openssl_ptr.h"
 
 namespace tls {
 namespace {
 
-struct KeyDeleter {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-struct X509Deleter {
-  void operator()(X509* certificate) const { X509_free(certificate); }
-};
-struct BioDeleter {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-using KeyPtr = std::unique_ptr<EVP_PKEY, KeyDeleter>;
-using X509Ptr = std::unique_ptr<X509, X509Deleter>;
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
-
-constexpr long kSecondsPerDay = 24 * 60 * 60;
+constexpr long kSecondsInADay = 24 * 60 * 60;
 constexpr long kCaValidityDays = 10 * 365 + 2;
 // CA/Browser Forum's former ceiling; Apple platforms refuse longer-lived TLS leaves.
 constexpr long kLeafValidityDays = 825;
@@ -426,9 +414,9 @@ base::Expected<long, std::string> days_until_expiry(const std::string& certifica
                             last_error_reason());
   }
   // Rounded down (toward the past): one second after expiry is day -1, not day 0.
-  const long total = static_cast<long>(days) * kSecondsPerDay + seconds;
-  const long whole_days = total / kSecondsPerDay;
-  return (total % kSecondsPerDay < 0) ? whole_days - 1 : whole_days;
+  const long total = static_cast<long>(days) * kSecondsInADay + seconds;
+  const long whole_days = total / kSecondsInADay;
+  return (total % kSecondsInADay < 0) ? whole_days - 1 : whole_days;
 }
 
 }  // namespace tls

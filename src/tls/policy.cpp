@@ -7,6 +7,7 @@
 #include "tls/policy.h"
 
 #include "tls/openssl_error.h"
+#include "tls/openssl_ptr.h"
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -25,13 +26,6 @@ namespace {
 // smtpsd (OpenSSL refuses to resume across contexts with different ids), and, with client
 // CAs, only under the same CA file contents (session_id_context()).
 constexpr std::string_view kSessionIdContext = "smtpsd";
-
-struct KeyDeleter {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-struct BioDeleter {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
 
 // Versions by name; the unsafe ones are only reachable with allow_unsafe_tls_versions.
 struct VersionName {
@@ -200,11 +194,10 @@ base::Expected<base::Ok, std::string> load_pair(SSL_CTX* ctx, const CertificateP
                             last_error_reason());
   }
   // The key is read separately so that "cannot read" and "does not match" are told apart.
-  std::unique_ptr<BIO, BioDeleter> bio(BIO_new_file(key_file.c_str(), "r"));
+  BioPtr bio(BIO_new_file(key_file.c_str(), "r"));
   if (!bio)
     return base::unexpected("tls: cannot load key " + key_file + ": " + last_error_reason());
-  std::unique_ptr<EVP_PKEY, KeyDeleter> key(
-      PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  KeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   if (!key)
     return base::unexpected("tls: cannot load key " + key_file + ": " + last_error_reason());
   // Two certificates of one key type would silently replace each other.

@@ -53,12 +53,6 @@ base::Expected<auth::AliasTable, std::string> load_table(const std::string& path
   return auth::AliasTable::load(path);
 }
 
-std::string domain_of_address(std::string_view address) {
-  const std::size_t at = address.rfind('@');
-  return at == std::string_view::npos ? std::string()
-                                      : base::ascii_lowercase(address.substr(at + 1));
-}
-
 // What the loop check knows without the server's configuration: the aliased domains (and
 // the users file's) are ours; mailboxes come from --users, or are assumed.
 base::Expected<base::Ok, std::string> check_loops(const auth::AliasTable& unchanged,
@@ -66,7 +60,7 @@ base::Expected<base::Ok, std::string> check_loops(const auth::AliasTable& unchan
                                                   const AliasArguments& args) {
   auth::AddressingPolicy policy;
   auto add_domain = [&](std::string_view address) {
-    std::string domain = domain_of_address(address);
+    std::string domain = base::address_domain(address);
     if (!domain.empty() && !policy.is_local_domain(domain)) policy.domains.push_back(domain);
   };
   for (const auth::Alias& alias : table.aliases())

@@ -96,19 +96,13 @@ base::Expected<QueueArguments, std::string> parse_queue_arguments(
   return arguments;
 }
 
-std::string domain_of(std::string_view address) {
-  std::size_t at = address.rfind('@');
-  if (at == std::string_view::npos) return {};
-  return base::ascii_lowercase(address.substr(at + 1));
-}
-
 bool matches(const queue::QueueEntryView& entry, const QueueArguments& arguments) {
   if (arguments.from && !base::equals_ignoring_case(entry.sender, *arguments.from)) return false;
   if (arguments.user && !base::equals_ignoring_case(entry.user, *arguments.user)) return false;
   if (arguments.to_domain) {
     bool any = std::any_of(
         entry.recipients.begin(), entry.recipients.end(), [&](const queue::QueueRecipientView& r) {
-          return r.state == "pending" && domain_of(r.address) == *arguments.to_domain;
+          return r.state == "pending" && base::address_domain(r.address) == *arguments.to_domain;
         });
     if (!any) return false;
   }

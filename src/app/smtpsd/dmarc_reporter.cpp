@@ -23,12 +23,6 @@ namespace {
 constexpr std::size_t kMaxRecordsFile = 64u << 20;  // a day of lines; more is not read
 constexpr std::chrono::seconds kVerifyDeadline{10};
 
-std::string domain_of(std::string_view address) {
-  const std::size_t at = address.rfind('@');
-  return at == std::string_view::npos ? std::string()
-                                      : base::ascii_lowercase(address.substr(at + 1));
-}
-
 }  // namespace
 
 DmarcReporter::DmarcReporter(Options options, std::shared_ptr<dns::Resolver> resolver,
@@ -140,7 +134,7 @@ std::string DmarcReporter::report_of(const std::string& policy_domain,
   for (const std::string& uri : uris) {
     const std::string address = mailauth::rua_address(uri);
     if (address.empty() || to.size() >= 4) continue;  // RFC 7489 §6.2: at most a few
-    const std::string target = domain_of(address);
+    const std::string target = base::address_domain(address);
     if (mailauth::organizational_domain(target) != policy_org) {
       // §7.1: the other domain must agree to receive reports about this one.
       const std::string name = policy_domain + "._report._dmarc." + target;

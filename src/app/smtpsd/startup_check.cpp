@@ -22,15 +22,15 @@ namespace {
 namespace fs = std::filesystem;
 
 // Whom the server runs as after start-up, as far as files are concerned.
-struct Account {
+struct RunAccount {
   std::string name;
   uid_t uid = 0;
   std::vector<gid_t> groups;  // its group first, then its supplementary groups
   std::string group;          // the name of groups.front()
 };
 
-std::optional<Account> account_of(const config::Config& config) {
-  Account account;
+std::optional<RunAccount> account_of(const config::Config& config) {
+  RunAccount account;
   if (::geteuid() != 0) {
     const passwd* self = ::getpwuid(::geteuid());
     account.name = self != nullptr ? self->pw_name : std::to_string(::geteuid());
@@ -66,7 +66,7 @@ std::optional<Account> account_of(const config::Config& config) {
 }
 
 // Whether the mode bits of st give account the right: r (4), w (2) or x (1).
-bool permits(const struct stat& st, const Account& account, unsigned right) {
+bool permits(const struct stat& st, const RunAccount& account, unsigned right) {
   if (account.uid == 0) return true;
   unsigned shift = 0;
   if (st.st_uid == account.uid) {
@@ -83,7 +83,7 @@ enum class Fix { kGroup, kOwner };  // chgrp + chmod g+r, or chown (files that m
 class Checker {
  public:
   // as_root: the server reads the files as root at start, as its account on a reload.
-  Checker(Account account, bool as_root) : account_(std::move(account)), as_root_(as_root) {}
+  Checker(RunAccount account, bool as_root) : account_(std::move(account)), as_root_(as_root) {}
 
   // path must be readable by the account; missing: an error when `required`.
   void readable(const std::string& path, const std::string& what, Fix fix, bool required) {
@@ -170,7 +170,7 @@ class Checker {
     problems.push_back({std::move(text), StartupProblem::Severity::kError});
   }
 
-  Account account_;
+  RunAccount account_;
   bool as_root_ = false;
   std::vector<fs::path> unreachable_;
 };
@@ -247,7 +247,7 @@ void check_ports(const config::Config& config, std::vector<StartupProblem>& prob
 std::vector<StartupProblem> check_startup(const config::Config& config) {
   std::vector<StartupProblem> problems;
   check_ports(config, problems);
-  std::optional<Account> account = account_of(config);
+  std::optional<RunAccount> account = account_of(config);
   if (!account) return problems;
   Checker checker(*account, ::geteuid() == 0);
   for (const tls::CertificatePair& pair : config.certificates) {
