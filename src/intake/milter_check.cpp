@@ -209,11 +209,11 @@ struct MilterCheck::Session {
   // The end of data: the final reply with the modifications as edits.
   Verdict end_of_data(milter::Outcome outcome) {
     std::vector<milter::Response> modifications = std::move(outcome.modifications);
+    std::optional<std::string> new_body = std::move(outcome.new_body);
     Verdict verdict = decide(Stage::kEndOfData, std::move(outcome));
     if (verdict.kind != Verdict::Kind::kPass) return verdict;
     if (failed) return verdict;  // the default action, without edits
-    bool body_started = false;
-    bool last_was_cr = false;
+    verdict.new_body = std::move(new_body);
     for (milter::Response& m : modifications) {
       using R = milter::Response::Kind;
       switch (m.kind) {
@@ -236,21 +236,6 @@ struct MilterCheck::Session {
               HeaderEdit{m.text.empty() ? HeaderEdit::Kind::kDelete : HeaderEdit::Kind::kChange,
                          m.name, m.text, m.index == 0 ? 1u : m.index});
           break;
-        case R::kReplaceBody: {
-          if (!body_started) verdict.new_body.emplace();
-          body_started = true;
-          std::string& body = *verdict.new_body;
-          // Sendmail's LF line ends become CRLF; a CR ending one chunk pairs with the next LF.
-          for (char c : m.text) {
-            if (c == '\n' && !last_was_cr) body += '\r';
-            body += c;
-            last_was_cr = c == '\r';
-          }
-          if (body.size() > kMaxNewBody) {
-            return failure(Stage::kEndOfData, "replacement body over 64 MiB");
-          }
-          break;
-        }
         case R::kChangeSender:
           verdict.new_sender = m.text;
           break;
@@ -271,8 +256,6 @@ struct MilterCheck::Session {
     }
     return verdict;
   }
-
-  static constexpr std::size_t kMaxNewBody = 64u * 1024 * 1024;
 };
 
 namespace {

@@ -184,6 +184,10 @@ Outcome Client::step(std::optional<MacroStage> stage, const std::string& packet,
 
 Outcome Client::read_reply(bool end_of_message, Clock::time_point limit) {
   Outcome outcome;
+  std::size_t header_edits = 0;
+  std::size_t recipient_edits = 0;
+  std::size_t other_edits = 0;
+  bool last_was_cr = false;  // the body replacement's last octet so far
   Clock::time_point wait = std::min(Clock::now() + options_.timeout, limit);
   for (;;) {
     auto packet = connection_->receive(wait);
@@ -207,6 +211,40 @@ Outcome Client::read_reply(bool end_of_message, Clock::time_point limit) {
         return fail(std::string(response_name(r.kind)) + " before the end of the message");
       if ((negotiation_.actions & action_for(r.kind)) == 0)
         return fail(std::string(response_name(r.kind)) + " without negotiating it");
+      if (r.kind == Response::Kind::kReplaceBody) {
+        if (!outcome.new_body) outcome.new_body.emplace();
+        std::string& body = *outcome.new_body;
+        // Sendmail's LF line ends become CRLF; a CR ending one chunk pairs with the next LF.
+        for (char c : r.text) {
+          if (c == '\n' && !last_was_cr) body += '\r';
+          body += c;
+          last_was_cr = c == '\r';
+        }
+        if (body.size() > kMaxNewBody) {
+          return fail("replacement body over " + std::to_string(kMaxNewBody / (1024 * 1024)) +
+                      " MiB");
+        }
+        continue;
+      }
+      switch (r.kind) {
+        case Response::Kind::kAddHeader:
+        case Response::Kind::kInsertHeader:
+        case Response::Kind::kChangeHeader:
+          if (++header_edits > kMaxHeaderEdits)
+            return fail("more than " + std::to_string(kMaxHeaderEdits) + " header edits");
+          break;
+        case Response::Kind::kAddRecipient:
+        case Response::Kind::kDeleteRecipient:
+          if (++recipient_edits > kMaxRecipientEdits)
+            return fail("more than " + std::to_string(kMaxRecipientEdits) + " recipient edits");
+          break;
+        default:
+          if (++other_edits > kMaxOtherEdits) {
+            return fail("more than " + std::to_string(kMaxOtherEdits) +
+                        " quarantines and changes of sender");
+          }
+          break;
+      }
       outcome.modifications.push_back(std::move(r));
       continue;
     }
@@ -237,7 +275,6 @@ Outcome Client::read_reply(bool end_of_message, Clock::time_point limit) {
         return fail("unexpected reply");
     }
     outcome.reply = std::move(r.reply);
-    if (!end_of_message) outcome.modifications.clear();
     return outcome;
   }
 }

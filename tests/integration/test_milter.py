@@ -286,6 +286,29 @@ class ScriptedMilter(ServerTestCase):
         time.sleep(0.2)  # nothing more arrives: nothing was delivered twice
         self.assertEqual(len(server.delivered()), 4)
 
+    def test_too_many_modifications_are_the_milters_failure(self):
+        def script(stage, event, conversation):
+            if stage == "mail":
+                conversation["sender"] = event[1]
+            if stage == "eom" and conversation.get("sender") == "<many@example.org>":
+                return [fm.add_header("X-Many", "1")] * 1001 + [fm.CONTINUE]
+            if stage == "eom":
+                return [fm.add_header("X-Few", "1")] * 1000 + [fm.CONTINUE]
+            return None
+        server = self.start(script, domains=[("localhost", ["demo"])])
+        # 1000 header edits are taken ...
+        with server.smtp(starttls=False) as client:
+            client.sendmail("few@example.org", ["demo@localhost"], make_message())
+        self.assertEqual(server.wait_delivered(1)[0].count(b"X-Few: 1\r\n"), 1000)
+        # ... 1001 are the milter's failure: its default action (tempfail), nothing stored.
+        with server.smtp(starttls=False) as client:
+            with self.assertRaises(smtplib.SMTPDataError) as caught:
+                client.sendmail("many@example.org", ["demo@localhost"], make_message())
+            self.assertEqual(caught.exception.smtp_code, 451)
+        server.wait_log(r"level=warning event=milter_failed .*milter=scripted stage=end_of_data "
+                        r"reason=\"?more than 1000 header edits.* action=tempfail")
+        self.assertEqual(len(server.delivered()), 1)
+
     def test_configuration_errors_name_the_key(self):
         server = self.new_server(listeners=[{"role": "smtp", "milters": ["m"]}],
                                  extra_toml=milter_toml("m", "/run/m.sock", "3s", "accept"))
