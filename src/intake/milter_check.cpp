@@ -457,7 +457,17 @@ void MilterCheck::run(Stage stage, const Context& context, Done done) {
               return;
             }
             if (facts.header_section_too_large) {
-              done(s.failure(stage, "header section over 1 MiB: not given to the milter"));
+              // This message only (the milter has not failed): it hears SMFIC_ABORT, the
+              // message gets the default action, the session's next message the milter again.
+              if (s.transaction) client.abort(limit);
+              s.transaction = false;
+              s.message_done = true;
+              obs::Log("milter_skipped", obs::Level::kWarning)
+                  .kv("session", s.session_id)
+                  .kv("milter", s.settings->name)
+                  .kv("reason", "header section over 1 MiB: not given to the milter")
+                  .kv("action", s.settings->default_accept ? "accept" : "tempfail");
+              done(s.default_verdict());
               return;
             }
             if (s.message_done) {

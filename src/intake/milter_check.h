@@ -30,6 +30,11 @@
 // applies to this step and every later one: "tempfail" refuses with 451 4.7.1 (the client
 // keeps the message), "accept" goes on as if the milter were not configured. Logged
 // (`milter_failed`, warning) and counted (smtpsd_milter_failures_total{milter}).
+//
+// A message whose header section is over what the intake keeps (1 MiB; no header events)
+// is not the milter's failure: the milter hears SMFIC_ABORT at the end of its data, the
+// default action applies to that message only (logged: `milter_skipped`, warning), and the
+// session's next message goes to the milter again.
 #pragma once
 
 #include <array>

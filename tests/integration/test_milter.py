@@ -309,6 +309,43 @@ class ScriptedMilter(ServerTestCase):
                         r"reason=\"?more than 1000 header edits.* action=tempfail")
         self.assertEqual(len(server.delivered()), 1)
 
+    def test_header_section_over_1_mib_is_one_message_not_a_failure(self):
+        def script(stage, event, conversation):
+            if stage == "eom":
+                return [fm.add_header("X-Checked", "yes"), fm.CONTINUE]
+            return None
+        # Submission with AUTH: the authenticity check (which refuses such a message with 552
+        # before the milters) does not verify it, so the milter's own handling decides.
+        server = self.start(script, protocol=fm.NO_REPLY["header"],
+                            listeners=[{"role": "submission", "milters": ["scripted"]}],
+                            domains=[("localhost", ["demo"])])
+        with open(os.path.join(server.dir, "demo.password")) as f:
+            password = f.read().strip()
+        big = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"f" * 900) for i in range(1200))
+        with server.smtp(role="submission") as client:
+            client.login("demo@localhost", password)
+            # The milter never saw this header section whole: SMFIC_ABORT to the milter, its
+            # default action (tempfail) for this message ...
+            with self.assertRaises(smtplib.SMTPDataError) as caught:
+                client.sendmail("demo@localhost", ["demo@localhost"],
+                                b"Subject: big\r\n" + big + b"\r\nBody.\r\n")
+            self.assertEqual(caught.exception.smtp_code, 451)
+            # ... and the next message of the session goes through the milter again.
+            client.sendmail("demo@localhost", ["demo@localhost"],
+                            make_message(subject="small", sender="demo@localhost"))
+        delivered = server.wait_delivered(1)
+        self.assertIn(b"X-Checked: yes\r\n", delivered[0])
+        self.assertIn(b"Subject: small\r\n", delivered[0])
+        server.wait_log(r"level=warning event=milter_skipped .*milter=scripted "
+                        r"reason=\"?header section over 1 MiB.* action=tempfail")
+        self.assertNotIn("event=milter_failed", server.log())
+        self.milter.wait_for(lambda e: e and e[0] and e[0][-1][0] == "quit")
+        # The fields before the intake's bound went to the milter, nothing after them.
+        kinds = [e[0] for e in self.milter.events()[0]
+                 if e[0] not in ("macro", "header", "helo")]
+        self.assertEqual(kinds, ["optneg", "connect", "mail", "rcpt", "data", "abort",
+                                 "mail", "rcpt", "data", "eoh", "body", "eom", "quit"])
+
     def test_configuration_errors_name_the_key(self):
         server = self.new_server(listeners=[{"role": "smtp", "milters": ["m"]}],
                                  extra_toml=milter_toml("m", "/run/m.sock", "3s", "accept"))
