@@ -84,6 +84,14 @@ TEST(MilterProtocol, RefusesZeroAndOversizedLengths) {
   PacketReader huge;
   huge.feed(u32(static_cast<std::uint32_t>(kMaxPacket + 1)));
   EXPECT_FALSE(huge.next());
+  // The largest packet libmilter sends without SMFIP_MDS_*: a whole body chunk.
+  PacketReader largest;
+  largest.feed(encode('b', std::string(kMaxBodyChunk, 'x')));
+  auto packet = largest.next();
+  ASSERT_TRUE(packet);
+  ASSERT_TRUE(packet.value());
+  EXPECT_EQ(packet.value()->data.size(), kMaxBodyChunk);
+  EXPECT_LT(kMaxPacket, 128u * 1024);  // SMFIP_MDS_256K and SMFIP_MDS_1M are never offered
 }
 
 TEST(MilterProtocol, NegotiationTakesASubsetAndMacroLists) {
