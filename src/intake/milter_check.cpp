@@ -407,7 +407,6 @@ void MilterCheck::run(Stage stage, const Context& context, Done done) {
             client.set_macro("{mail_addr}", facts.sender);
             if (facts.authenticated_user.empty()) {
               client.clear_macro("{auth_authen}");
-              client.clear_macro("{auth_type}");
             } else {
               client.set_macro("{auth_authen}", facts.authenticated_user);
             }

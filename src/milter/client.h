@@ -84,11 +84,8 @@ class Client {
   void abort(Clock::time_point limit);
   void quit(Clock::time_point limit);
 
-  bool failed() const { return !failure_.empty(); }
-  const std::string& failure() const { return failure_; }
-  const Negotiation& negotiation() const { return negotiation_; }
-
  private:
+  bool failed() const { return !failure_.empty(); }
   Outcome fail(std::string text);
   Outcome failed_outcome() const;
   // Sends the stage's macros (when stage is set) and the packet; reads the reply unless

@@ -47,7 +47,6 @@ constexpr char kConnect = 'C';
 constexpr char kMacro = 'D';
 constexpr char kEndOfMessage = 'E';  // SMFIC_BODYEOB
 constexpr char kHelo = 'H';
-constexpr char kQuitNewConnection = 'K';
 constexpr char kHeader = 'L';
 constexpr char kMail = 'M';
 constexpr char kEndOfHeaders = 'N';
@@ -118,7 +117,8 @@ std::string_view to_string(
 std::optional<MacroStage> macro_stage_named(std::string_view name);
 // The command octet an SMFIC_MACRO packet names for the stage.
 char macro_command(MacroStage stage);
-// Postfix's defaults (milter_*_macros) plus the client's address and name at connect.
+// Postfix's defaults (milter_*_macros) plus the client's address and name at connect, less
+// {auth_type} (smtpsd has no value for it: a macro without a value is never sent).
 const std::vector<std::string>& default_macros(MacroStage stage);
 
 struct Packet {
@@ -154,7 +154,6 @@ class PacketReader {
   // The next complete packet, nothing when more bytes are needed, or an error (a length of
   // 0 or over kMaxPacket: the stream cannot be resynchronised).
   base::Expected<std::optional<Packet>, std::string> next();
-  bool empty() const { return buffer_.size() == consumed_; }
 
  private:
   std::string buffer_;
@@ -204,7 +203,6 @@ struct Response {
   std::string
       text;  // header value (LF made CRLF), address without <>, body chunk (as sent), reason
   std::string parameters;  // ESMTP parameters of kChangeSender / kAddRecipient, as sent
-  bool final() const { return kind < Kind::kProgress; }
   bool modification() const { return kind >= Kind::kQuarantine; }
 };
 // Parses one reply packet; fails on an unknown command, malformed data, or a reply code that

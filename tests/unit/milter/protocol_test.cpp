@@ -73,7 +73,6 @@ TEST(MilterProtocol, ReadsPacketsWholeAndByteByByte) {
     EXPECT_EQ(got[0].command, 'c');
     EXPECT_EQ(got[1].data, "X-A\0b\0"s);
     EXPECT_EQ(got[2].command, 'a');
-    EXPECT_TRUE(reader.empty());
   }
 }
 
