@@ -80,11 +80,12 @@ obs::Counter& failures_counter(const std::string& name) {
 
 struct MilterCheck::Session {
   Session(std::shared_ptr<const MilterSettings> settings_in,
-          std::shared_ptr<milter::Workers::Strand> strand_in, std::string id)
+          std::shared_ptr<milter::Workers::Strand> strand_in, std::string id,
+          obs::Counter& failures_in)
       : settings(std::move(settings_in)),
         strand(std::move(strand_in)),
         session_id(std::move(id)),
-        failures(failures_counter(settings->name)) {}
+        failures(failures_in) {}
 
   std::shared_ptr<const MilterSettings> settings;
   std::shared_ptr<milter::Workers::Strand> strand;
@@ -287,7 +288,8 @@ class MilterMessage final : public CheckState {
 MilterCheck::MilterCheck(MilterSettings settings, std::shared_ptr<milter::Workers> workers)
     : settings_(std::make_shared<const MilterSettings>(std::move(settings))),
       name_("milter:" + settings_->name),
-      workers_(std::move(workers)) {}
+      workers_(std::move(workers)),
+      failures_(failures_counter(settings_->name)) {}
 
 MilterCheck::~MilterCheck() = default;
 
@@ -314,8 +316,8 @@ std::shared_ptr<MilterCheck::Session> MilterCheck::session_for(const Context& co
   std::lock_guard lock(mutex_);
   auto found = sessions_.find(std::string(context.session_id));
   if (found != sessions_.end()) return found->second;
-  auto session =
-      std::make_shared<Session>(settings_, workers_->strand(), std::string(context.session_id));
+  auto session = std::make_shared<Session>(settings_, workers_->strand(),
+                                           std::string(context.session_id), failures_);
   sessions_.emplace(session->session_id, session);
   return session;
 }

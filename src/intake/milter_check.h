@@ -52,6 +52,10 @@
 #include "milter/protocol.h"
 #include "milter/workers.h"
 
+namespace obs {
+class Counter;
+}
+
 namespace intake {
 
 struct MilterSettings {
@@ -85,6 +89,7 @@ class MilterCheck final : public Check {
   std::shared_ptr<const MilterSettings> settings_;
   std::string name_;
   std::shared_ptr<milter::Workers> workers_;
+  obs::Counter& failures_;  // smtpsd_milter_failures_total{milter}: looked up once
   std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;  // mutex_
 };
