@@ -4,6 +4,7 @@
 #include <atomic>
 #include <utility>
 
+#include "base/duration_text.h"
 #include "base/network.h"
 #include "milter/client.h"
 #include "obs/log.h"
@@ -21,11 +22,6 @@ const smtp::Reply kTempfailed{451, "4.7.1", "Service unavailable - try again lat
 bool message_stage(Stage stage) {
   return stage == Stage::kDataStart || stage == Stage::kHeader || stage == Stage::kEndOfHeaders ||
          stage == Stage::kBody || stage == Stage::kEndOfData;
-}
-
-std::string duration_text(std::chrono::milliseconds duration) {
-  if (duration.count() % 1000 == 0) return std::to_string(duration.count() / 1000) + "s";
-  return std::to_string(duration.count()) + "ms";
 }
 
 // The facts a step needs, copied out of the Context (valid during run() only).
@@ -300,8 +296,9 @@ StageMask MilterCheck::stages() const {
 }
 
 std::string MilterCheck::summary() const {
-  return base::to_string(settings_->endpoint) + ", timeout " + duration_text(settings_->timeout) +
-         ", default " + (settings_->default_accept ? "accept" : "tempfail");
+  return base::to_string(settings_->endpoint) + ", timeout " +
+         base::duration_text(settings_->timeout) + ", default " +
+         (settings_->default_accept ? "accept" : "tempfail");
 }
 
 std::chrono::milliseconds MilterCheck::deadline() const {

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "base/duration_text.h"
+
 namespace milter {
 namespace {
 
@@ -28,11 +30,6 @@ std::uint32_t action_for(Response::Kind kind) {
     default:
       return 0;
   }
-}
-
-std::string seconds_text(std::chrono::milliseconds duration) {
-  if (duration.count() % 1000 == 0) return std::to_string(duration.count() / 1000) + "s";
-  return std::to_string(duration.count()) + "ms";
 }
 
 }  // namespace
@@ -85,9 +82,10 @@ Outcome Client::connect(std::string_view hostname, char family, std::uint16_t po
   if (!sent) return fail("option negotiation: " + sent.error().text);
   auto packet = connection_->receive(wait);
   if (!packet) {
-    return fail("option negotiation: " + (packet.error().kind == Failure::Kind::kTimeout
-                                              ? "timed out after " + seconds_text(options_.timeout)
-                                              : packet.error().text));
+    return fail("option negotiation: " +
+                (packet.error().kind == Failure::Kind::kTimeout
+                     ? "timed out after " + base::duration_text(options_.timeout)
+                     : packet.error().text));
   }
   auto negotiation = parse_negotiation(packet.value(), action::kAll, protocol::kOffered);
   if (!negotiation) return fail("option negotiation: " + negotiation.error());
@@ -195,7 +193,7 @@ Outcome Client::read_reply(bool end_of_message, Clock::time_point limit) {
       if (packet.error().kind == Failure::Kind::kTimeout) {
         return fail(wait == limit && Clock::now() >= limit
                         ? std::string("no final reply within the check's deadline")
-                        : "timed out after " + seconds_text(options_.timeout));
+                        : "timed out after " + base::duration_text(options_.timeout));
       }
       return fail(packet.error().text);
     }
