@@ -1,6 +1,8 @@
 // duration.cpp — see duration.h.
 #include "config/duration.h"
 
+#include "base/duration_text.h"
+
 #include <fmt/format.h>
 
 #include <cstdint>
@@ -71,8 +73,7 @@ base::Expected<std::chrono::milliseconds, std::string> parse_duration(std::strin
 }
 
 std::string format_duration(std::chrono::milliseconds duration) {
-  if (duration.count() % 1000 == 0) return fmt::format("{}s", duration.count() / 1000);
-  return fmt::format("{}ms", duration.count());
+  return base::duration_text(duration);
 }
 
 }  // namespace config

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <utility>
 
+#include "base/duration_text.h"
 #include "base/network.h"
 #include "milter/client.h"
 #include "obs/log.h"
@@ -21,11 +22,6 @@ const smtp::Reply kTempfailed{451, "4.7.1", "Service unavailable - try again lat
 bool message_stage(Stage stage) {
   return stage == Stage::kDataStart || stage == Stage::kHeader || stage == Stage::kEndOfHeaders ||
          stage == Stage::kBody || stage == Stage::kEndOfData;
-}
-
-std::string duration_text(std::chrono::milliseconds duration) {
-  if (duration.count() % 1000 == 0) return std::to_string(duration.count() / 1000) + "s";
-  return std::to_string(duration.count()) + "ms";
 }
 
 // The facts a step needs, copied out of the Context (valid during run() only).
@@ -80,11 +76,12 @@ obs::Counter& failures_counter(const std::string& name) {
 
 struct MilterCheck::Session {
   Session(std::shared_ptr<const MilterSettings> settings_in,
-          std::shared_ptr<milter::Workers::Strand> strand_in, std::string id)
+          std::shared_ptr<milter::Workers::Strand> strand_in, std::string id,
+          obs::Counter& failures_in)
       : settings(std::move(settings_in)),
         strand(std::move(strand_in)),
         session_id(std::move(id)),
-        failures(failures_counter(settings->name)) {}
+        failures(failures_in) {}
 
   std::shared_ptr<const MilterSettings> settings;
   std::shared_ptr<milter::Workers::Strand> strand;
@@ -209,11 +206,11 @@ struct MilterCheck::Session {
   // The end of data: the final reply with the modifications as edits.
   Verdict end_of_data(milter::Outcome outcome) {
     std::vector<milter::Response> modifications = std::move(outcome.modifications);
+    std::optional<std::string> new_body = std::move(outcome.new_body);
     Verdict verdict = decide(Stage::kEndOfData, std::move(outcome));
     if (verdict.kind != Verdict::Kind::kPass) return verdict;
     if (failed) return verdict;  // the default action, without edits
-    bool body_started = false;
-    bool last_was_cr = false;
+    verdict.new_body = std::move(new_body);
     for (milter::Response& m : modifications) {
       using R = milter::Response::Kind;
       switch (m.kind) {
@@ -236,21 +233,6 @@ struct MilterCheck::Session {
               HeaderEdit{m.text.empty() ? HeaderEdit::Kind::kDelete : HeaderEdit::Kind::kChange,
                          m.name, m.text, m.index == 0 ? 1u : m.index});
           break;
-        case R::kReplaceBody: {
-          if (!body_started) verdict.new_body.emplace();
-          body_started = true;
-          std::string& body = *verdict.new_body;
-          // Sendmail's LF line ends become CRLF; a CR ending one chunk pairs with the next LF.
-          for (char c : m.text) {
-            if (c == '\n' && !last_was_cr) body += '\r';
-            body += c;
-            last_was_cr = c == '\r';
-          }
-          if (body.size() > kMaxNewBody) {
-            return failure(Stage::kEndOfData, "replacement body over 64 MiB");
-          }
-          break;
-        }
         case R::kChangeSender:
           verdict.new_sender = m.text;
           break;
@@ -271,8 +253,6 @@ struct MilterCheck::Session {
     }
     return verdict;
   }
-
-  static constexpr std::size_t kMaxNewBody = 64u * 1024 * 1024;
 };
 
 namespace {
@@ -304,7 +284,8 @@ class MilterMessage final : public CheckState {
 MilterCheck::MilterCheck(MilterSettings settings, std::shared_ptr<milter::Workers> workers)
     : settings_(std::make_shared<const MilterSettings>(std::move(settings))),
       name_("milter:" + settings_->name),
-      workers_(std::move(workers)) {}
+      workers_(std::move(workers)),
+      failures_(failures_counter(settings_->name)) {}
 
 MilterCheck::~MilterCheck() = default;
 
@@ -315,8 +296,9 @@ StageMask MilterCheck::stages() const {
 }
 
 std::string MilterCheck::summary() const {
-  return base::to_string(settings_->endpoint) + ", timeout " + duration_text(settings_->timeout) +
-         ", default " + (settings_->default_accept ? "accept" : "tempfail");
+  return base::to_string(settings_->endpoint) + ", timeout " +
+         base::duration_text(settings_->timeout) + ", default " +
+         (settings_->default_accept ? "accept" : "tempfail");
 }
 
 std::chrono::milliseconds MilterCheck::deadline() const {
@@ -331,8 +313,8 @@ std::shared_ptr<MilterCheck::Session> MilterCheck::session_for(const Context& co
   std::lock_guard lock(mutex_);
   auto found = sessions_.find(std::string(context.session_id));
   if (found != sessions_.end()) return found->second;
-  auto session =
-      std::make_shared<Session>(settings_, workers_->strand(), std::string(context.session_id));
+  auto session = std::make_shared<Session>(settings_, workers_->strand(),
+                                           std::string(context.session_id), failures_);
   sessions_.emplace(session->session_id, session);
   return session;
 }
@@ -424,7 +406,6 @@ void MilterCheck::run(Stage stage, const Context& context, Done done) {
             client.set_macro("{mail_addr}", facts.sender);
             if (facts.authenticated_user.empty()) {
               client.clear_macro("{auth_authen}");
-              client.clear_macro("{auth_type}");
             } else {
               client.set_macro("{auth_authen}", facts.authenticated_user);
             }
@@ -474,7 +455,17 @@ void MilterCheck::run(Stage stage, const Context& context, Done done) {
               return;
             }
             if (facts.header_section_too_large) {
-              done(s.failure(stage, "header section over 1 MiB: not given to the milter"));
+              // This message only (the milter has not failed): it hears SMFIC_ABORT, the
+              // message gets the default action, the session's next message the milter again.
+              if (s.transaction) client.abort(limit);
+              s.transaction = false;
+              s.message_done = true;
+              obs::Log("milter_skipped", obs::Level::kWarning)
+                  .kv("session", s.session_id)
+                  .kv("milter", s.settings->name)
+                  .kv("reason", "header section over 1 MiB: not given to the milter")
+                  .kv("action", s.settings->default_accept ? "accept" : "tempfail");
+              done(s.default_verdict());
               return;
             }
             if (s.message_done) {

@@ -30,6 +30,11 @@
 // applies to this step and every later one: "tempfail" refuses with 451 4.7.1 (the client
 // keeps the message), "accept" goes on as if the milter were not configured. Logged
 // (`milter_failed`, warning) and counted (smtpsd_milter_failures_total{milter}).
+//
+// A message whose header section is over what the intake keeps (1 MiB; no header events)
+// is not the milter's failure: the milter hears SMFIC_ABORT at the end of its data, the
+// default action applies to that message only (logged: `milter_skipped`, warning), and the
+// session's next message goes to the milter again.
 #pragma once
 
 #include <array>
@@ -46,6 +51,10 @@
 #include "intake/check.h"
 #include "milter/protocol.h"
 #include "milter/workers.h"
+
+namespace obs {
+class Counter;
+}
 
 namespace intake {
 
@@ -80,6 +89,7 @@ class MilterCheck final : public Check {
   std::shared_ptr<const MilterSettings> settings_;
   std::string name_;
   std::shared_ptr<milter::Workers> workers_;
+  obs::Counter& failures_;  // smtpsd_milter_failures_total{milter}: looked up once
   std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;  // mutex_
 };

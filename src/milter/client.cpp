@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "base/duration_text.h"
+
 namespace milter {
 namespace {
 
@@ -28,11 +30,6 @@ std::uint32_t action_for(Response::Kind kind) {
     default:
       return 0;
   }
-}
-
-std::string seconds_text(std::chrono::milliseconds duration) {
-  if (duration.count() % 1000 == 0) return std::to_string(duration.count() / 1000) + "s";
-  return std::to_string(duration.count()) + "ms";
 }
 
 }  // namespace
@@ -85,9 +82,10 @@ Outcome Client::connect(std::string_view hostname, char family, std::uint16_t po
   if (!sent) return fail("option negotiation: " + sent.error().text);
   auto packet = connection_->receive(wait);
   if (!packet) {
-    return fail("option negotiation: " + (packet.error().kind == Failure::Kind::kTimeout
-                                              ? "timed out after " + seconds_text(options_.timeout)
-                                              : packet.error().text));
+    return fail("option negotiation: " +
+                (packet.error().kind == Failure::Kind::kTimeout
+                     ? "timed out after " + base::duration_text(options_.timeout)
+                     : packet.error().text));
   }
   auto negotiation = parse_negotiation(packet.value(), action::kAll, protocol::kOffered);
   if (!negotiation) return fail("option negotiation: " + negotiation.error());
@@ -184,6 +182,10 @@ Outcome Client::step(std::optional<MacroStage> stage, const std::string& packet,
 
 Outcome Client::read_reply(bool end_of_message, Clock::time_point limit) {
   Outcome outcome;
+  std::size_t header_edits = 0;
+  std::size_t recipient_edits = 0;
+  std::size_t other_edits = 0;
+  bool last_was_cr = false;  // the body replacement's last octet so far
   Clock::time_point wait = std::min(Clock::now() + options_.timeout, limit);
   for (;;) {
     auto packet = connection_->receive(wait);
@@ -191,7 +193,7 @@ Outcome Client::read_reply(bool end_of_message, Clock::time_point limit) {
       if (packet.error().kind == Failure::Kind::kTimeout) {
         return fail(wait == limit && Clock::now() >= limit
                         ? std::string("no final reply within the check's deadline")
-                        : "timed out after " + seconds_text(options_.timeout));
+                        : "timed out after " + base::duration_text(options_.timeout));
       }
       return fail(packet.error().text);
     }
@@ -207,6 +209,40 @@ Outcome Client::read_reply(bool end_of_message, Clock::time_point limit) {
         return fail(std::string(response_name(r.kind)) + " before the end of the message");
       if ((negotiation_.actions & action_for(r.kind)) == 0)
         return fail(std::string(response_name(r.kind)) + " without negotiating it");
+      if (r.kind == Response::Kind::kReplaceBody) {
+        if (!outcome.new_body) outcome.new_body.emplace();
+        std::string& body = *outcome.new_body;
+        // Sendmail's LF line ends become CRLF; a CR ending one chunk pairs with the next LF.
+        for (char c : r.text) {
+          if (c == '\n' && !last_was_cr) body += '\r';
+          body += c;
+          last_was_cr = c == '\r';
+        }
+        if (body.size() > kMaxNewBody) {
+          return fail("replacement body over " + std::to_string(kMaxNewBody / (1024 * 1024)) +
+                      " MiB");
+        }
+        continue;
+      }
+      switch (r.kind) {
+        case Response::Kind::kAddHeader:
+        case Response::Kind::kInsertHeader:
+        case Response::Kind::kChangeHeader:
+          if (++header_edits > kMaxHeaderEdits)
+            return fail("more than " + std::to_string(kMaxHeaderEdits) + " header edits");
+          break;
+        case Response::Kind::kAddRecipient:
+        case Response::Kind::kDeleteRecipient:
+          if (++recipient_edits > kMaxRecipientEdits)
+            return fail("more than " + std::to_string(kMaxRecipientEdits) + " recipient edits");
+          break;
+        default:
+          if (++other_edits > kMaxOtherEdits) {
+            return fail("more than " + std::to_string(kMaxOtherEdits) +
+                        " quarantines and changes of sender");
+          }
+          break;
+      }
       outcome.modifications.push_back(std::move(r));
       continue;
     }
@@ -237,7 +273,6 @@ Outcome Client::read_reply(bool end_of_message, Clock::time_point limit) {
         return fail("unexpected reply");
     }
     outcome.reply = std::move(r.reply);
-    if (!end_of_message) outcome.modifications.clear();
     return outcome;
   }
 }

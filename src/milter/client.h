@@ -8,8 +8,15 @@
 // milter's own list from SMFIR_SETSYMLIST, else the configured one, else Postfix's defaults,
 // protocol.h default_macros) go before the step, with the values set so far (set_macro); a
 // macro without a value is left out. Any failure (connect, timeout, the milter closing,
-// a malformed packet, a modification it did not negotiate) closes the connection: every later
-// step fails at once with the same text, and the caller applies the default action.
+// a malformed packet, a modification it did not negotiate, too many modifications) closes the
+// connection: every later step fails at once with the same text, and the caller applies the
+// default action.
+//
+// What a milter sends at the end of a message is bounded while it is read (each packet is
+// bounded by kMaxPacket, their number here): at most kMaxHeaderEdits header edits,
+// kMaxRecipientEdits recipient edits, kMaxOtherEdits others (quarantine, change of sender),
+// and a replacement body of at most kMaxNewBody octets (after LF is made CRLF); past a bound
+// the milter has failed.
 #pragma once
 
 #include <array>
@@ -27,6 +34,11 @@
 
 namespace milter {
 
+constexpr std::size_t kMaxHeaderEdits = 1000;     // add, insert, change header
+constexpr std::size_t kMaxRecipientEdits = 1000;  // add, delete recipient
+constexpr std::size_t kMaxOtherEdits = 100;       // quarantine, change sender
+constexpr std::size_t kMaxNewBody = 64u * 1024 * 1024;
+
 struct ClientOptions {
   base::Endpoint endpoint;
   std::chrono::milliseconds timeout{10000};
@@ -39,8 +51,11 @@ struct Outcome {
   Kind kind = Kind::kContinue;
   std::optional<smtp::Reply> reply;  // kReject / kTempfail given with SMFIR_REPLYCODE
   std::string failure;               // kFailed: why, for the log line
-  // End of message: the modifications, in the order the milter sent them (quarantine too).
+  // End of message: the modifications, in the order the milter sent them (quarantine too),
+  // except the body replacement: its chunks joined in new_body, LF made CRLF (a CR ending one
+  // chunk pairs with the next chunk's LF), as they arrive.
   std::vector<Response> modifications;
+  std::optional<std::string> new_body;
 };
 std::string_view to_string(Outcome::Kind kind);
 
@@ -69,11 +84,8 @@ class Client {
   void abort(Clock::time_point limit);
   void quit(Clock::time_point limit);
 
-  bool failed() const { return !failure_.empty(); }
-  const std::string& failure() const { return failure_; }
-  const Negotiation& negotiation() const { return negotiation_; }
-
  private:
+  bool failed() const { return !failure_.empty(); }
   Outcome fail(std::string text);
   Outcome failed_outcome() const;
   // Sends the stage's macros (when stage is set) and the packet; reads the reply unless

@@ -120,7 +120,7 @@ const std::vector<std::string>& default_macros(MacroStage stage) {
   static const std::array<std::vector<std::string>, kMacroStages> kDefaults{{
       {"j", "{daemon_name}", "v", "_", "{client_addr}", "{client_name}", "{client_port}"},
       {"{tls_version}", "{cipher}"},
-      {"i", "{auth_type}", "{auth_authen}", "{mail_addr}"},
+      {"i", "{auth_authen}", "{mail_addr}"},
       {"i", "{rcpt_addr}"},
       {"i"},
       {"i"},

@@ -13,7 +13,8 @@
 // first sends its modifications, then the final reply.
 //
 // Every parser here has a bound: a packet larger than kMaxPacket is an error (a milter's
-// largest legitimate packet is a body replacement chunk of at most 1 MiB under SMFIP_MDS_1M),
+// largest legitimate packet is a body replacement chunk of at most 64 KiB: we never offer
+// SMFIP_MDS_256K or SMFIP_MDS_1M, so libmilter splits at MILTER_CHUNK_SIZE, 65535 octets),
 // and everything a milter sends is checked before it becomes a verdict: a reply code must be
 // 4xx with a temporary failure and 5xx with a rejection, in one line without CR or LF (else
 // it is the milter's failure, and its default action applies).
@@ -34,7 +35,9 @@ namespace milter {
 
 constexpr std::uint32_t kVersion = 6;
 constexpr std::size_t kMaxBodyChunk = 65535;  // SMFIC_BODY: libmilter's MILTER_CHUNK_SIZE
-constexpr std::size_t kMaxPacket = 1024 * 1024 + 64;
+// Without SMFIP_MDS_* (never offered) libmilter sends no packet with more than
+// MILTER_CHUNK_SIZE (kMaxBodyChunk) octets of data: that, its command octet, and slack.
+constexpr std::size_t kMaxPacket = kMaxBodyChunk + 64;
 
 // MTA → milter commands.
 namespace command {
@@ -44,7 +47,6 @@ constexpr char kConnect = 'C';
 constexpr char kMacro = 'D';
 constexpr char kEndOfMessage = 'E';  // SMFIC_BODYEOB
 constexpr char kHelo = 'H';
-constexpr char kQuitNewConnection = 'K';
 constexpr char kHeader = 'L';
 constexpr char kMail = 'M';
 constexpr char kEndOfHeaders = 'N';
@@ -93,6 +95,10 @@ constexpr std::uint32_t kNoReplyBody = 0x80000;
 // accepted recipients only), SMFIP_HDR_LEADSPC (values go without the leading space) or the
 // larger data sizes (body chunks stay at 64 KiB).
 constexpr std::uint32_t kOffered = 0xfffff & ~0x800u;
+constexpr std::uint32_t kMds256K = 0x10000000;  // SMFIP_MDS_256K
+constexpr std::uint32_t kMds1M = 0x20000000;    // SMFIP_MDS_1M
+// kMaxPacket holds a 64 KiB body chunk only.
+static_assert((kOffered & (kMds256K | kMds1M)) == 0);
 }  // namespace protocol
 
 // The macro stages of SMFIR_SETSYMLIST (SMFIM_*) and our configuration's names for them.
@@ -111,7 +117,8 @@ std::string_view to_string(
 std::optional<MacroStage> macro_stage_named(std::string_view name);
 // The command octet an SMFIC_MACRO packet names for the stage.
 char macro_command(MacroStage stage);
-// Postfix's defaults (milter_*_macros) plus the client's address and name at connect.
+// Postfix's defaults (milter_*_macros) plus the client's address and name at connect, less
+// {auth_type} (smtpsd has no value for it: a macro without a value is never sent).
 const std::vector<std::string>& default_macros(MacroStage stage);
 
 struct Packet {
@@ -147,7 +154,6 @@ class PacketReader {
   // The next complete packet, nothing when more bytes are needed, or an error (a length of
   // 0 or over kMaxPacket: the stream cannot be resynchronised).
   base::Expected<std::optional<Packet>, std::string> next();
-  bool empty() const { return buffer_.size() == consumed_; }
 
  private:
   std::string buffer_;
@@ -197,7 +203,6 @@ struct Response {
   std::string
       text;  // header value (LF made CRLF), address without <>, body chunk (as sent), reason
   std::string parameters;  // ESMTP parameters of kChangeSender / kAddRecipient, as sent
-  bool final() const { return kind < Kind::kProgress; }
   bool modification() const { return kind >= Kind::kQuarantine; }
 };
 // Parses one reply packet; fails on an unknown command, malformed data, or a reply code that

@@ -1,6 +1,7 @@
 // workers.cpp — see workers.h.
 #include "milter/workers.h"
 
+#include <atomic>
 #include <utility>
 
 namespace milter {
@@ -11,7 +12,8 @@ struct Workers::Strand::Shared {
   std::condition_variable ready;
   std::deque<std::shared_ptr<Strand>> strands;  // scheduled strands with jobs
   std::vector<std::thread> threads;             // started at the first job
-  bool stopping = false;
+  // Set under `mutex` (so that a waiting thread cannot miss it), read without it after each job.
+  std::atomic<bool> stopping{false};
 
   void schedule(std::shared_ptr<Strand> strand) {
     std::lock_guard lock(mutex);
@@ -47,7 +49,6 @@ struct Workers::Strand::Shared {
           strand->jobs_.pop_front();
         }
         job();
-        std::lock_guard lock(mutex);
         if (stopping) return;
       }
     }

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "base/clock.h"
+#include "base/duration_text.h"
 #include "obs/log.h"
 #include "obs/server_metrics.h"
 #include "queue/dsn.h"
@@ -24,11 +25,6 @@
 
 namespace queue {
 namespace {
-
-std::string format_delay(std::chrono::milliseconds delay) {
-  if (delay.count() % 1000 == 0) return std::to_string(delay.count() / 1000) + "s";
-  return std::to_string(delay.count()) + "ms";
-}
 
 // The RFC 3463 status a DSN reports for a result that has none of its own.
 std::string status_of(const DeliveryResult& result) {
@@ -623,7 +619,7 @@ void Scheduler::retry_later(const std::string& id, MessageState& state) {
   obs::Log("retry")
       .kv("id", id)
       .kv("attempts", static_cast<std::uint64_t>(state.attempts))
-      .kv("retry_in", format_delay(delay));
+      .kv("retry_in", base::duration_text(delay));
   timers_.push(Timer{state.next_attempt, id, state.generation});
   for (auto& wake : wake_)
     wake.notify_one();  // a thread of each lane waits for the new earliest timer

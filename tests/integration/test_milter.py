@@ -286,6 +286,66 @@ class ScriptedMilter(ServerTestCase):
         time.sleep(0.2)  # nothing more arrives: nothing was delivered twice
         self.assertEqual(len(server.delivered()), 4)
 
+    def test_too_many_modifications_are_the_milters_failure(self):
+        def script(stage, event, conversation):
+            if stage == "mail":
+                conversation["sender"] = event[1]
+            if stage == "eom" and conversation.get("sender") == "<many@example.org>":
+                return [fm.add_header("X-Many", "1")] * 1001 + [fm.CONTINUE]
+            if stage == "eom":
+                return [fm.add_header("X-Few", "1")] * 1000 + [fm.CONTINUE]
+            return None
+        server = self.start(script, domains=[("localhost", ["demo"])])
+        # 1000 header edits are taken ...
+        with server.smtp(starttls=False) as client:
+            client.sendmail("few@example.org", ["demo@localhost"], make_message())
+        self.assertEqual(server.wait_delivered(1)[0].count(b"X-Few: 1\r\n"), 1000)
+        # ... 1001 are the milter's failure: its default action (tempfail), nothing stored.
+        with server.smtp(starttls=False) as client:
+            with self.assertRaises(smtplib.SMTPDataError) as caught:
+                client.sendmail("many@example.org", ["demo@localhost"], make_message())
+            self.assertEqual(caught.exception.smtp_code, 451)
+        server.wait_log(r"level=warning event=milter_failed .*milter=scripted stage=end_of_data "
+                        r"reason=\"?more than 1000 header edits.* action=tempfail")
+        self.assertEqual(len(server.delivered()), 1)
+
+    def test_header_section_over_1_mib_is_one_message_not_a_failure(self):
+        def script(stage, event, conversation):
+            if stage == "eom":
+                return [fm.add_header("X-Checked", "yes"), fm.CONTINUE]
+            return None
+        # Submission with AUTH: the authenticity check (which refuses such a message with 552
+        # before the milters) does not verify it, so the milter's own handling decides.
+        server = self.start(script, protocol=fm.NO_REPLY["header"],
+                            listeners=[{"role": "submission", "milters": ["scripted"]}],
+                            domains=[("localhost", ["demo"])])
+        with open(os.path.join(server.dir, "demo.password")) as f:
+            password = f.read().strip()
+        big = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"f" * 900) for i in range(1200))
+        with server.smtp(role="submission") as client:
+            client.login("demo@localhost", password)
+            # The milter never saw this header section whole: SMFIC_ABORT to the milter, its
+            # default action (tempfail) for this message ...
+            with self.assertRaises(smtplib.SMTPDataError) as caught:
+                client.sendmail("demo@localhost", ["demo@localhost"],
+                                b"Subject: big\r\n" + big + b"\r\nBody.\r\n")
+            self.assertEqual(caught.exception.smtp_code, 451)
+            # ... and the next message of the session goes through the milter again.
+            client.sendmail("demo@localhost", ["demo@localhost"],
+                            make_message(subject="small", sender="demo@localhost"))
+        delivered = server.wait_delivered(1)
+        self.assertIn(b"X-Checked: yes\r\n", delivered[0])
+        self.assertIn(b"Subject: small\r\n", delivered[0])
+        server.wait_log(r"level=warning event=milter_skipped .*milter=scripted "
+                        r"reason=\"?header section over 1 MiB.* action=tempfail")
+        self.assertNotIn("event=milter_failed", server.log())
+        self.milter.wait_for(lambda e: e and e[0] and e[0][-1][0] == "quit")
+        # The fields before the intake's bound went to the milter, nothing after them.
+        kinds = [e[0] for e in self.milter.events()[0]
+                 if e[0] not in ("macro", "header", "helo")]
+        self.assertEqual(kinds, ["optneg", "connect", "mail", "rcpt", "data", "abort",
+                                 "mail", "rcpt", "data", "eoh", "body", "eom", "quit"])
+
     def test_configuration_errors_name_the_key(self):
         server = self.new_server(listeners=[{"role": "smtp", "milters": ["m"]}],
                                  extra_toml=milter_toml("m", "/run/m.sock", "3s", "accept"))

@@ -1,11 +1,21 @@
 // protocol_test.cpp — milter/protocol.h: packets built byte for byte, the reader fed whole and
 // byte by byte, negotiation, every reply, and SMFIR_REPLYCODE validation. Also the header
-// edits a milter's modifications become (intake::edit_header_section with kInsert/kAppend).
+// edits a milter's modifications become (intake::edit_header_section with kInsert/kAppend),
+// and milter/client.h against a scripted milter on a unix socket: the bounds on what a milter
+// sends at the end of a message.
 #include "milter/protocol.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <functional>
 #include <string>
+#include <thread>
+
+#include "milter/client.h"
 
 #include "intake/message_intake.h"
 
@@ -63,7 +73,6 @@ TEST(MilterProtocol, ReadsPacketsWholeAndByteByByte) {
     EXPECT_EQ(got[0].command, 'c');
     EXPECT_EQ(got[1].data, "X-A\0b\0"s);
     EXPECT_EQ(got[2].command, 'a');
-    EXPECT_TRUE(reader.empty());
   }
 }
 
@@ -74,6 +83,14 @@ TEST(MilterProtocol, RefusesZeroAndOversizedLengths) {
   PacketReader huge;
   huge.feed(u32(static_cast<std::uint32_t>(kMaxPacket + 1)));
   EXPECT_FALSE(huge.next());
+  // The largest packet libmilter sends without SMFIP_MDS_*: a whole body chunk.
+  PacketReader largest;
+  largest.feed(encode('b', std::string(kMaxBodyChunk, 'x')));
+  auto packet = largest.next();
+  ASSERT_TRUE(packet);
+  ASSERT_TRUE(packet.value());
+  EXPECT_EQ(packet.value()->data.size(), kMaxBodyChunk);
+  EXPECT_LT(kMaxPacket, 128u * 1024);  // SMFIP_MDS_256K and SMFIP_MDS_1M are never offered
 }
 
 TEST(MilterProtocol, NegotiationTakesASubsetAndMacroLists) {
@@ -206,6 +223,157 @@ TEST(MilterHeaderEdits, InsertAppendChangeDelete) {
   ASSERT_TRUE(edited) << edited.error();
   EXPECT_EQ(*edited,
             "X-First: 1\r\nFrom: a@b\r\nX-Third: 3\r\nSubject: y\r\nX-Last: z\r\nX-Far: f\r\n\r\n");
+}
+
+// A milter on a unix socket of its own for one conversation: negotiates every action and no
+// protocol flags, answers "continue" to every step, and at the end of the message sends what
+// `end_of_message` returns (then "accept").
+class ScriptedMilter {
+ public:
+  explicit ScriptedMilter(std::function<std::vector<std::string>()> end_of_message)
+      : end_of_message_(std::move(end_of_message)) {
+    char pattern[] = "/tmp/milter-client-test-XXXXXX";
+    directory_ = ::mkdtemp(pattern);
+    path_ = directory_ + "/milter.sock";
+    listener_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    path_.copy(address.sun_path, sizeof(address.sun_path) - 1);
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+        ::listen(listener_, 1) != 0) {
+      ADD_FAILURE() << "cannot listen on " << path_;
+    }
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ScriptedMilter() {
+    ::shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+    ::close(listener_);
+    ::unlink(path_.c_str());
+    ::rmdir(directory_.c_str());
+  }
+  base::Endpoint endpoint() const { return base::Endpoint{path_, {}}; }
+
+ private:
+  void serve() {
+    const int fd = ::accept(listener_, nullptr, nullptr);
+    if (fd < 0) return;
+    PacketReader reader;
+    char buffer[65536];
+    bool open = true;
+    while (open) {
+      const ssize_t got = ::read(fd, buffer, sizeof(buffer));
+      if (got <= 0) break;
+      reader.feed(std::string_view(buffer, static_cast<std::size_t>(got)));
+      for (;;) {
+        auto next = reader.next();
+        if (!next || !next.value()) break;
+        std::string out;
+        switch (next.value()->command) {
+          case command::kOptionNegotiation:
+            out = encode('O', u32(6) + u32(action::kAll) + u32(0));
+            break;
+          case command::kMacro:
+          case command::kAbort:
+            break;
+          case command::kQuit:
+            open = false;
+            break;
+          case command::kEndOfMessage:
+            for (const std::string& packet : end_of_message_())
+              out += packet;
+            out += encode('a', "");
+            break;
+          default:
+            out = encode('c', "");
+        }
+        // The client may close before reading it all (a bound passed): no SIGPIPE.
+        for (std::size_t at = 0; at < out.size();) {
+          const ssize_t sent = ::send(fd, out.data() + at, out.size() - at, MSG_NOSIGNAL);
+          if (sent <= 0) {
+            open = false;
+            break;
+          }
+          at += static_cast<std::size_t>(sent);
+        }
+      }
+    }
+    ::close(fd);
+  }
+
+  std::function<std::vector<std::string>()> end_of_message_;
+  std::string directory_;
+  std::string path_;
+  int listener_ = -1;
+  std::thread thread_;
+};
+
+Outcome end_of_message_with(std::function<std::vector<std::string>()> packets) {
+  ScriptedMilter milter(std::move(packets));
+  ClientOptions options;
+  options.endpoint = milter.endpoint();
+  Client client(options);
+  const Clock::time_point limit = Clock::now() + std::chrono::seconds(30);
+  EXPECT_EQ(client.connect("localhost", 'L', 0, "", limit).kind, Outcome::Kind::kContinue);
+  Outcome outcome = client.end_of_message(limit);
+  client.quit(limit);
+  return outcome;
+}
+
+std::vector<std::string> repeated(std::size_t count, const std::string& packet) {
+  return std::vector<std::string>(count, packet);
+}
+
+TEST(MilterClient, AtMostAThousandHeaderEdits) {
+  const std::string add = encode('h', "X-A\0b\0"s);
+  Outcome outcome = end_of_message_with([&] { return repeated(kMaxHeaderEdits, add); });
+  EXPECT_EQ(outcome.kind, Outcome::Kind::kAccept);
+  EXPECT_EQ(outcome.modifications.size(), kMaxHeaderEdits);
+  outcome = end_of_message_with([&] { return repeated(kMaxHeaderEdits + 1, add); });
+  EXPECT_EQ(outcome.kind, Outcome::Kind::kFailed);
+  EXPECT_EQ(outcome.failure, "more than 1000 header edits");
+  EXPECT_TRUE(outcome.modifications.empty());
+}
+
+TEST(MilterClient, AtMostAThousandRecipientEdits) {
+  Outcome outcome = end_of_message_with([] {
+    std::vector<std::string> packets = repeated(kMaxRecipientEdits / 2, encode('+', "<a@b>\0"s));
+    for (std::size_t i = 0; i <= kMaxRecipientEdits / 2; ++i)
+      packets.push_back(encode('-', "<c@d>\0"s));
+    return packets;
+  });
+  EXPECT_EQ(outcome.kind, Outcome::Kind::kFailed);
+  EXPECT_EQ(outcome.failure, "more than 1000 recipient edits");
+}
+
+TEST(MilterClient, QuarantinesAndSenderChangesAreBoundedToo) {
+  Outcome outcome =
+      end_of_message_with([] { return repeated(kMaxOtherEdits + 1, encode('e', "<a@b>\0"s)); });
+  EXPECT_EQ(outcome.kind, Outcome::Kind::kFailed);
+}
+
+TEST(MilterClient, ReplacementBodyJoinedWithCrlfAndBounded) {
+  Outcome outcome = end_of_message_with([] {
+    return std::vector<std::string>{encode('b', "a\r"), encode('b', "\nb\n"), encode('b', "c")};
+  });
+  EXPECT_EQ(outcome.kind, Outcome::Kind::kAccept);
+  EXPECT_EQ(outcome.new_body, std::optional<std::string>("a\r\nb\r\nc"));
+  EXPECT_TRUE(outcome.modifications.empty());
+  // LF becomes CRLF: half of the bound in LFs is the bound; one more LF is past it.
+  const std::string lines(kMaxBodyChunk - 1, '\n');
+  outcome = end_of_message_with(
+      [&] { return repeated(kMaxNewBody / 2 / lines.size(), encode('b', lines)); });
+  EXPECT_EQ(outcome.kind, Outcome::Kind::kAccept);
+  ASSERT_TRUE(outcome.new_body);
+  const std::size_t sent = kMaxNewBody / 2 / lines.size() * lines.size();
+  EXPECT_EQ(outcome.new_body->size(), 2 * sent);
+  outcome = end_of_message_with([&] {
+    std::vector<std::string> packets = repeated(sent / lines.size(), encode('b', lines));
+    packets.push_back(encode('b', std::string(kMaxNewBody / 2 - sent + 1, '\n')));
+    return packets;
+  });
+  EXPECT_EQ(outcome.kind, Outcome::Kind::kFailed);
+  EXPECT_EQ(outcome.failure, "replacement body over 64 MiB");
 }
 
 }  // namespace
