@@ -313,6 +313,21 @@ class ProbeFakeServer(ServerTestCase):
         self.assertIn("FAIL no TLS: no STARTTLS offered and no TLS handshake", result.stdout)
         self.assertIn("FAIL AUTH PLAIN LOGIN offered before TLS", result.stdout)
 
+    def test_421_to_ehlo_is_inconclusive_not_plain(self):
+        # A server that greets, then closes the session at EHLO: its mode is unknown, which
+        # is no "no TLS" finding.
+        cert, key, ca = self.pki()
+        with FakeSmtp(cert, key, ehlo_reply="421 4.7.0 too busy, try later") as fake:
+            result = probe(f"localhost:{fake.port}", "--cafile", ca, "--timeout", "3",
+                           "--json")
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(report["verdict"], "INCONCLUSIVE")
+        port = report["ports"][0]
+        self.assertIn("421 4.7.0 too busy", port["not_tested_reason"])
+        self.assertEqual(port["not_tested"], ["all checks"])
+        self.assertNotIn("tls", findings(report))
+
 
 class ProbeVulnerableFakes(ServerTestCase):
     """What OpenSSL 3 never answers, from a scripted server (fake_tls.py). The answers of

@@ -498,7 +498,10 @@ class Prober {
     // A 421 or a refusal cuts one port's scan; the budget stays spent for the next ports.
     if (connections_ < options_.max_connections) cut_.clear();
     detect_mode(report);
-    if (!cut_.empty() && !report.answered) {
+    // A cut while the mode was being found (a 421 to the greeting or to EHLO, the budget)
+    // leaves the mode unknown: "plain" from an EHLO refused with 421 is no finding.
+    if (!cut_.empty()) {
+      report.answered = false;
       report.error = cut_;
       report.not_run = {"all checks"};
       report.not_run_reason = cut_;
