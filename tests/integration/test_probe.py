@@ -378,6 +378,43 @@ class ProbeVulnerableFakes(ServerTestCase):
         self.assertEqual(drown["severity"], "FAIL")
         self.assertIn(f"port {fake.port} speaks SSL 2.0 with this port's key", drown["text"])
 
+    def test_odd_heartbeat_answers_are_not_tested_not_pass_or_fail(self):
+        # Application data, or a heartbeat request rather than a response, back to the
+        # overlong heartbeat: neither a refusal (PASS) nor a leak (FAIL). Two ports, one run.
+        server = self.new_server()  # only for its development PKI; never started
+        tls = os.path.join(server.dir, "tls")
+        cert, key = os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key")
+        with FakeTls(cert, key, heartbleed=True, heartbeat_answer=23) as data, \
+                FakeTls(cert, key, heartbleed=True, heartbeat_answer=24) as request:
+            result = probe(f"localhost:{data.port}", "--port", str(request.port), "--cafile",
+                           server.ca, "--json")
+        report = json.loads(result.stdout)
+        for index, why in ((0, "an unexpected answer to the heartbeat (record type 23)"),
+                           (1, "an unexpected answer to the heartbeat (record type 24)")):
+            with self.subTest(port=report["ports"][index]["port"]):
+                self.assertIsNone(report["ports"][index]["heartbleed_vulnerable"], result.stdout)
+                heartbleed = finding_of(report, "heartbleed", port_index=index)
+                self.assertEqual(heartbleed["severity"], "INFO")
+                self.assertIn("not tested: " + why, heartbleed["text"])
+
+    def test_endless_handshake_records_are_not_an_answer(self):
+        # A server that streams handshake records after the heartbeat and the early
+        # ChangeCipherSpec: the probe reads a bounded amount, then calls both "not tested".
+        server = self.new_server()  # only for its development PKI; never started
+        tls = os.path.join(server.dir, "tls")
+        cert, key = os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key")
+        with FakeTls(cert, key, heartbleed=True, stream=True) as fake:
+            result = probe(f"localhost:{fake.port}", "--cafile", server.ca, "--json")
+        report = json.loads(result.stdout)
+        port = report["ports"][0]
+        self.assertIsNone(port["heartbleed_vulnerable"], result.stdout)
+        self.assertIsNone(port["ccs_injection_vulnerable"], result.stdout)
+        checks = findings(report)
+        self.assertIn("not tested: no answer to the heartbeat in 65536 bytes",
+                      checks["heartbleed"][0][1])
+        self.assertIn("not tested: no answer to an early ChangeCipherSpec in 65536 bytes",
+                      checks["ccs_injection"][0][1])
+
 
 class ProbeUsage(unittest.TestCase):
     def test_closed_port_exits_3(self):

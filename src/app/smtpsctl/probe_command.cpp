@@ -365,6 +365,18 @@ class Connection {
     }
   }
 
+  enum class Read { kParsed, kClosed, kTimeout, kTooLong };
+  // Reads until parsed(buffered bytes) says they hold an answer, with at most bound bytes
+  // buffered: a hostile server that streams records never grows the buffer past it.
+  Read read_until(std::size_t bound, const std::function<bool(std::string_view)>& parsed,
+                  std::optional<Clock::time_point> limit = std::nullopt) {
+    for (;;) {
+      if (parsed(buffer_)) return Read::kParsed;
+      if (buffer_.size() > bound) return Read::kTooLong;
+      if (!fill(limit)) return closed_ ? Read::kClosed : Read::kTimeout;
+    }
+  }
+
   // One SMTP reply, multi-line included (RFC 5321 §4.2.1).
   std::optional<Reply> read_reply(std::optional<Clock::time_point> limit = std::nullopt) {
     Reply reply;
@@ -476,6 +488,11 @@ std::string join(const std::vector<std::string>& items, const char* separator) {
   }
   return out;
 }
+
+// How much a hand-read answer may buffer: a first flight (certificates included), and any
+// other answer past what came before it.
+constexpr std::size_t kFlightBound = 512 * 1024;
+constexpr std::size_t kAnswerBound = 64 * 1024;
 
 class Prober {
  public:
@@ -1047,19 +1064,21 @@ class Prober {
       error = "connection closed before the ClientHello";
       return nullptr;
     }
-    for (;;) {
-      flight = tls::read_flight(connection->buffered());
-      if (flight.kind == tls::ServerFlight::Kind::kMalformed) {
-        error = "not a TLS answer";
-        return nullptr;
-      }
-      if (flight.kind != tls::ServerFlight::Kind::kIncomplete) return connection;
-      if (connection->buffered().size() > 512 * 1024 || !connection->fill()) {
-        error = connection->closed() ? "connection closed during the handshake"
-                                     : "no complete answer in time";
-        return nullptr;
-      }
+    // A flight carries the certificate chain: a larger bound than the other answers.
+    const Connection::Read read = connection->read_until(kFlightBound, [&](std::string_view bytes) {
+      flight = tls::read_flight(bytes);
+      return flight.kind != tls::ServerFlight::Kind::kIncomplete;
+    });
+    if (read == Connection::Read::kParsed) {
+      if (flight.kind != tls::ServerFlight::Kind::kMalformed) return connection;
+      error = "not a TLS answer";
+    } else {
+      error = read == Connection::Read::kClosed ? "connection closed during the handshake"
+              : read == Connection::Read::kTooLong
+                  ? "no complete answer in the first " + std::to_string(kFlightBound) + " bytes"
+                  : "no complete answer in time";
     }
+    return nullptr;
   }
 
   // The groups of each kind of key exchange: offer every group left, record the one the
@@ -1227,9 +1246,15 @@ class Prober {
     }
     // A patched server drops the request in silence (RFC 6520 §4): wait a little for it.
     const auto limit = Clock::now() + std::chrono::seconds(std::min(options_.timeout_seconds, 3));
-    for (;;) {
-      const tls::NextRecord next =
-          tls::read_next_record(std::string_view(connection->buffered()).substr(flight.consumed));
+    tls::NextRecord next;
+    const Connection::Read read = connection->read_until(
+        flight.consumed + kAnswerBound,
+        [&](std::string_view bytes) {
+          next = tls::read_next_record(bytes.substr(flight.consumed));
+          return next.kind != tls::NextRecord::Kind::kIncomplete;
+        },
+        limit);
+    if (read == Connection::Read::kParsed) {
       if (next.kind == tls::NextRecord::Kind::kHeartbeat) {
         report.heartbleed = next.length > 3 + 16;
         report.heartbleed_detail =
@@ -1239,19 +1264,31 @@ class Prober {
                 : "the heartbeat was answered without any of the server's memory";
         return;
       }
-      if (next.kind != tls::NextRecord::Kind::kIncomplete) {
+      if (next.kind == tls::NextRecord::Kind::kAlert) {
         report.heartbleed = false;
         report.heartbleed_detail = "the overlong heartbeat was refused";
         return;
       }
-      if (!connection->fill(limit)) {
-        report.heartbleed = false;
-        report.heartbleed_detail = connection->closed()
-                                       ? "the overlong heartbeat was refused (connection closed)"
-                                       : "the overlong heartbeat was ignored";
+      // Anything else shows nothing either way: not tested.
+      if (next.kind == tls::NextRecord::Kind::kOther) {
+        report.heartbleed_detail = "an unexpected answer to the heartbeat (record type " +
+                                   std::to_string(next.content_type) + ")";
+        return;
+      }
+      if (next.kind == tls::NextRecord::Kind::kMalformed) {
+        report.heartbleed_detail = "an answer to the heartbeat that is not TLS";
         return;
       }
     }
+    if (read == Connection::Read::kTooLong) {
+      report.heartbleed_detail = "no answer to the heartbeat in " + std::to_string(kAnswerBound) +
+                                 " bytes of handshake records";
+      return;
+    }
+    report.heartbleed = false;
+    report.heartbleed_detail = read == Connection::Read::kClosed
+                                   ? "the overlong heartbeat was refused (connection closed)"
+                                   : "the overlong heartbeat was ignored";
   }
 
   // CCS injection (CVE-2014-0224): two ChangeCipherSpec records right after the server's
@@ -1281,9 +1318,13 @@ class Prober {
       report.ccs_detail = "connection closed before the ChangeCipherSpec";
       return;
     }
-    for (;;) {
-      const tls::NextRecord next =
-          tls::read_next_record(std::string_view(connection->buffered()).substr(flight.consumed));
+    tls::NextRecord next;
+    const Connection::Read read =
+        connection->read_until(flight.consumed + kAnswerBound, [&](std::string_view bytes) {
+          next = tls::read_next_record(bytes.substr(flight.consumed));
+          return next.kind != tls::NextRecord::Kind::kIncomplete;
+        });
+    if (read == Connection::Read::kParsed) {
       if (next.kind == tls::NextRecord::Kind::kAlert) {
         const bool vulnerable = next.alert_description == 20 || next.alert_description == 21;
         report.ccs_injection = vulnerable;
@@ -1294,16 +1335,15 @@ class Prober {
                              alert_text(next.alert_description) + ")";
         return;
       }
-      if (next.kind != tls::NextRecord::Kind::kIncomplete) {
-        report.ccs_detail = "an unexpected answer to an early ChangeCipherSpec";
-        return;
-      }
-      if (!connection->fill()) {
-        report.ccs_detail = connection->closed() ? "the connection was closed without an alert"
-                                                 : "no answer to an early ChangeCipherSpec";
-        return;
-      }
+      report.ccs_detail = "an unexpected answer to an early ChangeCipherSpec";
+      return;
     }
+    report.ccs_detail = read == Connection::Read::kClosed
+                            ? "the connection was closed without an alert"
+                        : read == Connection::Read::kTooLong
+                            ? "no answer to an early ChangeCipherSpec in " +
+                                  std::to_string(kAnswerBound) + " bytes of handshake records"
+                            : "no answer to an early ChangeCipherSpec";
   }
 
   // SSL 2.0: a CLIENT-HELLO; a SERVER-HELLO back means the port speaks it (RFC 6176
@@ -1319,8 +1359,12 @@ class Prober {
       report.ssl2_detail = "connection closed before the CLIENT-HELLO";
       return;
     }
-    for (;;) {
-      const tls::Ssl2Answer answer = tls::read_ssl2_answer(connection->buffered());
+    tls::Ssl2Answer answer;
+    const Connection::Read read = connection->read_until(kAnswerBound, [&](std::string_view bytes) {
+      answer = tls::read_ssl2_answer(bytes);
+      return answer.kind != tls::Ssl2Answer::Kind::kIncomplete;
+    });
+    if (read == Connection::Read::kParsed) {
       if (answer.kind == tls::Ssl2Answer::Kind::kServerHello) {
         report.ssl2 = true;
         report.ssl2_detail = std::to_string(answer.ciphers) + " SSL 2.0 cipher(s) listed";
@@ -1333,20 +1377,18 @@ class Prober {
         ERR_clear_error();
         return;
       }
-      if (answer.kind == tls::Ssl2Answer::Kind::kOther) {
-        report.ssl2 = false;
-        report.ssl2_detail = "answered with something else than SSL 2.0";
-        return;
-      }
-      if (!connection->fill()) {
-        if (connection->closed()) {
-          report.ssl2 = false;
-          report.ssl2_detail = "the connection was closed";
-        } else {
-          report.ssl2_detail = "no answer to an SSL 2.0 CLIENT-HELLO";
-        }
-        return;
-      }
+      report.ssl2 = false;
+      report.ssl2_detail = "answered with something else than SSL 2.0";
+      return;
+    }
+    if (read == Connection::Read::kClosed) {
+      report.ssl2 = false;
+      report.ssl2_detail = "the connection was closed";
+    } else {
+      report.ssl2_detail = read == Connection::Read::kTooLong
+                               ? "no complete answer to an SSL 2.0 CLIENT-HELLO in " +
+                                     std::to_string(kAnswerBound) + " bytes"
+                               : "no answer to an SSL 2.0 CLIENT-HELLO";
     }
   }
 
@@ -1397,15 +1439,16 @@ class Prober {
       error = "connection closed before the ClientHello";
       return std::nullopt;
     }
-    for (;;) {
-      tls::ServerAnswer answer = tls::read_answer(connection->buffered());
-      if (answer.kind != tls::ServerAnswer::Kind::kIncomplete) return answer;
-      if (connection->buffered().size() > 65536 || !connection->fill()) {
-        error = connection->buffered().empty() ? "connection closed without an answer"
-                                               : "answer cut short";
-        return std::nullopt;
-      }
+    tls::ServerAnswer answer;
+    if (connection->read_until(kAnswerBound, [&](std::string_view bytes) {
+          answer = tls::read_answer(bytes);
+          return answer.kind != tls::ServerAnswer::Kind::kIncomplete;
+        }) == Connection::Read::kParsed) {
+      return answer;
     }
+    error =
+        connection->buffered().empty() ? "connection closed without an answer" : "answer cut short";
+    return std::nullopt;
   }
 
   static std::string alert_text(unsigned description) {
