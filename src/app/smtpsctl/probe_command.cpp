@@ -104,22 +104,6 @@ Severity severity_of(Level level) {
   return Severity::kFail;
 }
 
-// The level a finding gets unless its check says otherwise: a failure is HIGH, a warning
-// MEDIUM.
-Level default_level(Severity severity) {
-  switch (severity) {
-    case Severity::kInfo:
-      return Level::kInfo;
-    case Severity::kPass:
-      return Level::kOk;
-    case Severity::kWarn:
-      return Level::kMedium;
-    case Severity::kFail:
-      return Level::kHigh;
-  }
-  return Level::kHigh;
-}
-
 // What a check is called in testssl.sh's JSON output, and the one-line fix for a finding
 // of that check that is not OK (smtpsd's setting first, then Postfix's).
 struct CheckGuide {
@@ -192,17 +176,16 @@ const CheckGuide* find_guide(std::string_view check) {
 }
 
 struct Finding {
-  Severity severity = Severity::kInfo;
-  std::string check;  // a stable identifier for scripts: "tls_1.0", "auth_before_tls"...
-  std::string text;   // one line: what was seen and why it matters
-  Level level = default_level(severity);
-  std::string testssl_id;  // "" when testssl.sh has no such check
-  std::string fix;         // "" for OK and INFO
+  Level level = Level::kInfo;  // its severity (PASS, WARN...) is severity_of(level)
+  std::string check;           // a stable identifier for scripts: "tls_1.0", "auth_before_tls"...
+  std::string text;            // one line: what was seen and why it matters
+  std::string testssl_id;      // "" when testssl.sh has no such check
+  std::string fix;             // "" for OK and INFO
 };
 
 Finding make_finding(Level level, std::string check, std::string text,
                      std::string testssl_id = "") {
-  Finding finding{severity_of(level), std::move(check), std::move(text), level, "", ""};
+  Finding finding{level, std::move(check), std::move(text), "", ""};
   if (const CheckGuide* guide = find_guide(finding.check)) {
     finding.testssl_id = testssl_id.empty() ? std::string(guide->testssl_id) : testssl_id;
     if (level != Level::kOk && level != Level::kInfo) finding.fix = guide->fix;
@@ -527,10 +510,9 @@ class Prober {
     if (!report.answered) return report;
     reached_ = true;
     if (report.mode == "plain") {
-      add(report, Severity::kFail, "tls",
+      add(report, Level::kCritical, "tls",
           "no TLS: no STARTTLS offered and no TLS handshake; everything crosses the network "
-          "in clear",
-          Level::kCritical);
+          "in clear");
       check_auth_before_tls(report);
       return report;
     }
@@ -576,7 +558,7 @@ class Prober {
           name == "ccs_injection" || name == "client_renegotiation") {
         continue;
       }
-      add(report, Severity::kInfo, name, name + " not tested: " + report.not_run_reason);
+      add(report, Level::kInfo, name, name + " not tested: " + report.not_run_reason);
     }
     return report;
   }
@@ -586,13 +568,11 @@ class Prober {
     return Clock::now() + std::chrono::seconds(options_.timeout_seconds);
   }
 
-  // A finding: its level is the severity's default (FAIL HIGH, WARN MEDIUM) unless given;
-  // its testssl.sh id and fix come from kGuides.
-  static void add(PortReport& report, Severity severity, std::string check, std::string text,
-                  std::optional<Level> level = std::nullopt, std::string testssl_id = "") {
-    report.findings.push_back(make_finding(level ? *level : default_level(severity),
-                                           std::move(check), std::move(text),
-                                           std::move(testssl_id)));
+  // A finding; its testssl.sh id and fix come from kGuides.
+  static void add(PortReport& report, Level level, std::string check, std::string text,
+                  std::string testssl_id = "") {
+    report.findings.push_back(
+        make_finding(level, std::move(check), std::move(text), std::move(testssl_id)));
   }
 
   // Connects to each address of the host in turn until one answers. Within the budget
@@ -783,11 +763,11 @@ class Prober {
       }
     }
     if (!report.auth_before_tls.empty()) {
-      add(report, Severity::kFail, "auth_before_tls",
+      add(report, Level::kHigh, "auth_before_tls",
           "AUTH " + join(report.auth_before_tls, " ") +
               " offered before TLS: clients may send passwords in clear");
     } else {
-      add(report, Severity::kPass, "auth_before_tls", "no AUTH offered before TLS");
+      add(report, Level::kOk, "auth_before_tls", "no AUTH offered before TLS");
     }
   }
 
@@ -835,7 +815,7 @@ class Prober {
     std::string error;
     auto connection = open_tls(report, context.get(), nullptr, error);
     if (!connection) {
-      add(report, Severity::kFail, "tls", "TLS handshake failed: " + error);
+      add(report, Level::kHigh, "tls", "TLS handshake failed: " + error);
       return;
     }
     SSL* ssl = connection->ssl();
@@ -1551,19 +1531,18 @@ class Prober {
 
   void judge(PortReport& report) {
     if (report.mode == "implicit") {
-      add(report, Severity::kPass, "tls_mode", "implicit TLS (RFC 8314): nothing is sent in clear");
+      add(report, Level::kOk, "tls_mode", "implicit TLS (RFC 8314): nothing is sent in clear");
     } else {
-      add(report, Severity::kPass, "tls_mode", "STARTTLS offered (RFC 3207)");
+      add(report, Level::kOk, "tls_mode", "STARTTLS offered (RFC 3207)");
       check_auth_before_tls(report);
       if (report.injection_vulnerable) {
-        add(report, *report.injection_vulnerable ? Severity::kFail : Severity::kPass,
-            "starttls_injection",
+        add(report, *report.injection_vulnerable ? Level::kHigh : Level::kOk, "starttls_injection",
             (*report.injection_vulnerable ? "vulnerable to STARTTLS command injection "
                                             "(CVE-2011-0411): "
                                           : "not vulnerable to STARTTLS command injection: ") +
                 report.injection_detail);
       } else {
-        add(report, Severity::kWarn, "starttls_injection",
+        add(report, Level::kMedium, "starttls_injection",
             "STARTTLS injection test inconclusive: " + report.injection_detail);
       }
     }
@@ -1572,19 +1551,19 @@ class Prober {
       bool legacy = version.name == "TLSv1" || version.name == "TLSv1.1";
       std::string label = version.name == "TLSv1" ? "TLS 1.0" : "TLS " + version.name.substr(4);
       if (version.name == "SSLv3") {
-        add(report, version.accepted ? Severity::kFail : Severity::kPass, "tls_SSLv3",
+        add(report, version.accepted ? Level::kHigh : Level::kOk, "tls_SSLv3",
             version.accepted ? "SSL 3.0 accepted: broken (POODLE), RFC 7568 forbids it"
                              : "SSL 3.0 refused (RFC 7568)");
       } else if (legacy) {
-        add(report, version.accepted ? Severity::kFail : Severity::kPass, "tls_" + version.name,
+        add(report, version.accepted ? Level::kHigh : Level::kOk, "tls_" + version.name,
             label + (version.accepted ? " accepted: deprecated by RFC 8996, must be refused"
                                       : " refused (RFC 8996)"));
       } else if (version.accepted) {
         modern = true;
-        add(report, Severity::kPass, "tls_" + version.name, label + " accepted");
+        add(report, Level::kOk, "tls_" + version.name, label + " accepted");
       } else if (version.name == "TLSv1.3") {
-        add(report, Severity::kWarn, "tls_" + version.name,
-            "TLS 1.3 refused: the current version (RFC 8446) is not offered", Level::kLow);
+        add(report, Level::kLow, "tls_" + version.name,
+            "TLS 1.3 refused: the current version (RFC 8446) is not offered");
       }
       std::size_t cbc = 0;
       for (std::size_t i = 0; i < version.ciphers.size(); ++i) {
@@ -1595,32 +1574,32 @@ class Prober {
       if (cbc > 0) {
         // Informational, as testssl.sh has it: CBC in TLS 1.0 invites BEAST, and CBC's
         // MAC-then-encrypt is what LUCKY13 times; AEAD suites have neither.
-        add(report, Severity::kInfo, "cipher_cbc",
+        add(report, Level::kInfo, "cipher_cbc",
             version.name + ": " + std::to_string(cbc) +
                 " CBC suite(s) accepted (BEAST, LUCKY13: prefer AEAD suites)");
       }
     }
     if (report.compression) {
-      add(report, *report.compression != 0 ? Severity::kFail : Severity::kPass, "tls_compression",
+      add(report, *report.compression != 0 ? Level::kHigh : Level::kOk, "tls_compression",
           *report.compression != 0 ? "TLS compression accepted: CRIME"
                                    : "no TLS compression (CRIME)");
     }
     if (!report.fallback_version.empty()) {
       if (report.fallback_scsv) {
-        add(report, *report.fallback_scsv ? Severity::kPass : Severity::kWarn, "tls_fallback_scsv",
+        add(report, *report.fallback_scsv ? Level::kOk : Level::kMedium, "tls_fallback_scsv",
             *report.fallback_scsv
                 ? "TLS_FALLBACK_SCSV honoured (RFC 7507): a downgraded " + report.fallback_version +
                       " handshake is refused"
                 : "TLS_FALLBACK_SCSV ignored: a " + report.fallback_version +
                       " handshake flagged as a fallback was accepted (downgrade attacks)");
       } else {
-        add(report, Severity::kInfo, "tls_fallback_scsv",
+        add(report, Level::kInfo, "tls_fallback_scsv",
             "TLS_FALLBACK_SCSV test inconclusive (no answer to the " + report.fallback_version +
                 " hello)");
       }
     }
     if (report.server_order) {
-      add(report, Severity::kInfo, "cipher_order",
+      add(report, Level::kInfo, "cipher_order",
           *report.server_order
               ? report.order_version + ": the server chooses the suite by its own order"
               : report.order_version +
@@ -1628,7 +1607,7 @@ class Prober {
                     "that prefers weak suites gets them)");
     }
     if (report.secure_renegotiation) {
-      add(report, *report.secure_renegotiation ? Severity::kPass : Severity::kWarn,
+      add(report, *report.secure_renegotiation ? Level::kOk : Level::kMedium,
           "secure_renegotiation",
           *report.secure_renegotiation
               ? "secure renegotiation (RFC 5746) supported"
@@ -1637,13 +1616,13 @@ class Prober {
     judge_key_exchange(report);
     judge_vulnerabilities(report);
     if (!modern && report.not_run.empty()) {
-      add(report, Severity::kFail, "tls_modern", "neither TLS 1.2 nor TLS 1.3 is accepted");
+      add(report, Level::kHigh, "tls_modern", "neither TLS 1.2 nor TLS 1.3 is accepted");
     }
     judge_certificate(report, report.certificate, "");
     for (const CertificateReport& other : report.other_certificates)
       judge_certificate(report, other, other.key_type == "EC" ? "ECDSA" : other.key_type);
     if (report.resumed) {
-      add(report, Severity::kInfo, "session_resumption",
+      add(report, Level::kInfo, "session_resumption",
           *report.resumed ? "session resumption works (faster reconnections)"
                           : "session resumption not offered (every connection pays a full "
                             "handshake)");
@@ -1670,19 +1649,18 @@ class Prober {
                                   const std::string& detail) {
       if (!groups) {
         if (!detail.empty() && detail.find("accepted") == std::string::npos) {
-          add(report, Severity::kInfo, "named_groups", label + " groups not tested: " + detail);
+          add(report, Level::kInfo, "named_groups", label + " groups not tested: " + detail);
         }
         return;
       }
-      add(report, Severity::kInfo, "named_groups", label + " groups: " + group_names(*groups));
+      add(report, Level::kInfo, "named_groups", label + " groups: " + group_names(*groups));
       for (std::uint16_t code : *groups) {
         const tls::NamedGroup* group = tls::find_named_group(code);
         if (group == nullptr || group->bits > 193) continue;
         // testssl.sh: MEDIUM up to 163 bits, LOW up to 193.
-        add(report, group->bits <= 163 ? Severity::kFail : Severity::kWarn, "weak_group",
+        add(report, group->bits <= 163 ? Level::kHigh : Level::kLow, "weak_group",
             label + " " + std::string(group->name) + " accepted: a " + std::to_string(group->bits) +
-                "-bit curve is too weak",
-            group->bits <= 163 ? Level::kHigh : Level::kLow);
+                "-bit curve is too weak");
       }
     };
     judge_groups(report.groups_tls12_version + " ECDHE", report.groups_tls12,
@@ -1693,16 +1671,15 @@ class Prober {
       const std::string text =
           report.dh_version + " DHE with a " + std::to_string(bits) + "-bit prime";
       if (bits <= 1024) {
-        add(report, Severity::kFail, "dh_size", text + ": too weak (LOGJAM), use 2048 bits or more",
-            Level::kHigh, "LOGJAM");
+        add(report, Level::kHigh, "dh_size", text + ": too weak (LOGJAM), use 2048 bits or more",
+            "LOGJAM");
       } else if (bits < 2048) {
-        add(report, Severity::kWarn, "dh_size", text + ": weak, use 2048 bits or more",
-            Level::kLow);
+        add(report, Level::kLow, "dh_size", text + ": weak, use 2048 bits or more");
       } else {
-        add(report, Severity::kPass, "dh_size", text);
+        add(report, Level::kOk, "dh_size", text);
       }
     } else if (!report.dh_version.empty()) {
-      add(report, Severity::kInfo, "dh_size", "DHE prime size not tested: " + report.dh_detail);
+      add(report, Level::kInfo, "dh_size", "DHE prime size not tested: " + report.dh_detail);
     }
   }
 
@@ -1713,36 +1690,33 @@ class Prober {
                              const std::string& name, const std::string& detail,
                              Level when_vulnerable) {
       if (!vulnerable) {
-        add(report, Severity::kInfo, check, name + " not tested: " + detail);
+        add(report, Level::kInfo, check, name + " not tested: " + detail);
       } else if (*vulnerable) {
-        add(report, severity_of(when_vulnerable), check, "vulnerable to " + name + ": " + detail,
-            when_vulnerable);
+        add(report, when_vulnerable, check, "vulnerable to " + name + ": " + detail);
       } else {
-        add(report, Severity::kPass, check, "not vulnerable to " + name + ": " + detail);
+        add(report, Level::kOk, check, "not vulnerable to " + name + ": " + detail);
       }
     };
     if (report.ssl2 && *report.ssl2) {
-      add(report, Severity::kFail, "tls_SSLv2",
-          "SSL 2.0 accepted (" + report.ssl2_detail + "): broken, RFC 6176 forbids it",
-          Level::kCritical);
-      add(report, Severity::kFail, "drown",
+      add(report, Level::kCritical, "tls_SSLv2",
+          "SSL 2.0 accepted (" + report.ssl2_detail + "): broken, RFC 6176 forbids it");
+      add(report, Level::kCritical, "drown",
           "vulnerable to DROWN (CVE-2016-0800): SSL 2.0 on this port exposes every server "
-          "that uses the same key",
-          Level::kCritical);
+          "that uses the same key");
     } else if (report.ssl2) {
-      add(report, Severity::kPass, "tls_SSLv2", "SSL 2.0 refused (RFC 6176)");
+      add(report, Level::kOk, "tls_SSLv2", "SSL 2.0 refused (RFC 6176)");
     } else {
-      add(report, Severity::kInfo, "tls_SSLv2", "SSL 2.0 not tested: " + report.ssl2_detail);
+      add(report, Level::kInfo, "tls_SSLv2", "SSL 2.0 not tested: " + report.ssl2_detail);
     }
     verdict(report.heartbleed, "heartbleed", "Heartbleed (CVE-2014-0160)", report.heartbleed_detail,
             Level::kCritical);
     verdict(report.ccs_injection, "ccs_injection", "CCS injection (CVE-2014-0224)",
             report.ccs_detail, Level::kCritical);
     if (!report.client_renegotiation) {
-      add(report, Severity::kInfo, "client_renegotiation",
+      add(report, Level::kInfo, "client_renegotiation",
           "client-initiated renegotiation not tested: " + report.renegotiation_detail);
     } else {
-      add(report, *report.client_renegotiation ? Severity::kWarn : Severity::kPass,
+      add(report, *report.client_renegotiation ? Level::kMedium : Level::kOk,
           "client_renegotiation",
           *report.client_renegotiation
               ? "client-initiated renegotiation accepted: one client can make the server "
@@ -1759,28 +1733,27 @@ class Prober {
     if (c.days_left) {
       int days = *c.days_left;
       if (c.expired) {
-        add(report, Severity::kFail, "certificate_expiry",
-            prefix + "certificate expired " + std::to_string(-days) + " days ago",
-            Level::kCritical);
+        add(report, Level::kCritical, "certificate_expiry",
+            prefix + "certificate expired " + std::to_string(-days) + " days ago");
       } else if (days < 14) {
-        add(report, Severity::kWarn, "certificate_expiry",
+        add(report, Level::kMedium, "certificate_expiry",
             prefix + "certificate expires in " + std::to_string(days) + " days: renew it now");
       } else {
-        add(report, Severity::kPass, "certificate_expiry",
+        add(report, Level::kOk, "certificate_expiry",
             prefix + "certificate valid for " + std::to_string(days) + " more days");
       }
     }
     if (c.name_matches) {
       // Mail submission clients check the name (RFC 8314 §4.1); MTAs on port 25 mostly do
       // not (opportunistic TLS), so a mismatch there is a warning.
-      Severity mismatch = report.port == 25 ? Severity::kWarn : Severity::kFail;
-      add(report, *c.name_matches ? Severity::kPass : mismatch, "certificate_name",
+      Level mismatch = report.port == 25 ? Level::kMedium : Level::kHigh;
+      add(report, *c.name_matches ? Level::kOk : mismatch, "certificate_name",
           *c.name_matches ? prefix + "certificate matches " + options_.name + " (RFC 6125)"
                           : prefix + "certificate does not match " + options_.name + " (RFC 6125)");
     }
     if (c.chain_verified) {
       std::string store = options_.cafile.empty() ? "the system trust store" : options_.cafile;
-      add(report, *c.chain_verified ? Severity::kPass : Severity::kFail, "certificate_chain",
+      add(report, *c.chain_verified ? Level::kOk : Level::kHigh, "certificate_chain",
           *c.chain_verified ? prefix + "certificate chain verifies against " + store
                             : prefix + "certificate chain does not verify against " + store + ": " +
                                   c.verify_detail);
@@ -1790,14 +1763,14 @@ class Prober {
       bool weak = c.key_type == "RSA" || c.key_type == "RSA-PSS" || c.key_type == "DSA"
                       ? c.key_bits < 2048
                       : c.key_type == "EC" && c.key_bits < 256;
-      add(report, weak ? Severity::kFail : Severity::kPass, "certificate_key",
+      add(report, weak ? Level::kHigh : Level::kOk, "certificate_key",
           prefix + c.key_type + " key of " + std::to_string(c.key_bits) + " bits" +
               (weak ? ": too weak" : ""));
       std::string signature = c.signature_algorithm;
       bool weak_signature = signature.find("sha1") != std::string::npos ||
                             signature.find("SHA1") != std::string::npos ||
                             signature.find("md5") != std::string::npos;
-      add(report, weak_signature ? Severity::kFail : Severity::kPass, "certificate_signature",
+      add(report, weak_signature ? Level::kHigh : Level::kOk, "certificate_signature",
           prefix + "signature " + signature + (weak_signature ? ": broken hash" : ""));
     }
   }
@@ -1807,7 +1780,7 @@ class Prober {
   static void judge_cipher(PortReport& report, const std::string& version,
                            const std::string& cipher, const std::string& registry) {
     if (registry.empty()) {
-      add(report, Severity::kWarn, "cipher",
+      add(report, Level::kMedium, "cipher",
           version + " " + cipher + " accepted: a suite unknown to this probe's TLS library");
       return;
     }
@@ -1817,11 +1790,11 @@ class Prober {
     // for opportunistic TLS; a client that verifies certificates never offers them, but a
     // server that takes them still fails (`smtpd_tls_exclude_ciphers = aNULL` fixes it).
     if (suite.anonymous && suite.broken.empty()) {
-      add(report, Severity::kFail, "cipher",
+      add(report, Level::kCritical, "cipher",
           version + " " + cipher +
               " accepted: anonymous cipher (no server authentication, open to a man in the "
               "middle)",
-          Level::kCritical, "cipherlist_aNULL");
+          "cipherlist_aNULL");
       return;
     }
     if (!suite.broken.empty()) {
@@ -1830,9 +1803,8 @@ class Prober {
       const bool null_or_export =
           suite.broken.starts_with("NULL") || suite.broken.starts_with("export");
       const bool triple = suite.broken.starts_with("3DES") || suite.broken.starts_with("obsolete");
-      add(report, Severity::kFail, "cipher",
+      add(report, null_or_export ? Level::kCritical : Level::kHigh, "cipher",
           version + " " + cipher + " accepted: broken cipher: " + suite.broken,
-          null_or_export ? Level::kCritical : Level::kHigh,
           suite.broken.starts_with("NULL")     ? "cipherlist_NULL"
           : suite.broken.starts_with("export") ? "cipherlist_EXPORT"
           : triple                             ? "cipherlist_3DES_IDEA"
@@ -1841,7 +1813,7 @@ class Prober {
     }
     if (!suite.forward_secret && !registry.starts_with("TLS_AES_") &&
         !registry.starts_with("TLS_CHACHA20_")) {
-      add(report, Severity::kWarn, "cipher",
+      add(report, Level::kMedium, "cipher",
           version + " " + cipher + " accepted: no forward secrecy");
     }
   }
@@ -1944,7 +1916,7 @@ void print_json(std::ostream& out, const ProbeOptions& options,
     first = true;
     for (const auto& finding : report.findings) {
       out << (first ? "" : ",")
-          << "{\"severity\":" << base::json_string(to_string(finding.severity))
+          << "{\"severity\":" << base::json_string(to_string(severity_of(finding.level)))
           << ",\"level\":" << base::json_string(to_string(finding.level))
           << ",\"check\":" << base::json_string(finding.check)
           << ",\"testssl_id\":" << base::json_string(finding.testssl_id)
@@ -2019,7 +1991,7 @@ void print_text(std::ostream& out, const ProbeOptions& options,
     if (report.resumed) out << "  session resumed: " << (*report.resumed ? "yes" : "no") << "\n";
     out << "  findings:\n";
     for (const auto& finding : report.findings) {
-      out << "    " << to_string(finding.severity) << " " << safe(finding.text) << "\n";
+      out << "    " << to_string(severity_of(finding.level)) << " " << safe(finding.text) << "\n";
       if (finding.level != Level::kOk && finding.level != Level::kInfo) {
         out << "         " << to_string(finding.level)
             << (finding.testssl_id.empty() ? "" : " (testssl.sh " + finding.testssl_id + ")")
