@@ -261,6 +261,10 @@ struct PortReport {
   std::optional<std::vector<std::uint16_t>> groups_tls12;
   std::string groups_tls12_version;
   std::string groups_tls12_detail;
+  // Whether each check applies: not when the server takes no ECDHE suite below TLS 1.3, or
+  // no TLS 1.3 (then no finding, not even "not tested").
+  bool groups_tls12_apply = true;
+  bool groups_tls13_apply = true;
   std::optional<std::vector<std::uint16_t>> groups_tls13;
   std::string groups_tls13_detail;
   std::optional<unsigned> dh_bits;
@@ -1079,6 +1083,7 @@ class Prober {
           dhe.push_back(legacy->codes[i]);
       }
       if (ecdhe.empty()) {
+        report.groups_tls12_apply = false;
         report.groups_tls12_detail = "no ECDHE suite accepted";
       } else if (legacy->name == "SSLv3") {
         report.groups_tls12_version = legacy->name;
@@ -1142,12 +1147,14 @@ class Prober {
         }
       }
     } else {
+      report.groups_tls12_apply = false;
       report.groups_tls12_detail = "no version below TLS 1.3 accepted";
     }
     const bool tls13 = std::any_of(
         report.versions.begin(), report.versions.end(),
         [](const VersionResult& version) { return version.name == "TLSv1.3" && version.accepted; });
     if (!tls13) {
+      report.groups_tls13_apply = false;
       report.groups_tls13_detail = "TLS 1.3 not accepted";
       return;
     }
@@ -1646,9 +1653,9 @@ class Prober {
   void judge_key_exchange(PortReport& report) {
     auto judge_groups = [&report](const std::string& label,
                                   const std::optional<std::vector<std::uint16_t>>& groups,
-                                  const std::string& detail) {
+                                  bool apply, const std::string& detail) {
       if (!groups) {
-        if (!detail.empty() && detail.find("accepted") == std::string::npos) {
+        if (apply && !detail.empty()) {
           add(report, Level::kInfo, "named_groups", label + " groups not tested: " + detail);
         }
         return;
@@ -1664,8 +1671,9 @@ class Prober {
       }
     };
     judge_groups(report.groups_tls12_version + " ECDHE", report.groups_tls12,
-                 report.groups_tls12_detail);
-    judge_groups("TLSv1.3", report.groups_tls13, report.groups_tls13_detail);
+                 report.groups_tls12_apply, report.groups_tls12_detail);
+    judge_groups("TLSv1.3", report.groups_tls13, report.groups_tls13_apply,
+                 report.groups_tls13_detail);
     if (report.dh_bits) {
       const unsigned bits = *report.dh_bits;
       const std::string text =
