@@ -42,6 +42,7 @@
 #include "base/terminal_text.h"
 #include "tls/client_hello.h"
 #include "tls/poll_waiter.h"
+#include "tls/spki_digest.h"
 #include "tls/stream.h"
 
 namespace app {
@@ -923,21 +924,11 @@ class Prober {
     return report;
   }
 
-  // SHA-256 of the certificate's public key (SPKI), in hex.
+  // SHA-256 of the certificate's DER SubjectPublicKeyInfo, in hex ("" when it has none).
   static std::string key_digest(X509* certificate) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    if (X509_pubkey_digest(certificate, EVP_sha256(), digest, &length) != 1) {
-      ERR_clear_error();
-      return "";
-    }
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string hex;
-    for (unsigned int i = 0; i < length; ++i) {
-      hex += kHex[digest[i] >> 4];
-      hex += kHex[digest[i] & 0xF];
-    }
-    return hex;
+    auto hex = tls::spki_sha256_hex(certificate);
+    ERR_clear_error();
+    return hex ? *hex : "";
   }
 
   static std::string name_text(X509_NAME* name) {
