@@ -980,9 +980,7 @@ class Prober {
     std::string error;
     if (below != nullptr) {
       tls::HelloOptions hello;
-      for (const Version& version : kVersions) {
-        if (below->name == version.name) hello.version = static_cast<std::uint16_t>(version.number);
-      }
+      hello.version = version_code(below->name);
       hello.ciphers = tls::cipher_codes_before_tls13();
       hello.server_name = options_.name;
       hello.fallback_scsv = true;
@@ -999,9 +997,7 @@ class Prober {
     for (auto it = report.versions.rbegin(); it != report.versions.rend(); ++it) {
       if (it->name == "TLSv1.3" || it->codes.size() < 2) continue;
       tls::HelloOptions hello;
-      for (const Version& version : kVersions) {
-        if (it->name == version.name) hello.version = static_cast<std::uint16_t>(version.number);
-      }
+      hello.version = version_code(it->name);
       hello.ciphers.assign(it->codes.rbegin(), it->codes.rend());
       hello.server_name = options_.name;
       auto answer = raw_hello(report, hello, error);
