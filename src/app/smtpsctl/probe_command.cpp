@@ -108,7 +108,7 @@ Severity severity_of(Level level) {
 // What a check is called in testssl.sh's JSON output, and the one-line fix for a finding
 // of that check that is not OK (smtpsd's setting first, then Postfix's).
 struct CheckGuide {
-  std::string_view check;  // a check name, or a prefix ending in '*'
+  std::string_view check;
   std::string_view testssl_id;
   std::string_view fix;
 };
@@ -116,7 +116,6 @@ constexpr CheckGuide kGuides[] = {
     {"tls", "", "offer TLS: smtpsd listeners always do; Postfix: smtpd_tls_security_level = may"},
     {"auth_before_tls", "",
      "offer AUTH only inside TLS: smtpsd always does; Postfix: smtpd_tls_auth_only = yes"},
-    {"tls_mode", "", ""},
     {"starttls_injection", "",
      "discard what was pipelined with STARTTLS (CVE-2011-0411): update the server"},
     {"tls_SSLv2", "SSLv2",
@@ -146,7 +145,6 @@ constexpr CheckGuide kGuides[] = {
     {"cipher_order", "cipher_order",
      "smtpsd picks by its own order; Postfix: tls_preempt_cipherlist = yes"},
     {"secure_renegotiation", "secure_renego", "update the TLS library (RFC 5746)"},
-    {"session_resumption", "", ""},
     {"named_groups", "PFS_ECDHE_curves", ""},
     {"weak_group", "PFS_ECDHE_curves",
      "offer curves of 256 bits or more: smtpsd: [tls] groups = \"X25519:P-256:P-384\"; Postfix: "
@@ -481,6 +479,12 @@ std::string join(const std::vector<std::string>& items, const char* separator) {
 // other answer past what came before it.
 constexpr std::size_t kFlightBound = 512 * 1024;
 constexpr std::size_t kAnswerBound = 64 * 1024;
+
+// The name of a group the probe recorded: each was offered from tls::named_groups().
+std::string group_name(std::uint16_t code) {
+  const tls::NamedGroup* group = tls::find_named_group(code);
+  return group != nullptr ? std::string(group->name) : "";
+}
 
 class Prober {
  public:
@@ -1625,12 +1629,8 @@ class Prober {
 
   static std::string group_names(const std::vector<std::uint16_t>& groups) {
     std::vector<std::string> names;
-    for (std::uint16_t code : groups) {
-      const tls::NamedGroup* group = tls::find_named_group(code);
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%04X", code);
-      names.push_back(group != nullptr ? std::string(group->name) : hex);
-    }
+    for (std::uint16_t code : groups)
+      names.push_back(group_name(code));
     return names.empty() ? "none" : join(names, " ");
   }
 
@@ -1891,10 +1891,8 @@ void print_json(std::ostream& out, const ProbeOptions& options,
     auto groups_json = [](const std::optional<std::vector<std::uint16_t>>& groups) {
       if (!groups) return std::string("null");
       std::vector<std::string> names;
-      for (std::uint16_t code : *groups) {
-        const tls::NamedGroup* group = tls::find_named_group(code);
-        names.push_back(group != nullptr ? std::string(group->name) : std::to_string(code));
-      }
+      for (std::uint16_t code : *groups)
+        names.push_back(group_name(code));
       return json_list(names);
     };
     out << "],\"session_resumed\":" << json_optional(report.resumed)
