@@ -328,6 +328,20 @@ class ProbeFakeServer(ServerTestCase):
         self.assertEqual(port["not_tested"], ["all checks"])
         self.assertNotIn("tls", findings(report))
 
+    def test_a_cut_whose_reason_says_accepted_still_lists_the_groups_not_tested(self):
+        # Cut after a few connections by a 421 whose text happens to say "accepted": the
+        # groups checks are not tested for that reason, and say so.
+        cert, key, ca = self.pki()
+        busy = "421 4.7.0 no more connections accepted from you"
+        with FakeSmtp(cert, key, busy=(4, busy)) as fake:
+            result = probe(f"localhost:{fake.port}", "--cafile", ca, "--json")
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertIn("named_groups and dh_size", report["ports"][0]["not_tested"])
+        groups = [text for _, text in findings(report)["named_groups"]]
+        self.assertEqual(groups, ["ECDHE groups not tested: the server answered " + busy,
+                                  "TLSv1.3 groups not tested: the server answered " + busy])
+
 
 class ProbeVulnerableFakes(ServerTestCase):
     """What OpenSSL 3 never answers, from a scripted server (fake_tls.py). The answers of

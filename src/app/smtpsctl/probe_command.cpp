@@ -1657,8 +1657,10 @@ class Prober {
                 "-bit curve is too weak");
       }
     };
-    judge_groups(report.groups_tls12_version + " ECDHE", report.groups_tls12,
-                 report.groups_tls12_apply, report.groups_tls12_detail);
+    // The version is known once the groups were tried ("" when the scan was cut before).
+    judge_groups(
+        report.groups_tls12_version.empty() ? "ECDHE" : report.groups_tls12_version + " ECDHE",
+        report.groups_tls12, report.groups_tls12_apply, report.groups_tls12_detail);
     judge_groups("TLSv1.3", report.groups_tls13, report.groups_tls13_apply,
                  report.groups_tls13_detail);
     if (report.dh_bits) {
