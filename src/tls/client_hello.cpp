@@ -447,7 +447,7 @@ NextRecord read_next_record(std::string_view bytes) {
     if (type == 22) continue;  // more of the handshake
     next.content_type = static_cast<std::uint8_t>(type);
     next.length = length;
-    if (type == 24) {
+    if (type == 24 && !body.empty() && byte(body, 0) == 2) {  // heartbeat_response
       next.kind = NextRecord::Kind::kHeartbeat;
     } else if (type == 21 && body.size() >= 2) {
       next.kind = NextRecord::Kind::kAlert;

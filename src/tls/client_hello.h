@@ -115,7 +115,8 @@ std::string heartbeat_request(std::uint16_t version, std::uint16_t payload_lengt
 std::string change_cipher_spec(std::uint16_t version);
 
 // The first record after a flight that is not a handshake record: a heartbeat response
-// (its length only: its bytes are never kept), an alert, or anything else.
+// (its length only: its bytes are never kept), an alert, or anything else (a heartbeat
+// record that is not a response, heartbeat_response being type 2, included).
 struct NextRecord {
   enum class Kind { kIncomplete, kHeartbeat, kAlert, kOther, kMalformed };
   Kind kind = Kind::kIncomplete;

@@ -10,27 +10,33 @@
 
 namespace tls {
 
-base::Expected<std::string, std::string> spki_sha256_hex(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "r"), &std::fclose);
-  if (!file) return base::unexpected(path + ": cannot open");
-  std::unique_ptr<X509, void (*)(X509*)> certificate(
-      PEM_read_X509(file.get(), nullptr, nullptr, nullptr), &X509_free);
-  if (!certificate) return base::unexpected(path + ": no PEM certificate");
+base::Expected<std::string, std::string> spki_sha256_hex(X509* certificate) {
   unsigned char* der = nullptr;
-  const int length = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(certificate.get()), &der);
-  if (length <= 0) return base::unexpected(path + ": cannot encode its public key");
+  const int length = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(certificate), &der);
+  if (length <= 0) return base::unexpected(std::string("cannot encode its public key"));
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_length = 0;
   const bool hashed = EVP_Digest(der, static_cast<std::size_t>(length), digest, &digest_length,
                                  EVP_sha256(), nullptr) == 1;
   OPENSSL_free(der);
-  if (!hashed) return base::unexpected(path + ": cannot hash its public key");
+  if (!hashed) return base::unexpected(std::string("cannot hash its public key"));
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
   for (unsigned int i = 0; i < digest_length; ++i) {
     hex += kHex[digest[i] >> 4];
     hex += kHex[digest[i] & 0x0F];
   }
+  return hex;
+}
+
+base::Expected<std::string, std::string> spki_sha256_hex(const std::string& path) {
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "r"), &std::fclose);
+  if (!file) return base::unexpected(path + ": cannot open");
+  std::unique_ptr<X509, void (*)(X509*)> certificate(
+      PEM_read_X509(file.get(), nullptr, nullptr, nullptr), &X509_free);
+  if (!certificate) return base::unexpected(path + ": no PEM certificate");
+  auto hex = spki_sha256_hex(certificate.get());
+  if (!hex) return base::unexpected(path + ": " + hex.error());
   return hex;
 }
 

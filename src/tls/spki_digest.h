@@ -1,8 +1,11 @@
 // spki_digest.h — the data of a DANE "3 1 1" TLSA record (RFC 7671 §5.1, RFC 6698 §2.1):
 // SHA2-256 of a certificate's DER SubjectPublicKeyInfo. It names the key, not the
 // certificate, so a renewal that keeps the key keeps the record valid. Used by
-// `smtpsctl dane tlsa`, `smtpsctl dns check` and `smtpsd init`.
+// `smtpsctl dane tlsa`, `smtpsctl dns check`, `smtpsd init` and `smtpsctl probe` (DROWN: a
+// key shared across ports).
 #pragma once
+
+#include <openssl/types.h>
 
 #include <string>
 
@@ -13,5 +16,7 @@ namespace tls {
 // Of the first certificate in the PEM file at path, in lower-case hex (64 digits); an error
 // naming the file otherwise.
 base::Expected<std::string, std::string> spki_sha256_hex(const std::string& path);
+// Of this certificate, in lower-case hex; why not otherwise ("cannot encode its public key").
+base::Expected<std::string, std::string> spki_sha256_hex(X509* certificate);
 
 }  // namespace tls

@@ -19,7 +19,8 @@ from loopback_listener import LoopbackListener
 class FakeSmtp(LoopbackListener):
     def __init__(self, cert=None, key=None, starttls=True, rcpt=None, name="fake.test",
                  dsn=False, broken_tls=False, auth=None, auth_before_tls=False,
-                 injectable=False, ehlo_extra=None, host="127.0.0.1", port=0):
+                 injectable=False, ehlo_extra=None, ehlo_reply=None, busy=None,
+                 host="127.0.0.1", port=0):
         self.cert, self.key = cert, key
         self.starttls = (starttls and cert is not None) or broken_tls
         self.rcpt_script = dict(rcpt or {})
@@ -30,6 +31,8 @@ class FakeSmtp(LoopbackListener):
         self.auth_before_tls = auth_before_tls  # … and before it too
         self.injectable = injectable  # commands pipelined after STARTTLS survive it
         self.ehlo_extra = list(ehlo_extra or [])  # more EHLO lines (hostile text, say)
+        self.ehlo_reply = ehlo_reply  # one reply to EHLO instead ("421 ..."), then a close
+        self.busy = busy  # (n, "421 ..."): the greeting of every connection after the n-th
         self.messages = []  # (mail_from, [rcpt accepted], data bytes, tls version or None)
         self.connections = 0
         self.rcpt_counts = {}
@@ -71,6 +74,11 @@ class FakeSmtp(LoopbackListener):
             return line + b"\n"
 
         try:
+            with self.lock:
+                busy = self.busy is not None and self.connections > self.busy[0]
+            if busy:
+                send(self.busy[1])
+                return
             send(f"220 {self.name} ESMTP fake")
             mail_from, rcpts = None, []
             while True:
@@ -79,7 +87,10 @@ class FakeSmtp(LoopbackListener):
                     return
                 command = line.decode("utf-8", "replace").rstrip("\r\n")
                 verb = command.split(" ", 1)[0].upper()
-                if verb in ("EHLO", "LHLO"):
+                if verb in ("EHLO", "LHLO") and self.ehlo_reply:
+                    send(self.ehlo_reply)
+                    return
+                elif verb in ("EHLO", "LHLO"):
                     with self.lock:
                         offer = self.starttls and tls_version is None
                     lines = [self.name, "PIPELINING", "8BITMIME", "SIZE 100000000",

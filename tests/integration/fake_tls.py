@@ -11,7 +11,10 @@ them:
   secp256r1: ServerHello (with the heartbeat extension when asked and `heartbleed`),
   ServerKeyExchange, ServerHelloDone. Then an overlong HeartbeatRequest gets 16 KiB of
   "memory" back (`heartbleed`), and an early ChangeCipherSpec is taken and the next record
-  "fails its MAC" (`ccs`), or is refused with unexpected_message;
+  "fails its MAC" (`ccs`), or is refused with unexpected_message; with `stream`, either
+  gets handshake records without end instead (a hostile server that never answers); with
+  `heartbeat_answer` 23 or 24, the heartbeat gets application data or a heartbeat request
+  of 16 KiB back (answers that show neither a leak nor a refusal);
 - any other hello (the probe's OpenSSL handshakes) goes to a real TLS server (Python's ssl
   module), with a minimal SMTP inside.
 
@@ -41,8 +44,10 @@ def handshake(message_type, body):
 class FakeTls(LoopbackListener):
     MEMORY = b"SECRET-PRIVATE-KEY-MATERIAL"
 
-    def __init__(self, cert, key, heartbleed=False, ccs=False, ssl2=False):
-        self.heartbleed, self.ccs, self.ssl2 = heartbleed, ccs, ssl2
+    def __init__(self, cert, key, heartbleed=False, ccs=False, ssl2=False, stream=False,
+                 heartbeat_answer=None):
+        self.heartbleed, self.ccs, self.ssl2, self.stream = heartbleed, ccs, ssl2, stream
+        self.heartbeat_answer = heartbeat_answer
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
         with open(cert) as f:  # the leaf: the first certificate of the chain file
@@ -178,7 +183,14 @@ class FakeTls(LoopbackListener):
         following = self._read_record(conn)
         if following is None:
             return
-        if following[0] == 24 and self.heartbleed:
+        while self.stream:  # until the client gives up and closes: sendall then fails
+            conn.sendall(record(22, handshake(4, b"t" * 16000)))
+        if following[0] == 24 and self.heartbeat_answer == 23:
+            conn.sendall(record(23, b"d" * 32))
+        elif following[0] == 24 and self.heartbeat_answer == 24:
+            # heartbeat_request (1), not heartbeat_response (2): large, yet no echo.
+            conn.sendall(record(24, b"\x01" + struct.pack("!H", 16384) + b"q" * 16400))
+        elif following[0] == 24 and self.heartbleed:
             # The claimed length, with this "memory" where the payload should have been.
             claimed = struct.unpack("!H", following[6:8])[0]
             payload = (self.MEMORY * (claimed // len(self.MEMORY) + 1))[:claimed]

@@ -313,6 +313,35 @@ class ProbeFakeServer(ServerTestCase):
         self.assertIn("FAIL no TLS: no STARTTLS offered and no TLS handshake", result.stdout)
         self.assertIn("FAIL AUTH PLAIN LOGIN offered before TLS", result.stdout)
 
+    def test_421_to_ehlo_is_inconclusive_not_plain(self):
+        # A server that greets, then closes the session at EHLO: its mode is unknown, which
+        # is no "no TLS" finding.
+        cert, key, ca = self.pki()
+        with FakeSmtp(cert, key, ehlo_reply="421 4.7.0 too busy, try later") as fake:
+            result = probe(f"localhost:{fake.port}", "--cafile", ca, "--timeout", "3",
+                           "--json")
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(report["verdict"], "INCONCLUSIVE")
+        port = report["ports"][0]
+        self.assertIn("421 4.7.0 too busy", port["not_tested_reason"])
+        self.assertEqual(port["not_tested"], ["all checks"])
+        self.assertNotIn("tls", findings(report))
+
+    def test_a_cut_whose_reason_says_accepted_still_lists_the_groups_not_tested(self):
+        # Cut after a few connections by a 421 whose text happens to say "accepted": the
+        # groups checks are not tested for that reason, and say so.
+        cert, key, ca = self.pki()
+        busy = "421 4.7.0 no more connections accepted from you"
+        with FakeSmtp(cert, key, busy=(4, busy)) as fake:
+            result = probe(f"localhost:{fake.port}", "--cafile", ca, "--json")
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertIn("named_groups and dh_size", report["ports"][0]["not_tested"])
+        groups = [text for _, text in findings(report)["named_groups"]]
+        self.assertEqual(groups, ["ECDHE groups not tested: the server answered " + busy,
+                                  "TLSv1.3 groups not tested: the server answered " + busy])
+
 
 class ProbeVulnerableFakes(ServerTestCase):
     """What OpenSSL 3 never answers, from a scripted server (fake_tls.py). The answers of
@@ -362,6 +391,43 @@ class ProbeVulnerableFakes(ServerTestCase):
         drown = finding_of(report, "drown", port_index=1)
         self.assertEqual(drown["severity"], "FAIL")
         self.assertIn(f"port {fake.port} speaks SSL 2.0 with this port's key", drown["text"])
+
+    def test_odd_heartbeat_answers_are_not_tested_not_pass_or_fail(self):
+        # Application data, or a heartbeat request rather than a response, back to the
+        # overlong heartbeat: neither a refusal (PASS) nor a leak (FAIL). Two ports, one run.
+        server = self.new_server()  # only for its development PKI; never started
+        tls = os.path.join(server.dir, "tls")
+        cert, key = os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key")
+        with FakeTls(cert, key, heartbleed=True, heartbeat_answer=23) as data, \
+                FakeTls(cert, key, heartbleed=True, heartbeat_answer=24) as request:
+            result = probe(f"localhost:{data.port}", "--port", str(request.port), "--cafile",
+                           server.ca, "--json")
+        report = json.loads(result.stdout)
+        for index, why in ((0, "an unexpected answer to the heartbeat (record type 23)"),
+                           (1, "an unexpected answer to the heartbeat (record type 24)")):
+            with self.subTest(port=report["ports"][index]["port"]):
+                self.assertIsNone(report["ports"][index]["heartbleed_vulnerable"], result.stdout)
+                heartbleed = finding_of(report, "heartbleed", port_index=index)
+                self.assertEqual(heartbleed["severity"], "INFO")
+                self.assertIn("not tested: " + why, heartbleed["text"])
+
+    def test_endless_handshake_records_are_not_an_answer(self):
+        # A server that streams handshake records after the heartbeat and the early
+        # ChangeCipherSpec: the probe reads a bounded amount, then calls both "not tested".
+        server = self.new_server()  # only for its development PKI; never started
+        tls = os.path.join(server.dir, "tls")
+        cert, key = os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key")
+        with FakeTls(cert, key, heartbleed=True, stream=True) as fake:
+            result = probe(f"localhost:{fake.port}", "--cafile", server.ca, "--json")
+        report = json.loads(result.stdout)
+        port = report["ports"][0]
+        self.assertIsNone(port["heartbleed_vulnerable"], result.stdout)
+        self.assertIsNone(port["ccs_injection_vulnerable"], result.stdout)
+        checks = findings(report)
+        self.assertIn("not tested: no answer to the heartbeat in 65536 bytes",
+                      checks["heartbleed"][0][1])
+        self.assertIn("not tested: no answer to an early ChangeCipherSpec in 65536 bytes",
+                      checks["ccs_injection"][0][1])
 
 
 class ProbeUsage(unittest.TestCase):

@@ -42,6 +42,7 @@
 #include "base/terminal_text.h"
 #include "tls/client_hello.h"
 #include "tls/poll_waiter.h"
+#include "tls/spki_digest.h"
 #include "tls/stream.h"
 
 namespace app {
@@ -104,26 +105,10 @@ Severity severity_of(Level level) {
   return Severity::kFail;
 }
 
-// The level a finding gets unless its check says otherwise: a failure is HIGH, a warning
-// MEDIUM.
-Level default_level(Severity severity) {
-  switch (severity) {
-    case Severity::kInfo:
-      return Level::kInfo;
-    case Severity::kPass:
-      return Level::kOk;
-    case Severity::kWarn:
-      return Level::kMedium;
-    case Severity::kFail:
-      return Level::kHigh;
-  }
-  return Level::kHigh;
-}
-
 // What a check is called in testssl.sh's JSON output, and the one-line fix for a finding
 // of that check that is not OK (smtpsd's setting first, then Postfix's).
 struct CheckGuide {
-  std::string_view check;  // a check name, or a prefix ending in '*'
+  std::string_view check;
   std::string_view testssl_id;
   std::string_view fix;
 };
@@ -131,7 +116,6 @@ constexpr CheckGuide kGuides[] = {
     {"tls", "", "offer TLS: smtpsd listeners always do; Postfix: smtpd_tls_security_level = may"},
     {"auth_before_tls", "",
      "offer AUTH only inside TLS: smtpsd always does; Postfix: smtpd_tls_auth_only = yes"},
-    {"tls_mode", "", ""},
     {"starttls_injection", "",
      "discard what was pipelined with STARTTLS (CVE-2011-0411): update the server"},
     {"tls_SSLv2", "SSLv2",
@@ -161,7 +145,6 @@ constexpr CheckGuide kGuides[] = {
     {"cipher_order", "cipher_order",
      "smtpsd picks by its own order; Postfix: tls_preempt_cipherlist = yes"},
     {"secure_renegotiation", "secure_renego", "update the TLS library (RFC 5746)"},
-    {"session_resumption", "", ""},
     {"named_groups", "PFS_ECDHE_curves", ""},
     {"weak_group", "PFS_ECDHE_curves",
      "offer curves of 256 bits or more: smtpsd: [tls] groups = \"X25519:P-256:P-384\"; Postfix: "
@@ -192,17 +175,16 @@ const CheckGuide* find_guide(std::string_view check) {
 }
 
 struct Finding {
-  Severity severity = Severity::kInfo;
-  std::string check;  // a stable identifier for scripts: "tls_1.0", "auth_before_tls"...
-  std::string text;   // one line: what was seen and why it matters
-  Level level = default_level(severity);
-  std::string testssl_id;  // "" when testssl.sh has no such check
-  std::string fix;         // "" for OK and INFO
+  Level level = Level::kInfo;  // its severity (PASS, WARN...) is severity_of(level)
+  std::string check;           // a stable identifier for scripts: "tls_1.0", "auth_before_tls"...
+  std::string text;            // one line: what was seen and why it matters
+  std::string testssl_id;      // "" when testssl.sh has no such check
+  std::string fix;             // "" for OK and INFO
 };
 
 Finding make_finding(Level level, std::string check, std::string text,
                      std::string testssl_id = "") {
-  Finding finding{severity_of(level), std::move(check), std::move(text), level, "", ""};
+  Finding finding{level, std::move(check), std::move(text), "", ""};
   if (const CheckGuide* guide = find_guide(finding.check)) {
     finding.testssl_id = testssl_id.empty() ? std::string(guide->testssl_id) : testssl_id;
     if (level != Level::kOk && level != Level::kInfo) finding.fix = guide->fix;
@@ -278,6 +260,10 @@ struct PortReport {
   std::optional<std::vector<std::uint16_t>> groups_tls12;
   std::string groups_tls12_version;
   std::string groups_tls12_detail;
+  // Whether each check applies: not when the server takes no ECDHE suite below TLS 1.3, or
+  // no TLS 1.3 (then no finding, not even "not tested").
+  bool groups_tls12_apply = true;
+  bool groups_tls13_apply = true;
   std::optional<std::vector<std::uint16_t>> groups_tls13;
   std::string groups_tls13_detail;
   std::optional<unsigned> dh_bits;
@@ -362,6 +348,18 @@ class Connection {
       }
       closed_ = true;
       return false;
+    }
+  }
+
+  enum class Read { kParsed, kClosed, kTimeout, kTooLong };
+  // Reads until parsed(buffered bytes) says they hold an answer, with at most bound bytes
+  // buffered: a hostile server that streams records never grows the buffer past it.
+  Read read_until(std::size_t bound, const std::function<bool(std::string_view)>& parsed,
+                  std::optional<Clock::time_point> limit = std::nullopt) {
+    for (;;) {
+      if (parsed(buffer_)) return Read::kParsed;
+      if (buffer_.size() > bound) return Read::kTooLong;
+      if (!fill(limit)) return closed_ ? Read::kClosed : Read::kTimeout;
     }
   }
 
@@ -477,6 +475,17 @@ std::string join(const std::vector<std::string>& items, const char* separator) {
   return out;
 }
 
+// How much a hand-read answer may buffer: a first flight (certificates included), and any
+// other answer past what came before it.
+constexpr std::size_t kFlightBound = 512 * 1024;
+constexpr std::size_t kAnswerBound = 64 * 1024;
+
+// The name of a group the probe recorded: each was offered from tls::named_groups().
+std::string group_name(std::uint16_t code) {
+  const tls::NamedGroup* group = tls::find_named_group(code);
+  return group != nullptr ? std::string(group->name) : "";
+}
+
 class Prober {
  public:
   explicit Prober(const ProbeOptions& options)
@@ -498,7 +507,10 @@ class Prober {
     // A 421 or a refusal cuts one port's scan; the budget stays spent for the next ports.
     if (connections_ < options_.max_connections) cut_.clear();
     detect_mode(report);
-    if (!cut_.empty() && !report.answered) {
+    // A cut while the mode was being found (a 421 to the greeting or to EHLO, the budget)
+    // leaves the mode unknown: "plain" from an EHLO refused with 421 is no finding.
+    if (!cut_.empty()) {
+      report.answered = false;
       report.error = cut_;
       report.not_run = {"all checks"};
       report.not_run_reason = cut_;
@@ -507,10 +519,9 @@ class Prober {
     if (!report.answered) return report;
     reached_ = true;
     if (report.mode == "plain") {
-      add(report, Severity::kFail, "tls",
+      add(report, Level::kCritical, "tls",
           "no TLS: no STARTTLS offered and no TLS handshake; everything crosses the network "
-          "in clear",
-          Level::kCritical);
+          "in clear");
       check_auth_before_tls(report);
       return report;
     }
@@ -556,7 +567,7 @@ class Prober {
           name == "ccs_injection" || name == "client_renegotiation") {
         continue;
       }
-      add(report, Severity::kInfo, name, name + " not tested: " + report.not_run_reason);
+      add(report, Level::kInfo, name, name + " not tested: " + report.not_run_reason);
     }
     return report;
   }
@@ -566,13 +577,11 @@ class Prober {
     return Clock::now() + std::chrono::seconds(options_.timeout_seconds);
   }
 
-  // A finding: its level is the severity's default (FAIL HIGH, WARN MEDIUM) unless given;
-  // its testssl.sh id and fix come from kGuides.
-  static void add(PortReport& report, Severity severity, std::string check, std::string text,
-                  std::optional<Level> level = std::nullopt, std::string testssl_id = "") {
-    report.findings.push_back(make_finding(level ? *level : default_level(severity),
-                                           std::move(check), std::move(text),
-                                           std::move(testssl_id)));
+  // A finding; its testssl.sh id and fix come from kGuides.
+  static void add(PortReport& report, Level level, std::string check, std::string text,
+                  std::string testssl_id = "") {
+    report.findings.push_back(
+        make_finding(level, std::move(check), std::move(text), std::move(testssl_id)));
   }
 
   // Connects to each address of the host in turn until one answers. Within the budget
@@ -763,11 +772,11 @@ class Prober {
       }
     }
     if (!report.auth_before_tls.empty()) {
-      add(report, Severity::kFail, "auth_before_tls",
+      add(report, Level::kHigh, "auth_before_tls",
           "AUTH " + join(report.auth_before_tls, " ") +
               " offered before TLS: clients may send passwords in clear");
     } else {
-      add(report, Severity::kPass, "auth_before_tls", "no AUTH offered before TLS");
+      add(report, Level::kOk, "auth_before_tls", "no AUTH offered before TLS");
     }
   }
 
@@ -815,7 +824,7 @@ class Prober {
     std::string error;
     auto connection = open_tls(report, context.get(), nullptr, error);
     if (!connection) {
-      add(report, Severity::kFail, "tls", "TLS handshake failed: " + error);
+      add(report, Level::kHigh, "tls", "TLS handshake failed: " + error);
       return;
     }
     SSL* ssl = connection->ssl();
@@ -919,21 +928,11 @@ class Prober {
     return report;
   }
 
-  // SHA-256 of the certificate's public key (SPKI), in hex.
+  // SHA-256 of the certificate's DER SubjectPublicKeyInfo, in hex ("" when it has none).
   static std::string key_digest(X509* certificate) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    if (X509_pubkey_digest(certificate, EVP_sha256(), digest, &length) != 1) {
-      ERR_clear_error();
-      return "";
-    }
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string hex;
-    for (unsigned int i = 0; i < length; ++i) {
-      hex += kHex[digest[i] >> 4];
-      hex += kHex[digest[i] & 0xF];
-    }
-    return hex;
+    auto hex = tls::spki_sha256_hex(certificate);
+    ERR_clear_error();
+    return hex ? *hex : "";
   }
 
   static std::string name_text(X509_NAME* name) {
@@ -985,9 +984,7 @@ class Prober {
     std::string error;
     if (below != nullptr) {
       tls::HelloOptions hello;
-      for (const Version& version : kVersions) {
-        if (below->name == version.name) hello.version = static_cast<std::uint16_t>(version.number);
-      }
+      hello.version = version_code(below->name);
       hello.ciphers = tls::cipher_codes_before_tls13();
       hello.server_name = options_.name;
       hello.fallback_scsv = true;
@@ -1004,9 +1001,7 @@ class Prober {
     for (auto it = report.versions.rbegin(); it != report.versions.rend(); ++it) {
       if (it->name == "TLSv1.3" || it->codes.size() < 2) continue;
       tls::HelloOptions hello;
-      for (const Version& version : kVersions) {
-        if (it->name == version.name) hello.version = static_cast<std::uint16_t>(version.number);
-      }
+      hello.version = version_code(it->name);
       hello.ciphers.assign(it->codes.rbegin(), it->codes.rend());
       hello.server_name = options_.name;
       auto answer = raw_hello(report, hello, error);
@@ -1044,19 +1039,21 @@ class Prober {
       error = "connection closed before the ClientHello";
       return nullptr;
     }
-    for (;;) {
-      flight = tls::read_flight(connection->buffered());
-      if (flight.kind == tls::ServerFlight::Kind::kMalformed) {
-        error = "not a TLS answer";
-        return nullptr;
-      }
-      if (flight.kind != tls::ServerFlight::Kind::kIncomplete) return connection;
-      if (connection->buffered().size() > 512 * 1024 || !connection->fill()) {
-        error = connection->closed() ? "connection closed during the handshake"
-                                     : "no complete answer in time";
-        return nullptr;
-      }
+    // A flight carries the certificate chain: a larger bound than the other answers.
+    const Connection::Read read = connection->read_until(kFlightBound, [&](std::string_view bytes) {
+      flight = tls::read_flight(bytes);
+      return flight.kind != tls::ServerFlight::Kind::kIncomplete;
+    });
+    if (read == Connection::Read::kParsed) {
+      if (flight.kind != tls::ServerFlight::Kind::kMalformed) return connection;
+      error = "not a TLS answer";
+    } else {
+      error = read == Connection::Read::kClosed ? "connection closed during the handshake"
+              : read == Connection::Read::kTooLong
+                  ? "no complete answer in the first " + std::to_string(kFlightBound) + " bytes"
+                  : "no complete answer in time";
     }
+    return nullptr;
   }
 
   // The groups of each kind of key exchange: offer every group left, record the one the
@@ -1077,6 +1074,7 @@ class Prober {
           dhe.push_back(legacy->codes[i]);
       }
       if (ecdhe.empty()) {
+        report.groups_tls12_apply = false;
         report.groups_tls12_detail = "no ECDHE suite accepted";
       } else if (legacy->name == "SSLv3") {
         report.groups_tls12_version = legacy->name;
@@ -1140,12 +1138,14 @@ class Prober {
         }
       }
     } else {
+      report.groups_tls12_apply = false;
       report.groups_tls12_detail = "no version below TLS 1.3 accepted";
     }
     const bool tls13 = std::any_of(
         report.versions.begin(), report.versions.end(),
         [](const VersionResult& version) { return version.name == "TLSv1.3" && version.accepted; });
     if (!tls13) {
+      report.groups_tls13_apply = false;
       report.groups_tls13_detail = "TLS 1.3 not accepted";
       return;
     }
@@ -1224,9 +1224,15 @@ class Prober {
     }
     // A patched server drops the request in silence (RFC 6520 §4): wait a little for it.
     const auto limit = Clock::now() + std::chrono::seconds(std::min(options_.timeout_seconds, 3));
-    for (;;) {
-      const tls::NextRecord next =
-          tls::read_next_record(std::string_view(connection->buffered()).substr(flight.consumed));
+    tls::NextRecord next;
+    const Connection::Read read = connection->read_until(
+        flight.consumed + kAnswerBound,
+        [&](std::string_view bytes) {
+          next = tls::read_next_record(bytes.substr(flight.consumed));
+          return next.kind != tls::NextRecord::Kind::kIncomplete;
+        },
+        limit);
+    if (read == Connection::Read::kParsed) {
       if (next.kind == tls::NextRecord::Kind::kHeartbeat) {
         report.heartbleed = next.length > 3 + 16;
         report.heartbleed_detail =
@@ -1236,19 +1242,31 @@ class Prober {
                 : "the heartbeat was answered without any of the server's memory";
         return;
       }
-      if (next.kind != tls::NextRecord::Kind::kIncomplete) {
+      if (next.kind == tls::NextRecord::Kind::kAlert) {
         report.heartbleed = false;
         report.heartbleed_detail = "the overlong heartbeat was refused";
         return;
       }
-      if (!connection->fill(limit)) {
-        report.heartbleed = false;
-        report.heartbleed_detail = connection->closed()
-                                       ? "the overlong heartbeat was refused (connection closed)"
-                                       : "the overlong heartbeat was ignored";
+      // Anything else shows nothing either way: not tested.
+      if (next.kind == tls::NextRecord::Kind::kOther) {
+        report.heartbleed_detail = "an unexpected answer to the heartbeat (record type " +
+                                   std::to_string(next.content_type) + ")";
+        return;
+      }
+      if (next.kind == tls::NextRecord::Kind::kMalformed) {
+        report.heartbleed_detail = "an answer to the heartbeat that is not TLS";
         return;
       }
     }
+    if (read == Connection::Read::kTooLong) {
+      report.heartbleed_detail = "no answer to the heartbeat in " + std::to_string(kAnswerBound) +
+                                 " bytes of handshake records";
+      return;
+    }
+    report.heartbleed = false;
+    report.heartbleed_detail = read == Connection::Read::kClosed
+                                   ? "the overlong heartbeat was refused (connection closed)"
+                                   : "the overlong heartbeat was ignored";
   }
 
   // CCS injection (CVE-2014-0224): two ChangeCipherSpec records right after the server's
@@ -1278,9 +1296,13 @@ class Prober {
       report.ccs_detail = "connection closed before the ChangeCipherSpec";
       return;
     }
-    for (;;) {
-      const tls::NextRecord next =
-          tls::read_next_record(std::string_view(connection->buffered()).substr(flight.consumed));
+    tls::NextRecord next;
+    const Connection::Read read =
+        connection->read_until(flight.consumed + kAnswerBound, [&](std::string_view bytes) {
+          next = tls::read_next_record(bytes.substr(flight.consumed));
+          return next.kind != tls::NextRecord::Kind::kIncomplete;
+        });
+    if (read == Connection::Read::kParsed) {
       if (next.kind == tls::NextRecord::Kind::kAlert) {
         const bool vulnerable = next.alert_description == 20 || next.alert_description == 21;
         report.ccs_injection = vulnerable;
@@ -1291,16 +1313,15 @@ class Prober {
                              alert_text(next.alert_description) + ")";
         return;
       }
-      if (next.kind != tls::NextRecord::Kind::kIncomplete) {
-        report.ccs_detail = "an unexpected answer to an early ChangeCipherSpec";
-        return;
-      }
-      if (!connection->fill()) {
-        report.ccs_detail = connection->closed() ? "the connection was closed without an alert"
-                                                 : "no answer to an early ChangeCipherSpec";
-        return;
-      }
+      report.ccs_detail = "an unexpected answer to an early ChangeCipherSpec";
+      return;
     }
+    report.ccs_detail = read == Connection::Read::kClosed
+                            ? "the connection was closed without an alert"
+                        : read == Connection::Read::kTooLong
+                            ? "no answer to an early ChangeCipherSpec in " +
+                                  std::to_string(kAnswerBound) + " bytes of handshake records"
+                            : "no answer to an early ChangeCipherSpec";
   }
 
   // SSL 2.0: a CLIENT-HELLO; a SERVER-HELLO back means the port speaks it (RFC 6176
@@ -1316,8 +1337,12 @@ class Prober {
       report.ssl2_detail = "connection closed before the CLIENT-HELLO";
       return;
     }
-    for (;;) {
-      const tls::Ssl2Answer answer = tls::read_ssl2_answer(connection->buffered());
+    tls::Ssl2Answer answer;
+    const Connection::Read read = connection->read_until(kAnswerBound, [&](std::string_view bytes) {
+      answer = tls::read_ssl2_answer(bytes);
+      return answer.kind != tls::Ssl2Answer::Kind::kIncomplete;
+    });
+    if (read == Connection::Read::kParsed) {
       if (answer.kind == tls::Ssl2Answer::Kind::kServerHello) {
         report.ssl2 = true;
         report.ssl2_detail = std::to_string(answer.ciphers) + " SSL 2.0 cipher(s) listed";
@@ -1330,20 +1355,18 @@ class Prober {
         ERR_clear_error();
         return;
       }
-      if (answer.kind == tls::Ssl2Answer::Kind::kOther) {
-        report.ssl2 = false;
-        report.ssl2_detail = "answered with something else than SSL 2.0";
-        return;
-      }
-      if (!connection->fill()) {
-        if (connection->closed()) {
-          report.ssl2 = false;
-          report.ssl2_detail = "the connection was closed";
-        } else {
-          report.ssl2_detail = "no answer to an SSL 2.0 CLIENT-HELLO";
-        }
-        return;
-      }
+      report.ssl2 = false;
+      report.ssl2_detail = "answered with something else than SSL 2.0";
+      return;
+    }
+    if (read == Connection::Read::kClosed) {
+      report.ssl2 = false;
+      report.ssl2_detail = "the connection was closed";
+    } else {
+      report.ssl2_detail = read == Connection::Read::kTooLong
+                               ? "no complete answer to an SSL 2.0 CLIENT-HELLO in " +
+                                     std::to_string(kAnswerBound) + " bytes"
+                               : "no answer to an SSL 2.0 CLIENT-HELLO";
     }
   }
 
@@ -1394,15 +1417,16 @@ class Prober {
       error = "connection closed before the ClientHello";
       return std::nullopt;
     }
-    for (;;) {
-      tls::ServerAnswer answer = tls::read_answer(connection->buffered());
-      if (answer.kind != tls::ServerAnswer::Kind::kIncomplete) return answer;
-      if (connection->buffered().size() > 65536 || !connection->fill()) {
-        error = connection->buffered().empty() ? "connection closed without an answer"
-                                               : "answer cut short";
-        return std::nullopt;
-      }
+    tls::ServerAnswer answer;
+    if (connection->read_until(kAnswerBound, [&](std::string_view bytes) {
+          answer = tls::read_answer(bytes);
+          return answer.kind != tls::ServerAnswer::Kind::kIncomplete;
+        }) == Connection::Read::kParsed) {
+      return answer;
     }
+    error =
+        connection->buffered().empty() ? "connection closed without an answer" : "answer cut short";
+    return std::nullopt;
   }
 
   static std::string alert_text(unsigned description) {
@@ -1505,19 +1529,18 @@ class Prober {
 
   void judge(PortReport& report) {
     if (report.mode == "implicit") {
-      add(report, Severity::kPass, "tls_mode", "implicit TLS (RFC 8314): nothing is sent in clear");
+      add(report, Level::kOk, "tls_mode", "implicit TLS (RFC 8314): nothing is sent in clear");
     } else {
-      add(report, Severity::kPass, "tls_mode", "STARTTLS offered (RFC 3207)");
+      add(report, Level::kOk, "tls_mode", "STARTTLS offered (RFC 3207)");
       check_auth_before_tls(report);
       if (report.injection_vulnerable) {
-        add(report, *report.injection_vulnerable ? Severity::kFail : Severity::kPass,
-            "starttls_injection",
+        add(report, *report.injection_vulnerable ? Level::kHigh : Level::kOk, "starttls_injection",
             (*report.injection_vulnerable ? "vulnerable to STARTTLS command injection "
                                             "(CVE-2011-0411): "
                                           : "not vulnerable to STARTTLS command injection: ") +
                 report.injection_detail);
       } else {
-        add(report, Severity::kWarn, "starttls_injection",
+        add(report, Level::kMedium, "starttls_injection",
             "STARTTLS injection test inconclusive: " + report.injection_detail);
       }
     }
@@ -1526,19 +1549,19 @@ class Prober {
       bool legacy = version.name == "TLSv1" || version.name == "TLSv1.1";
       std::string label = version.name == "TLSv1" ? "TLS 1.0" : "TLS " + version.name.substr(4);
       if (version.name == "SSLv3") {
-        add(report, version.accepted ? Severity::kFail : Severity::kPass, "tls_SSLv3",
+        add(report, version.accepted ? Level::kHigh : Level::kOk, "tls_SSLv3",
             version.accepted ? "SSL 3.0 accepted: broken (POODLE), RFC 7568 forbids it"
                              : "SSL 3.0 refused (RFC 7568)");
       } else if (legacy) {
-        add(report, version.accepted ? Severity::kFail : Severity::kPass, "tls_" + version.name,
+        add(report, version.accepted ? Level::kHigh : Level::kOk, "tls_" + version.name,
             label + (version.accepted ? " accepted: deprecated by RFC 8996, must be refused"
                                       : " refused (RFC 8996)"));
       } else if (version.accepted) {
         modern = true;
-        add(report, Severity::kPass, "tls_" + version.name, label + " accepted");
+        add(report, Level::kOk, "tls_" + version.name, label + " accepted");
       } else if (version.name == "TLSv1.3") {
-        add(report, Severity::kWarn, "tls_" + version.name,
-            "TLS 1.3 refused: the current version (RFC 8446) is not offered", Level::kLow);
+        add(report, Level::kLow, "tls_" + version.name,
+            "TLS 1.3 refused: the current version (RFC 8446) is not offered");
       }
       std::size_t cbc = 0;
       for (std::size_t i = 0; i < version.ciphers.size(); ++i) {
@@ -1549,32 +1572,32 @@ class Prober {
       if (cbc > 0) {
         // Informational, as testssl.sh has it: CBC in TLS 1.0 invites BEAST, and CBC's
         // MAC-then-encrypt is what LUCKY13 times; AEAD suites have neither.
-        add(report, Severity::kInfo, "cipher_cbc",
+        add(report, Level::kInfo, "cipher_cbc",
             version.name + ": " + std::to_string(cbc) +
                 " CBC suite(s) accepted (BEAST, LUCKY13: prefer AEAD suites)");
       }
     }
     if (report.compression) {
-      add(report, *report.compression != 0 ? Severity::kFail : Severity::kPass, "tls_compression",
+      add(report, *report.compression != 0 ? Level::kHigh : Level::kOk, "tls_compression",
           *report.compression != 0 ? "TLS compression accepted: CRIME"
                                    : "no TLS compression (CRIME)");
     }
     if (!report.fallback_version.empty()) {
       if (report.fallback_scsv) {
-        add(report, *report.fallback_scsv ? Severity::kPass : Severity::kWarn, "tls_fallback_scsv",
+        add(report, *report.fallback_scsv ? Level::kOk : Level::kMedium, "tls_fallback_scsv",
             *report.fallback_scsv
                 ? "TLS_FALLBACK_SCSV honoured (RFC 7507): a downgraded " + report.fallback_version +
                       " handshake is refused"
                 : "TLS_FALLBACK_SCSV ignored: a " + report.fallback_version +
                       " handshake flagged as a fallback was accepted (downgrade attacks)");
       } else {
-        add(report, Severity::kInfo, "tls_fallback_scsv",
+        add(report, Level::kInfo, "tls_fallback_scsv",
             "TLS_FALLBACK_SCSV test inconclusive (no answer to the " + report.fallback_version +
                 " hello)");
       }
     }
     if (report.server_order) {
-      add(report, Severity::kInfo, "cipher_order",
+      add(report, Level::kInfo, "cipher_order",
           *report.server_order
               ? report.order_version + ": the server chooses the suite by its own order"
               : report.order_version +
@@ -1582,7 +1605,7 @@ class Prober {
                     "that prefers weak suites gets them)");
     }
     if (report.secure_renegotiation) {
-      add(report, *report.secure_renegotiation ? Severity::kPass : Severity::kWarn,
+      add(report, *report.secure_renegotiation ? Level::kOk : Level::kMedium,
           "secure_renegotiation",
           *report.secure_renegotiation
               ? "secure renegotiation (RFC 5746) supported"
@@ -1591,13 +1614,13 @@ class Prober {
     judge_key_exchange(report);
     judge_vulnerabilities(report);
     if (!modern && report.not_run.empty()) {
-      add(report, Severity::kFail, "tls_modern", "neither TLS 1.2 nor TLS 1.3 is accepted");
+      add(report, Level::kHigh, "tls_modern", "neither TLS 1.2 nor TLS 1.3 is accepted");
     }
     judge_certificate(report, report.certificate, "");
     for (const CertificateReport& other : report.other_certificates)
       judge_certificate(report, other, other.key_type == "EC" ? "ECDSA" : other.key_type);
     if (report.resumed) {
-      add(report, Severity::kInfo, "session_resumption",
+      add(report, Level::kInfo, "session_resumption",
           *report.resumed ? "session resumption works (faster reconnections)"
                           : "session resumption not offered (every connection pays a full "
                             "handshake)");
@@ -1606,12 +1629,8 @@ class Prober {
 
   static std::string group_names(const std::vector<std::uint16_t>& groups) {
     std::vector<std::string> names;
-    for (std::uint16_t code : groups) {
-      const tls::NamedGroup* group = tls::find_named_group(code);
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%04X", code);
-      names.push_back(group != nullptr ? std::string(group->name) : hex);
-    }
+    for (std::uint16_t code : groups)
+      names.push_back(group_name(code));
     return names.empty() ? "none" : join(names, " ");
   }
 
@@ -1621,42 +1640,43 @@ class Prober {
   void judge_key_exchange(PortReport& report) {
     auto judge_groups = [&report](const std::string& label,
                                   const std::optional<std::vector<std::uint16_t>>& groups,
-                                  const std::string& detail) {
+                                  bool apply, const std::string& detail) {
       if (!groups) {
-        if (!detail.empty() && detail.find("accepted") == std::string::npos) {
-          add(report, Severity::kInfo, "named_groups", label + " groups not tested: " + detail);
+        if (apply && !detail.empty()) {
+          add(report, Level::kInfo, "named_groups", label + " groups not tested: " + detail);
         }
         return;
       }
-      add(report, Severity::kInfo, "named_groups", label + " groups: " + group_names(*groups));
+      add(report, Level::kInfo, "named_groups", label + " groups: " + group_names(*groups));
       for (std::uint16_t code : *groups) {
         const tls::NamedGroup* group = tls::find_named_group(code);
         if (group == nullptr || group->bits > 193) continue;
         // testssl.sh: MEDIUM up to 163 bits, LOW up to 193.
-        add(report, group->bits <= 163 ? Severity::kFail : Severity::kWarn, "weak_group",
+        add(report, group->bits <= 163 ? Level::kHigh : Level::kLow, "weak_group",
             label + " " + std::string(group->name) + " accepted: a " + std::to_string(group->bits) +
-                "-bit curve is too weak",
-            group->bits <= 163 ? Level::kHigh : Level::kLow);
+                "-bit curve is too weak");
       }
     };
-    judge_groups(report.groups_tls12_version + " ECDHE", report.groups_tls12,
-                 report.groups_tls12_detail);
-    judge_groups("TLSv1.3", report.groups_tls13, report.groups_tls13_detail);
+    // The version is known once the groups were tried ("" when the scan was cut before).
+    judge_groups(
+        report.groups_tls12_version.empty() ? "ECDHE" : report.groups_tls12_version + " ECDHE",
+        report.groups_tls12, report.groups_tls12_apply, report.groups_tls12_detail);
+    judge_groups("TLSv1.3", report.groups_tls13, report.groups_tls13_apply,
+                 report.groups_tls13_detail);
     if (report.dh_bits) {
       const unsigned bits = *report.dh_bits;
       const std::string text =
           report.dh_version + " DHE with a " + std::to_string(bits) + "-bit prime";
       if (bits <= 1024) {
-        add(report, Severity::kFail, "dh_size", text + ": too weak (LOGJAM), use 2048 bits or more",
-            Level::kHigh, "LOGJAM");
+        add(report, Level::kHigh, "dh_size", text + ": too weak (LOGJAM), use 2048 bits or more",
+            "LOGJAM");
       } else if (bits < 2048) {
-        add(report, Severity::kWarn, "dh_size", text + ": weak, use 2048 bits or more",
-            Level::kLow);
+        add(report, Level::kLow, "dh_size", text + ": weak, use 2048 bits or more");
       } else {
-        add(report, Severity::kPass, "dh_size", text);
+        add(report, Level::kOk, "dh_size", text);
       }
     } else if (!report.dh_version.empty()) {
-      add(report, Severity::kInfo, "dh_size", "DHE prime size not tested: " + report.dh_detail);
+      add(report, Level::kInfo, "dh_size", "DHE prime size not tested: " + report.dh_detail);
     }
   }
 
@@ -1667,36 +1687,33 @@ class Prober {
                              const std::string& name, const std::string& detail,
                              Level when_vulnerable) {
       if (!vulnerable) {
-        add(report, Severity::kInfo, check, name + " not tested: " + detail);
+        add(report, Level::kInfo, check, name + " not tested: " + detail);
       } else if (*vulnerable) {
-        add(report, severity_of(when_vulnerable), check, "vulnerable to " + name + ": " + detail,
-            when_vulnerable);
+        add(report, when_vulnerable, check, "vulnerable to " + name + ": " + detail);
       } else {
-        add(report, Severity::kPass, check, "not vulnerable to " + name + ": " + detail);
+        add(report, Level::kOk, check, "not vulnerable to " + name + ": " + detail);
       }
     };
     if (report.ssl2 && *report.ssl2) {
-      add(report, Severity::kFail, "tls_SSLv2",
-          "SSL 2.0 accepted (" + report.ssl2_detail + "): broken, RFC 6176 forbids it",
-          Level::kCritical);
-      add(report, Severity::kFail, "drown",
+      add(report, Level::kCritical, "tls_SSLv2",
+          "SSL 2.0 accepted (" + report.ssl2_detail + "): broken, RFC 6176 forbids it");
+      add(report, Level::kCritical, "drown",
           "vulnerable to DROWN (CVE-2016-0800): SSL 2.0 on this port exposes every server "
-          "that uses the same key",
-          Level::kCritical);
+          "that uses the same key");
     } else if (report.ssl2) {
-      add(report, Severity::kPass, "tls_SSLv2", "SSL 2.0 refused (RFC 6176)");
+      add(report, Level::kOk, "tls_SSLv2", "SSL 2.0 refused (RFC 6176)");
     } else {
-      add(report, Severity::kInfo, "tls_SSLv2", "SSL 2.0 not tested: " + report.ssl2_detail);
+      add(report, Level::kInfo, "tls_SSLv2", "SSL 2.0 not tested: " + report.ssl2_detail);
     }
     verdict(report.heartbleed, "heartbleed", "Heartbleed (CVE-2014-0160)", report.heartbleed_detail,
             Level::kCritical);
     verdict(report.ccs_injection, "ccs_injection", "CCS injection (CVE-2014-0224)",
             report.ccs_detail, Level::kCritical);
     if (!report.client_renegotiation) {
-      add(report, Severity::kInfo, "client_renegotiation",
+      add(report, Level::kInfo, "client_renegotiation",
           "client-initiated renegotiation not tested: " + report.renegotiation_detail);
     } else {
-      add(report, *report.client_renegotiation ? Severity::kWarn : Severity::kPass,
+      add(report, *report.client_renegotiation ? Level::kMedium : Level::kOk,
           "client_renegotiation",
           *report.client_renegotiation
               ? "client-initiated renegotiation accepted: one client can make the server "
@@ -1713,28 +1730,27 @@ class Prober {
     if (c.days_left) {
       int days = *c.days_left;
       if (c.expired) {
-        add(report, Severity::kFail, "certificate_expiry",
-            prefix + "certificate expired " + std::to_string(-days) + " days ago",
-            Level::kCritical);
+        add(report, Level::kCritical, "certificate_expiry",
+            prefix + "certificate expired " + std::to_string(-days) + " days ago");
       } else if (days < 14) {
-        add(report, Severity::kWarn, "certificate_expiry",
+        add(report, Level::kMedium, "certificate_expiry",
             prefix + "certificate expires in " + std::to_string(days) + " days: renew it now");
       } else {
-        add(report, Severity::kPass, "certificate_expiry",
+        add(report, Level::kOk, "certificate_expiry",
             prefix + "certificate valid for " + std::to_string(days) + " more days");
       }
     }
     if (c.name_matches) {
       // Mail submission clients check the name (RFC 8314 §4.1); MTAs on port 25 mostly do
       // not (opportunistic TLS), so a mismatch there is a warning.
-      Severity mismatch = report.port == 25 ? Severity::kWarn : Severity::kFail;
-      add(report, *c.name_matches ? Severity::kPass : mismatch, "certificate_name",
+      Level mismatch = report.port == 25 ? Level::kMedium : Level::kHigh;
+      add(report, *c.name_matches ? Level::kOk : mismatch, "certificate_name",
           *c.name_matches ? prefix + "certificate matches " + options_.name + " (RFC 6125)"
                           : prefix + "certificate does not match " + options_.name + " (RFC 6125)");
     }
     if (c.chain_verified) {
       std::string store = options_.cafile.empty() ? "the system trust store" : options_.cafile;
-      add(report, *c.chain_verified ? Severity::kPass : Severity::kFail, "certificate_chain",
+      add(report, *c.chain_verified ? Level::kOk : Level::kHigh, "certificate_chain",
           *c.chain_verified ? prefix + "certificate chain verifies against " + store
                             : prefix + "certificate chain does not verify against " + store + ": " +
                                   c.verify_detail);
@@ -1744,14 +1760,14 @@ class Prober {
       bool weak = c.key_type == "RSA" || c.key_type == "RSA-PSS" || c.key_type == "DSA"
                       ? c.key_bits < 2048
                       : c.key_type == "EC" && c.key_bits < 256;
-      add(report, weak ? Severity::kFail : Severity::kPass, "certificate_key",
+      add(report, weak ? Level::kHigh : Level::kOk, "certificate_key",
           prefix + c.key_type + " key of " + std::to_string(c.key_bits) + " bits" +
               (weak ? ": too weak" : ""));
       std::string signature = c.signature_algorithm;
       bool weak_signature = signature.find("sha1") != std::string::npos ||
                             signature.find("SHA1") != std::string::npos ||
                             signature.find("md5") != std::string::npos;
-      add(report, weak_signature ? Severity::kFail : Severity::kPass, "certificate_signature",
+      add(report, weak_signature ? Level::kHigh : Level::kOk, "certificate_signature",
           prefix + "signature " + signature + (weak_signature ? ": broken hash" : ""));
     }
   }
@@ -1761,7 +1777,7 @@ class Prober {
   static void judge_cipher(PortReport& report, const std::string& version,
                            const std::string& cipher, const std::string& registry) {
     if (registry.empty()) {
-      add(report, Severity::kWarn, "cipher",
+      add(report, Level::kMedium, "cipher",
           version + " " + cipher + " accepted: a suite unknown to this probe's TLS library");
       return;
     }
@@ -1771,11 +1787,11 @@ class Prober {
     // for opportunistic TLS; a client that verifies certificates never offers them, but a
     // server that takes them still fails (`smtpd_tls_exclude_ciphers = aNULL` fixes it).
     if (suite.anonymous && suite.broken.empty()) {
-      add(report, Severity::kFail, "cipher",
+      add(report, Level::kCritical, "cipher",
           version + " " + cipher +
               " accepted: anonymous cipher (no server authentication, open to a man in the "
               "middle)",
-          Level::kCritical, "cipherlist_aNULL");
+          "cipherlist_aNULL");
       return;
     }
     if (!suite.broken.empty()) {
@@ -1784,9 +1800,8 @@ class Prober {
       const bool null_or_export =
           suite.broken.starts_with("NULL") || suite.broken.starts_with("export");
       const bool triple = suite.broken.starts_with("3DES") || suite.broken.starts_with("obsolete");
-      add(report, Severity::kFail, "cipher",
+      add(report, null_or_export ? Level::kCritical : Level::kHigh, "cipher",
           version + " " + cipher + " accepted: broken cipher: " + suite.broken,
-          null_or_export ? Level::kCritical : Level::kHigh,
           suite.broken.starts_with("NULL")     ? "cipherlist_NULL"
           : suite.broken.starts_with("export") ? "cipherlist_EXPORT"
           : triple                             ? "cipherlist_3DES_IDEA"
@@ -1795,7 +1810,7 @@ class Prober {
     }
     if (!suite.forward_secret && !registry.starts_with("TLS_AES_") &&
         !registry.starts_with("TLS_CHACHA20_")) {
-      add(report, Severity::kWarn, "cipher",
+      add(report, Level::kMedium, "cipher",
           version + " " + cipher + " accepted: no forward secrecy");
     }
   }
@@ -1878,10 +1893,8 @@ void print_json(std::ostream& out, const ProbeOptions& options,
     auto groups_json = [](const std::optional<std::vector<std::uint16_t>>& groups) {
       if (!groups) return std::string("null");
       std::vector<std::string> names;
-      for (std::uint16_t code : *groups) {
-        const tls::NamedGroup* group = tls::find_named_group(code);
-        names.push_back(group != nullptr ? std::string(group->name) : std::to_string(code));
-      }
+      for (std::uint16_t code : *groups)
+        names.push_back(group_name(code));
       return json_list(names);
     };
     out << "],\"session_resumed\":" << json_optional(report.resumed)
@@ -1898,7 +1911,7 @@ void print_json(std::ostream& out, const ProbeOptions& options,
     first = true;
     for (const auto& finding : report.findings) {
       out << (first ? "" : ",")
-          << "{\"severity\":" << base::json_string(to_string(finding.severity))
+          << "{\"severity\":" << base::json_string(to_string(severity_of(finding.level)))
           << ",\"level\":" << base::json_string(to_string(finding.level))
           << ",\"check\":" << base::json_string(finding.check)
           << ",\"testssl_id\":" << base::json_string(finding.testssl_id)
@@ -1973,7 +1986,7 @@ void print_text(std::ostream& out, const ProbeOptions& options,
     if (report.resumed) out << "  session resumed: " << (*report.resumed ? "yes" : "no") << "\n";
     out << "  findings:\n";
     for (const auto& finding : report.findings) {
-      out << "    " << to_string(finding.severity) << " " << safe(finding.text) << "\n";
+      out << "    " << to_string(severity_of(finding.level)) << " " << safe(finding.text) << "\n";
       if (finding.level != Level::kOk && finding.level != Level::kInfo) {
         out << "         " << to_string(finding.level)
             << (finding.testssl_id.empty() ? "" : " (testssl.sh " + finding.testssl_id + ")")

@@ -255,6 +255,12 @@ TEST(ClientHelloTest, HeartbeatAndChangeCipherSpecRecordsAndWhatComesBack) {
   EXPECT_EQ(next.alert_description, 10);  // unexpected_message
   EXPECT_EQ(read_next_record(record(23, "data")).kind, NextRecord::Kind::kOther);
   EXPECT_EQ(read_next_record("\x80\x03xyz").kind, NextRecord::Kind::kMalformed);
+  // A heartbeat record that is not a response (a request back) shows no leak; an empty
+  // one is no record at all.
+  EXPECT_EQ(
+      read_next_record(record(24, std::string("\x01\x40\x00", 3) + std::string(64, 'm'))).kind,
+      NextRecord::Kind::kOther);
+  EXPECT_EQ(read_next_record(record(24, "")).kind, NextRecord::Kind::kMalformed);
 }
 
 TEST(ClientHelloTest, Ssl2ClientHelloAndServerHello) {
