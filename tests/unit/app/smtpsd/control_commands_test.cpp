@@ -236,7 +236,7 @@ TEST_F(QueueControlTest, ReleaseByUserReleasesItsMailAndLiftsItsSendingHold) {
   const std::vector<std::string> two{"a@remote.test", "b@remote.test"};
   ASSERT_TRUE(sending.admit_message("alice", two, now, 5).hold);
   ASSERT_TRUE(sending.admit_message("Bob", two, now, 6).hold);
-  EXPECT_EQ(ask("auth held"), "Bob 2 1 1h 6\nalice 2 1 1h 5\n");
+  EXPECT_EQ(ask("auth held"), "alice 2 1 1h 5\nbob 2 1 1h 6\n");  // users in lower case
   std::string a = queued("alice@example.test", {"x@remote.test"}, "alice");
   std::string b = queued("bob@example.test", {"x@remote.test"}, "Bob");
   std::string c = queued("carol@example.test", {"x@remote.test"});
