@@ -134,6 +134,12 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
        "limits.max_connections_per_minute_per_ip", changed);
   // The sending limiter keeps its counts and who is held: its bounds take a restart.
   keep(next.sending_limits, running.sending_limits, "sending_limits", changed);
+  // The pre-greet pass table is sized and filled by net::Server at start: it keeps its
+  // clients and their time to live.
+  keep(next.screening.pregreet_pass_ttl, running.screening.pregreet_pass_ttl,
+       "screening.pregreet_pass_ttl", changed);
+  keep(next.screening.pregreet_pass_entries, running.screening.pregreet_pass_entries,
+       "screening.pregreet_pass_entries", changed);
   keep(next.ipv6_prefix, running.ipv6_prefix, "limits.ipv6_prefix", changed);
   keep(next.free_space_check, running.free_space_check, "limits.free_space_check_interval",
        changed);
