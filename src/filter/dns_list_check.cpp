@@ -65,9 +65,9 @@ void DnsListCheck::start_lookups(const std::string& client) const {
 }
 
 void DnsListCheck::run(intake::Stage stage, const intake::Context& context, Done done) {
-  // Only the MX role, and never a client that proved who it is.
-  if (context.role != "smtp" || !context.authenticated_user.empty())
-    return done(intake::Verdict::pass());
+  // Only smtp listeners run this check (app::with_screening); never a client that proved
+  // who it is (AUTH on port 25).
+  if (!context.authenticated_user.empty()) return done(intake::Verdict::pass());
   auto address = base::parse_ip(context.client_address);
   if (!address) return done(intake::Verdict::pass());  // not an IP client (cannot happen on smtp)
   for (const base::Network& network : policy_->allow_networks) {

@@ -1,6 +1,6 @@
-// dns_list_check.h — the DNS block/allow list check of the intake pipeline ("dnsbl"), on the
-// `smtp` role only (the submission roles authenticate their clients; a session that has
-// authenticated is never screened either).
+// dns_list_check.h — the DNS block/allow list check of the intake pipeline ("dnsbl"), in
+// the pipelines of the `smtp` listeners only (app::with_screening: the submission roles
+// authenticate their clients); a session that has authenticated is never screened either.
 //
 // Lookups go through the server's one dns::Resolver (asynchronous, cached): they start at
 // connect, so by the time a client gets to RCPT the answers are usually in the resolver's
