@@ -47,6 +47,9 @@ struct DnsListPolicy {
   std::vector<base::Network> allow_networks;
   // How long a verdict may wait for the lookups ([dns] timeout bounds each one anyway).
   std::chrono::milliseconds deadline{6000};
+  // The host name of the greeting (server.hostname): a refusal at connect replaces the
+  // greeting and follows it, "554 <hostname> <text>", within 512 octets as every reply.
+  std::string hostname;
 };
 
 std::string_view to_string(DnsListPolicy::RefuseAt where);  // "rcpt", "connect"

@@ -91,4 +91,18 @@ std::string reply_safe_text(std::string_view text, std::size_t max_length) {
   return out;
 }
 
+std::string refusal_text(std::string_view client, std::string_view zone, std::string_view txt,
+                         std::size_t room) {
+  constexpr std::size_t kMaxReason = 200;
+  constexpr std::string_view kSeparator = "; ";
+  constexpr std::size_t kEllipsis = 3;  // reply_safe_text's "..." past max_length
+  std::string text = fmt::format("Service unavailable; client [{}] blocked using {}", client, zone);
+  if (text.size() > room) text.resize(room);
+  if (txt.empty() || text.size() + kSeparator.size() + kEllipsis + 1 > room) return text;
+  const std::string reason = reply_safe_text(
+      txt, std::min(kMaxReason, room - text.size() - kSeparator.size() - kEllipsis));
+  if (!reason.empty()) text.append(kSeparator).append(reason);
+  return text;
+}
+
 }  // namespace filter

@@ -120,6 +120,7 @@ std::shared_ptr<intake::Check> dns_list_check(const config::Config& config,
                          ? filter::DnsListPolicy::RefuseAt::kConnect
                          : filter::DnsListPolicy::RefuseAt::kRcpt;
   policy.allow_networks = sc.allow_networks;
+  policy.hostname = config.hostname;
   // The A lookups side by side, then the TXT of the list that counted: two lookups' time.
   policy.deadline = 2 * std::chrono::duration_cast<std::chrono::milliseconds>(config.dns.timeout) +
                     std::chrono::seconds(1);

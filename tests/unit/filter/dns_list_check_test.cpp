@@ -95,6 +95,21 @@ TEST_F(DnsListCheckTest, ConnectModeRefusesWith554) {
   EXPECT_EQ(run(intake::Stage::kConnect, "192.0.2.3")->kind, intake::Verdict::Kind::kPass);
 }
 
+// RFC 5321 §4.5.3.1.5: a long TXT reason is cut so that each reply line, "550 5.7.1 text"
+// at RCPT or "554 <hostname> text" at connect, stays within 512 octets with its CRLF.
+TEST_F(DnsListCheckTest, ALongReasonIsCutToTheReplyLine) {
+  resolver->list("2.2.0.192.bl.test", {"127.0.0.2"}, std::string(600, 'x'));
+  auto rcpt = run(intake::Stage::kRcpt, "192.0.2.2", "a@example.org");
+  ASSERT_EQ(rcpt->kind, intake::Verdict::Kind::kReply);
+  EXPECT_TRUE(rcpt->reply.text.ends_with(std::string(200, 'x') + "..."));  // reason's own bound
+  policy.refuse_at = DnsListPolicy::RefuseAt::kConnect;
+  policy.hostname = std::string(250, 'h');
+  auto connect = run(intake::Stage::kConnect, "192.0.2.2");
+  ASSERT_EQ(connect->kind, intake::Verdict::Kind::kReply);
+  EXPECT_EQ(4 + policy.hostname.size() + 1 + connect->reply.text.size() + 2, 512u);
+  EXPECT_TRUE(connect->reply.text.ends_with("x..."));
+}
+
 TEST_F(DnsListCheckTest, ProviderErrorCodeIsNotListed) {
   resolver->list("2.2.0.192.bl.test", {"127.255.255.254"});
   EXPECT_EQ(run(intake::Stage::kRcpt, "192.0.2.2", "a@example.org")->kind,
