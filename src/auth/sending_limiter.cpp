@@ -2,8 +2,9 @@
 //
 // The state file (<data_dir>/sending-limits.held), one line per held user:
 //   <user> <window> <count> <bound> <since_unix>
-// user encoded by encode_user(), window "1h" or "24h". Replaced whole (base::
-// write_file_atomically) when a containment begins or ends.
+// user (lower case: users are keyed as control_commands' queue selection and the
+// FailureLimiter match them, ignoring ASCII case) encoded by encode_user(), window "1h" or
+// "24h". Replaced whole (base::write_file_atomically) when a containment begins or ends.
 #include "auth/sending_limiter.h"
 
 #include <sodium.h>
@@ -125,7 +126,7 @@ SendingLimiter::Entry* SendingLimiter::find_or_add(const std::string& user, Cloc
 bool SendingLimiter::may_start_message(std::string_view user, Clock::time_point now) {
   if (limits_.messages_per_hour == 0) return true;
   std::lock_guard lock(mutex_);
-  auto it = entries_.find(std::string(user));
+  auto it = entries_.find(base::ascii_lowercase(user));
   if (it == entries_.end()) return true;
   roll(it->second, now);
   return estimate(it->second, now) < static_cast<double>(limits_.messages_per_hour);
@@ -135,9 +136,10 @@ MessageDecision SendingLimiter::admit_message(std::string_view user,
                                               std::span<const std::string> external_recipients,
                                               Clock::time_point now, std::int64_t now_unix) {
   MessageDecision decision;
+  const std::string key = base::ascii_lowercase(user);
   {
     std::lock_guard lock(mutex_);
-    Entry* entry = find_or_add(std::string(user), now);
+    Entry* entry = find_or_add(key, now);
     if (entry == nullptr) return decision;  // the table is full: uncounted (see the header)
     entry->last_seen = now;
     roll(*entry, now);
@@ -159,11 +161,9 @@ MessageDecision SendingLimiter::admit_message(std::string_view user,
         std::count_if(entry->recipients.begin(), entry->recipients.end(),
                       [&](const auto& item) { return now - item.second < kHour; }));
     if (per_hour != 0 && in_hour > per_hour) {
-      entry->containment =
-          Containment{std::string(user), SendingWindow::kHour, in_hour, per_hour, now_unix};
+      entry->containment = Containment{key, SendingWindow::kHour, in_hour, per_hour, now_unix};
     } else if (per_day != 0 && in_day > per_day) {
-      entry->containment =
-          Containment{std::string(user), SendingWindow::kDay, in_day, per_day, now_unix};
+      entry->containment = Containment{key, SendingWindow::kDay, in_day, per_day, now_unix};
     } else {
       return decision;
     }
@@ -180,7 +180,7 @@ MessageDecision SendingLimiter::admit_message(std::string_view user,
 bool SendingLimiter::lift(std::string_view user) {
   {
     std::lock_guard lock(mutex_);
-    auto it = entries_.find(std::string(user));
+    auto it = entries_.find(base::ascii_lowercase(user));
     if (it == entries_.end() || !it->second.containment) return false;
     it->second.containment.reset();
     it->second.recipients.clear();
@@ -191,7 +191,7 @@ bool SendingLimiter::lift(std::string_view user) {
 
 std::optional<Containment> SendingLimiter::containment(std::string_view user) const {
   std::lock_guard lock(mutex_);
-  auto it = entries_.find(std::string(user));
+  auto it = entries_.find(base::ascii_lowercase(user));
   if (it == entries_.end()) return std::nullopt;
   return it->second.containment;
 }
@@ -223,6 +223,7 @@ void SendingLimiter::load() {
     std::string user, window, count, bound, since;
     words >> user >> window >> count >> bound >> since;
     auto name = decode_user(user);
+    if (name) *name = base::ascii_lowercase(*name);  // written by a version that kept case
     auto count_value = parse_number<std::uint64_t>(count);
     auto bound_value = parse_number<std::uint64_t>(bound);
     auto since_value = parse_number<std::int64_t>(since);

@@ -2,7 +2,8 @@
 // [sending_limits] (README "Sending limits", docs/architecture.md "Sending limits").
 //
 // Two kinds of bound, per user (the login name of SMTP AUTH or a client certificate, or
-// the local user of the local socket):
+// the local user of the local socket; ASCII case is ignored, as queue selection and the
+// FailureLimiter ignore it, and a Containment names the user in lower case):
 // - messages_per_hour: messages in any sliding hour. Asked at MAIL (may_start_message):
 //   past it the session answers 451 4.7.1 and the client tries later. Counted as
 //   net::SlidingWindowTable does (two fixed windows, the previous one weighted by how much

@@ -56,16 +56,14 @@ Expected<Network, std::string> parse_network(std::string_view text) {
   return network;
 }
 
-namespace {
-constexpr IpBytes kMapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
-bool is_mapped(const IpBytes& ip) {
+bool is_ipv4_mapped(const IpBytes& ip) {
+  static constexpr IpBytes kMapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
   return std::memcmp(ip.data(), kMapped.data(), 12) == 0;
 }
-}  // namespace
 
 std::string format_ip(const IpBytes& ip) {
   char buffer[INET6_ADDRSTRLEN];
-  const bool v4 = is_mapped(ip);
+  const bool v4 = is_ipv4_mapped(ip);
   if (::inet_ntop(v4 ? AF_INET : AF_INET6, ip.data() + (v4 ? 12 : 0), buffer, sizeof buffer) ==
       nullptr) {
     return std::string();  // cannot happen with these buffer sizes
@@ -74,7 +72,7 @@ std::string format_ip(const IpBytes& ip) {
 }
 
 std::string to_string(const Network& network) {
-  const bool v4 = is_mapped(network.address) && network.prefix_length >= 96;
+  const bool v4 = is_ipv4_mapped(network.address) && network.prefix_length >= 96;
   return format_ip(network.address) + "/" +
          std::to_string(v4 ? network.prefix_length - 96 : network.prefix_length);
 }
@@ -82,8 +80,9 @@ std::string to_string(const Network& network) {
 Network client_network(const IpBytes& ip, unsigned ipv6_prefix) {
   Network network;
   network.address = ip;
-  network.prefix_length =
-      is_mapped(ip) ? 128 : std::clamp(ipv6_prefix, kMinIpv6ClientPrefix, kMaxIpv6ClientPrefix);
+  network.prefix_length = is_ipv4_mapped(ip)
+                              ? 128
+                              : std::clamp(ipv6_prefix, kMinIpv6ClientPrefix, kMaxIpv6ClientPrefix);
   for (unsigned bit = network.prefix_length; bit < 128; ++bit) {
     network.address[bit / 8] &= static_cast<unsigned char>(~(0x80u >> (bit % 8)));
   }
@@ -99,14 +98,14 @@ std::optional<Network> client_network(std::string_view address, unsigned ipv6_pr
 std::string client_key(std::string_view address, unsigned ipv6_prefix) {
   auto network = client_network(address, ipv6_prefix);
   if (!network) return std::string(address.substr(0, 64));
-  if (is_mapped(network->address)) return format_ip(network->address);
+  if (is_ipv4_mapped(network->address)) return format_ip(network->address);
   return to_string(*network);
 }
 
 bool is_loopback_address(std::string_view host) {
   auto ip = parse_ip(host);
   if (!ip) return false;
-  if (is_mapped(*ip)) return (*ip)[12] == 127;
+  if (is_ipv4_mapped(*ip)) return (*ip)[12] == 127;
   static constexpr IpBytes kLoopback6{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
   return *ip == kLoopback6;
 }

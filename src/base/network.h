@@ -19,6 +19,8 @@ using IpBytes = std::array<unsigned char, 16>;
 
 // A literal IPv4 or IPv6 address as 16 bytes (IPv4-mapped for IPv4); nullopt otherwise.
 std::optional<IpBytes> parse_ip(std::string_view text);
+// Whether ip is IPv4-mapped (::ffff:a.b.c.d), the form parse_ip gives IPv4 addresses.
+bool is_ipv4_mapped(const IpBytes& ip);
 
 // An IPv4 or IPv6 network; IPv4 is held as IPv4-mapped IPv6 (::ffff:a.b.c.d/96+n).
 struct Network {

@@ -1238,6 +1238,11 @@ void read_srs(const toml::table& root, const Reader& reader, const std::string& 
   config.srs = std::move(srs);
 }
 
+// Bounds on [screening]: each list costs an A lookup per client and each answer a
+// comparison per listed reply; far more than any real policy uses.
+constexpr std::size_t kMaxDnsLists = 16;
+constexpr std::size_t kMaxDnsListAnswers = 32;
+
 // [screening] (config.h ScreeningSettings; README "Screening").
 void read_screening(const toml::table& root, Reader& reader, Config& config) {
   ScreeningSettings& sc = config.screening;
@@ -1251,6 +1256,8 @@ void read_screening(const toml::table& root, Reader& reader, Config& config) {
   if (const toml::array* lists = reader.array_at(*table, p, "dns_lists")) {
     const std::string lp = "screening.dns_lists";
     for (const toml::node& node : *lists) {
+      if (sc.dns_lists.size() == kMaxDnsLists)
+        reader.fail(&node, lp, fmt::format("at most {} lists", kMaxDnsLists));
       if (!node.is_table())
         reader.fail(&node, lp, "each entry is a table ([[screening.dns_lists]])");
       const toml::table& entry = *node.as_table();
@@ -1275,6 +1282,9 @@ void read_screening(const toml::table& root, Reader& reader, Config& config) {
       if (const toml::array* answers = reader.array_at(entry, lp, "answers")) {
         const std::string ap = "screening.dns_lists.answers";
         for (const toml::node& answer_node : *answers) {
+          if (list.answers.size() == kMaxDnsListAnswers)
+            reader.fail(&answer_node, ap,
+                        fmt::format("at most {} answers in a list", kMaxDnsListAnswers));
           DnsListAnswerSettings answer;
           std::string text;
           const toml::node* weight_node = nullptr;

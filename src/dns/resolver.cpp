@@ -8,26 +8,45 @@
 
 namespace dns {
 
-std::string reverse_name(std::string_view ip) {
+namespace {
+
+// The reversed labels of an IP literal and whether it was IPv6; "" when not a literal.
+std::string reversed(std::string_view ip, bool& v6) {
   const std::string text(ip);
   unsigned char octets[16];
   static constexpr char kHex[] = "0123456789abcdef";
   std::string name;
+  v6 = false;
   if (::inet_pton(AF_INET, text.c_str(), octets) == 1) {
     for (int i = 3; i >= 0; --i)
       name += std::to_string(octets[i]) + ".";
-    return name + "in-addr.arpa";
+    return name;
   }
   if (::inet_pton(AF_INET6, text.c_str(), octets) == 1) {
+    v6 = true;
     for (int i = 15; i >= 0; --i) {
       name += kHex[octets[i] & 0x0F];
       name += '.';
       name += kHex[octets[i] >> 4];
       name += '.';
     }
-    return name + "ip6.arpa";
+    return name;
   }
   return {};
+}
+
+}  // namespace
+
+std::string reverse_labels(std::string_view ip) {
+  bool v6 = false;
+  return reversed(ip, v6);
+}
+
+std::string reverse_name(std::string_view ip) {
+  bool v6 = false;
+  std::string name = reversed(ip, v6);
+  if (name.empty()) return name;
+  return name + (v6 ? "ip6.arpa" : "in-addr.arpa");
 }
 
 std::string_view to_string(Type type) {

@@ -78,6 +78,10 @@ using AnswerPtr = std::shared_ptr<const Answer>;
 // The PTR name of an IP literal (RFC 1035 §3.5, RFC 3596 §2.5): "1.2.0.192.in-addr.arpa",
 // nibbles under "ip6.arpa"; "" when ip is not an IP literal.
 std::string reverse_name(std::string_view ip);
+// The labels of reverse_name before "in-addr.arpa" / "ip6.arpa", each with its dot:
+// "1.2.0.192."; "" when ip is not an IP literal. DNS lists are asked the same labels under
+// their zone (RFC 5782 §2.1, §2.4).
+std::string reverse_labels(std::string_view ip);
 
 class Resolver {
  public:

@@ -65,9 +65,9 @@ void DnsListCheck::start_lookups(const std::string& client) const {
 }
 
 void DnsListCheck::run(intake::Stage stage, const intake::Context& context, Done done) {
-  // Only the MX role, and never a client that proved who it is.
-  if (context.role != "smtp" || !context.authenticated_user.empty())
-    return done(intake::Verdict::pass());
+  // Only smtp listeners run this check (app::with_screening); never a client that proved
+  // who it is (AUTH on port 25).
+  if (!context.authenticated_user.empty()) return done(intake::Verdict::pass());
   auto address = base::parse_ip(context.client_address);
   if (!address) return done(intake::Verdict::pass());  // not an IP client (cannot happen on smtp)
   for (const base::Network& network : policy_->allow_networks) {
@@ -143,20 +143,20 @@ void DnsListCheck::run(intake::Stage stage, const intake::Context& context, Done
           .kv_if("lists", lists);
       obs::server_metrics().dnsbl_decision(listed ? "listed" : "not_listed");
       if (!listed) return evaluation->done(intake::Verdict::pass());
-      std::string text = fmt::format("Service unavailable; client [{}] blocked using {}",
-                                     evaluation->client, zone);
-      if (!reason.empty()) text += "; " + reason;
       // RFC 5321 §3.1: 554 instead of the greeting; §4.3.2: 550 (not 554) for RCPT.
       const bool at_connect = evaluation->stage == intake::Stage::kConnect;
+      const std::string text = refusal_text(
+          evaluation->client, zone, reason,
+          at_connect ? connect_refusal_room(policy->hostname.size()) : kRcptRefusalRoom);
       evaluation->done(intake::Verdict::refuse(smtp::Reply{at_connect ? 554 : 550, "5.7.1", text}));
     };
     if (!listed) return answer({}, {});
     const std::string zone = reason_list->zone;
     resolver->lookup(query_name(evaluation->client, zone), dns::Type::kTxt,
                      [answer, zone](dns::AnswerPtr txt) {
-                       std::string reason;
+                       std::string reason;  // made reply-safe and cut by refusal_text
                        if (txt && txt->status == dns::Status::kOk && !txt->texts.empty())
-                         reason = reply_safe_text(txt->texts.front());
+                         reason = txt->texts.front();
                        answer(zone, reason);
                      });
   };

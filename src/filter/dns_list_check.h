@@ -1,6 +1,6 @@
-// dns_list_check.h — the DNS block/allow list check of the intake pipeline ("dnsbl"), on the
-// `smtp` role only (the submission roles authenticate their clients; a session that has
-// authenticated is never screened either).
+// dns_list_check.h — the DNS block/allow list check of the intake pipeline ("dnsbl"), in
+// the pipelines of the `smtp` listeners only (app::with_screening: the submission roles
+// authenticate their clients); a session that has authenticated is never screened either.
 //
 // Lookups go through the server's one dns::Resolver (asynchronous, cached): they start at
 // connect, so by the time a client gets to RCPT the answers are usually in the resolver's
@@ -47,6 +47,9 @@ struct DnsListPolicy {
   std::vector<base::Network> allow_networks;
   // How long a verdict may wait for the lookups ([dns] timeout bounds each one anyway).
   std::chrono::milliseconds deadline{6000};
+  // The host name of the greeting (server.hostname): a refusal at connect replaces the
+  // greeting and follows it, "554 <hostname> <text>", within 512 octets as every reply.
+  std::string hostname;
 };
 
 std::string_view to_string(DnsListPolicy::RefuseAt where);  // "rcpt", "connect"

@@ -1,38 +1,21 @@
 // dns_lists.cpp — see dns_lists.h.
 #include "filter/dns_lists.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
+#include "dns/resolver.h"
+
 namespace filter {
-namespace {
-
-bool is_mapped_ipv4(const base::IpBytes& ip) {
-  for (int i = 0; i < 10; ++i) {
-    if (ip[i] != 0) return false;
-  }
-  return ip[10] == 0xff && ip[11] == 0xff;
-}
-
-}  // namespace
 
 std::string query_name(std::string_view client_address, std::string_view zone) {
   auto ip = base::parse_ip(client_address);
   if (!ip) return {};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string name;
-  if (is_mapped_ipv4(*ip)) {
-    // RFC 5782 §2.1: the octets in reverse order.
-    for (int i = 15; i >= 12; --i)
-      name.append(std::to_string((*ip)[i])).push_back('.');
-  } else {
-    // RFC 5782 §2.4: the nibbles in reverse order, as in ip6.arpa (RFC 3596 §2.5).
-    for (int i = 15; i >= 0; --i) {
-      name.push_back(kHex[(*ip)[i] & 0x0f]);
-      name.push_back('.');
-      name.push_back(kHex[(*ip)[i] >> 4]);
-      name.push_back('.');
-    }
-  }
+  // RFC 5782 §2.1: the octets in reverse order (an IPv4-mapped client as its IPv4 address);
+  // §2.4: the nibbles in reverse order, as in ip6.arpa (RFC 3596 §2.5).
+  std::string name = dns::reverse_labels(base::format_ip(*ip));
+  if (name.empty()) return {};
   std::string_view bare = zone;
   while (!bare.empty() && bare.back() == '.')
     bare.remove_suffix(1);
@@ -40,7 +23,8 @@ std::string query_name(std::string_view client_address, std::string_view zone) {
 }
 
 bool is_provider_error_code(const base::IpBytes& address) {
-  return is_mapped_ipv4(address) && address[12] == 127 && address[13] == 255 && address[14] == 255;
+  return base::is_ipv4_mapped(address) && address[12] == 127 && address[13] == 255 &&
+         address[14] == 255;
 }
 
 ListResult evaluate_answer(const DnsList& list, const std::vector<std::string>& addresses) {
@@ -49,7 +33,7 @@ ListResult evaluate_answer(const DnsList& list, const std::vector<std::string>& 
   for (const std::string& text : addresses) {
     auto address = base::parse_ip(text);
     // RFC 5782 §2.3: answers are in 127.0.0.0/8; anything else is not a list's answer.
-    const bool loopback_range = address && is_mapped_ipv4(*address) && (*address)[12] == 127;
+    const bool loopback_range = address && base::is_ipv4_mapped(*address) && (*address)[12] == 127;
     if (!loopback_range || is_provider_error_code(*address)) {
       if (result.kind != ListResult::Kind::kListed) {
         result.kind = ListResult::Kind::kError;
@@ -105,6 +89,20 @@ std::string reply_safe_text(std::string_view text, std::size_t max_length) {
   while (!out.empty() && out.back() == ' ')
     out.pop_back();
   return out;
+}
+
+std::string refusal_text(std::string_view client, std::string_view zone, std::string_view txt,
+                         std::size_t room) {
+  constexpr std::size_t kMaxReason = 200;
+  constexpr std::string_view kSeparator = "; ";
+  constexpr std::size_t kEllipsis = 3;  // reply_safe_text's "..." past max_length
+  std::string text = fmt::format("Service unavailable; client [{}] blocked using {}", client, zone);
+  if (text.size() > room) text.resize(room);
+  if (txt.empty() || text.size() + kSeparator.size() + kEllipsis + 1 > room) return text;
+  const std::string reason = reply_safe_text(
+      txt, std::min(kMaxReason, room - text.size() - kSeparator.size() - kEllipsis));
+  if (!reason.empty()) text.append(kSeparator).append(reason);
+  return text;
 }
 
 }  // namespace filter

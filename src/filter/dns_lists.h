@@ -21,6 +21,7 @@
 //   not listed: a block list is advice, and a broken one must not stop mail.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -72,5 +73,24 @@ int score_of(const std::vector<ListResult>& results);
 // included, becomes '?'), runs of spaces kept single, at most max_length octets (then
 // "..."), trimmed. Text from a DNS answer must never split or forge a reply line.
 std::string reply_safe_text(std::string_view text, std::size_t max_length = 200);
+
+// RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with its CRLF.
+constexpr std::size_t kMaxReplyLine = 512;
+// The room for the text of a refusal at RCPT, after "550 5.7.1 " and before CRLF.
+constexpr std::size_t kRcptRefusalRoom = kMaxReplyLine - 2 - 10;
+// The room for the text of a refusal at connect, which replaces the greeting: "554 <host> "
+// before it (no enhanced code before EHLO, RFC 2034 §3), CRLF after.
+constexpr std::size_t connect_refusal_room(std::size_t hostname_length) {
+  const std::size_t used = 4 + hostname_length + 1 + 2;
+  return used < kMaxReplyLine ? kMaxReplyLine - used : 0;
+}
+
+// The text of the refusal reply: "Service unavailable; client [<client>] blocked using
+// <zone>; <reason>", where reason is txt (a list's TXT record, "" for none) made reply-safe
+// and cut to the room left within room octets (kRcptRefusalRoom, connect_refusal_room), so
+// that the whole reply line stays within 512 octets. No room for a reason: none; no room for
+// the rest (a zone and a hostname near 255 octets each): cut at room.
+std::string refusal_text(std::string_view client, std::string_view zone, std::string_view txt,
+                         std::size_t room = kRcptRefusalRoom);
 
 }  // namespace filter

@@ -54,29 +54,6 @@ class SlidingWindowTable {
     return true;
   }
 
-  // Whether one more event would be admitted, without counting it.
-  bool below_limit(const Key& key, RateClock::time_point now) {
-    if (limit_ == 0) return true;
-    std::lock_guard lock(mutex_);
-    auto it = entries_.find(key);
-    if (it == entries_.end()) return true;
-    roll(it->second, now);
-    return estimate(it->second, now) < static_cast<double>(limit_);
-  }
-
-  // Counts one event without checking (the event happened: a message was accepted).
-  void record(const Key& key, RateClock::time_point now) {
-    if (limit_ == 0) return;
-    std::lock_guard lock(mutex_);
-    Entry* entry = find_or_add(key, now);
-    if (entry == nullptr) {
-      ++untracked_;
-      return;
-    }
-    roll(*entry, now);
-    ++entry->current;
-  }
-
   std::size_t size() const {
     std::lock_guard lock(mutex_);
     return entries_.size();

@@ -291,9 +291,13 @@ std::string show_answer(const queue::QueueEntryView& entry, const QueueArguments
   return out;
 }
 
-// delete / hold / release / requeue / flush of the ids given, and the answer.
+// delete / hold / release / requeue / flush of the ids given, and the answer. lift_hold,
+// when given, runs once the messages are acted on (a user's held mail is released before
+// the user's sending hold is lifted: a message the user sends meanwhile is held still, and
+// is released by the next such command); its true is said in the answer.
 std::string act_on(const std::string& verb, const std::vector<std::string>& ids, bool by_id,
-                   const QueueArguments& arguments, queue::Scheduler& scheduler) {
+                   const QueueArguments& arguments, queue::Scheduler& scheduler,
+                   const std::function<bool()>& lift_hold = {}) {
   const std::string done = verb == "delete"    ? "deleted"
                            : verb == "hold"    ? "held"
                            : verb == "release" ? "released"
@@ -327,6 +331,11 @@ std::string act_on(const std::string& verb, const std::vector<std::string>& ids,
     }
     results.push_back(Result{id, outcome == queue::Scheduler::Outcome::kLater});
   }
+  const bool hold_lifted = lift_hold && lift_hold();
+  const std::string lifted_line =
+      hold_lifted
+          ? "lifted the sending hold of " + terminal_safe(arguments.user.value_or("")) + "\n"
+          : "";
   if (arguments.json) {
     std::string out = "{";
     append_json_field(out, "action", done);
@@ -339,7 +348,9 @@ std::string act_on(const std::string& verb, const std::vector<std::string>& ids,
       out += results[i].later ? "true" : "false";
       out += '}';
     }
-    return out + "]}\n";
+    out += ']';
+    if (hold_lifted) out += ",\"sending_hold_lifted\":true";
+    return out + "}\n";
   }
   if (verb == "flush" || verb == "requeue") {
     // The words the first smtpsctl printed ("flushed 2 deferred messages").
@@ -350,13 +361,13 @@ std::string act_on(const std::string& verb, const std::vector<std::string>& ids,
       out += "  " + result.id + "\n";
     return out;
   }
-  if (results.empty()) return "no message selected\n";
+  if (results.empty()) return "no message selected\n" + lifted_line;
   std::string out;
   for (const Result& result : results) {
     out += done + " " + result.id +
            (result.later ? " (when its current delivery attempt ends)" : "") + "\n";
   }
-  return out;
+  return out + lifted_line;
 }
 
 std::string queue_request(const std::vector<std::string>& words, const ControlContext& context,
@@ -394,22 +405,18 @@ std::string queue_request(const std::vector<std::string>& words, const ControlCo
     for (const queue::QueueEntryView& entry : selected(scheduler, arguments, caller, context))
       ids.push_back(entry.id);
   } else {
-    return "error: queue " + verb + " needs a queue id, --all, --to-domain or --from\n";
+    return "error: queue " + verb + " needs a queue id, --all, --to-domain, --from or --user\n";
   }
   if (verb == "requeue" && context.forget_next_hops) context.forget_next_hops();
-  // The user's own mail is released first, then the hold is lifted: a message the user
-  // sends meanwhile is held still, and is released by the next such command.
-  std::string answer = act_on(verb, ids, by_id, arguments, scheduler);
-  if (verb == "release" && arguments.user && context.sending_limiter != nullptr &&
-      context.sending_limiter->lift(*arguments.user)) {
-    obs::Log("user_released", obs::Level::kWarning).kv("user", *arguments.user);
-    if (arguments.json) {
-      answer.insert(answer.size() - 2, ",\"sending_hold_lifted\":true");
-    } else {
-      answer += "lifted the sending hold of " + terminal_safe(*arguments.user) + "\n";
-    }
+  std::function<bool()> lift_hold;
+  if (verb == "release" && arguments.user && context.sending_limiter != nullptr) {
+    lift_hold = [&] {
+      if (!context.sending_limiter->lift(*arguments.user)) return false;
+      obs::Log("user_released", obs::Level::kWarning).kv("user", *arguments.user);
+      return true;
+    };
   }
-  return answer;
+  return act_on(verb, ids, by_id, arguments, scheduler, lift_hold);
 }
 
 }  // namespace

@@ -104,29 +104,41 @@ dkim_keys_of(const config::Config& config, const config::Domain& domain) {
   return keys;
 }
 
+std::shared_ptr<intake::Check> dns_list_check(const config::Config& config,
+                                              const CheckServices& services) {
+  if (!services.resolver || config.screening.dns_lists.empty()) return nullptr;
+  const config::ScreeningSettings& sc = config.screening;
+  filter::DnsListPolicy policy;
+  for (const config::DnsListSettings& list : sc.dns_lists) {
+    filter::DnsList entry{list.zone, list.weight, {}};
+    for (const config::DnsListAnswerSettings& answer : list.answers)
+      entry.answers.push_back(filter::ListedAnswer{answer.network, answer.weight});
+    policy.lists.push_back(std::move(entry));
+  }
+  policy.threshold = sc.dns_list_threshold;
+  policy.refuse_at = sc.refuse_at == config::DnsListRefuseAt::kConnect
+                         ? filter::DnsListPolicy::RefuseAt::kConnect
+                         : filter::DnsListPolicy::RefuseAt::kRcpt;
+  policy.allow_networks = sc.allow_networks;
+  policy.hostname = config.hostname;
+  // The A lookups side by side, then the TXT of the list that counted: two lookups' time.
+  policy.deadline = 2 * std::chrono::duration_cast<std::chrono::milliseconds>(config.dns.timeout) +
+                    std::chrono::seconds(1);
+  return std::make_shared<filter::DnsListCheck>(services.resolver, std::move(policy));
+}
+
+std::shared_ptr<const intake::Pipeline> with_screening(
+    const std::shared_ptr<const intake::Pipeline>& checks,
+    const std::shared_ptr<intake::Check>& screening) {
+  if (!screening) return checks;
+  std::vector<std::shared_ptr<intake::Check>> out{screening};
+  out.insert(out.end(), checks->checks().begin(), checks->checks().end());
+  return std::make_shared<const intake::Pipeline>(std::move(out));
+}
+
 base::Expected<std::shared_ptr<const intake::Pipeline>, std::string> built_in_checks(
     const config::Config& config, const CheckServices& services) {
   std::vector<std::shared_ptr<intake::Check>> checks;
-  if (services.resolver && !config.screening.dns_lists.empty()) {
-    const config::ScreeningSettings& sc = config.screening;
-    filter::DnsListPolicy policy;
-    for (const config::DnsListSettings& list : sc.dns_lists) {
-      filter::DnsList entry{list.zone, list.weight, {}};
-      for (const config::DnsListAnswerSettings& answer : list.answers)
-        entry.answers.push_back(filter::ListedAnswer{answer.network, answer.weight});
-      policy.lists.push_back(std::move(entry));
-    }
-    policy.threshold = sc.dns_list_threshold;
-    policy.refuse_at = sc.refuse_at == config::DnsListRefuseAt::kConnect
-                           ? filter::DnsListPolicy::RefuseAt::kConnect
-                           : filter::DnsListPolicy::RefuseAt::kRcpt;
-    policy.allow_networks = sc.allow_networks;
-    // The A lookups side by side, then the TXT of the list that counted: two lookups' time.
-    policy.deadline =
-        2 * std::chrono::duration_cast<std::chrono::milliseconds>(config.dns.timeout) +
-        std::chrono::seconds(1);
-    checks.push_back(std::make_shared<filter::DnsListCheck>(services.resolver, std::move(policy)));
-  }
   if (config.max_received_headers != 0) {
     checks.push_back(std::make_shared<intake::ReceivedLoopCheck>(config.max_received_headers));
   }
@@ -250,6 +262,8 @@ std::string describe_configured_checks(const config::Config& config) {
   auto pipeline = built_in_checks(config, services);
   if (!pipeline) return pipeline.error();
   std::string out = describe_checks(*pipeline.value());
+  if (auto screening = dns_list_check(config, services))
+    out += "; on smtp listeners first: " + describe_checks(intake::Pipeline({screening}));
   // The milters of each listener (and of the local submissions), in their order.
   const auto milters = milter_checks(config, services);
   auto named = [&](const std::vector<std::string>& names) {

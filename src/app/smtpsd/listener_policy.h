@@ -74,6 +74,17 @@ struct CheckServices {
 base::Expected<std::vector<std::shared_ptr<const mailauth::DkimSigningKey>>, std::string>
 dkim_keys_of(const config::Config& config, const config::Domain& domain);
 
+// The DNS list check of config's smtp listeners (filter/dns_list_check.h, "Screening" in
+// docs/architecture.md): nullptr without [[screening.dns_lists]] or without a resolver in
+// services. Built once per snapshot, shared by its smtp listeners.
+std::shared_ptr<intake::Check> dns_list_check(const config::Config& config,
+                                              const CheckServices& services);
+// The pipeline of an smtp listener: screening (dns_list_check) first, then checks; checks
+// itself when screening is nullptr. The other roles run checks without it: they pay no
+// check round for a check that would pass them anyway.
+std::shared_ptr<const intake::Pipeline> with_screening(
+    const std::shared_ptr<const intake::Pipeline>& checks,
+    const std::shared_ptr<intake::Check>& screening);
 // The checks every listener of config runs (intake/check.h), built in and on by default, in
 // this order (docs/architecture.md "Checks"): the received-loop check (intake/loop_check.h)
 // at limits.max_received_headers (left out when that is 0), the authenticity check for port

@@ -134,6 +134,12 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
        "limits.max_connections_per_minute_per_ip", changed);
   // The sending limiter keeps its counts and who is held: its bounds take a restart.
   keep(next.sending_limits, running.sending_limits, "sending_limits", changed);
+  // The pre-greet pass table is sized and filled by net::Server at start: it keeps its
+  // clients and their time to live.
+  keep(next.screening.pregreet_pass_ttl, running.screening.pregreet_pass_ttl,
+       "screening.pregreet_pass_ttl", changed);
+  keep(next.screening.pregreet_pass_entries, running.screening.pregreet_pass_entries,
+       "screening.pregreet_pass_entries", changed);
   keep(next.ipv6_prefix, running.ipv6_prefix, "limits.ipv6_prefix", changed);
   keep(next.free_space_check, running.free_space_check, "limits.free_space_check_interval",
        changed);
@@ -228,10 +234,13 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
         error});
   }
   next.certificates = std::move(store.value());
-  // One pipeline for every listener of this snapshot.
+  // One pipeline for every listener of this snapshot, and one with the DNS list check in
+  // front for the smtp listeners (the other roles are never screened).
   auto built = built_in_checks(config, check_services_);
   if (!built) return base::unexpected(PrepareError{built.error(), std::nullopt});
   std::shared_ptr<const intake::Pipeline> checks = std::move(built.value());
+  std::shared_ptr<const intake::Pipeline> smtp_checks =
+      with_screening(checks, dns_list_check(config, check_services_));
   const auto milters = milter_checks(config, check_services_);
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
     const config::Listener& l = config.listeners[i];
@@ -256,8 +265,9 @@ base::Expected<ReloadEngine::Generation, ReloadEngine::PrepareError> ReloadEngin
           std::nullopt});
     }
     auto options = listener_options(
-        snapshot, i, with_milters(checks, milters, l.milters), contexts.value()->initial_context(),
-        *users_,
+        snapshot, i,
+        with_milters(l.role == config::Role::kSmtp ? smtp_checks : checks, milters, l.milters),
+        contexts.value()->initial_context(), *users_,
         [space = space_, reserve = config.min_free_space](std::uint64_t size) {
           return space->has_room(reserve, size);
         },

@@ -131,6 +131,23 @@ TEST(SendingLimiterTest, LiftEndsTheHoldAndStartsTheCountsAgain) {
   EXPECT_TRUE(limiter.admit_message("alice", addresses(5, 1), t0 + minutes(2), 0).hold);
 }
 
+// Queue selection (smtpsctl queue release --user) and the FailureLimiter ignore ASCII case:
+// so does the limiter, or releasing ALICE's mail would leave alice held.
+TEST(SendingLimiterTest, UsersAreOneWhateverTheirCase) {
+  SendingLimiter limiter(bounds(2, 2, 100));
+  const Clock::time_point t0{};
+  limiter.admit_message("Alice", {}, t0, 0);
+  limiter.admit_message("alice", {}, t0, 0);
+  EXPECT_FALSE(limiter.may_start_message("ALICE", t0));
+  MessageDecision crossing = limiter.admit_message("ALICE", addresses(0, 3), t0, 5);
+  EXPECT_TRUE(crossing.hold);
+  ASSERT_TRUE(crossing.crossed);
+  EXPECT_EQ(crossing.crossed->user, "alice");
+  ASSERT_TRUE(limiter.containment("aLiCe"));
+  EXPECT_TRUE(limiter.lift("ALICE"));
+  EXPECT_FALSE(limiter.containment("alice"));
+}
+
 TEST(SendingLimiterTest, NoRecipientBoundWhenBothAreZero) {
   SendingLimiter limiter(bounds(1000, 0, 0));
   EXPECT_FALSE(limiter.admit_message("alice", addresses(0, 500), Clock::time_point{}, 0).hold);
@@ -183,6 +200,19 @@ TEST_F(SendingLimiterFileTest, WhoIsHeldSurvivesARestartButTheCountsDoNot) {
   EXPECT_FALSE(restarted.admit_message("bob", addresses(2, 2), Clock::now(), 0).hold);
   // A lift is written too.
   EXPECT_TRUE(restarted.lift("alice smith\n%"));
+  SendingLimiter again(bounds(0, 2, 100), file_);
+  EXPECT_TRUE(again.containments().empty());
+}
+
+TEST_F(SendingLimiterFileTest, AHeldUserIsReadBackInLowerCase) {
+  {
+    std::ofstream out(file_);
+    out << "Alice 1h 3 2 100\n";
+  }
+  SendingLimiter limiter(bounds(0, 2, 100), file_);
+  ASSERT_TRUE(limiter.containment("ALICE"));
+  EXPECT_EQ(limiter.containments().at(0).user, "alice");
+  EXPECT_TRUE(limiter.lift("alice"));
   SendingLimiter again(bounds(0, 2, 100), file_);
   EXPECT_TRUE(again.containments().empty());
 }

@@ -14,6 +14,14 @@ TEST(NetworkTest, LoopbackIsRecognised) {
   EXPECT_FALSE(base::is_loopback_address("::"));
 }
 
+TEST(NetworkTest, Ipv4IsHeldIpv4Mapped) {
+  EXPECT_TRUE(base::is_ipv4_mapped(base::parse_ip("192.0.2.1").value()));
+  EXPECT_TRUE(base::is_ipv4_mapped(base::parse_ip("::ffff:192.0.2.1").value()));
+  EXPECT_FALSE(base::is_ipv4_mapped(base::parse_ip("::192.0.2.1").value()));
+  EXPECT_FALSE(base::is_ipv4_mapped(base::parse_ip("2001:db8::1").value()));
+  EXPECT_FALSE(base::is_ipv4_mapped(base::parse_ip("::1").value()));
+}
+
 TEST(NetworkTest, NetworksContainTheirAddressesInBothFamilies) {
   auto v4 = base::parse_network("192.0.2.0/24");
   ASSERT_TRUE(v4);

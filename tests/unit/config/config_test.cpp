@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -770,4 +771,31 @@ TEST(ConfigDnsTest, ErrorsNameTheKey) {
     EXPECT_NE(parsed.error().message.find(c.message), std::string::npos)
         << c.text << ": " << parsed.error().to_string();
   }
+}
+
+TEST(ConfigTest, DnsListsAndTheirAnswersAreBounded) {
+  std::string lists = std::string(kMinimal) + "\n[screening]\n";  // [screening] on line 22
+  for (int i = 0; i < 16; ++i)
+    lists += fmt::format("[[screening.dns_lists]]\nzone = \"bl{}.example\"\n", i);
+  ASSERT_TRUE(config::parse(lists, "/etc/smtpsd/test.toml").has_value());
+  config::ConfigError e =
+      expect_error(lists + "[[screening.dns_lists]]\nzone = \"bl16.example\"\n");  // line 55
+  EXPECT_EQ(e.file, "/etc/smtpsd/test.toml");
+  EXPECT_EQ(e.key, "screening.dns_lists");
+  EXPECT_EQ(e.line, 55);
+  EXPECT_NE(e.message.find("at most 16"), std::string::npos) << e.message;
+
+  std::vector<std::string> answers;
+  for (int i = 1; i <= 32; ++i)
+    answers.push_back(fmt::format("\"127.0.0.{}\"", i));
+  const std::string list =
+      std::string(kMinimal) + "\n[[screening.dns_lists]]\nzone = \"bl.example\"\nanswers = [";
+  ASSERT_TRUE(
+      config::parse(list + fmt::format("{}]\n", fmt::join(answers, ", ")), "/etc/smtpsd/test.toml")
+          .has_value());
+  answers.push_back("\"127.0.0.33\"");
+  e = expect_error(list + fmt::format("{}]\n", fmt::join(answers, ", ")));
+  EXPECT_EQ(e.key, "screening.dns_lists.answers");
+  EXPECT_EQ(e.line, 24);
+  EXPECT_NE(e.message.find("at most 32"), std::string::npos) << e.message;
 }

@@ -132,5 +132,14 @@ TEST(ReverseNameTest, Ipv4OctetsAndIpv6NibblesReversedAndAnythingElseRefused) {
   EXPECT_EQ(reverse_name(""), "");
 }
 
+// The same labels without the arpa suffix: what DNS lists are asked under their zone.
+TEST(ReverseNameTest, LabelsWithoutTheArpaSuffix) {
+  EXPECT_EQ(reverse_labels("192.0.2.10"), "10.2.0.192.");
+  EXPECT_EQ(reverse_labels("2001:db8::1"),
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.");
+  EXPECT_EQ(reverse_labels("mx.example.com"), "");
+  EXPECT_EQ(reverse_labels(""), "");
+}
+
 }  // namespace
 }  // namespace dns

@@ -1,7 +1,7 @@
 // dns_list_check_test.cpp — filter::DnsListCheck over a scripted resolver: refused at RCPT
 // with 550 5.7.1 and the escaped TXT reason (postmaster still reachable), at connect with
-// 554, allowlisted networks and allowlists, provider error codes not listed, the smtp role
-// only, and connect in RCPT mode only starting the lookups.
+// 554, allowlisted networks and allowlists, provider error codes not listed, authenticated
+// sessions never screened, and connect in RCPT mode only starting the lookups.
 #include "filter/dns_list_check.h"
 
 #include <map>
@@ -46,12 +46,13 @@ struct DnsListCheckTest : ::testing::Test {
   DnsListCheckTest() { policy.lists = {DnsList{"bl.test", 1, {}}}; }
 
   std::optional<intake::Verdict> run(intake::Stage stage, std::string client,
-                                     std::string recipient = "", std::string role = "smtp") {
+                                     std::string recipient = "", std::string user = "") {
     DnsListCheck check(resolver, policy);
     intake::Context context;
     context.session_id = "s1";
     context.client_address = client;
-    context.role = role;
+    context.role = "smtp";
+    context.authenticated_user = user;
     context.recipient = recipient;
     std::optional<intake::Verdict> verdict;
     check.run(stage, context, [&](intake::Verdict v) { verdict = std::move(v); });
@@ -94,6 +95,21 @@ TEST_F(DnsListCheckTest, ConnectModeRefusesWith554) {
   EXPECT_EQ(run(intake::Stage::kConnect, "192.0.2.3")->kind, intake::Verdict::Kind::kPass);
 }
 
+// RFC 5321 §4.5.3.1.5: a long TXT reason is cut so that each reply line, "550 5.7.1 text"
+// at RCPT or "554 <hostname> text" at connect, stays within 512 octets with its CRLF.
+TEST_F(DnsListCheckTest, ALongReasonIsCutToTheReplyLine) {
+  resolver->list("2.2.0.192.bl.test", {"127.0.0.2"}, std::string(600, 'x'));
+  auto rcpt = run(intake::Stage::kRcpt, "192.0.2.2", "a@example.org");
+  ASSERT_EQ(rcpt->kind, intake::Verdict::Kind::kReply);
+  EXPECT_TRUE(rcpt->reply.text.ends_with(std::string(200, 'x') + "..."));  // reason's own bound
+  policy.refuse_at = DnsListPolicy::RefuseAt::kConnect;
+  policy.hostname = std::string(250, 'h');
+  auto connect = run(intake::Stage::kConnect, "192.0.2.2");
+  ASSERT_EQ(connect->kind, intake::Verdict::Kind::kReply);
+  EXPECT_EQ(4 + policy.hostname.size() + 1 + connect->reply.text.size() + 2, 512u);
+  EXPECT_TRUE(connect->reply.text.ends_with("x..."));
+}
+
 TEST_F(DnsListCheckTest, ProviderErrorCodeIsNotListed) {
   resolver->list("2.2.0.192.bl.test", {"127.255.255.254"});
   EXPECT_EQ(run(intake::Stage::kRcpt, "192.0.2.2", "a@example.org")->kind,
@@ -127,9 +143,11 @@ TEST_F(DnsListCheckTest, ThresholdNeedsEnoughLists) {
             intake::Verdict::Kind::kReply);
 }
 
-TEST_F(DnsListCheckTest, OnlyTheSmtpRole) {
+// Only the smtp listeners run the check (app::with_screening, tested there); a client that
+// authenticated on one is not screened.
+TEST_F(DnsListCheckTest, NeverAnAuthenticatedSession) {
   resolver->list("2.2.0.192.bl.test", {"127.0.0.2"});
-  EXPECT_EQ(run(intake::Stage::kRcpt, "192.0.2.2", "a@example.org", "submission")->kind,
+  EXPECT_EQ(run(intake::Stage::kRcpt, "192.0.2.2", "a@example.org", "alice")->kind,
             intake::Verdict::Kind::kPass);
   EXPECT_TRUE(resolver->asked.empty());
 }

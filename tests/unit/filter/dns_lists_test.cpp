@@ -99,5 +99,43 @@ TEST(DnsListReplyText, BoundedLength) {
   EXPECT_EQ(reply_safe_text(std::string(50, 'x'), 50), std::string(50, 'x'));
 }
 
+TEST(DnsListRefusalText, NamesTheClientTheZoneAndTheReason) {
+  EXPECT_EQ(refusal_text("192.0.2.1", "bl.example", "Listed\r\nsee x"),
+            "Service unavailable; client [192.0.2.1] blocked using bl.example; Listed??see x");
+  EXPECT_EQ(refusal_text("192.0.2.1", "bl.example", ""),
+            "Service unavailable; client [192.0.2.1] blocked using bl.example");
+  EXPECT_EQ(refusal_text("192.0.2.1", "bl.example", std::string(1000, 'x')),
+            "Service unavailable; client [192.0.2.1] blocked using bl.example; " +
+                std::string(200, 'x') + "...");
+}
+
+// RFC 5321 §4.5.3.1.5: the reply line, "550 5.7.1 " text CRLF, within 512 octets.
+TEST(DnsListRefusalText, TheReplyLineStaysWithin512Octets) {
+  std::string zone;
+  while (zone.size() < 240)
+    zone += "abcdefghijklmnopqrstuvwxyz012345678901234567890123456789abcdefg.";
+  zone += "example";
+  ASSERT_GE(zone.size(), 240u);
+  const std::string client = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
+  const std::string text = refusal_text(client, zone, std::string(1000, 'x'));
+  EXPECT_EQ(text.size() + 12, 512u);
+  EXPECT_TRUE(text.ends_with("xxx..."));
+  EXPECT_NE(text.find("blocked using " + zone + "; x"), std::string::npos);
+}
+
+// At connect the refusal follows "554 <hostname> ": less room, and with a hostname and a
+// zone near their 255 octets, no reason and the rest cut.
+TEST(DnsListRefusalText, AtConnectTheHostnameTakesItsRoom) {
+  EXPECT_EQ(connect_refusal_room(10), 512u - 4 - 10 - 1 - 2);
+  EXPECT_EQ(connect_refusal_room(600), 0u);
+  const std::string base = "Service unavailable; client [192.0.2.1] blocked using bl.example";
+  // Room for "; ", the reason and a "..." should it be cut.
+  EXPECT_EQ(refusal_text("192.0.2.1", "bl.example", "why", base.size() + 8), base + "; why");
+  EXPECT_EQ(refusal_text("192.0.2.1", "bl.example", "why", base.size() + 5), base);
+  EXPECT_EQ(refusal_text("192.0.2.1", "bl.example", "why", 20), base.substr(0, 20));
+  EXPECT_EQ(refusal_text("192.0.2.1", "bl.example", "a longer reason", base.size() + 9),
+            base + "; a lo...");
+}
+
 }  // namespace
 }  // namespace filter

@@ -236,7 +236,7 @@ TEST_F(QueueControlTest, ReleaseByUserReleasesItsMailAndLiftsItsSendingHold) {
   const std::vector<std::string> two{"a@remote.test", "b@remote.test"};
   ASSERT_TRUE(sending.admit_message("alice", two, now, 5).hold);
   ASSERT_TRUE(sending.admit_message("Bob", two, now, 6).hold);
-  EXPECT_EQ(ask("auth held"), "Bob 2 1 1h 6\nalice 2 1 1h 5\n");
+  EXPECT_EQ(ask("auth held"), "alice 2 1 1h 5\nbob 2 1 1h 6\n");  // users in lower case
   std::string a = queued("alice@example.test", {"x@remote.test"}, "alice");
   std::string b = queued("bob@example.test", {"x@remote.test"}, "Bob");
   std::string c = queued("carol@example.test", {"x@remote.test"});
@@ -269,6 +269,32 @@ TEST_F(QueueControlTest, ReleaseByUserReleasesItsMailAndLiftsItsSendingHold) {
   EXPECT_EQ(ask("queue release user=Bob json"),
             "{\"action\":\"released\",\"count\":1,\"messages\":[{\"id\":\"" + b +
                 "\",\"when_attempt_ends\":false}]}\n");
+}
+
+// The user selection ignores ASCII case, and so does the sending hold it lifts.
+TEST_F(QueueControlTest, ReleaseByUserIgnoresCaseForTheHoldToo) {
+  auth::SendingLimits bounds;
+  bounds.external_recipients_per_hour = 1;
+  auth::SendingLimiter sending(bounds);
+  context_.sending_limiter = &sending;
+  const std::vector<std::string> two{"a@remote.test", "b@remote.test"};
+  ASSERT_TRUE(sending.admit_message("alice", two, std::chrono::steady_clock::now(), 5).hold);
+  std::string a = queued("alice@example.test", {"x@remote.test"}, "alice");
+  EXPECT_EQ(ask("queue hold all"), "held " + a + "\n");
+  EXPECT_EQ(ask("queue release user=ALICE"),
+            "released " + a + "\nlifted the sending hold of ALICE\n");
+  EXPECT_FALSE(sending.containment("alice"));
+  // In JSON, the lifted hold is a field beside the messages released.
+  ASSERT_TRUE(sending.admit_message("Alice", two, std::chrono::steady_clock::now(), 6).hold);
+  std::string b = queued("alice@example.test", {"y@remote.test"}, "Alice");
+  EXPECT_EQ(ask("queue hold " + b), "held " + b + "\n");
+  // (a, released above, is selected too, and may be in a delivery attempt.)
+  const std::string json = ask("queue release user=aLiCe json");
+  EXPECT_TRUE(json.starts_with("{\"action\":\"released\",\"count\":2,\"messages\":[{\"id\":\""))
+      << json;
+  EXPECT_NE(json.find("{\"id\":\"" + b + "\",\"when_attempt_ends\":false}"), std::string::npos)
+      << json;
+  EXPECT_TRUE(json.ends_with("}],\"sending_hold_lifted\":true}\n")) << json;
 }
 
 TEST_F(QueueControlTest, BulkVerbsActOnTheSelectionOnly) {
@@ -312,7 +338,8 @@ TEST_F(QueueControlTest, RequeueForgetsNextHopsAndTriesDeferredMessagesNow) {
   ASSERT_TRUE(shown);
   EXPECT_EQ(shown->attempts, 2u);
   EXPECT_EQ(scheduler_->show(b)->attempts, 1u);
-  EXPECT_EQ(ask("queue requeue").rfind("error: queue requeue needs a queue id", 0), 0u);
+  EXPECT_EQ(ask("queue requeue"),
+            "error: queue requeue needs a queue id, --all, --to-domain, --from or --user\n");
   EXPECT_EQ(ask("queue flush " + b), "flushed 1 deferred messages\n  " + b + "\n");
 }
 

@@ -136,6 +136,37 @@ TEST_F(ListenerPolicyTest, EveryListenerRunsTheBuiltInChecks) {
   EXPECT_EQ(describe_checks(intake::Pipeline()), "none");
 }
 
+class NoResolver final : public dns::Resolver {
+ public:
+  void lookup(std::string_view, dns::Type, Callback callback) override {
+    callback(std::make_shared<dns::Answer>());
+  }
+  bool validates() const override { return false; }
+  std::string describe() const override { return "none"; }
+};
+
+// The DNS list check goes in front of the smtp listeners' pipeline only (the reload engine
+// gives it to them): the other roles, never screened, pay no check round for it.
+TEST_F(ListenerPolicyTest, TheDnsListCheckIsOnlyInTheSmtpPipeline) {
+  config::Config config = *snapshot();
+  CheckServices services;
+  services.resolver = std::make_shared<NoResolver>();
+  EXPECT_EQ(dns_list_check(config, services), nullptr);  // no lists
+  config.screening.dns_lists.push_back(config::DnsListSettings{"bl.example", 1, {}});
+  EXPECT_EQ(dns_list_check(config, CheckServices{}), nullptr);  // no resolver
+  auto screening = dns_list_check(config, services);
+  ASSERT_TRUE(screening);
+  EXPECT_EQ(screening->name(), "dnsbl");
+  auto checks = checks_without_services(config);
+  for (const auto& check : checks->checks())
+    EXPECT_NE(check->name(), "dnsbl");
+  auto smtp = with_screening(checks, screening);
+  ASSERT_EQ(smtp->checks().size(), checks->checks().size() + 1);
+  EXPECT_EQ(smtp->checks().front(), screening);
+  EXPECT_EQ(smtp->checks().back(), checks->checks().back());
+  EXPECT_EQ(with_screening(checks, nullptr), checks);
+}
+
 // The limit comes from the configuration snapshot (a reload builds the pipeline again); 0
 // leaves the check out.
 TEST_F(ListenerPolicyTest, TheLoopLimitComesFromTheConfiguration) {

@@ -63,6 +63,19 @@ TEST(KeepRestartOnlySettings, RestartOnlyKeptAndNamed) {
   EXPECT_EQ(next.shutdown_grace, running().shutdown_grace);
 }
 
+TEST(KeepRestartOnlySettings, ThePregreetPassTableIsKept) {
+  config::Config next = running();
+  next.screening.pregreet_pass_ttl = std::chrono::milliseconds(1000);
+  next.screening.pregreet_pass_entries = 10;
+  next.screening.pregreet_wait = std::chrono::milliseconds(500);  // this one is reloaded
+  auto keys = keep_restart_only_settings(next, running());
+  EXPECT_EQ(keys, (std::vector<std::string>{"screening.pregreet_pass_ttl",
+                                            "screening.pregreet_pass_entries"}));
+  EXPECT_EQ(next.screening.pregreet_pass_ttl, running().screening.pregreet_pass_ttl);
+  EXPECT_EQ(next.screening.pregreet_pass_entries, running().screening.pregreet_pass_entries);
+  EXPECT_EQ(next.screening.pregreet_wait, std::chrono::milliseconds(500));
+}
+
 TEST(KeepRestartOnlySettings, DefaultUsersFileStaysWithTheRunningDataDir) {
   config::Config next = running();
   next.data_dir = "/srv/smtpsd";
