@@ -54,6 +54,13 @@ inline void append_base64(std::string& out, std::string_view raw) {
   out.push_back('=');
 }
 
+// The encoding of raw.
+inline std::string to_base64(std::string_view raw) {
+  std::string out;
+  append_base64(out, raw);
+  return out;
+}
+
 // Appends the decoded octets of text to out; false (out left with a partial result the
 // caller must discard) when text is not canonical base64. The empty text decodes to
 // nothing and is valid.

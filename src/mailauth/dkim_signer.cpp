@@ -79,12 +79,6 @@ class Folder {
   std::size_t column_ = 16;  // "DKIM-Signature: "
 };
 
-std::string base64(std::string_view raw) {
-  std::string out;
-  base::append_base64(out, raw);
-  return out;
-}
-
 struct HashSink final : BodySink {
   void write(std::string_view octets) override { hash.update(octets); }
   Sha256 hash;
@@ -120,7 +114,7 @@ std::string_view DkimSigningKey::algorithm() const {
 
 std::string DkimSigningKey::dns_record() const {
   return std::string("v=DKIM1; k=") + (type_ == DkimKeyType::kRsa ? "rsa" : "ed25519") +
-         "; p=" + base64(public_key_);
+         "; p=" + base::to_base64(public_key_);
 }
 
 unsigned DkimSigningKey::bits() const {
@@ -198,7 +192,7 @@ std::vector<std::string> DkimSigner::sign(std::string_view header_section, std::
     }
   }
 
-  const std::string body_hash = base64(digest_);
+  const std::string body_hash = base::to_base64(digest_);
   for (const auto& key : keys_) {
     Folder folder;
     folder.put("v=1;", false);
@@ -223,7 +217,7 @@ std::vector<std::string> DkimSigner::sign(std::string_view header_section, std::
       values.emplace_back();
       continue;
     }
-    folder.put_breakable(base64(*signature));
+    folder.put_breakable(base::to_base64(*signature));
     values.push_back(folder.text());
   }
   return values;

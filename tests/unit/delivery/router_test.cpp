@@ -193,7 +193,7 @@ TEST(RouterTest, TheLocalRecipientsAreAskedForOncePerDelivery) {
 
 // ---- per-domain routing ([[domains]], [srs]) -------------------------------------------
 
-constexpr std::int64_t kReceived = 1796460991;
+constexpr std::int64_t kReceivedAt = 1796460991;
 
 // example.org as above, and lists.example.org with the mailbox "news".
 LocalRecipients two_domains() {
@@ -227,7 +227,7 @@ queue::StoredMessage message_from(std::string sender, std::vector<std::string> r
   queue::StoredMessage message = message_to(std::move(recipients));
   message.envelope.reverse_path = std::move(sender);
   message.envelope.authenticated = authenticated;
-  message.received_unix = kReceived;
+  message.received_unix = kReceivedAt;
   return message;
 }
 
@@ -325,7 +325,7 @@ TEST(RouterTest, SrsLeavesOurUsersBouncesAndOurDomainsAlone) {
 TEST(RouterTest, ABounceToAnSrsAddressGoesToTheOriginalSender) {
   RecordedRoutes recorded;
   auto routing = routing_with_srs();
-  const std::string srs_address = routing->srs->forward("alice@origin.example", kReceived);
+  const std::string srs_address = routing->srs->forward("alice@origin.example", kReceivedAt);
   auto results = route(recorded, routing, message_from("", {srs_address}));
   EXPECT_EQ(recorded.remote["origin.example"], std::vector<std::string>{"alice@origin.example"});
   EXPECT_EQ(recorded.remote_sender["origin.example"], "");

@@ -30,12 +30,6 @@ const std::string kMessage =
     "\r\n"
     "Hello,\r\n\r\n  a body  line\r\n\r\n";
 
-std::string base64(std::string_view raw) {
-  std::string out;
-  base::append_base64(out, raw);
-  return out;
-}
-
 // One signing key per (algorithm, domain), generated once, its record in `resolver`.
 std::shared_ptr<const DkimSigningKey> sealer_key(const std::string& algorithm,
                                                  const std::string& domain) {
@@ -97,13 +91,14 @@ std::string seal(const std::string& message, unsigned instance, const std::strin
   body_hash.finish();
   std::string ams = "ARC-Message-Signature: i=" + i + "; a=" + algorithm +
                     "; c=relaxed/relaxed; d=" + domain + "; s=" + selector +
-                    "; t=1796472000; h=from:to:subject; bh=" + base64(body_hash.digest()) + "; b=";
+                    "; t=1796472000; h=from:to:subject; bh=" + base::to_base64(body_hash.digest()) +
+                    "; b=";
   {
     const std::string with = ams + "\r\n" + header;
     auto fields = split_header_section(with);
     const std::string data = signed_header_data(Canonicalization::kRelaxed, fields,
                                                 {"from", "to", "subject"}, 0, ams.size(), 0);
-    ams += base64(*key->sign(data)) + "\r\n";
+    ams += base::to_base64(*key->sign(data)) + "\r\n";
   }
   std::string as = "ARC-Seal: i=" + i + "; cv=" + cv + "; a=" + algorithm + "; d=" + domain +
                    "; s=" + selector + "; t=1796472000; b=";
@@ -115,7 +110,7 @@ std::string seal(const std::string& message, unsigned instance, const std::strin
     append_canonical_header(Canonicalization::kRelaxed, aar, data);
     append_canonical_header(Canonicalization::kRelaxed, ams, data);
     append_canonical_header(Canonicalization::kRelaxed, as, data);
-    as += base64(*key->sign(data)) + "\r\n";
+    as += base::to_base64(*key->sign(data)) + "\r\n";
   }
   return as + ams + aar + message;
 }

@@ -16,7 +16,7 @@ using testing::txt_answer;
 using testing::verify_message;
 
 constexpr std::int64_t kNow = 1796472000;
-const std::string kMessage =
+const std::string kSignedMessage =
     "Received: from x by y; Sat, 5 Dec 2026 12:00:00 +0000\r\n"
     "From: Alice <alice@example.com>\r\n"
     "To: bob@example.org\r\n"
@@ -32,7 +32,7 @@ std::map<std::string, dns::Answer> both_records() {
 }
 
 std::string signed_by_both() {
-  return sign_message(kMessage, {test_key("rsa", "r1"), test_key("ed25519", "e1")}, kNow);
+  return sign_message(kSignedMessage, {test_key("rsa", "r1"), test_key("ed25519", "e1")}, kNow);
 }
 
 TEST(DkimSigningKey, LoadsPemAndPublishesItsRecord) {

@@ -24,12 +24,6 @@ constexpr std::int64_t kVerifyNow = 1796472000;
 const std::string kFrom = "From: Alice <alice@example.com>\r\n";
 const std::string kBody = "Hello,\r\n\r\n  a body  line\r\n\r\n";
 
-std::string base64(std::string_view raw) {
-  std::string out;
-  base::append_base64(out, raw);
-  return out;
-}
-
 std::string body_hash(Canonicalization canon, std::string_view body,
                       std::optional<std::size_t> limit = std::nullopt) {
   struct Collect final : BodySink {
@@ -40,7 +34,7 @@ std::string body_hash(Canonicalization canon, std::string_view body,
   canonicalizer.feed(body);
   canonicalizer.finish();
   if (limit) sink.text.resize(*limit);
-  return base64(sha256(sink.text));
+  return base::to_base64(sha256(sink.text));
 }
 
 // A message whose one signature is "DKIM-Signature: " + before + "b=<sig>" + after, over
@@ -51,7 +45,7 @@ std::string hand_signed(const std::string& before, const std::string& after, Can
   std::string data;
   append_canonical_header(canon, kFrom, data);
   append_canonical_header(canon, "DKIM-Signature: " + before + "b=" + after, data);
-  return "DKIM-Signature: " + before + "b=" + base64(sign(data)) + after + "\r\n" + kFrom +
+  return "DKIM-Signature: " + before + "b=" + base::to_base64(sign(data)) + after + "\r\n" + kFrom +
          "To: bob@example.org\r\n\r\n" + body;
 }
 
@@ -209,7 +203,7 @@ TEST(DkimVerifier, RsaUnder1024BitsIsPolicyNotPass) {
   };
   std::string message =
       hand_signed(rsa_tags(""), "", Canonicalization::kRelaxed, kBody, small_signer);
-  auto record = "v=DKIM1; p=" + base64(*public_key_for_record(DkimKeyType::kRsa, small));
+  auto record = "v=DKIM1; p=" + base::to_base64(*public_key_for_record(DkimKeyType::kRsa, small));
   auto outcome = only(verify_message(message, rsa_record(record), kVerifyNow));
   EXPECT_EQ(outcome.result, DkimResult::kPolicy);
   EXPECT_EQ(outcome.key_bits, 512u);
