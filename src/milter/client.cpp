@@ -218,9 +218,12 @@ Outcome Client::read_reply(bool end_of_message, Clock::time_point limit) {
           body += c;
           last_was_cr = c == '\r';
         }
-        if (body.size() > kMaxNewBody) {
-          return fail("replacement body over " + std::to_string(kMaxNewBody / (1024 * 1024)) +
-                      " MiB");
+        if (body.size() > options_.max_new_body) {
+          const std::size_t mib = 1024 * 1024;
+          return fail("replacement body over " +
+                      (options_.max_new_body % mib == 0
+                           ? std::to_string(options_.max_new_body / mib) + " MiB"
+                           : std::to_string(options_.max_new_body) + " octets"));
         }
         continue;
       }

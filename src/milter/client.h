@@ -15,8 +15,8 @@
 // What a milter sends at the end of a message is bounded while it is read (each packet is
 // bounded by kMaxPacket, their number here): at most kMaxHeaderEdits header edits,
 // kMaxRecipientEdits recipient edits, kMaxOtherEdits others (quarantine, change of sender),
-// and a replacement body of at most kMaxNewBody octets (after LF is made CRLF); past a bound
-// the milter has failed.
+// and a replacement body of at most max_new_body octets (kMaxNewBody) (after LF is made CRLF); past
+// a bound the milter has failed.
 #pragma once
 
 #include <array>
@@ -42,6 +42,7 @@ constexpr std::size_t kMaxNewBody = 64u * 1024 * 1024;
 struct ClientOptions {
   base::Endpoint endpoint;
   std::chrono::milliseconds timeout{10000};
+  std::size_t max_new_body = kMaxNewBody;  // the replacement body's bound (tests lower it)
   // The configured macro list per stage (MacroStage order); nullopt: default_macros().
   std::array<std::optional<std::vector<std::string>>, kMacroStages> macros;
 };
