@@ -14,6 +14,7 @@ packages=(
   testssl.sh
   python3 strace swaks libnet-ssleay-perl msmtp curl procps gsasl fail2ban dnsmasq-base dovecot-core dovecot-lmtpd haproxy
   postfix
+  rspamd
   systemd strace util-linux
   scdoc lintian man-db
 )
@@ -48,5 +49,15 @@ fi
 if dpkg-query -W -f='${Status}' bind9 2>/dev/null | grep -q "install ok installed"; then
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now named.service >/dev/null 2>&1 || true
+  fi
+fi
+# rspamd runs privately as a milter in the tests (tests/integration/rspamd.py, a config of its
+# own, no network): no system-wide rspamd is left running or enabled.
+if dpkg-query -W -f='${Status}' rspamd 2>/dev/null | grep -q "install ok installed"; then
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now rspamd.service >/dev/null 2>&1 || true
+  else
+    $SUDO /etc/init.d/rspamd stop >/dev/null 2>&1 || true
+    $SUDO update-rc.d rspamd disable >/dev/null 2>&1 || true
   fi
 fi

@@ -1,9 +1,10 @@
 """Milters ([[milters]], intake/milter_check.h): a scripted milter (fake_milter.py) covering
 every reply and every modification, milters that are down, slow or die mid-message (the
-default action applies, nothing is lost or delivered twice), and OpenDKIM as a signing milter
-whose signature dkimpy verifies on the delivered message.
+default action applies, nothing is lost or delivered twice), OpenDKIM as a signing milter
+whose signature dkimpy verifies on the delivered message, and rspamd (its proxy worker in
+milter mode, offline: tests/integration/rspamd.py) rejecting GTUBE and heading clean mail.
 
-Standard library only (OpenDKIM and dkimpy are Debian packages, run as programs).
+Standard library only (OpenDKIM, dkimpy and rspamd are Debian packages, run as programs).
 """
 
 import base64
@@ -18,6 +19,7 @@ import fake_milter as fm
 import needs
 from harness import SMTPSD, ServerTestCase, make_message
 from processes import end_process
+from rspamd import RSPAMD, Rspamd
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
@@ -423,3 +425,47 @@ class OpenDkimMilter(ServerTestCase):
         with open(os.path.join(keys, "sel.txt")) as f:
             record = "".join(re.findall(r'"([^"]*)"', f.read()))
         self.assertTrue(dkim_verifies(delivered, record), delivered[:1500].decode())
+
+
+# GTUBE, the Generic Test for Unsolicited Bulk Email: rspamd's core rejects any text part
+# holding it, whatever its rules (none are loaded here).
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+@needs.tools(RSPAMD)
+class RspamdMilter(ServerTestCase):
+
+    def test_rspamd_rejects_gtube_with_its_reply_and_heads_clean_mail(self):
+        rspamd = Rspamd(self.tmp)
+        try:
+            rspamd.start(timeout=20)
+        except RuntimeError as error:
+            self.fail(str(error))
+        self.addCleanup(rspamd.stop)
+        server = self.new_server(
+            listeners=[{"role": "smtp", "milters": ["rspamd"]}],
+            extra_toml=milter_toml("rspamd", rspamd.socket, "10s"))
+        server.start()
+        # GTUBE: rspamd's reject action, its own reply at the end of data; nothing stored.
+        with server.smtp(starttls=False) as client:
+            with self.assertRaises(smtplib.SMTPDataError) as caught:
+                client.sendmail("you@example.org", ["demo@localhost"],
+                                make_message(subject="gtube", body=f"{GTUBE}\r\n"))
+        self.assertEqual((caught.exception.smtp_code, caught.exception.smtp_error),
+                         (554, b"5.7.1 Gtube pattern"), rspamd.log()[-3000:])
+        # A clean message: delivered with the header fields rspamd's milter_headers adds, the
+        # queue id rspamd got from us (macro i) among them.
+        with server.smtp(starttls=False) as client:
+            client.sendmail("you@example.org", ["demo@localhost"],
+                            make_message(subject="lunch", body="Shall we meet at noon?\r\n"))
+        delivered = server.wait_delivered(1)[0]
+        self.assertEqual(len(server.delivered()), 1)
+        self.assertRegex(delivered, rb"\r\nX-Spamd-Result: default: False \[0\.00 / 15\.00\]",
+                         delivered[:2000])
+        queue_id = re.search(rb"\r\nX-Rspamd-Queue-Id: (\S+)\r\n", delivered)
+        self.assertIsNotNone(queue_id, delivered[:2000])
+        self.assertIn(b"id " + queue_id.group(1), delivered)  # our Received field's id
+        self.assertIn(b"Subject: lunch\r\n", delivered)
+        # Offline: rspamd asked no DNS for either message.
+        scans = re.findall(r"rspamd_task_write_log: .*dns req: (\d+)", rspamd.log())
+        self.assertEqual(scans, ["0", "0"], rspamd.log()[-3000:])
