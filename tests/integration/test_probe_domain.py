@@ -8,8 +8,8 @@ domain's MTA-STS policy fetched from a private HTTPS server (--mta-sts-port, --c
 - wrong.example has two MX hosts: one whose TLSA record matches no served key, one whose
   TLSA answer is bogus (changed after signing); a policy naming neither; no TLS-RPT: each
   reported (HIGH, HIGH, HIGH, LOW), FAIL, exit 2;
-- a null MX, no MX, an MX host without an address, and names that are not domains: a clear
-  error and a non-zero exit (an MX host that cannot be probed is INCONCLUSIVE, exit 4).
+- a null MX, no MX, no such domain, and names that are not domains: a clear error, exit 3;
+  MX hosts without an address, or one that does not answer: INCONCLUSIVE, exit 4.
 """
 
 import json
@@ -139,7 +139,9 @@ class ProbeDomain(ServerTestCase):
         root = SignedRoot(["gone.example. MX 10 mx.gone.example.",
                            'mx.gone.example. TXT "no address"',
                            "nullmx.example. MX 0 .",
-                           "bare.example. A 127.0.0.1"])
+                           "bare.example. A 127.0.0.1",
+                           "dead.example. MX 10 mx.dead.example.",
+                           "mx.dead.example. A 127.0.0.1"])
         self.addCleanup(root.stop)
 
         def probe_domain(domain):
@@ -162,6 +164,12 @@ class ProbeDomain(ServerTestCase):
         self.assertEqual(gone.returncode, 4, gone.stdout + gone.stderr)
         self.assertIn("gone.example: nothing probed: no address for any MX host of gone.example: "
                       "no A/AAAA record for mx.gone.example", gone.stderr)
+
+        # An MX host that does not answer (nothing listens on port 9): inconclusive.
+        dead = probe_domain("dead.example")
+        self.assertEqual(dead.returncode, 4, dead.stdout + dead.stderr)
+        self.assertIn("\nMX host mx.dead.example (preference 10)\n\nport 9: incomplete (", dead.stdout)
+        self.assertIn("\nverdict: INCONCLUSIVE", dead.stdout)
 
         for name in ("127.0.0.1", "no_such..name", "localhost"):
             with self.subTest(name=name):
