@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -31,15 +32,22 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <sstream>
 
+#include "base/ascii.h"
 #include "base/endpoint.h"
 #include "base/json.h"
 #include "base/network.h"
 #include "base/terminal_text.h"
+#include "delivery/mta_sts.h"
+#include "delivery/mta_sts_policy.h"
+#include "delivery/posture.h"
+#include "dns/unbound_resolver.h"
 #include "tls/client_hello.h"
 #include "tls/poll_waiter.h"
 #include "tls/spki_digest.h"
@@ -165,6 +173,14 @@ constexpr CheckGuide kGuides[] = {
     {"certificate_key", "cert_keySize", "use an RSA key of 2048 bits or more, or ECDSA P-256"},
     {"certificate_signature", "cert_signatureAlgorithm",
      "have the certificate reissued with SHA-256"},
+    {"mx", "", ""},
+    {"dane_tlsa", "",
+     "publish \"3 1 1\" TLSA records of every served key in a DNSSEC-signed zone (smtpsctl dane "
+     "tlsa prints them), and sign the MX and address records too"},
+    {"mta_sts", "",
+     "publish a policy in enforce mode naming every MX host, each serving a certificate that "
+     "verifies for its name (smtpsctl mta-sts policy prints it)"},
+    {"tls_rpt", "", "publish _smtp._tls.<domain> TXT \"v=TLSRPTv1; rua=mailto:...\" (RFC 8460 §3)"},
 };
 
 const CheckGuide* find_guide(std::string_view check) {
@@ -226,6 +242,10 @@ struct CertificateReport {
   std::optional<bool> chain_verified;
   std::string verify_detail;
   std::string key_sha256;  // of the public key (SPKI), hex: DROWN matches keys across ports
+  // The chain as served, leaf first: each certificate's DER and its SubjectPublicKeyInfo's
+  // (what TLSA records match, RFC 6698 §2.1.2).
+  std::vector<std::string> der;
+  std::vector<std::string> spki_der;
 };
 
 struct PortReport {
@@ -897,6 +917,8 @@ class Prober {
       X509* certificate = sk_X509_value(chain, i);
       report.chain.push_back({name_text(X509_get_subject_name(certificate)),
                               name_text(X509_get_issuer_name(certificate))});
+      report.der.push_back(der_of(certificate, &i2d_X509));
+      report.spki_der.push_back(der_of(X509_get_X509_PUBKEY(certificate), &i2d_X509_PUBKEY));
     }
     X509* leaf = SSL_get0_peer_certificate(ssl);
     if (leaf == nullptr) return report;
@@ -926,6 +948,20 @@ class Prober {
     report.chain_verified = verified == X509_V_OK;
     report.verify_detail = X509_verify_cert_error_string(verified);
     return report;
+  }
+
+  template <typename T, typename Encode>
+  static std::string der_of(T* object, Encode encode) {
+    if (object == nullptr) return "";
+    unsigned char* bytes = nullptr;
+    const int length = encode(object, &bytes);
+    if (length <= 0) {
+      ERR_clear_error();
+      return "";
+    }
+    std::string der(reinterpret_cast<const char*>(bytes), static_cast<std::size_t>(length));
+    OPENSSL_free(bytes);
+    return der;
   }
 
   // SHA-256 of the certificate's DER SubjectPublicKeyInfo, in hex ("" when it has none).
@@ -1856,6 +1892,70 @@ std::string certificate_json(const CertificateReport& c) {
          ",\"verify_detail\":" + base::json_string(c.verify_detail) + "}";
 }
 
+std::string findings_json(const std::vector<Finding>& findings) {
+  std::string out = "[";
+  bool first = true;
+  for (const auto& finding : findings) {
+    out += std::string(first ? "" : ",") +
+           "{\"severity\":" + base::json_string(to_string(severity_of(finding.level))) +
+           ",\"level\":" + base::json_string(to_string(finding.level)) +
+           ",\"check\":" + base::json_string(finding.check) +
+           ",\"testssl_id\":" + base::json_string(finding.testssl_id) +
+           ",\"text\":" + base::json_string(finding.text) +
+           ",\"fix\":" + base::json_string(finding.fix) + "}";
+    first = false;
+  }
+  return out + "]";
+}
+
+// One port's report as a JSON object.
+void print_port_json(std::ostream& out, const PortReport& report) {
+  out << "{\"port\":" << report.port << ",\"answered\":" << (report.answered ? "true" : "false")
+      << ",\"error\":" << base::json_string(report.error)
+      << ",\"mode\":" << base::json_string(report.mode)
+      << ",\"greeting\":" << base::json_string(report.greeting)
+      << ",\"extensions_before_tls\":" << json_list(report.extensions_before_tls)
+      << ",\"extensions_after_tls\":" << json_list(report.extensions_after_tls)
+      << ",\"auth_before_tls\":" << json_list(report.auth_before_tls)
+      << ",\"auth_after_tls\":" << json_list(report.auth_after_tls)
+      << ",\"starttls_injection_vulnerable\":" << json_optional(report.injection_vulnerable)
+      << ",\"versions\":{";
+  bool first = true;
+  for (const auto& version : report.versions) {
+    out << (first ? "" : ",") << base::json_string(version.name)
+        << ":{\"accepted\":" << (version.accepted ? "true" : "false")
+        << ",\"ciphers\":" << json_list(version.ciphers) << "}";
+    first = false;
+  }
+  out << "},\"negotiated_version\":" << base::json_string(report.negotiated_version)
+      << ",\"negotiated_cipher\":" << base::json_string(report.negotiated_cipher)
+      << ",\"certificate\":" << certificate_json(report.certificate) << ",\"other_certificates\":[";
+  first = true;
+  for (const CertificateReport& other : report.other_certificates) {
+    out << (first ? "" : ",") << certificate_json(other);
+    first = false;
+  }
+  auto groups_json = [](const std::optional<std::vector<std::uint16_t>>& groups) {
+    if (!groups) return std::string("null");
+    std::vector<std::string> names;
+    for (std::uint16_t code : *groups)
+      names.push_back(group_name(code));
+    return json_list(names);
+  };
+  out << "],\"session_resumed\":" << json_optional(report.resumed)
+      << ",\"groups_before_tls13\":" << groups_json(report.groups_tls12)
+      << ",\"groups_tls13\":" << groups_json(report.groups_tls13)
+      << ",\"dh_prime_bits\":" << json_optional(report.dh_bits)
+      << ",\"sslv2_accepted\":" << json_optional(report.ssl2)
+      << ",\"heartbleed_vulnerable\":" << json_optional(report.heartbleed)
+      << ",\"ccs_injection_vulnerable\":" << json_optional(report.ccs_injection)
+      << ",\"client_renegotiation_accepted\":" << json_optional(report.client_renegotiation)
+      << ",\"not_tested\":" << json_list(report.not_run)
+      << ",\"not_tested_reason\":" << base::json_string(report.not_run_reason)
+      << ",\"findings\":" << findings_json(report.findings);
+  out << "}";
+}
+
 void print_json(std::ostream& out, const ProbeOptions& options,
                 const std::vector<PortReport>& reports, ProbeVerdict verdict, Level worst,
                 int connections) {
@@ -1863,63 +1963,8 @@ void print_json(std::ostream& out, const ProbeOptions& options,
       << ",\"name\":" << base::json_string(options.name) << ",\"ports\":[";
   bool first_port = true;
   for (const auto& report : reports) {
-    out << (first_port ? "" : ",") << "{\"port\":" << report.port
-        << ",\"answered\":" << (report.answered ? "true" : "false")
-        << ",\"error\":" << base::json_string(report.error)
-        << ",\"mode\":" << base::json_string(report.mode)
-        << ",\"greeting\":" << base::json_string(report.greeting)
-        << ",\"extensions_before_tls\":" << json_list(report.extensions_before_tls)
-        << ",\"extensions_after_tls\":" << json_list(report.extensions_after_tls)
-        << ",\"auth_before_tls\":" << json_list(report.auth_before_tls)
-        << ",\"auth_after_tls\":" << json_list(report.auth_after_tls)
-        << ",\"starttls_injection_vulnerable\":" << json_optional(report.injection_vulnerable)
-        << ",\"versions\":{";
-    bool first = true;
-    for (const auto& version : report.versions) {
-      out << (first ? "" : ",") << base::json_string(version.name)
-          << ":{\"accepted\":" << (version.accepted ? "true" : "false")
-          << ",\"ciphers\":" << json_list(version.ciphers) << "}";
-      first = false;
-    }
-    out << "},\"negotiated_version\":" << base::json_string(report.negotiated_version)
-        << ",\"negotiated_cipher\":" << base::json_string(report.negotiated_cipher)
-        << ",\"certificate\":" << certificate_json(report.certificate)
-        << ",\"other_certificates\":[";
-    first = true;
-    for (const CertificateReport& other : report.other_certificates) {
-      out << (first ? "" : ",") << certificate_json(other);
-      first = false;
-    }
-    auto groups_json = [](const std::optional<std::vector<std::uint16_t>>& groups) {
-      if (!groups) return std::string("null");
-      std::vector<std::string> names;
-      for (std::uint16_t code : *groups)
-        names.push_back(group_name(code));
-      return json_list(names);
-    };
-    out << "],\"session_resumed\":" << json_optional(report.resumed)
-        << ",\"groups_before_tls13\":" << groups_json(report.groups_tls12)
-        << ",\"groups_tls13\":" << groups_json(report.groups_tls13)
-        << ",\"dh_prime_bits\":" << json_optional(report.dh_bits)
-        << ",\"sslv2_accepted\":" << json_optional(report.ssl2)
-        << ",\"heartbleed_vulnerable\":" << json_optional(report.heartbleed)
-        << ",\"ccs_injection_vulnerable\":" << json_optional(report.ccs_injection)
-        << ",\"client_renegotiation_accepted\":" << json_optional(report.client_renegotiation)
-        << ",\"not_tested\":" << json_list(report.not_run)
-        << ",\"not_tested_reason\":" << base::json_string(report.not_run_reason)
-        << ",\"findings\":[";
-    first = true;
-    for (const auto& finding : report.findings) {
-      out << (first ? "" : ",")
-          << "{\"severity\":" << base::json_string(to_string(severity_of(finding.level)))
-          << ",\"level\":" << base::json_string(to_string(finding.level))
-          << ",\"check\":" << base::json_string(finding.check)
-          << ",\"testssl_id\":" << base::json_string(finding.testssl_id)
-          << ",\"text\":" << base::json_string(finding.text)
-          << ",\"fix\":" << base::json_string(finding.fix) << "}";
-      first = false;
-    }
-    out << "]}";
+    out << (first_port ? "" : ",");
+    print_port_json(out, report);
     first_port = false;
   }
   out << "],\"verdict\":" << base::json_string(to_string(verdict))
@@ -1928,72 +1973,79 @@ void print_json(std::ostream& out, const ProbeOptions& options,
       << "}\n";
 }
 
-void print_text(std::ostream& out, const ProbeOptions& options,
-                const std::vector<PortReport>& reports, ProbeVerdict verdict, Level worst,
-                int connections) {
+void print_findings_text(std::ostream& out, const std::vector<Finding>& findings) {
+  out << "  findings:\n";
+  for (const auto& finding : findings) {
+    out << "    " << to_string(severity_of(finding.level)) << " "
+        << base::terminal_safe(finding.text) << "\n";
+    if (finding.level != Level::kOk && finding.level != Level::kInfo) {
+      out << "         " << to_string(finding.level)
+          << (finding.testssl_id.empty() ? "" : " (testssl.sh " + finding.testssl_id + ")")
+          << (finding.fix.empty() ? "" : "; fix: " + finding.fix) << "\n";
+    }
+  }
+}
+
+// One port's report, its "port N: ..." line first.
+void print_port_text(std::ostream& out, const PortReport& report) {
   // The greeting, EHLO lines, certificate names, errors and findings are the probed
   // server's words: nothing in them may drive the terminal.
   auto safe = [](std::string_view text) { return base::terminal_safe(text); };
+  out << "\nport " << report.port << ": ";
+  if (!report.answered) {
+    out << (report.not_run.empty() ? "no answer (" : "incomplete (") << safe(report.error) << ")\n";
+    return;
+  }
+  out << (report.mode == "implicit"   ? "implicit TLS"
+          : report.mode == "starttls" ? "STARTTLS"
+                                      : "no TLS")
+      << "\n";
+  if (!report.greeting.empty()) out << "  greeting: " << safe(report.greeting) << "\n";
+  if (report.mode != "implicit") {
+    out << "  EHLO before TLS: " << safe(join(report.extensions_before_tls, ", ")) << "\n";
+  }
+  if (!report.extensions_after_tls.empty()) {
+    out << "  EHLO after TLS: " << safe(join(report.extensions_after_tls, ", ")) << "\n";
+  }
+  for (const auto& version : report.versions) {
+    out << "  " << version.name << ": "
+        << (version.accepted
+                ? "accepted: " + join(version.ciphers, " ")
+                : "refused" + (version.detail.empty() ? "" : " (" + safe(version.detail) + ")"))
+        << "\n";
+  }
+  if (!report.negotiated_version.empty()) {
+    out << "  default handshake: " << report.negotiated_version << " " << report.negotiated_cipher
+        << "\n";
+  }
+  auto print_certificate = [&](const CertificateReport& c, const std::string& label) {
+    for (std::size_t i = 0; i < c.chain.size(); ++i) {
+      out << "  " << label << i << ": subject " << safe(c.chain[i].subject) << "\n"
+          << std::string(label.size() + 4, ' ') << "   issuer " << safe(c.chain[i].issuer) << "\n";
+    }
+    if (!c.key_type.empty()) {
+      out << "  key " << c.key_type << " " << c.key_bits << " bits, signature "
+          << c.signature_algorithm;
+      if (c.days_left) out << ", expires in " << *c.days_left << " days";
+      out << "\n";
+    }
+  };
+  print_certificate(report.certificate, "certificate ");
+  for (const CertificateReport& other : report.other_certificates)
+    print_certificate(other, "also serves " + (other.key_type == "EC" ? "ECDSA" : other.key_type) +
+                                 ", certificate ");
+  if (report.resumed) out << "  session resumed: " << (*report.resumed ? "yes" : "no") << "\n";
+  print_findings_text(out, report.findings);
+}
+
+void print_text(std::ostream& out, const ProbeOptions& options,
+                const std::vector<PortReport>& reports, ProbeVerdict verdict, Level worst,
+                int connections) {
+  auto safe = [](std::string_view text) { return base::terminal_safe(text); };
   out << "smtpsctl probe " << safe(options.host) << " (certificate name " << safe(options.name)
       << ")\n";
-  for (const auto& report : reports) {
-    out << "\nport " << report.port << ": ";
-    if (!report.answered) {
-      out << (report.not_run.empty() ? "no answer (" : "incomplete (") << safe(report.error)
-          << ")\n";
-      continue;
-    }
-    out << (report.mode == "implicit"   ? "implicit TLS"
-            : report.mode == "starttls" ? "STARTTLS"
-                                        : "no TLS")
-        << "\n";
-    if (!report.greeting.empty()) out << "  greeting: " << safe(report.greeting) << "\n";
-    if (report.mode != "implicit") {
-      out << "  EHLO before TLS: " << safe(join(report.extensions_before_tls, ", ")) << "\n";
-    }
-    if (!report.extensions_after_tls.empty()) {
-      out << "  EHLO after TLS: " << safe(join(report.extensions_after_tls, ", ")) << "\n";
-    }
-    for (const auto& version : report.versions) {
-      out << "  " << version.name << ": "
-          << (version.accepted
-                  ? "accepted: " + join(version.ciphers, " ")
-                  : "refused" + (version.detail.empty() ? "" : " (" + safe(version.detail) + ")"))
-          << "\n";
-    }
-    if (!report.negotiated_version.empty()) {
-      out << "  default handshake: " << report.negotiated_version << " " << report.negotiated_cipher
-          << "\n";
-    }
-    auto print_certificate = [&](const CertificateReport& c, const std::string& label) {
-      for (std::size_t i = 0; i < c.chain.size(); ++i) {
-        out << "  " << label << i << ": subject " << safe(c.chain[i].subject) << "\n"
-            << std::string(label.size() + 4, ' ') << "   issuer " << safe(c.chain[i].issuer)
-            << "\n";
-      }
-      if (!c.key_type.empty()) {
-        out << "  key " << c.key_type << " " << c.key_bits << " bits, signature "
-            << c.signature_algorithm;
-        if (c.days_left) out << ", expires in " << *c.days_left << " days";
-        out << "\n";
-      }
-    };
-    print_certificate(report.certificate, "certificate ");
-    for (const CertificateReport& other : report.other_certificates)
-      print_certificate(
-          other,
-          "also serves " + (other.key_type == "EC" ? "ECDSA" : other.key_type) + ", certificate ");
-    if (report.resumed) out << "  session resumed: " << (*report.resumed ? "yes" : "no") << "\n";
-    out << "  findings:\n";
-    for (const auto& finding : report.findings) {
-      out << "    " << to_string(severity_of(finding.level)) << " " << safe(finding.text) << "\n";
-      if (finding.level != Level::kOk && finding.level != Level::kInfo) {
-        out << "         " << to_string(finding.level)
-            << (finding.testssl_id.empty() ? "" : " (testssl.sh " + finding.testssl_id + ")")
-            << (finding.fix.empty() ? "" : "; fix: " + finding.fix) << "\n";
-      }
-    }
-  }
+  for (const auto& report : reports)
+    print_port_text(out, report);
   out << "\nconnections: " << connections << " (at most " << options.max_connections << ")\n";
   for (const auto& report : reports) {
     if (report.not_run.empty()) continue;
@@ -2001,6 +2053,399 @@ void print_text(std::ostream& out, const ProbeOptions& options,
         << "; not tested: " << join(report.not_run, ", ") << "\n";
   }
   out << "verdict: " << to_string(verdict) << " (worst: " << to_string(worst) << ")\n";
+}
+
+// ---- Domain mode (--domain) ----
+
+// One MX host of the domain: where it was probed and what it served.
+struct MxSection {
+  delivery::MxTarget target;
+  std::string address;  // the address probed ("" when none answered or there was none)
+  std::vector<PortReport> reports;
+};
+
+// What a TLSA record's data is compared with (RFC 6698 §2.1.3): the bytes, their SHA2-256
+// or their SHA2-512; "" for another matching type.
+std::string tlsa_digest(std::string_view bytes, std::uint8_t matching_type) {
+  if (matching_type == 0) return std::string(bytes);
+  const EVP_MD* md = matching_type == 1   ? EVP_sha256()
+                     : matching_type == 2 ? EVP_sha512()
+                                          : nullptr;
+  if (md == nullptr || bytes.empty()) return "";
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, md, nullptr) != 1) {
+    ERR_clear_error();
+    return "";
+  }
+  return std::string(reinterpret_cast<const char*>(digest), length);
+}
+
+// Whether a usable record (DANE-EE or DANE-TA) matches the served chain: DANE-EE the leaf,
+// DANE-TA any certificate of the chain (RFC 7671 §5).
+bool tlsa_matches(const dns::TlsaRecord& record, const CertificateReport& certificate) {
+  const std::vector<std::string>& items =
+      record.selector == 0 ? certificate.der : certificate.spki_der;
+  const std::size_t count =
+      record.usage == 3 ? std::min<std::size_t>(1, items.size()) : items.size();
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::string digest = tlsa_digest(items[i], record.matching_type);
+    if (!digest.empty() && digest == record.data) return true;
+  }
+  return false;
+}
+
+// The TLSA records of one MX host's port against what it served; the finding goes into the
+// port's report.
+void judge_tlsa(dns::Resolver& resolver, const delivery::Posture& posture, const MxSection& mx,
+                PortReport& report, std::chrono::milliseconds deadline) {
+  const std::string name = "_" + std::to_string(report.port) + "._tcp." + mx.target.host;
+  dns::AnswerPtr answer = resolver.lookup_and_wait(name, dns::Type::kTlsa, deadline);
+  auto add = [&](Level level, const std::string& text) {
+    report.findings.push_back(make_finding(level, "dane_tlsa", text));
+  };
+  if (answer->status == dns::Status::kBogus) {
+    add(Level::kHigh, "TLSA " + name + ": DNSSEC validation failed (bogus: " + answer->detail +
+                          "): senders using DANE do not deliver to this host");
+    return;
+  }
+  if (answer->status == dns::Status::kTemporary) {
+    add(Level::kInfo, "TLSA " + name + ": not tested: the lookup failed: " + answer->detail);
+    report.not_run.push_back("dane_tlsa");
+    if (report.not_run_reason.empty()) report.not_run_reason = "TLSA lookup failed";
+    return;
+  }
+  if (answer->tlsa.empty()) {
+    add(Level::kInfo, "TLSA " + name + ": none (no DANE for this host)");
+    return;
+  }
+  std::vector<std::string> published;
+  for (const dns::TlsaRecord& record : answer->tlsa)
+    published.push_back(delivery::parameters_of(record));
+  const std::string records = "TLSA " + name + " (" + join(published, ", ") + ")";
+  if (!resolver.validates()) {
+    add(Level::kInfo, records +
+                          ": DNSSEC status not tested: the resolver does not validate "
+                          "(give --trust-anchor)");
+    return;
+  }
+  if (!answer->secure) {
+    add(Level::kMedium, records + ": not DNSSEC-signed, so DANE cannot be used (RFC 7672 §2.2)");
+    return;
+  }
+  if (!posture.mx.secure || !mx.target.secure) {
+    add(Level::kMedium,
+        records + ": DNSSEC-secure, but the " +
+            std::string(!posture.mx.secure ? "MX answer" : "host's address answer") +
+            " is not: DANE does not apply (RFC 7672 §2.2.1)");
+    return;
+  }
+  std::vector<dns::TlsaRecord> usable;
+  for (const dns::TlsaRecord& record : answer->tlsa) {
+    if (delivery::usable_tlsa(record)) usable.push_back(record);
+  }
+  if (usable.empty()) {
+    add(Level::kMedium, records +
+                            ": DNSSEC-secure but none is usable (RFC 7672 §3.1.3): senders "
+                            "require TLS without authenticating the host");
+    return;
+  }
+  std::vector<const CertificateReport*> served;
+  if (!report.certificate.der.empty()) served.push_back(&report.certificate);
+  for (const CertificateReport& other : report.other_certificates) {
+    if (!other.der.empty()) served.push_back(&other);
+  }
+  if (served.empty()) {
+    add(Level::kInfo, records +
+                          ": DNSSEC-secure; not tested against the certificate: none was "
+                          "served to the probe");
+    return;
+  }
+  std::vector<std::string> unmatched;
+  for (const CertificateReport* certificate : served) {
+    const bool matched = std::any_of(usable.begin(), usable.end(), [&](const auto& record) {
+      return tlsa_matches(record, *certificate);
+    });
+    if (!matched)
+      unmatched.push_back(certificate->key_type + " certificate" +
+                          (certificate->chain.empty() ? "" : " " + certificate->chain[0].subject));
+  }
+  if (!unmatched.empty()) {
+    add(Level::kHigh, records + ": DNSSEC-secure, but no record matches the " +
+                          join(unmatched, " and the ") +
+                          ": senders using DANE do not deliver to this host");
+    return;
+  }
+  add(Level::kOk, records + ": DNSSEC-secure, and they match every certificate served");
+}
+
+// The domain's own records: MX, MTA-STS (policy against the MX names and certificates),
+// TLS-RPT.
+std::vector<Finding> judge_domain_records(const dns::Resolver& resolver,
+                                          const delivery::Posture& posture,
+                                          const std::vector<MxSection>& sections) {
+  std::vector<Finding> findings;
+  std::vector<std::string> hosts;
+  for (const MxSection& section : sections)
+    hosts.push_back(std::to_string(section.target.preference) + " " + section.target.host);
+  const std::string dnssec = !resolver.validates() ? "DNSSEC not validated"
+                             : posture.mx.secure   ? "DNSSEC-secure"
+                                                   : "not DNSSEC-signed";
+  findings.push_back(make_finding(
+      Level::kInfo, "mx", "MX " + posture.domain + ": " + join(hosts, ", ") + " (" + dnssec + ")"));
+
+  const delivery::PolicyLookup& sts = posture.sts;
+  if (!sts.has_policy()) {
+    if (sts.failure != delivery::StsFailure::kNone) {
+      findings.push_back(make_finding(Level::kMedium, "mta_sts",
+                                      "MTA-STS: the _mta-sts." + posture.domain +
+                                          " record is published but the policy is not: " +
+                                          std::string(delivery::to_string(sts.failure)) + ": " +
+                                          sts.detail));
+    } else {
+      findings.push_back(
+          make_finding(Level::kInfo, "mta_sts", "MTA-STS: no policy (" + sts.detail + ")"));
+    }
+  } else {
+    const std::string summary =
+        "MTA-STS: mode " + std::string(delivery::to_string(sts.policy.mode)) + ", mx " +
+        join(sts.policy.mx, " ") + ", max_age " + std::to_string(sts.policy.max_age);
+    const bool enforce = sts.policy.mode == delivery::StsMode::kEnforce;
+    std::vector<std::string> unnamed, unverified;
+    for (const MxSection& section : sections) {
+      if (!delivery::matches(sts.policy, section.target.host)) {
+        unnamed.push_back(section.target.host);
+        continue;
+      }
+      for (const PortReport& report : section.reports) {
+        const CertificateReport& c = report.certificate;
+        if (c.chain_verified.has_value() && c.name_matches.has_value() &&
+            (!*c.chain_verified || !*c.name_matches))
+          unverified.push_back(
+              section.target.host + " port " + std::to_string(report.port) +
+              (!*c.chain_verified ? " (" + c.verify_detail + ")" : " (name mismatch)"));
+      }
+    }
+    if (sts.policy.mode == delivery::StsMode::kNone) {
+      findings.push_back(
+          make_finding(Level::kLow, "mta_sts", summary + ": mode none withdraws the policy"));
+    } else if (!unnamed.empty() || !unverified.empty()) {
+      std::string problem;
+      if (!unnamed.empty())
+        problem += "the policy does not name the MX host(s) " + join(unnamed, " ");
+      if (!unverified.empty())
+        problem += std::string(problem.empty() ? "" : "; ") +
+                   "the certificate does not verify for " + join(unverified, ", ");
+      findings.push_back(make_finding(enforce ? Level::kHigh : Level::kMedium, "mta_sts",
+                                      summary + ": " + problem +
+                                          (enforce ? ": enforcing senders do not deliver there"
+                                                   : " (testing mode: reported)")));
+    } else {
+      findings.push_back(make_finding(
+          enforce ? Level::kOk : Level::kLow, "mta_sts",
+          summary + ": names every MX host" +
+              (enforce ? ", whose certificates verify" : "; testing mode does not protect mail")));
+    }
+  }
+
+  const std::string tlsrpt_name = "_smtp._tls." + posture.domain;
+  const delivery::TlsrptRecord& tlsrpt = posture.tlsrpt;
+  switch (tlsrpt.status) {
+    case delivery::TlsrptRecord::Status::kFound:
+      findings.push_back(
+          make_finding(Level::kOk, "tls_rpt",
+                       "TLS-RPT " + tlsrpt_name + ": reports to " + join(tlsrpt.rua, " ")));
+      break;
+    case delivery::TlsrptRecord::Status::kNone:
+      findings.push_back(make_finding(Level::kLow, "tls_rpt",
+                                      "TLS-RPT " + tlsrpt_name + ": none (" + tlsrpt.detail +
+                                          "): senders cannot report TLS failures"));
+      break;
+    case delivery::TlsrptRecord::Status::kInvalid:
+      findings.push_back(make_finding(Level::kLow, "tls_rpt",
+                                      "TLS-RPT " + tlsrpt_name + ": malformed: " + tlsrpt.detail));
+      break;
+    case delivery::TlsrptRecord::Status::kUnknown:
+      findings.push_back(make_finding(Level::kInfo, "tls_rpt",
+                                      "TLS-RPT " + tlsrpt_name + ": not tested: " + tlsrpt.detail));
+      break;
+  }
+  return findings;
+}
+
+int run_domain_probe(const ProbeOptions& options, std::ostream& out, std::ostream& err) {
+  auto fail = [&](const std::string& message, int code) {
+    err << "smtpsctl probe: " << base::terminal_safe(message) << "\n";
+    return code;
+  };
+  dns::Options dns_options;
+  dns_options.timeout = std::chrono::seconds(options.timeout_seconds);
+  for (const std::string& server : options.dns_servers) {
+    base::HostPortForm form;
+    form.default_port = 53;
+    form.numeric_host = true;
+    dns_options.servers.push_back(base::parse_host_port(server, form).value());
+  }
+  if (!dns_options.servers.empty()) dns_options.mode = dns::Options::Mode::kForward;
+  if (!options.trust_anchor.empty()) {
+    dns_options.trust_anchor = options.trust_anchor;
+    dns_options.validation = dns::Options::Validation::kOn;
+  }
+  auto created = dns::create_resolver(dns_options);
+  if (!created) return fail("DNS: " + created.error(), 3);
+  std::shared_ptr<dns::Resolver> resolver = std::move(created.value());
+  const std::chrono::milliseconds deadline = std::chrono::seconds(options.timeout_seconds);
+
+  // MTA-STS fetched as delivery fetches it, into a cache of our own, removed at the end.
+  std::string pattern = (std::filesystem::temp_directory_path() / "smtpsctl-probe.XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) return fail(pattern + ": " + std::strerror(errno), 3);
+  const std::filesystem::path temporary = pattern;
+  delivery::MtaStsOptions sts_options;
+  sts_options.cache_directory = (temporary / "cache").string();
+  sts_options.ca_file = options.cafile;
+  sts_options.https_port = options.mta_sts_port;
+  sts_options.fetch_timeout = deadline;
+  auto sts = delivery::MtaSts::create(resolver, sts_options);
+  if (!sts) {
+    std::filesystem::remove_all(temporary);
+    return fail(sts.error(), 3);
+  }
+  delivery::MxResolver mx_resolver(resolver, deadline);
+  delivery::PostureOptions posture_options;
+  posture_options.port = options.ports.front();
+  posture_options.deadline = deadline;
+  posture_options.dane = false;  // judge_tlsa asks for each port itself
+  const delivery::Posture posture = delivery::look_up_posture(
+      *resolver, mx_resolver, sts.value().get(), options.domain, posture_options);
+  sts.value().reset();
+  std::filesystem::remove_all(temporary);
+
+  switch (posture.mx.status) {
+    case delivery::MxStatus::kTemporary:
+      resolver->stop();
+      return fail(options.domain + ": nothing probed: " + posture.mx.detail, 4);
+    case delivery::MxStatus::kNullMx:
+      resolver->stop();
+      return fail(options.domain + " publishes a null MX (RFC 7505): it accepts no mail", 3);
+    case delivery::MxStatus::kNoDomain:
+      resolver->stop();
+      return fail(options.domain + ": no MX host to probe: " + posture.mx.detail, 3);
+    case delivery::MxStatus::kOk:
+      break;
+  }
+  if (posture.mx.targets.size() == 1 && posture.mx.targets.front().implicit) {
+    resolver->stop();
+    return fail(options.domain +
+                    " has no MX record (mail would go to its own address, RFC 5321 §5.1): "
+                    "publish one",
+                3);
+  }
+
+  std::vector<MxSection> sections;
+  int connections = 0;
+  bool incomplete = false;
+  for (const delivery::MxTarget& target : posture.mx.targets) {
+    MxSection section;
+    section.target = target;
+    ProbeOptions host_options = options;
+    host_options.name = target.host;
+    for (const std::string& address : target.addresses) {
+      host_options.host = address;
+      Prober prober(host_options);
+      std::vector<PortReport> reports;
+      bool answered = false;
+      for (std::uint16_t port : options.ports) {
+        reports.push_back(prober.probe(port));
+        answered = answered || reports.back().answered || !reports.back().not_run.empty();
+      }
+      connections += prober.connections();
+      section.reports = std::move(reports);
+      if (answered) {
+        section.address = address;
+        break;
+      }
+    }
+    if (section.reports.empty()) {
+      // No address: nothing could be probed.
+      PortReport report;
+      report.port = options.ports.front();
+      report.error = target.host + " has no address (A/AAAA)";
+      section.reports.push_back(std::move(report));
+    }
+    for (PortReport& report : section.reports) {
+      if (!report.answered && report.not_run.empty()) {
+        // An MX host that cannot be probed leaves the domain's scan incomplete.
+        report.not_run = {"all checks"};
+        report.not_run_reason = target.host + ": " + report.error;
+      }
+      if (report.answered || !report.certificate.der.empty())
+        judge_tlsa(*resolver, posture, section, report, deadline);
+      incomplete = incomplete || !report.not_run.empty();
+    }
+    sections.push_back(std::move(section));
+  }
+  const std::vector<Finding> records = judge_domain_records(*resolver, posture, sections);
+  const std::string dns_description = resolver->describe();
+  resolver->stop();
+
+  Level worst = Level::kOk;
+  for (const MxSection& section : sections) {
+    for (const PortReport& report : section.reports) {
+      for (const Finding& finding : report.findings)
+        worst = std::max(worst, finding.level);
+    }
+  }
+  for (const Finding& finding : records)
+    worst = std::max(worst, finding.level);
+  const ProbeVerdict verdict =
+      probe_verdict(worst >= Level::kHigh, worst >= Level::kLow, incomplete);
+
+  if (options.json) {
+    out << "{\"domain\":" << base::json_string(options.domain)
+        << ",\"dns\":" << base::json_string(dns_description) << ",\"mx\":[";
+    bool first = true;
+    for (const MxSection& section : sections) {
+      out << (first ? "" : ",") << "{\"host\":" << base::json_string(section.target.host)
+          << ",\"preference\":" << section.target.preference
+          << ",\"address\":" << base::json_string(section.address) << ",\"ports\":[";
+      bool first_port = true;
+      for (const PortReport& report : section.reports) {
+        out << (first_port ? "" : ",");
+        print_port_json(out, report);
+        first_port = false;
+      }
+      out << "]}";
+      first = false;
+    }
+    out << "],\"records\":" << findings_json(records)
+        << ",\"verdict\":" << base::json_string(to_string(verdict))
+        << ",\"worst_level\":" << base::json_string(to_string(worst))
+        << ",\"connections\":" << connections << "}\n";
+    return probe_exit_code(verdict);
+  }
+  auto safe = [](std::string_view text) { return base::terminal_safe(text); };
+  out << "smtpsctl probe --domain " << options.domain << " (DNS: " << safe(dns_description)
+      << ")\n";
+  for (const MxSection& section : sections) {
+    out << "\nMX host " << section.target.host << " (preference " << section.target.preference
+        << (section.address.empty() ? "" : ", address " + section.address) << ")\n";
+    for (const PortReport& report : section.reports)
+      print_port_text(out, report);
+  }
+  out << "\ndomain " << options.domain << " records:\n";
+  print_findings_text(out, records);
+  out << "\nconnections: " << connections << " (at most " << options.max_connections
+      << " per MX host)\n";
+  for (const MxSection& section : sections) {
+    for (const PortReport& report : section.reports) {
+      if (report.not_run.empty()) continue;
+      out << section.target.host << " port " << report.port
+          << " incomplete: " << safe(report.not_run_reason)
+          << "; not tested: " << join(report.not_run, ", ") << "\n";
+    }
+  }
+  out << "verdict: " << to_string(verdict) << " (worst: " << to_string(worst) << ")\n";
+  return probe_exit_code(verdict);
 }
 
 }  // namespace
@@ -2054,9 +2499,37 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
     } else if (arg == "--json") {
       options.json = true;
     } else if (arg == "--cafile" || arg == "--name" || arg == "--timeout" || arg == "--port" ||
-               arg == "--max-connections") {
+               arg == "--max-connections" || arg == "--domain" || arg == "--dns-server" ||
+               arg == "--trust-anchor" || arg == "--mta-sts-port") {
       auto given = value(arg.c_str());
       if (!given) return base::unexpected(given.error());
+      if (arg == "--domain") {
+        std::string domain = base::ascii_lowercase(given.value());
+        if (!domain.empty() && domain.back() == '.') domain.pop_back();
+        if (base::parse_ip(domain) || domain.find('.') == std::string::npos ||
+            delivery::normalized_host(domain) != domain)
+          return base::unexpected("--domain: \"" + base::terminal_safe(given.value()) +
+                                  "\" is not a domain name");
+        options.domain = domain;
+      }
+      if (arg == "--dns-server") {
+        base::HostPortForm form;
+        form.default_port = 53;
+        form.numeric_host = true;
+        auto server = base::parse_host_port(given.value(), form);
+        if (!server)
+          return base::unexpected("--dns-server: " + given.value() + ": " + server.error());
+        options.dns_servers.push_back(given.value());
+      }
+      if (arg == "--trust-anchor") options.trust_anchor = given.value();
+      if (arg == "--mta-sts-port") {
+        char* end = nullptr;
+        long port = std::strtol(given.value().c_str(), &end, 10);
+        if (end == given.value().c_str() || *end != '\0' || port < 1 || port > 65535) {
+          return base::unexpected(std::string("--mta-sts-port: a port number from 1 to 65535"));
+        }
+        options.mta_sts_port = static_cast<std::uint16_t>(port);
+      }
       if (arg == "--cafile") options.cafile = given.value();
       if (arg == "--name") options.name = given.value();
       if (arg == "--port") {
@@ -2092,7 +2565,21 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
     }
   }
   if (options.help) return options;
-  if (target.empty()) return base::unexpected(std::string("give HOST[:PORT]"));
+  if (!options.domain.empty()) {
+    if (!target.empty())
+      return base::unexpected("--domain " + options.domain + " or HOST " + target + ", not both");
+    if (options.ports.empty()) options.ports.push_back(25);
+    std::vector<std::uint16_t> unique;
+    for (std::uint16_t port : options.ports) {
+      if (std::find(unique.begin(), unique.end(), port) == unique.end()) unique.push_back(port);
+    }
+    options.ports = unique;
+    return options;
+  }
+  if (!options.dns_servers.empty() || !options.trust_anchor.empty() || options.mta_sts_port != 443)
+    return base::unexpected(
+        std::string("--dns-server, --trust-anchor and --mta-sts-port go with --domain"));
+  if (target.empty()) return base::unexpected(std::string("give HOST[:PORT] or --domain DOMAIN"));
   // Port 0 stands for "not given" (then 25, 465 and 587 are probed).
   base::HostPortForm form;
   form.default_port = 0;
@@ -2115,12 +2602,18 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
   if (!parsed) {
     err << "smtpsctl probe: " << parsed.error() << "\n"
         << "usage: smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]\n"
+           "                      [--timeout SECONDS] [--max-connections N] [--json]\n"
+           "       smtpsctl probe --domain DOMAIN [--port PORT]... [--dns-server IP[:PORT]]...\n"
+           "                      [--trust-anchor FILE] [--mta-sts-port PORT] [--cafile FILE]\n"
            "                      [--timeout SECONDS] [--max-connections N] [--json]\n";
     return 3;
   }
   const ProbeOptions& options = parsed.value();
   if (options.help) {
     out << "usage: smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]\n"
+           "                      [--timeout SECONDS] [--max-connections N] [--json]\n"
+           "       smtpsctl probe --domain DOMAIN [--port PORT]... [--dns-server IP[:PORT]]...\n"
+           "                      [--trust-anchor FILE] [--mta-sts-port PORT] [--cafile FILE]\n"
            "                      [--timeout SECONDS] [--max-connections N] [--json]\n"
            "  Reports a mail server's TLS: versions, ciphers, groups, certificates, STARTTLS,\n"
            "  AUTH, and known vulnerabilities (Heartbleed, CCS injection, DROWN...).\n"
@@ -2130,9 +2623,16 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
         << kDefaultMaxConnections
         << "); checks beyond it are not tested.\n"
            "  Exit: 0 pass, 1 warn, 2 fail, 3 usage or no answer, 4 inconclusive (checks\n"
-           "  could not run: connection budget, 421 replies, refused or failed connections).\n";
+           "  could not run: connection budget, 421 replies, refused or failed connections).\n"
+           "  --domain: probes each MX host of DOMAIN (port 25, or each --port) and checks\n"
+           "  its TLSA records (with their DNSSEC status), MTA-STS policy and TLS-RPT record.\n"
+           "  --dns-server: the DNS server to ask (repeatable; default /etc/resolv.conf's);\n"
+           "  --trust-anchor: validate DNSSEC with this key file; --mta-sts-port: the HTTPS\n"
+           "  port of mta-sts.DOMAIN (443); --cafile also verifies the policy server.\n"
+           "  No MX host (none, or a null MX) exits 3; an MX host not probed exits 4.\n";
     return 0;
   }
+  if (!options.domain.empty()) return run_domain_probe(options, out, err);
   std::vector<std::uint16_t> ports =
       !options.ports.empty() ? options.ports : std::vector<std::uint16_t>{25, 465, 587};
   Prober prober(options);

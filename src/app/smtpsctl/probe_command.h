@@ -3,6 +3,8 @@
 //
 //   smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]
 //                  [--timeout SECONDS] [--max-connections N] [--json]
+//   smtpsctl probe --domain DOMAIN [--port PORT]... [--dns-server IP[:PORT]]...
+//                  [--trust-anchor FILE] [--mta-sts-port PORT] [--cafile FILE] ...
 //
 // For the ports given (HOST:PORT and each --port), or each of 25, 465 and 587: whether it
 // answers; implicit TLS or STARTTLS (a 220 greeting in clear means STARTTLS, else a TLS
@@ -23,6 +25,17 @@
 //
 // - At most --max-connections connections in all (default kDefaultMaxConnections); the
 //   checks past the budget are "not tested (connection budget ...)".
+//
+// Domain mode (--domain): DOMAIN's MX hosts, looked up through our DNS layer (dns::Resolver:
+// --dns-server forwards to those servers, else /etc/resolv.conf's; --trust-anchor validates
+// DNSSEC with that key file), each probed as above on port 25 (or each --port) at its first
+// address that answers, with the MX name as certificate name; then what DOMAIN publishes
+// (delivery/posture.h): per MX host the TLSA records at _<port>._tcp.<host> against the
+// certificates it served, with their DNSSEC status; the MTA-STS record and policy (fetched
+// over HTTPS as delivery does, --cafile and --mta-sts-port for a private server) against
+// the MX names and their certificates; the TLS-RPT record. A domain without MX records
+// (none, or a null MX) is an error (exit 3); an MX host that cannot be probed makes the
+// scan inconclusive (exit 4).
 //
 // Exit codes: 0 every finding passes, 1 a warning, 2 a failure, 3 usage error or no port
 // answered, 4 inconclusive: no HIGH or CRITICAL finding, but checks could not run because
@@ -53,6 +66,11 @@ struct ProbeOptions {
   int max_connections = kDefaultMaxConnections;
   bool json = false;
   bool help = false;
+  // Domain mode: host is empty, domain is the mail domain (lower case, no final dot).
+  std::string domain;
+  std::vector<std::string> dns_servers;  // IP or IP:PORT (53) literals; none: resolv.conf
+  std::string trust_anchor;              // DNSSEC validation with this key file
+  std::uint16_t mta_sts_port = 443;      // the HTTPS port of mta-sts.<domain>
 };
 
 // HOST, HOST:PORT, [IPv6] or [IPv6]:PORT, and the options above.

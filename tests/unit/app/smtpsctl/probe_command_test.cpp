@@ -79,6 +79,34 @@ TEST(ProbeCommand, UsageErrors) {
   EXPECT_NE(err.str().find("usage: smtpsctl probe"), std::string::npos);
 }
 
+TEST(ProbeCommand, DomainMode) {
+  auto parsed = parse_probe_arguments({"--domain", "Example.NET.", "--dns-server", "127.0.0.1:5353",
+                                       "--dns-server", "[::1]", "--trust-anchor", "/k",
+                                       "--mta-sts-port", "8443"});
+  ASSERT_TRUE(parsed) << parsed.error();
+  EXPECT_EQ(parsed->domain, "example.net");
+  EXPECT_EQ(parsed->host, "");
+  EXPECT_EQ(parsed->ports, (std::vector<std::uint16_t>{25}));
+  EXPECT_EQ(parsed->dns_servers, (std::vector<std::string>{"127.0.0.1:5353", "[::1]"}));
+  EXPECT_EQ(parsed->trust_anchor, "/k");
+  EXPECT_EQ(parsed->mta_sts_port, 8443);
+  auto ports = parse_probe_arguments({"--domain", "example.net", "--port", "2525"});
+  ASSERT_TRUE(ports);
+  EXPECT_EQ(ports->ports, (std::vector<std::uint16_t>{2525}));
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--domain", "127.0.0.1"},
+           {"--domain", "localhost"},
+           {"--domain", "a..b"},
+           {"--domain", "a_b.example"},
+           {"--domain"},
+           {"x", "--domain", "example.net"},
+           {"--domain", "example.net", "--dns-server", "ns.example.net"},
+           {"--domain", "example.net", "--mta-sts-port", "0"},
+           {"x", "--dns-server", "127.0.0.1"}}) {
+    EXPECT_FALSE(parse_probe_arguments(bad)) << bad.back();
+  }
+}
+
 TEST(ProbeCommand, MaxConnectionsOption) {
   auto parsed = parse_probe_arguments({"x", "--max-connections", "7"});
   ASSERT_TRUE(parsed);
