@@ -2273,6 +2273,17 @@ std::vector<Finding> judge_domain_records(const dns::Resolver& resolver,
   return findings;
 }
 
+// A decimal number in [low, high] from a command-line value; else "WHAT from LOW to HIGH".
+base::Expected<long, std::string> bounded_number(const std::string& text, long low, long high,
+                                                 const std::string& what) {
+  char* end = nullptr;
+  errno = 0;
+  const long value = std::strtol(text.c_str(), &end, 10);
+  if (end == text.c_str() || *end != '\0' || errno == ERANGE || value < low || value > high)
+    return base::unexpected(what + " from " + std::to_string(low) + " to " + std::to_string(high));
+  return value;
+}
+
 int run_domain_probe(const ProbeOptions& options, std::ostream& out, std::ostream& err) {
   auto fail = [&](const std::string& message, int code) {
     err << "smtpsctl probe: " << base::terminal_safe(message) << "\n";
@@ -2523,38 +2534,26 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
       }
       if (arg == "--trust-anchor") options.trust_anchor = given.value();
       if (arg == "--mta-sts-port") {
-        char* end = nullptr;
-        long port = std::strtol(given.value().c_str(), &end, 10);
-        if (end == given.value().c_str() || *end != '\0' || port < 1 || port > 65535) {
-          return base::unexpected(std::string("--mta-sts-port: a port number from 1 to 65535"));
-        }
-        options.mta_sts_port = static_cast<std::uint16_t>(port);
+        auto port = bounded_number(given.value(), 1, 65535, "--mta-sts-port: a port number");
+        if (!port) return base::unexpected(port.error());
+        options.mta_sts_port = static_cast<std::uint16_t>(port.value());
       }
       if (arg == "--cafile") options.cafile = given.value();
       if (arg == "--name") options.name = given.value();
       if (arg == "--port") {
-        char* end = nullptr;
-        long port = std::strtol(given.value().c_str(), &end, 10);
-        if (end == given.value().c_str() || *end != '\0' || port < 1 || port > 65535) {
-          return base::unexpected(std::string("--port: a port number from 1 to 65535"));
-        }
-        options.ports.push_back(static_cast<std::uint16_t>(port));
+        auto port = bounded_number(given.value(), 1, 65535, "--port: a port number");
+        if (!port) return base::unexpected(port.error());
+        options.ports.push_back(static_cast<std::uint16_t>(port.value()));
       }
       if (arg == "--timeout") {
-        char* end = nullptr;
-        long seconds = std::strtol(given.value().c_str(), &end, 10);
-        if (end == given.value().c_str() || *end != '\0' || seconds < 1 || seconds > 600) {
-          return base::unexpected(std::string("--timeout: a number of seconds from 1 to 600"));
-        }
-        options.timeout_seconds = static_cast<int>(seconds);
+        auto seconds = bounded_number(given.value(), 1, 600, "--timeout: a number of seconds");
+        if (!seconds) return base::unexpected(seconds.error());
+        options.timeout_seconds = static_cast<int>(seconds.value());
       }
       if (arg == "--max-connections") {
-        char* end = nullptr;
-        long count = std::strtol(given.value().c_str(), &end, 10);
-        if (end == given.value().c_str() || *end != '\0' || count < 1 || count > 100000) {
-          return base::unexpected(std::string("--max-connections: a number from 1 to 100000"));
-        }
-        options.max_connections = static_cast<int>(count);
+        auto count = bounded_number(given.value(), 1, 100000, "--max-connections: a number");
+        if (!count) return base::unexpected(count.error());
+        options.max_connections = static_cast<int>(count.value());
       }
     } else if (!arg.empty() && arg[0] == '-') {
       return base::unexpected("unknown option " + arg);
