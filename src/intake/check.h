@@ -37,6 +37,10 @@
 #include "smtp/envelope.h"
 #include "smtp/reply.h"
 
+namespace queue {
+class ContentReader;
+}
+
 namespace intake {
 
 enum class Stage : std::uint16_t {
@@ -100,6 +104,15 @@ struct Context {
   // kEndOfData: the merged verdict of the checks before this one (a milter's edits), so that
   // a signature made here covers them; null elsewhere.
   const Verdict* earlier = nullptr;
+  // kEndOfData: the edits of the message's earlier stages (Authentication-Results fields
+  // removed at the end of the headers); with `earlier`, every edit so far. Null elsewhere.
+  const Verdict* earlier_stages = nullptr;
+  // kEndOfData, when a check of the pipeline reads_content(): the content as stored (our
+  // Received field, then the client's content), to read off the I/O thread; the body starts
+  // at body_offset. Null when the header section was too large or the content could not be
+  // read back (a storage failure: the message fails anyway).
+  std::shared_ptr<const queue::ContentReader> content;
+  std::uint64_t body_offset = 0;
 };
 
 struct HeaderEdit {
@@ -152,6 +165,8 @@ class Check {
   virtual ~Check() = default;
   virtual std::string_view name() const = 0;  // for logs and metrics: "spf", "dnsbl"
   virtual StageMask stages() const = 0;
+  // Whether it reads the stored message at the end of data (Context::content).
+  virtual bool reads_content() const { return false; }
   // What it does, in a few words, for the start-up lines of `smtpsd dev` ("554 5.4.6 at 50
   // Received fields"); may be empty.
   virtual std::string summary() const { return {}; }

@@ -191,6 +191,11 @@ void MessageIntake::scan(std::string_view data) {
 
 void MessageIntake::end_of_content() {
   events_.clear();
+  content_.reset();
+  if (writer_ && pipeline_.reads_content() && !header_overflow_) {
+    // A failure here failed the writer: the message gets its 451 at apply() or the commit.
+    if (auto reader = writer_->content_reader()) content_ = std::move(reader.value());
+  }
   if (!writer_ || !capture_ || headers_done_ || header_overflow_) return;
   if (header_section_.empty()) return;  // no content: no header section to look at
   section_without_body_ = true;
@@ -201,6 +206,7 @@ void MessageIntake::end_of_content() {
 void MessageIntake::abort() {
   if (writer_) writer_->abort();
   writer_.reset();
+  content_.reset();
   events_.clear();
   check_states_.clear();
 }
@@ -341,6 +347,7 @@ std::optional<smtp::Reply> MessageIntake::apply(const Verdict& verdict) {
 base::Expected<std::string, smtp::Reply> MessageIntake::committed(
     const base::Expected<base::Ok, queue::SpoolError>& result) {
   writer_.reset();
+  content_.reset();
   check_states_.clear();
   if (!result) return base::unexpected(failed("commit", result.error()));
   obs::Log line("accepted");
@@ -367,6 +374,10 @@ Context MessageIntake::context() const {
   context.queue_id = id_;
   if ((headers_done_ || section_without_body_) && !header_overflow_)
     context.header_section = header_section_;
+  if (!header_overflow_) {  // content_ is set from the end of the content on
+    context.content = content_;
+    context.body_offset = received_.size() + header_section_.size();
+  }
   context.header_section_too_large = header_overflow_;
   return context;
 }

@@ -84,7 +84,8 @@ class MessageIntake {
   // End of the content, before the end-of-data checks: a message without the empty line is
   // all header section (RFC 5322 §2.1: the body is optional), so its kEndOfHeaders event
   // comes now (in events()), with the content so far as Context::header_section. Header
-  // edits that rewrite such a section are still refused (apply()).
+  // edits that rewrite such a section are still refused (apply()). When a check reads the
+  // stored message, the content is made readable for it (Context::content).
   void end_of_content();
   void clear_events() { events_.clear(); }
   // Gives up the message (the session refused it, a check did, or the peer went away).
@@ -143,6 +144,8 @@ class MessageIntake {
   std::string authenticated_user_;
   std::uint64_t size_ = 0;
   std::string received_;  // our Received header, the first content octets
+  // The stored content for the end-of-data checks that read it (Pipeline::reads_content).
+  std::shared_ptr<const queue::ContentReader> content_;
   // The envelope as committed (after a check's edits), for the accepted log line.
   std::string final_sender_;
   std::size_t final_recipients_ = 0;

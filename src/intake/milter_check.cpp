@@ -6,9 +6,11 @@
 
 #include "base/duration_text.h"
 #include "base/network.h"
+#include "intake/message_intake.h"
 #include "milter/client.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
+#include "queue/spool.h"
 
 namespace intake {
 namespace {
@@ -20,9 +22,11 @@ const smtp::Reply kRejected{550, "5.7.1", "Command rejected"};
 const smtp::Reply kTempfailed{451, "4.7.1", "Service unavailable - try again later"};
 
 bool message_stage(Stage stage) {
-  return stage == Stage::kDataStart || stage == Stage::kHeader || stage == Stage::kEndOfHeaders ||
-         stage == Stage::kBody || stage == Stage::kEndOfData;
+  return stage == Stage::kDataStart || stage == Stage::kEndOfData;
 }
+
+// The body goes to the milter in pieces of this size (the protocol's largest body chunk).
+constexpr std::size_t kBodyPiece = 64 * 1024;
 
 // The facts a step needs, copied out of the Context (valid during run() only).
 struct Facts {
@@ -37,9 +41,11 @@ struct Facts {
   std::string sender;
   std::string recipient;
   std::string queue_id;
-  std::string header_name;
-  std::string header_value;
-  std::string body;
+  // kEndOfData: the client's header section, every edit of the checks so far, the content.
+  std::string header_section;
+  std::vector<HeaderEdit> edits;
+  std::shared_ptr<const queue::ContentReader> content;
+  std::uint64_t body_offset = 0;
   bool header_section_too_large = false;
 };
 
@@ -56,11 +62,16 @@ Facts facts_of(Stage stage, const Context& context) {
   facts.sender = std::string(context.sender);
   facts.recipient = std::string(context.recipient);
   facts.queue_id = std::string(context.queue_id);
-  if (stage == Stage::kHeader) {
-    facts.header_name = std::string(context.header_name);
-    facts.header_value = std::string(context.header_value);
+  if (stage == Stage::kEndOfData) {
+    facts.header_section = std::string(context.header_section);
+    for (const Verdict* verdict : {context.earlier_stages, context.earlier}) {
+      if (verdict == nullptr) continue;
+      facts.edits.insert(facts.edits.end(), verdict->header_edits.begin(),
+                         verdict->header_edits.end());
+    }
+    facts.content = context.content;
+    facts.body_offset = context.body_offset;
   }
-  if (stage == Stage::kBody) facts.body = std::string(context.body_chunk);
   facts.header_section_too_large = context.header_section_too_large;
   return facts;
 }
@@ -93,12 +104,11 @@ struct MilterCheck::Session {
 
   // The rest on the strand only.
   std::unique_ptr<milter::Client> client;
-  bool discard_session = false;    // a discard at connect or HELO: every message
-  bool transaction = false;        // MAIL sent, no end of message or abort since
-  bool message_done = false;       // the milter decided this message (or it was aborted)
-  bool discard = false;            // a discard at MAIL or RCPT: at the end of data
-  bool skip_body = false;          // SMFIR_SKIP
-  std::optional<Verdict> pending;  // a header's verdict, taken at the end of the headers
+  bool discard_session = false;  // a discard at connect or HELO: every message
+  bool transaction = false;      // MAIL sent, no end of message or abort since
+  bool message_done = false;     // the milter decided this message (or it was aborted)
+  bool discard = false;          // a discard at MAIL or RCPT: at the end of data
+  bool skip_body = false;        // SMFIR_SKIP
 
   std::string_view name() const { return settings->name; }
 
@@ -203,8 +213,60 @@ struct MilterCheck::Session {
     return Verdict::pass();
   }
 
-  // The end of data: the final reply with the modifications as edits.
-  Verdict end_of_data(milter::Outcome outcome) {
+  // The end of data: the message as it stands after the checks before this one (our
+  // Authentication-Results on top, the fields they removed gone), the body read back from the
+  // spool in pieces, then the end of message.
+  Verdict message(Facts& facts, Clock::time_point limit) {
+    milter::Client& c = *client;
+    // Edits that cannot be made fail the message at apply() anyway: the milter then sees the
+    // section as received.
+    std::string section = facts.header_section;
+    if (auto edited = edit_header_section(facts.header_section, facts.edits))
+      section = std::move(edited.value());
+    std::vector<std::string> on_top;  // the fields added on top, which the milter sees first
+    for (const HeaderEdit& edit : facts.edits)
+      if (edit.kind == HeaderEdit::Kind::kAdd) on_top.push_back(edit.name);
+    std::size_t position = 0;
+    while (position < section.size()) {
+      std::size_t end = section.find("\r\n", position);
+      if (end == std::string::npos || end == position) break;  // the empty line
+      while (end + 2 < section.size() && (section[end + 2] == ' ' || section[end + 2] == '\t'))
+        end = section.find("\r\n", end + 2);
+      if (end == std::string::npos) break;
+      std::string_view field(section.data() + position, end - position);
+      position = end + 2;
+      const std::size_t colon = field.find(':');
+      std::string_view name = field.substr(0, colon);
+      while (!name.empty() && (name.back() == ' ' || name.back() == '\t'))
+        name.remove_suffix(1);
+      std::string_view value =
+          colon == std::string_view::npos ? std::string_view() : field.substr(colon + 1);
+      if (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+      milter::Outcome outcome = c.header(name, value, limit);
+      if (outcome.kind != milter::Outcome::Kind::kContinue) {
+        Verdict verdict = decide(Stage::kEndOfData, std::move(outcome));
+        if (failed || message_done) return verdict;
+      }
+    }
+    if (Verdict verdict = decide(Stage::kEndOfData, c.end_of_headers(limit));
+        failed || message_done) {
+      return verdict;
+    }
+    std::string piece;
+    for (std::uint64_t at = facts.body_offset; !skip_body && at < facts.content->size();
+         at += piece.size()) {
+      if (auto read = facts.content->read(at, kBodyPiece, piece); !read)
+        return failure(Stage::kEndOfData, read.error());
+      if (piece.empty()) break;
+      Verdict verdict = decide(Stage::kEndOfData, c.body(piece, limit));
+      if (failed || message_done) return verdict;
+    }
+    return end_of_data(c.end_of_message(limit), on_top);
+  }
+
+  // The end of message's reply with the modifications as edits. `on_top`: the names of the
+  // fields the milter saw above the client's (ours), which the edits' indexes do not count.
+  Verdict end_of_data(milter::Outcome outcome, const std::vector<std::string>& on_top) {
     std::vector<milter::Response> modifications = std::move(outcome.modifications);
     std::optional<std::string> new_body = std::move(outcome.new_body);
     Verdict verdict = decide(Stage::kEndOfData, std::move(outcome));
@@ -224,15 +286,30 @@ struct MilterCheck::Session {
         case R::kAddHeader:
           verdict.header_edits.push_back(HeaderEdit{HeaderEdit::Kind::kAppend, m.name, m.text, 1});
           break;
-        case R::kInsertHeader:
-          verdict.header_edits.push_back(
-              HeaderEdit{HeaderEdit::Kind::kInsert, m.name, m.text, m.index});
+        case R::kInsertHeader: {
+          const auto tops = static_cast<unsigned>(on_top.size());
+          verdict.header_edits.push_back(HeaderEdit{HeaderEdit::Kind::kInsert, m.name, m.text,
+                                                    m.index > tops ? m.index - tops : 0});
           break;
-        case R::kChangeHeader:
+        }
+        case R::kChangeHeader: {
+          unsigned index = m.index == 0 ? 1u : m.index;
+          const auto ours = static_cast<unsigned>(std::count_if(
+              on_top.begin(), on_top.end(),
+              [&](const std::string& name) { return base::equals_ignoring_case(name, m.name); }));
+          if (index <= ours) {  // a field of ours (our Authentication-Results): kept
+            obs::Log("milter_edit_ignored", obs::Level::kWarning)
+                .kv("session", session_id)
+                .kv("milter", settings->name)
+                .kv("field", m.name)
+                .kv("reason", "the field is ours");
+            break;
+          }
           verdict.header_edits.push_back(
               HeaderEdit{m.text.empty() ? HeaderEdit::Kind::kDelete : HeaderEdit::Kind::kChange,
-                         m.name, m.text, m.index == 0 ? 1u : m.index});
+                         m.name, m.text, index - ours});
           break;
+        }
         case R::kChangeSender:
           verdict.new_sender = m.text;
           break;
@@ -291,8 +368,7 @@ MilterCheck::~MilterCheck() = default;
 
 StageMask MilterCheck::stages() const {
   return mask(Stage::kConnect) | mask(Stage::kHelo) | mask(Stage::kMail) | mask(Stage::kRcpt) |
-         mask(Stage::kDataStart) | mask(Stage::kHeader) | mask(Stage::kEndOfHeaders) |
-         mask(Stage::kBody) | mask(Stage::kEndOfData);
+         mask(Stage::kDataStart) | mask(Stage::kEndOfData);
 }
 
 std::string MilterCheck::summary() const {
@@ -350,22 +426,6 @@ void MilterCheck::run(Stage stage, const Context& context, Done done) {
   }
   if (stage == Stage::kEndOfData && message != nullptr) message->end();
   Facts facts = facts_of(stage, context);
-  if (stage == Stage::kHeader) {
-    // Queued, answered at once: the milter's verdict on it counts at the end of the headers.
-    session->strand->post([session, facts = std::move(facts), limit] {
-      if (auto opened = session->ensure_connected(Stage::kHeader, facts, limit)) {
-        if (!session->pending) session->pending = std::move(*opened);
-        return;
-      }
-      if (session->failed || session->message_done || session->pending) return;
-      milter::Outcome outcome =
-          session->client->header(facts.header_name, facts.header_value, limit);
-      if (outcome.kind == milter::Outcome::Kind::kContinue) return;
-      session->pending = session->decide(Stage::kHeader, std::move(outcome));
-    });
-    done(Verdict::pass());
-    return;
-  }
   session->strand->post(
       [session, stage, facts = std::move(facts), limit, done = std::move(done)]() mutable {
         Session& s = *session;
@@ -401,7 +461,6 @@ void MilterCheck::run(Stage stage, const Context& context, Done done) {
             s.message_done = false;
             s.discard = s.discard_session;
             s.skip_body = false;
-            s.pending.reset();
             client.clear_macro("i");
             client.set_macro("{mail_addr}", facts.sender);
             if (facts.authenticated_user.empty()) {
@@ -427,34 +486,15 @@ void MilterCheck::run(Stage stage, const Context& context, Done done) {
             client.set_macro("i", facts.queue_id);
             done(s.decide(stage, client.data(limit)));
             return;
-          case Stage::kEndOfHeaders:
-            if (s.pending) {
-              Verdict verdict = std::move(*s.pending);
-              s.pending.reset();
-              done(std::move(verdict));
-              return;
-            }
-            if (s.message_done) {
-              done(Verdict::pass());
-              return;
-            }
-            done(s.decide(stage, client.end_of_headers(limit)));
-            return;
-          case Stage::kBody:
-            if (s.message_done || s.skip_body || s.pending) {
-              done(Verdict::pass());
-              return;
-            }
-            done(s.decide(stage, client.body(facts.body, limit)));
-            return;
           case Stage::kEndOfData: {
-            if (s.pending) {  // a message that ended inside its header section
-              Verdict verdict = std::move(*s.pending);
-              s.pending.reset();
+            if (s.message_done) {
+              s.transaction = false;
+              Verdict verdict;
+              if (s.discard) verdict.kind = Verdict::Kind::kDiscard;
               done(std::move(verdict));
               return;
             }
-            if (facts.header_section_too_large) {
+            if (facts.header_section_too_large || !facts.content) {
               // This message only (the milter has not failed): it hears SMFIC_ABORT, the
               // message gets the default action, the session's next message the milter again.
               if (s.transaction) client.abort(limit);
@@ -463,26 +503,20 @@ void MilterCheck::run(Stage stage, const Context& context, Done done) {
               obs::Log("milter_skipped", obs::Level::kWarning)
                   .kv("session", s.session_id)
                   .kv("milter", s.settings->name)
-                  .kv("reason", "header section over 1 MiB: not given to the milter")
+                  .kv("reason", facts.header_section_too_large
+                                    ? "header section over 1 MiB: not given to the milter"
+                                    : "the stored message could not be read back")
                   .kv("action", s.settings->default_accept ? "accept" : "tempfail");
               done(s.default_verdict());
               return;
             }
-            if (s.message_done) {
-              s.transaction = false;
-              Verdict verdict;
-              if (s.discard) verdict.kind = Verdict::Kind::kDiscard;
-              done(std::move(verdict));
-              return;
-            }
-            milter::Outcome outcome = client.end_of_message(limit);
+            Verdict verdict = s.message(facts, limit);
             s.transaction = false;
-            Verdict verdict = s.end_of_data(std::move(outcome));
             s.message_done = true;
             done(std::move(verdict));
             return;
           }
-          case Stage::kHeader:
+          default:
             break;
         }
         done(Verdict::pass());

@@ -7,13 +7,13 @@
 //
 // Stages → milter steps: connect (with negotiation) → SMFIC_CONNECT, HELO/EHLO → SMFIC_HELO,
 // MAIL → SMFIC_MAIL (an SMFIC_ABORT first when a transaction was left open: RSET, a refused
-// DATA), RCPT → SMFIC_RCPT, DATA start → SMFIC_DATA, each header → SMFIC_HEADER, end of headers
-// → SMFIC_EOH, body → SMFIC_BODY (64 KiB chunks, streamed: nothing of the body is kept), end of
-// data → SMFIC_BODYEOB. A message that ends any other way (refused by another check, the
-// client went away) gets SMFIC_ABORT (the message's CheckState going away says so).
-//
-// Header steps answer at once (the header is queued on the strand): a milter's verdict on a
-// header is taken at the end of the headers. The other steps wait for the milter's reply.
+// DATA), RCPT → SMFIC_RCPT, DATA start → SMFIC_DATA. The end of data → the message, after the
+// checks before this one (SPF, DKIM, DMARC): SMFIC_HEADER for each field of the header section
+// with their edits applied (our Authentication-Results on top, fields forged in our name gone),
+// SMFIC_EOH, SMFIC_BODY in 64 KiB pieces read back from the spool (Context::content: nothing of
+// the body is held in memory), SMFIC_BODYEOB. A message that ends any other way (refused by
+// another check, the client went away) gets SMFIC_ABORT (the message's CheckState going away
+// says so). Each step waits for the milter's reply (unless it asked for none).
 //
 // Replies: continue; accept (at connect or HELO: the milter is done with the session; later:
 // with the message); reject and tempfail (Postfix's texts "550 5.7.1 Command rejected" and
@@ -22,8 +22,8 @@
 // quarantine → hold in our queue. Modifications at the end of data become the verdict's edits:
 // add header → HeaderEdit::kAppend, insert header → kInsert, change header → kChange (an empty
 // value: kDelete), replace body → new_body (LF made CRLF), change sender, add and delete
-// recipients. The milter sees the client's header section (not our Received field, which stays
-// first), so its indexes count the client's fields.
+// recipients. The milter does not see our Received field (it stays first); its indexes count
+// the fields it saw, less ours on top (a change to one of ours is ignored and logged).
 //
 // Failure (cannot connect, no answer within `timeout`, the milter closed the connection, a
 // malformed or unexpected packet): the milter is done for the session and its default action
@@ -74,6 +74,7 @@ class MilterCheck final : public Check {
 
   std::string_view name() const override { return name_; }
   StageMask stages() const override;
+  bool reads_content() const override { return true; }
   std::string summary() const override;
   // A step may take `timeout`, and a milter that sends SMFIR_PROGRESS up to four times that.
   std::chrono::milliseconds deadline() const override;

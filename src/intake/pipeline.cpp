@@ -32,8 +32,10 @@ std::string_view to_string(Stage stage) {
 }
 
 Pipeline::Pipeline(std::vector<std::shared_ptr<Check>> checks) : checks_(std::move(checks)) {
-  for (const auto& check : checks_)
+  for (const auto& check : checks_) {
     stages_ |= check->stages();
+    reads_content_ = reads_content_ || check->reads_content();
+  }
 }
 
 unsigned Pipeline::session_stages() const {

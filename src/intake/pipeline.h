@@ -28,6 +28,8 @@ class Pipeline {
   // The stages at least one check subscribes to.
   StageMask stages() const { return stages_; }
   bool wants(Stage stage) const { return (stages_ & mask(stage)) != 0; }
+  // A check reads the stored message at the end of data (Check::reads_content).
+  bool reads_content() const { return reads_content_; }
   // The same as smtp::SessionConfig::checked_stages bits (connect, HELO, MAIL, RCPT).
   unsigned session_stages() const;
   // Tells every check that the session ended (Check::session_closed).
@@ -36,6 +38,7 @@ class Pipeline {
  private:
   std::vector<std::shared_ptr<Check>> checks_;
   StageMask stages_ = 0;
+  bool reads_content_ = false;
 };
 
 class StageRun {

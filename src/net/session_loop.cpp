@@ -526,8 +526,10 @@ class SessionLoop {
     co_await content_events();
     if (!intake_.open()) co_return;
     if (checks_.wants(intake::Stage::kEndOfData)) {
-      take_message_verdict(co_await run_stage(checks_, intake::Stage::kEndOfData, intake_.context(),
-                                              intake_.check_states()));
+      intake::Context context = intake_.context();
+      context.earlier_stages = &message_verdict_;
+      take_message_verdict(
+          co_await run_stage(checks_, intake::Stage::kEndOfData, context, intake_.check_states()));
       if (!intake_.open()) co_return;
     }
     if (message_verdict_.kind == intake::Verdict::Kind::kDiscard) {

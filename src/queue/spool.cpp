@@ -703,6 +703,15 @@ class FileSpoolWriter final : public SpoolWriter {
 
   std::uint64_t content_size() const override { return content_size_; }
 
+  base::Expected<std::shared_ptr<const ContentReader>, SpoolError> content_reader() override {
+    if (state_ != State::kOpen) return not_open("content_reader");
+    if (auto flushed = flush_buffer(); !flushed) return base::unexpected(flushed.error());
+    // A descriptor of its own, for reading (the writer's is write-only).
+    int fd = ::openat(tmp_dir_fd_, id_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(system_error("open", tmp_path_, errno));
+    return std::make_shared<const ContentReader>(fd, header_size_, content_size_, tmp_path_);
+  }
+
   base::Expected<base::Ok, SpoolError> replace_header_section(
       std::uint64_t original_length, std::string_view new_section) override {
     if (state_ != State::kOpen) return not_open("replace_header_section");
@@ -1007,6 +1016,34 @@ class FileSpoolWriter final : public SpoolWriter {
 };
 
 }  // namespace
+
+ContentReader::~ContentReader() {
+  ::close(fd_);
+}
+
+base::Expected<base::Ok, std::string> ContentReader::read(std::uint64_t position,
+                                                          std::size_t length,
+                                                          std::string& out) const {
+  out.clear();
+  if (position >= size_) return base::Ok{};
+  length = static_cast<std::size_t>(std::min<std::uint64_t>(length, size_ - position));
+  out.resize(length);
+  std::size_t got = 0;
+  while (got < length) {
+    ssize_t n =
+        ::pread(fd_, out.data() + got, length - got, static_cast<off_t>(offset_ + position + got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int saved = errno;
+      out.clear();
+      return base::unexpected("read " + path_ + ": " + std::strerror(saved));
+    }
+    if (n == 0) break;  // truncated since: what is there
+    got += static_cast<std::size_t>(n);
+  }
+  out.resize(got);
+  return base::Ok{};
+}
 
 Spool::Spool(std::string dir) : dir_(std::move(dir)) {}
 

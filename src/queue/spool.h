@@ -88,6 +88,33 @@ base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
 
 class Spool;
 
+// The content of a message still being received, as appended so far, for a check that reads
+// it at the end of its data off the I/O thread (a milter is given the body from here, not
+// from memory). It holds a descriptor of its own: it stays readable after the writer went
+// away (aborted, committed), and a later truncate_content() shortens what it reads. Reads are
+// pread(2): any thread, concurrently.
+class ContentReader {
+ public:
+  ContentReader(int fd, std::uint64_t offset, std::uint64_t size, std::string path)
+      : fd_(fd), offset_(offset), size_(size), path_(std::move(path)) {}
+  ~ContentReader();
+  ContentReader(const ContentReader&) = delete;
+  ContentReader& operator=(const ContentReader&) = delete;
+
+  // Octets of content when it was made (SpoolWriter::content_size()).
+  std::uint64_t size() const { return size_; }
+  // Up to `length` octets from `position` of the content into `out` (replacing what it held);
+  // fewer only at the end. The error names the file and strerror.
+  base::Expected<base::Ok, std::string> read(std::uint64_t position, std::size_t length,
+                                             std::string& out) const;
+
+ private:
+  int fd_;
+  std::uint64_t offset_;  // where the content starts in the file
+  std::uint64_t size_;
+  std::string path_;
+};
+
 // Writes one incoming message. Not thread-safe; owned by one session.
 // A failure removes the file: after any step failed, every later call returns that error
 // (a late edit refused for misuse is not a failure: it changes nothing, see below).
@@ -119,6 +146,9 @@ class SpoolWriter {
   virtual base::Expected<base::Ok, SpoolError> append(std::string_view bytes) = 0;
   // Octets of content so far: everything appended, less what truncate_content() discarded.
   virtual std::uint64_t content_size() const = 0;
+  // The content appended so far, readable from any thread (what is buffered is written out
+  // first, not synced). Fails as append() does.
+  virtual base::Expected<std::shared_ptr<const ContentReader>, SpoolError> content_reader() = 0;
 
   // The header section as it will be delivered: new_section takes the place of the first
   // original_length octets of the content. original_length 0 inserts new_section before

@@ -72,7 +72,9 @@ class ScriptedMilter(ServerTestCase):
         def script(stage, event, conversation):
             if stage == "eom":
                 return [fm.add_header("X-Added", "at the end"),
-                        fm.insert_header(0, "X-Top", "first\n\tfolded"),
+                        # Index 1 of what it saw: after our Authentication-Results.
+                        fm.insert_header(1, "X-Top", "first\n\tfolded"),
+                        fm.change_header(1, "Authentication-Results", ""),  # ours: ignored
                         fm.change_header(1, "Subject", "changed"),
                         fm.change_header(1, "X-Drop", ""),
                         fm.replace_body(b"new body\nline two\r"),
@@ -88,7 +90,9 @@ class ScriptedMilter(ServerTestCase):
                             extra='[local_submission]\nmilters = ["scripted"]\n',
                             domains=[("localhost", ["demo", "other", "third"], {"dkim": [
                                 {"selector": "dev-rsa", "key": "dkim/localhost/dev-rsa.key"}]})])
+        # A forged verdict in our name: removed before the milter sees the message.
         message = (b"From: <you@example.org>\r\nTo: <demo@localhost>\r\nSubject: original\r\n"
+                   b"Authentication-Results: localhost; dmarc=pass\r\n"
                    b"X-Drop: me\r\n\r\nOriginal body.\r\n")
         with server.smtp() as client:
             client.sendmail("you@example.org", ["demo@localhost", "other@localhost"], message)
@@ -100,13 +104,22 @@ class ScriptedMilter(ServerTestCase):
                          ["X-Top: first\r\n\tfolded", "From: <you@example.org>",
                           "To: <demo@localhost>", "Subject: changed", "X-Added: at the end"])
         self.assertEqual(body_of(delivered), b"new body\r\nline two\r\nlast\r\n")
+        self.assertIn(b"\r\nAuthentication-Results: localhost;\r\n\tspf=", delivered)
+        server.wait_log(r"level=warning event=milter_edit_ignored .*field=Authentication-Results")
         # What the milter saw, in order, with the macros filters expect.
         self.milter.wait_for(lambda e: e and e[0] and e[0][-1][0] == "quit")
         events = self.milter.events()[0]
         kinds = [e[0] for e in events if e[0] != "macro"]
         self.assertEqual(kinds, ["optneg", "connect", "helo", "helo", "mail", "rcpt", "rcpt",
-                                 "data", "header", "header", "header", "header", "eoh", "body",
-                                 "eom", "quit"])
+                                 "data", "header", "header", "header", "header", "header", "eoh",
+                                 "body", "eom", "quit"])
+        # The milter sees the message as our checks left it: our Authentication-Results first
+        # (SPF, DKIM and DMARC come before the milters), then the client's fields.
+        headers = [e[1:] for e in events if e[0] == "header"]
+        self.assertEqual(headers[0][0], "Authentication-Results")
+        self.assertTrue(headers[0][1].startswith("localhost;"), headers[0])
+        self.assertIn("spf=", headers[0][1])
+        self.assertEqual([name for name, _ in headers[1:]], ["From", "To", "Subject", "X-Drop"])
         connect = next(e for e in events if e[0] == "connect")
         self.assertEqual((connect[1], connect[2], connect[4]), ("unknown", "4", "127.0.0.1"))
         self.assertIn(("mail", "<you@example.org>"), events)
@@ -262,7 +275,7 @@ class ScriptedMilter(ServerTestCase):
                         r"reason=\"?cannot connect")
         server.wait_log(r"event=milter_failed .*milter=lenient stage=end_of_data "
                         r"reason=\"?timed out after 300ms.* action=accept")
-        server.wait_log(r"event=milter_failed .*milter=lenient stage=body "
+        server.wait_log(r"event=milter_failed .*milter=lenient stage=end_of_data "
                         r"reason=\"?closed the connection.* action=accept")
 
         # Strict: the same failures refuse with 451, the client keeps the message; a milter

@@ -726,6 +726,27 @@ TEST_P(SpoolEditTest, ReplacedHeaderSectionAndBodyInEitherOrder) {
   EXPECT_TRUE(content_of(body_first) == edited + new_body);
 }
 
+TEST_F(SpoolTest, ContentReaderReadsWhatWasAppendedAndOutlivesTheWriter) {
+  auto writer = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(writer);
+  const std::string content = kReceived + kHeader + kBody;
+  ASSERT_TRUE((*writer)->append(content));  // small: still in the writer's buffer
+  auto reader = (*writer)->content_reader();
+  ASSERT_TRUE(reader);
+  const ContentReader& r = *reader.value();
+  EXPECT_EQ(r.size(), content.size());
+  std::string out;
+  ASSERT_TRUE(r.read(0, content.size() + 100, out));
+  EXPECT_EQ(out, content);  // the buffered octets were written out, the envelope is not in it
+  ASSERT_TRUE(r.read(kReceived.size(), 5, out));
+  EXPECT_EQ(out, kHeader.substr(0, 5));
+  ASSERT_TRUE(r.read(content.size(), 10, out));
+  EXPECT_EQ(out, "");
+  (*writer)->abort();  // the file is gone; the reader keeps its own descriptor
+  ASSERT_TRUE(r.read(kReceived.size() + kHeader.size(), 1000, out));
+  EXPECT_EQ(out, kBody);
+}
+
 TEST_F(SpoolTest, MisusedEditsAreRefusedAndChangeNothing) {
   auto writer = spool_->begin(full_envelope(), 1);
   ASSERT_TRUE(writer);
