@@ -20,6 +20,7 @@ import time
 import unittest
 import urllib.request
 
+import needs
 from dns_server import DnsServer
 from harness import ServerTestCase, make_message
 
@@ -130,8 +131,8 @@ def header_fields(message, name):
             if line.lower().startswith(prefix)]
 
 
-@unittest.skipUnless(dkimpy_available(), "needs Debian python3-dkim and python3-nacl "
-                     "(scripts/install-deps.sh)")
+@needs.condition(dkimpy_available, "needs Debian python3-dkim and python3-nacl "
+                 "(scripts/install-deps.sh)")
 class Inbound(ServerTestCase):
     """Port 25: the verdicts, what is delivered and what is refused."""
 
@@ -465,8 +466,8 @@ class Inbound(ServerTestCase):
             self.assertEqual(header_fields(delivered, "Authentication-Results"), [])
 
 
-@unittest.skipUnless(dkimpy_available(), "needs Debian python3-dkim and python3-nacl "
-                     "(scripts/install-deps.sh)")
+@needs.condition(dkimpy_available, "needs Debian python3-dkim and python3-nacl "
+                 "(scripts/install-deps.sh)")
 class Signing(ServerTestCase):
     """What our users submit leaves with two signatures (RSA-2048 and Ed25519) that dkimpy
     verifies from the records `smtpsctl dkim keygen` printed."""
