@@ -1743,7 +1743,8 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
 
   // [timeouts], durations (config/duration.h)
   if (const toml::table* timeouts = reader.table_at(root, "", "timeouts")) {
-    reader.only_keys(*timeouts, "timeouts", {"command", "data", "handshake", "shutdown_grace"});
+    reader.only_keys(*timeouts, "timeouts",
+                     {"command", "data", "handshake", "proxy_header", "shutdown_grace"});
     constexpr std::chrono::milliseconds kShortest{1};
     config.command_timeout = reader.duration_at(
         *timeouts, "timeouts", "command", config.command_timeout, kShortest, std::chrono::hours(1));
@@ -1752,6 +1753,9 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     config.handshake_timeout =
         reader.duration_at(*timeouts, "timeouts", "handshake", config.handshake_timeout, kShortest,
                            std::chrono::minutes(10));
+    config.proxy_header_timeout =
+        reader.duration_at(*timeouts, "timeouts", "proxy_header", config.proxy_header_timeout,
+                           kShortest, std::chrono::minutes(10));
     config.shutdown_grace =
         reader.duration_at(*timeouts, "timeouts", "shutdown_grace", config.shutdown_grace,
                            std::chrono::milliseconds(0), std::chrono::hours(1));

@@ -426,6 +426,8 @@ struct Config {
   std::chrono::milliseconds command_timeout{300'000};  // RFC 5321 §4.5.3.2.7: at least 5 minutes
   std::chrono::milliseconds data_timeout{180'000};     // RFC 5321 §4.5.3.2.5: 3 minutes per block
   std::chrono::milliseconds handshake_timeout{30'000};
+  // A PROXY protocol header from a listener's proxy_from (the proxy sends it at once).
+  std::chrono::milliseconds proxy_header_timeout{5'000};
   std::chrono::milliseconds shutdown_grace{30'000};  // SIGTERM: open transactions finish this long
 
   // Pure lookups used by the session policy.

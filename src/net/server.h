@@ -54,6 +54,7 @@ struct ListenerOptions {
   std::chrono::milliseconds command_timeout{300'000};
   std::chrono::milliseconds data_timeout{180'000};
   std::chrono::milliseconds handshake_timeout{30'000};
+  std::chrono::milliseconds proxy_header_timeout{5'000};  // for the PROXY header to arrive
   // PROXY protocol v1/v2: each connection from one of proxy_from starts with a header naming
   // the real client (logged, limited, put in Received); other peers are refused.
   bool proxy_protocol = false;

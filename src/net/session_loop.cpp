@@ -36,7 +36,6 @@ using asio::awaitable;
 
 // A proxy sends its PROXY header at once, with its connect: a peer that has not within
 // this is not a working proxy, and holding its connection open only helps a flood.
-constexpr std::chrono::seconds kProxyHeaderTimeout{5};
 
 // Back-pressure (session_loop.h): while the session waits for commands, one read takes at
 // most this much. The replies to it (at most ~20x: EHLO's to "EHLO a") are all written
@@ -768,7 +767,8 @@ awaitable<void> serve(SessionHost& host, std::shared_ptr<Connection> connection,
   obs::ConnectionScope open_connection(options.role);  // metrics: accepted, open
 
   connection->limit_send_buffer();
-  connection->arm(options.proxy_protocol ? kProxyHeaderTimeout : options.handshake_timeout);
+  connection->arm(options.proxy_protocol ? options.proxy_header_timeout
+                                         : options.handshake_timeout);
   asio::co_spawn(connection->socket.get_executor(), watchdog(connection), asio::detached);
 
   // Behind a proxy the header names the client: from here on it is the address that is

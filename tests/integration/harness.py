@@ -101,6 +101,7 @@ class Server:
         # error line, a session_crashed, or a crash fails the test at tearDown.
         self.expected_errors = []
         self.crashes = []  # how runs of this server ended badly (checked at tearDown)
+        self.failed_start = None  # the process whose exit start() reported as an exception
         # Run before the binary (its arguments follow): setpriv, strace, env (test_privileges.py).
         self.command_prefix = []
         self.log_path = os.path.join(directory, "smtpsd.log")
@@ -185,6 +186,8 @@ class Server:
                     self.ports.setdefault(role, int(port))
                 return self
             if self.process.poll() is not None:
+                # The test hears of it through the exception: not a crash of a running server.
+                self.failed_start = self.process
                 raise RuntimeError(f"smtpsd exited with {self.process.returncode}:\n{text}")
             time.sleep(0.02)
         raise RuntimeError("smtpsd did not start in time:\n" + self.log())
@@ -217,6 +220,8 @@ class Server:
         if process is not None:
             if ended_alone and code is not None and code < 0:
                 self.crashes.append(f"smtpsd died of signal {-code} on its own")
+            elif ended_alone and code and process is not self.failed_start:
+                self.crashes.append(f"smtpsd exited with {code} on its own")
             elif not ended_alone and sig == signal.SIGTERM and code != 0:
                 self.crashes.append(f"smtpsd exited with {code} after SIGTERM (expected 0)")
         return code

@@ -127,15 +127,23 @@ class Durability(ServerTestCase):
         self.assertGreaterEqual(len(checker.recorded), 12, checker.recorded)
 
     def mutated_run(self, mutation):
-        """accept_everything() on a server with the mutation preloaded; its violations."""
+        """accept_everything() and a bounce (its DSN to demo's Maildir) on a server with the
+        mutation preloaded; its violations."""
         cc = shutil.which("cc") or shutil.which("gcc")
         self.assertIsNotNone(cc, "a C compiler is needed to build the mutation")
         shim = os.path.join(self.tmp, mutation + ".so")
         subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", shim,
                         os.path.join(MUTATIONS, mutation + ".c"), "-ldl"], check=True)
-        server, process, trace = self.traced_server(preload=shim)
-        self.accept_everything(server)
-        durability.stop_traced(process)
+        with FakeSmtp(starttls=False, rcpt={"gone@remote.test": ["550 5.1.1 no such user"]}) \
+                as remote:
+            server, process, trace = self.traced_server(preload=shim, extra_toml="\n".join([
+                "[queue]", "retry_schedule = [1]", "", "[delivery]",
+                f'relay = "smtp://127.0.0.1:{remote.port}"', 'relay_tls = "none"', ""]))
+            self.accept_everything(server)
+            submit(server, ["gone@remote.test"], subject="bounce me")
+            server.wait_delivered(11, "demo@localhost", timeout=30)
+            durability.wait_for(lambda: not server.spool_ids(), timeout=20)
+            durability.stop_traced(process)
         violations, checker = durability.check(trace, server.dir)
         self.assertEqual(len(checker.acknowledged), 10)
         return violations
@@ -149,6 +157,7 @@ class Durability(ServerTestCase):
         violations = self.mutated_run("no_fsync")
         self.assertEqual(len(self.acknowledged_unsynced(violations, "data of")), 10, violations)
         self.assertTrue([v for v in violations if "delivery of" in v], violations)
+        self.assertTrue([v for v in violations if "recorded (its DSN)" in v], violations)
 
     def test_durability_check_catches_unsynced_directory_entries(self):
         violations = self.mutated_run("no_dir_fsync")

@@ -177,7 +177,9 @@ class ProxyProtocolListener(ServerTestCase):
 
     def setUp(self):
         super().setUp()
-        self.a = self.new_server(listeners=listeners())
+        # The PROXY header is due within 500 ms here (5 s by default).
+        self.a = self.new_server(listeners=listeners(),
+                                 extra_toml='[timeouts]\nproxy_header = "500ms"\n')
         self.a.start()
 
     def test_header_from_an_address_not_in_proxy_from_is_refused(self):
@@ -220,7 +222,7 @@ class ProxyProtocolListener(ServerTestCase):
         started = time.time()
         with sock, f:
             self.assertEqual(f.read(), b"")  # nothing is sent, the server closes
-        self.assertLess(time.time() - started, 9)
+        self.assertLess(time.time() - started, 9)  # 18 times the 500 ms configured
         self.a.wait_log(r"level=warning event=proxy_header_failed session=\S+ role=submissions "
                         r"proxy=127\.0\.0\.1 reason=timeout")
 

@@ -365,6 +365,7 @@ net::ListenerOptions listener_options(std::shared_ptr<const config::Config> snap
   options.command_timeout = config.command_timeout;
   options.data_timeout = config.data_timeout;
   options.handshake_timeout = config.handshake_timeout;
+  options.proxy_header_timeout = config.proxy_header_timeout;
   if (listener.role == config::Role::kSmtp) {
     options.pregreet_wait = config.screening.pregreet_wait;
     options.refuse_improper_pipelining = config.screening.refuse_improper_pipelining;
