@@ -479,16 +479,17 @@ class RspamdMilter(ServerTestCase):
 class SpamAssassinMilter(ServerTestCase):
 
     def test_spamass_milter_rejects_gtube_and_heads_clean_mail(self):
-        spamassassin = SpamAssassin(self.tmp, reject_score=15)
-        try:
-            spamassassin.start(timeout=30)
-        except RuntimeError as error:
-            self.fail(str(error))
+        # spamd compiles its rules (seconds, on one core) while smtpsd starts.
+        spamassassin = SpamAssassin(self.tmp, reject_score=15).launch()
         self.addCleanup(spamassassin.stop)
         server = self.new_server(
             listeners=[{"role": "smtp", "milters": ["spamassassin"]}],
             extra_toml=milter_toml("spamassassin", spamassassin.socket, "10s"))
         server.start()
+        try:
+            spamassassin.wait_ready(timeout=60)
+        except RuntimeError as error:
+            self.fail(str(error))
         # GTUBE scores 1000 (a body rule of Debian's rules), above spamass-milter's -r 15:
         # its reject, with its own reply, at the end of data; nothing stored.
         with server.smtp(starttls=False) as client:
