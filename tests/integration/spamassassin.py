@@ -5,7 +5,7 @@ Debian's spamassassin, spamd, spamc and spamass-milter packages (scripts/install
 their system services stay disabled), started with options and files of our own:
 
   - spamd `--local` (Mail::SpamAssassin's local_tests_only: no DNS or network test runs),
-    `--nouser-config`, one child, listening only on a unix socket (no port, no client name to
+    `--nouser-config`, one child (or `children`), listening only on a unix socket (no port, no client name to
     look up), logging to a file of its own. Its rules are the ones Debian's package ships in
     /usr/share/spamassassin (`--configpath`; sa-update never runs, nothing is fetched):
     rules="all" takes them all, the default "core" a directory of links to them without
@@ -106,10 +106,11 @@ def _pong(path):
 
 class SpamAssassin:
 
-    def __init__(self, directory, reject_score=15, rules="core"):
+    def __init__(self, directory, reject_score=15, rules="core", children=1):
         """rules: "all", every rule file Debian ships in /usr/share/spamassassin; "core",
         the same without 72_active.cf (490 KB, the rules sa-update would refresh) and the
-        30_text_*.cf translations, which spamd compiles in about half the time."""
+        30_text_*.cf translations, which spamd compiles in about half the time. children:
+        spamd's scanning processes (each scans one message at a time)."""
         if rules not in ("all", "core"):
             raise ValueError(f"rules must be 'all' or 'core', not {rules!r}")
         self.dir = os.path.join(directory, "spamassassin")
@@ -119,6 +120,7 @@ class SpamAssassin:
         self.spamd_socket = os.path.join(self.dir, "spamd.sock")
         self.socket = os.path.join(self.dir, "milter.sock")
         self.reject_score = reject_score
+        self.children = children
         self.spamd = None
         self.milter = None
         for sub in (self.site, self.home):
@@ -165,8 +167,8 @@ class SpamAssassin:
         try:
             with open(os.path.join(self.dir, "spamd.out"), "wb") as out:
                 self.spamd = subprocess.Popen(
-                    [SPAMD, "--local", "--nouser-config", "--max-children=1",
-                     "--min-children=1", f"--socketpath={self.spamd_socket}",
+                    [SPAMD, "--local", "--nouser-config", f"--max-children={self.children}",
+                     f"--min-children={self.children}", f"--socketpath={self.spamd_socket}",
                      f"--configpath={self.rules}", f"--siteconfigpath={self.site}",
                      f"--helper-home-dir={self.home}",
                      f"--pidfile={self.dir}/spamd.pid",
