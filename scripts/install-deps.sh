@@ -15,6 +15,7 @@ packages=(
   python3 strace swaks libnet-ssleay-perl msmtp curl procps gsasl fail2ban dnsmasq-base dovecot-core dovecot-lmtpd haproxy
   postfix
   rspamd
+  spamassassin spamd spamc spamass-milter
   systemd strace util-linux
   scdoc lintian man-db
 )
@@ -60,4 +61,21 @@ if dpkg-query -W -f='${Status}' rspamd 2>/dev/null | grep -q "install ok install
     $SUDO /etc/init.d/rspamd stop >/dev/null 2>&1 || true
     $SUDO update-rc.d rspamd disable >/dev/null 2>&1 || true
   fi
+fi
+# SpamAssassin runs privately too (tests/integration/spamassassin.py: spamd --local on a unix
+# socket, Debian's rules from /usr/share/spamassassin, spamass-milter in front of it): no
+# system-wide spamd or spamass-milter is left running or enabled, and the daily rule update
+# (sa-update, which fetches from the network) stays off.
+for service in spamd spamass-milter; do
+  if dpkg-query -W -f='${Status}' "$service" 2>/dev/null | grep -q "install ok installed"; then
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now "$service.service" >/dev/null 2>&1 || true
+    else
+      $SUDO /etc/init.d/"$service" stop >/dev/null 2>&1 || true
+      $SUDO update-rc.d "$service" disable >/dev/null 2>&1 || true
+    fi
+  fi
+done
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now spamassassin-maintenance.timer >/dev/null 2>&1 || true
 fi

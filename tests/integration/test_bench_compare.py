@@ -45,6 +45,12 @@ class BenchCompare(unittest.TestCase):
                                 timeout=30)
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn("--rounds", result.stderr)
+        # --milter names one of the milters the bench can start privately.
+        result = subprocess.run([COMPARE, "--milter", "clamav"], capture_output=True,
+                                text=True, timeout=30)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("argument --milter: invalid choice: 'clamav' (choose from 'rspamd', "
+                      "'spamassassin')", result.stderr)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
 every reply and every modification, milters that are down, slow or die mid-message (the
 default action applies, nothing is lost or delivered twice), OpenDKIM as a signing milter
 whose signature dkimpy verifies on the delivered message, and rspamd (its proxy worker in
-milter mode, offline: tests/integration/rspamd.py) rejecting GTUBE and heading clean mail.
+milter mode, offline: tests/integration/rspamd.py) and SpamAssassin (spamd behind Debian's
+spamass-milter, offline: tests/integration/spamassassin.py) rejecting GTUBE and heading clean
+mail.
 
-Standard library only (OpenDKIM, dkimpy and rspamd are Debian packages, run as programs).
+Standard library only (OpenDKIM, dkimpy, rspamd, spamd and spamass-milter are Debian
+packages, run as programs).
 """
 
 import base64
@@ -20,6 +23,7 @@ import needs
 from harness import SMTPSD, ServerTestCase, make_message
 from processes import end_process
 from rspamd import RSPAMD, Rspamd
+from spamassassin import SPAMASS_MILTER, SPAMC, SPAMD, SpamAssassin
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
@@ -482,3 +486,46 @@ class RspamdMilter(ServerTestCase):
         # Offline: rspamd asked no DNS for either message.
         scans = re.findall(r"rspamd_task_write_log: .*dns req: (\d+)", rspamd.log())
         self.assertEqual(scans, ["0", "0"], rspamd.log()[-3000:])
+
+
+@needs.tools(SPAMD, SPAMC, SPAMASS_MILTER)
+class SpamAssassinMilter(ServerTestCase):
+
+    def test_spamass_milter_rejects_gtube_and_heads_clean_mail(self):
+        # spamd compiles its rules (seconds, on one core) while smtpsd starts.
+        spamassassin = SpamAssassin(self.tmp, reject_score=15).launch()
+        self.addCleanup(spamassassin.stop)
+        server = self.new_server(
+            listeners=[{"role": "smtp", "milters": ["spamassassin"]}],
+            extra_toml=milter_toml("spamassassin", spamassassin.socket, "10s"))
+        server.start()
+        try:
+            spamassassin.wait_ready(timeout=60)
+        except RuntimeError as error:
+            self.fail(str(error))
+        # GTUBE scores 1000 (a body rule of Debian's rules), above spamass-milter's -r 15:
+        # its reject, with its own reply, at the end of data; nothing stored.
+        with server.smtp(starttls=False) as client:
+            with self.assertRaises(smtplib.SMTPDataError) as caught:
+                client.sendmail("you@example.org", ["demo@localhost"],
+                                make_message(subject="gtube", body=f"{GTUBE}\r\n"))
+        self.assertEqual((caught.exception.smtp_code, caught.exception.smtp_error),
+                         (550, b"5.7.1 Blocked by SpamAssassin"), spamassassin.log()[-3000:])
+        # A clean message: delivered with the X-Spam-* fields spamd computed, which
+        # spamass-milter adds at the end of the message.
+        with server.smtp(starttls=False) as client:
+            client.sendmail("you@example.org", ["demo@localhost"],
+                            make_message(subject="lunch", message_id="lunch@example.org",
+                                         body="Shall we meet at noon?\r\n"))
+        delivered = server.wait_delivered(1)[0]
+        self.assertEqual(len(server.delivered()), 1)
+        self.assertIn(b"Subject: lunch\r\n", delivered)
+        self.assertRegex(delivered, rb"\r\nX-Spam-Checker-Version: SpamAssassin 4\.[0-9.]+ ",
+                         delivered[:2000])
+        self.assertRegex(delivered, rb"\r\nX-Spam-Status: No, score=-?[0-9.]+ required=5\.0 ",
+                         delivered[:2000])
+        self.assertNotIn(b"GTUBE", delivered)
+        # spamd scanned both (its log: one spam at 1000 points or more, one clean message).
+        log = spamassassin.log()
+        self.assertRegex(log, r"spamd: identified spam \(10\d\d\.\d+/5\.0\)", log[-3000:])
+        self.assertIn("spamd: clean message (", log)
