@@ -13,25 +13,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/poll.h"
+
 namespace milter {
 namespace {
-
-int milliseconds_until(Clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  if (left.count() <= 0) return 0;
-  return left.count() > 0x7fffffff ? 0x7fffffff : static_cast<int>(left.count());
-}
-
-// Waits for `events` on fd until the deadline: true when ready.
-bool wait_for(int fd, short events, Clock::time_point deadline) {
-  for (;;) {
-    pollfd entry{fd, events, 0};
-    const int ready = ::poll(&entry, 1, milliseconds_until(deadline));
-    if (ready > 0) return true;
-    if (ready == 0) return false;
-    if (errno != EINTR) return true;  // let the following call report the error
-  }
-}
 
 std::string error_text(int error) {
   return std::strerror(error);
@@ -80,7 +65,7 @@ base::Expected<std::unique_ptr<Connection>, Failure> Connection::open(
     if (errno != EINPROGRESS && errno != EAGAIN) {
       return base::unexpected(Failure{Failure::Kind::kConnect, error_text(errno)});
     }
-    if (!wait_for(fd, POLLOUT, deadline)) {
+    if (!base::poll_until(fd, POLLOUT, deadline)) {
       return base::unexpected(Failure{Failure::Kind::kConnect, "connect timed out"});
     }
     int error = 0;
@@ -105,7 +90,7 @@ base::Expected<base::Ok, Failure> Connection::send(std::string_view bytes,
     }
     if (sent < 0 && errno == EINTR) continue;
     if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!wait_for(fd_, POLLOUT, deadline))
+      if (!base::poll_until(fd_, POLLOUT, deadline))
         return base::unexpected(Failure{Failure::Kind::kTimeout, "timed out writing"});
       continue;
     }
@@ -130,7 +115,7 @@ base::Expected<Packet, Failure> Connection::receive(Clock::time_point deadline) 
     if (got == 0) return base::unexpected(Failure{Failure::Kind::kClosed, "closed the connection"});
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (!wait_for(fd_, POLLIN, deadline))
+      if (!base::poll_until(fd_, POLLIN, deadline))
         return base::unexpected(Failure{Failure::Kind::kTimeout, "timed out"});
       continue;
     }

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "base/poll.h"
+
 namespace tls {
 namespace {
 
@@ -30,16 +32,8 @@ Result complete(Stream& stream, Deadline deadline, Operation operation) {
 }  // namespace
 
 bool poll_until_ready(int fd, Status wanted, Deadline deadline) {
-  const short events = wanted == Status::kWantWrite ? POLLOUT : POLLIN;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
-    pollfd entry{fd, events, 0};
-    // poll() takes an int of milliseconds: a far deadline is waited for in slices.
-    int ready = ::poll(&entry, 1, static_cast<int>(std::min<long long>(left.count(), 60000)));
-    if (ready > 0) return true;
-    if (ready < 0 && errno != EINTR) return true;
-  }
+  if (deadline <= Clock::now()) return false;
+  return base::poll_until(fd, wanted == Status::kWantWrite ? POLLOUT : POLLIN, deadline);
 }
 
 Result poll_handshake(Stream& stream, Deadline deadline) {

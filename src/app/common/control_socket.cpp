@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/poll.h"
 #include "base/socket_file.h"
 
 namespace app {
@@ -138,10 +139,9 @@ void ControlSocket::serve() {
     std::string request;
     char buffer[512];
     while (request.find('\n') == std::string::npos && request.size() < kMaxRequest) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      pollfd readable{client, POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&readable, 1, static_cast<int>(left.count())) <= 0) break;
+      if (deadline <= std::chrono::steady_clock::now() ||
+          !base::poll_until(client, POLLIN, deadline))
+        break;
       ssize_t n = ::recv(client, buffer, sizeof buffer, MSG_DONTWAIT);
       if (n <= 0) break;
       request.append(buffer, static_cast<std::size_t>(n));

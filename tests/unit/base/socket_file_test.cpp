@@ -2,6 +2,8 @@
 // directory others may write to is refused (base/socket_file.h).
 #include "base/socket_file.h"
 
+#include <poll.h>
+
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,6 +16,8 @@
 #include <string>
 
 #include <gtest/gtest.h>
+
+#include "base/poll.h"
 
 namespace base {
 namespace {
@@ -76,6 +80,22 @@ TEST(SocketFileTest, RefusesADirectoryOthersMayWriteTo) {
   EXPECT_NE(open.error().find("writable by other users"), std::string::npos) << open.error();
   ::chmod(dir.path.c_str(), 01777);  // sticky, as /tmp: others cannot replace our file
   EXPECT_TRUE(check_socket_directory(dir.path.string()));
+}
+
+// base/poll.h, here beside the other socket helper: a quiet pipe times out, a written one is
+// ready at once, a deadline already past does not wait.
+TEST(PollUntilTest, ReadyWhenWrittenFalseAtTheDeadline) {
+  int ends[2];
+  ASSERT_EQ(::pipe(ends), 0);
+  const auto now = std::chrono::steady_clock::now();
+  EXPECT_FALSE(poll_until(ends[0], POLLIN, now + std::chrono::milliseconds(20)));
+  EXPECT_GE(std::chrono::steady_clock::now() - now, std::chrono::milliseconds(20));
+  EXPECT_FALSE(poll_until(ends[0], POLLIN, now - std::chrono::seconds(1)));
+  EXPECT_TRUE(poll_until(ends[1], POLLOUT, now + std::chrono::hours(24)));
+  ASSERT_EQ(::write(ends[1], "x", 1), 1);
+  EXPECT_TRUE(poll_until(ends[0], POLLIN, now + std::chrono::hours(24)));
+  ::close(ends[0]);
+  ::close(ends[1]);
 }
 
 }  // namespace
