@@ -100,4 +100,11 @@ DaneLookup lookup_dane(dns::Resolver& resolver, std::string_view host, std::uint
   return tlsa_at(resolver, host, port, deadline);
 }
 
+std::string tlsa_published_unvalidated(dns::Resolver& resolver, std::string_view host,
+                                       std::uint16_t port, std::chrono::milliseconds deadline) {
+  const std::string name = "_" + std::to_string(port) + "._tcp." + std::string(host);
+  dns::AnswerPtr answer = resolver.lookup_and_wait(name, dns::Type::kTlsa, deadline);
+  return answer->status == dns::Status::kOk && !answer->tlsa.empty() ? name : std::string();
+}
+
 }  // namespace delivery

@@ -52,4 +52,12 @@ DaneLookup lookup_dane(dns::Resolver& resolver, std::string_view host, std::uint
                        bool mx_secure, bool host_secure, std::chrono::milliseconds deadline,
                        std::string_view canonical = {});
 
+// Without a validating resolver DANE cannot apply; this says whether it would have been
+// asked for: the name of host's `_<port>._tcp` TLSA RRset when host publishes one, as a
+// lookup that nothing validated answers; "" when it does not, or the lookup failed. For a
+// warning only (outbound.cpp, once per domain), never for a decision: an unvalidated
+// answer proves nothing (RFC 7672 §2.1).
+std::string tlsa_published_unvalidated(dns::Resolver& resolver, std::string_view host,
+                                       std::uint16_t port, std::chrono::milliseconds deadline);
+
 }  // namespace delivery

@@ -23,6 +23,11 @@ using Clock = std::chrono::steady_clock;
 using queue::DeliveryResult;
 
 constexpr std::size_t kMaxHostsRemembered = 4096;  // server addresses with a timeout record
+// Without a validating resolver: domains warned about (at most), how often each, and how
+// many of a domain's MX hosts are asked for TLSA records.
+constexpr std::size_t kMaxDaneWarnedDomains = 1024;
+constexpr std::chrono::hours kDaneWarningInterval{24};
+constexpr std::size_t kMaxTlsaProbes = 3;
 using queue::DeliveryStatus;
 
 DeliveryResult temporary(std::string detail, std::string transport,
@@ -88,7 +93,8 @@ base::Expected<std::unique_ptr<Outbound>, std::string> Outbound::create(Outbound
 Outbound::Outbound(OutboundOptions options)
     : options_(std::move(options)),
       memory_(options_.tls_memory_file),
-      lmtp_(lmtp_endpoint(options_.lmtp)) {}
+      lmtp_(lmtp_endpoint(options_.lmtp)),
+      dane_unavailable_warned_(kMaxDaneWarnedDomains, kDaneWarningInterval) {}
 
 Outbound::~Outbound() {
   {
@@ -320,6 +326,41 @@ std::string Outbound::below_floor(const TlsOutcome& tls, const std::string& wher
   return {};
 }
 
+void Outbound::warn_dane_unavailable(const std::string& domain,
+                                     const std::vector<MxTarget>& targets, std::uint16_t port) {
+  // One look per domain and interval, whatever it finds: a domain without TLSA records costs
+  // no lookup per message either.
+  if (!dane_unavailable_warned_.first_in_window(domain)) return;
+  const Clock::time_point deadline = Clock::now() + options_.mx_deadline;
+  for (std::size_t i = 0; i < targets.size() && i < kMaxTlsaProbes; ++i) {
+    // The records may be at the target of the host's CNAME chain (RFC 7672 §2.2.2), which
+    // the address lookup (cached since the MX round) names; MxTarget::canonical is only
+    // set for a secure chain.
+    const MxTarget& target = targets[i];
+    std::string published;
+    const std::string canonical =
+        options_.dns->lookup_and_wait(target.host, dns::Type::kA, base::time_left(deadline))
+            ->canonical_name;
+    if (!canonical.empty() && canonical != target.host) {
+      published =
+          tlsa_published_unvalidated(*options_.dns, canonical, port, base::time_left(deadline));
+    }
+    if (published.empty()) {
+      published =
+          tlsa_published_unvalidated(*options_.dns, target.host, port, base::time_left(deadline));
+    }
+    if (published.empty()) continue;
+    obs::Log("dane_unavailable", obs::Level::kWarning)
+        .kv("domain", domain)
+        .kv("host", target.host)
+        .kv("detail", published +
+                          " has TLSA records, but the DNS resolver does not validate DNSSEC: "
+                          "mail to this domain goes without DANE (MTA-STS, the policy table, "
+                          "the memory or opportunistic TLS decide); said once a day per domain");
+    return;
+  }
+}
+
 Outbound::Outcome Outbound::transact(Connection& connection, const queue::StoredMessage& message,
                                      std::span<const std::size_t> recipients,
                                      const std::string& transport,
@@ -536,6 +577,8 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
     }
     targets = std::move(answer.targets);
     mx_secure = answer.secure;
+    // RFC 7672 needs validated answers: a domain that asks for DANE is told of, loudly.
+    if (!excepted && !options_.dns->validates()) warn_dane_unavailable(domain, targets, port);
   }
 
   // MTA-STS (RFC 8461), for the hosts DANE does not decide (DANE takes precedence, §2): in
@@ -723,7 +766,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
             .kv("domain", memory_key)
             .kv("host", where)
             .kv("stage", opened.error().stage)
-            .kv("level", tls::to_string(level))
+            .kv("level", tls::to_string(host_level))
             .kv("remembered", to_string(remembered))
             .kv("detail", opened.error().detail);
         if (opened.error().stage == "tls-policy") failure = opened.error().detail;
@@ -744,7 +787,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
             .kv("domain", memory_key)
             .kv("host", where)
             .kv("stage", "ehlo")
-            .kv("level", tls::to_string(level))
+            .kv("level", tls::to_string(host_level))
             .kv("remembered", to_string(remembered))
             .kv("detail", floor);
         connection->quit();

@@ -21,6 +21,9 @@
 //   half as many for each such attempt in a row, down to one, until it answers again, and
 //   a delivery that finds it busy moves on instead of waiting for it.
 // - No attempt lasts longer than attempt_timeout, from the first connection to the last reply.
+// - Without a validating resolver DANE cannot apply (the daemon says so at start); a domain
+//   whose MX host publishes TLSA records (seen unvalidated) gets a `dane_unavailable`
+//   warning of its own, at most once a day per domain (a bounded set of domains).
 // - The smarthost's and the LMTP server's names are looked up as the system does (/etc/hosts,
 //   then DNS: system_resolver.h); only MX hosts go through DNS alone.
 // Blocking; called from the queue's delivery threads.
@@ -45,6 +48,7 @@
 
 #include "base/endpoint.h"
 #include "base/expected.h"
+#include "base/recent_keys.h"
 #include "delivery/mx_resolver.h"
 #include "delivery/next_hop.h"
 #include "delivery/posture.h"
@@ -158,12 +162,17 @@ class Outbound {
   // destination was reached with before, or "".
   std::string below_floor(const TlsOutcome& tls, const std::string& where, tls::OutboundLevel level,
                           SeenTls remembered) const;
+  // The resolver does not validate: warns, once a day per domain, when a host of targets
+  // publishes TLSA records, i.e. the domain asks for DANE that this delivery cannot give.
+  void warn_dane_unavailable(const std::string& domain, const std::vector<MxTarget>& targets,
+                             std::uint16_t port);
 
   OutboundOptions options_;
   tls::SslCtxPtr tls_context_;
   std::unique_ptr<MxResolver> resolver_;
   TlsMemory memory_;
   Endpoint lmtp_;
+  base::RecentKeys dane_unavailable_warned_;  // domains warned about (warn_dane_unavailable)
 
   std::mutex pool_mutex_;
   std::condition_variable pool_changed_;

@@ -7,7 +7,12 @@ receiving smtpsd whose certificates nothing but the TLSA records vouch for (no C
 - DANE-TA(2): the receiver's CA certificate, its certificate naming the MX host: delivered;
 - a TLSA record that matches nothing: deferred, never sent unauthenticated;
 - a TLSA answer whose signature fails (bogus): the host is not used at all: deferred;
-- the same zone without validation: DANE cannot apply, said at start, opportunistic TLS.
+- several MX hosts: the ones DANE disqualifies (bogus, mismatch) are skipped, the next one,
+  authenticated by its records, gets the mail;
+- a TLS report to an address of a domain whose DANE fails is delivered all the same
+  (RFC 8460 §5.3);
+- the same zone without validation: DANE cannot apply, said at start and once per domain
+  whose MX host publishes TLSA records; opportunistic TLS.
 """
 
 import email
@@ -33,6 +38,9 @@ from test_mx_lmtp import issue_certificate
 from test_onward import SMTPSCTL, demo_password, submit
 
 DOMAINS = ("ee.example", "ta.example", "wrong.example", "bogus.example", "alias.example")
+# Without TLS-RPT records: multi.example's MX hosts are those of bogus, wrong and ee (in
+# that order); plain.example's MX host publishes no TLSA record.
+OTHER_DOMAINS = ("multi.example", "plain.example")
 
 
 class ReportCollector:
@@ -77,7 +85,9 @@ class Dane(ServerTestCase):
     def receiver(self):
         """A second smtpsd for every test domain; its ECDSA certificate (signed by its own CA,
         which the sender does not trust) names mx.ta.example."""
-        remote = self.new_server(domains=[(domain, ["carol"]) for domain in DOMAINS])
+        remote = self.new_server(domains=[
+            (domain, ["carol", "tlsrpt"] if domain == "wrong.example" else ["carol"])
+            for domain in DOMAINS + OTHER_DOMAINS])
         tls_dir = os.path.join(remote.dir, "tls")
         chain, key = issue_certificate(tls_dir, os.path.join(remote.dir, "issued"),
                                        "mx.ta.example")
@@ -106,6 +116,8 @@ class Dane(ServerTestCase):
             rua = "mailto:demo@localhost"
             if report_port and domain == "ee.example":
                 rua += f",https://reports.example:{report_port}/tlsrpt"
+            if domain == "wrong.example":
+                rua += ",mailto:tlsrpt@wrong.example"  # its own, behind its broken DANE
             records += [f"{domain}. MX 10 mx.{domain}.",
                         f'_smtp._tls.{domain}. TXT "v=TLSRPTv1; rua={rua}"']
             if domain == "alias.example":
@@ -116,7 +128,11 @@ class Dane(ServerTestCase):
                             for line in tlsa]
             else:
                 records.append(f"mx.{domain}. A 127.0.0.1")
-        records.append("reports.example. A 127.0.0.1")
+        records += ["multi.example. MX 5 mx.bogus.example.",
+                    "multi.example. MX 10 mx.wrong.example.",
+                    "multi.example. MX 20 mx.ee.example.",
+                    "plain.example. MX 10 mx.plain.example.", "mx.plain.example. A 127.0.0.1",
+                    "reports.example. A 127.0.0.1"]
         self.ee_records = [line.split(" TLSA ", 1)[1] for line in tlsa]
         # The bogus host's record is changed after signing to the one that would match.
         good = tlsa[0].split(" TLSA ", 1)[1]
@@ -124,12 +140,12 @@ class Dane(ServerTestCase):
         self.addCleanup(root.stop)
         return root
 
-    def sender(self, root, port, validation="yes", reports="", ca_file=""):
+    def sender(self, root, port, validation="yes", reports="", ca_file="", delivery=""):
         return self.new_server(extra_toml=(
             f'[queue]\nretry_schedule = [60]\n\n[dns]\nservers = "{root.server}"\n'
             f'validation = "{validation}"\ntrust_anchor = "{root.trust_anchor}"\n\n'
             f'[delivery]\nmx_port = {port}\nconnect_timeout = 5\ncommand_timeout = 10\n'
-            + (f'ca_file = "{ca_file}"\n' if ca_file else "") + reports)).start()
+            + (f'ca_file = "{ca_file}"\n' if ca_file else "") + delivery + reports)).start()
 
     def tls_reports(self, server, domains, timeout=20):
         """{policy domain: the JSON report (RFC 8460 §4.4)} from the reports delivered to
@@ -173,7 +189,7 @@ class Dane(ServerTestCase):
         local = self.sender(root, remote.ports["smtp"], ca_file=remote.ca, reports=(
             '\n[tls_reports]\norg_name = "Test Org"\nfrom = "tlsrpt@localhost"\n'
             'interval = 2\n\n[metrics]\naddress = "127.0.0.1:0"\n'))
-        for domain in DOMAINS:
+        for domain in DOMAINS + ("multi.example",):
             submit(local, [f"carol@{domain}"], subject=domain)
         remote.wait_delivered(1, "carol@ee.example")
         remote.wait_delivered(1, "carol@ta.example")
@@ -197,17 +213,29 @@ class Dane(ServerTestCase):
         self.assertEqual(remote.delivered("carol@wrong.example"), [])
         self.assertEqual(remote.delivered("carol@bogus.example"), [])
         self.assertNotRegex(local.log(), r"mx\.bogus\.example\[")
+        # Several MX hosts (RFC 7672 §2.1.1, §2.2): the one whose TLSA lookup is bogus and the
+        # one whose certificate matches no record are skipped, each said; the next host,
+        # which its records authenticate, gets the mail.
+        remote.wait_delivered(1, "carol@multi.example")
+        local.wait_log(r"event=dane_failed domain=multi\.example host=mx\.bogus\.example ")
+        local.wait_log(r"event=tls_refused domain=multi\.example host=mx\.wrong\.example\["
+                       r"127\.0\.0\.1\]:\d+ stage=tls-policy .* detail=\"DANE authentication of "
+                       r"mx\.wrong\.example\[127\.0\.0\.1\]:\d+ failed")
+        local.wait_log(r"event=delivered id=\S+ rcpt=carol@multi\.example to=smtp detail=\"relay="
+                       r"mx\.ee\.example\[127\.0\.0\.1\]:\d+ tls=TLSv1\.3 \S+ verified by DANE "
+                       r"\(TLSA 3 1 1\) .*\" policy=dane")
 
         # Sessions counted by the policy that decided them and their result.
         host, port = re.search(r"event=metrics_listening address=(\S+) port=(\d+)",
                                local.log()).groups()
         with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
             metrics = reply.read().decode()
-        for sample in ('smtpsd_outbound_tls_sessions_total{policy="dane",result="success"} 3',
+        # (multi.example's three hosts included: one of each.)
+        for sample in ('smtpsd_outbound_tls_sessions_total{policy="dane",result="success"} 4',
                        'smtpsd_outbound_tls_sessions_total{policy="dane",'
-                       'result="validation-failure"} 1',
+                       'result="validation-failure"} 2',
                        'smtpsd_outbound_tls_sessions_total{policy="dane",'
-                       'result="dnssec-invalid"} 1'):
+                       'result="dnssec-invalid"} 2'):
             self.assertIn(sample, metrics)
 
         # What decides each domain's TLS, as the operator asks the running server.
@@ -260,7 +288,17 @@ class Dane(ServerTestCase):
         # The policy-string of a TLSA policy: the records that applied (§4.3), as printed.
         self.assertEqual(sorted(reports["ee.example"][0]["policies"][0]["policy"]
                                 ["policy-string"]), sorted(self.ee_records))
-        local.wait_log(r"event=tls_report domain=wrong\.example to=demo@localhost sessions=1")
+        local.wait_log(r"event=tls_report domain=wrong\.example to=demo@localhost,"
+                       r"tlsrpt@wrong\.example sessions=1")
+        # wrong.example's report also goes to its own address, whose MX host fails DANE: a
+        # report is delivered despite the failures it reports (RFC 8460 §5.3), with
+        # opportunistic TLS (DANE, MTA-STS, REQUIRETLS and the memory set aside).
+        reported = email.message_from_bytes(remote.wait_delivered(1, "tlsrpt@wrong.example")[0])
+        self.assertEqual(reported.get_content_type(), "multipart/report")
+        self.assertEqual(reported["TLS-Report-Domain"], "wrong.example")
+        local.wait_log(r"event=delivered id=\S+ rcpt=tlsrpt@wrong\.example to=smtp detail=\""
+                       r"relay=mx\.wrong\.example\[127\.0\.0\.1\]:\d+ tls=TLSv1\.3 \S+ "
+                       r"unverified .*\" policy=tls-required-no")
         # ee.example also asked for its reports by HTTPS POST (§5.4): the same JSON.
         local.wait_log(r"event=tls_report domain=ee\.example to=https://reports\.example:\d+/"
                        r"tlsrpt sessions=\d+ status=200")
@@ -324,13 +362,30 @@ class Dane(ServerTestCase):
     def test_without_validation_dane_does_not_apply_and_the_start_says_so(self):
         remote = self.receiver()
         root = self.zone(remote)
-        local = self.sender(root, remote.ports["smtp"], validation="no")
-        local.wait_log(r"level=warning event=dane_unavailable ")
-        submit(local, ["carol@wrong.example"], subject="opportunistic")
-        remote.wait_delivered(1, "carol@wrong.example")
+        # No connection is reused: each message looks its MX hosts up again.
+        local = self.sender(root, remote.ports["smtp"], validation="no",
+                            delivery="connection_cache = 0\n")
+        local.wait_log(r"level=warning event=dane_unavailable detail=")
+        for domain in ("wrong.example", "alias.example", "plain.example"):
+            submit(local, [f"carol@{domain}"], subject="opportunistic")
+            remote.wait_delivered(1, f"carol@{domain}")
         line = local.wait_log(r"event=delivered id=\S+ rcpt=carol@wrong\.example .*").group(0)
         self.assertIn("unverified", line)
         self.assertTrue(re.search(r" policy=opportunistic$", line), line)
+        # And per domain, once (not per message), for each whose MX host publishes TLSA
+        # records: at the MX host, or at the end of its CNAME chain; not for plain.example.
+        submit(local, ["carol@wrong.example"], subject="again")
+        remote.wait_delivered(2, "carol@wrong.example")
+        local.wait_log(r"event=delivered id=\S+ rcpt=carol@wrong\.example (.|\n)*"
+                       r"event=delivered id=\S+ rcpt=carol@wrong\.example ")
+        warnings = re.findall(r"level=warning event=dane_unavailable domain=(\S+) host=(\S+) "
+                              r"detail=\"(_\d+\._tcp\.\S+) has TLSA records, but the DNS "
+                              r"resolver does not validate DNSSEC: ", local.log())
+        port = remote.ports["smtp"]
+        self.assertEqual(sorted(warnings), [
+            ("alias.example", "mx.alias.example", f"_{port}._tcp.real.alias.example"),
+            ("wrong.example", "mx.wrong.example", f"_{port}._tcp.mx.wrong.example")])
+        self.assertEqual(local.log().count("event=dane_unavailable"), 3)  # with the start's
         policy = self.tls_policy(local, "wrong.example")
         self.assertIn("DANE: not applied (the resolver does not validate DNSSEC)", policy)
         self.assertIn("learned: reached with encrypted TLS before", policy)

@@ -6,7 +6,8 @@ certificate from the test's CA ([delivery] ca_file, mta_sts_port), the on-disk c
 Covered: a policy fetched, then served from the cache with the HTTPS server gone; a new TXT id
 fetches again; a redirect, a policy not served as text/plain and an oversized one are refused
 (sts-policy-fetch-error / sts-policy-invalid); a certificate not from the trusted CA, or for
-another name, is refused (sts-webpki-invalid). `smtpsctl mta-sts policy` prints what we
+another name, is refused (sts-webpki-invalid); a server that never answers, or trickles its
+answer, is given up on at the fetch timeout. `smtpsctl mta-sts policy` prints what we
 publish, and the policy it prints is one the check accepts. The server applies policies to
 delivery (StsDelivery, with the TLS report of a testing-mode mismatch) and refreshes the
 cached ones before they expire without any mail (StsRefresh).
@@ -188,7 +189,7 @@ class MtaStsCheck(unittest.TestCase):
                 self.assertIn("fetch failed: sts-webpki-invalid: ", result.stdout)
                 self.assertEqual(host.requests, 0)
 
-    def test_a_policy_host_that_never_answers_is_given_up_on_in_time(self):
+    def test_a_policy_host_that_never_answers_or_trickles_is_given_up_on_in_time(self):
         # It accepts the connection and says nothing (no TLS handshake): the fetch ends at
         # its timeout as a fetch error, never hangs delivery (default 20 s; 1 s here).
         with socket.socket() as silent, self.dns() as dns:
@@ -200,11 +201,53 @@ class MtaStsCheck(unittest.TestCase):
                                      self.server.config_path, "--timeout", "1"],
                                     capture_output=True, text=True, timeout=60)
             elapsed = time.monotonic() - started
-        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
-        self.assertIn("example.test: no MTA-STS policy\n", result.stdout)
-        self.assertIn("fetch failed: sts-policy-fetch-error: ", result.stdout)
-        self.assertGreaterEqual(elapsed, 1)  # the timeout ended it
-        self.assertLess(elapsed, 15)  # 15 times the timeout, below the 20 s default it replaced
+            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+            self.assertIn("example.test: no MTA-STS policy\n", result.stdout)
+            self.assertIn("fetch failed: sts-policy-fetch-error: ", result.stdout)
+            self.assertGreaterEqual(elapsed, 1)  # the timeout ended it
+            self.assertLess(elapsed, 15)  # 15 times the timeout, below the 20 s default
+
+            # TLS and the headers at once, then the policy a byte every 0.2 s (whole after
+            # ~14 s, and accepted if it got that far): the fetch's bound covers the transfer,
+            # not only the connection, so a slow server cannot hold a delivery thread.
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.certificate, self.key)
+            stop = threading.Event()
+            self.addCleanup(stop.set)
+
+            def trickle(listener):
+                try:
+                    connection, _ = listener.accept()
+                    with context.wrap_socket(connection, server_side=True) as tls:
+                        request = b""
+                        while b"\r\n\r\n" not in request:
+                            chunk = tls.recv(4096)
+                            if not chunk:
+                                return
+                            request += chunk
+                        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                    b"Content-Length: %d\r\n\r\n" % len(POLICY_ONE))
+                        for octet in POLICY_ONE:
+                            if stop.wait(0.2):
+                                return
+                            tls.sendall(bytes([octet]))
+                except OSError:
+                    pass  # the client gave up and closed
+
+            with socket.socket() as slow:
+                slow.bind(("127.0.0.1", 0))
+                slow.listen(8)
+                server = threading.Thread(target=trickle, args=(slow,), daemon=True)
+                server.start()
+                self.configure(dns, slow.getsockname()[1])
+                result = subprocess.run([SMTPSCTL, "mta-sts", "check", "example.test",
+                                         "--config", self.server.config_path, "--timeout", "1"],
+                                        capture_output=True, text=True, timeout=60)
+                stop.set()
+                server.join(timeout=10)
+            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+            self.assertIn("example.test: no MTA-STS policy\n", result.stdout)
+            self.assertRegex(result.stdout, r"fetch failed: sts-policy-fetch-error: .*[Tt]ime")
 
     def test_the_published_policy_is_one_the_check_accepts(self):
         policy_file = os.path.join(self.tmp, "mta-sts.txt")
@@ -232,43 +275,51 @@ class MtaStsCheck(unittest.TestCase):
 
 class StsDelivery(ServerTestCase):
     """MTA-STS applied to MX delivery (RFC 8461 §4-5): an enforce policy keeps mail away from
-    an MX host it does not name and requires a certificate valid for the one it does; a
+    an MX host it does not name and requires a certificate valid for the one it does (a
+    named host whose certificate names another host gets nothing, not even in plain); a
     testing policy only reports, in the TLS report (RFC 8460) of its domain. The receiver is
     a second smtpsd whose certificate names mx.sts.test, from its CA, which the sender trusts
     for HTTPS and SMTP alike."""
 
     def test_enforce_skips_unnamed_hosts_and_defers_when_none_is_named(self):
         remote = self.new_server(domains=[("sts.test", ["carol"]), ("rogue.test", ["carol"]),
-                                          ("loose.test", ["carol"])])
+                                          ("loose.test", ["carol"]), ("badcert.test", ["carol"])])
         tls = os.path.join(remote.dir, "tls")
         chain, key = issue_certificate(tls, os.path.join(remote.dir, "issued"), "mx.sts.test")
         os.replace(chain, os.path.join(tls, "server-ecdsa.pem"))
         os.replace(key, os.path.join(tls, "server-ecdsa.key"))
         remote.start()
-        names = [f"mta-sts.{domain}" for domain in ("sts.test", "rogue.test", "loose.test")]
+        domains = ("sts.test", "rogue.test", "loose.test", "badcert.test")
+        names = [f"mta-sts.{domain}" for domain in domains]
         certificate, host_key = issue_leaf(os.path.join(self.tmp, "https"), remote.ca,
                                            os.path.join(tls, "ca.key"), names)
         enforce = b"version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n"
         testing = b"version: STSv1\nmode: testing\nmx: mx.sts.test\nmax_age: 86400\n"
+        # It names its MX host, whose certificate (the receiver's) is for mx.sts.test.
+        badcert = b"version: STSv1\nmode: enforce\nmx: mx.badcert.test\nmax_age: 86400\n"
         with PolicyHost(certificate, host_key) as host, DnsServer(
                 mx={"sts.test": [(5, "other.sts.test"), (10, "mx.sts.test")],
                     "rogue.test": [(10, "other.sts.test")],
-                    "loose.test": [(10, "other.sts.test")]},
+                    "loose.test": [(10, "other.sts.test")],
+                    "badcert.test": [(10, "mx.badcert.test")]},
                 a={"mx.sts.test": "127.0.0.1", "other.sts.test": "127.0.0.1",
+                   "mx.badcert.test": "127.0.0.1",
                    **{name: "127.0.0.1" for name in names}},
                 txt={**{f"_mta-sts.{domain}": "v=STSv1; id=1;"
-                        for domain in ("sts.test", "rogue.test", "loose.test")},
+                        for domain in domains},
                      "_smtp._tls.loose.test": "v=TLSRPTv1; rua=mailto:demo@localhost"},
                 directory=self.tmp) as dns:
             host.replies = {"mta-sts.sts.test": (200, {"Content-Type": "text/plain"}, enforce),
                             "mta-sts.rogue.test": (200, {"Content-Type": "text/plain"}, enforce),
-                            "mta-sts.loose.test": (200, {"Content-Type": "text/plain"}, testing)}
+                            "mta-sts.loose.test": (200, {"Content-Type": "text/plain"}, testing),
+                            "mta-sts.badcert.test": (200, {"Content-Type": "text/plain"},
+                                                     badcert)}
             local = self.new_server(extra_toml=mx_toml(dns, remote.ports["smtp"],
                                                        ca_file=remote.ca, retry=(60,))
                                     + f"mta_sts_port = {host.port}\n"
                                     + tls_reports_toml(2))
             local.start()
-            for domain in ("sts.test", "rogue.test", "loose.test"):
+            for domain in domains:
                 submit(local, [f"carol@{domain}"], subject=domain)
             # The named host, verified, though the unnamed one is preferred.
             remote.wait_delivered(1, "carol@sts.test")
@@ -289,6 +340,15 @@ class StsDelivery(ServerTestCase):
             local.wait_log(r"event=delivered id=\S+ rcpt=carol@loose\.test .* unverified .*"
                            r"policy=mta-sts")
             self.assertEqual(remote.delivered("carol@rogue.test"), [])
+            # Named, but its certificate does not verify for its name: deferred, saying why;
+            # neither sent over that TLS nor in plain text.
+            local.wait_log(r"event=tls_refused domain=badcert\.test host=mx\.badcert\.test"
+                           r"\[127\.0\.0\.1\]:\d+ stage=\S+ level=verify ")
+            local.wait_log(r"event=deferred id=\S+ rcpt=carol@badcert\.test detail=\"TLS policy "
+                           r"verify: the certificate of mx\.badcert\.test\[127\.0\.0\.1\]:\d+ "
+                           r"does not verify: [^\"]*mismatch[^\"]*\" policy=mta-sts")
+            self.assertEqual(remote.delivered("carol@badcert.test"), [])
+            self.assertNotRegex(local.log(), r"event=(tls_fallback|delivered) [^\n]*badcert\.test")
             # The testing-mode session is reported (RFC 8460 §4.3.2.1 via RFC 8461 §5): the
             # policy as it stood, one failed session for the host the policy does not name,
             # none successful.
