@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -18,6 +19,7 @@ import unittest
 from fake_smtp import FakeSmtp
 from fake_tls import FakeTls
 from harness import SMTPSD, ServerTestCase
+from loopback_listener import LoopbackListener
 from processes import end_process
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
@@ -177,8 +179,97 @@ class ProbeSmtpsd(ServerTestCase):
         self.assertIn("expires in 5 days", text)
 
 
+class LimitedImplicitTls(LoopbackListener):
+    """An implicit TLS server (Python's ssl, a minimal SMTP inside) that serves its first
+    `serve` connections, then refuses every other as a server at its connection limit does
+    on an implicit TLS port: closes it at once, or writes `reply` in clear first."""
+
+    def __init__(self, cert, key, serve, reply=None):
+        self.serve, self.reply = serve, reply
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self._listen()
+
+    def _accept(self):
+        count = 0
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            count += 1  # counted here, in the order of arrival
+            threading.Thread(target=self._serve, args=(conn, count <= self.serve),
+                             daemon=True).start()
+
+    def _serve(self, conn, served=True):
+        with conn:
+            if not served:
+                if self.reply:
+                    conn.sendall(self.reply.encode() + b"\r\n")
+                return
+            conn.settimeout(30)
+            try:
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"220 limited.test ESMTP\r\n")
+                    for line in tls.makefile("rb"):
+                        if line[:4].upper() == b"QUIT":
+                            tls.sendall(b"221 bye\r\n")
+                            return
+                        tls.sendall(b"250-limited.test\r\n250 AUTH PLAIN\r\n"
+                                    if line[:4].upper() == b"EHLO" else b"250 ok\r\n")
+            except (OSError, ssl.SSLError, ValueError):
+                pass
+
+
 class ProbeIncompleteScan(ServerTestCase):
     """A scan that could not run every check is INCONCLUSIVE (exit 4), never a PASS."""
+
+    def assert_cut_not_judged(self, result, reason):
+        """Exit 4, INCONCLUSIVE, the reason given, and nothing judged from the refusals."""
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(report["verdict"], "INCONCLUSIVE", result.stdout)
+        port = report["ports"][0]
+        self.assertIn(reason, port["not_tested_reason"])
+        self.assertTrue(port["not_tested"])
+        judged = [(f["level"], f["text"]) for f in port["findings"]
+                  if f["level"] not in ("OK", "INFO")]
+        self.assertEqual(judged, [])
+        return report
+
+    def test_implicit_tls_port_closing_new_connections_is_inconclusive(self):
+        # smtpsd's rate limit on its implicit TLS port: past 5 connections a minute, each
+        # new one is closed at once (no 421 can be said before TLS). Not a failed handshake.
+        server = self.new_server(limits={"max_connections_per_minute_per_ip": 5}).start()
+        result = probe(f"localhost:{server.ports['submissions']}", "--cafile", server.ca,
+                       "--json")
+        report = self.assert_cut_not_judged(
+            result, "the server closes new connections at once, without a TLS answer (a "
+                    "connection or rate limit)")
+        self.assertEqual(report["ports"][0]["mode"], "implicit")
+        self.assertNotIn("tls", findings(report))
+
+    def test_implicit_tls_port_refusing_with_421_or_a_close_is_inconclusive(self):
+        server = self.new_server()  # only for its development PKI; never started
+        tls = os.path.join(server.dir, "tls")
+        cert, key = os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key")
+        busy = "421 4.7.0 too many connections from you"
+        # Cut after the default handshake, in the middle of the versions and suites.
+        for reply, reason in ((busy, f'the server answered "{busy}" in clear instead of TLS'),
+                              (None, "the server closes new connections at once")):
+            with self.subTest(reply=reply):
+                with LimitedImplicitTls(cert, key, serve=12, reply=reply) as fake:
+                    result = probe(f"localhost:{fake.port}", "--cafile", server.ca,
+                                   "--timeout", "5", "--json")
+                self.assert_cut_not_judged(result, reason)
+        # Refused from the first connection: nothing is known, not even the mode.
+        with LimitedImplicitTls(cert, key, serve=0) as fake:
+            result = probe(f"localhost:{fake.port}", "--cafile", server.ca, "--timeout", "5",
+                           "--json")
+        report = self.assert_cut_not_judged(
+            result, "the server accepts connections and closes them at once, without a greeting "
+                    "or a TLS answer (a connection or rate limit)")
+        self.assertEqual(report["ports"][0]["not_tested"], ["all checks"])
 
     def test_rate_limited_server_is_inconclusive(self):
         # smtpsd's own rate limit: past 5 connections a minute, 421 4.7.0 and a close.

@@ -698,6 +698,13 @@ class Prober {
       auto greeting = connection->read_reply();
       if (!greeting || greeting->code != 220) {
         error = "no greeting";
+        // After the port has greeted us, a new connection closed without a word is the
+        // server refusing connections (a connection or rate limit), not an answer.
+        if (!greeting && reached_ && connection->closed() && connection->buffered().empty() &&
+            cut_.empty())
+          cut_ =
+              "the server closed a new connection without a greeting (a connection or "
+              "rate limit)";
         return nullptr;
       }
       auto ehlo = connection->command("EHLO " + ehlo_name_);
@@ -721,9 +728,63 @@ class Prober {
     if (!connection) return nullptr;
     if (auto failed = connection->start_tls(context, options_.name, session)) {
       error = *failed;
+      // OpenSSL names an alert the server sent ("tlsv1 alert protocol version"); anything
+      // else (a close, bytes that are not TLS) may be a limit.
+      if (failed->find("alert") == std::string::npos) cut_by_limit(report);
       return nullptr;
     }
     return connection;
+  }
+
+  // Implicit TLS has no greeting to carry a refusal: a server at its connection or rate
+  // limit closes a new connection at once, or writes a 421 reply in clear and closes, and
+  // either looks like a handshake it refused. After a handshake that got no TLS answer, one
+  // more connection with a plain TLS 1.2 hello tells them apart: a server that only refused
+  // what was offered answers it in TLS (a ServerHello or an alert); one that refuses
+  // connections answers it the same way again, and the scan is cut (INCONCLUSIVE) instead
+  // of judged. True when the scan is cut.
+  bool cut_by_limit(const PortReport& report) {
+    if (!cut_.empty()) return true;
+    if (report.mode != "implicit" || !reached_) return false;
+    std::string error;
+    auto connection = connect(report.port, error);
+    if (!connection) return !cut_.empty();
+    tls::HelloOptions hello;
+    hello.ciphers = tls::cipher_codes_before_tls13();
+    hello.server_name = options_.name;
+    tls::ServerAnswer answer;
+    const Connection::Read read =
+        !connection->write(tls::client_hello(hello))
+            ? Connection::Read::kClosed
+            : connection->read_until(kAnswerBound, [&](std::string_view bytes) {
+                answer = tls::read_answer(bytes);
+                return answer.kind != tls::ServerAnswer::Kind::kIncomplete;
+              });
+    if (read == Connection::Read::kParsed && answer.kind != tls::ServerAnswer::Kind::kMalformed)
+      return false;
+    const std::string& bytes = connection->buffered();
+    if (bytes.empty()) {
+      cut_ = read == Connection::Read::kTimeout
+                 ? "the server no longer answers a TLS hello on new connections (a connection "
+                   "or rate limit)"
+                 : "the server closes new connections at once, without a TLS answer (a "
+                   "connection or rate limit)";
+      return true;
+    }
+    if (looks_like_reply(bytes)) {
+      std::string line = bytes.substr(0, std::min(bytes.find_first_of("\r\n"), std::size_t{200}));
+      cut_ = "the server answered \"" + line + "\" in clear instead of TLS";
+      return true;
+    }
+    return false;
+  }
+
+  // "421 ..." or "421-...": an SMTP reply (RFC 5321 §4.2), where TLS records were expected.
+  static bool looks_like_reply(std::string_view bytes) {
+    return bytes.size() >= 4 && std::isdigit(static_cast<unsigned char>(bytes[0])) &&
+           std::isdigit(static_cast<unsigned char>(bytes[1])) &&
+           std::isdigit(static_cast<unsigned char>(bytes[2])) &&
+           (bytes[3] == ' ' || bytes[3] == '-');
   }
 
   // Whether a TLS session on this port carries SMTP: STARTTLS always, implicit TLS once the
@@ -736,6 +797,10 @@ class Prober {
   void detect_mode(PortReport& report) {
     std::string error;
     std::string plain_refusal;
+    // Both ways in closed at once, without a byte: a server refusing us (a connection or
+    // rate limit, smtpsd's on an implicit TLS port), which says nothing of its TLS.
+    bool plain_closed = false;
+    bool implicit_closed = false;
     auto try_plain = [&]() -> bool {
       auto connection = connect(report.port, error);
       if (!connection) return false;
@@ -749,7 +814,10 @@ class Prober {
         plain_refusal = "greeting " + greeting->first_line();
         return false;
       }
-      if (!greeting) return false;
+      if (!greeting) {
+        plain_closed = connection->closed() && connection->buffered().empty();
+        return false;
+      }
       report.greeting = greeting->first_line();
       auto ehlo = connection->command("EHLO " + ehlo_name_);
       if (ehlo && ehlo->code == 250) {
@@ -767,12 +835,22 @@ class Prober {
       implicit.mode = "implicit";
       auto context = make_context(0, "", "");
       auto connection = open_tls(implicit, context.get(), nullptr, error);
-      if (!connection) return false;
+      if (!connection) {
+        // Closed, or reset when the server closed before reading the hello.
+        implicit_closed = error == "connection closed during the handshake" ||
+                          error.find("reset by peer") != std::string::npos;
+        return false;
+      }
       report.answered = true;
       report.mode = "implicit";
       return true;
     };
     bool found = report.port == 465 ? try_implicit() || try_plain() : try_plain() || try_implicit();
+    if (!found && plain_closed && implicit_closed && cut_.empty()) {
+      cut_ =
+          "the server accepts connections and closes them at once, without a greeting or a "
+          "TLS answer (a connection or rate limit)";
+    }
     if (!found) {
       report.error = !plain_refusal.empty() ? "the server refuses the connection: " + plain_refusal
                      : report.answered
@@ -1083,7 +1161,9 @@ class Prober {
     if (read == Connection::Read::kParsed) {
       if (flight.kind != tls::ServerFlight::Kind::kMalformed) return connection;
       error = "not a TLS answer";
+      cut_by_limit(report);
     } else {
+      if (connection->buffered().empty()) cut_by_limit(report);
       error = read == Connection::Read::kClosed ? "connection closed during the handshake"
               : read == Connection::Read::kTooLong
                   ? "no complete answer in the first " + std::to_string(kFlightBound) + " bytes"
@@ -1391,11 +1471,13 @@ class Prober {
         ERR_clear_error();
         return;
       }
+      if (looks_like_reply(connection->buffered()) && cut_by_limit(report)) return;
       report.ssl2 = false;
       report.ssl2_detail = "answered with something else than SSL 2.0";
       return;
     }
     if (read == Connection::Read::kClosed) {
+      if (connection->buffered().empty() && cut_by_limit(report)) return;
       report.ssl2 = false;
       report.ssl2_detail = "the connection was closed";
     } else {
@@ -1458,10 +1540,13 @@ class Prober {
           answer = tls::read_answer(bytes);
           return answer.kind != tls::ServerAnswer::Kind::kIncomplete;
         }) == Connection::Read::kParsed) {
+      if (answer.kind == tls::ServerAnswer::Kind::kMalformed && cut_by_limit(report))
+        return std::nullopt;
       return answer;
     }
     error =
         connection->buffered().empty() ? "connection closed without an answer" : "answer cut short";
+    if (connection->buffered().empty()) cut_by_limit(report);
     return std::nullopt;
   }
 

@@ -40,7 +40,8 @@
 // Exit codes: 0 every finding passes, 1 a warning, 2 a failure, 3 usage error or no port
 // answered, 4 inconclusive: no HIGH or CRITICAL finding, but checks could not run because
 // the scan was cut (the connection budget, a 421 reply, a connection refused or timed out
-// after the port had answered).
+// after the port had answered, or on an implicit TLS port new connections closed at once or
+// answered with a 421 in clear).
 #pragma once
 
 #include <cstdint>
