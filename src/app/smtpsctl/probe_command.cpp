@@ -321,6 +321,10 @@ class Connection {
   }
 
   SSL* ssl() const { return stream_.get(); }
+
+  // A 421 from now on is the server refusing what the probe sent on purpose (a pipelined
+  // STARTTLS: Postfix's postscreen and smtpsd's screening answer it so), not a cut.
+  void expect_421() { cut_ = nullptr; }
   const std::string& buffered() const { return buffer_; }
   // The peer closed the connection (a read saw its end), as opposed to a timeout.
   bool closed() const { return closed_; }
@@ -887,7 +891,9 @@ class Prober {
     if (!connection) return;
     auto greeting = connection->read_reply();
     auto ehlo = greeting ? connection->command("EHLO " + ehlo_name_) : std::nullopt;
-    if (!ehlo || ehlo->code != 250 || !connection->write("STARTTLS\r\nNOOP\r\n")) return;
+    if (!ehlo || ehlo->code != 250) return;
+    connection->expect_421();
+    if (!connection->write("STARTTLS\r\nNOOP\r\n")) return;
     auto reply = connection->read_reply();
     if (!reply || reply->code != 220) {
       report.injection_vulnerable = false;
