@@ -182,10 +182,11 @@ class ProbeSmtpsd(ServerTestCase):
 class LimitedImplicitTls(LoopbackListener):
     """An implicit TLS server (Python's ssl, a minimal SMTP inside) that serves its first
     `serve` connections, then refuses every other as a server at its connection limit does
-    on an implicit TLS port: closes it at once, or writes `reply` in clear first."""
+    on an implicit TLS port: closes it at once, or writes `reply` in clear first. With
+    `counter` (an OpenConnections, shared by several), counts the connections open."""
 
-    def __init__(self, cert, key, serve, reply=None):
-        self.serve, self.reply = serve, reply
+    def __init__(self, cert, key, serve, reply=None, counter=None):
+        self.serve, self.reply, self.counter = serve, reply, counter
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
         self._listen()
@@ -198,6 +199,8 @@ class LimitedImplicitTls(LoopbackListener):
             except OSError:
                 return
             count += 1  # counted here, in the order of arrival
+            if self.counter:
+                self.counter.accepted()
             threading.Thread(target=self._serve, args=(conn, count <= self.serve),
                              daemon=True).start()
 
@@ -219,6 +222,81 @@ class LimitedImplicitTls(LoopbackListener):
                                     if line[:4].upper() == b"EHLO" else b"250 ok\r\n")
             except (OSError, ssl.SSLError, ValueError):
                 pass
+
+
+class OpenConnections:
+    """The most connections a client had open at once to some ports, counted each time one
+    is accepted: the client's side of each in /proc/net/tcp (and tcp6), established or
+    closed by the server only. The kernel knows at once that the client closed one, where a
+    serving thread may see it much later. What two readings in a row both show is counted:
+    one reading is no snapshot (a connection closed and another opened while it goes on
+    could both be seen open), so the count never exceeds the truth."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ports = set()
+        self.most = 0
+
+    def _open_now(self):
+        connections = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as lines:
+                for line in lines.readlines()[1:]:
+                    fields = line.split()
+                    # 01 ESTABLISHED, 08 CLOSE_WAIT (the server closed, the client not yet)
+                    if int(fields[2].rsplit(":", 1)[1], 16) in self.ports and \
+                            fields[3] in ("01", "08"):
+                        connections.add((fields[1], fields[2]))
+        return connections
+
+    def accepted(self):
+        with self.lock:
+            self.most = max(self.most, len(self._open_now() & self._open_now()))
+
+
+class ProbeParallel(ServerTestCase):
+    """--parallel: the checks that do not need each other, and the ports, at once; the same
+    report in the same order as one connection at a time, and never more connections open
+    than allowed (counted by the client's sockets the kernel lists)."""
+
+    def test_parallel_probe_reports_the_same_as_one_at_a_time(self):
+        # Port 25 refuses the injection test's pipelined STARTTLS with a 421 (screening, as
+        # `smtpsd dev` does): that is its answer, not a cut scan.
+        server = self.new_server(limits={"max_connections_per_minute_per_ip": 0},
+                                 extra_toml='[screening]\nimproper_pipelining = "refuse"\n')
+        server.start()
+        args = ["localhost", "--cafile", server.ca, "--json"]
+        for role in ("submission", "smtp"):
+            args += ["--port", str(server.ports[role])]
+        one = probe(*args, "--parallel", "1")
+        self.assertEqual(one.returncode, 0, one.stdout + one.stderr)
+        default = probe(*args)
+        self.assertEqual(default.returncode, 0, default.stdout + default.stderr)
+        self.assertEqual(json.loads(default.stdout), json.loads(one.stdout))
+        report = json.loads(one.stdout)
+        self.assertEqual([port["mode"] for port in report["ports"]], ["starttls", "starttls"])
+        self.assertEqual(finding_of(report, "starttls_injection", 1)["text"],
+                         "not vulnerable to STARTTLS command injection: STARTTLS followed by a "
+                         "command in the same packet was refused (421 4.5.0 Protocol error: "
+                         "commands sent before the reply to STARTTLS (improper pipelining), "
+                         "closing connection)")
+
+    def test_connections_open_at_once_are_bounded(self):
+        server = self.new_server()  # only for its development PKI; never started
+        tls = os.path.join(server.dir, "tls")
+        cert, key = os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key")
+        counter = OpenConnections()
+        fakes = [LimitedImplicitTls(cert, key, serve=1000, counter=counter) for _ in range(2)]
+        counter.ports = {fake.port for fake in fakes}
+        args = ["localhost", "--cafile", server.ca, "--parallel", "3"]
+        for fake in fakes:
+            fake.__enter__()
+            self.addCleanup(fake.__exit__, None, None, None)
+            args += ["--port", str(fake.port)]
+        result = probe(*args)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        # Unbounded: two ports, three checks each at once.
+        self.assertEqual(counter.most, 3)
 
 
 class ProbeIncompleteScan(ServerTestCase):
@@ -340,7 +418,7 @@ class ProbeIncompleteScan(ServerTestCase):
                                       "allow_unsafe_tls_versions": True}).start()
         # Enough connections to reach TLS 1.0 (accepted: HIGH), not to finish.
         result = probe(f"localhost:{server.ports['submissions']}", "--cafile", server.ca,
-                       "--max-connections", "30", "--json")
+                       "--max-connections", "30", "--parallel", "1", "--json")
         report = json.loads(result.stdout)
         self.assertTrue(report["ports"][0]["not_tested"], result.stdout)
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
@@ -535,7 +613,8 @@ class ProbeUsage(unittest.TestCase):
     def test_usage_errors_exit_3(self):
         for args in ([], ["localhost:notaport"], ["localhost", "--timeout", "0"],
                      ["localhost", "--bogus"], ["localhost", "--max-connections", "0"],
-                     ["localhost", "--max-connections", "many"]):
+                     ["localhost", "--max-connections", "many"],
+                     ["localhost", "--parallel", "0"], ["localhost", "--parallel", "65"]):
             with self.subTest(args=args):
                 result = probe(*args)
                 self.assertEqual(result.returncode, 3, result.stderr)
