@@ -332,14 +332,25 @@ class ProbeIncompleteScan(ServerTestCase):
         tls = os.path.join(server.dir, "tls")
         cert, key = os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key")
         busy = "421 4.7.0 too many connections from you"
-        # Cut after the default handshake, in the middle of the versions and suites.
-        for reply, reason in ((busy, f'the server answered "{busy}" in clear instead of TLS'),
-                              (None, "the server closes new connections at once")):
+        # Cut after the default handshake, in the middle of the versions and suites; both
+        # servers probed at once (each probe first waits 2 s for a greeting in clear).
+        cases = ((busy, f'the server answered "{busy}" in clear instead of TLS'),
+                 (None, "the server closes new connections at once"))
+        fakes = [LimitedImplicitTls(cert, key, serve=12, reply=reply) for reply, _ in cases]
+        running = []
+        for fake in fakes:
+            fake.__enter__()
+            self.addCleanup(fake.__exit__, None, None, None)
+            running.append(subprocess.Popen(
+                [SMTPSCTL, "probe", f"localhost:{fake.port}", "--cafile", server.ca,
+                 "--timeout", "5", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True))
+        for (reply, reason), process in zip(cases, running):
+            stdout, stderr = process.communicate(timeout=120)
             with self.subTest(reply=reply):
-                with LimitedImplicitTls(cert, key, serve=12, reply=reply) as fake:
-                    result = probe(f"localhost:{fake.port}", "--cafile", server.ca,
-                                   "--timeout", "5", "--json")
-                self.assert_cut_not_judged(result, reason)
+                self.assert_cut_not_judged(
+                    subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr),
+                    reason)
         # Refused from the first connection: nothing is known, not even the mode.
         with LimitedImplicitTls(cert, key, serve=0) as fake:
             result = probe(f"localhost:{fake.port}", "--cafile", server.ca, "--timeout", "5",
