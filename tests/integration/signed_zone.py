@@ -16,7 +16,11 @@ namespace of its own where that address is on the loopback interface (`listen`).
 A record line is zone-file text without the class ("NAME TYPE RDATA", TTL 300). `bogus`
 maps names (absolute, with the final dot) to the TXT rdata they are served with instead of
 the one signed, or to (TYPE, rdata) for another type, so that their signature no longer
-matches.
+matches. `unsigned` maps zone names (absolute) to their records: each is delegated from the
+root without a DS record (the signed NSEC proves there is none) and served, unsigned, by the
+same named, so that its answers validate as insecure (RFC 4035 §5.2), not bogus:
+
+    SignedRoot([...], unsigned={"plain.test.": ["plain.test. MX 10 mx.plain.test."]})
 """
 
 import os
@@ -101,14 +105,16 @@ class NamedProcess:
 
 class SignedRoot(NamedProcess):
     def __init__(self, records, bogus=None, listen=("127.0.0.1",), port=None, directory=None,
-                 namespace=None):
+                 namespace=None, unsigned=None):
         super().__init__(directory, "smtpsd-signed-")
         self.namespace = namespace
         self.listen = list(listen)
         self.port = None
         self.server = None
+        self.unsigned = dict(unsigned or {})
         try:
-            self.trust_anchor = self._sign(records, bogus or {})
+            self.trust_anchor = self._sign(list(records) + self._delegations(), bogus or {})
+            self._write_unsigned()
             self._start(port)
         except BaseException:
             self.stop()
@@ -117,6 +123,25 @@ class SignedRoot(NamedProcess):
     def _run(self, *args):
         return subprocess.run(list(args), cwd=self.dir, capture_output=True, text=True,
                               check=True).stdout.strip()
+
+    def _delegations(self):
+        """The root's NS and glue records of each unsigned zone (no DS: an insecure
+        delegation)."""
+        out = []
+        for zone in self.unsigned:
+            out += [f"{zone} NS ns.{zone}", f"ns.{zone} A {self.listen[0]}"]
+        return out
+
+    def _unsigned_file(self, zone):
+        return os.path.join(self.dir, zone.rstrip(".") + ".zone")
+
+    def _write_unsigned(self):
+        for zone, records in self.unsigned.items():
+            with open(self._unsigned_file(zone), "w") as out:
+                out.write(f"$TTL 300\n{zone} SOA ns.{zone} hostmaster.{zone} 1 3600 600 86400 300\n"
+                          f"{zone} NS ns.{zone}\nns.{zone} A {self.listen[0]}\n")
+                for record in records:
+                    out.write(record + "\n")
 
     def _sign(self, records, bogus):
         ksk = self._run("dnssec-keygen", "-q", "-K", self.dir, "-a", "ECDSAP256SHA256",
@@ -174,6 +199,8 @@ class SignedRoot(NamedProcess):
 controls {{ }};
 zone "." {{ type primary; file "{os.path.join(self.dir, 'root.signed')}"; }};
 """)
+            for zone in self.unsigned:
+                out.write(f'zone "{zone}" {{ type primary; file "{self._unsigned_file(zone)}"; }};\n')
         return conf
 
     def _start(self, port):

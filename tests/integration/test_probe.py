@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -18,6 +19,7 @@ import unittest
 from fake_smtp import FakeSmtp
 from fake_tls import FakeTls
 from harness import SMTPSD, ServerTestCase
+from loopback_listener import LoopbackListener
 from processes import end_process
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
@@ -177,8 +179,186 @@ class ProbeSmtpsd(ServerTestCase):
         self.assertIn("expires in 5 days", text)
 
 
+class LimitedImplicitTls(LoopbackListener):
+    """An implicit TLS server (Python's ssl, a minimal SMTP inside) that serves its first
+    `serve` connections, then refuses every other as a server at its connection limit does
+    on an implicit TLS port: closes it at once, or writes `reply` in clear first. With
+    `counter` (an OpenConnections, shared by several), counts the connections open."""
+
+    def __init__(self, cert, key, serve, reply=None, counter=None):
+        self.serve, self.reply, self.counter = serve, reply, counter
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self._listen()
+
+    def _accept(self):
+        count = 0
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            count += 1  # counted here, in the order of arrival
+            if self.counter:
+                self.counter.accepted()
+            threading.Thread(target=self._serve, args=(conn, count <= self.serve),
+                             daemon=True).start()
+
+    def _serve(self, conn, served=True):
+        with conn:
+            if not served:
+                if self.reply:
+                    conn.sendall(self.reply.encode() + b"\r\n")
+                return
+            conn.settimeout(30)
+            try:
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"220 limited.test ESMTP\r\n")
+                    for line in tls.makefile("rb"):
+                        if line[:4].upper() == b"QUIT":
+                            tls.sendall(b"221 bye\r\n")
+                            return
+                        tls.sendall(b"250-limited.test\r\n250 AUTH PLAIN\r\n"
+                                    if line[:4].upper() == b"EHLO" else b"250 ok\r\n")
+            except (OSError, ssl.SSLError, ValueError):
+                pass
+
+
+class OpenConnections:
+    """The most connections a client had open at once to some ports, counted each time one
+    is accepted: the client's side of each in /proc/net/tcp (and tcp6), established or
+    closed by the server only. The kernel knows at once that the client closed one, where a
+    serving thread may see it much later. What two readings in a row both show is counted:
+    one reading is no snapshot (a connection closed and another opened while it goes on
+    could both be seen open), so the count never exceeds the truth."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ports = set()
+        self.most = 0
+
+    def _open_now(self):
+        connections = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as lines:
+                for line in lines.readlines()[1:]:
+                    fields = line.split()
+                    # 01 ESTABLISHED, 08 CLOSE_WAIT (the server closed, the client not yet)
+                    if int(fields[2].rsplit(":", 1)[1], 16) in self.ports and \
+                            fields[3] in ("01", "08"):
+                        connections.add((fields[1], fields[2]))
+        return connections
+
+    def accepted(self):
+        with self.lock:
+            self.most = max(self.most, len(self._open_now() & self._open_now()))
+
+
+class ProbeParallel(ServerTestCase):
+    """--parallel: the checks that do not need each other, and the ports, at once; the same
+    report in the same order as one connection at a time, and never more connections open
+    than allowed (counted by the client's sockets the kernel lists)."""
+
+    def test_parallel_probe_reports_the_same_as_one_at_a_time(self):
+        # Port 25 refuses the injection test's pipelined STARTTLS with a 421 (screening, as
+        # `smtpsd dev` does): that is its answer, not a cut scan.
+        server = self.new_server(limits={"max_connections_per_minute_per_ip": 0},
+                                 extra_toml='[screening]\nimproper_pipelining = "refuse"\n')
+        server.start()
+        args = ["localhost", "--cafile", server.ca, "--json"]
+        for role in ("submission", "smtp"):
+            args += ["--port", str(server.ports[role])]
+        one = probe(*args, "--parallel", "1")
+        self.assertEqual(one.returncode, 0, one.stdout + one.stderr)
+        default = probe(*args)
+        self.assertEqual(default.returncode, 0, default.stdout + default.stderr)
+        self.assertEqual(json.loads(default.stdout), json.loads(one.stdout))
+        report = json.loads(one.stdout)
+        self.assertEqual([port["mode"] for port in report["ports"]], ["starttls", "starttls"])
+        self.assertEqual(finding_of(report, "starttls_injection", 1)["text"],
+                         "not vulnerable to STARTTLS command injection: STARTTLS followed by a "
+                         "command in the same packet was refused (421 4.5.0 Protocol error: "
+                         "commands sent before the reply to STARTTLS (improper pipelining), "
+                         "closing connection)")
+
+    def test_connections_open_at_once_are_bounded(self):
+        server = self.new_server()  # only for its development PKI; never started
+        tls = os.path.join(server.dir, "tls")
+        cert, key = os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key")
+        counter = OpenConnections()
+        fakes = [LimitedImplicitTls(cert, key, serve=1000, counter=counter) for _ in range(2)]
+        counter.ports = {fake.port for fake in fakes}
+        args = ["localhost", "--cafile", server.ca, "--parallel", "3"]
+        for fake in fakes:
+            fake.__enter__()
+            self.addCleanup(fake.__exit__, None, None, None)
+            args += ["--port", str(fake.port)]
+        result = probe(*args)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        # Unbounded: two ports, three checks each at once.
+        self.assertEqual(counter.most, 3)
+
+
 class ProbeIncompleteScan(ServerTestCase):
     """A scan that could not run every check is INCONCLUSIVE (exit 4), never a PASS."""
+
+    def assert_cut_not_judged(self, result, reason):
+        """Exit 4, INCONCLUSIVE, the reason given, and nothing judged from the refusals."""
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(report["verdict"], "INCONCLUSIVE", result.stdout)
+        port = report["ports"][0]
+        self.assertIn(reason, port["not_tested_reason"])
+        self.assertTrue(port["not_tested"])
+        judged = [(f["level"], f["text"]) for f in port["findings"]
+                  if f["level"] not in ("OK", "INFO")]
+        self.assertEqual(judged, [])
+        return report
+
+    def test_implicit_tls_port_closing_new_connections_is_inconclusive(self):
+        # smtpsd's rate limit on its implicit TLS port: past 5 connections a minute, each
+        # new one is closed at once (no 421 can be said before TLS). Not a failed handshake.
+        server = self.new_server(limits={"max_connections_per_minute_per_ip": 5}).start()
+        result = probe(f"localhost:{server.ports['submissions']}", "--cafile", server.ca,
+                       "--json")
+        report = self.assert_cut_not_judged(
+            result, "the server closes new connections at once, without a TLS answer (a "
+                    "connection or rate limit)")
+        self.assertEqual(report["ports"][0]["mode"], "implicit")
+        self.assertNotIn("tls", findings(report))
+
+    def test_implicit_tls_port_refusing_with_421_or_a_close_is_inconclusive(self):
+        server = self.new_server()  # only for its development PKI; never started
+        tls = os.path.join(server.dir, "tls")
+        cert, key = os.path.join(tls, "server-ecdsa.pem"), os.path.join(tls, "server-ecdsa.key")
+        busy = "421 4.7.0 too many connections from you"
+        # Cut after the default handshake, in the middle of the versions and suites; both
+        # servers probed at once (each probe first waits 2 s for a greeting in clear).
+        cases = ((busy, f'the server answered "{busy}" in clear instead of TLS'),
+                 (None, "the server closes new connections at once"))
+        fakes = [LimitedImplicitTls(cert, key, serve=12, reply=reply) for reply, _ in cases]
+        running = []
+        for fake in fakes:
+            fake.__enter__()
+            self.addCleanup(fake.__exit__, None, None, None)
+            running.append(subprocess.Popen(
+                [SMTPSCTL, "probe", f"localhost:{fake.port}", "--cafile", server.ca,
+                 "--timeout", "5", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True))
+        for (reply, reason), process in zip(cases, running):
+            stdout, stderr = process.communicate(timeout=120)
+            with self.subTest(reply=reply):
+                self.assert_cut_not_judged(
+                    subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr),
+                    reason)
+        # Refused from the first connection: nothing is known, not even the mode.
+        with LimitedImplicitTls(cert, key, serve=0) as fake:
+            result = probe(f"localhost:{fake.port}", "--cafile", server.ca, "--timeout", "5",
+                           "--json")
+        report = self.assert_cut_not_judged(
+            result, "the server accepts connections and closes them at once, without a greeting "
+                    "or a TLS answer (a connection or rate limit)")
+        self.assertEqual(report["ports"][0]["not_tested"], ["all checks"])
 
     def test_rate_limited_server_is_inconclusive(self):
         # smtpsd's own rate limit: past 5 connections a minute, 421 4.7.0 and a close.
@@ -249,7 +429,7 @@ class ProbeIncompleteScan(ServerTestCase):
                                       "allow_unsafe_tls_versions": True}).start()
         # Enough connections to reach TLS 1.0 (accepted: HIGH), not to finish.
         result = probe(f"localhost:{server.ports['submissions']}", "--cafile", server.ca,
-                       "--max-connections", "30", "--json")
+                       "--max-connections", "30", "--parallel", "1", "--json")
         report = json.loads(result.stdout)
         self.assertTrue(report["ports"][0]["not_tested"], result.stdout)
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
@@ -444,7 +624,8 @@ class ProbeUsage(unittest.TestCase):
     def test_usage_errors_exit_3(self):
         for args in ([], ["localhost:notaport"], ["localhost", "--timeout", "0"],
                      ["localhost", "--bogus"], ["localhost", "--max-connections", "0"],
-                     ["localhost", "--max-connections", "many"]):
+                     ["localhost", "--max-connections", "many"],
+                     ["localhost", "--parallel", "0"], ["localhost", "--parallel", "65"]):
             with self.subTest(args=args):
                 result = probe(*args)
                 self.assertEqual(result.returncode, 3, result.stderr)

@@ -8,6 +8,10 @@ domain's MTA-STS policy fetched from a private HTTPS server (--mta-sts-port, --c
 - wrong.example has two MX hosts: one whose TLSA record matches no served key, one whose
   TLSA answer is bogus (changed after signing); a policy naming neither; no TLS-RPT: each
   reported (HIGH, HIGH, HIGH, LOW), FAIL, exit 2;
+- testing.example (an MTA-STS policy in testing mode, a malformed TLS-RPT record),
+  none.example (mode none) and insecure.example (an unsigned zone delegated from the signed
+  root: MX and TLSA not DNSSEC-secure; an MTA-STS record whose policy cannot be fetched):
+  each weakness LOW or MEDIUM, WARN, exit 1;
 - a null MX, no MX, no such domain, and names that are not domains: a clear error, exit 3;
   MX hosts without an address, or one that does not answer: INCONCLUSIVE, exit 4.
 """
@@ -25,6 +29,8 @@ from test_probe import SMTPSCTL, probe
 
 GOOD_POLICY = b"version: STSv1\r\nmode: enforce\r\nmx: mx.good.example\r\nmax_age: 86400\r\n"
 WRONG_POLICY = b"version: STSv1\r\nmode: enforce\r\nmx: mx.elsewhere.example\r\nmax_age: 86400\r\n"
+TESTING_POLICY = b"version: STSv1\r\nmode: testing\r\nmx: mx.good.example\r\nmax_age: 86400\r\n"
+NONE_POLICY = b"version: STSv1\r\nmode: none\r\nmax_age: 86400\r\n"
 
 
 def by_check(findings):
@@ -41,7 +47,8 @@ class ProbeDomain(ServerTestCase):
         server = self.new_server(limits={"max_connections_per_minute_per_ip": 0})
         tls = os.path.join(server.dir, "tls")
         names = ["localhost", "mx.good.example", "mx.wrong.example", "mx.bogus.example",
-                 "mta-sts.good.example", "mta-sts.wrong.example"]
+                 "mx.insecure.example", "mta-sts.good.example", "mta-sts.wrong.example",
+                 "mta-sts.testing.example", "mta-sts.none.example", "mta-sts.insecure.example"]
         # The same keys, certified for the MX names too (by the test's CA).
         for kind, key_type in (("ecdsa", "ec"), ("rsa", "rsa")):
             key = os.path.join(tls, f"server-{kind}.key")
@@ -54,7 +61,10 @@ class ProbeDomain(ServerTestCase):
                 self.addCleanup(policies.stop)
         policies.replies = {
             "mta-sts.good.example": (200, {"Content-Type": "text/plain"}, GOOD_POLICY),
-            "mta-sts.wrong.example": (200, {"Content-Type": "text/plain"}, WRONG_POLICY)}
+            "mta-sts.wrong.example": (200, {"Content-Type": "text/plain"}, WRONG_POLICY),
+            "mta-sts.testing.example": (200, {"Content-Type": "text/plain"}, TESTING_POLICY),
+            "mta-sts.none.example": (200, {"Content-Type": "text/plain"}, NONE_POLICY),
+            "mta-sts.insecure.example": (404, {"Content-Type": "text/plain"}, b"not here\n")}
         self.server = server.start()
         self.policies = policies
         port = server.ports["smtp"]
@@ -82,17 +92,39 @@ class ProbeDomain(ServerTestCase):
             '_mta-sts.wrong.example. TXT "v=STSv1; id=1"',
             "mta-sts.wrong.example. A 127.0.0.1",
 
+            "testing.example. MX 10 mx.good.example.",
+            '_mta-sts.testing.example. TXT "v=STSv1; id=2"',
+            "mta-sts.testing.example. A 127.0.0.1",
+            '_smtp._tls.testing.example. TXT "v=TLSRPTv1 rua=mailto:tlsrpt@testing.example"',
+
+            "none.example. MX 10 mx.good.example.",
+            '_mta-sts.none.example. TXT "v=STSv1; id=3"',
+            "mta-sts.none.example. A 127.0.0.1",
+            '_smtp._tls.none.example. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@none.example"',
+        ]
+        # A zone delegated without DS: its answers are insecure, the records the same.
+        insecure = [
+            "insecure.example. MX 10 mx.insecure.example.",
+            "mx.insecure.example. A 127.0.0.1",
+            *(record.replace(".mx.good.example.", ".mx.insecure.example.") for record in tlsa),
+            '_mta-sts.insecure.example. TXT "v=STSv1; id=4"',
+            "mta-sts.insecure.example. A 127.0.0.1",
+            '_smtp._tls.insecure.example. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@insecure.example"',
         ]
         # The bogus host's record is changed after signing to the one that would match.
         self.root = SignedRoot(records,
-                               bogus={f"_{port}._tcp.mx.bogus.example.": ("TLSA", good)})
+                               bogus={f"_{port}._tcp.mx.bogus.example.": ("TLSA", good)},
+                               unsigned={"insecure.example.": insecure})
         self.addCleanup(self.root.stop)
 
+    def probe_command(self, domain, *more):
+        return [SMTPSCTL, "probe", "--domain", domain, "--port", str(self.server.ports["smtp"]),
+                "--dns-server", self.root.server, "--trust-anchor", self.root.trust_anchor,
+                "--cafile", self.server.ca, "--mta-sts-port", str(self.policies.port),
+                "--timeout", "10", *more]
+
     def probe(self, domain, *more):
-        return probe("--domain", domain, "--port", str(self.server.ports["smtp"]),
-                     "--dns-server", self.root.server, "--trust-anchor", self.root.trust_anchor,
-                     "--cafile", self.server.ca, "--mta-sts-port", str(self.policies.port),
-                     "--timeout", "10", *more)
+        return probe(*self.probe_command(domain, *more)[2:])
 
     def test_published_posture_right_and_wrong_each_mx_probed(self):
         self.serve_domains()
@@ -134,6 +166,52 @@ class ProbeDomain(ServerTestCase):
                       "enforcing senders do not deliver there\n", out)
         self.assertIn("WARN TLS-RPT _smtp._tls.wrong.example: none", out)
         self.assertIn("\nverdict: FAIL (worst: HIGH)\n", out)
+
+    def test_weaker_postures_warn(self):
+        self.serve_domains()
+        # Three domains at once: each probe scans the MX host's port in full.
+        domains = ("testing.example", "none.example", "insecure.example")
+        running = {domain: subprocess.Popen(self.probe_command(domain), stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True)
+                   for domain in domains}
+        results = {}
+        for domain, process in running.items():
+            stdout, stderr = process.communicate(timeout=120)
+            results[domain] = (process.returncode, stdout, stderr)
+
+        def seen(domain, severity, level, text):
+            """The finding as the administrator reads it: severity, text, then its level."""
+            code, out, err = results[domain]
+            self.assertIn(f"    {severity} {text}\n         {level}", out, out + err)
+
+        for domain in domains:
+            code, out, err = results[domain]
+            with self.subTest(domain=domain):
+                self.assertEqual(code, 1, out + err)
+                self.assertIn("\nverdict: WARN (worst: ", out)
+        self.assertIn("verdict: WARN (worst: LOW)", results["testing.example"][1])
+        seen("testing.example", "WARN", "LOW",
+             "MTA-STS: mode testing, mx mx.good.example, max_age 86400: names every MX host; "
+             "testing mode does not protect mail")
+        seen("testing.example", "WARN", "LOW",
+             'TLS-RPT _smtp._tls.testing.example: malformed: "v=TLSRPTv1 '
+             'rua=mailto:tlsrpt@testing.example" is not a valid TLSRPTv1 record')
+
+        self.assertIn("verdict: WARN (worst: LOW)", results["none.example"][1])
+        seen("none.example", "WARN", "LOW",
+             "MTA-STS: mode none, mx , max_age 86400: mode none withdraws the policy")
+
+        out = results["insecure.example"][1]
+        self.assertIn("verdict: WARN (worst: MEDIUM)", out)
+        self.assertIn("    INFO MX insecure.example: 10 mx.insecure.example (not DNSSEC-signed)\n",
+                      out)
+        self.assertRegex(out, r"    WARN TLSA _\d+\._tcp\.mx\.insecure\.example \(3 1 1, 3 1 1\): "
+                              r"not DNSSEC-signed, so DANE cannot be used \(RFC 7672 §2\.2\)\n"
+                              r"         MEDIUM")
+        self.assertRegex(out, r"    WARN MTA-STS: the _mta-sts\.insecure\.example record is published "
+                              r"but the policy is not: sts-policy-fetch-error: "
+                              r"https://mta-sts\.insecure\.example:\d+/\.well-known/mta-sts\.txt: "
+                              r"HTTP 404\n         MEDIUM")
 
     def test_no_mx_and_unprobeable_mx_and_bad_names(self):
         root = SignedRoot(["gone.example. MX 10 mx.gone.example.",

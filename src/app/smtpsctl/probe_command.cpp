@@ -13,6 +13,15 @@
 // connection per accepted cipher plus one instead of one per cipher OpenSSL knows.
 // TLS 1.3 does the same with its five suites.
 //
+// Parallel, bounded: the ports, and within a port the checks that do not need each other's
+// results, run at once on threads of their own, and a connection waits for a free slot
+// (ConnectionBudget): at most --parallel connections are open together (a server's
+// per-client limit is usually 50). A check holds one connection at a time, so the wait
+// cannot deadlock. Each check writes its own fields of the port's report and the report is
+// printed in a fixed order, so the results do not depend on which check finished first;
+// the budget and the port's cut (ScanCut) are the only shared state, behind mutexes.
+// --parallel 1 runs everything one after the other, as before.
+//
 // The text report prints what the server said (greeting, EHLO, certificate names, errors)
 // through base::terminal_safe: a hostile server must not drive the operator's terminal.
 #include "app/smtpsctl/probe_command.h"
@@ -32,12 +41,15 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "base/ascii.h"
 #include "base/endpoint.h"
@@ -223,6 +235,9 @@ struct VersionResult {
   std::vector<std::string> ciphers;   // as OpenSSL names them, else the registry's name or hex
   std::vector<std::string> registry;  // the same suites' registry names ("" when unknown)
   std::vector<std::uint16_t> codes;   // below TLS 1.3: the same suites' codes, as chosen
+  // Below TLS 1.3, from the first ServerHello of this version (read by hand).
+  std::optional<bool> secure_renegotiation;
+  std::optional<unsigned> compression;
 };
 
 struct CertificateEntry {
@@ -306,21 +321,95 @@ struct PortReport {
   std::string not_run_reason;
 };
 
+// Why the scan of a port was cut ("" while it is not): set once, by whichever check first
+// sees the server refuse us, and read by every check running at the same time.
+class ScanCut {
+ public:
+  bool empty() const {
+    std::lock_guard lock(mutex_);
+    return reason_.empty();
+  }
+  std::string reason() const {
+    std::lock_guard lock(mutex_);
+    return reason_;
+  }
+  // The first reason stays: later refusals are its consequences.
+  void set(std::string reason) {
+    std::lock_guard lock(mutex_);
+    if (reason_.empty()) reason_ = std::move(reason);
+  }
+  void clear() {
+    std::lock_guard lock(mutex_);
+    reason_.clear();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::string reason_;
+};
+
+// What the probes of one run share: the connection budget (--max-connections, every
+// connection counted) and the bound on connections open at once (--parallel). A check
+// holds one connection at a time (it closes one before it opens the next), so waiting for
+// a free slot cannot deadlock.
+class ConnectionBudget {
+ public:
+  ConnectionBudget(int total, int at_once) : total_(total), at_once_(at_once) {}
+
+  // False when the budget is spent; else waits until fewer than --parallel are open and
+  // counts the new one.
+  bool take() {
+    std::unique_lock lock(mutex_);
+    freed_.wait(lock, [&] { return open_ < at_once_; });
+    if (used_ >= total_) return false;
+    ++used_;
+    ++open_;
+    return true;
+  }
+  // A connection taken is closed (or was never opened).
+  void give_back() {
+    {
+      std::lock_guard lock(mutex_);
+      --open_;
+    }
+    freed_.notify_one();
+  }
+  int used() const {
+    std::lock_guard lock(mutex_);
+    return used_;
+  }
+  int total() const { return total_; }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable freed_;
+  const int total_;
+  const int at_once_;
+  int used_ = 0;  // guarded by mutex_
+  int open_ = 0;  // guarded by mutex_
+};
+
 // One TCP connection, optionally with TLS on top; every wait bounded by deadline_.
 class Connection {
  public:
   // cut: where a 421 reply (the server closing the session: a rate limit, a shutdown) is
   // recorded, so that the prober stops instead of judging a server it could not see.
-  Connection(int fd, Clock::time_point deadline, std::string* cut)
-      : fd_(fd), deadline_(deadline), cut_(cut) {}
+  // budget: given back its slot when the connection closes.
+  Connection(int fd, Clock::time_point deadline, ScanCut* cut, ConnectionBudget* budget)
+      : fd_(fd), deadline_(deadline), cut_(cut), budget_(budget) {}
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   ~Connection() {
     stream_ = tls::Stream{};  // the session goes before its socket
     if (fd_ >= 0) ::close(fd_);
+    if (budget_ != nullptr) budget_->give_back();
   }
 
   SSL* ssl() const { return stream_.get(); }
+
+  // A 421 from now on is the server refusing what the probe sent on purpose (a pipelined
+  // STARTTLS: Postfix's postscreen and smtpsd's screening answer it so), not a cut.
+  void expect_421() { cut_ = nullptr; }
   const std::string& buffered() const { return buffer_; }
   // The peer closed the connection (a read saw its end), as opposed to a timeout.
   bool closed() const { return closed_; }
@@ -402,9 +491,8 @@ class Connection {
       reply.code = std::stoi(line.substr(0, 3));
       reply.lines.push_back(line.size() > 4 ? line.substr(4) : "");
       if (line.size() == 3 || line[3] == ' ') {
-        if (reply.code == 421 && cut_ != nullptr && cut_->empty()) {
-          *cut_ = "the server answered " + reply.first_line();
-        }
+        if (reply.code == 421 && cut_ != nullptr)
+          cut_->set("the server answered " + reply.first_line());
         return reply;
       }
     }
@@ -457,7 +545,8 @@ class Connection {
 
   int fd_;
   Clock::time_point deadline_;
-  std::string* cut_;
+  ScanCut* cut_;
+  ConnectionBudget* budget_;
   tls::Stream stream_;
   std::string buffer_;
   bool closed_ = false;
@@ -508,8 +597,10 @@ std::string group_name(std::uint16_t code) {
 
 class Prober {
  public:
-  explicit Prober(const ProbeOptions& options)
+  // budget: shared by every Prober of the run (ports probed at once).
+  Prober(const ProbeOptions& options, ConnectionBudget& budget)
       : options_(options),
+        budget_(budget),
         names_context_(SSL_CTX_new(TLS_client_method())),
         names_(names_context_ ? SSL_new(names_context_.get()) : nullptr, &SSL_free) {
     char name[256] = {};
@@ -517,23 +608,20 @@ class Prober {
     if (ehlo_name_.find('.') == std::string::npos) ehlo_name_ = "localhost";
   }
 
-  // The connections opened so far, over all ports.
-  int connections() const { return connections_; }
-
   PortReport probe(std::uint16_t port) {
     PortReport report;
     report.port = port;
     reached_ = false;
     // A 421 or a refusal cuts one port's scan; the budget stays spent for the next ports.
-    if (connections_ < options_.max_connections) cut_.clear();
+    if (budget_.used() < budget_.total()) cut_.clear();
     detect_mode(report);
     // A cut while the mode was being found (a 421 to the greeting or to EHLO, the budget)
     // leaves the mode unknown: "plain" from an EHLO refused with 421 is no finding.
     if (!cut_.empty()) {
       report.answered = false;
-      report.error = cut_;
+      report.error = cut_.reason();
       report.not_run = {"all checks"};
-      report.not_run_reason = cut_;
+      report.not_run_reason = cut_.reason();
       return report;
     }
     if (!report.answered) return report;
@@ -545,40 +633,73 @@ class Prober {
       check_auth_before_tls(report);
       return report;
     }
-    // Each check in turn until the scan is cut; what a cut check found is dropped (a
-    // handshake that failed for want of a connection says nothing about the server), and
-    // it and the checks after it are "not tested".
-    auto step = [&](std::string name, const std::function<void()>& run) {
-      if (cut_.empty()) {
-        const std::size_t findings = report.findings.size();
-        const std::size_t versions = report.versions.size();
-        run();
-        if (cut_.empty()) return;
-        report.findings.resize(findings);
-        report.versions.resize(versions);
-      }
-      report.not_run.push_back(std::move(name));
-    };
-    if (report.mode == "starttls") step("starttls_injection", [&] { injection_test(report); });
-    step("certificate and default handshake", [&] { main_session(report); });
-    step("tls_SSLv2", [&] { check_ssl2(report); });
-    for (const auto& version : kVersions) {
-      step("tls_" + std::string(version.name),
-           [&] { report.versions.push_back(try_version(report, version)); });
+    // The checks in three rounds, each waiting for the one before: the default handshake
+    // (in implicit mode it tells whether TLS sessions carry SMTP, which later checks need);
+    // the versions and suites and SSL 2.0; then what needs the versions (fallback, order,
+    // groups, Heartbleed, CCS, renegotiation). Within a round the checks run in parallel.
+    // The injection test needs nothing and waits for an answer that should not come: it
+    // runs beside all three rounds on a connection of its own, one of the --parallel. A
+    // check that ends after the scan was cut is dropped (a handshake that failed for want
+    // of a connection says nothing about the server) and "not tested".
+    std::vector<std::optional<VersionResult>> versions(std::size(kVersions));
+    std::vector<Check> first, second, third;
+    first.push_back({"certificate and default handshake", [&] { main_session(report); }});
+    second.push_back({"tls_SSLv2", [&] { check_ssl2(report); }});
+    for (std::size_t i = 0; i < std::size(kVersions); ++i) {
+      second.push_back({"tls_" + std::string(kVersions[i].name),
+                        [&, i] { versions[i] = try_version(report, kVersions[i]); }});
     }
-    step("tls_fallback_scsv and cipher_order", [&] { check_fallback_and_order(report); });
-    step("named_groups and dh_size", [&] { check_key_exchange(report); });
-    step("heartbleed", [&] { check_heartbleed(report); });
-    step("ccs_injection", [&] { check_ccs_injection(report); });
-    step("client_renegotiation", [&] { check_client_renegotiation(report); });
+    third.push_back(
+        {"tls_fallback_scsv and cipher_order", [&] { check_fallback_and_order(report); }});
+    third.push_back({"named_groups and dh_size", [&] { check_groups_before_tls13(report); }});
+    third.push_back({"named_groups and dh_size", [&] { check_dh_size(report); }});
+    third.push_back({"named_groups and dh_size", [&] { check_groups_tls13(report); }});
+    third.push_back({"heartbleed", [&] { check_heartbleed(report); }});
+    third.push_back({"ccs_injection", [&] { check_ccs_injection(report); }});
+    third.push_back({"client_renegotiation", [&] { check_client_renegotiation(report); }});
+    std::size_t threads = static_cast<std::size_t>(options_.parallel);
+    bool injection_cut = false;
+    auto injection = [&] {
+      if (cut_.empty()) injection_test(report);
+      injection_cut = !cut_.empty();
+    };
+    std::jthread beside;
+    if (report.mode == "starttls") {
+      if (threads > 1) {
+        beside = std::jthread(injection);
+        --threads;
+      } else {
+        injection();
+      }
+    }
+    const std::size_t findings = report.findings.size();
+    run_checks(first, threads, report);
+    // main_session's finding (a failed handshake) is dropped with it when it was cut.
+    if (!report.not_run.empty()) report.findings.resize(findings);
+    run_checks(second, threads, report);
+    for (std::size_t i = 0; i < versions.size(); ++i) {
+      const std::string name = "tls_" + std::string(kVersions[i].name);
+      if (!versions[i] ||
+          std::find(report.not_run.begin(), report.not_run.end(), name) != report.not_run.end())
+        continue;
+      // Of the highest version below TLS 1.3 the server takes (the versions rise).
+      if (versions[i]->secure_renegotiation) {
+        report.secure_renegotiation = versions[i]->secure_renegotiation;
+        report.compression = versions[i]->compression;
+      }
+      report.versions.push_back(std::move(*versions[i]));
+    }
+    run_checks(third, threads, report);
+    if (beside.joinable()) beside.join();
+    if (injection_cut) report.not_run.insert(report.not_run.begin(), "starttls_injection");
     if (!report.not_run.empty()) {
-      report.not_run_reason = cut_;
+      report.not_run_reason = cut_.reason();
       // The checks judge() already reports as "not tested: detail" get the cut as detail.
       for (std::string* detail :
            {&report.ssl2_detail, &report.groups_tls12_detail, &report.groups_tls13_detail,
             &report.dh_detail, &report.heartbleed_detail, &report.ccs_detail,
             &report.renegotiation_detail}) {
-        if (detail->empty()) *detail = cut_;
+        if (detail->empty()) *detail = report.not_run_reason;
       }
     }
     judge(report);
@@ -593,6 +714,45 @@ class Prober {
   }
 
  private:
+  struct Check {
+    std::string name;  // as listed when not tested (several checks may share one)
+    std::function<void()> run;
+  };
+
+  // Runs the checks on at most `threads` threads (in the order given: a thread takes the
+  // next one left), or none once the scan is cut; then lists in report.not_run, in the
+  // order given and once per name, those that ended after the scan was cut.
+  void run_checks(const std::vector<Check>& checks, std::size_t threads, PortReport& report) {
+    std::vector<char> cut(checks.size(), 0);
+    std::mutex next_mutex;
+    std::size_t next = 0;
+    auto work = [&] {
+      for (;;) {
+        std::size_t i = 0;
+        {
+          std::lock_guard lock(next_mutex);
+          if (next == checks.size()) return;
+          i = next++;
+        }
+        if (cut_.empty()) checks[i].run();
+        cut[i] = cut_.empty() ? 0 : 1;
+      }
+    };
+    threads = std::min(checks.size(), threads);
+    if (threads <= 1) {
+      work();
+    } else {
+      std::vector<std::jthread> workers;
+      for (std::size_t i = 0; i < threads; ++i)
+        workers.emplace_back(work);
+    }  // the workers are joined here
+    for (std::size_t i = 0; i < checks.size(); ++i) {
+      if (cut[i] && std::find(report.not_run.begin(), report.not_run.end(), checks[i].name) ==
+                        report.not_run.end())
+        report.not_run.push_back(checks[i].name);
+    }
+  }
+
   Clock::time_point deadline() const {
     return Clock::now() + std::chrono::seconds(options_.timeout_seconds);
   }
@@ -609,11 +769,11 @@ class Prober {
   // the scan (the server refuses or drops us: a rate limit, a restart).
   std::unique_ptr<Connection> connect(std::uint16_t port, std::string& error) {
     if (!cut_.empty()) {
-      error = cut_;
+      error = cut_.reason();
       return nullptr;
     }
     auto connection = connect_once(port, error);
-    if (!connection && reached_ && cut_.empty()) cut_ = "connection failed: " + error;
+    if (!connection && reached_) cut_.set("connection failed: " + error);
     return connection;
   }
 
@@ -631,16 +791,18 @@ class Prober {
     std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
     error = "no address";
     for (addrinfo* address = found; address != nullptr; address = address->ai_next) {
-      if (connections_ >= options_.max_connections) {
-        cut_ = "connection budget of " + std::to_string(options_.max_connections) + " exhausted";
-        error = cut_;
+      if (!budget_.take()) {
+        error = "connection budget of " + std::to_string(budget_.total()) + " exhausted";
+        cut_.set(error);
         return nullptr;
       }
       int fd = ::socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                         address->ai_protocol);
-      if (fd < 0) continue;
-      ++connections_;
-      auto connection = std::make_unique<Connection>(fd, deadline(), &cut_);
+      if (fd < 0) {
+        budget_.give_back();
+        continue;
+      }
+      auto connection = std::make_unique<Connection>(fd, deadline(), &cut_, &budget_);
       if (::connect(fd, address->ai_addr, address->ai_addrlen) == 0) return connection;
       if (errno != EINPROGRESS) {
         error = std::strerror(errno);
@@ -698,6 +860,12 @@ class Prober {
       auto greeting = connection->read_reply();
       if (!greeting || greeting->code != 220) {
         error = "no greeting";
+        // After the port has greeted us, a new connection closed without a word is the
+        // server refusing connections (a connection or rate limit), not an answer.
+        if (!greeting && reached_ && connection->closed() && connection->buffered().empty())
+          cut_.set(
+              "the server closed a new connection without a greeting (a connection or "
+              "rate limit)");
         return nullptr;
       }
       auto ehlo = connection->command("EHLO " + ehlo_name_);
@@ -721,9 +889,65 @@ class Prober {
     if (!connection) return nullptr;
     if (auto failed = connection->start_tls(context, options_.name, session)) {
       error = *failed;
+      // OpenSSL names an alert the server sent ("tlsv1 alert protocol version"); anything
+      // else (a close, bytes that are not TLS) may be a limit.
+      // (Closed first: cut_by_limit opens a connection of its own.)
+      connection.reset();
+      if (failed->find("alert") == std::string::npos) cut_by_limit(report);
       return nullptr;
     }
     return connection;
+  }
+
+  // Implicit TLS has no greeting to carry a refusal: a server at its connection or rate
+  // limit closes a new connection at once, or writes a 421 reply in clear and closes, and
+  // either looks like a handshake it refused. After a handshake that got no TLS answer, one
+  // more connection with a plain TLS 1.2 hello tells them apart: a server that only refused
+  // what was offered answers it in TLS (a ServerHello or an alert); one that refuses
+  // connections answers it the same way again, and the scan is cut (INCONCLUSIVE) instead
+  // of judged. True when the scan is cut.
+  bool cut_by_limit(const PortReport& report) {
+    if (!cut_.empty()) return true;
+    if (report.mode != "implicit" || !reached_) return false;
+    std::string error;
+    auto connection = connect(report.port, error);
+    if (!connection) return !cut_.empty();
+    tls::HelloOptions hello;
+    hello.ciphers = tls::cipher_codes_before_tls13();
+    hello.server_name = options_.name;
+    tls::ServerAnswer answer;
+    const Connection::Read read =
+        !connection->write(tls::client_hello(hello))
+            ? Connection::Read::kClosed
+            : connection->read_until(kAnswerBound, [&](std::string_view bytes) {
+                answer = tls::read_answer(bytes);
+                return answer.kind != tls::ServerAnswer::Kind::kIncomplete;
+              });
+    if (read == Connection::Read::kParsed && answer.kind != tls::ServerAnswer::Kind::kMalformed)
+      return false;
+    const std::string& bytes = connection->buffered();
+    if (bytes.empty()) {
+      cut_.set(read == Connection::Read::kTimeout
+                   ? "the server no longer answers a TLS hello on new connections (a connection "
+                     "or rate limit)"
+                   : "the server closes new connections at once, without a TLS answer (a "
+                     "connection or rate limit)");
+      return true;
+    }
+    if (looks_like_reply(bytes)) {
+      std::string line = bytes.substr(0, std::min(bytes.find_first_of("\r\n"), std::size_t{200}));
+      cut_.set("the server answered \"" + line + "\" in clear instead of TLS");
+      return true;
+    }
+    return false;
+  }
+
+  // "421 ..." or "421-...": an SMTP reply (RFC 5321 §4.2), where TLS records were expected.
+  static bool looks_like_reply(std::string_view bytes) {
+    return bytes.size() >= 4 && std::isdigit(static_cast<unsigned char>(bytes[0])) &&
+           std::isdigit(static_cast<unsigned char>(bytes[1])) &&
+           std::isdigit(static_cast<unsigned char>(bytes[2])) &&
+           (bytes[3] == ' ' || bytes[3] == '-');
   }
 
   // Whether a TLS session on this port carries SMTP: STARTTLS always, implicit TLS once the
@@ -736,6 +960,10 @@ class Prober {
   void detect_mode(PortReport& report) {
     std::string error;
     std::string plain_refusal;
+    // Both ways in closed at once, without a byte: a server refusing us (a connection or
+    // rate limit, smtpsd's on an implicit TLS port), which says nothing of its TLS.
+    bool plain_closed = false;
+    bool implicit_closed = false;
     auto try_plain = [&]() -> bool {
       auto connection = connect(report.port, error);
       if (!connection) return false;
@@ -749,7 +977,10 @@ class Prober {
         plain_refusal = "greeting " + greeting->first_line();
         return false;
       }
-      if (!greeting) return false;
+      if (!greeting) {
+        plain_closed = connection->closed() && connection->buffered().empty();
+        return false;
+      }
       report.greeting = greeting->first_line();
       auto ehlo = connection->command("EHLO " + ehlo_name_);
       if (ehlo && ehlo->code == 250) {
@@ -767,12 +998,22 @@ class Prober {
       implicit.mode = "implicit";
       auto context = make_context(0, "", "");
       auto connection = open_tls(implicit, context.get(), nullptr, error);
-      if (!connection) return false;
+      if (!connection) {
+        // Closed, or reset when the server closed before reading the hello.
+        implicit_closed = error == "connection closed during the handshake" ||
+                          error.find("reset by peer") != std::string::npos;
+        return false;
+      }
       report.answered = true;
       report.mode = "implicit";
       return true;
     };
     bool found = report.port == 465 ? try_implicit() || try_plain() : try_plain() || try_implicit();
+    if (!found && plain_closed && implicit_closed) {
+      cut_.set(
+          "the server accepts connections and closes them at once, without a greeting or a "
+          "TLS answer (a connection or rate limit)");
+    }
     if (!found) {
       report.error = !plain_refusal.empty() ? "the server refuses the connection: " + plain_refusal
                      : report.answered
@@ -809,7 +1050,9 @@ class Prober {
     if (!connection) return;
     auto greeting = connection->read_reply();
     auto ehlo = greeting ? connection->command("EHLO " + ehlo_name_) : std::nullopt;
-    if (!ehlo || ehlo->code != 250 || !connection->write("STARTTLS\r\nNOOP\r\n")) return;
+    if (!ehlo || ehlo->code != 250) return;
+    connection->expect_421();
+    if (!connection->write("STARTTLS\r\nNOOP\r\n")) return;
     auto reply = connection->read_reply();
     if (!reply || reply->code != 220) {
       report.injection_vulnerable = false;
@@ -1083,7 +1326,12 @@ class Prober {
     if (read == Connection::Read::kParsed) {
       if (flight.kind != tls::ServerFlight::Kind::kMalformed) return connection;
       error = "not a TLS answer";
+      connection.reset();
+      cut_by_limit(report);
     } else {
+      const bool silent = connection->buffered().empty();
+      connection.reset();
+      if (silent) cut_by_limit(report);
       error = read == Connection::Read::kClosed ? "connection closed during the handshake"
               : read == Connection::Read::kTooLong
                   ? "no complete answer in the first " + std::to_string(kFlightBound) + " bytes"
@@ -1092,91 +1340,112 @@ class Prober {
     return nullptr;
   }
 
-  // The groups of each kind of key exchange: offer every group left, record the one the
-  // server picks, leave it out, again until the server refuses (one connection per group
-  // taken, plus one). Before TLS 1.3 with ECDHE suites alone, the group is the
-  // ServerKeyExchange's curve; in TLS 1.3 with an empty key_share, the HelloRetryRequest's.
-  // DHE: the prime's size, from one ServerKeyExchange (LOGJAM: 1024 bits and less).
-  void check_key_exchange(PortReport& report) {
+  // The suites of a version whose registry names start with one of the prefixes.
+  static std::vector<std::uint16_t> suites_named(const VersionResult& version,
+                                                 std::initializer_list<std::string_view> prefixes) {
+    std::vector<std::uint16_t> codes;
+    for (std::size_t i = 0; i < version.codes.size() && i < version.registry.size(); ++i) {
+      for (std::string_view prefix : prefixes) {
+        if (version.registry[i].starts_with(prefix)) {
+          codes.push_back(version.codes[i]);
+          break;
+        }
+      }
+    }
+    return codes;
+  }
+
+  // The groups of each kind of key exchange (three checks that may run at once): offer
+  // every group left, record the one the server picks, leave it out, again until the server
+  // refuses (one connection per group taken, plus one). Before TLS 1.3 with ECDHE suites
+  // alone, the group is the ServerKeyExchange's curve; in TLS 1.3 with an empty key_share,
+  // the HelloRetryRequest's. DHE: the prime's size, from one ServerKeyExchange (LOGJAM: 1024
+  // bits and less).
+  void check_groups_before_tls13(PortReport& report) {
     std::string error;
-    if (const VersionResult* legacy = highest_before_tls13(report)) {
-      std::vector<std::uint16_t> ecdhe;
-      std::vector<std::uint16_t> dhe;
-      for (std::size_t i = 0; i < legacy->codes.size() && i < legacy->registry.size(); ++i) {
-        const std::string& name = legacy->registry[i];
-        if (name.starts_with("TLS_ECDHE_") || name.starts_with("TLS_ECDH_anon_"))
-          ecdhe.push_back(legacy->codes[i]);
-        if (name.starts_with("TLS_DHE_") || name.starts_with("TLS_DH_anon_"))
-          dhe.push_back(legacy->codes[i]);
-      }
-      if (ecdhe.empty()) {
-        report.groups_tls12_apply = false;
-        report.groups_tls12_detail = "no ECDHE suite accepted";
-      } else if (legacy->name == "SSLv3") {
-        report.groups_tls12_version = legacy->name;
-        report.groups_tls12_detail = "an SSL 3.0 hello has no supported_groups to offer them by";
-      } else {
-        std::vector<std::uint16_t> remaining;
-        for (const tls::NamedGroup& group : tls::named_groups()) {
-          if (group.code < 0x0100) remaining.push_back(group.code);  // the curves
-        }
-        std::vector<std::uint16_t> taken;
-        bool ended = false;
-        while (!remaining.empty() && !ended) {
-          tls::HelloOptions hello;
-          hello.version = version_code(legacy->name);
-          hello.ciphers = ecdhe;
-          hello.server_name = options_.name;
-          hello.groups = remaining;
-          tls::ServerFlight flight;
-          auto connection = raw_flight(report, hello, flight, error);
-          if (!connection) break;
-          if (flight.kind == tls::ServerFlight::Kind::kAlert) {
-            // The server takes ECDHE suites: refusing every curve at once is not an answer.
-            ended = !taken.empty();
-            error = "the ECDHE suites it accepted were refused with every curve offered (" +
-                    alert_text(flight.hello.alert_description) + ")";
-            break;
-          }
-          const tls::KeyExchange exchange = tls::read_key_exchange(flight.key_exchange, true);
-          auto position = std::find(remaining.begin(), remaining.end(), exchange.group);
-          if (!exchange.valid || position == remaining.end()) {
-            error = "the server's key exchange names no group that was offered";
-            break;
-          }
-          taken.push_back(exchange.group);
-          remaining.erase(position);
-          ended = remaining.empty();
-        }
-        report.groups_tls12_version = legacy->name;
-        if (ended) {
-          report.groups_tls12 = taken;
-        } else {
-          report.groups_tls12_detail = error;
-        }
-      }
-      if (dhe.empty()) {
-        report.dh_detail = "no DHE suite accepted";
-      } else {
-        tls::HelloOptions hello;
-        hello.version = version_code(legacy->name);
-        hello.ciphers = dhe;
-        hello.server_name = options_.name;
-        tls::ServerFlight flight;
-        auto connection = raw_flight(report, hello, flight, error);
-        report.dh_version = legacy->name;
-        const tls::KeyExchange exchange =
-            tls::read_key_exchange(connection ? flight.key_exchange : "", false);
-        if (connection && flight.kind == tls::ServerFlight::Kind::kDone && exchange.valid) {
-          report.dh_bits = exchange.dh_prime_bits;
-        } else {
-          report.dh_detail = connection ? "no DH parameters in the answer" : error;
-        }
-      }
-    } else {
+    const VersionResult* legacy = highest_before_tls13(report);
+    if (legacy == nullptr) {
       report.groups_tls12_apply = false;
       report.groups_tls12_detail = "no version below TLS 1.3 accepted";
+      return;
     }
+    const std::vector<std::uint16_t> ecdhe =
+        suites_named(*legacy, {"TLS_ECDHE_", "TLS_ECDH_anon_"});
+    if (ecdhe.empty()) {
+      report.groups_tls12_apply = false;
+      report.groups_tls12_detail = "no ECDHE suite accepted";
+    } else if (legacy->name == "SSLv3") {
+      report.groups_tls12_version = legacy->name;
+      report.groups_tls12_detail = "an SSL 3.0 hello has no supported_groups to offer them by";
+    } else {
+      std::vector<std::uint16_t> remaining;
+      for (const tls::NamedGroup& group : tls::named_groups()) {
+        if (group.code < 0x0100) remaining.push_back(group.code);  // the curves
+      }
+      std::vector<std::uint16_t> taken;
+      bool ended = false;
+      while (!remaining.empty() && !ended) {
+        tls::HelloOptions hello;
+        hello.version = version_code(legacy->name);
+        hello.ciphers = ecdhe;
+        hello.server_name = options_.name;
+        hello.groups = remaining;
+        tls::ServerFlight flight;
+        auto connection = raw_flight(report, hello, flight, error);
+        if (!connection) break;
+        if (flight.kind == tls::ServerFlight::Kind::kAlert) {
+          // The server takes ECDHE suites: refusing every curve at once is not an answer.
+          ended = !taken.empty();
+          error = "the ECDHE suites it accepted were refused with every curve offered (" +
+                  alert_text(flight.hello.alert_description) + ")";
+          break;
+        }
+        const tls::KeyExchange exchange = tls::read_key_exchange(flight.key_exchange, true);
+        auto position = std::find(remaining.begin(), remaining.end(), exchange.group);
+        if (!exchange.valid || position == remaining.end()) {
+          error = "the server's key exchange names no group that was offered";
+          break;
+        }
+        taken.push_back(exchange.group);
+        remaining.erase(position);
+        ended = remaining.empty();
+      }
+      report.groups_tls12_version = legacy->name;
+      if (ended) {
+        report.groups_tls12 = taken;
+      } else {
+        report.groups_tls12_detail = error;
+      }
+    }
+  }
+
+  void check_dh_size(PortReport& report) {
+    std::string error;
+    const VersionResult* legacy = highest_before_tls13(report);
+    if (legacy == nullptr) return;
+    const std::vector<std::uint16_t> dhe = suites_named(*legacy, {"TLS_DHE_", "TLS_DH_anon_"});
+    if (dhe.empty()) {
+      report.dh_detail = "no DHE suite accepted";
+    } else {
+      tls::HelloOptions hello;
+      hello.version = version_code(legacy->name);
+      hello.ciphers = dhe;
+      hello.server_name = options_.name;
+      tls::ServerFlight flight;
+      auto connection = raw_flight(report, hello, flight, error);
+      report.dh_version = legacy->name;
+      const tls::KeyExchange exchange =
+          tls::read_key_exchange(connection ? flight.key_exchange : "", false);
+      if (connection && flight.kind == tls::ServerFlight::Kind::kDone && exchange.valid) {
+        report.dh_bits = exchange.dh_prime_bits;
+      } else {
+        report.dh_detail = connection ? "no DH parameters in the answer" : error;
+      }
+    }
+  }
+
+  void check_groups_tls13(PortReport& report) {
+    std::string error;
     const bool tls13 = std::any_of(
         report.versions.begin(), report.versions.end(),
         [](const VersionResult& version) { return version.name == "TLSv1.3" && version.accepted; });
@@ -1391,11 +1660,17 @@ class Prober {
         ERR_clear_error();
         return;
       }
+      const bool reply = looks_like_reply(connection->buffered());
+      connection.reset();
+      if (reply && cut_by_limit(report)) return;
       report.ssl2 = false;
       report.ssl2_detail = "answered with something else than SSL 2.0";
       return;
     }
     if (read == Connection::Read::kClosed) {
+      const bool silent = connection->buffered().empty();
+      connection.reset();
+      if (silent && cut_by_limit(report)) return;
       report.ssl2 = false;
       report.ssl2_detail = "the connection was closed";
     } else {
@@ -1458,10 +1733,15 @@ class Prober {
           answer = tls::read_answer(bytes);
           return answer.kind != tls::ServerAnswer::Kind::kIncomplete;
         }) == Connection::Read::kParsed) {
+      connection.reset();
+      if (answer.kind == tls::ServerAnswer::Kind::kMalformed && cut_by_limit(report))
+        return std::nullopt;
       return answer;
     }
-    error =
-        connection->buffered().empty() ? "connection closed without an answer" : "answer cut short";
+    const bool silent = connection->buffered().empty();
+    error = silent ? "connection closed without an answer" : "answer cut short";
+    connection.reset();
+    if (silent) cut_by_limit(report);
     return std::nullopt;
   }
 
@@ -1524,9 +1804,8 @@ class Prober {
         break;
       }
       if (result.ciphers.empty()) {
-        // Of the highest version the server takes (the versions come in rising order).
-        report.secure_renegotiation = answer->secure_renegotiation;
-        report.compression = answer->compression;
+        result.secure_renegotiation = answer->secure_renegotiation;
+        result.compression = answer->compression;
       }
       auto [name, registry] = suite_names(answer->cipher);
       result.ciphers.push_back(std::move(name));
@@ -1852,13 +2131,35 @@ class Prober {
   }
 
   const ProbeOptions& options_;
+  ConnectionBudget& budget_;
   Context names_context_;  // only to look up the names of cipher suite codes
   std::unique_ptr<SSL, decltype(&SSL_free)> names_;
   std::string ehlo_name_;
-  int connections_ = 0;
-  bool reached_ = false;  // the port being probed has answered
-  std::string cut_;       // why the scan of this port stopped; empty while it runs
+  bool reached_ = false;  // the port being probed has answered (set before the checks start)
+  ScanCut cut_;           // why the scan of this port stopped; empty while it runs
 };
+
+// Each port by a Prober of its own, all at once when --parallel allows (the budget bounds
+// the connections open together; waits such as the injection test's overlap), one after
+// the other with --parallel 1. The reports in the order of the ports.
+std::vector<PortReport> probe_ports(const ProbeOptions& options,
+                                    const std::vector<std::uint16_t>& ports,
+                                    ConnectionBudget& budget) {
+  std::vector<PortReport> reports(ports.size());
+  auto probe_one = [&](std::size_t i) {
+    Prober prober(options, budget);
+    reports[i] = prober.probe(ports[i]);
+  };
+  if (options.parallel <= 1 || ports.size() <= 1) {
+    for (std::size_t i = 0; i < ports.size(); ++i)
+      probe_one(i);
+  } else {
+    std::vector<std::jthread> threads;
+    for (std::size_t i = 0; i < ports.size(); ++i)
+      threads.emplace_back(probe_one, i);
+  }  // the threads are joined here
+  return reports;
+}
 
 std::string json_list(const std::vector<std::string>& items) {
   std::string out = "[";
@@ -2362,14 +2663,12 @@ int run_domain_probe(const ProbeOptions& options, std::ostream& out, std::ostrea
     host_options.name = target.host;
     for (const std::string& address : target.addresses) {
       host_options.host = address;
-      Prober prober(host_options);
-      std::vector<PortReport> reports;
+      ConnectionBudget budget(options.max_connections, options.parallel);
+      std::vector<PortReport> reports = probe_ports(host_options, options.ports, budget);
       bool answered = false;
-      for (std::uint16_t port : options.ports) {
-        reports.push_back(prober.probe(port));
-        answered = answered || reports.back().answered || !reports.back().not_run.empty();
-      }
-      connections += prober.connections();
+      for (const PortReport& report : reports)
+        answered = answered || report.answered || !report.not_run.empty();
+      connections += budget.used();
       section.reports = std::move(reports);
       if (answered) {
         section.address = address;
@@ -2511,7 +2810,7 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
       options.json = true;
     } else if (arg == "--cafile" || arg == "--name" || arg == "--timeout" || arg == "--port" ||
                arg == "--max-connections" || arg == "--domain" || arg == "--dns-server" ||
-               arg == "--trust-anchor" || arg == "--mta-sts-port") {
+               arg == "--trust-anchor" || arg == "--mta-sts-port" || arg == "--parallel") {
       auto given = value(arg.c_str());
       if (!given) return base::unexpected(given.error());
       if (arg == "--domain") {
@@ -2549,6 +2848,11 @@ base::Expected<ProbeOptions, std::string> parse_probe_arguments(
         auto seconds = bounded_number(given.value(), 1, 600, "--timeout: a number of seconds");
         if (!seconds) return base::unexpected(seconds.error());
         options.timeout_seconds = static_cast<int>(seconds.value());
+      }
+      if (arg == "--parallel") {
+        auto count = bounded_number(given.value(), 1, 64, "--parallel: a number of connections");
+        if (!count) return base::unexpected(count.error());
+        options.parallel = static_cast<int>(count.value());
       }
       if (arg == "--max-connections") {
         auto count = bounded_number(given.value(), 1, 100000, "--max-connections: a number");
@@ -2601,26 +2905,33 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
   if (!parsed) {
     err << "smtpsctl probe: " << parsed.error() << "\n"
         << "usage: smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]\n"
-           "                      [--timeout SECONDS] [--max-connections N] [--json]\n"
+           "                      [--timeout SECONDS] [--max-connections N] [--parallel N] "
+           "[--json]\n"
            "       smtpsctl probe --domain DOMAIN [--port PORT]... [--dns-server IP[:PORT]]...\n"
            "                      [--trust-anchor FILE] [--mta-sts-port PORT] [--cafile FILE]\n"
-           "                      [--timeout SECONDS] [--max-connections N] [--json]\n";
+           "                      [--timeout SECONDS] [--max-connections N] [--parallel N] "
+           "[--json]\n";
     return 3;
   }
   const ProbeOptions& options = parsed.value();
   if (options.help) {
     out << "usage: smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]\n"
-           "                      [--timeout SECONDS] [--max-connections N] [--json]\n"
+           "                      [--timeout SECONDS] [--max-connections N] [--parallel N] "
+           "[--json]\n"
            "       smtpsctl probe --domain DOMAIN [--port PORT]... [--dns-server IP[:PORT]]...\n"
            "                      [--trust-anchor FILE] [--mta-sts-port PORT] [--cafile FILE]\n"
-           "                      [--timeout SECONDS] [--max-connections N] [--json]\n"
+           "                      [--timeout SECONDS] [--max-connections N] [--parallel N] "
+           "[--json]\n"
            "  Reports a mail server's TLS: versions, ciphers, groups, certificates, STARTTLS,\n"
            "  AUTH, and known vulnerabilities (Heartbleed, CCS injection, DROWN...).\n"
            "  Without PORT: 25, 465 and 587; --port adds a port (repeatable: DROWN is judged\n"
            "  across the ports of one run). --max-connections: the connection budget (default\n"
            "  "
         << kDefaultMaxConnections
-        << "); checks beyond it are not tested.\n"
+        << "); checks beyond it are not tested. --parallel: at most N connections\n"
+           "  open at once (default "
+        << kDefaultParallel
+        << "; 1: one after the other).\n"
            "  Exit: 0 pass, 1 warn, 2 fail, 3 usage or no answer, 4 inconclusive (checks\n"
            "  could not run: connection budget, 421 replies, refused or failed connections).\n"
            "  --domain: probes each MX host of DOMAIN (port 25, or each --port) and checks\n"
@@ -2634,14 +2945,13 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
   if (!options.domain.empty()) return run_domain_probe(options, out, err);
   std::vector<std::uint16_t> ports =
       !options.ports.empty() ? options.ports : std::vector<std::uint16_t>{25, 465, 587};
-  Prober prober(options);
-  std::vector<PortReport> reports;
+  ConnectionBudget budget(options.max_connections, options.parallel);
+  std::vector<PortReport> reports = probe_ports(options, ports, budget);
   bool any_answered = false;
   bool incomplete = false;
-  for (auto port : ports) {
-    reports.push_back(prober.probe(port));
-    any_answered = any_answered || reports.back().answered;
-    incomplete = incomplete || !reports.back().not_run.empty();
+  for (const PortReport& report : reports) {
+    any_answered = any_answered || report.answered;
+    incomplete = incomplete || !report.not_run.empty();
   }
   if (!any_answered && !incomplete) {
     for (const auto& report : reports) {
@@ -2676,9 +2986,9 @@ int run_probe_command(const std::vector<std::string>& args, std::ostream& out, s
   const ProbeVerdict verdict =
       probe_verdict(worst >= Level::kHigh, worst >= Level::kLow, incomplete);
   if (options.json) {
-    print_json(out, options, reports, verdict, worst, prober.connections());
+    print_json(out, options, reports, verdict, worst, budget.used());
   } else {
-    print_text(out, options, reports, verdict, worst, prober.connections());
+    print_text(out, options, reports, verdict, worst, budget.used());
   }
   return probe_exit_code(verdict);
 }

@@ -2,7 +2,7 @@
 // for administrators and for monitoring.
 //
 //   smtpsctl probe HOST[:PORT] [--port PORT]... [--name NAME] [--cafile FILE]
-//                  [--timeout SECONDS] [--max-connections N] [--json]
+//                  [--timeout SECONDS] [--max-connections N] [--parallel N] [--json]
 //   smtpsctl probe --domain DOMAIN [--port PORT]... [--dns-server IP[:PORT]]...
 //                  [--trust-anchor FILE] [--mta-sts-port PORT] [--cafile FILE] ...
 //
@@ -25,6 +25,8 @@
 //
 // - At most --max-connections connections in all (default kDefaultMaxConnections); the
 //   checks past the budget are "not tested (connection budget ...)".
+// - At most --parallel connections open at once (default kDefaultParallel): the checks
+//   that do not depend on each other run in parallel; the report's order is fixed.
 //
 // Domain mode (--domain): DOMAIN's MX hosts, looked up through our DNS layer (dns::Resolver:
 // --dns-server forwards to those servers, else /etc/resolv.conf's; --trust-anchor validates
@@ -40,7 +42,8 @@
 // Exit codes: 0 every finding passes, 1 a warning, 2 a failure, 3 usage error or no port
 // answered, 4 inconclusive: no HIGH or CRITICAL finding, but checks could not run because
 // the scan was cut (the connection budget, a 421 reply, a connection refused or timed out
-// after the port had answered).
+// after the port had answered, or on an implicit TLS port new connections closed at once or
+// answered with a 421 in clear).
 #pragma once
 
 #include <cstdint>
@@ -56,6 +59,9 @@ namespace app {
 
 // Covers a full scan of the three default ports of one server.
 inline constexpr int kDefaultMaxConnections = 300;
+// Connections open at once: well below the usual per-client limits (smtpsd's and Postfix's
+// default is 50).
+inline constexpr int kDefaultParallel = 4;
 
 struct ProbeOptions {
   std::string host;
@@ -64,6 +70,7 @@ struct ProbeOptions {
   std::string cafile;                // else the system trust store
   int timeout_seconds = 10;
   int max_connections = kDefaultMaxConnections;
+  int parallel = kDefaultParallel;  // connections open at once (checks run in parallel)
   bool json = false;
   bool help = false;
   // Domain mode: host is empty, domain is the mail domain (lower case, no final dot).

@@ -116,6 +116,20 @@ TEST(ProbeCommand, MaxConnectionsOption) {
   EXPECT_EQ(defaulted->max_connections, kDefaultMaxConnections);
 }
 
+TEST(ProbeCommand, ParallelOption) {
+  auto parsed = parse_probe_arguments({"x", "--parallel", "1"});
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->parallel, 1);
+  auto defaulted = parse_probe_arguments({"x"});
+  ASSERT_TRUE(defaulted);
+  EXPECT_EQ(defaulted->parallel, kDefaultParallel);
+  for (const char* bad : {"0", "65", "-1", "two", ""}) {
+    auto refused = parse_probe_arguments({"x", "--parallel", bad});
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error(), "--parallel: a number of connections from 1 to 64") << bad;
+  }
+}
+
 // A known weakness fails even when the scan was cut; otherwise a cut scan is never a PASS
 // or a WARN but INCONCLUSIVE, with its own exit code.
 TEST(ProbeCommand, VerdictRule) {
