@@ -144,6 +144,7 @@ class StartupCheck(ServerTestCase):
                 f"{self.tmp}"):
             self.assertIn(expected + "\n", found.stderr)
         self.assertNotIn(f"warning: {users}", found.stdout)
+        self.assertNotIn(f"{users}: Permission denied", found.stderr)  # said once, with its fix
         # Checked as root, neither the port nor the data directory is a problem (root binds,
         # and gives the data directory to the account at start).
         self.assertNotIn("port", self.check(server).stderr)
