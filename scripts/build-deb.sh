@@ -2,10 +2,13 @@
 # Builds the Debian packages of smtpsd from an already-built tree (README "Running in
 # production"): scripts/build-deb.sh BUILD_DIR OUT_DIR. No rebuild: it installs BUILD_DIR
 # (cmake --install --prefix /usr --strip) into a staging tree and packs it with dpkg-deb.
-#   smtpsd          smtpsd (/usr/sbin), smtpsctl (/usr/bin), the man pages, the systemd unit
-#                   (installed, not enabled), the fail2ban filter, /etc/smtpsd/smtpsd.toml (a
-#                   conffile with no setting: run `smtpsd init`), the docs; postinst makes
-#                   the system account smtpsd and /var/lib/smtpsd (0750, its own)
+#   smtpsd          smtpsd (/usr/sbin), smtpsctl (/usr/bin), the man pages, the systemd unit,
+#                   the fail2ban filter, /etc/smtpsd/smtpsd.toml (a conffile with no setting:
+#                   run `smtpsd init`), the docs; postinst makes the system account smtpsd
+#                   and /var/lib/smtpsd (0750, its own), and enables the unit, which skips
+#                   its start while /etc/smtpsd/not-configured (postinst's, removed by init)
+#                   exists; prerm and postrm stop, mask and forget it as dh_installsystemd
+#                   does
 #   smtpsd-mta      /usr/sbin/sendmail and /usr/bin/mailq as links to smtpsctl (the
 #                   mail-transport-agent: conflicts with Postfix, Exim, ...)
 #   smtpsd-dbgsym   the debug information of both programs (/usr/lib/debug/.build-id/)
@@ -136,8 +139,8 @@ control "$root" "Package: smtpsd" "Version: $version" "Architecture: $arch" \
   "Maintainer: $maintainer" "Section: mail" "Priority: optional" \
   "Depends: adduser, $depends" "Suggests: fail2ban" "$description"
 printf '/etc/smtpsd/smtpsd.toml\n/etc/fail2ban/filter.d/smtpsd.conf\n' > "$root/DEBIAN/conffiles"
-install -m 755 "$source_dir/contrib/debian/postinst" "$source_dir/contrib/debian/postrm" \
-  "$root/DEBIAN/"
+install -m 755 "$source_dir/contrib/debian/postinst" "$source_dir/contrib/debian/prerm" \
+  "$source_dir/contrib/debian/postrm" "$root/DEBIAN/"
 control "$mta" "Package: smtpsd-mta" "Version: $version" "Architecture: all" \
   "Maintainer: $maintainer" "Section: mail" "Priority: optional" \
   "Depends: smtpsd (>= $version)" "Provides: mail-transport-agent" \

@@ -207,11 +207,27 @@ class Init(unittest.TestCase):
         placeholder = "# not configured yet: run smtpsd init\n\n   # (comments only)\n"
         with open(os.path.join(self.etc, "smtpsd.toml"), "w") as f:
             f.write(placeholder)
+        # ... and, beside it, the postinst's marker that holds the enabled unit back.
+        marker = os.path.join(self.etc, "not-configured")
+        with open(marker, "w") as f:
+            f.write("smtpsd.service does not start while this file exists\n")
         made = self.init()
         self.assertEqual(made.returncode, 0, made.stdout + made.stderr)
         written = read(os.path.join(self.etc, "smtpsd.toml"))
         self.assertNotEqual(written, placeholder)
         self.assertIn("[[listeners]]", written)
+        self.assertFalse(os.path.exists(marker))
+        self.assertIn(f"Removed {marker}: the systemd unit may start now (systemctl enable "
+                      f"--now smtpsd).\n", made.stdout)
+        # A configuration written by hand beside the marker: check says what holds it back.
+        with open(marker, "w") as f:
+            f.write("")
+        checked = subprocess.run([SMTPSD, "check", "--config", os.path.join(self.etc,
+                                                                           "smtpsd.toml")],
+                                 capture_output=True, text=True, timeout=60)
+        self.assertIn(f"warning: {marker}: the systemd unit does not start while this file "
+                      f"exists (ConditionPathExists=!); `smtpsd init` removes it, or rm "
+                      f"{marker} once this configuration is yours\n", checked.stdout)
         # One setting is enough to make it the administrator's.
         os.makedirs(os.path.join(self.tmp, "taken"))
         with open(os.path.join(self.tmp, "taken", "smtpsd.toml"), "w") as f:

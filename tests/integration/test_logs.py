@@ -1,9 +1,11 @@
 """Logs: [log] format = "json" and output = "syslog", and the session id on every line of
 a session, with the real binary."""
 
+import calendar
 import json
 import os
 import re
+import signal
 import smtplib
 import socket
 import subprocess
@@ -181,7 +183,15 @@ class SessionIds(ServerTestCase):
 
 class Summary(ServerTestCase):
     def test_the_summary_counts_a_scripted_run(self):  # smtpsctl log summary
-        with self.new_server() as server:
+        # The next hop of the relay domain branch.test: a second server, over verified TLS.
+        remote = self.new_server(domains=[("branch.test", ["bob"])])
+        remote.start()
+        server = self.new_server(
+            domains=[("localhost", ["demo"]),
+                     ("branch.test", [], {"kind": "relay", "recipients": ["bob"],
+                                          "next_hop": f"smtp://127.0.0.1:{remote.ports['smtp']}"})],
+            extra_toml=f'[delivery]\nca_file = "{remote.ca}"\n')
+        with server:
             exercise(self, server)  # a failed login, 2 messages delivered, a refused recipient
             client = server.smtps()
             client.login("demo@localhost", demo_password(server))
@@ -190,6 +200,33 @@ class Summary(ServerTestCase):
             client.quit()
             # The test's DNS is a closed port: a temporary failure, the message waits.
             server.wait_log(r"event=deferred id=\S+ rcpt=someone@remote\.test ")
+            client = server.smtp("smtp")
+            client.sendmail("partner@sender.test", ["bob@branch.test"], make_message("onward"))
+            client.quit()
+            remote.wait_delivered(1, "bob@branch.test")
+            server.wait_log(r"event=delivered id=\S+ rcpt=bob@branch\.test ")
+            # Refusals of other kinds: a TLS handshake that is not one, and (after a reload
+            # that allows one connection per client address) a second connection from an
+            # address of its own, 127.0.0.2, while its first is open.
+            with socket.create_connection(("127.0.0.1", server.ports["submissions"]),
+                                          timeout=10) as garbage:
+                garbage.sendall(b"EHLO not-tls\r\n")
+                while garbage.recv(4096):
+                    pass
+            server.wait_log(r"event=tls_handshake_failed ")
+            server.limits = {"max_connections_per_ip": 1}
+            server.write_config()
+            server.process.send_signal(signal.SIGHUP)
+            server.wait_log(r"event=reloaded")
+            first = socket.create_connection(("127.0.0.1", server.ports["smtp"]), timeout=10,
+                                             source_address=("127.0.0.2", 0))
+            self.addCleanup(first.close)
+            self.assertTrue(first.recv(4096).startswith(b"220 "))
+            with socket.create_connection(("127.0.0.1", server.ports["smtp"]), timeout=10,
+                                          source_address=("127.0.0.2", 0)) as second:
+                self.assertTrue(second.recv(4096).startswith(b"421 4.7.0 "))
+            server.wait_log(r"event=connection_refused ")
+            first.close()
 
         def summary(*args):
             return subprocess.run([SMTPSCTL, "log", "summary", server.log_path, *args],
@@ -198,24 +235,54 @@ class Summary(ServerTestCase):
         found = summary()
         self.assertEqual(found.returncode, 0, found.stderr)
         out = found.stdout
-        for pattern in (r"\n  received +3 +\d+\.\d KiB\n",
-                        r"\n  delivered +2 +maildir 2\n",
+        for pattern in (r"\n  received +4 +\d+\.\d KiB\n",
+                        r"\n  delivered +3 +maildir 2, relay 1\n",
                         r"\n  deferred +1 +attempts, for 1 recipient\(s\)\n",
                         r"\n  failed +0\n",
+                        # Refused, by reason: the limit, the login's reason, the event.
+                        r"\nRefused\n  connections +1 +per_ip 1\n",
                         # smtplib tries PLAIN, then LOGIN: two refused logins
                         r"\n  logins +2 +invalid credentials 2\n",
+                        r"\n  authenticity +0\n",
+                        r"\n  other +1 +tls_handshake_failed 1\n",
                         r"\nDeferrals by destination\n  remote\.test +1 +last: \S",
-                        r"\nTop senders\n  demo@localhost +2\n  you@example\.org +1\n",
-                        r"\nTop recipients\n  demo@localhost +2\n",
-                        r"\nDelivery delays \(accepted to delivered, 2 deliveries\)\n",
-                        r"\n  inbound sessions   TLSv1\.3 \d+\n"):
+                        r"\nTop senders\n  demo@localhost +2\n  you@example\.org +1\n"
+                        r"  partner@sender\.test +1\n",
+                        r"\nTop recipients\n  demo@localhost +2\n  bob@branch\.test +1\n",
+                        r"\nDelivery delays \(accepted to delivered, 3 deliveries\)\n",
+                        r"\n  inbound sessions   TLSv1\.3 \d+\n",
+                        # The hop to branch.test's next hop: its TLS version and policy.
+                        r"\n  outbound delivered TLSv1\.3 1\n",
+                        r"\n  outbound policies  static 1\n"):
             self.assertRegex(out, pattern)
         today = time.strftime("%Y-%m-%d", time.gmtime())
-        self.assertRegex(summary("--day", today).stdout, r"\n  received +3 ")
+        self.assertRegex(summary("--day", today).stdout, r"\n  received +4 ")
         self.assertRegex(summary("--day", "2001-01-01").stdout, r"\n  received +0 ")
         bad = summary("--day", "yesterday")
         self.assertEqual(bad.returncode, 2)
         self.assertIn("--day yesterday: not YYYY-MM-DD", bad.stderr)
+        # --since (included) and --until (excluded), cut at the second of the last message
+        # received: each side counts the lines the log itself puts there.
+        with open(server.log_path) as f:
+            received = [line.split()[0] for line in f if " event=accepted " in line]
+        self.assertEqual(len(received), 4)
+        cut = received[-1][:19] + "Z"  # YYYY-MM-DDTHH:MM:SSZ
+        after = sum(1 for when in received if when[:19] + "Z" >= cut)
+        self.assertRegex(summary("--since", cut).stdout, rf"\n  received +{after} ")
+        self.assertRegex(summary("--until", cut).stdout, rf"\n  received +{4 - after} ")
+        first, last = received[0][:19] + "Z", received[-1][:19] + "Z"
+        self.assertRegex(summary("--since", first, "--until", "2100-01-01").stdout,
+                         r"\n  received +4 ")
+        self.assertRegex(summary("--until", first).stdout, r"\n  received +0 ")
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                              time.gmtime(calendar.timegm(time.strptime(last, "%Y-%m-%dT%H:%M:%SZ")) + 1))
+        self.assertRegex(summary("--since", later).stdout, r"\n  received +0 ")
+        bad = summary("--since", "noon")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("smtpsctl log: noon: not YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ\n", bad.stderr)
+        both = summary("--day", today, "--since", first)
+        self.assertEqual(both.returncode, 2)
+        self.assertIn("smtpsctl log: --day or --since/--until, not both\n", both.stderr)
         missing = summary(os.path.join(self.tmp, "no-such.log"))
         self.assertEqual(missing.returncode, 1)
         self.assertIn("cannot read", missing.stderr)

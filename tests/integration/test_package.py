@@ -3,14 +3,16 @@ administrator would, from the binaries of the build tree under test (no rebuild)
 
 - `smtpsd` installs with dpkg: the system account and group smtpsd, /var/lib/smtpsd (its
   own, 0750), /etc/smtpsd/smtpsd.toml as a conffile that `smtpsd check` refuses (no
-  setting: the service cannot start unconfigured), the unit installed but not enabled,
-  the man pages (`man -w`);
-- `smtpsd init` replaces that placeholder with a setup that checks; the installed
+  setting), the unit installed and enabled but held back by a condition on the postinst's
+  marker /etc/smtpsd/not-configured, the man pages (`man -w`);
+- `smtpsd init` replaces that placeholder with a setup that checks and removes the marker;
+  every file the unit names then exists (a LoadCredential= source that does not would fail
+  every start); the installed
   /usr/sbin/smtpsd, started as the packaged account (setpriv, as the unit's User= does), on
   free loopback ports and a closed loopback DNS port, receives a mail over STARTTLS into
   /var/lib/smtpsd;
 - `dpkg --purge` leaves nothing but what Debian keeps: the system account (its uid is never
-  reused) and the mailboxes the postrm refuses to delete;
+  reused) and the mailboxes the postrm refuses to delete; the unit's link is gone;
 - smtpsd-mta carries sendmail and mailq as links to smtpsctl and is the system's
   mail-transport-agent (only inspected: Postfix is installed here for other tests);
 - lintian finds no error nor warning on the three packages;
@@ -126,7 +128,15 @@ class Package(unittest.TestCase):
         documentation = re.search(r"\nDocumentation=(.*)\n", unit).group(1).split()
         self.assertEqual(documentation[0], "man:smtpsd(8)")
         self.assertTrue(os.path.isfile(documentation[1].removeprefix("file:")), documentation)
-        self.assertFalse(glob.glob("/etc/systemd/system/*.wants/smtpsd.service"))
+        # Enabled (deb-systemd-helper's link, as `systemctl enable` makes it), yet held back:
+        # the condition skips the start while the postinst's marker exists.
+        self.assertEqual(glob.glob("/etc/systemd/system/*.wants/smtpsd.service"),
+                         ["/etc/systemd/system/multi-user.target.wants/smtpsd.service"])
+        self.assertEqual(os.readlink("/etc/systemd/system/multi-user.target.wants/smtpsd.service"),
+                         "/lib/systemd/system/smtpsd.service")
+        self.assertIn("\n[Install]\nWantedBy=multi-user.target\n", unit)
+        self.assertIn("\nConditionPathExists=!/etc/smtpsd/not-configured\n", unit)
+        self.assertTrue(os.path.isfile("/etc/smtpsd/not-configured"))
         # Its paths exist and systemd knows every setting (a misspelt one is only a warning).
         verify = run("systemd-analyze", "verify", "/lib/systemd/system/smtpsd.service")
         self.assertEqual((verify.returncode, verify.stdout + verify.stderr), (0, ""))
@@ -145,9 +155,23 @@ class Package(unittest.TestCase):
         added = run("/usr/bin/smtpsctl", "user", "add", "--users", "/etc/smtpsd/users",
                     "carol@example.org", "--no-password")
         self.assertEqual(added.returncode, 0, added.stdout + added.stderr)
+        self.assertIn("Removed /etc/smtpsd/not-configured: the systemd unit may start now",
+                      made.stdout)
+        self.assertFalse(os.path.exists("/etc/smtpsd/not-configured"))
         config = "/etc/smtpsd/smtpsd.toml"
         checked = run("/usr/sbin/smtpsd", "check", "--config", config)
         self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+        self.assertNotIn("not-configured", checked.stdout)
+        # Every file the unit needs at its start exists now: systemd (252) fails a start whose
+        # LoadCredential= source is missing (status=243/CREDENTIALS), and checks
+        # ConditionPathExists= before that.
+        for setting, value in re.findall(r"(?m)^(\w+)=(.*)$", unit):
+            if setting in ("LoadCredential", "LoadCredentialEncrypted"):
+                source = value.partition(":")[2]
+                self.assertTrue(os.path.exists(source), f"{setting}={value}: no {source}")
+            elif setting == "ConditionPathExists":
+                negated, path = value.startswith("!"), value.removeprefix("!")
+                self.assertEqual(os.path.exists(path), not negated, f"{setting}={value}")
 
         # The installed server as the packaged account, on loopback ports of its own.
         serving = read(config).replace('address = "0.0.0.0"', 'address = "127.0.0.1"')
@@ -233,6 +257,10 @@ class Package(unittest.TestCase):
         self.assertEqual(left, [])
         self.assertFalse(os.path.exists("/etc/smtpsd"))
         self.assertEqual(os.listdir("/var/lib/smtpsd"), ["mail"])
+        # The enablement is forgotten too: no link, no mask, no deb-systemd-helper state.
+        self.assertFalse(glob.glob("/etc/systemd/system/**/smtpsd.service", recursive=True))
+        self.assertFalse(glob.glob("/var/lib/systemd/deb-systemd-helper-*/**/smtpsd.service*",
+                                   recursive=True))
         self.assertIsNotNone(self.account())
 
     def test_the_mta_package_and_lintian(self):
@@ -289,6 +317,7 @@ class Install(unittest.TestCase):
             "opt/smtpsd/sbin/smtpsd",
             "opt/smtpsd/share/doc/smtpsd/README.md",
             "opt/smtpsd/share/doc/smtpsd/examples/fail2ban/jail.d/smtpsd.conf",
+            "opt/smtpsd/share/doc/smtpsd/examples/systemd/credentials.conf",
             "opt/smtpsd/share/man/man1/smtpsctl.1",
             "opt/smtpsd/share/man/man5/smtpsd.toml.5",
             "opt/smtpsd/share/man/man8/smtpsd.8", *docs]))

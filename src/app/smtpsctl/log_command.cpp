@@ -174,7 +174,10 @@ void LogSummary::add(const obs::LogRecord& r) {
   } else if (event == "dsn") {
     dsns_.add(r.get("kind"));
   } else if (event == "connection_refused") {
-    refused_connections_.add(r.get("limit"), 1 + to_number(r.get("refused_since_last_line")));
+    // At most one line a second (net/admission.cpp), counting the refusals since the last
+    // line, its own included: a single refusal says 1.
+    const std::uint64_t refused = to_number(r.get("refused_since_last_line"));
+    refused_connections_.add(r.get("limit"), refused == 0 ? 1 : refused);
   } else if (event == "auth_failed") {
     refused_logins_.add(r.get("reason"));
   } else if (event == "auth_results" && !r.get("refused").empty()) {

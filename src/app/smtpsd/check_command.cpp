@@ -50,9 +50,10 @@ int check_addressing(const config::Config& config) {
   for (const std::string& deprecation : config.deprecations) {
     std::printf("warning: %s\n", deprecation.c_str());
   }
-  // As the server reads them: a missing file is empty.
+  // As the server reads them: a missing file is empty. One this caller cannot read is said
+  // once, by check_startup, with its fix (a bare "Permission denied" here would repeat it).
   auto store = std::make_shared<const auth::UserStore>();
-  if (::access(config.auth.users_file.c_str(), F_OK) == 0) {
+  if (::access(config.auth.users_file.c_str(), R_OK) == 0) {
     auto loaded = auth::UserStore::load(config.auth.users_file);
     if (!loaded) {
       std::fprintf(stderr, "%s\n", loaded.error().c_str());

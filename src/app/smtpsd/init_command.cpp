@@ -266,6 +266,10 @@ int run_init(const InitOptions& given, std::ostream& out, std::ostream& err, std
           config_file, configuration(o, rsa_selector, ed25519_selector), 0644);
       !written)
     return fail(err, written.error());
+  // Configured now: the package's marker no longer holds the unit back.
+  const std::string marker = o.dir + "/" + kNotConfiguredMarker;
+  const bool had_marker = fs::remove(marker, ec);
+  if (ec) return fail(err, "cannot remove " + marker + ": " + ec.message());
 
   // What to publish.
   delivery::StsPolicy policy;
@@ -278,6 +282,9 @@ int run_init(const InitOptions& given, std::ostream& out, std::ostream& err, std
   const std::string& h = o.hostname;
   out << "Wrote " << config_file << ", " << o.dir << "/users, " << o.dir << "/aliases, " << o.dir
       << "/tls/ (keys and certificates for " << h << ") and " << dkim_dir << "/ (DKIM keys).\n";
+  if (had_marker)
+    out << "Removed " << marker << ": the systemd unit may start now (systemctl enable --now "
+        << "smtpsd).\n";
   if (!o.user.empty() && !account.exists) {
     out << "\nThe account " << o.user << " does not exist yet; make it before starting:\n"
         << "  useradd --system --home-dir " << o.data_dir << " --shell /usr/sbin/nologin " << o.user

@@ -15,6 +15,9 @@
 // them as that account on a reload), else 0600. Nothing existing is ever overwritten: if the
 // configuration exists, nothing is written — unless it holds no setting, only comments and
 // blank lines (the placeholder the Debian package installs), which init replaces.
+// Once the configuration is written, init removes DIR/not-configured, the marker the Debian
+// package's postinst leaves beside the placeholder: the (enabled) systemd unit does not
+// start while it exists (ConditionPathExists=!/etc/smtpsd/not-configured).
 // Prints the records: MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS (TXT and the policy file),
 // TLS-RPT, TLSA, and the PTR to ask for; then the next steps.
 // Exit codes: 0 done, 1 error (said on stderr); a usage error exits non-zero with its message.
@@ -25,6 +28,10 @@
 #include <string>
 
 namespace app {
+
+// The marker file's name, beside the configuration (kept in step with the unit's condition
+// and contrib/debian/postinst); `smtpsd check` warns while it exists.
+inline constexpr const char* kNotConfiguredMarker = "not-configured";
 
 struct InitOptions {
   std::string domain;

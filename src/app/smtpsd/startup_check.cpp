@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <optional>
 
+#include "app/smtpsd/init_command.h"
+
 namespace app {
 namespace {
 
@@ -247,6 +249,16 @@ void check_ports(const config::Config& config, std::vector<StartupProblem>& prob
 std::vector<StartupProblem> check_startup(const config::Config& config) {
   std::vector<StartupProblem> problems;
   check_ports(config, problems);
+  // The Debian package's marker beside a configuration written by hand: the unit is enabled
+  // but skips its start while the marker exists.
+  std::error_code ec;
+  const fs::path marker = fs::absolute(config.source_file, ec).parent_path() / kNotConfiguredMarker;
+  if (!ec && fs::exists(marker, ec))
+    problems.push_back({marker.string() +
+                            ": the systemd unit does not start while this file exists "
+                            "(ConditionPathExists=!); `smtpsd init` removes it, or rm " +
+                            marker.string() + " once this configuration is yours",
+                        StartupProblem::Severity::kWarning});
   std::optional<RunAccount> account = account_of(config);
   if (!account) return problems;
   Checker checker(*account, ::geteuid() == 0);

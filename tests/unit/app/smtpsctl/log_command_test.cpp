@@ -1,6 +1,7 @@
 // log_command_test.cpp — `smtpsctl log summary` on input no server wrote: a line far longer
 // than any of ours is skipped without being held whole, and past the bound on distinct keys
-// the rest count together as "(others)"; the counts stay right either way. The summary of
+// the rest count together as "(others)"; the counts stay right either way; a refused
+// connection line counts as many refusals as it says. The summary of
 // a real server's log: tests/integration/test_logs.py.
 #include "app/smtpsctl/log_command.h"
 
@@ -35,6 +36,16 @@ TEST(LogSummaryTest, PastTheBoundOnDistinctSendersTheRestCountAsOthers) {
   const std::string text = summary(input);
   EXPECT_NE(text.find("received             100005"), std::string::npos) << text.substr(0, 400);
   EXPECT_NE(text.find("(others)"), std::string::npos);
+}
+
+TEST(LogSummaryTest, ARefusedConnectionLineCountsTheRefusalsItSpeaksFor) {
+  // One line a second at most, saying how many were refused since the last, itself included.
+  const std::string text = summary(
+      "level=warning event=connection_refused limit=per_ip refused_since_last_line=1\n"
+      "level=warning event=connection_refused limit=rate refused_since_last_line=17\n"
+      "level=warning event=connection_refused limit=rate\n");
+  EXPECT_NE(text.find("  connections              19   per_ip 1, rate 18\n"), std::string::npos)
+      << text;
 }
 
 }  // namespace
