@@ -15,6 +15,7 @@ packages=(
   python3 strace swaks libnet-ssleay-perl msmtp curl procps gsasl fail2ban dnsmasq-base dovecot-core dovecot-lmtpd haproxy
   postfix
   rspamd
+  pebble
   systemd strace util-linux
   scdoc lintian man-db
 )

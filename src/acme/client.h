@@ -1,0 +1,90 @@
+// client.h — one ACME conversation (RFC 8555) with the CA: the directory (§7.1.1), nonces
+// (§7.2, badNonce retried with the error's Replay-Nonce, §6.5), the account (§7.3; found
+// again by its key each time, "onlyReturnExisting" not needed: newAccount with a known key
+// answers 200 and its URL), an order for the names (§7.4), their authorizations by http-01
+// (§8.3), the finalization with a CSR and the certificate chain's download (§7.4.2).
+//
+// Invariants: blocking, on the ACME thread only (the transport bounds each request; every
+// wait goes through Waiter, which returns false when the server stops); nothing secret is
+// in a Failure (no key, no nonce, no key authorization); a problem document's text comes from
+// the network and is escaped by whoever prints it. Retry-After (RFC 9110 §10.2.3, seconds or
+// an HTTP date) is honoured while polling and handed back with a rate-limit or unavailable
+// failure (§6.6) for the renewal schedule.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "acme/https.h"
+#include "acme/json.h"
+#include "acme/jws.h"
+#include "base/expected.h"
+
+namespace acme {
+
+// Where an http-01 key authorization is published (http01_responder.h); thread-safe.
+class ChallengePublisher {
+ public:
+  virtual ~ChallengePublisher() = default;
+  virtual void publish(const std::string& token, const std::string& key_authorization) = 0;
+  virtual void withdraw(const std::string& token) = 0;
+};
+
+struct Failure {
+  std::string step;     // "directory", "nonce", "account", "order", "challenge", "finalize", …
+  std::string message;  // why, with the CA's problem type and detail when it sent one
+  std::chrono::seconds retry_after{0};  // the CA's Retry-After, 0 when none
+  bool stopped = false;                 // the server is stopping: not an error
+};
+
+struct ClientOptions {
+  std::string directory_url;
+  std::string contact;  // e-mail address, "" for none
+  // How long to wait for an authorization or order to change state, in all.
+  std::chrono::milliseconds poll_limit{120'000};
+  int max_bad_nonce_retries = 5;
+};
+
+// Sleeps for the duration; false when the wait was ended because the server stops.
+using Waiter = std::function<bool(std::chrono::milliseconds)>;
+
+// Seconds from a Retry-After value (delay-seconds or an IMF-fixdate), 0 when empty or bad.
+std::chrono::seconds parse_retry_after(std::string_view value, std::int64_t now_unix);
+
+class Client {
+ public:
+  Client(HttpTransport& transport, const AccountKey& key, ChallengePublisher& publisher,
+         ClientOptions options, Waiter waiter);
+
+  // The account for the key: created when the CA does not know it (§7.3), else found.
+  base::Expected<std::string, Failure> account();
+  // Order, authorize, finalize with csr_der and download: the PEM chain (leaf first).
+  base::Expected<std::string, Failure> issue(const std::vector<std::string>& names,
+                                             const std::string& csr_der);
+
+ private:
+  base::Expected<Json, Failure> directory();
+  // A signed POST (payload "" is POST-as-GET), with badNonce retried.
+  base::Expected<HttpResponse, Failure> post(const std::string& step, const std::string& url,
+                                             const std::string& payload);
+  base::Expected<Json, Failure> post_json(const std::string& step, const std::string& url,
+                                          const std::string& payload, HttpResponse* raw = nullptr);
+  // Polls url (POST-as-GET) until its "status" leaves the pending states.
+  base::Expected<Json, Failure> poll(const std::string& step, const std::string& url,
+                                     const std::vector<std::string>& pending);
+  base::Expected<base::Ok, Failure> authorize(const std::string& authorization_url);
+  Failure problem(const std::string& step, const HttpResponse& response) const;
+
+  HttpTransport& transport_;
+  const AccountKey& key_;
+  ChallengePublisher& publisher_;
+  ClientOptions options_;
+  Waiter waiter_;
+  std::string new_nonce_url_, new_account_url_, new_order_url_;
+  std::string nonce_;
+  std::string account_url_;
+};
+
+}  // namespace acme

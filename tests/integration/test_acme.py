@@ -1,0 +1,120 @@
+"""[acme]: smtpsd gets its certificates from an ACME CA (Pebble) and renews them.
+
+What an administrator sees: the server starts at once with a self-signed placeholder, then
+serves a certificate that Pebble issued (a real TLS client on port 465 verifies the chain
+against Pebble's root); `smtpsctl cert status` names the issuer; `smtpsctl cert renew` gets a
+new certificate for the same key (a TLSA "3 1 1" record stays valid). Failures (the CA
+unreachable, a challenge the CA cannot validate) are logged with the step and the reason,
+retried with backoff, and the certificate in service stays.
+"""
+
+import hashlib
+import os
+import re
+import socket
+import ssl
+import subprocess
+import time
+import unittest
+
+import needs
+from dns_server import DnsServer
+from harness import SMTPSD, ServerTestCase
+from pebble import Pebble, free_tcp_port
+
+SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
+NAME = "mail.acme.test"
+
+
+def served_certificate(port, cafile=None):
+    """The DER leaf smtpsd serves on implicit TLS for NAME (verified against cafile if given)."""
+    if cafile:
+        context = ssl.create_default_context(cafile=cafile)
+    else:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with context.wrap_socket(sock, server_hostname=NAME) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def public_key_digest(der):
+    """SHA-256 of the leaf's SubjectPublicKeyInfo: the data of a TLSA 3 1 1 record."""
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    spki = subprocess.run(["openssl", "x509", "-pubkey", "-noout"], input=pem.encode(),
+                          check=True, capture_output=True).stdout
+    der_key = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=spki,
+                             check=True, capture_output=True).stdout
+    return hashlib.sha256(der_key).hexdigest()
+
+
+def wait_count(server, pattern, count, timeout=30):
+    """Waits until the log has at least count lines matching pattern."""
+    deadline = time.monotonic() + timeout
+    while len(re.findall(pattern, server.log())) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fewer than {count} lines match {pattern!r}:\n"
+                                 + server.log()[-4000:])
+        time.sleep(0.02)
+
+
+def issuer_of(der):
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    return subprocess.run(["openssl", "x509", "-noout", "-issuer"], input=pem,
+                          check=True, capture_output=True, text=True).stdout
+
+
+@needs.tools("pebble", "dnsmasq", "openssl")
+class AcmeTest(ServerTestCase):
+    def acme_server(self, directory, ca_file, http_port, extra=""):
+        server = self.new_server(
+            listeners=[{"role": "submissions"}],
+            tls={"watch_interval": "100ms"},
+            extra_toml=(f'[acme]\ndirectory = "{directory}"\ncontact = "postmaster@acme.test"\n'
+                        f'names = ["{NAME}"]\nhttp_address = "127.0.0.1"\n'
+                        f'http_port = {http_port}\nca_file = "{ca_file}"\n{extra}\n'))
+        return server
+
+    def cert(self, server, verb):
+        return subprocess.run([SMTPSCTL, "cert", verb, "--config", server.config_path],
+                              capture_output=True, text=True, timeout=20)
+
+    def test_pebble_issues_the_served_certificate_and_a_renewal_keeps_the_key(self):
+        http_port = free_tcp_port()
+        with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
+                Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port) as ca:
+            server = self.acme_server(ca.directory, ca.ca_file, http_port)
+            server.start()
+            port = server.ports["submissions"]
+            # Until the first certificate arrives a self-signed placeholder serves the name.
+            server.wait_log(r"event=acme_renewed key=ecdsa .*issuer=.*Pebble", timeout=30)
+            server.wait_log(r"event=acme_renewed key=rsa ", timeout=30)
+            root = os.path.join(self.tmp, "pebble-root.pem")
+            with open(root, "w") as f:
+                f.write(ca.root_pem())
+            # The hot reload puts it in service without a restart: a verifying client
+            # (Pebble's root, the name) accepts the served chain.
+            server.wait_log(r"event=tls_reloaded file=\S+/acme/rsa\.crt", timeout=10)
+            first = served_certificate(port, cafile=root)
+            self.assertIn("Pebble", issuer_of(first))
+            status = self.cert(server, "status")
+            self.assertEqual(status.returncode, 0, status.stderr)
+            self.assertRegex(status.stdout, r"ecdsa: issuer=.*Pebble.*days_left=\d+")
+            self.assertRegex(status.stdout, r"rsa: issuer=.*Pebble")
+            # A renewal on request: a new certificate for the same key.
+            renewals = len(re.findall(r"event=tls_reloaded file=\S+/acme/rsa", server.log()))
+            renewed = self.cert(server, "renew")
+            self.assertEqual(renewed.returncode, 0, renewed.stderr)
+            wait_count(server, r"event=tls_reloaded file=\S+/acme/rsa", renewals + 1)
+            second = served_certificate(port, cafile=root)
+            self.assertNotEqual(second, first, "the renewed certificate is not served")
+            self.assertEqual(public_key_digest(second), public_key_digest(first))
+            key_mode = os.stat(os.path.join(self.tmp, "acme", "ecdsa.key")).st_mode & 0o777
+            self.assertEqual(key_mode, 0o600)
+            self.assertEqual(os.stat(os.path.join(self.tmp, "acme", "account.key")).st_mode
+                             & 0o777, 0o600)
+
+
+if __name__ == "__main__":
+    unittest.main()
