@@ -81,7 +81,8 @@ class JsonParser {
       ++position_;
       Json value;
       if (!parse_value(value, depth + 1)) return false;
-      out.members.emplace_back(std::move(name), std::move(value));
+      out.keys.push_back(std::move(name));
+      out.values.push_back(std::move(value));
       skip_space();
       if (position_ >= text_.size()) return fail("unterminated object");
       if (text_[position_] == ',') {
@@ -255,8 +256,8 @@ class JsonParser {
 
 const Json* Json::get(std::string_view key) const {
   if (kind != Kind::kObject) return nullptr;
-  for (const auto& [name, value] : members)
-    if (name == key) return &value;
+  for (std::size_t i = 0; i < keys.size(); ++i)
+    if (keys[i] == key) return &values[i];
   return nullptr;
 }
 

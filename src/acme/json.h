@@ -11,7 +11,6 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include "base/expected.h"
@@ -26,9 +25,12 @@ struct Json {
   Kind kind = Kind::kNull;
   bool boolean = false;
   double number = 0;
-  std::string text;                                   // kString
-  std::vector<Json> items;                            // kArray
-  std::vector<std::pair<std::string, Json>> members;  // kObject, in the document's order
+  std::string text;         // kString
+  std::vector<Json> items;  // kArray
+  // kObject: member i is keys[i] → values[i], in the document's order (two vectors: a pair
+  // of an incomplete type may not be instantiated here).
+  std::vector<std::string> keys;
+  std::vector<Json> values;
 
   // The member named key of an object (the first one), else null.
   const Json* get(std::string_view key) const;

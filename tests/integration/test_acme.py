@@ -110,10 +110,54 @@ class AcmeTest(ServerTestCase):
             second = served_certificate(port, cafile=root)
             self.assertNotEqual(second, first, "the renewed certificate is not served")
             self.assertEqual(public_key_digest(second), public_key_digest(first))
+            # The CA goes away: a renewal fails, says where and why, and what serves stays.
+            ca.stop()
+            renewed = self.cert(server, "renew")
+            self.assertEqual(renewed.returncode, 0, renewed.stderr)
+            server.wait_log(r"level=warning event=acme_failed key=ecdsa step=directory "
+                            r"error=\S.* failures=1 ")
+            self.assertEqual(served_certificate(port, cafile=root), second)
+            status = self.cert(server, "status")
+            self.assertRegex(status.stdout, r"ecdsa: issuer=.*Pebble.*last=\"failed at directory")
             key_mode = os.stat(os.path.join(self.tmp, "acme", "ecdsa.key")).st_mode & 0o777
             self.assertEqual(key_mode, 0o600)
             self.assertEqual(os.stat(os.path.join(self.tmp, "acme", "account.key")).st_mode
                              & 0o777, 0o600)
+
+    def test_an_unreachable_ca_is_retried_with_backoff_and_the_placeholder_serves(self):
+        closed = free_tcp_port()
+        server = self.acme_server(f"https://127.0.0.1:{closed}/dir", "/dev/null",
+                                  free_tcp_port(), extra='retry_wait = "100ms"\n'
+                                  'retry_max_wait = "400ms"')
+        server.start()
+        # Retried: 100 ms, then 200 ms, then 400 ms at most, each failure logged with its step.
+        wait_count(server, r"event=acme_failed key=ecdsa step=directory error=\S", 3)
+        log = server.log()
+        self.assertRegex(log, r"event=acme_failed key=ecdsa step=directory error=\S.*"
+                              r"failures=1 days_left=\d+ retry_in_ms=100\b")
+        self.assertRegex(log, r"failures=2 days_left=\d+ retry_in_ms=200\b")
+        self.assertRegex(log, r"failures=3 days_left=\d+ retry_in_ms=400\b")
+        self.assertNotIn("event=acme_renewed", log)
+        # The placeholder (self-signed, for the name) keeps serving.
+        served = served_certificate(server.ports["submissions"])
+        self.assertIn(f"CN = {NAME}", issuer_of(served))
+        status = self.cert(server, "status")
+        self.assertRegex(status.stdout, r"ecdsa: placeholder \(self-signed\).*"
+                                        r"last=\"failed at directory: ")
+
+    def test_a_challenge_the_ca_cannot_validate_is_logged_with_the_reason(self):
+        responder_port, pebble_port = free_tcp_port(), free_tcp_port()
+        with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
+                Pebble(os.path.join(self.tmp, "pebble"), dns.server, pebble_port) as ca:
+            # Pebble validates on a port where nothing answers.
+            server = self.acme_server(ca.directory, ca.ca_file, responder_port)
+            server.start()
+            failed = server.wait_log(r"event=acme_failed key=ecdsa step=challenge "
+                                     r'error="((?:[^"\\]|\\.)*)"', timeout=30)
+            self.assertIn(f"{NAME} is invalid", failed.group(1))
+            self.assertIn("connection refused", failed.group(1).lower())
+            served = served_certificate(server.ports["submissions"])
+            self.assertIn(f"CN = {NAME}", issuer_of(served))
 
 
 if __name__ == "__main__":
