@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import time
 import unittest
+import urllib.request
 
 import needs
 from dns_server import DnsServer
@@ -67,13 +68,13 @@ def issuer_of(der):
 
 @needs.tools("pebble", "dnsmasq", "openssl")
 class AcmeTest(ServerTestCase):
-    def acme_server(self, directory, ca_file, http_port, extra=""):
+    def acme_server(self, directory, ca_file, http_port, extra="", tables=""):
         server = self.new_server(
             listeners=[{"role": "submissions"}],
             tls={"watch_interval": "100ms"},
             extra_toml=(f'[acme]\ndirectory = "{directory}"\ncontact = "postmaster@acme.test"\n'
                         f'names = ["{NAME}"]\nhttp_address = "127.0.0.1"\n'
-                        f'http_port = {http_port}\nca_file = "{ca_file}"\n{extra}\n'))
+                        f'http_port = {http_port}\nca_file = "{ca_file}"\n{extra}\n{tables}'))
         return server
 
     def cert(self, server, verb):
@@ -128,7 +129,8 @@ class AcmeTest(ServerTestCase):
         closed = free_tcp_port()
         server = self.acme_server(f"https://127.0.0.1:{closed}/dir", "/dev/null",
                                   free_tcp_port(), extra='retry_wait = "100ms"\n'
-                                  'retry_max_wait = "400ms"')
+                                  'retry_max_wait = "400ms"',
+                                  tables='[metrics]\naddress = "127.0.0.1:0"\n')
         server.start()
         # Retried: 100 ms, then 200 ms, then 400 ms at most, each failure logged with its step.
         wait_count(server, r"event=acme_failed key=ecdsa step=directory error=\S", 3)
@@ -141,6 +143,16 @@ class AcmeTest(ServerTestCase):
         # The placeholder (self-signed, for the name) keeps serving.
         served = served_certificate(server.ports["submissions"])
         self.assertIn(f"CN = {NAME}", issuer_of(served))
+        # Metrics: the days left of the certificate in service, the failures counted.
+        host, metrics_port = re.search(r"event=metrics_listening address=(\S+) port=(\d+)",
+                                       log).groups()
+        with urllib.request.urlopen(f"http://{host}:{metrics_port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        self.assertRegex(metrics, r'(?m)^smtpsd_acme_certificate_days_left\{key="ecdsa"\} 89$')
+        failures = re.search(r'(?m)^smtpsd_acme_renewals_total\{key="ecdsa",result="failure"\} '
+                             r'(\d+)$', metrics)
+        self.assertIsNotNone(failures, metrics)
+        self.assertGreaterEqual(int(failures.group(1)), 3)
         status = self.cert(server, "status")
         self.assertRegex(status.stdout, r"ecdsa: placeholder \(self-signed\).*"
                                         r"last=\"failed at directory: ")
