@@ -126,11 +126,25 @@ class AcmeTest(ServerTestCase):
                              & 0o777, 0o600)
 
     def test_an_unreachable_ca_is_retried_with_backoff_and_the_placeholder_serves(self):
+        # Also what `smtpsd check` says about [acme] before the start.
         closed = free_tcp_port()
-        server = self.acme_server(f"https://127.0.0.1:{closed}/dir", "/dev/null",
-                                  free_tcp_port(), extra='retry_wait = "100ms"\n'
-                                  'retry_max_wait = "400ms"',
-                                  tables='[metrics]\naddress = "127.0.0.1:0"\n')
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            server = self.acme_server(f"https://127.0.0.1:{closed}/dir", "/dev/null", port,
+                                      extra='retry_wait = "100ms"\nretry_max_wait = "400ms"',
+                                      tables='[metrics]\naddress = "127.0.0.1:0"\n')
+            # smtpsd check: the settings; no certificate yet is no error (the start makes the
+            # placeholder); the http-01 port another program holds is a warning.
+            checked = subprocess.run([SMTPSD, "check", "--config", server.config_path],
+                                     capture_output=True, text=True, timeout=30)
+        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+        self.assertIn(f"acme: https://127.0.0.1:{closed}/dir for {NAME}, http-01 on 127.0.0.1 "
+                      f"port {port}, files in {self.tmp}/acme (no certificate yet",
+                      checked.stdout)
+        self.assertRegex(checked.stdout, rf"warning: http-01 responder: cannot listen on "
+                                         rf"127\.0\.0\.1:{port}: Address already in use")
         server.start()
         # Retried: 100 ms, then 200 ms, then 400 ms at most, each failure logged with its step.
         wait_count(server, r"event=acme_failed key=ecdsa step=directory error=\S", 3)
