@@ -1,6 +1,9 @@
 // client.cpp — see client.h.
 #include "acme/client.h"
 
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
 #include <algorithm>
 #include <charconv>
 #include <ctime>
@@ -8,6 +11,7 @@
 #include "base/clock.h"
 #include "base/json.h"
 #include "obs/log.h"
+#include "tls/openssl_ptr.h"
 
 namespace acme {
 namespace {
@@ -45,6 +49,41 @@ std::chrono::seconds parse_retry_after(std::string_view value, std::int64_t now_
   return std::chrono::seconds(std::max<std::int64_t>(timegm(&parts) - now_unix, 0));
 }
 
+base::Expected<std::string, std::string> certificate_id(const std::string& chain_pem) {
+  tls::BioPtr bio(BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size())));
+  tls::X509Ptr leaf(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (!leaf) return base::unexpected(std::string("no certificate"));
+  const ASN1_OCTET_STRING* key_id = X509_get0_authority_key_id(leaf.get());
+  if (key_id == nullptr) return base::unexpected(std::string("no authority key identifier"));
+  // The serial's DER content octets: i2c of the INTEGER (with a leading 0 when the high bit
+  // is set), not the ASN1_INTEGER's magnitude bytes.
+  const ASN1_INTEGER* serial = X509_get0_serialNumber(leaf.get());
+  unsigned char* der = nullptr;
+  const int size = i2d_ASN1_INTEGER(serial, &der);
+  if (size < 3) return base::unexpected(std::string("bad serial number"));
+  // Tag and length: short form below 128 content bytes (a serial has at most 20).
+  const std::string content(reinterpret_cast<const char*>(der) + 2,
+                            static_cast<std::size_t>(size - 2));
+  OPENSSL_free(der);
+  return base64url(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(key_id)),
+                                    static_cast<std::size_t>(ASN1_STRING_length(key_id)))) +
+         "." + base64url(content);
+}
+
+std::optional<std::int64_t> parse_rfc3339(std::string_view text) {
+  struct tm parts {};
+  const std::string copy(text);
+  const char* rest = strptime(copy.c_str(), "%Y-%m-%dT%H:%M:%S", &parts);
+  if (rest == nullptr) return std::nullopt;
+  if (*rest == '.') {
+    ++rest;
+    while (*rest >= '0' && *rest <= '9')
+      ++rest;
+  }
+  if ((*rest != 'Z' && *rest != 'z') || rest[1] != '\0') return std::nullopt;
+  return static_cast<std::int64_t>(timegm(&parts));
+}
+
 Client::Client(HttpTransport& transport, const AccountKey& key, ChallengePublisher& publisher,
                ClientOptions options, Waiter waiter)
     : transport_(transport),
@@ -75,6 +114,7 @@ base::Expected<Json, Failure> Client::directory() {
   new_nonce_url_ = parsed->string_at("newNonce");
   new_account_url_ = parsed->string_at("newAccount");
   new_order_url_ = parsed->string_at("newOrder");
+  renewal_info_url_ = parsed->string_at("renewalInfo");
   if (new_nonce_url_.empty() || new_account_url_.empty() || new_order_url_.empty())
     return base::unexpected(
         Failure{"directory", "lacks newNonce, newAccount or newOrder (RFC 8555 §7.1.1)"});
@@ -216,8 +256,39 @@ base::Expected<base::Ok, Failure> Client::authorize(const std::string& authoriza
   return base::Ok{};
 }
 
+base::Expected<bool, Failure> Client::offers_renewal_info() {
+  if (new_account_url_.empty()) {
+    auto listed = directory();
+    if (!listed) return base::unexpected(listed.error());
+  }
+  return !renewal_info_url_.empty();
+}
+
+base::Expected<RenewalWindow, Failure> Client::renewal_info(const std::string& certificate_id) {
+  auto offered = offers_renewal_info();
+  if (!offered) return base::unexpected(offered.error());
+  if (!offered.value()) return base::unexpected(Failure{"renewal_info", "not offered by the CA"});
+  std::string url = renewal_info_url_;
+  if (url.empty() || url.back() != '/') url += '/';
+  auto response = transport_.request("GET", url + certificate_id, "");
+  if (!response) return base::unexpected(Failure{"renewal_info", response.error()});
+  if (response->status != 200) return base::unexpected(problem("renewal_info", *response));
+  auto parsed = parse_json(response->body);
+  const Json* window = parsed ? parsed->get("suggestedWindow") : nullptr;
+  std::optional<std::int64_t> start, end;
+  if (window != nullptr) {
+    start = parse_rfc3339(window->string_at("start"));
+    end = parse_rfc3339(window->string_at("end"));
+  }
+  // §4.2: a window whose end is not after its start is invalid.
+  if (!start || !end || *end <= *start)
+    return base::unexpected(Failure{"renewal_info", "no valid suggestedWindow in the answer"});
+  return RenewalWindow{*start, *end, parse_retry_after(response->retry_after, base::unix_now())};
+}
+
 base::Expected<std::string, Failure> Client::issue(const std::vector<std::string>& names,
-                                                   const std::string& csr_der) {
+                                                   const std::string& csr_der,
+                                                   const std::string& replaces) {
   if (account_url_.empty()) {
     auto known = account();
     if (!known) return base::unexpected(known.error());
@@ -227,7 +298,12 @@ base::Expected<std::string, Failure> Client::issue(const std::vector<std::string
     identifiers += std::string(identifiers.empty() ? "" : ",") + R"({"type":"dns","value":)" +
                    base::json_string(name) + "}";
   HttpResponse raw;
-  auto order = post_json("order", new_order_url_, R"({"identifiers":[)" + identifiers + "]}", &raw);
+  std::string payload = R"({"identifiers":[)" + identifiers + "]";
+  // RFC 9773 §5: "replaces" only to a CA that offers ARI (others may refuse the field).
+  if (!replaces.empty() && !renewal_info_url_.empty())
+    payload += R"(,"replaces":)" + base::json_string(replaces);
+  payload += "}";
+  auto order = post_json("order", new_order_url_, payload, &raw);
   if (!order) return base::unexpected(order.error());
   const std::string order_url = raw.location;
   if (order_url.empty()) return base::unexpected(Failure{"order", "the CA sent no order URL"});

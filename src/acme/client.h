@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,22 @@ struct ClientOptions {
 // Sleeps for the duration; false when the wait was ended because the server stops.
 using Waiter = std::function<bool(std::chrono::milliseconds)>;
 
+// RFC 9773 §4.1: a certificate's ARI identifier, base64url(authorityKeyIdentifier's
+// keyIdentifier) "." base64url(serial number's DER content octets), from its PEM chain (leaf
+// first); an error when the leaf has no keyIdentifier.
+base::Expected<std::string, std::string> certificate_id(const std::string& chain_pem);
+
+// The CA's suggested renewal window (RFC 9773 §4.2), unix seconds, and how long to wait
+// before asking again (its Retry-After; 0 when it sent none).
+struct RenewalWindow {
+  std::int64_t start = 0;
+  std::int64_t end = 0;
+  std::chrono::seconds retry_after{0};
+};
+
+// "2025-01-02T04:00:00Z" or with fractional seconds → unix seconds; nullopt otherwise.
+std::optional<std::int64_t> parse_rfc3339(std::string_view text);
+
 // Seconds from a Retry-After value (delay-seconds or an IMF-fixdate), 0 when empty or bad.
 std::chrono::seconds parse_retry_after(std::string_view value, std::int64_t now_unix);
 
@@ -61,8 +78,15 @@ class Client {
   // The account for the key: created when the CA does not know it (§7.3), else found.
   base::Expected<std::string, Failure> account();
   // Order, authorize, finalize with csr_der and download: the PEM chain (leaf first).
+  // replaces: the ARI identifier of the certificate this one replaces (RFC 9773 §5), sent only
+  // when the CA offers ARI; "" for none.
   base::Expected<std::string, Failure> issue(const std::vector<std::string>& names,
-                                             const std::string& csr_der);
+                                             const std::string& csr_der,
+                                             const std::string& replaces = "");
+  // Whether the directory offers renewalInfo (RFC 9773 §3), once the directory is read.
+  base::Expected<bool, Failure> offers_renewal_info();
+  // The CA's window for the certificate (RFC 9773 §4.2): an unauthenticated GET.
+  base::Expected<RenewalWindow, Failure> renewal_info(const std::string& certificate_id);
 
  private:
   base::Expected<Json, Failure> directory();
@@ -82,7 +106,7 @@ class Client {
   ChallengePublisher& publisher_;
   ClientOptions options_;
   Waiter waiter_;
-  std::string new_nonce_url_, new_account_url_, new_order_url_;
+  std::string new_nonce_url_, new_account_url_, new_order_url_, renewal_info_url_;
   std::string nonce_;
   std::string account_url_;
 };

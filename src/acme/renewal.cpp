@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "base/clock.h"
 #include "base/file_write.h"
@@ -140,7 +141,14 @@ void Renewer::attempt(KeyState& state, Client& client, const AccountKey& account
   } else if (auto csr = make_csr(key->get(), options_.names); !csr) {
     chain = base::unexpected(Failure{"csr", csr.error()});
   } else {
-    chain = client.issue(options_.names, csr.value());
+    // RFC 9773 §5: the order names the certificate it replaces (a placeholder replaces none).
+    std::string replaces;
+    if (auto current = read_file(state.paths.chain); current) {
+      if (auto info = inspect_chain(current.value(), nullptr); info && !info->self_signed) {
+        if (auto id = certificate_id(current.value()); id) replaces = id.value();
+      }
+    }
+    chain = client.issue(options_.names, csr.value(), replaces);
   }
   if (chain) {
     // The chain must parse and belong to our key before the reload can see it.
@@ -169,6 +177,8 @@ void Renewer::attempt(KeyState& state, Client& client, const AccountKey& account
       state.last_attempt_unix = now;
       state.last_result = "renewed at " + when(now);
       schedule(state, now_ms());
+      state.renewal_info_next_ms = 0;  // the new certificate's window, next round
+      state.window.reset();
       update_metrics(state);
       return;
     }
@@ -218,13 +228,23 @@ void Renewer::run() {
     return;
   }
   const AccountKey account(std::move(account_key).value());
-  CurlTransport transport(resolver_, options_.ca_file, options_.request_timeout);
+  std::shared_ptr<HttpTransport> transport = options_.transport;
+  if (!transport)
+    transport =
+        std::make_shared<CurlTransport>(resolver_, options_.ca_file, options_.request_timeout);
   Waiter waiter = [this](std::chrono::milliseconds wait) {
     std::unique_lock lock(mutex_);
     return !wake_.wait_for(lock, wait, [this] { return stopping_; });
   };
   std::unique_lock lock(mutex_);
   while (!stopping_) {
+    {
+      lock.unlock();
+      Client asking(*transport, account, publisher_, options_.client, waiter);
+      refresh_renewal_info(asking);
+      lock.lock();
+      if (stopping_) break;
+    }
     const std::int64_t now = now_ms();
     const bool forced = forced_;
     forced_ = false;
@@ -235,7 +255,7 @@ void Renewer::run() {
       lock.unlock();
       // One conversation per round: the account is looked up once, authorizations are
       // reused by the second order.
-      Client client(transport, account, publisher_, options_.client, waiter);
+      Client client(*transport, account, publisher_, options_.client, waiter);
       for (KeyState* state : due)
         attempt(*state, client, account);
       lock.lock();
@@ -244,13 +264,67 @@ void Renewer::run() {
     std::int64_t next = keys_.front().due_ms;
     for (const KeyState& state : keys_)
       next = std::min(next, state.due_ms);
-    // Wake at the next due time, or hourly to refresh the days-left gauge.
+    for (const KeyState& state : keys_)
+      if (state.renewal_info_next_ms > 0) next = std::min(next, state.renewal_info_next_ms);
+    // Wake at the next due time or window question, or hourly for the days-left gauge.
     const std::int64_t wait = std::clamp<std::int64_t>(next - now, 1, 3'600'000);
     wake_.wait_for(lock, std::chrono::milliseconds(wait), [this] { return stopping_ || forced_; });
     if (!stopping_) {
       for (const KeyState& state : keys_)
         update_metrics(state);
     }
+  }
+}
+
+void Renewer::refresh_renewal_info(Client& client) {
+  constexpr std::int64_t kDefaultPoll = 6 * 3'600'000;  // RFC 9773 §4.3: without Retry-After
+  static thread_local std::mt19937_64 random{std::random_device{}()};
+  for (KeyState& state : keys_) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_ || state.failures > 0 || state.renewal_info_next_ms > now_ms()) continue;
+    }
+    auto text = read_file(state.paths.chain);
+    auto info = text ? inspect_chain(text.value(), nullptr)
+                     : base::Expected<ChainInfo, std::string>(base::unexpected(text.error()));
+    if (!info || info->self_signed) continue;  // due now anyway
+    auto id = certificate_id(text.value());
+    auto window = id ? client.renewal_info(id.value())
+                     : base::Expected<RenewalWindow, Failure>(
+                           base::unexpected(Failure{"renewal_info", id.error()}));
+    const std::string key_name(to_string(state.paths.type));
+    std::lock_guard lock(mutex_);
+    if (!window) {
+      if (window.error().stopped) return;
+      const bool offered = window.error().message != "not offered by the CA";
+      if (offered) {
+        obs::Log("acme_renewal_info_failed", obs::Level::kWarning)
+            .kv("key", key_name)
+            .kv("error", window.error().message);
+      }
+      // Not offered: the lifetime decides; asked again later, as the CA may add it.
+      state.renewal_info_next_ms = now_ms() + (offered ? 3'600'000 : kDefaultPoll);
+      continue;
+    }
+    const RenewalWindow& w = window.value();
+    const bool changed =
+        !state.window || state.window->start != w.start || state.window->end != w.end;
+    if (changed) {
+      // §4.2: a uniformly random time inside the window (at once when it has passed).
+      std::uniform_int_distribution<std::int64_t> pick(w.start * 1000, w.end * 1000);
+      state.due_ms = pick(random);
+      obs::Log("acme_renewal_info")
+          .kv("key", key_name)
+          .kv("window_start", when(w.start))
+          .kv("window_end", when(w.end))
+          .kv("renew_at", when(state.due_ms / 1000));
+    }
+    state.window = w;
+    const std::int64_t poll =
+        w.retry_after.count() > 0
+            ? std::clamp<std::int64_t>(w.retry_after.count() * 1000, 60'000, 24 * 3'600'000)
+            : kDefaultPoll;
+    state.renewal_info_next_ms = now_ms() + poll;
   }
 }
 
@@ -273,6 +347,8 @@ std::string Renewer::status() const {
           " days_left=" + std::to_string((info->not_after - now) / 86400);
     }
     out += " next_attempt=" + when(std::max(state.due_ms / 1000, now));
+    if (state.window)
+      out += " ari_window=" + when(state.window->start) + ".." + when(state.window->end);
     if (!state.last_result.empty()) out += " last=\"" + state.last_result + "\"";
     out += "\n";
   }

@@ -63,6 +63,7 @@ class ScriptedCa : public acme::HttpTransport {
       nonces_used.push_back(header->string_at("nonce"));
       kids.push_back(header->string_at("kid"));
       last_payload = decode_b64url(jws->string_at("payload"));
+      payloads[url] = last_payload;
     }
     if (auto found = canned.find(url); found != canned.end() && !found->second.empty()) {
       acme::HttpResponse r = found->second.front();
@@ -104,6 +105,7 @@ class ScriptedCa : public acme::HttpTransport {
   }
 
   std::string last_payload;
+  std::map<std::string, std::string> payloads;  // the last one per URL
   bool answered = false;
   bool finalized = false;
 };
@@ -164,6 +166,39 @@ TEST_F(AcmeClientTest, IssuesAfterTheWholeConversation) {
   EXPECT_TRUE(publisher.published.empty());
   EXPECT_EQ(std::count(ca.log.begin(), ca.log.end(), "POST https://ca/chall/2"), 0);
   EXPECT_EQ(ca.last_payload, "");  // the certificate by POST-as-GET
+}
+
+TEST_F(AcmeClientTest, ReplacesGoesOnlyToACaThatOffersAri) {
+  {
+    acme::Client client(ca, key, publisher, options(), waiter());
+    ASSERT_TRUE(client.issue({"mx.example.org"}, "DER", "old.id").has_value());
+    EXPECT_EQ(ca.payloads["https://ca/order"],
+              R"({"identifiers":[{"type":"dns","value":"mx.example.org"}]})");
+    EXPECT_EQ(client.offers_renewal_info().value(), false);
+  }
+  ScriptedCa ari;
+  ari.canned["https://ca/dir"] = {ari.json(200, R"({"newNonce":"https://ca/nonce",
+      "newAccount":"https://ca/acct","newOrder":"https://ca/order",
+      "renewalInfo":"https://ca/ri"})")};
+  acme::Client client(ari, key, publisher, options(), waiter());
+  ASSERT_TRUE(client.issue({"mx.example.org"}, "DER", "old.id").has_value());
+  EXPECT_EQ(ari.payloads["https://ca/order"],
+            R"({"identifiers":[{"type":"dns","value":"mx.example.org"}],"replaces":"old.id"})");
+  // The window: an unauthenticated GET of renewalInfo/<id>.
+  acme::HttpResponse window = ari.json(
+      200, R"({"suggestedWindow":{"start":"2030-01-01T00:00:00Z","end":"2030-01-02T00:00:00Z"}})");
+  window.retry_after = "3600";
+  ari.canned["https://ca/ri/old.id"] = {window, ari.json(200, R"({"suggestedWindow":{
+      "start":"2030-01-02T00:00:00Z","end":"2030-01-01T00:00:00Z"}})")};
+  auto got = client.renewal_info("old.id");
+  ASSERT_TRUE(got.has_value()) << got.error().message;
+  EXPECT_EQ(got->start, 1893456000);
+  EXPECT_EQ(got->end, 1893456000 + 86400);
+  EXPECT_EQ(got->retry_after, std::chrono::seconds(3600));
+  EXPECT_EQ(ari.log.back(), "GET https://ca/ri/old.id");
+  auto backwards = client.renewal_info("old.id");  // §4.2: end before start is invalid
+  ASSERT_FALSE(backwards.has_value());
+  EXPECT_EQ(backwards.error().message, "no valid suggestedWindow in the answer");
 }
 
 TEST_F(AcmeClientTest, TheAccountCarriesTheContactAndAgreement) {

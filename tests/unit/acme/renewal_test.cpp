@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -23,13 +25,28 @@ class NoPublisher : public acme::ChallengePublisher {
   void withdraw(const std::string&) override {}
 };
 
+// RFC 9773 §4.1's example: this keyIdentifier and serial number give this identifier.
+constexpr unsigned char kExampleKeyId[] = {0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40,
+                                           0x41, 0xE1, 0xB3, 0x7B, 0x84, 0x7B, 0xA0,
+                                           0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4};
+constexpr const char* kExampleId = "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE";
+
 // A certificate for key, issued by a separate test CA (so not self-signed), valid from
-// now + start_days to now + end_days.
+// now + start_days to now + end_days, with the example's serial and authority key id.
 std::string issued_chain(EVP_PKEY* key, long start_days, long end_days) {
   tls::KeyPtr ca_key(EVP_EC_gen("P-256"));
   tls::X509Ptr certificate(X509_new());
   X509_set_version(certificate.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(certificate.get()), 7);
+  BIGNUM* serial = nullptr;
+  BN_hex2bn(&serial, "87654321");
+  BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(certificate.get()));
+  BN_free(serial);
+  AUTHORITY_KEYID* authority = AUTHORITY_KEYID_new();
+  authority->keyid = ASN1_OCTET_STRING_new();
+  ASN1_OCTET_STRING_set(authority->keyid, kExampleKeyId, sizeof(kExampleKeyId));
+  X509_add1_ext_i2d(certificate.get(), NID_authority_key_identifier, authority, 0,
+                    X509V3_ADD_DEFAULT);
+  AUTHORITY_KEYID_free(authority);
   X509_gmtime_adj(X509_getm_notBefore(certificate.get()), start_days * 86400);
   X509_gmtime_adj(X509_getm_notAfter(certificate.get()), end_days * 86400);
   X509_NAME* subject = X509_get_subject_name(certificate.get());
@@ -51,6 +68,48 @@ std::string issued_chain(EVP_PKEY* key, long start_days, long end_days) {
 
 std::string when(std::int64_t unix_seconds) {
   return base::utc_text(unix_seconds, "%Y-%m-%dT%H:%M:%SZ");
+}
+
+// A CA that offers ARI (RFC 9773) and answers the window the test sets.
+class WindowCa : public acme::HttpTransport {
+ public:
+  std::string window_body;
+  std::string retry_after;
+  std::vector<std::string> asked;
+  base::Expected<acme::HttpResponse, std::string> request(std::string_view method,
+                                                          const std::string& url,
+                                                          std::string_view) override {
+    asked.push_back(std::string(method) + " " + url);
+    acme::HttpResponse r;
+    r.status = 200;
+    r.replay_nonce = "n";
+    if (url == "https://ca/dir") {
+      r.body = R"({"newNonce":"https://ca/nonce","newAccount":"https://ca/acct",
+                   "newOrder":"https://ca/order","renewalInfo":"https://ca/renewal-info"})";
+    } else if (url == std::string("https://ca/renewal-info/") + kExampleId) {
+      r.body = window_body;
+      r.retry_after = retry_after;
+    } else {
+      r.status = 503;  // no order in these tests
+    }
+    return r;
+  }
+};
+
+TEST(AcmeCertificateIdTest, Rfc9773Example) {
+  tls::KeyPtr key(EVP_EC_gen("P-256"));
+  auto id = acme::certificate_id(issued_chain(key.get(), -1, 89));
+  ASSERT_TRUE(id.has_value()) << id.error();
+  EXPECT_EQ(id.value(), kExampleId);
+  EXPECT_FALSE(acme::certificate_id("not a certificate").has_value());
+}
+
+TEST(AcmeCertificateIdTest, Rfc3339Times) {
+  EXPECT_EQ(acme::parse_rfc3339("1970-01-02T00:00:00Z"), 86400);
+  EXPECT_EQ(acme::parse_rfc3339("1970-01-02T00:00:00.123Z"), 86400);
+  EXPECT_FALSE(acme::parse_rfc3339("1970-01-02T00:00:00").has_value());
+  EXPECT_FALSE(acme::parse_rfc3339("1970-01-02T00:00:00+01:00").has_value());
+  EXPECT_FALSE(acme::parse_rfc3339("yesterday").has_value());
 }
 
 class RenewalTest : public ::testing::Test {
@@ -109,6 +168,38 @@ TEST_F(RenewalTest, RenewBeforeMovesTheDate) {
   EXPECT_NE(renewer.status().find("next_attempt=" + when(not_after_ - 7 * 86400)),
             std::string::npos)
       << renewer.status();
+}
+
+TEST_F(RenewalTest, TheCaSuggestedWindowDecides) {
+  write_ecdsa(-10, 80);  // by its lifetime due in 50 days; the CA says in 10 to 11 days
+  const std::int64_t now = base::unix_now();
+  auto ca = std::make_shared<WindowCa>();
+  ca->window_body = R"({"suggestedWindow":{"start":")" + when(now + 10 * 86400) + R"(","end":")" +
+                    when(now + 11 * 86400) + R"("}})";
+  ca->retry_after = "21600";
+  acme::RenewalOptions o = options();
+  o.client.directory_url = "https://ca/dir";
+  o.transport = ca;
+  acme::Renewer renewer(o, nullptr, publisher_);
+  ::testing::internal::CaptureStderr();
+  renewer.start();
+  for (int i = 0; i < 500 && renewer.status().find("ari_window=") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  renewer.stop();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  const std::string status = renewer.status();
+  EXPECT_NE(status.find("ari_window=" + when(now + 10 * 86400) + ".." + when(now + 11 * 86400)),
+            std::string::npos)
+      << status << log;
+  // The attempt is at a time inside the window (§4.2), not on day 50.
+  const std::size_t at = status.find("ecdsa:");
+  const std::string next = status.substr(status.find("next_attempt=", at) + 13, 20);
+  EXPECT_GE(next, when(now + 10 * 86400)) << status;
+  EXPECT_LE(next, when(now + 11 * 86400)) << status;
+  EXPECT_NE(log.find("event=acme_renewal_info key=ecdsa window_start="), std::string::npos) << log;
+  EXPECT_NE(std::find(ca->asked.begin(), ca->asked.end(),
+                      std::string("GET https://ca/renewal-info/") + kExampleId),
+            ca->asked.end());
 }
 
 TEST_F(RenewalTest, AFailureNearTheEndIsAnErrorAndKeepsTheCertificate) {
