@@ -11,6 +11,7 @@ retried with backoff, and the certificate in service stays.
 import hashlib
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -170,6 +171,17 @@ class AcmeTest(ServerTestCase):
         status = self.cert(server, "status")
         self.assertRegex(status.stdout, r"ecdsa: placeholder \(self-signed\).*"
                                         r"last=\"failed at directory: ")
+        # [acme] runs from the start: a reload that changes it says it needs a restart and
+        # serves on with the certificates of the [acme] in service.
+        server.extra_toml = server.extra_toml.replace(f"127.0.0.1:{closed}/dir",
+                                                      "127.0.0.1:9/other")
+        server.write_config()
+        os.kill(server.process.pid, signal.SIGHUP)
+        server.wait_log(r"event=reload_needs_restart keys=\S*acme")
+        server.wait_log(r"event=reloaded ")
+        self.assertEqual(served_certificate(server.ports["submissions"]), served)
+        self.assertIn(f"acme directory=https://127.0.0.1:{closed}/dir",
+                      self.cert(server, "status").stdout)
 
     def test_a_challenge_the_ca_cannot_validate_is_logged_with_the_reason(self):
         responder_port, pebble_port = free_tcp_port(), free_tcp_port()
@@ -184,6 +196,22 @@ class AcmeTest(ServerTestCase):
             self.assertIn("connection refused", failed.group(1).lower())
             served = served_certificate(server.ports["submissions"])
             self.assertIn(f"CN = {NAME}", issuer_of(served))
+
+    @needs.condition(os.geteuid() == 0, "the account switch needs a start as root")
+    def test_started_as_root_the_account_owns_the_acme_files(self):
+        # data_dir already the account's: the start does not walk it, [acme] gives its own.
+        os.chmod(self.tmp, 0o711)
+        server = self.acme_server("https://127.0.0.1:9/dir", "/dev/null", free_tcp_port())
+        server.privileges = {"user": "nobody"}
+        server.write_config()
+        os.chown(self.tmp, 65534, 65534)
+        server.start()
+        server.wait_log(r"event=acme_failed key=rsa ")
+        acme = os.path.join(self.tmp, "acme")
+        for name in [""] + os.listdir(acme):
+            self.assertEqual(os.lstat(os.path.join(acme, name)).st_uid, 65534, name)
+        self.assertEqual(sorted(os.listdir(acme)),
+                         ["account.key", "ecdsa.crt", "ecdsa.key", "rsa.crt", "rsa.key"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
 // acme_service.cpp — see acme_service.h.
 #include "app/smtpsd/acme_service.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
 #include "obs/log.h"
 
 namespace app {
@@ -12,6 +18,22 @@ AcmeService::~AcmeService() {
 base::Expected<base::Ok, std::string> AcmeService::prepare() {
   auto prepared = acme::prepare_files(settings_.directory_on_disk, settings_.names);
   if (!prepared) return base::unexpected("[acme]: " + prepared.error());
+  return base::Ok{};
+}
+
+base::Expected<base::Ok, std::string> AcmeService::give_to(uid_t uid, gid_t gid) {
+  if (::geteuid() != 0) return base::Ok{};
+  std::vector<std::string> paths = {settings_.directory_on_disk};
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(settings_.directory_on_disk, error))
+    paths.push_back(entry.path().string());
+  if (error)
+    return base::unexpected("[acme]: " + settings_.directory_on_disk + ": " + error.message());
+  for (const std::string& path : paths) {
+    if (::lchown(path.c_str(), uid, gid) != 0)
+      return base::unexpected("[acme]: cannot give " + path +
+                              " to the account: " + std::strerror(errno));
+  }
   return base::Ok{};
 }
 

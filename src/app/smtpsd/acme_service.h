@@ -6,6 +6,8 @@
 // handle_request().
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <string>
 #include <string_view>
@@ -23,6 +25,8 @@ class AcmeService {
   explicit AcmeService(const config::AcmeSettings& settings) : settings_(settings) {}
   ~AcmeService();
   base::Expected<base::Ok, std::string> prepare();
+  // Started as root to run as an account: <data_dir>/acme and its files become the account's.
+  base::Expected<base::Ok, std::string> give_to(uid_t uid, gid_t gid);
   base::Expected<base::Ok, std::string> bind();
   void start(std::shared_ptr<dns::Resolver> resolver);
   void stop();

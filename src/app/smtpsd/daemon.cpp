@@ -530,6 +530,12 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   if (config.acme) {
     acme_service = std::make_unique<AcmeService>(*config.acme);
     if (auto prepared = acme_service->prepare(); !prepared) return fail(prepared.error());
+    // Started as root to become the account: the account renews, so <data_dir>/acme and its
+    // files are its own (the walk of data_dir_owner.h covers only a data_dir not yet given).
+    if (auto planned = plan_privileges(privileges); planned && planned.value().uid != 0) {
+      if (auto given = acme_service->give_to(planned.value().uid, planned.value().gid); !given)
+        return fail(given.error());
+    }
     if (auto bound = acme_service->bind(); !bound) return fail(bound.error());
   }
   auto serving = engine.serve_first(server, users, space);
