@@ -55,6 +55,12 @@ std::size_t collect_header(char* data, std::size_t size, std::size_t count, void
   return size * count;
 }
 
+// CURLOPT_XFERINFOFUNCTION: non-zero ends the transfer (called about once a second and on
+// every chunk of data).
+int cancel_if_stopping(void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<const std::atomic<bool>*>(cancel)->load() ? 1 : 0;
+}
+
 }  // namespace
 
 bool split_https_url(std::string_view url, std::string& host, std::uint16_t& port) {
@@ -88,8 +94,11 @@ bool split_https_url(std::string_view url, std::string& host, std::uint16_t& por
 }
 
 CurlTransport::CurlTransport(std::shared_ptr<dns::Resolver> resolver, std::string ca_file,
-                             std::chrono::milliseconds timeout)
-    : resolver_(std::move(resolver)), ca_file_(std::move(ca_file)), timeout_(timeout) {
+                             std::chrono::milliseconds timeout, const std::atomic<bool>* cancel)
+    : resolver_(std::move(resolver)),
+      ca_file_(std::move(ca_file)),
+      timeout_(timeout),
+      cancel_(cancel) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
@@ -149,6 +158,12 @@ base::Expected<HttpResponse, std::string> CurlTransport::request(std::string_vie
   curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, collect_header);
   curl_easy_setopt(handle, CURLOPT_HEADERDATA, &collected);
   curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error_text);
+  if (cancel_ != nullptr) {
+    if (cancel_->load()) return base::unexpected(std::string("cancelled"));
+    curl_easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, cancel_if_stopping);
+    curl_easy_setopt(handle, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(cancel_));
+    curl_easy_setopt(handle, CURLOPT_NOPROGRESS, 0L);
+  }
   CurlList headers(nullptr);
   if (method == "POST") {
     headers.reset(curl_slist_append(nullptr, "Content-Type: application/jose+json"));
@@ -161,6 +176,7 @@ base::Expected<HttpResponse, std::string> CurlTransport::request(std::string_vie
   }
   const CURLcode code = curl_easy_perform(handle);
   if (collected.too_large) return base::unexpected(std::string("response body too large"));
+  if (code == CURLE_ABORTED_BY_CALLBACK) return base::unexpected(std::string("cancelled"));
   if (code != CURLE_OK)
     return base::unexpected(std::string(error_text[0] ? error_text : curl_easy_strerror(code)));
   curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &collected.response.status);

@@ -9,6 +9,7 @@
 // never by the system resolver; an IP literal needs no lookup. Blocking: the ACME thread only.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -42,9 +43,10 @@ class HttpTransport {
 
 class CurlTransport : public HttpTransport {
  public:
-  // resolver may be null: then only IP-literal URLs work.
+  // resolver may be null: then only IP-literal URLs work. cancel (may be null): once true, a
+  // request under way ends at once (the server stops), "cancelled".
   CurlTransport(std::shared_ptr<dns::Resolver> resolver, std::string ca_file,
-                std::chrono::milliseconds timeout);
+                std::chrono::milliseconds timeout, const std::atomic<bool>* cancel = nullptr);
   base::Expected<HttpResponse, std::string> request(std::string_view method, const std::string& url,
                                                     std::string_view body) override;
 
@@ -52,6 +54,7 @@ class CurlTransport : public HttpTransport {
   std::shared_ptr<dns::Resolver> resolver_;
   std::string ca_file_;
   std::chrono::milliseconds timeout_;
+  const std::atomic<bool>* cancel_;
 };
 
 // "https://host[:port]/…" → host (without brackets) and port; false if not such a URL.

@@ -93,6 +93,7 @@ void Renewer::stop() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
+  cancel_ = true;
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
@@ -184,7 +185,7 @@ void Renewer::attempt(KeyState& state, Client& client, const AccountKey& account
     }
   }
   const Failure& failure = chain.error();
-  if (failure.stopped) return;
+  if (failure.stopped || cancel_) return;  // the server stops: no failure to record
   const std::int64_t now = base::unix_now();
   std::lock_guard lock(mutex_);
   ++state.failures;
@@ -230,8 +231,8 @@ void Renewer::run() {
   const AccountKey account(std::move(account_key).value());
   std::shared_ptr<HttpTransport> transport = options_.transport;
   if (!transport)
-    transport =
-        std::make_shared<CurlTransport>(resolver_, options_.ca_file, options_.request_timeout);
+    transport = std::make_shared<CurlTransport>(resolver_, options_.ca_file,
+                                                options_.request_timeout, &cancel_);
   Waiter waiter = [this](std::chrono::milliseconds wait) {
     std::unique_lock lock(mutex_);
     return !wake_.wait_for(lock, wait, [this] { return stopping_; });
@@ -295,7 +296,7 @@ void Renewer::refresh_renewal_info(Client& client) {
     const std::string key_name(to_string(state.paths.type));
     std::lock_guard lock(mutex_);
     if (!window) {
-      if (window.error().stopped) return;
+      if (window.error().stopped || cancel_) return;
       const bool offered = window.error().message != "not offered by the CA";
       if (offered) {
         obs::Log("acme_renewal_info_failed", obs::Level::kWarning)

@@ -20,6 +20,7 @@
 // Metrics: smtpsd_acme_certificate_days_left{key}, smtpsd_acme_renewals_total{key,result}.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -95,6 +96,7 @@ class Renewer {
   mutable std::mutex mutex_;  // guards what follows
   std::condition_variable wake_;
   bool stopping_ = false;
+  std::atomic<bool> cancel_{false};  // set by stop(): ends a request to the CA under way
   bool forced_ = false;
   std::vector<KeyState> keys_;
 };
