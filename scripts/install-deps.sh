@@ -16,6 +16,7 @@ packages=(
   postfix
   rspamd
   spamassassin spamd spamc spamass-milter
+  pebble
   systemd strace util-linux
   scdoc lintian man-db
 )

@@ -1348,15 +1348,101 @@ void read_screening(const toml::table& root, Reader& reader, Config& config) {
   sc.refuse_improper_pipelining = pipelining == "refuse";
 }
 
+// [acme] (after [server] and [tls]): adds the ACME pairs to the certificates.
+void read_acme(const toml::table& root, Reader& reader, const std::string& base_dir,
+               Config& config) {
+  const toml::table* table = reader.table_at(root, "", "acme");
+  if (table == nullptr) return;
+  const std::string p = "acme";
+  reader.only_keys(*table, p,
+                   {"directory", "contact", "names", "http_address", "http_port", "ca_file",
+                    "renew_before", "retry_wait", "retry_max_wait"});
+  AcmeSettings a;
+  a.line = static_cast<long>(table->source().begin.line);
+  a.directory = reader.string_at(*table, p, "directory", "", true);
+  {
+    // https://host[:port]/path: the CA is always reached over HTTPS (RFC 8555 §6.1).
+    const std::string_view url = a.directory;
+    std::string_view authority = url.starts_with("https://") ? url.substr(8) : std::string_view();
+    authority = authority.substr(0, authority.find_first_of("/?#"));
+    if (authority.empty() || authority.find('@') != std::string_view::npos) {
+      reader.fail(table->get("directory"), p + ".directory",
+                  "must be an https:// URL of the CA's directory, not '" + a.directory + "'");
+    }
+  }
+  a.contact = reader.string_at(*table, p, "contact", "");
+  if (!a.contact.empty()) {
+    const std::size_t at = a.contact.rfind('@');
+    if (at == std::string::npos || at == 0 ||
+        !valid_domain_name(std::string_view(a.contact).substr(at + 1)) ||
+        a.contact.find_first_of(" \t\r\n<>\"") != std::string::npos) {
+      reader.fail(table->get("contact"), p + ".contact",
+                  "not an e-mail address: '" + a.contact + "'");
+    }
+  }
+  if (table->get("names")) {
+    a.names = read_server_names(*table, p, reader);
+    for (const std::string& name : a.names) {
+      if (name.starts_with("*.")) {
+        reader.fail(table->get("names"), p + ".names",
+                    "'" + name +
+                        "': a wildcard needs dns-01, which smtpsd does not do yet "
+                        "(http-01 only)");
+      }
+    }
+  } else {
+    a.names = {config.hostname};
+  }
+  a.http_address = reader.string_at(*table, p, "http_address", "");
+  if (!a.http_address.empty() && !base::parse_ip(a.http_address)) {
+    reader.fail(table->get("http_address"), p + ".http_address",
+                "must be an IP address, not '" + a.http_address + "'");
+  }
+  a.http_port = static_cast<std::uint16_t>(reader.int_at(*table, p, "http_port", 80, 0, 65535));
+  if (table->get("ca_file")) a.ca_file = reader.path_at(*table, p, "ca_file", base_dir, true);
+  if (table->get("renew_before")) {
+    a.renew_before = reader.duration_at(*table, p, "renew_before", std::chrono::hours(24 * 30),
+                                        std::chrono::milliseconds(1), std::chrono::hours(24 * 365));
+  }
+  a.retry_wait = reader.duration_at(*table, p, "retry_wait", a.retry_wait,
+                                    std::chrono::milliseconds(10), std::chrono::hours(24));
+  a.retry_max_wait = reader.duration_at(*table, p, "retry_max_wait", a.retry_max_wait,
+                                        std::chrono::milliseconds(10), std::chrono::hours(24 * 7));
+  if (a.retry_max_wait < a.retry_wait) {
+    reader.fail(table->get("retry_max_wait"), p + ".retry_max_wait",
+                "must not be shorter than acme.retry_wait");
+  }
+  // A name ACME serves is not also in a [[tls.certificates]] set: one set per name.
+  for (std::size_t i = 0; i < config.certificates.size(); ++i) {
+    for (const std::string& name : a.names) {
+      const auto& names = config.certificates[i].names;
+      if (std::find(names.begin(), names.end(), name) != names.end()) {
+        reader.fail(table->get("names") ? table->get("names") : table, p + ".names",
+                    fmt::format("'{}' is also in tls.certificates[{}] (line {}): ACME serves "
+                                "its names itself, remove one",
+                                name, i, config.certificate_lines[i]));
+      }
+    }
+  }
+  a.directory_on_disk = config.data_dir + "/acme";
+  for (const char* type : {"ecdsa", "rsa"}) {
+    config.certificates.push_back(tls::CertificatePair{a.directory_on_disk + "/" + type + ".crt",
+                                                       a.directory_on_disk + "/" + type + ".key",
+                                                       a.names});
+    config.certificate_lines.push_back(a.line);
+  }
+  config.acme = std::move(a);
+}
+
 Config read(const toml::table& root, Reader& reader, const std::string& base_dir) {
   Config config;
   config.source_file = reader.file();
   reader.only_keys(
-      root, "", {"server",        "tls",           "domains",     "listeners",        "limits",
-                 "timeouts",      "auth",          "queue",       "delivery",         "dns",
-                 "metrics",       "log",           "srs",         "local_submission", "addressing",
-                 "authenticity",  "dmarc_reports", "tls_reports", "screening",        "milters",
-                 "sending_limits"});
+      root, "", {"server",         "tls",           "domains",     "listeners",        "limits",
+                 "timeouts",       "auth",          "queue",       "delivery",         "dns",
+                 "metrics",        "log",           "srs",         "local_submission", "addressing",
+                 "authenticity",   "dmarc_reports", "tls_reports", "screening",        "milters",
+                 "sending_limits", "acme"});
 
   // [server]
   const toml::table* server = reader.table_at(root, "", "server");
@@ -1580,9 +1666,10 @@ Config read(const toml::table& root, Reader& reader, const std::string& base_dir
     listener.line = static_cast<long>(node.source().begin.line);
     config.listeners.push_back(listener);
   }
+  read_acme(root, reader, base_dir, config);
   if (config.certificates.empty()) {
     reader.fail(root.get("tls"), "tls.certificates",
-                "at least one certificate/key pair is required (every role uses TLS)");
+                "at least one certificate/key pair is required (every role uses TLS), or [acme]");
   }
 
   // [limits]

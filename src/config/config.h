@@ -346,6 +346,24 @@ struct ScreeningSettings {
   bool operator==(const ScreeningSettings&) const = default;
 };
 
+// [acme]: certificates from an ACME CA (RFC 8555; acme/renewal.h). When set, the pairs of
+// <data_dir>/acme/ (ecdsa.key/.crt, rsa.key/.crt) are added to Config::certificates as the
+// set of `names`, and the daemon keeps them renewed.
+struct AcmeSettings {
+  std::string directory;           // the CA's directory URL (https://…)
+  std::string contact;             // e-mail address given to the CA; "" none
+  std::vector<std::string> names;  // default: [server] hostname
+  std::string http_address;        // the http-01 responder's address; "" every address
+  std::uint16_t http_port = 80;    // … and port (RFC 8555 §8.3: the CA connects to 80)
+  std::string ca_file;             // trust for the CA's HTTPS; "" the system store
+  std::optional<std::chrono::milliseconds> renew_before;    // none: at 2/3 of the lifetime
+  std::chrono::milliseconds retry_wait{60'000};             // first retry after a failure
+  std::chrono::milliseconds retry_max_wait{6 * 3'600'000};  // backoff doubles up to this
+  long line = 0;                                            // of [acme], for errors
+  std::string directory_on_disk;                            // <data_dir>/acme
+  bool operator==(const AcmeSettings&) const = default;
+};
+
 // [log]: where and how log lines go.
 enum class LogOutput { kStderr, kSyslog };
 std::string_view to_string(LogOutput output);  // "stderr", "syslog"
@@ -402,6 +420,7 @@ struct Config {
   LocalSubmissionSettings local_submission;
   ScreeningSettings screening;
   std::vector<Milter> milters;                       // [[milters]], in the file's order
+  std::optional<AcmeSettings> acme;                  // [acme]; none: off
   std::size_t max_connections = 10000;               // [limits]: open connections in total …
   std::size_t max_connections_per_ip = 50;           // … and from one client address (421 4.7.0)
   unsigned max_connections_per_minute_per_ip = 120;  // new connections a minute (IPv6: /64); 0 off

@@ -156,6 +156,9 @@ class DevMode(ServerTestCase):
                              r"SPF dmarc, DKIM, DMARC enforce.*\), dkim-sign \(.*signs mail of "
                              r"localhost \(rsa-sha256, ed25519-sha256\)\)$")
             self.assertRegex(instructions, r"dkim/localhost\.zone")
+            # How a real server gets its certificates: ACME, turned on by [acme].
+            self.assertRegex(instructions, r"(?m)^  certificates +from the dev CA; .*ACME.*\n"
+                             r".*with an \[acme\] table")
             # The sending limits: the message rate is off for load tests, the recipient
             # bounds are the defaults.
             self.assertIn("  sending limits per user: no message rate; distinct external "

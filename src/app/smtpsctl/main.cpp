@@ -29,6 +29,7 @@
 //   smtpsctl tls policy [--config FILE | --socket PATH] DOMAIN    what decides its TLS, and why
 //   smtpsctl tls except [--config FILE | --socket PATH] DOMAIN [--hours H]   (0: end it)
 //   smtpsctl tls exceptions [--config FILE | --socket PATH]
+//   smtpsctl cert status|renew [--config FILE | --socket PATH]   the [acme] certificates
 // The commands that talk to the running server read --config, else $SMTPSD_CONFIG, else
 // /etc/smtpsd/smtpsd.toml (app/common/config_path.h), unless --socket names the socket.
 // A user who may not use the owner-only control socket lists the queue through the
@@ -280,6 +281,15 @@ int main(int argc, char** argv) {
           ->check(CLI::Range(0, 720));
     }
   }
+  auto* cert_command = cli.add_subcommand("cert", "The server's ACME certificates ([acme])");
+  cert_command->require_subcommand(1);
+  for (auto [name, help] :
+       {std::tuple{"status",
+                   "Each certificate: issuer, expiry, days left, next renewal, last "
+                   "result"},
+        std::tuple{"renew", "Renew the certificates now (the key is kept)"}}) {
+    add_server_options(cert_command->add_subcommand(name, help));
+  }
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -317,7 +327,7 @@ int main(int argc, char** argv) {
     queue_text = request.value();
   }
   std::string mailq_socket;  // the read-only listing socket, if the server has one
-  if (*auth_command || *queue_command || *tls_command) {
+  if (*auth_command || *queue_command || *tls_command || *cert_command) {
     if (socket_path.empty()) {
       auto path = app::existing_config_path(
           app::choose_config_path(config_file, std::getenv("SMTPSD_CONFIG")));
@@ -364,6 +374,13 @@ int main(int argc, char** argv) {
       std::cout << "no domain remembered\n";
       return 0;
     }
+    std::cout << reply.value();
+    return 0;
+  }
+  if (*cert_command) {
+    auto reply =
+        ask_server(socket_path, "cert " + cert_command->get_subcommands().front()->get_name());
+    if (!reply) return 1;
     std::cout << reply.value();
     return 0;
   }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "acme/http01_responder.h"
 #include "app/smtpsd/config_location.h"
 #include "app/smtpsd/listener_policy.h"
 #include "app/smtpsd/local_recipients.h"
@@ -88,6 +89,38 @@ int check_addressing(const config::Config& config) {
 
 }  // namespace
 
+// [acme]: the settings, the certificates not made yet (the start makes a placeholder, so
+// they are no error) and whether the http-01 port can be bound now.
+std::vector<tls::CertificatePair> report_acme(const config::Config& config,
+                                              std::vector<long>& lines) {
+  std::vector<tls::CertificatePair> present;
+  for (std::size_t i = 0; i < config.certificates.size(); ++i) {
+    const tls::CertificatePair& pair = config.certificates[i];
+    const bool from_acme =
+        config.acme && pair.certificate_file.starts_with(config.acme->directory_on_disk + "/");
+    if (from_acme && ::access(pair.certificate_file.c_str(), F_OK) != 0) continue;
+    present.push_back(pair);
+    lines.push_back(i < config.certificate_lines.size() ? config.certificate_lines[i] : 0);
+  }
+  if (!config.acme) return present;
+  const config::AcmeSettings& a = *config.acme;
+  std::printf("acme: %s for %s, http-01 on %s port %u, files in %s%s\n", a.directory.c_str(),
+              joined(a.names).c_str(),
+              a.http_address.empty() ? "every address" : a.http_address.c_str(),
+              static_cast<unsigned>(a.http_port), a.directory_on_disk.c_str(),
+              present.size() < config.certificates.size()
+                  ? " (no certificate yet: the start makes a self-signed placeholder, then asks "
+                    "the CA)"
+                  : "");
+  if (auto bound = acme::Http01Responder::bind(a.http_address, a.http_port); !bound) {
+    std::printf(
+        "warning: %s (free it, or give smtpsd CAP_NET_BIND_SERVICE; a running smtpsd "
+        "holds it itself)\n",
+        bound.error().c_str());
+  }
+  return present;
+}
+
 int check(const config::Config& config) {
   // Each certificate pair on its own, so that an error names the entry it is about:
   // "FILE:LINE: tls.certificates[N]: what is wrong".
@@ -96,9 +129,11 @@ int check(const config::Config& config) {
   strict.now_unix = std::chrono::duration_cast<std::chrono::seconds>(
                         std::chrono::system_clock::now().time_since_epoch())
                         .count();
-  for (std::size_t i = 0; i < config.certificates.size(); ++i) {
-    const tls::CertificatePair& pair = config.certificates[i];
-    long line = i < config.certificate_lines.size() ? config.certificate_lines[i] : 0;
+  std::vector<long> certificate_lines;
+  const std::vector<tls::CertificatePair> certificates = report_acme(config, certificate_lines);
+  for (std::size_t i = 0; i < certificates.size(); ++i) {
+    const tls::CertificatePair& pair = certificates[i];
+    long line = certificate_lines[i];
     const std::string at =
         config_location(config, line, "tls.certificates[" + std::to_string(i) + "]");
     auto store = tls::CertificateStore::load({pair}, strict);
@@ -122,10 +157,10 @@ int check(const config::Config& config) {
   if (status == 0) {
     // Together, as the server loads them: one ECDSA and one RSA per set at most, and each
     // listener's client CA.
-    auto store = tls::CertificateStore::load(config.certificates, strict);
+    auto store = tls::CertificateStore::load(certificates, strict);
     if (!store) {
       const std::size_t index = store.error().pair_index;
-      long line = index < config.certificate_lines.size() ? config.certificate_lines[index] : 0;
+      long line = index < certificate_lines.size() ? certificate_lines[index] : 0;
       std::fprintf(
           stderr, "%s%s\n",
           config_location(config, line, "tls.certificates[" + std::to_string(index) + "]").c_str(),

@@ -10,6 +10,7 @@
 //   queue flush [ID | SELECTION] [json]               deferred messages tried now (bare: all)
 //   queue delete|hold|release|requeue (ID | SELECTION) [json]
 //   tls memory | tls forget DOMAIN | tls policy DOMAIN
+//   cert status | cert renew                          [acme] certificates (acme/renewal.h)
 // SELECTION is "all" [--all] alone, or "to-domain=DOMAIN" [--to-domain], "from=ADDRESS"
 // [--from] ("from=<>" selects bounces) and/or "user=NAME" [--user]: a message is selected
 // when its sender is ADDRESS, one of its pending recipients is at DOMAIN and/or the user who
@@ -60,6 +61,9 @@ struct ControlContext {
   // "tls policy DOMAIN": what decides its TLS (delivery::Outbound::describe_policy; blocking,
   // the control socket has its own thread); none: not available.
   std::function<std::string(std::string_view domain)> describe_tls_policy;
+  // "cert status|renew": the ACME service's answer (app/smtpsd/acme_service.h); none: [acme]
+  // is off.
+  std::function<std::string(std::string_view verb)> certificates;
 };
 
 std::string handle_control_request(const std::string& request, const ControlContext& context,

@@ -23,6 +23,7 @@
 
 #include "app/common/control_socket.h"
 #include "app/common/dns_options.h"
+#include "app/smtpsd/acme_service.h"
 #include "app/smtpsd/control_commands.h"
 #include "app/smtpsd/dmarc_reporter.h"
 #include "app/smtpsd/domain_routing.h"
@@ -523,6 +524,20 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   services.on_committed = [&scheduler](const std::string& id) { scheduler.enqueue(id); };
   services.on_hangup = [&engine] { engine.request_reload(); };  // SIGHUP, on an I/O thread
   net::Server server(config.io_threads, services);
+  // [acme]: keys and a placeholder before the certificates are read; the http-01 port bound
+  // before the privilege drop; the threads once the server runs.
+  std::unique_ptr<AcmeService> acme_service;
+  if (config.acme) {
+    acme_service = std::make_unique<AcmeService>(*config.acme);
+    if (auto prepared = acme_service->prepare(); !prepared) return fail(prepared.error());
+    // Started as root to become the account: the account renews, so <data_dir>/acme and its
+    // files are its own (the walk of data_dir_owner.h covers only a data_dir not yet given).
+    if (auto planned = plan_privileges(privileges); planned && planned.value().uid != 0) {
+      if (auto given = acme_service->give_to(planned.value().uid, planned.value().gid); !given)
+        return fail(given.error());
+    }
+    if (auto bound = acme_service->bind(); !bound) return fail(bound.error());
+  }
   auto serving = engine.serve_first(server, users, space);
   if (!serving) return fail(serving.error());
 
@@ -535,6 +550,11 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
     return outbound.value()->describe_policy(domain);
   };
   control_context.spool = spool.value().get();
+  if (acme_service) {
+    control_context.certificates = [service = acme_service.get()](std::string_view verb) {
+      return service->handle_request(verb);
+    };
+  }
   control_context.forget_next_hops = [outbound = outbound.value().get()] {
     outbound->forget_next_hops();
   };
@@ -596,6 +616,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   }
   if (dmarc_reporter) dmarc_reporter->start();
   if (tls_reporter) tls_reporter->start();
+  if (acme_service) acme_service->start(resolver);
   obs::Log("started")
       .kv("hostname", config.hostname)
       .kv("config", config.source_file)
@@ -604,6 +625,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   notifier.ready("accepting mail on " + std::to_string(config.listeners.size()) + " listeners");
   server.run();
 
+  if (acme_service) acme_service->stop();  // a renewal under way ends at its next wait
   engine.stop_watch();
   watcher.join();
   engine.detach();

@@ -285,6 +285,24 @@ std::string dev_port_note(const DevSetup& setup, const config::Config& config) {
       setup.config_file, ports, setup.port_offset);
 }
 
+namespace {
+
+// What serves the names: the dev CA's certificates, or ACME ([acme] in the file).
+std::string describe_dev_certificates(const config::Config& config) {
+  if (!config.acme) {
+    return "from the dev CA; a public server gets its own from an ACME CA (Let's Encrypt)\n"
+           "                 with an [acme] table (README \"ACME\"): directory = \"https://...\",\n"
+           "                 renewed by smtpsd itself; status: smtpsctl cert status --config ...";
+  }
+  std::string names;
+  for (const std::string& name : config.acme->names)
+    names += (names.empty() ? "" : ", ") + name;
+  return fmt::format("ACME from {} for {} (http-01 on port {}); smtpsctl cert status --config ...",
+                     config.acme->directory, names, config.acme->http_port);
+}
+
+}  // namespace
+
 std::string dev_instructions(const DevSetup& s, const config::Config& config,
                              const std::vector<BoundListener>& listening) {
   std::string listeners;
@@ -318,6 +336,7 @@ smtpsd development server is ready.
                  what decides mail to a domain: smtpsctl tls policy DOMAIN --config ...
   records        a real domain's MX, PTR, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and TLSA, each
                  checked with its fix: smtpsctl dns check DOMAIN --config {dir}/smtpsd.toml
+  certificates   {acme}
 {local})TEXT",
       fmt::arg("dir", s.dir), fmt::arg("listeners", listeners.empty() ? "none" : listeners),
       fmt::arg("checks", describe_configured_checks(config)),
@@ -328,7 +347,7 @@ smtpsd development server is ready.
                                         "`smtpsd dev --dns IP:PORT` sends every lookup there")
                           : "every lookup (SPF, DKIM, DMARC, MX) goes to " +
                                 base::to_string(config.dns.servers.front())),
-      fmt::arg("local", local_socket));
+      fmt::arg("local", local_socket), fmt::arg("acme", describe_dev_certificates(config)));
   if (const BoundListener* smtps = first_of(listening, "submissions")) {
     out += fmt::format(
         R"TEXT(

@@ -118,6 +118,30 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
   // The one resolver is built at start (docs/architecture.md "DNS").
   keep(next.dns, running.dns, "dns", changed);
   keep(next.dmarc_reports, running.dmarc_reports, "dmarc_reports", changed);
+  // [acme] runs from the start (its thread, its port bound before the privilege drop): a
+  // change takes a restart, and the certificates it serves stay those of the [acme] in
+  // service (config adds them after the [[tls.certificates]] entries).
+  if (!(next.acme == running.acme)) {
+    changed.emplace_back("acme");
+    const auto from_acme = [](const config::Config& c, const tls::CertificatePair& pair) {
+      return c.acme && pair.certificate_file.starts_with(c.acme->directory_on_disk + "/");
+    };
+    std::vector<tls::CertificatePair> pairs;
+    std::vector<long> lines;
+    for (std::size_t i = 0; i < next.certificates.size(); ++i) {
+      if (from_acme(next, next.certificates[i])) continue;
+      pairs.push_back(next.certificates[i]);
+      lines.push_back(i < next.certificate_lines.size() ? next.certificate_lines[i] : 0);
+    }
+    for (std::size_t i = 0; i < running.certificates.size(); ++i) {
+      if (!from_acme(running, running.certificates[i])) continue;
+      pairs.push_back(running.certificates[i]);
+      lines.push_back(i < running.certificate_lines.size() ? running.certificate_lines[i] : 0);
+    }
+    next.certificates = std::move(pairs);
+    next.certificate_lines = std::move(lines);
+    next.acme = running.acme;
+  }
   keep(next.tls_reports, running.tls_reports, "tls_reports", changed);
   // [auth]: only the users file follows a reload; the limiter and the cache keep their state.
   config::AuthSettings auth = next.auth;

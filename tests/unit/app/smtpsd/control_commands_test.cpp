@@ -43,6 +43,24 @@ TEST(ControlCommandsTest, ListsAndLiftsLockouts) {
   EXPECT_EQ(handle_control_request("queue flush", *limiter, now).rfind("error: ", 0), 0u);
 }
 
+TEST(ControlCommandsTest, CertGoesToTheAcmeServiceOrSaysItIsOff) {
+  ControlContext context;
+  EXPECT_EQ(handle_control_request("cert status", context).rfind("error: ACME is off", 0), 0u);
+  std::vector<std::string> asked;
+  context.certificates = [&asked](std::string_view verb) {
+    asked.emplace_back(verb);
+    return std::string("ecdsa: …\n");
+  };
+  EXPECT_EQ(handle_control_request("cert status", context), "ecdsa: …\n");
+  EXPECT_EQ(handle_control_request("cert renew", context), "ecdsa: …\n");
+  EXPECT_EQ(asked, (std::vector<std::string>{"status", "renew"}));
+  // Not for the read-only listing socket.
+  ControlCaller listing;
+  listing.read_only = true;
+  EXPECT_EQ(handle_control_request("cert renew", context, listing).rfind("error: ", 0), 0u);
+  EXPECT_EQ(asked.size(), 2u);
+}
+
 TEST(ControlSocketTest, ServesItsOwnerOverAnOwnerOnlySocket) {
   char pattern[] = "/tmp/smtpsd-control-test-XXXXXX";
   ASSERT_NE(::mkdtemp(pattern), nullptr);

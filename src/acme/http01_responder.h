@@ -1,0 +1,61 @@
+// http01_responder.h — the http-01 responder (RFC 8555 §8.3): a small HTTP/1.x server that
+// answers GET /.well-known/acme-challenge/<token> with the key authorization of a challenge
+// under way, 404 for anything else, and nothing more (no files, no other paths, no
+// keep-alive).
+//
+// Invariants: its own thread (never an I/O thread of the mail server); the socket is bound
+// at start-up (port 80 needs CAP_NET_BIND_SERVICE or root, before the privilege drop); one
+// connection at a time, each bounded in time (kRequestTimeout) and size (8 KiB of request
+// head), so a slow client delays a validation by at most that long and holds nothing else.
+// XXX: one at a time is enough for a CA's validation requests (a few per challenge); a
+// client that keeps reconnecting slowly could make a validation fail, and the renewal retries.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "acme/client.h"
+#include "base/expected.h"
+
+namespace acme {
+
+class Http01Responder : public ChallengePublisher {
+ public:
+  static constexpr std::chrono::milliseconds kRequestTimeout{2000};
+
+  // Binds address:port ("" or "::": every address, IPv4 too where the system allows).
+  static base::Expected<std::unique_ptr<Http01Responder>, std::string> bind(
+      const std::string& address, std::uint16_t port);
+  ~Http01Responder() override;
+
+  void start();  // the thread
+  void stop();   // ends it (idempotent)
+  std::uint16_t port() const { return port_; }
+
+  void publish(const std::string& token, const std::string& key_authorization) override;
+  void withdraw(const std::string& token) override;
+
+  // The reply to one request head (exposed for tests): status line, headers and body.
+  std::string answer(std::string_view request_head) const;
+
+ private:
+  Http01Responder(int listen_fd, int wake_fd, std::uint16_t port);
+  void run();
+  void serve_one(int fd);
+
+  int listen_fd_;
+  int wake_fd_;  // eventfd: stop()
+  std::uint16_t port_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mutex_;
+  std::map<std::string, std::string> authorizations_;  // token → key authorization
+};
+
+}  // namespace acme

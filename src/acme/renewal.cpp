@@ -1,0 +1,359 @@
+// renewal.cpp — see renewal.h.
+#include "acme/renewal.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "base/clock.h"
+#include "base/file_write.h"
+#include "obs/log.h"
+#include "obs/metrics.h"
+
+namespace acme {
+namespace {
+
+std::string when(std::int64_t unix_seconds) {
+  return base::utc_text(unix_seconds, "%Y-%m-%dT%H:%M:%SZ");
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& name : names)
+    out += (out.empty() ? "" : ",") + name;
+  return out;
+}
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool exists(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0;
+}
+
+}  // namespace
+
+base::Expected<base::Ok, std::string> prepare_files(const std::string& acme_dir,
+                                                    const std::vector<std::string>& names) {
+  std::error_code error;
+  std::filesystem::create_directories(acme_dir, error);
+  if (error) return base::unexpected("cannot create " + acme_dir + ": " + error.message());
+  if (::chmod(acme_dir.c_str(), 0700) != 0)
+    return base::unexpected(acme_dir + ": " + std::strerror(errno));
+  auto account = load_or_create_key(account_key_path(acme_dir), KeyType::kEcdsaP256);
+  if (!account) return base::unexpected(account.error());
+  for (const CertificatePaths& paths : certificate_paths(acme_dir)) {
+    auto key = load_or_create_key(paths.key, paths.type);
+    if (!key) return base::unexpected(key.error());
+    if (exists(paths.chain)) {
+      // A chain that does not belong to the key (edited by hand, or the key replaced) would
+      // stop the server: a placeholder instead, and the renewal makes a real one.
+      auto text = read_file(paths.chain);
+      if (text && inspect_chain(text.value(), key->get())) continue;
+      obs::Log("acme_placeholder", obs::Level::kWarning)
+          .kv("file", paths.chain)
+          .kv("reason", text ? "the certificate does not belong to the key" : text.error());
+    }
+    auto written = write_placeholder(paths.chain, key->get(), names);
+    if (!written) return base::unexpected(paths.chain + ": " + written.error());
+  }
+  return base::Ok{};
+}
+
+Renewer::Renewer(RenewalOptions options, std::shared_ptr<dns::Resolver> resolver,
+                 ChallengePublisher& publisher)
+    : options_(std::move(options)), resolver_(std::move(resolver)), publisher_(publisher) {
+  const std::int64_t now = now_ms();
+  for (const CertificatePaths& paths : certificate_paths(options_.acme_dir)) {
+    keys_.push_back(KeyState{paths});
+    schedule(keys_.back(), now);
+    update_metrics(keys_.back());
+  }
+}
+
+Renewer::~Renewer() {
+  stop();
+}
+
+void Renewer::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Renewer::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cancel_ = true;
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Renewer::renew_now() {
+  {
+    std::lock_guard lock(mutex_);
+    forced_ = true;
+  }
+  wake_.notify_all();
+}
+
+void Renewer::schedule(KeyState& state, std::int64_t now) const {
+  auto text = read_file(state.paths.chain);
+  auto info = text ? inspect_chain(text.value(), nullptr)
+                   : base::Expected<ChainInfo, std::string>(base::unexpected(text.error()));
+  if (!info || info->self_signed) {
+    state.due_ms = now;
+    return;
+  }
+  const std::int64_t lifetime = std::max<std::int64_t>(info->not_after - info->not_before, 0);
+  state.due_ms = 1000 * (options_.renew_before ? info->not_after - options_.renew_before->count()
+                                               : info->not_before + lifetime * 2 / 3);
+}
+
+void Renewer::update_metrics(const KeyState& state) const {
+  auto text = read_file(state.paths.chain);
+  if (!text) return;
+  auto info = inspect_chain(text.value(), nullptr);
+  if (!info) return;
+  const std::string key(to_string(state.paths.type));
+  obs::metrics()
+      .gauge("smtpsd_acme_certificate_days_left",
+             "Whole days until the ACME certificate expires (negative: expired).", {{"key", key}})
+      .set((info->not_after - base::unix_now()) / 86400);
+}
+
+void Renewer::attempt(KeyState& state, Client& client, const AccountKey& account) {
+  (void)account;
+  const std::string key_name(to_string(state.paths.type));
+  obs::Log("acme_order").kv("key", key_name).kv("names", joined(options_.names));
+  base::Expected<std::string, Failure> chain = base::unexpected(Failure{"key", ""});
+  auto key = load_or_create_key(state.paths.key, state.paths.type);
+  if (!key) {
+    chain = base::unexpected(Failure{"key", key.error()});
+  } else if (auto csr = make_csr(key->get(), options_.names); !csr) {
+    chain = base::unexpected(Failure{"csr", csr.error()});
+  } else {
+    // RFC 9773 §5: the order names the certificate it replaces (a placeholder replaces none).
+    std::string replaces;
+    if (auto current = read_file(state.paths.chain); current) {
+      if (auto info = inspect_chain(current.value(), nullptr); info && !info->self_signed) {
+        if (auto id = certificate_id(current.value()); id) replaces = id.value();
+      }
+    }
+    chain = client.issue(options_.names, csr.value(), replaces);
+  }
+  if (chain) {
+    // The chain must parse and belong to our key before the reload can see it.
+    auto info = inspect_chain(chain.value(), key->get());
+    if (!info) {
+      chain = base::unexpected(Failure{"certificate", info.error()});
+    } else if (auto written = base::write_file_atomically(state.paths.chain, chain.value(), 0644);
+               !written) {
+      chain = base::unexpected(Failure{"write", written.error()});
+    } else {
+      const std::int64_t now = base::unix_now();
+      obs::Log("acme_renewed")
+          .kv("key", key_name)
+          .kv("names", joined(options_.names))
+          .kv("not_after", when(info->not_after))
+          .kv("days_left", (info->not_after - now) / 86400)
+          .kv("issuer", info->issuer)
+          .kv("file", state.paths.chain);
+      obs::metrics()
+          .counter("smtpsd_acme_renewals_total", "ACME certificate renewals by result.",
+                   {{"key", key_name}, {"result", "success"}})
+          .inc();
+      std::lock_guard lock(mutex_);
+      state.failures = 0;
+      state.backoff = std::chrono::milliseconds(0);
+      state.last_attempt_unix = now;
+      state.last_result = "renewed at " + when(now);
+      schedule(state, now_ms());
+      state.renewal_info_next_ms = 0;  // the new certificate's window, next round
+      state.window.reset();
+      update_metrics(state);
+      return;
+    }
+  }
+  const Failure& failure = chain.error();
+  if (failure.stopped || cancel_) return;  // the server stops: no failure to record
+  const std::int64_t now = base::unix_now();
+  std::lock_guard lock(mutex_);
+  ++state.failures;
+  state.backoff = state.backoff.count() == 0 ? options_.retry_min
+                                             : std::min(state.backoff * 2, options_.retry_max);
+  std::chrono::milliseconds wait =
+      std::max<std::chrono::milliseconds>(state.backoff, failure.retry_after);
+  state.last_attempt_unix = now;
+  state.last_result = "failed at " + failure.step + ": " + failure.message;
+  // The old certificate stays in service; how urgent is it?
+  obs::Level level = obs::Level::kWarning;
+  std::int64_t days_left = 0;
+  if (auto text = read_file(state.paths.chain); text) {
+    if (auto info = inspect_chain(text.value(), nullptr); info) {
+      days_left = (info->not_after - now) / 86400;
+      const std::int64_t lifetime = info->not_after - info->not_before;
+      if (!info->self_signed && info->not_after - now < lifetime / 6) level = obs::Level::kError;
+    }
+  }
+  obs::Log("acme_failed", level)
+      .kv("key", key_name)
+      .kv("step", failure.step)
+      .kv("error", failure.message)
+      .kv("failures", state.failures)
+      .kv("days_left", days_left)
+      .kv("retry_in_ms", static_cast<std::int64_t>(wait.count()));
+  obs::metrics()
+      .counter("smtpsd_acme_renewals_total", "ACME certificate renewals by result.",
+               {{"key", key_name}, {"result", "failure"}})
+      .inc();
+  state.due_ms = now_ms() + wait.count();
+  state.last_result += " (retry at " + when(state.due_ms / 1000) + ")";
+}
+
+void Renewer::run() {
+  auto account_key = load_or_create_key(account_key_path(options_.acme_dir), KeyType::kEcdsaP256);
+  if (!account_key) {
+    obs::Log("acme_failed", obs::Level::kError)
+        .kv("step", "account_key")
+        .kv("error", account_key.error());
+    return;
+  }
+  const AccountKey account(std::move(account_key).value());
+  std::shared_ptr<HttpTransport> transport = options_.transport;
+  if (!transport)
+    transport = std::make_shared<CurlTransport>(resolver_, options_.ca_file,
+                                                options_.request_timeout, &cancel_);
+  Waiter waiter = [this](std::chrono::milliseconds wait) {
+    std::unique_lock lock(mutex_);
+    return !wake_.wait_for(lock, wait, [this] { return stopping_; });
+  };
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    {
+      lock.unlock();
+      Client asking(*transport, account, publisher_, options_.client, waiter);
+      refresh_renewal_info(asking);
+      lock.lock();
+      if (stopping_) break;
+    }
+    const std::int64_t now = now_ms();
+    const bool forced = forced_;
+    forced_ = false;
+    std::vector<KeyState*> due;
+    for (KeyState& state : keys_)
+      if (forced || state.due_ms <= now) due.push_back(&state);
+    if (!due.empty()) {
+      lock.unlock();
+      // One conversation per round: the account is looked up once, authorizations are
+      // reused by the second order.
+      Client client(*transport, account, publisher_, options_.client, waiter);
+      for (KeyState* state : due)
+        attempt(*state, client, account);
+      lock.lock();
+      continue;
+    }
+    std::int64_t next = keys_.front().due_ms;
+    for (const KeyState& state : keys_)
+      next = std::min(next, state.due_ms);
+    for (const KeyState& state : keys_)
+      if (state.renewal_info_next_ms > 0) next = std::min(next, state.renewal_info_next_ms);
+    // Wake at the next due time or window question, or hourly for the days-left gauge.
+    const std::int64_t wait = std::clamp<std::int64_t>(next - now, 1, 3'600'000);
+    wake_.wait_for(lock, std::chrono::milliseconds(wait), [this] { return stopping_ || forced_; });
+    if (!stopping_) {
+      for (const KeyState& state : keys_)
+        update_metrics(state);
+    }
+  }
+}
+
+void Renewer::refresh_renewal_info(Client& client) {
+  constexpr std::int64_t kDefaultPoll = 6 * 3'600'000;  // RFC 9773 §4.3: without Retry-After
+  static thread_local std::mt19937_64 random{std::random_device{}()};
+  for (KeyState& state : keys_) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_ || state.failures > 0 || state.renewal_info_next_ms > now_ms()) continue;
+    }
+    auto text = read_file(state.paths.chain);
+    auto info = text ? inspect_chain(text.value(), nullptr)
+                     : base::Expected<ChainInfo, std::string>(base::unexpected(text.error()));
+    if (!info || info->self_signed) continue;  // due now anyway
+    auto id = certificate_id(text.value());
+    auto window = id ? client.renewal_info(id.value())
+                     : base::Expected<RenewalWindow, Failure>(
+                           base::unexpected(Failure{"renewal_info", id.error()}));
+    const std::string key_name(to_string(state.paths.type));
+    std::lock_guard lock(mutex_);
+    if (!window) {
+      if (window.error().stopped || cancel_) return;
+      const bool offered = window.error().message != "not offered by the CA";
+      if (offered) {
+        obs::Log("acme_renewal_info_failed", obs::Level::kWarning)
+            .kv("key", key_name)
+            .kv("error", window.error().message);
+      }
+      // Not offered: the lifetime decides; asked again later, as the CA may add it.
+      state.renewal_info_next_ms = now_ms() + (offered ? 3'600'000 : kDefaultPoll);
+      continue;
+    }
+    const RenewalWindow& w = window.value();
+    const bool changed =
+        !state.window || state.window->start != w.start || state.window->end != w.end;
+    if (changed) {
+      // §4.2: a uniformly random time inside the window (at once when it has passed).
+      std::uniform_int_distribution<std::int64_t> pick(w.start * 1000, w.end * 1000);
+      state.due_ms = pick(random);
+      obs::Log("acme_renewal_info")
+          .kv("key", key_name)
+          .kv("window_start", when(w.start))
+          .kv("window_end", when(w.end))
+          .kv("renew_at", when(state.due_ms / 1000));
+    }
+    state.window = w;
+    const std::int64_t poll =
+        w.retry_after.count() > 0
+            ? std::clamp<std::int64_t>(w.retry_after.count() * 1000, 60'000, 24 * 3'600'000)
+            : kDefaultPoll;
+    state.renewal_info_next_ms = now_ms() + poll;
+  }
+}
+
+std::string Renewer::status() const {
+  std::lock_guard lock(mutex_);
+  std::string out =
+      "acme directory=" + options_.client.directory_url + " names=" + joined(options_.names) + "\n";
+  const std::int64_t now = base::unix_now();
+  for (const KeyState& state : keys_) {
+    out += std::string(to_string(state.paths.type)) + ": ";
+    auto text = read_file(state.paths.chain);
+    auto info = text ? inspect_chain(text.value(), nullptr)
+                     : base::Expected<ChainInfo, std::string>(base::unexpected(text.error()));
+    if (!info) {
+      out += "no certificate (" + info.error() + ")";
+    } else {
+      out +=
+          std::string(info->self_signed ? "placeholder (self-signed)" : "issuer=" + info->issuer) +
+          " not_after=" + when(info->not_after) +
+          " days_left=" + std::to_string((info->not_after - now) / 86400);
+    }
+    out += " next_attempt=" + when(std::max(state.due_ms / 1000, now));
+    if (state.window)
+      out += " ari_window=" + when(state.window->start) + ".." + when(state.window->end);
+    if (!state.last_result.empty()) out += " last=\"" + state.last_result + "\"";
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace acme

@@ -1,0 +1,104 @@
+// renewal.h — keeps the ACME certificates current: at start-up, the keys (made once, kept
+// across renewals so a TLSA "3 1 1" record stays valid) and a self-signed placeholder where
+// no certificate exists yet; then a thread that renews each certificate (ECDSA P-256 and
+// RSA-2048, side by side) when it is due, writes the new chain beside its key (atomically:
+// the TLS layer's hot reload puts it in service, connections stay open), and retries failures
+// with backoff.
+//
+// When a certificate is due: a placeholder at once; else, when the CA offers ACME Renewal
+// Information (RFC 9773), at a uniformly random time inside the window it suggests (asked
+// again after its Retry-After, 6 hours without one, and the new order "replaces" the old
+// certificate); else at two thirds of its lifetime (not_before + 2/3 of not_after -
+// not_before), or renew_before ahead of not_after when that is set. A failure is retried after
+// retry_min, doubling up to retry_max, never sooner than the CA's Retry-After; while the time left
+// is under a sixth of the lifetime each failure is logged as an error (the hourly expiry warning of
+// the TLS layer says it too).
+//
+// Logs (one key=value line per step): acme_order (names, key), acme_challenge, acme_bad_nonce,
+// acme_renewal_info (key, window_start, window_end, renew_at), acme_renewal_info_failed,
+// acme_renewed (key, not_after, days_left, issuer), acme_failed (key, step, error, retry_in).
+// Metrics: smtpsd_acme_certificate_days_left{key}, smtpsd_acme_renewals_total{key,result}.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "acme/certificate_files.h"
+#include "acme/client.h"
+#include "base/expected.h"
+#include "dns/resolver.h"
+
+namespace acme {
+
+struct RenewalOptions {
+  std::string acme_dir;  // <data_dir>/acme
+  std::vector<std::string> names;
+  ClientOptions client;
+  std::string ca_file;  // trust for the CA's HTTPS; "" the system store
+  std::chrono::milliseconds request_timeout{30'000};
+  std::optional<std::chrono::seconds> renew_before;  // none: at two thirds of the lifetime
+  std::chrono::milliseconds retry_min{60'000};
+  std::chrono::milliseconds retry_max{6 * 3'600'000};
+  // The CA's transport; null: HTTPS with libcurl (CurlTransport). Tests give a scripted CA.
+  std::shared_ptr<HttpTransport> transport = nullptr;
+};
+
+// Start-up, before the certificates are read: the directory (0700), the account key and
+// each certificate key (made when missing, 0600), and a placeholder chain where none is.
+base::Expected<base::Ok, std::string> prepare_files(const std::string& acme_dir,
+                                                    const std::vector<std::string>& names);
+
+class Renewer {
+ public:
+  Renewer(RenewalOptions options, std::shared_ptr<dns::Resolver> resolver,
+          ChallengePublisher& publisher);
+  ~Renewer();
+  void start();
+  void stop();
+  // Renews every certificate now, whatever its dates ("smtpsctl cert renew"); the result
+  // shows in status() and the log.
+  void renew_now();
+  // What "smtpsctl cert status" prints: per key, the certificate on disk and the schedule.
+  std::string status() const;
+
+ private:
+  struct KeyState {
+    CertificatePaths paths;
+    std::int64_t due_ms = 0;  // next attempt, unix milliseconds
+    std::chrono::milliseconds backoff{0};
+    int failures = 0;
+    std::string last_result = {};  // "renewed …" or "failed at STEP: …"
+    std::int64_t last_attempt_unix = 0;
+    // RFC 9773: when to ask the CA for the window again, and the window last given.
+    std::int64_t renewal_info_next_ms = 0;
+    std::optional<RenewalWindow> window = std::nullopt;
+  };
+  void run();
+  void schedule(KeyState& state, std::int64_t now_ms) const;  // from the chain on disk
+  void attempt(KeyState& state, Client& client, const AccountKey& account);
+  void update_metrics(const KeyState& state) const;
+  // Asks the CA for the window of each certificate in service whose answer is stale (RFC
+  // 9773 §4.2) and moves its due time into a new window. Called without mutex_.
+  void refresh_renewal_info(Client& client);
+
+  RenewalOptions options_;
+  std::shared_ptr<dns::Resolver> resolver_;
+  ChallengePublisher& publisher_;
+  std::thread thread_;
+  mutable std::mutex mutex_;  // guards what follows
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::atomic<bool> cancel_{false};  // set by stop(): ends a request to the CA under way
+  bool forced_ = false;
+  std::vector<KeyState> keys_;
+};
+
+}  // namespace acme

@@ -1,0 +1,230 @@
+"""[acme]: smtpsd gets its certificates from an ACME CA (Pebble) and renews them.
+
+What an administrator sees: the server starts at once with a self-signed placeholder, then
+serves a certificate that Pebble issued (a real TLS client on port 465 verifies the chain
+against Pebble's root); `smtpsctl cert status` names the issuer; `smtpsctl cert renew` gets a
+new certificate for the same key (a TLSA "3 1 1" record stays valid). Failures (the CA
+unreachable, a challenge the CA cannot validate) are logged with the step and the reason,
+retried with backoff, and the certificate in service stays.
+"""
+
+import hashlib
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import unittest
+import urllib.request
+
+import needs
+from dns_server import DnsServer
+from harness import SMTPSD, ServerTestCase
+from pebble import Pebble, free_tcp_port
+
+SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
+NAME = "mail.acme.test"
+
+
+def served_certificate(port, cafile=None):
+    """The DER leaf smtpsd serves on implicit TLS for NAME (verified against cafile if given)."""
+    if cafile:
+        context = ssl.create_default_context(cafile=cafile)
+    else:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with context.wrap_socket(sock, server_hostname=NAME) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def public_key_digest(der):
+    """SHA-256 of the leaf's SubjectPublicKeyInfo: the data of a TLSA 3 1 1 record."""
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    spki = subprocess.run(["openssl", "x509", "-pubkey", "-noout"], input=pem.encode(),
+                          check=True, capture_output=True).stdout
+    der_key = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=spki,
+                             check=True, capture_output=True).stdout
+    return hashlib.sha256(der_key).hexdigest()
+
+
+def wait_count(server, pattern, count, timeout=30):
+    """Waits until the log has at least count lines matching pattern."""
+    deadline = time.monotonic() + timeout
+    while len(re.findall(pattern, server.log())) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fewer than {count} lines match {pattern!r}:\n"
+                                 + server.log()[-4000:])
+        time.sleep(0.02)
+
+
+def issuer_of(der):
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    return subprocess.run(["openssl", "x509", "-noout", "-issuer"], input=pem,
+                          check=True, capture_output=True, text=True).stdout
+
+
+@needs.tools("pebble", "dnsmasq", "openssl")
+class AcmeTest(ServerTestCase):
+    def acme_server(self, directory, ca_file, http_port, extra="", tables=""):
+        server = self.new_server(
+            listeners=[{"role": "submissions"}],
+            tls={"watch_interval": "100ms"},
+            extra_toml=(f'[acme]\ndirectory = "{directory}"\ncontact = "postmaster@acme.test"\n'
+                        f'names = ["{NAME}"]\nhttp_address = "127.0.0.1"\n'
+                        f'http_port = {http_port}\nca_file = "{ca_file}"\n{extra}\n{tables}'))
+        return server
+
+    def cert(self, server, verb):
+        return subprocess.run([SMTPSCTL, "cert", verb, "--config", server.config_path],
+                              capture_output=True, text=True, timeout=20)
+
+    def test_pebble_issues_the_served_certificate_and_a_renewal_keeps_the_key(self):
+        # Then a challenge that fails and the CA down: the certificate in service stays.
+        http_port = free_tcp_port()
+        with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
+                Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port) as ca:
+            server = self.acme_server(ca.directory, ca.ca_file, http_port)
+            server.start()
+            port = server.ports["submissions"]
+            # Until the first certificate arrives a self-signed placeholder serves the name.
+            server.wait_log(r"event=acme_renewed key=ecdsa .*issuer=.*Pebble", timeout=30)
+            server.wait_log(r"event=acme_renewed key=rsa ", timeout=30)
+            root = os.path.join(self.tmp, "pebble-root.pem")
+            with open(root, "w") as f:
+                f.write(ca.root_pem())
+            # The hot reload puts it in service without a restart: a verifying client
+            # (Pebble's root, the name) accepts the served chain.
+            server.wait_log(r"event=tls_reloaded file=\S+/acme/rsa\.crt", timeout=10)
+            first = served_certificate(port, cafile=root)
+            self.assertIn("Pebble", issuer_of(first))
+            status = self.cert(server, "status")
+            self.assertEqual(status.returncode, 0, status.stderr)
+            self.assertRegex(status.stdout, r"ecdsa: issuer=.*Pebble.*days_left=\d+")
+            self.assertRegex(status.stdout, r"rsa: issuer=.*Pebble")
+            # A renewal on request: a new certificate for the same key.
+            renewals = len(re.findall(r"event=tls_reloaded file=\S+/acme/rsa", server.log()))
+            renewed = self.cert(server, "renew")
+            self.assertEqual(renewed.returncode, 0, renewed.stderr)
+            wait_count(server, r"event=tls_reloaded file=\S+/acme/rsa", renewals + 1)
+            second = served_certificate(port, cafile=root)
+            self.assertNotEqual(second, first, "the renewed certificate is not served")
+            self.assertEqual(public_key_digest(second), public_key_digest(first))
+            # A challenge the CA cannot validate (after a restart the responder listens on
+            # another port than the one Pebble connects to): the failure says the CA's reason,
+            # the Pebble certificate keeps serving.
+            server.stop()
+            server.extra_toml = server.extra_toml.replace(f"http_port = {http_port}",
+                                                          f"http_port = {free_tcp_port()}")
+            server.write_config()
+            server.start()
+            port = server.ports["submissions"]
+            self.assertEqual(self.cert(server, "renew").returncode, 0)
+            failed = server.wait_log(r"event=acme_failed key=ecdsa step=challenge "
+                                     r'error="((?:[^"\\]|\\.)*)"', timeout=30)
+            self.assertIn(f"{NAME} is invalid", failed.group(1))
+            self.assertIn("connection refused", failed.group(1).lower())
+            self.assertEqual(served_certificate(port, cafile=root), second)
+            # The CA goes away: a renewal fails, says where and why, and what serves stays.
+            ca.stop()
+            renewed = self.cert(server, "renew")
+            self.assertEqual(renewed.returncode, 0, renewed.stderr)
+            server.wait_log(r"level=warning event=acme_failed key=ecdsa step=directory "
+                            r"error=\S.* failures=2 ")
+            self.assertEqual(served_certificate(port, cafile=root), second)
+            status = self.cert(server, "status")
+            self.assertRegex(status.stdout, r"ecdsa: issuer=.*Pebble.*last=\"failed at directory")
+            key_mode = os.stat(os.path.join(self.tmp, "acme", "ecdsa.key")).st_mode & 0o777
+            self.assertEqual(key_mode, 0o600)
+            self.assertEqual(os.stat(os.path.join(self.tmp, "acme", "account.key")).st_mode
+                             & 0o777, 0o600)
+
+    def test_an_unreachable_ca_is_retried_with_backoff_and_the_placeholder_serves(self):
+        # Also what `smtpsd check` says about [acme] before the start.
+        closed = free_tcp_port()
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            server = self.acme_server(f"https://127.0.0.1:{closed}/dir",
+                                      os.path.join(self.tmp, "tls", "ca.pem"), port,
+                                      extra='retry_wait = "100ms"\nretry_max_wait = "400ms"',
+                                      tables='[metrics]\naddress = "127.0.0.1:0"\n')
+            # smtpsd check: the settings; no certificate yet is no error (the start makes the
+            # placeholder); the http-01 port another program holds is a warning.
+            checked = subprocess.run([SMTPSD, "check", "--config", server.config_path],
+                                     capture_output=True, text=True, timeout=30)
+        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+        self.assertIn(f"acme: https://127.0.0.1:{closed}/dir for {NAME}, http-01 on 127.0.0.1 "
+                      f"port {port}, files in {self.tmp}/acme (no certificate yet",
+                      checked.stdout)
+        self.assertRegex(checked.stdout, rf"warning: http-01 responder: cannot listen on "
+                                         rf"127\.0\.0\.1:{port}: Address already in use")
+        server.start()
+        # Retried: 100 ms, then 200 ms, then 400 ms at most, each failure logged with its step.
+        wait_count(server, r"event=acme_failed key=ecdsa step=directory error=\S", 3)
+        log = server.log()
+        self.assertRegex(log, r"event=acme_failed key=ecdsa step=directory "
+                              r"error=\"Failed to connect to 127\.0\.0\.1 port \d+.*\" "
+                              r"failures=1 days_left=\d+ retry_in_ms=100\b")
+        self.assertRegex(log, r"failures=2 days_left=\d+ retry_in_ms=200\b")
+        self.assertRegex(log, r"failures=3 days_left=\d+ retry_in_ms=400\b")
+        self.assertNotIn("event=acme_renewed", log)
+        # The placeholder (self-signed, for the name) keeps serving.
+        served = served_certificate(server.ports["submissions"])
+        self.assertIn(f"CN = {NAME}", issuer_of(served))
+        # Metrics: the days left of the certificate in service, the failures counted.
+        host, metrics_port = re.search(r"event=metrics_listening address=(\S+) port=(\d+)",
+                                       log).groups()
+        with urllib.request.urlopen(f"http://{host}:{metrics_port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        self.assertRegex(metrics, r'(?m)^smtpsd_acme_certificate_days_left\{key="ecdsa"\} 89$')
+        failures = re.search(r'(?m)^smtpsd_acme_renewals_total\{key="ecdsa",result="failure"\} '
+                             r'(\d+)$', metrics)
+        self.assertIsNotNone(failures, metrics)
+        self.assertGreaterEqual(int(failures.group(1)), 3)
+        status = self.cert(server, "status")
+        self.assertRegex(status.stdout, r"ecdsa: placeholder \(self-signed\).*"
+                                        r"last=\"failed at directory: ")
+        # [acme] runs from the start: a reload that changes it says it needs a restart and
+        # serves on with the certificates of the [acme] in service.
+        server.extra_toml = server.extra_toml.replace(f"127.0.0.1:{closed}/dir",
+                                                      "127.0.0.1:9/other")
+        server.write_config()
+        os.kill(server.process.pid, signal.SIGHUP)
+        server.wait_log(r"event=reload_needs_restart keys=\S*acme")
+        server.wait_log(r"event=reloaded ")
+        self.assertEqual(served_certificate(server.ports["submissions"]), served)
+        self.assertIn(f"acme directory=https://127.0.0.1:{closed}/dir",
+                      self.cert(server, "status").stdout)
+
+    @needs.condition(os.geteuid() == 0, "the account switch needs a start as root")
+    def test_as_an_account_it_owns_the_files_and_a_stop_cancels_a_request(self):
+        # data_dir already the account's: the start does not walk it, [acme] gives its own.
+        os.chmod(self.tmp, 0o711)
+        with socket.socket() as silent:  # a CA that accepts connections and never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            server = self.acme_server(f"https://127.0.0.1:{silent.getsockname()[1]}/dir",
+                                      os.path.join(self.tmp, "tls", "ca.pem"), free_tcp_port())
+            server.privileges = {"user": "nobody"}
+            server.write_config()
+            os.chown(self.tmp, 65534, 65534)
+            server.start()
+            server.wait_log(r"event=acme_order key=ecdsa")
+            acme = os.path.join(self.tmp, "acme")
+            for name in [""] + os.listdir(acme):
+                self.assertEqual(os.lstat(os.path.join(acme, name)).st_uid, 65534, name)
+            self.assertEqual(sorted(os.listdir(acme)),
+                             ["account.key", "ecdsa.crt", "ecdsa.key", "rsa.crt", "rsa.key"])
+            # The request under way (bounded by 30 s) is cancelled: SIGTERM ends the server
+            # within the harness's wait, with exit status 0 and no failure logged.
+            self.assertEqual(server.stop(), 0)
+        self.assertNotIn("event=acme_failed", server.log())
+        self.assertIn("event=stopped", server.log())
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,128 @@
+// Tests for the [acme] table of config/config.cpp: defaults, the pairs it adds to the
+// certificates, and each mistake named with file, line and key.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/config.h"
+
+namespace {
+
+const char* kAcmeBase = R"([server]
+hostname = "mx.example.org"
+data_dir = "/var/lib/smtpsd"
+
+[[listeners]]
+role = "submissions"
+address = "::1"
+
+[acme]
+directory = "https://ca.example.net/dir"
+)";
+
+config::ConfigError acme_error(const std::string& more) {
+  auto parsed = config::parse(std::string(kAcmeBase) + more, "/etc/smtpsd/a.toml");
+  EXPECT_FALSE(parsed.has_value()) << more;
+  return parsed ? config::ConfigError{} : parsed.error();
+}
+
+TEST(AcmeConfigTest, DefaultsAndTheCertificatePairsItServes) {
+  auto parsed = config::parse(kAcmeBase, "/etc/smtpsd/a.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  const config::Config& c = parsed.value();
+  ASSERT_TRUE(c.acme.has_value());
+  EXPECT_EQ(c.acme->directory, "https://ca.example.net/dir");
+  EXPECT_EQ(c.acme->names, std::vector<std::string>{"mx.example.org"});  // the hostname
+  EXPECT_EQ(c.acme->http_port, 80);
+  EXPECT_EQ(c.acme->http_address, "");
+  EXPECT_FALSE(c.acme->renew_before.has_value());
+  EXPECT_EQ(c.acme->retry_wait, std::chrono::minutes(1));
+  EXPECT_EQ(c.acme->directory_on_disk, "/var/lib/smtpsd/acme");
+  // No [[tls.certificates]] needed: ACME's ECDSA and RSA pairs form the set of its names.
+  ASSERT_EQ(c.certificates.size(), 2u);
+  EXPECT_EQ(c.certificates[0].certificate_file, "/var/lib/smtpsd/acme/ecdsa.crt");
+  EXPECT_EQ(c.certificates[0].key_file, "/var/lib/smtpsd/acme/ecdsa.key");
+  EXPECT_EQ(c.certificates[1].certificate_file, "/var/lib/smtpsd/acme/rsa.crt");
+  EXPECT_EQ(c.certificates[1].names, std::vector<std::string>{"mx.example.org"});
+  EXPECT_EQ(c.certificate_lines[0], 9);
+}
+
+TEST(AcmeConfigTest, EveryKeyIsRead) {
+  auto parsed = config::parse(std::string(kAcmeBase) + R"(contact = "postmaster@example.org"
+names = ["MX.example.org", "mail.example.org"]
+http_address = "127.0.0.1"
+http_port = 8080
+ca_file = "ca.pem"
+renew_before = "30d"
+retry_wait = "200ms"
+retry_max_wait = "1h"
+)",
+                              "/etc/smtpsd/a.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  const config::AcmeSettings& a = *parsed.value().acme;
+  EXPECT_EQ(a.contact, "postmaster@example.org");
+  EXPECT_EQ(a.names, (std::vector<std::string>{"mx.example.org", "mail.example.org"}));
+  EXPECT_EQ(a.http_address, "127.0.0.1");
+  EXPECT_EQ(a.http_port, 8080);
+  EXPECT_EQ(a.ca_file, "/etc/smtpsd/ca.pem");
+  EXPECT_EQ(a.renew_before, std::chrono::milliseconds(std::chrono::hours(24 * 30)));
+  EXPECT_EQ(a.retry_wait, std::chrono::milliseconds(200));
+  EXPECT_EQ(a.retry_max_wait, std::chrono::hours(1));
+}
+
+TEST(AcmeConfigTest, MistakesNameFileLineAndKey) {
+  config::ConfigError e = acme_error("contact = \"postmaster\"\n");
+  EXPECT_EQ(e.key, "acme.contact");
+  EXPECT_EQ(e.line, 11);
+  EXPECT_NE(e.to_string().find("/etc/smtpsd/a.toml:11: acme.contact: not an e-mail address"),
+            std::string::npos)
+      << e.to_string();
+  e = acme_error("names = [\"*.example.org\"]\n");
+  EXPECT_EQ(e.key, "acme.names");
+  EXPECT_NE(e.message.find("wildcard needs dns-01"), std::string::npos) << e.message;
+  e = acme_error("http_address = \"localhost\"\n");
+  EXPECT_EQ(e.key, "acme.http_address");
+  e = acme_error("http_port = 70000\n");
+  EXPECT_EQ(e.key, "acme.http_port");
+  e = acme_error("retry_wait = \"1h\"\nretry_max_wait = \"1m\"\n");
+  EXPECT_EQ(e.key, "acme.retry_max_wait");
+  e = acme_error("renew_before = \"soon\"\n");
+  EXPECT_EQ(e.key, "acme.renew_before");
+  e = acme_error("directry = \"x\"\n");
+  EXPECT_EQ(e.key, "acme.directry");
+  EXPECT_NE(e.message.find("unknown key"), std::string::npos);
+}
+
+TEST(AcmeConfigTest, TheDirectoryMustBeHttps) {
+  for (const char* url : {"http://ca.example.net/dir", "ca.example.net", "https:///dir",
+                          "https://user@ca.example.net/dir"}) {
+    std::string text = kAcmeBase;
+    text.replace(text.find("https://ca.example.net/dir"), 26, url);
+    auto parsed = config::parse(text, "/etc/smtpsd/a.toml");
+    ASSERT_FALSE(parsed.has_value()) << url;
+    EXPECT_EQ(parsed.error().key, "acme.directory") << url;
+    EXPECT_EQ(parsed.error().line, 10) << url;
+  }
+  std::string missing = kAcmeBase;
+  missing.erase(missing.find("directory = "));
+  auto parsed = config::parse(missing, "/etc/smtpsd/a.toml");
+  ASSERT_FALSE(parsed.has_value());
+  EXPECT_EQ(parsed.error().key, "acme.directory");
+}
+
+TEST(AcmeConfigTest, ANameIsServedByOneSetOnly) {
+  std::string text = std::string(kAcmeBase) + R"(
+[[tls.certificates]]
+certificate = "a.pem"
+key = "a.key"
+names = ["mx.example.org"]
+)";
+  // [[tls.certificates]] after [acme] in the file is still read first.
+  auto parsed = config::parse(text, "/etc/smtpsd/a.toml");
+  ASSERT_FALSE(parsed.has_value());
+  EXPECT_EQ(parsed.error().key, "acme.names");
+  EXPECT_NE(parsed.error().message.find("also in tls.certificates[0]"), std::string::npos)
+      << parsed.error().message;
+}
+
+}  // namespace
