@@ -107,19 +107,26 @@ class Durability(ServerTestCase):
         server.wait_delivered(10, "demo@localhost", timeout=30)
         durability.wait_for(lambda: not server.spool_ids(), timeout=20)
 
-    def test_durability_every_acknowledged_message_and_delivery_was_synced(self):
+    def traced_run(self, preload=None):
+        """accept_everything() and a bounce on a server under the recorder (with `preload`):
+        the relay refuses one recipient, the failure DSN goes to demo's Maildir. Returns the
+        exit status of the traced server and the checker's (violations, checker)."""
         with FakeSmtp(starttls=False, rcpt={"gone@remote.test": ["550 5.1.1 no such user"]}) \
                 as remote:
-            server, process, trace = self.traced_server(extra_toml="\n".join([
+            server, process, trace = self.traced_server(preload=preload, extra_toml="\n".join([
                 "[queue]", "retry_schedule = [1]", "", "[delivery]",
                 f'relay = "smtp://127.0.0.1:{remote.port}"', 'relay_tls = "none"', ""]))
             self.accept_everything(server)
-            # A failure DSN: the relay refuses the recipient, the notice goes to demo's Maildir.
             submit(server, ["gone@remote.test"], subject="bounce me")
             server.wait_delivered(11, "demo@localhost", timeout=30)
             durability.wait_for(lambda: not server.spool_ids(), timeout=20)
-            self.assertEqual(durability.stop_traced(process), 0, server.log()[-3000:])
-        violations, checker = durability.check(trace, server.dir)
+            status = durability.stop_traced(process)
+        self.last_log = server.log()
+        return status, durability.check(trace, server.dir)
+
+    def test_durability_every_acknowledged_message_and_delivery_was_synced(self):
+        status, (violations, checker) = self.traced_run()
+        self.assertEqual(status, 0, self.last_log[-3000:])
         self.assertEqual(violations, [])
         # The check saw what it had to: ten 250s on port 25 and a recorded delivery for each
         # message, including the failure and its DSN.
@@ -127,24 +134,13 @@ class Durability(ServerTestCase):
         self.assertGreaterEqual(len(checker.recorded), 12, checker.recorded)
 
     def mutated_run(self, mutation):
-        """accept_everything() and a bounce (its DSN to demo's Maildir) on a server with the
-        mutation preloaded; its violations."""
+        """traced_run() on a server with the mutation preloaded; its violations."""
         cc = shutil.which("cc") or shutil.which("gcc")
         self.assertIsNotNone(cc, "a C compiler is needed to build the mutation")
         shim = os.path.join(self.tmp, mutation + ".so")
         subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", shim,
                         os.path.join(MUTATIONS, mutation + ".c"), "-ldl"], check=True)
-        with FakeSmtp(starttls=False, rcpt={"gone@remote.test": ["550 5.1.1 no such user"]}) \
-                as remote:
-            server, process, trace = self.traced_server(preload=shim, extra_toml="\n".join([
-                "[queue]", "retry_schedule = [1]", "", "[delivery]",
-                f'relay = "smtp://127.0.0.1:{remote.port}"', 'relay_tls = "none"', ""]))
-            self.accept_everything(server)
-            submit(server, ["gone@remote.test"], subject="bounce me")
-            server.wait_delivered(11, "demo@localhost", timeout=30)
-            durability.wait_for(lambda: not server.spool_ids(), timeout=20)
-            durability.stop_traced(process)
-        violations, checker = durability.check(trace, server.dir)
+        _status, (violations, checker) = self.traced_run(preload=shim)
         self.assertEqual(len(checker.acknowledged), 10)
         return violations
 

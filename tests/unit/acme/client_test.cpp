@@ -11,25 +11,9 @@
 #include <map>
 #include <string>
 #include <vector>
+#include "support/base64url.h"
 
 namespace {
-
-std::string decode_b64url(std::string_view text) {
-  static const std::string alphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t bits = 0;
-  int count = 0;
-  for (char c : text) {
-    bits = (bits << 6) | static_cast<std::uint32_t>(alphabet.find(c));
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out += static_cast<char>((bits >> count) & 0xFF);
-    }
-  }
-  return out;
-}
 
 constexpr const char* kToken = "abcdefghijklmnopqrstuvwxyz0123456789_-AB";
 
@@ -59,10 +43,10 @@ class ScriptedCa : public acme::HttpTransport {
     log.push_back(std::string(method) + " " + url);
     if (method == "POST") {
       auto jws = acme::parse_json(body);
-      auto header = acme::parse_json(decode_b64url(jws->string_at("protected")));
+      auto header = acme::parse_json(test_support::decode_base64url(jws->string_at("protected")));
       nonces_used.push_back(header->string_at("nonce"));
       kids.push_back(header->string_at("kid"));
-      last_payload = decode_b64url(jws->string_at("payload"));
+      last_payload = test_support::decode_base64url(jws->string_at("payload"));
       payloads[url] = last_payload;
     }
     if (auto found = canned.find(url); found != canned.end() && !found->second.empty()) {

@@ -10,25 +10,9 @@
 #include <string>
 
 #include "acme/json.h"
+#include "support/base64url.h"
 
 namespace {
-
-std::string from_base64url(std::string_view text) {
-  static const std::string alphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t bits = 0;
-  int count = 0;
-  for (char c : text) {
-    bits = (bits << 6) | static_cast<std::uint32_t>(alphabet.find(c));
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out += static_cast<char>((bits >> count) & 0xFF);
-    }
-  }
-  return out;
-}
 
 acme::AccountKey new_key() {
   return acme::AccountKey(tls::KeyPtr(EVP_EC_gen("P-256")));
@@ -49,8 +33,8 @@ TEST(AcmeJwsTest, JwkAndThumbprint) {
   ASSERT_TRUE(jwk.has_value());
   // RFC 7638 §3.2: the required members in lexicographic order, nothing else.
   EXPECT_EQ(key.jwk().rfind(R"({"crv":"P-256","kty":"EC","x":")", 0), 0u);
-  EXPECT_EQ(from_base64url(jwk->string_at("x")).size(), 32u);
-  EXPECT_EQ(from_base64url(jwk->string_at("y")).size(), 32u);
+  EXPECT_EQ(test_support::decode_base64url(jwk->string_at("x")).size(), 32u);
+  EXPECT_EQ(test_support::decode_base64url(jwk->string_at("y")).size(), 32u);
   unsigned char digest[32];
   unsigned int size = 0;
   EVP_Digest(key.jwk().data(), key.jwk().size(), digest, &size, EVP_sha256(), nullptr);
@@ -67,7 +51,7 @@ TEST(AcmeJwsTest, SignaturesVerifyAndTheHeaderSaysWhatRfc8555Asks) {
     auto jws = acme::parse_json(body.value());
     ASSERT_TRUE(jws.has_value());
     const std::string protected64 = jws->string_at("protected");
-    auto header = acme::parse_json(from_base64url(protected64));
+    auto header = acme::parse_json(test_support::decode_base64url(protected64));
     ASSERT_TRUE(header.has_value());
     EXPECT_EQ(header->string_at("alg"), "ES256");
     EXPECT_EQ(header->string_at("nonce"), "nonce-1");
@@ -79,9 +63,9 @@ TEST(AcmeJwsTest, SignaturesVerifyAndTheHeaderSaysWhatRfc8555Asks) {
       EXPECT_EQ(header->string_at("kid"), kid);
       EXPECT_EQ(header->get("jwk"), nullptr);
     }
-    EXPECT_EQ(from_base64url(jws->string_at("payload")), R"({"a":1})");
+    EXPECT_EQ(test_support::decode_base64url(jws->string_at("payload")), R"({"a":1})");
     // r || s → DER, verified with the public key.
-    const std::string raw = from_base64url(jws->string_at("signature"));
+    const std::string raw = test_support::decode_base64url(jws->string_at("signature"));
     ASSERT_EQ(raw.size(), 64u);
     ECDSA_SIG* signature = ECDSA_SIG_new();
     ECDSA_SIG_set0(signature,
