@@ -172,6 +172,9 @@ class Check {
   virtual std::string summary() const { return {}; }
   // How long one run may take before timeout_verdict() applies.
   virtual std::chrono::milliseconds deadline() const { return std::chrono::seconds(10); }
+  // The deadline of one run at `stage` (the host's timer): deadline(), unless the work grows
+  // with what the check reads (a milter is given the whole message at the end of data).
+  virtual std::chrono::milliseconds deadline_for(Stage, const Context&) const { return deadline(); }
   // The default action when the deadline passes: by default a temporary failure, so that
   // nothing is accepted unchecked; a check whose verdict is advisory returns pass().
   virtual Verdict timeout_verdict(Stage) const {

@@ -25,8 +25,12 @@ bool message_stage(Stage stage) {
   return stage == Stage::kDataStart || stage == Stage::kEndOfData;
 }
 
-// The body goes to the milter in pieces of this size (the protocol's largest body chunk).
-constexpr std::size_t kBodyPiece = 64 * 1024;
+// The end of data may take longer for a big message: each header field and body piece is a
+// step of its own (each within the milter's `timeout`), and the whole within deadline() plus
+// a second per MiB of content, at most five minutes (RFC 5321 §4.5.3.2.6 gives the client
+// ten to wait for the reply to the end of data).
+constexpr std::uint64_t kOctetsPerExtraSecond = 1024 * 1024;
+constexpr std::chrono::milliseconds kLongestEndOfData = std::chrono::minutes(5);
 
 // The facts a step needs, copied out of the Context (valid during run() only).
 struct Facts {
@@ -229,10 +233,11 @@ struct MilterCheck::Session {
     std::size_t position = 0;
     while (position < section.size()) {
       std::size_t end = section.find("\r\n", position);
-      if (end == std::string::npos || end == position) break;  // the empty line
-      while (end + 2 < section.size() && (section[end + 2] == ' ' || section[end + 2] == '\t'))
+      if (end == position) break;  // the empty line
+      while (end != std::string::npos && end + 2 < section.size() &&
+             (section[end + 2] == ' ' || section[end + 2] == '\t'))
         end = section.find("\r\n", end + 2);
-      if (end == std::string::npos) break;
+      if (end == std::string::npos) end = section.size();  // content that ends inside a field
       std::string_view field(section.data() + position, end - position);
       position = end + 2;
       const std::size_t colon = field.find(':');
@@ -255,8 +260,18 @@ struct MilterCheck::Session {
     std::string piece;
     for (std::uint64_t at = facts.body_offset; !skip_body && at < facts.content->size();
          at += piece.size()) {
-      if (auto read = facts.content->read(at, kBodyPiece, piece); !read)
-        return failure(Stage::kEndOfData, read.error());
+      if (auto read = facts.content->read(at, milter::kMaxBodyChunk, piece); !read) {
+        // Our disk, not the milter: this message gets the default action, the session's
+        // next one the milter again.
+        c.abort(limit);
+        message_done = true;
+        obs::Log("milter_skipped", obs::Level::kWarning)
+            .kv("session", session_id)
+            .kv("milter", settings->name)
+            .kv("reason", read.error())
+            .kv("action", settings->default_accept ? "accept" : "tempfail");
+        return default_verdict();
+      }
       if (piece.empty()) break;
       Verdict verdict = decide(Stage::kEndOfData, c.body(piece, limit));
       if (failed || message_done) return verdict;
@@ -381,6 +396,12 @@ std::chrono::milliseconds MilterCheck::deadline() const {
   return settings_->timeout * 4 + std::chrono::seconds(1);
 }
 
+std::chrono::milliseconds MilterCheck::deadline_for(Stage stage, const Context& context) const {
+  if (stage != Stage::kEndOfData || !context.content) return deadline();
+  const std::chrono::milliseconds more(context.content->size() * 1000 / kOctetsPerExtraSecond);
+  return std::min(deadline() + more, std::max(deadline(), kLongestEndOfData));
+}
+
 Verdict MilterCheck::timeout_verdict(Stage) const {
   return settings_->default_accept ? Verdict::pass() : Verdict::refuse(kTempfailed);
 }
@@ -417,7 +438,8 @@ void MilterCheck::run(Stage stage, const Context& context, Done done) {
     return;
   }
   // The step's own end, a little inside the host's deadline so that its verdict comes first.
-  const Clock::time_point limit = Clock::now() + deadline() - std::chrono::milliseconds(200);
+  const Clock::time_point limit =
+      Clock::now() + deadline_for(stage, context) - std::chrono::milliseconds(200);
   MilterMessage* message = nullptr;
   if (context.state != nullptr) {
     if (stage == Stage::kDataStart || !*context.state)
@@ -511,6 +533,9 @@ void MilterCheck::run(Stage stage, const Context& context, Done done) {
               return;
             }
             Verdict verdict = s.message(facts, limit);
+            // A discard asked at MAIL or RCPT stands when the milter accepted before the end.
+            if (s.discard && verdict.kind == Verdict::Kind::kPass)
+              verdict.kind = Verdict::Kind::kDiscard;
             s.transaction = false;
             s.message_done = true;
             done(std::move(verdict));

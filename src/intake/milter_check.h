@@ -78,6 +78,9 @@ class MilterCheck final : public Check {
   std::string summary() const override;
   // A step may take `timeout`, and a milter that sends SMFIR_PROGRESS up to four times that.
   std::chrono::milliseconds deadline() const override;
+  // At the end of data, a second more per MiB of content (at most 5 minutes in all): the
+  // whole message goes to the milter then.
+  std::chrono::milliseconds deadline_for(Stage stage, const Context& context) const override;
   Verdict timeout_verdict(Stage stage) const override;
   void run(Stage stage, const Context& context, Done done) override;
   void session_closed(std::string_view session_id) override;

@@ -98,7 +98,7 @@ awaitable<std::optional<intake::Verdict>> run_check(intake::Check& check, intake
   });
   pending->in_run = false;
   if (pending->over) co_return std::move(pending->verdict);
-  pending->timer.expires_after(check.deadline());
+  pending->timer.expires_after(check.deadline_for(stage, context));
   co_await pending->timer.async_wait(use_nothrow);
   pending->over = true;
   co_return std::move(pending->verdict);

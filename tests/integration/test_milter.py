@@ -178,6 +178,11 @@ class ScriptedMilter(ServerTestCase):
                 return [fm.replycode("550 5.7.0 Not this one")]
             if stage == "rcpt" and event[1] == "<demo+bad@localhost>":
                 return [fm.replycode("250 2.0.0 A milter may not accept this way")]
+            if stage == "rcpt" and event[1] == "<demo+drop@localhost>":
+                conversation["drop"] = True
+                return [fm.DISCARD]  # at the end of data, though the milter accepts before it
+            if stage == "eoh" and conversation.pop("drop", False):
+                return [fm.ACCEPT]
             if stage == "header" and event[1] == "Subject":
                 conversation["subject"] = event[2]
                 if event[2] == "header-reject":
@@ -234,6 +239,7 @@ class ScriptedMilter(ServerTestCase):
         refused(554, "5.7.1 Spam detected", subject="eom-reply")
         refused(451, "4.7.1", subject="eom-tempfail")
         send(subject="discard")
+        send(subject="drop", to="demo+drop@localhost")  # 250, and dropped
         send(subject="quarantine")
         server.wait_log(r"event=accepted .*held=yes")
         send(subject="accept")

@@ -3,8 +3,12 @@
 // default verdict, and a pipeline tells the session which stages it must ask about.
 #include "intake/pipeline.h"
 
+#include <fcntl.h>
+
 #include <gtest/gtest.h>
 
+#include "intake/milter_check.h"
+#include "queue/spool.h"
 #include "smtp/server_session.h"
 
 namespace intake {
@@ -141,6 +145,27 @@ TEST(PipelineTest, SessionStagesMapToTheSessionsBits) {
       "x", mask(Stage::kConnect) | mask(Stage::kRcpt) | mask(Stage::kEndOfData), Verdict::pass())});
   EXPECT_EQ(pipeline.session_stages(), static_cast<unsigned>(smtp::CheckStage::kConnect) |
                                            static_cast<unsigned>(smtp::CheckStage::kRcpt));
+}
+
+// The end of data gives a milter the whole message: its deadline grows with the content (a
+// second per MiB, at most five minutes in all), the other stages keep deadline().
+TEST(MilterCheckDeadline, GrowsWithTheMessageAtTheEndOfDataOnly) {
+  MilterSettings settings;
+  settings.name = "m";
+  settings.timeout = std::chrono::seconds(10);
+  MilterCheck check(settings, std::make_shared<milter::Workers>(1));
+  const std::chrono::milliseconds base = check.deadline();
+  EXPECT_EQ(base, std::chrono::seconds(41));
+  Context context;
+  EXPECT_EQ(check.deadline_for(Stage::kEndOfData, context), base);  // nothing to read
+  const std::uint64_t mib = 1024 * 1024;
+  context.content = std::make_shared<const queue::ContentReader>(::open("/dev/null", O_RDONLY), 0,
+                                                                 30 * mib, "/dev/null");
+  EXPECT_EQ(check.deadline_for(Stage::kEndOfData, context), base + std::chrono::seconds(30));
+  EXPECT_EQ(check.deadline_for(Stage::kRcpt, context), base);
+  context.content = std::make_shared<const queue::ContentReader>(::open("/dev/null", O_RDONLY), 0,
+                                                                 1024 * mib, "/dev/null");
+  EXPECT_EQ(check.deadline_for(Stage::kEndOfData, context), std::chrono::minutes(5));
 }
 
 }  // namespace
