@@ -5,7 +5,8 @@
 #   smtpsd          smtpsd (/usr/sbin), smtpsctl (/usr/bin), the man pages, the systemd unit,
 #                   the fail2ban filter, /etc/smtpsd/smtpsd.toml (a conffile with no setting:
 #                   run `smtpsd init`), the docs; postinst makes the system account smtpsd
-#                   and /var/lib/smtpsd (0750, its own), and enables the unit, which skips
+#                   and /var/lib/smtpsd (0750, its own) and /run/smtpsd (0755: the local
+#                   submission socket), and enables the unit, which skips
 #                   its start while /etc/smtpsd/not-configured (postinst's, removed by init)
 #                   exists; prerm and postrm stop, mask and forget it as dh_installsystemd
 #                   does

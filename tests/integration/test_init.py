@@ -39,6 +39,11 @@ def read(path):
         return f.read()
 
 
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 @needs.condition(available, "BIND (Debian bind9, bind9-utils) not installed")
 class Init(unittest.TestCase):
     def setUp(self):
@@ -47,12 +52,13 @@ class Init(unittest.TestCase):
         os.chmod(self.tmp, 0o755)  # the server's account must reach its data directory
         self.etc = os.path.join(self.tmp, "etc")
         self.data = os.path.join(self.tmp, "data")
+        self.run_dir = os.path.join(self.tmp, "run")  # /run/smtpsd by default
         self.user = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
 
     def init(self, *extra):
         return subprocess.run([SMTPSD, "init", "--domain", "Example.ORG", "--hostname",
                                "mx.example.org", "--dir", self.etc, "--data-dir", self.data,
-                               "--user", self.user, *extra],
+                               "--run-dir", self.run_dir, "--user", self.user, *extra],
                               capture_output=True, text=True, timeout=120)
 
     def config_with(self, extra):
@@ -91,10 +97,16 @@ class Init(unittest.TestCase):
             info = os.stat(os.path.join(self.etc, name))
             self.assertEqual((stat.S_IMODE(info.st_mode), info.st_gid), (0o640, account.pw_gid),
                              name)
+        # Local submission on a socket every local user reaches (not in the data directory,
+        # which is the account's alone), named in a configuration every user may read.
+        self.assertIn(f'\n[local_submission]\nsocket = "{self.run_dir}/submit.sock"\n',
+                      read(config))
+        self.assertEqual(stat.S_IMODE(os.stat(config).st_mode), 0o644)
         checked = subprocess.run([SMTPSD, "check", "--config", config], capture_output=True,
                                  text=True, timeout=60)
         self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
         self.assertIn("local domain: example.org", checked.stdout)
+        self.assertNotIn("other users", checked.stdout)
         self.assertIn(f"privileges: ", checked.stdout)
 
         # The records, published as printed (the address placeholders filled in).
@@ -173,6 +185,18 @@ class Init(unittest.TestCase):
         (delivered,) = os.listdir(maildir)
         with open(os.path.join(maildir, delivered), "rb") as f:
             self.assertIn(b"Subject: after init", f.read())
+        # sendmail as an ordinary local user (a cron job), through the socket init chose.
+        ordinary = ([shutil.which("setpriv"), "--reuid", "nobody", "--regid", "nogroup",
+                     "--clear-groups"] if os.geteuid() == 0 else [])
+        sent = subprocess.run([*ordinary, SMTPSCTL, "sendmail", "--config", config,
+                               "carol@example.org"], capture_output=True, timeout=60,
+                              input=b"Subject: from a local user\n\nhello\n")
+        self.assertEqual(sent.returncode, 0, sent.stdout + sent.stderr)
+        deadline = time.time() + 30
+        while time.time() < deadline and len(os.listdir(maildir)) < 2:
+            time.sleep(0.05)
+        (local,) = set(os.listdir(maildir)) - {delivered}
+        self.assertIn(b"Subject: from a local user", read_bytes(os.path.join(maildir, local)))
         self.assertEqual(end_process(server), 0, read(log_path))
         self.assertNotIn("level=error", read(log_path))
 
@@ -185,6 +209,20 @@ class Init(unittest.TestCase):
         self.assertIn(f"{self.etc}/smtpsd.toml exists; nothing written", again.stderr)
         with open(os.path.join(self.etc, "smtpsd.toml")) as f:
             self.assertEqual(f.read(), before)
+        # By default the local submission socket is in /run/smtpsd (the unit's
+        # RuntimeDirectory=, 0755).
+        default = subprocess.run([SMTPSD, "init", "--domain", "example.org", "--hostname",
+                                  "mx.example.org", "--dir", os.path.join(self.tmp, "default"),
+                                  "--data-dir", self.data, "--user", self.user],
+                                 capture_output=True, text=True, timeout=120)
+        self.assertEqual(default.returncode, 0, default.stdout + default.stderr)
+        self.assertIn('\n[local_submission]\nsocket = "/run/smtpsd/submit.sock"\n',
+                      read(os.path.join(self.tmp, "default", "smtpsd.toml")))
+        relative = subprocess.run([SMTPSD, "init", "--domain", "example.org", "--hostname",
+                                   "mx.example.org", "--dir", os.path.join(self.tmp, "other"),
+                                   "--run-dir", "run"], capture_output=True, text=True)
+        self.assertEqual(relative.returncode, 1)
+        self.assertIn("--run-dir must be an absolute path", relative.stderr)
         bad = subprocess.run([SMTPSD, "init", "--domain", "not a domain", "--hostname",
                               "mx.example.org", "--dir", os.path.join(self.tmp, "other")],
                              capture_output=True, text=True)

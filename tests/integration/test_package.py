@@ -10,7 +10,9 @@ administrator would, from the binaries of the build tree under test (no rebuild)
   every start); the installed
   /usr/sbin/smtpsd, started as the packaged account (setpriv, as the unit's User= does), on
   free loopback ports and a closed loopback DNS port, receives a mail over STARTTLS into
-  /var/lib/smtpsd;
+  /var/lib/smtpsd, and one from an ordinary local user (nobody) through `smtpsctl sendmail`
+  and the local submission socket init puts in /run/smtpsd (0755, made by the postinst, and
+  by the unit's RuntimeDirectory=; the data directory is 0750);
 - `dpkg --purge` leaves nothing but what Debian keeps: the system account (its uid is never
   reused) and the mailboxes the postrm refuses to delete; the unit's link is gone;
 - smtpsd-mta carries sendmail and mailq as links to smtpsctl and is the system's
@@ -84,8 +86,9 @@ class Package(unittest.TestCase):
         return Package.packages
 
     def test_install_set_up_serve_and_purge(self):
-        if installed("smtpsd") or os.path.exists("/etc/smtpsd"):
-            self.fail("smtpsd is installed here, or /etc/smtpsd exists: not touching them")
+        if installed("smtpsd") or os.path.exists("/etc/smtpsd") or os.path.exists("/run/smtpsd"):
+            self.fail("smtpsd is installed here, or /etc/smtpsd or /run/smtpsd exists: not "
+                      "touching them")
         account_existed = self.account() is not None
         data_existed = os.path.exists("/var/lib/smtpsd")
         packages = self.build()
@@ -94,6 +97,7 @@ class Package(unittest.TestCase):
             if installed("smtpsd"):
                 run("dpkg", "--purge", "smtpsd", env=DPKG_ENV)
             shutil.rmtree("/etc/smtpsd", ignore_errors=True)
+            shutil.rmtree("/run/smtpsd", ignore_errors=True)
             if not data_existed:
                 shutil.rmtree("/var/lib/smtpsd", ignore_errors=True)
             if not account_existed and self.account() is not None:
@@ -113,6 +117,10 @@ class Package(unittest.TestCase):
         data = os.stat("/var/lib/smtpsd")
         self.assertEqual((data.st_uid, data.st_gid, stat.S_IMODE(data.st_mode)),
                          (account.pw_uid, account.pw_gid, 0o750))
+        # The local submission socket's directory, open to every local user (sendmail).
+        run_dir = os.stat("/run/smtpsd")
+        self.assertEqual((run_dir.st_uid, run_dir.st_gid, stat.S_IMODE(run_dir.st_mode)),
+                         (account.pw_uid, account.pw_gid, 0o755))
         conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "smtpsd").stdout
         self.assertIn("/etc/smtpsd/smtpsd.toml ", conffiles)
         self.assertIn("/etc/fail2ban/filter.d/smtpsd.conf ", conffiles)
@@ -136,6 +144,11 @@ class Package(unittest.TestCase):
                          "/lib/systemd/system/smtpsd.service")
         self.assertIn("\n[Install]\nWantedBy=multi-user.target\n", unit)
         self.assertIn("\nConditionPathExists=!/etc/smtpsd/not-configured\n", unit)
+        # A start that keeps failing (the pre-start check refusing the configuration) is
+        # given up after 5 attempts, one every RestartSec=5s (test_privileges.py).
+        self.assertRegex(unit, r"\n\[Unit\]\n(?:[^\[]*\n)?StartLimitIntervalSec=300\n"
+                               r"StartLimitBurst=5\n(?:[^\[]*\n)?\[Service\]\n")
+        self.assertIn("\nRuntimeDirectory=smtpsd\nRuntimeDirectoryMode=0755\n", unit)
         self.assertTrue(os.path.isfile("/etc/smtpsd/not-configured"))
         # Its paths exist and systemd knows every setting (a misspelt one is only a warning).
         verify = run("systemd-analyze", "verify", "/lib/systemd/system/smtpsd.service")
@@ -162,6 +175,9 @@ class Package(unittest.TestCase):
         checked = run("/usr/sbin/smtpsd", "check", "--config", config)
         self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
         self.assertNotIn("not-configured", checked.stdout)
+        # Nothing out of reach of the local users sendmail runs as.
+        self.assertNotIn("other users", checked.stdout)
+        self.assertIn('\n[local_submission]\nsocket = "/run/smtpsd/submit.sock"\n', read(config))
         # Every file the unit needs at its start exists now: systemd (252) fails a start whose
         # LoadCredential= source is missing (status=243/CREDENTIALS), and checks
         # ConditionPathExists= before that.
@@ -204,6 +220,21 @@ class Package(unittest.TestCase):
         (delivered,) = os.listdir(maildir)
         self.assertIn("Subject: from the package", read(os.path.join(maildir, delivered)))
         self.assertEqual(os.stat(os.path.join(maildir, delivered)).st_uid, account.pw_uid)
+        # An ordinary local user (a cron job; not root, not the account) sends with sendmail
+        # (smtpsctl sendmail: the smtpsd-mta package's /usr/sbin/sendmail, not installed
+        # here beside Postfix), with the default configuration /etc/smtpsd/smtpsd.toml.
+        sent = subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup",
+                               "--clear-groups", "/usr/bin/smtpsctl", "sendmail",
+                               "carol@example.org"], capture_output=True, timeout=60,
+                              input=b"Subject: from a local user\n\nhello\n")
+        self.assertEqual(sent.returncode, 0, sent.stdout + sent.stderr)
+        deadline = time.time() + 30
+        while time.time() < deadline and len(os.listdir(maildir)) < 2:
+            time.sleep(0.05)
+        (local,) = set(os.listdir(maildir)) - {delivered}
+        self.assertIn("Subject: from a local user", read(os.path.join(maildir, local)))
+        self.assertIn("event=local_submission", read(log_path))
+        self.assertIn("user=nobody", read(log_path))
         # A message that waits in the queue through the upgrade (its MX cannot be looked up),
         # sent as root through the local submission socket (sendmail -t).
         sent = subprocess.run(["/usr/bin/smtpsctl", "sendmail", "-t"], capture_output=True,
@@ -257,6 +288,7 @@ class Package(unittest.TestCase):
         self.assertEqual(left, [])
         self.assertFalse(os.path.exists("/etc/smtpsd"))
         self.assertEqual(os.listdir("/var/lib/smtpsd"), ["mail"])
+        self.assertFalse(os.path.exists("/run/smtpsd"))
         # The enablement is forgotten too: no link, no mask, no deb-systemd-helper state.
         self.assertFalse(glob.glob("/etc/systemd/system/**/smtpsd.service", recursive=True))
         self.assertFalse(glob.glob("/var/lib/systemd/deb-systemd-helper-*/**/smtpsd.service*",

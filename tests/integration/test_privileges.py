@@ -33,9 +33,9 @@ NOBODY = 65534  # stands for the unit's account, which this machine does not hav
 MESSAGE = b"Subject: x\r\n\r\nhi\r\n"
 
 
-def unit_settings(path=UNIT):
-    """The [Service] settings of the shipped unit (or a drop-in): name -> list of values, in
-    order."""
+def unit_settings(path=UNIT, wanted="[Service]"):
+    """The settings of one section ([Service] unless told) of the shipped unit (or a
+    drop-in): name -> list of values, in order."""
     settings = {}
     section = None
     with open(path) as f:
@@ -43,7 +43,7 @@ def unit_settings(path=UNIT):
             line = line.strip()
             if line.startswith("["):
                 section = line
-            elif section == "[Service]" and line and not line.startswith("#"):
+            elif section == wanted and line and not line.startswith("#"):
                 name, _, value = line.partition("=")
                 settings.setdefault(name, []).append(value)
     return settings
@@ -518,6 +518,11 @@ class SystemdUnit(unittest.TestCase):
         self.assertEqual(settings["AmbientCapabilities"], ["CAP_NET_BIND_SERVICE"])
         self.assertEqual(settings["CapabilityBoundingSet"], ["CAP_NET_BIND_SERVICE"])
         self.assertEqual(settings["StateDirectory"], ["smtpsd"])
+        # The local submission socket's directory (init's socket = "/run/smtpsd/submit.sock"):
+        # every local user must enter it, unlike the data directory (0750).
+        self.assertEqual(settings["StateDirectoryMode"], ["0750"])
+        self.assertEqual(settings["RuntimeDirectory"], ["smtpsd"])
+        self.assertEqual(settings["RuntimeDirectoryMode"], ["0755"])
         # Not in the unit itself: a LoadCredential= source that does not exist fails every
         # start (systemd 252: status=243/CREDENTIALS), and `smtpsd init` names its keys
         # directly. The drop-in that keeps keys root's alone names both.
@@ -525,6 +530,27 @@ class SystemdUnit(unittest.TestCase):
         self.assertEqual(sorted(unit_settings(CREDENTIALS_DROP_IN)["LoadCredential"]),
                          ["smtpsd.crt:/etc/smtpsd/tls/cert.pem",
                           "smtpsd.key:/etc/smtpsd/tls/key.pem"])
+
+    def test_a_start_that_keeps_failing_is_given_up_a_transient_failure_retried(self):
+        """Restart=on-failure with systemd's default start limit (5 starts in 10 s) never
+        reaches it at one start per RestartSec=5s: a configuration the pre-start check refuses
+        would be retried forever. The limit is in [Unit] (systemd ignores it in [Service] in
+        older versions and warns)."""
+        service, unit = unit_settings(), unit_settings(wanted="[Unit]")
+        self.assertEqual(service["Restart"], ["on-failure"])
+        self.assertNotIn("StartLimitIntervalSec", service)
+        self.assertNotIn("StartLimitBurst", service)
+        (restart_sec,) = service["RestartSec"]
+        (interval,) = unit["StartLimitIntervalSec"]
+        (burst,) = unit["StartLimitBurst"]
+        restart_sec, interval, burst = int(restart_sec.removesuffix("s")), int(interval), int(burst)
+        self.assertEqual((restart_sec, interval, burst), (5, 300, 5))
+        # A start that fails at once (the check takes well under a second): the starts at
+        # 0, 5, ... s; the one after `burst` of them falls within the interval and is refused.
+        starts = [n * restart_sec for n in range(burst + 1)]
+        self.assertLess(starts[-1] - starts[0], interval)
+        # A transient failure is still retried a few times.
+        self.assertGreaterEqual(burst - 1, 3)
 
     @needs.tools("systemd-analyze")
     def test_unit_verifies_and_is_sandboxed(self):

@@ -8,7 +8,9 @@ problem with its exact message naming the file or the key, with the real binary:
   that file would not); run as the account itself, as the systemd unit's pre-start step
   does (User=smtpsd, emulated with setpriv: there is no systemd here), the same file is an
   error, and so are a data directory the account cannot write and a port below 1024
-  without CAP_NET_BIND_SERVICE; with the unit's one capability that port passes.
+  without CAP_NET_BIND_SERVICE; with the unit's one capability that port passes;
+- with [local_submission], a socket directory or a configuration other local users cannot
+  reach or read (sendmail runs as them): a warning naming the directory or the file.
 
 Needs root (to make files another account cannot read) and setpriv.
 """
@@ -92,6 +94,45 @@ class StartupCheck(ServerTestCase):
         os.chown(os.path.join(closed, "data"), NOBODY, NOBODY)
         found = self.check(server)
         self.assertEqual((found.returncode, found.stderr), (0, ""), found.stdout)
+
+    def test_local_submission_out_of_reach_of_other_users_is_a_warning(self):
+        """sendmail runs as any local user (cron, `mail`): it reads the configuration to find
+        the socket, and connects to it. A socket under a closed directory (the package's
+        data directory is 0750) or a configuration only root and the account may read work
+        for those two alone: a warning (the server itself starts)."""
+        os.chmod(self.tmp, 0o711)
+        closed = os.path.join(self.tmp, "closed")
+        os.makedirs(closed)
+        os.chmod(closed, 0o750)
+        socket = os.path.join(closed, "run", "submit.sock")
+        server = self.new_server(privileges={"user": "nobody"},
+                                 listeners=[{"role": "smtp", "port": 0}],
+                                 extra_toml=f'[local_submission]\nsocket = "{socket}"\n')
+        config = server.config_path
+        os.chmod(config, 0o640)
+        found = self.check(server)
+        self.assertEqual((found.returncode, found.stderr), (0, ""), found.stdout)
+        self.assertIn(f"warning: {socket}: the local submission socket is out of reach of other "
+                      f"users ({closed} is closed to them): sendmail fails for every user but "
+                      f"the server's account and root; chmod o+x {closed}, or socket = "
+                      f"\"/run/smtpsd/submit.sock\" in [local_submission]\n", found.stdout)
+        self.assertIn(f"warning: {config}: the configuration is not readable by other users: "
+                      f"sendmail reads it to find the local submission socket (it holds no "
+                      f"secret: keys and passwords are files of their own); chmod o+r "
+                      f"{config}\n", found.stdout)
+        os.chmod(self.tmp, 0o710)  # above both: one line each, naming the directory
+        found = self.check(server)
+        self.assertIn(f"warning: {config}: the configuration is out of reach of other users "
+                      f"({self.tmp} is closed to them): sendmail reads it to find the local "
+                      f"submission socket; chmod o+x {self.tmp}\n", found.stdout)
+        self.assertIn(f"({self.tmp} is closed to them): sendmail fails", found.stdout)
+        # The fixes: no warning left about other users.
+        os.chmod(self.tmp, 0o711)
+        os.chmod(closed, 0o751)
+        os.chmod(config, 0o644)
+        found = self.check(server)
+        self.assertEqual((found.returncode, found.stderr), (0, ""), found.stdout)
+        self.assertNotIn("other users", found.stdout)
 
     def test_as_the_account_what_root_warns_about_is_an_error(self):
         os.chmod(self.tmp, 0o711)

@@ -145,8 +145,14 @@ std::string configuration(const InitOptions& o, const std::string& rsa_selector,
       "address = \"0.0.0.0\"\n"
       "port = 587\n\n"
       "# IPv6: the same three listeners with address = \"::\".\n\n"
-      "# `sendmail` on this host (cron, scripts) without a password.\n"
-      "[local_submission]\n\n"
+      "# `sendmail` on this host (cron, scripts) without a password. The socket's directory\n"
+      "# must let every local user in (the data directory does not): the systemd unit makes\n"
+      "# it (RuntimeDirectory=, 0755), the Debian package too; read by sendmail, this file\n"
+      "# stays readable by all (it holds no secret).\n"
+      "[local_submission]\n"
+      "socket = " +
+      quoted(o.run_dir + "/submit.sock") +
+      "\n\n"
       "# DNS: the system's resolvers (/etc/resolv.conf), DNSSEC validated when they pass it\n"
       "# through (README \"DNS\"); a local validating resolver (unbound) makes DANE work.\n\n"
       "# Reports to the domains you exchange mail with; on once named:\n"
@@ -198,6 +204,9 @@ int run_init(const InitOptions& given, std::ostream& out, std::ostream& err, std
     return fail(err, "--hostname \"" + given.hostname + "\" is not a host name (mx.example.org)");
   if (o.data_dir.empty() || o.data_dir.front() != '/')
     return fail(err, "--data-dir must be an absolute path");
+  // sun_path holds 108 octets with its NUL (unix(7)); "/submit.sock" is 12 of them.
+  if (o.run_dir.empty() || o.run_dir.front() != '/' || o.run_dir.size() > 95)
+    return fail(err, "--run-dir must be an absolute path of at most 95 octets");
   std::error_code ec;
   fs::create_directories(o.dir, ec);
   if (ec) return fail(err, "cannot create " + o.dir + ": " + ec.message());

@@ -1,11 +1,14 @@
 // init_command.h — `smtpsd init --domain D --hostname H [--dir DIR] [--data-dir PATH]
-// [--user NAME]`: a production setup for one mail domain, ready for `smtpsd check`, and
-// every DNS record to publish for it.
+// [--run-dir PATH] [--user NAME]`: a production setup for one mail domain, ready for
+// `smtpsd check`, and every DNS record to publish for it.
 //
 // Writes into DIR (default /etc/smtpsd; made if missing):
 //   smtpsd.toml      the configuration: listeners on 25 (smtp), 465 (submissions) and 587
 //                    (submission), the domain with Maildir delivery under the data
-//                    directory, DKIM signing, the account to run as, comments on every choice
+//                    directory, DKIM signing, the account to run as, local submission on
+//                    RUN_DIR/submit.sock (default /run/smtpsd: the unit's RuntimeDirectory=,
+//                    open to every local user, unlike the 0750 data directory; mode 0644,
+//                    since sendmail run by any user reads it), comments on every choice
 //   users, aliases   empty (add mailboxes with `smtpsctl user add --users DIR/users ...`)
 //   tls/             an ECDSA and an RSA key with certificates for H from a CA of its own
 //                    (replace them by a public CA's: MTA-STS senders and most clients need
@@ -38,6 +41,7 @@ struct InitOptions {
   std::string hostname;
   std::string dir = "/etc/smtpsd";
   std::string data_dir = "/var/lib/smtpsd";
+  std::string run_dir = "/run/smtpsd";  // the local submission socket's directory
   std::string user = "smtpsd";
 };
 

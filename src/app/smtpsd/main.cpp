@@ -4,7 +4,8 @@
 //   smtpsd serve [--config FILE]   run the server
 //   smtpsd check [--config FILE]   validate and print the effective policy (exit 2 on error)
 //     (no --config: $SMTPSD_CONFIG, else /etc/smtpsd/smtpsd.toml; app/common/config_path.h)
-//   smtpsd init --domain D --hostname H [--dir DIR] [--data-dir PATH] [--user NAME]
+//   smtpsd init --domain D --hostname H [--dir DIR] [--data-dir PATH] [--run-dir PATH]
+//               [--user NAME]
 //                                  production setup and DNS records (see app/init_command.h)
 //   smtpsd dev [--dir DIR] [--port-offset N] [--dns IP:PORT] [--init-only]   development setup
 //                                  (see app/dev_mode.h)
@@ -73,6 +74,9 @@ int main(int argc, char** argv) {
   init->add_option("--dir", init_options.dir, "Where the configuration goes")
       ->capture_default_str();
   init->add_option("--data-dir", init_options.data_dir, "The server's data directory")
+      ->capture_default_str();
+  init->add_option("--run-dir", init_options.run_dir,
+                   "Where the local submission socket goes (open to every local user)")
       ->capture_default_str();
   init->add_option("--user", init_options.user, "The account the server runs as")
       ->capture_default_str();

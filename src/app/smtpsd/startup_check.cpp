@@ -244,11 +244,62 @@ void check_ports(const config::Config& config, std::vector<StartupProblem>& prob
   }
 }
 
+// The first directory from / down to dir (included) that other users (neither owner nor
+// group) cannot enter, or empty; a missing one ends the walk (made 0755 at start).
+fs::path closed_to_others(const fs::path& dir) {
+  fs::path walked;
+  for (const fs::path& part : dir) {
+    walked /= part;
+    struct stat st {};
+    if (::stat(walked.c_str(), &st) != 0) return {};
+    if ((st.st_mode & S_IXOTH) == 0) return walked;
+  }
+  return {};
+}
+
+// Local submission serves every local user (sendmail from cron, `mail`, scripts), who must
+// read the configuration (to find the socket) and reach the socket; the server makes the
+// socket 0666 and a missing directory 0755, but cannot open the directories above it.
+void check_local_submission(const config::Config& config, std::vector<StartupProblem>& problems) {
+  if (!config.local_submission.enabled) return;
+  std::error_code ec;
+  const fs::path socket = fs::absolute(config.local_submission.socket, ec);
+  if (ec) return;
+  if (fs::path closed = closed_to_others(socket.parent_path()); !closed.empty()) {
+    problems.push_back(
+        {socket.string() + ": the local submission socket is out of reach of other users (" +
+             closed.string() + " is closed to them): sendmail fails for every user but " +
+             "the server's account and root; chmod o+x " + closed.string() +
+             ", or socket = \"/run/smtpsd/submit.sock\" in [local_submission]",
+         StartupProblem::Severity::kWarning});
+  }
+  if (config.source_file.empty()) return;
+  const fs::path file = fs::absolute(config.source_file, ec);
+  if (ec) return;
+  struct stat st {};
+  if (fs::path closed = closed_to_others(file.parent_path()); !closed.empty()) {
+    problems.push_back({file.string() + ": the configuration is out of reach of other users (" +
+                            closed.string() +
+                            " is closed to them): sendmail reads it to find the local "
+                            "submission socket; chmod o+x " +
+                            closed.string(),
+                        StartupProblem::Severity::kWarning});
+  } else if (::stat(file.c_str(), &st) == 0 && (st.st_mode & S_IROTH) == 0) {
+    problems.push_back({file.string() +
+                            ": the configuration is not readable by other users: sendmail "
+                            "reads it to find the local submission socket (it holds no "
+                            "secret: keys and passwords are files of their own); chmod o+r " +
+                            file.string(),
+                        StartupProblem::Severity::kWarning});
+  }
+}
+
 }  // namespace
 
 std::vector<StartupProblem> check_startup(const config::Config& config) {
   std::vector<StartupProblem> problems;
   check_ports(config, problems);
+  check_local_submission(config, problems);
   // The Debian package's marker beside a configuration written by hand: the unit is enabled
   // but skips its start while the marker exists.
   std::error_code ec;

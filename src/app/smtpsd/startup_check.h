@@ -13,6 +13,8 @@
 // - listening ports already in use, or not bindable (below 1024 without root or
 //   CAP_NET_BIND_SERVICE). A port held by this configuration's running server (its control
 //   socket answers) is a note, not an error: a restart stops that server first;
+// - with [local_submission]: a socket directory, or a configuration, that other local users
+//   cannot reach or read (a warning: sendmail works for root and the account only);
 // - the Debian package's "not-configured" marker beside the configuration (a warning: the
 //   enabled unit skips its start while it exists, see init_command.h).
 // Each problem is one line "FILE: what is wrong; the fix" on stderr.
