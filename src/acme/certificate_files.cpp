@@ -143,6 +143,17 @@ base::Expected<ChainInfo, std::string> inspect_chain(const std::string& pem, EVP
   }
   info.not_before = unix_of(X509_get0_notBefore(leaf.get()));
   info.not_after = unix_of(X509_get0_notAfter(leaf.get()));
+  if (auto* names = static_cast<GENERAL_NAMES*>(
+          X509_get_ext_d2i(leaf.get(), NID_subject_alt_name, nullptr, nullptr))) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+      const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
+      if (name->type != GEN_DNS) continue;
+      const ASN1_IA5STRING* text = name->d.dNSName;
+      info.dns_names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
+                                  static_cast<std::size_t>(ASN1_STRING_length(text)));
+    }
+    GENERAL_NAMES_free(names);
+  }
   info.self_signed =
       X509_NAME_cmp(X509_get_subject_name(leaf.get()), X509_get_issuer_name(leaf.get())) == 0;
   tls::BioPtr name(BIO_new(BIO_s_mem()));

@@ -47,6 +47,7 @@ struct ChainInfo {
   std::string issuer;        // the leaf's issuer, one line (RFC 2253)
   bool self_signed = false;  // the placeholder
   std::size_t certificates = 0;
+  std::vector<std::string> dns_names;  // the leaf's DNS subjectAltNames, as written
 };
 // Reads a PEM chain (leaf first); with key, checks that the leaf belongs to it.
 base::Expected<ChainInfo, std::string> inspect_chain(const std::string& pem, EVP_PKEY* key);

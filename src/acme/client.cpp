@@ -34,19 +34,26 @@ std::string describe_problem(const Json& problem) {
 }  // namespace
 
 std::chrono::seconds parse_retry_after(std::string_view value, std::int64_t now_unix) {
+  // The CA's word, bounded: a day at most (a larger or absurd value, such as 2^63 / 1000,
+  // would overflow the conversion to milliseconds or stop the renewal for good).
+  constexpr std::int64_t kLongest = kRetryAfterLimit.count();
   while (!value.empty() && value.back() == ' ')
     value.remove_suffix(1);
   if (value.empty()) return std::chrono::seconds(0);
   std::int64_t seconds = 0;
   auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+  if (error == std::errc::result_out_of_range && end == value.data() + value.size())
+    return value.front() == '-' ? std::chrono::seconds(0) : kRetryAfterLimit;
   if (error == std::errc() && end == value.data() + value.size())
-    return std::chrono::seconds(std::max<std::int64_t>(seconds, 0));
+    return std::chrono::seconds(std::clamp<std::int64_t>(seconds, 0, kLongest));
   // IMF-fixdate (RFC 9110 §5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT".
   struct tm parts {};
   const std::string text(value);
   const char* parsed = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &parts);
   if (parsed == nullptr || *parsed != '\0') return std::chrono::seconds(0);
-  return std::chrono::seconds(std::max<std::int64_t>(timegm(&parts) - now_unix, 0));
+  const std::int64_t at = timegm(&parts);
+  if (at <= now_unix) return std::chrono::seconds(0);
+  return std::chrono::seconds(at - now_unix > kLongest ? kLongest : at - now_unix);
 }
 
 base::Expected<std::string, std::string> certificate_id(const std::string& chain_pem) {

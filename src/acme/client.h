@@ -67,7 +67,9 @@ struct RenewalWindow {
 // "2025-01-02T04:00:00Z" or with fractional seconds → unix seconds; nullopt otherwise.
 std::optional<std::int64_t> parse_rfc3339(std::string_view text);
 
-// Seconds from a Retry-After value (delay-seconds or an IMF-fixdate), 0 when empty or bad.
+// Seconds from a Retry-After value (delay-seconds or an IMF-fixdate), 0 when empty or bad,
+// never more than kRetryAfterLimit (a day).
+inline constexpr std::chrono::seconds kRetryAfterLimit{86'400};
 std::chrono::seconds parse_retry_after(std::string_view value, std::int64_t now_unix);
 
 class Client {

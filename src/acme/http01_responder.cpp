@@ -8,8 +8,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "obs/log.h"
 
@@ -58,7 +60,7 @@ base::Expected<std::unique_ptr<Http01Responder>, std::string> Http01Responder::b
   const int on = 1, off = 0;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
   if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0 || ::listen(fd, 16) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0 || ::listen(fd, 128) != 0) {
     const std::string why = strerror(errno);
     ::close(fd);
     return base::unexpected("http-01 responder: cannot listen on " + where + ": " + why);
@@ -131,50 +133,135 @@ std::string Http01Responder::answer(std::string_view head) const {
   return out;
 }
 
-void Http01Responder::serve_one(int fd) {
-  const auto deadline = std::chrono::steady_clock::now() + kRequestTimeout;
+// One connection: its request head as it arrives, then the reply as it leaves.
+struct Http01Responder::Connection {
+  int fd = -1;
+  std::string client;  // the peer's address bytes: the per-client cap
+  std::chrono::steady_clock::time_point deadline;
   std::string head;
-  char buffer[2048];
-  while (head.find("\r\n\r\n") == std::string::npos && head.size() < kMaxHead) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return;
-    pollfd waiting[2] = {{fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    if (::poll(waiting, 2, static_cast<int>(left.count())) <= 0 || waiting[1].revents) return;
-    const ssize_t got = ::recv(fd, buffer, sizeof(buffer), 0);
-    if (got <= 0) return;
-    head.append(buffer, static_cast<std::size_t>(got));
-  }
-  const std::string out = answer(head);
-  obs::Log("acme_http01_request", obs::Level::kDebug)
-      .kv("request", head.substr(0, std::min<std::size_t>(head.find("\r\n"), 200)))
-      .kv("status", out.substr(9, 3));
+  std::string out;  // non-empty once the head is complete
   std::size_t sent = 0;
-  while (sent < out.size()) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return;
-    pollfd waiting{fd, POLLOUT, 0};
-    if (::poll(&waiting, 1, static_cast<int>(left.count())) <= 0) return;
-    const ssize_t put = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
-    if (put <= 0) return;
-    sent += static_cast<std::size_t>(put);
+  bool done = false;
+};
+
+namespace {
+
+std::string peer_of(const sockaddr_storage& address) {
+  if (address.ss_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address);
+    return std::string(reinterpret_cast<const char*>(&v4->sin_addr), sizeof(v4->sin_addr));
   }
+  const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address);
+  return std::string(reinterpret_cast<const char*>(&v6->sin6_addr), sizeof(v6->sin6_addr));
+}
+
+}  // namespace
+
+void Http01Responder::serve(Connection& connection) {
+  if (connection.out.empty()) {
+    char buffer[2048];
+    const ssize_t got = ::recv(connection.fd, buffer, sizeof(buffer), 0);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (got <= 0) {
+      connection.done = true;
+      return;
+    }
+    connection.head.append(buffer, static_cast<std::size_t>(got));
+    if (connection.head.find("\r\n\r\n") == std::string::npos && connection.head.size() < kMaxHead)
+      return;
+    connection.out = answer(connection.head);
+    obs::Log("acme_http01_request", obs::Level::kDebug)
+        .kv("request",
+            connection.head.substr(0, std::min<std::size_t>(connection.head.find("\r\n"), 200)))
+        .kv("status", connection.out.substr(9, 3));
+  }
+  const ssize_t put = ::send(connection.fd, connection.out.data() + connection.sent,
+                             connection.out.size() - connection.sent, MSG_NOSIGNAL);
+  if (put < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (put <= 0) {
+    connection.done = true;
+    return;
+  }
+  connection.sent += static_cast<std::size_t>(put);
+  connection.done = connection.sent == connection.out.size();
 }
 
 void Http01Responder::run() {
+  using Clock = std::chrono::steady_clock;
+  std::vector<Connection> connections;  // oldest first
+  Clock::time_point accept_paused_until{};
+  const auto close_at = [&connections](std::size_t index) {
+    ::close(connections[index].fd);
+    connections.erase(connections.begin() + static_cast<std::ptrdiff_t>(index));
+  };
   while (!stopping_) {
-    pollfd waiting[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    if (::poll(waiting, 2, -1) < 0) {
+    Clock::time_point now = Clock::now();
+    const bool accepting = now >= accept_paused_until;
+    std::vector<pollfd> waiting;
+    waiting.push_back({wake_fd_, POLLIN, 0});
+    waiting.push_back({accepting ? listen_fd_ : -1, POLLIN, 0});
+    Clock::time_point next = accepting ? Clock::time_point::max() : accept_paused_until;
+    for (const Connection& connection : connections) {
+      waiting.push_back(
+          {connection.fd, static_cast<short>(connection.out.empty() ? POLLIN : POLLOUT), 0});
+      next = std::min(next, connection.deadline);
+    }
+    const int timeout =
+        next == Clock::time_point::max()
+            ? -1
+            : static_cast<int>(std::clamp<std::int64_t>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count() + 1, 0,
+                  60'000));
+    if (::poll(waiting.data(), waiting.size(), timeout) < 0) {
       if (errno == EINTR) continue;
       break;
     }
-    if (waiting[1].revents || stopping_) break;
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0) continue;
-    serve_one(fd);
-    ::close(fd);
+    if (waiting[0].revents || stopping_) break;
+    for (std::size_t i = 0; i < connections.size(); ++i) {
+      if (waiting[i + 2].revents != 0) serve(connections[i]);
+    }
+    now = Clock::now();
+    for (std::size_t i = connections.size(); i-- > 0;) {
+      if (connections[i].done || now >= connections[i].deadline) close_at(i);
+    }
+    if (!accepting || waiting[1].revents == 0) continue;
+    for (int accepted = 0; accepted < kMaxConnections; ++accepted) {
+      sockaddr_storage peer{};
+      socklen_t peer_length = sizeof(peer);
+      const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_length,
+                               SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors: the pending connection stays queued; try again a little
+          // later instead of a poll that wakes at once, forever.
+          obs::Log("acme_http01_accept_failed", obs::Level::kWarning).kv("error", strerror(errno));
+          accept_paused_until = Clock::now() + kAcceptPause;
+        }
+        break;
+      }
+      Connection connection;
+      connection.fd = fd;
+      connection.client = peer_of(peer);
+      connection.deadline = Clock::now() + kRequestTimeout;
+      // Room for the newcomer: the client's own oldest connection past its cap, else the
+      // oldest of all past the total; a request arrives with its connection, so an idle
+      // crowd is pushed out rather than making the CA wait.
+      std::size_t same = 0;
+      std::size_t oldest_same = connections.size();
+      for (std::size_t i = 0; i < connections.size(); ++i) {
+        if (connections[i].client != connection.client) continue;
+        if (same++ == 0) oldest_same = i;
+      }
+      if (same >= static_cast<std::size_t>(kMaxPerClient)) {
+        close_at(oldest_same);
+      } else if (connections.size() >= static_cast<std::size_t>(kMaxConnections)) {
+        close_at(0);
+      }
+      connections.push_back(std::move(connection));
+    }
   }
+  for (Connection& connection : connections)
+    ::close(connection.fd);
 }
 
 }  // namespace acme

@@ -4,11 +4,14 @@
 // keep-alive).
 //
 // Invariants: its own thread (never an I/O thread of the mail server); the socket is bound
-// at start-up (port 80 needs CAP_NET_BIND_SERVICE or root, before the privilege drop); one
-// connection at a time, each bounded in time (kRequestTimeout) and size (8 KiB of request
-// head), so a slow client delays a validation by at most that long and holds nothing else.
-// XXX: one at a time is enough for a CA's validation requests (a few per challenge); a
-// client that keeps reconnecting slowly could make a validation fail, and the renewal retries.
+// at start-up (port 80 needs CAP_NET_BIND_SERVICE or root, before the privilege drop); up to
+// kMaxConnections non-blocking connections served at once by one poll loop, kMaxPerClient
+// from one address, each bounded in time (kRequestTimeout) and size (8 KiB of request head).
+// A newcomer over a cap pushes out the oldest connection (of its address, else of all): a
+// crowd of idle connections cannot make the CA's validation wait. Out of descriptors
+// (EMFILE, ENFILE), accepting pauses for kAcceptPause instead of spinning.
+// XXX: a flood of new connections from many addresses could still push out a CA's connection
+// before its request arrives; the CA retries from several vantage points, and so do we.
 #pragma once
 
 #include <atomic>
@@ -28,6 +31,9 @@ namespace acme {
 class Http01Responder : public ChallengePublisher {
  public:
   static constexpr std::chrono::milliseconds kRequestTimeout{2000};
+  static constexpr int kMaxConnections = 64;
+  static constexpr int kMaxPerClient = 8;
+  static constexpr std::chrono::milliseconds kAcceptPause{100};
 
   // Binds address:port ("" or "::": every address, IPv4 too where the system allows).
   static base::Expected<std::unique_ptr<Http01Responder>, std::string> bind(
@@ -46,8 +52,10 @@ class Http01Responder : public ChallengePublisher {
 
  private:
   Http01Responder(int listen_fd, int wake_fd, std::uint16_t port);
+  struct Connection;  // one client's request head, then the reply
   void run();
-  void serve_one(int fd);
+  // Reads or writes what the connection is ready for; sets `done` when it is over.
+  void serve(Connection& connection);
 
   int listen_fd_;
   int wake_fd_;  // eventfd: stop()

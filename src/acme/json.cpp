@@ -40,6 +40,10 @@ class JsonParser {
 
   bool parse_value(Json& out, int depth) {
     if (depth > kMaxJsonDepth) return fail("nested too deeply");
+    // Each value is a node of ~150 bytes: a 1 MiB answer of "[0,0,0,…" would make half a
+    // million of them.
+    if (++nodes_ > kMaxJsonNodes)
+      return fail("more than " + std::to_string(kMaxJsonNodes) + " values");
     skip_space();
     if (position_ >= text_.size()) return fail("value expected");
     const char c = text_[position_];
@@ -249,6 +253,7 @@ class JsonParser {
 
   std::string_view text_;
   std::size_t position_ = 0;
+  std::size_t nodes_ = 0;
   std::string error_;
 };
 

@@ -1,8 +1,9 @@
 // json.h — the JSON that ACME servers send (RFC 8555 §7: directory, account, order,
 // authorization, challenge, problem documents; RFC 8259 grammar), read into a small tree.
 //
-// Invariants: input is bounded (kMaxJsonBytes, kMaxJsonDepth); anything that is not valid
-// RFC 8259 JSON is refused with a reason; strings are UTF-8 with \u escapes decoded
+// Invariants: input is bounded (kMaxJsonBytes, kMaxJsonDepth, kMaxJsonNodes: values of any
+// kind, so that a hostile answer cannot make a tree of hundreds of megabytes); anything that is not
+// valid RFC 8259 JSON is refused with a reason; strings are UTF-8 with \u escapes decoded
 // (surrogate pairs joined, a lone surrogate refused). Numbers are kept as doubles: ACME
 // sends none we act on but Retry-After-like hints, which come as headers. Pure: fuzzed by
 // tests/fuzz/acme_json_fuzz.cpp.
@@ -19,6 +20,7 @@ namespace acme {
 
 inline constexpr std::size_t kMaxJsonBytes = 1 << 20;
 inline constexpr int kMaxJsonDepth = 32;
+inline constexpr std::size_t kMaxJsonNodes = 10'000;  // an ACME answer has a few dozen
 
 struct Json {
   enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject };

@@ -1,13 +1,16 @@
 // renewal.cpp — see renewal.h.
 #include "acme/renewal.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 
 #include "base/clock.h"
@@ -35,6 +38,29 @@ std::int64_t now_ms() {
       .count();
 }
 
+// Times in milliseconds that saturate instead of overflowing.
+std::int64_t saturating_add(std::int64_t a, std::int64_t b) {
+  std::int64_t out = 0;
+  if (__builtin_add_overflow(a, b, &out))
+    return b > 0 ? std::numeric_limits<std::int64_t>::max()
+                 : std::numeric_limits<std::int64_t>::min();
+  return out;
+}
+
+std::int64_t ms_of(std::int64_t seconds) {
+  std::int64_t out = 0;
+  if (__builtin_mul_overflow(seconds, 1000, &out))
+    return seconds > 0 ? std::numeric_limits<std::int64_t>::max()
+                       : std::numeric_limits<std::int64_t>::min();
+  return out;
+}
+
+std::string lowercase(std::string text) {
+  for (char& c : text)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return text;
+}
+
 bool exists(const std::string& path) {
   struct stat info {};
   return ::stat(path.c_str(), &info) == 0;
@@ -47,8 +73,19 @@ base::Expected<base::Ok, std::string> prepare_files(const std::string& acme_dir,
   std::error_code error;
   std::filesystem::create_directories(acme_dir, error);
   if (error) return base::unexpected("cannot create " + acme_dir + ": " + error.message());
-  if (::chmod(acme_dir.c_str(), 0700) != 0)
-    return base::unexpected(acme_dir + ": " + std::strerror(errno));
+  // The directory itself, never what a link in its place points to (O_NOFOLLOW).
+  const int directory = ::open(acme_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (directory < 0) {
+    const int saved = errno;
+    struct stat link {};
+    if (::lstat(acme_dir.c_str(), &link) == 0 && S_ISLNK(link.st_mode))
+      return base::unexpected(acme_dir + ": is a symbolic link; refusing to use it");
+    return base::unexpected(acme_dir + ": " + std::strerror(saved));
+  }
+  const bool private_mode = ::fchmod(directory, 0700) == 0;
+  const int saved = errno;
+  ::close(directory);
+  if (!private_mode) return base::unexpected(acme_dir + ": " + std::strerror(saved));
   auto account = load_or_create_key(account_key_path(acme_dir), KeyType::kEcdsaP256);
   if (!account) return base::unexpected(account.error());
   for (const CertificatePaths& paths : certificate_paths(acme_dir)) {
@@ -67,6 +104,34 @@ base::Expected<base::Ok, std::string> prepare_files(const std::string& acme_dir,
     if (!written) return base::unexpected(paths.chain + ": " + written.error());
   }
   return base::Ok{};
+}
+
+std::int64_t due_by_lifetime(const ChainInfo& info,
+                             std::optional<std::chrono::seconds> renew_before) {
+  const std::int64_t lifetime = std::max<std::int64_t>(info.not_after - info.not_before, 0);
+  if (!renew_before) return info.not_before + lifetime * 2 / 3;
+  return std::max(
+      info.not_before + lifetime / 2,
+      saturating_add(info.not_after, -std::max<std::int64_t>(renew_before->count(), 0)));
+}
+
+bool names_match(const ChainInfo& info, const std::vector<std::string>& names) {
+  std::vector<std::string> have;
+  std::vector<std::string> want;
+  for (const std::string& name : info.dns_names)
+    have.push_back(lowercase(name));
+  for (const std::string& name : names)
+    want.push_back(lowercase(name));
+  std::sort(have.begin(), have.end());
+  have.erase(std::unique(have.begin(), have.end()), have.end());
+  std::sort(want.begin(), want.end());
+  want.erase(std::unique(want.begin(), want.end()), want.end());
+  return have == want;
+}
+
+std::int64_t latest_renewal(const ChainInfo& info) {
+  const std::int64_t lifetime = std::max<std::int64_t>(info.not_after - info.not_before, 0);
+  return info.not_after - lifetime / 6;
 }
 
 Renewer::Renewer(RenewalOptions options, std::shared_ptr<dns::Resolver> resolver,
@@ -110,13 +175,12 @@ void Renewer::schedule(KeyState& state, std::int64_t now) const {
   auto text = read_file(state.paths.chain);
   auto info = text ? inspect_chain(text.value(), nullptr)
                    : base::Expected<ChainInfo, std::string>(base::unexpected(text.error()));
-  if (!info || info->self_signed) {
+  // A name added to [acme] names (or one removed) is not covered: due now.
+  if (!info || info->self_signed || !names_match(info.value(), options_.names)) {
     state.due_ms = now;
     return;
   }
-  const std::int64_t lifetime = std::max<std::int64_t>(info->not_after - info->not_before, 0);
-  state.due_ms = 1000 * (options_.renew_before ? info->not_after - options_.renew_before->count()
-                                               : info->not_before + lifetime * 2 / 3);
+  state.due_ms = ms_of(due_by_lifetime(info.value(), options_.renew_before));
 }
 
 void Renewer::update_metrics(const KeyState& state) const {
@@ -156,6 +220,11 @@ void Renewer::attempt(KeyState& state, Client& client, const AccountKey& account
     auto info = inspect_chain(chain.value(), key->get());
     if (!info) {
       chain = base::unexpected(Failure{"certificate", info.error()});
+    } else if (!names_match(info.value(), options_.names)) {
+      // Kept out of service: it would be due again at once (a loop of orders).
+      chain = base::unexpected(Failure{"certificate", "its names (" + joined(info->dns_names) +
+                                                          ") are not the names ordered (" +
+                                                          joined(options_.names) + ")"});
     } else if (auto written = base::write_file_atomically(state.paths.chain, chain.value(), 0644);
                !written) {
       chain = base::unexpected(Failure{"write", written.error()});
@@ -216,7 +285,7 @@ void Renewer::attempt(KeyState& state, Client& client, const AccountKey& account
       .counter("smtpsd_acme_renewals_total", "ACME certificate renewals by result.",
                {{"key", key_name}, {"result", "failure"}})
       .inc();
-  state.due_ms = now_ms() + wait.count();
+  state.due_ms = saturating_add(now_ms(), wait.count());
   state.last_result += " (retry at " + when(state.due_ms / 1000) + ")";
 }
 
@@ -268,7 +337,7 @@ void Renewer::run() {
     for (const KeyState& state : keys_)
       if (state.renewal_info_next_ms > 0) next = std::min(next, state.renewal_info_next_ms);
     // Wake at the next due time or window question, or hourly for the days-left gauge.
-    const std::int64_t wait = std::clamp<std::int64_t>(next - now, 1, 3'600'000);
+    const std::int64_t wait = std::clamp<std::int64_t>(saturating_add(next, -now), 1, 3'600'000);
     wake_.wait_for(lock, std::chrono::milliseconds(wait), [this] { return stopping_ || forced_; });
     if (!stopping_) {
       for (const KeyState& state : keys_)
@@ -311,9 +380,19 @@ void Renewer::refresh_renewal_info(Client& client) {
     const bool changed =
         !state.window || state.window->start != w.start || state.window->end != w.end;
     if (changed) {
-      // §4.2: a uniformly random time inside the window (at once when it has passed).
-      std::uniform_int_distribution<std::int64_t> pick(w.start * 1000, w.end * 1000);
-      state.due_ms = pick(random);
+      // §4.2: a uniformly random time inside the window (at once when it has passed), but
+      // the window is the CA's word, not trusted blindly: never later than a sixth of the
+      // lifetime before the end; a window that starts after that (or ends before it starts)
+      // leaves the lifetime's rule in charge.
+      const std::int64_t latest = ms_of(latest_renewal(info.value()));
+      const std::int64_t start = ms_of(w.start);
+      const std::int64_t end = std::min(ms_of(w.end), latest);
+      if (start <= end) {
+        std::uniform_int_distribution<std::int64_t> pick(start, end);
+        state.due_ms = pick(random);
+      } else {
+        state.due_ms = ms_of(due_by_lifetime(info.value(), options_.renew_before));
+      }
       obs::Log("acme_renewal_info")
           .kv("key", key_name)
           .kv("window_start", when(w.start))

@@ -5,14 +5,18 @@
 // the TLS layer's hot reload puts it in service, connections stay open), and retries failures
 // with backoff.
 //
-// When a certificate is due: a placeholder at once; else, when the CA offers ACME Renewal
-// Information (RFC 9773), at a uniformly random time inside the window it suggests (asked
-// again after its Retry-After, 6 hours without one, and the new order "replaces" the old
-// certificate); else at two thirds of its lifetime (not_before + 2/3 of not_after -
-// not_before), or renew_before ahead of not_after when that is set. A failure is retried after
-// retry_min, doubling up to retry_max, never sooner than the CA's Retry-After; while the time left
-// is under a sixth of the lifetime each failure is logged as an error (the hourly expiry warning of
-// the TLS layer says it too).
+// When a certificate is due: a placeholder, or a certificate whose DNS names differ from the
+// configured names (a name added to [acme] names), at once; else, when the CA offers ACME
+// Renewal Information (RFC 9773), at a uniformly random time inside the window it suggests,
+// but no later than a sixth of the lifetime before not_after (a window beyond that is ignored:
+// the lifetime rule decides) (asked again after its Retry-After, 6 hours without one, and the
+// new order "replaces" the old certificate); else at two thirds of its lifetime (not_before +
+// 2/3 of not_after - not_before), or renew_before ahead of not_after when that is set, but never
+// before half of the lifetime (a renew_before as long as the certificate would make each new
+// certificate due at once: back-to-back orders). A failure is retried after retry_min,
+// doubling up to retry_max, never sooner than the CA's Retry-After (itself at most a day); all
+// due-time arithmetic saturates. While the time left is under a sixth of the lifetime each
+// failure is logged as an error (the hourly expiry warning of the TLS layer says it too).
 //
 // Logs (one key=value line per step): acme_order (names, key), acme_challenge, acme_bad_nonce,
 // acme_renewal_info (key, window_start, window_end, renew_at), acme_renewal_info_failed,
@@ -55,6 +59,15 @@ struct RenewalOptions {
 // each certificate key (made when missing, 0600), and a placeholder chain where none is.
 base::Expected<base::Ok, std::string> prepare_files(const std::string& acme_dir,
                                                     const std::vector<std::string>& names);
+
+// The due time (unix seconds) of a certificate by its dates alone, as described above.
+std::int64_t due_by_lifetime(const ChainInfo& info,
+                             std::optional<std::chrono::seconds> renew_before);
+// Whether the leaf's DNS names are the configured ones (as sets, case ignored).
+bool names_match(const ChainInfo& info, const std::vector<std::string>& names);
+// The latest time (unix seconds) a CA's window may put the renewal at: not_after minus a
+// sixth of the lifetime.
+std::int64_t latest_renewal(const ChainInfo& info);
 
 class Renewer {
  public:

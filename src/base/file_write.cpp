@@ -13,7 +13,12 @@ namespace base {
 Expected<Ok, std::string> write_file_atomically(const std::string& path, std::string_view content,
                                                 mode_t mode) {
   const std::string temporary = path + ".tmp";
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  // A new file of our own, never through a link or into a file someone left there: a stale
+  // temporary (a crash between open and rename) goes first, then O_EXCL | O_NOFOLLOW.
+  if (::unlink(temporary.c_str()) != 0 && errno != ENOENT)
+    return unexpected("cannot remove " + temporary + ": " + std::strerror(errno));
+  const int fd =
+      ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) return unexpected("cannot create " + temporary + ": " + std::strerror(errno));
   bool ok = true;
   std::size_t written = 0;

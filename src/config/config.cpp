@@ -1403,6 +1403,15 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
   if (table->get("renew_before")) {
     a.renew_before = reader.duration_at(*table, p, "renew_before", std::chrono::hours(24 * 30),
                                         std::chrono::milliseconds(1), std::chrono::hours(24 * 365));
+    // Longer than half of a 90-day certificate: the renewal falls back to half the lifetime
+    // (acme/renewal.h), so the setting says more than it does.
+    if (*a.renew_before > std::chrono::hours(24 * 45)) {
+      config.warnings.push_back(fmt::format(
+          "{}:{}: acme.renew_before: longer than half of a 90-day certificate's lifetime; a "
+          "certificate is never renewed before half of its lifetime (shorter-lived ones "
+          "likewise), so this setting has no effect beyond that",
+          reader.file(), table->get("renew_before")->source().begin.line));
+    }
   }
   a.retry_wait = reader.duration_at(*table, p, "retry_wait", a.retry_wait,
                                     std::chrono::milliseconds(10), std::chrono::hours(24));

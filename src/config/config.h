@@ -412,6 +412,9 @@ struct Config {
   // Deprecated forms still read, one "file:line: key: what to do" each; logged at start and
   // printed by `smtpsd check`.
   std::vector<std::string> deprecations;
+  // Settings that are valid but likely a mistake, same form; logged at start (config_warning)
+  // and printed by `smtpsd check`.
+  std::vector<std::string> warnings;
   QueueSettings queue;
   DeliverySettings delivery;
   DnsSettings dns;

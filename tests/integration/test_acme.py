@@ -229,5 +229,30 @@ class AcmeTest(ServerTestCase):
         self.assertNotIn("event=acme_failed", server.log())
         self.assertIn("event=stopped", server.log())
 
+    @needs.condition(os.geteuid() == 0, "the account switch needs a start as root")
+    def test_a_link_the_account_planted_in_place_of_its_directory_is_not_followed_by_root(self):
+        # The account owns data_dir (any start after the first) and replaced acme/ by a link
+        # to a directory of root's (/etc in the attack): root neither prepares through it
+        # (the account does, and refuses the link) nor gives its entries away.
+        os.chmod(self.tmp, 0o711)
+        victim = os.path.join(self.tmp, "victim")
+        os.mkdir(victim, 0o755)
+        with open(os.path.join(victim, "passwd"), "w") as f:
+            f.write("root:x:0:0::/root:/bin/sh\n")
+        os.symlink(victim, os.path.join(self.tmp, "acme"))
+        server = self.acme_server("https://127.0.0.1:9/dir",
+                                  os.path.join(self.tmp, "tls", "ca.pem"), free_tcp_port())
+        server.privileges = {"user": "nobody"}
+        server.write_config()
+        os.chown(self.tmp, 65534, 65534)
+        with self.assertRaises(RuntimeError) as refused:
+            server.start()
+        self.assertIn("is a symbolic link; refusing to use it", str(refused.exception))
+        info = os.stat(victim)
+        self.assertEqual((info.st_uid, info.st_mode & 0o7777), (0, 0o755))
+        self.assertEqual(os.listdir(victim), ["passwd"])
+        self.assertEqual(os.lstat(os.path.join(victim, "passwd")).st_uid, 0)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -21,22 +21,6 @@ base::Expected<base::Ok, std::string> AcmeService::prepare() {
   return base::Ok{};
 }
 
-base::Expected<base::Ok, std::string> AcmeService::give_to(uid_t uid, gid_t gid) {
-  if (::geteuid() != 0) return base::Ok{};
-  std::vector<std::string> paths = {settings_.directory_on_disk};
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(settings_.directory_on_disk, error))
-    paths.push_back(entry.path().string());
-  if (error)
-    return base::unexpected("[acme]: " + settings_.directory_on_disk + ": " + error.message());
-  for (const std::string& path : paths) {
-    if (::lchown(path.c_str(), uid, gid) != 0)
-      return base::unexpected("[acme]: cannot give " + path +
-                              " to the account: " + std::strerror(errno));
-  }
-  return base::Ok{};
-}
-
 base::Expected<base::Ok, std::string> AcmeService::bind() {
   auto bound = acme::Http01Responder::bind(settings_.http_address, settings_.http_port);
   if (!bound) return base::unexpected("[acme] http_port: " + bound.error());

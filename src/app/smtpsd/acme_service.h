@@ -24,9 +24,9 @@ class AcmeService {
  public:
   explicit AcmeService(const config::AcmeSettings& settings) : settings_(settings) {}
   ~AcmeService();
+  // Keys and placeholders in <data_dir>/acme; the caller runs it as the owner of data_dir
+  // (privileges.h write_as_data_dir_owner), so that root never writes where the account can.
   base::Expected<base::Ok, std::string> prepare();
-  // Started as root to run as an account: <data_dir>/acme and its files become the account's.
-  base::Expected<base::Ok, std::string> give_to(uid_t uid, gid_t gid);
   base::Expected<base::Ok, std::string> bind();
   void start(std::shared_ptr<dns::Resolver> resolver);
   void stop();

@@ -51,6 +51,9 @@ int check_addressing(const config::Config& config) {
   for (const std::string& deprecation : config.deprecations) {
     std::printf("warning: %s\n", deprecation.c_str());
   }
+  for (const std::string& warning : config.warnings) {
+    std::printf("warning: %s\n", warning.c_str());
+  }
   // As the server reads them: a missing file is empty. One this caller cannot read is said
   // once, by check_startup, with its fix (a bare "Permission denied" here would repeat it).
   auto store = std::make_shared<const auth::UserStore>();

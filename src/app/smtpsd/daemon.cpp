@@ -435,6 +435,9 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   for (const std::string& deprecation : config.deprecations) {
     obs::Log("deprecated", obs::Level::kWarning).kv("detail", deprecation);
   }
+  for (const std::string& warning : config.warnings) {
+    obs::Log("config_warning", obs::Level::kWarning).kv("detail", warning);
+  }
   DomainRoutingCache domain_routing;      // [[domains]] and [srs] of the snapshot in service
   LocalRecipientsCache local_recipients;  // mailboxes of the configuration and users in service
   delivery::Router router(
@@ -529,13 +532,12 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   std::unique_ptr<AcmeService> acme_service;
   if (config.acme) {
     acme_service = std::make_unique<AcmeService>(*config.acme);
-    if (auto prepared = acme_service->prepare(); !prepared) return fail(prepared.error());
-    // Started as root to become the account: the account renews, so <data_dir>/acme and its
-    // files are its own (the walk of data_dir_owner.h covers only a data_dir not yet given).
-    if (auto planned = plan_privileges(privileges); planned && planned.value().uid != 0) {
-      if (auto given = acme_service->give_to(planned.value().uid, planned.value().gid); !given)
-        return fail(given.error());
-    }
+    // Root never writes into a directory the account can change (<data_dir>/acme could be a
+    // link the account planted): once data_dir is the account's, the account prepares it;
+    // at the first start root does and drop_privileges's walk gives the result.
+    auto prepared =
+        write_as_data_dir_owner(privileges, [&acme_service] { return acme_service->prepare(); });
+    if (!prepared) return fail(prepared.error());
     if (auto bound = acme_service->bind(); !bound) return fail(bound.error());
   }
   auto serving = engine.serve_first(server, users, space);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <system_error>
 
@@ -79,7 +80,68 @@ base::Expected<WalkCounts, std::string> give_to(const PrivilegeSettings& setting
   return counts;
 }
 
+// The effective identity of the account until `restore`, which says whether root came back
+// (it must, or the start fails); an object left without `restore` takes root back or aborts.
+class ScopedAccountIdentity {
+ public:
+  ScopedAccountIdentity() = default;
+  ScopedAccountIdentity(const ScopedAccountIdentity&) = delete;
+  ScopedAccountIdentity& operator=(const ScopedAccountIdentity&) = delete;
+  ~ScopedAccountIdentity() {
+    if (changed_ && !restore()) std::abort();
+  }
+
+  base::Expected<base::Ok, std::string> become(uid_t uid, gid_t gid) {
+    const int count = ::getgroups(0, nullptr);
+    if (count < 0) return base::unexpected("getgroups: " + errno_text(errno));
+    saved_groups_.resize(static_cast<std::size_t>(count));
+    if (::getgroups(count, saved_groups_.data()) != count)
+      return base::unexpected("getgroups: " + errno_text(errno));
+    saved_gid_ = ::getegid();
+    changed_ = true;
+    if (::setgroups(1, &gid) != 0) return base::unexpected("setgroups: " + errno_text(errno));
+    if (::setegid(gid) != 0) return base::unexpected("setegid: " + errno_text(errno));
+    if (::seteuid(uid) != 0) return base::unexpected("seteuid: " + errno_text(errno));
+    return base::Ok{};
+  }
+
+  base::Expected<base::Ok, std::string> restore() {
+    if (!changed_) return base::Ok{};
+    changed_ = false;
+    if (::seteuid(0) != 0 || ::setegid(saved_gid_) != 0 ||
+        ::setgroups(saved_groups_.size(), saved_groups_.data()) != 0 || ::geteuid() != 0 ||
+        ::getegid() != saved_gid_) {
+      return base::unexpected("cannot become root again after writing as the account: " +
+                              errno_text(errno));
+    }
+    return base::Ok{};
+  }
+
+ private:
+  std::vector<gid_t> saved_groups_;
+  gid_t saved_gid_ = 0;
+  bool changed_ = false;
+};
+
 }  // namespace
+
+base::Expected<base::Ok, std::string> write_as_data_dir_owner(
+    const PrivilegeSettings& settings,
+    const std::function<base::Expected<base::Ok, std::string>()>& work) {
+  if (::geteuid() != 0 || settings.user.empty()) return work();
+  auto planned = plan_privileges(settings);
+  if (!planned) return base::unexpected(planned.error());
+  struct stat top {};
+  if (::lstat(settings.data_dir.c_str(), &top) != 0 || top.st_uid != planned.value().uid)
+    return work();  // first start: the walk of drop_privileges gives it afterwards
+  ScopedAccountIdentity identity;
+  auto became = identity.become(planned.value().uid, planned.value().gid);
+  auto done =
+      became ? work() : base::Expected<base::Ok, std::string>(base::unexpected(became.error()));
+  auto restored = identity.restore();
+  if (!restored) return base::unexpected(restored.error());
+  return done;
+}
 
 base::Expected<PrivilegeOutcome, std::string> plan_privileges(const PrivilegeSettings& settings) {
   PrivilegeOutcome outcome;

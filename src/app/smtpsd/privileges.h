@@ -12,6 +12,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,5 +46,17 @@ base::Expected<PrivilegeOutcome, std::string> drop_privileges(const PrivilegeSet
 // The checks alone, without switching (for `smtpsd check` and for the start-up refusal
 // before anything is opened).
 base::Expected<PrivilegeOutcome, std::string> plan_privileges(const PrivilegeSettings& settings);
+
+// Runs `work`, which writes into data_dir before the switch, with an identity that cannot be
+// tricked into writing elsewhere. The rule: root never writes into a directory the account can
+// change. Started as root to become an account whose data_dir top is already its own (any
+// start after the first), `work` runs with the account's identity (setgroups, setegid,
+// seteuid; glibc applies them to every thread) and root is taken back afterwards; a failure
+// to take it back is an error (the start stops). Otherwise (first start: data_dir is not yet
+// the account's, so the account cannot have planted a link in it; or not root) `work` runs
+// as the process is, and drop_privileges's walk gives what it made.
+base::Expected<base::Ok, std::string> write_as_data_dir_owner(
+    const PrivilegeSettings& settings,
+    const std::function<base::Expected<base::Ok, std::string>()>& work);
 
 }  // namespace app

@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -65,6 +67,36 @@ TEST(Http01ResponderTest, ServesOverASocketOnItsOwnThread) {
   // A request head split over segments is put together.
   answer = fetch(r.port(), "GET /.well-known/acme-challenge/nope HTTP/1.0\r\n\r\n");
   EXPECT_EQ(answer.substr(9, 3), "404");
+  r.stop();
+}
+
+// Idle connections (more than the old backlog of 16) do not make the CA's request wait: the
+// responder serves them all at once, and pushes out the oldest of a client over its cap.
+TEST(Http01ResponderTest, IdleConnectionsDoNotDelayARealRequest) {
+  auto responder = acme::Http01Responder::bind("127.0.0.1", 0);
+  ASSERT_TRUE(responder.has_value()) << responder.error();
+  acme::Http01Responder& r = *responder.value();
+  r.publish("abc", "abc.key");
+  r.start();
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(r.port());
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::vector<int> idle;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    idle.push_back(fd);
+  }
+  // One at a time, each idle connection held the responder for kRequestTimeout (2 s): 40 s.
+  const auto started = std::chrono::steady_clock::now();
+  const std::string answer =
+      fetch(r.port(), "GET /.well-known/acme-challenge/abc HTTP/1.1\r\nHost: mx\r\n\r\n");
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200 OK", 0), 0u) << answer;
+  EXPECT_LT(std::chrono::steady_clock::now() - started,
+            10 * acme::Http01Responder::kRequestTimeout);
+  for (int fd : idle)
+    ::close(fd);
   r.stop();
 }
 

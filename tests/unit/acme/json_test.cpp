@@ -65,4 +65,27 @@ TEST(AcmeJsonTest, BoundsDepthAndSize) {
   EXPECT_NE(parsed.error().find("too large"), std::string::npos);
 }
 
+// A hostile answer under the size bound: half a million tiny values in 1 MiB would make a
+// tree of a hundred megabytes; the count of values is bounded instead.
+TEST(AcmeJsonTest, BoundsTheNumberOfValues) {
+  const auto array_of = [](std::size_t count) {
+    std::string text = "[0";
+    for (std::size_t i = 1; i < count; ++i)
+      text += ",0";
+    return text + "]";
+  };
+  // The array itself is a value too.
+  EXPECT_TRUE(acme::parse_json(array_of(acme::kMaxJsonNodes - 1)).has_value());
+  auto parsed = acme::parse_json(array_of(acme::kMaxJsonNodes));
+  ASSERT_FALSE(parsed.has_value());
+  EXPECT_NE(parsed.error().find("more than 10000 values"), std::string::npos) << parsed.error();
+  std::string hostile = "[";
+  while (hostile.size() + 3 < acme::kMaxJsonBytes)
+    hostile += "[],";
+  hostile += "0]";
+  parsed = acme::parse_json(hostile);
+  ASSERT_FALSE(parsed.has_value());
+  EXPECT_NE(parsed.error().find("values"), std::string::npos) << parsed.error();
+}
+
 }  // namespace

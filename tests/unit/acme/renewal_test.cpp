@@ -7,6 +7,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -33,7 +34,8 @@ constexpr const char* kExampleId = "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE";
 
 // A certificate for key, issued by a separate test CA (so not self-signed), valid from
 // now + start_days to now + end_days, with the example's serial and authority key id.
-std::string issued_chain(EVP_PKEY* key, long start_days, long end_days) {
+std::string issued_chain(EVP_PKEY* key, long start_days, long end_days,
+                         const char* names = "DNS:mx.example.org") {
   tls::KeyPtr ca_key(EVP_EC_gen("P-256"));
   tls::X509Ptr certificate(X509_new());
   X509_set_version(certificate.get(), 2);
@@ -57,6 +59,9 @@ std::string issued_chain(EVP_PKEY* key, long start_days, long end_days) {
                              reinterpret_cast<const unsigned char*>("Test CA"), -1, -1, 0);
   X509_set_issuer_name(certificate.get(), issuer);
   X509_NAME_free(issuer);
+  X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, names);
+  X509_add_ext(certificate.get(), san, -1);
+  X509_EXTENSION_free(san);
   X509_set_pubkey(certificate.get(), key);
   X509_sign(certificate.get(), ca_key.get(), EVP_sha256());
   tls::BioPtr bio(BIO_new(BIO_s_mem()));
@@ -75,6 +80,7 @@ class WindowCa : public acme::HttpTransport {
  public:
   std::string window_body;
   std::string retry_after;
+  std::string directory_retry_after;  // set: the directory fails with 503 and this
   std::vector<std::string> asked;
   base::Expected<acme::HttpResponse, std::string> request(std::string_view method,
                                                           const std::string& url,
@@ -83,7 +89,11 @@ class WindowCa : public acme::HttpTransport {
     acme::HttpResponse r;
     r.status = 200;
     r.replay_nonce = "n";
-    if (url == "https://ca/dir") {
+    if (url == "https://ca/dir" && !directory_retry_after.empty()) {
+      r.status = 503;
+      r.retry_after = directory_retry_after;
+      r.body = R"({"type":"urn:ietf:params:acme:error:rateLimited","detail":"slow down"})";
+    } else if (url == "https://ca/dir") {
       r.body = R"({"newNonce":"https://ca/nonce","newAccount":"https://ca/acct",
                    "newOrder":"https://ca/order","renewalInfo":"https://ca/renewal-info"})";
     } else if (url == std::string("https://ca/renewal-info/") + kExampleId) {
@@ -126,10 +136,12 @@ class RenewalTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   // Writes ecdsa.crt; returns the due time two thirds into its lifetime.
-  std::int64_t write_ecdsa(long start_days, long end_days) {
-    const std::string chain = issued_chain(key_.get(), start_days, end_days);
+  std::int64_t write_ecdsa(long start_days, long end_days,
+                           const char* names = "DNS:mx.example.org") {
+    const std::string chain = issued_chain(key_.get(), start_days, end_days, names);
     EXPECT_TRUE(base::write_file_atomically(dir_ + "/ecdsa.crt", chain, 0644));
     auto info = acme::inspect_chain(chain, key_.get());
+    not_before_ = info->not_before;
     not_after_ = info->not_after;
     return info->not_before + (info->not_after - info->not_before) * 2 / 3;
   }
@@ -143,9 +155,31 @@ class RenewalTest : public ::testing::Test {
   }
   std::string dir_;
   tls::KeyPtr key_;
+  std::int64_t not_before_ = 0;
   std::int64_t not_after_ = 0;
   NoPublisher publisher_;
+  // The next attempt of the ECDSA key, as `smtpsctl cert status` says it.
+  static std::string next_attempt(const std::string& status) {
+    const std::size_t at = status.find("ecdsa:");
+    const std::size_t next = status.find("next_attempt=", at);
+    return next == std::string::npos ? "" : status.substr(next + 13, 20);
+  }
 };
+
+// <data_dir>/acme replaced by a link (to /etc, say): nothing is made or changed there.
+TEST_F(RenewalTest, PrepareRefusesALinkInPlaceOfTheDirectory) {
+  const std::string target = dir_ + "/elsewhere";
+  std::filesystem::create_directories(target);
+  ::chmod(target.c_str(), 0755);
+  std::filesystem::create_directory_symlink(target, dir_ + "/acme");
+  auto prepared = acme::prepare_files(dir_ + "/acme", {"mx.example.org"});
+  ASSERT_FALSE(prepared.has_value());
+  EXPECT_NE(prepared.error().find("is a symbolic link"), std::string::npos) << prepared.error();
+  struct stat info {};
+  ASSERT_EQ(::stat(target.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 07777, 0755u);
+  EXPECT_TRUE(std::filesystem::is_empty(target));
+}
 
 TEST_F(RenewalTest, DueAtTwoThirdsOfTheLifetime) {
   const std::int64_t due = write_ecdsa(-10, 80);  // 90 days: due on day 60, 50 days from now
@@ -168,6 +202,116 @@ TEST_F(RenewalTest, RenewBeforeMovesTheDate) {
   EXPECT_NE(renewer.status().find("next_attempt=" + when(not_after_ - 7 * 86400)),
             std::string::npos)
       << renewer.status();
+}
+
+// A renew_before as long as the certificate (30 days for a 6-day one) would make every new
+// certificate due at once: back-to-back orders until the CA's rate limit. Half the lifetime
+// is the earliest.
+TEST_F(RenewalTest, RenewBeforeLongerThanTheLifetimeWaitsForHalfOfIt) {
+  write_ecdsa(-1, 5);
+  acme::RenewalOptions o = options();
+  o.renew_before = std::chrono::hours(24 * 30);
+  acme::Renewer renewer(o, nullptr, publisher_);
+  EXPECT_EQ(next_attempt(renewer.status()), when(not_before_ + 3 * 86400)) << renewer.status();
+  acme::ChainInfo info;
+  info.not_before = 0;
+  info.not_after = 6 * 86400;
+  EXPECT_EQ(acme::due_by_lifetime(info, std::chrono::hours(24 * 30)), 3 * 86400);
+  EXPECT_EQ(acme::due_by_lifetime(info, std::chrono::hours(24)), 5 * 86400);
+  EXPECT_EQ(acme::due_by_lifetime(info, std::nullopt), 4 * 86400);
+  // Saturating: an absurd renew_before is still half the lifetime.
+  EXPECT_EQ(acme::due_by_lifetime(info, std::chrono::seconds(INT64_MAX)), 3 * 86400);
+}
+
+// A name added to [acme] names is not in the certificate: due now, not at the next renewal.
+TEST_F(RenewalTest, ANameNotInTheCertificateMakesItDueNow) {
+  write_ecdsa(-10, 80);
+  acme::RenewalOptions o = options();
+  o.names = {"mx.example.org", "mail.example.org"};
+  const std::int64_t before = base::unix_now();
+  acme::Renewer renewer(o, nullptr, publisher_);
+  const std::string next = next_attempt(renewer.status());
+  EXPECT_GE(next, when(before)) << renewer.status();
+  EXPECT_LE(next, when(base::unix_now())) << renewer.status();
+  // The same names in another order and case: not due.
+  write_ecdsa(-10, 80, "DNS:MX.example.org,DNS:mail.example.org");
+  o.names = {"mail.example.org", "mx.example.org"};
+  acme::Renewer same(o, nullptr, publisher_);
+  EXPECT_EQ(next_attempt(same.status()), when(not_before_ + (not_after_ - not_before_) * 2 / 3))
+      << same.status();
+}
+
+// A CA's Retry-After of 2^63 / 1000 seconds: bounded to a day, not an overflow into a due
+// time in the past (a tight loop) or the far future (no renewal ever).
+TEST_F(RenewalTest, AHugeRetryAfterIsBoundedToADay) {
+  write_ecdsa(-80, 10);
+  auto ca = std::make_shared<WindowCa>();
+  ca->retry_after = "9223372036854775";
+  ca->directory_retry_after = "9223372036854775";
+  acme::RenewalOptions o = options();
+  o.client.directory_url = "https://ca/dir";
+  o.transport = ca;
+  o.retry_min = std::chrono::milliseconds(10);
+  o.retry_max = std::chrono::milliseconds(20);
+  acme::Renewer renewer(o, nullptr, publisher_);
+  ::testing::internal::CaptureStderr();
+  const std::int64_t before = base::unix_now();
+  renewer.start();
+  for (int i = 0; i < 1000 && renewer.status().find("retry at") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  renewer.stop();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("event=acme_failed key=ecdsa step=directory"), std::string::npos) << log;
+  EXPECT_NE(log.find("retry_in_ms=86400000"), std::string::npos) << log;
+  const std::string next = next_attempt(renewer.status());
+  EXPECT_GE(next, when(before + 86400)) << renewer.status();
+  EXPECT_LE(next, when(base::unix_now() + 86400)) << renewer.status();
+  EXPECT_EQ(acme::parse_retry_after("9223372036854775", 0), acme::kRetryAfterLimit);
+  EXPECT_EQ(acme::parse_retry_after("99999999999999999999999", 0), acme::kRetryAfterLimit);
+}
+
+// The CA's window is not trusted blindly: one after the certificate's end leaves the
+// lifetime's rule in charge; one that ends late is cut at a sixth of the lifetime before it.
+TEST_F(RenewalTest, AWindowPastTheEndIsNotTrusted) {
+  const std::int64_t due = write_ecdsa(-10, 80);
+  const std::int64_t now = base::unix_now();
+  auto ca = std::make_shared<WindowCa>();
+  ca->window_body = R"({"suggestedWindow":{"start":")" + when(now + 100 * 86400) + R"(","end":")" +
+                    when(now + 400 * 86400) + R"("}})";
+  acme::RenewalOptions o = options();
+  o.client.directory_url = "https://ca/dir";
+  o.transport = ca;
+  acme::Renewer renewer(o, nullptr, publisher_);
+  ::testing::internal::CaptureStderr();
+  renewer.start();
+  for (int i = 0; i < 500 && renewer.status().find("ari_window=") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  renewer.stop();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(next_attempt(renewer.status()), when(due)) << renewer.status() << log;
+}
+
+TEST_F(RenewalTest, AWindowThatEndsLateIsCut) {
+  write_ecdsa(-10, 80);
+  const std::int64_t now = base::unix_now();
+  auto ca = std::make_shared<WindowCa>();
+  // From day 60 to day 100 of a certificate that ends on day 80: only days 60 to 65 are left
+  // (a sixth of its 90 days before the end).
+  ca->window_body = R"({"suggestedWindow":{"start":")" + when(now + 60 * 86400) + R"(","end":")" +
+                    when(now + 100 * 86400) + R"("}})";
+  acme::RenewalOptions o = options();
+  o.client.directory_url = "https://ca/dir";
+  o.transport = ca;
+  acme::Renewer renewer(o, nullptr, publisher_);
+  ::testing::internal::CaptureStderr();
+  renewer.start();
+  for (int i = 0; i < 500 && renewer.status().find("ari_window=") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  renewer.stop();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  const std::string next = next_attempt(renewer.status());
+  EXPECT_GE(next, when(now + 60 * 86400)) << renewer.status() << log;
+  EXPECT_LE(next, when(not_after_ - 15 * 86400)) << renewer.status() << log;
 }
 
 TEST_F(RenewalTest, TheCaSuggestedWindowDecides) {

@@ -44,6 +44,29 @@ TEST_F(FileWriteTest, WritesTheContentWithTheModeAndReplacesAnOldFileWhole) {
   EXPECT_FALSE(fs::exists(path + ".tmp"));
 }
 
+// Someone who can write into the directory plants a link where the temporary file goes (or
+// leaves a file there): the write never goes through it, and what it points to stays.
+TEST_F(FileWriteTest, ALinkOrAStaleFileAtTheTemporaryPathIsNotFollowed) {
+  const std::string victim = (dir_ / "victim").string();
+  { std::ofstream(victim) << "precious\n"; }
+  ::chmod(victim.c_str(), 0644);
+  const std::string path = (dir_ / "key").string();
+  fs::create_symlink(victim, path + ".tmp");
+  ASSERT_TRUE(write_file_atomically(path, "secret\n", 0600));
+  EXPECT_EQ(read(victim), "precious\n");
+  struct stat info {};
+  ASSERT_EQ(::stat(victim.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 07777, 0644u);
+  ASSERT_EQ(::lstat(path.c_str(), &info), 0);
+  EXPECT_TRUE(S_ISREG(info.st_mode));
+  EXPECT_EQ(read(path), "secret\n");
+  // A stale temporary file (a crash before the rename) is replaced, not reused.
+  { std::ofstream(path + ".tmp") << "stale and longer\n"; }
+  ASSERT_TRUE(write_file_atomically(path, "new\n", 0600));
+  EXPECT_EQ(read(path), "new\n");
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+}
+
 TEST_F(FileWriteTest, AMissingDirectoryIsAnErrorNamingThePath) {
   const std::string path = (dir_ / "missing" / "file").string();
   auto written = write_file_atomically(path, "x", 0600);

@@ -70,6 +70,22 @@ retry_max_wait = "1h"
   EXPECT_EQ(a.retry_max_wait, std::chrono::hours(1));
 }
 
+// A renew_before past half of a 90-day certificate does nothing more (the renewal never comes
+// before half of the lifetime): a warning for `smtpsd check` and the start log.
+TEST(AcmeConfigTest, ARenewBeforeOverHalfATypicalLifetimeIsAWarning) {
+  auto parsed =
+      config::parse(std::string(kAcmeBase) + "renew_before = \"30d\"\n", "/etc/smtpsd/a.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_TRUE(parsed.value().warnings.empty());
+  parsed = config::parse(std::string(kAcmeBase) + "renew_before = \"60d\"\n", "/etc/smtpsd/a.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  ASSERT_EQ(parsed.value().warnings.size(), 1u);
+  EXPECT_NE(parsed.value().warnings[0].find("/etc/smtpsd/a.toml:11: acme.renew_before: longer "
+                                            "than half of a 90-day certificate's lifetime"),
+            std::string::npos)
+      << parsed.value().warnings[0];
+}
+
 TEST(AcmeConfigTest, MistakesNameFileLineAndKey) {
   config::ConfigError e = acme_error("contact = \"postmaster\"\n");
   EXPECT_EQ(e.key, "acme.contact");

@@ -2,7 +2,9 @@
 // reader moving files, a queue run removing a message) and the start-up walk never lists a
 // mailbox.
 #include "app/smtpsd/data_dir_owner.h"
+#include "app/smtpsd/privileges.h"
 
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -32,6 +34,44 @@ class DataDirOwnerTest : public ::testing::Test {
   }
   std::string top_;
 };
+
+// Root never writes into a directory the account can change: once data_dir is the account's,
+// what is written there before the switch is written as the account (so a link the account
+// planted leads nowhere root could write), and root comes back whole afterwards.
+TEST_F(DataDirOwnerTest, WritesBeforeTheSwitchAreTheAccountsOnceDataDirIsItsOwn) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  app::PrivilegeSettings settings;
+  settings.user = "nobody";
+  settings.data_dir = top_;
+  const auto make = [&](const std::string& name) {
+    return [this, name]() -> base::Expected<base::Ok, std::string> {
+      std::ofstream(top_ + "/" + name) << "x";
+      return base::Ok{};
+    };
+  };
+  const int groups_before = ::getgroups(0, nullptr);
+  // First start: data_dir is not yet the account's; root writes (the walk gives it later).
+  ASSERT_TRUE(app::write_as_data_dir_owner(settings, make("as-root")));
+  struct stat info {};
+  ASSERT_EQ(::stat((top_ + "/as-root").c_str(), &info), 0);
+  EXPECT_EQ(info.st_uid, 0u);
+  // Later starts: the account's own directory.
+  ASSERT_EQ(::chown(top_.c_str(), 65534, 65534), 0);
+  auto written = app::write_as_data_dir_owner(settings, make("as-account"));
+  ASSERT_TRUE(written) << written.error();
+  ASSERT_EQ(::stat((top_ + "/as-account").c_str(), &info), 0);
+  EXPECT_EQ(info.st_uid, 65534u);
+  EXPECT_EQ(::geteuid(), 0u);
+  EXPECT_EQ(::getegid(), 0u);
+  EXPECT_EQ(::getgroups(0, nullptr), groups_before);
+  // What the work says is what the caller hears; root is back either way.
+  auto failed = app::write_as_data_dir_owner(settings, [] {
+    return base::Expected<base::Ok, std::string>(base::unexpected(std::string("no")));
+  });
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error(), "no");
+  EXPECT_EQ(::geteuid(), 0u);
+}
 
 TEST_F(DataDirOwnerTest, AFileRemovedBeforeItsVisitIsSkipped) {
   for (const char* name : {"spool/queue/a", "spool/queue/b", "spool/queue/c", "users"})
