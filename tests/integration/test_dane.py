@@ -11,6 +11,9 @@ receiving smtpsd whose certificates nothing but the TLSA records vouch for (no C
   authenticated by its records, gets the mail;
 - a TLS report to an address of a domain whose DANE fails is delivered all the same
   (RFC 8460 §5.3);
+- an unsigned zone delegated from the signed root (insecure, RFC 4035 §5.2) whose domain
+  publishes an MTA-STS enforce policy and a TLSA record that matches nothing: DANE does not
+  apply (its answers are not secure), MTA-STS does: delivered, policy=mta-sts;
 - the same zone without validation: DANE cannot apply, said at start and once per domain
   whose MX host publishes TLSA records; opportunistic TLS.
 """
@@ -30,17 +33,18 @@ import urllib.request
 
 import needs
 from harness import ServerTestCase, make_message
-from certificates import issue_leaf
+from certificates import install_chain, issue_leaf
 from postfix import POSTFIX, Postfix
 from signed_zone import (ROOT_ADDRESS, NetworkNamespace, SignedRoot, ValidatingResolver,
                          available)
-from test_mx_lmtp import issue_certificate
 from test_onward import SMTPSCTL, demo_password, submit
 
 DOMAINS = ("ee.example", "ta.example", "wrong.example", "bogus.example", "alias.example")
 # Without TLS-RPT records: multi.example's MX hosts are those of bogus, wrong and ee (in
-# that order); plain.example's MX host publishes no TLSA record.
-OTHER_DOMAINS = ("multi.example", "plain.example")
+# that order); plain.example's MX host publishes no TLSA record; sts.example is an unsigned
+# zone (MTA-STS, no DANE).
+OTHER_DOMAINS = ("multi.example", "plain.example", "sts.example")
+STS_POLICY = b"version: STSv1\nmode: enforce\nmx: mx.sts.example\nmax_age: 86400\n"
 
 
 class ReportCollector:
@@ -84,14 +88,17 @@ class ReportCollector:
 class Dane(ServerTestCase):
     def receiver(self):
         """A second smtpsd for every test domain; its ECDSA certificate (signed by its own CA,
-        which the sender does not trust) names mx.ta.example."""
+        which the sender trusts only when given ca_file) names mx.ta.example and
+        mx.sts.example."""
         remote = self.new_server(domains=[
             (domain, ["carol", "tlsrpt"] if domain == "wrong.example" else ["carol"])
             for domain in DOMAINS + OTHER_DOMAINS])
         tls_dir = os.path.join(remote.dir, "tls")
-        chain, key = issue_certificate(tls_dir, os.path.join(remote.dir, "issued"),
-                                       "mx.ta.example")
-        os.replace(chain, os.path.join(tls_dir, "server-ecdsa.pem"))
+        certificate, key = issue_leaf(os.path.join(remote.dir, "issued"), remote.ca,
+                                      os.path.join(tls_dir, "ca.key"),
+                                      ["mx.ta.example", "mx.sts.example"],
+                                      common_name="mx.ta.example")
+        install_chain(certificate, remote.ca, os.path.join(tls_dir, "server-ecdsa.pem"))
         os.replace(key, os.path.join(tls_dir, "server-ecdsa.key"))
         return remote.start()
 
@@ -136,7 +143,14 @@ class Dane(ServerTestCase):
         self.ee_records = [line.split(" TLSA ", 1)[1] for line in tlsa]
         # The bogus host's record is changed after signing to the one that would match.
         good = tlsa[0].split(" TLSA ", 1)[1]
-        root = SignedRoot(records, bogus={f"_{port}._tcp.mx.bogus.example.": ("TLSA", good)})
+        # Delegated without DS (insecure): an MTA-STS domain whose TLSA record matches
+        # nothing, which DANE must not use (RFC 7672 §2.2: only secure TLSA records count).
+        insecure = ["sts.example. MX 10 mx.sts.example.", "mx.sts.example. A 127.0.0.1",
+                    f"_{port}._tcp.mx.sts.example. TLSA 3 1 1 {'22' * 32}",
+                    '_mta-sts.sts.example. TXT "v=STSv1; id=1"',
+                    "mta-sts.sts.example. A 127.0.0.1"]
+        root = SignedRoot(records, bogus={f"_{port}._tcp.mx.bogus.example.": ("TLSA", good)},
+                          unsigned={"sts.example.": insecure})
         self.addCleanup(root.stop)
         return root
 
@@ -185,11 +199,20 @@ class Dane(ServerTestCase):
                                              os.path.join(remote.dir, "tls", "ca.key"),
                                              ["reports.example"]))
         self.addCleanup(posted.stop)
+        # sts.example's MTA-STS policy host, with a certificate from the same CA. (Imported
+        # here: test_mta_sts imports this module, through test_tls_reports.)
+        from test_mta_sts import PolicyHost
+        policies = PolicyHost(*issue_leaf(os.path.join(self.tmp, "mta-sts"), remote.ca,
+                                          os.path.join(remote.dir, "tls", "ca.key"),
+                                          ["mta-sts.sts.example"]))
+        self.addCleanup(policies.stop)
+        policies.reply = (200, {"Content-Type": "text/plain"}, STS_POLICY)
         root = self.zone(remote, report_port=posted.port)
         local = self.sender(root, remote.ports["smtp"], ca_file=remote.ca, reports=(
             '\n[tls_reports]\norg_name = "Test Org"\nfrom = "tlsrpt@localhost"\n'
-            'interval = 2\n\n[metrics]\naddress = "127.0.0.1:0"\n'))
-        for domain in DOMAINS + ("multi.example",):
+            'interval = 2\n\n[metrics]\naddress = "127.0.0.1:0"\n'),
+            delivery=f"mta_sts_port = {policies.port}\n")
+        for domain in DOMAINS + ("multi.example", "sts.example"):
             submit(local, [f"carol@{domain}"], subject=domain)
         remote.wait_delivered(1, "carol@ee.example")
         remote.wait_delivered(1, "carol@ta.example")
@@ -224,6 +247,15 @@ class Dane(ServerTestCase):
         local.wait_log(r"event=delivered id=\S+ rcpt=carol@multi\.example to=smtp detail=\"relay="
                        r"mx\.ee\.example\[127\.0\.0\.1\]:\d+ tls=TLSv1\.3 \S+ verified by DANE "
                        r"\(TLSA 3 1 1\) .*\" policy=dane")
+        # An insecure zone (delegated without DS) with an MTA-STS enforce policy: its TLSA
+        # record, which matches nothing, is not DNSSEC-secure and so not used (RFC 7672
+        # §2.2); the policy is (RFC 8461 §2), with a certificate valid for the MX name.
+        remote.wait_delivered(1, "carol@sts.example")
+        local.wait_log(r"event=delivered id=\S+ rcpt=carol@sts\.example to=smtp detail=\"relay="
+                       r"mx\.sts\.example\[127\.0\.0\.1\]:\d+ tls=TLSv1\.3 \S+ verified "
+                       r"(?!by DANE).*\" policy=mta-sts")
+        self.assertEqual(policies.requests, 1)
+        self.assertNotRegex(local.log(), r"event=dane_failed [^\n]*sts\.example")
 
         # Sessions counted by the policy that decided them and their result.
         host, port = re.search(r"event=metrics_listening address=(\S+) port=(\d+)",
@@ -235,7 +267,8 @@ class Dane(ServerTestCase):
                        'smtpsd_outbound_tls_sessions_total{policy="dane",'
                        'result="validation-failure"} 2',
                        'smtpsd_outbound_tls_sessions_total{policy="dane",'
-                       'result="dnssec-invalid"} 2'):
+                       'result="dnssec-invalid"} 2',
+                       'smtpsd_outbound_tls_sessions_total{policy="mta-sts",result="success"} 1'):
             self.assertIn(sample, metrics)
 
         # What decides each domain's TLS, as the operator asks the running server.
@@ -249,6 +282,11 @@ class Dane(ServerTestCase):
         self.assertIn("policy dane: STARTTLS required, the certificate must match", ee)
         self.assertIn("policy dane: this host is not used (the TLSA lookup failed)",
                       self.tls_policy(local, "bogus.example"))
+        insecure = self.tls_policy(local, "sts.example")
+        self.assertIn("MX: 1 MX host for sts.example (DNSSEC: insecure)", insecure)
+        self.assertIn("policy mta-sts (enforce): named by the policy; STARTTLS and a "
+                      "certificate valid for mx.sts.example required", insecure)
+        self.assertNotIn("policy dane", insecure)
         bad = subprocess.run([SMTPSCTL, "tls", "policy", "--config", local.config_path,
                               "bad!domain"], capture_output=True, text=True)
         self.assertIn("is not a domain name", bad.stdout + bad.stderr)

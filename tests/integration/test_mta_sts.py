@@ -277,7 +277,8 @@ class StsDelivery(ServerTestCase):
     """MTA-STS applied to MX delivery (RFC 8461 §4-5): an enforce policy keeps mail away from
     an MX host it does not name and requires a certificate valid for the one it does (a
     named host whose certificate names another host gets nothing, not even in plain); a
-    testing policy only reports, in the TLS report (RFC 8460) of its domain. The receiver is
+    testing policy only reports, in the TLS report (RFC 8460) of its domain. Once fetched, a
+    policy is applied from the cache with the policy host down (RFC 8461 §5.1). The receiver is
     a second smtpsd whose certificate names mx.sts.test, from its CA, which the sender trusts
     for HTTPS and SMTP alike."""
 
@@ -314,8 +315,10 @@ class StsDelivery(ServerTestCase):
                             "mta-sts.loose.test": (200, {"Content-Type": "text/plain"}, testing),
                             "mta-sts.badcert.test": (200, {"Content-Type": "text/plain"},
                                                      badcert)}
+            # No connection is reused: each message is routed by the policy again.
             local = self.new_server(extra_toml=mx_toml(dns, remote.ports["smtp"],
-                                                       ca_file=remote.ca, retry=(60,))
+                                                       ca_file=remote.ca, retry=(60,),
+                                                       connection_cache=0)
                                     + f"mta_sts_port = {host.port}\n"
                                     + tls_reports_toml(2))
             local.start()
@@ -372,6 +375,26 @@ class StsDelivery(ServerTestCase):
                           "used", policy)
             self.assertIn("policy mta-sts (enforce): named by the policy; STARTTLS and a "
                           "certificate valid for mx.sts.test required", policy)
+
+            # The policy host goes away: the policies fetched above, cached, still decide
+            # (RFC 8461 §5.1): the named host gets the mail, the unnamed one nothing.
+            host.stop()
+            requests = host.requests
+            offset = len(local.log())
+            cached = submit(local, ["carol@sts.test"], subject="cached")
+            refused = submit(local, ["carol@rogue.test"], subject="cached rogue")
+            remote.wait_delivered(2, "carol@sts.test")
+            local.wait_log(rf"event=delivered id={cached} rcpt=carol@sts\.test to=smtp detail="
+                           r"\"relay=mx\.sts\.test\[127\.0\.0\.1\]:\d+ tls=TLSv1\.3 \S+ verified "
+                           r".*policy=mta-sts")
+            local.wait_log(rf"event=deferred id={refused} rcpt=carol@rogue\.test detail=\"MX "
+                           r"host other\.sts\.test is not named by the MTA-STS policy of "
+                           r"rogue\.test\" policy=mta-sts")
+            later = local.log()[offset:]
+            self.assertRegex(later, r"event=sts_mx_refused domain=sts\.test host=other\.sts\.test ")
+            self.assertNotIn("event=sts_policy_failed", later)  # not even looked for
+            self.assertEqual(host.requests, requests)
+            self.assertEqual(remote.delivered("carol@rogue.test"), [])
 
 
 class StsRefresh(ServerTestCase):
