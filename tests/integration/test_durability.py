@@ -107,13 +107,13 @@ class Durability(ServerTestCase):
         server.wait_delivered(10, "demo@localhost", timeout=30)
         durability.wait_for(lambda: not server.spool_ids(), timeout=20)
 
-    def traced_run(self, preload=None):
-        """accept_everything() and a bounce on a server under the recorder (with `preload`):
+    def traced_run(self):
+        """accept_everything() and a bounce on a server under the recorder:
         the relay refuses one recipient, the failure DSN goes to demo's Maildir. Returns the
         exit status of the traced server and the checker's (violations, checker)."""
         with FakeSmtp(starttls=False, rcpt={"gone@remote.test": ["550 5.1.1 no such user"]}) \
                 as remote:
-            server, process, trace = self.traced_server(preload=preload, extra_toml="\n".join([
+            server, process, trace = self.traced_server(extra_toml="\n".join([
                 "[queue]", "retry_schedule = [1]", "", "[delivery]",
                 f'relay = "smtp://127.0.0.1:{remote.port}"', 'relay_tls = "none"', ""]))
             self.accept_everything(server)
