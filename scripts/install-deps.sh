@@ -18,6 +18,7 @@ packages=(
   spamassassin spamd spamc spamass-milter
   pebble
   systemd strace util-linux
+  valgrind binutils
   scdoc lintian man-db
 )
 
