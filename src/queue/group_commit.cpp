@@ -51,8 +51,7 @@ void GroupCommitter::stop() {
 }
 
 GroupCommitter::Stats GroupCommitter::stats() const {
-  return Stats{messages_.load(std::memory_order_relaxed),
-               directory_syncs_.load(std::memory_order_relaxed)};
+  return Stats{messages_.load(std::memory_order_relaxed), syncs_.load(std::memory_order_relaxed)};
 }
 
 void GroupCommitter::run() {
@@ -72,33 +71,22 @@ void GroupCommitter::run() {
 void GroupCommitter::commit_batch(std::vector<Pending>& batch) {
   std::vector<std::optional<SpoolError>> errors(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (auto synced = batch[i].writer->flush_and_sync(); !synced) errors[i] = synced.error();
+    if (auto logged = batch[i].writer->flush_to_log(); !logged) errors[i] = logged.error();
   }
+  // The first writer's sync_log() fdatasyncs the log and covers every append before it;
+  // the others find theirs covered (SpoolLog::sync). Then the renames.
+  bool synced_once = false;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (errors[i]) continue;
-    if (auto published = batch[i].writer->publish(); !published) errors[i] = published.error();
-  }
-  // One directory fsync per spool in the batch (in practice there is one spool).
-  std::vector<Spool*> synced_spools;
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (errors[i]) continue;
-    Spool* spool = &batch[i].writer->spool();
-    bool seen = false;
-    for (Spool* done_spool : synced_spools)
-      seen = seen || done_spool == spool;
-    if (seen) continue;
-    synced_spools.push_back(spool);
-    auto directory = spool->sync_queue_dir();
-    directory_syncs_.fetch_add(1, std::memory_order_relaxed);
-    for (std::size_t j = i; j < batch.size(); ++j) {
-      if (errors[j] || &batch[j].writer->spool() != spool) continue;
-      if (directory) {
-        batch[j].writer->mark_committed();
-        messages_.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        batch[j].writer->abort();
-        errors[j] = directory.error();
-      }
+    if (!synced_once) syncs_.fetch_add(1, std::memory_order_relaxed);
+    synced_once = true;
+    if (auto synced = batch[i].writer->sync_log(); !synced) {
+      errors[i] = synced.error();
+    } else if (auto published = batch[i].writer->publish(); !published) {
+      errors[i] = published.error();
+    } else {
+      batch[i].writer->mark_committed();
+      messages_.fetch_add(1, std::memory_order_relaxed);
     }
   }
   for (std::size_t i = 0; i < batch.size(); ++i) {

@@ -2,13 +2,13 @@
 // "Budgets").
 //
 // A small pool of committer threads. Each thread takes ALL writers waiting at that moment,
-// fsyncs and closes each file, renames each into queue/, then fsyncs queue/ ONCE for the
-// batch, and only then reports success to every writer: the rename of each message is
-// durable before its done callback runs, so the session may answer 250 (RFC 5321 §4.5.4,
-// §6.1: a message MUST NOT be lost once 250 is sent). While one thread waits on the disk
-// the next batch gathers, so messages/s is not capped at one directory fsync each.
+// appends each message to the spool's commit log (queue/spool_log.h), fdatasyncs the log
+// ONCE for the batch, renames each into queue/, and only then reports success to every
+// writer: each message is durable before its done callback runs, so the session may answer
+// 250 (RFC 5321 §4.5.4, §6.1: a message MUST NOT be lost once 250 is sent). While one thread
+// waits on the disk the next batch gathers, so messages/s is not capped at one sync each.
 // Invariants: done is called exactly once per commit_async(); a writer whose step failed
-// has its file removed (tmp/<id>, or queue/<id> if the directory fsync failed).
+// has its file removed (tmp/<id>, or queue/<id>) and, once logged, a D record in the log.
 #pragma once
 
 #include <atomic>
@@ -41,11 +41,11 @@ class GroupCommitter {
   // Commits everything already queued, then joins the threads. Idempotent.
   void stop();
 
-  // How well batching works: messages committed and queue/ directory fsyncs done for them
-  // (without batching the two are equal).
+  // How well batching works: messages committed and log syncs done for them (without
+  // batching the two are equal).
   struct Stats {
     std::uint64_t messages = 0;
-    std::uint64_t directory_syncs = 0;
+    std::uint64_t syncs = 0;
   };
   Stats stats() const;
 
@@ -62,7 +62,7 @@ class GroupCommitter {
   std::vector<Pending> pending_;  // guarded by mutex_
   bool stopping_ = false;         // guarded by mutex_
   std::atomic<std::uint64_t> messages_{0};
-  std::atomic<std::uint64_t> directory_syncs_{0};
+  std::atomic<std::uint64_t> syncs_{0};
   std::vector<std::thread> threads_;
 };
 

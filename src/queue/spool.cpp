@@ -62,6 +62,9 @@
 // refuse the file as corrupt (begin() refuses to write one).
 #include "queue/spool.h"
 
+#include "obs/log.h"
+#include "queue/spool_log.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -706,7 +709,7 @@ class FileSpoolWriter final : public SpoolWriter {
   base::Expected<std::shared_ptr<const ContentReader>, SpoolError> content_reader() override {
     if (state_ != State::kOpen) return not_open("content_reader");
     if (auto flushed = flush_buffer(); !flushed) return base::unexpected(flushed.error());
-    // A descriptor of its own, for reading (the writer's is write-only).
+    // A descriptor of its own, for reading (the writer's is the writer's: its position).
     int fd = ::openat(tmp_dir_fd_, id_.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail(system_error("open", tmp_path_, errno));
     return std::make_shared<const ContentReader>(fd, header_size_, content_size_, tmp_path_);
@@ -808,8 +811,8 @@ class FileSpoolWriter final : public SpoolWriter {
     return base::Ok{};
   }
 
-  base::Expected<base::Ok, SpoolError> flush_and_sync() override {
-    if (state_ != State::kOpen) return not_open("flush_and_sync");
+  base::Expected<base::Ok, SpoolError> flush_to_log() override {
+    if (state_ != State::kOpen) return not_open("flush_to_log");
     // The order is what makes a late section durable, and a file in queue/ consistent:
     // 1. the late section after the content (through the buffer, like the content), then
     //    the late envelope (version 3);
@@ -828,12 +831,21 @@ class FileSpoolWriter final : public SpoolWriter {
     start += format_layout(Layout{content_size_, replaced_length_, late_section_.size()});
     const bool start_in_buffer = written_size_ == 0;
     if (start_in_buffer) buffer_.replace(0, start.size(), start);
+    // 3. the whole file to the commit log: from the buffer when it holds all of it (a small
+    //    message: no read back), else read back from the file once it is complete.
+    if (start_in_buffer) {
+      auto logged = spool_.log().append_message(id_, buffer_);
+      if (!logged) return fail(logged.error());
+      ticket_ = *logged;
+    }
     if (auto flushed = flush_buffer(); !flushed) return flushed;
     if (!start_in_buffer) {
       if (auto written = pwrite_all(start, 0); !written) return written;
+      auto logged = spool_.log().append_message(id_, {}, fd_, written_size_);
+      if (!logged) return fail(logged.error());
+      ticket_ = *logged;
     }
-    // 3. only then the fsync: whatever it makes durable includes all of the above.
-    if (::fsync(fd_) != 0) return fail(system_error("fsync", tmp_path_, errno));
+    logged_ = true;
     // A failed close can report a deferred write error (NFS): it fails the message too.
     int result = ::close(fd_);
     int saved = errno;
@@ -872,17 +884,23 @@ class FileSpoolWriter final : public SpoolWriter {
     return base::Ok{};
   }
 
+  base::Expected<base::Ok, SpoolError> sync_log() override {
+    if (state_ != State::kSynced) return not_open("sync_log");
+    if (auto synced = spool_.log().sync(ticket_); !synced) {
+      abort();
+      return synced;
+    }
+    return base::Ok{};
+  }
+
   void mark_committed() override {
     if (state_ == State::kPublished) state_ = State::kCommitted;
   }
 
   base::Expected<base::Ok, SpoolError> commit() override {
-    if (auto synced = flush_and_sync(); !synced) return synced;
+    if (auto logged = flush_to_log(); !logged) return logged;
+    if (auto synced = sync_log(); !synced) return synced;
     if (auto published = publish(); !published) return published;
-    if (auto directory = spool_.sync_queue_dir(); !directory) {
-      abort();
-      return directory;
-    }
     mark_committed();
     return base::Ok{};
   }
@@ -899,8 +917,6 @@ class FileSpoolWriter final : public SpoolWriter {
         if (held_) ::unlinkat(state_dir_fd_, id_.c_str(), 0);
         break;
       case State::kPublished:
-        // XXX: queue/ was not fsynced, so after a crash the entry may come back; it would
-        // then be delivered although the client got 4xx (a duplicate, never a loss).
         ::unlinkat(queue_dir_fd_, id_.c_str(), 0);
         if (held_) ::unlinkat(state_dir_fd_, id_.c_str(), 0);
         break;
@@ -909,6 +925,10 @@ class FileSpoolWriter final : public SpoolWriter {
       case State::kAborted:
         return;
     }
+    // XXX: the D record is not synced, so after a power cut the message may come back from
+    // the log; it would then be delivered although the client got 4xx (a duplicate, never
+    // a loss).
+    if (logged_) spool_.log().append_done(id_);
     state_ = State::kAborted;
   }
 
@@ -1011,6 +1031,8 @@ class FileSpoolWriter final : public SpoolWriter {
   std::string late_folder_;            // "folder <field>\n" of set_folder(): version 3 too
   std::string late_tls_optional_;      // "tls_optional 1\n" of set_tls_optional(): version 3
   bool held_ = false;                  // mark_held(): state/<id> says "held" before publish()
+  bool logged_ = false;                // flush_to_log() appended the message to the log
+  std::uint64_t ticket_ = 0;           // of that append (SpoolLog::sync)
   State state_ = State::kOpen;
   SpoolError error_;
 };
@@ -1048,6 +1070,7 @@ base::Expected<base::Ok, std::string> ContentReader::read(std::uint64_t position
 Spool::Spool(std::string dir) : dir_(std::move(dir)) {}
 
 Spool::~Spool() {
+  log_.reset();  // while the flock is still held
   if (tmp_dir_fd_ >= 0) ::close(tmp_dir_fd_);
   if (queue_dir_fd_ >= 0) ::close(queue_dir_fd_);
   if (state_dir_fd_ >= 0) ::close(state_dir_fd_);
@@ -1068,7 +1091,8 @@ bool Spool::is_valid_id(std::string_view id) {
   });
 }
 
-base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string& dir) {
+base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string& dir,
+                                                               std::uint64_t segment_size) {
   std::string root = dir;
   while (root.size() > 1 && root.back() == '/')
     root.pop_back();
@@ -1092,26 +1116,31 @@ base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string
   }
   std::string tmp = root + "/tmp";
   std::string queue = root + "/queue";
-  spool->tmp_dir_fd_ = ::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  // Opened by root before the privilege drop in a tree the account owns: no link followed.
+  spool->tmp_dir_fd_ = ::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (spool->tmp_dir_fd_ < 0) return fail_with("open", tmp, errno);
-  spool->queue_dir_fd_ = ::open(queue.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  spool->queue_dir_fd_ = ::open(queue.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (spool->queue_dir_fd_ < 0) return fail_with("open", queue, errno);
   std::string state = root + "/state";
-  spool->state_dir_fd_ = ::open(state.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  spool->state_dir_fd_ = ::open(state.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (spool->state_dir_fd_ < 0) return fail_with("open", state, errno);
+  // Whatever is in tmp/ was never acknowledged (commit() logs and syncs it before it
+  // reports success, and publish() takes it out of tmp/).
+  for (const std::string& name : read_directory(tmp)) {
+    if (::unlinkat(spool->tmp_dir_fd_, name.c_str(), 0) != 0 && errno != ENOENT) {
+      return fail_with("unlink", tmp + "/" + name, errno);
+    }
+  }
+  if (auto recovered = spool->recover(segment_size); !recovered) {
+    return base::unexpected(recovered.error());
+  }
+
   // A state file whose message is gone was left by a crash inside remove().
   for (const std::string& name : read_directory(state)) {
     struct stat info {};
     if (::fstatat(spool->queue_dir_fd_, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0 &&
         errno == ENOENT) {
       ::unlinkat(spool->state_dir_fd_, name.c_str(), 0);
-    }
-  }
-
-  // Whatever is in tmp/ was never acknowledged (commit renames before it reports success).
-  for (const std::string& name : read_directory(tmp)) {
-    if (::unlinkat(spool->tmp_dir_fd_, name.c_str(), 0) != 0 && errno != ENOENT) {
-      return fail_with("unlink", tmp + "/" + name, errno);
     }
   }
 
@@ -1122,6 +1151,81 @@ base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string
         static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   }
   return spool;
+}
+
+base::Expected<base::Ok, SpoolError> Spool::recover(std::uint64_t segment_size) {
+  std::vector<SpoolLog::Live> live;
+  bool created = false;
+  auto log = SpoolLog::open(dir_ + "/log", queue_dir_fd_, segment_size, live, created);
+  if (!log) return base::unexpected(log.error());
+  log_ = std::move(*log);
+  const std::string queue = dir_ + "/queue";
+  std::vector<std::string> files = read_directory(queue);
+  if (created) {
+    // An older smtpsd's spool: its queue/ files were fsynced one by one; they enter the log.
+    std::uint64_t imported = 0;
+    for (const std::string& id : files) {
+      if (!is_valid_id(id)) continue;
+      int fd = ::openat(queue_dir_fd_, id.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) return fail_with("open", queue + "/" + id, errno);
+      struct stat status {};
+      auto logged =
+          ::fstat(fd, &status) == 0
+              ? log_->append_message(id, {}, fd, static_cast<std::uint64_t>(status.st_size))
+              : fail_with("stat", queue + "/" + id, errno);
+      ::close(fd);
+      if (!logged) return base::unexpected(logged.error());
+      ++imported;
+    }
+    if (auto synced = sync_log(); !synced) return synced;
+    if (imported > 0) obs::Log("spool_log_imported").kv("messages", imported);
+    return base::Ok{};
+  }
+  std::uint64_t restored = 0;
+  for (const SpoolLog::Live& message : live) {
+    int fd = ::openat(queue_dir_fd_, message.id.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    const bool matches = fd >= 0 && SpoolLog::file_matches(message, fd);
+    if (fd >= 0) ::close(fd);
+    if (matches) continue;
+    // Missing, short or different (a power cut before its data reached the disk): written
+    // again from the log, fsynced, renamed over it.
+    const std::string path = tmp_path(message.id);
+    // tmp/ was emptied above: a name there now is a race; never follow or reuse it.
+    int out = ::openat(tmp_dir_fd_, message.id.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0) return fail_with("create", path, errno);
+    auto copied = SpoolLog::copy_image(message, out);
+    if (copied && ::fsync(out) != 0) copied = fail_with("fsync", path, errno);
+    ::close(out);
+    if (copied &&
+        ::renameat(tmp_dir_fd_, message.id.c_str(), queue_dir_fd_, message.id.c_str()) != 0) {
+      copied = fail_with("rename", path, errno);
+    }
+    if (!copied) return copied;
+    ++restored;
+  }
+  std::uint64_t orphaned = 0;
+  for (const std::string& name : files) {
+    const bool known = std::any_of(live.begin(), live.end(),
+                                   [&](const SpoolLog::Live& m) { return m.id == name; });
+    if (known) continue;
+    // Not in the log, so never acknowledged (publish() comes after the log sync): kept aside
+    // for a human rather than deleted, because only a bug or a hand puts it there.
+    if (auto made = make_directories(dir_ + "/orphaned"); !made) return made;
+    const std::string target = dir_ + "/orphaned/" + name;
+    if (::rename((queue + "/" + name).c_str(), target.c_str()) != 0) {
+      return fail_with("rename", queue + "/" + name, errno);
+    }
+    obs::Log("spool_orphan", obs::Level::kError)
+        .kv("file", target)
+        .kv("detail", "in queue/ but not in the commit log: never acknowledged; moved aside");
+    ++orphaned;
+  }
+  if (restored > 0 || orphaned > 0) {
+    if (::fsync(queue_dir_fd_) != 0) return fail_with("fsync", queue, errno);
+  }
+  if (restored > 0) obs::Log("spool_log_restored").kv("messages", restored);
+  return base::Ok{};
 }
 
 // <12 hex: microseconds since the epoch><4 hex: per-process counter><4 base62: random>.
@@ -1180,7 +1284,8 @@ base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> Spool::begin_with_id(
                                            std::to_string(kMaxHeaderSize) + ")",
                                        /*transient=*/false, EFBIG});
   }
-  int fd = ::openat(tmp_dir_fd_, id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  // Read and write: flush_to_log() reads a large message back for the commit log.
+  int fd = ::openat(tmp_dir_fd_, id.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return fail_with("create", tmp_path(id), errno);
   auto writer =
       std::make_unique<FileSpoolWriter>(*this, id, fd, tmp_dir_fd_, queue_dir_fd_, state_dir_fd_);
@@ -1358,6 +1463,7 @@ base::Expected<base::Ok, SpoolError> Spool::remove(const std::string& id) {
   }
   // After the message: a crash in between leaves a state file that open() clears.
   ::unlinkat(state_dir_fd_, id.c_str(), 0);
+  log_->append_done(id);
   // No fsync of queue/ here: if a crash undoes this unlink, the message is found again at
   // start and handed to the deliverers as recovered, and they are idempotent (Maildir
   // recognises its own file name). Durability matters for adding messages, not removing.
@@ -1440,9 +1546,8 @@ std::uint64_t Spool::free_bytes() const {
   return static_cast<std::uint64_t>(info.f_bavail) * info.f_frsize;
 }
 
-base::Expected<base::Ok, SpoolError> Spool::sync_queue_dir() {
-  if (::fsync(queue_dir_fd_) != 0) return fail_with("fsync", dir_ + "/queue", errno);
-  return base::Ok{};
+base::Expected<base::Ok, SpoolError> Spool::sync_log() {
+  return log_->sync(log_->last_ticket());
 }
 
 }  // namespace queue

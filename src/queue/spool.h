@@ -1,21 +1,23 @@
 // spool.h — the durable message store between acceptance and delivery.
 //
 // Layout under <data>/spool: tmp/<id> while a message is being received, queue/<id> once
-// committed, state/<id> for what the scheduler has done with it (see append_state). One file per
-// message: a small envelope header, a blank line, then the message exactly as it will be delivered
-// (Received header first). Header fields learnt only after the body arrived (DKIM-Signature,
-// Authentication-Results, milter edits) and a replaced body are taken without copying the
-// message: see replace_header_section() and truncate_content(). Whoever reads a message reads
-// it through queue::MessageReader (message_reader.h), never by offsets of its own: the content
-// may lie in several pieces of the file. Invariant: a file in queue/ is complete and durable —
-// commit() fsyncs the file (late header section included), renames it into queue/ and fsyncs
-// queue/ before it returns success. Anything left in
-// tmp/ after a crash was never acknowledged and is removed at open. RFC 5321 §4.5.4 and §6.1: once
-// 250 is sent the server MUST NOT lose the message; so any failed write, fsync or close fails the
-// commit (as Postfix global/mail_stream.c does) and the session answers 4xx instead. The file
-// format is documented in spool.cpp. One process owns a spool directory at a time: open() takes an
-// exclusive flock(2) on it, because it clears tmp/ (which would destroy another process's messages
-// in progress).
+// committed, state/<id> for what the scheduler has done with it (see append_state), log/ the
+// commit log (queue/spool_log.h). One file per message: a small envelope header, a blank
+// line, then the message exactly as it will be delivered (Received header first). Header
+// fields learnt only after the body arrived (DKIM-Signature, Authentication-Results, milter
+// edits) and a replaced body are taken without copying the message: see
+// replace_header_section() and truncate_content(). Whoever reads a message reads it through
+// queue::MessageReader (message_reader.h), never by offsets of its own: the content may lie in
+// several pieces of the file. Invariant: a committed message is durable — its whole file is
+// appended to the commit log, and the log fdatasynced (one sync for a whole batch of
+// messages), before it is renamed into queue/ and before commit() returns success; queue/<id>
+// itself is never fsynced: after a power cut, Spool::open() rebuilds it from the log when it
+// is missing or differs. Anything left in tmp/ after a crash was never acknowledged and is
+// removed at open. RFC 5321 §4.5.4 and §6.1: once 250 is sent the server MUST NOT lose the
+// message; so any failed write or sync fails the commit (as Postfix global/mail_stream.c
+// does) and the session answers 4xx instead. The file format is documented in spool.cpp.
+// One process owns a spool directory at a time: open() takes an exclusive flock(2) on it,
+// because it clears tmp/ (which would destroy another process's messages in progress).
 #pragma once
 
 #include <atomic>
@@ -87,6 +89,7 @@ base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
                                                             std::uint64_t file_size);
 
 class Spool;
+class SpoolLog;
 
 // The content of a message still being received, as appended so far, for a check that reads
 // it at the end of its data off the I/O thread (a milter is given the body from here, not
@@ -133,7 +136,7 @@ class ContentReader {
 //   commit() (or the GroupCommitter steps)
 // The two late calls may come in either order and be repeated; nothing already on disk is
 // moved or copied: the new header section is held (at most kMaxHeaderSectionSize octets)
-// and written after the content by flush_and_sync(), before its fsync, so that a committed
+// and written after the content by flush_to_log(), before it goes to the log, so that a committed
 // message always has it.
 class SpoolWriter {
  public:
@@ -173,7 +176,7 @@ class SpoolWriter {
   virtual base::Expected<base::Ok, SpoolError> truncate_content(std::uint64_t keep) = 0;
   // The envelope as it will be delivered: reverse_path ("" for <>) and recipients take the
   // place of the ones given to begin() (HELO, BODY, SMTPUTF8, SIZE, RET, ENVID stay). Held
-  // and written after the content by flush_and_sync() (the file is then version 3, see
+  // and written after the content by flush_to_log() (the file is then version 3, see
   // spool.cpp): nothing already on disk is moved. The last call wins. Refused like
   // replace_header_section() (the writer is unchanged) when recipients is empty, an address
   // is empty, or the encoded envelope is over 4 MiB. The addresses are not checked against
@@ -189,36 +192,47 @@ class SpoolWriter {
   // written after the content like set_folder() (the file is then version 3); the last call
   // wins, false cancels.
   virtual base::Expected<base::Ok, SpoolError> set_tls_optional(bool optional) = 0;
-  // The message is held (queue::Scheduler delivers it only once released): flush_and_sync()
+  // The message is held (queue::Scheduler delivers it only once released): flush_to_log()
   // writes state/<id> = "held" and fsyncs it and state/ after the message and before
   // publish(), so a message in queue/ is never seen without its hold. abort() removes it.
   virtual base::Expected<base::Ok, SpoolError> mark_held() = 0;
-  // Make durable: flush, fsync file, rename into queue/, fsync queue/. Blocks on the disk:
-  // call it off the I/O thread.
+  // Make durable: flush, append to the commit log, sync the log, rename into queue/. Blocks
+  // on the disk: call it off the I/O thread.
   virtual base::Expected<base::Ok, SpoolError> commit() = 0;
   // Give up: the tmp file is removed. Called by the destructor if neither was called.
-  // After publish() but before mark_committed() it removes queue/<id> instead. A no-op once
-  // committed.
+  // After publish() but before mark_committed() it removes queue/<id> instead; once the
+  // message is in the log, a D record follows it there. A no-op once committed.
   virtual void abort() = 0;
 
-  // The steps of commit(), for GroupCommitter (group_commit.h), which batches the directory
-  // fsync of many writers. commit() == flush_and_sync(); publish(); spool().sync_queue_dir();
-  // mark_committed() — with abort() if the directory fsync fails.
+  // The steps of commit(), for GroupCommitter (group_commit.h), which batches the log sync of
+  // many writers. commit() == flush_to_log(); sync_log(); publish(); mark_committed().
   // 1. Writes what is buffered and the late header section, then the layout that points at
-  //    it, fsyncs and closes the file (still in tmp/).
-  virtual base::Expected<base::Ok, SpoolError> flush_and_sync() = 0;
-  // 2. Renames tmp/<id> to queue/<id> (never replacing an existing file). Not durable yet.
+  //    it, closes the file (still in tmp/, not fsynced) and appends its image to the commit
+  //    log (not synced yet). A hold is written (and fsynced) here too.
+  virtual base::Expected<base::Ok, SpoolError> flush_to_log() = 0;
+  // 2. Makes the append durable (SpoolLog::sync): of writers that flushed together, the
+  //    first call fdatasyncs the log and the others find themselves covered. On failure
+  //    the writer aborts.
+  virtual base::Expected<base::Ok, SpoolError> sync_log() = 0;
+  // 3. After sync_log() succeeded: renames tmp/<id> to queue/<id> (never replacing an
+  //    existing file). Not fsynced: the log holds the message.
   virtual base::Expected<base::Ok, SpoolError> publish() = 0;
-  // 3. After spool().sync_queue_dir() succeeded: the message is committed.
+  // 4. The message is committed.
   virtual void mark_committed() = 0;
-  // The spool this writer belongs to (whose queue/ must be fsynced after publish()).
+  // The spool this writer belongs to.
   virtual Spool& spool() const = 0;
 };
 
 class Spool {
  public:
-  // Creates <dir>/tmp and <dir>/queue if missing and clears tmp/.
-  static base::Expected<std::unique_ptr<Spool>, SpoolError> open(const std::string& dir);
+  // Creates <dir>/tmp, queue, state and log if missing, clears tmp/, and recovers: every
+  // message the log holds is in queue/ as the log has it (rebuilt when a power cut left it
+  // missing or different); a queue file the log does not know is moved to orphaned/ (never
+  // acknowledged: it cannot happen but through a bug or a hand). A spool without log/ (an
+  // older smtpsd's) has its queue/ files entered into a new log first. segment_size 0: the
+  // default (SpoolLog::kDefaultSegmentSize).
+  static base::Expected<std::unique_ptr<Spool>, SpoolError> open(const std::string& dir,
+                                                                 std::uint64_t segment_size = 0);
   ~Spool();
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
@@ -237,8 +251,9 @@ class Spool {
   // Reads the envelope and the layout of queue/<id> (parse_spool_file); the content stays
   // in the file. Version 1 files (written before late header sections existed) still load.
   base::Expected<StoredMessage, SpoolError> load(const std::string& id) const;
-  // Removes queue/<id> (after every recipient is delivered). Not fsynced: a removal undone
-  // by a crash only makes the message be delivered again, idempotently.
+  // Removes queue/<id> (after every recipient is delivered) and appends its D record to the
+  // log. Not synced: a removal undone by a crash only makes the message be delivered again,
+  // idempotently.
   base::Expected<base::Ok, SpoolError> remove(const std::string& id);
   // The delivery state of a message: an append-only list of short lines in state/<id>
   // ("delivered 2", "failed 0", "held", ...), written by the scheduler so that a restart
@@ -252,8 +267,10 @@ class Spool {
   bool is_held(const std::string& id) const;
   // Octets of queue/<id> (envelope header included), 0 if it cannot be read.
   std::uint64_t file_size(const std::string& id) const;
-  // fsync(2) of queue/: makes the renames of publish() durable (one call for a whole batch).
-  base::Expected<base::Ok, SpoolError> sync_queue_dir();
+  // fdatasync(2) of the commit log: makes every flush_to_log() completed before it durable.
+  base::Expected<base::Ok, SpoolError> sync_log();
+  // The commit log (tests, metrics).
+  SpoolLog& log() { return *log_; }
   // Free space on the spool's file system (statvfs(3), for unprivileged users), or
   // UINT64_MAX when it cannot be read (an error then shows on the first write instead).
   std::uint64_t free_bytes() const;
@@ -270,6 +287,8 @@ class Spool {
 
  private:
   explicit Spool(std::string dir);
+  // open(): the log read, queue/ made to match it (see open()).
+  base::Expected<base::Ok, SpoolError> recover(std::uint64_t segment_size);
   std::string dir_;
   std::atomic<std::uint64_t> counter_{0};  // new_id() and begin() are thread-safe
   std::uint64_t nonce_ = 0;                // random per process: ids stay unique across restarts
@@ -277,6 +296,7 @@ class Spool {
   int tmp_dir_fd_ = -1;
   int queue_dir_fd_ = -1;
   int state_dir_fd_ = -1;
+  std::unique_ptr<SpoolLog> log_;
 };
 
 }  // namespace queue

@@ -9,17 +9,50 @@
 // - the segments never depend on octets after the blank line except through the file size:
 //   parsing the header alone with the same size gives the same result;
 // - a refused file always says why.
+// The same bytes also go to the commit log's segment reader (queue::parse_log_records, what
+// Spool::open() runs on each <spool>/log/*.seg): its records lie inside the bytes, in order,
+// each payload's CRC matches, and `end` is where the last one ends (a segment's header alone
+// when there is none); a scan that stops before the end says why. An input that starts with
+// the segment header is read as one.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "fuzz_support.h"
 #include "queue/spool.h"
+#include "queue/spool_log.h"
 
 using fuzz::check;
 
+namespace {
+
+void check_log_records(std::string_view bytes) {
+  std::uint64_t end = 0;
+  std::string error;
+  const auto records = queue::parse_log_records(bytes, end, error);
+  check(end <= bytes.size());
+  check(end == bytes.size() || !error.empty());
+  std::uint64_t position = bytes.starts_with(queue::SpoolLog::kSegmentHeader)
+                               ? queue::SpoolLog::kSegmentHeader.size()
+                               : 0;
+  check(!records.empty() || end == position);
+  for (const queue::LogRecord& record : records) {
+    check(record.kind == 'M' || (record.kind == 'D' && record.length == 0));
+    check(record.payload_offset > position);
+    check(record.payload_offset <= bytes.size() &&
+          record.length <= bytes.size() - record.payload_offset);
+    check(queue::log_record_crc(record.kind, record.id, record.length,
+                                bytes.substr(record.payload_offset, record.length)) == record.crc);
+    position = record.payload_offset + record.length;
+  }
+  check(records.empty() || end == position);
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  check_log_records(bytes);
   // The id the fuzzer's files name themselves with (the seeds use it).
   constexpr std::string_view kId = "0123456789ABCDEF0001abcd";
   auto parsed = queue::parse_spool_file(kId, bytes, bytes.size());

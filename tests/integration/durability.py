@@ -32,6 +32,7 @@ LINE = re.compile(r"^(\d+) +(.*)$")
 CALL = re.compile(r"^(\w+)\((.*)\) += (-?\d+)(?:<([^>]*)>)?")
 FD_PATH = re.compile(r"(-?\d+|AT_FDCWD)<([^>]*)>")
 QUEUED = re.compile(r"250 2\.0\.0 Ok: queued as (\w+)")
+LOG_RECORD = re.compile(r"^([MD]) ([0-9A-Za-z]+) \d+ [0-9a-f]{8}\n")
 QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
@@ -120,6 +121,8 @@ class Checker:
         self.queue_files = set()  # names in spool/queue now
         self.violations = []
         self.acknowledged = []    # queue ids the server said 250 for
+        self.log_records = {}     # queue id -> (segment path, end of the last write of its record)
+        self.record_at = {}       # segment path -> queue id of the record written last to it
         self.recorded = []        # ids whose local delivery or failure was recorded
 
     # What is durable now ------------------------------------------------------------
@@ -148,6 +151,34 @@ class Checker:
         if not self.entry_durable(directory, name, position):
             self.violations.append(f"line {position + 1}: {why}: the entry {name} in "
                                    f"{directory} was not synced")
+
+    def require_message(self, queue_id, why, position):
+        """A message is durable when its record in the commit log (spool/log/*.seg) was
+        covered by a sync of its segment that began after the record was written, and the
+        segment's entry is durable; a message that has no record (an smtpsd without a commit
+        log) when its own spool file is."""
+        record = self.log_records.get(queue_id)
+        if record is None:
+            self.require(os.path.join(self.root, "spool", "queue", queue_id), why, position)
+            return
+        path, written = record
+        if max(self.synced_from.get(path, -1), self.all_synced) <= written:
+            self.violations.append(f"line {position + 1}: {why}: the data of its record in "
+                                   f"{path} was not synced")
+        directory, name = os.path.split(path)
+        if not self.entry_durable(directory, name, position):
+            self.violations.append(f"line {position + 1}: {why}: the entry {name} in "
+                                   f"{directory} was not synced")
+
+    def log_write(self, path, call):
+        """A write to a segment of the commit log: the record line names the message."""
+        for text in call.strings():
+            found = LOG_RECORD.match(text)
+            if found:  # a D record vouches for nothing
+                self.record_at[path] = found.group(2) if found.group(1) == "M" else None
+        queue_id = self.record_at.get(path)
+        if queue_id is not None:
+            self.log_records[queue_id] = (path, call.end)
 
     # Replay -------------------------------------------------------------------------
 
@@ -229,8 +260,7 @@ class Checker:
                     for text in call.strings():
                         for queue_id in QUEUED.findall(text):
                             self.acknowledged.append(queue_id)
-                            self.require(os.path.join(self.root, "spool", "queue", queue_id),
-                                         f"250 for {queue_id}", call.start)
+                            self.require_message(queue_id, f"250 for {queue_id}", call.start)
                     continue
                 if not self.mine(target):
                     continue
@@ -240,6 +270,8 @@ class Checker:
                     continue
                 self.last_write[target] = call.end
                 directory, base = os.path.split(target)
+                if directory == os.path.join(self.root, "spool", "log"):
+                    self.log_write(target, call)
                 if os.path.basename(directory) == "state":
                     text = "".join(call.strings())
                     if text.startswith("delivered"):
@@ -248,8 +280,8 @@ class Checker:
                     if text.startswith("failed"):
                         self.recorded.append(base)
                         for queued in sorted(self.queue_files - {base}):
-                            self.require(os.path.join(self.root, "spool", "queue", queued),
-                                         f"failure of {base} recorded (its DSN)", call.start)
+                            self.require_message(queued, f"failure of {base} recorded (its DSN)",
+                                                 call.start)
             elif name in ("fsync", "fdatasync"):
                 if not paths:
                     continue

@@ -635,9 +635,7 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   control.stop();
   committer.stop();
   queue::GroupCommitter::Stats commits = committer.stats();
-  obs::Log("group_commit")
-      .kv("messages", commits.messages)
-      .kv("directory_syncs", commits.directory_syncs);
+  obs::Log("group_commit").kv("messages", commits.messages).kv("log_syncs", commits.syncs);
   scheduler.stop();
   sts_refresher.reset();  // a refresh under way finishes first
   // No session is counted any more; a report round under way still has its resolver.

@@ -437,6 +437,7 @@ TEST_F(MaildirTest, AVersion1SpoolFileStillDelivers) {
   // Queued by an smtpsd from before the late header sections; delivered after an upgrade.
   spool();
   spool_.reset();
+  std::filesystem::remove_all(root_ + "/spool/log");  // an older smtpsd had no commit log
   const std::string id = "0123456789ABCDEF9old";
   const std::string content = kReceived + "Subject: old\r\n\r\nstill here\r\n";
   std::ofstream(root_ + "/spool/queue/" + id, std::ios::binary)

@@ -405,9 +405,9 @@ TEST_F(MessageIntakeTest, AHeldMessageWhoseCommitFailsLeavesNoHoldBehind) {
   ASSERT_FALSE(intake.begin(start()));
   ASSERT_FALSE(intake.append("Subject: hi\r\n\r\nbody\r\n"));
   ASSERT_FALSE(intake.apply(verdict));
-  ASSERT_TRUE(intake.writer()->flush_and_sync());  // the hold is written here
+  ASSERT_TRUE(intake.writer()->flush_to_log());  // the hold is written here
   EXPECT_TRUE(fs::exists(dir_ / "state" / intake.queue_id()));
-  intake.abort();  // as when publish() or the directory fsync fails
+  intake.abort();  // as when the log sync or publish() fails
   EXPECT_TRUE(spool_->list().empty());
   EXPECT_TRUE(fs::is_empty(dir_ / "state"));
 }

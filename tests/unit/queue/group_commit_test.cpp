@@ -154,9 +154,9 @@ TEST_F(GroupCommitTest, ConcurrentCommitsShareDirectoryFsyncs) {
   EXPECT_EQ(completions.succeeded(), kMessages);
   GroupCommitter::Stats stats = committer.stats();
   EXPECT_EQ(stats.messages, kMessages);
-  EXPECT_GE(stats.directory_syncs, 1u);
+  EXPECT_GE(stats.syncs, 1u);
   // The first batch may hold a single message; the rest arrive while it syncs.
-  EXPECT_LT(stats.directory_syncs, kMessages / 2) << "batching did not happen";
+  EXPECT_LT(stats.syncs, kMessages / 2) << "batching did not happen";
 }
 
 TEST_F(GroupCommitTest, AFailedWriterFailsAloneAndIsRemoved) {
@@ -168,7 +168,7 @@ TEST_F(GroupCommitTest, AFailedWriterFailsAloneAndIsRemoved) {
     ASSERT_TRUE(writer);
     writers.push_back(std::move(*writer));
   }
-  writers[2]->abort();  // its flush_and_sync() will fail
+  writers[2]->abort();  // its flush_to_log() will fail
   std::vector<std::optional<bool>> results(writers.size());
   std::mutex results_mutex;
   for (std::size_t i = 0; i < writers.size(); ++i) {

@@ -1,0 +1,223 @@
+// The spool's commit log (queue/spool_log.h): records, recovery of queue/ from the log after
+// what a power cut can leave, the upgrade from a spool without a log, segment reclaim and
+// compaction.
+#include "queue/spool_log.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "queue/message_reader.h"
+#include "queue/spool.h"
+
+namespace queue {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+std::string record(char kind, const std::string& id, const std::string& payload) {
+  return format_log_record_line(kind, id, payload.size(),
+                                log_record_crc(kind, id, payload.size(), payload)) +
+         payload;
+}
+
+TEST(SpoolLogRecords, ParsesCompleteRecordsAndStopsAtTheFirstBadOne) {
+  const std::string header(SpoolLog::kSegmentHeader);
+  const std::string good = header + record('M', "abc1", "hello\n") + record('D', "abc1", "") +
+                           record('M', "abc2", std::string(5000, 'x'));
+  std::uint64_t end = 0;
+  std::string error;
+  auto records = parse_log_records(good, end, error);
+  ASSERT_EQ(records.size(), 3u) << error;
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(end, good.size());
+  EXPECT_EQ(records[0].kind, 'M');
+  EXPECT_EQ(records[0].id, "abc1");
+  EXPECT_EQ(good.substr(records[0].payload_offset, records[0].length), "hello\n");
+  EXPECT_EQ(records[1].kind, 'D');
+  EXPECT_EQ(records[2].length, 5000u);
+
+  // A power cut in the middle of the last record (torn at any octet): the others stay.
+  const std::size_t last_start = good.size() - record('M', "abc2", std::string(5000, 'x')).size();
+  for (std::size_t cut = last_start + 1; cut < good.size(); cut += 97) {
+    records = parse_log_records(std::string_view(good).substr(0, cut), end, error);
+    EXPECT_EQ(records.size(), 2u) << cut;
+    EXPECT_EQ(end, last_start) << cut;
+    EXPECT_NE(error, "") << cut;
+  }
+  // A flipped octet in a payload, or in a line: the CRC or the grammar refuses it.
+  std::string flipped = good;
+  flipped[last_start + 60] ^= 0x20;
+  records = parse_log_records(flipped, end, error);
+  EXPECT_EQ(records.size(), 2u);
+  EXPECT_NE(error.find("CRC"), std::string::npos) << error;
+  flipped = good;
+  flipped[header.size() + 2] = '/';  // the id of the first record
+  EXPECT_TRUE(parse_log_records(flipped, end, error).empty());
+  // Zeros where a record should start (a file extended without its data): stop there.
+  records = parse_log_records(good + std::string(4096, '\0'), end, error);
+  EXPECT_EQ(records.size(), 3u);
+  EXPECT_EQ(end, good.size());
+  // Not a segment at all.
+  EXPECT_TRUE(parse_log_records("garbage", end, error).empty());
+  EXPECT_EQ(error, "no segment header");
+}
+
+class SpoolLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/smtpsd-spool-log-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    root_ = pattern;
+    dir_ = root_ + "/spool";
+    reopen();
+  }
+  void TearDown() override {
+    spool_.reset();
+    fs::remove_all(root_);
+  }
+  void reopen(std::uint64_t segment_size = 0) {
+    spool_.reset();
+    auto spool = Spool::open(dir_, segment_size);
+    ASSERT_TRUE(spool) << spool.error().message;
+    spool_ = std::move(*spool);
+  }
+  std::string commit(const std::string& content) {
+    smtp::Envelope envelope;
+    envelope.reverse_path = "a@example.org";
+    envelope.recipients = {{"b@example.com", "", ""}};
+    auto writer = spool_->begin(envelope, 1700000000);
+    EXPECT_TRUE(writer) << writer.error().message;
+    EXPECT_TRUE((*writer)->append(content));
+    auto committed = (*writer)->commit();
+    EXPECT_TRUE(committed) << committed.error().message;
+    return (*writer)->id();
+  }
+  std::size_t segments() const {
+    std::size_t count = 0;
+    for (const auto& entry : fs::directory_iterator(dir_ + "/log"))
+      count += entry.path().extension() == ".seg";
+    return count;
+  }
+  std::string queued(const std::string& id) const { return read_file(dir_ + "/queue/" + id); }
+
+  std::string root_;
+  std::string dir_;
+  std::unique_ptr<Spool> spool_;
+};
+
+TEST_F(SpoolLogTest, ACommittedMessageIsInTheLogAsItsQueueFile) {
+  const std::string id = commit("Subject: one\r\n\r\nbody\r\n");
+  const std::string image = queued(id);
+  ASSERT_FALSE(image.empty());
+  std::string all;
+  for (const auto& entry : fs::directory_iterator(dir_ + "/log"))
+    all += read_file(entry.path());
+  EXPECT_NE(all.find(format_log_record_line('M', id, image.size(),
+                                            log_record_crc('M', id, image.size(), image)) +
+                     image),
+            std::string::npos);
+}
+
+TEST_F(SpoolLogTest, QueueFilesAPowerCutLostOrTruncatedComeBackFromTheLog) {
+  const std::string kept = commit("Subject: kept\r\n\r\nbody\r\n");
+  const std::string lost = commit("Subject: lost\r\n\r\nbody\r\n");
+  const std::string torn = commit("Subject: torn\r\n\r\n" + std::string(100000, 'y') + "\r\n");
+  const std::string zeroed = commit("Subject: zeroed\r\n\r\nbody\r\n");
+  const std::string image_kept = queued(kept), image_lost = queued(lost), image_torn = queued(torn),
+                    image_zeroed = queued(zeroed);
+  spool_.reset();
+  // What a power cut can leave of files that were never fsynced: no entry, a short file,
+  // a file of the right size full of zeros (the size made it, the data did not).
+  fs::remove(dir_ + "/queue/" + lost);
+  fs::resize_file(dir_ + "/queue/" + torn, 4096);
+  write_file(dir_ + "/queue/" + zeroed, std::string(image_zeroed.size(), '\0'));
+  reopen();
+  EXPECT_EQ(queued(kept), image_kept);
+  EXPECT_EQ(queued(lost), image_lost);
+  EXPECT_EQ(queued(torn), image_torn);
+  EXPECT_EQ(queued(zeroed), image_zeroed);
+  EXPECT_EQ(spool_->list().size(), 4u);
+  auto loaded = spool_->load(torn);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+}
+
+TEST_F(SpoolLogTest, ARemovedMessageStaysRemovedAndAFileTheLogDoesNotKnowIsMovedAside) {
+  const std::string done = commit("Subject: done\r\n\r\nbody\r\n");
+  const std::string live = commit("Subject: live\r\n\r\nbody\r\n");
+  ASSERT_TRUE(spool_->remove(done));
+  spool_.reset();
+  write_file(dir_ + "/queue/0123456789ABCDEFstray", "smtpsd-spool 2\nnot acknowledged\n");
+  reopen();
+  EXPECT_EQ(spool_->list(), std::vector<std::string>{live});
+  EXPECT_TRUE(fs::exists(dir_ + "/orphaned/0123456789ABCDEFstray"));
+}
+
+TEST_F(SpoolLogTest, ASpoolWithoutALogHasItsQueueEnteredIntoANewLog) {
+  const std::string id = commit("Subject: before the upgrade\r\n\r\nbody\r\n");
+  const std::string image = queued(id);
+  spool_.reset();
+  fs::remove_all(dir_ + "/log");  // an older smtpsd: fsynced queue files, no log
+  reopen();
+  EXPECT_EQ(spool_->list(), std::vector<std::string>{id});
+  // Now the log has it: a power cut that loses the file after this start is repaired.
+  spool_.reset();
+  fs::remove(dir_ + "/queue/" + id);
+  reopen();
+  EXPECT_EQ(queued(id), image);
+}
+
+TEST_F(SpoolLogTest, SegmentsGoWhenTheirMessagesAreDoneAndALongDeferredOneMovesForward) {
+  reopen(/*segment_size=*/16 * 1024);
+  const std::string body = "Subject: x\r\n\r\n" + std::string(3000, 'z') + "\r\n";
+  const std::string deferred = commit(body);
+  std::vector<std::string> delivered;
+  for (int i = 0; i < 40; ++i)
+    delivered.push_back(commit(body));
+  EXPECT_GE(segments(), 6u);
+  for (const std::string& id : delivered)
+    ASSERT_TRUE(spool_->remove(id));
+  // The first segment still holds the deferred message, a small part of it: the next
+  // segment to start copies it forward, and every segment before it goes.
+  for (int i = 0; i < 8; ++i)
+    ASSERT_TRUE(spool_->remove(commit(body)));
+  EXPECT_LE(segments(), 3u);
+  EXPECT_EQ(spool_->list(), std::vector<std::string>{deferred});
+  // And it is still recoverable from where it moved.
+  const std::string image = queued(deferred);
+  spool_.reset();
+  fs::remove(dir_ + "/queue/" + deferred);
+  reopen(16 * 1024);
+  EXPECT_EQ(queued(deferred), image);
+}
+
+TEST_F(SpoolLogTest, AnIdleSpoolHoldsNoFileOpenForWriting) {
+  commit("Subject: one\r\n\r\nbody\r\n");
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code ignored;
+    const fs::path target = fs::read_symlink(entry.path(), ignored);
+    if (target.string().find(dir_ + "/log/") != 0) continue;
+    const std::string flags = read_file("/proc/self/fdinfo/" + entry.path().filename().string());
+    ADD_FAILURE() << target << " is open: " << flags;
+  }
+}
+
+}  // namespace
+}  // namespace queue
