@@ -91,7 +91,8 @@ __attribute__((constructor)) static void recorder_init(void) {
     abort();
   }
   memcpy(root, root_path, n + 1);
-  while (n > 1 && root[n - 1] == '/') root[--n] = '\0';
+  while (n > 1 && root[n - 1] == '/')
+    root[--n] = '\0';
   root_length = n;
   int (*real_open)(const char*, int, ...) = REAL(open);
   log_fd = real_open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -102,7 +103,9 @@ __attribute__((constructor)) static void recorder_init(void) {
   enabled = 1;
 }
 
-static long thread_id(void) { return (long)REAL(syscall)(SYS_gettid); }
+static long thread_id(void) {
+  return (long)REAL(syscall)(SYS_gettid);
+}
 
 static void encode(char* out, size_t size, const char* text) {
   static const char hex[] = "0123456789ABCDEF";
@@ -214,7 +217,7 @@ static void opened(int fd, int dirfd, const char* name, int flags, mode_t mode) 
   if (!enabled || fd < 0 || fd >= MAX_FDS) return;
   char path[PATH_MAX];
   if (absolute(dirfd, name, path, sizeof path) != 0 || !under_root(path)) {
-    fd_kind[fd] = kUnknown;  /* classify() decides (a socket, or not ours) */
+    fd_kind[fd] = kUnknown; /* classify() decides (a socket, or not ours) */
     return;
   }
   if ((flags & O_TMPFILE) == O_TMPFILE) {
@@ -272,12 +275,12 @@ static void scan_for_acknowledgements(const char* data, size_t n) {
 
 static void before_socket_write(int fd, const struct iovec* parts, int count) {
   if (!enabled || classify(fd) != kSocket) return;
-  for (int i = 0; i < count; ++i) scan_for_acknowledgements(parts[i].iov_base, parts[i].iov_len);
+  for (int i = 0; i < count; ++i)
+    scan_for_acknowledgements(parts[i].iov_base, parts[i].iov_len);
 }
 
 /* The octets of an iovec array, the first n of them, gathered. */
-static void wrote_vector(int fd, long long offset, const struct iovec* parts, int count,
-                         size_t n) {
+static void wrote_vector(int fd, long long offset, const struct iovec* parts, int count, size_t n) {
   char* buffer = malloc(n ? n : 1);
   if (buffer == NULL) abort();
   size_t at = 0;
@@ -584,8 +587,7 @@ ssize_t sendfile64(int out, int in, off64_t* offset, size_t n) {
   return REAL(sendfile64)(out, in, offset, n);
 }
 
-ssize_t splice(int in, off64_t* in_offset, int out, off64_t* out_offset, size_t n,
-               unsigned flags) {
+ssize_t splice(int in, off64_t* in_offset, int out, off64_t* out_offset, size_t n, unsigned flags) {
   if (tracked(out)) refuse("splice into a file");
   return REAL(splice)(in, in_offset, out, out_offset, n, flags);
 }
@@ -686,8 +688,8 @@ static void named(char op, int dirfd, const char* name, int dirfd2, const char* 
   encode(encoded_first, sizeof encoded_first, first);
   if (name2 != NULL) {
     encode(encoded_second, sizeof encoded_second, second);
-    snprintf(fields, sizeof fields, "%s %s%s%s", encoded_first, encoded_second,
-             extra ? " " : "", extra ? extra : "");
+    snprintf(fields, sizeof fields, "%s %s%s%s", encoded_first, encoded_second, extra ? " " : "",
+             extra ? extra : "");
   } else {
     snprintf(fields, sizeof fields, "%s%s%s", encoded_first, extra ? " " : "", extra ? extra : "");
   }
@@ -842,21 +844,41 @@ long syscall(long number, ...) {
         refuse("io_uring_setup");
         fprintf(stderr, "recorder: io_uring is not observable by this recorder; aborting\n");
         abort();
-      case SYS_write: case SYS_pwrite64: case SYS_writev: case SYS_pwritev: case SYS_pwritev2:
-      case SYS_open: case SYS_openat: case SYS_creat: case SYS_rename: case SYS_renameat:
-      case SYS_renameat2: case SYS_link: case SYS_linkat: case SYS_unlink: case SYS_unlinkat:
-      case SYS_mkdir: case SYS_mkdirat: case SYS_rmdir: case SYS_fsync: case SYS_fdatasync:
-      case SYS_syncfs: case SYS_ftruncate: case SYS_truncate: case SYS_fallocate:
-      case SYS_copy_file_range: case SYS_sendfile: case SYS_splice:
+      case SYS_write:
+      case SYS_pwrite64:
+      case SYS_writev:
+      case SYS_pwritev:
+      case SYS_pwritev2:
+      case SYS_open:
+      case SYS_openat:
+      case SYS_creat:
+      case SYS_rename:
+      case SYS_renameat:
+      case SYS_renameat2:
+      case SYS_link:
+      case SYS_linkat:
+      case SYS_unlink:
+      case SYS_unlinkat:
+      case SYS_mkdir:
+      case SYS_mkdirat:
+      case SYS_rmdir:
+      case SYS_fsync:
+      case SYS_fdatasync:
+      case SYS_syncfs:
+      case SYS_ftruncate:
+      case SYS_truncate:
+      case SYS_fallocate:
+      case SYS_copy_file_range:
+      case SYS_sendfile:
+      case SYS_splice:
 #ifdef SYS_openat2
       case SYS_openat2:
 #endif
-        {
-          char what[64];
-          snprintf(what, sizeof what, "syscall(%ld), a file call the recorder cannot see", number);
-          refuse(what);
-        }
-        break;
+      {
+        char what[64];
+        snprintf(what, sizeof what, "syscall(%ld), a file call the recorder cannot see", number);
+        refuse(what);
+      } break;
       default:
         break;
     }

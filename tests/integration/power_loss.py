@@ -212,7 +212,6 @@ class Replay:
         self.unknown_removals = []
         self.top = self.new_node("d", os.stat(snapshot).st_mode & 0o7777)
         self.load_snapshot(self.top, snapshot)
-        self.snapshot_tree = {id(n): dict(n.entries) for n in self.nodes if n.kind == "d"}
         for node in self.nodes:
             node.live = dict(node.entries)
         self.by_ino = {}
@@ -390,8 +389,7 @@ class Replay:
         (everything done before c), "random" (rng chooses among what is not durable).
         Returns {relative path: (kind, mode, content or snapshot path)}."""
         everything = self.durable_cut(self.global_syncs, c)
-        tree = {id(n): dict(entries) for n, entries in
-                ((n, self.snapshot_tree.get(id(n), {})) for n in self.nodes if n.kind == "d")}
+        tree = {id(n): dict(n.entries) for n in self.nodes if n.kind == "d"}
         for change in self.changes:
             if change.seq >= c:
                 break
@@ -644,8 +642,7 @@ def record_run(workdir, preload=(), env=None, seed=1):
                     expected[rcpt] += 1
             wait_for(lambda: all(len(delivered_files(recording.data, a)) >= n
                                  for a, n in expected.items()), 30, "the deliveries")
-        queue = os.path.join(recording.data, "spool", "queue")
-        wait_for(lambda: not os.listdir(queue), 30, "an empty queue")
+        wait_for(lambda: not queue_left(recording.data), 30, "an empty queue")
     finally:
         code = server.stop()
     if code != 0:
@@ -661,6 +658,13 @@ def record_run(workdir, preload=(), env=None, seed=1):
 
 
 # Recovery on one state -------------------------------------------------------------------
+
+def queue_left(data_dir):
+    """The messages still queued: the one place here that knows the spool's layout (a spool
+    of another layout changes this function only)."""
+    queue = os.path.join(data_dir, "spool", "queue")
+    return sorted(os.listdir(queue)) if os.path.isdir(queue) else []
+
 
 def check_state(state_dir, recording, acknowledged_ids, log_path):
     """Starts the server on a materialised state, lets it deliver, stops it; the problems
@@ -685,9 +689,8 @@ def check_state(state_dir, recording, acknowledged_ids, log_path):
                 problems.append(("start", "the server did not start: " + log_text()[-2000:]))
                 return problems
             time.sleep(0.01)
-        queue = os.path.join(state_dir, "spool", "queue")
         deadline = time.monotonic() + 30
-        while os.path.isdir(queue) and os.listdir(queue):
+        while queue_left(state_dir):
             if "level=error" in log_text() or process.poll() is not None or \
                     time.monotonic() > deadline:
                 break
@@ -700,8 +703,7 @@ def check_state(state_dir, recording, acknowledged_ids, log_path):
     for line in text.splitlines():
         if "level=error" in line or "Sanitizer" in line or "event=session_crashed" in line:
             problems.append(("error", line))
-    queue = os.path.join(state_dir, "spool", "queue")
-    left = sorted(os.listdir(queue)) if os.path.isdir(queue) else []
+    left = queue_left(state_dir)
     if left:
         problems.append(("stuck", f"left in the queue: {left}"))
     messages = {m.uid: m for m in recording.messages}
