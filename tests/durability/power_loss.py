@@ -6,7 +6,9 @@ crash states. CTest runs a short version (tests/integration/test_power_loss.py).
   tests/durability/power_loss.py --points 500 --seed 7          random states after the
                                                                 boundaries, 7 replays them
   tests/durability/power_loss.py --points 100000 --seconds 600  time-boxed
-  tests/durability/power_loss.py --recording DIR --keep ...     reuse a kept recording
+  tests/durability/power_loss.py --recording DIR/run --seed 7   check the states of a kept
+                                                                run again (--keep, or a failed
+                                                                test's directory) unrecorded
   tests/durability/power_loss.py --drop-each                    every sync of the run
                                                                 dropped in turn: each must
                                                                 lose something
@@ -17,7 +19,6 @@ binary (default build/smtpsd).
 
 import argparse
 import os
-import pickle
 import random
 import shutil
 import sys
@@ -69,7 +70,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=None, help="time box")
     parser.add_argument("--no-boundaries", action="store_true",
                         help="random states only (not every sync and acknowledgement)")
-    parser.add_argument("--recording", help="a directory kept by --keep: replay it again")
+    parser.add_argument("--recording", help="the run directory of a kept recording (--keep, "
+                        "or <test directory>/run of a failed test): check its states again")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--drop-each", action="store_true",
                         help="drop each sync of the run in turn; each must be caught")
@@ -78,15 +80,13 @@ def main():
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     print(f"seed {seed}", flush=True)
-    workdir = args.recording or tempfile.mkdtemp(prefix="power-loss-")
+    workdir = tempfile.mkdtemp(prefix="power-loss-")
     if args.drop_each:
         code = drop_each(workdir, seed, min(args.points, 20), args.seconds)
         print(f"work directory {workdir}")
         return code
-    saved = os.path.join(workdir, "recording.pickle")
     if args.recording:
-        with open(saved, "rb") as f:
-            recording = pickle.load(f)
+        recording = power_loss.load_recording(args.recording)
     else:
         preload = [power_loss.build_shim(name) for name in args.preload]
         started = time.monotonic()
@@ -95,14 +95,13 @@ def main():
         print(f"recorded {recording.records} calls, {len(recording.replay.syncs)} syncs, "
               f"{len(recording.replay.acks)} acknowledgements in "
               f"{time.monotonic() - started:.1f} s", flush=True)
-        with open(saved, "wb") as f:
-            pickle.dump(recording, f)
     outcome = power_loss.simulate(recording, workdir, random_points=args.points, seed=seed,
                                   seconds=args.seconds, boundaries=not args.no_boundaries,
                                   progress=lambda line: print(line, flush=True))
     print(outcome.report(limit=20))
-    print(f"seed {seed}; work directory {workdir}")
-    if not outcome.failures and not args.keep and not args.recording:
+    print(f"seed {seed}; work directory {workdir}" +
+          ("" if args.recording else f"; replay with --recording {workdir}/run --seed {seed}"))
+    if not outcome.failures and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return 1 if outcome.failures else 0
 

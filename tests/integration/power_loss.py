@@ -30,6 +30,7 @@ Standard library only. The long run: tests/durability/power_loss.py --help.
 import concurrent.futures
 import hashlib
 import os
+import pickle
 import random
 import re
 import shutil
@@ -654,7 +655,16 @@ def record_run(workdir, preload=(), env=None, seed=1):
     if differences:
         raise ReplayError("the replay differs from what the server left on disk (a change "
                           "the recorder did not see):\n" + "\n".join(differences[:20]))
+    # Kept beside the run, so that its states can be checked again without recording:
+    # tests/durability/power_loss.py --recording <workdir> --seed <seed>.
+    with open(os.path.join(workdir, "recording.pickle"), "wb") as f:
+        pickle.dump(recording, f)
     return recording
+
+
+def load_recording(workdir):
+    with open(os.path.join(workdir, "recording.pickle"), "rb") as f:
+        return pickle.load(f)
 
 
 # Recovery on one state -------------------------------------------------------------------

@@ -36,7 +36,9 @@ class PowerLoss(ServerTestCase):
         outcome = power_loss.simulate(recording, self.tmp, random_points=RANDOM_STATES,
                                       seed=SEED)
         print(f"\npower loss, seed {SEED}: {outcome.summary()}")
-        self.assertEqual(outcome.failures, [], outcome.report())
+        self.assertEqual(outcome.failures, [], outcome.report() + "\nagain: SMTPSD_BIN=... "
+                         f"tests/durability/power_loss.py --recording {self.tmp}/run "
+                         f"--seed {SEED} --points {RANDOM_STATES}")
         self.assertGreaterEqual(outcome.states, 20)
 
     def caught(self, mutation, env=None, expected=("lost",)):
