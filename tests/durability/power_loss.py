@@ -75,6 +75,9 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--drop-each", action="store_true",
                         help="drop each sync of the run in turn; each must be caught")
+    parser.add_argument("--workload", choices=power_loss.WORKLOADS, default="standard",
+                        help="what the recorded run sends (bounce: a message that bounces; "
+                        "today it shows the duplicate failure DSN of docs/testing.md)")
     parser.add_argument("--preload", action="append", default=[],
                         help="a mutation shim (tests/durability/NAME.c) preloaded first")
     args = parser.parse_args()
@@ -91,7 +94,7 @@ def main():
         preload = [power_loss.build_shim(name) for name in args.preload]
         started = time.monotonic()
         recording = power_loss.record_run(os.path.join(workdir, "run"), preload=preload,
-                                          seed=seed)
+                                          seed=seed, workload=args.workload)
         print(f"recorded {recording.records} calls, {len(recording.replay.syncs)} syncs, "
               f"{len(recording.replay.acks)} acknowledgements in "
               f"{time.monotonic() - started:.1f} s", flush=True)

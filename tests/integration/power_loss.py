@@ -513,28 +513,37 @@ def verify_against(replay, data_dir):
 # The run that is recorded ------------------------------------------------------------------
 
 class Message:
-    def __init__(self, uid, recipients, data):
+    def __init__(self, uid, recipients, data, sender="sender@example.org", bounce_to=None):
         self.uid, self.recipients, self.data = uid, recipients, data
+        self.sender = sender
+        self.bounce_to = bounce_to  # a message that must bounce: where its DSN goes
         self.queue_id = None
 
 
-def make_power_message(rng, recipients, size):
+def make_power_message(rng, recipients, size, bounce_to=None):
+    """A message whose body names it (power-loss-id). With bounce_to (a local address, the
+    sender), it already carries "Delivered-To:" its recipient: Maildir delivery refuses it as
+    a loop (5.4.6) and the failure DSN goes to bounce_to, locally, on port 25."""
     uid = "%032x" % rng.getrandbits(128)
-    lines = [f"From: <sender@example.org>", f"To: <{recipients[0]}>",
+    sender = bounce_to or "sender@example.org"
+    lines = [f"From: <{sender}>", f"To: <{recipients[0]}>",
              f"Subject: power loss {uid[:8]}", f"Message-ID: <{uid}@power.test>", "",
              f"power-loss-id: {uid}"]
+    if bounce_to:
+        lines.insert(0, f"Delivered-To: {recipients[0]}")
     filler = 0
     while sum(len(line) + 2 for line in lines) < size:
         lines.append(f"line {filler:06d} of {uid} " + "x" * 50)
         filler += 1
-    return Message(uid, list(recipients), ("\r\n".join(lines) + "\r\n").encode())
+    return Message(uid, list(recipients), ("\r\n".join(lines) + "\r\n").encode(), sender,
+                   bounce_to)
 
 
 def send(port, message):
     client = smtplib.SMTP("127.0.0.1", port, timeout=30)
     try:
         client.ehlo("client.example")
-        code, reply = client.mail("sender@example.org")
+        code, reply = client.mail(message.sender)
         assert code == 250, reply
         for rcpt in message.recipients:
             code, reply = client.rcpt(rcpt)
@@ -596,12 +605,19 @@ class Recording:
         return {m.queue_id: m for m in self.messages if m.queue_id}
 
 
-def record_run(workdir, preload=(), env=None, seed=1):
+WORKLOADS = ("standard", "short", "bounce", "standard+bounce")
+
+
+def record_run(workdir, preload=(), env=None, seed=1, workload="standard"):
     """Runs the server under the recorder (after the mutation shims in preload, so what they
-    drop is never seen) through the workload below, stops it, and replays the record. The
-    workload, each step waiting for the deliveries before the next, so that commits and
-    deliveries interleave: one message to demo; two at once (one of 10 KiB, torn across
-    pages; the other to alice), committed together; one to both; one more to demo."""
+    drop is never seen) through a workload, stops it, and replays the record. Each step
+    waits for its deliveries before the next, so that commits and deliveries interleave.
+    "standard": one message to demo; two at once (one of 10 KiB, torn across pages; the
+    other to alice, whose mailbox is made then), committed together; one to both; one more to
+    demo. "short": the first two steps (enough to show a dropped sync). "bounce": one from
+    alice to demo that bounces (a failure DSN to alice)."""
+    if workload not in WORKLOADS:
+        raise ValueError(f"workload {workload!r} is none of {WORKLOADS}")
     recording = Recording(workdir)
     os.makedirs(recording.data)
     server = server_config(recording.data)
@@ -612,11 +628,17 @@ def record_run(workdir, preload=(), env=None, seed=1):
                       SMTPSD_RECORD_LOG=recording.log,
                       SMTPSD_RECORD_ROOT=os.path.realpath(recording.data))
     rng = random.Random(seed)
-    steps = [[make_power_message(rng, ["demo@localhost"], 600)],
-             [make_power_message(rng, ["demo@localhost"], 10 * 1024),
-              make_power_message(rng, ["alice@localhost"], 600)],
-             [make_power_message(rng, ["demo@localhost", "alice@localhost"], 2000)],
-             [make_power_message(rng, ["demo@localhost"], 600)]]
+    steps = []
+    if "standard" in workload or workload == "short":
+        steps += [[make_power_message(rng, ["demo@localhost"], 600)],
+                  [make_power_message(rng, ["demo@localhost"], 10 * 1024),
+                   make_power_message(rng, ["alice@localhost"], 600)]]
+    if "standard" in workload:
+        steps += [[make_power_message(rng, ["demo@localhost", "alice@localhost"], 2000)],
+                  [make_power_message(rng, ["demo@localhost"], 600)]]
+    if "bounce" in workload:
+        steps.append([make_power_message(rng, ["demo@localhost"], 600,
+                                         bounce_to="alice@localhost")])
     server.start(timeout=30)
     try:
         port = server.ports["smtp"]
@@ -639,7 +661,7 @@ def record_run(workdir, preload=(), env=None, seed=1):
                 raise errors[0]
             recording.messages += step
             for message in step:
-                for rcpt in message.recipients:
+                for rcpt in ([message.bounce_to] if message.bounce_to else message.recipients):
                     expected[rcpt] += 1
             wait_for(lambda: all(len(delivered_files(recording.data, a)) >= n
                                  for a, n in expected.items()), 30, "the deliveries")
@@ -718,6 +740,7 @@ def check_state(state_dir, recording, acknowledged_ids, log_path):
         problems.append(("stuck", f"left in the queue: {left}"))
     messages = {m.uid: m for m in recording.messages}
     counts = {}
+    dsns = {}  # uid of a message that bounces -> failure DSNs delivered for it
     for address in RECIPIENTS:
         for path in delivered_files(state_dir, address):
             with open(path, "rb") as f:
@@ -725,8 +748,12 @@ def check_state(state_dir, recording, acknowledged_ids, log_path):
             found = MESSAGE_UID.search(content)
             message = messages.get(found.group(1).decode()) if found else None
             name = os.path.relpath(path, state_dir)
+            if message is not None and message.bounce_to == address and \
+                    b"multipart/report" in content and message.data in content:
+                dsns[message.uid] = dsns.get(message.uid, 0) + 1  # its whole failure DSN
+                continue
             if message is None or not content.endswith(message.data) or \
-                    address not in message.recipients:
+                    address not in message.recipients or message.bounce_to:
                 problems.append(("corrupt", f"{name}: {len(content)} octets, not a whole "
                                  f"message of the run for {address}"))
                 continue
@@ -737,11 +764,21 @@ def check_state(state_dir, recording, acknowledged_ids, log_path):
         if message is None:
             problems.append(("lost", f"{queue_id} acknowledged, unknown to the client"))
             continue
+        if message.bounce_to:
+            n = dsns.get(message.uid, 0)
+            if n != 1:
+                problems.append(("lost" if n == 0 else "duplicate",
+                                 f"{queue_id} (acknowledged, bounces) has {n} failure DSNs "
+                                 f"in {message.bounce_to}'s Maildir"))
+            continue
         for address in message.recipients:
             n = counts.get((message.uid, address), 0)
             if n != 1:
                 problems.append(("lost" if n == 0 else "duplicate",
                                  f"{queue_id} (acknowledged) delivered {n} times to {address}"))
+    for uid, n in sorted(dsns.items()):
+        if n > 1 and not any(p[0] == "duplicate" and "DSN" in p[1] for p in problems):
+            problems.append(("duplicate", f"{uid} has {n} failure DSNs"))
     for (uid, address), n in sorted(counts.items()):
         if n > 1 and not any(p[0] == "duplicate" and address in p[1] for p in problems):
             problems.append(("duplicate", f"{uid} delivered {n} times to {address}"))

@@ -10,6 +10,7 @@ states is tests/durability/power_loss.py.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,12 +42,37 @@ class PowerLoss(ServerTestCase):
                          f"--seed {SEED} --points {RANDOM_STATES}")
         self.assertGreaterEqual(outcome.states, 20)
 
+    def test_power_loss_known_bug_a_bounce_can_bring_two_failure_dsns(self):
+        """A finding of the simulation on today's server, kept as a test that shows it: it
+        fails once the server is fixed, and then asserts no failure like the clean run.
+        The failure DSN of a bounced message is committed (queue/ fsynced) before the bounced
+        message's "failed" state line is written and its queue file removed, and neither of
+        those is ever synced: a power cut after the DSN's commit and before the next fsync of
+        queue/ (on an idle server, the next message) leaves both queued; recovery tries the
+        bounced message again, it fails again, and a second DSN with another id (so Maildir
+        cannot tell it is the same) reaches the sender."""
+        recording = power_loss.record_run(os.path.join(self.tmp, "run"), seed=SEED,
+                                          workload="bounce")
+        outcome = power_loss.simulate(recording, self.tmp, seed=SEED)
+        print(f"\nbounce: {outcome.report(limit=2)}")
+        self.assertTrue(outcome.failures, "no duplicate DSN any more: the server was fixed; "
+                        "make this test assert outcome.failures == []")
+        dsn_commit = [end for end, _start, what in recording.replay.syncs
+                      if what == "fsync spool/queue"][-1]
+        for what, problems, _kept in outcome.failures:
+            self.assertEqual({kind for kind, _text in problems}, {"duplicate"}, problems)
+            self.assertTrue(all("2 failure DSNs" in text for _kind, text in problems), problems)
+        # Every state before the DSN's commit recovers with exactly one DSN.
+        self.assertGreater(outcome.states, len(outcome.failures))
+        self.assertTrue(all(int(re.search(r"seq (\d+)", what).group(1)) >= dsn_commit
+                            for what, _problems, _kept in outcome.failures), outcome.report())
+
     def caught(self, mutation, env=None, expected=("lost",)):
         """A recorded run with the mutation shim preloaded before the recorder; the
         simulation must find a failing state whose problems include the expected kinds."""
         shim = power_loss.build_shim(mutation)
         recording = power_loss.record_run(os.path.join(self.tmp, "run"), preload=[shim],
-                                          env=env, seed=SEED)
+                                          env=env, seed=SEED, workload="short")
         if mutation == "drop_sync":
             with open(recording.server_log, errors="replace") as f:
                 dropped = [line for line in f if line.startswith("drop_sync: dropped")]
