@@ -19,10 +19,11 @@ The crash model (what survives a power cut at crash point c, a position in the r
 Nothing in it knows the spool's layout: it works on any files under the data directory.
 
 Crash points: after every completed sync and after every acknowledgement (the "250 queued
-as" the recorder saw about to be sent), each with the least that must have survived (only
-what is durable) and with everything (as kill -9 leaves it); then random points with random
-choices among what is not durable, from a seed that is printed, until a number of states or
-a time is reached. States that are the same (files and acknowledged ids) are checked once.
+as" the recorder saw about to be sent), with the least that must have survived (only what is
+durable); after every acknowledgement and at the end, with everything (as kill -9 leaves
+it); then random points with random choices among what is not durable, from a seed that is
+printed, until a number of states or a time is reached. States that are the same (files and
+acknowledged ids) are checked once.
 
 Standard library only. The long run: tests/durability/power_loss.py --help.
 """
