@@ -53,7 +53,7 @@ class PowerLoss(ServerTestCase):
         cannot tell it is the same) reaches the sender."""
         recording = power_loss.record_run(os.path.join(self.tmp, "run"), seed=SEED,
                                           workload="bounce")
-        outcome = power_loss.simulate(recording, self.tmp, seed=SEED)
+        outcome = power_loss.simulate(recording, self.tmp, seed=SEED, from_first_ack=True)
         print(f"\nbounce: {outcome.report(limit=2)}")
         self.assertTrue(outcome.failures, "no duplicate DSN any more: the server was fixed; "
                         "make this test assert outcome.failures == []")
