@@ -209,11 +209,24 @@ class Recorder(unittest.TestCase):
         self.assertEqual(power_loss.verify_against(replay, self.root),
                          ["hidden: on disk, not in the replay"])
 
-    def test_recorder_refuses_io_uring_loudly(self):
+    def test_recorder_refuses_what_it_cannot_model(self):
+        # io_uring: the process is stopped at once, loudly.
         result = self.run_recorded("-c", "import ctypes; ctypes.CDLL(None).syscall(425, 4, 0)")
         self.assertEqual(result.returncode, -6, result.stderr)  # SIGABRT
         self.assertIn(b"io_uring is not observable", result.stderr)
         with self.assertRaisesRegex(power_loss.ReplayError, "io_uring_setup"):
+            power_loss.Replay(self.root, self.snapshot, power_loss.read_log(self.log))
+        # A shared writable mapping of a file under the root: the replay refuses the log.
+        os.unlink(self.log)
+        result = self.run_recorded("-c", textwrap.dedent("""
+            import mmap, os, sys
+            fd = os.open(os.path.join(sys.argv[1], "m"), os.O_RDWR | os.O_CREAT, 0o600)
+            os.ftruncate(fd, 4096)
+            with mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_WRITE) as m:
+                m[0:5] = b"hello"
+        """), self.root)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with self.assertRaisesRegex(power_loss.ReplayError, "shared writable mapping"):
             power_loss.Replay(self.root, self.snapshot, power_loss.read_log(self.log))
 
 
