@@ -25,7 +25,8 @@
  *   M seq pid tid path mode 0               mkdir/mkdirat (mode in octal)
  *   S seq pid tid start ino path kind 0     fsync (kind f) / fdatasync (kind d)
  *   Y seq pid tid start 0                   syncfs/sync: everything
- *   K seq pid tid id 0                      "250 ... queued as <id>" about to be sent
+ *   K seq pid tid id 0                      "250 ... queued as <id>" about to be sent, on
+ *                                           a socket or through SSL_write(_ex)
  *   X seq pid tid what n <text>             a call the replay cannot model: it refuses the log
  *
  * What is refused rather than missed: a shared writable mmap, sendfile/splice into a file,
@@ -56,6 +57,7 @@
 #include <unistd.h>
 
 #define REAL(name) ((__typeof__(&name))real_symbol(#name))
+#define REAL_SSL(name, type) ((type)real_symbol(#name))
 
 static void* real_symbol(const char* name) {
   void* symbol = dlsym(RTLD_NEXT, name);
@@ -553,6 +555,19 @@ ssize_t sendmsg(int fd, const struct msghdr* message, int flags) {
     before_socket_write(fd, message->msg_iov, (int)message->msg_iovlen);
   }
   return REAL(sendmsg)(fd, message, flags);
+}
+
+/* TLS: the 250 is in the plaintext given to OpenSSL (libssl is linked dynamically, so its
+ * entry points can be interposed like libc's). Scanned before it is encrypted and sent. */
+int SSL_write(void* ssl, const void* data, int n) {
+  if (enabled && n > 0) scan_for_acknowledgements(data, (size_t)n);
+  return REAL_SSL(SSL_write, int (*)(void*, const void*, int))(ssl, data, n);
+}
+
+int SSL_write_ex(void* ssl, const void* data, size_t n, size_t* written) {
+  if (enabled && n > 0) scan_for_acknowledgements(data, n);
+  return REAL_SSL(SSL_write_ex, int (*)(void*, const void*, size_t, size_t*))(ssl, data, n,
+                                                                              written);
 }
 
 ssize_t copy_file_range(int in, off64_t* in_offset, int out, off64_t* out_offset, size_t n,

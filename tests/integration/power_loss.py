@@ -514,19 +514,22 @@ def verify_against(replay, data_dir):
 # The run that is recorded ------------------------------------------------------------------
 
 class Message:
-    def __init__(self, uid, recipients, data, sender="sender@example.org", bounce_to=None):
+    def __init__(self, uid, recipients, data, sender="sender@example.org", bounce_to=None,
+                 tls=False):
         self.uid, self.recipients, self.data = uid, recipients, data
         self.sender = sender
+        self.tls = tls  # sent as demo, through implicit TLS with AUTH (submissions)
         self.bounce_to = bounce_to  # a message that must bounce: where its DSN goes
         self.queue_id = None
 
 
-def make_power_message(rng, recipients, size, bounce_to=None):
+def make_power_message(rng, recipients, size, bounce_to=None, tls=False):
     """A message whose body names it (power-loss-id). With bounce_to (a local address, the
     sender), it already carries "Delivered-To:" its recipient: Maildir delivery refuses it as
-    a loop (5.4.6) and the failure DSN goes to bounce_to, locally, on port 25."""
+    a loop (5.4.6) and the failure DSN goes to bounce_to, locally, on port 25. With tls, it
+    is submitted by demo through implicit TLS with AUTH."""
     uid = "%032x" % rng.getrandbits(128)
-    sender = bounce_to or "sender@example.org"
+    sender = bounce_to or ("demo@localhost" if tls else "sender@example.org")
     lines = [f"From: <{sender}>", f"To: <{recipients[0]}>",
              f"Subject: power loss {uid[:8]}", f"Message-ID: <{uid}@power.test>", "",
              f"power-loss-id: {uid}"]
@@ -537,13 +540,20 @@ def make_power_message(rng, recipients, size, bounce_to=None):
         lines.append(f"line {filler:06d} of {uid} " + "x" * 50)
         filler += 1
     return Message(uid, list(recipients), ("\r\n".join(lines) + "\r\n").encode(), sender,
-                   bounce_to)
+                   bounce_to, tls)
 
 
-def send(port, message):
-    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+def send(server, message):
+    if message.tls:
+        client = smtplib.SMTP_SSL("localhost", server.ports["submissions"], timeout=30,
+                                  context=server.client_context())
+    else:
+        client = smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30)
     try:
         client.ehlo("client.example")
+        if message.tls:
+            with open(os.path.join(server.dir, "demo.password")) as f:
+                client.login("demo@localhost", f.read().strip())
         code, reply = client.mail(message.sender)
         assert code == 250, reply
         for rcpt in message.recipients:
@@ -583,9 +593,10 @@ RECIPIENTS = tuple(f"{user}@localhost" for user in USERS)
 
 
 def server_config(data_dir):
-    """The configuration of the recorded run and of every recovery: port 25 only, plain
-    text (the recorder reads the 250 on the wire), local Maildir delivery."""
-    return Server(data_dir, listeners=[{"role": "smtp"}],
+    """The configuration of the recorded run and of every recovery: port 25 (plain text)
+    and submissions (implicit TLS; the recorder reads the 250 in what is given to
+    SSL_write_ex), local Maildir delivery."""
+    return Server(data_dir, listeners=[{"role": "smtp"}, {"role": "submissions"}],
                   domains=[("localhost", list(USERS))])
 
 
@@ -615,7 +626,8 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard"):
     waits for its deliveries before the next, so that commits and deliveries interleave.
     "standard": one message to demo; two at once (one of 10 KiB, torn across pages; the
     other to alice, whose mailbox is made then), committed together; one to both; one more to
-    demo. "short": the first two steps (enough to show a dropped sync). "bounce": one from
+    demo and, at the same time, one from demo to alice by implicit TLS with AUTH. "short":
+    the first two steps (enough to show a dropped sync). "bounce": one from
     alice to demo that bounces (a failure DSN to alice)."""
     if workload not in WORKLOADS:
         raise ValueError(f"workload {workload!r} is none of {WORKLOADS}")
@@ -636,20 +648,20 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard"):
                    make_power_message(rng, ["alice@localhost"], 600)]]
     if "standard" in workload:
         steps += [[make_power_message(rng, ["demo@localhost", "alice@localhost"], 2000)],
-                  [make_power_message(rng, ["demo@localhost"], 600)]]
+                  [make_power_message(rng, ["demo@localhost"], 600),
+                   make_power_message(rng, ["alice@localhost"], 600, tls=True)]]
     if "bounce" in workload:
         steps.append([make_power_message(rng, ["demo@localhost"], 600,
                                          bounce_to="alice@localhost")])
     server.start(timeout=30)
     try:
-        port = server.ports["smtp"]
         expected = {address: 0 for address in RECIPIENTS}
         for step in steps:
             errors = []
 
             def one(message):
                 try:
-                    send(port, message)
+                    send(server, message)
                 except Exception as e:  # reported below, in the caller's thread
                     errors.append(e)
 
