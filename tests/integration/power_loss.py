@@ -212,6 +212,7 @@ class Replay:
         self.syncs = []          # (end, start, description) of every sync, for crash points
         self.last_seq = records[-1].seq if records else 0
         self.unknown_removals = []
+        self.paths = {}          # directory node number -> its path (for descriptions)
         self.top = self.new_node("d", os.stat(snapshot).st_mode & 0o7777)
         self.load_snapshot(self.top, snapshot)
         for node in self.nodes:
@@ -264,6 +265,7 @@ class Replay:
         if directory is None or directory.kind != "d":
             raise ReplayError(f"record {record.seq} {record.op}: no directory "
                               f"{'/'.join(parts[:-1])!r} in the replay")
+        self.paths[directory.number] = "/".join(parts[:-1]) or "."
         return directory
 
     # Replay --------------------------------------------------------------------------------
@@ -386,18 +388,38 @@ class Replay:
     def acknowledged(self, c):
         return {queue_id for seq, queue_id in self.acks if seq < c}
 
-    def state(self, c, mode, rng=None):
-        """The tree a power cut at c leaves: mode "durable" (only what must survive), "all"
-        (everything done before c), "random" (rng chooses among what is not durable).
-        Returns {relative path: (kind, mode, content or snapshot path)}."""
+    def entry_durable(self, change, c, everything):
+        return change.seq <= max(everything, self.durable_cut(change.dir.syncs, c))
+
+    def unsynced_directories(self, c):
+        """The directories with entry changes before c that are not durable at c."""
         everything = self.durable_cut(self.global_syncs, c)
-        tree = {id(n): dict(n.entries) for n in self.nodes if n.kind == "d"}
+        found = {}
         for change in self.changes:
             if change.seq >= c:
                 break
-            durable = change.seq <= max(everything, self.durable_cut(change.dir.syncs, c))
-            if not durable and not (mode == "all" or (mode == "random" and rng.random() < 0.5)):
-                continue
+            if not self.entry_durable(change, c, everything):
+                found[change.dir.number] = change.dir
+        return list(found.values())
+
+    def state(self, c, mode, rng=None):
+        """The tree a power cut at c leaves: mode "durable" (only what must survive), "all"
+        (everything done before c), "all-but:<n>" (everything, but the changes in directory
+        node n that are not durable are lost), "random" (rng chooses among what is not
+        durable). Returns {relative path: (kind, mode, content or snapshot path)}."""
+        everything = self.durable_cut(self.global_syncs, c)
+        tree = {id(n): dict(n.entries) for n in self.nodes if n.kind == "d"}
+        lost_directory = None
+        if mode.startswith("all-but:"):
+            lost_directory = self.nodes[int(mode.split(":")[1])]
+            mode = "all"
+        for change in self.changes:
+            if change.seq >= c:
+                break
+            if not self.entry_durable(change, c, everything):
+                if mode == "durable" or change.dir is lost_directory or \
+                        (mode == "random" and rng.random() < 0.5):
+                    continue
             entries = tree[id(change.dir)]
             if change.kind == "add":
                 entries[change.name] = change.node
@@ -617,7 +639,7 @@ class Recording:
         return {m.queue_id: m for m in self.messages if m.queue_id}
 
 
-WORKLOADS = ("standard", "short", "bounce", "standard+bounce")
+WORKLOADS = ("standard", "short", "one", "bounce", "standard+bounce")
 
 
 def record_run(workdir, preload=(), env=None, seed=1, workload="standard"):
@@ -627,7 +649,7 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard"):
     "standard": one message to demo; two at once (one of 10 KiB, torn across pages; the
     other to alice, whose mailbox is made then), committed together; one to both; one more to
     demo and, at the same time, one from demo to alice by implicit TLS with AUTH. "short":
-    the first two steps (enough to show a dropped sync). "bounce": one from
+    the first two steps (enough to show a dropped sync); "one": the first step alone. "bounce": one from
     alice to demo that bounces (a failure DSN to alice)."""
     if workload not in WORKLOADS:
         raise ValueError(f"workload {workload!r} is none of {WORKLOADS}")
@@ -642,10 +664,11 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard"):
                       SMTPSD_RECORD_ROOT=os.path.realpath(recording.data))
     rng = random.Random(seed)
     steps = []
+    if "standard" in workload or workload in ("short", "one"):
+        steps.append([make_power_message(rng, ["demo@localhost"], 600)])
     if "standard" in workload or workload == "short":
-        steps += [[make_power_message(rng, ["demo@localhost"], 600)],
-                  [make_power_message(rng, ["demo@localhost"], 10 * 1024),
-                   make_power_message(rng, ["alice@localhost"], 600)]]
+        steps.append([make_power_message(rng, ["demo@localhost"], 10 * 1024),
+                      make_power_message(rng, ["alice@localhost"], 600)])
     if "standard" in workload:
         steps += [[make_power_message(rng, ["demo@localhost", "alice@localhost"], 2000)],
                   [make_power_message(rng, ["demo@localhost"], 600),
@@ -822,22 +845,34 @@ class Outcome:
         return "\n".join(lines)
 
 
-def crash_points(replay):
+def crash_points(replay, each_directory="end"):
     """(c, mode, description): after every sync and every acknowledgement, with only what is
-    durable; after every acknowledgement, with everything (kill -9)."""
+    durable; after every acknowledgement and at the end, with everything (kill -9); and, at
+    the end (each_directory="end") or at each of those (each_directory="all"), everything
+    but the unsynced changes of one directory, for each directory that has some (a rename
+    into Maildir's new/ lost while the removal of the queue file stays)."""
     points = []
     for end, start, what in replay.syncs:
         points.append((end + 1, "durable", f"after {what} (seq {end})"))
+    everything = [(seq + 1, f"kill -9 after the 250 for {queue_id} (seq {seq})")
+                  for seq, queue_id in replay.acks]
+    everything.append((replay.last_seq + 1, f"at the end, everything done (seq "
+                                             f"{replay.last_seq})"))
     for seq, queue_id in replay.acks:
         points.append((seq + 1, "durable", f"after the 250 for {queue_id} (seq {seq})"))
-        points.append((seq + 1, "all", f"kill -9 after the 250 for {queue_id} (seq {seq})"))
-    points.append((replay.last_seq + 1, "all", "at the end, everything done"))
+    for index, (c, what) in enumerate(everything):
+        points.append((c, "all", what))
+        if each_directory == "all" or (each_directory == "end" and index == len(everything) - 1):
+            for directory in replay.unsynced_directories(c):
+                points.append((c, f"all-but:{directory.number}", what + " but the unsynced "
+                               f"changes in {replay.paths.get(directory.number, '?')} lost"))
     points.sort(key=lambda p: (p[0], p[1]))
     return points
 
 
 def simulate(recording, workdir, random_points=0, seed=0, seconds=None, boundaries=True,
-             stop_at_first_failure=False, progress=None, workers=3, from_first_ack=False):
+             stop_at_first_failure=False, progress=None, workers=3, from_first_ack=False,
+             each_directory="end"):
     """Checks recovery on the crash states of a recording; returns an Outcome. States are
     built here and checked by `workers` servers at once (a check mostly waits: the server's
     start-up, its deliveries). from_first_ack: only the boundaries from the first 250 on
@@ -845,7 +880,7 @@ def simulate(recording, workdir, random_points=0, seed=0, seconds=None, boundari
     outcome = Outcome()
     started = time.monotonic()
     replay = recording.replay
-    plan = crash_points(replay) if boundaries else []
+    plan = crash_points(replay, each_directory) if boundaries else []
     if from_first_ack and replay.acks:
         plan = [p for p in plan if p[0] > replay.acks[0][0]]
     plan += [(None, "random", i) for i in range(random_points)]

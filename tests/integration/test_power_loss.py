@@ -68,12 +68,12 @@ class PowerLoss(ServerTestCase):
         self.assertTrue(all(int(re.search(r"seq (\d+)", what).group(1)) >= dsn_commit
                             for what, _problems, _kept in outcome.failures), outcome.report())
 
-    def caught(self, mutation, env=None, expected=("lost",)):
+    def caught(self, mutation, env=None, expected=("lost",), workload="short"):
         """A recorded run with the mutation shim preloaded before the recorder; the
         simulation must find a failing state whose problems include the expected kinds."""
         shim = power_loss.build_shim(mutation)
         recording = power_loss.record_run(os.path.join(self.tmp, "run"), preload=[shim],
-                                          env=env, seed=SEED, workload="short")
+                                          env=env, seed=SEED, workload=workload)
         if mutation == "drop_sync":
             with open(recording.server_log, errors="replace") as f:
                 dropped = [line for line in f if line.startswith("drop_sync: dropped")]
@@ -119,6 +119,16 @@ class PowerLoss(ServerTestCase):
         self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "dir",
                                   "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/demo/new",
                                   "SMTPSD_DROP_SYNC_NTH": "1"})
+
+    def test_power_loss_finds_the_loss_of_the_last_maildir_directory_fsync(self):
+        # A run of one message: no commit follows its delivery to sync queue/, so no state
+        # with only what is durable loses it; the state with everything done but the unsynced
+        # changes of new/ (the rename lost, the queue file's removal kept) does.
+        outcome = self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "dir",
+                                            "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/demo/new",
+                                            "SMTPSD_DROP_SYNC_NTH": "1"}, workload="one")
+        self.assertIn("but the unsynced changes in mail/localhost/demo/new lost",
+                      outcome.failures[0][0])
 
 
 # A program whose calls are known, run under the recorder: the crash model, state by state.
