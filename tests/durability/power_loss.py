@@ -49,7 +49,8 @@ def drop_each(workdir, seed, points, seconds):
         with open(recording.server_log, errors="replace") as f:
             dropped = [line.strip() for line in f if line.startswith("drop_sync:")]
         outcome = power_loss.simulate(recording, run, random_points=points, seed=seed,
-                                      seconds=seconds, stop_at_first_failure=True)
+                                      seconds=seconds, stop_at_first_failure=True,
+                                      each_directory="all")
         verdict = "caught: " + ",".join(sorted(outcome.kinds())) if outcome.failures \
             else "NOT CAUGHT"
         print(f"sync {nth} ({dropped[0] if dropped else 'nothing dropped'}): {verdict}; "
@@ -100,6 +101,7 @@ def main():
               f"{time.monotonic() - started:.1f} s", flush=True)
     outcome = power_loss.simulate(recording, workdir, random_points=args.points, seed=seed,
                                   seconds=args.seconds, boundaries=not args.no_boundaries,
+                                  each_directory="all",
                                   progress=lambda line: print(line, flush=True))
     print(outcome.report(limit=20))
     print(f"seed {seed}; work directory {workdir}" +
