@@ -68,7 +68,7 @@ class PowerLoss(ServerTestCase):
         self.assertTrue(all(int(re.search(r"seq (\d+)", what).group(1)) >= dsn_commit
                             for what, _problems, _kept in outcome.failures), outcome.report())
 
-    def caught(self, mutation, env=None, expected=("lost",), workload="short"):
+    def caught(self, mutation, env=None, expected=("lost",), workload="one"):
         """A recorded run with the mutation shim preloaded before the recorder; the
         simulation must find a failing state whose problems include the expected kinds."""
         shim = power_loss.build_shim(mutation)
@@ -118,7 +118,7 @@ class PowerLoss(ServerTestCase):
         # removal of the queue file durable: the message is gone from both.
         self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "dir",
                                   "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/demo/new",
-                                  "SMTPSD_DROP_SYNC_NTH": "1"})
+                                  "SMTPSD_DROP_SYNC_NTH": "1"}, workload="short")
 
     def test_power_loss_finds_the_loss_of_the_last_maildir_directory_fsync(self):
         # A run of one message: no commit follows its delivery to sync queue/, so no state
