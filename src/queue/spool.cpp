@@ -82,6 +82,7 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <utility>
 
 namespace queue {
@@ -1155,8 +1156,9 @@ base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string
 
 base::Expected<base::Ok, SpoolError> Spool::recover(std::uint64_t segment_size) {
   std::vector<SpoolLog::Live> live;
+  std::set<std::string> removed;
   bool created = false;
-  auto log = SpoolLog::open(dir_ + "/log", queue_dir_fd_, segment_size, live, created);
+  auto log = SpoolLog::open(dir_ + "/log", queue_dir_fd_, segment_size, live, removed, created);
   if (!log) return base::unexpected(log.error());
   log_ = std::move(*log);
   const std::string queue = dir_ + "/queue";
@@ -1209,6 +1211,14 @@ base::Expected<base::Ok, SpoolError> Spool::recover(std::uint64_t segment_size) 
     const bool known = std::any_of(live.begin(), live.end(),
                                    [&](const SpoolLog::Live& m) { return m.id == name; });
     if (known) continue;
+    if (removed.count(name) != 0) {
+      // Delivered: its D record made it to the disk, the unlink did not (never synced).
+      if (::unlinkat(queue_dir_fd_, name.c_str(), 0) != 0 && errno != ENOENT) {
+        return fail_with("unlink", queue + "/" + name, errno);
+      }
+      ::unlinkat(state_dir_fd_, name.c_str(), 0);
+      continue;
+    }
     // Not in the log, so never acknowledged (publish() comes after the log sync): kept aside
     // for a human rather than deleted, because only a bug or a hand puts it there.
     if (auto made = make_directories(dir_ + "/orphaned"); !made) return made;

@@ -267,12 +267,11 @@ std::string SpoolLog::path_of(std::uint64_t sequence) const {
   return dir_ + "/" + name;
 }
 
-base::Expected<std::unique_ptr<SpoolLog>, SpoolError> SpoolLog::open(const std::string& log_dir,
-                                                                     int queue_dir_fd,
-                                                                     std::uint64_t segment_size,
-                                                                     std::vector<Live>& live,
-                                                                     bool& created) {
+base::Expected<std::unique_ptr<SpoolLog>, SpoolError> SpoolLog::open(
+    const std::string& log_dir, int queue_dir_fd, std::uint64_t segment_size,
+    std::vector<Live>& live, std::set<std::string>& removed, bool& created) {
   live.clear();
+  removed.clear();
   created = false;
   if (::mkdir(log_dir.c_str(), 0700) == 0) {
     created = true;
@@ -334,9 +333,11 @@ base::Expected<std::unique_ptr<SpoolLog>, SpoolError> SpoolLog::open(const std::
       if (record.kind == 'M') {
         found[std::string(record.id)] =
             Found{sequence, record.payload_offset, record.length, record.crc};
+        removed.erase(std::string(record.id));
       } else {
         auto at = found.find(record.id);
         if (at != found.end()) found.erase(at);
+        removed.emplace(record.id);
       }
     }
     ::close(fd);  // only the newest segment is written, and it is opened when it is

@@ -38,6 +38,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -89,14 +90,14 @@ class SpoolLog {
   static base::Expected<base::Ok, SpoolError> copy_image(const Live& live, int out_fd);
 
   // Opens <spool>/log (created when missing: `created` says so), reads every segment and
-  // returns the live messages (an M record with no D record after it) in `live`; what was
+  // returns the live messages (an M record with no D record after it) in `live`, and in
+  // `removed` the ids whose last record is a D (their queue file may still be there: the
+  // unlink was not synced, the D record made it); what was
   // cut or corrupt is reported through obs::Log warnings. A new segment is started for
   // this process's appends. queue_dir_fd is fsynced before a segment is deleted.
-  static base::Expected<std::unique_ptr<SpoolLog>, SpoolError> open(const std::string& log_dir,
-                                                                    int queue_dir_fd,
-                                                                    std::uint64_t segment_size,
-                                                                    std::vector<Live>& live,
-                                                                    bool& created);
+  static base::Expected<std::unique_ptr<SpoolLog>, SpoolError> open(
+      const std::string& log_dir, int queue_dir_fd, std::uint64_t segment_size,
+      std::vector<Live>& live, std::set<std::string>& removed, bool& created);
   ~SpoolLog();
   SpoolLog(const SpoolLog&) = delete;
   SpoolLog& operator=(const SpoolLog&) = delete;

@@ -46,10 +46,10 @@ class PowerLoss(ServerTestCase):
     def test_power_loss_known_bug_a_bounce_can_bring_two_failure_dsns(self):
         """A finding of the simulation on today's server, kept as a test that shows it: it
         fails once the server is fixed, and then asserts no failure like the clean run.
-        The failure DSN of a bounced message is committed (queue/ fsynced) before the bounced
-        message's "failed" state line is written and its queue file removed, and neither of
-        those is ever synced: a power cut after the DSN's commit and before the next fsync of
-        queue/ (on an idle server, the next message) leaves both queued; recovery tries the
+        The failure DSN of a bounced message is committed (its commit log record synced)
+        before the bounced message's "failed" state line and its D record are written, and
+        neither of those is ever synced: a power cut after the DSN's commit and before the
+        next log sync (on an idle server, the next message) leaves both queued; recovery tries the
         bounced message again, it fails again, and a second DSN with another id (so Maildir
         cannot tell it is the same) reaches the sender."""
         recording = power_loss.record_run(os.path.join(self.tmp, "run"), seed=SEED,
@@ -59,7 +59,7 @@ class PowerLoss(ServerTestCase):
         self.assertTrue(outcome.failures, "no duplicate DSN any more: the server was fixed; "
                         "make this test assert outcome.failures == []")
         dsn_commit = [end for end, _start, what in recording.replay.syncs
-                      if what == "fsync spool/queue"][-1]
+                      if what.startswith("fdatasync spool/log/")][-1]
         for what, problems, _kept in outcome.failures:
             self.assertEqual({kind for kind, _text in problems}, {"duplicate"}, problems)
             self.assertTrue(all("2 failure DSNs" in text for _kind, text in problems), problems)
@@ -92,18 +92,18 @@ class PowerLoss(ServerTestCase):
     def test_power_loss_finds_the_loss_without_directory_fsyncs(self):
         self.caught("no_dir_fsync")
 
-    def test_power_loss_finds_the_loss_of_one_spool_file_fsync(self):
-        # The first message's data: its queue entry is durable, its content is not. After
-        # the 250 recovery finds an empty file, refuses it as corrupt (an error), keeps it
-        # (stuck), and the message never arrives (lost).
+    def test_power_loss_finds_the_loss_of_one_commit_log_sync(self):
+        # The first batch's records in the commit log (spool/log/*.seg): the queue file is
+        # never synced, so after the 250 nothing durable holds the message (lost).
         self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "file",
-                                  "SMTPSD_DROP_SYNC_MATCH": "/spool/tmp/",
-                                  "SMTPSD_DROP_SYNC_NTH": "1"},
-                    expected=("lost", "error", "stuck"))
+                                  "SMTPSD_DROP_SYNC_MATCH": "/spool/log/",
+                                  "SMTPSD_DROP_SYNC_NTH": "1"})
 
-    def test_power_loss_finds_the_loss_of_one_queue_directory_fsync(self):
+    def test_power_loss_finds_the_loss_of_the_commit_log_directory_fsync(self):
+        # The fsync of spool/log after its segment was created: the segment's name, and
+        # every record in it, may be gone.
         self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "dir",
-                                  "SMTPSD_DROP_SYNC_MATCH": "/spool/queue",
+                                  "SMTPSD_DROP_SYNC_MATCH": "/spool/log",
                                   "SMTPSD_DROP_SYNC_NTH": "1"})
 
     def test_power_loss_finds_the_loss_of_one_maildir_file_fsync(self):
