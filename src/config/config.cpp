@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "base/ascii.h"
+#include "base/base64.h"
 #include "base/endpoint.h"
 #include "base/network.h"
 #include "config/duration.h"
@@ -1348,15 +1349,69 @@ void read_screening(const toml::table& root, Reader& reader, Config& config) {
   sc.refuse_improper_pipelining = pipelining == "refuse";
 }
 
+// [acme] eab_kid and eab_hmac_key_file (RFC 8555 §7.3.4): both or neither; the key's file
+// only the account may read, its text base64url (as CAs hand it out), never in an error.
+void read_acme_eab(const toml::table& table, const Reader& reader, const std::string& base_dir,
+                   AcmeSettings& a) {
+  const std::string p = "acme";
+  a.eab_kid = reader.string_at(table, p, "eab_kid", "");
+  if (table.get("eab_hmac_key_file"))
+    a.eab_hmac_key_file = reader.path_at(table, p, "eab_hmac_key_file", base_dir, true);
+  if (a.eab_kid.empty() != a.eab_hmac_key_file.empty()) {
+    const bool kid_missing = a.eab_kid.empty();
+    reader.fail(kid_missing ? table.get("eab_hmac_key_file") : table.get("eab_kid"),
+                p + (kid_missing ? ".eab_hmac_key_file" : ".eab_kid"),
+                kid_missing ? "needs acme.eab_kid (the key identifier the CA gave with the key)"
+                            : "needs acme.eab_hmac_key_file (a file, mode 0600, holding the MAC "
+                              "key the CA gave with the key identifier, base64url)");
+  }
+  const bool printable = std::all_of(a.eab_kid.begin(), a.eab_kid.end(), [](char c) {
+    return c > ' ' && c < 0x7f && c != '"' && c != '\\';
+  });
+  if (!printable || a.eab_kid.size() > 256) {
+    reader.fail(table.get("eab_kid"), p + ".eab_kid",
+                "not a key identifier (at most 256 printable ASCII characters, no space, quote "
+                "or backslash)");
+  }
+  if (a.eab_hmac_key_file.empty() || !reader.opens_private_files()) return;
+  const toml::node* where = table.get("eab_hmac_key_file");
+  const std::string key = p + ".eab_hmac_key_file";
+  const std::string& path = a.eab_hmac_key_file;
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0)
+    reader.fail(where, key, "cannot read " + path + ": " + std::strerror(errno));
+  if ((info.st_mode & 077) != 0) {
+    reader.fail(where, key,
+                fmt::format("{} is readable or writable by others (mode {:04o}): whoever reads it "
+                            "can open accounts at the CA in your name; chmod 600 it",
+                            path, info.st_mode & 07777));
+  }
+  if (info.st_size > 4096) reader.fail(where, key, path + " is larger than 4 KiB: not a MAC key");
+  std::ifstream in(path);
+  if (!in) reader.fail(where, key, "cannot read " + path + ": " + std::strerror(errno));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
+    text.pop_back();
+  std::string decoded;
+  if (!base::decode_base64url(text, decoded) || decoded.size() < 16) {
+    reader.fail(where, key,
+                path +
+                    " does not hold a MAC key: one line of base64url (RFC 4648 §5, no "
+                    "padding), at least 16 bytes once decoded, as the CA gives it");
+  }
+  a.eab_hmac_key = std::move(decoded);
+}
+
 // [acme] (after [server] and [tls]): adds the ACME pairs to the certificates.
 void read_acme(const toml::table& root, Reader& reader, const std::string& base_dir,
                Config& config) {
   const toml::table* table = reader.table_at(root, "", "acme");
   if (table == nullptr) return;
   const std::string p = "acme";
-  reader.only_keys(*table, p,
-                   {"directory", "contact", "names", "http_address", "http_port", "ca_file",
-                    "renew_before", "retry_wait", "retry_max_wait"});
+  reader.only_keys(
+      *table, p,
+      {"directory", "contact", "names", "http_address", "http_port", "ca_file", "renew_before",
+       "retry_wait", "retry_max_wait", "eab_kid", "eab_hmac_key_file"});
   AcmeSettings a;
   a.line = static_cast<long>(table->source().begin.line);
   a.directory = reader.string_at(*table, p, "directory", "", true);
@@ -1421,6 +1476,7 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
     reader.fail(table->get("retry_max_wait"), p + ".retry_max_wait",
                 "must not be shorter than acme.retry_wait");
   }
+  read_acme_eab(*table, reader, base_dir, a);
   // A name ACME serves is not also in a [[tls.certificates]] set: one set per name.
   for (std::size_t i = 0; i < config.certificates.size(); ++i) {
     for (const std::string& name : a.names) {

@@ -359,8 +359,14 @@ struct AcmeSettings {
   std::optional<std::chrono::milliseconds> renew_before;    // none: at 2/3 of the lifetime
   std::chrono::milliseconds retry_wait{60'000};             // first retry after a failure
   std::chrono::milliseconds retry_max_wait{6 * 3'600'000};  // backoff doubles up to this
-  long line = 0;                                            // of [acme], for errors
-  std::string directory_on_disk;                            // <data_dir>/acme
+  // External Account Binding (RFC 8555 §7.3.4): the CA's key identifier and the file (mode
+  // 0600) that holds its MAC key in base64url; eab_hmac_key is that key decoded (raw bytes,
+  // never logged; left empty when smtpsctl reads the file, Reading::kClient). All "" for none.
+  std::string eab_kid;
+  std::string eab_hmac_key_file;
+  std::string eab_hmac_key;
+  long line = 0;                  // of [acme], for errors
+  std::string directory_on_disk;  // <data_dir>/acme
   bool operator==(const AcmeSettings&) const = default;
 };
 

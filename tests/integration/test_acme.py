@@ -28,14 +28,18 @@ SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD
 NAME = "mail.acme.test"
 
 
-def served_certificate(port, cafile=None):
-    """The DER leaf smtpsd serves on implicit TLS for NAME (verified against cafile if given)."""
+def served_certificate(port, cafile=None, ecdsa=False):
+    """The DER leaf smtpsd serves on implicit TLS for NAME (verified against cafile if given;
+    ecdsa: the ECDSA one, by TLS 1.2 ECDSA suites only)."""
     if cafile:
         context = ssl.create_default_context(cafile=cafile)
     else:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    if ecdsa:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         with context.wrap_socket(sock, server_hostname=NAME) as tls:
             return tls.getpeercert(binary_form=True)
@@ -123,7 +127,8 @@ class AcmeTest(ServerTestCase):
             server.start()
             port = server.ports["submissions"]
             self.assertEqual(self.cert(server, "renew").returncode, 0)
-            failed = server.wait_log(r"event=acme_failed key=ecdsa step=challenge "
+            # (Either key: Pebble may reuse the valid authorization for the first order.)
+            failed = server.wait_log(r"event=acme_failed key=\w+ step=challenge "
                                      r'error="((?:[^"\\]|\\.)*)"', timeout=30)
             self.assertIn(f"{NAME} is invalid", failed.group(1))
             self.assertIn("connection refused", failed.group(1).lower())
@@ -141,6 +146,108 @@ class AcmeTest(ServerTestCase):
             self.assertEqual(key_mode, 0o600)
             self.assertEqual(os.stat(os.path.join(self.tmp, "acme", "account.key")).st_mode
                              & 0o777, 0o600)
+
+    def test_a_ca_that_requires_external_account_binding(self):
+        # RFC 8555 §7.3.4. Without eab_kid the account is refused with a line that says what
+        # to configure; with the kid and its MAC key (from a file only the account reads, never
+        # logged) the certificate is issued and served.
+        mac_key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+        http_port = free_tcp_port()
+        with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
+                Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port,
+                       eab_keys={"kid-smtpsd": mac_key}) as ca:
+            server = self.acme_server(ca.directory, ca.ca_file, http_port,
+                                      extra='retry_wait = "10s"')
+            server.start()
+            failed = server.wait_log(r'event=acme_failed key=ecdsa step=account '
+                                     r'error="((?:[^"\\]|\\.)*)"', timeout=30)
+            self.assertIn("requires an External Account Binding", failed.group(1))
+            self.assertIn("eab_kid and eab_hmac_key_file", failed.group(1))
+            server.stop()
+            key_file = os.path.join(self.tmp, "eab.key")
+            with open(key_file, "w") as f:
+                f.write(mac_key + "\n")
+            os.chmod(key_file, 0o600)
+            server.extra_toml = server.extra_toml.replace(
+                'retry_wait = "10s"',
+                f'eab_kid = "kid-smtpsd"\neab_hmac_key_file = "{key_file}"')
+            server.write_config()
+            checked = subprocess.run([SMTPSD, "check", "--config", server.config_path],
+                                     capture_output=True, text=True, timeout=30)
+            self.assertIn(f"(external account kid-smtpsd, MAC key from {key_file})",
+                          checked.stdout)
+            started = time.monotonic()
+            server.start()
+            server.wait_log(r"event=acme_renewed key=ecdsa .*issuer=.*Pebble", timeout=30)
+            server.wait_log(r"event=tls_reloaded file=\S+/acme/ecdsa\.crt", timeout=10)
+            print(f"eab: start to the served certificate in {time.monotonic() - started:.2f} s")
+            root = os.path.join(self.tmp, "pebble-root.pem")
+            with open(root, "w") as f:
+                f.write(ca.root_pem())
+            self.assertIn("Pebble", issuer_of(served_certificate(server.ports["submissions"],
+                                                                 cafile=root)))
+            self.assertNotIn(mac_key, server.log())
+            self.assertNotIn(mac_key, checked.stdout + checked.stderr)
+
+    def test_revocation_replaces_the_key_and_serves_a_new_certificate(self):
+        # smtpsctl cert revoke: the CA revokes the certificate in service (Pebble's management
+        # interface says so, with the reason), a NEW key replaces the one that may be
+        # compromised, the log gives the TLSA 3 1 1 record that must now be published, and a
+        # new certificate for the new key is served. The other key type is left alone.
+        http_port = free_tcp_port()
+        with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
+                Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port) as ca:
+            server = self.acme_server(ca.directory, ca.ca_file, http_port)
+            server.start()
+            port = server.ports["submissions"]
+            server.wait_log(r"event=acme_renewed key=ecdsa ", timeout=30)
+            server.wait_log(r"event=acme_renewed key=rsa ", timeout=30)
+            server.wait_log(r"event=tls_reloaded file=\S+/acme/rsa\.crt", timeout=10)
+            root = os.path.join(self.tmp, "pebble-root.pem")
+            with open(root, "w") as f:
+                f.write(ca.root_pem())
+            before = served_certificate(port, cafile=root, ecdsa=True)
+            rsa_key = open(os.path.join(self.tmp, "acme", "rsa.key")).read()
+            # Bad words are refused by smtpsctl before they reach the server.
+            for bad in (["--key", "dsa"], ["--reason", "2"], ["--reason", "x"]):
+                refused = subprocess.run([SMTPSCTL, "cert", "revoke", "--config",
+                                          server.config_path] + bad,
+                                         capture_output=True, text=True, timeout=20)
+                self.assertEqual(refused.returncode, 2, bad)
+            reloads = len(re.findall(r"event=tls_reloaded file=\S+/acme/ecdsa", server.log()))
+            revoked = subprocess.run([SMTPSCTL, "cert", "revoke", "--key", "ecdsa", "--reason",
+                                      "4", "--config", server.config_path],
+                                     capture_output=True, text=True, timeout=20)
+            self.assertEqual(revoked.returncode, 0, revoked.stderr)
+            self.assertIn("revocation started (ecdsa, reason 4)", revoked.stdout)
+            serial = server.wait_log(r"level=warning event=acme_revoked key=ecdsa "
+                                     r"serial=([0-9a-f]+) reason=4").group(1)
+            tlsa = server.wait_log(r"level=warning event=acme_key_replaced key=ecdsa "
+                                   r'tlsa="3 1 1 ([0-9a-f]{64})" action="the key changed: a '
+                                   r'published TLSA 3 1 1 record').group(1)
+            status = ca.certificate_status(serial)
+            self.assertEqual((status["Status"], status["Reason"]), ("Revoked", 4))
+            served_serial = subprocess.run(["openssl", "x509", "-noout", "-serial"],
+                                           input=ssl.DER_cert_to_PEM_cert(before),
+                                           capture_output=True, text=True, check=True).stdout
+            self.assertEqual(int(serial, 16), int(served_serial.strip().split("=")[1], 16))
+            # A new certificate, for the new key, at once.
+            wait_count(server, r"event=acme_renewed key=ecdsa ", 2)
+            wait_count(server, r"event=tls_reloaded file=\S+/acme/ecdsa", reloads + 1)
+            deadline = time.monotonic() + 10
+            after = served_certificate(port, cafile=root, ecdsa=True)
+            while public_key_digest(after) != tlsa and time.monotonic() < deadline:
+                time.sleep(0.05)  # the reload settles the key and the chain together
+                after = served_certificate(port, cafile=root, ecdsa=True)
+            self.assertEqual(public_key_digest(after), tlsa)
+            self.assertNotEqual(public_key_digest(before), tlsa)
+            self.assertIn("Pebble", issuer_of(after))
+            self.assertEqual(open(os.path.join(self.tmp, "acme", "rsa.key")).read(), rsa_key)
+            self.assertEqual(os.stat(os.path.join(self.tmp, "acme", "ecdsa.key")).st_mode
+                             & 0o777, 0o600)
+            self.assertNotIn("event=acme_revoked key=rsa", server.log())
+            self.assertRegex(self.cert(server, "status").stdout,
+                             r"ecdsa: issuer=.*Pebble.*last=\"renewed at ")
 
     def test_an_unreachable_ca_is_retried_with_backoff_and_the_placeholder_serves(self):
         # Also what `smtpsd check` says about [acme] before the start.

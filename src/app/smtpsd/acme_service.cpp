@@ -3,9 +3,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "obs/log.h"
 
@@ -35,6 +37,8 @@ void AcmeService::start(std::shared_ptr<dns::Resolver> resolver) {
   options.names = settings_.names;
   options.client.directory_url = settings_.directory;
   options.client.contact = settings_.contact;
+  options.client.eab_kid = settings_.eab_kid;
+  options.client.eab_hmac_key = settings_.eab_hmac_key;
   options.ca_file = settings_.ca_file;
   if (settings_.renew_before)
     options.renew_before =
@@ -54,14 +58,35 @@ void AcmeService::stop() {
   if (responder_) responder_->stop();
 }
 
-std::string AcmeService::handle_request(std::string_view verb) {
+std::string AcmeService::handle_request(const std::vector<std::string>& words) {
   if (!renewer_) return "error: ACME is not running\n";
-  if (verb == "status") return renewer_->status();
-  if (verb == "renew") {
+  const std::string verb = words.empty() ? "" : words[0];
+  if (verb == "status" && words.size() == 1) return renewer_->status();
+  if (verb == "renew" && words.size() == 1) {
     renewer_->renew_now();
     return "renewal started: see smtpsctl cert status and the log (acme_renewed, acme_failed)\n";
   }
-  return "error: unknown cert command (status, renew)\n";
+  if (verb == "revoke" && words.size() == 3) {
+    std::optional<acme::KeyType> type;
+    if (words[1] == "ecdsa") {
+      type = acme::KeyType::kEcdsaP256;
+    } else if (words[1] == "rsa") {
+      type = acme::KeyType::kRsa2048;
+    } else if (words[1] != "all") {
+      return "error: the key is ecdsa, rsa or all\n";
+    }
+    // RFC 5280 §5.3.1 codes a subscriber may give (CAs refuse 2, 6 and up for it):
+    // unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation.
+    static const std::vector<std::string> kReasons = {"0", "1", "3", "4", "5"};
+    if (std::find(kReasons.begin(), kReasons.end(), words[2]) == kReasons.end())
+      return "error: the reason is 0 (unspecified), 1 (keyCompromise), 3 (affiliationChanged), "
+             "4 (superseded) or 5 (cessationOfOperation)\n";
+    renewer_->revoke_now(type, std::stoi(words[2]));
+    return "revocation started (" + words[1] + ", reason " + words[2] +
+           "): a new key and certificate follow; see smtpsctl cert status and the log "
+           "(acme_revoked, acme_key_replaced, acme_renewed)\n";
+  }
+  return "error: unknown cert command (status, renew, revoke KEY REASON)\n";
 }
 
 }  // namespace app

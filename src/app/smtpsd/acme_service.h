@@ -2,8 +2,8 @@
 // steps that follow the daemon's start-up: prepare() before the certificates are read (keys
 // and a placeholder, so the server starts serving at once), bind() before the privilege drop
 // (the http-01 port, 80 by default), start() once the server runs (the responder's and the
-// renewal's threads). The control socket's "cert status" and "cert renew" go to
-// handle_request().
+// renewal's threads). The control socket's "cert status", "cert renew" and "cert revoke" go
+// to handle_request().
 #pragma once
 
 #include <sys/types.h>
@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "acme/http01_responder.h"
 #include "acme/renewal.h"
@@ -30,8 +31,9 @@ class AcmeService {
   base::Expected<base::Ok, std::string> bind();
   void start(std::shared_ptr<dns::Resolver> resolver);
   void stop();
-  // "status" or "renew" (the words after "cert").
-  std::string handle_request(std::string_view verb);
+  // The words after "cert": "status", "renew", or "revoke" KEY REASON (KEY "ecdsa", "rsa" or
+  // "all"; REASON an RFC 5280 §5.3.1 code that ACME CAs accept: 0, 1, 3, 4 or 5).
+  std::string handle_request(const std::vector<std::string>& words);
 
  private:
   config::AcmeSettings settings_;

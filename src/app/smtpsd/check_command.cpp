@@ -107,14 +107,18 @@ std::vector<tls::CertificatePair> report_acme(const config::Config& config,
   }
   if (!config.acme) return present;
   const config::AcmeSettings& a = *config.acme;
-  std::printf("acme: %s for %s, http-01 on %s port %u, files in %s%s\n", a.directory.c_str(),
-              joined(a.names).c_str(),
-              a.http_address.empty() ? "every address" : a.http_address.c_str(),
-              static_cast<unsigned>(a.http_port), a.directory_on_disk.c_str(),
-              present.size() < config.certificates.size()
-                  ? " (no certificate yet: the start makes a self-signed placeholder, then asks "
-                    "the CA)"
-                  : "");
+  std::printf(
+      "acme: %s%s for %s, http-01 on %s port %u, files in %s%s\n", a.directory.c_str(),
+      a.eab_kid.empty()
+          ? ""
+          : (" (external account " + a.eab_kid + ", MAC key from " + a.eab_hmac_key_file + ")")
+                .c_str(),
+      joined(a.names).c_str(), a.http_address.empty() ? "every address" : a.http_address.c_str(),
+      static_cast<unsigned>(a.http_port), a.directory_on_disk.c_str(),
+      present.size() < config.certificates.size()
+          ? " (no certificate yet: the start makes a self-signed placeholder, then asks "
+            "the CA)"
+          : "");
   if (auto bound = acme::Http01Responder::bind(a.http_address, a.http_port); !bound) {
     std::printf(
         "warning: %s (free it, or give smtpsd CAP_NET_BIND_SERVICE; a running smtpsd "

@@ -2,6 +2,11 @@
 // certificates, and each mistake named with file, line and key.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "config/config.h"
@@ -139,6 +144,62 @@ names = ["mx.example.org"]
   EXPECT_EQ(parsed.error().key, "acme.names");
   EXPECT_NE(parsed.error().message.find("also in tls.certificates[0]"), std::string::npos)
       << parsed.error().message;
+}
+
+// RFC 8555 §7.3.4: the key identifier and the MAC key's file, both or neither; the file only
+// the account may read, holding base64url; the key never in an error.
+TEST(AcmeConfigTest, TheExternalAccountBindingComesFromAPrivateFile) {
+  char directory[] = "/tmp/acme_eab_XXXXXX";
+  ASSERT_NE(::mkdtemp(directory), nullptr);
+  const std::string file = std::string(directory) + "/eab.key";
+  auto write = [&](const std::string& text, mode_t mode) {
+    std::ofstream(file, std::ios::trunc) << text;
+    ::chmod(file.c_str(), mode);
+  };
+  const std::string both = "eab_kid = \"kid-1\"\neab_hmac_key_file = \"" + file + "\"\n";
+  // 48 bytes in base64url, as Pebble's example gives them (a trailing newline is fine).
+  write("zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n", 0600);
+  auto parsed = config::parse(std::string(kAcmeBase) + both, "/etc/smtpsd/a.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed->acme->eab_kid, "kid-1");
+  EXPECT_EQ(parsed->acme->eab_hmac_key_file, file);
+  ASSERT_EQ(parsed->acme->eab_hmac_key.size(), 48u);
+  EXPECT_EQ(static_cast<unsigned char>(parsed->acme->eab_hmac_key[0]), 0xcdu);
+  // smtpsctl (an ordinary user) names the file but never opens it.
+  auto client =
+      config::parse(std::string(kAcmeBase) + both, "/etc/smtpsd/a.toml", config::Reading::kClient);
+  ASSERT_TRUE(client.has_value());
+  EXPECT_EQ(client->acme->eab_hmac_key, "");
+
+  config::ConfigError e = acme_error("eab_kid = \"kid-1\"\n");
+  EXPECT_EQ(e.key, "acme.eab_kid");
+  EXPECT_EQ(e.line, 11);
+  EXPECT_NE(e.message.find("needs acme.eab_hmac_key_file"), std::string::npos) << e.message;
+  e = acme_error("eab_hmac_key_file = \"" + file + "\"\n");
+  EXPECT_EQ(e.key, "acme.eab_hmac_key_file");
+  EXPECT_NE(e.message.find("needs acme.eab_kid"), std::string::npos) << e.message;
+  e = acme_error("eab_kid = \"kid 1\"\neab_hmac_key_file = \"" + file + "\"\n");
+  EXPECT_EQ(e.key, "acme.eab_kid");
+  write("zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n", 0640);
+  e = acme_error(both);
+  EXPECT_EQ(e.key, "acme.eab_hmac_key_file");
+  EXPECT_EQ(e.line, 12);
+  EXPECT_NE(e.message.find("(mode 0640)"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("chmod 600"), std::string::npos) << e.message;
+  // Standard base64 ('+', '/', padding), too short, or not base64 at all: refused, and the
+  // error does not repeat the file's text.
+  for (const char* text : {"zWNDZM6eQGHWpSRTPal5eIUY+Tu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",
+                           "c2hvcnQ", "not a key at all!", "c2VjcmV0LWtleS0xMjM0NTY3OA=="}) {
+    write(text, 0600);
+    e = acme_error(both);
+    EXPECT_EQ(e.key, "acme.eab_hmac_key_file") << text;
+    EXPECT_NE(e.message.find("does not hold a MAC key"), std::string::npos) << e.message;
+    EXPECT_EQ(e.message.find(text), std::string::npos) << e.message;
+  }
+  ::unlink(file.c_str());
+  e = acme_error(both);
+  EXPECT_NE(e.message.find("cannot read"), std::string::npos) << e.message;
+  ::rmdir(directory);
 }
 
 }  // namespace
