@@ -198,7 +198,7 @@ TEST_F(AcmeClientTest, TheAccountCarriesTheContactAndAgreement) {
 TEST_F(AcmeClientTest, TheAccountCarriesTheExternalAccountBinding) {
   acme::ClientOptions with_eab = options();
   with_eab.eab_kid = "kid-1";
-  with_eab.eab_hmac_key = std::string("\x01\x02secret-mac-key\xff", 18);
+  with_eab.eab_hmac_key = std::string("\x01\x02secret-mac-key\xff", 17);
   acme::Client client(ca, key, publisher, with_eab, waiter());
   ASSERT_TRUE(client.account().has_value());
   auto payload = acme::parse_json(ca.last_payload);
