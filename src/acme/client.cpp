@@ -247,12 +247,14 @@ base::Expected<base::Ok, Failure> Client::authorize(const std::string& authoriza
     return base::unexpected(Failure{"authorization", name + " is " + status});
   const Json* challenges = authorization->get("challenges");
   const Json* chosen = nullptr;
+  const std::string& type = options_.challenge;
   if (challenges != nullptr && challenges->kind == Json::Kind::kArray) {
     for (const Json& challenge : challenges->items)
-      if (challenge.string_at("type") == "http-01") chosen = &challenge;
+      if (challenge.string_at("type") == type) chosen = &challenge;
   }
   if (chosen == nullptr)
-    return base::unexpected(Failure{"challenge", name + ": the CA offers no http-01 challenge"});
+    return base::unexpected(
+        Failure{"challenge", name + ": the CA offers no " + type + " challenge"});
   const std::string token = chosen->string_at("token");
   const std::string challenge_url = chosen->string_at("url");
   // §8.3: the token is base64url, at least 128 bits; anything else never reaches a path.
@@ -260,22 +262,25 @@ base::Expected<base::Ok, Failure> Client::authorize(const std::string& authoriza
       token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
           std::string::npos ||
       challenge_url.empty()) {
-    return base::unexpected(Failure{"challenge", name + ": bad http-01 token or URL"});
+    return base::unexpected(Failure{"challenge", name + ": bad " + type + " token or URL"});
   }
-  publisher_.publish(token, key_.key_authorization(token));
-  obs::Log("acme_challenge").kv("name", name).kv("type", "http-01");
+  // http-01 serves the key authorization under the token; tls-alpn-01 in a certificate for
+  // the name (RFC 8737 §3).
+  const std::string published = type == "tls-alpn-01" ? name : token;
+  publisher_.publish(published, key_.key_authorization(token));
+  obs::Log("acme_challenge").kv("name", name).kv("type", type);
   auto answered = post_json("challenge", challenge_url, "{}");
   base::Expected<Json, Failure> done =
       answered ? poll("authorization", authorization_url, {"pending", "processing"})
                : base::Expected<Json, Failure>(base::unexpected(answered.error()));
-  publisher_.withdraw(token);
+  publisher_.withdraw(published);
   if (!done) return base::unexpected(done.error());
   if (done->string_at("status") != "valid") {
     std::string why;
     if (const Json* list = done->get("challenges"); list && list->kind == Json::Kind::kArray) {
       for (const Json& challenge : list->items) {
         if (const Json* error = challenge.get("error");
-            error && challenge.string_at("type") == "http-01")
+            error && challenge.string_at("type") == type)
           why = describe_problem(*error);
       }
     }

@@ -2,7 +2,8 @@
 // (§7.2, badNonce retried with the error's Replay-Nonce, §6.5), the account (§7.3; found
 // again by its key each time, "onlyReturnExisting" not needed: newAccount with a known key
 // answers 200 and its URL; with an External Account Binding when configured, §7.3.4), an
-// order for the names (§7.4), their authorizations by http-01 (§8.3), the finalization with a
+// order for the names (§7.4), their authorizations by http-01 (§8.3) or tls-alpn-01 (RFC
+// 8737), the finalization with a
 // CSR and the certificate chain's download (§7.4.2); revocation (§7.6).
 //
 // Invariants: blocking, on the ACME thread only (the transport bounds each request; every
@@ -26,12 +27,14 @@
 
 namespace acme {
 
-// Where an http-01 key authorization is published (http01_responder.h); thread-safe.
+// Where a key authorization is published while the CA validates; thread-safe. key is the
+// challenge's token for http-01 (http01_responder.h), the name being validated for tls-alpn-01
+// (tls_alpn_responder.h).
 class ChallengePublisher {
  public:
   virtual ~ChallengePublisher() = default;
-  virtual void publish(const std::string& token, const std::string& key_authorization) = 0;
-  virtual void withdraw(const std::string& token) = 0;
+  virtual void publish(const std::string& key, const std::string& key_authorization) = 0;
+  virtual void withdraw(const std::string& key) = 0;
 };
 
 struct Failure {
@@ -48,6 +51,8 @@ struct ClientOptions {
   // bytes, never logged) the CA gave; both empty for none.
   std::string eab_kid;
   std::string eab_hmac_key;
+  // The challenge answered: "http-01" (RFC 8555 §8.3) or "tls-alpn-01" (RFC 8737).
+  std::string challenge = "http-01";
   // How long to wait for an authorization or order to change state, in all.
   std::chrono::milliseconds poll_limit{120'000};
   int max_bad_nonce_retries = 5;

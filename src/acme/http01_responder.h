@@ -28,6 +28,15 @@
 
 namespace acme {
 
+// A listening TCP socket (non-blocking, close-on-exec) on address:port ("" or "::": every
+// address, IPv4 too where the system allows) and the port it got; errors start with label.
+struct Listener {
+  int fd = -1;
+  std::uint16_t port = 0;
+};
+base::Expected<Listener, std::string> listen_on(const std::string& address, std::uint16_t port,
+                                                const std::string& label);
+
 class Http01Responder : public ChallengePublisher {
  public:
   static constexpr std::chrono::milliseconds kRequestTimeout{2000};

@@ -1408,10 +1408,10 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
   const toml::table* table = reader.table_at(root, "", "acme");
   if (table == nullptr) return;
   const std::string p = "acme";
-  reader.only_keys(
-      *table, p,
-      {"directory", "contact", "names", "http_address", "http_port", "ca_file", "renew_before",
-       "retry_wait", "retry_max_wait", "eab_kid", "eab_hmac_key_file"});
+  reader.only_keys(*table, p,
+                   {"directory", "contact", "names", "http_address", "http_port", "ca_file",
+                    "renew_before", "retry_wait", "retry_max_wait", "eab_kid", "eab_hmac_key_file",
+                    "challenge", "tls_alpn_address", "tls_alpn_port"});
   AcmeSettings a;
   a.line = static_cast<long>(table->source().begin.line);
   a.directory = reader.string_at(*table, p, "directory", "", true);
@@ -1442,7 +1442,7 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
         reader.fail(table->get("names"), p + ".names",
                     "'" + name +
                         "': a wildcard needs dns-01, which smtpsd does not do yet "
-                        "(http-01 only)");
+                        "(http-01 and tls-alpn-01 only)");
       }
     }
   } else {
@@ -1454,6 +1454,34 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
                 "must be an IP address, not '" + a.http_address + "'");
   }
   a.http_port = static_cast<std::uint16_t>(reader.int_at(*table, p, "http_port", 80, 0, 65535));
+  a.challenge = reader.string_at(*table, p, "challenge", a.challenge);
+  if (a.challenge == "dns-01") {
+    reader.fail(table->get("challenge"), p + ".challenge",
+                "dns-01 is not done yet: \"http-01\" or \"tls-alpn-01\"");
+  } else if (a.challenge != "http-01" && a.challenge != "tls-alpn-01") {
+    reader.fail(
+        table->get("challenge"), p + ".challenge",
+        "must be \"http-01\" (port 80) or \"tls-alpn-01\" (port 443), not '" + a.challenge + "'");
+  }
+  a.tls_alpn_address = reader.string_at(*table, p, "tls_alpn_address", "");
+  if (!a.tls_alpn_address.empty() && !base::parse_ip(a.tls_alpn_address)) {
+    reader.fail(table->get("tls_alpn_address"), p + ".tls_alpn_address",
+                "must be an IP address, not '" + a.tls_alpn_address + "'");
+  }
+  a.tls_alpn_port =
+      static_cast<std::uint16_t>(reader.int_at(*table, p, "tls_alpn_port", 443, 0, 65535));
+  for (const char* key : {"tls_alpn_address", "tls_alpn_port"}) {
+    if (table->get(key) && a.challenge != "tls-alpn-01") {
+      reader.fail(table->get(key), p + "." + key,
+                  "only for challenge = \"tls-alpn-01\" (this is \"" + a.challenge + "\")");
+    }
+  }
+  for (const char* key : {"http_address", "http_port"}) {
+    if (table->get(key) && a.challenge != "http-01") {
+      reader.fail(table->get(key), p + "." + key,
+                  "only for challenge = \"http-01\" (this is \"" + a.challenge + "\")");
+    }
+  }
   if (table->get("ca_file")) a.ca_file = reader.path_at(*table, p, "ca_file", base_dir, true);
   if (table->get("renew_before")) {
     a.renew_before = reader.duration_at(*table, p, "renew_before", std::chrono::hours(24 * 30),

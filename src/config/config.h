@@ -350,12 +350,15 @@ struct ScreeningSettings {
 // <data_dir>/acme/ (ecdsa.key/.crt, rsa.key/.crt) are added to Config::certificates as the
 // set of `names`, and the daemon keeps them renewed.
 struct AcmeSettings {
-  std::string directory;           // the CA's directory URL (https://…)
-  std::string contact;             // e-mail address given to the CA; "" none
-  std::vector<std::string> names;  // default: [server] hostname
-  std::string http_address;        // the http-01 responder's address; "" every address
-  std::uint16_t http_port = 80;    // … and port (RFC 8555 §8.3: the CA connects to 80)
-  std::string ca_file;             // trust for the CA's HTTPS; "" the system store
+  std::string directory;              // the CA's directory URL (https://…)
+  std::string contact;                // e-mail address given to the CA; "" none
+  std::vector<std::string> names;     // default: [server] hostname
+  std::string http_address;           // the http-01 responder's address; "" every address
+  std::uint16_t http_port = 80;       // … and port (RFC 8555 §8.3: the CA connects to 80)
+  std::string challenge = "http-01";  // or "tls-alpn-01" (RFC 8737)
+  std::string tls_alpn_address;       // the tls-alpn-01 responder's address; "" every address
+  std::uint16_t tls_alpn_port = 443;  // … and port (RFC 8737 §3: the CA connects to 443)
+  std::string ca_file;                // trust for the CA's HTTPS; "" the system store
   std::optional<std::chrono::milliseconds> renew_before;    // none: at 2/3 of the lifetime
   std::chrono::milliseconds retry_wait{60'000};             // first retry after a failure
   std::chrono::milliseconds retry_max_wait{6 * 3'600'000};  // backoff doubles up to this

@@ -34,8 +34,10 @@ def free_tcp_port():
 
 
 class Pebble:
-    def __init__(self, directory, dns_server, http_port, nonce_reject=0, eab_keys=None):
-        """eab_keys: {kid: base64url MAC key}; given, Pebble requires External Account Binding."""
+    def __init__(self, directory, dns_server, http_port, nonce_reject=0, eab_keys=None,
+                 tls_port=None):
+        """eab_keys: {kid: base64url MAC key}; given, Pebble requires External Account Binding.
+        tls_port: where Pebble connects for tls-alpn-01 (RFC 8737), its config's tlsPort."""
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.ca_file = os.path.join(directory, "pebble-ca.pem")
@@ -52,7 +54,7 @@ class Pebble:
             "listenAddress": f"127.0.0.1:{self.port}",
             "managementListenAddress": f"127.0.0.1:{self.management_port}",
             "certificate": cert, "privateKey": key,
-            "httpPort": http_port, "tlsPort": free_tcp_port(),
+            "httpPort": http_port, "tlsPort": tls_port or free_tcp_port(),
             "ocspResponderURL": "", "externalAccountBindingRequired": bool(eab_keys)}}
         if eab_keys:
             config["pebble"]["externalAccountMACKeys"] = dict(eab_keys)

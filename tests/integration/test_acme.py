@@ -73,13 +73,19 @@ def issuer_of(der):
 
 @needs.tools("pebble", "dnsmasq", "openssl")
 class AcmeTest(ServerTestCase):
-    def acme_server(self, directory, ca_file, http_port, extra="", tables=""):
+    def acme_server(self, directory, ca_file, http_port, extra="", tables="", tls_alpn_port=None):
+        """http_port: the http-01 responder's; tls_alpn_port given: tls-alpn-01 there instead."""
+        if tls_alpn_port:
+            challenge = (f'challenge = "tls-alpn-01"\ntls_alpn_address = "127.0.0.1"\n'
+                         f'tls_alpn_port = {tls_alpn_port}\n')
+        else:
+            challenge = f'http_address = "127.0.0.1"\nhttp_port = {http_port}\n'
         server = self.new_server(
             listeners=[{"role": "submissions"}],
             tls={"watch_interval": "100ms"},
             extra_toml=(f'[acme]\ndirectory = "{directory}"\ncontact = "postmaster@acme.test"\n'
-                        f'names = ["{NAME}"]\nhttp_address = "127.0.0.1"\n'
-                        f'http_port = {http_port}\nca_file = "{ca_file}"\n{extra}\n{tables}'))
+                        f'names = ["{NAME}"]\n{challenge}'
+                        f'ca_file = "{ca_file}"\n{extra}\n{tables}'))
         return server
 
     def cert(self, server, verb):
@@ -214,7 +220,6 @@ class AcmeTest(ServerTestCase):
                                           server.config_path] + bad,
                                          capture_output=True, text=True, timeout=20)
                 self.assertEqual(refused.returncode, 2, bad)
-            reloads = len(re.findall(r"event=tls_reloaded file=\S+/acme/ecdsa", server.log()))
             revoked = subprocess.run([SMTPSCTL, "cert", "revoke", "--key", "ecdsa", "--reason",
                                       "4", "--config", server.config_path],
                                      capture_output=True, text=True, timeout=20)
@@ -231,15 +236,17 @@ class AcmeTest(ServerTestCase):
                                            input=ssl.DER_cert_to_PEM_cert(before),
                                            capture_output=True, text=True, check=True).stdout
             self.assertEqual(int(serial, 16), int(served_serial.strip().split("=")[1], 16))
-            # A new certificate, for the new key, at once.
+            # A new certificate, for the new key, at once (a placeholder for the new key may
+            # serve for the moment between the two).
             wait_count(server, r"event=acme_renewed key=ecdsa ", 2)
-            wait_count(server, r"event=tls_reloaded file=\S+/acme/ecdsa", reloads + 1)
             deadline = time.monotonic() + 10
-            after = served_certificate(port, cafile=root, ecdsa=True)
-            while public_key_digest(after) != tlsa and time.monotonic() < deadline:
+            after = served_certificate(port, ecdsa=True)
+            while (public_key_digest(after) != tlsa or "Pebble" not in issuer_of(after)) \
+                    and time.monotonic() < deadline:
                 time.sleep(0.05)  # the reload settles the key and the chain together
-                after = served_certificate(port, cafile=root, ecdsa=True)
+                after = served_certificate(port, ecdsa=True)
             self.assertEqual(public_key_digest(after), tlsa)
+            self.assertEqual(served_certificate(port, cafile=root, ecdsa=True), after)
             self.assertNotEqual(public_key_digest(before), tlsa)
             self.assertIn("Pebble", issuer_of(after))
             self.assertEqual(open(os.path.join(self.tmp, "acme", "rsa.key")).read(), rsa_key)
@@ -248,6 +255,52 @@ class AcmeTest(ServerTestCase):
             self.assertNotIn("event=acme_revoked key=rsa", server.log())
             self.assertRegex(self.cert(server, "status").stdout,
                              r"ecdsa: issuer=.*Pebble.*last=\"renewed at ")
+
+    def test_first_issuance_by_tls_alpn_01_and_other_protocols_are_refused(self):
+        # RFC 8737: Pebble validates on its tlsPort, where smtpsd's responder (bound at the
+        # start) serves the challenge certificate for "acme-tls/1"; no port 80 is used. A
+        # client that asks for another protocol gets no_application_protocol, one for
+        # acme-tls/1 without a challenge under way unrecognized_name.
+        tls_port = free_tcp_port()
+        with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
+                Pebble(os.path.join(self.tmp, "pebble"), dns.server, free_tcp_port(),
+                       tls_port=tls_port) as ca:
+            server = self.acme_server(ca.directory, ca.ca_file, None, tls_alpn_port=tls_port)
+            checked = subprocess.run([SMTPSD, "check", "--config", server.config_path],
+                                     capture_output=True, text=True, timeout=30)
+            self.assertIn(f"for {NAME}, tls-alpn-01 on 127.0.0.1 port {tls_port}, files in",
+                          checked.stdout)
+            started = time.monotonic()
+            server.start()
+            server.wait_log(rf"event=acme_started .*challenge=tls-alpn-01 tls_alpn_port={tls_port}")
+            server.wait_log(rf"event=acme_challenge name={re.escape(NAME)} type=tls-alpn-01")
+            server.wait_log(r"event=acme_renewed key=ecdsa .*issuer=.*Pebble", timeout=30)
+            server.wait_log(r"event=acme_renewed key=rsa .*issuer=.*Pebble", timeout=30)
+            server.wait_log(r"event=tls_reloaded file=\S+/acme/rsa\.crt", timeout=10)
+            root = os.path.join(self.tmp, "pebble-root.pem")
+            with open(root, "w") as f:
+                f.write(ca.root_pem())
+            served = served_certificate(server.ports["submissions"], cafile=root)
+            print(f"tls-alpn-01: start to the served certificate in "
+                  f"{time.monotonic() - started:.2f} s")
+            self.assertIn("Pebble", issuer_of(served))
+            self.assertNotIn("http-01", server.log())
+
+            def alpn_handshake(protocols):
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                if protocols is not None:
+                    context.set_alpn_protocols(protocols)
+                with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as sock:
+                    with context.wrap_socket(sock, server_hostname=NAME):
+                        return None
+
+            for protocols in (["h2", "http/1.1"], ["smtp"], None):  # None: no ALPN at all
+                with self.assertRaisesRegex(ssl.SSLError, r"(?i)no.application.protocol"):
+                    alpn_handshake(protocols)
+            with self.assertRaisesRegex(ssl.SSLError, r"(?i)unrecognized.name"):
+                alpn_handshake(["acme-tls/1"])
 
     def test_an_unreachable_ca_is_retried_with_backoff_and_the_placeholder_serves(self):
         # Also what `smtpsd check` says about [acme] before the start.

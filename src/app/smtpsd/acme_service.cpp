@@ -24,19 +24,36 @@ base::Expected<base::Ok, std::string> AcmeService::prepare() {
 }
 
 base::Expected<base::Ok, std::string> AcmeService::bind() {
+  if (settings_.challenge == "tls-alpn-01") {
+    auto bound = acme::TlsAlpnResponder::bind(settings_.tls_alpn_address, settings_.tls_alpn_port);
+    if (!bound) return base::unexpected("[acme] tls_alpn_port: " + bound.error());
+    tls_alpn_responder_ = std::move(bound).value();
+    return base::Ok{};
+  }
   auto bound = acme::Http01Responder::bind(settings_.http_address, settings_.http_port);
   if (!bound) return base::unexpected("[acme] http_port: " + bound.error());
-  responder_ = std::move(bound).value();
+  http_responder_ = std::move(bound).value();
   return base::Ok{};
 }
 
 void AcmeService::start(std::shared_ptr<dns::Resolver> resolver) {
-  responder_->start();
+  acme::ChallengePublisher* publisher = nullptr;
+  std::uint16_t port = 0;
+  if (tls_alpn_responder_) {
+    tls_alpn_responder_->start();
+    publisher = tls_alpn_responder_.get();
+    port = tls_alpn_responder_->port();
+  } else {
+    http_responder_->start();
+    publisher = http_responder_.get();
+    port = http_responder_->port();
+  }
   acme::RenewalOptions options;
   options.acme_dir = settings_.directory_on_disk;
   options.names = settings_.names;
   options.client.directory_url = settings_.directory;
   options.client.contact = settings_.contact;
+  options.client.challenge = settings_.challenge;
   options.client.eab_kid = settings_.eab_kid;
   options.client.eab_hmac_key = settings_.eab_hmac_key;
   options.ca_file = settings_.ca_file;
@@ -45,17 +62,19 @@ void AcmeService::start(std::shared_ptr<dns::Resolver> resolver) {
         std::chrono::duration_cast<std::chrono::seconds>(*settings_.renew_before);
   options.retry_min = settings_.retry_wait;
   options.retry_max = settings_.retry_max_wait;
-  renewer_ = std::make_unique<acme::Renewer>(std::move(options), std::move(resolver), *responder_);
+  renewer_ = std::make_unique<acme::Renewer>(std::move(options), std::move(resolver), *publisher);
   obs::Log("acme_started")
       .kv("directory", settings_.directory)
-      .kv("http_port", static_cast<unsigned>(responder_->port()))
+      .kv("challenge", settings_.challenge)
+      .kv(tls_alpn_responder_ ? "tls_alpn_port" : "http_port", static_cast<unsigned>(port))
       .kv("dir", settings_.directory_on_disk);
   renewer_->start();
 }
 
 void AcmeService::stop() {
   if (renewer_) renewer_->stop();
-  if (responder_) responder_->stop();
+  if (http_responder_) http_responder_->stop();
+  if (tls_alpn_responder_) tls_alpn_responder_->stop();
 }
 
 std::string AcmeService::handle_request(const std::vector<std::string>& words) {

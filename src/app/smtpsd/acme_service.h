@@ -1,9 +1,9 @@
 // acme_service.h — the daemon's ACME certificates ([acme], acme/renewal.h), wired in three
 // steps that follow the daemon's start-up: prepare() before the certificates are read (keys
 // and a placeholder, so the server starts serving at once), bind() before the privilege drop
-// (the http-01 port, 80 by default), start() once the server runs (the responder's and the
-// renewal's threads). The control socket's "cert status", "cert renew" and "cert revoke" go
-// to handle_request().
+// (the http-01 port, 80 by default, or the tls-alpn-01 port, 443), start() once the server runs
+// (the responder's and the renewal's threads). The control socket's "cert status", "cert renew" and
+// "cert revoke" go to handle_request().
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +15,7 @@
 
 #include "acme/http01_responder.h"
 #include "acme/renewal.h"
+#include "acme/tls_alpn_responder.h"
 #include "base/expected.h"
 #include "config/config.h"
 #include "dns/resolver.h"
@@ -37,7 +38,9 @@ class AcmeService {
 
  private:
   config::AcmeSettings settings_;
-  std::unique_ptr<acme::Http01Responder> responder_;
+  // The responder of the configured challenge (one of the two).
+  std::unique_ptr<acme::Http01Responder> http_responder_;
+  std::unique_ptr<acme::TlsAlpnResponder> tls_alpn_responder_;
   std::unique_ptr<acme::Renewer> renewer_;
 };
 

@@ -146,6 +146,43 @@ names = ["mx.example.org"]
       << parsed.error().message;
 }
 
+// RFC 8737: tls-alpn-01 on its own address and port (443); each responder's keys only with
+// its challenge; dns-01 not yet.
+TEST(AcmeConfigTest, TheChallengeAndItsResponder) {
+  auto parsed =
+      config::parse(std::string(kAcmeBase) + "challenge = \"tls-alpn-01\"\n", "/etc/smtpsd/a.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed->acme->challenge, "tls-alpn-01");
+  EXPECT_EQ(parsed->acme->tls_alpn_port, 443);
+  EXPECT_EQ(parsed->acme->tls_alpn_address, "");
+  parsed = config::parse(std::string(kAcmeBase) +
+                             "challenge = \"tls-alpn-01\"\ntls_alpn_address = \"::1\"\n"
+                             "tls_alpn_port = 8443\n",
+                         "/etc/smtpsd/a.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed->acme->tls_alpn_address, "::1");
+  EXPECT_EQ(parsed->acme->tls_alpn_port, 8443);
+  EXPECT_EQ(config::parse(kAcmeBase, "/etc/smtpsd/a.toml")->acme->challenge, "http-01");
+
+  config::ConfigError e = acme_error("challenge = \"dns-01\"\n");
+  EXPECT_EQ(e.key, "acme.challenge");
+  EXPECT_EQ(e.line, 11);
+  EXPECT_NE(e.message.find("dns-01 is not done yet"), std::string::npos) << e.message;
+  e = acme_error("challenge = \"tls-sni-01\"\n");
+  EXPECT_EQ(e.key, "acme.challenge");
+  EXPECT_NE(e.message.find("not 'tls-sni-01'"), std::string::npos) << e.message;
+  e = acme_error("tls_alpn_port = 8443\n");  // the challenge is http-01
+  EXPECT_EQ(e.key, "acme.tls_alpn_port");
+  EXPECT_NE(e.message.find("only for challenge = \"tls-alpn-01\""), std::string::npos);
+  e = acme_error("challenge = \"tls-alpn-01\"\nhttp_port = 8080\n");
+  EXPECT_EQ(e.key, "acme.http_port");
+  EXPECT_EQ(e.line, 12);
+  e = acme_error("challenge = \"tls-alpn-01\"\ntls_alpn_address = \"localhost\"\n");
+  EXPECT_EQ(e.key, "acme.tls_alpn_address");
+  e = acme_error("challenge = \"tls-alpn-01\"\ntls_alpn_port = 65536\n");
+  EXPECT_EQ(e.key, "acme.tls_alpn_port");
+}
+
 // RFC 8555 §7.3.4: the key identifier and the MAC key's file, both or neither; the file only
 // the account may read, holding base64url; the key never in an error.
 TEST(AcmeConfigTest, TheExternalAccountBindingComesFromAPrivateFile) {
