@@ -265,10 +265,13 @@ base::Expected<base::Ok, Failure> Client::authorize(const std::string& authoriza
     return base::unexpected(Failure{"challenge", name + ": bad " + type + " token or URL"});
   }
   // http-01 serves the key authorization under the token; tls-alpn-01 in a certificate for
-  // the name (RFC 8737 §3).
-  const std::string published = type == "tls-alpn-01" ? name : token;
-  publisher_.publish(published, key_.key_authorization(token));
+  // the name (RFC 8737 §3); dns-01 in a TXT record of the name (§8.4).
+  const std::string published = type == "http-01" ? token : name;
   obs::Log("acme_challenge").kv("name", name).kv("type", type);
+  if (auto ready = publisher_.publish(published, key_.key_authorization(token)); !ready) {
+    publisher_.withdraw(published);
+    return base::unexpected(Failure{"challenge", name + ": " + ready.error()});
+  }
   auto answered = post_json("challenge", challenge_url, "{}");
   base::Expected<Json, Failure> done =
       answered ? poll("authorization", authorization_url, {"pending", "processing"})

@@ -29,11 +29,13 @@ namespace acme {
 
 // Where a key authorization is published while the CA validates; thread-safe. key is the
 // challenge's token for http-01 (http01_responder.h), the name being validated for tls-alpn-01
-// (tls_alpn_responder.h).
+// (tls_alpn_responder.h) and dns-01 (dns01_hook.h). publish() returns once the CA may look
+// (dns-01: the record is visible), or says why it cannot.
 class ChallengePublisher {
  public:
   virtual ~ChallengePublisher() = default;
-  virtual void publish(const std::string& key, const std::string& key_authorization) = 0;
+  virtual base::Expected<base::Ok, std::string> publish(const std::string& key,
+                                                        const std::string& key_authorization) = 0;
   virtual void withdraw(const std::string& key) = 0;
 };
 
@@ -51,7 +53,8 @@ struct ClientOptions {
   // bytes, never logged) the CA gave; both empty for none.
   std::string eab_kid;
   std::string eab_hmac_key;
-  // The challenge answered: "http-01" (RFC 8555 §8.3) or "tls-alpn-01" (RFC 8737).
+  // The challenge answered: "http-01" (RFC 8555 §8.3), "tls-alpn-01" (RFC 8737) or "dns-01"
+  // (RFC 8555 §8.4).
   std::string challenge = "http-01";
   // How long to wait for an authorization or order to change state, in all.
   std::chrono::milliseconds poll_limit{120'000};

@@ -106,9 +106,11 @@ void Http01Responder::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Http01Responder::publish(const std::string& token, const std::string& key_authorization) {
+base::Expected<base::Ok, std::string> Http01Responder::publish(
+    const std::string& token, const std::string& key_authorization) {
   std::lock_guard lock(mutex_);
   authorizations_[token] = key_authorization;
+  return base::Ok{};
 }
 
 void Http01Responder::withdraw(const std::string& token) {

@@ -53,7 +53,8 @@ class Http01Responder : public ChallengePublisher {
   void stop();   // ends it (idempotent)
   std::uint16_t port() const { return port_; }
 
-  void publish(const std::string& token, const std::string& key_authorization) override;
+  base::Expected<base::Ok, std::string> publish(const std::string& token,
+                                                const std::string& key_authorization) override;
   void withdraw(const std::string& token) override;
 
   // The reply to one request head (exposed for tests): status line, headers and body.

@@ -178,15 +178,14 @@ void TlsAlpnResponder::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void TlsAlpnResponder::publish(const std::string& name, const std::string& key_authorization) {
+base::Expected<base::Ok, std::string> TlsAlpnResponder::publish(
+    const std::string& name, const std::string& key_authorization) {
   auto certificate = make_tls_alpn_certificate(name, key_authorization, key_.get());
-  if (!certificate) {
-    obs::Log("acme_tls_alpn_failed", obs::Level::kWarning).kv("error", certificate.error());
-    return;
-  }
+  if (!certificate) return base::unexpected(certificate.error());
   std::lock_guard lock(mutex_);
   certificates_[base::ascii_lowercase(name)] =
       std::shared_ptr<X509>(certificate->release(), X509_free);
+  return base::Ok{};
 }
 
 void TlsAlpnResponder::withdraw(const std::string& name) {

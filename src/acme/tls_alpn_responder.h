@@ -55,7 +55,8 @@ class TlsAlpnResponder : public ChallengePublisher {
   std::uint16_t port() const { return port_; }
 
   // key is the name being validated (the authorization's identifier), not a token.
-  void publish(const std::string& name, const std::string& key_authorization) override;
+  base::Expected<base::Ok, std::string> publish(const std::string& name,
+                                                const std::string& key_authorization) override;
   void withdraw(const std::string& name) override;
 
  private:

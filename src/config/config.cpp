@@ -1402,6 +1402,51 @@ void read_acme_eab(const toml::table& table, const Reader& reader, const std::st
   a.eab_hmac_key = std::move(decoded);
 }
 
+// [acme] dns_hook (dns-01): a command, as a path or an argv array (no shell), with an absolute
+// path; required with challenge = "dns-01" and only then.
+void read_acme_dns_hook(const toml::table& table, const Reader& reader, const std::string& base_dir,
+                        AcmeSettings& a) {
+  const std::string p = "acme";
+  const toml::node* node = table.get("dns_hook");
+  for (const char* key : {"dns_hook", "dns_hook_timeout", "dns_propagation_timeout"}) {
+    if (table.get(key) && a.challenge != "dns-01") {
+      reader.fail(table.get(key), p + "." + key,
+                  "only for challenge = \"dns-01\" (this is \"" + a.challenge + "\")");
+    }
+  }
+  if (a.challenge != "dns-01") return;
+  if (node == nullptr) {
+    reader.fail(table.get("challenge"), p + ".dns_hook",
+                "challenge = \"dns-01\" needs dns_hook, the command that adds and removes the "
+                "TXT record (e.g. contrib/acme-dns-nsupdate)");
+  }
+  if (const auto* text = node->as_string()) {
+    a.dns_hook = {text->get()};
+  } else if (const auto* list = node->as_array()) {
+    for (const toml::node& item : *list) {
+      if (!item.is_string())
+        reader.fail(node, p + ".dns_hook", "must be a path or an array of strings");
+      a.dns_hook.push_back(item.as_string()->get());
+    }
+  } else {
+    reader.fail(node, p + ".dns_hook", "must be a path or an array of strings");
+  }
+  if (a.dns_hook.empty() || a.dns_hook.front().empty())
+    reader.fail(node, p + ".dns_hook", "names no command");
+  std::string& command = a.dns_hook.front();
+  if (command.front() != '/') command = base_dir + "/" + command;
+  if (reader.opens_private_files() && ::access(command.c_str(), X_OK) != 0) {
+    reader.fail(node, p + ".dns_hook",
+                "cannot run " + command + ": " + std::strerror(errno) +
+                    " (an executable, run without a shell)");
+  }
+  a.dns_hook_timeout = reader.duration_at(table, p, "dns_hook_timeout", a.dns_hook_timeout,
+                                          std::chrono::milliseconds(100), std::chrono::hours(1));
+  a.dns_propagation_timeout =
+      reader.duration_at(table, p, "dns_propagation_timeout", a.dns_propagation_timeout,
+                         std::chrono::milliseconds(100), std::chrono::hours(24));
+}
+
 // [acme] (after [server] and [tls]): adds the ACME pairs to the certificates.
 void read_acme(const toml::table& root, Reader& reader, const std::string& base_dir,
                Config& config) {
@@ -1411,7 +1456,8 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
   reader.only_keys(*table, p,
                    {"directory", "contact", "names", "http_address", "http_port", "ca_file",
                     "renew_before", "retry_wait", "retry_max_wait", "eab_kid", "eab_hmac_key_file",
-                    "challenge", "tls_alpn_address", "tls_alpn_port"});
+                    "challenge", "tls_alpn_address", "tls_alpn_port", "dns_hook",
+                    "dns_hook_timeout", "dns_propagation_timeout"});
   AcmeSettings a;
   a.line = static_cast<long>(table->source().begin.line);
   a.directory = reader.string_at(*table, p, "directory", "", true);
@@ -1438,11 +1484,11 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
   if (table->get("names")) {
     a.names = read_server_names(*table, p, reader);
     for (const std::string& name : a.names) {
-      if (name.starts_with("*.")) {
+      // RFC 8555 §7.1.3: a wildcard is validated by dns-01 only.
+      if (name.starts_with("*.") &&
+          reader.string_at(*table, p, "challenge", "http-01") != "dns-01") {
         reader.fail(table->get("names"), p + ".names",
-                    "'" + name +
-                        "': a wildcard needs dns-01, which smtpsd does not do yet "
-                        "(http-01 and tls-alpn-01 only)");
+                    "'" + name + "': a wildcard needs challenge = \"dns-01\"");
       }
     }
   } else {
@@ -1455,14 +1501,13 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
   }
   a.http_port = static_cast<std::uint16_t>(reader.int_at(*table, p, "http_port", 80, 0, 65535));
   a.challenge = reader.string_at(*table, p, "challenge", a.challenge);
-  if (a.challenge == "dns-01") {
+  if (a.challenge != "http-01" && a.challenge != "tls-alpn-01" && a.challenge != "dns-01") {
     reader.fail(table->get("challenge"), p + ".challenge",
-                "dns-01 is not done yet: \"http-01\" or \"tls-alpn-01\"");
-  } else if (a.challenge != "http-01" && a.challenge != "tls-alpn-01") {
-    reader.fail(
-        table->get("challenge"), p + ".challenge",
-        "must be \"http-01\" (port 80) or \"tls-alpn-01\" (port 443), not '" + a.challenge + "'");
+                "must be \"http-01\" (port 80), \"tls-alpn-01\" (port 443) or \"dns-01\" "
+                "(dns_hook), not '" +
+                    a.challenge + "'");
   }
+  read_acme_dns_hook(*table, reader, base_dir, a);
   a.tls_alpn_address = reader.string_at(*table, p, "tls_alpn_address", "");
   if (!a.tls_alpn_address.empty() && !base::parse_ip(a.tls_alpn_address)) {
     reader.fail(table->get("tls_alpn_address"), p + ".tls_alpn_address",

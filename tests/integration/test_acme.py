@@ -21,11 +21,13 @@ import urllib.request
 
 import needs
 from dns_server import DnsServer
+from dynamic_zone import DynamicZone
 from harness import SMTPSD, ServerTestCase
 from pebble import Pebble, free_tcp_port
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 NAME = "mail.acme.test"
+SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def served_certificate(port, cafile=None, ecdsa=False):
@@ -301,6 +303,52 @@ class AcmeTest(ServerTestCase):
                     alpn_handshake(protocols)
             with self.assertRaisesRegex(ssl.SSLError, r"(?i)unrecognized.name"):
                 alpn_handshake(["acme-tls/1"])
+
+    @needs.tools("named", "nsupdate")
+    def test_first_issuance_by_dns_01_through_the_nsupdate_hook(self):
+        # RFC 8555 §8.4: the contrib hook adds the TXT record by a TSIG-signed dynamic update
+        # (RFC 2136) to the test's own primary (named); smtpsd waits until its resolver sees
+        # the record, then tells Pebble, whose -dnsserver is that primary; the record is
+        # removed afterwards. No port is listened on for the challenge. (TTL 1: the RSA order's
+        # new value must not be hidden by the ECDSA one our resolver cached; dns01_hook.h.)
+        with DynamicZone(os.path.join(self.tmp, "zone"), "acme.test",
+                         [f"{NAME}. A 127.0.0.1"]) as zone, \
+                Pebble(os.path.join(self.tmp, "pebble"), zone.server, free_tcp_port()) as ca:
+            hook = os.path.join(SOURCE_DIR, "contrib", "acme", "acme-dns-nsupdate")
+            extra = (f'challenge = "dns-01"\n'
+                     f'dns_hook = ["{hook}", "-s", "{zone.server}", "-k", "{zone.key_file}", '
+                     f'"-z", "acme.test", "-t", "1"]\ndns_propagation_timeout = "20s"\n')
+            server = self.new_server(
+                listeners=[{"role": "submissions"}],
+                tls={"watch_interval": "100ms"},
+                extra_toml=(f'[acme]\ndirectory = "{ca.directory}"\nnames = ["{NAME}"]\n'
+                            f'ca_file = "{ca.ca_file}"\n{extra}\n'
+                            f'[dns]\nservers = "{zone.server}"\n'))
+            checked = subprocess.run([SMTPSD, "check", "--config", server.config_path],
+                                     capture_output=True, text=True, timeout=30)
+            self.assertIn(f"for {NAME}, dns-01 by {hook} -s {zone.server}", checked.stdout)
+            started = time.monotonic()
+            server.start()
+            server.wait_log(rf"event=acme_challenge name={re.escape(NAME)} type=dns-01")
+            server.wait_log(r"event=acme_dns_record_visible record=_acme-challenge\."
+                            + re.escape(NAME) + r" after_ms=\d+")
+            server.wait_log(r"event=acme_renewed key=ecdsa .*issuer=.*Pebble", timeout=30)
+            server.wait_log(r"event=acme_renewed key=rsa .*issuer=.*Pebble", timeout=30)
+            server.wait_log(r"event=tls_reloaded file=\S+/acme/rsa\.crt", timeout=10)
+            root = os.path.join(self.tmp, "pebble-root.pem")
+            with open(root, "w") as f:
+                f.write(ca.root_pem())
+            served = served_certificate(server.ports["submissions"], cafile=root)
+            print(f"dns-01: start to the served certificate in "
+                  f"{time.monotonic() - started:.2f} s")
+            self.assertIn("Pebble", issuer_of(served))
+            self.assertNotIn("event=acme_dns_record_left", server.log())
+            # The record is gone again (removed by the hook after the validation).
+            gone = subprocess.run(["dig", "+short", "-p", zone.server.split(":")[1],
+                                   "@127.0.0.1", f"_acme-challenge.{NAME}", "TXT"],
+                                  capture_output=True, text=True, timeout=10)
+            self.assertEqual(gone.stdout.strip(), "", gone.stdout)
+            self.assertIn("updating zone 'acme.test/IN': adding an RR", zone.log())
 
     def test_an_unreachable_ca_is_retried_with_backoff_and_the_placeholder_serves(self):
         # Also what `smtpsd check` says about [acme] before the start.

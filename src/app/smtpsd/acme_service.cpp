@@ -24,6 +24,7 @@ base::Expected<base::Ok, std::string> AcmeService::prepare() {
 }
 
 base::Expected<base::Ok, std::string> AcmeService::bind() {
+  if (settings_.challenge == "dns-01") return base::Ok{};  // the hook, no port
   if (settings_.challenge == "tls-alpn-01") {
     auto bound = acme::TlsAlpnResponder::bind(settings_.tls_alpn_address, settings_.tls_alpn_port);
     if (!bound) return base::unexpected("[acme] tls_alpn_port: " + bound.error());
@@ -39,7 +40,12 @@ base::Expected<base::Ok, std::string> AcmeService::bind() {
 void AcmeService::start(std::shared_ptr<dns::Resolver> resolver) {
   acme::ChallengePublisher* publisher = nullptr;
   std::uint16_t port = 0;
-  if (tls_alpn_responder_) {
+  if (settings_.challenge == "dns-01") {
+    dns_publisher_ = std::make_unique<acme::Dns01HookPublisher>(
+        settings_.dns_hook, settings_.dns_hook_timeout, resolver, settings_.dns_propagation_timeout,
+        &stopping_);
+    publisher = dns_publisher_.get();
+  } else if (tls_alpn_responder_) {
     tls_alpn_responder_->start();
     publisher = tls_alpn_responder_.get();
     port = tls_alpn_responder_->port();
@@ -63,15 +69,16 @@ void AcmeService::start(std::shared_ptr<dns::Resolver> resolver) {
   options.retry_min = settings_.retry_wait;
   options.retry_max = settings_.retry_max_wait;
   renewer_ = std::make_unique<acme::Renewer>(std::move(options), std::move(resolver), *publisher);
-  obs::Log("acme_started")
-      .kv("directory", settings_.directory)
-      .kv("challenge", settings_.challenge)
-      .kv(tls_alpn_responder_ ? "tls_alpn_port" : "http_port", static_cast<unsigned>(port))
-      .kv("dir", settings_.directory_on_disk);
+  obs::Log started("acme_started");
+  started.kv("directory", settings_.directory).kv("challenge", settings_.challenge);
+  if (!dns_publisher_)
+    started.kv(tls_alpn_responder_ ? "tls_alpn_port" : "http_port", static_cast<unsigned>(port));
+  started.kv("dir", settings_.directory_on_disk);
   renewer_->start();
 }
 
 void AcmeService::stop() {
+  stopping_ = true;  // ends a dns-01 wait for the record
   if (renewer_) renewer_->stop();
   if (http_responder_) http_responder_->stop();
   if (tls_alpn_responder_) tls_alpn_responder_->stop();

@@ -8,11 +8,13 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "acme/dns01_hook.h"
 #include "acme/http01_responder.h"
 #include "acme/renewal.h"
 #include "acme/tls_alpn_responder.h"
@@ -41,6 +43,8 @@ class AcmeService {
   // The responder of the configured challenge (one of the two).
   std::unique_ptr<acme::Http01Responder> http_responder_;
   std::unique_ptr<acme::TlsAlpnResponder> tls_alpn_responder_;
+  std::unique_ptr<acme::Dns01HookPublisher> dns_publisher_;  // dns-01: the hook, no port
+  std::atomic<bool> stopping_{false};
   std::unique_ptr<acme::Renewer> renewer_;
 };
 

@@ -99,10 +99,14 @@ class RecordingPublisher : public acme::ChallengePublisher {
  public:
   std::map<std::string, std::string> published;
   std::vector<std::string> history;
-  void publish(const std::string& token, const std::string& authorization) override {
+  base::Expected<base::Ok, std::string> publish(const std::string& token,
+                                                const std::string& authorization) override {
     published[token] = authorization;
     history.push_back("publish " + token);
+    if (!refusal.empty()) return base::unexpected(refusal);
+    return base::Ok{};
   }
+  std::string refusal;  // set: publish() fails with it (a dns-01 hook that failed)
   void withdraw(const std::string& token) override {
     published.erase(token);
     history.push_back("withdraw " + token);

@@ -23,7 +23,9 @@ namespace {
 
 class NoPublisher : public acme::ChallengePublisher {
  public:
-  void publish(const std::string&, const std::string&) override {}
+  base::Expected<base::Ok, std::string> publish(const std::string&, const std::string&) override {
+    return base::Ok{};
+  }
   void withdraw(const std::string&) override {}
 };
 

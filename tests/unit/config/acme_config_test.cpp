@@ -100,7 +100,8 @@ TEST(AcmeConfigTest, MistakesNameFileLineAndKey) {
       << e.to_string();
   e = acme_error("names = [\"*.example.org\"]\n");
   EXPECT_EQ(e.key, "acme.names");
-  EXPECT_NE(e.message.find("wildcard needs dns-01"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("wildcard needs challenge = \"dns-01\""), std::string::npos)
+      << e.message;
   e = acme_error("http_address = \"localhost\"\n");
   EXPECT_EQ(e.key, "acme.http_address");
   e = acme_error("http_port = 70000\n");
@@ -164,10 +165,39 @@ TEST(AcmeConfigTest, TheChallengeAndItsResponder) {
   EXPECT_EQ(parsed->acme->tls_alpn_port, 8443);
   EXPECT_EQ(config::parse(kAcmeBase, "/etc/smtpsd/a.toml")->acme->challenge, "http-01");
 
+  // dns-01: a hook (a path, or an argv array), run without a shell; wildcards allowed.
+  parsed = config::parse(std::string(kAcmeBase) +
+                             "names = [\"*.example.org\", \"example.org\"]\n"
+                             "challenge = \"dns-01\"\n"
+                             "dns_hook = [\"/bin/true\", \"-z\", \"example.org\"]\n"
+                             "dns_hook_timeout = \"5s\"\ndns_propagation_timeout = \"2m\"\n",
+                         "/etc/smtpsd/a.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed->acme->dns_hook, (std::vector<std::string>{"/bin/true", "-z", "example.org"}));
+  EXPECT_EQ(parsed->acme->dns_hook_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(parsed->acme->dns_propagation_timeout, std::chrono::minutes(2));
+  parsed =
+      config::parse(std::string(kAcmeBase) + "challenge = \"dns-01\"\ndns_hook = \"/bin/true\"\n",
+                    "/etc/smtpsd/a.toml");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  EXPECT_EQ(parsed->acme->dns_hook, std::vector<std::string>{"/bin/true"});
+  EXPECT_EQ(parsed->acme->dns_propagation_timeout, std::chrono::minutes(5));
+
   config::ConfigError e = acme_error("challenge = \"dns-01\"\n");
-  EXPECT_EQ(e.key, "acme.challenge");
+  EXPECT_EQ(e.key, "acme.dns_hook");
   EXPECT_EQ(e.line, 11);
-  EXPECT_NE(e.message.find("dns-01 is not done yet"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("needs dns_hook"), std::string::npos) << e.message;
+  e = acme_error("challenge = \"dns-01\"\ndns_hook = \"/nonexistent/hook\"\n");
+  EXPECT_EQ(e.key, "acme.dns_hook");
+  EXPECT_EQ(e.line, 12);
+  EXPECT_NE(e.message.find("cannot run /nonexistent/hook"), std::string::npos) << e.message;
+  e = acme_error("challenge = \"dns-01\"\ndns_hook = 7\n");
+  EXPECT_EQ(e.key, "acme.dns_hook");
+  e = acme_error("challenge = \"dns-01\"\ndns_hook = []\n");
+  EXPECT_EQ(e.key, "acme.dns_hook");
+  e = acme_error("dns_hook = \"/bin/true\"\n");  // the challenge is http-01
+  EXPECT_EQ(e.key, "acme.dns_hook");
+  EXPECT_NE(e.message.find("only for challenge = \"dns-01\""), std::string::npos);
   e = acme_error("challenge = \"tls-sni-01\"\n");
   EXPECT_EQ(e.key, "acme.challenge");
   EXPECT_NE(e.message.find("not 'tls-sni-01'"), std::string::npos) << e.message;
