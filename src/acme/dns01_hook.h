@@ -12,7 +12,8 @@
 // challenge with the reason. Blocking, on the renewal thread only; a stop (the cancel flag)
 // ends the wait for the record.
 // XXX: the record is looked for through the configured resolver, which caches: a stale answer
-// of an earlier renewal (the old value) holds until its TTL ends. Asking the zone's
+// (the value of the other key's challenge a moment before, when the CA does not reuse the
+// authorization) holds until its TTL ends, at least dns::CacheLimits::min_ttl (5 s). Asking the zone's
 // authoritative servers directly (as the TLSA wait of the DANE rollover will) would avoid it.
 #pragma once
 

@@ -35,9 +35,11 @@ def free_tcp_port():
 
 class Pebble:
     def __init__(self, directory, dns_server, http_port, nonce_reject=0, eab_keys=None,
-                 tls_port=None):
+                 tls_port=None, authz_reuse=0):
         """eab_keys: {kid: base64url MAC key}; given, Pebble requires External Account Binding.
-        tls_port: where Pebble connects for tls-alpn-01 (RFC 8737), its config's tlsPort."""
+        tls_port: where Pebble connects for tls-alpn-01 (RFC 8737), its config's tlsPort.
+        authz_reuse: the percentage of valid authorizations Pebble reuses for a new order
+        (PEBBLE_AUTHZREUSE; 0: every order is validated anew)."""
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.ca_file = os.path.join(directory, "pebble-ca.pem")
@@ -63,7 +65,7 @@ class Pebble:
             json.dump(config, f)
         self.log_path = os.path.join(directory, "pebble.log")
         env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT=str(nonce_reject),
-                   PEBBLE_AUTHZREUSE="0")
+                   PEBBLE_AUTHZREUSE=str(authz_reuse))
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 ["pebble", "-config", self.config_path, "-dnsserver", dns_server],
