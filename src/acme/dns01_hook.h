@@ -13,8 +13,9 @@
 // ends the wait for the record.
 // XXX: the record is looked for through the configured resolver, which caches: a stale answer
 // (the value of the other key's challenge a moment before, when the CA does not reuse the
-// authorization) holds until its TTL ends, at least dns::CacheLimits::min_ttl (5 s). Asking the zone's
-// authoritative servers directly (as the TLSA wait of the DANE rollover will) would avoid it.
+// authorization) holds until its TTL ends, at least dns::CacheLimits::min_ttl (5 s). Asking the
+// zone's authoritative servers directly (as the TLSA wait of the DANE rollover will) would avoid
+// it.
 #pragma once
 
 #include <atomic>
