@@ -308,7 +308,7 @@ class AcmeTest(ServerTestCase):
             with self.assertRaisesRegex(ssl.SSLError, r"(?i)unrecognized.name"):
                 alpn_handshake(["acme-tls/1"])
 
-    @needs.tools("named", "nsupdate")
+    @needs.tools("named", "nsupdate", "dig")  # bind9, bind9-dnsutils
     def test_first_issuance_by_dns_01_through_the_nsupdate_hook(self):
         # RFC 8555 §8.4: the contrib hook adds the TXT record by a TSIG-signed dynamic update
         # (RFC 2136) to the test's own primary (named); smtpsd waits until its resolver sees
