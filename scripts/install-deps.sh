@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang-16 libclang-rt-16-dev clang-format
   libssl-dev openssl libasio-dev libtomlplusplus-dev libcli11-dev libsodium-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libxml2-utils
-  libunbound-dev dns-root-data bind9 bind9-utils iproute2
+  libunbound-dev dns-root-data bind9 bind9-utils bind9-dnsutils iproute2
   python3-dkim python3-nacl opendkim-tools opendkim
   libpsl-dev publicsuffix python3-spf python3-yaml
   libcurl4-openssl-dev

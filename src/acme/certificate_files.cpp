@@ -2,10 +2,12 @@
 #include "acme/certificate_files.h"
 
 #include <openssl/asn1.h>
+#include <openssl/bn.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -85,13 +87,40 @@ base::Expected<tls::KeyPtr, std::string> load_or_create_key(const std::string& p
     return key;
   }
   if (errno != ENOENT) return base::unexpected(path + ": " + std::strerror(errno));
-  tls::KeyPtr key(type == KeyType::kEcdsaP256 ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048));
-  if (!key) return base::unexpected("cannot make a key: " + tls::last_error_reason());
-  const std::string pem = key_pem(key.get());
-  if (pem.empty()) return base::unexpected("cannot write a key: " + tls::last_error_reason());
-  auto written = base::write_file_atomically(path, pem, 0600);
+  auto key = make_key(type);
+  if (!key) return key;
+  auto written = write_key(path, key->get());
   if (!written) return base::unexpected(written.error());
   return key;
+}
+
+base::Expected<tls::KeyPtr, std::string> make_key(KeyType type) {
+  tls::KeyPtr key(type == KeyType::kEcdsaP256 ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048));
+  if (!key) return base::unexpected("cannot make a key: " + tls::last_error_reason());
+  return key;
+}
+
+base::Expected<base::Ok, std::string> write_key(const std::string& path, EVP_PKEY* key) {
+  const std::string pem = key_pem(key);
+  if (pem.empty()) return base::unexpected("cannot write a key: " + tls::last_error_reason());
+  return base::write_file_atomically(path, pem, 0600);
+}
+
+std::string spki_sha256_hex(EVP_PKEY* key) {
+  unsigned char* der = nullptr;
+  const int size = i2d_PUBKEY(key, &der);
+  if (size <= 0) return {};
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_size = 0;
+  EVP_Digest(der, static_cast<std::size_t>(size), digest, &digest_size, EVP_sha256(), nullptr);
+  OPENSSL_free(der);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < digest_size; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
 }
 
 base::Expected<std::string, std::string> make_csr(EVP_PKEY* key,
@@ -153,6 +182,15 @@ base::Expected<ChainInfo, std::string> inspect_chain(const std::string& pem, EVP
                                   static_cast<std::size_t>(ASN1_STRING_length(text)));
     }
     GENERAL_NAMES_free(names);
+  }
+  if (BIGNUM* serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf.get()), nullptr)) {
+    if (char* hex = BN_bn2hex(serial)) {
+      info.serial = hex;
+      OPENSSL_free(hex);
+    }
+    BN_free(serial);
+    for (char& c : info.serial)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
   info.self_signed =
       X509_NAME_cmp(X509_get_subject_name(leaf.get()), X509_get_issuer_name(leaf.get())) == 0;

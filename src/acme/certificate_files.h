@@ -7,9 +7,10 @@
 // Invariants: every file is written whole (base::write_file_atomically: temporary file,
 // fsync, rename, fsync of the directory), keys mode 0600, chains 0644; a key is made once
 // and kept across renewals, so a published TLSA "3 1 1" record (the key's SPKI) stays
-// valid. A chain is written only after it parsed and its leaf matches the key, so the hot
-// reload (app/smtpsd/reload.cpp) never sees a pair that does not belong together; the chain
-// is written after its key (the key is never replaced, so the pair stays consistent).
+// valid; only a revocation replaces it (renewal.h). A chain is written only after it parsed and its
+// leaf matches the key, so the hot reload (app/smtpsd/reload.cpp) never sees a pair that does not
+// belong together; the chain is written after its key (the key is never replaced, so the pair stays
+// consistent).
 #pragma once
 
 #include <cstdint>
@@ -37,6 +38,13 @@ std::string account_key_path(const std::string& acme_dir);
 // that exists but does not hold a key of this type is an error, never overwritten.
 base::Expected<tls::KeyPtr, std::string> load_or_create_key(const std::string& path, KeyType type);
 
+// A new key of the type, in memory (a revocation replaces the key: renewal.h).
+base::Expected<tls::KeyPtr, std::string> make_key(KeyType type);
+// Writes key to path (PEM, 0600), replacing what is there, atomically.
+base::Expected<base::Ok, std::string> write_key(const std::string& path, EVP_PKEY* key);
+// The data of a DANE "3 1 1" record for the key: SHA-256 of its SubjectPublicKeyInfo, hex.
+std::string spki_sha256_hex(EVP_PKEY* key);
+
 // A DER CSR for names (the first one as CN, all as dNSName SANs), signed by key.
 base::Expected<std::string, std::string> make_csr(EVP_PKEY* key,
                                                   const std::vector<std::string>& names);
@@ -48,6 +56,7 @@ struct ChainInfo {
   bool self_signed = false;  // the placeholder
   std::size_t certificates = 0;
   std::vector<std::string> dns_names;  // the leaf's DNS subjectAltNames, as written
+  std::string serial;                  // the leaf's serial number, lower-case hex
 };
 // Reads a PEM chain (leaf first); with key, checks that the leaf belongs to it.
 base::Expected<ChainInfo, std::string> inspect_chain(const std::string& pem, EVP_PKEY* key);

@@ -17,6 +17,9 @@ namespace acme {
 namespace {
 
 constexpr std::string_view kBadNonce = "urn:ietf:params:acme:error:badNonce";
+constexpr std::string_view kEabHint =
+    " (RFC 8555 §7.3.4: set [acme] eab_kid and eab_hmac_key_file to the key identifier and MAC "
+    "key the CA gave)";
 
 bool is_one_of(const std::string& value, const std::vector<std::string>& set) {
   return std::find(set.begin(), set.end(), value) != set.end();
@@ -122,6 +125,12 @@ base::Expected<Json, Failure> Client::directory() {
   new_account_url_ = parsed->string_at("newAccount");
   new_order_url_ = parsed->string_at("newOrder");
   renewal_info_url_ = parsed->string_at("renewalInfo");
+  revoke_cert_url_ = parsed->string_at("revokeCert");
+  if (const Json* meta = parsed->get("meta"); meta != nullptr) {
+    const Json* required = meta->get("externalAccountRequired");
+    external_account_required_ =
+        required != nullptr && required->kind == Json::Kind::kBool && required->boolean;
+  }
   if (new_nonce_url_.empty() || new_account_url_.empty() || new_order_url_.empty())
     return base::unexpected(
         Failure{"directory", "lacks newNonce, newAccount or newOrder (RFC 8555 §7.1.1)"});
@@ -177,13 +186,26 @@ base::Expected<std::string, Failure> Client::account() {
     auto listed = directory();
     if (!listed) return base::unexpected(listed.error());
   }
+  // §7.3.4: a CA that requires a binding refuses the account without one; said before asking.
+  if (external_account_required_ && options_.eab_kid.empty())
+    return base::unexpected(
+        Failure{"account", "the CA requires an External Account Binding" + std::string(kEabHint)});
   std::string payload = R"({"termsOfServiceAgreed":true)";
   if (!options_.contact.empty())
     payload += R"(,"contact":[)" + base::json_string("mailto:" + options_.contact) + "]";
+  if (!options_.eab_kid.empty())
+    payload +=
+        R"(,"externalAccountBinding":)" +
+        external_account_binding(key_, options_.eab_kid, options_.eab_hmac_key, new_account_url_);
   payload += "}";
   HttpResponse raw;
   auto created = post_json("account", new_account_url_, payload, &raw);
-  if (!created) return base::unexpected(created.error());
+  if (!created) {
+    Failure failure = created.error();
+    if (failure.message.find("externalAccountRequired") != std::string::npos)
+      failure.message += kEabHint;
+    return base::unexpected(failure);
+  }
   if (raw.location.empty())
     return base::unexpected(Failure{"account", "the CA sent no account URL (Location)"});
   const std::string status = created->string_at("status");
@@ -225,12 +247,14 @@ base::Expected<base::Ok, Failure> Client::authorize(const std::string& authoriza
     return base::unexpected(Failure{"authorization", name + " is " + status});
   const Json* challenges = authorization->get("challenges");
   const Json* chosen = nullptr;
+  const std::string& type = options_.challenge;
   if (challenges != nullptr && challenges->kind == Json::Kind::kArray) {
     for (const Json& challenge : challenges->items)
-      if (challenge.string_at("type") == "http-01") chosen = &challenge;
+      if (challenge.string_at("type") == type) chosen = &challenge;
   }
   if (chosen == nullptr)
-    return base::unexpected(Failure{"challenge", name + ": the CA offers no http-01 challenge"});
+    return base::unexpected(
+        Failure{"challenge", name + ": the CA offers no " + type + " challenge"});
   const std::string token = chosen->string_at("token");
   const std::string challenge_url = chosen->string_at("url");
   // §8.3: the token is base64url, at least 128 bits; anything else never reaches a path.
@@ -238,28 +262,58 @@ base::Expected<base::Ok, Failure> Client::authorize(const std::string& authoriza
       token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
           std::string::npos ||
       challenge_url.empty()) {
-    return base::unexpected(Failure{"challenge", name + ": bad http-01 token or URL"});
+    return base::unexpected(Failure{"challenge", name + ": bad " + type + " token or URL"});
   }
-  publisher_.publish(token, key_.key_authorization(token));
-  obs::Log("acme_challenge").kv("name", name).kv("type", "http-01");
+  // http-01 serves the key authorization under the token; tls-alpn-01 in a certificate for
+  // the name (RFC 8737 §3); dns-01 in a TXT record of the name (§8.4).
+  const std::string published = type == "http-01" ? token : name;
+  obs::Log("acme_challenge").kv("name", name).kv("type", type);
+  if (auto ready = publisher_.publish(published, key_.key_authorization(token)); !ready) {
+    publisher_.withdraw(published);
+    return base::unexpected(Failure{"challenge", name + ": " + ready.error()});
+  }
   auto answered = post_json("challenge", challenge_url, "{}");
   base::Expected<Json, Failure> done =
       answered ? poll("authorization", authorization_url, {"pending", "processing"})
                : base::Expected<Json, Failure>(base::unexpected(answered.error()));
-  publisher_.withdraw(token);
+  publisher_.withdraw(published);
   if (!done) return base::unexpected(done.error());
   if (done->string_at("status") != "valid") {
     std::string why;
     if (const Json* list = done->get("challenges"); list && list->kind == Json::Kind::kArray) {
       for (const Json& challenge : list->items) {
         if (const Json* error = challenge.get("error");
-            error && challenge.string_at("type") == "http-01")
+            error && challenge.string_at("type") == type)
           why = describe_problem(*error);
       }
     }
     return base::unexpected(Failure{
         "challenge", name + " is " + done->string_at("status") + (why.empty() ? "" : ": " + why)});
   }
+  return base::Ok{};
+}
+
+base::Expected<base::Ok, Failure> Client::revoke(const std::string& chain_pem, int reason) {
+  if (account_url_.empty()) {
+    auto known = account();
+    if (!known) return base::unexpected(known.error());
+  }
+  if (revoke_cert_url_.empty())
+    return base::unexpected(Failure{"revoke", "the CA's directory has no revokeCert"});
+  tls::BioPtr bio(BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size())));
+  tls::X509Ptr leaf(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  unsigned char* der = nullptr;
+  const int size = leaf ? i2d_X509(leaf.get(), &der) : -1;
+  if (size <= 0) return base::unexpected(Failure{"revoke", "no certificate to revoke"});
+  const std::string certificate(reinterpret_cast<const char*>(der), static_cast<std::size_t>(size));
+  OPENSSL_free(der);
+  // §7.6: the certificate's DER in base64url, and the reason when it is not 0 (unspecified).
+  std::string payload = R"({"certificate":")" + base64url(certificate) + "\"";
+  if (reason != 0) payload += R"(,"reason":)" + std::to_string(reason);
+  payload += "}";
+  auto response = post("revoke", revoke_cert_url_, payload);
+  if (!response) return base::unexpected(response.error());
+  if (response->status != 200) return base::unexpected(problem("revoke", *response));
   return base::Ok{};
 }
 

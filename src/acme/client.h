@@ -1,8 +1,10 @@
 // client.h — one ACME conversation (RFC 8555) with the CA: the directory (§7.1.1), nonces
 // (§7.2, badNonce retried with the error's Replay-Nonce, §6.5), the account (§7.3; found
 // again by its key each time, "onlyReturnExisting" not needed: newAccount with a known key
-// answers 200 and its URL), an order for the names (§7.4), their authorizations by http-01
-// (§8.3), the finalization with a CSR and the certificate chain's download (§7.4.2).
+// answers 200 and its URL; with an External Account Binding when configured, §7.3.4), an
+// order for the names (§7.4), their authorizations by http-01 (§8.3) or tls-alpn-01 (RFC
+// 8737), the finalization with a
+// CSR and the certificate chain's download (§7.4.2); revocation (§7.6).
 //
 // Invariants: blocking, on the ACME thread only (the transport bounds each request; every
 // wait goes through Waiter, which returns false when the server stops); nothing secret is
@@ -25,12 +27,16 @@
 
 namespace acme {
 
-// Where an http-01 key authorization is published (http01_responder.h); thread-safe.
+// Where a key authorization is published while the CA validates; thread-safe. key is the
+// challenge's token for http-01 (http01_responder.h), the name being validated for tls-alpn-01
+// (tls_alpn_responder.h) and dns-01 (dns01_hook.h). publish() returns once the CA may look
+// (dns-01: the record is visible), or says why it cannot.
 class ChallengePublisher {
  public:
   virtual ~ChallengePublisher() = default;
-  virtual void publish(const std::string& token, const std::string& key_authorization) = 0;
-  virtual void withdraw(const std::string& token) = 0;
+  virtual base::Expected<base::Ok, std::string> publish(const std::string& key,
+                                                        const std::string& key_authorization) = 0;
+  virtual void withdraw(const std::string& key) = 0;
 };
 
 struct Failure {
@@ -43,6 +49,13 @@ struct Failure {
 struct ClientOptions {
   std::string directory_url;
   std::string contact;  // e-mail address, "" for none
+  // External Account Binding (RFC 8555 §7.3.4): the key identifier and the MAC key (raw
+  // bytes, never logged) the CA gave; both empty for none.
+  std::string eab_kid;
+  std::string eab_hmac_key;
+  // The challenge answered: "http-01" (RFC 8555 §8.3), "tls-alpn-01" (RFC 8737) or "dns-01"
+  // (RFC 8555 §8.4).
+  std::string challenge = "http-01";
   // How long to wait for an authorization or order to change state, in all.
   std::chrono::milliseconds poll_limit{120'000};
   int max_bad_nonce_retries = 5;
@@ -85,6 +98,9 @@ class Client {
   base::Expected<std::string, Failure> issue(const std::vector<std::string>& names,
                                              const std::string& csr_der,
                                              const std::string& replaces = "");
+  // Revokes the leaf of chain_pem (§7.6), signed with the account key (the account that
+  // ordered it), with an RFC 5280 §5.3.1 reason code.
+  base::Expected<base::Ok, Failure> revoke(const std::string& chain_pem, int reason);
   // Whether the directory offers renewalInfo (RFC 9773 §3), once the directory is read.
   base::Expected<bool, Failure> offers_renewal_info();
   // The CA's window for the certificate (RFC 9773 §4.2): an unauthenticated GET.
@@ -108,7 +124,8 @@ class Client {
   ChallengePublisher& publisher_;
   ClientOptions options_;
   Waiter waiter_;
-  std::string new_nonce_url_, new_account_url_, new_order_url_, renewal_info_url_;
+  std::string new_nonce_url_, new_account_url_, new_order_url_, renewal_info_url_, revoke_cert_url_;
+  bool external_account_required_ = false;  // the directory's meta says so (§7.1.1)
   std::string nonce_;
   std::string account_url_;
 };

@@ -29,8 +29,8 @@ std::string reply(std::string_view status, std::string_view body) {
 
 }  // namespace
 
-base::Expected<std::unique_ptr<Http01Responder>, std::string> Http01Responder::bind(
-    const std::string& address, std::uint16_t port) {
+base::Expected<Listener, std::string> listen_on(const std::string& address, std::uint16_t port,
+                                                const std::string& label) {
   const std::string where = (address.empty() ? "[::]" : address) + ":" + std::to_string(port);
   sockaddr_storage storage{};
   socklen_t length = 0;
@@ -53,17 +53,17 @@ base::Expected<std::unique_ptr<Http01Responder>, std::string> Http01Responder::b
     v6->sin6_port = htons(port);
     length = sizeof(*v6);
   } else {
-    return base::unexpected("http-01 responder: '" + address + "' is not an IP address");
+    return base::unexpected(label + ": '" + address + "' is not an IP address");
   }
   int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return base::unexpected("http-01 responder: socket: " + std::string(strerror(errno)));
+  if (fd < 0) return base::unexpected(label + ": socket: " + std::string(strerror(errno)));
   const int on = 1, off = 0;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
   if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
   if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0 || ::listen(fd, 128) != 0) {
     const std::string why = strerror(errno);
     ::close(fd);
-    return base::unexpected("http-01 responder: cannot listen on " + where + ": " + why);
+    return base::unexpected(label + ": cannot listen on " + where + ": " + why);
   }
   sockaddr_storage bound{};
   socklen_t bound_length = sizeof(bound);
@@ -71,12 +71,19 @@ base::Expected<std::unique_ptr<Http01Responder>, std::string> Http01Responder::b
   const std::uint16_t actual =
       ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
                                        : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  return Listener{fd, actual};
+}
+
+base::Expected<std::unique_ptr<Http01Responder>, std::string> Http01Responder::bind(
+    const std::string& address, std::uint16_t port) {
+  auto listener = listen_on(address, port, "http-01 responder");
+  if (!listener) return base::unexpected(listener.error());
   const int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake < 0) {
-    ::close(fd);
+    ::close(listener->fd);
     return base::unexpected("http-01 responder: eventfd: " + std::string(strerror(errno)));
   }
-  return std::unique_ptr<Http01Responder>(new Http01Responder(fd, wake, actual));
+  return std::unique_ptr<Http01Responder>(new Http01Responder(listener->fd, wake, listener->port));
 }
 
 Http01Responder::Http01Responder(int listen_fd, int wake_fd, std::uint16_t port)
@@ -99,9 +106,11 @@ void Http01Responder::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Http01Responder::publish(const std::string& token, const std::string& key_authorization) {
+base::Expected<base::Ok, std::string> Http01Responder::publish(
+    const std::string& token, const std::string& key_authorization) {
   std::lock_guard lock(mutex_);
   authorizations_[token] = key_authorization;
+  return base::Ok{};
 }
 
 void Http01Responder::withdraw(const std::string& token) {

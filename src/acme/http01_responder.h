@@ -28,6 +28,15 @@
 
 namespace acme {
 
+// A listening TCP socket (non-blocking, close-on-exec) on address:port ("" or "::": every
+// address, IPv4 too where the system allows) and the port it got; errors start with label.
+struct Listener {
+  int fd = -1;
+  std::uint16_t port = 0;
+};
+base::Expected<Listener, std::string> listen_on(const std::string& address, std::uint16_t port,
+                                                const std::string& label);
+
 class Http01Responder : public ChallengePublisher {
  public:
   static constexpr std::chrono::milliseconds kRequestTimeout{2000};
@@ -44,7 +53,8 @@ class Http01Responder : public ChallengePublisher {
   void stop();   // ends it (idempotent)
   std::uint16_t port() const { return port_; }
 
-  void publish(const std::string& token, const std::string& key_authorization) override;
+  base::Expected<base::Ok, std::string> publish(const std::string& token,
+                                                const std::string& key_authorization) override;
   void withdraw(const std::string& token) override;
 
   // The reply to one request head (exposed for tests): status line, headers and body.

@@ -5,6 +5,7 @@
 #include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <memory>
 
@@ -110,6 +111,21 @@ base::Expected<std::string, std::string> AccountKey::sign(std::string_view paylo
   ECDSA_SIG_free(signature);
   return R"({"protected":")" + protected64 + R"(","payload":")" + payload64 + R"(","signature":")" +
          base64url(raw) + R"("})";
+}
+
+std::string external_account_binding(const AccountKey& account, std::string_view kid,
+                                     std::string_view hmac_key, std::string_view url) {
+  const std::string protected64 = base64url(R"({"alg":"HS256","kid":)" + base::json_string(kid) +
+                                            R"(,"url":)" + base::json_string(url) + "}");
+  const std::string payload64 = base64url(account.jwk());
+  const std::string signing_input = protected64 + "." + payload64;
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  HMAC(EVP_sha256(), hmac_key.data(), static_cast<int>(hmac_key.size()),
+       reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac,
+       &size);
+  return R"({"protected":")" + protected64 + R"(","payload":")" + payload64 + R"(","signature":")" +
+         base64url(std::string_view(reinterpret_cast<const char*>(mac), size)) + R"("})";
 }
 
 }  // namespace acme

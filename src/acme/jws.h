@@ -42,4 +42,11 @@ class AccountKey {
   std::string thumbprint_;
 };
 
+// The External Account Binding of a newAccount request (RFC 8555 §7.3.4): a JWS in flattened
+// form whose protected header is {"alg":"HS256","kid":kid,"url":url} (url: the newAccount URL),
+// whose payload is the account's JWK and whose signature is HMAC-SHA-256 under the MAC key the
+// CA gave with the kid (the key's raw bytes, not its base64url text).
+std::string external_account_binding(const AccountKey& account, std::string_view kid,
+                                     std::string_view hmac_key, std::string_view url);
+
 }  // namespace acme

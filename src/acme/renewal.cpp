@@ -171,6 +171,69 @@ void Renewer::renew_now() {
   wake_.notify_all();
 }
 
+void Renewer::revoke_now(std::optional<KeyType> type, int reason) {
+  {
+    std::lock_guard lock(mutex_);
+    for (KeyState& state : keys_)
+      if (!type || state.paths.type == *type) state.revoke_reason = reason;
+  }
+  wake_.notify_all();
+}
+
+void Renewer::revoke(KeyState& state, Client& client) {
+  const std::string key_name(to_string(state.paths.type));
+  int reason = 0;
+  {
+    std::lock_guard lock(mutex_);
+    reason = state.revoke_reason.value_or(0);
+    state.revoke_reason.reset();
+  }
+  auto fail = [&](const std::string& step, const std::string& error) {
+    obs::Log("acme_revoke_failed", obs::Level::kWarning)
+        .kv("key", key_name)
+        .kv("step", step)
+        .kv("error", error);
+    std::lock_guard lock(mutex_);
+    state.last_attempt_unix = base::unix_now();
+    state.last_result = "revocation failed at " + step + ": " + error;
+  };
+  auto text = read_file(state.paths.chain);
+  auto info = text ? inspect_chain(text.value(), nullptr)
+                   : base::Expected<ChainInfo, std::string>(base::unexpected(text.error()));
+  if (!info) return fail("certificate", info.error());
+  if (info->self_signed) return fail("certificate", "the placeholder serves: nothing to revoke");
+  auto revoked = client.revoke(text.value(), reason);
+  if (!revoked) {
+    if (revoked.error().stopped || cancel_) return;
+    return fail(revoked.error().step, revoked.error().message);
+  }
+  obs::Log("acme_revoked", obs::Level::kWarning)
+      .kv("key", key_name)
+      .kv("serial", info->serial)
+      .kv("reason", reason);
+  // The key may be what was compromised: a new one, served with a placeholder until the new
+  // certificate is written (a restart meanwhile orders it at once, with the new key).
+  auto key = make_key(state.paths.type);
+  base::Expected<base::Ok, std::string> written =
+      key ? write_key(state.paths.key, key->get())
+          : base::Expected<base::Ok, std::string>(base::unexpected(key.error()));
+  if (written) written = write_placeholder(state.paths.chain, key->get(), options_.names);
+  if (!written) return fail("key", written.error());
+  obs::Log("acme_key_replaced", obs::Level::kWarning)
+      .kv("key", key_name)
+      .kv("tlsa", "3 1 1 " + spki_sha256_hex(key->get()))
+      .kv("action",
+          "the key changed: a published TLSA 3 1 1 record for it must change to this one "
+          "(smtpsctl dane tlsa)");
+  std::lock_guard lock(mutex_);
+  state.last_result = "revoked at " + when(base::unix_now()) + ", new key";
+  state.due_ms = now_ms();
+  state.failures = 0;
+  state.backoff = std::chrono::milliseconds(0);
+  state.renewal_info_next_ms = 0;
+  state.window.reset();
+}
+
 void Renewer::schedule(KeyState& state, std::int64_t now) const {
   auto text = read_file(state.paths.chain);
   auto info = text ? inspect_chain(text.value(), nullptr)
@@ -320,14 +383,25 @@ void Renewer::run() {
     forced_ = false;
     std::vector<KeyState*> due;
     for (KeyState& state : keys_)
-      if (forced || state.due_ms <= now) due.push_back(&state);
+      if (forced || state.due_ms <= now || state.revoke_reason) due.push_back(&state);
     if (!due.empty()) {
       lock.unlock();
       // One conversation per round: the account is looked up once, authorizations are
-      // reused by the second order.
+      // reused by the second order. A revocation first, then the order for the new key.
       Client client(*transport, account, publisher_, options_.client, waiter);
-      for (KeyState* state : due)
+      for (KeyState* state : due) {
+        bool revoking = false;
+        {
+          std::lock_guard guard(mutex_);
+          revoking = state->revoke_reason.has_value();
+        }
+        if (revoking) {
+          revoke(*state, client);
+          std::lock_guard guard(mutex_);
+          if (state->due_ms > now_ms()) continue;  // the revocation failed: nothing changed
+        }
         attempt(*state, client, account);
+      }
       lock.lock();
       continue;
     }
@@ -338,7 +412,11 @@ void Renewer::run() {
       if (state.renewal_info_next_ms > 0) next = std::min(next, state.renewal_info_next_ms);
     // Wake at the next due time or window question, or hourly for the days-left gauge.
     const std::int64_t wait = std::clamp<std::int64_t>(saturating_add(next, -now), 1, 3'600'000);
-    wake_.wait_for(lock, std::chrono::milliseconds(wait), [this] { return stopping_ || forced_; });
+    wake_.wait_for(lock, std::chrono::milliseconds(wait), [this] {
+      return stopping_ || forced_ ||
+             std::any_of(keys_.begin(), keys_.end(),
+                         [](const KeyState& state) { return state.revoke_reason.has_value(); });
+    });
     if (!stopping_) {
       for (const KeyState& state : keys_)
         update_metrics(state);

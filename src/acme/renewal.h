@@ -19,6 +19,8 @@
 // failure is logged as an error (the hourly expiry warning of the TLS layer says it too).
 //
 // Logs (one key=value line per step): acme_order (names, key), acme_challenge, acme_bad_nonce,
+// acme_revoked (key, serial, reason), acme_revoke_failed (key, step, error), acme_key_replaced
+// (key, tlsa),
 // acme_renewal_info (key, window_start, window_end, renew_at), acme_renewal_info_failed,
 // acme_renewed (key, not_after, days_left, issuer), acme_failed (key, step, error, retry_in).
 // Metrics: smtpsd_acme_certificate_days_left{key}, smtpsd_acme_renewals_total{key,result}.
@@ -79,6 +81,12 @@ class Renewer {
   // Renews every certificate now, whatever its dates ("smtpsctl cert renew"); the result
   // shows in status() and the log.
   void renew_now();
+  // "smtpsctl cert revoke": revokes the certificate of the key type (both when none) with the
+  // RFC 5280 §5.3.1 reason, on the renewal thread. A revoked certificate's key may be
+  // compromised: once the CA confirms, a NEW key replaces it (with a placeholder until its
+  // certificate comes, in the same round), and the log says the TLSA "3 1 1" record must
+  // change (acme_key_replaced, with the new record's data).
+  void revoke_now(std::optional<KeyType> type, int reason);
   // What "smtpsctl cert status" prints: per key, the certificate on disk and the schedule.
   std::string status() const;
 
@@ -93,10 +101,13 @@ class Renewer {
     // RFC 9773: when to ask the CA for the window again, and the window last given.
     std::int64_t renewal_info_next_ms = 0;
     std::optional<RenewalWindow> window = std::nullopt;
+    std::optional<int> revoke_reason = std::nullopt;  // a revocation asked for
   };
   void run();
   void schedule(KeyState& state, std::int64_t now_ms) const;  // from the chain on disk
   void attempt(KeyState& state, Client& client, const AccountKey& account);
+  // Revokes the certificate in service, then replaces its key (see revoke_now).
+  void revoke(KeyState& state, Client& client);
   void update_metrics(const KeyState& state) const;
   // Asks the CA for the window of each certificate in service whose answer is stale (RFC
   // 9773 §4.2) and moves its due time into a new window. Called without mutex_.

@@ -1,5 +1,6 @@
 // base64.h — the base64 of RFC 4648 §4, the one codec of the project: SMTP AUTH (RFC 4954
-// §4: 334 challenges and client responses), SCRAM attributes and the users file use it.
+// §4: 334 challenges and client responses), SCRAM attributes and the users file use it;
+// base64url (§5) for the keys of ACME's External Account Binding.
 // Strict: the standard alphabet only, padding required, no line breaks or white space,
 // and the unused bits of the last group must be zero (RFC 4648 §3.5, canonical encoding),
 // so that one value has exactly one form. Decoding writes straight into the caller's
@@ -95,6 +96,20 @@ inline bool decode_base64(std::string_view text, std::string& out) {
     out.push_back(static_cast<char>(group & 0xFF));
   }
   return true;
+}
+
+// The URL-safe alphabet of RFC 4648 §5 without padding (RFC 7515 §2: JOSE, ACME's External
+// Account Binding keys): appends the decoded octets of text to out; false when text is not
+// canonical unpadded base64url ('+', '/' and '=' refused).
+inline bool decode_base64url(std::string_view text, std::string& out) {
+  if (text.size() % 4 == 1 || text.find_first_of("+/=") != std::string_view::npos) return false;
+  std::string standard(text);
+  for (char& c : standard) {
+    if (c == '-') c = '+';
+    if (c == '_') c = '/';
+  }
+  standard.append((4 - standard.size() % 4) % 4, '=');
+  return decode_base64(standard, out);
 }
 
 }  // namespace base

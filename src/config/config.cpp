@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "base/ascii.h"
+#include "base/base64.h"
 #include "base/endpoint.h"
 #include "base/network.h"
 #include "config/duration.h"
@@ -1348,6 +1349,104 @@ void read_screening(const toml::table& root, Reader& reader, Config& config) {
   sc.refuse_improper_pipelining = pipelining == "refuse";
 }
 
+// [acme] eab_kid and eab_hmac_key_file (RFC 8555 §7.3.4): both or neither; the key's file
+// only the account may read, its text base64url (as CAs hand it out), never in an error.
+void read_acme_eab(const toml::table& table, const Reader& reader, const std::string& base_dir,
+                   AcmeSettings& a) {
+  const std::string p = "acme";
+  a.eab_kid = reader.string_at(table, p, "eab_kid", "");
+  if (table.get("eab_hmac_key_file"))
+    a.eab_hmac_key_file = reader.path_at(table, p, "eab_hmac_key_file", base_dir, true);
+  if (a.eab_kid.empty() != a.eab_hmac_key_file.empty()) {
+    const bool kid_missing = a.eab_kid.empty();
+    reader.fail(kid_missing ? table.get("eab_hmac_key_file") : table.get("eab_kid"),
+                p + (kid_missing ? ".eab_hmac_key_file" : ".eab_kid"),
+                kid_missing ? "needs acme.eab_kid (the key identifier the CA gave with the key)"
+                            : "needs acme.eab_hmac_key_file (a file, mode 0600, holding the MAC "
+                              "key the CA gave with the key identifier, base64url)");
+  }
+  const bool printable = std::all_of(a.eab_kid.begin(), a.eab_kid.end(), [](char c) {
+    return c > ' ' && c < 0x7f && c != '"' && c != '\\';
+  });
+  if (!printable || a.eab_kid.size() > 256) {
+    reader.fail(table.get("eab_kid"), p + ".eab_kid",
+                "not a key identifier (at most 256 printable ASCII characters, no space, quote "
+                "or backslash)");
+  }
+  if (a.eab_hmac_key_file.empty() || !reader.opens_private_files()) return;
+  const toml::node* where = table.get("eab_hmac_key_file");
+  const std::string key = p + ".eab_hmac_key_file";
+  const std::string& path = a.eab_hmac_key_file;
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0)
+    reader.fail(where, key, "cannot read " + path + ": " + std::strerror(errno));
+  if ((info.st_mode & 077) != 0) {
+    reader.fail(where, key,
+                fmt::format("{} is readable or writable by others (mode {:04o}): whoever reads it "
+                            "can open accounts at the CA in your name; chmod 600 it",
+                            path, info.st_mode & 07777));
+  }
+  if (info.st_size > 4096) reader.fail(where, key, path + " is larger than 4 KiB: not a MAC key");
+  std::ifstream in(path);
+  if (!in) reader.fail(where, key, "cannot read " + path + ": " + std::strerror(errno));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
+    text.pop_back();
+  std::string decoded;
+  if (!base::decode_base64url(text, decoded) || decoded.size() < 16) {
+    reader.fail(where, key,
+                path +
+                    " does not hold a MAC key: one line of base64url (RFC 4648 §5, no "
+                    "padding), at least 16 bytes once decoded, as the CA gives it");
+  }
+  a.eab_hmac_key = std::move(decoded);
+}
+
+// [acme] dns_hook (dns-01): a command, as a path or an argv array (no shell), with an absolute
+// path; required with challenge = "dns-01" and only then.
+void read_acme_dns_hook(const toml::table& table, const Reader& reader, const std::string& base_dir,
+                        AcmeSettings& a) {
+  const std::string p = "acme";
+  const toml::node* node = table.get("dns_hook");
+  for (const char* key : {"dns_hook", "dns_hook_timeout", "dns_propagation_timeout"}) {
+    if (table.get(key) && a.challenge != "dns-01") {
+      reader.fail(table.get(key), p + "." + key,
+                  "only for challenge = \"dns-01\" (this is \"" + a.challenge + "\")");
+    }
+  }
+  if (a.challenge != "dns-01") return;
+  if (node == nullptr) {
+    reader.fail(table.get("challenge"), p + ".dns_hook",
+                "challenge = \"dns-01\" needs dns_hook, the command that adds and removes the "
+                "TXT record (e.g. contrib/acme-dns-nsupdate)");
+  }
+  if (const auto* text = node->as_string()) {
+    a.dns_hook = {text->get()};
+  } else if (const auto* list = node->as_array()) {
+    for (const toml::node& item : *list) {
+      if (!item.is_string())
+        reader.fail(node, p + ".dns_hook", "must be a path or an array of strings");
+      a.dns_hook.push_back(item.as_string()->get());
+    }
+  } else {
+    reader.fail(node, p + ".dns_hook", "must be a path or an array of strings");
+  }
+  if (a.dns_hook.empty() || a.dns_hook.front().empty())
+    reader.fail(node, p + ".dns_hook", "names no command");
+  std::string& command = a.dns_hook.front();
+  if (command.front() != '/') command = base_dir + "/" + command;
+  if (reader.opens_private_files() && ::access(command.c_str(), X_OK) != 0) {
+    reader.fail(node, p + ".dns_hook",
+                "cannot run " + command + ": " + std::strerror(errno) +
+                    " (an executable, run without a shell)");
+  }
+  a.dns_hook_timeout = reader.duration_at(table, p, "dns_hook_timeout", a.dns_hook_timeout,
+                                          std::chrono::milliseconds(100), std::chrono::hours(1));
+  a.dns_propagation_timeout =
+      reader.duration_at(table, p, "dns_propagation_timeout", a.dns_propagation_timeout,
+                         std::chrono::milliseconds(100), std::chrono::hours(24));
+}
+
 // [acme] (after [server] and [tls]): adds the ACME pairs to the certificates.
 void read_acme(const toml::table& root, Reader& reader, const std::string& base_dir,
                Config& config) {
@@ -1356,7 +1455,9 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
   const std::string p = "acme";
   reader.only_keys(*table, p,
                    {"directory", "contact", "names", "http_address", "http_port", "ca_file",
-                    "renew_before", "retry_wait", "retry_max_wait"});
+                    "renew_before", "retry_wait", "retry_max_wait", "eab_kid", "eab_hmac_key_file",
+                    "challenge", "tls_alpn_address", "tls_alpn_port", "dns_hook",
+                    "dns_hook_timeout", "dns_propagation_timeout"});
   AcmeSettings a;
   a.line = static_cast<long>(table->source().begin.line);
   a.directory = reader.string_at(*table, p, "directory", "", true);
@@ -1383,11 +1484,11 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
   if (table->get("names")) {
     a.names = read_server_names(*table, p, reader);
     for (const std::string& name : a.names) {
-      if (name.starts_with("*.")) {
+      // RFC 8555 §7.1.3: a wildcard is validated by dns-01 only.
+      if (name.starts_with("*.") &&
+          reader.string_at(*table, p, "challenge", "http-01") != "dns-01") {
         reader.fail(table->get("names"), p + ".names",
-                    "'" + name +
-                        "': a wildcard needs dns-01, which smtpsd does not do yet "
-                        "(http-01 only)");
+                    "'" + name + "': a wildcard needs challenge = \"dns-01\"");
       }
     }
   } else {
@@ -1399,6 +1500,33 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
                 "must be an IP address, not '" + a.http_address + "'");
   }
   a.http_port = static_cast<std::uint16_t>(reader.int_at(*table, p, "http_port", 80, 0, 65535));
+  a.challenge = reader.string_at(*table, p, "challenge", a.challenge);
+  if (a.challenge != "http-01" && a.challenge != "tls-alpn-01" && a.challenge != "dns-01") {
+    reader.fail(table->get("challenge"), p + ".challenge",
+                "must be \"http-01\" (port 80), \"tls-alpn-01\" (port 443) or \"dns-01\" "
+                "(dns_hook), not '" +
+                    a.challenge + "'");
+  }
+  read_acme_dns_hook(*table, reader, base_dir, a);
+  a.tls_alpn_address = reader.string_at(*table, p, "tls_alpn_address", "");
+  if (!a.tls_alpn_address.empty() && !base::parse_ip(a.tls_alpn_address)) {
+    reader.fail(table->get("tls_alpn_address"), p + ".tls_alpn_address",
+                "must be an IP address, not '" + a.tls_alpn_address + "'");
+  }
+  a.tls_alpn_port =
+      static_cast<std::uint16_t>(reader.int_at(*table, p, "tls_alpn_port", 443, 0, 65535));
+  for (const char* key : {"tls_alpn_address", "tls_alpn_port"}) {
+    if (table->get(key) && a.challenge != "tls-alpn-01") {
+      reader.fail(table->get(key), p + "." + key,
+                  "only for challenge = \"tls-alpn-01\" (this is \"" + a.challenge + "\")");
+    }
+  }
+  for (const char* key : {"http_address", "http_port"}) {
+    if (table->get(key) && a.challenge != "http-01") {
+      reader.fail(table->get(key), p + "." + key,
+                  "only for challenge = \"http-01\" (this is \"" + a.challenge + "\")");
+    }
+  }
   if (table->get("ca_file")) a.ca_file = reader.path_at(*table, p, "ca_file", base_dir, true);
   if (table->get("renew_before")) {
     a.renew_before = reader.duration_at(*table, p, "renew_before", std::chrono::hours(24 * 30),
@@ -1421,6 +1549,7 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
     reader.fail(table->get("retry_max_wait"), p + ".retry_max_wait",
                 "must not be shorter than acme.retry_wait");
   }
+  read_acme_eab(*table, reader, base_dir, a);
   // A name ACME serves is not also in a [[tls.certificates]] set: one set per name.
   for (std::size_t i = 0; i < config.certificates.size(); ++i) {
     for (const std::string& name : a.names) {

@@ -350,17 +350,31 @@ struct ScreeningSettings {
 // <data_dir>/acme/ (ecdsa.key/.crt, rsa.key/.crt) are added to Config::certificates as the
 // set of `names`, and the daemon keeps them renewed.
 struct AcmeSettings {
-  std::string directory;           // the CA's directory URL (https://…)
-  std::string contact;             // e-mail address given to the CA; "" none
-  std::vector<std::string> names;  // default: [server] hostname
-  std::string http_address;        // the http-01 responder's address; "" every address
-  std::uint16_t http_port = 80;    // … and port (RFC 8555 §8.3: the CA connects to 80)
-  std::string ca_file;             // trust for the CA's HTTPS; "" the system store
+  std::string directory;              // the CA's directory URL (https://…)
+  std::string contact;                // e-mail address given to the CA; "" none
+  std::vector<std::string> names;     // default: [server] hostname
+  std::string http_address;           // the http-01 responder's address; "" every address
+  std::uint16_t http_port = 80;       // … and port (RFC 8555 §8.3: the CA connects to 80)
+  std::string challenge = "http-01";  // or "tls-alpn-01" (RFC 8737), "dns-01" (§8.4)
+  std::string tls_alpn_address;       // the tls-alpn-01 responder's address; "" every address
+  std::uint16_t tls_alpn_port = 443;  // … and port (RFC 8737 §3: the CA connects to 443)
+  // dns-01 (RFC 8555 §8.4): the hook's argv (run with add|remove NAME VALUE appended), how long
+  // it may run, and how long the TXT record may take to become visible through [dns].
+  std::vector<std::string> dns_hook;
+  std::chrono::milliseconds dns_hook_timeout{60'000};
+  std::chrono::milliseconds dns_propagation_timeout{300'000};
+  std::string ca_file;  // trust for the CA's HTTPS; "" the system store
   std::optional<std::chrono::milliseconds> renew_before;    // none: at 2/3 of the lifetime
   std::chrono::milliseconds retry_wait{60'000};             // first retry after a failure
   std::chrono::milliseconds retry_max_wait{6 * 3'600'000};  // backoff doubles up to this
-  long line = 0;                                            // of [acme], for errors
-  std::string directory_on_disk;                            // <data_dir>/acme
+  // External Account Binding (RFC 8555 §7.3.4): the CA's key identifier and the file (mode
+  // 0600) that holds its MAC key in base64url; eab_hmac_key is that key decoded (raw bytes,
+  // never logged; left empty when smtpsctl reads the file, Reading::kClient). All "" for none.
+  std::string eab_kid;
+  std::string eab_hmac_key_file;
+  std::string eab_hmac_key;
+  long line = 0;                  // of [acme], for errors
+  std::string directory_on_disk;  // <data_dir>/acme
   bool operator==(const AcmeSettings&) const = default;
 };
 

@@ -6,10 +6,11 @@ test's DNS server (tests/integration/dns_server.py): the names being validated r
 127.0.0.1 there and nowhere else. PEBBLE_VA_NOSLEEP=1 (no random validation delay) and
 PEBBLE_WFE_NONCEREJECT pinned (0 unless the test asks) keep runs fast and deterministic.
 
-    with Pebble(work_dir, dns_server="127.0.0.1:PORT", http_port=N) as ca:
+    with Pebble(work_dir, dns_server="127.0.0.1:PORT", http_port=N[, eab_keys={kid: key}]) as ca:
         ca.directory   # "https://127.0.0.1:PORT/dir"
         ca.ca_file     # the CA of Pebble's HTTPS listener
         ca.root_pem()  # the root that signs what Pebble issues (management interface)
+        ca.certificate_status(serial_hex)  # {"Status": "Revoked", "Reason": 4, …}
 
 Only the standard library.
 """
@@ -33,7 +34,12 @@ def free_tcp_port():
 
 
 class Pebble:
-    def __init__(self, directory, dns_server, http_port, nonce_reject=0):
+    def __init__(self, directory, dns_server, http_port, nonce_reject=0, eab_keys=None,
+                 tls_port=None, authz_reuse=0):
+        """eab_keys: {kid: base64url MAC key}; given, Pebble requires External Account Binding.
+        tls_port: where Pebble connects for tls-alpn-01 (RFC 8737), its config's tlsPort.
+        authz_reuse: the percentage of valid authorizations Pebble reuses for a new order
+        (PEBBLE_AUTHZREUSE; 0: every order is validated anew)."""
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.ca_file = os.path.join(directory, "pebble-ca.pem")
@@ -50,14 +56,16 @@ class Pebble:
             "listenAddress": f"127.0.0.1:{self.port}",
             "managementListenAddress": f"127.0.0.1:{self.management_port}",
             "certificate": cert, "privateKey": key,
-            "httpPort": http_port, "tlsPort": free_tcp_port(),
-            "ocspResponderURL": "", "externalAccountBindingRequired": False}}
+            "httpPort": http_port, "tlsPort": tls_port or free_tcp_port(),
+            "ocspResponderURL": "", "externalAccountBindingRequired": bool(eab_keys)}}
+        if eab_keys:
+            config["pebble"]["externalAccountMACKeys"] = dict(eab_keys)
         self.config_path = os.path.join(directory, "pebble.json")
         with open(self.config_path, "w") as f:
             json.dump(config, f)
         self.log_path = os.path.join(directory, "pebble.log")
         env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT=str(nonce_reject),
-                   PEBBLE_AUTHZREUSE="0")
+                   PEBBLE_AUTHZREUSE=str(authz_reuse))
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 ["pebble", "-config", self.config_path, "-dnsserver", dns_server],
@@ -90,6 +98,15 @@ class Pebble:
         with urllib.request.urlopen(f"https://127.0.0.1:{self.management_port}/roots/0",
                                     context=context, timeout=5) as answer:
             return answer.read().decode()
+
+    def certificate_status(self, serial):
+        """Pebble's word on a certificate it issued: {"Status": "Valid"|"Revoked", "Reason": N, …}."""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the management interface's own test certificate
+        url = f"https://127.0.0.1:{self.management_port}/cert-status-by-serial/{serial}"
+        with urllib.request.urlopen(url, context=context, timeout=5) as answer:
+            return json.loads(answer.read())
 
     def log(self):
         try:

@@ -30,6 +30,7 @@
 //   smtpsctl tls except [--config FILE | --socket PATH] DOMAIN [--hours H]   (0: end it)
 //   smtpsctl tls exceptions [--config FILE | --socket PATH]
 //   smtpsctl cert status|renew [--config FILE | --socket PATH]   the [acme] certificates
+//   smtpsctl cert revoke [--key ecdsa|rsa] [--reason N] [--config FILE | --socket PATH]
 // The commands that talk to the running server read --config, else $SMTPSD_CONFIG, else
 // /etc/smtpsd/smtpsd.toml (app/common/config_path.h), unless --socket names the socket.
 // A user who may not use the owner-only control socket lists the queue through the
@@ -290,6 +291,22 @@ int main(int argc, char** argv) {
         std::tuple{"renew", "Renew the certificates now (the key is kept)"}}) {
     add_server_options(cert_command->add_subcommand(name, help));
   }
+  std::string revoke_key = "all";
+  int revoke_reason = 0;
+  {
+    auto* command = cert_command->add_subcommand(
+        "revoke",
+        "Revoke the certificate(s) at the CA, then get new ones with NEW keys (a published TLSA "
+        "3 1 1 record must change)");
+    add_server_options(command);
+    command->add_option("--key", revoke_key, "ecdsa or rsa (default: both)")
+        ->check(CLI::IsMember({"ecdsa", "rsa"}));
+    command
+        ->add_option("--reason", revoke_reason,
+                     "RFC 5280 reason: 0 unspecified (default), 1 keyCompromise, 3 "
+                     "affiliationChanged, 4 superseded, 5 cessationOfOperation")
+        ->check(CLI::IsMember({0, 1, 3, 4, 5}));
+  }
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -378,8 +395,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*cert_command) {
-    auto reply =
-        ask_server(socket_path, "cert " + cert_command->get_subcommands().front()->get_name());
+    std::string request = "cert " + cert_command->get_subcommands().front()->get_name();
+    if (cert_command->got_subcommand("revoke"))
+      request += " " + revoke_key + " " + std::to_string(revoke_reason);
+    auto reply = ask_server(socket_path, request);
     if (!reply) return 1;
     std::cout << reply.value();
     return 0;

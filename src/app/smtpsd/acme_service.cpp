@@ -3,9 +3,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "obs/log.h"
 
@@ -22,46 +24,95 @@ base::Expected<base::Ok, std::string> AcmeService::prepare() {
 }
 
 base::Expected<base::Ok, std::string> AcmeService::bind() {
+  if (settings_.challenge == "dns-01") return base::Ok{};  // the hook, no port
+  if (settings_.challenge == "tls-alpn-01") {
+    auto bound = acme::TlsAlpnResponder::bind(settings_.tls_alpn_address, settings_.tls_alpn_port);
+    if (!bound) return base::unexpected("[acme] tls_alpn_port: " + bound.error());
+    tls_alpn_responder_ = std::move(bound).value();
+    return base::Ok{};
+  }
   auto bound = acme::Http01Responder::bind(settings_.http_address, settings_.http_port);
   if (!bound) return base::unexpected("[acme] http_port: " + bound.error());
-  responder_ = std::move(bound).value();
+  http_responder_ = std::move(bound).value();
   return base::Ok{};
 }
 
 void AcmeService::start(std::shared_ptr<dns::Resolver> resolver) {
-  responder_->start();
+  acme::ChallengePublisher* publisher = nullptr;
+  std::uint16_t port = 0;
+  if (settings_.challenge == "dns-01") {
+    dns_publisher_ = std::make_unique<acme::Dns01HookPublisher>(
+        settings_.dns_hook, settings_.dns_hook_timeout, resolver, settings_.dns_propagation_timeout,
+        &stopping_);
+    publisher = dns_publisher_.get();
+  } else if (tls_alpn_responder_) {
+    tls_alpn_responder_->start();
+    publisher = tls_alpn_responder_.get();
+    port = tls_alpn_responder_->port();
+  } else {
+    http_responder_->start();
+    publisher = http_responder_.get();
+    port = http_responder_->port();
+  }
   acme::RenewalOptions options;
   options.acme_dir = settings_.directory_on_disk;
   options.names = settings_.names;
   options.client.directory_url = settings_.directory;
   options.client.contact = settings_.contact;
+  options.client.challenge = settings_.challenge;
+  options.client.eab_kid = settings_.eab_kid;
+  options.client.eab_hmac_key = settings_.eab_hmac_key;
   options.ca_file = settings_.ca_file;
   if (settings_.renew_before)
     options.renew_before =
         std::chrono::duration_cast<std::chrono::seconds>(*settings_.renew_before);
   options.retry_min = settings_.retry_wait;
   options.retry_max = settings_.retry_max_wait;
-  renewer_ = std::make_unique<acme::Renewer>(std::move(options), std::move(resolver), *responder_);
-  obs::Log("acme_started")
-      .kv("directory", settings_.directory)
-      .kv("http_port", static_cast<unsigned>(responder_->port()))
-      .kv("dir", settings_.directory_on_disk);
+  renewer_ = std::make_unique<acme::Renewer>(std::move(options), std::move(resolver), *publisher);
+  obs::Log started("acme_started");
+  started.kv("directory", settings_.directory).kv("challenge", settings_.challenge);
+  if (!dns_publisher_)
+    started.kv(tls_alpn_responder_ ? "tls_alpn_port" : "http_port", static_cast<unsigned>(port));
+  started.kv("dir", settings_.directory_on_disk);
   renewer_->start();
 }
 
 void AcmeService::stop() {
+  stopping_ = true;  // ends a dns-01 wait for the record
   if (renewer_) renewer_->stop();
-  if (responder_) responder_->stop();
+  if (http_responder_) http_responder_->stop();
+  if (tls_alpn_responder_) tls_alpn_responder_->stop();
 }
 
-std::string AcmeService::handle_request(std::string_view verb) {
+std::string AcmeService::handle_request(const std::vector<std::string>& words) {
   if (!renewer_) return "error: ACME is not running\n";
-  if (verb == "status") return renewer_->status();
-  if (verb == "renew") {
+  const std::string verb = words.empty() ? "" : words[0];
+  if (verb == "status" && words.size() == 1) return renewer_->status();
+  if (verb == "renew" && words.size() == 1) {
     renewer_->renew_now();
     return "renewal started: see smtpsctl cert status and the log (acme_renewed, acme_failed)\n";
   }
-  return "error: unknown cert command (status, renew)\n";
+  if (verb == "revoke" && words.size() == 3) {
+    std::optional<acme::KeyType> type;
+    if (words[1] == "ecdsa") {
+      type = acme::KeyType::kEcdsaP256;
+    } else if (words[1] == "rsa") {
+      type = acme::KeyType::kRsa2048;
+    } else if (words[1] != "all") {
+      return "error: the key is ecdsa, rsa or all\n";
+    }
+    // RFC 5280 §5.3.1 codes a subscriber may give (CAs refuse 2, 6 and up for it):
+    // unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation.
+    static const std::vector<std::string> kReasons = {"0", "1", "3", "4", "5"};
+    if (std::find(kReasons.begin(), kReasons.end(), words[2]) == kReasons.end())
+      return "error: the reason is 0 (unspecified), 1 (keyCompromise), 3 (affiliationChanged), "
+             "4 (superseded) or 5 (cessationOfOperation)\n";
+    renewer_->revoke_now(type, std::stoi(words[2]));
+    return "revocation started (" + words[1] + ", reason " + words[2] +
+           "): a new key and certificate follow; see smtpsctl cert status and the log "
+           "(acme_revoked, acme_key_replaced, acme_renewed)\n";
+  }
+  return "error: unknown cert command (status, renew, revoke KEY REASON)\n";
 }
 
 }  // namespace app

@@ -107,15 +107,34 @@ std::vector<tls::CertificatePair> report_acme(const config::Config& config,
   }
   if (!config.acme) return present;
   const config::AcmeSettings& a = *config.acme;
-  std::printf("acme: %s for %s, http-01 on %s port %u, files in %s%s\n", a.directory.c_str(),
-              joined(a.names).c_str(),
-              a.http_address.empty() ? "every address" : a.http_address.c_str(),
-              static_cast<unsigned>(a.http_port), a.directory_on_disk.c_str(),
-              present.size() < config.certificates.size()
-                  ? " (no certificate yet: the start makes a self-signed placeholder, then asks "
-                    "the CA)"
-                  : "");
-  if (auto bound = acme::Http01Responder::bind(a.http_address, a.http_port); !bound) {
+  const std::string eab = a.eab_kid.empty() ? ""
+                                            : " (external account " + a.eab_kid +
+                                                  ", MAC key from " + a.eab_hmac_key_file + ")";
+  const char* pending = present.size() < config.certificates.size()
+                            ? " (no certificate yet: the start makes a self-signed placeholder, "
+                              "then asks the CA)"
+                            : "";
+  if (a.challenge == "dns-01") {
+    std::string hook;
+    for (const std::string& word : a.dns_hook)
+      hook += (hook.empty() ? "" : " ") + word;
+    std::printf("acme: %s%s for %s, dns-01 by %s, files in %s%s\n", a.directory.c_str(),
+                eab.c_str(), joined(a.names).c_str(), hook.c_str(), a.directory_on_disk.c_str(),
+                pending);
+    return present;
+  }
+  const bool tls_alpn = a.challenge == "tls-alpn-01";
+  const std::string& address = tls_alpn ? a.tls_alpn_address : a.http_address;
+  const std::uint16_t port = tls_alpn ? a.tls_alpn_port : a.http_port;
+  std::printf("acme: %s%s for %s, %s on %s port %u, files in %s%s\n", a.directory.c_str(),
+              eab.c_str(), joined(a.names).c_str(), a.challenge.c_str(),
+              address.empty() ? "every address" : address.c_str(), static_cast<unsigned>(port),
+              a.directory_on_disk.c_str(), pending);
+  auto bound = tls_alpn ? acme::listen_on(address, port, "tls-alpn-01 responder")
+                        : acme::listen_on(address, port, "http-01 responder");
+  if (bound) {
+    ::close(bound->fd);
+  } else {
     std::printf(
         "warning: %s (free it, or give smtpsd CAP_NET_BIND_SERVICE; a running smtpsd "
         "holds it itself)\n",

@@ -476,10 +476,11 @@ std::string handle_control_request(const std::string& request, const ControlCont
     }
     return out;
   }
-  if (words.size() == 2 && words[0] == "cert") {
+  if (words.size() >= 2 && words.size() <= 4 && words[0] == "cert") {
     if (!context.certificates)
       return "error: ACME is off: certificates come from [[tls.certificates]] (README \"ACME\")\n";
-    return context.certificates(words[1]);
+    std::vector<std::string> rest(words.begin() + 1, words.end());
+    return context.certificates(rest);
   }
   if (words.size() >= 2 && words[0] == "queue") {
     if (context.scheduler == nullptr) return "error: this server has no queue to manage\n";

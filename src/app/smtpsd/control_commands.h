@@ -11,6 +11,7 @@
 //   queue delete|hold|release|requeue (ID | SELECTION) [json]
 //   tls memory | tls forget DOMAIN | tls policy DOMAIN
 //   cert status | cert renew                          [acme] certificates (acme/renewal.h)
+//   cert revoke ecdsa|rsa|all REASON                  … revoked, then a new key (renewal.h)
 // SELECTION is "all" [--all] alone, or "to-domain=DOMAIN" [--to-domain], "from=ADDRESS"
 // [--from] ("from=<>" selects bounces) and/or "user=NAME" [--user]: a message is selected
 // when its sender is ADDRESS, one of its pending recipients is at DOMAIN and/or the user who
@@ -63,7 +64,8 @@ struct ControlContext {
   std::function<std::string(std::string_view domain)> describe_tls_policy;
   // "cert status|renew": the ACME service's answer (app/smtpsd/acme_service.h); none: [acme]
   // is off.
-  std::function<std::string(std::string_view verb)> certificates;
+  // The words after "cert": {"status"}, {"renew"}, {"revoke", "ecdsa"|"rsa"|"all", "N"}.
+  std::function<std::string(const std::vector<std::string>& words)> certificates;
 };
 
 std::string handle_control_request(const std::string& request, const ControlContext& context,

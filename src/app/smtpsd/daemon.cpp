@@ -553,8 +553,9 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   };
   control_context.spool = spool.value().get();
   if (acme_service) {
-    control_context.certificates = [service = acme_service.get()](std::string_view verb) {
-      return service->handle_request(verb);
+    control_context.certificates = [service =
+                                        acme_service.get()](const std::vector<std::string>& words) {
+      return service->handle_request(words);
     };
   }
   control_context.forget_next_hops = [outbound = outbound.value().get()] {

@@ -297,8 +297,13 @@ std::string describe_dev_certificates(const config::Config& config) {
   std::string names;
   for (const std::string& name : config.acme->names)
     names += (names.empty() ? "" : ", ") + name;
-  return fmt::format("ACME from {} for {} (http-01 on port {}); smtpsctl cert status --config ...",
-                     config.acme->directory, names, config.acme->http_port);
+  const bool tls_alpn = config.acme->challenge == "tls-alpn-01";
+  if (config.acme->challenge == "dns-01")
+    return fmt::format("ACME from {} for {} (dns-01 by {}); smtpsctl cert status --config ...",
+                       config.acme->directory, names, config.acme->dns_hook.front());
+  return fmt::format("ACME from {} for {} ({} on port {}); smtpsctl cert status --config ...",
+                     config.acme->directory, names, config.acme->challenge,
+                     tls_alpn ? config.acme->tls_alpn_port : config.acme->http_port);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <deque>
 #include <map>
@@ -98,10 +99,14 @@ class RecordingPublisher : public acme::ChallengePublisher {
  public:
   std::map<std::string, std::string> published;
   std::vector<std::string> history;
-  void publish(const std::string& token, const std::string& authorization) override {
+  base::Expected<base::Ok, std::string> publish(const std::string& token,
+                                                const std::string& authorization) override {
     published[token] = authorization;
     history.push_back("publish " + token);
+    if (!refusal.empty()) return base::unexpected(refusal);
+    return base::Ok{};
   }
+  std::string refusal;  // set: publish() fails with it (a dns-01 hook that failed)
   void withdraw(const std::string& token) override {
     published.erase(token);
     history.push_back("withdraw " + token);
@@ -190,6 +195,57 @@ TEST_F(AcmeClientTest, TheAccountCarriesTheContactAndAgreement) {
   ASSERT_TRUE(client.account().has_value());
   EXPECT_EQ(ca.last_payload,
             R"({"termsOfServiceAgreed":true,"contact":["mailto:postmaster@example.org"]})");
+}
+
+// RFC 8555 §7.3.4: the binding is a JWS (HS256) over the account's JWK, with the CA's kid and
+// the newAccount URL in its protected header, MACed with the key's raw bytes.
+TEST_F(AcmeClientTest, TheAccountCarriesTheExternalAccountBinding) {
+  acme::ClientOptions with_eab = options();
+  with_eab.eab_kid = "kid-1";
+  with_eab.eab_hmac_key = std::string("\x01\x02secret-mac-key\xff", 17);
+  acme::Client client(ca, key, publisher, with_eab, waiter());
+  ASSERT_TRUE(client.account().has_value());
+  auto payload = acme::parse_json(ca.last_payload);
+  ASSERT_TRUE(payload.has_value()) << ca.last_payload;
+  const acme::Json* binding = payload->get("externalAccountBinding");
+  ASSERT_NE(binding, nullptr) << ca.last_payload;
+  EXPECT_EQ(test_support::decode_base64url(binding->string_at("protected")),
+            R"({"alg":"HS256","kid":"kid-1","url":"https://ca/acct"})");
+  EXPECT_EQ(test_support::decode_base64url(binding->string_at("payload")), key.jwk());
+  const std::string input = binding->string_at("protected") + "." + binding->string_at("payload");
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  HMAC(EVP_sha256(), with_eab.eab_hmac_key.data(), static_cast<int>(with_eab.eab_hmac_key.size()),
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &size);
+  EXPECT_EQ(test_support::decode_base64url(binding->string_at("signature")),
+            std::string(reinterpret_cast<const char*>(mac), size));
+  // Nothing of the MAC key itself travels.
+  EXPECT_EQ(ca.last_payload.find("secret-mac-key"), std::string::npos);
+}
+
+TEST_F(AcmeClientTest, ACaThatRequiresABindingIsToldWhatToConfigure) {
+  // The directory says so (§7.1.1 meta.externalAccountRequired): no newAccount is sent.
+  ca.canned["https://ca/dir"] = {ca.json(200, R"({"newNonce":"https://ca/nonce",
+      "newAccount":"https://ca/acct","newOrder":"https://ca/order",
+      "meta":{"externalAccountRequired":true}})")};
+  acme::Client client(ca, key, publisher, options(), waiter());
+  auto account = client.account();
+  ASSERT_FALSE(account.has_value());
+  EXPECT_EQ(account.error().step, "account");
+  EXPECT_NE(account.error().message.find("requires an External Account Binding"), std::string::npos)
+      << account.error().message;
+  EXPECT_NE(account.error().message.find("eab_kid and eab_hmac_key_file"), std::string::npos);
+  EXPECT_EQ(std::count(ca.log.begin(), ca.log.end(), "POST https://ca/acct"), 0);
+  // A CA whose directory does not say it but refuses: its problem, with the same hint.
+  ScriptedCa refusing;
+  refusing.canned["https://ca/acct"] = {refusing.json(
+      400, R"({"type":"urn:ietf:params:acme:error:externalAccountRequired","detail":"no"})")};
+  acme::Client second(refusing, key, publisher, options(), waiter());
+  account = second.account();
+  ASSERT_FALSE(account.has_value());
+  EXPECT_NE(account.error().message.find("HTTP 400 externalAccountRequired: no"), std::string::npos)
+      << account.error().message;
+  EXPECT_NE(account.error().message.find("eab_kid and eab_hmac_key_file"), std::string::npos);
 }
 
 TEST_F(AcmeClientTest, BadNonceIsRetriedWithTheNonceOfTheError) {

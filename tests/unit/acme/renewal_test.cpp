@@ -17,12 +17,15 @@
 
 #include "base/clock.h"
 #include "base/file_write.h"
+#include "support/base64url.h"
 
 namespace {
 
 class NoPublisher : public acme::ChallengePublisher {
  public:
-  void publish(const std::string&, const std::string&) override {}
+  base::Expected<base::Ok, std::string> publish(const std::string&, const std::string&) override {
+    return base::Ok{};
+  }
   void withdraw(const std::string&) override {}
 };
 
@@ -372,6 +375,123 @@ TEST_F(RenewalTest, AFailureNearTheEndIsAnErrorAndKeepsTheCertificate) {
   EXPECT_NE(log.find("level=warning event=acme_failed key=rsa"), std::string::npos) << log;
   EXPECT_NE(renewer.status().find("last=\"failed at directory: "), std::string::npos);
   EXPECT_EQ(acme::read_file(dir_ + "/ecdsa.crt").value(), before);
+}
+
+// A CA that revokes (or refuses to: revoke_status) and then cannot issue (503 on newOrder).
+class RevokingCa : public acme::HttpTransport {
+ public:
+  long revoke_status = 200;
+  std::vector<std::string> asked;
+  std::string revoke_payload;
+  base::Expected<acme::HttpResponse, std::string> request(std::string_view method,
+                                                          const std::string& url,
+                                                          std::string_view body) override {
+    asked.push_back(std::string(method) + " " + url);
+    acme::HttpResponse r;
+    r.status = 200;
+    r.replay_nonce = "n";
+    if (url == "https://ca/dir") {
+      r.body = R"({"newNonce":"https://ca/nonce","newAccount":"https://ca/acct",
+                   "newOrder":"https://ca/order","revokeCert":"https://ca/revoke"})";
+    } else if (url == "https://ca/acct") {
+      r.status = 201;
+      r.location = "https://ca/acct/1";
+      r.body = R"({"status":"valid"})";
+    } else if (url == "https://ca/revoke") {
+      revoke_payload = std::string(body);
+      r.status = revoke_status;
+      if (r.status != 200)
+        r.body = R"({"type":"urn:ietf:params:acme:error:alreadyRevoked","detail":"already"})";
+    } else if (url != "https://ca/nonce") {
+      r.status = 503;
+    }
+    return r;
+  }
+};
+
+// smtpsctl cert revoke: the CA revokes, then a NEW key replaces the old one (with a placeholder
+// until its certificate comes) and the log gives the TLSA record to publish; a refusal by the
+// CA changes nothing.
+TEST_F(RenewalTest, ARevocationReplacesTheKeyAndARefusalChangesNothing) {
+  write_ecdsa(-10, 80);
+  const std::string chain_before = acme::read_file(dir_ + "/ecdsa.crt").value();
+  const std::string key_before = acme::read_file(dir_ + "/ecdsa.key").value();
+  const std::string spki_before = acme::spki_sha256_hex(key_.get());
+  auto ca = std::make_shared<RevokingCa>();
+  ca->revoke_status = 400;
+  acme::RenewalOptions o = options();
+  o.client.directory_url = "https://ca/dir";
+  o.transport = ca;
+  // The status line of one key once it holds text (or after 10 s).
+  auto wait_for = [](acme::Renewer& renewer, const std::string& key, const std::string& text) {
+    std::string line;
+    for (int i = 0; i < 1000; ++i) {
+      const std::string status = renewer.status();
+      const std::size_t at = status.find("\n" + key + ": ");
+      line = at == std::string::npos ? "" : status.substr(at + 1, status.find('\n', at + 1) - at);
+      if (line.find(text) != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return line;
+  };
+  {
+    ::testing::internal::CaptureStderr();
+    acme::Renewer renewer(o, nullptr, publisher_);
+    renewer.start();
+    // The RSA key (no certificate) is due at once and fails (503); then the ECDSA revocation.
+    wait_for(renewer, "rsa", "failed at order");
+    renewer.revoke_now(acme::KeyType::kEcdsaP256, 1);
+    const std::string status = wait_for(renewer, "ecdsa", "revocation failed");
+    renewer.stop();
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(status.find("last=\"revocation failed at revoke: HTTP 400 alreadyRevoked"),
+              std::string::npos)
+        << status;
+    EXPECT_NE(log.find("level=warning event=acme_revoke_failed key=ecdsa step=revoke"),
+              std::string::npos)
+        << log;
+    EXPECT_EQ(log.find("acme_key_replaced"), std::string::npos) << log;
+    EXPECT_EQ(acme::read_file(dir_ + "/ecdsa.crt").value(), chain_before);
+    EXPECT_EQ(acme::read_file(dir_ + "/ecdsa.key").value(), key_before);
+  }
+  ca->revoke_status = 200;
+  ::testing::internal::CaptureStderr();
+  acme::Renewer renewer(o, nullptr, publisher_);
+  renewer.start();
+  // Revoked, the new key's certificate ordered at once (the order fails here: 503).
+  wait_for(renewer, "rsa", "failed at order");
+  renewer.revoke_now(acme::KeyType::kEcdsaP256, 1);
+  const std::string status = wait_for(renewer, "ecdsa", "failed at order");
+  renewer.stop();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  // §7.6: the leaf's DER and the reason, signed by the account (kid, not the JWK).
+  auto jws = acme::parse_json(ca->revoke_payload);
+  ASSERT_TRUE(jws.has_value());
+  const std::string header = test_support::decode_base64url(jws->string_at("protected"));
+  EXPECT_NE(header.find(R"("kid":"https://ca/acct/1")"), std::string::npos) << header;
+  const std::string payload = test_support::decode_base64url(jws->string_at("payload"));
+  EXPECT_NE(payload.find(R"(,"reason":1})"), std::string::npos) << payload;
+  EXPECT_NE(log.find("level=warning event=acme_revoked key=ecdsa serial=87654321 reason=1"),
+            std::string::npos)
+      << log;
+  auto key_after = acme::load_or_create_key(dir_ + "/ecdsa.key", acme::KeyType::kEcdsaP256);
+  ASSERT_TRUE(key_after.has_value());
+  const std::string spki_after = acme::spki_sha256_hex(key_after->get());
+  EXPECT_NE(spki_after, spki_before);
+  EXPECT_NE(
+      log.find("level=warning event=acme_key_replaced key=ecdsa tlsa=\"3 1 1 " + spki_after + "\""),
+      std::string::npos)
+      << log;
+  // The placeholder belongs to the new key; the next attempt orders for it.
+  auto placeholder =
+      acme::inspect_chain(acme::read_file(dir_ + "/ecdsa.crt").value(), key_after->get());
+  ASSERT_TRUE(placeholder.has_value()) << placeholder.error();
+  EXPECT_TRUE(placeholder->self_signed);
+  EXPECT_NE(log.find("event=acme_failed key=ecdsa step=order"), std::string::npos) << log;
+  EXPECT_NE(status.find("ecdsa: placeholder"), std::string::npos) << status;
+  struct stat info {};
+  ASSERT_EQ(::stat((dir_ + "/ecdsa.key").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
 }
 
 }  // namespace

@@ -71,5 +71,19 @@ TEST(Base64Test, NonCanonicalFormsAreRefused) {
   }
 }
 
+// RFC 4648 §5 without padding (ACME's External Account Binding keys).
+TEST(Base64Test, Base64urlDecodesTheUrlSafeAlphabetWithoutPadding) {
+  std::string out;
+  EXPECT_TRUE(decode_base64url("-_8", out));
+  EXPECT_EQ(out, "\xfb\xff");
+  out.clear();
+  EXPECT_TRUE(decode_base64url("Zm9vYg", out));
+  EXPECT_EQ(out, "foob");
+  for (std::string_view text : {"+/8", "Zm9vYg==", "Zm9vY", "Zh", "Zm9v Yg", "Zm9v\n"}) {
+    std::string refused_out;
+    EXPECT_FALSE(decode_base64url(text, refused_out)) << text;
+  }
+}
+
 }  // namespace
 }  // namespace base

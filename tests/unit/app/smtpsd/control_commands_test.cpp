@@ -47,18 +47,23 @@ TEST(ControlCommandsTest, CertGoesToTheAcmeServiceOrSaysItIsOff) {
   ControlContext context;
   EXPECT_EQ(handle_control_request("cert status", context).rfind("error: ACME is off", 0), 0u);
   std::vector<std::string> asked;
-  context.certificates = [&asked](std::string_view verb) {
-    asked.emplace_back(verb);
+  context.certificates = [&asked](const std::vector<std::string>& words) {
+    std::string joined;
+    for (const std::string& word : words)
+      joined += (joined.empty() ? "" : " ") + word;
+    asked.push_back(joined);
     return std::string("ecdsa: …\n");
   };
   EXPECT_EQ(handle_control_request("cert status", context), "ecdsa: …\n");
   EXPECT_EQ(handle_control_request("cert renew", context), "ecdsa: …\n");
-  EXPECT_EQ(asked, (std::vector<std::string>{"status", "renew"}));
+  EXPECT_EQ(handle_control_request("cert revoke rsa 1", context), "ecdsa: …\n");
+  EXPECT_EQ(asked, (std::vector<std::string>{"status", "renew", "revoke rsa 1"}));
   // Not for the read-only listing socket.
   ControlCaller listing;
   listing.read_only = true;
   EXPECT_EQ(handle_control_request("cert renew", context, listing).rfind("error: ", 0), 0u);
-  EXPECT_EQ(asked.size(), 2u);
+  EXPECT_EQ(handle_control_request("cert revoke all 0", context, listing).rfind("error: ", 0), 0u);
+  EXPECT_EQ(asked.size(), 3u);
 }
 
 TEST(ControlSocketTest, ServesItsOwnerOverAnOwnerOnlySocket) {
