@@ -2285,7 +2285,7 @@ class Prober {
         // missed its renewal (testssl.sh: HIGH under 30 days, MEDIUM under 60).
         add(report, Level::kLow, "certificate_expiry",
             prefix + "certificate expires in " + std::to_string(days) +
-                " days: its renewal is overdue");
+                " days (under 30): its renewal is overdue");
       } else {
         add(report, Level::kOk, "certificate_expiry",
             prefix + "certificate valid for " + std::to_string(days) + " more days");
