@@ -25,7 +25,7 @@ FUZZ_OVERLAP ?= 1
 TEST_BUDGET ?= 1200
 SAN_CXX    ?= clang++-16
 
-.PHONY: all deps build install deb run test test-steps check-layers test-release test-slow test-asan fuzz fuzz-smoke format format-check clean
+.PHONY: all deps build install deb run test test-steps check-layers test-release test-slow testssl-live test-asan fuzz fuzz-smoke format format-check clean
 
 all: build
 
@@ -86,6 +86,13 @@ test-release: build
 # and STARTTLS ports (40 s to 220 s each, tests/CMakeLists.txt).
 test-slow: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 -L slow
+
+# testssl.sh live against each weak server the probe's tests build (weak_targets.py), its
+# findings written to tests/data/testssl/<target>.json (the fixtures test_testssl_fixtures.py
+# and the probe tests compare with, in `make test`); `make test-slow` only compares them.
+# 40 s to 110 s a target; review the diff and the mapping in testssl_fixtures.py.
+testssl-live: build
+	cd $(BUILD) && TESTSSL_REFRESH=1 ctest --output-on-failure -j 2 -R 'integration\.test_testssl_live\.'
 
 $(BUILD_SAN)/build.ninja: | deps
 	cmake -S . -B $(BUILD_SAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=$(SAN_CXX) \

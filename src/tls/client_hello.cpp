@@ -309,6 +309,27 @@ ServerAnswer read_answer(std::string_view bytes) {
   return answer;
 }
 
+namespace {
+// The leaf of a Certificate message's certificate_list (RFC 5246 §7.4.2): each
+// ASN.1Cert<1..2^24-1>, the list's length the sum of theirs. "" for an empty list (an
+// anonymous suite). False when the lengths do not add up.
+bool read_leaf(std::string_view content, std::string& leaf) {
+  if (content.size() < 3) return false;
+  const std::size_t list = static_cast<std::size_t>(byte(content, 0)) << 16 | read16(content, 1);
+  if (list != content.size() - 3) return false;
+  std::size_t at = 3;
+  while (at < content.size()) {
+    if (content.size() - at < 3) return false;
+    const std::size_t length =
+        static_cast<std::size_t>(byte(content, at)) << 16 | read16(content, at + 1);
+    if (length == 0 || length > content.size() - at - 3) return false;
+    if (at == 3) leaf = std::string(content.substr(at + 3, length));
+    at += 3 + length;
+  }
+  return true;
+}
+}  // namespace
+
 ServerFlight read_flight(std::string_view bytes) {
   constexpr std::size_t kMaxHandshake = 256 * 1024;
   ServerFlight flight;
@@ -359,7 +380,10 @@ ServerFlight read_flight(std::string_view bytes) {
         continue;
       }
       switch (message_type) {
-        case 11:  // certificate
+        case 11:  // certificate (RFC 5246 §7.4.2): certificate_list<0..2^24-1>, leaf first
+          if (!flight.certificate.empty() || !read_leaf(content, flight.certificate))
+            return malformed();
+          break;
         case 13:  // certificate_request
         case 22:  // certificate_status
           break;
@@ -429,6 +453,68 @@ std::string change_cipher_spec(std::uint16_t version) {
   put16(record, 1);
   put8(record, 1);
   return record;
+}
+
+std::vector<std::string> robot_blocks(std::size_t modulus_bytes, std::uint16_t version) {
+  // A premaster of 48 bytes (RFC 5246 §7.4.7.1): the client_version, then 46 bytes; and a
+  // padding string, all fixed and free of zero bytes (they never carry a secret: the
+  // Finished that follows is garbage, nothing is ever derived from them).
+  constexpr std::size_t kPremaster = 48;
+  constexpr std::size_t kMisplaced = 8;  // how far too early the misplaced separator comes
+  if (modulus_bytes < 3 + 8 + kPremaster + kMisplaced) return {};
+  std::string premaster;
+  put16(premaster, version);
+  for (std::size_t i = 2; i < kPremaster; ++i)
+    premaster.push_back(static_cast<char>(0x11 + i));
+  auto padding = [](std::size_t length) {
+    std::string pad;
+    for (std::size_t i = 0; i < length; ++i)
+      pad.push_back(static_cast<char>(0x01 + i % 0xFE));  // 0x01..0xFE: never zero
+    return pad;
+  };
+  const std::size_t pad = modulus_bytes - 3 - kPremaster;
+  std::vector<std::string> blocks;
+  // kRobotCorrect: 0x00 0x02, padding, 0x00, premaster (RFC 8017 §7.2.1).
+  blocks.push_back(std::string("\x00\x02", 2) + padding(pad) + '\0' + premaster);
+  // kRobotWrongFirstBytes: 0x41 0x17 where 0x00 0x02 belongs (stays below any modulus
+  // whose top byte is 0x42 or more, as every RSA key of whole bytes has).
+  blocks.push_back("\x41\x17" + padding(pad) + '\0' + premaster);
+  // kRobotMisplacedSeparator: the 0x00 eight bytes early (a 56-byte premaster).
+  blocks.push_back(std::string("\x00\x02", 2) + padding(pad - kMisplaced) + '\0' +
+                   padding(kMisplaced) + premaster);
+  // kRobotNoSeparator: no 0x00 after 0x00 0x02 at all.
+  blocks.push_back(std::string("\x00\x02", 2) + padding(pad) + '\x01' + premaster);
+  // kRobotWrongVersion: well padded, but the premaster does not start with client_version.
+  std::string wrong = premaster;
+  wrong[0] = 0x02;
+  wrong[1] = 0x02;
+  blocks.push_back(std::string("\x00\x02", 2) + padding(pad) + '\0' + wrong);
+  return blocks;
+}
+
+std::string robot_key_exchange_flight(std::uint16_t version, std::string_view encrypted) {
+  // ClientKeyExchange (RFC 5246 §7.4.7.1): EncryptedPreMasterSecret, with its 16-bit length
+  // from TLS 1.0 on (SSL 3.0 sends the bare block, RFC 6101 §5.6.7.1).
+  std::string body;
+  if (version != kSsl3) put16(body, static_cast<unsigned>(encrypted.size()));
+  body.append(encrypted);
+  std::string message;
+  put8(message, 16);  // client_key_exchange
+  put24(message, static_cast<unsigned>(body.size()));
+  message += body;
+  std::string out;
+  put8(out, 22);
+  put16(out, version);
+  put16(out, static_cast<unsigned>(message.size()));
+  out += message;
+  out += change_cipher_spec(version);
+  // The "Finished", encrypted under keys the client never computed: 48 bytes of garbage
+  // (room for an AEAD nonce and tag, or an IV and CBC blocks), the same in every query.
+  put8(out, 22);
+  put16(out, version);
+  put16(out, 48);
+  out.append(48, '\x5c');
+  return out;
 }
 
 NextRecord read_next_record(std::string_view bytes) {

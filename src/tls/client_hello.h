@@ -93,6 +93,7 @@ struct ServerFlight {
   Kind kind = Kind::kIncomplete;
   ServerAnswer hello;        // the ServerHello (kDone) or the alert (kAlert)
   std::string key_exchange;  // the ServerKeyExchange's body, "" when none came
+  std::string certificate;   // the leaf's DER from the Certificate message, "" when none came
   std::size_t consumed = 0;  // kDone: the bytes up to the end of the record of HelloDone
 };
 ServerFlight read_flight(std::string_view bytes);
@@ -113,6 +114,22 @@ KeyExchange read_key_exchange(std::string_view body, bool elliptic);
 std::string heartbeat_request(std::uint16_t version, std::uint16_t payload_length);
 // A ChangeCipherSpec record (RFC 5246 §7.1).
 std::string change_cipher_spec(std::uint16_t version);
+
+// ROBOT (Return Of Bleichenbacher's Oracle Threat, CVE-2017-13099 and others): the
+// PKCS#1 v1.5 blocks (RFC 8017 §7.2.1) a client encrypts with the server's RSA key, raw
+// (no padding added by the library), one per query, in this order: well formed, then wrong
+// first bytes, a misplaced 0x00 separator, no separator, a premaster whose first bytes are
+// not client_version. A server that answers them differently is an oracle. Each block is
+// modulus_bytes long; none (empty) when the modulus is too small to hold them.
+inline constexpr std::size_t kRobotCorrect = 0;
+inline constexpr std::size_t kRobotWrongFirstBytes = 1;
+inline constexpr std::size_t kRobotMisplacedSeparator = 2;
+inline constexpr std::size_t kRobotNoSeparator = 3;
+inline constexpr std::size_t kRobotWrongVersion = 4;
+std::vector<std::string> robot_blocks(std::size_t modulus_bytes, std::uint16_t version);
+// What follows the server's flight in one query: ClientKeyExchange carrying the encrypted
+// block, ChangeCipherSpec, and a Finished that cannot verify (the same garbage each time).
+std::string robot_key_exchange_flight(std::uint16_t version, std::string_view encrypted);
 
 // The first record after a flight that is not a handshake record: a heartbeat response
 // (its length only: its bytes are never kept), an alert, or anything else (a heartbeat

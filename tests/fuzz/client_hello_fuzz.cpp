@@ -1,8 +1,9 @@
 // client_hello_fuzz.cpp — libFuzzer target for the readers of what a server sends to
 // `smtpsctl probe`'s hand-built handshakes (tls/client_hello.h): the first answer
-// (read_answer), the whole first flight (read_flight) and its ServerKeyExchange
-// (read_key_exchange), the record after it (read_next_record: heartbeat, alert), and an
-// SSL 2.0 SERVER-HELLO (read_ssl2_answer), on arbitrary bytes.
+// (read_answer), the whole first flight (read_flight) with its leaf certificate (ROBOT
+// encrypts to it) and its ServerKeyExchange (read_key_exchange), the record after it
+// (read_next_record: heartbeat, alert), and an SSL 2.0 SERVER-HELLO (read_ssl2_answer), on
+// arbitrary bytes.
 //
 // Invariants checked (a violation traps): no read past the input (ASan); a ServerHello,
 // alert, flight or SSL 2.0 answer is still read the same with bytes after it (the answer
@@ -32,10 +33,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   const tls::ServerFlight flight = tls::read_flight(bytes);
   check(flight.consumed <= size);
+  check(flight.certificate.size() <= size);
   if (flight.kind == tls::ServerFlight::Kind::kDone) {
     const tls::ServerFlight longer = tls::read_flight(std::string(bytes) + "trailing bytes");
     check(longer.kind == flight.kind && longer.consumed == flight.consumed &&
-          longer.key_exchange == flight.key_exchange);
+          longer.key_exchange == flight.key_exchange && longer.certificate == flight.certificate);
     const tls::NextRecord next = tls::read_next_record(bytes.substr(flight.consumed));
     check(next.length <= size);
   }

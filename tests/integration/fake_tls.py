@@ -15,6 +15,14 @@ them:
   gets handshake records without end instead (a hostile server that never answers); with
   `heartbeat_answer` 23 or 24, the heartbeat gets application data or a heartbeat request
   of 16 KiB back (answers that show neither a leak nor a refusal);
+- with `robot` ("strong" or "weak") and an RSA key, a hello that offers
+  TLS_RSA_WITH_AES_128_GCM_SHA256 gets that suite (RSA key exchange), the certificate and
+  ServerHelloDone; the ClientKeyExchange is decrypted with the key (textbook RSA, pow) and
+  its PKCS#1 v1.5 padding checked, and the server gives itself away as the servers of the
+  ROBOT paper did (a Bleichenbacher oracle): "strong" resets the connection on wrong first
+  bytes and alerts decrypt_error on a missing or misplaced separator, "weak" alerts
+  decrypt_error on any bad padding; both alert bad_record_mac after the Finished when the
+  padding was right (a correct server answers all alike);
 - any other hello (the probe's OpenSSL handshakes) goes to a real TLS server (Python's ssl
   module), with a minimal SMTP inside.
 
@@ -22,6 +30,7 @@ them:
         fake.port, fake.MEMORY (what must never be printed)
 """
 
+import base64
 import socket
 import ssl
 import struct
@@ -30,6 +39,7 @@ from loopback_listener import LoopbackListener
 
 PROBE_RANDOM = bytes(0x5A ^ i for i in range(32))
 SUITE = 0xC02F  # TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+ROBOT_SUITE = 0x009C  # TLS_RSA_WITH_AES_128_GCM_SHA256
 GROUP = 0x0017  # secp256r1
 
 
@@ -41,13 +51,46 @@ def handshake(message_type, body):
     return struct.pack("!B", message_type) + len(body).to_bytes(3, "big") + body
 
 
+def der_items(data):
+    """The (tag, content) of each DER item in data, in order (lengths in short or long form)."""
+    items, at = [], 0
+    while at < len(data):
+        tag, length = data[at], data[at + 1]
+        at += 2
+        if length & 0x80:
+            size = length & 0x7F
+            length = int.from_bytes(data[at:at + size], "big")
+            at += size
+        items.append((tag, data[at:at + length]))
+        at += length
+    return items
+
+
+def rsa_private_numbers(pem_path):
+    """(n, d) of an RSA private key in PEM, PKCS#8 ("PRIVATE KEY") or PKCS#1 ("RSA PRIVATE
+    KEY"): RFC 8017 appendix A.1.2, RFC 5208 §5."""
+    with open(pem_path) as f:
+        text = f.read()
+    body = "".join(line for line in text.splitlines() if line and not line.startswith("-----"))
+    (_, sequence), = der_items(base64.b64decode(body))
+    fields = der_items(sequence)
+    if fields[1][0] == 0x30:  # PKCS#8: version, AlgorithmIdentifier, OCTET STRING
+        (_, sequence), = der_items(fields[2][1])
+        fields = der_items(sequence)
+    # RSAPrivateKey: version, n, e, d, ...
+    return int.from_bytes(fields[1][1], "big"), int.from_bytes(fields[3][1], "big")
+
+
 class FakeTls(LoopbackListener):
     MEMORY = b"SECRET-PRIVATE-KEY-MATERIAL"
 
     def __init__(self, cert, key, heartbleed=False, ccs=False, ssl2=False, stream=False,
-                 heartbeat_answer=None):
+                 heartbeat_answer=None, robot=None):
         self.heartbleed, self.ccs, self.ssl2, self.stream = heartbleed, ccs, ssl2, stream
         self.heartbeat_answer = heartbeat_answer
+        self.robot = robot
+        if robot:
+            self.rsa_n, self.rsa_d = rsa_private_numbers(key)
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
         with open(cert) as f:  # the leaf: the first certificate of the chain file
@@ -168,6 +211,8 @@ class FakeTls(LoopbackListener):
             return alert(70)  # protocol_version: TLS 1.2 only, by hand
         if 0x5600 in suites:
             return alert(86)  # inappropriate_fallback
+        if self.robot and ROBOT_SUITE in suites:
+            return self._rsa_key_exchange(conn, version)
         if SUITE not in suites or GROUP not in groups:
             return alert(40)  # handshake_failure
         server_extensions = b"\xff\x01\x00\x01\x00"
@@ -198,3 +243,58 @@ class FakeTls(LoopbackListener):
                                 b"p" * 16))
         elif following[0] == 20:
             alert(20 if self.ccs else 10)  # bad_record_mac once it took the CCS
+
+    @staticmethod
+    def _take_records(conn, count):
+        """Exactly `count` whole TLS records from the connection (nothing after them)."""
+        data, records = b"", []
+        while len(records) < count:
+            while len(data) < 5 or len(data) < 5 + struct.unpack("!H", data[3:5])[0]:
+                more = conn.recv(5 - len(data) if len(data) < 5 else
+                                 5 + struct.unpack("!H", data[3:5])[0] - len(data))
+                if not more:
+                    return None
+                data += more
+            size = 5 + struct.unpack("!H", data[3:5])[0]
+            records.append(data[:size])
+            data = data[size:]
+        return records
+
+    def _padding(self, encrypted, version):
+        """What is wrong with the PKCS#1 v1.5 block inside (RFC 8017 §7.2.2), "" if nothing."""
+        size = (self.rsa_n.bit_length() + 7) // 8
+        block = pow(int.from_bytes(encrypted, "big"), self.rsa_d, self.rsa_n).to_bytes(size, "big")
+        if block[:2] != b"\x00\x02":
+            return "first bytes"
+        separator = block.find(b"\x00", 2)
+        if separator < 10:  # none, or fewer than 8 bytes of padding
+            return "separator"
+        premaster = block[separator + 1:]
+        if len(premaster) != 48:
+            return "separator"
+        return "" if struct.unpack("!H", premaster[:2])[0] == version else "version"
+
+    def _rsa_key_exchange(self, conn, version):
+        """TLS_RSA_WITH_AES_128_GCM_SHA256, then the oracle of the ROBOT paper (class doc)."""
+        server_hello = (struct.pack("!H", 0x0303) + b"r" * 32 + b"\x00" +
+                        struct.pack("!HB", ROBOT_SUITE, 0) + b"\x00\x05\xff\x01\x00\x01\x00")
+        certificate = len(self.certificate_der).to_bytes(3, "big") + self.certificate_der
+        conn.sendall(record(22, handshake(2, server_hello) +
+                            handshake(11, len(certificate).to_bytes(3, "big") + certificate) +
+                            handshake(14, b"")))
+        records = self._take_records(conn, 1)
+        if records is None:
+            return
+        key_exchange = records[0][5:]
+        if records[0][0] != 22 or key_exchange[0] != 16:
+            return conn.sendall(record(21, bytes([2, 10])))  # unexpected_message
+        if self._take_records(conn, 2) is None:  # ChangeCipherSpec, Finished
+            return
+        wrong = self._padding(key_exchange[4 + 2:], version)
+        if wrong == "first bytes" and self.robot == "strong":
+            # An abortive close: SO_LINGER with a zero timeout makes close() send a reset.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        if wrong in ("first bytes", "separator"):
+            return conn.sendall(record(21, bytes([2, 51])))  # decrypt_error
+        conn.sendall(record(21, bytes([2, 20])))  # bad_record_mac: the Finished cannot verify

@@ -7,20 +7,18 @@ reproduce CVE-2011-0411 on purpose (keeping the bytes that came in clear after S
 
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
 import threading
-import time
 import unittest
 
 from fake_smtp import FakeSmtp
 from fake_tls import FakeTls
 from harness import SMTPSD, ServerTestCase
 from loopback_listener import LoopbackListener
-from processes import end_process
+from testssl_fixtures import assert_covers_testssl
+import weak_targets
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
@@ -572,6 +570,42 @@ class ProbeVulnerableFakes(ServerTestCase):
         self.assertEqual(drown["severity"], "FAIL")
         self.assertIn(f"port {fake.port} speaks SSL 2.0 with this port's key", drown["text"])
 
+    def test_robot_oracles_are_found_strong_and_weak(self):
+        # Two scripted Bleichenbacher oracles on RSA key exchange (fake_tls.py), one run: one
+        # tells bad paddings apart (a reset for wrong first bytes, decrypt_error for a bad
+        # separator): CRITICAL; one only tells good padding from bad: HIGH. A correct server
+        # answers the five key exchanges alike (ProbeOpenSslServer, test_probe_vs_testssl).
+        server = self.new_server()  # only for its development PKI; never started
+        tls = os.path.join(server.dir, "tls")
+        cert, key = os.path.join(tls, "server-rsa.pem"), os.path.join(tls, "server-rsa.key")
+        with FakeTls(cert, key, robot="strong") as strong, FakeTls(cert, key, robot="weak") as weak:
+            result = probe(f"localhost:{strong.port}", "--port", str(weak.port), "--cafile",
+                           server.ca, "--json")
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(report["verdict"], "FAIL")
+        bad_record_mac = "alert bad_record_mac, then closed"
+        decrypt_error = "alert decrypt_error, then closed"
+        for index, level, answers in (
+                (0, "CRITICAL", [bad_record_mac, "reset", decrypt_error, decrypt_error,
+                                 bad_record_mac]),
+                (1, "HIGH", [bad_record_mac, decrypt_error, decrypt_error, decrypt_error,
+                             bad_record_mac])):
+            with self.subTest(level=level):
+                port = report["ports"][index]
+                # TLS_RSA_WITH_AES_128_GCM_SHA256 beside the fake's ECDHE suite.
+                self.assertIn("AES128-GCM-SHA256", port["versions"]["TLSv1.2"]["ciphers"])
+                self.assertIs(port["robot_vulnerable"], True, result.stdout)
+                self.assertEqual(port["robot_answers"], answers)
+                robot = finding_of(report, "robot", port_index=index)
+                self.assertEqual((robot["severity"], robot["level"], robot["testssl_id"]),
+                                 ("FAIL", level, "ROBOT"))
+                self.assertIn("vulnerable to ROBOT", robot["text"])
+                self.assertIn("disable RSA key exchange", robot["fix"])
+                self.assertIn("kRSA", robot["fix"])
+        self.assertIn("strong oracle", finding_of(report, "robot", 0)["text"])
+        self.assertIn("weak oracle", finding_of(report, "robot", 1)["text"])
+
     def test_odd_heartbeat_answers_are_not_tested_not_pass_or_fail(self):
         # Application data, or a heartbeat request rather than a response, back to the
         # overlong heartbeat: neither a refusal (PASS) nor a leak (FAIL). Two ports, one run.
@@ -632,42 +666,13 @@ class ProbeUsage(unittest.TestCase):
                 self.assertIn("usage: smtpsctl probe", result.stderr)
 
 
-def start_s_server(test, args):
-    """`openssl s_server` on a free loopback port (ended at the test's cleanup); the port."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    listener.close()
-    # Its standard input stays open: at its end s_server closes the connection it serves.
-    server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-quiet"]
-                              + args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    test.addCleanup(server.stdin.close)
-    test.addCleanup(end_process, server)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return port
-
-
 class ProbeOpenSslServer(unittest.TestCase):
     """`openssl s_server` as an implicit-TLS server with an RSA-1024 self-signed certificate
     (at OpenSSL security level 0, so it serves it)."""
 
     def test_a_weak_untrusted_chain_is_reported_as_both(self):
-        work = tempfile.mkdtemp(prefix="smtpsd-probe-rsa1024-")
-        self.addCleanup(shutil.rmtree, work, ignore_errors=True)
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:1024", "-nodes", "-keyout",
-                        f"{work}/key.pem", "-out", f"{work}/cert.pem", "-days", "30", "-subj",
-                        "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                       check=True, capture_output=True)
-        port = start_s_server(self, ["-cert", f"{work}/cert.pem", "-key", f"{work}/key.pem",
-                                     "-cipher", "DEFAULT:@SECLEVEL=0"])
-        result = probe(f"localhost:{port}", "--timeout", "2", "--json")
+        target = weak_targets.s_server_rsa1024(self)
+        result = probe(f"localhost:{target.port}", *target.probe_args, "--json")
         report = json.loads(result.stdout)
         checks = findings(report)
         # Untrusted (self-signed) and too small: two findings, each for what it is. OpenSSL
@@ -678,25 +683,24 @@ class ProbeOpenSslServer(unittest.TestCase):
         self.assertEqual(checks["certificate_key"][0], ("FAIL", "RSA key of 1024 bits: too weak"))
         # OpenSSL 3 refuses a renegotiation the client starts, by default.
         self.assertEqual(checks["client_renegotiation"][0][0], "PASS")
+        # Its DEFAULT suites include RSA key exchange (AES256-GCM-SHA384 and others), and
+        # OpenSSL answers every badly padded premaster as a good one (RFC 5246 §7.4.7.1):
+        # not a ROBOT oracle. The five answers are alike, each the Finished failing its MAC.
+        port = report["ports"][0]
+        self.assertIs(port["robot_vulnerable"], False, result.stdout)
+        self.assertEqual(len(port["robot_answers"]), 5)
+        self.assertEqual(set(port["robot_answers"]), {"alert bad_record_mac, then closed"})
+        self.assertEqual(checks["robot"][0][0], "PASS")
+        self.assertIn("not vulnerable to ROBOT", checks["robot"][0][1])
+        # Whatever testssl.sh rated MEDIUM or worse on this server, the probe reports.
+        assert_covers_testssl(self, report, target.name)
 
     def test_weak_dh_weak_curve_and_client_renegotiation(self):
         # A 1024-bit DH group (RFC 5114's, made at once), secp192r1 beside secp384r1, and
         # client-initiated renegotiation allowed: LOGJAM-weak DHE fails, the curve warns,
         # the renegotiation warns (a denial of service for one client to drive).
-        work = tempfile.mkdtemp(prefix="smtpsd-probe-dh1024-")
-        self.addCleanup(shutil.rmtree, work, ignore_errors=True)
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                        f"{work}/key.pem", "-out", f"{work}/cert.pem", "-days", "30", "-subj",
-                        "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                       check=True, capture_output=True)
-        subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt",
-                        "dh_rfc5114:1", "-out", f"{work}/dh.pem"], check=True, capture_output=True)
-        port = start_s_server(self, ["-cert", f"{work}/cert.pem", "-key", f"{work}/key.pem",
-                                     "-cipher", "DHE-RSA-AES128-GCM-SHA256:"
-                                     "ECDHE-RSA-AES256-GCM-SHA384:@SECLEVEL=0",
-                                     "-dhparam", f"{work}/dh.pem",
-                                     "-groups", "secp384r1:secp192r1", "-client_renegotiation"])
-        result = probe(f"localhost:{port}", "--timeout", "2", "--json")
+        target = weak_targets.s_server_dh1024(self)
+        result = probe(f"localhost:{target.port}", *target.probe_args, "--json")
         report = json.loads(result.stdout)
         checks = findings(report)
         ports = report["ports"][0]
@@ -721,6 +725,7 @@ class ProbeOpenSslServer(unittest.TestCase):
         self.assertEqual(finding_of(report, "named_groups")["fix"], "")
         self.assertIs(ports["heartbleed_vulnerable"], False)
         self.assertIs(ports["ccs_injection_vulnerable"], False)
+        assert_covers_testssl(self, report, target.name)
 
 
 if __name__ == "__main__":

@@ -14,29 +14,14 @@ The test CA and the "localhost" certificate are smtpsd's development PKI
 
 import json
 import os
-import subprocess
 import unittest
 
 from harness import ServerTestCase
 from postfix import POSTFIX, Postfix
-from test_probe import findings, probe
+from test_probe import finding_of, findings, probe
+from testssl_fixtures import assert_covers_testssl
 import needs
-
-
-def expiring_certificate(tls_dir, days):
-    """A new ECDSA key and certificate for localhost, signed by the test CA, valid `days`."""
-    key, csr, pem, extensions = (os.path.join(tls_dir, name) for name in
-                                 ("short.key", "short.csr", "short.pem", "short.ext"))
-    with open(extensions, "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")
-    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
-                    "-subj", "/CN=localhost", "-out", csr], check=True, capture_output=True)
-    subprocess.run(["openssl", "x509", "-req", "-days", str(days), "-in", csr,
-                    "-CA", os.path.join(tls_dir, "ca.pem"),
-                    "-CAkey", os.path.join(tls_dir, "ca.key"), "-CAcreateserial",
-                    "-extfile", extensions, "-out", pem], check=True, capture_output=True)
-    return pem, key
+import weak_targets
 
 
 @needs.condition(lambda: os.access(POSTFIX, os.X_OK) and os.geteuid() == 0,
@@ -89,13 +74,8 @@ class ProbePostfix(ServerTestCase):
                                          for e in port["extensions_before_tls"]))
 
     def test_weak_postfix_fails_on_each_weakness(self):
-        tls, ca = self.pki()
-        cert, key = expiring_certificate(tls, 5)
-        postfix = self.start_postfix(cert=cert, key=key, submission=True,
-                                     protocols=">=TLSv1", legacy_tls=True,
-                                     auth_before_tls=True,
-                                     main_cf_extra=["tls_preempt_cipherlist = no"])
-        result = probe(f"localhost:{postfix.ports['submission']}", "--cafile", ca, "--json")
+        target = weak_targets.weak_postfix(self)
+        result = probe(f"localhost:{target.port}", *target.probe_args, "--json")
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         report = json.loads(result.stdout)
         self.assertEqual(report["verdict"], "FAIL")
@@ -111,10 +91,13 @@ class ProbePostfix(ServerTestCase):
         self.assertEqual(port["auth_before_tls"], ["PLAIN", "LOGIN"])
         self.assertEqual(checks["auth_before_tls"][0][0], "FAIL")
         self.assertIn("before TLS", checks["auth_before_tls"][0][1])
-        # The client's order decides the suite (tls_preempt_cipherlist = no); downgrade
-        # protection is there all the same (OpenSSL honours TLS_FALLBACK_SCSV).
-        self.assertEqual(checks["cipher_order"][0][0], "INFO")
+        # The client's order decides the suite (tls_preempt_cipherlist = no), among weak
+        # ones (TLS 1.0, CBC, no forward secrecy): LOW. Downgrade protection is there all the
+        # same (OpenSSL honours TLS_FALLBACK_SCSV).
+        self.assertEqual(checks["cipher_order"][0][0], "WARN")
+        self.assertEqual(finding_of(report, "cipher_order")["level"], "LOW")
         self.assertIn("follows the client's order", checks["cipher_order"][0][1])
+        self.assertIn("accepts weak suites", checks["cipher_order"][0][1])
         self.assertEqual(checks["tls_fallback_scsv"][0][0], "PASS")
         # The certificate expires in 5 days.
         self.assertEqual(port["certificate"]["days_left"], 5)
@@ -124,8 +107,10 @@ class ProbePostfix(ServerTestCase):
         self.assertEqual(checks["certificate_chain"][0][0], "PASS")
         self.assertEqual(checks["certificate_name"][0][0], "PASS")
         self.assertIs(port["starttls_injection_vulnerable"], False)
+        # Whatever testssl.sh rated MEDIUM or worse on this server, the probe reports.
+        assert_covers_testssl(self, report, target.name)
 
-        text = probe(f"localhost:{postfix.ports['submission']}", "--cafile", ca)
+        text = probe(f"localhost:{target.port}", *target.probe_args)
         self.assertEqual(text.returncode, 2, text.stdout + text.stderr)
         self.assertIn("FAIL TLS 1.0 accepted", text.stdout)
         self.assertIn("FAIL AUTH PLAIN LOGIN offered before TLS", text.stdout)
@@ -136,13 +121,8 @@ class ProbePostfix(ServerTestCase):
         # TLS 1.2 with nothing but NULL suites (no encryption at all): a probe limited to what
         # the local OpenSSL can offer saw "TLS 1.2 refused" and passed this server. The
         # hand-built ClientHello offers every registry code and finds each NULL suite.
-        tls, ca = self.pki()
-        postfix = self.start_postfix(cert=os.path.join(tls, "server-ecdsa.pem"),
-                                     key=os.path.join(tls, "server-ecdsa.key"), submission=True,
-                                     protocols=">=TLSv1.2, <=TLSv1.2",
-                                     main_cf_extra=["tls_medium_cipherlist = eNULL:@SECLEVEL=0",
-                                                    "tls_high_cipherlist = eNULL:@SECLEVEL=0"])
-        result = probe(f"localhost:{postfix.ports['submission']}", "--cafile", ca, "--json")
+        target = weak_targets.null_only_postfix(self)
+        result = probe(f"localhost:{target.port}", *target.probe_args, "--json")
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         report = json.loads(result.stdout)
         self.assertEqual(report["verdict"], "FAIL")
@@ -157,6 +137,7 @@ class ProbePostfix(ServerTestCase):
         self.assertTrue(all("NULL encryption" in text for _, text in checks["cipher"]),
                         checks["cipher"])
         self.assertEqual(checks["tls_SSLv3"][0][0], "PASS")
+        assert_covers_testssl(self, report, target.name)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@
 #include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -163,7 +164,8 @@ constexpr CheckGuide kGuides[] = {
      "disable TLS compression (OpenSSL 1.1.0 and later never compress)"},
     {"tls_fallback_scsv", "fallback_SCSV", "update the TLS library (OpenSSL 1.0.1j and later)"},
     {"cipher_order", "cipher_order",
-     "smtpsd picks by its own order; Postfix: tls_preempt_cipherlist = yes"},
+     "pick the suite by the server's order (smtpsd does; Postfix: tls_preempt_cipherlist = "
+     "yes), or offer only strong suites"},
     {"secure_renegotiation", "secure_renego", "update the TLS library (RFC 5746)"},
     {"named_groups", "PFS_ECDHE_curves", ""},
     {"weak_group", "PFS_ECDHE_curves",
@@ -174,6 +176,9 @@ constexpr CheckGuide kGuides[] = {
      "smtpd_tls_dh1024_param_file"},
     {"heartbleed", "heartbleed", "update OpenSSL (1.0.1g or later), then replace the key"},
     {"ccs_injection", "CCS", "update OpenSSL (1.0.1h or later)"},
+    {"robot", "ROBOT",
+     "disable RSA key exchange (smtpsd never offers it; Postfix: smtpd_tls_exclude_ciphers = "
+     "kRSA, or tls_high_cipherlist without kRSA suites), then update the TLS library"},
     {"client_renegotiation", "secure_client_renego",
      "refuse client-initiated renegotiation: OpenSSL 3 does by default (SSL_OP_NO_RENEGOTIATION)"},
     {"certificate_expiry", "cert_expirationStatus",
@@ -251,7 +256,8 @@ struct CertificateReport {
   std::string key_type;  // "RSA", "EC", "ED25519"
   int key_bits = 0;
   std::string signature_algorithm;
-  std::optional<int> days_left;
+  std::optional<int> days_left;           // rounded
+  std::optional<long long> seconds_left;  // exact: thresholds are compared with it
   bool expired = false;
   std::optional<bool> name_matches;
   std::optional<bool> chain_verified;
@@ -309,6 +315,10 @@ struct PortReport {
   std::string heartbleed_detail;
   std::optional<bool> ccs_injection;
   std::string ccs_detail;
+  std::optional<bool> robot;
+  std::string robot_detail;
+  bool robot_strong = false;               // the malformed paddings are told apart
+  std::vector<std::string> robot_answers;  // the server's reaction to each query, in order
   std::optional<bool> ssl2;
   std::string ssl2_detail;
   std::string ssl2_key_sha256;  // the key of the certificate in the SSL 2.0 SERVER-HELLO
@@ -413,6 +423,8 @@ class Connection {
   const std::string& buffered() const { return buffer_; }
   // The peer closed the connection (a read saw its end), as opposed to a timeout.
   bool closed() const { return closed_; }
+  // The end was a TCP reset (ECONNRESET), not an orderly close.
+  bool reset() const { return reset_; }
 
   // Waits for the socket; false on timeout (the deadline, or limit when sooner).
   bool wait(tls::Status wanted, std::optional<Clock::time_point> limit = std::nullopt) {
@@ -456,6 +468,7 @@ class Connection {
         continue;
       }
       closed_ = true;
+      reset_ = got < 0 && errno == ECONNRESET;
       return false;
     }
   }
@@ -550,6 +563,7 @@ class Connection {
   tls::Stream stream_;
   std::string buffer_;
   bool closed_ = false;
+  bool reset_ = false;
 };
 
 struct ContextDeleter {
@@ -656,6 +670,7 @@ class Prober {
     third.push_back({"named_groups and dh_size", [&] { check_groups_tls13(report); }});
     third.push_back({"heartbleed", [&] { check_heartbleed(report); }});
     third.push_back({"ccs_injection", [&] { check_ccs_injection(report); }});
+    third.push_back({"robot", [&] { check_robot(report); }});
     third.push_back({"client_renegotiation", [&] { check_client_renegotiation(report); }});
     std::size_t threads = static_cast<std::size_t>(options_.parallel);
     bool injection_cut = false;
@@ -697,7 +712,7 @@ class Prober {
       // The checks judge() already reports as "not tested: detail" get the cut as detail.
       for (std::string* detail :
            {&report.ssl2_detail, &report.groups_tls12_detail, &report.groups_tls13_detail,
-            &report.dh_detail, &report.heartbleed_detail, &report.ccs_detail,
+            &report.dh_detail, &report.heartbleed_detail, &report.ccs_detail, &report.robot_detail,
             &report.renegotiation_detail}) {
         if (detail->empty()) *detail = report.not_run_reason;
       }
@@ -705,7 +720,7 @@ class Prober {
     judge(report);
     for (const auto& name : report.not_run) {
       if (name == "tls_SSLv2" || name == "named_groups and dh_size" || name == "heartbleed" ||
-          name == "ccs_injection" || name == "client_renegotiation") {
+          name == "ccs_injection" || name == "robot" || name == "client_renegotiation") {
         continue;
       }
       add(report, Level::kInfo, name, name + " not tested: " + report.not_run_reason);
@@ -1179,6 +1194,7 @@ class Prober {
       long long total = days * 86400LL + seconds;
       report.expired = total < 0;
       report.days_left = static_cast<int>((total + (total < 0 ? -43200 : 43200)) / 86400);
+      report.seconds_left = total;
     }
     // RFC 6125 §6: DNS-ID match (wildcard only as the whole left-most label).
     const bool ip_literal = base::parse_ip(options_.name).has_value();
@@ -1629,6 +1645,191 @@ class Prober {
                             : "no answer to an early ChangeCipherSpec";
   }
 
+  // ROBOT (Return Of Bleichenbacher's Oracle Threat, 2017; CVE-2017-13099 and others):
+  // with RSA key exchange the client encrypts the premaster secret to the server's RSA key
+  // with PKCS#1 v1.5 padding; a server that reacts differently to blocks whose padding is
+  // wrong in different ways lets an attacker decrypt a recorded session or sign with the
+  // key, query by query. Tested only by comparing: five fixed ClientKeyExchange messages
+  // (tls::robot_blocks: well formed, wrong first bytes, misplaced separator, no separator,
+  // wrong premaster version), each on its own connection and followed by ChangeCipherSpec
+  // and a garbage Finished; the reactions (alert, close, reset, silence) compared. Nothing
+  // adaptive, nothing decrypted: when they differ, the same five once more, and the server
+  // is vulnerable only when both rounds agree (a difference that does not repeat is noise:
+  // not tested). At most ten connections, all within the budget.
+  void check_robot(PortReport& report) {
+    const VersionResult* legacy = nullptr;
+    std::vector<std::uint16_t> suites;
+    for (auto it = report.versions.rbegin(); it != report.versions.rend() && !legacy; ++it) {
+      if (it->name == "TLSv1.3" || !it->accepted) continue;
+      suites = suites_named(*it, {"TLS_RSA_WITH_"});
+      if (!suites.empty()) legacy = &*it;
+    }
+    if (legacy == nullptr) {
+      report.robot = false;
+      report.robot_detail = "no RSA key exchange suite (TLS_RSA_WITH_*) accepted";
+      return;
+    }
+    tls::HelloOptions hello;
+    hello.version = version_code(legacy->name);
+    hello.ciphers = suites;
+    hello.server_name = options_.name;
+    std::string certificate;  // the leaf of the first flight: every query encrypts to it
+    std::vector<std::string> encrypted;
+    // One query: its reaction, or nullopt (robot_detail says why) when none could be seen.
+    auto query = [&](std::size_t block) -> std::optional<std::string> {
+      tls::ServerFlight flight;
+      std::string error;
+      auto connection = raw_flight(report, hello, flight, error);
+      if (!connection || flight.kind != tls::ServerFlight::Kind::kDone) {
+        report.robot_detail =
+            connection ? "the handshake with RSA key exchange was refused" : error;
+        return std::nullopt;
+      }
+      if (std::find(suites.begin(), suites.end(), flight.hello.cipher) == suites.end()) {
+        report.robot_detail = "the server chose a suite that was not offered";
+        return std::nullopt;
+      }
+      if (encrypted.empty()) {
+        certificate = flight.certificate;
+        encrypted = robot_ciphertexts(certificate, hello.version, report.robot_detail);
+        if (encrypted.empty()) return std::nullopt;
+      } else if (flight.certificate != certificate) {
+        report.robot_detail = "the server changed its certificate between connections";
+        return std::nullopt;
+      }
+      if (!connection->write(
+              tls::robot_key_exchange_flight(flight.hello.version, encrypted[block]))) {
+        report.robot_detail = "connection closed before the ClientKeyExchange";
+        return std::nullopt;
+      }
+      return reaction(*connection, flight.consumed);
+    };
+    constexpr const char* kQueries[] = {"well-formed padding", "wrong first bytes",
+                                        "misplaced separator", "no separator",
+                                        "wrong premaster version"};
+    auto round = [&](std::vector<std::string>& answers) {
+      answers.clear();
+      for (std::size_t block = 0; block < std::size(kQueries); ++block) {
+        auto answer = query(block);
+        if (!answer) return false;
+        answers.push_back(std::move(*answer));
+      }
+      return true;
+    };
+    std::vector<std::string> first;
+    if (!round(first)) return;
+    report.robot_answers = first;
+    auto all_alike = [](const std::vector<std::string>& answers, std::size_t from, std::size_t to) {
+      return std::all_of(answers.begin() + static_cast<std::ptrdiff_t>(from),
+                         answers.begin() + static_cast<std::ptrdiff_t>(to),
+                         [&](const std::string& answer) { return answer == answers[from]; });
+    };
+    if (all_alike(first, 0, first.size())) {
+      report.robot = false;
+      report.robot_detail = "the " + std::to_string(first.size()) +
+                            " key exchanges, well and badly padded, all got the same answer (" +
+                            first.front() + ")";
+      return;
+    }
+    std::vector<std::string> second;
+    if (!round(second)) return;
+    if (second != first) {
+      report.robot_answers = {};
+      report.robot_detail =
+          "the answers to the same key exchanges changed from one round to the next (no "
+          "oracle that repeats)";
+      return;
+    }
+    report.robot = true;
+    report.robot_strong = !all_alike(first, tls::kRobotWrongFirstBytes, tls::kRobotNoSeparator + 1);
+    std::vector<std::string> told;
+    for (std::size_t block = 0; block < first.size(); ++block)
+      told.push_back(std::string(kQueries[block]) + ": " + first[block]);
+    report.robot_detail =
+        std::string(report.robot_strong ? "wrong paddings are told apart (a strong oracle)"
+                                        : "well-formed paddings stand out (a weak oracle)") +
+        " in RSA key exchange (" + join(told, "; ") + ")";
+  }
+
+  // The blocks of tls::robot_blocks encrypted with the RSA key of a certificate (DER), raw
+  // (RSAEP, RFC 8017 §5.1.1: the block is its own padding); none, and why, when it holds no
+  // RSA key or the key cannot take them.
+  static std::vector<std::string> robot_ciphertexts(const std::string& der, std::uint16_t version,
+                                                    std::string& error) {
+    const auto* bytes = reinterpret_cast<const unsigned char*>(der.data());
+    std::unique_ptr<X509, decltype(&X509_free)> certificate(
+        d2i_X509(nullptr, &bytes, static_cast<long>(der.size())), &X509_free);
+    EVP_PKEY* key = certificate ? X509_get0_pubkey(certificate.get()) : nullptr;
+    ERR_clear_error();
+    if (key == nullptr || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
+      error = certificate ? "the certificate served with RSA key exchange holds no RSA key"
+                          : "no readable certificate came with RSA key exchange";
+      return {};
+    }
+    const int size = EVP_PKEY_get_size(key);
+    const std::vector<std::string> blocks =
+        tls::robot_blocks(static_cast<std::size_t>(std::max(size, 0)), version);
+    std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> context(
+        EVP_PKEY_CTX_new(key, nullptr), &EVP_PKEY_CTX_free);
+    std::vector<std::string> encrypted;
+    if (!blocks.empty() && context && EVP_PKEY_encrypt_init(context.get()) > 0 &&
+        EVP_PKEY_CTX_set_rsa_padding(context.get(), RSA_NO_PADDING) > 0) {
+      for (const std::string& block : blocks) {
+        std::string out(static_cast<std::size_t>(size), '\0');
+        std::size_t length = out.size();
+        if (EVP_PKEY_encrypt(context.get(), reinterpret_cast<unsigned char*>(out.data()), &length,
+                             reinterpret_cast<const unsigned char*>(block.data()),
+                             block.size()) <= 0)
+          break;
+        out.resize(length);
+        encrypted.push_back(std::move(out));
+      }
+    }
+    ERR_clear_error();
+    if (encrypted.size() != blocks.size() || blocks.empty()) {
+      error = "the server's RSA key (" + std::to_string(size * 8) +
+              " bits) cannot encrypt the test blocks";
+      return {};
+    }
+    return encrypted;
+  }
+
+  // What the server does after a key exchange: its first record (an alert, or another
+  // record), then whether it closes the connection, resets it or leaves it open; or only
+  // the close, the reset or the silence. Bounded in time (a silent server is an answer
+  // too: some vulnerable ones time out on bad padding) and in bytes.
+  std::string reaction(Connection& connection, std::size_t consumed) {
+    const auto limit = Clock::now() + std::chrono::seconds(std::min(options_.timeout_seconds, 3));
+    auto end = [&](Connection::Read read) -> std::string {
+      if (read == Connection::Read::kClosed) return connection.reset() ? "reset" : "closed";
+      if (read == Connection::Read::kTooLong) return "records without end";
+      return "no answer";
+    };
+    tls::NextRecord next;
+    const Connection::Read read = connection.read_until(
+        consumed + kAnswerBound,
+        [&](std::string_view bytes) {
+          next = tls::read_next_record(bytes.substr(consumed));
+          return next.kind != tls::NextRecord::Kind::kIncomplete;
+        },
+        limit);
+    if (read != Connection::Read::kParsed) return end(read);
+    std::string first;
+    switch (next.kind) {
+      case tls::NextRecord::Kind::kAlert:
+        first = alert_text(next.alert_description);
+        break;
+      case tls::NextRecord::Kind::kMalformed:
+        return "an answer that is not TLS";
+      default:
+        first = "a record of type " + std::to_string(next.content_type);
+        break;
+    }
+    const Connection::Read after = connection.read_until(
+        connection.buffered().size() + kAnswerBound, [](std::string_view) { return false; }, limit);
+    return first + ", then " + (after == Connection::Read::kTimeout ? "left open" : end(after));
+  }
+
   // SSL 2.0: a CLIENT-HELLO; a SERVER-HELLO back means the port speaks it (RFC 6176
   // forbids it), and DROWN (CVE-2016-0800) then reaches every server that shares the key.
   void check_ssl2(PortReport& report) {
@@ -1763,6 +1964,10 @@ class Prober {
         return "alert insufficient_security";
       case 47:
         return "alert illegal_parameter";
+      case 50:
+        return "alert decode_error";
+      case 51:
+        return "alert decrypt_error";
       case 80:
         return "alert internal_error";
       default:
@@ -1911,7 +2116,9 @@ class Prober {
                 " hello)");
       }
     }
+    std::optional<std::size_t> client_order;  // the cipher_order finding, when it follows
     if (report.server_order) {
+      if (!*report.server_order) client_order = report.findings.size();
       add(report, Level::kInfo, "cipher_order",
           *report.server_order
               ? report.order_version + ": the server chooses the suite by its own order"
@@ -1927,6 +2134,24 @@ class Prober {
               : "no secure renegotiation (RFC 5746): renegotiation could be spliced");
     }
     judge_key_exchange(report);
+    // Following the client's order is a weakness (LOW) only when there is something weak to
+    // choose: a suite, a version or a key exchange judged LOW or worse. Among AEAD suites
+    // with forward secrecy the client's choice harms nothing (testssl.sh rates any server
+    // without an order of its own HIGH).
+    if (client_order) {
+      const bool weak_offer =
+          std::any_of(report.findings.begin(), report.findings.end(), [](const Finding& finding) {
+            return finding.level >= Level::kLow &&
+                   (finding.check == "cipher" || finding.check == "dh_size" ||
+                    finding.check == "weak_group" || finding.check == "tls_SSLv3" ||
+                    finding.check == "tls_TLSv1" || finding.check == "tls_TLSv1.1");
+          });
+      if (weak_offer) {
+        Finding& order = report.findings[*client_order];
+        order = make_finding(Level::kLow, order.check,
+                             order.text + "; and it accepts weak suites, versions or groups");
+      }
+    }
     judge_vulnerabilities(report);
     if (!modern && report.not_run.empty()) {
       add(report, Level::kHigh, "tls_modern", "neither TLS 1.2 nor TLS 1.3 is accepted");
@@ -2024,6 +2249,11 @@ class Prober {
             Level::kCritical);
     verdict(report.ccs_injection, "ccs_injection", "CCS injection (CVE-2014-0224)",
             report.ccs_detail, Level::kCritical);
+    // A strong oracle (the bad paddings told apart: few queries decrypt or sign) is
+    // CRITICAL; a weak one (only well-formed blocks stand out) HIGH: stricter than
+    // testssl.sh's MEDIUM for it, as the fix is the same and costs nothing.
+    verdict(report.robot, "robot", "ROBOT (Bleichenbacher's oracle on RSA key exchange)",
+            report.robot_detail, report.robot_strong ? Level::kCritical : Level::kHigh);
     if (!report.client_renegotiation) {
       add(report, Level::kInfo, "client_renegotiation",
           "client-initiated renegotiation not tested: " + report.renegotiation_detail);
@@ -2050,6 +2280,12 @@ class Prober {
       } else if (days < 14) {
         add(report, Level::kMedium, "certificate_expiry",
             prefix + "certificate expires in " + std::to_string(days) + " days: renew it now");
+      } else if (c.seconds_left && *c.seconds_left < 30 * 86400LL) {
+        // ACME clients renew 30 days or more before the end: a certificate this close has
+        // missed its renewal (testssl.sh: HIGH under 30 days, MEDIUM under 60).
+        add(report, Level::kLow, "certificate_expiry",
+            prefix + "certificate expires in " + std::to_string(days) +
+                " days (under 30): its renewal is overdue");
       } else {
         add(report, Level::kOk, "certificate_expiry",
             prefix + "certificate valid for " + std::to_string(days) + " more days");
@@ -2250,6 +2486,8 @@ void print_port_json(std::ostream& out, const PortReport& report) {
       << ",\"sslv2_accepted\":" << json_optional(report.ssl2)
       << ",\"heartbleed_vulnerable\":" << json_optional(report.heartbleed)
       << ",\"ccs_injection_vulnerable\":" << json_optional(report.ccs_injection)
+      << ",\"robot_vulnerable\":" << json_optional(report.robot)
+      << ",\"robot_answers\":" << json_list(report.robot_answers)
       << ",\"client_renegotiation_accepted\":" << json_optional(report.client_renegotiation)
       << ",\"not_tested\":" << json_list(report.not_run)
       << ",\"not_tested_reason\":" << base::json_string(report.not_run_reason)

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace tls {
 namespace {
@@ -144,6 +145,23 @@ std::string message(unsigned type, const std::string& body) {
   return out + body;
 }
 
+// A Certificate message's body (RFC 5246 §7.4.2): the list's length, then each
+// certificate with its own.
+std::string certificate_list(const std::vector<std::string>& certificates) {
+  std::string list;
+  for (const std::string& certificate : certificates) {
+    list.push_back(static_cast<char>(certificate.size() >> 16));
+    list.push_back(static_cast<char>((certificate.size() >> 8) & 0xFF));
+    list.push_back(static_cast<char>(certificate.size() & 0xFF));
+    list += certificate;
+  }
+  std::string body;
+  body.push_back(static_cast<char>(list.size() >> 16));
+  body.push_back(static_cast<char>((list.size() >> 8) & 0xFF));
+  body.push_back(static_cast<char>(list.size() & 0xFF));
+  return body + list;
+}
+
 // ServerKeyExchange bodies: DHE (p, g, Ys, then a signature) and ECDHE (named curve).
 std::string dhe_parameters(std::size_t prime_bytes, unsigned char top) {
   std::string p(prime_bytes, '\xff');
@@ -197,13 +215,15 @@ TEST(ClientHelloTest, Tls13HelloAsksForAHelloRetryWithTheGroupsGiven) {
 }
 
 TEST(ClientHelloTest, ReadsTheWholeFlightAndItsKeyExchange) {
-  const std::string flight_bytes = server_hello(0x0303, 0x009E) + message(11, "certs") +
+  const std::string flight_bytes = server_hello(0x0303, 0x009E) +
+                                   message(11, certificate_list({"leaf", "ca"})) +
                                    message(12, dhe_parameters(128, 0x80)) + message(14, "");
   // In one record, and split at every byte across two: kIncomplete until the end.
   const std::string one = record(22, flight_bytes);
   const ServerFlight flight = read_flight(one + "after");
   ASSERT_EQ(flight.kind, ServerFlight::Kind::kDone);
   EXPECT_EQ(flight.hello.cipher, 0x009E);
+  EXPECT_EQ(flight.certificate, "leaf");  // the leaf only, as sent (ROBOT encrypts to it)
   EXPECT_EQ(flight.consumed, one.size());
   const KeyExchange dh = read_key_exchange(flight.key_exchange, false);
   ASSERT_TRUE(dh.valid);
@@ -229,7 +249,27 @@ TEST(ClientHelloTest, ReadsTheWholeFlightAndItsKeyExchange) {
 
   // An alert instead; a flight with a message out of place; a TLS 1.3 ServerHello ends it.
   EXPECT_EQ(read_flight(record(21, std::string("\x02\x28", 2))).kind, ServerFlight::Kind::kAlert);
-  EXPECT_EQ(read_flight(record(22, message(11, "certs"))).kind, ServerFlight::Kind::kMalformed);
+  EXPECT_EQ(read_flight(record(22, message(11, certificate_list({"leaf"})))).kind,
+            ServerFlight::Kind::kMalformed);
+  // A certificate list whose lengths do not add up; two Certificate messages; an empty list
+  // (anonymous suites) is no certificate.
+  for (const std::string& certificates :
+       {std::string("\x00\x00\x05\x00\x00\x01x", 7), std::string("\x00\x00\x04\x00\x00\x02x", 7),
+        std::string("\x00\x00\x03\x00\x00\x00", 6), std::string("\x00\x00", 2)}) {
+    EXPECT_EQ(read_flight(record(22, server_hello(0x0303, 0x009C) + message(11, certificates) +
+                                         message(14, "")))
+                  .kind,
+              ServerFlight::Kind::kMalformed);
+  }
+  EXPECT_EQ(
+      read_flight(record(22, server_hello(0x0303, 0x009C) + message(11, certificate_list({"a"})) +
+                                 message(11, certificate_list({"b"})) + message(14, "")))
+          .kind,
+      ServerFlight::Kind::kMalformed);
+  const ServerFlight anonymous = read_flight(record(
+      22, server_hello(0x0303, 0x0034) + message(11, certificate_list({})) + message(14, "")));
+  EXPECT_EQ(anonymous.kind, ServerFlight::Kind::kDone);
+  EXPECT_EQ(anonymous.certificate, "");
   EXPECT_EQ(read_flight(record(22, server_hello(0x0303, 0x009E) + message(2, "x"))).kind,
             ServerFlight::Kind::kMalformed);
   EXPECT_EQ(read_flight(record(22, server_hello(0x0303, 0x009E) + message(14, "") + "x")).kind,
@@ -261,6 +301,42 @@ TEST(ClientHelloTest, HeartbeatAndChangeCipherSpecRecordsAndWhatComesBack) {
       read_next_record(record(24, std::string("\x01\x40\x00", 3) + std::string(64, 'm'))).kind,
       NextRecord::Kind::kOther);
   EXPECT_EQ(read_next_record(record(24, "")).kind, NextRecord::Kind::kMalformed);
+}
+
+TEST(ClientHelloTest, RobotBlocksDifferOnlyWhereTheirPaddingIsWrong) {
+  const std::vector<std::string> blocks = robot_blocks(256, 0x0303);
+  ASSERT_EQ(blocks.size(), 5u);
+  for (const std::string& block : blocks)
+    EXPECT_EQ(block.size(), 256u);
+  // Where the first 0x00 after the first two bytes is: the separator (RFC 8017 §7.2.1 step 3).
+  auto separator = [](const std::string& block) { return block.find('\0', 2); };
+  const std::string& correct = blocks[kRobotCorrect];
+  EXPECT_EQ(correct.substr(0, 2), std::string("\x00\x02", 2));
+  EXPECT_EQ(separator(correct), 256u - 49);            // 48 bytes of premaster after it
+  EXPECT_GE(separator(correct), 10u);                  // at least 8 bytes of padding
+  EXPECT_EQ(correct.substr(256 - 48, 2), "\x03\x03");  // the premaster's client_version
+  EXPECT_EQ(blocks[kRobotWrongFirstBytes].substr(0, 2), "\x41\x17");
+  EXPECT_EQ(blocks[kRobotWrongFirstBytes].substr(2), correct.substr(2));
+  EXPECT_EQ(separator(blocks[kRobotMisplacedSeparator]), 256u - 49 - 8);
+  EXPECT_EQ(separator(blocks[kRobotNoSeparator]), std::string::npos);
+  EXPECT_EQ(blocks[kRobotWrongVersion].substr(0, 256 - 48), correct.substr(0, 256 - 48));
+  EXPECT_EQ(blocks[kRobotWrongVersion].substr(256 - 48, 2), "\x02\x02");
+  EXPECT_EQ(blocks[kRobotWrongVersion].substr(256 - 46), correct.substr(256 - 46));
+  EXPECT_EQ(robot_blocks(128, 0x0301)[kRobotCorrect].substr(128 - 48, 2), "\x03\x01");
+  EXPECT_TRUE(robot_blocks(60, 0x0303).empty());  // no room for padding and premaster
+
+  // ClientKeyExchange with its length (none in SSL 3.0), ChangeCipherSpec, a garbage Finished.
+  const std::string flight = robot_key_exchange_flight(0x0303, "ENC");
+  EXPECT_EQ(flight.substr(0, 14), std::string("\x16\x03\x03\x00\x09\x10\x00\x00\x05\x00\x03"
+                                              "ENC",
+                                              14));
+  EXPECT_EQ(flight.substr(14, 6), change_cipher_spec(0x0303));
+  EXPECT_EQ(flight.substr(20, 5), std::string("\x16\x03\x03\x00\x30", 5));
+  EXPECT_EQ(flight.size(), 25u + 48);
+  EXPECT_EQ(robot_key_exchange_flight(kSsl3, "ENC").substr(0, 12),
+            std::string("\x16\x03\x00\x00\x07\x10\x00\x00\x03"
+                        "ENC",
+                        12));
 }
 
 TEST(ClientHelloTest, Ssl2ClientHelloAndServerHello) {
