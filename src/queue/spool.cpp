@@ -81,6 +81,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <set>
 #include <utility>
@@ -1158,31 +1159,42 @@ base::Expected<base::Ok, SpoolError> Spool::recover(std::uint64_t segment_size) 
   std::vector<SpoolLog::Live> live;
   std::set<std::string> removed;
   bool created = false;
-  auto log = SpoolLog::open(dir_ + "/log", queue_dir_fd_, segment_size, live, removed, created);
-  if (!log) return base::unexpected(log.error());
-  log_ = std::move(*log);
   const std::string queue = dir_ + "/queue";
-  std::vector<std::string> files = read_directory(queue);
-  if (created) {
-    // An older smtpsd's spool: its queue/ files were fsynced one by one; they enter the log.
+  const std::string log_dir = dir_ + "/log";
+  struct stat log_status {};
+  if (::lstat(log_dir.c_str(), &log_status) != 0 && errno == ENOENT) {
+    // An older smtpsd's spool: its queue/ files were fsynced one by one; they enter a new
+    // log, built under log.new/ and renamed into place once synced, so that a crash during
+    // the import leaves no log that lacks them (log.new/ is built again at the next start).
+    const std::string staging = dir_ + "/log.new";
+    std::error_code ignored;
+    std::filesystem::remove_all(staging, ignored);
+    auto log = SpoolLog::open(staging, queue_dir_fd_, segment_size, live, removed, created);
+    if (!log) return base::unexpected(log.error());
     std::uint64_t imported = 0;
-    for (const std::string& id : files) {
+    for (const std::string& id : read_directory(queue)) {
       if (!is_valid_id(id)) continue;
       int fd = ::openat(queue_dir_fd_, id.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0) return fail_with("open", queue + "/" + id, errno);
       struct stat status {};
       auto logged =
           ::fstat(fd, &status) == 0
-              ? log_->append_message(id, {}, fd, static_cast<std::uint64_t>(status.st_size))
+              ? (*log)->append_message(id, {}, fd, static_cast<std::uint64_t>(status.st_size))
               : fail_with("stat", queue + "/" + id, errno);
       ::close(fd);
       if (!logged) return base::unexpected(logged.error());
       ++imported;
     }
-    if (auto synced = sync_log(); !synced) return synced;
+    if (auto synced = (*log)->sync((*log)->last_ticket()); !synced) return synced;
+    log->reset();
+    if (::rename(staging.c_str(), log_dir.c_str()) != 0) return fail_with("rename", staging, errno);
+    if (::fsync(lock_fd_) != 0) return fail_with("fsync", dir_, errno);
     if (imported > 0) obs::Log("spool_log_imported").kv("messages", imported);
-    return base::Ok{};
   }
+  auto log = SpoolLog::open(log_dir, queue_dir_fd_, segment_size, live, removed, created);
+  if (!log) return base::unexpected(log.error());
+  log_ = std::move(*log);
+  std::vector<std::string> files = read_directory(queue);
   std::uint64_t restored = 0;
   for (const SpoolLog::Live& message : live) {
     int fd = ::openat(queue_dir_fd_, message.id.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);

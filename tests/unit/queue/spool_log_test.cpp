@@ -3,7 +3,12 @@
 // compaction.
 #include "queue/spool_log.h"
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <filesystem>
 #include <fstream>
@@ -182,6 +187,39 @@ TEST_F(SpoolLogTest, ASpoolWithoutALogHasItsQueueEnteredIntoANewLog) {
   fs::remove(dir_ + "/queue/" + id);
   reopen();
   EXPECT_EQ(queued(id), image);
+}
+
+TEST_F(SpoolLogTest, AnImportCutShortLeavesNoLogThatLacksTheQueue) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i)
+    ids.push_back(commit("Subject: before the upgrade\r\n\r\n" + std::string(3000, 'q') + "\r\n"));
+  std::sort(ids.begin(), ids.end());
+  const std::string image = queued(ids[2]);
+  spool_.reset();
+  fs::remove_all(dir_ + "/log");
+  // The first start after the upgrade fails in the middle of the import (here: files may
+  // not grow past 5000 octets, so the second message does not fit in the log).
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    rlimit limit{5000, 5000};
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) ::_exit(100);
+    ::_exit(Spool::open(dir_) ? 1 : 0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "the import should have failed";
+  reopen();
+  std::vector<std::string> listed = spool_->list();
+  std::sort(listed.begin(), listed.end());
+  EXPECT_EQ(listed, ids);
+  EXPECT_FALSE(fs::exists(dir_ + "/orphaned"));
+  EXPECT_FALSE(fs::exists(dir_ + "/log.new"));
+  spool_.reset();
+  fs::remove(dir_ + "/queue/" + ids[2]);
+  reopen();
+  EXPECT_EQ(queued(ids[2]), image);
 }
 
 TEST_F(SpoolLogTest, SegmentsGoWhenTheirMessagesAreDoneAndALongDeferredOneMovesForward) {
