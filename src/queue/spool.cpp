@@ -1162,7 +1162,12 @@ base::Expected<base::Ok, SpoolError> Spool::recover(std::uint64_t segment_size) 
   const std::string queue = dir_ + "/queue";
   const std::string log_dir = dir_ + "/log";
   struct stat log_status {};
+  std::vector<std::string> legacy;
   if (::lstat(log_dir.c_str(), &log_status) != 0 && errno == ENOENT) {
+    legacy = read_directory(queue);
+    std::erase_if(legacy, [](const std::string& id) { return !is_valid_id(id); });
+  }
+  if (!legacy.empty()) {
     // An older smtpsd's spool: its queue/ files were fsynced one by one; they enter a new
     // log, built under log.new/ and renamed into place once synced, so that a crash during
     // the import leaves no log that lacks them (log.new/ is built again at the next start).
@@ -1172,8 +1177,7 @@ base::Expected<base::Ok, SpoolError> Spool::recover(std::uint64_t segment_size) 
     auto log = SpoolLog::open(staging, queue_dir_fd_, segment_size, live, removed, created);
     if (!log) return base::unexpected(log.error());
     std::uint64_t imported = 0;
-    for (const std::string& id : read_directory(queue)) {
-      if (!is_valid_id(id)) continue;
+    for (const std::string& id : legacy) {
       int fd = ::openat(queue_dir_fd_, id.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0) return fail_with("open", queue + "/" + id, errno);
       struct stat status {};
@@ -1189,7 +1193,7 @@ base::Expected<base::Ok, SpoolError> Spool::recover(std::uint64_t segment_size) 
     log->reset();
     if (::rename(staging.c_str(), log_dir.c_str()) != 0) return fail_with("rename", staging, errno);
     if (::fsync(lock_fd_) != 0) return fail_with("fsync", dir_, errno);
-    if (imported > 0) obs::Log("spool_log_imported").kv("messages", imported);
+    obs::Log("spool_log_imported").kv("messages", imported);
   }
   auto log = SpoolLog::open(log_dir, queue_dir_fd_, segment_size, live, removed, created);
   if (!log) return base::unexpected(log.error());
