@@ -30,13 +30,6 @@ SpoolError log_error(std::string_view what, const std::string& path, int error_n
                     /*transient=*/true, error_number};
 }
 
-bool valid_id(std::string_view id) {
-  if (id.empty() || id.size() > 64) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-  });
-}
-
 std::uint32_t crc_update(std::uint32_t crc, std::string_view bytes) {
   while (!bytes.empty()) {
     const auto piece = static_cast<uInt>(std::min<std::size_t>(bytes.size(), 1U << 30));
@@ -191,7 +184,7 @@ std::vector<LogRecord> parse_log_records(std::string_view segment, std::uint64_t
       record.id = line.substr(2, second - 2);
       length_text = line.substr(second + 1, third - second - 1);
       crc_text = line.substr(third + 1);
-      ok = valid_id(record.id) && !length_text.empty() && length_text.size() <= 13 &&
+      ok = Spool::is_valid_id(record.id) && !length_text.empty() && length_text.size() <= 13 &&
            (length_text.size() == 1 || length_text[0] != '0') && crc_text.size() == 8;
     }
     if (ok) {
@@ -415,20 +408,14 @@ void SpoolLog::close_newest_if_idle_locked() {
 
 base::Expected<base::Ok, SpoolError> SpoolLog::write_record_locked(char kind, std::string_view id,
                                                                    std::string_view image, int fd,
-                                                                   std::uint64_t size) {
+                                                                   std::uint64_t size,
+                                                                   std::uint32_t crc) {
   if (broken_ || segments_.back().size >= segment_size_) {
     if (auto started = start_segment_locked(/*compact=*/true); !started) return started;
   }
   if (auto opened = open_newest_locked(); !opened) return opened;
   Segment& segment = segments_.back();
   const std::uint64_t length = fd >= 0 ? size : image.size();
-  std::uint32_t crc = crc_update(0, line_prefix(kind, id, length));
-  if (fd >= 0) {
-    if (!crc_of_file(fd, 0, size, crc))
-      return base::unexpected(log_error("read", "message " + std::string(id), errno));
-  } else {
-    crc = crc_update(crc, image);
-  }
   const std::string line = format_log_record_line(kind, id, length, crc);
   bool ok;
   if (fd >= 0) {
@@ -461,14 +448,22 @@ base::Expected<base::Ok, SpoolError> SpoolLog::write_record_locked(char kind, st
 base::Expected<std::uint64_t, SpoolError> SpoolLog::append_message(std::string_view id,
                                                                    std::string_view image, int fd,
                                                                    std::uint64_t size) {
+  // The CRC before the lock: for a large message it reads the whole file back, and the
+  // other committers need not wait for that.
+  const std::uint64_t length = fd >= 0 ? size : image.size();
+  std::uint32_t crc = crc_update(0, line_prefix('M', id, length));
+  if (fd < 0) {
+    crc = crc_update(crc, image);
+  } else if (!crc_of_file(fd, 0, size, crc)) {
+    return base::unexpected(log_error("read", "message " + std::string(id), errno));
+  }
   std::lock_guard lock(mutex_);
-  if (auto written = write_record_locked('M', id, image, fd, size); !written) {
+  if (auto written = write_record_locked('M', id, image, fd, size, crc); !written) {
     return base::unexpected(written.error());
   }
   Segment& segment = segments_.back();
   forget_locked(id);  // an id is committed once; a stale entry would count twice
   segment.live += 1;
-  const std::uint64_t length = fd >= 0 ? size : image.size();
   segment.live_bytes += length;
   where_[std::string(id)] = {segment.sequence, length};
   return ++appends_;
@@ -539,7 +534,7 @@ void SpoolLog::append_done(std::string_view id) {
   std::lock_guard lock(mutex_);
   if (where_.find(id) == where_.end()) return;  // not committed through the log
   // Best effort: a D record lost (write error, power cut) only makes the message come back.
-  (void)write_record_locked('D', id, {}, -1, 0);
+  (void)write_record_locked('D', id, {}, -1, 0, log_record_crc('D', id, 0, {}));
   forget_locked(id);
   reclaim_locked();
   close_newest_if_idle_locked();

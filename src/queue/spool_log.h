@@ -140,9 +140,10 @@ class SpoolLog {
   void close_newest_if_idle_locked();
   bool failed_locked(std::uint64_t ticket) const;
   void sync_failed_locked(std::uint64_t covered);
+  // crc: log_record_crc of the record (computed by the caller, outside the lock).
   base::Expected<base::Ok, SpoolError> write_record_locked(char kind, std::string_view id,
                                                            std::string_view image, int fd,
-                                                           std::uint64_t size);
+                                                           std::uint64_t size, std::uint32_t crc);
   void forget_locked(std::string_view id);
   void compact_locked();
   void reclaim_locked();
