@@ -58,8 +58,12 @@ class PowerLoss(ServerTestCase):
         print(f"\nbounce: {outcome.report(limit=2)}")
         self.assertTrue(outcome.failures, "no duplicate DSN any more: the server was fixed; "
                         "make this test assert outcome.failures == []")
-        dsn_commit = [end for end, _start, what in recording.replay.syncs
-                      if what.startswith("fdatasync spool/log/")][-1]
+        # The DSN's record in the commit log: from its append on (not its sync: a kill -9
+        # keeps what was appended), recovery can find it beside the bounced message.
+        records = sorted(seq for node in recording.replay.nodes for seq, kind, *rest in node.ops
+                         if kind == "W" and bytes(rest[1]).startswith(b"M ")
+                         and b"\nsmtpsd-spool " in bytes(rest[1]))
+        dsn_commit = records[1]  # the bounced message's record, then its DSN's
         for what, problems, _kept in outcome.failures:
             self.assertEqual({kind for kind, _text in problems}, {"duplicate"}, problems)
             self.assertTrue(all("2 failure DSNs" in text for _kind, text in problems), problems)
