@@ -82,8 +82,8 @@ class ProbePostfix(ServerTestCase):
         port = report["ports"][0]
         checks = findings(report)
         # TLS 1.0 (and 1.1, which Postfix allows with ">=TLSv1") is accepted.
-        self.assertTrue(port["versions"]["TLSv1"]["accepted"])
-        self.assertTrue(port["versions"]["TLSv1.1"]["accepted"])
+        self.assertTrue(port["versions"]["TLSv1"]["accepted"], port["versions"]["TLSv1"])
+        self.assertTrue(port["versions"]["TLSv1.1"]["accepted"], port["versions"]["TLSv1.1"])
         self.assertEqual(checks["tls_TLSv1"][0][0], "FAIL")
         self.assertIn("TLS 1.0 accepted", checks["tls_TLSv1"][0][1])
         self.assertEqual(checks["tls_TLSv1.1"][0][0], "FAIL")

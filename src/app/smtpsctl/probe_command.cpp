@@ -1990,6 +1990,9 @@ class Prober {
     const std::size_t offered = hello.ciphers.size();
     for (std::size_t round = 0; round <= offered && !hello.ciphers.empty(); ++round) {
       auto answer = raw_hello(report, hello, error);
+      // No answer at all to the first offer (a timeout, or a close without an alert) is not
+      // yet a refusal: a loaded server may drop one connection. The same silence twice is.
+      if (!answer && round == 0 && cut_.empty()) answer = raw_hello(report, hello, error);
       if (!answer) break;
       if (answer->kind == tls::ServerAnswer::Kind::kAlert) {
         error = alert_text(answer->alert_description);
