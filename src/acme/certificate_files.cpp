@@ -1,11 +1,13 @@
 // certificate_files.cpp — see certificate_files.h.
 #include "acme/certificate_files.h"
 
+#include <fcntl.h>
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
@@ -57,7 +59,8 @@ std::vector<CertificatePaths> certificate_paths(const std::string& acme_dir) {
   std::vector<CertificatePaths> out;
   for (KeyType type : {KeyType::kEcdsaP256, KeyType::kRsa2048}) {
     const std::string stem = acme_dir + "/" + std::string(to_string(type));
-    out.push_back(CertificatePaths{type, stem + ".key", stem + ".crt"});
+    out.push_back(CertificatePaths{type, stem + ".key", stem + ".crt", stem + ".next.key",
+                                   stem + ".next.crt"});
   }
   return out;
 }
@@ -106,7 +109,22 @@ base::Expected<base::Ok, std::string> write_key(const std::string& path, EVP_PKE
   return base::write_file_atomically(path, pem, 0600);
 }
 
-std::string spki_sha256_hex(EVP_PKEY* key) {
+base::Expected<base::Ok, std::string> rename_durably(const std::string& from,
+                                                     const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0)
+    return base::unexpected("cannot rename " + from + " to " + to + ": " + std::strerror(errno));
+  const std::size_t slash = to.rfind('/');
+  const std::string directory = slash == std::string::npos ? "." : to.substr(0, slash);
+  const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return base::unexpected(directory + ": " + std::strerror(errno));
+  const bool synced = ::fsync(fd) == 0;
+  const int saved = errno;
+  ::close(fd);
+  if (!synced) return base::unexpected("fsync " + directory + ": " + std::strerror(saved));
+  return base::Ok{};
+}
+
+std::string spki_sha256(EVP_PKEY* key) {
   unsigned char* der = nullptr;
   const int size = i2d_PUBKEY(key, &der);
   if (size <= 0) return {};
@@ -114,11 +132,15 @@ std::string spki_sha256_hex(EVP_PKEY* key) {
   unsigned int digest_size = 0;
   EVP_Digest(der, static_cast<std::size_t>(size), digest, &digest_size, EVP_sha256(), nullptr);
   OPENSSL_free(der);
+  return std::string(reinterpret_cast<const char*>(digest), digest_size);
+}
+
+std::string spki_sha256_hex(EVP_PKEY* key) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  for (unsigned int i = 0; i < digest_size; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
+  for (unsigned char octet : spki_sha256(key)) {
+    out += kHex[octet >> 4];
+    out += kHex[octet & 15];
   }
   return out;
 }

@@ -29,6 +29,10 @@ struct CertificatePaths {
   KeyType type;
   std::string key;    // <dir>/<type>.key
   std::string chain;  // <dir>/<type>.crt
+  // A key rollover (renewal.h): the staged next key, and its certificate between the two
+  // renames that put the pair in service.
+  std::string next_key;    // <dir>/<type>.next.key
+  std::string next_chain;  // <dir>/<type>.next.crt
 };
 // Both key types, ECDSA first (as the server serves them today).
 std::vector<CertificatePaths> certificate_paths(const std::string& acme_dir);
@@ -42,7 +46,12 @@ base::Expected<tls::KeyPtr, std::string> load_or_create_key(const std::string& p
 base::Expected<tls::KeyPtr, std::string> make_key(KeyType type);
 // Writes key to path (PEM, 0600), replacing what is there, atomically.
 base::Expected<base::Ok, std::string> write_key(const std::string& path, EVP_PKEY* key);
-// The data of a DANE "3 1 1" record for the key: SHA-256 of its SubjectPublicKeyInfo, hex.
+// rename(2) from over to, then an fsync of their directory (both in one directory).
+base::Expected<base::Ok, std::string> rename_durably(const std::string& from,
+                                                     const std::string& to);
+// The data of a DANE "3 1 1" record for the key: SHA-256 of its SubjectPublicKeyInfo, raw
+// octets, and in hex.
+std::string spki_sha256(EVP_PKEY* key);
 std::string spki_sha256_hex(EVP_PKEY* key);
 
 // A DER CSR for names (the first one as CN, all as dNSName SANs), signed by key.

@@ -66,6 +66,18 @@ bool exists(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0;
 }
 
+// Puts a rolled-over pair in service: the chain beside the current pair, the key renamed over
+// the current key, the chain over the current chain (prepare_files ends a switch cut between
+// the two renames).
+base::Expected<base::Ok, std::string> switch_pair(const CertificatePaths& paths,
+                                                  const std::string& chain) {
+  auto written = base::write_file_atomically(paths.next_chain, chain, 0644);
+  if (!written) return written;
+  written = rename_durably(paths.next_key, paths.key);
+  if (!written) return written;
+  return rename_durably(paths.next_chain, paths.chain);
+}
+
 }  // namespace
 
 base::Expected<base::Ok, std::string> prepare_files(const std::string& acme_dir,
@@ -91,6 +103,16 @@ base::Expected<base::Ok, std::string> prepare_files(const std::string& acme_dir,
   for (const CertificatePaths& paths : certificate_paths(acme_dir)) {
     auto key = load_or_create_key(paths.key, paths.type);
     if (!key) return base::unexpected(key.error());
+    // A key rollover stopped between its renames: the key is in place, its chain beside.
+    if (exists(paths.next_chain)) {
+      auto next = read_file(paths.next_chain);
+      if (next && inspect_chain(next.value(), key->get())) {
+        auto renamed = rename_durably(paths.next_chain, paths.chain);
+        if (!renamed) return base::unexpected(renamed.error());
+      } else {
+        ::unlink(paths.next_chain.c_str());  // written before the key moved: ordered again
+      }
+    }
     if (exists(paths.chain)) {
       // A chain that does not belong to the key (edited by hand, or the key replaced) would
       // stop the server: a placeholder instead, and the renewal makes a real one.
@@ -140,6 +162,7 @@ Renewer::Renewer(RenewalOptions options, std::shared_ptr<dns::Resolver> resolver
   const std::int64_t now = now_ms();
   for (const CertificatePaths& paths : certificate_paths(options_.acme_dir)) {
     keys_.push_back(KeyState{paths});
+    keys_.back().rollover_staged = exists(paths.next_key);  // a rollover under way goes on
     schedule(keys_.back(), now);
     update_metrics(keys_.back());
   }
@@ -180,6 +203,132 @@ void Renewer::revoke_now(std::optional<KeyType> type, int reason) {
   wake_.notify_all();
 }
 
+void Renewer::rollover_now(std::optional<KeyType> type, bool force) {
+  {
+    std::lock_guard lock(mutex_);
+    for (KeyState& state : keys_) {
+      if (type && state.paths.type != *type) continue;
+      state.rollover_asked = true;
+      state.rollover_force = state.rollover_force || force;
+      state.rollover_check_ms = 0;
+    }
+  }
+  wake_.notify_all();
+}
+
+bool Renewer::rollover_due(const KeyState& state, std::int64_t now) const {
+  return state.rollover_asked || state.rollover_force ||
+         (state.rollover_staged && state.rollover_check_ms <= now);
+}
+
+void Renewer::roll(KeyState& state, Client& client, const AccountKey& account) {
+  const std::string key_name(to_string(state.paths.type));
+  bool force = false;
+  {
+    std::lock_guard lock(mutex_);
+    force = state.rollover_force;
+    state.rollover_asked = false;
+  }
+  auto next = exists(state.paths.next_key)
+                  ? load_or_create_key(state.paths.next_key, state.paths.type)
+                  : base::Expected<tls::KeyPtr, std::string>(base::unexpected(std::string()));
+  if (!next && next.error().empty()) {
+    // Staged now: the record to publish beside the current one.
+    next = make_key(state.paths.type);
+    base::Expected<base::Ok, std::string> written =
+        next ? write_key(state.paths.next_key, next->get())
+             : base::Expected<base::Ok, std::string>(base::unexpected(next.error()));
+    if (!written) next = base::unexpected(written.error());
+    if (next) {
+      obs::Log("acme_key_staged", obs::Level::kWarning)
+          .kv("key", key_name)
+          .kv("tlsa", "3 1 1 " + spki_sha256_hex(next->get()))
+          .kv("file", state.paths.next_key)
+          .kv("action", force ? "the key changes now (forced)"
+                              : "publish this TLSA record beside the current one (smtpsctl dane "
+                                "tlsa --next); the key changes once the DNS shows it");
+    }
+  }
+  if (!next) {
+    obs::Log("acme_failed", obs::Level::kError)
+        .kv("key", key_name)
+        .kv("step", "next_key")
+        .kv("error", next.error());
+    std::lock_guard lock(mutex_);
+    state.rollover_force = false;
+    state.rollover_staged = exists(state.paths.next_key);
+    state.rollover_status = "failed: " + next.error();
+    state.rollover_check_ms = saturating_add(now_ms(), options_.retry_min.count());
+    return;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    state.rollover_staged = true;
+  }
+  const std::int64_t recheck = std::min<std::int64_t>(options_.retry_min.count(), 300'000);
+  std::string switch_reason = "forced";
+  if (!force) {
+    TlsaVisibility seen;
+    if (!resolver_ || !options_.authoritative) {
+      seen.detail = "no resolver to ask the DNS with";
+    } else {
+      seen = check_tlsa_visible(*resolver_, options_.authoritative, options_.names,
+                                spki_sha256(next->get()), std::chrono::milliseconds(5000));
+    }
+    const std::int64_t now = now_ms();
+    std::unique_lock lock(mutex_);
+    if (seen.state == TlsaVisibility::State::kNotYet) {
+      if (state.rollover_status != "waiting: " + seen.detail) {
+        obs::Log("acme_key_rollover")
+            .kv("key", key_name)
+            .kv("step", "waiting")
+            .kv("detail", seen.detail);
+      }
+      state.rollover_status = "waiting: " + seen.detail;
+      state.rollover_switch_ms = 0;
+      state.rollover_check_ms = saturating_add(now, recheck);
+      return;
+    }
+    if (seen.state == TlsaVisibility::State::kVisible) {
+      if (state.rollover_switch_ms == 0) {
+        // RFC 7671 §8.1: caches may hold the RRset without the new record for a TTL; twice
+        // that, and every validating client has seen "current + next".
+        state.rollover_switch_ms = saturating_add(now, ms_of(seen.ttl.count()) * 2);
+        state.rollover_status =
+            "visible; the key changes at " + when(state.rollover_switch_ms / 1000);
+        obs::Log("acme_key_rollover")
+            .kv("key", key_name)
+            .kv("step", "visible")
+            .kv("ttl", static_cast<std::int64_t>(seen.ttl.count()))
+            .kv("switch_at", when(state.rollover_switch_ms / 1000));
+      }
+      if (now < state.rollover_switch_ms) {
+        state.rollover_check_ms = std::min(saturating_add(now, recheck), state.rollover_switch_ms);
+        return;
+      }
+      switch_reason = "the record has been visible for twice its TTL";
+    } else {
+      switch_reason = "no name has a DNSSEC-signed TLSA record";
+    }
+  }
+  obs::Log("acme_key_rollover")
+      .kv("key", key_name)
+      .kv("step", "switching")
+      .kv("reason", switch_reason);
+  attempt(state, client, account, true);
+  std::lock_guard lock(mutex_);
+  if (exists(state.paths.next_key)) {
+    // The order failed: tried again with the renewal's backoff; the current pair serves.
+    state.rollover_check_ms = state.due_ms;
+    state.rollover_status = "switch failed; retry at " + when(state.due_ms / 1000);
+  } else {
+    state.rollover_staged = false;
+    state.rollover_force = false;
+    state.rollover_switch_ms = 0;
+    state.rollover_status.clear();
+  }
+}
+
 void Renewer::revoke(KeyState& state, Client& client) {
   const std::string key_name(to_string(state.paths.type));
   int reason = 0;
@@ -213,10 +362,14 @@ void Renewer::revoke(KeyState& state, Client& client) {
       .kv("reason", reason);
   // The key may be what was compromised: a new one, served with a placeholder until the new
   // certificate is written (a restart meanwhile orders it at once, with the new key).
-  auto key = make_key(state.paths.type);
+  // A staged next key is used (its TLSA record may be published already).
+  const bool staged = exists(state.paths.next_key);
+  auto key = staged ? load_or_create_key(state.paths.next_key, state.paths.type)
+                    : make_key(state.paths.type);
   base::Expected<base::Ok, std::string> written =
-      key ? write_key(state.paths.key, key->get())
-          : base::Expected<base::Ok, std::string>(base::unexpected(key.error()));
+      !key     ? base::Expected<base::Ok, std::string>(base::unexpected(key.error()))
+      : staged ? rename_durably(state.paths.next_key, state.paths.key)
+               : write_key(state.paths.key, key->get());
   if (written) written = write_placeholder(state.paths.chain, key->get(), options_.names);
   if (!written) return fail("key", written.error());
   obs::Log("acme_key_replaced", obs::Level::kWarning)
@@ -226,6 +379,10 @@ void Renewer::revoke(KeyState& state, Client& client) {
           "the key changed: a published TLSA 3 1 1 record for it must change to this one "
           "(smtpsctl dane tlsa)");
   std::lock_guard lock(mutex_);
+  state.rollover_staged = false;
+  state.rollover_force = false;
+  state.rollover_switch_ms = 0;
+  state.rollover_status.clear();
   state.last_result = "revoked at " + when(base::unix_now()) + ", new key";
   state.due_ms = now_ms();
   state.failures = 0;
@@ -258,12 +415,16 @@ void Renewer::update_metrics(const KeyState& state) const {
       .set((info->not_after - base::unix_now()) / 86400);
 }
 
-void Renewer::attempt(KeyState& state, Client& client, const AccountKey& account) {
+void Renewer::attempt(KeyState& state, Client& client, const AccountKey& account, bool next_key) {
   (void)account;
   const std::string key_name(to_string(state.paths.type));
-  obs::Log("acme_order").kv("key", key_name).kv("names", joined(options_.names));
+  obs::Log("acme_order")
+      .kv("key", key_name)
+      .kv("names", joined(options_.names))
+      .kv("key_file", next_key ? state.paths.next_key : state.paths.key);
   base::Expected<std::string, Failure> chain = base::unexpected(Failure{"key", ""});
-  auto key = load_or_create_key(state.paths.key, state.paths.type);
+  auto key =
+      load_or_create_key(next_key ? state.paths.next_key : state.paths.key, state.paths.type);
   if (!key) {
     chain = base::unexpected(Failure{"key", key.error()});
   } else if (auto csr = make_csr(key->get(), options_.names); !csr) {
@@ -288,10 +449,20 @@ void Renewer::attempt(KeyState& state, Client& client, const AccountKey& account
       chain = base::unexpected(Failure{"certificate", "its names (" + joined(info->dns_names) +
                                                           ") are not the names ordered (" +
                                                           joined(options_.names) + ")"});
-    } else if (auto written = base::write_file_atomically(state.paths.chain, chain.value(), 0644);
+    } else if (auto written =
+                   next_key ? switch_pair(state.paths, chain.value())
+                            : base::write_file_atomically(state.paths.chain, chain.value(), 0644);
                !written) {
       chain = base::unexpected(Failure{"write", written.error()});
     } else {
+      if (next_key) {
+        obs::Log("acme_key_rollover", obs::Level::kWarning)
+            .kv("key", key_name)
+            .kv("step", "switched")
+            .kv("tlsa", "3 1 1 " + spki_sha256_hex(key->get()))
+            .kv("action",
+                "the new key serves: the old key's TLSA record can be removed from the DNS");
+      }
       const std::int64_t now = base::unix_now();
       obs::Log("acme_renewed")
           .kv("key", key_name)
@@ -383,7 +554,8 @@ void Renewer::run() {
     forced_ = false;
     std::vector<KeyState*> due;
     for (KeyState& state : keys_)
-      if (forced || state.due_ms <= now || state.revoke_reason) due.push_back(&state);
+      if (forced || state.due_ms <= now || state.revoke_reason || rollover_due(state, now))
+        due.push_back(&state);
     if (!due.empty()) {
       lock.unlock();
       // One conversation per round: the account is looked up once, authorizations are
@@ -400,6 +572,17 @@ void Renewer::run() {
           std::lock_guard guard(mutex_);
           if (state->due_ms > now_ms()) continue;  // the revocation failed: nothing changed
         }
+        bool rolling = false;
+        {
+          std::lock_guard guard(mutex_);
+          rolling = !revoking && rollover_due(*state, now_ms());
+        }
+        if (rolling) {
+          roll(*state, client, account);
+          std::lock_guard guard(mutex_);
+          if (!state->rollover_staged) continue;              // switched: a new certificate
+          if (!forced && state->due_ms > now_ms()) continue;  // no renewal due besides
+        }
         attempt(*state, client, account);
       }
       lock.lock();
@@ -408,14 +591,17 @@ void Renewer::run() {
     std::int64_t next = keys_.front().due_ms;
     for (const KeyState& state : keys_)
       next = std::min(next, state.due_ms);
-    for (const KeyState& state : keys_)
+    for (const KeyState& state : keys_) {
       if (state.renewal_info_next_ms > 0) next = std::min(next, state.renewal_info_next_ms);
+      if (state.rollover_staged) next = std::min(next, state.rollover_check_ms);
+    }
     // Wake at the next due time or window question, or hourly for the days-left gauge.
     const std::int64_t wait = std::clamp<std::int64_t>(saturating_add(next, -now), 1, 3'600'000);
     wake_.wait_for(lock, std::chrono::milliseconds(wait), [this] {
       return stopping_ || forced_ ||
-             std::any_of(keys_.begin(), keys_.end(),
-                         [](const KeyState& state) { return state.revoke_reason.has_value(); });
+             std::any_of(keys_.begin(), keys_.end(), [](const KeyState& state) {
+               return state.revoke_reason.has_value() || state.rollover_asked;
+             });
     });
     if (!stopping_) {
       for (const KeyState& state : keys_)
@@ -508,6 +694,16 @@ std::string Renewer::status() const {
     if (state.window)
       out += " ari_window=" + when(state.window->start) + ".." + when(state.window->end);
     if (!state.last_result.empty()) out += " last=\"" + state.last_result + "\"";
+    if (state.rollover_staged || state.rollover_asked) {
+      out += " next_key=";
+      if (auto next = exists(state.paths.next_key)
+                          ? load_or_create_key(state.paths.next_key, state.paths.type)
+                          : base::Expected<tls::KeyPtr, std::string>(base::unexpected("")))
+        out += "\"3 1 1 " + spki_sha256_hex(next->get()) + "\"";
+      else
+        out += "staging";
+      if (!state.rollover_status.empty()) out += " rollover=\"" + state.rollover_status + "\"";
+    }
     out += "\n";
   }
   return out;

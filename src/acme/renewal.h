@@ -22,7 +22,19 @@
 // acme_revoked (key, serial, reason), acme_revoke_failed (key, step, error), acme_key_replaced
 // (key, tlsa),
 // acme_renewal_info (key, window_start, window_end, renew_at), acme_renewal_info_failed,
-// acme_renewed (key, not_after, days_left, issuer), acme_failed (key, step, error, retry_in).
+// acme_renewed (key, not_after, days_left, issuer), acme_failed (key, step, error, retry_in),
+// acme_key_staged (key, tlsa), acme_key_rollover (key, step=waiting|visible|switching|switched).
+//
+// A key change that keeps DANE working (RFC 7671 §8.1): "smtpsctl cert rollover" stages a next
+// key (<type>.next.key, 0600) and logs its TLSA record, to be published beside the current one
+// (smtpsctl dane tlsa --next). The thread then asks the DNS (dane_rollover.h) every retry_min
+// (at most 5 minutes): once every authoritative server and our validating resolver show the
+// record, it waits twice the RRset's TTL (caches that hold the old RRset let it go), then
+// orders a certificate for the next key and puts the pair in service: the chain is written as
+// <type>.next.crt, the key renamed over <type>.key, the chain over <type>.crt (prepare_files
+// finishes the last rename after a crash between the two). When no name has a DNSSEC-signed
+// TLSA RRset, the key changes at the next round; with force, at once. A revocation uses the
+// staged key when there is one (its record may already be published).
 // Metrics: smtpsd_acme_certificate_days_left{key}, smtpsd_acme_renewals_total{key,result}.
 #pragma once
 
@@ -39,6 +51,7 @@
 
 #include "acme/certificate_files.h"
 #include "acme/client.h"
+#include "acme/dane_rollover.h"
 #include "base/expected.h"
 #include "dns/resolver.h"
 
@@ -55,6 +68,9 @@ struct RenewalOptions {
   std::chrono::milliseconds retry_max{6 * 3'600'000};
   // The CA's transport; null: HTTPS with libcurl (CurlTransport). Tests give a scripted CA.
   std::shared_ptr<HttpTransport> transport = nullptr;
+  // A key rollover asks each authoritative nameserver through these (dane_rollover.h); null:
+  // it cannot, and waits for force.
+  AuthoritativeResolvers authoritative = nullptr;
 };
 
 // Start-up, before the certificates are read: the directory (0700), the account key and
@@ -87,6 +103,9 @@ class Renewer {
   // certificate comes, in the same round), and the log says the TLSA "3 1 1" record must
   // change (acme_key_replaced, with the new record's data).
   void revoke_now(std::optional<KeyType> type, int reason);
+  // "smtpsctl cert rollover": stages a next key for the type (both when none) when none is
+  // staged, and changes to it as described above; force: without waiting for the DNS.
+  void rollover_now(std::optional<KeyType> type, bool force);
   // What "smtpsctl cert status" prints: per key, the certificate on disk and the schedule.
   std::string status() const;
 
@@ -102,10 +121,22 @@ class Renewer {
     std::int64_t renewal_info_next_ms = 0;
     std::optional<RenewalWindow> window = std::nullopt;
     std::optional<int> revoke_reason = std::nullopt;  // a revocation asked for
+    // A key rollover: asked for (stage a key), forced, when the DNS is asked next, since when
+    // the record has been visible (0: not), and what the last check said.
+    bool rollover_asked = false;
+    bool rollover_force = false;
+    bool rollover_staged = false;  // <type>.next.key exists
+    std::int64_t rollover_check_ms = 0;
+    std::int64_t rollover_switch_ms = 0;
+    std::string rollover_status = {};
   };
   void run();
   void schedule(KeyState& state, std::int64_t now_ms) const;  // from the chain on disk
-  void attempt(KeyState& state, Client& client, const AccountKey& account);
+  // next_key: order for the staged key and put it in service with its certificate.
+  void attempt(KeyState& state, Client& client, const AccountKey& account, bool next_key = false);
+  // The rollover's step for one key: stage, ask the DNS, switch (see rollover_now).
+  void roll(KeyState& state, Client& client, const AccountKey& account);
+  bool rollover_due(const KeyState& state, std::int64_t now) const;
   // Revokes the certificate in service, then replaces its key (see revoke_now).
   void revoke(KeyState& state, Client& client);
   void update_metrics(const KeyState& state) const;

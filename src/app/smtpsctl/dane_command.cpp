@@ -1,11 +1,14 @@
 // dane_command.cpp — see dane_command.h.
 #include "app/smtpsctl/dane_command.h"
 
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 
+#include "acme/certificate_files.h"
 #include "app/common/config_path.h"
 #include "app/smtpsctl/command_line.h"
 #include "base/ascii.h"
@@ -36,6 +39,10 @@ int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, st
                        std::string(kDefaultConfigPath) + ")");
   tlsa->add_option("--host", host, "The MX host name the records are for (default hostname)");
   tlsa->add_option("--port", port, "The port (default 25)")->check(CLI::Range(1, 65535));
+  bool next = false;
+  tlsa->add_flag("--next", next,
+                 "The records of the next keys a key rollover staged (smtpsctl cert rollover), "
+                 "to publish beside the current ones");
   if (auto stop = parse_command_line(cli, argv, out, err)) return *stop;
 
   auto path = existing_config_path(choose_config_path(config_file, std::getenv("SMTPSD_CONFIG")));
@@ -46,6 +53,26 @@ int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, st
   host = base::ascii_lowercase(host);
   if (!host.empty() && host.back() == '.') host.pop_back();
   const std::string name = "_" + std::to_string(port) + "._tcp." + host + ".";
+  if (next) {
+    if (!config.value().acme)
+      return dane_fail(err, path.value() + ": [acme] is off: only ACME keys roll over");
+    bool any = false;
+    for (const acme::CertificatePaths& paths :
+         acme::certificate_paths(config.value().acme->directory_on_disk)) {
+      struct stat info {};
+      if (::stat(paths.next_key.c_str(), &info) != 0) continue;
+      auto key = acme::load_or_create_key(paths.next_key, paths.type);
+      if (!key) return dane_fail(err, key.error());
+      if (!any)
+        out << "; the NEXT keys: publish beside the current records; the key changes once the "
+               "DNS shows them (RFC 7671 section 8.1)\n";
+      any = true;
+      out << name << " IN TLSA 3 1 1 " << acme::spki_sha256_hex(key->get()) << "  ; "
+          << paths.next_key << "\n";
+    }
+    if (!any) return dane_fail(err, "no next key is staged: smtpsctl cert rollover stages one");
+    return 0;
+  }
   out << "; DANE-EE(3) SPKI(1) SHA2-256(1): publish in a DNSSEC-signed zone (RFC 7672)\n";
   std::vector<std::string> seen;
   for (const tls::CertificatePair& pair : config.value().certificates) {

@@ -31,6 +31,7 @@
 //   smtpsctl tls exceptions [--config FILE | --socket PATH]
 //   smtpsctl cert status|renew [--config FILE | --socket PATH]   the [acme] certificates
 //   smtpsctl cert revoke [--key ecdsa|rsa] [--reason N] [--config FILE | --socket PATH]
+//   smtpsctl cert rollover [--key ecdsa|rsa] [--force] [--config FILE | --socket PATH]
 // The commands that talk to the running server read --config, else $SMTPSD_CONFIG, else
 // /etc/smtpsd/smtpsd.toml (app/common/config_path.h), unless --socket names the socket.
 // A user who may not use the owner-only control socket lists the queue through the
@@ -307,6 +308,20 @@ int main(int argc, char** argv) {
                      "affiliationChanged, 4 superseded, 5 cessationOfOperation")
         ->check(CLI::IsMember({0, 1, 3, 4, 5}));
   }
+  std::string rollover_key = "all";
+  bool rollover_force = false;
+  {
+    auto* command = cert_command->add_subcommand(
+        "rollover",
+        "Change the key(s) without breaking DANE: stage a next key, print its TLSA record, and "
+        "switch once the DNS has shown it for twice its TTL");
+    add_server_options(command);
+    command->add_option("--key", rollover_key, "ecdsa or rsa (default: both)")
+        ->check(CLI::IsMember({"ecdsa", "rsa"}));
+    command->add_flag("--force", rollover_force,
+                      "Switch now, without waiting for the DNS (a published TLSA record of the "
+                      "old key stops matching)");
+  }
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -398,6 +413,8 @@ int main(int argc, char** argv) {
     std::string request = "cert " + cert_command->get_subcommands().front()->get_name();
     if (cert_command->got_subcommand("revoke"))
       request += " " + revoke_key + " " + std::to_string(revoke_reason);
+    if (cert_command->got_subcommand("rollover"))
+      request += " " + rollover_key + (rollover_force ? " force" : " wait");
     auto reply = ask_server(socket_path, request);
     if (!reply) return 1;
     std::cout << reply.value();

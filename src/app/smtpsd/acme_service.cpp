@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <optional>
 
+#include "base/endpoint.h"
+#include "dns/unbound_resolver.h"
 #include "obs/log.h"
 
 namespace app {
@@ -68,6 +70,17 @@ void AcmeService::start(std::shared_ptr<dns::Resolver> resolver) {
         std::chrono::duration_cast<std::chrono::seconds>(*settings_.renew_before);
   options.retry_min = settings_.retry_wait;
   options.retry_max = settings_.retry_max_wait;
+  // A key rollover asks each authoritative nameserver directly: a resolver of its own per
+  // server (port 53, nothing cached, no validation: our resolver has validated the RRset).
+  options.authoritative = [](const std::string& ip) -> std::shared_ptr<dns::Resolver> {
+    dns::Options direct;
+    direct.mode = dns::Options::Mode::kForward;
+    direct.servers.push_back(base::HostPort{ip, 53});
+    direct.validation = dns::Options::Validation::kOff;
+    auto made = dns::create_resolver(direct);
+    if (!made) return nullptr;
+    return std::shared_ptr<dns::Resolver>(std::move(made).value());
+  };
   renewer_ = std::make_unique<acme::Renewer>(std::move(options), std::move(resolver), *publisher);
   obs::Log started("acme_started");
   started.kv("directory", settings_.directory).kv("challenge", settings_.challenge);
@@ -112,7 +125,28 @@ std::string AcmeService::handle_request(const std::vector<std::string>& words) {
            "): a new key and certificate follow; see smtpsctl cert status and the log "
            "(acme_revoked, acme_key_replaced, acme_renewed)\n";
   }
-  return "error: unknown cert command (status, renew, revoke KEY REASON)\n";
+  if (verb == "rollover" && words.size() == 3 && (words[2] == "wait" || words[2] == "force")) {
+    std::optional<acme::KeyType> type;
+    if (words[1] == "ecdsa") {
+      type = acme::KeyType::kEcdsaP256;
+    } else if (words[1] == "rsa") {
+      type = acme::KeyType::kRsa2048;
+    } else if (words[1] != "all") {
+      return "error: the key is ecdsa, rsa or all\n";
+    }
+    const bool force = words[2] == "force";
+    renewer_->rollover_now(type, force);
+    return force ? "key change started (" + words[1] +
+                       ", forced): a new key and its certificate serve once the CA answers; a "
+                       "published TLSA 3 1 1 record of the old key stops matching\n"
+                 : "key rollover started (" + words[1] +
+                       "): publish the next key's TLSA record (smtpsctl dane tlsa --next) beside "
+                       "the current one; the key changes once every authoritative nameserver "
+                       "shows it and twice its TTL has passed (smtpsctl cert status, log "
+                       "acme_key_rollover)\n";
+  }
+  return "error: unknown cert command (status, renew, revoke KEY REASON, rollover KEY "
+         "wait|force)\n";
 }
 
 }  // namespace app

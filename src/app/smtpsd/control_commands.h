@@ -12,6 +12,7 @@
 //   tls memory | tls forget DOMAIN | tls policy DOMAIN
 //   cert status | cert renew                          [acme] certificates (acme/renewal.h)
 //   cert revoke ecdsa|rsa|all REASON                  … revoked, then a new key (renewal.h)
+//   cert rollover ecdsa|rsa|all wait|force           … a staged next key (renewal.h)
 // SELECTION is "all" [--all] alone, or "to-domain=DOMAIN" [--to-domain], "from=ADDRESS"
 // [--from] ("from=<>" selects bounces) and/or "user=NAME" [--user]: a message is selected
 // when its sender is ADDRESS, one of its pending recipients is at DOMAIN and/or the user who
@@ -64,7 +65,8 @@ struct ControlContext {
   std::function<std::string(std::string_view domain)> describe_tls_policy;
   // "cert status|renew": the ACME service's answer (app/smtpsd/acme_service.h); none: [acme]
   // is off.
-  // The words after "cert": {"status"}, {"renew"}, {"revoke", "ecdsa"|"rsa"|"all", "N"}.
+  // The words after "cert": {"status"}, {"renew"}, {"revoke", "ecdsa"|"rsa"|"all", "N"},
+  // {"rollover", "ecdsa"|"rsa"|"all", "wait"|"force"}.
   std::function<std::string(const std::vector<std::string>& words)> certificates;
 };
 

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -495,3 +497,213 @@ TEST_F(RenewalTest, ARevocationReplacesTheKeyAndARefusalChangesNothing) {
 }
 
 }  // namespace
+
+namespace {
+
+// A DNS whose answers the test sets: (name, type) to an answer; anything else NXDOMAIN.
+class ScriptedDns : public dns::Resolver {
+ public:
+  explicit ScriptedDns(bool validating = true) : validating_(validating) {}
+  void set(const std::string& name, dns::Type type, dns::Answer answer) {
+    std::lock_guard lock(mutex_);
+    answers_[name + "/" + std::string(dns::to_string(type))] =
+        std::make_shared<dns::Answer>(std::move(answer));
+  }
+  void lookup(std::string_view name, dns::Type type, Callback callback) override {
+    dns::AnswerPtr answer;
+    {
+      std::lock_guard lock(mutex_);
+      asked_.push_back(std::string(name) + "/" + std::string(dns::to_string(type)));
+      auto it = answers_.find(std::string(name) + "/" + std::string(dns::to_string(type)));
+      if (it != answers_.end()) answer = it->second;
+    }
+    if (!answer) {
+      auto nx = std::make_shared<dns::Answer>();
+      nx->status = dns::Status::kNxDomain;
+      answer = nx;
+    }
+    callback(answer);
+  }
+  bool validates() const override { return validating_; }
+  std::string describe() const override { return "scripted"; }
+
+ private:
+  bool validating_;
+  std::mutex mutex_;
+  std::map<std::string, dns::AnswerPtr> answers_;
+  std::vector<std::string> asked_;
+};
+
+dns::Answer tlsa_answer(const std::vector<std::string>& digests, long ttl, bool secure = true) {
+  dns::Answer answer;
+  answer.status = dns::Status::kOk;
+  answer.secure = secure;
+  answer.ttl = std::chrono::seconds(ttl);
+  for (const std::string& digest : digests)
+    answer.tlsa.push_back(dns::TlsaRecord{3, 1, 1, digest});
+  return answer;
+}
+
+dns::Answer records(dns::Status status, std::vector<std::string> names = {},
+                    std::vector<std::string> addresses = {}) {
+  dns::Answer answer;
+  answer.status = status;
+  answer.secure = true;
+  answer.names = std::move(names);
+  answer.addresses = std::move(addresses);
+  return answer;
+}
+
+// The status line of one key once it holds text (or after 10 s).
+std::string wait_for_status(acme::Renewer& renewer, const std::string& key,
+                            const std::string& text) {
+  std::string line;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string status = renewer.status();
+    const std::size_t at = status.find("\n" + key + ": ");
+    line = at == std::string::npos ? "" : status.substr(at + 1, status.find('\n', at + 1) - at);
+    if (line.find(text) != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return line;
+}
+
+}  // namespace
+
+// smtpsctl cert rollover: a next key is staged and its record logged; the key does not change
+// while our resolver lacks the record, nor while one authoritative nameserver lacks it; once
+// every one serves it, the switch waits twice the TTL, then orders for the NEXT key (the
+// scripted CA refuses the order: the pair in service stays, the next key stays staged).
+TEST_F(RenewalTest, AKeyRolloverWaitsForEveryNameserverAndTwiceTheTtl) {
+  write_ecdsa(-10, 80);
+  const std::string key_before = acme::read_file(dir_ + "/ecdsa.key").value();
+  const std::string chain_before = acme::read_file(dir_ + "/ecdsa.crt").value();
+  const std::string current = acme::spki_sha256(key_.get());
+  const std::string owner = "_25._tcp.mx.example.org";
+  auto dns = std::make_shared<ScriptedDns>();
+  dns->set(owner, dns::Type::kTlsa, tlsa_answer({current}, 300));
+  dns->set("_tcp.mx.example.org", dns::Type::kNs, records(dns::Status::kNxDomain));
+  dns->set("mx.example.org", dns::Type::kNs, records(dns::Status::kNoData));
+  dns->set("example.org", dns::Type::kNs,
+           records(dns::Status::kOk, {"ns1.example.org", "ns2.example.org"}));
+  dns->set("ns1.example.org", dns::Type::kA, records(dns::Status::kOk, {}, {"192.0.2.1"}));
+  dns->set("ns2.example.org", dns::Type::kA, records(dns::Status::kOk, {}, {"192.0.2.2"}));
+  dns->set("ns2.example.org", dns::Type::kAaaa, records(dns::Status::kOk, {}, {"2001:db8::2"}));
+  std::map<std::string, std::shared_ptr<ScriptedDns>> servers;
+  for (const char* ip : {"192.0.2.1", "192.0.2.2", "2001:db8::2"})
+    servers[ip] = std::make_shared<ScriptedDns>(false);
+  std::mutex servers_mutex;
+  std::vector<std::string> asked_servers;
+  auto ca = std::make_shared<RevokingCa>();
+  acme::RenewalOptions o = options();
+  o.client.directory_url = "https://ca/dir";
+  o.transport = ca;
+  o.retry_min = std::chrono::milliseconds(50);
+  o.authoritative = [&](const std::string& ip) -> std::shared_ptr<dns::Resolver> {
+    std::lock_guard lock(servers_mutex);
+    asked_servers.push_back(ip);
+    return servers.at(ip);
+  };
+  ::testing::internal::CaptureStderr();
+  acme::Renewer renewer(o, dns, publisher_);
+  renewer.start();
+  renewer.rollover_now(acme::KeyType::kEcdsaP256, false);
+  std::string status = wait_for_status(renewer, "ecdsa", "not published yet");
+  EXPECT_NE(status.find("rollover=\"waiting: " + owner +
+                        " TLSA: the next key's record is not published yet (resolver)\""),
+            std::string::npos)
+      << status;
+  auto next = acme::load_or_create_key(dir_ + "/ecdsa.next.key", acme::KeyType::kEcdsaP256);
+  ASSERT_TRUE(next.has_value());
+  const std::string next_digest = acme::spki_sha256(next->get());
+  EXPECT_NE(status.find("next_key=\"3 1 1 " + acme::spki_sha256_hex(next->get()) + "\""),
+            std::string::npos)
+      << status;
+  struct stat info {};
+  ASSERT_EQ(::stat((dir_ + "/ecdsa.next.key").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
+
+  // Our resolver has it; ns1 too, ns2 (by either address) not yet.
+  dns->set(owner, dns::Type::kTlsa, tlsa_answer({current, next_digest}, 250));
+  servers["192.0.2.1"]->set(owner, dns::Type::kTlsa, tlsa_answer({current, next_digest}, 1));
+  servers["192.0.2.2"]->set(owner, dns::Type::kTlsa, tlsa_answer({current}, 1));
+  auto timeout = records(dns::Status::kTemporary);
+  timeout.detail = "timed out";
+  servers["2001:db8::2"]->set(owner, dns::Type::kTlsa, timeout);
+  status = wait_for_status(renewer, "ecdsa", "ns2.example.org");
+  EXPECT_NE(status.find("nameserver ns2.example.org (192.0.2.2) does not serve the next key's "
+                        "record yet"),
+            std::string::npos)
+      << status;
+  EXPECT_EQ(acme::read_file(dir_ + "/ecdsa.key").value(), key_before);
+
+  // ns2 serves it at one address (the other does not answer): visible; the TTL is the
+  // largest seen (our resolver's 250 s here would hold the switch four minutes: the test
+  // uses 1 s everywhere).
+  dns->set(owner, dns::Type::kTlsa, tlsa_answer({current, next_digest}, 1));
+  servers["192.0.2.2"]->set(owner, dns::Type::kTlsa, tlsa_answer({next_digest, current}, 1));
+  const auto visible = std::chrono::steady_clock::now();
+  status = wait_for_status(renewer, "ecdsa", "switch failed");
+  const auto switched = std::chrono::steady_clock::now();
+  renewer.stop();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(status.find("switch failed"), std::string::npos) << status;
+  EXPECT_NE(log.find("level=warning event=acme_key_staged key=ecdsa tlsa=\"3 1 1 " +
+                     acme::spki_sha256_hex(next->get()) + "\""),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=acme_key_rollover key=ecdsa step=visible ttl=1 switch_at="),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=acme_key_rollover key=ecdsa step=switching reason=\"the record has "
+                     "been visible for twice its TTL\""),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=acme_order key=ecdsa names=mx.example.org key_file=" + dir_ +
+                     "/ecdsa.next.key"),
+            std::string::npos)
+      << log;
+  EXPECT_GE(switched - visible, std::chrono::milliseconds(1900));
+  // The order failed: the pair in service and the staged key stay.
+  EXPECT_EQ(acme::read_file(dir_ + "/ecdsa.key").value(), key_before);
+  EXPECT_EQ(acme::read_file(dir_ + "/ecdsa.crt").value(), chain_before);
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/ecdsa.next.key"));
+  std::lock_guard lock(servers_mutex);
+  EXPECT_NE(std::find(asked_servers.begin(), asked_servers.end(), "2001:db8::2"),
+            asked_servers.end());
+}
+
+// Without a DNSSEC-signed TLSA record for the name (none at all, or an unsigned one) DANE binds
+// nothing: the key changes at the next round. A resolver that does not validate cannot tell,
+// so the change waits (for --force).
+TEST_F(RenewalTest, WithoutASignedTlsaRecordTheKeyChangesAtOnceUnlessNobodyCanTell) {
+  write_ecdsa(-10, 80);
+  const std::string owner = "_25._tcp.mx.example.org";
+  for (bool validating : {true, false}) {
+    std::filesystem::remove(dir_ + "/ecdsa.next.key");
+    auto dns = std::make_shared<ScriptedDns>(validating);
+    dns->set(owner, dns::Type::kTlsa,
+             tlsa_answer({acme::spki_sha256(key_.get())}, 300, /*secure=*/false));
+    acme::RenewalOptions o = options();
+    o.client.directory_url = "https://ca/dir";
+    o.transport = std::make_shared<RevokingCa>();
+    o.retry_min = std::chrono::milliseconds(50);
+    o.authoritative = [](const std::string&) { return nullptr; };
+    ::testing::internal::CaptureStderr();
+    acme::Renewer renewer(o, dns, publisher_);
+    renewer.start();
+    renewer.rollover_now(acme::KeyType::kEcdsaP256, false);
+    const std::string status =
+        wait_for_status(renewer, "ecdsa", validating ? "switch failed" : "does not validate");
+    renewer.stop();
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    if (validating) {
+      EXPECT_NE(log.find("step=switching reason=\"no name has a DNSSEC-signed TLSA record\""),
+                std::string::npos)
+          << log;
+    } else {
+      EXPECT_NE(status.find("the resolver does not validate DNSSEC"), std::string::npos) << status;
+      EXPECT_EQ(log.find("step=switching"), std::string::npos) << log;
+    }
+  }
+}
