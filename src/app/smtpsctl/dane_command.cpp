@@ -49,6 +49,7 @@ int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, st
   if (!path) return dane_fail(err, path.error());
   auto config = config::load_file(path.value());
   if (!config) return dane_fail(err, config.error().to_string());
+  const bool host_given = !host.empty();
   if (host.empty()) host = config.value().hostname;
   host = base::ascii_lowercase(host);
   if (!host.empty() && host.back() == '.') host.pop_back();
@@ -56,6 +57,17 @@ int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, st
   if (next) {
     if (!config.value().acme)
       return dane_fail(err, path.value() + ": [acme] is off: only ACME keys roll over");
+    // The names the rollover checks (acme/dane_rollover.h), unless --host says otherwise.
+    std::vector<std::string> owners;
+    if (host_given) {
+      owners.push_back(name);
+    } else {
+      for (std::string acme_name : config.value().acme->names) {
+        acme_name = base::ascii_lowercase(acme_name);
+        if (!acme_name.empty() && acme_name.back() == '.') acme_name.pop_back();
+        owners.push_back("_" + std::to_string(port) + "._tcp." + acme_name + ".");
+      }
+    }
     bool any = false;
     for (const acme::CertificatePaths& paths :
          acme::certificate_paths(config.value().acme->directory_on_disk)) {
@@ -67,8 +79,9 @@ int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, st
         out << "; the NEXT keys: publish beside the current records; the key changes once the "
                "DNS shows them (RFC 7671 section 8.1)\n";
       any = true;
-      out << name << " IN TLSA 3 1 1 " << acme::spki_sha256_hex(key->get()) << "  ; "
-          << paths.next_key << "\n";
+      for (const std::string& owner : owners)
+        out << owner << " IN TLSA 3 1 1 " << acme::spki_sha256_hex(key->get()) << "  ; "
+            << paths.next_key << "\n";
     }
     if (!any) return dane_fail(err, "no next key is staged: smtpsctl cert rollover stages one");
     return 0;
