@@ -293,7 +293,8 @@ class UnboundResolver final : public Resolver {
 
   void lookup(std::string_view name_text, Type type, Callback callback) override {
     std::string_view name = name_text;
-    if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+    // "." is the root (its NS: a key rollover's zone cut may be there); "a." is "a".
+    if (name.size() > 1 && name.back() == '.') name.remove_suffix(1);
     if (name.empty() || name.size() > kMaxPresentationNameLength) {
       auto answer = std::make_shared<Answer>();
       answer->status = Status::kNxDomain;

@@ -143,11 +143,24 @@ class SignedRoot(NamedProcess):
                 for record in records:
                     out.write(record + "\n")
 
+    def republish(self, records):
+        """The zone again with these records instead, signed with the same keys (the trust
+        anchor stays), served by a new named on the same address and port."""
+        self._sign(list(records) + self._delegations(), {})
+        end_process(self.process, timeout=5)
+        self.process = None
+        os.replace(os.path.join(self.dir, "named.log"), os.path.join(self.dir, "named.log.1"))
+        if not self.run_named(self._configuration(self.port),
+                              self.namespace.prefix() if self.namespace else ()):
+            raise RuntimeError(f"named did not start again; its log:\n{self.log()}")
+
     def _sign(self, records, bogus):
-        ksk = self._run("dnssec-keygen", "-q", "-K", self.dir, "-a", "ECDSAP256SHA256",
-                        "-f", "KSK", "-n", "ZONE", ".")
-        zsk = self._run("dnssec-keygen", "-q", "-K", self.dir, "-a", "ECDSAP256SHA256",
-                        "-n", "ZONE", ".")
+        if not getattr(self, "keys", None):
+            self.keys = (self._run("dnssec-keygen", "-q", "-K", self.dir, "-a",
+                                   "ECDSAP256SHA256", "-f", "KSK", "-n", "ZONE", "."),
+                         self._run("dnssec-keygen", "-q", "-K", self.dir, "-a",
+                                   "ECDSAP256SHA256", "-n", "ZONE", "."))
+        ksk, zsk = self.keys
         zone = os.path.join(self.dir, "root.zone")
         with open(zone, "w") as out:
             out.write("$TTL 300\n"

@@ -3,8 +3,10 @@ working. What an administrator sees against Pebble: the next key's TLSA record i
 from `smtpsctl dane tlsa --next`; without a DNSSEC-signed TLSA record for the name (this
 test's DNS has none) the key changes at the next round; `--force` changes it at once. Each
 time the served certificate is Pebble's, for exactly the key printed, and the other key type
-is left alone. The wait for the record at every authoritative nameserver is unit-tested
-(tests/unit/acme/renewal_test.cpp, RenewalTest.AKeyRollover*).
+is left alone. Then the wait itself, against real DNSSEC: in a network namespace of the
+test's own, a signed root zone (BIND, on a.root-servers.net's address and port 53) publishes
+the TLSA record; the key does not change until the next key's record is in it, served by the
+authoritative server and validated by smtpsd's resolver, and twice the TTL has passed.
 """
 
 import hashlib
@@ -14,8 +16,10 @@ import subprocess
 import time
 
 import needs
+import signed_zone
 from dns_server import DnsServer
 from harness import ServerTestCase
+from signed_zone import ROOT_ADDRESS, NetworkNamespace, SignedRoot
 from pebble import Pebble, free_tcp_port
 from test_acme import NAME, SMTPSCTL, issuer_of, public_key_digest, served_certificate
 
@@ -111,3 +115,53 @@ class AcmeRolloverTest(ServerTestCase):
             served = served_certificate(port, ecdsa=True)
         self.assertEqual(public_key_digest(served), digest)
         return served
+
+
+@needs.condition(lambda: os.geteuid() == 0, "root (ip netns) needed")
+@needs.condition(signed_zone.available, "BIND's named and dnssec tools needed")
+class AcmeRolloverDnssecTest(ServerTestCase):
+    def test_the_key_changes_only_after_the_signed_record_is_served_for_two_ttls(self):
+        name = "mx.roll.example"
+        owner = f"_25._tcp.{name}."
+        namespace = NetworkNamespace(addresses=[ROOT_ADDRESS])
+        self.addCleanup(namespace.close)
+        current = [f"{owner} 2 TLSA 3 1 1 {'00' * 32}", f"{name}. A 127.0.0.1"]
+        root = SignedRoot(current, listen=(ROOT_ADDRESS,), port=53, namespace=namespace)
+        self.addCleanup(root.stop)
+        # The CA is unreachable: what is seen is the decision, up to the order for the new key.
+        server = self.new_server(
+            listeners=[{"role": "submissions"}],
+            extra_toml=(f'[dns]\nservers = "{ROOT_ADDRESS}:53"\nvalidation = "yes"\n'
+                        f'trust_anchor = "{root.trust_anchor}"\n\n'
+                        f'[acme]\ndirectory = "https://127.0.0.1:1/directory"\n'
+                        f'names = ["{name}"]\nhttp_address = "127.0.0.1"\n'
+                        f'http_port = {free_tcp_port()}\nretry_wait = "200ms"\n'))
+        server.command_prefix = namespace.prefix()
+        server.start()
+        started = subprocess.run([SMTPSCTL, "cert", "rollover", "--key", "ecdsa", "--config",
+                                  server.config_path], capture_output=True, text=True, timeout=20)
+        self.assertEqual(started.returncode, 0, started.stderr)
+        staged = server.wait_log(r'event=acme_key_staged key=ecdsa '
+                                 r'tlsa="3 1 1 ([0-9a-f]{64})"').group(1)
+        server.wait_log(rf'event=acme_key_rollover key=ecdsa step=waiting '
+                        rf'detail="{re.escape(owner[:-1])} TLSA: the next key\'s record is not '
+                        rf'published yet \(resolver\)"')
+        # Published beside the current record, signed: validated, then asked at the server.
+        root.republish(current + [f"{owner} 2 TLSA 3 1 1 {staged}"])
+        published = time.monotonic()
+        visible = server.wait_log(r"event=acme_key_rollover key=ecdsa step=visible "
+                                  r"ttl=(\d+) switch_at=", timeout=30)
+        ttl = int(visible.group(1))
+        self.assertGreaterEqual(ttl, 2)
+        self.assertNotIn("step=switching", server.log())
+        server.wait_log(r'event=acme_key_rollover key=ecdsa step=switching reason="the record '
+                        r'has been visible for twice its TTL"', timeout=30)
+        waited = time.monotonic() - published
+        print(f"\nrollover: visible with ttl {ttl}, switched {waited:.1f} s after publishing")
+        self.assertGreaterEqual(waited, 2 * ttl)
+        server.wait_log(r"event=acme_order key=ecdsa names=mx\.roll\.example "
+                        r"key_file=\S+/acme/ecdsa\.next\.key")
+        # The CA did not answer: the staged key waits for the next attempt; nothing changed.
+        self.assertTrue(os.path.exists(os.path.join(self.tmp, "acme", "ecdsa.next.key")))
+        self.assertIn("BEGIN", open(os.path.join(self.tmp, "acme", "ecdsa.key")).read())
+        self.assertNotEqual(key_digest(os.path.join(self.tmp, "acme", "ecdsa.key")), staged)
