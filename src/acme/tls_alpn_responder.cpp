@@ -11,8 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "acme/http01_responder.h"
 #include "base/ascii.h"
@@ -225,39 +227,72 @@ int TlsAlpnResponder::on_server_name(SSL* ssl, int* alert, void* self) {
   return SSL_TLSEXT_ERR_OK;
 }
 
-void TlsAlpnResponder::serve(int fd) {
-  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(context_), SSL_free);
-  if (!ssl || SSL_set_fd(ssl.get(), fd) != 1) return;
-  const auto deadline = std::chrono::steady_clock::now() + kHandshakeTimeout;
-  while (!stopping_) {
-    const int done = SSL_accept(ssl.get());
-    if (done == 1) {
-      // §3: the handshake is the whole conversation.
-      SSL_shutdown(ssl.get());
-      break;
-    }
-    const int error = SSL_get_error(ssl.get(), done);
-    if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) break;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd waiting[2] = {
-        {fd, static_cast<short>(error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0},
-        {wake_fd_, POLLIN, 0}};
-    if (::poll(waiting, 2, static_cast<int>(left.count()) + 1) < 0 && errno != EINTR) break;
+namespace {
+
+// One handshake under way: its socket, its TLS state, its deadline and what it waits for.
+struct Handshake {
+  int fd;
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl;
+  std::chrono::steady_clock::time_point deadline;
+  short events = POLLIN;
+};
+
+// One step of the handshake; false when it is over (done, refused or broken).
+bool advance(Handshake& handshake) {
+  const int done = SSL_accept(handshake.ssl.get());
+  if (done == 1) {
+    // §3: the handshake is the whole conversation.
+    SSL_shutdown(handshake.ssl.get());
+    return false;
+  }
+  const int error = SSL_get_error(handshake.ssl.get(), done);
+  if (error == SSL_ERROR_WANT_READ) {
+    handshake.events = POLLIN;
+    return true;
+  }
+  if (error == SSL_ERROR_WANT_WRITE) {
+    handshake.events = POLLOUT;
+    return true;
   }
   tls::last_error_reason();  // a refused handshake leaves its reason: not ours to keep
+  return false;
 }
 
+}  // namespace
+
 void TlsAlpnResponder::run() {
+  std::vector<Handshake> open;
+  auto finish = [&](std::size_t index) {
+    ::close(open[index].fd);
+    open.erase(open.begin() + static_cast<std::ptrdiff_t>(index));
+  };
+  std::vector<pollfd> waiting;
   while (!stopping_) {
-    pollfd waiting[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    if (::poll(waiting, 2, -1) < 0) {
+    waiting.assign({{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}});
+    auto now = std::chrono::steady_clock::now();
+    int timeout = -1;
+    for (const Handshake& handshake : open) {
+      waiting.push_back({handshake.fd, handshake.events, 0});
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(handshake.deadline - now);
+      const int ms = static_cast<int>(std::max<std::int64_t>(left.count(), 0)) + 1;
+      timeout = timeout < 0 ? ms : std::min(timeout, ms);
+    }
+    if (::poll(waiting.data(), waiting.size(), timeout) < 0) {
       if (errno == EINTR) continue;
       obs::Log("acme_tls_alpn_failed", obs::Level::kError).kv("error", std::strerror(errno));
-      return;
+      break;
     }
     if (stopping_) break;
+    // Backwards, so that finishing one leaves the indexes of the others as polled.
+    now = std::chrono::steady_clock::now();
+    for (std::size_t i = open.size(); i-- > 0;) {
+      if (now >= open[i].deadline) {
+        finish(i);
+      } else if (waiting[i + 2].revents != 0 && !advance(open[i])) {
+        finish(i);
+      }
+    }
     if (waiting[0].revents == 0) continue;
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
@@ -265,9 +300,18 @@ void TlsAlpnResponder::run() {
       if (errno == EMFILE || errno == ENFILE) ::poll(nullptr, 0, 100);
       continue;
     }
-    serve(fd);
-    ::close(fd);
+    // Full: the oldest goes (a client that holds connections open cannot keep the CA out).
+    if (open.size() >= kMaxHandshakes) finish(0);
+    Handshake handshake{fd, {SSL_new(context_), SSL_free}, now + kHandshakeTimeout};
+    if (!handshake.ssl || SSL_set_fd(handshake.ssl.get(), fd) != 1) {
+      ::close(fd);
+      continue;
+    }
+    open.push_back(std::move(handshake));
+    if (!advance(open.back())) finish(open.size() - 1);
   }
+  while (!open.empty())
+    finish(open.size() - 1);
 }
 
 }  // namespace acme

@@ -9,14 +9,11 @@
 // is ever exchanged: the connection closes after the handshake (§3).
 //
 // Invariants: its own thread (never an I/O thread of the mail server); the socket is bound at
-// start-up (port 443 needs CAP_NET_BIND_SERVICE or root, before the privilege drop); one
-// connection at a time, each bounded to kHandshakeTimeout in all and 16 KiB of ClientHello
-// (OpenSSL's own bound). The certificates' key is made once per responder (P-256) and never
-// leaves memory.
-// XXX: one connection at a time: a client that holds its connection open delays the CA's
-// validation by up to kHandshakeTimeout each time; the CA retries from several vantage points
-// and the order's poll waits, so a validation is slowed, not lost. The http-01 responder's
-// poll loop would remove this if 443 is ever exposed to such clients in practice.
+// start-up (port 443 needs CAP_NET_BIND_SERVICE or root, before the privilege drop); one poll
+// loop over up to kMaxHandshakes non-blocking handshakes (the oldest closed when a new one
+// comes while full), each bounded to kHandshakeTimeout in all and 16 KiB of ClientHello
+// (OpenSSL's own bound): clients that hold connections open never delay the CA's. The
+// certificates' key is made once per responder (P-256) and never leaves memory.
 #pragma once
 
 #include <atomic>
@@ -44,6 +41,7 @@ base::Expected<tls::X509Ptr, std::string> make_tls_alpn_certificate(
 class TlsAlpnResponder : public ChallengePublisher {
  public:
   static constexpr std::chrono::milliseconds kHandshakeTimeout{2000};
+  static constexpr std::size_t kMaxHandshakes = 64;
   static constexpr const char* kProtocol = "acme-tls/1";
 
   static base::Expected<std::unique_ptr<TlsAlpnResponder>, std::string> bind(
@@ -63,7 +61,6 @@ class TlsAlpnResponder : public ChallengePublisher {
   TlsAlpnResponder(int listen_fd, int wake_fd, std::uint16_t port, tls::KeyPtr key,
                    SSL_CTX* context);
   void run();
-  void serve(int fd);
   static int on_client_hello(SSL* ssl, int* alert, void* self);
   static int on_server_name(SSL* ssl, int* alert, void* self);
 

@@ -145,3 +145,38 @@ TEST(TlsAlpnResponderTest, HandshakesOnlyForAcmeTlsAndANameUnderWay) {
 }
 
 }  // namespace
+
+namespace {
+
+// Clients that connect and say nothing: each held the old one-at-a-time responder for
+// kHandshakeTimeout (20 of them: 40 s); the CA's handshake now goes through at once. More
+// than kMaxHandshakes of them: the oldest are closed, the CA's still answered.
+TEST(TlsAlpnResponderTest, SilentConnectionsDoNotDelayTheCasHandshake) {
+  auto responder = acme::TlsAlpnResponder::bind("127.0.0.1", 0);
+  ASSERT_TRUE(responder.has_value()) << responder.error();
+  acme::TlsAlpnResponder& r = *responder.value();
+  ASSERT_TRUE(r.publish("mx.example.org", kAuthorization).has_value());
+  r.start();
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(r.port());
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::vector<int> idle;
+  for (std::size_t i = 0; i < acme::TlsAlpnResponder::kMaxHandshakes + 6; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    idle.push_back(fd);
+  }
+  const auto started = std::chrono::steady_clock::now();
+  Handshake handshake = connect(r.port(), "mx.example.org", kAcmeTls);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, acme::TlsAlpnResponder::kHandshakeTimeout);
+  EXPECT_TRUE(handshake.ok);
+  EXPECT_EQ(handshake.alpn, "acme-tls/1");
+  ASSERT_TRUE(handshake.certificate);
+  expect_challenge_certificate(handshake.certificate.get(), "mx.example.org");
+  for (int fd : idle)
+    ::close(fd);
+  r.stop();
+}
+
+}  // namespace
