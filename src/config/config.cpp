@@ -1457,7 +1457,7 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
                    {"directory", "contact", "names", "http_address", "http_port", "ca_file",
                     "renew_before", "retry_wait", "retry_max_wait", "eab_kid", "eab_hmac_key_file",
                     "challenge", "tls_alpn_address", "tls_alpn_port", "dns_hook",
-                    "dns_hook_timeout", "dns_propagation_timeout"});
+                    "dns_hook_timeout", "dns_propagation_timeout", "http_webroot"});
   AcmeSettings a;
   a.line = static_cast<long>(table->source().begin.line);
   a.directory = reader.string_at(*table, p, "directory", "", true);
@@ -1521,7 +1521,23 @@ void read_acme(const toml::table& root, Reader& reader, const std::string& base_
                   "only for challenge = \"tls-alpn-01\" (this is \"" + a.challenge + "\")");
     }
   }
-  for (const char* key : {"http_address", "http_port"}) {
+  if (table->get("http_webroot")) {
+    a.http_webroot = reader.path_at(*table, p, "http_webroot", base_dir, true);
+    std::error_code error;
+    if (a.http_webroot.empty() || a.http_webroot.front() != '/' ||
+        !std::filesystem::is_directory(a.http_webroot, error)) {
+      reader.fail(table->get("http_webroot"), p + ".http_webroot",
+                  "must be the existing directory your web server serves on port 80, not '" +
+                      a.http_webroot + "'");
+    }
+    for (const char* key : {"http_address", "http_port"}) {
+      if (table->get(key)) {
+        reader.fail(table->get(key), p + "." + key,
+                    "not with http_webroot: the web server answers on port 80, not smtpsd");
+      }
+    }
+  }
+  for (const char* key : {"http_address", "http_port", "http_webroot"}) {
     if (table->get(key) && a.challenge != "http-01") {
       reader.fail(table->get(key), p + "." + key,
                   "only for challenge = \"http-01\" (this is \"" + a.challenge + "\")");

@@ -350,11 +350,14 @@ struct ScreeningSettings {
 // <data_dir>/acme/ (ecdsa.key/.crt, rsa.key/.crt) are added to Config::certificates as the
 // set of `names`, and the daemon keeps them renewed.
 struct AcmeSettings {
-  std::string directory;              // the CA's directory URL (https://…)
-  std::string contact;                // e-mail address given to the CA; "" none
-  std::vector<std::string> names;     // default: [server] hostname
-  std::string http_address;           // the http-01 responder's address; "" every address
-  std::uint16_t http_port = 80;       // … and port (RFC 8555 §8.3: the CA connects to 80)
+  std::string directory;           // the CA's directory URL (https://…)
+  std::string contact;             // e-mail address given to the CA; "" none
+  std::vector<std::string> names;  // default: [server] hostname
+  std::string http_address;        // the http-01 responder's address; "" every address
+  std::uint16_t http_port = 80;    // … and port (RFC 8555 §8.3: the CA connects to 80)
+  // http-01 through a web server already on port 80: the token files go under
+  // <http_webroot>/.well-known/acme-challenge/ and no responder is bound. "" the responder.
+  std::string http_webroot;
   std::string challenge = "http-01";  // or "tls-alpn-01" (RFC 8737), "dns-01" (§8.4)
   std::string tls_alpn_address;       // the tls-alpn-01 responder's address; "" every address
   std::uint16_t tls_alpn_port = 443;  // … and port (RFC 8737 §3: the CA connects to 443)

@@ -27,6 +27,7 @@ base::Expected<base::Ok, std::string> AcmeService::prepare() {
 
 base::Expected<base::Ok, std::string> AcmeService::bind() {
   if (settings_.challenge == "dns-01") return base::Ok{};  // the hook, no port
+  if (!settings_.http_webroot.empty()) return base::Ok{};  // the web server's port
   if (settings_.challenge == "tls-alpn-01") {
     auto bound = acme::TlsAlpnResponder::bind(settings_.tls_alpn_address, settings_.tls_alpn_port);
     if (!bound) return base::unexpected("[acme] tls_alpn_port: " + bound.error());
@@ -47,6 +48,9 @@ void AcmeService::start(std::shared_ptr<dns::Resolver> resolver) {
         settings_.dns_hook, settings_.dns_hook_timeout, resolver, settings_.dns_propagation_timeout,
         &stopping_);
     publisher = dns_publisher_.get();
+  } else if (!settings_.http_webroot.empty()) {
+    webroot_ = std::make_unique<acme::WebrootPublisher>(settings_.http_webroot);
+    publisher = webroot_.get();
   } else if (tls_alpn_responder_) {
     tls_alpn_responder_->start();
     publisher = tls_alpn_responder_.get();
@@ -84,7 +88,9 @@ void AcmeService::start(std::shared_ptr<dns::Resolver> resolver) {
   renewer_ = std::make_unique<acme::Renewer>(std::move(options), std::move(resolver), *publisher);
   obs::Log started("acme_started");
   started.kv("directory", settings_.directory).kv("challenge", settings_.challenge);
-  if (!dns_publisher_)
+  if (webroot_)
+    started.kv("http_webroot", webroot_->directory());
+  else if (!dns_publisher_)
     started.kv(tls_alpn_responder_ ? "tls_alpn_port" : "http_port", static_cast<unsigned>(port));
   started.kv("dir", settings_.directory_on_disk);
   renewer_->start();

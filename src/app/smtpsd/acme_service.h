@@ -16,6 +16,7 @@
 
 #include "acme/dns01_hook.h"
 #include "acme/http01_responder.h"
+#include "acme/http01_webroot.h"
 #include "acme/renewal.h"
 #include "acme/tls_alpn_responder.h"
 #include "base/expected.h"
@@ -44,6 +45,7 @@ class AcmeService {
   std::unique_ptr<acme::Http01Responder> http_responder_;
   std::unique_ptr<acme::TlsAlpnResponder> tls_alpn_responder_;
   std::unique_ptr<acme::Dns01HookPublisher> dns_publisher_;  // dns-01: the hook, no port
+  std::unique_ptr<acme::WebrootPublisher> webroot_;          // http-01 by a web server
   std::atomic<bool> stopping_{false};
   std::unique_ptr<acme::Renewer> renewer_;
 };

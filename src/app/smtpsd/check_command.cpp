@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "acme/http01_responder.h"
+#include "acme/http01_webroot.h"
 #include "app/smtpsd/config_location.h"
 #include "app/smtpsd/listener_policy.h"
 #include "app/smtpsd/local_recipients.h"
@@ -121,6 +122,15 @@ std::vector<tls::CertificatePair> report_acme(const config::Config& config,
     std::printf("acme: %s%s for %s, dns-01 by %s, files in %s%s\n", a.directory.c_str(),
                 eab.c_str(), joined(a.names).c_str(), hook.c_str(), a.directory_on_disk.c_str(),
                 pending);
+    return present;
+  }
+  if (!a.http_webroot.empty()) {
+    const acme::WebrootPublisher webroot(a.http_webroot);
+    std::printf(
+        "acme: %s%s for %s, http-01 by files in %s (your web server serves them on "
+        "port 80), files in %s%s\n",
+        a.directory.c_str(), eab.c_str(), joined(a.names).c_str(), webroot.directory().c_str(),
+        a.directory_on_disk.c_str(), pending);
     return present;
   }
   const bool tls_alpn = a.challenge == "tls-alpn-01";
