@@ -71,9 +71,15 @@ def maildir_count(server, address="demo@localhost"):
                if os.path.isdir(os.path.join(server.maildir(address), sub)))
 
 
-def wait_delivered_count(server, count, timeout=30):
+def wait_delivered_count(server, count, load=None, timeout=30):
+    """Waits until the mailbox holds count messages; load: the process sending them, whose
+    end (a failed run) stops the wait with what it said."""
     deadline = time.monotonic() + timeout
     while maildir_count(server) < count:
+        if load is not None and load.poll() is not None:
+            out, err = load.communicate()
+            raise AssertionError(f"the load ended (exit {load.returncode}) before {count} "
+                                 f"messages: {err.decode()}{out.decode()}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{maildir_count(server)} of {count} messages delivered:\n"
                                  + server.log()[-4000:])
@@ -205,9 +211,11 @@ class AcmeTest(ServerTestCase):
         with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
                 Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port,
                        validity_seconds=9) as ca:
-            # Hundreds of connections a minute from one address: the load the rate limit stops.
+            # Hundreds of connections a minute from one address, over a thousand messages an
+            # hour from one user on a fast machine: the load the rate limits stop.
             server = self.acme_server(ca.directory, ca.ca_file, http_port,
-                                      limits={"max_connections_per_minute_per_ip": 0})
+                                      limits={"max_connections_per_minute_per_ip": 0},
+                                      tables="[sending_limits]\nmessages_per_hour = 0\n")
             server.start()
             port = server.ports["submissions"]
             server.wait_log(r"event=tls_reloaded file=\S+/acme/ecdsa\.crt", timeout=30)
@@ -225,7 +233,7 @@ class AcmeTest(ServerTestCase):
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
             self.addCleanup(lambda: load.poll() is not None or
                             (load.kill(), load.communicate()))
-            wait_delivered_count(server, 3)  # the load runs
+            wait_delivered_count(server, 3, load)  # the load runs
 
             def reloads():
                 log = server.log()
@@ -249,7 +257,7 @@ class AcmeTest(ServerTestCase):
             after = served_serials(port, root)
             self.assertNotEqual(after[0], before[0], "the renewed ECDSA certificate is not served")
             self.assertNotEqual(after[1], before[1], "the renewed RSA certificate is not served")
-            wait_delivered_count(server, during + 3)  # the load went on after the swap
+            wait_delivered_count(server, during + 3, load)  # the load went on after the swap
             load.send_signal(signal.SIGINT)  # ends the run early, with its report
             out, err = load.communicate(timeout=30)
         self.assertEqual(load.returncode, 0, err.decode() + out.decode())
