@@ -3,7 +3,8 @@
 What an administrator sees: the server starts at once with a self-signed placeholder, then
 serves a certificate that Pebble issued (a real TLS client on port 465 verifies the chain
 against Pebble's root); `smtpsctl cert status` names the issuer; `smtpsctl cert renew` gets a
-new certificate for the same key (a TLSA "3 1 1" record stays valid). Failures (the CA
+new certificate for the same key (a TLSA "3 1 1" record stays valid); a short-lived certificate
+renews under a `smtpsctl bench` load without a failed connection. Failures (the CA
 unreachable, a challenge the CA cannot validate) are logged with the step and the reason,
 retried with backoff, and the certificate in service stays.
 """
