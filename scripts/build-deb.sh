@@ -3,7 +3,9 @@
 # production"): scripts/build-deb.sh BUILD_DIR OUT_DIR. No rebuild: it installs BUILD_DIR
 # (cmake --install --prefix /usr --strip) into a staging tree and packs it with dpkg-deb.
 #   smtpsd          smtpsd (/usr/sbin), smtpsctl (/usr/bin), the man pages, the systemd unit,
-#                   the fail2ban filter, /etc/smtpsd/smtpsd.toml (a conffile with no setting:
+#                   the fail2ban filter, the dns-01 hook of [acme]
+#                   (/usr/lib/smtpsd/acme-dns-nsupdate; it runs nsupdate, so the package
+#                   suggests bind9-dnsutils), /etc/smtpsd/smtpsd.toml (a conffile with no setting:
 #                   run `smtpsd init`), the docs; postinst makes the system account smtpsd
 #                   and /var/lib/smtpsd (0750, its own) and /run/smtpsd (0755: the local
 #                   submission socket), and enables the unit, which skips
@@ -138,7 +140,7 @@ description='Description: secure-by-default SMTP server
  administers users and the queue.'
 control "$root" "Package: smtpsd" "Version: $version" "Architecture: $arch" \
   "Maintainer: $maintainer" "Section: mail" "Priority: optional" \
-  "Depends: adduser, $depends" "Suggests: fail2ban" "$description"
+  "Depends: adduser, $depends" "Suggests: fail2ban, bind9-dnsutils" "$description"
 printf '/etc/smtpsd/smtpsd.toml\n/etc/fail2ban/filter.d/smtpsd.conf\n' > "$root/DEBIAN/conffiles"
 install -m 755 "$source_dir/contrib/debian/postinst" "$source_dir/contrib/debian/prerm" \
   "$source_dir/contrib/debian/postrm" "$root/DEBIAN/"

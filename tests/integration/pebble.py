@@ -6,7 +6,8 @@ test's DNS server (tests/integration/dns_server.py): the names being validated r
 127.0.0.1 there and nowhere else. PEBBLE_VA_NOSLEEP=1 (no random validation delay) and
 PEBBLE_WFE_NONCEREJECT pinned (0 unless the test asks) keep runs fast and deterministic.
 
-    with Pebble(work_dir, dns_server="127.0.0.1:PORT", http_port=N[, eab_keys={kid: key}]) as ca:
+    with Pebble(work_dir, dns_server="127.0.0.1:PORT", http_port=N[, eab_keys={kid: key}]
+                [, validity_seconds=S]) as ca:
         ca.directory   # "https://127.0.0.1:PORT/dir"
         ca.ca_file     # the CA of Pebble's HTTPS listener
         ca.root_pem()  # the root that signs what Pebble issues (management interface)
@@ -35,11 +36,14 @@ def free_tcp_port():
 
 class Pebble:
     def __init__(self, directory, dns_server, http_port, nonce_reject=0, eab_keys=None,
-                 tls_port=None, authz_reuse=0):
+                 tls_port=None, authz_reuse=0, validity_seconds=None):
         """eab_keys: {kid: base64url MAC key}; given, Pebble requires External Account Binding.
         tls_port: where Pebble connects for tls-alpn-01 (RFC 8737), its config's tlsPort.
         authz_reuse: the percentage of valid authorizations Pebble reuses for a new order
-        (PEBBLE_AUTHZREUSE; 0: every order is validated anew)."""
+        (PEBBLE_AUTHZREUSE; 0: every order is validated anew).
+        validity_seconds: the lifetime of the certificates Pebble issues (its config's
+        certificateValidityPeriod, Pebble 2.4; notAfter is notBefore + S - 1 s), default
+        Pebble's five years."""
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.ca_file = os.path.join(directory, "pebble-ca.pem")
@@ -60,6 +64,8 @@ class Pebble:
             "ocspResponderURL": "", "externalAccountBindingRequired": bool(eab_keys)}}
         if eab_keys:
             config["pebble"]["externalAccountMACKeys"] = dict(eab_keys)
+        if validity_seconds:
+            config["pebble"]["certificateValidityPeriod"] = int(validity_seconds)
         self.config_path = os.path.join(directory, "pebble.json")
         with open(self.config_path, "w") as f:
             json.dump(config, f)

@@ -3,12 +3,14 @@
 What an administrator sees: the server starts at once with a self-signed placeholder, then
 serves a certificate that Pebble issued (a real TLS client on port 465 verifies the chain
 against Pebble's root); `smtpsctl cert status` names the issuer; `smtpsctl cert renew` gets a
-new certificate for the same key (a TLSA "3 1 1" record stays valid). Failures (the CA
+new certificate for the same key (a TLSA "3 1 1" record stays valid); a short-lived certificate
+renews under a `smtpsctl bench` load without a failed connection. Failures (the CA
 unreachable, a challenge the CA cannot validate) are logged with the step and the reason,
 retried with backoff, and the certificate in service stays.
 """
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -47,6 +49,44 @@ def served_certificate(port, cafile=None, ecdsa=False):
             return tls.getpeercert(binary_form=True)
 
 
+def served_serials(port, cafile):
+    """The serial numbers (hex) of the ECDSA and the RSA leaf served on implicit TLS for NAME,
+    each on a new connection (TLS 1.2 with only that key type's suites), verified against
+    cafile."""
+    serials = []
+    for suites in ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384",
+                   "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"):
+        context = ssl.create_default_context(cafile=cafile)
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(suites)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            with context.wrap_socket(sock, server_hostname=NAME) as tls:
+                serials.append(tls.getpeercert()["serialNumber"])
+    return tuple(serials)
+
+
+def maildir_count(server, address="demo@localhost"):
+    """How many messages the mailbox holds (new/ and cur/), without reading them."""
+    return sum(len(os.listdir(os.path.join(server.maildir(address), sub)))
+               for sub in ("new", "cur")
+               if os.path.isdir(os.path.join(server.maildir(address), sub)))
+
+
+def wait_delivered_count(server, count, load=None, timeout=30):
+    """Waits until the mailbox holds count messages; load: the process sending them, whose
+    end (a failed run) stops the wait with what it said."""
+    deadline = time.monotonic() + timeout
+    while maildir_count(server) < count:
+        if load is not None and load.poll() is not None:
+            out, err = load.communicate()
+            raise AssertionError(f"the load ended (exit {load.returncode}) before {count} "
+                                 f"messages: {err.decode()}{out.decode()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{maildir_count(server)} of {count} messages delivered:\n"
+                                 + server.log()[-4000:])
+        time.sleep(0.02)
+
+
 def public_key_digest(der):
     """SHA-256 of the leaf's SubjectPublicKeyInfo: the data of a TLSA 3 1 1 record."""
     pem = ssl.DER_cert_to_PEM_cert(der)
@@ -75,7 +115,8 @@ def issuer_of(der):
 
 @needs.tools("pebble", "dnsmasq", "openssl")
 class AcmeTest(ServerTestCase):
-    def acme_server(self, directory, ca_file, http_port, extra="", tables="", tls_alpn_port=None):
+    def acme_server(self, directory, ca_file, http_port, extra="", tables="", tls_alpn_port=None,
+                    limits=None):
         """http_port: the http-01 responder's; tls_alpn_port given: tls-alpn-01 there instead."""
         if tls_alpn_port:
             challenge = (f'challenge = "tls-alpn-01"\ntls_alpn_address = "127.0.0.1"\n'
@@ -84,7 +125,7 @@ class AcmeTest(ServerTestCase):
             challenge = f'http_address = "127.0.0.1"\nhttp_port = {http_port}\n'
         server = self.new_server(
             listeners=[{"role": "submissions"}],
-            tls={"watch_interval": "100ms"},
+            tls={"watch_interval": "100ms"}, limits=limits,
             extra_toml=(f'[acme]\ndirectory = "{directory}"\ncontact = "postmaster@acme.test"\n'
                         f'names = ["{NAME}"]\n{challenge}'
                         f'ca_file = "{ca_file}"\n{extra}\n{tables}'))
@@ -157,6 +198,78 @@ class AcmeTest(ServerTestCase):
             self.assertEqual(key_mode, 0o600)
             self.assertEqual(os.stat(os.path.join(self.tmp, "acme", "account.key")).st_mode
                              & 0o777, 0o600)
+
+    def test_a_short_lived_certificate_renews_under_load_and_no_connection_fails(self):
+        # Pebble issues certificates valid 12 seconds (notAfter 11 s after notBefore); smtpsd
+        # renews each at two thirds of its lifetime (no renew_before: the default rule), so
+        # about every 7 seconds, both keys, with 4 seconds to spare before the expiry (the
+        # renewal and reload take about 0.5 s on an idle machine). `smtpsctl bench` sends mail all the while over
+        # implicit TLS with AUTH, a new connection (handshake) per message, verifying the chain
+        # against Pebble's root and the name on the certificate: --connect takes it to the
+        # loopback port while SNI and the check use NAME, which no system resolver knows.
+        # Through a renewal and the hot reload that puts it in service, no connection and no
+        # message fails, and new connections get the new certificates (other serials).
+        http_port = free_tcp_port()
+        with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
+                Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port,
+                       validity_seconds=12) as ca:
+            # Hundreds of connections a minute from one address, over a thousand messages an
+            # hour from one user on a fast machine: the load the rate limits stop.
+            server = self.acme_server(ca.directory, ca.ca_file, http_port,
+                                      limits={"max_connections_per_minute_per_ip": 0},
+                                      tables="[sending_limits]\nmessages_per_hour = 0\n")
+            server.start()
+            port = server.ports["submissions"]
+            server.wait_log(r"event=tls_reloaded file=\S+/acme/ecdsa\.crt", timeout=30)
+            server.wait_log(r"event=tls_reloaded file=\S+/acme/rsa\.crt", timeout=30)
+            root = os.path.join(self.tmp, "pebble-root.pem")
+            with open(root, "w") as f:
+                f.write(ca.root_pem())
+            load = subprocess.Popen(
+                [SMTPSCTL, "bench", "--server", f"smtps://{NAME}:465",
+                 "--connect", f"127.0.0.1:{port}", "--cafile", root,
+                 "--user", "demo@localhost",
+                 "--password-file", os.path.join(server.dir, "demo.password"),
+                 "--duration", "120", "--connections", "2", "--per-connection", "1",
+                 "--threads", "1", "--timeout", "10", "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            self.addCleanup(lambda: load.poll() is not None or
+                            (load.kill(), load.communicate()))
+            wait_delivered_count(server, 3, load)  # the load runs
+
+            def reloads():
+                log = server.log()
+                return tuple(len(re.findall(rf"event=tls_reloaded file=\S+/acme/{key}\.crt ",
+                                            log)) for key in ("ecdsa", "rsa"))
+
+            # What is served and how many reloads were logged, read between two looks at
+            # what is served that agree: no reload fell between them.
+            for _ in range(10):
+                before = served_serials(port, root)
+                counted = reloads()
+                if served_serials(port, root) == before:
+                    break
+            else:
+                self.fail("the served certificates change at every look")
+            # The next renewal of both, put in service while the load goes on.
+            wait_count(server, r"event=tls_reloaded file=\S+/acme/ecdsa\.crt ", counted[0] + 1)
+            wait_count(server, r"event=tls_reloaded file=\S+/acme/rsa\.crt ", counted[1] + 1)
+            self.assertRegex(server.log(), r"event=acme_renewed key=ecdsa .*issuer=.*Pebble")
+            during = maildir_count(server)
+            after = served_serials(port, root)
+            self.assertNotEqual(after[0], before[0], "the renewed ECDSA certificate is not served")
+            self.assertNotEqual(after[1], before[1], "the renewed RSA certificate is not served")
+            wait_delivered_count(server, during + 3, load)  # the load went on after the swap
+            load.send_signal(signal.SIGINT)  # ends the run early, with its report
+            out, err = load.communicate(timeout=30)
+        self.assertEqual(load.returncode, 0, err.decode() + out.decode())
+        report = json.loads(out)
+        self.assertEqual((report["failures"], report["failures_by_code"]), (0, {}), report)
+        self.assertGreaterEqual(report["messages"], during + 3)
+        self.assertEqual(report["connections"], report["messages"])
+        wait_delivered_count(server, report["messages"])
+        print(f"renewal under load: {report['messages']} messages in {report['seconds']:.1f} s, "
+              f"{len(re.findall('event=acme_renewed ', server.log()))} certificates issued")
 
     def test_a_ca_that_requires_external_account_binding(self):
         # RFC 8555 §7.3.4. Without eab_kid the account is refused with a line that says what

@@ -98,6 +98,22 @@ class BenchTest(ServerTestCase):
         self.assertIn("messages/s", text)
         self.assertIn("p99", text)
 
+    def test_connect_sends_the_connections_elsewhere_and_tls_checks_the_server_name(self):
+        # As curl's --connect-to: the --server URL's port 1 is never dialled, the address of
+        # --connect is; the certificate must name the --server host ("localhost" is on the
+        # dev certificate, "mail.invalid" is not).
+        port = self.server.ports["submissions"]
+        result, report = self.run_json(
+            ["--server", "smtps://localhost:1", "--connect", f"127.0.0.1:{port}",
+             "--user", "demo@localhost",
+             "--password-file", os.path.join(self.server.dir, "demo.password"),
+             "--messages", "5", "--connections", "1"])
+        self.assert_all_delivered(result, report, 5)
+        refused = bench(["--server", "smtps://mail.invalid:1", "--connect", f"127.0.0.1:{port}",
+                         "--cafile", self.server.ca, "--messages", "1"])
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("certificate not accepted", refused.stderr.decode())
+
     def test_untrusted_certificate_is_one_clear_error(self):
         result = bench(["--server", f"smtps://127.0.0.1:{self.server.ports['submissions']}",
                         "--messages", "10"])  # the system store does not know the dev CA
@@ -126,10 +142,38 @@ class BenchWithoutServerTest(unittest.TestCase):
                 self.assertEqual(result.returncode, 2, result.stderr.decode())
                 self.assertTrue(result.stderr, args)
 
+    def test_a_malformed_connect_address_is_a_usage_error(self):
+        # An IP literal and a port, nothing else: a name would need the resolver --connect
+        # is there to avoid.
+        for address, reason in (("127.0.0.1", "missing :PORT"),
+                                ("localhost:465", "not an IP address"),
+                                ("127.0.0.1:0", "the port must be 1 to 65535"),
+                                ("127.0.0.1:70000", "the port must be 1 to 65535"),
+                                ("::1:465", "an IPv6 address goes in brackets: [IPv6]:PORT"),
+                                ("[::1:465", "missing ']' after the IPv6 address"),
+                                ("", "no host")):
+            with self.subTest(address=address):
+                result = bench(["--server", "smtps://mail.example.org:465", "--connect", address,
+                                "--messages", "1"], timeout=30)
+                self.assertEqual(result.returncode, 2, result.stderr.decode())
+                self.assertEqual(result.stderr.decode(),
+                                 f"smtpsctl bench: --connect {address}: {reason} (expected "
+                                 f"ADDRESS:PORT, e.g. 127.0.0.1:465 or [::1]:465)\n")
+                self.assertEqual(result.stdout, b"")
+
+    def test_connect_to_a_closed_port_names_both_addresses(self):
+        port = free_port()
+        result = bench(["--server", "smtp://mail.example.org:587", "--connect",
+                        f"127.0.0.1:{port}", "--messages", "1"], timeout=30)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"cannot connect to 127.0.0.1:{port} (--connect, for "
+                      f"mail.example.org:587)", result.stderr.decode())
+
     def test_help(self):
         result = bench(["--help"], timeout=30)
         self.assertEqual(result.returncode, 0)
         self.assertIn("--per-connection", result.stdout.decode())
+        self.assertIn("--connect", result.stdout.decode())
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ administrator would, from the binaries of the build tree under test (no rebuild)
   reused) and the mailboxes the postrm refuses to delete; the unit's link is gone;
 - smtpsd-mta carries sendmail and mailq as links to smtpsctl and is the system's
   mail-transport-agent (only inspected: Postfix is installed here for other tests);
+- the dns-01 hook of [acme] is installed where README "ACME" says
+  (/usr/lib/smtpsd/acme-dns-nsupdate, executable; the package suggests bind9-dnsutils for
+  its nsupdate);
 - lintian finds no error nor warning on the three packages;
 - `make install` (cmake --install --strip, any prefix, DESTDIR) puts each file in its place
   and writes the unit with the prefix's paths.
@@ -130,6 +133,12 @@ class Package(unittest.TestCase):
                            ("smtpsctl", "/usr/share/man/man1/smtpsctl.1.gz"),
                            ("smtpsd.toml", "/usr/share/man/man5/smtpsd.toml.5.gz")):
             self.assertEqual(run("man", "-w", page).stdout.strip(), path)
+        # The dns-01 hook of [acme], where README "ACME" and smtpsd.toml(5) say (dns_hook).
+        hook = "/usr/lib/smtpsd/acme-dns-nsupdate"
+        self.assertEqual(stat.S_IMODE(os.stat(hook).st_mode), 0o755)
+        usage = run(hook)
+        self.assertEqual(usage.returncode, 2, usage.stdout + usage.stderr)
+        self.assertIn("add|remove NAME VALUE", usage.stderr)
         unit = read("/lib/systemd/system/smtpsd.service")
         self.assertIn("\nExecStart=/usr/sbin/smtpsd serve --config /etc/smtpsd/smtpsd.toml\n",
                       unit)
@@ -304,6 +313,12 @@ class Package(unittest.TestCase):
         for field in ("Provides", "Conflicts", "Replaces"):
             self.assertIn(f"{field}: mail-transport-agent\n", fields)
         self.assertRegex(fields, r"Depends: smtpsd \(>= [^)]+\)\n")
+        # The dns-01 hook, executable, in the smtpsd package; its nsupdate suggested.
+        listed = run("dpkg-deb", "--contents", packages["smtpsd"]).stdout
+        self.assertRegex(listed,
+                         r"(?m)^-rwxr-xr-x root/root .* \./usr/lib/smtpsd/acme-dns-nsupdate$")
+        self.assertRegex(run("dpkg-deb", "--field", packages["smtpsd"], "Suggests").stdout,
+                         r"\bbind9-dnsutils\b")
         # The debug files are named by the build ids of the packaged (stripped) programs.
         debug = run("dpkg-deb", "--contents", packages["smtpsd-dbgsym"]).stdout
         named = set(re.findall(r"/usr/lib/debug/\.build-id/(..)/([0-9a-f]+)\.debug\n", debug))
@@ -345,6 +360,7 @@ class Install(unittest.TestCase):
         self.assertEqual(found, sorted([
             "etc/fail2ban/filter.d/smtpsd.conf",
             "opt/smtpsd/bin/smtpsctl",
+            "opt/smtpsd/lib/smtpsd/acme-dns-nsupdate",
             "opt/smtpsd/lib/systemd/system/smtpsd.service",
             "opt/smtpsd/sbin/smtpsd",
             "opt/smtpsd/share/doc/smtpsd/README.md",
@@ -357,6 +373,8 @@ class Install(unittest.TestCase):
         self.assertIn("\nExecStart=/opt/smtpsd/sbin/smtpsd serve ", unit)
         self.assertIn("\nExecStartPre=/opt/smtpsd/sbin/smtpsd check ", unit)
         self.assertIn("\nDocumentation=file:/opt/smtpsd/share/doc/smtpsd/README.md\n", unit)
+        self.assertTrue(os.access(os.path.join(stage, "opt/smtpsd/lib/smtpsd/acme-dns-nsupdate"),
+                                  os.X_OK))
         for program in ("opt/smtpsd/sbin/smtpsd", "opt/smtpsd/bin/smtpsctl"):
             sections = run("readelf", "-S", "-W", os.path.join(stage, program)).stdout
             self.assertNotIn(".symtab", sections, f"{program} is not stripped")

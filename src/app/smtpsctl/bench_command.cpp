@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "app/smtpsctl/send_command.h"
+#include "base/endpoint.h"
 #include "base/json.h"
 #include "base/terminal_text.h"
 #include "net/tls_waiter.h"
@@ -44,6 +45,9 @@ constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 struct BenchOptions {
   ServerAddress server;
+  // --connect: where the TCP connections go instead of the --server host's address; TLS
+  // still names (SNI) and verifies the --server host.
+  std::optional<base::HostPort> connect_to;
   int connections = 8;
   long long messages = 1000;
   double duration_seconds = 0;  // > 0: run for this long instead of --messages
@@ -73,15 +77,11 @@ struct ThreadStats {
 
 // Read-only during the run, apart from the atomics and the fatal error.
 struct Shared {
-  Shared(const BenchOptions& options_in, SSL_CTX* context, tcp::endpoint endpoint_in, bool literal)
-      : options(options_in),
-        tls_context(context),
-        endpoint(endpoint_in),
-        host_is_ip_literal(literal) {}
+  Shared(const BenchOptions& options_in, SSL_CTX* context, tcp::endpoint endpoint_in)
+      : options(options_in), tls_context(context), endpoint(endpoint_in) {}
   const BenchOptions& options;
   SSL_CTX* tls_context;
   tcp::endpoint endpoint;
-  bool host_is_ip_literal;
   std::string content;
   smtp::Envelope envelope;
   Clock::time_point end_of_run;  // --duration
@@ -265,8 +265,11 @@ awaitable<void> run_connection(Shared& shared, ThreadStats& stats) {
     connection->close();
     if (shared.established.load() == 0 && !connection->timed_out) {
       // Nothing ever connected: the server is not there; say so once and stop.
-      shared.fail_run("cannot connect to " + options.server.host + ":" +
-                      std::to_string(options.server.port) + ": " + connect_error.message());
+      std::string target = options.server.host + ":" + std::to_string(options.server.port);
+      if (options.connect_to) {
+        target = base::to_string(*options.connect_to) + " (--connect, for " + target + ")";
+      }
+      shared.fail_run("cannot connect to " + target + ": " + connect_error.message());
     }
     ++stats.failures[connection->timed_out ? "timeout" : "connect"];
     co_return;
@@ -440,6 +443,12 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
   cli.add_option("--server", server_url,
                  "smtps://HOST:PORT (implicit TLS) or smtp://HOST:PORT (STARTTLS)")
       ->required();
+  std::string connect_text;
+  auto* connect_option = cli.add_option(
+      "--connect", connect_text,
+      "ADDRESS:PORT (an IP literal, IPv6 in brackets): connect there instead of to the --server "
+      "host's address, as curl's --connect-to; TLS still names (SNI) and verifies the --server "
+      "host");
   cli.add_option("--connections", options.connections, "Connections in parallel (default 8)")
       ->check(CLI::Range(1, 100000));
   auto* messages_option =
@@ -480,6 +489,17 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
     return 2;
   }
   options.server = server.value();
+  if (connect_option->count() > 0) {
+    base::HostPortForm form;
+    form.numeric_host = true;  // no name resolution: that is what --connect avoids
+    auto connect_to = base::parse_host_port(connect_text, form);
+    if (!connect_to) {
+      err << "smtpsctl bench: --connect " << base::terminal_safe(connect_text) << ": "
+          << connect_to.error() << " (expected ADDRESS:PORT, e.g. 127.0.0.1:465 or [::1]:465)\n";
+      return 2;
+    }
+    options.connect_to = connect_to.value();
+  }
   options.timeout = std::chrono::seconds(timeout_seconds);
   if (options.handshake_only && !options.server.implicit_tls) {
     err << "smtpsctl bench: --handshake-only needs smtps:// (implicit TLS)\n";
@@ -520,15 +540,22 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
     SSL_CTX_set_options(context.get(), SSL_OP_NO_TICKET);
   }
 
-  // The address: resolved once, first result (loopback in practice).
+  // The address: --connect's, else the --server host's (resolved once, first result).
   tcp::endpoint endpoint;
-  bool ip_literal = false;
-  {
+  if (options.connect_to) {
+    std::error_code error;
+    auto address = asio::ip::make_address(options.connect_to->host, error);
+    if (error) {  // parse_host_port accepted it: not expected, but no exception either way
+      err << "smtpsctl bench: --connect " << base::terminal_safe(connect_text)
+          << ": not an IP address\n";
+      return 2;
+    }
+    endpoint = tcp::endpoint(address, options.connect_to->port);
+  } else {
     std::error_code error;
     auto address = asio::ip::make_address(options.server.host, error);
     if (!error) {
       endpoint = tcp::endpoint(address, options.server.port);
-      ip_literal = true;
     } else {
       asio::io_context resolving;
       tcp::resolver resolver(resolving);
@@ -542,7 +569,7 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
     }
   }
 
-  Shared shared(options, context.get(), endpoint, ip_literal);
+  Shared shared(options, context.get(), endpoint);
   shared.content = build_content(options.from, options.to, options.size);
   shared.envelope.helo = "bench.invalid";
   shared.envelope.esmtp = true;

@@ -1,7 +1,7 @@
 // bench_command.h — `smtpsctl bench`: an event-driven, multi-threaded SMTP load generator
 // (messages/s, TLS handshakes/s, latency from the end of data to the final reply).
 //
-//   smtpsctl bench --server smtps://HOST:PORT | smtp://HOST:PORT
+//   smtpsctl bench --server smtps://HOST:PORT | smtp://HOST:PORT [--connect ADDRESS:PORT]
 //                  [--connections C] [--messages N | --duration SECONDS] [--per-connection K]
 //                  [--size OCTETS] [--from ADDRESS] [--to ADDRESS]
 //                  [--user USER --password-file FILE] [--pipelining] [--resume]
@@ -22,6 +22,11 @@
 // - Each wait on the network has a deadline (--timeout, default 30 s).
 // - Traffic goes only to the given server; a connection refused before any connection
 //   succeeded stops the run with one clear error (the server is not there).
+//
+// --connect ADDRESS:PORT (an IP literal; as curl's --connect-to): the TCP connections go
+// there and the --server host is not resolved; SNI and the certificate check still use the
+// --server host. So a test can load a server under the name its certificate carries (an ACME
+// CA validates names, not 127.0.0.1) without the system resolver knowing that name.
 //
 // --handshake-only (smtps:// only): connect, TLS handshake, close_notify, close — the figure
 // to compare with `openssl s_time -new`; --messages then counts handshakes.
