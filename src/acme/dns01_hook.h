@@ -14,8 +14,9 @@
 // XXX: the record is looked for through the configured resolver, which caches: a stale answer
 // (the value of the other key's challenge a moment before, when the CA does not reuse the
 // authorization) holds until its TTL ends, at least dns::CacheLimits::min_ttl (5 s). Asking the
-// zone's authoritative servers directly (as the TLSA wait of the DANE rollover will) would avoid
-// it.
+// zone's authoritative servers directly, as the DANE rollover's TLSA wait does
+// (acme/dane_rollover.h), would avoid it; the tests' authoritative servers listen on loopback
+// ports other than 53, where Pebble (not in a network namespace) can reach them.
 #pragma once
 
 #include <atomic>
