@@ -392,7 +392,8 @@ TEST_F(SchedulerTest, ANoticeIsSpooledUnderItsOriginalsIdAndNamesTheStateItStand
   const std::vector<std::string> state = spool_->read_state(id);
   EXPECT_NE(std::find(state.begin(), state.end(), "failed 0"), state.end());
   EXPECT_NE(std::find(state.begin(), state.end(), "warned"), state.end());
-  EXPECT_EQ(spool_->list(), std::vector<std::string>{id});
+  EXPECT_TRUE(eventually([&] { return spool_->list() == std::vector<std::string>{id}; }))
+      << log_.all();
 }
 
 TEST_F(SchedulerTest, AFailureNoticeLeftByAPowerCutStandsForTheFailureItsOriginalLost) {
