@@ -204,6 +204,43 @@ std::vector<std::string> read_directory(const std::string& path) {
   return names;
 }
 
+// A state file (Spool::append_state) whose last line has no '\n' — torn by a power cut, or
+// ending in the zeros of a page that never got its data — is truncated after its last '\n',
+// so that the next line appended starts a line of its own instead of joining the torn one
+// (which would lose it: read_state() would see "faifailed 0"). Not synced: if the truncation
+// is lost, the next start cuts again; Spool::sync_state() makes it durable with the lines
+// after it.
+base::Expected<base::Ok, SpoolError> cut_torn_line(int state_dir_fd, const std::string& name,
+                                                   const std::string& state_dir) {
+  const std::string path = state_dir + "/" + name;
+  int fd = ::openat(state_dir_fd, name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? base::Expected<base::Ok, SpoolError>(base::Ok{})
+                           : fail_with("open", path, errno);
+  std::string text;
+  std::array<char, 4096> chunk;
+  for (;;) {
+    ssize_t got = ::read(fd, chunk.data(), chunk.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      int saved = errno;
+      ::close(fd);
+      return fail_with("read", path, saved);
+    }
+    if (got == 0) break;
+    text.append(chunk.data(), static_cast<std::size_t>(got));
+  }
+  base::Expected<base::Ok, SpoolError> result = base::Ok{};
+  if (!text.empty() && text.back() != '\n') {
+    const std::size_t newline = text.rfind('\n');
+    const std::size_t keep = newline == std::string::npos ? 0 : newline + 1;
+    if (::ftruncate(fd, static_cast<off_t>(keep)) != 0)
+      result = fail_with("ftruncate", path, errno);
+  }
+  ::close(fd);
+  return result;
+}
+
 // --- the header's field encoding -------------------------------------------------------
 
 bool must_escape(unsigned char c) {
@@ -1204,12 +1241,15 @@ base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string
     return base::unexpected(recovered.error());
   }
 
-  // A state file whose message is gone was left by a crash inside remove().
+  // A state file whose message is gone was left by a crash inside remove(); one whose last
+  // line is torn is cut back to its last whole line.
   for (const std::string& name : read_directory(state)) {
     struct stat info {};
     if (::fstatat(spool->queue_dir_fd_, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0 &&
         errno == ENOENT) {
       ::unlinkat(spool->state_dir_fd_, name.c_str(), 0);
+    } else if (auto cut = cut_torn_line(spool->state_dir_fd_, name, state); !cut) {
+      return base::unexpected(cut.error());
     }
   }
 

@@ -238,7 +238,8 @@ class SpoolWriter {
 
 class Spool {
  public:
-  // Creates <dir>/tmp, queue, state and log if missing, clears tmp/, and recovers: every
+  // Creates <dir>/tmp, queue, state and log if missing, clears tmp/, cuts a torn last line
+  // off each state file (so that the next append_state() line stands alone), and recovers: every
   // message the log holds is in queue/ as the log has it (rebuilt when a power cut left it
   // missing or different); a queue file the log does not know is moved to orphaned/ (never
   // acknowledged: it cannot happen but through a bug or a hand). A spool without log/ (an

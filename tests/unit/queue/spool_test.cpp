@@ -1235,6 +1235,30 @@ TEST_F(SpoolTest, SyncStateSyncsWhatAppendStateWrote) {
   EXPECT_EQ(refused.error().error_number, EINVAL);
 }
 
+TEST_F(SpoolTest, OpenCutsATornLastStateLineSoThatTheNextLineStandsAlone) {
+  const std::string torn = commit_message(full_envelope(), "x\r\n");
+  const std::string zeros = commit_message(full_envelope(), "y\r\n");
+  const std::string whole = commit_message(full_envelope(), "z\r\n");
+  const std::string nothing = commit_message(full_envelope(), "w\r\n");
+  write_file(dir_ + "/state/" + torn, "delivered 0\nfai");  // a power cut mid-write
+  write_file(dir_ + "/state/" + zeros, std::string("warned\n") + std::string(9, '\0'));
+  write_file(dir_ + "/state/" + whole, "delivered 0\n");
+  write_file(dir_ + "/state/" + nothing, "hel");
+  spool_.reset();
+  auto reopened = Spool::open(dir_);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  spool_ = std::move(*reopened);
+  EXPECT_EQ(read_file(dir_ + "/state/" + torn), "delivered 0\n");
+  EXPECT_EQ(read_file(dir_ + "/state/" + zeros), "warned\n");
+  EXPECT_EQ(read_file(dir_ + "/state/" + whole), "delivered 0\n");
+  EXPECT_EQ(read_file(dir_ + "/state/" + nothing), "");
+  for (const std::string& id : {torn, zeros, whole, nothing})
+    ASSERT_TRUE(spool_->append_state(id, "failed 1"));
+  EXPECT_EQ(spool_->read_state(torn), (std::vector<std::string>{"delivered 0", "failed 1"}));
+  EXPECT_EQ(spool_->read_state(zeros), (std::vector<std::string>{"warned", "failed 1"}));
+  EXPECT_EQ(spool_->read_state(nothing), (std::vector<std::string>{"failed 1"}));
+}
+
 TEST_F(SpoolTest, MarkHeldWritesTheHoldBeforeTheMessageIsPublished) {
   auto writer = spool_->begin(full_envelope(), 1);
   ASSERT_TRUE(writer);
