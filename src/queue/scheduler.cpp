@@ -537,6 +537,9 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
 void Scheduler::hand_over_notices(const std::string& id, const std::vector<std::string>& notices,
                                   bool original_removed) {
   if (notices.empty()) return;
+  // XXX: SpoolLog::append_done() is best effort: when the original's D record could not be
+  // written (a write error on the log), its removal covers nothing, and a power cut before
+  // the next log sync can still bring a second notice.
   if (!original_removed) {
     if (auto synced = spool_.sync_state(id); !synced) {
       // The notices go all the same: a lost notice is worse than one sent twice, which only
