@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <span>
+#include <unordered_set>
 #include <utility>
 
 #include "base/clock.h"
@@ -106,6 +107,11 @@ Scheduler::~Scheduler() {
 void Scheduler::start() {
   std::vector<std::string> ids = spool_.list();  // oldest first
   std::size_t recovered = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (started_) return;
+  }
+  recover_notices(ids);  // before any worker runs
   {
     std::lock_guard lock(mutex_);
     if (started_) return;
@@ -362,7 +368,6 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
     switch (result.status) {
       case DeliveryStatus::kDelivered:
         log_delivered(id, rcpt, result, message.envelope.require_tls);
-        spool_.append_state(id, "delivered " + std::to_string(i));
         obs::server_metrics().delivery_attempt("delivered", result.transport);
         delivered.push_back(i);
         delivered_results.push_back(std::move(result));
@@ -411,15 +416,28 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
     }
   }
 
-  // Notices (RFC 3461 §4.1). A failure becomes final only once its DSN is durable.
+  // Notices (RFC 3461 §4.1). A failure becomes final only once its DSN is durable. Each
+  // notice is committed before the state lines it stands for are appended, and handed to the
+  // deliverers only once those lines are durable (hand_over_notices; Spool::new_notice_id):
+  // after a power cut at any instant the message's state has them or a queued notice does,
+  // so that no notice is sent twice and none is lost.
+  std::vector<std::string> notices;  // committed, not yet enqueued
+  std::vector<std::string> failed_lines, delivered_lines;
+  for (std::size_t i : failed)
+    failed_lines.push_back("failed " + std::to_string(i));
+  for (std::size_t i : delivered)
+    delivered_lines.push_back("delivered " + std::to_string(i));
   bool dsn_ok = true;
-  if (!failed.empty()) dsn_ok = send_dsn(message, failed, failed_results, 0);
-  if (!delivered.empty() && !send_dsn(message, delivered, delivered_results, 2)) {
+  if (!failed.empty()) dsn_ok = send_dsn(message, failed, failed_results, 0, failed_lines, notices);
+  if (!delivered.empty() &&
+      !send_dsn(message, delivered, delivered_results, 2, delivered_lines, notices)) {
     obs::Log("error", obs::Level::kError)
         .kv("id", id)
         .kv("action", "dropped")
         .kv("detail", "the success DSN could not be queued; the delivery itself is done");
   }
+  for (const std::string& line : delivered_lines)
+    spool_.append_state(id, line);
   bool warned_now = false;
   if (!still_pending.empty() && options_.delay_warning.count() > 0 && !expired) {
     std::lock_guard lock(mutex_);
@@ -427,14 +445,14 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
                  std::chrono::seconds(age) >=
                      std::chrono::duration_cast<std::chrono::seconds>(options_.delay_warning);
   }
-  if (warned_now && send_dsn(message, still_pending, pending_results, 1)) {
+  if (warned_now && send_dsn(message, still_pending, pending_results, 1, {"warned"}, notices)) {
     spool_.append_state(id, "warned");
   } else {
     warned_now = false;
   }
   if (dsn_ok) {
-    for (std::size_t i : failed)
-      spool_.append_state(id, "failed " + std::to_string(i));
+    for (const std::string& line : failed_lines)
+      spool_.append_state(id, line);
   }
 
   std::unique_lock lock(mutex_);
@@ -472,6 +490,9 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
     bool by_operator = state.remove_requested;
     lock.unlock();
     auto removed = spool_.remove(id);
+    // Its D record, after the notices' M records in the log, makes their lines durable with
+    // any later record (a notice's own D record included).
+    hand_over_notices(id, notices, /*original_removed=*/bool(removed));
     lock.lock();
     if (removed) {
       obs::Log(by_operator ? "deleted" : "removed").kv("id", id);
@@ -483,6 +504,10 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
         .kv("id", id)
         .kv("action", "retry")
         .kv("detail", removed.error().message);
+  } else if (!notices.empty()) {
+    lock.unlock();
+    hand_over_notices(id, notices, /*original_removed=*/false);
+    lock.lock();
   }
   MessageState& again = messages_[id];
   if (again.hold_requested) {
@@ -509,8 +534,61 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
   retry_later(id, again);
 }
 
+void Scheduler::hand_over_notices(const std::string& id, const std::vector<std::string>& notices,
+                                  bool original_removed) {
+  if (notices.empty()) return;
+  // XXX: SpoolLog::append_done() is best effort: when the original's D record could not be
+  // written (a write error on the log), its removal covers nothing, and a power cut before
+  // the next log sync can still bring a second notice.
+  if (!original_removed) {
+    if (auto synced = spool_.sync_state(id); !synced) {
+      // The notices go all the same: a lost notice is worse than one sent twice, which only
+      // a power cut before the next sync of state/ can bring.
+      obs::Log("error", obs::Level::kError)
+          .kv("id", id)
+          .kv("action", "sent")
+          .kv("detail",
+              "the state its notices stand for is not durable: " + synced.error().message);
+    }
+  }
+  for (const std::string& notice : notices)
+    enqueue(notice);
+}
+
+void Scheduler::recover_notices(const std::vector<std::string>& ids) {
+  // A notice committed before a crash whose lines its original's state lost: the lines are
+  // written again, durably, before either is delivered (Spool::new_notice_id). Notice ids sort
+  // right after their original's.
+  const std::unordered_set<std::string_view> queued(ids.begin(), ids.end());
+  for (const std::string& id : ids) {
+    const std::string_view original = Spool::original_of(id);
+    if (original.empty() || !queued.contains(original)) continue;
+    auto notice = spool_.load(id);
+    if (!notice || notice->notice_of != original) continue;
+    const std::string original_id(original);
+    const std::vector<std::string> known = spool_.read_state(original_id);
+    std::uint64_t added = 0;
+    for (const std::string& line : notice->notice_state) {
+      if (std::find(known.begin(), known.end(), line) != known.end()) continue;
+      spool_.append_state(original_id, line);
+      ++added;
+    }
+    // Synced even when nothing was missing: lines appended just before a kill -9 may still
+    // be only in the page cache.
+    auto synced = spool_.sync_state(original_id);
+    if (added == 0 && synced) continue;
+    obs::Log("notice_recovered", synced ? obs::Level::kInfo : obs::Level::kError)
+        .kv("id", original_id)
+        .kv("dsn_id", id)
+        .kv("lines", added)
+        .kv_if("detail", synced ? std::string() : synced.error().message);
+  }
+}
+
 bool Scheduler::send_dsn(const StoredMessage& message, const std::vector<std::size_t>& indices,
-                         const std::vector<DeliveryResult>& results, int action_code) {
+                         const std::vector<DeliveryResult>& results, int action_code,
+                         const std::vector<std::string>& state_lines,
+                         std::vector<std::string>& notices) {
   // action_code: 0 failed, 1 delayed, 2 delivered/relayed.
   const smtp::Envelope& envelope = message.envelope;
   if (envelope.reverse_path.empty()) return true;  // never a DSN to <> (RFC 3461 §6.2)
@@ -568,12 +646,14 @@ bool Scheduler::send_dsn(const StoredMessage& message, const std::vector<std::si
   std::string content =
       request.omit_original ? std::string() : read_content(message, kDsnReturnLimit);
   request.original = content;
-  std::string dsn_id = spool_.new_id();
+  std::string dsn_id = spool_.new_notice_id(message.id);
   request.message_id = dsn_id + ".dsn@" + options_.hostname;
   DsnMessage dsn = build_dsn(request);
   auto writer = spool_.begin_with_id(dsn_id, dsn.envelope, now);
   base::Expected<base::Ok, SpoolError> done =
-      writer ? writer.value()->append(dsn.content) : base::unexpected(writer.error());
+      writer ? writer.value()->set_notice(message.id, state_lines)
+             : base::unexpected(writer.error());
+  if (done) done = writer.value()->append(dsn.content);
   if (done) done = writer.value()->commit();
   const char* kind = action_code == 0 ? "failure" : action_code == 1 ? "delay" : "success";
   if (!done) {
@@ -589,7 +669,7 @@ bool Scheduler::send_dsn(const StoredMessage& message, const std::vector<std::si
       .kv("dsn_id", dsn_id)
       .kv("to", envelope.reverse_path)
       .kv("recipients", static_cast<std::uint64_t>(request.recipients.size()));
-  enqueue(dsn_id);
+  notices.push_back(std::move(dsn_id));
   return true;
 }
 

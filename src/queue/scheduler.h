@@ -10,7 +10,9 @@
 //   picks it up again.
 // - Which recipients are final is appended to the spool's state file (Spool::append_state)
 //   as soon as it is known, so a restart does not deliver them again. A final failure is
-//   recorded only after its DSN is durably in the spool. A temporary failure's text is
+//   recorded only after its DSN is durably in the spool, and a DSN is delivered only after
+//   the state lines it stands for are durable (Spool::new_notice_id): however the power
+//   fails, each failure, delay and success notice goes out once. A temporary failure's text is
 //   appended too ("deferred N TEXT", only when it changed, at most kMaxDeferredLines per
 //   message, one line of at most kMaxDeferredText octets), so `smtpsctl queue list` still
 //   says why after a restart; the state file stays small.
@@ -225,9 +227,19 @@ class Scheduler {
   void make_ready(const std::string& id, MessageState& state);
   void retry_later(const std::string& id, MessageState& state);
   QueueEntryView view(const std::string& id, const MessageState& state, bool details) const;
-  // Spools a DSN and enqueues it; false if it could not be made durable.
+  // Spools a DSN that stands for state_lines of message's state (Spool::new_notice_id) and
+  // adds its id to notices, for hand_over_notices(); false if it could not be made durable
+  // (true when no DSN was wanted).
   bool send_dsn(const StoredMessage& message, const std::vector<std::size_t>& indices,
-                const std::vector<DeliveryResult>& results, int action);
+                const std::vector<DeliveryResult>& results, int action,
+                const std::vector<std::string>& state_lines, std::vector<std::string>& notices);
+  // Enqueues the notices committed about id once the state lines they stand for are durable:
+  // made so by id's removal (original_removed), else by Spool::sync_state.
+  void hand_over_notices(const std::string& id, const std::vector<std::string>& notices,
+                         bool original_removed);
+  // start(): for each queued notice whose original is queued too, the lines it stands for
+  // that the original's state lacks (lost to a power cut) are appended again and synced.
+  void recover_notices(const std::vector<std::string>& ids);
 
   Spool& spool_;
   DeliverFn deliver_;

@@ -41,9 +41,12 @@
 //   recipients <count>                  of replace_envelope(), in the header's encoding; it
 //   rcpt <address> <notify> <orcpt>     takes the place of the header's from and rcpt lines
 //   folder <field>                      version 3 only: the Maildir++ folder of set_folder()
-//   tls_optional 1                      version 3 only, last: set_tls_optional() ("TLS-Required:
-//                                       No", RFC 8689 §3); each of the three parts may be
-//                                       absent, not all of them
+//   tls_optional 1                      version 3 only: set_tls_optional() ("TLS-Required:
+//                                       No", RFC 8689 §3)
+//   notice <id> <field>...              version 3 only, last: set_notice(), a DSN about the
+//                                       message <id>, and the lines of that message's state it
+//                                       stands for, one field each; each of the four parts may
+//                                       be absent, not all of them
 //
 // The layout line is written as zeros by begin() and overwritten in place, with the same
 // length, by flush_and_sync() before its fsync (and with it the version line, "2" becoming
@@ -97,6 +100,13 @@ constexpr std::string_view kVersionLine = "smtpsd-spool 2";
 constexpr std::string_view kVersion3Line = "smtpsd-spool 3";
 constexpr std::string_view kLayoutKey = "layout ";
 constexpr std::size_t kLayoutDigits = 20;  // UINT64_MAX has 20 decimal digits
+// A notice's state lines (SpoolWriter::set_notice): how many, and how long each.
+constexpr std::size_t kMaxNoticeLines = 1000;
+constexpr std::size_t kMaxNoticeLine = 1000;
+// A notice id: the original's, this separator, then kNoticeSuffixLength fresh characters.
+constexpr char kNoticeSeparator = 'N';
+constexpr std::size_t kNoticeSuffixLength = 8;
+constexpr std::size_t kMaxIdLength = 64;
 // flush_and_sync() writes the version and layout lines over begin()'s, in place.
 static_assert(kVersion3Line.size() == kVersionLine.size());
 
@@ -192,6 +202,43 @@ std::vector<std::string> read_directory(const std::string& path) {
   }
   ::closedir(directory);
   return names;
+}
+
+// A state file (Spool::append_state) whose last line has no '\n' — torn by a power cut, or
+// ending in the zeros of a page that never got its data — is truncated after its last '\n',
+// so that the next line appended starts a line of its own instead of joining the torn one
+// (which would lose it: read_state() would see "faifailed 0"). Not synced: if the truncation
+// is lost, the next start cuts again; Spool::sync_state() makes it durable with the lines
+// after it.
+base::Expected<base::Ok, SpoolError> cut_torn_line(int state_dir_fd, const std::string& name,
+                                                   const std::string& state_dir) {
+  const std::string path = state_dir + "/" + name;
+  int fd = ::openat(state_dir_fd, name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? base::Expected<base::Ok, SpoolError>(base::Ok{})
+                           : fail_with("open", path, errno);
+  std::string text;
+  std::array<char, 4096> chunk;
+  for (;;) {
+    ssize_t got = ::read(fd, chunk.data(), chunk.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      int saved = errno;
+      ::close(fd);
+      return fail_with("read", path, saved);
+    }
+    if (got == 0) break;
+    text.append(chunk.data(), static_cast<std::size_t>(got));
+  }
+  base::Expected<base::Ok, SpoolError> result = base::Ok{};
+  if (!text.empty() && text.back() != '\n') {
+    const std::size_t newline = text.rfind('\n');
+    const std::size_t keep = newline == std::string::npos ? 0 : newline + 1;
+    if (::ftruncate(fd, static_cast<off_t>(keep)) != 0)
+      result = fail_with("ftruncate", path, errno);
+  }
+  ::close(fd);
+  return result;
 }
 
 // --- the header's field encoding -------------------------------------------------------
@@ -582,9 +629,34 @@ std::optional<std::string> parse_header(std::string_view header, StoredMessage& 
   return std::nullopt;
 }
 
+// A line of a message's state that a notice may stand for (SpoolWriter::set_notice).
+bool is_notice_state_line(std::string_view line) {
+  return !line.empty() && line.size() <= kMaxNoticeLine &&
+         std::all_of(line.begin(), line.end(), [](char c) { return c >= 0x20 && c < 0x7F; });
+}
+
+// "notice <id> <field>..." (without the key): the value of a notice line.
+std::optional<std::string> parse_notice(std::string_view value, StoredMessage& message) {
+  std::vector<std::string_view> parts = split_spaces(value);
+  if (parts.size() < 2 || parts.size() > kMaxNoticeLines + 1 || !Spool::is_valid_id(parts[0])) {
+    return std::string("late envelope: bad value for 'notice'");
+  }
+  std::vector<std::string> lines;
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    auto line = decode_field(parts[i]);
+    if (!line || !is_notice_state_line(*line)) {
+      return std::string("late envelope: bad state line in 'notice'");
+    }
+    lines.push_back(std::move(*line));
+  }
+  message.notice_of = std::string(parts[0]);
+  message.notice_state = std::move(lines);
+  return std::nullopt;
+}
+
 // Parses the late envelope of a version 3 file into message: "from", "recipients" and its
-// rcpt lines, then "folder", then "tls_optional", each part optional but not all of them, each
-// line ending in '\n'. Returns an error text.
+// rcpt lines, then "folder", then "tls_optional", then "notice", each part optional but not
+// all of them, each line ending in '\n'. Returns an error text.
 std::optional<std::string> parse_late_envelope(std::string_view block, StoredMessage& message) {
   if (block.size() > kMaxHeaderSize) return std::string("late envelope over 4 MiB");
   if (!block.ends_with('\n')) return std::string("late envelope: unterminated line");
@@ -593,6 +665,7 @@ std::optional<std::string> parse_late_envelope(std::string_view block, StoredMes
   std::vector<smtp::Recipient> recipients;
   std::optional<std::string> folder;
   bool tls_optional = false;
+  bool notice = false;
   std::size_t start = 0;
   while (start < block.size()) {
     std::size_t end = block.find('\n', start);
@@ -602,7 +675,12 @@ std::optional<std::string> parse_late_envelope(std::string_view block, StoredMes
     if (space == std::string_view::npos) return std::string("late envelope: no value");
     std::string_view key = line.substr(0, space);
     std::string_view value = line.substr(space + 1);
-    if (tls_optional) {
+    if (notice) {
+      return "late envelope: unexpected key '" + std::string(key) + "' after 'notice'";
+    } else if (key == "notice" && (!from || expected)) {
+      if (auto error = parse_notice(value, message)) return error;
+      notice = true;
+    } else if (tls_optional) {
       return "late envelope: unexpected key '" + std::string(key) + "' after 'tls_optional'";
     } else if (key == "tls_optional" && (!from || expected)) {
       if (value != "1") return std::string("late envelope: bad value for 'tls_optional'");
@@ -639,7 +717,7 @@ std::optional<std::string> parse_late_envelope(std::string_view block, StoredMes
   }
   if (folder) message.folder = std::move(*folder);
   message.tls_optional = tls_optional;
-  if (!from && (folder || tls_optional)) return std::nullopt;
+  if (!from && (folder || tls_optional || notice)) return std::nullopt;
   if (!expected) return std::string("late envelope: missing key 'recipients'");
   if (recipients.size() != *expected) {
     return std::string("late envelope: recipient count does not match");
@@ -807,6 +885,29 @@ class FileSpoolWriter final : public SpoolWriter {
     return base::Ok{};
   }
 
+  base::Expected<base::Ok, SpoolError> set_notice(
+      std::string_view original_id, const std::vector<std::string>& state_lines) override {
+    if (state_ != State::kOpen) return not_open("set_notice");
+    if (!Spool::is_valid_id(original_id)) {
+      return base::unexpected(misuse("notice about an invalid queue id"));
+    }
+    if (state_lines.empty() || state_lines.size() > kMaxNoticeLines ||
+        !std::all_of(state_lines.begin(), state_lines.end(),
+                     [](const std::string& line) { return is_notice_state_line(line); })) {
+      return base::unexpected(misuse("a notice stands for 1 to " + std::to_string(kMaxNoticeLines) +
+                                     " state lines of 1 to " + std::to_string(kMaxNoticeLine) +
+                                     " printable octets"));
+    }
+    late_notice_ = "notice ";
+    late_notice_ += original_id;
+    for (const std::string& line : state_lines) {
+      late_notice_ += ' ';
+      append_field(late_notice_, line);
+    }
+    late_notice_ += '\n';
+    return base::Ok{};
+  }
+
   base::Expected<base::Ok, SpoolError> mark_held() override {
     if (state_ != State::kOpen) return not_open("mark_held");
     held_ = true;
@@ -822,12 +923,13 @@ class FileSpoolWriter final : public SpoolWriter {
     if (auto written = write_bytes(late_envelope_); !written) return written;
     if (auto written = write_bytes(late_folder_); !written) return written;
     if (auto written = write_bytes(late_tls_optional_); !written) return written;
+    if (auto written = write_bytes(late_notice_); !written) return written;
     // 2. the layout that points at it, over the zeros begin() wrote (same length), and the
     //    version line with a late envelope: patched in the buffer when the file's start is
     //    still there (one write for a small message), else with pwrite(2) once the buffer
     //    is out;
-    const bool version3 =
-        !late_envelope_.empty() || !late_folder_.empty() || !late_tls_optional_.empty();
+    const bool version3 = !late_envelope_.empty() || !late_folder_.empty() ||
+                          !late_tls_optional_.empty() || !late_notice_.empty();
     std::string start(version3 ? kVersion3Line : kVersionLine);
     start += '\n';
     start += format_layout(Layout{content_size_, replaced_length_, late_section_.size()});
@@ -858,6 +960,7 @@ class FileSpoolWriter final : public SpoolWriter {
     std::string().swap(late_envelope_);
     std::string().swap(late_folder_);
     std::string().swap(late_tls_optional_);
+    std::string().swap(late_notice_);
     state_ = State::kSynced;
     // 4. a hold, durable before the message can reach queue/: a crash before publish()
     //    leaves a state file without its message, which Spool::open() removes.
@@ -1032,6 +1135,7 @@ class FileSpoolWriter final : public SpoolWriter {
   std::string late_envelope_;          // of replace_envelope(): the file is then version 3
   std::string late_folder_;            // "folder <field>\n" of set_folder(): version 3 too
   std::string late_tls_optional_;      // "tls_optional 1\n" of set_tls_optional(): version 3
+  std::string late_notice_;            // "notice <id> <field>...\n" of set_notice(): version 3
   bool held_ = false;                  // mark_held(): state/<id> says "held" before publish()
   bool logged_ = false;                // flush_to_log() appended the message to the log
   std::uint64_t ticket_ = 0;           // of that append (SpoolLog::sync)
@@ -1137,12 +1241,15 @@ base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string
     return base::unexpected(recovered.error());
   }
 
-  // A state file whose message is gone was left by a crash inside remove().
+  // A state file whose message is gone was left by a crash inside remove(); one whose last
+  // line is torn is cut back to its last whole line.
   for (const std::string& name : read_directory(state)) {
     struct stat info {};
     if (::fstatat(spool->queue_dir_fd_, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0 &&
         errno == ENOENT) {
       ::unlinkat(spool->state_dir_fd_, name.c_str(), 0);
+    } else if (auto cut = cut_torn_line(spool->state_dir_fd_, name, state); !cut) {
+      return base::unexpected(cut.error());
     }
   }
 
@@ -1319,6 +1426,20 @@ base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> Spool::begin_with_id(
     return base::unexpected(header.error());
   }
   return std::unique_ptr<SpoolWriter>(std::move(writer));
+}
+
+std::string Spool::new_notice_id(const std::string& original_id) {
+  std::string id = new_id();
+  if (original_id.size() + 1 + kNoticeSuffixLength > kMaxIdLength) return id;
+  // The fresh part: new_id()'s counter and random characters.
+  return original_id + kNoticeSeparator + id.substr(id.size() - kNoticeSuffixLength);
+}
+
+std::string_view Spool::original_of(std::string_view id) {
+  if (id.size() <= 1 + kNoticeSuffixLength || !is_valid_id(id)) return {};
+  const std::size_t separator = id.size() - 1 - kNoticeSuffixLength;
+  if (id[separator] != kNoticeSeparator) return {};
+  return id.substr(0, separator);
 }
 
 std::vector<std::string> Spool::list() const {
@@ -1510,6 +1631,25 @@ base::Expected<base::Ok, SpoolError> Spool::append_state(const std::string& id,
   auto written = write_all(fd, text.data(), text.size(), path);
   ::close(fd);
   return written;
+}
+
+base::Expected<base::Ok, SpoolError> Spool::sync_state(const std::string& id) {
+  if (!is_valid_id(id)) {
+    return base::unexpected(
+        SpoolError{"invalid queue id '" + id + "'", /*transient=*/false, EINVAL});
+  }
+  const std::string path = dir_ + "/state/" + id;
+  int fd = ::openat(state_dir_fd_, id.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno != ENOENT) return fail_with("open", path, errno);
+  if (fd >= 0) {
+    const int result = ::fsync(fd);
+    const int saved = errno;
+    ::close(fd);
+    if (result != 0) return fail_with("fsync", path, saved);
+  }
+  // Its name too: the file may have been made since state/ was last synced.
+  if (::fsync(state_dir_fd_) != 0) return fail_with("fsync", dir_ + "/state", errno);
+  return base::Ok{};
 }
 
 std::vector<std::string> Spool::read_state(const std::string& id) const {

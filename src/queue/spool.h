@@ -75,6 +75,11 @@ struct StoredMessage {
   // domain's TLS policy (DANE, MTA-STS, the learned memory) not hold the message back.
   bool tls_optional = false;
   std::int64_t received_unix = 0;  // when it was accepted
+  // A notice (a DSN) about another message (Spool::new_notice_id, SpoolWriter::set_notice): the id
+  // of the message it reports on and the lines of that message's state (Spool::append_state) it
+  // stands for ("failed 0", "warned", "delivered 2"). Empty for any other message.
+  std::string notice_of;
+  std::vector<std::string> notice_state;
   // Found in the spool at start-up: a delivery may have completed before a crash, so a
   // deliverer must look harder for an earlier copy (Maildir: also scan cur/).
   bool recovered = false;
@@ -192,6 +197,14 @@ class SpoolWriter {
   // written after the content like set_folder() (the file is then version 3); the last call
   // wins, false cancels.
   virtual base::Expected<base::Ok, SpoolError> set_tls_optional(bool optional) = 0;
+  // The message is a notice about the message original_id and stands for these lines of its
+  // state (StoredMessage::notice_of, notice_state; Spool::new_notice_id says when): held and
+  // written after the content like set_folder() (the file is then version 3); the last call
+  // wins. Refused like replace_header_section() (the writer is unchanged) unless
+  // Spool::is_valid_id(original_id) and there are 1 to 1,000 lines, each 1 to 1,000 octets of
+  // printable ASCII.
+  virtual base::Expected<base::Ok, SpoolError> set_notice(
+      std::string_view original_id, const std::vector<std::string>& state_lines) = 0;
   // The message is held (queue::Scheduler delivers it only once released): flush_to_log()
   // writes state/<id> = "held" and fsyncs it and state/ after the message and before
   // publish(), so a message in queue/ is never seen without its hold. abort() removes it.
@@ -225,7 +238,8 @@ class SpoolWriter {
 
 class Spool {
  public:
-  // Creates <dir>/tmp, queue, state and log if missing, clears tmp/, and recovers: every
+  // Creates <dir>/tmp, queue, state and log if missing, clears tmp/, cuts a torn last line
+  // off each state file (so that the next append_state() line stands alone), and recovers: every
   // message the log holds is in queue/ as the log has it (rebuilt when a power cut left it
   // missing or different); a queue file the log does not know is moved to orphaned/ (never
   // acknowledged: it cannot happen but through a bug or a hand). A spool without log/ (an
@@ -245,6 +259,23 @@ class Spool {
   std::string new_id();
   base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> begin_with_id(
       const std::string& id, const smtp::Envelope& envelope, std::int64_t received_unix);
+  // A fresh id for a notice (a DSN) about the message original_id: original_id, 'N', then 8
+  // fresh characters (original_of() gives original_id back), so that a restart finds the
+  // notices of a message without reading every queued file (Scheduler::start()). Begin it
+  // with begin_with_id() and say what it stands for with SpoolWriter::set_notice().
+  //
+  // The contract that makes a notice go out once however the power fails: the notice is
+  // committed (its M record synced) before the original's state lines it stands for are
+  // appended; then, before the notice is handed to a deliverer, those lines are made durable
+  // — by the original's removal (its D record follows the notice's M record in the log: any
+  // state that keeps a later record keeps it too) or by sync_state(original_id). Whenever a
+  // power cut loses the lines, the notice is still queued, and whoever recovers writes its
+  // notice_state into the original's state again, durably, before delivering either.
+  // XXX: an original_id over 55 characters (none that new_id() makes) leaves no room: the
+  // notice gets a plain new_id() and a restart does not find it.
+  std::string new_notice_id(const std::string& original_id);
+  // The id of the message a notice id (new_notice_id) is about, else "".
+  static std::string_view original_of(std::string_view id);
 
   // Ids of committed messages, oldest first.
   std::vector<std::string> list() const;
@@ -262,6 +293,9 @@ class Spool {
   // recipient be tried again, which the deliverers tolerate.
   base::Expected<base::Ok, SpoolError> append_state(const std::string& id, std::string_view line);
   std::vector<std::string> read_state(const std::string& id) const;
+  // Makes what append_state() wrote for id durable: fsync(2) of state/<id> (when it exists)
+  // and of state/. For the lines a notice stands for (new_notice_id); nothing else needs it.
+  base::Expected<base::Ok, SpoolError> sync_state(const std::string& id);
   // Whether read_state(id) leaves the message held: a "held" line with no "released" after
   // it (Scheduler::hold()/release(), SpoolWriter::mark_held()).
   bool is_held(const std::string& id) const;

@@ -77,8 +77,8 @@ def main():
     parser.add_argument("--drop-each", action="store_true",
                         help="drop each sync of the run in turn; each must be caught")
     parser.add_argument("--workload", choices=power_loss.WORKLOADS, default="standard",
-                        help="what the recorded run sends (bounce: a message that bounces; "
-                        "today it shows the duplicate failure DSN of docs/testing.md)")
+                        help="what the recorded run sends (bounce: a message that bounces, "
+                        "whose sender must get exactly one failure DSN)")
     parser.add_argument("--preload", action="append", default=[],
                         help="a mutation shim (tests/durability/NAME.c) preloaded first")
     args = parser.parse_args()

@@ -71,6 +71,12 @@ class ScriptedDeliverer {
     calls_.push_back(message.id + "/" + std::to_string(index));
     senders_[address] = message.envelope.reverse_path;
     if (message.recovered) recovered_.push_back(message.id);
+    if (!message.notice_of.empty()) {
+      std::string notice = message.id + " about " + message.notice_of + ":";
+      for (const std::string& line : message.notice_state)
+        notice += " " + line;
+      notices_.push_back(notice);
+    }
     std::size_t n = counts_[address]++;
     auto it = scripts_.find(address);
     DeliveryStatus status = DeliveryStatus::kDelivered;
@@ -86,6 +92,11 @@ class ScriptedDeliverer {
   std::vector<std::string> recovered() const {
     std::lock_guard lock(mutex_);
     return recovered_;
+  }
+  // "<notice id> about <original id>: <state line>..." of each notice delivered.
+  std::vector<std::string> notices() const {
+    std::lock_guard lock(mutex_);
+    return notices_;
   }
   std::string sender_seen_by(const std::string& address) const {
     std::lock_guard lock(mutex_);
@@ -109,6 +120,7 @@ class ScriptedDeliverer {
   std::map<std::string, std::size_t> counts_;
   std::vector<std::string> calls_;
   std::vector<std::string> recovered_;           // ids seen with StoredMessage::recovered set
+  std::vector<std::string> notices_;             // see notices()
   std::map<std::string, std::string> senders_;   // reverse-path of the last message per address
   std::map<std::string, std::string> contents_;  // content of the last message per address
   std::condition_variable gate_;
@@ -170,6 +182,19 @@ class SchedulerTest : public ::testing::Test {
           return results;
         },
         std::move(options));
+  }
+  // A notice about original as a power cut can leave it: committed, while the lines of the
+  // original's state it stands for never reached the disk.
+  std::string commit_notice(const std::string& original, std::vector<std::string> lines) {
+    smtp::Envelope envelope;
+    envelope.recipients.push_back({"sender@example.com", "", ""});
+    const std::string id = spool_->new_notice_id(original);
+    auto writer = spool_->begin_with_id(id, envelope, 1700000000);
+    EXPECT_TRUE(writer);
+    EXPECT_TRUE((*writer)->append("Subject: notice\r\n\r\nabout " + original + "\r\n"));
+    EXPECT_TRUE((*writer)->set_notice(original, lines));
+    EXPECT_TRUE((*writer)->commit());
+    return id;
   }
   static SchedulerOptions fast() {
     SchedulerOptions options;
@@ -336,6 +361,92 @@ TEST_F(SchedulerTest, FinishedRecipientsAreNotDeliveredAgainAfterARestart) {
   EXPECT_EQ(deliverer_.count("now@example.com"), 1u);
   EXPECT_EQ(deliverer_.count("later@example.com"), 2u);
   EXPECT_TRUE(eventually([&] { return fs::is_empty(root_ + "/spool/state"); }));
+}
+
+TEST_F(SchedulerTest, ANoticeIsSpooledUnderItsOriginalsIdAndNamesTheStateItStandsFor) {
+  deliverer_.script("gone@example.com", {DeliveryStatus::kPermanent});
+  deliverer_.script("later@example.com", {DeliveryStatus::kTransient});
+  SchedulerOptions options;
+  options.retry_schedule = {std::chrono::hours(1)};
+  options.delay_warning = 1ms;
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  std::string id = commit({"gone@example.com", "later@example.com"});
+  scheduler->enqueue(id);
+  // A failure notice for the first, a delay notice for the second; the message stays.
+  ASSERT_TRUE(eventually([&] { return deliverer_.count("sender@example.com") == 2; }))
+      << log_.all();
+  std::vector<std::string> notices = deliverer_.notices();
+  std::sort(notices.begin(), notices.end(), [](const std::string& a, const std::string& b) {
+    return a.substr(a.find(' ')) < b.substr(b.find(' '));
+  });
+  ASSERT_EQ(notices.size(), 2u);
+  EXPECT_TRUE(notices[0].ends_with(" about " + id + ": failed 0")) << notices[0];
+  EXPECT_TRUE(notices[1].ends_with(" about " + id + ": warned")) << notices[1];
+  for (const std::string& notice : notices) {
+    const std::string notice_id = notice.substr(0, notice.find(' '));
+    EXPECT_EQ(Spool::original_of(notice_id), id);
+    EXPECT_EQ(log_.count("dsn_id=" + notice_id + " to=sender@example.com"), 1u) << log_.all();
+  }
+  // Written before either notice was handed over (and synced: Spool::sync_state).
+  const std::vector<std::string> state = spool_->read_state(id);
+  EXPECT_NE(std::find(state.begin(), state.end(), "failed 0"), state.end());
+  EXPECT_NE(std::find(state.begin(), state.end(), "warned"), state.end());
+  EXPECT_TRUE(eventually([&] { return spool_->list() == std::vector<std::string>{id}; }))
+      << log_.all();
+}
+
+TEST_F(SchedulerTest, AFailureNoticeLeftByAPowerCutStandsForTheFailureItsOriginalLost) {
+  // The failure DSN was committed; the original's "failed 0" and its removal were not on
+  // disk yet. Without the notice's lines, the original would fail again and its sender would
+  // get a second DSN.
+  deliverer_.script("gone@example.com", {DeliveryStatus::kPermanent});
+  const std::string id = commit({"gone@example.com", "ok@example.com"});
+  const std::string notice = commit_notice(id, {"failed 0"});
+  reopen();
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.count("gone@example.com"), 0u) << log_.all();  // final already
+  EXPECT_EQ(deliverer_.count("ok@example.com"), 1u);
+  EXPECT_EQ(deliverer_.count("sender@example.com"), 1u);  // the notice, once
+  EXPECT_EQ(log_.count("event=dsn "), 0u) << log_.all();
+  EXPECT_EQ(log_.count("event=notice_recovered id=" + id + " dsn_id=" + notice + " lines=1"), 1u)
+      << log_.all();
+}
+
+TEST_F(SchedulerTest, ADelayNoticeLeftByAPowerCutIsNotSentAgain) {
+  deliverer_.script("slow@example.com", {DeliveryStatus::kTransient});
+  const std::string id = commit({"slow@example.com"});
+  ASSERT_TRUE(spool_->append_state(id, "deferred 0 busy"));  // a line that did survive
+  commit_notice(id, {"warned"});
+  reopen();
+  SchedulerOptions options = fast();
+  options.retry_schedule = {std::chrono::hours(1)};
+  options.delay_warning = 1ms;
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  ASSERT_TRUE(eventually([&] { return log_.count("event=retry id=" + id) == 1; })) << log_.all();
+  ASSERT_TRUE(eventually([&] { return deliverer_.count("sender@example.com") == 1; }));
+  EXPECT_EQ(log_.count("event=dsn "), 0u) << log_.all();
+  const std::vector<std::string> state = spool_->read_state(id);
+  ASSERT_GE(state.size(), 2u);
+  EXPECT_EQ(state[1], "warned");  // written back at start, before the attempt
+  EXPECT_EQ(std::count(state.begin(), state.end(), "warned"), 1);
+}
+
+TEST_F(SchedulerTest, ANoticeWhoseOriginalIsGoneOrAlreadyKnowsItChangesNothing) {
+  const std::string id = commit({"a@example.com"});
+  ASSERT_TRUE(spool_->append_state(id, "delivered 0"));
+  commit_notice(id, {"delivered 0"});                   // its lines made it: nothing to add
+  commit_notice("0123456789ABCDEFabcd", {"failed 0"});  // its original left the queue
+  reopen();
+  auto scheduler = make_scheduler(fast());
+  scheduler->start();
+  ASSERT_TRUE(eventually([&] { return spool_->list().empty(); })) << log_.all();
+  EXPECT_EQ(deliverer_.count("a@example.com"), 0u);
+  EXPECT_EQ(deliverer_.count("sender@example.com"), 2u);
+  EXPECT_EQ(log_.count("event=notice_recovered"), 0u) << log_.all();
 }
 
 TEST_F(SchedulerTest, AHoldOutlivesARestartUntilReleased) {

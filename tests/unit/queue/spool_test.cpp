@@ -1145,6 +1145,120 @@ TEST_F(SpoolTest, InvalidFolderNamesAreRefusedByTheWriterAndByLoad) {
   }
 }
 
+TEST_F(SpoolTest, ANoticeNamesItsOriginalByItsIdAndByTheStateLinesItStandsFor) {
+  const std::string original = "0123456789ABCDEFabcd";
+  const std::string id = spool_->new_notice_id(original);
+  EXPECT_EQ(id.size(), original.size() + 9);
+  EXPECT_TRUE(id.starts_with(original + "N")) << id;
+  EXPECT_TRUE(Spool::is_valid_id(id));
+  EXPECT_EQ(Spool::original_of(id), original);
+  EXPECT_NE(spool_->new_notice_id(original), id);  // fresh each time
+  EXPECT_EQ(Spool::original_of(original), "");     // an ordinary id is no notice
+  EXPECT_EQ(Spool::original_of("N12345678"), "");
+  EXPECT_EQ(Spool::original_of("aX12345678"), "");
+  EXPECT_EQ(Spool::original_of("a-N12345678"), "");  // not an id at all
+  // No room after an id of 56 characters: a plain id, which names no original.
+  EXPECT_EQ(Spool::original_of(spool_->new_notice_id(std::string(56, 'a'))), "");
+  EXPECT_EQ(Spool::original_of(spool_->new_notice_id(std::string(55, 'a'))), std::string(55, 'a'));
+
+  const std::string content = "Subject: notice\r\n\r\nbody\r\n";
+  for (bool with_folder : {false, true}) {
+    SCOPED_TRACE(with_folder);
+    const std::string notice = spool_->new_notice_id(original);
+    auto writer = spool_->begin_with_id(notice, full_envelope(), 1700000000);
+    ASSERT_TRUE(writer);
+    ASSERT_TRUE((*writer)->append(content));
+    if (with_folder) {
+      ASSERT_TRUE((*writer)->set_folder("Junk"));
+    }
+    ASSERT_TRUE((*writer)->set_notice(original, {"warned"}));
+    ASSERT_TRUE((*writer)->set_notice(original, {"failed 0", "failed 12"}));  // the last wins
+    ASSERT_TRUE((*writer)->commit());
+    const std::string file = read_file(dir_ + "/queue/" + notice);
+    EXPECT_TRUE(file.starts_with("smtpsd-spool 3\n")) << file.substr(0, 100);
+    EXPECT_TRUE(file.ends_with("\nnotice " + original + " failed%200 failed%2012\n")) << file;
+    auto loaded = spool_->load(notice);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->notice_of, original);
+    EXPECT_EQ(loaded->notice_state, (std::vector<std::string>{"failed 0", "failed 12"}));
+    EXPECT_EQ(content_of(*loaded), content);
+    EXPECT_EQ(loaded->folder, with_folder ? "Junk" : "");
+    expect_same(loaded->envelope, full_envelope());
+    // Last, once, with an id and at least one printable line.
+    const std::string head = file.substr(0, file.rfind("notice "));
+    for (const std::string& tail :
+         {std::string("notice " + original + "\n"), std::string("notice " + original + " -\n"),
+          std::string("notice a-b failed%200\n"), std::string("notice " + original + "  x\n"),
+          std::string("notice " + original + " a%0Ab\n"),
+          std::string("notice " + original + " x\nnotice " + original + " x\n"),
+          std::string("notice " + original + " x\nfolder Junk\n")}) {
+      const std::string broken = head + tail;
+      EXPECT_FALSE(parse_spool_file(notice, broken, broken.size())) << tail;
+    }
+  }
+  // An ordinary message names none.
+  auto plain = spool_->load(commit_message(full_envelope(), "x\r\n"));
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->notice_of, "");
+  EXPECT_TRUE(plain->notice_state.empty());
+}
+
+TEST_F(SpoolTest, SetNoticeRefusesWhatItCannotStore) {
+  auto writer = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append("x\r\n"));
+  for (const auto& [original, lines] :
+       std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"bad id", {"failed 0"}},
+           {"", {"failed 0"}},
+           {"Q1", {}},
+           {"Q1", {""}},
+           {"Q1", {"failed\n0"}},
+           {"Q1", {std::string(1001, 'x')}},
+           {"Q1", std::vector<std::string>(1001, "warned")}}) {
+    auto refused = (*writer)->set_notice(original, lines);
+    ASSERT_FALSE(refused) << original;
+    EXPECT_EQ(refused.error().error_number, EINVAL);
+  }
+  ASSERT_TRUE((*writer)->commit());  // the writer stays usable: a version 2 file
+  EXPECT_TRUE(read_file(dir_ + "/queue/" + (*writer)->id()).starts_with("smtpsd-spool 2\n"));
+}
+
+TEST_F(SpoolTest, SyncStateSyncsWhatAppendStateWrote) {
+  const std::string id = commit_message(full_envelope(), "x\r\n");
+  EXPECT_TRUE(spool_->sync_state(id));  // no state file yet: only state/ is synced
+  ASSERT_TRUE(spool_->append_state(id, "failed 0"));
+  EXPECT_TRUE(spool_->sync_state(id));
+  EXPECT_EQ(spool_->read_state(id), (std::vector<std::string>{"failed 0"}));
+  auto refused = spool_->sync_state("../x");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().error_number, EINVAL);
+}
+
+TEST_F(SpoolTest, OpenCutsATornLastStateLineSoThatTheNextLineStandsAlone) {
+  const std::string torn = commit_message(full_envelope(), "x\r\n");
+  const std::string zeros = commit_message(full_envelope(), "y\r\n");
+  const std::string whole = commit_message(full_envelope(), "z\r\n");
+  const std::string nothing = commit_message(full_envelope(), "w\r\n");
+  write_file(dir_ + "/state/" + torn, "delivered 0\nfai");  // a power cut mid-write
+  write_file(dir_ + "/state/" + zeros, std::string("warned\n") + std::string(9, '\0'));
+  write_file(dir_ + "/state/" + whole, "delivered 0\n");
+  write_file(dir_ + "/state/" + nothing, "hel");
+  spool_.reset();
+  auto reopened = Spool::open(dir_);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  spool_ = std::move(*reopened);
+  EXPECT_EQ(read_file(dir_ + "/state/" + torn), "delivered 0\n");
+  EXPECT_EQ(read_file(dir_ + "/state/" + zeros), "warned\n");
+  EXPECT_EQ(read_file(dir_ + "/state/" + whole), "delivered 0\n");
+  EXPECT_EQ(read_file(dir_ + "/state/" + nothing), "");
+  for (const std::string& id : {torn, zeros, whole, nothing})
+    ASSERT_TRUE(spool_->append_state(id, "failed 1"));
+  EXPECT_EQ(spool_->read_state(torn), (std::vector<std::string>{"delivered 0", "failed 1"}));
+  EXPECT_EQ(spool_->read_state(zeros), (std::vector<std::string>{"warned", "failed 1"}));
+  EXPECT_EQ(spool_->read_state(nothing), (std::vector<std::string>{"failed 1"}));
+}
+
 TEST_F(SpoolTest, MarkHeldWritesTheHoldBeforeTheMessageIsPublished) {
   auto writer = spool_->begin(full_envelope(), 1);
   ASSERT_TRUE(writer);
