@@ -14,6 +14,21 @@
 #include "obs/log.h"
 
 namespace app {
+namespace {
+
+// "ecdsa", "rsa" or "all" (type left empty); false for anything else.
+bool key_type_of(const std::string& word, std::optional<acme::KeyType>& type) {
+  if (word == "ecdsa") {
+    type = acme::KeyType::kEcdsaP256;
+  } else if (word == "rsa") {
+    type = acme::KeyType::kRsa2048;
+  } else if (word != "all") {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 AcmeService::~AcmeService() {
   stop();
@@ -113,13 +128,7 @@ std::string AcmeService::handle_request(const std::vector<std::string>& words) {
   }
   if (verb == "revoke" && words.size() == 3) {
     std::optional<acme::KeyType> type;
-    if (words[1] == "ecdsa") {
-      type = acme::KeyType::kEcdsaP256;
-    } else if (words[1] == "rsa") {
-      type = acme::KeyType::kRsa2048;
-    } else if (words[1] != "all") {
-      return "error: the key is ecdsa, rsa or all\n";
-    }
+    if (!key_type_of(words[1], type)) return "error: the key is ecdsa, rsa or all\n";
     // RFC 5280 §5.3.1 codes a subscriber may give (CAs refuse 2, 6 and up for it):
     // unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation.
     static const std::vector<std::string> kReasons = {"0", "1", "3", "4", "5"};
@@ -133,13 +142,7 @@ std::string AcmeService::handle_request(const std::vector<std::string>& words) {
   }
   if (verb == "rollover" && words.size() == 3 && (words[2] == "wait" || words[2] == "force")) {
     std::optional<acme::KeyType> type;
-    if (words[1] == "ecdsa") {
-      type = acme::KeyType::kEcdsaP256;
-    } else if (words[1] == "rsa") {
-      type = acme::KeyType::kRsa2048;
-    } else if (words[1] != "all") {
-      return "error: the key is ecdsa, rsa or all\n";
-    }
+    if (!key_type_of(words[1], type)) return "error: the key is ecdsa, rsa or all\n";
     const bool force = words[2] == "force";
     renewer_->rollover_now(type, force);
     return force ? "key change started (" + words[1] +

@@ -380,6 +380,20 @@ TEST_F(RenewalTest, AFailureNearTheEndIsAnErrorAndKeepsTheCertificate) {
 }
 
 // A CA that revokes (or refuses to: revoke_status) and then cannot issue (503 on newOrder).
+// The status line of one key once it holds text (or after 10 s).
+std::string wait_for_status(acme::Renewer& renewer, const std::string& key,
+                            const std::string& text) {
+  std::string line;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string status = renewer.status();
+    const std::size_t at = status.find("\n" + key + ": ");
+    line = at == std::string::npos ? "" : status.substr(at + 1, status.find('\n', at + 1) - at);
+    if (line.find(text) != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return line;
+}
+
 class RevokingCa : public acme::HttpTransport {
  public:
   long revoke_status = 200;
@@ -424,26 +438,14 @@ TEST_F(RenewalTest, ARevocationReplacesTheKeyAndARefusalChangesNothing) {
   acme::RenewalOptions o = options();
   o.client.directory_url = "https://ca/dir";
   o.transport = ca;
-  // The status line of one key once it holds text (or after 10 s).
-  auto wait_for = [](acme::Renewer& renewer, const std::string& key, const std::string& text) {
-    std::string line;
-    for (int i = 0; i < 1000; ++i) {
-      const std::string status = renewer.status();
-      const std::size_t at = status.find("\n" + key + ": ");
-      line = at == std::string::npos ? "" : status.substr(at + 1, status.find('\n', at + 1) - at);
-      if (line.find(text) != std::string::npos) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return line;
-  };
   {
     ::testing::internal::CaptureStderr();
     acme::Renewer renewer(o, nullptr, publisher_);
     renewer.start();
     // The RSA key (no certificate) is due at once and fails (503); then the ECDSA revocation.
-    wait_for(renewer, "rsa", "failed at order");
+    wait_for_status(renewer, "rsa", "failed at order");
     renewer.revoke_now(acme::KeyType::kEcdsaP256, 1);
-    const std::string status = wait_for(renewer, "ecdsa", "revocation failed");
+    const std::string status = wait_for_status(renewer, "ecdsa", "revocation failed");
     renewer.stop();
     const std::string log = ::testing::internal::GetCapturedStderr();
     EXPECT_NE(status.find("last=\"revocation failed at revoke: HTTP 400 alreadyRevoked"),
@@ -461,9 +463,9 @@ TEST_F(RenewalTest, ARevocationReplacesTheKeyAndARefusalChangesNothing) {
   acme::Renewer renewer(o, nullptr, publisher_);
   renewer.start();
   // Revoked, the new key's certificate ordered at once (the order fails here: 503).
-  wait_for(renewer, "rsa", "failed at order");
+  wait_for_status(renewer, "rsa", "failed at order");
   renewer.revoke_now(acme::KeyType::kEcdsaP256, 1);
-  const std::string status = wait_for(renewer, "ecdsa", "failed at order");
+  const std::string status = wait_for_status(renewer, "ecdsa", "failed at order");
   renewer.stop();
   const std::string log = ::testing::internal::GetCapturedStderr();
   // §7.6: the leaf's DER and the reason, signed by the account (kid, not the JWK).
@@ -552,20 +554,6 @@ dns::Answer records(dns::Status status, std::vector<std::string> names = {},
   answer.names = std::move(names);
   answer.addresses = std::move(addresses);
   return answer;
-}
-
-// The status line of one key once it holds text (or after 10 s).
-std::string wait_for_status(acme::Renewer& renewer, const std::string& key,
-                            const std::string& text) {
-  std::string line;
-  for (int i = 0; i < 1000; ++i) {
-    const std::string status = renewer.status();
-    const std::size_t at = status.find("\n" + key + ": ");
-    line = at == std::string::npos ? "" : status.substr(at + 1, status.find('\n', at + 1) - at);
-    if (line.find(text) != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return line;
 }
 
 }  // namespace
