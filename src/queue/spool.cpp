@@ -217,26 +217,42 @@ base::Expected<base::Ok, SpoolError> cut_torn_line(int state_dir_fd, const std::
   if (fd < 0)
     return errno == ENOENT ? base::Expected<base::Ok, SpoolError>(base::Ok{})
                            : fail_with("open", path, errno);
-  std::string text;
-  std::array<char, 4096> chunk;
-  for (;;) {
-    ssize_t got = ::read(fd, chunk.data(), chunk.size());
+  // From the end backwards, a block at a time: a whole last line (the usual case) costs one
+  // read of its last block, and nothing is kept in memory.
+  struct stat status {};
+  if (::fstat(fd, &status) != 0) {
+    int saved = errno;
+    ::close(fd);
+    return fail_with("stat", path, saved);
+  }
+  std::array<char, 4096> block;
+  off_t end = status.st_size;
+  off_t keep = 0;  // after the last '\n', or 0 when there is none
+  bool whole = end == 0;
+  while (end > 0 && !whole) {
+    const off_t from =
+        end > static_cast<off_t>(block.size()) ? end - static_cast<off_t>(block.size()) : 0;
+    const ssize_t got = ::pread(fd, block.data(), static_cast<std::size_t>(end - from), from);
     if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      int saved = errno;
+    if (got != end - from) {
+      int saved = got < 0 ? errno : EIO;
       ::close(fd);
       return fail_with("read", path, saved);
     }
-    if (got == 0) break;
-    text.append(chunk.data(), static_cast<std::size_t>(got));
+    if (end == status.st_size && block[static_cast<std::size_t>(got) - 1] == '\n') {
+      whole = true;
+      break;
+    }
+    const char* newline =
+        static_cast<const char*>(::memrchr(block.data(), '\n', static_cast<std::size_t>(got)));
+    if (newline != nullptr) {
+      keep = from + (newline - block.data()) + 1;
+      break;
+    }
+    end = from;
   }
   base::Expected<base::Ok, SpoolError> result = base::Ok{};
-  if (!text.empty() && text.back() != '\n') {
-    const std::size_t newline = text.rfind('\n');
-    const std::size_t keep = newline == std::string::npos ? 0 : newline + 1;
-    if (::ftruncate(fd, static_cast<off_t>(keep)) != 0)
-      result = fail_with("ftruncate", path, errno);
-  }
+  if (!whole && ::ftruncate(fd, keep) != 0) result = fail_with("ftruncate", path, errno);
   ::close(fd);
   return result;
 }

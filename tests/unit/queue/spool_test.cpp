@@ -1240,7 +1240,10 @@ TEST_F(SpoolTest, OpenCutsATornLastStateLineSoThatTheNextLineStandsAlone) {
   const std::string zeros = commit_message(full_envelope(), "y\r\n");
   const std::string whole = commit_message(full_envelope(), "z\r\n");
   const std::string nothing = commit_message(full_envelope(), "w\r\n");
+  const std::string long_torn = commit_message(full_envelope(), "v\r\n");
   write_file(dir_ + "/state/" + torn, "delivered 0\nfai");  // a power cut mid-write
+  // Its last '\n' three blocks of the backwards scan before the end.
+  write_file(dir_ + "/state/" + long_torn, std::string("held\n") + std::string(9000, '\0'));
   write_file(dir_ + "/state/" + zeros, std::string("warned\n") + std::string(9, '\0'));
   write_file(dir_ + "/state/" + whole, "delivered 0\n");
   write_file(dir_ + "/state/" + nothing, "hel");
@@ -1252,6 +1255,7 @@ TEST_F(SpoolTest, OpenCutsATornLastStateLineSoThatTheNextLineStandsAlone) {
   EXPECT_EQ(read_file(dir_ + "/state/" + zeros), "warned\n");
   EXPECT_EQ(read_file(dir_ + "/state/" + whole), "delivered 0\n");
   EXPECT_EQ(read_file(dir_ + "/state/" + nothing), "");
+  EXPECT_EQ(read_file(dir_ + "/state/" + long_torn), "held\n");
   for (const std::string& id : {torn, zeros, whole, nothing})
     ASSERT_TRUE(spool_->append_state(id, "failed 1"));
   EXPECT_EQ(spool_->read_state(torn), (std::vector<std::string>{"delivered 0", "failed 1"}));
