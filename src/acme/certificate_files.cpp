@@ -77,18 +77,19 @@ base::Expected<std::string, std::string> read_file(const std::string& path) {
   return text.str();
 }
 
+base::Expected<tls::KeyPtr, std::string> load_key(const std::string& path, KeyType type) {
+  auto text = read_file(path);
+  if (!text) return base::unexpected(text.error());
+  tls::BioPtr bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
+  tls::KeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  if (!key) return base::unexpected(path + ": not a private key: " + tls::last_error_reason());
+  if (!key_has_type(key.get(), type))
+    return base::unexpected(path + ": not an " + std::string(to_string(type)) + " key");
+  return key;
+}
+
 base::Expected<tls::KeyPtr, std::string> load_or_create_key(const std::string& path, KeyType type) {
-  std::ifstream probe(path);
-  if (probe) {
-    auto text = read_file(path);
-    if (!text) return base::unexpected(text.error());
-    tls::BioPtr bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
-    tls::KeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-    if (!key) return base::unexpected(path + ": not a private key: " + tls::last_error_reason());
-    if (!key_has_type(key.get(), type))
-      return base::unexpected(path + ": not an " + std::string(to_string(type)) + " key");
-    return key;
-  }
+  if (std::ifstream(path)) return load_key(path, type);
   if (errno != ENOENT) return base::unexpected(path + ": " + std::strerror(errno));
   auto key = make_key(type);
   if (!key) return key;
@@ -122,27 +123,6 @@ base::Expected<base::Ok, std::string> rename_durably(const std::string& from,
   ::close(fd);
   if (!synced) return base::unexpected("fsync " + directory + ": " + std::strerror(saved));
   return base::Ok{};
-}
-
-std::string spki_sha256(EVP_PKEY* key) {
-  unsigned char* der = nullptr;
-  const int size = i2d_PUBKEY(key, &der);
-  if (size <= 0) return {};
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_size = 0;
-  EVP_Digest(der, static_cast<std::size_t>(size), digest, &digest_size, EVP_sha256(), nullptr);
-  OPENSSL_free(der);
-  return std::string(reinterpret_cast<const char*>(digest), digest_size);
-}
-
-std::string spki_sha256_hex(EVP_PKEY* key) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char octet : spki_sha256(key)) {
-    out += kHex[octet >> 4];
-    out += kHex[octet & 15];
-  }
-  return out;
 }
 
 base::Expected<std::string, std::string> make_csr(EVP_PKEY* key,

@@ -38,6 +38,9 @@ struct CertificatePaths {
 std::vector<CertificatePaths> certificate_paths(const std::string& acme_dir);
 std::string account_key_path(const std::string& acme_dir);
 
+// The key of this type in path; an error naming the file when it cannot be read or holds no
+// key of this type.
+base::Expected<tls::KeyPtr, std::string> load_key(const std::string& path, KeyType type);
 // The key in path, or a new one written there (0600) when the file does not exist. A file
 // that exists but does not hold a key of this type is an error, never overwritten.
 base::Expected<tls::KeyPtr, std::string> load_or_create_key(const std::string& path, KeyType type);
@@ -49,10 +52,6 @@ base::Expected<base::Ok, std::string> write_key(const std::string& path, EVP_PKE
 // rename(2) from over to, then an fsync of their directory (both in one directory).
 base::Expected<base::Ok, std::string> rename_durably(const std::string& from,
                                                      const std::string& to);
-// The data of a DANE "3 1 1" record for the key: SHA-256 of its SubjectPublicKeyInfo, raw
-// octets, and in hex.
-std::string spki_sha256(EVP_PKEY* key);
-std::string spki_sha256_hex(EVP_PKEY* key);
 
 // A DER CSR for names (the first one as CN, all as dNSName SANs), signed by key.
 base::Expected<std::string, std::string> make_csr(EVP_PKEY* key,

@@ -17,6 +17,7 @@
 #include "base/file_write.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
+#include "tls/spki_digest.h"
 
 namespace acme {
 namespace {
@@ -216,6 +217,13 @@ void Renewer::rollover_now(std::optional<KeyType> type, bool force) {
   wake_.notify_all();
 }
 
+void Renewer::end_rollover(KeyState& state) {
+  state.rollover_staged = false;
+  state.rollover_force = false;
+  state.rollover_switch_ms = 0;
+  state.rollover_status.clear();
+}
+
 bool Renewer::rollover_due(const KeyState& state, std::int64_t now) const {
   return state.rollover_asked || state.rollover_force ||
          (state.rollover_staged && state.rollover_check_ms <= now);
@@ -229,20 +237,17 @@ void Renewer::roll(KeyState& state, Client& client, const AccountKey& account) {
     force = state.rollover_force;
     state.rollover_asked = false;
   }
-  auto next = exists(state.paths.next_key)
-                  ? load_or_create_key(state.paths.next_key, state.paths.type)
-                  : base::Expected<tls::KeyPtr, std::string>(base::unexpected(std::string()));
-  if (!next && next.error().empty()) {
+  const bool staged = exists(state.paths.next_key);
+  auto next =
+      staged ? load_key(state.paths.next_key, state.paths.type) : make_key(state.paths.type);
+  if (next && !staged) {
     // Staged now: the record to publish beside the current one.
-    next = make_key(state.paths.type);
-    base::Expected<base::Ok, std::string> written =
-        next ? write_key(state.paths.next_key, next->get())
-             : base::Expected<base::Ok, std::string>(base::unexpected(next.error()));
-    if (!written) next = base::unexpected(written.error());
+    if (auto written = write_key(state.paths.next_key, next->get()); !written)
+      next = base::unexpected(written.error());
     if (next) {
       obs::Log("acme_key_staged", obs::Level::kWarning)
           .kv("key", key_name)
-          .kv("tlsa", "3 1 1 " + spki_sha256_hex(next->get()))
+          .kv("tlsa", "3 1 1 " + tls::spki_sha256_hex(next->get()))
           .kv("file", state.paths.next_key)
           .kv("action", force ? "the key changes now (forced)"
                               : "publish this TLSA record beside the current one (smtpsctl dane "
@@ -273,7 +278,7 @@ void Renewer::roll(KeyState& state, Client& client, const AccountKey& account) {
       seen.detail = "no resolver to ask the DNS with";
     } else {
       seen = check_tlsa_visible(*resolver_, options_.authoritative, options_.names,
-                                spki_sha256(next->get()), std::chrono::milliseconds(5000));
+                                tls::spki_sha256(next->get()), std::chrono::milliseconds(5000));
     }
     const std::int64_t now = now_ms();
     std::unique_lock lock(mutex_);
@@ -322,10 +327,7 @@ void Renewer::roll(KeyState& state, Client& client, const AccountKey& account) {
     state.rollover_check_ms = state.due_ms;
     state.rollover_status = "switch failed; retry at " + when(state.due_ms / 1000);
   } else {
-    state.rollover_staged = false;
-    state.rollover_force = false;
-    state.rollover_switch_ms = 0;
-    state.rollover_status.clear();
+    end_rollover(state);
   }
 }
 
@@ -364,8 +366,7 @@ void Renewer::revoke(KeyState& state, Client& client) {
   // certificate is written (a restart meanwhile orders it at once, with the new key).
   // A staged next key is used (its TLSA record may be published already).
   const bool staged = exists(state.paths.next_key);
-  auto key = staged ? load_or_create_key(state.paths.next_key, state.paths.type)
-                    : make_key(state.paths.type);
+  auto key = staged ? load_key(state.paths.next_key, state.paths.type) : make_key(state.paths.type);
   base::Expected<base::Ok, std::string> written =
       !key     ? base::Expected<base::Ok, std::string>(base::unexpected(key.error()))
       : staged ? rename_durably(state.paths.next_key, state.paths.key)
@@ -374,15 +375,12 @@ void Renewer::revoke(KeyState& state, Client& client) {
   if (!written) return fail("key", written.error());
   obs::Log("acme_key_replaced", obs::Level::kWarning)
       .kv("key", key_name)
-      .kv("tlsa", "3 1 1 " + spki_sha256_hex(key->get()))
+      .kv("tlsa", "3 1 1 " + tls::spki_sha256_hex(key->get()))
       .kv("action",
           "the key changed: a published TLSA 3 1 1 record for it must change to this one "
           "(smtpsctl dane tlsa)");
   std::lock_guard lock(mutex_);
-  state.rollover_staged = false;
-  state.rollover_force = false;
-  state.rollover_switch_ms = 0;
-  state.rollover_status.clear();
+  end_rollover(state);
   state.last_result = "revoked at " + when(base::unix_now()) + ", new key";
   state.due_ms = now_ms();
   state.failures = 0;
@@ -423,8 +421,8 @@ void Renewer::attempt(KeyState& state, Client& client, const AccountKey& account
       .kv("names", joined(options_.names))
       .kv("key_file", next_key ? state.paths.next_key : state.paths.key);
   base::Expected<std::string, Failure> chain = base::unexpected(Failure{"key", ""});
-  auto key =
-      load_or_create_key(next_key ? state.paths.next_key : state.paths.key, state.paths.type);
+  auto key = next_key ? load_key(state.paths.next_key, state.paths.type)
+                      : load_or_create_key(state.paths.key, state.paths.type);
   if (!key) {
     chain = base::unexpected(Failure{"key", key.error()});
   } else if (auto csr = make_csr(key->get(), options_.names); !csr) {
@@ -459,7 +457,7 @@ void Renewer::attempt(KeyState& state, Client& client, const AccountKey& account
         obs::Log("acme_key_rollover", obs::Level::kWarning)
             .kv("key", key_name)
             .kv("step", "switched")
-            .kv("tlsa", "3 1 1 " + spki_sha256_hex(key->get()))
+            .kv("tlsa", "3 1 1 " + tls::spki_sha256_hex(key->get()))
             .kv("action",
                 "the new key serves: the old key's TLSA record can be removed from the DNS");
       }
@@ -696,10 +694,8 @@ std::string Renewer::status() const {
     if (!state.last_result.empty()) out += " last=\"" + state.last_result + "\"";
     if (state.rollover_staged || state.rollover_asked) {
       out += " next_key=";
-      if (auto next = exists(state.paths.next_key)
-                          ? load_or_create_key(state.paths.next_key, state.paths.type)
-                          : base::Expected<tls::KeyPtr, std::string>(base::unexpected("")))
-        out += "\"3 1 1 " + spki_sha256_hex(next->get()) + "\"";
+      if (auto next = load_key(state.paths.next_key, state.paths.type))
+        out += "\"3 1 1 " + tls::spki_sha256_hex(next->get()) + "\"";
       else
         out += "staging";
       if (!state.rollover_status.empty()) out += " rollover=\"" + state.rollover_status + "\"";

@@ -137,6 +137,7 @@ class Renewer {
   // The rollover's step for one key: stage, ask the DNS, switch (see rollover_now).
   void roll(KeyState& state, Client& client, const AccountKey& account);
   bool rollover_due(const KeyState& state, std::int64_t now) const;
+  static void end_rollover(KeyState& state);  // under mutex_: no rollover under way
   // Revokes the certificate in service, then replaces its key (see revoke_now).
   void revoke(KeyState& state, Client& client);
   void update_metrics(const KeyState& state) const;

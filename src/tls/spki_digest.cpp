@@ -10,22 +10,33 @@
 
 namespace tls {
 
-base::Expected<std::string, std::string> spki_sha256_hex(X509* certificate) {
+std::string spki_sha256(EVP_PKEY* key) {
   unsigned char* der = nullptr;
-  const int length = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(certificate), &der);
-  if (length <= 0) return base::unexpected(std::string("cannot encode its public key"));
+  const int length = i2d_PUBKEY(key, &der);
+  if (length <= 0) return {};
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_length = 0;
   const bool hashed = EVP_Digest(der, static_cast<std::size_t>(length), digest, &digest_length,
                                  EVP_sha256(), nullptr) == 1;
   OPENSSL_free(der);
-  if (!hashed) return base::unexpected(std::string("cannot hash its public key"));
+  if (!hashed) return {};
+  return std::string(reinterpret_cast<const char*>(digest), digest_length);
+}
+
+std::string spki_sha256_hex(EVP_PKEY* key) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
-  for (unsigned int i = 0; i < digest_length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 0x0F];
+  for (unsigned char octet : spki_sha256(key)) {
+    hex += kHex[octet >> 4];
+    hex += kHex[octet & 0x0F];
   }
+  return hex;
+}
+
+base::Expected<std::string, std::string> spki_sha256_hex(X509* certificate) {
+  EVP_PKEY* key = X509_get0_pubkey(certificate);
+  std::string hex = key != nullptr ? spki_sha256_hex(key) : std::string();
+  if (hex.empty()) return base::unexpected(std::string("cannot encode its public key"));
   return hex;
 }
 

@@ -18,5 +18,9 @@ namespace tls {
 base::Expected<std::string, std::string> spki_sha256_hex(const std::string& path);
 // Of this certificate, in lower-case hex; why not otherwise ("cannot encode its public key").
 base::Expected<std::string, std::string> spki_sha256_hex(X509* certificate);
+// Of a key (a private key's public half): the raw 32 octets, and in lower-case hex; "" when
+// it cannot be encoded.
+std::string spki_sha256(EVP_PKEY* key);
+std::string spki_sha256_hex(EVP_PKEY* key);
 
 }  // namespace tls

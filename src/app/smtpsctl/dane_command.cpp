@@ -73,14 +73,14 @@ int run_dane_command(const std::vector<std::string>& argv, std::ostream& out, st
          acme::certificate_paths(config.value().acme->directory_on_disk)) {
       struct stat info {};
       if (::stat(paths.next_key.c_str(), &info) != 0) continue;
-      auto key = acme::load_or_create_key(paths.next_key, paths.type);
+      auto key = acme::load_key(paths.next_key, paths.type);
       if (!key) return dane_fail(err, key.error());
       if (!any)
         out << "; the NEXT keys: publish beside the current records; the key changes once the "
                "DNS shows them (RFC 7671 section 8.1)\n";
       any = true;
       for (const std::string& owner : owners)
-        out << owner << " IN TLSA 3 1 1 " << acme::spki_sha256_hex(key->get()) << "  ; "
+        out << owner << " IN TLSA 3 1 1 " << tls::spki_sha256_hex(key->get()) << "  ; "
             << paths.next_key << "\n";
     }
     if (!any) return dane_fail(err, "no next key is staged: smtpsctl cert rollover stages one");

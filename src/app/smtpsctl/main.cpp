@@ -292,7 +292,12 @@ int main(int argc, char** argv) {
         std::tuple{"renew", "Renew the certificates now (the key is kept)"}}) {
     add_server_options(cert_command->add_subcommand(name, help));
   }
-  std::string revoke_key = "all";
+  // --key of revoke and rollover (one of them is parsed): the key type, "all" for both.
+  std::string cert_key = "all";
+  auto add_key_option = [&cert_key](CLI::App* command) {
+    command->add_option("--key", cert_key, "ecdsa or rsa (default: both)")
+        ->check(CLI::IsMember({"ecdsa", "rsa"}));
+  };
   int revoke_reason = 0;
   {
     auto* command = cert_command->add_subcommand(
@@ -300,15 +305,13 @@ int main(int argc, char** argv) {
         "Revoke the certificate(s) at the CA, then get new ones with NEW keys (a published TLSA "
         "3 1 1 record must change)");
     add_server_options(command);
-    command->add_option("--key", revoke_key, "ecdsa or rsa (default: both)")
-        ->check(CLI::IsMember({"ecdsa", "rsa"}));
+    add_key_option(command);
     command
         ->add_option("--reason", revoke_reason,
                      "RFC 5280 reason: 0 unspecified (default), 1 keyCompromise, 3 "
                      "affiliationChanged, 4 superseded, 5 cessationOfOperation")
         ->check(CLI::IsMember({0, 1, 3, 4, 5}));
   }
-  std::string rollover_key = "all";
   bool rollover_force = false;
   {
     auto* command = cert_command->add_subcommand(
@@ -316,8 +319,7 @@ int main(int argc, char** argv) {
         "Change the key(s) without breaking DANE: stage a next key, print its TLSA record, and "
         "switch once the DNS has shown it for twice its TTL");
     add_server_options(command);
-    command->add_option("--key", rollover_key, "ecdsa or rsa (default: both)")
-        ->check(CLI::IsMember({"ecdsa", "rsa"}));
+    add_key_option(command);
     command->add_flag("--force", rollover_force,
                       "Switch now, without waiting for the DNS (a published TLSA record of the "
                       "old key stops matching)");
@@ -412,9 +414,9 @@ int main(int argc, char** argv) {
   if (*cert_command) {
     std::string request = "cert " + cert_command->get_subcommands().front()->get_name();
     if (cert_command->got_subcommand("revoke"))
-      request += " " + revoke_key + " " + std::to_string(revoke_reason);
+      request += " " + cert_key + " " + std::to_string(revoke_reason);
     if (cert_command->got_subcommand("rollover"))
-      request += " " + rollover_key + (rollover_force ? " force" : " wait");
+      request += " " + cert_key + (rollover_force ? " force" : " wait");
     auto reply = ask_server(socket_path, request);
     if (!reply) return 1;
     std::cout << reply.value();

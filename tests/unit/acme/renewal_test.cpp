@@ -20,6 +20,7 @@
 #include "base/clock.h"
 #include "base/file_write.h"
 #include "support/base64url.h"
+#include "tls/spki_digest.h"
 
 namespace {
 
@@ -432,7 +433,7 @@ TEST_F(RenewalTest, ARevocationReplacesTheKeyAndARefusalChangesNothing) {
   write_ecdsa(-10, 80);
   const std::string chain_before = acme::read_file(dir_ + "/ecdsa.crt").value();
   const std::string key_before = acme::read_file(dir_ + "/ecdsa.key").value();
-  const std::string spki_before = acme::spki_sha256_hex(key_.get());
+  const std::string spki_before = tls::spki_sha256_hex(key_.get());
   auto ca = std::make_shared<RevokingCa>();
   ca->revoke_status = 400;
   acme::RenewalOptions o = options();
@@ -480,7 +481,7 @@ TEST_F(RenewalTest, ARevocationReplacesTheKeyAndARefusalChangesNothing) {
       << log;
   auto key_after = acme::load_or_create_key(dir_ + "/ecdsa.key", acme::KeyType::kEcdsaP256);
   ASSERT_TRUE(key_after.has_value());
-  const std::string spki_after = acme::spki_sha256_hex(key_after->get());
+  const std::string spki_after = tls::spki_sha256_hex(key_after->get());
   EXPECT_NE(spki_after, spki_before);
   EXPECT_NE(
       log.find("level=warning event=acme_key_replaced key=ecdsa tlsa=\"3 1 1 " + spki_after + "\""),
@@ -566,7 +567,7 @@ TEST_F(RenewalTest, AKeyRolloverWaitsForEveryNameserverAndTwiceTheTtl) {
   write_ecdsa(-10, 80);
   const std::string key_before = acme::read_file(dir_ + "/ecdsa.key").value();
   const std::string chain_before = acme::read_file(dir_ + "/ecdsa.crt").value();
-  const std::string current = acme::spki_sha256(key_.get());
+  const std::string current = tls::spki_sha256(key_.get());
   const std::string owner = "_25._tcp.mx.example.org";
   auto dns = std::make_shared<ScriptedDns>();
   dns->set(owner, dns::Type::kTlsa, tlsa_answer({current}, 300));
@@ -603,8 +604,8 @@ TEST_F(RenewalTest, AKeyRolloverWaitsForEveryNameserverAndTwiceTheTtl) {
       << status;
   auto next = acme::load_or_create_key(dir_ + "/ecdsa.next.key", acme::KeyType::kEcdsaP256);
   ASSERT_TRUE(next.has_value());
-  const std::string next_digest = acme::spki_sha256(next->get());
-  EXPECT_NE(status.find("next_key=\"3 1 1 " + acme::spki_sha256_hex(next->get()) + "\""),
+  const std::string next_digest = tls::spki_sha256(next->get());
+  EXPECT_NE(status.find("next_key=\"3 1 1 " + tls::spki_sha256_hex(next->get()) + "\""),
             std::string::npos)
       << status;
   struct stat info {};
@@ -637,7 +638,7 @@ TEST_F(RenewalTest, AKeyRolloverWaitsForEveryNameserverAndTwiceTheTtl) {
   const std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(status.find("switch failed"), std::string::npos) << status;
   EXPECT_NE(log.find("level=warning event=acme_key_staged key=ecdsa tlsa=\"3 1 1 " +
-                     acme::spki_sha256_hex(next->get()) + "\""),
+                     tls::spki_sha256_hex(next->get()) + "\""),
             std::string::npos)
       << log;
   EXPECT_NE(log.find("event=acme_key_rollover key=ecdsa step=visible ttl=1 switch_at="),
@@ -671,7 +672,7 @@ TEST_F(RenewalTest, WithoutASignedTlsaRecordTheKeyChangesAtOnceUnlessNobodyCanTe
     std::filesystem::remove(dir_ + "/ecdsa.next.key");
     auto dns = std::make_shared<ScriptedDns>(validating);
     dns->set(owner, dns::Type::kTlsa,
-             tlsa_answer({acme::spki_sha256(key_.get())}, 300, /*secure=*/false));
+             tlsa_answer({tls::spki_sha256(key_.get())}, 300, /*secure=*/false));
     acme::RenewalOptions o = options();
     o.client.directory_url = "https://ca/dir";
     o.transport = std::make_shared<RevokingCa>();
