@@ -113,23 +113,28 @@ def issuer_of(der):
                           check=True, capture_output=True, text=True).stdout
 
 
+def acme_server(test, directory, ca_file, http_port, extra="", tables="", tls_alpn_port=None,
+                limits=None):
+    """A new (not started) smtpsd of test with [acme] for NAME against the CA's directory:
+    http_port the http-01 responder's; tls_alpn_port given: tls-alpn-01 there instead. extra
+    goes into [acme], tables after it."""
+    if tls_alpn_port:
+        challenge = (f'challenge = "tls-alpn-01"\ntls_alpn_address = "127.0.0.1"\n'
+                     f'tls_alpn_port = {tls_alpn_port}\n')
+    else:
+        challenge = f'http_address = "127.0.0.1"\nhttp_port = {http_port}\n'
+    return test.new_server(
+        listeners=[{"role": "submissions"}],
+        tls={"watch_interval": "100ms"}, limits=limits,
+        extra_toml=(f'[acme]\ndirectory = "{directory}"\ncontact = "postmaster@acme.test"\n'
+                    f'names = ["{NAME}"]\n{challenge}'
+                    f'ca_file = "{ca_file}"\n{extra}\n{tables}'))
+
+
 @needs.tools("pebble", "dnsmasq", "openssl")
 class AcmeTest(ServerTestCase):
-    def acme_server(self, directory, ca_file, http_port, extra="", tables="", tls_alpn_port=None,
-                    limits=None):
-        """http_port: the http-01 responder's; tls_alpn_port given: tls-alpn-01 there instead."""
-        if tls_alpn_port:
-            challenge = (f'challenge = "tls-alpn-01"\ntls_alpn_address = "127.0.0.1"\n'
-                         f'tls_alpn_port = {tls_alpn_port}\n')
-        else:
-            challenge = f'http_address = "127.0.0.1"\nhttp_port = {http_port}\n'
-        server = self.new_server(
-            listeners=[{"role": "submissions"}],
-            tls={"watch_interval": "100ms"}, limits=limits,
-            extra_toml=(f'[acme]\ndirectory = "{directory}"\ncontact = "postmaster@acme.test"\n'
-                        f'names = ["{NAME}"]\n{challenge}'
-                        f'ca_file = "{ca_file}"\n{extra}\n{tables}'))
-        return server
+    def acme_server(self, *args, **kwargs):
+        return acme_server(self, *args, **kwargs)
 
     def cert(self, server, verb):
         return subprocess.run([SMTPSCTL, "cert", verb, "--config", server.config_path],

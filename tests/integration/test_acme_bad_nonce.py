@@ -10,7 +10,7 @@ import needs
 from dns_server import DnsServer
 from harness import ServerTestCase
 from pebble import Pebble, free_tcp_port
-from test_acme import NAME, SMTPSCTL, issuer_of, served_certificate, wait_count
+from test_acme import NAME, SMTPSCTL, acme_server, issuer_of, served_certificate, wait_count
 
 
 @needs.tools("pebble", "dnsmasq", "openssl")
@@ -20,12 +20,8 @@ class AcmeBadNonceTest(ServerTestCase):
         with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
                 Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port,
                        nonce_reject=20) as ca:
-            server = self.new_server(
-                listeners=[{"role": "submissions"}],
-                tls={"watch_interval": "100ms"},
-                extra_toml=(f'[acme]\ndirectory = "{ca.directory}"\nnames = ["{NAME}"]\n'
-                            f'http_address = "127.0.0.1"\nhttp_port = {http_port}\n'
-                            f'ca_file = "{ca.ca_file}"\nretry_wait = "1h"\n'))
+            server = acme_server(self, ca.directory, ca.ca_file, http_port,
+                                 extra='retry_wait = "1h"\n')
             server.start()
             wait_count(server, r"event=acme_renewed key=(ecdsa|rsa) ", 2)
             if "event=acme_bad_nonce" not in server.log():

@@ -21,7 +21,8 @@ from dns_server import DnsServer
 from harness import ServerTestCase
 from signed_zone import ROOT_ADDRESS, NetworkNamespace, SignedRoot
 from pebble import Pebble, free_tcp_port
-from test_acme import NAME, SMTPSCTL, issuer_of, public_key_digest, served_certificate
+from test_acme import (NAME, SMTPSCTL, acme_server, issuer_of, public_key_digest,
+                       served_certificate)
 
 
 def key_digest(path):
@@ -45,14 +46,10 @@ class AcmeRolloverTest(ServerTestCase):
         with DnsServer(a={NAME: "127.0.0.1"},
                        extra_args=[f"--server=/{owner}/127.0.0.1#9"]) as dns, \
                 Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port) as ca:
-            server = self.new_server(
-                listeners=[{"role": "submissions"}],
-                tls={"watch_interval": "100ms"},
-                extra_toml=(f'[dns]\nservers = "{dns.server}"\nvalidation = "no"\n'
-                            f'timeout = 1\n\n'
-                            f'[acme]\ndirectory = "{ca.directory}"\nnames = ["{NAME}"]\n'
-                            f'http_address = "127.0.0.1"\nhttp_port = {http_port}\n'
-                            f'ca_file = "{ca.ca_file}"\nretry_wait = "200ms"\n'))
+            server = acme_server(self, ca.directory, ca.ca_file, http_port,
+                                 extra='retry_wait = "200ms"\n',
+                                 tables=(f'[dns]\nservers = "{dns.server}"\n'
+                                         'validation = "no"\ntimeout = 1\n'))
             server.start()
             port = server.ports["submissions"]
             server.wait_log(r"event=acme_renewed key=ecdsa ", timeout=30)

@@ -17,7 +17,7 @@ import os
 import unittest
 
 from harness import ServerTestCase
-from postfix import POSTFIX, Postfix
+from postfix import POSTFIX
 from test_probe import finding_of, findings, probe
 from testssl_fixtures import assert_covers_testssl
 import needs
@@ -27,21 +27,12 @@ import weak_targets
 @needs.condition(lambda: os.access(POSTFIX, os.X_OK) and os.geteuid() == 0,
                  "needs the postfix package (scripts/install-deps.sh) and root")
 class ProbePostfix(ServerTestCase):
-    def pki(self):
-        server = self.new_server()  # only for its development PKI; never started
-        return os.path.join(server.dir, "tls"), server.ca
-
-    def start_postfix(self, **kwargs):
-        postfix = Postfix(self.tmp, **kwargs)
-        self.addCleanup(postfix.stop)
-        return postfix.start()
-
     def test_well_configured_postfix_passes(self):
-        tls, ca = self.pki()
-        postfix = self.start_postfix(cert=os.path.join(tls, "server-ecdsa.pem"),
-                                     key=os.path.join(tls, "server-ecdsa.key"), smtps=True,
-                                     submission=True, protocols=">=TLSv1.2",
-                                     exclude_ciphers="aNULL")
+        tls, ca = weak_targets.development_pki(self)
+        postfix = weak_targets.start_postfix(self, cert=os.path.join(tls, "server-ecdsa.pem"),
+                                             key=os.path.join(tls, "server-ecdsa.key"),
+                                             smtps=True, submission=True, protocols=">=TLSv1.2",
+                                             exclude_ciphers="aNULL")
         for service, mode in (("submission", "starttls"), ("smtps", "implicit")):
             with self.subTest(service=service):
                 result = probe(f"localhost:{postfix.ports[service]}", "--cafile", ca, "--json")
