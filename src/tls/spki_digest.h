@@ -1,8 +1,8 @@
 // spki_digest.h — the data of a DANE "3 1 1" TLSA record (RFC 7671 §5.1, RFC 6698 §2.1):
 // SHA2-256 of a certificate's DER SubjectPublicKeyInfo. It names the key, not the
 // certificate, so a renewal that keeps the key keeps the record valid. Used by
-// `smtpsctl dane tlsa`, `smtpsctl dns check`, `smtpsd init` and `smtpsctl probe` (DROWN: a
-// key shared across ports).
+// `smtpsctl dane tlsa`, `smtpsctl dns check`, `smtpsd init`, `smtpsctl probe` (DROWN: a
+// key shared across ports) and ACME's key rollover (acme/renewal.h).
 #pragma once
 
 #include <openssl/types.h>
