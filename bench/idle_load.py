@@ -30,14 +30,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+from idle_connections import read_reply, rss_kib  # noqa: E402  (this directory)
 
 
 def bench(smtpsctl, port, ca, password_file, arguments):
@@ -53,16 +46,6 @@ def bench(smtpsctl, port, ca, password_file, arguments):
     except json.JSONDecodeError:
         raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n"
                            f"{result.stdout}{result.stderr}")
-
-
-def read_reply(sock):
-    data = b""
-    while not any(len(line) >= 4 and line[3:4] == b" " for line in data.split(b"\r\n")[:-1]):
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
 
 
 def open_idle(port, context, count):
