@@ -102,6 +102,14 @@ class AcmeRolloverTest(ServerTestCase):
             self.assertNotIn("next_key=", status)
             self.assertEqual(self.ctl(server, "dane", "tlsa", "--next").returncode, 1)
 
+    def test_next_records_without_acme_are_a_clear_error(self):
+        server = self.new_server()  # [[tls.certificates]] of its own: nothing rolls over
+        server.write_config()
+        printed = self.ctl(server, "dane", "tlsa", "--next")
+        self.assertEqual(printed.returncode, 1, printed.stdout + printed.stderr)
+        self.assertIn("[acme] is off: only ACME keys roll over", printed.stderr)
+        self.assertEqual(printed.stdout, "")
+
     def wait_served(self, port, digest):
         """The ECDSA leaf served once its key is the one with this digest (the reload settles
         the key and the chain together within its 100 ms watch)."""
