@@ -18,23 +18,15 @@ import os
 import re
 import shutil
 import smtplib
-import socket
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 from harness import Server, make_message  # noqa: E402
+from ports import free_port  # noqa: E402
 
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z .*event=(started|removed)", re.M)
-
-
-def closed_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def parse_time(text):
@@ -54,7 +46,7 @@ def one_round(root, messages, cache, threads):
     remote.start()
     os.makedirs(os.path.join(base, "local"))
     local = Server(os.path.join(base, "local"),
-                   extra_toml=toml(closed_port(), remote.ca, cache, threads))
+                   extra_toml=toml(free_port(), remote.ca, cache, threads))
     local.start()
     with open(os.path.join(local.dir, "demo.password")) as f:
         password = f.read().strip()

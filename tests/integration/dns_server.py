@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import time
 
+import ports
 from processes import end_process
 
 INSTALL_HINT = "dnsmasq not found: run scripts/install-deps.sh (Debian package dnsmasq-base)"
@@ -54,18 +55,9 @@ def find_dnsmasq():
 
 
 def free_port():
-    """A port free for both UDP and TCP on 127.0.0.1 (DNS uses both, RFC 7766)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free loopback port for UDP and TCP")
+    """A port free for both UDP and TCP on 127.0.0.1 (DNS uses both, RFC 7766), locked for
+    this process (ports.py)."""
+    return ports.free_port(udp=True)
 
 
 def _encode_name(name):

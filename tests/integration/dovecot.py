@@ -40,6 +40,7 @@ import subprocess
 import tempfile
 import time
 
+from ports import free_port
 from processes import end_process
 
 DOVECOT = os.environ.get("DOVECOT_BIN", "/usr/sbin/dovecot")
@@ -50,12 +51,6 @@ LMTP_BINARY = "/usr/lib/dovecot/lmtp"
 # sockaddr_un.sun_path is 108 bytes; Dovecot puts sockets such as "auth-userdb" and
 # "stats-writer" in base_dir.
 MAX_BASE_DIR = 80
-
-
-def free_tcp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def mail_owner():
@@ -206,7 +201,7 @@ service lmtp {{
     def start(self):
         last_log = ""
         for _ in range(5):
-            port = free_tcp_port()
+            port = free_port()
             with open(self.config_path, "w", encoding="utf-8") as config:
                 config.write(self.config(port))
             log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0

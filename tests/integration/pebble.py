@@ -18,20 +18,14 @@ Only the standard library.
 
 import json
 import os
-import socket
 import ssl
 import subprocess
 import time
 import urllib.request
 
 from certificates import issue_leaf
+from ports import free_port
 from processes import end_process
-
-
-def free_tcp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Pebble:
@@ -54,13 +48,13 @@ class Pebble:
                        check=True, capture_output=True)
         cert, key = issue_leaf(os.path.join(directory, "listener"), self.ca_file, ca_key,
                                ["IP:127.0.0.1", "localhost"])
-        self.port = free_tcp_port()
-        self.management_port = free_tcp_port()
+        self.port = free_port()
+        self.management_port = free_port()
         config = {"pebble": {
             "listenAddress": f"127.0.0.1:{self.port}",
             "managementListenAddress": f"127.0.0.1:{self.management_port}",
             "certificate": cert, "privateKey": key,
-            "httpPort": http_port, "tlsPort": tls_port or free_tcp_port(),
+            "httpPort": http_port, "tlsPort": tls_port or free_port(),
             "ocspResponderURL": "", "externalAccountBindingRequired": bool(eab_keys)}}
         if eab_keys:
             config["pebble"]["externalAccountMACKeys"] = dict(eab_keys)

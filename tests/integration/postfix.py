@@ -36,7 +36,8 @@ import subprocess
 import tempfile
 import time
 
-from dovecot import DOVECOT, MAX_BASE_DIR, free_tcp_port
+from dovecot import DOVECOT, MAX_BASE_DIR
+from ports import free_port
 from processes import end_process
 
 POSTFIX = os.environ.get("POSTFIX_BIN", "/usr/sbin/postfix")
@@ -287,8 +288,8 @@ class Postfix:
             self.sasl = DovecotSasl(os.path.join(self.root, "sasl"), self.sasl_user,
                                     self.sasl_password)
         last_log = ""
-        for _ in range(5):  # a free port may be taken by another test before we bind it
-            self.ports = {name: free_tcp_port() for name in self.services}
+        for _ in range(5):  # a free port may still be taken by another program before we bind it
+            self.ports = {name: free_port() for name in self.services}
             with open(os.path.join(self.config_dir, "main.cf"), "w") as f:
                 f.write(self.main_cf())
             with open(os.path.join(self.config_dir, "master.cf"), "w") as f:

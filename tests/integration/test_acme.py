@@ -25,7 +25,8 @@ import needs
 from dns_server import DnsServer
 from dynamic_zone import DynamicZone
 from harness import SMTPSD, ServerTestCase
-from pebble import Pebble, free_tcp_port
+from pebble import Pebble
+from ports import free_port
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 NAME = "mail.acme.test"
@@ -142,7 +143,7 @@ class AcmeTest(ServerTestCase):
 
     def test_pebble_issues_the_served_certificate_and_a_renewal_keeps_the_key(self):
         # Then a challenge that fails and the CA down: the certificate in service stays.
-        http_port = free_tcp_port()
+        http_port = free_port()
         with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
                 Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port) as ca:
             server = self.acme_server(ca.directory, ca.ca_file, http_port)
@@ -179,7 +180,7 @@ class AcmeTest(ServerTestCase):
             # the Pebble certificate keeps serving.
             server.stop()
             server.extra_toml = server.extra_toml.replace(f"http_port = {http_port}",
-                                                          f"http_port = {free_tcp_port()}")
+                                                          f"http_port = {free_port()}")
             server.write_config()
             server.start()
             port = server.ports["submissions"]
@@ -215,7 +216,7 @@ class AcmeTest(ServerTestCase):
         # loopback port while SNI and the check use NAME, which no system resolver knows.
         # Through a renewal and the hot reload that puts it in service, no connection and no
         # message fails, and new connections get the new certificates (other serials).
-        http_port = free_tcp_port()
+        http_port = free_port()
         with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
                 Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port,
                        validity_seconds=16) as ca:
@@ -283,7 +284,7 @@ class AcmeTest(ServerTestCase):
         # to configure; with the kid and its MAC key (from a file only the account reads, never
         # logged) the certificate is issued and served.
         mac_key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
-        http_port = free_tcp_port()
+        http_port = free_port()
         with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
                 Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port,
                        eab_keys={"kid-smtpsd": mac_key}) as ca:
@@ -326,7 +327,7 @@ class AcmeTest(ServerTestCase):
         # interface says so, with the reason), a NEW key replaces the one that may be
         # compromised, the log gives the TLSA 3 1 1 record that must now be published, and a
         # new certificate for the new key is served. The other key type is left alone.
-        http_port = free_tcp_port()
+        http_port = free_port()
         with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
                 Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port) as ca:
             server = self.acme_server(ca.directory, ca.ca_file, http_port)
@@ -387,9 +388,9 @@ class AcmeTest(ServerTestCase):
         # start) serves the challenge certificate for "acme-tls/1"; no port 80 is used. A
         # client that asks for another protocol gets no_application_protocol, one for
         # acme-tls/1 without a challenge under way unrecognized_name.
-        tls_port = free_tcp_port()
+        tls_port = free_port()
         with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
-                Pebble(os.path.join(self.tmp, "pebble"), dns.server, free_tcp_port(),
+                Pebble(os.path.join(self.tmp, "pebble"), dns.server, free_port(),
                        tls_port=tls_port) as ca:
             server = self.acme_server(ca.directory, ca.ca_file, None, tls_alpn_port=tls_port)
             checked = subprocess.run([SMTPSD, "check", "--config", server.config_path],
@@ -438,7 +439,7 @@ class AcmeTest(ServerTestCase):
         # would wait out the first value in our resolver's cache (at least 5 s, dns01_hook.h).
         with DynamicZone(os.path.join(self.tmp, "zone"), "acme.test",
                          [f"{NAME}. A 127.0.0.1"]) as zone, \
-                Pebble(os.path.join(self.tmp, "pebble"), zone.server, free_tcp_port(),
+                Pebble(os.path.join(self.tmp, "pebble"), zone.server, free_port(),
                        authz_reuse=100) as ca:
             hook = os.path.join(SOURCE_DIR, "contrib", "acme", "acme-dns-nsupdate")
             extra = (f'challenge = "dns-01"\n'
@@ -478,7 +479,7 @@ class AcmeTest(ServerTestCase):
 
     def test_an_unreachable_ca_is_retried_with_backoff_and_the_placeholder_serves(self):
         # Also what `smtpsd check` says about [acme] before the start.
-        closed = free_tcp_port()
+        closed = free_port()
         with socket.socket() as busy:
             busy.bind(("127.0.0.1", 0))
             busy.listen()
@@ -546,7 +547,7 @@ class AcmeTest(ServerTestCase):
             silent.bind(("127.0.0.1", 0))
             silent.listen()
             server = self.acme_server(f"https://127.0.0.1:{silent.getsockname()[1]}/dir",
-                                      os.path.join(self.tmp, "tls", "ca.pem"), free_tcp_port())
+                                      os.path.join(self.tmp, "tls", "ca.pem"), free_port())
             server.privileges = {"user": "nobody"}
             server.write_config()
             os.chown(self.tmp, 65534, 65534)
@@ -575,7 +576,7 @@ class AcmeTest(ServerTestCase):
             f.write("root:x:0:0::/root:/bin/sh\n")
         os.symlink(victim, os.path.join(self.tmp, "acme"))
         server = self.acme_server("https://127.0.0.1:9/dir",
-                                  os.path.join(self.tmp, "tls", "ca.pem"), free_tcp_port())
+                                  os.path.join(self.tmp, "tls", "ca.pem"), free_port())
         server.privileges = {"user": "nobody"}
         server.write_config()
         os.chown(self.tmp, 65534, 65534)

@@ -9,14 +9,15 @@ import subprocess
 import needs
 from dns_server import DnsServer
 from harness import ServerTestCase
-from pebble import Pebble, free_tcp_port
+from pebble import Pebble
+from ports import free_port
 from test_acme import NAME, SMTPSCTL, acme_server, issuer_of, served_certificate, wait_count
 
 
 @needs.tools("pebble", "dnsmasq", "openssl")
 class AcmeBadNonceTest(ServerTestCase):
     def test_rejected_nonces_are_retried_and_issuance_succeeds(self):
-        http_port = free_tcp_port()
+        http_port = free_port()
         with DnsServer(a={NAME: "127.0.0.1"}) as dns, \
                 Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port,
                        nonce_reject=20) as ca:

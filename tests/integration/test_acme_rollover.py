@@ -20,7 +20,8 @@ import signed_zone
 from dns_server import DnsServer
 from harness import ServerTestCase
 from signed_zone import ROOT_ADDRESS, NetworkNamespace, SignedRoot
-from pebble import Pebble, free_tcp_port
+from pebble import Pebble
+from ports import free_port
 from test_acme import (NAME, SMTPSCTL, acme_server, issuer_of, public_key_digest,
                        served_certificate)
 
@@ -42,7 +43,7 @@ class AcmeRolloverTest(ServerTestCase):
         # The TLSA owner's queries go to a server that never answers: the rollover cannot
         # tell whether the record is published, so the key stays until --force.
         owner = f"_25._tcp.{NAME}"
-        http_port = free_tcp_port()
+        http_port = free_port()
         with DnsServer(a={NAME: "127.0.0.1"},
                        extra_args=[f"--server=/{owner}/127.0.0.1#9"]) as dns, \
                 Pebble(os.path.join(self.tmp, "pebble"), dns.server, http_port) as ca:
@@ -140,7 +141,7 @@ class AcmeRolloverDnssecTest(ServerTestCase):
                         f'trust_anchor = "{root.trust_anchor}"\n\n'
                         f'[acme]\ndirectory = "https://127.0.0.1:1/directory"\n'
                         f'names = ["{name}"]\nhttp_address = "127.0.0.1"\n'
-                        f'http_port = {free_tcp_port()}\nretry_wait = "200ms"\n'))
+                        f'http_port = {free_port()}\nretry_wait = "200ms"\n'))
         server.command_prefix = namespace.prefix()
         server.start()
         started = subprocess.run([SMTPSCTL, "cert", "rollover", "--key", "ecdsa", "--config",

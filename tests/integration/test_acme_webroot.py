@@ -11,7 +11,8 @@ import threading
 import needs
 from dns_server import DnsServer
 from harness import SMTPSD, ServerTestCase
-from pebble import Pebble, free_tcp_port
+from pebble import Pebble
+from ports import free_port
 from test_acme import NAME, issuer_of, served_certificate
 
 
@@ -31,7 +32,7 @@ class AcmeWebrootTest(ServerTestCase):
     def test_the_web_server_serves_the_token_and_smtpsd_binds_no_port(self):
         webroot = os.path.join(self.tmp, "www")
         os.makedirs(webroot)
-        http_port = free_tcp_port()
+        http_port = free_port()
         handler = lambda *a, **k: QuietHandler(*a, directory=webroot, **k)  # noqa: E731
         web = http.server.ThreadingHTTPServer(("127.0.0.1", http_port), handler)
         self.addCleanup(web.server_close)

@@ -6,11 +6,11 @@ counted by the server's reply code, and a server that is not there is one clear 
 
 import json
 import os
-import socket
 import subprocess
 import unittest
 
 from harness import SMTPSD, ServerTestCase
+from ports import free_port
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
@@ -18,12 +18,6 @@ SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD
 def bench(args, timeout=120):
     return subprocess.run([SMTPSCTL, "bench"] + list(args), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=timeout, start_new_session=True)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class BenchTest(ServerTestCase):

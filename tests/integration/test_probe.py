@@ -17,6 +17,7 @@ from fake_smtp import FakeSmtp
 from fake_tls import FakeTls
 from harness import SMTPSD, ServerTestCase
 from loopback_listener import LoopbackListener
+from ports import free_port
 from testssl_fixtures import assert_covers_testssl
 import weak_targets
 
@@ -646,10 +647,7 @@ class ProbeVulnerableFakes(ServerTestCase):
 
 class ProbeUsage(unittest.TestCase):
     def test_closed_port_exits_3(self):
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-        listener.close()
+        port = free_port()
         result = probe(f"127.0.0.1:{port}", "--timeout", "3")
         self.assertEqual(result.returncode, 3, result.stdout + result.stderr)
         self.assertIn(f"port {port} does not answer", result.stderr)

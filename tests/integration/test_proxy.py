@@ -22,6 +22,7 @@ import unittest
 import needs
 
 from harness import ServerTestCase, make_message, read_reply
+from ports import free_port
 
 # Refused connections are named too: the id ties the refusal to the connect attempt.
 REFUSED = r"event=connection_refused session=[0-9a-f]{14} "
@@ -36,12 +37,6 @@ def listeners():
         {"role": "submission", "proxy_protocol": True, "proxy_from": PROXY_FROM},
         {"role": "smtp"},  # no PROXY protocol
     ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def password_of(server):

@@ -27,6 +27,7 @@ import urllib.request
 
 from certificates import issue_leaf
 from harness import SMTPSD, ServerTestCase, make_message, s_client
+from ports import free_port
 from processes import end_process
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
@@ -92,12 +93,6 @@ def replace_atomically(source, destination):
     temporary = destination + ".new"
     shutil.copyfile(source, temporary)
     os.replace(temporary, destination)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class SniSmtps(smtplib.SMTP_SSL):

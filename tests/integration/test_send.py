@@ -21,6 +21,7 @@ import unittest
 from certificates import issue_leaf
 from fake_smtp import FakeSmtp
 from harness import SMTPSD, ServerTestCase, make_message
+from ports import free_port
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
@@ -47,14 +48,6 @@ def make_certificate(directory, ca_cert, ca_key, name, san, start=None, end=None
     return issue_leaf(os.path.join(directory, name), ca_cert, ca_key, san.split(","),
                       common_name=name, start=start or "20200101000000Z",
                       end=end or "20991231000000Z")
-
-
-def closed_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 class SendTest(ServerTestCase):
@@ -241,7 +234,7 @@ class SendTest(ServerTestCase):
             self.assertEqual(fake.messages[0][1], ["somebody@example.org"])
 
     def test_connection_refused(self):
-        result = run(["send", "--server", f"smtps://127.0.0.1:{closed_port()}",
+        result = run(["send", "--server", f"smtps://127.0.0.1:{free_port()}",
                       "--from", "a@example.org", "--to", "b@example.org",
                       "--subject", "x", "--body", "x"])
         self.assertEqual(result.returncode, 1, output(result))

@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from ports import free_port
 from postfix import Postfix
 from processes import end_process
 
@@ -33,10 +34,7 @@ class Target:
 
 def start_s_server(test, args):
     """`openssl s_server` on a free loopback port (ended at the test's cleanup); the port."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    listener.close()
+    port = free_port()
     # Its standard input stays open: at its end s_server closes the connection it serves.
     server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-quiet"]
                               + args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
