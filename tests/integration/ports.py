@@ -18,9 +18,10 @@ never hands out the same port twice. Each process walks the ports from a random 
 parallel processes rarely try the same one. The lock files stay (removing a lock file that
 someone may be about to lock is a race); they are empty.
 
-    from ports import free_port
+    from ports import claim, free_port
     port = free_port()          # TCP on 127.0.0.1
     port = free_port(udp=True)  # the same number free for UDP too (DNS, RFC 7766)
+    if claim(2465 + offset, 2587 + offset, 2525 + offset): ...  # several, all or none
 
 Only the standard library: PyPI is not reachable on CI machines.
 """
@@ -95,20 +96,33 @@ def _binds(port, kind):
     return True
 
 
+def claim(*numbers, udp=False):
+    """Locks all the given ports for this process and returns True when each is free now
+    (binds on 127.0.0.1 for TCP, and UDP with udp=True) and no process holds it; otherwise
+    holds none of them and returns False. For a program that takes several ports at fixed
+    distances (`smtpsd dev --port-offset`); the caller keeps them out of the ephemeral range
+    (candidate_ports())."""
+    taken = []
+    for port in numbers:
+        fd = None if port in _held else _lock(port)
+        if fd is not None:
+            taken.append(fd)
+        if fd is None or not (_binds(port, socket.SOCK_STREAM)
+                              and (not udp or _binds(port, socket.SOCK_DGRAM))):
+            for held in taken:  # one is taken or in use by something else: hold none
+                os.close(held)
+            return False
+    _held.update(zip(numbers, taken))
+    return True
+
+
 def free_port(udp=False):
     """A port on 127.0.0.1, outside the ephemeral range, free for TCP now (and for UDP with
     udp=True), and locked for this process: no other test process is handed it."""
     candidates = candidate_ports()
     start = _random.randrange(len(candidates))
     for port in candidates[start:] + candidates[:start]:
-        if port in _held:
-            continue
-        fd = _lock(port)
-        if fd is None:
-            continue
-        if _binds(port, socket.SOCK_STREAM) and (not udp or _binds(port, socket.SOCK_DGRAM)):
-            _held[port] = fd
+        if claim(port, udp=udp):
             return port
-        os.close(fd)  # in use by something else: not ours to hold
     raise RuntimeError(f"no free loopback port in {candidates[0]}-{candidates[-1]} outside "
                        f"the ephemeral range (all in use or locked in {LOCK_DIR})")

@@ -46,6 +46,15 @@ class FreePort(unittest.TestCase):
                 with self.assertRaisesRegex(RuntimeError, "no free loopback port"):
                     ports.free_port()
 
+    def test_claim_takes_all_the_ports_or_none(self):
+        held = ports.free_port()
+        loose = ports.free_port()
+        os.close(ports._held.pop(loose))  # free and unlocked
+        self.assertFalse(ports.claim(loose, held))  # held already (by this process)
+        self.assertNotIn(loose, ports._held)
+        self.assertTrue(ports.claim(loose))  # not left locked by the refused claim
+        self.assertIn(loose, ports._held)
+
     def test_the_range_file_missing_or_covering_every_port(self):
         self.assertEqual(ports.ephemeral_range("/nonexistent/ip_local_port_range"),
                          ports.DEFAULT_EPHEMERAL_RANGE)
