@@ -109,6 +109,9 @@ constexpr std::size_t kNoticeSuffixLength = 8;
 constexpr std::size_t kMaxIdLength = 64;
 // flush_and_sync() writes the version and layout lines over begin()'s, in place.
 static_assert(kVersion3Line.size() == kVersionLine.size());
+// Those two lines: the start of every spool file, rewritten last.
+constexpr std::size_t kStartSize =
+    kVersionLine.size() + 1 + kLayoutKey.size() + 3 * (kLayoutDigits + 1);
 
 struct Layout {
   std::uint64_t content = 0;   // octets of content after the blank line
@@ -849,6 +852,7 @@ class FileSpoolWriter final : public SpoolWriter {
       buffer_.resize(static_cast<std::size_t>(end - written_size_));  // all still in memory
     } else {
       buffer_.clear();
+      tail_crc_valid_ = false;  // what was cut off is in it: the log reads the file back
       if (::ftruncate(fd_, static_cast<off_t>(end)) != 0) {
         return fail(system_error("ftruncate", tmp_path_, errno));
       }
@@ -961,7 +965,11 @@ class FileSpoolWriter final : public SpoolWriter {
     if (auto flushed = flush_buffer(); !flushed) return flushed;
     if (!start_in_buffer) {
       if (auto written = pwrite_all(start, 0); !written) return written;
-      auto logged = spool_.log().append_message(id_, {}, fd_, written_size_);
+      std::optional<std::uint32_t> file_crc;
+      if (tail_crc_valid_ && start.size() == kStartSize) {
+        file_crc = crc32_concat(crc32_update(0, start), tail_crc_, written_size_ - kStartSize);
+      }
+      auto logged = spool_.log().append_message(id_, {}, fd_, written_size_, file_crc);
       if (!logged) return fail(logged.error());
       ticket_ = *logged;
     }
@@ -1068,6 +1076,7 @@ class FileSpoolWriter final : public SpoolWriter {
       if (auto written = write_all(fd_, bytes.data(), bytes.size(), tmp_path_); !written) {
         return fail(written.error());
       }
+      crc_written(bytes);
       written_size_ += bytes.size();
       return base::Ok{};
     }
@@ -1080,9 +1089,20 @@ class FileSpoolWriter final : public SpoolWriter {
     if (auto written = write_all(fd_, buffer_.data(), buffer_.size(), tmp_path_); !written) {
       return fail(written.error());
     }
+    crc_written(buffer_);
     written_size_ += buffer_.size();
     buffer_.clear();
     return base::Ok{};
+  }
+
+  // The CRC of the file's octets after the start lines, continued over bytes written at
+  // written_size_: the log's record of a large message needs no read back.
+  void crc_written(std::string_view bytes) {
+    if (written_size_ >= kStartSize) {
+      tail_crc_ = crc32_update(tail_crc_, bytes);
+    } else if (written_size_ + bytes.size() > kStartSize) {
+      tail_crc_ = crc32_update(tail_crc_, bytes.substr(kStartSize - written_size_));
+    }
   }
 
   base::Expected<base::Ok, SpoolError> pwrite_all(std::string_view bytes, std::uint64_t offset) {
@@ -1155,6 +1175,8 @@ class FileSpoolWriter final : public SpoolWriter {
   bool held_ = false;                  // mark_held(): state/<id> says "held" before publish()
   bool logged_ = false;                // flush_to_log() appended the message to the log
   std::uint64_t ticket_ = 0;           // of that append (SpoolLog::sync)
+  std::uint32_t tail_crc_ = 0;         // CRC-32 of the file from kStartSize to written_size_
+  bool tail_crc_valid_ = true;         // false once truncate_content() cut the file
   State state_ = State::kOpen;
   SpoolError error_;
 };
@@ -1214,7 +1236,8 @@ bool Spool::is_valid_id(std::string_view id) {
 }
 
 base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string& dir,
-                                                               std::uint64_t segment_size) {
+                                                               std::uint64_t segment_size,
+                                                               std::chrono::seconds compact_after) {
   std::string root = dir;
   while (root.size() > 1 && root.back() == '/')
     root.pop_back();
@@ -1253,7 +1276,7 @@ base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string
       return fail_with("unlink", tmp + "/" + name, errno);
     }
   }
-  if (auto recovered = spool->recover(segment_size); !recovered) {
+  if (auto recovered = spool->recover(segment_size, compact_after); !recovered) {
     return base::unexpected(recovered.error());
   }
 
@@ -1278,7 +1301,8 @@ base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string
   return spool;
 }
 
-base::Expected<base::Ok, SpoolError> Spool::recover(std::uint64_t segment_size) {
+base::Expected<base::Ok, SpoolError> Spool::recover(std::uint64_t segment_size,
+                                                    std::chrono::seconds compact_after) {
   std::vector<SpoolLog::Live> live;
   std::set<std::string> removed;
   bool created = false;
@@ -1318,7 +1342,8 @@ base::Expected<base::Ok, SpoolError> Spool::recover(std::uint64_t segment_size) 
     if (::fsync(lock_fd_) != 0) return fail_with("fsync", dir_, errno);
     obs::Log("spool_log_imported").kv("messages", imported);
   }
-  auto log = SpoolLog::open(log_dir, queue_dir_fd_, segment_size, live, removed, created);
+  auto log =
+      SpoolLog::open(log_dir, queue_dir_fd_, segment_size, live, removed, created, compact_after);
   if (!log) return base::unexpected(log.error());
   log_ = std::move(*log);
   std::vector<std::string> files = read_directory(queue);

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -95,6 +96,10 @@ base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
 
 class Spool;
 class SpoolLog;
+
+// How long a commit-log segment must have stopped taking appends before its last live
+// messages (deferred, held) are copied forward so that it can be deleted (SpoolLog::open).
+inline constexpr std::chrono::seconds kLogCompactAfter{60};
 
 // The content of a message still being received, as appended so far, for a check that reads
 // it at the end of its data off the I/O thread (a milter is given the body from here, not
@@ -244,9 +249,10 @@ class Spool {
   // missing or different); a queue file the log does not know is moved to orphaned/ (never
   // acknowledged: it cannot happen but through a bug or a hand). A spool without log/ (an
   // older smtpsd's) has its queue/ files entered into a new log first. segment_size 0: the
-  // default (SpoolLog::kDefaultSegmentSize).
-  static base::Expected<std::unique_ptr<Spool>, SpoolError> open(const std::string& dir,
-                                                                 std::uint64_t segment_size = 0);
+  // default (SpoolLog::kDefaultSegmentSize); compact_after: see SpoolLog::open.
+  static base::Expected<std::unique_ptr<Spool>, SpoolError> open(
+      const std::string& dir, std::uint64_t segment_size = 0,
+      std::chrono::seconds compact_after = kLogCompactAfter);
   ~Spool();
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
@@ -322,7 +328,8 @@ class Spool {
  private:
   explicit Spool(std::string dir);
   // open(): the log read, queue/ made to match it (see open()).
-  base::Expected<base::Ok, SpoolError> recover(std::uint64_t segment_size);
+  base::Expected<base::Ok, SpoolError> recover(std::uint64_t segment_size,
+                                               std::chrono::seconds compact_after);
   std::string dir_;
   std::atomic<std::uint64_t> counter_{0};  // new_id() and begin() are thread-safe
   std::uint64_t nonce_ = 0;                // random per process: ids stay unique across restarts

@@ -19,6 +19,22 @@
 #include "obs/log.h"
 
 namespace queue {
+
+std::uint32_t crc32_update(std::uint32_t crc, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const auto piece = static_cast<uInt>(std::min<std::size_t>(bytes.size(), 1U << 30));
+    crc = static_cast<std::uint32_t>(
+        ::crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), piece));
+    bytes.remove_prefix(piece);
+  }
+  return crc;
+}
+
+std::uint32_t crc32_concat(std::uint32_t first, std::uint32_t second, std::uint64_t second_length) {
+  return static_cast<std::uint32_t>(
+      ::crc32_combine(first, second, static_cast<z_off_t>(second_length)));
+}
+
 namespace {
 
 constexpr std::uint64_t kMaxRecordLength = 1ULL << 40;
@@ -28,16 +44,6 @@ constexpr std::size_t kCopyChunk = 256 * 1024;
 SpoolError log_error(std::string_view what, const std::string& path, int error_number) {
   return SpoolError{std::string(what) + " " + path + ": " + std::strerror(error_number),
                     /*transient=*/true, error_number};
-}
-
-std::uint32_t crc_update(std::uint32_t crc, std::string_view bytes) {
-  while (!bytes.empty()) {
-    const auto piece = static_cast<uInt>(std::min<std::size_t>(bytes.size(), 1U << 30));
-    crc = static_cast<std::uint32_t>(
-        ::crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), piece));
-    bytes.remove_prefix(piece);
-  }
-  return crc;
 }
 
 std::string line_prefix(char kind, std::string_view id, std::uint64_t length) {
@@ -118,7 +124,7 @@ bool crc_of_file(int fd, std::uint64_t offset, std::uint64_t length, std::uint32
   while (length > 0) {
     const auto piece = static_cast<std::size_t>(std::min<std::uint64_t>(length, kCopyChunk));
     if (!pread_exact(fd, offset, piece, chunk)) return false;
-    crc = crc_update(crc, chunk);
+    crc = crc32_update(crc, chunk);
     offset += piece;
     length -= piece;
   }
@@ -137,8 +143,8 @@ std::optional<std::uint64_t> segment_sequence(std::string_view name) {
 
 std::uint32_t log_record_crc(char kind, std::string_view id, std::uint64_t length,
                              std::string_view payload) {
-  std::uint32_t crc = crc_update(0, line_prefix(kind, id, length));
-  return crc_update(crc, payload);
+  std::uint32_t crc = crc32_update(0, line_prefix(kind, id, length));
+  return crc32_update(crc, payload);
 }
 
 std::string format_log_record_line(char kind, std::string_view id, std::uint64_t length,
@@ -221,11 +227,13 @@ std::vector<LogRecord> parse_log_records(std::string_view segment, std::uint64_t
   return records;
 }
 
-SpoolLog::SpoolLog(std::string dir, int dir_fd, int queue_dir_fd, std::uint64_t segment_size)
+SpoolLog::SpoolLog(std::string dir, int dir_fd, int queue_dir_fd, std::uint64_t segment_size,
+                   std::chrono::seconds compact_after)
     : dir_(std::move(dir)),
       dir_fd_(dir_fd),
       queue_dir_fd_(queue_dir_fd),
-      segment_size_(segment_size) {}
+      segment_size_(segment_size),
+      compact_after_(compact_after) {}
 
 SpoolLog::~SpoolLog() {
   for (Segment& segment : segments_)
@@ -238,7 +246,7 @@ bool SpoolLog::file_matches(const Live& live, int fd) {
   if (::fstat(fd, &status) != 0 || static_cast<std::uint64_t>(status.st_size) != live.length) {
     return false;
   }
-  std::uint32_t crc = crc_update(0, line_prefix('M', live.id, live.length));
+  std::uint32_t crc = crc32_update(0, line_prefix('M', live.id, live.length));
   return crc_of_file(fd, 0, live.length, crc) && crc == live.crc;
 }
 
@@ -262,7 +270,8 @@ std::string SpoolLog::path_of(std::uint64_t sequence) const {
 
 base::Expected<std::unique_ptr<SpoolLog>, SpoolError> SpoolLog::open(
     const std::string& log_dir, int queue_dir_fd, std::uint64_t segment_size,
-    std::vector<Live>& live, std::set<std::string>& removed, bool& created) {
+    std::vector<Live>& live, std::set<std::string>& removed, bool& created,
+    std::chrono::seconds compact_after) {
   live.clear();
   removed.clear();
   created = false;
@@ -282,8 +291,9 @@ base::Expected<std::unique_ptr<SpoolLog>, SpoolError> SpoolLog::open(
   // after the first start: no link is followed (O_NOFOLLOW here and for each segment).
   int dir_fd = ::open(log_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (dir_fd < 0) return base::unexpected(log_error("open", log_dir, errno));
-  std::unique_ptr<SpoolLog> log(new SpoolLog(
-      log_dir, dir_fd, queue_dir_fd, segment_size == 0 ? kDefaultSegmentSize : segment_size));
+  std::unique_ptr<SpoolLog> log(new SpoolLog(log_dir, dir_fd, queue_dir_fd,
+                                             segment_size == 0 ? kDefaultSegmentSize : segment_size,
+                                             compact_after));
 
   std::vector<std::uint64_t> sequences;
   if (DIR* directory = ::fdopendir(::dup(dir_fd))) {
@@ -334,14 +344,14 @@ base::Expected<std::unique_ptr<SpoolLog>, SpoolError> SpoolLog::open(
       }
     }
     ::close(fd);  // only the newest segment is written, and it is opened when it is
-    log->segments_.push_back(Segment{sequence, -1, end, 0, 0});
+    log->segments_.push_back(Segment{sequence, -1, end, 0, 0, std::chrono::steady_clock::now()});
   }
   for (const auto& [id, where] : found) {
     auto segment = std::find_if(log->segments_.begin(), log->segments_.end(),
                                 [&](const Segment& s) { return s.sequence == where.sequence; });
     segment->live += 1;
     segment->live_bytes += where.length;
-    log->where_[id] = {where.sequence, where.length};
+    log->where_[id] = Place{where.sequence, where.offset, where.length, where.crc};
     live.push_back(Live{id, log->path_of(where.sequence), where.offset, where.length, where.crc});
   }
   // A new segment for this process; segments left without a live message go now. No
@@ -368,6 +378,7 @@ base::Expected<base::Ok, SpoolError> SpoolLog::start_segment_locked(bool compact
     ::close(segments_.back().fd);
     segments_.back().fd = -1;
   }
+  if (!segments_.empty()) segments_.back().sealed = std::chrono::steady_clock::now();
   int fd = ::openat(dir_fd_, path.substr(dir_.size() + 1).c_str(),
                     O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return base::unexpected(log_error("create", path, errno));
@@ -377,7 +388,7 @@ base::Expected<base::Ok, SpoolError> SpoolLog::start_segment_locked(bool compact
     ::unlinkat(dir_fd_, path.substr(dir_.size() + 1).c_str(), 0);
     return base::unexpected(log_error("start segment", path, saved));
   }
-  segments_.push_back(Segment{sequence, fd, kSegmentHeader.size(), 0, 0});
+  segments_.push_back(Segment{sequence, fd, kSegmentHeader.size(), 0, 0, {}});
   broken_ = false;
   if (compact && segments_.size() > 1) compact_locked();
   reclaim_locked();
@@ -406,14 +417,17 @@ void SpoolLog::close_newest_if_idle_locked() {
   }
 }
 
-base::Expected<base::Ok, SpoolError> SpoolLog::write_record_locked(char kind, std::string_view id,
-                                                                   std::string_view image, int fd,
-                                                                   std::uint64_t size,
-                                                                   std::uint32_t crc) {
+base::Expected<std::uint64_t, SpoolError> SpoolLog::write_record_locked(char kind,
+                                                                        std::string_view id,
+                                                                        std::string_view image,
+                                                                        int fd, std::uint64_t size,
+                                                                        std::uint32_t crc) {
   if (broken_ || segments_.back().size >= segment_size_) {
-    if (auto started = start_segment_locked(/*compact=*/true); !started) return started;
+    if (auto started = start_segment_locked(/*compact=*/true); !started) {
+      return base::unexpected(started.error());
+    }
   }
-  if (auto opened = open_newest_locked(); !opened) return opened;
+  if (auto opened = open_newest_locked(); !opened) return base::unexpected(opened.error());
   Segment& segment = segments_.back();
   const std::uint64_t length = fd >= 0 ? size : image.size();
   const std::string line = format_log_record_line(kind, id, length, crc);
@@ -441,31 +455,33 @@ base::Expected<base::Ok, SpoolError> SpoolLog::write_record_locked(char kind, st
     if (::ftruncate(segment.fd, static_cast<off_t>(segment.size)) != 0) broken_ = true;
     return base::unexpected(log_error("write to the commit log", path_of(segment.sequence), saved));
   }
-  segment.size += line.size() + length;
-  return base::Ok{};
+  const std::uint64_t payload_offset = segment.size + line.size();
+  segment.size = payload_offset + length;
+  return payload_offset;
 }
 
-base::Expected<std::uint64_t, SpoolError> SpoolLog::append_message(std::string_view id,
-                                                                   std::string_view image, int fd,
-                                                                   std::uint64_t size) {
-  // The CRC before the lock: for a large message it reads the whole file back, and the
-  // other committers need not wait for that.
+base::Expected<std::uint64_t, SpoolError> SpoolLog::append_message(
+    std::string_view id, std::string_view image, int fd, std::uint64_t size,
+    std::optional<std::uint32_t> file_crc) {
+  // The CRC before the lock: for a large message whose writer has none it reads the whole
+  // file back, and the other committers need not wait for that.
   const std::uint64_t length = fd >= 0 ? size : image.size();
-  std::uint32_t crc = crc_update(0, line_prefix('M', id, length));
+  std::uint32_t crc = crc32_update(0, line_prefix('M', id, length));
   if (fd < 0) {
-    crc = crc_update(crc, image);
+    crc = crc32_update(crc, image);
+  } else if (file_crc) {
+    crc = crc32_concat(crc, *file_crc, length);
   } else if (!crc_of_file(fd, 0, size, crc)) {
     return base::unexpected(log_error("read", "message " + std::string(id), errno));
   }
   std::lock_guard lock(mutex_);
-  if (auto written = write_record_locked('M', id, image, fd, size, crc); !written) {
-    return base::unexpected(written.error());
-  }
+  auto written = write_record_locked('M', id, image, fd, size, crc);
+  if (!written) return base::unexpected(written.error());
   Segment& segment = segments_.back();
   forget_locked(id);  // an id is committed once; a stale entry would count twice
   segment.live += 1;
   segment.live_bytes += length;
-  where_[std::string(id)] = {segment.sequence, length};
+  where_[std::string(id)] = Place{segment.sequence, *written, length, crc};
   return ++appends_;
 }
 
@@ -521,9 +537,9 @@ void SpoolLog::forget_locked(std::string_view id) {
   auto at = where_.find(id);
   if (at == where_.end()) return;
   for (Segment& segment : segments_) {
-    if (segment.sequence == at->second.first) {
+    if (segment.sequence == at->second.sequence) {
       segment.live -= 1;
-      segment.live_bytes -= at->second.second;
+      segment.live_bytes -= at->second.length;
       break;
     }
   }
@@ -541,50 +557,60 @@ void SpoolLog::append_done(std::string_view id) {
 }
 
 void SpoolLog::compact_locked() {
-  // The oldest segment, when its live messages are at most a quarter of it, moves them to
-  // the newest (which was just started) so that it can go.
+  // The oldest segment, sealed long enough ago that its live messages are waiting (deferred,
+  // held) rather than on their way, when they are at most a quarter of it, moves them to
+  // the newest (which was just started) so that it can go. Record by record, in the kernel:
+  // nothing of the segment is read into memory.
   Segment& oldest = segments_.front();
   Segment& newest = segments_.back();
   if (&oldest == &newest || oldest.live == 0 || oldest.live_bytes * 4 > oldest.size) return;
-  std::uint64_t moved = 0;
-  std::string contents;
+  if (std::chrono::steady_clock::now() - oldest.sealed < compact_after_) return;
+  if (auto opened = open_newest_locked(); !opened) return;
   int old_fd = ::open(path_of(oldest.sequence).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (old_fd < 0) return;
-  const bool read = pread_exact(old_fd, 0, static_cast<std::size_t>(oldest.size), contents);
-  ::close(old_fd);
-  if (!read || newest.fd < 0) return;
-  std::uint64_t end = 0;
-  std::string error;
-  for (const LogRecord& record : parse_log_records(contents, end, error)) {
-    auto at = where_.find(record.id);
-    if (record.kind != 'M' || at == where_.end() || at->second.first != oldest.sequence) continue;
-    std::string_view payload =
-        std::string_view(contents).substr(record.payload_offset, record.length);
-    const std::string line = format_log_record_line('M', record.id, record.length, record.crc);
-    if (!pwrite_exact(newest.fd, line, newest.size) ||
-        !pwrite_exact(newest.fd, payload, newest.size + line.size())) {
-      if (::ftruncate(newest.fd, static_cast<off_t>(newest.size)) != 0) broken_ = true;
-      obs::Log("spool_log_compaction_failed", obs::Level::kWarning)
-          .kv("file", path_of(newest.sequence))
-          .kv("detail", std::strerror(errno));
-      return;
-    }
-    newest.size += line.size() + record.length;
-    ++moved;
-  }
-  // The copies must be durable before the originals can go.
-  if (::fdatasync(newest.fd) != 0) return;
-  ++syncs_;
+  std::vector<std::pair<Place*, std::uint64_t>> moved;  // and the new payload offset
+  const std::uint64_t start_size = newest.size;
+  bool ok = true;
   for (auto& [id, place] : where_) {
-    if (place.first == oldest.sequence) {
-      place.first = newest.sequence;
-      newest.live += 1;
-      newest.live_bytes += place.second;
-    }
+    if (place.sequence != oldest.sequence) continue;
+    const std::string line = format_log_record_line('M', id, place.length, place.crc);
+    const std::uint64_t payload_offset = newest.size + line.size();
+    ok = pwrite_exact(newest.fd, line, newest.size) &&
+         copy_range(old_fd, place.payload_offset, newest.fd, payload_offset, place.length);
+    if (!ok) break;
+    newest.size = payload_offset + place.length;
+    moved.emplace_back(&place, payload_offset);
+  }
+  int saved = errno;
+  ::close(old_fd);
+  if (!ok) {
+    // Nothing may follow a partial record, and nothing points at the copies: cut them off,
+    // or stop using the segment. The originals stay where they are.
+    if (::ftruncate(newest.fd, static_cast<off_t>(start_size)) != 0) broken_ = true;
+    newest.size = start_size;
+  } else if (::fdatasync(newest.fd) != 0) {  // the copies must be durable before the originals go
+    saved = errno;
+    ok = false;
+    broken_ = true;  // a failed fdatasync is reported once: the next append starts a segment
+  }
+  if (!ok) {
+    obs::Log("spool_log_compaction_failed", obs::Level::kWarning)
+        .kv("file", path_of(newest.sequence))
+        .kv("detail", std::strerror(saved));
+    return;
+  }
+  ++syncs_;
+  for (auto& [place, payload_offset] : moved) {
+    place->sequence = newest.sequence;
+    place->payload_offset = payload_offset;
+    newest.live += 1;
+    newest.live_bytes += place->length;
   }
   oldest.live = 0;
   oldest.live_bytes = 0;
-  obs::Log("spool_log_compacted").kv("file", path_of(oldest.sequence)).kv("moved", moved);
+  obs::Log("spool_log_compacted")
+      .kv("file", path_of(oldest.sequence))
+      .kv("moved", static_cast<std::uint64_t>(moved.size()));
 }
 
 void SpoolLog::reclaim_locked() {

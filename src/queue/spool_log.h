@@ -28,16 +28,20 @@
 //   (where its messages' files were unlinked) and the active segment (their D records) were
 //   synced, and log/ is synced after each deletion: no older record ever reappears without
 //   the records that ended it;
-// - compaction: when a new segment starts and the oldest holds live messages that are at
-//   most a quarter of its size, they are appended again to the new segment (fdatasynced)
-//   so that one message deferred for days does not pin its segment.
+// - compaction: when a new segment starts and the oldest, sealed at least compact_after
+//   ago, holds live messages that are at most a quarter of its size, their records are
+//   copied (copy_file_range(2), record by record, never the whole segment) to the new
+//   segment and fdatasynced, so that one message deferred for days does not pin its
+//   segment. The age keeps messages still on their way to a mailbox from being copied.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -63,6 +67,11 @@ struct LogRecord {
 // the scan stopped before the end of the octets ("" when it read them all).
 std::vector<LogRecord> parse_log_records(std::string_view segment, std::uint64_t& end,
                                          std::string& error);
+
+// CRC-32 (zlib's) of bytes, continued from crc (0 to start).
+std::uint32_t crc32_update(std::uint32_t crc, std::string_view bytes);
+// The CRC-32 of A then B, from the CRC-32 of A, that of B and B's length.
+std::uint32_t crc32_concat(std::uint32_t first, std::uint32_t second, std::uint64_t second_length);
 
 // The CRC a record line carries for this kind, id, length and payload.
 std::uint32_t log_record_crc(char kind, std::string_view id, std::uint64_t length,
@@ -95,20 +104,24 @@ class SpoolLog {
   // unlink was not synced, the D record made it); what was
   // cut or corrupt is reported through obs::Log warnings. A new segment is started for
   // this process's appends. queue_dir_fd is fsynced before a segment is deleted.
+  // compact_after: how long a segment must have stopped taking appends before its last
+  // live messages are copied forward (tests pass 0).
   static base::Expected<std::unique_ptr<SpoolLog>, SpoolError> open(
       const std::string& log_dir, int queue_dir_fd, std::uint64_t segment_size,
-      std::vector<Live>& live, std::set<std::string>& removed, bool& created);
+      std::vector<Live>& live, std::set<std::string>& removed, bool& created,
+      std::chrono::seconds compact_after = kLogCompactAfter);
   ~SpoolLog();
   SpoolLog(const SpoolLog&) = delete;
   SpoolLog& operator=(const SpoolLog&) = delete;
 
   // Appends the M record of a message whose spool file is `image` (not synced). When the
   // image is not in memory, pass image empty and the file descriptor and size of the file:
-  // it is read with pread(2) (twice: for the CRC, then copied).
+  // it is copied in the kernel (copy_file_range), and read once for the CRC unless
+  // file_crc gives it (CRC-32 of the whole file, as the writer computed it while writing).
   // Returns the append's ticket, for sync().
-  base::Expected<std::uint64_t, SpoolError> append_message(std::string_view id,
-                                                           std::string_view image, int fd = -1,
-                                                           std::uint64_t size = 0);
+  base::Expected<std::uint64_t, SpoolError> append_message(
+      std::string_view id, std::string_view image, int fd = -1, std::uint64_t size = 0,
+      std::optional<std::uint32_t> file_crc = std::nullopt);
   // Makes the append with this ticket durable: one fdatasync of the newest segment covers
   // every append made before it began (a rollover fdatasyncs the segment it leaves), so
   // of a batch only the first call syncs; the others find their ticket covered. An error
@@ -132,18 +145,30 @@ class SpoolLog {
     std::uint64_t size = 0;
     std::uint64_t live = 0;        // live messages whose latest M record is here
     std::uint64_t live_bytes = 0;  // their payload octets
+    // When it stopped taking appends (a segment found at start: the start).
+    std::chrono::steady_clock::time_point sealed{};
   };
-  SpoolLog(std::string dir, int dir_fd, int queue_dir_fd, std::uint64_t segment_size);
+  // Where a live message's latest M record is.
+  struct Place {
+    std::uint64_t sequence = 0;
+    std::uint64_t payload_offset = 0;  // in that segment
+    std::uint64_t length = 0;
+    std::uint32_t crc = 0;  // of the record
+  };
+  SpoolLog(std::string dir, int dir_fd, int queue_dir_fd, std::uint64_t segment_size,
+           std::chrono::seconds compact_after);
   std::string path_of(std::uint64_t sequence) const;
   base::Expected<base::Ok, SpoolError> start_segment_locked(bool compact);
   base::Expected<base::Ok, SpoolError> open_newest_locked();
   void close_newest_if_idle_locked();
   bool failed_locked(std::uint64_t ticket) const;
   void sync_failed_locked(std::uint64_t covered);
-  // crc: log_record_crc of the record (computed by the caller, outside the lock).
-  base::Expected<base::Ok, SpoolError> write_record_locked(char kind, std::string_view id,
-                                                           std::string_view image, int fd,
-                                                           std::uint64_t size, std::uint32_t crc);
+  // crc: log_record_crc of the record (computed by the caller, outside the lock). Returns
+  // the offset of the record's payload in the newest segment.
+  base::Expected<std::uint64_t, SpoolError> write_record_locked(char kind, std::string_view id,
+                                                                std::string_view image, int fd,
+                                                                std::uint64_t size,
+                                                                std::uint32_t crc);
   void forget_locked(std::string_view id);
   void compact_locked();
   void reclaim_locked();
@@ -152,10 +177,10 @@ class SpoolLog {
   int dir_fd_;
   int queue_dir_fd_;
   std::uint64_t segment_size_;
+  std::chrono::seconds compact_after_;
   mutable std::mutex mutex_;
-  std::deque<Segment> segments_;  // oldest first; the back one takes appends
-  // Where each live message's latest M record is, and its payload length.
-  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>, std::less<>> where_;
+  std::deque<Segment> segments_;                     // oldest first; the back one takes appends
+  std::map<std::string, Place, std::less<>> where_;  // each live message's latest M record
   std::uint64_t appends_ = 0;          // M records appended by this process: the last ticket
   std::uint64_t durable_through_ = 0;  // every ticket up to here is synced, or failed
   std::vector<std::pair<std::uint64_t, std::uint64_t>> failed_;  // (from, through] ranges

@@ -98,9 +98,10 @@ class SpoolLogTest : public ::testing::Test {
     spool_.reset();
     fs::remove_all(root_);
   }
-  void reopen(std::uint64_t segment_size = 0) {
+  void reopen(std::uint64_t segment_size = 0,
+              std::chrono::seconds compact_after = kLogCompactAfter) {
     spool_.reset();
-    auto spool = Spool::open(dir_, segment_size);
+    auto spool = Spool::open(dir_, segment_size, compact_after);
     ASSERT_TRUE(spool) << spool.error().message;
     spool_ = std::move(*spool);
   }
@@ -139,6 +140,40 @@ TEST_F(SpoolLogTest, ACommittedMessageIsInTheLogAsItsQueueFile) {
                                             log_record_crc('M', id, image.size(), image)) +
                      image),
             std::string::npos);
+}
+
+// A large message's record is written from its file, with the CRC its writer computed
+// while writing (no read back); after a cut (truncate_content) the file is read back.
+TEST_F(SpoolLogTest, ALargeMessageWrittenInPiecesOrCutHasItsRecordAndCrc) {
+  smtp::Envelope envelope;
+  envelope.reverse_path = "a@example.org";
+  envelope.recipients = {{"b@example.com", "", ""}};
+  std::vector<std::string> ids;
+  for (bool cut : {false, true}) {
+    auto writer = spool_->begin(envelope, 1700000000);
+    ASSERT_TRUE(writer) << writer.error().message;
+    ASSERT_TRUE((*writer)->append("Subject: pieces\r\n\r\n"));
+    for (int i = 0; i < 4000; ++i)  // 200 kB through the 64 KiB buffer
+      ASSERT_TRUE((*writer)->append("line " + std::to_string(100000 + i) +
+                                    " of a message written in pieces, CRLF\r\n"));
+    if (cut) {
+      ASSERT_TRUE((*writer)->truncate_content(1000));
+    }
+    ASSERT_TRUE((*writer)->commit());
+    ids.push_back((*writer)->id());
+  }
+  std::string all;
+  for (const auto& entry : fs::directory_iterator(dir_ + "/log"))
+    all += read_file(entry.path());
+  for (const std::string& id : ids) {
+    const std::string image = queued(id);
+    EXPECT_GT(image.size(), 1000u);
+    EXPECT_NE(all.find(format_log_record_line('M', id, image.size(),
+                                              log_record_crc('M', id, image.size(), image)) +
+                       image),
+              std::string::npos)
+        << id;
+  }
 }
 
 TEST_F(SpoolLogTest, QueueFilesAPowerCutLostOrTruncatedComeBackFromTheLog) {
@@ -223,7 +258,7 @@ TEST_F(SpoolLogTest, AnImportCutShortLeavesNoLogThatLacksTheQueue) {
 }
 
 TEST_F(SpoolLogTest, SegmentsGoWhenTheirMessagesAreDoneAndALongDeferredOneMovesForward) {
-  reopen(/*segment_size=*/16 * 1024);
+  reopen(/*segment_size=*/16 * 1024, /*compact_after=*/std::chrono::seconds(0));
   const std::string body = "Subject: x\r\n\r\n" + std::string(3000, 'z') + "\r\n";
   const std::string deferred = commit(body);
   std::vector<std::string> delivered;
@@ -242,8 +277,20 @@ TEST_F(SpoolLogTest, SegmentsGoWhenTheirMessagesAreDoneAndALongDeferredOneMovesF
   const std::string image = queued(deferred);
   spool_.reset();
   fs::remove(dir_ + "/queue/" + deferred);
-  reopen(16 * 1024);
+  reopen(16 * 1024, std::chrono::seconds(0));
   EXPECT_EQ(queued(deferred), image);
+}
+
+TEST_F(SpoolLogTest, MessagesOnTheirWayPinTheirSegmentUntilItIsOldEnoughToCompact) {
+  // The default age (a minute): segments sealed a moment ago are not compacted, however
+  // small their live part (those messages are usually delivered the next moment).
+  reopen(/*segment_size=*/16 * 1024);
+  const std::string body = "Subject: x\r\n\r\n" + std::string(3000, 'z') + "\r\n";
+  const std::string waiting = commit(body);
+  for (int i = 0; i < 48; ++i)
+    ASSERT_TRUE(spool_->remove(commit(body)));
+  EXPECT_GE(segments(), 6u);
+  EXPECT_EQ(spool_->list(), std::vector<std::string>{waiting});
 }
 
 TEST_F(SpoolLogTest, AnIdleSpoolHoldsNoFileOpenForWriting) {
