@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -40,6 +41,8 @@ namespace {
 constexpr std::uint64_t kMaxRecordLength = 1ULL << 40;
 constexpr std::size_t kMaxLineLength = 128;
 constexpr std::size_t kCopyChunk = 256 * 1024;
+// Free space beyond the octets a compaction copies: block rounding of the segment.
+constexpr std::uint64_t kReserveMargin = 64 * 1024;
 
 SpoolError log_error(std::string_view what, const std::string& path, int error_number) {
   return SpoolError{std::string(what) + " " + path + ": " + std::strerror(error_number),
@@ -360,6 +363,14 @@ base::Expected<std::unique_ptr<SpoolLog>, SpoolError> SpoolLog::open(
   if (auto started = log->start_segment_locked(/*compact=*/false); !started) {
     return base::unexpected(started.error());
   }
+  if (!log->make_reserve_locked()) {
+    obs::Log("spool_log_no_reserve", obs::Level::kWarning)
+        .kv("file", log_dir + "/" + std::string(kReserveName))
+        .kv("detail", std::strerror(errno))
+        .kv("hint",
+            "made again when space returns; until then a full disk may keep old "
+            "segments");
+  }
   return log;
 }
 
@@ -379,19 +390,28 @@ base::Expected<base::Ok, SpoolError> SpoolLog::start_segment_locked(bool compact
     segments_.back().fd = -1;
   }
   if (!segments_.empty()) segments_.back().sealed = std::chrono::steady_clock::now();
-  int fd = ::openat(dir_fd_, path.substr(dir_.size() + 1).c_str(),
-                    O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return base::unexpected(log_error("create", path, errno));
-  if (!pwrite_exact(fd, kSegmentHeader, 0) || ::fsync(dir_fd_) != 0) {
-    int saved = errno;
-    ::close(fd);
-    ::unlinkat(dir_fd_, path.substr(dir_.size() + 1).c_str(), 0);
-    return base::unexpected(log_error("start segment", path, saved));
+  int fd = -1;
+  for (int attempt = 0; fd < 0; ++attempt) {
+    fd = ::openat(dir_fd_, path.substr(dir_.size() + 1).c_str(),
+                  O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return base::unexpected(log_error("create", path, errno));
+    if (!pwrite_exact(fd, kSegmentHeader, 0) || ::fsync(dir_fd_) != 0) {
+      int saved = errno;
+      ::close(fd);
+      fd = -1;
+      ::unlinkat(dir_fd_, path.substr(dir_.size() + 1).c_str(), 0);
+      // A full disk: the reserve makes room for the segment that lets old ones go.
+      if (saved != ENOSPC || !reserve_ || attempt > 0) {
+        return base::unexpected(log_error("start segment", path, saved));
+      }
+      release_reserve_locked();
+    }
   }
   segments_.push_back(Segment{sequence, fd, kSegmentHeader.size(), 0, 0, {}});
   broken_ = false;
   if (compact && segments_.size() > 1) compact_locked();
   reclaim_locked();
+  if (!reserve_) (void)make_reserve_locked();
   close_newest_if_idle_locked();
   return base::Ok{};
 }
@@ -564,7 +584,15 @@ void SpoolLog::compact_locked() {
   Segment& oldest = segments_.front();
   Segment& newest = segments_.back();
   if (&oldest == &newest || oldest.live == 0 || oldest.live_bytes * 4 > oldest.size) return;
-  if (std::chrono::steady_clock::now() - oldest.sealed < compact_after_) return;
+  // What the copies take: the payloads and at most kMaxLineLength per record line.
+  const std::uint64_t needed = oldest.live_bytes + oldest.live * kMaxLineLength;
+  if (needed > segment_size_ / 4) return;  // more than the reserve: never moved
+  const std::uint64_t free = free_space();
+  if (std::chrono::steady_clock::now() - oldest.sealed < compact_after_ &&
+      free >= kLowSpaceSegments * segment_size_) {
+    return;
+  }
+  if (free < needed + kReserveMargin && reserve_) release_reserve_locked();
   if (auto opened = open_newest_locked(); !opened) return;
   int old_fd = ::open(path_of(oldest.sequence).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (old_fd < 0) return;
@@ -628,6 +656,41 @@ void SpoolLog::reclaim_locked() {
     if (oldest.fd >= 0) ::close(oldest.fd);
     segments_.pop_front();
   }
+}
+
+std::uint64_t SpoolLog::free_space() const {
+  struct statvfs status {};
+  if (::fstatvfs(dir_fd_, &status) != 0) return UINT64_MAX;  // unknown: not low
+  return static_cast<std::uint64_t>(status.f_bavail) * status.f_frsize;
+}
+
+bool SpoolLog::make_reserve_locked() {
+  const std::string name(kReserveName);
+  int fd = ::openat(dir_fd_, name.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  const int result = ::posix_fallocate(fd, 0, static_cast<off_t>(segment_size_ / 4));
+  ::close(fd);
+  if (result != 0) {
+    ::unlinkat(dir_fd_, name.c_str(), 0);
+    errno = result;
+    return false;
+  }
+  reserve_ = true;
+  return true;
+}
+
+void SpoolLog::release_reserve_locked() {
+  // Its blocks are free at once; nothing needs it to be durable.
+  ::unlinkat(dir_fd_, std::string(kReserveName).c_str(), 0);
+  reserve_ = false;
+  obs::Log("spool_log_reserve_used", obs::Level::kWarning)
+      .kv("file", dir_ + "/" + std::string(kReserveName))
+      .kv("hint", "the disk of the spool is full");
+}
+
+bool SpoolLog::has_reserve() const {
+  std::lock_guard lock(mutex_);
+  return reserve_;
 }
 
 std::uint64_t SpoolLog::last_ticket() const {

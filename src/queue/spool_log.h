@@ -32,7 +32,14 @@
 //   ago, holds live messages that are at most a quarter of its size, their records are
 //   copied (copy_file_range(2), record by record, never the whole segment) to the new
 //   segment and fdatasynced, so that one message deferred for days does not pin its
-//   segment. The age keeps messages still on their way to a mailbox from being copied.
+//   segment. The age keeps messages still on their way to a mailbox from being copied;
+//   it is not waited for when the file system runs low (free space under kLowSpaceSegments
+//   segments), so that dead segments never fill the disk.
+// - reserve: log/reserve, a file of a quarter segment allocated at open (fallocate), is
+//   what compaction spends when the disk is full: it is deleted before a compaction that
+//   would not fit otherwise (or a segment that cannot be created), and made again once the
+//   old segment went. Compaction never moves more than the reserve holds, so reclaiming
+//   never needs free space; the intake still answers 452 4.3.1 for lack of it.
 #pragma once
 
 #include <chrono>
@@ -84,6 +91,8 @@ class SpoolLog {
  public:
   static constexpr std::uint64_t kDefaultSegmentSize = 64ULL << 20;
   static constexpr std::string_view kSegmentHeader = "smtpsd-spool-log 1\n";
+  static constexpr std::string_view kReserveName = "reserve";
+  static constexpr std::uint64_t kLowSpaceSegments = 4;
 
   // A live message found by open(): where its spool file image lies.
   struct Live {
@@ -137,6 +146,8 @@ class SpoolLog {
   // For tests and metrics: segments on disk and fdatasyncs done.
   std::size_t segment_count() const;
   std::uint64_t syncs() const;
+  // Whether log/reserve is in place (for tests).
+  bool has_reserve() const;
 
  private:
   struct Segment {
@@ -172,6 +183,10 @@ class SpoolLog {
   void forget_locked(std::string_view id);
   void compact_locked();
   void reclaim_locked();
+  std::uint64_t free_space() const;  // of the log's file system (statvfs), octets
+  // log/reserve made (fallocate) when missing; false when there is no room for it.
+  bool make_reserve_locked();
+  void release_reserve_locked();
 
   std::string dir_;
   int dir_fd_;
@@ -185,7 +200,8 @@ class SpoolLog {
   std::uint64_t durable_through_ = 0;  // every ticket up to here is synced, or failed
   std::vector<std::pair<std::uint64_t, std::uint64_t>> failed_;  // (from, through] ranges
   std::uint64_t syncs_ = 0;
-  bool broken_ = false;  // the active segment failed a write and could not be cut back
+  bool broken_ = false;   // the active segment failed a write and could not be cut back
+  bool reserve_ = false;  // log/reserve is in place
 };
 
 }  // namespace queue
