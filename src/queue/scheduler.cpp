@@ -436,8 +436,24 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
         .kv("action", "dropped")
         .kv("detail", "the success DSN could not be queued; the delivery itself is done");
   }
-  for (const std::string& line : delivered_lines)
-    spool_.append_state(id, line);
+  // The usual case, every recipient delivered now and nothing else to say: the message is
+  // removed next, so its "delivered" lines are written only if that fails. That spares a
+  // state file made and unlinked per message; a crash in between brings a delivery back,
+  // which the deliverers recognise (Maildir by its file name), as a crash before these
+  // lines always did.
+  bool lines_deferred = false;
+  if (!delivered.empty() && failed.empty() && still_pending.empty() && notices.empty()) {
+    std::lock_guard lock(mutex_);
+    const MessageState& state = messages_[id];
+    std::size_t final_before = 0;
+    for (RecipientState recipient : state.recipients)
+      final_before += recipient != RecipientState::kPending;
+    lines_deferred = final_before + delivered.size() == state.recipients.size();
+  }
+  if (!lines_deferred) {
+    for (const std::string& line : delivered_lines)
+      spool_.append_state(id, line);
+  }
   bool warned_now = false;
   if (!still_pending.empty() && options_.delay_warning.count() > 0 && !expired) {
     std::lock_guard lock(mutex_);
@@ -500,6 +516,12 @@ void Scheduler::attempt(const std::string& id, Lane lane) {
       return;
     }
     // Every recipient is done; the next attempt only retries the removal.
+    if (lines_deferred) {
+      lock.unlock();
+      for (const std::string& line : delivered_lines)
+        spool_.append_state(id, line);
+      lock.lock();
+    }
     obs::Log("error", obs::Level::kError)
         .kv("id", id)
         .kv("action", "retry")
