@@ -28,63 +28,38 @@ SpoolError too_short(const std::string& path) {
 }  // namespace
 
 base::Expected<MessageReader, SpoolError> MessageReader::open(const StoredMessage& message) {
-  int fd = ::open(message.path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return base::unexpected(read_error("open", message.path, errno));
-  struct stat status {};
-  if (::fstat(fd, &status) != 0) {
-    int saved = errno;
-    ::close(fd);
-    return base::unexpected(read_error("stat", message.path, saved));
+  std::shared_ptr<const OpenSpoolFile> file = message.file;
+  if (!file) {
+    int fd = ::open(message.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return base::unexpected(read_error("open", message.path, errno));
+    struct stat status {};
+    if (::fstat(fd, &status) != 0) {
+      int saved = errno;
+      ::close(fd);
+      return base::unexpected(read_error("stat", message.path, saved));
+    }
+    file = std::make_shared<const OpenSpoolFile>(fd, static_cast<std::uint64_t>(status.st_size));
   }
-  const auto file_size = static_cast<std::uint64_t>(status.st_size);
+  const std::uint64_t file_size = file->size;
   std::vector<ContentSegment> segments;
   segments.reserve(message.segments.size());
   std::uint64_t size = 0;
   for (ContentSegment segment : message.segments) {
-    if (segment.offset > file_size) {
-      ::close(fd);
-      return base::unexpected(too_short(message.path));
-    }
+    if (segment.offset > file_size) return base::unexpected(too_short(message.path));
     if (segment.length == ContentSegment::kToEndOfFile) segment.length = file_size - segment.offset;
     if (segment.length > file_size - segment.offset) {
-      ::close(fd);
       return base::unexpected(too_short(message.path));
     }
     if (segment.length == 0) continue;
     segments.push_back(segment);
     size += segment.length;
   }
-  return MessageReader(fd, message.path, std::move(segments), size);
+  return MessageReader(std::move(file), message.path, std::move(segments), size);
 }
 
-MessageReader::MessageReader(int fd, std::string path, std::vector<ContentSegment> segments,
-                             std::uint64_t size)
-    : fd_(fd), path_(std::move(path)), segments_(std::move(segments)), size_(size) {}
-
-MessageReader::MessageReader(MessageReader&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
-      path_(std::move(other.path_)),
-      segments_(std::move(other.segments_)),
-      size_(other.size_),
-      segment_(other.segment_),
-      position_(other.position_) {}
-
-MessageReader& MessageReader::operator=(MessageReader&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-    path_ = std::move(other.path_);
-    segments_ = std::move(other.segments_);
-    size_ = other.size_;
-    segment_ = other.segment_;
-    position_ = other.position_;
-  }
-  return *this;
-}
-
-MessageReader::~MessageReader() {
-  if (fd_ >= 0) ::close(fd_);
-}
+MessageReader::MessageReader(std::shared_ptr<const OpenSpoolFile> file, std::string path,
+                             std::vector<ContentSegment> segments, std::uint64_t size)
+    : file_(std::move(file)), path_(std::move(path)), segments_(std::move(segments)), size_(size) {}
 
 base::Expected<std::size_t, SpoolError> MessageReader::read(std::span<char> buffer) {
   std::size_t filled = 0;
@@ -98,8 +73,8 @@ base::Expected<std::size_t, SpoolError> MessageReader::read(std::span<char> buff
     }
     std::size_t want =
         static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size() - filled));
-    ssize_t got =
-        ::pread(fd_, buffer.data() + filled, want, static_cast<off_t>(segment.offset + position_));
+    ssize_t got = ::pread(file_->fd, buffer.data() + filled, want,
+                          static_cast<off_t>(segment.offset + position_));
     if (got < 0) {
       if (errno == EINTR) continue;
       return base::unexpected(read_error("read", path_, errno));

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -22,16 +23,11 @@ namespace queue {
 
 class MessageReader {
  public:
-  // Opens message.path and checks that it holds every segment. Errors: the open(2) or
+  // Reads through message.file (else opens message.path) and checks that the file holds
+  // every segment. Errors: the open(2) or
   // fstat(2) failure (transient, with errno), or a file shorter than its segments
   // (not transient: the file is corrupt and will not get better).
   static base::Expected<MessageReader, SpoolError> open(const StoredMessage& message);
-
-  MessageReader(MessageReader&& other) noexcept;
-  MessageReader& operator=(MessageReader&& other) noexcept;
-  MessageReader(const MessageReader&) = delete;
-  MessageReader& operator=(const MessageReader&) = delete;
-  ~MessageReader();
 
   // Octets of content in all.
   std::uint64_t size() const { return size_; }
@@ -43,13 +39,14 @@ class MessageReader {
   // sendfile(2)): the open file and where the content lies in it, in order, with exact
   // lengths and no empty segment. The descriptor stays the reader's; read() does not move
   // its file position.
-  int file_descriptor() const { return fd_; }
+  int file_descriptor() const { return file_->fd; }
   const std::vector<ContentSegment>& segments() const { return segments_; }
 
  private:
-  MessageReader(int fd, std::string path, std::vector<ContentSegment> segments, std::uint64_t size);
+  MessageReader(std::shared_ptr<const OpenSpoolFile> file, std::string path,
+                std::vector<ContentSegment> segments, std::uint64_t size);
 
-  int fd_ = -1;
+  std::shared_ptr<const OpenSpoolFile> file_;
   std::string path_;
   std::vector<ContentSegment> segments_;
   std::uint64_t size_ = 0;

@@ -1636,9 +1636,14 @@ base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) con
       return base::unexpected(corrupt(path, *error));
     }
   }
-  ::close(fd);
+  parsed->file =
+      std::make_shared<const OpenSpoolFile>(fd, static_cast<std::uint64_t>(status.st_size));
   parsed->path = std::move(path);
   return std::move(*parsed);
+}
+
+OpenSpoolFile::~OpenSpoolFile() {
+  ::close(fd);
 }
 
 base::Expected<base::Ok, SpoolError> Spool::remove(const std::string& id) {

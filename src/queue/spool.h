@@ -54,6 +54,17 @@ struct ContentSegment {
   bool operator==(const ContentSegment&) const = default;
 };
 
+// A file of queue/ open for reading, shared by the readers of one loaded message (a file
+// in queue/ never changes). Closed with its last holder.
+struct OpenSpoolFile {
+  OpenSpoolFile(int fd_in, std::uint64_t size_in) : fd(fd_in), size(size_in) {}
+  ~OpenSpoolFile();
+  OpenSpoolFile(const OpenSpoolFile&) = delete;
+  OpenSpoolFile& operator=(const OpenSpoolFile&) = delete;
+  const int fd;
+  const std::uint64_t size;
+};
+
 // A committed message as read back from queue/.
 struct StoredMessage {
   std::string id;
@@ -84,6 +95,9 @@ struct StoredMessage {
   // Found in the spool at start-up: a delivery may have completed before a crash, so a
   // deliverer must look harder for an earlier copy (Maildir: also scan cur/).
   bool recovered = false;
+  // load()'s descriptor of path, which MessageReader reads through (no second open and
+  // fstat per delivery); null: MessageReader opens path.
+  std::shared_ptr<const OpenSpoolFile> file;
 };
 
 // Parses a spool file from its first octets (through the blank line that ends the envelope

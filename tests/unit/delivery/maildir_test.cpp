@@ -379,6 +379,7 @@ TEST_F(MaildirTest, AMailRootThatIsAFileGivesATransientError) {
 TEST_F(MaildirTest, AMissingSpoolFileIsTransient) {
   Maildir maildir(mail_root_, "mx");
   auto stored = message({"alice@example.com"}, "x\r\n");
+  stored.file.reset();  // gone before anything opened it (load()'s descriptor keeps it)
   fs::remove(stored.path);
   auto result = maildir.deliver(stored, 0);
   EXPECT_EQ(result.status, DeliveryStatus::kTransient);
