@@ -363,6 +363,32 @@ TEST_F(SchedulerTest, FinishedRecipientsAreNotDeliveredAgainAfterARestart) {
   EXPECT_TRUE(eventually([&] { return fs::is_empty(root_ + "/spool/state"); }));
 }
 
+// A message delivered in one attempt gets no state file, unless its removal fails: then
+// the deliveries are recorded, so that the retry of the removal delivers nothing again.
+TEST_F(SchedulerTest, ADeliveryIsRecordedWhenTheMessageCannotBeRemoved) {
+  const std::string id = commit({"a@example.com"});
+  const std::string queued = root_ + "/spool/queue/" + id;
+  SchedulerOptions options;
+  options.retry_schedule = {std::chrono::hours(1)};
+  Scheduler scheduler(
+      *spool_,
+      [&](const StoredMessage& message, std::span<const std::size_t> recipients) {
+        // queue/<id> becomes a directory, which unlink(2) cannot remove.
+        fs::rename(queued, queued + ".moved");
+        fs::create_directory(queued);
+        std::vector<DeliveryResult> results;
+        for (std::size_t index : recipients)
+          results.push_back(deliverer_.deliver(message, index));
+        return results;
+      },
+      options);
+  scheduler.start();
+  scheduler.enqueue(id);
+  ASSERT_TRUE(eventually([&] { return log_.count("id=" + id + " action=retry") == 1; }))
+      << log_.all();
+  EXPECT_EQ(spool_->read_state(id), std::vector<std::string>{"delivered 0"});
+}
+
 TEST_F(SchedulerTest, ANoticeIsSpooledUnderItsOriginalsIdAndNamesTheStateItStandsFor) {
   deliverer_.script("gone@example.com", {DeliveryStatus::kPermanent});
   deliverer_.script("later@example.com", {DeliveryStatus::kTransient});
