@@ -93,6 +93,10 @@ namespace queue {
 namespace {
 
 constexpr std::size_t kWriteBufferSize = 64 * 1024;
+// spare/ (Spool::remove): how many files it keeps, and the largest it keeps (its blocks are
+// held until begin() reuses it).
+constexpr std::size_t kMaxSpares = 32;
+constexpr std::uint64_t kSpareMaxSize = 64 * 1024;
 constexpr std::size_t kMaxHeaderSize = 4 * 1024 * 1024;
 constexpr std::string_view kVersion1Line = "smtpsd-spool 1";
 constexpr std::string_view kVersionLine = "smtpsd-spool 2";
@@ -1218,6 +1222,7 @@ Spool::~Spool() {
   if (tmp_dir_fd_ >= 0) ::close(tmp_dir_fd_);
   if (queue_dir_fd_ >= 0) ::close(queue_dir_fd_);
   if (state_dir_fd_ >= 0) ::close(state_dir_fd_);
+  if (spare_dir_fd_ >= 0) ::close(spare_dir_fd_);
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
@@ -1248,6 +1253,9 @@ base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string
   if (auto made = make_directories(root + "/state"); !made) {
     return base::unexpected(made.error());
   }
+  if (auto made = make_directories(root + "/spare"); !made) {
+    return base::unexpected(made.error());
+  }
   std::unique_ptr<Spool> spool(new Spool(root));
 
   spool->lock_fd_ = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1269,11 +1277,19 @@ base::Expected<std::unique_ptr<Spool>, SpoolError> Spool::open(const std::string
   std::string state = root + "/state";
   spool->state_dir_fd_ = ::open(state.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (spool->state_dir_fd_ < 0) return fail_with("open", state, errno);
+  std::string spare = root + "/spare";
+  spool->spare_dir_fd_ = ::open(spare.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (spool->spare_dir_fd_ < 0) return fail_with("open", spare, errno);
   // Whatever is in tmp/ was never acknowledged (commit() logs and syncs it before it
-  // reports success, and publish() takes it out of tmp/).
+  // reports success, and publish() takes it out of tmp/); spare/ holds old files only.
   for (const std::string& name : read_directory(tmp)) {
     if (::unlinkat(spool->tmp_dir_fd_, name.c_str(), 0) != 0 && errno != ENOENT) {
       return fail_with("unlink", tmp + "/" + name, errno);
+    }
+  }
+  for (const std::string& name : read_directory(spare)) {
+    if (::unlinkat(spool->spare_dir_fd_, name.c_str(), 0) != 0 && errno != ENOENT) {
+      return fail_with("unlink", spare + "/" + name, errno);
     }
   }
   if (auto recovered = spool->recover(segment_size, compact_after); !recovered) {
@@ -1459,7 +1475,8 @@ base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> Spool::begin_with_id(
                                        /*transient=*/false, EFBIG});
   }
   // Read and write: flush_to_log() reads a large message back for the commit log.
-  int fd = ::openat(tmp_dir_fd_, id.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  int fd = reuse_spare(id);
+  if (fd < 0) fd = ::openat(tmp_dir_fd_, id.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return fail_with("create", tmp_path(id), errno);
   auto writer =
       std::make_unique<FileSpoolWriter>(*this, id, fd, tmp_dir_fd_, queue_dir_fd_, state_dir_fd_);
@@ -1646,12 +1663,48 @@ OpenSpoolFile::~OpenSpoolFile() {
   ::close(fd);
 }
 
+bool Spool::keep_spare(const std::string& id) {
+  const std::optional<std::uint64_t> length = log_->live_length(id);
+  if (!length || *length > kSpareMaxSize) return false;
+  std::uint64_t name;
+  {
+    std::lock_guard lock(spare_mutex_);
+    if (spares_.size() >= kMaxSpares) return false;
+    name = next_spare_++;
+  }
+  if (::renameat(queue_dir_fd_, id.c_str(), spare_dir_fd_, std::to_string(name).c_str()) != 0) {
+    return false;  // unlinked instead
+  }
+  std::lock_guard lock(spare_mutex_);
+  spares_.push_back(name);
+  return true;
+}
+
+int Spool::reuse_spare(const std::string& id) {
+  std::string name;
+  {
+    std::lock_guard lock(spare_mutex_);
+    if (spares_.empty()) return -1;
+    name = std::to_string(spares_.back());
+    spares_.pop_back();
+  }
+  if (::renameat2(spare_dir_fd_, name.c_str(), tmp_dir_fd_, id.c_str(), RENAME_NOREPLACE) != 0) {
+    ::unlinkat(spare_dir_fd_, name.c_str(), 0);
+    return -1;
+  }
+  int fd = ::openat(tmp_dir_fd_, id.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0 && ::ftruncate(fd, 0) == 0) return fd;
+  if (fd >= 0) ::close(fd);
+  ::unlinkat(tmp_dir_fd_, id.c_str(), 0);
+  return -1;
+}
+
 base::Expected<base::Ok, SpoolError> Spool::remove(const std::string& id) {
   if (!is_valid_id(id)) {
     return base::unexpected(
         SpoolError{"invalid queue id '" + id + "'", /*transient=*/false, EINVAL});
   }
-  if (::unlinkat(queue_dir_fd_, id.c_str(), 0) != 0 && errno != ENOENT) {
+  if (!keep_spare(id) && ::unlinkat(queue_dir_fd_, id.c_str(), 0) != 0 && errno != ENOENT) {
     return fail_with("unlink", queue_path(id), errno);
   }
   // After the message: a crash in between leaves a state file that open() clears.

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -304,7 +305,9 @@ class Spool {
   base::Expected<StoredMessage, SpoolError> load(const std::string& id) const;
   // Removes queue/<id> (after every recipient is delivered) and appends its D record to the
   // log. Not synced: a removal undone by a crash only makes the message be delivered again,
-  // idempotently.
+  // idempotently. A small file is not unlinked but moved to spare/, and begin() writes the
+  // next message into it: a file system like ext4 spends more on making and freeing inodes
+  // (the scan past recently deleted ones) than on the rest of a message's file operations.
   base::Expected<base::Ok, SpoolError> remove(const std::string& id);
   // The delivery state of a message: an append-only list of short lines in state/<id>
   // ("delivered 2", "failed 0", "held", ...), written by the scheduler so that a restart
@@ -344,6 +347,10 @@ class Spool {
   // open(): the log read, queue/ made to match it (see open()).
   base::Expected<base::Ok, SpoolError> recover(std::uint64_t segment_size,
                                                std::chrono::seconds compact_after);
+  // remove(): moves queue/<id> to spare/ when it is small and spare/ not full.
+  bool keep_spare(const std::string& id);
+  // begin(): a spare file renamed to tmp/<id>, emptied and open for writing; -1 if none.
+  int reuse_spare(const std::string& id);
   std::string dir_;
   std::atomic<std::uint64_t> counter_{0};  // new_id() and begin() are thread-safe
   std::uint64_t nonce_ = 0;                // random per process: ids stay unique across restarts
@@ -351,6 +358,10 @@ class Spool {
   int tmp_dir_fd_ = -1;
   int queue_dir_fd_ = -1;
   int state_dir_fd_ = -1;
+  int spare_dir_fd_ = -1;
+  std::mutex spare_mutex_;
+  std::vector<std::uint64_t> spares_;  // names of spare/ files, ready for begin()
+  std::uint64_t next_spare_ = 0;
   std::unique_ptr<SpoolLog> log_;
 };
 

@@ -693,6 +693,13 @@ bool SpoolLog::has_reserve() const {
   return reserve_;
 }
 
+std::optional<std::uint64_t> SpoolLog::live_length(std::string_view id) const {
+  std::lock_guard lock(mutex_);
+  auto at = where_.find(id);
+  if (at == where_.end()) return std::nullopt;
+  return at->second.length;
+}
+
 std::uint64_t SpoolLog::last_ticket() const {
   std::lock_guard lock(mutex_);
   return appends_;

@@ -141,6 +141,8 @@ class SpoolLog {
   // the message be delivered again, which the deliverers tolerate). Then deletes what can be.
   void append_done(std::string_view id);
 
+  // The payload length of a live message's record (nullopt: not in the log).
+  std::optional<std::uint64_t> live_length(std::string_view id) const;
   // The ticket of the newest append (0: none yet).
   std::uint64_t last_ticket() const;
   // For tests and metrics: segments on disk and fdatasyncs done.

@@ -295,6 +295,14 @@ class Checker:
             elif name in ("rename", "renameat", "renameat2", "link", "linkat"):
                 old, new = self.two_paths(call)
                 if old and new and (self.mine(old) or self.mine(new)):
+                    # A message's file moved out of queue/ (to spare/, for reuse) leaves the
+                    # queue as an unlink does.
+                    queue = os.path.join(self.root, "spool", "queue")
+                    base = os.path.basename(old)
+                    if os.path.dirname(old) == queue and os.path.dirname(new) != queue and \
+                            not name.startswith("link") and base not in self.recorded:
+                        self.check_delivery_recorded(base, call.start,
+                                                     f"{base} removed from the queue")
                     self.moved(old, new, call.end, keep_old=name.startswith("link"))
             elif name in ("unlink", "unlinkat"):
                 names = call.strings()

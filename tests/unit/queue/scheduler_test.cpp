@@ -373,9 +373,11 @@ TEST_F(SchedulerTest, ADeliveryIsRecordedWhenTheMessageCannotBeRemoved) {
   Scheduler scheduler(
       *spool_,
       [&](const StoredMessage& message, std::span<const std::size_t> recipients) {
-        // queue/<id> becomes a directory, which unlink(2) cannot remove.
+        // queue/<id> becomes a directory, which unlink(2) cannot remove, and spare/ (where
+        // a small file goes instead) is gone.
         fs::rename(queued, queued + ".moved");
         fs::create_directory(queued);
+        fs::remove(root_ + "/spool/spare");
         std::vector<DeliveryResult> results;
         for (std::size_t index : recipients)
           results.push_back(deliverer_.deliver(message, index));

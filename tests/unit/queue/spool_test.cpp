@@ -1281,6 +1281,45 @@ TEST_F(SpoolTest, MarkHeldWritesTheHoldBeforeTheMessageIsPublished) {
   EXPECT_FALSE(spool_->is_held(id));
 }
 
+// A removed small message's file is kept in spare/ and the next message is written into
+// it (no inode made or freed); it holds exactly the new message. A large one is unlinked,
+// and a start empties spare/.
+TEST_F(SpoolTest, ARemovedSmallFileIsReusedForTheNextMessageAndALargeOneIsNot) {
+  auto inode = [](const std::string& path) {
+    struct stat status {};
+    EXPECT_EQ(::stat(path.c_str(), &status), 0) << path;
+    return status.st_ino;
+  };
+  const std::string first = commit_message(full_envelope(), std::string(3000, 'a') + "\r\n");
+  const auto first_inode = inode(dir_ + "/queue/" + first);
+  ASSERT_TRUE(spool_->remove(first));
+  EXPECT_FALSE(fs::exists(dir_ + "/queue/" + first));
+  EXPECT_EQ(count_spool_entries(dir_ + "/spare"), 1u);
+  const std::string second = commit_message(full_envelope(), "short\r\n");
+  EXPECT_EQ(inode(dir_ + "/queue/" + second), first_inode);
+  EXPECT_EQ(count_spool_entries(dir_ + "/spare"), 0u);
+  {
+    auto loaded = spool_->load(second);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    auto reader = MessageReader::open(*loaded);
+    ASSERT_TRUE(reader);
+    std::string content(reader->size(), '\0');
+    ASSERT_TRUE(reader->read(content));
+    EXPECT_EQ(content, "short\r\n");
+    EXPECT_LT(fs::file_size(dir_ + "/queue/" + second), 3000u);
+  }
+  const std::string large = commit_message(full_envelope(), std::string(100000, 'b') + "\r\n");
+  ASSERT_TRUE(spool_->remove(large));
+  EXPECT_EQ(count_spool_entries(dir_ + "/spare"), 0u);
+  ASSERT_TRUE(spool_->remove(second));
+  EXPECT_EQ(count_spool_entries(dir_ + "/spare"), 1u);
+  spool_.reset();
+  auto reopened = Spool::open(dir_);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  spool_ = std::move(*reopened);
+  EXPECT_EQ(count_spool_entries(dir_ + "/spare"), 0u);
+}
+
 TEST_F(SpoolTest, MessageReaderReadsAnyBufferSizeAndNoticesAShortenedFile) {
   auto writer = spool_->begin(full_envelope(), 1);
   ASSERT_TRUE(writer);
