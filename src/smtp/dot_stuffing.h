@@ -68,6 +68,8 @@ class DotUnstuffer {
     kFinished,
   };
 
+  std::size_t copy_whole_lines(std::string_view input, std::size_t pos, std::string& out,
+                               std::size_t out_limit);
   void bare_line_ending(char which, std::string& out);
   void count(std::size_t octets);
   void end_line() { line_length_ = 0; }
