@@ -1659,6 +1659,15 @@ base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) con
   return std::move(*parsed);
 }
 
+bool Spool::still_queued(const StoredMessage& message) const {
+  struct stat named {};
+  struct stat held {};
+  if (!message.file || !is_valid_id(message.id)) return false;
+  if (::fstatat(queue_dir_fd_, message.id.c_str(), &named, AT_SYMLINK_NOFOLLOW) != 0) return false;
+  if (::fstat(message.file->fd, &held) != 0) return false;
+  return named.st_ino == held.st_ino && named.st_dev == held.st_dev;
+}
+
 OpenSpoolFile::~OpenSpoolFile() {
   ::close(fd);
 }

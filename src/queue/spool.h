@@ -303,6 +303,10 @@ class Spool {
   // Reads the envelope and the layout of queue/<id> (parse_spool_file); the content stays
   // in the file. Version 1 files (written before late header sections existed) still load.
   base::Expected<StoredMessage, SpoolError> load(const std::string& id) const;
+  // Whether the file a loaded message is read through is still queue/<id>: false once the
+  // message left the queue (its file may then hold another message, spare/). A reader
+  // outside the message's delivery (`smtpsctl queue` commands) checks it after reading.
+  bool still_queued(const StoredMessage& message) const;
   // Removes queue/<id> (after every recipient is delivered) and appends its D record to the
   // log. Not synced: a removal undone by a crash only makes the message be delivered again,
   // idempotently. A small file is not unlinked but moved to spare/, and begin() writes the

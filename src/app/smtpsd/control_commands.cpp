@@ -241,6 +241,10 @@ base::Expected<std::string, std::string> message_content(queue::Spool& spool,
     filled += *got;
   }
   content.resize(filled);
+  // Delivered meanwhile, its file may already hold the next message (Spool::remove).
+  if (!spool.still_queued(*message)) {
+    return base::unexpected("message " + id + " left the queue while it was read");
+  }
   return content;
 }
 

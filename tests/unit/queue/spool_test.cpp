@@ -1292,12 +1292,20 @@ TEST_F(SpoolTest, ARemovedSmallFileIsReusedForTheNextMessageAndALargeOneIsNot) {
   };
   const std::string first = commit_message(full_envelope(), std::string(3000, 'a') + "\r\n");
   const auto first_inode = inode(dir_ + "/queue/" + first);
+  auto first_loaded = spool_->load(first);  // as `smtpsctl queue cat` holds it
+  ASSERT_TRUE(first_loaded);
+  EXPECT_TRUE(spool_->still_queued(*first_loaded));
   ASSERT_TRUE(spool_->remove(first));
   EXPECT_FALSE(fs::exists(dir_ + "/queue/" + first));
   EXPECT_EQ(count_spool_entries(dir_ + "/spare"), 1u);
   const std::string second = commit_message(full_envelope(), "short\r\n");
   EXPECT_EQ(inode(dir_ + "/queue/" + second), first_inode);
   EXPECT_EQ(count_spool_entries(dir_ + "/spare"), 0u);
+  // The reader of the first message sees that its file now holds another one.
+  EXPECT_FALSE(spool_->still_queued(*first_loaded));
+  first_loaded = spool_->load(second);
+  ASSERT_TRUE(first_loaded);
+  EXPECT_TRUE(spool_->still_queued(*first_loaded));
   {
     auto loaded = spool_->load(second);
     ASSERT_TRUE(loaded) << loaded.error().message;
