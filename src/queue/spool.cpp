@@ -74,7 +74,6 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -1815,9 +1814,7 @@ bool SpoolError::storage_unavailable() const {
 }
 
 std::uint64_t Spool::free_bytes() const {
-  struct statvfs info {};
-  if (::fstatvfs(queue_dir_fd_, &info) != 0) return UINT64_MAX;
-  return static_cast<std::uint64_t>(info.f_bavail) * info.f_frsize;
+  return free_space_of(queue_dir_fd_);
 }
 
 base::Expected<base::Ok, SpoolError> Spool::sync_log() {

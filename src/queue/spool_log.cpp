@@ -36,6 +36,12 @@ std::uint32_t crc32_concat(std::uint32_t first, std::uint32_t second, std::uint6
       ::crc32_combine(first, second, static_cast<z_off_t>(second_length)));
 }
 
+std::uint64_t free_space_of(int directory_fd) {
+  struct statvfs status {};
+  if (::fstatvfs(directory_fd, &status) != 0) return UINT64_MAX;  // unknown: not low
+  return static_cast<std::uint64_t>(status.f_bavail) * status.f_frsize;
+}
+
 namespace {
 
 constexpr std::uint64_t kMaxRecordLength = 1ULL << 40;
@@ -307,11 +313,6 @@ base::Expected<std::unique_ptr<SpoolLog>, SpoolError> SpoolLog::open(
   }
   std::sort(sequences.begin(), sequences.end());
 
-  struct Found {
-    std::uint64_t sequence, offset, length;
-    std::uint32_t crc;
-  };
-  std::map<std::string, Found, std::less<>> found;
   std::string contents;
   for (std::uint64_t sequence : sequences) {
     const std::string path = log->path_of(sequence);
@@ -337,25 +338,25 @@ base::Expected<std::unique_ptr<SpoolLog>, SpoolError> SpoolLog::open(
     }
     for (const LogRecord& record : records) {
       if (record.kind == 'M') {
-        found[std::string(record.id)] =
-            Found{sequence, record.payload_offset, record.length, record.crc};
+        log->where_[std::string(record.id)] =
+            Place{sequence, record.payload_offset, record.length, record.crc};
         removed.erase(std::string(record.id));
       } else {
-        auto at = found.find(record.id);
-        if (at != found.end()) found.erase(at);
+        auto at = log->where_.find(record.id);
+        if (at != log->where_.end()) log->where_.erase(at);
         removed.emplace(record.id);
       }
     }
     ::close(fd);  // only the newest segment is written, and it is opened when it is
     log->segments_.push_back(Segment{sequence, -1, end, 0, 0, std::chrono::steady_clock::now()});
   }
-  for (const auto& [id, where] : found) {
+  for (const auto& [id, where] : log->where_) {
     auto segment = std::find_if(log->segments_.begin(), log->segments_.end(),
                                 [&](const Segment& s) { return s.sequence == where.sequence; });
     segment->live += 1;
     segment->live_bytes += where.length;
-    log->where_[id] = Place{where.sequence, where.offset, where.length, where.crc};
-    live.push_back(Live{id, log->path_of(where.sequence), where.offset, where.length, where.crc});
+    live.push_back(
+        Live{id, log->path_of(where.sequence), where.payload_offset, where.length, where.crc});
   }
   // A new segment for this process; segments left without a live message go now. No
   // compaction here: `live` points into the old segments until Spool::open has used it.
@@ -586,8 +587,8 @@ void SpoolLog::compact_locked() {
   if (&oldest == &newest || oldest.live == 0 || oldest.live_bytes * 4 > oldest.size) return;
   // What the copies take: the payloads and at most kMaxLineLength per record line.
   const std::uint64_t needed = oldest.live_bytes + oldest.live * kMaxLineLength;
-  if (needed > segment_size_ / 4) return;  // more than the reserve: never moved
-  const std::uint64_t free = free_space();
+  if (needed > reserve_size()) return;  // more than the reserve: never moved
+  const std::uint64_t free = free_space_of(dir_fd_);
   if (std::chrono::steady_clock::now() - oldest.sealed < compact_after_ &&
       free >= kLowSpaceSegments * segment_size_) {
     return;
@@ -658,17 +659,11 @@ void SpoolLog::reclaim_locked() {
   }
 }
 
-std::uint64_t SpoolLog::free_space() const {
-  struct statvfs status {};
-  if (::fstatvfs(dir_fd_, &status) != 0) return UINT64_MAX;  // unknown: not low
-  return static_cast<std::uint64_t>(status.f_bavail) * status.f_frsize;
-}
-
 bool SpoolLog::make_reserve_locked() {
   const std::string name(kReserveName);
   int fd = ::openat(dir_fd_, name.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return false;
-  const int result = ::posix_fallocate(fd, 0, static_cast<off_t>(segment_size_ / 4));
+  const int result = ::posix_fallocate(fd, 0, static_cast<off_t>(reserve_size()));
   ::close(fd);
   if (result != 0) {
     ::unlinkat(dir_fd_, name.c_str(), 0);
@@ -686,11 +681,6 @@ void SpoolLog::release_reserve_locked() {
   obs::Log("spool_log_reserve_used", obs::Level::kWarning)
       .kv("file", dir_ + "/" + std::string(kReserveName))
       .kv("hint", "the disk of the spool is full");
-}
-
-bool SpoolLog::has_reserve() const {
-  std::lock_guard lock(mutex_);
-  return reserve_;
 }
 
 std::optional<std::uint64_t> SpoolLog::live_length(std::string_view id) const {

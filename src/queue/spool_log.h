@@ -80,6 +80,10 @@ std::uint32_t crc32_update(std::uint32_t crc, std::string_view bytes);
 // The CRC-32 of A then B, from the CRC-32 of A, that of B and B's length.
 std::uint32_t crc32_concat(std::uint32_t first, std::uint32_t second, std::uint64_t second_length);
 
+// Octets free for the account on the file system of an open directory (statvfs(3));
+// UINT64_MAX when it cannot be told.
+std::uint64_t free_space_of(int directory_fd);
+
 // The CRC a record line carries for this kind, id, length and payload.
 std::uint32_t log_record_crc(char kind, std::string_view id, std::uint64_t length,
                              std::string_view payload);
@@ -148,8 +152,6 @@ class SpoolLog {
   // For tests and metrics: segments on disk and fdatasyncs done.
   std::size_t segment_count() const;
   std::uint64_t syncs() const;
-  // Whether log/reserve is in place (for tests).
-  bool has_reserve() const;
 
  private:
   struct Segment {
@@ -185,7 +187,7 @@ class SpoolLog {
   void forget_locked(std::string_view id);
   void compact_locked();
   void reclaim_locked();
-  std::uint64_t free_space() const;  // of the log's file system (statvfs), octets
+  std::uint64_t reserve_size() const { return segment_size_ / 4; }
   // log/reserve made (fallocate) when missing; false when there is no room for it.
   bool make_reserve_locked();
   void release_reserve_locked();
