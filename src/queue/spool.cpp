@@ -774,6 +774,14 @@ SpoolError misuse(std::string text) {
   return SpoolError{std::move(text), /*transient=*/false, EINVAL};
 }
 
+// A spool file read through fd (taken: closed on failure, else held by the message's file).
+base::Expected<StoredMessage, SpoolError> read_spool_file(const std::string& id, int fd,
+                                                          const std::string& path);
+// The same from the file's bytes in memory, read later through fd.
+base::Expected<StoredMessage, SpoolError> read_spool_buffer(const std::string& id,
+                                                            std::string_view bytes, int fd,
+                                                            const std::string& path);
+
 class FileSpoolWriter final : public SpoolWriter {
  public:
   FileSpoolWriter(Spool& spool, std::string id, int fd, int tmp_dir_fd, int queue_dir_fd,
@@ -937,42 +945,60 @@ class FileSpoolWriter final : public SpoolWriter {
     return base::Ok{};
   }
 
+  bool held() const override { return held_; }
+
+  base::Expected<StoredMessage, SpoolError> finish() override {
+    if (state_ != State::kOpen) return not_open("finish");
+    if (held_) {
+      return base::unexpected(
+          SpoolError{"finish on the held message " + id_ + ": a hold goes through the queue",
+                     /*transient=*/false, EINVAL});
+    }
+    if (auto completed = complete(); !completed) return base::unexpected(completed.error());
+    if (whole_in_buffer_) {
+      // Written out, and kept: flush_to_log() may still log it from memory.
+      if (auto written = write_all(fd_, buffer_.data(), buffer_.size(), tmp_path_); !written) {
+        return fail(written.error());
+      }
+      written_size_ = buffer_.size();
+      buffer_on_disk_ = true;
+    }
+    state_ = State::kFinished;
+    int reader_fd = ::dup(fd_);
+    if (reader_fd < 0) return fail(system_error("dup", tmp_path_, errno));
+    auto message = whole_in_buffer_ ? read_spool_buffer(id_, buffer_, reader_fd, tmp_path_)
+                                    : read_spool_file(id_, reader_fd, tmp_path_);
+    if (!message) return fail(message.error());
+    return message;
+  }
+
+  void mark_delivered() override {
+    if (state_ != State::kFinished) return;
+    ::close(fd_);
+    fd_ = -1;
+    spool_.discard_delivered(id_, written_size_);
+    state_ = State::kCommitted;
+    delivered_ = true;
+  }
+  bool delivered() const override { return delivered_; }
+
   base::Expected<base::Ok, SpoolError> flush_to_log() override {
-    if (state_ != State::kOpen) return not_open("flush_to_log");
-    // The order is what makes a late section durable, and a file in queue/ consistent:
-    // 1. the late section after the content (through the buffer, like the content), then
-    //    the late envelope (version 3);
-    if (auto written = write_bytes(late_section_); !written) return written;
-    if (auto written = write_bytes(late_envelope_); !written) return written;
-    if (auto written = write_bytes(late_folder_); !written) return written;
-    if (auto written = write_bytes(late_tls_optional_); !written) return written;
-    if (auto written = write_bytes(late_notice_); !written) return written;
-    // 2. the layout that points at it, over the zeros begin() wrote (same length), and the
-    //    version line with a late envelope: patched in the buffer when the file's start is
-    //    still there (one write for a small message), else with pwrite(2) once the buffer
-    //    is out;
-    const bool version3 = !late_envelope_.empty() || !late_folder_.empty() ||
-                          !late_tls_optional_.empty() || !late_notice_.empty();
-    std::string start(version3 ? kVersion3Line : kVersionLine);
-    start += '\n';
-    start += format_layout(Layout{content_size_, replaced_length_, late_section_.size()});
-    const bool start_in_buffer = written_size_ == 0;
-    if (start_in_buffer) buffer_.replace(0, start.size(), start);
+    if (state_ == State::kOpen) {
+      if (auto completed = complete(); !completed) return completed;
+    } else if (state_ != State::kFinished) {
+      return not_open("flush_to_log");
+    }
     // 3. the whole file to the commit log: from the buffer when it holds all of it (a small
     //    message: no read back), else read back from the file once it is complete.
-    if (start_in_buffer) {
+    if (whole_in_buffer_) {
       auto logged = spool_.log().append_message(id_, buffer_);
       if (!logged) return fail(logged.error());
       ticket_ = *logged;
-    }
-    if (auto flushed = flush_buffer(); !flushed) return flushed;
-    if (!start_in_buffer) {
-      if (auto written = pwrite_all(start, 0); !written) return written;
-      std::optional<std::uint32_t> file_crc;
-      if (tail_crc_valid_ && start.size() == kStartSize) {
-        file_crc = crc32_concat(crc32_update(0, start), tail_crc_, written_size_ - kStartSize);
+      if (!buffer_on_disk_) {
+        if (auto flushed = flush_buffer(); !flushed) return flushed;
       }
-      auto logged = spool_.log().append_message(id_, {}, fd_, written_size_, file_crc);
+    } else {
+      auto logged = spool_.log().append_message(id_, {}, fd_, written_size_, file_crc_);
       if (!logged) return fail(logged.error());
       ticket_ = *logged;
     }
@@ -1040,6 +1066,7 @@ class FileSpoolWriter final : public SpoolWriter {
   void abort() override {
     switch (state_) {
       case State::kOpen:
+      case State::kFinished:
         ::close(fd_);
         fd_ = -1;
         ::unlinkat(tmp_dir_fd_, id_.c_str(), 0);
@@ -1065,7 +1092,41 @@ class FileSpoolWriter final : public SpoolWriter {
   }
 
  private:
-  enum class State { kOpen, kSynced, kPublished, kCommitted, kFailed, kAborted };
+  // kFinished: finish() made the file complete in tmp/ (not logged): mark_delivered() or
+  // flush_to_log() follows.
+  enum class State { kOpen, kFinished, kSynced, kPublished, kCommitted, kFailed, kAborted };
+
+  // Steps 1 and 2 of flush_to_log() (finish() too): the file complete in tmp/.
+  base::Expected<base::Ok, SpoolError> complete() {
+    // The order is what makes a late section durable, and a file in queue/ consistent:
+    // 1. the late section after the content (through the buffer, like the content), then
+    //    the late envelope (version 3);
+    if (auto written = write_bytes(late_section_); !written) return written;
+    if (auto written = write_bytes(late_envelope_); !written) return written;
+    if (auto written = write_bytes(late_folder_); !written) return written;
+    if (auto written = write_bytes(late_tls_optional_); !written) return written;
+    if (auto written = write_bytes(late_notice_); !written) return written;
+    // 2. the layout that points at it, over the zeros begin() wrote (same length), and the
+    //    version line with a late envelope: patched in the buffer when the file's start is
+    //    still there (one write for a small message), else with pwrite(2) once the buffer
+    //    is out.
+    const bool version3 = !late_envelope_.empty() || !late_folder_.empty() ||
+                          !late_tls_optional_.empty() || !late_notice_.empty();
+    std::string start(version3 ? kVersion3Line : kVersionLine);
+    start += '\n';
+    start += format_layout(Layout{content_size_, replaced_length_, late_section_.size()});
+    whole_in_buffer_ = written_size_ == 0;
+    if (whole_in_buffer_) {
+      buffer_.replace(0, start.size(), start);
+      return base::Ok{};
+    }
+    if (auto flushed = flush_buffer(); !flushed) return flushed;
+    if (auto written = pwrite_all(start, 0); !written) return written;
+    if (tail_crc_valid_ && start.size() == kStartSize) {
+      file_crc_ = crc32_concat(crc32_update(0, start), tail_crc_, written_size_ - kStartSize);
+    }
+    return base::Ok{};
+  }
 
   // Buffered write at the end of the file; pieces as large as the buffer go straight out.
   base::Expected<base::Ok, SpoolError> write_bytes(std::string_view bytes) {
@@ -1169,17 +1230,21 @@ class FileSpoolWriter final : public SpoolWriter {
   std::uint64_t written_size_ = 0;  // octets written to fd_: its size and position
   std::uint64_t header_size_ = 0;   // the envelope header: content starts after it
   std::uint64_t content_size_ = 0;
-  std::uint64_t replaced_length_ = 0;  // of replace_header_section()
-  std::string late_section_;           // its new_section, written by flush_and_sync()
-  std::string late_envelope_;          // of replace_envelope(): the file is then version 3
-  std::string late_folder_;            // "folder <field>\n" of set_folder(): version 3 too
-  std::string late_tls_optional_;      // "tls_optional 1\n" of set_tls_optional(): version 3
-  std::string late_notice_;            // "notice <id> <field>...\n" of set_notice(): version 3
-  bool held_ = false;                  // mark_held(): state/<id> says "held" before publish()
-  bool logged_ = false;                // flush_to_log() appended the message to the log
-  std::uint64_t ticket_ = 0;           // of that append (SpoolLog::sync)
-  std::uint32_t tail_crc_ = 0;         // CRC-32 of the file from kStartSize to written_size_
-  bool tail_crc_valid_ = true;         // false once truncate_content() cut the file
+  std::uint64_t replaced_length_ = 0;      // of replace_header_section()
+  std::string late_section_;               // its new_section, written by flush_and_sync()
+  std::string late_envelope_;              // of replace_envelope(): the file is then version 3
+  std::string late_folder_;                // "folder <field>\n" of set_folder(): version 3 too
+  std::string late_tls_optional_;          // "tls_optional 1\n" of set_tls_optional(): version 3
+  std::string late_notice_;                // "notice <id> <field>...\n" of set_notice(): version 3
+  bool held_ = false;                      // mark_held(): state/<id> says "held" before publish()
+  bool logged_ = false;                    // flush_to_log() appended the message to the log
+  bool delivered_ = false;                 // mark_delivered(): every recipient had it at acceptance
+  bool whole_in_buffer_ = false;           // complete(): the whole file is in buffer_
+  bool buffer_on_disk_ = false;            // finish() wrote buffer_ out and kept it
+  std::optional<std::uint32_t> file_crc_;  // complete(): the file's CRC-32, when known
+  std::uint64_t ticket_ = 0;               // of that append (SpoolLog::sync)
+  std::uint32_t tail_crc_ = 0;             // CRC-32 of the file from kStartSize to written_size_
+  bool tail_crc_valid_ = true;             // false once truncate_content() cut the file
   State state_ = State::kOpen;
   SpoolError error_;
 };
@@ -1583,24 +1648,16 @@ base::Expected<StoredMessage, std::string> parse_spool_file(std::string_view id,
   return parsed;
 }
 
-base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) const {
-  std::string path = queue_path(id);
-  if (!is_valid_id(id)) {
-    return base::unexpected(
-        SpoolError{"invalid queue id '" + id + "'", /*transient=*/false, ENOENT});
-  }
-  int fd = ::openat(queue_dir_fd_, id.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) {
-    SpoolError error = system_error("open", path, errno);
-    if (error.error_number == ENOENT) error.transient = false;
-    return base::unexpected(std::move(error));
-  }
+namespace {
+
+base::Expected<StoredMessage, SpoolError> read_spool_file(const std::string& id, int fd,
+                                                          const std::string& path) {
   // Reads until the blank line; the content that came with the last read is not parsed.
   std::string header;
   std::size_t end = std::string::npos;
   std::array<char, 16 * 1024> chunk;
   while (end == std::string::npos) {
-    ssize_t got = ::read(fd, chunk.data(), chunk.size());
+    ssize_t got = ::pread(fd, chunk.data(), chunk.size(), static_cast<off_t>(header.size()));
     if (got < 0) {
       if (errno == EINTR) continue;
       int saved = errno;
@@ -1654,8 +1711,38 @@ base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) con
   }
   parsed->file =
       std::make_shared<const OpenSpoolFile>(fd, static_cast<std::uint64_t>(status.st_size));
-  parsed->path = std::move(path);
+  parsed->path = path;
   return std::move(*parsed);
+}
+
+base::Expected<StoredMessage, SpoolError> read_spool_buffer(const std::string& id,
+                                                            std::string_view bytes, int fd,
+                                                            const std::string& path) {
+  auto parsed = parse_spool_file(id, bytes, bytes.size());
+  if (!parsed) {
+    ::close(fd);
+    return base::unexpected(corrupt(path, parsed.error()));
+  }
+  parsed->file = std::make_shared<const OpenSpoolFile>(fd, bytes.size());
+  parsed->path = path;
+  return std::move(*parsed);
+}
+
+}  // namespace
+
+base::Expected<StoredMessage, SpoolError> Spool::load(const std::string& id) const {
+  std::string path = queue_path(id);
+  if (!is_valid_id(id)) {
+    return base::unexpected(
+        SpoolError{"invalid queue id '" + id + "'", /*transient=*/false, ENOENT});
+  }
+  int fd = ::openat(queue_dir_fd_, id.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    SpoolError error = system_error("open", path, errno);
+    if (error.error_number == ENOENT) error.transient = false;
+    return base::unexpected(std::move(error));
+  }
+  return read_spool_file(id, fd, path);
 }
 
 bool Spool::still_queued(const StoredMessage& message) const {
@@ -1671,21 +1758,24 @@ OpenSpoolFile::~OpenSpoolFile() {
   ::close(fd);
 }
 
-bool Spool::keep_spare(const std::string& id) {
-  const std::optional<std::uint64_t> length = log_->live_length(id);
-  if (!length || *length > kSpareMaxSize) return false;
+bool Spool::keep_spare(int dir_fd, const std::string& id, std::uint64_t length) {
+  if (length > kSpareMaxSize) return false;
   std::uint64_t name;
   {
     std::lock_guard lock(spare_mutex_);
     if (spares_.size() >= kMaxSpares) return false;
     name = next_spare_++;
   }
-  if (::renameat(queue_dir_fd_, id.c_str(), spare_dir_fd_, std::to_string(name).c_str()) != 0) {
+  if (::renameat(dir_fd, id.c_str(), spare_dir_fd_, std::to_string(name).c_str()) != 0) {
     return false;  // unlinked instead
   }
   std::lock_guard lock(spare_mutex_);
   spares_.push_back(name);
   return true;
+}
+
+void Spool::discard_delivered(const std::string& id, std::uint64_t length) {
+  if (!keep_spare(tmp_dir_fd_, id, length)) ::unlinkat(tmp_dir_fd_, id.c_str(), 0);
 }
 
 int Spool::reuse_spare(const std::string& id) {
@@ -1712,7 +1802,9 @@ base::Expected<base::Ok, SpoolError> Spool::remove(const std::string& id) {
     return base::unexpected(
         SpoolError{"invalid queue id '" + id + "'", /*transient=*/false, EINVAL});
   }
-  if (!keep_spare(id) && ::unlinkat(queue_dir_fd_, id.c_str(), 0) != 0 && errno != ENOENT) {
+  const std::optional<std::uint64_t> length = log_->live_length(id);
+  if (!(length && keep_spare(queue_dir_fd_, id, *length)) &&
+      ::unlinkat(queue_dir_fd_, id.c_str(), 0) != 0 && errno != ENOENT) {
     return fail_with("unlink", queue_path(id), errno);
   }
   // After the message: a crash in between leaves a state file that open() clears.

@@ -254,6 +254,21 @@ class SpoolWriter {
   virtual void mark_committed() = 0;
   // The spool this writer belongs to.
   virtual Spool& spool() const = 0;
+  // Whether mark_held() was called.
+  virtual bool held() const = 0;
+
+  // Delivery at acceptance (GroupCommitter::set_deliverer), instead of step 1's start:
+  // finish() makes the file complete in tmp/ as flush_to_log() would (not synced, not
+  // logged) and returns the message as Spool::load() reads it, through a descriptor of its
+  // own (path: tmp/<id>). Refused for a held message (not transient, EINVAL). Then either
+  //   mark_delivered(): every recipient has the message durably (in its mailbox): the file
+  //     is discarded, nothing reaches the log or queue/, and the writer is done as if
+  //     committed (delivered() is then true); or
+  //   flush_to_log() and the steps after it, as for any message.
+  // A failure removes the file, as with every step.
+  virtual base::Expected<StoredMessage, SpoolError> finish() = 0;
+  virtual void mark_delivered() = 0;
+  virtual bool delivered() const = 0;
 };
 
 class Spool {
@@ -328,6 +343,9 @@ class Spool {
   bool is_held(const std::string& id) const;
   // Octets of queue/<id> (envelope header included), 0 if it cannot be read.
   std::uint64_t file_size(const std::string& id) const;
+  // For SpoolWriter::mark_delivered(): tmp/<id>, length octets, goes to spare/ (or is
+  // unlinked); nothing is logged, the message never was.
+  void discard_delivered(const std::string& id, std::uint64_t length);
   // fdatasync(2) of the commit log: makes every flush_to_log() completed before it durable.
   base::Expected<base::Ok, SpoolError> sync_log();
   // The commit log (tests, metrics).
@@ -351,8 +369,9 @@ class Spool {
   // open(): the log read, queue/ made to match it (see open()).
   base::Expected<base::Ok, SpoolError> recover(std::uint64_t segment_size,
                                                std::chrono::seconds compact_after);
-  // remove(): moves queue/<id> to spare/ when it is small and spare/ not full.
-  bool keep_spare(const std::string& id);
+  // remove() and discard_delivered(): moves <dir_fd>/<id> of length octets to spare/ when it
+  // is small and spare/ not full.
+  bool keep_spare(int dir_fd, const std::string& id, std::uint64_t length);
   // begin(): a spare file renamed to tmp/<id>, emptied and open for writing; -1 if none.
   int reuse_spare(const std::string& id);
   std::string dir_;
