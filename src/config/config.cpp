@@ -656,7 +656,7 @@ void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
   if (!table) return;
   reader.only_keys(*table, "queue",
                    {"retry_schedule", "max_lifetime", "delay_warning", "delivery_threads",
-                    "local_delivery_threads", "success_dsns_per_minute"});
+                    "local_delivery_threads", "success_dsns_per_minute", "deliver_at_acceptance"});
   if (const toml::array* schedule = reader.array_at(*table, "queue", "retry_schedule")) {
     queue.retry_schedule.clear();
     for (const toml::node& step : *schedule) {
@@ -681,6 +681,8 @@ void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
       *table, "queue", "local_delivery_threads", queue.local_delivery_threads, 1, 64));
   queue.success_dsns_per_minute = static_cast<unsigned>(reader.int_at(
       *table, "queue", "success_dsns_per_minute", queue.success_dsns_per_minute, 0, 100000));
+  queue.deliver_at_acceptance =
+      reader.bool_at(*table, "queue", "deliver_at_acceptance", queue.deliver_at_acceptance);
 }
 
 // A DNS server list: "IP[:PORT],..." or an array of "IP[:PORT]" (port 53 unless given).
@@ -2326,10 +2328,11 @@ std::string describe(const Config& config) {
                      !d.lmtp ? "Maildir" : "LMTP " + base::to_string(*d.lmtp));
   out += fmt::format(
       "queue: lifetime {}s, {} remote and {} local delivery threads, {} per server address, "
-      "{}s per attempt\n",
+      "{}s per attempt; Maildir mail {}\n",
       config.queue.max_lifetime.count(), config.queue.delivery_threads,
       config.queue.local_delivery_threads, config.delivery.max_per_host,
-      config.delivery.attempt_timeout.count());
+      config.delivery.attempt_timeout.count(),
+      config.queue.deliver_at_acceptance ? "delivered at acceptance" : "queued first");
   out += fmt::format("timeouts: command {}, data {}, handshake {}\n",
                      format_duration(config.command_timeout), format_duration(config.data_timeout),
                      format_duration(config.handshake_timeout));

@@ -216,6 +216,9 @@ struct QueueSettings {
   unsigned local_delivery_threads = 2;
   // Success DSNs (NOTIFY=SUCCESS) for unauthenticated senders, at most this many a minute.
   unsigned success_dsns_per_minute = 10;
+  // A message whose recipients are all Maildir mailboxes here goes into them before the 250
+  // instead of through the queue (queue::GroupCommitter::set_deliverer).
+  bool deliver_at_acceptance = true;
   bool operator==(const QueueSettings&) const = default;
 };
 

@@ -61,6 +61,24 @@ bool Router::stays_here(std::string_view address) const {
   return local.is_local_domain(domain);
 }
 
+bool Router::goes_to_maildir(std::string_view address) const {
+  const LocalRecipients local = local_in_service_();
+  const std::optional<std::string> mailbox = local.mailbox(address);
+  if (!mailbox) return false;
+  const std::shared_ptr<const DomainRouting> routing =
+      routing_in_service_ ? routing_in_service_() : nullptr;
+  if (routing && routing->srs && base::address_domain(address) == routing->srs->options().domain) {
+    return false;  // deliver() turns SRS addresses back first
+  }
+  const LocalAgent* agent = nullptr;
+  if (routing) {
+    const auto found = routing->agents.find(base::address_domain(*mailbox));
+    if (found != routing->agents.end()) agent = &found->second;
+  }
+  if (agent != nullptr && agent->lmtp) return false;
+  return !(routes_.lmtp && routes_.lmtp_by_default && (agent == nullptr || !agent->maildir));
+}
+
 std::vector<queue::DeliveryResult> Router::deliver(const queue::StoredMessage& message,
                                                    std::span<const std::size_t> recipients) const {
   const LocalRecipients local = local_in_service_();

@@ -109,6 +109,10 @@ class Router {
   // of our domains or an address without a domain) rather than sending it onward: the
   // queue gives such recipients their own threads.
   bool stays_here(std::string_view address) const;
+  // Whether deliver() puts this recipient into a Maildir on this machine: a mailbox of ours
+  // whose domain has no LMTP server (its own or [delivery] lmtp). queue::Scheduler delivers a
+  // message for such recipients only at acceptance (SchedulerOptions::at_acceptance).
+  bool goes_to_maildir(std::string_view address) const;
 
  private:
   std::function<LocalRecipients()> local_in_service_;

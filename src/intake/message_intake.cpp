@@ -346,6 +346,7 @@ std::optional<smtp::Reply> MessageIntake::apply(const Verdict& verdict) {
 
 base::Expected<std::string, smtp::Reply> MessageIntake::committed(
     const base::Expected<base::Ok, queue::SpoolError>& result) {
+  delivered_ = result && writer_ != nullptr && writer_->delivered();
   writer_.reset();
   content_.reset();
   check_states_.clear();
@@ -357,6 +358,7 @@ base::Expected<std::string, smtp::Reply> MessageIntake::committed(
       .kv("recipients", static_cast<std::uint64_t>(final_recipients_))
       .kv("size", size_);
   if (held_) line.kv("held", "yes");
+  if (delivered_) line.kv("delivered", "yes");
   if (envelope_ != nullptr && envelope_->require_tls) line.kv("requiretls", "yes");
   if (tls_optional_) line.kv("tls_required", "no");
   return id_;

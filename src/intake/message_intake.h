@@ -108,6 +108,9 @@ class MessageIntake {
   // The commit's result: the queue id to answer 250 with, or the failure reply.
   base::Expected<std::string, smtp::Reply> committed(
       const base::Expected<base::Ok, queue::SpoolError>& result);
+  // Whether the committed message went into every mailbox at acceptance
+  // (queue::SpoolWriter::delivered): there is nothing to queue.
+  bool delivered_at_acceptance() const { return delivered_; }
 
   // Facts for the checks of this message.
   Context context() const;
@@ -150,6 +153,7 @@ class MessageIntake {
   std::string final_sender_;
   std::size_t final_recipients_ = 0;
   bool held_ = false;
+  bool delivered_ = false;  // committed(): delivered at acceptance
   bool tls_optional_ = false;
   // The client's header section as received, while the pipeline has checks (their header
   // events and the header edits need it) or the sender is one whose TLS-Required field counts;

@@ -565,7 +565,9 @@ class SessionLoop {
           .kv("recipients", static_cast<std::uint64_t>(session_.envelope().recipients.size()));
     }
     session_.message_committed(*committed);
-    if (host_.services.on_committed) host_.services.on_committed(*committed);
+    if (host_.services.on_committed && !intake_.delivered_at_acceptance()) {
+      host_.services.on_committed(*committed);
+    }
   }
 
   // The sending limits' second question (the first is the message gate, at MAIL): a message

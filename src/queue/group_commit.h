@@ -9,6 +9,16 @@
 // waits on the disk the next batch gathers, so messages/s is not capped at one sync each.
 // Invariants: done is called exactly once per commit_async(); a writer whose step failed
 // has its file removed (tmp/<id>, or queue/<id>) and, once logged, a D record in the log.
+//
+// Delivery at acceptance (set_deliverer): a message that is not held is first finished in
+// tmp/ (SpoolWriter::finish) and offered to the deliverer, on the committer thread. When it
+// reports every recipient delivered (durably: Maildir fsyncs file and new/), the file is
+// discarded and done reports success with SpoolWriter::delivered(): no log record, no queue
+// file, no scheduler. Otherwise the message is committed as any other, with "delivered N"
+// state lines (not synced: Maildir recognises its own file name) for the recipients that
+// were done, so the scheduler delivers only the rest. Either way the 250 comes after the
+// message is durable somewhere; a crash before it may leave a mailbox copy of a message the
+// client will send again (at least once, as for any MTA before its reply).
 #pragma once
 
 #include <atomic>
@@ -16,6 +26,8 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -38,6 +50,11 @@ class GroupCommitter {
   // After stop(), done runs at once on the caller's thread with an error and the writer is
   // left untouched.
   void commit_async(SpoolWriter& writer, Done done);
+  // Delivers a finished message now, if it is for that (else nullopt): true for each
+  // recipient (by index) now durably delivered. Blocking; called on committer threads.
+  using Deliverer = std::function<std::optional<std::vector<bool>>(const StoredMessage& message)>;
+  // Before the first commit_async().
+  void set_deliverer(Deliverer deliverer) { deliverer_ = std::move(deliverer); }
   // Commits everything already queued, then joins the threads. Idempotent.
   void stop();
 
@@ -46,6 +63,7 @@ class GroupCommitter {
   struct Stats {
     std::uint64_t messages = 0;
     std::uint64_t syncs = 0;
+    std::uint64_t delivered = 0;  // of messages, delivered at acceptance (no log sync)
   };
   Stats stats() const;
 
@@ -56,6 +74,10 @@ class GroupCommitter {
   };
   void run();
   void commit_batch(std::vector<Pending>& batch);
+  // Delivery at acceptance of one writer: true when it is done (delivered, or failed with
+  // error set); false: commit it, with delivered_lines for its state.
+  bool deliver_now(SpoolWriter& writer, std::optional<SpoolError>& error,
+                   std::vector<std::string>& delivered_lines);
 
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -63,6 +85,8 @@ class GroupCommitter {
   bool stopping_ = false;         // guarded by mutex_
   std::atomic<std::uint64_t> messages_{0};
   std::atomic<std::uint64_t> syncs_{0};
+  std::atomic<std::uint64_t> delivered_{0};
+  Deliverer deliverer_;
   std::vector<std::thread> threads_;
 };
 

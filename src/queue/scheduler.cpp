@@ -80,14 +80,16 @@ std::string state_line_text(std::string_view detail) {
 
 // "delivered id=… rcpt=… [to=…] [requiretls=yes] detail=…": `to` only when the deliverer named
 // its transport, `requiretls` for a message sent with REQUIRETLS (RFC 8689).
+// "at=acceptance" for a delivery before the message was queued (deliver_at_acceptance).
 void log_delivered(const std::string& id, const std::string& rcpt, const DeliveryResult& result,
-                   bool require_tls) {
+                   bool require_tls, bool at_acceptance = false) {
   obs::Log line("delivered");
   line.kv("id", id).kv("rcpt", rcpt);
   if (!result.transport.empty()) line.kv("to", result.transport);
   if (require_tls) line.kv("requiretls", "yes");
   line.kv("detail", result.detail);
   if (!result.tls_policy.empty()) line.kv("policy", result.tls_policy);
+  if (at_acceptance) line.kv("at", "acceptance");
 }
 
 }  // namespace
@@ -102,6 +104,37 @@ Scheduler::Scheduler(Spool& spool, DeliverFn deliver, SchedulerOptions options)
 
 Scheduler::~Scheduler() {
   stop();
+}
+
+std::optional<std::vector<bool>> Scheduler::deliver_at_acceptance(const StoredMessage& message) {
+  const std::vector<smtp::Recipient>& recipients = message.envelope.recipients;
+  if (!options_.at_acceptance || recipients.empty() || !message.notice_of.empty()) {
+    return std::nullopt;
+  }
+  for (const smtp::Recipient& recipient : recipients) {
+    if (wants_notification(recipient, DsnAction::kDelivered)) return std::nullopt;
+    if (!recipient.expansion_record && !options_.at_acceptance(recipient.address)) {
+      return std::nullopt;
+    }
+  }
+  std::vector<std::size_t> all(recipients.size());
+  for (std::size_t i = 0; i < all.size(); ++i)
+    all[i] = i;
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<DeliveryResult> results = deliver_(message, all);
+  if (!results.empty()) {
+    obs::server_metrics().delivery_duration(results.front().transport,
+                                            std::chrono::steady_clock::now() - started);
+  }
+  std::vector<bool> done(recipients.size(), false);
+  for (std::size_t i = 0; i < results.size() && i < done.size(); ++i) {
+    if (results[i].status != DeliveryStatus::kDelivered) continue;
+    done[i] = true;
+    log_delivered(message.id, recipients[i].address, results[i], message.envelope.require_tls,
+                  /*at_acceptance=*/true);
+    obs::server_metrics().delivery_attempt("delivered", results[i].transport);
+  }
+  return done;
 }
 
 void Scheduler::start() {

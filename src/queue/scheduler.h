@@ -101,6 +101,9 @@ struct SchedulerOptions {
   unsigned local_threads = 0;
   // Whether a recipient stays on this server (needed for two lanes; none: one lane).
   std::function<bool(std::string_view address)> is_local;
+  // Whether a recipient goes into a mailbox on this machine's disk (Maildir): a message whose
+  // recipients all do may be delivered at acceptance (deliver_at_acceptance). None: never.
+  std::function<bool(std::string_view address)> at_acceptance;
   // Success notices (NOTIFY=SUCCESS) for messages from unauthenticated sessions: at most this
   // many a minute in all (a burst of as many), so that forged senders cannot turn the
   // server into a source of backscatter; the rest are logged and not sent. 0: none at all.
@@ -147,6 +150,13 @@ class Scheduler {
   // up state/<id>, an open(2) the kernel's directory cache answers). One held at intake
   // (SpoolWriter::mark_held) waits for release() like one held by hold().
   void enqueue(const std::string& id);
+  // Delivery at acceptance (GroupCommitter::set_deliverer), on the committer's thread, for a
+  // message not yet in the queue: when every recipient is at_acceptance and none asked for
+  // a success notice (NOTIFY=SUCCESS) and it is no notice itself, delivers it as an attempt
+  // would (logged "delivered … at=acceptance", counted) and says which recipients are done;
+  // else nullopt, and nothing is tried. A recipient not done is left to the queue, which
+  // tries it at once as a fresh message (and logs what it finds).
+  std::optional<std::vector<bool>> deliver_at_acceptance(const StoredMessage& message);
   // Finishes the current delivery attempts, joins. Messages not done stay in the spool.
   void stop();
   // Messages with work left: ready, waiting for a retry, or being delivered (held and

@@ -30,10 +30,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import power_loss  # noqa: E402
 
 
-def drop_each(workdir, seed, points, seconds):
+def drop_each(workdir, seed, points, seconds, at_acceptance):
     """Records once to count the syncs, then once per sync with that one dropped
     (tests/durability/drop_sync.c); each run must show a failing state."""
-    clean = power_loss.record_run(os.path.join(workdir, "clean"), seed=seed)
+    clean = power_loss.record_run(os.path.join(workdir, "clean"), seed=seed,
+                                  at_acceptance=at_acceptance)
     total = len(clean.replay.syncs)
     print(f"the run makes {total} syncs")
     shim = power_loss.build_shim("drop_sync")
@@ -42,7 +43,8 @@ def drop_each(workdir, seed, points, seconds):
         run = os.path.join(workdir, f"drop-{nth}")
         try:
             recording = power_loss.record_run(run, preload=[shim], seed=seed,
-                                              env={"SMTPSD_DROP_SYNC_NTH": str(nth)})
+                                              env={"SMTPSD_DROP_SYNC_NTH": str(nth)},
+                                              at_acceptance=at_acceptance)
         except AssertionError as e:
             print(f"sync {nth}: the recorded run failed: {e}")
             continue
@@ -79,6 +81,9 @@ def main():
     parser.add_argument("--workload", choices=power_loss.WORKLOADS, default="standard",
                         help="what the recorded run sends (bounce: a message that bounces, "
                         "whose sender must get exactly one failure DSN)")
+    parser.add_argument("--through-spool", action="store_true",
+                        help="deliver_at_acceptance = false: local mail goes through the "
+                        "commit log and the queue")
     parser.add_argument("--preload", action="append", default=[],
                         help="a mutation shim (tests/durability/NAME.c) preloaded first")
     args = parser.parse_args()
@@ -86,7 +91,8 @@ def main():
     print(f"seed {seed}", flush=True)
     workdir = tempfile.mkdtemp(prefix="power-loss-")
     if args.drop_each:
-        code = drop_each(workdir, seed, min(args.points, 20), args.seconds)
+        code = drop_each(workdir, seed, min(args.points, 20), args.seconds,
+                         not args.through_spool)
         print(f"work directory {workdir}")
         return code
     if args.recording:
@@ -95,7 +101,8 @@ def main():
         preload = [power_loss.build_shim(name) for name in args.preload]
         started = time.monotonic()
         recording = power_loss.record_run(os.path.join(workdir, "run"), preload=preload,
-                                          seed=seed, workload=args.workload)
+                                          seed=seed, workload=args.workload,
+                                          at_acceptance=not args.through_spool)
         print(f"recorded {recording.records} calls, {len(recording.replay.syncs)} syncs, "
               f"{len(recording.replay.acks)} acknowledgements in "
               f"{time.monotonic() - started:.1f} s", flush=True)

@@ -4,7 +4,8 @@ contract on what it recorded (README "Delivery and the queue", docs/testing.md).
 The contract, stated without naming how the spool does it: every byte and every directory
 entry a message needs is covered by a completed fsync, fdatasync or syncfs before the
 server says 250 for it; the same for a local delivery before it is recorded (the state line
-or the removal of the queued file), and for a DSN before the failure it reports is recorded.
+or the removal of the queued file, or the 250 of a message delivered at acceptance, which is
+never queued), and for a DSN before the failure it reports is recorded.
 
 How it is observed: `strace -f -yy` (every fd printed with its path) of the server; each
 call has a start and an end position in the trace (strace writes the lines in the order
@@ -159,7 +160,21 @@ class Checker:
         log) when its own spool file is."""
         record = self.log_records.get(queue_id)
         if record is None:
-            self.require(os.path.join(self.root, "spool", "queue", queue_id), why, position)
+            # Delivered at acceptance: never queued, every mailbox copy made before the 250.
+            marker = "Q" + queue_id + "R"
+            copies = [os.path.join(directory, name) for (directory, name) in self.entries
+                      if marker in name and os.path.basename(directory) == "new"]
+            if copies:
+                self.recorded.append(queue_id)
+                for path in copies:
+                    self.require(path, why + ": delivered at acceptance", position)
+                return
+            path = os.path.join(self.root, "spool", "queue", queue_id)
+            if path not in self.last_write and not self.entry_changes.get(os.path.split(path)):
+                self.violations.append(f"line {position + 1}: {why}: neither logged, queued nor "
+                                       f"delivered")
+                return
+            self.require(path, why, position)
             return
         path, written = record
         if max(self.synced_from.get(path, -1), self.all_synced) <= written:

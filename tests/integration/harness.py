@@ -209,6 +209,16 @@ class Server:
             time.sleep(0.02)
         raise AssertionError(f"log never matched {pattern!r}:\n{self.log()[-4000:]}")
 
+    # A message's journey is over: removed from the queue, or delivered to every mailbox at
+    # acceptance (then it never was queued).
+    DONE = r"event=removed |event=accepted [^\n]*delivered=yes"
+
+    def wait_done(self, timeout=10):
+        return self.wait_log(self.DONE, timeout)
+
+    def done_count(self):
+        return len(re.findall(self.DONE, self.log()))
+
     def alive(self):
         return self.process is not None and self.process.poll() is None
 

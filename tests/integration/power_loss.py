@@ -614,12 +614,14 @@ USERS = ("demo", "alice")
 RECIPIENTS = tuple(f"{user}@localhost" for user in USERS)
 
 
-def server_config(data_dir):
+def server_config(data_dir, at_acceptance=True):
     """The configuration of the recorded run and of every recovery: port 25 (plain text)
     and submissions (implicit TLS; the recorder reads the 250 in what is given to
-    SSL_write_ex), local Maildir delivery."""
+    SSL_write_ex), local Maildir delivery: at acceptance (the default), or through the
+    spool's commit log and queue."""
     return Server(data_dir, listeners=[{"role": "smtp"}, {"role": "submissions"}],
-                  domains=[("localhost", list(USERS))])
+                  domains=[("localhost", list(USERS))],
+                  extra_toml="" if at_acceptance else "[queue]\ndeliver_at_acceptance = false\n")
 
 
 class Recording:
@@ -642,7 +644,7 @@ class Recording:
 WORKLOADS = ("standard", "short", "one", "bounce", "standard+bounce")
 
 
-def record_run(workdir, preload=(), env=None, seed=1, workload="standard"):
+def record_run(workdir, preload=(), env=None, seed=1, workload="standard", at_acceptance=True):
     """Runs the server under the recorder (after the mutation shims in preload, so what they
     drop is never seen) through a workload, stops it, and replays the record. Each step
     waits for its deliveries before the next, so that commits and deliveries interleave.
@@ -650,12 +652,12 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard"):
     other to alice, whose mailbox is made then), committed together; one to both; one more to
     demo and, at the same time, one from demo to alice by implicit TLS with AUTH. "short":
     the first two steps (enough to show a dropped sync); "one": the first step alone. "bounce": one from
-    alice to demo that bounces (a failure DSN to alice)."""
+    alice to demo that bounces (a failure DSN to alice). at_acceptance: server_config's."""
     if workload not in WORKLOADS:
         raise ValueError(f"workload {workload!r} is none of {WORKLOADS}")
     recording = Recording(workdir)
     os.makedirs(recording.data)
-    server = server_config(recording.data)
+    server = server_config(recording.data, at_acceptance)
     shutil.copytree(recording.data, recording.snapshot, symlinks=True)
     server.log_path = recording.server_log
     recorder = build_shim("recorder")

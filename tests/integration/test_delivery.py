@@ -1,5 +1,6 @@
 """Mail accepted over TLS ends up, intact and exactly once, in the recipient's Maildir."""
 
+import os
 import random
 import re
 import smtplib
@@ -150,10 +151,84 @@ class Recipients(ServerTestCase):
             client.quit()
             [message] = server.wait_delivered(1)
             self.assertIn(b"Subject: mixed", message)
-            server.wait_log(r"event=removed")
+            server.wait_done()
             self.assertFalse(server.delivered("demo2@localhost"))
             self.assertNotRegex(server.log(), r"rcpt=(demo2@localhost|someone@example\.com)")
             self.assertEqual(len(re.findall(r"event=delivered ", server.log())), 1)
+
+
+class AtAcceptance(ServerTestCase):
+    """Mail for this server's Maildir mailboxes goes into them before the 250 ([queue]
+    deliver_at_acceptance, on by default): never queued, never in the commit log."""
+
+    def log_segments(self, server):
+        text = b""
+        log_dir = os.path.join(server.dir, "spool", "log")
+        for name in os.listdir(log_dir):
+            if name.endswith(".seg"):
+                with open(os.path.join(log_dir, name), "rb") as f:
+                    text += f.read()
+        return text
+
+    def test_the_message_is_in_the_mailbox_when_the_250_comes(self):
+        server = self.new_server()
+        with server:
+            client = server.smtp()
+            code, text = client.mail("you@example.org")[0], None
+            self.assertEqual(client.rcpt("demo@localhost")[0], 250)
+            code, text = client.data(make_message("now", "now@example.org"))
+            self.assertEqual(code, 250, text)
+            queue_id = re.search(rb"queued as (\w+)", text).group(1).decode()
+            # No waiting: the copy was durable before the reply was written.
+            [message] = server.delivered()
+            self.assertIn(b"Subject: now", message)
+            self.assertTrue(message.startswith(b"Return-Path: <you@example.org>\r\n"
+                                               b"Delivered-To: demo@localhost\r\n"))
+            client.quit()
+            self.assertRegex(server.log(), rf"event=delivered id={queue_id} rcpt=demo@localhost "
+                             rf"to=maildir .* at=acceptance")
+            self.assertRegex(server.log(), rf"event=accepted [^\n]*id={queue_id} [^\n]*"
+                             rf"delivered=yes")
+            self.assertEqual(server.spool_ids(), [])
+            self.assertNotIn(queue_id.encode(), self.log_segments(server))
+            self.assertNotIn("event=removed", server.log())
+            self.assertEqual(len(server.delivered()), 1)  # and the queue never delivers it again
+
+    def test_a_recipient_that_cannot_have_it_now_is_left_to_the_queue(self):
+        # alice's copy would loop (it carries Delivered-To: alice@localhost): demo has the
+        # message at acceptance, the queue takes the rest, and the bounce goes to the sender.
+        server = self.new_server(domains=[("localhost", ["demo", "alice"])])
+        with server:
+            client = server.smtp()
+            message = b"Delivered-To: alice@localhost\r\n" + make_message("half", "half@x.org")
+            refused = client.sendmail("demo@localhost", ["demo@localhost", "alice@localhost"],
+                                      message)
+            self.assertEqual(refused, {})
+            client.quit()
+            queue_id = re.search(r"event=accepted [^\n]*id=(\w+)", server.log()).group(1)
+            self.assertRegex(server.log(), rf"event=delivered id={queue_id} "
+                             rf"rcpt=demo@localhost [^\n]*at=acceptance")
+            server.wait_log(rf"event=failed id={queue_id} rcpt=alice@localhost [^\n]*loop")
+            server.wait_log(rf"event=removed id={queue_id}")
+            # demo: the message once (the queue kept the "delivered 0" line) and the bounce.
+            messages = server.wait_delivered(2)
+            self.assertEqual(len([m for m in messages if b"Subject: half" in m
+                                  and b"multipart/report" not in m]), 1)
+            self.assertEqual(len(re.findall(rf"event=delivered id={queue_id} ", server.log())),
+                             1, server.log()[-3000:])
+            self.assertEqual(server.delivered("alice@localhost"), [])
+            self.assertNotRegex(server.log(), r"event=accepted [^\n]*half[^\n]*delivered=yes")
+
+    def test_turned_off_local_mail_goes_through_the_queue(self):
+        server = self.new_server(extra_toml="[queue]\ndeliver_at_acceptance = false\n")
+        with server:
+            client = server.smtp()
+            client.sendmail("you@example.org", ["demo@localhost"], make_message("q", "q@x.org"))
+            client.quit()
+            server.wait_delivered(1)
+            server.wait_log(r"event=removed id=")
+            self.assertNotIn("at=acceptance", server.log())
+            self.assertNotIn("delivered=yes", server.log())
 
 
 class SizeLimit(ServerTestCase):
@@ -188,7 +263,7 @@ class SizeLimit(ServerTestCase):
             self.assertEqual(code, 250, text)
             client.quit()
             server.wait_delivered(1)
-            server.wait_log(r"event=removed")
+            server.wait_done()
             time.sleep(0.3)
             messages = server.delivered()
             self.assertEqual(message_ids(messages), ["small@example.org"])

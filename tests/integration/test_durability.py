@@ -63,6 +63,11 @@ def send_bdat(port, recipient):
         reply()
 
 
+def queue_mode(at_acceptance):
+    """[queue] line: Maildir mail delivered at acceptance, or through the spool."""
+    return "deliver_at_acceptance = " + ("true" if at_acceptance else "false")
+
+
 class Durability(ServerTestCase):
     def traced_server(self, preload=None, extra_toml=""):
         """A server started under the recorder; returns (server, strace process, trace path)."""
@@ -107,14 +112,14 @@ class Durability(ServerTestCase):
         server.wait_delivered(10, "demo@localhost", timeout=30)
         durability.wait_for(lambda: not server.spool_ids(), timeout=20)
 
-    def traced_run(self):
+    def traced_run(self, at_acceptance):
         """accept_everything() and a bounce on a server under the recorder:
         the relay refuses one recipient, the failure DSN goes to demo's Maildir. Returns the
         exit status of the traced server and the checker's (violations, checker)."""
         with FakeSmtp(starttls=False, rcpt={"gone@remote.test": ["550 5.1.1 no such user"]}) \
                 as remote:
             server, process, trace = self.traced_server(extra_toml="\n".join([
-                "[queue]", "retry_schedule = [1]", "", "[delivery]",
+                "[queue]", "retry_schedule = [1]", queue_mode(at_acceptance), "", "[delivery]",
                 f'relay = "smtp://127.0.0.1:{remote.port}"', 'relay_tls = "none"', ""]))
             self.accept_everything(server)
             submit(server, ["gone@remote.test"], subject="bounce me")
@@ -125,15 +130,25 @@ class Durability(ServerTestCase):
         return status, durability.check(trace, server.dir)
 
     def test_durability_every_acknowledged_message_and_delivery_was_synced(self):
-        status, (violations, checker) = self.traced_run()
+        status, (violations, checker) = self.traced_run(at_acceptance=False)
         self.assertEqual(status, 0, self.last_log[-3000:])
         self.assertEqual(violations, [])
         # The check saw what it had to: ten 250s on port 25 and a recorded delivery for each
         # message, including the failure and its DSN.
         self.assertEqual(len(checker.acknowledged), 10, checker.acknowledged)
         self.assertGreaterEqual(len(checker.recorded), 12, checker.recorded)
+        self.assertNotIn("delivered=yes", self.last_log)
 
-    def mutated_run(self, mutation):
+    def test_durability_every_message_delivered_at_acceptance_was_synced_before_its_250(self):
+        status, (violations, checker) = self.traced_run(at_acceptance=True)
+        self.assertEqual(status, 0, self.last_log[-3000:])
+        self.assertEqual(violations, [])
+        # The ten messages to demo never reached the queue; the bounce (remote) did.
+        self.assertEqual(self.last_log.count("delivered=yes"), 10, self.last_log[-3000:])
+        self.assertEqual(len(checker.acknowledged), 10, checker.acknowledged)
+        self.assertGreaterEqual(len(checker.recorded), 12, checker.recorded)
+
+    def mutated_run(self, mutation, at_acceptance=False):
         """accept_everything() on a server with the mutation preloaded; its violations.
         Not the bounce: its failure is recorded by removing its queue file, which the check
         counts as a delivery record, so a DSN left unsynced by the mutation is not told apart
@@ -143,7 +158,8 @@ class Durability(ServerTestCase):
         shim = os.path.join(self.tmp, mutation + ".so")
         subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", shim,
                         os.path.join(MUTATIONS, mutation + ".c"), "-ldl"], check=True)
-        server, process, trace = self.traced_server(preload=shim)
+        server, process, trace = self.traced_server(
+            preload=shim, extra_toml="[queue]\n" + queue_mode(at_acceptance) + "\n")
         self.accept_everything(server)
         durability.stop_traced(process)
         violations, checker = durability.check(trace, server.dir)
@@ -174,6 +190,18 @@ class Durability(ServerTestCase):
         self.assertEqual(self.acknowledged_unsynced(violations, "data of"), set(), violations)
         self.assertEqual(len(self.acknowledged_unsynced(violations, "entry")), 10, violations)
         self.assertTrue(self.maildir_unsynced(violations, "/new was not"), violations)
+
+    # At acceptance the 250 itself vouches for the Maildir copies.
+    def test_durability_check_catches_fsync_doing_nothing_at_acceptance(self):
+        violations = self.mutated_run("no_fsync", at_acceptance=True)
+        self.assertEqual(len(self.acknowledged_unsynced(violations, "data of")), 10, violations)
+        self.assertTrue(all("/mail/" in v for v in violations if ": 250 for " in v), violations)
+
+    def test_durability_check_catches_unsynced_new_entries_at_acceptance(self):
+        violations = self.mutated_run("no_dir_fsync", at_acceptance=True)
+        self.assertEqual(self.acknowledged_unsynced(violations, "data of"), set(), violations)
+        self.assertEqual(len(self.acknowledged_unsynced(violations, "/new was not")), 10,
+                         violations)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,17 @@ RANDOM_STATES = int(os.environ.get("SMTPSD_POWER_RANDOM_STATES", "6"))
 
 class PowerLoss(ServerTestCase):
     def test_power_loss_every_acknowledged_message_survives_every_crash_state(self):
-        recording = power_loss.record_run(os.path.join(self.tmp, "run"), seed=SEED)
+        self.every_crash_state(at_acceptance=True)
+
+    def test_power_loss_through_the_spool_every_acknowledged_message_survives(self):
+        self.every_crash_state(at_acceptance=False)
+
+    def every_crash_state(self, at_acceptance):
+        recording = power_loss.record_run(os.path.join(self.tmp, "run"), seed=SEED,
+                                          at_acceptance=at_acceptance)
+        delivered_now = open(recording.server_log, errors="replace").read().count(
+            "delivered=yes")
+        self.assertEqual(delivered_now, 6 if at_acceptance else 0)
         # The recorder saw the six 250s (one through TLS) and the syncs of both commits and
         # deliveries.
         self.assertEqual(len(recording.replay.acks), 6)
@@ -73,12 +83,14 @@ class PowerLoss(ServerTestCase):
         self.assertGreaterEqual(len(later), 3, later)
         self.assertGreater(outcome.states, 3)
 
-    def caught(self, mutation, env=None, expected=("lost",), workload="one"):
+    def caught(self, mutation, env=None, expected=("lost",), workload="one", at_acceptance=True):
         """A recorded run with the mutation shim preloaded before the recorder; the
-        simulation must find a failing state whose problems include the expected kinds."""
+        simulation must find a failing state whose problems include the expected kinds.
+        At acceptance, a Maildir sync dropped is one the 250 relied on."""
         shim = power_loss.build_shim(mutation)
         recording = power_loss.record_run(os.path.join(self.tmp, "run"), preload=[shim],
-                                          env=env, seed=SEED, workload=workload)
+                                          env=env, seed=SEED, workload=workload,
+                                          at_acceptance=at_acceptance)
         if mutation == "drop_sync":
             with open(recording.server_log, errors="replace") as f:
                 dropped = [line for line in f if line.startswith("drop_sync: dropped")]
@@ -102,28 +114,44 @@ class PowerLoss(ServerTestCase):
         # never synced, so after the 250 nothing durable holds the message (lost).
         self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "file",
                                   "SMTPSD_DROP_SYNC_MATCH": "/spool/log/",
-                                  "SMTPSD_DROP_SYNC_NTH": "1"})
+                                  "SMTPSD_DROP_SYNC_NTH": "1"}, at_acceptance=False)
 
     def test_power_loss_finds_the_loss_of_the_commit_log_directory_fsync(self):
         # The fsync of spool/log after its segment was created: the segment's name, and
         # every record in it, may be gone.
         self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "dir",
                                   "SMTPSD_DROP_SYNC_MATCH": "/spool/log",
-                                  "SMTPSD_DROP_SYNC_NTH": "1"})
+                                  "SMTPSD_DROP_SYNC_NTH": "1"}, at_acceptance=False)
 
     def test_power_loss_finds_the_loss_of_one_maildir_file_fsync(self):
         # The first delivery's file: its name in new/ is durable, its content is not, and
         # the queue forgets the message once a later commit syncs queue/.
         self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "file",
                                   "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/demo/tmp/",
-                                  "SMTPSD_DROP_SYNC_NTH": "1"}, expected=("corrupt",))
+                                  "SMTPSD_DROP_SYNC_NTH": "1"}, expected=("corrupt",),
+                    at_acceptance=False)
 
     def test_power_loss_finds_the_loss_of_one_maildir_directory_fsync(self):
         # The first delivery's rename into new/ is not durable; the next commit makes the
         # removal of the queue file durable: the message is gone from both.
         self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "dir",
                                   "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/demo/new",
-                                  "SMTPSD_DROP_SYNC_NTH": "1"}, workload="short")
+                                  "SMTPSD_DROP_SYNC_NTH": "1"}, workload="short",
+                    at_acceptance=False)
+
+    def test_power_loss_at_acceptance_finds_the_loss_of_the_maildir_file_fsync(self):
+        # Delivered at acceptance: the 250 vouches for the mailbox copy alone, whose content
+        # was never synced.
+        self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "file",
+                                  "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/demo/tmp/",
+                                  "SMTPSD_DROP_SYNC_NTH": "1"}, expected=("corrupt",))
+
+    def test_power_loss_at_acceptance_finds_the_loss_of_the_new_directory_fsync(self):
+        # Delivered at acceptance: the rename into new/ is not durable, and nothing was
+        # queued: after the 250 the message is nowhere.
+        self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "dir",
+                                  "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/demo/new",
+                                  "SMTPSD_DROP_SYNC_NTH": "1"})
 
     def test_power_loss_finds_the_loss_of_the_last_maildir_directory_fsync(self):
         # A run of one message: no commit follows its delivery to sync queue/, so no state
@@ -131,7 +159,8 @@ class PowerLoss(ServerTestCase):
         # changes of new/ (the rename lost, the queue file's removal kept) does.
         outcome = self.caught("drop_sync", {"SMTPSD_DROP_SYNC_KIND": "dir",
                                             "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/demo/new",
-                                            "SMTPSD_DROP_SYNC_NTH": "1"}, workload="one")
+                                            "SMTPSD_DROP_SYNC_NTH": "1"}, workload="one",
+                              at_acceptance=False)
         self.assertIn("but the unsynced changes in mail/localhost/demo/new lost",
                       outcome.failures[0][0])
 

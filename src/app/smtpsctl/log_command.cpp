@@ -156,7 +156,9 @@ void LogSummary::add(const obs::LogRecord& r) {
       tls_out_.add(version);
       if (!r.get("policy").empty()) policies_.add(r.get("policy"));
     }
-    if (r.time_ms) {
+    if (r.get("at") == "acceptance") {
+      delays_ms_.push_back(0);  // in the mailbox before the 250 (logged before "accepted")
+    } else if (r.time_ms) {
       auto found = accepted_at_.find(std::string(r.get("id")));
       if (found != accepted_at_.end()) delays_ms_.push_back(*r.time_ms - found->second);
     }

@@ -363,9 +363,20 @@ TEST(ConfigDeliveryTest, LmtpAndTheDeprecatedDnsServersAreParsed) {
       config::parse(std::string(kMinimal) +
                         "\n[delivery]\nlmtp = \"Dovecot.internal:24\"\n"
                         "max_per_host = 2\nattempt_timeout = 60\n"
-                        "[queue]\nlocal_delivery_threads = 3\nsuccess_dsns_per_minute = 0\n",
+                        "[queue]\nlocal_delivery_threads = 3\nsuccess_dsns_per_minute = 0\n"
+                        "deliver_at_acceptance = false\n",
                     "/etc/smtpsd/test.toml");
   ASSERT_TRUE(named.has_value()) << named.error().to_string();
+  EXPECT_FALSE(named.value().queue.deliver_at_acceptance);
+  EXPECT_TRUE(config::parse(std::string(kMinimal), "/etc/smtpsd/test.toml")
+                  .value()
+                  .queue.deliver_at_acceptance);  // on unless turned off
+  auto not_bool = config::parse(std::string(kMinimal) + "\n[queue]\ndeliver_at_acceptance = 1\n",
+                                "/etc/smtpsd/test.toml");
+  ASSERT_FALSE(not_bool.has_value());
+  EXPECT_EQ(not_bool.error().to_string(),
+            "/etc/smtpsd/test.toml:" + std::to_string(not_bool.error().line) +
+                ": queue.deliver_at_acceptance: must be true or false");
   EXPECT_EQ(named.value().delivery.lmtp->tcp, (base::HostPort{"Dovecot.internal", 24}));
   EXPECT_EQ(named.value().delivery.max_per_host, 2u);
   EXPECT_EQ(named.value().delivery.attempt_timeout, std::chrono::seconds(60));

@@ -3,15 +3,18 @@
 #include "queue/group_commit.h"
 
 #include "queue/message_reader.h"
+#include "queue/spool_log.h"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <set>
+#include <span>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -238,6 +241,84 @@ TEST_F(GroupCommitTest, ADirectoryFailureFailsTheBatchAndRemovesItsFiles) {
   ASSERT_TRUE(completions.wait(3));
   EXPECT_EQ(completions.failed(), 3u);
   EXPECT_EQ(count_entries(root_ + "/spool/tmp"), 0u);
+}
+
+// Delivery at acceptance: the deliverer sees the finished message (late edits included); a
+// message it delivers to every recipient never reaches the log or queue/; the others are
+// committed as usual, with "delivered N" for the recipients that were done.
+TEST_F(GroupCommitTest, ADelivererTakesWholeMessagesAndLeavesTheRestToTheQueue) {
+  GroupCommitter committer(1);
+  std::mutex seen_mutex;
+  std::vector<std::string> seen;  // "<id> <content> <recipients>" as the deliverer read them
+  committer.set_deliverer([&](const StoredMessage& message) -> std::optional<std::vector<bool>> {
+    auto reader = MessageReader::open(message);
+    EXPECT_TRUE(reader) << reader.error().message;
+    std::string content(reader->size(), '\0');
+    auto got = reader->read(std::span<char>(content.data(), content.size()));
+    EXPECT_TRUE(got);
+    std::lock_guard lock(seen_mutex);
+    seen.push_back(message.id + " " + content + " " +
+                   std::to_string(message.envelope.recipients.size()));
+    const std::string& first = message.envelope.recipients.front().address;
+    if (first == "queue@example.com") return std::nullopt;  // not for delivery now
+    std::vector<bool> done(message.envelope.recipients.size(), true);
+    if (first == "half@example.com") done.back() = false;
+    return done;
+  });
+  auto begin = [&](std::vector<std::string> recipients) {
+    smtp::Envelope envelope = simple_envelope();
+    envelope.recipients.clear();
+    for (const std::string& address : recipients)
+      envelope.recipients.push_back({address, "", ""});
+    auto writer = spool_->begin(envelope, 1);
+    EXPECT_TRUE(writer);
+    return std::move(*writer);
+  };
+  auto all = begin({"all@example.com", "b@example.com"});
+  ASSERT_TRUE(all->append("Subject: x\r\n\r\nbody\r\n"));
+  ASSERT_TRUE(all->replace_header_section(0, "X-Late: 1\r\n"));  // read back as delivered
+  auto half = begin({"half@example.com", "b@example.com"});
+  ASSERT_TRUE(half->append("half\r\n"));
+  auto queued = begin({"queue@example.com"});
+  ASSERT_TRUE(queued->append("queued\r\n"));
+  auto held = begin({"all@example.com"});
+  ASSERT_TRUE(held->append("held\r\n"));
+  ASSERT_TRUE(held->mark_held());
+  Completions completions;
+  for (SpoolWriter* writer : {all.get(), half.get(), queued.get(), held.get()}) {
+    committer.commit_async(*writer, [&](base::Expected<base::Ok, SpoolError> result) {
+      completions.add(result.has_value(), std::this_thread::get_id());
+    });
+  }
+  ASSERT_TRUE(completions.wait(4));
+  EXPECT_EQ(completions.succeeded(), 4u);
+  {
+    std::lock_guard lock(seen_mutex);
+    EXPECT_EQ(seen.size(), 3u);  // the held message is never offered
+    EXPECT_NE(std::find(seen.begin(), seen.end(),
+                        all->id() + " X-Late: 1\r\nSubject: x\r\n\r\nbody\r\n 2"),
+              seen.end());
+  }
+  EXPECT_TRUE(all->delivered());
+  EXPECT_FALSE(half->delivered());
+  EXPECT_FALSE(queued->delivered());
+  EXPECT_FALSE(held->delivered());
+  std::vector<std::string> expected = {half->id(), queued->id(), held->id()};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(spool_->list(), expected);
+  EXPECT_EQ(count_entries(root_ + "/spool/tmp"), 0u);
+  EXPECT_FALSE(spool_->log().live_length(all->id()));  // no record in the log
+  EXPECT_EQ(spool_->read_state(half->id()), std::vector<std::string>{"delivered 0"});
+  EXPECT_TRUE(spool_->read_state(queued->id()).empty());
+  EXPECT_TRUE(spool_->is_held(held->id()));
+  EXPECT_EQ(committer.stats().delivered, 1u);
+  // The next message is written into the delivered one's file (spare/), whole.
+  auto next = begin({"queue@example.com"});
+  ASSERT_TRUE(next->append("next\r\n"));
+  ASSERT_TRUE(next->commit());
+  auto loaded = spool_->load(next->id());
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(loaded->content_size, 6u);
 }
 
 }  // namespace
