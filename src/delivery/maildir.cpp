@@ -43,6 +43,8 @@ std::string system_error(std::string_view what, const std::string& path, int err
 class UniqueFd {
  public:
   explicit UniqueFd(int fd = -1) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  int release() { return std::exchange(fd_, -1); }
   ~UniqueFd() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -329,7 +331,83 @@ DeliveryResult permanent(std::string detail) {
   return DeliveryResult{DeliveryStatus::kPermanent, std::move(detail), std::string(kTransport)};
 }
 
+thread_local MaildirBatch* open_batch = nullptr;
+
 }  // namespace
+
+MaildirBatch::MaildirBatch() {
+  open_batch = this;
+}
+
+MaildirBatch::~MaildirBatch() {
+  for (Open& open : open_) {
+    if (open.file_fd >= 0) {
+      ::close(open.file_fd);
+      if (!completed_) ::unlinkat(open.tmp_dir_fd, open.name.c_str(), 0);
+    }
+    if (open.tmp_dir_fd >= 0) ::close(open.tmp_dir_fd);
+    if (open.new_dir_fd >= 0) ::close(open.new_dir_fd);
+  }
+  if (open_batch == this) open_batch = nullptr;
+}
+
+MaildirBatch* MaildirBatch::current() {
+  return open_batch;
+}
+
+void MaildirBatch::stage(Copy copy, int file_fd, int tmp_dir_fd, int new_dir_fd, std::string name) {
+  copies_.push_back(std::move(copy));
+  open_.push_back(Open{file_fd, tmp_dir_fd, new_dir_fd, std::move(name)});
+}
+
+void MaildirBatch::complete() {
+  open_batch = nullptr;  // no more staging: what comes later delivers on its own
+  completed_ = true;
+  // 1. every file's data and inode (one journal commit serves most of them: their blocks
+  //    were allocated when sync_file_range started the writeback);
+  for (std::size_t i = 0; i < open_.size(); ++i) {
+    Open& open = open_[i];
+    const std::string tmp_file =
+        copies_[i].path.substr(0, copies_[i].path.rfind("/new/")) + "/tmp/" + open.name;
+    int error = ::fsync(open.file_fd) == 0 ? 0 : errno;
+    if (::close(open.file_fd) != 0 && error == 0 && errno != EINTR) error = errno;
+    open.file_fd = -1;
+    if (error != 0) {
+      copies_[i].error = system_error("fsync", tmp_file, error);
+      ::unlinkat(open.tmp_dir_fd, open.name.c_str(), 0);
+    }
+  }
+  // 2. each into new/ (the name was checked absent at staging: deterministic per copy);
+  for (std::size_t i = 0; i < open_.size(); ++i) {
+    Open& open = open_[i];
+    if (!copies_[i].error.empty()) continue;
+    if (::renameat(open.tmp_dir_fd, open.name.c_str(), open.new_dir_fd, open.name.c_str()) != 0) {
+      copies_[i].error = system_error("rename", copies_[i].path, errno);
+      ::unlinkat(open.tmp_dir_fd, open.name.c_str(), 0);
+    }
+  }
+  // 3. each new/ once. A failed sync takes its copies out again: the queue then delivers
+  //    them afresh (a copy left in new/ would count as delivered without its sync).
+  std::vector<std::string> directories;
+  for (std::size_t i = 0; i < open_.size(); ++i) {
+    if (!copies_[i].error.empty()) continue;
+    const std::string directory = copies_[i].path.substr(0, copies_[i].path.rfind('/'));
+    if (std::find(directories.begin(), directories.end(), directory) != directories.end()) {
+      continue;
+    }
+    directories.push_back(directory);
+    if (::fsync(open_[i].new_dir_fd) == 0) continue;
+    const std::string failure = system_error("fsync", directory, errno);
+    for (std::size_t j = i; j < open_.size(); ++j) {
+      if (!copies_[j].error.empty() ||
+          copies_[j].path.substr(0, copies_[j].path.rfind('/')) != directory) {
+        continue;
+      }
+      ::unlinkat(open_[j].new_dir_fd, open_[j].name.c_str(), 0);
+      copies_[j].error = failure;
+    }
+  }
+}
 
 Maildir::Maildir(std::string mail_root, std::string hostname)
     : mail_root_(std::move(mail_root)), hostname_(std::move(hostname)) {
@@ -450,6 +528,15 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
             copy_content(source->file_descriptor(), segment.offset, target.get(), segment.length)) {
       return fail("write", error);
     }
+  }
+  if (MaildirBatch* batch = MaildirBatch::current()) {
+    // Durable later, with the batch's other copies (MaildirBatch::complete): writeback starts
+    // now, so that the first fsync there finds every copy's blocks already allocated.
+    ::sync_file_range(target.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+    const std::string final_path = new_path + "/" + file;
+    batch->stage(MaildirBatch::Copy{message.id, recipient_index, final_path, {}}, target.release(),
+                 tmp_dir.release(), new_dir.release(), file);
+    return DeliveryResult{DeliveryStatus::kDelivered, final_path, std::string(kTransport)};
   }
   if (::fsync(target.get()) != 0) return fail("fsync", errno);
   if (int error = target.close()) return fail("close", error);

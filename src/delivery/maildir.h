@@ -18,12 +18,54 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/expected.h"
 #include "queue/scheduler.h"
 #include "queue/spool.h"
 
 namespace delivery {
+
+// Copies of several deliveries made durable together (delivery at acceptance: the messages of
+// one commit batch). While a batch is open on a thread, Maildir::deliver on that thread stops
+// after writing tmp/<name> (writeback started with sync_file_range) and reports kDelivered;
+// complete() then fsyncs every file, renames each into new/ and fsyncs each new/ once: two
+// rounds of syncs for the whole batch instead of two per copy. A delivery is done only once
+// complete() says so; one that failed there is not in new/. Copies never completed (the
+// batch destroyed first) are removed from tmp/.
+class MaildirBatch {
+ public:
+  MaildirBatch();  // at most one per thread
+  ~MaildirBatch();
+  MaildirBatch(const MaildirBatch&) = delete;
+  MaildirBatch& operator=(const MaildirBatch&) = delete;
+
+  struct Copy {
+    std::string message_id;
+    std::size_t recipient_index = 0;
+    std::string path;   // new/<name>, where complete() puts it
+    std::string error;  // set by complete() when the copy did not get there durably
+  };
+  // The copies staged so far, in order; after complete(), each with its outcome.
+  const std::vector<Copy>& copies() const { return copies_; }
+  void complete();
+
+  // For Maildir::deliver: the batch open on this thread, or null.
+  static MaildirBatch* current();
+  // Takes the open tmp file and the two directories of one staged copy.
+  void stage(Copy copy, int file_fd, int tmp_dir_fd, int new_dir_fd, std::string name);
+
+ private:
+  struct Open {
+    int file_fd;
+    int tmp_dir_fd;
+    int new_dir_fd;
+    std::string name;
+  };
+  std::vector<Copy> copies_;
+  std::vector<Open> open_;  // parallel to copies_; fds -1 once closed
+  bool completed_ = false;
+};
 
 class Maildir {
  public:

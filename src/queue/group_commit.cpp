@@ -74,36 +74,49 @@ void GroupCommitter::run() {
   }
 }
 
-bool GroupCommitter::deliver_now(SpoolWriter& writer, std::optional<SpoolError>& error,
-                                 std::vector<std::string>& delivered_lines) {
-  if (!deliverer_ || writer.held()) return false;
-  auto message = writer.finish();
-  if (!message) {
-    error = message.error();
-    return true;
+void GroupCommitter::deliver_now(std::vector<Pending>& batch,
+                                 std::vector<std::optional<SpoolError>>& errors,
+                                 std::vector<bool>& done,
+                                 std::vector<std::vector<std::string>>& state_lines) {
+  if (!deliverer_) return;
+  std::vector<StoredMessage> messages;
+  std::vector<std::size_t> positions;  // of each message in batch
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].writer->held()) continue;
+    auto message = batch[i].writer->finish();
+    if (!message) {
+      errors[i] = message.error();
+      done[i] = true;
+      continue;
+    }
+    messages.push_back(std::move(*message));
+    positions.push_back(i);
   }
-  std::optional<std::vector<bool>> done = deliverer_(*message);
-  if (!done) return false;
-  const std::size_t count = std::min(done->size(), message->envelope.recipients.size());
-  std::size_t delivered = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    if ((*done)[i]) {
-      ++delivered;
-      delivered_lines.push_back("delivered " + std::to_string(i));
+  if (messages.empty()) return;
+  std::vector<std::optional<std::vector<bool>>> results = deliverer_(messages);
+  for (std::size_t k = 0; k < messages.size() && k < results.size(); ++k) {
+    if (!results[k]) continue;
+    const std::vector<bool>& delivered_now = *results[k];
+    const std::size_t count =
+        std::min(delivered_now.size(), messages[k].envelope.recipients.size());
+    std::vector<std::string>& lines = state_lines[positions[k]];
+    for (std::size_t r = 0; r < count; ++r) {
+      if (delivered_now[r]) lines.push_back("delivered " + std::to_string(r));
+    }
+    if (!lines.empty() && lines.size() == messages[k].envelope.recipients.size()) {
+      batch[positions[k]].writer->mark_delivered();
+      delivered_.fetch_add(1, std::memory_order_relaxed);
+      done[positions[k]] = true;
     }
   }
-  if (delivered == 0 || delivered < message->envelope.recipients.size()) return false;
-  writer.mark_delivered();
-  delivered_.fetch_add(1, std::memory_order_relaxed);
-  return true;
 }
 
 void GroupCommitter::commit_batch(std::vector<Pending>& batch) {
   std::vector<std::optional<SpoolError>> errors(batch.size());
   std::vector<bool> done(batch.size(), false);
   std::vector<std::vector<std::string>> state_lines(batch.size());
+  deliver_now(batch, errors, done, state_lines);
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    done[i] = deliver_now(*batch[i].writer, errors[i], state_lines[i]);
     if (done[i]) continue;
     if (auto logged = batch[i].writer->flush_to_log(); !logged) errors[i] = logged.error();
   }

@@ -27,6 +27,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,9 +51,11 @@ class GroupCommitter {
   // After stop(), done runs at once on the caller's thread with an error and the writer is
   // left untouched.
   void commit_async(SpoolWriter& writer, Done done);
-  // Delivers a finished message now, if it is for that (else nullopt): true for each
-  // recipient (by index) now durably delivered. Blocking; called on committer threads.
-  using Deliverer = std::function<std::optional<std::vector<bool>>(const StoredMessage& message)>;
+  // Delivers the finished messages of a batch now, those it is for: for each message (in
+  // order) nullopt when it is not for delivery now, else true for each recipient (by index)
+  // now durably delivered. Blocking; called on committer threads, one batch at a time each.
+  using Deliverer = std::function<std::vector<std::optional<std::vector<bool>>>(
+      std::span<const StoredMessage> messages)>;
   // Before the first commit_async().
   void set_deliverer(Deliverer deliverer) { deliverer_ = std::move(deliverer); }
   // Commits everything already queued, then joins the threads. Idempotent.
@@ -74,10 +77,10 @@ class GroupCommitter {
   };
   void run();
   void commit_batch(std::vector<Pending>& batch);
-  // Delivery at acceptance of one writer: true when it is done (delivered, or failed with
-  // error set); false: commit it, with delivered_lines for its state.
-  bool deliver_now(SpoolWriter& writer, std::optional<SpoolError>& error,
-                   std::vector<std::string>& delivered_lines);
+  // Delivery at acceptance of a batch: done[i] when writer i needs nothing more (delivered,
+  // or failed with errors[i] set); the others are committed with state_lines[i].
+  void deliver_now(std::vector<Pending>& batch, std::vector<std::optional<SpoolError>>& errors,
+                   std::vector<bool>& done, std::vector<std::vector<std::string>>& state_lines);
 
   std::mutex mutex_;
   std::condition_variable wake_;

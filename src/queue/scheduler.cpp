@@ -106,7 +106,8 @@ Scheduler::~Scheduler() {
   stop();
 }
 
-std::optional<std::vector<bool>> Scheduler::deliver_at_acceptance(const StoredMessage& message) {
+std::optional<std::vector<DeliveryResult>> Scheduler::attempt_at_acceptance(
+    const StoredMessage& message) {
   const std::vector<smtp::Recipient>& recipients = message.envelope.recipients;
   if (!options_.at_acceptance || recipients.empty() || !message.notice_of.empty()) {
     return std::nullopt;
@@ -120,12 +121,15 @@ std::optional<std::vector<bool>> Scheduler::deliver_at_acceptance(const StoredMe
   std::vector<std::size_t> all(recipients.size());
   for (std::size_t i = 0; i < all.size(); ++i)
     all[i] = i;
-  const auto started = std::chrono::steady_clock::now();
   std::vector<DeliveryResult> results = deliver_(message, all);
-  if (!results.empty()) {
-    obs::server_metrics().delivery_duration(results.front().transport,
-                                            std::chrono::steady_clock::now() - started);
-  }
+  results.resize(recipients.size(),
+                 DeliveryResult{DeliveryStatus::kTransient, "deliverer gave no result"});
+  return results;
+}
+
+std::vector<bool> Scheduler::settle_at_acceptance(const StoredMessage& message,
+                                                  const std::vector<DeliveryResult>& results) {
+  const std::vector<smtp::Recipient>& recipients = message.envelope.recipients;
   std::vector<bool> done(recipients.size(), false);
   for (std::size_t i = 0; i < results.size() && i < done.size(); ++i) {
     if (results[i].status != DeliveryStatus::kDelivered) continue;

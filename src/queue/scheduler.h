@@ -150,13 +150,17 @@ class Scheduler {
   // up state/<id>, an open(2) the kernel's directory cache answers). One held at intake
   // (SpoolWriter::mark_held) waits for release() like one held by hold().
   void enqueue(const std::string& id);
-  // Delivery at acceptance (GroupCommitter::set_deliverer), on the committer's thread, for a
+  // Delivery at acceptance (GroupCommitter::set_deliverer), on a committer thread, for a
   // message not yet in the queue: when every recipient is at_acceptance and none asked for
   // a success notice (NOTIFY=SUCCESS) and it is no notice itself, delivers it as an attempt
-  // would (logged "delivered … at=acceptance", counted) and says which recipients are done;
-  // else nullopt, and nothing is tried. A recipient not done is left to the queue, which
-  // tries it at once as a fresh message (and logs what it finds).
-  std::optional<std::vector<bool>> deliver_at_acceptance(const StoredMessage& message);
+  // would and returns the results (nothing logged yet); else nullopt, and nothing is tried.
+  // Once the results are final (a delivery.MaildirBatch completed), settle_at_acceptance()
+  // logs the delivered ones ("delivered … at=acceptance") and says which recipients are
+  // done. A recipient not done is left to the queue, which tries it at once as a fresh
+  // message (and logs what it finds).
+  std::optional<std::vector<DeliveryResult>> attempt_at_acceptance(const StoredMessage& message);
+  std::vector<bool> settle_at_acceptance(const StoredMessage& message,
+                                         const std::vector<DeliveryResult>& results);
   // Finishes the current delivery attempts, joins. Messages not done stay in the spool.
   void stop();
   // Messages with work left: ready, waiting for a retry, or being delivered (held and

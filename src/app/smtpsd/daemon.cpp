@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
@@ -320,6 +321,37 @@ ControlCaller listing_caller(uid_t peer_uid) {
   return caller;
 }
 
+// Delivery at acceptance of one commit batch (queue::GroupCommitter::set_deliverer): the
+// Maildir copies of all its messages made durable together (delivery::MaildirBatch), then
+// the deliveries logged; a copy that failed there is the queue's to make.
+std::vector<std::optional<std::vector<bool>>> deliver_batch_at_acceptance(
+    queue::Scheduler& scheduler, std::span<const queue::StoredMessage> messages) {
+  std::vector<std::optional<std::vector<queue::DeliveryResult>>> attempts;
+  attempts.reserve(messages.size());
+  {
+    delivery::MaildirBatch batch;
+    for (const queue::StoredMessage& message : messages)
+      attempts.push_back(scheduler.attempt_at_acceptance(message));
+    batch.complete();
+    for (const delivery::MaildirBatch::Copy& copy : batch.copies()) {
+      if (copy.error.empty()) continue;
+      for (std::size_t k = 0; k < messages.size(); ++k) {
+        if (messages[k].id != copy.message_id || !attempts[k] ||
+            copy.recipient_index >= attempts[k]->size()) {
+          continue;
+        }
+        (*attempts[k])[copy.recipient_index] =
+            queue::DeliveryResult{queue::DeliveryStatus::kTransient, copy.error, "maildir"};
+      }
+    }
+  }
+  std::vector<std::optional<std::vector<bool>>> done(messages.size());
+  for (std::size_t k = 0; k < messages.size(); ++k) {
+    if (attempts[k]) done[k] = scheduler.settle_at_acceptance(messages[k], *attempts[k]);
+  }
+  return done;
+}
+
 }  // namespace
 
 Daemon::Daemon(config::Config config)
@@ -461,13 +493,10 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
         return router.deliver(message, recipients);
       },
       std::move(queue_options));
-  // Delivering at acceptance, a committer thread spends two syncs (file, new/) per message of
-  // its batch in turn: more threads let the file system merge the syncs of concurrent
-  // sessions (bench/README.md, "Delivery at acceptance").
-  queue::GroupCommitter committer(config.queue.deliver_at_acceptance ? 8 : 2);
+  queue::GroupCommitter committer;
   if (config.queue.deliver_at_acceptance) {
-    committer.set_deliverer([&scheduler](const queue::StoredMessage& message) {
-      return scheduler.deliver_at_acceptance(message);
+    committer.set_deliverer([&scheduler](std::span<const queue::StoredMessage> messages) {
+      return deliver_batch_at_acceptance(scheduler, messages);
     });
   }
 

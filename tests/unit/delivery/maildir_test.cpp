@@ -591,5 +591,56 @@ TEST_F(MaildirTest, TheMaildirCopyAndARelayedCopyAreWhatTheSegmentsSay) {
   EXPECT_TRUE(server.message() == expected);
 }
 
+// A batch (delivery at acceptance): copies wait in tmp/ until complete(), which puts each
+// into new/; one that cannot get there is reported and left nowhere; a batch dropped before
+// complete() leaves nothing behind.
+TEST_F(MaildirTest, ABatchPutsItsCopiesIntoNewOnlyWhenCompleted) {
+  Maildir maildir(mail_root_, "mx.example.com");
+  auto first = message({"alice@example.com", "bob@example.com"}, "Subject: 1\r\n\r\none\r\n");
+  auto second = message({"alice@example.com"}, "Subject: 2\r\n\r\ntwo\r\n");
+  ASSERT_TRUE(maildir.ensure_mailbox("bob@example.com"));
+  const std::string alice = mail_root_ + "/example.com/alice";
+  const std::string bob = mail_root_ + "/example.com/bob";
+  {
+    MaildirBatch batch;
+    EXPECT_EQ(MaildirBatch::current(), &batch);
+    for (auto [stored, index] : {std::pair{&first, 0}, {&first, 1}, {&second, 0}}) {
+      auto result = maildir.deliver(*stored, static_cast<std::size_t>(index));
+      EXPECT_EQ(result.status, DeliveryStatus::kDelivered) << result.detail;
+    }
+    EXPECT_TRUE(entries(alice + "/new").empty());  // staged, not delivered yet
+    EXPECT_EQ(entries(alice + "/tmp").size(), 2u);
+    ASSERT_EQ(batch.copies().size(), 3u);
+    // bob's new/ goes away: his copy cannot be renamed there.
+    fs::remove_all(bob + "/new");
+    batch.complete();
+    EXPECT_EQ(MaildirBatch::current(), nullptr);
+    EXPECT_TRUE(batch.copies()[0].error.empty()) << batch.copies()[0].error;
+    EXPECT_EQ(batch.copies()[0].message_id, first.id);
+    EXPECT_NE(batch.copies()[1].error.find("rename"), std::string::npos);
+    EXPECT_EQ(batch.copies()[1].recipient_index, 1u);
+    EXPECT_TRUE(batch.copies()[2].error.empty());
+    EXPECT_EQ(batch.copies()[2].path.substr(0, alice.size() + 5), alice + "/new/");
+  }
+  auto delivered = entries(alice + "/new");
+  ASSERT_EQ(delivered.size(), 2u);
+  EXPECT_NE(read_file(alice + "/new/" + delivered[0]).find("one\r\n"), std::string::npos);
+  EXPECT_TRUE(entries(alice + "/tmp").empty());
+  EXPECT_TRUE(entries(bob + "/tmp").empty());
+  // Dropped before complete(): the staged copy is removed, nothing reaches new/.
+  auto third = message({"alice@example.com"}, "Subject: 3\r\n\r\nthree\r\n");
+  {
+    MaildirBatch batch;
+    EXPECT_EQ(maildir.deliver(third, 0).status, DeliveryStatus::kDelivered);
+    EXPECT_EQ(entries(alice + "/tmp").size(), 1u);
+  }
+  EXPECT_TRUE(entries(alice + "/tmp").empty());
+  EXPECT_EQ(entries(alice + "/new").size(), 2u);
+  EXPECT_EQ(MaildirBatch::current(), nullptr);
+  // Without a batch, delivery is durable at once again.
+  EXPECT_EQ(maildir.deliver(third, 0).status, DeliveryStatus::kDelivered);
+  EXPECT_EQ(entries(alice + "/new").size(), 3u);
+}
+
 }  // namespace
 }  // namespace delivery

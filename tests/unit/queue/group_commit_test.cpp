@@ -250,7 +250,7 @@ TEST_F(GroupCommitTest, ADelivererTakesWholeMessagesAndLeavesTheRestToTheQueue) 
   GroupCommitter committer(1);
   std::mutex seen_mutex;
   std::vector<std::string> seen;  // "<id> <content> <recipients>" as the deliverer read them
-  committer.set_deliverer([&](const StoredMessage& message) -> std::optional<std::vector<bool>> {
+  auto one = [&](const StoredMessage& message) -> std::optional<std::vector<bool>> {
     auto reader = MessageReader::open(message);
     EXPECT_TRUE(reader) << reader.error().message;
     std::string content(reader->size(), '\0');
@@ -264,6 +264,14 @@ TEST_F(GroupCommitTest, ADelivererTakesWholeMessagesAndLeavesTheRestToTheQueue) 
     std::vector<bool> done(message.envelope.recipients.size(), true);
     if (first == "half@example.com") done.back() = false;
     return done;
+  };
+  std::size_t batches = 0;
+  committer.set_deliverer([&](std::span<const StoredMessage> messages) {
+    ++batches;  // one committer thread: one call at a time
+    std::vector<std::optional<std::vector<bool>>> results;
+    for (const StoredMessage& message : messages)
+      results.push_back(one(message));
+    return results;
   });
   auto begin = [&](std::vector<std::string> recipients) {
     smtp::Envelope envelope = simple_envelope();
@@ -312,6 +320,7 @@ TEST_F(GroupCommitTest, ADelivererTakesWholeMessagesAndLeavesTheRestToTheQueue) 
   EXPECT_TRUE(spool_->read_state(queued->id()).empty());
   EXPECT_TRUE(spool_->is_held(held->id()));
   EXPECT_EQ(committer.stats().delivered, 1u);
+  EXPECT_GE(batches, 1u);
   // The next message is written into the delivered one's file (spare/), whole.
   auto next = begin({"queue@example.com"});
   ASSERT_TRUE(next->append("next\r\n"));
