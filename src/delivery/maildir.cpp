@@ -529,7 +529,8 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
       return fail("write", error);
     }
   }
-  if (MaildirBatch* batch = MaildirBatch::current()) {
+  if (MaildirBatch* batch = MaildirBatch::current();
+      batch != nullptr && batch->copies().size() < MaildirBatch::kMaxCopies) {
     // Durable later, with the batch's other copies (MaildirBatch::complete): writeback starts
     // now, so that the first fsync there finds every copy's blocks already allocated.
     ::sync_file_range(target.get(), 0, 0, SYNC_FILE_RANGE_WRITE);

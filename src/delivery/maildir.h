@@ -30,11 +30,14 @@ namespace delivery {
 // one commit batch). While a batch is open on a thread, Maildir::deliver on that thread stops
 // after writing tmp/<name> (writeback started with sync_file_range) and reports kDelivered;
 // complete() then fsyncs every file, renames each into new/ and fsyncs each new/ once: two
-// rounds of syncs for the whole batch instead of two per copy. A delivery is done only once
-// complete() says so; one that failed there is not in new/. Copies never completed (the
-// batch destroyed first) are removed from tmp/.
+// rounds of syncs for the whole batch instead of two per copy (up to kMaxCopies copies). A delivery
+// is done only once complete() says so; one that failed there is not in new/. Copies never
+// completed (the batch destroyed first) are removed from tmp/.
 class MaildirBatch {
  public:
+  // Copies staged at most (3 descriptors each): later ones are delivered on their own.
+  static constexpr std::size_t kMaxCopies = 64;
+
   MaildirBatch();  // at most one per thread
   ~MaildirBatch();
   MaildirBatch(const MaildirBatch&) = delete;

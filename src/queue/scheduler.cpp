@@ -109,7 +109,8 @@ Scheduler::~Scheduler() {
 std::optional<std::vector<DeliveryResult>> Scheduler::attempt_at_acceptance(
     const StoredMessage& message) {
   const std::vector<smtp::Recipient>& recipients = message.envelope.recipients;
-  if (!options_.at_acceptance || recipients.empty() || !message.notice_of.empty()) {
+  if (!options_.at_acceptance || recipients.empty() || !message.notice_of.empty() ||
+      message.content_size > kMaxBytesAtAcceptance / recipients.size()) {
     return std::nullopt;
   }
   for (const smtp::Recipient& recipient : recipients) {
@@ -128,8 +129,10 @@ std::optional<std::vector<DeliveryResult>> Scheduler::attempt_at_acceptance(
 }
 
 std::vector<bool> Scheduler::settle_at_acceptance(const StoredMessage& message,
-                                                  const std::vector<DeliveryResult>& results) {
+                                                  const std::vector<DeliveryResult>& results,
+                                                  std::chrono::steady_clock::duration spent) {
   const std::vector<smtp::Recipient>& recipients = message.envelope.recipients;
+  if (!results.empty()) obs::server_metrics().delivery_duration(results.front().transport, spent);
   std::vector<bool> done(recipients.size(), false);
   for (std::size_t i = 0; i < results.size() && i < done.size(); ++i) {
     if (results[i].status != DeliveryStatus::kDelivered) continue;

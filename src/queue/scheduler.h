@@ -133,6 +133,8 @@ struct QueueEntryView {
 };
 
 inline constexpr std::size_t kMaxDeferredLines = 64;
+// Scheduler::attempt_at_acceptance: content size times recipients, at most.
+inline constexpr std::uint64_t kMaxBytesAtAcceptance = 64 * 1024 * 1024;
 inline constexpr std::size_t kMaxDeferredText = 300;
 
 class Scheduler {
@@ -152,15 +154,18 @@ class Scheduler {
   void enqueue(const std::string& id);
   // Delivery at acceptance (GroupCommitter::set_deliverer), on a committer thread, for a
   // message not yet in the queue: when every recipient is at_acceptance and none asked for
-  // a success notice (NOTIFY=SUCCESS) and it is no notice itself, delivers it as an attempt
-  // would and returns the results (nothing logged yet); else nullopt, and nothing is tried.
+  // a success notice (NOTIFY=SUCCESS), it is no notice itself, and its copies come to at
+  // most kMaxBytesAtAcceptance (the other 250s of its batch wait for them), delivers it as an
+  // attempt would and returns the results (nothing logged yet); else nullopt, and nothing is tried.
   // Once the results are final (a delivery.MaildirBatch completed), settle_at_acceptance()
   // logs the delivered ones ("delivered … at=acceptance") and says which recipients are
   // done. A recipient not done is left to the queue, which tries it at once as a fresh
   // message (and logs what it finds).
   std::optional<std::vector<DeliveryResult>> attempt_at_acceptance(const StoredMessage& message);
+  // spent: what the deliveries took (the batch's syncs included), for the metrics.
   std::vector<bool> settle_at_acceptance(const StoredMessage& message,
-                                         const std::vector<DeliveryResult>& results);
+                                         const std::vector<DeliveryResult>& results,
+                                         std::chrono::steady_clock::duration spent = {});
   // Finishes the current delivery attempts, joins. Messages not done stay in the spool.
   void stop();
   // Messages with work left: ready, waiting for a retry, or being delivered (held and

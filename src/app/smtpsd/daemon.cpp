@@ -328,6 +328,7 @@ std::vector<std::optional<std::vector<bool>>> deliver_batch_at_acceptance(
     queue::Scheduler& scheduler, std::span<const queue::StoredMessage> messages) {
   std::vector<std::optional<std::vector<queue::DeliveryResult>>> attempts;
   attempts.reserve(messages.size());
+  const auto started = std::chrono::steady_clock::now();
   {
     delivery::MaildirBatch batch;
     for (const queue::StoredMessage& message : messages)
@@ -347,7 +348,10 @@ std::vector<std::optional<std::vector<bool>>> deliver_batch_at_acceptance(
   }
   std::vector<std::optional<std::vector<bool>>> done(messages.size());
   for (std::size_t k = 0; k < messages.size(); ++k) {
-    if (attempts[k]) done[k] = scheduler.settle_at_acceptance(messages[k], *attempts[k]);
+    if (attempts[k]) {
+      done[k] = scheduler.settle_at_acceptance(messages[k], *attempts[k],
+                                               std::chrono::steady_clock::now() - started);
+    }
   }
   return done;
 }

@@ -642,5 +642,23 @@ TEST_F(MaildirTest, ABatchPutsItsCopiesIntoNewOnlyWhenCompleted) {
   EXPECT_EQ(entries(alice + "/new").size(), 3u);
 }
 
+// A batch holds at most kMaxCopies copies open (3 descriptors each); past it, a copy is
+// delivered on its own, durably, at once.
+TEST_F(MaildirTest, ABatchStagesAtMostItsBoundAndDeliversTheRestAtOnce) {
+  Maildir maildir(mail_root_, "mx.example.com");
+  auto stored = message(std::vector<std::string>(MaildirBatch::kMaxCopies + 1, "alice@example.com"),
+                        "Subject: many\r\n\r\nx\r\n");
+  const std::string alice = mail_root_ + "/example.com/alice";
+  MaildirBatch batch;
+  for (std::size_t i = 0; i <= MaildirBatch::kMaxCopies; ++i)
+    EXPECT_EQ(maildir.deliver(stored, i).status, DeliveryStatus::kDelivered);
+  EXPECT_EQ(batch.copies().size(), MaildirBatch::kMaxCopies);
+  EXPECT_EQ(entries(alice + "/tmp").size(), MaildirBatch::kMaxCopies);
+  EXPECT_EQ(entries(alice + "/new").size(), 1u);
+  batch.complete();
+  EXPECT_EQ(entries(alice + "/new").size(), MaildirBatch::kMaxCopies + 1);
+  EXPECT_TRUE(entries(alice + "/tmp").empty());
+}
+
 }  // namespace
 }  // namespace delivery

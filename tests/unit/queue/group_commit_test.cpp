@@ -289,20 +289,25 @@ TEST_F(GroupCommitTest, ADelivererTakesWholeMessagesAndLeavesTheRestToTheQueue) 
   ASSERT_TRUE(half->append("half\r\n"));
   auto queued = begin({"queue@example.com"});
   ASSERT_TRUE(queued->append("queued\r\n"));
+  // Past the write buffer: finished through the file, then logged from it (its CRC).
+  const std::string big_content = "Subject: big\r\n\r\n" + std::string(200 * 1024, 'b') + "\r\n";
+  auto big = begin({"queue@example.com"});
+  ASSERT_TRUE(big->append(big_content));
+  ASSERT_TRUE(big->replace_header_section(0, "X-Late: 2\r\n"));
   auto held = begin({"all@example.com"});
   ASSERT_TRUE(held->append("held\r\n"));
   ASSERT_TRUE(held->mark_held());
   Completions completions;
-  for (SpoolWriter* writer : {all.get(), half.get(), queued.get(), held.get()}) {
+  for (SpoolWriter* writer : {all.get(), half.get(), queued.get(), held.get(), big.get()}) {
     committer.commit_async(*writer, [&](base::Expected<base::Ok, SpoolError> result) {
       completions.add(result.has_value(), std::this_thread::get_id());
     });
   }
-  ASSERT_TRUE(completions.wait(4));
-  EXPECT_EQ(completions.succeeded(), 4u);
+  ASSERT_TRUE(completions.wait(5));
+  EXPECT_EQ(completions.succeeded(), 5u);
   {
     std::lock_guard lock(seen_mutex);
-    EXPECT_EQ(seen.size(), 3u);  // the held message is never offered
+    EXPECT_EQ(seen.size(), 4u);  // the held message is never offered
     EXPECT_NE(std::find(seen.begin(), seen.end(),
                         all->id() + " X-Late: 1\r\nSubject: x\r\n\r\nbody\r\n 2"),
               seen.end());
@@ -311,7 +316,7 @@ TEST_F(GroupCommitTest, ADelivererTakesWholeMessagesAndLeavesTheRestToTheQueue) 
   EXPECT_FALSE(half->delivered());
   EXPECT_FALSE(queued->delivered());
   EXPECT_FALSE(held->delivered());
-  std::vector<std::string> expected = {half->id(), queued->id(), held->id()};
+  std::vector<std::string> expected = {half->id(), queued->id(), held->id(), big->id()};
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(spool_->list(), expected);
   EXPECT_EQ(count_entries(root_ + "/spool/tmp"), 0u);
@@ -328,6 +333,26 @@ TEST_F(GroupCommitTest, ADelivererTakesWholeMessagesAndLeavesTheRestToTheQueue) 
   auto loaded = spool_->load(next->id());
   ASSERT_TRUE(loaded) << loaded.error().message;
   EXPECT_EQ(loaded->content_size, 6u);
+  next.reset();
+  // What went to the queue after finish() is whole, and the log agrees with it: a spool
+  // opened again rebuilds queue/ from the log (here: the big message's file removed).
+  const std::string big_id = big->id();
+  std::vector<std::unique_ptr<SpoolWriter>> writers;
+  for (auto* writer : {&all, &half, &queued, &held, &big})
+    writers.push_back(std::move(*writer));
+  writers.clear();
+  ASSERT_EQ(::unlink((root_ + "/spool/queue/" + big_id).c_str()), 0);
+  spool_.reset();
+  auto reopened = Spool::open(root_ + "/spool");
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  spool_ = std::move(*reopened);
+  auto loaded_big = spool_->load(big_id);
+  ASSERT_TRUE(loaded_big) << loaded_big.error().message;
+  auto big_reader = MessageReader::open(*loaded_big);
+  ASSERT_TRUE(big_reader);
+  std::string read_back(big_reader->size(), '\0');
+  ASSERT_TRUE(big_reader->read(std::span<char>(read_back.data(), read_back.size())));
+  EXPECT_EQ(read_back, "X-Late: 2\r\n" + big_content);
 }
 
 }  // namespace

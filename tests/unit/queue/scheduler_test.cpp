@@ -753,5 +753,57 @@ TEST_F(SchedulerTest, SuccessNoticesForUnauthenticatedSendersCarryNothingAndAreR
   EXPECT_EQ(log_.count("event=dsn_suppressed"), 1u);
 }
 
+// Which messages are delivered at acceptance: every recipient local to a mailbox here, no
+// success notice asked for, no notice itself, and at most kMaxBytesAtAcceptance of copies;
+// the deliveries are logged only once settled.
+TEST_F(SchedulerTest, DeliveryAtAcceptanceTakesOnlyWhatItIsFor) {
+  std::size_t calls = 0;
+  SchedulerOptions options;
+  options.at_acceptance = [](std::string_view address) { return address.ends_with("@here"); };
+  Scheduler scheduler(
+      *spool_,
+      [&](const StoredMessage&, std::span<const std::size_t> recipients) {
+        ++calls;
+        return std::vector<DeliveryResult>(recipients.size(),
+                                           DeliveryResult{DeliveryStatus::kDelivered, "ok"});
+      },
+      options);
+  auto make = [](std::vector<std::string> addresses, std::uint64_t size) {
+    StoredMessage message;
+    message.id = "0123456789ABCDEFGHIJ";
+    for (const std::string& address : addresses)
+      message.envelope.recipients.push_back({address, "", ""});
+    message.content_size = size;
+    return message;
+  };
+  auto fits = scheduler.attempt_at_acceptance(make({"a@here", "b@here"}, 1024));
+  ASSERT_TRUE(fits);
+  EXPECT_EQ(fits->size(), 2u);
+  EXPECT_EQ(scheduler.settle_at_acceptance(make({"a@here", "b@here"}, 1024), *fits),
+            (std::vector<bool>{true, true}));
+  EXPECT_FALSE(scheduler.attempt_at_acceptance(make({"a@here", "b@elsewhere"}, 1024)));
+  EXPECT_FALSE(scheduler.attempt_at_acceptance(
+      make({"a@here", "b@here"}, kMaxBytesAtAcceptance / 2 + 1)));  // 2 copies over the bound
+  EXPECT_TRUE(scheduler.attempt_at_acceptance(make({"a@here"}, kMaxBytesAtAcceptance)));
+  StoredMessage success = make({"a@here"}, 10);
+  success.envelope.recipients[0].notify = "SUCCESS";
+  EXPECT_FALSE(scheduler.attempt_at_acceptance(success));
+  StoredMessage notice = make({"a@here"}, 10);
+  notice.notice_of = "0123456789ABCDEFGHIK";
+  EXPECT_FALSE(scheduler.attempt_at_acceptance(notice));
+  EXPECT_EQ(calls, 2u);  // only the two that were for it
+  std::vector<DeliveryResult> partial = {DeliveryResult{DeliveryStatus::kDelivered, "ok"},
+                                         DeliveryResult{DeliveryStatus::kTransient, "later"}};
+  EXPECT_EQ(scheduler.settle_at_acceptance(make({"a@here", "b@here"}, 10), partial),
+            (std::vector<bool>{true, false}));
+  // Without the option nothing is ever delivered at acceptance.
+  Scheduler plain(*spool_, [&](const StoredMessage&, std::span<const std::size_t> recipients) {
+    ++calls;
+    return std::vector<DeliveryResult>(recipients.size());
+  });
+  EXPECT_FALSE(plain.attempt_at_acceptance(make({"a@here"}, 10)));
+  EXPECT_EQ(calls, 2u);
+}
+
 }  // namespace
 }  // namespace queue
