@@ -11,11 +11,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
+#include <span>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -274,6 +277,28 @@ int write_all(int fd, std::string_view bytes) {
   return 0;
 }
 
+// pieces, in order, with as few writev(2) calls as the kernel allows (one, for a file
+// system's usual write); pieces is consumed. 0 or the errno.
+int write_pieces(int fd, std::span<iovec> pieces) {
+  while (!pieces.empty()) {
+    ssize_t written = ::writev(fd, pieces.data(), static_cast<int>(pieces.size()));
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    auto left = static_cast<std::size_t>(written);
+    while (!pieces.empty() && left >= pieces.front().iov_len) {
+      left -= pieces.front().iov_len;
+      pieces = pieces.subspan(1);
+    }
+    if (!pieces.empty()) {
+      pieces.front().iov_base = static_cast<char*>(pieces.front().iov_base) + left;
+      pieces.front().iov_len -= left;
+    }
+  }
+  return 0;
+}
+
 // Whether the header section of the message holds "Delivered-To: <address>" (compared
 // case-insensitively, blanks and a folded line allowed). Reads at most 256 KiB of header.
 base::Expected<bool, queue::SpoolError> carries_delivered_to(queue::MessageReader& reader,
@@ -522,11 +547,30 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
     ::unlinkat(tmp_dir.get(), file.c_str(), 0);
     return transient(system_error(what, tmp_file, error_number));
   };
-  if (int error = write_all(target.get(), return_path)) return fail("write", error);
-  for (const queue::ContentSegment& segment : source->segments()) {
-    if (int error =
-            copy_content(source->file_descriptor(), segment.offset, target.get(), segment.length)) {
+  if (source->file_descriptor() < 0 && source->segments().size() < 8) {
+    // A message in memory (finished from its writer's buffer, delivery at acceptance): the
+    // return path and the content in one writev(2).
+    std::array<iovec, 8> pieces{};
+    pieces[0] = iovec{const_cast<char*>(return_path.data()), return_path.size()};
+    std::size_t count = 1;
+    const std::string_view bytes = source->file_bytes();
+    for (const queue::ContentSegment& segment : source->segments()) {
+      pieces[count++] = iovec{const_cast<char*>(bytes.data() + segment.offset),
+                              static_cast<std::size_t>(segment.length)};
+    }
+    if (int error = write_pieces(target.get(), std::span<iovec>(pieces.data(), count))) {
       return fail("write", error);
+    }
+  } else {
+    if (int error = write_all(target.get(), return_path)) return fail("write", error);
+    for (const queue::ContentSegment& segment : source->segments()) {
+      const int error = source->file_descriptor() < 0
+                            ? write_all(target.get(), source->file_bytes().substr(
+                                                          static_cast<std::size_t>(segment.offset),
+                                                          static_cast<std::size_t>(segment.length)))
+                            : copy_content(source->file_descriptor(), segment.offset, target.get(),
+                                           segment.length);
+      if (error) return fail("write", error);
     }
   }
   if (MaildirBatch* batch = MaildirBatch::current();

@@ -73,6 +73,12 @@ base::Expected<std::size_t, SpoolError> MessageReader::read(std::span<char> buff
     }
     std::size_t want =
         static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size() - filled));
+    if (file_->fd < 0) {  // in memory: open() checked the segments against its size
+      std::memcpy(buffer.data() + filled, file_->bytes.data() + segment.offset + position_, want);
+      filled += want;
+      position_ += want;
+      continue;
+    }
     ssize_t got = ::pread(file_->fd, buffer.data() + filled, want,
                           static_cast<off_t>(segment.offset + position_));
     if (got < 0) {

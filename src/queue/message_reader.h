@@ -14,6 +14,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/expected.h"
@@ -39,7 +40,10 @@ class MessageReader {
   // sendfile(2)): the open file and where the content lies in it, in order, with exact
   // lengths and no empty segment. The descriptor stays the reader's; read() does not move
   // its file position.
+  // -1 when the message is in memory (a message finished from its writer's buffer,
+  // OpenSpoolFile::bytes): the segments are then pieces of file_bytes().
   int file_descriptor() const { return file_->fd; }
+  std::string_view file_bytes() const { return file_->bytes; }
   const std::vector<ContentSegment>& segments() const { return segments_; }
 
  private:

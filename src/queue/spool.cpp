@@ -777,19 +777,17 @@ SpoolError misuse(std::string text) {
 // A spool file read through fd (taken: closed on failure, else held by the message's file).
 base::Expected<StoredMessage, SpoolError> read_spool_file(const std::string& id, int fd,
                                                           const std::string& path);
-// The same from the file's bytes in memory, read later through fd.
-base::Expected<StoredMessage, SpoolError> read_spool_buffer(const std::string& id,
-                                                            std::string_view bytes, int fd,
+// The same from the file's bytes, which the message then holds (no file).
+base::Expected<StoredMessage, SpoolError> read_spool_memory(const std::string& id,
+                                                            std::string_view bytes,
                                                             const std::string& path);
 
 class FileSpoolWriter final : public SpoolWriter {
  public:
-  FileSpoolWriter(Spool& spool, std::string id, int fd, int tmp_dir_fd, int queue_dir_fd,
-                  int state_dir_fd)
+  FileSpoolWriter(Spool& spool, std::string id, int tmp_dir_fd, int queue_dir_fd, int state_dir_fd)
       : spool_(spool),
         id_(std::move(id)),
         tmp_path_(spool.tmp_path(id_)),
-        fd_(fd),
         tmp_dir_fd_(tmp_dir_fd),
         queue_dir_fd_(queue_dir_fd),
         state_dir_fd_(state_dir_fd) {
@@ -819,6 +817,7 @@ class FileSpoolWriter final : public SpoolWriter {
   base::Expected<std::shared_ptr<const ContentReader>, SpoolError> content_reader() override {
     if (state_ != State::kOpen) return not_open("content_reader");
     if (auto flushed = flush_buffer(); !flushed) return base::unexpected(flushed.error());
+    if (auto made = make_file(); !made) return base::unexpected(made.error());
     // A descriptor of its own, for reading (the writer's is the writer's: its position).
     int fd = ::openat(tmp_dir_fd_, id_.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail(system_error("open", tmp_path_, errno));
@@ -955,28 +954,28 @@ class FileSpoolWriter final : public SpoolWriter {
                      /*transient=*/false, EINVAL});
     }
     if (auto completed = complete(); !completed) return base::unexpected(completed.error());
-    if (whole_in_buffer_) {
-      // Written out, and kept: flush_to_log() may still log it from memory.
-      if (auto written = write_all(fd_, buffer_.data(), buffer_.size(), tmp_path_); !written) {
-        return fail(written.error());
-      }
-      written_size_ = buffer_.size();
-      buffer_on_disk_ = true;
-    }
     state_ = State::kFinished;
+    if (whole_in_buffer_) {
+      // No file: the message is read from a copy of the buffer, which flush_to_log() still
+      // logs and writes out if it comes to that.
+      auto message = read_spool_memory(id_, buffer_, tmp_path_);
+      if (!message) return fail(message.error());
+      return message;
+    }
     int reader_fd = ::dup(fd_);
     if (reader_fd < 0) return fail(system_error("dup", tmp_path_, errno));
-    auto message = whole_in_buffer_ ? read_spool_buffer(id_, buffer_, reader_fd, tmp_path_)
-                                    : read_spool_file(id_, reader_fd, tmp_path_);
+    auto message = read_spool_file(id_, reader_fd, tmp_path_);
     if (!message) return fail(message.error());
     return message;
   }
 
   void mark_delivered() override {
     if (state_ != State::kFinished) return;
-    ::close(fd_);
-    fd_ = -1;
-    spool_.discard_delivered(id_, written_size_);
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+      spool_.discard_delivered(id_, written_size_);
+    }
     state_ = State::kCommitted;
     delivered_ = true;
   }
@@ -994,9 +993,7 @@ class FileSpoolWriter final : public SpoolWriter {
       auto logged = spool_.log().append_message(id_, buffer_);
       if (!logged) return fail(logged.error());
       ticket_ = *logged;
-      if (!buffer_on_disk_) {
-        if (auto flushed = flush_buffer(); !flushed) return flushed;
-      }
+      if (auto flushed = flush_buffer(); !flushed) return flushed;
     } else {
       auto logged = spool_.log().append_message(id_, {}, fd_, written_size_, file_crc_);
       if (!logged) return fail(logged.error());
@@ -1067,9 +1064,11 @@ class FileSpoolWriter final : public SpoolWriter {
     switch (state_) {
       case State::kOpen:
       case State::kFinished:
-        ::close(fd_);
-        fd_ = -1;
-        ::unlinkat(tmp_dir_fd_, id_.c_str(), 0);
+        if (fd_ >= 0) {  // else no file was made (make_file)
+          ::close(fd_);
+          fd_ = -1;
+          ::unlinkat(tmp_dir_fd_, id_.c_str(), 0);
+        }
         break;
       case State::kSynced:
         ::unlinkat(tmp_dir_fd_, id_.c_str(), 0);
@@ -1128,6 +1127,16 @@ class FileSpoolWriter final : public SpoolWriter {
     return base::Ok{};
   }
 
+  // tmp/<id>, made when the first octets must go to disk (Spool::create_tmp): a message
+  // that fits the buffer and is delivered at acceptance never has a file.
+  base::Expected<base::Ok, SpoolError> make_file() {
+    if (fd_ >= 0) return base::Ok{};
+    fd_ = spool_.create_tmp(id_);
+    // fail() leaves the name alone (fd_ < 0): with EEXIST it is another's.
+    if (fd_ < 0) return fail(system_error("create", tmp_path_, errno));
+    return base::Ok{};
+  }
+
   // Buffered write at the end of the file; pieces as large as the buffer go straight out.
   base::Expected<base::Ok, SpoolError> write_bytes(std::string_view bytes) {
     if (bytes.size() <= kWriteBufferSize - buffer_.size()) {
@@ -1137,6 +1146,7 @@ class FileSpoolWriter final : public SpoolWriter {
     if (auto flushed = flush_buffer(); !flushed) return flushed;
     if (bytes.size() >= kWriteBufferSize) {
       // Large pieces go straight to the file; the buffer would only add a copy.
+      if (auto made = make_file(); !made) return made;
       if (auto written = write_all(fd_, bytes.data(), bytes.size(), tmp_path_); !written) {
         return fail(written.error());
       }
@@ -1150,6 +1160,7 @@ class FileSpoolWriter final : public SpoolWriter {
 
   base::Expected<base::Ok, SpoolError> flush_buffer() {
     if (buffer_.empty()) return base::Ok{};
+    if (auto made = make_file(); !made) return made;
     if (auto written = write_all(fd_, buffer_.data(), buffer_.size(), tmp_path_); !written) {
       return fail(written.error());
     }
@@ -1222,7 +1233,7 @@ class FileSpoolWriter final : public SpoolWriter {
   Spool& spool_;
   std::string id_;
   std::string tmp_path_;
-  int fd_;
+  int fd_ = -1;  // tmp/<id> once make_file() made it
   int tmp_dir_fd_;
   int queue_dir_fd_;
   int state_dir_fd_;
@@ -1240,7 +1251,6 @@ class FileSpoolWriter final : public SpoolWriter {
   bool logged_ = false;                    // flush_to_log() appended the message to the log
   bool delivered_ = false;                 // mark_delivered(): every recipient had it at acceptance
   bool whole_in_buffer_ = false;           // complete(): the whole file is in buffer_
-  bool buffer_on_disk_ = false;            // finish() wrote buffer_ out and kept it
   std::optional<std::uint32_t> file_crc_;  // complete(): the file's CRC-32, when known
   std::uint64_t ticket_ = 0;               // of that append (SpoolLog::sync)
   std::uint32_t tail_crc_ = 0;             // CRC-32 of the file from kStartSize to written_size_
@@ -1538,12 +1548,9 @@ base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> Spool::begin_with_id(
                                            std::to_string(kMaxHeaderSize) + ")",
                                        /*transient=*/false, EFBIG});
   }
-  // Read and write: flush_to_log() reads a large message back for the commit log.
-  int fd = reuse_spare(id);
-  if (fd < 0) fd = ::openat(tmp_dir_fd_, id.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return fail_with("create", tmp_path(id), errno);
+  // tmp/<id> is made when the writer first needs it (Spool::create_tmp).
   auto writer =
-      std::make_unique<FileSpoolWriter>(*this, id, fd, tmp_dir_fd_, queue_dir_fd_, state_dir_fd_);
+      std::make_unique<FileSpoolWriter>(*this, id, tmp_dir_fd_, queue_dir_fd_, state_dir_fd_);
   if (auto header = writer->write_header(header_text); !header) {
     return base::unexpected(header.error());
   }
@@ -1715,15 +1722,12 @@ base::Expected<StoredMessage, SpoolError> read_spool_file(const std::string& id,
   return std::move(*parsed);
 }
 
-base::Expected<StoredMessage, SpoolError> read_spool_buffer(const std::string& id,
-                                                            std::string_view bytes, int fd,
+base::Expected<StoredMessage, SpoolError> read_spool_memory(const std::string& id,
+                                                            std::string_view bytes,
                                                             const std::string& path) {
   auto parsed = parse_spool_file(id, bytes, bytes.size());
-  if (!parsed) {
-    ::close(fd);
-    return base::unexpected(corrupt(path, parsed.error()));
-  }
-  parsed->file = std::make_shared<const OpenSpoolFile>(fd, bytes.size());
+  if (!parsed) return base::unexpected(corrupt(path, parsed.error()));
+  parsed->file = std::make_shared<const OpenSpoolFile>(std::string(bytes));
   parsed->path = path;
   return std::move(*parsed);
 }
@@ -1755,7 +1759,7 @@ bool Spool::still_queued(const StoredMessage& message) const {
 }
 
 OpenSpoolFile::~OpenSpoolFile() {
-  ::close(fd);
+  if (fd >= 0) ::close(fd);
 }
 
 bool Spool::keep_spare(int dir_fd, const std::string& id, std::uint64_t length) {
@@ -1776,6 +1780,13 @@ bool Spool::keep_spare(int dir_fd, const std::string& id, std::uint64_t length) 
 
 void Spool::discard_delivered(const std::string& id, std::uint64_t length) {
   if (!keep_spare(tmp_dir_fd_, id, length)) ::unlinkat(tmp_dir_fd_, id.c_str(), 0);
+}
+
+int Spool::create_tmp(const std::string& id) {
+  int fd = reuse_spare(id);
+  // Read and write: flush_to_log() reads a large message back for the commit log.
+  if (fd < 0) fd = ::openat(tmp_dir_fd_, id.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  return fd;
 }
 
 int Spool::reuse_spare(const std::string& id) {

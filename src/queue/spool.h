@@ -28,6 +28,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/expected.h"
@@ -56,14 +57,19 @@ struct ContentSegment {
 };
 
 // A file of queue/ open for reading, shared by the readers of one loaded message (a file
-// in queue/ never changes). Closed with its last holder.
+// in queue/ never changes). Closed with its last holder. Or the file's octets in memory
+// (fd -1): a message SpoolWriter::finish() took whole from its buffer, which never needed
+// a file (delivered at acceptance).
 struct OpenSpoolFile {
   OpenSpoolFile(int fd_in, std::uint64_t size_in) : fd(fd_in), size(size_in) {}
+  explicit OpenSpoolFile(std::string bytes_in)
+      : fd(-1), size(bytes_in.size()), bytes(std::move(bytes_in)) {}
   ~OpenSpoolFile();
   OpenSpoolFile(const OpenSpoolFile&) = delete;
   OpenSpoolFile& operator=(const OpenSpoolFile&) = delete;
   const int fd;
   const std::uint64_t size;
+  const std::string bytes;  // fd < 0: the whole file
 };
 
 // A committed message as read back from queue/.
@@ -258,12 +264,14 @@ class SpoolWriter {
   virtual bool held() const = 0;
 
   // Delivery at acceptance (GroupCommitter::set_deliverer), instead of step 1's start:
-  // finish() makes the file complete in tmp/ as flush_to_log() would (not synced, not
-  // logged) and returns the message as Spool::load() reads it, through a descriptor of its
-  // own (path: tmp/<id>). Refused for a held message (not transient, EINVAL). Then either
-  //   mark_delivered(): every recipient has the message durably (in its mailbox): the file
-  //     is discarded, nothing reaches the log or queue/, and the writer is done as if
-  //     committed (delivered() is then true); or
+  // finish() makes the file complete as flush_to_log() would (not synced, not logged) and
+  // returns the message as Spool::load() reads it: from memory when the whole file is still
+  // in the writer's buffer (a message under 64 KiB, which then never gets a file in tmp/),
+  // else through a descriptor of its own of tmp/<id> (path: tmp/<id> either way). Refused
+  // for a held message (not transient, EINVAL). Then either
+  //   mark_delivered(): every recipient has the message durably (in its mailbox): the file,
+  //     if any, is discarded, nothing reaches the log or queue/, and the writer is done as
+  //     if committed (delivered() is then true); or
   //   flush_to_log() and the steps after it, as for any message.
   // A failure removes the file, as with every step.
   virtual base::Expected<StoredMessage, SpoolError> finish() = 0;
@@ -343,6 +351,11 @@ class Spool {
   bool is_held(const std::string& id) const;
   // Octets of queue/<id> (envelope header included), 0 if it cannot be read.
   std::uint64_t file_size(const std::string& id) const;
+  // tmp/<id> for a new message's writer, open for reading and writing: a spare file renamed
+  // and emptied, else a new file (O_EXCL). -1 with errno set when neither can be had. The
+  // writer makes it only once its buffer must go to disk: a small message delivered at
+  // acceptance never has one.
+  int create_tmp(const std::string& id);
   // For SpoolWriter::mark_delivered(): tmp/<id>, length octets, goes to spare/ (or is
   // unlinked); nothing is logged, the message never was.
   void discard_delivered(const std::string& id, std::uint64_t length);
@@ -372,7 +385,7 @@ class Spool {
   // remove() and discard_delivered(): moves <dir_fd>/<id> of length octets to spare/ when it
   // is small and spare/ not full.
   bool keep_spare(int dir_fd, const std::string& id, std::uint64_t length);
-  // begin(): a spare file renamed to tmp/<id>, emptied and open for writing; -1 if none.
+  // create_tmp(): a spare file renamed to tmp/<id>, emptied and open for writing; -1 if none.
   int reuse_spare(const std::string& id);
   std::string dir_;
   std::atomic<std::uint64_t> counter_{0};  // new_id() and begin() are thread-safe

@@ -434,6 +434,36 @@ TEST_F(MaildirTest, PrependedFieldsAndAReplacedBodyAreWhatIsDelivered) {
   EXPECT_TRUE(files[0].ends_with(",S=" + std::to_string(delivered.size()))) << files[0];
 }
 
+// Delivery at acceptance: a message finished whole from its writer's buffer is read from
+// memory (no file in the spool's tmp/), its pieces written in order like a file's.
+TEST_F(MaildirTest, AMessageFinishedFromMemoryIsWhatIsDelivered) {
+  Maildir maildir(mail_root_, "mx");
+  const std::string header = "From: a@example.org\r\nSubject: hi\r\n";
+  const std::string edited = kReceived + header + "X-Milter: 1\r\n";
+  smtp::Envelope envelope;
+  envelope.reverse_path = "sender@example.com";
+  envelope.recipients.push_back({"alice@example.com", "", ""});
+  auto writer = spool().begin_with_id("0123456789ABCDEFmem", envelope, 1700000000);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append(kReceived + header + "\r\nbody\r\n"));
+  ASSERT_TRUE((*writer)->replace_header_section(kReceived.size() + header.size(), edited));
+  auto finished = (*writer)->finish();
+  ASSERT_TRUE(finished) << finished.error().message;
+  ASSERT_TRUE(finished->file);
+  EXPECT_LT(finished->file->fd, 0);
+  EXPECT_TRUE(entries(root_ + "/spool/tmp").empty());
+  ASSERT_EQ(maildir.deliver(*finished, 0).status, DeliveryStatus::kDelivered);
+  auto files = entries(mail_root_ + "/example.com/alice/new");
+  ASSERT_EQ(files.size(), 1u);
+  const std::string delivered = read_file(mail_root_ + "/example.com/alice/new/" + files[0]);
+  EXPECT_EQ(delivered, "Return-Path: <sender@example.com>\r\nDelivered-To: alice@example.com\r\n" +
+                           edited + "\r\nbody\r\n");
+  EXPECT_TRUE(files[0].ends_with(",S=" + std::to_string(delivered.size()))) << files[0];
+  (*writer)->mark_delivered();
+  EXPECT_TRUE(entries(root_ + "/spool/tmp").empty());
+  EXPECT_TRUE(entries(root_ + "/spool/spare").empty());
+}
+
 TEST_F(MaildirTest, AVersion1SpoolFileStillDelivers) {
   // Queued by an smtpsd from before the late header sections; delivered after an upgrade.
   spool();

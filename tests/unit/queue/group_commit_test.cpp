@@ -215,9 +215,10 @@ TEST_F(GroupCommitTest, StopCommitsWhatIsQueuedThenRefuses) {
     called = true;
     EXPECT_FALSE(result.has_value());
   });
-  EXPECT_TRUE(called);                                 // at once, on this thread
-  EXPECT_EQ(count_entries(root_ + "/spool/tmp"), 1u);  // the writer is left to its owner
-  (*late)->abort();
+  EXPECT_TRUE(called);  // at once, on this thread
+  // The writer is left to its owner, whole: it still commits by itself.
+  ASSERT_TRUE((*late)->commit());
+  EXPECT_EQ(count_entries(root_ + "/spool/queue"), 21u);
   committer.reset();  // a second stop() is harmless
 }
 
@@ -326,7 +327,9 @@ TEST_F(GroupCommitTest, ADelivererTakesWholeMessagesAndLeavesTheRestToTheQueue) 
   EXPECT_TRUE(spool_->is_held(held->id()));
   EXPECT_EQ(committer.stats().delivered, 1u);
   EXPECT_GE(batches, 1u);
-  // The next message is written into the delivered one's file (spare/), whole.
+  // The delivered message fit its writer's buffer: it was read from memory and never had a
+  // file in tmp/, so none went to spare/ either (the queued ones are in queue/).
+  EXPECT_EQ(count_entries(root_ + "/spool/spare"), 0u);
   auto next = begin({"queue@example.com"});
   ASSERT_TRUE(next->append("next\r\n"));
   ASSERT_TRUE(next->commit());

@@ -487,9 +487,12 @@ TEST_F(SpoolTest, BeginWithIdRefusesUnsafeAndDuplicateIds) {
   auto first = spool_->begin_with_id(id, full_envelope(), 1);
   ASSERT_TRUE(first);
   auto duplicate = spool_->begin_with_id(id, full_envelope(), 1);
-  ASSERT_FALSE(duplicate);
-  EXPECT_EQ(duplicate.error().error_number, EEXIST);
-  ASSERT_TRUE((*first)->commit());
+  ASSERT_TRUE(duplicate);  // tmp/<id> is made only when first needed (Spool::create_tmp)
+  ASSERT_TRUE((*first)->content_reader());  // makes the first's file
+  auto refused = (*duplicate)->content_reader();
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().error_number, EEXIST);
+  ASSERT_TRUE((*first)->commit());  // the duplicate's failure left the first's file alone
   // A committed id is never replaced (RENAME_NOREPLACE): the second commit fails cleanly.
   auto again = spool_->begin_with_id(id, full_envelope(), 1);
   ASSERT_TRUE(again);
