@@ -1527,10 +1527,9 @@ std::string Spool::new_id() {
 
 base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> Spool::begin(
     const smtp::Envelope& envelope, std::int64_t received_unix) {
-  for (int attempt = 0;; ++attempt) {
-    auto writer = begin_with_id(new_id(), envelope, received_unix);
-    if (writer || writer.error().error_number != EEXIST || attempt == 2) return writer;
-  }
+  // new_id() is unique (time, counter, a per-process nonce); were tmp/<id> taken anyway, the
+  // writer's first write would fail with EEXIST (Spool::create_tmp), never replace it.
+  return begin_with_id(new_id(), envelope, received_unix);
 }
 
 base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> Spool::begin_with_id(

@@ -295,8 +295,8 @@ class Spool {
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
 
-  // Starts a message: a fresh unique id, the envelope written to tmp/<id>.
-  // received_unix is stored with the message.
+  // Starts a message: a fresh unique id, the envelope in the writer's buffer (tmp/<id> is
+  // made when the buffer first goes to disk). received_unix is stored with the message.
   base::Expected<std::unique_ptr<SpoolWriter>, SpoolError> begin(const smtp::Envelope& envelope,
                                                                  std::int64_t received_unix);
   // A fresh queue id (also used for the Received header before begin()).
@@ -332,9 +332,10 @@ class Spool {
   bool still_queued(const StoredMessage& message) const;
   // Removes queue/<id> (after every recipient is delivered) and appends its D record to the
   // log. Not synced: a removal undone by a crash only makes the message be delivered again,
-  // idempotently. A small file is not unlinked but moved to spare/, and begin() writes the
-  // next message into it: a file system like ext4 spends more on making and freeing inodes
-  // (the scan past recently deleted ones) than on the rest of a message's file operations.
+  // idempotently. A small file is not unlinked but moved to spare/, and the next writer that
+  // needs a file writes into it (create_tmp): a file system like ext4 spends more on making and
+  // freeing inodes (the scan past recently deleted ones) than on the rest of a message's file
+  // operations.
   base::Expected<base::Ok, SpoolError> remove(const std::string& id);
   // The delivery state of a message: an append-only list of short lines in state/<id>
   // ("delivered 2", "failed 0", "held", ...), written by the scheduler so that a restart
