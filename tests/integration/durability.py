@@ -5,7 +5,8 @@ The contract, stated without naming how the spool does it: every byte and every 
 entry a message needs is covered by a completed fsync, fdatasync or syncfs before the
 server says 250 for it; the same for a local delivery before it is recorded (the state line
 or the removal of the queued file, or the 250 of a message delivered at acceptance, which is
-never queued), and for a DSN before the failure it reports is recorded.
+never queued: then one copy per recipient the transaction accepted), and for a DSN before the
+failure it reports is recorded.
 
 How it is observed: `strace -f -yy` (every fd printed with its path) of the server; each
 call has a start and an end position in the trace (strace writes the lines in the order
@@ -14,6 +15,11 @@ the calls happen; a call interrupted by another thread is split into "<unfinishe
 was complete when it began. O_SYNC/O_DSYNC files are synced by each write; sync_file_range
 is not a sync (it flushes neither metadata nor the disk's cache); io_uring cannot be seen
 through strace, so a trace that sets one up fails the check rather than pass blindly.
+The recipients of a message are counted from the replies on its connection (a "250 2.1.5"
+per accepted RCPT since the "250 2.1.0" of its MAIL), so only on plain-text connections;
+the Maildir copies from their names (<time>.Q<id>R<recipient index>.<host>,S=<size>). A
+transaction that names one mailbox twice gets one copy (delivery/router.h): the tests give
+each recipient its own mailbox.
 
 Standard library only.
 """
@@ -33,6 +39,10 @@ LINE = re.compile(r"^(\d+) +(.*)$")
 CALL = re.compile(r"^(\w+)\((.*)\) += (-?\d+)(?:<([^>]*)>)?")
 FD_PATH = re.compile(r"(-?\d+|AT_FDCWD)<([^>]*)>")
 QUEUED = re.compile(r"250 2\.0\.0 Ok: queued as (\w+)")
+COPY_INDEX = re.compile(r"\.Q(\w+?)R(\d+)\.")
+# A connected socket with both ends: "29<TCP:[127.0.0.1:25->127.0.0.1:45694]>" (FD_PATH
+# stops at the '>' of "->").
+CONNECTION = re.compile(r"^\d+<((?:TCP|TCPv6|UNIX):\[[^\]]*\])>")
 LOG_RECORD = re.compile(r"^([MD]) ([0-9A-Za-z]+) \d+ [0-9a-f]{8}\n")
 QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
@@ -125,6 +135,8 @@ class Checker:
         self.log_records = {}     # queue id -> (segment path, end of the last write of its record)
         self.record_at = {}       # segment path -> queue id of the record written last to it
         self.recorded = []        # ids whose local delivery or failure was recorded
+        self.accepted_rcpts = {}  # connection (socket path) -> RCPTs accepted in its transaction
+        self.recipients = {}      # queue id -> RCPTs accepted for it (plain-text connections)
 
     # What is durable now ------------------------------------------------------------
 
@@ -168,6 +180,15 @@ class Checker:
                 self.recorded.append(queue_id)
                 for path in copies:
                     self.require(path, why + ": delivered at acceptance", position)
+                # Every recipient's copy, not just one: a recipient whose copy failed sends
+                # the message to the queue (a record in the commit log), never to a 250 alone.
+                indexes = {found.group(2) for found in map(COPY_INDEX.search, copies)
+                           if found and found.group(1) == queue_id}
+                wanted = self.recipients.get(queue_id, 0)
+                if len(indexes) < wanted:
+                    self.violations.append(f"line {position + 1}: {why}: delivered at "
+                                           f"acceptance to {len(indexes)} of its {wanted} "
+                                           f"recipients (the others have no copy in new/)")
                 return
             path = os.path.join(self.root, "spool", "queue", queue_id)
             if path not in self.last_write and not self.entry_changes.get(os.path.split(path)):
@@ -184,6 +205,18 @@ class Checker:
         if not self.entry_durable(directory, name, position):
             self.violations.append(f"line {position + 1}: {why}: the entry {name} in "
                                    f"{directory} was not synced")
+
+    def replies(self, connection, text, position):
+        """The SMTP replies written on a connection, in order (several when pipelined)."""
+        for line in text.split("\r\n"):
+            if line.startswith("250 2.1.0"):  # MAIL accepted: a new transaction
+                self.accepted_rcpts[connection] = 0
+            elif line.startswith("250 2.1.5"):
+                self.accepted_rcpts[connection] = self.accepted_rcpts.get(connection, 0) + 1
+            for queue_id in QUEUED.findall(line):
+                self.recipients[queue_id] = self.accepted_rcpts.pop(connection, 0)
+                self.acknowledged.append(queue_id)
+                self.require_message(queue_id, f"250 for {queue_id}", position)
 
     def log_write(self, path, call):
         """A write to a segment of the commit log: the record line names the message."""
@@ -272,10 +305,10 @@ class Checker:
                 if name in ("sendfile",) and len(paths) > 1:
                     target = paths[0]  # sendfile(out_fd, in_fd, ...)
                 if target.startswith(("TCP:", "TCPv6:", "UNIX:")) or "socket:" in target:
+                    connection = CONNECTION.match(call.args)
                     for text in call.strings():
-                        for queue_id in QUEUED.findall(text):
-                            self.acknowledged.append(queue_id)
-                            self.require_message(queue_id, f"250 for {queue_id}", call.start)
+                        self.replies(connection.group(1) if connection else target, text,
+                                     call.start)
                     continue
                 if not self.mine(target):
                     continue

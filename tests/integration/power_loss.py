@@ -46,6 +46,7 @@ from harness import SMTPSD, Server
 from processes import end_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 SHIMS = os.path.normpath(os.path.join(HERE, "..", "durability"))
 PAGE = 4096
 O_ACCMODE, O_RDONLY, O_CREAT, O_TRUNC, O_DIRECTORY = 0o3, 0, 0o100, 0o1000, 0o200000
@@ -202,7 +203,9 @@ class Replay:
     """The record of one run replayed onto the snapshot of its data directory: the nodes,
     their content changes and syncs, the directory entry changes, the acknowledgements."""
 
-    def __init__(self, root, snapshot, records):
+    def __init__(self, root, snapshot, records, repairs=()):
+        """repairs: (seq, path) of each mailbox the administrator repaired during the run
+        (repair_mailbox()), after the record seq."""
         self.root = os.path.realpath(root)
         self.snapshot = snapshot
         self.nodes = []
@@ -221,8 +224,32 @@ class Replay:
         pids = {r.pid for r in records}
         if len(pids) > 1:
             raise ReplayError(f"records of more than one process: {sorted(pids)}")
+        repairs = sorted(repairs)
         for record in records:
+            while repairs and repairs[0][0] < record.seq:
+                self.repaired(*repairs.pop(0))
             self.replay(record)
+        for repair in repairs:
+            self.repaired(*repair)
+
+    def repaired(self, after, path):
+        """What the administrator did between the record `after` and the next (not the server,
+        so not recorded): the file at path replaced by an empty directory, and that synced
+        (fsync of its directory, as a careful hand or a `sync` does)."""
+        parts = self.relative(path)
+        directory = self.parent(parts, Record(after, "repair", 0, 0, [path], b""))
+        old = directory.live.pop(parts[-1], None)
+        if old is None or old.kind != "f":
+            raise ReplayError(f"repair after record {after}: {'/'.join(parts)} is no file")
+        self.changes.append(EntryChange(after + 0.25, "remove", directory, parts[-1], old,
+                                        "administrator: unlink " + "/".join(parts)))
+        node = self.new_node("d", 0o700)
+        directory.live[parts[-1]] = node
+        self.changes.append(EntryChange(after + 0.5, "add", directory, parts[-1], node,
+                                        "administrator: mkdir " + "/".join(parts)))
+        directory.syncs.append((after + 0.75, after + 0.5))
+        self.syncs.append((after + 0.75, after + 0.5,
+                           "administrator: fsync " + "/".join(parts[:-1])))
 
     def new_node(self, kind, mode, snapshot_path=None):
         node = Node(len(self.nodes), kind, mode, snapshot_path)
@@ -610,18 +637,21 @@ def wait_for(predicate, timeout, what):
         time.sleep(0.02)
 
 
-USERS = ("demo", "alice")
+USERS = ("demo", "alice", "bob")
 RECIPIENTS = tuple(f"{user}@localhost" for user in USERS)
+UNUSABLE = "bob@localhost"  # the standard workload's: its mailbox cannot be written at first
 
 
 def server_config(data_dir, at_acceptance=True):
     """The configuration of the recorded run and of every recovery: port 25 (plain text)
     and submissions (implicit TLS; the recorder reads the 250 in what is given to
     SSL_write_ex), local Maildir delivery: at acceptance (the default), or through the
-    spool's commit log and queue."""
+    spool's commit log and queue; a deferred delivery retried every second (bob's, until his
+    mailbox is repaired)."""
     return Server(data_dir, listeners=[{"role": "smtp"}, {"role": "submissions"}],
                   domains=[("localhost", list(USERS))],
-                  extra_toml="" if at_acceptance else "[queue]\ndeliver_at_acceptance = false\n")
+                  extra_toml="[queue]\nretry_schedule = [1]\n" +
+                  ("" if at_acceptance else "deliver_at_acceptance = false\n"))
 
 
 class Recording:
@@ -636,6 +666,7 @@ class Recording:
         self.messages = []
         self.replay = None
         self.records = 0
+        self.repairs = []  # (seq, path under data) of each repair_mailbox() during the run
 
     def by_queue_id(self):
         return {m.queue_id: m for m in self.messages if m.queue_id}
@@ -648,16 +679,24 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard", at_ac
     """Runs the server under the recorder (after the mutation shims in preload, so what they
     drop is never seen) through a workload, stops it, and replays the record. Each step
     waits for its deliveries before the next, so that commits and deliveries interleave.
-    "standard": one message to demo; two at once (one of 10 KiB, torn across pages; the
-    other to alice, whose mailbox is made then), committed together; one to both; one more to
-    demo and, at the same time, one from demo to alice by implicit TLS with AUTH. "short":
-    the first two steps (enough to show a dropped sync); "one": the first step alone. "bounce": one from
-    alice to demo that bounces (a failure DSN to alice). at_acceptance: server_config's."""
+    "standard": one message to demo; three at once, committed together: one of 10 KiB (torn
+    across pages), one to alice (whose mailbox is made then), and one to demo and bob, whose
+    mailbox cannot be written (a regular file where new/ should be): demo has it at
+    acceptance, bob's copy is the queue's (a "delivered 0" state line committed with it;
+    through the spool the queue delivers demo's and defers bob's), and it stays queued,
+    retried, through the next steps; one to demo and alice; one more to demo and, at the same
+    time, one from demo to alice by implicit TLS with AUTH; then bob's mailbox is repaired
+    (repair_stopped), the queue flushed, and bob's copy delivered. "short": the first two
+    steps without bob's (enough to show a dropped sync); "one": the first step alone.
+    "bounce": one from alice to demo that bounces (a failure DSN to alice). at_acceptance:
+    server_config's."""
     if workload not in WORKLOADS:
         raise ValueError(f"workload {workload!r} is none of {WORKLOADS}")
     recording = Recording(workdir)
     os.makedirs(recording.data)
     server = server_config(recording.data, at_acceptance)
+    if "standard" in workload:
+        unusable_mailbox(recording.data, UNUSABLE)
     shutil.copytree(recording.data, recording.snapshot, symlinks=True)
     server.log_path = recording.server_log
     recorder = build_shim("recorder")
@@ -672,6 +711,7 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard", at_ac
         steps.append([make_power_message(rng, ["demo@localhost"], 10 * 1024),
                       make_power_message(rng, ["alice@localhost"], 600)])
     if "standard" in workload:
+        steps[-1].append(make_power_message(rng, ["demo@localhost", UNUSABLE], 1500))
         steps += [[make_power_message(rng, ["demo@localhost", "alice@localhost"], 2000)],
                   [make_power_message(rng, ["demo@localhost"], 600),
                    make_power_message(rng, ["alice@localhost"], 600, tls=True)]]
@@ -700,9 +740,24 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard", at_ac
             recording.messages += step
             for message in step:
                 for rcpt in ([message.bounce_to] if message.bounce_to else message.recipients):
-                    expected[rcpt] += 1
+                    expected[rcpt] += rcpt != UNUSABLE  # counted once its mailbox is repaired
             wait_for(lambda: all(len(delivered_files(recording.data, a)) >= n
                                  for a, n in expected.items()), 30, "the deliveries")
+        waiting = [m for m in recording.messages if UNUSABLE in m.recipients]
+        if waiting:
+            # Queued across the run (the steps after its own waited for their deliveries only).
+            if not queue_left(recording.data):
+                raise AssertionError(f"{UNUSABLE}'s message left the queue before its "
+                                     f"mailbox could be written")
+            after = repair_stopped(server, recording, UNUSABLE)
+            # As the administrator would: no need to wait for the next retry.
+            subprocess.run([SMTPSCTL, "queue", "flush", "--config", server.config_path],
+                           check=True, capture_output=True, timeout=20)
+            recording.repairs.append((after, os.path.relpath(
+                unusable_path(recording.data, UNUSABLE), recording.data)))
+            expected[UNUSABLE] += len(waiting)
+            wait_for(lambda: len(delivered_files(recording.data, UNUSABLE)) >= len(waiting),
+                     30, "the queue's delivery to the repaired mailbox")
         wait_for(lambda: not queue_left(recording.data), 30, "an empty queue")
     finally:
         code = server.stop()
@@ -710,7 +765,10 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard", at_ac
         raise AssertionError(f"the recorded server exited with {code}")
     records = read_log(recording.log)
     recording.records = len(records)
-    recording.replay = Replay(recording.data, recording.snapshot, records)
+    root = os.path.realpath(recording.data)
+    recording.replay = Replay(recording.data, recording.snapshot, records,
+                              [(after, os.path.join(root, path))
+                               for after, path in recording.repairs])
     differences = verify_against(recording.replay, recording.data)
     if differences:
         raise ReplayError("the replay differs from what the server left on disk (a change "
@@ -720,6 +778,59 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard", at_ac
     with open(os.path.join(workdir, "recording.pickle"), "wb") as f:
         pickle.dump(recording, f)
     return recording
+
+
+def unusable_path(data_dir, address):
+    return os.path.join(mailbox_path(data_dir, address), "new")
+
+
+def unusable_mailbox(data_dir, address):
+    """A Maildir that cannot be written (a disk error, a mistake by hand): tmp/ and cur/, and
+    a regular file where new/ should be. Root, which the tests run as, is not stopped by
+    permissions; this stops it."""
+    box = mailbox_path(data_dir, address)
+    for sub in ("tmp", "cur"):
+        os.makedirs(os.path.join(box, sub), 0o700)
+    with open(unusable_path(data_dir, address), "wb"):
+        pass
+
+
+def repair_mailbox(data_dir, address):
+    """The administrator's repair of unusable_mailbox(): new/ a directory again. Each state of
+    a crash before the repair is repaired too, before the server starts on it."""
+    made_a_directory(unusable_path(data_dir, address))
+
+
+def made_a_directory(path):
+    if os.path.isfile(path):
+        os.unlink(path)
+        os.mkdir(path, 0o700)
+
+
+def repair_stopped(server, recording, address):
+    """repair_mailbox() while the recorded server is stopped (SIGSTOP), so that the record
+    it has written last is the last call it made before the repair; that record's seq (the
+    replay puts the repair after it)."""
+    pid = server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: all(thread_state(pid, tid) in ("T", None)
+                             for tid in os.listdir(f"/proc/{pid}/task")), 10,
+                 "the server to stop")
+        after = read_log(recording.log)[-1].seq
+        repair_mailbox(recording.data, address)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return after
+
+
+def thread_state(pid, tid):
+    """The state letter of a thread (R, S, D, T, ...), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
 
 
 def load_recording(workdir):
@@ -741,6 +852,8 @@ def check_state(state_dir, recording, acknowledged_ids, log_path):
     found, each (kind, text): start, error, stuck, corrupt, lost, duplicate."""
     problems = []
     config = os.path.join(state_dir, "smtpsd.toml")
+    for _after, path in getattr(recording, "repairs", ()):
+        made_a_directory(os.path.join(state_dir, path))  # in a state from before the repair
     offset = 0
     with open(log_path, "ab") as log:
         offset = log.tell()

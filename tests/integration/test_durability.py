@@ -23,13 +23,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MUTATIONS = os.path.join(HERE, "..", "durability")
 
 
-def send_plain(port, sender, recipient, subject):
-    """One message on port 25 without TLS (an MTA that does not do STARTTLS), by DATA."""
+def send_plain(port, sender, recipient, subject, also=()):
+    """One message on port 25 without TLS (an MTA that does not do STARTTLS), by DATA, to
+    recipient and the addresses in also."""
     import smtplib
     client = smtplib.SMTP("127.0.0.1", port, timeout=30)
     try:
         client.ehlo("client.example")
-        client.sendmail(sender, [recipient], make_message(subject=subject, to=recipient))
+        client.sendmail(sender, [recipient, *also], make_message(subject=subject, to=recipient))
     finally:
         client.quit()
 
@@ -71,7 +72,7 @@ def queue_mode(at_acceptance):
 class Durability(ServerTestCase):
     def traced_server(self, preload=None, extra_toml=""):
         """A server started under the recorder; returns (server, strace process, trace path)."""
-        server = self.new_server(extra_toml=extra_toml)
+        server = self.new_server(extra_toml=extra_toml, domains=[("localhost", ["demo", "alice"])])
         trace = os.path.join(server.dir, "trace.txt")
         env = dict(os.environ)
         if preload:
@@ -91,7 +92,8 @@ class Durability(ServerTestCase):
         return server, process, trace
 
     def accept_everything(self, server):
-        """DATA, BDAT and eight sessions at once, all delivered to the Maildir."""
+        """DATA, BDAT and eight sessions at once, all delivered to the Maildir (one of them to
+        alice too)."""
         port = server.ports["smtp"]
         send_plain(port, "a@example.org", "demo@localhost", "plain")
         send_bdat(port, "demo@localhost")
@@ -99,7 +101,8 @@ class Durability(ServerTestCase):
 
         def one(i):
             try:
-                send_plain(port, f"s{i}@example.org", "demo@localhost", f"together {i}")
+                send_plain(port, f"s{i}@example.org", "demo@localhost", f"together {i}",
+                           also=["alice@localhost"] if i == 0 else [])
             except Exception as e:  # reported below, in the test's thread
                 errors.append(e)
 
@@ -110,6 +113,7 @@ class Durability(ServerTestCase):
             t.join()
         self.assertEqual(errors, [])
         server.wait_delivered(10, "demo@localhost", timeout=30)
+        server.wait_delivered(1, "alice@localhost", timeout=30)
         durability.wait_for(lambda: not server.spool_ids(), timeout=20)
 
     def traced_run(self, at_acceptance):
@@ -147,6 +151,9 @@ class Durability(ServerTestCase):
         self.assertEqual(self.last_log.count("delivered=yes"), 10, self.last_log[-3000:])
         self.assertEqual(len(checker.acknowledged), 10, checker.acknowledged)
         self.assertGreaterEqual(len(checker.recorded), 12, checker.recorded)
+        # Each 250 was checked against its recipients: one message had two (demo, alice).
+        self.assertEqual(sorted(checker.recipients[q] for q in checker.acknowledged),
+                         [1] * 9 + [2], checker.recipients)
 
     def mutated_run(self, mutation, at_acceptance=False):
         """accept_everything() on a server with the mutation preloaded; its violations.
@@ -202,6 +209,68 @@ class Durability(ServerTestCase):
         self.assertEqual(self.acknowledged_unsynced(violations, "data of"), set(), violations)
         self.assertEqual(len(self.acknowledged_unsynced(violations, "/new was not")), 10,
                          violations)
+
+
+def acceptance_trace(root, queue_id, recipients, copies):
+    """A trace, as strace -f -yy writes it, of one message to recipients (users of localhost)
+    on port 25, delivered at acceptance as smtpsd does it (tmp/, fsync, rename into new/,
+    fsync of new/), then acknowledged; copies maps a recipient index to how far its copy
+    got: "synced", "unsynced" (in new/, new/ not synced) or "tmp" (never renamed)."""
+    socket_fd = "29<TCP:[127.0.0.1:25->127.0.0.1:45694]>"
+    lines = [f'10 sendto({socket_fd}, "250 2.1.0 Ok\\r\\n", 14, MSG_NOSIGNAL, NULL, 0) = 14']
+    lines += [f'10 sendto({socket_fd}, "250 2.1.5 Ok\\r\\n", 14, MSG_NOSIGNAL, NULL, 0) = 14'
+              for _ in recipients]
+    for index, how in sorted(copies.items()):
+        box = f"{root}/mail/localhost/{recipients[index].split('@')[0]}"
+        name = f"1796585149.Q{queue_id}R{index}.localhost,S=525"
+        tmp, new = f"37<{box}/tmp>", f"38<{box}/new>"
+        lines += [f'11 openat(AT_FDCWD</>, "{box}/tmp", O_RDONLY|O_CLOEXEC|O_DIRECTORY) = 37'
+                  f'<{box}/tmp>',
+                  f'11 openat(AT_FDCWD</>, "{box}/new", O_RDONLY|O_CLOEXEC|O_DIRECTORY) = 38'
+                  f'<{box}/new>',
+                  f'11 openat({tmp}, "{name}", O_WRONLY|O_CREAT|O_TRUNC|O_NOFOLLOW|O_CLOEXEC, '
+                  f'0600) = 39<{box}/tmp/{name}>',
+                  f'11 write(39<{box}/tmp/{name}>, "Return-Path: <a@example.org>\\r\\n", 30)'
+                  f' = 30',
+                  f'11 fsync(39<{box}/tmp/{name}>) = 0',
+                  f'11 close(39<{box}/tmp/{name}>) = 0']
+        if how != "tmp":
+            lines.append(f'11 renameat({tmp}, "{name}", {new}, "{name}") = 0')
+        if how == "synced":
+            lines.append(f"11 fsync({new}) = 0")
+    lines.append(f'10 sendto({socket_fd}, "250 2.0.0 Ok: queued as {queue_id}\\r\\n", 46, '
+                 f"MSG_NOSIGNAL, NULL, 0) = 46")
+    return "\n".join(lines) + "\n"
+
+
+class DurabilityChecker(unittest.TestCase):
+    """The checker on traces written here: a 250 that vouches for a message delivered at
+    acceptance needs a synced copy for each recipient, not just for one (cheap: no server)."""
+
+    def check(self, copies):
+        root = "/data"
+        trace = acceptance_trace(root, "61FC139F96FD0000H2Qh",
+                                 ["demo@localhost", "alice@localhost"], copies)
+        checker = durability.Checker(root)
+        checker.replay(durability.parse(trace))
+        self.assertEqual(checker.acknowledged, ["61FC139F96FD0000H2Qh"])
+        self.assertEqual(checker.recipients, {"61FC139F96FD0000H2Qh": 2})
+        return checker.violations
+
+    def test_durability_check_wants_a_synced_copy_for_every_recipient_at_acceptance(self):
+        self.assertEqual(self.check({0: "synced", 1: "synced"}), [])
+        # alice's copy never made, or made in tmp/ and never moved into new/: two recipients,
+        # one copy; before, the checker passed these.
+        for copies in ({0: "synced"}, {0: "synced", 1: "tmp"}, {1: "synced"}):
+            with self.subTest(copies=copies):
+                violations = self.check(copies)
+                self.assertEqual(len(violations), 1, violations)
+                self.assertRegex(violations[0], r"^line \d+: 250 for 61FC139F96FD0000H2Qh: "
+                                 r"delivered at acceptance to 1 of its 2 recipients")
+        # In new/ but new/ never synced: found by the rule for each copy.
+        violations = self.check({0: "synced", 1: "unsynced"})
+        self.assertEqual(len(violations), 1, violations)
+        self.assertIn("/mail/localhost/alice/new was not synced", violations[0])
 
 
 if __name__ == "__main__":
