@@ -315,10 +315,12 @@ base::Expected<SslCtxPtr, std::string> make_server_context_without_certificates(
   // server keeps no per-session cache, so memory does not grow with the number of past
   // clients and every io_context thread can resume any session without a shared lock.
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
-  if (!policy.session_tickets) {
-    // SSL_OP_NO_TICKET alone makes TLS 1.3 send stateful tickets; 0 tickets means none.
-    SSL_CTX_set_num_tickets(ctx.get(), 0);
-  }
+  // One TLS 1.3 ticket per handshake, not OpenSSL's two: a mail client holds one connection
+  // to its server at a time, and a resumed handshake brings it a fresh ticket
+  // (tls/ticket_keys.cpp). Each ticket costs the server a sealed session, about 8 % of its
+  // CPU for a connection that sends one message (bench/README.md).
+  // SSL_OP_NO_TICKET alone makes TLS 1.3 send stateful tickets; 0 tickets means none.
+  SSL_CTX_set_num_tickets(ctx.get(), policy.session_tickets ? 1 : 0);
   // Digested before the CAs are loaded below: if the file changes in between, the id names
   // older contents than the CAs in use, and the next reload (which digests the new ones)
   // refuses these sessions; never the other way round.

@@ -51,6 +51,13 @@ bool ready_mac(EVP_MAC_CTX* mac, TicketKeys::Key& key) {
   return EVP_MAC_CTX_set_params(mac, params) == 1;
 }
 
+// AES-256-CBC fetched once: EVP_aes_256_cbc() would make every ticket look the cipher up
+// again in the provider (OpenSSL 3's implicit fetch).
+const EVP_CIPHER* ticket_cipher() {
+  static EVP_CIPHER* const cipher = EVP_CIPHER_fetch(nullptr, "AES-256-CBC", nullptr);
+  return cipher;
+}
+
 int on_ticket(SSL* ssl, unsigned char key_name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher,
               EVP_MAC_CTX* mac, int enc) {
   auto* keys = static_cast<TicketKeys*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ex_data_index()));
@@ -58,7 +65,7 @@ int on_ticket(SSL* ssl, unsigned char key_name[16], unsigned char* iv, EVP_CIPHE
   if (enc == 1) {
     TicketKeys::Key key = keys->for_sealing();
     int ok = RAND_bytes(iv, EVP_MAX_IV_LENGTH) == 1 &&
-             EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes.data(), iv) == 1 &&
+             EVP_EncryptInit_ex(cipher, ticket_cipher(), nullptr, key.aes.data(), iv) == 1 &&
              ready_mac(mac, key);
     std::copy(key.name.begin(), key.name.end(), key_name);
     wipe(key);
@@ -67,7 +74,7 @@ int on_ticket(SSL* ssl, unsigned char key_name[16], unsigned char* iv, EVP_CIPHE
   std::optional<TicketKeys::Key> key =
       keys->for_opening(std::span<const unsigned char, 16>(key_name, 16));
   if (!key) return 0;
-  int ok = EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key->aes.data(), iv) == 1 &&
+  int ok = EVP_DecryptInit_ex(cipher, ticket_cipher(), nullptr, key->aes.data(), iv) == 1 &&
            ready_mac(mac, *key);
   wipe(*key);
   return ok ? 2 : -1;
