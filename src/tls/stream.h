@@ -13,7 +13,9 @@
 // - Handshake, read and write allocate nothing on success or want-read/want-write; only an
 //   error's reason text does.
 // - Server side: SSL_MODE_RELEASE_BUFFERS, so OpenSSL frees its record buffers while a
-//   connection is idle (the per-connection memory budget of an open TLS connection).
+//   connection is idle (the per-connection memory budget of an open TLS connection), and
+//   read-ahead, so OpenSSL may hold records already read: a caller waits for the socket only
+//   after a want-read, never before a read().
 // - Nothing is buffered outside OpenSSL, which reads the socket itself from the handshake
 //   on: after STARTTLS, plaintext still in flight is read as (broken) TLS records and can
 //   never become a command inside TLS (RFC 3207 §4.2).
