@@ -19,6 +19,12 @@ discard transport after cleanup has written and fsynced the queue file (as alway
 Postfix says 250), so a benchmark measures acceptance, not delivery. The log goes to
 <dir>/postfix/maillog (postlogd, `maillog_file`).
 
+With `maildir=BASE` the local domain is a virtual mailbox domain instead: mail to
+demo@<domain> (`mailbox=`) is delivered by the virtual(8) agent into the Maildir BASE/<domain>/demo/
+(new/ holds one file per message), as user nobody, and other recipients of the domain are
+refused (unknown user), as on a real mail server; `queued()` says how many messages still
+wait in the queue, `delivered()` how many files the Maildir holds.
+
 Weak on purpose (for the probe): `protocols=">=TLSv1"` with `legacy_tls=True` lowers
 OpenSSL's security level to 0 so that TLS 1.0 really is negotiated (Debian's OpenSSL 3 refuses
 TLS 1.0/1.1 at level 1 and above), and `auth_before_tls=True` offers AUTH before STARTTLS
@@ -29,7 +35,9 @@ service), its `postfix` user and `postdrop` group, and root (the master starts a
 its daemons switch to the postfix user). Only the standard library.
 """
 
+import grp
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -143,6 +151,8 @@ class Postfix:
     smtps_auth: the smtps service offers AUTH too (inside TLS, as smtpsd's submissions role).
     sasl_user, sasl_password: the one SASL account (AUTH PLAIN or LOGIN).
     domain: the local domain (mail to it is accepted and discarded).
+    maildir: a directory; mail to <mailbox>@<domain> is delivered into the Maildir
+        <maildir>/<domain>/<mailbox>/ (virtual(8)) instead of being discarded.
     process_limit: how many smtpd processes a service may run (default_process_limit).
     """
 
@@ -151,7 +161,7 @@ class Postfix:
                  exclude_ciphers="", smtps_auth=False, sasl_user="demo@localhost",
                  sasl_password="bench-password",
                  hostname="localhost", domain="localhost", process_limit=100,
-                 main_cf_extra=(), command_prefix=()):
+                 maildir=None, mailbox="demo", main_cf_extra=(), command_prefix=()):
         if not os.access(POSTFIX, os.X_OK):
             raise RuntimeError(INSTALL_HINT)
         if os.geteuid() != 0:
@@ -172,6 +182,8 @@ class Postfix:
         self.sasl_user, self.sasl_password = sasl_user, sasl_password
         self.hostname, self.domain = hostname, domain
         self.process_limit = process_limit
+        self.maildir_base = os.path.abspath(maildir) if maildir is not None else None
+        self.mailbox = mailbox
         # main.cf lines that override the ones above (postconf: the last one wins), and what
         # runs the master (`ip netns exec NAME`: in a network namespace).
         self.main_cf_extra = list(main_cf_extra)
@@ -182,6 +194,15 @@ class Postfix:
         os.makedirs(self.config_dir, exist_ok=True)
         os.makedirs(self.queue_dir, mode=0o755, exist_ok=True)  # root's; postfix makes the rest
         make_traversable(self.root)
+        if self.maildir_base is not None:
+            # virtual(8) delivers as this user and creates <domain>/<mailbox>/{tmp,new,cur}
+            # itself, so the base must be its; nobody's uid is above virtual_minimum_uid (100).
+            self.maildir_owner = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+            os.makedirs(self.maildir_base, exist_ok=True)
+            os.chown(self.maildir_base, *self.maildir_owner)
+            make_traversable(self.maildir_base)
+            with open(os.path.join(self.config_dir, "virtual_mailboxes"), "w") as f:
+                f.write(f"{self.mailbox}@{self.domain} {self.domain}/{self.mailbox}/\n")
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -200,7 +221,8 @@ class Postfix:
             "inet_protocols = ipv4",
             f"myhostname = {self.hostname}",
             "mydomain = localdomain",
-            f"mydestination = {self.domain}",
+            # With maildir= the domain is a virtual mailbox domain instead (below).
+            "mydestination = " + ("" if self.maildir_base is not None else self.domain),
             "mynetworks = 127.0.0.0/8",
             "local_recipient_maps =",
             "alias_maps =",
@@ -231,6 +253,16 @@ class Postfix:
             "smtpd_sasl_auth_enable = no",
             f"smtpd_tls_exclude_ciphers = {self.exclude_ciphers}",
         ]
+        if self.maildir_base is not None:
+            # The trailing slash in the mailbox map makes the mailbox a Maildir.
+            uid, gid = self.maildir_owner
+            lines += [f"virtual_mailbox_domains = {self.domain}",
+                      f"virtual_mailbox_base = {self.maildir_base}",
+                      "virtual_mailbox_maps = texthash:"
+                      + os.path.join(self.config_dir, "virtual_mailboxes"),
+                      f"virtual_uid_maps = static:{uid}",
+                      f"virtual_gid_maps = static:{gid}",
+                      "virtual_transport = virtual"]
         if self.legacy_tls:
             # OpenSSL 3 allows TLS 1.0/1.1 only at security level 0; both cipher grades
             # smtpd may use get it (smtpd_tls_ciphers = medium is the default).
@@ -279,6 +311,9 @@ class Postfix:
             "scache unix - - n - 1 scache",
             "postlog unix-dgram n - n - 1 postlogd",
         ]
+        if self.maildir_base is not None:
+            # Runs as root (unprivileged = n) and switches to the mailbox's uid per delivery.
+            lines.append("virtual unix - n n - - virtual")
         return "\n".join(lines) + "\n"
 
     # -- life cycle --------------------------------------------------------------------------
@@ -352,6 +387,20 @@ class Postfix:
                 return f.read()
         except FileNotFoundError:
             return ""
+
+    def queued(self):
+        """How many messages are still in the queue (received, or waiting for delivery)."""
+        count = 0
+        for queue in ("maildrop", "incoming", "active", "deferred", "hold"):
+            for _, _, files in os.walk(os.path.join(self.queue_dir, queue)):
+                count += len(files)
+        return count
+
+    def delivered(self):
+        """How many messages the Maildir (maildir=) holds, in new/ and cur/."""
+        mailbox = os.path.join(self.maildir_base, self.domain, self.mailbox)
+        return sum(len(os.listdir(os.path.join(mailbox, sub))) for sub in ("new", "cur")
+                   if os.path.isdir(os.path.join(mailbox, sub)))
 
     def master_errors(self):
         try:
