@@ -392,13 +392,13 @@ void MaildirBatch::complete() {
   //    were allocated when sync_file_range started the writeback);
   for (std::size_t i = 0; i < open_.size(); ++i) {
     Open& open = open_[i];
-    const std::string tmp_file =
-        copies_[i].path.substr(0, copies_[i].path.rfind("/new/")) + "/tmp/" + open.name;
     int error = ::fsync(open.file_fd) == 0 ? 0 : errno;
     if (::close(open.file_fd) != 0 && error == 0 && errno != EINTR) error = errno;
     open.file_fd = -1;
     if (error != 0) {
-      copies_[i].error = system_error("fsync", tmp_file, error);
+      const std::string& path = copies_[i].path;
+      copies_[i].error =
+          system_error("fsync", path.substr(0, path.rfind("/new/")) + "/tmp/" + open.name, error);
       ::unlinkat(open.tmp_dir_fd, open.name.c_str(), 0);
     }
   }
@@ -413,21 +413,21 @@ void MaildirBatch::complete() {
   }
   // 3. each new/ once. A failed sync takes its copies out again: the queue then delivers
   //    them afresh (a copy left in new/ would count as delivered without its sync).
-  std::vector<std::string> directories;
+  auto directory_of = [this](std::size_t i) {
+    const std::string_view path = copies_[i].path;
+    return path.substr(0, path.rfind('/'));
+  };
   for (std::size_t i = 0; i < open_.size(); ++i) {
     if (!copies_[i].error.empty()) continue;
-    const std::string directory = copies_[i].path.substr(0, copies_[i].path.rfind('/'));
-    if (std::find(directories.begin(), directories.end(), directory) != directories.end()) {
-      continue;
-    }
-    directories.push_back(directory);
+    const std::string_view directory = directory_of(i);
+    bool synced_before = false;  // by an earlier copy into the same new/
+    for (std::size_t k = 0; k < i && !synced_before; ++k)
+      synced_before = copies_[k].error.empty() && directory_of(k) == directory;
+    if (synced_before) continue;
     if (::fsync(open_[i].new_dir_fd) == 0) continue;
-    const std::string failure = system_error("fsync", directory, errno);
+    const std::string failure = system_error("fsync", std::string(directory), errno);
     for (std::size_t j = i; j < open_.size(); ++j) {
-      if (!copies_[j].error.empty() ||
-          copies_[j].path.substr(0, copies_[j].path.rfind('/')) != directory) {
-        continue;
-      }
+      if (!copies_[j].error.empty() || directory_of(j) != directory) continue;
       ::unlinkat(open_[j].new_dir_fd, open_[j].name.c_str(), 0);
       copies_[j].error = failure;
     }
