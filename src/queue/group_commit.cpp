@@ -17,6 +17,8 @@
 #include <string>
 #include <utility>
 
+#include "obs/log.h"
+
 namespace queue {
 
 GroupCommitter::GroupCommitter(unsigned threads) {
@@ -132,8 +134,20 @@ void GroupCommitter::commit_batch(std::vector<Pending>& batch) {
       errors[i] = synced.error();
       continue;
     }
-    for (const std::string& line : state_lines[i])
-      writer.spool().append_state(writer.id(), line);  // before queue/: the scheduler reads it
+    for (const std::string& line : state_lines[i]) {
+      // Before queue/: the scheduler reads it. Without it the queue tries that recipient
+      // again, and Maildir finds the copy made at acceptance in new/ by its name and writes
+      // none, unless a mail reader moved it to cur/ in the meantime: said in the log.
+      if (auto appended = writer.spool().append_state(writer.id(), line); !appended) {
+        obs::Log("state_not_written", obs::Level::kError)
+            .kv("id", writer.id())
+            .kv("state", line)
+            .kv("detail", appended.error().message)
+            .kv("note",
+                "the queue delivers this recipient again; a copy moved to cur/ since "
+                "would be doubled");
+      }
+    }
     if (auto published = writer.publish(); !published) {
       errors[i] = published.error();
     } else {

@@ -2,6 +2,8 @@
 // committer threads; every done callback runs once, success only for durable messages.
 #include "queue/group_commit.h"
 
+#include "obs/log_capture.h"
+
 #include "queue/message_reader.h"
 #include "queue/spool_log.h"
 
@@ -356,6 +358,40 @@ TEST_F(GroupCommitTest, ADelivererTakesWholeMessagesAndLeavesTheRestToTheQueue) 
   std::string read_back(big_reader->size(), '\0');
   ASSERT_TRUE(big_reader->read(std::span<char>(read_back.data(), read_back.size())));
   EXPECT_EQ(read_back, "X-Late: 2\r\n" + big_content);
+}
+
+// A "delivered N" line that cannot be written does not fail the message (its copies are
+// made, its 250 stands): it is committed, the queue tries that recipient again, and the log
+// says so with the id.
+TEST_F(GroupCommitTest, AStateLineThatCannotBeWrittenIsLoggedAndTheMessageStillCommits) {
+  obs_test::LogCapture log;
+  GroupCommitter committer(1);
+  committer.set_deliverer([](std::span<const StoredMessage> messages) {
+    std::vector<std::optional<std::vector<bool>>> results;
+    for (const StoredMessage& message : messages) {
+      std::vector<bool> done(message.envelope.recipients.size(), true);
+      done.back() = false;  // the last recipient is left to the queue
+      results.push_back(done);
+    }
+    return results;
+  });
+  smtp::Envelope envelope = simple_envelope();
+  envelope.recipients = {{"a@example.com", "", ""}, {"b@example.com", "", ""}};
+  auto writer = spool_->begin(envelope, 1);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->append("x\r\n"));
+  // state/ gone under the open spool: appending a line to state/<id> fails (ENOENT).
+  std::filesystem::remove_all(root_ + "/spool/state");
+  Completions completions;
+  committer.commit_async(**writer, [&](base::Expected<base::Ok, SpoolError> result) {
+    completions.add(result.has_value(), std::this_thread::get_id());
+  });
+  ASSERT_TRUE(completions.wait(1));
+  EXPECT_EQ(completions.succeeded(), 1u);
+  EXPECT_EQ(spool_->list(), std::vector<std::string>{(*writer)->id()});
+  EXPECT_EQ(log.count("event=state_not_written id=" + (*writer)->id() + " state=\"delivered 0\""),
+            1u)
+      << log.all();
 }
 
 }  // namespace
