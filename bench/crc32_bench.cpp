@@ -32,8 +32,9 @@ const std::string& random_data() {
 template <std::uint32_t (*compute)(std::uint32_t, std::string_view)>
 void crc32_of(benchmark::State& state) {
   const std::string_view data(random_data().data() + 3, static_cast<std::size_t>(state.range(0)));
-  if (compute == queue::crc32_carryless && !queue::crc32_carryless_supported()) {
-    state.SkipWithError("this CPU has no PCLMULQDQ/SSE4.1");
+  if ((compute == queue::crc32_carryless && !queue::crc32_carryless_supported()) ||
+      (compute == queue::crc32_carryless_wide && !queue::crc32_carryless_wide_supported())) {
+    state.SkipWithError("this CPU does not run that engine");
     return;
   }
   std::uint32_t crc = 0;
@@ -50,6 +51,9 @@ void BM_Crc32Zlib(benchmark::State& state) {
 void BM_Crc32Carryless(benchmark::State& state) {
   crc32_of<queue::crc32_carryless>(state);
 }
+void BM_Crc32CarrylessWide(benchmark::State& state) {
+  crc32_of<queue::crc32_carryless_wide>(state);
+}
 void BM_Crc32Update(benchmark::State& state) {
   crc32_of<queue::crc32_update>(state);
 }
@@ -58,6 +62,7 @@ void BM_Crc32Update(benchmark::State& state) {
 
 BENCHMARK(BM_Crc32Zlib)->Arg(64)->Arg(1024)->Arg(64 << 10)->Arg(10 << 20);
 BENCHMARK(BM_Crc32Carryless)->Arg(64)->Arg(1024)->Arg(64 << 10)->Arg(10 << 20);
+BENCHMARK(BM_Crc32CarrylessWide)->Arg(64)->Arg(1024)->Arg(64 << 10)->Arg(10 << 20);
 BENCHMARK(BM_Crc32Update)->Arg(64)->Arg(1024)->Arg(64 << 10)->Arg(10 << 20);
 
 BENCHMARK_MAIN();

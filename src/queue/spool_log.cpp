@@ -23,9 +23,11 @@
 namespace queue {
 
 std::uint32_t crc32_update(std::uint32_t crc, std::string_view bytes) {
-  // Decided once; both give zlib's value (queue/crc32.h).
-  static const bool carryless = crc32_carryless_supported();
-  return carryless ? crc32_carryless(crc, bytes) : crc32_zlib(crc, bytes);
+  // The fastest engine this CPU runs, decided once; all give zlib's value (queue/crc32.h).
+  static const auto engine = crc32_carryless_wide_supported() ? crc32_carryless_wide
+                             : crc32_carryless_supported()    ? crc32_carryless
+                                                              : crc32_zlib;
+  return engine(crc, bytes);
 }
 
 std::uint32_t crc32_concat(std::uint32_t first, std::uint32_t second, std::uint64_t second_length) {

@@ -26,11 +26,12 @@ struct Crc32TestEngine {
   Crc32Engine compute;
 };
 
-// The engines this CPU runs: zlib's always (the fallback), the carry-less one where
+// The engines this CPU runs: zlib's always (the fallback), the carry-less ones where
 // supported, and crc32_update (whichever it picked).
 std::vector<Crc32TestEngine> crc32_test_engines() {
   std::vector<Crc32TestEngine> engines{{"zlib", crc32_zlib}, {"update", crc32_update}};
   if (crc32_carryless_supported()) engines.push_back({"carryless", crc32_carryless});
+  if (crc32_carryless_wide_supported()) engines.push_back({"wide", crc32_carryless_wide});
   return engines;
 }
 
@@ -59,16 +60,20 @@ TEST(Crc32, CheckValue) {
   }
 }
 
+// Up to 1100 octets: past every engine's minimum (64, 256), its main loop run more than
+// once (64 or 256 octets a step; the 512-bit engine's first needs 512) and every remainder.
+constexpr std::size_t kCrc32TestMaxLength = 1100;
+
 TEST(Crc32, EveryLengthAlignmentAndInitialValue) {
   std::mt19937_64 random(20261206);
   // 16 octets of slack on each side so that every alignment of the pointer can be tried.
-  const std::string buffer = crc32_test_random_bytes(random, 300 + 32);
-  const std::string zeros(300 + 32, '\0');
+  const std::string buffer = crc32_test_random_bytes(random, kCrc32TestMaxLength + 32);
+  const std::string zeros(kCrc32TestMaxLength + 32, '\0');
   const std::uint32_t initial[] = {0, 0xFFFFFFFFU, static_cast<std::uint32_t>(random()),
                                    static_cast<std::uint32_t>(random())};
   for (const auto& engine : crc32_test_engines()) {
     SCOPED_TRACE(engine.name);
-    for (std::size_t length = 0; length <= 300; ++length) {
+    for (std::size_t length = 0; length <= kCrc32TestMaxLength; ++length) {
       for (std::size_t offset = 0; offset < 16; ++offset) {
         for (const std::uint32_t crc : initial) {
           const std::string_view data(buffer.data() + offset, length);
