@@ -243,6 +243,8 @@ SMTPSD_CRC32_WIDE_TARGET Crc32Folded crc32_fold_lanes_wide(std::uint32_t crc, co
   return crc32_fold_rest(lane0, lane1, lane2, lane3, at, end);
 }
 
+#undef SMTPSD_CRC32_WIDE_TARGET
+
 #endif
 
 }  // namespace
@@ -306,3 +308,6 @@ std::uint32_t crc32_carryless_wide(std::uint32_t crc, std::string_view bytes) {
 }
 
 }  // namespace queue
+
+// The layer is built as unity units: the next file of this one must not see it.
+#undef SMTPSD_CRC32_X86
