@@ -18,17 +18,16 @@
 #include <optional>
 
 #include "obs/log.h"
+#include "queue/crc32.h"
 
 namespace queue {
 
 std::uint32_t crc32_update(std::uint32_t crc, std::string_view bytes) {
-  while (!bytes.empty()) {
-    const auto piece = static_cast<uInt>(std::min<std::size_t>(bytes.size(), 1U << 30));
-    crc = static_cast<std::uint32_t>(
-        ::crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), piece));
-    bytes.remove_prefix(piece);
-  }
-  return crc;
+  // The fastest engine this CPU runs, decided once; all give zlib's value (queue/crc32.h).
+  static const auto engine = crc32_carryless_wide_supported() ? crc32_carryless_wide
+                             : crc32_carryless_supported()    ? crc32_carryless
+                                                              : crc32_zlib;
+  return engine(crc, bytes);
 }
 
 std::uint32_t crc32_concat(std::uint32_t first, std::uint32_t second, std::uint64_t second_length) {
