@@ -125,15 +125,23 @@ class DiskFull(ServerTestCase):
         server.expected_errors = [r"event=spool_failed .*Read-only file system"]
         with server:
             subprocess.run(["mount", "-o", "remount,ro", spool], check=True)
+            # A small message for a local mailbox never needs the spool (it is delivered at
+            # acceptance from memory): it still gets its 250, durably in the Maildir.
+            send(server, b"Subject: small\r\n\r\nstraight to the mailbox\r\n")
+            [small] = server.wait_delivered(1)
+            self.assertIn(b"Subject: small", small)
+            # One past the writer's 64 KiB buffer must be written to the spool: refused.
+            big = b"Subject: ro\r\n\r\n" + (b"z" * 998 + b"\r\n") * 100
             with self.assertRaises(smtplib.SMTPDataError) as refused:
-                send(server, b"Subject: ro\r\n\r\nnot yet\r\n")
+                send(server, big)
             self.assertEqual(refused.exception.smtp_code, 452)
             self.assertIn(b"4.3.1", refused.exception.smtp_error)
             self.assertRegex(server.log(), r"event=spool_failed .*Read-only file system")
             subprocess.run(["mount", "-o", "remount,rw", spool], check=True)
-            send(server, b"Subject: rw\r\n\r\nnow\r\n")
-            [message] = server.wait_delivered(1)
-            self.assertIn(b"Subject: rw", message)
+            send(server, big.replace(b"Subject: ro", b"Subject: rw"))
+            messages = server.wait_delivered(2)
+            self.assertTrue(any(b"Subject: rw" in m for m in messages))
+            self.assertFalse(any(b"Subject: ro" in m for m in messages))
 
     def test_full_mailbox_disk_defers_delivery_and_delivers_when_space_returns(self):
         server = self.new_server(extra_toml="[queue]\nretry_schedule = [1]\n")
