@@ -547,14 +547,18 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
     ::unlinkat(tmp_dir.get(), file.c_str(), 0);
     return transient(system_error(what, tmp_file, error_number));
   };
-  if (source->file_descriptor() < 0 && source->segments().size() < 8) {
+  if (source->file_descriptor() < 0) {
     // A message in memory (finished from its writer's buffer, delivery at acceptance): the
-    // return path and the content in one writev(2).
+    // return path and the content's pieces with writev(2), one call for the usual few.
+    const std::string_view bytes = source->file_bytes();
     std::array<iovec, 8> pieces{};
     pieces[0] = iovec{const_cast<char*>(return_path.data()), return_path.size()};
     std::size_t count = 1;
-    const std::string_view bytes = source->file_bytes();
     for (const queue::ContentSegment& segment : source->segments()) {
+      if (count == pieces.size()) {
+        if (int error = write_pieces(target.get(), pieces)) return fail("write", error);
+        count = 0;
+      }
       pieces[count++] = iovec{const_cast<char*>(bytes.data() + segment.offset),
                               static_cast<std::size_t>(segment.length)};
     }
@@ -564,13 +568,10 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
   } else {
     if (int error = write_all(target.get(), return_path)) return fail("write", error);
     for (const queue::ContentSegment& segment : source->segments()) {
-      const int error = source->file_descriptor() < 0
-                            ? write_all(target.get(), source->file_bytes().substr(
-                                                          static_cast<std::size_t>(segment.offset),
-                                                          static_cast<std::size_t>(segment.length)))
-                            : copy_content(source->file_descriptor(), segment.offset, target.get(),
-                                           segment.length);
-      if (error) return fail("write", error);
+      if (int error = copy_content(source->file_descriptor(), segment.offset, target.get(),
+                                   segment.length)) {
+        return fail("write", error);
+      }
     }
   }
   if (MaildirBatch* batch = MaildirBatch::current();

@@ -272,12 +272,21 @@ std::uint32_t crc32_zlib(std::uint32_t crc, std::string_view bytes) {
   return crc;
 }
 
+#ifdef SMTPSD_CRC32_X86
+namespace {
+// The CRC of bytes from what an engine folded: the rest (15 octets or fewer) through zlib,
+// which continues from the complemented register.
+std::uint32_t crc32_finish(Crc32Folded folded, std::string_view bytes) {
+  const char* const end = bytes.data() + bytes.size();
+  return crc32_zlib(~folded.crc, {folded.rest, static_cast<std::size_t>(end - folded.rest)});
+}
+}  // namespace
+#endif
+
 std::uint32_t crc32_carryless(std::uint32_t crc, std::string_view bytes) {
 #ifdef SMTPSD_CRC32_X86
   if (bytes.size() >= kCarrylessMinimum) {
-    const char* const end = bytes.data() + bytes.size();
-    const Crc32Folded folded = crc32_fold_lanes(crc, bytes.data(), end);
-    return crc32_zlib(~folded.crc, {folded.rest, static_cast<std::size_t>(end - folded.rest)});
+    return crc32_finish(crc32_fold_lanes(crc, bytes.data(), bytes.data() + bytes.size()), bytes);
   }
 #endif
   return crc32_zlib(crc, bytes);
@@ -299,9 +308,8 @@ bool crc32_carryless_wide_supported() {
 std::uint32_t crc32_carryless_wide(std::uint32_t crc, std::string_view bytes) {
 #ifdef SMTPSD_CRC32_X86
   if (bytes.size() >= kCarrylessWideMinimum) {
-    const char* const end = bytes.data() + bytes.size();
-    const Crc32Folded folded = crc32_fold_lanes_wide(crc, bytes.data(), end);
-    return crc32_zlib(~folded.crc, {folded.rest, static_cast<std::size_t>(end - folded.rest)});
+    return crc32_finish(crc32_fold_lanes_wide(crc, bytes.data(), bytes.data() + bytes.size()),
+                        bytes);
   }
 #endif
   return crc32_carryless(crc, bytes);

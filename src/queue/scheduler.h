@@ -165,7 +165,7 @@ class Scheduler {
   // spent: what the deliveries took (the batch's syncs included), for the metrics.
   std::vector<bool> settle_at_acceptance(const StoredMessage& message,
                                          const std::vector<DeliveryResult>& results,
-                                         std::chrono::steady_clock::duration spent = {});
+                                         std::chrono::steady_clock::duration spent);
   // Finishes the current delivery attempts, joins. Messages not done stay in the spool.
   void stop();
   // Messages with work left: ready, waiting for a retry, or being delivered (held and

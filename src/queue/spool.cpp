@@ -816,8 +816,8 @@ class FileSpoolWriter final : public SpoolWriter {
 
   base::Expected<std::shared_ptr<const ContentReader>, SpoolError> content_reader() override {
     if (state_ != State::kOpen) return not_open("content_reader");
+    // Flushed, the buffer has made the file (it always holds the envelope header at first).
     if (auto flushed = flush_buffer(); !flushed) return base::unexpected(flushed.error());
-    if (auto made = make_file(); !made) return base::unexpected(made.error());
     // A descriptor of its own, for reading (the writer's is the writer's: its position).
     int fd = ::openat(tmp_dir_fd_, id_.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail(system_error("open", tmp_path_, errno));

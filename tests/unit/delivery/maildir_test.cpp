@@ -464,6 +464,30 @@ TEST_F(MaildirTest, AMessageFinishedFromMemoryIsWhatIsDelivered) {
   EXPECT_TRUE(entries(root_ + "/spool/spare").empty());
 }
 
+// Pieces in memory past what one writev takes at a time (8 with the return path) are
+// written in order all the same.
+TEST_F(MaildirTest, AMessageInMemoryOfManyPiecesIsWrittenInOrder) {
+  Maildir maildir(mail_root_, "mx");
+  queue::StoredMessage stored;
+  stored.id = "0123456789ABCDEFpieces";
+  stored.envelope.reverse_path = "sender@example.com";
+  stored.envelope.recipients.push_back({"alice@example.com", "", ""});
+  const std::string file = "0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+  stored.file = std::make_shared<const queue::OpenSpoolFile>(file);
+  stored.segments.clear();
+  std::string expected;
+  for (std::uint64_t offset = 20; offset > 0; offset -= 2) {  // 10 pieces, backwards
+    stored.segments.push_back(queue::ContentSegment{offset, 2});
+    expected += file.substr(offset, 2);
+  }
+  stored.content_size = expected.size();
+  ASSERT_EQ(maildir.deliver(stored, 0).status, DeliveryStatus::kDelivered);
+  auto files = entries(mail_root_ + "/example.com/alice/new");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(read_file(mail_root_ + "/example.com/alice/new/" + files[0]),
+            "Return-Path: <sender@example.com>\r\nDelivered-To: alice@example.com\r\n" + expected);
+}
+
 TEST_F(MaildirTest, AVersion1SpoolFileStillDelivers) {
   // Queued by an smtpsd from before the late header sections; delivered after an upgrade.
   spool();

@@ -779,7 +779,7 @@ TEST_F(SchedulerTest, DeliveryAtAcceptanceTakesOnlyWhatItIsFor) {
   auto fits = scheduler.attempt_at_acceptance(make({"a@here", "b@here"}, 1024));
   ASSERT_TRUE(fits);
   EXPECT_EQ(fits->size(), 2u);
-  EXPECT_EQ(scheduler.settle_at_acceptance(make({"a@here", "b@here"}, 1024), *fits),
+  EXPECT_EQ(scheduler.settle_at_acceptance(make({"a@here", "b@here"}, 1024), *fits, {}),
             (std::vector<bool>{true, true}));
   EXPECT_FALSE(scheduler.attempt_at_acceptance(make({"a@here", "b@elsewhere"}, 1024)));
   EXPECT_FALSE(scheduler.attempt_at_acceptance(
@@ -794,7 +794,7 @@ TEST_F(SchedulerTest, DeliveryAtAcceptanceTakesOnlyWhatItIsFor) {
   EXPECT_EQ(calls, 2u);  // only the two that were for it
   std::vector<DeliveryResult> partial = {DeliveryResult{DeliveryStatus::kDelivered, "ok"},
                                          DeliveryResult{DeliveryStatus::kTransient, "later"}};
-  EXPECT_EQ(scheduler.settle_at_acceptance(make({"a@here", "b@here"}, 10), partial),
+  EXPECT_EQ(scheduler.settle_at_acceptance(make({"a@here", "b@here"}, 10), partial, {}),
             (std::vector<bool>{true, false}));
   // Without the option nothing is ever delivered at acceptance.
   Scheduler plain(*spool_, [&](const StoredMessage&, std::span<const std::size_t> recipients) {
