@@ -10,12 +10,11 @@
 //
 // Speed (issue 19): the decoder is a state machine octet by octet, but on ordinary mail it
 // rarely runs as one. From inside a line, copy_whole_lines() finds each line's end with
-// find_cr_or_lf() and takes every following line that ends in CRLF, holds no bare CR or LF, does not
-// start with "." and fits the output bound, in one append; anything else goes back to the
-// state machine. Both give exactly the same output, octets consumed and flags for every
-// input, split and bound: dot_stuffing_test.cpp compares the decoder with the old
-// byte-at-a-time one (tests/unit/smtp/dot_unstuffer_reference.h), and
-// bench/dot_stuffing_bench.cpp measures the two.
+// find_cr_or_lf() and takes every following line that ends in CRLF, holds no bare CR or LF, does
+// not start with "." and fits the output bound, in one append; anything else goes back to the state
+// machine. Both give exactly the same output, octets consumed and flags for every input, split and
+// bound: dot_stuffing_test.cpp compares the decoder with the old byte-at-a-time one
+// (tests/unit/smtp/dot_unstuffer_reference.h), and bench/dot_stuffing_bench.cpp measures the two.
 #include "smtp/dot_stuffing.h"
 
 #include <algorithm>
