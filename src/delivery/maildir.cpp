@@ -220,13 +220,19 @@ base::Expected<bool, std::string> already_delivered(int new_fd, const std::strin
   return found;
 }
 
-// Copies size bytes from source at offset to the current position of target.
+// Copies size bytes from source at offset to the current position of target. A large copy
+// goes in pieces of kWritebackPiece, each handed to writeback (sync_file_range) as soon as
+// it is in the page cache: the disk writes while the next piece is copied, so the fsync
+// that follows waits for the last piece, not for the whole message.
+constexpr std::uint64_t kWritebackPiece = 1 << 20;
+
 int copy_content(int source, std::uint64_t offset, int target, std::uint64_t size) {
   auto in_offset = static_cast<off64_t>(offset);
   std::uint64_t remaining = size;
   bool use_buffer = false;
   while (remaining > 0 && !use_buffer) {
-    ssize_t copied = ::copy_file_range(source, &in_offset, target, nullptr, remaining, 0);
+    const std::uint64_t piece = std::min(remaining, kWritebackPiece);
+    ssize_t copied = ::copy_file_range(source, &in_offset, target, nullptr, piece, 0);
     if (copied < 0) {
       if (errno == EINTR) continue;
       if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
@@ -238,6 +244,7 @@ int copy_content(int source, std::uint64_t offset, int target, std::uint64_t siz
     }
     if (copied == 0) return EIO;  // the spool file is shorter than it was: never expected
     remaining -= static_cast<std::uint64_t>(copied);
+    if (size > kWritebackPiece) ::sync_file_range(target, 0, 0, SYNC_FILE_RANGE_WRITE);
   }
   std::vector<char> buffer(use_buffer ? 64 * 1024 : 0);
   while (remaining > 0) {

@@ -95,15 +95,21 @@ bool pwrite_exact(int fd, std::string_view bytes, std::uint64_t offset) {
 }
 
 // Copies length octets from in at in_offset to out at out_offset: copy_file_range(2), or
-// pread/pwrite where the kernel cannot.
+// pread/pwrite where the kernel cannot. A large copy goes in pieces of kWritebackPiece, each
+// handed to writeback (sync_file_range) once copied, so that the disk writes while the next
+// is copied and the fdatasync after it waits for the last piece only.
+constexpr std::uint64_t kWritebackPiece = 1 << 20;
+
 bool copy_range(int in, std::uint64_t in_offset, int out, std::uint64_t out_offset,
                 std::uint64_t length) {
   auto source = static_cast<off_t>(in_offset);
   auto target = static_cast<off_t>(out_offset);
+  const bool large = length > kWritebackPiece;
   while (length > 0) {
-    ssize_t n =
-        ::copy_file_range(in, &source, out, &target,
-                          static_cast<std::size_t>(std::min<std::uint64_t>(length, 1U << 30)), 0);
+    const off_t piece_start = target;
+    ssize_t n = ::copy_file_range(
+        in, &source, out, &target,
+        static_cast<std::size_t>(std::min<std::uint64_t>(length, kWritebackPiece)), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
       std::string chunk;
@@ -122,6 +128,7 @@ bool copy_range(int in, std::uint64_t in_offset, int out, std::uint64_t out_offs
       return false;
     }
     length -= static_cast<std::uint64_t>(n);
+    if (large) ::sync_file_range(out, piece_start, n, SYNC_FILE_RANGE_WRITE);
   }
   return true;
 }

@@ -182,7 +182,12 @@ TEST_F(SpoolLogTest, ALargeMessageWrittenInPiecesOrCutHasItsRecordAndCrc) {
 TEST_F(SpoolLogTest, QueueFilesAPowerCutLostOrTruncatedComeBackFromTheLog) {
   const std::string kept = commit("Subject: kept\r\n\r\nbody\r\n");
   const std::string lost = commit("Subject: lost\r\n\r\nbody\r\n");
-  const std::string torn = commit("Subject: torn\r\n\r\n" + std::string(100000, 'y') + "\r\n");
+  // Over 2 MiB, lines that differ by position: the log copies a large record in pieces of
+  // 1 MiB (each handed to writeback), so a piece lost, doubled or out of place shows.
+  std::string body;
+  for (int line = 0; body.size() < 2 * 1024 * 1024 + 4097; ++line)
+    body += "line " + std::to_string(line) + " of the torn message\r\n";
+  const std::string torn = commit("Subject: torn\r\n\r\n" + body);
   const std::string zeroed = commit("Subject: zeroed\r\n\r\nbody\r\n");
   const std::string image_kept = queued(kept), image_lost = queued(lost), image_torn = queued(torn),
                     image_zeroed = queued(zeroed);
