@@ -23,8 +23,9 @@ import needs
 COMPARE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
                        "compare")
 NUMBER = r"(\d+\.\d+)"
-ROW = re.compile(r"^\| (1|100) \| (8|64) \| " + NUMBER + r" \| " + NUMBER + r" \| " + NUMBER +
-                 r" \| " + NUMBER + r" \| " + NUMBER + r" \| (\d+)/(\d+) \|$", re.MULTILINE)
+# msg/conn, conns, then msg/s, msg/s, ratio, p99, p99, CPU, CPU, CPU ratio, failures.
+ROW = re.compile(r"^\| (1|100) \| (8|64) \| " + r" \| ".join([NUMBER] * 8) +
+                 r" \| (\d+)/(\d+) \|$", re.MULTILINE)
 
 
 @needs.condition(lambda: os.access(POSTFIX, os.X_OK) and os.geteuid() == 0,
@@ -44,13 +45,23 @@ class BenchCompare(unittest.TestCase):
             self.assertGreater(postfix_rate, 0, row)
             self.assertAlmostEqual(ratio, smtpsd_rate / postfix_rate,
                                    delta=max(0.01, 0.05 * ratio))  # rates are rounded
-            self.assertEqual((row[7], row[8]), ("0", "0"), "messages refused: " + result.stdout)
+            # Server CPU per message, from /proc: smtpsd's process, Postfix's whole tree.
+            smtpsd_cpu, postfix_cpu, cpu_ratio = (float(value) for value in row[7:10])
+            self.assertGreater(smtpsd_cpu, 0, row)
+            self.assertGreater(postfix_cpu, 0, row)
+            self.assertAlmostEqual(cpu_ratio, postfix_cpu / smtpsd_cpu,
+                                   delta=max(0.01, 0.05 * cpu_ratio))
+            self.assertEqual((row[10], row[11]), ("0", "0"), "messages refused: " + result.stdout)
 
     def test_bad_arguments_are_refused(self):
         result = subprocess.run([COMPARE, "--rounds", "0"], capture_output=True, text=True,
                                 timeout=30)
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn("--rounds", result.stderr)
+        result = subprocess.run([COMPARE, "--loads", "1x8,100"], capture_output=True, text=True,
+                                timeout=30)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("--loads 1x8,100: expected e.g. 1x8,100x8", result.stderr)
         # --milter names one of the milters the bench can start privately.
         result = subprocess.run([COMPARE, "--milter", "clamav"], capture_output=True,
                                 text=True, timeout=30)
