@@ -638,6 +638,7 @@ struct ClientSession::Impl {
     mail_refused_ = false;
     end_of_data_answered_ = false;
     stuffer_.reset();
+    stuffed_bare_line_endings_ = 0;
     for (std::size_t index : recipients)
       results_.push_back(RecipientResult{index, ServerReply{}});
     state_ = State::kMessageDone;
@@ -836,6 +837,7 @@ struct ClientSession::Impl {
         }
         if (reply.code == 354) {
           stuffer_.reset();
+          stuffed_bare_line_endings_ = 0;
           state_ = State::kContent;
           return;
         }
@@ -891,6 +893,17 @@ struct ClientSession::Impl {
   void end_content() {
     if (state_ != State::kContent) return;
     stuffer_.finish(output_);
+    end_of_data();
+  }
+
+  void send_stuffed(const StuffedContent& content) {
+    if (state_ != State::kContent) return;
+    stuffed_bare_line_endings_ = content.bare_line_endings();
+    end_of_data();
+  }
+
+  // The content is out (or is the host's to write next): its reply is what comes.
+  void end_of_data() {
     ++messages_sent_;
     if (config.protocol == ClientProtocol::kLmtp) {
       for (std::size_t position = 0; position < accepted_.size(); ++position)
@@ -935,6 +948,7 @@ struct ClientSession::Impl {
   bool mail_refused_ = false;
   bool end_of_data_answered_ = false;
   DotStuffer stuffer_;
+  std::size_t stuffed_bare_line_endings_ = 0;  // of a send_stuffed() message
 };
 
 ClientSession::ClientSession(ClientConfig config)
@@ -968,6 +982,17 @@ void ClientSession::content(std::string_view bytes) {
 void ClientSession::end_content() {
   impl_->end_content();
 }
+void ClientSession::send_stuffed(const StuffedContent& content) {
+  impl_->send_stuffed(content);
+}
+
+StuffedContent::StuffedContent(std::string_view content) {
+  DotStuffer stuffer;
+  wire_.reserve(content.size() + content.size() / 64 + 5);
+  stuffer.encode(content, wire_);
+  stuffer.finish(wire_);
+  bare_line_endings_ = stuffer.bare_line_endings();
+}
 void ClientSession::quit() {
   impl_->quit();
 }
@@ -990,7 +1015,7 @@ bool ClientSession::authenticated() const {
   return impl_->authenticated_;
 }
 std::size_t ClientSession::content_bare_line_endings() const {
-  return impl_->stuffer_.bare_line_endings();
+  return impl_->stuffer_.bare_line_endings() + impl_->stuffed_bare_line_endings_;
 }
 std::size_t ClientSession::messages_sent() const {
   return impl_->messages_sent_;

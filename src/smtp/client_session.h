@@ -144,6 +144,21 @@ struct ClientFailure {
                        // line", ...
 };
 
+// A message's content in its wire form, made once by DotStuffer (dot-stuffed, bare CR and LF
+// written as CRLF, then the end of data): for a host that sends the same content many times
+// (smtpsctl bench), which otherwise pays the stuffing and a copy of it per message. Only
+// DotStuffer makes it, so it holds exactly one end-of-data indicator, at its end.
+class StuffedContent {
+ public:
+  explicit StuffedContent(std::string_view content);
+  std::string_view wire() const { return wire_; }
+  std::size_t bare_line_endings() const { return bare_line_endings_; }
+
+ private:
+  std::string wire_;
+  std::size_t bare_line_endings_ = 0;
+};
+
 class ClientSession {
  public:
   explicit ClientSession(ClientConfig config);
@@ -169,7 +184,10 @@ class ClientSession {
   // any bare CR or LF as CRLF (counted in content_bare_line_endings()).
   void content(std::string_view bytes);
   void end_content();  // ends the data (adds CRLF first if the content did not end with one)
-  void quit();         // when idle (kReady or kMessageDone)
+  // Instead of content() and end_content(): the host writes output() and then
+  // content.wire() itself, in that order.
+  void send_stuffed(const StuffedContent& content);
+  void quit();  // when idle (kReady or kMessageDone)
 
   const std::vector<RecipientResult>& results() const;  // of the last send_message()
   const ServerCapabilities& capabilities() const;

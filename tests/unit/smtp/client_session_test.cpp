@@ -835,6 +835,34 @@ TEST_P(ClientSessionTest, ContentIsStuffedAcrossPiecesAndBareLineEndingsBecomeCr
   }
 }
 
+// StuffedContent is content() + end_content() made once: the host writes its wire form, the
+// session writes nothing of the content and reads the end-of-data reply as usual; the same
+// content can go out again in the next transaction.
+TEST_P(ClientSessionTest, StuffedContentIsTheWireFormAndTheTransactionEndsAsUsual) {
+  const StuffedContent stuffed("a\r\n.b\r\n..\r\nc\nd\r.e");
+  EXPECT_EQ(stuffed.wire(), "a\r\n..b\r\n...\r\nc\r\nd\r\n..e\r\n.\r\n");
+  establish(kEhloPipelining);
+  Envelope envelope = envelope_for({"b@mx.example"});
+  std::vector<std::size_t> indices = all_of(envelope);
+  for (int transaction = 0; transaction < 2; ++transaction) {
+    session().send_message(envelope, indices, 20);
+    ASSERT_EQ(feed("250 ok\r\n250 ok\r\n354 go\r\n"), ClientEvent::kSendContent);
+    take();
+    session().send_stuffed(stuffed);
+    EXPECT_EQ(take(), "");  // the host writes stuffed.wire() itself
+    EXPECT_EQ(session().content_bare_line_endings(), 2u);
+    EXPECT_EQ(session().next(), ClientEvent::kNeedInput);
+    ASSERT_EQ(feed("250 2.0.0 queued\r\n"), ClientEvent::kMessageDone) << transaction;
+    EXPECT_EQ(summary_of(0), "250 2.0.0 queued");
+    EXPECT_EQ(session().messages_sent(), static_cast<std::size_t>(transaction + 1));
+    EXPECT_EQ(session().next(), ClientEvent::kReady);
+  }
+  // Out of turn (no 354 asked for it), it does nothing.
+  session().send_stuffed(stuffed);
+  EXPECT_EQ(take(), "");
+  EXPECT_EQ(session().messages_sent(), 2u);
+}
+
 TEST_P(ClientSessionTest, CallsOutOfTurnAreIgnored) {
   start();
   Envelope envelope = envelope_for({"b@mx.example"});
