@@ -793,7 +793,10 @@ class FileSpoolWriter final : public SpoolWriter {
         state_dir_fd_(state_dir_fd) {
     buffer_.reserve(kWriteBufferSize);
   }
-  ~FileSpoolWriter() override { abort(); }
+  ~FileSpoolWriter() override {
+    abort();
+    spool_.give_memory(memory_taken_);
+  }
 
   const std::string& id() const override { return id_; }
   Spool& spool() const override { return spool_; }
@@ -1138,8 +1141,11 @@ class FileSpoolWriter final : public SpoolWriter {
   }
 
   // Buffered write at the end of the file; pieces as large as the buffer go straight out.
+  // Before the file exists the buffer may grow past kWriteBufferSize, as the spool's memory
+  // budget allows (grow_in_memory), so that the whole message stays in memory.
   base::Expected<base::Ok, SpoolError> write_bytes(std::string_view bytes) {
-    if (bytes.size() <= kWriteBufferSize - buffer_.size()) {
+    if (bytes.size() <= kWriteBufferSize + memory_taken_ - buffer_.size() ||
+        grow_in_memory(buffer_.size() + bytes.size())) {
       buffer_.append(bytes);
       return base::Ok{};
     }
@@ -1167,7 +1173,27 @@ class FileSpoolWriter final : public SpoolWriter {
     crc_written(buffer_);
     written_size_ += buffer_.size();
     buffer_.clear();
+    if (memory_taken_ != 0) {
+      // The file has the message now: the memory past the 64 KiB goes back to the budget.
+      std::string().swap(buffer_);
+      buffer_.reserve(kWriteBufferSize);
+      spool_.give_memory(memory_taken_);
+      memory_taken_ = 0;
+    }
     return base::Ok{};
+  }
+
+  // Takes from the spool's budget what a buffer of `needed` octets holds past
+  // kWriteBufferSize (in steps of kWriteBufferSize), as long as no file exists and the
+  // message stays under Spool::kMemoryMessageMax. False: the buffer goes to the file.
+  bool grow_in_memory(std::uint64_t needed) {
+    if (fd_ >= 0 || written_size_ != 0 || needed > Spool::kMemoryMessageMax) return false;
+    const std::uint64_t want =
+        (needed - kWriteBufferSize + kWriteBufferSize - 1) / kWriteBufferSize * kWriteBufferSize;
+    if (want <= memory_taken_) return true;
+    if (!spool_.take_memory(want - memory_taken_)) return false;
+    memory_taken_ = want;
+    return true;
   }
 
   // The CRC of the file's octets after the start lines, continued over bytes written at
@@ -1233,7 +1259,8 @@ class FileSpoolWriter final : public SpoolWriter {
   Spool& spool_;
   std::string id_;
   std::string tmp_path_;
-  int fd_ = -1;  // tmp/<id> once make_file() made it
+  int fd_ = -1;                     // tmp/<id> once make_file() made it
+  std::uint64_t memory_taken_ = 0;  // of the spool's budget: the buffer past kWriteBufferSize
   int tmp_dir_fd_;
   int queue_dir_fd_;
   int state_dir_fd_;
@@ -1759,6 +1786,20 @@ bool Spool::still_queued(const StoredMessage& message) const {
 
 OpenSpoolFile::~OpenSpoolFile() {
   if (fd >= 0) ::close(fd);
+}
+
+bool Spool::take_memory(std::uint64_t octets) {
+  const std::uint64_t budget = memory_budget_.load(std::memory_order_relaxed);
+  std::uint64_t in_use = memory_in_use_.load(std::memory_order_relaxed);
+  do {
+    if (octets > budget || in_use > budget - octets) return false;
+  } while (
+      !memory_in_use_.compare_exchange_weak(in_use, in_use + octets, std::memory_order_relaxed));
+  return true;
+}
+
+void Spool::give_memory(std::uint64_t octets) {
+  memory_in_use_.fetch_sub(octets, std::memory_order_relaxed);
 }
 
 bool Spool::keep_spare(int dir_fd, const std::string& id, std::uint64_t length) {

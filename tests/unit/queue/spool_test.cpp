@@ -375,6 +375,7 @@ TEST_F(SpoolTest, BigContentRoundTripsByteForByte) {
 }
 
 TEST_F(SpoolTest, AbortRemovesTmp) {
+  spool_->set_memory_budget(0);  // past 64 KiB the message goes to tmp/
   auto writer = spool_->begin(full_envelope(), 1);
   ASSERT_TRUE(writer);
   ASSERT_TRUE((*writer)->append(std::string(100 * 1024, 'x')));
@@ -600,6 +601,7 @@ TEST_F(SpoolTest, CommitFailsCleanlyOnAFullDiskAtCommit) {
 
 TEST_F(SpoolTest, AppendFailsAndKeepsFailingOnAFullDisk) {
   int status = run_with_file_size_limit(100 * 1024, [&] {
+    spool_->set_memory_budget(0);  // past 64 KiB the message goes to tmp/
     auto writer = spool_->begin(full_envelope(), 1);
     if (!writer) return 1;
     bool failed = false;
@@ -834,6 +836,7 @@ TEST_F(SpoolTest, ACrashBeforeCommitLeavesNothingInQueueUnlessTheLogHasIt) {
     if (pid == 0) {
       auto spool = Spool::open(dir_);
       if (!spool) ::_exit(10);
+      (*spool)->set_memory_budget(0);  // the big body goes to tmp/, which the crash leaves
       auto writer = (*spool)->begin(full_envelope(), 1);
       if (!writer) ::_exit(11);
       if (!(*writer)->append(kReceived + kHeader + big_body())) ::_exit(12);
@@ -1287,6 +1290,60 @@ TEST_F(SpoolTest, MarkHeldWritesTheHoldBeforeTheMessageIsPublished) {
 // A removed small message's file is kept in spare/ and the next message is written into
 // it (no inode made or freed); it holds exactly the new message. A large one is unlinked,
 // and a start empties spare/.
+// Past its 64 KiB buffer a writer keeps the message in memory (up to 256 KiB) while the
+// spool's budget lasts: no tmp/ file, finished from memory, committed whole from memory; a
+// writer the budget cannot serve, or a larger message, writes its file as before, and
+// whatever a writer took goes back.
+TEST_F(SpoolTest, AMessageUpTo256KiBStaysInMemoryWhileTheBudgetLasts) {
+  spool_->set_memory_budget(192 * 1024);
+  std::string content;
+  for (int line = 0; content.size() < 200 * 1024; ++line)
+    content += "line " + std::to_string(line) + " of a message kept in memory\r\n";
+  const auto reads_back = [](const StoredMessage& message) {
+    auto reader = MessageReader::open(message);
+    EXPECT_TRUE(reader);
+    std::string read(reader->size(), '\0');
+    EXPECT_TRUE(reader->read(read));
+    return read;
+  };
+  {
+    auto in_memory = spool_->begin(full_envelope(), 1);
+    ASSERT_TRUE(in_memory);
+    for (std::size_t pos = 0; pos < content.size(); pos += 100 * 1024)
+      ASSERT_TRUE((*in_memory)->append(std::string_view(content).substr(pos, 100 * 1024)));
+    EXPECT_EQ(count_spool_entries(dir_ + "/tmp"), 0u);
+    EXPECT_EQ(spool_->memory_in_use(), 192u * 1024);  // the budget, all of it
+    // The budget is spent: the next writer past 64 KiB goes to its file.
+    auto on_disk = spool_->begin(full_envelope(), 1);
+    ASSERT_TRUE(on_disk);
+    ASSERT_TRUE((*on_disk)->append(std::string(100 * 1024, 'd')));
+    EXPECT_TRUE(fs::exists(dir_ + "/tmp/" + (*on_disk)->id()));
+    EXPECT_EQ(spool_->memory_in_use(), 192u * 1024);
+    auto finished = (*in_memory)->finish();
+    ASSERT_TRUE(finished) << finished.error().message;
+    ASSERT_TRUE(finished->file);
+    EXPECT_LT(finished->file->fd, 0);  // read from memory
+    EXPECT_EQ(reads_back(*finished), content);
+    EXPECT_FALSE(fs::exists(dir_ + "/tmp/" + (*in_memory)->id()));
+  }
+  EXPECT_EQ(spool_->memory_in_use(), 0u);
+  EXPECT_EQ(count_spool_entries(dir_ + "/tmp"), 0u);
+  // Committed from memory: the queue file and the log record hold it whole.
+  spool_->set_memory_budget(Spool::kDefaultMemoryBudget);
+  const std::string committed = commit_message(full_envelope(), content);
+  EXPECT_EQ(spool_->memory_in_use(), 0u);
+  auto loaded = spool_->load(committed);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(reads_back(*loaded), content);
+  // Over 256 KiB: the file, and the memory taken on the way given back.
+  auto large = spool_->begin(full_envelope(), 1);
+  ASSERT_TRUE(large);
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE((*large)->append(std::string(64 * 1024, 'L')));
+  EXPECT_TRUE(fs::exists(dir_ + "/tmp/" + (*large)->id()));
+  EXPECT_EQ(spool_->memory_in_use(), 0u);
+}
+
 TEST_F(SpoolTest, ARemovedSmallFileIsReusedForTheNextMessageAndALargeOneIsNot) {
   auto inode = [](const std::string& path) {
     struct stat status {};
