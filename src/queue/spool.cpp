@@ -795,7 +795,9 @@ class FileSpoolWriter final : public SpoolWriter {
   }
   ~FileSpoolWriter() override {
     abort();
-    spool_.give_memory(memory_taken_);
+    // Only when there is something to give: a writer holding nothing may outlive its spool
+    // (tests do), and touches nothing of it here.
+    if (memory_taken_ != 0) spool_.give_memory(memory_taken_);
   }
 
   const std::string& id() const override { return id_; }
