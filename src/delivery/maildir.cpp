@@ -4,8 +4,9 @@
 // fsynced before it is linked into new/, and new/ is fsynced before deliver() reports
 // kDelivered, because the scheduler then removes the spool file (RFC 5321 §4.5.4, §6.1).
 // Content is copied segment by segment (queue::MessageReader says where it lies in the spool
-// file) with copy_file_range(2) (or a 64 KiB buffer where the kernel cannot), never held
-// whole in memory. Lines keep the CRLF of SMTP: Dovecot reads both.
+// file) with base::copy_file_part (copy_file_range(2), or a buffer where the kernel cannot),
+// never held whole in memory; a message finished from memory is written with writev(2). Lines keep
+// the CRLF of SMTP: Dovecot reads both.
 #include "delivery/maildir.h"
 
 #include <dirent.h>
@@ -14,16 +15,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
 #include <span>
 #include <string_view>
 #include <utility>
-#include <vector>
 
 #include "base/ascii.h"
+#include "base/file_copy.h"
 #include "queue/message_reader.h"
 
 namespace delivery {
@@ -218,58 +218,6 @@ base::Expected<bool, std::string> already_delivered(int new_fd, const std::strin
   }
   ::closedir(cur);
   return found;
-}
-
-// Copies size bytes from source at offset to the current position of target. A large copy
-// goes in pieces of kWritebackPiece, each handed to writeback (sync_file_range) as soon as
-// it is in the page cache: the disk writes while the next piece is copied, so the fsync
-// that follows waits for the last piece, not for the whole message.
-constexpr std::uint64_t kWritebackPiece = 1 << 20;
-
-int copy_content(int source, std::uint64_t offset, int target, std::uint64_t size) {
-  auto in_offset = static_cast<off64_t>(offset);
-  std::uint64_t remaining = size;
-  bool use_buffer = false;
-  while (remaining > 0 && !use_buffer) {
-    const std::uint64_t piece = std::min(remaining, kWritebackPiece);
-    ssize_t copied = ::copy_file_range(source, &in_offset, target, nullptr, piece, 0);
-    if (copied < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
-          errno == EBADF) {
-        use_buffer = true;  // not supported between these files: fall back below
-        break;
-      }
-      return errno;
-    }
-    if (copied == 0) return EIO;  // the spool file is shorter than it was: never expected
-    remaining -= static_cast<std::uint64_t>(copied);
-    if (size > kWritebackPiece) ::sync_file_range(target, 0, 0, SYNC_FILE_RANGE_WRITE);
-  }
-  std::vector<char> buffer(use_buffer ? 64 * 1024 : 0);
-  while (remaining > 0) {
-    std::size_t want = std::min<std::uint64_t>(remaining, buffer.size());
-    ssize_t got = ::pread(source, buffer.data(), want, in_offset);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (got == 0) return EIO;
-    const char* data = buffer.data();
-    std::size_t left = static_cast<std::size_t>(got);
-    while (left > 0) {
-      ssize_t written = ::write(target, data, left);
-      if (written < 0) {
-        if (errno == EINTR) continue;
-        return errno;
-      }
-      data += written;
-      left -= static_cast<std::size_t>(written);
-    }
-    in_offset += got;
-    remaining -= static_cast<std::uint64_t>(got);
-  }
-  return 0;
 }
 
 int write_all(int fd, std::string_view bytes) {
@@ -574,11 +522,13 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
     }
   } else {
     if (int error = write_all(target.get(), return_path)) return fail("write", error);
+    std::uint64_t written = return_path.size();
     for (const queue::ContentSegment& segment : source->segments()) {
-      if (int error = copy_content(source->file_descriptor(), segment.offset, target.get(),
-                                   segment.length)) {
-        return fail("write", error);
+      if (!base::copy_file_part(source->file_descriptor(), segment.offset, target.get(), written,
+                                segment.length)) {
+        return fail("write", errno);
       }
+      written += segment.length;
     }
   }
   if (MaildirBatch* batch = MaildirBatch::current();

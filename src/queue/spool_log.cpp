@@ -17,6 +17,7 @@
 #include <cstring>
 #include <optional>
 
+#include "base/file_copy.h"
 #include "obs/log.h"
 #include "queue/crc32.h"
 
@@ -90,45 +91,6 @@ bool pwrite_exact(int fd, std::string_view bytes, std::uint64_t offset) {
     if (n < 0) return false;
     bytes.remove_prefix(static_cast<std::size_t>(n));
     offset += static_cast<std::uint64_t>(n);
-  }
-  return true;
-}
-
-// Copies length octets from in at in_offset to out at out_offset: copy_file_range(2), or
-// pread/pwrite where the kernel cannot. A large copy goes in pieces of kWritebackPiece, each
-// handed to writeback (sync_file_range) once copied, so that the disk writes while the next
-// is copied and the fdatasync after it waits for the last piece only.
-constexpr std::uint64_t kWritebackPiece = 1 << 20;
-
-bool copy_range(int in, std::uint64_t in_offset, int out, std::uint64_t out_offset,
-                std::uint64_t length) {
-  auto source = static_cast<off_t>(in_offset);
-  auto target = static_cast<off_t>(out_offset);
-  const bool large = length > kWritebackPiece;
-  while (length > 0) {
-    const off_t piece_start = target;
-    ssize_t n = ::copy_file_range(
-        in, &source, out, &target,
-        static_cast<std::size_t>(std::min<std::uint64_t>(length, kWritebackPiece)), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
-      std::string chunk;
-      while (length > 0) {
-        const auto piece = static_cast<std::size_t>(std::min<std::uint64_t>(length, kCopyChunk));
-        if (!pread_exact(in, static_cast<std::uint64_t>(source), piece, chunk)) return false;
-        if (!pwrite_exact(out, chunk, static_cast<std::uint64_t>(target))) return false;
-        source += static_cast<off_t>(piece);
-        target += static_cast<off_t>(piece);
-        length -= piece;
-      }
-      return true;
-    }
-    if (n <= 0) {
-      if (n == 0) errno = EIO;
-      return false;
-    }
-    length -= static_cast<std::uint64_t>(n);
-    if (large) ::sync_file_range(out, piece_start, n, SYNC_FILE_RANGE_WRITE);
   }
   return true;
 }
@@ -268,7 +230,7 @@ bool SpoolLog::file_matches(const Live& live, int fd) {
 base::Expected<base::Ok, SpoolError> SpoolLog::copy_image(const Live& live, int out_fd) {
   int in = ::open(live.segment_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (in < 0) return base::unexpected(log_error("open", live.segment_path, errno));
-  bool ok = copy_range(in, live.offset, out_fd, 0, live.length);
+  bool ok = base::copy_file_part(in, live.offset, out_fd, 0, live.length);
   int saved = errno;
   ::close(in);
   if (!ok)
@@ -461,7 +423,7 @@ base::Expected<std::uint64_t, SpoolError> SpoolLog::write_record_locked(char kin
   bool ok;
   if (fd >= 0) {
     ok = pwrite_exact(segment.fd, line, segment.size) &&
-         copy_range(fd, 0, segment.fd, segment.size + line.size(), size);
+         base::copy_file_part(fd, 0, segment.fd, segment.size + line.size(), size);
   } else {
     std::array<iovec, 2> pieces{iovec{const_cast<char*>(line.data()), line.size()},
                                 iovec{const_cast<char*>(image.data()), image.size()}};
@@ -610,8 +572,9 @@ void SpoolLog::compact_locked() {
     if (place.sequence != oldest.sequence) continue;
     const std::string line = format_log_record_line('M', id, place.length, place.crc);
     const std::uint64_t payload_offset = newest.size + line.size();
-    ok = pwrite_exact(newest.fd, line, newest.size) &&
-         copy_range(old_fd, place.payload_offset, newest.fd, payload_offset, place.length);
+    ok =
+        pwrite_exact(newest.fd, line, newest.size) &&
+        base::copy_file_part(old_fd, place.payload_offset, newest.fd, payload_offset, place.length);
     if (!ok) break;
     newest.size = payload_offset + place.length;
     moved.emplace_back(&place, payload_offset);
