@@ -1185,13 +1185,13 @@ class FileSpoolWriter final : public SpoolWriter {
     return base::Ok{};
   }
 
-  // Takes from the spool's budget what a buffer of `needed` octets holds past
-  // kWriteBufferSize (in steps of kWriteBufferSize), as long as no file exists and the
-  // message stays under Spool::kMemoryMessageMax. False: the buffer goes to the file.
+  // Takes from the spool's budget what a buffer of `needed` octets (more than
+  // kWriteBufferSize) holds past kWriteBufferSize, rounded up to a multiple of it, as long as
+  // no file exists and the message stays under Spool::kMemoryMessageMax. False: the buffer
+  // goes to the file.
   bool grow_in_memory(std::uint64_t needed) {
-    if (fd_ >= 0 || written_size_ != 0 || needed > Spool::kMemoryMessageMax) return false;
-    const std::uint64_t want =
-        (needed - kWriteBufferSize + kWriteBufferSize - 1) / kWriteBufferSize * kWriteBufferSize;
+    if (fd_ >= 0 || needed > Spool::kMemoryMessageMax) return false;
+    const std::uint64_t want = (needed - 1) / kWriteBufferSize * kWriteBufferSize;
     if (want <= memory_taken_) return true;
     if (!spool_.take_memory(want - memory_taken_)) return false;
     memory_taken_ = want;

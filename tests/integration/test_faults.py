@@ -105,8 +105,7 @@ class DiskFull(ServerTestCase):
         server.expected_errors = [r"event=spool_failed .*No space left on device"]
         with server:
             filler = fill(spool, 256 * 1024)
-            # 1.1 MB: past the 256 KiB a message may be held in memory, so it needs the spool.
-            big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1100
+            big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1024  # 1 MiB
             with self.assertRaises(smtplib.SMTPDataError) as refused:
                 send(server, big, declare_size=False)
             self.assertEqual(refused.exception.smtp_code, 452)

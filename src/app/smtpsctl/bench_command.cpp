@@ -82,8 +82,8 @@ struct Shared {
   const BenchOptions& options;
   SSL_CTX* tls_context;
   tcp::endpoint endpoint;
-  std::string content;
-  std::optional<smtp::StuffedContent> stuffed;  // content's wire form, made once
+  std::optional<smtp::StuffedContent> stuffed;  // the content's wire form, made once
+  std::uint64_t content_size = 0;               // octets of the content (SIZE=)
   smtp::Envelope envelope;
   Clock::time_point end_of_run;  // --duration
   std::atomic<long long> claimed{0};
@@ -350,7 +350,7 @@ awaitable<void> run_connection(Shared& shared, ThreadStats& stats) {
         if (in_flight || (sent_here < options.per_connection && shared.claim())) {
           in_flight = true;
           ++sent_here;
-          session.send_message(shared.envelope, recipients, shared.content.size());
+          session.send_message(shared.envelope, recipients, shared.content_size);
         } else {
           session.quit();
         }
@@ -575,8 +575,9 @@ int run_bench_command(const std::vector<std::string>& args, std::ostream& out, s
   }
 
   Shared shared(options, context.get(), endpoint);
-  shared.content = build_content(options.from, options.to, options.size);
-  shared.stuffed.emplace(shared.content);
+  const std::string content = build_content(options.from, options.to, options.size);
+  shared.stuffed.emplace(content);
+  shared.content_size = content.size();
   shared.envelope.helo = "bench.invalid";
   shared.envelope.esmtp = true;
   shared.envelope.reverse_path = options.from;
