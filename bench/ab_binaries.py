@@ -12,59 +12,120 @@ and B/A. Standard library only; the load generator is build/smtpsctl.
     EXTRA='[queue]\ndeliver_at_acceptance = false\n' ...       # appended to both configs
     B_LISTENER='{"session_tickets": false}' ...                # listener keys for B (or A_)
 """
-import os, sys, json, subprocess, tempfile, time, shutil, statistics
-a_bin, b_bin = sys.argv[1], sys.argv[2]
-per, conns, dur, rounds = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
-size = os.environ.get("SIZE", "1024")
-os.environ["SMTPSD_BIN"] = a_bin
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-import harness
-smtpsctl = os.path.join(HERE, "..", "build", "smtpsctl")
-servers = {}
-d = tempfile.mkdtemp(prefix="ab-")
-for name, binary in (("A", a_bin), ("B", b_bin)):
-    os.makedirs(os.path.join(d, name))
-    listener = {"role": "submissions"}
-    listener.update(json.loads(os.environ.get(name + "_LISTENER", "{}")))
-    s = harness.Server(os.path.join(d, name), listeners=[listener],
-                       limits={"max_connections_per_ip": 1000, "max_connections_per_minute_per_ip": 0},
-                       extra_toml="[sending_limits]\nmessages_per_hour = 0\n" + os.environ.get("EXTRA", "").replace("\\n", "\n"), domains=[("localhost", ["demo"])])
-    s.binary = binary
-    servers[name] = s
-def cpu(s):
-    f = open(f"/proc/{s.process.pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-def bench(s, p, c, t):
-    pw = os.path.join(s.dir, "demo.password")
-    cmd = [smtpsctl, "bench", "--server", f"smtps://127.0.0.1:{s.ports['submissions']}", "--cafile", s.ca,
-           "--user", "demo@localhost", "--password-file", pw, "--connections", str(c),
-           "--per-connection", str(p), "--size", size, "--duration", str(t), "--json"]
-    return json.loads(subprocess.run(cmd, capture_output=True, text=True).stdout)
-res = {"A": [], "B": []}
-try:
-    for s in servers.values():
-        harness.SMTPSD = s.binary
-        s.start()
-        bench(s, 1, 8, 1.0)
-    for r in range(rounds):
-        for name in (("A", "B") if r % 2 == 0 else ("B", "A")):
-            s = servers[name]
-            c0 = cpu(s); rep = bench(s, per, conns, dur)
-            deadline = time.time() + 30
-            while s.spool_ids() and time.time() < deadline: time.sleep(0.05)
-            time.sleep(0.2)
-            n = rep["messages"]
-            res[name].append((n / dur, 1000 * (cpu(s) - c0) / max(n, 1), rep.get("p99_ms")))
-    for name in ("A", "B"):
-        rates = [x[0] for x in res[name]]; cpus = [x[1] for x in res[name]]
-        print(f"{name}: {statistics.median(rates):.0f} msg/s ({min(rates):.0f}-{max(rates):.0f}), "
-              f"cpu {statistics.median(cpus):.3f} ms/msg ({min(cpus):.3f}-{max(cpus):.3f})")
-    ra = statistics.median([x[0] for x in res["A"]]); rb = statistics.median([x[0] for x in res["B"]])
-    ca = statistics.median([x[1] for x in res["A"]]); cb = statistics.median([x[1] for x in res["B"]])
-    print(f"B/A: {rb/ra:.2f}x msg/s, {cb/ca:.2f}x cpu/msg")
-finally:
-    for s in servers.values():
-        try: s.stop()
-        except Exception: pass
-    shutil.rmtree(d, ignore_errors=True)
+from procstat import cpu_seconds  # noqa: E402
+
+SMTPSCTL = os.path.join(HERE, "..", "build", "smtpsctl")
+
+
+def positive(kind):
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text}: must be positive")
+        return value
+    return parse
+
+
+def parse_arguments():
+    parser = argparse.ArgumentParser(prog="bench/ab_binaries.py",
+                                     description="two smtpsd binaries, one load alternated")
+    parser.add_argument("a", help="smtpsd binary A")
+    parser.add_argument("b", help="smtpsd binary B")
+    parser.add_argument("per_connection", type=positive(int))
+    parser.add_argument("connections", type=positive(int))
+    parser.add_argument("seconds", type=positive(float))
+    parser.add_argument("rounds", type=positive(int))
+    arguments = parser.parse_args()
+    for binary in (arguments.a, arguments.b):
+        if not os.access(binary, os.X_OK):
+            parser.error(f"{binary}: not an executable")
+    try:
+        arguments.size = positive(int)(os.environ.get("SIZE", "1024"))
+        arguments.listeners = {name: json.loads(os.environ.get(name + "_LISTENER", "{}"))
+                               for name in ("A", "B")}
+    except (ValueError, argparse.ArgumentTypeError) as error:
+        parser.error(f"SIZE or A_/B_LISTENER: {error}")
+    return arguments
+
+
+def bench(server, per_connection, connections, seconds, size):
+    """smtpsctl bench --json against server: its report (a clear error if it failed)."""
+    command = [SMTPSCTL, "bench", "--server", f"smtps://127.0.0.1:{server.ports['submissions']}",
+               "--cafile", server.ca, "--user", "demo@localhost",
+               "--password-file", os.path.join(server.dir, "demo.password"),
+               "--connections", str(connections), "--per-connection", str(per_connection),
+               "--size", str(size), "--duration", str(seconds), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise SystemExit(f"bench/ab_binaries.py: smtpsctl bench failed ({result.returncode}): "
+                         f"{result.stderr}")
+
+
+def main():
+    arguments = parse_arguments()
+    os.environ["SMTPSD_BIN"] = arguments.a
+    import harness  # noqa: E402  (reads SMTPSD_BIN at import)
+    directory = tempfile.mkdtemp(prefix="ab-")
+    servers = {}
+    for name, binary in (("A", arguments.a), ("B", arguments.b)):
+        os.makedirs(os.path.join(directory, name))
+        server = harness.Server(
+            os.path.join(directory, name),
+            listeners=[{"role": "submissions", **arguments.listeners[name]}],
+            limits={"max_connections_per_ip": 1000, "max_connections_per_minute_per_ip": 0},
+            extra_toml="[sending_limits]\nmessages_per_hour = 0\n" +
+                       os.environ.get("EXTRA", "").replace("\\n", "\n"),
+            domains=[("localhost", ["demo"])])
+        server.binary = binary
+        servers[name] = server
+    rates = {"A": [], "B": []}
+    cpu = {"A": [], "B": []}
+    try:
+        for server in servers.values():
+            harness.SMTPSD = server.binary
+            server.start()
+            bench(server, 1, 8, 1.0, arguments.size)  # warm-up: the first password check
+        for round_number in range(arguments.rounds):
+            for name in ("A", "B") if round_number % 2 == 0 else ("B", "A"):
+                server = servers[name]
+                before = cpu_seconds([server.process.pid])
+                report = bench(server, arguments.per_connection, arguments.connections,
+                               arguments.seconds, arguments.size)
+                deadline = time.monotonic() + 30  # the run's deliveries are part of its cost
+                while server.spool_ids() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                time.sleep(0.2)
+                messages = max(report["messages"], 1)
+                rates[name].append(report["messages_per_second"])
+                cpu[name].append(1000 * (cpu_seconds([server.process.pid]) - before) / messages)
+        median = {name: (statistics.median(rates[name]), statistics.median(cpu[name]))
+                  for name in rates}
+        for name in ("A", "B"):
+            print(f"{name}: {median[name][0]:.0f} msg/s ({min(rates[name]):.0f}-"
+                  f"{max(rates[name]):.0f}), cpu {median[name][1]:.3f} ms/msg "
+                  f"({min(cpu[name]):.3f}-{max(cpu[name]):.3f})")
+        if median["A"][0] > 0 and median["A"][1] > 0:
+            print(f"B/A: {median['B'][0] / median['A'][0]:.2f}x msg/s, "
+                  f"{median['B'][1] / median['A'][1]:.2f}x cpu/msg")
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -28,18 +28,9 @@ BUILD = os.environ.get("BUILD", os.path.join(HERE, "..", "build"))
 os.environ.setdefault("SMTPSD_BIN", os.path.join(BUILD, "smtpsd"))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import harness  # noqa: E402
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ports import free_port  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
+from processes import end_process  # noqa: E402
 
 
 def wait_listening(port, process, timeout=10):
@@ -60,15 +51,20 @@ def handshakes(port, ca, connections, seconds):
     command = [os.path.join(BUILD, "smtpsctl"), "bench", "--server",
                f"smtps://127.0.0.1:{port}", "--cafile", ca, "--connections", str(connections),
                "--handshake-only", "--duration", str(seconds), "--json"]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     if result.returncode != 0:
         raise SystemExit(f"bench/handshake_cost.py: smtpsctl bench failed: {result.stderr}")
     return json.loads(result.stdout)["connections"]
 
 
 def main():
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 4.0
+    try:
+        rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+        seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 4.0
+    except ValueError as error:
+        raise SystemExit(f"usage: bench/handshake_cost.py [rounds] [seconds]: {error}")
+    if len(sys.argv) > 3 or rounds < 1 or not seconds > 0:
+        raise SystemExit("usage: bench/handshake_cost.py [rounds] [seconds], both positive")
     directory = tempfile.mkdtemp(prefix="handshake-cost-")
     server = harness.Server(directory, listeners=[{"role": "submissions"}],
                             limits={"max_connections_per_ip": 1000,
@@ -96,9 +92,9 @@ def main():
         for round_number in range(rounds):
             for name in names if round_number % 2 == 0 else reversed(names):
                 port_of, pid, connections = targets[name]
-                before = cpu_seconds(pid)
+                before = cpu_seconds([pid])
                 count = handshakes(port_of, server.ca, connections, seconds)
-                cost[name].append((cpu_seconds(pid) - before) * 1000 / max(count, 1))
+                cost[name].append((cpu_seconds([pid]) - before) * 1000 / max(count, 1))
                 print(f"round {round_number + 1} {name:16} {count / seconds:7.0f} handshakes/s "
                       f"{cost[name][-1]:.3f} ms CPU each", file=sys.stderr, flush=True)
         print(f"Server CPU per TLS 1.3 handshake, {rounds} round(s) of {seconds:g} s, "
@@ -107,11 +103,10 @@ def main():
             print(f"  {name:16} {statistics.median(values):.3f} ms "
                   f"({min(values):.3f}-{max(values):.3f})")
         ours, theirs = (statistics.median(cost[name]) for name in names)
-        print(f"  smtpsd / s_server: {ours / theirs:.2f}")
+        if theirs > 0:
+            print(f"  smtpsd / s_server: {ours / theirs:.2f}")
     finally:
-        if openssl is not None:
-            openssl.kill()
-            openssl.wait()
+        end_process(openssl)
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -26,12 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 import harness  # noqa: E402
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from procstat import cpu_seconds  # noqa: E402
 
 
 def micro(build):
@@ -61,14 +56,14 @@ def run_once(build, variant, per_connection, args):
 
         threading.Thread(target=scrape, daemon=True).start()
     try:
-        before = cpu_seconds(server.process.pid)
+        before = cpu_seconds([server.process.pid])
         report = subprocess.run(
             [os.path.join(build, "smtpsctl"), "bench",
              "--server", f"smtp://127.0.0.1:{server.ports['smtp']}", "--cafile", server.ca,
              "--connections", str(args.connections), "--duration", str(args.duration),
              "--per-connection", str(per_connection), "--size", "1024", "--json"],
             capture_output=True, text=True)
-        cpu = cpu_seconds(server.process.pid) - before
+        cpu = cpu_seconds([server.process.pid]) - before
     finally:
         stop.set()
         server.stop()

@@ -62,6 +62,11 @@ class BenchCompare(unittest.TestCase):
                                 timeout=30)
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn("--loads 1x8,100: expected e.g. 1x8,100x8", result.stderr)
+        # Past smtpsd's default max_message_size every message would be a 552: refused.
+        result = subprocess.run([COMPARE, "--size", str(36 * 1024 * 1024)], capture_output=True,
+                                text=True, timeout=30)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("at most 36700160, smtpsd's default max_message_size", result.stderr)
         # --milter names one of the milters the bench can start privately.
         result = subprocess.run([COMPARE, "--milter", "clamav"], capture_output=True,
                                 text=True, timeout=30)
