@@ -24,6 +24,7 @@
 
 #include "base/ascii.h"
 #include "base/file_copy.h"
+#include "base/file_sync.h"
 #include "queue/message_reader.h"
 
 namespace delivery {
@@ -315,7 +316,7 @@ thread_local MaildirBatch* open_batch = nullptr;
 
 }  // namespace
 
-MaildirBatch::MaildirBatch() {
+MaildirBatch::MaildirBatch(std::uint64_t unwritten_max) : unwritten_max_(unwritten_max) {
   open_batch = this;
 }
 
@@ -337,17 +338,33 @@ MaildirBatch* MaildirBatch::current() {
 
 void MaildirBatch::stage(Copy copy, int file_fd, int tmp_dir_fd, int new_dir_fd, std::string name) {
   copies_.push_back(std::move(copy));
-  open_.push_back(Open{file_fd, tmp_dir_fd, new_dir_fd, std::move(name)});
+  struct stat status {};
+  const std::uint64_t device =
+      ::fstat(file_fd, &status) == 0 ? static_cast<std::uint64_t>(status.st_dev) : 0;
+  open_.push_back(Open{file_fd, tmp_dir_fd, new_dir_fd, std::move(name), device});
+}
+
+// Whether one syncfs of the first file's file system may make every file durable: more than
+// one file, all on that file system, and little unwritten data in the system.
+bool MaildirBatch::sync_together_pays() const {
+  if (open_.size() < 2 || open_[0].device == 0) return false;
+  for (const Open& open : open_)
+    if (open.device != open_[0].device) return false;
+  return base::unwritten_bytes() < unwritten_max_;
 }
 
 void MaildirBatch::complete() {
   open_batch = nullptr;  // no more staging: what comes later delivers on its own
   completed_ = true;
-  // 1. every file's data and inode (one journal commit serves most of them: their blocks
-  //    were allocated when sync_file_range started the writeback);
+  // 1. every file's data and inode (their blocks were allocated when sync_file_range
+  //    started the writeback): one syncfs for them all, through the file staged first, so
+  //    that a write error since it was opened is reported (Linux 5.8: syncfs returns the
+  //    writeback errors of the file system since the descriptor was opened). When it fails,
+  //    or does not pay, an fsync each (which also tells which file failed);
+  synced_together_ = sync_together_pays() && ::syncfs(open_[0].file_fd) == 0;
   for (std::size_t i = 0; i < open_.size(); ++i) {
     Open& open = open_[i];
-    int error = ::fsync(open.file_fd) == 0 ? 0 : errno;
+    int error = synced_together_ || ::fsync(open.file_fd) == 0 ? 0 : errno;
     if (::close(open.file_fd) != 0 && error == 0 && errno != EINTR) error = errno;
     open.file_fd = -1;
     if (error != 0) {

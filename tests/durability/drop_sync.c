@@ -1,13 +1,15 @@
-/* drop_sync.c — a chosen mutation the power-loss simulation must catch: fsync(2) or
- * fdatasync(2) returns success without syncing for the calls chosen by the environment,
- * and every other call goes on to the next definition (the recorder, preloaded after this
- * shim, then sees only the syncs that really happened). Built by
- * tests/integration/power_loss.py; never part of smtpsd.
+/* drop_sync.c — a chosen mutation the power-loss simulation must catch: fsync(2),
+ * fdatasync(2) or syncfs(2) returns success without syncing for the calls chosen by the
+ * environment, and every other call goes on to the next definition (the recorder, preloaded
+ * after this shim, then sees only the syncs that really happened). Built by
+ * tests/integration/power_loss.py; never part of smtpsd. syncfs(2) counts as a sync of the
+ * descriptor it is given.
  *
  *   SMTPSD_DROP_SYNC_KIND=file|dir|any   which descriptors count (default any)
  *   SMTPSD_DROP_SYNC_MATCH=<text>        only those whose path contains it (default all)
  *   SMTPSD_DROP_SYNC_NTH=<n>             drop only the n-th counted call (1-based);
  *                                        0 or unset drops every counted call
+ *   SMTPSD_DROP_SYNC_CALL=<name>         only calls of this function count (default all)
  *
  * Each dropped call is reported on stderr ("drop_sync: dropped fsync of <path>"), so a test
  * can tell that the mutation happened.
@@ -29,7 +31,9 @@ static int dropped(int fd, const char* call) {
   const char* kind = getenv("SMTPSD_DROP_SYNC_KIND");
   const char* match = getenv("SMTPSD_DROP_SYNC_MATCH");
   const char* nth_text = getenv("SMTPSD_DROP_SYNC_NTH");
+  const char* only = getenv("SMTPSD_DROP_SYNC_CALL");
   long nth = nth_text ? atol(nth_text) : 0;
+  if (only && *only && strcmp(only, call) != 0) return 0;
   struct stat status;
   if (fstat(fd, &status) != 0) return 0;
   if (kind && strcmp(kind, "file") == 0 && S_ISDIR(status.st_mode)) return 0;
@@ -57,5 +61,13 @@ int fsync(int fd) {
 int fdatasync(int fd) {
   if (dropped(fd, "fdatasync")) return 0;
   int (*next)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+  return next(fd);
+}
+
+/* syncfs through a file counts as a sync of that file (Maildir syncs a batch of copies so,
+ * through the first one's descriptor): dropping it leaves every file of the batch unsynced. */
+int syncfs(int fd) {
+  if (dropped(fd, "syncfs")) return 0;
+  int (*next)(int) = (int (*)(int))dlsym(RTLD_NEXT, "syncfs");
   return next(fd);
 }

@@ -672,7 +672,7 @@ class Recording:
         return {m.queue_id: m for m in self.messages if m.queue_id}
 
 
-WORKLOADS = ("standard", "short", "one", "bounce", "standard+bounce")
+WORKLOADS = ("standard", "short", "one", "pair", "bounce", "standard+bounce")
 
 
 def record_run(workdir, preload=(), env=None, seed=1, workload="standard", at_acceptance=True):
@@ -687,7 +687,8 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard", at_ac
     retried, through the next steps; one to demo and alice; one more to demo and, at the same
     time, one from demo to alice by implicit TLS with AUTH; then bob's mailbox is repaired
     (repair_stopped), the queue flushed, and bob's copy delivered. "short": the first two
-    steps without bob's (enough to show a dropped sync); "one": the first step alone.
+    steps without bob's (enough to show a dropped sync); "one": the first step alone; "pair":
+    one message to demo and alice (two copies, which one syncfs makes durable at acceptance).
     "bounce": one from alice to demo that bounces (a failure DSN to alice). at_acceptance:
     server_config's."""
     if workload not in WORKLOADS:
@@ -715,6 +716,8 @@ def record_run(workdir, preload=(), env=None, seed=1, workload="standard", at_ac
         steps += [[make_power_message(rng, ["demo@localhost", "alice@localhost"], 2000)],
                   [make_power_message(rng, ["demo@localhost"], 600),
                    make_power_message(rng, ["alice@localhost"], 600, tls=True)]]
+    if workload == "pair":
+        steps.append([make_power_message(rng, ["demo@localhost", "alice@localhost"], 600)])
     if "bounce" in workload:
         steps.append([make_power_message(rng, ["demo@localhost"], 600,
                                          bounce_to="alice@localhost")])

@@ -166,6 +166,16 @@ class PowerLoss(ServerTestCase):
                                   "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/demo/tmp/",
                                   "SMTPSD_DROP_SYNC_NTH": "1"}, expected=("corrupt",))
 
+    def test_power_loss_at_acceptance_finds_the_loss_of_the_batch_syncfs(self):
+        # Two copies of one message, made durable by one syncfs(2) of the mail file system
+        # (delivery.MaildirBatch) instead of an fsync each: without it the 250 vouches for
+        # copies whose content never reached the disk. (Only while the machine holds under
+        # 64 MiB of unwritten data; above, Maildir fsyncs each file and nothing is dropped.)
+        self.caught("drop_sync", {"SMTPSD_DROP_SYNC_CALL": "syncfs",
+                                  "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/",
+                                  "SMTPSD_DROP_SYNC_NTH": "1"}, expected=("corrupt",),
+                    workload="pair")
+
     def test_power_loss_at_acceptance_finds_the_loss_of_the_new_directory_fsync(self):
         # Delivered at acceptance: the rename into new/ is not durable, and nothing was
         # queued: after the 250 the message is nowhere.

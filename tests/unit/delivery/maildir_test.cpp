@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <regex>
 #include <span>
 #include <sstream>
@@ -694,6 +695,40 @@ TEST_F(MaildirTest, ABatchPutsItsCopiesIntoNewOnlyWhenCompleted) {
   // Without a batch, delivery is durable at once again.
   EXPECT_EQ(maildir.deliver(third, 0).status, DeliveryStatus::kDelivered);
   EXPECT_EQ(entries(alice + "/new").size(), 3u);
+}
+
+// Several copies on one file system are made durable by one syncfs while the system holds
+// less unwritten data than the batch's limit, else by an fsync each; one copy alone always by
+// its fsync. Either way every copy ends in new/ whole.
+TEST_F(MaildirTest, ABatchOfSeveralCopiesIsSyncedTogetherWhileLittleDataIsUnwritten) {
+  Maildir maildir(mail_root_, "mx.example.com");
+  const std::string alice = mail_root_ + "/example.com/alice";
+  std::size_t expected = 0;
+  for (const std::uint64_t limit : {std::numeric_limits<std::uint64_t>::max(), std::uint64_t{0}}) {
+    auto two = message({"alice@example.com", "bob@example.com"}, "Subject: 2\r\n\r\ntwo\r\n");
+    auto one = message({"alice@example.com"}, "Subject: 1\r\n\r\none\r\n");
+    {
+      MaildirBatch batch(limit);
+      for (std::size_t index : {0u, 1u})
+        EXPECT_EQ(maildir.deliver(two, index).status, DeliveryStatus::kDelivered);
+      batch.complete();
+      EXPECT_EQ(batch.synced_together(), limit != 0) << limit;
+      for (const MaildirBatch::Copy& copy : batch.copies())
+        EXPECT_TRUE(copy.error.empty()) << copy.error;
+    }
+    {
+      MaildirBatch batch(limit);
+      EXPECT_EQ(maildir.deliver(one, 0).status, DeliveryStatus::kDelivered);
+      batch.complete();
+      EXPECT_FALSE(batch.synced_together());
+    }
+    expected += 2;
+    ASSERT_EQ(entries(alice + "/new").size(), expected);
+    EXPECT_TRUE(entries(alice + "/tmp").empty());
+  }
+  for (const std::string& name : entries(mail_root_ + "/example.com/bob/new"))
+    EXPECT_NE(read_file(mail_root_ + "/example.com/bob/new/" + name).find("two\r\n"),
+              std::string::npos);
 }
 
 // A batch holds at most kMaxCopies copies open (3 descriptors each); past it, a copy is

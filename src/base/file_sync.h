@@ -1,0 +1,26 @@
+// file_sync.h — what decides whether one syncfs(2) may stand for many fsync(2)s (issue 19).
+//
+// A batch of new files (the Maildir copies of one commit batch) is made durable either by an
+// fsync of each file or by one syncfs of their file system. Each fsync waits for a cache
+// flush of the disk; syncfs pays one for the whole batch, but it writes every file of that
+// file system that holds unwritten data, ours or not. So it pays only while little data is
+// waiting: unwritten_bytes() is the system's unwritten page cache (Dirty + Writeback of
+// /proc/meminfo, every file system counted), read at most every kUnwrittenSampleEvery.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace base {
+
+inline constexpr std::chrono::milliseconds kUnwrittenSampleEvery{100};
+
+// Octets of file data the kernel has yet to write (Dirty + Writeback), as last sampled
+// (thread-safe); UINT64_MAX when /proc/meminfo cannot be read.
+std::uint64_t unwritten_bytes();
+
+// The same from the text of /proc/meminfo ("Dirty:  1234 kB" lines); UINT64_MAX when a
+// field is missing or malformed.
+std::uint64_t parse_unwritten_bytes(const char* meminfo, std::size_t length);
+
+}  // namespace base
