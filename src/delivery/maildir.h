@@ -1,11 +1,12 @@
 // maildir.h — local delivery into Maildir mailboxes (<mail_root>/<domain>/<localpart>/).
 //
 // Protocol of D. J. Bernstein's Maildir spec (https://cr.yp.to/proto/maildir.html): write
-// tmp/<name>, fsync, link into new/<name>, then fsync new/ so that the entry is durable
+// tmp/<name>, fsync (or, for a MaildirBatch, one syncfs for its copies), link into
+// new/<name>, then fsync new/ so that the entry is durable
 // before the spool file is removed (RFC 5321 §4.5.4, §6.1: accepted mail MUST NOT be lost).
 // Invariants: deliver() is idempotent — <name> is deterministic per (message id, recipient
 // index), and a message already in new/<name> or cur/<name>:2,<flags> is not written
-// again, so a retry after a crash never delivers twice. Only complete, fsynced files ever
+// again, so a retry after a crash never delivers twice. Only complete, durable files ever
 // appear in new/. A recipient never reaches outside <mail_root>: unsafe local parts and
 // domains are refused. A message with a folder (a check chose it, queue::StoredMessage::folder)
 // goes into the Maildir++ folder <mailbox>/.<folder>/ (Courier's and Dovecot's layout: created
