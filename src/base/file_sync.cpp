@@ -2,6 +2,8 @@
 #include "base/file_sync.h"
 
 #include <fcntl.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -52,13 +54,45 @@ std::uint64_t read_unwritten_bytes() {
   return parse_unwritten_bytes(buffer, length);
 }
 
+// Linux 5.8 or later, from uname(2)'s release ("6.1.0-13-amd64").
+bool kernel_reports_syncfs_errors() {
+  struct utsname name {};
+  if (::uname(&name) != 0) return false;
+  unsigned major = 0;
+  unsigned minor = 0;
+  const char* at = name.release;
+  for (; *at >= '0' && *at <= '9' && major < 1000; ++at)
+    major = major * 10 + static_cast<unsigned>(*at - '0');
+  if (*at++ != '.') return false;
+  for (; *at >= '0' && *at <= '9' && minor < 1000; ++at)
+    minor = minor * 10 + static_cast<unsigned>(*at - '0');
+  return major > 5 || (major == 5 && minor >= 8);
+}
+
 }  // namespace
+
+bool syncfs_is_a_sync(int fd) {
+  static const bool kernel = kernel_reports_syncfs_errors();
+  if (!kernel) return false;
+  struct statfs status {};
+  if (::fstatfs(fd, &status) != 0) return false;
+  switch (static_cast<std::uint64_t>(status.f_type)) {
+    case 0xEF53:      // ext2, ext3, ext4
+    case 0x58465342:  // XFS
+    case 0x9123683E:  // Btrfs
+    case 0xF2F52010:  // F2FS
+      return true;
+    default:
+      return false;
+  }
+}
 
 std::uint64_t parse_unwritten_bytes(const char* meminfo, std::size_t length) {
   const std::string_view text(meminfo, length);
   const std::uint64_t dirty = field_kib(text, "Dirty");
   const std::uint64_t writeback = field_kib(text, "Writeback");
-  if (dirty == kUnknown || writeback == kUnknown) return kUnknown;
+  // Each has at most 16 digits: the sum in octets fits in 64 bits only below 2^54 KiB.
+  if (dirty >= (1ULL << 53) || writeback >= (1ULL << 53)) return kUnknown;
   return (dirty + writeback) * 1024;
 }
 
@@ -68,13 +102,13 @@ std::uint64_t unwritten_bytes() {
   const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::steady_clock::now().time_since_epoch())
                                .count();
-  std::int64_t last = sampled_at.load(std::memory_order_acquire);
+  std::int64_t last = sampled_at.load(std::memory_order_relaxed);
   if (last != std::numeric_limits<std::int64_t>::min() &&
       now - last < kUnwrittenSampleEvery.count()) {
     return sampled.load(std::memory_order_relaxed);
   }
   // One thread reads; the others keep the last value meanwhile.
-  if (!sampled_at.compare_exchange_strong(last, now, std::memory_order_acq_rel)) {
+  if (!sampled_at.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
     return sampled.load(std::memory_order_relaxed);
   }
   const std::uint64_t value = read_unwritten_bytes();

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 
 namespace base {
@@ -19,8 +20,14 @@ inline constexpr std::chrono::milliseconds kUnwrittenSampleEvery{100};
 // (thread-safe); UINT64_MAX when /proc/meminfo cannot be read.
 std::uint64_t unwritten_bytes();
 
-// The same from the text of /proc/meminfo ("Dirty:  1234 kB" lines); UINT64_MAX when a
-// field is missing or malformed.
+// Whether syncfs(fd) makes every file of fd's file system durable and reports their write
+// errors: Linux 5.8 or later (before, syncfs returned 0 after a failed writeback) and a local
+// file system whose syncfs flushes the disk (ext2/3/4, XFS, Btrfs, F2FS; on FUSE or CIFS it
+// writes the page cache but may not flush what fsync would). False when it cannot be told.
+bool syncfs_is_a_sync(int fd);
+
+// The same as unwritten_bytes() from the text of /proc/meminfo ("Dirty:  1234 kB" lines);
+// UINT64_MAX when a field is missing or malformed, or the sum would not fit.
 std::uint64_t parse_unwritten_bytes(const char* meminfo, std::size_t length);
 
 }  // namespace base

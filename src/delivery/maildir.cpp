@@ -345,12 +345,13 @@ void MaildirBatch::stage(Copy copy, int file_fd, int tmp_dir_fd, int new_dir_fd,
 }
 
 // Whether one syncfs of the first file's file system may make every file durable: more than
-// one file, all on that file system, and little unwritten data in the system.
+// one file, all on that file system, one whose syncfs is a sync (base::syncfs_is_a_sync), and
+// little unwritten data in the system.
 bool MaildirBatch::sync_together_pays() const {
   if (open_.size() < 2 || open_[0].device == 0) return false;
   for (const Open& open : open_)
     if (open.device != open_[0].device) return false;
-  return base::unwritten_bytes() < unwritten_max_;
+  return base::unwritten_bytes() < unwritten_max_ && base::syncfs_is_a_sync(open_[0].file_fd);
 }
 
 void MaildirBatch::complete() {

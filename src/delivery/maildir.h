@@ -32,9 +32,10 @@ namespace delivery {
 // after writing tmp/<name> (writeback started with sync_file_range) and reports kDelivered;
 // complete() then makes every file durable, renames each into new/ and fsyncs each new/ once:
 // two rounds of syncs for the whole batch instead of two per copy (up to kMaxCopies copies).
-// The files are made durable by one syncfs(2) when there are several, all on one file system,
-// and the system holds less than kSyncfsUnwrittenMax octets of unwritten data
-// (base/file_sync.h), else (or when syncfs fails) by an fsync of each. A delivery
+// The files are made durable by one syncfs(2) when there are several, all on one file system
+// whose syncfs is a sync (base::syncfs_is_a_sync: Linux 5.8+, ext4, XFS, Btrfs, F2FS), and the
+// system holds less than kSyncfsUnwrittenMax octets of unwritten data (base/file_sync.h),
+// else (or when syncfs fails) by an fsync of each. A delivery
 // is done only once complete() says so; one that failed there is not in new/. Copies never
 // completed (the batch destroyed first) are removed from tmp/.
 class MaildirBatch {

@@ -10,12 +10,15 @@
  *   SMTPSD_DROP_SYNC_NTH=<n>             drop only the n-th counted call (1-based);
  *                                        0 or unset drops every counted call
  *   SMTPSD_DROP_SYNC_CALL=<name>         only calls of this function count (default all)
+ *   SMTPSD_DROP_SYNC_FAIL=<errno>        a dropped call fails with this errno (-1) instead
+ *                                        of returning success: what a failing disk does
  *
- * Each dropped call is reported on stderr ("drop_sync: dropped fsync of <path>"), so a test
- * can tell that the mutation happened.
+ * Each dropped call is reported on stderr ("drop_sync: dropped fsync of <path>", or "failed"
+ * for SMTPSD_DROP_SYNC_FAIL), so a test can tell that the mutation happened.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -48,18 +51,27 @@ static int dropped(int fd, const char* call) {
   long number = ++counted;
   pthread_mutex_unlock(&lock);
   if (nth > 0 && number != nth) return 0;
-  fprintf(stderr, "drop_sync: dropped %s of %s\n", call, path);
+  const char* fail = getenv("SMTPSD_DROP_SYNC_FAIL");
+  fprintf(stderr, "drop_sync: %s %s of %s\n", fail ? "failed" : "dropped", call, path);
   return 1;
 }
 
+/* What a dropped call returns: success, or the failure SMTPSD_DROP_SYNC_FAIL asks for. */
+static int dropped_result(void) {
+  const char* fail = getenv("SMTPSD_DROP_SYNC_FAIL");
+  if (!fail) return 0;
+  errno = atoi(fail);
+  return -1;
+}
+
 int fsync(int fd) {
-  if (dropped(fd, "fsync")) return 0;
+  if (dropped(fd, "fsync")) return dropped_result();
   int (*next)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
   return next(fd);
 }
 
 int fdatasync(int fd) {
-  if (dropped(fd, "fdatasync")) return 0;
+  if (dropped(fd, "fdatasync")) return dropped_result();
   int (*next)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
   return next(fd);
 }
@@ -67,7 +79,7 @@ int fdatasync(int fd) {
 /* syncfs through a file counts as a sync of that file (Maildir syncs a batch of copies so,
  * through the first one's descriptor): dropping it leaves every file of the batch unsynced. */
 int syncfs(int fd) {
-  if (dropped(fd, "syncfs")) return 0;
+  if (dropped(fd, "syncfs")) return dropped_result();
   int (*next)(int) = (int (*)(int))dlsym(RTLD_NEXT, "syncfs");
   return next(fd);
 }

@@ -9,6 +9,7 @@ Bounded for make test (a few seconds of states each); the long run with many ran
 states is tests/durability/power_loss.py.
 """
 
+import errno
 import os
 import re
 import shutil
@@ -171,10 +172,28 @@ class PowerLoss(ServerTestCase):
         # (delivery.MaildirBatch) instead of an fsync each: without it the 250 vouches for
         # copies whose content never reached the disk. (Only while the machine holds under
         # 64 MiB of unwritten data; above, Maildir fsyncs each file and nothing is dropped.)
+        os.sync()  # what other work left unwritten, so that the server finds little of it
         self.caught("drop_sync", {"SMTPSD_DROP_SYNC_CALL": "syncfs",
                                   "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/",
                                   "SMTPSD_DROP_SYNC_NTH": "1"}, expected=("corrupt",),
                     workload="pair")
+
+    def test_power_loss_at_acceptance_a_failed_batch_syncfs_falls_back_to_fsyncs(self):
+        # The same batch's syncfs fails (EIO, synced nothing): each copy gets its own fsync
+        # before its rename, and no crash state loses or tears either.
+        os.sync()
+        shim = power_loss.build_shim("drop_sync")
+        recording = power_loss.record_run(
+            os.path.join(self.tmp, "run"), preload=[shim], seed=SEED, workload="pair",
+            env={"SMTPSD_DROP_SYNC_CALL": "syncfs", "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/",
+                 "SMTPSD_DROP_SYNC_NTH": "1", "SMTPSD_DROP_SYNC_FAIL": str(errno.EIO)})
+        with open(recording.server_log, errors="replace") as f:
+            failed = [line for line in f if line.startswith("drop_sync: failed syncfs")]
+        self.assertEqual(len(failed), 1, failed)
+        outcome = power_loss.simulate(recording, self.tmp, seed=SEED, from_first_ack=True)
+        print(f"\nfailed syncfs: {outcome.summary()}")
+        self.assertEqual(outcome.failures, [], outcome.report())
+        self.assertGreater(outcome.states, 1)
 
     def test_power_loss_at_acceptance_finds_the_loss_of_the_new_directory_fsync(self):
         # Delivered at acceptance: the rename into new/ is not durable, and nothing was
