@@ -2,15 +2,20 @@
 #include "base/file_sync.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
+#include <filesystem>
 #include <limits>
+#include <string>
 #include <string_view>
+#include <system_error>
 
 namespace base {
 
@@ -85,6 +90,29 @@ bool syncfs_is_a_sync(int fd) {
     default:
       return false;
   }
+}
+
+bool syncs_are_journal_commits(int fd) {
+  struct statfs status {};
+  if (::fstatfs(fd, &status) != 0) return false;
+  if (static_cast<std::uint64_t>(status.f_type) == 0x58465342) return true;  // XFS
+  if (static_cast<std::uint64_t>(status.f_type) != 0xEF53) return false;     // ext2/3/4
+  // The block device's kernel name ("vda1", "dm-0", "loop0") from its numbers; jbd2 names
+  // each journal it runs "<name>-<journal inode>" under /proc/fs/jbd2.
+  struct stat file {};
+  if (::fstat(fd, &file) != 0) return false;
+  const std::string numbers =
+      std::to_string(major(file.st_dev)) + ":" + std::to_string(minor(file.st_dev));
+  std::error_code error;
+  const std::filesystem::path device =
+      std::filesystem::read_symlink("/sys/dev/block/" + numbers, error);
+  if (error || device.filename().empty()) return false;
+  const std::string prefix = device.filename().string() + "-";
+  std::filesystem::directory_iterator entry("/proc/fs/jbd2", error);
+  for (; !error && entry != std::filesystem::directory_iterator(); entry.increment(error)) {
+    if (entry->path().filename().string().starts_with(prefix)) return true;
+  }
+  return false;
 }
 
 std::uint64_t parse_unwritten_bytes(const char* meminfo, std::size_t length) {

@@ -4,6 +4,7 @@
 // switch of account, the watch thread; then serve until stopped, and shut down in reverse.
 #include "app/smtpsd/daemon.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <pwd.h>
@@ -39,6 +40,7 @@
 #include "auth/user_store.h"
 #include "auth/verified_cache.h"
 #include "base/clock.h"
+#include "base/file_sync.h"
 #include "base/polling_thread.h"
 #include "delivery/maildir.h"
 #include "delivery/mta_sts.h"
@@ -324,6 +326,15 @@ ControlCaller listing_caller(uid_t peer_uid) {
 // Delivery at acceptance of one commit batch (queue::GroupCommitter::set_deliverer): the
 // Maildir copies of all its messages made durable together (delivery::MaildirBatch), then
 // the deliveries logged; a copy that failed there is the queue's to make.
+// Whether the spool directory's file system turns every sync into a journal commit.
+bool journaled_spool(const std::string& directory) {
+  const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool journaled = base::syncs_are_journal_commits(fd);
+  ::close(fd);
+  return journaled;
+}
+
 std::vector<std::optional<std::vector<bool>>> deliver_batch_at_acceptance(
     queue::Scheduler& scheduler, std::span<const queue::StoredMessage> messages) {
   std::vector<std::optional<std::vector<queue::DeliveryResult>>> attempts;
@@ -497,7 +508,9 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
         return router.deliver(message, recipients);
       },
       std::move(queue_options));
-  queue::GroupCommitter committer;
+  // Two committer threads; four where every sync is a journal commit (base/file_sync.h).
+  const unsigned commit_threads = journaled_spool(spool.value()->directory()) ? 4 : 2;
+  queue::GroupCommitter committer(commit_threads);
   if (config.queue.deliver_at_acceptance) {
     committer.set_deliverer([&scheduler](std::span<const queue::StoredMessage> messages) {
       return deliver_batch_at_acceptance(scheduler, messages);
@@ -669,7 +682,8 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   obs::Log("started")
       .kv("hostname", config.hostname)
       .kv("config", config.source_file)
-      .kv("data_dir", config.data_dir);
+      .kv("data_dir", config.data_dir)
+      .kv("commit_threads", static_cast<std::uint64_t>(commit_threads));
   if (on_ready) on_ready(serving.value());
   notifier.ready("accepting mail on " + std::to_string(config.listeners.size()) + " listeners");
   server.run();

@@ -71,6 +71,15 @@ TEST(FileSyncTest, SyncfsIsASyncOnlyOnKnownLocalFileSystems) {
   ::close(here);
 }
 
+// /proc has no journal, and what is not open cannot be told.
+TEST(FileSyncTest, NoJournalOnAFileSystemWithoutOne) {
+  const int proc = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(proc, 0);
+  EXPECT_FALSE(syncs_are_journal_commits(proc));
+  ::close(proc);
+  EXPECT_FALSE(syncs_are_journal_commits(-1));
+}
+
 TEST(FileSyncTest, ThisMachineTellsItsUnwrittenData) {
   // Linux always has both fields.
   const std::uint64_t unwritten = unwritten_bytes();
