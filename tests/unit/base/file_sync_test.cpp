@@ -45,14 +45,19 @@ TEST(FileSyncTest, ValuesTooLargeToAddAreUnknown) {
   EXPECT_EQ(parse("Dirty: 99999999999999999 kB\nWriteback: 0 kB\n"), kUnknown);  // 17 digits
 }
 
-// syncfs stands for fsyncs on the local file systems known to flush on it, never on others
-// (/proc is not one) nor on what is not open.
-TEST(FileSyncTest, SyncfsIsASyncOnlyOnKnownLocalFileSystems) {
+// Neither syncfs nor a journal on /proc, nor on what is not open.
+TEST(FileSyncTest, ProcAndABadDescriptorHaveNeitherSyncfsNorJournal) {
   const int proc = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
   ASSERT_GE(proc, 0);
   EXPECT_FALSE(syncfs_is_a_sync(proc));
+  EXPECT_FALSE(syncs_are_journal_commits(proc));
   ::close(proc);
   EXPECT_FALSE(syncfs_is_a_sync(-1));
+  EXPECT_FALSE(syncs_are_journal_commits(-1));
+}
+
+// syncfs stands for fsyncs on the local file systems known to flush on it, with Linux 5.8+.
+TEST(FileSyncTest, SyncfsIsASyncOnlyOnKnownLocalFileSystems) {
   struct statfs status {};
   const int here = ::open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   ASSERT_GE(here, 0);
@@ -69,15 +74,6 @@ TEST(FileSyncTest, SyncfsIsASyncOnlyOnKnownLocalFileSystems) {
                      type == 0xF2F52010;  // ext2/3/4, XFS, Btrfs, F2FS
   EXPECT_EQ(syncfs_is_a_sync(here), recent && local) << name.release << " " << std::hex << type;
   ::close(here);
-}
-
-// /proc has no journal, and what is not open cannot be told.
-TEST(FileSyncTest, NoJournalOnAFileSystemWithoutOne) {
-  const int proc = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(proc, 0);
-  EXPECT_FALSE(syncs_are_journal_commits(proc));
-  ::close(proc);
-  EXPECT_FALSE(syncs_are_journal_commits(-1));
 }
 
 TEST(FileSyncTest, ThisMachineTellsItsUnwrittenData) {
