@@ -23,6 +23,12 @@ namespace {
 
 constexpr std::uint64_t kUnknown = std::numeric_limits<std::uint64_t>::max();
 
+// statfs(2) f_type values (linux/magic.h).
+constexpr std::uint64_t kExt4Magic = 0xEF53;  // ext2, ext3 and ext4 alike
+constexpr std::uint64_t kXfsMagic = 0x58465342;
+constexpr std::uint64_t kBtrfsMagic = 0x9123683E;
+constexpr std::uint64_t kF2fsMagic = 0xF2F52010;
+
 // The kB value of the line "<name>:   <digits> kB", or kUnknown.
 std::uint64_t field_kib(std::string_view text, std::string_view name) {
   std::size_t at = 0;
@@ -81,22 +87,16 @@ bool syncfs_is_a_sync(int fd) {
   if (!kernel) return false;
   struct statfs status {};
   if (::fstatfs(fd, &status) != 0) return false;
-  switch (static_cast<std::uint64_t>(status.f_type)) {
-    case 0xEF53:      // ext2, ext3, ext4
-    case 0x58465342:  // XFS
-    case 0x9123683E:  // Btrfs
-    case 0xF2F52010:  // F2FS
-      return true;
-    default:
-      return false;
-  }
+  const auto type = static_cast<std::uint64_t>(status.f_type);
+  return type == kExt4Magic || type == kXfsMagic || type == kBtrfsMagic || type == kF2fsMagic;
 }
 
 bool syncs_are_journal_commits(int fd) {
   struct statfs status {};
   if (::fstatfs(fd, &status) != 0) return false;
-  if (static_cast<std::uint64_t>(status.f_type) == 0x58465342) return true;  // XFS
-  if (static_cast<std::uint64_t>(status.f_type) != 0xEF53) return false;     // ext2/3/4
+  const auto type = static_cast<std::uint64_t>(status.f_type);
+  if (type == kXfsMagic) return true;
+  if (type != kExt4Magic) return false;
   // The block device's kernel name ("vda1", "dm-0", "loop0") from its numbers; jbd2 names
   // each journal it runs "<name>-<journal inode>" under /proc/fs/jbd2.
   struct stat file {};

@@ -338,19 +338,20 @@ MaildirBatch* MaildirBatch::current() {
 
 void MaildirBatch::stage(Copy copy, int file_fd, int tmp_dir_fd, int new_dir_fd, std::string name) {
   copies_.push_back(std::move(copy));
-  struct stat status {};
-  const std::uint64_t device =
-      ::fstat(file_fd, &status) == 0 ? static_cast<std::uint64_t>(status.st_dev) : 0;
-  open_.push_back(Open{file_fd, tmp_dir_fd, new_dir_fd, std::move(name), device});
+  open_.push_back(Open{file_fd, tmp_dir_fd, new_dir_fd, std::move(name)});
 }
 
 // Whether one syncfs of the first file's file system may make every file durable: more than
 // one file, all on that file system, one whose syncfs is a sync (base::syncfs_is_a_sync), and
 // little unwritten data in the system.
 bool MaildirBatch::sync_together_pays() const {
-  if (open_.size() < 2 || open_[0].device == 0) return false;
-  for (const Open& open : open_)
-    if (open.device != open_[0].device) return false;
+  if (open_.size() < 2) return false;
+  struct stat first {};
+  if (::fstat(open_[0].file_fd, &first) != 0) return false;
+  for (const Open& open : open_) {
+    struct stat status {};
+    if (::fstat(open.file_fd, &status) != 0 || status.st_dev != first.st_dev) return false;
+  }
   return base::unwritten_bytes() < unwritten_max_ && base::syncfs_is_a_sync(open_[0].file_fd);
 }
 

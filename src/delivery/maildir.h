@@ -77,7 +77,6 @@ class MaildirBatch {
     int tmp_dir_fd;
     int new_dir_fd;
     std::string name;
-    std::uint64_t device;  // st_dev of the file, 0 when fstat failed
   };
   std::vector<Copy> copies_;
   std::vector<Open> open_;  // parallel to copies_; fds -1 once closed

@@ -637,8 +637,7 @@ struct ClientSession::Impl {
     staged_next_ = 0;
     mail_refused_ = false;
     end_of_data_answered_ = false;
-    stuffer_.reset();
-    stuffed_bare_line_endings_ = 0;
+    reset_content();
     for (std::size_t index : recipients)
       results_.push_back(RecipientResult{index, ServerReply{}});
     state_ = State::kMessageDone;
@@ -836,8 +835,7 @@ struct ClientSession::Impl {
           break;
         }
         if (reply.code == 354) {
-          stuffer_.reset();
-          stuffed_bare_line_endings_ = 0;
+          reset_content();
           state_ = State::kContent;
           return;
         }
@@ -900,6 +898,12 @@ struct ClientSession::Impl {
     if (state_ != State::kContent) return;
     stuffed_bare_line_endings_ = content.bare_line_endings();
     end_of_data();
+  }
+
+  // A message's content starts: nothing stuffed or counted yet.
+  void reset_content() {
+    stuffer_.reset();
+    stuffed_bare_line_endings_ = 0;
   }
 
   // The content is out (or is the host's to write next): its reply is what comes.

@@ -181,14 +181,19 @@ class PowerLoss(ServerTestCase):
                                   "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/demo/tmp/",
                                   "SMTPSD_DROP_SYNC_NTH": "1"}, expected=("corrupt",))
 
+    def need_batch_syncfs(self):
+        """Skips (a reviewed environmental reason) where Maildir would fsync each copy; else
+        writes out what other work left unwritten, so that the server finds little of it."""
+        if not syncfs_trusted(self.tmp):
+            needs.environmental(self, "syncfs", self.tmp)
+        os.sync()
+
     def test_power_loss_at_acceptance_finds_the_loss_of_the_batch_syncfs(self):
         # Two copies of one message, made durable by one syncfs(2) of the mail file system
         # (delivery.MaildirBatch) instead of an fsync each: without it the 250 vouches for
         # copies whose content never reached the disk. (Only while the machine holds under
         # 64 MiB of unwritten data; above, Maildir fsyncs each file and nothing is dropped.)
-        if not syncfs_trusted(self.tmp):
-            needs.environmental(self, "syncfs", self.tmp)
-        os.sync()  # what other work left unwritten, so that the server finds little of it
+        self.need_batch_syncfs()
         self.caught("drop_sync", {"SMTPSD_DROP_SYNC_CALL": "syncfs",
                                   "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/",
                                   "SMTPSD_DROP_SYNC_NTH": "1"}, expected=("corrupt",),
@@ -197,9 +202,7 @@ class PowerLoss(ServerTestCase):
     def test_power_loss_at_acceptance_a_failed_batch_syncfs_falls_back_to_fsyncs(self):
         # The same batch's syncfs fails (EIO, synced nothing): each copy gets its own fsync
         # before its rename, and no crash state loses or tears either.
-        if not syncfs_trusted(self.tmp):
-            needs.environmental(self, "syncfs", self.tmp)
-        os.sync()
+        self.need_batch_syncfs()
         shim = power_loss.build_shim("drop_sync")
         recording = power_loss.record_run(
             os.path.join(self.tmp, "run"), preload=[shim], seed=SEED, workload="pair",

@@ -323,9 +323,6 @@ ControlCaller listing_caller(uid_t peer_uid) {
   return caller;
 }
 
-// Delivery at acceptance of one commit batch (queue::GroupCommitter::set_deliverer): the
-// Maildir copies of all its messages made durable together (delivery::MaildirBatch), then
-// the deliveries logged; a copy that failed there is the queue's to make.
 // Whether the spool directory's file system turns every sync into a journal commit.
 bool journaled_spool(const std::string& directory) {
   const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -335,6 +332,9 @@ bool journaled_spool(const std::string& directory) {
   return journaled;
 }
 
+// Delivery at acceptance of one commit batch (queue::GroupCommitter::set_deliverer): the
+// Maildir copies of all its messages made durable together (delivery::MaildirBatch), then
+// the deliveries logged; a copy that failed there is the queue's to make.
 std::vector<std::optional<std::vector<bool>>> deliver_batch_at_acceptance(
     queue::Scheduler& scheduler, std::span<const queue::StoredMessage> messages) {
   std::vector<std::optional<std::vector<queue::DeliveryResult>>> attempts;
