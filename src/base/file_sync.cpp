@@ -11,8 +11,10 @@
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -82,13 +84,23 @@ bool kernel_reports_syncfs_errors() {
 
 }  // namespace
 
-bool syncfs_is_a_sync(int fd) {
+SyncfsUse syncfs_use(int fd) {
   static const bool kernel = kernel_reports_syncfs_errors();
-  if (!kernel) return false;
+  if (!kernel) return SyncfsUse::kNever;
   struct statfs status {};
-  if (::fstatfs(fd, &status) != 0) return false;
+  if (::fstatfs(fd, &status) != 0) return SyncfsUse::kNever;
   const auto type = static_cast<std::uint64_t>(status.f_type);
-  return type == kExt4Magic || type == kXfsMagic || type == kBtrfsMagic || type == kF2fsMagic;
+  if (type == kXfsMagic || type == kBtrfsMagic || type == kF2fsMagic) return SyncfsUse::kAlone;
+  if (type != kExt4Magic) return SyncfsUse::kNever;
+  // Whether this ext file system has a journal: the last one asked about on this thread.
+  struct Known {
+    fsid_t fsid;
+    bool journaled;
+  };
+  thread_local std::optional<Known> known;
+  if (!known || std::memcmp(&known->fsid, &status.f_fsid, sizeof(fsid_t)) != 0)
+    known = Known{status.f_fsid, syncs_are_journal_commits(fd)};
+  return known->journaled ? SyncfsUse::kAlone : SyncfsUse::kThenFlush;
 }
 
 bool syncs_are_journal_commits(int fd) {

@@ -20,11 +20,20 @@ inline constexpr std::chrono::milliseconds kUnwrittenSampleEvery{100};
 // (thread-safe); UINT64_MAX when /proc/meminfo cannot be read.
 std::uint64_t unwritten_bytes();
 
-// Whether syncfs(fd) makes every file of fd's file system durable and reports their write
-// errors: Linux 5.8 or later (before, syncfs returned 0 after a failed writeback) and a local
-// file system whose syncfs flushes the disk (ext2/3/4, XFS, Btrfs, F2FS; on FUSE or CIFS it
-// writes the page cache but may not flush what fsync would). False when it cannot be told.
-bool syncfs_is_a_sync(int fd);
+// How syncfs(fd) may stand for an fsync of each file of fd's file system. Never before Linux
+// 5.8 (syncfs returned 0 after a failed writeback), nor where it may skip the disk flush that
+// fsync sends (FUSE, CIFS, ...): kNever when it cannot be told.
+//   kAlone: its own commit makes everything durable: XFS and ext3/4 with a journal (a log
+//     commit), Btrfs (a transaction), F2FS (a checkpoint);
+//   kThenFlush: ext2/3/4 without a journal. There syncfs flushes the disk cache (ext4_sync_fs)
+//     BEFORE it waits for the inode and directory blocks it has just written (the final
+//     sync_blockdev of sync_filesystem): they may still sit in the disk's volatile cache
+//     when it returns. An fdatasync of one of the files afterwards sends the flush that
+//     covers them (ext4 sends one on every fsync without a journal).
+// Cached per file system (statfs f_fsid, which ext4 derives from its UUID) on each thread: the
+// journal of a mounted file system does not come or go.
+enum class SyncfsUse { kNever, kAlone, kThenFlush };
+SyncfsUse syncfs_use(int fd);
 
 // Whether every sync on the file system of fd is a journal commit: XFS, or ext3/4 with a
 // jbd2 journal (/proc/fs/jbd2/<device>-*). There a sync costs about the same whatever it

@@ -341,18 +341,20 @@ void MaildirBatch::stage(Copy copy, int file_fd, int tmp_dir_fd, int new_dir_fd,
   open_.push_back(Open{file_fd, tmp_dir_fd, new_dir_fd, std::move(name)});
 }
 
-// Whether one syncfs of the first file's file system may make every file durable: more than
-// one file, all on that file system, one whose syncfs is a sync (base::syncfs_is_a_sync), and
-// little unwritten data in the system.
-bool MaildirBatch::sync_together_pays() const {
-  if (open_.size() < 2) return false;
+// How one syncfs of the first file's file system may make every file durable (kNever: it may
+// not): more than one file, all on that file system, one where syncfs may stand for fsyncs
+// (base::syncfs_use), and little unwritten data in the system.
+base::SyncfsUse MaildirBatch::sync_together_pays() const {
+  if (open_.size() < 2) return base::SyncfsUse::kNever;
   struct stat first {};
-  if (::fstat(open_[0].file_fd, &first) != 0) return false;
+  if (::fstat(open_[0].file_fd, &first) != 0) return base::SyncfsUse::kNever;
   for (const Open& open : open_) {
     struct stat status {};
-    if (::fstat(open.file_fd, &status) != 0 || status.st_dev != first.st_dev) return false;
+    if (::fstat(open.file_fd, &status) != 0 || status.st_dev != first.st_dev)
+      return base::SyncfsUse::kNever;
   }
-  return base::unwritten_bytes() < unwritten_max_ && base::syncfs_is_a_sync(open_[0].file_fd);
+  if (base::unwritten_bytes() >= unwritten_max_) return base::SyncfsUse::kNever;
+  return base::syncfs_use(open_[0].file_fd);
 }
 
 void MaildirBatch::complete() {
@@ -361,9 +363,13 @@ void MaildirBatch::complete() {
   // 1. every file's data and inode (their blocks were allocated when sync_file_range
   //    started the writeback): one syncfs for them all, through the file staged first, so
   //    that a write error since it was opened is reported (Linux 5.8: syncfs returns the
-  //    writeback errors of the file system since the descriptor was opened). When it fails,
-  //    or does not pay, an fsync each (which also tells which file failed);
-  synced_together_ = sync_together_pays() && ::syncfs(open_[0].file_fd) == 0;
+  //    writeback errors of the file system since the descriptor was opened), and where the
+  //    file system has no journal, an fdatasync of that file: the flush that covers the
+  //    inode and directory blocks syncfs waited for after its own (base/file_sync.h). When
+  //    either fails, or syncfs does not pay, an fsync each (which also tells which failed);
+  const base::SyncfsUse use = sync_together_pays();
+  synced_together_ = use != base::SyncfsUse::kNever && ::syncfs(open_[0].file_fd) == 0 &&
+                     (use == base::SyncfsUse::kAlone || ::fdatasync(open_[0].file_fd) == 0);
   for (std::size_t i = 0; i < open_.size(); ++i) {
     Open& open = open_[i];
     int error = synced_together_ || ::fsync(open.file_fd) == 0 ? 0 : errno;

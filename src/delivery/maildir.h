@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/expected.h"
+#include "base/file_sync.h"
 #include "queue/scheduler.h"
 #include "queue/spool.h"
 
@@ -33,9 +34,10 @@ namespace delivery {
 // complete() then makes every file durable, renames each into new/ and fsyncs each new/ once:
 // two rounds of syncs for the whole batch instead of two per copy (up to kMaxCopies copies).
 // The files are made durable by one syncfs(2) when there are several, all on one file system
-// whose syncfs is a sync (base::syncfs_is_a_sync: Linux 5.8+, ext4, XFS, Btrfs, F2FS), and the
-// system holds less than kSyncfsUnwrittenMax octets of unwritten data (base/file_sync.h),
-// else (or when syncfs fails) by an fsync of each. A delivery
+// whose syncfs may stand for fsyncs (base::syncfs_use: Linux 5.8+, ext4, XFS, Btrfs, F2FS; on
+// ext2/3/4 without a journal followed by an fdatasync of one file, for the disk flush it
+// owes), and the system holds less than kSyncfsUnwrittenMax octets of unwritten data
+// (base/file_sync.h), else (or when either fails) by an fsync of each. A delivery
 // is done only once complete() says so; one that failed there is not in new/. Copies never
 // completed (the batch destroyed first) are removed from tmp/.
 class MaildirBatch {
@@ -62,7 +64,8 @@ class MaildirBatch {
   // The copies staged so far, in order; after complete(), each with its outcome.
   const std::vector<Copy>& copies() const { return copies_; }
   void complete();
-  // After complete(): whether one syncfs made the files durable (not an fsync each).
+  // After complete(): whether one syncfs (and on ext4 without a journal one flush) made the
+  // files durable, not an fsync each.
   bool synced_together() const { return synced_together_; }
 
   // For Maildir::deliver: the batch open on this thread, or null.
@@ -71,7 +74,7 @@ class MaildirBatch {
   void stage(Copy copy, int file_fd, int tmp_dir_fd, int new_dir_fd, std::string name);
 
  private:
-  bool sync_together_pays() const;
+  base::SyncfsUse sync_together_pays() const;
   struct Open {
     int file_fd;
     int tmp_dir_fd;

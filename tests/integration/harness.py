@@ -26,6 +26,7 @@ from processes import end_process
 SMTPSD = os.environ.get("SMTPSD_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "smtpsd")
 
+STRACE = shutil.which("strace")
 LISTENING = re.compile(r"event=listening role=(\S+) address=(\S+) port=(\d+)")
 
 
@@ -77,6 +78,38 @@ def seed_dev_files(directory):
             shutil.copytree(source, target, dirs_exist_ok=True)
         else:
             shutil.copy2(source, target)
+
+
+def traced_child(process):
+    """The pid of the program strace started (strace's own pid is process.pid)."""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        with open(f"/proc/{process.pid}/task/{process.pid}/children") as f:
+            children = f.read().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.01)
+    raise AssertionError("strace started no child")
+
+
+def run_under_strace(server, options):
+    """Starts of `server` go through strace; its stop sends SIGTERM to smtpsd itself (strace
+    would detach and leave it running), then waits for strace."""
+    server.command_prefix = [STRACE, "-f", "-qq"] + options
+
+    def stop(sig=signal.SIGTERM, timeout=20):
+        process, server.process = server.process, None
+        if process is None or process.poll() is not None:
+            return None if process is None else process.returncode
+        child = traced_child(process)
+        os.kill(child, sig)
+        try:
+            return process.wait(timeout)  # strace exits with smtpsd's status
+        except subprocess.TimeoutExpired:
+            os.kill(child, signal.SIGKILL)
+            return end_process(process, signal.SIGKILL, timeout)
+
+    server.stop = stop
 
 
 class Server:

@@ -28,7 +28,7 @@ SEED = int(os.environ.get("SMTPSD_POWER_SEED", "19"))
 RANDOM_STATES = int(os.environ.get("SMTPSD_POWER_RANDOM_STATES", "6"))
 
 
-# File systems whose syncfs smtpsd takes for a sync (base/file_sync.h syncfs_is_a_sync).
+# File systems where syncfs stands for fsyncs in smtpsd (base/file_sync.h syncfs_use).
 SYNCFS_FILE_SYSTEMS = {0xEF53, 0x58465342, 0x9123683E, 0xF2F52010}
 
 

@@ -19,15 +19,14 @@ import time
 import unittest
 
 from certificates import issue_leaf
-from harness import SMTPSD, Server, ServerTestCase, port_free, raw_connect
-from processes import end_process
+from harness import (SMTPSD, STRACE, Server, ServerTestCase, port_free, raw_connect,
+                     run_under_strace)
 import needs
 
 ROOT = os.geteuid() == 0
 UNIT = os.path.join(os.path.dirname(__file__), "..", "..", "contrib", "systemd",
                     "smtpsd.service")
 CREDENTIALS_DROP_IN = os.path.join(os.path.dirname(UNIT), "credentials.conf")
-STRACE = shutil.which("strace")
 SETPRIV = shutil.which("setpriv")
 NOBODY = 65534  # stands for the unit's account, which this machine does not have
 MESSAGE = b"Subject: x\r\n\r\nhi\r\n"
@@ -47,38 +46,6 @@ def unit_settings(path=UNIT, wanted="[Service]"):
                 name, _, value = line.partition("=")
                 settings.setdefault(name, []).append(value)
     return settings
-
-
-def traced_child(process):
-    """The pid of the program strace started (strace's own pid is process.pid)."""
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        with open(f"/proc/{process.pid}/task/{process.pid}/children") as f:
-            children = f.read().split()
-        if children:
-            return int(children[0])
-        time.sleep(0.01)
-    raise AssertionError("strace started no child")
-
-
-def run_under_strace(server, options):
-    """Starts of `server` go through strace; its stop sends SIGTERM to smtpsd itself (strace
-    would detach and leave it running), then waits for strace."""
-    server.command_prefix = [STRACE, "-f", "-qq"] + options
-
-    def stop(sig=signal.SIGTERM, timeout=20):
-        process, server.process = server.process, None
-        if process is None or process.poll() is not None:
-            return None if process is None else process.returncode
-        child = traced_child(process)
-        os.kill(child, sig)
-        try:
-            return process.wait(timeout)  # strace exits with smtpsd's status
-        except subprocess.TimeoutExpired:
-            os.kill(child, signal.SIGKILL)
-            return end_process(process, signal.SIGKILL, timeout)
-
-    server.stop = stop
 
 
 def owners(top):
