@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <filesystem>
@@ -93,13 +94,21 @@ SyncfsUse syncfs_use(int fd) {
   if (type == kXfsMagic || type == kBtrfsMagic || type == kF2fsMagic) return SyncfsUse::kAlone;
   if (type != kExt4Magic) return SyncfsUse::kNever;
   // Whether this ext file system has a journal: the last one asked about on this thread.
+  struct stat file {};
+  if (::fstat(fd, &file) != 0) return SyncfsUse::kNever;
   struct Known {
+    dev_t device;
     fsid_t fsid;
+    std::chrono::steady_clock::time_point checked;
     bool journaled;
   };
   thread_local std::optional<Known> known;
-  if (!known || std::memcmp(&known->fsid, &status.f_fsid, sizeof(fsid_t)) != 0)
-    known = Known{status.f_fsid, syncs_are_journal_commits(fd)};
+  const auto now = std::chrono::steady_clock::now();
+  if (!known || known->device != file.st_dev ||
+      std::memcmp(&known->fsid, &status.f_fsid, sizeof(fsid_t)) != 0 ||
+      now - known->checked >= kJournalRecheckEvery) {
+    known = Known{file.st_dev, status.f_fsid, now, syncs_are_journal_commits(fd)};
+  }
   return known->journaled ? SyncfsUse::kAlone : SyncfsUse::kThenFlush;
 }
 

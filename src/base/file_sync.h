@@ -15,6 +15,7 @@
 namespace base {
 
 inline constexpr std::chrono::milliseconds kUnwrittenSampleEvery{100};
+inline constexpr std::chrono::seconds kJournalRecheckEvery{1};
 
 // Octets of file data the kernel has yet to write (Dirty + Writeback), as last sampled
 // (thread-safe); UINT64_MAX when /proc/meminfo cannot be read.
@@ -28,10 +29,12 @@ std::uint64_t unwritten_bytes();
 //   kThenFlush: ext2/3/4 without a journal. There syncfs flushes the disk cache (ext4_sync_fs)
 //     BEFORE it waits for the inode and directory blocks it has just written (the final
 //     sync_blockdev of sync_filesystem): they may still sit in the disk's volatile cache
-//     when it returns. An fdatasync of one of the files afterwards sends the flush that
-//     covers them (ext4 sends one on every fsync without a journal).
-// Cached per file system (statfs f_fsid, which ext4 derives from its UUID) on each thread: the
-// journal of a mounted file system does not come or go.
+//     when it returns (the ext2 driver sends no flush in syncfs at all). An fdatasync of one
+//     of the files afterwards sends the flush that covers them (both send one on every fsync
+//     without a journal).
+// Whether an ext file system has a journal is remembered on each thread for the last one
+// asked about (its device and statfs f_fsid), for at most kJournalRecheckEvery: a journal
+// comes or goes only with an unmount, and a clone of the file system may share its UUID.
 enum class SyncfsUse { kNever, kAlone, kThenFlush };
 SyncfsUse syncfs_use(int fd);
 

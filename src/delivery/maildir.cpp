@@ -366,19 +366,30 @@ void MaildirBatch::complete() {
   //    writeback errors of the file system since the descriptor was opened), and where the
   //    file system has no journal, an fdatasync of that file: the flush that covers the
   //    inode and directory blocks syncfs waited for after its own (base/file_sync.h). When
-  //    either fails, or syncfs does not pay, an fsync each (which also tells which failed);
+  //    either fails, or syncfs does not pay, an fsync each (which also tells which failed).
+  //    A failed fdatasync is the first file's failure: it has reported that file's write
+  //    error, which a second sync of the same file would no longer see;
   const base::SyncfsUse use = sync_together_pays();
-  synced_together_ = use != base::SyncfsUse::kNever && ::syncfs(open_[0].file_fd) == 0 &&
-                     (use == base::SyncfsUse::kAlone || ::fdatasync(open_[0].file_fd) == 0);
+  synced_together_ = use != base::SyncfsUse::kNever && ::syncfs(open_[0].file_fd) == 0;
+  int flush_error = 0;
+  if (synced_together_ && use == base::SyncfsUse::kThenFlush &&
+      ::fdatasync(open_[0].file_fd) != 0) {
+    flush_error = errno;
+    synced_together_ = false;
+  }
   for (std::size_t i = 0; i < open_.size(); ++i) {
     Open& open = open_[i];
-    int error = synced_together_ || ::fsync(open.file_fd) == 0 ? 0 : errno;
+    const bool flush_failed = i == 0 && flush_error != 0;
+    int error = flush_failed                                     ? flush_error
+                : synced_together_ || ::fsync(open.file_fd) == 0 ? 0
+                                                                 : errno;
     if (::close(open.file_fd) != 0 && error == 0 && errno != EINTR) error = errno;
     open.file_fd = -1;
     if (error != 0) {
       const std::string& path = copies_[i].path;
       copies_[i].error =
-          system_error("fsync", path.substr(0, path.rfind("/new/")) + "/tmp/" + open.name, error);
+          system_error(flush_failed ? "fdatasync" : "fsync",
+                       path.substr(0, path.rfind("/new/")) + "/tmp/" + open.name, error);
       ::unlinkat(open.tmp_dir_fd, open.name.c_str(), 0);
     }
   }

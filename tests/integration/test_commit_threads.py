@@ -6,15 +6,17 @@ that syncfs sends before it has waited for the inode and directory blocks. Each 
 on a small ext4 of its own, made and loop-mounted by the test (root), under strace, and takes
 a message for two mailboxes at acceptance there."""
 
+import glob
 import os
 import re
 import subprocess
+import time
 
 import needs
 from harness import Server, ServerTestCase, make_message, run_under_strace
 
-# "<pid> syncfs(12) = 0" in strace -f output.
-SYNC_CALL = re.compile(r"^(\d+) +(syncfs|fdatasync|fsync)\((\d+)\) += (-?\d+)")
+# "syncfs(12) = 0", "renameat(11, \"a\", 12, \"a\") = 0": one thread's calls (strace -ff).
+CALL = re.compile(r"^(syncfs|fdatasync|fsync|renameat2?)\((\d+)[,)].* = (-?\d+)")
 
 
 @needs.condition(lambda: os.geteuid() == 0, "mounting a loop file system needs root")
@@ -36,34 +38,43 @@ class CommitThreads(ServerTestCase):
     def check(self, journal, threads):
         point = self.mounted_ext4("journal" if journal else "plain", journal)
         server = Server(point, domains=[("localhost", ["demo", "ann"])])
-        trace = os.path.join(self.tmp, "syncs.trace")
-        run_under_strace(server, ["-e", "trace=syncfs,fdatasync,fsync", "-o", trace])
+        trace = os.path.join(self.tmp, "syncs")
+        run_under_strace(server, ["-ff", "-e", "trace=syncfs,fdatasync,fsync,renameat,renameat2",
+                                  "-o", trace])
         self.servers.append(server)
         with server:
-            # Three messages, each after a sync of the machine: syncfs is used only while
-            # under 64 MiB is waiting to be written (mkfs leaves more; so may parallel tests).
-            for n in range(3):
+            # Five messages, each after a sync of the machine and a sample of what is left
+            # unwritten: syncfs is used only under 64 MiB of it (mkfs leaves more; so may
+            # tests running beside this one).
+            for n in range(5):
                 os.sync()
+                time.sleep(0.15)
                 client = server.smtp()
                 client.sendmail("you@example.org", ["demo@localhost", "ann@localhost"],
                                 make_message(f"j{n}", "j@x.org"))
                 client.quit()
-            self.assertEqual(len(server.delivered()), 3)
-            self.assertEqual(len(server.delivered("ann@localhost")), 3)
+            self.assertEqual(len(server.delivered()), 5)
+            self.assertEqual(len(server.delivered("ann@localhost")), 5)
             started = [line for line in server.log().splitlines() if "event=started" in line]
             self.assertEqual(len(started), 1, started)
             self.assertIn(f" commit_threads={threads}", started[0])
-        with open(trace) as f:
-            calls = [m.groups() for m in map(SYNC_CALL.match, f) if m]
-        # Each message's two copies: one syncfs, then on the same thread what follows it.
-        syncfs = [i for i, call in enumerate(calls) if call[1] == "syncfs"]
-        self.assertGreaterEqual(len(syncfs), 1, calls)
-        for at in syncfs:
-            pid, _, fd, result = calls[at]
-            self.assertEqual(result, "0", calls)
-            after = [call[1:] for call in calls[at + 1:] if call[0] == pid]
-            flushed = bool(after) and after[0] == ("fdatasync", fd, "0")
-            self.assertEqual(flushed, not journal, calls)
+        # Each batch of two copies: one syncfs, then on that thread, before the renames into
+        # new/, an fdatasync of the same file where there is no journal, nothing with one.
+        batches = 0
+        for path in glob.glob(trace + ".*"):
+            with open(path) as f:
+                calls = [m.groups() for m in map(CALL.match, f) if m]
+            for at, (name, fd, result) in enumerate(calls):
+                if name != "syncfs":
+                    continue
+                batches += 1
+                self.assertEqual(result, "0", calls)
+                after = calls[at + 1:]
+                if not journal:
+                    self.assertEqual(after[:1], [("fdatasync", fd, "0")], calls)
+                    after = after[1:]
+                self.assertTrue(after and after[0][0].startswith("renameat"), calls)
+        self.assertGreaterEqual(batches, 1)
 
     def test_four_committer_threads_on_a_journaled_ext4(self):
         self.check(journal=True, threads=4)
