@@ -135,6 +135,15 @@ std::vector<bool> Scheduler::settle_at_acceptance(const StoredMessage& message,
   if (!results.empty()) obs::server_metrics().delivery_duration(results.front().transport, spent);
   std::vector<bool> done(recipients.size(), false);
   for (std::size_t i = 0; i < results.size() && i < done.size(); ++i) {
+    if (results[i].status == DeliveryStatus::kTransient) {
+      // The queue tries it again at once; the reason is the operator's (a failing disk).
+      obs::Log("deferred")
+          .kv("id", message.id)
+          .kv("rcpt", recipients[i].address)
+          .kv("detail", results[i].detail)
+          .kv("at", "acceptance");
+      obs::server_metrics().delivery_attempt("deferred", results[i].transport);
+    }
     if (results[i].status != DeliveryStatus::kDelivered) continue;
     done[i] = true;
     log_delivered(message.id, recipients[i].address, results[i], message.envelope.require_tls,

@@ -158,8 +158,9 @@ class Scheduler {
   // most kMaxBytesAtAcceptance (the other 250s of its batch wait for them), delivers it as an
   // attempt would and returns the results (nothing logged yet); else nullopt, and nothing is tried.
   // Once the results are final (a delivery.MaildirBatch completed), settle_at_acceptance()
-  // logs the delivered ones ("delivered … at=acceptance") and says which recipients are
-  // done. A recipient not done is left to the queue, which tries it at once as a fresh
+  // logs the delivered ones ("delivered … at=acceptance") and those that failed for now
+  // ("deferred … at=acceptance": a disk error, a broken mailbox) and says which recipients
+  // are done. A recipient not done is left to the queue, which tries it at once as a fresh
   // message (and logs what it finds).
   std::optional<std::vector<DeliveryResult>> attempt_at_acceptance(const StoredMessage& message);
   // spent: what the deliveries took (the batch's syncs included), for the metrics.

@@ -359,6 +359,21 @@ class ServerTestCase(unittest.TestCase):
         self.servers.append(server)
         return server
 
+    def mounted_ext4(self, name, journal):
+        """A fresh ext4 with or without its journal, in a sparse image of its own, loop-mounted
+        at <tmp>/<name> until the test ends (root; mkfs.ext4 and mount: needs.tools)."""
+        image = os.path.join(self.tmp, name + ".img")
+        with open(image, "wb") as f:
+            f.truncate(512 << 20)  # sparse; room for the spool reserve and its free-space floor
+        features = [] if journal else ["-O", "^has_journal"]
+        subprocess.run(["mkfs.ext4", "-q", "-F", *features, image], check=True,
+                       capture_output=True)
+        point = os.path.join(self.tmp, name)
+        os.mkdir(point)
+        subprocess.run(["mount", "-o", "loop", image, point], check=True, capture_output=True)
+        self.addCleanup(subprocess.run, ["umount", point], capture_output=True)
+        return point
+
     def tearDown(self):
         problems = []
         for server in self.servers:

@@ -9,7 +9,6 @@ a message for two mailboxes at acceptance there."""
 import glob
 import os
 import re
-import subprocess
 import time
 
 import needs
@@ -22,19 +21,6 @@ CALL = re.compile(r"^(syncfs|fdatasync|fsync|renameat2?)\((\d+)[,)].* = (-?\d+)"
 @needs.condition(lambda: os.geteuid() == 0, "mounting a loop file system needs root")
 @needs.tools("mkfs.ext4", "mount", "umount", "strace")
 class CommitThreads(ServerTestCase):
-    def mounted_ext4(self, name, journal):
-        image = os.path.join(self.tmp, name + ".img")
-        with open(image, "wb") as f:
-            f.truncate(512 << 20)  # sparse; room for the spool reserve and its free-space floor
-        features = [] if journal else ["-O", "^has_journal"]
-        subprocess.run(["mkfs.ext4", "-q", "-F", *features, image], check=True,
-                       capture_output=True)
-        point = os.path.join(self.tmp, name)
-        os.mkdir(point)
-        subprocess.run(["mount", "-o", "loop", image, point], check=True, capture_output=True)
-        self.addCleanup(subprocess.run, ["umount", point], capture_output=True)
-        return point
-
     def check(self, journal, threads):
         point = self.mounted_ext4("journal" if journal else "plain", journal)
         server = Server(point, domains=[("localhost", ["demo", "ann"])])

@@ -216,6 +216,37 @@ class PowerLoss(ServerTestCase):
         self.assertEqual(outcome.failures, [], outcome.report())
         self.assertGreater(outcome.states, 1)
 
+    @needs.condition(os.geteuid() == 0, "mounting a loop file system needs root")
+    @needs.tools("mkfs.ext4", "mount", "umount")
+    def test_power_loss_at_acceptance_a_failed_flush_after_the_batch_syncfs_fails_one_copy(self):
+        # On an ext4 without a journal (made here), the batch's syncfs is followed by an
+        # fdatasync of the first copy for the flush syncfs owes; it fails (EIO). That copy has
+        # its failure, which a second sync of the file would not see again (fdatasync reports
+        # a write error once): it goes to the queue, the other copy is fsynced on its own,
+        # and no crash state loses or tears either.
+        point = self.mounted_ext4("plain", journal=False)
+        os.sync()
+        shim = power_loss.build_shim("drop_sync")
+        recording = power_loss.record_run(
+            os.path.join(point, "run"), preload=[shim], seed=SEED, workload="pair",
+            env={"SMTPSD_DROP_SYNC_CALL": "fdatasync", "SMTPSD_DROP_SYNC_MATCH": "/mail/localhost/",
+                 "SMTPSD_DROP_SYNC_NTH": "1", "SMTPSD_DROP_SYNC_FAIL": str(errno.EIO)})
+        with open(recording.server_log, errors="replace") as f:
+            log = f.read()
+        failed = [line for line in log.splitlines() if line.startswith("drop_sync: failed")]
+        self.assertEqual(len(failed), 1, failed)
+        self.assertIn("fdatasync", failed[0])
+        # The operator reads why; the queue then delivers that copy, the other was delivered
+        # at acceptance.
+        self.assertRegex(log, r"event=deferred id=\S+ rcpt=demo@localhost detail=\"fdatasync "
+                              r"[^\"]*/demo/tmp/[^\"]*: Input/output error\" at=acceptance")
+        self.assertRegex(log, r"event=delivered id=\S+ rcpt=demo@localhost .*S=\d+\"\n")
+        self.assertRegex(log, r"event=delivered id=\S+ rcpt=alice@localhost .* at=acceptance")
+        outcome = power_loss.simulate(recording, self.tmp, seed=SEED, from_first_ack=True)
+        print(f"\nfailed flush after syncfs: {outcome.summary()}")
+        self.assertEqual(outcome.failures, [], outcome.report())
+        self.assertGreater(outcome.states, 1)
+
     def test_power_loss_at_acceptance_finds_the_loss_of_the_new_directory_fsync(self):
         # Delivered at acceptance: the rename into new/ is not durable, and nothing was
         # queued: after the 250 the message is nowhere.
