@@ -102,6 +102,7 @@ def main():
         for round_number in range(arguments.rounds):
             for name in ("A", "B") if round_number % 2 == 0 else ("B", "A"):
                 server = servers[name]
+                os.sync()  # nothing of the run before left to write during this one
                 before = cpu_seconds([server.process.pid])
                 report = bench(server, arguments.per_connection, arguments.connections,
                                arguments.seconds, arguments.size)
