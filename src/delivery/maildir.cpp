@@ -379,17 +379,21 @@ void MaildirBatch::complete() {
   }
   for (std::size_t i = 0; i < open_.size(); ++i) {
     Open& open = open_[i];
-    const bool flush_failed = i == 0 && flush_error != 0;
-    int error = flush_failed                                     ? flush_error
-                : synced_together_ || ::fsync(open.file_fd) == 0 ? 0
-                                                                 : errno;
-    if (::close(open.file_fd) != 0 && error == 0 && errno != EINTR) error = errno;
+    const char* call = "fdatasync";
+    int error = i == 0 ? flush_error : 0;
+    if (error == 0 && !synced_together_ && ::fsync(open.file_fd) != 0) {
+      call = "fsync";
+      error = errno;
+    }
+    if (::close(open.file_fd) != 0 && error == 0 && errno != EINTR) {
+      call = "close";
+      error = errno;
+    }
     open.file_fd = -1;
     if (error != 0) {
       const std::string& path = copies_[i].path;
       copies_[i].error =
-          system_error(flush_failed ? "fdatasync" : "fsync",
-                       path.substr(0, path.rfind("/new/")) + "/tmp/" + open.name, error);
+          system_error(call, path.substr(0, path.rfind("/new/")) + "/tmp/" + open.name, error);
       ::unlinkat(open.tmp_dir_fd, open.name.c_str(), 0);
     }
   }

@@ -37,7 +37,8 @@ namespace delivery {
 // whose syncfs may stand for fsyncs (base::syncfs_use: Linux 5.8+, ext4, XFS, Btrfs, F2FS; on
 // ext2/3/4 without a journal followed by an fdatasync of one file, for the disk flush it
 // owes), and the system holds less than kSyncfsUnwrittenMax octets of unwritten data
-// (base/file_sync.h), else (or when either fails) by an fsync of each. A delivery
+// (base/file_sync.h), else (or when syncfs fails) by an fsync of each; a failed fdatasync is
+// the first copy's failure (it reported that file's write error). A delivery
 // is done only once complete() says so; one that failed there is not in new/. Copies never
 // completed (the batch destroyed first) are removed from tmp/.
 class MaildirBatch {

@@ -136,8 +136,9 @@ std::vector<bool> Scheduler::settle_at_acceptance(const StoredMessage& message,
   std::vector<bool> done(recipients.size(), false);
   for (std::size_t i = 0; i < results.size() && i < done.size(); ++i) {
     if (results[i].status == DeliveryStatus::kTransient) {
-      // The queue tries it again at once; the reason is the operator's (a failing disk).
-      obs::Log("deferred")
+      // The queue tries it again at once; a local copy that fails is never routine (a
+      // failing disk, a broken mailbox): the operator's to look at.
+      obs::Log("deferred", obs::Level::kWarning)
           .kv("id", message.id)
           .kv("rcpt", recipients[i].address)
           .kv("detail", results[i].detail)

@@ -352,6 +352,7 @@ class ServerTestCase(unittest.TestCase):
         # Short: the control socket path under it must fit sun_path (108 octets).
         self.tmp = tempfile.mkdtemp(prefix=f"smtpsd-{self.id().split('.')[-1][:32]}-")
         self.servers = []
+        self.mounts = []  # mounted_ext4's, unmounted by tearDown once the servers stopped
 
     def new_server(self, **kwargs):
         server = Server(self.tmp if not self.servers else tempfile.mkdtemp(dir=self.tmp),
@@ -361,7 +362,8 @@ class ServerTestCase(unittest.TestCase):
 
     def mounted_ext4(self, name, journal):
         """A fresh ext4 with or without its journal, in a sparse image of its own, loop-mounted
-        at <tmp>/<name> until the test ends (root; mkfs.ext4 and mount: needs.tools)."""
+        at <tmp>/<name> until the test ends (root; mkfs.ext4 and mount: needs.tools). Its
+        image stays in <tmp>, with what the test left on it, when the test fails."""
         image = os.path.join(self.tmp, name + ".img")
         with open(image, "wb") as f:
             f.truncate(512 << 20)  # sparse; room for the spool reserve and its free-space floor
@@ -371,7 +373,7 @@ class ServerTestCase(unittest.TestCase):
         point = os.path.join(self.tmp, name)
         os.mkdir(point)
         subprocess.run(["mount", "-o", "loop", image, point], check=True, capture_output=True)
-        self.addCleanup(subprocess.run, ["umount", point], capture_output=True)
+        self.mounts.append(point)
         return point
 
     def tearDown(self):
@@ -379,6 +381,11 @@ class ServerTestCase(unittest.TestCase):
         for server in self.servers:
             server.stop()
             problems += [f"{server.dir}: {p}" for p in server.problems()]
+        for point in reversed(self.mounts):
+            unmounted = subprocess.run(["umount", point], capture_output=True, text=True)
+            if unmounted.returncode != 0:  # detached, so that no mount outlives the test
+                subprocess.run(["umount", "-l", point], capture_output=True)
+                problems.append(f"umount {point}: {unmounted.stderr.strip()}")
         if problems:
             # A server that crashed or logged an error nobody expected fails the test even
             # when every assertion passed.
