@@ -68,25 +68,31 @@ std::uint64_t read_unwritten_bytes() {
   return parse_unwritten_bytes(buffer, length);
 }
 
-// Linux 5.8 or later, from uname(2)'s release ("6.1.0-13-amd64").
-bool kernel_reports_syncfs_errors() {
-  struct utsname name {};
-  if (::uname(&name) != 0) return false;
-  unsigned major = 0;
-  unsigned minor = 0;
-  const char* at = name.release;
-  for (; *at >= '0' && *at <= '9' && major < 1000; ++at)
-    major = major * 10 + static_cast<unsigned>(*at - '0');
-  if (*at++ != '.') return false;
-  for (; *at >= '0' && *at <= '9' && minor < 1000; ++at)
-    minor = minor * 10 + static_cast<unsigned>(*at - '0');
-  return major > 5 || (major == 5 && minor >= 8);
+// Whether the ext file system on device runs a jbd2 journal. jbd2 names each journal it runs
+// "<device name>-<journal inode>" under /proc/fs/jbd2; the name ("vda1", "dm-0", "loop0")
+// comes from the device's numbers.
+bool has_jbd2_journal(dev_t device) {
+  const std::string numbers = std::to_string(major(device)) + ":" + std::to_string(minor(device));
+  std::error_code error;
+  const std::filesystem::path name =
+      std::filesystem::read_symlink("/sys/dev/block/" + numbers, error);
+  if (error || name.filename().empty()) return false;
+  const std::string prefix = name.filename().string() + "-";
+  std::filesystem::directory_iterator entry("/proc/fs/jbd2", error);
+  for (; !error && entry != std::filesystem::directory_iterator(); entry.increment(error)) {
+    if (entry->path().filename().string().starts_with(prefix)) return true;
+  }
+  return false;
 }
 
 }  // namespace
 
 SyncfsUse syncfs_use(int fd) {
-  static const bool kernel = kernel_reports_syncfs_errors();
+  // Before 5.8, syncfs returned 0 after a failed writeback.
+  static const bool kernel = [] {
+    struct utsname name {};
+    return ::uname(&name) == 0 && release_at_least(name.release, 5, 8);
+  }();
   if (!kernel) return SyncfsUse::kNever;
   struct statfs status {};
   if (::fstatfs(fd, &status) != 0) return SyncfsUse::kNever;
@@ -107,7 +113,7 @@ SyncfsUse syncfs_use(int fd) {
   if (!known || known->device != file.st_dev ||
       std::memcmp(&known->fsid, &status.f_fsid, sizeof(fsid_t)) != 0 ||
       now - known->checked >= kJournalRecheckEvery) {
-    known = Known{file.st_dev, status.f_fsid, now, syncs_are_journal_commits(fd)};
+    known = Known{file.st_dev, status.f_fsid, now, has_jbd2_journal(file.st_dev)};
   }
   return known->journaled ? SyncfsUse::kAlone : SyncfsUse::kThenFlush;
 }
@@ -117,23 +123,28 @@ bool syncs_are_journal_commits(int fd) {
   if (::fstatfs(fd, &status) != 0) return false;
   const auto type = static_cast<std::uint64_t>(status.f_type);
   if (type == kXfsMagic) return true;
-  if (type != kExt4Magic) return false;
-  // The block device's kernel name ("vda1", "dm-0", "loop0") from its numbers; jbd2 names
-  // each journal it runs "<name>-<journal inode>" under /proc/fs/jbd2.
   struct stat file {};
-  if (::fstat(fd, &file) != 0) return false;
-  const std::string numbers =
-      std::to_string(major(file.st_dev)) + ":" + std::to_string(minor(file.st_dev));
-  std::error_code error;
-  const std::filesystem::path device =
-      std::filesystem::read_symlink("/sys/dev/block/" + numbers, error);
-  if (error || device.filename().empty()) return false;
-  const std::string prefix = device.filename().string() + "-";
-  std::filesystem::directory_iterator entry("/proc/fs/jbd2", error);
-  for (; !error && entry != std::filesystem::directory_iterator(); entry.increment(error)) {
-    if (entry->path().filename().string().starts_with(prefix)) return true;
-  }
-  return false;
+  return type == kExt4Magic && ::fstat(fd, &file) == 0 && has_jbd2_journal(file.st_dev);
+}
+
+bool release_at_least(std::string_view release, unsigned want_major, unsigned want_minor) {
+  std::size_t at = 0;
+  // The number at `at` (1 to 4 digits), or nullopt.
+  auto number = [&]() -> std::optional<unsigned> {
+    unsigned value = 0;
+    const std::size_t start = at;
+    for (; at < release.size() && release[at] >= '0' && release[at] <= '9'; ++at) {
+      if (at - start == 4) return std::nullopt;
+      value = value * 10 + static_cast<unsigned>(release[at] - '0');
+    }
+    if (at == start) return std::nullopt;
+    return value;
+  };
+  const std::optional<unsigned> major_part = number();
+  if (!major_part || at == release.size() || release[at++] != '.') return false;
+  const std::optional<unsigned> minor_part = number();
+  if (!minor_part) return false;
+  return *major_part > want_major || (*major_part == want_major && *minor_part >= want_minor);
 }
 
 std::uint64_t parse_unwritten_bytes(const char* meminfo, std::size_t length) {

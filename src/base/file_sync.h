@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 namespace base {
 
@@ -44,6 +45,10 @@ SyncfsUse syncfs_use(int fd);
 // threads gave 1.29× the messages/s of 2 on a journaled ext4, the same CPU per message; on
 // ext4 without a journal 1.05× for 1.10× the CPU). False when it cannot be told.
 bool syncs_are_journal_commits(int fd);
+
+// Whether a kernel release as uname(2) gives it ("6.1.0-13-amd64") is want_major.want_minor
+// or later; false for one that does not start "<digits>.<digits>" (at most 4 digits each).
+bool release_at_least(std::string_view release, unsigned want_major, unsigned want_minor);
 
 // The same as unwritten_bytes() from the text of /proc/meminfo ("Dirty:  1234 kB" lines);
 // UINT64_MAX when a field is missing or malformed, or the sum would not fit.

@@ -45,6 +45,23 @@ TEST(FileSyncTest, ValuesTooLargeToAddAreUnknown) {
   EXPECT_EQ(parse("Dirty: 99999999999999999 kB\nWriteback: 0 kB\n"), kUnknown);  // 17 digits
 }
 
+// The kernel's release as uname(2) gives it: the version is its first two numbers; anything
+// else is "not known to be that recent".
+TEST(FileSyncTest, AKernelReleaseIsComparedByItsFirstTwoNumbers) {
+  EXPECT_TRUE(release_at_least("6.1.0-13-amd64", 5, 8));
+  EXPECT_TRUE(release_at_least("5.8", 5, 8));
+  EXPECT_TRUE(release_at_least("5.10.0", 5, 8));  // numbers, not text: 10 > 8
+  EXPECT_FALSE(release_at_least("5.7.19", 5, 8));
+  EXPECT_FALSE(release_at_least("4.19.0", 5, 8));
+  EXPECT_FALSE(release_at_least("", 5, 8));
+  EXPECT_FALSE(release_at_least("6", 5, 8));  // no minor
+  EXPECT_FALSE(release_at_least("6.", 5, 8));
+  EXPECT_FALSE(release_at_least("v6.1", 5, 8));
+  EXPECT_FALSE(release_at_least("6-1", 5, 8));
+  EXPECT_FALSE(release_at_least("99999.1", 5, 8));  // more digits than any release has
+  EXPECT_FALSE(release_at_least("6.99999", 5, 8));
+}
+
 // Neither syncfs nor a journal on /proc, nor on what is not open.
 TEST(FileSyncTest, ProcAndABadDescriptorHaveNeitherSyncfsNorJournal) {
   const int proc = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
