@@ -112,6 +112,39 @@ def run_under_strace(server, options):
     server.stop = stop
 
 
+class SyslogSocket:
+    """A syslog daemon's socket at path (AF_UNIX datagrams): what arrives, in order (bytes),
+    in datagrams, read by a thread until close(). close() also reads what is still queued: a
+    busy machine leaves up to net.unix.max_dgram_qlen datagrams unread, the sender's last."""
+
+    def __init__(self, path):
+        self.datagrams = []
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(path)
+        self._socket.settimeout(0.2)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self):
+        while not self._done.is_set():
+            try:
+                self.datagrams.append(self._socket.recv(65536))
+            except socket.timeout:
+                continue
+        self._socket.setblocking(False)
+        while True:
+            try:
+                self.datagrams.append(self._socket.recv(65536))
+            except BlockingIOError:
+                return
+
+    def close(self):
+        self._done.set()
+        self._thread.join()
+        self._socket.close()
+
+
 class Server:
     """A running smtpsd. Use as a context manager or call stop()."""
 

@@ -17,7 +17,7 @@ import threading
 import time
 import unittest
 
-from harness import SMTPSD, RawSession, ServerTestCase, make_message
+from harness import SMTPSD, RawSession, ServerTestCase, SyslogSocket, make_message
 import needs
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
@@ -1044,21 +1044,7 @@ class LogLines(AuthTestCase):
     @needs.tools("fail2ban-regex")
     def test_fail2ban_filter_matches_syslog_lines_as_rsyslog_writes_them(self):
         path = os.path.join(self.tmp, "log.sock")
-        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        receiver.bind(path)
-        receiver.settimeout(0.2)
-        datagrams = []
-        done = threading.Event()
-
-        def receive():
-            while not done.is_set():
-                try:
-                    datagrams.append(receiver.recv(65536).decode())
-                except socket.timeout:
-                    continue
-
-        thread = threading.Thread(target=receive, daemon=True)
-        thread.start()
+        syslog = SyslogSocket(path)
         try:
             # harness.Server.start reads the ports from stderr: start there, then reload
             # to syslog.
@@ -1067,15 +1053,14 @@ class LogLines(AuthTestCase):
             server.write_config()
             server.process.send_signal(signal.SIGHUP)
             deadline = time.time() + 10
-            while not any(" event=reloaded " in d for d in datagrams):
+            while not any(b" event=reloaded " in d for d in list(syslog.datagrams)):
                 self.assertLess(time.time(), deadline, server.log())
                 time.sleep(0.02)
             expected = self.fail_logins(server)
             server.stop()
         finally:
-            done.set()
-            thread.join()
-            receiver.close()
+            syslog.close()
+        datagrams = [d.decode() for d in syslog.datagrams]
         # RFC 3164 framing: "<PRI>Mmm dd hh:mm:ss smtpsd[PID]: MSG"; rsyslog drops <PRI>
         # and writes TIMESTAMP HOSTNAME TAG MSG in its two stock file formats.
         frame = re.compile(r"^<\d+>([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) "

@@ -9,11 +9,10 @@ import signal
 import smtplib
 import socket
 import subprocess
-import threading
 import time
 import unittest
 
-from harness import SMTPSD, ServerTestCase, make_message
+from harness import SMTPSD, ServerTestCase, SyslogSocket, make_message
 
 SMTPSCTL = os.environ.get("SMTPSCTL_BIN") or os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
 
@@ -99,21 +98,8 @@ class JsonFormat(ServerTestCase):
 class SyslogOutput(ServerTestCase):
     def test_lines_go_to_the_syslog_socket_with_the_mail_facility(self):
         path = os.path.join(self.tmp, "log.sock")
-        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        receiver.bind(path)
-        datagrams = []
-        done = threading.Event()
-
-        def receive():
-            receiver.settimeout(0.2)
-            while not done.is_set():
-                try:
-                    datagrams.append(receiver.recv(65536))
-                except socket.timeout:
-                    continue
-
-        thread = threading.Thread(target=receive, daemon=True)
-        thread.start()
+        syslog = SyslogSocket(path)
+        datagrams = syslog.datagrams
         try:
             server = self.new_server(
                 extra_toml=f'[log]\noutput = "syslog"\nfacility = "mail"\n'
@@ -128,9 +114,7 @@ class SyslogOutput(ServerTestCase):
             exercise(self, server)
             server.stop()
         finally:
-            done.set()
-            thread.join()
-            receiver.close()
+            syslog.close()
         self.assertEqual(server.log(), "")  # nothing left on stderr
         frame = re.compile(r"^<(\d+)>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d smtpsd\[\d+\]: "
                            r"level=(\w+) event=\S+")
