@@ -656,7 +656,8 @@ void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
   if (!table) return;
   reader.only_keys(*table, "queue",
                    {"retry_schedule", "max_lifetime", "delay_warning", "delivery_threads",
-                    "local_delivery_threads", "success_dsns_per_minute", "deliver_at_acceptance"});
+                    "local_delivery_threads", "success_dsns_per_minute", "deliver_at_acceptance",
+                    "reply_after"});
   if (const toml::array* schedule = reader.array_at(*table, "queue", "retry_schedule")) {
     queue.retry_schedule.clear();
     for (const toml::node& step : *schedule) {
@@ -683,6 +684,16 @@ void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
       *table, "queue", "success_dsns_per_minute", queue.success_dsns_per_minute, 0, 100000));
   queue.deliver_at_acceptance =
       reader.bool_at(*table, "queue", "deliver_at_acceptance", queue.deliver_at_acceptance);
+  const std::string reply_after = reader.string_at(
+      *table, "queue", "reply_after", queue.reply_after_log ? "log" : "mailbox");
+  if (reply_after != "mailbox" && reply_after != "log") {
+    reader.fail(table->get("reply_after"), "queue.reply_after", "must be \"mailbox\" or \"log\"");
+  } else if (reply_after == "log" && !queue.deliver_at_acceptance) {
+    reader.fail(table->get("reply_after"), "queue.reply_after",
+                "\"log\" delivers Maildir mail right after the reply: it needs "
+                "deliver_at_acceptance = true (with false, all mail is queued first)");
+  }
+  queue.reply_after_log = reply_after == "log";
 }
 
 // A DNS server list: "IP[:PORT],..." or an array of "IP[:PORT]" (port 53 unless given).
@@ -2332,7 +2343,9 @@ std::string describe(const Config& config) {
       config.queue.max_lifetime.count(), config.queue.delivery_threads,
       config.queue.local_delivery_threads, config.delivery.max_per_host,
       config.delivery.attempt_timeout.count(),
-      config.queue.deliver_at_acceptance ? "delivered at acceptance" : "queued first");
+      !config.queue.deliver_at_acceptance ? "queued first"
+      : config.queue.reply_after_log      ? "delivered right after the reply (250 after the log sync)"
+                                          : "delivered at acceptance");
   out += fmt::format("timeouts: command {}, data {}, handshake {}\n",
                      format_duration(config.command_timeout), format_duration(config.data_timeout),
                      format_duration(config.handshake_timeout));

@@ -219,6 +219,10 @@ struct QueueSettings {
   // A message whose recipients are all Maildir mailboxes here goes into them before the 250
   // instead of through the queue (queue::GroupCommitter::set_deliverer).
   bool deliver_at_acceptance = true;
+  // reply_after = "log": the 250 comes once the message is durable in the commit log, and the
+  // Maildir copies are made right after it (queue::GroupCommitter::set_reply_after_log);
+  // "mailbox" (the default): once the copies are durable in the mailboxes.
+  bool reply_after_log = false;
   bool operator==(const QueueSettings&) const = default;
 };
 

@@ -347,6 +347,7 @@ std::optional<smtp::Reply> MessageIntake::apply(const Verdict& verdict) {
 base::Expected<std::string, smtp::Reply> MessageIntake::committed(
     const base::Expected<base::Ok, queue::SpoolError>& result) {
   delivered_ = result && writer_ != nullptr && writer_->delivered();
+  taken_ = result && writer_ != nullptr && writer_->taken();
   writer_.reset();
   content_.reset();
   check_states_.clear();

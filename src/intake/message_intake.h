@@ -111,6 +111,9 @@ class MessageIntake {
   // Whether the committed message went into every mailbox at acceptance
   // (queue::SpoolWriter::delivered): there is nothing to queue.
   bool delivered_at_acceptance() const { return delivered_; }
+  // Whether the committer delivers it itself after the reply (queue::SpoolWriter::taken,
+  // `[queue] reply_after = "log"`): not to be handed to the queue either.
+  bool taken_by_committer() const { return taken_; }
 
   // Facts for the checks of this message.
   Context context() const;
@@ -154,6 +157,7 @@ class MessageIntake {
   std::size_t final_recipients_ = 0;
   bool held_ = false;
   bool delivered_ = false;  // committed(): delivered at acceptance
+  bool taken_ = false;      // committed(): delivered by the committer after the reply
   bool tls_optional_ = false;
   // The client's header section as received, while the pipeline has checks (their header
   // events and the header edits need it) or the sender is one whose TLS-Required field counts;

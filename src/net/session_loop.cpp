@@ -565,7 +565,8 @@ class SessionLoop {
           .kv("recipients", static_cast<std::uint64_t>(session_.envelope().recipients.size()));
     }
     session_.message_committed(*committed);
-    if (host_.services.on_committed && !intake_.delivered_at_acceptance()) {
+    if (host_.services.on_committed && !intake_.delivered_at_acceptance() &&
+        !intake_.taken_by_committer()) {
       host_.services.on_committed(*committed);
     }
   }

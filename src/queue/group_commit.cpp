@@ -10,9 +10,12 @@
 // Before 1, with a deliverer: each message that is not held is finished and delivered; the
 // ones delivered to every recipient are done (step 4 only), the others go on through 1-4
 // with the state lines of what was delivered, written before their rename into queue/.
+// With the reply after the log, the delivery comes after step 4 instead, on the delivery
+// thread (run_delivery), and the messages it takes skip step 2 when they have no file.
 #include "queue/group_commit.h"
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <utility>
@@ -45,6 +48,11 @@ void GroupCommitter::commit_async(SpoolWriter& writer, Done done) {
                                    /*transient=*/true, 0}));
 }
 
+void GroupCommitter::set_reply_after_log(Queued queued) {
+  queued_ = std::move(queued);
+  delivery_thread_ = std::thread([this] { run_delivery(); });
+}
+
 void GroupCommitter::stop() {
   {
     std::lock_guard lock(mutex_);
@@ -55,6 +63,13 @@ void GroupCommitter::stop() {
     if (thread.joinable()) thread.join();
   }
   threads_.clear();
+  // Then what the committers handed over is delivered (or queued), and the thread ends.
+  {
+    std::lock_guard lock(taken_mutex_);
+    taken_stopping_ = true;
+  }
+  taken_wake_.notify_all();
+  if (delivery_thread_.joinable()) delivery_thread_.join();
 }
 
 GroupCommitter::Stats GroupCommitter::stats() const {
@@ -73,6 +88,102 @@ void GroupCommitter::run() {
     }
     commit_batch(batch);
     batch.clear();
+  }
+}
+
+void GroupCommitter::run_delivery() {
+  std::vector<Taken> taken;
+  for (;;) {
+    {
+      std::unique_lock lock(taken_mutex_);
+      taken_wake_.wait(lock, [this] { return taken_stopping_ || !taken_.empty(); });
+      if (taken_.empty()) return;  // stopping, and nothing left
+      // At most a Maildir batch's worth at once: later ones would be delivered one by one.
+      const std::size_t count = std::min<std::size_t>(taken_.size(), 64);
+      std::move(taken_.begin(), taken_.begin() + static_cast<std::ptrdiff_t>(count),
+                std::back_inserter(taken));
+      taken_.erase(taken_.begin(), taken_.begin() + static_cast<std::ptrdiff_t>(count));
+    }
+    taken_space_.notify_all();
+    deliver_taken(taken);
+    taken.clear();
+  }
+}
+
+void GroupCommitter::deliver_taken(std::vector<Taken>& taken) {
+  std::vector<StoredMessage> messages;
+  messages.reserve(taken.size());
+  for (Taken& one : taken)
+    messages.push_back(std::move(one.message));
+  std::vector<std::optional<std::vector<bool>>> results = deliverer_(messages);
+  for (std::size_t k = 0; k < messages.size(); ++k) {
+    const StoredMessage& message = messages[k];
+    Spool& spool = *taken[k].spool;
+    std::vector<std::string> lines;
+    if (k < results.size() && results[k]) {
+      const std::vector<bool>& delivered_now = *results[k];
+      const std::size_t count = std::min(delivered_now.size(), message.envelope.recipients.size());
+      for (std::size_t r = 0; r < count; ++r) {
+        if (delivered_now[r]) lines.push_back("delivered " + std::to_string(r));
+      }
+    }
+    if (!lines.empty() && lines.size() == message.envelope.recipients.size()) {
+      // The D record (and a file, if any, to spare/); not synced: see group_commit.h.
+      if (auto removed = spool.remove(message.id); !removed) {
+        obs::Log("spool_remove_failed", obs::Level::kError)
+            .kv("id", message.id)
+            .kv("detail", removed.error().message);
+      }
+      delivered_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    // The rest waits in the queue: the state lines first (the scheduler reads them), then
+    // queue/<id> when the message had no file.
+    for (const std::string& line : lines) {
+      if (auto appended = spool.append_state(message.id, line); !appended) {
+        obs::Log("state_not_written", obs::Level::kError)
+            .kv("id", message.id)
+            .kv("state", line)
+            .kv("detail", appended.error().message)
+            .kv("note",
+                "the queue delivers this recipient again; a copy moved to cur/ since "
+                "would be doubled");
+      }
+    }
+    if (message.file != nullptr && message.file->fd < 0) {
+      if (auto published = spool.publish_image(message); !published) {
+        // In the log all the same: the next start puts it in queue/ and delivers it.
+        obs::Log("queue_file_not_written", obs::Level::kError)
+            .kv("id", message.id)
+            .kv("detail", published.error().message)
+            .kv("note", "the message is safe in the commit log; it is delivered after a restart");
+        continue;
+      }
+    }
+    if (queued_) queued_(message.id);
+  }
+}
+
+void GroupCommitter::take(std::vector<Pending>& batch,
+                          std::vector<std::optional<SpoolError>>& errors, std::vector<bool>& done,
+                          std::vector<std::optional<StoredMessage>>& taken) {
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    SpoolWriter& writer = *batch[i].writer;
+    if (writer.held()) continue;
+    auto message = writer.finish();
+    if (!message) {
+      errors[i] = message.error();
+      done[i] = true;
+      continue;
+    }
+    const bool in_memory = message->file != nullptr && message->file->fd < 0;
+    auto logged = in_memory ? writer.log_without_file() : writer.flush_to_log();
+    if (!logged) {
+      errors[i] = logged.error();
+      done[i] = true;
+      continue;
+    }
+    taken[i] = std::move(*message);
   }
 }
 
@@ -117,9 +228,14 @@ void GroupCommitter::commit_batch(std::vector<Pending>& batch) {
   std::vector<std::optional<SpoolError>> errors(batch.size());
   std::vector<bool> done(batch.size(), false);
   std::vector<std::vector<std::string>> state_lines(batch.size());
-  deliver_now(batch, errors, done, state_lines);
+  std::vector<std::optional<StoredMessage>> taken(batch.size());
+  if (queued_) {
+    take(batch, errors, done, taken);
+  } else {
+    deliver_now(batch, errors, done, state_lines);
+  }
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (done[i]) continue;
+    if (done[i] || taken[i]) continue;
     if (auto logged = batch[i].writer->flush_to_log(); !logged) errors[i] = logged.error();
   }
   // The first writer's sync_log() fdatasyncs the log and covers every append before it;
@@ -132,6 +248,22 @@ void GroupCommitter::commit_batch(std::vector<Pending>& batch) {
     SpoolWriter& writer = *batch[i].writer;
     if (auto synced = writer.sync_log(); !synced) {
       errors[i] = synced.error();
+      taken[i].reset();
+      continue;
+    }
+    if (taken[i]) {
+      // A message with a file goes to queue/ now (its descriptor stays valid for the
+      // deliverer), one in memory only if it must wait there.
+      const bool in_memory = taken[i]->file != nullptr && taken[i]->file->fd < 0;
+      if (!in_memory) {
+        if (auto published = writer.publish(); !published) {
+          errors[i] = published.error();
+          taken[i].reset();
+          continue;
+        }
+      }
+      writer.mark_taken();
+      messages_.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     for (const std::string& line : state_lines[i]) {
@@ -155,6 +287,12 @@ void GroupCommitter::commit_batch(std::vector<Pending>& batch) {
       messages_.fetch_add(1, std::memory_order_relaxed);
     }
   }
+  // The messages taken wait for the delivery thread, which the writers no longer concern.
+  std::vector<Taken> handed;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (taken[i] && !errors[i])
+      handed.push_back(Taken{std::move(*taken[i]), &batch[i].writer->spool()});
+  }
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (errors[i]) {
       batch[i].done(base::unexpected(std::move(*errors[i])));
@@ -162,6 +300,13 @@ void GroupCommitter::commit_batch(std::vector<Pending>& batch) {
       batch[i].done(base::Ok{});
     }
   }
+  if (handed.empty()) return;
+  {
+    std::unique_lock lock(taken_mutex_);
+    taken_space_.wait(lock, [this] { return taken_.size() < kTakenMax || taken_stopping_; });
+    std::move(handed.begin(), handed.end(), std::back_inserter(taken_));
+  }
+  taken_wake_.notify_one();
 }
 
 }  // namespace queue

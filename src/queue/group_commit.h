@@ -19,6 +19,16 @@
 // were done, so the scheduler delivers only the rest. Either way the 250 comes after the
 // message is durable somewhere; a crash before it may leave a mailbox copy of a message the
 // client will send again (at least once, as for any MTA before its reply).
+//
+// The reply after the log (set_reply_after_log, `[queue] reply_after = "log"`): a message that
+// is not held is finished and committed to the log as any other (one fdatasync for the
+// batch; a message whole in memory gets no file, SpoolWriter::log_without_file), answered,
+// and only then offered to the deliverer, on the committer's delivery thread, in batches of
+// what has gathered meanwhile. A message it delivered to every recipient gets its D record
+// (Spool::remove, not synced: a crash before it reaches the disk delivers the message again
+// from the log, and Maildir recognises its own file name); the others are put in queue/ with
+// the state lines of what was delivered and handed to queued(id). At most kTakenMax messages
+// wait for that thread: past it, a committer waits before its next batch.
 #pragma once
 
 #include <atomic>
@@ -58,6 +68,12 @@ class GroupCommitter {
       std::span<const StoredMessage> messages)>;
   // Before the first commit_async().
   void set_deliverer(Deliverer deliverer) { deliverer_ = std::move(deliverer); }
+  // With a deliverer, before the first commit_async(): the reply comes after the log sync,
+  // the delivery after the reply (above); queued(id) takes each message that then waits in
+  // queue/ (from the delivery thread).
+  using Queued = std::function<void(const std::string& id)>;
+  void set_reply_after_log(Queued queued);
+  static constexpr std::size_t kTakenMax = 256;
   // Commits everything already queued, then joins the threads. Idempotent.
   void stop();
 
@@ -75,7 +91,17 @@ class GroupCommitter {
     SpoolWriter* writer;
     Done done;
   };
+  struct Taken {
+    StoredMessage message;
+    Spool* spool;
+  };
   void run();
+  void run_delivery();
+  void deliver_taken(std::vector<Taken>& taken);
+  // The reply after the log: finishes each message that is not held and logs it (without a
+  // file when it is in memory); taken[i] then holds it. Failures set errors[i] and done[i].
+  void take(std::vector<Pending>& batch, std::vector<std::optional<SpoolError>>& errors,
+            std::vector<bool>& done, std::vector<std::optional<StoredMessage>>& taken);
   void commit_batch(std::vector<Pending>& batch);
   // Delivery at acceptance of a batch: done[i] when writer i needs nothing more (delivered,
   // or failed with errors[i] set); the others are committed with state_lines[i].
@@ -91,6 +117,14 @@ class GroupCommitter {
   std::atomic<std::uint64_t> delivered_{0};
   Deliverer deliverer_;
   std::vector<std::thread> threads_;
+  // The reply after the log: its thread and what waits for it.
+  Queued queued_;
+  std::mutex taken_mutex_;
+  std::condition_variable taken_wake_;   // taken_ has messages, or stopping
+  std::condition_variable taken_space_;  // taken_ fell under kTakenMax
+  std::vector<Taken> taken_;             // guarded by taken_mutex_
+  bool taken_stopping_ = false;          // guarded by taken_mutex_
+  std::thread delivery_thread_;
 };
 
 }  // namespace queue

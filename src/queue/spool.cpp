@@ -986,6 +986,34 @@ class FileSpoolWriter final : public SpoolWriter {
   }
   bool delivered() const override { return delivered_; }
 
+  base::Expected<base::Ok, SpoolError> log_without_file() override {
+    if (state_ != State::kFinished || !whole_in_buffer_ || fd_ >= 0) {
+      return base::unexpected(SpoolError{
+          "log_without_file on " + id_ + ": only for a message finished from memory",
+          /*transient=*/false, EINVAL});
+    }
+    auto logged = spool_.log().append_message(id_, buffer_);
+    if (!logged) return fail(logged.error());
+    ticket_ = *logged;
+    logged_ = true;
+    without_file_ = true;
+    std::string().swap(buffer_);
+    if (memory_taken_ != 0) {
+      spool_.give_memory(memory_taken_);
+      memory_taken_ = 0;
+    }
+    state_ = State::kSynced;
+    return base::Ok{};
+  }
+
+  void mark_taken() override {
+    if (state_ == State::kPublished || (state_ == State::kSynced && without_file_)) {
+      state_ = State::kCommitted;
+      taken_ = true;
+    }
+  }
+  bool taken() const override { return taken_; }
+
   base::Expected<base::Ok, SpoolError> flush_to_log() override {
     if (state_ == State::kOpen) {
       if (auto completed = complete(); !completed) return completed;
@@ -1026,7 +1054,7 @@ class FileSpoolWriter final : public SpoolWriter {
   }
 
   base::Expected<base::Ok, SpoolError> publish() override {
-    if (state_ != State::kSynced) return not_open("publish");
+    if (state_ != State::kSynced || without_file_) return not_open("publish");
     // RENAME_NOREPLACE: a duplicate id must never replace an acknowledged message.
     int result =
         ::renameat2(tmp_dir_fd_, id_.c_str(), queue_dir_fd_, id_.c_str(), RENAME_NOREPLACE);
@@ -1076,7 +1104,7 @@ class FileSpoolWriter final : public SpoolWriter {
         }
         break;
       case State::kSynced:
-        ::unlinkat(tmp_dir_fd_, id_.c_str(), 0);
+        if (!without_file_) ::unlinkat(tmp_dir_fd_, id_.c_str(), 0);
         if (held_) ::unlinkat(state_dir_fd_, id_.c_str(), 0);
         break;
       case State::kPublished:
@@ -1279,6 +1307,8 @@ class FileSpoolWriter final : public SpoolWriter {
   bool held_ = false;                      // mark_held(): state/<id> says "held" before publish()
   bool logged_ = false;                    // flush_to_log() appended the message to the log
   bool delivered_ = false;                 // mark_delivered(): every recipient had it at acceptance
+  bool without_file_ = false;              // log_without_file(): in the log only, no tmp/<id>
+  bool taken_ = false;                     // mark_taken(): the committer delivers it after the reply
   bool whole_in_buffer_ = false;           // complete(): the whole file is in buffer_
   std::optional<std::uint32_t> file_crc_;  // complete(): the file's CRC-32, when known
   std::uint64_t ticket_ = 0;               // of that append (SpoolLog::sync)
@@ -1822,6 +1852,33 @@ bool Spool::keep_spare(int dir_fd, const std::string& id, std::uint64_t length) 
 
 void Spool::discard_delivered(const std::string& id, std::uint64_t length) {
   if (!keep_spare(tmp_dir_fd_, id, length)) ::unlinkat(tmp_dir_fd_, id.c_str(), 0);
+}
+
+base::Expected<base::Ok, SpoolError> Spool::publish_image(const StoredMessage& message) {
+  if (!is_valid_id(message.id) || message.file == nullptr || message.file->fd >= 0) {
+    return base::unexpected(SpoolError{"publish_image of '" + message.id + "': no image",
+                                       /*transient=*/false, EINVAL});
+  }
+  const std::string path = tmp_path(message.id);
+  int fd = create_tmp(message.id);
+  if (fd < 0) return fail_with("create", path, errno);
+  auto written = write_all(fd, message.file->bytes.data(), message.file->bytes.size(), path);
+  if (::close(fd) != 0 && written && errno != EINTR) written = fail_with("close", path, errno);
+  if (written) {
+    int result = ::renameat2(tmp_dir_fd_, message.id.c_str(), queue_dir_fd_, message.id.c_str(),
+                             RENAME_NOREPLACE);
+    if (result != 0 && (errno == EINVAL || errno == ENOSYS)) {  // as in publish()
+      struct stat status {};
+      if (::fstatat(queue_dir_fd_, message.id.c_str(), &status, AT_SYMLINK_NOFOLLOW) == 0) {
+        errno = EEXIST;
+      } else {
+        result = ::renameat(tmp_dir_fd_, message.id.c_str(), queue_dir_fd_, message.id.c_str());
+      }
+    }
+    if (result != 0) written = fail_with("rename", path, errno);
+  }
+  if (!written) ::unlinkat(tmp_dir_fd_, message.id.c_str(), 0);
+  return written;
 }
 
 int Spool::create_tmp(const std::string& id) {

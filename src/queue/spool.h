@@ -278,6 +278,19 @@ class SpoolWriter {
   virtual base::Expected<StoredMessage, SpoolError> finish() = 0;
   virtual void mark_delivered() = 0;
   virtual bool delivered() const = 0;
+
+  // The reply after the log (GroupCommitter::set_reply_after_log), after finish():
+  //   log_without_file(): step 1 for a message finish() read from memory, without its file:
+  //     the image goes to the commit log only; sync_log() follows, then mark_taken() instead
+  //     of publish(). queue/<id> is made later by Spool::publish_image() if the message has
+  //     to wait in the queue, or by Spool::open() from the log after a crash. Refused (not
+  //     transient, EINVAL) unless finish() read the message from memory.
+  //   mark_taken(): after sync_log() (and publish(), for a message with a file): the
+  //     message is committed, and the committer delivers it itself after the reply, so the
+  //     session does not hand it to the queue (taken() is then true).
+  virtual base::Expected<base::Ok, SpoolError> log_without_file() = 0;
+  virtual void mark_taken() = 0;
+  virtual bool taken() const = 0;
 };
 
 class Spool {
@@ -361,6 +374,11 @@ class Spool {
   // For SpoolWriter::mark_delivered(): tmp/<id>, length octets, goes to spare/ (or is
   // unlinked); nothing is logged, the message never was.
   void discard_delivered(const std::string& id, std::uint64_t length);
+  // For a message SpoolWriter::log_without_file() logged and the committer could not
+  // deliver to every recipient: queue/<id> written from the image message.file holds (not
+  // fsynced: the log holds the message). Fails (not transient, EINVAL) for a message read
+  // from a file, which is in queue/ already.
+  base::Expected<base::Ok, SpoolError> publish_image(const StoredMessage& message);
   // A writer holds a message in memory until it would outgrow its 64 KiB buffer; beyond that
   // the buffer grows, up to kMemoryMessageMax octets for one message, while the memory all
   // writers of this spool hold past their 64 KiB stays within the budget; else the buffer goes

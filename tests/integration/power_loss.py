@@ -646,12 +646,14 @@ def server_config(data_dir, at_acceptance=True):
     """The configuration of the recorded run and of every recovery: port 25 (plain text)
     and submissions (implicit TLS; the recorder reads the 250 in what is given to
     SSL_write_ex), local Maildir delivery: at acceptance (the default), or through the
-    spool's commit log and queue; a deferred delivery retried every second (bob's, until his
-    mailbox is repaired)."""
+    spool's commit log and queue (False), or right after a reply that came after the commit
+    log's sync ("after_log": reply_after = "log"); a deferred delivery retried every second
+    (bob's, until his mailbox is repaired)."""
+    modes = {True: "", False: "deliver_at_acceptance = false\n",
+             "after_log": "reply_after = \"log\"\n"}
     return Server(data_dir, listeners=[{"role": "smtp"}, {"role": "submissions"}],
                   domains=[("localhost", list(USERS))],
-                  extra_toml="[queue]\nretry_schedule = [1]\n" +
-                  ("" if at_acceptance else "deliver_at_acceptance = false\n"))
+                  extra_toml="[queue]\nretry_schedule = [1]\n" + modes[at_acceptance])
 
 
 class Recording:

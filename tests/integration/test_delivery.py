@@ -4,12 +4,24 @@ import os
 import random
 import re
 import smtplib
+import subprocess
 import time
 import unittest
 
-from harness import RawSession, ServerTestCase, make_message, strip_trace
+from harness import SMTPSD, RawSession, ServerTestCase, make_message, strip_trace
 
 QUEUED = re.compile(r"queued as (\S+)")
+
+
+def log_segments(server):
+    """The octets of every segment of the server's commit log."""
+    text = b""
+    log_dir = os.path.join(server.dir, "spool", "log")
+    for name in os.listdir(log_dir):
+        if name.endswith(".seg"):
+            with open(os.path.join(log_dir, name), "rb") as f:
+                text += f.read()
+    return text
 
 
 def message_ids(messages):
@@ -161,15 +173,6 @@ class AtAcceptance(ServerTestCase):
     """Mail for this server's Maildir mailboxes goes into them before the 250 ([queue]
     deliver_at_acceptance, on by default): never queued, never in the commit log."""
 
-    def log_segments(self, server):
-        text = b""
-        log_dir = os.path.join(server.dir, "spool", "log")
-        for name in os.listdir(log_dir):
-            if name.endswith(".seg"):
-                with open(os.path.join(log_dir, name), "rb") as f:
-                    text += f.read()
-        return text
-
     def test_the_message_is_in_the_mailbox_when_the_250_comes(self):
         server = self.new_server()
         with server:
@@ -190,7 +193,7 @@ class AtAcceptance(ServerTestCase):
             self.assertRegex(server.log(), rf"event=accepted [^\n]*id={queue_id} [^\n]*"
                              rf"delivered=yes")
             self.assertEqual(server.spool_ids(), [])
-            self.assertNotIn(queue_id.encode(), self.log_segments(server))
+            self.assertNotIn(queue_id.encode(), log_segments(server))
             self.assertNotIn("event=removed", server.log())
             self.assertEqual(len(server.delivered()), 1)  # and the queue never delivers it again
 
@@ -229,6 +232,106 @@ class AtAcceptance(ServerTestCase):
             server.wait_log(r"event=removed id=")
             self.assertNotIn("at=acceptance", server.log())
             self.assertNotIn("delivered=yes", server.log())
+
+
+class ReplyAfterLog(ServerTestCase):
+    """[queue] reply_after = "log": the 250 once the message is durable in the commit log,
+    the Maildir copy made right after it by the committer (not the queue); what cannot be
+    delivered then waits in the queue. Its crash states: test_power_loss."""
+
+    AFTER_LOG = "[queue]\nreply_after = \"log\"\nretry_schedule = [1]\n"
+
+    def test_the_copy_follows_a_reply_that_vouched_for_the_log(self):
+        server = self.new_server(domains=[("localhost", ["demo", "alice"])],
+                                 extra_toml=self.AFTER_LOG)
+        with server:
+            client = server.smtp()
+            ids = []
+            for n, recipients in enumerate((["demo@localhost"], ["demo@localhost"],
+                                            ["demo@localhost", "alice@localhost"])):
+                self.assertEqual(client.mail("you@example.org")[0], 250)
+                for rcpt in recipients:
+                    self.assertEqual(client.rcpt(rcpt)[0], 250)
+                code, text = client.data(make_message(f"after {n}", f"a{n}@example.org"))
+                self.assertEqual(code, 250, text)
+                ids.append(QUEUED.search(text.decode()).group(1))
+            client.quit()
+            self.assertEqual(len(server.wait_delivered(3)), 3)
+            server.wait_delivered(1, "alice@localhost")
+            for queue_id in ids:
+                server.wait_log(rf"event=delivered id={queue_id} rcpt=demo@localhost "
+                                rf"to=maildir [^\n]*at=acceptance")
+            # Through the commit log (the reply's only warrant), never queue/ or the queue.
+            segments = log_segments(server)
+            for queue_id in ids:
+                self.assertIn(queue_id.encode(), segments)
+            self.assertEqual(server.spool_ids(), [])
+            self.assertNotIn("delivered=yes", server.log())
+            self.assertNotIn("event=removed", server.log())
+            self.assertIn("Maildir mail delivered right after the reply",
+                          subprocess.run([SMTPSD, "check", "--config", server.config_path],
+                                         capture_output=True, text=True, timeout=30).stdout)
+        # Each has its D record: a restart delivers none of them again.
+        with server:
+            server.wait_log(r"event=started ")
+            time.sleep(0.5)
+            self.assertEqual(server.log().count("event=delivered "), 4, server.log()[-3000:])
+            self.assertNotIn("spool_log_restored", server.log())
+        self.assertEqual(len(server.delivered()), 3)
+
+    def test_a_recipient_that_cannot_have_it_now_waits_in_the_queue(self):
+        # alice's copy would loop: demo has it right after the reply, the queue (given the
+        # queue file made from the image in memory) fails alice's and bounces to the sender.
+        server = self.new_server(domains=[("localhost", ["demo", "alice"])],
+                                 extra_toml=self.AFTER_LOG)
+        with server:
+            client = server.smtp()
+            message = b"Delivered-To: alice@localhost\r\n" + make_message("half", "half@x.org")
+            self.assertEqual(client.sendmail("demo@localhost",
+                                             ["demo@localhost", "alice@localhost"], message), {})
+            client.quit()
+            queue_id = re.search(r"event=accepted [^\n]*id=(\w+)", server.log()).group(1)
+            server.wait_log(rf"event=delivered id={queue_id} rcpt=demo@localhost "
+                            rf"[^\n]*at=acceptance")
+            server.wait_log(rf"event=failed id={queue_id} rcpt=alice@localhost [^\n]*loop")
+            server.wait_log(rf"event=removed id={queue_id}")
+            messages = server.wait_delivered(2)  # the message once, and the bounce
+            self.assertEqual(len([m for m in messages if b"Subject: half" in m
+                                  and b"multipart/report" not in m]), 1)
+            self.assertEqual(len(re.findall(rf"event=delivered id={queue_id} ", server.log())),
+                             1, server.log()[-3000:])
+            self.assertEqual(server.delivered("alice@localhost"), [])
+            self.assertEqual(server.spool_ids(), [])
+
+    def test_a_message_too_large_for_memory_goes_from_its_spool_file(self):
+        # Over the 256 KiB a writer keeps in memory: it has a file in tmp/, published into
+        # queue/ before the reply and removed once the copy is made.
+        server = self.new_server(extra_toml=self.AFTER_LOG)
+        body = "".join(f"line {n:06d} " + "x" * 60 + "\r\n" for n in range(5000)).encode()
+        with server:
+            client = server.smtp()
+            message = make_message("big", "big@x.org") + body
+            self.assertEqual(client.sendmail("you@example.org", ["demo@localhost"], message), {})
+            client.quit()
+            [copy] = server.wait_delivered(1)
+            self.assertIn(body, copy)
+            server.wait_log(r"event=delivered id=\S+ rcpt=demo@localhost [^\n]*at=acceptance")
+            deadline = time.monotonic() + 10
+            while server.spool_ids() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(server.spool_ids(), [])
+
+    def test_bad_values_name_the_key(self):
+        for toml, detail in (('reply_after = "soon"', 'must be "mailbox" or "log"'),
+                             ('reply_after = "log"\ndeliver_at_acceptance = false',
+                              "needs deliver_at_acceptance = true")):
+            server = self.new_server(extra_toml="[queue]\n" + toml + "\n")
+            result = subprocess.run([SMTPSD, "check", "--config", server.config_path],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    timeout=30)
+            self.assertNotEqual(result.returncode, 0)
+            self.assertRegex(result.stdout, r"smtpsd\.toml:\d+: queue\.reply_after: ")
+            self.assertIn(detail, result.stdout)
 
 
 class SizeLimit(ServerTestCase):

@@ -515,6 +515,9 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
     committer.set_deliverer([&scheduler](std::span<const queue::StoredMessage> messages) {
       return deliver_batch_at_acceptance(scheduler, messages);
     });
+    if (config.queue.reply_after_log) {
+      committer.set_reply_after_log([&scheduler](const std::string& id) { scheduler.enqueue(id); });
+    }
   }
 
   // The checks of incoming mail (SPF, DKIM, DMARC, signing): the same resolver, and a pool
