@@ -326,8 +326,10 @@ MaildirBatch::~MaildirBatch() {
       ::close(open.file_fd);
       if (!completed_) ::unlinkat(open.tmp_dir_fd, open.name.c_str(), 0);
     }
-    if (open.tmp_dir_fd >= 0) ::close(open.tmp_dir_fd);
-    if (open.new_dir_fd >= 0) ::close(open.new_dir_fd);
+  }
+  for (Box& box : boxes_) {
+    if (box.tmp_dir_fd >= 0) ::close(box.tmp_dir_fd);
+    if (box.new_dir_fd >= 0) ::close(box.new_dir_fd);
   }
   if (open_batch == this) open_batch = nullptr;
 }
@@ -336,9 +338,19 @@ MaildirBatch* MaildirBatch::current() {
   return open_batch;
 }
 
-void MaildirBatch::stage(Copy copy, int file_fd, int tmp_dir_fd, int new_dir_fd, std::string name) {
+std::pair<int, int> MaildirBatch::directories(std::string_view box) const {
+  for (const Box& known : boxes_) {
+    if (known.path == box) return {known.tmp_dir_fd, known.new_dir_fd};
+  }
+  return {-1, -1};
+}
+
+void MaildirBatch::stage(Copy copy, int file_fd, std::string_view box, int tmp_dir_fd,
+                         int new_dir_fd, std::string name) {
+  if (tmp_dir_fd >= 0) boxes_.push_back(Box{std::string(box), tmp_dir_fd, new_dir_fd});
+  const auto [tmp_fd, new_fd] = directories(box);
   copies_.push_back(std::move(copy));
-  open_.push_back(Open{file_fd, tmp_dir_fd, new_dir_fd, std::move(name)});
+  open_.push_back(Open{file_fd, tmp_fd, new_fd, std::move(name)});
 }
 
 // How one syncfs of the first file's file system may make every file durable (kNever: it may
@@ -509,14 +521,22 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
   const std::string tmp_path = box + "/tmp";
   const std::string new_path = box + "/new";
   const std::string cur_path = box + "/cur";
-  // The usual case: the mailbox exists. Otherwise create it (first delivery), then retry.
+  // The usual case: the mailbox exists (a batch may have its directories open already).
+  // Otherwise create it (first delivery), then retry.
+  MaildirBatch* batch = MaildirBatch::current();
+  if (batch != nullptr && batch->copies().size() >= MaildirBatch::kMaxCopies) batch = nullptr;
   UniqueFd tmp_dir;
   UniqueFd new_dir;
-  for (int pass = 0; pass < 2; ++pass) {
+  auto [tmp_fd, new_fd] = batch != nullptr ? batch->directories(box) : std::pair<int, int>{-1, -1};
+  for (int pass = 0; pass < 2 && tmp_fd < 0; ++pass) {
     tmp_dir = UniqueFd(::open(tmp_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     new_dir = UniqueFd(::open(new_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     struct stat cur_status {};
-    if (tmp_dir.valid() && new_dir.valid() && ::stat(cur_path.c_str(), &cur_status) == 0) break;
+    if (tmp_dir.valid() && new_dir.valid() && ::stat(cur_path.c_str(), &cur_status) == 0) {
+      tmp_fd = tmp_dir.get();
+      new_fd = new_dir.get();
+      break;
+    }
     if (pass == 1 || errno != ENOENT) {
       return transient(system_error("open", box + "/{tmp,new,cur}", errno));
     }
@@ -526,7 +546,7 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
     }
   }
 
-  auto delivered = already_delivered(new_dir.get(), cur_path, file, message.recovered);
+  auto delivered = already_delivered(new_fd, cur_path, file, message.recovered);
   if (!delivered) return transient(delivered.error());
   if (*delivered) {
     return DeliveryResult{DeliveryStatus::kDelivered, box + ": already delivered as " + file,
@@ -535,11 +555,11 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
 
   // A tmp/<file> left by a crash is truncated and written again (same name: same content).
   const std::string tmp_file = tmp_path + "/" + file;
-  UniqueFd target(::openat(tmp_dir.get(), file.c_str(),
+  UniqueFd target(::openat(tmp_fd, file.c_str(),
                            O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!target.valid()) return transient(system_error("create", tmp_file, errno));
   auto fail = [&](std::string_view what, int error_number) {
-    ::unlinkat(tmp_dir.get(), file.c_str(), 0);
+    ::unlinkat(tmp_fd, file.c_str(), 0);
     return transient(system_error(what, tmp_file, error_number));
   };
   if (source->file_descriptor() < 0) {
@@ -571,14 +591,13 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
       written += segment.length;
     }
   }
-  if (MaildirBatch* batch = MaildirBatch::current();
-      batch != nullptr && batch->copies().size() < MaildirBatch::kMaxCopies) {
+  if (batch != nullptr) {
     // Durable later, with the batch's other copies (MaildirBatch::complete): writeback starts
     // now, so that the first fsync there finds every copy's blocks already allocated.
     ::sync_file_range(target.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
     const std::string final_path = new_path + "/" + file;
     batch->stage(MaildirBatch::Copy{message.id, recipient_index, final_path, {}}, target.release(),
-                 tmp_dir.release(), new_dir.release(), file);
+                 box, tmp_dir.release(), new_dir.release(), file);
     return DeliveryResult{DeliveryStatus::kDelivered, final_path, std::string(kTransport)};
   }
   if (::fsync(target.get()) != 0) return fail("fsync", errno);
@@ -587,10 +606,10 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
   // The Maildir spec moves tmp/ → new/ with link(2) so as never to replace a file; our name
   // is deterministic per (message, recipient) and was checked absent above, so rename(2)
   // does the same job in one step (no unlink of tmp/ afterwards).
-  if (::renameat(tmp_dir.get(), file.c_str(), new_dir.get(), file.c_str()) != 0) {
+  if (::renameat(tmp_fd, file.c_str(), new_fd, file.c_str()) != 0) {
     return fail("rename", errno);
   }
-  if (::fsync(new_dir.get()) != 0) return transient(system_error("fsync", new_path, errno));
+  if (::fsync(new_fd) != 0) return transient(system_error("fsync", new_path, errno));
   return DeliveryResult{DeliveryStatus::kDelivered, new_path + "/" + file, std::string(kTransport)};
 }
 

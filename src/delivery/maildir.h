@@ -71,19 +71,31 @@ class MaildirBatch {
 
   // For Maildir::deliver: the batch open on this thread, or null.
   static MaildirBatch* current();
-  // Takes the open tmp file and the two directories of one staged copy.
-  void stage(Copy copy, int file_fd, int tmp_dir_fd, int new_dir_fd, std::string name);
+  // The tmp/ and new/ descriptors of box (a mailbox or folder directory) when an earlier
+  // copy of this batch opened them (the batch holds them; one open each per batch, not per
+  // copy), else {-1, -1}.
+  std::pair<int, int> directories(std::string_view box) const;
+  // Takes the open tmp file of one staged copy, and the two directories of its box when
+  // directories() had none (else pass -1, -1).
+  void stage(Copy copy, int file_fd, std::string_view box, int tmp_dir_fd, int new_dir_fd,
+             std::string name);
 
  private:
   base::SyncfsUse sync_together_pays() const;
   struct Open {
     int file_fd;
-    int tmp_dir_fd;
-    int new_dir_fd;
+    int tmp_dir_fd;  // borrowed from boxes_
+    int new_dir_fd;  // borrowed from boxes_
     std::string name;
   };
+  struct Box {
+    std::string path;
+    int tmp_dir_fd;
+    int new_dir_fd;
+  };
   std::vector<Copy> copies_;
-  std::vector<Open> open_;  // parallel to copies_; fds -1 once closed
+  std::vector<Open> open_;  // parallel to copies_; file_fd -1 once closed
+  std::vector<Box> boxes_;  // the directories the copies go to, each once
   std::uint64_t unwritten_max_;
   bool completed_ = false;
   bool synced_together_ = false;

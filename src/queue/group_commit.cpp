@@ -129,7 +129,9 @@ void GroupCommitter::deliver_taken(std::vector<Taken>& taken) {
     }
     if (!lines.empty() && lines.size() == message.envelope.recipients.size()) {
       // The D record (and a file, if any, to spare/); not synced: see group_commit.h.
-      if (auto removed = spool.remove(message.id); !removed) {
+      if (message.file != nullptr && message.file->fd < 0) {
+        spool.remove_logged(message.id);
+      } else if (auto removed = spool.remove(message.id); !removed) {
         obs::Log("spool_remove_failed", obs::Level::kError)
             .kv("id", message.id)
             .kv("detail", removed.error().message);

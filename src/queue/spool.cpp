@@ -1926,6 +1926,10 @@ base::Expected<base::Ok, SpoolError> Spool::remove(const std::string& id) {
   return base::Ok{};
 }
 
+void Spool::remove_logged(const std::string& id) {
+  log_->append_done(id);
+}
+
 base::Expected<base::Ok, SpoolError> Spool::append_state(const std::string& id,
                                                          std::string_view line) {
   if (!is_valid_id(id)) {

@@ -351,6 +351,9 @@ class Spool {
   // freeing inodes (the scan past recently deleted ones) than on the rest of a message's file
   // operations.
   base::Expected<base::Ok, SpoolError> remove(const std::string& id);
+  // remove() for a message SpoolWriter::log_without_file() logged, delivered before it ever
+  // needed queue/<id> or state/<id>: its D record only (not synced either).
+  void remove_logged(const std::string& id);
   // The delivery state of a message: an append-only list of short lines in state/<id>
   // ("delivered 2", "failed 0", "held", ...), written by the scheduler so that a restart
   // neither delivers a finished recipient again nor forgets a hold. Not fsynced: it survives
