@@ -684,8 +684,8 @@ void read_queue(const toml::table& root, Reader& reader, QueueSettings& queue) {
       *table, "queue", "success_dsns_per_minute", queue.success_dsns_per_minute, 0, 100000));
   queue.deliver_at_acceptance =
       reader.bool_at(*table, "queue", "deliver_at_acceptance", queue.deliver_at_acceptance);
-  const std::string reply_after = reader.string_at(
-      *table, "queue", "reply_after", queue.reply_after_log ? "log" : "mailbox");
+  const std::string reply_after =
+      reader.string_at(*table, "queue", "reply_after", queue.reply_after_log ? "log" : "mailbox");
   if (reply_after != "mailbox" && reply_after != "log") {
     reader.fail(table->get("reply_after"), "queue.reply_after", "must be \"mailbox\" or \"log\"");
   } else if (reply_after == "log" && !queue.deliver_at_acceptance) {
@@ -2344,8 +2344,8 @@ std::string describe(const Config& config) {
       config.queue.local_delivery_threads, config.delivery.max_per_host,
       config.delivery.attempt_timeout.count(),
       !config.queue.deliver_at_acceptance ? "queued first"
-      : config.queue.reply_after_log      ? "delivered right after the reply (250 after the log sync)"
-                                          : "delivered at acceptance");
+      : config.queue.reply_after_log ? "delivered right after the reply (250 after the log sync)"
+                                     : "delivered at acceptance");
   out += fmt::format("timeouts: command {}, data {}, handshake {}\n",
                      format_duration(config.command_timeout), format_duration(config.data_timeout),
                      format_duration(config.handshake_timeout));

@@ -555,8 +555,8 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
 
   // A tmp/<file> left by a crash is truncated and written again (same name: same content).
   const std::string tmp_file = tmp_path + "/" + file;
-  UniqueFd target(::openat(tmp_fd, file.c_str(),
-                           O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  UniqueFd target(
+      ::openat(tmp_fd, file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!target.valid()) return transient(system_error("create", tmp_file, errno));
   auto fail = [&](std::string_view what, int error_number) {
     ::unlinkat(tmp_fd, file.c_str(), 0);

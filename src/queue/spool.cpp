@@ -988,9 +988,9 @@ class FileSpoolWriter final : public SpoolWriter {
 
   base::Expected<base::Ok, SpoolError> log_without_file() override {
     if (state_ != State::kFinished || !whole_in_buffer_ || fd_ >= 0) {
-      return base::unexpected(SpoolError{
-          "log_without_file on " + id_ + ": only for a message finished from memory",
-          /*transient=*/false, EINVAL});
+      return base::unexpected(
+          SpoolError{"log_without_file on " + id_ + ": only for a message finished from memory",
+                     /*transient=*/false, EINVAL});
     }
     auto logged = spool_.log().append_message(id_, buffer_);
     if (!logged) return fail(logged.error());
@@ -1298,18 +1298,18 @@ class FileSpoolWriter final : public SpoolWriter {
   std::uint64_t written_size_ = 0;  // octets written to fd_: its size and position
   std::uint64_t header_size_ = 0;   // the envelope header: content starts after it
   std::uint64_t content_size_ = 0;
-  std::uint64_t replaced_length_ = 0;      // of replace_header_section()
-  std::string late_section_;               // its new_section, written by flush_and_sync()
-  std::string late_envelope_;              // of replace_envelope(): the file is then version 3
-  std::string late_folder_;                // "folder <field>\n" of set_folder(): version 3 too
-  std::string late_tls_optional_;          // "tls_optional 1\n" of set_tls_optional(): version 3
-  std::string late_notice_;                // "notice <id> <field>...\n" of set_notice(): version 3
-  bool held_ = false;                      // mark_held(): state/<id> says "held" before publish()
-  bool logged_ = false;                    // flush_to_log() appended the message to the log
-  bool delivered_ = false;                 // mark_delivered(): every recipient had it at acceptance
-  bool without_file_ = false;              // log_without_file(): in the log only, no tmp/<id>
-  bool taken_ = false;                     // mark_taken(): the committer delivers it after the reply
-  bool whole_in_buffer_ = false;           // complete(): the whole file is in buffer_
+  std::uint64_t replaced_length_ = 0;  // of replace_header_section()
+  std::string late_section_;           // its new_section, written by flush_and_sync()
+  std::string late_envelope_;          // of replace_envelope(): the file is then version 3
+  std::string late_folder_;            // "folder <field>\n" of set_folder(): version 3 too
+  std::string late_tls_optional_;      // "tls_optional 1\n" of set_tls_optional(): version 3
+  std::string late_notice_;            // "notice <id> <field>...\n" of set_notice(): version 3
+  bool held_ = false;                  // mark_held(): state/<id> says "held" before publish()
+  bool logged_ = false;                // flush_to_log() appended the message to the log
+  bool delivered_ = false;             // mark_delivered(): every recipient had it at acceptance
+  bool without_file_ = false;          // log_without_file(): in the log only, no tmp/<id>
+  bool taken_ = false;                 // mark_taken(): the committer delivers it after the reply
+  bool whole_in_buffer_ = false;       // complete(): the whole file is in buffer_
   std::optional<std::uint32_t> file_crc_;  // complete(): the file's CRC-32, when known
   std::uint64_t ticket_ = 0;               // of that append (SpoolLog::sync)
   std::uint32_t tail_crc_ = 0;             // CRC-32 of the file from kStartSize to written_size_

@@ -170,6 +170,9 @@ class DevMode(ServerTestCase):
             self.assertIn("  sending limits per user: no message rate; distinct external "
                           "recipients: 50 an hour, 200 a day (then held: smtpsctl queue "
                           "release --user USER)\n", instructions)
+            # Where local mail is at the 250, and the setting that changes it.
+            self.assertIn("  local mail     in the mailbox when the 250 comes; [queue] "
+                          "reply_after = \"log\" answers\n", instructions)
             # The DANE records it points at are this server's: one per certificate.
             command = re.search(r"smtpsctl (dane tlsa --config \S+)", instructions).group(1)
             smtpsctl = os.path.join(os.path.dirname(SMTPSD), "smtpsctl")
