@@ -16,6 +16,7 @@ classes=(
   test_auth.SmtplibSubmission test_auth.ExternalClients test_auth.GsaslScram test_auth.BadInput
   test_robustness.PipeliningBackPressure test_robustness.Abuse test_robustness.BareLineEndings
   test_delivery.Pipelining test_delivery.Chunking test_delivery.BigMessage test_delivery.CrashRecovery
+  test_delivery.ReplyAfterLog
   test_onward.RelayToSecondServer test_onward.Notifications
   test_reload.CertificateReload test_reload.ConfigReload
   test_addressing.Addressing test_local_submission test_queue_tools
