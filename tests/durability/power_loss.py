@@ -84,15 +84,20 @@ def main():
     parser.add_argument("--through-spool", action="store_true",
                         help="deliver_at_acceptance = false: local mail goes through the "
                         "commit log and the queue")
+    parser.add_argument("--after-log", action="store_true",
+                        help="reply_after = \"log\": the 250 once the commit log is synced, "
+                        "the Maildir copy right after it")
     parser.add_argument("--preload", action="append", default=[],
                         help="a mutation shim (tests/durability/NAME.c) preloaded first")
     args = parser.parse_args()
+    if args.after_log and args.through_spool:
+        parser.error("--after-log and --through-spool are two different modes: pick one")
+    mode = "after_log" if args.after_log else not args.through_spool
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     print(f"seed {seed}", flush=True)
     workdir = tempfile.mkdtemp(prefix="power-loss-")
     if args.drop_each:
-        code = drop_each(workdir, seed, min(args.points, 20), args.seconds,
-                         not args.through_spool)
+        code = drop_each(workdir, seed, min(args.points, 20), args.seconds, mode)
         print(f"work directory {workdir}")
         return code
     if args.recording:
@@ -102,7 +107,7 @@ def main():
         started = time.monotonic()
         recording = power_loss.record_run(os.path.join(workdir, "run"), preload=preload,
                                           seed=seed, workload=args.workload,
-                                          at_acceptance=not args.through_spool)
+                                          at_acceptance=mode)
         print(f"recorded {recording.records} calls, {len(recording.replay.syncs)} syncs, "
               f"{len(recording.replay.acks)} acknowledgements in "
               f"{time.monotonic() - started:.1f} s", flush=True)

@@ -89,6 +89,16 @@ class GroupCommitTest : public ::testing::Test {
     spool_.reset();
     fs::remove_all(root_);
   }
+  // A writer for a message to these recipients.
+  std::unique_ptr<SpoolWriter> begin_writer(const std::vector<std::string>& recipients) {
+    smtp::Envelope envelope = simple_envelope();
+    envelope.recipients.clear();
+    for (const std::string& address : recipients)
+      envelope.recipients.push_back({address, "", ""});
+    auto writer = spool_->begin(envelope, 1);
+    EXPECT_TRUE(writer);
+    return std::move(*writer);
+  }
   std::string root_;
   std::unique_ptr<Spool> spool_;
 };
@@ -276,15 +286,7 @@ TEST_F(GroupCommitTest, ADelivererTakesWholeMessagesAndLeavesTheRestToTheQueue) 
       results.push_back(one(message));
     return results;
   });
-  auto begin = [&](std::vector<std::string> recipients) {
-    smtp::Envelope envelope = simple_envelope();
-    envelope.recipients.clear();
-    for (const std::string& address : recipients)
-      envelope.recipients.push_back({address, "", ""});
-    auto writer = spool_->begin(envelope, 1);
-    EXPECT_TRUE(writer);
-    return std::move(*writer);
-  };
+  auto begin = [&](std::vector<std::string> recipients) { return begin_writer(recipients); };
   auto all = begin({"all@example.com", "b@example.com"});
   ASSERT_TRUE(all->append("Subject: x\r\n\r\nbody\r\n"));
   ASSERT_TRUE(all->replace_header_section(0, "X-Late: 1\r\n"));  // read back as delivered
@@ -392,15 +394,7 @@ TEST_F(GroupCommitTest, TheReplyAfterTheLogComesBeforeTheCopiesAndTheQueueGetsTh
     queued_ids.push_back(id);
     queued_changed.notify_all();
   });
-  auto begin = [&](std::vector<std::string> recipients) {
-    smtp::Envelope envelope = simple_envelope();
-    envelope.recipients.clear();
-    for (const std::string& address : recipients)
-      envelope.recipients.push_back({address, "", ""});
-    auto writer = spool_->begin(envelope, 1);
-    EXPECT_TRUE(writer);
-    return std::move(*writer);
-  };
+  auto begin = [&](std::vector<std::string> recipients) { return begin_writer(recipients); };
   auto all = begin({"all@example.com", "b@example.com"});
   ASSERT_TRUE(all->append("Subject: x\r\n\r\nbody\r\n"));
   auto half = begin({"half@example.com", "b@example.com"});
