@@ -15,6 +15,7 @@
 #include "queue/group_commit.h"
 
 #include <algorithm>
+#include <cassert>
 #include <iterator>
 #include <optional>
 #include <string>
@@ -48,9 +49,16 @@ void GroupCommitter::commit_async(SpoolWriter& writer, Done done) {
                                    /*transient=*/true, 0}));
 }
 
-void GroupCommitter::set_reply_after_log(Queued queued) {
+void GroupCommitter::set_reply_after_log(Queued queued, Takes takes) {
+  // Without a deliverer nothing could be delivered; twice would start a second thread.
+  assert(deliverer_ && queued && takes && !delivery_thread_.joinable());
   queued_ = std::move(queued);
+  takes_ = std::move(takes);
   delivery_thread_ = std::thread([this] { run_delivery(); });
+}
+
+std::uint64_t GroupCommitter::bytes_of(const StoredMessage& message) {
+  return message.file != nullptr && message.file->fd < 0 ? message.file->bytes.size() : 0;
 }
 
 void GroupCommitter::stop() {
@@ -93,29 +101,66 @@ void GroupCommitter::run() {
 
 void GroupCommitter::run_delivery() {
   std::vector<Taken> taken;
+  std::vector<Taken> unpublished;  // queue files that could not be written yet
   for (;;) {
     {
       std::unique_lock lock(taken_mutex_);
-      taken_wake_.wait(lock, [this] { return taken_stopping_ || !taken_.empty(); });
-      if (taken_.empty()) return;  // stopping, and nothing left
-      // At most a Maildir batch's worth at once: later ones would be delivered one by one.
-      const std::size_t count = std::min<std::size_t>(taken_.size(), 64);
+      const auto ready = [this] { return taken_stopping_ || !taken_.empty(); };
+      if (unpublished.empty()) {
+        taken_wake_.wait(lock, ready);
+      } else {
+        taken_wake_.wait_for(lock, std::chrono::seconds(1), ready);
+      }
+      if (taken_.empty() && taken_stopping_) break;
+      // At most a Maildir batch's worth of copies at once (at least one message): later
+      // ones would be delivered one by one.
+      std::size_t count = 0;
+      std::size_t copies = 0;
+      while (count < taken_.size() &&
+             (count == 0 ||
+              copies + taken_[count].message.envelope.recipients.size() <= kDeliveryCopies)) {
+        copies += taken_[count].message.envelope.recipients.size();
+        taken_bytes_ -= bytes_of(taken_[count].message);
+        ++count;
+      }
       std::move(taken_.begin(), taken_.begin() + static_cast<std::ptrdiff_t>(count),
                 std::back_inserter(taken));
       taken_.erase(taken_.begin(), taken_.begin() + static_cast<std::ptrdiff_t>(count));
     }
     taken_space_.notify_all();
+    publish_waiting(unpublished);
+    if (taken.empty()) continue;
     deliver_taken(taken);
+    for (Taken& one : taken) {
+      if (one.spool != nullptr) unpublished.push_back(std::move(one));
+    }
     taken.clear();
   }
+  publish_waiting(unpublished);  // a last try; what is left the next start queues from the log
 }
 
+void GroupCommitter::publish_waiting(std::vector<Taken>& unpublished) {
+  std::vector<Taken> still;
+  for (Taken& one : unpublished) {
+    if (auto published = one.spool->publish_image(one.message); !published) {
+      still.push_back(std::move(one));
+      continue;
+    }
+    obs::Log("queue_file_written").kv("id", one.message.id);
+    queued_(one.message.id);
+  }
+  unpublished.swap(still);
+}
+
+// Each message of taken is delivered, or queued, or left in taken with its spool set (a
+// queue file to write again later); the others get spool null.
 void GroupCommitter::deliver_taken(std::vector<Taken>& taken) {
   std::vector<StoredMessage> messages;
   messages.reserve(taken.size());
   for (Taken& one : taken)
     messages.push_back(std::move(one.message));
   std::vector<std::optional<std::vector<bool>>> results = deliverer_(messages);
+  Spool* removed_any = nullptr;  // the spool whose log has the batch's D records
   for (std::size_t k = 0; k < messages.size(); ++k) {
     const StoredMessage& message = messages[k];
     Spool& spool = *taken[k].spool;
@@ -128,16 +173,20 @@ void GroupCommitter::deliver_taken(std::vector<Taken>& taken) {
       }
     }
     if (!lines.empty() && lines.size() == message.envelope.recipients.size()) {
-      // The D record (and a file, if any, to spare/); not synced: see group_commit.h.
+      // The D record (and a file, if any, to spare/); synced below, once for the batch.
+      delivered_.fetch_add(1, std::memory_order_relaxed);
       if (message.file != nullptr && message.file->fd < 0) {
         spool.remove_logged(message.id);
-      } else if (auto removed = spool.remove(message.id); !removed) {
-        obs::Log("spool_remove_failed", obs::Level::kError)
-            .kv("id", message.id)
-            .kv("detail", removed.error().message);
+        removed_any = &spool;
+        taken[k].spool = nullptr;
+        continue;
       }
-      delivered_.fetch_add(1, std::memory_order_relaxed);
-      continue;
+      if (auto removed = spool.remove(message.id); removed) {
+        removed_any = &spool;
+        taken[k].spool = nullptr;
+        continue;
+      }
+      // Its queue file stays: the queue finds every copy in new/ and removes it.
     }
     // The rest waits in the queue: the state lines first (the scheduler reads them), then
     // queue/<id> when the message had no file.
@@ -154,15 +203,21 @@ void GroupCommitter::deliver_taken(std::vector<Taken>& taken) {
     }
     if (message.file != nullptr && message.file->fd < 0) {
       if (auto published = spool.publish_image(message); !published) {
-        // In the log all the same: the next start puts it in queue/ and delivers it.
+        // In the log all the same: tried again each second (run_delivery), and the next
+        // start puts it in queue/ from the log.
         obs::Log("queue_file_not_written", obs::Level::kError)
             .kv("id", message.id)
             .kv("detail", published.error().message)
-            .kv("note", "the message is safe in the commit log; it is delivered after a restart");
-        continue;
+            .kv("note", "the message is safe in the commit log; tried again each second");
+        continue;  // spool stays set: publish_waiting()
       }
     }
-    if (queued_) queued_(message.id);
+    taken[k].spool = nullptr;
+    queued_(message.id);
+  }
+  if (removed_any != nullptr) (void)removed_any->sync_log();  // a failure: at least once
+  for (std::size_t k = 0; k < taken.size(); ++k) {
+    if (taken[k].spool != nullptr) taken[k].message = std::move(messages[k]);
   }
 }
 
@@ -178,6 +233,7 @@ void GroupCommitter::take(std::vector<Pending>& batch,
       done[i] = true;
       continue;
     }
+    if (!takes_(*message)) continue;  // the usual way: flush_to_log() from kFinished
     const bool in_memory = message->file != nullptr && message->file->fd < 0;
     auto logged = in_memory ? writer.log_without_file() : writer.flush_to_log();
     if (!logged) {
@@ -305,8 +361,13 @@ void GroupCommitter::commit_batch(std::vector<Pending>& batch) {
   if (handed.empty()) return;
   {
     std::unique_lock lock(taken_mutex_);
-    taken_space_.wait(lock, [this] { return taken_.size() < kTakenMax || taken_stopping_; });
-    std::move(handed.begin(), handed.end(), std::back_inserter(taken_));
+    taken_space_.wait(lock, [this] {
+      return (taken_.size() < kTakenMax && taken_bytes_ < kTakenMaxBytes) || taken_stopping_;
+    });
+    for (Taken& one : handed) {
+      taken_bytes_ += bytes_of(one.message);
+      taken_.push_back(std::move(one));
+    }
   }
   taken_wake_.notify_one();
 }

@@ -21,14 +21,17 @@
 // client will send again (at least once, as for any MTA before its reply).
 //
 // The reply after the log (set_reply_after_log, `[queue] reply_after = "log"`): a message that
-// is not held is finished and committed to the log as any other (one fdatasync for the
-// batch; a message whole in memory gets no file, SpoolWriter::log_without_file), answered,
-// and only then offered to the deliverer, on the committer's delivery thread, in batches of
-// what has gathered meanwhile. A message it delivered to every recipient gets its D record
-// (Spool::remove, not synced: a crash before it reaches the disk delivers the message again
-// from the log, and Maildir recognises its own file name); the others are put in queue/ with
-// the state lines of what was delivered and handed to queued(id). At most kTakenMax messages
-// wait for that thread: past it, a committer waits before its next batch.
+// is not held and that takes(message) says the deliverer takes now is finished and committed
+// to the log as any other (one fdatasync for the batch; a message whole in memory gets no
+// file, SpoolWriter::log_without_file), answered, and only then offered to the deliverer, on
+// the committer's delivery thread, in batches of what has gathered meanwhile (up to
+// kDeliveryCopies copies). A message it delivered to every recipient gets its D record
+// (Spool::remove_logged or remove), and the log is synced once for the batch's, so that a
+// power cut does not bring it back into a mailbox its owner may have emptied since; the
+// others are put in queue/ with the state lines of what was delivered and handed to
+// queued(id) (a queue file that cannot be written yet is tried again every second). At most
+// kTakenMax messages or kTakenMaxBytes of them wait for that thread: past either, a committer
+// waits before it hands over more. Other messages go the usual way.
 #pragma once
 
 #include <atomic>
@@ -68,12 +71,15 @@ class GroupCommitter {
       std::span<const StoredMessage> messages)>;
   // Before the first commit_async().
   void set_deliverer(Deliverer deliverer) { deliverer_ = std::move(deliverer); }
-  // With a deliverer, before the first commit_async(): the reply comes after the log sync,
-  // the delivery after the reply (above); queued(id) takes each message that then waits in
-  // queue/ (from the delivery thread).
+  // With a deliverer, once, before the first commit_async(): the reply comes after the log
+  // sync, the delivery after the reply (above) for the messages takes() accepts; queued(id)
+  // takes each message that then waits in queue/ (from the delivery thread).
   using Queued = std::function<void(const std::string& id)>;
-  void set_reply_after_log(Queued queued);
+  using Takes = std::function<bool(const StoredMessage& message)>;
+  void set_reply_after_log(Queued queued, Takes takes);
   static constexpr std::size_t kTakenMax = 256;
+  static constexpr std::uint64_t kTakenMaxBytes = 64ULL << 20;
+  static constexpr std::size_t kDeliveryCopies = 64;  // delivery::MaildirBatch::kMaxCopies
   // Commits everything already queued, then joins the threads. Idempotent.
   void stop();
 
@@ -95,9 +101,14 @@ class GroupCommitter {
     StoredMessage message;
     Spool* spool;
   };
+  // What a taken message holds in memory (its image, when it has no file).
+  static std::uint64_t bytes_of(const StoredMessage& message);
   void run();
   void run_delivery();
   void deliver_taken(std::vector<Taken>& taken);
+  // Each message of unpublished whose queue file can be written now goes to queued_; the
+  // others stay.
+  void publish_waiting(std::vector<Taken>& unpublished);
   // The reply after the log: finishes each message that is not held and logs it (without a
   // file when it is in memory); taken[i] then holds it. Failures set errors[i] and done[i].
   void take(std::vector<Pending>& batch, std::vector<std::optional<SpoolError>>& errors,
@@ -119,10 +130,12 @@ class GroupCommitter {
   std::vector<std::thread> threads_;
   // The reply after the log: its thread and what waits for it.
   Queued queued_;
+  Takes takes_;
   std::mutex taken_mutex_;
   std::condition_variable taken_wake_;   // taken_ has messages, or stopping
   std::condition_variable taken_space_;  // taken_ fell under kTakenMax
   std::vector<Taken> taken_;             // guarded by taken_mutex_
+  std::uint64_t taken_bytes_ = 0;        // guarded by taken_mutex_: bytes_of() of taken_
   bool taken_stopping_ = false;          // guarded by taken_mutex_
   std::thread delivery_thread_;
 };

@@ -80,16 +80,17 @@ std::string state_line_text(std::string_view detail) {
 
 // "delivered id=… rcpt=… [to=…] [requiretls=yes] detail=…": `to` only when the deliverer named
 // its transport, `requiretls` for a message sent with REQUIRETLS (RFC 8689).
-// "at=acceptance" for a delivery before the message was queued (deliver_at_acceptance).
+// "at=acceptance" for a delivery before the message was queued (deliver_at_acceptance),
+// "at=after_reply" right after its reply (reply_after = "log"): the `at` given, if any.
 void log_delivered(const std::string& id, const std::string& rcpt, const DeliveryResult& result,
-                   bool require_tls, bool at_acceptance = false) {
+                   bool require_tls, std::string_view at = {}) {
   obs::Log line("delivered");
   line.kv("id", id).kv("rcpt", rcpt);
   if (!result.transport.empty()) line.kv("to", result.transport);
   if (require_tls) line.kv("requiretls", "yes");
   line.kv("detail", result.detail);
   if (!result.tls_policy.empty()) line.kv("policy", result.tls_policy);
-  if (at_acceptance) line.kv("at", "acceptance");
+  if (!at.empty()) line.kv("at", at);
 }
 
 }  // namespace
@@ -106,19 +107,23 @@ Scheduler::~Scheduler() {
   stop();
 }
 
-std::optional<std::vector<DeliveryResult>> Scheduler::attempt_at_acceptance(
-    const StoredMessage& message) {
+bool Scheduler::takes_at_acceptance(const StoredMessage& message) const {
   const std::vector<smtp::Recipient>& recipients = message.envelope.recipients;
   if (!options_.at_acceptance || recipients.empty() || !message.notice_of.empty() ||
       message.content_size > kMaxBytesAtAcceptance / recipients.size()) {
-    return std::nullopt;
+    return false;
   }
   for (const smtp::Recipient& recipient : recipients) {
-    if (wants_notification(recipient, DsnAction::kDelivered)) return std::nullopt;
-    if (!recipient.expansion_record && !options_.at_acceptance(recipient.address)) {
-      return std::nullopt;
-    }
+    if (wants_notification(recipient, DsnAction::kDelivered)) return false;
+    if (!recipient.expansion_record && !options_.at_acceptance(recipient.address)) return false;
   }
+  return true;
+}
+
+std::optional<std::vector<DeliveryResult>> Scheduler::attempt_at_acceptance(
+    const StoredMessage& message) {
+  const std::vector<smtp::Recipient>& recipients = message.envelope.recipients;
+  if (!takes_at_acceptance(message)) return std::nullopt;
   std::vector<std::size_t> all(recipients.size());
   for (std::size_t i = 0; i < all.size(); ++i)
     all[i] = i;
@@ -130,7 +135,8 @@ std::optional<std::vector<DeliveryResult>> Scheduler::attempt_at_acceptance(
 
 std::vector<bool> Scheduler::settle_at_acceptance(const StoredMessage& message,
                                                   const std::vector<DeliveryResult>& results,
-                                                  std::chrono::steady_clock::duration spent) {
+                                                  std::chrono::steady_clock::duration spent,
+                                                  std::string_view at) {
   const std::vector<smtp::Recipient>& recipients = message.envelope.recipients;
   if (!results.empty()) obs::server_metrics().delivery_duration(results.front().transport, spent);
   std::vector<bool> done(recipients.size(), false);
@@ -142,13 +148,12 @@ std::vector<bool> Scheduler::settle_at_acceptance(const StoredMessage& message,
           .kv("id", message.id)
           .kv("rcpt", recipients[i].address)
           .kv("detail", results[i].detail)
-          .kv("at", "acceptance");
+          .kv("at", at);
       obs::server_metrics().delivery_attempt("deferred", results[i].transport);
     }
     if (results[i].status != DeliveryStatus::kDelivered) continue;
     done[i] = true;
-    log_delivered(message.id, recipients[i].address, results[i], message.envelope.require_tls,
-                  /*at_acceptance=*/true);
+    log_delivered(message.id, recipients[i].address, results[i], message.envelope.require_tls, at);
     obs::server_metrics().delivery_attempt("delivered", results[i].transport);
   }
   return done;

@@ -163,10 +163,14 @@ class Scheduler {
   // are done. A recipient not done is left to the queue, which tries it at once as a fresh
   // message (and logs what it finds).
   std::optional<std::vector<DeliveryResult>> attempt_at_acceptance(const StoredMessage& message);
-  // spent: what the deliveries took (the batch's syncs included), for the metrics.
+  // Whether attempt_at_acceptance() would deliver the message (and not say nullopt).
+  bool takes_at_acceptance(const StoredMessage& message) const;
+  // spent: what the deliveries took (the batch's syncs included), for the metrics. at: the
+  // log's "at=" ("acceptance"; "after_reply" for the reply after the log).
   std::vector<bool> settle_at_acceptance(const StoredMessage& message,
                                          const std::vector<DeliveryResult>& results,
-                                         std::chrono::steady_clock::duration spent);
+                                         std::chrono::steady_clock::duration spent,
+                                         std::string_view at = "acceptance");
   // Finishes the current delivery attempts, joins. Messages not done stay in the spool.
   void stop();
   // Messages with work left: ready, waiting for a retry, or being delivered (held and

@@ -83,8 +83,9 @@ class PowerLoss(ServerTestCase):
             self.assertRegex(log, rf"event=deferred id={both.queue_id} rcpt=bob@localhost "
                                   rf"[^\n]* attempt=")
             self.assertEqual(re.findall(rf"event=delivered id={both.queue_id} rcpt=(\S+) "
-                                        rf"[^\n]*?(at=acceptance)?\n", log),
-                             [("demo@localhost", "at=acceptance" if at_acceptance else ""),
+                                        rf"[^\n]*?(at=acceptance|at=after_reply)?\n", log),
+                             [("demo@localhost", {True: "at=acceptance", False: "",
+                                                  "after_log": "at=after_reply"}[at_acceptance]),
                               ("bob@localhost", "")], log[-3000:])
         outcome = power_loss.simulate(recording, self.tmp, random_points=RANDOM_STATES,
                                       seed=SEED)

@@ -336,7 +336,8 @@ bool journaled_spool(const std::string& directory) {
 // Maildir copies of all its messages made durable together (delivery::MaildirBatch), then
 // the deliveries logged; a copy that failed there is the queue's to make.
 std::vector<std::optional<std::vector<bool>>> deliver_batch_at_acceptance(
-    queue::Scheduler& scheduler, std::span<const queue::StoredMessage> messages) {
+    queue::Scheduler& scheduler, std::span<const queue::StoredMessage> messages,
+    std::string_view at) {
   std::vector<std::optional<std::vector<queue::DeliveryResult>>> attempts;
   attempts.reserve(messages.size());
   const auto started = std::chrono::steady_clock::now();
@@ -361,7 +362,7 @@ std::vector<std::optional<std::vector<bool>>> deliver_batch_at_acceptance(
   for (std::size_t k = 0; k < messages.size(); ++k) {
     if (attempts[k]) {
       done[k] = scheduler.settle_at_acceptance(messages[k], *attempts[k],
-                                               std::chrono::steady_clock::now() - started);
+                                               std::chrono::steady_clock::now() - started, at);
     }
   }
   return done;
@@ -512,11 +513,15 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
   const unsigned commit_threads = journaled_spool(spool.value()->directory()) ? 4 : 2;
   queue::GroupCommitter committer(commit_threads);
   if (config.queue.deliver_at_acceptance) {
-    committer.set_deliverer([&scheduler](std::span<const queue::StoredMessage> messages) {
-      return deliver_batch_at_acceptance(scheduler, messages);
+    const std::string_view at = config.queue.reply_after_log ? "after_reply" : "acceptance";
+    committer.set_deliverer([&scheduler, at](std::span<const queue::StoredMessage> messages) {
+      return deliver_batch_at_acceptance(scheduler, messages, at);
     });
     if (config.queue.reply_after_log) {
-      committer.set_reply_after_log([&scheduler](const std::string& id) { scheduler.enqueue(id); });
+      committer.set_reply_after_log([&scheduler](const std::string& id) { scheduler.enqueue(id); },
+                                    [&scheduler](const queue::StoredMessage& message) {
+                                      return scheduler.takes_at_acceptance(message);
+                                    });
     }
   }
 
