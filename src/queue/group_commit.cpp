@@ -102,11 +102,16 @@ void GroupCommitter::run() {
 void GroupCommitter::run_delivery() {
   std::vector<Taken> taken;
   std::vector<Taken> unpublished;  // queue files that could not be written yet
+  Spool* unsynced = nullptr;       // whose log has D records of ours not known durable
   for (;;) {
     {
       std::unique_lock lock(taken_mutex_);
       const auto ready = [this] { return taken_stopping_ || !taken_.empty(); };
-      if (unpublished.empty()) {
+      if (unsynced != nullptr) {
+        // Under load the next commit's fdatasync covers the D records within a moment
+        // (SpoolLog::sync_all then has nothing to do); idle, this thread syncs them.
+        taken_wake_.wait_for(lock, kRemovalsSyncedAfter, ready);
+      } else if (unpublished.empty()) {
         taken_wake_.wait(lock, ready);
       } else {
         taken_wake_.wait_for(lock, std::chrono::seconds(1), ready);
@@ -128,14 +133,19 @@ void GroupCommitter::run_delivery() {
       taken_.erase(taken_.begin(), taken_.begin() + static_cast<std::ptrdiff_t>(count));
     }
     taken_space_.notify_all();
+    if (taken.empty() && unsynced != nullptr) {
+      (void)unsynced->sync_removals();  // failed: the messages come back (at least once)
+      unsynced = nullptr;
+    }
     publish_waiting(unpublished);
     if (taken.empty()) continue;
-    deliver_taken(taken);
+    if (Spool* removed = deliver_taken(taken)) unsynced = removed;
     for (Taken& one : taken) {
       if (one.spool != nullptr) unpublished.push_back(std::move(one));
     }
     taken.clear();
   }
+  if (unsynced != nullptr) (void)unsynced->sync_removals();
   publish_waiting(unpublished);  // a last try; what is left the next start queues from the log
 }
 
@@ -153,8 +163,9 @@ void GroupCommitter::publish_waiting(std::vector<Taken>& unpublished) {
 }
 
 // Each message of taken is delivered, or queued, or left in taken with its spool set (a
-// queue file to write again later); the others get spool null.
-void GroupCommitter::deliver_taken(std::vector<Taken>& taken) {
+// queue file to write again later); the others get spool null. Returns the spool whose log
+// got D records (not synced here), or null.
+Spool* GroupCommitter::deliver_taken(std::vector<Taken>& taken) {
   std::vector<StoredMessage> messages;
   messages.reserve(taken.size());
   for (Taken& one : taken)
@@ -173,7 +184,7 @@ void GroupCommitter::deliver_taken(std::vector<Taken>& taken) {
       }
     }
     if (!lines.empty() && lines.size() == message.envelope.recipients.size()) {
-      // The D record (and a file, if any, to spare/); synced below, once for the batch.
+      // The D record (and a file, if any, to spare/); synced by run_delivery.
       delivered_.fetch_add(1, std::memory_order_relaxed);
       if (message.file != nullptr && message.file->fd < 0) {
         spool.remove_logged(message.id);
@@ -215,10 +226,10 @@ void GroupCommitter::deliver_taken(std::vector<Taken>& taken) {
     taken[k].spool = nullptr;
     queued_(message.id);
   }
-  if (removed_any != nullptr) (void)removed_any->sync_log();  // a failure: at least once
   for (std::size_t k = 0; k < taken.size(); ++k) {
     if (taken[k].spool != nullptr) taken[k].message = std::move(messages[k]);
   }
+  return removed_any;
 }
 
 void GroupCommitter::take(std::vector<Pending>& batch,

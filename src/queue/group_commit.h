@@ -26,8 +26,9 @@
 // file, SpoolWriter::log_without_file), answered, and only then offered to the deliverer, on
 // the committer's delivery thread, in batches of what has gathered meanwhile (up to
 // kDeliveryCopies copies). A message it delivered to every recipient gets its D record
-// (Spool::remove_logged or remove), and the log is synced once for the batch's, so that a
-// power cut does not bring it back into a mailbox its owner may have emptied since; the
+// (Spool::remove_logged or remove), durable with the next commit's log sync or, when none
+// comes within kRemovalsSyncedAfter, the thread's own (Spool::sync_removals), so that a power
+// cut does not bring it back into a mailbox its owner may have emptied since; the
 // others are put in queue/ with the state lines of what was delivered and handed to
 // queued(id) (a queue file that cannot be written yet is tried again every second). At most
 // kTakenMax messages or kTakenMaxBytes of them wait for that thread: past either, a committer
@@ -35,6 +36,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -80,6 +82,8 @@ class GroupCommitter {
   static constexpr std::size_t kTakenMax = 256;
   static constexpr std::uint64_t kTakenMaxBytes = 64ULL << 20;
   static constexpr std::size_t kDeliveryCopies = 64;  // delivery::MaildirBatch::kMaxCopies
+  // How long the delivery thread, idle, leaves D records to a commit's sync before its own.
+  static constexpr std::chrono::milliseconds kRemovalsSyncedAfter{2};
   // Commits everything already queued, then joins the threads. Idempotent.
   void stop();
 
@@ -105,7 +109,7 @@ class GroupCommitter {
   static std::uint64_t bytes_of(const StoredMessage& message);
   void run();
   void run_delivery();
-  void deliver_taken(std::vector<Taken>& taken);
+  Spool* deliver_taken(std::vector<Taken>& taken);
   // Each message of unpublished whose queue file can be written now goes to queued_; the
   // others stay.
   void publish_waiting(std::vector<Taken>& unpublished);

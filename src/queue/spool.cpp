@@ -2023,6 +2023,10 @@ std::uint64_t Spool::free_bytes() const {
   return free_space_of(queue_dir_fd_);
 }
 
+base::Expected<base::Ok, SpoolError> Spool::sync_removals() {
+  return log_->sync_all();
+}
+
 base::Expected<base::Ok, SpoolError> Spool::sync_log() {
   return log_->sync(log_->last_ticket());
 }

@@ -400,6 +400,9 @@ class Spool {
   std::uint64_t memory_in_use() const { return memory_in_use_.load(); }
   // fdatasync(2) of the commit log: makes every flush_to_log() completed before it durable.
   base::Expected<base::Ok, SpoolError> sync_log();
+  // fdatasync(2) of the commit log even when every message record is durable already: the
+  // D records of remove() and remove_logged() since (SpoolLog::sync_all).
+  base::Expected<base::Ok, SpoolError> sync_removals();
   // The commit log (tests, metrics).
   SpoolLog& log() { return *log_; }
   // Free space on the spool's file system (statvfs(3), for unprivileged users), or

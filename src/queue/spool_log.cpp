@@ -353,6 +353,7 @@ base::Expected<base::Ok, SpoolError> SpoolLog::start_segment_locked(bool compact
       sync_failed_locked(appends_);
     } else {
       durable_through_ = appends_;
+      written_synced_ = written_;
     }
     ++syncs_;
     ::close(segments_.back().fd);
@@ -444,6 +445,7 @@ base::Expected<std::uint64_t, SpoolError> SpoolLog::write_record_locked(char kin
     if (::ftruncate(segment.fd, static_cast<off_t>(segment.size)) != 0) broken_ = true;
     return base::unexpected(log_error("write to the commit log", path_of(segment.sequence), saved));
   }
+  ++written_;
   const std::uint64_t payload_offset = segment.size + line.size();
   segment.size = payload_offset + length;
   return payload_offset;
@@ -489,10 +491,7 @@ void SpoolLog::sync_failed_locked(std::uint64_t covered) {
 }
 
 base::Expected<base::Ok, SpoolError> SpoolLog::sync(std::uint64_t ticket) {
-  int fd;
-  std::uint64_t sequence;
-  std::uint64_t covered;
-  auto verdict = [&]() -> base::Expected<base::Ok, SpoolError> {
+  auto verdict = [&]() -> base::Expected<base::Ok, SpoolError> {  // mutex_ held
     if (!failed_locked(ticket)) return base::Ok{};
     return base::unexpected(SpoolError{
         "fdatasync of the commit log in " + dir_ + " failed: the message may not be on disk",
@@ -501,11 +500,33 @@ base::Expected<base::Ok, SpoolError> SpoolLog::sync(std::uint64_t ticket) {
   {
     std::lock_guard lock(mutex_);
     if (ticket <= durable_through_) return verdict();
+  }
+  if (auto synced = sync_newest(); !synced) return synced;
+  std::lock_guard lock(mutex_);
+  return verdict();
+}
+
+base::Expected<base::Ok, SpoolError> SpoolLog::sync_all() {
+  {
+    std::lock_guard lock(mutex_);
+    if (written_synced_ >= written_) return base::Ok{};
+  }
+  return sync_newest();
+}
+
+base::Expected<base::Ok, SpoolError> SpoolLog::sync_newest() {
+  int fd;
+  std::uint64_t sequence;
+  std::uint64_t covered;
+  std::uint64_t written;
+  {
+    std::lock_guard lock(mutex_);
     if (auto opened = open_newest_locked(); !opened) return opened;
     // A descriptor of its own: the segment's may be closed by another thread meanwhile.
     fd = ::dup(segments_.back().fd);
     sequence = segments_.back().sequence;
     covered = appends_;  // every append so far is in this segment or in a synced older one
+    written = written_;
     ++syncs_;
   }
   if (fd < 0) return base::unexpected(log_error("dup", path_of(sequence), errno));
@@ -518,8 +539,9 @@ base::Expected<base::Ok, SpoolError> SpoolLog::sync(std::uint64_t ticket) {
     return base::unexpected(log_error("fdatasync", path_of(sequence), saved));
   }
   durable_through_ = std::max(durable_through_, covered);
+  written_synced_ = std::max(written_synced_, written);
   close_newest_if_idle_locked();
-  return verdict();
+  return base::Ok{};
 }
 
 void SpoolLog::forget_locked(std::string_view id) {

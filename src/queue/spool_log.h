@@ -141,6 +141,11 @@ class SpoolLog {
   // when a sync that covered the ticket failed (fdatasync reports a lost write only once:
   // the ticket stays failed).
   base::Expected<base::Ok, SpoolError> sync(std::uint64_t ticket);
+  // Makes every record written so far durable, D records included (which have no ticket, so
+  // sync() may find them covered when they are not): one fdatasync of the newest segment,
+  // unless one that began after the last record was written has done it already. An error
+  // only when that fdatasync failed.
+  base::Expected<base::Ok, SpoolError> sync_all();
   // The D record of a message that left the queue (not synced; a lost D record only makes
   // the message be delivered again, which the deliverers tolerate). Then deletes what can be.
   void append_done(std::string_view id);
@@ -175,6 +180,8 @@ class SpoolLog {
   std::string path_of(std::uint64_t sequence) const;
   base::Expected<base::Ok, SpoolError> start_segment_locked(bool compact);
   base::Expected<base::Ok, SpoolError> open_newest_locked();
+  // sync() past its early return, and sync_all(): fdatasyncs the newest segment.
+  base::Expected<base::Ok, SpoolError> sync_newest();
   void close_newest_if_idle_locked();
   bool failed_locked(std::uint64_t ticket) const;
   void sync_failed_locked(std::uint64_t covered);
@@ -202,6 +209,8 @@ class SpoolLog {
   std::map<std::string, Place, std::less<>> where_;  // each live message's latest M record
   std::uint64_t appends_ = 0;          // M records appended by this process: the last ticket
   std::uint64_t durable_through_ = 0;  // every ticket up to here is synced, or failed
+  std::uint64_t written_ = 0;          // records of any kind written by this process
+  std::uint64_t written_synced_ = 0;   // of them, the first this many were synced (sync_all)
   std::vector<std::pair<std::uint64_t, std::uint64_t>> failed_;  // (from, through] ranges
   std::uint64_t syncs_ = 0;
   bool broken_ = false;   // the active segment failed a write and could not be cut back
