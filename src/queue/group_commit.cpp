@@ -24,6 +24,33 @@
 #include "obs/log.h"
 
 namespace queue {
+namespace {
+
+// A message finished from its writer's memory: no file anywhere, its image in the message.
+bool in_memory(const StoredMessage& message) {
+  return message.file != nullptr && message.file->fd < 0;
+}
+
+// The "delivered N" lines of what was delivered, before the message reaches queue/ (the
+// scheduler reads them). One that cannot be written makes the queue try that recipient again,
+// and Maildir finds its copy in new/ by its name and writes none, unless a mail reader moved
+// it to cur/ in the meantime: said in the log.
+void append_state_lines(Spool& spool, const std::string& id,
+                        const std::vector<std::string>& lines) {
+  for (const std::string& line : lines) {
+    if (auto appended = spool.append_state(id, line); !appended) {
+      obs::Log("state_not_written", obs::Level::kError)
+          .kv("id", id)
+          .kv("state", line)
+          .kv("detail", appended.error().message)
+          .kv("note",
+              "the queue delivers this recipient again; a copy moved to cur/ since "
+              "would be doubled");
+    }
+  }
+}
+
+}  // namespace
 
 GroupCommitter::GroupCommitter(unsigned threads) {
   if (threads == 0) threads = 1;
@@ -58,7 +85,7 @@ void GroupCommitter::set_reply_after_log(Queued queued, Takes takes) {
 }
 
 std::uint64_t GroupCommitter::bytes_of(const StoredMessage& message) {
-  return message.file != nullptr && message.file->fd < 0 ? message.file->bytes.size() : 0;
+  return in_memory(message) ? message.file->bytes.size() : 0;
 }
 
 void GroupCommitter::stop() {
@@ -186,7 +213,7 @@ Spool* GroupCommitter::deliver_taken(std::vector<Taken>& taken) {
     if (!lines.empty() && lines.size() == message.envelope.recipients.size()) {
       // The D record (and a file, if any, to spare/); synced by run_delivery.
       delivered_.fetch_add(1, std::memory_order_relaxed);
-      if (message.file != nullptr && message.file->fd < 0) {
+      if (in_memory(message)) {
         spool.remove_logged(message.id);
         removed_any = &spool;
         taken[k].spool = nullptr;
@@ -199,20 +226,10 @@ Spool* GroupCommitter::deliver_taken(std::vector<Taken>& taken) {
       }
       // Its queue file stays: the queue finds every copy in new/ and removes it.
     }
-    // The rest waits in the queue: the state lines first (the scheduler reads them), then
-    // queue/<id> when the message had no file.
-    for (const std::string& line : lines) {
-      if (auto appended = spool.append_state(message.id, line); !appended) {
-        obs::Log("state_not_written", obs::Level::kError)
-            .kv("id", message.id)
-            .kv("state", line)
-            .kv("detail", appended.error().message)
-            .kv("note",
-                "the queue delivers this recipient again; a copy moved to cur/ since "
-                "would be doubled");
-      }
-    }
-    if (message.file != nullptr && message.file->fd < 0) {
+    // The rest waits in the queue: the state lines first, then queue/<id> when the message
+    // had no file.
+    append_state_lines(spool, message.id, lines);
+    if (in_memory(message)) {
       if (auto published = spool.publish_image(message); !published) {
         // In the log all the same: tried again each second (run_delivery), and the next
         // start puts it in queue/ from the log.
@@ -245,8 +262,7 @@ void GroupCommitter::take(std::vector<Pending>& batch,
       continue;
     }
     if (!takes_(*message)) continue;  // the usual way: flush_to_log() from kFinished
-    const bool in_memory = message->file != nullptr && message->file->fd < 0;
-    auto logged = in_memory ? writer.log_without_file() : writer.flush_to_log();
+    auto logged = in_memory(*message) ? writer.log_without_file() : writer.flush_to_log();
     if (!logged) {
       errors[i] = logged.error();
       done[i] = true;
@@ -323,8 +339,7 @@ void GroupCommitter::commit_batch(std::vector<Pending>& batch) {
     if (taken[i]) {
       // A message with a file goes to queue/ now (its descriptor stays valid for the
       // deliverer), one in memory only if it must wait there.
-      const bool in_memory = taken[i]->file != nullptr && taken[i]->file->fd < 0;
-      if (!in_memory) {
+      if (!in_memory(*taken[i])) {
         if (auto published = writer.publish(); !published) {
           errors[i] = published.error();
           taken[i].reset();
@@ -335,20 +350,7 @@ void GroupCommitter::commit_batch(std::vector<Pending>& batch) {
       messages_.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
-    for (const std::string& line : state_lines[i]) {
-      // Before queue/: the scheduler reads it. Without it the queue tries that recipient
-      // again, and Maildir finds the copy made at acceptance in new/ by its name and writes
-      // none, unless a mail reader moved it to cur/ in the meantime: said in the log.
-      if (auto appended = writer.spool().append_state(writer.id(), line); !appended) {
-        obs::Log("state_not_written", obs::Level::kError)
-            .kv("id", writer.id())
-            .kv("state", line)
-            .kv("detail", appended.error().message)
-            .kv("note",
-                "the queue delivers this recipient again; a copy moved to cur/ since "
-                "would be doubled");
-      }
-    }
+    append_state_lines(writer.spool(), writer.id(), state_lines[i]);
     if (auto published = writer.publish(); !published) {
       errors[i] = published.error();
     } else {

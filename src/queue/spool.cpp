@@ -150,6 +150,22 @@ SpoolError system_error(std::string_view what, const std::string& path, int erro
                     /*transient=*/true, error_number};
 }
 
+// tmp/<id> → queue/<id> (directory descriptors), never replacing a file there: a duplicate id
+// must never replace an acknowledged message. 0, or -1 with errno (EEXIST for a duplicate).
+int publish_rename(int tmp_dir_fd, int queue_dir_fd, const std::string& id) {
+  int result = ::renameat2(tmp_dir_fd, id.c_str(), queue_dir_fd, id.c_str(), RENAME_NOREPLACE);
+  if (result != 0 && (errno == EINVAL || errno == ENOSYS)) {
+    // A filesystem without RENAME_NOREPLACE: check, then rename (one process owns the spool).
+    struct stat status {};
+    if (::fstatat(queue_dir_fd, id.c_str(), &status, AT_SYMLINK_NOFOLLOW) == 0) {
+      errno = EEXIST;
+      return -1;
+    }
+    result = ::renameat(tmp_dir_fd, id.c_str(), queue_dir_fd, id.c_str());
+  }
+  return result;
+}
+
 base::Unexpected<SpoolError> fail_with(std::string_view what, const std::string& path,
                                        int error_number) {
   return base::unexpected(system_error(what, path, error_number));
@@ -1055,19 +1071,9 @@ class FileSpoolWriter final : public SpoolWriter {
 
   base::Expected<base::Ok, SpoolError> publish() override {
     if (state_ != State::kSynced || without_file_) return not_open("publish");
-    // RENAME_NOREPLACE: a duplicate id must never replace an acknowledged message.
-    int result =
-        ::renameat2(tmp_dir_fd_, id_.c_str(), queue_dir_fd_, id_.c_str(), RENAME_NOREPLACE);
-    if (result != 0 && (errno == EINVAL || errno == ENOSYS)) {
-      // A filesystem without RENAME_NOREPLACE: check, then rename (one process owns the spool).
-      struct stat status {};
-      if (::fstatat(queue_dir_fd_, id_.c_str(), &status, AT_SYMLINK_NOFOLLOW) == 0) {
-        errno = EEXIST;
-      } else {
-        result = ::renameat(tmp_dir_fd_, id_.c_str(), queue_dir_fd_, id_.c_str());
-      }
+    if (publish_rename(tmp_dir_fd_, queue_dir_fd_, id_) != 0) {
+      return fail(system_error("rename", tmp_path_, errno));
     }
-    if (result != 0) return fail(system_error("rename", tmp_path_, errno));
     state_ = State::kPublished;
     return base::Ok{};
   }
@@ -1864,18 +1870,8 @@ base::Expected<base::Ok, SpoolError> Spool::publish_image(const StoredMessage& m
   if (fd < 0) return fail_with("create", path, errno);
   auto written = write_all(fd, message.file->bytes.data(), message.file->bytes.size(), path);
   if (::close(fd) != 0 && written && errno != EINTR) written = fail_with("close", path, errno);
-  if (written) {
-    int result = ::renameat2(tmp_dir_fd_, message.id.c_str(), queue_dir_fd_, message.id.c_str(),
-                             RENAME_NOREPLACE);
-    if (result != 0 && (errno == EINVAL || errno == ENOSYS)) {  // as in publish()
-      struct stat status {};
-      if (::fstatat(queue_dir_fd_, message.id.c_str(), &status, AT_SYMLINK_NOFOLLOW) == 0) {
-        errno = EEXIST;
-      } else {
-        result = ::renameat(tmp_dir_fd_, message.id.c_str(), queue_dir_fd_, message.id.c_str());
-      }
-    }
-    if (result != 0) written = fail_with("rename", path, errno);
+  if (written && publish_rename(tmp_dir_fd_, queue_dir_fd_, message.id) != 0) {
+    written = fail_with("rename", path, errno);
   }
   if (!written) ::unlinkat(tmp_dir_fd_, message.id.c_str(), 0);
   return written;
