@@ -94,9 +94,14 @@ test-slow: build
 testssl-live: build
 	cd $(BUILD) && TESTSSL_REFRESH=1 ctest --output-on-failure -j 2 -R 'integration\.test_testssl_live\.'
 
+# At -O0: with ASan, UBSan and fuzzer coverage clang spends 3.6 times as long on a layer at
+# -O1 (the queue's unity unit: 37.7 s against 10.5 s), and the tree's tests barely notice
+# (on 7 December 2026: the fuzzers built in 73 s instead of 172 s, everything in 241 s
+# instead of 352 s; the unit shards took 44 s instead of 41 s, the sanitized server tests
+# 57 s instead of 49 s). ASan finds the same bugs without optimisation.
 $(BUILD_SAN)/build.ninja: | deps
 	cmake -S . -B $(BUILD_SAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=$(SAN_CXX) \
-	  -DCMAKE_CXX_FLAGS_DEBUG="-gline-tables-only -O1" -DSMTPSD_SANITIZE=ON -DSMTPSD_FUZZ=ON \
+	  -DCMAKE_CXX_FLAGS_DEBUG="-gline-tables-only -O0" -DSMTPSD_SANITIZE=ON -DSMTPSD_FUZZ=ON \
 	  -DSMTPSD_UNIT_SHARDS=$(JOBS)
 
 # Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, the binary in $(JOBS) shards;
