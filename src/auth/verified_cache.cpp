@@ -12,13 +12,7 @@ VerifiedCache::VerifiedCache(std::chrono::seconds ttl, std::size_t capacity)
 }
 
 Digest VerifiedCache::mac(std::string_view stored_hash, std::string_view password) const {
-  std::string message;
-  message.reserve(stored_hash.size() + 1 + password.size());
-  message.append(stored_hash).push_back('\0');
-  message.append(password);
-  Digest digest = hmac_sha256(key_, message);
-  sodium_memzero(message.data(), message.size());
-  return digest;
+  return hmac_sha256(key_, {stored_hash, std::string_view("\0", 1), password});
 }
 
 bool VerifiedCache::hit(std::string_view user, std::string_view stored_hash,

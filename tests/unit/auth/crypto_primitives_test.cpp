@@ -37,6 +37,15 @@ TEST(CryptoPrimitivesTest, Sha256AndHmacVectors) {
             "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
   EXPECT_EQ(hex(hmac_sha256("", "")),
             "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+  // RFC 4231 §4.7 test case 6: a key longer than the block is hashed first.
+  EXPECT_EQ(hex(hmac_sha256(std::string(131, '\xaa'),
+                            "Test Using Larger Than Block-Size Key - Hash Key First")),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  // In parts, as the verified-password cache asks it: the same as the concatenation.
+  EXPECT_EQ(hmac_sha256("key", {"stored", std::string_view("\0", 1), "password"}),
+            hmac_sha256("key", std::string("stored\0password", 15)));
+  EXPECT_NE(hmac_sha256("key", {"stored", "password"}),
+            hmac_sha256("key", {"stored", std::string_view("\0", 1), "password"}));
 }
 
 TEST(CryptoPrimitivesTest, Pbkdf2Vectors) {
