@@ -2,9 +2,9 @@
 #
 # `make test` is what CI runs (.ci/run: a bare Debian 12 machine with 2 cores). Two trees:
 #   build/      gcc, RelWithDebInfo: smtpsd, smtpsctl, unit_tests, the benches; `make run`
-#               uses it. Its CTest holds one entry per test (~740 unit, ~215 integration),
+#               uses it. Its CTest holds one entry per test (~1,480 unit, ~450 integration),
 #               the summary CI counts.
-#   build-san/  clang 16, Debug, ASan + UBSan + libFuzzer coverage. Built there: the *_fuzz
+#   build-san/  clang 16, -O0, ASan + UBSan + libFuzzer coverage. Built there: the *_fuzz
 #               targets, unit_tests (run whole in $(JOBS) gtest shards), and smtpsd/smtpsctl
 #               for a subset of the integration tests (scripts/sanitized-server-tests.sh).
 # Steps, in order: deps (installs what is missing; a no-op once installed), build/ and the
