@@ -160,7 +160,13 @@ void LogSummary::add(const obs::LogRecord& r) {
       delays_ms_.push_back(0);  // in the mailbox before the 250 (logged before "accepted")
     } else if (r.time_ms) {
       auto found = accepted_at_.find(std::string(r.get("id")));
-      if (found != accepted_at_.end()) delays_ms_.push_back(*r.time_ms - found->second);
+      if (found != accepted_at_.end()) {
+        delays_ms_.push_back(*r.time_ms - found->second);
+      } else if (r.get("at") == "after_reply") {
+        // reply_after = "log": the committer's thread makes the copy right after the 250 and
+        // may log it before the session logs "accepted": a delay below the log's millisecond.
+        delays_ms_.push_back(0);
+      }
     }
   } else if (event == "deferred") {
     ++deferred_lines_;

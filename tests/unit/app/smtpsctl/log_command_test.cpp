@@ -1,7 +1,8 @@
 // log_command_test.cpp — `smtpsctl log summary` on input no server wrote: a line far longer
 // than any of ours is skipped without being held whole, and past the bound on distinct keys
 // the rest count together as "(others)"; the counts stay right either way; a refused
-// connection line counts as many refusals as it says. The summary of
+// connection line counts as many refusals as it says; a copy made right after the reply counts
+// in the delays even when its line comes before "accepted". The summary of
 // a real server's log: tests/integration/test_logs.py.
 #include "app/smtpsctl/log_command.h"
 
@@ -46,6 +47,22 @@ TEST(LogSummaryTest, ARefusedConnectionLineCountsTheRefusalsItSpeaksFor) {
       "level=warning event=connection_refused limit=rate\n");
   EXPECT_NE(text.find("  connections              19   per_ip 1, rate 18\n"), std::string::npos)
       << text;
+}
+
+TEST(LogSummaryTest, ACopyMadeAfterTheReplyCountsItsDelayWhicheverLineComesFirst) {
+  // reply_after = "log": the copy's line may come before the session's "accepted".
+  const std::string text = summary(
+      "2026-12-07T08:00:00.010Z level=info event=delivered id=a rcpt=demo@localhost "
+      "to=maildir at=after_reply\n"
+      "2026-12-07T08:00:00.011Z level=info event=accepted id=a from=x@example.org size=10\n"
+      "2026-12-07T08:00:01.000Z level=info event=accepted id=b from=x@example.org size=10\n"
+      "2026-12-07T08:00:01.250Z level=info event=delivered id=b rcpt=demo@localhost "
+      "to=maildir at=after_reply\n");
+  EXPECT_NE(text.find("Delivery delays (accepted to delivered, 2 deliveries)\n"
+                      "  min 0.00 s, median 0.25 s"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("max 0.25 s"), std::string::npos) << text;
 }
 
 }  // namespace
