@@ -143,6 +143,10 @@ void LogSummary::add(const obs::LogRecord& r) {
       }
       if (accepted_at_.emplace(std::string(r.get("id")), *r.time_ms).second)
         accepted_order_.emplace_back(r.get("id"));
+      auto [first, last] = copied_before_accepted_.equal_range(std::string(r.get("id")));
+      for (auto copy = first; copy != last; ++copy)
+        delays_ms_.push_back(std::max<std::int64_t>(0, copy->second - *r.time_ms));
+      copied_before_accepted_.erase(first, last);
     }
   } else if (event == "delivered") {
     ++delivered_;
@@ -164,8 +168,14 @@ void LogSummary::add(const obs::LogRecord& r) {
         delays_ms_.push_back(*r.time_ms - found->second);
       } else if (r.get("at") == "after_reply") {
         // reply_after = "log": the committer's thread makes the copy right after the 250 and
-        // may log it before the session logs "accepted": a delay below the log's millisecond.
-        delays_ms_.push_back(0);
+        // may log it before the session logs "accepted": counted when that line comes (a
+        // delivery whose "accepted" is outside the range read stays out, as any other).
+        while (copied_order_.size() >= kMaxPendingIds) {
+          copied_before_accepted_.erase(copied_order_.front());
+          copied_order_.pop_front();
+        }
+        copied_before_accepted_.emplace(std::string(r.get("id")), *r.time_ms);
+        copied_order_.emplace_back(r.get("id"));
       }
     }
   } else if (event == "deferred") {

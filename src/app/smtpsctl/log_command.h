@@ -59,6 +59,10 @@ class LogSummary {
   Counter tls_in_, tls_out_, policies_, dsns_;
   std::unordered_map<std::string, std::int64_t> accepted_at_;  // id -> ms (bounded)
   std::deque<std::string> accepted_order_;                     // oldest id first
+  // Copies made after the reply (reply_after = "log") whose line came before "accepted":
+  // id -> ms of each such delivery, counted when "accepted" comes (bounded, oldest first).
+  std::unordered_multimap<std::string, std::int64_t> copied_before_accepted_;
+  std::deque<std::string> copied_order_;
   std::vector<std::int64_t> delays_ms_;
 };
 
