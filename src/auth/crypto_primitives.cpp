@@ -43,7 +43,11 @@ std::optional<std::string> base64_decode(std::string_view text) {
   return out;
 }
 
+static_assert(crypto_hash_sha256_BYTES == std::tuple_size_v<Digest>);
+static_assert(crypto_auth_hmacsha256_BYTES == std::tuple_size_v<Digest>);
+
 Digest sha256(std::string_view data) {
+  ensure_sodium();
   Digest digest{};
   crypto_hash_sha256(digest.data(), reinterpret_cast<const unsigned char*>(data.data()),
                      data.size());
