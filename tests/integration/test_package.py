@@ -64,6 +64,12 @@ def installed(package):
     return "install ok installed" in run("dpkg-query", "-W", "-f=${Status}", package).stdout
 
 
+def present(package):
+    """Installed in any state, half-configured included (what a failed postinst leaves)."""
+    status = run("dpkg-query", "-W", "-f=${Status}", package).stdout
+    return status != "" and not status.endswith("not-installed")
+
+
 def read(path):
     with open(path) as f:
         return f.read()
@@ -94,7 +100,7 @@ class Package(unittest.TestCase):
         return Package.packages
 
     def test_install_set_up_serve_and_purge(self):
-        if installed("smtpsd") or os.path.exists("/etc/smtpsd") or os.path.exists("/run/smtpsd"):
+        if present("smtpsd") or os.path.exists("/etc/smtpsd") or os.path.exists("/run/smtpsd"):
             self.fail("smtpsd is installed here, or /etc/smtpsd or /run/smtpsd exists: not "
                       "touching them")
         account_existed = self.account() is not None
@@ -102,7 +108,7 @@ class Package(unittest.TestCase):
         packages = self.build()
 
         def leave_the_machine_as_found():
-            if installed("smtpsd"):
+            if present("smtpsd"):
                 run("dpkg", "--purge", "smtpsd", env=DPKG_ENV)
             shutil.rmtree("/etc/smtpsd", ignore_errors=True)
             shutil.rmtree("/run/smtpsd", ignore_errors=True)
