@@ -377,6 +377,13 @@ class Server:
         path = os.path.join(self.dir, "spool", "queue")
         return sorted(os.listdir(path)) if os.path.isdir(path) else []
 
+    def wait_spool_empty(self, timeout=10):
+        """Until queue/ is empty: a message leaves it after its last copy is in a mailbox."""
+        deadline = time.time() + timeout
+        while self.spool_ids() and time.time() < deadline:
+            time.sleep(0.02)
+        return self.spool_ids()
+
 
 class ServerTestCase(unittest.TestCase):
     """Gives each test a fresh directory (kept when the test fails)."""

@@ -106,10 +106,7 @@ class ReceivedLoop(ServerTestCase):
                 self.assert_refused(old_session, with_received(3, "three again"), 3)
             server.wait_delivered(2)
             # The queue file goes just after the Maildir file appears: wait for it.
-            deadline = time.time() + 10
-            while server.spool_ids() and time.time() < deadline:
-                time.sleep(0.02)
-            self.assertEqual(server.spool_ids(), [])
+            self.assertEqual(server.wait_spool_empty(), [])
 
     def test_zero_turns_the_check_off(self):
         server = self.new_server(limits={"max_received_headers": 0})
