@@ -2023,8 +2023,4 @@ base::Expected<base::Ok, SpoolError> Spool::sync_removals() {
   return log_->sync_all();
 }
 
-base::Expected<base::Ok, SpoolError> Spool::sync_log() {
-  return log_->sync(log_->last_ticket());
-}
-
 }  // namespace queue

@@ -398,8 +398,6 @@ class Spool {
   void give_memory(std::uint64_t octets);
   void set_memory_budget(std::uint64_t octets) { memory_budget_ = octets; }
   std::uint64_t memory_in_use() const { return memory_in_use_.load(); }
-  // fdatasync(2) of the commit log: makes every flush_to_log() completed before it durable.
-  base::Expected<base::Ok, SpoolError> sync_log();
   // fdatasync(2) of the commit log even when every message record is durable already: the
   // D records of remove() and remove_logged() since (SpoolLog::sync_all).
   base::Expected<base::Ok, SpoolError> sync_removals();

@@ -18,6 +18,16 @@ namespace {
 // At most this many message ids wait for their deliveries (for the delays): a log of months
 // stays within bounded memory; the oldest are forgotten first.
 constexpr std::size_t kMaxPendingIds = 200000;
+
+// Past kMaxPendingIds ids waiting in map, the oldest (first in order) goes.
+template <class Map>
+void make_room(Map& map, std::deque<std::string>& order) {
+  while (order.size() >= kMaxPendingIds) {
+    map.erase(order.front());
+    order.pop_front();
+  }
+}
+
 // At most this many distinct senders, recipients, destinations… are told apart; the rest
 // count together as "(others)", so memory stays bounded whatever the log holds.
 constexpr std::size_t kMaxKeys = 100000;
@@ -137,13 +147,10 @@ void LogSummary::add(const obs::LogRecord& r) {
     if (r.get("held") == "yes") ++held_;
     senders_.add(r.get("from").empty() ? std::string_view("<>") : r.get("from"));
     if (r.time_ms && !r.get("id").empty()) {
-      while (accepted_order_.size() >= kMaxPendingIds) {
-        accepted_at_.erase(accepted_order_.front());
-        accepted_order_.pop_front();
-      }
-      if (accepted_at_.emplace(std::string(r.get("id")), *r.time_ms).second)
-        accepted_order_.emplace_back(r.get("id"));
-      auto [first, last] = copied_before_accepted_.equal_range(std::string(r.get("id")));
+      std::string id(r.get("id"));
+      make_room(accepted_at_, accepted_order_);
+      if (accepted_at_.emplace(id, *r.time_ms).second) accepted_order_.push_back(id);
+      auto [first, last] = copied_before_accepted_.equal_range(id);
       for (auto copy = first; copy != last; ++copy)
         delays_ms_.push_back(std::max<std::int64_t>(0, copy->second - *r.time_ms));
       copied_before_accepted_.erase(first, last);
@@ -163,19 +170,17 @@ void LogSummary::add(const obs::LogRecord& r) {
     if (r.get("at") == "acceptance") {
       delays_ms_.push_back(0);  // in the mailbox before the 250 (logged before "accepted")
     } else if (r.time_ms) {
-      auto found = accepted_at_.find(std::string(r.get("id")));
+      std::string id(r.get("id"));
+      auto found = accepted_at_.find(id);
       if (found != accepted_at_.end()) {
         delays_ms_.push_back(*r.time_ms - found->second);
       } else if (r.get("at") == "after_reply") {
         // reply_after = "log": the committer's thread makes the copy right after the 250 and
         // may log it before the session logs "accepted": counted when that line comes (a
         // delivery whose "accepted" is outside the range read stays out, as any other).
-        while (copied_order_.size() >= kMaxPendingIds) {
-          copied_before_accepted_.erase(copied_order_.front());
-          copied_order_.pop_front();
-        }
-        copied_before_accepted_.emplace(std::string(r.get("id")), *r.time_ms);
-        copied_order_.emplace_back(r.get("id"));
+        make_room(copied_before_accepted_, copied_order_);
+        copied_before_accepted_.emplace(id, *r.time_ms);
+        copied_order_.push_back(std::move(id));
       }
     }
   } else if (event == "deferred") {

@@ -1279,7 +1279,7 @@ TEST_F(SpoolTest, MarkHeldWritesTheHoldBeforeTheMessageIsPublished) {
   ASSERT_TRUE((*writer)->flush_to_log());
   EXPECT_TRUE(spool_->is_held(id));
   EXPECT_TRUE(spool_->list().empty());  // still in tmp/
-  ASSERT_TRUE(spool_->sync_log());
+  ASSERT_TRUE((*writer)->sync_log());
   ASSERT_TRUE((*writer)->publish());
   (*writer)->mark_committed();
   EXPECT_TRUE(spool_->is_held(id));
