@@ -33,6 +33,7 @@
 #include "auth/user_store.h"
 #include "base/expected.h"
 #include "base/polling_thread.h"
+#include "base/published.h"
 
 namespace auth {
 
@@ -79,7 +80,7 @@ class AliasTable {
 };
 
 // The snapshot of the aliases file in service; the same threading as UserDirectory: I/O
-// threads call current() (one atomic load), a watcher thread re-reads a changed file and
+// threads call current() (base::Published: no lock), a watcher thread re-reads a changed file and
 // swaps the snapshot; a broken file keeps the previous snapshot (logged as
 // aliases_reload_failed with file and line); a missing file is an empty table.
 class AliasDirectory {
@@ -101,7 +102,7 @@ class AliasDirectory {
   bool reload_locked(const UsersFileSource::Signature& signature);
 
   const std::unique_ptr<UsersFileSource> source_;
-  std::atomic<std::shared_ptr<const AliasTable>> snapshot_;
+  base::Published<AliasTable> snapshot_;
   mutable std::mutex reload_mutex_;
   std::string path_;
   UsersFileSource::Signature seen_;

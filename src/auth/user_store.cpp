@@ -599,12 +599,12 @@ UserDirectory::UserDirectory(std::string path, std::unique_ptr<UsersFileSource> 
 UserDirectory::~UserDirectory() = default;
 
 std::shared_ptr<const UserStore> UserDirectory::current() const {
-  return snapshot_.load(std::memory_order_acquire);
+  return snapshot_.load();
 }
 
 void UserDirectory::publish(std::shared_ptr<const UserStore> snapshot) {
   loaded_unix_ = base::unix_now();
-  snapshot_.store(std::move(snapshot), std::memory_order_release);
+  snapshot_.store(std::move(snapshot));
 }
 
 bool UserDirectory::refresh() {

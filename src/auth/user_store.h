@@ -49,6 +49,7 @@
 
 #include "base/expected.h"
 #include "base/polling_thread.h"
+#include "base/published.h"
 
 namespace auth {
 
@@ -223,10 +224,11 @@ std::unique_ptr<UsersFileSource> make_file_system_source();
 
 // The snapshot of a users file in service, and the one owner that re-reads the file.
 //
-// Threads: current() is what I/O threads call: one atomic load of a shared_ptr, no lock
-// held by a reader, no file access. The file is looked at only by refresh() — from the
-// watcher thread of start_watching(), or from whoever calls it (tests, the daemon at start)
-// — and by switch_to(); those serialise on one mutex readers never take. A changed file
+// Threads: current() is what I/O threads call: one atomic load of a counter while nothing new
+// was published (base::Published), no lock held by a reader, no file access. The file is
+// looked at only by refresh() — from the watcher thread of start_watching(), or from whoever
+// calls it (tests, the daemon at start) — and by switch_to(); those serialise on one mutex
+// readers never take. A changed file
 // (inode, size or mtime) is parsed into a new snapshot that replaces the old one
 // atomically; holders of the old one keep it unchanged. An invalid file leaves the old
 // snapshot in service, is logged at error level as soon as the watcher sees it
@@ -270,7 +272,7 @@ class UserDirectory {
   void publish(std::shared_ptr<const UserStore> snapshot);
 
   const std::unique_ptr<UsersFileSource> source_;
-  std::atomic<std::shared_ptr<const UserStore>> snapshot_;
+  base::Published<UserStore> snapshot_;
 
   mutable std::mutex reload_mutex_;  // guards what follows (never taken by current())
   std::string path_;                 // a reload may switch files
