@@ -546,7 +546,13 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
     }
   }
 
-  auto delivered = already_delivered(new_fd, cur_path, file, message.recovered);
+  // The name is the same for every attempt of this copy, so an earlier attempt's copy is found
+  // by it. A message at its first delivery has no earlier copy (its id is new): that look,
+  // a lookup that misses in new/, is spared on the path of every message delivered at
+  // acceptance.
+  auto delivered = message.never_delivered
+                       ? base::Expected<bool, std::string>(false)
+                       : already_delivered(new_fd, cur_path, file, message.recovered);
   if (!delivered) return transient(delivered.error());
   if (*delivered) {
     return DeliveryResult{DeliveryStatus::kDelivered, box + ": already delivered as " + file,

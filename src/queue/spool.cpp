@@ -981,12 +981,14 @@ class FileSpoolWriter final : public SpoolWriter {
       // logs and writes out if it comes to that.
       auto message = read_spool_memory(id_, buffer_, tmp_path_);
       if (!message) return fail(message.error());
+      message->never_delivered = true;
       return message;
     }
     int reader_fd = ::dup(fd_);
     if (reader_fd < 0) return fail(system_error("dup", tmp_path_, errno));
     auto message = read_spool_file(id_, reader_fd, tmp_path_);
     if (!message) return fail(message.error());
+    message->never_delivered = true;
     return message;
   }
 

@@ -102,6 +102,10 @@ struct StoredMessage {
   // Found in the spool at start-up: a delivery may have completed before a crash, so a
   // deliverer must look harder for an earlier copy (Maildir: also scan cur/).
   bool recovered = false;
+  // Set by SpoolWriter::finish() only: the message was accepted just now and no deliverer has
+  // had it, so no copy of it can exist yet (Maildir skips its look for an earlier one). A
+  // message read back from the spool, even in the same process, has it false.
+  bool never_delivered = false;
   // load()'s descriptor of path, which MessageReader reads through (no second open and
   // fstat per delivery); null: MessageReader opens path.
   std::shared_ptr<const OpenSpoolFile> file;

@@ -1324,6 +1324,9 @@ TEST_F(SpoolTest, AMessageUpTo256KiBStaysInMemoryWhileTheBudgetLasts) {
     ASSERT_TRUE(finished->file);
     EXPECT_LT(finished->file->fd, 0);  // read from memory
     EXPECT_EQ(reads_back(*finished), content);
+    // Accepted just now: no deliverer can have made a copy of it yet (Maildir does not look
+    // for one). Read back from the spool below, it is not.
+    EXPECT_TRUE(finished->never_delivered);
     EXPECT_FALSE(fs::exists(dir_ + "/tmp/" + (*in_memory)->id()));
   }
   EXPECT_EQ(spool_->memory_in_use(), 0u);
@@ -1335,6 +1338,7 @@ TEST_F(SpoolTest, AMessageUpTo256KiBStaysInMemoryWhileTheBudgetLasts) {
   auto loaded = spool_->load(committed);
   ASSERT_TRUE(loaded) << loaded.error().message;
   EXPECT_EQ(reads_back(*loaded), content);
+  EXPECT_FALSE(loaded->never_delivered);
   // Over 256 KiB: the file, and the memory taken on the way given back.
   auto large = spool_->begin(full_envelope(), 1);
   ASSERT_TRUE(large);
