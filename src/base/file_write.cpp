@@ -50,4 +50,17 @@ Expected<Ok, std::string> write_file_atomically(const std::string& path, std::st
   return Ok{};
 }
 
+int rename_no_replace(int from_dir_fd, const char* from, int to_dir_fd, const char* to) {
+  int result = ::renameat2(from_dir_fd, from, to_dir_fd, to, RENAME_NOREPLACE);
+  if (result != 0 && (errno == EINVAL || errno == ENOSYS)) {
+    struct stat status {};
+    if (::fstatat(to_dir_fd, to, &status, AT_SYMLINK_NOFOLLOW) == 0) {
+      errno = EEXIST;
+      return -1;
+    }
+    result = ::renameat(from_dir_fd, from, to_dir_fd, to);
+  }
+  return result;
+}
+
 }  // namespace base

@@ -18,4 +18,9 @@ namespace base {
 Expected<Ok, std::string> write_file_atomically(const std::string& path, std::string_view content,
                                                 mode_t mode);
 
+// from_dir/from -> to_dir/to (directory descriptors), never replacing a file there:
+// renameat2(RENAME_NOREPLACE), or, on a file system without it, a check then a rename (for a
+// caller that alone makes names in to_dir). 0, or -1 with errno (EEXIST: the name is taken).
+int rename_no_replace(int from_dir_fd, const char* from, int to_dir_fd, const char* to);
+
 }  // namespace base

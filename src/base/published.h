@@ -16,7 +16,9 @@ namespace base {
 // connection, bench/README.md). Here load() reads one atomic counter and returns the calling
 // thread's own copy while nothing new was published; the shared one is read only after a
 // store(). A thread keeps the last value it loaded (of each T) alive until its next load()
-// or its end.
+// or its end. Stores must not race one another (the users and aliases directories make
+// theirs under their reload mutex): a reader could keep the loser's value under the
+// winner's version until the next store.
 template <typename T>
 class Published {
  public:

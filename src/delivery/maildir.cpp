@@ -25,6 +25,7 @@
 #include "base/ascii.h"
 #include "base/file_copy.h"
 #include "base/file_sync.h"
+#include "base/file_write.h"
 #include "queue/message_reader.h"
 
 namespace delivery {
@@ -409,11 +410,12 @@ void MaildirBatch::complete() {
       ::unlinkat(open.tmp_dir_fd, open.name.c_str(), 0);
     }
   }
-  // 2. each into new/ (the name was checked absent at staging: deterministic per copy);
+  // 2. each into new/, never over a file there (Maildir::deliver);
   for (std::size_t i = 0; i < open_.size(); ++i) {
     Open& open = open_[i];
     if (!copies_[i].error.empty()) continue;
-    if (::renameat(open.tmp_dir_fd, open.name.c_str(), open.new_dir_fd, open.name.c_str()) != 0) {
+    if (base::rename_no_replace(open.tmp_dir_fd, open.name.c_str(), open.new_dir_fd,
+                                open.name.c_str()) != 0) {
       copies_[i].error = system_error("rename", copies_[i].path, errno);
       ::unlinkat(open.tmp_dir_fd, open.name.c_str(), 0);
     }
@@ -609,10 +611,12 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
   if (::fsync(target.get()) != 0) return fail("fsync", errno);
   if (int error = target.close()) return fail("close", error);
 
-  // The Maildir spec moves tmp/ → new/ with link(2) so as never to replace a file; our name
-  // is deterministic per (message, recipient) and was checked absent above, so rename(2)
-  // does the same job in one step (no unlink of tmp/ afterwards).
-  if (::renameat(tmp_fd, file.c_str(), new_fd, file.c_str()) != 0) {
+  // The Maildir spec moves tmp/ → new/ with link(2) so as never to replace a file; rename
+  // without replacing does the same in one step (no unlink of tmp/ afterwards). The name is
+  // the same for every attempt of a copy and was checked absent above, unless the message is
+  // at its first delivery: then only an id used twice (a clock stepped back across a restart,
+  // and the counter and random part alike) could find it taken, and the file there stays.
+  if (base::rename_no_replace(tmp_fd, file.c_str(), new_fd, file.c_str()) != 0) {
     return fail("rename", errno);
   }
   if (::fsync(new_fd) != 0) return transient(system_error("fsync", new_path, errno));

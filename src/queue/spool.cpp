@@ -65,6 +65,7 @@
 // refuse the file as corrupt (begin() refuses to write one).
 #include "queue/spool.h"
 
+#include "base/file_write.h"
 #include "obs/log.h"
 #include "queue/spool_log.h"
 
@@ -152,18 +153,9 @@ SpoolError system_error(std::string_view what, const std::string& path, int erro
 
 // tmp/<id> → queue/<id> (directory descriptors), never replacing a file there: a duplicate id
 // must never replace an acknowledged message. 0, or -1 with errno (EEXIST for a duplicate).
+// (One process owns the spool: the check of a file system without RENAME_NOREPLACE holds.)
 int publish_rename(int tmp_dir_fd, int queue_dir_fd, const std::string& id) {
-  int result = ::renameat2(tmp_dir_fd, id.c_str(), queue_dir_fd, id.c_str(), RENAME_NOREPLACE);
-  if (result != 0 && (errno == EINVAL || errno == ENOSYS)) {
-    // A filesystem without RENAME_NOREPLACE: check, then rename (one process owns the spool).
-    struct stat status {};
-    if (::fstatat(queue_dir_fd, id.c_str(), &status, AT_SYMLINK_NOFOLLOW) == 0) {
-      errno = EEXIST;
-      return -1;
-    }
-    result = ::renameat(tmp_dir_fd, id.c_str(), queue_dir_fd, id.c_str());
-  }
-  return result;
+  return base::rename_no_replace(tmp_dir_fd, id.c_str(), queue_dir_fd, id.c_str());
 }
 
 base::Unexpected<SpoolError> fail_with(std::string_view what, const std::string& path,

@@ -230,6 +230,32 @@ TEST_F(MaildirTest, DeliveringTwiceDoesNotDuplicate) {
   EXPECT_EQ(entries(mail_root_ + "/example.com/bob/new").size(), 1u);
 }
 
+// A message at its first delivery (just accepted: StoredMessage::never_delivered) is not looked
+// for in new/ first; should its file name be taken all the same (an id used twice), the file
+// there stays as it was and the copy fails for now, alone or in a batch.
+TEST_F(MaildirTest, AFirstDeliveryNeverReplacesAFileInNew) {
+  Maildir maildir(mail_root_, "mx");
+  auto stored = message({"alice@example.com"}, "the new message\r\n");
+  ASSERT_EQ(maildir.deliver(stored, 0).status, DeliveryStatus::kDelivered);
+  const std::string mailbox = mail_root_ + "/example.com/alice";
+  const std::string name = entries(mailbox + "/new").at(0);
+  std::ofstream(mailbox + "/new/" + name, std::ios::trunc) << "an older message\r\n";
+  stored.never_delivered = true;
+  auto alone = maildir.deliver(stored, 0);
+  EXPECT_EQ(alone.status, DeliveryStatus::kTransient) << alone.detail;
+  EXPECT_NE(alone.detail.find("rename"), std::string::npos) << alone.detail;
+  {
+    MaildirBatch batch;
+    ASSERT_EQ(maildir.deliver(stored, 0).status, DeliveryStatus::kDelivered);  // staged
+    batch.complete();
+    ASSERT_EQ(batch.copies().size(), 1u);
+    EXPECT_NE(batch.copies()[0].error.find("rename"), std::string::npos);
+  }
+  EXPECT_EQ(read_file(mailbox + "/new/" + name), "an older message\r\n");
+  EXPECT_EQ(entries(mailbox + "/new").size(), 1u);
+  EXPECT_TRUE(entries(mailbox + "/tmp").empty());
+}
+
 TEST_F(MaildirTest, ARecoveredMessageAlreadyMovedToCurCountsAsDelivered) {
   Maildir maildir(mail_root_, "mx");
   auto stored = message({"alice@example.com"}, "read me\r\n");
