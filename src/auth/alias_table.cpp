@@ -213,10 +213,10 @@ bool AliasDirectory::reload_locked(const UsersFileSource::Signature& signature) 
         .kv("kept_aliases", static_cast<std::uint64_t>(current()->size()));
     return false;
   }
-  obs::Log("aliases_loaded")
-      .kv("file", path_)
-      .kv("aliases", static_cast<std::uint64_t>(loaded->size()));
+  // In service before the line says so (UserDirectory::reload_locked).
+  const auto count = static_cast<std::uint64_t>(loaded->size());
   snapshot_.store(std::make_shared<const AliasTable>(std::move(loaded.value())));
+  obs::Log("aliases_loaded").kv("file", path_).kv("aliases", count);
   last_error_.clear();
   return true;
 }

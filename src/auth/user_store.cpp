@@ -640,8 +640,11 @@ bool UserDirectory::reload_locked(const UsersFileSource::Signature& signature) {
     return false;
   }
   auto snapshot = std::make_shared<const UserStore>(std::move(loaded.value()));
-  log_loaded(path_, *snapshot);
+  // In service before the line says so: whoever waits for users_loaded (an operator, a test)
+  // finds the new users at once. The directory holds the snapshot; reload_mutex_ keeps it.
+  const UserStore& published = *snapshot;
   publish(std::move(snapshot));
+  log_loaded(path_, published);
   last_error_.clear();
   return true;
 }
@@ -666,8 +669,9 @@ base::Expected<base::Ok, std::string> UserDirectory::switch_to(std::string path)
   path_ = std::move(path);
   seen_ = signature;
   last_error_.clear();
-  log_loaded(path_, *snapshot);
+  const UserStore& published = *snapshot;  // as in reload_locked: in service, then logged
   publish(std::move(snapshot));
+  log_loaded(path_, published);
   return base::Ok{};
 }
 
