@@ -1346,6 +1346,12 @@ TEST_F(SpoolTest, AMessageUpTo256KiBStaysInMemoryWhileTheBudgetLasts) {
     ASSERT_TRUE((*large)->append(std::string(64 * 1024, 'L')));
   EXPECT_TRUE(fs::exists(dir_ + "/tmp/" + (*large)->id()));
   EXPECT_EQ(spool_->memory_in_use(), 0u);
+  // Finished through its file: just accepted all the same.
+  auto large_finished = (*large)->finish();
+  ASSERT_TRUE(large_finished) << large_finished.error().message;
+  ASSERT_TRUE(large_finished->file);
+  EXPECT_GE(large_finished->file->fd, 0);
+  EXPECT_TRUE(large_finished->never_delivered);
 }
 
 TEST_F(SpoolTest, ARemovedSmallFileIsReusedForTheNextMessageAndALargeOneIsNot) {
