@@ -602,9 +602,11 @@ std::shared_ptr<const UserStore> UserDirectory::current() const {
   return snapshot_.load();
 }
 
-void UserDirectory::publish(std::shared_ptr<const UserStore> snapshot) {
+const UserStore& UserDirectory::publish(std::shared_ptr<const UserStore> snapshot) {
   loaded_unix_ = base::unix_now();
+  const UserStore& published = *snapshot;
   snapshot_.store(std::move(snapshot));
+  return published;
 }
 
 bool UserDirectory::refresh() {
@@ -639,12 +641,9 @@ bool UserDirectory::reload_locked(const UsersFileSource::Signature& signature) {
         .kv("kept_users", static_cast<std::uint64_t>(current()->size()));
     return false;
   }
-  auto snapshot = std::make_shared<const UserStore>(std::move(loaded.value()));
   // In service before the line says so: whoever waits for users_loaded (an operator, a test)
-  // finds the new users at once. The directory holds the snapshot; reload_mutex_ keeps it.
-  const UserStore& published = *snapshot;
-  publish(std::move(snapshot));
-  log_loaded(path_, published);
+  // finds the new users at once.
+  log_loaded(path_, publish(std::make_shared<const UserStore>(std::move(loaded.value()))));
   last_error_.clear();
   return true;
 }
@@ -669,9 +668,7 @@ base::Expected<base::Ok, std::string> UserDirectory::switch_to(std::string path)
   path_ = std::move(path);
   seen_ = signature;
   last_error_.clear();
-  const UserStore& published = *snapshot;  // as in reload_locked: in service, then logged
-  publish(std::move(snapshot));
-  log_loaded(path_, published);
+  log_loaded(path_, publish(std::move(snapshot)));  // in service, then logged
   return base::Ok{};
 }
 

@@ -228,12 +228,11 @@ std::unique_ptr<UsersFileSource> make_file_system_source();
 // was published (base::Published), no lock held by a reader, no file access. The file is
 // looked at only by refresh() — from the watcher thread of start_watching(), or from whoever
 // calls it (tests, the daemon at start) — and by switch_to(); those serialise on one mutex
-// readers never take. A changed file
-// (inode, size or mtime) is parsed into a new snapshot that replaces the old one
-// atomically; holders of the old one keep it unchanged. An invalid file leaves the old
-// snapshot in service, is logged at error level as soon as the watcher sees it
-// (users_reload_failed, with file and line), kept in last_error() and shown by status()
-// (the daemon exports it as metrics). A missing file is an empty store.
+// readers never take. A changed file (inode, size or mtime) is parsed into a new snapshot
+// that replaces the old one atomically; holders of the old one keep it unchanged. An invalid
+// file leaves the old snapshot in service, is logged at error level as soon as the watcher
+// sees it (users_reload_failed, with file and line), kept in last_error() and shown by
+// status() (the daemon exports it as metrics). A missing file is an empty store.
 class UserDirectory {
  public:
   // Loads the file now, on the calling thread.
@@ -269,7 +268,8 @@ class UserDirectory {
 
  private:
   bool reload_locked(const UsersFileSource::Signature& signature);
-  void publish(std::shared_ptr<const UserStore> snapshot);
+  // Puts snapshot in service; returns it (held by the directory until the next publish).
+  const UserStore& publish(std::shared_ptr<const UserStore> snapshot);
 
   const std::unique_ptr<UsersFileSource> source_;
   base::Published<UserStore> snapshot_;

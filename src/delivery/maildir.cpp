@@ -552,13 +552,13 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
   // by it. A message at its first delivery has no earlier copy (its id is new): that look,
   // a lookup that misses in new/, is spared on the path of every message delivered at
   // acceptance.
-  auto delivered = message.never_delivered
-                       ? base::Expected<bool, std::string>(false)
-                       : already_delivered(new_fd, cur_path, file, message.recovered);
-  if (!delivered) return transient(delivered.error());
-  if (*delivered) {
-    return DeliveryResult{DeliveryStatus::kDelivered, box + ": already delivered as " + file,
-                          std::string(kTransport)};
+  if (!message.never_delivered) {
+    auto delivered = already_delivered(new_fd, cur_path, file, message.recovered);
+    if (!delivered) return transient(delivered.error());
+    if (*delivered) {
+      return DeliveryResult{DeliveryStatus::kDelivered, box + ": already delivered as " + file,
+                            std::string(kTransport)};
+    }
   }
 
   // A tmp/<file> left by a crash is truncated and written again (same name: same content).
