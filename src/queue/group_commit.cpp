@@ -52,7 +52,8 @@ void append_state_lines(Spool& spool, const std::string& id,
 
 }  // namespace
 
-GroupCommitter::GroupCommitter(unsigned threads) {
+GroupCommitter::GroupCommitter(unsigned threads, std::chrono::milliseconds log_idle_close)
+    : log_idle_close_(log_idle_close) {
   if (threads == 0) threads = 1;
   threads_.reserve(threads);
   for (unsigned i = 0; i < threads; ++i)
@@ -114,12 +115,28 @@ GroupCommitter::Stats GroupCommitter::stats() const {
 
 void GroupCommitter::run() {
   std::vector<Pending> batch;
+  std::vector<Spool*> written;  // spools whose commit log this thread wrote to since it idled
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
-      if (pending_.empty()) return;  // stopping, and nothing left to commit
+      const auto ready = [this] { return stopping_ || !pending_.empty(); };
+      if (!written.empty() && !wake_.wait_for(lock, log_idle_close_, ready)) {
+        // Nothing to commit for a while: no segment stays open for writing (an idle server
+        // must let its spool's file system be remounted read-only).
+        lock.unlock();
+        for (Spool* spool : written)
+          spool->close_idle_log();
+        written.clear();
+        continue;
+      }
+      wake_.wait(lock, ready);
+      if (pending_.empty()) break;  // stopping, and nothing left to commit
       batch.swap(pending_);
+    }
+    for (const Pending& pending : batch) {
+      Spool* spool = &pending.writer->spool();
+      if (std::find(written.begin(), written.end(), spool) == written.end())
+        written.push_back(spool);
     }
     commit_batch(batch);
     batch.clear();

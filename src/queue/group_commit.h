@@ -56,13 +56,19 @@ class GroupCommitter {
  public:
   using Done = std::function<void(base::Expected<base::Ok, SpoolError>)>;
 
-  explicit GroupCommitter(unsigned threads = 2);  // 0 means 1
-  ~GroupCommitter();                              // stop()
+  // How long a committer thread waits for more to commit before it closes the commit log's
+  // segment of the spools it wrote to (Spool::close_idle_log; tests pass less).
+  static constexpr std::chrono::milliseconds kLogIdleClose{1000};
+
+  explicit GroupCommitter(unsigned threads = 2,  // 0 means 1
+                          std::chrono::milliseconds log_idle_close = kLogIdleClose);
+  ~GroupCommitter();  // stop()
   GroupCommitter(const GroupCommitter&) = delete;
   GroupCommitter& operator=(const GroupCommitter&) = delete;
 
   // Queues writer for a durable commit and returns at once. done runs on a committer thread
-  // (re-post to your own event loop from it); writer must stay alive until done has run.
+  // (re-post to your own event loop from it); writer must stay alive until done has run, and
+  // its spool until stop() (a committer closes the spool's log segment once it is idle).
   // After stop(), done runs at once on the caller's thread with an error and the writer is
   // left untouched.
   void commit_async(SpoolWriter& writer, Done done);
@@ -123,6 +129,7 @@ class GroupCommitter {
   void deliver_now(std::vector<Pending>& batch, std::vector<std::optional<SpoolError>>& errors,
                    std::vector<bool>& done, std::vector<std::vector<std::string>>& state_lines);
 
+  std::chrono::milliseconds log_idle_close_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<Pending> pending_;  // guarded by mutex_

@@ -1087,7 +1087,11 @@ class FileSpoolWriter final : public SpoolWriter {
 
   base::Expected<base::Ok, SpoolError> commit() override {
     if (auto logged = flush_to_log(); !logged) return logged;
-    if (auto synced = sync_log(); !synced) return synced;
+    auto synced = sync_log();
+    // A commit of its own (a notice, a report), with no committer to close the segment once
+    // idle: closed now unless commits since still wait for their sync.
+    spool_.close_idle_log();
+    if (!synced) return synced;
     if (auto published = publish(); !published) return published;
     mark_committed();
     return base::Ok{};
@@ -2015,6 +2019,10 @@ std::uint64_t Spool::free_bytes() const {
 
 base::Expected<base::Ok, SpoolError> Spool::sync_removals() {
   return log_->sync_all();
+}
+
+void Spool::close_idle_log() {
+  log_->close_idle();
 }
 
 }  // namespace queue

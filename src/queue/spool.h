@@ -405,6 +405,8 @@ class Spool {
   // fdatasync(2) of the commit log even when every message record is durable already: the
   // D records of remove() and remove_logged() since (SpoolLog::sync_all).
   base::Expected<base::Ok, SpoolError> sync_removals();
+  // SpoolLog::close_idle: the commit log's segment closed once every message in it is synced.
+  void close_idle_log();
   // The commit log (tests, metrics).
   SpoolLog& log() { return *log_; }
   // Free space on the spool's file system (statvfs(3), for unprivileged users), or

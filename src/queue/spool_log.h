@@ -149,6 +149,12 @@ class SpoolLog {
   // The D record of a message that left the queue (not synced; a lost D record only makes
   // the message be delivered again, which the deliverers tolerate). Then deletes what can be.
   void append_done(std::string_view id);
+  // Closes the newest segment when every M record in it is synced. The segment stays open
+  // from one batch to the next; the committers call this once they have had nothing to
+  // commit for a while (GroupCommitter::kLogIdleClose), so that an idle server holds no file
+  // open for writing on the spool's file system (which may then be remounted read-only). A
+  // D record or a sync that had to open the segment closes it again itself.
+  void close_idle();
 
   // The payload length of a live message's record (nullopt: not in the log).
   std::optional<std::uint64_t> live_length(std::string_view id) const;
@@ -161,7 +167,7 @@ class SpoolLog {
  private:
   struct Segment {
     std::uint64_t sequence = 0;
-    int fd = -1;  // the newest only, while it has appends not yet synced
+    int fd = -1;  // the newest only, from its first write until close_idle()
     std::uint64_t size = 0;
     std::uint64_t live = 0;        // live messages whose latest M record is here
     std::uint64_t live_bytes = 0;  // their payload octets

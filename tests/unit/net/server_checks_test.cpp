@@ -134,6 +134,7 @@ class ServerChecksTest : public ::testing::Test {
       thread_.join();
     }
     server_.reset();
+    committer_.stop();  // its threads may close the spool's log segment until then
     spool_.reset();
     fs::remove_all(dir_);
   }

@@ -147,6 +147,48 @@ TEST_F(GroupCommitTest, FiftyWritersFromSeveralThreadsAllLandInQueue) {
   EXPECT_EQ(count_entries(root_ + "/spool/queue"), static_cast<std::size_t>(kThreads * kPerThread));
 }
 
+// The commit log's segment stays open from one batch to the next (an open and a close a
+// batch cost messages/s, bench/README.md), but not for good: once a committer has had
+// nothing to commit for a while it closes it, so that an idle server's spool file system
+// can be remounted read-only.
+TEST_F(GroupCommitTest, TheLogSegmentStaysOpenBetweenBatchesAndAnIdleCommitterClosesIt) {
+  const std::string log_dir = fs::canonical(root_ + "/spool/log").string() + "/";
+  auto segments_open = [&] {
+    std::size_t open = 0;
+    for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+      std::error_code ignored;
+      const std::string target = fs::read_symlink(entry.path(), ignored).string();
+      if (target.rfind(log_dir, 0) == 0 && target.ends_with(".seg")) ++open;
+    }
+    return open;
+  };
+  Completions completions;
+  auto commit_one = [&](GroupCommitter& committer, std::unique_ptr<SpoolWriter>& writer) {
+    writer = begin_writer({"rcpt@example.com"});
+    ASSERT_TRUE(writer->append("idle\r\n"));
+    committer.commit_async(*writer, [&](base::Expected<base::Ok, SpoolError> result) {
+      completions.add(result.has_value(), std::this_thread::get_id());
+    });
+  };
+  std::unique_ptr<SpoolWriter> first;
+  std::unique_ptr<SpoolWriter> second;
+  {
+    GroupCommitter busy(1, std::chrono::hours(1));  // never idle long enough here
+    commit_one(busy, first);
+    ASSERT_TRUE(completions.wait(1));
+    EXPECT_EQ(segments_open(), 1u) << "closed after its batch: the next one opens it again";
+  }
+  GroupCommitter committer(1, std::chrono::milliseconds(50));
+  commit_one(committer, second);
+  ASSERT_TRUE(completions.wait(2));
+  EXPECT_EQ(completions.succeeded(), 2u);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (segments_open() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(segments_open(), 0u) << "an idle committer left the log segment open for writing";
+  EXPECT_EQ(spool_->list().size(), 2u);
+}
+
 TEST_F(GroupCommitTest, ConcurrentCommitsShareDirectoryFsyncs) {
   // 100 messages queued at once by one thread: the committer thread finds most of them
   // pending together and syncs queue/ once per batch, not once per message.
@@ -346,6 +388,7 @@ TEST_F(GroupCommitTest, ADelivererTakesWholeMessagesAndLeavesTheRestToTheQueue) 
     writers.push_back(std::move(*writer));
   writers.clear();
   ASSERT_EQ(::unlink((root_ + "/spool/queue/" + big_id).c_str()), 0);
+  committer.stop();  // its thread may close the spool's log segment until then
   spool_.reset();
   auto reopened = Spool::open(root_ + "/spool");
   ASSERT_TRUE(reopened) << reopened.error().message;
