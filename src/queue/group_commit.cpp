@@ -130,7 +130,12 @@ void GroupCommitter::run() {
         continue;
       }
       wake_.wait(lock, ready);
-      if (pending_.empty()) break;  // stopping, and nothing left to commit
+      if (pending_.empty()) {  // stopping, and nothing left to commit
+        lock.unlock();
+        for (Spool* spool : written)
+          spool->close_idle_log();
+        return;
+      }
       batch.swap(pending_);
     }
     for (const Pending& pending : batch) {

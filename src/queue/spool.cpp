@@ -1086,10 +1086,10 @@ class FileSpoolWriter final : public SpoolWriter {
   }
 
   base::Expected<base::Ok, SpoolError> commit() override {
-    if (auto logged = flush_to_log(); !logged) return logged;
-    auto synced = sync_log();
+    base::Expected<base::Ok, SpoolError> synced = flush_to_log();
+    if (synced) synced = sync_log();
     // A commit of its own (a notice, a report), with no committer to close the segment once
-    // idle: closed now unless commits since still wait for their sync.
+    // idle: closed now, failed or not, unless commits since still wait for their sync.
     spool_.close_idle_log();
     if (!synced) return synced;
     if (auto published = publish(); !published) return published;

@@ -540,11 +540,14 @@ base::Expected<base::Ok, SpoolError> SpoolLog::sync_newest() {
   std::lock_guard lock(mutex_);
   if (result != 0) {
     sync_failed_locked(covered);
-    return base::unexpected(log_error("fdatasync", path_of(sequence), saved));
+  } else {
+    durable_through_ = std::max(durable_through_, covered);
+    written_synced_ = std::max(written_synced_, written);
   }
-  durable_through_ = std::max(durable_through_, covered);
-  written_synced_ = std::max(written_synced_, written);
-  if (opened_here && segments_.back().sequence == sequence) close_newest_if_idle_locked();
+  // Opened for this sync (no commit had it open): closed again, whichever segment is the
+  // newest now (a D record meanwhile may have started the next one).
+  if (opened_here) close_newest_if_idle_locked();
+  if (result != 0) return base::unexpected(log_error("fdatasync", path_of(sequence), saved));
   return base::Ok{};
 }
 

@@ -395,14 +395,15 @@ TEST_F(SpoolLogFullDiskTest, OnAFullDiskTheReserveLetsTheNextSegmentFreeTheDeadO
   EXPECT_EQ(queued(deferred), image);
 }
 
-// A commit of its own (no committer to close the segment once idle, group_commit_test.cpp)
-// and a removal on an idle spool leave no file of the log open.
+// A commit of its own (no committer to close the segment once idle, group_commit_test.cpp),
+// a removal and the sync of its D record on an idle spool leave no file of the log open.
 TEST_F(SpoolLogTest, AnIdleSpoolHoldsNoFileOpenForWriting) {
+  const std::string log_dir = fs::canonical(dir_ + "/log").string() + "/";
   auto expect_none_open = [&](const std::string& after) {
     for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
       std::error_code ignored;
       const fs::path target = fs::read_symlink(entry.path(), ignored);
-      if (target.string().find(dir_ + "/log/") != 0) continue;
+      if (target.string().find(log_dir) != 0) continue;
       const std::string flags = read_file("/proc/self/fdinfo/" + entry.path().filename().string());
       ADD_FAILURE() << target << " is open after " << after << ": " << flags;
     }
@@ -411,6 +412,10 @@ TEST_F(SpoolLogTest, AnIdleSpoolHoldsNoFileOpenForWriting) {
   expect_none_open("a commit");
   ASSERT_TRUE(spool_->remove(id));
   expect_none_open("a removal");
+  const std::uint64_t syncs = spool_->log().syncs();
+  ASSERT_TRUE(spool_->sync_removals());
+  EXPECT_EQ(spool_->log().syncs(), syncs + 1) << "the D record was not synced";
+  expect_none_open("the sync of a D record");
 }
 
 }  // namespace
