@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import socket
 import ssl
 import statistics
@@ -125,6 +126,7 @@ def main():
               f"msg/s with/without {statistics.median(rate):.2f}")
     finally:
         server.stop()
+        shutil.rmtree(directory, ignore_errors=True)  # its mailbox holds every message sent
 
 
 if __name__ == "__main__":
