@@ -145,6 +145,26 @@ class DiskFull(ServerTestCase):
             self.assertTrue(any(b"Subject: rw" in m for m in messages))
             self.assertFalse(any(b"Subject: ro" in m for m in messages))
 
+    def test_an_idle_server_lets_its_spool_be_remounted_read_only(self):
+        # Through the queue: the message's record in the commit log, its queue file, and
+        # the record that it was delivered. The log's segment stays open between commits;
+        # a second after the last one nothing of the spool is open for writing.
+        server, spool = self.spool_on_tmpfs(8 * MiB, 0,
+                                            "[queue]\ndeliver_at_acceptance = false\n")
+        with server:
+            send(server, b"Subject: queued\r\n\r\nthrough the log\r\n")
+            server.wait_delivered(1)
+            deadline = time.time() + 5
+            while True:
+                remount = subprocess.run(["mount", "-o", "remount,ro", spool],
+                                         capture_output=True, text=True)
+                if remount.returncode == 0 or time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(remount.returncode, 0,
+                             "a spool file stayed open for writing: " + remount.stderr)
+            subprocess.run(["mount", "-o", "remount,rw", spool], check=True)
+
     def test_full_mailbox_disk_defers_delivery_and_delivers_when_space_returns(self):
         server = self.new_server(extra_toml="[queue]\nretry_schedule = [1]\n")
         mail = os.path.join(server.dir, "mail")
