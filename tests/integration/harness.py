@@ -71,6 +71,17 @@ def seed_dev_files(directory):
                 pass  # another test made it first
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        # One cache per build of the binary: those of builds a day old go (a run of the
+        # tests under another build at the same time keeps its own).
+        prefix = f"smtpsd-test-seed-{os.getuid()}-"
+        for name in os.listdir(tempfile.gettempdir()):
+            path = os.path.join(tempfile.gettempdir(), name)
+            try:
+                if (name.startswith(prefix) and path != cache and
+                        time.time() - os.stat(path).st_mtime > 86400):
+                    shutil.rmtree(path, ignore_errors=True)
+            except OSError:
+                pass  # gone meanwhile
     for name in SEEDED_FILES:
         source = os.path.join(cache, name)
         target = os.path.join(directory, name)
