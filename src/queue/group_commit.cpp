@@ -116,24 +116,26 @@ GroupCommitter::Stats GroupCommitter::stats() const {
 void GroupCommitter::run() {
   std::vector<Pending> batch;
   std::vector<Spool*> written;  // spools whose commit log this thread wrote to since it idled
+  // Nothing to commit for a while, or nothing more at all: no segment stays open for writing
+  // (an idle server must let its spool's file system be remounted read-only).
+  auto close_written = [&written] {
+    for (Spool* spool : written)
+      spool->close_idle_log();
+    written.clear();
+  };
   for (;;) {
     {
       std::unique_lock lock(mutex_);
       const auto ready = [this] { return stopping_ || !pending_.empty(); };
       if (!written.empty() && !wake_.wait_for(lock, log_idle_close_, ready)) {
-        // Nothing to commit for a while: no segment stays open for writing (an idle server
-        // must let its spool's file system be remounted read-only).
         lock.unlock();
-        for (Spool* spool : written)
-          spool->close_idle_log();
-        written.clear();
+        close_written();
         continue;
       }
       wake_.wait(lock, ready);
       if (pending_.empty()) {  // stopping, and nothing left to commit
         lock.unlock();
-        for (Spool* spool : written)
-          spool->close_idle_log();
+        close_written();
         return;
       }
       batch.swap(pending_);

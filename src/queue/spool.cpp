@@ -151,13 +151,6 @@ SpoolError system_error(std::string_view what, const std::string& path, int erro
                     /*transient=*/true, error_number};
 }
 
-// tmp/<id> → queue/<id> (directory descriptors), never replacing a file there: a duplicate id
-// must never replace an acknowledged message. 0, or -1 with errno (EEXIST for a duplicate).
-// (One process owns the spool: the check of a file system without RENAME_NOREPLACE holds.)
-int publish_rename(int tmp_dir_fd, int queue_dir_fd, const std::string& id) {
-  return base::rename_no_replace(tmp_dir_fd, id.c_str(), queue_dir_fd, id.c_str());
-}
-
 base::Unexpected<SpoolError> fail_with(std::string_view what, const std::string& path,
                                        int error_number) {
   return base::unexpected(system_error(what, path, error_number));
@@ -968,17 +961,14 @@ class FileSpoolWriter final : public SpoolWriter {
     }
     if (auto completed = complete(); !completed) return base::unexpected(completed.error());
     state_ = State::kFinished;
-    if (whole_in_buffer_) {
+    auto message = [this]() -> base::Expected<StoredMessage, SpoolError> {
       // No file: the message is read from a copy of the buffer, which flush_to_log() still
       // logs and writes out if it comes to that.
-      auto message = read_spool_memory(id_, buffer_, tmp_path_);
-      if (!message) return fail(message.error());
-      message->never_delivered = true;
-      return message;
-    }
-    int reader_fd = ::dup(fd_);
-    if (reader_fd < 0) return fail(system_error("dup", tmp_path_, errno));
-    auto message = read_spool_file(id_, reader_fd, tmp_path_);
+      if (whole_in_buffer_) return read_spool_memory(id_, buffer_, tmp_path_);
+      int reader_fd = ::dup(fd_);
+      if (reader_fd < 0) return base::unexpected(system_error("dup", tmp_path_, errno));
+      return read_spool_file(id_, reader_fd, tmp_path_);
+    }();
     if (!message) return fail(message.error());
     message->never_delivered = true;
     return message;
@@ -1065,7 +1055,10 @@ class FileSpoolWriter final : public SpoolWriter {
 
   base::Expected<base::Ok, SpoolError> publish() override {
     if (state_ != State::kSynced || without_file_) return not_open("publish");
-    if (publish_rename(tmp_dir_fd_, queue_dir_fd_, id_) != 0) {
+    // tmp/<id> → queue/<id>, never over a file there: a duplicate id must never replace an
+    // acknowledged message (one process owns the spool, so the check-then-rename of a file
+    // system without RENAME_NOREPLACE holds too).
+    if (base::rename_no_replace(tmp_dir_fd_, id_.c_str(), queue_dir_fd_, id_.c_str()) != 0) {
       return fail(system_error("rename", tmp_path_, errno));
     }
     state_ = State::kPublished;
@@ -1868,7 +1861,8 @@ base::Expected<base::Ok, SpoolError> Spool::publish_image(const StoredMessage& m
   if (fd < 0) return fail_with("create", path, errno);
   auto written = write_all(fd, message.file->bytes.data(), message.file->bytes.size(), path);
   if (::close(fd) != 0 && written && errno != EINTR) written = fail_with("close", path, errno);
-  if (written && publish_rename(tmp_dir_fd_, queue_dir_fd_, message.id) != 0) {
+  if (written && base::rename_no_replace(tmp_dir_fd_, message.id.c_str(), queue_dir_fd_,
+                                         message.id.c_str()) != 0) {  // as publish()
     written = fail_with("rename", path, errno);
   }
   if (!written) ::unlinkat(tmp_dir_fd_, message.id.c_str(), 0);
@@ -1890,7 +1884,7 @@ int Spool::reuse_spare(const std::string& id) {
     name = std::to_string(spares_.back());
     spares_.pop_back();
   }
-  if (::renameat2(spare_dir_fd_, name.c_str(), tmp_dir_fd_, id.c_str(), RENAME_NOREPLACE) != 0) {
+  if (base::rename_no_replace(spare_dir_fd_, name.c_str(), tmp_dir_fd_, id.c_str()) != 0) {
     ::unlinkat(spare_dir_fd_, name.c_str(), 0);
     return -1;
   }
