@@ -24,6 +24,7 @@ FUZZ_JOBS  ?= 2
 FUZZ_OVERLAP ?= 1
 TEST_BUDGET ?= 1200
 SAN_CXX    ?= clang++-16
+SAN_LD     ?= /usr/bin/ld.lld-16
 
 .PHONY: all deps build install deb run test test-steps check-layers test-release test-slow testssl-live test-asan fuzz fuzz-smoke format format-check clean
 
@@ -100,10 +101,13 @@ testssl-live: build
 # instead of 352 s; the unit shards took 44 s instead of 41 s, the sanitized server tests
 # 57 s instead of 49 s). The fuzz smoke, 10 s a target, runs fewer inputs at -O0: it is a
 # smoke; longer fuzzing (docs/testing.md) can use a tree of its own at -O1.
+# Linked by LLVM's lld: GNU ld took 17.4 s for the instrumented unit_tests, 7.1 s for smtpsd
+# and 6.6 s for smtpsctl, lld 3.4, 1.5 and 1.3 s (7 December 2026), and the links are the end
+# of the build, when the other core has nothing left to compile.
 $(BUILD_SAN)/build.ninja: | deps
 	cmake -S . -B $(BUILD_SAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=$(SAN_CXX) \
 	  -DCMAKE_CXX_FLAGS_DEBUG="-gline-tables-only -O0" -DSMTPSD_SANITIZE=ON -DSMTPSD_FUZZ=ON \
-	  -DSMTPSD_UNIT_SHARDS=$(JOBS)
+	  -DCMAKE_EXE_LINKER_FLAGS="--ld-path=$(SAN_LD)" -DSMTPSD_UNIT_SHARDS=$(JOBS)
 
 # Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, the binary in $(JOBS) shards;
 # then smtpsd itself, linked in the same tree, against real clients: a representative subset

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config clang-16 libclang-rt-16-dev clang-format
+  build-essential cmake ninja-build pkg-config clang-16 libclang-rt-16-dev lld-16 clang-format
   libssl-dev openssl libasio-dev libtomlplusplus-dev libcli11-dev libsodium-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libxml2-utils
   libunbound-dev dns-root-data bind9 bind9-utils bind9-dnsutils iproute2
