@@ -1,7 +1,8 @@
 """bench/compare smoke test: smtpsd and a private Postfix side by side, a tiny load (about 20 s).
 
 Checks that the script starts both servers, runs the four loads against each and prints
-the table: four rows of numbers (messages/s, the ratio, p99) and no failed message. The
+the table: four rows of numbers (messages/s, the ratio, p99) and no failed message, and the
+machine probe's two lines (CPU, file creation, disk) around them. The
 figures themselves mean nothing at this length; bench/README.md says how to read a real run.
 
 `--postfix-maildir` adds a Postfix and a fifth run per load (about 12 s more here), so it is
@@ -24,6 +25,10 @@ COMPARE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "
                        "compare")
 NUMBER = r"(\d+\.\d+)"
 # msg/conn, conns, then msg/s, msg/s, ratio, p99, p99, CPU, CPU, CPU ratio, failures.
+# The machine probe, before the first run and after the last (bench/compare --probe-mib).
+MACHINE = re.compile(r"^machine (before the runs|after them): ECDSA P-256 signature "
+                     r"(\d+\.\d) us, new 1 KiB file (\d+\.\d) us, disk (\d+) MB/s "
+                     r"\(16 MiB written, fdatasync\)$", re.MULTILINE)
 ROW = re.compile(r"^\| (1|100) \| (8|64) \| " + r" \| ".join([NUMBER] * 8) +
                  r" \| (\d+)/(\d+) \|$", re.MULTILINE)
 
@@ -33,9 +38,17 @@ ROW = re.compile(r"^\| (1|100) \| (8|64) \| " + r" \| ".join([NUMBER] * 8) +
 class BenchCompare(unittest.TestCase):
     def test_tiny_run_prints_four_rows(self):
         result = subprocess.run([COMPARE, "--build", os.path.dirname(os.path.abspath(SMTPSD)),
-                                 "--duration", "1", "--rounds", "1"],
+                                 "--duration", "1", "--rounds", "1", "--probe-mib", "16"],
                                 capture_output=True, text=True, timeout=240)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        # The machine as it was around the runs, so that figures of two hours compare.
+        probes = MACHINE.findall(result.stdout)
+        self.assertEqual([probe[0] for probe in probes], ["before the runs", "after them"],
+                         result.stdout)
+        for _, sign_us, file_us, disk in probes:
+            self.assertGreater(float(sign_us), 0)
+            self.assertGreater(float(file_us), 0)
+            self.assertGreater(int(disk), 0)
         rows = ROW.findall(result.stdout)
         self.assertEqual([(row[0], row[1]) for row in rows],
                          [("1", "8"), ("1", "64"), ("100", "8"), ("100", "64")], result.stdout)
@@ -62,6 +75,10 @@ class BenchCompare(unittest.TestCase):
                                 timeout=30)
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn("--loads 1x8,100: expected e.g. 1x8,100x8", result.stderr)
+        result = subprocess.run([COMPARE, "--probe-mib", "-1"], capture_output=True, text=True,
+                                timeout=30)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("--probe-mib -1: a number of MiB, 0 or more", result.stderr)
         # Past smtpsd's default max_message_size every message would be a 552: refused.
         result = subprocess.run([COMPARE, "--size", str(36 * 1024 * 1024)], capture_output=True,
                                 text=True, timeout=30)
