@@ -2,7 +2,7 @@
 
 Checks that the script starts both servers, runs the four loads against each and prints
 the table: four rows of numbers (messages/s, the ratio, p99) and no failed message, and the
-machine probe's two lines (CPU, file creation, disk) around them. The
+machine probe's two lines (CPU, system call, file creation, disk) around them. The
 figures themselves mean nothing at this length; bench/README.md says how to read a real run.
 
 `--postfix-maildir` adds a Postfix and a fifth run per load (about 12 s more here), so it is
@@ -27,7 +27,8 @@ NUMBER = r"(\d+\.\d+)"
 # msg/conn, conns, then msg/s, msg/s, ratio, p99, p99, CPU, CPU, CPU ratio, failures.
 # The machine probe, before the first run and after the last (bench/compare --probe-mib).
 MACHINE = re.compile(r"^machine (before the runs|after them): ECDSA P-256 signature "
-                     r"(\d+\.\d) us, new 1 KiB file (\d+\.\d) us, disk (\d+) MB/s "
+                     r"(\d+\.\d) us, system call (\d+\.\d\d) us, new 1 KiB file "
+                     r"(\d+\.\d) us, disk (\d+) MB/s "
                      r"\(16 MiB written, fdatasync\)$", re.MULTILINE)
 ROW = re.compile(r"^\| (1|100) \| (8|64) \| " + r" \| ".join([NUMBER] * 8) +
                  r" \| (\d+)/(\d+) \|$", re.MULTILINE)
@@ -45,8 +46,9 @@ class BenchCompare(unittest.TestCase):
         probes = MACHINE.findall(result.stdout)
         self.assertEqual([probe[0] for probe in probes], ["before the runs", "after them"],
                          result.stdout)
-        for _, sign_us, file_us, disk in probes:
+        for _, sign_us, syscall_us, file_us, disk in probes:
             self.assertGreater(float(sign_us), 0)
+            self.assertGreater(float(syscall_us), 0)
             self.assertGreater(float(file_us), 0)
             self.assertGreater(int(disk), 0)
         rows = ROW.findall(result.stdout)
