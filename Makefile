@@ -2,7 +2,8 @@
 #
 # `make test` is what CI runs (.ci/run: a bare Debian 12 machine with 2 cores). Two trees:
 #   build/      gcc, RelWithDebInfo: smtpsd, smtpsctl, unit_tests, the benches; `make run`
-#               uses it. Its CTest holds one entry per test (~1,480 unit, ~450 integration),
+#               uses it. Its CTest holds one entry per test (~1,490 unit, ~450 integration;
+#               the unit tests run once in the entry unit_run, tests/unit_run/run.py),
 #               the summary CI counts.
 #   build-san/  clang 16, -O0, ASan + UBSan + libFuzzer coverage. Built there: the *_fuzz
 #               targets, unit_tests (run whole in $(JOBS) gtest shards), and smtpsd/smtpsctl
