@@ -8,21 +8,24 @@ execute_process(COMMAND ${BINARY} --gtest_list_tests --gtest_also_run_disabled_t
 if(NOT status EQUAL 0)
   message(FATAL_ERROR "${BINARY} --gtest_list_tests failed (${status}):\n${listing}")
 endif()
+# The "# GetParam() = ..." and "# TypeParam = ..." comments go first: their text may hold the
+# brackets and semicolons that split a CMake list.
+string(REGEX REPLACE "  +#[^\n]*" "" listing "${listing}")
 string(REPLACE ";" "\\;" listing "${listing}")
 string(REPLACE "\n" ";" lines "${listing}")
 set(suite "")
 set(count 0)
 set(script "")
 foreach(line IN LISTS lines)
-  if(line MATCHES "^([^ #][^ ]*)\\.( +#.*)?$")
-    set(suite ${CMAKE_MATCH_1})
-  elseif(suite AND line MATCHES "^  ([^ ]+)( +#.*)?$")
+  if(line MATCHES "^([^ #][^ ]*)\\.$")
+    set(suite "${CMAKE_MATCH_1}")
+  elseif(NOT suite STREQUAL "" AND line MATCHES "^  ([^ ]+)$")
     set(name "${suite}.${CMAKE_MATCH_1}")
     string(REPLACE "/" "%" file "${name}")
     string(APPEND script "add_test([=[unit.${name}]=] /bin/cat [=[${RESULTS}/${file}.txt]=])\n"
       "set_tests_properties([=[unit.${name}]=] PROPERTIES LABELS unit FIXTURES_REQUIRED "
       "unit_run PASS_REGULAR_EXPRESSION [=[^passed in the unit run]=] "
-      "SKIP_REGULAR_EXPRESSION [=[\\[  SKIPPED \\]]=])\n")
+      "SKIP_REGULAR_EXPRESSION [=[^\\[  SKIPPED \\]]=])\n")
     math(EXPR count "${count} + 1")
   endif()
 endforeach()

@@ -16,13 +16,19 @@ test a crashed shard never reported cannot pass on an earlier run's file (the fi
 rewritten, never removed and made again: ext4 without a journal makes new files dearer for
 minutes after a deletion, and the integration tests beside this make many).
 
-Exits 0 when every shard left its results, whatever the tests said (each failed test fails its
-own entry, with its messages); 1 when a shard crashed or hung (its log's end is printed).
+A test counts as passed only when its JSON record says it ran and its shard's output has its
+"[       OK ]" line. Exits 0 when every shard left its results, whatever the tests said (each
+failed test fails its own entry, with its messages); 1 when a shard crashed, hung past
+SHARD_TIMEOUT (killed), ended on a signal, or exited 1 with no failed test (a failure outside
+any test: SetUpTestSuite, TearDownTestSuite, the environment), the end of its output printed.
 """
 import json
 import os
 import subprocess
 import sys
+import time
+
+SHARD_TIMEOUT = 600  # seconds for all shards; CTest's own TIMEOUT for unit_run is 900
 
 
 def main():
@@ -56,8 +62,17 @@ def main():
         print(f"unit_run: shard {shard} of {shards} {what}; exit status {process.returncode}; "
               f"the end of its output:\n{tail}")
 
+    deadline = time.monotonic() + SHARD_TIMEOUT
     for shard, log, process in runs:
-        process.wait()
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            log.close()
+            broken = True
+            report_broken(shard, process, f"was still running after {SHARD_TIMEOUT} s (killed)")
+            continue
         log.close()
         report = os.path.join(results, f"shard-{shard}.json")
         try:
@@ -72,24 +87,33 @@ def main():
         if process.returncode not in (0, 1):
             broken = True
             report_broken(shard, process, "ended abnormally after writing its results")
+        with open(os.path.join(results, f"shard-{shard}.log"), errors="replace") as f:
+            succeeded = {line[13:].split(" (", 1)[0].strip() for line in f
+                         if line.startswith("[       OK ] ")}
+        failed_here = 0
         for suite in suites:
             for test in suite.get("testsuite", []):
                 name = f"{suite['name']}.{test['name']}"
                 failures = [failure.get("failure", "") for failure in test.get("failures", [])]
                 took = f"{float(str(test.get('time', '0s')).rstrip('s') or 0) * 1000:.0f} ms"
                 if failures:
+                    failed_here += 1
                     status, text = "FAILED", (f"FAILED in the unit run ({took}, shard {shard}: "
                                               f"{results}/shard-{shard}.log):\n" +
                                               "\n".join(failures))
                 elif test.get("result") == "SKIPPED":
                     status, text = "skipped", f"[  SKIPPED ] {name} (in the unit run)"
-                elif test.get("status") == "RUN":
+                elif test.get("status") == "RUN" and name in succeeded:
                     status, text = "passed", f"passed in the unit run ({took}, shard {shard})"
                 else:
                     continue  # not run: its file keeps "not in the results"
                 counts[status] += 1
                 with open(os.path.join(results, name.replace("/", "%") + ".txt"), "w") as f:
                     f.write(text + "\n")
+        if process.returncode == 1 and failed_here == 0:
+            broken = True
+            report_broken(shard, process, "exited 1 with no failed test (a failure outside any "
+                          "test: SetUpTestSuite, TearDownTestSuite or the environment)")
     print(f"unit_run: {counts['passed']} passed, {counts['FAILED']} failed, "
           f"{counts['skipped']} skipped, in {shards} processes; each test's entry "
           "(unit.Suite.Name) reports its own result")
