@@ -37,9 +37,10 @@ def main():
     binary, results, shards = sys.argv[1], sys.argv[2], int(sys.argv[3])
     os.makedirs(results, exist_ok=True)
     for shard in range(shards):  # a crashed shard must leave no earlier run's JSON behind
-        for old in (f"shard-{shard}.json", f"shard-{shard}.log"):
-            if os.path.exists(os.path.join(results, old)):
-                os.unlink(os.path.join(results, old))
+        try:
+            os.unlink(os.path.join(results, f"shard-{shard}.json"))
+        except FileNotFoundError:
+            pass
     for stale in os.listdir(results):
         if stale.endswith(".txt"):
             with open(os.path.join(results, stale), "w") as f:

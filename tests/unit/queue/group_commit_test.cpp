@@ -6,6 +6,7 @@
 
 #include "queue/message_reader.h"
 #include "queue/spool_log.h"
+#include "support/open_files.h"
 
 #include <unistd.h>
 
@@ -152,14 +153,10 @@ TEST_F(GroupCommitTest, FiftyWritersFromSeveralThreadsAllLandInQueue) {
 // nothing to commit for a while it closes it, so that an idle server's spool file system
 // can be remounted read-only.
 TEST_F(GroupCommitTest, TheLogSegmentStaysOpenBetweenBatchesAndAnIdleCommitterClosesIt) {
-  const std::string log_dir = fs::canonical(root_ + "/spool/log").string() + "/";
   auto segments_open = [&] {
     std::size_t open = 0;
-    for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
-      std::error_code ignored;
-      const std::string target = fs::read_symlink(entry.path(), ignored).string();
-      if (target.rfind(log_dir, 0) == 0 && target.ends_with(".seg")) ++open;
-    }
+    for (const std::string& file : test_support::open_files_under(root_ + "/spool/log"))
+      open += file.ends_with(".seg") ? 1 : 0;
     return open;
   };
   Completions completions;

@@ -22,6 +22,7 @@
 
 #include "queue/message_reader.h"
 #include "queue/spool.h"
+#include "support/open_files.h"
 
 namespace queue {
 namespace {
@@ -398,15 +399,9 @@ TEST_F(SpoolLogFullDiskTest, OnAFullDiskTheReserveLetsTheNextSegmentFreeTheDeadO
 // A commit of its own (no committer to close the segment once idle, group_commit_test.cpp),
 // a removal and the sync of its D record on an idle spool leave no file of the log open.
 TEST_F(SpoolLogTest, AnIdleSpoolHoldsNoFileOpenForWriting) {
-  const std::string log_dir = fs::canonical(dir_ + "/log").string() + "/";
   auto expect_none_open = [&](const std::string& after) {
-    for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
-      std::error_code ignored;
-      const fs::path target = fs::read_symlink(entry.path(), ignored);
-      if (target.string().find(log_dir) != 0) continue;
-      const std::string flags = read_file("/proc/self/fdinfo/" + entry.path().filename().string());
-      ADD_FAILURE() << target << " is open after " << after << ": " << flags;
-    }
+    for (const std::string& file : test_support::open_files_under(dir_ + "/log"))
+      ADD_FAILURE() << file << " is open after " << after;
   };
   const std::string id = commit("Subject: one\r\n\r\nbody\r\n");
   expect_none_open("a commit");
