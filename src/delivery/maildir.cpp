@@ -358,12 +358,14 @@ void MaildirBatch::stage(Copy copy, int file_fd, std::string_view box, int tmp_d
 // not): more than one file, all on that file system, one where syncfs may stand for fsyncs
 // (base::syncfs_use), and little unwritten data in the system.
 base::SyncfsUse MaildirBatch::sync_together_pays() const {
-  if (open_.size() < 2) return base::SyncfsUse::kNever;
+  if (open_.size() < 2 || boxes_.empty()) return base::SyncfsUse::kNever;
+  // A file is on the file system of the directory it was made in: one fstat a mailbox, not
+  // one a file.
   struct stat first {};
-  if (::fstat(open_[0].file_fd, &first) != 0) return base::SyncfsUse::kNever;
-  for (const Open& open : open_) {
+  if (::fstat(boxes_.front().tmp_dir_fd, &first) != 0) return base::SyncfsUse::kNever;
+  for (std::size_t i = 1; i < boxes_.size(); ++i) {
     struct stat status {};
-    if (::fstat(open.file_fd, &status) != 0 || status.st_dev != first.st_dev)
+    if (::fstat(boxes_[i].tmp_dir_fd, &status) != 0 || status.st_dev != first.st_dev)
       return base::SyncfsUse::kNever;
   }
   if (base::unwritten_bytes() >= unwritten_max_) return base::SyncfsUse::kNever;

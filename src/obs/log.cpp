@@ -101,7 +101,24 @@ void write_stderr(std::string_view line) {
   }
 }
 
+// The lines held by the LogBatch of this thread (log.h); null outside one.
+constexpr std::size_t kAtomicWrite = 4096;  // PIPE_BUF on Linux
+thread_local std::string* held_lines = nullptr;
+
 }  // namespace
+
+LogBatch::LogBatch() : outermost_(held_lines == nullptr) {
+  if (!outermost_) return;
+  thread_local std::string buffer;  // kept between batches: no allocation once grown
+  buffer.clear();
+  held_lines = &buffer;
+}
+
+LogBatch::~LogBatch() {
+  if (!outermost_) return;
+  if (!held_lines->empty()) write_stderr(*held_lines);
+  held_lines = nullptr;
+}
 
 void set_min_level(Level level) {
   min_level.store(static_cast<int>(level));
@@ -277,6 +294,16 @@ Log::~Log() {
     // The syslog daemon is away (restarting, not installed): keep the line on stderr.
   }
   line_.push_back('\n');
+  if (std::string* held = held_lines) {
+    if (held->size() + line_.size() > kAtomicWrite && !held->empty()) {
+      write_stderr(*held);
+      held->clear();
+    }
+    if (line_.size() <= kAtomicWrite) {
+      held->append(line_);
+      return;
+    }
+  }
   write_stderr(line_);
 }
 

@@ -95,6 +95,24 @@ class Log {
   std::string line_;
 };
 
+// While a LogBatch lives, the stderr lines its thread logs are held and written together, in
+// the order they were logged, when it ends: one write(2) for a loop that logs a line per item
+// (a commit batch's deliveries) instead of one per line. A write never holds more than
+// PIPE_BUF bytes (4,096) unless one line alone does, so that on a pipe or the journal's
+// stream no other thread's line lands inside it; held lines that would pass that are
+// written first. Lines to a syslog socket are sent one datagram each, at once, as ever.
+// A LogBatch inside another on the same thread adds nothing: the outer one writes.
+class LogBatch {
+ public:
+  LogBatch();
+  ~LogBatch();  // writes what is held
+  LogBatch(const LogBatch&) = delete;
+  LogBatch& operator=(const LogBatch&) = delete;
+
+ private:
+  bool outermost_;
+};
+
 // Parses "debug", "info", "warning", "error"; nullopt for anything else.
 std::optional<Level> parse_level(std::string_view name);
 

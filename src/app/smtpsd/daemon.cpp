@@ -338,6 +338,7 @@ bool journaled_spool(const std::string& directory) {
 std::vector<std::optional<std::vector<bool>>> deliver_batch_at_acceptance(
     queue::Scheduler& scheduler, std::span<const queue::StoredMessage> messages,
     std::string_view at) {
+  obs::LogBatch lines;  // a line per delivery, written at once
   std::vector<std::optional<std::vector<queue::DeliveryResult>>> attempts;
   attempts.reserve(messages.size());
   const auto started = std::chrono::steady_clock::now();

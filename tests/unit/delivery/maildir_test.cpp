@@ -757,6 +757,35 @@ TEST_F(MaildirTest, ABatchOfSeveralCopiesIsSyncedTogetherWhileLittleDataIsUnwrit
               std::string::npos);
 }
 
+// One syncfs only covers the file system it is called on: when the copies of a batch go to
+// mailboxes on two file systems (here bob's is a link to a directory in /dev/shm), each gets
+// its own fsync, and each still ends in its new/.
+TEST_F(MaildirTest, ABatchWhoseMailboxesAreOnTwoFileSystemsIsSyncedFileByFile) {
+  struct stat here {
+  }, there{};
+  ASSERT_EQ(::stat(root_.c_str(), &here), 0);
+  if (::stat("/dev/shm", &there) != 0 || there.st_dev == here.st_dev)
+    GTEST_SKIP() << "no /dev/shm on a file system of its own";
+  char elsewhere[] = "/dev/shm/smtpsd-maildir-XXXXXX";
+  ASSERT_NE(::mkdtemp(elsewhere), nullptr);
+  fs::create_directories(mail_root_ + "/example.com");
+  fs::create_directory_symlink(elsewhere, mail_root_ + "/example.com/bob");
+  Maildir maildir(mail_root_, "mx.example.com");
+  auto two = message({"alice@example.com", "bob@example.com"}, "Subject: 2\r\n\r\ntwo\r\n");
+  {
+    MaildirBatch batch(std::numeric_limits<std::uint64_t>::max());
+    for (std::size_t index : {0u, 1u})
+      EXPECT_EQ(maildir.deliver(two, index).status, DeliveryStatus::kDelivered);
+    batch.complete();
+    EXPECT_FALSE(batch.synced_together());
+    for (const MaildirBatch::Copy& copy : batch.copies())
+      EXPECT_TRUE(copy.error.empty()) << copy.error;
+  }
+  EXPECT_EQ(entries(mail_root_ + "/example.com/alice/new").size(), 1u);
+  EXPECT_EQ(entries(std::string(elsewhere) + "/new").size(), 1u);
+  fs::remove_all(elsewhere);
+}
+
 // A batch holds at most kMaxCopies copies open (3 descriptors each); past it, a copy is
 // delivered on its own, durably, at once.
 TEST_F(MaildirTest, ABatchStagesAtMostItsBoundAndDeliversTheRestAtOnce) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/json.h"
+#include "obs/log_capture.h"
 
 namespace {
 
@@ -231,6 +232,83 @@ TEST(LogJournalTest, LinesStartWithTheSyslogPriorityInsteadOfATimestamp) {
       << lines[4];
   EXPECT_NE(lines[5].find("Z level=info event=journal_test"), std::string::npos) << lines[5];
   EXPECT_EQ(lines[5][0], '2') << lines[5];  // off again: the timestamp is back
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  for (std::size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos;
+       start = end + 1)
+    lines.push_back(text.substr(start, end - start));
+  return lines;
+}
+
+// What a batch holds reaches stderr when it ends, in order; a line after it at once; a batch
+// inside another writes nothing of its own.
+TEST(LogBatchTest, LinesAreHeldUntilTheOutermostBatchEndsThenWrittenInOrder) {
+  StderrToFile capture;
+  {
+    obs::LogBatch outer;
+    obs::Log("batch_test").kv("n", 1);
+    {
+      obs::LogBatch inner;
+      obs::Log("batch_test").kv("n", 2);
+    }
+    obs::Log("batch_test").kv("n", 3);
+    EXPECT_EQ(capture.text(), "");
+  }
+  std::vector<std::string> lines = split_lines(capture.text());
+  ASSERT_EQ(lines.size(), 3u) << capture.text();
+  for (int n = 1; n <= 3; ++n)
+    EXPECT_NE(lines[n - 1].find("event=batch_test n=" + std::to_string(n)), std::string::npos);
+  obs::Log("batch_test").kv("n", 4);
+  EXPECT_EQ(split_lines(capture.text()).size(), 4u);
+}
+
+// No write holds more than PIPE_BUF bytes (on a pipe, a longer one could take in another
+// thread's line), unless a line alone is longer: it goes alone, after what was held.
+TEST(LogBatchTest, AWriteHoldsAtMostPipeBufBytesUnlessOneLineIsLonger) {
+  StderrToFile capture;
+  std::vector<std::size_t> written;  // the size of stderr after each line
+  {
+    obs::LogBatch batch;
+    for (int n = 0; n < 30; ++n) {
+      obs::Log("batch_test").kv("n", n).kv("pad", std::string(n == 20 ? 6000 : 300, 'x'));
+      written.push_back(capture.text().size());
+    }
+  }
+  const std::string text = capture.text();
+  written.push_back(text.size());
+  std::size_t before = 0;
+  int writes = 0;
+  for (std::size_t size : written) {
+    if (size == before) continue;
+    ++writes;
+    EXPECT_EQ(text[size - 1], '\n');  // whole lines only
+    const std::string chunk = text.substr(before, size - before);
+    const std::vector<std::string> in_chunk = split_lines(chunk);
+    if (chunk.find(std::string(6000, 'x')) != std::string::npos) {
+      // what was held, then the long line, last
+      ASSERT_FALSE(in_chunk.empty());
+      EXPECT_NE(in_chunk.back().find(std::string(6000, 'x')), std::string::npos);
+      EXPECT_LE(chunk.size() - in_chunk.back().size() - 1, 4096u);
+    } else {
+      EXPECT_LE(chunk.size(), 4096u);
+    }
+    before = size;
+  }
+  EXPECT_GE(writes, 3);
+  std::vector<std::string> lines = split_lines(text);
+  ASSERT_EQ(lines.size(), 30u);
+  for (int n = 0; n < 30; ++n)
+    EXPECT_NE(lines[n].find(" n=" + std::to_string(n) + " "), std::string::npos) << n;
+}
+
+// A syslog daemon gets each line as its own datagram, at once, batch or not.
+TEST(LogBatchTest, SyslogLinesAreSentAtOnceInsideABatch) {
+  obs_test::LogCapture capture;
+  obs::LogBatch batch;
+  obs::Log("batch_syslog_test");
+  EXPECT_EQ(capture.count("event=batch_syslog_test"), 1u);
 }
 
 }  // namespace
