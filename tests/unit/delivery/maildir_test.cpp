@@ -761,8 +761,8 @@ TEST_F(MaildirTest, ABatchOfSeveralCopiesIsSyncedTogetherWhileLittleDataIsUnwrit
 // mailboxes on two file systems (here bob's is a link to a directory in /dev/shm), each gets
 // its own fsync, and each still ends in its new/.
 TEST_F(MaildirTest, ABatchWhoseMailboxesAreOnTwoFileSystemsIsSyncedFileByFile) {
-  struct stat here {
-  }, there{};
+  struct stat here {};
+  struct stat there {};
   ASSERT_EQ(::stat(root_.c_str(), &here), 0);
   if (::stat("/dev/shm", &there) != 0 || there.st_dev == here.st_dev)
     GTEST_SKIP() << "no /dev/shm on a file system of its own";
