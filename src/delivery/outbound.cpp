@@ -67,7 +67,8 @@ Endpoint lmtp_endpoint(const std::optional<base::Endpoint>& lmtp) {
 
 base::Expected<std::unique_ptr<Outbound>, std::string> Outbound::create(OutboundOptions options) {
   std::unique_ptr<Outbound> outbound(new Outbound(std::move(options)));
-  auto context = tls::make_client_context(outbound->options_.ca_file);
+  // Without a ca_file, the system trust store is read at the first delivery (trusted_context).
+  auto context = tls::make_client_context(outbound->options_.ca_file, tls::SystemTrust::kLater);
   if (!context) return base::unexpected(context.error());
   outbound->tls_context_ = std::move(context.value());
   // DANE (dane.h) is enabled per connection; the context must allow it once.
@@ -88,6 +89,17 @@ base::Expected<std::unique_ptr<Outbound>, std::string> Outbound::create(Outbound
   }
   outbound->janitor_ = std::thread([raw = outbound.get()] { raw->janitor(); });
   return outbound;
+}
+
+SSL_CTX* Outbound::trusted_context() {
+  std::call_once(trust_loaded_, [this] {
+    if (!options_.ca_file.empty()) return;
+    if (auto loaded = tls::load_system_trust(tls_context_.get()); !loaded) {
+      // Every certificate will then fail verification, each delivery saying so.
+      obs::Log("trust_store_unreadable", obs::Level::kError).kv("detail", loaded.error());
+    }
+  });
+  return tls_context_.get();
 }
 
 Outbound::Outbound(OutboundOptions options)
@@ -630,7 +642,7 @@ std::vector<DeliveryResult> Outbound::deliver_remote(const queue::StoredMessage&
   }
   transport_options.starttls = level != tls::OutboundLevel::kNone || require_tls;
   transport_options.client.require_tls = require_tls;
-  transport_options.tls_context = tls_context_.get();
+  transport_options.tls_context = trusted_context();
   transport_options.connect_timeout = options_.connect_timeout;
   transport_options.command_timeout = options_.command_timeout;
   transport_options.attempt_deadline = deadline;

@@ -167,8 +167,13 @@ class Outbound {
   void warn_dane_unavailable(const std::string& domain, const std::vector<MxTarget>& targets,
                              std::uint16_t port);
 
+  // tls_context_ with the system trust store read into it, the first time (without a
+  // ca_file; tls::load_system_trust): the delivery threads' first SSL_new waits for it.
+  SSL_CTX* trusted_context();
+
   OutboundOptions options_;
   tls::SslCtxPtr tls_context_;
+  std::once_flag trust_loaded_;
   std::unique_ptr<MxResolver> resolver_;
   TlsMemory memory_;
   Endpoint lmtp_;

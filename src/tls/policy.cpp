@@ -360,7 +360,15 @@ base::Expected<SslCtxPtr, std::string> make_server_context(
   return std::move(ctx.value());
 }
 
-base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca_file) {
+base::Expected<base::Ok, std::string> load_system_trust(SSL_CTX* ctx) {
+  if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    return base::unexpected("tls: cannot load the system trust store: " + last_error_reason());
+  }
+  return base::Ok{};
+}
+
+base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca_file,
+                                                           SystemTrust system) {
   SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) return base::unexpected("tls: cannot create SSL_CTX: " + last_error_reason());
   if (SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1 ||
@@ -375,8 +383,10 @@ base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca
     return base::unexpected("tls: cannot set the client ciphers: " + last_error_reason());
   }
   if (ca_file.empty()) {
-    if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
-      return base::unexpected("tls: cannot load the system trust store: " + last_error_reason());
+    if (system == SystemTrust::kNow) {
+      if (auto loaded = load_system_trust(ctx.get()); !loaded) {
+        return base::unexpected(loaded.error());
+      }
     }
   } else if (SSL_CTX_load_verify_locations(ctx.get(), ca_file.c_str(), nullptr) != 1) {
     return base::unexpected("tls: cannot load CA file " + ca_file + ": " + last_error_reason());

@@ -98,7 +98,15 @@ base::Expected<std::string, std::string> session_id_context(const std::string& c
 // Client context for tests and smtpsctl: verifies the peer against ca_file (or the system store
 // when empty), TLS 1.2 minimum. The caller names the expected peer per connection with
 // SSL_set1_host (a host name or an IP literal).
-base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca_file);
+// With SystemTrust::kLater and no ca_file, the system store is left for load_system_trust.
+enum class SystemTrust { kNow, kLater };
+base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca_file,
+                                                           SystemTrust system = SystemTrust::kNow);
+// Reads the system trust store (OpenSSL's default paths: $SSL_CERT_FILE, $SSL_CERT_DIR, else
+// the distribution's bundle) into ctx. Debian's 144 certificates cost ~35 ms of CPU to parse:
+// a server pays it at its first connection that verifies a peer, not at each start.
+// Call it before the first SSL_new on ctx, and once.
+base::Expected<base::Ok, std::string> load_system_trust(SSL_CTX* ctx);
 
 // What the logs and the Received header (RFC 8314 §4.3) say about a finished handshake.
 struct SessionDescription {

@@ -106,6 +106,21 @@ class RelayToSecondServer(ServerTestCase):
             time.sleep(0.05)
         self.assertEqual(local.spool_ids(), [])
 
+    def test_without_a_ca_file_the_system_trust_store_verifies_the_relay(self):
+        # No [delivery] ca_file: the relay's certificate is checked against the system trust
+        # store, OpenSSL's default paths, which $SSL_CERT_FILE points at the remote's CA
+        # here. The server reads it at its first delivery, not at its start.
+        remote = self.new_server(domains=[("remote.test", ["bob"])])
+        remote.start()
+        local = self.new_server(extra_toml=delivery_toml(
+            relay=f"smtp://127.0.0.1:{remote.ports['smtp']}"),
+            env={"SSL_CERT_FILE": remote.ca, "SSL_CERT_DIR": "/nonexistent"})
+        local.start()
+        submit(local, ["bob@remote.test"], subject="system store")
+        remote.wait_delivered(1, "bob@remote.test")
+        local.wait_log(r"event=delivered id=\S+ rcpt=bob@remote.test to=relay "
+                       r"detail=\"relay=127.0.0.1:\d+ tls=TLSv1.3 \S+ verified")
+
     def test_a_relay_named_in_etc_hosts_is_found_without_dns(self):
         # "localhost" comes from /etc/hosts (the way a local content filter is named); the
         # configured DNS server is a dead port, so only the system's lookup can find it.
