@@ -20,9 +20,14 @@
 
 typedef void* (*mmap_function)(void*, size_t, int, int, int, off_t);
 
+// Found once, when the library is loaded, before the program has a second thread.
+static mmap_function next;
+__attribute__((constructor)) static void find_next(void) {
+  next = (mmap_function)dlsym(RTLD_NEXT, "mmap");
+}
+
 void* mmap(void* address, size_t length, int protection, int flags, int fd, off_t offset) {
-  static mmap_function next;
-  if (next == NULL) next = (mmap_function)dlsym(RTLD_NEXT, "mmap");
+  if (next == NULL) find_next();  // a constructor that mapped memory before ours ran
   if (next == NULL) {
     errno = ENOSYS;
     return MAP_FAILED;

@@ -94,9 +94,13 @@ base::Expected<std::unique_ptr<Outbound>, std::string> Outbound::create(Outbound
 SSL_CTX* Outbound::trusted_context() {
   std::call_once(trust_loaded_, [this] {
     if (!options_.ca_file.empty()) return;
-    if (auto loaded = tls::load_system_trust(tls_context_.get()); !loaded) {
+    auto loaded = tls::load_system_trust(tls_context_.get());
+    if (!loaded) {
       // Every certificate will then fail verification, each delivery saying so.
       obs::Log("trust_store_unreadable", obs::Level::kError).kv("detail", loaded.error());
+    } else if (loaded.value() == 0) {
+      const auto [file, dir] = tls::system_trust_paths();
+      obs::Log("trust_store_empty", obs::Level::kWarning).kv("file", file).kv("dir", dir);
     }
   });
   return tls_context_.get();

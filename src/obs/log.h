@@ -101,7 +101,8 @@ class Log {
 // PIPE_BUF bytes (4,096) unless one line alone does, so that on a pipe or the journal's
 // stream no other thread's line lands inside it; held lines that would pass that are
 // written first. Lines to a syslog socket are sent one datagram each, at once, as ever.
-// A LogBatch inside another on the same thread adds nothing: the outer one writes.
+// A LogBatch inside another on the same thread adds nothing: the outer one writes. Lines
+// held when the process dies (a crash, an abort) are lost: keep a batch to a loop's span.
 class LogBatch {
  public:
   LogBatch();

@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -360,11 +361,23 @@ base::Expected<SslCtxPtr, std::string> make_server_context(
   return std::move(ctx.value());
 }
 
-base::Expected<base::Ok, std::string> load_system_trust(SSL_CTX* ctx) {
+base::Expected<std::size_t, std::string> load_system_trust(SSL_CTX* ctx) {
   if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
     return base::unexpected("tls: cannot load the system trust store: " + last_error_reason());
   }
-  return base::Ok{};
+  std::size_t certificates = 0;
+  STACK_OF(X509_OBJECT)* objects = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+  for (int i = 0; i < sk_X509_OBJECT_num(objects); ++i) {
+    if (X509_OBJECT_get_type(sk_X509_OBJECT_value(objects, i)) == X509_LU_X509) ++certificates;
+  }
+  return certificates;
+}
+
+std::pair<std::string, std::string> system_trust_paths() {
+  const char* file = std::getenv(X509_get_default_cert_file_env());
+  const char* dir = std::getenv(X509_get_default_cert_dir_env());
+  return {file != nullptr ? file : X509_get_default_cert_file(),
+          dir != nullptr ? dir : X509_get_default_cert_dir()};
 }
 
 base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca_file,

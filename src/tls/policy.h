@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/expected.h"
@@ -105,8 +106,13 @@ base::Expected<SslCtxPtr, std::string> make_client_context(const std::string& ca
 // Reads the system trust store (OpenSSL's default paths: $SSL_CERT_FILE, $SSL_CERT_DIR, else
 // the distribution's bundle) into ctx. Debian's 144 certificates cost ~35 ms of CPU to parse:
 // a server pays it at its first connection that verifies a peer, not at each start.
-// Call it before the first SSL_new on ctx, and once.
-base::Expected<base::Ok, std::string> load_system_trust(SSL_CTX* ctx);
+// Call it before the first SSL_new on ctx, and once. Returns how many certificates the
+// store holds: OpenSSL skips a file it cannot open or read, so 0 is how an unreadable or
+// missing bundle shows (a hashed directory, looked up per peer, may still verify).
+base::Expected<std::size_t, std::string> load_system_trust(SSL_CTX* ctx);
+// The file and the directory load_system_trust reads ($SSL_CERT_FILE, $SSL_CERT_DIR or
+// OpenSSL's defaults), for messages.
+std::pair<std::string, std::string> system_trust_paths();
 
 // What the logs and the Received header (RFC 8314 §4.3) say about a finished handshake.
 struct SessionDescription {

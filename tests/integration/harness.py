@@ -54,8 +54,9 @@ _rsa_keys_given = 0  # in this process
 
 def _seed_cache():
     binary = os.stat(SMTPSD)
+    # "v2": with the RSA key pool (a cache of an older harness has none).
     return os.path.join(tempfile.gettempdir(), f"smtpsd-test-seed-{os.getuid()}-"
-                        f"{binary.st_size}-{binary.st_mtime_ns}")
+                        f"{binary.st_size}-{binary.st_mtime_ns}-v2")
 
 
 def seed_dev_files(directory):

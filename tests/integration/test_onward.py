@@ -9,6 +9,7 @@ where a reply must be forced; both listen on loopback ports of their own.
 import email
 import os
 import re
+import shutil
 import smtplib
 import subprocess
 import time
@@ -108,18 +109,34 @@ class RelayToSecondServer(ServerTestCase):
 
     def test_without_a_ca_file_the_system_trust_store_verifies_the_relay(self):
         # No [delivery] ca_file: the relay's certificate is checked against the system trust
-        # store, OpenSSL's default paths, which $SSL_CERT_FILE points at the remote's CA
-        # here. The server reads it at its first delivery, not at its start.
+        # store, OpenSSL's default paths, which $SSL_CERT_FILE names here. The server reads it
+        # at its first delivery, not at its start: the file is only there after the start.
         remote = self.new_server(domains=[("remote.test", ["bob"])])
         remote.start()
+        bundle = os.path.join(self.tmp, "system-store.pem")
         local = self.new_server(extra_toml=delivery_toml(
             relay=f"smtp://127.0.0.1:{remote.ports['smtp']}"),
-            env={"SSL_CERT_FILE": remote.ca, "SSL_CERT_DIR": "/nonexistent"})
+            env={"SSL_CERT_FILE": bundle, "SSL_CERT_DIR": "/nonexistent"})
         local.start()
+        shutil.copy(remote.ca, bundle)
         submit(local, ["bob@remote.test"], subject="system store")
         remote.wait_delivered(1, "bob@remote.test")
         local.wait_log(r"event=delivered id=\S+ rcpt=bob@remote.test to=relay "
                        r"detail=\"relay=127.0.0.1:\d+ tls=TLSv1.3 \S+ verified")
+        self.assertNotIn("trust_store", local.log())
+
+    def test_an_empty_system_trust_store_is_logged_and_verifies_nothing(self):
+        remote = self.new_server(domains=[("remote.test", ["bob"])])
+        remote.start()
+        local = self.new_server(extra_toml=delivery_toml(
+            relay=f"smtp://127.0.0.1:{remote.ports['smtp']}"),
+            env={"SSL_CERT_FILE": "/nonexistent/bundle.pem", "SSL_CERT_DIR": "/nonexistent"})
+        local.start()
+        submit(local, ["bob@remote.test"], subject="no store")
+        local.wait_log(r"event=trust_store_empty file=/nonexistent/bundle.pem "
+                       r"dir=/nonexistent")
+        local.wait_log(r"event=deferred id=\S+ rcpt=bob@remote.test")
+        self.assertEqual(remote.delivered("bob@remote.test"), [])
 
     def test_a_relay_named_in_etc_hosts_is_found_without_dns(self):
         # "localhost" comes from /etc/hosts (the way a local content filter is named); the
