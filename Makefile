@@ -51,9 +51,9 @@ $(BUILD)/build.ninja: | deps
 # never a test.
 HUGE_PAGES ?= 1
 ifeq ($(HUGE_PAGES),1)
-HUGE_PAGES_SO = $(abspath $(BUILD))/huge-pages-preload.so
+HUGE_PAGES_SO = $(BUILD)/huge-pages-preload.so
 HUGE_PAGES_MALLOC = GLIBC_TUNABLES=$${GLIBC_TUNABLES:+$$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1
-HUGE_PAGES_GCC = $(HUGE_PAGES_MALLOC) LD_PRELOAD=$${LD_PRELOAD:+$$LD_PRELOAD:}$(HUGE_PAGES_SO)
+HUGE_PAGES_GCC = $(HUGE_PAGES_MALLOC) LD_PRELOAD=$${LD_PRELOAD:+$$LD_PRELOAD:}$(abspath $(HUGE_PAGES_SO))
 endif
 
 $(BUILD)/huge-pages-preload.so: scripts/huge-pages-preload.c | $(BUILD)/build.ninja
