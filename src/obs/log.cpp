@@ -101,8 +101,8 @@ void write_stderr(std::string_view line) {
   }
 }
 
+constexpr std::size_t kAtomicWrite = 4096;  // PIPE_BUF on Linux: a write no other splits
 // The lines held by the LogBatch of this thread (log.h); null outside one.
-constexpr std::size_t kAtomicWrite = 4096;  // PIPE_BUF on Linux
 thread_local std::string* held_lines = nullptr;
 
 }  // namespace

@@ -59,6 +59,16 @@ def _seed_cache():
                         f"{binary.st_size}-{binary.st_mtime_ns}-v2")
 
 
+def _copy_seeds(source_dir, target_dir):
+    for name in SEEDED_FILES:
+        source = os.path.join(source_dir, name)
+        target = os.path.join(target_dir, name)
+        if os.path.isdir(source):
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
+
+
 def seed_dev_files(directory):
     cache = _seed_cache()
     if not os.path.isdir(cache):
@@ -73,10 +83,7 @@ def seed_dev_files(directory):
             for n in range(RSA_POOL):
                 pki = os.path.join(scratch, f"pki-{n}")  # only its PKI is missing
                 os.mkdir(pki)
-                for name in SEEDED_FILES:
-                    source = os.path.join(made, name)
-                    (shutil.copytree if os.path.isdir(source) else shutil.copy2)(
-                        source, os.path.join(pki, name))
+                _copy_seeds(made, pki)
                 subprocess.run([SMTPSD, "dev", "--dir", pki, "--init-only"], check=True,
                                stdout=subprocess.DEVNULL)
                 os.rename(os.path.join(pki, "tls", "server-rsa.key"),
@@ -101,13 +108,7 @@ def seed_dev_files(directory):
                     shutil.rmtree(path, ignore_errors=True)
             except OSError:
                 pass  # gone meanwhile
-    for name in SEEDED_FILES:
-        source = os.path.join(cache, name)
-        target = os.path.join(directory, name)
-        if os.path.isdir(source):
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        else:
-            shutil.copy2(source, target)
+    _copy_seeds(cache, directory)
     global _rsa_keys_given
     tls = os.path.join(directory, "tls")
     key = os.path.join(cache, "rsa-keys", f"{_rsa_keys_given}.key")
