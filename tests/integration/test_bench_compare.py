@@ -2,7 +2,8 @@
 
 Checks that the script starts both servers, runs the four loads against each and prints
 the table: four rows of numbers (messages/s, the ratio, p99) and no failed message, and the
-machine probe's two lines (CPU, system call, file creation, disk) around them. The
+machine probe's two lines (CPU, system call, file creation, disk) around them, and that on
+ext4 its directory spreads the servers' directories over block groups (chattr +T). The
 figures themselves mean nothing at this length; bench/README.md says how to read a real run.
 
 `--postfix-maildir` adds a Postfix and a fifth run per load (about 12 s more here), so it is
@@ -12,6 +13,7 @@ not in the smoke run: PostfixMaildir checks, in about 2 s, that the private Post
 
 import os
 import re
+import shutil
 import smtplib
 import subprocess
 import time
@@ -39,9 +41,20 @@ ROW = re.compile(r"^\| (1|100) \| (8|64) \| " + r" \| ".join([NUMBER] * 8) +
 class BenchCompare(unittest.TestCase):
     def test_tiny_run_prints_four_rows(self):
         result = subprocess.run([COMPARE, "--build", os.path.dirname(os.path.abspath(SMTPSD)),
-                                 "--duration", "1", "--rounds", "1", "--probe-mib", "16"],
-                                capture_output=True, text=True, timeout=240)
+                                 "--duration", "1", "--rounds", "1", "--probe-mib", "16",
+                                 "--keep"], capture_output=True, text=True, timeout=240)
+        kept = re.search(r"^kept (\S+)$", result.stderr, re.MULTILINE)
+        self.assertIsNotNone(kept, result.stderr)
+        self.addCleanup(shutil.rmtree, kept.group(1), True)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        # Each server's directory in a block group of its own where the file system has them
+        # (ext4: one server's removed files make the next one's new files dearer).
+        kind = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", kept.group(1)],
+                              capture_output=True, text=True).stdout.strip()
+        if kind in ("ext2", "ext3", "ext4"):
+            listing = subprocess.run(["lsattr", "-d", kept.group(1)], capture_output=True,
+                                     text=True, check=True).stdout
+            self.assertIn("T", listing.split()[0], listing)
         # The machine as it was around the runs, so that figures of two hours compare.
         probes = MACHINE.findall(result.stdout)
         self.assertEqual([probe[0] for probe in probes], ["before the runs", "after them"],
