@@ -375,17 +375,25 @@ base::SyncfsUse MaildirBatch::sync_together_pays() const {
 void MaildirBatch::complete() {
   open_batch = nullptr;  // no more staging: what comes later delivers on its own
   completed_ = true;
-  // 1. every file's data and inode (their blocks were allocated when sync_file_range
-  //    started the writeback): one syncfs for them all, through the file staged first, so
+  // 1. every file's data and inode: one syncfs for them all, through the file staged first, so
   //    that a write error since it was opened is reported (Linux 5.8: syncfs returns the
   //    writeback errors of the file system since the descriptor was opened), and where the
   //    file system has no journal, an fdatasync of that file: the flush that covers the
   //    inode and directory blocks syncfs waited for after its own (base/file_sync.h). When
   //    either fails, or syncfs does not pay, an fsync each (which also tells which failed).
   //    A failed fdatasync is the first file's failure: it has reported that file's write
-  //    error, which a second sync of the same file would no longer see;
+  //    error, which a second sync of the same file would no longer see. Writeback starts
+  //    here, not as each copy is written: syncfs writes all the files in one plugged pass
+  //    (8 % less server CPU a message at 100 x 8 than a sync_file_range a copy, which sent
+  //    each file to the disk as its own request); before fsyncs of several files, one
+  //    sync_file_range each first puts all of them in flight, so that each fsync does not
+  //    wait for its own file's writes alone;
   const base::SyncfsUse use = sync_together_pays();
   synced_together_ = use != base::SyncfsUse::kNever && ::syncfs(open_[0].file_fd) == 0;
+  if (!synced_together_ && open_.size() > 1) {
+    for (const Open& open : open_)
+      ::sync_file_range(open.file_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+  }
   int flush_error = 0;
   if (synced_together_ && use == base::SyncfsUse::kThenFlush &&
       ::fdatasync(open_[0].file_fd) != 0) {
@@ -602,9 +610,7 @@ DeliveryResult Maildir::deliver(const queue::StoredMessage& message, std::size_t
     }
   }
   if (batch != nullptr) {
-    // Durable later, with the batch's other copies (MaildirBatch::complete): writeback starts
-    // now, so that the first fsync there finds every copy's blocks already allocated.
-    ::sync_file_range(target.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+    // Durable later, with the batch's other copies (MaildirBatch::complete).
     const std::string final_path = new_path + "/" + file;
     batch->stage(MaildirBatch::Copy{message.id, recipient_index, final_path, {}}, target.release(),
                  box, tmp_dir.release(), new_dir.release(), file);

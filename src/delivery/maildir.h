@@ -30,7 +30,7 @@ namespace delivery {
 
 // Copies of several deliveries made durable together (delivery at acceptance: the messages of
 // one commit batch). While a batch is open on a thread, Maildir::deliver on that thread stops
-// after writing tmp/<name> (writeback started with sync_file_range) and reports kDelivered;
+// after writing tmp/<name> (its writeback left to complete()) and reports kDelivered;
 // complete() then makes every file durable, renames each into new/ and fsyncs each new/ once:
 // two rounds of syncs for the whole batch instead of two per copy (up to kMaxCopies copies).
 // The files are made durable by one syncfs(2) when there are several, all on one file system
