@@ -52,12 +52,14 @@ void append_state_lines(Spool& spool, const std::string& id,
 
 }  // namespace
 
-GroupCommitter::GroupCommitter(unsigned threads, std::chrono::milliseconds log_idle_close)
-    : log_idle_close_(log_idle_close) {
+GroupCommitter::GroupCommitter(unsigned threads, std::chrono::milliseconds log_idle_close,
+                               std::chrono::microseconds second_committer_after)
+    : log_idle_close_(log_idle_close), second_committer_after_(second_committer_after) {
   if (threads == 0) threads = 1;
+  running_.resize(threads);
   threads_.reserve(threads);
   for (unsigned i = 0; i < threads; ++i)
-    threads_.emplace_back([this] { run(); });
+    threads_.emplace_back([this, i] { run(i); });
 }
 
 GroupCommitter::~GroupCommitter() {
@@ -113,7 +115,7 @@ GroupCommitter::Stats GroupCommitter::stats() const {
                delivered_.load(std::memory_order_relaxed)};
 }
 
-void GroupCommitter::run() {
+void GroupCommitter::run(std::size_t index) {
   std::vector<Pending> batch;
   std::vector<Spool*> written;  // spools whose commit log this thread wrote to since it idled
   // Nothing to commit for a while, or nothing more at all: no segment stays open for writing
@@ -133,12 +135,18 @@ void GroupCommitter::run() {
         continue;
       }
       wake_.wait(lock, ready);
-      if (pending_.empty()) {  // stopping, and nothing left to commit
-        lock.unlock();
+      wait_for_turn(lock);
+      if (pending_.empty()) {
+        if (!stopping_) continue;  // another committer took them
+        lock.unlock();             // stopping, and nothing left to commit
         close_written();
         return;
       }
       batch.swap(pending_);
+      std::uint64_t octets = 0;
+      for (const Pending& pending : batch)
+        octets += pending.writer->content_size();
+      running_[index] = Running{std::chrono::steady_clock::now(), octets >= kLargeBatch};
     }
     for (const Pending& pending : batch) {
       Spool* spool = &pending.writer->spool();
@@ -147,6 +155,27 @@ void GroupCommitter::run() {
     }
     commit_batch(batch);
     batch.clear();
+    std::lock_guard lock(mutex_);
+    running_[index] = Running{};
+  }
+}
+
+void GroupCommitter::wait_for_turn(std::unique_lock<std::mutex>& lock) {
+  // The committer in a batch takes what gathered when it ends (its next batch): taking it
+  // here would split that batch in two, each with its own syncs. Only a batch that runs long
+  // (a large message, a slow disk) lets the others go ahead.
+  using Clock = std::chrono::steady_clock;
+  while (second_committer_after_.count() > 0 && !stopping_ && !pending_.empty()) {
+    Clock::time_point oldest = Clock::time_point::max();
+    for (const Running& batch : running_) {
+      if (batch.started == Clock::time_point{}) continue;  // that thread is in none
+      if (batch.large) return;
+      oldest = std::min(oldest, batch.started);
+    }
+    if (oldest == Clock::time_point::max()) return;  // no batch under way
+    const Clock::time_point turn = oldest + second_committer_after_;
+    if (Clock::now() >= turn) return;
+    wake_.wait_until(lock, turn);
   }
 }
 

@@ -60,8 +60,16 @@ class GroupCommitter {
   // segment of the spools it wrote to (Spool::close_idle_log; tests pass less).
   static constexpr std::chrono::milliseconds kLogIdleClose{1000};
 
+  // How long a batch runs before a second committer takes what gathered meanwhile, where the
+  // daemon asks for it (no journal: one committer's next batch then holds everything that
+  // came during the first's syncs; a large message still does not hold up the small ones
+  // behind it for longer than this). Zero: a free committer takes what waits at once.
+  static constexpr std::chrono::microseconds kSecondCommitterAfter{4000};
+  static constexpr std::uint64_t kLargeBatch = 1 << 20;  // and at once past this many octets
+
   explicit GroupCommitter(unsigned threads = 2,  // 0 means 1
-                          std::chrono::milliseconds log_idle_close = kLogIdleClose);
+                          std::chrono::milliseconds log_idle_close = kLogIdleClose,
+                          std::chrono::microseconds second_committer_after = {});
   ~GroupCommitter();  // stop()
   GroupCommitter(const GroupCommitter&) = delete;
   GroupCommitter& operator=(const GroupCommitter&) = delete;
@@ -113,7 +121,7 @@ class GroupCommitter {
   };
   // What a taken message holds in memory (its image, when it has no file).
   static std::uint64_t bytes_of(const StoredMessage& message);
-  void run();
+  void run(std::size_t index);
   void run_delivery();
   Spool* deliver_taken(std::vector<Taken>& taken);
   // Each message of unpublished whose queue file can be written now goes to queued_; the
@@ -129,11 +137,23 @@ class GroupCommitter {
   void deliver_now(std::vector<Pending>& batch, std::vector<std::optional<SpoolError>>& errors,
                    std::vector<bool>& done, std::vector<std::vector<std::string>>& state_lines);
 
+  // Until no other committer is in a batch, or one of them has been in it for
+  // second_committer_after_ or holds a large batch (lock holds mutex_).
+  void wait_for_turn(std::unique_lock<std::mutex>& lock);
+
   std::chrono::milliseconds log_idle_close_;
+  std::chrono::microseconds second_committer_after_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<Pending> pending_;  // guarded by mutex_
   bool stopping_ = false;         // guarded by mutex_
+  // The batch each committer thread is in: when it began (a default time point when in none),
+  // and whether it holds kLargeBatch octets or more.
+  struct Running {
+    std::chrono::steady_clock::time_point started;
+    bool large = false;
+  };
+  std::vector<Running> running_;  // guarded by mutex_
   std::atomic<std::uint64_t> messages_{0};
   std::atomic<std::uint64_t> syncs_{0};
   std::atomic<std::uint64_t> delivered_{0};

@@ -556,5 +556,55 @@ TEST_F(GroupCommitTest, AStateLineThatCannotBeWrittenIsLoggedAndTheMessageStillC
       << log.all();
 }
 
+// Two committers, the second held back (the daemon's setting where there is no journal): while
+// the first is in a small batch, what comes next waits for it (taking it would split the
+// batch), unless that batch runs past the set time; beside a large batch it goes at once.
+TEST_F(GroupCommitTest, ASecondCommitterWaitsForASmallBatchOnlyUntilItRunsLong) {
+  constexpr auto kAfter = std::chrono::milliseconds(1000);
+  for (const bool large : {false, true}) {
+    SCOPED_TRACE(large ? "the first batch is large" : "the first batch is small");
+    GroupCommitter committer(2, GroupCommitter::kLogIdleClose, kAfter);
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool released = false;
+    std::vector<std::string> seen;  // the first recipient of each message offered
+    committer.set_deliverer([&](std::span<const StoredMessage> messages) {
+      std::unique_lock lock(mutex);
+      for (const StoredMessage& message : messages)
+        seen.push_back(message.envelope.recipients.front().address);
+      changed.notify_all();
+      if (seen.front() == "first@example.com" && seen.size() == messages.size())
+        changed.wait(lock, [&] { return released; });  // the first batch runs until released
+      return std::vector<std::optional<std::vector<bool>>>(messages.size(), std::nullopt);
+    });
+    auto first = begin_writer({"first@example.com"});
+    ASSERT_TRUE(first->append(large ? std::string(GroupCommitter::kLargeBatch, 'x') : "x\r\n"));
+    auto second = begin_writer({"second@example.com"});
+    ASSERT_TRUE(second->append("y\r\n"));
+    Completions completions;
+    auto done = [&](base::Expected<base::Ok, SpoolError> result) {
+      completions.add(result.has_value(), std::this_thread::get_id());
+    };
+    committer.commit_async(*first, done);
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(10), [&] { return !seen.empty(); }));
+    const auto offered = std::chrono::steady_clock::now();
+    committer.commit_async(*second, done);
+    ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(10), [&] { return seen.size() == 2; }));
+    const auto waited = std::chrono::steady_clock::now() - offered;
+    if (large) {
+      EXPECT_LT(waited, kAfter * 9 / 10);
+    } else {
+      EXPECT_GE(waited, kAfter * 9 / 10);  // the first batch began just before "offered"
+    }
+    EXPECT_EQ(seen, (std::vector<std::string>{"first@example.com", "second@example.com"}));
+    released = true;
+    changed.notify_all();
+    lock.unlock();
+    ASSERT_TRUE(completions.wait(2));
+    EXPECT_EQ(completions.succeeded(), 2u);
+  }
+}
+
 }  // namespace
 }  // namespace queue
