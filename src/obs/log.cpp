@@ -14,6 +14,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -101,7 +102,6 @@ void write_stderr(std::string_view line) {
   }
 }
 
-constexpr std::size_t kAtomicWrite = 4096;  // PIPE_BUF on Linux: a write no other splits
 // The lines held by the LogBatch of this thread (log.h); null outside one.
 thread_local std::string* held_lines = nullptr;
 
@@ -295,11 +295,11 @@ Log::~Log() {
   }
   line_.push_back('\n');
   if (std::string* held = held_lines) {
-    if (held->size() + line_.size() > kAtomicWrite && !held->empty()) {
+    if (held->size() + line_.size() > PIPE_BUF && !held->empty()) {
       write_stderr(*held);
       held->clear();
     }
-    if (line_.size() <= kAtomicWrite) {
+    if (line_.size() <= PIPE_BUF) {  // a write no other thread's splits
       held->append(line_);
       return;
     }

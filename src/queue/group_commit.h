@@ -6,7 +6,10 @@
 // ONCE for the batch, renames each into queue/, and only then reports success to every
 // writer: each message is durable before its done callback runs, so the session may answer
 // 250 (RFC 5321 §4.5.4, §6.1: a message MUST NOT be lost once 250 is sent). While one thread
-// waits on the disk the next batch gathers, so messages/s is not capped at one sync each.
+// waits on the disk the next batch gathers, so messages/s is not capped at one sync each;
+// that batch waits for the thread in a batch to end, unless the constructor's
+// second_committer_after is zero or that batch runs long (wait_for_turn), so that where syncs
+// do not merge two threads do not split the batches between them.
 // Invariants: done is called exactly once per commit_async(); a writer whose step failed
 // has its file removed (tmp/<id>, or queue/<id>) and, once logged, a D record in the log.
 //

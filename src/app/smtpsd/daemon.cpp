@@ -511,9 +511,10 @@ int Daemon::run(const std::function<void(const std::vector<BoundListener>&)>& on
       },
       std::move(queue_options));
   // Four committer threads where every sync is a journal commit (base/file_sync.h): the
-  // journal merges their syncs. Else two, the second only for a batch that runs past
-  // kSecondCommitterAfter (a large message): two committers taking turns split the batches,
-  // and their syncs contend (bench/README.md, 0.66-0.75x the server CPU a message at 100 x 8).
+  // journal merges their syncs. Else two, the second only beside a batch that runs past
+  // kSecondCommitterAfter or holds kLargeBatch: two committers taking turns split the
+  // batches, and their syncs contend (bench/README.md: 0.76-0.81x the server CPU a message
+  // at 100 x 8 with the rule).
   const bool journaled = journaled_spool(spool.value()->directory());
   const unsigned commit_threads = journaled ? 4 : 2;
   queue::GroupCommitter committer(
