@@ -71,7 +71,7 @@ void GroupCommitter::commit_async(SpoolWriter& writer, Done done) {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
       pending_.push_back(Pending{&writer, std::move(done)});
-      wake_.notify_one();
+      if (wake_needed()) wake_.notify_one();
       return;
     }
   }
@@ -112,7 +112,8 @@ void GroupCommitter::stop() {
 
 GroupCommitter::Stats GroupCommitter::stats() const {
   return Stats{messages_.load(std::memory_order_relaxed), syncs_.load(std::memory_order_relaxed),
-               delivered_.load(std::memory_order_relaxed)};
+               delivered_.load(std::memory_order_relaxed),
+               wakeups_.load(std::memory_order_relaxed)};
 }
 
 void GroupCommitter::run(std::size_t index) {
@@ -129,12 +130,16 @@ void GroupCommitter::run(std::size_t index) {
     {
       std::unique_lock lock(mutex_);
       const auto ready = [this] { return stopping_ || !pending_.empty(); };
-      if (!written.empty() && !wake_.wait_for(lock, log_idle_close_, ready)) {
-        lock.unlock();
-        close_written();
-        continue;
+      if (!ready()) {
+        if (written.empty()) {
+          wake_.wait(lock, ready);
+        } else if (!wake_.wait_for(lock, log_idle_close_, ready)) {
+          lock.unlock();
+          close_written();
+          continue;
+        }
+        wakeups_.fetch_add(1, std::memory_order_relaxed);
       }
-      wake_.wait(lock, ready);
       wait_for_turn(lock);
       if (pending_.empty()) {
         if (!stopping_) continue;  // another committer took them
@@ -175,8 +180,22 @@ void GroupCommitter::wait_for_turn(std::unique_lock<std::mutex>& lock) {
     if (oldest == Clock::time_point::max()) return;  // no batch under way
     const Clock::time_point turn = oldest + second_committer_after_;
     if (Clock::now() >= turn) return;
+    ++watching_;
     wake_.wait_until(lock, turn);
+    --watching_;
+    wakeups_.fetch_add(1, std::memory_order_relaxed);
   }
+}
+
+bool GroupCommitter::wake_needed() const {
+  if (second_committer_after_.count() == 0 || watching_ == 0) return true;
+  bool under_way = false;
+  for (const Running& batch : running_) {
+    if (batch.started == std::chrono::steady_clock::time_point{}) continue;
+    if (batch.large) return true;
+    under_way = true;
+  }
+  return !under_way;
 }
 
 void GroupCommitter::run_delivery() {

@@ -110,6 +110,7 @@ class GroupCommitter {
     std::uint64_t messages = 0;
     std::uint64_t syncs = 0;
     std::uint64_t delivered = 0;  // of messages, delivered at acceptance (no log sync)
+    std::uint64_t wakeups = 0;    // times a committer thread woke to look for work
   };
   Stats stats() const;
 
@@ -143,6 +144,10 @@ class GroupCommitter {
   // Until no other committer is in a batch, or one of them has been in it for
   // second_committer_after_ or holds a large batch (lock holds mutex_).
   void wait_for_turn(std::unique_lock<std::mutex>& lock);
+  // Whether a message queued now must wake a committer (lock holds mutex_): not while a
+  // small batch is under way and another committer already waits for its turn, for the one in
+  // the batch takes what gathered when it ends, and the one waiting goes at its turn.
+  bool wake_needed() const;
 
   std::chrono::milliseconds log_idle_close_;
   std::chrono::microseconds second_committer_after_;
@@ -157,9 +162,11 @@ class GroupCommitter {
     bool large = false;
   };
   std::vector<Running> running_;  // guarded by mutex_
+  std::size_t watching_ = 0;      // guarded by mutex_: committers waiting in wait_for_turn
   std::atomic<std::uint64_t> messages_{0};
   std::atomic<std::uint64_t> syncs_{0};
   std::atomic<std::uint64_t> delivered_{0};
+  std::atomic<std::uint64_t> wakeups_{0};
   Deliverer deliverer_;
   std::vector<std::thread> threads_;
   // The reply after the log: its thread and what waits for it.

@@ -606,5 +606,59 @@ TEST_F(GroupCommitTest, ASecondCommitterWaitsForASmallBatchOnlyUntilItRunsLong) 
   }
 }
 
+// Once the second committer waits for its turn beside a small batch, the messages that come
+// meanwhile wake no committer: the first takes them when its batch ends, the second goes at
+// its turn. (Woken by each, the waiting thread slept again at once: a switch of thread a
+// message, a fifth of the server's at 100 x 8.)
+TEST_F(GroupCommitTest, MessagesBesideASmallBatchWakeNoCommitterOnceOneWaitsItsTurn) {
+  constexpr std::size_t kMore = 20;
+  GroupCommitter committer(2, GroupCommitter::kLogIdleClose, std::chrono::seconds(10));
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool released = false;
+  std::size_t batches = 0;
+  committer.set_deliverer([&](std::span<const StoredMessage> messages) {
+    std::unique_lock lock(mutex);
+    if (++batches == 1) {
+      changed.notify_all();
+      changed.wait(lock, [&] { return released; });  // the first batch runs until released
+    }
+    return std::vector<std::optional<std::vector<bool>>>(messages.size(), std::nullopt);
+  });
+  std::vector<std::unique_ptr<SpoolWriter>> writers;
+  for (std::size_t i = 0; i < kMore + 2; ++i) {
+    writers.push_back(begin_writer({"rcpt" + std::to_string(i) + "@example.com"}));
+    ASSERT_TRUE(writers.back()->append("x\r\n"));
+  }
+  Completions completions;
+  auto done = [&](base::Expected<base::Ok, SpoolError> result) {
+    completions.add(result.has_value(), std::this_thread::get_id());
+  };
+  committer.commit_async(*writers[0], done);
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(10), [&] { return batches == 1; }));
+  }
+  const std::uint64_t before = committer.stats().wakeups;
+  committer.commit_async(*writers[1], done);  // wakes the second committer: it waits its turn
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (committer.stats().wakeups == before && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_GT(committer.stats().wakeups, before);
+  for (std::size_t i = 2; i < writers.size(); ++i) {
+    committer.commit_async(*writers[i], done);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // time to wake, were it woken
+  }
+  EXPECT_LE(committer.stats().wakeups - before, 2u);  // its own wake, and one to spare
+  {
+    std::lock_guard lock(mutex);
+    released = true;
+  }
+  changed.notify_all();
+  ASSERT_TRUE(completions.wait(writers.size()));
+  EXPECT_EQ(completions.succeeded(), writers.size());
+  EXPECT_EQ(batches, 2u);  // the first committer took all that gathered, in one batch
+}
+
 }  // namespace
 }  // namespace queue
