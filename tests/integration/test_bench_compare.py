@@ -1,4 +1,4 @@
-"""bench/compare smoke test: smtpsd and a private Postfix side by side, a tiny load (about 20 s).
+"""bench/compare smoke test: smtpsd and a private Postfix side by side, a tiny load (about 30 s).
 
 Checks that the script starts both servers, runs the four loads against each and prints
 the table: four rows of numbers (messages/s, the ratio, p99) and no failed message, and the
@@ -32,6 +32,11 @@ MACHINE = re.compile(r"^machine (before the runs|after them): ECDSA P-256 signat
                      r"(\d+\.\d) us, system call (\d+\.\d\d) us, new 1 KiB file "
                      r"(\d+\.\d) us, disk (\d+) MB/s "
                      r"\(16 MiB written, fdatasync\)$", re.MULTILINE)
+# The floor under one message a connection: the TLS handshake alone, in the same rounds.
+HANDSHAKE = re.compile(r"^TLS handshake alone \(smtpsctl bench --handshake-only: connect, "
+                       r"TLS 1\.3, close; 8 connections\): server CPU a connection smtpsd "
+                       + NUMBER + r" ms, Postfix " + NUMBER + r" ms, Postfix/smtpsd "
+                       + NUMBER + r"$", re.MULTILINE)
 ROW = re.compile(r"^\| (1|100) \| (8|64) \| " + r" \| ".join([NUMBER] * 8) +
                  r" \| (\d+)/(\d+) \|$", re.MULTILINE)
 
@@ -64,6 +69,13 @@ class BenchCompare(unittest.TestCase):
             self.assertGreater(float(syscall_us), 0)
             self.assertGreater(float(file_us), 0)
             self.assertGreater(int(disk), 0)
+        floor = HANDSHAKE.search(result.stdout)
+        self.assertIsNotNone(floor, result.stdout)
+        smtpsd_floor, postfix_floor, floor_ratio = (float(value) for value in floor.groups())
+        self.assertGreater(smtpsd_floor, 0)
+        self.assertGreater(postfix_floor, 0)
+        self.assertAlmostEqual(floor_ratio, postfix_floor / smtpsd_floor,
+                               delta=max(0.01, 0.05 * floor_ratio))
         rows = ROW.findall(result.stdout)
         self.assertEqual([(row[0], row[1]) for row in rows],
                          [("1", "8"), ("1", "64"), ("100", "8"), ("100", "64")], result.stdout)
