@@ -112,8 +112,8 @@ void GroupCommitter::stop() {
 
 GroupCommitter::Stats GroupCommitter::stats() const {
   return Stats{messages_.load(std::memory_order_relaxed), syncs_.load(std::memory_order_relaxed),
-               delivered_.load(std::memory_order_relaxed),
-               wakeups_.load(std::memory_order_relaxed)};
+               delivered_.load(std::memory_order_relaxed), wakeups_.load(std::memory_order_relaxed),
+               watching_.load(std::memory_order_relaxed)};
 }
 
 void GroupCommitter::run(std::size_t index) {

@@ -109,8 +109,9 @@ class GroupCommitter {
   struct Stats {
     std::uint64_t messages = 0;
     std::uint64_t syncs = 0;
-    std::uint64_t delivered = 0;  // of messages, delivered at acceptance (no log sync)
-    std::uint64_t wakeups = 0;    // times a committer thread woke to look for work
+    std::uint64_t delivered = 0;         // of messages, delivered at acceptance (no log sync)
+    std::uint64_t wakeups = 0;           // times a committer thread woke to look for work
+    std::uint64_t waiting_for_turn = 0;  // committer threads in wait_for_turn now
   };
   Stats stats() const;
 
@@ -162,7 +163,8 @@ class GroupCommitter {
     bool large = false;
   };
   std::vector<Running> running_;  // guarded by mutex_
-  std::size_t watching_ = 0;      // guarded by mutex_: committers waiting in wait_for_turn
+  // Committers waiting in wait_for_turn: changed under mutex_, read by stats() without it.
+  std::atomic<std::size_t> watching_{0};
   std::atomic<std::uint64_t> messages_{0};
   std::atomic<std::uint64_t> syncs_{0};
   std::atomic<std::uint64_t> delivered_{0};
