@@ -15,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <span>
@@ -634,6 +635,19 @@ TEST_F(GroupCommitTest, MessagesBesideASmallBatchWakeNoCommitterOnceOneWaitsItsT
   auto done = [&](base::Expected<base::Ok, SpoolError> result) {
     completions.add(result.has_value(), std::this_thread::get_id());
   };
+  // However the test ends (an ASSERT returns early), the first batch is released and the
+  // committers stopped before the writers and completions they use go away.
+  struct Finish {
+    std::function<void()> run;
+    ~Finish() { run(); }
+  } finish{[&] {
+    {
+      std::lock_guard lock(mutex);
+      released = true;
+    }
+    changed.notify_all();
+    committer.stop();
+  }};
   committer.commit_async(*writers[0], done);
   {
     std::unique_lock lock(mutex);
