@@ -169,33 +169,31 @@ void GroupCommitter::wait_for_turn(std::unique_lock<std::mutex>& lock) {
   // The committer in a batch takes what gathered when it ends (its next batch): taking it
   // here would split that batch in two, each with its own syncs. Only a batch that runs long
   // (a large message, a slow disk) lets the others go ahead.
-  using Clock = std::chrono::steady_clock;
   while (second_committer_after_.count() > 0 && !stopping_ && !pending_.empty()) {
-    Clock::time_point oldest = Clock::time_point::max();
-    for (const Running& batch : running_) {
-      if (batch.started == Clock::time_point{}) continue;  // that thread is in none
-      if (batch.large) return;
-      oldest = std::min(oldest, batch.started);
-    }
-    if (oldest == Clock::time_point::max()) return;  // no batch under way
-    const Clock::time_point turn = oldest + second_committer_after_;
-    if (Clock::now() >= turn) return;
+    const auto at = turn();
+    if (std::chrono::steady_clock::now() >= at) return;
     ++watching_;
-    wake_.wait_until(lock, turn);
+    wake_.wait_until(lock, at);
     --watching_;
     wakeups_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
-bool GroupCommitter::wake_needed() const {
-  if (second_committer_after_.count() == 0 || watching_ == 0) return true;
-  bool under_way = false;
+std::chrono::steady_clock::time_point GroupCommitter::turn() const {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point oldest = Clock::time_point::max();
   for (const Running& batch : running_) {
-    if (batch.started == std::chrono::steady_clock::time_point{}) continue;
-    if (batch.large) return true;
-    under_way = true;
+    if (batch.started == Clock::time_point{}) continue;  // that thread is in none
+    if (batch.large) return Clock::time_point::min();
+    oldest = std::min(oldest, batch.started);
   }
-  return !under_way;
+  if (oldest == Clock::time_point::max()) return Clock::time_point::min();  // none under way
+  return oldest + second_committer_after_;
+}
+
+bool GroupCommitter::wake_needed() const {
+  return second_committer_after_.count() == 0 || watching_ == 0 ||
+         turn() == std::chrono::steady_clock::time_point::min();
 }
 
 void GroupCommitter::run_delivery() {

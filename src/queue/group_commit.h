@@ -145,6 +145,10 @@ class GroupCommitter {
   // Until no other committer is in a batch, or one of them has been in it for
   // second_committer_after_ or holds a large batch (lock holds mutex_).
   void wait_for_turn(std::unique_lock<std::mutex>& lock);
+  // When a waiting committer may take what waits (lock holds mutex_): the oldest batch under
+  // way's start plus second_committer_after_; time_point::min(), at once, when no batch is
+  // under way or one is large.
+  std::chrono::steady_clock::time_point turn() const;
   // Whether a message queued now must wake a committer (lock holds mutex_): not while a
   // small batch is under way and another committer already waits for its turn, for the one in
   // the batch takes what gathered when it ends, and the one waiting goes at its turn.

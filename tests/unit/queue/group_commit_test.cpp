@@ -15,7 +15,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
-#include <functional>
 #include <mutex>
 #include <set>
 #include <span>
@@ -557,6 +556,31 @@ TEST_F(GroupCommitTest, AStateLineThatCannotBeWrittenIsLoggedAndTheMessageStillC
       << log.all();
 }
 
+// However a test that holds a batch open ends (an ASSERT returns early), the batch is released
+// and the committers stopped before the locals their threads use go away: declared after them.
+class ReleaseThenStop {
+ public:
+  ReleaseThenStop(GroupCommitter& committer, std::mutex& mutex, std::condition_variable& changed,
+                  bool& released)
+      : committer_(committer), mutex_(mutex), changed_(changed), released_(released) {}
+  ~ReleaseThenStop() {
+    {
+      std::lock_guard lock(mutex_);
+      released_ = true;
+    }
+    changed_.notify_all();
+    committer_.stop();
+  }
+  ReleaseThenStop(const ReleaseThenStop&) = delete;
+  ReleaseThenStop& operator=(const ReleaseThenStop&) = delete;
+
+ private:
+  GroupCommitter& committer_;
+  std::mutex& mutex_;
+  std::condition_variable& changed_;
+  bool& released_;
+};
+
 // Two committers, the second held back (the daemon's setting where there is no journal): while
 // the first is in a small batch, what comes next waits for it (taking it would split the
 // batch), unless that batch runs past the set time; beside a large batch it goes at once.
@@ -586,6 +610,7 @@ TEST_F(GroupCommitTest, ASecondCommitterWaitsForASmallBatchOnlyUntilItRunsLong) 
     auto done = [&](base::Expected<base::Ok, SpoolError> result) {
       completions.add(result.has_value(), std::this_thread::get_id());
     };
+    ReleaseThenStop finish(committer, mutex, changed, released);
     committer.commit_async(*first, done);
     std::unique_lock lock(mutex);
     ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(10), [&] { return !seen.empty(); }));
@@ -635,19 +660,7 @@ TEST_F(GroupCommitTest, MessagesBesideASmallBatchWakeNoCommitterOnceOneWaitsItsT
   auto done = [&](base::Expected<base::Ok, SpoolError> result) {
     completions.add(result.has_value(), std::this_thread::get_id());
   };
-  // However the test ends (an ASSERT returns early), the first batch is released and the
-  // committers stopped before the writers and completions they use go away.
-  struct Finish {
-    std::function<void()> run;
-    ~Finish() { run(); }
-  } finish{[&] {
-    {
-      std::lock_guard lock(mutex);
-      released = true;
-    }
-    changed.notify_all();
-    committer.stop();
-  }};
+  ReleaseThenStop finish(committer, mutex, changed, released);
   committer.commit_async(*writers[0], done);
   {
     std::unique_lock lock(mutex);
