@@ -41,6 +41,19 @@ if [ "${1:-}" = "--check" ]; then
   exit $status
 fi
 
+# The binaries the tests run: this tree's smtpsd and smtpsctl, and the unit_tests its CTest
+# runs, which is another tree's when it was configured with SMTPSD_UNIT_TESTS_FROM (`make
+# test` gives build/ the sanitizer tree's, build-san/tests/unit_tests).
+unit_from=$(sed -n 's/^SMTPSD_UNIT_TESTS_FROM:FILEPATH=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
+build_all() {
+  if [ -n "$unit_from" ]; then
+    cmake --build "$build" --target smtpsd smtpsctl >/dev/null
+    cmake --build "$(dirname "$(dirname "$unit_from")")" --target unit_tests >/dev/null
+  else
+    cmake --build "$build" --target smtpsd smtpsctl unit_tests >/dev/null
+  fi
+}
+
 status=0
 applied=""
 revert() {
@@ -59,7 +72,7 @@ for patch in $(patch_files "$@"); do
   fi
   git -C "$root" apply "$patch"
   applied=$patch
-  cmake --build "$build" --target smtpsd smtpsctl unit_tests >/dev/null
+  build_all
   if ctest --test-dir "$build" -R "$tests" -j2 >"$build/mutation-$name.log" 2>&1; then
     echo "MISSED  $name: its tests passed with the promise broken ($build/mutation-$name.log)"
     status=1
@@ -68,5 +81,5 @@ for patch in $(patch_files "$@"); do
   fi
   revert
 done
-cmake --build "$build" --target smtpsd smtpsctl unit_tests >/dev/null
+build_all
 exit $status
