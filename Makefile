@@ -2,18 +2,19 @@
 #
 # `make test` is what CI runs (.ci/run: a bare Debian 12 machine with 2 cores). Two trees:
 #   build/      gcc, RelWithDebInfo: smtpsd, smtpsctl, the benches; `make run` uses it. Its
-#               CTest holds one entry per test (~1,490 unit, ~450 integration), the summary
-#               CI counts. The unit tests it runs are build-san/'s unit_tests, once, in the
-#               entry unit_run (tests/unit_run/run.py; SMTPSD_UNIT_TESTS_FROM): it builds no
-#               unit_tests of its own (`cmake --build build --target unit_tests` does).
+#               CTest holds one entry per test (~1,490 unit, ~450 integration, 24 sanitized
+#               groups), the summary CI counts. With SMTPSD_SANITIZER_TREE=build-san it runs
+#               that tree's unit_tests, once, in the entry unit_run (tests/unit_run/run.py),
+#               and builds none of its own (`cmake --build build --target unit_tests` does),
+#               and the groups of tests/integration/sanitized_groups.txt against that tree's
+#               smtpsd (the entries sanitized.<group>).
 #   build-san/  clang 16, -O0, ASan + UBSan + libFuzzer coverage. Built there: the *_fuzz
-#               targets, unit_tests, and smtpsd/smtpsctl for a subset of the integration
-#               tests (scripts/sanitized-server-tests.sh).
+#               targets, unit_tests, and smtpsd/smtpsctl.
 # Steps, in order: deps (installs what is missing; a no-op once installed), build/ and the
-# fuzzers, unit_tests, smtpsd and smtpsctl of build-san/ at -j $(JOBS), the sanitized server
-# tests, the release CTest at -j $(TEST_JOBS) (more than the cores: integration tests mostly
-# wait on sockets; the few that assert timings or generate load run alone, RUN_SERIAL), with
-# the sanitized unit tests in it, then the fuzz smoke, FUZZ_JOBS targets at a time for
+# fuzzers, unit_tests, smtpsd and smtpsctl of build-san/ at -j $(JOBS), then the release
+# CTest at -j $(TEST_JOBS) (more than the cores: integration tests mostly wait on sockets;
+# the few that assert timings or generate load run alone, RUN_SERIAL), the sanitized unit and
+# server tests among its entries, and the fuzz smoke, FUZZ_JOBS targets at a time for
 # FUZZ_SECONDS each, beside CTest at nice 19 (FUZZ_OVERLAP=0: after it).
 # README.md ("Building and testing") gives the time of each step.
 BUILD      ?= build
@@ -28,7 +29,7 @@ TEST_BUDGET ?= 1200
 SAN_CXX    ?= clang++-16
 SAN_LD     ?= /usr/bin/ld.lld-16
 
-.PHONY: all deps build install deb run test test-steps check-layers test-release test-slow testssl-live test-asan test-asan-server san-build fuzz fuzz-smoke format format-check clean
+.PHONY: all deps build install deb run test test-steps check-layers test-release test-slow testssl-live test-asan san-build fuzz fuzz-smoke format format-check clean
 
 all: build
 
@@ -38,11 +39,11 @@ deps:
 # Debug information as line tables only (-g1): stack traces and profiles keep their file and
 # line, and the tree compiles about a fifth faster than with full -g (a CLI11 file: 8.0 s
 # against 10.4 s), which `make test` spends twice a clean build.
-# The unit tests it runs are build-san/'s (above).
+# The unit tests it runs, and the smtpsd of its sanitized entries, are build-san/'s (above).
 $(BUILD)/build.ninja: | deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
-	  -DSMTPSD_UNIT_TESTS_FROM=$(abspath $(BUILD_SAN))/tests/unit_tests
+	  -DSMTPSD_SANITIZER_TREE=$(abspath $(BUILD_SAN))
 
 # The compilers get transparent huge pages (HUGE_PAGES=0: not): on this project's 2-core
 # virtual machines a page fault costs some 9 us, and a compiler touches each page of its
@@ -91,9 +92,9 @@ test: deps
 	  if [ $$status -ne 0 ]; then exit $$status; fi; \
 	  if [ $$elapsed -gt $(TEST_BUDGET) ]; then \
 	    echo "make test: FAILED: over its time budget (TEST_BUDGET=$(TEST_BUDGET) s)"; exit 1; fi
-# Both trees are built before the sanitized server tests run and the release CTest starts,
-# so that no test competes with a compiler.
-test-steps: check-layers build fuzz test-asan-server
+# Both trees are built before the release CTest starts, so that no test competes with a
+# compiler.
+test-steps: check-layers build fuzz san-build
 	FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_OVERLAP=$(FUZZ_OVERLAP) \
 	  ./scripts/ctest-with-fuzz-smoke.sh $(BUILD) $(TEST_JOBS) $(BUILD_SAN) $(FUZZ_SECONDS)
 
@@ -134,13 +135,10 @@ $(BUILD_SAN)/build.ninja: | deps
 # Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, the binary in $(JOBS) shards;
 # then smtpsd itself, linked in the same tree, against real clients: a representative subset
 # of the integration tests (scripts/sanitized-server-tests.sh lists it).
-# `make test` runs the same unit tests in build/'s CTest instead (test-asan-server here, then
-# the entry unit_run there), where CI's summary counts them.
+# `make test` runs the same tests as entries of build/'s CTest instead (unit_run and
+# sanitized.<group>), where CI's summary counts them.
 test-asan: san-build
 	cd $(BUILD_SAN) && ctest --output-on-failure -j $(JOBS) -L unit
-	./scripts/sanitized-server-tests.sh $(BUILD_SAN) $$(( $(JOBS) + 2 ))
-
-test-asan-server: san-build
 	./scripts/sanitized-server-tests.sh $(BUILD_SAN) $$(( $(JOBS) + 2 ))
 
 san-build: deps $(BUILD_SAN)/build.ninja

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Runs a representative subset of the integration tests against smtpsd and smtpsctl built
-# with AddressSanitizer + UndefinedBehaviorSanitizer (the build-san tree of `make test`):
-# TLS, AUTH (smtplib, swaks, curl, msmtp, gsasl), pipelining and back-pressure, BDAT, big
-# messages, relaying with DSNs, certificate and configuration reload, kill -9 recovery,
-# milters and the port-25 screening.
+# with AddressSanitizer + UndefinedBehaviorSanitizer (build-san/), the groups of
+# tests/integration/sanitized_groups.txt, JOBS at a time: `make test-asan`. `make test` runs
+# the same groups as CTest entries of build/ (sanitized.<group>, tests/CMakeLists.txt).
 # The harness fails a test whose server printed a sanitizer report, crashed or exited
 # non-zero after SIGTERM (a leak report makes LeakSanitizer exit 1).
 # Usage: scripts/sanitized-server-tests.sh BUILD_SAN JOBS
@@ -11,22 +10,8 @@ set -euo pipefail
 build_san=$(realpath "${1:-build-san}")
 jobs=${2:-2}
 cd "$(dirname "$0")/../tests/integration"
-classes=(
-  test_tls
-  test_auth.SmtplibSubmission test_auth.ExternalClients test_auth.GsaslScram test_auth.BadInput
-  test_robustness.PipeliningBackPressure test_robustness.Abuse test_robustness.BareLineEndings
-  test_delivery.Pipelining test_delivery.Chunking test_delivery.BigMessage test_delivery.CrashRecovery
-  test_delivery.ReplyAfterLog
-  test_onward.RelayToSecondServer test_onward.Notifications
-  test_reload.CertificateReload test_reload.ConfigReload
-  test_addressing.Addressing test_local_submission test_queue_tools
-  test_domains.SrsThroughAnAlias test_domains.RelayDomain
-  test_milter.ScriptedMilter test_screening
-)
-# Left to the release run, to keep `make test` in its budget: the kill -9 loop (restarts
-# under ASan take most of its time, and it is about durability, which test_durability holds)
-# and the authenticity and DANE modules (BIND, Postfix and dkimpy around little of our code:
-# SPF, DKIM, DMARC, ARC and DANE run under ASan in the unit tests and the fuzzers).
+# The groups: tests/integration/sanitized_groups.txt (what runs, and what is left out, why).
+mapfile -t classes < <(grep -v -e '^#' -e '^$' sanitized_groups.txt | cut -d' ' -f1)
 # The interpreter itself, first on PATH: pyenv's python3 shim costs 0.25 s a start
 # (tests/CMakeLists.txt).
 python=$(python3 -c 'import sys; print(sys.executable)')

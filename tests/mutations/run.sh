@@ -41,14 +41,14 @@ if [ "${1:-}" = "--check" ]; then
   exit $status
 fi
 
-# The binaries the tests run: this tree's smtpsd and smtpsctl, and the unit_tests its CTest
-# runs, which is another tree's when it was configured with SMTPSD_UNIT_TESTS_FROM (`make
-# test` gives build/ the sanitizer tree's, build-san/tests/unit_tests).
-unit_from=$(sed -n 's/^SMTPSD_UNIT_TESTS_FROM:FILEPATH=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
+# The binaries the tests run: this tree's smtpsd and smtpsctl and its unit_tests, or, when it
+# was configured with SMTPSD_SANITIZER_TREE (`make test` gives build/ build-san/), that tree's
+# unit_tests, smtpsd and smtpsctl, which its CTest runs too (unit_run, sanitized.<group>).
+san_tree=$(sed -n 's/^SMTPSD_SANITIZER_TREE:PATH=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
 build_all() {
-  if [ -n "$unit_from" ]; then
+  if [ -n "$san_tree" ]; then
     cmake --build "$build" --target smtpsd smtpsctl >/dev/null
-    cmake --build "$(dirname "$(dirname "$unit_from")")" --target unit_tests >/dev/null
+    cmake --build "$san_tree" --target unit_tests smtpsd smtpsctl >/dev/null
   else
     cmake --build "$build" --target smtpsd smtpsctl unit_tests >/dev/null
   fi
