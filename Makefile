@@ -134,7 +134,7 @@ $(BUILD_SAN)/build.ninja: | deps
 
 # Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, the binary in $(JOBS) shards;
 # then smtpsd itself, linked in the same tree, against real clients: a representative subset
-# of the integration tests (scripts/sanitized-server-tests.sh lists it).
+# of the integration tests (tests/integration/sanitized_groups.txt lists it).
 # `make test` runs the same tests as entries of build/'s CTest instead (unit_run and
 # sanitized.<group>), where CI's summary counts them.
 test-asan: san-build
