@@ -63,7 +63,11 @@ endif
 $(BUILD)/huge-pages-preload.so: scripts/huge-pages-preload.c | $(BUILD)/build.ninja
 	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
 
+# A build/ configured before it took its tests from build-san/ (8 December 2026) is given the
+# setting, so that `make test` there does not lose the sanitized tests.
 build: deps $(BUILD)/build.ninja $(HUGE_PAGES_SO)
+	@grep -qx 'SMTPSD_SANITIZER_TREE:PATH=$(abspath $(BUILD_SAN))' $(BUILD)/CMakeCache.txt || \
+	  cmake -S . -B $(BUILD) -DSMTPSD_SANITIZER_TREE=$(abspath $(BUILD_SAN))
 	$(HUGE_PAGES_GCC) cmake --build $(BUILD) -j $(JOBS)
 
 # `make install` (PREFIX=/usr/local, DESTDIR for staging): README "Running in production"
