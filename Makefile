@@ -29,7 +29,7 @@ TEST_BUDGET ?= 1200
 SAN_CXX    ?= clang++-16
 SAN_LD     ?= /usr/bin/ld.lld-16
 
-.PHONY: all deps build install deb run test test-steps check-layers test-release test-slow testssl-live test-asan san-build fuzz fuzz-smoke format format-check clean
+.PHONY: all deps build install deb run test test-steps check-layers test-release test-slow testssl-live test-asan san-build sanitizer-tree fuzz fuzz-smoke format format-check clean
 
 all: build
 
@@ -40,10 +40,15 @@ deps:
 # line, and the tree compiles about a fifth faster than with full -g (a CLI11 file: 8.0 s
 # against 10.4 s), which `make test` spends twice a clean build.
 # The unit tests it runs, and the smtpsd of its sanitized entries, are build-san/'s (above).
+SANITIZER_TREE = SMTPSD_SANITIZER_TREE:PATH=$(abspath $(BUILD_SAN))
 $(BUILD)/build.ninja: | deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
-	  -DSMTPSD_SANITIZER_TREE=$(abspath $(BUILD_SAN))
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -D$(SANITIZER_TREE)
+
+# A build/ configured before it took its tests from build-san/ (8 December 2026) is given the
+# setting, so that `make test` there does not lose the sanitized tests.
+sanitizer-tree: $(BUILD)/build.ninja
+	@grep -qx '$(SANITIZER_TREE)' $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -D$(SANITIZER_TREE)
 
 # The compilers get transparent huge pages (HUGE_PAGES=0: not): on this project's 2-core
 # virtual machines a page fault costs some 9 us, and a compiler touches each page of its
@@ -63,11 +68,7 @@ endif
 $(BUILD)/huge-pages-preload.so: scripts/huge-pages-preload.c | $(BUILD)/build.ninja
 	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
 
-# A build/ configured before it took its tests from build-san/ (8 December 2026) is given the
-# setting, so that `make test` there does not lose the sanitized tests.
-build: deps $(BUILD)/build.ninja $(HUGE_PAGES_SO)
-	@grep -qx 'SMTPSD_SANITIZER_TREE:PATH=$(abspath $(BUILD_SAN))' $(BUILD)/CMakeCache.txt || \
-	  cmake -S . -B $(BUILD) -DSMTPSD_SANITIZER_TREE=$(abspath $(BUILD_SAN))
+build: deps sanitizer-tree $(HUGE_PAGES_SO)
 	$(HUGE_PAGES_GCC) cmake --build $(BUILD) -j $(JOBS)
 
 # `make install` (PREFIX=/usr/local, DESTDIR for staging): README "Running in production"
@@ -138,12 +139,12 @@ $(BUILD_SAN)/build.ninja: | deps
 
 # Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, the binary in $(JOBS) shards;
 # then smtpsd itself, linked in the same tree, against real clients: a representative subset
-# of the integration tests (tests/integration/sanitized_groups.txt lists it).
-# `make test` runs the same tests as entries of build/'s CTest instead (unit_run and
-# sanitized.<group>), where CI's summary counts them.
-test-asan: san-build
+# of the integration tests (tests/integration/sanitized_groups.txt lists it), the entries
+# sanitized.<group> of build/'s CTest (build/ configured, not built). `make test` runs both
+# in build/'s CTest instead (unit_run and sanitized.<group>), where CI's summary counts them.
+test-asan: san-build sanitizer-tree
 	cd $(BUILD_SAN) && ctest --output-on-failure -j $(JOBS) -L unit
-	./scripts/sanitized-server-tests.sh $(BUILD_SAN) $$(( $(JOBS) + 2 ))
+	cd $(BUILD) && ctest --output-on-failure -j $$(( $(JOBS) + 2 )) -L sanitized
 
 san-build: deps $(BUILD_SAN)/build.ninja
 	$(HUGE_PAGES_MALLOC) cmake --build $(BUILD_SAN) -j $(JOBS) --target unit_tests smtpsd smtpsctl

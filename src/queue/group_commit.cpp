@@ -192,8 +192,8 @@ std::chrono::steady_clock::time_point GroupCommitter::turn() const {
 }
 
 bool GroupCommitter::wake_needed() const {
-  return second_committer_after_.count() == 0 || watching_ == 0 ||
-         turn() == std::chrono::steady_clock::time_point::min();
+  // With no turn to wait for (second_committer_after_ 0), no committer ever watches.
+  return watching_ == 0 || turn() == std::chrono::steady_clock::time_point::min();
 }
 
 void GroupCommitter::run_delivery() {

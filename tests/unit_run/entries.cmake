@@ -1,8 +1,9 @@
-# tests/unit_run/entries.cmake: run after each link of unit_tests (cmake -P), writes the CTest
+# tests/unit_run/entries.cmake: included by CTest's file for tests/ (unit_include.cmake, made by
+# tests/CMakeLists.txt) when the unit_tests binary is newer than OUT, writes the CTest
 # entries unit.<Suite>.<Name>, one per test that `unit_tests --gtest_list_tests` lists, each
 # printing that test's result file from the fixture unit_run (run.py), passing only on
 # "passed" and skipped on "[  SKIPPED ]" (a missing file fails: cat's error).
-#   -D BINARY=unit_tests -D RESULTS=dir -D OUT=file
+#   set before: BINARY (unit_tests), RESULTS (a folder), OUT (the file to write)
 execute_process(COMMAND ${BINARY} --gtest_list_tests --gtest_also_run_disabled_tests
   OUTPUT_VARIABLE listing RESULT_VARIABLE status)
 if(NOT status EQUAL 0)
